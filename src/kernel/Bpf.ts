@@ -1,0 +1,152 @@
+/**
+ * The kernel binding as an Effect service. It knows BPF objects, links, maps and ring buffers — nothing of probes.
+ *
+ * Every kernel resource is acquired in a `Scope`: closing the scope (success, failure or interruption) detaches the
+ * link, stops the ring-buffer poll, and closes the object, in reverse order of acquisition.
+ */
+import type { Effect, Option, Scope, Stream } from "effect"
+import { Context, Schema } from "effect"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors: each carries the operation, errno (0 when libbpf gave none), its symbolic code, and libbpf's message.
+// ---------------------------------------------------------------------------------------------------------------
+
+const errorFields = {
+  op: Schema.String,
+  errno: Schema.Number,
+  code: Schema.String,
+  message: Schema.String
+}
+
+/** The object file is missing, unreadable, or not a BPF ELF object. */
+export class BpfOpenError extends Schema.TaggedError<BpfOpenError>()("BpfOpenError", {
+  ...errorFields,
+  source: Schema.String
+}) {}
+
+/** The kernel (usually the verifier) rejected the object; `verifierLog` is the tail of the log. */
+export class BpfLoadError extends Schema.TaggedError<BpfLoadError>()("BpfLoadError", {
+  ...errorFields,
+  object: Schema.String,
+  verifierLog: Schema.String
+}) {}
+
+/** A uprobe/tracepoint could not be attached: symbol absent, binary missing, PID gone, bad offset. */
+export class BpfAttachError extends Schema.TaggedError<BpfAttachError>()("BpfAttachError", {
+  ...errorFields,
+  program: Schema.String,
+  target: Schema.String
+}) {}
+
+/** A map operation failed, or the map/constant does not exist, or the value size is wrong. */
+export class BpfMapError extends Schema.TaggedError<BpfMapError>()("BpfMapError", {
+  ...errorFields,
+  map: Schema.String
+}) {}
+
+/** The caller lacks CAP_BPF/CAP_PERFMON (or root): EPERM/EACCES from the bpf or perf_event_open syscalls. */
+export class BpfPermissionError extends Schema.TaggedError<BpfPermissionError>()("BpfPermissionError", {
+  ...errorFields
+}) {}
+
+/** Any error of the kernel binding. */
+export type BpfError = BpfOpenError | BpfLoadError | BpfAttachError | BpfMapError | BpfPermissionError
+
+// ---------------------------------------------------------------------------------------------------------------
+// Inputs
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A value for a `const volatile` global in the object's `.rodata`, set before load. Numbers and bigints are encoded
+ * little-endian to the variable's size; bytes must match the size exactly; booleans are one byte.
+ */
+export type ConstantValue = number | bigint | boolean | Uint8Array
+
+/** What to load: an object file on disk or its bytes. */
+export interface ObjectSpec {
+  readonly file?: string
+  readonly bytes?: Uint8Array
+  /** Name used in errors and listings (defaults to the file's basename). */
+  readonly name?: string
+  /** `.rodata` constants by variable name; an unknown name fails with BpfMapError. */
+  readonly constants?: Readonly<Record<string, ConstantValue>>
+  /** Programs not to load (e.g. a header-writing variant the kernel forbids). */
+  readonly disablePrograms?: ReadonlyArray<string>
+}
+
+/** Where a uprobe goes. Exactly one of `symbol` or `offset` must be set; with both, offset is relative to symbol. */
+export interface UprobeSpec {
+  readonly program: string
+  readonly binary: string
+  readonly symbol?: string
+  /** File offset of the instruction (absolute when no symbol is given). */
+  readonly offset?: number
+  /** One process, or every process of the binary when absent. */
+  readonly pid?: number
+}
+
+export interface TracepointSpec {
+  readonly program: string
+  readonly category: string
+  readonly name: string
+}
+
+export interface RingBufferOptions {
+  /** Records buffered between the kernel and the consumer before new ones are dropped (and counted). */
+  readonly capacity?: number
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handles
+// ---------------------------------------------------------------------------------------------------------------
+
+/** An attached program; detached when its scope closes. */
+export interface Link {
+  readonly id: number
+  readonly program: string
+  readonly description: string
+}
+
+/** Counters of a ring-buffer subscription. `dropped` counts records the consumer could not keep up with. */
+export interface RingBufferStats {
+  readonly received: number
+  readonly dropped: number
+  readonly batches: number
+}
+
+/** A ring-buffer subscription: a stream of raw records plus its counters. */
+export interface RingBuffer {
+  readonly map: string
+  readonly records: Stream.Stream<Uint8Array>
+  readonly stats: Effect.Effect<RingBufferStats>
+}
+
+/** A loaded BPF object. */
+export interface BpfObject {
+  readonly name: string
+  readonly programs: ReadonlyArray<string>
+  readonly maps: ReadonlyArray<string>
+  readonly lookup: (map: string, key: Uint8Array) => Effect.Effect<Option.Option<Uint8Array>, BpfMapError>
+  readonly update: (map: string, key: Uint8Array, value: Uint8Array) => Effect.Effect<void, BpfMapError>
+  /** Returns false when the key was absent. */
+  readonly delete: (map: string, key: Uint8Array) => Effect.Effect<boolean, BpfMapError>
+  readonly attachUprobe: (
+    spec: UprobeSpec
+  ) => Effect.Effect<Link, BpfAttachError | BpfPermissionError, Scope.Scope>
+  readonly attachTracepoint: (
+    spec: TracepointSpec
+  ) => Effect.Effect<Link, BpfAttachError | BpfPermissionError, Scope.Scope>
+  /** Subscribe to a BPF_MAP_TYPE_RINGBUF map; polling stops when the scope closes. */
+  readonly ringBuffer: (
+    map: string,
+    options?: RingBufferOptions
+  ) => Effect.Effect<RingBuffer, BpfMapError, Scope.Scope>
+}
+
+/** The kernel binding. */
+export class Bpf extends Context.Service<Bpf, {
+  /** Open, set constants, and load an object; closed when the scope closes. */
+  readonly load: (spec: ObjectSpec) => Effect.Effect<BpfObject, BpfError, Scope.Scope>
+  /** libbpf's version, e.g. "1.1". */
+  readonly libbpfVersion: string
+}>()("probescope/kernel/Bpf") {}

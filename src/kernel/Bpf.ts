@@ -72,6 +72,19 @@ export interface ObjectSpec {
   readonly constants?: Readonly<Record<string, ConstantValue>>
   /** Programs not to load (e.g. a header-writing variant the kernel forbids). */
   readonly disablePrograms?: ReadonlyArray<string>
+  /**
+   * Maps to take from an already loaded object instead of creating them (libbpf `bpf_map__reuse_fd`): this is how a
+   * probe shares another probe's map, e.g. the goroutine-to-span-context map. Keyed by this object's map name.
+   */
+  readonly reuseMaps?: Readonly<Record<string, MapRef>>
+}
+
+/** A map of a loaded object that another object can reuse; valid while the owning object's scope is open. */
+export interface MapRef {
+  readonly object: string
+  readonly map: string
+  /** Opaque to callers; the live binding keeps the fd here. */
+  readonly handle: unknown
 }
 
 /** Where a uprobe goes. Exactly one of `symbol` or `offset` must be set; with both, offset is relative to symbol. */
@@ -128,6 +141,8 @@ export interface BpfObject {
   readonly maps: ReadonlyArray<string>
   readonly lookup: (map: string, key: Uint8Array) => Effect.Effect<Option.Option<Uint8Array>, BpfMapError>
   readonly update: (map: string, key: Uint8Array, value: Uint8Array) => Effect.Effect<void, BpfMapError>
+  /** A reference to one of this object's maps, for `ObjectSpec.reuseMaps` of another object. */
+  readonly mapRef: (map: string) => Effect.Effect<MapRef, BpfMapError>
   /** Returns false when the key was absent. */
   readonly delete: (map: string, key: Uint8Array) => Effect.Effect<boolean, BpfMapError>
   readonly attachUprobe: (

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, type check, unit tests, and (as root) the kernel and end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/node_modules/.bin:$PATH:/usr/sbin"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "[test] not root: running the type check and the unit tests only (kernel tests need root)" >&2
+  npm run --silent typecheck
+  exec npm run --silent test:unit
+fi
+exec npm test

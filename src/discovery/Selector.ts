@@ -1,0 +1,32 @@
+/**
+ * Which processes the agent instruments: explicit PIDs, every process of given executables (running and future),
+ * and/or a predicate over the executable path (e.g. "every Go process", decided by the caller after analysis).
+ */
+import * as fs from "node:fs"
+
+export interface Selector {
+  readonly pids: ReadonlyArray<number>
+  /** Executable paths; compared after resolving symlinks. */
+  readonly exes: ReadonlyArray<string>
+  /** Also select any process for which this returns true (e.g. every Go binary). */
+  readonly predicate?: (exe: string) => boolean
+}
+
+const realpath = (p: string): string => {
+  try {
+    return fs.realpathSync(p)
+  } catch {
+    return p
+  }
+}
+
+/** A matcher with the selector's executable paths resolved once. */
+export const matcher = (selector: Selector): ((pid: number, exe: string) => boolean) => {
+  const pids = new Set(selector.pids)
+  const exes = new Set(selector.exes.map(realpath))
+  return (pid, exe) => pids.has(pid) || exes.has(exe) || (selector.predicate?.(exe) ?? false)
+}
+
+/** True when the selector can match processes that start later (explicit PIDs only cannot). */
+export const watchesNewProcesses = (selector: Selector): boolean =>
+  selector.exes.length > 0 || selector.predicate !== undefined

@@ -1,0 +1,60 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import { decodeRecord } from "../../src/discovery/Discovery.ts"
+import { exeOf, scan } from "../../src/discovery/ProcScan.ts"
+import { matcher, watchesNewProcesses } from "../../src/discovery/Selector.ts"
+
+const record = (kind: number, pid: number, path: string): Uint8Array => {
+  const bytes = new Uint8Array(24 + 256)
+  const v = new DataView(bytes.buffer)
+  v.setUint32(0, kind, true)
+  v.setUint32(4, pid, true)
+  v.setBigUint64(8, 123n, true)
+  const p = new TextEncoder().encode(path)
+  v.setUint32(16, p.length, true)
+  bytes.set(p, 24)
+  return bytes
+}
+
+describe("discovery", () => {
+  it("decodes exec and exit records as bpf/discovery.bpf.c lays them out", () => {
+    assert.deepStrictEqual(decodeRecord(record(1, 42, "/usr/bin/frontend")), {
+      kind: 1,
+      pid: 42,
+      path: "/usr/bin/frontend"
+    })
+    assert.deepStrictEqual(decodeRecord(record(2, 7, "")), { kind: 2, pid: 7, path: "" })
+    assert.isUndefined(decodeRecord(new Uint8Array(10)))
+  })
+
+  it("bounds the path by the record even when the length field lies", () => {
+    const r = record(1, 1, "/x")
+    new DataView(r.buffer).setUint32(16, 10_000, true)
+    assert.strictEqual(decodeRecord(r)?.path.length, 256)
+  })
+
+  it("matches by pid, by resolved executable path, and by predicate", () => {
+    const m = matcher({ pids: [10], exes: ["/proc/self/exe"], predicate: (exe) => exe.endsWith("/go-app") })
+    assert.isTrue(m(10, "/anything"))
+    assert.isTrue(m(11, fs.realpathSync("/proc/self/exe")))
+    assert.isTrue(m(12, "/srv/go-app"))
+    assert.isFalse(m(13, "/bin/true"))
+    assert.isFalse(watchesNewProcesses({ pids: [1], exes: [] }))
+    assert.isTrue(watchesNewProcesses({ pids: [], exes: ["/bin/x"] }))
+  })
+
+  it.effect("scans /proc and finds this process", () =>
+    Effect.gen(function*() {
+      const procs = yield* scan
+      const self = procs.find((p) => p.pid === process.pid)
+      assert.strictEqual(self?.exe, fs.realpathSync(process.execPath))
+    }))
+
+  it.effect("a missing pid is ProcessNotFound with a clear message", () =>
+    Effect.gen(function*() {
+      const err = yield* Effect.flip(exeOf(2 ** 22 + 12345))
+      assert.strictEqual(err._tag, "ProcessNotFound")
+      assert.strictEqual(err.message, `process ${2 ** 22 + 12345} does not exist`)
+    }))
+})

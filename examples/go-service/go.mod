@@ -1,0 +1,3 @@
+module probescope.example/go-service
+
+go 1.25

@@ -1,0 +1,33 @@
+// Entry point of the probescope N-API addon over libbpf.
+#include <bpf/libbpf.h>
+
+#include "classes.h"
+#include "common.h"
+
+namespace probescope {
+
+static Napi::Value Version(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(),
+                           std::to_string(libbpf_major_version()) + "." + std::to_string(libbpf_minor_version()));
+}
+
+// errnoName(n): the symbolic name of an errno, for errors raised on the JS side.
+static Napi::Value ErrnoNameJs(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), ErrnoName(info[0].As<Napi::Number>().Int32Value()));
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InstallLogCapture();
+  Link::constructor = new Napi::FunctionReference(Napi::Persistent(Link::Define(env)));
+  RingBuffer::constructor = new Napi::FunctionReference(Napi::Persistent(RingBuffer::Define(env)));
+  exports.Set("BpfObject", BpfObject::Define(env));
+  exports.Set("libbpfVersion", Napi::Function::New(env, Version));
+  exports.Set("errnoName", Napi::Function::New(env, ErrnoNameJs));
+  return exports;
+}
+
+}  // namespace probescope
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return probescope::Init(env, exports); }
+
+NODE_API_MODULE(probescope_bpf, InitModule)

@@ -1,0 +1,467 @@
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <errno.h>
+#include <linux/perf_event.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "classes.h"
+#include "common.h"
+
+namespace probescope {
+
+namespace {
+
+std::string Str(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsString()) {
+    throw Napi::TypeError::New(info.Env(), std::string("expected a string for ") + what);
+  }
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+Napi::Buffer<uint8_t> Buf(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsBuffer()) {
+    throw Napi::TypeError::New(info.Env(), std::string("expected a Buffer for ") + what);
+  }
+  return info[i].As<Napi::Buffer<uint8_t>>();
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Per-CPU maps read and write one value per possible CPU, each padded to 8 bytes.
+size_t ValueSize(struct bpf_map* map) {
+  size_t size = bpf_map__value_size(map);
+  switch (bpf_map__type(map)) {
+    case BPF_MAP_TYPE_PERCPU_ARRAY:
+    case BPF_MAP_TYPE_PERCPU_HASH:
+    case BPF_MAP_TYPE_LRU_PERCPU_HASH:
+    case BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE: {
+      int cpus = libbpf_num_possible_cpus();
+      return ((size + 7) / 8) * 8 * (cpus > 0 ? cpus : 1);
+    }
+    default:
+      return size;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// BpfObject
+// ---------------------------------------------------------------------------------------------------------------
+
+Napi::Function BpfObject::Define(Napi::Env env) {
+  return DefineClass(env, "BpfObject", {
+    InstanceMethod<&BpfObject::Constants>("constants"),
+    InstanceMethod<&BpfObject::SetConstant>("setConstant"),
+    InstanceMethod<&BpfObject::SetAutoload>("setAutoload"),
+    InstanceMethod<&BpfObject::ReuseMap>("reuseMap"),
+    InstanceMethod<&BpfObject::Load>("load"),
+    InstanceMethod<&BpfObject::Programs>("programs"),
+    InstanceMethod<&BpfObject::Maps>("maps"),
+    InstanceMethod<&BpfObject::Lookup>("lookup"),
+    InstanceMethod<&BpfObject::Update>("update"),
+    InstanceMethod<&BpfObject::Delete>("delete"),
+    InstanceMethod<&BpfObject::AttachUprobe>("attachUprobe"),
+    InstanceMethod<&BpfObject::AttachTracepoint>("attachTracepoint"),
+    InstanceMethod<&BpfObject::TestRun>("testRun"),
+    InstanceMethod<&BpfObject::OpenRingBuffer>("ringBuffer"),
+    InstanceMethod<&BpfObject::Close>("close"),
+  });
+}
+
+// new BpfObject(source: string | Buffer, name: string)
+BpfObject::BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObject>(info) {
+  Napi::Env env = info.Env();
+  name_ = Str(info, 1, "name");
+  LogReset();
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name_.c_str());
+  std::string source;
+  if (info.Length() > 0 && info[0].IsBuffer()) {
+    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+    bytes_.assign(buf.Data(), buf.Data() + buf.Length());
+    source = "<" + std::to_string(bytes_.size()) + " bytes>";
+    obj_ = bpf_object__open_mem(bytes_.data(), bytes_.size(), &opts);
+  } else {
+    source = Str(info, 0, "source");
+    obj_ = bpf_object__open_file(source.c_str(), &opts);
+  }
+  if (obj_ == nullptr) {
+    int err = errno;
+    throw MakeError(env, "open", err ? err : EINVAL, source);
+  }
+}
+
+BpfObject::~BpfObject() {
+  if (obj_ != nullptr) bpf_object__close(obj_);
+  obj_ = nullptr;
+}
+
+struct bpf_object* BpfObject::Require(Napi::Env env, const char* op) {
+  if (obj_ == nullptr) throw MakeError(env, op, EBADF, "object " + name_ + " is closed");
+  return obj_;
+}
+
+struct bpf_program* BpfObject::Program(Napi::Env env, const char* op, const std::string& name) {
+  struct bpf_program* prog = bpf_object__find_program_by_name(Require(env, op), name.c_str());
+  if (prog == nullptr) throw MakeError(env, op, ENOENT, "no program " + name + " in " + name_);
+  return prog;
+}
+
+struct bpf_map* BpfObject::Map(Napi::Env env, const char* op, const std::string& name) {
+  struct bpf_map* map = bpf_object__find_map_by_name(Require(env, op), name.c_str());
+  if (map == nullptr) throw MakeError(env, op, ENOENT, "no map " + name + " in " + name_);
+  return map;
+}
+
+// constants(): { [name]: size } of the `.rodata` variables that can be set before load.
+Napi::Value BpfObject::Constants(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  struct btf* btf = bpf_object__btf(Require(env, "constants"));
+  if (btf == nullptr) return out;
+  int sec_id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+  if (sec_id < 0) return out;
+  const struct btf_type* sec = btf__type_by_id(btf, sec_id);
+  const struct btf_var_secinfo* vsi = btf_var_secinfos(sec);
+  for (int i = 0; i < btf_vlen(sec); i++, vsi++) {
+    const struct btf_type* var = btf__type_by_id(btf, vsi->type);
+    if (var == nullptr || !btf_is_var(var)) continue;
+    out.Set(btf__name_by_offset(btf, var->name_off), Napi::Number::New(env, vsi->size));
+  }
+  return out;
+}
+
+// setConstant(name, bytes): write a `const volatile` global into the `.rodata` initial image before load.
+Napi::Value BpfObject::SetConstant(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = Str(info, 0, "constant name");
+  auto value = Buf(info, 1, "constant value");
+  struct bpf_object* obj = Require(env, "setConstant");
+  if (loaded_) throw MakeError(env, "setConstant", EBUSY, "object " + name_ + " is already loaded");
+  struct btf* btf = bpf_object__btf(obj);
+  int sec_id = btf ? btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC) : -ENOENT;
+  if (sec_id < 0) throw MakeError(env, "setConstant", ENOENT, "no .rodata constants in " + name_ + " (looking for " + name + ")");
+  const struct btf_type* sec = btf__type_by_id(btf, sec_id);
+  const struct btf_var_secinfo* vsi = btf_var_secinfos(sec);
+  const struct btf_var_secinfo* found = nullptr;
+  for (int i = 0; i < btf_vlen(sec); i++, vsi++) {
+    const struct btf_type* var = btf__type_by_id(btf, vsi->type);
+    if (var != nullptr && btf_is_var(var) && name == btf__name_by_offset(btf, var->name_off)) {
+      found = vsi;
+      break;
+    }
+  }
+  if (found == nullptr) throw MakeError(env, "setConstant", ENOENT, "no constant " + name + " in " + name_);
+  if (value.Length() != found->size) {
+    throw MakeError(env, "setConstant", EINVAL,
+                    "constant " + name + " is " + std::to_string(found->size) + " bytes, got " +
+                        std::to_string(value.Length()));
+  }
+  struct bpf_map* map = nullptr;
+  struct bpf_map* it;
+  bpf_object__for_each_map(it, obj) {
+    if (bpf_map__is_internal(it) && EndsWith(bpf_map__name(it), ".rodata")) {
+      map = it;
+      break;
+    }
+  }
+  size_t size = 0;
+  const uint8_t* data = map ? static_cast<const uint8_t*>(bpf_map__initial_value(map, &size)) : nullptr;
+  if (data == nullptr || found->offset + found->size > size) {
+    throw MakeError(env, "setConstant", ENOENT, "no .rodata image for " + name + " in " + name_);
+  }
+  // libbpf 1.1 hands out the image read-only: patch a copy and set it back whole.
+  std::vector<uint8_t> image(data, data + size);
+  memcpy(image.data() + found->offset, value.Data(), found->size);
+  int err = bpf_map__set_initial_value(map, image.data(), image.size());
+  if (err) throw MakeError(env, "setConstant", -err, name);
+  return env.Undefined();
+}
+
+// setAutoload(program, enabled)
+Napi::Value BpfObject::SetAutoload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_program* prog = Program(env, "setAutoload", Str(info, 0, "program"));
+  int err = bpf_program__set_autoload(prog, info[1].ToBoolean().Value());
+  if (err) throw MakeError(env, "setAutoload", -err, bpf_program__name(prog));
+  return env.Undefined();
+}
+
+// reuseMap(map, fd): use another object's map instead of creating this one.
+Napi::Value BpfObject::ReuseMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = Map(env, "reuseMap", Str(info, 0, "map"));
+  LogReset();
+  int err = bpf_map__reuse_fd(map, info[1].As<Napi::Number>().Int32Value());
+  if (err) throw MakeError(env, "reuseMap", -err, bpf_map__name(map));
+  return env.Undefined();
+}
+
+Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_object* obj = Require(env, "load");
+  LogReset();
+  int err = bpf_object__load(obj);
+  if (err) throw MakeError(env, "load", -err, name_);
+  loaded_ = true;
+  return env.Undefined();
+}
+
+// programs(): [{ name, section, type, fd, id, autoload }]
+Napi::Value BpfObject::Programs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env);
+  struct bpf_program* prog;
+  uint32_t i = 0;
+  bpf_object__for_each_program(prog, Require(env, "programs")) {
+    Napi::Object p = Napi::Object::New(env);
+    p.Set("name", bpf_program__name(prog));
+    p.Set("section", bpf_program__section_name(prog));
+    const char* type = libbpf_bpf_prog_type_str(bpf_program__type(prog));
+    p.Set("type", type ? type : "unknown");
+    p.Set("autoload", bpf_program__autoload(prog));
+    int fd = loaded_ ? bpf_program__fd(prog) : -1;
+    p.Set("fd", fd);
+    uint32_t id = 0;
+    if (fd >= 0) {
+      struct bpf_prog_info pinfo = {};
+      uint32_t len = sizeof(pinfo);
+      if (bpf_obj_get_info_by_fd(fd, &pinfo, &len) == 0) id = pinfo.id;
+    }
+    p.Set("id", id);
+    out.Set(i++, p);
+  }
+  return out;
+}
+
+// maps(): [{ name, type, keySize, valueSize, maxEntries, fd }]
+Napi::Value BpfObject::Maps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env);
+  struct bpf_map* map;
+  uint32_t i = 0;
+  bpf_object__for_each_map(map, Require(env, "maps")) {
+    Napi::Object m = Napi::Object::New(env);
+    m.Set("name", bpf_map__name(map));
+    const char* type = libbpf_bpf_map_type_str(bpf_map__type(map));
+    m.Set("type", type ? type : "unknown");
+    m.Set("keySize", bpf_map__key_size(map));
+    m.Set("valueSize", bpf_map__value_size(map));
+    m.Set("maxEntries", bpf_map__max_entries(map));
+    m.Set("internal", bpf_map__is_internal(map));
+    m.Set("fd", loaded_ ? bpf_map__fd(map) : -1);
+    out.Set(i++, m);
+  }
+  return out;
+}
+
+// lookup(map, key): Buffer | null
+Napi::Value BpfObject::Lookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = Map(env, "lookup", Str(info, 0, "map"));
+  auto key = Buf(info, 1, "key");
+  std::vector<uint8_t> value(ValueSize(map));
+  LogReset();
+  int err = bpf_map__lookup_elem(map, key.Data(), key.Length(), value.data(), value.size(), 0);
+  if (err == -ENOENT) return env.Null();
+  if (err) throw MakeError(env, "lookup", -err, bpf_map__name(map));
+  return Napi::Buffer<uint8_t>::Copy(env, value.data(), value.size());
+}
+
+// update(map, key, value, flags?)
+Napi::Value BpfObject::Update(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = Map(env, "update", Str(info, 0, "map"));
+  auto key = Buf(info, 1, "key");
+  auto value = Buf(info, 2, "value");
+  uint64_t flags = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : static_cast<int64_t>(BPF_ANY);
+  LogReset();
+  int err = bpf_map__update_elem(map, key.Data(), key.Length(), value.Data(), value.Length(), flags);
+  if (err) throw MakeError(env, "update", -err, bpf_map__name(map));
+  return env.Undefined();
+}
+
+// delete(map, key): false when the key was absent
+Napi::Value BpfObject::Delete(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = Map(env, "delete", Str(info, 0, "map"));
+  auto key = Buf(info, 1, "key");
+  LogReset();
+  int err = bpf_map__delete_elem(map, key.Data(), key.Length(), 0);
+  if (err == -ENOENT) return Napi::Boolean::New(env, false);
+  if (err) throw MakeError(env, "delete", -err, bpf_map__name(map));
+  return Napi::Boolean::New(env, true);
+}
+
+static Napi::Object WrapLink(Napi::Env env, struct bpf_link* link) {
+  Napi::Object obj = Link::constructor->New({});
+  Link::Unwrap(obj)->Adopt(link);
+  return obj;
+}
+
+// attachUprobe(program, binary, offset, pid, symbol?): Link. With a symbol, offset is relative to it.
+Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = Str(info, 0, "program");
+  std::string binary = Str(info, 1, "binary");
+  int64_t offset = info[2].As<Napi::Number>().Int64Value();
+  int pid = info[3].As<Napi::Number>().Int32Value();
+  std::string symbol = info.Length() > 4 && info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+  struct bpf_program* prog = Program(env, "attachUprobe", name);
+  LIBBPF_OPTS(bpf_uprobe_opts, opts);
+  if (!symbol.empty()) opts.func_name = symbol.c_str();
+  LogReset();
+  struct bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, binary.c_str(), offset, &opts);
+  if (link == nullptr) {
+    int err = errno;
+    throw MakeError(env, "attachUprobe", err ? err : EINVAL,
+                    name + " -> " + binary + (symbol.empty() ? "" : ":" + symbol) + "+" + std::to_string(offset) +
+                        " pid " + std::to_string(pid));
+  }
+  return WrapLink(env, link);
+}
+
+// attachTracepoint(program, category, name, id): Link.
+// A SEC("tp/...") program needs the tracepoint's id, which only tracefs publishes: with id >= 0 we open the perf
+// event ourselves (the caller found the id), otherwise libbpf reads it from a mounted tracefs. raw_tp and tp_btf
+// programs attach by name and need no tracefs.
+Napi::Value BpfObject::AttachTracepoint(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = Str(info, 0, "program");
+  std::string category = Str(info, 1, "category");
+  std::string event = Str(info, 2, "name");
+  int64_t id = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : -1;
+  struct bpf_program* prog = Program(env, "attachTracepoint", name);
+  std::string what = name + " -> " + category + ":" + event;
+  LogReset();
+  struct bpf_link* link = nullptr;
+  switch (bpf_program__type(prog)) {
+    case BPF_PROG_TYPE_RAW_TRACEPOINT:
+      link = bpf_program__attach_raw_tracepoint(prog, event.c_str());
+      break;
+    case BPF_PROG_TYPE_TRACING:
+      link = bpf_program__attach_trace(prog);
+      break;
+    case BPF_PROG_TYPE_TRACEPOINT:
+      if (id >= 0) {
+        struct perf_event_attr attr = {};
+        attr.type = PERF_TYPE_TRACEPOINT;
+        attr.size = sizeof(attr);
+        attr.config = static_cast<uint64_t>(id);
+        int pfd = syscall(__NR_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+        if (pfd < 0) {
+          int err = errno;
+          throw MakeError(env, "attachTracepoint", err, what + " (perf_event_open id " + std::to_string(id) + ")");
+        }
+        link = bpf_program__attach_perf_event(prog, pfd);
+        if (link == nullptr) {
+          int err = errno;
+          close(pfd);
+          errno = err;
+        }
+      } else {
+        link = bpf_program__attach_tracepoint(prog, category.c_str(), event.c_str());
+      }
+      break;
+    default:
+      throw MakeError(env, "attachTracepoint", EINVAL, what + ": program is not a tracepoint program");
+  }
+  if (link == nullptr) {
+    int err = errno;
+    throw MakeError(env, "attachTracepoint", err ? err : EINVAL, what);
+  }
+  return WrapLink(env, link);
+}
+
+// testRun(program, ctx: Buffer | null, repeat): { retval, duration } (BPF_PROG_TEST_RUN)
+Napi::Value BpfObject::TestRun(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_program* prog = Program(env, "testRun", Str(info, 0, "program"));
+  LIBBPF_OPTS(bpf_test_run_opts, opts);
+  std::vector<uint8_t> ctx;
+  if (info.Length() > 1 && info[1].IsBuffer()) {
+    auto buf = info[1].As<Napi::Buffer<uint8_t>>();
+    ctx.assign(buf.Data(), buf.Data() + buf.Length());
+    opts.ctx_in = ctx.data();
+    opts.ctx_size_in = ctx.size();
+  }
+  if (info.Length() > 2 && info[2].IsNumber()) opts.repeat = info[2].As<Napi::Number>().Uint32Value();
+  int err = bpf_prog_test_run_opts(bpf_program__fd(prog), &opts);
+  if (err) throw MakeError(env, "testRun", errno ? errno : -err, bpf_program__name(prog));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("retval", opts.retval);
+  out.Set("duration", opts.duration);
+  return out;
+}
+
+// ringBuffer(map, callback(data, offsets, count), drainMs, maxBatch): RingBuffer
+Napi::Value BpfObject::OpenRingBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = Map(env, "ringBuffer", Str(info, 0, "map"));
+  if (bpf_map__type(map) != BPF_MAP_TYPE_RINGBUF) {
+    throw MakeError(env, "ringBuffer", EINVAL, std::string("map ") + bpf_map__name(map) + " is not a ring buffer");
+  }
+  if (info.Length() < 2 || !info[1].IsFunction()) throw Napi::TypeError::New(env, "expected a callback");
+  uint32_t drain_ms = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 5;
+  uint32_t max_batch = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 4096;
+  Napi::Object rb = RingBuffer::constructor->New({});
+  RingBuffer::Unwrap(rb)->Start(env, bpf_map__fd(map), info[1].As<Napi::Function>(), drain_ms, max_batch);
+  return rb;
+}
+
+Napi::Value BpfObject::Close(const Napi::CallbackInfo& info) {
+  if (obj_ != nullptr) bpf_object__close(obj_);
+  obj_ = nullptr;
+  bytes_.clear();
+  return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Link
+// ---------------------------------------------------------------------------------------------------------------
+
+Napi::FunctionReference* Link::constructor = nullptr;
+
+Napi::Function Link::Define(Napi::Env env) {
+  return DefineClass(env, "Link", {
+    InstanceMethod<&Link::Destroy>("destroy"),
+    InstanceMethod<&Link::Id>("id"),
+    InstanceMethod<&Link::Fd>("fd"),
+  });
+}
+
+Link::Link(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Link>(info) {}
+
+Link::~Link() {
+  if (link_ != nullptr) bpf_link__destroy(link_);
+  link_ = nullptr;
+}
+
+void Link::Adopt(struct bpf_link* link) { link_ = link; }
+
+Napi::Value Link::Destroy(const Napi::CallbackInfo& info) {
+  if (link_ != nullptr) bpf_link__destroy(link_);
+  link_ = nullptr;
+  return info.Env().Undefined();
+}
+
+// The kernel's link id (0 when the attachment is not a BPF link, e.g. a legacy perf-event attach).
+Napi::Value Link::Id(const Napi::CallbackInfo& info) {
+  uint32_t id = 0;
+  if (link_ != nullptr) {
+    struct bpf_link_info linfo = {};
+    uint32_t len = sizeof(linfo);
+    if (bpf_obj_get_info_by_fd(bpf_link__fd(link_), &linfo, &len) == 0) id = linfo.id;
+  }
+  return Napi::Number::New(info.Env(), id);
+}
+
+Napi::Value Link::Fd(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), link_ ? bpf_link__fd(link_) : -1);
+}
+
+}  // namespace probescope

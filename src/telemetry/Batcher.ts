@@ -1,0 +1,158 @@
+/**
+ * A bounded batch span processor: the hot path offers spans into a bounded queue without ever blocking (a full
+ * queue counts the span as dropped); one fiber exports batches of up to `maxExportBatchSize` every schedule delay, or
+ * as soon as a full batch is waiting. Failed exports are retried with exponential backoff a bounded number of times,
+ * then counted as failed and logged. Closing the scope drains the queue within the export timeout.
+ */
+import { Duration, Effect, Exit, Fiber, Option, Queue, Schedule } from "effect"
+import { ExportError, type Exporter, type ReadableSpan } from "./Exporter.ts"
+import type { BatchConfig } from "./TelemetryConfig.ts"
+
+/** Counters for one exporter's pipeline. */
+export interface BatcherStats {
+  readonly exporter: string
+  readonly endpoint: string
+  /** Spans accepted into the queue since start. */
+  readonly accepted: number
+  /** Spans waiting in the queue now. */
+  readonly queued: number
+  /** Spans the exporter confirmed. */
+  readonly exported: number
+  /** Spans refused because the queue was full (or the pipeline was shutting down). */
+  readonly dropped: number
+  /** Spans given up on after the retries (or at shutdown). */
+  readonly failed: number
+  /** Failed export attempts, retries included. */
+  readonly failedAttempts: number
+  readonly lastError: Option.Option<ExportError>
+}
+
+/** A running pipeline. `offer` is synchronous and never blocks. */
+export interface Batcher {
+  readonly offer: (span: ReadableSpan) => void
+  readonly stats: Effect.Effect<BatcherStats>
+  /** Exports everything queued now (one attempt per batch, without waiting for the schedule delay). */
+  readonly flush: Effect.Effect<void>
+}
+
+/** Starts a pipeline in the current scope; closing the scope flushes it and shuts the exporter down. */
+export const make = Effect.fnUntraced(function*(exporter: Exporter, config: BatchConfig) {
+  const queue = yield* Queue.bounded<ReadableSpan>(config.maxQueueSize)
+  // Capacity-1 sliding queue: a "wake up, a full batch is waiting" signal that never blocks the producer.
+  const wake = yield* Queue.sliding<void>(1)
+  let accepted = 0
+  let exported = 0
+  let dropped = 0
+  let failed = 0
+  let failedAttempts = 0
+  let lastError: Option.Option<ExportError> = Option.none()
+  let closing = false
+  /** The batch being exported, so a shutdown that interrupts the worker can still deliver it. */
+  let inflight: ReadonlyArray<ReadableSpan> | undefined
+
+  const attempt = (batch: ReadonlyArray<ReadableSpan>) =>
+    exporter.export(batch).pipe(
+      Effect.timeoutOrElse({
+        duration: Duration.millis(config.exportTimeoutMillis),
+        orElse: () =>
+          Effect.fail(
+            new ExportError({
+              exporter: exporter.name,
+              endpoint: exporter.endpoint,
+              message: `export to ${exporter.endpoint} timed out after ${config.exportTimeoutMillis} ms`
+            })
+          )
+      }),
+      Effect.tapError((e: ExportError) =>
+        Effect.sync(() => {
+          failedAttempts++
+          lastError = Option.some(e)
+        })
+      )
+    )
+
+  const exportBatch = (batch: ReadonlyArray<ReadableSpan>, retries: number) =>
+    attempt(batch).pipe(
+      Effect.retry({ schedule: Schedule.exponential(Duration.millis(config.retryBaseMillis)), times: retries }),
+      Effect.matchEffect({
+        onSuccess: () => Effect.sync(() => void (exported += batch.length)),
+        onFailure: (error: ExportError) =>
+          Effect.sync(() => void (failed += batch.length)).pipe(
+            Effect.andThen(Effect.logWarning(`dropping ${batch.length} spans: ${error.message}`, error)),
+            Effect.annotateLogs({ exporter: exporter.name, endpoint: exporter.endpoint })
+          )
+      })
+    )
+
+  const takeBatch = Effect.sync(() => {
+    const n = Math.min(Queue.sizeUnsafe(queue), config.maxExportBatchSize)
+    const batch: Array<ReadableSpan> = []
+    for (let i = 0; i < n; i++) {
+      const taken = Queue.takeUnsafe(queue)
+      if (taken === undefined || !Exit.isSuccess(taken)) break
+      batch.push(taken.value)
+    }
+    return batch
+  })
+
+  const drain = (retries: number) =>
+    Effect.gen(function*() {
+      while (true) {
+        const batch = yield* takeBatch
+        if (batch.length === 0) return
+        inflight = batch
+        yield* exportBatch(batch, retries)
+        inflight = undefined
+      }
+    })
+
+  const worker = Effect.gen(function*() {
+    while (true) {
+      yield* Queue.take(wake).pipe(Effect.timeoutOption(Duration.millis(config.scheduleDelayMillis)))
+      yield* drain(config.maxRetries)
+    }
+  })
+  const fiber = yield* Effect.forkDetach(worker)
+
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      closing = true
+      yield* Fiber.interrupt(fiber)
+      const pending = inflight
+      inflight = undefined
+      const finalDrain = Effect.gen(function*() {
+        if (pending !== undefined) yield* exportBatch(pending, 0)
+        yield* drain(0)
+      })
+      yield* finalDrain.pipe(Effect.timeoutOption(Duration.millis(config.exportTimeoutMillis)))
+      // Whatever the timeout cut off is lost: count it.
+      if (inflight !== undefined) failed += (inflight as ReadonlyArray<ReadableSpan>).length
+      failed += Queue.sizeUnsafe(queue)
+      yield* exporter.shutdown
+    })
+  )
+
+  const batcher: Batcher = {
+    offer: (span) => {
+      if (closing || !Queue.offerUnsafe(queue, span)) {
+        dropped++
+        return
+      }
+      accepted++
+      if (Queue.sizeUnsafe(queue) >= config.maxExportBatchSize) Queue.offerUnsafe(wake, undefined)
+    },
+    stats: Effect.sync(() => ({
+      exporter: exporter.name,
+      endpoint: exporter.endpoint,
+      accepted,
+      queued: Queue.sizeUnsafe(queue),
+      exported,
+      dropped,
+      failed,
+      failedAttempts,
+      lastError
+    })),
+    flush: drain(0)
+  }
+  return batcher
+})

@@ -1,0 +1,131 @@
+/**
+ * The telemetry layer: provides the probes' `TelemetrySink`, turning each `SpanData` into an OpenTelemetry span
+ * (per-process resource, wall-clock times) and handing it to one bounded batch pipeline per configured exporter.
+ */
+import { Context, Effect, Layer } from "effect"
+import { type SpanData, TelemetrySink } from "../probe/Telemetry.ts"
+import type { BatcherStats } from "./Batcher.ts"
+import * as Batcher from "./Batcher.ts"
+import * as Exporter from "./Exporter.ts"
+import { toReadableSpan } from "./internal/readableSpan.ts"
+import * as KernelClock from "./KernelClock.ts"
+import * as ProcessResources from "./ProcessResources.ts"
+import * as TelemetryConfig from "./TelemetryConfig.ts"
+
+/** Counters for `probescope run` status lines. */
+export interface TelemetryStats {
+  /** Spans handed to the sink. */
+  readonly received: number
+  /** One entry per exporter pipeline. */
+  readonly exporters: ReadonlyArray<BatcherStats>
+}
+
+/** Control and status of the running telemetry pipeline. */
+export class Telemetry extends Context.Service<Telemetry, {
+  readonly stats: Effect.Effect<TelemetryStats>
+  /** Exports everything queued now. */
+  readonly flush: Effect.Effect<void>
+}>()("probescope/telemetry/Telemetry") {}
+
+/** Everything the telemetry layer provides. */
+export type Services = TelemetrySink | Telemetry | ProcessResources.ProcessResources | KernelClock.KernelClock
+
+/** Overrides for embedding and tests. */
+export interface Options {
+  /** Use these exporters instead of the ones `config.exporters` names. */
+  readonly exporters?: ReadonlyArray<Exporter.Exporter>
+  /** Where the console exporter writes (stdout by default). */
+  readonly write?: (text: string) => void
+  readonly clock?: Layer.Layer<KernelClock.KernelClock>
+}
+
+const exportersFor = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
+  options.exporters ?? config.exporters.map((name) =>
+    name === "otlp" ? Exporter.otlp(config.otlp) : Exporter.console(config.consoleFormat, options.write)
+  )
+
+const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
+  Layer.effectContext(
+    Effect.gen(function*() {
+      const clock = yield* KernelClock.KernelClock
+      const resources = yield* ProcessResources.ProcessResources
+      const batchers = yield* Effect.forEach(exportersFor(config, options), (e) => Batcher.make(e, config.batch))
+      let received = 0
+      const sink = TelemetrySink.of({
+        span: (data: SpanData) =>
+          Effect.sync(() => {
+            received++
+            if (batchers.length === 0) return
+            const span = toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs)
+            for (const b of batchers) b.offer(span)
+          })
+      })
+      const telemetry = Telemetry.of({
+        stats: Effect.map(Effect.forEach(batchers, (b) => b.stats), (exporters) => ({ received, exporters })),
+        flush: Effect.forEach(batchers, (b) => b.flush, { discard: true })
+      })
+      return Context.make(TelemetrySink, sink).pipe(Context.add(Telemetry, telemetry))
+    })
+  )
+
+/** The telemetry layer for an explicit configuration. */
+export const layerWith = (
+  config: TelemetryConfig.TelemetryConfig,
+  options: Options = {}
+): Layer.Layer<Services> =>
+  pipeline(config, options).pipe(
+    Layer.provideMerge(
+      Layer.merge(
+        options.clock ?? KernelClock.layer,
+        ProcessResources.layerWith({ serviceName: config.serviceName, attributes: config.resourceAttributes })
+      )
+    )
+  )
+
+/** The telemetry layer configured from the `OTEL_*` variables of the current `ConfigProvider`. */
+export const layer: Layer.Layer<Services, TelemetryConfig.TelemetryConfigError> = Layer.unwrap(
+  Effect.map(TelemetryConfig.load, (config) => layerWith(config))
+)
+
+/** What `layerTest` captured. */
+export class TelemetryCapture extends Context.Service<TelemetryCapture, {
+  /** Every SpanData handed to the sink, in order. */
+  readonly spans: Effect.Effect<ReadonlyArray<SpanData>>
+  /** The same spans as they would be exported (resource attached, times converted). */
+  readonly exported: Effect.Effect<ReadonlyArray<Exporter.ReadableSpan>>
+}>()("probescope/telemetry/TelemetryCapture") {}
+
+/**
+ * In-memory telemetry for tests: nothing is exported; spans are converted synchronously (clock offset 0 unless
+ * `offsetNs` is given) and captured.
+ */
+export const layerTest = (offsetNs = 0n): Layer.Layer<Services | TelemetryCapture> =>
+  Layer.effectContext(
+    Effect.gen(function*() {
+      const clock = yield* KernelClock.KernelClock
+      const resources = yield* ProcessResources.ProcessResources
+      const spans: Array<SpanData> = []
+      const exported: Array<Exporter.ReadableSpan> = []
+      const sink = TelemetrySink.of({
+        span: (data) =>
+          Effect.sync(() => {
+            spans.push(data)
+            exported.push(
+              toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs)
+            )
+          })
+      })
+      const stats = Effect.sync((): TelemetryStats => ({ received: spans.length, exporters: [] }))
+      return Context.make(TelemetrySink, sink).pipe(
+        Context.add(Telemetry, Telemetry.of({ stats, flush: Effect.void })),
+        Context.add(TelemetryCapture, TelemetryCapture.of({
+          spans: Effect.sync(() => [...spans]),
+          exported: Effect.sync(() => [...exported])
+        }))
+      )
+    })
+  ).pipe(
+    Layer.provideMerge(
+      Layer.merge(KernelClock.layerFixed(offsetNs), ProcessResources.layerWith({ serviceName: undefined, attributes: {} }))
+    )
+  )

@@ -1,0 +1,201 @@
+/**
+ * Export configuration from the OpenTelemetry SDK environment variables (`OTEL_*`), read through effect `Config` so
+ * tests and embedders can swap the source with a `ConfigProvider`. Every bad value is a `TelemetryConfigError`
+ * naming the variable.
+ */
+import { Config, Effect, Option, Schema } from "effect"
+
+/** A configuration variable that is present but unusable. */
+export class TelemetryConfigError extends Schema.TaggedError<TelemetryConfigError>()("TelemetryConfigError", {
+  variable: Schema.String,
+  message: Schema.String
+}) {}
+
+/** `OTEL_EXPORTER_OTLP_PROTOCOL` values. */
+export const OtlpProtocol = Schema.Literals(["http/protobuf", "http/json", "grpc"])
+export type OtlpProtocol = typeof OtlpProtocol.Type
+
+/** `OTEL_TRACES_EXPORTER` list entries. */
+export const ExporterName = Schema.Literals(["otlp", "console", "none"])
+export type ExporterName = typeof ExporterName.Type
+
+/** `PROBESCOPE_CONSOLE_FORMAT`: indented trees (default) or one JSON object per span. */
+export const ConsoleFormat = Schema.Literals(["tree", "jsonl"])
+export type ConsoleFormat = typeof ConsoleFormat.Type
+
+/** Where and how OTLP is sent. */
+export interface OtlpConfig {
+  readonly protocol: OtlpProtocol
+  /** Full URL: for http it ends in `/v1/traces`; for grpc it is the server address. */
+  readonly endpoint: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly timeoutMillis: number
+}
+
+/** The batch span processor's knobs (`OTEL_BSP_*`) plus the retry policy for failed exports. */
+export interface BatchConfig {
+  readonly maxQueueSize: number
+  readonly maxExportBatchSize: number
+  readonly scheduleDelayMillis: number
+  readonly exportTimeoutMillis: number
+  /** Retries after the first failed attempt of one batch (`PROBESCOPE_EXPORT_RETRIES`, default 3). */
+  readonly maxRetries: number
+  /** First retry delay; doubles per retry (`PROBESCOPE_EXPORT_RETRY_DELAY`, ms, default 200). */
+  readonly retryBaseMillis: number
+}
+
+/** Everything the telemetry layer reads from the environment. */
+export interface TelemetryConfig {
+  readonly serviceName: string | undefined
+  readonly resourceAttributes: Readonly<Record<string, string>>
+  /** Exporters to run; empty for `none`. */
+  readonly exporters: ReadonlyArray<"otlp" | "console">
+  readonly otlp: OtlpConfig
+  readonly consoleFormat: ConsoleFormat
+  readonly batch: BatchConfig
+}
+
+const PositiveInt = Schema.NumberFromString.pipe(Schema.check(Schema.isInt(), Schema.isGreaterThan(0)))
+const NonNegativeInt = Schema.NumberFromString.pipe(Schema.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)))
+
+const raw = (variable: string): Effect.Effect<string | undefined, TelemetryConfigError> =>
+  Config.option(Config.String(variable)).pipe(
+    Effect.map(Option.getOrUndefined),
+    Effect.mapError((e) => new TelemetryConfigError({ variable, message: `${variable}: ${e.message}` }))
+  )
+
+const decode = <T>(schema: Schema.Codec<T, string>, variable: string, value: string) =>
+  Schema.decodeUnknownEffect(schema)(value).pipe(
+    Effect.mapError((e) =>
+      new TelemetryConfigError({
+        variable,
+        message: `Invalid ${variable}=${JSON.stringify(value)}: ${e.message.split("\n")[0]}`
+      })
+    )
+  )
+
+const optional = <T>(schema: Schema.Codec<T, string>, variable: string) =>
+  Effect.flatMap(raw(variable), (value) => {
+    const trimmed = value?.trim()
+    return trimmed === undefined || trimmed === ""
+      ? Effect.succeed(undefined)
+      : decode(schema, variable, trimmed)
+  })
+
+const withDefault = <T>(schema: Schema.Codec<T, string>, variable: string, fallback: T) =>
+  Effect.map(optional(schema, variable), (v) => v ?? fallback)
+
+const decodeComponent = (variable: string, entry: string, part: string) => {
+  try {
+    return Effect.succeed(decodeURIComponent(part.trim()))
+  } catch {
+    return Effect.fail(
+      new TelemetryConfigError({ variable, message: `Invalid ${variable}: bad percent-encoding in "${entry}"` })
+    )
+  }
+}
+
+/**
+ * Parses a W3C-baggage-style `key=value,key2=value2` list with percent-encoded keys and values, as used by
+ * `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS`. Empty entries are skipped.
+ */
+export const parseKeyValueList = Effect.fnUntraced(function*(variable: string, value: string) {
+  const out: Record<string, string> = {}
+  for (const entry of value.split(",")) {
+    if (entry.trim() === "") continue
+    const eq = entry.indexOf("=")
+    if (eq <= 0 || entry.slice(0, eq).trim() === "") {
+      return yield* new TelemetryConfigError({
+        variable,
+        message: `Invalid ${variable}: entry "${entry.trim()}" is not key=value`
+      })
+    }
+    const key = yield* decodeComponent(variable, entry, entry.slice(0, eq))
+    out[key] = yield* decodeComponent(variable, entry, entry.slice(eq + 1))
+  }
+  return out as Readonly<Record<string, string>>
+})
+
+const keyValues = (variable: string) =>
+  Effect.flatMap(raw(variable), (value) => value === undefined ? Effect.succeed({}) : parseKeyValueList(variable, value))
+
+const exporterList = Effect.fnUntraced(function*() {
+  const value = yield* raw("OTEL_TRACES_EXPORTER")
+  if (value === undefined || value.trim() === "") return ["otlp"] as const
+  const names = new Set<"otlp" | "console">()
+  for (const part of value.split(",")) {
+    if (part.trim() === "") continue
+    const name = yield* decode(ExporterName, "OTEL_TRACES_EXPORTER", part.trim())
+    if (name !== "none") names.add(name)
+  }
+  return [...names]
+})
+
+const DEFAULT_HTTP = "http://localhost:4318"
+const DEFAULT_GRPC = "http://localhost:4317"
+
+/** The traces URL from the generic endpoint: per the spec, http appends `/v1/traces`; grpc uses it as-is. */
+export const tracesEndpoint = (protocol: OtlpProtocol, generic: string | undefined, perSignal: string | undefined) => {
+  if (perSignal !== undefined) return perSignal
+  if (protocol === "grpc") return generic ?? DEFAULT_GRPC
+  return `${(generic ?? DEFAULT_HTTP).replace(/\/+$/, "")}/v1/traces`
+}
+
+const endpointVar = (variable: string) =>
+  Effect.flatMap(raw(variable), (value) => {
+    const trimmed = value?.trim()
+    if (trimmed === undefined || trimmed === "") return Effect.succeed(undefined)
+    return URL.canParse(trimmed)
+      ? Effect.succeed(trimmed)
+      : Effect.fail(
+        new TelemetryConfigError({ variable, message: `Invalid ${variable}=${JSON.stringify(trimmed)}: not a URL` })
+      )
+  })
+
+/** Reads the whole telemetry configuration from the current `ConfigProvider` (the environment by default). */
+export const load: Effect.Effect<TelemetryConfig, TelemetryConfigError> = Effect.gen(function*() {
+  const serviceName = (yield* raw("OTEL_SERVICE_NAME"))?.trim() || undefined
+  const resourceAttributes = yield* keyValues("OTEL_RESOURCE_ATTRIBUTES")
+  const exporters = yield* exporterList()
+
+  const protocol = (yield* optional(OtlpProtocol, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")) ??
+    (yield* withDefault(OtlpProtocol, "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))
+  const endpoint = tracesEndpoint(
+    protocol,
+    yield* endpointVar("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    yield* endpointVar("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+  )
+  const headers = {
+    ...(yield* keyValues("OTEL_EXPORTER_OTLP_HEADERS")),
+    ...(yield* keyValues("OTEL_EXPORTER_OTLP_TRACES_HEADERS"))
+  }
+  const timeoutMillis = (yield* optional(PositiveInt, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")) ??
+    (yield* withDefault(PositiveInt, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000))
+
+  const maxQueueSize = yield* withDefault(PositiveInt, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+  const maxExportBatchSize = yield* withDefault(PositiveInt, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
+  if (maxExportBatchSize > maxQueueSize) {
+    return yield* new TelemetryConfigError({
+      variable: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+      message: `Invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE=${maxExportBatchSize}: must not exceed OTEL_BSP_MAX_QUEUE_SIZE ` +
+        `(${maxQueueSize})`
+    })
+  }
+  const batch: BatchConfig = {
+    maxQueueSize,
+    maxExportBatchSize,
+    scheduleDelayMillis: yield* withDefault(NonNegativeInt, "OTEL_BSP_SCHEDULE_DELAY", 5000),
+    exportTimeoutMillis: yield* withDefault(PositiveInt, "OTEL_BSP_EXPORT_TIMEOUT", 30_000),
+    maxRetries: yield* withDefault(NonNegativeInt, "PROBESCOPE_EXPORT_RETRIES", 3),
+    retryBaseMillis: yield* withDefault(PositiveInt, "PROBESCOPE_EXPORT_RETRY_DELAY", 200)
+  }
+  const consoleFormat = yield* withDefault(ConsoleFormat, "PROBESCOPE_CONSOLE_FORMAT", "tree")
+  return {
+    serviceName,
+    resourceAttributes,
+    exporters,
+    otlp: { protocol, endpoint, headers, timeoutMillis },
+    consoleFormat,
+    batch
+  } satisfies TelemetryConfig
+})

@@ -1,0 +1,70 @@
+/**
+ * The capabilities a probe can have. A probe's service value bundles the ones it has; the kind of probe decides
+ * which, in its type: every probe has a `Loaded` object and an `Attacher`; an instrument probe also has a `Runner`
+ * (it emits telemetry) and `Tracing` (it receives the sampler); a daemon probe has neither.
+ */
+import type { Effect, Scope } from "effect"
+import type { BpfObject, ConstantValue, Link, MapRef } from "../kernel/Bpf.ts"
+import type { Applicability } from "./Manifest.ts"
+import type { ProbeAttachError } from "./ProbeError.ts"
+import type { Target } from "./Target.ts"
+import type { TelemetrySink } from "./Telemetry.ts"
+import type { Sampler } from "./TracingConfig.ts"
+
+/** Loader: the probe's BPF object, loaded once with its constants, closed when the probe's layer closes. */
+export interface Loaded {
+  readonly object: BpfObject
+  readonly constants: Readonly<Record<string, ConstantValue>>
+  /** Maps taken from other probes, by this object's map name. */
+  readonly reusedMaps: Readonly<Record<string, MapRef>>
+}
+
+/** The programs of one probe attached to one process; detached when the scope `attach` ran in closes. */
+export interface Attachment {
+  readonly probe: string
+  readonly pid: number
+  readonly symbols: ReadonlyArray<string>
+  readonly missingOptional: ReadonlyArray<string>
+  readonly links: ReadonlyArray<Link>
+}
+
+/**
+ * Attacher: attaches the loaded programs to one target. One loaded probe serves many targets; closing one
+ * attachment's scope leaves the others. Per-target values (struct offsets) go into the per-pid map before the
+ * links are made, and are deleted after they are gone.
+ */
+export interface Attacher {
+  /** Whether (and why not) the probe applies to a target: pure, no kernel. */
+  readonly applicability: (target: Target) => Applicability
+  /** Attach to the target; on failure or interruption, whatever was attached is detached before returning. */
+  readonly attach: (target: Target) => Effect.Effect<Attachment, ProbeAttachError, Scope.Scope>
+}
+
+/** Consumer-side counters of a Runner. */
+export interface RunnerStats {
+  /** Records decoded into spans and emitted. */
+  readonly records: number
+  /** Records the decoder rejected. */
+  readonly decodeErrors: number
+  /** Records decoded fine that the probe chose not to turn into a span. */
+  readonly skipped: number
+  /** Records the consumer dropped (the ring-buffer subscription's own counter). */
+  readonly consumerDropped: number
+}
+
+/** Runner: reads the probe's ring buffer, decodes each record, emits spans. Runs until interrupted. */
+export interface Runner {
+  readonly run: Effect.Effect<void, never, TelemetrySink>
+  readonly stats: Effect.Effect<RunnerStats>
+}
+
+/** Tracing: the sampler this probe was loaded with (pushed into its BPF side). */
+export interface Tracing {
+  readonly sampler: Sampler
+}
+
+/** Kernel-side counters from the object's `ps_stats` per-CPU array, summed over CPUs. */
+export interface KernelStats {
+  readonly submitted: bigint
+  readonly dropped: bigint
+}

@@ -1,0 +1,532 @@
+/**
+ * Defining probes. `Probe.instrument` and `Probe.daemon` turn what is specific to a probe — its BPF object, manifest,
+ * config schema, constants, per-target values and (for instruments) record decoder — into a probe definition that
+ * carries its own service tag and layer. Several probes compose as layers; each registers itself in the
+ * `ProbeRegistry` the Manager reads.
+ *
+ * - An **instrument** probe emits telemetry: it has a Runner and receives the sampler (TracingConfig).
+ * - A **daemon** probe emits nothing: e.g. it owns a map other probes reuse, or watches tracepoints. It has no
+ *   Runner and never sees TracingConfig.
+ *
+ * Per-target values: one loaded object serves every process, while struct offsets may differ per process (Go and
+ * library versions). A probe with `perTarget` gets a per-pid hash map (`ps_targets` by default, key: u32 pid, value:
+ * the encoded struct) written before its uprobes attach to a process and deleted after they detach; the BPF side
+ * looks up its tgid there.
+ */
+import { Context, Effect, Exit, Layer, Schema, Scope, SchemaIssue, Stream } from "effect"
+import type { BpfError, ConstantValue, Link, MapRef } from "../kernel/Bpf.ts"
+import { Bpf, BpfMapError } from "../kernel/Bpf.ts"
+import type * as Binary from "./Binary.ts"
+import { pidKey } from "./Binary.ts"
+import type { Attacher, Attachment, KernelStats, Loaded, Runner, RunnerStats, Tracing } from "./Capabilities.ts"
+import type { FieldSpecs, Manifest, Offsets } from "./Manifest.ts"
+import * as ManifestM from "./Manifest.ts"
+import { ProbeAttachError, ProbeConfigError, ProbeLoadError } from "./ProbeError.ts"
+import { ProbeRegistry } from "./ProbeRegistry.ts"
+import type { Target } from "./Target.ts"
+import type { SpanData } from "./Telemetry.ts"
+import { TelemetrySink } from "./Telemetry.ts"
+import * as TracingConfigM from "./TracingConfig.ts"
+import type { Sampler } from "./TracingConfig.ts"
+import { TracingConfig } from "./TracingConfig.ts"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Identity and handles
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The service identifier of one probe: each probe is its own service, so several compose without clashing. */
+export interface ProbeId<Name extends string> {
+  readonly _ProbeId: Name
+}
+
+/** What every loaded probe has. */
+export interface ProbeBase<Name extends string, Config, Shares extends string> {
+  readonly name: Name
+  readonly manifest: Manifest
+  readonly config: Config
+  /** Loader capability: the loaded object. */
+  readonly loaded: Loaded
+  /** Attacher capability. */
+  readonly attacher: Attacher
+  /** A map this probe shares with others (declared in `shares`), for their `reuseMaps`. */
+  mapRef(map: Shares): Effect.Effect<MapRef, BpfMapError>
+  /** Counters from the object's `ps_stats` map. */
+  readonly kernelStats: Effect.Effect<KernelStats, BpfMapError>
+}
+
+/** A loaded instrument probe: it runs and traces. */
+export interface InstrumentProbe<Name extends string = string, Config = unknown, Shares extends string = string>
+  extends ProbeBase<Name, Config, Shares>
+{
+  readonly kind: "instrument"
+  readonly runner: Runner
+  readonly tracing: Tracing
+}
+
+/** A loaded daemon probe: no telemetry, so no Runner and no Tracing. */
+export interface DaemonProbe<Name extends string = string, Config = unknown, Shares extends string = string>
+  extends ProbeBase<Name, Config, Shares>
+{
+  readonly kind: "daemon"
+}
+
+/** Any loaded probe, as the registry and the Manager see it. */
+export type AnyProbe = InstrumentProbe<string, unknown, string> | DaemonProbe<string, unknown, string>
+
+/** Whether a loaded probe can run (has a Runner). */
+export const isInstrument = (probe: AnyProbe): probe is InstrumentProbe => probe.kind === "instrument"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Definitions
+// ---------------------------------------------------------------------------------------------------------------
+
+/** A map of probe `P` that other probes may reuse. */
+export interface SharedMap<Name extends string = string, M extends string = string, R = unknown> {
+  readonly _tag: "SharedMap"
+  readonly probe: {
+    readonly name: Name
+    readonly tag: Context.Key<ProbeId<Name>, ProbeBase<Name, unknown, M>>
+    readonly layer: Layer.Layer<ProbeId<Name>, ProbeBuildErrorOf, R>
+  }
+  readonly map: M
+}
+
+type ProbeBuildErrorOf = ProbeConfigError | ProbeLoadError
+
+/** A probe definition: its identity, its service tag, and the layer that loads and registers it. */
+export interface Definition<
+  Name extends string,
+  Handle extends ProbeBase<Name, any, Shares>,
+  ConfigInput,
+  Shares extends string,
+  R
+> {
+  readonly name: Name
+  readonly kind: Handle extends InstrumentProbe ? "instrument" : "daemon"
+  readonly manifest: Manifest
+  /** The probe's own service. */
+  readonly tag: Context.Service<ProbeId<Name>, Handle>
+  /** Loads the probe with its config from `ProbeSettings` (or the schema's defaults) and registers it. */
+  readonly layer: Layer.Layer<ProbeId<Name>, ProbeConfigError | ProbeLoadError, R>
+  /**
+   * Same, with an explicit config. Each call is a distinct layer: a probe others depend on should be configured
+   * through `ProbeSettings` so every dependent shares one instance.
+   */
+  readonly layerWith: (config: ConfigInput) => Layer.Layer<ProbeId<Name>, ProbeConfigError | ProbeLoadError, R>
+  /** Reference one of the maps this probe shares, for another probe's `reuseMaps`. */
+  readonly map: <M extends Shares>(map: M) => SharedMap<Name, M, R>
+}
+
+/** Probe-specific config input by probe name (e.g. from the agent's config file); absent means defaults. */
+export const ProbeSettings = Context.Reference<Readonly<Record<string, unknown>>>("probescope/probe/ProbeSettings", {
+  defaultValue: () => ({})
+})
+
+/** Provide probe settings by probe name. */
+export const settings = (values: Readonly<Record<string, unknown>>): Layer.Layer<never> =>
+  Layer.succeed(ProbeSettings, values)
+
+/** What `constants` and `perTarget` see at load. */
+export interface LoadContext<Config> {
+  readonly config: Config
+}
+
+/** What an instrument's `constants` sees: also the sampler. */
+export interface TracingLoadContext<Config> extends LoadContext<Config> {
+  readonly sampler: Sampler
+}
+
+/** What a per-target value is computed from. */
+export interface TargetContext<Config, F extends FieldSpecs> {
+  readonly target: Target
+  readonly offsets: Offsets<F>
+  readonly config: Config
+}
+
+/** Per-target values written to a per-pid map on attach. */
+export interface PerTarget<Config, F extends FieldSpecs, T> {
+  /** Hash map keyed by u32 pid (default "ps_targets"). */
+  readonly map?: string
+  readonly layout: Binary.Layout<T>
+  readonly value: (ctx: TargetContext<Config, F>) => T
+}
+
+/** A span as a probe builds it; the framework fills in `probe`. */
+export type SpanInput = Omit<SpanData, "probe">
+
+/** What every probe declares. */
+export interface CommonOptions<
+  Name extends string,
+  F extends FieldSpecs,
+  Config,
+  ConfigInput,
+  Shares extends string,
+  T,
+  Deps extends SharedMap<any, any, any>
+> {
+  readonly name: Name
+  /** Path of the compiled object, usually `Probe.objectFile("<name>")` (bpf/out/<name>.bpf.o). */
+  readonly object: string
+  readonly manifest: Manifest<F>
+  /** Probe-specific config; decoded from `ProbeSettings[name]` (default `{}`), so give fields defaults. */
+  readonly config?: Schema.Codec<Config, ConfigInput>
+  /** Maps other probes may reuse (their names in this object). */
+  readonly shares?: ReadonlyArray<Shares>
+  /** Maps taken from other probes, by this object's map name: `{ go_spans: GoContext.map("go_spans") }`. */
+  readonly reuseMaps?: Readonly<Record<string, Deps>>
+  readonly perTarget?: PerTarget<Config, F, T>
+  /** Programs not to load, e.g. a variant the kernel forbids. */
+  readonly disablePrograms?: (ctx: LoadContext<Config>) => ReadonlyArray<string>
+}
+
+/** Options of `Probe.instrument`. */
+export interface InstrumentOptions<
+  Name extends string,
+  F extends FieldSpecs,
+  Config,
+  ConfigInput,
+  Shares extends string,
+  T,
+  Deps extends SharedMap<any, any, any>,
+  Rec
+> extends CommonOptions<Name, F, Config, ConfigInput, Shares, T, Deps> {
+  /** `.rodata` constants; the sampler's (`ps_sampler_*`) are added unless `sampling` is "none". */
+  readonly constants?: (ctx: TracingLoadContext<Config>) => Readonly<Record<string, ConstantValue>>
+  /** "rodata" (default): the object declares the `ps_sampler_*` constants. "none": the probe ignores sampling. */
+  readonly sampling?: "rodata" | "none"
+  /** The ring buffer (default map "events"). */
+  readonly ringBuffer?: { readonly map?: string; readonly capacity?: number }
+  /** Decodes one ring-buffer record; usually `Binary.schema(Binary.struct({...}))`. */
+  readonly record: Schema.Codec<Rec, Uint8Array>
+  /** Builds the span from a decoded record; undefined skips the record. */
+  readonly span: (record: Rec, ctx: LoadContext<Config>) => SpanInput | undefined
+}
+
+/** Options of `Probe.daemon`. */
+export interface DaemonOptions<
+  Name extends string,
+  F extends FieldSpecs,
+  Config,
+  ConfigInput,
+  Shares extends string,
+  T,
+  Deps extends SharedMap<any, any, any>
+> extends CommonOptions<Name, F, Config, ConfigInput, Shares, T, Deps> {
+  readonly constants?: (ctx: LoadContext<Config>) => Readonly<Record<string, ConstantValue>>
+}
+
+type DepR<D> = D extends SharedMap<string, string, infer R> ? R : never
+
+const repoRoot = new URL("../../", import.meta.url)
+
+/** Absolute path of a compiled object in bpf/out/ (`objectFile("nethttp_server")`). */
+export const objectFile = (name: string): string => new URL(`bpf/out/${name}.bpf.o`, repoRoot).pathname
+
+/** Define an instrument probe: loaded once, attached per target, its Runner emitting spans. */
+export const instrument = <
+  const Name extends string,
+  const F extends FieldSpecs = {},
+  Config = {},
+  ConfigInput = {},
+  const Shares extends string = never,
+  T = never,
+  Deps extends SharedMap<any, any, any> = never,
+  Rec = unknown
+>(
+  options: InstrumentOptions<Name, F, Config, ConfigInput, Shares, T, Deps, Rec>
+): Definition<
+  Name,
+  InstrumentProbe<Name, Config, Shares>,
+  ConfigInput,
+  Shares,
+  Bpf | ProbeRegistry | TracingConfig | DepR<Deps>
+> => define("instrument", options as never) as any
+
+/** Define a daemon probe: loaded once, attached per target (when it names a library), no telemetry. */
+export const daemon = <
+  const Name extends string,
+  const F extends FieldSpecs = {},
+  Config = {},
+  ConfigInput = {},
+  const Shares extends string = never,
+  T = never,
+  Deps extends SharedMap<any, any, any> = never
+>(
+  options: DaemonOptions<Name, F, Config, ConfigInput, Shares, T, Deps>
+): Definition<Name, DaemonProbe<Name, Config, Shares>, ConfigInput, Shares, Bpf | ProbeRegistry | DepR<Deps>> =>
+  define("daemon", options as never) as any
+
+// ---------------------------------------------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------------------------------------------
+
+const EmptyConfig = Schema.Struct({})
+
+const issuePath = (issue: SchemaIssue.Issue): { field: string; message: string } => {
+  const formatted = SchemaIssue.makeFormatterStandardSchemaV1()(issue)
+  const first = formatted.issues[0]
+  if (first === undefined) return { field: "", message: String(issue) }
+  const field = (first.path ?? []).map((p) => String(typeof p === "object" && p !== null ? p.key : p)).join(".")
+  return { field, message: first.message }
+}
+
+/** Decode a probe's config input; a bad value fails naming the probe and the field. */
+export const decodeConfig = <C, I>(
+  probe: string,
+  schema: Schema.Codec<C, I>,
+  input: unknown
+): Effect.Effect<C, ProbeConfigError> => {
+  const exit = Schema.decodeUnknownExit(schema as Schema.Codec<C, I, never, never>)(input ?? {})
+  if (Exit.isSuccess(exit)) return Effect.succeed(exit.value)
+  const err = exit.cause.reasons.find((r) => r._tag === "Fail")
+  if (err === undefined || err._tag !== "Fail") return Effect.die(exit.cause)
+  const { field, message } = issuePath(err.error.issue)
+  return Effect.fail(
+    new ProbeConfigError({
+      probe,
+      field,
+      message: `probe ${probe}: config${field === "" ? "" : ` field "${field}"`}: ${message}`
+    })
+  )
+}
+
+const loadError = (probe: string) => (e: BpfError): ProbeLoadError =>
+  new ProbeLoadError({
+    probe,
+    reason: e._tag,
+    message: `probe ${probe}: ${e.message}`,
+    verifierLog: e._tag === "BpfLoadError" ? e.verifierLog : ""
+  })
+
+const sumPerCpu = (bytes: Uint8Array): bigint => {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  let total = 0n
+  for (let o = 0; o + 8 <= bytes.length; o += 8) total += view.getBigUint64(o, true)
+  return total
+}
+
+const u32Key = (n: number): Uint8Array => pidKey(n)
+
+type AnyOptions =
+  & CommonOptions<string, FieldSpecs, unknown, unknown, string, unknown, SharedMap<string, string, unknown>>
+  & Partial<Pick<InstrumentOptions<string, FieldSpecs, unknown, unknown, string, unknown, any, unknown>,
+    "sampling" | "ringBuffer" | "record" | "span">>
+  & { readonly constants?: (ctx: TracingLoadContext<unknown>) => Readonly<Record<string, ConstantValue>> }
+
+const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
+  const name = options.name
+  const problems = ManifestM.validate(options.manifest)
+  if (problems.length > 0) throw new Error(`probe ${name}: invalid manifest: ${problems.join("; ")}`)
+  const tag = Context.Service<ProbeId<string>, AnyProbe>(`probescope/probe/${name}`)
+  const configSchema = (options.config ?? EmptyConfig) as Schema.Codec<unknown, unknown>
+  const deps = Object.values(options.reuseMaps ?? {})
+  const depLayers = [...new Set(deps.map((d) => d.probe.layer))]
+
+  const make = (input: Effect.Effect<unknown>) =>
+    Effect.gen(function*() {
+      const bpf = yield* Bpf
+      const registry = yield* ProbeRegistry
+      const config = yield* decodeConfig(name, configSchema, yield* input)
+      const sampler = kind === "instrument" ? (yield* TracingConfig).sampler : TracingConfigM.defaultSampler
+
+      const reusedMaps: Record<string, MapRef> = {}
+      for (const [mine, shared] of Object.entries(options.reuseMaps ?? {})) {
+        const owner = yield* shared.probe.tag
+        reusedMaps[mine] = yield* owner.mapRef(shared.map).pipe(Effect.mapError(loadError(name)))
+      }
+      const constants: Record<string, ConstantValue> = {
+        ...(kind === "instrument" && options.sampling !== "none" ? TracingConfigM.constants(sampler) : {}),
+        ...(options.constants?.({ config, sampler }) ?? {})
+      }
+      const disablePrograms = options.disablePrograms?.({ config }) ?? []
+      const object = yield* bpf.load({
+        file: options.object,
+        name,
+        constants,
+        reuseMaps: reusedMaps,
+        disablePrograms
+      }).pipe(Effect.mapError(loadError(name)))
+      for (const tp of options.manifest.tracepoints ?? []) {
+        yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))
+      }
+      const loaded: Loaded = { object, constants, reusedMaps }
+      const attacher = makeAttacher(name, options, loaded, config)
+      const shares = new Set(options.shares ?? [])
+      const base = {
+        name,
+        manifest: options.manifest as Manifest,
+        config,
+        loaded,
+        attacher,
+        mapRef: (map: string) =>
+          shares.has(map) ? object.mapRef(map) : Effect.fail(
+            new BpfMapError({
+              op: "mapRef",
+              errno: 0,
+              code: "ENOTSHARED",
+              message: `probe ${name} does not share map ${map} (declare it in \`shares\`)`,
+              map
+            })
+          ),
+        kernelStats: Effect.gen(function*() {
+          const submitted = yield* object.lookup("ps_stats", u32Key(0))
+          const dropped = yield* object.lookup("ps_stats", u32Key(1))
+          return {
+            submitted: submitted._tag === "Some" ? sumPerCpu(submitted.value) : 0n,
+            dropped: dropped._tag === "Some" ? sumPerCpu(dropped.value) : 0n
+          }
+        })
+      }
+      const probe: AnyProbe = kind === "instrument" ?
+        {
+          ...base,
+          kind: "instrument",
+          runner: makeRunner(name, options, loaded, config),
+          tracing: { sampler }
+        } :
+        { ...base, kind: "daemon" }
+      yield* registry.register(probe)
+      yield* Effect.logDebug(`probe ${name} loaded`)
+      return probe
+    })
+
+  const build = (input: Effect.Effect<unknown>) => {
+    const own = Layer.effect(tag, make(input) as Effect.Effect<AnyProbe, ProbeConfigError | ProbeLoadError, any>)
+    return depLayers.length === 0 ? own : own.pipe(Layer.provide(Layer.mergeAll(...(depLayers as [any, ...any[]]))))
+  }
+
+  const definition = {
+    name,
+    kind,
+    manifest: options.manifest,
+    tag,
+    layer: build(Effect.map(ProbeSettings, (s) => s[name])),
+    layerWith: (config: unknown) => build(Effect.succeed(config)),
+    map: (map: string): SharedMap => ({ _tag: "SharedMap", probe: definition as never, map })
+  }
+  return definition
+}
+
+const makeAttacher = (name: string, options: AnyOptions, loaded: Loaded, config: unknown): Attacher => {
+  const { object } = loaded
+  const manifest = options.manifest
+  const perTarget = options.perTarget
+  const targetMap = perTarget?.map ?? "ps_targets"
+  const applicability = (target: Target) => ManifestM.check(name, manifest, target)
+
+  const acquire = (target: Target, symbols: ReadonlyArray<string>, offsets: Record<string, number | undefined>) =>
+    Effect.gen(function*() {
+      if (perTarget !== undefined) {
+        const key = pidKey(target.pid)
+        const value = perTarget.layout.encode(perTarget.value({ target, offsets: offsets as never, config }))
+        yield* Effect.acquireRelease(
+          object.update(targetMap, key, value),
+          () => Effect.ignore(object.delete(targetMap, key))
+        )
+      }
+      const links: Array<Link> = []
+      for (const symbol of symbols) {
+        const spec = manifest.symbols!.find((s) => s.name === symbol)!
+        const fn = target.function(symbol)
+        if (fn._tag === "None") continue
+        if (spec.entry !== undefined) {
+          links.push(
+            yield* object.attachUprobe({
+              program: spec.entry,
+              binary: target.exe,
+              offset: fn.value.entryOffset,
+              pid: target.pid
+            })
+          )
+        }
+        if (spec.return !== undefined) {
+          for (const offset of fn.value.returnOffsets) {
+            links.push(yield* object.attachUprobe({ program: spec.return, binary: target.exe, offset, pid: target.pid }))
+          }
+        }
+      }
+      return links
+    })
+
+  return {
+    applicability,
+    attach: Effect.fnUntraced(function*(target: Target) {
+      const app = applicability(target)
+      if (app._tag !== "Applies") {
+        return yield* new ProbeAttachError({
+          probe: name,
+          pid: target.pid,
+          reason: "NotApplicable",
+          message: app._tag === "Global" ?
+            `probe ${name} is global and is not attached per process` :
+            `probe ${name} does not apply to pid ${target.pid}: ${app.reason}`
+        })
+      }
+      const scope = yield* Scope.Scope
+      const child = yield* Scope.fork(scope, "sequential")
+      const links = yield* acquire(target, app.symbols, app.offsets).pipe(
+        Scope.provide(child),
+        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(child, exit)),
+        Effect.mapError((e) =>
+          new ProbeAttachError({
+            probe: name,
+            pid: target.pid,
+            reason: e._tag,
+            message: `probe ${name}: attach to pid ${target.pid} failed: ${e.message}`
+          })
+        )
+      )
+      const attachment: Attachment = {
+        probe: name,
+        pid: target.pid,
+        symbols: app.symbols,
+        missingOptional: app.missingOptional,
+        links
+      }
+      return attachment
+    })
+  }
+}
+
+const makeRunner = (name: string, options: AnyOptions, loaded: Loaded, config: unknown): Runner => {
+  const decode = Schema.decodeUnknownExit(options.record! as Schema.Codec<unknown, Uint8Array, never, never>)
+  const toSpan = options.span!
+  const ctx = { config }
+  const map = options.ringBuffer?.map ?? "events"
+  const rbOptions = options.ringBuffer?.capacity === undefined ? undefined : { capacity: options.ringBuffer.capacity }
+  let records = 0
+  let decodeErrors = 0
+  let skipped = 0
+  let consumerStats: Effect.Effect<{ readonly dropped: number }> = Effect.succeed({ dropped: 0 })
+
+  const run = Effect.gen(function*() {
+    const sink = yield* TelemetrySink
+    const rb = yield* loaded.object.ringBuffer(map, rbOptions)
+    consumerStats = rb.stats
+    yield* Stream.runForEach(rb.records, (bytes) => {
+      const exit = decode(bytes)
+      if (Exit.isFailure(exit)) {
+        decodeErrors++
+        return decodeErrors <= 10 ?
+          Effect.logWarning(`probe ${name}: undecodable record of ${bytes.length} bytes`) :
+          Effect.void
+      }
+      const span = toSpan(exit.value, ctx)
+      if (span === undefined) {
+        skipped++
+        return Effect.void
+      }
+      records++
+      return sink.span({ ...span, probe: name })
+    })
+  }).pipe(
+    Effect.scoped,
+    Effect.catch((e) => Effect.logError(`probe ${name}: ring buffer ${map} unavailable: ${e.message}`))
+  )
+
+  const stats: Effect.Effect<RunnerStats> = Effect.map(
+    Effect.suspend(() => consumerStats),
+    (s) => ({ records, decodeErrors, skipped, consumerDropped: s.dropped })
+  )
+  return { run, stats }
+}

@@ -1,0 +1,13 @@
+/**
+ * The probe API: defining probes (`Probe`), their capabilities, manifests, sampling, binary records, the registry
+ * the Manager reads, and the test kit.
+ */
+export * as Binary from "./Binary.ts"
+export * as Capabilities from "./Capabilities.ts"
+export * as Manifest from "./Manifest.ts"
+export * as Probe from "./Probe.ts"
+export * as ProbeError from "./ProbeError.ts"
+export * as ProbeRegistry from "./ProbeRegistry.ts"
+export * as Target from "./Target.ts"
+export * as Telemetry from "./Telemetry.ts"
+export * as TracingConfig from "./TracingConfig.ts"

@@ -117,6 +117,17 @@ export interface Definition<
   readonly map: <M extends Shares>(map: M) => SharedMap<Name, M, R>
 }
 
+/** An instrument probe's definition: also decodes records without a kernel (for tests and tools). */
+export interface InstrumentDefinition<Name extends string, Config, ConfigInput, Shares extends string, R>
+  extends Definition<Name, InstrumentProbe<Name, Config, Shares>, ConfigInput, Shares, R>
+{
+  /** Decode one ring-buffer record as the Runner would: undefined when the probe skips it. */
+  readonly decode: (
+    record: Uint8Array,
+    config?: ConfigInput
+  ) => Effect.Effect<SpanData | undefined, ProbeConfigError | Schema.SchemaError>
+}
+
 /** Probe-specific config input by probe name (e.g. from the agent's config file); absent means defaults. */
 export const ProbeSettings = Context.Reference<Readonly<Record<string, unknown>>>("probescope/probe/ProbeSettings", {
   defaultValue: () => ({})
@@ -234,13 +245,7 @@ export const instrument = <
   Rec = unknown
 >(
   options: InstrumentOptions<Name, F, Config, ConfigInput, Shares, T, Deps, Rec>
-): Definition<
-  Name,
-  InstrumentProbe<Name, Config, Shares>,
-  ConfigInput,
-  Shares,
-  Bpf | ProbeRegistry | TracingConfig | DepR<Deps>
-> => define("instrument", options as never) as any
+): InstrumentDefinition<Name, Config, ConfigInput, Shares, Bpf | ProbeRegistry | TracingConfig | DepR<Deps>> => define("instrument", options as never) as any
 
 /** Define a daemon probe: loaded once, attached per target (when it names a library), no telemetry. */
 export const daemon = <
@@ -402,7 +407,14 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
     tag,
     layer: build(Effect.map(ProbeSettings, (s) => s[name])),
     layerWith: (config: unknown) => build(Effect.succeed(config)),
-    map: (map: string): SharedMap => ({ _tag: "SharedMap", probe: definition as never, map })
+    map: (map: string): SharedMap => ({ _tag: "SharedMap", probe: definition as never, map }),
+    decode: (record: Uint8Array, input?: unknown) =>
+      Effect.gen(function*() {
+        const config = yield* decodeConfig(name, configSchema, input)
+        const decoded = yield* Schema.decodeUnknownEffect(options.record! as Schema.Codec<unknown, Uint8Array>)(record)
+        const span = options.span!(decoded, { config })
+        return span === undefined ? undefined : { ...span, probe: name }
+      })
   }
   return definition
 }

@@ -1,0 +1,301 @@
+/**
+ * Test kit for probes and Manager compositions, with no root and no kernel: the fake kernel, fake targets, a target
+ * source a test drives, a capturing TelemetrySink, and mock probes whose capabilities the test supplies.
+ *
+ * ```ts
+ * layer(ProbeTest.layer)("my probe", (it) => {
+ *   it.effect("emits a span per record", () =>
+ *     Effect.gen(function*() {
+ *       const kernel = yield* FakeKernel
+ *       ...
+ *     }))
+ * })
+ * ```
+ */
+import { Context, Effect, Layer, Option, Queue, Stream } from "effect"
+import type { Link } from "../kernel/Bpf.ts"
+import * as BpfTest from "../kernel/BpfTest.ts"
+import type { TargetEvent } from "../manager/TargetEvent.ts"
+import { TargetSource } from "../manager/TargetEvent.ts"
+import type { Attacher, Attachment, Loaded, Runner, RunnerStats } from "./Capabilities.ts"
+import type { Manifest } from "./Manifest.ts"
+import * as ManifestM from "./Manifest.ts"
+import type { AnyProbe } from "./Probe.ts"
+import { ProbeAttachError } from "./ProbeError.ts"
+import * as ProbeRegistry from "./ProbeRegistry.ts"
+import type { Target, TargetField, TargetFunction } from "./Target.ts"
+import type { SpanData } from "./Telemetry.ts"
+import { TelemetrySink } from "./Telemetry.ts"
+import * as TracingConfig from "./TracingConfig.ts"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fake targets
+// ---------------------------------------------------------------------------------------------------------------
+
+/** A function of a fake target: offsets default to a made-up layout. */
+export interface FakeFunction {
+  readonly entryOffset?: number
+  readonly returnOffsets?: ReadonlyArray<number>
+}
+
+/** What a fake target is built from; everything has a default. */
+export interface FakeTargetOptions {
+  readonly pid?: number
+  readonly exe?: string
+  readonly goVersion?: string
+  /** Module path to version ("std" defaults to the Go version). */
+  readonly modules?: Readonly<Record<string, string>>
+  /** Function name to offsets. */
+  readonly functions?: Readonly<Record<string, FakeFunction>>
+  /** "pkg.Type.Field" (the last dot splits type and field) to offset. */
+  readonly fields?: Readonly<Record<string, number>>
+}
+
+let nextFakeOffset = 0x10000
+
+/** Build a `Target` with no process behind it. */
+export const target = (options: FakeTargetOptions = {}): Target => {
+  const pid = options.pid ?? 4242
+  const goVersion = options.goVersion ?? "1.26.0"
+  const modules = new Map<string, string>([["std", goVersion], ...Object.entries(options.modules ?? {})])
+  const functions = new Map<string, TargetFunction>()
+  for (const [name, f] of Object.entries(options.functions ?? {})) {
+    const base = nextFakeOffset
+    nextFakeOffset += 0x1000
+    const entryOffset = f.entryOffset ?? base + 0x14
+    functions.set(name, {
+      name,
+      address: BigInt(0x400000 + (f.entryOffset ?? base)),
+      fileOffset: f.entryOffset === undefined ? base : f.entryOffset - 0x14,
+      entryOffset,
+      returnOffsets: f.returnOffsets ?? [base + 0x80]
+    })
+  }
+  const fields = new Map<string, TargetField>(
+    Object.entries(options.fields ?? {}).map(([k, offset]) => [k, { offset, source: "table" as const }])
+  )
+  return {
+    pid,
+    exe: options.exe ?? `/fake/bin/app-${pid}`,
+    goVersion,
+    modules,
+    function: (name) => Option.fromNullishOr(functions.get(name)),
+    field: (type, field) => Option.fromNullishOr(fields.get(`${type}.${field}`))
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Capturing sink
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Spans the capturing sink received. */
+export class CapturedSpans extends Context.Service<CapturedSpans, {
+  /** Every span received so far. */
+  readonly all: Effect.Effect<ReadonlyArray<SpanData>>
+  /** Wait for the next `n` spans (not yet taken) and return them. */
+  readonly take: (n: number) => Effect.Effect<ReadonlyArray<SpanData>>
+}>()("probescope/probe/ProbeTest/CapturedSpans") {}
+
+/** A TelemetrySink that keeps every span, with `CapturedSpans` to read them. */
+export const layerSink: Layer.Layer<TelemetrySink | CapturedSpans> = Layer.effectContext(
+  Effect.gen(function*() {
+    const all: Array<SpanData> = []
+    const queue = yield* Queue.unbounded<SpanData>()
+    const sink = TelemetrySink.of({
+      span: (span) =>
+        Effect.sync(() => {
+          all.push(span)
+          Queue.offerUnsafe(queue, span)
+        })
+    })
+    const captured = CapturedSpans.of({
+      all: Effect.sync(() => [...all]),
+      take: (n) =>
+        Effect.gen(function*() {
+          const out: Array<SpanData> = []
+          for (let i = 0; i < n; i++) out.push(yield* Queue.take(queue))
+          return out
+        })
+    })
+    return Context.make(TelemetrySink, sink).pipe(Context.add(CapturedSpans, captured))
+  })
+)
+
+// ---------------------------------------------------------------------------------------------------------------
+// Driven target source
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Drive the TargetSource from a test. */
+export class TestTargets extends Context.Service<TestTargets, {
+  readonly start: (target: Target) => Effect.Effect<void>
+  readonly exit: (pid: number) => Effect.Effect<void>
+  readonly offer: (event: TargetEvent) => Effect.Effect<void>
+}>()("probescope/probe/ProbeTest/TestTargets") {}
+
+/** A TargetSource fed by `TestTargets`. */
+export const layerTargets: Layer.Layer<TargetSource | TestTargets> = Layer.effectContext(
+  Effect.gen(function*() {
+    const queue = yield* Queue.unbounded<TargetEvent>()
+    const offer = (event: TargetEvent) => Effect.asVoid(Queue.offer(queue, event))
+    const control = TestTargets.of({
+      offer,
+      start: (target) => offer({ _tag: "Started", target }),
+      exit: (pid) => offer({ _tag: "Exited", pid })
+    })
+    return Context.make(TargetSource, TargetSource.of({ events: Stream.fromQueue(queue) })).pipe(
+      Context.add(TestTargets, control)
+    )
+  })
+)
+
+/** A TargetSource that emits the given events, then nothing. */
+export const targetSource = (events: ReadonlyArray<TargetEvent>): Layer.Layer<TargetSource> =>
+  Layer.succeed(TargetSource, TargetSource.of({ events: Stream.concat(Stream.fromIterable(events), Stream.never) }))
+
+// ---------------------------------------------------------------------------------------------------------------
+// Mock capabilities
+// ---------------------------------------------------------------------------------------------------------------
+
+/** A record of what mock probes did, in order: "attach <probe> <pid>", "detach <probe> <pid>", "run <probe>", ... */
+export class MockLog extends Context.Service<MockLog, {
+  readonly entries: Effect.Effect<ReadonlyArray<string>>
+}>()("probescope/probe/ProbeTest/MockLog") {}
+
+const mockLogState: Array<string> = []
+
+/** The shared log of mock probes (cleared by `layerMockLog`). */
+export const layerMockLog: Layer.Layer<MockLog> = Layer.sync(MockLog, () => {
+  mockLogState.length = 0
+  return MockLog.of({ entries: Effect.sync(() => [...mockLogState]) })
+})
+
+/** An Attacher that checks the manifest like the real one, then records attach/detach (or runs `onAttach`). */
+export const mockAttacher = (
+  name: string,
+  manifest: Manifest,
+  onAttach?: (target: Target) => Effect.Effect<void, ProbeAttachError>
+): Attacher => ({
+  applicability: (t) => ManifestM.check(name, manifest, t),
+  attach: (t) =>
+    Effect.gen(function*() {
+      const app = ManifestM.check(name, manifest, t)
+      if (app._tag !== "Applies") {
+        return yield* new ProbeAttachError({
+          probe: name,
+          pid: t.pid,
+          reason: "NotApplicable",
+          message: app._tag === "Global" ? `probe ${name} is global` : app.reason
+        })
+      }
+      if (onAttach !== undefined) yield* onAttach(t)
+      yield* Effect.acquireRelease(
+        Effect.sync(() => void mockLogState.push(`attach ${name} ${t.pid}`)),
+        () => Effect.sync(() => void mockLogState.push(`detach ${name} ${t.pid}`))
+      )
+      const attachment: Attachment = {
+        probe: name,
+        pid: t.pid,
+        symbols: app.symbols,
+        missingOptional: app.missingOptional,
+        links: [] as ReadonlyArray<Link>
+      }
+      return attachment
+    })
+})
+
+/** A Runner that emits the given spans once, then waits until interrupted. */
+export const mockRunner = (name: string, spans: ReadonlyArray<Omit<SpanData, "probe">> = []): Runner => {
+  let records = 0
+  return {
+    run: Effect.gen(function*() {
+      const sink = yield* TelemetrySink
+      mockLogState.push(`run ${name}`)
+      for (const s of spans) {
+        records++
+        yield* sink.span({ ...s, probe: name })
+      }
+      return yield* Effect.never
+    }).pipe(Effect.onInterrupt(() => Effect.sync(() => void mockLogState.push(`stop ${name}`)))),
+    stats: Effect.sync((): RunnerStats => ({ records, decodeErrors: 0, skipped: 0, consumerDropped: 0 }))
+  }
+}
+
+/** What a mock probe is made of. */
+export interface MockProbeOptions {
+  readonly name: string
+  readonly kind?: "instrument" | "daemon"
+  readonly manifest: Manifest
+  readonly attacher?: Attacher
+  readonly runner?: Runner
+}
+
+const mockLoaded = (name: string): Loaded => ({
+  object: {
+    name,
+    programs: [],
+    maps: [],
+    lookup: () => Effect.succeed(Option.none()),
+    update: () => Effect.void,
+    delete: () => Effect.succeed(false),
+    mapRef: (map) => Effect.succeed({ object: name, map, handle: undefined }),
+    attachUprobe: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock" }),
+    attachTracepoint: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock" }),
+    ringBuffer: (map) =>
+      Effect.succeed({
+        map,
+        records: Stream.never,
+        stats: Effect.succeed({ received: 0, dropped: 0, batches: 0 })
+      })
+  },
+  constants: {},
+  reusedMaps: {}
+})
+
+/**
+ * A probe with mock capabilities, registered like a real one (no kernel): for testing Manager compositions and
+ * failure isolation. Loading and closing are recorded in the MockLog as "load <name>" / "close <name>".
+ */
+export const mockProbe = (options: MockProbeOptions): Layer.Layer<never, never, ProbeRegistry.ProbeRegistry> =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const registry = yield* ProbeRegistry.ProbeRegistry
+    const kind = options.kind ?? "instrument"
+    yield* Effect.acquireRelease(
+      Effect.sync(() => void mockLogState.push(`load ${options.name}`)),
+      () => Effect.sync(() => void mockLogState.push(`close ${options.name}`))
+    )
+    const base = {
+      name: options.name,
+      manifest: options.manifest,
+      config: {},
+      loaded: mockLoaded(options.name),
+      attacher: options.attacher ?? mockAttacher(options.name, options.manifest),
+      mapRef: (map: string) => Effect.succeed({ object: options.name, map, handle: undefined }),
+      kernelStats: Effect.succeed({ submitted: 0n, dropped: 0n })
+    }
+    const probe: AnyProbe = kind === "instrument" ?
+      {
+        ...base,
+        kind,
+        runner: options.runner ?? mockRunner(options.name),
+        tracing: { sampler: TracingConfig.defaultSampler }
+      } :
+      { ...base, kind }
+    yield* registry.register(probe)
+  }))
+
+// ---------------------------------------------------------------------------------------------------------------
+// Everything at once
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Fake kernel (`Bpf` + `FakeKernel`), a fresh `ProbeRegistry`, always-on `TracingConfig`, the capturing sink and a
+ * driven target source: everything a probe layer and `Manager.layer` need.
+ */
+export const layer = Layer.mergeAll(
+  BpfTest.layer,
+  ProbeRegistry.layer,
+  TracingConfig.layer({ root: "always_on", ratio: 1, parentBased: true }),
+  layerSink,
+  layerTargets,
+  layerMockLog
+)

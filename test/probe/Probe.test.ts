@@ -1,0 +1,216 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { attachError, FakeKernel } from "../../src/kernel/BpfTest.ts"
+import * as Probe from "../../src/probe/Probe.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import { Client, fields, functions, GoCtx, record, Server } from "./fixtures.ts"
+
+const target = (pid: number) => ProbeTest.target({ pid, functions, fields })
+
+const withProbes = <A, E, R>(self: Effect.Effect<A, E, R>, probes: Layer.Layer<any, any, any> = Server.layer) =>
+  self.pipe(Effect.provide(probes.pipe(Layer.provideMerge(ProbeTest.layer))), Effect.scoped) as Effect.Effect<A, E>
+
+describe("Probe", () => {
+  it.effect("loads once with config, sampler constants and the dependency's map", () =>
+    withProbes(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const server = yield* Server.tag
+      assert.strictEqual(server.kind, "instrument")
+      assert.deepStrictEqual(server.config, { maxPath: 32, skipHealth: false })
+      const loads = (yield* kernel.events).filter((e) => e._tag === "Load")
+      assert.deepStrictEqual(loads.map((l) => l.object), ["test/goctx", "test/server"])
+      const load = loads[1]!
+      assert.deepStrictEqual(load._tag === "Load" ? load.constants : {}, {
+        ps_sampler_kind: 0,
+        ps_sampler_parent_based: true,
+        ps_sampler_threshold: 0n,
+        max_path: 32
+      })
+      assert.deepStrictEqual(load._tag === "Load" ? load.reusedMaps : {}, { go_spans: "test/goctx/go_spans" })
+      // The daemon is not handed tracing config: no sampler constants.
+      assert.deepStrictEqual(loads[0]!._tag === "Load" ? loads[0]!.constants : { x: 1 }, {})
+    })))
+
+  it.effect("attaches entry and every return offset, writes then deletes the per-pid offsets", () =>
+    withProbes(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const server = yield* Server.tag
+      yield* kernel.clearEvents
+      const scope = yield* Scope.make()
+      const attachment = yield* server.attacher.attach(target(11)).pipe(Scope.provide(scope))
+      assert.deepStrictEqual(attachment.symbols, ["net/http.serverHandler.ServeHTTP"])
+      assert.deepStrictEqual(attachment.missingOptional, ["net/http.(*conn).hijack"])
+      const map = yield* kernel.map("test/server", "ps_targets")
+      const value = map.get("0b000000")!
+      assert.deepStrictEqual(Array.from(value.slice(8, 9)), [16])
+      yield* Scope.close(scope, Exit.void)
+      const events = (yield* kernel.events).map((e) =>
+        e._tag === "Attach" ? `attach ${e.program}@${e.offset?.toString(16)} pid=${e.pid} ${e.binary}` :
+        e._tag === "Detach" ? `detach ${e.program}` :
+        `${e._tag} ${"map" in e ? e.map : ""}`
+      )
+      assert.deepStrictEqual(events, [
+        "MapUpdate ps_targets",
+        "attach uprobe_serve@2014 pid=11 /fake/bin/app-11",
+        "attach uprobe_serve_ret@2100 pid=11 /fake/bin/app-11",
+        "attach uprobe_serve_ret@2180 pid=11 /fake/bin/app-11",
+        "detach uprobe_serve_ret",
+        "detach uprobe_serve_ret",
+        "detach uprobe_serve",
+        "MapDelete ps_targets"
+      ])
+      assert.strictEqual((yield* kernel.map("test/server", "ps_targets")).size, 0)
+    })))
+
+  it.effect("one load serves two targets; detaching one leaves the other", () =>
+    withProbes(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const server = yield* Server.tag
+      const s1 = yield* Scope.make()
+      const s2 = yield* Scope.make()
+      yield* server.attacher.attach(target(1)).pipe(Scope.provide(s1))
+      yield* server.attacher.attach(target(2)).pipe(Scope.provide(s2))
+      assert.strictEqual((yield* kernel.liveLinks).length, 6)
+      yield* Scope.close(s1, Exit.void)
+      const left = yield* kernel.liveLinks
+      assert.deepStrictEqual([...new Set(left.map((l) => l.pid))], [2])
+      assert.deepStrictEqual([...(yield* kernel.map("test/server", "ps_targets")).keys()], ["02000000"])
+      assert.strictEqual((yield* kernel.events).filter((e) => e._tag === "Load").length, 2)
+    })))
+
+  it.effect("interruption mid-attach releases what was acquired", () =>
+    withProbes(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const server = yield* Server.tag
+      yield* kernel.hangAttach({ program: "uprobe_serve_ret", offset: 0x2180 })
+      const scope = yield* Scope.make()
+      const fiber = yield* server.attacher.attach(target(5)).pipe(Scope.provide(scope), Effect.forkChild)
+      yield* Effect.yieldNow
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* kernel.liveLinks).length, 2)
+      yield* Fiber.interrupt(fiber)
+      assert.deepStrictEqual(yield* kernel.liveLinks, [])
+      assert.strictEqual((yield* kernel.map("test/server", "ps_targets")).size, 0)
+    })))
+
+  it.effect("an attach failure is a ProbeAttachError naming probe and pid, and leaves nothing attached", () =>
+    withProbes(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const server = yield* Server.tag
+      yield* kernel.failAttach({ program: "uprobe_serve_ret" }, attachError("uprobe_serve_ret", "EINVAL", "bad offset"))
+      const error = yield* Effect.flip(server.attacher.attach(target(3)).pipe(Effect.scoped))
+      assert.strictEqual(error._tag, "ProbeAttachError")
+      assert.strictEqual(error.message, "probe test/server: attach to pid 3 failed: bad offset")
+      assert.strictEqual(error.pid, 3)
+      assert.deepStrictEqual(yield* kernel.liveLinks, [])
+    })))
+
+  it.effect("a target the probe does not apply to fails with the reason", () =>
+    withProbes(Effect.gen(function*() {
+      const server = yield* Server.tag
+      const old = ProbeTest.target({ pid: 9, goVersion: "1.20.5", functions, fields })
+      const error = yield* Effect.flip(server.attacher.attach(old).pipe(Effect.scoped))
+      assert.strictEqual(error.reason, "NotApplicable")
+      assert.strictEqual(
+        error.message,
+        "probe test/server does not apply to pid 9: std 1.20.5 is outside the supported range >=1.21"
+      )
+    })))
+
+  it.effect("config errors name the probe and the field", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Effect.provide(Effect.void, Server.layerWith({ maxPath: 100 }).pipe(Layer.provide(ProbeTest.layer)))
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
+      const e = error?._tag === "Fail" ? error.error : undefined
+      assert.strictEqual(e?._tag, "ProbeConfigError")
+      assert.strictEqual(e?._tag === "ProbeConfigError" && e.probe, "test/server")
+      assert.strictEqual(e?._tag === "ProbeConfigError" && e.field, "maxPath")
+      assert.strictEqual(e?.message, "probe test/server: config field \"maxPath\": Expected a value between 1 and 32")
+    }))
+
+  it.effect("config comes from ProbeSettings by probe name", () =>
+    Effect.gen(function*() {
+      const server = yield* Server.tag
+      assert.deepStrictEqual(server.config, { maxPath: 8, skipHealth: true })
+    }).pipe(
+      Effect.provide(Server.layer.pipe(Layer.provideMerge(ProbeTest.layer))),
+      Effect.provide(Probe.settings({ "test/server": { maxPath: 8, skipHealth: true } }))
+    ))
+
+  it.effect("a load failure is a ProbeLoadError with the verifier log", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      yield* kernel.failVerifier({ object: "test/server" }, "invalid access to map value")
+      const exit = yield* Effect.exit(Layer.build(Server.layer))
+      const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
+      const e = error?._tag === "Fail" ? error.error : undefined
+      assert.strictEqual(e?._tag, "ProbeLoadError")
+      assert.strictEqual(e?.message, "probe test/server: program rejected by the verifier")
+      assert.strictEqual(e?._tag === "ProbeLoadError" && e.verifierLog, "invalid access to map value")
+      // The dependency loaded before the failure and is closed again.
+      assert.deepStrictEqual(yield* kernel.liveObjects, [])
+    }).pipe(Effect.scoped, Effect.provide(ProbeTest.layer)))
+
+  it.effect("a daemon shared by two instrument probes is loaded once and closed last", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const scope = yield* Scope.make()
+      yield* Layer.buildWithScope(Layer.mergeAll(Server.layer, Client.layer, GoCtx.layer), scope)
+      const loads = (yield* kernel.events).filter((e) => e._tag === "Load").map((e) => e.object)
+      assert.deepStrictEqual(loads, ["test/goctx", "test/server", "test/client"])
+      yield* Scope.close(scope, Exit.void)
+      const closes = (yield* kernel.events).filter((e) => e._tag === "Close").map((e) => e.object)
+      assert.strictEqual(closes.length, 3)
+      assert.strictEqual(closes[2], "test/goctx")
+    }).pipe(Effect.scoped, Effect.provide(ProbeTest.layer)))
+
+  it.effect("the Runner decodes records, emits spans, counts decode errors and skipped records", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const captured = yield* CapturedSpans
+      const server = yield* Server.tag
+      yield* kernel.push("test/server", [record(), new Uint8Array(3), record({ path: "/health", status: 503 })])
+      const fiber = yield* Effect.forkChild(server.runner.run)
+      const spans = yield* captured.take(1)
+      yield* kernel.push("test/server", [record({ path: "/health" }), record({ path: "/two" })])
+      const more = yield* captured.take(1)
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(more[0]!.name, "GET /two")
+      assert.strictEqual(spans[0]!.probe, "test/server")
+      assert.strictEqual(spans[0]!.name, "GET /hello")
+      assert.strictEqual(spans[0]!.traceId, "0af7651916cd43dd8448eb211c80319c")
+      const all = yield* captured.all
+      assert.strictEqual(all.length, 2)
+      const stats = yield* server.runner.stats
+      assert.deepStrictEqual({ ...stats }, { records: 2, decodeErrors: 1, skipped: 2, consumerDropped: 0 })
+      const kstats = yield* server.kernelStats
+      assert.strictEqual(kstats.submitted, 5n)
+    }).pipe(
+      Effect.provide(Server.layer.pipe(Layer.provideMerge(ProbeTest.layer))),
+      Effect.provide(Probe.settings({ "test/server": { skipHealth: true } }))
+    ))
+
+  it.effect("decode works without a kernel", () =>
+    Effect.gen(function*() {
+      const span = yield* Server.decode(record({ status: 500 }))
+      assert.strictEqual(span?.status.code, "error")
+      assert.strictEqual(span?.attributes["http.response.status_code"], 500)
+      const skipped = yield* Server.decode(record({ path: "/health" }), { skipHealth: true })
+      assert.strictEqual(skipped, undefined)
+      const error = yield* Effect.flip(Server.decode(new Uint8Array(4)))
+      assert.strictEqual(error._tag, "SchemaError")
+      assert.match(error.message, /record is 4 bytes, expected at least/)
+    }))
+
+  it.effect("a map not declared in shares cannot be referenced", () =>
+    withProbes(Effect.gen(function*() {
+      const ctx = yield* GoCtx.tag
+      const error = yield* Effect.flip(ctx.mapRef("events" as never))
+      assert.strictEqual(error._tag, "BpfMapError")
+      assert.strictEqual(error.message, "probe test/goctx does not share map events (declare it in `shares`)")
+    }), GoCtx.layer))
+})

@@ -1,0 +1,177 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Layer, Scope } from "effect"
+import { attachError, FakeKernel } from "../../src/kernel/BpfTest.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
+import { ProbeAttachError } from "../../src/probe/ProbeError.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedSpans, MockLog, TestTargets } from "../../src/probe/ProbeTest.ts"
+import { Client, fields, functions, GoCtx, Grpc, record, Server } from "../probe/fixtures.ts"
+
+const target = (pid: number, extra: Partial<ProbeTest.FakeTargetOptions> = {}) =>
+  ProbeTest.target({ pid, functions, fields, ...extra })
+
+const Probes = Layer.mergeAll(Server.layer, Client.layer, Grpc.layer, GoCtx.layer)
+
+/** The Manager over the real probe layers on the fake kernel; the test kit is shared with the probes. */
+const App = ManagerM.layer.pipe(Layer.provide(Probes), Layer.provideMerge(ProbeTest.layer))
+
+/** Wait until the Manager has handled what the target source emitted (events are handled one at a time). */
+const settle = (pid: number, present: boolean) =>
+  Effect.gen(function*() {
+    const manager = yield* Manager
+    for (let i = 0; i < 1000; i++) {
+      const targets = yield* manager.targets
+      if (targets.some((t) => t.pid === pid) === present) return
+      yield* Effect.yieldNow
+    }
+    return yield* Effect.die(`pid ${pid} never became ${present ? "present" : "absent"}`)
+  })
+
+describe("Manager", () => {
+  it.effect("attaches matching probes per target, detaches on exit, runs each Runner once", () =>
+    Effect.gen(function*() {
+      const manager = yield* Manager
+      const targets = yield* TestTargets
+      const kernel = yield* FakeKernel
+      const captured = yield* CapturedSpans
+      assert.deepStrictEqual(manager.probes.map((p) => `${p.kind} ${p.name}`), [
+        "daemon test/goctx",
+        "instrument test/server",
+        "instrument test/client",
+        "instrument test/grpc"
+      ])
+      yield* targets.start(target(10))
+      yield* settle(10, true)
+      yield* targets.start(target(20))
+      yield* settle(20, true)
+      assert.deepStrictEqual((yield* manager.targets).map((t) => t.probes), [
+        ["test/goctx", "test/server", "test/client"],
+        ["test/goctx", "test/server", "test/client"]
+      ])
+      yield* kernel.push("test/client", [record({ path: "/out" })])
+      yield* kernel.push("test/server", [record()])
+      const spans = yield* captured.take(2)
+      assert.deepStrictEqual(spans.map((s) => s.name).sort(), ["GET /hello", "client /out"])
+      yield* targets.exit(10)
+      yield* settle(10, false)
+      const pids = new Set((yield* kernel.liveLinks).map((l) => l.pid))
+      assert.deepStrictEqual([...pids], [20])
+      const subscriptions = (yield* kernel.events).filter((e) => e._tag === "Subscribe").map((e) => e.object)
+      assert.deepStrictEqual(subscriptions.sort(), ["test/client", "test/grpc", "test/server"])
+      const stats = yield* manager.stats
+      const server = stats.find((s) => s.probe === "test/server")!
+      assert.strictEqual(server.targets, 1)
+      assert.strictEqual(server.records, 1)
+      assert.strictEqual(server.kernelSubmitted, 1n)
+    }).pipe(Effect.provide(App)))
+
+  it.effect("inspect says why a probe does not apply", () =>
+    Effect.gen(function*() {
+      const manager = yield* Manager
+      const withGrpc = target(1, {
+        modules: { "google.golang.org/grpc": "v1.38.0" },
+        functions: { ...functions, "google.golang.org/grpc.(*Server).handleStream": {} }
+      })
+      const byProbe = Object.fromEntries(
+        manager.inspect(withGrpc).map((i) => [
+          i.probe,
+          i.applicability._tag === "NotApplicable" ? i.applicability.reason : i.applicability._tag
+        ])
+      )
+      assert.deepStrictEqual(byProbe, {
+        "test/goctx": "Applies",
+        "test/server": "Applies",
+        "test/client": "Applies",
+        "test/grpc": "google.golang.org/grpc v1.38.0 is outside the supported range >=1.40.0 <2"
+      })
+      const noGrpc = manager.inspect(target(2)).find((i) => i.probe === "test/grpc")!
+      assert.deepStrictEqual(noGrpc.applicability, {
+        _tag: "NotApplicable",
+        probe: "test/grpc",
+        reason: "module google.golang.org/grpc is not in the binary"
+      })
+    }).pipe(Effect.provide(App)))
+
+  it.effect("a probe failing to attach to one target is counted and does not stop the others", () =>
+    Effect.gen(function*() {
+      const manager = yield* Manager
+      const kernel = yield* FakeKernel
+      yield* kernel.failAttach({ program: "uprobe_rt", pid: 31 }, attachError("uprobe_rt", "ESRCH", "gone"))
+      yield* manager.handle({ _tag: "Started", target: target(31) })
+      yield* manager.handle({ _tag: "Started", target: target(32) })
+      const t = yield* manager.targets
+      assert.deepStrictEqual(t.map((x) => [x.pid, x.probes]), [
+        [31, ["test/goctx", "test/server"]],
+        [32, ["test/goctx", "test/server", "test/client"]]
+      ])
+      const client = (yield* manager.stats).find((s) => s.probe === "test/client")!
+      assert.strictEqual(client.attachFailures, 1)
+      assert.strictEqual(client.targets, 1)
+      // The failed probe left nothing behind on pid 31.
+      const links31 = (yield* kernel.liveLinks).filter((l) => l.pid === 31 && l.object === "test/client")
+      assert.deepStrictEqual(links31, [])
+    }).pipe(Effect.provide(App)))
+
+  it.effect("release order: dependents detach before dependencies, then objects close dependencies last", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(ManagerM.layer.pipe(Layer.provide(Probes)), scope)
+      const manager = ctx.mapUnsafe.get(Manager.key) as Manager["Service"]
+      yield* manager.handle({ _tag: "Started", target: target(7) })
+      yield* kernel.clearEvents
+      yield* Scope.close(scope, Exit.void)
+      const order = (yield* kernel.events).flatMap((e) =>
+        e._tag === "Detach" ? [`detach ${e.object}`] : e._tag === "Close" ? [`close ${e.object}`] : []
+      )
+      const dedup = order.filter((x, i) => order[i - 1] !== x)
+      assert.deepStrictEqual(dedup, [
+        "detach test/client",
+        "detach test/server",
+        "detach test/goctx",
+        "close test/grpc",
+        "close test/client",
+        "close test/server",
+        "close test/goctx"
+      ])
+      assert.deepStrictEqual(yield* kernel.liveObjects, [])
+    }).pipe(Effect.provide(ProbeTest.layer)))
+
+  it.effect("mock probes: a daemon has no Runner, failures stay with their probe", () =>
+    Effect.gen(function*() {
+      const manager = yield* Manager
+      const log = yield* MockLog
+      yield* manager.handle({ _tag: "Started", target: target(5) })
+      yield* Effect.yieldNow
+      assert.deepStrictEqual((yield* manager.targets)[0]!.probes, ["mock/daemon", "mock/ok"])
+      const entries = yield* log.entries
+      assert.deepStrictEqual(entries.filter((e) => e.startsWith("run")), ["run mock/ok", "run mock/bad"])
+      assert.deepStrictEqual(entries.filter((e) => e.startsWith("attach")), ["attach mock/daemon 5", "attach mock/ok 5"])
+      const bad = (yield* manager.stats).find((s) => s.probe === "mock/bad")!
+      assert.strictEqual(bad.attachFailures, 1)
+    }).pipe(
+      Effect.provide(
+        ManagerM.layer.pipe(
+          Layer.provide(Layer.mergeAll(
+            ProbeTest.mockProbe({ name: "mock/daemon", kind: "daemon", manifest: GoCtx.manifest }),
+            ProbeTest.mockProbe({ name: "mock/ok", manifest: Server.manifest }),
+            ProbeTest.mockProbe({
+              name: "mock/bad",
+              manifest: Client.manifest,
+              attacher: ProbeTest.mockAttacher("mock/bad", Client.manifest, (t) =>
+                Effect.fail(
+                  new ProbeAttachError({
+                    probe: "mock/bad",
+                    pid: t.pid,
+                    reason: "Test",
+                    message: "mock failure"
+                  })
+                ))
+            })
+          )),
+          Layer.provideMerge(ProbeTest.layer)
+        )
+      )
+    ))
+})

@@ -1,0 +1,74 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import * as Binary from "../../src/probe/Binary.ts"
+
+describe("Binary", () => {
+  it("lays fields out at C alignment", () => {
+    const L = Binary.struct({ a: Binary.u8, b: Binary.u64, c: Binary.u16, d: Binary.u32, e: Binary.hex(3) })
+    assert.deepStrictEqual(L.offsets, { a: 0, b: 8, c: 16, d: 20, e: 24 })
+    assert.strictEqual(L.size, 32)
+    const P = Binary.struct({ a: Binary.u8, b: Binary.u64 }, { packed: true })
+    assert.deepStrictEqual(P.offsets, { a: 0, b: 1 })
+    assert.strictEqual(P.size, 9)
+  })
+
+  it("round-trips every field kind, with a length field and padding", () => {
+    const L = Binary.struct({
+      n: Binary.u64,
+      m: Binary.u64n,
+      i: Binary.i64,
+      s32: Binary.i32,
+      flag: Binary.bool,
+      _pad: Binary.pad(3),
+      id: Binary.hex(8),
+      raw: Binary.bytes(2),
+      len: Binary.u32,
+      name: Binary.string(8, "len"),
+      cstr: Binary.string(6)
+    })
+    const value = {
+      n: 2n ** 63n + 5n,
+      m: 1234567,
+      i: -7n,
+      s32: -3,
+      flag: true,
+      id: "00f1e2d3c4b5a697",
+      raw: new Uint8Array([9, 8]),
+      len: 0,
+      name: "GET",
+      cstr: "héllo"
+    }
+    const bytes = L.encode(value)
+    assert.strictEqual(bytes.length, L.size)
+    const decoded = L.decode(bytes)
+    assert.deepStrictEqual(decoded, { ...value, len: 3, cstr: "héllo" })
+    assert.isFalse("_pad" in decoded)
+  })
+
+  it("clamps a string's length field to its capacity", () => {
+    const L = Binary.struct({ len: Binary.u16, s: Binary.string(4, "len") })
+    const bytes = L.encode({ len: 0, s: "abcd" })
+    new DataView(bytes.buffer).setUint16(0, 500, true)
+    assert.strictEqual(L.decode(bytes).s, "abcd")
+  })
+
+  it("rejects a length field that is not in the struct", () => {
+    assert.throws(() => Binary.struct({ s: Binary.string(4, "nope") }), /length field "nope" of "s"/)
+  })
+
+  it.effect("as a Schema, a short record fails with a SchemaError", () =>
+    Effect.gen(function*() {
+      const S = Binary.schema(Binary.struct({ a: Binary.u32, b: Binary.u32 }))
+      const ok = yield* Schema.decodeUnknownEffect(S)(new Uint8Array([1, 0, 0, 0, 2, 0, 0, 0]))
+      assert.deepStrictEqual(ok, { a: 1, b: 2 })
+      const error = yield* Effect.flip(Schema.decodeUnknownEffect(S)(new Uint8Array(5)))
+      assert.strictEqual(error._tag, "SchemaError")
+      assert.match(error.message, /record is 5 bytes, expected at least 8/)
+      const notBytes = yield* Effect.flip(Schema.decodeUnknownEffect(S)("nope"))
+      assert.match(notBytes.message, /Expected Uint8Array/)
+    }))
+
+  it("pidKey is a little-endian u32", () => {
+    assert.deepStrictEqual(Array.from(Binary.pidKey(0x01020304)), [4, 3, 2, 1])
+  })
+})

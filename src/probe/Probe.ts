@@ -230,8 +230,13 @@ type DepR<D> = D extends SharedMap<string, string, infer R> ? R : never
 
 const repoRoot = new URL("../../", import.meta.url)
 
-/** Absolute path of a compiled object in bpf/out/ (`objectFile("nethttp_server")`). */
-export const objectFile = (name: string): string => new URL(`bpf/out/${name}.bpf.o`, repoRoot).pathname
+/** Absolute path of a compiled object: bpf/out/<name>.bpf.o, or under `PROBESCOPE_BPF_DIR` when set. */
+export const objectFile = (name: string): string => {
+  const dir = process.env["PROBESCOPE_BPF_DIR"]
+  return dir !== undefined && dir !== "" ?
+    `${dir.replace(/\/$/, "")}/${name}.bpf.o` :
+    new URL(`bpf/out/${name}.bpf.o`, repoRoot).pathname
+}
 
 /** Define an instrument probe: loaded once, attached per target, its Runner emitting spans. */
 export const instrument = <

@@ -1,0 +1,3 @@
+module example.com/workapp
+
+go 1.21

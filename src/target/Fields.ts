@@ -1,0 +1,28 @@
+/**
+ * The struct fields the probes need, per type. `scripts/gen-offsets.ts` records exactly these in the offsets table,
+ * and `GoBinary.summary` reports them.
+ */
+
+/** Type name (as DWARF names it) → field names. */
+export const knownFields: Readonly<Record<string, ReadonlyArray<string>>> = {
+  "net/http.Request": [
+    "Method", "URL", "Proto", "ProtoMajor", "ProtoMinor", "Header", "Body", "ContentLength", "Host", "RemoteAddr",
+    "RequestURI", "ctx", "Pattern", "Response"
+  ],
+  "net/url.URL": ["Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment"],
+  "net/http.Response": ["Status", "StatusCode", "Proto", "Header", "Body", "ContentLength", "Request"],
+  "net/http.response": ["conn", "req", "wroteHeader", "status", "handlerHeader", "contentLength"],
+  "net/http.conn": ["server", "rwc", "remoteAddr"],
+  "net/http.persistConn": ["conn", "br", "bw"],
+  "runtime.g": ["stack", "stackguard0", "m", "sched", "goid", "parentGoid"],
+  "context.valueCtx": ["Context", "key", "val"],
+  "context.cancelCtx": ["Context"],
+  // Maps: Go < 1.24 uses runtime.hmap; Go >= 1.24 (swiss tables) uses internal/runtime/maps.Map.
+  "runtime.hmap": ["count", "flags", "B", "hash0", "buckets", "oldbuckets"],
+  "internal/runtime/maps.Map": ["used", "seed", "dirPtr", "dirLen", "globalDepth", "globalShift", "clearSeq"],
+  "internal/runtime/maps.table": ["used", "capacity", "growthLeft", "localDepth", "index", "groups"],
+  "internal/runtime/maps.groupsReference": ["data", "lengthMask"]
+}
+
+/** Every type of `knownFields`, for a DWARF pass that keeps only these. */
+export const knownTypes: ReadonlySet<string> = new Set(Object.keys(knownFields))

@@ -1,0 +1,223 @@
+/**
+ * Target analysis: what a Go executable offers to probes — Go and module versions, functions (entry past the
+ * stack-check prologue, every RET) and struct field offsets — as file offsets, ready for uprobes.
+ *
+ * `TargetAnalysis` analyses a file (or a process's executable) once per (device, inode, mtime, size): a fleet of
+ * processes running the same binary costs one analysis.
+ */
+import * as Fs from "node:fs/promises"
+import { Context, Effect, Layer, Option } from "effect"
+import * as Errors from "./Errors.ts"
+import { analyzeBytes } from "./internal/Analyze.ts"
+
+/** A Go function, structurally a `TargetFunction` of src/probe/Target.ts plus decoding facts. */
+export interface GoFunction {
+  readonly name: string
+  /** Virtual address of the first instruction. */
+  readonly address: bigint
+  /** File offset of the first instruction. */
+  readonly fileOffset: number
+  /** Bytes of code (to the next function, padding included). */
+  readonly size: number
+  /** File offset just past the stack-check prologue (`CMP reg, [R14+0x10]; JBE`), or `fileOffset` without one. */
+  readonly entryOffset: number
+  /** File offsets of every RET instruction. */
+  readonly returnOffsets: ReadonlyArray<number>
+  /** False when an undecodable instruction stopped the scan: `returnOffsets` may miss some. */
+  readonly complete: boolean
+  readonly decodeError?: string
+}
+
+/** A struct field offset, structurally a `TargetField` of src/probe/Target.ts. */
+export interface FieldOffset {
+  readonly offset: number
+  readonly source: "dwarf" | "table"
+}
+
+/** One analysed Go executable. */
+export interface GoBinary {
+  readonly path: string
+  readonly arch: "x86-64"
+  /** Without the "go" prefix, e.g. "1.24.13". */
+  readonly goVersion: string
+  /** As stored in the build info, e.g. "go1.24.13" or "go1.25.0 X:jsonv2". */
+  readonly rawGoVersion: string
+  /** The main package path. */
+  readonly mainPath: string
+  readonly mainModule: { readonly path: string; readonly version: string } | undefined
+  /** Module path → version (a replacement's version when replaced); "std" → the Go version. */
+  readonly modules: ReadonlyMap<string, string>
+  /** No `.symtab`. */
+  readonly stripped: boolean
+  readonly hasDwarf: boolean
+  readonly functionSource: "symtab" | "pclntab"
+  readonly functionCount: number
+  /** A function by its Go symbol name, e.g. "net/http.serverHandler.ServeHTTP"; decoded on first use. */
+  readonly function: (name: string) => Option.Option<GoFunction>
+  readonly functionNames: () => ReadonlyArray<string>
+  /** A struct field offset: DWARF when the binary has it, else the shipped table for the module's version. */
+  readonly field: (type: string, field: string) => Option.Option<FieldOffset>
+  /** A JSON-able summary (for `probescope inspect`), with the named functions decoded. */
+  readonly summary: (functions?: ReadonlyArray<string>) => GoBinarySummary
+}
+
+/** JSON summary of a GoBinary; see docs/targets.md. */
+export interface GoBinarySummary {
+  readonly path: string
+  readonly arch: "x86-64"
+  readonly goVersion: string
+  readonly rawGoVersion: string
+  readonly mainPath: string
+  readonly mainModule: { readonly path: string; readonly version: string } | null
+  readonly modules: Readonly<Record<string, string>>
+  readonly buildSettings: Readonly<Record<string, string>>
+  readonly stripped: boolean
+  readonly hasDwarf: boolean
+  readonly dwarfError?: string
+  readonly functionSource: "symtab" | "pclntab"
+  readonly pclntabVersion?: string
+  readonly functionCount: number
+  readonly fields: Readonly<Record<string, Readonly<Record<string, FieldOffset>>>>
+  readonly functions: Record<string, {
+    readonly address: string
+    readonly fileOffset: number
+    readonly size: number
+    readonly entryOffset: number
+    readonly returnOffsets: ReadonlyArray<number>
+    readonly complete: boolean
+  } | null>
+}
+
+/** A process and its analysed executable. Structurally a `Target` of src/probe/Target.ts. */
+export interface GoProcess {
+  readonly pid: number
+  /** Path to attach uprobes to: the executable's path when it is the same file here, else `/proc/<pid>/exe`. */
+  readonly exe: string
+  /** What `/proc/<pid>/exe` links to (may be a path in another mount namespace, or end in " (deleted)"). */
+  readonly exeLink: string
+  readonly binary: GoBinary
+  readonly goVersion: string
+  readonly modules: ReadonlyMap<string, string>
+  readonly function: (name: string) => Option.Option<GoFunction>
+  readonly field: (type: string, field: string) => Option.Option<FieldOffset>
+}
+
+/** Counters of the analysis cache. */
+export interface CacheStats {
+  readonly hits: number
+  readonly misses: number
+  readonly entries: number
+}
+
+/** The target analysis service. */
+export class TargetAnalysis extends Context.Service<TargetAnalysis, {
+  readonly analyzeFile: (path: string) => Effect.Effect<GoBinary, Errors.AnalysisError>
+  readonly analyzePid: (pid: number) => Effect.Effect<GoProcess, Errors.ProcessAnalysisError>
+  readonly cacheStats: Effect.Effect<CacheStats>
+}>()("probescope/target/TargetAnalysis") {}
+
+/** Options of `make`. */
+export interface AnalysisOptions {
+  /** Distinct executables kept analysed (least recently used evicted). Default 32. */
+  readonly maxEntries?: number
+}
+
+/** Builds the service: a memo keyed by (device, inode, mtime, size), so renamed or /proc paths share an entry. */
+export const make = (options: AnalysisOptions = {}) =>
+  Effect.sync(() => {
+    const maxEntries = options.maxEntries ?? 32
+    const cache = new Map<string, GoBinary>()
+    let hits = 0
+    let misses = 0
+
+    const analyzeFile = Effect.fn("TargetAnalysis.analyzeFile")(function*(path: string) {
+      const st = yield* Effect.tryPromise({
+        try: () => Fs.stat(path, { bigint: true }),
+        catch: (e) => new Errors.FileUnreadable({ path, message: `${path}: ${(e as Error).message}` })
+      })
+      const key = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.size}`
+      const hit = cache.get(key)
+      if (hit !== undefined) {
+        hits++
+        cache.delete(key)
+        cache.set(key, hit)
+        return hit
+      }
+      misses++
+      const bytes = yield* Effect.tryPromise({
+        try: () => Fs.readFile(path),
+        catch: (e) => new Errors.FileUnreadable({ path, message: `${path}: ${(e as Error).message}` })
+      })
+      const binary = yield* Effect.try({
+        try: () => analyzeBytes(path, bytes),
+        catch: (e) => e
+      }).pipe(Effect.catch((e) => isAnalysisError(e) ? Effect.fail(e) : Effect.die(e)))
+      cache.set(key, binary)
+      while (cache.size > maxEntries) cache.delete(cache.keys().next().value!)
+      return binary
+    })
+
+    const analyzePid = Effect.fn("TargetAnalysis.analyzePid")(function*(pid: number) {
+      if (!Number.isInteger(pid) || pid <= 0) {
+        return yield* new Errors.ProcessNotFound({ pid, message: `invalid pid ${pid}` })
+      }
+      const procExe = `/proc/${pid}/exe`
+      const exeLink = yield* Effect.tryPromise({
+        try: () => Fs.readlink(procExe),
+        catch: (e) => processError(pid, e)
+      })
+      const binary = yield* analyzeFile(procExe).pipe(
+        Effect.catchTag("FileUnreadable", (e) => Effect.fail(new Errors.ProcessUnreadable({ pid, message: e.message })))
+      )
+      const exe = yield* sameFile(exeLink, procExe).pipe(Effect.map((same) => (same ? exeLink : procExe)))
+      return {
+        pid,
+        exe,
+        exeLink,
+        binary,
+        goVersion: binary.goVersion,
+        modules: binary.modules,
+        function: binary.function,
+        field: binary.field
+      } satisfies GoProcess
+    })
+
+    return TargetAnalysis.of({
+      analyzeFile,
+      analyzePid,
+      cacheStats: Effect.sync(() => ({ hits, misses, entries: cache.size }))
+    })
+  })
+
+/** The live layer. */
+export const layer: Layer.Layer<TargetAnalysis> = Layer.effect(TargetAnalysis, make())
+
+const sameFile = (a: string, b: string): Effect.Effect<boolean> =>
+  Effect.promise(async () => {
+    try {
+      const [x, y] = await Promise.all([Fs.stat(a, { bigint: true }), Fs.stat(b, { bigint: true })])
+      return x.dev === y.dev && x.ino === y.ino
+    } catch {
+      return false
+    }
+  })
+
+const processError = (pid: number, e: unknown): Errors.ProcessNotFound | Errors.ProcessUnreadable => {
+  const code = (e as NodeJS.ErrnoException).code
+  if (code === "ENOENT" || code === "ESRCH") {
+    return new Errors.ProcessNotFound({ pid, message: `process ${pid} not found (or has no executable)` })
+  }
+  return new Errors.ProcessUnreadable({ pid, message: `process ${pid}: cannot read /proc/${pid}/exe (${code ?? e})` })
+}
+
+const tags = new Set(["NotElf", "TruncatedElf", "CorruptElf", "UnsupportedArch", "NotGo", "GoTooOld",
+  "CorruptBuildInfo", "StrippedNoPclntab", "FileUnreadable"])
+
+const isAnalysisError = (e: unknown): e is Errors.AnalysisError =>
+  typeof e === "object" && e !== null && tags.has((e as { _tag?: unknown })._tag as string)
+
+/** Analyses bytes already in memory (no cache): for tests, fuzzing, and tools. */
+export const analyzeBuffer = (path: string, bytes: Buffer): Effect.Effect<GoBinary, Errors.AnalysisError> =>
+  Effect.try({ try: () => analyzeBytes(path, bytes), catch: (e) => e }).pipe(
+    Effect.catch((e) => isAnalysisError(e) ? Effect.fail(e) : Effect.die(e))
+  )

@@ -1,0 +1,241 @@
+/**
+ * Pure, synchronous analysis of a Go executable's bytes. Parsers throw `Corrupt`/`OutOfBounds`/`NotElfError`/
+ * `ArchError`; this module turns them into the typed errors, stage by stage, so the error names what was being read.
+ */
+import { Option } from "effect"
+import * as Errors from "../Errors.ts"
+import { knownFields, knownTypes } from "../Fields.ts"
+import { lookup, shipped, type OffsetsTable } from "../Offsets.ts"
+import { readBuildInfo, type BuildInfo } from "./BuildInfo.ts"
+import { Corrupt, OutOfBounds } from "./Bytes.ts"
+import { readStructs, hasDwarf, type StructLayout } from "./Dwarf.ts"
+import { ArchError, NotElfError, parseElf, readSymbols, SHT_SYMTAB, type Elf } from "./Elf.ts"
+import { readPclntab } from "./Pclntab.ts"
+import { analyzeCode } from "./X86.ts"
+import type { GoBinary, GoFunction, GoBinarySummary, FieldOffset } from "../GoBinary.ts"
+
+interface FuncEntry {
+  readonly address: bigint
+  readonly size: number
+}
+
+const STT_FUNC = 2
+
+/** Analyses a Go x86-64 executable. Throws one of the typed errors of Errors.ts. */
+export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = shipped): GoBinary => {
+  const elf = stage(path, "elf", () => parseElf(bytes))
+  const info = stage(path, "buildinfo", () => readBuildInfo(elf))
+  if (info === undefined) {
+    throw new Errors.NotGo({ path, message: `${path}: no Go build information (.go.buildinfo): not a Go program` })
+  }
+  const [major, minor] = info.goVersion.split(".").map(Number)
+  if (major === undefined || minor === undefined || Number.isNaN(minor) || (major === 1 && minor < 17)) {
+    throw new Errors.GoTooOld({ path, goVersion: info.goVersion,
+      message: `${path}: built by Go ${info.goVersion}; Go >= 1.17 (register ABI) is required` })
+  }
+
+  const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)
+  let funcs = new Map<string, FuncEntry>()
+  let functionSource: "symtab" | "pclntab" = "symtab"
+  let pclntabVersion: string | undefined
+  if (symtab !== undefined) {
+    funcs = stage(path, "elf", () => symtabFunctions(elf))
+  }
+  if (funcs.size === 0) {
+    functionSource = "pclntab"
+    const pcln = stage(path, "pclntab", () => readPclntab(elf))
+    if (pcln === undefined) {
+      throw new Errors.StrippedNoPclntab({ path, message: `${path}: no .symtab and no .gopclntab: functions unknown` })
+    }
+    pclntabVersion = pcln.version
+    for (const f of pcln.functions) if (!funcs.has(f.name)) funcs.set(f.name, { address: f.address, size: f.size })
+  }
+
+  const modules = new Map<string, string>([["std", info.goVersion]])
+  if (info.main !== undefined && info.main.path !== "") modules.set(info.main.path, info.main.version)
+  for (const d of info.deps) modules.set(d.path, d.replace?.version || d.version)
+
+  let dwarfError: string | undefined
+  let structs = new Map<string, StructLayout>()
+  const dwarf = hasDwarf(elf)
+  if (dwarf) {
+    try {
+      structs = readStructs(elf, knownTypes)
+    } catch (e) {
+      dwarfError = errorText(e)
+    }
+  }
+  let allStructs: Map<string, StructLayout> | undefined
+
+  const functionCache = new Map<string, Option.Option<GoFunction>>()
+  const fn = (name: string): Option.Option<GoFunction> => {
+    const hit = functionCache.get(name)
+    if (hit !== undefined) return hit
+    const result = decodeFunction(elf, name, funcs.get(name))
+    functionCache.set(name, result)
+    return result
+  }
+
+  const moduleOf = (type: string): [string, string] => {
+    let best = "std"
+    for (const m of modules.keys()) {
+      if (m !== "std" && (type.startsWith(m + ".") || type.startsWith(m + "/")) && m.length > best.length) best = m
+    }
+    return [best, modules.get(best)!]
+  }
+
+  const field = (type: string, name: string): Option.Option<FieldOffset> => {
+    let layout = structs.get(type)
+    if (layout === undefined && dwarf && dwarfError === undefined && !knownTypes.has(type)) {
+      if (allStructs === undefined) {
+        try {
+          allStructs = readStructs(elf)
+        } catch (e) {
+          dwarfError = errorText(e)
+          allStructs = new Map()
+        }
+      }
+      layout = allStructs.get(type)
+    }
+    const off = layout?.fields.get(name)
+    if (off !== undefined) return Option.some({ offset: off, source: "dwarf" })
+    const [module, version] = moduleOf(type)
+    const t = lookup(table, module, version, type, name)
+    return t === undefined ? Option.none() : Option.some({ offset: t, source: "table" })
+  }
+
+  const binary: GoBinary = {
+    path,
+    arch: "x86-64",
+    goVersion: info.goVersion,
+    rawGoVersion: info.rawGoVersion,
+    mainPath: info.path,
+    mainModule: info.main === undefined ? undefined : { path: info.main.path, version: info.main.version },
+    modules,
+    stripped: symtab === undefined,
+    hasDwarf: dwarf,
+    functionSource,
+    functionCount: funcs.size,
+    function: fn,
+    functionNames: () => [...funcs.keys()],
+    field,
+    summary: (functionNames = []) => summarize(binary, info, pclntabVersion, () => dwarfError, functionNames)
+  }
+  return binary
+}
+
+const symtabFunctions = (elf: Elf): Map<string, FuncEntry> => {
+  const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)!
+  const syms = readSymbols(elf, symtab).filter((s) => s.type === STT_FUNC && s.value !== 0n)
+  // Some symbols carry no size: derive it from the next function's address.
+  const sorted = [...syms].sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0))
+  const nextAddr = new Map<bigint, bigint>()
+  for (let i = 0; i + 1 < sorted.length; i++) nextAddr.set(sorted[i]!.value, sorted[i + 1]!.value)
+  const out = new Map<string, FuncEntry>()
+  for (const s of syms) {
+    if (out.has(s.name)) continue
+    let size = s.size
+    if (size === 0) {
+      const n = nextAddr.get(s.value)
+      size = n === undefined ? 0 : Math.min(Number(n - s.value), 1 << 24)
+    }
+    out.set(s.name, { address: s.value, size })
+  }
+  return out
+}
+
+/** Functions larger than this are not decoded (no Go function is near it; a corrupt size must not stall us). */
+const MAX_FUNCTION = 16 * 1024 * 1024
+
+const decodeFunction = (elf: Elf, name: string, f: FuncEntry | undefined): Option.Option<GoFunction> => {
+  if (f === undefined) return Option.none()
+  const fileOffset = elf.vaddrToOffset(f.address)
+  if (fileOffset === undefined) return Option.none()
+  const size = Math.min(f.size, MAX_FUNCTION, elf.bytes.length - fileOffset)
+  const code = analyzeCode(elf.bytes.subarray(fileOffset, fileOffset + size))
+  return Option.some({
+    name,
+    address: f.address,
+    fileOffset,
+    size,
+    entryOffset: fileOffset + code.entry,
+    returnOffsets: code.returns.map((r) => fileOffset + r),
+    complete: code.complete,
+    ...(code.error === undefined ? {} : { decodeError: code.error })
+  })
+}
+
+const summarize = (
+  b: GoBinary,
+  info: BuildInfo,
+  pclntabVersion: string | undefined,
+  dwarfError: () => string | undefined,
+  functionNames: ReadonlyArray<string>
+): GoBinarySummary => {
+  const fields: Record<string, Record<string, FieldOffset>> = {}
+  for (const [type, names] of Object.entries(knownFields)) {
+    for (const n of names) {
+      const f = b.field(type, n)
+      if (Option.isSome(f)) (fields[type] ??= {})[n] = f.value
+    }
+  }
+  const functions: GoBinarySummary["functions"] = {}
+  for (const n of functionNames) {
+    const f = b.function(n)
+    functions[n] = Option.isNone(f) ? null : {
+      address: `0x${f.value.address.toString(16)}`,
+      fileOffset: f.value.fileOffset,
+      size: f.value.size,
+      entryOffset: f.value.entryOffset,
+      returnOffsets: [...f.value.returnOffsets],
+      complete: f.value.complete
+    }
+  }
+  const err = dwarfError()
+  return {
+    path: b.path,
+    arch: b.arch,
+    goVersion: b.goVersion,
+    rawGoVersion: b.rawGoVersion,
+    mainPath: b.mainPath,
+    mainModule: b.mainModule ?? null,
+    modules: Object.fromEntries(b.modules),
+    buildSettings: Object.fromEntries(info.settings),
+    stripped: b.stripped,
+    hasDwarf: b.hasDwarf,
+    ...(err === undefined ? {} : { dwarfError: err }),
+    functionSource: b.functionSource,
+    ...(pclntabVersion === undefined ? {} : { pclntabVersion }),
+    functionCount: b.functionCount,
+    fields,
+    functions
+  }
+}
+
+const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+
+type Stage = "elf" | "buildinfo" | "pclntab"
+
+/** Runs a parser stage, mapping its internal exceptions to the typed error for that stage. */
+const stage = <A>(path: string, which: Stage, f: () => A): A => {
+  try {
+    return f()
+  } catch (e) {
+    if (e instanceof NotElfError) throw new Errors.NotElf({ path, message: `${path}: ${e.message}` })
+    if (e instanceof ArchError) throw new Errors.UnsupportedArch({ path, arch: e.arch, message: e.message })
+    if (e instanceof OutOfBounds || e instanceof Corrupt) {
+      const message = `${path}: ${e.message}`
+      switch (which) {
+        case "elf":
+          throw e instanceof OutOfBounds
+            ? new Errors.TruncatedElf({ path, structure: e.structure, message })
+            : new Errors.CorruptElf({ path, structure: e.structure, message })
+        case "buildinfo":
+          throw new Errors.CorruptBuildInfo({ path, message })
+        case "pclntab":
+          throw new Errors.StrippedNoPclntab({ path, message: `${path}: no .symtab and the pclntab is unusable: ${e.message}` })
+      }
+    }
+    throw e
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * A minimal ELF64 little-endian reader: header, section headers (with compressed sections), symbols and program
+ * headers. It never trusts a count or an offset from the file: every table is bounds-checked against the buffer.
+ */
+import * as Zlib from "node:zlib"
+import { check, Corrupt, cstring, slice, u16, u32, u64, u64n, u8 } from "./Bytes.ts"
+
+/** Machines recognised by name in errors. */
+const machines: Record<number, string> = { 3: "x86", 8: "mips", 20: "ppc", 21: "ppc64", 40: "arm", 62: "x86-64",
+  183: "arm64", 243: "riscv64", 22: "s390x", 258: "loong64" }
+
+export const SHT_SYMTAB = 2
+export const SHT_NOBITS = 8
+export const SHT_DYNSYM = 11
+export const SHF_COMPRESSED = 0x800
+export const PT_LOAD = 1
+export const PF_X = 1
+
+/** Thrown when the file is not ELF at all. */
+export class NotElfError extends Error {}
+
+/** Thrown for a valid ELF of a machine we cannot analyse. */
+export class ArchError extends Error {
+  readonly arch: string
+  constructor(arch: string, message: string) {
+    super(message)
+    this.arch = arch
+  }
+}
+
+export interface Section {
+  readonly index: number
+  readonly name: string
+  readonly type: number
+  readonly flags: bigint
+  readonly addr: bigint
+  readonly offset: number
+  readonly size: number
+  readonly link: number
+  readonly entsize: number
+}
+
+export interface Segment {
+  readonly type: number
+  readonly flags: number
+  readonly offset: number
+  readonly vaddr: bigint
+  readonly filesz: number
+  readonly memsz: number
+}
+
+export interface ElfSymbol {
+  readonly name: string
+  readonly value: bigint
+  readonly size: number
+  readonly type: number
+  readonly section: number
+}
+
+export interface Elf {
+  readonly bytes: Buffer
+  readonly machine: string
+  readonly type: number
+  readonly entry: bigint
+  readonly sections: ReadonlyArray<Section>
+  readonly segments: ReadonlyArray<Segment>
+  readonly section: (name: string) => Section | undefined
+  /** A section's bytes; compressed sections (SHF_COMPRESSED or `.zdebug_*`) are inflated, up to `maxBytes`. */
+  readonly sectionData: (s: Section, maxBytes?: number) => Buffer
+  /** File offset of a virtual address through the PT_LOAD segments, or undefined when it is not file-backed. */
+  readonly vaddrToOffset: (vaddr: bigint) => number | undefined
+}
+
+/** Inflated sections beyond this are treated as corrupt (Go's DWARF for a large binary is well below). */
+const MAX_INFLATE = 512 * 1024 * 1024
+
+/** Parses the headers of an ELF64 little-endian x86-64 file. Throws OutOfBounds, Corrupt, NotElfError, ArchError. */
+export const parseElf = (b: Buffer): Elf => {
+  if (b.length < 4 || b[0] !== 0x7f || b[1] !== 0x45 || b[2] !== 0x4c || b[3] !== 0x46) {
+    throw new NotElfError("no ELF magic (\\x7fELF) at the start of the file")
+  }
+  const cls = u8(b, 4, "ELF identification")
+  const data = u8(b, 5, "ELF identification")
+  const machineId = u16(b, 18, "ELF header")
+  const machine = machines[machineId] ?? `machine ${machineId}`
+  if (machineId === 183) throw new ArchError("arm64", "arm64 is not supported yet")
+  if (data !== 1) throw new ArchError(machine, `big-endian ELF (${machine}) is not supported`)
+  if (cls !== 2) {
+    if (cls === 1) throw new ArchError(machine, `32-bit ELF (${machine}) is not supported`)
+    throw new Corrupt("ELF identification", `invalid class ${cls}`)
+  }
+  if (machineId !== 62) throw new ArchError(machine, `${machine} is not supported (only x86-64)`)
+  check(b.length, 0, 64, "ELF header")
+  const type = u16(b, 16, "ELF header")
+  const entry = u64(b, 24, "ELF header")
+  const phoff = u64n(b, 32, "ELF header")
+  const shoff = u64n(b, 40, "ELF header")
+  const phentsize = u16(b, 54, "ELF header")
+  let phnum = u16(b, 56, "ELF header")
+  const shentsize = u16(b, 58, "ELF header")
+  let shnum = u16(b, 60, "ELF header")
+  let shstrndx = u16(b, 62, "ELF header")
+
+  // Extended numbering: the real counts live in section header 0 when the header fields overflow.
+  if (shoff !== 0 && (shnum === 0 || shstrndx === 0xffff || phnum === 0xffff)) {
+    check(b.length, shoff, 64, "section header 0")
+    if (shnum === 0) shnum = u64n(b, shoff + 32, "section header 0")
+    if (shstrndx === 0xffff) shstrndx = u32(b, shoff + 40, "section header 0")
+    if (phnum === 0xffff) phnum = u32(b, shoff + 44, "section header 0")
+  }
+
+  const segments: Array<Segment> = []
+  if (phoff !== 0 && phnum > 0) {
+    if (phentsize !== 56) throw new Corrupt("program headers", `entry size ${phentsize}, expected 56`)
+    check(b.length, phoff, phnum * 56, "program headers")
+    for (let i = 0; i < phnum; i++) {
+      const o = phoff + i * 56
+      const what = `program header ${i}`
+      segments.push({
+        type: u32(b, o, what),
+        flags: u32(b, o + 4, what),
+        offset: u64n(b, o + 8, what),
+        vaddr: u64(b, o + 16, what),
+        filesz: u64n(b, o + 32, what),
+        memsz: u64n(b, o + 40, what)
+      })
+    }
+  }
+
+  const raw: Array<Omit<Section, "name"> & { nameOff: number }> = []
+  if (shoff !== 0 && shnum > 0) {
+    if (shentsize !== 64) throw new Corrupt("section headers", `entry size ${shentsize}, expected 64`)
+    check(b.length, shoff, shnum * 64, "section headers")
+    for (let i = 0; i < shnum; i++) {
+      const o = shoff + i * 64
+      const what = `section header ${i}`
+      raw.push({
+        index: i,
+        nameOff: u32(b, o, what),
+        type: u32(b, o + 4, what),
+        flags: u64(b, o + 8, what),
+        addr: u64(b, o + 16, what),
+        offset: u64n(b, o + 24, what),
+        size: u64n(b, o + 32, what),
+        link: u32(b, o + 40, what),
+        entsize: u64n(b, o + 56, what)
+      })
+    }
+  }
+  let sections: Array<Section> = []
+  if (raw.length > 0) {
+    const strtab = raw[shstrndx]
+    if (strtab === undefined) throw new Corrupt("section header string table", `index ${shstrndx} out of range`)
+    const names = slice(b, strtab.offset, strtab.size, "section header string table")
+    sections = raw.map(({ nameOff, ...s }) => ({ ...s, name: cstring(names, nameOff, `name of section ${s.index}`) }))
+  }
+  const byName = new Map<string, Section>()
+  for (const s of sections) if (!byName.has(s.name)) byName.set(s.name, s)
+
+  const sectionData = (s: Section, maxBytes = MAX_INFLATE): Buffer => {
+    const what = `section ${s.name}`
+    if (s.type === SHT_NOBITS) return Buffer.alloc(0)
+    const bytes = slice(b, s.offset, s.size, what)
+    if ((s.flags & BigInt(SHF_COMPRESSED)) !== 0n) {
+      const chType = u32(bytes, 0, `${what} compression header`)
+      const size = u64n(bytes, 8, `${what} compression header`)
+      if (chType !== 1) throw new Corrupt(what, `compression type ${chType} is not zlib`)
+      return inflate(bytes.subarray(24), size, maxBytes, what)
+    }
+    if (s.name.startsWith(".zdebug_")) {
+      if (bytes.length < 12 || bytes.toString("latin1", 0, 4) !== "ZLIB") throw new Corrupt(what, "no ZLIB header")
+      const size = Number(bytes.readBigUInt64BE(4))
+      return inflate(bytes.subarray(12), size, maxBytes, what)
+    }
+    return bytes
+  }
+
+  const loads = segments.filter((s) => s.type === PT_LOAD)
+  const vaddrToOffset = (vaddr: bigint): number | undefined => {
+    for (const s of loads) {
+      if (vaddr >= s.vaddr && vaddr < s.vaddr + BigInt(s.filesz)) {
+        const off = s.offset + Number(vaddr - s.vaddr)
+        return off <= b.length ? off : undefined
+      }
+    }
+    return undefined
+  }
+
+  return { bytes: b, machine, type, entry, sections, segments, section: (n) => byName.get(n), sectionData,
+    vaddrToOffset }
+}
+
+const inflate = (data: Buffer, size: number, maxBytes: number, what: string): Buffer => {
+  if (size > maxBytes) throw new Corrupt(what, `declared inflated size ${size} exceeds ${maxBytes}`)
+  let out: Buffer
+  try {
+    out = Zlib.inflateSync(data, { maxOutputLength: Math.max(1, size) })
+  } catch (e) {
+    throw new Corrupt(what, `zlib: ${(e as Error).message}`)
+  }
+  if (out.length !== size) throw new Corrupt(what, `inflated to ${out.length} bytes, header says ${size}`)
+  return out
+}
+
+/** Reads a symbol table section (.symtab or .dynsym). */
+export const readSymbols = (elf: Elf, s: Section): Array<ElfSymbol> => {
+  const what = `symbols of ${s.name}`
+  if (s.entsize !== 24) throw new Corrupt(what, `entry size ${s.entsize}, expected 24`)
+  const data = slice(elf.bytes, s.offset, s.size, what)
+  const strSec = elf.sections[s.link]
+  if (strSec === undefined) throw new Corrupt(what, `string table index ${s.link} out of range`)
+  const strs = slice(elf.bytes, strSec.offset, strSec.size, `string table of ${s.name}`)
+  const n = Math.floor(data.length / 24)
+  const out: Array<ElfSymbol> = []
+  for (let i = 1; i < n; i++) {
+    const o = i * 24
+    const nameOff = data.readUInt32LE(o)
+    const info = data[o + 4]!
+    const shndx = data.readUInt16LE(o + 6)
+    const value = data.readBigUInt64LE(o + 8)
+    const size = data.readBigUInt64LE(o + 16)
+    if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new Corrupt(what, `symbol ${i} size too large`)
+    out.push({ name: cstring(strs, nameOff, `${what} name ${i}`), value, size: Number(size), type: info & 0xf,
+      section: shndx })
+  }
+  return out
+}

@@ -136,7 +136,13 @@ export const make: Effect.Effect<Manager["Service"], never, Scope.Scope | ProbeR
           Effect.onInterrupt(() => detach(target.pid)),
           Effect.annotateLogs({ pid: target.pid, exe: target.exe })
         )
-        yield* Effect.logInfo(`pid ${target.pid}: attached ${entry.probes.length} probe(s): ${entry.probes.join(", ")}`)
+        if (entry.probes.length === 0) {
+          // Nothing applies: forget the process rather than track an empty entry.
+          yield* detach(target.pid)
+          yield* Effect.logDebug(`pid ${target.pid}: no probe applies`)
+        } else {
+          yield* Effect.logInfo(`pid ${target.pid}: attached ${entry.probes.length} probe(s): ${entry.probes.join(", ")}`)
+        }
       })
 
     const handle = (event: TargetEvent): Effect.Effect<void> =>

@@ -1,0 +1,169 @@
+/**
+ * `probescope doctor`: what a user checks on a machine before deploying the agent. Every check reports a detail a
+ * human can act on; the live round trip proves the whole kernel path (load, attach, event, detach, nothing left).
+ */
+import { Effect, Option, Schedule, Stream } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Bpf } from "../kernel/Bpf.ts"
+import { ownBpfFds } from "../kernel/BpfLive.ts"
+import { bpfObjectPath } from "../kernel/Objects.ts"
+
+export interface Check {
+  readonly name: string
+  readonly ok: boolean
+  readonly detail: string
+}
+
+export interface Report {
+  readonly ok: boolean
+  readonly checks: ReadonlyArray<Check>
+}
+
+const check = (name: string, ok: boolean, detail: string): Check => ({ name, ok, detail })
+
+const readText = (file: string): Option.Option<string> => {
+  try {
+    return Option.some(fs.readFileSync(file, "utf8"))
+  } catch {
+    return Option.none()
+  }
+}
+
+/** Ring buffers need 5.8; BTF-typed uprobes and BPF_RB_* flags are older than that. */
+const MIN_KERNEL: readonly [number, number] = [5, 8]
+
+export const kernelVersion = (release: string): Check => {
+  const m = /^(\d+)\.(\d+)/.exec(release)
+  if (!m) return check("kernel", false, `cannot parse kernel release "${release}"`)
+  const [major, minor] = [Number(m[1]), Number(m[2])]
+  const ok = major > MIN_KERNEL[0] || (major === MIN_KERNEL[0] && minor >= MIN_KERNEL[1])
+  return check("kernel", ok, ok ? release : `${release} is older than ${MIN_KERNEL.join(".")} (BPF ring buffer)`)
+}
+
+const CAP_SYS_ADMIN = 21n
+const CAP_PERFMON = 38n
+const CAP_BPF = 39n
+
+/** Root, or CAP_BPF + CAP_PERFMON (kernel >= 5.8), or CAP_SYS_ADMIN, from /proc/self/status's CapEff. */
+export const privileges = (status: string, euid: number): Check => {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)
+  const caps = m ? BigInt(`0x${m[1]}`) : 0n
+  const has = (c: bigint) => (caps >> c) & 1n
+  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) {
+    return check("privileges", true, euid === 0 ? "root" : "CAP_BPF + CAP_PERFMON")
+  }
+  const missing = [has(CAP_BPF) ? undefined : "CAP_BPF", has(CAP_PERFMON) ? undefined : "CAP_PERFMON"].filter(Boolean)
+  return check(
+    "privileges",
+    false,
+    `missing ${missing.join(" and ")}: run as root or grant them (setcap cap_bpf,cap_perfmon+ep or a container's capabilities)`
+  )
+}
+
+const pmu = (name: "uprobe" | "tracepoint"): Check => {
+  const file = `/sys/bus/event_source/devices/${name}/type`
+  return Option.match(readText(file), {
+    onNone: () => check(name, false, `${file} is absent: the kernel lacks ${name} perf events (CONFIG_${name.toUpperCase()}_EVENTS)`),
+    onSome: (t) => check(name, true, `perf PMU type ${t.trim()}`)
+  })
+}
+
+const btf = (): Check =>
+  fs.existsSync("/sys/kernel/btf/vmlinux")
+    ? check("btf", true, "/sys/kernel/btf/vmlinux")
+    : check("btf", false, "/sys/kernel/btf/vmlinux is absent: the kernel was built without CONFIG_DEBUG_INFO_BTF")
+
+/** Lockdown decides whether the client probe may write `traceparent` into outgoing requests. Informational. */
+const lockdown = (): Check =>
+  Option.match(readText("/sys/kernel/security/lockdown"), {
+    onNone: () => check("lockdown", true, "no lockdown (securityfs absent): traceparent injection allowed"),
+    onSome: (t) => {
+      const mode = /\[(\w+)\]/.exec(t)?.[1] ?? t.trim()
+      return check("lockdown", true, mode === "none" ? "none: traceparent injection allowed" : `${mode}: traceparent injection disabled, local spans only`)
+    }
+  })
+
+/** The shared library that holds `getrusage`, which `process.resourceUsage()` calls every time: our trigger. */
+const libcPath = (): Option.Option<string> =>
+  Option.flatMap(readText("/proc/self/maps"), (maps) => {
+    const line = maps.split("\n").find((l) => /\/libc\.so\.6$|\/libc-[\d.]+\.so$/.test(l))
+    return line ? Option.some(line.slice(line.indexOf("/"))) : Option.none()
+  })
+
+/** Every program, map, link and perf-event fd this process holds: nothing may remain after the round trip. */
+const ownFdTotal = Effect.sync(() => {
+  const fds = ownBpfFds()
+  return fds.progs + fds.maps + fds.links + fds.perfEvents
+})
+
+/**
+ * Load the doctor object, attach a uprobe to libc's `getrusage` in this process, call it, receive the event through
+ * the ring buffer, detach, and confirm no link fd of ours remains.
+ */
+export const roundTrip: Effect.Effect<Check, never, Bpf> = Effect.gen(function*() {
+  const bpf = yield* Bpf
+  const libc = libcPath()
+  if (Option.isNone(libc)) return check("uprobe-roundtrip", false, "libc not found in /proc/self/maps")
+  const fdsBefore = yield* ownFdTotal
+  const cookie = BigInt(process.pid) * 1000n + BigInt(Date.now() % 1000)
+  const received = yield* Effect.scoped(Effect.gen(function*() {
+    const obj = yield* bpf.load({ file: bpfObjectPath("doctor"), constants: { doctor_cookie: cookie, ps_wakeup_bytes: 0n } })
+    yield* obj.attachUprobe({ program: "doctor_uprobe", binary: libc.value, symbol: "getrusage", pid: process.pid })
+    const rb = yield* obj.ringBuffer("events")
+    // Keep calling until the event arrives: the first call may race the poll registration.
+    const trigger = Effect.sync(() => process.resourceUsage()).pipe(Effect.repeat(Schedule.spaced("20 millis")), Effect.forkScoped)
+    yield* trigger
+    const first = yield* rb.records.pipe(
+      Stream.map((r) => decodeDoctorRecord(r)),
+      Stream.filter((r) => r.tgid === process.pid && r.cookie === cookie),
+      Stream.runHead,
+      Effect.timeoutOption("3 seconds")
+    )
+    return Option.flatten(first)
+  }))
+  const fdsAfter = yield* ownFdTotal
+  if (Option.isNone(received)) return check("uprobe-roundtrip", false, "no event within 3 s after calling the probed function")
+  if (fdsAfter > fdsBefore) {
+    return check("uprobe-roundtrip", false, `${fdsAfter - fdsBefore} BPF program/map/link fd(s) left open after detach`)
+  }
+  return check("uprobe-roundtrip", true, `event from pid ${received.value.tgid} via ${path.basename(libc.value)}:getrusage, detached, nothing left`)
+}).pipe(
+  Effect.catch((e) => Effect.succeed(check("uprobe-roundtrip", false, `${e._tag}: ${e.message}`)))
+)
+
+/** `struct doctor_event` of bpf/doctor.bpf.c: u32 pid, u32 tgid, u64 arg1, u64 cookie, u64 ktime_ns. */
+const decodeDoctorRecord = (r: Uint8Array) => {
+  const v = new DataView(r.buffer, r.byteOffset, r.byteLength)
+  return r.byteLength < 32
+    ? { pid: -1, tgid: -1, cookie: -1n }
+    : { pid: v.getUint32(0, true), tgid: v.getUint32(4, true), cookie: v.getBigUint64(16, true) }
+}
+
+/** All checks; the kernel ones are skipped with a reason when the process lacks privileges. */
+export const run: Effect.Effect<Report, never, Bpf> = Effect.gen(function*() {
+  const bpf = yield* Bpf
+  const status = Option.getOrElse(readText("/proc/self/status"), () => "")
+  const priv = privileges(status, process.geteuid?.() ?? -1)
+  const checks: Array<Check> = [
+    kernelVersion(os.release()),
+    btf(),
+    pmu("uprobe"),
+    pmu("tracepoint"),
+    priv,
+    check("libbpf", true, bpf.libbpfVersion),
+    lockdown()
+  ]
+  checks.push(
+    priv.ok ? yield* roundTrip : check("uprobe-roundtrip", false, "skipped: needs the privileges above")
+  )
+  return { ok: checks.every((c) => c.ok), checks }
+})
+
+export const formatTable = (report: Report): string => {
+  const width = Math.max(...report.checks.map((c) => c.name.length))
+  const lines = report.checks.map((c) => `${c.ok ? "ok  " : "FAIL"}  ${c.name.padEnd(width)}  ${c.detail}`)
+  lines.push("", report.ok ? "all checks passed" : `${report.checks.filter((c) => !c.ok).length} check(s) failed`)
+  return lines.join("\n")
+}

@@ -141,6 +141,13 @@ const symtabFunctions = (elf: Elf): Map<string, FuncEntry> => {
     }
     out.set(s.name, { address: s.value, size })
   }
+  // The symtab names assembly functions "x.abi0"; the pclntab (and stripped binaries) name them "x": accept both.
+  for (const [name, f] of [...out]) {
+    if (name.endsWith(".abi0")) {
+      const plain = name.slice(0, -5)
+      if (!out.has(plain)) out.set(plain, f)
+    }
+  }
   return out
 }
 

@@ -132,6 +132,7 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"
 /** A fixed byte array as lowercase hex in memory order (trace ids: 16 bytes, span ids: 8 bytes). */
 export const hex = (n: number): Field<string> =>
   field(n, 1, (_v, b, o) => {
+    if (n >= 8) return Buffer.from(b.buffer, b.byteOffset + o, n).toString("hex")
     let s = ""
     for (let i = o; i < o + n; i++) s += HEX[b[i]!]
     return s

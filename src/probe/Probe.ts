@@ -520,21 +520,29 @@ const makeRunner = (name: string, options: AnyOptions, loaded: Loaded, config: u
     const sink = yield* TelemetrySink
     const rb = yield* loaded.object.ringBuffer(map, rbOptions)
     consumerStats = rb.stats
-    yield* Stream.runForEach(rb.records, (bytes) => {
-      const exit = decode(bytes)
-      if (Exit.isFailure(exit)) {
-        decodeErrors++
-        return decodeErrors <= 10 ?
-          Effect.logWarning(`probe ${name}: undecodable record of ${bytes.length} bytes`) :
-          Effect.void
+    // Records arrive in batches (one ring-buffer drain): decode the batch synchronously, then emit its spans.
+    yield* Stream.runForEachArray(rb.records, (batch) => {
+      const spans: Array<SpanData> = []
+      let firstBad = -1
+      for (let i = 0; i < batch.length; i++) {
+        const exit = decode(batch[i]!)
+        if (Exit.isFailure(exit)) {
+          decodeErrors++
+          if (firstBad < 0) firstBad = batch[i]!.length
+          continue
+        }
+        const span = toSpan(exit.value, ctx)
+        if (span === undefined) {
+          skipped++
+          continue
+        }
+        records++
+        spans.push({ ...span, probe: name })
       }
-      const span = toSpan(exit.value, ctx)
-      if (span === undefined) {
-        skipped++
-        return Effect.void
-      }
-      records++
-      return sink.span({ ...span, probe: name })
+      const emit = spans.length === 1 ? sink.span(spans[0]!) : Effect.forEach(spans, sink.span, { discard: true })
+      return firstBad >= 0 && decodeErrors <= 10 ?
+        Effect.andThen(Effect.logWarning(`probe ${name}: undecodable record of ${firstBad} bytes`), emit) :
+        emit
     })
   }).pipe(
     Effect.scoped,

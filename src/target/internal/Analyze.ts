@@ -48,7 +48,25 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
       throw new Errors.StrippedNoPclntab({ path, message: `${path}: no .symtab and no .gopclntab: functions unknown` })
     }
     pclntabVersion = pcln.version
-    for (const f of pcln.functions) if (!funcs.has(f.name)) funcs.set(f.name, { address: f.address, size: f.size })
+    // A name listed twice is a function and its ABI wrapper. Name them as the symtab does: the assembly one (or, when
+    // neither is assembly, the later one, which is the wrapper) gets the ".abi0" suffix.
+    const seen = new Map<string, { address: bigint; size: number; asm: boolean }>()
+    for (const pf of pcln.functions) {
+      // The linker writes "·" as "." in .symtab but not in the pclntab: name functions the same either way.
+      const f = pf.name.includes("\u00b7") ? { ...pf, name: pf.name.replaceAll("\u00b7", ".") } : pf
+      const prev = seen.get(f.name)
+      if (prev === undefined) {
+        seen.set(f.name, f)
+        funcs.set(f.name, { address: f.address, size: f.size })
+      } else if (f.asm && !prev.asm) {
+        funcs.set(`${f.name}.abi0`, { address: f.address, size: f.size })
+      } else if (prev.asm && !f.asm) {
+        funcs.set(f.name, { address: f.address, size: f.size })
+        funcs.set(`${f.name}.abi0`, { address: prev.address, size: prev.size })
+      } else if (!funcs.has(`${f.name}.abi0`)) {
+        funcs.set(`${f.name}.abi0`, { address: f.address, size: f.size })
+      }
+    }
   }
 
   const modules = new Map<string, string>([["std", info.goVersion]])

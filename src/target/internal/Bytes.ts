@@ -73,7 +73,7 @@ export const cstring = (b: Buffer, o: number, what: string, max = 4096): string 
   const end = Math.min(b.length, o + max)
   const nul = b.indexOf(0, o)
   if (nul < 0 || nul >= end) throw new Corrupt(what, `unterminated string at ${o}`)
-  return b.toString("latin1", o, nul)
+  return b.toString("utf8", o, nul)
 }
 
 /** An unsigned LEB128 / Go uvarint at `o`; returns [value, next offset]. At most 10 bytes (64 bits). */

@@ -274,7 +274,7 @@ const readString = (
   switch (form) {
     case 0x08: {
       const s = cstring(b, o, "DWARF string", 1 << 16)
-      return [s, o + Buffer.byteLength(s, "latin1") + 1]
+      return [s, b.indexOf(0, o) + 1]
     }
     case 0x0e: {
       const off = offSize === 4 ? u32(b, o, "DWARF strp") : u64n(b, o, "DWARF strp")

@@ -7,6 +7,8 @@ import type { Elf } from "./Elf.ts"
 
 export interface PclnFunction {
   readonly name: string
+  /** funcFlag_ASM (Go >= 1.21): written in assembly, i.e. the ABI0 implementation when a name has two entries. */
+  readonly asm: boolean
   readonly address: bigint
   /** Up to the next function's entry (includes alignment padding). */
   readonly size: number
@@ -92,11 +94,13 @@ const parse = (elf: Elf, d: Buffer): Pclntab => {
       const funcOff = u64n(ftab, i * 16 + 8, "pclntab function table")
       const next = ftab.readBigUInt64LE((i + 1) * 16)
       const nameOff = u32(ftab, funcOff + 8, `pclntab _func ${i}`)
-      functions.push({ name: cstring(names, nameOff, `pclntab name ${i}`), address: entry,
+      functions.push({ name: cstring(names, nameOff, `pclntab name ${i}`), address: entry, asm: false,
         size: next > entry ? Number(next - entry) : 0 })
     }
   } else {
     slice(ftab, 0, (nfunc + 1) * 8, "pclntab function table")
+    // _func: entryOff, nameOff, args, deferreturn, pcsp, pcfile, pcln, npcdata, cuOffset, [startLine], funcID, flag.
+    const flagOffset = version === "1.20" ? 41 : 37
     for (let i = 0; i < nfunc; i++) {
       const entryOff = ftab.readUInt32LE(i * 8)
       const funcOff = ftab.readUInt32LE(i * 8 + 4)
@@ -105,8 +109,9 @@ const parse = (elf: Elf, d: Buffer): Pclntab => {
         throw new Corrupt(`pclntab _func ${i}`, "entry offset disagrees with the function table")
       }
       const nameOff = u32(ftab, funcOff + 4, `pclntab _func ${i}`)
+      const flag = u8(ftab, funcOff + flagOffset, `pclntab _func ${i}`)
       functions.push({ name: cstring(names, nameOff, `pclntab name ${i}`), address: textStart + BigInt(entryOff),
-        size: next > entryOff ? next - entryOff : 0 })
+        asm: (flag & 4) !== 0, size: next > entryOff ? next - entryOff : 0 })
     }
   }
   return { version, textStart, functions }

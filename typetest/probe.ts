@@ -84,3 +84,10 @@ export const handles = Effect.gen(function*() {
   yield* ctx.mapRef("events")
   return [sampler, s]
 })
+
+// The Manager's view: only an instrument probe, once narrowed, exposes a Runner.
+export const managerView = (probe: Probe.AnyProbe) => {
+  // @ts-expect-error not every registered probe can run
+  probe.runner
+  return Probe.isInstrument(probe) ? probe.runner.run : undefined
+}

@@ -11,3 +11,5 @@ export * as ProbeRegistry from "./ProbeRegistry.ts"
 export * as Target from "./Target.ts"
 export * as Telemetry from "./Telemetry.ts"
 export * as TracingConfig from "./TracingConfig.ts"
+/** Test kit (fake targets, capturing sink, driven target source, mock probes); pairs with src/kernel/BpfTest.ts. */
+export * as ProbeTest from "./ProbeTest.ts"

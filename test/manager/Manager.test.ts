@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Scope } from "effect"
+import { Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { attachError, FakeKernel } from "../../src/kernel/BpfTest.ts"
 import { Manager } from "../../src/manager/Manager.ts"
 import * as ManagerM from "../../src/manager/Manager.ts"
@@ -111,6 +111,20 @@ describe("Manager", () => {
       // The failed probe left nothing behind on pid 31.
       const links31 = (yield* kernel.liveLinks).filter((l) => l.pid === 31 && l.object === "test/client")
       assert.deepStrictEqual(links31, [])
+    }).pipe(Effect.provide(App)))
+
+  it.effect("interrupting a Started event mid-attach detaches everything attached to that process", () =>
+    Effect.gen(function*() {
+      const manager = yield* Manager
+      const kernel = yield* FakeKernel
+      yield* kernel.hangAttach({ program: "uprobe_rt_ret", pid: 41 })
+      const fiber = yield* Effect.forkChild(manager.handle({ _tag: "Started", target: target(41) }))
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+      assert.isTrue((yield* kernel.liveLinks).some((l) => l.pid === 41))
+      yield* Fiber.interrupt(fiber)
+      assert.deepStrictEqual((yield* kernel.liveLinks).filter((l) => l.pid === 41), [])
+      assert.deepStrictEqual(yield* manager.targets, [])
+      assert.strictEqual((yield* kernel.map("test/server", "ps_targets")).size, 0)
     }).pipe(Effect.provide(App)))
 
   it.effect("release order: dependents detach before dependencies, then objects close dependencies last", () =>

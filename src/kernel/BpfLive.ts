@@ -1,0 +1,293 @@
+/**
+ * The live kernel binding: the `Bpf` service over the native libbpf addon (native/).
+ *
+ * Every kernel resource is tied to a Scope: objects close, links detach and ring-buffer polls stop when it closes,
+ * whether by success, failure or interruption. Nothing here throws; addon failures become the typed errors of
+ * Bpf.ts. If the addon is not built, `load` fails with a BpfOpenError naming the command that builds it.
+ */
+import * as path from "node:path"
+import type { Cause } from "effect"
+import { Config, Effect, Layer, Option, Queue, Stream } from "effect"
+import {
+  Bpf,
+  BpfMapError,
+  BpfOpenError,
+  type BpfError,
+  type BpfObject,
+  type Link,
+  type MapRef,
+  type ObjectSpec,
+  type RingBuffer,
+  type RingBufferOptions,
+  type TracepointSpec,
+  type UprobeSpec
+} from "./Bpf.ts"
+import { type Addon, buildCommand, loadAddon, type NativeObject } from "./internal/addon.ts"
+import { encodeConstant } from "./internal/constants.ts"
+import { attachError, loadError, mapError, mapUsageError, openError } from "./internal/errors.ts"
+import { tracepointId } from "./internal/tracefs.ts"
+
+export { kernelObjects, ownBpfFds } from "./internal/kernelObjects.ts"
+export type { KernelLink, KernelProgram, OwnFds } from "./internal/kernelObjects.ts"
+
+const defaultCapacity = 65_536
+const maxBatch = 4_096
+
+/** What the live binding keeps in a MapRef's opaque handle. */
+interface MapHandle {
+  readonly fd: number
+}
+
+const isMapHandle = (u: unknown): u is MapHandle =>
+  typeof u === "object" && u !== null && typeof (u as MapHandle).fd === "number"
+
+const bytes = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+
+const describeUprobe = (spec: UprobeSpec): string =>
+  `${spec.binary}${spec.symbol === undefined ? "" : `:${spec.symbol}`}` +
+  `${spec.offset === undefined ? "" : `+0x${spec.offset.toString(16)}`}` +
+  `${spec.pid === undefined ? "" : ` pid ${spec.pid}`}`
+
+const make = (addon: Addon, drainMs: number) => {
+  /** Opens, configures and loads; closes the native object on any failure before load completes. */
+  const open = (spec: ObjectSpec, name: string): Effect.Effect<NativeObject, BpfError> =>
+    Effect.suspend((): Effect.Effect<NativeObject, BpfError> => {
+      const source = spec.bytes !== undefined ? bytes(spec.bytes) : spec.file
+      if (source === undefined) {
+        return Effect.fail(new BpfOpenError({
+          op: "open", errno: 22, code: "EINVAL", message: "open: ObjectSpec needs `file` or `bytes`", source: name
+        }))
+      }
+      let obj: NativeObject
+      try {
+        obj = new addon.BpfObject(source, name)
+      } catch (cause) {
+        return Effect.fail(openError(spec.file ?? name, cause))
+      }
+      const step = configure(obj, spec, name)
+      if (step !== undefined) {
+        obj.close()
+        return Effect.fail(step)
+      }
+      try {
+        obj.load()
+      } catch (cause) {
+        obj.close()
+        return Effect.fail(loadError(name, cause))
+      }
+      return Effect.succeed(obj)
+    })
+
+  const configure = (obj: NativeObject, spec: ObjectSpec, name: string) => {
+    const entries = Object.entries(spec.constants ?? {})
+    const sizes = entries.length > 0 ? obj.constants() : {}
+    for (const [constant, value] of entries) {
+      const size = sizes[constant]
+      if (size === undefined) {
+        return new BpfMapError({
+          op: "setConstant", errno: 2, code: "ENOENT", message: `setConstant: no constant ${constant} in ${name}`,
+          map: constant
+        })
+      }
+      const encoded = encodeConstant(value, size)
+      if (typeof encoded === "string") return mapUsageError("setConstant", constant, `constant ${constant} ${encoded}`)
+      try {
+        obj.setConstant(constant, encoded)
+      } catch (cause) {
+        return mapError(constant, cause)
+      }
+    }
+    for (const program of spec.disablePrograms ?? []) {
+      try {
+        obj.setAutoload(program, false)
+      } catch (cause) {
+        return loadError(name, cause)
+      }
+    }
+    for (const [map, ref] of Object.entries(spec.reuseMaps ?? {})) {
+      if (!isMapHandle(ref.handle)) return mapUsageError("reuseMap", map, `${ref.object}.${ref.map} is not a live map`)
+      try {
+        obj.reuseMap(map, ref.handle.fd)
+      } catch (cause) {
+        return mapError(map, cause)
+      }
+    }
+    return undefined
+  }
+
+  const wrap = (obj: NativeObject, name: string): BpfObject => {
+    const programs = obj.programs().filter((p) => p.autoload).map((p) => p.name)
+    const maps = obj.maps().filter((m) => !m.internal).map((m) => m.name)
+
+    const mapOp = <A>(map: string, f: () => A): Effect.Effect<A, BpfMapError> =>
+      Effect.try({ try: f, catch: (cause) => mapError(map, cause) as BpfMapError })
+
+    const attachUprobe = Effect.fn("Bpf.attachUprobe")(function*(spec: UprobeSpec) {
+      const target = describeUprobe(spec)
+      if (spec.symbol === undefined && spec.offset === undefined) {
+        return yield* Effect.fail(attachError(spec.program, target, new Error("attach: set `symbol` or `offset`")))
+      }
+      const native = yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => obj.attachUprobe(spec.program, spec.binary, spec.offset ?? 0, spec.pid ?? -1, spec.symbol),
+          catch: (cause) => attachError(spec.program, target, cause, spec)
+        }),
+        (link) => Effect.sync(() => link.destroy())
+      )
+      return { id: native.id(), program: spec.program, description: `uprobe ${target}` } satisfies Link
+    })
+
+    const attachTracepoint = Effect.fn("Bpf.attachTracepoint")(function*(spec: TracepointSpec) {
+      const target = `${spec.category}:${spec.name}`
+      const info = obj.programs().find((p) => p.name === spec.program)
+      let id: number | undefined
+      if (info?.type === "tracepoint") {
+        const found = tracepointId(spec.category, spec.name)
+        if (typeof found === "string") {
+          return yield* Effect.fail(attachError(spec.program, target, Object.assign(new Error(`attach: ${found}`), {
+            op: "attachTracepoint", errno: 2, code: "ENOENT", log: ""
+          })))
+        }
+        id = found
+      }
+      const native = yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => obj.attachTracepoint(spec.program, spec.category, spec.name, id),
+          catch: (cause) => attachError(spec.program, target, cause)
+        }),
+        (link) => Effect.sync(() => link.destroy())
+      )
+      return { id: native.id(), program: spec.program, description: `${info?.type ?? "tracepoint"} ${target}` }
+    })
+
+    const ringBuffer = Effect.fn("Bpf.ringBuffer")(function*(map: string, options?: RingBufferOptions) {
+      const capacity = Math.max(1, options?.capacity ?? defaultCapacity)
+      const sinks = new Set<Queue.Queue<Uint8Array, Cause.Done>>()
+      // Records that arrive before anyone runs `records`, bounded like the stream's own buffer.
+      let pending: Array<Uint8Array> = []
+      let received = 0
+      let dropped = 0
+      let batches = 0
+      let closed = false
+
+      const onBatch = (data: Buffer, offsets: Uint32Array, count: number) => {
+        try {
+          const records = new Array<Uint8Array>(count)
+          for (let i = 0; i < count; i++) records[i] = data.subarray(offsets[2 * i]!, offsets[2 * i]! + offsets[2 * i + 1]!)
+          received += count
+          batches++
+          if (sinks.size === 0) {
+            const room = capacity - pending.length
+            if (room >= count) pending.push(...records)
+            else {
+              pending.push(...records.slice(0, Math.max(0, room)))
+              dropped += count - Math.max(0, room)
+            }
+            return
+          }
+          for (const queue of sinks) dropped += Queue.offerAllUnsafe(queue, records).length
+        } catch {
+          // Never let an exception reach libuv; a batch lost here is still counted.
+          dropped += count
+        }
+      }
+
+      const native = yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => obj.ringBuffer(map, onBatch, drainMs, maxBatch),
+          catch: (cause) => mapError(map, cause) as BpfMapError
+        }),
+        (rb) =>
+          Effect.sync(() => {
+            rb.stop()
+            closed = true
+            for (const queue of sinks) Queue.endUnsafe(queue)
+            sinks.clear()
+          })
+      )
+      void native
+
+      const records = Stream.callback<Uint8Array>((queue) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            if (closed) {
+              Queue.endUnsafe(queue)
+              return
+            }
+            if (pending.length > 0) {
+              dropped += Queue.offerAllUnsafe(queue, pending).length
+              pending = []
+            }
+            sinks.add(queue)
+          }),
+          () => Effect.sync(() => void sinks.delete(queue))
+        ), { bufferSize: capacity, strategy: "dropping" })
+
+      return {
+        map,
+        records,
+        stats: Effect.sync(() => ({ received, dropped, batches }))
+      } satisfies RingBuffer
+    })
+
+    return {
+      name,
+      programs,
+      maps,
+      lookup: (map, key) => mapOp(map, () => Option.fromNullishOr(obj.lookup(map, bytes(key)))).pipe(
+        Effect.map(Option.map((b): Uint8Array => b))
+      ),
+      update: (map, key, value) => mapOp(map, () => obj.update(map, bytes(key), bytes(value))),
+      delete: (map, key) => mapOp(map, () => obj.delete(map, bytes(key))),
+      mapRef: (map) =>
+        Effect.suspend(() => {
+          const info = obj.maps().find((m) => m.name === map && !m.internal)
+          return info === undefined || info.fd < 0
+            ? Effect.fail(new BpfMapError({
+              op: "mapRef", errno: 2, code: "ENOENT", message: `mapRef: no map ${map} in ${name}`, map
+            }))
+            : Effect.succeed({ object: name, map, handle: { fd: info.fd } satisfies MapHandle } satisfies MapRef)
+        }),
+      attachUprobe,
+      attachTracepoint,
+      ringBuffer
+    }
+  }
+
+  const load = Effect.fn("Bpf.load")(function*(spec: ObjectSpec) {
+    const name = spec.name ?? (spec.file !== undefined ? path.basename(spec.file).replace(/\.bpf\.o$|\.o$/, "") : "bpf")
+    const obj = yield* Effect.acquireRelease(open(spec, name), (o) => Effect.sync(() => o.close()))
+    return wrap(obj, name)
+  })
+
+  return Bpf.of({ load, libbpfVersion: addon.libbpfVersion() })
+}
+
+/** A Bpf whose every load fails with the reason the addon could not be loaded (and how to build it). */
+const unavailable = (reason: string) =>
+  Bpf.of({
+    load: (spec) =>
+      Effect.fail(new BpfOpenError({
+        op: "addon", errno: 0, code: "ENOADDON", message: reason, source: spec.file ?? spec.name ?? "addon"
+      })),
+    libbpfVersion: "unavailable"
+  })
+
+/**
+ * Ring-buffer drain interval in ms (`PROBESCOPE_RINGBUF_DRAIN_MS`, default 5): the longest a record submitted
+ * without a wakeup waits before JS sees it. 0 disables the timer (wakeups only).
+ */
+const drainInterval = Config.Int("PROBESCOPE_RINGBUF_DRAIN_MS").pipe(Config.withDefault(5))
+
+/** The live `Bpf` layer over the native addon. Build the addon with `npm run build:native`. */
+export const layer: Layer.Layer<Bpf> = Layer.effect(
+  Bpf,
+  Effect.gen(function*() {
+    const drainMs = yield* drainInterval.pipe(Effect.orElseSucceed(() => 5))
+    const addon = loadAddon()
+    return typeof addon === "string" ? unavailable(addon) : make(addon, Math.max(0, drainMs))
+  })
+)
+
+/** The command that builds the native addon, for messages elsewhere (doctor). */
+export const addonBuildCommand = buildCommand

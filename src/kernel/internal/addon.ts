@@ -1,0 +1,102 @@
+/**
+ * The native addon's JS surface (native/src/*.cc) and its loader. Everything here throws; BpfLive turns throws into
+ * typed errors.
+ */
+import { createRequire } from "node:module"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+/** An error thrown by the addon: `op`, positive `errno`, its symbolic `code`, and libbpf's log since the op began. */
+export interface NativeError extends Error {
+  readonly op: string
+  readonly errno: number
+  readonly code: string
+  readonly log: string
+}
+
+export interface NativeProgram {
+  readonly name: string
+  readonly section: string
+  readonly type: string
+  readonly autoload: boolean
+  readonly fd: number
+  readonly id: number
+}
+
+export interface NativeMap {
+  readonly name: string
+  readonly type: string
+  readonly keySize: number
+  readonly valueSize: number
+  readonly maxEntries: number
+  readonly internal: boolean
+  readonly fd: number
+}
+
+export interface NativeLink {
+  destroy(): void
+  id(): number
+  fd(): number
+}
+
+/** Called once per drained batch: record i is `data.subarray(offsets[2i], offsets[2i] + offsets[2i + 1])`. */
+export type BatchCallback = (data: Buffer, offsets: Uint32Array, count: number) => void
+
+export interface NativeRingBuffer {
+  stop(): void
+  /** Drains synchronously; returns the number of records handed to the callback. */
+  consume(): number
+  stats(): { readonly received: number; readonly batches: number; readonly callbackErrors: number }
+}
+
+export interface NativeObject {
+  constants(): Record<string, number>
+  setConstant(name: string, value: Buffer): void
+  setAutoload(program: string, enabled: boolean): void
+  reuseMap(map: string, fd: number): void
+  load(): void
+  programs(): Array<NativeProgram>
+  maps(): Array<NativeMap>
+  lookup(map: string, key: Buffer): Buffer | null
+  update(map: string, key: Buffer, value: Buffer, flags?: number): void
+  delete(map: string, key: Buffer): boolean
+  attachUprobe(program: string, binary: string, offset: number, pid: number, symbol?: string): NativeLink
+  attachTracepoint(program: string, category: string, name: string, tracepointId?: number): NativeLink
+  testRun(program: string, ctx: Buffer | null, repeat: number): { readonly retval: number; readonly duration: number }
+  ringBuffer(map: string, callback: BatchCallback, drainMs: number, maxBatch: number): NativeRingBuffer
+  close(): void
+}
+
+export interface Addon {
+  readonly BpfObject: new(source: string | Buffer, name: string) => NativeObject
+  libbpfVersion(): string
+  errnoName(errno: number): string
+}
+
+/** Directory holding native/binding.gyp; the built addon is native/build/Release/probescope_bpf.node. */
+export const nativeDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "native")
+
+/** The command that builds the addon, quoted in the error when it is missing. */
+export const buildCommand = "npm run build:native"
+
+let cached: { readonly addon: Addon } | { readonly error: string } | undefined
+
+/** Loads the addon once; returns the reason as a string when it is not built or cannot be loaded. */
+export const loadAddon = (): Addon | string => {
+  if (cached === undefined) {
+    try {
+      const require = createRequire(import.meta.url)
+      const bindings = require("bindings") as (opts: { bindings: string; module_root: string }) => Addon
+      cached = { addon: bindings({ bindings: "probescope_bpf", module_root: nativeDir }) }
+    } catch (cause) {
+      const reason = cause instanceof Error ? cause.message.split("\n")[0] : String(cause)
+      cached = { error: `the probescope native addon could not be loaded (${reason}); build it with \`${buildCommand}\`` }
+    }
+  }
+  return "addon" in cached ? cached.addon : cached.error
+}
+
+/** True when `u` looks like an error thrown by the addon. */
+export const isNativeError = (u: unknown): u is NativeError =>
+  u instanceof Error && typeof (u as Partial<NativeError>).errno === "number" &&
+  typeof (u as Partial<NativeError>).code === "string"

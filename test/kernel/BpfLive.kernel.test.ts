@@ -1,0 +1,319 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import { writeFileSync } from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { Bpf } from "../../src/kernel/Bpf.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { bpfObject, buildAll, buildRoundtrip, deadPid, type Roundtrip, startRoundtrip, symbolFileOffset } from "./fixtures.ts"
+
+buildAll()
+const binary = buildRoundtrip()
+const symbol = "main.roundtripTarget"
+
+interface DoctorEvent {
+  readonly pid: number
+  readonly tgid: number
+  readonly arg1: bigint
+  readonly cookie: bigint
+}
+
+const decodeDoctor = (r: Uint8Array): DoctorEvent => {
+  const v = new DataView(r.buffer, r.byteOffset, r.byteLength)
+  return { pid: v.getUint32(0, true), tgid: v.getUint32(4, true), arg1: v.getBigUint64(8, true), cookie: v.getBigUint64(16, true) }
+}
+
+const u32 = (n: number) => {
+  const b = new Uint8Array(4)
+  new DataView(b.buffer).setUint32(0, n, true)
+  return b
+}
+const u64 = (n: bigint) => {
+  const b = new Uint8Array(8)
+  new DataView(b.buffer).setBigUint64(0, n, true)
+  return b
+}
+
+const withRoundtrip = <A, E, R>(f: (rt: Roundtrip) => Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(Effect.promise(() => startRoundtrip(binary)), f, (rt) => Effect.sync(() => rt.stop()))
+
+const collect = (records: Stream.Stream<Uint8Array>, n: number) =>
+  records.pipe(Stream.take(n), Stream.runCollect, Effect.timeout("10 seconds"), Effect.map((c) => Array.from(c)))
+
+layer(BpfLive.layer, { excludeTestServices: true })("BpfLive (kernel)", (it) => {
+  it.effect("reports libbpf's version", () =>
+    Effect.gen(function*() {
+      const bpf = yield* Bpf
+      assert.match(bpf.libbpfVersion, /^1\.\d+$/)
+    }))
+
+  it.effect("uprobe by symbol delivers records with the payload and the constant set at load", () =>
+    withRoundtrip((rt) =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const obj = yield* bpf.load({ file: bpfObject("doctor"), constants: { doctor_cookie: 0xc0ffeen } })
+        assert.deepStrictEqual(obj.programs, ["doctor_uprobe"])
+        assert.include(obj.maps, "events")
+        const link = yield* obj.attachUprobe({ program: "doctor_uprobe", binary, symbol, pid: rt.pid })
+        assert.isAbove(link.id, 0)
+        const rb = yield* obj.ringBuffer("events")
+        const fiber = yield* collect(rb.records, 3).pipe(Effect.forkChild)
+        yield* Effect.promise(() => rt.call(3, 42))
+        const events = (yield* Fiber.join(fiber)).map(decodeDoctor)
+        assert.strictEqual(events.length, 3)
+        for (const e of events) {
+          assert.strictEqual(e.tgid, rt.pid)
+          assert.strictEqual(e.arg1, 42n)
+          assert.strictEqual(e.cookie, 0xc0ffeen)
+        }
+        const stats = yield* rb.stats
+        assert.strictEqual(stats.received, 3)
+        assert.strictEqual(stats.dropped, 0)
+      }).pipe(Effect.scoped)
+    ))
+
+  it.effect("uprobe by absolute file offset, every process of the binary", () =>
+    withRoundtrip((rt) =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const offset = symbolFileOffset(binary, symbol)
+        const obj = yield* bpf.load({ file: bpfObject("doctor"), constants: { doctor_cookie: 7 } })
+        yield* obj.attachUprobe({ program: "doctor_uprobe", binary, offset })
+        const rb = yield* obj.ringBuffer("events")
+        const fiber = yield* collect(rb.records, 2).pipe(Effect.forkChild)
+        yield* Effect.promise(() => rt.call(2, 1234))
+        const events = (yield* Fiber.join(fiber)).map(decodeDoctor)
+        assert.deepStrictEqual(events.map((e) => [e.tgid, e.arg1, e.cookie]), [[rt.pid, 1234n, 7n], [rt.pid, 1234n, 7n]])
+      }).pipe(Effect.scoped)
+    ))
+
+  it.effect("a consumer that cannot keep up loses records to the bounded buffer, counted in stats.dropped", () =>
+    withRoundtrip((rt) =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const obj = yield* bpf.load({ file: bpfObject("doctor") })
+        yield* obj.attachUprobe({ program: "doctor_uprobe", binary, symbol, pid: rt.pid })
+        const rb = yield* obj.ringBuffer("events", { capacity: 8 })
+        yield* Effect.promise(() => rt.call(100, 5))
+        // Nobody reads yet: wait for the drain timer to move everything out of the kernel ring.
+        let stats = yield* rb.stats
+        for (let i = 0; i < 200 && stats.received < 100; i++) {
+          yield* Effect.sleep("10 millis")
+          stats = yield* rb.stats
+        }
+        assert.strictEqual(stats.received, 100)
+        assert.strictEqual(stats.dropped, 92)
+        const kept = yield* collect(rb.records, 8)
+        assert.strictEqual(kept.length, 8)
+        assert.strictEqual(decodeDoctor(kept[0]!).arg1, 5n)
+      }).pipe(Effect.scoped)
+    ))
+
+  it.effect("map update, lookup and delete; wrong key size is a BpfMapError", () =>
+    Effect.gen(function*() {
+      const bpf = yield* Bpf
+      const obj = yield* bpf.load({ file: bpfObject("maps") })
+      assert.isTrue(Option.isNone(yield* obj.lookup("shared", u32(1))))
+      yield* obj.update("shared", u32(1), u64(99n))
+      const found = yield* obj.lookup("shared", u32(1))
+      assert.deepStrictEqual(Option.map(found, (b) => Buffer.from(b).readBigUInt64LE(0)), Option.some(99n))
+      assert.isTrue(yield* obj.delete("shared", u32(1)))
+      assert.isFalse(yield* obj.delete("shared", u32(1)))
+      const error = yield* obj.lookup("shared", u64(1n)).pipe(Effect.flip)
+      assert.strictEqual(error._tag, "BpfMapError")
+      assert.strictEqual(error.map, "shared")
+      assert.strictEqual(error.code, "EINVAL")
+      assert.match(error.message, /^lookup: shared: .*\(EINVAL\)/)
+      const missing = yield* obj.update("nope", u32(1), u64(1n)).pipe(Effect.flip)
+      assert.strictEqual(missing._tag, "BpfMapError")
+      assert.match(missing.message, /no map nope in maps/)
+    }).pipe(Effect.scoped))
+
+  it.effect("two objects share one map through reuseMaps", () =>
+    Effect.gen(function*() {
+      const bpf = yield* Bpf
+      const owner = yield* bpf.load({ file: bpfObject("maps"), name: "maps_owner" })
+      const ref = yield* owner.mapRef("shared")
+      assert.strictEqual(ref.object, "maps_owner")
+      const user = yield* bpf.load({ file: bpfObject("maps"), name: "maps_user", reuseMaps: { shared: ref } })
+      yield* owner.update("shared", u32(3), u64(0xabcn))
+      const seen = yield* user.lookup("shared", u32(3))
+      assert.deepStrictEqual(Option.map(seen, (b) => Buffer.from(b).readBigUInt64LE(0)), Option.some(0xabcn))
+      assert.isTrue(yield* user.delete("shared", u32(3)))
+      assert.isTrue(Option.isNone(yield* owner.lookup("shared", u32(3))))
+      const bad = yield* owner.mapRef("nope").pipe(Effect.flip)
+      assert.strictEqual(bad._tag, "BpfMapError")
+      assert.strictEqual(bad.message, "mapRef: no map nope in maps_owner")
+    }).pipe(Effect.scoped))
+
+  describe("errors", () => {
+    it.effect("missing object file is a BpfOpenError ENOENT", () =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const error = yield* bpf.load({ file: "/nonexistent/x.bpf.o" }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "BpfOpenError")
+        if (error._tag !== "BpfOpenError") return
+        assert.strictEqual(error.code, "ENOENT")
+        assert.strictEqual(error.errno, 2)
+        assert.strictEqual(error.source, "/nonexistent/x.bpf.o")
+        assert.match(error.message, /^open: \/nonexistent\/x\.bpf\.o: No such file or directory \(ENOENT\)/)
+      }).pipe(Effect.scoped))
+
+    it.effect("a file that is not an ELF object is a BpfOpenError", () =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const file = path.join(os.tmpdir(), `probescope-not-elf-${process.pid}.o`)
+        writeFileSync(file, "definitely not an ELF file\n")
+        const error = yield* bpf.load({ file }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "BpfOpenError")
+        assert.strictEqual(error.code, "LIBBPF_ERRNO__FORMAT")
+        assert.match(error.message, /BPF object format invalid/)
+        const fromBytes = yield* bpf.load({ bytes: new Uint8Array([1, 2, 3]), name: "junk" }).pipe(Effect.flip)
+        assert.strictEqual(fromBytes._tag, "BpfOpenError")
+        assert.match(fromBytes.message, /^open: <3 bytes>: /)
+      }).pipe(Effect.scoped))
+
+    it.effect("an unknown constant or a value of the wrong size is a BpfMapError", () =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const unknown = yield* bpf.load({ file: bpfObject("doctor"), constants: { nope: 1 } }).pipe(Effect.flip)
+        assert.strictEqual(unknown._tag, "BpfMapError")
+        assert.strictEqual(unknown.message, "setConstant: no constant nope in doctor")
+        const tooBig = yield* bpf.load({ file: bpfObject("doctor"), constants: { doctor_cookie: new Uint8Array(4) } })
+          .pipe(Effect.flip)
+        assert.strictEqual(tooBig._tag, "BpfMapError")
+        assert.strictEqual(tooBig.message, "setConstant: constant doctor_cookie is 8 bytes, got 4 bytes")
+      }).pipe(Effect.scoped))
+
+    it.effect("a verifier rejection is a BpfLoadError with the verifier log", () =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const error = yield* bpf.load({ file: bpfObject("bad") }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "BpfLoadError")
+        if (error._tag !== "BpfLoadError") return
+        assert.strictEqual(error.object, "bad")
+        assert.match(error.verifierLog, /invalid mem access 'map_value_or_null'/)
+        assert.match(error.message, /^load: bad: .* verifier rejected the program: R0 invalid mem access/)
+      }).pipe(Effect.scoped))
+
+    it.effect("disabling the rejected program lets the object load", () =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const obj = yield* bpf.load({ file: bpfObject("bad"), disablePrograms: ["bad_uprobe"] })
+        assert.deepStrictEqual(obj.programs, [])
+        const error = yield* bpf.load({ file: bpfObject("bad"), disablePrograms: ["nope"] }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "BpfLoadError")
+        assert.match(error.message, /no program nope in bad/)
+      }).pipe(Effect.scoped))
+
+    it.effect("attach errors name the program and say what is wrong", () =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const obj = yield* bpf.load({ file: bpfObject("doctor") })
+        const noSymbol = yield* obj.attachUprobe({ program: "doctor_uprobe", binary, symbol: "main.nope" })
+          .pipe(Effect.flip)
+        assert.strictEqual(noSymbol._tag, "BpfAttachError")
+        if (noSymbol._tag !== "BpfAttachError") return
+        assert.strictEqual(noSymbol.program, "doctor_uprobe")
+        assert.strictEqual(noSymbol.target, `${binary}:main.nope`)
+        assert.match(noSymbol.message, /symbol main\.nope not found in /)
+
+        const pid = deadPid()
+        const noPid = yield* obj.attachUprobe({ program: "doctor_uprobe", binary, symbol, pid }).pipe(Effect.flip)
+        assert.strictEqual(noPid._tag, "BpfAttachError")
+        assert.strictEqual(noPid.code, "ESRCH")
+        assert.match(noPid.message, new RegExp(`process ${pid} does not exist`))
+
+        const noBinary = yield* obj.attachUprobe({ program: "doctor_uprobe", binary: "/nonexistent/bin", symbol })
+          .pipe(Effect.flip)
+        assert.strictEqual(noBinary._tag, "BpfAttachError")
+        assert.match(noBinary.message, /binary \/nonexistent\/bin does not exist/)
+
+        const noProgram = yield* obj.attachUprobe({ program: "nope", binary, symbol }).pipe(Effect.flip)
+        assert.strictEqual(noProgram._tag, "BpfAttachError")
+        assert.match(noProgram.message, /no program nope in doctor/)
+      }).pipe(Effect.scoped))
+  })
+
+  describe("cleanup", () => {
+    it.effect("closing the scope detaches links, stops the ring and unloads programs", () =>
+      withRoundtrip((rt) =>
+        Effect.gen(function*() {
+          const bpf = yield* Bpf
+          const before = BpfLive.ownBpfFds()
+          const scope = yield* Scope.make()
+          const link = yield* Effect.gen(function*() {
+            const obj = yield* bpf.load({ file: bpfObject("doctor") })
+            const link = yield* obj.attachUprobe({ program: "doctor_uprobe", binary, symbol, pid: rt.pid })
+            const rb = yield* obj.ringBuffer("events")
+            const fiber = yield* collect(rb.records, 1).pipe(Effect.forkChild)
+            yield* Effect.promise(() => rt.call(1, 1))
+            assert.strictEqual((yield* Fiber.join(fiber)).length, 1)
+            return link
+          }).pipe(Scope.provide(scope))
+          const live = yield* Effect.promise(() => BpfLive.kernelObjects())
+          const progId = live.links.find((l) => l.id === link.id)?.progId
+          assert.isDefined(progId)
+          assert.isAbove(BpfLive.ownBpfFds().progs, before.progs)
+          yield* Scope.close(scope, Exit.void)
+          assert.deepStrictEqual(BpfLive.ownBpfFds(), before)
+          const after = yield* Effect.promise(() => BpfLive.kernelObjects())
+          assert.isFalse(after.links.some((l) => l.id === link.id))
+          assert.isFalse(after.programs.some((p) => p.id === progId))
+        })
+      ))
+
+    it.effect("interrupting a fiber mid-stream leaves nothing behind", () =>
+      withRoundtrip((rt) =>
+        Effect.gen(function*() {
+          const bpf = yield* Bpf
+          const before = BpfLive.ownBpfFds()
+          let seen = 0
+          const fiber = yield* Effect.gen(function*() {
+            const obj = yield* bpf.load({ file: bpfObject("doctor") })
+            yield* obj.attachUprobe({ program: "doctor_uprobe", binary, symbol, pid: rt.pid })
+            const rb = yield* obj.ringBuffer("events")
+            yield* rb.records.pipe(Stream.runForEach(() => Effect.sync(() => void seen++)))
+          }).pipe(Effect.scoped, Effect.forkChild)
+          for (let i = 0; i < 100 && seen < 10; i++) {
+            yield* Effect.promise(() => rt.call(5, 2))
+            yield* Effect.sleep("10 millis")
+          }
+          assert.isAtLeast(seen, 10)
+          yield* Fiber.interrupt(fiber)
+          assert.deepStrictEqual(BpfLive.ownBpfFds(), before)
+        })
+      ))
+  })
+
+  describe("tracepoints", () => {
+    it.effect("sched:sched_process_exec via perf tracepoint, raw_tp and tp_btf", () =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const obj = yield* bpf.load({ file: bpfObject("exec") })
+        const links = yield* Effect.forEach(["exec_tp", "exec_raw_tp", "exec_tp_btf"], (program) =>
+          obj.attachTracepoint({ program, category: "sched", name: "sched_process_exec" }))
+        assert.deepStrictEqual(links.map((l) => l.description), [
+          "tracepoint sched:sched_process_exec",
+          "raw_tracepoint sched:sched_process_exec",
+          "tracing sched:sched_process_exec"
+        ])
+        const rb = yield* obj.ringBuffer("events")
+        const child = spawn("/bin/true")
+        const kinds = new Set<number>()
+        yield* rb.records.pipe(
+          Stream.map((r) => Buffer.from(r)),
+          Stream.filter((r) => r.readUInt32LE(0) === child.pid),
+          Stream.take(3),
+          Stream.runForEach((r) => Effect.sync(() => void kinds.add(r.readUInt32LE(4)))),
+          Effect.timeout("10 seconds")
+        )
+        assert.deepStrictEqual([...kinds].sort(), [1, 2, 3])
+        const bad = yield* obj.attachTracepoint({ program: "exec_tp", category: "sched", name: "no_such_event" })
+          .pipe(Effect.flip)
+        assert.strictEqual(bad._tag, "BpfAttachError")
+        assert.match(bad.message, /no tracepoint sched:no_such_event/)
+      }).pipe(Effect.scoped))
+  })
+})

@@ -141,7 +141,9 @@ export const make: Effect.Effect<Manager["Service"], never, Scope.Scope | ProbeR
           yield* detach(target.pid)
           yield* Effect.logDebug(`pid ${target.pid}: no probe applies`)
         } else {
-          yield* Effect.logInfo(`pid ${target.pid}: attached ${entry.probes.length} probe(s): ${entry.probes.join(", ")}`)
+          yield* Effect.logInfo(
+            `pid ${target.pid}: attached ${entry.probes.length} probe(s): ${entry.probes.join(", ")}`
+          )
         }
       })
 

@@ -97,7 +97,9 @@ export const validate = (manifest: Manifest<FieldSpecs>): ReadonlyArray<string> 
   const lv = manifest.library?.versions
   if (lv !== undefined && !Version.isValidRange(lv)) problems.push(`library.versions "${lv}" is not a version range`)
   for (const s of manifest.symbols ?? []) {
-    if (s.entry === undefined && s.return === undefined) problems.push(`symbol ${s.name} has no entry or return program`)
+    if (s.entry === undefined && s.return === undefined) {
+      problems.push(`symbol ${s.name} has no entry or return program`)
+    }
   }
   if (manifest.library !== undefined && (manifest.symbols ?? []).length === 0) {
     problems.push("a library probe needs at least one symbol")

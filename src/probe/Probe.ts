@@ -250,7 +250,8 @@ export const instrument = <
   Rec = unknown
 >(
   options: InstrumentOptions<Name, F, Config, ConfigInput, Shares, T, Deps, Rec>
-): InstrumentDefinition<Name, Config, ConfigInput, Shares, Bpf | ProbeRegistry | TracingConfig | DepR<Deps>> => define("instrument", options as never) as any
+): InstrumentDefinition<Name, Config, ConfigInput, Shares, Bpf | ProbeRegistry | TracingConfig | DepR<Deps>> =>
+  define("instrument", options as never) as any
 
 /** Define a daemon probe: loaded once, attached per target (when it names a library), no telemetry. */
 export const daemon = <
@@ -458,7 +459,9 @@ const makeAttacher = (name: string, options: AnyOptions, loaded: Loaded, config:
         }
         if (spec.return !== undefined) {
           for (const offset of fn.value.returnOffsets) {
-            links.push(yield* object.attachUprobe({ program: spec.return, binary: target.exe, offset, pid: target.pid }))
+            links.push(
+              yield* object.attachUprobe({ program: spec.return, binary: target.exe, offset, pid: target.pid })
+            )
           }
         }
       }

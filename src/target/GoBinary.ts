@@ -57,6 +57,8 @@ export interface GoBinary {
   readonly functionNames: () => ReadonlyArray<string>
   /** A struct field offset: DWARF when the binary has it, else the shipped table for the module's version. */
   readonly field: (type: string, field: string) => Option.Option<FieldOffset>
+  /** Why the DWARF could not be read, if it could not (field offsets then come from the table only). */
+  readonly dwarfError: () => Option.Option<Errors.CorruptDwarf>
   /** A JSON-able summary (for `probescope inspect`), with the named functions decoded. */
   readonly summary: (functions?: ReadonlyArray<string>) => GoBinarySummary
 }
@@ -162,10 +164,9 @@ export const make = (options: AnalysisOptions = {}) =>
         return yield* new Errors.ProcessNotFound({ pid, message: `invalid pid ${pid}` })
       }
       const procExe = `/proc/${pid}/exe`
-      const exeLink = yield* Effect.tryPromise({
-        try: () => Fs.readlink(procExe),
-        catch: (e) => processError(pid, e)
-      })
+      const exeLink = yield* Effect.tryPromise({ try: () => Fs.readlink(procExe), catch: (e) => e }).pipe(
+        Effect.catch((e) => Effect.flatMap(processError(pid, e), Effect.fail))
+      )
       const binary = yield* analyzeFile(procExe).pipe(
         Effect.catchTag("FileUnreadable", (e) => Effect.fail(new Errors.ProcessUnreadable({ pid, message: e.message })))
       )
@@ -202,13 +203,19 @@ const sameFile = (a: string, b: string): Effect.Effect<boolean> =>
     }
   })
 
-const processError = (pid: number, e: unknown): Errors.ProcessNotFound | Errors.ProcessUnreadable => {
-  const code = (e as NodeJS.ErrnoException).code
-  if (code === "ENOENT" || code === "ESRCH") {
-    return new Errors.ProcessNotFound({ pid, message: `process ${pid} not found (or has no executable)` })
-  }
-  return new Errors.ProcessUnreadable({ pid, message: `process ${pid}: cannot read /proc/${pid}/exe (${code ?? e})` })
-}
+const processError = (pid: number, e: unknown): Effect.Effect<Errors.ProcessNotFound | Errors.ProcessUnreadable> =>
+  Effect.promise(async () => {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === "ENOENT" || code === "ESRCH") {
+      // /proc/<pid> present but no exe link: a kernel thread, or a zombie.
+      const exists = await Fs.stat(`/proc/${pid}`).then(() => true, () => false)
+      if (exists) {
+        return new Errors.ProcessUnreadable({ pid, message: `process ${pid} has no executable (kernel thread or exited)` })
+      }
+      return new Errors.ProcessNotFound({ pid, message: `process ${pid} not found` })
+    }
+    return new Errors.ProcessUnreadable({ pid, message: `process ${pid}: cannot read /proc/${pid}/exe (${code ?? e})` })
+  })
 
 const tags = new Set(["NotElf", "TruncatedElf", "CorruptElf", "UnsupportedArch", "NotGo", "GoTooOld",
   "CorruptBuildInfo", "StrippedNoPclntab", "FileUnreadable"])

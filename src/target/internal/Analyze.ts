@@ -137,6 +137,8 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
     function: fn,
     functionNames: () => [...funcs.keys()],
     field,
+    dwarfError: () =>
+      dwarfError === undefined ? Option.none() : Option.some(new Errors.CorruptDwarf({ path, message: `${path}: ${dwarfError}` })),
     summary: (functionNames = []) => summarize(binary, info, pclntabVersion, () => dwarfError, functionNames)
   }
   return binary

@@ -1,0 +1,144 @@
+/* The goroutine -> active span context map every Go probe shares, plus span/trace id generation.
+ *
+ * The go_context daemon probe owns the map; instrument probes declare it identically (this header) and the loader
+ * hands them the daemon's map through reuseMaps, so a client span started on a goroutine finds the server span that
+ * goroutine is serving. Keys carry the process id because one map serves every traced process.
+ *
+ * Needs common.h first. */
+#pragma once
+
+#ifndef PS_GO_CTX_ENTRIES
+#define PS_GO_CTX_ENTRIES 16384
+#endif
+
+#define PS_FLAG_SAMPLED 0x01
+
+/* A W3C span context (the part that crosses process boundaries). */
+struct ps_span_ctx {
+  u8 trace_id[16];
+  u8 span_id[8];
+  u8 flags;
+  u8 _pad[7];
+};
+
+/* One goroutine of one process. g pointers are only unique within a process. */
+struct ps_g_key {
+  u32 tgid;
+  u32 _pad;
+  u64 g;
+};
+
+/* LRU: goroutines that exit without their entry being cleared (e.g. children that inherited a context) age out
+ * instead of filling the map. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, PS_GO_CTX_ENTRIES);
+  __type(key, struct ps_g_key);
+  __type(value, struct ps_span_ctx);
+} go_spans SEC(".maps");
+
+static __always_inline u32 ps_tgid(void) {
+  return (u32)(bpf_get_current_pid_tgid() >> 32);
+}
+
+static __always_inline struct ps_g_key ps_g_key_of(u64 g) {
+  struct ps_g_key k = {.tgid = ps_tgid(), ._pad = 0, .g = g};
+  return k;
+}
+
+/* The span context active on goroutine g, or NULL. */
+static __always_inline struct ps_span_ctx *ps_go_ctx_get(u64 g) {
+  struct ps_g_key k = ps_g_key_of(g);
+  return bpf_map_lookup_elem(&go_spans, &k);
+}
+
+static __always_inline void ps_go_ctx_set(u64 g, const struct ps_span_ctx *sc) {
+  struct ps_g_key k = ps_g_key_of(g);
+  bpf_map_update_elem(&go_spans, &k, sc, BPF_ANY);
+}
+
+static __always_inline void ps_go_ctx_clear(u64 g) {
+  struct ps_g_key k = ps_g_key_of(g);
+  bpf_map_delete_elem(&go_spans, &k);
+}
+
+/* Random ids; an all-zero id is invalid in W3C, so the first word is forced non-zero. */
+static __always_inline void ps_gen_span_id(u8 *span_id) {
+  u32 a = bpf_get_prandom_u32() | 1;
+  u32 b = bpf_get_prandom_u32();
+  __builtin_memcpy(span_id, &a, 4);
+  __builtin_memcpy(span_id + 4, &b, 4);
+}
+
+static __always_inline void ps_gen_trace_id(u8 *trace_id) {
+  u32 w[4];
+  w[0] = bpf_get_prandom_u32();
+  w[1] = bpf_get_prandom_u32();
+  w[2] = bpf_get_prandom_u32();
+  w[3] = bpf_get_prandom_u32() | 1;
+  __builtin_memcpy(trace_id, w, 16);
+}
+
+/* ---- W3C traceparent text: "00-<32 hex trace>-<16 hex span>-<2 hex flags>" (55 bytes) ---- */
+
+#define PS_TRACEPARENT_LEN 55
+
+static __always_inline int ps_hex_val(u8 c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+static __always_inline int ps_hex_decode(const u8 *src, u8 *dst, u32 nbytes) {
+  for (u32 i = 0; i < nbytes; i++) {
+    int hi = ps_hex_val(src[2 * i]);
+    int lo = ps_hex_val(src[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return -1;
+    dst[i] = (u8)((hi << 4) | lo);
+  }
+  return 0;
+}
+
+/* Parse a traceparent; 0 on success. Rejects version ff, bad separators, bad hex and all-zero ids. */
+static __always_inline int ps_traceparent_parse(const u8 *tp, struct ps_span_ctx *out) {
+  if (tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+    return -1;
+  u8 version[1];
+  if (ps_hex_decode(tp, version, 1) != 0 || version[0] == 0xff)
+    return -1;
+  if (ps_hex_decode(tp + 3, out->trace_id, 16) != 0 || ps_hex_decode(tp + 36, out->span_id, 8) != 0 ||
+      ps_hex_decode(tp + 53, &out->flags, 1) != 0)
+    return -1;
+  u64 t0, t1, s0;
+  __builtin_memcpy(&t0, out->trace_id, 8);
+  __builtin_memcpy(&t1, out->trace_id + 8, 8);
+  __builtin_memcpy(&s0, out->span_id, 8);
+  if ((t0 | t1) == 0 || s0 == 0)
+    return -1;
+  return 0;
+}
+
+static __always_inline void ps_hex_encode(u8 *dst, const u8 *src, u32 nbytes) {
+  const char digits[] = "0123456789abcdef";
+  for (u32 i = 0; i < nbytes; i++) {
+    dst[2 * i] = digits[(src[i] >> 4) & 0xf];
+    dst[2 * i + 1] = digits[src[i] & 0xf];
+  }
+}
+
+/* Write the 55-byte traceparent of sc into dst. */
+static __always_inline void ps_traceparent_format(u8 *dst, const struct ps_span_ctx *sc) {
+  dst[0] = '0';
+  dst[1] = '0';
+  dst[2] = '-';
+  ps_hex_encode(dst + 3, sc->trace_id, 16);
+  dst[35] = '-';
+  ps_hex_encode(dst + 36, sc->span_id, 8);
+  dst[52] = '-';
+  ps_hex_encode(dst + 53, &sc->flags, 1);
+}

@@ -1,0 +1,153 @@
+/* What the net/http server and client probes share: the common record head and the http.Header lookup.
+ *
+ * http.Header is a map[string][]string. Go 1.24+ maps are swiss tables (internal/runtime/maps): a Map header, then
+ * either one group (small map, dirLen == 0) or a directory of tables, each an array of groups. A group is 8 control
+ * bytes followed by 8 slots of key/elem. The hash seed is per map and the hash is runtime.memhash (AES on amd64), so
+ * BPF cannot compute where a key lives: the lookup scans every full slot, within fixed bounds. Layout numbers are
+ * constants set at load (the defaults are Go 1.25-1.27 amd64, where they are identical).
+ *
+ * Needs common.h and go_context.h first. */
+#pragma once
+
+/* Offsets into internal/runtime/maps structs, part of each probe's per-target offsets. */
+struct ps_swiss_offsets {
+  u64 map_dir_ptr;
+  u64 map_dir_len;
+  /* table.groups.data and table.groups.lengthMask, from the table's start */
+  u64 table_groups_data;
+  u64 table_groups_mask;
+};
+
+/* A group is a control word followed by 8 slots of key (string, 16 bytes) + elem ([]string, 24 bytes). These follow
+ * from the Go ABI, not from a struct declaration, so they are not per target. */
+#define PS_MAP_GROUP_CTRL_BYTES 8
+#define PS_HEADER_SLOT_BYTES 40
+#define PS_HEADER_GROUP_BYTES (PS_MAP_GROUP_CTRL_BYTES + 8 * PS_HEADER_SLOT_BYTES)
+
+#define PS_MAP_GROUP_SLOTS 8
+/* Bounds of the scan: 8 tables x 8 groups x 8 slots covers headers far larger than real requests carry. */
+#define PS_MAP_MAX_TABLES 8
+#define PS_MAP_MAX_GROUPS 8
+
+/* Where a record's kind tells user space which layout follows the head. */
+#define PS_KIND_NETHTTP_SERVER 1
+#define PS_KIND_NETHTTP_CLIENT 2
+
+#define PS_PARENT_NONE 0
+#define PS_PARENT_LOCAL 1
+#define PS_PARENT_REMOTE 2
+
+/* The first 56 bytes of every net/http record. Layout mirrored in src/instrumentations/internal/Records.ts. */
+struct ps_http_head {
+  u64 start_ns;
+  u64 end_ns;
+  u8 trace_id[16];
+  u8 span_id[8];
+  u8 parent_span_id[8];
+  u32 pid;
+  u8 flags;
+  u8 parent;
+  u16 status;
+};
+
+/* A header name in canonical form, zero-padded to 16 bytes so it compares as two words. */
+struct ps_header_key {
+  u64 name[2];
+  u64 len;
+};
+
+/* Compare the slot's key (a Go string header at `slot`) with `want`. */
+static __always_inline bool ps_header_key_is(u64 slot, const struct ps_header_key *want) {
+  struct go_string k = {};
+  if (bpf_probe_read_user(&k, sizeof(k), (const void *)slot) != 0)
+    return false;
+  if (k.len != want->len || k.len == 0 || k.len > 16 || k.ptr == 0)
+    return false;
+  u64 buf[2] = {};
+  if (bpf_probe_read_user(buf, k.len & 15 ? k.len & 15 : 16, (const void *)k.ptr) != 0)
+    return false;
+  return buf[0] == want->name[0] && buf[1] == want->name[1];
+}
+
+/* Scan one group; on a match store the first value string's header in *out and return 1. */
+static __always_inline int ps_header_scan_group(u64 group, const struct ps_header_key *want, struct go_string *out) {
+  u64 ctrl = ps_read_u64(group);
+  for (int i = 0; i < PS_MAP_GROUP_SLOTS; i++) {
+    /* bit 7 set: empty or deleted */
+    if ((ctrl >> (8 * i)) & 0x80)
+      continue;
+    u64 slot = group + PS_MAP_GROUP_CTRL_BYTES + (u64)i * PS_HEADER_SLOT_BYTES;
+    if (!ps_header_key_is(slot, want))
+      continue;
+    struct go_slice vals = {};
+    if (bpf_probe_read_user(&vals, sizeof(vals), (const void *)(slot + 16)) != 0 || vals.len == 0)
+      return 0;
+    if (bpf_probe_read_user(out, sizeof(*out), (const void *)vals.ptr) != 0)
+      return 0;
+    return 1;
+  }
+  return 0;
+}
+
+struct ps_header_scan {
+  struct ps_swiss_offsets off;
+  u64 dir_ptr;
+  u64 dir_len;
+  struct ps_header_key want;
+  struct go_string out;
+  int found;
+};
+
+/* bpf_loop callback over (table, group) pairs: one verified body instead of nested unrolled loops. */
+static long ps_header_scan_step(u32 idx, void *data) {
+  struct ps_header_scan *s = data;
+  u64 t = idx / PS_MAP_MAX_GROUPS;
+  u64 gi = idx % PS_MAP_MAX_GROUPS;
+  if (t >= s->dir_len)
+    return 1;
+  u64 table = ps_read_u64(s->dir_ptr + 8 * t);
+  if (table == 0)
+    return 0;
+  u64 ngroups = ps_read_u64(table + s->off.table_groups_mask) + 1;
+  if (gi >= ngroups)
+    return 0;
+  u64 groups = ps_read_u64(table + s->off.table_groups_data);
+  if (ps_header_scan_group(groups + gi * PS_HEADER_GROUP_BYTES, &s->want, &s->out)) {
+    s->found = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/* Find the first value of the header `s->want` in the http.Header at `m` (s->off set by the caller). */
+static __always_inline int ps_header_get(u64 m, struct ps_header_scan *s) {
+  if (m == 0)
+    return 0;
+  s->dir_ptr = ps_read_u64(m + s->off.map_dir_ptr);
+  s->dir_len = ps_read_u64(m + s->off.map_dir_len);
+  s->found = 0;
+  if (s->dir_ptr == 0)
+    return 0;
+  if (s->dir_len == 0)
+    return ps_header_scan_group(s->dir_ptr, &s->want, &s->out);
+  bpf_loop(PS_MAP_MAX_TABLES * PS_MAP_MAX_GROUPS, ps_header_scan_step, s, 0);
+  return s->found;
+}
+
+/* The incoming/outgoing "Traceparent" header parsed, 0 on success. */
+static __always_inline int ps_header_traceparent(u64 header_map, const struct ps_swiss_offsets *off,
+                                                 struct ps_span_ctx *out) {
+  struct ps_header_scan s = {};
+  s.off = *off;
+  /* "Traceparent" as little-endian words */
+  s.want.name[0] = 0x7261706563617254ULL;
+  s.want.name[1] = 0x746e65ULL;
+  s.want.len = 11;
+  if (!ps_header_get(header_map, &s) || s.out.len < PS_TRACEPARENT_LEN)
+    return -1;
+  struct go_string v = s.out;
+  u8 tp[PS_TRACEPARENT_LEN + 1] = {};
+  if (bpf_probe_read_user(tp, PS_TRACEPARENT_LEN, (const void *)v.ptr) != 0)
+    return -1;
+  return ps_traceparent_parse(tp, out);
+}

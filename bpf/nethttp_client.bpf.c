@@ -1,0 +1,225 @@
+/* net/http client: one span per net/http.(*Transport).roundTrip(req *Request) (*Response, error) call, i.e. one per
+ * HTTP exchange (each redirect hop and each Client.Do through the default transport), and W3C propagation.
+ *
+ * Entry (RAX=t, RBX=req) reads the request, takes the goroutine's active span (go_context) as parent, makes the
+ * span's ids and decides sampling. Each RET reads the results (RAX=*Response, RBX/RCX=error) and submits the record.
+ *
+ * Propagation: HTTP/1 requests are written by the connection's writeLoop goroutine, not the caller's, through
+ * Request.write -> Header.writeSubset(w io.Writer, ...) with w the connection's *bufio.Writer. Entry keys the span
+ * context by the request's Header map pointer; uprobe_writeSubset finds it by the same pointer, appends
+ * "Traceparent: 00-<trace>-<span>-<flags>\r\n" at bufio.Writer.buf[n:] with bpf_probe_write_user and advances n.
+ * The bytes go out with the rest of the header block. Nothing is written when the request already carries a
+ * Traceparent, when the buffer lacks room, or when that program is not loaded (kernels that forbid the helper). */
+#include "common.h"
+#include "go_context.h"
+#include "sampling.h"
+#include "nethttp.h"
+
+/* Struct field offsets of one process, written by user space into ps_targets before the uprobes attach.
+ * Layout mirrored in src/instrumentations/NetHttpClient.ts (Offsets). */
+struct nethttp_client_offsets {
+  struct ps_swiss_offsets swiss;
+  u64 request_method;
+  u64 request_url;
+  u64 request_header;
+  u64 url_scheme;
+  u64 url_host;
+  u64 url_path;
+  u64 url_raw_query;
+  u64 response_status_code;
+  u64 bufio_writer_buf;
+  u64 bufio_writer_n;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1024);
+  __type(key, u32);
+  __type(value, struct nethttp_client_offsets);
+} ps_targets SEC(".maps");
+
+/* Layout mirrored in src/instrumentations/internal/Records.ts (NetHttpClientRecord). 344 bytes. */
+struct nethttp_client_record {
+  struct ps_http_head head;
+  u8 has_error;
+  u8 method_len;
+  u8 scheme_len;
+  u8 host_len;
+  u16 path_len;
+  u16 query_len;
+  u8 propagated;
+  u8 _pad[7];
+  char method[16];
+  char scheme[8];
+  char host[64];
+  char path[128];
+  char query[64];
+};
+
+struct client_inflight {
+  struct nethttp_client_record rec;
+  u64 header;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct ps_g_key);
+  __type(value, struct client_inflight);
+} nethttp_client_inflight SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, u32);
+  __type(value, struct client_inflight);
+} nethttp_client_scratch SEC(".maps");
+
+/* Header map pointer -> what to inject, and which in-flight span to mark as propagated. */
+struct pending_traceparent {
+  struct ps_span_ctx sc;
+  u64 caller_g;
+};
+
+struct header_key {
+  u32 tgid;
+  u32 _pad;
+  u64 header;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct header_key);
+  __type(value, struct pending_traceparent);
+} nethttp_client_pending SEC(".maps");
+
+SEC("uprobe/net_http_Transport_roundTrip")
+int uprobe_roundTrip(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  u64 req = GO_ARG2(ctx);
+  if (req == 0)
+    return 0;
+  u32 pid = ps_tgid();
+  struct nethttp_client_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  if (!off)
+    return 0;
+  u32 zero = 0;
+  struct client_inflight *inf = bpf_map_lookup_elem(&nethttp_client_scratch, &zero);
+  if (!inf)
+    return 0;
+  __builtin_memset(inf, 0, sizeof(*inf));
+  struct nethttp_client_record *r = &inf->rec;
+
+  r->head.start_ns = bpf_ktime_get_ns();
+  r->head.pid = pid;
+  r->method_len = ps_read_go_str_at(r->method, sizeof(r->method), req + off->request_method);
+  u64 url = ps_read_u64(req + off->request_url);
+  if (url) {
+    r->scheme_len = ps_read_go_str_at(r->scheme, sizeof(r->scheme), url + off->url_scheme);
+    r->host_len = ps_read_go_str_at(r->host, sizeof(r->host), url + off->url_host);
+    r->path_len = ps_read_go_str_at(r->path, sizeof(r->path), url + off->url_path);
+    r->query_len = ps_read_go_str_at(r->query, sizeof(r->query), url + off->url_raw_query);
+  }
+  inf->header = ps_read_u64(req + off->request_header);
+
+  struct ps_span_ctx sc = {};
+  struct ps_span_ctx *parent = ps_go_ctx_get(g);
+  struct ps_span_ctx parent_copy = {};
+  if (parent) {
+    parent_copy = *parent;
+    __builtin_memcpy(sc.trace_id, parent_copy.trace_id, 16);
+    __builtin_memcpy(r->head.parent_span_id, parent_copy.span_id, 8);
+    r->head.parent = PS_PARENT_LOCAL;
+  } else {
+    ps_gen_trace_id(sc.trace_id);
+  }
+  ps_gen_span_id(sc.span_id);
+  sc.flags = (parent ? parent_copy.flags : 0) & ~PS_FLAG_SAMPLED;
+  if (ps_should_sample(sc.trace_id, parent ? &parent_copy : NULL))
+    sc.flags |= PS_FLAG_SAMPLED;
+  __builtin_memcpy(r->head.trace_id, sc.trace_id, 16);
+  __builtin_memcpy(r->head.span_id, sc.span_id, 8);
+  r->head.flags = sc.flags;
+
+  /* A request that already carries a traceparent (e.g. an SDK-instrumented app) keeps its own. */
+  struct ps_span_ctx existing = {};
+  if (inf->header && ps_header_traceparent(inf->header, &off->swiss, &existing) != 0) {
+    struct header_key hk = {.tgid = r->head.pid, ._pad = 0, .header = inf->header};
+    struct pending_traceparent p = {.sc = sc, .caller_g = g};
+    bpf_map_update_elem(&nethttp_client_pending, &hk, &p, BPF_ANY);
+  }
+
+  struct ps_g_key key = ps_g_key_of(g);
+  bpf_map_update_elem(&nethttp_client_inflight, &key, inf, BPF_ANY);
+  return 0;
+}
+
+SEC("uprobe/net_http_Transport_roundTrip_ret")
+int uprobe_roundTrip_ret(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  struct ps_g_key key = ps_g_key_of(g);
+  struct client_inflight *inf = bpf_map_lookup_elem(&nethttp_client_inflight, &key);
+  if (!inf)
+    return 0;
+  struct nethttp_client_record *r = &inf->rec;
+  r->head.end_ns = bpf_ktime_get_ns();
+  u64 resp = GO_ARG1(ctx);
+  u64 err_tab = GO_ARG2(ctx);
+  r->has_error = err_tab != 0;
+  u32 pid = r->head.pid;
+  struct nethttp_client_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  if (resp && off)
+    r->head.status = (u16)ps_read_u64(resp + off->response_status_code);
+  if (inf->header) {
+    struct header_key hk = {.tgid = r->head.pid, ._pad = 0, .header = inf->header};
+    bpf_map_delete_elem(&nethttp_client_pending, &hk);
+  }
+  if (r->head.flags & PS_FLAG_SAMPLED)
+    ps_submit(r, sizeof(*r));
+  bpf_map_delete_elem(&nethttp_client_inflight, &key);
+  return 0;
+}
+
+#define TP_LINE_LEN (13 + PS_TRACEPARENT_LEN + 2)
+
+/* net/http.Header.writeSubset(h Header, w io.Writer, exclude map[string]bool, trace *httptrace.ClientTrace):
+ * RAX=h, RBX/RCX=w. Runs on the connection's writeLoop goroutine. */
+SEC("uprobe/net_http_Header_writeSubset")
+int uprobe_writeSubset(struct pt_regs *ctx) {
+  u32 pid = ps_tgid();
+  struct header_key hk = {.tgid = pid, ._pad = 0, .header = GO_ARG1(ctx)};
+  struct pending_traceparent *p = bpf_map_lookup_elem(&nethttp_client_pending, &hk);
+  if (!p)
+    return 0;
+  struct pending_traceparent pend = *p;
+  bpf_map_delete_elem(&nethttp_client_pending, &hk);
+
+  u64 w = GO_ARG3(ctx);
+  struct nethttp_client_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  if (w == 0 || !off)
+    return 0;
+  struct go_slice buf = {};
+  if (bpf_probe_read_user(&buf, sizeof(buf), (const void *)(w + off->bufio_writer_buf)) != 0)
+    return 0;
+  s64 n = (s64)ps_read_u64(w + off->bufio_writer_n);
+  /* Sanity: a *bufio.Writer has 0 <= n <= len(buf) <= cap(buf); anything else means w is another writer type. */
+  if (buf.ptr == 0 || n < 0 || (u64)n > buf.len || buf.len > buf.cap || buf.len - (u64)n < TP_LINE_LEN)
+    return 0;
+
+  u8 line[TP_LINE_LEN] = {'T', 'r', 'a', 'c', 'e', 'p', 'a', 'r', 'e', 'n', 't', ':', ' '};
+  ps_traceparent_format(line + 13, &pend.sc);
+  line[TP_LINE_LEN - 2] = '\r';
+  line[TP_LINE_LEN - 1] = '\n';
+  if (bpf_probe_write_user((void *)(buf.ptr + (u64)n), line, TP_LINE_LEN) != 0)
+    return 0;
+  s64 new_n = n + TP_LINE_LEN;
+  if (bpf_probe_write_user((void *)(w + off->bufio_writer_n), &new_n, sizeof(new_n)) != 0)
+    return 0;
+
+  struct ps_g_key ck = ps_g_key_of(pend.caller_g);
+  struct client_inflight *inf = bpf_map_lookup_elem(&nethttp_client_inflight, &ck);
+  if (inf)
+    inf->rec.propagated = 1;
+  return 0;
+}

@@ -1,0 +1,166 @@
+/* net/http server: one span per net/http.serverHandler.ServeHTTP(sh, rw ResponseWriter, req *Request) call.
+ *
+ * Entry (just past the stack-check prologue; RAX=sh, RBX/RCX=rw, RDI=req) reads the request, takes the incoming
+ * traceparent from req.Header, makes the span's ids, decides sampling, keeps the in-flight record per goroutine and
+ * publishes the span as the goroutine's active context. Each RET reads what only exists afterwards (the ServeMux
+ * pattern, the status written), submits the record when sampled, and clears the goroutine's context. */
+#include "common.h"
+#include "go_context.h"
+#include "sampling.h"
+#include "nethttp.h"
+
+/* Struct field offsets of one process (Go versions differ), written by user space into ps_targets before the
+ * uprobes attach. Layout mirrored in src/instrumentations/NetHttpServer.ts (Offsets). */
+struct nethttp_server_offsets {
+  struct ps_swiss_offsets swiss;
+  u64 request_method;
+  u64 request_url;
+  u64 request_proto_major;
+  u64 request_proto_minor;
+  u64 request_header;
+  u64 request_host;
+  u64 request_remote_addr;
+  u64 request_tls;
+  u64 request_pattern;
+  u64 url_scheme;
+  u64 url_path;
+  u64 response_status;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1024);
+  __type(key, u32);
+  __type(value, struct nethttp_server_offsets);
+} ps_targets SEC(".maps");
+
+/* Layout mirrored in src/instrumentations/internal/Records.ts (NetHttpServerRecord). 480 bytes. */
+struct nethttp_server_record {
+  struct ps_http_head head;
+  u8 proto_major;
+  u8 proto_minor;
+  u8 tls;
+  u8 method_len;
+  u16 path_len;
+  u8 host_len;
+  u8 remote_len;
+  u16 pattern_len;
+  u8 scheme_len;
+  u8 _pad[5];
+  char method[16];
+  char path[128];
+  char host[64];
+  char remote[64];
+  char pattern[128];
+  char scheme[8];
+};
+
+struct server_inflight {
+  struct nethttp_server_record rec;
+  u64 req;
+  u64 resp;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct ps_g_key);
+  __type(value, struct server_inflight);
+} nethttp_server_inflight SEC(".maps");
+
+/* The in-flight value is too large for the 512-byte stack: build it in per-CPU scratch. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, u32);
+  __type(value, struct server_inflight);
+} nethttp_server_scratch SEC(".maps");
+
+SEC("uprobe/net_http_serverHandler_ServeHTTP")
+int uprobe_ServeHTTP(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  u64 req = GO_ARG4(ctx);
+  if (req == 0)
+    return 0;
+  u32 pid = ps_tgid();
+  struct nethttp_server_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  if (!off)
+    return 0;
+  u32 zero = 0;
+  struct server_inflight *inf = bpf_map_lookup_elem(&nethttp_server_scratch, &zero);
+  if (!inf)
+    return 0;
+  __builtin_memset(inf, 0, sizeof(*inf));
+  struct nethttp_server_record *r = &inf->rec;
+  inf->req = req;
+  inf->resp = GO_ARG3(ctx);
+
+  r->head.start_ns = bpf_ktime_get_ns();
+  r->head.pid = pid;
+  r->method_len = ps_read_go_str_at(r->method, sizeof(r->method), req + off->request_method);
+  r->host_len = ps_read_go_str_at(r->host, sizeof(r->host), req + off->request_host);
+  r->remote_len = ps_read_go_str_at(r->remote, sizeof(r->remote), req + off->request_remote_addr);
+  r->proto_major = (u8)ps_read_u64(req + off->request_proto_major);
+  r->proto_minor = (u8)ps_read_u64(req + off->request_proto_minor);
+  r->tls = ps_read_u64(req + off->request_tls) != 0;
+  u64 url = ps_read_u64(req + off->request_url);
+  if (url) {
+    r->path_len = ps_read_go_str_at(r->path, sizeof(r->path), url + off->url_path);
+    r->scheme_len = ps_read_go_str_at(r->scheme, sizeof(r->scheme), url + off->url_scheme);
+  }
+
+  struct ps_span_ctx parent = {};
+  struct ps_span_ctx sc = {};
+  bool has_parent = ps_header_traceparent(ps_read_u64(req + off->request_header), &off->swiss, &parent) == 0;
+  if (has_parent) {
+    __builtin_memcpy(sc.trace_id, parent.trace_id, 16);
+    __builtin_memcpy(r->head.parent_span_id, parent.span_id, 8);
+    r->head.parent = PS_PARENT_REMOTE;
+  } else {
+    ps_gen_trace_id(sc.trace_id);
+  }
+  ps_gen_span_id(sc.span_id);
+  /* Keep the parent's other flag bits (e.g. W3C random) and set ours for sampled. */
+  sc.flags = (has_parent ? parent.flags : 0) & ~PS_FLAG_SAMPLED;
+  if (ps_should_sample(sc.trace_id, has_parent ? &parent : NULL))
+    sc.flags |= PS_FLAG_SAMPLED;
+  __builtin_memcpy(r->head.trace_id, sc.trace_id, 16);
+  __builtin_memcpy(r->head.span_id, sc.span_id, 8);
+  r->head.flags = sc.flags;
+
+  struct ps_g_key key = ps_g_key_of(g);
+  bpf_map_update_elem(&nethttp_server_inflight, &key, inf, BPF_ANY);
+  ps_go_ctx_set(g, &sc);
+  return 0;
+}
+
+SEC("uprobe/net_http_serverHandler_ServeHTTP_ret")
+int uprobe_ServeHTTP_ret(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  struct ps_g_key key = ps_g_key_of(g);
+  struct server_inflight *inf = bpf_map_lookup_elem(&nethttp_server_inflight, &key);
+  if (!inf)
+    return 0;
+  struct nethttp_server_record *r = &inf->rec;
+  r->head.end_ns = bpf_ktime_get_ns();
+  u32 pid = ps_tgid();
+  struct nethttp_server_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  if (!off) {
+    bpf_map_delete_elem(&nethttp_server_inflight, &key);
+    ps_go_ctx_clear(g);
+    return 0;
+  }
+  /* ServeMux sets Request.Pattern while routing, i.e. after entry. */
+  r->pattern_len = ps_read_go_str_at(r->pattern, sizeof(r->pattern), inf->req + off->request_pattern);
+  /* rw is *http.response only for HTTP/1.x; HTTP/2's writer is another type, so its status is not read. */
+  if (r->proto_major == 1 && inf->resp) {
+    u64 status = ps_read_u64(inf->resp + off->response_status);
+    /* 0: the handler wrote nothing; the server then answers 200 after ServeHTTP returns. */
+    r->head.status = status == 0 ? 200 : (u16)status;
+  }
+  if (r->head.flags & PS_FLAG_SAMPLED)
+    ps_submit(r, sizeof(*r));
+  bpf_map_delete_elem(&nethttp_server_inflight, &key);
+  ps_go_ctx_clear(g);
+  return 0;
+}

@@ -4,6 +4,7 @@
  * consumers key by PID). Kernel events arrive within milliseconds, through the same batched ring buffer as probes.
  */
 import { Effect, Schema, Stream } from "effect"
+import * as fs from "node:fs"
 import type { BpfError } from "../kernel/Bpf.ts"
 import { Bpf } from "../kernel/Bpf.ts"
 import { bpfObjectPath } from "../kernel/Objects.ts"
@@ -61,8 +62,8 @@ export const events = (
           return tracked.delete(rec.pid) ? exited(rec.pid) : undefined
         }
         if (rec.kind !== EXEC) return undefined
-        // The event's path may be relative to the caller's cwd; /proc has the resolved one.
-        const exe = Effect.runSync(exeOf(rec.pid).pipe(Effect.orElseSucceed(() => rec.path)))
+        // The event's own path says what was exec'd; /proc may already show a later exec of the same pid.
+        const exe = resolveExe(rec.pid, rec.path)
         if (!matches(rec.pid, exe)) {
           // An exec replacing the image of a process we followed ends that process as far as probes go.
           return tracked.delete(rec.pid) ? exited(rec.pid) : undefined
@@ -74,6 +75,18 @@ export const events = (
     )
     return Stream.concat(Stream.fromIterable([...explicit, ...running.map((p) => started(p.pid, p.exe))]), follow)
   }))
+
+/** An absolute exec path resolved through symlinks; a relative one is relative to the caller's cwd, so ask /proc. */
+const resolveExe = (pid: number, path: string): string => {
+  if (path.startsWith("/")) {
+    try {
+      return fs.realpathSync(path)
+    } catch {
+      // deleted since: fall through to /proc
+    }
+  }
+  return Effect.runSync(exeOf(pid).pipe(Effect.orElseSucceed(() => path)))
+}
 
 /** The exec/exit tracepoint records, decoded; the object and links live as long as the stream. */
 const kernelEvents = Effect.gen(function*() {

@@ -1,0 +1,56 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Stream } from "effect"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Discovery from "../../src/discovery/Discovery.ts"
+import type { ProcessEvent } from "../../src/discovery/ProcessEvent.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { ownBpfFds } from "../../src/kernel/BpfLive.ts"
+import { buildAll } from "../kernel/fixtures.ts"
+
+buildAll()
+
+// A private copy of `sleep`, so no other process on the machine matches the selector.
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "probescope-discovery-"))
+const sleeper = path.join(dir, "sleeper")
+fs.copyFileSync("/usr/bin/sleep", sleeper)
+fs.chmodSync(sleeper, 0o755)
+
+const run = (seconds: number) => spawn(sleeper, [String(seconds)], { stdio: "ignore" })
+
+describe("discovery on the real kernel", () => {
+  it.live("reports a running process from the scan, then new ones from exec, and their exits", () =>
+    Effect.gen(function*() {
+      const before = run(1.5)
+      yield* Effect.sleep("100 millis")
+      const fdsBefore = ownBpfFds()
+      const seen: Array<ProcessEvent> = []
+      const fiber = yield* Discovery.events({ pids: [], exes: [sleeper] }).pipe(
+        Stream.tap((e) => Effect.sync(() => seen.push(e))),
+        Stream.takeUntil((e) => e._tag === "Exited" && e.pid !== before.pid),
+        Stream.runDrain,
+        Effect.forkChild
+      )
+      // the subscription is live once the scan has reported the running process
+      while (seen.length === 0) yield* Effect.sleep("10 millis")
+      const later = run(0.2)
+      yield* Fiber.join(fiber).pipe(Effect.timeout("5 seconds"))
+      assert.deepStrictEqual(seen.slice(0, 2), [
+        { _tag: "Started", pid: before.pid!, exe: sleeper },
+        { _tag: "Started", pid: later.pid!, exe: sleeper }
+      ])
+      assert.deepStrictEqual(seen.at(-1), { _tag: "Exited", pid: later.pid! })
+      // the tracepoint links and the object are gone with the stream
+      assert.deepStrictEqual(ownBpfFds(), fdsBefore)
+      before.kill()
+    }).pipe(Effect.provide(BpfLive.layer)))
+
+  it.live("an explicit pid that does not exist fails with ProcessNotFound", () =>
+    Effect.gen(function*() {
+      const err = yield* Effect.flip(Stream.runDrain(Discovery.events({ pids: [4_000_001], exes: [] })))
+      assert.strictEqual(err._tag, "ProcessNotFound")
+      assert.strictEqual(err.message, "process 4000001 does not exist")
+    }).pipe(Effect.provide(BpfLive.layer)))
+})

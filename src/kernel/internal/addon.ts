@@ -73,8 +73,13 @@ export interface Addon {
   errnoName(errno: number): string
 }
 
-/** Directory holding native/binding.gyp; the built addon is native/build/Release/probescope_bpf.node. */
-export const nativeDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "native")
+/**
+ * Directory holding native/binding.gyp; the built addon is <dir>/build/Release/probescope_bpf.node.
+ * `PROBESCOPE_NATIVE_DIR` overrides it (a packaged install, or a test of the not-built path).
+ */
+export const nativeDir = (): string =>
+  process.env["PROBESCOPE_NATIVE_DIR"] ??
+    path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "native")
 
 /** The command that builds the addon, quoted in the error when it is missing. */
 export const buildCommand = "npm run build:native"
@@ -87,7 +92,7 @@ export const loadAddon = (): Addon | string => {
     try {
       const require = createRequire(import.meta.url)
       const bindings = require("bindings") as (opts: { bindings: string; module_root: string }) => Addon
-      cached = { addon: bindings({ bindings: "probescope_bpf", module_root: nativeDir }) }
+      cached = { addon: bindings({ bindings: "probescope_bpf", module_root: nativeDir() }) }
     } catch (cause) {
       const reason = cause instanceof Error ? cause.message.split("\n")[0] : String(cause)
       cached = { error: `the probescope native addon could not be loaded (${reason}); build it with \`${buildCommand}\`` }

@@ -1,0 +1,84 @@
+/**
+ * Target analysis cost on large Go binaries (tens of MB): cold (read + parse + DWARF), cached (same inode), and a
+ * floor (just reading the file), plus decoding every function once.
+ *
+ *   node_modules/.bin/node bench/analysis.ts [binary...]
+ *
+ * Without arguments it builds `cmd/go` with the installed Go (with DWARF, and stripped) under test/.cache/bench and
+ * also measures the toolchain's own `compile` binary.
+ */
+import { execFileSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { Effect, Option } from "effect"
+import { make } from "../src/target/GoBinary.ts"
+
+const root = Path.resolve(import.meta.dirname, "..")
+const cache = Path.join(root, "test/.cache/bench")
+
+const defaultTargets = (): Array<string> => {
+  Fs.mkdirSync(cache, { recursive: true })
+  const out: Array<string> = []
+  for (const [name, flags] of [["go-dwarf", []], ["go-stripped", ["-ldflags=-s -w"]]] as const) {
+    const p = Path.join(cache, name)
+    if (!Fs.existsSync(p)) {
+      execFileSync("go", ["build", ...flags, "-o", p, "cmd/go"], { stdio: "inherit", env: { ...process.env,
+        GOFLAGS: "-buildvcs=false" } })
+    }
+    out.push(p)
+  }
+  const goroot = execFileSync("go", ["env", "GOROOT"]).toString().trim()
+  out.push(Path.join(goroot, "pkg/tool/linux_amd64/compile"))
+  return out
+}
+
+const targets = process.argv.length > 2 ? process.argv.slice(2) : defaultTargets()
+const probeFunctions = ["net/http.serverHandler.ServeHTTP", "net/http.(*Transport).roundTrip", "runtime.newproc1",
+  "runtime.casgstatus", "main.main"]
+
+const time = async <A>(f: () => Promise<A>): Promise<[A, number]> => {
+  const t0 = performance.now()
+  const a = await f()
+  return [a, performance.now() - t0]
+}
+
+const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+for (const path of targets) {
+  const size = Fs.statSync(path).size
+  const floors: Array<number> = []
+  const colds: Array<number> = []
+  const cached: Array<number> = []
+  let decodeAll = 0
+  let functions = 0
+  let summary = ""
+  for (let round = 0; round < 5; round++) {
+    floors.push((await time(() => Fs.promises.readFile(path)))[1])
+    const svc = await Effect.runPromise(make())
+    const [b, cold] = await time(() =>
+      Effect.runPromise(svc.analyzeFile(path).pipe(Effect.tap((b) => Effect.sync(() => b.summary(probeFunctions)))))
+    )
+    colds.push(cold)
+    const [, many] = await time(async () => {
+      for (let i = 0; i < 200; i++) await Effect.runPromise(svc.analyzeFile(path))
+    })
+    cached.push(many / 200)
+    if (round === 0) {
+      const names = b.functionNames()
+      const t0 = performance.now()
+      let incomplete = 0
+      for (const n of names) if (!Option.getOrThrow(b.function(n)).complete) incomplete++
+      decodeAll = performance.now() - t0
+      functions = names.length
+      summary = `go ${b.goVersion}, ${b.functionSource}, dwarf ${b.hasDwarf}, ${incomplete} incomplete decodes`
+    }
+  }
+  const floor = median(floors)
+  const cold = median(colds)
+  console.log(`${Path.basename(path)}: ${(size / 1e6).toFixed(1)} MB, ${functions} functions (${summary})`)
+  console.log(`  floor (read file)   ${floor.toFixed(1)} ms`)
+  console.log(`  cold analysis       ${cold.toFixed(1)} ms  (${(cold / floor).toFixed(1)}x floor; incl. read, ` +
+    `build info, functions, DWARF offsets, ${probeFunctions.length} functions decoded)`)
+  console.log(`  cached analysis     ${(median(cached) * 1000).toFixed(0)} µs`)
+  console.log(`  decode all functions ${decodeAll.toFixed(0)} ms (${(decodeAll * 1000 / functions).toFixed(1)} µs each)`)
+}

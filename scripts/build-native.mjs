@@ -1,7 +1,7 @@
 // Builds the N-API addon in native/ with node-gyp (`npm run build:native`). Idempotent: does nothing when the
 // built addon is newer than every source. node-gyp cannot download Node headers here, so we point it at local ones.
 import { spawnSync } from "node:child_process"
-import { existsSync, readdirSync, statSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs"
 import { createRequire } from "node:module"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -37,9 +37,27 @@ function newestSource() {
   return Math.max(newest, statSync(fileURLToPath(import.meta.url)).mtimeMs)
 }
 
-if (existsSync(output) && statSync(output).mtimeMs >= newestSource() && !process.argv.includes("--force")) {
-  process.exit(0)
+const upToDate = () => existsSync(output) && statSync(output).mtimeMs >= newestSource() && !process.argv.includes("--force")
+if (upToDate()) process.exit(0)
+
+// Several test runs may start at once in one checkout: one builds, the others wait for it (mkdir is atomic).
+const lock = join(native, ".build-lock")
+const deadline = Date.now() + 300_000
+for (;;) {
+  try {
+    mkdirSync(lock)
+    break
+  } catch {
+    // A lock older than the deadline is left over from a killed build.
+    if (Date.now() > deadline || Date.now() - statSync(lock, { throwIfNoEntry: false })?.mtimeMs > 300_000) {
+      rmSync(lock, { recursive: true, force: true })
+      continue
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200)
+  }
 }
+process.on("exit", () => rmSync(lock, { recursive: true, force: true }))
+if (upToDate()) process.exit(0)
 
 const nodedir = findNodeDir()
 if (nodedir === undefined) {

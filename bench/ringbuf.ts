@@ -7,6 +7,8 @@
 //   addon      producer + synchronous consume() through the addon: one JS call per batch, no Effect
 //   stream     producer + BpfLive's Stream (uv poll + drain timer, bounded queue), read per array or per record;
 //              closed loop (no loss: what the reader sustains) or open loop (the bounded queue drops and counts)
+//   uprobe     a real producer: bpf/doctor.bpf.c on a Go function called in a tight loop (test/fixtures/go/roundtrip),
+//              with wakeup batching and with one wakeup per record; the trap in the Go process is the limit here
 import { execFileSync } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -14,6 +16,7 @@ import { Effect, Fiber, Stream } from "effect"
 import { Bpf, type MapRef } from "../src/kernel/Bpf.ts"
 import * as BpfLive from "../src/kernel/BpfLive.ts"
 import { loadAddon, type NativeObject } from "../src/kernel/internal/addon.ts"
+import { buildRoundtrip, startRoundtrip } from "../test/kernel/fixtures.ts"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const seconds = Number(process.argv[2] ?? 2)
@@ -209,6 +212,56 @@ rows.push(await streamCase(64 * 1024, "Stream runForEachArray, closed loop", "cl
 rows.push(await streamCase(64 * 1024, "Stream runForEach, closed loop", "closed", false))
 rows.push(await streamCase(0, "Stream runForEach, closed, wake/record", "closed", false))
 rows.push(await streamCase(64 * 1024, "Stream runForEach, open loop (drops)", "open", false))
+
+/** Doctor uprobe on the Go fixture's function, `calls` calls in one tight loop, consumed through the Stream. */
+const uprobeCase = async (wakeupBytes: number, label: string): Promise<Row> => {
+  const binary = buildRoundtrip()
+  const rt = await startRoundtrip(binary)
+  const calls = 200_000
+  const program = Effect.gen(function*() {
+    const bpf = yield* Bpf
+    const obj = yield* bpf.load({ file: path.join(root, "bpf", "out", "doctor.bpf.o"), constants: { ps_wakeup_bytes: wakeupBytes } })
+    yield* obj.attachUprobe({ program: "doctor_uprobe", binary, symbol: "main.roundtripTarget", pid: rt.pid })
+    const rb = yield* obj.ringBuffer("events", { capacity: 1 << 18 })
+    let delivered = 0
+    const reader = yield* rb.records.pipe(
+      Stream.runForEachArray((rs) => Effect.sync(() => void (delivered += rs.length))),
+      Effect.forkChild
+    )
+    const start = performance.now()
+    const cpu0 = cpuNs()
+    yield* Effect.promise(() => rt.call(calls, 1))
+    for (let i = 0; i < 400 && delivered < calls; i++) yield* Effect.sleep("5 millis")
+    const elapsed = (performance.now() - start) / 1000
+    const cpu = cpuNs() - cpu0
+    const stats = yield* rb.stats
+    const drops = yield* obj.lookup("ps_stats", u32(1))
+    yield* Fiber.interrupt(reader)
+    let kernelDrops = 0
+    if (drops._tag === "Some") {
+      const v = Buffer.from(drops.value)
+      for (let off = 0; off < v.length; off += 8) kernelDrops += Number(v.readBigUInt64LE(off))
+    }
+    return {
+      name: label,
+      records: delivered,
+      seconds: elapsed,
+      jsNsPerRecord: undefined,
+      cpuNsPerRecord: cpu / delivered,
+      recordsPerBatch: stats.received / stats.batches,
+      kernelDrops,
+      userDrops: stats.dropped
+    } satisfies Row
+  }).pipe(Effect.scoped, Effect.provide(BpfLive.layer))
+  try {
+    return await Effect.runPromise(program)
+  } finally {
+    rt.stop()
+  }
+}
+
+rows.push(await uprobeCase(64 * 1024, "uprobe Go loop, wakeup at 64 KiB"))
+rows.push(await uprobeCase(0, "uprobe Go loop, wakeup per record"))
 
 const floorRate = rows[0]!.records / rows[0]!.seconds
 const fmt = (n: number | undefined, digits = 0) => n === undefined ? "-" : n.toLocaleString("en-US", {

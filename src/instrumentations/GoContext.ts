@@ -1,0 +1,34 @@
+/**
+ * go_context: the daemon probe every Go instrumentation builds on. It emits no telemetry.
+ *
+ * It owns `go_spans`, a BPF hash map from (pid, goroutine g pointer) to the span context active on that goroutine
+ * (trace id, span id, flags). A server probe sets the entry while it serves a request; a client probe reads it to
+ * find its parent. Instrument probes take the map with `reuseMaps: { go_spans: GoContext.map("go_spans") }`, and
+ * their C code declares it through bpf/include/probescope/go_context.h so every object agrees on its layout.
+ *
+ * It also carries context across `go` statements: a uprobe on `runtime.newproc1` (entry saves the parent g, each
+ * RET copies the parent's entry to the new g returned in RAX), so a handler that fans out to goroutines still
+ * parents their client spans under its server span.
+ */
+import * as Manifest from "../probe/Manifest.ts"
+import * as Probe from "../probe/Probe.ts"
+
+/** Go releases the probes are written and tested for (the last three). */
+export const goVersions = ">=1.25 <1.28"
+
+/** What go_context attaches to: only the runtime, so it applies to every supported Go program. */
+export const manifest = Manifest.make({
+  library: { module: "std", package: "runtime", versions: goVersions },
+  goVersions,
+  symbols: [
+    { name: "runtime.newproc1", entry: "uprobe_newproc1", return: "uprobe_newproc1_ret" }
+  ]
+})
+
+/** The go_context daemon probe. Its layer must be built before (and is provided to) the instrument probes. */
+export const GoContext = Probe.daemon({
+  name: "go_context",
+  object: Probe.objectFile("go_context"),
+  manifest,
+  shares: ["go_spans"]
+})

@@ -1,0 +1,214 @@
+/**
+ * net/http client: one CLIENT span per HTTP exchange a Go program makes through `net/http.Transport`, and W3C
+ * `traceparent` propagation so the downstream service continues the trace.
+ *
+ * BPF side: bpf/nethttp_client.bpf.c. Why `(*Transport).roundTrip`: it runs once per exchange (each redirect hop of
+ * `Client.Do` is its own span, as in otelhttp), on the caller's goroutine (so go_context gives the parent), and
+ * returns the `*Response` and `error` in registers. Entry reads method and URL; each RET reads the status code from
+ * the returned *Response (RAX) and whether an error (RBX/RCX) came back.
+ *
+ * Propagation: a uprobe on `net/http.Header.writeSubset` (which writes the request's headers into the connection's
+ * `*bufio.Writer` on the writeLoop goroutine) appends `Traceparent: 00-<trace>-<span>-<flags>\r\n` to the buffer with
+ * `bpf_probe_write_user`. Kernel lockdown forbids that helper; the probe then loads without that program, says so
+ * once, and still produces correct local spans (downstream services start their own traces).
+ *
+ * Reading order: manifest -> per-target offsets -> record layout -> span building -> the probe.
+ */
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  ATTR_URL_FULL,
+  ERROR_TYPE_VALUE_OTHER
+} from "@opentelemetry/semantic-conventions"
+import { Effect, Layer } from "effect"
+import * as Binary from "../probe/Binary.ts"
+import * as Manifest from "../probe/Manifest.ts"
+import * as Probe from "../probe/Probe.ts"
+import type { AttributeValue } from "../probe/Telemetry.ts"
+import { GoContext, goVersions } from "./GoContext.ts"
+import * as Http from "./internal/Http.ts"
+import * as Lockdown from "./internal/Lockdown.ts"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Manifest
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The program that writes the traceparent header; left out when propagation is off or forbidden. */
+export const INJECT_PROGRAM = "uprobe_writeSubset"
+
+const fields = {
+  requestMethod: { type: "net/http.Request", field: "Method" },
+  requestUrl: { type: "net/http.Request", field: "URL" },
+  requestHeader: { type: "net/http.Request", field: "Header" },
+  urlScheme: { type: "net/url.URL", field: "Scheme" },
+  urlHost: { type: "net/url.URL", field: "Host" },
+  urlPath: { type: "net/url.URL", field: "Path" },
+  urlRawQuery: { type: "net/url.URL", field: "RawQuery" },
+  responseStatusCode: { type: "net/http.Response", field: "StatusCode" },
+  // bufio.Writer has not changed shape since Go 1.0; the fallbacks are its buf and n offsets on amd64.
+  bufioWriterBuf: { type: "bufio.Writer", field: "buf", optional: true },
+  bufioWriterN: { type: "bufio.Writer", field: "n", optional: true },
+  ...Http.swissFields
+} as const
+
+/** The client manifest, with or without the header-writing symbol. */
+export const manifestFor = (inject: boolean) =>
+  Manifest.make({
+    library: { module: "std", package: "net/http", versions: goVersions },
+    goVersions,
+    symbols: [
+      { name: "net/http.(*Transport).roundTrip", entry: "uprobe_roundTrip", return: "uprobe_roundTrip_ret" },
+      ...(inject ? [{ name: "net/http.Header.writeSubset", entry: INJECT_PROGRAM, optional: true }] : [])
+    ],
+    fields
+  })
+
+// ---------------------------------------------------------------------------------------------------------------
+// Per-target offsets: `struct nethttp_client_offsets`
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Layout of `struct nethttp_client_offsets`. */
+export const Offsets = Binary.struct({
+  ...Http.swissLayout,
+  requestMethod: Binary.u64n,
+  requestUrl: Binary.u64n,
+  requestHeader: Binary.u64n,
+  urlScheme: Binary.u64n,
+  urlHost: Binary.u64n,
+  urlPath: Binary.u64n,
+  urlRawQuery: Binary.u64n,
+  responseStatusCode: Binary.u64n,
+  bufioWriterBuf: Binary.u64n,
+  bufioWriterN: Binary.u64n
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Record: `struct nethttp_client_record` (352 bytes)
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Layout of `struct nethttp_client_record`. */
+export const Record = Binary.struct({
+  ...Http.head,
+  hasError: Binary.bool,
+  methodLen: Binary.u8,
+  schemeLen: Binary.u8,
+  hostLen: Binary.u8,
+  pathLen: Binary.u16,
+  queryLen: Binary.u16,
+  /** The traceparent header was written into the outgoing request. */
+  propagated: Binary.bool,
+  _pad: Binary.pad(7),
+  method: Binary.string(16, "methodLen"),
+  scheme: Binary.string(8, "schemeLen"),
+  host: Binary.string(64, "hostLen"),
+  path: Binary.string(128, "pathLen"),
+  query: Binary.string(64, "queryLen")
+})
+
+/** A decoded client record. */
+export type Record = ReturnType<typeof Record.decode>
+
+// ---------------------------------------------------------------------------------------------------------------
+// Span: stable OpenTelemetry HTTP client semantic conventions
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Build the CLIENT span of one record. 4xx and 5xx are errors; so is a transport error (no response). */
+export const toSpan = (r: Record): Probe.SpanInput => {
+  const { method, original } = Http.normalizeMethod(r.method)
+  const server = Http.splitHostPort(r.host)
+  const port = server.port ?? Http.defaultPort(r.scheme)
+  const attributes: globalThis.Record<string, AttributeValue> = {
+    [ATTR_HTTP_REQUEST_METHOD]: method,
+    [ATTR_URL_FULL]: `${r.scheme}://${r.host}${r.path}${r.query === "" ? "" : `?${r.query}`}`
+  }
+  if (original !== undefined) attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = original
+  if (server.host !== "") attributes[ATTR_SERVER_ADDRESS] = server.host
+  if (port !== undefined) attributes[ATTR_SERVER_PORT] = port
+  if (r.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = r.status
+  let status: Probe.SpanInput["status"] = { code: "unset" }
+  if (r.hasError) {
+    // The Go error's dynamic type is not readable without the runtime's type tables: semconv's fallback value.
+    attributes[ATTR_ERROR_TYPE] = ERROR_TYPE_VALUE_OTHER
+    status = { code: "error", message: "transport error" }
+  } else if (r.status >= 400) {
+    attributes[ATTR_ERROR_TYPE] = String(r.status)
+    status = { code: "error", message: `HTTP ${r.status}` }
+  }
+  const local = r.parent === Http.Parent.local
+  return {
+    pid: r.pid,
+    traceId: r.traceId,
+    spanId: r.spanId,
+    ...(local ? { parentSpanId: r.parentSpanId, parentIsRemote: false } : {}),
+    traceFlags: r.flags,
+    name: original === undefined ? method : "HTTP",
+    kind: "client",
+    startMonoNs: r.startNs,
+    endMonoNs: r.endNs,
+    attributes,
+    status
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The probe
+// ---------------------------------------------------------------------------------------------------------------
+
+/** "auto": inject when the kernel permits bpf_probe_write_user; "on": always try; "off": never. */
+export type Propagation = "auto" | "on" | "off"
+
+/** Define the client probe with a propagation choice (`support` defaults to this machine's kernel). */
+export const make = (options: {
+  readonly propagation?: Propagation
+  readonly support?: Lockdown.WriteUserSupport
+} = {}) => {
+  const propagation = options.propagation ?? "auto"
+  const support = propagation === "auto" ? options.support ?? Lockdown.writeUserSupport() : undefined
+  const inject = propagation === "on" || (support?.permitted ?? false)
+  const definition = Probe.instrument({
+    name: "nethttp_client",
+    object: Probe.objectFile("nethttp_client"),
+    manifest: manifestFor(inject),
+    reuseMaps: { go_spans: GoContext.map("go_spans") },
+    disablePrograms: () => inject ? [] : [INJECT_PROGRAM],
+    perTarget: {
+      layout: Offsets,
+      value: ({ offsets: o }) => ({
+        ...Http.swissValue(o),
+        requestMethod: o.requestMethod,
+        requestUrl: o.requestUrl,
+        requestHeader: o.requestHeader,
+        urlScheme: o.urlScheme,
+        urlHost: o.urlHost,
+        urlPath: o.urlPath,
+        urlRawQuery: o.urlRawQuery,
+        responseStatusCode: o.responseStatusCode,
+        bufioWriterBuf: o.bufioWriterBuf ?? 16,
+        bufioWriterN: o.bufioWriterN ?? 40
+      })
+    },
+    record: Binary.schema(Record),
+    span: toSpan
+  })
+  if (support === undefined || support.permitted) return { ...definition, inject }
+  // Said once, when the probe loads: spans stay correct, only cross-process linking is lost.
+  const notice = Layer.effectDiscard(
+    Effect.logWarning(
+      `probe nethttp_client: traceparent propagation disabled (${support.reason}: bpf_probe_write_user is ` +
+        "forbidden); client spans are still recorded, downstream services start their own traces"
+    )
+  )
+  return {
+    ...definition,
+    inject,
+    layer: Layer.merge(notice, definition.layer),
+    layerWith: (config: {}) => Layer.merge(notice, definition.layerWith(config))
+  }
+}
+
+/** The net/http client probe, propagating traceparent when this kernel allows it. Needs GoContext. */
+export const NetHttpClient = make()

@@ -48,9 +48,9 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
       throw new Errors.StrippedNoPclntab({ path, message: `${path}: no .symtab and no .gopclntab: functions unknown` })
     }
     pclntabVersion = pcln.version
-    // A name listed twice is a function and its ABI wrapper. Name them as the symtab does: the assembly one (or, when
-    // neither is assembly, the later one, which is the wrapper) gets the ".abi0" suffix.
-    const seen = new Map<string, { address: bigint; size: number; asm: boolean }>()
+    // A name listed twice is usually a function and its ABI wrapper. Name them as the symtab does: the assembly one
+    // gets the ".abi0" suffix.
+    const seen = new Map<string, { address: bigint; size: number; asm: boolean; funcID: number }>()
     for (const pf of pcln.functions) {
       // The linker writes "·" as "." in .symtab but not in the pclntab: name functions the same either way.
       const f = pf.name.includes("\u00b7") ? { ...pf, name: pf.name.replaceAll("\u00b7", ".") } : pf
@@ -63,7 +63,9 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
       } else if (prev.asm && !f.asm) {
         funcs.set(f.name, { address: f.address, size: f.size })
         funcs.set(`${f.name}.abi0`, { address: prev.address, size: prev.size })
-      } else if (!funcs.has(`${f.name}.abi0`)) {
+      } else if (f.funcID !== 0 && !funcs.has(`${f.name}.abi0`)) {
+        // Neither is assembly: the later one is the compiler's ABI0 wrapper. Two plain functions of one name (generic
+        // shapes) are true duplicates, and the symtab too resolves the name to the first.
         funcs.set(`${f.name}.abi0`, { address: f.address, size: f.size })
       }
     }

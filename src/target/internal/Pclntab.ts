@@ -9,6 +9,8 @@ export interface PclnFunction {
   readonly name: string
   /** funcFlag_ASM (Go >= 1.21): written in assembly, i.e. the ABI0 implementation when a name has two entries. */
   readonly asm: boolean
+  /** The runtime's funcID: 0 for ordinary functions, non-zero for special ones and wrappers (ABI wrappers included). */
+  readonly funcID: number
   readonly address: bigint
   /** Up to the next function's entry (includes alignment padding). */
   readonly size: number
@@ -94,7 +96,7 @@ const parse = (elf: Elf, d: Buffer): Pclntab => {
       const funcOff = u64n(ftab, i * 16 + 8, "pclntab function table")
       const next = ftab.readBigUInt64LE((i + 1) * 16)
       const nameOff = u32(ftab, funcOff + 8, `pclntab _func ${i}`)
-      functions.push({ name: cstring(names, nameOff, `pclntab name ${i}`), address: entry, asm: false,
+      functions.push({ name: cstring(names, nameOff, `pclntab name ${i}`), address: entry, asm: false, funcID: 0,
         size: next > entry ? Number(next - entry) : 0 })
     }
   } else {
@@ -110,8 +112,9 @@ const parse = (elf: Elf, d: Buffer): Pclntab => {
       }
       const nameOff = u32(ftab, funcOff + 4, `pclntab _func ${i}`)
       const flag = u8(ftab, funcOff + flagOffset, `pclntab _func ${i}`)
+      const funcID = u8(ftab, funcOff + flagOffset - 1, `pclntab _func ${i}`)
       functions.push({ name: cstring(names, nameOff, `pclntab name ${i}`), address: textStart + BigInt(entryOff),
-        asm: (flag & 4) !== 0, size: next > entryOff ? next - entryOff : 0 })
+        asm: (flag & 4) !== 0, funcID, size: next > entryOff ? next - entryOff : 0 })
     }
   }
   return { version, textStart, functions }

@@ -1,0 +1,300 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Layer, Scope } from "effect"
+import * as GoContext from "../../src/instrumentations/GoContext.ts"
+import * as Http from "../../src/instrumentations/internal/Http.ts"
+import * as Lockdown from "../../src/instrumentations/internal/Lockdown.ts"
+import * as NetHttpClient from "../../src/instrumentations/NetHttpClient.ts"
+import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
+import { FakeKernel } from "../../src/kernel/BpfTest.ts"
+import * as Manifest from "../../src/probe/Manifest.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import { clientRecord, goTarget, serverRecord } from "./fixtures.ts"
+
+const forbidden: Lockdown.WriteUserSupport = { permitted: false, reason: "kernel lockdown is integrity" }
+const Client = NetHttpClient.make({ support: forbidden })
+const ClientInjecting = NetHttpClient.make({ support: { permitted: true, reason: "kernel lockdown is none" } })
+
+const run = <A, E>(self: Effect.Effect<A, E, any>, probes: Layer.Layer<any, any, any>) =>
+  self.pipe(Effect.provide(probes.pipe(Layer.provideMerge(ProbeTest.layer))), Effect.scoped) as Effect.Effect<A, E>
+
+describe("record layouts", () => {
+  it("match the C structs' sizes and offsets (bpftool btf dump of bpf/out/*.bpf.o)", () => {
+    assert.strictEqual(NetHttpServer.Record.size, 480)
+    assert.strictEqual(NetHttpServer.Offsets.size, 128)
+    assert.strictEqual(NetHttpClient.Record.size, 352)
+    assert.strictEqual(NetHttpClient.Offsets.size, 112)
+    assert.strictEqual(NetHttpServer.Record.offsets["method"], 72)
+    assert.strictEqual(NetHttpServer.Record.offsets["pattern"], 344)
+    assert.strictEqual(NetHttpClient.Record.offsets["propagated"], 64)
+    assert.strictEqual(NetHttpClient.Record.offsets["query"], 288)
+  })
+})
+
+describe("NetHttpServer", () => {
+  it.effect("loads reusing go_context's go_spans with the sampler constants", () =>
+    run(
+      Effect.gen(function*() {
+        const kernel = yield* FakeKernel
+        const loads = (yield* kernel.events).flatMap((e) => e._tag === "Load" ? [e] : [])
+        assert.deepStrictEqual(loads.map((l) => l.object), ["go_context", "nethttp_server"])
+        assert.deepStrictEqual(loads[1]!.reusedMaps, { go_spans: "go_context/go_spans" })
+        assert.deepStrictEqual(loads[1]!.constants, {
+          ps_sampler_kind: 0,
+          ps_sampler_parent_based: true,
+          ps_sampler_threshold: 0n
+        })
+        assert.deepStrictEqual(loads[0]!.constants, {})
+      }),
+      NetHttpServer.NetHttpServer.layer
+    ))
+
+  it.effect("writes the target's offsets to ps_targets, with swiss-map fallbacks", () =>
+    run(
+      Effect.gen(function*() {
+        const kernel = yield* FakeKernel
+        const server = yield* NetHttpServer.NetHttpServer.tag
+        const scope = yield* Scope.make()
+        const attachment = yield* server.attacher.attach(goTarget(77)).pipe(Scope.provide(scope))
+        assert.deepStrictEqual(attachment.symbols, ["net/http.serverHandler.ServeHTTP"])
+        const value = (yield* kernel.map("nethttp_server", "ps_targets")).get("4d000000")!
+        assert.deepStrictEqual(NetHttpServer.Offsets.decode(value), {
+          mapDirPtr: 16,
+          mapDirLen: 24,
+          tableGroupsData: 16,
+          tableGroupsMask: 24,
+          requestMethod: 0,
+          requestUrl: 16,
+          requestProtoMajor: 40,
+          requestProtoMinor: 48,
+          requestHeader: 56,
+          requestHost: 128,
+          requestRemoteAddr: 176,
+          requestTls: 208,
+          requestPattern: 232,
+          urlScheme: 0,
+          urlPath: 56,
+          responseStatus: 120
+        })
+        const programs = (yield* kernel.liveLinks).map((l) => `${l.program}@${l.offset?.toString(16)}`)
+        assert.deepStrictEqual(programs, ["uprobe_ServeHTTP@280e0a", "uprobe_ServeHTTP_ret@280e93"])
+        yield* Scope.close(scope, Exit.void)
+      }),
+      NetHttpServer.NetHttpServer.layer
+    ))
+
+  it.effect("turns records into SERVER spans per the HTTP semantic conventions", () =>
+    run(
+      Effect.gen(function*() {
+        const kernel = yield* FakeKernel
+        const captured = yield* CapturedSpans
+        const server = yield* NetHttpServer.NetHttpServer.tag
+        yield* kernel.push("nethttp_server", [
+          serverRecord({ parent: 2, parentSpanId: "00f067aa0ba902b7" }),
+          serverRecord({ status: 500, pattern: "/boom", path: "/boom", tls: true, protoMajor: 2, protoMinor: 0 }),
+          serverRecord({ method: "PURGE", pattern: "", path: "/nope", status: 404, remote: "[::1]:40000" })
+        ])
+        yield* Effect.forkChild(server.runner.run)
+        const [routed, failed, other] = yield* captured.take(3)
+        assert.deepStrictEqual(routed, {
+          pid: 4242,
+          probe: "nethttp_server",
+          traceId: "0af7651916cd43dd8448eb211c80319c",
+          spanId: "b7ad6b7169203331",
+          parentSpanId: "00f067aa0ba902b7",
+          parentIsRemote: true,
+          traceFlags: 1,
+          name: "GET /users/{id}",
+          kind: "server",
+          startMonoNs: 1_000_000n,
+          endMonoNs: 1_250_000n,
+          attributes: {
+            "http.request.method": "GET",
+            "url.path": "/users/7",
+            "url.scheme": "http",
+            "http.route": "/users/{id}",
+            "http.response.status_code": 200,
+            "server.address": "127.0.0.1",
+            "server.port": 8080,
+            "network.peer.address": "127.0.0.1",
+            "network.peer.port": 51234,
+            "network.protocol.version": "1.1"
+          },
+          status: { code: "unset" }
+        })
+        assert.strictEqual(failed!.name, "GET /boom")
+        assert.strictEqual(failed!.parentSpanId, undefined)
+        assert.deepStrictEqual(failed!.status, { code: "error", message: "HTTP 500" })
+        assert.strictEqual(failed!.attributes["error.type"], "500")
+        assert.strictEqual(failed!.attributes["url.scheme"], "https")
+        assert.strictEqual(failed!.attributes["network.protocol.version"], "2")
+        assert.strictEqual(other!.name, "HTTP")
+        assert.strictEqual(other!.attributes["http.request.method"], "_OTHER")
+        assert.strictEqual(other!.attributes["http.request.method_original"], "PURGE")
+        assert.strictEqual(other!.attributes["http.route"], undefined)
+        assert.strictEqual(other!.attributes["network.peer.address"], "::1")
+        assert.deepStrictEqual(other!.status, { code: "unset" })
+      }),
+      NetHttpServer.NetHttpServer.layer
+    ))
+
+  it.effect("rejects a short record and counts it as a decode error", () =>
+    run(
+      Effect.gen(function*() {
+        const kernel = yield* FakeKernel
+        const captured = yield* CapturedSpans
+        const server = yield* NetHttpServer.NetHttpServer.tag
+        yield* kernel.push("nethttp_server", [serverRecord().slice(0, 100), serverRecord()])
+        yield* Effect.forkChild(server.runner.run)
+        yield* captured.take(1)
+        const stats = yield* server.runner.stats
+        assert.strictEqual(stats.decodeErrors, 1)
+        assert.strictEqual(stats.records, 1)
+      }),
+      NetHttpServer.NetHttpServer.layer
+    ))
+
+  it("does not apply outside the supported Go versions", () => {
+    const check = (v: string) =>
+      [NetHttpServer.manifest, NetHttpClient.manifestFor(true), GoContext.manifest].map((m) =>
+        Manifest.check("p", m, goTarget(1, v))._tag
+      )
+    const old = Manifest.check("nethttp_server", NetHttpServer.manifest, goTarget(1, "1.24.9"))
+    assert.deepStrictEqual(old, {
+      _tag: "NotApplicable",
+      probe: "nethttp_server",
+      reason: "Go 1.24.9 is outside the supported range >=1.25 <1.28"
+    })
+    assert.deepStrictEqual(check("1.28.0"), ["NotApplicable", "NotApplicable", "NotApplicable"])
+    assert.deepStrictEqual(check("1.25.0"), ["Applies", "Applies", "Applies"])
+    assert.deepStrictEqual(check("1.27.3"), ["Applies", "Applies", "Applies"])
+  })
+})
+
+describe("NetHttpClient", () => {
+  it.effect("without bpf_probe_write_user: loads without the header writer and does not attach it", () =>
+    run(
+      Effect.gen(function*() {
+        const kernel = yield* FakeKernel
+        const client = yield* Client.tag
+        const load = (yield* kernel.events).find((e) => e._tag === "Load" && e.object === "nethttp_client")
+        assert.deepStrictEqual(load?._tag === "Load" ? load.disablePrograms : [], [NetHttpClient.INJECT_PROGRAM])
+        const scope = yield* Scope.make()
+        const attachment = yield* client.attacher.attach(goTarget(9)).pipe(Scope.provide(scope))
+        assert.deepStrictEqual(attachment.symbols, ["net/http.(*Transport).roundTrip"])
+        const programs = new Set((yield* kernel.liveLinks).map((l) => l.program))
+        assert.deepStrictEqual([...programs], ["uprobe_roundTrip", "uprobe_roundTrip_ret"])
+        yield* Scope.close(scope, Exit.void)
+      }),
+      Client.layer
+    ))
+
+  it.effect("with bpf_probe_write_user: attaches the header writer on Header.writeSubset", () =>
+    run(
+      Effect.gen(function*() {
+        const kernel = yield* FakeKernel
+        const client = yield* ClientInjecting.tag
+        const load = (yield* kernel.events).find((e) => e._tag === "Load" && e.object === "nethttp_client")
+        assert.deepStrictEqual(load?._tag === "Load" ? load.disablePrograms : ["x"], [])
+        const attachment = yield* client.attacher.attach(goTarget(9))
+        assert.deepStrictEqual(attachment.symbols, ["net/http.(*Transport).roundTrip", "net/http.Header.writeSubset"])
+        const value = (yield* kernel.map("nethttp_client", "ps_targets")).get("09000000")!
+        const offsets = NetHttpClient.Offsets.decode(value)
+        assert.strictEqual(offsets.urlRawQuery, 88)
+        assert.strictEqual(offsets.bufioWriterBuf, 16)
+        assert.strictEqual(offsets.bufioWriterN, 40)
+      }),
+      ClientInjecting.layer
+    ))
+
+  it.effect("turns records into CLIENT spans: parent, url.full, 4xx/5xx and transport errors", () =>
+    run(
+      Effect.gen(function*() {
+        const kernel = yield* FakeKernel
+        const captured = yield* CapturedSpans
+        const client = yield* Client.tag
+        yield* kernel.push("nethttp_client", [
+          clientRecord({ query: "a=1&b=2", propagated: true }),
+          clientRecord({ status: 404, parent: 0 }),
+          clientRecord({ status: 0, hasError: true, host: "127.0.0.1:1", path: "/nowhere" }),
+          clientRecord({ scheme: "https", host: "example.test", path: "/", method: "get" })
+        ])
+        yield* Effect.forkChild(client.runner.run)
+        const [ok, notFound, transport, https] = yield* captured.take(4)
+        assert.deepStrictEqual(ok, {
+          pid: 4242,
+          probe: "nethttp_client",
+          traceId: "0af7651916cd43dd8448eb211c80319c",
+          spanId: "1111111111111111",
+          parentSpanId: "b7ad6b7169203331",
+          parentIsRemote: false,
+          traceFlags: 1,
+          name: "GET",
+          kind: "client",
+          startMonoNs: 1_000_000n,
+          endMonoNs: 1_250_000n,
+          attributes: {
+            "http.request.method": "GET",
+            "url.full": "http://127.0.0.1:8081/users/7?a=1&b=2",
+            "server.address": "127.0.0.1",
+            "server.port": 8081,
+            "http.response.status_code": 200
+          },
+          status: { code: "unset" }
+        })
+        assert.strictEqual(notFound!.parentSpanId, undefined)
+        assert.deepStrictEqual(notFound!.status, { code: "error", message: "HTTP 404" })
+        assert.strictEqual(notFound!.attributes["error.type"], "404")
+        assert.deepStrictEqual(transport!.status, { code: "error", message: "transport error" })
+        assert.strictEqual(transport!.attributes["error.type"], "_OTHER")
+        assert.strictEqual(transport!.attributes["http.response.status_code"], undefined)
+        assert.strictEqual(https!.attributes["server.port"], 443)
+        assert.strictEqual(https!.attributes["http.request.method"], "_OTHER")
+        assert.strictEqual(https!.attributes["http.request.method_original"], "get")
+        assert.strictEqual(https!.name, "HTTP")
+      }),
+      Client.layer
+    ))
+})
+
+describe("Http helpers", () => {
+  it("splits host and port", () => {
+    assert.deepStrictEqual(Http.splitHostPort("127.0.0.1:8080"), { host: "127.0.0.1", port: 8080 })
+    assert.deepStrictEqual(Http.splitHostPort("[::1]:443"), { host: "::1", port: 443 })
+    assert.deepStrictEqual(Http.splitHostPort("example.test"), { host: "example.test" })
+    assert.deepStrictEqual(Http.splitHostPort("::1"), { host: "::1" })
+    assert.deepStrictEqual(Http.splitHostPort("h:99999"), { host: "h" })
+  })
+
+  it("takes the path part of a ServeMux pattern as the route", () => {
+    assert.strictEqual(Http.routeOfPattern("GET /users/{id}"), "/users/{id}")
+    assert.strictEqual(Http.routeOfPattern("GET example.test/a/{$}"), "/a/{$}")
+    assert.strictEqual(Http.routeOfPattern("/static/"), "/static/")
+    assert.strictEqual(Http.routeOfPattern(""), undefined)
+  })
+})
+
+describe("Lockdown", () => {
+  it("reads the lockdown mode, the boot parameter and the forced config", () => {
+    assert.deepStrictEqual(Lockdown.detect({ lockdown: "[none] integrity confidentiality\n" }), {
+      permitted: true,
+      reason: "kernel lockdown is none"
+    })
+    assert.deepStrictEqual(Lockdown.detect({ lockdown: "none [integrity] confidentiality\n" }), {
+      permitted: false,
+      reason: "kernel lockdown is integrity"
+    })
+    assert.deepStrictEqual(Lockdown.detect({ cmdline: "quiet lockdown=confidentiality" }), {
+      permitted: false,
+      reason: "kernel booted with lockdown=confidentiality"
+    })
+    assert.deepStrictEqual(Lockdown.detect({ config: "CONFIG_X=y\nCONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY=y\n" }), {
+      permitted: false,
+      reason: "kernel is built to force lockdown (integrity)"
+    })
+    assert.deepStrictEqual(Lockdown.detect({ config: "# CONFIG_LOCK_DOWN_KERNEL_FORCE_NONE is not set\n" }), {
+      permitted: true,
+      reason: "no kernel lockdown found"
+    })
+  })
+})

@@ -1,0 +1,92 @@
+/** Fake Go targets and records built exactly as the BPF programs lay them out (through the probes' own layouts). */
+import * as NetHttpClient from "../../src/instrumentations/NetHttpClient.ts"
+import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+
+/** Struct offsets of Go 1.26 amd64 (read from the example service's DWARF). */
+export const go126Fields = {
+  "net/http.Request.Method": 0,
+  "net/http.Request.URL": 16,
+  "net/http.Request.ProtoMajor": 40,
+  "net/http.Request.ProtoMinor": 48,
+  "net/http.Request.Header": 56,
+  "net/http.Request.Host": 128,
+  "net/http.Request.RemoteAddr": 176,
+  "net/http.Request.TLS": 208,
+  "net/http.Request.Pattern": 232,
+  "net/url.URL.Scheme": 0,
+  "net/url.URL.Host": 40,
+  "net/url.URL.Path": 56,
+  "net/url.URL.RawQuery": 88,
+  "net/http.response.status": 120,
+  "net/http.Response.StatusCode": 16
+}
+
+export const functions = {
+  "runtime.newproc1": { entryOffset: 0x5ab6a, returnOffsets: [0x5afe6] },
+  "net/http.serverHandler.ServeHTTP": { entryOffset: 0x280e0a, returnOffsets: [0x280e93] },
+  "net/http.(*Transport).roundTrip": { entryOffset: 0x2714d2, returnOffsets: [0x271718, 0x271816] },
+  "net/http.Header.writeSubset": { entryOffset: 0x2506f2, returnOffsets: [0x250ba0] }
+}
+
+export const goTarget = (pid: number, goVersion = "1.26.8") =>
+  ProbeTest.target({ pid, goVersion, functions, fields: go126Fields })
+
+type ServerRecord = NetHttpServer.Record
+type ClientRecord = NetHttpClient.Record
+
+const head = {
+  startNs: 1_000_000n,
+  endNs: 1_250_000n,
+  traceId: "0af7651916cd43dd8448eb211c80319c",
+  spanId: "b7ad6b7169203331",
+  parentSpanId: "0000000000000000",
+  pid: 4242,
+  flags: 1,
+  parent: 0,
+  status: 200
+}
+
+/** A server record as bytes; lengths are set from the strings by the layout's encoder. */
+export const serverRecord = (over: Partial<ServerRecord> = {}): Uint8Array =>
+  NetHttpServer.Record.encode({
+    ...head,
+    protoMajor: 1,
+    protoMinor: 1,
+    tls: false,
+    methodLen: 0,
+    pathLen: 0,
+    hostLen: 0,
+    remoteLen: 0,
+    patternLen: 0,
+    schemeLen: 0,
+    method: "GET",
+    path: "/users/7",
+    host: "127.0.0.1:8080",
+    remote: "127.0.0.1:51234",
+    pattern: "GET /users/{id}",
+    scheme: "",
+    ...over
+  })
+
+/** A client record as bytes. */
+export const clientRecord = (over: Partial<ClientRecord> = {}): Uint8Array =>
+  NetHttpClient.Record.encode({
+    ...head,
+    spanId: "1111111111111111",
+    parentSpanId: "b7ad6b7169203331",
+    parent: 1,
+    hasError: false,
+    methodLen: 0,
+    schemeLen: 0,
+    hostLen: 0,
+    pathLen: 0,
+    queryLen: 0,
+    propagated: false,
+    method: "GET",
+    scheme: "http",
+    host: "127.0.0.1:8081",
+    path: "/users/7",
+    query: "",
+    ...over
+  })

@@ -26,11 +26,13 @@ export const buildFixture = (version: string, stripped: boolean, pkg = "."): str
   const out = Path.join(cacheDir, name)
   if (Fs.existsSync(out)) return out
   Fs.mkdirSync(cacheDir, { recursive: true })
-  const args = ["build", "-trimpath", "-o", out + ".tmp"]
+  // Test files run in parallel workers: build to a private name, then rename atomically.
+  const tmp = `${out}.${process.pid}.tmp`
+  const args = ["build", "-trimpath", "-o", tmp]
   if (stripped) args.push("-ldflags=-s -w")
   args.push(pkg === "." ? "." : `./${pkg}`)
   execFileSync("go", args, { cwd: fixtureDir, env: goEnv(version), stdio: ["ignore", "ignore", "inherit"] })
-  Fs.renameSync(out + ".tmp", out)
+  Fs.renameSync(tmp, out)
   return out
 }
 
@@ -39,11 +41,13 @@ export const buildArm64 = (): string => {
   const out = Path.join(cacheDir, "empty-arm64")
   if (Fs.existsSync(out)) return out
   Fs.mkdirSync(cacheDir, { recursive: true })
-  execFileSync("go", ["build", "-o", out, "./empty"], {
+  const tmp = `${out}.${process.pid}.tmp`
+  execFileSync("go", ["build", "-o", tmp, "./empty"], {
     cwd: fixtureDir,
     env: { ...process.env, GOARCH: "arm64", CGO_ENABLED: "0", GOFLAGS: "-buildvcs=false" },
     stdio: ["ignore", "ignore", "inherit"]
   })
+  Fs.renameSync(tmp, out)
   return out
 }
 
@@ -82,7 +86,8 @@ export const goObjdump = (binary: string): Map<string, Array<ObjdumpInstruction>
     if (current === undefined || f.length < 3 || !f[1]!.startsWith("0x")) continue
     current.push({ address: Number(f[1]), hex: f[2]!, text: (f[3] ?? "").trim() })
   }
-  Fs.writeFileSync(cached, JSON.stringify([...m]))
+  Fs.writeFileSync(`${cached}.${process.pid}`, JSON.stringify([...m]))
+  Fs.renameSync(`${cached}.${process.pid}`, cached)
   return m
 }
 
@@ -91,8 +96,10 @@ export const dwarfOracle = (binary: string, types: ReadonlyArray<string>): Recor
   const tool = Path.join(cacheDir, "dwarfdump")
   if (!Fs.existsSync(tool)) {
     Fs.mkdirSync(cacheDir, { recursive: true })
-    execFileSync("go", ["build", "-o", tool, "."], { cwd: Path.join(fixtureDir, "dwarfdump"),
+    const tmp = `${tool}.${process.pid}.tmp`
+    execFileSync("go", ["build", "-o", tmp, "."], { cwd: Path.join(fixtureDir, "dwarfdump"),
       env: { ...process.env, GOFLAGS: "-buildvcs=false" } })
+    Fs.renameSync(tmp, tool)
   }
   return JSON.parse(execFileSync(tool, [binary, ...types], { maxBuffer: 64 << 20 }).toString())
 }

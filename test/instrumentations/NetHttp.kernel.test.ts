@@ -1,0 +1,170 @@
+/**
+ * The net/http probes on the real kernel (root), per supported Go release: build examples/go-service with that
+ * toolchain, run frontend and backend, attach go_context + server + client through the Manager, drive requests over
+ * loopback with fetch, and check the spans: routes, statuses, remote and local parents, fan-out across goroutines.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Layer } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import * as NetHttpClient from "../../src/instrumentations/NetHttpClient.ts"
+import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
+import * as TargetEvent from "../../src/manager/TargetEvent.ts"
+import * as ProbeRegistry from "../../src/probe/ProbeRegistry.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import type { SpanData } from "../../src/probe/Telemetry.ts"
+import * as TracingConfig from "../../src/probe/TracingConfig.ts"
+import * as GoBinary from "../../src/target/GoBinary.ts"
+import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+
+const root = path.resolve(import.meta.dirname, "../..")
+const versions = ["1.25.9", "1.26.8", "1.27.3"]
+const INCOMING = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+let dir = ""
+const procs: Array<ChildProcess> = []
+
+beforeAll(() => {
+  execFileSync("make", ["-C", path.join(root, "bpf")], { stdio: "ignore" })
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "probescope-nethttp-"))
+  for (const v of versions) {
+    execFileSync("go", ["build", "-o", path.join(dir, v) + "/", "./..."], {
+      cwd: path.join(root, "examples/go-service"),
+      env: { ...process.env, GOTOOLCHAIN: `go${v}`, GOFLAGS: "-mod=mod" },
+      stdio: "ignore"
+    })
+  }
+}, 600_000)
+
+afterAll(() => {
+  for (const p of procs) p.kill("SIGKILL")
+  if (dir !== "") fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/** Start a program of the example and wait for the "listening on <addr>" line. */
+const start = (exe: string, args: ReadonlyArray<string>) =>
+  Effect.callback<{ readonly pid: number; readonly addr: string }>((resume) => {
+    const child = spawn(exe, args, { stdio: ["ignore", "pipe", "inherit"] })
+    procs.push(child)
+    let out = ""
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      const m = /listening on (\S+)/.exec(out)
+      if (m !== null) resume(Effect.succeed({ pid: child.pid!, addr: m[1]! }))
+    })
+    child.on("exit", (code) => resume(Effect.die(new Error(`${exe} exited with ${code}`))))
+  })
+
+const agent = ManagerM.layer.pipe(
+  Layer.provide(Layer.mergeAll(NetHttpServer.NetHttpServer.layer, NetHttpClient.NetHttpClient.layer)),
+  Layer.provideMerge(Layer.mergeAll(
+    BpfLive.layer,
+    ProbeTest.layerSink,
+    ProbeTest.layerTargets,
+    TracingConfig.layer(TracingConfig.defaultSampler),
+    GoBinary.layer,
+    ProbeRegistry.layer
+  ))
+)
+
+const get = (url: string, headers: Record<string, string> = {}) =>
+  Effect.promise(async () => {
+    const res = await fetch(url, { headers })
+    await res.text()
+    return res.status
+  })
+
+const one = (spans: ReadonlyArray<SpanData>, pred: (s: SpanData) => boolean, what: string): SpanData => {
+  const found = spans.filter(pred)
+  assert.strictEqual(found.length, 1, `${what}: ${found.length} spans`)
+  return found[0]!
+}
+
+describe.each(versions)("net/http probes on Go %s", (version) => {
+  it.live("server and client spans, parents across goroutines, statuses", () =>
+    Effect.gen(function*() {
+      const backend = yield* start(path.join(dir, version, "backend"), ["-addr", "127.0.0.1:0"])
+      const frontend = yield* start(path.join(dir, version, "frontend"), [
+        "-addr",
+        "127.0.0.1:0",
+        "-backend",
+        `http://${backend.addr}`
+      ])
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      for (const pid of [backend.pid, frontend.pid]) {
+        const target = yield* analysis.analyzePid(pid)
+        yield* manager.handle(TargetEvent.TargetEvent.Started({ target }))
+      }
+      const attached = (yield* manager.targets).map((t) => [...t.probes].sort())
+      // backend makes no HTTP calls, so its binary has no Transport.roundTrip: no client probe there.
+      assert.deepStrictEqual(attached, [
+        ["go_context", "nethttp_server"],
+        ["go_context", "nethttp_client", "nethttp_server"]
+      ])
+
+      const base = `http://${frontend.addr}`
+      assert.strictEqual(yield* get(`${base}/hello`, { traceparent: INCOMING }), 200)
+      assert.strictEqual(yield* get(`${base}/users/7`), 200)
+      assert.strictEqual(yield* get(`${base}/fanout`), 200)
+      assert.strictEqual(yield* get(`${base}/boom`), 500)
+      assert.strictEqual(yield* get(`${base}/nope`), 404)
+      assert.strictEqual(yield* get(`${base}/unreachable`), 502)
+      // 1 + 3 + 7 + 1 + 1 + 2 spans (see the routes in examples/go-service/frontend).
+      const spans = yield* (yield* CapturedSpans).take(15).pipe(Effect.timeout("15 seconds"))
+      const fe = (s: SpanData) => s.pid === frontend.pid
+      const server = (s: SpanData) => s.kind === "server"
+
+      const hello = one(spans, (s) => fe(s) && s.name === "GET /hello", "hello")
+      assert.strictEqual(hello.traceId, "0af7651916cd43dd8448eb211c80319c")
+      assert.strictEqual(hello.parentSpanId, "b7ad6b7169203331")
+      assert.strictEqual(hello.parentIsRemote, true)
+      assert.strictEqual(hello.attributes["http.route"], "/hello")
+      assert.strictEqual(hello.attributes["server.port"], Number(frontend.addr.split(":")[1]))
+      assert.strictEqual(hello.attributes["network.protocol.version"], "1.1")
+      assert.isTrue(hello.endMonoNs > hello.startMonoNs)
+
+      const users = one(spans, (s) => fe(s) && server(s) && s.name === "GET /users/{id}", "frontend users")
+      assert.strictEqual(users.attributes["http.response.status_code"], 200)
+      assert.strictEqual(users.parentSpanId, undefined)
+      const call = one(spans, (s) => s.kind === "client" && s.parentSpanId === users.spanId, "client under users")
+      assert.strictEqual(call.traceId, users.traceId)
+      assert.strictEqual(call.attributes["url.full"], `http://${backend.addr}/users/7`)
+      assert.strictEqual(call.attributes["http.response.status_code"], 200)
+      assert.isTrue(call.startMonoNs >= users.startMonoNs && call.endMonoNs <= users.endMonoNs)
+      const backendUsers = spans.filter((s) => s.pid === backend.pid && s.attributes["url.path"] === "/users/7")
+      assert.strictEqual(backendUsers.length, 1)
+      if (NetHttpClient.NetHttpClient.inject) {
+        assert.strictEqual(backendUsers[0]!.traceId, users.traceId)
+        assert.strictEqual(backendUsers[0]!.parentSpanId, call.spanId)
+      }
+
+      // Client calls made from goroutines the handler started are parented by go_context's newproc1 copy.
+      const fanout = one(spans, (s) => fe(s) && s.name === "GET /fanout", "fanout")
+      const fanned = spans.filter((s) => s.kind === "client" && s.parentSpanId === fanout.spanId)
+      assert.strictEqual(fanned.length, 3)
+      for (const c of fanned) assert.strictEqual(c.traceId, fanout.traceId)
+
+      const boom = one(spans, (s) => fe(s) && s.name === "GET /boom", "boom")
+      assert.deepStrictEqual(boom.status, { code: "error", message: "HTTP 500" })
+      const nope = one(spans, (s) => fe(s) && s.attributes["url.path"] === "/nope", "nope")
+      assert.strictEqual(nope.name, "GET")
+      assert.strictEqual(nope.attributes["http.response.status_code"], 404)
+      assert.deepStrictEqual(nope.status, { code: "unset" })
+
+      const unreachable = one(spans, (s) => s.kind === "client" && s.attributes["server.port"] === 1, "unreachable")
+      assert.deepStrictEqual(unreachable.status, { code: "error", message: "transport error" })
+      assert.strictEqual(unreachable.attributes["error.type"], "_OTHER")
+
+      const stats = yield* manager.stats
+      for (const s of stats) assert.strictEqual(s.decodeErrors, 0, `${s.probe} decode errors`)
+    }).pipe(Effect.provide(agent)))
+})

@@ -52,6 +52,17 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
 
   const attempt = (batch: ReadonlyArray<ReadableSpan>) =>
     exporter.export(batch).pipe(
+      // A defect in an exporter is one failed export, never the end of the pipeline.
+      Effect.catchDefect((defect) =>
+        Effect.fail(
+          new ExportError({
+            exporter: exporter.name,
+            endpoint: exporter.endpoint,
+            message: `export to ${exporter.endpoint} crashed: ${String(defect)}`,
+            cause: defect
+          })
+        )
+      ),
       Effect.timeoutOrElse({
         duration: Duration.millis(config.exportTimeoutMillis),
         orElse: () =>

@@ -3,11 +3,11 @@
  * the console (trees or JSON lines), and test doubles. An exporter exports one batch per call; retries, timeouts and
  * counting belong to the batcher.
  */
-import { Metadata } from "@grpc/grpc-js"
 import { ExportResultCode } from "@opentelemetry/core"
 import { OTLPTraceExporter as GrpcExporter } from "@opentelemetry/exporter-trace-otlp-grpc"
 import { OTLPTraceExporter as JsonExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { OTLPTraceExporter as ProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto"
+import { createEmptyMetadata } from "@opentelemetry/otlp-grpc-exporter-base"
 import type { ReadableSpan, SpanExporter as OtelSpanExporter } from "@opentelemetry/sdk-trace-base"
 import { Effect, Schema } from "effect"
 import { renderJsonLines, renderTrees } from "./internal/consoleTree.ts"
@@ -41,19 +41,24 @@ export const fromOtel = (name: string, endpoint: string, exporter: OtelSpanExpor
   endpoint,
   export: (spans) =>
     Effect.callback<void, ExportError>((resume) => {
-      exporter.export(spans as Array<ReadableSpan>, (result) => {
-        if (result.code === ExportResultCode.SUCCESS) resume(Effect.void)
-        else {
-          resume(Effect.fail(
-            new ExportError({
-              exporter: name,
-              endpoint,
-              message: `export to ${endpoint} failed: ${errorMessage(result.error ?? "unknown error")}`,
-              cause: result.error
-            })
-          ))
-        }
-      })
+      const fail = (error: unknown) =>
+        resume(Effect.fail(
+          new ExportError({
+            exporter: name,
+            endpoint,
+            message: `export to ${endpoint} failed: ${errorMessage(error ?? "unknown error")}`,
+            cause: error
+          })
+        ))
+      try {
+        exporter.export(spans as Array<ReadableSpan>, (result) => {
+          if (result.code === ExportResultCode.SUCCESS) resume(Effect.void)
+          else fail(result.error)
+        })
+      } catch (error) {
+        // A throwing exporter must not kill the batcher's fiber: it is one more failed export.
+        fail(error)
+      }
     }),
   shutdown: Effect.promise(() => exporter.shutdown().catch(() => undefined))
 })
@@ -63,7 +68,9 @@ export const otlp = (config: OtlpConfig): Exporter => {
   const base = { url: config.endpoint, timeoutMillis: config.timeoutMillis }
   switch (config.protocol) {
     case "grpc": {
-      const metadata = new Metadata()
+      // The exporter's own grpc-js instance must build the Metadata: a second copy (e.g. under a test runner's
+      // module loader) would not be recognised.
+      const metadata = createEmptyMetadata()
       for (const [k, v] of Object.entries(config.headers)) metadata.set(k, v)
       return fromOtel("otlp", config.endpoint, new GrpcExporter({ ...base, metadata }))
     }

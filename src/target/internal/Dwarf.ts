@@ -27,6 +27,8 @@ interface Abbrev {
   readonly tag: number
   readonly children: boolean
   readonly attrs: ReadonlyArray<AttrSpec>
+  /** How to skip the whole entry: runs of fixed-size forms merged into one byte count (>= 0), else -form. */
+  readonly skip: ReadonlyArray<number>
 }
 
 /** Which DWARF sections the binary has (plain, `.zdebug_*`, or SHF_COMPRESSED). */
@@ -101,8 +103,14 @@ export const readStructs = (elf: Elf, wanted?: ReadonlySet<string>): Map<string,
     let currentDepth = -1
     while (o < unitEnd) {
       if (++dies > MAX_DIES) throw new Corrupt("DWARF", "too many entries")
-      const [code, next] = uleb(info, o, "DWARF entry")
-      o = next
+      let code: number
+      const first = info[o]!
+      if (first < 0x80) {
+        code = first
+        o++
+      } else {
+        ;[code, o] = uleb(info, o, "DWARF entry")
+      }
       if (code === 0) {
         depth--
         if (current !== undefined && depth < currentDepth) {
@@ -116,6 +124,13 @@ export const readStructs = (elf: Elf, wanted?: ReadonlySet<string>): Map<string,
       if (ab === undefined) throw new Corrupt("DWARF entry", `unknown abbreviation ${code} at ${o}`)
       const isStruct = ab.tag === DW_TAG_structure_type
       const isMember = ab.tag === DW_TAG_member && current !== undefined && depth === currentDepth
+      if (!isStruct && !isMember) {
+        // Most entries: skip by the precomputed plan.
+        for (const step of ab.skip) o = step >= 0 ? o + step : skipForm(info, o, -step, addrSize, offSize, version)
+        if (o > unitEnd) throw new Corrupt("DWARF entry", `runs past its unit at ${o}`)
+        if (ab.children) depth++
+        continue
+      }
       let name: string | undefined
       let size = -1
       let loc = -1
@@ -178,7 +193,17 @@ const readAbbrevs = (b: Buffer, start: number): Map<number, Abbrev> => {
       if (name === 0 && form === 0) break
       attrs.push({ name, form, implicit })
     }
-    m.set(code, { tag, children, attrs })
+    const skip: Array<number> = []
+    for (const a of attrs) {
+      const fixed = fixedSizes[a.form]
+      if (fixed !== undefined) {
+        if (skip.length > 0 && skip[skip.length - 1]! >= 0) skip[skip.length - 1]! += fixed
+        else skip.push(fixed)
+      } else {
+        skip.push(-a.form)
+      }
+    }
+    m.set(code, { tag, children, attrs, skip })
   }
   throw new Corrupt("DWARF abbreviations", "no terminator")
 }

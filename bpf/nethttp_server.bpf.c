@@ -102,7 +102,9 @@ int uprobe_ServeHTTP(struct pt_regs *ctx) {
   r->remote_len = ps_read_go_str_at(r->remote, sizeof(r->remote), req + off->request_remote_addr);
   r->proto_major = (u8)ps_read_u64(req + off->request_proto_major);
   r->proto_minor = (u8)ps_read_u64(req + off->request_proto_minor);
-  r->tls = ps_read_u64(req + off->request_tls) != 0;
+  /* 0: offset unknown (stripped binary, field not in the shipped table); Method is at 0, so TLS never is. */
+  if (off->request_tls)
+    r->tls = ps_read_u64(req + off->request_tls) != 0;
   u64 url = ps_read_u64(req + off->request_url);
   if (url) {
     r->path_len = ps_read_go_str_at(r->path, sizeof(r->path), url + off->url_path);

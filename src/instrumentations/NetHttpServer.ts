@@ -48,7 +48,8 @@ export const manifest = Manifest.make({
     requestHeader: { type: "net/http.Request", field: "Header" },
     requestHost: { type: "net/http.Request", field: "Host" },
     requestRemoteAddr: { type: "net/http.Request", field: "RemoteAddr" },
-    requestTls: { type: "net/http.Request", field: "TLS" },
+    // Only for url.scheme when the URL has none; optional because the shipped offsets table lacks it.
+    requestTls: { type: "net/http.Request", field: "TLS", optional: true },
     requestPattern: { type: "net/http.Request", field: "Pattern" },
     urlScheme: { type: "net/url.URL", field: "Scheme" },
     urlPath: { type: "net/url.URL", field: "Path" },
@@ -172,7 +173,8 @@ export const NetHttpServer = Probe.instrument({
       requestHeader: o.requestHeader,
       requestHost: o.requestHost,
       requestRemoteAddr: o.requestRemoteAddr,
-      requestTls: o.requestTls,
+      // 0 tells the BPF side the offset is unknown (Method sits at 0, so TLS never does).
+      requestTls: o.requestTls ?? 0,
       requestPattern: o.requestPattern,
       urlScheme: o.urlScheme,
       urlPath: o.urlPath,

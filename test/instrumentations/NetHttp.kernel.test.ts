@@ -42,6 +42,11 @@ beforeAll(() => {
       stdio: "ignore"
     })
   }
+  // Stripped (no DWARF, no .symtab): offsets come from the shipped table, functions from .gopclntab.
+  execFileSync("go", ["build", "-ldflags=-s -w", "-o", path.join(dir, "stripped") + "/", "./..."], {
+    cwd: path.join(root, "examples/go-service"),
+    stdio: "ignore"
+  })
 }, 600_000)
 
 afterAll(() => {
@@ -63,17 +68,19 @@ const start = (exe: string, args: ReadonlyArray<string>) =>
     child.on("exit", (code) => resume(Effect.die(new Error(`${exe} exited with ${code}`))))
   })
 
-const agent = ManagerM.layer.pipe(
+const agentWith = (sampler: TracingConfig.Sampler) => ManagerM.layer.pipe(
   Layer.provide(Layer.mergeAll(NetHttpServer.NetHttpServer.layer, NetHttpClient.NetHttpClient.layer)),
   Layer.provideMerge(Layer.mergeAll(
     BpfLive.layer,
     ProbeTest.layerSink,
     ProbeTest.layerTargets,
-    TracingConfig.layer(TracingConfig.defaultSampler),
+    TracingConfig.layer(sampler),
     GoBinary.layer,
     ProbeRegistry.layer
   ))
 )
+
+const agent = agentWith(TracingConfig.defaultSampler)
 
 const get = (url: string, headers: Record<string, string> = {}) =>
   Effect.promise(async () => {
@@ -167,4 +174,29 @@ describe.each(versions)("net/http probes on Go %s", (version) => {
       const stats = yield* manager.stats
       for (const s of stats) assert.strictEqual(s.decodeErrors, 0, `${s.probe} decode errors`)
     }).pipe(Effect.provide(agent)))
+})
+
+describe("net/http probes: sampling in BPF, stripped binary", () => {
+  it.live("parentbased_always_off records only requests whose remote parent is sampled", () =>
+    Effect.gen(function*() {
+      const frontend = yield* start(path.join(dir, "stripped", "frontend"), ["-addr", "127.0.0.1:0"])
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(frontend.pid) }))
+      assert.deepStrictEqual((yield* manager.targets).map((t) => [...t.probes].sort()), [
+        ["go_context", "nethttp_client", "nethttp_server"]
+      ])
+      const base = `http://${frontend.addr}`
+      yield* get(`${base}/hello`, { traceparent: INCOMING.replace(/-01$/, "-00") })
+      yield* get(`${base}/boom`)
+      yield* get(`${base}/hello`, { traceparent: INCOMING })
+      const [span] = yield* (yield* CapturedSpans).take(1).pipe(Effect.timeout("10 seconds"))
+      assert.strictEqual(span!.traceId, "0af7651916cd43dd8448eb211c80319c")
+      assert.strictEqual(span!.traceFlags & 1, 1)
+      assert.strictEqual(span!.attributes["http.route"], "/hello")
+      yield* Effect.sleep("500 millis")
+      const server = (yield* manager.stats).find((s) => s.probe === "nethttp_server")!
+      assert.strictEqual(server.kernelSubmitted, 1n)
+      assert.strictEqual(server.records, 1)
+    }).pipe(Effect.provide(agentWith({ root: "always_off", ratio: 1, parentBased: true }))))
 })

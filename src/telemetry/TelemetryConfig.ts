@@ -145,10 +145,14 @@ const endpointVar = (variable: string) =>
   Effect.flatMap(raw(variable), (value) => {
     const trimmed = value?.trim()
     if (trimmed === undefined || trimmed === "") return Effect.succeed(undefined)
-    return URL.canParse(trimmed)
+    const scheme = URL.canParse(trimmed) ? new URL(trimmed).protocol : undefined
+    return scheme === "http:" || scheme === "https:"
       ? Effect.succeed(trimmed)
       : Effect.fail(
-        new TelemetryConfigError({ variable, message: `Invalid ${variable}=${JSON.stringify(trimmed)}: not a URL` })
+        new TelemetryConfigError({
+          variable,
+          message: `Invalid ${variable}=${JSON.stringify(trimmed)}: not an http(s) URL`
+        })
       )
   })
 

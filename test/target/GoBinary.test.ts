@@ -177,3 +177,27 @@ for (const version of goVersions) {
     })
   })
 }
+
+describe("position-independent executables", { timeout: 600_000 }, () => {
+  for (const version of [goVersions[0]!, goVersions[goVersions.length - 1]!]) {
+    it(`Go ${version} -buildmode=pie, stripped: pclntab in .data.rel.ro.gopclntab`, async () => {
+      const nm = goNm(buildFixture(version, false, ".", true))
+      const s = await analyze(buildFixture(version, true, ".", true))
+      assert.strictEqual(s.functionSource, "pclntab")
+      let n = 0
+      for (const name of s.functionNames()) {
+        const addr = nm.get(name) ?? nm.get(`${name}.abi0`)
+        assert.isDefined(addr, name)
+        assert.strictEqual(Option.getOrThrow(s.function(name)).address, addr, name)
+        n++
+      }
+      assert.isAbove(n, 3000)
+      const full = await analyze(buildFixture(version, false, ".", true))
+      const a = Option.getOrThrow(full.function("main.handle"))
+      const b = Option.getOrThrow(s.function("main.handle"))
+      assert.strictEqual(b.fileOffset, a.fileOffset)
+      assert.strictEqual(b.entryOffset, a.entryOffset)
+      assert.deepStrictEqual(b.returnOffsets, a.returnOffsets)
+    })
+  }
+})

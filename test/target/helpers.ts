@@ -21,8 +21,8 @@ const goEnv = (version: string): NodeJS.ProcessEnv => ({
 })
 
 /** Builds (once) the fixture `pkg` ("." or "empty") with Go `version`, stripped or not; returns the binary path. */
-export const buildFixture = (version: string, stripped: boolean, pkg = "."): string => {
-  const name = `${pkg === "." ? "server" : pkg}-${version}${stripped ? "-s" : ""}`
+export const buildFixture = (version: string, stripped: boolean, pkg = ".", pie = false): string => {
+  const name = `${pkg === "." ? "server" : pkg}-${version}${pie ? "-pie" : ""}${stripped ? "-s" : ""}`
   const out = Path.join(cacheDir, name)
   if (Fs.existsSync(out)) return out
   Fs.mkdirSync(cacheDir, { recursive: true })
@@ -30,6 +30,7 @@ export const buildFixture = (version: string, stripped: boolean, pkg = "."): str
   const tmp = `${out}.${process.pid}.tmp`
   const args = ["build", "-trimpath", "-o", tmp]
   if (stripped) args.push("-ldflags=-s -w")
+  if (pie) args.push("-buildmode=pie")
   args.push(pkg === "." ? "." : `./${pkg}`)
   execFileSync("go", args, { cwd: fixtureDir, env: goEnv(version), stdio: ["ignore", "ignore", "inherit"] })
   Fs.renameSync(tmp, out)

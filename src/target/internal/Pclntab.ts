@@ -27,7 +27,8 @@ const MAX_FUNCS = 5_000_000
 
 /** Locates and parses the pclntab; returns undefined when there is none. Throws Corrupt/OutOfBounds. */
 export const readPclntab = (elf: Elf): Pclntab | undefined => {
-  const sec = elf.section(".gopclntab")
+  // PIE builds name it ".data.rel.ro.gopclntab".
+  const sec = elf.section(".gopclntab") ?? elf.sections.find((s) => s.name.endsWith(".gopclntab"))
   let data: Buffer
   if (sec !== undefined) {
     data = elf.sectionData(sec)

@@ -51,7 +51,8 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
   let inflight: ReadonlyArray<ReadableSpan> | undefined
 
   const attempt = (batch: ReadonlyArray<ReadableSpan>) =>
-    exporter.export(batch).pipe(
+    // Suspended: every retry must call the exporter again, not replay the effect one call returned.
+    Effect.suspend(() => exporter.export(batch)).pipe(
       // A defect in an exporter is one failed export, never the end of the pipeline.
       Effect.catchDefect((defect) =>
         Effect.fail(
@@ -106,9 +107,11 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
     return batch
   })
 
-  const drain = (retries: number) =>
+  /** Exports queued spans batch by batch; with `fullOnly`, stops when less than a full batch is left. */
+  const drain = (retries: number, fullOnly = false) =>
     Effect.gen(function*() {
       while (true) {
+        if (fullOnly && Queue.sizeUnsafe(queue) < config.maxExportBatchSize) return
         const batch = yield* takeBatch
         if (batch.length === 0) return
         inflight = batch
@@ -119,8 +122,9 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
 
   const worker = Effect.gen(function*() {
     while (true) {
-      yield* Queue.take(wake).pipe(Effect.timeoutOption(Duration.millis(config.scheduleDelayMillis)))
-      yield* drain(config.maxRetries)
+      const woken = yield* Queue.take(wake).pipe(Effect.timeoutOption(Duration.millis(config.scheduleDelayMillis)))
+      // Woken by a full batch: ship full batches now, leave the remainder for the schedule delay.
+      yield* drain(config.maxRetries, Option.isSome(woken))
     }
   })
   const fiber = yield* Effect.forkDetach(worker)

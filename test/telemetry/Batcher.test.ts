@@ -1,0 +1,191 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Option, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import type { SpanData } from "../../src/probe/Telemetry.ts"
+import * as Batcher from "../../src/telemetry/Batcher.ts"
+import { ExportError, type Exporter, type ReadableSpan } from "../../src/telemetry/Exporter.ts"
+import { toReadableSpan } from "../../src/telemetry/internal/readableSpan.ts"
+import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
+import type { BatchConfig } from "../../src/telemetry/TelemetryConfig.ts"
+
+const resources = ProcessResources.make({ serviceName: undefined, attributes: {} })
+
+const span = (i: number): ReadableSpan => {
+  const data: SpanData = {
+    pid: 1,
+    probe: "p",
+    traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+    spanId: i.toString(16).padStart(16, "0"),
+    traceFlags: 1,
+    name: `s${i}`,
+    kind: "internal",
+    startMonoNs: BigInt(i),
+    endMonoNs: BigInt(i + 1),
+    attributes: {},
+    status: { code: "unset" }
+  }
+  return toReadableSpan(data, resources.resourceFor(1), "0.1.0", (ns) => ns)
+}
+
+const config = (over: Partial<BatchConfig> = {}): BatchConfig => ({
+  maxQueueSize: 10,
+  maxExportBatchSize: 4,
+  scheduleDelayMillis: 1000,
+  exportTimeoutMillis: 5000,
+  maxRetries: 2,
+  retryBaseMillis: 100,
+  ...over
+})
+
+/** A fake exporter: records batch names; fails while `down` is true. */
+const fake = () => {
+  const state = { down: false, attempts: 0, batches: [] as Array<Array<string>> }
+  const exporter: Exporter = {
+    name: "fake",
+    endpoint: "fake://sink",
+    export: (spans) =>
+      Effect.suspend(() => {
+        state.attempts++
+        if (state.down) {
+          return Effect.fail(
+            new ExportError({ exporter: "fake", endpoint: "fake://sink", message: "export to fake://sink failed: down" })
+          )
+        }
+        state.batches.push(spans.map((s) => s.name))
+        return Effect.void
+      }),
+    shutdown: Effect.void
+  }
+  return { state, exporter }
+}
+
+/** Lets forked fibers run (TestClock does not advance by itself). */
+const settle = Effect.yieldNow.pipe(Effect.repeat({ times: 20 }))
+
+describe("Batcher", () => {
+  it.effect("exports on the schedule delay, in batches of at most the batch size", () =>
+    Effect.gen(function*() {
+      const { state, exporter } = fake()
+      const b = yield* Batcher.make(exporter, config({ maxExportBatchSize: 4, maxQueueSize: 10 }))
+      for (let i = 0; i < 3; i++) b.offer(span(i))
+      yield* settle
+      assert.deepStrictEqual(state.batches, [], "nothing before the delay")
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.deepStrictEqual(state.batches, [["s0", "s1", "s2"]])
+      const s = yield* b.stats
+      assert.deepStrictEqual([s.accepted, s.queued, s.exported, s.dropped, s.failed], [3, 0, 3, 0, 0])
+    }))
+
+  it.effect("a full batch is exported without waiting for the delay", () =>
+    Effect.gen(function*() {
+      const { state, exporter } = fake()
+      const b = yield* Batcher.make(exporter, config({ maxExportBatchSize: 4 }))
+      for (let i = 0; i < 9; i++) b.offer(span(i))
+      yield* settle
+      assert.deepStrictEqual(state.batches, [["s0", "s1", "s2", "s3"], ["s4", "s5", "s6", "s7"]])
+      // The remainder waits for the schedule delay.
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.deepStrictEqual(state.batches, [["s0", "s1", "s2", "s3"], ["s4", "s5", "s6", "s7"], ["s8"]])
+    }))
+
+  it.effect("spans beyond the queue capacity are dropped and counted, never blocking", () =>
+    Effect.gen(function*() {
+      const { state, exporter } = fake()
+      const b = yield* Batcher.make(exporter, config({ maxQueueSize: 5, maxExportBatchSize: 5 }))
+      // All offers happen synchronously, before the worker can run.
+      for (let i = 0; i < 8; i++) b.offer(span(i))
+      const before = yield* b.stats
+      assert.deepStrictEqual([before.accepted, before.queued, before.dropped], [5, 5, 3])
+      yield* settle
+      assert.deepStrictEqual(state.batches, [["s0", "s1", "s2", "s3", "s4"]])
+    }))
+
+  it.effect("a failing export is retried with backoff and delivered when the exporter comes back", () =>
+    Effect.gen(function*() {
+      const { state, exporter } = fake()
+      state.down = true
+      const b = yield* Batcher.make(exporter, config({ maxRetries: 3, retryBaseMillis: 100 }))
+      b.offer(span(0))
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.strictEqual(state.attempts, 1)
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      assert.strictEqual(state.attempts, 2)
+      state.down = false
+      yield* TestClock.adjust("200 millis")
+      yield* settle
+      assert.deepStrictEqual(state.batches, [["s0"]])
+      const s = yield* b.stats
+      assert.deepStrictEqual([s.exported, s.failed, s.failedAttempts], [1, 0, 2])
+      const error = Option.getOrThrow(s.lastError)
+      assert.strictEqual(error._tag, "ExportError")
+      assert.strictEqual(error.message, "export to fake://sink failed: down")
+    }))
+
+  it.effect("after the retries the batch is counted as failed and the pipeline keeps going", () =>
+    Effect.gen(function*() {
+      const { state, exporter } = fake()
+      state.down = true
+      const b = yield* Batcher.make(exporter, config({ maxRetries: 2, retryBaseMillis: 100 }))
+      b.offer(span(0))
+      b.offer(span(1))
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      yield* TestClock.adjust("200 millis")
+      yield* settle
+      const failed = yield* b.stats
+      assert.deepStrictEqual([failed.exported, failed.failed, failed.failedAttempts], [0, 2, 3])
+      state.down = false
+      b.offer(span(2))
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.deepStrictEqual(state.batches, [["s2"]])
+      assert.strictEqual((yield* b.stats).exported, 1)
+    }))
+
+  it.effect("an exporter that dies or hangs counts as a failed export (typed), not a dead pipeline", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const exporter: Exporter = {
+        name: "bad",
+        endpoint: "bad://",
+        export: () => ++calls === 1 ? Effect.die(new Error("kaboom")) : Effect.never,
+        shutdown: Effect.void
+      }
+      const b = yield* Batcher.make(exporter, config({ maxRetries: 1, retryBaseMillis: 100, exportTimeoutMillis: 500 }))
+      b.offer(span(0))
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      let s = yield* b.stats
+      assert.strictEqual(Option.getOrThrow(s.lastError).message, "export to bad:// crashed: Error: kaboom")
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      yield* TestClock.adjust("500 millis")
+      yield* settle
+      s = yield* b.stats
+      assert.deepStrictEqual([s.failed, s.failedAttempts], [1, 2])
+      assert.strictEqual(Option.getOrThrow(s.lastError).message, "export to bad:// timed out after 500 ms")
+    }))
+
+  it.effect("closing the scope flushes what is queued, and later offers are dropped", () =>
+    Effect.gen(function*() {
+      const { state, exporter } = fake()
+      const scope = yield* Scope.make()
+      const b = yield* Batcher.make(exporter, config({ maxExportBatchSize: 4, scheduleDelayMillis: 60_000 })).pipe(
+        Scope.provide(scope)
+      )
+      for (let i = 0; i < 6; i++) b.offer(span(i))
+      yield* settle
+      assert.deepStrictEqual(state.batches, [["s0", "s1", "s2", "s3"]])
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(state.batches, [["s0", "s1", "s2", "s3"], ["s4", "s5"]])
+      b.offer(span(6))
+      const s = yield* b.stats
+      assert.deepStrictEqual([s.exported, s.dropped, s.queued], [6, 1, 0])
+    }))
+})

@@ -1,0 +1,165 @@
+import { assert, describe, it } from "@effect/vitest"
+import { SpanKind, SpanStatusCode } from "@opentelemetry/api"
+import { ConfigProvider, Context, Effect, Exit, Layer, Scope } from "effect"
+import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
+import * as Exporter from "../../src/telemetry/Exporter.ts"
+import * as KernelClock from "../../src/telemetry/KernelClock.ts"
+import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
+import * as Telemetry from "../../src/telemetry/Telemetry.ts"
+import * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
+
+const server: SpanData = {
+  pid: 31337,
+  probe: "net/http.server",
+  traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+  spanId: "00f067aa0ba902b7",
+  parentSpanId: "b7ad6b7169203331",
+  parentIsRemote: true,
+  traceFlags: 1,
+  name: "GET /",
+  kind: "server",
+  startMonoNs: 5_000_000_001n,
+  endMonoNs: 5_002_000_002n,
+  attributes: { "http.request.method": "GET", "http.response.status_code": 404 },
+  status: { code: "error", message: "not found" }
+}
+
+const root: SpanData = {
+  ...server,
+  spanId: "1111111111111111",
+  name: "tick",
+  kind: "consumer",
+  status: { code: "ok" },
+  attributes: {}
+}
+delete (root as { parentSpanId?: string }).parentSpanId
+delete (root as { parentIsRemote?: boolean }).parentIsRemote
+
+describe("Telemetry.layerTest", () => {
+  it.effect("captures SpanData and the exact OpenTelemetry span it becomes", () =>
+    Effect.gen(function*() {
+      const resources = yield* ProcessResources.ProcessResources
+      yield* resources.register(31337, { exe: "/usr/local/bin/shop", goVersion: "1.25.1" })
+      const sink = yield* TelemetrySink
+      yield* sink.span(server)
+      yield* sink.span(root)
+      const capture = yield* Telemetry.TelemetryCapture
+      assert.deepStrictEqual(yield* capture.spans, [server, root])
+      const [s, r] = yield* capture.exported
+      assert.deepStrictEqual(s!.spanContext(), {
+        traceId: server.traceId,
+        spanId: server.spanId,
+        traceFlags: 1,
+        isRemote: false
+      })
+      assert.deepStrictEqual(s!.parentSpanContext, {
+        traceId: server.traceId,
+        spanId: "b7ad6b7169203331",
+        traceFlags: 1,
+        isRemote: true
+      })
+      assert.strictEqual(s!.kind, SpanKind.SERVER)
+      assert.deepStrictEqual(s!.startTime, [1_700_000_005, 1])
+      assert.deepStrictEqual(s!.endTime, [1_700_000_005, 2_000_002])
+      assert.deepStrictEqual(s!.duration, [0, 2_000_001])
+      assert.deepStrictEqual(s!.status, { code: SpanStatusCode.ERROR, message: "not found" })
+      assert.deepStrictEqual(s!.attributes, { ...server.attributes })
+      assert.deepStrictEqual(s!.instrumentationScope, { name: "probescope/net/http.server", version: "0.1.0" })
+      assert.strictEqual(s!.resource.attributes["service.name"], "shop")
+      assert.strictEqual(s!.resource, r!.resource)
+      assert.isUndefined(r!.parentSpanContext)
+      assert.strictEqual(r!.kind, SpanKind.CONSUMER)
+      assert.deepStrictEqual(r!.status, { code: SpanStatusCode.OK })
+      assert.strictEqual((yield* (yield* Telemetry.Telemetry).stats).received, 2)
+    }).pipe(Effect.provide(Telemetry.layerTest(1_700_000_000_000_000_000n))))
+
+  it.effect("a span whose end precedes its start is exported with zero duration", () =>
+    Effect.gen(function*() {
+      const sink = yield* TelemetrySink
+      yield* sink.span({ ...root, startMonoNs: 10n, endMonoNs: 5n })
+      const [s] = yield* (yield* Telemetry.TelemetryCapture).exported
+      assert.deepStrictEqual([s!.startTime, s!.endTime, s!.duration], [[0, 10], [0, 10], [0, 0]])
+    }).pipe(Effect.provide(Telemetry.layerTest())))
+})
+
+describe("Telemetry.layerWith", () => {
+  const baseConfig = Effect.runSync(
+    TelemetryConfig.load.pipe(
+      Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ OTEL_TRACES_EXPORTER: "console" })))
+    )
+  )
+
+  it.effect("routes spans to every exporter, counts them, and flushes on scope close", () =>
+    Effect.gen(function*() {
+      const a = Exporter.memory()
+      const b = Exporter.memory()
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(
+        Telemetry.layerWith(baseConfig, { exporters: [a, b], clock: KernelClock.layerFixed(0n) }),
+        scope
+      )
+      const sink = Context.get(ctx, TelemetrySink)
+      yield* sink.span(server)
+      yield* sink.span(root)
+      const stats = yield* Context.get(ctx, Telemetry.Telemetry).stats
+      assert.strictEqual(stats.received, 2)
+      assert.deepStrictEqual(stats.exporters.map((e) => [e.exporter, e.accepted, e.queued]), [
+        ["memory", 2, 2],
+        ["memory", 2, 2]
+      ])
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(a.batches.map((batch) => batch.map((s) => s.name)), [["GET /", "tick"]])
+      assert.deepStrictEqual(b.batches.map((batch) => batch.map((s) => s.name)), [["GET /", "tick"]])
+    }))
+
+  it.effect("the console exporter prints trees through the writer", () =>
+    Effect.gen(function*() {
+      const out: Array<string> = []
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(
+        Telemetry.layerWith(baseConfig, { write: (t) => out.push(t), clock: KernelClock.layerFixed(0n) }),
+        scope
+      )
+      yield* Context.get(ctx, ProcessResources.ProcessResources).register(31337, {
+        exe: "/usr/local/bin/shop",
+        goVersion: "1.25.1"
+      })
+      yield* Context.get(ctx, TelemetrySink).span(server)
+      yield* Context.get(ctx, Telemetry.Telemetry).flush
+      assert.deepStrictEqual(out, [
+        "trace 4bf92f3577b34da6a3ce929d0e0e4736\n" +
+        "└─ GET /  server  2.000 ms  ERROR \"not found\"  http.request.method=GET http.response.status_code=404  " +
+        "(shop pid 31337)  [remote parent b7ad6b7169203331]\n"
+      ])
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.effect("Telemetry.layer fails with the typed config error", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Effect.scoped(Layer.build(Telemetry.layer)).pipe(
+          Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ OTEL_EXPORTER_OTLP_PROTOCOL: "udp" })))
+        )
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        const error = exit.cause.reasons[0]
+        assert.strictEqual(error?._tag, "Fail")
+        if (error?._tag === "Fail") {
+          assert.strictEqual(error.error._tag, "TelemetryConfigError")
+          assert.strictEqual(
+            error.error.message,
+            `Invalid OTEL_EXPORTER_OTLP_PROTOCOL="udp": Expected "http/protobuf" | "http/json" | "grpc"`
+          )
+        }
+      }
+    }))
+
+  it.effect("OTEL_TRACES_EXPORTER=none exports nothing but still counts what it received", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(Telemetry.layer)
+      yield* Context.get(ctx, TelemetrySink).span(server)
+      const stats = yield* Context.get(ctx, Telemetry.Telemetry).stats
+      assert.deepStrictEqual(stats, { received: 1, exporters: [] })
+    }).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ OTEL_TRACES_EXPORTER: "none" })))))
+})

@@ -52,15 +52,25 @@ export const buildArm64 = (): string => {
   return out
 }
 
-/** `go tool nm` text symbols: name → address. */
-export const goNm = (binary: string): Map<string, bigint> => {
+/**
+ * `go tool nm` text symbols: name → address. Names defined more than once (local closures of generic shapes) are
+ * ambiguous: they are left out and listed in `ambiguous`.
+ */
+export const goNm = (binary: string): Map<string, bigint> & { readonly ambiguous: ReadonlySet<string> } => {
   const out = execFileSync("go", ["tool", "nm", binary], { maxBuffer: 256 << 20 }).toString()
   const m = new Map<string, bigint>()
+  const ambiguous = new Set<string>()
   for (const line of out.split("\n")) {
     const f = /^\s*([0-9a-f]+) [Tt] (.+)$/.exec(line)
-    if (f !== null && !m.has(f[2]!)) m.set(f[2]!, BigInt("0x" + f[1]))
+    if (f === null) continue
+    if (m.has(f[2]!) || ambiguous.has(f[2]!)) {
+      m.delete(f[2]!)
+      ambiguous.add(f[2]!)
+    } else {
+      m.set(f[2]!, BigInt("0x" + f[1]))
+    }
   }
-  return m
+  return Object.assign(m, { ambiguous })
 }
 
 export interface ObjdumpInstruction {

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Layer, Option, Schedule, Stream } from "effect"
 import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as KernelClock from "../../src/telemetry/KernelClock.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
@@ -133,6 +133,8 @@ describe("OTLP export to a real receiver", () => {
         const received = yield* receiver.waitFor(spans.length)
         assertArrived(received, protocol)
         assert.deepStrictEqual(received[0]!.headers, { "x-probescope-test": "a b" })
+        const streamed = yield* receiver.stream.pipe(Stream.take(spans.length), Stream.runCollect)
+        assert.deepStrictEqual(Array.from(streamed), received)
         const stats = yield* telemetry.stats
         assert.strictEqual(stats.received, 3)
         assert.strictEqual(stats.exporters[0]!.exported, 3)

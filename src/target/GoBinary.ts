@@ -6,7 +6,7 @@
  * processes running the same binary costs one analysis.
  */
 import * as Fs from "node:fs/promises"
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Deferred, Effect, Layer, Option } from "effect"
 import * as Errors from "./Errors.ts"
 import { analyzeBytes } from "./internal/Analyze.ts"
 
@@ -129,6 +129,7 @@ export const make = (options: AnalysisOptions = {}) =>
   Effect.sync(() => {
     const maxEntries = options.maxEntries ?? 32
     const cache = new Map<string, GoBinary>()
+    const inflight = new Map<string, Deferred.Deferred<GoBinary, Errors.AnalysisError>>()
     let hits = 0
     let misses = 0
 
@@ -145,18 +146,30 @@ export const make = (options: AnalysisOptions = {}) =>
         cache.set(key, hit)
         return hit
       }
+      // A fleet starting at once asks for the same executable many times: one analysis, the others wait for it.
+      const pending = inflight.get(key)
+      if (pending !== undefined) {
+        hits++
+        return yield* Deferred.await(pending)
+      }
       misses++
-      const bytes = yield* Effect.tryPromise({
+      const deferred = Deferred.makeUnsafe<GoBinary, Errors.AnalysisError>()
+      inflight.set(key, deferred)
+      return yield* Effect.tryPromise({
         try: () => Fs.readFile(path),
         catch: (e) => new Errors.FileUnreadable({ path, message: `${path}: ${(e as Error).message}` })
-      })
-      const binary = yield* Effect.try({
-        try: () => analyzeBytes(path, bytes),
-        catch: (e) => e
-      }).pipe(Effect.catch((e) => isAnalysisError(e) ? Effect.fail(e) : Effect.die(e)))
-      cache.set(key, binary)
-      while (cache.size > maxEntries) cache.delete(cache.keys().next().value!)
-      return binary
+      }).pipe(
+        Effect.flatMap((bytes) => analyzeBuffer(path, bytes)),
+        Effect.tap((binary) =>
+          Effect.sync(() => {
+            cache.set(key, binary)
+            while (cache.size > maxEntries) cache.delete(cache.keys().next().value!)
+          })
+        ),
+        Effect.onExit((exit) =>
+          Effect.andThen(Effect.sync(() => inflight.delete(key)), Deferred.done(deferred, exit))
+        )
+      )
     })
 
     const analyzePid = Effect.fn("TargetAnalysis.analyzePid")(function*(pid: number) {

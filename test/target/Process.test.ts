@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { spawn } from "node:child_process"
-import { layer, TargetAnalysis } from "../../src/target/GoBinary.ts"
+import { layer, make, TargetAnalysis } from "../../src/target/GoBinary.ts"
 import { buildFixture } from "./helpers.ts"
 
 describe("TargetAnalysis", { timeout: 300_000 }, () => {
@@ -32,4 +32,29 @@ describe("TargetAnalysis", { timeout: 300_000 }, () => {
       const stats = yield* svc.cacheStats
       assert.deepStrictEqual(stats, { hits: 2, misses: 1, entries: 1 })
     }).pipe(Effect.provide(layer)))
+
+  it.effect("concurrent requests for one new executable share one analysis", () =>
+    Effect.gen(function*() {
+      const svc = yield* TargetAnalysis
+      const path = buildFixture("1.24.13", true)
+      const all = yield* Effect.all(Array.from({ length: 20 }, () => svc.analyzeFile(path)), { concurrency: "unbounded" })
+      assert.isTrue(all.every((b) => b === all[0]))
+      assert.deepStrictEqual(yield* svc.cacheStats, { hits: 19, misses: 1, entries: 1 })
+      // A failure is not cached: the next call tries again.
+      const missing = "/nonexistent/probescope-target"
+      const e1 = yield* Effect.flip(svc.analyzeFile(missing))
+      assert.strictEqual(e1._tag, "FileUnreadable")
+      assert.include(e1.message, "ENOENT")
+      assert.strictEqual((yield* svc.cacheStats).entries, 1)
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("evicts the least recently used executable beyond maxEntries", () =>
+    Effect.gen(function*() {
+      const svc = yield* make({ maxEntries: 1 })
+      const a = yield* svc.analyzeFile(buildFixture("1.22.12", true))
+      yield* svc.analyzeFile(buildFixture("1.26.8", true))
+      const again = yield* svc.analyzeFile(buildFixture("1.22.12", true))
+      assert.notStrictEqual(again, a)
+      assert.deepStrictEqual(yield* svc.cacheStats, { hits: 0, misses: 3, entries: 1 })
+    }))
 })

@@ -1,0 +1,7 @@
+/**
+ * Target analysis: Go executables as probes see them. See docs/targets.md.
+ */
+export * as Errors from "./Errors.ts"
+export * as Fields from "./Fields.ts"
+export * as GoBinary from "./GoBinary.ts"
+export * as Offsets from "./Offsets.ts"

@@ -1,3 +1,3 @@
 module probescope.example/go-service
 
-go 1.25
+go 1.22

@@ -42,6 +42,12 @@ beforeAll(() => {
       stdio: "ignore"
     })
   }
+  // Older than the supported range: must be left alone.
+  execFileSync("go", ["build", "-o", path.join(dir, "old") + "/", "./backend"], {
+    cwd: path.join(root, "examples/go-service"),
+    env: { ...process.env, GOTOOLCHAIN: "go1.24.13" },
+    stdio: "ignore"
+  })
   // Stripped (no DWARF, no .symtab): offsets come from the shipped table, functions from .gopclntab.
   execFileSync("go", ["build", "-ldflags=-s -w", "-o", path.join(dir, "stripped") + "/", "./..."], {
     cwd: path.join(root, "examples/go-service"),
@@ -199,4 +205,26 @@ describe("net/http probes: sampling in BPF, stripped binary", () => {
       assert.strictEqual(server.kernelSubmitted, 1n)
       assert.strictEqual(server.records, 1)
     }).pipe(Effect.provide(agentWith({ root: "always_off", ratio: 1, parentBased: true }))))
+})
+
+describe("net/http probes: unsupported Go", () => {
+  it.live("a Go 1.24 program gets no probe, with the reason", () =>
+    Effect.gen(function*() {
+      const old = yield* start(path.join(dir, "old", "backend"), ["-addr", "127.0.0.1:0"])
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      const target = yield* analysis.analyzePid(old.pid)
+      assert.strictEqual(target.goVersion, "1.24.13")
+      const reasons = manager.inspect(target).map((i) =>
+        `${i.probe}: ${i.applicability._tag === "NotApplicable" ? i.applicability.reason : i.applicability._tag}`
+      )
+      assert.deepStrictEqual(reasons.sort(), [
+        "go_context: Go 1.24.13 is outside the supported range >=1.25 <1.28",
+        "nethttp_client: Go 1.24.13 is outside the supported range >=1.25 <1.28",
+        "nethttp_server: Go 1.24.13 is outside the supported range >=1.25 <1.28"
+      ])
+      yield* manager.handle(TargetEvent.TargetEvent.Started({ target }))
+      assert.deepStrictEqual(yield* manager.targets, [])
+      assert.strictEqual(yield* get(`http://${old.addr}/users/1`), 200)
+    }).pipe(Effect.provide(agent)))
 })

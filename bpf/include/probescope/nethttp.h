@@ -3,8 +3,8 @@
  * http.Header is a map[string][]string. Go 1.24+ maps are swiss tables (internal/runtime/maps): a Map header, then
  * either one group (small map, dirLen == 0) or a directory of tables, each an array of groups. A group is 8 control
  * bytes followed by 8 slots of key/elem. The hash seed is per map and the hash is runtime.memhash (AES on amd64), so
- * BPF cannot compute where a key lives: the lookup scans every full slot, within fixed bounds. Layout numbers are
- * constants set at load (the defaults are Go 1.25-1.27 amd64, where they are identical).
+ * BPF cannot compute where a key lives: the lookup scans every full slot, within fixed bounds. Struct offsets come
+ * per process (ps_swiss_offsets inside each probe's ps_targets value); the group geometry is fixed by the ABI.
  *
  * Needs common.h and go_context.h first. */
 #pragma once

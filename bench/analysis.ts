@@ -80,5 +80,6 @@ for (const path of targets) {
   console.log(`  cold analysis       ${cold.toFixed(1)} ms  (${(cold / floor).toFixed(1)}x floor; incl. read, ` +
     `build info, functions, DWARF offsets, ${probeFunctions.length} functions decoded)`)
   console.log(`  cached analysis     ${(median(cached) * 1000).toFixed(0)} µs`)
-  console.log(`  decode all functions ${decodeAll.toFixed(0)} ms (${(decodeAll * 1000 / functions).toFixed(1)} µs each)`)
+  const each = (decodeAll * 1000 / functions).toFixed(1)
+  console.log(`  decode all functions ${decodeAll.toFixed(0)} ms (${each} µs each)`)
 }

@@ -24,7 +24,9 @@ const defaults = ["1.22.12", "1.24.13", "1.25.9", "1.26.8", "1.27.3"]
 const versions = process.argv.length > 2 ? process.argv.slice(2) : defaults
 
 type Mutable = Record<string, Record<string, Record<string, Record<string, number>>>>
-const old: OffsetsTable = Fs.existsSync(tablePath) ? JSON.parse(Fs.readFileSync(tablePath, "utf8")) : { schema: 1, modules: {} }
+const old: OffsetsTable = Fs.existsSync(tablePath)
+  ? JSON.parse(Fs.readFileSync(tablePath, "utf8"))
+  : { schema: 1, modules: {} }
 const modules: Mutable = structuredClone(old.modules) as Mutable
 const std = (modules["std"] ??= {})
 

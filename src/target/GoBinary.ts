@@ -223,7 +223,10 @@ const processError = (pid: number, e: unknown): Effect.Effect<Errors.ProcessNotF
       // /proc/<pid> present but no exe link: a kernel thread, or a zombie.
       const exists = await Fs.stat(`/proc/${pid}`).then(() => true, () => false)
       if (exists) {
-        return new Errors.ProcessUnreadable({ pid, message: `process ${pid} has no executable (kernel thread or exited)` })
+        return new Errors.ProcessUnreadable({
+          pid,
+          message: `process ${pid} has no executable (kernel thread or exited)`
+        })
       }
       return new Errors.ProcessNotFound({ pid, message: `process ${pid} not found` })
     }

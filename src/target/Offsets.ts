@@ -4,11 +4,13 @@
  */
 import table from "./offsets.json" with { type: "json" }
 
+type Dict<A> = Readonly<Record<string, A>>
+
 /** Shape of `offsets.json`. */
 export interface OffsetsTable {
   readonly schema: 1
   /** module ("std" or a module path) → type → field → version → offset. */
-  readonly modules: Readonly<Record<string, Readonly<Record<string, Readonly<Record<string, Readonly<Record<string, number>>>>>>>>
+  readonly modules: Dict<Dict<Dict<Dict<number>>>>
 }
 
 /** The table shipped with the project. */

@@ -151,7 +151,8 @@ for (const version of goVersions) {
         const x = Option.getOrThrow(b.function(name))
         const y = Option.getOrThrow(s.function(name))
         assert.strictEqual(y.entryOffset - y.fileOffset, x.entryOffset - x.fileOffset, name)
-        assert.deepStrictEqual(y.returnOffsets.map((r) => r - y.fileOffset), x.returnOffsets.map((r) => r - x.fileOffset))
+        const relative = (f: typeof x) => f.returnOffsets.map((r) => r - f.fileOffset)
+        assert.deepStrictEqual(relative(y), relative(x), name)
       }
     })
 

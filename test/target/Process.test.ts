@@ -37,7 +37,8 @@ describe("TargetAnalysis", { timeout: 300_000 }, () => {
     Effect.gen(function*() {
       const svc = yield* TargetAnalysis
       const path = buildFixture("1.24.13", true)
-      const all = yield* Effect.all(Array.from({ length: 20 }, () => svc.analyzeFile(path)), { concurrency: "unbounded" })
+      const requests = Array.from({ length: 20 }, () => svc.analyzeFile(path))
+      const all = yield* Effect.all(requests, { concurrency: "unbounded" })
       assert.isTrue(all.every((b) => b === all[0]))
       assert.deepStrictEqual(yield* svc.cacheStats, { hits: 19, misses: 1, entries: 1 })
       // A failure is not cached: the next call tries again.

@@ -140,7 +140,9 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
     functionNames: () => [...funcs.keys()],
     field,
     dwarfError: () =>
-      dwarfError === undefined ? Option.none() : Option.some(new Errors.CorruptDwarf({ path, message: `${path}: ${dwarfError}` })),
+      dwarfError === undefined
+        ? Option.none()
+        : Option.some(new Errors.CorruptDwarf({ path, message: `${path}: ${dwarfError}` })),
     summary: (functionNames = []) => summarize(binary, info, pclntabVersion, () => dwarfError, functionNames)
   }
   return binary
@@ -262,7 +264,10 @@ const stage = <A>(path: string, which: Stage, f: () => A): A => {
         case "buildinfo":
           throw new Errors.CorruptBuildInfo({ path, message })
         case "pclntab":
-          throw new Errors.StrippedNoPclntab({ path, message: `${path}: no .symtab and the pclntab is unusable: ${e.message}` })
+          throw new Errors.StrippedNoPclntab({
+            path,
+            message: `${path}: no .symtab and the pclntab is unusable: ${e.message}`
+          })
       }
     }
     throw e

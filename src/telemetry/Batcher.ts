@@ -47,7 +47,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
   let failedAttempts = 0
   let lastError: Option.Option<ExportError> = Option.none()
   let closing = false
-  /** The batch being exported, so a shutdown that interrupts the worker can still deliver it. */
+  /** The batch being exported, so a shutdown that has to interrupt the worker can count it as failed. */
   let inflight: ReadonlyArray<ReadableSpan> | undefined
 
   const attempt = (batch: ReadonlyArray<ReadableSpan>) =>
@@ -121,28 +121,30 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
     })
 
   const worker = Effect.gen(function*() {
-    while (true) {
+    while (!closing) {
       const woken = yield* Queue.take(wake).pipe(Effect.timeoutOption(Duration.millis(config.scheduleDelayMillis)))
       // Woken by a full batch: ship full batches now, leave the remainder for the schedule delay.
-      yield* drain(config.maxRetries, Option.isSome(woken))
+      yield* drain(closing ? 0 : config.maxRetries, Option.isSome(woken) && !closing)
     }
+    yield* drain(0)
   })
   const fiber = yield* Effect.forkDetach(worker)
 
+  // Shutdown lets the worker finish its export and drain the queue (an interrupted export may already have been
+  // delivered, so re-sending it would duplicate); only past the export timeout is it cut off and the rest counted.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       closing = true
-      yield* Fiber.interrupt(fiber)
-      const pending = inflight
-      inflight = undefined
-      const finalDrain = Effect.gen(function*() {
-        if (pending !== undefined) yield* exportBatch(pending, 0)
-        yield* drain(0)
-      })
-      yield* finalDrain.pipe(Effect.timeoutOption(Duration.millis(config.exportTimeoutMillis)))
-      // Whatever the timeout cut off is lost: count it.
-      if (inflight !== undefined) failed += (inflight as ReadonlyArray<ReadableSpan>).length
-      failed += Queue.sizeUnsafe(queue)
+      Queue.offerUnsafe(wake, undefined)
+      const finished = yield* Fiber.join(fiber).pipe(Effect.timeoutOption(Duration.millis(config.exportTimeoutMillis)))
+      if (Option.isNone(finished)) {
+        yield* Fiber.interrupt(fiber)
+        const lost = (inflight?.length ?? 0) + Queue.sizeUnsafe(queue)
+        failed += lost
+        inflight = undefined
+        yield* Queue.clear(queue)
+        yield* Effect.logWarning(`shutdown cut off export to ${exporter.endpoint}: ${lost} spans not exported`)
+      }
       yield* exporter.shutdown
     })
   )

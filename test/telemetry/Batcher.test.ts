@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Option, Scope } from "effect"
+import { Effect, Exit, Fiber, Option, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import type { SpanData } from "../../src/probe/Telemetry.ts"
 import * as Batcher from "../../src/telemetry/Batcher.ts"
@@ -187,5 +187,25 @@ describe("Batcher", () => {
       b.offer(span(6))
       const s = yield* b.stats
       assert.deepStrictEqual([s.exported, s.dropped, s.queued], [6, 1, 0])
+    }))
+
+  it.effect("a hung exporter at shutdown is cut off after the export timeout; its spans count as failed", () =>
+    Effect.gen(function*() {
+      const exporter: Exporter = { name: "hung", endpoint: "hung://", export: () => Effect.never, shutdown: Effect.void }
+      const scope = yield* Scope.make()
+      const b = yield* Batcher.make(exporter, config({ exportTimeoutMillis: 60_000, scheduleDelayMillis: 10 })).pipe(
+        Scope.provide(scope)
+      )
+      b.offer(span(0))
+      b.offer(span(1))
+      yield* TestClock.adjust("10 millis")
+      yield* settle
+      b.offer(span(2))
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* settle
+      yield* TestClock.adjust("60 seconds")
+      yield* Fiber.join(closing)
+      const s = yield* b.stats
+      assert.deepStrictEqual([s.exported, s.failed, s.queued], [0, 3, 0])
     }))
 })

@@ -126,13 +126,16 @@ describe.each(versions)("net/http probes on Go %s", (version) => {
 
       const base = `http://${frontend.addr}`
       assert.strictEqual(yield* get(`${base}/hello`, { traceparent: INCOMING }), 200)
+      // More than 8 headers: http.Header is no longer a single swiss group but a directory of tables.
+      const many = Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`x-filler-${i}`, `v${i}`]))
+      assert.strictEqual(yield* get(`${base}/echo?big=1`, { ...many, traceparent: INCOMING.replace("b7ad", "c7ad") }), 200)
       assert.strictEqual(yield* get(`${base}/users/7`), 200)
       assert.strictEqual(yield* get(`${base}/fanout`), 200)
       assert.strictEqual(yield* get(`${base}/boom`), 500)
       assert.strictEqual(yield* get(`${base}/nope`), 404)
       assert.strictEqual(yield* get(`${base}/unreachable`), 502)
-      // 1 + 3 + 7 + 1 + 1 + 2 spans (see the routes in examples/go-service/frontend).
-      const spans = yield* (yield* CapturedSpans).take(15).pipe(Effect.timeout("15 seconds"))
+      // 1 + 3 (echo) + 3 + 7 + 1 + 1 + 2 spans (see the routes in examples/go-service/frontend).
+      const spans = yield* (yield* CapturedSpans).take(18).pipe(Effect.timeout("15 seconds"))
       const fe = (s: SpanData) => s.pid === frontend.pid
       const server = (s: SpanData) => s.kind === "server"
 
@@ -144,6 +147,10 @@ describe.each(versions)("net/http probes on Go %s", (version) => {
       assert.strictEqual(hello.attributes["server.port"], Number(frontend.addr.split(":")[1]))
       assert.strictEqual(hello.attributes["network.protocol.version"], "1.1")
       assert.isTrue(hello.endMonoNs > hello.startMonoNs)
+
+      const echo = one(spans, (s) => fe(s) && s.name === "GET /echo", "echo with many headers")
+      assert.strictEqual(echo.traceId, "0af7651916cd43dd8448eb211c80319c")
+      assert.strictEqual(echo.parentSpanId, "c7ad6b7169203331")
 
       const users = one(spans, (s) => fe(s) && server(s) && s.name === "GET /users/{id}", "frontend users")
       assert.strictEqual(users.attributes["http.response.status_code"], 200)

@@ -25,9 +25,10 @@ struct ps_swiss_offsets {
 #define PS_HEADER_GROUP_BYTES (PS_MAP_GROUP_CTRL_BYTES + 8 * PS_HEADER_SLOT_BYTES)
 
 #define PS_MAP_GROUP_SLOTS 8
-/* Bounds of the scan: 8 tables x 8 groups x 8 slots covers headers far larger than real requests carry. */
+/* Bounds of the scan: 8 tables x 32 groups x 8 slots. One table holds up to 1024 slots (128 groups) before it
+ * splits, so this covers headers of up to ~220 fields; a larger one may hide its traceparent. */
 #define PS_MAP_MAX_TABLES 8
-#define PS_MAP_MAX_GROUPS 8
+#define PS_MAP_MAX_GROUPS 32
 
 /* Where a record's kind tells user space which layout follows the head. */
 #define PS_KIND_NETHTTP_SERVER 1

@@ -118,9 +118,26 @@ export class TargetAnalysis extends Context.Service<TargetAnalysis, {
   readonly cacheStats: Effect.Effect<CacheStats>
 }>()("probescope/target/TargetAnalysis") {}
 
+type CacheEntry =
+  | { readonly ok: true; readonly binary: GoBinary }
+  | { readonly ok: false; readonly error: Errors.AnalysisError }
+
+/** A cached error, re-addressed to the path it is asked for now (e.g. another pid's /proc/<pid>/exe). */
+const withPath = (e: Errors.AnalysisError, path: string): Errors.AnalysisError => {
+  if (e.path === path) return e
+  const { _tag, ...fields } = { ...e } as Record<string, unknown>
+  void _tag
+  const Ctor = e.constructor as new(fields: Record<string, unknown>) => Errors.AnalysisError
+  return new Ctor({ ...fields, path, message: e.message.split(e.path).join(path) })
+}
+
 /** Options of `make`. */
 export interface AnalysisOptions {
-  /** Distinct executables kept analysed (least recently used evicted). Default 32. */
+  /**
+   * Distinct executables kept analysed (least recently used evicted), including those that failed analysis for a
+   * reason that only a new file can change (not Go, unsupported arch...). Default 32 — raise it for hosts with many
+   * distinct non-Go executables, or they will be re-read when rescanned.
+   */
   readonly maxEntries?: number
 }
 
@@ -128,7 +145,11 @@ export interface AnalysisOptions {
 export const make = (options: AnalysisOptions = {}) =>
   Effect.sync(() => {
     const maxEntries = options.maxEntries ?? 32
-    const cache = new Map<string, GoBinary>()
+    const cache = new Map<string, CacheEntry>()
+    const remember = (key: string, entry: CacheEntry) => {
+      cache.set(key, entry)
+      while (cache.size > maxEntries) cache.delete(cache.keys().next().value!)
+    }
     const inflight = new Map<string, Deferred.Deferred<GoBinary, Errors.AnalysisError>>()
     let hits = 0
     let misses = 0
@@ -144,7 +165,7 @@ export const make = (options: AnalysisOptions = {}) =>
         hits++
         cache.delete(key)
         cache.set(key, hit)
-        return hit
+        return hit.ok ? hit.binary : yield* Effect.fail(withPath(hit.error, path))
       }
       // A fleet starting at once asks for the same executable many times: one analysis, the others wait for it.
       const pending = inflight.get(key)
@@ -160,11 +181,10 @@ export const make = (options: AnalysisOptions = {}) =>
         catch: (e) => new Errors.FileUnreadable({ path, message: `${path}: ${(e as Error).message}` })
       }).pipe(
         Effect.flatMap((bytes) => analyzeBuffer(path, bytes)),
-        Effect.tap((binary) =>
-          Effect.sync(() => {
-            cache.set(key, binary)
-            while (cache.size > maxEntries) cache.delete(cache.keys().next().value!)
-          })
+        Effect.tap((binary) => Effect.sync(() => remember(key, { ok: true, binary }))),
+        // A file that is not (usable) Go stays so until it changes: discovery scans must not re-read it every time.
+        Effect.tapError((error) =>
+          Effect.sync(() => error._tag === "FileUnreadable" ? undefined : remember(key, { ok: false, error }))
         ),
         Effect.onExit((exit) =>
           Effect.andThen(Effect.sync(() => inflight.delete(key)), Deferred.done(deferred, exit))

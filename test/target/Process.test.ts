@@ -41,12 +41,13 @@ describe("TargetAnalysis", { timeout: 300_000 }, () => {
       const all = yield* Effect.all(requests, { concurrency: "unbounded" })
       assert.isTrue(all.every((b) => b === all[0]))
       assert.deepStrictEqual(yield* svc.cacheStats, { hits: 19, misses: 1, entries: 1 })
-      // A failure is not cached: the next call tries again.
-      const missing = "/nonexistent/probescope-target"
-      const e1 = yield* Effect.flip(svc.analyzeFile(missing))
-      assert.strictEqual(e1._tag, "FileUnreadable")
-      assert.include(e1.message, "ENOENT")
-      assert.strictEqual((yield* svc.cacheStats).entries, 1)
+      // A file that is not Go is remembered as such (a rescan does not read it again), under the path asked for.
+      const e1 = yield* Effect.flip(svc.analyzeFile("/bin/true"))
+      assert.strictEqual(e1._tag, "NotGo")
+      const e2 = yield* Effect.flip(svc.analyzeFile("/usr/bin/true"))
+      assert.strictEqual(e2._tag, "NotGo")
+      assert.strictEqual(e2.message, "/usr/bin/true: no Go build information (.go.buildinfo): not a Go program")
+      assert.deepStrictEqual(yield* svc.cacheStats, { hits: 20, misses: 2, entries: 2 })
     }).pipe(Effect.provide(layer)))
 
   it.effect("evicts the least recently used executable beyond maxEntries", () =>

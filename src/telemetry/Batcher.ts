@@ -24,7 +24,10 @@ export interface BatcherStats {
   readonly failed: number
   /** Failed export attempts, retries included. */
   readonly failedAttempts: number
+  /** The most recent failed attempt's error (kept after recovery). */
   readonly lastError: Option.Option<ExportError>
+  /** True while the most recent export attempt failed. */
+  readonly failing: boolean
 }
 
 /** A running pipeline. `offer` is synchronous and never blocks. */
@@ -46,6 +49,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
   let failed = 0
   let failedAttempts = 0
   let lastError: Option.Option<ExportError> = Option.none()
+  let failing = false
   let closing = false
   /** The batch being exported, so a shutdown that has to interrupt the worker can count it as failed. */
   let inflight: ReadonlyArray<ReadableSpan> | undefined
@@ -75,9 +79,11 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
             })
           )
       }),
+      Effect.tap(() => Effect.sync(() => void (failing = false))),
       Effect.tapError((e: ExportError) =>
         Effect.sync(() => {
           failedAttempts++
+          failing = true
           lastError = Option.some(e)
         })
       )
@@ -90,8 +96,8 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
         onSuccess: () => Effect.sync(() => void (exported += batch.length)),
         onFailure: (error: ExportError) =>
           Effect.sync(() => void (failed += batch.length)).pipe(
-            Effect.andThen(Effect.logWarning(`dropping ${batch.length} spans: ${error.message}`, error)),
-            Effect.annotateLogs({ exporter: exporter.name, endpoint: exporter.endpoint })
+            Effect.andThen(Effect.logWarning(`dropping ${batch.length} spans: ${error.message}`)),
+            Effect.annotateLogs({ error: error._tag, exporter: exporter.name, endpoint: exporter.endpoint })
           )
       })
     )
@@ -167,7 +173,8 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
       dropped,
       failed,
       failedAttempts,
-      lastError
+      lastError,
+      failing
     })),
     flush: drain(0)
   }

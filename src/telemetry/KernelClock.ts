@@ -4,7 +4,7 @@
  * Node's `process.hrtime.bigint()` reads the same CLOCK_MONOTONIC on Linux, so wall − mono is one offset. NTP slews
  * the wall clock (and may step it), so the offset is re-estimated periodically in a scoped fiber.
  */
-import { Context, Duration, Effect, Layer, Schedule } from "effect"
+import { Context, Duration, Effect, Layer } from "effect"
 import { type ClockOffset, estimateOffset, monoToEpochNs } from "./internal/clockMath.ts"
 
 export type { ClockOffset } from "./internal/clockMath.ts"
@@ -46,8 +46,9 @@ export const layerWith = (options: KernelClockOptions = {}): Layer.Layer<KernelC
         current = sample()
         return current
       })
-      yield* resync.pipe(
-        Effect.repeat(Schedule.spaced(options.resyncEvery ?? Duration.minutes(1))),
+      yield* Effect.sleep(options.resyncEvery ?? Duration.minutes(1)).pipe(
+        Effect.andThen(resync),
+        Effect.forever,
         Effect.forkScoped
       )
       return KernelClock.of({

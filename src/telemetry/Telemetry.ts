@@ -20,6 +20,20 @@ export interface TelemetryStats {
   readonly exporters: ReadonlyArray<BatcherStats>
 }
 
+/**
+ * One status line, e.g. `spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed`,
+ * with the last export error appended while exports are failing.
+ */
+export const formatStats = (stats: TelemetryStats): string =>
+  [
+    `spans ${stats.received}`,
+    ...stats.exporters.map((e) => {
+      const line = `${e.exporter} ${e.endpoint}: ${e.exported} exported, ${e.queued} queued, ${e.dropped} dropped, ` +
+        `${e.failed} failed`
+      return e.failing && e.lastError._tag === "Some" ? `${line} (failing: ${e.lastError.value.message})` : line
+    })
+  ].join(" · ")
+
 /** Control and status of the running telemetry pipeline. */
 export class Telemetry extends Context.Service<Telemetry, {
   readonly stats: Effect.Effect<TelemetryStats>

@@ -119,7 +119,7 @@ describe("Batcher", () => {
       yield* settle
       assert.deepStrictEqual(state.batches, [["s0"]])
       const s = yield* b.stats
-      assert.deepStrictEqual([s.exported, s.failed, s.failedAttempts], [1, 0, 2])
+      assert.deepStrictEqual([s.exported, s.failed, s.failedAttempts, s.failing], [1, 0, 2, false])
       const error = Option.getOrThrow(s.lastError)
       assert.strictEqual(error._tag, "ExportError")
       assert.strictEqual(error.message, "export to fake://sink failed: down")
@@ -139,7 +139,7 @@ describe("Batcher", () => {
       yield* TestClock.adjust("200 millis")
       yield* settle
       const failed = yield* b.stats
-      assert.deepStrictEqual([failed.exported, failed.failed, failed.failedAttempts], [0, 2, 3])
+      assert.deepStrictEqual([failed.exported, failed.failed, failed.failedAttempts, failed.failing], [0, 2, 3, true])
       state.down = false
       b.offer(span(2))
       yield* TestClock.adjust("1 second")

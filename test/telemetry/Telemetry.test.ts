@@ -1,8 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api"
-import { ConfigProvider, Context, Effect, Exit, Layer, Scope } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Layer, Option, Scope } from "effect"
 import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as Exporter from "../../src/telemetry/Exporter.ts"
+import { ExportError } from "../../src/telemetry/Exporter.ts"
 import * as KernelClock from "../../src/telemetry/KernelClock.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
@@ -162,4 +163,33 @@ describe("Telemetry.layerWith", () => {
       const stats = yield* Context.get(ctx, Telemetry.Telemetry).stats
       assert.deepStrictEqual(stats, { received: 1, exporters: [] })
     }).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ OTEL_TRACES_EXPORTER: "none" })))))
+})
+
+describe("Telemetry.formatStats", () => {
+  it("renders one status line, with the error only while exports fail", () => {
+    const exporter = {
+      exporter: "otlp",
+      endpoint: "http://c:4318/v1/traces",
+      accepted: 120,
+      queued: 0,
+      exported: 118,
+      dropped: 2,
+      failed: 0,
+      failedAttempts: 1,
+      lastError: Option.some(
+        new ExportError({ exporter: "otlp", endpoint: "http://c:4318/v1/traces", message: "export failed: refused" })
+      ),
+      failing: false
+    }
+    assert.strictEqual(
+      Telemetry.formatStats({ received: 120, exporters: [exporter] }),
+      "spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed"
+    )
+    assert.strictEqual(
+      Telemetry.formatStats({ received: 120, exporters: [{ ...exporter, failing: true }] }),
+      "spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed " +
+        "(failing: export failed: refused)"
+    )
+    assert.strictEqual(Telemetry.formatStats({ received: 3, exporters: [] }), "spans 3")
+  })
 })

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { spawn } from "node:child_process"
+import type { Target } from "../../src/probe/Target.ts"
 import { layer, make, TargetAnalysis } from "../../src/target/GoBinary.ts"
 import { buildFixture } from "./helpers.ts"
 
@@ -16,7 +17,9 @@ describe("TargetAnalysis", { timeout: 300_000 }, () => {
       yield* Effect.promise(() => new Promise((r) => setTimeout(r, 200)))
       const svc = yield* TargetAnalysis
       const p = yield* svc.analyzePid(child.pid!)
-      assert.strictEqual(p.pid, child.pid)
+      // A GoProcess is a probe `Target` as it is (checked by the compiler).
+      const target: Target = p
+      assert.strictEqual(target.pid, child.pid)
       assert.strictEqual(p.exe, path)
       assert.strictEqual(p.exeLink, path)
       assert.strictEqual(p.goVersion, "1.26.8")

@@ -16,6 +16,8 @@ import * as TelemetryConfig from "./TelemetryConfig.ts"
 export interface TelemetryStats {
   /** Spans handed to the sink. */
   readonly received: number
+  /** Spans refused because an id was not lowercase hex of the right length (they would spoil a whole batch). */
+  readonly invalid: number
   /** One entry per exporter pipeline. */
   readonly exporters: ReadonlyArray<BatcherStats>
 }
@@ -26,7 +28,7 @@ export interface TelemetryStats {
  */
 export const formatStats = (stats: TelemetryStats): string =>
   [
-    `spans ${stats.received}`,
+    stats.invalid > 0 ? `spans ${stats.received} (${stats.invalid} invalid)` : `spans ${stats.received}`,
     ...stats.exporters.map((e) => {
       const line = `${e.exporter} ${e.endpoint}: ${e.exported} exported, ${e.queued} queued, ${e.dropped} dropped, ` +
         `${e.failed} failed`
@@ -53,6 +55,16 @@ export interface Options {
   readonly clock?: Layer.Layer<KernelClock.KernelClock>
 }
 
+const TRACE_ID = /^[0-9a-f]{32}$/
+const SPAN_ID = /^[0-9a-f]{16}$/
+const ZERO_TRACE = "0".repeat(32)
+const ZERO_SPAN = "0".repeat(16)
+
+/** W3C-valid ids: right length, lowercase hex, not all zero; an absent or empty parent is a root. */
+const validIds = (d: SpanData) =>
+  TRACE_ID.test(d.traceId) && d.traceId !== ZERO_TRACE && SPAN_ID.test(d.spanId) && d.spanId !== ZERO_SPAN &&
+  (d.parentSpanId === undefined || d.parentSpanId === "" || SPAN_ID.test(d.parentSpanId))
+
 const exportersFor = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
   options.exporters ?? config.exporters.map((name) =>
     name === "otlp" ? Exporter.otlp(config.otlp) : Exporter.console(config.consoleFormat, options.write)
@@ -65,17 +77,22 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
       const resources = yield* ProcessResources.ProcessResources
       const batchers = yield* Effect.forEach(exportersFor(config, options), (e) => Batcher.make(e, config.batch))
       let received = 0
+      let invalid = 0
       const sink = TelemetrySink.of({
         span: (data: SpanData) =>
           Effect.sync(() => {
             received++
+            if (!validIds(data)) {
+              invalid++
+              return
+            }
             if (batchers.length === 0) return
             const span = toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs)
             for (const b of batchers) b.offer(span)
           })
       })
       const telemetry = Telemetry.of({
-        stats: Effect.map(Effect.forEach(batchers, (b) => b.stats), (exporters) => ({ received, exporters })),
+        stats: Effect.map(Effect.forEach(batchers, (b) => b.stats), (exporters) => ({ received, invalid, exporters })),
         flush: Effect.forEach(batchers, (b) => b.flush, { discard: true })
       })
       return Context.make(TelemetrySink, sink).pipe(Context.add(Telemetry, telemetry))
@@ -129,7 +146,7 @@ export const layerTest = (offsetNs = 0n): Layer.Layer<Services | TelemetryCaptur
             )
           })
       })
-      const stats = Effect.sync((): TelemetryStats => ({ received: spans.length, exporters: [] }))
+      const stats = Effect.sync((): TelemetryStats => ({ received: spans.length, invalid: 0, exporters: [] }))
       return Context.make(TelemetrySink, sink).pipe(
         Context.add(Telemetry, Telemetry.of({ stats, flush: Effect.void })),
         Context.add(TelemetryCapture, TelemetryCapture.of({

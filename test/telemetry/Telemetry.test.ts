@@ -156,12 +156,32 @@ describe("Telemetry.layerWith", () => {
       }
     }))
 
+  it.effect("spans with malformed ids are refused and counted, so they cannot spoil a batch", () =>
+    Effect.gen(function*() {
+      const a = Exporter.memory()
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(
+        Telemetry.layerWith(baseConfig, { exporters: [a], clock: KernelClock.layerFixed(0n) }),
+        scope
+      )
+      const sink = Context.get(ctx, TelemetrySink)
+      yield* sink.span({ ...server, traceId: "XYZ" })
+      yield* sink.span({ ...server, spanId: "0000000000000000" })
+      yield* sink.span({ ...server, parentSpanId: "123" })
+      yield* sink.span({ ...server, traceId: server.traceId.toUpperCase() })
+      yield* sink.span(server)
+      const stats = yield* Context.get(ctx, Telemetry.Telemetry).stats
+      assert.deepStrictEqual([stats.received, stats.invalid, stats.exporters[0]!.accepted], [5, 4, 1])
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(a.batches.map((b) => b.map((s) => s.name)), [["GET /"]])
+    }))
+
   it.effect("OTEL_TRACES_EXPORTER=none exports nothing but still counts what it received", () =>
     Effect.gen(function*() {
       const ctx = yield* Layer.build(Telemetry.layer)
       yield* Context.get(ctx, TelemetrySink).span(server)
       const stats = yield* Context.get(ctx, Telemetry.Telemetry).stats
-      assert.deepStrictEqual(stats, { received: 1, exporters: [] })
+      assert.deepStrictEqual(stats, { received: 1, invalid: 0, exporters: [] })
     }).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ OTEL_TRACES_EXPORTER: "none" })))))
 })
 
@@ -182,14 +202,14 @@ describe("Telemetry.formatStats", () => {
       failing: false
     }
     assert.strictEqual(
-      Telemetry.formatStats({ received: 120, exporters: [exporter] }),
+      Telemetry.formatStats({ received: 120, invalid: 0, exporters: [exporter] }),
       "spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed"
     )
     assert.strictEqual(
-      Telemetry.formatStats({ received: 120, exporters: [{ ...exporter, failing: true }] }),
+      Telemetry.formatStats({ received: 120, invalid: 0, exporters: [{ ...exporter, failing: true }] }),
       "spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed " +
         "(failing: export failed: refused)"
     )
-    assert.strictEqual(Telemetry.formatStats({ received: 3, exporters: [] }), "spans 3")
+    assert.strictEqual(Telemetry.formatStats({ received: 3, invalid: 1, exporters: [] }), "spans 3 (1 invalid)")
   })
 })

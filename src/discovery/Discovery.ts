@@ -3,17 +3,19 @@
  * first and scans /proc second, so a process starting during the scan is not missed (it may be reported twice;
  * consumers key by PID). Kernel events arrive within milliseconds, through the same batched ring buffer as probes.
  */
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Layer, Schema, Stream } from "effect"
 import * as fs from "node:fs"
-import type { BpfError } from "../kernel/Bpf.ts"
-import { Bpf } from "../kernel/Bpf.ts"
-import { bpfObjectPath } from "../kernel/Objects.ts"
+import type { Scope } from "effect"
+import type { BpfMapError } from "../kernel/Bpf.ts"
+import type { ProbeId } from "../probe/Probe.ts"
+import * as ProbeRegistry from "../probe/ProbeRegistry.ts"
+import type { ProcessNotFound, ProcessUnreadable } from "../target/Errors.ts"
 import type { ProcessEvent } from "./ProcessEvent.ts"
 import { exited, started } from "./ProcessEvent.ts"
-import type { ProcessUnreadable } from "./ProcScan.ts"
-import { exeOf, ProcessNotFound, scan } from "./ProcScan.ts"
+import { exeOf, scan } from "./ProcScan.ts"
+import { ProcessWatcher } from "./ProcessWatcher.ts"
 import type { Selector } from "./Selector.ts"
-import { matcher, watchesNewProcesses } from "./Selector.ts"
+import { matcher } from "./Selector.ts"
 
 const isDefined = <A>(a: A | undefined): a is A => a !== undefined
 
@@ -40,27 +42,32 @@ export const decodeRecord = (r: Uint8Array): DiscoveryRecord | undefined => {
 }
 
 /**
- * Start/exit events for the processes the selector picks. An explicitly requested PID that does not exist fails
- * the stream with ProcessNotFound before anything else happens.
+ * Subscribes first (the watcher probe's ring buffer), then checks explicit PIDs and scans /proc, so a process
+ * starting during the scan is not missed (nor reported twice). The returned stream cannot fail: every error
+ * happens here, up front.
  */
-export const events = (
+export const subscribe = (
   selector: Selector
-): Stream.Stream<ProcessEvent, BpfError | ProcessNotFound | ProcessUnreadable, Bpf> =>
-  Stream.unwrap(Effect.gen(function*() {
+): Effect.Effect<
+  Stream.Stream<ProcessEvent>,
+  BpfMapError | ProcessNotFound | ProcessUnreadable,
+  Scope.Scope | ProbeId<typeof ProcessWatcher.name>
+> =>
+  Effect.gen(function*() {
     const matches = matcher(selector)
-    const explicit = yield* Effect.forEach(selector.pids, (pid) => Effect.map(exeOf(pid), (exe) => started(pid, exe)))
-
-    const live = watchesNewProcesses(selector) || selector.pids.length > 0
-      ? yield* kernelEvents
-      : Stream.empty
+    const watcher = yield* ProcessWatcher.tag
+    const rb = yield* watcher.loaded.object.ringBuffer("events", { capacity: 65_536 })
+    const explicit = yield* Effect.forEach(selector.pids, (pid) => Effect.map(exeOf(pid), (exe) => ({ pid, exe })))
     const running = (yield* scan).filter((p) => !selector.pids.includes(p.pid) && matches(p.pid, p.exe))
-    const tracked = new Set<number>([...selector.pids, ...running.map((p) => p.pid)])
+    const initial = [...explicit, ...running]
+    // pid -> exe of what was reported started; the ring may still hold the exec of a process the scan found
+    const tracked = new Map<number, string>(initial.map((p) => [p.pid, p.exe]))
 
-    const follow = live.pipe(
+    const follow = rb.records.pipe(
+      Stream.map(decodeRecord),
+      Stream.filter(isDefined),
       Stream.map((rec): ProcessEvent | undefined => {
-        if (rec.kind === EXIT) {
-          return tracked.delete(rec.pid) ? exited(rec.pid) : undefined
-        }
+        if (rec.kind === EXIT) return tracked.delete(rec.pid) ? exited(rec.pid) : undefined
         if (rec.kind !== EXEC) return undefined
         // The event's own path says what was exec'd; /proc may already show a later exec of the same pid.
         const exe = resolveExe(rec.pid, rec.path)
@@ -68,13 +75,17 @@ export const events = (
           // An exec replacing the image of a process we followed ends that process as far as probes go.
           return tracked.delete(rec.pid) ? exited(rec.pid) : undefined
         }
-        tracked.add(rec.pid)
+        if (tracked.get(rec.pid) === exe) return undefined
+        tracked.set(rec.pid, exe)
         return started(rec.pid, exe)
       }),
       Stream.filter(isDefined)
     )
-    return Stream.concat(Stream.fromIterable([...explicit, ...running.map((p) => started(p.pid, p.exe))]), follow)
-  }))
+    return Stream.concat(Stream.fromIterable(initial.map((p) => started(p.pid, p.exe))), follow)
+  })
+
+/** `subscribe` as a stream whose subscription lives as long as the stream. */
+export const events = (selector: Selector) => Stream.unwrap(subscribe(selector))
 
 /** An absolute exec path resolved through symlinks; a relative one is relative to the caller's cwd, so ask /proc. */
 const resolveExe = (pid: number, path: string): string => {
@@ -88,14 +99,7 @@ const resolveExe = (pid: number, path: string): string => {
   return Effect.runSync(exeOf(pid).pipe(Effect.orElseSucceed(() => path)))
 }
 
-/** The exec/exit tracepoint records, decoded; the object and links live as long as the stream. */
-const kernelEvents = Effect.gen(function*() {
-  const bpf = yield* Bpf
-  const obj = yield* bpf.load({ file: bpfObjectPath("discovery"), name: "discovery" })
-  yield* obj.attachTracepoint({ program: "discovery_exec", category: "sched", name: "sched_process_exec" })
-  yield* obj.attachTracepoint({ program: "discovery_exit", category: "sched", name: "sched_process_exit" })
-  const rb = yield* obj.ringBuffer("events", { capacity: 65_536 })
-  return rb.records.pipe(Stream.map(decodeRecord), Stream.filter(isDefined))
-})
+/** The watcher probe with a private registry: discovery's own daemon, not one the Manager attaches per target. */
+export const layer = ProcessWatcher.layer.pipe(Layer.provide(ProbeRegistry.layer))
 
-export { ProcessNotFound }
+export { ProcessWatcher }

@@ -1,23 +1,8 @@
 /** The /proc side of discovery: what already runs when the agent starts. */
-import { Effect, Schema } from "effect"
+import { Effect } from "effect"
+import { ProcessNotFound, ProcessUnreadable } from "../target/Errors.ts"
 import * as fs from "node:fs"
 
-/** A PID that was asked for does not exist (or vanished before it could be read). */
-export class ProcessNotFound extends Schema.TaggedError<ProcessNotFound>()("ProcessNotFound", {
-  pid: Schema.Number,
-  message: Schema.String
-}) {}
-
-/** The process exists but its executable cannot be read (permissions, or a kernel thread). */
-export class ProcessUnreadable extends Schema.TaggedError<ProcessUnreadable>()("ProcessUnreadable", {
-  pid: Schema.Number,
-  message: Schema.String
-}) {}
-
-/**
- * The executable of a process. The link target gets " (deleted)" when the file was replaced on disk; the
- * /proc/<pid>/exe path itself still reaches the running image, so use it then.
- */
 const readExe = (pid: number): string => {
   const target = fs.readlinkSync(`/proc/${pid}/exe`)
   return target.endsWith(" (deleted)") ? `/proc/${pid}/exe` : target

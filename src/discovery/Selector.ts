@@ -26,7 +26,3 @@ export const matcher = (selector: Selector): ((pid: number, exe: string) => bool
   const exes = new Set(selector.exes.map(realpath))
   return (pid, exe) => pids.has(pid) || exes.has(exe) || (selector.predicate?.(exe) ?? false)
 }
-
-/** True when the selector can match processes that start later (explicit PIDs only cannot). */
-export const watchesNewProcesses = (selector: Selector): boolean =>
-  selector.exes.length > 0 || selector.predicate !== undefined

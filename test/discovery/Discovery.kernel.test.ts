@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Stream } from "effect"
+import { Effect, Fiber, Layer, Stream } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -7,7 +7,6 @@ import * as path from "node:path"
 import * as Discovery from "../../src/discovery/Discovery.ts"
 import type { ProcessEvent } from "../../src/discovery/ProcessEvent.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
-import { ownBpfFds } from "../../src/kernel/BpfLive.ts"
 import { buildAll } from "../kernel/fixtures.ts"
 
 buildAll()
@@ -25,7 +24,6 @@ describe("discovery on the real kernel", () => {
     Effect.gen(function*() {
       const before = run(1.5)
       yield* Effect.sleep("100 millis")
-      const fdsBefore = ownBpfFds()
       const seen: Array<ProcessEvent> = []
       const fiber = yield* Discovery.events({ pids: [], exes: [sleeper] }).pipe(
         Stream.tap((e) => Effect.sync(() => seen.push(e))),
@@ -42,15 +40,13 @@ describe("discovery on the real kernel", () => {
         { _tag: "Started", pid: later.pid!, exe: sleeper }
       ])
       assert.deepStrictEqual(seen.at(-1), { _tag: "Exited", pid: later.pid! })
-      // the tracepoint links and the object are gone with the stream
-      assert.deepStrictEqual(ownBpfFds(), fdsBefore)
       before.kill()
-    }).pipe(Effect.provide(BpfLive.layer)))
+    }).pipe(Effect.provide(Discovery.layer.pipe(Layer.provide(BpfLive.layer)))))
 
   it.live("an explicit pid that does not exist fails with ProcessNotFound", () =>
     Effect.gen(function*() {
       const err = yield* Effect.flip(Stream.runDrain(Discovery.events({ pids: [4_000_001], exes: [] })))
       assert.strictEqual(err._tag, "ProcessNotFound")
       assert.strictEqual(err.message, "process 4000001 does not exist")
-    }).pipe(Effect.provide(BpfLive.layer)))
+    }).pipe(Effect.provide(Discovery.layer.pipe(Layer.provide(BpfLive.layer)))))
 })

@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import { decodeRecord } from "../../src/discovery/Discovery.ts"
 import { exeOf, scan } from "../../src/discovery/ProcScan.ts"
-import { matcher, watchesNewProcesses } from "../../src/discovery/Selector.ts"
+import { matcher } from "../../src/discovery/Selector.ts"
 
 const record = (kind: number, pid: number, path: string): Uint8Array => {
   const bytes = new Uint8Array(24 + 256)
@@ -40,8 +40,6 @@ describe("discovery", () => {
     assert.isTrue(m(11, fs.realpathSync("/proc/self/exe")))
     assert.isTrue(m(12, "/srv/go-app"))
     assert.isFalse(m(13, "/bin/true"))
-    assert.isFalse(watchesNewProcesses({ pids: [1], exes: [] }))
-    assert.isTrue(watchesNewProcesses({ pids: [], exes: ["/bin/x"] }))
   })
 
   it.effect("scans /proc and finds this process", () =>

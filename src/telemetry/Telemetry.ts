@@ -87,7 +87,8 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
               return
             }
             if (batchers.length === 0) return
-            const span = toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs)
+            const resource = resources.resourceFor(data.pid)
+            const span = toReadableSpan(data, resource, ProcessResources.version, clock.toEpochNs)
             for (const b of batchers) b.offer(span)
           })
       })
@@ -157,6 +158,9 @@ export const layerTest = (offsetNs = 0n): Layer.Layer<Services | TelemetryCaptur
     })
   ).pipe(
     Layer.provideMerge(
-      Layer.merge(KernelClock.layerFixed(offsetNs), ProcessResources.layerWith({ serviceName: undefined, attributes: {} }))
+      Layer.merge(
+        KernelClock.layerFixed(offsetNs),
+        ProcessResources.layerWith({ serviceName: undefined, attributes: {} })
+      )
     )
   )

@@ -117,7 +117,10 @@ export const parseKeyValueList = Effect.fnUntraced(function*(variable: string, v
 })
 
 const keyValues = (variable: string) =>
-  Effect.flatMap(raw(variable), (value) => value === undefined ? Effect.succeed({}) : parseKeyValueList(variable, value))
+  Effect.flatMap(
+    raw(variable),
+    (value) => value === undefined ? Effect.succeed({}) : parseKeyValueList(variable, value)
+  )
 
 const exporterList = Effect.fnUntraced(function*() {
   const value = yield* raw("OTEL_TRACES_EXPORTER")
@@ -181,8 +184,8 @@ export const load: Effect.Effect<TelemetryConfig, TelemetryConfigError> = Effect
   if (maxExportBatchSize > maxQueueSize) {
     return yield* new TelemetryConfigError({
       variable: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-      message: `Invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE=${maxExportBatchSize}: must not exceed OTEL_BSP_MAX_QUEUE_SIZE ` +
-        `(${maxQueueSize})`
+      message: `Invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE=${maxExportBatchSize}: ` +
+        `must not exceed OTEL_BSP_MAX_QUEUE_SIZE (${maxQueueSize})`
     })
   }
   const batch: BatchConfig = {

@@ -63,7 +63,8 @@ export const build: Effect.Effect<string, ReceiverError> = Effect.callback<strin
   const tmp = `${binaryPath}.${process.pid}.tmp`
   execFile("go", ["build", "-o", tmp, "."], { cwd: here, timeout: 300_000 }, (error, _stdout, stderr) => {
     if (error) {
-      resume(Effect.fail(new ReceiverError({ message: `go build of test/receiver failed: ${stderr || error.message}` })))
+      const message = `go build of test/receiver failed: ${stderr || error.message}`
+      resume(Effect.fail(new ReceiverError({ message })))
       return
     }
     renameSync(tmp, binaryPath)

@@ -48,7 +48,11 @@ const fake = () => {
         state.attempts++
         if (state.down) {
           return Effect.fail(
-            new ExportError({ exporter: "fake", endpoint: "fake://sink", message: "export to fake://sink failed: down" })
+            new ExportError({
+              exporter: "fake",
+              endpoint: "fake://sink",
+              message: "export to fake://sink failed: down"
+            })
           )
         }
         state.batches.push(spans.map((s) => s.name))
@@ -191,7 +195,12 @@ describe("Batcher", () => {
 
   it.effect("a hung exporter at shutdown is cut off after the export timeout; its spans count as failed", () =>
     Effect.gen(function*() {
-      const exporter: Exporter = { name: "hung", endpoint: "hung://", export: () => Effect.never, shutdown: Effect.void }
+      const exporter: Exporter = {
+        name: "hung",
+        endpoint: "hung://",
+        export: () => Effect.never,
+        shutdown: Effect.void
+      }
       const scope = yield* Scope.make()
       const b = yield* Batcher.make(exporter, config({ exportTimeoutMillis: 60_000, scheduleDelayMillis: 10 })).pipe(
         Scope.provide(scope)

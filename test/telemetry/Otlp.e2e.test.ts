@@ -202,7 +202,10 @@ describe("OTLP export to a real receiver", () => {
       assert.strictEqual(e.failedAttempts, 2)
       const error = Option.getOrThrow(e.lastError)
       assert.strictEqual(error._tag, "ExportError")
-      assert.strictEqual(error.message, `export to ${endpoint}/v1/traces failed: connect ECONNREFUSED ${endpoint.slice(7)}`)
+      assert.strictEqual(
+        error.message,
+        `export to ${endpoint}/v1/traces failed: connect ECONNREFUSED ${endpoint.slice(7)}`
+      )
       // Still accepting spans afterwards.
       yield* sink.span(spans[0]!)
       assert.strictEqual((yield* telemetry.stats).exporters[0]!.accepted, 4)

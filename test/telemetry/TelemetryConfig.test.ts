@@ -17,7 +17,12 @@ describe("TelemetryConfig.load", () => {
         serviceName: undefined,
         resourceAttributes: {},
         exporters: ["otlp"],
-        otlp: { protocol: "http/protobuf", endpoint: "http://localhost:4318/v1/traces", headers: {}, timeoutMillis: 10000 },
+        otlp: {
+          protocol: "http/protobuf",
+          endpoint: "http://localhost:4318/v1/traces",
+          headers: {},
+          timeoutMillis: 10000
+        },
         consoleFormat: "tree",
         batch: {
           maxQueueSize: 2048,

@@ -9,6 +9,7 @@ import * as path from "node:path"
 import { Bpf } from "../kernel/Bpf.ts"
 import { ownBpfFds } from "../kernel/BpfLive.ts"
 import { bpfObjectPath } from "../kernel/Objects.ts"
+import * as Lockdown from "../instrumentations/internal/Lockdown.ts"
 
 export interface Check {
   readonly name: string
@@ -76,14 +77,16 @@ const btf = (): Check =>
     : check("btf", false, "/sys/kernel/btf/vmlinux is absent: the kernel was built without CONFIG_DEBUG_INFO_BTF")
 
 /** Lockdown decides whether the client probe may write `traceparent` into outgoing requests. Informational. */
-const lockdown = (): Check =>
-  Option.match(readText("/sys/kernel/security/lockdown"), {
-    onNone: () => check("lockdown", true, "no lockdown (securityfs absent): traceparent injection allowed"),
-    onSome: (t) => {
-      const mode = /\[(\w+)\]/.exec(t)?.[1] ?? t.trim()
-      return check("lockdown", true, mode === "none" ? "none: traceparent injection allowed" : `${mode}: traceparent injection disabled, local spans only`)
-    }
-  })
+const lockdown = (): Check => {
+  const support = Lockdown.writeUserSupport()
+  return check(
+    "lockdown",
+    true,
+    support.permitted
+      ? `${support.reason}: traceparent injection allowed`
+      : `${support.reason}: no traceparent injection (bpf_probe_write_user forbidden); same-host context only`
+  )
+}
 
 /** The shared library that holds `getrusage`, which `process.resourceUsage()` calls every time: our trigger. */
 const libcPath = (): Option.Option<string> =>

@@ -1,0 +1,105 @@
+/**
+ * The agent `probescope run` starts, as layers: discovery feeds target analysis, analysed processes feed the
+ * Manager, the Manager's probes feed telemetry. Every kernel resource hangs off these layers' scopes, so an
+ * interrupt (SIGINT/SIGTERM) detaches and closes everything, after which telemetry flushes.
+ */
+import { Duration, Effect, Layer, Stream } from "effect"
+import * as Discovery from "../discovery/Discovery.ts"
+import type { Selector } from "../discovery/Selector.ts"
+import { GoContext, NetHttpClient, NetHttpServer } from "../instrumentations/index.ts"
+import * as BpfLive from "../kernel/BpfLive.ts"
+import * as Manager from "../manager/Manager.ts"
+import { TargetEvent, TargetSource } from "../manager/TargetEvent.ts"
+import type { TargetEvent as TargetEventType } from "../manager/TargetEvent.ts"
+import * as Manifest from "../probe/Manifest.ts"
+import * as TracingConfig from "../probe/TracingConfig.ts"
+import type { AnalysisError, ProcessAnalysisError } from "../target/Errors.ts"
+import * as GoBinary from "../target/GoBinary.ts"
+import * as ProcessResources from "../telemetry/ProcessResources.ts"
+import * as Telemetry from "../telemetry/Telemetry.ts"
+import { UnsupportedTarget } from "./Errors.ts"
+
+/** The built-in probes' definitions, in dependency order (for inspect and for explicit-PID checks). */
+export const builtins = [GoContext.GoContext, NetHttpServer.NetHttpServer, NetHttpClient.NetHttpClient] as const
+
+/** The built-in probes as one layer (GoContext comes in through the instruments' dependency on its map). */
+export const builtinProbes = Layer.mergeAll(NetHttpServer.NetHttpServer.layer, NetHttpClient.NetHttpClient.layer)
+
+/** How long a process's resource outlives it: spans of its last requests may still be in flight to the exporter. */
+const RESOURCE_GRACE = Duration.seconds(30)
+
+/**
+ * A process the user named must be instrumentable: analysable Go, and at least one built-in probe applies;
+ * otherwise the run fails up front with the reasons, rather than sitting idle.
+ */
+const checkExplicit = (pid: number) =>
+  Effect.gen(function*() {
+    const analysis = yield* GoBinary.TargetAnalysis
+    const target = yield* analysis.analyzePid(pid)
+    const reasons: Array<string> = []
+    for (const def of builtins) {
+      const app = Manifest.check(def.name, def.manifest, target)
+      if (app._tag === "Applies") return
+      if (app._tag === "NotApplicable") reasons.push(`${def.name}: ${app.reason}`)
+    }
+    return yield* new UnsupportedTarget({
+      pid,
+      message: `pid ${pid} (${target.exe}, Go ${target.goVersion}) is not supported: ${reasons.join("; ")}`
+    })
+  })
+
+/** An `--exe` must exist and be Go that the analysis can read: fail at start, not silently later. */
+const checkExe = (path: string) =>
+  Effect.gen(function*() {
+    const analysis = yield* GoBinary.TargetAnalysis
+    yield* analysis.analyzeFile(path)
+  })
+
+/**
+ * The Manager's target source: discovery's process events, each started process analysed into a `Target` and its
+ * resource registered. A discovered process that cannot be analysed (not Go, too old) is logged and skipped.
+ */
+export const targetSource = (selector: Selector) =>
+  Layer.effect(
+    TargetSource,
+    Effect.gen(function*() {
+      yield* Effect.forEach(selector.pids, checkExplicit, { discard: true })
+      yield* Effect.forEach(selector.exes, checkExe, { discard: true })
+      const analysis = yield* GoBinary.TargetAnalysis
+      const resources = yield* ProcessResources.ProcessResources
+      const processes = yield* Discovery.subscribe(selector)
+      const started = (pid: number): Effect.Effect<TargetEventType | undefined> =>
+        analysis.analyzePid(pid).pipe(
+          Effect.tap((t) => resources.register(pid, { exe: t.exe, goVersion: t.goVersion })),
+          Effect.map((target) => TargetEvent.Started({ target })),
+          Effect.catch((e: ProcessAnalysisError) =>
+            Effect.as(Effect.logWarning(`pid ${pid}: not instrumented: ${e.message}`), undefined)
+          )
+        )
+      const exited = (pid: number): Effect.Effect<TargetEventType> =>
+        Effect.as(
+          Effect.forkDetach(Effect.delay(resources.unregister(pid), RESOURCE_GRACE)),
+          TargetEvent.Exited({ pid })
+        )
+      const events = processes.pipe(
+        Stream.mapEffect((e) => e._tag === "Started" ? started(e.pid) : exited(e.pid)),
+        Stream.filter((e): e is TargetEventType => e !== undefined)
+      )
+      return TargetSource.of({ events })
+    })
+  )
+
+/**
+ * The whole agent for a selector: Bpf, analysis, discovery's watcher probe, telemetry from `OTEL_*`, the sampler
+ * from `OTEL_TRACES_SAMPLER`, the built-in probes and the Manager.
+ */
+export const layer = (selector: Selector) => {
+  const kernel = BpfLive.layer
+  const base = Layer.mergeAll(GoBinary.layer, Telemetry.layer, TracingConfig.layerConfig).pipe(
+    Layer.provideMerge(kernel)
+  )
+  const source = targetSource(selector).pipe(Layer.provide(Discovery.layer), Layer.provide(base))
+  return Manager.layerWith(builtinProbes).pipe(Layer.provide(source), Layer.provideMerge(base))
+}
+
+export type { AnalysisError }

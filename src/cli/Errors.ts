@@ -1,0 +1,13 @@
+/** Errors the CLI itself raises (the layers below have their own). */
+import { Schema } from "effect"
+
+/** A process the user named explicitly that no built-in probe can instrument, with each probe's reason. */
+export class UnsupportedTarget extends Schema.TaggedError<UnsupportedTarget>()("UnsupportedTarget", {
+  pid: Schema.Number,
+  message: Schema.String
+}) {}
+
+/** The command line asks for nothing, or for something contradictory. */
+export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
+  message: Schema.String
+}) {}

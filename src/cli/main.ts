@@ -55,11 +55,12 @@ const inspect = Command.make(
     })).pipe(Effect.provide(GoBinary.layer))
 ).pipe(Command.withDescription("Analyse a Go binary or process: versions, which probes apply, attach points, offsets"))
 
-const statusLines = Effect.gen(function*() {
+/** Per-probe counters; the final one omits attached processes, which are being detached by then. */
+const statusLines = (final: boolean) => Effect.gen(function*() {
   const manager = yield* Manager
   const telemetry = yield* Telemetry
   const lines = (yield* manager.stats).filter((s) => s.kind === "instrument").map((s) =>
-    `probescope: ${s.probe}: ${s.records} spans, ${s.targets} process(es), ${s.decodeErrors} decode errors, ` +
+    `probescope: ${s.probe}: ${s.records} spans, ${final ? "" : `${s.targets} process(es), `}${s.decodeErrors} decode errors, ` +
     `${s.consumerDropped + Number(s.kernelDropped)} dropped, ${s.attachFailures} attach failures`
   )
   lines.push(`probescope: ${formatStats(yield* telemetry.stats)}`)
@@ -86,12 +87,12 @@ const run = Command.make(
       }
       yield* Effect.scoped(Effect.gen(function*() {
         const manager = yield* Manager
-        yield* Effect.addFinalizer(() => Effect.flatMap(statusLines, Console.error))
+        yield* Effect.addFinalizer(() => Effect.flatMap(statusLines(true), Console.error))
         const probes = manager.probes.map((p) => p.name).join(", ")
         yield* Console.error(`probescope: ready: probes ${probes}; watching ${[...pids.map((p) => `pid ${p}`), ...exes].join(", ")}`)
         if (statusEvery > 0) {
           yield* Effect.forkScoped(
-            Effect.flatMap(statusLines, Console.error).pipe(Effect.repeat(Schedule.spaced(`${statusEvery} seconds`)))
+            Effect.flatMap(statusLines(false), Console.error).pipe(Effect.repeat(Schedule.spaced(`${statusEvery} seconds`)))
           )
         }
         return yield* Effect.never

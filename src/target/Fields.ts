@@ -7,13 +7,19 @@
 export const knownFields: Readonly<Record<string, ReadonlyArray<string>>> = {
   "net/http.Request": [
     "Method", "URL", "Proto", "ProtoMajor", "ProtoMinor", "Header", "Body", "ContentLength", "Host", "RemoteAddr",
-    "RequestURI", "ctx", "Pattern", "Response"
+    "RequestURI", "TLS", "ctx", "Pattern", "Response"
   ],
   "net/url.URL": ["Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment"],
   "net/http.Response": ["Status", "StatusCode", "Proto", "Header", "Body", "ContentLength", "Request"],
   "net/http.response": ["conn", "req", "wroteHeader", "status", "handlerHeader", "contentLength"],
   "net/http.conn": ["server", "rwc", "remoteAddr"],
   "net/http.persistConn": ["conn", "br", "bw"],
+  "bufio.Writer": ["err", "buf", "n", "wr"],
+  // A TCP connection's addresses, for linking client and server spans on one host (net.Conn → *TCPConn → netFD).
+  "net.TCPConn": ["conn"],
+  "net.conn": ["fd"],
+  "net.netFD": ["pfd", "family", "sotype", "isConnected", "net", "laddr", "raddr"],
+  "net.TCPAddr": ["IP", "Port", "Zone"],
   "runtime.g": ["stack", "stackguard0", "m", "sched", "goid", "parentGoid"],
   "context.valueCtx": ["Context", "key", "val"],
   "context.cancelCtx": ["Context"],

@@ -4,7 +4,12 @@
  * Entry (RAX=t, RBX=req) reads the request, takes the goroutine's active span (go_context) as parent, makes the
  * span's ids and decides sampling. Each RET reads the results (RAX=*Response, RBX/RCX=error) and submits the record.
  *
- * Propagation: HTTP/1 requests are written by the connection's writeLoop goroutine, not the caller's, through
+ * Same-host propagation (works under kernel lockdown): uprobe_persistConn_roundTrip publishes the span in
+ * ps_conn_spans (go_context.h) under the connection's (client ip, port, server ip, port) before the request is
+ * written; the server probe of another instrumented process on this host finds it by the same addresses. RET removes
+ * it.
+ *
+ * Header propagation: HTTP/1 requests are written by the connection's writeLoop goroutine, not the caller's, through
  * Request.write -> Header.writeSubset(w io.Writer, ...) with w the connection's *bufio.Writer. Entry keys the span
  * context by the request's Header map pointer; uprobe_writeSubset finds it by the same pointer, appends
  * "Traceparent: 00-<trace>-<span>-<flags>\r\n" at bufio.Writer.buf[n:] with bpf_probe_write_user and advances n.
@@ -29,6 +34,9 @@ struct nethttp_client_offsets {
   u64 response_status_code;
   u64 bufio_writer_buf;
   u64 bufio_writer_n;
+  /* Same-host propagation: persistConn.conn (a net.Conn), then the net package's chain. */
+  u64 pconn_conn;
+  struct ps_tcp_offsets tcp;
 };
 
 struct {
@@ -48,7 +56,11 @@ struct nethttp_client_record {
   u16 path_len;
   u16 query_len;
   u8 propagated;
-  u8 _pad[7];
+  /* The span was published in ps_conn_spans under its connection (same-host propagation). */
+  u8 linked;
+  /* The connection's local port when linked, else 0. */
+  u16 local_port;
+  u8 _pad[4];
   char method[16];
   char scheme[8];
   char host[64];
@@ -59,6 +71,8 @@ struct nethttp_client_record {
 struct client_inflight {
   struct nethttp_client_record rec;
   u64 header;
+  /* Where the span is published when rec.linked. */
+  struct ps_conn_key conn;
 };
 
 struct {
@@ -93,6 +107,18 @@ struct {
   __type(key, struct header_key);
   __type(value, struct pending_traceparent);
 } nethttp_client_pending SEC(".maps");
+
+/* Remove the connection's entry if it is still this span's (the connection may since carry another request). */
+static __always_inline void ps_conn_unpublish(const struct ps_conn_key *k, const u8 *span_id) {
+  struct ps_span_ctx *cur = bpf_map_lookup_elem(&ps_conn_spans, k);
+  if (!cur)
+    return;
+  u64 a, b;
+  __builtin_memcpy(&a, cur->span_id, 8);
+  __builtin_memcpy(&b, span_id, 8);
+  if (a == b)
+    bpf_map_delete_elem(&ps_conn_spans, k);
+}
 
 SEC("uprobe/net_http_Transport_roundTrip")
 int uprobe_roundTrip(struct pt_regs *ctx) {
@@ -175,9 +201,46 @@ int uprobe_roundTrip_ret(struct pt_regs *ctx) {
     struct header_key hk = {.tgid = r->head.pid, ._pad = 0, .header = inf->header};
     bpf_map_delete_elem(&nethttp_client_pending, &hk);
   }
+  if (r->linked)
+    ps_conn_unpublish(&inf->conn, r->head.span_id);
   if (r->head.flags & PS_FLAG_SAMPLED)
     ps_submit(r, sizeof(*r));
   bpf_map_delete_elem(&nethttp_client_inflight, &key);
+  return 0;
+}
+
+/* net/http.(*persistConn).roundTrip(pc *persistConn, req *transportRequest): RAX=pc. Called by Transport.roundTrip
+ * on the caller's goroutine once a connection is chosen, before the request is handed to the writeLoop; again on a
+ * retry over a fresh connection. Publishes the goroutine's in-flight client span under the connection's addresses so
+ * a server probe on this host can continue the trace without any header being written. */
+SEC("uprobe/net_http_persistConn_roundTrip")
+int uprobe_persistConn_roundTrip(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  struct ps_g_key key = ps_g_key_of(g);
+  struct client_inflight *inf = bpf_map_lookup_elem(&nethttp_client_inflight, &key);
+  if (!inf)
+    return 0;
+  u32 pid = inf->rec.head.pid;
+  struct nethttp_client_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  u64 pc = GO_ARG1(ctx);
+  if (!off || !off->tcp.enabled || pc == 0)
+    return 0;
+  struct go_iface conn = {};
+  if (bpf_probe_read_user(&conn, sizeof(conn), (const void *)(pc + off->pconn_conn)) != 0)
+    return 0;
+  struct ps_addr local = {}, remote = {};
+  if (ps_tcp_conn_addrs(conn.data, &off->tcp, &local, &remote) != 0)
+    return 0;
+  if (inf->rec.linked)
+    ps_conn_unpublish(&inf->conn, inf->rec.head.span_id);
+  struct ps_span_ctx sc = {};
+  __builtin_memcpy(sc.trace_id, inf->rec.head.trace_id, 16);
+  __builtin_memcpy(sc.span_id, inf->rec.head.span_id, 8);
+  sc.flags = inf->rec.head.flags;
+  ps_conn_key_of(&inf->conn, &local, &remote);
+  bpf_map_update_elem(&ps_conn_spans, &inf->conn, &sc, BPF_ANY);
+  inf->rec.linked = 1;
+  inf->rec.local_port = local.port;
   return 0;
 }
 

@@ -2,7 +2,9 @@
  *
  * Entry (just past the stack-check prologue; RAX=sh, RBX/RCX=rw, RDI=req) reads the request, takes the incoming
  * traceparent from req.Header, makes the span's ids, decides sampling, keeps the in-flight record per goroutine and
- * publishes the span as the goroutine's active context. Each RET reads what only exists afterwards (the ServeMux
+ * publishes the span as the goroutine's active context. Without an incoming traceparent, the connection's
+ * addresses are looked up in ps_conn_spans (go_context.h): a client probe on this host publishes its span there, so
+ * the trace continues across processes without writing the request. Each RET reads what only exists afterwards (the ServeMux
  * pattern, the status written), submits the record when sampled, and clears the goroutine's context. */
 #include "common.h"
 #include "go_context.h"
@@ -25,6 +27,10 @@ struct nethttp_server_offsets {
   u64 url_scheme;
   u64 url_path;
   u64 response_status;
+  /* Same-host propagation: http.response.conn, http.conn.rwc, then the net package's chain. */
+  u64 response_conn;
+  u64 conn_rwc;
+  struct ps_tcp_offsets tcp;
 };
 
 struct {
@@ -46,7 +52,9 @@ struct nethttp_server_record {
   u8 remote_len;
   u16 pattern_len;
   u8 scheme_len;
-  u8 _pad[5];
+  /* The parent came from the connection map (an instrumented client on this host), not from a header. */
+  u8 linked;
+  u8 _pad[4];
   char method[16];
   char path[128];
   char host[64];
@@ -75,6 +83,26 @@ struct {
   __type(key, u32);
   __type(value, struct server_inflight);
 } nethttp_server_scratch SEC(".maps");
+
+/* The client span published for the connection this response is written to. 0 on a hit. */
+static __always_inline int ps_conn_parent(u64 resp, const struct nethttp_server_offsets *off, struct ps_span_ctx *out) {
+  u64 c = ps_read_u64(resp + off->response_conn);
+  if (c == 0)
+    return -1;
+  struct go_iface rwc = {};
+  if (bpf_probe_read_user(&rwc, sizeof(rwc), (const void *)(c + off->conn_rwc)) != 0)
+    return -1;
+  struct ps_addr local = {}, remote = {};
+  if (ps_tcp_conn_addrs(rwc.data, &off->tcp, &local, &remote) != 0)
+    return -1;
+  struct ps_conn_key k = {};
+  ps_conn_key_of(&k, &remote, &local);
+  struct ps_span_ctx *sc = bpf_map_lookup_elem(&ps_conn_spans, &k);
+  if (!sc)
+    return -1;
+  *out = *sc;
+  return 0;
+}
 
 SEC("uprobe/net_http_serverHandler_ServeHTTP")
 int uprobe_ServeHTTP(struct pt_regs *ctx) {
@@ -114,6 +142,13 @@ int uprobe_ServeHTTP(struct pt_regs *ctx) {
   struct ps_span_ctx parent = {};
   struct ps_span_ctx sc = {};
   bool has_parent = ps_header_traceparent(ps_read_u64(req + off->request_header), &off->swiss, &parent) == 0;
+  /* No header: an instrumented client on this host may have published its span under this connection. Only
+   * HTTP/1, where rw is *http.response (HTTP/2's writer has no http.conn). */
+  if (!has_parent && r->proto_major == 1 && inf->resp && off->tcp.enabled &&
+      ps_conn_parent(inf->resp, off, &parent) == 0) {
+    has_parent = true;
+    r->linked = 1;
+  }
   if (has_parent) {
     __builtin_memcpy(sc.trace_id, parent.trace_id, 16);
     __builtin_memcpy(r->head.parent_span_id, parent.span_id, 8);

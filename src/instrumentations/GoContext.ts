@@ -9,6 +9,10 @@
  * It also carries context across `go` statements: a uprobe on `runtime.newproc1` (entry saves the parent g, each
  * RET copies the parent's entry to the new g returned in RAX), so a handler that fans out to goroutines still
  * parents their client spans under its server span.
+ *
+ * It also owns `ps_conn_spans`, TCP connection (client and server ip:port) → client span context: the client probe
+ * publishes its span there before a request is written and a server probe in another process on this host looks its
+ * connection up, so traces cross processes without writing a header (which kernel lockdown forbids).
  */
 import * as Manifest from "../probe/Manifest.ts"
 import * as Probe from "../probe/Probe.ts"
@@ -30,5 +34,11 @@ export const GoContext = Probe.daemon({
   name: "go_context",
   object: Probe.objectFile("go_context"),
   manifest,
-  shares: ["go_spans"]
+  shares: ["go_spans", "ps_conn_spans"]
 })
+
+/** The maps every Go instrument takes from go_context, for its `reuseMaps`. */
+export const sharedMaps = {
+  go_spans: GoContext.map("go_spans"),
+  ps_conn_spans: GoContext.map("ps_conn_spans")
+}

@@ -7,7 +7,12 @@
  * returns the `*Response` and `error` in registers. Entry reads method and URL; each RET reads the status code from
  * the returned *Response (RAX) and whether an error (RBX/RCX) came back.
  *
- * Propagation: a uprobe on `net/http.Header.writeSubset` (which writes the request's headers into the connection's
+ * Same-host propagation (no write to the target, so it works under kernel lockdown): a uprobe on
+ * `net/http.(*persistConn).roundTrip`, on the caller's goroutine once the connection is chosen and before the request
+ * is written, publishes the span in go_context's `ps_conn_spans` under the connection's (client ip:port, server
+ * ip:port); a server probe in another process on this host finds it by the same addresses. RET removes it.
+ *
+ * Header propagation: a uprobe on `net/http.Header.writeSubset` (which writes the request's headers into the connection's
  * `*bufio.Writer` on the writeLoop goroutine) appends `Traceparent: 00-<trace>-<span>-<flags>\r\n` to the buffer with
  * `bpf_probe_write_user`. Kernel lockdown forbids that helper; the probe then loads without that program, says so
  * once, and still produces correct local spans (downstream services start their own traces).
@@ -19,6 +24,7 @@ import {
   ATTR_HTTP_REQUEST_METHOD,
   ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_NETWORK_LOCAL_PORT,
   ATTR_SERVER_ADDRESS,
   ATTR_SERVER_PORT,
   ATTR_URL_FULL,
@@ -29,13 +35,17 @@ import * as Binary from "../probe/Binary.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import * as Probe from "../probe/Probe.ts"
 import type { AttributeValue } from "../probe/Telemetry.ts"
-import { GoContext, goVersions } from "./GoContext.ts"
+import * as GoContext from "./GoContext.ts"
+import { goVersions } from "./GoContext.ts"
 import * as Http from "./internal/Http.ts"
 import * as Lockdown from "./internal/Lockdown.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Manifest
 // ---------------------------------------------------------------------------------------------------------------
+
+/** The program that publishes the span under its TCP connection for servers on this host (no write to the target). */
+export const PUBLISH_PROGRAM = "uprobe_persistConn_roundTrip"
 
 /** The program that writes the traceparent header; left out when propagation is off or forbidden. */
 export const INJECT_PROGRAM = "uprobe_writeSubset"
@@ -52,6 +62,9 @@ const fields = {
   // bufio.Writer has not changed shape since Go 1.0; the fallbacks are its buf and n offsets on amd64.
   bufioWriterBuf: { type: "bufio.Writer", field: "buf", optional: true },
   bufioWriterN: { type: "bufio.Writer", field: "n", optional: true },
+  // Same-host propagation: the connection a request goes out on, and its TCP addresses (off when unknown).
+  persistConnConn: { type: "net/http.persistConn", field: "conn", optional: true },
+  ...Http.tcpFields,
   ...Http.swissFields
 } as const
 
@@ -62,6 +75,7 @@ export const manifestFor = (inject: boolean) =>
     goVersions,
     symbols: [
       { name: "net/http.(*Transport).roundTrip", entry: "uprobe_roundTrip", return: "uprobe_roundTrip_ret" },
+      { name: "net/http.(*persistConn).roundTrip", entry: PUBLISH_PROGRAM, optional: true },
       ...(inject ? [{ name: "net/http.Header.writeSubset", entry: INJECT_PROGRAM, optional: true }] : [])
     ],
     fields
@@ -83,7 +97,9 @@ export const Offsets = Binary.struct({
   urlRawQuery: Binary.u64n,
   responseStatusCode: Binary.u64n,
   bufioWriterBuf: Binary.u64n,
-  bufioWriterN: Binary.u64n
+  bufioWriterN: Binary.u64n,
+  persistConnConn: Binary.u64n,
+  ...Http.tcpLayout
 })
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -101,7 +117,11 @@ export const Record = Binary.struct({
   queryLen: Binary.u16,
   /** The traceparent header was written into the outgoing request. */
   propagated: Binary.bool,
-  _pad: Binary.pad(7),
+  /** The span was published under its TCP connection, for a server probe on this host (same-host propagation). */
+  linked: Binary.bool,
+  /** The connection's local port when linked, else 0. */
+  localPort: Binary.u16,
+  _pad: Binary.pad(4),
   method: Binary.string(16, "methodLen"),
   scheme: Binary.string(8, "schemeLen"),
   host: Binary.string(64, "hostLen"),
@@ -129,6 +149,7 @@ export const toSpan = (r: Record): Probe.SpanInput => {
   if (server.host !== "") attributes[ATTR_SERVER_ADDRESS] = server.host
   if (port !== undefined) attributes[ATTR_SERVER_PORT] = port
   if (r.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = r.status
+  if (r.linked && r.localPort !== 0) attributes[ATTR_NETWORK_LOCAL_PORT] = r.localPort
   let status: Probe.SpanInput["status"] = { code: "unset" }
   if (r.hasError) {
     // The Go error's dynamic type is not readable without the runtime's type tables: semconv's fallback value.
@@ -173,7 +194,7 @@ export const make = (options: {
     name: "nethttp_client",
     object: Probe.objectFile("nethttp_client"),
     manifest: manifestFor(inject),
-    reuseMaps: { go_spans: GoContext.map("go_spans") },
+    reuseMaps: GoContext.sharedMaps,
     disablePrograms: () => inject ? [] : [INJECT_PROGRAM],
     perTarget: {
       layout: Offsets,
@@ -188,7 +209,9 @@ export const make = (options: {
         urlRawQuery: o.urlRawQuery,
         responseStatusCode: o.responseStatusCode,
         bufioWriterBuf: o.bufioWriterBuf ?? 16,
-        bufioWriterN: o.bufioWriterN ?? 40
+        bufioWriterN: o.bufioWriterN ?? 40,
+        persistConnConn: o.persistConnConn ?? 0,
+        ...Http.tcpValue(o, [o.persistConnConn])
       })
     },
     record: Binary.schema(Record),

@@ -6,6 +6,10 @@
  * the span's ids, decides sampling, and marks the span active on the goroutine (go_context's `go_spans`). A uprobe on
  * each RET reads the ServeMux pattern (set during routing) and the status the handler wrote, and submits one record.
  *
+ * Without an incoming traceparent, entry looks the request's TCP connection up in go_context's `ps_conn_spans`: an
+ * instrumented client on this host published its span there, so the server span continues that trace with the
+ * client span as remote parent (`linked` in the record), with no header written (works under kernel lockdown).
+ *
  * Reading order of this file: manifest -> per-target offsets -> record layout -> span building -> the probe.
  */
 import {
@@ -26,7 +30,8 @@ import * as Binary from "../probe/Binary.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import * as Probe from "../probe/Probe.ts"
 import type { AttributeValue } from "../probe/Telemetry.ts"
-import { GoContext, goVersions } from "./GoContext.ts"
+import * as GoContext from "./GoContext.ts"
+import { goVersions } from "./GoContext.ts"
 import * as Http from "./internal/Http.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -54,6 +59,10 @@ export const manifest = Manifest.make({
     urlScheme: { type: "net/url.URL", field: "Scheme" },
     urlPath: { type: "net/url.URL", field: "Path" },
     responseStatus: { type: "net/http.response", field: "status" },
+    // Same-host propagation: the response's connection and its TCP addresses (optional: off when unknown).
+    responseConn: { type: "net/http.response", field: "conn", optional: true },
+    connRwc: { type: "net/http.conn", field: "rwc", optional: true },
+    ...Http.tcpFields,
     ...Http.swissFields
   }
 })
@@ -76,7 +85,10 @@ export const Offsets = Binary.struct({
   requestPattern: Binary.u64n,
   urlScheme: Binary.u64n,
   urlPath: Binary.u64n,
-  responseStatus: Binary.u64n
+  responseStatus: Binary.u64n,
+  responseConn: Binary.u64n,
+  connRwc: Binary.u64n,
+  ...Http.tcpLayout
 })
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -95,7 +107,9 @@ export const Record = Binary.struct({
   remoteLen: Binary.u8,
   patternLen: Binary.u16,
   schemeLen: Binary.u8,
-  _pad: Binary.pad(5),
+  /** The parent came from ps_conn_spans (an instrumented client on this host), not from a traceparent header. */
+  linked: Binary.bool,
+  _pad: Binary.pad(4),
   method: Binary.string(16, "methodLen"),
   path: Binary.string(128, "pathLen"),
   host: Binary.string(64, "hostLen"),
@@ -161,7 +175,7 @@ export const NetHttpServer = Probe.instrument({
   name: "nethttp_server",
   object: Probe.objectFile("nethttp_server"),
   manifest,
-  reuseMaps: { go_spans: GoContext.map("go_spans") },
+  reuseMaps: GoContext.sharedMaps,
   perTarget: {
     layout: Offsets,
     value: ({ offsets: o }) => ({
@@ -178,7 +192,10 @@ export const NetHttpServer = Probe.instrument({
       requestPattern: o.requestPattern,
       urlScheme: o.urlScheme,
       urlPath: o.urlPath,
-      responseStatus: o.responseStatus
+      responseStatus: o.responseStatus,
+      responseConn: o.responseConn ?? 0,
+      connRwc: o.connRwc ?? 0,
+      ...Http.tcpValue(o, [o.responseConn, o.connRwc])
     })
   },
   record: Binary.schema(Record),

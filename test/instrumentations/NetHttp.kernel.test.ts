@@ -28,6 +28,7 @@ import { TargetAnalysis } from "../../src/target/GoBinary.ts"
 const root = path.resolve(import.meta.dirname, "../..")
 const versions = ["1.25.9", "1.26.8", "1.27.3"]
 const INCOMING = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+const FANOUT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 let dir = ""
 const procs: Array<ChildProcess> = []
@@ -95,6 +96,30 @@ const get = (url: string, headers: Record<string, string> = {}) =>
     return res.status
   })
 
+/**
+ * A frontend server span's subtree across both processes: its client spans (local children) and, through the
+ * connection map, one backend server span under each of them (remote parent, same trace). Client and server also
+ * agree on the connection's client port.
+ */
+const assertTree = (spans: ReadonlyArray<SpanData>, root: SpanData, backendPid: number, calls: number) => {
+  const clients = spans.filter((s) => s.kind === "client" && s.parentSpanId === root.spanId)
+  assert.strictEqual(clients.length, calls, `${root.name}: client spans`)
+  for (const c of clients) {
+    assert.strictEqual(c.traceId, root.traceId)
+    assert.strictEqual(c.parentIsRemote, false)
+    const served = spans.filter((s) => s.pid === backendPid && s.parentSpanId === c.spanId)
+    assert.strictEqual(served.length, 1, `${root.name}: backend span under client ${c.spanId}`)
+    const b = served[0]!
+    assert.strictEqual(b.kind, "server")
+    assert.strictEqual(b.traceId, root.traceId)
+    assert.strictEqual(b.parentIsRemote, true)
+    assert.strictEqual(b.traceFlags & 1, 1)
+    assert.isNumber(c.attributes["network.local.port"])
+    assert.strictEqual(b.attributes["network.peer.port"], c.attributes["network.local.port"])
+    assert.isTrue(b.startMonoNs >= c.startMonoNs && b.endMonoNs <= c.endMonoNs)
+  }
+}
+
 const one = (spans: ReadonlyArray<SpanData>, pred: (s: SpanData) => boolean, what: string): SpanData => {
   const found = spans.filter(pred)
   assert.strictEqual(found.length, 1, `${what}: ${found.length} spans`)
@@ -134,8 +159,9 @@ describe.each(versions)("net/http probes on Go %s", (version) => {
       assert.strictEqual(yield* get(`${base}/boom`), 500)
       assert.strictEqual(yield* get(`${base}/nope`), 404)
       assert.strictEqual(yield* get(`${base}/unreachable`), 502)
-      // 1 + 3 (echo) + 3 + 7 + 1 + 1 + 2 spans (see the routes in examples/go-service/frontend).
-      const spans = yield* (yield* CapturedSpans).take(18).pipe(Effect.timeout("15 seconds"))
+      assert.strictEqual(yield* get(`${base}/fanout`, { traceparent: `00-${FANOUT_TRACE}-00f067aa0ba902b7-01` }), 200)
+      // 1 + 3 (echo) + 3 + 7 + 1 + 1 + 2 + 7 spans (see the routes in examples/go-service/frontend).
+      const spans = yield* (yield* CapturedSpans).take(25).pipe(Effect.timeout("15 seconds"))
       const fe = (s: SpanData) => s.pid === frontend.pid
       const server = (s: SpanData) => s.kind === "server"
 
@@ -160,18 +186,25 @@ describe.each(versions)("net/http probes on Go %s", (version) => {
       assert.strictEqual(call.attributes["url.full"], `http://${backend.addr}/users/7`)
       assert.strictEqual(call.attributes["http.response.status_code"], 200)
       assert.isTrue(call.startMonoNs >= users.startMonoNs && call.endMonoNs <= users.endMonoNs)
-      const backendUsers = spans.filter((s) => s.pid === backend.pid && s.attributes["url.path"] === "/users/7")
-      assert.strictEqual(backendUsers.length, 1)
-      if (NetHttpClient.NetHttpClient.inject) {
-        assert.strictEqual(backendUsers[0]!.traceId, users.traceId)
-        assert.strictEqual(backendUsers[0]!.parentSpanId, call.spanId)
-      }
+      // The backend continues the trace (header when the kernel allows writing it, else the connection map).
+      const backendUsers = one(spans, (s) => s.pid === backend.pid && s.attributes["url.path"] === "/users/7", "be")
+      assert.strictEqual(backendUsers.traceId, users.traceId)
+      assert.strictEqual(backendUsers.parentSpanId, call.spanId)
+      assert.strictEqual(backendUsers.parentIsRemote, true)
+      assertTree(spans, users, backend.pid, 1)
+      assertTree(spans, echo, backend.pid, 1)
 
-      // Client calls made from goroutines the handler started are parented by go_context's newproc1 copy.
-      const fanout = one(spans, (s) => fe(s) && s.name === "GET /fanout", "fanout")
-      const fanned = spans.filter((s) => s.kind === "client" && s.parentSpanId === fanout.spanId)
-      assert.strictEqual(fanned.length, 3)
-      for (const c of fanned) assert.strictEqual(c.traceId, fanout.traceId)
+      // Client calls made from goroutines the handler started are parented by go_context's newproc1 copy, and each
+      // backend span under its own client span (three connections at once).
+      const fanouts = spans.filter((s) => fe(s) && s.name === "GET /fanout")
+      assert.strictEqual(fanouts.length, 2)
+      const fanout = one(fanouts, (s) => s.parentSpanId === undefined, "fanout")
+      assertTree(spans, fanout, backend.pid, 3)
+      // With an incoming traceparent the whole tree, both processes, carries its trace id.
+      const traced = one(fanouts, (s) => s.parentSpanId === "00f067aa0ba902b7", "fanout with traceparent")
+      assert.strictEqual(traced.traceId, FANOUT_TRACE)
+      assertTree(spans, traced, backend.pid, 3)
+      assert.strictEqual(spans.filter((s) => s.traceId === FANOUT_TRACE).length, 7)
 
       const boom = one(spans, (s) => fe(s) && s.name === "GET /boom", "boom")
       assert.deepStrictEqual(boom.status, { code: "error", message: "HTTP 500" })
@@ -212,6 +245,49 @@ describe("net/http probes: sampling in BPF, stripped binary", () => {
       assert.strictEqual(server.kernelSubmitted, 1n)
       assert.strictEqual(server.records, 1)
     }).pipe(Effect.provide(agentWith({ root: "always_off", ratio: 1, parentBased: true }))))
+})
+
+describe("net/http probes: same-host propagation without header writes", () => {
+  const pair = (exeDir: string, backendAddr: string, backendUrl: (addr: string) => string) =>
+    Effect.gen(function*() {
+      const backend = yield* start(path.join(exeDir, "backend"), ["-addr", backendAddr])
+      const frontend = yield* start(path.join(exeDir, "frontend"), [
+        "-addr",
+        "127.0.0.1:0",
+        "-backend",
+        backendUrl(backend.addr)
+      ])
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      for (const pid of [backend.pid, frontend.pid]) {
+        yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(pid) }))
+      }
+      const base = `http://${frontend.addr}`
+      assert.strictEqual(yield* get(`${base}/fanout`), 200)
+      assert.strictEqual(yield* get(`${base}/fanout`, { traceparent: `00-${FANOUT_TRACE}-00f067aa0ba902b7-01` }), 200)
+      const spans = yield* (yield* CapturedSpans).take(14).pipe(Effect.timeout("15 seconds"))
+      const roots = spans.filter((s) => s.pid === frontend.pid && s.kind === "server")
+      assert.strictEqual(roots.length, 2)
+      for (const r of roots) assertTree(spans, r, backend.pid, 3)
+      assert.strictEqual(spans.filter((s) => s.traceId === FANOUT_TRACE).length, 7)
+      return { backend, frontend, spans }
+    })
+
+  it.live("stripped binaries (offsets from the shipped table), backend on IPv6 loopback", () =>
+    pair(path.join(dir, "stripped"), "[::1]:0", (addr) => `http://${addr}`).pipe(
+      Effect.tap(({ spans }) =>
+        Effect.sync(() => {
+          const be = spans.filter((s) => s.kind === "server" && s.attributes["network.peer.address"] === "::1")
+          assert.strictEqual(be.length, 6)
+        })
+      ),
+      Effect.provide(agent)
+    ))
+
+  it.live("IPv4 client to a dual-stack server (the server sees a v4-mapped address)", () =>
+    pair(path.join(dir, "1.26.8"), "[::]:0", (addr) => `http://127.0.0.1:${addr.split(":").at(-1)}`).pipe(
+      Effect.provide(agent)
+    ))
 })
 
 describe("net/http probes: unsupported Go", () => {

@@ -9,7 +9,7 @@ import { FakeKernel } from "../../src/kernel/BpfTest.ts"
 import * as Manifest from "../../src/probe/Manifest.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
-import { clientRecord, goTarget, serverRecord } from "./fixtures.ts"
+import { clientRecord, functions, go126Fields, goTarget, serverRecord } from "./fixtures.ts"
 
 const forbidden: Lockdown.WriteUserSupport = { permitted: false, reason: "kernel lockdown is integrity" }
 const Client = NetHttpClient.make({ support: forbidden })
@@ -21,9 +21,14 @@ const run = <A, E>(self: Effect.Effect<A, E, any>, probes: Layer.Layer<any, any,
 describe("record layouts", () => {
   it("match the C structs' sizes and offsets (bpftool btf dump of bpf/out/*.bpf.o)", () => {
     assert.strictEqual(NetHttpServer.Record.size, 480)
-    assert.strictEqual(NetHttpServer.Offsets.size, 128)
+    assert.strictEqual(NetHttpServer.Offsets.size, 208)
     assert.strictEqual(NetHttpClient.Record.size, 352)
-    assert.strictEqual(NetHttpClient.Offsets.size, 112)
+    assert.strictEqual(NetHttpClient.Offsets.size, 184)
+    assert.strictEqual(Http.ConnKey.size, 40)
+    assert.strictEqual(Http.SpanCtx.size, 32)
+    assert.strictEqual(NetHttpServer.Record.offsets["linked"], 67)
+    assert.strictEqual(NetHttpClient.Record.offsets["linked"], 65)
+    assert.strictEqual(NetHttpClient.Record.offsets["localPort"], 66)
     assert.strictEqual(NetHttpServer.Record.offsets["method"], 72)
     assert.strictEqual(NetHttpServer.Record.offsets["pattern"], 344)
     assert.strictEqual(NetHttpClient.Record.offsets["propagated"], 64)
@@ -38,7 +43,10 @@ describe("NetHttpServer", () => {
         const kernel = yield* FakeKernel
         const loads = (yield* kernel.events).flatMap((e) => e._tag === "Load" ? [e] : [])
         assert.deepStrictEqual(loads.map((l) => l.object), ["go_context", "nethttp_server"])
-        assert.deepStrictEqual(loads[1]!.reusedMaps, { go_spans: "go_context/go_spans" })
+        assert.deepStrictEqual(loads[1]!.reusedMaps, {
+          go_spans: "go_context/go_spans",
+          ps_conn_spans: "go_context/ps_conn_spans"
+        })
         assert.deepStrictEqual(loads[1]!.constants, {
           ps_sampler_kind: 0,
           ps_sampler_parent_based: true,
@@ -74,7 +82,17 @@ describe("NetHttpServer", () => {
           requestPattern: 232,
           urlScheme: 0,
           urlPath: 56,
-          responseStatus: 120
+          responseStatus: 120,
+          responseConn: 0,
+          connRwc: 16,
+          tcpEnabled: 1,
+          tcpConnFd: 0,
+          tcpNetFdFamily: 56,
+          tcpNetFdSotype: 64,
+          tcpNetFdLaddr: 96,
+          tcpNetFdRaddr: 112,
+          tcpAddrIp: 0,
+          tcpAddrPort: 24
         })
         const programs = (yield* kernel.liveLinks).map((l) => `${l.program}@${l.offset?.toString(16)}`)
         assert.deepStrictEqual(programs, ["uprobe_ServeHTTP@280e0a", "uprobe_ServeHTTP_ret@280e93"])
@@ -154,6 +172,38 @@ describe("NetHttpServer", () => {
       NetHttpServer.NetHttpServer.layer
     ))
 
+  it.effect("without the TCP address offsets (e.g. an old table): still applies, connection linking off", () =>
+    run(
+      Effect.gen(function*() {
+        const kernel = yield* FakeKernel
+        const server = yield* NetHttpServer.NetHttpServer.tag
+        const { ["net.netFD.raddr"]: _gone, ...fields } = go126Fields
+        const target = ProbeTest.target({ pid: 78, goVersion: "1.26.8", functions, fields })
+        yield* server.attacher.attach(target)
+        const value = NetHttpServer.Offsets.decode((yield* kernel.map("nethttp_server", "ps_targets")).get("4e000000")!)
+        assert.strictEqual(value.tcpEnabled, 0)
+        assert.strictEqual(value.requestMethod, 0)
+        assert.strictEqual(value.responseStatus, 120)
+      }),
+      NetHttpServer.NetHttpServer.layer
+    ))
+
+  it.effect("a parent found through the connection map is a remote parent", () =>
+    run(
+      Effect.gen(function*() {
+        const kernel = yield* FakeKernel
+        const captured = yield* CapturedSpans
+        const server = yield* NetHttpServer.NetHttpServer.tag
+        yield* kernel.push("nethttp_server", [serverRecord({ parent: 2, parentSpanId: "1111111111111111", linked: true })])
+        yield* Effect.forkChild(server.runner.run)
+        const [span] = yield* captured.take(1)
+        assert.strictEqual(span!.parentSpanId, "1111111111111111")
+        assert.strictEqual(span!.parentIsRemote, true)
+        assert.strictEqual(span!.traceId, "0af7651916cd43dd8448eb211c80319c")
+      }),
+      NetHttpServer.NetHttpServer.layer
+    ))
+
   it("does not apply outside the supported Go versions", () => {
     const check = (v: string) =>
       [NetHttpServer.manifest, NetHttpClient.manifestFor(true), GoContext.manifest].map((m) =>
@@ -181,9 +231,12 @@ describe("NetHttpClient", () => {
         assert.deepStrictEqual(load?._tag === "Load" ? load.disablePrograms : [], [NetHttpClient.INJECT_PROGRAM])
         const scope = yield* Scope.make()
         const attachment = yield* client.attacher.attach(goTarget(9)).pipe(Scope.provide(scope))
-        assert.deepStrictEqual(attachment.symbols, ["net/http.(*Transport).roundTrip"])
+        assert.deepStrictEqual(attachment.symbols, [
+          "net/http.(*Transport).roundTrip",
+          "net/http.(*persistConn).roundTrip"
+        ])
         const programs = new Set((yield* kernel.liveLinks).map((l) => l.program))
-        assert.deepStrictEqual([...programs], ["uprobe_roundTrip", "uprobe_roundTrip_ret"])
+        assert.deepStrictEqual([...programs], ["uprobe_roundTrip", "uprobe_roundTrip_ret", NetHttpClient.PUBLISH_PROGRAM])
         yield* Scope.close(scope, Exit.void)
       }),
       Client.layer
@@ -197,7 +250,11 @@ describe("NetHttpClient", () => {
         const load = (yield* kernel.events).find((e) => e._tag === "Load" && e.object === "nethttp_client")
         assert.deepStrictEqual(load?._tag === "Load" ? load.disablePrograms : ["x"], [])
         const attachment = yield* client.attacher.attach(goTarget(9))
-        assert.deepStrictEqual(attachment.symbols, ["net/http.(*Transport).roundTrip", "net/http.Header.writeSubset"])
+        assert.deepStrictEqual(attachment.symbols, [
+          "net/http.(*Transport).roundTrip",
+          "net/http.(*persistConn).roundTrip",
+          "net/http.Header.writeSubset"
+        ])
         const value = (yield* kernel.map("nethttp_client", "ps_targets")).get("09000000")!
         const offsets = NetHttpClient.Offsets.decode(value)
         assert.strictEqual(offsets.urlRawQuery, 88)
@@ -215,12 +272,14 @@ describe("NetHttpClient", () => {
         const client = yield* Client.tag
         yield* kernel.push("nethttp_client", [
           clientRecord({ query: "a=1&b=2", propagated: true }),
+          clientRecord({ linked: true, localPort: 51234 }),
           clientRecord({ status: 404, parent: 0 }),
           clientRecord({ status: 0, hasError: true, host: "127.0.0.1:1", path: "/nowhere" }),
           clientRecord({ scheme: "https", host: "example.test", path: "/", method: "get" })
         ])
         yield* Effect.forkChild(client.runner.run)
-        const [ok, notFound, transport, https] = yield* captured.take(4)
+        const [ok, linked, notFound, transport, https] = yield* captured.take(5)
+        assert.strictEqual(linked!.attributes["network.local.port"], 51234)
         assert.deepStrictEqual(ok, {
           pid: 4242,
           probe: "nethttp_client",
@@ -271,6 +330,54 @@ describe("Http helpers", () => {
     assert.strictEqual(Http.routeOfPattern("GET example.test/a/{$}"), "/a/{$}")
     assert.strictEqual(Http.routeOfPattern("/static/"), "/static/")
     assert.strictEqual(Http.routeOfPattern(""), undefined)
+  })
+})
+
+describe("connection keys (ps_conn_spans)", () => {
+  const hex = (b: Uint8Array | undefined) => b === undefined ? undefined : Buffer.from(b).toString("hex")
+
+  it("maps IPv4 to v4-mapped IPv6 and reads IPv6 literals", () => {
+    assert.strictEqual(hex(Http.ipBytes("127.0.0.1")), "00000000000000000000ffff7f000001")
+    assert.strictEqual(hex(Http.ipBytes("::ffff:127.0.0.1")), "00000000000000000000ffff7f000001")
+    assert.strictEqual(hex(Http.ipBytes("::1")), "00000000000000000000000000000001")
+    assert.strictEqual(hex(Http.ipBytes("fe80::1%eth0")), "fe800000000000000000000000000001")
+    assert.strictEqual(hex(Http.ipBytes("2001:db8:0:0:1:0:0:1")), "20010db8000000000001000000000001")
+    assert.strictEqual(hex(Http.ipBytes("2001:db8::")), "20010db8000000000000000000000000")
+    assert.strictEqual(Http.ipBytes("256.0.0.1"), undefined)
+    assert.strictEqual(Http.ipBytes("localhost"), undefined)
+    assert.strictEqual(Http.ipBytes("1::2::3"), undefined)
+    assert.strictEqual(Http.ipBytes("1:2:3:4:5:6:7"), undefined)
+  })
+
+  it("lays out client ip, server ip, client port, server port as struct ps_conn_key", () => {
+    const key = Http.connKey("127.0.0.1:51234", "[::ffff:127.0.0.1]:8080")!
+    assert.strictEqual(key.length, 40)
+    const decoded = Http.ConnKey.decode(key)
+    assert.strictEqual(hex(decoded.clientIp), "00000000000000000000ffff7f000001")
+    assert.strictEqual(hex(decoded.serverIp), "00000000000000000000ffff7f000001")
+    assert.strictEqual(decoded.clientPort, 51234)
+    assert.strictEqual(decoded.serverPort, 8080)
+    // Little-endian u16 ports right after the two addresses, then 4 bytes of padding.
+    assert.strictEqual(hex(key.subarray(32)), "22c8901f00000000")
+    assert.deepStrictEqual(Http.connKey("[::1]:40000", "[::1]:8080"), Http.connKey("[::1]:40000", "[0:0::1]:8080"))
+    assert.strictEqual(Http.connKey("127.0.0.1", "127.0.0.1:8080"), undefined)
+    assert.strictEqual(Http.connKey("example.test:1", "127.0.0.1:8080"), undefined)
+  })
+
+  it("resolves the TCP offsets only when every hop is known", () => {
+    const all = {
+      tcpConnConn: 0,
+      connFd: 0,
+      netFdFamily: 56,
+      netFdSotype: 64,
+      netFdLaddr: 96,
+      netFdRaddr: 112,
+      tcpAddrIp: 0,
+      tcpAddrPort: 24
+    }
+    assert.strictEqual(Http.tcpValue(all, [80]).tcpEnabled, 1)
+    assert.strictEqual(Http.tcpValue(all, [undefined]).tcpEnabled, 0)
+    assert.strictEqual(Http.tcpValue({ ...all, tcpAddrPort: undefined }).tcpEnabled, 0)
   })
 })
 

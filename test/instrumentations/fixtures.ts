@@ -19,13 +19,25 @@ export const go126Fields = {
   "net/url.URL.Path": 56,
   "net/url.URL.RawQuery": 88,
   "net/http.response.status": 120,
-  "net/http.Response.StatusCode": 16
+  "net/http.Response.StatusCode": 16,
+  "net/http.response.conn": 0,
+  "net/http.conn.rwc": 16,
+  "net/http.persistConn.conn": 80,
+  "net.TCPConn.conn": 0,
+  "net.conn.fd": 0,
+  "net.netFD.family": 56,
+  "net.netFD.sotype": 64,
+  "net.netFD.laddr": 96,
+  "net.netFD.raddr": 112,
+  "net.TCPAddr.IP": 0,
+  "net.TCPAddr.Port": 24
 }
 
 export const functions = {
   "runtime.newproc1": { entryOffset: 0x5ab6a, returnOffsets: [0x5afe6] },
   "net/http.serverHandler.ServeHTTP": { entryOffset: 0x280e0a, returnOffsets: [0x280e93] },
   "net/http.(*Transport).roundTrip": { entryOffset: 0x2714d2, returnOffsets: [0x271718, 0x271816] },
+  "net/http.(*persistConn).roundTrip": { entryOffset: 0x275a6a, returnOffsets: [0x276187] },
   "net/http.Header.writeSubset": { entryOffset: 0x2506f2, returnOffsets: [0x250ba0] }
 }
 
@@ -60,6 +72,7 @@ export const serverRecord = (over: Partial<ServerRecord> = {}): Uint8Array =>
     remoteLen: 0,
     patternLen: 0,
     schemeLen: 0,
+    linked: false,
     method: "GET",
     path: "/users/7",
     host: "127.0.0.1:8080",
@@ -83,6 +96,8 @@ export const clientRecord = (over: Partial<ClientRecord> = {}): Uint8Array =>
     pathLen: 0,
     queryLen: 0,
     propagated: false,
+    linked: false,
+    localPort: 0,
     method: "GET",
     scheme: "http",
     host: "127.0.0.1:8081",

@@ -37,6 +37,31 @@ struct {
   __type(value, struct ps_span_ctx);
 } go_spans SEC(".maps");
 
+/* One TCP connection as both of its ends see it on this host: the client's (ip, port) and the server's, IPv4 as
+ * v4-mapped IPv6 so an AF_INET client and a dual-stack (AF_INET6) server agree on the bytes. */
+struct ps_conn_key {
+  u8 client_ip[16];
+  u8 server_ip[16];
+  u16 client_port;
+  u16 server_port;
+  u32 _pad;
+};
+
+#ifndef PS_CONN_SPANS_ENTRIES
+#define PS_CONN_SPANS_ENTRIES 8192
+#endif
+
+/* Connection -> the client span whose request is on it, for same-host propagation without writing user memory.
+ * The client sets it before the request is written and deletes it when the exchange returns; a server on the other
+ * end looks its connection up when the request carries no traceparent. Keys carry no pid: they are the
+ * point where two processes meet. LRU: an entry whose client died mid-request ages out. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, PS_CONN_SPANS_ENTRIES);
+  __type(key, struct ps_conn_key);
+  __type(value, struct ps_span_ctx);
+} ps_conn_spans SEC(".maps");
+
 static __always_inline u32 ps_tgid(void) {
   return (u32)(bpf_get_current_pid_tgid() >> 32);
 }

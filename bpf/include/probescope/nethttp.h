@@ -152,3 +152,91 @@ static __always_inline int ps_header_traceparent(u64 header_map, const struct ps
     return -1;
   return ps_traceparent_parse(tp, out);
 }
+
+/* ---- Same-host propagation: a TCP connection's addresses, read from Go's net package ----
+ *
+ * net.Conn (interface) -> data *net.TCPConn = struct{ conn{ fd *netFD } } -> netFD.laddr/raddr (net.Addr
+ * interfaces) -> data *net.TCPAddr{ IP []byte, Port int }. Offsets come per process; `enabled` is 0 when any of
+ * them is unknown, which turns the feature off for that process. */
+struct ps_tcp_offsets {
+  u64 enabled;
+  /* net.TCPConn.conn + net.conn.fd */
+  u64 tcpconn_fd;
+  u64 netfd_family;
+  u64 netfd_sotype;
+  u64 netfd_laddr;
+  u64 netfd_raddr;
+  u64 tcpaddr_ip;
+  u64 tcpaddr_port;
+};
+
+/* One end of a TCP connection, IPv4 as v4-mapped IPv6. */
+struct ps_addr {
+  u8 ip[16];
+  u16 port;
+};
+
+#define PS_AF_INET 2
+#define PS_AF_INET6 10
+#define PS_SOCK_STREAM 1
+
+/* Read a *net.TCPAddr. 0 on success; rejects anything that is not a 4- or 16-byte IP with a port in 1..65535. */
+static __always_inline int ps_tcp_addr_read(u64 addr, const struct ps_tcp_offsets *o, struct ps_addr *out) {
+  if (addr == 0)
+    return -1;
+  struct go_slice ip = {};
+  if (bpf_probe_read_user(&ip, sizeof(ip), (const void *)(addr + o->tcpaddr_ip)) != 0 || ip.ptr == 0 ||
+      ip.cap < ip.len)
+    return -1;
+  u64 port = ps_read_u64(addr + o->tcpaddr_port);
+  if (port == 0 || port > 65535)
+    return -1;
+  __builtin_memset(out->ip, 0, sizeof(out->ip));
+  if (ip.len == 4) {
+    out->ip[10] = 0xff;
+    out->ip[11] = 0xff;
+    if (bpf_probe_read_user(out->ip + 12, 4, (const void *)ip.ptr) != 0)
+      return -1;
+  } else if (ip.len == 16) {
+    if (bpf_probe_read_user(out->ip, 16, (const void *)ip.ptr) != 0)
+      return -1;
+  } else {
+    return -1;
+  }
+  out->port = (u16)port;
+  return 0;
+}
+
+/* Local and remote address of the connection whose net.Conn interface holds `conn` as data. 0 on success.
+ *
+ * The data word is only known to be a *net.TCPConn by its shape: the netFD it leads to must be a stream socket of
+ * family AF_INET or AF_INET6, and both addresses must decode. TLS (*tls.Conn) and wrapped connections fail these
+ * checks and are skipped. */
+static __always_inline int ps_tcp_conn_addrs(u64 conn, const struct ps_tcp_offsets *o, struct ps_addr *local,
+                                             struct ps_addr *remote) {
+  if (!o->enabled || conn == 0)
+    return -1;
+  u64 fd = ps_read_u64(conn + o->tcpconn_fd);
+  if (fd == 0)
+    return -1;
+  u64 family = ps_read_u64(fd + o->netfd_family);
+  if ((family != PS_AF_INET && family != PS_AF_INET6) || ps_read_u64(fd + o->netfd_sotype) != PS_SOCK_STREAM)
+    return -1;
+  struct go_iface la = {}, ra = {};
+  if (bpf_probe_read_user(&la, sizeof(la), (const void *)(fd + o->netfd_laddr)) != 0 ||
+      bpf_probe_read_user(&ra, sizeof(ra), (const void *)(fd + o->netfd_raddr)) != 0)
+    return -1;
+  if (ps_tcp_addr_read(la.data, o, local) != 0 || ps_tcp_addr_read(ra.data, o, remote) != 0)
+    return -1;
+  return 0;
+}
+
+/* The shared map's key for a connection seen from its client or its server end. */
+static __always_inline void ps_conn_key_of(struct ps_conn_key *k, const struct ps_addr *client,
+                                           const struct ps_addr *server) {
+  __builtin_memcpy(k->client_ip, client->ip, 16);
+  __builtin_memcpy(k->server_ip, server->ip, 16);
+  k->client_port = client->port;
+  k->server_port = server->port;
+  k->_pad = 0;
+}

@@ -76,6 +76,134 @@ export const swissValue = (o: {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Same-host propagation: a TCP connection's addresses (`struct ps_tcp_offsets` in nethttp.h)
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The net package's chain from a `net.Conn` holding a `*net.TCPConn` to its addresses. All optional: when one is
+ * unknown the probe still applies and only the connection-keyed propagation is off for that process.
+ */
+export const tcpFields = {
+  tcpConnConn: { type: "net.TCPConn", field: "conn", optional: true },
+  connFd: { type: "net.conn", field: "fd", optional: true },
+  netFdFamily: { type: "net.netFD", field: "family", optional: true },
+  netFdSotype: { type: "net.netFD", field: "sotype", optional: true },
+  netFdLaddr: { type: "net.netFD", field: "laddr", optional: true },
+  netFdRaddr: { type: "net.netFD", field: "raddr", optional: true },
+  tcpAddrIp: { type: "net.TCPAddr", field: "IP", optional: true },
+  tcpAddrPort: { type: "net.TCPAddr", field: "Port", optional: true }
+} as const satisfies Record<string, FieldSpec>
+
+/** `struct ps_tcp_offsets`, spread at the end of both probes' per-target offsets. */
+export const tcpLayout = {
+  tcpEnabled: Binary.u64n,
+  tcpConnFd: Binary.u64n,
+  tcpNetFdFamily: Binary.u64n,
+  tcpNetFdSotype: Binary.u64n,
+  tcpNetFdLaddr: Binary.u64n,
+  tcpNetFdRaddr: Binary.u64n,
+  tcpAddrIp: Binary.u64n,
+  tcpAddrPort: Binary.u64n
+} as const
+
+type Resolved<K extends string> = { readonly [k in K]: number | undefined }
+
+/**
+ * Resolve `struct ps_tcp_offsets`; `tcpEnabled` is 1 only when every offset (`extra` included: the probe's own
+ * first hop to the `net.Conn`) is known. Several true offsets are 0, so a separate flag says "known".
+ */
+export const tcpValue = (o: Resolved<keyof typeof tcpFields>, extra: ReadonlyArray<number | undefined> = []) => {
+  const all = [...Object.keys(tcpFields).map((k) => o[k as keyof typeof tcpFields]), ...extra]
+  const known = all.every((v) => v !== undefined)
+  return {
+    tcpEnabled: known ? 1 : 0,
+    tcpConnFd: known ? o.tcpConnConn! + o.connFd! : 0,
+    tcpNetFdFamily: o.netFdFamily ?? 0,
+    tcpNetFdSotype: o.netFdSotype ?? 0,
+    tcpNetFdLaddr: o.netFdLaddr ?? 0,
+    tcpNetFdRaddr: o.netFdRaddr ?? 0,
+    tcpAddrIp: o.tcpAddrIp ?? 0,
+    tcpAddrPort: o.tcpAddrPort ?? 0
+  }
+}
+
+/** `struct ps_conn_key` (go_context.h): the key of go_context's `ps_conn_spans`, 40 bytes. */
+export const ConnKey = Binary.struct({
+  clientIp: Binary.bytes(16),
+  serverIp: Binary.bytes(16),
+  clientPort: Binary.u16,
+  serverPort: Binary.u16,
+  _pad: Binary.pad(4)
+})
+
+/** `struct ps_span_ctx` (go_context.h): the value of `go_spans` and `ps_conn_spans`, 32 bytes. */
+export const SpanCtx = Binary.struct({
+  traceId: Binary.hex(16),
+  spanId: Binary.hex(8),
+  flags: Binary.u8,
+  _pad: Binary.pad(7)
+})
+
+/**
+ * An IP address as the BPF side keys it: 16 bytes, IPv4 as v4-mapped IPv6 (`::ffff:a.b.c.d`), so an AF_INET
+ * client and a dual-stack server agree. Undefined for anything that is not an IPv4 or IPv6 literal (zones dropped).
+ */
+export const ipBytes = (ip: string): Uint8Array | undefined => {
+  const out = new Uint8Array(16)
+  const v4 = (s: string, at: number): boolean => {
+    const parts = s.split(".")
+    if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return false
+    parts.forEach((p, i) => (out[at + i] = Number(p)))
+    return true
+  }
+  if (!ip.includes(":")) {
+    out[10] = 0xff
+    out[11] = 0xff
+    return v4(ip, 12) ? out : undefined
+  }
+  const bare = ip.split("%")[0]!
+  const halves = bare.split("::")
+  if (halves.length > 2) return undefined
+  const words = (h: string): Array<string> => h === "" ? [] : h.split(":")
+  const head = words(halves[0]!)
+  const tail = halves.length === 2 ? words(halves[1]!) : []
+  // A trailing dotted quad takes two words.
+  const last = (halves.length === 2 ? tail : head).at(-1)
+  const quad = last !== undefined && last.includes(".")
+  const count = head.length + tail.length + (quad ? 1 : 0)
+  if (halves.length === 1 ? count !== 8 : count > 7) return undefined
+  const put = (ws: Array<string>, from: number): boolean => {
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i]!
+      if (w.includes(".")) {
+        if (i !== ws.length - 1 || from + 2 * i !== 12 || !v4(w, 12)) return false
+      } else {
+        if (!/^[0-9a-fA-F]{1,4}$/.test(w)) return false
+        const n = Number.parseInt(w, 16)
+        out[from + 2 * i] = n >> 8
+        out[from + 2 * i + 1] = n & 0xff
+      }
+    }
+    return true
+  }
+  const tailStart = 16 - 2 * (tail.length + (quad && halves.length === 2 ? 1 : 0))
+  return put(head, 0) && put(tail, tailStart) ? out : undefined
+}
+
+/**
+ * The `ps_conn_spans` key of a connection from its two ends' "host:port" (as in `Request.RemoteAddr`): what both
+ * BPF sides compute from the sockets' addresses. Undefined when either end is not an IP literal with a port.
+ */
+export const connKey = (client: string, server: string): Uint8Array | undefined => {
+  const c = splitHostPort(client)
+  const s = splitHostPort(server)
+  const cip = ipBytes(c.host)
+  const sip = ipBytes(s.host)
+  if (cip === undefined || sip === undefined || c.port === undefined || s.port === undefined) return undefined
+  return ConnKey.encode({ clientIp: cip, serverIp: sip, clientPort: c.port, serverPort: s.port })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Semantic-convention helpers
 // ---------------------------------------------------------------------------------------------------------------
 

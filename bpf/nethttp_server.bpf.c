@@ -4,8 +4,8 @@
  * traceparent from req.Header, makes the span's ids, decides sampling, keeps the in-flight record per goroutine and
  * publishes the span as the goroutine's active context. Without an incoming traceparent, the connection's
  * addresses are looked up in ps_conn_spans (go_context.h): a client probe on this host publishes its span there, so
- * the trace continues across processes without writing the request. Each RET reads what only exists afterwards (the ServeMux
- * pattern, the status written), submits the record when sampled, and clears the goroutine's context. */
+ * the trace continues across processes without writing the request. Each RET reads what only exists afterwards
+ * (the ServeMux pattern, the status written), submits the record when sampled, and clears the goroutine's context. */
 #include "common.h"
 #include "go_context.h"
 #include "sampling.h"

@@ -12,10 +12,11 @@
  * is written, publishes the span in go_context's `ps_conn_spans` under the connection's (client ip:port, server
  * ip:port); a server probe in another process on this host finds it by the same addresses. RET removes it.
  *
- * Header propagation: a uprobe on `net/http.Header.writeSubset` (which writes the request's headers into the connection's
- * `*bufio.Writer` on the writeLoop goroutine) appends `Traceparent: 00-<trace>-<span>-<flags>\r\n` to the buffer with
- * `bpf_probe_write_user`. Kernel lockdown forbids that helper; the probe then loads without that program, says so
- * once, and still produces correct local spans (downstream services start their own traces).
+ * Header propagation: a uprobe on `net/http.Header.writeSubset` (which writes the request's headers into the
+ * connection's `*bufio.Writer` on the writeLoop goroutine) appends `Traceparent: 00-<trace>-<span>-<flags>\r\n` to
+ * the buffer with `bpf_probe_write_user`. Kernel lockdown forbids that helper; the probe then loads without that
+ * program and says so once. Local spans stay correct, instrumented services on this host still continue the trace
+ * through the connection map, and other downstream services start their own traces.
  *
  * Reading order: manifest -> per-target offsets -> record layout -> span building -> the probe.
  */
@@ -221,8 +222,8 @@ export const make = (options: {
   // Said once, when the probe loads: spans stay correct, only cross-process linking is lost.
   const notice = Layer.effectDiscard(
     Effect.logWarning(
-      `probe nethttp_client: traceparent propagation disabled (${support.reason}: bpf_probe_write_user is ` +
-        "forbidden); client spans are still recorded, downstream services start their own traces"
+      `probe nethttp_client: traceparent header injection disabled (${support.reason}: bpf_probe_write_user is ` +
+        "forbidden); instrumented servers on this host still continue traces (connection map), others start their own"
     )
   )
   return {

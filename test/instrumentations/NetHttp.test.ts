@@ -194,7 +194,8 @@ describe("NetHttpServer", () => {
         const kernel = yield* FakeKernel
         const captured = yield* CapturedSpans
         const server = yield* NetHttpServer.NetHttpServer.tag
-        yield* kernel.push("nethttp_server", [serverRecord({ parent: 2, parentSpanId: "1111111111111111", linked: true })])
+        const record = serverRecord({ parent: 2, parentSpanId: "1111111111111111", linked: true })
+        yield* kernel.push("nethttp_server", [record])
         yield* Effect.forkChild(server.runner.run)
         const [span] = yield* captured.take(1)
         assert.strictEqual(span!.parentSpanId, "1111111111111111")
@@ -236,7 +237,11 @@ describe("NetHttpClient", () => {
           "net/http.(*persistConn).roundTrip"
         ])
         const programs = new Set((yield* kernel.liveLinks).map((l) => l.program))
-        assert.deepStrictEqual([...programs], ["uprobe_roundTrip", "uprobe_roundTrip_ret", NetHttpClient.PUBLISH_PROGRAM])
+        assert.deepStrictEqual([...programs], [
+          "uprobe_roundTrip",
+          "uprobe_roundTrip_ret",
+          NetHttpClient.PUBLISH_PROGRAM
+        ])
         yield* Scope.close(scope, Exit.void)
       }),
       Client.layer

@@ -88,11 +88,11 @@ describe("NetHttpServer", () => {
           tcpEnabled: 1,
           tcpConnFd: 0,
           tcpNetFdFamily: 56,
-          tcpNetFdSotype: 64,
-          tcpNetFdLaddr: 96,
-          tcpNetFdRaddr: 112,
+          tcpNetFdSotypeW: 1,
+          tcpNetFdLaddrW: 5,
+          tcpNetFdRaddrW: 7,
           tcpAddrIp: 0,
-          tcpAddrPort: 24
+          tcpAddrPortW: 3
         })
         const programs = (yield* kernel.liveLinks).map((l) => `${l.program}@${l.offset?.toString(16)}`)
         assert.deepStrictEqual(programs, ["uprobe_ServeHTTP@280e0a", "uprobe_ServeHTTP_ret@280e93"])
@@ -383,6 +383,20 @@ describe("connection keys (ps_conn_spans)", () => {
     assert.strictEqual(Http.tcpValue(all, [80]).tcpEnabled, 1)
     assert.strictEqual(Http.tcpValue(all, [undefined]).tcpEnabled, 0)
     assert.strictEqual(Http.tcpValue({ ...all, tcpAddrPort: undefined }).tcpEnabled, 0)
+    // Fields outside the one-read blocks (a future netFD or TCPAddr layout) turn the feature off, not read wrong.
+    assert.strictEqual(Http.tcpValue({ ...all, netFdRaddr: 128 }).tcpEnabled, 0)
+    assert.strictEqual(Http.tcpValue({ ...all, netFdSotype: 60 }).tcpEnabled, 0)
+    assert.strictEqual(Http.tcpValue({ ...all, tcpAddrPort: 40 }).tcpEnabled, 0)
+    assert.deepStrictEqual(Http.tcpValue({ ...all, tcpConnConn: 8, connFd: 8 }), {
+      tcpEnabled: 1,
+      tcpConnFd: 16,
+      tcpNetFdFamily: 56,
+      tcpNetFdSotypeW: 1,
+      tcpNetFdLaddrW: 5,
+      tcpNetFdRaddrW: 7,
+      tcpAddrIp: 0,
+      tcpAddrPortW: 3
+    })
   })
 })
 

@@ -157,17 +157,27 @@ static __always_inline int ps_header_traceparent(u64 header_map, const struct ps
  *
  * net.Conn (interface) -> data *net.TCPConn = struct{ conn{ fd *netFD } } -> netFD.laddr/raddr (net.Addr
  * interfaces) -> data *net.TCPAddr{ IP []byte, Port int }. Offsets come per process; `enabled` is 0 when any of
- * them is unknown, which turns the feature off for that process. */
+ * them is unknown or does not fit the blocks below, which turns the feature off for that process.
+ *
+ * Each user-memory read costs ~0.1 us here, so the netFD fields are read as one block starting at netFD.family and
+ * a TCPAddr as one block starting at IP; user space gives the other fields as word indices into those blocks. */
+#define PS_NETFD_BLOCK_WORDS 9
+#define PS_TCPADDR_BLOCK_WORDS 4
+
 struct ps_tcp_offsets {
   u64 enabled;
   /* net.TCPConn.conn + net.conn.fd */
   u64 tcpconn_fd;
+  /* netFD.family: where the netFD block starts (its word 0) */
   u64 netfd_family;
-  u64 netfd_sotype;
-  u64 netfd_laddr;
-  u64 netfd_raddr;
+  /* word indices into the netFD block */
+  u64 netfd_sotype_w;
+  u64 netfd_laddr_w;
+  u64 netfd_raddr_w;
+  /* TCPAddr.IP: where the TCPAddr block starts (the slice is words 0-2) */
   u64 tcpaddr_ip;
-  u64 tcpaddr_port;
+  /* word index of TCPAddr.Port in its block */
+  u64 tcpaddr_port_w;
 };
 
 /* One end of a TCP connection, IPv4 as v4-mapped IPv6. */
@@ -182,23 +192,23 @@ struct ps_addr {
 
 /* Read a *net.TCPAddr. 0 on success; rejects anything that is not a 4- or 16-byte IP with a port in 1..65535. */
 static __always_inline int ps_tcp_addr_read(u64 addr, const struct ps_tcp_offsets *o, struct ps_addr *out) {
-  if (addr == 0)
+  u64 blk[PS_TCPADDR_BLOCK_WORDS] = {};
+  u64 pw = o->tcpaddr_port_w;
+  if (addr == 0 || pw < 3 || pw >= PS_TCPADDR_BLOCK_WORDS)
     return -1;
-  struct go_slice ip = {};
-  if (bpf_probe_read_user(&ip, sizeof(ip), (const void *)(addr + o->tcpaddr_ip)) != 0 || ip.ptr == 0 ||
-      ip.cap < ip.len)
+  if (bpf_probe_read_user(blk, sizeof(blk), (const void *)(addr + o->tcpaddr_ip)) != 0)
     return -1;
-  u64 port = ps_read_u64(addr + o->tcpaddr_port);
-  if (port == 0 || port > 65535)
+  u64 ptr = blk[0], len = blk[1], cap = blk[2], port = blk[pw];
+  if (ptr == 0 || cap < len || port == 0 || port > 65535)
     return -1;
   __builtin_memset(out->ip, 0, sizeof(out->ip));
-  if (ip.len == 4) {
+  if (len == 4) {
     out->ip[10] = 0xff;
     out->ip[11] = 0xff;
-    if (bpf_probe_read_user(out->ip + 12, 4, (const void *)ip.ptr) != 0)
+    if (bpf_probe_read_user(out->ip + 12, 4, (const void *)ptr) != 0)
       return -1;
-  } else if (ip.len == 16) {
-    if (bpf_probe_read_user(out->ip, 16, (const void *)ip.ptr) != 0)
+  } else if (len == 16) {
+    if (bpf_probe_read_user(out->ip, 16, (const void *)ptr) != 0)
       return -1;
   } else {
     return -1;
@@ -214,19 +224,21 @@ static __always_inline int ps_tcp_addr_read(u64 addr, const struct ps_tcp_offset
  * checks and are skipped. */
 static __always_inline int ps_tcp_conn_addrs(u64 conn, const struct ps_tcp_offsets *o, struct ps_addr *local,
                                              struct ps_addr *remote) {
-  if (!o->enabled || conn == 0)
+  u64 sw = o->netfd_sotype_w, lw = o->netfd_laddr_w, rw = o->netfd_raddr_w;
+  if (!o->enabled || conn == 0 || sw >= PS_NETFD_BLOCK_WORDS || lw + 1 >= PS_NETFD_BLOCK_WORDS ||
+      rw + 1 >= PS_NETFD_BLOCK_WORDS)
     return -1;
   u64 fd = ps_read_u64(conn + o->tcpconn_fd);
   if (fd == 0)
     return -1;
-  u64 family = ps_read_u64(fd + o->netfd_family);
-  if ((family != PS_AF_INET && family != PS_AF_INET6) || ps_read_u64(fd + o->netfd_sotype) != PS_SOCK_STREAM)
+  u64 blk[PS_NETFD_BLOCK_WORDS] = {};
+  if (bpf_probe_read_user(blk, sizeof(blk), (const void *)(fd + o->netfd_family)) != 0)
     return -1;
-  struct go_iface la = {}, ra = {};
-  if (bpf_probe_read_user(&la, sizeof(la), (const void *)(fd + o->netfd_laddr)) != 0 ||
-      bpf_probe_read_user(&ra, sizeof(ra), (const void *)(fd + o->netfd_raddr)) != 0)
+  u64 family = blk[0];
+  if ((family != PS_AF_INET && family != PS_AF_INET6) || blk[sw] != PS_SOCK_STREAM)
     return -1;
-  if (ps_tcp_addr_read(la.data, o, local) != 0 || ps_tcp_addr_read(ra.data, o, remote) != 0)
+  /* The interfaces' data words (the second word of each). */
+  if (ps_tcp_addr_read(blk[lw + 1], o, local) != 0 || ps_tcp_addr_read(blk[rw + 1], o, remote) != 0)
     return -1;
   return 0;
 }

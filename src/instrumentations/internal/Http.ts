@@ -99,31 +99,57 @@ export const tcpLayout = {
   tcpEnabled: Binary.u64n,
   tcpConnFd: Binary.u64n,
   tcpNetFdFamily: Binary.u64n,
-  tcpNetFdSotype: Binary.u64n,
-  tcpNetFdLaddr: Binary.u64n,
-  tcpNetFdRaddr: Binary.u64n,
+  tcpNetFdSotypeW: Binary.u64n,
+  tcpNetFdLaddrW: Binary.u64n,
+  tcpNetFdRaddrW: Binary.u64n,
   tcpAddrIp: Binary.u64n,
-  tcpAddrPort: Binary.u64n
+  tcpAddrPortW: Binary.u64n
 } as const
+
+/** Words of the netFD block (from `family`) and the TCPAddr block (from `IP`) the BPF side reads in one go. */
+const NETFD_BLOCK_WORDS = 9
+const TCPADDR_BLOCK_WORDS = 4
 
 type Resolved<K extends string> = { readonly [k in K]: number | undefined }
 
 /**
- * Resolve `struct ps_tcp_offsets`; `tcpEnabled` is 1 only when every offset (`extra` included: the probe's own
- * first hop to the `net.Conn`) is known. Several true offsets are 0, so a separate flag says "known".
+ * Resolve `struct ps_tcp_offsets`. `tcpEnabled` is 1 only when every offset (`extra` included: the probe's own hop
+ * to the `net.Conn`) is known and the netFD and TCPAddr fields fall, word-aligned, inside the blocks the BPF side
+ * reads (true of Go 1.22 through 1.27: family 56, sotype 64, laddr 96, raddr 112; IP 0, Port 24).
  */
 export const tcpValue = (o: Resolved<keyof typeof tcpFields>, extra: ReadonlyArray<number | undefined> = []) => {
-  const all = [...Object.keys(tcpFields).map((k) => o[k as keyof typeof tcpFields]), ...extra]
-  const known = all.every((v) => v !== undefined)
+  const off = {
+    tcpEnabled: 0,
+    tcpConnFd: 0,
+    tcpNetFdFamily: 0,
+    tcpNetFdSotypeW: 0,
+    tcpNetFdLaddrW: 0,
+    tcpNetFdRaddrW: 0,
+    tcpAddrIp: 0,
+    tcpAddrPortW: 0
+  }
+  const known = [...Object.keys(tcpFields).map((k) => o[k as keyof typeof tcpFields]), ...extra]
+  if (known.some((v) => v === undefined)) return off
+  const word = (field: number, base: number, last: number): number | undefined => {
+    const d = field - base
+    return d > 0 && d % 8 === 0 && d / 8 <= last ? d / 8 : undefined
+  }
+  const sotype = word(o.netFdSotype!, o.netFdFamily!, NETFD_BLOCK_WORDS - 1)
+  const laddr = word(o.netFdLaddr!, o.netFdFamily!, NETFD_BLOCK_WORDS - 2)
+  const raddr = word(o.netFdRaddr!, o.netFdFamily!, NETFD_BLOCK_WORDS - 2)
+  const port = word(o.tcpAddrPort!, o.tcpAddrIp!, TCPADDR_BLOCK_WORDS - 1)
+  if (sotype === undefined || laddr === undefined || raddr === undefined || port === undefined || port < 3) {
+    return off
+  }
   return {
-    tcpEnabled: known ? 1 : 0,
-    tcpConnFd: known ? o.tcpConnConn! + o.connFd! : 0,
-    tcpNetFdFamily: o.netFdFamily ?? 0,
-    tcpNetFdSotype: o.netFdSotype ?? 0,
-    tcpNetFdLaddr: o.netFdLaddr ?? 0,
-    tcpNetFdRaddr: o.netFdRaddr ?? 0,
-    tcpAddrIp: o.tcpAddrIp ?? 0,
-    tcpAddrPort: o.tcpAddrPort ?? 0
+    tcpEnabled: 1,
+    tcpConnFd: o.tcpConnConn! + o.connFd!,
+    tcpNetFdFamily: o.netFdFamily!,
+    tcpNetFdSotypeW: sotype,
+    tcpNetFdLaddrW: laddr,
+    tcpNetFdRaddrW: raddr,
+    tcpAddrIp: o.tcpAddrIp!,
+    tcpAddrPortW: port
   }
 }
 

@@ -7,10 +7,12 @@ import { assert, describe, it } from "@effect/vitest"
 import { execFileSync, spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Layer } from "effect"
 import { afterAll, beforeAll } from "vitest"
+import * as Http from "../../src/instrumentations/internal/Http.ts"
 import * as NetHttpClient from "../../src/instrumentations/NetHttpClient.ts"
 import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
@@ -288,6 +290,59 @@ describe("net/http probes: same-host propagation without header writes", () => {
     pair(path.join(dir, "1.26.8"), "[::]:0", (addr) => `http://127.0.0.1:${addr.split(":").at(-1)}`).pipe(
       Effect.provide(agent)
     ))
+})
+
+describe("net/http probes: the server side of the connection map", () => {
+  /** One HTTP/1.1 exchange on a raw socket whose connection was published in ps_conn_spans from user space. */
+  const publishedRequest = (host: string, port: number, headers: string) =>
+    Effect.gen(function*() {
+      const registry = yield* ProbeRegistry.ProbeRegistry
+      const server = (yield* registry.probes).find((p) => p.name === "nethttp_server")!
+      const socket = yield* Effect.callback<net.Socket>((resume) => {
+        const sock = net.connect({ host, port }, () => resume(Effect.succeed(sock)))
+        sock.on("error", (e) => resume(Effect.die(e)))
+      })
+      const key = Http.connKey(
+        `[${socket.localAddress}]:${socket.localPort}`,
+        `[${socket.remoteAddress}]:${socket.remotePort}`
+      )!
+      const value = Http.SpanCtx.encode({ traceId: FANOUT_TRACE, spanId: "5e5e5e5e5e5e5e5e", flags: 1 })
+      yield* server.loaded.object.update("ps_conn_spans", key, value)
+      const reply = yield* Effect.callback<string>((resume) => {
+        let got = ""
+        socket.on("data", (b: Buffer) => {
+          got += b.toString()
+          if (got.includes("\r\n\r\n")) resume(Effect.succeed(got))
+        })
+        socket.write(`GET /users/3 HTTP/1.1\r\nHost: ${host}\r\n${headers}\r\n`)
+      })
+      socket.destroy()
+      yield* server.loaded.object.delete("ps_conn_spans", key)
+      return reply
+    })
+
+  it.live("a published connection gives the server span its parent; a traceparent header wins over it", () =>
+    Effect.gen(function*() {
+      const v4 = yield* start(path.join(dir, "1.26.8", "backend"), ["-addr", "127.0.0.1:0"])
+      const v6 = yield* start(path.join(dir, "1.26.8", "backend"), ["-addr", "[::1]:0"])
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      for (const pid of [v4.pid, v6.pid]) {
+        yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(pid) }))
+      }
+      const port = (addr: string) => Number(addr.split(":").at(-1))
+      assert.match(yield* publishedRequest("127.0.0.1", port(v4.addr), ""), /^HTTP\/1.1 200/)
+      assert.match(yield* publishedRequest("::1", port(v6.addr), ""), /^HTTP\/1.1 200/)
+      assert.match(yield* publishedRequest("127.0.0.1", port(v4.addr), `traceparent: ${INCOMING}\r\n`), /^HTTP/)
+      const spans = yield* (yield* CapturedSpans).take(3).pipe(Effect.timeout("10 seconds"))
+      for (const pid of [v4.pid, v6.pid]) {
+        const s = one(spans, (s) => s.pid === pid && s.traceId === FANOUT_TRACE, `linked span of ${pid}`)
+        assert.strictEqual(s.parentSpanId, "5e5e5e5e5e5e5e5e")
+        assert.strictEqual(s.parentIsRemote, true)
+      }
+      const header = one(spans, (s) => s.traceId === "0af7651916cd43dd8448eb211c80319c", "header wins")
+      assert.strictEqual(header.parentSpanId, "b7ad6b7169203331")
+    }).pipe(Effect.provide(agent)))
 })
 
 describe("net/http probes: unsupported Go", () => {

@@ -1,6 +1,7 @@
 // Command frontend is the upstream half of the probescope example service. It routes with Go 1.22 ServeMux patterns
-// and calls backend over HTTP for some routes, so one request yields a server span with client spans under it and,
-// when the client probe injects traceparent, a backend server span in the same trace.
+// and calls backend over HTTP for some routes, so one request yields a server span with client spans under it and a
+// backend server span in the same trace (through an injected traceparent, or the same-host connection map when the
+// kernel forbids writing user memory).
 package main
 
 import (

@@ -8,8 +8,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Bpf } from "../kernel/Bpf.ts"
 import { ownBpfFds } from "../kernel/BpfLive.ts"
-import { bpfObjectPath } from "../kernel/Objects.ts"
 import * as Lockdown from "../instrumentations/internal/Lockdown.ts"
+import * as Probe from "../probe/Probe.ts"
 
 export interface Check {
   readonly name: string
@@ -112,7 +112,7 @@ export const roundTrip: Effect.Effect<Check, never, Bpf> = Effect.gen(function*(
   const fdsBefore = yield* ownFdTotal
   const cookie = BigInt(process.pid) * 1000n + BigInt(Date.now() % 1000)
   const received = yield* Effect.scoped(Effect.gen(function*() {
-    const obj = yield* bpf.load({ file: bpfObjectPath("doctor"), constants: { doctor_cookie: cookie, ps_wakeup_bytes: 0n } })
+    const obj = yield* bpf.load({ file: Probe.objectFile("doctor"), constants: { doctor_cookie: cookie, ps_wakeup_bytes: 0n } })
     yield* obj.attachUprobe({ program: "doctor_uprobe", binary: libc.value, symbol: "getrusage", pid: process.pid })
     const rb = yield* obj.ringBuffer("events")
     // Keep calling until the event arrives: the first call may race the poll registration.

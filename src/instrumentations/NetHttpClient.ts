@@ -69,18 +69,20 @@ const fields = {
   ...Http.swissFields
 } as const
 
-/** The client manifest, with or without the header-writing symbol. */
-export const manifestFor = (inject: boolean) =>
-  Manifest.make({
-    library: { module: "std", package: "net/http", versions: goVersions },
-    goVersions,
-    symbols: [
-      { name: "net/http.(*Transport).roundTrip", entry: "uprobe_roundTrip", return: "uprobe_roundTrip_ret" },
-      { name: "net/http.(*persistConn).roundTrip", entry: PUBLISH_PROGRAM, optional: true },
-      ...(inject ? [{ name: "net/http.Header.writeSubset", entry: INJECT_PROGRAM, optional: true }] : [])
-    ],
-    fields
-  })
+/**
+ * The client manifest. It always lists the header writer; when propagation is off or forbidden the probe loads
+ * without that program and the Attacher leaves the symbol out.
+ */
+export const manifest = Manifest.make({
+  library: { module: "std", package: "net/http", versions: goVersions },
+  goVersions,
+  symbols: [
+    { name: "net/http.(*Transport).roundTrip", entry: "uprobe_roundTrip", return: "uprobe_roundTrip_ret" },
+    { name: "net/http.(*persistConn).roundTrip", entry: PUBLISH_PROGRAM, optional: true },
+    { name: "net/http.Header.writeSubset", entry: INJECT_PROGRAM, optional: true }
+  ],
+  fields
+})
 
 // ---------------------------------------------------------------------------------------------------------------
 // Per-target offsets: `struct nethttp_client_offsets`
@@ -194,7 +196,7 @@ export const make = (options: {
   const definition = Probe.instrument({
     name: "nethttp_client",
     object: Probe.objectFile("nethttp_client"),
-    manifest: manifestFor(inject),
+    manifest,
     reuseMaps: GoContext.sharedMaps,
     disablePrograms: () => inject ? [] : [INJECT_PROGRAM],
     perTarget: {

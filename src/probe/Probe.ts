@@ -361,7 +361,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))
       }
       const loaded: Loaded = { object, constants, reusedMaps }
-      const attacher = makeAttacher(name, options, loaded, config)
+      const attacher = makeAttacher(name, options, loaded, config, disablePrograms)
       const shares = new Set(options.shares ?? [])
       const base = {
         name,
@@ -425,9 +425,37 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
   return definition
 }
 
-const makeAttacher = (name: string, options: AnyOptions, loaded: Loaded, config: unknown): Attacher => {
+/**
+ * The manifest as loaded: a disabled program is not in the kernel, so its symbol is attached without it, and a
+ * symbol left with no program is dropped (a required one then cannot make the probe "missing" a symbol it would not
+ * probe anyway, and a return program that is off does not demand RET instructions).
+ */
+const withoutPrograms = (manifest: Manifest, disabled: ReadonlyArray<string>): Manifest => {
+  if (disabled.length === 0 || manifest.symbols === undefined) return manifest
+  const off = new Set(disabled)
+  const symbols = manifest.symbols.flatMap((s) => {
+    const entry = s.entry !== undefined && !off.has(s.entry) ? s.entry : undefined
+    const ret = s.return !== undefined && !off.has(s.return) ? s.return : undefined
+    if (entry === undefined && ret === undefined) return []
+    return [{
+      name: s.name,
+      ...(entry === undefined ? {} : { entry }),
+      ...(ret === undefined ? {} : { return: ret }),
+      ...(s.optional === undefined ? {} : { optional: s.optional })
+    }]
+  })
+  return { ...manifest, symbols }
+}
+
+const makeAttacher = (
+  name: string,
+  options: AnyOptions,
+  loaded: Loaded,
+  config: unknown,
+  disablePrograms: ReadonlyArray<string>
+): Attacher => {
   const { object } = loaded
-  const manifest = options.manifest
+  const manifest = withoutPrograms(options.manifest, disablePrograms)
   const perTarget = options.perTarget
   const targetMap = perTarget?.map ?? "ps_targets"
   const applicability = (target: Target) => ManifestM.check(name, manifest, target)

@@ -207,7 +207,7 @@ describe("NetHttpServer", () => {
 
   it("does not apply outside the supported Go versions", () => {
     const check = (v: string) =>
-      [NetHttpServer.manifest, NetHttpClient.manifestFor(true), GoContext.manifest].map((m) =>
+      [NetHttpServer.manifest, NetHttpClient.manifest, GoContext.manifest].map((m) =>
         Manifest.check("p", m, goTarget(1, v))._tag
       )
     const old = Manifest.check("nethttp_server", NetHttpServer.manifest, goTarget(1, "1.24.9"))

@@ -1,4 +1,10 @@
-/** Fake Go targets and records built exactly as the BPF programs lay them out (through the probes' own layouts). */
+/**
+ * Fake Go targets and records built exactly as the BPF programs lay them out (through the probes' own layouts), and
+ * the example service built per Go version.
+ */
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import * as NetHttpClient from "../../src/instrumentations/NetHttpClient.ts"
 import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
@@ -105,3 +111,44 @@ export const clientRecord = (over: Partial<ClientRecord> = {}): Uint8Array =>
     query: "",
     ...over
   })
+
+const repoRoot = path.resolve(import.meta.dirname, "../..")
+const exampleDir = path.join(repoRoot, "examples", "go-service")
+/** Where `buildExample` caches its binaries, one folder per Go version. */
+export const exampleCacheDir = path.join(repoRoot, "test", ".cache", "go-service")
+
+const newestSource = (dir: string): number =>
+  fs.readdirSync(dir, { withFileTypes: true }).reduce((newest, e) => {
+    const p = path.join(dir, e.name)
+    if (e.isDirectory()) return Math.max(newest, newestSource(p))
+    return /\.go$|^go\.(mod|sum)$/.test(e.name) ? Math.max(newest, fs.statSync(p).mtimeMs) : newest
+  }, 0)
+
+/**
+ * Builds the example service (`frontend`, `backend`) with Go `version` (fetched through GOTOOLCHAIN when it is not
+ * the local one) into `test/.cache/go-service/<version>/` and returns that folder. A build newer than every source is
+ * reused, so several test files (and reruns) pay for each toolchain once.
+ */
+export const buildExample = (version: string): string => {
+  const out = path.join(exampleCacheDir, version)
+  const programs = ["frontend", "backend"]
+  const built = programs.map((p) => path.join(out, p))
+  const sources = newestSource(exampleDir)
+  if (built.every((b) => fs.existsSync(b) && fs.statSync(b).mtimeMs > sources)) return out
+  // Build into a private folder and rename each binary: a concurrent reader never sees a half-written file.
+  const tmp = `${out}.${process.pid}.tmp`
+  fs.mkdirSync(tmp, { recursive: true })
+  try {
+    execFileSync("go", ["build", "-o", `${tmp}/`, ...programs.map((p) => `./${p}`)], {
+      cwd: exampleDir,
+      env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
+      stdio: ["ignore", "ignore", "pipe"],
+      timeout: 600_000
+    })
+    fs.mkdirSync(out, { recursive: true })
+    for (const p of programs) fs.renameSync(path.join(tmp, p), path.join(out, p))
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true })
+  }
+  return out
+}

@@ -1,9 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { attachError, FakeKernel } from "../../src/kernel/BpfTest.ts"
+import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import * as Fixtures from "./fixtures.ts"
 import { Client, fields, functions, GoCtx, record, Server } from "./fixtures.ts"
 
 const target = (pid: number) => ProbeTest.target({ pid, functions, fields })
@@ -105,6 +107,52 @@ describe("Probe", () => {
       assert.strictEqual(error.pid, 3)
       assert.deepStrictEqual(yield* kernel.liveLinks, [])
     })))
+
+  it.effect("disabled programs are not attached; a symbol left with none is skipped, never missing", () => {
+    const Partial = Probe.instrument({
+      name: "test/partial",
+      object: Probe.objectFile("test_partial"),
+      manifest: {
+        library: { module: "std" },
+        symbols: [
+          { name: "net/http.serverHandler.ServeHTTP", entry: "uprobe_serve", return: "uprobe_serve_ret" },
+          // Required, absent from the target, but its only program is off: not a reason to refuse the target.
+          { name: "net/http.absent", entry: "uprobe_absent" },
+          { name: "net/http.(*Transport).roundTrip", entry: "uprobe_rt", return: "uprobe_rt_ret", optional: true }
+        ]
+      },
+      disablePrograms: () => ["uprobe_serve_ret", "uprobe_absent", "uprobe_rt"],
+      record: Binary.schema(Fixtures.Record),
+      span: () => undefined
+    })
+    // No RET instructions: a return probe that is off must not demand them.
+    const noRets = ProbeTest.target({
+      pid: 21,
+      functions: { ...functions, "net/http.serverHandler.ServeHTTP": { entryOffset: 0x2014, returnOffsets: [] } }
+    })
+    return withProbes(
+      Effect.gen(function*() {
+        const kernel = yield* FakeKernel
+        const probe = yield* Partial.tag
+        const loads = (yield* kernel.events).filter((e) => e._tag === "Load")
+        assert.deepStrictEqual(loads[0]?._tag === "Load" ? loads[0].disablePrograms : [], [
+          "uprobe_serve_ret",
+          "uprobe_absent",
+          "uprobe_rt"
+        ])
+        yield* kernel.clearEvents
+        const attachment = yield* probe.attacher.attach(noRets).pipe(Effect.scoped)
+        assert.deepStrictEqual(attachment.symbols, [
+          "net/http.serverHandler.ServeHTTP",
+          "net/http.(*Transport).roundTrip"
+        ])
+        assert.deepStrictEqual(attachment.missingOptional, [])
+        const attached = (yield* kernel.events).flatMap((e) => e._tag === "Attach" ? [e.program] : [])
+        assert.deepStrictEqual(attached, ["uprobe_serve", "uprobe_rt_ret"])
+      }),
+      Partial.layer
+    )
+  })
 
   it.effect("a target the probe does not apply to fails with the reason", () =>
     withProbes(Effect.gen(function*() {

@@ -13,6 +13,7 @@ import { TargetEvent, TargetSource } from "../manager/TargetEvent.ts"
 import type { TargetEvent as TargetEventType } from "../manager/TargetEvent.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import * as TracingConfig from "../probe/TracingConfig.ts"
+import type { Target } from "../probe/Target.ts"
 import type { AnalysisError, ProcessAnalysisError } from "../target/Errors.ts"
 import * as GoBinary from "../target/GoBinary.ts"
 import * as ProcessResources from "../telemetry/ProcessResources.ts"
@@ -28,31 +29,35 @@ export const builtinProbes = Layer.mergeAll(NetHttpServer.NetHttpServer.layer, N
 /** How long a process's resource outlives it: spans of its last requests may still be in flight to the exporter. */
 const RESOURCE_GRACE = Duration.seconds(30)
 
+/** Why no built-in instrument applies to a target (a daemon alone produces nothing), or undefined. */
+const unsupported = (target: Target): string | undefined => {
+  const reasons: Array<string> = []
+  for (const def of builtins) {
+    if (def.kind !== "instrument") continue
+    const app = Manifest.check(def.name, def.manifest, target)
+    if (app._tag === "Applies") return undefined
+    if (app._tag === "NotApplicable") reasons.push(`${def.name}: ${app.reason}`)
+  }
+  return `${target.exe} (Go ${target.goVersion}) is not supported: ${reasons.join("; ")}`
+}
+
 /**
- * A process the user named must be instrumentable: analysable Go, and at least one built-in probe applies;
- * otherwise the run fails up front with the reasons, rather than sitting idle.
+ * What the user named must be instrumentable — analysable Go that at least one built-in probe supports — or the run
+ * fails up front with the reasons, rather than sitting idle.
  */
 const checkExplicit = (pid: number) =>
   Effect.gen(function*() {
     const analysis = yield* GoBinary.TargetAnalysis
-    const target = yield* analysis.analyzePid(pid)
-    const reasons: Array<string> = []
-    for (const def of builtins) {
-      const app = Manifest.check(def.name, def.manifest, target)
-      if (app._tag === "Applies") return
-      if (app._tag === "NotApplicable") reasons.push(`${def.name}: ${app.reason}`)
-    }
-    return yield* new UnsupportedTarget({
-      pid,
-      message: `pid ${pid} (${target.exe}, Go ${target.goVersion}) is not supported: ${reasons.join("; ")}`
-    })
+    const reason = unsupported(yield* analysis.analyzePid(pid))
+    if (reason !== undefined) return yield* new UnsupportedTarget({ message: `pid ${pid}: ${reason}` })
   })
 
-/** An `--exe` must exist and be Go that the analysis can read: fail at start, not silently later. */
 const checkExe = (path: string) =>
   Effect.gen(function*() {
     const analysis = yield* GoBinary.TargetAnalysis
-    yield* analysis.analyzeFile(path)
+    const binary = yield* analysis.analyzeFile(path)
+    const reason = unsupported({ ...binary, pid: 0, exe: binary.path })
+    if (reason !== undefined) return yield* new UnsupportedTarget({ message: reason })
   })
 
 /**
@@ -70,8 +75,15 @@ export const targetSource = (selector: Selector) =>
       const processes = yield* Discovery.subscribe(selector)
       const started = (pid: number): Effect.Effect<TargetEventType | undefined> =>
         analysis.analyzePid(pid).pipe(
-          Effect.tap((t) => resources.register(pid, { exe: t.exe, goVersion: t.goVersion })),
-          Effect.map((target) => TargetEvent.Started({ target })),
+          Effect.flatMap((target) => {
+            const reason = unsupported(target)
+            return reason === undefined
+              ? Effect.as(
+                resources.register(pid, { exe: target.exe, goVersion: target.goVersion }),
+                TargetEvent.Started({ target })
+              )
+              : Effect.as(Effect.logWarning(`pid ${pid}: not instrumented: ${reason}`), undefined)
+          }),
           Effect.catch((e: ProcessAnalysisError) =>
             Effect.as(Effect.logWarning(`pid ${pid}: not instrumented: ${e.message}`), undefined)
           )

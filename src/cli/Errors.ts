@@ -1,9 +1,8 @@
 /** Errors the CLI itself raises (the layers below have their own). */
 import { Schema } from "effect"
 
-/** A process the user named explicitly that no built-in probe can instrument, with each probe's reason. */
+/** A process or executable the user named that no built-in probe can instrument, with each probe's reason. */
 export class UnsupportedTarget extends Schema.TaggedError<UnsupportedTarget>()("UnsupportedTarget", {
-  pid: Schema.Number,
   message: Schema.String
 }) {}
 

@@ -6,6 +6,7 @@
 import { Duration, Effect, Layer, Stream } from "effect"
 import * as Discovery from "../discovery/Discovery.ts"
 import type { Selector } from "../discovery/Selector.ts"
+import { matcher } from "../discovery/Selector.ts"
 import { GoContext, NetHttpClient, NetHttpServer } from "../instrumentations/index.ts"
 import * as BpfLive from "../kernel/BpfLive.ts"
 import * as Manager from "../manager/Manager.ts"
@@ -61,40 +62,64 @@ const checkExe = (path: string) =>
   })
 
 /**
+ * What to instrument: explicit PIDs, executables (running and future processes), and/or every process whose
+ * analysed binary satisfies `goPredicate` (e.g. every Go program: `() => true`).
+ */
+export interface Selection {
+  readonly pids: ReadonlyArray<number>
+  readonly exes: ReadonlyArray<string>
+  readonly goPredicate?: (binary: GoBinary.GoBinary) => boolean
+}
+
+/** Discovery only sees paths; with a Go predicate every process passes it and analysis decides. */
+const toSelector = (s: Selection): Selector =>
+  s.goPredicate === undefined
+    ? { pids: s.pids, exes: s.exes }
+    : { pids: s.pids, exes: s.exes, predicate: (exe) => exe !== process.execPath }
+
+/**
  * The Manager's target source: discovery's process events, each started process analysed into a `Target` and its
  * resource registered. A discovered process that cannot be analysed (not Go, too old) is logged and skipped.
  */
-export const targetSource = (selector: Selector) =>
+export const targetSource = (selection: Selection) =>
   Layer.effect(
     TargetSource,
     Effect.gen(function*() {
+      const selector = toSelector(selection)
       yield* Effect.forEach(selector.pids, checkExplicit, { discard: true })
       yield* Effect.forEach(selector.exes, checkExe, { discard: true })
       const analysis = yield* GoBinary.TargetAnalysis
       const resources = yield* ProcessResources.ProcessResources
       const processes = yield* Discovery.subscribe(selector)
-      const started = (pid: number): Effect.Effect<TargetEventType | undefined> =>
-        analysis.analyzePid(pid).pipe(
+      const named = matcher({ pids: selection.pids, exes: selection.exes })
+      const started = (pid: number, exe: string): Effect.Effect<TargetEventType | undefined> => {
+        // What the user named deserves a warning when it cannot be instrumented; what a predicate swept in does not.
+        const skip = (why: string) =>
+          Effect.as(
+            named(pid, exe) ? Effect.logWarning(`pid ${pid}: not instrumented: ${why}`) : Effect.logDebug(`pid ${pid}: ${why}`),
+            undefined
+          )
+        return analysis.analyzePid(pid).pipe(
           Effect.flatMap((target) => {
+            if (!named(pid, exe) && selection.goPredicate?.(target.binary) !== true) return skip("not selected")
             const reason = unsupported(target)
             return reason === undefined
               ? Effect.as(
                 resources.register(pid, { exe: target.exe, goVersion: target.goVersion }),
                 TargetEvent.Started({ target })
               )
-              : Effect.as(Effect.logWarning(`pid ${pid}: not instrumented: ${reason}`), undefined)
+              : skip(reason)
           }),
-          Effect.catch((e: ProcessAnalysisError) =>
-            Effect.as(Effect.logWarning(`pid ${pid}: not instrumented: ${e.message}`), undefined)
-          )
+          Effect.catch((e: ProcessAnalysisError) => skip(e.message))
         )
+      }
       const exited = (pid: number): Effect.Effect<TargetEventType> =>
         Effect.as(
           Effect.forkDetach(Effect.delay(resources.unregister(pid), RESOURCE_GRACE)),
           TargetEvent.Exited({ pid })
         )
       const events = processes.pipe(
-        Stream.mapEffect((e) => e._tag === "Started" ? started(e.pid) : exited(e.pid)),
+        Stream.mapEffect((e) => e._tag === "Started" ? started(e.pid, e.exe) : exited(e.pid)),
         Stream.filter((e): e is TargetEventType => e !== undefined)
       )
       return TargetSource.of({ events })
@@ -105,12 +130,12 @@ export const targetSource = (selector: Selector) =>
  * The whole agent for a selector: Bpf, analysis, discovery's watcher probe, telemetry from `OTEL_*`, the sampler
  * from `OTEL_TRACES_SAMPLER`, the built-in probes and the Manager.
  */
-export const layer = (selector: Selector) => {
+export const layer = (selection: Selection) => {
   const kernel = BpfLive.layer
   const base = Layer.mergeAll(GoBinary.layer, Telemetry.layer, TracingConfig.layerConfig).pipe(
     Layer.provideMerge(kernel)
   )
-  const source = targetSource(selector).pipe(Layer.provide(Discovery.layer), Layer.provide(base))
+  const source = targetSource(selection).pipe(Layer.provide(Discovery.layer), Layer.provide(base))
   return Manager.layerWith(builtinProbes).pipe(Layer.provide(source), Layer.provideMerge(base))
 }
 

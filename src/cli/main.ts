@@ -75,28 +75,32 @@ const run = Command.make(
       Flag.withDescription("An executable: every running and future process of it (repeatable)"),
       Flag.atLeast(0)
     ),
+    allGo: Flag.Boolean("all-go").pipe(
+      Flag.withDescription("Also every running and future Go process the built-in probes support"),
+      Flag.withDefault(false)
+    ),
     statusEvery: Flag.Int("status-interval").pipe(
       Flag.withDescription("Seconds between status lines on stderr (0: only at exit)"),
       Flag.withDefault(0)
     )
   },
-  ({ exes, pids, statusEvery }) =>
+  ({ allGo, exes, pids, statusEvery }) =>
     oneLine(Effect.gen(function*() {
-      if (pids.length === 0 && exes.length === 0) {
-        return yield* new UsageError({ message: "run needs at least one --pid N or --exe PATH" })
+      if (pids.length === 0 && exes.length === 0 && !allGo) {
+        return yield* new UsageError({ message: "run needs at least one --pid N, --exe PATH or --all-go" })
       }
       yield* Effect.scoped(Effect.gen(function*() {
         const manager = yield* Manager
         yield* Effect.addFinalizer(() => Effect.flatMap(statusLines(true), Console.error))
         const probes = manager.probes.map((p) => p.name).join(", ")
-        yield* Console.error(`probescope: ready: probes ${probes}; watching ${[...pids.map((p) => `pid ${p}`), ...exes].join(", ")}`)
+        yield* Console.error(`probescope: ready: probes ${probes}; watching ${[...pids.map((p) => `pid ${p}`), ...exes, ...(allGo ? ["every Go process"] : [])].join(", ")}`)
         if (statusEvery > 0) {
           yield* Effect.forkScoped(
             Effect.flatMap(statusLines(false), Console.error).pipe(Effect.repeat(Schedule.spaced(`${statusEvery} seconds`)))
           )
         }
         return yield* Effect.never
-      }).pipe(Effect.provide(Agent.layer({ pids, exes }))))
+      }).pipe(Effect.provide(Agent.layer(allGo ? { pids, exes, goPredicate: () => true } : { pids, exes }))))
     }))
 ).pipe(Command.withDescription("Attach to Go processes and export their traces (OTEL_* variables configure export)"))
 

@@ -3,10 +3,11 @@
  * first and scans /proc second, so a process starting during the scan is not missed (it may be reported twice;
  * consumers key by PID). Kernel events arrive within milliseconds, through the same batched ring buffer as probes.
  */
-import { Effect, Layer, Schema, Stream } from "effect"
+import { Effect, Layer, Option, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import type { Scope } from "effect"
 import type { BpfMapError } from "../kernel/Bpf.ts"
+import * as Binary from "../probe/Binary.ts"
 import type { ProbeId } from "../probe/Probe.ts"
 import * as ProbeRegistry from "../probe/ProbeRegistry.ts"
 import type { ProcessNotFound, ProcessUnreadable } from "../target/Errors.ts"
@@ -22,23 +23,30 @@ const isDefined = <A>(a: A | undefined): a is A => a !== undefined
 const EXEC = 1
 const EXIT = 2
 
-/** `struct discovery_event` of bpf/discovery.bpf.c. */
-const DiscoveryRecord = Schema.Struct({ kind: Schema.Number, pid: Schema.Number, path: Schema.String })
-type DiscoveryRecord = typeof DiscoveryRecord.Type
+/** `struct discovery_event` of bpf/discovery.bpf.c (DISCOVERY_PATH_MAX 256). */
+export const DiscoveryEvent = Binary.struct({
+  kind: Binary.u32,
+  /** Thread-group id: the process. */
+  pid: Binary.u32,
+  ktimeNs: Binary.u64,
+  pathLen: Binary.u32,
+  _pad: Binary.pad(4),
+  path: Binary.string(256, "pathLen")
+})
 
-const PATH_OFFSET = 24
-const decoder = new TextDecoder()
+/** What discovery uses of a kernel record. */
+export interface DiscoveryRecord {
+  readonly kind: number
+  readonly pid: number
+  readonly path: string
+}
 
-/** Decodes one kernel record; a record of the wrong size is a bug in the object, reported as a decode failure. */
+const decodeEvent = Schema.decodeUnknownOption(Binary.schema(DiscoveryEvent))
+
+/** Decodes one kernel record; a record shorter than the struct is a bug in the object, and is dropped. */
 export const decodeRecord = (r: Uint8Array): DiscoveryRecord | undefined => {
-  if (r.byteLength < PATH_OFFSET) return undefined
-  const v = new DataView(r.buffer, r.byteOffset, r.byteLength)
-  const len = Math.min(v.getUint32(16, true), r.byteLength - PATH_OFFSET)
-  return {
-    kind: v.getUint32(0, true),
-    pid: v.getUint32(4, true),
-    path: decoder.decode(r.subarray(PATH_OFFSET, PATH_OFFSET + len))
-  }
+  const e = decodeEvent(r)
+  return Option.isSome(e) ? { kind: e.value.kind, pid: e.value.pid, path: e.value.path } : undefined
 }
 
 /**

@@ -2,13 +2,14 @@
  * `probescope doctor`: what a user checks on a machine before deploying the agent. Every check reports a detail a
  * human can act on; the live round trip proves the whole kernel path (load, attach, event, detach, nothing left).
  */
-import { Effect, Option, Schedule, Stream } from "effect"
+import { Effect, Option, Schedule, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Bpf } from "../kernel/Bpf.ts"
 import { ownBpfFds } from "../kernel/BpfLive.ts"
 import * as Lockdown from "../instrumentations/internal/Lockdown.ts"
+import * as Binary from "../probe/Binary.ts"
 import * as Probe from "../probe/Probe.ts"
 
 export interface Check {
@@ -101,6 +102,20 @@ const ownFdTotal = Effect.sync(() => {
   return fds.progs + fds.maps + fds.links + fds.perfEvents
 })
 
+/** `struct doctor_event` of bpf/doctor.bpf.c. */
+export const DoctorEvent = Binary.struct({
+  /** Thread id. */
+  pid: Binary.u32,
+  /** Process id. */
+  tgid: Binary.u32,
+  /** The Go ABI's first integer argument (RAX). */
+  arg1: Binary.u64,
+  cookie: Binary.u64,
+  ktimeNs: Binary.u64
+})
+
+const decodeDoctorEvent = Schema.decodeUnknownOption(Binary.schema(DoctorEvent))
+
 /**
  * Load the doctor object, attach a uprobe to libc's `getrusage` in this process, call it, receive the event through
  * the ring buffer, detach, and confirm no link fd of ours remains.
@@ -119,7 +134,9 @@ export const roundTrip: Effect.Effect<Check, never, Bpf> = Effect.gen(function*(
     const trigger = Effect.sync(() => process.resourceUsage()).pipe(Effect.repeat(Schedule.spaced("20 millis")), Effect.forkScoped)
     yield* trigger
     const first = yield* rb.records.pipe(
-      Stream.map((r) => decodeDoctorRecord(r)),
+      Stream.map((r) => decodeDoctorEvent(r)),
+      Stream.filter(Option.isSome),
+      Stream.map((r) => r.value),
       Stream.filter((r) => r.tgid === process.pid && r.cookie === cookie),
       Stream.runHead,
       Effect.timeoutOption("3 seconds")
@@ -135,14 +152,6 @@ export const roundTrip: Effect.Effect<Check, never, Bpf> = Effect.gen(function*(
 }).pipe(
   Effect.catch((e) => Effect.succeed(check("uprobe-roundtrip", false, `${e._tag}: ${e.message}`)))
 )
-
-/** `struct doctor_event` of bpf/doctor.bpf.c: u32 pid, u32 tgid, u64 arg1, u64 cookie, u64 ktime_ns. */
-const decodeDoctorRecord = (r: Uint8Array) => {
-  const v = new DataView(r.buffer, r.byteOffset, r.byteLength)
-  return r.byteLength < 32
-    ? { pid: -1, tgid: -1, cookie: -1n }
-    : { pid: v.getUint32(0, true), tgid: v.getUint32(4, true), cookie: v.getBigUint64(16, true) }
-}
 
 /** All checks; the kernel ones are skipped with a reason when the process lacks privileges. */
 export const run: Effect.Effect<Report, never, Bpf> = Effect.gen(function*() {

@@ -1,28 +1,19 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { spawn } from "node:child_process"
-import { writeFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { DoctorEvent } from "../../src/cli/Doctor.ts"
 import { Bpf } from "../../src/kernel/Bpf.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
-import { bpfObject, buildAll, buildRoundtrip, deadPid, type Roundtrip, startRoundtrip, symbolFileOffset } from "./fixtures.ts"
+import * as GoBinary from "../../src/target/GoBinary.ts"
+import { bpfObject, buildAll, buildRoundtrip, deadPid, type Roundtrip, startRoundtrip } from "./fixtures.ts"
 
 buildAll()
 const binary = buildRoundtrip()
 const symbol = "main.roundtripTarget"
 
-interface DoctorEvent {
-  readonly pid: number
-  readonly tgid: number
-  readonly arg1: bigint
-  readonly cookie: bigint
-}
-
-const decodeDoctor = (r: Uint8Array): DoctorEvent => {
-  const v = new DataView(r.buffer, r.byteOffset, r.byteLength)
-  return { pid: v.getUint32(0, true), tgid: v.getUint32(4, true), arg1: v.getBigUint64(8, true), cookie: v.getBigUint64(16, true) }
-}
 
 const u32 = (n: number) => {
   const b = new Uint8Array(4)
@@ -60,7 +51,7 @@ layer(BpfLive.layer, { excludeTestServices: true })("BpfLive (kernel)", (it) => 
         const rb = yield* obj.ringBuffer("events")
         const fiber = yield* collect(rb.records, 3).pipe(Effect.forkChild)
         yield* Effect.promise(() => rt.call(3, 42))
-        const events = (yield* Fiber.join(fiber)).map(decodeDoctor)
+        const events = (yield* Fiber.join(fiber)).map((r) => DoctorEvent.decode(r))
         assert.strictEqual(events.length, 3)
         for (const e of events) {
           assert.strictEqual(e.tgid, rt.pid)
@@ -77,13 +68,14 @@ layer(BpfLive.layer, { excludeTestServices: true })("BpfLive (kernel)", (it) => 
     withRoundtrip((rt) =>
       Effect.gen(function*() {
         const bpf = yield* Bpf
-        const offset = symbolFileOffset(binary, symbol)
+        const analysed = yield* GoBinary.analyzeBuffer(binary, readFileSync(binary))
+        const offset = Option.getOrThrow(analysed.function(symbol)).fileOffset
         const obj = yield* bpf.load({ file: bpfObject("doctor"), constants: { doctor_cookie: 7 } })
         yield* obj.attachUprobe({ program: "doctor_uprobe", binary, offset })
         const rb = yield* obj.ringBuffer("events")
         const fiber = yield* collect(rb.records, 2).pipe(Effect.forkChild)
         yield* Effect.promise(() => rt.call(2, 1234))
-        const events = (yield* Fiber.join(fiber)).map(decodeDoctor)
+        const events = (yield* Fiber.join(fiber)).map((r) => DoctorEvent.decode(r))
         assert.deepStrictEqual(events.map((e) => [e.tgid, e.arg1, e.cookie]), [[rt.pid, 1234n, 7n], [rt.pid, 1234n, 7n]])
       }).pipe(Effect.scoped)
     ))
@@ -106,7 +98,7 @@ layer(BpfLive.layer, { excludeTestServices: true })("BpfLive (kernel)", (it) => 
         assert.strictEqual(stats.dropped, 92)
         const kept = yield* collect(rb.records, 8)
         assert.strictEqual(kept.length, 8)
-        assert.strictEqual(decodeDoctor(kept[0]!).arg1, 5n)
+        assert.strictEqual(DoctorEvent.decode(kept[0]!).arg1, 5n)
       }).pipe(Effect.scoped)
     ))
 

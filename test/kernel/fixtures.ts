@@ -1,4 +1,4 @@
-/** Helpers of the kernel tests: build the Go fixture, compute file offsets, drive the fixture process. */
+/** Helpers of the kernel tests: build the Go fixture, drive the fixture process. */
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process"
 import { mkdirSync, readFileSync } from "node:fs"
 import * as path from "node:path"
@@ -25,56 +25,6 @@ export const buildRoundtrip = (): string => {
     env: { ...process.env, GOFLAGS: "-mod=mod", GOTOOLCHAIN: process.env["GOTOOLCHAIN"] ?? "local" }
   })
   return out
-}
-
-/**
- * File offset of an ELF64 symbol's first instruction: its virtual address mapped through the PT_LOAD segment that
- * contains it. Enough for a Go executable; not a general ELF reader.
- */
-export const symbolFileOffset = (binary: string, symbol: string): number => {
-  const elf = readFileSync(binary)
-  if (elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2) throw new Error(`${binary} is not an ELF64 file`)
-  const shoff = Number(elf.readBigUInt64LE(0x28))
-  const shentsize = elf.readUInt16LE(0x3a)
-  const shnum = elf.readUInt16LE(0x3c)
-  const phoff = Number(elf.readBigUInt64LE(0x20))
-  const phentsize = elf.readUInt16LE(0x36)
-  const phnum = elf.readUInt16LE(0x38)
-  const section = (i: number) => {
-    const base = shoff + i * shentsize
-    return {
-      type: elf.readUInt32LE(base + 4),
-      offset: Number(elf.readBigUInt64LE(base + 0x18)),
-      size: Number(elf.readBigUInt64LE(base + 0x20)),
-      link: elf.readUInt32LE(base + 0x28),
-      entsize: Number(elf.readBigUInt64LE(base + 0x38))
-    }
-  }
-  let address: bigint | undefined
-  for (let i = 0; i < shnum && address === undefined; i++) {
-    const symtab = section(i)
-    if (symtab.type !== 2) continue // SHT_SYMTAB
-    const strtab = section(symtab.link)
-    for (let off = symtab.offset; off < symtab.offset + symtab.size; off += symtab.entsize) {
-      const nameOff = elf.readUInt32LE(off)
-      const start = strtab.offset + nameOff
-      const end = elf.indexOf(0, start)
-      if (elf.toString("latin1", start, end) === symbol) {
-        address = elf.readBigUInt64LE(off + 8)
-        break
-      }
-    }
-  }
-  if (address === undefined) throw new Error(`symbol ${symbol} not in ${binary}`)
-  for (let i = 0; i < phnum; i++) {
-    const base = phoff + i * phentsize
-    if (elf.readUInt32LE(base) !== 1) continue // PT_LOAD
-    const offset = elf.readBigUInt64LE(base + 8)
-    const vaddr = elf.readBigUInt64LE(base + 0x10)
-    const filesz = elf.readBigUInt64LE(base + 0x20)
-    if (address >= vaddr && address < vaddr + filesz) return Number(address - vaddr + offset)
-  }
-  throw new Error(`symbol ${symbol} is in no loadable segment`)
 }
 
 /** A running roundtrip fixture: `call(count, arg)` makes it call roundtripTarget(arg) count times. */

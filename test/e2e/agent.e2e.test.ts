@@ -1,0 +1,597 @@
+/**
+ * The agent from the outside, as a user runs it: `bin/probescope run` as a child process exporting OTLP to the real
+ * receiver (test/receiver), the example service (examples/go-service) started after the agent so discovery finds
+ * it, requests over loopback, and the exact spans the receiver got. Then SIGINT (exit 0, nothing of the agent left in
+ * the kernel, the services still serve), SIGKILL (the kernel releases everything), and the CLI's error lines.
+ *
+ * One Go release per OTLP protocol, so every supported release and every protocol is covered end to end.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Duration, Effect, Schedule, Schema } from "effect"
+import { beforeAll } from "vitest"
+import { version as probescopeVersion } from "../../src/cli/version.ts"
+import { kernelObjects } from "../../src/kernel/BpfLive.ts"
+import { buildExample, exampleCacheDir } from "../instrumentations/fixtures.ts"
+import * as Receiver from "../receiver/Receiver.ts"
+import type { ReceivedSpan } from "../receiver/Receiver.ts"
+
+const root = path.resolve(import.meta.dirname, "../..")
+const cli = path.join(root, "bin", "probescope")
+
+const cases = [
+  { go: "1.25.9", protocol: "http/protobuf" },
+  { go: "1.26.8", protocol: "grpc" },
+  { go: "1.27.3", protocol: "http/json" }
+] as const
+/** Older than the supported range. */
+const UNSUPPORTED_GO = "1.24.13"
+
+const TRACE = "0af7651916cd43dd8448eb211c80319c"
+const PARENT = "b7ad6b7169203331"
+/** hello 1 + users/7, users/0, fail, users/5 3 each + fanout 7 (server, 3 clients, 3 backend servers). */
+const EXPECTED_SPANS = 20
+
+/** OTLP span flags: W3C sampled, "has is-remote", "parent is remote". */
+const SAMPLED = 0x1
+const HAS_IS_REMOTE = 0x100
+const IS_REMOTE = 0x200
+
+/** A child process, a helper or the kernel did not do what the test waits for. */
+class E2eError extends Schema.TaggedError<E2eError>()("E2eError", { message: Schema.String }) {}
+
+let dirs: Record<string, string> = {}
+
+beforeAll(() => {
+  execFileSync("make", ["-C", path.join(root, "bpf")], { stdio: "ignore" })
+  dirs = Object.fromEntries([...cases.map((c) => c.go), UNSUPPORTED_GO].map((v) => [v, buildExample(v)]))
+}, 900_000)
+
+/** A spawned process whose stdout and stderr are kept; killed (SIGKILL) when the test's scope closes. */
+interface Proc {
+  readonly child: ChildProcess
+  readonly pid: number
+  readonly stdout: () => string
+  readonly stderr: () => string
+  /** The first match of `pattern` in the stream, waiting for it; fails when the process exits first. */
+  readonly line: (stream: "stdout" | "stderr", pattern: RegExp, timeout?: Duration.Input) => Effect.Effect<RegExpExecArray, E2eError>
+  /** Resolves when the process has exited. */
+  readonly exit: (timeout?: Duration.Input) => Effect.Effect<{ readonly code: number | null; readonly signal: string | null }, E2eError>
+}
+
+const spawnProc = (file: string, args: ReadonlyArray<string>, env?: NodeJS.ProcessEnv) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawn(file, args, { env: env ?? process.env, stdio: ["ignore", "pipe", "pipe"] })
+      let out = ""
+      let err = ""
+      child.stdout!.on("data", (b: Buffer) => void (out += b.toString()))
+      child.stderr!.on("data", (b: Buffer) => void (err += b.toString()))
+      const done = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+        child.once("exit", (code, signal) => resolve({ code, signal }))
+      )
+      const exited = () => child.exitCode !== null || child.signalCode !== null
+      const describeExit = () => `${path.basename(file)} exited (${child.exitCode ?? child.signalCode}); stderr:\n${err}`
+      const proc: Proc = {
+        child,
+        pid: child.pid!,
+        stdout: () => out,
+        stderr: () => err,
+        line: (stream, pattern, timeout = "60 seconds") =>
+          Effect.suspend(() => {
+            const m = pattern.exec(stream === "stdout" ? out : err)
+            if (m !== null) return Effect.succeed(m)
+            return Effect.fail(new E2eError({ message: exited() ? describeExit() : "not yet" }))
+          }).pipe(
+            Effect.retry({ while: (e) => e.message === "not yet", schedule: Schedule.spaced("25 millis") }),
+            Effect.timeoutOrElse({
+              duration: timeout,
+              orElse: () => Effect.fail(new E2eError({ message: `no ${pattern} from ${file}; stderr:\n${err}` }))
+            })
+          ),
+        exit: (timeout = "60 seconds") =>
+          Effect.promise(() => done).pipe(
+            Effect.timeoutOrElse({
+              duration: timeout,
+              orElse: () => Effect.fail(new E2eError({ message: `${file} did not exit; stderr:\n${err}` }))
+            })
+          )
+      }
+      return proc
+    }),
+    (proc) =>
+      Effect.promise(async () => {
+        if (proc.child.exitCode !== null || proc.child.signalCode !== null) return
+        const gone = new Promise((resolve) => proc.child.once("exit", resolve))
+        proc.child.kill("SIGKILL")
+        await gone
+      })
+  )
+
+/** The environment the agent runs with: ours minus every OTEL_/PROBESCOPE_ variable, plus `extra`. */
+const agentEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
+  ...Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith("OTEL_") && !k.startsWith("PROBESCOPE_"))
+  ),
+  ...extra
+})
+
+/** Starts a program of the example service and waits for its "listening on <addr>" line. */
+const startService = (exe: string, args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const proc = yield* spawnProc(exe, ["-addr", "127.0.0.1:0", ...args])
+    const addr = (yield* proc.line("stdout", /^listening on (\S+)$/m, "30 seconds"))[1]!
+    return { ...proc, addr, port: Number(addr.split(":").at(-1)) }
+  })
+
+/** The agent logs this once every probe that applies to `pid` is attached. */
+const attachedLine = (pid: number) => new RegExp(`pid ${pid}: attached (\\d+) probe\\(s\\): (.+)$`, "m")
+
+const get = (url: string, headers: Record<string, string> = {}) =>
+  Effect.promise(async () => {
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(30_000) })
+    await res.arrayBuffer()
+    return res.status
+  })
+
+/** Runs the CLI to completion. */
+const runCli = (args: ReadonlyArray<string>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const proc = yield* spawnProc(cli, args, agentEnv({}))
+    const exit = yield* proc.exit("120 seconds")
+    return { ...exit, stdout: proc.stdout(), stderr: proc.stderr() }
+  }))
+
+/** Ids of the BPF programs, links and maps a process holds, from its fds' fdinfo. */
+const bpfIdsOf = (pid: number) => {
+  const ids = { progs: new Set<number>(), links: new Set<number>(), maps: new Set<number>() }
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    let info: string
+    try {
+      const target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`)
+      if (!target.startsWith("anon_inode:bpf")) continue
+      info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8")
+    } catch {
+      continue
+    }
+    const field = (name: string) => {
+      const m = new RegExp(`^${name}:\\s+(\\d+)$`, "m").exec(info)
+      return m === null ? undefined : Number(m[1])
+    }
+    const link = field("link_id")
+    const prog = field("prog_id")
+    const map = field("map_id")
+    if (link !== undefined) ids.links.add(link)
+    else if (prog !== undefined) ids.progs.add(prog)
+    else if (map !== undefined) ids.maps.add(map)
+  }
+  return ids
+}
+
+/** Every program, link and map id in the kernel (any process). */
+const kernelIds = Effect.promise(async () => {
+  const { links, programs } = await kernelObjects()
+  const maps = JSON.parse(execFileSync("bpftool", ["-j", "map", "show"], { maxBuffer: 64 << 20 }).toString() || "[]")
+  return {
+    progs: new Set(programs.map((p) => p.id)),
+    links: new Set(links.map((l) => l.id)),
+    maps: new Set((maps as Array<{ id: number }>).map((m) => m.id))
+  }
+})
+
+type Ids = ReturnType<typeof bpfIdsOf>
+
+/** Which of `ours` are still in the kernel. */
+const remaining = (ours: Ids, kernel: Ids) => ({
+  progs: [...ours.progs].filter((id) => kernel.progs.has(id)),
+  links: [...ours.links].filter((id) => kernel.links.has(id)),
+  maps: [...ours.maps].filter((id) => kernel.maps.has(id))
+})
+
+/**
+ * Waits until none of the agent's objects remain. The kernel frees programs and maps after an RCU grace period, so
+ * "gone" can lag the exit by a moment. Other tests may load BPF objects at the same time, so only the ids the agent
+ * itself held are compared, not whole listings.
+ */
+const assertReleased = (ours: Ids) =>
+  kernelIds.pipe(
+    Effect.map((kernel) => remaining(ours, kernel)),
+    Effect.repeat({
+      until: (r) => r.progs.length + r.links.length + r.maps.length === 0,
+      schedule: Schedule.spaced("100 millis")
+    }),
+    Effect.timeoutOrElse({ duration: "15 seconds", orElse: () => Effect.map(kernelIds, (k) => remaining(ours, k)) }),
+    Effect.tap((left) => Effect.sync(() => assert.deepStrictEqual(left, { progs: [], links: [], maps: [] })))
+  )
+
+/** While the agent runs: the ids it holds, checked to be live kernel objects (so the later check is not vacuous). */
+const agentObjects = (pid: number) =>
+  Effect.gen(function*() {
+    const ours = bpfIdsOf(pid)
+    // discovery + go_context + server + client objects; every uprobe and the exec/exit tracepoints are links.
+    assert.isAtLeast(ours.progs.size, 4, "agent programs")
+    assert.isAtLeast(ours.links.size, 6, "agent links")
+    assert.isAtLeast(ours.maps.size, 4, "agent maps")
+    const kernel = yield* kernelIds
+    assert.deepStrictEqual(remaining(ours, kernel), {
+      progs: [...ours.progs],
+      links: [...ours.links],
+      maps: [...ours.maps]
+    })
+    return ours
+  })
+
+const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => boolean, what: string) => {
+  const found = spans.filter(pred)
+  assert.strictEqual(found.length, 1, `${what}: ${found.length} spans`)
+  return found[0]!
+}
+
+describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }) => {
+  it.live("discovers the services, exports their exact traces, detaches on SIGINT", () =>
+    Effect.gen(function*() {
+      const frontendExe = path.join(dirs[go]!, "frontend")
+      const backendExe = path.join(dirs[go]!, "backend")
+      const receiver = yield* Receiver.make()
+      const agent = yield* spawnProc(
+        cli,
+        ["run", "--exe", frontendExe, "--exe", backendExe],
+        agentEnv({
+          OTEL_EXPORTER_OTLP_ENDPOINT: protocol === "grpc" ? receiver.grpcEndpoint : receiver.httpEndpoint,
+          OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+          OTEL_BSP_SCHEDULE_DELAY: "200",
+          OTEL_RESOURCE_ATTRIBUTES: "deployment.environment.name=e2e"
+        })
+      )
+      const ready = yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
+      assert.strictEqual(
+        ready[1],
+        `probes discovery/process, go_context, nethttp_server, nethttp_client; watching ${frontendExe}, ${backendExe}`
+      )
+
+      // Started after the agent: found through the exec tracepoint, not the start-up scan.
+      const backend = yield* startService(backendExe, [])
+      const frontend = yield* startService(frontendExe, ["-backend", `http://${backend.addr}`])
+      const beAttached = yield* agent.line("stderr", attachedLine(backend.pid))
+      const feAttached = yield* agent.line("stderr", attachedLine(frontend.pid))
+      // backend makes no HTTP calls: its binary has no Transport.roundTrip, so no client probe there.
+      assert.strictEqual(beAttached[2], "go_context, nethttp_server")
+      assert.strictEqual(feAttached[2], "go_context, nethttp_server, nethttp_client")
+      yield* Effect.sleep("300 millis")
+
+      const base = `http://${frontend.addr}`
+      const windowStart = BigInt(Date.now()) * 1_000_000n
+      assert.strictEqual(yield* get(`${base}/hello`), 200)
+      assert.strictEqual(yield* get(`${base}/users/7`), 200)
+      assert.strictEqual(yield* get(`${base}/users/0`), 404)
+      assert.strictEqual(yield* get(`${base}/fail`), 502)
+      assert.strictEqual(yield* get(`${base}/users/5`, { traceparent: `00-${TRACE}-${PARENT}-01` }), 200)
+      assert.strictEqual(yield* get(`${base}/fanout`), 200)
+      // Date.now() truncates to the millisecond: the window ends at the next one.
+      const windowEnd = BigInt(Date.now() + 1) * 1_000_000n
+
+      yield* receiver.waitFor(EXPECTED_SPANS, "60 seconds")
+      // Several export intervals more: anything extra would have arrived by now.
+      yield* Effect.sleep("1500 millis")
+      const spans = yield* receiver.spans
+      fs.writeFileSync(path.join(exampleCacheDir, `e2e-spans-${go}.json`), JSON.stringify(spans, null, 2))
+      assert.strictEqual(spans.length, EXPECTED_SPANS, "no extra spans")
+
+      // Every span: this run's protocol, the probe's scope, its process's resource, a positive duration, times in
+      // the window of the requests.
+      const resourceOf = (name: "frontend" | "backend", pid: number, exe: string) => ({
+        "service.name": name,
+        "process.pid": pid,
+        "process.executable.path": fs.realpathSync(exe),
+        "process.executable.name": name,
+        "process.runtime.name": "go",
+        "process.runtime.version": go,
+        "telemetry.distro.name": "probescope",
+        "telemetry.distro.version": probescopeVersion,
+        "deployment.environment.name": "e2e"
+      })
+      const feResource = resourceOf("frontend", frontend.pid, frontendExe)
+      const beResource = resourceOf("backend", backend.pid, backendExe)
+      for (const s of spans) {
+        assert.strictEqual(s.protocol, protocol)
+        const isFe = s.resource["process.pid"] === frontend.pid
+        assert.deepStrictEqual(s.resource, isFe ? feResource : beResource, `resource of ${s.name} ${s.spanId}`)
+        assert.deepStrictEqual(s.scope, {
+          name: s.kind === "SPAN_KIND_SERVER" ? "probescope/nethttp_server" : "probescope/nethttp_client",
+          version: probescopeVersion
+        })
+        const start = BigInt(s.startTimeUnixNano)
+        const end = BigInt(s.endTimeUnixNano)
+        assert.isTrue(end > start, `${s.name} ${s.spanId}: duration ${end - start} ns`)
+        assert.isTrue(start >= windowStart && end <= windowEnd, `${s.name} ${s.spanId}: ${start}..${end} outside the window`)
+        assert.match(s.traceId, /^[0-9a-f]{32}$/)
+        assert.match(s.spanId, /^[0-9a-f]{16}$/)
+      }
+      assert.strictEqual(new Set(spans.map((s) => s.spanId)).size, EXPECTED_SPANS, "distinct span ids")
+
+      const fe = (s: ReceivedSpan) => s.resource["process.pid"] === frontend.pid
+      const be = (s: ReceivedSpan) => s.resource["process.pid"] === backend.pid
+      const server = (s: ReceivedSpan) => s.kind === "SPAN_KIND_SERVER"
+      const client = (s: ReceivedSpan) => s.kind === "SPAN_KIND_CLIENT"
+      assert.strictEqual(spans.filter((s) => fe(s) && server(s)).length, 6)
+      assert.strictEqual(spans.filter((s) => fe(s) && client(s)).length, 7)
+      assert.strictEqual(spans.filter((s) => be(s) && server(s)).length, 7)
+
+      const serverAttrs = (
+        route: string,
+        urlPath: string,
+        status: number,
+        port: number,
+        peer: ReceivedSpan | undefined,
+        extra: Record<string, unknown> = {}
+      ) => ({
+        "http.request.method": "GET",
+        "url.path": urlPath,
+        "url.scheme": "http",
+        "http.route": route,
+        "http.response.status_code": status,
+        "server.address": "127.0.0.1",
+        "server.port": port,
+        "network.peer.address": "127.0.0.1",
+        // The peer port is fetch's ephemeral port for the frontend, the client span's local port for the backend.
+        "network.peer.port": peer === undefined ? undefined : peer.attributes["network.local.port"],
+        "network.protocol.version": "1.1",
+        ...extra
+      })
+      const withPeerPort = (s: ReceivedSpan, expected: Record<string, unknown>) =>
+        expected["network.peer.port"] === undefined ?
+          { ...expected, "network.peer.port": s.attributes["network.peer.port"] } :
+          expected
+      const assertServer = (
+        s: ReceivedSpan,
+        name: string,
+        expected: Record<string, unknown>,
+        status: { code: string; message: string }
+      ) => {
+        assert.strictEqual(s.name, name)
+        assert.strictEqual(s.kind, "SPAN_KIND_SERVER")
+        assert.isNumber(s.attributes["network.peer.port"])
+        assert.deepStrictEqual(s.attributes, withPeerPort(s, expected), `${name} attributes`)
+        assert.deepStrictEqual(s.status, status, `${name} status`)
+      }
+      const clientAttrs = (urlPath: string, status: number, local: unknown, extra: Record<string, unknown> = {}) => ({
+        "http.request.method": "GET",
+        "url.full": `http://${backend.addr}${urlPath}`,
+        "server.address": "127.0.0.1",
+        "server.port": backend.port,
+        "http.response.status_code": status,
+        "network.local.port": local,
+        ...extra
+      })
+      const ok = { code: "STATUS_CODE_UNSET", message: "" }
+      const error = (code: number) => ({ code: "STATUS_CODE_ERROR", message: `HTTP ${code}` })
+
+      /** A frontend server span with no remote parent starts its own trace. */
+      const feRoot = (route: string) => (s: ReceivedSpan) => fe(s) && server(s) && s.attributes["url.path"] === route
+      /**
+       * The client spans under `parent` (same trace, local parent) and the backend server span under each (same
+       * trace, remote parent, its peer port = the client's local port): one trace across two processes.
+       */
+      const callsUnder = (parent: ReceivedSpan, count: number) => {
+        const calls = spans.filter((s) => client(s) && s.parentSpanId === parent.spanId)
+        assert.strictEqual(calls.length, count, `client spans under ${parent.name}`)
+        return calls.map((call) => {
+          assert.isTrue(fe(call), "client spans come from the frontend")
+          assert.strictEqual(call.traceId, parent.traceId)
+          assert.strictEqual(call.flags, SAMPLED | HAS_IS_REMOTE, "client: local parent")
+          assert.isNumber(call.attributes["network.local.port"])
+          assert.isTrue(
+            BigInt(call.startTimeUnixNano) >= BigInt(parent.startTimeUnixNano) &&
+              BigInt(call.endTimeUnixNano) <= BigInt(parent.endTimeUnixNano),
+            "client within its server span"
+          )
+          const served = one(spans, (s) => be(s) && s.parentSpanId === call.spanId, `backend span under ${call.spanId}`)
+          assert.strictEqual(served.traceId, parent.traceId)
+          assert.strictEqual(served.flags, SAMPLED | HAS_IS_REMOTE | IS_REMOTE, "backend: remote parent")
+          return { call, served }
+        })
+      }
+
+      // GET /hello: one server span, a root.
+      const hello = one(spans, feRoot("/hello"), "hello")
+      assertServer(hello, "GET /hello", serverAttrs("/hello", "/hello", 200, frontend.port, undefined), ok)
+      assert.strictEqual(hello.parentSpanId, "")
+      assert.strictEqual(hello.flags, SAMPLED | HAS_IS_REMOTE)
+      assert.strictEqual(spans.filter((s) => s.traceId === hello.traceId).length, 1)
+
+      // GET /users/7: frontend server → client → backend server, one trace.
+      const users7 = one(spans, feRoot("/users/7"), "users/7")
+      assertServer(users7, "GET /users/{id}", serverAttrs("/users/{id}", "/users/7", 200, frontend.port, undefined), ok)
+      assert.strictEqual(users7.parentSpanId, "")
+      const [u7] = callsUnder(users7, 1)
+      assert.strictEqual(u7!.call.name, "GET")
+      assert.deepStrictEqual(u7!.call.attributes, clientAttrs("/users/7", 200, u7!.call.attributes["network.local.port"]))
+      assert.deepStrictEqual(u7!.call.status, ok)
+      assertServer(
+        u7!.served,
+        "GET /users/{id}",
+        serverAttrs("/users/{id}", "/users/7", 200, backend.port, u7!.call),
+        ok
+      )
+      assert.strictEqual(spans.filter((s) => s.traceId === users7.traceId).length, 3)
+
+      // GET /users/0: 404 is not an error for the servers, but it is for the client.
+      const users0 = one(spans, feRoot("/users/0"), "users/0")
+      assertServer(users0, "GET /users/{id}", serverAttrs("/users/{id}", "/users/0", 404, frontend.port, undefined), ok)
+      const [u0] = callsUnder(users0, 1)
+      assert.deepStrictEqual(
+        u0!.call.attributes,
+        clientAttrs("/users/0", 404, u0!.call.attributes["network.local.port"], { "error.type": "404" })
+      )
+      assert.deepStrictEqual(u0!.call.status, error(404))
+      assertServer(
+        u0!.served,
+        "GET /users/{id}",
+        serverAttrs("/users/{id}", "/users/0", 404, backend.port, u0!.call),
+        ok
+      )
+
+      // GET /fail: backend 500 → client error → frontend 502, all errors.
+      const fail = one(spans, feRoot("/fail"), "fail")
+      assertServer(
+        fail,
+        "GET /fail",
+        serverAttrs("/fail", "/fail", 502, frontend.port, undefined, { "error.type": "502" }),
+        error(502)
+      )
+      const [f] = callsUnder(fail, 1)
+      assert.deepStrictEqual(
+        f!.call.attributes,
+        clientAttrs("/fail", 500, f!.call.attributes["network.local.port"], { "error.type": "500" })
+      )
+      assert.deepStrictEqual(f!.call.status, error(500))
+      assertServer(
+        f!.served,
+        "GET /fail",
+        serverAttrs("/fail", "/fail", 500, backend.port, f!.call, { "error.type": "500" }),
+        error(500)
+      )
+
+      // GET /users/5 with a traceparent: the fixed trace in both processes, under the caller's span.
+      const users5 = one(spans, (s) => fe(s) && server(s) && s.attributes["url.path"] === "/users/5", "users/5")
+      assertServer(users5, "GET /users/{id}", serverAttrs("/users/{id}", "/users/5", 200, frontend.port, undefined), ok)
+      assert.strictEqual(users5.traceId, TRACE)
+      assert.strictEqual(users5.parentSpanId, PARENT)
+      assert.strictEqual(users5.flags, SAMPLED | HAS_IS_REMOTE | IS_REMOTE)
+      const [u5] = callsUnder(users5, 1)
+      assert.deepStrictEqual(u5!.call.attributes, clientAttrs("/users/5", 200, u5!.call.attributes["network.local.port"]))
+      assertServer(
+        u5!.served,
+        "GET /users/{id}",
+        serverAttrs("/users/{id}", "/users/5", 200, backend.port, u5!.call),
+        ok
+      )
+      assert.deepStrictEqual(
+        spans.filter((s) => s.traceId === TRACE).map((s) => s.spanId).sort(),
+        [users5.spanId, u5!.call.spanId, u5!.served.spanId].sort()
+      )
+
+      // GET /fanout: three calls from goroutines the handler started, each with its backend span, one trace.
+      const fanout = one(spans, feRoot("/fanout"), "fanout")
+      assertServer(fanout, "GET /fanout", serverAttrs("/fanout", "/fanout", 200, frontend.port, undefined), ok)
+      const fan = callsUnder(fanout, 3)
+      assert.deepStrictEqual(fan.map(({ call }) => call.attributes["url.full"]).sort(), [
+        `http://${backend.addr}/users/1`,
+        `http://${backend.addr}/users/2`,
+        `http://${backend.addr}/users/3`
+      ])
+      for (const { call, served } of fan) {
+        const p = String(call.attributes["url.full"]).slice(`http://${backend.addr}`.length)
+        assert.deepStrictEqual(call.attributes, clientAttrs(p, 200, call.attributes["network.local.port"]))
+        assertServer(served, "GET /users/{id}", serverAttrs("/users/{id}", p, 200, backend.port, call), ok)
+      }
+      assert.strictEqual(spans.filter((s) => s.traceId === fanout.traceId).length, 7)
+      // Six traces in all, each root a frontend server span.
+      assert.strictEqual(new Set(spans.map((s) => s.traceId)).size, 6)
+
+      // SIGINT: detach, flush, exit 0; nothing of the agent left in the kernel.
+      const ours = yield* agentObjects(agent.pid)
+      agent.child.kill("SIGINT")
+      const exit = yield* agent.exit()
+      assert.deepStrictEqual(exit, { code: 0, signal: null }, agent.stderr())
+      const stderr = agent.stderr()
+      assert.include(stderr, "probescope: nethttp_server: 13 spans, 0 decode errors, 0 dropped, 0 attach failures\n")
+      assert.include(stderr, "probescope: nethttp_client: 7 spans, 0 decode errors, 0 dropped, 0 attach failures\n")
+      assert.match(stderr, /probescope: spans 20 · otlp \S+: 20 exported, 0 queued, 0 dropped, 0 failed\n/)
+      yield* assertReleased(ours)
+
+      // The services survive the detach (no uprobe left behind in their code) and nothing more is exported.
+      assert.strictEqual(yield* get(`${base}/users/9`), 200)
+      assert.strictEqual(yield* get(`${base}/hello`), 200)
+      assert.strictEqual(backend.child.exitCode, null)
+      assert.strictEqual(frontend.child.exitCode, null)
+      yield* Effect.sleep("500 millis")
+      assert.strictEqual((yield* receiver.spans).length, EXPECTED_SPANS)
+    }))
+})
+
+describe("probescope run killed with SIGKILL", () => {
+  it.live("the kernel releases every program, link and map of the agent; the services keep serving", () =>
+    Effect.gen(function*() {
+      const dir = dirs["1.26.8"]!
+      const receiver = yield* Receiver.make()
+      // Services first this time: the agent finds them through its start-up scan of /proc.
+      const backend = yield* startService(path.join(dir, "backend"), [])
+      const frontend = yield* startService(path.join(dir, "frontend"), ["-backend", `http://${backend.addr}`])
+      const agent = yield* spawnProc(
+        cli,
+        ["run", "--exe", path.join(dir, "frontend"), "--exe", path.join(dir, "backend")],
+        agentEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpEndpoint, OTEL_BSP_SCHEDULE_DELAY: "200" })
+      )
+      yield* agent.line("stderr", attachedLine(backend.pid), "120 seconds")
+      yield* agent.line("stderr", attachedLine(frontend.pid))
+      assert.strictEqual(yield* get(`http://${frontend.addr}/users/3`), 200)
+      const spans = yield* receiver.waitFor(3, "60 seconds")
+      assert.strictEqual(new Set(spans.map((s) => s.traceId)).size, 1)
+
+      const ours = yield* agentObjects(agent.pid)
+      agent.child.kill("SIGKILL")
+      assert.deepStrictEqual(yield* agent.exit(), { code: null, signal: "SIGKILL" })
+      yield* assertReleased(ours)
+      assert.strictEqual(yield* get(`http://${frontend.addr}/users/4`), 200)
+      assert.strictEqual(yield* get(`http://${frontend.addr}/fanout`), 200)
+      assert.strictEqual(frontend.child.exitCode, null)
+      assert.strictEqual(backend.child.exitCode, null)
+    }))
+})
+
+describe("probescope: errors through the CLI", () => {
+  /** Exactly one line on stderr, nothing on stdout, exit 1. */
+  const assertFails = (args: ReadonlyArray<string>, line: string) =>
+    Effect.gen(function*() {
+      const result = yield* runCli(args)
+      assert.deepStrictEqual(result, { code: 1, signal: null, stdout: "", stderr: `probescope: ${line}\n` })
+    })
+
+  it.live("run --pid of a process that does not exist", () =>
+    Effect.gen(function*() {
+      const max = Number(fs.readFileSync("/proc/sys/kernel/pid_max", "utf8"))
+      let pid = max - 1
+      while (fs.existsSync(`/proc/${pid}`)) pid--
+      yield* assertFails(["run", "--pid", String(pid)], `process ${pid} not found`)
+    }))
+
+  it.live("run --pid of a process that is not Go", () =>
+    Effect.gen(function*() {
+      const sleeper = yield* spawnProc("sleep", ["600"])
+      yield* assertFails(
+        ["run", "--pid", String(sleeper.pid)],
+        `/proc/${sleeper.pid}/exe: no Go build information (.go.buildinfo): not a Go program`
+      )
+    }))
+
+  it.live("run --exe of a file that is not Go", () =>
+    assertFails(["run", "--exe", "/bin/true"], "/bin/true: no Go build information (.go.buildinfo): not a Go program"))
+
+  const unsupported = (label: string) => {
+    const reason = `Go ${UNSUPPORTED_GO} is outside the supported range >=1.25 <1.28`
+    return `${label} (Go ${UNSUPPORTED_GO}) is not supported: nethttp_server: ${reason}; nethttp_client: ${reason}`
+  }
+
+  it.live(`run --exe of a Go ${UNSUPPORTED_GO} program: not supported, with each probe's reason`, () =>
+    Effect.gen(function*() {
+      const exe = path.join(dirs[UNSUPPORTED_GO]!, "backend")
+      yield* assertFails(["run", "--exe", exe], unsupported(exe))
+    }))
+
+  it.live(`run --pid of a running Go ${UNSUPPORTED_GO} program: not supported, and the program is untouched`, () =>
+    Effect.gen(function*() {
+      const old = yield* startService(path.join(dirs[UNSUPPORTED_GO]!, "backend"), [])
+      const exe = fs.realpathSync(path.join(dirs[UNSUPPORTED_GO]!, "backend"))
+      yield* assertFails(["run", "--pid", String(old.pid)], unsupported(`pid ${old.pid}: ${exe}`))
+      assert.strictEqual(yield* get(`http://${old.addr}/users/1`), 200)
+    }))
+
+  it.live("run with no selection: the usage line", () =>
+    assertFails(["run"], "run needs at least one --pid N, --exe PATH or --all-go"))
+
+  it.live("inspect of a file that is not Go", () =>
+    assertFails(["inspect", "/bin/true"], "/bin/true: no Go build information (.go.buildinfo): not a Go program"))
+})

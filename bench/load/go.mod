@@ -1,0 +1,3 @@
+module probescope.bench/load
+
+go 1.22

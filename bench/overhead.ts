@@ -1,0 +1,185 @@
+/**
+ * What the agent costs a real Go service: the example service (examples/go-service, frontend → backend on loopback)
+ * under a keep-alive load from a separate Go process (bench/load), first without the agent, then with
+ * `bin/probescope run --exe frontend --exe backend` attached (OTEL_TRACES_EXPORTER=none, so export is not measured).
+ * Every request makes three spans: the frontend's server span, its client span and the backend's server span.
+ *
+ *   node_modules/.bin/node bench/overhead.ts [requests, default 3000] [connections, default 1]
+ *
+ * Root is needed (uprobes). Figures are from one run on whatever machine this is: read ratios, not absolutes.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as readline from "node:readline"
+import { buildExample } from "../test/instrumentations/fixtures.ts"
+
+const root = path.resolve(import.meta.dirname, "..")
+const requests = Number(process.argv[2] ?? 3000)
+const connections = Number(process.argv[3] ?? 1)
+const clockTicks = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim())
+
+interface Load {
+  readonly requests: number
+  readonly errors: number
+  readonly seconds: number
+  readonly rps: number
+  readonly p50us: number
+  readonly p90us: number
+  readonly p99us: number
+  readonly maxus: number
+}
+
+const children: Array<ChildProcess> = []
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
+})
+
+const waitForLine = (child: ChildProcess, streams: ReadonlyArray<"stdout" | "stderr">, pattern: RegExp, ms: number) =>
+  new Promise<RegExpExecArray>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${ms} ms`)), ms)
+    for (const s of streams) {
+      readline.createInterface({ input: child[s]! }).on("line", (line) => {
+        const m = pattern.exec(line)
+        if (m) {
+          clearTimeout(timer)
+          resolve(m)
+        }
+      })
+    }
+    child.once("exit", (code) => reject(new Error(`process exited (${code}) before printing ${pattern}`)))
+  })
+
+/** utime + stime of a process, in seconds. */
+const cpuSeconds = (pid: number): number => {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  // Fields after the command (which may hold spaces), from field 3 on.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks
+}
+
+const rssMiB = (pid: number): number => {
+  const line = fs.readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))
+  return Number(line?.split(/\s+/)[1] ?? 0) / 1024
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+const build = () => {
+  const dir = buildExample(process.env["BENCH_GO_VERSION"] ?? "1.26.8")
+  const load = path.join(root, "test", ".cache", "bench", "load")
+  fs.mkdirSync(path.dirname(load), { recursive: true })
+  execFileSync("go", ["build", "-o", load, "."], {
+    cwd: path.join(root, "bench", "load"),
+    env: { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=mod" },
+    stdio: "inherit"
+  })
+  return { frontend: path.join(dir, "frontend"), backend: path.join(dir, "backend"), load }
+}
+
+const runLoad = (load: string, url: string, n: number): Load =>
+  JSON.parse(execFileSync(load, ["-url", url, "-n", String(n), "-c", String(connections)]).toString()) as Load
+
+const main = async () => {
+  const bins = build()
+  const backend = spawn(bins.backend, ["-addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] })
+  children.push(backend)
+  const backendAddr = (await waitForLine(backend, ["stdout"], /^listening on (.+)$/, 10_000))[1]
+  const frontend = spawn(bins.frontend, ["-addr", "127.0.0.1:0", "-backend", `http://${backendAddr}`], {
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  children.push(frontend)
+  const frontendAddr = (await waitForLine(frontend, ["stdout"], /^listening on (.+)$/, 10_000))[1]
+  const url = `http://${frontendAddr}/users/7`
+  const services = [backend.pid!, frontend.pid!]
+  const serviceCpu = () => services.reduce((t, p) => t + cpuSeconds(p), 0)
+
+  const measure = (): { load: Load; serviceCpuPerRequest: number } => {
+    runLoad(bins.load, url, Math.min(500, requests)) // warm-up: connections, goroutines, caches
+    const cpu0 = serviceCpu()
+    const load = runLoad(bins.load, url, requests)
+    return { load, serviceCpuPerRequest: (serviceCpu() - cpu0) / requests }
+  }
+
+  const without = measure()
+
+  const agent = spawn(path.join(root, "bin", "probescope"), [
+    "run",
+    "--exe",
+    bins.frontend,
+    "--exe",
+    bins.backend
+  ], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, OTEL_TRACES_EXPORTER: "none" }
+  })
+  children.push(agent)
+  const attached = new Set<string>()
+  const bothAttached = new Promise<void>((resolve) => {
+    for (const s of ["stdout", "stderr"] as const) {
+      readline.createInterface({ input: agent[s]! }).on("line", (line) => {
+        const m = /pid (\d+): attached/.exec(line)
+        if (m) attached.add(m[1]!)
+        if (services.every((p) => attached.has(String(p)))) resolve()
+      })
+    }
+  })
+  await Promise.race([
+    bothAttached,
+    sleep(60_000).then(() => {
+      throw new Error("the agent did not attach to both services within 60 s")
+    })
+  ])
+  await sleep(1000) // let start-up work settle before sampling the agent's CPU
+  const agentPid = agent.pid!
+  const rssIdle = rssMiB(agentPid)
+  const idle0 = cpuSeconds(agentPid)
+  await sleep(1000)
+  const idlePerSecond = cpuSeconds(agentPid) - idle0
+  const agentCpu0 = cpuSeconds(agentPid)
+  const t0 = performance.now()
+  const withAgent = measure()
+  await sleep(500) // the last records drain from the ring buffer
+  const agentCpu = cpuSeconds(agentPid) - agentCpu0
+  const window = (performance.now() - t0) / 1000
+  const rssLoaded = rssMiB(agentPid)
+  const agentExit = new Promise<number | null>((resolve) => agent.once("exit", (c) => resolve(c)))
+  agent.kill("SIGINT")
+  const code = await agentExit
+  backend.kill("SIGTERM")
+  frontend.kill("SIGTERM")
+
+  // The load phase includes the warm-up requests; the agent's idle rate over the same window is taken off.
+  const handled = requests + Math.min(500, requests)
+  const agentCpuPerRequest = Math.max(0, agentCpu - idlePerSecond * window) / handled
+  const w = without.load
+  const a = withAgent.load
+  const row = (name: string, x: number, y: number, unit: string, digits = 0) =>
+    `${name.padEnd(34)} ${x.toFixed(digits).padStart(10)} ${y.toFixed(digits).padStart(10)} ${unit.padEnd(6)} ${
+      (y / x).toFixed(2).padStart(6)
+    }x`
+  console.log(
+    `overhead: ${requests} x GET /users/7 over ${connections} keep-alive connection(s); frontend -> backend, ` +
+      "3 spans per request"
+  )
+  console.log(`${"".padEnd(34)} ${"without".padStart(10)} ${"with".padStart(10)} ${"unit".padEnd(6)} ${"ratio".padStart(7)}`)
+  console.log(row("throughput", w.rps, a.rps, "req/s"))
+  console.log(row("latency p50", w.p50us, a.p50us, "µs"))
+  console.log(row("latency p90", w.p90us, a.p90us, "µs"))
+  console.log(row("latency p99", w.p99us, a.p99us, "µs"))
+  console.log(
+    row("service CPU per request (both)", without.serviceCpuPerRequest * 1e6, withAgent.serviceCpuPerRequest * 1e6, "µs")
+  )
+  console.log(`errors: ${w.errors} without, ${a.errors} with`)
+  console.log(
+    `agent: ${(agentCpuPerRequest * 1e6).toFixed(1)} µs CPU per request (${(agentCpuPerRequest * 1e6 / 3).toFixed(1)} ` +
+      `µs per span; idle ${(idlePerSecond * 1000).toFixed(1)} ms CPU/s taken off), RSS ${rssIdle.toFixed(0)} MiB ` +
+      `attached idle, ${rssLoaded.toFixed(0)} MiB after the load; exit code ${code}`
+  )
+  process.exit(0)
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})

@@ -49,6 +49,12 @@ beforeAll(() => {
   dirs = Object.fromEntries([...cases.map((c) => c.go), UNSUPPORTED_GO].map((v) => [v, buildExample(v)]))
 }, 900_000)
 
+/** How a child process ended. */
+interface ExitStatus {
+  readonly code: number | null
+  readonly signal: string | null
+}
+
 /** A spawned process whose stdout and stderr are kept; killed (SIGKILL) when the test's scope closes. */
 interface Proc {
   readonly child: ChildProcess
@@ -56,9 +62,13 @@ interface Proc {
   readonly stdout: () => string
   readonly stderr: () => string
   /** The first match of `pattern` in the stream, waiting for it; fails when the process exits first. */
-  readonly line: (stream: "stdout" | "stderr", pattern: RegExp, timeout?: Duration.Input) => Effect.Effect<RegExpExecArray, E2eError>
+  readonly line: (
+    stream: "stdout" | "stderr",
+    pattern: RegExp,
+    timeout?: Duration.Input
+  ) => Effect.Effect<RegExpExecArray, E2eError>
   /** Resolves when the process has exited. */
-  readonly exit: (timeout?: Duration.Input) => Effect.Effect<{ readonly code: number | null; readonly signal: string | null }, E2eError>
+  readonly exit: (timeout?: Duration.Input) => Effect.Effect<ExitStatus, E2eError>
 }
 
 const spawnProc = (file: string, args: ReadonlyArray<string>, env?: NodeJS.ProcessEnv) =>
@@ -69,11 +79,12 @@ const spawnProc = (file: string, args: ReadonlyArray<string>, env?: NodeJS.Proce
       let err = ""
       child.stdout!.on("data", (b: Buffer) => void (out += b.toString()))
       child.stderr!.on("data", (b: Buffer) => void (err += b.toString()))
-      const done = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      const done = new Promise<ExitStatus>((resolve) =>
         child.once("exit", (code, signal) => resolve({ code, signal }))
       )
       const exited = () => child.exitCode !== null || child.signalCode !== null
-      const describeExit = () => `${path.basename(file)} exited (${child.exitCode ?? child.signalCode}); stderr:\n${err}`
+      const describeExit = () =>
+        `${path.basename(file)} exited (${child.exitCode ?? child.signalCode}); stderr:\n${err}`
       const proc: Proc = {
         child,
         pid: child.pid!,
@@ -305,7 +316,10 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
         const start = BigInt(s.startTimeUnixNano)
         const end = BigInt(s.endTimeUnixNano)
         assert.isTrue(end > start, `${s.name} ${s.spanId}: duration ${end - start} ns`)
-        assert.isTrue(start >= windowStart && end <= windowEnd, `${s.name} ${s.spanId}: ${start}..${end} outside the window`)
+        assert.isTrue(
+          start >= windowStart && end <= windowEnd,
+          `${s.name} ${s.spanId}: ${start}..${end} outside ${windowStart}..${windowEnd}`
+        )
         assert.match(s.traceId, /^[0-9a-f]{32}$/)
         assert.match(s.spanId, /^[0-9a-f]{16}$/)
       }
@@ -356,6 +370,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
         assert.deepStrictEqual(s.attributes, withPeerPort(s, expected), `${name} attributes`)
         assert.deepStrictEqual(s.status, status, `${name} status`)
       }
+      const localPort = (s: ReceivedSpan) => s.attributes["network.local.port"]
       const clientAttrs = (urlPath: string, status: number, local: unknown, extra: Record<string, unknown> = {}) => ({
         "http.request.method": "GET",
         "url.full": `http://${backend.addr}${urlPath}`,
@@ -381,7 +396,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
           assert.isTrue(fe(call), "client spans come from the frontend")
           assert.strictEqual(call.traceId, parent.traceId)
           assert.strictEqual(call.flags, SAMPLED | HAS_IS_REMOTE, "client: local parent")
-          assert.isNumber(call.attributes["network.local.port"])
+          assert.isNumber(localPort(call))
           assert.isTrue(
             BigInt(call.startTimeUnixNano) >= BigInt(parent.startTimeUnixNano) &&
               BigInt(call.endTimeUnixNano) <= BigInt(parent.endTimeUnixNano),
@@ -407,7 +422,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       assert.strictEqual(users7.parentSpanId, "")
       const [u7] = callsUnder(users7, 1)
       assert.strictEqual(u7!.call.name, "GET")
-      assert.deepStrictEqual(u7!.call.attributes, clientAttrs("/users/7", 200, u7!.call.attributes["network.local.port"]))
+      assert.deepStrictEqual(u7!.call.attributes, clientAttrs("/users/7", 200, localPort(u7!.call)))
       assert.deepStrictEqual(u7!.call.status, ok)
       assertServer(
         u7!.served,
@@ -423,7 +438,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       const [u0] = callsUnder(users0, 1)
       assert.deepStrictEqual(
         u0!.call.attributes,
-        clientAttrs("/users/0", 404, u0!.call.attributes["network.local.port"], { "error.type": "404" })
+        clientAttrs("/users/0", 404, localPort(u0!.call), { "error.type": "404" })
       )
       assert.deepStrictEqual(u0!.call.status, error(404))
       assertServer(
@@ -444,7 +459,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       const [f] = callsUnder(fail, 1)
       assert.deepStrictEqual(
         f!.call.attributes,
-        clientAttrs("/fail", 500, f!.call.attributes["network.local.port"], { "error.type": "500" })
+        clientAttrs("/fail", 500, localPort(f!.call), { "error.type": "500" })
       )
       assert.deepStrictEqual(f!.call.status, error(500))
       assertServer(
@@ -461,7 +476,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       assert.strictEqual(users5.parentSpanId, PARENT)
       assert.strictEqual(users5.flags, SAMPLED | HAS_IS_REMOTE | IS_REMOTE)
       const [u5] = callsUnder(users5, 1)
-      assert.deepStrictEqual(u5!.call.attributes, clientAttrs("/users/5", 200, u5!.call.attributes["network.local.port"]))
+      assert.deepStrictEqual(u5!.call.attributes, clientAttrs("/users/5", 200, localPort(u5!.call)))
       assertServer(
         u5!.served,
         "GET /users/{id}",
@@ -484,7 +499,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       ])
       for (const { call, served } of fan) {
         const p = String(call.attributes["url.full"]).slice(`http://${backend.addr}`.length)
-        assert.deepStrictEqual(call.attributes, clientAttrs(p, 200, call.attributes["network.local.port"]))
+        assert.deepStrictEqual(call.attributes, clientAttrs(p, 200, localPort(call)))
         assertServer(served, "GET /users/{id}", serverAttrs("/users/{id}", p, 200, backend.port, call), ok)
       }
       assert.strictEqual(spans.filter((s) => s.traceId === fanout.traceId).length, 7)

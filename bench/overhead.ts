@@ -4,7 +4,7 @@
  * `bin/probescope run --exe frontend --exe backend` attached (OTEL_TRACES_EXPORTER=none, so export is not measured).
  * Every request makes three spans: the frontend's server span, its client span and the backend's server span.
  *
- *   node_modules/.bin/node bench/overhead.ts [requests, default 3000] [connections, default 1]
+ *   node_modules/.bin/node bench/overhead.ts [requests, default 3000] [connections, default 1] [rounds, default 3]
  *
  * Root is needed (uprobes). Figures are from one run on whatever machine this is: read ratios, not absolutes.
  */
@@ -17,6 +17,9 @@ import { buildExample } from "../test/instrumentations/fixtures.ts"
 const root = path.resolve(import.meta.dirname, "..")
 const requests = Number(process.argv[2] ?? 3000)
 const connections = Number(process.argv[3] ?? 1)
+/** Without/with pairs; the VM is noisy, so the table shows medians and the per-round ratios show the spread. */
+const rounds = Number(process.argv[4] ?? 3)
+const warmup = Math.min(500, requests)
 const clockTicks = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim())
 
 interface Load {
@@ -80,6 +83,24 @@ const build = () => {
 const runLoad = (load: string, url: string, n: number): Load =>
   JSON.parse(execFileSync(load, ["-url", url, "-n", String(n), "-c", String(connections)]).toString()) as Load
 
+interface Round {
+  readonly without: Measured
+  readonly with: Measured
+  /** Agent CPU per request handled while attached (idle rate taken off), seconds. */
+  readonly agentCpuPerRequest: number
+  readonly agentIdlePerSecond: number
+  readonly rssIdle: number
+  readonly rssLoaded: number
+  readonly exitCode: number | null
+}
+
+interface Measured {
+  readonly load: Load
+  readonly serviceCpuPerRequest: number
+}
+
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
 const main = async () => {
   const bins = build()
   const backend = spawn(bins.backend, ["-addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] })
@@ -94,87 +115,98 @@ const main = async () => {
   const services = [backend.pid!, frontend.pid!]
   const serviceCpu = () => services.reduce((t, p) => t + cpuSeconds(p), 0)
 
-  const measure = (): { load: Load; serviceCpuPerRequest: number } => {
-    runLoad(bins.load, url, Math.min(500, requests)) // warm-up: connections, goroutines, caches
+  const measure = (): Measured => {
+    runLoad(bins.load, url, warmup) // connections, goroutines, caches
     const cpu0 = serviceCpu()
     const load = runLoad(bins.load, url, requests)
     return { load, serviceCpuPerRequest: (serviceCpu() - cpu0) / requests }
   }
 
-  const without = measure()
-
-  const agent = spawn(path.join(root, "bin", "probescope"), [
-    "run",
-    "--exe",
-    bins.frontend,
-    "--exe",
-    bins.backend
-  ], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, OTEL_TRACES_EXPORTER: "none" }
-  })
-  children.push(agent)
-  const attached = new Set<string>()
-  const bothAttached = new Promise<void>((resolve) => {
-    for (const s of ["stdout", "stderr"] as const) {
-      readline.createInterface({ input: agent[s]! }).on("line", (line) => {
-        const m = /pid (\d+): attached/.exec(line)
-        if (m) attached.add(m[1]!)
-        if (services.every((p) => attached.has(String(p)))) resolve()
-      })
-    }
-  })
-  await Promise.race([
-    bothAttached,
-    sleep(60_000).then(() => {
+  const startAgent = async () => {
+    const agent = spawn(path.join(root, "bin", "probescope"), ["run", "--exe", bins.frontend, "--exe", bins.backend], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, OTEL_TRACES_EXPORTER: "none" }
+    })
+    children.push(agent)
+    const attached = new Set<string>()
+    const bothAttached = new Promise<void>((resolve) => {
+      for (const s of ["stdout", "stderr"] as const) {
+        readline.createInterface({ input: agent[s]! }).on("line", (line) => {
+          const m = /pid (\d+): attached/.exec(line)
+          if (m) attached.add(m[1]!)
+          if (services.every((p) => attached.has(String(p)))) resolve()
+        })
+      }
+    })
+    const timeout = sleep(60_000).then(() => {
       throw new Error("the agent did not attach to both services within 60 s")
     })
-  ])
-  await sleep(1000) // let start-up work settle before sampling the agent's CPU
-  const agentPid = agent.pid!
-  const rssIdle = rssMiB(agentPid)
-  const idle0 = cpuSeconds(agentPid)
-  await sleep(1000)
-  const idlePerSecond = cpuSeconds(agentPid) - idle0
-  const agentCpu0 = cpuSeconds(agentPid)
-  const t0 = performance.now()
-  const withAgent = measure()
-  await sleep(500) // the last records drain from the ring buffer
-  const agentCpu = cpuSeconds(agentPid) - agentCpu0
-  const window = (performance.now() - t0) / 1000
-  const rssLoaded = rssMiB(agentPid)
-  const agentExit = new Promise<number | null>((resolve) => agent.once("exit", (c) => resolve(c)))
-  agent.kill("SIGINT")
-  const code = await agentExit
+    await Promise.race([bothAttached, timeout])
+    return agent
+  }
+
+  const round = async (): Promise<Round> => {
+    const without = measure()
+    const agent = await startAgent()
+    await sleep(1000) // start-up work settles before the agent's CPU is sampled
+    const pid = agent.pid!
+    const rssIdle = rssMiB(pid)
+    const idle0 = cpuSeconds(pid)
+    await sleep(1000)
+    const agentIdlePerSecond = cpuSeconds(pid) - idle0
+    const cpu0 = cpuSeconds(pid)
+    const t0 = performance.now()
+    const withAgent = measure()
+    await sleep(500) // the last records drain from the ring buffer
+    const agentCpu = cpuSeconds(pid) - cpu0
+    const window = (performance.now() - t0) / 1000
+    const rssLoaded = rssMiB(pid)
+    const exit = new Promise<number | null>((resolve) => agent.once("exit", (c) => resolve(c)))
+    agent.kill("SIGINT")
+    const exitCode = await exit
+    return {
+      without,
+      with: withAgent,
+      // The warm-up requests ran while attached too.
+      agentCpuPerRequest: Math.max(0, agentCpu - agentIdlePerSecond * window) / (requests + warmup),
+      agentIdlePerSecond,
+      rssIdle,
+      rssLoaded,
+      exitCode
+    }
+  }
+
+  const results: Array<Round> = []
+  for (let i = 0; i < rounds; i++) results.push(await round())
   backend.kill("SIGTERM")
   frontend.kill("SIGTERM")
 
-  // The load phase includes the warm-up requests; the agent's idle rate over the same window is taken off.
-  const handled = requests + Math.min(500, requests)
-  const agentCpuPerRequest = Math.max(0, agentCpu - idlePerSecond * window) / handled
-  const w = without.load
-  const a = withAgent.load
-  const row = (name: string, x: number, y: number, unit: string, digits = 0) =>
-    `${name.padEnd(34)} ${x.toFixed(digits).padStart(10)} ${y.toFixed(digits).padStart(10)} ${unit.padEnd(6)} ${
-      (y / x).toFixed(2).padStart(6)
-    }x`
+  const m = (f: (r: Round) => number) => median(results.map(f))
+  const row = (name: string, w: (x: Measured) => number, unit: string) => {
+    const x = m((r) => w(r.without))
+    const y = m((r) => w(r.with))
+    const ratios = results.map((r) => (w(r.with) / w(r.without)).toFixed(2)).join(" ")
+    return `${name.padEnd(30)} ${x.toFixed(0).padStart(9)} ${y.toFixed(0).padStart(9)} ${unit.padEnd(5)} ` +
+      `${(y / x).toFixed(2).padStart(5)}x   ${ratios}`
+  }
   console.log(
-    `overhead: ${requests} x GET /users/7 over ${connections} keep-alive connection(s); frontend -> backend, ` +
-      "3 spans per request"
+    `overhead: ${requests} x GET /users/7 over ${connections} keep-alive connection(s), ${rounds} rounds ` +
+      "(medians); frontend -> backend, 3 spans per request"
   )
-  console.log(`${"".padEnd(34)} ${"without".padStart(10)} ${"with".padStart(10)} ${"unit".padEnd(6)} ${"ratio".padStart(7)}`)
-  console.log(row("throughput", w.rps, a.rps, "req/s"))
-  console.log(row("latency p50", w.p50us, a.p50us, "µs"))
-  console.log(row("latency p90", w.p90us, a.p90us, "µs"))
-  console.log(row("latency p99", w.p99us, a.p99us, "µs"))
+  const header = `${"".padEnd(30)} ${"without".padStart(9)} ${"with".padStart(9)} ${"unit".padEnd(5)}`
+  console.log(`${header} ${"ratio".padStart(6)}   per round`)
+  console.log(row("throughput", (x) => x.load.rps, "req/s"))
+  console.log(row("latency p50", (x) => x.load.p50us, "µs"))
+  console.log(row("latency p90", (x) => x.load.p90us, "µs"))
+  console.log(row("latency p99", (x) => x.load.p99us, "µs"))
+  console.log(row("service CPU/request (both)", (x) => x.serviceCpuPerRequest * 1e6, "µs"))
+  const errors = results.reduce((t, r) => t + r.without.load.errors + r.with.load.errors, 0)
+  const agentUs = m((r) => r.agentCpuPerRequest) * 1e6
+  console.log(`errors: ${errors}; agent exit codes: ${results.map((r) => r.exitCode).join(" ")}`)
   console.log(
-    row("service CPU per request (both)", without.serviceCpuPerRequest * 1e6, withAgent.serviceCpuPerRequest * 1e6, "µs")
-  )
-  console.log(`errors: ${w.errors} without, ${a.errors} with`)
-  console.log(
-    `agent: ${(agentCpuPerRequest * 1e6).toFixed(1)} µs CPU per request (${(agentCpuPerRequest * 1e6 / 3).toFixed(1)} ` +
-      `µs per span; idle ${(idlePerSecond * 1000).toFixed(1)} ms CPU/s taken off), RSS ${rssIdle.toFixed(0)} MiB ` +
-      `attached idle, ${rssLoaded.toFixed(0)} MiB after the load; exit code ${code}`
+    `agent: ${agentUs.toFixed(1)} µs CPU per request (${(agentUs / 3).toFixed(1)} µs per span), idle ` +
+      `${(m((r) => r.agentIdlePerSecond) * 1000).toFixed(1)} ms CPU/s (taken off; 1 tick = ${1000 / clockTicks} ms); ` +
+      `RSS ${m((r) => r.rssIdle).toFixed(0)} MiB attached idle, ${m((r) => r.rssLoaded).toFixed(0)} MiB after the load`
   )
   process.exit(0)
 }

@@ -47,14 +47,17 @@ const producer = (wakeupBytes: number): NativeObject => {
   return obj
 }
 
-/** Sum of a per-CPU u64 counter of ps_stats. */
-const stat = (obj: NativeObject, index: number): number => {
-  const v = obj.lookup("ps_stats", u32(index))
+/** Sum of a per-CPU u64 value (one u64 per CPU). */
+const sumPerCpu = (v: Uint8Array | null): number => {
   if (v === null) return 0
+  const view = new DataView(v.buffer, v.byteOffset, v.byteLength)
   let total = 0
-  for (let off = 0; off < v.length; off += 8) total += Number(v.readBigUInt64LE(off))
+  for (let off = 0; off + 8 <= v.length; off += 8) total += Number(view.getBigUint64(off, true))
   return total
 }
+
+/** Sum of a per-CPU u64 counter of ps_stats. */
+const stat = (obj: NativeObject, index: number): number => sumPerCpu(obj.lookup("ps_stats", u32(index)))
 
 interface Row {
   readonly name: string
@@ -237,11 +240,7 @@ const uprobeCase = async (wakeupBytes: number, label: string): Promise<Row> => {
     const stats = yield* rb.stats
     const drops = yield* obj.lookup("ps_stats", u32(1))
     yield* Fiber.interrupt(reader)
-    let kernelDrops = 0
-    if (drops._tag === "Some") {
-      const v = Buffer.from(drops.value)
-      for (let off = 0; off < v.length; off += 8) kernelDrops += Number(v.readBigUInt64LE(off))
-    }
+    const kernelDrops = sumPerCpu(drops._tag === "Some" ? drops.value : null)
     return {
       name: label,
       records: delivered,

@@ -1,12 +1,14 @@
 /**
  * What the agent costs a real Go service: the example service (examples/go-service, frontend → backend on loopback)
- * under a keep-alive load from a separate Go process (bench/load), first without the agent, then with
+ * under a keep-alive load from a separate Go process (bench/load), in rounds: without the agent, then with
  * `bin/probescope run --exe frontend --exe backend` attached (OTEL_TRACES_EXPORTER=none, so export is not measured).
  * Every request makes three spans: the frontend's server span, its client span and the backend's server span.
  *
  *   node_modules/.bin/node bench/overhead.ts [requests, default 3000] [connections, default 1] [rounds, default 3]
  *
- * Root is needed (uprobes). Figures are from one run on whatever machine this is: read ratios, not absolutes.
+ * Root is needed (uprobes). The service is built with Go $BENCH_GO_VERSION (default 1.26.8, fetched through
+ * GOTOOLCHAIN when it is not the local one). Figures are from one run on whatever machine this is: read ratios, not
+ * absolutes.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"

@@ -557,6 +557,44 @@ describe("probescope run killed with SIGKILL", () => {
     }))
 })
 
+describe("probescope run stopped with SIGTERM", () => {
+  it.live("flushes what is queued, releases everything and exits 0", () =>
+    Effect.gen(function*() {
+      const dir = dirs["1.26.8"]!
+      const receiver = yield* Receiver.make()
+      const backend = yield* startService(path.join(dir, "backend"), [])
+      const frontend = yield* startService(path.join(dir, "frontend"), ["-backend", `http://${backend.addr}`])
+      // A long schedule delay: only the shutdown flush can deliver the spans before the agent exits.
+      const agent = yield* spawnProc(
+        cli,
+        ["run", "--exe", path.join(dir, "frontend"), "--exe", path.join(dir, "backend")],
+        agentEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpEndpoint, OTEL_BSP_SCHEDULE_DELAY: "600000" })
+      )
+      yield* agent.line("stderr", attachedLine(backend.pid), "120 seconds")
+      yield* agent.line("stderr", attachedLine(frontend.pid))
+      assert.strictEqual(yield* get(`http://${frontend.addr}/users/3`), 200)
+      yield* Effect.sleep("500 millis")
+      // Only this test's services count: other processes of the same executables may run on the machine.
+      const mine = (all: ReadonlyArray<ReceivedSpan>) =>
+        all.filter((s) => s.resource["process.pid"] === frontend.pid || s.resource["process.pid"] === backend.pid)
+      assert.strictEqual(mine(yield* receiver.spans).length, 0)
+
+      const ours = yield* agentObjects(agent.pid)
+      agent.child.kill("SIGTERM")
+      assert.deepStrictEqual(yield* agent.exit(), { code: 0, signal: null })
+      // The receiver acknowledged them before the agent exited; its stdout may reach us a moment later.
+      let spans = mine(yield* receiver.spans)
+      for (let i = 0; i < 50 && spans.length < 3; i++) {
+        yield* Effect.sleep("100 millis")
+        spans = mine(yield* receiver.spans)
+      }
+      assert.strictEqual(spans.length, 3)
+      assert.strictEqual(new Set(spans.map((s) => s.traceId)).size, 1)
+      yield* assertReleased(ours)
+      assert.strictEqual(yield* get(`http://${frontend.addr}/users/4`), 200)
+    }))
+})
+
 describe("probescope: errors through the CLI", () => {
   /** Exactly one line on stderr, nothing on stdout, exit 1. */
   const assertFails = (args: ReadonlyArray<string>, line: string) =>

@@ -127,12 +127,18 @@ export const bytes = (n: number): Field<Uint8Array> =>
     return n
   })
 
+/**
+ * The record as a Buffer without copying: ring-buffer records already are one (subarrays of the batch), and Buffer's
+ * slice-to-string methods skip the view object `subarray` + `TextDecoder` would allocate per field.
+ */
+const asBuffer = (b: Uint8Array): Buffer => Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
 
 /** A fixed byte array as lowercase hex in memory order (trace ids: 16 bytes, span ids: 8 bytes). */
 export const hex = (n: number): Field<string> =>
   field(n, 1, (_v, b, o) => {
-    if (n >= 8) return Buffer.from(b.buffer, b.byteOffset + o, n).toString("hex")
+    if (n >= 8) return asBuffer(b).toString("hex", o, o + n)
     let s = ""
     for (let i = o; i < o + n; i++) s += HEX[b[i]!]
     return s
@@ -141,7 +147,6 @@ export const hex = (n: number): Field<string> =>
     return n
   })
 
-const utf8 = new TextDecoder("utf-8")
 const utf8e = new TextEncoder()
 
 /**
@@ -154,9 +159,9 @@ export const string = (cap: number, lengthField?: string): Field<string> =>
     if (lengthField === undefined) {
       let end = o
       while (end < o + cap && b[end] !== 0) end++
-      return utf8.decode(b.subarray(o, end))
+      return asBuffer(b).toString("utf8", o, end)
     }
-    return utf8.decode(b.subarray(o, o + Math.min(Math.max(len, 0), cap)))
+    return asBuffer(b).toString("utf8", o, o + Math.min(Math.max(len, 0), cap))
   }, (_v, b, o, x) => {
     const enc = utf8e.encode(x).subarray(0, cap)
     b.set(enc, o)
@@ -199,11 +204,12 @@ export const struct = <const F extends Readonly<Record<string, Member>>>(
   const decode = (input: Uint8Array): Decoded<F> => {
     if (input.length < size) throw new RangeError(`record is ${input.length} bytes, layout needs ${size}`)
     const view = new DataView(input.buffer, input.byteOffset, input.byteLength)
+    const bytes = asBuffer(input)
     const out: Record<string, unknown> = {}
     for (let i = 0; i < ordered.length; i++) {
       const r = ordered[i]!
       const lf = r.member.lengthField
-      out[r.name] = r.member.read(view, input, r.offset, lf === undefined ? 0 : Number(out[lf]))
+      out[r.name] = r.member.read(view, bytes, r.offset, lf === undefined ? 0 : Number(out[lf]))
     }
     return out as Decoded<F>
   }

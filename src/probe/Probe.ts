@@ -570,7 +570,11 @@ const makeRunner = (name: string, options: AnyOptions, loaded: Loaded, config: u
         records++
         spans.push({ ...span, probe: name })
       }
-      const emit = spans.length === 1 ? sink.span(spans[0]!) : Effect.forEach(spans, sink.span, { discard: true })
+      const emit = spans.length === 0 ?
+        Effect.void :
+        sink.spans !== undefined ?
+        sink.spans(spans) :
+        Effect.forEach(spans, sink.span, { discard: true })
       return firstBad >= 0 && decodeErrors <= 10 ?
         Effect.andThen(Effect.logWarning(`probe ${name}: undecodable record of ${firstBad} bytes`), emit) :
         emit

@@ -33,4 +33,9 @@ export interface SpanData {
 /** Where Runners send telemetry. Emitting never fails: the sink counts what it cannot keep. */
 export class TelemetrySink extends Context.Service<TelemetrySink, {
   readonly span: (span: SpanData) => Effect.Effect<void>
+  /**
+   * Emit one ring-buffer batch's spans at once, as `span` would one by one. Optional: a sink without it gets `span`
+   * per span; the live sink has it, so a busy Runner pays one effect per batch rather than one per span.
+   */
+  readonly spans?: (spans: ReadonlyArray<SpanData>) => Effect.Effect<void>
 }>()("probescope/probe/TelemetrySink") {}

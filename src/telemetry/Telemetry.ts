@@ -78,18 +78,22 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
       const batchers = yield* Effect.forEach(exportersFor(config, options), (e) => Batcher.make(e, config.batch))
       let received = 0
       let invalid = 0
+      const accept = (data: SpanData) => {
+        received++
+        if (!validIds(data)) {
+          invalid++
+          return
+        }
+        if (batchers.length === 0) return
+        const resource = resources.resourceFor(data.pid)
+        const span = toReadableSpan(data, resource, ProcessResources.version, clock.toEpochNs)
+        for (const b of batchers) b.offer(span)
+      }
       const sink = TelemetrySink.of({
-        span: (data: SpanData) =>
+        span: (data) => Effect.sync(() => accept(data)),
+        spans: (batch) =>
           Effect.sync(() => {
-            received++
-            if (!validIds(data)) {
-              invalid++
-              return
-            }
-            if (batchers.length === 0) return
-            const resource = resources.resourceFor(data.pid)
-            const span = toReadableSpan(data, resource, ProcessResources.version, clock.toEpochNs)
-            for (const b of batchers) b.offer(span)
+            for (let i = 0; i < batch.length; i++) accept(batch[i]!)
           })
       })
       const telemetry = Telemetry.of({
@@ -138,14 +142,13 @@ export const layerTest = (offsetNs = 0n): Layer.Layer<Services | TelemetryCaptur
       const resources = yield* ProcessResources.ProcessResources
       const spans: Array<SpanData> = []
       const exported: Array<Exporter.ReadableSpan> = []
+      const capture = (data: SpanData) => {
+        spans.push(data)
+        exported.push(toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs))
+      }
       const sink = TelemetrySink.of({
-        span: (data) =>
-          Effect.sync(() => {
-            spans.push(data)
-            exported.push(
-              toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs)
-            )
-          })
+        span: (data) => Effect.sync(() => capture(data)),
+        spans: (batch) => Effect.sync(() => batch.forEach(capture))
       })
       const stats = Effect.sync((): TelemetryStats => ({ received: spans.length, invalid: 0, exporters: [] }))
       return Context.make(TelemetrySink, sink).pipe(

@@ -201,11 +201,15 @@ export const struct = <const F extends Readonly<Record<string, Member>>>(
   const ordered = [...readers.filter((r) => r.member.lengthField === undefined), ...readers.filter((r) =>
     r.member.lengthField !== undefined
   )]
+  // Records are built by copying a template that already has every property, so the stores below only overwrite.
+  // Adding 30-odd properties through a computed key instead turns each record into a slow dictionary-mode object
+  // (V8 allows few properties added that way); JSON.parse builds the template itself as a fast object.
+  const template = JSON.parse(JSON.stringify(Object.fromEntries(readers.map((r) => [r.name, null])))) as object
   const decode = (input: Uint8Array): Decoded<F> => {
     if (input.length < size) throw new RangeError(`record is ${input.length} bytes, layout needs ${size}`)
     const view = new DataView(input.buffer, input.byteOffset, input.byteLength)
     const bytes = asBuffer(input)
-    const out: Record<string, unknown> = {}
+    const out: Record<string, unknown> = { ...template }
     for (let i = 0; i < ordered.length; i++) {
       const r = ordered[i]!
       const lf = r.member.lengthField

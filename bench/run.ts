@@ -4,13 +4,13 @@
  *
  *   node_modules/.bin/node bench/run.ts [name...]     e.g. `bench/run.ts decode overhead`
  *
- * ringbuf and overhead need root (BPF, uprobes); analysis builds cmd/go once into test/.cache/bench.
+ * ringbuf, discovery and overhead need root (BPF, uprobes); analysis builds cmd/go once into test/.cache/bench.
  */
 import { spawnSync } from "node:child_process"
 import * as path from "node:path"
 
 /** In the order they run: the quick user-space ones first. */
-const benches = ["decode", "analysis", "ringbuf", "overhead"] as const
+const benches = ["decode", "analysis", "ringbuf", "discovery", "overhead"] as const
 
 const chosen = process.argv.slice(2)
 const unknown = chosen.filter((c) => !(benches as ReadonlyArray<string>).includes(c))

@@ -8,8 +8,18 @@ import { knownFields, knownTypes } from "../Fields.ts"
 import { lookup, shipped, type OffsetsTable } from "../Offsets.ts"
 import { readBuildInfo, type BuildInfo } from "./BuildInfo.ts"
 import { Corrupt, OutOfBounds } from "./Bytes.ts"
-import { readStructs, hasDwarf, type StructLayout } from "./Dwarf.ts"
-import { ArchError, NotElfError, parseElf, readSymbols, SHT_SYMTAB, type Elf } from "./Elf.ts"
+import { hasDwarf, isStructSection, readStructs, type StructLayout } from "./Dwarf.ts"
+import {
+  ArchError,
+  type Elf,
+  type ElfSections,
+  NotElfError,
+  parseElf,
+  readSymbols,
+  retain,
+  SHF_EXECINSTR,
+  SHT_SYMTAB
+} from "./Elf.ts"
 import { readPclntab } from "./Pclntab.ts"
 import { analyzeCode } from "./X86.ts"
 import type { GoBinary, GoFunction, GoBinarySummary, FieldOffset } from "../GoBinary.ts"
@@ -23,8 +33,8 @@ const STT_FUNC = 2
 
 /** Analyses a Go x86-64 executable. Throws one of the typed errors of Errors.ts. */
 export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = shipped): GoBinary => {
-  const elf = stage(path, "elf", () => parseElf(bytes))
-  const info = stage(path, "buildinfo", () => readBuildInfo(elf))
+  const elf = stage(path, "elf", parseElf, bytes)
+  const info = stage(path, "buildinfo", readBuildInfo, elf)
   if (info === undefined) {
     throw new Errors.NotGo({ path, message: `${path}: no Go build information (.go.buildinfo): not a Go program` })
   }
@@ -39,11 +49,11 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
   let functionSource: "symtab" | "pclntab" = "symtab"
   let pclntabVersion: string | undefined
   if (symtab !== undefined) {
-    funcs = stage(path, "elf", () => symtabFunctions(elf))
+    funcs = stage(path, "elf", symtabFunctions, elf)
   }
   if (funcs.size === 0) {
     functionSource = "pclntab"
-    const pcln = stage(path, "pclntab", () => readPclntab(elf))
+    const pcln = stage(path, "pclntab", readPclntab, elf)
     if (pcln === undefined) {
       throw new Errors.StrippedNoPclntab({ path, message: `${path}: no .symtab and no .gopclntab: functions unknown` })
     }
@@ -86,12 +96,16 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
     }
   }
   let allStructs: Map<string, StructLayout> | undefined
+  // From here on only code (functions are decoded on first use) and, while it may still be read, the DWARF that
+  // describes structs are needed: keep copies of those and let the rest of the file go.
+  const kept = retain(elf, (s) =>
+    (s.flags & BigInt(SHF_EXECINSTR)) !== 0n || (dwarf && dwarfError === undefined && isStructSection(s.name)))
 
   const functionCache = new Map<string, Option.Option<GoFunction>>()
   const fn = (name: string): Option.Option<GoFunction> => {
     const hit = functionCache.get(name)
     if (hit !== undefined) return hit
-    const result = decodeFunction(elf, name, funcs.get(name))
+    const result = decodeFunction(kept, name, funcs.get(name))
     functionCache.set(name, result)
     return result
   }
@@ -109,7 +123,7 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
     if (layout === undefined && dwarf && dwarfError === undefined && !knownTypes.has(type)) {
       if (allStructs === undefined) {
         try {
-          allStructs = readStructs(elf)
+          allStructs = readStructs(kept)
         } catch (e) {
           dwarfError = errorText(e)
           allStructs = new Map()
@@ -178,12 +192,14 @@ const symtabFunctions = (elf: Elf): Map<string, FuncEntry> => {
 /** Functions larger than this are not decoded (no Go function is near it; a corrupt size must not stall us). */
 const MAX_FUNCTION = 16 * 1024 * 1024
 
-const decodeFunction = (elf: Elf, name: string, f: FuncEntry | undefined): Option.Option<GoFunction> => {
+const decodeFunction = (elf: ElfSections, name: string, f: FuncEntry | undefined): Option.Option<GoFunction> => {
   if (f === undefined) return Option.none()
   const fileOffset = elf.vaddrToOffset(f.address)
   if (fileOffset === undefined) return Option.none()
-  const size = Math.min(f.size, MAX_FUNCTION, elf.bytes.length - fileOffset)
-  const code = analyzeCode(elf.bytes.subarray(fileOffset, fileOffset + size))
+  const bytes = elf.read(fileOffset, Math.min(f.size, MAX_FUNCTION))
+  if (bytes === undefined) return Option.none()
+  const size = bytes.length
+  const code = analyzeCode(bytes)
   return Option.some({
     name,
     address: f.address,
@@ -247,10 +263,14 @@ const errorText = (e: unknown): string => (e instanceof Error ? e.message : Stri
 
 type Stage = "elf" | "buildinfo" | "pclntab"
 
-/** Runs a parser stage, mapping its internal exceptions to the typed error for that stage. */
-const stage = <A>(path: string, which: Stage, f: () => A): A => {
+/**
+ * Runs a parser stage, mapping its internal exceptions to the typed error for that stage. The input is an argument,
+ * not captured by a closure: a closure over the file's bytes in `analyzeBytes` would keep them alive as long as the
+ * GoBinary's own closures.
+ */
+const stage = <I, A>(path: string, which: Stage, f: (input: I) => A, input: I): A => {
   try {
-    return f()
+    return f(input)
   } catch (e) {
     if (e instanceof NotElfError) throw new Errors.NotElf({ path, message: `${path}: ${e.message}` })
     if (e instanceof ArchError) throw new Errors.UnsupportedArch({ path, arch: e.arch, message: e.message })

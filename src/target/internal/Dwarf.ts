@@ -3,7 +3,7 @@
  * structure types with a name and their members' `DW_AT_data_member_location`; everything else is skipped by form.
  */
 import { Corrupt, cstring, u16, u32, u64n, u8, uleb, sleb, check } from "./Bytes.ts"
-import type { Elf } from "./Elf.ts"
+import type { ElfSections } from "./Elf.ts"
 
 const DW_TAG_structure_type = 0x13
 const DW_TAG_member = 0x0d
@@ -32,13 +32,17 @@ interface Abbrev {
 }
 
 /** Which DWARF sections the binary has (plain, `.zdebug_*`, or SHF_COMPRESSED). */
-export const hasDwarf = (elf: Elf): boolean =>
+export const hasDwarf = (elf: ElfSections): boolean =>
   elf.section(".debug_info") !== undefined || elf.section(".zdebug_info") !== undefined
 
-const sectionBytes = (elf: Elf, name: string): Buffer | undefined => {
+const sectionBytes = (elf: ElfSections, name: string): Buffer | undefined => {
   const s = elf.section(`.debug_${name}`) ?? elf.section(`.zdebug_${name}`)
   return s === undefined ? undefined : elf.sectionData(s)
 }
+
+/** Whether `readStructs` reads a section: the rest of the DWARF can be dropped after analysis. */
+export const isStructSection = (name: string): boolean =>
+  /^\.z?debug_(info|abbrev|str|line_str|str_offsets)$/.test(name)
 
 /** More DIEs than this means a corrupt unit, not a big program (Go's own `go` command has a few hundred thousand). */
 const MAX_DIES = 50_000_000
@@ -47,7 +51,7 @@ const MAX_DIES = 50_000_000
  * Reads every named struct type. When `wanted` is given, only those types are kept (others are still walked).
  * Throws Corrupt/OutOfBounds on malformed data.
  */
-export const readStructs = (elf: Elf, wanted?: ReadonlySet<string>): Map<string, StructLayout> => {
+export const readStructs = (elf: ElfSections, wanted?: ReadonlySet<string>): Map<string, StructLayout> => {
   const info = sectionBytes(elf, "info")
   const abbrevSec = sectionBytes(elf, "abbrev")
   if (info === undefined || abbrevSec === undefined) return new Map()

@@ -57,19 +57,28 @@ export interface ElfSymbol {
   readonly section: number
 }
 
-export interface Elf {
+/** What reading code and DWARF needs of an ELF: the whole file's (`Elf`) or the few sections `retain` kept. */
+export interface ElfSections {
+  readonly section: (name: string) => Section | undefined
+  /** A section's bytes; compressed sections (SHF_COMPRESSED or `.zdebug_*`) are inflated, up to `maxBytes`. */
+  readonly sectionData: (s: Section, maxBytes?: number) => Buffer
+  /** File offset of a virtual address through the PT_LOAD segments, or undefined when it is not file-backed. */
+  readonly vaddrToOffset: (vaddr: bigint) => number | undefined
+  /** Up to `length` bytes from file offset `offset` (to the end of what is held), or undefined when none is held. */
+  readonly read: (offset: number, length: number) => Buffer | undefined
+}
+
+export interface Elf extends ElfSections {
   readonly bytes: Buffer
   readonly machine: string
   readonly type: number
   readonly entry: bigint
   readonly sections: ReadonlyArray<Section>
   readonly segments: ReadonlyArray<Segment>
-  readonly section: (name: string) => Section | undefined
-  /** A section's bytes; compressed sections (SHF_COMPRESSED or `.zdebug_*`) are inflated, up to `maxBytes`. */
-  readonly sectionData: (s: Section, maxBytes?: number) => Buffer
-  /** File offset of a virtual address through the PT_LOAD segments, or undefined when it is not file-backed. */
-  readonly vaddrToOffset: (vaddr: bigint) => number | undefined
 }
+
+/** SHF_EXECINSTR: the section holds code. */
+export const SHF_EXECINSTR = 0x4
 
 /** Inflated sections beyond this are treated as corrupt (Go's DWARF for a large binary is well below). */
 const MAX_INFLATE = 512 * 1024 * 1024
@@ -157,37 +166,83 @@ export const parseElf = (b: Buffer): Elf => {
   const byName = new Map<string, Section>()
   for (const s of sections) if (!byName.has(s.name)) byName.set(s.name, s)
 
-  const sectionData = (s: Section, maxBytes = MAX_INFLATE): Buffer => {
-    const what = `section ${s.name}`
-    if (s.type === SHT_NOBITS) return Buffer.alloc(0)
-    const bytes = slice(b, s.offset, s.size, what)
-    if ((s.flags & BigInt(SHF_COMPRESSED)) !== 0n) {
-      const chType = u32(bytes, 0, `${what} compression header`)
-      const size = u64n(bytes, 8, `${what} compression header`)
-      if (chType !== 1) throw new Corrupt(what, `compression type ${chType} is not zlib`)
-      return inflate(bytes.subarray(24), size, maxBytes, what)
-    }
-    if (s.name.startsWith(".zdebug_")) {
-      if (bytes.length < 12 || bytes.toString("latin1", 0, 4) !== "ZLIB") throw new Corrupt(what, "no ZLIB header")
-      const size = Number(bytes.readBigUInt64BE(4))
-      return inflate(bytes.subarray(12), size, maxBytes, what)
-    }
-    return bytes
-  }
+  const sectionData = (s: Section, maxBytes = MAX_INFLATE): Buffer =>
+    s.type === SHT_NOBITS ? Buffer.alloc(0) : contents(s, slice(b, s.offset, s.size, `section ${s.name}`), maxBytes)
 
+  const vaddrToOffset = addressMap(segments, b.length)
+
+  const read = (offset: number, length: number): Buffer | undefined =>
+    offset >= 0 && offset < b.length ? b.subarray(offset, Math.min(b.length, offset + length)) : undefined
+
+  return { bytes: b, machine, type, entry, sections, segments, section: (n) => byName.get(n), sectionData,
+    vaddrToOffset, read }
+}
+
+/**
+ * Virtual address → file offset through the PT_LOAD segments. Built outside `parseElf` so that its closure holds the
+ * file's length and not the file: `retain` hands it on, and it must not keep the bytes alive.
+ */
+const addressMap = (segments: ReadonlyArray<Segment>, fileSize: number) => {
   const loads = segments.filter((s) => s.type === PT_LOAD)
-  const vaddrToOffset = (vaddr: bigint): number | undefined => {
+  return (vaddr: bigint): number | undefined => {
     for (const s of loads) {
       if (vaddr >= s.vaddr && vaddr < s.vaddr + BigInt(s.filesz)) {
         const off = s.offset + Number(vaddr - s.vaddr)
-        return off <= b.length ? off : undefined
+        return off <= fileSize ? off : undefined
       }
     }
     return undefined
   }
+}
 
-  return { bytes: b, machine, type, entry, sections, segments, section: (n) => byName.get(n), sectionData,
-    vaddrToOffset }
+/** A section's contents from its bytes as stored in the file: inflated when compressed. */
+const contents = (s: Section, bytes: Buffer, maxBytes: number): Buffer => {
+  const what = `section ${s.name}`
+  if ((s.flags & BigInt(SHF_COMPRESSED)) !== 0n) {
+    const chType = u32(bytes, 0, `${what} compression header`)
+    const size = u64n(bytes, 8, `${what} compression header`)
+    if (chType !== 1) throw new Corrupt(what, `compression type ${chType} is not zlib`)
+    return inflate(bytes.subarray(24), size, maxBytes, what)
+  }
+  if (s.name.startsWith(".zdebug_")) {
+    if (bytes.length < 12 || bytes.toString("latin1", 0, 4) !== "ZLIB") throw new Corrupt(what, "no ZLIB header")
+    const size = Number(bytes.readBigUInt64BE(4))
+    return inflate(bytes.subarray(12), size, maxBytes, what)
+  }
+  return bytes
+}
+
+/**
+ * Copies of the sections `keep` selects, at their file offsets as before, so the file's bytes can be let go: an
+ * analysed executable is cached for as long as processes run it, and most of the file is not read again.
+ */
+export const retain = (elf: Elf, keep: (s: Section) => boolean): ElfSections => {
+  // A plain loop: no closure here may refer to `elf`, or the ones returned would keep the whole file alive.
+  const kept: Array<{ readonly section: Section; readonly bytes: Buffer }> = []
+  for (const section of elf.sections) {
+    if (section.type === SHT_NOBITS || !keep(section)) continue
+    // What lies outside the file is cut off here, as reading it from the file would have been.
+    const start = Math.min(section.offset, elf.bytes.length)
+    const end = Math.min(elf.bytes.length, start + section.size)
+    kept.push({ section, bytes: Buffer.from(elf.bytes.subarray(start, end)) })
+  }
+  const byName = new Map<string, (typeof kept)[number]>()
+  for (const k of kept) if (!byName.has(k.section.name)) byName.set(k.section.name, k)
+  return {
+    section: (name) => byName.get(name)?.section,
+    sectionData: (s, maxBytes = MAX_INFLATE) => {
+      const k = byName.get(s.name)
+      if (k === undefined || k.section !== s) throw new Corrupt(`section ${s.name}`, "not retained after analysis")
+      return contents(s, k.bytes, maxBytes)
+    },
+    vaddrToOffset: elf.vaddrToOffset,
+    read: (offset, length) => {
+      const k = kept.find((k) => offset >= k.section.offset && offset < k.section.offset + k.bytes.length)
+      if (k === undefined) return undefined
+      const start = offset - k.section.offset
+      return k.bytes.subarray(start, Math.min(k.bytes.length, start + length))
+    }
+  }
 }
 
 const inflate = (data: Buffer, size: number, maxBytes: number, what: string): Buffer => {

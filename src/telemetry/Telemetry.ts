@@ -10,6 +10,7 @@ import * as Exporter from "./Exporter.ts"
 import { toReadableSpan } from "./internal/readableSpan.ts"
 import * as KernelClock from "./KernelClock.ts"
 import * as ProcessResources from "./ProcessResources.ts"
+import * as SpanMetrics from "./SpanMetrics.ts"
 import * as TelemetryConfig from "./TelemetryConfig.ts"
 
 /** Counters for `probescope run` status lines. */
@@ -53,6 +54,10 @@ export interface Options {
   /** Where the console exporter writes (stdout by default). */
   readonly write?: (text: string) => void
   readonly clock?: Layer.Layer<KernelClock.KernelClock>
+  /** Also derive HTTP metrics from the spans and export them (`layer` passes `TelemetryConfig.loadMetrics`). */
+  readonly metrics?: TelemetryConfig.MetricsConfig
+  /** Overrides for the metrics (exporters, aggregation knobs); `write` above is their console too. */
+  readonly metricsOptions?: SpanMetrics.Options
 }
 
 const TRACE_ID = /^[0-9a-f]{32}$/
@@ -76,6 +81,13 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
       const clock = yield* KernelClock.KernelClock
       const resources = yield* ProcessResources.ProcessResources
       const batchers = yield* Effect.forEach(exportersFor(config, options), (e) => Batcher.make(e, config.batch))
+      // Made after the batchers so its final collection runs before they drain (scope finalizers run in reverse).
+      const metrics = options.metrics === undefined
+        ? undefined
+        : yield* SpanMetrics.make(options.metrics, {
+          ...(options.write === undefined ? {} : { write: options.write }),
+          ...options.metricsOptions
+        })
       let received = 0
       let invalid = 0
       const accept = (data: SpanData) => {
@@ -84,8 +96,10 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
           invalid++
           return
         }
-        if (batchers.length === 0) return
+        if (batchers.length === 0 && metrics === undefined) return
         const resource = resources.resourceFor(data.pid)
+        if (metrics !== undefined) metrics.record(data, resource)
+        if (batchers.length === 0) return
         const span = toReadableSpan(data, resource, ProcessResources.version, clock.toEpochNs)
         for (const b of batchers) b.offer(span)
       }
@@ -98,7 +112,9 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
       })
       const telemetry = Telemetry.of({
         stats: Effect.map(Effect.forEach(batchers, (b) => b.stats), (exporters) => ({ received, invalid, exporters })),
-        flush: Effect.forEach(batchers, (b) => b.flush, { discard: true })
+        flush: Effect.forEach(batchers, (b) => b.flush, { discard: true }).pipe(
+          Effect.andThen(metrics === undefined ? Effect.void : metrics.flush)
+        )
       })
       return Context.make(TelemetrySink, sink).pipe(Context.add(Telemetry, telemetry))
     })
@@ -118,9 +134,15 @@ export const layerWith = (
     )
   )
 
-/** The telemetry layer configured from the `OTEL_*` variables of the current `ConfigProvider`. */
+/**
+ * The telemetry layer configured from the `OTEL_*` variables of the current `ConfigProvider`: spans, and the HTTP
+ * metrics derived from them (`OTEL_METRICS_EXPORTER`, OTLP by default).
+ */
 export const layer: Layer.Layer<Services, TelemetryConfig.TelemetryConfigError> = Layer.unwrap(
-  Effect.map(TelemetryConfig.load, (config) => layerWith(config))
+  Effect.map(
+    Effect.all([TelemetryConfig.load, TelemetryConfig.loadMetrics]),
+    ([config, metrics]) => layerWith(config, { metrics })
+  )
 )
 
 /** What `layerTest` captured. */

@@ -122,13 +122,13 @@ const keyValues = (variable: string) =>
     (value) => value === undefined ? Effect.succeed({}) : parseKeyValueList(variable, value)
   )
 
-const exporterList = Effect.fnUntraced(function*() {
-  const value = yield* raw("OTEL_TRACES_EXPORTER")
+const exporterList = Effect.fnUntraced(function*(variable = "OTEL_TRACES_EXPORTER") {
+  const value = yield* raw(variable)
   if (value === undefined || value.trim() === "") return ["otlp"] as const
   const names = new Set<"otlp" | "console">()
   for (const part of value.split(",")) {
     if (part.trim() === "") continue
-    const name = yield* decode(ExporterName, "OTEL_TRACES_EXPORTER", part.trim())
+    const name = yield* decode(ExporterName, variable, part.trim())
     if (name !== "none") names.add(name)
   }
   return [...names]
@@ -205,4 +205,58 @@ export const load: Effect.Effect<TelemetryConfig, TelemetryConfigError> = Effect
     consoleFormat,
     batch
   } satisfies TelemetryConfig
+})
+
+/** What the span-derived metrics (`SpanMetrics`) read from the environment. */
+export interface MetricsConfig {
+  /** `OTEL_METRICS_EXPORTER` (a list like the traces one): exporters to run; empty for `none`. */
+  readonly exporters: ReadonlyArray<"otlp" | "console">
+  /** For http the endpoint ends in `/v1/metrics`; headers and request timeout as for traces, per-signal first. */
+  readonly otlp: OtlpConfig
+  /** `OTEL_METRIC_EXPORT_INTERVAL`: ms between collections (default 60000). */
+  readonly intervalMillis: number
+  /** `OTEL_METRIC_EXPORT_TIMEOUT`: ms one collection's export may take (default 30000). */
+  readonly exportTimeoutMillis: number
+}
+
+/** The metrics URL from the generic endpoint: per the spec, http appends `/v1/metrics`; grpc uses it as-is. */
+export const metricsEndpoint = (protocol: OtlpProtocol, generic: string | undefined, perSignal: string | undefined) => {
+  if (perSignal !== undefined) return perSignal
+  if (protocol === "grpc") return generic ?? DEFAULT_GRPC
+  return `${(generic ?? DEFAULT_HTTP).replace(/\/+$/, "")}/v1/metrics`
+}
+
+/**
+ * Reads the metrics configuration from the current `ConfigProvider`. Only cumulative temporality is produced, so
+ * `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` other than `cumulative` is refused rather than ignored.
+ */
+export const loadMetrics: Effect.Effect<MetricsConfig, TelemetryConfigError> = Effect.gen(function*() {
+  const exporters = yield* exporterList("OTEL_METRICS_EXPORTER")
+  const protocol = (yield* optional(OtlpProtocol, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")) ??
+    (yield* withDefault(OtlpProtocol, "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))
+  const endpoint = metricsEndpoint(
+    protocol,
+    yield* endpointVar("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    yield* endpointVar("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+  )
+  const headers = {
+    ...(yield* keyValues("OTEL_EXPORTER_OTLP_HEADERS")),
+    ...(yield* keyValues("OTEL_EXPORTER_OTLP_METRICS_HEADERS"))
+  }
+  const timeoutMillis = (yield* optional(PositiveInt, "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT")) ??
+    (yield* withDefault(PositiveInt, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000))
+  const temporality = (yield* raw("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"))?.trim()
+  if (temporality !== undefined && temporality !== "" && temporality.toLowerCase() !== "cumulative") {
+    return yield* new TelemetryConfigError({
+      variable: "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+      message: `Invalid OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=${JSON.stringify(temporality)}: ` +
+        `only cumulative is supported`
+    })
+  }
+  return {
+    exporters,
+    otlp: { protocol, endpoint, headers, timeoutMillis },
+    intervalMillis: yield* withDefault(PositiveInt, "OTEL_METRIC_EXPORT_INTERVAL", 60_000),
+    exportTimeoutMillis: yield* withDefault(PositiveInt, "OTEL_METRIC_EXPORT_TIMEOUT", 30_000)
+  } satisfies MetricsConfig
 })

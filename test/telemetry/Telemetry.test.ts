@@ -182,7 +182,10 @@ describe("Telemetry.layerWith", () => {
       yield* Context.get(ctx, TelemetrySink).span(server)
       const stats = yield* Context.get(ctx, Telemetry.Telemetry).stats
       assert.deepStrictEqual(stats, { received: 1, invalid: 0, exporters: [] })
-    }).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ OTEL_TRACES_EXPORTER: "none" })))))
+    }).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_METRICS_EXPORTER: "none"
+    })))))
 })
 
 describe("Telemetry.formatStats", () => {

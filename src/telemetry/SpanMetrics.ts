@@ -1,0 +1,271 @@
+/**
+ * RED metrics derived from the probes' spans: the stable OpenTelemetry HTTP duration histograms
+ * (`http.server.request.duration`, `http.client.request.duration`, unit "s", the semconv's advised buckets), with
+ * only the semconv's low-cardinality attributes, cumulative, one set per process resource (the very resource objects
+ * the spans are exported under). Every `OTEL_METRIC_EXPORT_INTERVAL` and when the scope closes, everything is
+ * collected and handed to the configured exporters (OTLP over http/protobuf, http/json or grpc; a console table).
+ */
+import { ExportResultCode } from "@opentelemetry/core"
+import { OTLPMetricExporter as GrpcMetricExporter } from "@opentelemetry/exporter-metrics-otlp-grpc"
+import { OTLPMetricExporter as JsonMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http"
+import { OTLPMetricExporter as ProtoMetricExporter } from "@opentelemetry/exporter-metrics-otlp-proto"
+import { createEmptyMetadata } from "@opentelemetry/otlp-grpc-exporter-base"
+import type { Resource } from "@opentelemetry/resources"
+import type { Histogram, PushMetricExporter, ResourceMetrics } from "@opentelemetry/sdk-metrics"
+import { Context, Duration, Effect, Option } from "effect"
+import type { SpanData } from "../probe/Telemetry.ts"
+import { ExportError } from "./Exporter.ts"
+import * as Histograms from "./internal/httpHistograms.ts"
+import { version } from "./ProcessResources.ts"
+import type { MetricsConfig, OtlpConfig } from "./TelemetryConfig.ts"
+
+export type { ResourceMetrics } from "@opentelemetry/sdk-metrics"
+
+/** The semconv's advised explicit bucket boundaries for HTTP request durations, in seconds. */
+export const BOUNDARIES = Histograms.BOUNDARIES
+/** Metric names. */
+export const SERVER_METRIC = Histograms.SERVER_METRIC
+export const CLIENT_METRIC = Histograms.CLIENT_METRIC
+/** The attributes each metric keeps from a span (when present); no paths, URLs or peer addresses. */
+export const SERVER_ATTRIBUTES: ReadonlyArray<string> = Histograms.SERVER_KEYS
+export const CLIENT_ATTRIBUTES: ReadonlyArray<string> = Histograms.CLIENT_KEYS
+/** The instrumentation scope of the metrics. */
+export const scope = { name: "probescope", version } as const
+
+/** Something that ships one collection: cumulative data, one `ResourceMetrics` per process. */
+export interface MetricsExporter {
+  readonly name: string
+  readonly endpoint: string
+  readonly export: (batch: ReadonlyArray<ResourceMetrics>) => Effect.Effect<void, ExportError>
+  readonly shutdown: Effect.Effect<void>
+}
+
+const errorMessage = (e: unknown) => e instanceof Error ? e.message : String(e)
+
+/** Wraps an OpenTelemetry JS `PushMetricExporter`: one export call per resource, in order. */
+export const fromOtel = (name: string, endpoint: string, exporter: PushMetricExporter): MetricsExporter => {
+  const one = (metrics: ResourceMetrics) =>
+    Effect.callback<void, ExportError>((resume) => {
+      const fail = (error: unknown) =>
+        resume(Effect.fail(
+          new ExportError({
+            exporter: name,
+            endpoint,
+            message: `metrics export to ${endpoint} failed: ${errorMessage(error ?? "unknown error")}`,
+            cause: error
+          })
+        ))
+      try {
+        exporter.export(metrics, (result) => {
+          if (result.code === ExportResultCode.SUCCESS) resume(Effect.void)
+          else fail(result.error)
+        })
+      } catch (error) {
+        fail(error)
+      }
+    })
+  return {
+    name,
+    endpoint,
+    export: (batch) => Effect.forEach(batch, one, { discard: true }),
+    shutdown: Effect.promise(() => exporter.shutdown().catch(() => undefined))
+  }
+}
+
+/** An OTLP metrics exporter for the configured protocol (`config.endpoint` is the metrics URL). */
+export const otlp = (config: OtlpConfig): MetricsExporter => {
+  const base = { url: config.endpoint, timeoutMillis: config.timeoutMillis }
+  switch (config.protocol) {
+    case "grpc": {
+      const metadata = createEmptyMetadata()
+      for (const [k, v] of Object.entries(config.headers)) metadata.set(k, v)
+      return fromOtel("otlp", config.endpoint, new GrpcMetricExporter({ ...base, metadata }))
+    }
+    case "http/json":
+      return fromOtel("otlp", config.endpoint, new JsonMetricExporter({ ...base, headers: { ...config.headers } }))
+    case "http/protobuf":
+      return fromOtel("otlp", config.endpoint, new ProtoMetricExporter({ ...base, headers: { ...config.headers } }))
+  }
+}
+
+const formatSeconds = (s: number) => s < 1 ? `${Math.round(s * 1000)}ms` : `${s}s`
+
+/** "≤ 25ms" for the bucket that holds the median, "> 10s" past the last bound. */
+const medianBucket = (counts: ReadonlyArray<number>, total: number) => {
+  const half = Math.ceil(total / 2)
+  let seen = 0
+  for (let i = 0; i < counts.length; i++) {
+    seen += counts[i]!
+    if (seen >= half) {
+      return i < BOUNDARIES.length ? `≤ ${formatSeconds(BOUNDARIES[i]!)}` : `> ${formatSeconds(BOUNDARIES.at(-1)!)}`
+    }
+  }
+  return "-"
+}
+
+/**
+ * A short table, one row per process and metric: requests, the bucket that holds the median, and requests with an
+ * `error.type`. Empty when nothing was recorded.
+ */
+export const formatTable = (batch: ReadonlyArray<ResourceMetrics>): string => {
+  const rows: Array<Array<string>> = []
+  for (const rm of batch) {
+    const attrs = rm.resource.attributes
+    for (const sm of rm.scopeMetrics) {
+      for (const metric of sm.metrics) {
+        const counts = new Array<number>(BOUNDARIES.length + 1).fill(0)
+        let total = 0
+        let errors = 0
+        for (const dp of metric.dataPoints) {
+          const h = dp.value as Histogram
+          total += h.count
+          h.buckets.counts.forEach((c, i) => counts[i] += c)
+          if (dp.attributes["error.type"] !== undefined) errors += h.count
+        }
+        rows.push([
+          String(attrs["service.name"] ?? ""),
+          String(attrs["process.pid"] ?? ""),
+          metric.descriptor.name,
+          String(total),
+          medianBucket(counts, total),
+          String(errors)
+        ])
+      }
+    }
+  }
+  if (rows.length === 0) return ""
+  const header = ["service", "pid", "metric", "requests", "p50", "errors"]
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()
+  return `${[line(header), ...rows.map(line)].join("\n")}\n`
+}
+
+/** Prints each collection as `formatTable` through `write` (stdout by default). Never fails. */
+export const console = (
+  write: (text: string) => void = (text) => void process.stdout.write(text)
+): MetricsExporter => ({
+  name: "console",
+  endpoint: "stdout",
+  export: (batch) =>
+    Effect.sync(() => {
+      const text = formatTable(batch)
+      if (text !== "") write(`probescope HTTP metrics (cumulative)\n${text}`)
+    }),
+  shutdown: Effect.void
+})
+
+/** Keeps every collection in memory (tests). */
+export const memory = (): MetricsExporter & { readonly batches: Array<ReadonlyArray<ResourceMetrics>> } => {
+  const batches: Array<ReadonlyArray<ResourceMetrics>> = []
+  return {
+    name: "memory",
+    endpoint: "memory",
+    batches,
+    export: (batch) => Effect.sync(() => void batches.push(batch)),
+    shutdown: Effect.void
+  }
+}
+
+/** Counters for status lines and tests. */
+export interface SpanMetricsStats {
+  /** Spans offered to `record` (HTTP or not). */
+  readonly recorded: number
+  readonly collections: number
+  /** Failed exports (one per exporter and collection). */
+  readonly failedExports: number
+  readonly lastError: Option.Option<ExportError>
+}
+
+/** The running span metrics. `record` is synchronous and cheap: the telemetry sink calls it per span. */
+export class SpanMetrics extends Context.Service<SpanMetrics, {
+  readonly record: (span: SpanData, resource: Resource) => void
+  /** Collects now and exports to every exporter. */
+  readonly flush: Effect.Effect<void>
+  readonly stats: Effect.Effect<SpanMetricsStats>
+}>()("probescope/telemetry/SpanMetrics") {}
+
+/** Overrides for embedding and tests. */
+export interface Options {
+  /** Use these exporters instead of the ones `config.exporters` names. */
+  readonly exporters?: ReadonlyArray<MetricsExporter>
+  /** Where the console exporter writes (stdout by default). */
+  readonly write?: (text: string) => void
+  /** Aggregation knobs: wall clock, cardinality limit, idle eviction. */
+  readonly histograms?: Omit<Histograms.HistogramsOptions, "scope">
+}
+
+/**
+ * Starts span metrics in the current scope: a collection every `config.intervalMillis`, and a last one (then the
+ * exporters' shutdown) when the scope closes. Failed exports are counted and logged; cumulative data means the next
+ * collection carries everything again.
+ */
+export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: Options = {}) {
+  const histograms = Histograms.make({ ...options.histograms, scope })
+  const exporters = options.exporters ?? config.exporters.map((name) =>
+    name === "otlp" ? otlp(config.otlp) : console(options.write)
+  )
+  let recorded = 0
+  let collections = 0
+  let failedExports = 0
+  let lastError = Option.none<ExportError>()
+
+  const exportTo = (exporter: MetricsExporter, batch: ReadonlyArray<ResourceMetrics>) =>
+    Effect.suspend(() => exporter.export(batch)).pipe(
+      Effect.timeoutOrElse({
+        duration: Duration.millis(config.exportTimeoutMillis),
+        orElse: () =>
+          Effect.fail(
+            new ExportError({
+              exporter: exporter.name,
+              endpoint: exporter.endpoint,
+              message: `metrics export to ${exporter.endpoint} timed out after ${config.exportTimeoutMillis} ms`
+            })
+          )
+      }),
+      Effect.catchDefect((defect) =>
+        Effect.fail(
+          new ExportError({
+            exporter: exporter.name,
+            endpoint: exporter.endpoint,
+            message: `metrics export to ${exporter.endpoint} crashed: ${String(defect)}`,
+            cause: defect
+          })
+        )
+      ),
+      Effect.catch((error) => {
+        failedExports++
+        lastError = Option.some(error)
+        return Effect.logWarning(error.message)
+      })
+    )
+
+  const flush = Effect.suspend(() => {
+    const batch = histograms.collect()
+    collections++
+    if (batch.length === 0) return Effect.void
+    return Effect.forEach(exporters, (e) => exportTo(e, batch), { concurrency: "unbounded", discard: true })
+  })
+
+  // Added before the loop is forked, so it runs after the loop is interrupted: the last collection is complete.
+  yield* Effect.addFinalizer(() =>
+    flush.pipe(Effect.andThen(Effect.forEach(exporters, (e) => e.shutdown, { discard: true })))
+  )
+  if (exporters.length > 0) {
+    yield* Effect.sleep(Duration.millis(config.intervalMillis)).pipe(
+      Effect.andThen(flush),
+      Effect.forever,
+      Effect.forkScoped
+    )
+  }
+
+  return SpanMetrics.of({
+    record: exporters.length === 0
+      ? () => void recorded++
+      : (span, resource) => {
+        recorded++
+        histograms.record(span, resource)
+      },
+    flush,
+    stats: Effect.sync(() => ({ recorded, collections, failedExports, lastError }))
+  })
+})

@@ -1,6 +1,8 @@
 /**
  * The tests' real OTLP receiver: builds test/receiver (Go) once into test/.cache/, runs it scoped, and exposes the
- * spans it received (decoded from its JSON lines) as an Effect, a Stream and `waitFor(n)`.
+ * spans it received (decoded from its JSON lines) as an Effect, a Stream and `waitFor(n)`, and the metric data points
+ * it received (lines with `"signal":"metric"`, kept apart: the span views only ever hold spans) as `metrics` and
+ * `waitForMetrics`.
  *
  *   const receiver = yield* Receiver.make()            // inside a Scope
  *   // export to receiver.httpTracesUrl (http/protobuf, http/json) or receiver.grpcEndpoint (grpc)
@@ -45,8 +47,36 @@ export const ReceivedSpan = Schema.Struct({
 })
 export type ReceivedSpan = typeof ReceivedSpan.Type
 
+/** One metric data point as the receiver printed it. Only the fields of its `type` are present. */
+export const ReceivedMetricPoint = Schema.Struct({
+  signal: Schema.Literal("metric"),
+  protocol: Schema.Literals(["http/protobuf", "http/json", "grpc"]),
+  headers: Schema.optional(Schema.Record(Schema.String, Schema.String)),
+  resource: Schema.Record(Schema.String, Schema.Unknown),
+  scope: Schema.Struct({ name: Schema.String, version: Schema.String }),
+  name: Schema.String,
+  description: Schema.String,
+  unit: Schema.String,
+  type: Schema.Literals(["histogram", "sum", "gauge"]),
+  /** The OTLP enum name, e.g. "AGGREGATION_TEMPORALITY_CUMULATIVE" (histograms and sums). */
+  temporality: Schema.optional(Schema.String),
+  startTimeUnixNano: Schema.String,
+  timeUnixNano: Schema.String,
+  attributes: Schema.Record(Schema.String, Schema.Unknown),
+  count: Schema.optional(Schema.Number),
+  sum: Schema.optional(Schema.Number),
+  min: Schema.optional(Schema.Number),
+  max: Schema.optional(Schema.Number),
+  bucketCounts: Schema.optional(Schema.Array(Schema.Number)),
+  explicitBounds: Schema.optional(Schema.Array(Schema.Number)),
+  /** Sums and gauges. */
+  value: Schema.optional(Schema.Number)
+})
+export type ReceivedMetricPoint = typeof ReceivedMetricPoint.Type
+
 const Ports = Schema.Struct({ http: Schema.Number, grpc: Schema.Number })
-const decodeSpan = Schema.decodeUnknownSync(Schema.fromJsonString(ReceivedSpan))
+const decodeSpan = Schema.decodeUnknownSync(ReceivedSpan)
+const decodeMetricPoint = Schema.decodeUnknownSync(ReceivedMetricPoint)
 const decodePorts = Schema.decodeUnknownSync(Schema.fromJsonString(Ports))
 
 const sourcesNewerThan = (binary: string) => {
@@ -80,6 +110,8 @@ export interface Receiver {
   readonly httpEndpoint: string
   /** `http://127.0.0.1:<http>/v1/traces`. */
   readonly httpTracesUrl: string
+  /** `http://127.0.0.1:<http>/v1/metrics`. */
+  readonly httpMetricsUrl: string
   /** `http://127.0.0.1:<grpc>`. */
   readonly grpcEndpoint: string
   /** Every span received so far, in arrival order. */
@@ -88,6 +120,16 @@ export interface Receiver {
   readonly stream: Stream.Stream<ReceivedSpan>
   /** Waits until at least `n` spans arrived (default timeout 10 s) and returns all of them. */
   readonly waitFor: (n: number, timeout?: Duration.Input) => Effect.Effect<ReadonlyArray<ReceivedSpan>, ReceiverError>
+  /** Every metric data point received so far, in arrival order. */
+  readonly metrics: Effect.Effect<ReadonlyArray<ReceivedMetricPoint>>
+  /**
+   * Waits until the points received so far satisfy `done` (default timeout 10 s) and returns all of them. Cumulative
+   * exporters resend every series per collection, so a count alone rarely says "the collection I want arrived".
+   */
+  readonly waitForMetrics: (
+    done: (points: ReadonlyArray<ReceivedMetricPoint>) => boolean,
+    timeout?: Duration.Input
+  ) => Effect.Effect<ReadonlyArray<ReceivedMetricPoint>, ReceiverError>
   /** Stops the receiver now (the scope would do it later): lets a test take the endpoint down. */
   readonly stop: Effect.Effect<void>
 }
@@ -111,6 +153,7 @@ const stopChild = (child: ChildProcess) =>
 export const make = Effect.fnUntraced(function*(options: ReceiverOptions = {}) {
   const binary = yield* build
   const received: Array<ReceivedSpan> = []
+  const receivedPoints: Array<ReceivedMetricPoint> = []
   const subscribers = new Set<Queue.Queue<ReceivedSpan, Cause.Done>>()
   let stderr = ""
 
@@ -142,7 +185,12 @@ export const make = Effect.fnUntraced(function*(options: ReceiverOptions = {}) {
           }
           continue
         }
-        const span = decodeSpan(line)
+        const json: unknown = JSON.parse(line)
+        if (typeof json === "object" && json !== null && "signal" in json && json.signal === "metric") {
+          receivedPoints.push(decodeMetricPoint(json))
+          continue
+        }
+        const span = decodeSpan(json)
         received.push(span)
         for (const q of subscribers) Queue.offerUnsafe(q, span)
       }
@@ -158,13 +206,30 @@ export const make = Effect.fnUntraced(function*(options: ReceiverOptions = {}) {
   )
 
   const spans = Effect.sync((): ReadonlyArray<ReceivedSpan> => [...received])
+  const metrics = Effect.sync((): ReadonlyArray<ReceivedMetricPoint> => [...receivedPoints])
   const receiver: Receiver = {
     httpPort: ports.http,
     grpcPort: ports.grpc,
     httpEndpoint: `http://127.0.0.1:${ports.http}`,
     httpTracesUrl: `http://127.0.0.1:${ports.http}/v1/traces`,
+    httpMetricsUrl: `http://127.0.0.1:${ports.http}/v1/metrics`,
     grpcEndpoint: `http://127.0.0.1:${ports.grpc}`,
     spans,
+    metrics,
+    waitForMetrics: (done, timeout = Duration.seconds(10)) =>
+      metrics.pipe(
+        Effect.repeat({ until: done, schedule: Schedule.spaced(Duration.millis(20)) }),
+        Effect.timeoutOrElse({
+          duration: timeout,
+          orElse: () =>
+            Effect.fail(
+              new ReceiverError({
+                message: `waited for metrics, the receiver got ${receivedPoints.length} points: ` +
+                  JSON.stringify(receivedPoints.map((p) => [p.name, p.count ?? p.value]))
+              })
+            )
+        })
+      ),
     stream: Stream.callback<ReceivedSpan>((queue) =>
       Effect.acquireRelease(
         Effect.sync(() => {

@@ -1,5 +1,6 @@
-// Command receiver is the tests' real OTLP receiver: it accepts OTLP/HTTP (protobuf and JSON, POST /v1/traces) and
-// OTLP/gRPC on 127.0.0.1, and prints every received span as one JSON line on stdout.
+// Command receiver is the tests' real OTLP receiver: it accepts OTLP/HTTP (protobuf and JSON, POST /v1/traces and
+// /v1/metrics) and OTLP/gRPC (TraceService, MetricsService) on 127.0.0.1, and prints every received span as one JSON
+// line on stdout, and every metric data point as one JSON line with "signal":"metric" (span lines have no "signal").
 //
 // The first stdout line is {"http":<port>,"grpc":<port>}. Port 0 (the default) lets the kernel choose; tests that
 // restart a receiver on the same ports pass -http-port/-grpc-port. The receiver exits when stdin closes, so a test
@@ -22,8 +23,10 @@ import (
 	"strings"
 	"sync"
 
+	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -178,7 +181,135 @@ func recordedHeaders(get func(string) []string, keys []string) map[string]string
 	return m
 }
 
-func handleHTTP(w http.ResponseWriter, r *http.Request) {
+// receivedPoint is the JSON line printed per metric data point. Only the fields of the point's type are set.
+type receivedPoint struct {
+	Signal         string            `json:"signal"`
+	Protocol       string            `json:"protocol"`
+	Headers        map[string]string `json:"headers,omitempty"`
+	Resource       map[string]any    `json:"resource"`
+	Scope          scope             `json:"scope"`
+	Name           string            `json:"name"`
+	Description    string            `json:"description"`
+	Unit           string            `json:"unit"`
+	Type           string            `json:"type"`
+	Temporality    string            `json:"temporality,omitempty"`
+	StartUnixNs    string            `json:"startTimeUnixNano"`
+	TimeUnixNs     string            `json:"timeUnixNano"`
+	Attributes     map[string]any    `json:"attributes"`
+	Count          *uint64           `json:"count,omitempty"`
+	Sum            *float64          `json:"sum,omitempty"`
+	Min            *float64          `json:"min,omitempty"`
+	Max            *float64          `json:"max,omitempty"`
+	BucketCounts   []uint64          `json:"bucketCounts,omitempty"`
+	ExplicitBounds []float64         `json:"explicitBounds,omitempty"`
+	Value          *float64          `json:"value,omitempty"`
+}
+
+func numberValue(p *metricspb.NumberDataPoint) *float64 {
+	var v float64
+	switch x := p.GetValue().(type) {
+	case *metricspb.NumberDataPoint_AsDouble:
+		v = x.AsDouble
+	case *metricspb.NumberDataPoint_AsInt:
+		v = float64(x.AsInt)
+	}
+	return &v
+}
+
+func reportMetrics(protocol string, headers map[string]string, req *collectormetrics.ExportMetricsServiceRequest) {
+	for _, rm := range req.GetResourceMetrics() {
+		res := attrs(rm.GetResource().GetAttributes())
+		for _, sm := range rm.GetScopeMetrics() {
+			sc := scope{Name: sm.GetScope().GetName(), Version: sm.GetScope().GetVersion()}
+			for _, m := range sm.GetMetrics() {
+				base := receivedPoint{
+					Signal: "metric", Protocol: protocol, Headers: headers, Resource: res, Scope: sc,
+					Name: m.GetName(), Description: m.GetDescription(), Unit: m.GetUnit(),
+				}
+				switch d := m.GetData().(type) {
+				case *metricspb.Metric_Histogram:
+					for _, p := range d.Histogram.GetDataPoints() {
+						pt := base
+						pt.Type = "histogram"
+						pt.Temporality = d.Histogram.GetAggregationTemporality().String()
+						pt.StartUnixNs = fmt.Sprint(p.GetStartTimeUnixNano())
+						pt.TimeUnixNs = fmt.Sprint(p.GetTimeUnixNano())
+						pt.Attributes = attrs(p.GetAttributes())
+						count := p.GetCount()
+						pt.Count = &count
+						if p.Sum != nil {
+							sum := p.GetSum()
+							pt.Sum = &sum
+						}
+						if p.Min != nil {
+							min := p.GetMin()
+							pt.Min = &min
+						}
+						if p.Max != nil {
+							max := p.GetMax()
+							pt.Max = &max
+						}
+						pt.BucketCounts = p.GetBucketCounts()
+						pt.ExplicitBounds = p.GetExplicitBounds()
+						emit(pt)
+					}
+				case *metricspb.Metric_Sum:
+					for _, p := range d.Sum.GetDataPoints() {
+						pt := base
+						pt.Type = "sum"
+						pt.Temporality = d.Sum.GetAggregationTemporality().String()
+						pt.StartUnixNs = fmt.Sprint(p.GetStartTimeUnixNano())
+						pt.TimeUnixNs = fmt.Sprint(p.GetTimeUnixNano())
+						pt.Attributes = attrs(p.GetAttributes())
+						pt.Value = numberValue(p)
+						emit(pt)
+					}
+				case *metricspb.Metric_Gauge:
+					for _, p := range d.Gauge.GetDataPoints() {
+						pt := base
+						pt.Type = "gauge"
+						pt.StartUnixNs = fmt.Sprint(p.GetStartTimeUnixNano())
+						pt.TimeUnixNs = fmt.Sprint(p.GetTimeUnixNano())
+						pt.Attributes = attrs(p.GetAttributes())
+						pt.Value = numberValue(p)
+						emit(pt)
+					}
+				default:
+					fmt.Fprintf(os.Stderr, "receiver: metric %s: unsupported data type %T\n", m.GetName(), d)
+				}
+			}
+		}
+	}
+}
+
+// signal is one OTLP/HTTP path: the request and response messages and how a decoded request is printed.
+type signal struct {
+	newRequest  func() proto.Message
+	newResponse func() proto.Message
+	report      func(protocol string, headers map[string]string, req proto.Message)
+}
+
+var tracesSignal = signal{
+	newRequest:  func() proto.Message { return &collectortrace.ExportTraceServiceRequest{} },
+	newResponse: func() proto.Message { return &collectortrace.ExportTraceServiceResponse{} },
+	report: func(p string, h map[string]string, req proto.Message) {
+		report(p, h, req.(*collectortrace.ExportTraceServiceRequest))
+	},
+}
+
+var metricsSignal = signal{
+	newRequest:  func() proto.Message { return &collectormetrics.ExportMetricsServiceRequest{} },
+	newResponse: func() proto.Message { return &collectormetrics.ExportMetricsServiceResponse{} },
+	report: func(p string, h map[string]string, req proto.Message) {
+		reportMetrics(p, h, req.(*collectormetrics.ExportMetricsServiceRequest))
+	},
+}
+
+func handleHTTP(sig signal) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { handleSignal(sig, w, r) }
+}
+
+func handleSignal(sig signal, w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
 		return
@@ -202,7 +333,7 @@ func handleHTTP(w http.ResponseWriter, r *http.Request) {
 		keys = append(keys, k)
 	}
 	headers := recordedHeaders(func(k string) []string { return r.Header.Values(k) }, keys)
-	req := &collectortrace.ExportTraceServiceRequest{}
+	req := sig.newRequest()
 	contentType := r.Header.Get("Content-Type")
 	isJSON := strings.HasPrefix(contentType, "application/json")
 	if isJSON {
@@ -222,7 +353,7 @@ func handleHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "bad OTLP/JSON: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		report("http/json", headers, req)
+		sig.report("http/json", headers, req)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte("{}"))
 		return
@@ -231,8 +362,8 @@ func handleHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad OTLP/protobuf: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	report("http/protobuf", headers, req)
-	resp, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+	sig.report("http/protobuf", headers, req)
+	resp, _ := proto.Marshal(sig.newResponse())
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	_, _ = w.Write(resp)
 }
@@ -241,17 +372,30 @@ type traceServer struct {
 	collectortrace.UnimplementedTraceServiceServer
 }
 
-func (traceServer) Export(ctx context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
-	var headers map[string]string
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		keys := make([]string, 0, len(md))
-		for k := range md {
-			keys = append(keys, k)
-		}
-		headers = recordedHeaders(md.Get, keys)
+func grpcHeaders(ctx context.Context) map[string]string {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return nil
 	}
-	report("grpc", headers, req)
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	return recordedHeaders(md.Get, keys)
+}
+
+func (traceServer) Export(ctx context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	report("grpc", grpcHeaders(ctx), req)
 	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+type metricsServer struct {
+	collectormetrics.UnimplementedMetricsServiceServer
+}
+
+func (metricsServer) Export(ctx context.Context, req *collectormetrics.ExportMetricsServiceRequest) (*collectormetrics.ExportMetricsServiceResponse, error) {
+	reportMetrics("grpc", grpcHeaders(ctx), req)
+	return &collectormetrics.ExportMetricsServiceResponse{}, nil
 }
 
 func main() {
@@ -271,11 +415,13 @@ func main() {
 	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/traces", handleHTTP)
+	mux.HandleFunc("/v1/traces", handleHTTP(tracesSignal))
+	mux.HandleFunc("/v1/metrics", handleHTTP(metricsSignal))
 	go func() { _ = http.Serve(httpLn, mux) }()
 
 	gs := grpc.NewServer()
 	collectortrace.RegisterTraceServiceServer(gs, traceServer{})
+	collectormetrics.RegisterMetricsServiceServer(gs, metricsServer{})
 	go func() { _ = gs.Serve(grpcLn) }()
 
 	emit(map[string]int{

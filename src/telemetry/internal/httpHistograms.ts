@@ -15,7 +15,9 @@ import {
 import type { SpanData } from "../../probe/Telemetry.ts"
 
 /** The semconv's advised explicit bucket boundaries for HTTP durations, in seconds. */
-export const BOUNDARIES: ReadonlyArray<number> = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+export const BOUNDARIES: ReadonlyArray<number> = [
+  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10
+]
 
 export const SERVER_METRIC = "http.server.request.duration"
 export const CLIENT_METRIC = "http.client.request.duration"

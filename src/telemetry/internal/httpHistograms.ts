@@ -51,8 +51,14 @@ interface Series {
   max: number
 }
 
+/** One level per kept attribute, keyed by the span's value (undefined when absent); the last level holds Series. */
+type Trie = Map<unknown, Trie | Series>
+
 interface Instrument {
-  readonly series: Map<string, Series>
+  readonly keys: ReadonlyArray<string>
+  readonly root: Trie
+  /** Every series in creation order (what collection exports). */
+  readonly series: Array<Series>
   overflow: Series | undefined
 }
 
@@ -124,6 +130,13 @@ const attributesOf = (keys: ReadonlyArray<string>, a: SpanData["attributes"]): A
   return out
 }
 
+const newInstrument = (keys: ReadonlyArray<string>): Instrument => ({
+  keys,
+  root: new Map(),
+  series: [],
+  overflow: undefined
+})
+
 const metricData = (
   name: string,
   description: string,
@@ -131,9 +144,7 @@ const metricData = (
   startTime: HrTime,
   endTime: HrTime
 ): HistogramMetricData => {
-  const all = instrument.overflow === undefined
-    ? [...instrument.series.values()]
-    : [...instrument.series.values(), instrument.overflow]
+  const all = instrument.overflow === undefined ? instrument.series : [...instrument.series, instrument.overflow]
   return {
     descriptor: { name, description, unit: "s", valueType: ValueType.DOUBLE },
     aggregationTemporality: AggregationTemporality.CUMULATIVE,
@@ -153,7 +164,7 @@ const metricData = (
   }
 }
 
-const size = (i: Instrument) => i.series.size + (i.overflow === undefined ? 0 : 1)
+const size = (i: Instrument) => i.series.length + (i.overflow === undefined ? 0 : 1)
 
 /** A fresh aggregation. */
 export const make = (options: HistogramsOptions): Histograms => {
@@ -172,8 +183,8 @@ export const make = (options: HistogramsOptions): Histograms => {
       state = {
         resource,
         startTime: now(),
-        server: { series: new Map(), overflow: undefined },
-        client: { series: new Map(), overflow: undefined },
+        server: newInstrument(SERVER_KEYS),
+        client: newInstrument(CLIENT_KEYS),
         recorded: 0,
         idleCollections: 0
       }
@@ -184,41 +195,44 @@ export const make = (options: HistogramsOptions): Histograms => {
     return state
   }
 
-  const seriesFor = (instrument: Instrument, key: string, keys: ReadonlyArray<string>, span: SpanData) => {
-    let s = instrument.series.get(key)
+  // A trie of Maps keyed by the attribute values themselves: no key string to build and hash per span.
+  const seriesFor = (instrument: Instrument, a: SpanData["attributes"]): Series => {
+    const keys = instrument.keys
+    const last = keys.length - 1
+    let node = instrument.root
+    for (let i = 0; i < last; i++) {
+      const v = a[keys[i]!]
+      let next = node.get(v) as Trie | undefined
+      if (next === undefined) {
+        next = new Map()
+        node.set(v, next)
+      }
+      node = next
+    }
+    const v = a[keys[last]!]
+    const s = node.get(v) as Series | undefined
     if (s !== undefined) return s
-    if (instrument.series.size >= limit - 1) {
+    if (instrument.series.length >= limit - 1) {
       // One slot stays for the overflow series, so the limit bounds what is exported.
       instrument.overflow ??= newSeries({ [OVERFLOW_ATTRIBUTE]: true })
       return instrument.overflow
     }
-    s = newSeries(attributesOf(keys, span.attributes))
-    instrument.series.set(key, s)
-    return s
+    const created = newSeries(attributesOf(keys, a))
+    node.set(v, created)
+    instrument.series.push(created)
+    return created
   }
 
   const record = (span: SpanData, resource: Resource) => {
     const kind = span.kind
     if (kind !== "server" && kind !== "client") return
     const a = span.attributes
-    const method = a["http.request.method"]
-    if (method === undefined) return
+    if (a["http.request.method"] === undefined) return
     const ns = span.endMonoNs - span.startMonoNs
     const seconds = ns > 0n ? Number(ns) / 1e9 : 0
     const state = stateFor(resource)
     state.recorded++
-    // The key is the kept attribute values in a fixed order; \u0001 never occurs in them, \u0002 marks absence.
-    if (kind === "server") {
-      const key = `${method}\u0001${a["url.scheme"] ?? "\u0002"}\u0001${a["http.route"] ?? "\u0002"}\u0001${
-        a["http.response.status_code"] ?? "\u0002"
-      }\u0001${a["network.protocol.version"] ?? "\u0002"}\u0001${a["error.type"] ?? "\u0002"}`
-      add(seriesFor(state.server, key, SERVER_KEYS, span), seconds)
-    } else {
-      const key = `${method}\u0001${a["server.address"] ?? "\u0002"}\u0001${a["server.port"] ?? "\u0002"}\u0001${
-        a["http.response.status_code"] ?? "\u0002"
-      }\u0001${a["error.type"] ?? "\u0002"}`
-      add(seriesFor(state.client, key, CLIENT_KEYS, span), seconds)
-    }
+    add(seriesFor(kind === "server" ? state.server : state.client, a), seconds)
   }
 
   const collect = () => {

@@ -1,7 +1,8 @@
 /**
  * The README's main job: build the example Go service, start the agent FIRST (so discovery sees the services
  * start), start backend and frontend on loopback, drive a few requests, stop the agent with SIGINT (it detaches,
- * flushes and exits 0) and let its console exporter print the traces as trees.
+ * flushes and exits 0) and let its console exporters print the traces as trees and, last, the HTTP metrics table
+ * (requests, median bucket and errors per process).
  *
  * Run: `bash scripts/demo.sh` (does the set-up) or, once set up, `node_modules/.bin/node examples/demo/demo.ts`.
  */
@@ -46,13 +47,20 @@ const cleanup = () => {
 }
 process.on("exit", cleanup)
 
-say("starting the agent: probescope run --exe frontend --exe backend (console exporter)")
+say("starting the agent: probescope run --exe frontend --exe backend (console exporters for traces and metrics)")
 const agent = spawn(
   path.join(root, "bin", "probescope"),
   ["run", "--exe", path.join(bin, "frontend"), "--exe", path.join(bin, "backend")],
   {
     stdio: ["ignore", "inherit", "pipe"],
-    env: { ...process.env, OTEL_TRACES_EXPORTER: "console", OTEL_BSP_SCHEDULE_DELAY: "500" }
+    env: {
+      ...process.env,
+      OTEL_TRACES_EXPORTER: "console",
+      OTEL_BSP_SCHEDULE_DELAY: "500",
+      // Printed once, at shutdown: the interval is longer than the demo.
+      OTEL_METRICS_EXPORTER: "console",
+      OTEL_METRIC_EXPORT_INTERVAL: "600000"
+    }
   }
 )
 children.push(agent)
@@ -88,7 +96,7 @@ for (const [route, headers] of requests) {
 }
 
 await new Promise((r) => setTimeout(r, 1000))
-say("stopping the agent with SIGINT: it detaches every probe, flushes the exporter and exits")
+say("stopping the agent with SIGINT: it detaches every probe, flushes traces and metrics and exits")
 const code = await new Promise<number | null>((resolve) => {
   agent.once("exit", (c) => resolve(c))
   agent.kill("SIGINT")

@@ -517,6 +517,23 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       assert.match(stderr, /probescope: spans 20 · otlp \S+: 20 exported, 0 queued, 0 dropped, 0 failed\n/)
       yield* assertReleased(ours)
 
+      // The HTTP metrics go out at shutdown too, under the very resource of the frontend's spans, low-cardinality.
+      const fePoints = (yield* receiver.waitForMetrics((ps) =>
+        ps.some((p) => p.resource["process.pid"] === frontend.pid && p.name === "http.client.request.duration")
+      )).filter((p) => p.resource["process.pid"] === frontend.pid)
+      const requests = (name: string) =>
+        fePoints.filter((p) => p.name === name).reduce((n, p) => n + (p.count ?? 0), 0)
+      assert.strictEqual(requests("http.server.request.duration"), 6)
+      assert.strictEqual(requests("http.client.request.duration"), 7)
+      for (const p of fePoints) {
+        assert.strictEqual(p.protocol, protocol)
+        assert.deepStrictEqual(p.resource, feResource)
+        assert.notProperty(p.attributes, "url.path")
+        assert.notProperty(p.attributes, "url.full")
+      }
+      const failed = fePoints.find((p) => p.attributes["http.route"] === "/fail")!
+      assert.deepStrictEqual([failed.count, failed.attributes["error.type"]], [1, "502"])
+
       // The services survive the detach (no uprobe left behind in their code) and nothing more is exported.
       assert.strictEqual(yield* get(`${base}/users/9`), 200)
       assert.strictEqual(yield* get(`${base}/hello`), 200)

@@ -23,11 +23,13 @@ export type { ResourceMetrics } from "@opentelemetry/sdk-metrics"
 
 /** The semconv's advised explicit bucket boundaries for HTTP request durations, in seconds. */
 export const BOUNDARIES = Histograms.BOUNDARIES
-/** Metric names. */
+/** `http.server.request.duration`: recorded from SERVER spans. */
 export const SERVER_METRIC = Histograms.SERVER_METRIC
+/** `http.client.request.duration`: recorded from CLIENT spans. */
 export const CLIENT_METRIC = Histograms.CLIENT_METRIC
-/** The attributes each metric keeps from a span (when present); no paths, URLs or peer addresses. */
+/** The attributes the server metric keeps from a span (when present); no paths or peer addresses. */
 export const SERVER_ATTRIBUTES: ReadonlyArray<string> = Histograms.SERVER_KEYS
+/** The attributes the client metric keeps from a span (when present); no URLs or local ports. */
 export const CLIENT_ATTRIBUTES: ReadonlyArray<string> = Histograms.CLIENT_KEYS
 /** The instrumentation scope of the metrics. */
 export const scope = { name: "probescope", version } as const

@@ -82,9 +82,14 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
       const resources = yield* ProcessResources.ProcessResources
       const batchers = yield* Effect.forEach(exportersFor(config, options), (e) => Batcher.make(e, config.batch))
       // Made after the batchers so its final collection runs before they drain (scope finalizers run in reverse).
-      const metrics = options.metrics === undefined
+      // OTEL_METRICS_EXPORTER=none (and no override): skip even the per-span resource lookup.
+      const metricsConfig = options.metrics !== undefined &&
+          (options.metrics.exporters.length > 0 || options.metricsOptions?.exporters !== undefined)
+        ? options.metrics
+        : undefined
+      const metrics = metricsConfig === undefined
         ? undefined
-        : yield* SpanMetrics.make(options.metrics, {
+        : yield* SpanMetrics.make(metricsConfig, {
           ...(options.write === undefined ? {} : { write: options.write }),
           ...options.metricsOptions
         })

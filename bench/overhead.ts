@@ -1,7 +1,8 @@
 /**
  * What the agent costs a real Go service: the example service (examples/go-service, frontend → backend on loopback)
  * under a keep-alive load from a separate Go process (bench/load), in rounds: without the agent, then with
- * `bin/probescope run --exe frontend --exe backend` attached (OTEL_TRACES_EXPORTER=none and OTEL_METRICS_EXPORTER=none, so export is not measured).
+ * `bin/probescope run --exe frontend --exe backend` attached (OTEL_TRACES_EXPORTER=none and
+ * OTEL_METRICS_EXPORTER=none, so export is not measured).
  * Every request makes three spans: the frontend's server span, its client span and the backend's server span.
  *
  *   node_modules/.bin/node bench/overhead.ts [requests, default 3000] [connections, default 1] [rounds, default 3]

@@ -5,16 +5,15 @@
  * the spans are exported under). Every `OTEL_METRIC_EXPORT_INTERVAL` and when the scope closes, everything is
  * collected and handed to the configured exporters (OTLP over http/protobuf, http/json or grpc; a console table).
  */
-import { ExportResultCode } from "@opentelemetry/core"
 import { OTLPMetricExporter as GrpcMetricExporter } from "@opentelemetry/exporter-metrics-otlp-grpc"
 import { OTLPMetricExporter as JsonMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http"
 import { OTLPMetricExporter as ProtoMetricExporter } from "@opentelemetry/exporter-metrics-otlp-proto"
-import { createEmptyMetadata } from "@opentelemetry/otlp-grpc-exporter-base"
 import type { Resource } from "@opentelemetry/resources"
 import type { Histogram, PushMetricExporter, ResourceMetrics } from "@opentelemetry/sdk-metrics"
 import { Context, Duration, Effect, Option } from "effect"
 import type { SpanData } from "../probe/Telemetry.ts"
 import { ExportError } from "./Exporter.ts"
+import { exportWith, otlpExporter } from "./internal/otelExport.ts"
 import * as Histograms from "./internal/httpHistograms.ts"
 import { version } from "./ProcessResources.ts"
 import type { MetricsConfig, OtlpConfig } from "./TelemetryConfig.ts"
@@ -42,53 +41,30 @@ export interface MetricsExporter {
   readonly shutdown: Effect.Effect<void>
 }
 
-const errorMessage = (e: unknown) => e instanceof Error ? e.message : String(e)
-
 /** Wraps an OpenTelemetry JS `PushMetricExporter`: one export call per resource, in order. */
-export const fromOtel = (name: string, endpoint: string, exporter: PushMetricExporter): MetricsExporter => {
-  const one = (metrics: ResourceMetrics) =>
-    Effect.callback<void, ExportError>((resume) => {
-      const fail = (error: unknown) =>
-        resume(Effect.fail(
-          new ExportError({
-            exporter: name,
-            endpoint,
-            message: `metrics export to ${endpoint} failed: ${errorMessage(error ?? "unknown error")}`,
-            cause: error
-          })
-        ))
-      try {
-        exporter.export(metrics, (result) => {
-          if (result.code === ExportResultCode.SUCCESS) resume(Effect.void)
-          else fail(result.error)
-        })
-      } catch (error) {
-        fail(error)
-      }
-    })
-  return {
-    name,
-    endpoint,
-    export: (batch) => Effect.forEach(batch, one, { discard: true }),
-    shutdown: Effect.promise(() => exporter.shutdown().catch(() => undefined))
-  }
-}
+export const fromOtel = (name: string, endpoint: string, exporter: PushMetricExporter): MetricsExporter => ({
+  name,
+  endpoint,
+  export: (batch) =>
+    Effect.forEach(
+      batch,
+      (metrics) => exportWith("metrics export", name, endpoint, (done) => exporter.export(metrics, done)),
+      { discard: true }
+    ),
+  shutdown: Effect.promise(() => exporter.shutdown().catch(() => undefined))
+})
 
 /** An OTLP metrics exporter for the configured protocol (`config.endpoint` is the metrics URL). */
-export const otlp = (config: OtlpConfig): MetricsExporter => {
-  const base = { url: config.endpoint, timeoutMillis: config.timeoutMillis }
-  switch (config.protocol) {
-    case "grpc": {
-      const metadata = createEmptyMetadata()
-      for (const [k, v] of Object.entries(config.headers)) metadata.set(k, v)
-      return fromOtel("otlp", config.endpoint, new GrpcMetricExporter({ ...base, metadata }))
-    }
-    case "http/json":
-      return fromOtel("otlp", config.endpoint, new JsonMetricExporter({ ...base, headers: { ...config.headers } }))
-    case "http/protobuf":
-      return fromOtel("otlp", config.endpoint, new ProtoMetricExporter({ ...base, headers: { ...config.headers } }))
-  }
-}
+export const otlp = (config: OtlpConfig): MetricsExporter =>
+  fromOtel(
+    "otlp",
+    config.endpoint,
+    otlpExporter<PushMetricExporter>(config, {
+      grpc: GrpcMetricExporter,
+      json: JsonMetricExporter,
+      proto: ProtoMetricExporter
+    })
+  )
 
 const formatSeconds = (s: number) => s < 1 ? `${Math.round(s * 1000)}ms` : `${s}s`
 

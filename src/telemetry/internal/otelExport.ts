@@ -1,0 +1,72 @@
+/**
+ * What the span and metric exporters share: bridging an OpenTelemetry JS exporter's callback to an Effect with a
+ * typed `ExportError`, and choosing the exporter class for the configured OTLP protocol.
+ */
+import { ExportResultCode } from "@opentelemetry/core"
+import type { ExportResult } from "@opentelemetry/core"
+import { createEmptyMetadata } from "@opentelemetry/otlp-grpc-exporter-base"
+import { Effect, Schema } from "effect"
+import type { OtlpConfig } from "../TelemetryConfig.ts"
+
+/** One batch could not be exported (after the exporter's own handling); the caller decides about retrying. */
+export class ExportError extends Schema.TaggedError<ExportError>()("ExportError", {
+  exporter: Schema.String,
+  endpoint: Schema.String,
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {}
+
+const errorMessage = (e: unknown) => e instanceof Error ? e.message : String(e)
+
+/** One `export(items, callback)` call of an OpenTelemetry JS exporter, as an Effect. */
+export const exportWith = (
+  what: string,
+  name: string,
+  endpoint: string,
+  call: (done: (result: ExportResult) => void) => void
+): Effect.Effect<void, ExportError> =>
+  Effect.callback<void, ExportError>((resume) => {
+    const fail = (error: unknown) =>
+      resume(Effect.fail(
+        new ExportError({
+          exporter: name,
+          endpoint,
+          message: `${what} to ${endpoint} failed: ${errorMessage(error ?? "unknown error")}`,
+          cause: error
+        })
+      ))
+    try {
+      call((result) => {
+        if (result.code === ExportResultCode.SUCCESS) resume(Effect.void)
+        else fail(result.error)
+      })
+    } catch (error) {
+      // A throwing exporter must not kill the exporting fiber: it is one more failed export.
+      fail(error)
+    }
+  })
+
+/** The exporter classes of one signal, by protocol. */
+export interface ByProtocol<E> {
+  readonly grpc: new(options: { url: string; timeoutMillis: number; metadata: ReturnType<typeof createEmptyMetadata> }) => E
+  readonly json: new(options: { url: string; timeoutMillis: number; headers: Record<string, string> }) => E
+  readonly proto: new(options: { url: string; timeoutMillis: number; headers: Record<string, string> }) => E
+}
+
+/** An exporter of the configured protocol, endpoint, timeout and headers. */
+export const otlpExporter = <E>(config: OtlpConfig, classes: ByProtocol<E>): E => {
+  const base = { url: config.endpoint, timeoutMillis: config.timeoutMillis }
+  switch (config.protocol) {
+    case "grpc": {
+      // The exporter's own grpc-js instance must build the Metadata: a second copy (e.g. under a test runner's
+      // module loader) would not be recognised.
+      const metadata = createEmptyMetadata()
+      for (const [k, v] of Object.entries(config.headers)) metadata.set(k, v)
+      return new classes.grpc({ ...base, metadata })
+    }
+    case "http/json":
+      return new classes.json({ ...base, headers: { ...config.headers } })
+    case "http/protobuf":
+      return new classes.proto({ ...base, headers: { ...config.headers } })
+  }
+}

@@ -162,17 +162,10 @@ export const toSpan = (r: Record): Probe.SpanInput => {
     attributes[ATTR_ERROR_TYPE] = String(r.status)
     status = { code: "error", message: `HTTP ${r.status}` }
   }
-  const local = r.parent === Http.Parent.local
   return {
-    pid: r.pid,
-    traceId: r.traceId,
-    spanId: r.spanId,
-    ...(local ? { parentSpanId: r.parentSpanId, parentIsRemote: false } : {}),
-    traceFlags: r.flags,
+    ...Http.spanHead(r),
     name: original === undefined ? method : "HTTP",
     kind: "client",
-    startMonoNs: r.startNs,
-    endMonoNs: r.endNs,
     attributes,
     status
   }

@@ -150,17 +150,10 @@ export const toSpan = (r: Record): Probe.SpanInput => {
   if (failed) attributes[ATTR_ERROR_TYPE] = String(r.status)
   // semconv: "{method} {http.route}", or "HTTP" when the method is not a known one.
   const base = original === undefined ? method : "HTTP"
-  const remote = r.parent === Http.Parent.remote
   return {
-    pid: r.pid,
-    traceId: r.traceId,
-    spanId: r.spanId,
-    ...(remote ? { parentSpanId: r.parentSpanId, parentIsRemote: true } : {}),
-    traceFlags: r.flags,
+    ...Http.spanHead(r),
     name: route === undefined ? base : `${base} ${route}`,
     kind: "server",
-    startMonoNs: r.startNs,
-    endMonoNs: r.endNs,
     attributes,
     status: failed ? { code: "error", message: `HTTP ${r.status}` } : { code: "unset" }
   }

@@ -31,6 +31,26 @@ export const head = {
 /** `head.parent`: where the span's parent came from (PS_PARENT_* in nethttp.h). */
 export const Parent = { none: 0, local: 1, remote: 2 } as const
 
+/** The fields of the record head every HTTP span shares: identity, parent (by where it came from), times. */
+export const spanHead = (r: {
+  readonly pid: number
+  readonly traceId: string
+  readonly spanId: string
+  readonly parentSpanId: string
+  readonly parent: number
+  readonly flags: number
+  readonly startNs: bigint
+  readonly endNs: bigint
+}) => ({
+  pid: r.pid,
+  traceId: r.traceId,
+  spanId: r.spanId,
+  ...(r.parent === Parent.none ? {} : { parentSpanId: r.parentSpanId, parentIsRemote: r.parent === Parent.remote }),
+  traceFlags: r.flags,
+  startMonoNs: r.startNs,
+  endMonoNs: r.endNs
+})
+
 /** W3C trace flag bit 0. */
 export const FLAG_SAMPLED = 1
 

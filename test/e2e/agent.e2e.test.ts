@@ -544,21 +544,30 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
     }))
 })
 
+/**
+ * Go 1.26 services started BEFORE the agent (it finds them through its start-up scan of /proc), a receiver, and the
+ * agent exporting to it with the given batch schedule delay; returns once the agent has attached to both.
+ */
+const servicesThenAgent = (scheduleDelayMs: string) =>
+  Effect.gen(function*() {
+    const dir = dirs["1.26.8"]!
+    const receiver = yield* Receiver.make()
+    const backend = yield* startService(path.join(dir, "backend"), [])
+    const frontend = yield* startService(path.join(dir, "frontend"), ["-backend", `http://${backend.addr}`])
+    const agent = yield* spawnProc(
+      cli,
+      ["run", "--exe", path.join(dir, "frontend"), "--exe", path.join(dir, "backend")],
+      agentEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpEndpoint, OTEL_BSP_SCHEDULE_DELAY: scheduleDelayMs })
+    )
+    yield* agent.line("stderr", attachedLine(backend.pid), "120 seconds")
+    yield* agent.line("stderr", attachedLine(frontend.pid))
+    return { agent, backend, frontend, receiver }
+  })
+
 describe("probescope run killed with SIGKILL", () => {
   it.live("the kernel releases every program, link and map of the agent; the services keep serving", () =>
     Effect.gen(function*() {
-      const dir = dirs["1.26.8"]!
-      const receiver = yield* Receiver.make()
-      // Services first this time: the agent finds them through its start-up scan of /proc.
-      const backend = yield* startService(path.join(dir, "backend"), [])
-      const frontend = yield* startService(path.join(dir, "frontend"), ["-backend", `http://${backend.addr}`])
-      const agent = yield* spawnProc(
-        cli,
-        ["run", "--exe", path.join(dir, "frontend"), "--exe", path.join(dir, "backend")],
-        agentEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpEndpoint, OTEL_BSP_SCHEDULE_DELAY: "200" })
-      )
-      yield* agent.line("stderr", attachedLine(backend.pid), "120 seconds")
-      yield* agent.line("stderr", attachedLine(frontend.pid))
+      const { agent, backend, frontend, receiver } = yield* servicesThenAgent("200")
       assert.strictEqual(yield* get(`http://${frontend.addr}/users/3`), 200)
       const spans = yield* receiver.waitFor(3, "60 seconds")
       assert.strictEqual(new Set(spans.map((s) => s.traceId)).size, 1)
@@ -577,18 +586,8 @@ describe("probescope run killed with SIGKILL", () => {
 describe("probescope run stopped with SIGTERM", () => {
   it.live("flushes what is queued, releases everything and exits 0", () =>
     Effect.gen(function*() {
-      const dir = dirs["1.26.8"]!
-      const receiver = yield* Receiver.make()
-      const backend = yield* startService(path.join(dir, "backend"), [])
-      const frontend = yield* startService(path.join(dir, "frontend"), ["-backend", `http://${backend.addr}`])
       // A long schedule delay: only the shutdown flush can deliver the spans before the agent exits.
-      const agent = yield* spawnProc(
-        cli,
-        ["run", "--exe", path.join(dir, "frontend"), "--exe", path.join(dir, "backend")],
-        agentEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpEndpoint, OTEL_BSP_SCHEDULE_DELAY: "600000" })
-      )
-      yield* agent.line("stderr", attachedLine(backend.pid), "120 seconds")
-      yield* agent.line("stderr", attachedLine(frontend.pid))
+      const { agent, backend, frontend, receiver } = yield* servicesThenAgent("600000")
       assert.strictEqual(yield* get(`http://${frontend.addr}/users/3`), 200)
       yield* Effect.sleep("500 millis")
       // Only this test's services count: other processes of the same executables may run on the machine.

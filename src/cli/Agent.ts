@@ -113,9 +113,11 @@ export const targetSource = (selection: Selection) =>
           Effect.catch((e: ProcessAnalysisError) => skip(e.message))
         )
       }
+      // The delayed unregistrations belong to the source's scope: the agent stopping cancels them.
+      const scope = yield* Effect.scope
       const exited = (pid: number): Effect.Effect<TargetEventType> =>
         Effect.as(
-          Effect.forkDetach(Effect.delay(resources.unregister(pid), RESOURCE_GRACE)),
+          Effect.forkIn(Effect.delay(resources.unregister(pid), RESOURCE_GRACE), scope),
           TargetEvent.Exited({ pid })
         )
       const events = processes.pipe(

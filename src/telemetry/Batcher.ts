@@ -1,26 +1,37 @@
 /**
- * A bounded batch span processor: the hot path offers spans into a bounded queue without ever blocking (a full
- * queue counts the span as dropped); one fiber exports batches of up to `maxExportBatchSize` every schedule delay, or
- * as soon as a full batch is waiting. Failed exports are retried with exponential backoff a bounded number of times,
- * then counted as failed and logged. Closing the scope drains the queue within the export timeout.
+ * A bounded batch span processor: the hot path offers spans without ever blocking, and one fiber exports batches of
+ * up to `maxExportBatchSize` every schedule delay, or as soon as a full batch is waiting. Failed exports are retried
+ * with exponential backoff a bounded number of times, then counted as failed.
+ *
+ * Memory is bounded by `maxQueueSize`: spans waiting in the queue plus the batch being exported (and retried) never
+ * exceed it; past it, offered spans are dropped. Every offered span ends up exported, dropped or failed, so
+ * `sent = exported + dropped + failed + queued + inFlight` at all times. Losses are logged while they happen, at
+ * most one warning per report interval. Closing drains the queue within a deadline (shared with the rest of the
+ * telemetry layer); whatever is not exported by then counts as failed, and the exporter's shutdown is bounded too.
  */
 import { Duration, Effect, Exit, Fiber, Option, Queue, Schedule } from "effect"
 import { ExportError, type Exporter, type ReadableSpan } from "./Exporter.ts"
+import * as Deadline from "./internal/deadline.ts"
+import * as LossReport from "./internal/lossReport.ts"
 import type { BatchConfig } from "./TelemetryConfig.ts"
 
 /** Counters for one exporter's pipeline. */
 export interface BatcherStats {
   readonly exporter: string
   readonly endpoint: string
+  /** Spans offered to this pipeline since start: `exported + dropped + failed + queued + inFlight`. */
+  readonly sent: number
   /** Spans accepted into the queue since start. */
   readonly accepted: number
   /** Spans waiting in the queue now. */
   readonly queued: number
+  /** Spans in the batch being exported (or retried) now. */
+  readonly inFlight: number
   /** Spans the exporter confirmed. */
   readonly exported: number
   /** Spans refused because the queue was full (or the pipeline was shutting down). */
   readonly dropped: number
-  /** Spans given up on after the retries (or at shutdown). */
+  /** Spans given up on: after the retries, or not exported when the shutdown deadline passed. */
   readonly failed: number
   /** Failed export attempts, retries included. */
   readonly failedAttempts: number
@@ -36,10 +47,27 @@ export interface Batcher {
   readonly stats: Effect.Effect<BatcherStats>
   /** Exports everything queued now (one attempt per batch, without waiting for the schedule delay). */
   readonly flush: Effect.Effect<void>
+  /**
+   * Stops accepting spans, drains the queue and shuts the exporter down, all within the deadline; what is not
+   * exported by then counts as failed. Runs once (later calls do nothing); closing the scope calls it too.
+   */
+  readonly close: Effect.Effect<void>
 }
 
-/** Starts a pipeline in the current scope; closing the scope flushes it and shuts the exporter down. */
-export const make = Effect.fnUntraced(function*(exporter: Exporter, config: BatchConfig) {
+/** Overrides for the telemetry layer and tests. */
+export interface Options {
+  /** The shutdown deadline (shared with the other pipelines); default: its own of `DEFAULT_SHUTDOWN_MILLIS`. */
+  readonly deadline?: Deadline.Deadline
+  /** Minimum time between two loss warnings (default 5 s). */
+  readonly reportIntervalMillis?: number
+}
+
+/** The shutdown bound when no deadline is passed (the default of `PROBESCOPE_SHUTDOWN_TIMEOUT`). */
+export const DEFAULT_SHUTDOWN_MILLIS = 5000
+
+/** Starts a pipeline in the current scope; closing the scope closes it (see `Batcher.close`). */
+export const make = Effect.fnUntraced(function*(exporter: Exporter, config: BatchConfig, options: Options = {}) {
+  const deadline = options.deadline ?? Deadline.make(DEFAULT_SHUTDOWN_MILLIS)
   const queue = yield* Queue.bounded<ReadableSpan>(config.maxQueueSize)
   // Capacity-1 sliding queue: a "wake up, a full batch is waiting" signal that never blocks the producer.
   const wake = yield* Queue.sliding<void>(1)
@@ -47,12 +75,11 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
   let exported = 0
   let dropped = 0
   let failed = 0
+  let inFlight = 0
   let failedAttempts = 0
   let lastError: Option.Option<ExportError> = Option.none()
   let failing = false
   let closing = false
-  /** The batch being exported, so a shutdown that has to interrupt the worker can count it as failed. */
-  let inflight: ReadonlyArray<ReadableSpan> | undefined
 
   const attempt = (batch: ReadonlyArray<ReadableSpan>) =>
     // Suspended: every retry must call the exporter again, not replay the effect one call returned.
@@ -89,18 +116,21 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
       )
     )
 
+  // The batch stays counted in `inFlight` (and so against the queue bound) until its fate is known. Interrupted
+  // (the shutdown deadline passed) counts as failed: it may or may not have arrived, and it was never confirmed.
   const exportBatch = (batch: ReadonlyArray<ReadableSpan>, retries: number) =>
-    attempt(batch).pipe(
-      Effect.retry({ schedule: Schedule.exponential(Duration.millis(config.retryBaseMillis)), times: retries }),
-      Effect.matchEffect({
-        onSuccess: () => Effect.sync(() => void (exported += batch.length)),
-        onFailure: (error: ExportError) =>
-          Effect.sync(() => void (failed += batch.length)).pipe(
-            Effect.andThen(Effect.logWarning(`dropping ${batch.length} spans: ${error.message}`)),
-            Effect.annotateLogs({ error: error._tag, exporter: exporter.name, endpoint: exporter.endpoint })
-          )
-      })
-    )
+    Effect.suspend(() => {
+      inFlight += batch.length
+      return attempt(batch).pipe(
+        Effect.retry({ schedule: Schedule.exponential(Duration.millis(config.retryBaseMillis)), times: retries }),
+        Effect.match({
+          onSuccess: () => void (exported += batch.length),
+          onFailure: () => void (failed += batch.length)
+        }),
+        Effect.onInterrupt(() => Effect.sync(() => void (failed += batch.length))),
+        Effect.ensuring(Effect.sync(() => void (inFlight -= batch.length)))
+      )
+    })
 
   const takeBatch = Effect.sync(() => {
     const n = Math.min(Queue.sizeUnsafe(queue), config.maxExportBatchSize)
@@ -120,9 +150,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
         if (fullOnly && Queue.sizeUnsafe(queue) < config.maxExportBatchSize) return
         const batch = yield* takeBatch
         if (batch.length === 0) return
-        inflight = batch
         yield* exportBatch(batch, retries)
-        inflight = undefined
       }
     })
 
@@ -136,28 +164,49 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
   })
   const fiber = yield* Effect.forkDetach(worker)
 
+  const counts = () => ({ exported, dropped, failed, lastError })
+  const losses = LossReport.make({
+    signal: "spans",
+    exporter: exporter.name,
+    endpoint: exporter.endpoint,
+    read: counts
+  })
+  const reporter = yield* LossReport.schedule(losses, options.reportIntervalMillis ?? LossReport.DEFAULT_INTERVAL_MILLIS)
+
   // Shutdown lets the worker finish its export and drain the queue (an interrupted export may already have been
-  // delivered, so re-sending it would duplicate); only past the export timeout is it cut off and the rest counted.
-  yield* Effect.addFinalizer(() =>
-    Effect.gen(function*() {
-      closing = true
-      Queue.offerUnsafe(wake, undefined)
-      const finished = yield* Fiber.join(fiber).pipe(Effect.timeoutOption(Duration.millis(config.exportTimeoutMillis)))
+  // delivered, so re-sending it would duplicate); only when the deadline passes is it cut off and the rest counted
+  // as failed. The exporter's own shutdown waits for its requests in flight, so it gets only what is left, if any.
+  const close = Effect.suspend(() => {
+    if (closing) return Effect.void
+    closing = true
+    Queue.offerUnsafe(wake, undefined)
+    return Effect.gen(function*() {
+      const finished = yield* Deadline.within(deadline, Fiber.join(fiber))
       if (Option.isNone(finished)) {
         yield* Fiber.interrupt(fiber)
-        const lost = (inflight?.length ?? 0) + Queue.sizeUnsafe(queue)
-        failed += lost
-        inflight = undefined
+        const queued = Queue.sizeUnsafe(queue)
+        failed += queued
         yield* Queue.clear(queue)
-        yield* Effect.logWarning(`shutdown cut off export to ${exporter.endpoint}: ${lost} spans not exported`)
+        yield* Effect.logWarning(
+          `shutdown deadline (${deadline.totalMillis} ms) cut off export to ${exporter.endpoint}: ` +
+            `${queued} queued spans and the batch in flight not exported`
+        )
       }
-      yield* exporter.shutdown
+      yield* Deadline.within(deadline, exporter.shutdown)
+      yield* Fiber.interrupt(reporter)
+      yield* losses.summary
     })
-  )
+  })
+  yield* Effect.addFinalizer(() => close)
 
   const batcher: Batcher = {
     offer: (span) => {
-      if (closing || !Queue.offerUnsafe(queue, span)) {
+      // The batch in flight still holds memory: it counts against the queue bound until it is done.
+      if (closing || Queue.sizeUnsafe(queue) + inFlight >= config.maxQueueSize) {
+        dropped++
+        return
+      }
+      if (!Queue.offerUnsafe(queue, span)) {
         dropped++
         return
       }
@@ -167,8 +216,10 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
     stats: Effect.sync(() => ({
       exporter: exporter.name,
       endpoint: exporter.endpoint,
+      sent: accepted + dropped,
       accepted,
       queued: Queue.sizeUnsafe(queue),
+      inFlight,
       exported,
       dropped,
       failed,
@@ -176,7 +227,8 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
       lastError,
       failing
     })),
-    flush: drain(0)
+    flush: drain(0),
+    close
   }
   return batcher
 })

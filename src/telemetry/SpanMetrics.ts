@@ -10,9 +10,11 @@ import { OTLPMetricExporter as JsonMetricExporter } from "@opentelemetry/exporte
 import { OTLPMetricExporter as ProtoMetricExporter } from "@opentelemetry/exporter-metrics-otlp-proto"
 import type { Resource } from "@opentelemetry/resources"
 import type { Histogram, PushMetricExporter, ResourceMetrics } from "@opentelemetry/sdk-metrics"
-import { Context, Duration, Effect, Option } from "effect"
+import { Context, Duration, Effect, Fiber, Option } from "effect"
 import type { SpanData } from "../probe/Telemetry.ts"
 import { ExportError } from "./Exporter.ts"
+import * as Deadline from "./internal/deadline.ts"
+import * as LossReport from "./internal/lossReport.ts"
 import { exportWith, otlpExporter } from "./internal/otelExport.ts"
 import * as Histograms from "./internal/httpHistograms.ts"
 import { version } from "./ProcessResources.ts"
@@ -144,14 +146,40 @@ export const memory = (): MetricsExporter & { readonly batches: Array<ReadonlyAr
   }
 }
 
+/** What became of the data points sent to one metrics exporter. */
+export interface MetricsExporterStats {
+  readonly exporter: string
+  readonly endpoint: string
+  /** Data points handed to this exporter (one per series per collection): `exported + dropped + failed + inFlight`. */
+  readonly sent: number
+  /** Data points in an export that succeeded. */
+  readonly exported: number
+  /**
+   * Data points of a collection skipped because the previous export to this exporter was still running: at most one
+   * export per exporter is pending, so a slow collector cannot pile collections up in memory.
+   */
+  readonly dropped: number
+  /** Data points in an export that failed, timed out, or was cut off by the shutdown deadline. */
+  readonly failed: number
+  /** Data points being exported now. */
+  readonly inFlight: number
+  /** Failed exports (one per collection). */
+  readonly failedExports: number
+  readonly lastError: Option.Option<ExportError>
+  /** True while the most recent export failed. */
+  readonly failing: boolean
+}
+
 /** Counters for status lines and tests. */
 export interface SpanMetricsStats {
   /** Spans offered to `record` (HTTP or not). */
   readonly recorded: number
   readonly collections: number
-  /** Failed exports (one per exporter and collection). */
+  /** Failed exports (one per exporter and collection), all exporters together. */
   readonly failedExports: number
   readonly lastError: Option.Option<ExportError>
+  /** One entry per exporter. */
+  readonly exporters: ReadonlyArray<MetricsExporterStats>
 }
 
 /** The running span metrics. `record` is synchronous and cheap: the telemetry sink calls it per span. */
@@ -160,6 +188,11 @@ export class SpanMetrics extends Context.Service<SpanMetrics, {
   /** Collects now and exports to every exporter. */
   readonly flush: Effect.Effect<void>
   readonly stats: Effect.Effect<SpanMetricsStats>
+  /**
+   * Stops the interval, exports a last collection and shuts the exporters down, all within the deadline. Runs once
+   * (later calls do nothing); closing the scope calls it too.
+   */
+  readonly close: Effect.Effect<void>
 }>()("probescope/telemetry/SpanMetrics") {}
 
 /** Overrides for embedding and tests. */
@@ -170,71 +203,144 @@ export interface Options {
   readonly write?: (text: string) => void
   /** Aggregation knobs: wall clock, cardinality limit, idle eviction. */
   readonly histograms?: Omit<Histograms.HistogramsOptions, "scope">
+  /** The shutdown deadline (shared with the span pipelines); default: its own of 5 s. */
+  readonly deadline?: Deadline.Deadline
+  /** Minimum time between two loss warnings per exporter (default 5 s). */
+  readonly reportIntervalMillis?: number
+}
+
+/** Data points in one collection. */
+export const dataPoints = (batch: ReadonlyArray<ResourceMetrics>): number => {
+  let n = 0
+  for (const rm of batch) for (const sm of rm.scopeMetrics) for (const m of sm.metrics) n += m.dataPoints.length
+  return n
 }
 
 /**
  * Starts span metrics in the current scope: a collection every `config.intervalMillis`, and a last one (then the
- * exporters' shutdown) when the scope closes. Failed exports are counted and logged; cumulative data means the next
- * collection carries everything again.
+ * exporters' shutdown) when it closes. Failed exports are counted and logged (rate-limited); cumulative data means
+ * the next collection carries everything again.
  */
 export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: Options = {}) {
   const histograms = Histograms.make({ ...options.histograms, scope })
   const exporters = options.exporters ?? config.exporters.map((name) =>
     name === "otlp" ? otlp(config.otlp) : console(options.write)
   )
+  const deadline = options.deadline ?? Deadline.make(5000)
   let recorded = 0
   let collections = 0
-  let failedExports = 0
+  let closing = false
+
+  const pipes = exporters.map((exporter) => {
+    const state = {
+      exporter,
+      sent: 0,
+      exported: 0,
+      dropped: 0,
+      failed: 0,
+      inFlight: 0,
+      failedExports: 0,
+      lastError: Option.none<ExportError>(),
+      failing: false
+    }
+    const losses = LossReport.make({
+      signal: "metric data points",
+      exporter: exporter.name,
+      endpoint: exporter.endpoint,
+      read: () => state
+    })
+    return { state, losses }
+  })
   let lastError = Option.none<ExportError>()
 
-  const exportTo = (exporter: MetricsExporter, batch: ReadonlyArray<ResourceMetrics>) =>
-    Effect.suspend(() => exporter.export(batch)).pipe(
-      Effect.timeoutOrElse({
-        duration: Duration.millis(config.exportTimeoutMillis),
-        orElse: () =>
+  const exportTo = (pipe: (typeof pipes)[number], batch: ReadonlyArray<ResourceMetrics>, points: number) =>
+    Effect.suspend(() => {
+      const state = pipe.state
+      const exporter = state.exporter
+      state.sent += points
+      // One pending export per exporter: the collection is cumulative, so skipping it loses nothing the next
+      // successful one does not carry, and keeps a hung collector from holding one collection per interval.
+      if (state.inFlight > 0) {
+        state.dropped += points
+        return Effect.void
+      }
+      state.inFlight = points
+      return Effect.suspend(() => exporter.export(batch)).pipe(
+        Effect.timeoutOrElse({
+          duration: Duration.millis(config.exportTimeoutMillis),
+          orElse: () =>
+            Effect.fail(
+              new ExportError({
+                exporter: exporter.name,
+                endpoint: exporter.endpoint,
+                message: `metrics export to ${exporter.endpoint} timed out after ${config.exportTimeoutMillis} ms`
+              })
+            )
+        }),
+        Effect.catchDefect((defect) =>
           Effect.fail(
             new ExportError({
               exporter: exporter.name,
               endpoint: exporter.endpoint,
-              message: `metrics export to ${exporter.endpoint} timed out after ${config.exportTimeoutMillis} ms`
+              message: `metrics export to ${exporter.endpoint} crashed: ${String(defect)}`,
+              cause: defect
             })
           )
-      }),
-      Effect.catchDefect((defect) =>
-        Effect.fail(
-          new ExportError({
-            exporter: exporter.name,
-            endpoint: exporter.endpoint,
-            message: `metrics export to ${exporter.endpoint} crashed: ${String(defect)}`,
-            cause: defect
-          })
-        )
-      ),
-      Effect.catch((error) => {
-        failedExports++
-        lastError = Option.some(error)
-        return Effect.logWarning(error.message)
-      })
-    )
+        ),
+        Effect.match({
+          onSuccess: () => {
+            state.exported += points
+            state.failing = false
+          },
+          onFailure: (error) => {
+            state.failed += points
+            state.failedExports++
+            state.failing = true
+            state.lastError = Option.some(error)
+            lastError = state.lastError
+          }
+        }),
+        // Cut off by the shutdown deadline (or by `close` stopping the interval): never confirmed, so failed.
+        Effect.onInterrupt(() => Effect.sync(() => void (state.failed += points))),
+        Effect.ensuring(Effect.sync(() => void (state.inFlight = 0)))
+      )
+    })
 
   const flush = Effect.suspend(() => {
     const batch = histograms.collect()
     collections++
     if (batch.length === 0) return Effect.void
-    return Effect.forEach(exporters, (e) => exportTo(e, batch), { concurrency: "unbounded", discard: true })
+    const points = dataPoints(batch)
+    return Effect.forEach(pipes, (p) => exportTo(p, batch, points), { concurrency: "unbounded", discard: true })
   })
 
-  // Added before the loop is forked, so it runs after the loop is interrupted: the last collection is complete.
-  yield* Effect.addFinalizer(() =>
-    flush.pipe(Effect.andThen(Effect.forEach(exporters, (e) => e.shutdown, { discard: true })))
+  const interval = Effect.sleep(Duration.millis(config.intervalMillis)).pipe(
+    Effect.andThen(flush),
+    Effect.forever
   )
-  if (exporters.length > 0) {
-    yield* Effect.sleep(Duration.millis(config.intervalMillis)).pipe(
-      Effect.andThen(flush),
-      Effect.forever,
-      Effect.forkScoped
-    )
-  }
+  const loop = exporters.length > 0 ? yield* Effect.forkScoped(interval) : undefined
+  const reportEvery = options.reportIntervalMillis ?? LossReport.DEFAULT_INTERVAL_MILLIS
+  const reporters = yield* Effect.forEach(pipes, (p) => LossReport.schedule(p.losses, reportEvery))
+
+  // The interval stops first so the last collection is complete and is the only export in flight; then it and the
+  // exporters' shutdown (which waits for their requests) share what is left of the deadline.
+  const close = Effect.suspend(() => {
+    if (closing) return Effect.void
+    closing = true
+    return Effect.gen(function*() {
+      if (loop !== undefined) yield* Fiber.interrupt(loop)
+      const done = yield* Deadline.within(deadline, flush)
+      if (Option.isNone(done)) {
+        yield* Effect.logWarning(
+          `shutdown deadline (${deadline.totalMillis} ms) cut off the last metrics export`
+        )
+      }
+      yield* Deadline.within(deadline, Effect.forEach(exporters, (e) => e.shutdown, { concurrency: "unbounded" }))
+      yield* Effect.forEach(reporters, Fiber.interrupt, { discard: true })
+      yield* Effect.forEach(pipes, (p) => p.losses.summary, { discard: true })
+    })
+  })
+  yield* Effect.addFinalizer(() => close)
 
   return SpanMetrics.of({
     record: exporters.length === 0
@@ -244,6 +350,17 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
         histograms.record(span, resource)
       },
     flush,
-    stats: Effect.sync(() => ({ recorded, collections, failedExports, lastError }))
+    stats: Effect.sync(() => ({
+      recorded,
+      collections,
+      failedExports: pipes.reduce((n, p) => n + p.state.failedExports, 0),
+      lastError,
+      exporters: pipes.map(({ state: { exporter, ...counts } }) => ({
+        exporter: exporter.name,
+        endpoint: exporter.endpoint,
+        ...counts
+      }))
+    })),
+    close
   })
 })

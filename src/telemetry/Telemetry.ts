@@ -7,11 +7,22 @@ import { type SpanData, TelemetrySink } from "../probe/Telemetry.ts"
 import type { BatcherStats } from "./Batcher.ts"
 import * as Batcher from "./Batcher.ts"
 import * as Exporter from "./Exporter.ts"
+import * as Deadline from "./internal/deadline.ts"
 import { toReadableSpan } from "./internal/readableSpan.ts"
 import * as KernelClock from "./KernelClock.ts"
 import * as ProcessResources from "./ProcessResources.ts"
 import * as SpanMetrics from "./SpanMetrics.ts"
 import * as TelemetryConfig from "./TelemetryConfig.ts"
+
+/** Data lost per signal: it will never reach the exporter it was meant for. */
+export interface Lost {
+  /** Span exports lost: invalid spans, plus dropped and failed spans summed over the span exporters. */
+  readonly spans: number
+  /** Metric data points dropped or failed, summed over the metrics exporters. */
+  readonly metricPoints: number
+  /** `spans + metricPoints`: non-zero means some telemetry did not arrive. */
+  readonly total: number
+}
 
 /** Counters for `probescope run` status lines. */
 export interface TelemetryStats {
@@ -19,22 +30,43 @@ export interface TelemetryStats {
   readonly received: number
   /** Spans refused because an id was not lowercase hex of the right length (they would spoil a whole batch). */
   readonly invalid: number
-  /** One entry per exporter pipeline. */
+  /** One entry per span exporter pipeline. */
   readonly exporters: ReadonlyArray<BatcherStats>
+  /** One entry per metrics exporter (empty when metrics are off). */
+  readonly metrics: ReadonlyArray<SpanMetrics.MetricsExporterStats>
+  readonly lost: Lost
 }
 
+/** Sums what was lost: invalid spans, and what every exporter dropped or failed to export. */
+export const lostOf = (
+  invalid: number,
+  exporters: ReadonlyArray<Pick<BatcherStats, "dropped" | "failed">>,
+  metrics: ReadonlyArray<Pick<SpanMetrics.MetricsExporterStats, "dropped" | "failed">>
+): Lost => {
+  const spans = exporters.reduce((n, e) => n + e.dropped + e.failed, invalid)
+  const metricPoints = metrics.reduce((n, e) => n + e.dropped + e.failed, 0)
+  return { spans, metricPoints, total: spans + metricPoints }
+}
+
+const failingSuffix = (e: { readonly failing: boolean; readonly lastError: BatcherStats["lastError"] }) =>
+  e.failing && e.lastError._tag === "Some" ? ` (failing: ${e.lastError.value.message})` : ""
+
 /**
- * One status line, e.g. `spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed`,
- * with the last export error appended while exports are failing.
+ * One status line, e.g. `spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed ·
+ * metric points · otlp http://c:4318/v1/metrics: 40 exported, 0 dropped, 8 failed`, with the last export error
+ * appended to an exporter while its exports are failing.
  */
 export const formatStats = (stats: TelemetryStats): string =>
   [
     stats.invalid > 0 ? `spans ${stats.received} (${stats.invalid} invalid)` : `spans ${stats.received}`,
-    ...stats.exporters.map((e) => {
-      const line = `${e.exporter} ${e.endpoint}: ${e.exported} exported, ${e.queued} queued, ${e.dropped} dropped, ` +
-        `${e.failed} failed`
-      return e.failing && e.lastError._tag === "Some" ? `${line} (failing: ${e.lastError.value.message})` : line
-    })
+    ...stats.exporters.map((e) =>
+      `${e.exporter} ${e.endpoint}: ${e.exported} exported, ${e.queued} queued, ${e.dropped} dropped, ` +
+      `${e.failed} failed${failingSuffix(e)}`
+    ),
+    ...(stats.metrics.length === 0 ? [] : ["metric points"]),
+    ...stats.metrics.map((e) =>
+      `${e.exporter} ${e.endpoint}: ${e.exported} exported, ${e.dropped} dropped, ${e.failed} failed${failingSuffix(e)}`
+    )
   ].join(" · ")
 
 /** Control and status of the running telemetry pipeline. */
@@ -42,6 +74,8 @@ export class Telemetry extends Context.Service<Telemetry, {
   readonly stats: Effect.Effect<TelemetryStats>
   /** Exports everything queued now. */
   readonly flush: Effect.Effect<void>
+  /** `stats.lost.total`: how much data was lost so far (0: everything sent so far arrived or is still queued). */
+  readonly lost: Effect.Effect<number>
 }>()("probescope/telemetry/Telemetry") {}
 
 /** Everything the telemetry layer provides. */
@@ -58,6 +92,8 @@ export interface Options {
   readonly metrics?: TelemetryConfig.MetricsConfig
   /** Overrides for the metrics (exporters, aggregation knobs); `write` above is their console too. */
   readonly metricsOptions?: SpanMetrics.Options
+  /** Minimum time between two loss warnings of one exporter (default 5 s). */
+  readonly reportIntervalMillis?: number
 }
 
 const TRACE_ID = /^[0-9a-f]{32}$/
@@ -80,8 +116,16 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
     Effect.gen(function*() {
       const clock = yield* KernelClock.KernelClock
       const resources = yield* ProcessResources.ProcessResources
-      const batchers = yield* Effect.forEach(exportersFor(config, options), (e) => Batcher.make(e, config.batch))
-      // Made after the batchers so its final collection runs before they drain (scope finalizers run in reverse).
+      // One deadline for the whole shutdown: every pipeline's last export and exporter shutdown share it.
+      const deadline = Deadline.make(config.shutdownTimeoutMillis)
+      const pipelineOptions = {
+        deadline,
+        ...(options.reportIntervalMillis === undefined ? {} : { reportIntervalMillis: options.reportIntervalMillis })
+      }
+      const batchers = yield* Effect.forEach(
+        exportersFor(config, options),
+        (e) => Batcher.make(e, config.batch, pipelineOptions)
+      )
       // OTEL_METRICS_EXPORTER=none (and no override): skip even the per-span resource lookup.
       const metricsConfig = options.metrics !== undefined &&
           (options.metrics.exporters.length > 0 || options.metricsOptions?.exporters !== undefined)
@@ -91,8 +135,17 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
         ? undefined
         : yield* SpanMetrics.make(metricsConfig, {
           ...(options.write === undefined ? {} : { write: options.write }),
+          ...pipelineOptions,
           ...options.metricsOptions
         })
+      // Registered last, so it runs first when the layer closes: the last metrics export and the span queues'
+      // drains run side by side against the one deadline, rather than one after the other with a timeout each.
+      yield* Effect.addFinalizer(() =>
+        Effect.all(
+          [metrics === undefined ? Effect.void : metrics.close, ...batchers.map((b) => b.close)],
+          { concurrency: "unbounded", discard: true }
+        )
+      )
       let received = 0
       let invalid = 0
       const accept = (data: SpanData) => {
@@ -115,8 +168,20 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
             for (let i = 0; i < batch.length; i++) accept(batch[i]!)
           })
       })
+      const stats = Effect.gen(function*() {
+        const exporters = yield* Effect.forEach(batchers, (b) => b.stats)
+        const metricsStats = metrics === undefined ? [] : (yield* metrics.stats).exporters
+        return {
+          received,
+          invalid,
+          exporters,
+          metrics: metricsStats,
+          lost: lostOf(invalid, exporters, metricsStats)
+        } satisfies TelemetryStats
+      })
       const telemetry = Telemetry.of({
-        stats: Effect.map(Effect.forEach(batchers, (b) => b.stats), (exporters) => ({ received, invalid, exporters })),
+        stats,
+        lost: Effect.map(stats, (s) => s.lost.total),
         flush: Effect.forEach(batchers, (b) => b.flush, { discard: true }).pipe(
           Effect.andThen(metrics === undefined ? Effect.void : metrics.flush)
         )
@@ -177,9 +242,15 @@ export const layerTest = (offsetNs = 0n): Layer.Layer<Services | TelemetryCaptur
         span: (data) => Effect.sync(() => capture(data)),
         spans: (batch) => Effect.sync(() => batch.forEach(capture))
       })
-      const stats = Effect.sync((): TelemetryStats => ({ received: spans.length, invalid: 0, exporters: [] }))
+      const stats = Effect.sync((): TelemetryStats => ({
+        received: spans.length,
+        invalid: 0,
+        exporters: [],
+        metrics: [],
+        lost: lostOf(0, [], [])
+      }))
       return Context.make(TelemetrySink, sink).pipe(
-        Context.add(Telemetry, Telemetry.of({ stats, flush: Effect.void })),
+        Context.add(Telemetry, Telemetry.of({ stats, flush: Effect.void, lost: Effect.succeed(0) })),
         Context.add(TelemetryCapture, TelemetryCapture.of({
           spans: Effect.sync(() => [...spans]),
           exported: Effect.sync(() => [...exported])

@@ -53,7 +53,15 @@ export interface TelemetryConfig {
   readonly otlp: OtlpConfig
   readonly consoleFormat: ConsoleFormat
   readonly batch: BatchConfig
+  /**
+   * `PROBESCOPE_SHUTDOWN_TIMEOUT` (ms, default 5000): the one bound on everything telemetry does when it closes
+   * (last metrics export, span queue drain, exporter shutdown). Whatever is not exported by then counts as failed.
+   */
+  readonly shutdownTimeoutMillis: number
 }
+
+/** Default of `PROBESCOPE_SHUTDOWN_TIMEOUT`. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5000
 
 const PositiveInt = Schema.NumberFromString.pipe(Schema.check(Schema.isInt(), Schema.isGreaterThan(0)))
 const NonNegativeInt = Schema.NumberFromString.pipe(Schema.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)))
@@ -90,36 +98,55 @@ const decodeComponent = (variable: string, entry: string, part: string) => {
     return Effect.succeed(decodeURIComponent(part.trim()))
   } catch {
     return Effect.fail(
-      new TelemetryConfigError({ variable, message: `Invalid ${variable}: bad percent-encoding in "${entry}"` })
+      new TelemetryConfigError({
+        variable,
+        message: `Invalid ${variable}: bad percent-encoding in ${JSON.stringify(entry.trim())}`
+      })
     )
   }
 }
 
+/** Printable ASCII without space: what a key may hold (anything else must be percent-encoded). */
+const KEY_CHARS = /^[\x21-\x7e]+$/
+/** Printable ASCII (inner spaces are tolerated): anything else in a value must be percent-encoded. */
+const VALUE_CHARS = /^[\x20-\x7e]*$/
+
 /**
  * Parses a W3C-baggage-style `key=value,key2=value2` list with percent-encoded keys and values, as used by
- * `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS`. Empty entries are skipped.
+ * `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS`. Empty entries are skipped; surrounding spaces are
+ * trimmed. An entry without a key, with a character that should have been percent-encoded, or with bad encoding is
+ * an error naming the variable and the entry. With `strict` (resource attributes, as the OpenTelemetry JS SDK
+ * does), a value may not contain a bare "=" either: `garbage==` is a typo, not the value "="; header values keep
+ * theirs, since base64 tokens end in "=".
  */
-export const parseKeyValueList = Effect.fnUntraced(function*(variable: string, value: string) {
+export const parseKeyValueList = Effect.fnUntraced(function*(variable: string, value: string, strict = false) {
   const out: Record<string, string> = {}
-  for (const entry of value.split(",")) {
-    if (entry.trim() === "") continue
+  const invalid = (entry: string, why: string) =>
+    new TelemetryConfigError({ variable, message: `Invalid ${variable}: entry ${JSON.stringify(entry)} ${why}` })
+  for (const raw of value.split(",")) {
+    const entry = raw.trim()
+    if (entry === "") continue
     const eq = entry.indexOf("=")
-    if (eq <= 0 || entry.slice(0, eq).trim() === "") {
-      return yield* new TelemetryConfigError({
-        variable,
-        message: `Invalid ${variable}: entry "${entry.trim()}" is not key=value`
-      })
+    const rawKey = eq < 0 ? "" : entry.slice(0, eq).trim()
+    const rawValue = entry.slice(eq + 1).trim()
+    if (rawKey === "") return yield* invalid(entry, "is not key=value")
+    if (strict && rawValue.includes("=")) {
+      return yield* invalid(entry, `has more than one "=" (percent-encode "=" in a value as %3D)`)
     }
-    const key = yield* decodeComponent(variable, entry, entry.slice(0, eq))
-    out[key] = yield* decodeComponent(variable, entry, entry.slice(eq + 1))
+    if (!KEY_CHARS.test(rawKey)) return yield* invalid(entry, "has a key with spaces or non-ASCII characters")
+    if (!VALUE_CHARS.test(rawValue)) {
+      return yield* invalid(entry, "has control or non-ASCII characters in its value (percent-encode them)")
+    }
+    const key = yield* decodeComponent(variable, entry, rawKey)
+    out[key] = yield* decodeComponent(variable, entry, rawValue)
   }
   return out as Readonly<Record<string, string>>
 })
 
-const keyValues = (variable: string) =>
+const keyValues = (variable: string, strict = false) =>
   Effect.flatMap(
     raw(variable),
-    (value) => value === undefined ? Effect.succeed({}) : parseKeyValueList(variable, value)
+    (value) => value === undefined ? Effect.succeed({}) : parseKeyValueList(variable, value, strict)
   )
 
 const exporterList = Effect.fnUntraced(function*(variable = "OTEL_TRACES_EXPORTER") {
@@ -162,7 +189,7 @@ const endpointVar = (variable: string) =>
 /** Reads the whole telemetry configuration from the current `ConfigProvider` (the environment by default). */
 export const load: Effect.Effect<TelemetryConfig, TelemetryConfigError> = Effect.gen(function*() {
   const serviceName = (yield* raw("OTEL_SERVICE_NAME"))?.trim() || undefined
-  const resourceAttributes = yield* keyValues("OTEL_RESOURCE_ATTRIBUTES")
+  const resourceAttributes = yield* keyValues("OTEL_RESOURCE_ATTRIBUTES", true)
   const exporters = yield* exporterList()
 
   const protocol = (yield* optional(OtlpProtocol, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")) ??
@@ -197,13 +224,19 @@ export const load: Effect.Effect<TelemetryConfig, TelemetryConfigError> = Effect
     retryBaseMillis: yield* withDefault(PositiveInt, "PROBESCOPE_EXPORT_RETRY_DELAY", 200)
   }
   const consoleFormat = yield* withDefault(ConsoleFormat, "PROBESCOPE_CONSOLE_FORMAT", "tree")
+  const shutdownTimeoutMillis = yield* withDefault(
+    PositiveInt,
+    "PROBESCOPE_SHUTDOWN_TIMEOUT",
+    DEFAULT_SHUTDOWN_TIMEOUT_MILLIS
+  )
   return {
     serviceName,
     resourceAttributes,
     exporters,
     otlp: { protocol, endpoint, headers, timeoutMillis },
     consoleFormat,
-    batch
+    batch,
+    shutdownTimeoutMillis
   } satisfies TelemetryConfig
 })
 

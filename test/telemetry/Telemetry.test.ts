@@ -181,7 +181,13 @@ describe("Telemetry.layerWith", () => {
       const ctx = yield* Layer.build(Telemetry.layer)
       yield* Context.get(ctx, TelemetrySink).span(server)
       const stats = yield* Context.get(ctx, Telemetry.Telemetry).stats
-      assert.deepStrictEqual(stats, { received: 1, invalid: 0, exporters: [] })
+      assert.deepStrictEqual(stats, {
+        received: 1,
+        invalid: 0,
+        exporters: [],
+        metrics: [],
+        lost: { spans: 0, metricPoints: 0, total: 0 }
+      })
     }).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({
       OTEL_TRACES_EXPORTER: "none",
       OTEL_METRICS_EXPORTER: "none"
@@ -193,8 +199,10 @@ describe("Telemetry.formatStats", () => {
     const exporter = {
       exporter: "otlp",
       endpoint: "http://c:4318/v1/traces",
-      accepted: 120,
+      sent: 120,
+      accepted: 118,
       queued: 0,
+      inFlight: 0,
       exported: 118,
       dropped: 2,
       failed: 0,
@@ -204,15 +212,25 @@ describe("Telemetry.formatStats", () => {
       ),
       failing: false
     }
+    const lost = Telemetry.lostOf(0, [exporter], [])
     assert.strictEqual(
-      Telemetry.formatStats({ received: 120, invalid: 0, exporters: [exporter] }),
+      Telemetry.formatStats({ received: 120, invalid: 0, exporters: [exporter], metrics: [], lost }),
       "spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed"
     )
     assert.strictEqual(
-      Telemetry.formatStats({ received: 120, invalid: 0, exporters: [{ ...exporter, failing: true }] }),
+      Telemetry.formatStats({
+        received: 120,
+        invalid: 0,
+        exporters: [{ ...exporter, failing: true }],
+        metrics: [],
+        lost
+      }),
       "spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed " +
         "(failing: export failed: refused)"
     )
-    assert.strictEqual(Telemetry.formatStats({ received: 3, invalid: 1, exporters: [] }), "spans 3 (1 invalid)")
+    assert.strictEqual(
+      Telemetry.formatStats({ received: 3, invalid: 1, exporters: [], metrics: [], lost: Telemetry.lostOf(1, [], []) }),
+      "spans 3 (1 invalid)"
+    )
   })
 })

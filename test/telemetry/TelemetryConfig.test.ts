@@ -31,7 +31,8 @@ describe("TelemetryConfig.load", () => {
           exportTimeoutMillis: 30000,
           maxRetries: 3,
           retryBaseMillis: 200
-        }
+        },
+        shutdownTimeoutMillis: 5000
       })
     }))
 

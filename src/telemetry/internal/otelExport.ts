@@ -48,14 +48,30 @@ export const exportWith = (
 
 /** The exporter classes of one signal, by protocol. */
 export interface ByProtocol<E> {
-  readonly grpc: new(options: { url: string; timeoutMillis: number; metadata: ReturnType<typeof createEmptyMetadata> }) => E
-  readonly json: new(options: { url: string; timeoutMillis: number; headers: Record<string, string> }) => E
-  readonly proto: new(options: { url: string; timeoutMillis: number; headers: Record<string, string> }) => E
+  readonly grpc: new(options: GrpcOptions) => E
+  readonly json: new(options: HttpOptions) => E
+  readonly proto: new(options: HttpOptions) => E
 }
+
+interface BaseOptions {
+  readonly url: string
+  readonly timeoutMillis: number
+  readonly concurrencyLimit: number
+}
+type GrpcOptions = BaseOptions & { readonly metadata: ReturnType<typeof createEmptyMetadata> }
+type HttpOptions = BaseOptions & { readonly headers: Record<string, string> }
+
+/**
+ * Requests one OpenTelemetry exporter may have in flight. We send one export at a time, but a request whose export
+ * we stopped waiting for (our timeout, or interruption) keeps running, and its serialized batch in memory, until
+ * the exporter's own request timeout: past this many, further exports fail at once ("Concurrent export limit
+ * reached") instead of piling up copies of batches during an outage (the exporters' default is 30).
+ */
+export const CONCURRENCY_LIMIT = 2
 
 /** An exporter of the configured protocol, endpoint, timeout and headers. */
 export const otlpExporter = <E>(config: OtlpConfig, classes: ByProtocol<E>): E => {
-  const base = { url: config.endpoint, timeoutMillis: config.timeoutMillis }
+  const base = { url: config.endpoint, timeoutMillis: config.timeoutMillis, concurrencyLimit: CONCURRENCY_LIMIT }
   switch (config.protocol) {
     case "grpc": {
       // The exporter's own grpc-js instance must build the Metadata: a second copy (e.g. under a test runner's

@@ -51,6 +51,69 @@ describe("analysis errors", { timeout: 300_000 }, () => {
       assert.include(e.message, "entry size 40, expected 64")
     }))
 
+  it.effect("CorruptElf for zeroed program headers: no address would map to the file", () =>
+    Effect.gen(function*() {
+      const b = copyOf(buildFixture(version, true))
+      const phoff = Number(b.readBigUInt64LE(32))
+      const phnum = b.readUInt16LE(56)
+      b.fill(0, phoff, phoff + phnum * 56)
+      const e = yield* failure(b)
+      assert.strictEqual(e._tag, "CorruptElf")
+      assert.strictEqual(
+        e.message,
+        `/fixture: program headers: no PT_LOAD segment among ${phnum} entries (zeroed?): addresses cannot be mapped ` +
+          "to the file"
+      )
+      if (e._tag === "CorruptElf") assert.strictEqual(e.structure, "program headers")
+
+      const c = copyOf(buildFixture(version, true))
+      c.writeBigUInt64LE(0n, 32)
+      c.writeUInt16LE(0, 56)
+      const e2 = yield* failure(c)
+      assert.strictEqual(e2._tag, "CorruptElf")
+      assert.strictEqual(
+        e2.message,
+        "/fixture: program headers: none (e_phoff or e_phnum is zero): an executable needs loadable segments"
+      )
+    }))
+
+  it.effect("CorruptElf for zeroed section headers, not a later \"no .gopclntab\"", () =>
+    Effect.gen(function*() {
+      const b = copyOf(buildFixture(version, true))
+      const shoff = Number(b.readBigUInt64LE(40))
+      const shnum = b.readUInt16LE(60)
+      b.fill(0, shoff, shoff + shnum * 64)
+      const e = yield* failure(b)
+      assert.strictEqual(e._tag, "CorruptElf")
+      assert.strictEqual(
+        e.message,
+        `/fixture: section headers: all ${shnum} entries are empty (zeroed?): sections cannot be located`
+      )
+      if (e._tag === "CorruptElf") assert.strictEqual(e.structure, "section headers")
+
+      const c = copyOf(buildFixture(version, true))
+      c.writeBigUInt64LE(0n, 40)
+      c.writeUInt16LE(0, 60)
+      c.writeUInt16LE(0, 62)
+      const e2 = yield* failure(c)
+      assert.strictEqual(e2._tag, "CorruptElf")
+      assert.strictEqual(
+        e2.message,
+        "/fixture: section headers: none (e_shoff or e_shnum is zero): sections cannot be located"
+      )
+
+      // Only the string table's header wiped: its index now names an empty entry.
+      const d = copyOf(buildFixture(version, true))
+      const shstrndx = d.readUInt16LE(62)
+      d.fill(0, shoff + shstrndx * 64, shoff + (shstrndx + 1) * 64)
+      const e3 = yield* failure(d)
+      assert.strictEqual(e3._tag, "CorruptElf")
+      assert.strictEqual(
+        e3.message,
+        `/fixture: section header string table: section ${shstrndx} has type 0, not SHT_STRTAB`
+      )
+    }))
+
   it.effect("UnsupportedArch: arm64 is recognised", () =>
     Effect.gen(function*() {
       const e = yield* failure(copyOf(buildArm64()))

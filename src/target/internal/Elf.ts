@@ -10,6 +10,7 @@ const machines: Record<number, string> = { 3: "x86", 8: "mips", 20: "ppc", 21: "
   183: "arm64", 243: "riscv64", 22: "s390x", 258: "loong64" }
 
 export const SHT_SYMTAB = 2
+export const SHT_STRTAB = 3
 export const SHT_NOBITS = 8
 export const SHT_DYNSYM = 11
 export const SHF_COMPRESSED = 0x800
@@ -136,33 +137,54 @@ export const parseElf = (b: Buffer): Elf => {
     }
   }
 
+  // Without a loadable segment no address maps to the file: every attach point would silently be "absent". A wiped
+  // or zeroed table is a corrupt executable, not one with nothing to instrument.
+  if (!segments.some((s) => s.type === PT_LOAD)) {
+    throw new Corrupt(
+      "program headers",
+      phoff === 0 || phnum === 0
+        ? "none (e_phoff or e_phnum is zero): an executable needs loadable segments"
+        : `no PT_LOAD segment among ${phnum} entries (zeroed?): addresses cannot be mapped to the file`
+    )
+  }
+
+  // Go's linker always writes section headers; everything after this (build info, symbols, pclntab, DWARF) is found
+  // through them, so their absence is named here rather than surfacing as "no .symtab and no .gopclntab".
+  if (shoff === 0 || shnum === 0) {
+    throw new Corrupt("section headers", "none (e_shoff or e_shnum is zero): sections cannot be located")
+  }
+  if (shentsize !== 64) throw new Corrupt("section headers", `entry size ${shentsize}, expected 64`)
+  check(b.length, shoff, shnum * 64, "section headers")
   const raw: Array<Omit<Section, "name"> & { nameOff: number }> = []
-  if (shoff !== 0 && shnum > 0) {
-    if (shentsize !== 64) throw new Corrupt("section headers", `entry size ${shentsize}, expected 64`)
-    check(b.length, shoff, shnum * 64, "section headers")
-    for (let i = 0; i < shnum; i++) {
-      const o = shoff + i * 64
-      const what = `section header ${i}`
-      raw.push({
-        index: i,
-        nameOff: u32(b, o, what),
-        type: u32(b, o + 4, what),
-        flags: u64(b, o + 8, what),
-        addr: u64(b, o + 16, what),
-        offset: u64n(b, o + 24, what),
-        size: u64n(b, o + 32, what),
-        link: u32(b, o + 40, what),
-        entsize: u64n(b, o + 56, what)
-      })
-    }
+  for (let i = 0; i < shnum; i++) {
+    const o = shoff + i * 64
+    const what = `section header ${i}`
+    raw.push({
+      index: i,
+      nameOff: u32(b, o, what),
+      type: u32(b, o + 4, what),
+      flags: u64(b, o + 8, what),
+      addr: u64(b, o + 16, what),
+      offset: u64n(b, o + 24, what),
+      size: u64n(b, o + 32, what),
+      link: u32(b, o + 40, what),
+      entsize: u64n(b, o + 56, what)
+    })
   }
-  let sections: Array<Section> = []
-  if (raw.length > 0) {
-    const strtab = raw[shstrndx]
-    if (strtab === undefined) throw new Corrupt("section header string table", `index ${shstrndx} out of range`)
-    const names = slice(b, strtab.offset, strtab.size, "section header string table")
-    sections = raw.map(({ nameOff, ...s }) => ({ ...s, name: cstring(names, nameOff, `name of section ${s.index}`) }))
+  // Entry 0 is SHT_NULL by definition; if every other one is too, the table was wiped.
+  if (raw.every((s) => s.type === 0)) {
+    throw new Corrupt("section headers", `all ${raw.length} entries are empty (zeroed?): sections cannot be located`)
   }
+  const strtab = raw[shstrndx]
+  if (strtab === undefined) throw new Corrupt("section header string table", `index ${shstrndx} out of range`)
+  if (strtab.type !== SHT_STRTAB) {
+    throw new Corrupt("section header string table", `section ${shstrndx} has type ${strtab.type}, not SHT_STRTAB`)
+  }
+  const names = slice(b, strtab.offset, strtab.size, "section header string table")
+  const sections: Array<Section> = raw.map(({ nameOff, ...s }) => ({
+    ...s,
+    name: cstring(names, nameOff, `name of section ${s.index}`)
+  }))
   const byName = new Map<string, Section>()
   for (const s of sections) if (!byName.has(s.name)) byName.set(s.name, s)
 

@@ -171,7 +171,8 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
     endpoint: exporter.endpoint,
     read: counts
   })
-  const reporter = yield* LossReport.schedule(losses, options.reportIntervalMillis ?? LossReport.DEFAULT_INTERVAL_MILLIS)
+  const reportEvery = options.reportIntervalMillis ?? LossReport.DEFAULT_INTERVAL_MILLIS
+  const reporter = yield* LossReport.schedule(losses, reportEvery)
 
   // Shutdown lets the worker finish its export and drain the queue (an interrupted export may already have been
   // delivered, so re-sending it would duplicate); only when the deadline passes is it cut off and the rest counted

@@ -1,9 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Scope } from "effect"
+import { Effect, Exit, Fiber, Logger, Option, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import type { SpanData } from "../../src/probe/Telemetry.ts"
 import * as Batcher from "../../src/telemetry/Batcher.ts"
 import { ExportError, type Exporter, type ReadableSpan } from "../../src/telemetry/Exporter.ts"
+import * as Deadline from "../../src/telemetry/internal/deadline.ts"
 import { toReadableSpan } from "../../src/telemetry/internal/readableSpan.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 import type { BatchConfig } from "../../src/telemetry/TelemetryConfig.ts"
@@ -65,6 +66,19 @@ const fake = () => {
 
 /** Lets forked fibers run (TestClock does not advance by itself). */
 const settle = Effect.yieldNow.pipe(Effect.repeat({ times: 20 }))
+
+/** Captures warning messages; the batcher's fibers inherit the logger from the fiber that made it. */
+const captureLogs = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ logLevel, message }) => {
+    if (logLevel === "Warn") lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+  })
+  return { lines, layer: Logger.layer([logger]) }
+}
+
+/** Every offered span is accounted for exactly once. */
+const assertBalanced = (s: Batcher.BatcherStats) =>
+  assert.strictEqual(s.sent, s.exported + s.dropped + s.failed + s.queued + s.inFlight, JSON.stringify(s))
 
 describe("Batcher", () => {
   it.effect("exports on the schedule delay, in batches of at most the batch size", () =>
@@ -193,7 +207,7 @@ describe("Batcher", () => {
       assert.deepStrictEqual([s.exported, s.dropped, s.queued], [6, 1, 0])
     }))
 
-  it.effect("a hung exporter at shutdown is cut off after the export timeout; its spans count as failed", () =>
+  it.effect("a hung exporter at shutdown is cut off at the default 5 s deadline; its spans count as failed", () =>
     Effect.gen(function*() {
       const exporter: Exporter = {
         name: "hung",
@@ -212,9 +226,157 @@ describe("Batcher", () => {
       b.offer(span(2))
       const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
       yield* settle
-      yield* TestClock.adjust("60 seconds")
+      yield* TestClock.adjust("5 seconds")
       yield* Fiber.join(closing)
       const s = yield* b.stats
       assert.deepStrictEqual([s.exported, s.failed, s.queued], [0, 3, 0])
+    }))
+  it.effect("an outage keeps memory within the queue bound, accounts for every span, and export resumes after", () =>
+    Effect.gen(function*() {
+      const { state, exporter } = fake()
+      state.down = true
+      const bound = 50
+      const b = yield* Batcher.make(
+        exporter,
+        config({ maxQueueSize: bound, maxExportBatchSize: 10, scheduleDelayMillis: 100, maxRetries: 2 })
+      )
+      // 10 000 spans during the outage, 100 at a time, with time passing in between so that batches are taken out
+      // of the queue, retried and given up on while more arrive.
+      let maxRetained = 0
+      for (let round = 0; round < 100; round++) {
+        for (let i = 0; i < 100; i++) b.offer(span(round * 100 + i))
+        const s = yield* b.stats
+        maxRetained = Math.max(maxRetained, s.queued + s.inFlight)
+        assertBalanced(s)
+        yield* TestClock.adjust("50 millis")
+        yield* settle
+      }
+      const down = yield* b.stats
+      assert.isAtMost(maxRetained, bound)
+      assert.strictEqual(down.sent, 10_000)
+      assert.strictEqual(down.exported, 0)
+      assert.isAbove(down.failed, 0, "batches were given up on after their retries")
+      assert.isAbove(down.dropped, 0, "the queue filled up")
+      assertBalanced(down)
+
+      state.down = false
+      // The backlog (at most the bound) goes out, then new spans flow again.
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      for (let i = 0; i < 5; i++) b.offer(span(20_000 + i))
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      const up = yield* b.stats
+      assert.deepStrictEqual([up.queued, up.inFlight, up.failing], [0, 0, false])
+      assert.deepStrictEqual(state.batches.at(-1), ["s20000", "s20001", "s20002", "s20003", "s20004"])
+      // Nothing lingers: every span sent is exported, dropped or failed.
+      assert.strictEqual(up.sent, up.exported + up.dropped + up.failed)
+    }))
+
+  it.effect("the batch being retried counts against the queue bound", () =>
+    Effect.gen(function*() {
+      const { state, exporter } = fake()
+      state.down = true
+      const scope = yield* Scope.make()
+      const b = yield* Batcher.make(
+        exporter,
+        config({ maxQueueSize: 6, maxExportBatchSize: 4, maxRetries: 5, retryBaseMillis: 1000 })
+      ).pipe(Scope.provide(scope))
+      for (let i = 0; i < 4; i++) b.offer(span(i))
+      yield* settle
+      // The full batch is out of the queue and waiting for its retry, but still in memory.
+      for (let i = 4; i < 10; i++) b.offer(span(i))
+      const s = yield* b.stats
+      assert.deepStrictEqual([s.inFlight, s.queued, s.dropped], [4, 2, 4])
+      assertBalanced(s)
+      // The retries would outlast the shutdown deadline (5 s by default): the rest counts as failed.
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* settle
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(closing)
+      const closed = yield* b.stats
+      assert.deepStrictEqual([closed.exported, closed.dropped, closed.failed, closed.queued, closed.inFlight], [
+        0,
+        4,
+        6,
+        0,
+        0
+      ])
+    }))
+
+  it.effect("losses are logged as they happen, at most once per interval, with news since the last and totals", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const { state, exporter } = fake()
+      state.down = true
+      const scope = yield* Scope.make()
+      const b = yield* Batcher.make(
+        exporter,
+        config({ maxQueueSize: 4, maxExportBatchSize: 4, maxRetries: 0, scheduleDelayMillis: 60_000 }),
+        { reportIntervalMillis: 5000 }
+      ).pipe(Scope.provide(scope))
+      for (let i = 0; i < 10; i++) b.offer(span(i)) // 4 queued (a full batch: exported at once, fails), 6 dropped
+      yield* settle
+      for (let i = 0; i < 3; i++) b.offer(span(i))
+      yield* settle
+      assert.deepStrictEqual(logs.lines, [], "nothing before the interval")
+      yield* TestClock.adjust("5 seconds")
+      yield* settle
+      assert.deepStrictEqual(logs.lines, [
+        "spans to fake fake://sink: 6 dropped (queue full), 4 failed to export since the last report; " +
+        "6 dropped, 4 failed in total; last error: export to fake://sink failed: down"
+      ])
+      yield* TestClock.adjust("5 seconds")
+      yield* settle
+      assert.strictEqual(logs.lines.length, 1, "nothing new: no line")
+      // 1 fills the queued 3 up to a full batch (exported at once, fails), the 19 others find the queue full.
+      for (let i = 0; i < 20; i++) b.offer(span(i))
+      yield* TestClock.adjust("5 seconds")
+      yield* settle
+      assert.strictEqual(
+        logs.lines[1],
+        "spans to fake fake://sink: 19 dropped (queue full), 4 failed to export since the last report; " +
+          "25 dropped, 8 failed in total; last error: export to fake://sink failed: down"
+      )
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(
+        logs.lines.at(-1),
+        "spans to fake fake://sink: 0 exported, 25 dropped, 8 failed (33 lost)"
+      )
+    }).pipe(Effect.provide(logs.layer))
+  })
+
+  it.effect("the shutdown deadline bounds the drain and the exporter's shutdown; what is left counts as failed", () =>
+    Effect.gen(function*() {
+      let shutdownStarted = false
+      const exporter: Exporter = {
+        name: "hung",
+        endpoint: "hung://",
+        export: () => Effect.never,
+        // An OpenTelemetry exporter's shutdown waits for its requests in flight: it must not hold the process.
+        shutdown: Effect.suspend(() => {
+          shutdownStarted = true
+          return Effect.never
+        })
+      }
+      const scope = yield* Scope.make()
+      const b = yield* Batcher.make(exporter, config({ exportTimeoutMillis: 60_000, scheduleDelayMillis: 10 }), {
+        deadline: Deadline.make(1000)
+      }).pipe(Scope.provide(scope))
+      b.offer(span(0))
+      yield* TestClock.adjust("10 millis")
+      yield* settle
+      b.offer(span(1))
+      b.offer(span(2))
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* settle
+      yield* TestClock.adjust("999 millis")
+      yield* settle
+      assert.isUndefined(closing.pollUnsafe(), "still draining within the deadline")
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(closing)
+      const s = yield* b.stats
+      assert.deepStrictEqual([s.sent, s.exported, s.failed, s.queued, s.inFlight], [3, 0, 3, 0, 0])
+      assert.isFalse(shutdownStarted, "no time was left for the exporter's shutdown")
     }))
 })

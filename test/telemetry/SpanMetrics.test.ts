@@ -1,10 +1,12 @@
 import type { HrTime } from "@opentelemetry/api"
 import { AggregationTemporality, DataPointType, type Histogram } from "@opentelemetry/sdk-metrics"
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Exit, Layer, Scope } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import type { SpanData } from "../../src/probe/Telemetry.ts"
 import { TelemetrySink } from "../../src/probe/Telemetry.ts"
 import { ExportError } from "../../src/telemetry/Exporter.ts"
+import * as Deadline from "../../src/telemetry/internal/deadline.ts"
 import * as KernelClock from "../../src/telemetry/KernelClock.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 import * as SpanMetrics from "../../src/telemetry/SpanMetrics.ts"
@@ -291,6 +293,91 @@ describe("SpanMetrics", () => {
         assert.strictEqual(stats.lastError.value._tag, "ExportError")
         assert.strictEqual(stats.lastError.value.message, "refused")
       }
+    }))
+})
+
+describe("SpanMetrics accounting", () => {
+  const refused = () =>
+    Effect.fail(new ExportError({ exporter: "otlp", endpoint: "http://c/v1/metrics", message: "refused" }))
+
+  it.effect("counts data points per exporter: exported, failed, and the failing state", () =>
+    Effect.gen(function*() {
+      let down = true
+      const flaky: SpanMetrics.MetricsExporter = {
+        name: "otlp",
+        endpoint: "http://c/v1/metrics",
+        export: () => Effect.suspend(() => down ? refused() : Effect.void),
+        shutdown: Effect.void
+      }
+      const metrics = yield* SpanMetrics.make(config, { exporters: [flaky] })
+      const resources = ProcessResources.make({ serviceName: undefined, attributes: {} })
+      // Two series of one process: two data points per collection.
+      metrics.record(serverSpan(1, 1), resources.resourceFor(1))
+      metrics.record(serverSpan(1, 1, { "http.response.status_code": 500 }), resources.resourceFor(1))
+      yield* metrics.flush
+      const failing = (yield* metrics.stats).exporters[0]!
+      assert.deepStrictEqual(
+        [failing.sent, failing.exported, failing.dropped, failing.failed, failing.failedExports, failing.failing],
+        [2, 0, 0, 2, 1, true]
+      )
+      assert.strictEqual(failing.lastError._tag === "Some" && failing.lastError.value.message, "refused")
+      down = false
+      yield* metrics.flush
+      const up = (yield* metrics.stats).exporters[0]!
+      assert.deepStrictEqual(
+        [up.sent, up.exported, up.dropped, up.failed, up.inFlight, up.failing],
+        [4, 2, 0, 2, 0, false]
+      )
+    }))
+
+  it.effect("at most one export per exporter is pending: a collection meeting a busy exporter is dropped", () =>
+    Effect.gen(function*() {
+      const release = yield* Deferred.make<void>()
+      let calls = 0
+      const slow: SpanMetrics.MetricsExporter = {
+        name: "otlp",
+        endpoint: "http://slow/v1/metrics",
+        export: () => Effect.suspend(() => (calls++, Deferred.await(release))),
+        shutdown: Effect.void
+      }
+      const metrics = yield* SpanMetrics.make({ ...config, exportTimeoutMillis: 60_000 }, { exporters: [slow] })
+      const resources = ProcessResources.make({ serviceName: undefined, attributes: {} })
+      metrics.record(serverSpan(1, 1), resources.resourceFor(1))
+      const first = yield* Effect.forkChild(metrics.flush)
+      yield* Effect.yieldNow
+      yield* metrics.flush
+      yield* metrics.flush
+      const busy = (yield* metrics.stats).exporters[0]!
+      assert.deepStrictEqual([calls, busy.sent, busy.inFlight, busy.dropped], [1, 3, 1, 2])
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(first)
+      const done = (yield* metrics.stats).exporters[0]!
+      assert.deepStrictEqual([done.exported, done.dropped, done.failed, done.inFlight], [1, 2, 0, 0])
+    }))
+
+  it.effect("close is bounded by the deadline: a hung last export counts as failed, a hung shutdown is cut off", () =>
+    Effect.gen(function*() {
+      const hung: SpanMetrics.MetricsExporter = {
+        name: "otlp",
+        endpoint: "http://hung/v1/metrics",
+        export: () => Effect.never,
+        shutdown: Effect.never
+      }
+      const scope = yield* Scope.make()
+      const metrics = yield* SpanMetrics.make({ ...config, exportTimeoutMillis: 60_000 }, {
+        exporters: [hung],
+        deadline: Deadline.make(2000)
+      }).pipe(Scope.provide(scope))
+      const resources = ProcessResources.make({ serviceName: undefined, attributes: {} })
+      metrics.record(serverSpan(1, 1), resources.resourceFor(1))
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("1999 millis")
+      assert.isUndefined(closing.pollUnsafe(), "the last export may use the deadline")
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(closing)
+      const s = (yield* metrics.stats).exporters[0]!
+      assert.deepStrictEqual([s.sent, s.exported, s.failed, s.inFlight], [1, 0, 1, 0])
     }))
 })
 

@@ -1,11 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api"
-import { ConfigProvider, Context, Effect, Exit, Layer, Option, Scope } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as Exporter from "../../src/telemetry/Exporter.ts"
 import { ExportError } from "../../src/telemetry/Exporter.ts"
 import * as KernelClock from "../../src/telemetry/KernelClock.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
+import * as SpanMetrics from "../../src/telemetry/SpanMetrics.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
 
@@ -83,12 +85,13 @@ describe("Telemetry.layerTest", () => {
     }).pipe(Effect.provide(Telemetry.layerTest())))
 })
 
-describe("Telemetry.layerWith", () => {
-  const baseConfig = Effect.runSync(
-    TelemetryConfig.load.pipe(
-      Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ OTEL_TRACES_EXPORTER: "console" })))
-    )
+const baseConfig = Effect.runSync(
+  TelemetryConfig.load.pipe(
+    Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ OTEL_TRACES_EXPORTER: "console" })))
   )
+)
+
+describe("Telemetry.layerWith", () => {
 
   it.effect("routes spans to every exporter, counts them, and flushes on scope close", () =>
     Effect.gen(function*() {
@@ -192,6 +195,94 @@ describe("Telemetry.layerWith", () => {
       OTEL_TRACES_EXPORTER: "none",
       OTEL_METRICS_EXPORTER: "none"
     })))))
+})
+
+describe("Telemetry shutdown and accounting", () => {
+  const hungSpans: Exporter.Exporter = {
+    name: "otlp",
+    endpoint: "http://hung/v1/traces",
+    export: () => Effect.never,
+    shutdown: Effect.never
+  }
+  const hungMetrics: SpanMetrics.MetricsExporter = {
+    name: "otlp",
+    endpoint: "http://hung/v1/metrics",
+    export: () => Effect.never,
+    shutdown: Effect.never
+  }
+  const metricsConfig: TelemetryConfig.MetricsConfig = {
+    exporters: ["otlp"],
+    otlp: { protocol: "http/protobuf", endpoint: "http://hung/v1/metrics", headers: {}, timeoutMillis: 10_000 },
+    intervalMillis: 3_600_000,
+    exportTimeoutMillis: 30_000
+  }
+  const httpServer: SpanData = { ...server, attributes: { ...server.attributes, "http.route": "/" } }
+
+  it.effect("one deadline bounds the whole shutdown; what was not exported by then is lost and counted", () =>
+    Effect.gen(function*() {
+      const config = { ...baseConfig, shutdownTimeoutMillis: 3000 }
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(
+        Telemetry.layerWith(config, {
+          exporters: [hungSpans],
+          clock: KernelClock.layerFixed(0n),
+          metrics: metricsConfig,
+          metricsOptions: { exporters: [hungMetrics] }
+        }),
+        scope
+      )
+      const sink = Context.get(ctx, TelemetrySink)
+      const telemetry = Context.get(ctx, Telemetry.Telemetry)
+      yield* sink.span(httpServer)
+      yield* sink.span(root)
+      yield* sink.span({ ...root, traceId: "nope" })
+      assert.strictEqual(yield* telemetry.lost, 1, "the invalid span")
+      // Export timeouts of 30 s, hung exporter shutdowns: only the 3 s deadline ends this.
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("2999 millis")
+      assert.isUndefined(closing.pollUnsafe(), "still within the deadline")
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(closing)
+      const stats = yield* telemetry.stats
+      assert.deepStrictEqual(
+        stats.exporters.map((e) => [e.sent, e.exported, e.dropped, e.failed, e.queued, e.inFlight]),
+        [[2, 0, 0, 2, 0, 0]]
+      )
+      assert.deepStrictEqual(
+        stats.metrics.map((e) => [e.sent, e.exported, e.dropped, e.failed, e.inFlight]),
+        [[1, 0, 0, 1, 0]]
+      )
+      assert.deepStrictEqual(stats.lost, { spans: 3, metricPoints: 1, total: 4 })
+      assert.strictEqual(yield* telemetry.lost, 4)
+      assert.strictEqual(
+        Telemetry.formatStats(stats),
+        "spans 3 (1 invalid) · otlp http://hung/v1/traces: 0 exported, 0 queued, 0 dropped, 2 failed · " +
+          "metric points · otlp http://hung/v1/metrics: 0 exported, 0 dropped, 1 failed"
+      )
+    }))
+
+  it.effect("nothing lost: lost is 0 after a clean shutdown", () =>
+    Effect.gen(function*() {
+      const memory = Exporter.memory()
+      const metricsMemory = SpanMetrics.memory()
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(
+        Telemetry.layerWith(baseConfig, {
+          exporters: [memory],
+          clock: KernelClock.layerFixed(0n),
+          metrics: metricsConfig,
+          metricsOptions: { exporters: [metricsMemory] }
+        }),
+        scope
+      )
+      yield* Context.get(ctx, TelemetrySink).span(httpServer)
+      yield* Scope.close(scope, Exit.void)
+      const telemetry = Context.get(ctx, Telemetry.Telemetry)
+      const stats = yield* telemetry.stats
+      assert.deepStrictEqual([stats.exporters[0]!.exported, stats.metrics[0]!.exported], [1, 1])
+      assert.strictEqual(yield* telemetry.lost, 0)
+    }))
 })
 
 describe("Telemetry.formatStats", () => {

@@ -152,6 +152,62 @@ describe("TelemetryConfig.load", () => {
       assert.strictEqual(c.message, `Invalid OTEL_RESOURCE_ATTRIBUTES: bad percent-encoding in "a=%E0%A4%A"`)
     }))
 
+  it.effect("OTEL_RESOURCE_ATTRIBUTES: a bare \"=\" in a value, a spaced key, an unencoded character are errors", () =>
+    Effect.gen(function*() {
+      const a = yield* loadError({ OTEL_RESOURCE_ATTRIBUTES: "garbage==" })
+      assert.strictEqual(a._tag, "TelemetryConfigError")
+      assert.strictEqual(a.variable, "OTEL_RESOURCE_ATTRIBUTES")
+      assert.strictEqual(
+        a.message,
+        `Invalid OTEL_RESOURCE_ATTRIBUTES: entry "garbage==" has more than one "=" ` +
+          `(percent-encode "=" in a value as %3D)`
+      )
+      const b = yield* loadError({ OTEL_RESOURCE_ATTRIBUTES: "team=a,my key=v" })
+      assert.strictEqual(b.variable, "OTEL_RESOURCE_ATTRIBUTES")
+      assert.strictEqual(
+        b.message,
+        `Invalid OTEL_RESOURCE_ATTRIBUTES: entry "my key=v" has a key with spaces or non-ASCII characters`
+      )
+      const c = yield* loadError({ OTEL_RESOURCE_ATTRIBUTES: "city=Zürich" })
+      assert.strictEqual(
+        c.message,
+        `Invalid OTEL_RESOURCE_ATTRIBUTES: entry "city=Zürich" has control or non-ASCII characters in its value ` +
+          `(percent-encode them)`
+      )
+      // The message stays on one line, whatever the entry holds.
+      const d = yield* loadError({ OTEL_RESOURCE_ATTRIBUTES: "a=x\ny" })
+      assert.strictEqual(
+        d.message,
+        `Invalid OTEL_RESOURCE_ATTRIBUTES: entry "a=x\\ny" has control or non-ASCII characters in its value ` +
+          `(percent-encode them)`
+      )
+      assert.notInclude(d.message, "\n")
+    }))
+
+  it.effect("OTEL_RESOURCE_ATTRIBUTES: percent-encoded \"=\", \",\" and UTF-8 decode; empty entries are skipped", () =>
+    Effect.gen(function*() {
+      const c = yield* load({ OTEL_RESOURCE_ATTRIBUTES: " a = x%3Dy ,, b=1%2C2,city=Z%C3%BCrich,empty=," })
+      assert.deepStrictEqual(c.resourceAttributes, { a: "x=y", b: "1,2", city: "Zürich", empty: "" })
+    }))
+
+  it.effect("header values may keep a bare \"=\" (base64 padding)", () =>
+    Effect.gen(function*() {
+      const c = yield* load({ OTEL_EXPORTER_OTLP_HEADERS: "authorization=Basic dXNlcjpwYXNz==" })
+      assert.deepStrictEqual(c.otlp.headers, { authorization: "Basic dXNlcjpwYXNz==" })
+    }))
+
+  it.effect("PROBESCOPE_SHUTDOWN_TIMEOUT: milliseconds, default 5000; anything else is a typed error", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* load({})).shutdownTimeoutMillis, 5000)
+      assert.strictEqual((yield* load({ PROBESCOPE_SHUTDOWN_TIMEOUT: " 1500 " })).shutdownTimeoutMillis, 1500)
+      for (const bad of ["5s", "0", "-1", "2.5"]) {
+        const e = yield* loadError({ PROBESCOPE_SHUTDOWN_TIMEOUT: bad })
+        assert.strictEqual(e._tag, "TelemetryConfigError")
+        assert.strictEqual(e.variable, "PROBESCOPE_SHUTDOWN_TIMEOUT")
+        assert.match(e.message, new RegExp(`^Invalid PROBESCOPE_SHUTDOWN_TIMEOUT="${bad.replace(".", "\\.")}": `))
+      }
+    }))
+
   it.effect("an endpoint that is not a URL is a typed error", () =>
     Effect.gen(function*() {
       const e = yield* loadError({ OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318 " })

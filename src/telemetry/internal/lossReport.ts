@@ -34,7 +34,11 @@ export const make = (options: {
 }): LossReport => {
   let dropped = 0
   let failed = 0
-  const annotate = Effect.annotateLogs({ signal: options.signal, exporter: options.exporter, endpoint: options.endpoint })
+  const annotate = Effect.annotateLogs({
+    signal: options.signal,
+    exporter: options.exporter,
+    endpoint: options.endpoint
+  })
   const where = `${options.exporter} ${options.endpoint}`
 
   const report = Effect.suspend(() => {

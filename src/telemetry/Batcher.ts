@@ -169,6 +169,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
     signal: "spans",
     exporter: exporter.name,
     endpoint: exporter.endpoint,
+    dropReason: "queue full",
     read: counts
   })
   const reportEvery = options.reportIntervalMillis ?? LossReport.DEFAULT_INTERVAL_MILLIS

@@ -247,6 +247,7 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
       signal: "metric data points",
       exporter: exporter.name,
       endpoint: exporter.endpoint,
+      dropReason: "previous export still running",
       read: () => state
     })
     return { state, losses }

@@ -18,7 +18,7 @@ export interface LossCounts {
 export interface LossReport {
   /** Logs one warning if anything was dropped or failed since the last one. */
   readonly report: Effect.Effect<void>
-  /** Reports what is new, then one summary line with the totals if anything was ever lost. */
+  /** One line with the totals if anything was ever lost (it stops the "since the last report" lines). */
   readonly summary: Effect.Effect<void>
 }
 
@@ -30,6 +30,8 @@ export const make = (options: {
   readonly signal: string
   readonly exporter: string
   readonly endpoint: string
+  /** Why this signal drops data, e.g. "queue full". */
+  readonly dropReason: string
   readonly read: () => LossCounts
 }): LossReport => {
   let dropped = 0
@@ -50,21 +52,21 @@ export const make = (options: {
     failed = now.failed
     const error = Option.match(now.lastError, { onNone: () => "", onSome: (e) => `; last error: ${e.message}` })
     return Effect.logWarning(
-      `${options.signal} to ${where}: ${newDropped} dropped (queue full), ${newFailed} failed to export since the ` +
+      `${options.signal} to ${where}: ${newDropped} dropped (${options.dropReason}), ${newFailed} failed to export since the ` +
         `last report; ${now.dropped} dropped, ${now.failed} failed in total${error}`
     ).pipe(annotate)
   })
 
-  const summary = report.pipe(
-    Effect.andThen(Effect.suspend(() => {
-      const now = options.read()
-      if (now.dropped === 0 && now.failed === 0) return Effect.void
-      return Effect.logWarning(
-        `${options.signal} to ${where}: ${now.exported} exported, ${now.dropped} dropped, ${now.failed} failed ` +
-          `(${now.dropped + now.failed} lost)`
-      ).pipe(annotate)
-    }))
-  )
+  const summary = Effect.suspend(() => {
+    const now = options.read()
+    dropped = now.dropped
+    failed = now.failed
+    if (now.dropped === 0 && now.failed === 0) return Effect.void
+    return Effect.logWarning(
+      `${options.signal} to ${where}: ${now.exported} exported, ${now.dropped} dropped, ${now.failed} failed ` +
+        `(${now.dropped + now.failed} lost)`
+    ).pipe(annotate)
+  })
   return { report, summary }
 }
 

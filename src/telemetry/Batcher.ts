@@ -13,7 +13,7 @@ import { Duration, Effect, Exit, Fiber, Option, Queue, Schedule } from "effect"
 import { ExportError, type Exporter, type ReadableSpan } from "./Exporter.ts"
 import * as Deadline from "./internal/deadline.ts"
 import * as LossReport from "./internal/lossReport.ts"
-import type { BatchConfig } from "./TelemetryConfig.ts"
+import { type BatchConfig, DEFAULT_SHUTDOWN_TIMEOUT_MILLIS } from "./TelemetryConfig.ts"
 
 /** Counters for one exporter's pipeline. */
 export interface BatcherStats {
@@ -56,18 +56,15 @@ export interface Batcher {
 
 /** Overrides for the telemetry layer and tests. */
 export interface Options {
-  /** The shutdown deadline (shared with the other pipelines); default: its own of `DEFAULT_SHUTDOWN_MILLIS`. */
+  /** The shutdown deadline (shared with the other pipelines); default: its own of 5 s. */
   readonly deadline?: Deadline.Deadline
   /** Minimum time between two loss warnings (default 5 s). */
   readonly reportIntervalMillis?: number
 }
 
-/** The shutdown bound when no deadline is passed (the default of `PROBESCOPE_SHUTDOWN_TIMEOUT`). */
-export const DEFAULT_SHUTDOWN_MILLIS = 5000
-
 /** Starts a pipeline in the current scope; closing the scope closes it (see `Batcher.close`). */
 export const make = Effect.fnUntraced(function*(exporter: Exporter, config: BatchConfig, options: Options = {}) {
-  const deadline = options.deadline ?? Deadline.make(DEFAULT_SHUTDOWN_MILLIS)
+  const deadline = options.deadline ?? Deadline.make(DEFAULT_SHUTDOWN_TIMEOUT_MILLIS)
   const queue = yield* Queue.bounded<ReadableSpan>(config.maxQueueSize)
   // Capacity-1 sliding queue: a "wake up, a full batch is waiting" signal that never blocks the producer.
   const wake = yield* Queue.sliding<void>(1)

@@ -18,7 +18,7 @@ import * as LossReport from "./internal/lossReport.ts"
 import { exportWith, otlpExporter } from "./internal/otelExport.ts"
 import * as Histograms from "./internal/httpHistograms.ts"
 import { version } from "./ProcessResources.ts"
-import type { MetricsConfig, OtlpConfig } from "./TelemetryConfig.ts"
+import { DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, type MetricsConfig, type OtlpConfig } from "./TelemetryConfig.ts"
 
 export type { ResourceMetrics } from "@opentelemetry/sdk-metrics"
 
@@ -226,7 +226,7 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
   const exporters = options.exporters ?? config.exporters.map((name) =>
     name === "otlp" ? otlp(config.otlp) : console(options.write)
   )
-  const deadline = options.deadline ?? Deadline.make(5000)
+  const deadline = options.deadline ?? Deadline.make(DEFAULT_SHUTDOWN_TIMEOUT_MILLIS)
   let recorded = 0
   let collections = 0
   let closing = false

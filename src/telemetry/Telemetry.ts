@@ -140,10 +140,13 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
         })
       // Registered last, so it runs first when the layer closes: the last metrics export and the span queues'
       // drains run side by side against the one deadline, rather than one after the other with a timeout each.
+      // Asking for the time left starts the deadline's clock: from here on, all of it is shared.
       yield* Effect.addFinalizer(() =>
-        Effect.all(
-          [metrics === undefined ? Effect.void : metrics.close, ...batchers.map((b) => b.close)],
-          { concurrency: "unbounded", discard: true }
+        deadline.remaining.pipe(
+          Effect.andThen(Effect.all(
+            [metrics === undefined ? Effect.void : metrics.close, ...batchers.map((b) => b.close)],
+            { concurrency: "unbounded", discard: true }
+          ))
         )
       )
       let received = 0

@@ -67,7 +67,8 @@ const run = (file: string, args: ReadonlyArray<string>, cwd: string, what: strin
     execFile(
       file,
       args,
-      { cwd, env: goEnv(), timeout: 40 * 60_000, maxBuffer: 64 * 1024 * 1024 },
+      // TMPDIR: the builder leaves an empty temporary directory behind on every run; keep it in our work directory.
+      { cwd, env: { ...goEnv(), TMPDIR: cwd }, timeout: 40 * 60_000, maxBuffer: 64 * 1024 * 1024 },
       (error, stdout, stderr) => {
         if (error) {
           const output = `${stdout}${stderr}`.slice(-8000)
@@ -112,7 +113,8 @@ export const build: Effect.Effect<string, CollectorError> = Effect.suspend(() =>
       }))
     )
     writeFileSync(stampPath, `${hash}\n`)
-    process.stderr.write(`[collector] built ${binaryPath} (${COLLECTOR_RELEASE}) in ${(Date.now() - started) / 1000} s\n`)
+    const seconds = (Date.now() - started) / 1000
+    process.stderr.write(`[collector] built ${binaryPath} (${COLLECTOR_RELEASE}) in ${seconds} s\n`)
     return binaryPath
   })
 })
@@ -185,7 +187,8 @@ const freePorts = Effect.callback<readonly [number, number], CollectorError>((re
       if (++listening < servers.length) return
       const ports = servers.map((x) => (x.address() as { port: number }).port)
       let closed = 0
-      for (const x of servers) x.close(() => ++closed === servers.length && resume(Effect.succeed([ports[0]!, ports[1]!])))
+      const done = () => ++closed === servers.length && resume(Effect.succeed([ports[0]!, ports[1]!] as const))
+      for (const x of servers) x.close(done)
     })
   }
 })
@@ -305,7 +308,8 @@ export const make = Effect.fnUntraced(function*(options: CollectorOptions = {}) 
     child.stderr.on("data", onData)
     child.once("exit", (code, signal) => {
       if (!ready) {
-        resume(Effect.fail(new CollectorError({ message: `collector exited (${code ?? signal}) before ready:\n${own}` })))
+        const message = `collector exited (${code ?? signal}) before ready:\n${own}`
+        resume(Effect.fail(new CollectorError({ message })))
       }
     })
     // Interrupted (e.g. by the ready timeout) before ready: do not leave it running.

@@ -59,9 +59,10 @@ const failingSuffix = (e: { readonly failing: boolean; readonly lastError: Batch
 export const formatStats = (stats: TelemetryStats): string =>
   [
     stats.invalid > 0 ? `spans ${stats.received} (${stats.invalid} invalid)` : `spans ${stats.received}`,
+    // In flight only when there is some, so that the numbers on the line add up to what was sent.
     ...stats.exporters.map((e) =>
-      `${e.exporter} ${e.endpoint}: ${e.exported} exported, ${e.queued} queued, ${e.dropped} dropped, ` +
-      `${e.failed} failed${failingSuffix(e)}`
+      `${e.exporter} ${e.endpoint}: ${e.exported} exported, ${e.queued} queued, ` +
+      `${e.inFlight > 0 ? `${e.inFlight} in flight, ` : ""}${e.dropped} dropped, ${e.failed} failed${failingSuffix(e)}`
     ),
     ...(stats.metrics.length === 0 ? [] : ["metric points"]),
     ...stats.metrics.map((e) =>

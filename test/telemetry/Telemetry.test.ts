@@ -320,6 +320,16 @@ describe("Telemetry.formatStats", () => {
         "(failing: export failed: refused)"
     )
     assert.strictEqual(
+      Telemetry.formatStats({
+        received: 120,
+        invalid: 0,
+        exporters: [{ ...exporter, queued: 10, inFlight: 8, exported: 100 }],
+        metrics: [],
+        lost
+      }),
+      "spans 120 · otlp http://c:4318/v1/traces: 100 exported, 10 queued, 8 in flight, 2 dropped, 0 failed"
+    )
+    assert.strictEqual(
       Telemetry.formatStats({ received: 3, invalid: 1, exporters: [], metrics: [], lost: Telemetry.lostOf(1, [], []) }),
       "spans 3 (1 invalid)"
     )

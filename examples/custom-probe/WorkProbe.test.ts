@@ -47,15 +47,19 @@ describe("WorkProbe", () => {
       const manager = yield* Manager
       yield* targets.start(ProbeTest.target({ pid: 77, functions: { "main.work": { entryOffset: 0x4a2f4, returnOffsets: [0x4a350] } } }))
       yield* targets.start(ProbeTest.target({ pid: 78, functions: {} }))
+      // The Manager applies events in fibers of their own: wait until pid 77 is attached.
+      yield* Effect.repeat(Effect.andThen(Effect.yieldNow, manager.targets), {
+        until: (attached) => attached.some((t) => t.pid === 77)
+      })
       yield* kernel.push("example/work", [bytes(1000), bytes(1100)])
       const spans = yield* captured.take(2)
       assert.deepStrictEqual(spans.map((s) => s.attributes["work.n"]), [1000, 1100])
       const load = (yield* kernel.events).find((e) => e._tag === "Load")
       assert.strictEqual(load?._tag === "Load" && load.constants["min_n"], 500n)
       const attaches = (yield* kernel.events).filter((e) => e._tag === "Attach")
-      assert.deepStrictEqual(attaches.map((e) => e._tag === "Attach" ? [e.program, e.offset, e.pid] : []), [
-        ["uprobe_work", 0x4a2f4, 77],
-        ["uprobe_work_ret", 0x4a350, 77]
+      assert.deepStrictEqual(attaches.map((e) => e._tag === "Attach" ? [e.program, e.offsets, e.pid] : []), [
+        ["uprobe_work", [0x4a2f4], 77],
+        ["uprobe_work_ret", [0x4a350], 77]
       ])
       const why = manager.inspect(ProbeTest.target({ pid: 78 }))[0]!.applicability
       assert.strictEqual(why._tag === "NotApplicable" && why.reason, "required symbol main.work is not in the binary")

@@ -23,6 +23,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("BpfObject", BpfObject::Define(env));
   exports.Set("libbpfVersion", Napi::Function::New(env, Version));
   exports.Set("errnoName", Napi::Function::New(env, ErrnoNameJs));
+  exports.Set("uprobeMultiSupported", Napi::Function::New(env, UprobeMultiSupported));
+  exports.Set("uprobeMultiLayout", Napi::Function::New(env, UprobeMultiLayout));
   return exports;
 }
 

@@ -39,6 +39,8 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value Update(const Napi::CallbackInfo& info);
   Napi::Value Delete(const Napi::CallbackInfo& info);
   Napi::Value AttachUprobe(const Napi::CallbackInfo& info);
+  Napi::Value SetUprobeMulti(const Napi::CallbackInfo& info);
+  Napi::Value AttachUprobeMulti(const Napi::CallbackInfo& info);
   Napi::Value AttachTracepoint(const Napi::CallbackInfo& info);
   Napi::Value TestRun(const Napi::CallbackInfo& info);
   Napi::Value OpenRingBuffer(const Napi::CallbackInfo& info);
@@ -52,15 +54,23 @@ class Link : public Napi::ObjectWrap<Link> {
   explicit Link(const Napi::CallbackInfo& info);
   ~Link() override;
   void Adopt(struct bpf_link* link);
+  // A link made by our own BPF_LINK_CREATE (uprobe_multi): only its fd.
+  void AdoptFd(int fd);
 
  private:
   struct bpf_link* link_ = nullptr;
+  int fd_ = -1;
   Napi::Value Destroy(const Napi::CallbackInfo& info);
+  Napi::Value DestroyAsync(const Napi::CallbackInfo& info);
   Napi::Value Id(const Napi::CallbackInfo& info);
   Napi::Value Fd(const Napi::CallbackInfo& info);
 };
 
 struct RingState;
+
+// Module functions of links.cc.
+Napi::Value UprobeMultiSupported(const Napi::CallbackInfo& info);
+Napi::Value UprobeMultiLayout(const Napi::CallbackInfo& info);
 
 class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
  public:

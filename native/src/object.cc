@@ -66,6 +66,8 @@ Napi::Function BpfObject::Define(Napi::Env env) {
     InstanceMethod<&BpfObject::Update>("update"),
     InstanceMethod<&BpfObject::Delete>("delete"),
     InstanceMethod<&BpfObject::AttachUprobe>("attachUprobe"),
+    InstanceMethod<&BpfObject::SetUprobeMulti>("setUprobeMulti"),
+    InstanceMethod<&BpfObject::AttachUprobeMulti>("attachUprobeMulti"),
     InstanceMethod<&BpfObject::AttachTracepoint>("attachTracepoint"),
     InstanceMethod<&BpfObject::TestRun>("testRun"),
     InstanceMethod<&BpfObject::OpenRingBuffer>("ringBuffer"),
@@ -429,6 +431,7 @@ Napi::FunctionReference* Link::constructor = nullptr;
 Napi::Function Link::Define(Napi::Env env) {
   return DefineClass(env, "Link", {
     InstanceMethod<&Link::Destroy>("destroy"),
+    InstanceMethod<&Link::DestroyAsync>("destroyAsync"),
     InstanceMethod<&Link::Id>("id"),
     InstanceMethod<&Link::Fd>("fd"),
   });
@@ -439,29 +442,36 @@ Link::Link(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Link>(info) {}
 Link::~Link() {
   if (link_ != nullptr) bpf_link__destroy(link_);
   link_ = nullptr;
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
 }
 
 void Link::Adopt(struct bpf_link* link) { link_ = link; }
 
+void Link::AdoptFd(int fd) { fd_ = fd; }
+
 Napi::Value Link::Destroy(const Napi::CallbackInfo& info) {
   if (link_ != nullptr) bpf_link__destroy(link_);
   link_ = nullptr;
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
   return info.Env().Undefined();
 }
 
 // The kernel's link id (0 when the attachment is not a BPF link, e.g. a legacy perf-event attach).
 Napi::Value Link::Id(const Napi::CallbackInfo& info) {
   uint32_t id = 0;
-  if (link_ != nullptr) {
+  int fd = link_ != nullptr ? bpf_link__fd(link_) : fd_;
+  if (fd >= 0) {
     struct bpf_link_info linfo = {};
     uint32_t len = sizeof(linfo);
-    if (bpf_obj_get_info_by_fd(bpf_link__fd(link_), &linfo, &len) == 0) id = linfo.id;
+    if (bpf_obj_get_info_by_fd(fd, &linfo, &len) == 0) id = linfo.id;
   }
   return Napi::Number::New(info.Env(), id);
 }
 
 Napi::Value Link::Fd(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), link_ ? bpf_link__fd(link_) : -1);
+  return Napi::Number::New(info.Env(), link_ ? bpf_link__fd(link_) : fd_);
 }
 
 }  // namespace probescope

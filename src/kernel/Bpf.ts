@@ -77,6 +77,12 @@ export interface ObjectSpec {
    * probe shares another probe's map, e.g. the goroutine-to-span-context map. Keyed by this object's map name.
    */
   readonly reuseMaps?: Readonly<Record<string, MapRef>>
+  /**
+   * Load the uprobe programs for `uprobe_multi` links where the kernel has them (>= 6.6; see `Bpf.uprobeMulti`): one
+   * link then carries every offset of a program in a file and is unregistered in one batch. Such programs attach
+   * by offset only. Where the kernel lacks them this is ignored and `offsets` become one link each.
+   */
+  readonly uprobeMulti?: boolean
 }
 
 /** A map of a loaded object that another object can reuse; valid while the owning object's scope is open. */
@@ -87,14 +93,22 @@ export interface MapRef {
   readonly handle: unknown
 }
 
-/** Where a uprobe goes. Exactly one of `symbol` or `offset` must be set; with both, offset is relative to symbol. */
+/**
+ * Where a uprobe goes: a `symbol`, an `offset` (relative to the symbol when both are set), or many `offsets` of one
+ * program in one file, attached and detached together (one uprobe_multi link where the object has them).
+ */
 export interface UprobeSpec {
   readonly program: string
   readonly binary: string
   readonly symbol?: string
   /** File offset of the instruction (absolute when no symbol is given). */
   readonly offset?: number
-  /** One process, or every process of the binary when absent. */
+  /** File offsets of several instructions, for one program. */
+  readonly offsets?: ReadonlyArray<number>
+  /**
+   * One process, or every process that maps the file when absent (each then pays the trap: filter in BPF, and use
+   * this only when every such process is wanted).
+   */
   readonly pid?: number
 }
 
@@ -113,11 +127,16 @@ export interface RingBufferOptions {
 // Handles
 // ---------------------------------------------------------------------------------------------------------------
 
-/** An attached program; detached when its scope closes. */
+/**
+ * An attached program; detached when its scope closes. The kernel's unregistering runs off the JS thread: closing
+ * the scope waits for it without blocking the event loop (ring buffers keep draining meanwhile).
+ */
 export interface Link {
   readonly id: number
   readonly program: string
   readonly description: string
+  /** Kernel links behind this one (1 for a uprobe_multi link; one per offset without). */
+  readonly kernelLinks: number
 }
 
 /** Counters of a ring-buffer subscription. `dropped` counts records the consumer could not keep up with. */
@@ -132,6 +151,11 @@ export interface RingBuffer {
   readonly map: string
   readonly records: Stream.Stream<Uint8Array>
   readonly stats: Effect.Effect<RingBufferStats>
+  /**
+   * Read what the ring still holds, then end `records` once the consumer has taken it: the last records are
+   * delivered, not lost, when a probe stops after its producers are detached.
+   */
+  readonly close: Effect.Effect<void>
 }
 
 /** A loaded BPF object. */
@@ -164,4 +188,12 @@ export class Bpf extends Context.Service<Bpf, {
   readonly load: (spec: ObjectSpec) => Effect.Effect<BpfObject, BpfError, Scope.Scope>
   /** libbpf's version, e.g. "1.1". */
   readonly libbpfVersion: string
+  /** Whether the kernel creates uprobe_multi links (then `ObjectSpec.uprobeMulti` takes effect). */
+  readonly uprobeMulti: boolean
 }>()("probescope/kernel/Bpf") {}
+
+/** A setting of the kernel binding (an environment variable) is unusable. */
+export class BpfConfigError extends Schema.TaggedError<BpfConfigError>()("BpfConfigError", {
+  variable: Schema.String,
+  message: Schema.String
+}) {}

@@ -10,6 +10,7 @@ import type { Cause } from "effect"
 import { Config, Effect, Layer, Option, Queue, Stream } from "effect"
 import {
   Bpf,
+  BpfConfigError,
   BpfMapError,
   BpfOpenError,
   type BpfError,
@@ -22,7 +23,7 @@ import {
   type TracepointSpec,
   type UprobeSpec
 } from "./Bpf.ts"
-import { type Addon, buildCommand, loadAddon, type NativeObject } from "./internal/addon.ts"
+import { type Addon, buildCommand, loadAddon, type NativeLink, type NativeObject } from "./internal/addon.ts"
 import { encodeConstant } from "./internal/constants.ts"
 import { attachError, loadError, mapError, mapUsageError, openError } from "./internal/errors.ts"
 import { tracepointId } from "./internal/tracefs.ts"
@@ -46,9 +47,15 @@ const bytes = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.b
 const describeUprobe = (spec: UprobeSpec): string =>
   `${spec.binary}${spec.symbol === undefined ? "" : `:${spec.symbol}`}` +
   `${spec.offset === undefined ? "" : `+0x${spec.offset.toString(16)}`}` +
+  `${spec.offsets === undefined ? "" : ` (${spec.offsets.length} offsets)`}` +
   `${spec.pid === undefined ? "" : ` pid ${spec.pid}`}`
 
+/** Detaching waits for the kernel on a thread of its own; a failure there leaves nothing for us to do. */
+const destroy = (link: NativeLink): Effect.Effect<void> =>
+  Effect.promise(() => link.destroyAsync().catch(() => undefined))
+
 const make = (addon: Addon, drainMs: number) => {
+  const uprobeMulti = addon.uprobeMultiSupported()
   /** Opens, configures and loads; closes the native object on any failure before load completes. */
   const open = (spec: ObjectSpec, name: string): Effect.Effect<NativeObject, BpfError> =>
     Effect.suspend((): Effect.Effect<NativeObject, BpfError> => {
@@ -97,6 +104,16 @@ const make = (addon: Addon, drainMs: number) => {
         return mapError(constant, cause)
       }
     }
+    if (spec.uprobeMulti === true && uprobeMulti) {
+      for (const p of obj.programs()) {
+        if (p.type !== "kprobe" || !/^uprobe(\/|$)/.test(p.section)) continue
+        try {
+          obj.setUprobeMulti(p.name)
+        } catch (cause) {
+          return loadError(name, cause)
+        }
+      }
+    }
     for (const program of spec.disablePrograms ?? []) {
       try {
         obj.setAutoload(program, false)
@@ -115,7 +132,7 @@ const make = (addon: Addon, drainMs: number) => {
     return undefined
   }
 
-  const wrap = (obj: NativeObject, name: string): BpfObject => {
+  const wrap = (obj: NativeObject, name: string, multi: boolean): BpfObject => {
     const programs = obj.programs().filter((p) => p.autoload).map((p) => p.name)
     const maps = obj.maps().filter((m) => !m.internal).map((m) => m.name)
 
@@ -124,17 +141,36 @@ const make = (addon: Addon, drainMs: number) => {
 
     const attachUprobe = Effect.fn("Bpf.attachUprobe")(function*(spec: UprobeSpec) {
       const target = describeUprobe(spec)
-      if (spec.symbol === undefined && spec.offset === undefined) {
+      const offsets = spec.offsets ?? (spec.offset === undefined ? [] : [spec.offset])
+      if (spec.symbol === undefined && offsets.length === 0) {
         return yield* Effect.fail(attachError(spec.program, target, new Error("attach: set `symbol` or `offset`")))
       }
-      const native = yield* Effect.acquireRelease(
-        Effect.try({
-          try: () => obj.attachUprobe(spec.program, spec.binary, spec.offset ?? 0, spec.pid ?? -1, spec.symbol),
+      if (multi && spec.symbol === undefined) {
+        const native = yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: () => obj.attachUprobeMulti(spec.program, spec.binary, offsets, spec.pid ?? 0),
+            catch: (cause) => attachError(spec.program, target, cause, spec)
+          }),
+          destroy
+        )
+        return { id: native.id(), program: spec.program, description: `uprobe_multi ${target}`, kernelLinks: 1 }
+      }
+      // One perf-event link per offset; all of them detach (concurrently, off the JS thread) with the scope.
+      const natives: Array<NativeLink> = []
+      yield* Effect.addFinalizer(() => Effect.forEach(natives, destroy, { concurrency: "unbounded", discard: true }))
+      for (const offset of spec.symbol !== undefined && offsets.length === 0 ? [0] : offsets) {
+        const native = yield* Effect.try({
+          try: () => obj.attachUprobe(spec.program, spec.binary, offset, spec.pid ?? -1, spec.symbol),
           catch: (cause) => attachError(spec.program, target, cause, spec)
-        }),
-        (link) => Effect.sync(() => link.destroy())
-      )
-      return { id: native.id(), program: spec.program, description: `uprobe ${target}` } satisfies Link
+        })
+        natives.push(native)
+      }
+      return {
+        id: natives[0]!.id(),
+        program: spec.program,
+        description: `uprobe ${target}`,
+        kernelLinks: natives.length
+      } satisfies Link
     })
 
     const attachTracepoint = Effect.fn("Bpf.attachTracepoint")(function*(spec: TracepointSpec) {
@@ -155,9 +191,14 @@ const make = (addon: Addon, drainMs: number) => {
           try: () => obj.attachTracepoint(spec.program, spec.category, spec.name, id),
           catch: (cause) => attachError(spec.program, target, cause)
         }),
-        (link) => Effect.sync(() => link.destroy())
+        destroy
       )
-      return { id: native.id(), program: spec.program, description: `${info?.type ?? "tracepoint"} ${target}` }
+      return {
+        id: native.id(),
+        program: spec.program,
+        description: `${info?.type ?? "tracepoint"} ${target}`,
+        kernelLinks: 1
+      }
     })
 
     const ringBuffer = Effect.fn("Bpf.ringBuffer")(function*(map: string, options?: RingBufferOptions) {
@@ -169,6 +210,23 @@ const make = (addon: Addon, drainMs: number) => {
       let dropped = 0
       let batches = 0
       let closed = false
+
+      /** Reads what is left (records below the wakeup threshold wait for a drain), then ends the streams. */
+      const finish = (rb: { consume(): number; stop(): void }) =>
+        Effect.sync(() => {
+          if (closed) return
+          try {
+            while (rb.consume() > 0) {
+              // keep draining: consume() hands over at most a few batches per call
+            }
+          } catch {
+            // a ring that cannot be read any more has nothing left to give
+          }
+          rb.stop()
+          closed = true
+          for (const queue of sinks) Queue.endUnsafe(queue)
+          sinks.clear()
+        })
 
       const onBatch = (data: Buffer, offsets: Uint32Array, count: number) => {
         try {
@@ -197,28 +255,19 @@ const make = (addon: Addon, drainMs: number) => {
           try: () => obj.ringBuffer(map, onBatch, drainMs, maxBatch),
           catch: (cause) => mapError(map, cause) as BpfMapError
         }),
-        (rb) =>
-          Effect.sync(() => {
-            rb.stop()
-            closed = true
-            for (const queue of sinks) Queue.endUnsafe(queue)
-            sinks.clear()
-          })
+        (rb) => finish(rb)
       )
-      void native
 
       const records = Stream.callback<Uint8Array>((queue) =>
         Effect.acquireRelease(
           Effect.sync(() => {
-            if (closed) {
-              Queue.endUnsafe(queue)
-              return
-            }
             if (pending.length > 0) {
               dropped += Queue.offerAllUnsafe(queue, pending).length
               pending = []
             }
-            sinks.add(queue)
+            // A ring closed before anyone subscribed still hands over what it had read.
+            if (closed) Queue.endUnsafe(queue)
+            else sinks.add(queue)
           }),
           () => Effect.sync(() => void sinks.delete(queue))
         ), { bufferSize: capacity, strategy: "dropping" })
@@ -226,7 +275,8 @@ const make = (addon: Addon, drainMs: number) => {
       return {
         map,
         records,
-        stats: Effect.sync(() => ({ received, dropped, batches }))
+        stats: Effect.sync(() => ({ received, dropped, batches })),
+        close: finish(native)
       } satisfies RingBuffer
     })
 
@@ -257,10 +307,10 @@ const make = (addon: Addon, drainMs: number) => {
   const load = Effect.fn("Bpf.load")(function*(spec: ObjectSpec) {
     const name = spec.name ?? (spec.file !== undefined ? path.basename(spec.file).replace(/\.bpf\.o$|\.o$/, "") : "bpf")
     const obj = yield* Effect.acquireRelease(open(spec, name), (o) => Effect.sync(() => o.close()))
-    return wrap(obj, name)
+    return wrap(obj, name, spec.uprobeMulti === true && uprobeMulti)
   })
 
-  return Bpf.of({ load, libbpfVersion: addon.libbpfVersion() })
+  return Bpf.of({ load, libbpfVersion: addon.libbpfVersion(), uprobeMulti })
 }
 
 /** A Bpf whose every load fails with the reason the addon could not be loaded (and how to build it). */
@@ -270,22 +320,39 @@ const unavailable = (reason: string) =>
       Effect.fail(new BpfOpenError({
         op: "addon", errno: 0, code: "ENOADDON", message: reason, source: spec.file ?? spec.name ?? "addon"
       })),
-    libbpfVersion: "unavailable"
+    libbpfVersion: "unavailable",
+    uprobeMulti: false
   })
 
 /**
- * Ring-buffer drain interval in ms (`PROBESCOPE_RINGBUF_DRAIN_MS`, default 5): the longest a record submitted
- * without a wakeup waits before JS sees it. 0 disables the timer (wakeups only).
+ * Ring-buffer drain interval in ms (`PROBESCOPE_RINGBUF_DRAIN_MS`, 1–1000, default 5): the longest a record submitted
+ * without a wakeup waits before JS sees it. It cannot be 0: records below the wakeup threshold are only ever read by
+ * this drain, so without it a quiet ring would keep them until shutdown.
  */
-const drainInterval = Config.Int("PROBESCOPE_RINGBUF_DRAIN_MS").pipe(Config.withDefault(5))
+const drainInterval: Effect.Effect<number, BpfConfigError> = Config.String("PROBESCOPE_RINGBUF_DRAIN_MS").pipe(
+  Config.option,
+  Effect.mapError((e) => new BpfConfigError({ variable: "PROBESCOPE_RINGBUF_DRAIN_MS", message: e.message })),
+  Effect.flatMap((value) => {
+    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(5)
+    const text = value.value.trim()
+    const n = Number(text)
+    return /^\d+$/.test(text) && n >= 1 && n <= 1000 ? Effect.succeed(n) : Effect.fail(
+      new BpfConfigError({
+        variable: "PROBESCOPE_RINGBUF_DRAIN_MS",
+        message: `Invalid PROBESCOPE_RINGBUF_DRAIN_MS=${JSON.stringify(value.value)}: expected whole milliseconds ` +
+          `from 1 to 1000`
+      })
+    )
+  })
+)
 
 /** The live `Bpf` layer over the native addon. Build the addon with `npm run build:native`. */
-export const layer: Layer.Layer<Bpf> = Layer.effect(
+export const layer: Layer.Layer<Bpf, BpfConfigError> = Layer.effect(
   Bpf,
   Effect.gen(function*() {
-    const drainMs = yield* drainInterval.pipe(Effect.orElseSucceed(() => 5))
+    const drainMs = yield* drainInterval
     const addon = loadAddon()
-    return typeof addon === "string" ? unavailable(addon) : make(addon, Math.max(0, drainMs))
+    return typeof addon === "string" ? unavailable(addon) : make(addon, drainMs)
   })
 )
 

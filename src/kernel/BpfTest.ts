@@ -8,6 +8,7 @@
  * attach that never completes (to test interruption). Operations on a closed object fail with BpfMapError EBADF, so
  * release-order bugs show up as errors.
  */
+import type { Cause } from "effect"
 import { Context, Effect, Layer, Option, Queue, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import type {
@@ -43,6 +44,7 @@ export type KernelEvent =
     readonly kind: "uprobe" | "tracepoint"
     readonly binary?: string
     readonly offset?: number
+    readonly offsets?: ReadonlyArray<number>
     readonly symbol?: string
     readonly pid?: number
     readonly tracepoint?: string
@@ -90,6 +92,8 @@ export interface FakeLink {
   readonly program: string
   readonly pid?: number
   readonly offset?: number
+  /** A many-offset link (like uprobe_multi): every offset it carries. */
+  readonly offsets?: ReadonlyArray<number>
 }
 
 /** Number of CPUs the fake per-CPU maps (ps_stats) report. */
@@ -131,7 +135,7 @@ interface FakeMap {
 
 interface Ring {
   pending: Array<Uint8Array>
-  queue: Queue.Queue<Uint8Array> | undefined
+  queue: Queue.Queue<Uint8Array, Cause.Done> | undefined
   received: number
   dropped: number
   batches: number
@@ -155,7 +159,7 @@ const matchesAttach = (m: AttachMatch, object: string, spec: UprobeSpec | Tracep
     (m.program === undefined || m.program === spec.program) &&
     (m.pid === undefined || m.pid === u.pid) &&
     (m.binary === undefined || m.binary === u.binary) &&
-    (m.offset === undefined || m.offset === u.offset) &&
+    (m.offset === undefined || m.offset === u.offset || (u.offsets ?? []).includes(m.offset)) &&
     (m.symbol === undefined || m.symbol === u.symbol)
 }
 
@@ -244,7 +248,7 @@ const make = Effect.sync(() => {
       }
       if (kind === "uprobe") {
         const u = spec as UprobeSpec
-        if (u.symbol === undefined && u.offset === undefined) {
+        if (u.symbol === undefined && u.offset === undefined && (u.offsets ?? []).length === 0) {
           return Effect.fail(
             new BpfAttachError({
               op: "attach",
@@ -269,7 +273,8 @@ const make = Effect.sync(() => {
             object: obj.name,
             program: spec.program,
             ...(u.pid === undefined ? {} : { pid: u.pid }),
-            ...(u.offset === undefined ? {} : { offset: u.offset })
+            ...(u.offset === undefined ? {} : { offset: u.offset }),
+            ...(u.offsets === undefined ? {} : { offsets: [...u.offsets] })
           }
           links.set(id, fake)
           log.push({
@@ -280,11 +285,12 @@ const make = Effect.sync(() => {
             kind,
             ...(u.binary === undefined ? {} : { binary: u.binary }),
             ...(u.offset === undefined ? {} : { offset: u.offset }),
+            ...(u.offsets === undefined ? {} : { offsets: [...u.offsets] }),
             ...(u.symbol === undefined ? {} : { symbol: u.symbol }),
             ...(u.pid === undefined ? {} : { pid: u.pid }),
             ...(kind === "tracepoint" ? { tracepoint: `${tp.category}/${tp.name}` } : {})
           })
-          const link: Link = { id, program: spec.program, description: `${kind} ${target}` }
+          const link: Link = { id, program: spec.program, description: `${kind} ${target}`, kernelLinks: 1 }
           return link
         }),
         (link) =>
@@ -328,7 +334,7 @@ const make = Effect.sync(() => {
         yield* getMap(obj, map, "ring_buffer__new")
         const r = ring(obj, map)
         const queue = yield* Effect.acquireRelease(
-          Queue.dropping<Uint8Array>(options?.capacity ?? 65_536),
+          Queue.dropping<Uint8Array, Cause.Done>(options?.capacity ?? 65_536),
           (q) =>
             Effect.andThen(
               Queue.shutdown(q),
@@ -349,7 +355,12 @@ const make = Effect.sync(() => {
         const rb: RingBuffer = {
           map,
           records: Stream.fromQueue(queue),
-          stats: Effect.sync((): RingBufferStats => ({ received: r.received, dropped: r.dropped, batches: r.batches }))
+          stats: Effect.sync((): RingBufferStats => ({ received: r.received, dropped: r.dropped, batches: r.batches })),
+          // Everything pushed is already in the queue: ending it lets the consumer take the rest, then stop.
+          close: Effect.sync(() => {
+            if (r.queue === queue) r.queue = undefined
+            Queue.endUnsafe(queue)
+          })
         }
         return rb
       })
@@ -491,7 +502,7 @@ const make = Effect.sync(() => {
     liveLinks: Effect.sync(() => [...links.values()])
   })
 
-  return { bpf: Bpf.of({ load, libbpfVersion: "fake" }), control }
+  return { bpf: Bpf.of({ load, libbpfVersion: "fake", uprobeMulti: true }), control }
 })
 
 /** The fake kernel: `Bpf` and its `FakeKernel` control, sharing one in-memory state. */

@@ -6,8 +6,12 @@
  * It only composes: probes come from the `ProbeRegistry` their layers filled, so a custom probe is added by
  * composing its layer. Failures stay local: a probe failing to attach to one process is logged and counted, and the
  * other probes and processes go on.
+ *
+ * Events of one process are applied in order; events of different processes run concurrently, so a slow detach
+ * (the kernel's unregistering, which runs off the JS thread) never delays another process's attach. On shutdown
+ * it detaches everything at once, then lets each Runner read what its ring still holds before stopping it.
  */
-import { Context, Effect, Exit, Layer, Scope, Semaphore, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Scope, Stream } from "effect"
 import type { Applicability } from "../probe/Manifest.ts"
 import type { AnyProbe } from "../probe/Probe.ts"
 import { isInstrument } from "../probe/Probe.ts"
@@ -55,7 +59,10 @@ export class Manager extends Context.Service<Manager, {
   readonly probes: ReadonlyArray<{ readonly name: string; readonly kind: "instrument" | "daemon" }>
   /** Each registered probe's applicability to a target, with the reason when it does not apply. */
   readonly inspect: (target: Target) => ReadonlyArray<Inspection>
-  /** Apply one event (the target source's events go through here too); events are handled one at a time. */
+  /**
+   * Apply one event and wait for it (the target source's events go through here too). Events of one pid are applied
+   * in the order they were handed over; those of different pids concurrently.
+   */
   readonly handle: (event: TargetEvent) => Effect.Effect<void>
   readonly stats: Effect.Effect<ReadonlyArray<ProbeStats>>
   readonly targets: Effect.Effect<ReadonlyArray<TargetState>>
@@ -72,136 +79,189 @@ interface Instrumented {
  * and stop, and every attachment is detached, when the scope closes.
  */
 export const make: Effect.Effect<Manager["Service"], never, Scope.Scope | ProbeRegistry.ProbeRegistry | TelemetrySink> =
-  Effect.gen(function*() {
-    const registry = yield* ProbeRegistry.ProbeRegistry
-    const sink = yield* TelemetrySink
-    const scope = yield* Scope.Scope
-    const probes: ReadonlyArray<AnyProbe> = yield* registry.probes
-    const lock = yield* Semaphore.make(1)
-    const instrumented = new Map<number, Instrumented>()
-    const attachFailures = new Map<string, number>(probes.map((p) => [p.name, 0]))
+  Effect.suspend(() => makeWithSubmit).pipe(Effect.map(({ manager }) => manager))
 
-    for (const probe of probes) {
-      if (isInstrument(probe)) {
-        yield* Effect.forkIn(
-          probe.runner.run.pipe(Effect.provideService(TelemetrySink, sink), Effect.annotateLogs({ probe: probe.name })),
-          scope
-        )
-      }
+/** How long shutdown waits for each Runner to read what its ring still holds. */
+const RUNNER_STOP_BOUND = Duration.seconds(2)
+
+const makeWithSubmit = Effect.gen(function*() {
+  const registry = yield* ProbeRegistry.ProbeRegistry
+  const sink = yield* TelemetrySink
+  const scope = yield* Scope.Scope
+  const probes: ReadonlyArray<AnyProbe> = yield* registry.probes
+  const instrumented = new Map<number, Instrumented>()
+  /** The last event of each pid still being applied: the next one for that pid waits for it. */
+  const tails = new Map<number, Deferred.Deferred<void>>()
+  /** Attaches under way, by pid: an exit of that pid cancels its attach instead of waiting behind it. */
+  const cancels = new Map<number, Deferred.Deferred<void>>()
+  const attachFailures = new Map<string, number>(probes.map((p) => [p.name, 0]))
+
+  for (const probe of probes) {
+    if (isInstrument(probe)) {
+      yield* Effect.forkIn(
+        probe.runner.run.pipe(Effect.provideService(TelemetrySink, sink), Effect.annotateLogs({ probe: probe.name })),
+        scope
+      )
     }
+  }
 
-    const detach = (pid: number) =>
-      Effect.suspend(() => {
-        const entry = instrumented.get(pid)
-        if (entry === undefined) return Effect.void
-        instrumented.delete(pid)
-        return Scope.close(entry.scope, Exit.void).pipe(
-          Effect.andThen(Effect.logDebug(`detached ${entry.probes.length} probe(s) from pid ${pid}`))
-        )
-      })
+  const detach = (pid: number) =>
+    Effect.suspend(() => {
+      const entry = instrumented.get(pid)
+      if (entry === undefined) return Effect.void
+      instrumented.delete(pid)
+      return Scope.close(entry.scope, Exit.void).pipe(
+        Effect.andThen(Effect.logDebug(`detached ${entry.probes.length} probe(s) from pid ${pid}`))
+      )
+    })
 
-    const attach = (target: Target) =>
-      Effect.gen(function*() {
-        yield* detach(target.pid)
-        const targetScope = yield* Scope.fork(scope, "sequential")
-        const entry: Instrumented = { target, scope: targetScope, probes: [] }
-        instrumented.set(target.pid, entry)
-        yield* Effect.gen(function*() {
-          for (const probe of probes) {
-            const app = probe.attacher.applicability(target)
-            if (app._tag === "Global") continue
-            if (app._tag === "NotApplicable") {
-              yield* Effect.logDebug(`probe ${probe.name} does not apply to pid ${target.pid}: ${app.reason}`)
-              continue
-            }
-            const result = yield* probe.attacher.attach(target).pipe(Scope.provide(targetScope), Effect.exit)
-            if (Exit.isSuccess(result)) {
-              entry.probes.push(probe.name)
-              if (result.value.missingOptional.length > 0) {
-                yield* Effect.logDebug(
-                  `probe ${probe.name} on pid ${target.pid}: optional symbols absent: ${result.value.missingOptional}`
-                )
-              }
-            } else {
-              attachFailures.set(probe.name, (attachFailures.get(probe.name) ?? 0) + 1)
-              const error = result.cause.reasons.find((r) => r._tag === "Fail")
-              yield* Effect.logWarning(
-                error !== undefined && error._tag === "Fail" ?
-                  error.error.message :
-                  `probe ${probe.name}: attach to pid ${target.pid} failed`
+  const attach = (target: Target) =>
+    Effect.gen(function*() {
+      yield* detach(target.pid)
+      const targetScope = yield* Scope.fork(scope, "sequential")
+      const entry: Instrumented = { target, scope: targetScope, probes: [] }
+      instrumented.set(target.pid, entry)
+      yield* Effect.gen(function*() {
+        for (const probe of probes) {
+          const app = probe.attacher.applicability(target)
+          if (app._tag === "Global") continue
+          if (app._tag === "NotApplicable") {
+            yield* Effect.logDebug(`probe ${probe.name} does not apply to pid ${target.pid}: ${app.reason}`)
+            continue
+          }
+          const result = yield* probe.attacher.attach(target).pipe(Scope.provide(targetScope), Effect.exit)
+          if (Exit.isSuccess(result)) {
+            entry.probes.push(probe.name)
+            if (result.value.missingOptional.length > 0) {
+              yield* Effect.logDebug(
+                `probe ${probe.name} on pid ${target.pid}: optional symbols absent: ${result.value.missingOptional}`
               )
             }
+          } else {
+            attachFailures.set(probe.name, (attachFailures.get(probe.name) ?? 0) + 1)
+            const error = result.cause.reasons.find((r) => r._tag === "Fail")
+            yield* Effect.logWarning(
+              error !== undefined && error._tag === "Fail" ?
+                error.error.message :
+                `probe ${probe.name}: attach to pid ${target.pid} failed`
+            )
           }
-        }).pipe(
-          Effect.onInterrupt(() => detach(target.pid)),
-          Effect.annotateLogs({ pid: target.pid, exe: target.exe })
-        )
-        if (entry.probes.length === 0) {
-          // Nothing applies: forget the process rather than track an empty entry.
-          yield* detach(target.pid)
-          yield* Effect.logDebug(`pid ${target.pid}: no probe applies`)
-        } else {
-          yield* Effect.logInfo(
-            `pid ${target.pid}: attached ${entry.probes.length} probe(s): ${entry.probes.join(", ")}`
-          )
         }
-      })
-
-    const handle = (event: TargetEvent): Effect.Effect<void> =>
-      lock.withPermits(1)(event._tag === "Started" ? attach(event.target) : detach(event.pid))
-
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        for (const pid of [...instrumented.keys()].reverse()) yield* detach(pid)
-      })
-    )
-
-    const inspect = (target: Target): ReadonlyArray<Inspection> =>
-      probes.map((p) => ({ probe: p.name, kind: p.kind, applicability: p.attacher.applicability(target) }))
-
-    const stats = Effect.gen(function*() {
-      const out: Array<ProbeStats> = []
-      for (const probe of probes) {
-        const runner = isInstrument(probe) ?
-          yield* probe.runner.stats :
-          { records: 0, decodeErrors: 0, skipped: 0, consumerDropped: 0 }
-        const kernel = yield* probe.kernelStats.pipe(Effect.orElseSucceed(() => ({ submitted: 0n, dropped: 0n })))
-        let targets = 0
-        for (const entry of instrumented.values()) if (entry.probes.includes(probe.name)) targets++
-        out.push({
-          probe: probe.name,
-          kind: probe.kind,
-          targets,
-          attachFailures: attachFailures.get(probe.name) ?? 0,
-          ...runner,
-          kernelSubmitted: kernel.submitted,
-          kernelDropped: kernel.dropped
-        })
+      }).pipe(
+        Effect.onInterrupt(() => detach(target.pid)),
+        Effect.annotateLogs({ pid: target.pid, exe: target.exe })
+      )
+      if (entry.probes.length === 0) {
+        // Nothing applies: forget the process rather than track an empty entry.
+        yield* detach(target.pid)
+        yield* Effect.logDebug(`pid ${target.pid}: no probe applies`)
+      } else {
+        yield* Effect.logInfo(
+          `pid ${target.pid}: attached ${entry.probes.length} probe(s): ${entry.probes.join(", ")}`
+        )
       }
-      return out
     })
 
-    const targets = Effect.sync(() =>
-      [...instrumented.values()].map((e) => ({ pid: e.target.pid, exe: e.target.exe, probes: [...e.probes] }))
+  /** Chains `effect` after the pid's previous event; call synchronously, in the order events arrive. */
+  const serialized = (pid: number, effect: Effect.Effect<void>): Effect.Effect<void> => {
+    const previous = tails.get(pid)
+    const mine = Deferred.makeUnsafe<void>()
+    tails.set(pid, mine)
+    return (previous === undefined ? effect : Effect.andThen(Deferred.await(previous), effect)).pipe(
+      Effect.ensuring(Effect.suspend(() => {
+        if (tails.get(pid) === mine) tails.delete(pid)
+        return Deferred.done(mine, Exit.void)
+      }))
     )
+  }
+  /** Call synchronously when the event arrives: an exit cancels the pid's attach, running or waiting its turn. */
+  const apply = (event: TargetEvent): Effect.Effect<void> => {
+    if (event._tag === "Exited") {
+      const cancel = cancels.get(event.pid)
+      if (cancel !== undefined) Deferred.doneUnsafe(cancel, Exit.void)
+      return detach(event.pid)
+    }
+    const pid = event.target.pid
+    const cancel = Deferred.makeUnsafe<void>()
+    cancels.set(pid, cancel)
+    return Effect.suspend(() =>
+      Deferred.isDoneUnsafe(cancel) ? Effect.void : Effect.raceFirst(attach(event.target), Deferred.await(cancel))
+    ).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        if (cancels.get(pid) === cancel) cancels.delete(pid)
+      }))
+    )
+  }
+  const pidOf = (event: TargetEvent) => event._tag === "Started" ? event.target.pid : event.pid
 
-    return Manager.of({
-      probes: probes.map((p) => ({ name: p.name, kind: p.kind })),
-      inspect,
-      handle,
-      stats,
-      targets
+  const handle = (event: TargetEvent): Effect.Effect<void> =>
+    Effect.suspend(() => serialized(pidOf(event), apply(event)))
+
+  // Shutdown: detach every process at once (their kernel waits overlap), then let each Runner drain its ring.
+  // Added after the Runners were forked, so it runs before they are interrupted.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      yield* Effect.forEach([...instrumented.keys()], detach, { concurrency: "unbounded", discard: true })
+      yield* Effect.forEach(
+        probes.filter(isInstrument),
+        (probe) => probe.runner.stop.pipe(Effect.timeoutOption(RUNNER_STOP_BOUND)),
+        { concurrency: "unbounded", discard: true }
+      )
     })
+  )
+  // Events in flight are forked here; this scope closes first, so no attach races the shutdown's detaches.
+  const events = yield* Scope.fork(scope, "parallel")
+  const submit = (event: TargetEvent): Effect.Effect<void> =>
+    Effect.suspend(() => Effect.asVoid(Effect.forkIn(serialized(pidOf(event), apply(event)), events)))
+
+  const inspect = (target: Target): ReadonlyArray<Inspection> =>
+    probes.map((p) => ({ probe: p.name, kind: p.kind, applicability: p.attacher.applicability(target) }))
+
+  const stats = Effect.gen(function*() {
+    const out: Array<ProbeStats> = []
+    for (const probe of probes) {
+      const runner = isInstrument(probe) ?
+        yield* probe.runner.stats :
+        { records: 0, decodeErrors: 0, skipped: 0, consumerDropped: 0 }
+      const kernel = yield* probe.kernelStats.pipe(Effect.orElseSucceed(() => ({ submitted: 0n, dropped: 0n })))
+      let targets = 0
+      for (const entry of instrumented.values()) if (entry.probes.includes(probe.name)) targets++
+      out.push({
+        probe: probe.name,
+        kind: probe.kind,
+        targets,
+        attachFailures: attachFailures.get(probe.name) ?? 0,
+        ...runner,
+        kernelSubmitted: kernel.submitted,
+        kernelDropped: kernel.dropped
+      })
+    }
+    return out
   })
+
+  const targets = Effect.sync(() =>
+    [...instrumented.values()].map((e) => ({ pid: e.target.pid, exe: e.target.exe, probes: [...e.probes] }))
+  )
+
+  const manager = Manager.of({
+    probes: probes.map((p) => ({ name: p.name, kind: p.kind })),
+    inspect,
+    handle,
+    stats,
+    targets
+  })
+  return { manager, submit }
+})
 
 /** The Manager, following the `TargetSource` until its scope closes. Provide the probe layers to it. */
 export const layer: Layer.Layer<Manager, never, ProbeRegistry.ProbeRegistry | TelemetrySink | TargetSource> = Layer
   .effect(
     Manager,
     Effect.gen(function*() {
-      const manager = yield* make
+      const { manager, submit } = yield* makeWithSubmit
       const source = yield* TargetSource
-      yield* Effect.forkScoped(Stream.runForEach(source.events, manager.handle))
+      // Each event is forked (ordered per pid), so one process's slow attach or detach holds up no other.
+      yield* Effect.forkScoped(Stream.runForEach(source.events, submit))
       return manager
     })
   )

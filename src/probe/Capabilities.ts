@@ -31,7 +31,9 @@ export interface Attachment {
 /**
  * Attacher: attaches the loaded programs to one target. One loaded probe serves many targets; closing one
  * attachment's scope leaves the others. Per-target values (struct offsets) go into the per-pid map before the
- * links are made, and are deleted after they are gone.
+ * links are made, and are deleted when the target goes. Links are per file when the target's `selection` is
+ * "executable" (shared by its processes, made by the first, closed after the last has gone and a grace has passed)
+ * and per process otherwise; either way their kernel work runs off the JS thread.
  */
 export interface Attacher {
   /** Whether (and why not) the probe applies to a target: pure, no kernel. */
@@ -52,10 +54,15 @@ export interface RunnerStats {
   readonly consumerDropped: number
 }
 
-/** Runner: reads the probe's ring buffer, decodes each record, emits spans. Runs until interrupted. */
+/** Runner: reads the probe's ring buffer, decodes each record, emits spans. Runs until interrupted or stopped. */
 export interface Runner {
   readonly run: Effect.Effect<void, never, TelemetrySink>
   readonly stats: Effect.Effect<RunnerStats>
+  /**
+   * Stop reading: take what the ring still holds, emit it, and let `run` finish. Call it after the producers are
+   * detached so the last records are not lost; a no-op when `run` is not running.
+   */
+  readonly stop: Effect.Effect<void>
 }
 
 /** Tracing: the sampler this probe was loaded with (pushed into its BPF side). */

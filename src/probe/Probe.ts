@@ -13,8 +13,8 @@
  * the encoded struct) written before its uprobes attach to a process and deleted after they detach; the BPF side
  * looks up its tgid there.
  */
-import { Context, Effect, Exit, Layer, Schema, Scope, SchemaIssue, Stream } from "effect"
-import type { BpfError, ConstantValue, Link, MapRef } from "../kernel/Bpf.ts"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Schema, Scope, SchemaIssue, Stream } from "effect"
+import type { BpfError, ConstantValue, Link, MapRef, RingBuffer } from "../kernel/Bpf.ts"
 import { Bpf, BpfMapError } from "../kernel/Bpf.ts"
 import type * as Binary from "./Binary.ts"
 import { pidKey } from "./Binary.ts"
@@ -355,13 +355,22 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         name,
         constants,
         reuseMaps: reusedMaps,
-        disablePrograms
+        disablePrograms,
+        uprobeMulti: true
       }).pipe(Effect.mapError(loadError(name)))
       for (const tp of options.manifest.tracepoints ?? []) {
         yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))
       }
       const loaded: Loaded = { object, constants, reusedMaps }
-      const attacher = makeAttacher(name, options, loaded, config, disablePrograms)
+      const attacher = makeAttacher(
+        name,
+        options,
+        loaded,
+        config,
+        disablePrograms,
+        yield* Scope.Scope,
+        yield* LinkGrace
+      )
       const shares = new Set(options.shares ?? [])
       const base = {
         name,
@@ -447,18 +456,117 @@ const withoutPrograms = (manifest: Manifest, disabled: ReadonlyArray<string>): M
   return { ...manifest, symbols }
 }
 
+/**
+ * How long a file's shared links outlive its last process (`PROBESCOPE_LINK_GRACE_MS` through the agent; default
+ * 10 s): a restarted service finds them in place and is traced as soon as its per-pid entry is written.
+ */
+export const LinkGrace = Context.Reference<Duration.Duration>("probescope/probe/LinkGrace", {
+  defaultValue: () => Duration.seconds(10)
+})
+
+/** Every program of the probe with the offsets it goes on in one target: one link each (uprobe_multi). */
+const programOffsets = (manifest: Manifest, target: Target, symbols: ReadonlyArray<string>) => {
+  const byProgram = new Map<string, Array<number>>()
+  const add = (program: string, offsets: ReadonlyArray<number>) => {
+    if (offsets.length === 0) return
+    const list = byProgram.get(program)
+    if (list === undefined) byProgram.set(program, [...offsets])
+    else list.push(...offsets)
+  }
+  for (const symbol of symbols) {
+    const spec = manifest.symbols!.find((s) => s.name === symbol)!
+    const fn = target.function(symbol)
+    if (fn._tag === "None") continue
+    if (spec.entry !== undefined) add(spec.entry, [fn.value.entryOffset])
+    if (spec.return !== undefined) add(spec.return, fn.value.returnOffsets)
+  }
+  return byProgram
+}
+
+/** The links of one file, shared by the processes that use it. */
+interface SharedLinks {
+  readonly scope: Scope.Closeable
+  readonly links: Deferred.Deferred<ReadonlyArray<Link>, BpfError>
+  readonly users: Set<number>
+  /** Bumped whenever the last user leaves: a pending close only acts if no user came and went since. */
+  generation: number
+}
+
 const makeAttacher = (
   name: string,
   options: AnyOptions,
   loaded: Loaded,
   config: unknown,
-  disablePrograms: ReadonlyArray<string>
+  disablePrograms: ReadonlyArray<string>,
+  probeScope: Scope.Scope,
+  grace: Duration.Duration
 ): Attacher => {
   const { object } = loaded
   const manifest = withoutPrograms(options.manifest, disablePrograms)
   const perTarget = options.perTarget
   const targetMap = perTarget?.map ?? "ps_targets"
   const applicability = (target: Target) => ManifestM.check(name, manifest, target)
+  const shared = new Map<string, SharedLinks>()
+
+  const attachLinks = (target: Target, symbols: ReadonlyArray<string>, pid: number | undefined) =>
+    Effect.forEach(
+      programOffsets(manifest, target, symbols),
+      ([program, offsets]) =>
+        object.attachUprobe({ program, binary: target.exe, offsets, ...(pid === undefined ? {} : { pid }) }),
+      // Each link's kernel work runs on its own thread: making them concurrently overlaps the waits.
+      { concurrency: "unbounded" }
+    )
+
+  /** Close a file's links once nobody used them for the grace; forked so no target's detach waits for it. */
+  const release = (key: string, entry: SharedLinks) =>
+    Effect.suspend(() => {
+      entry.generation++
+      const generation = entry.generation
+      const close = Effect.suspend(() => {
+        if (entry.users.size > 0 || entry.generation !== generation || shared.get(key) !== entry) return Effect.void
+        shared.delete(key)
+        return Scope.close(entry.scope, Exit.void)
+      }).pipe(Effect.uninterruptible)
+      return Effect.forkIn(Duration.isZero(grace) ? close : Effect.andThen(Effect.sleep(grace), close), probeScope)
+    })
+
+  /** The file's links, made by the first process that needs them; this target counts as a user until its scope closes. */
+  const useShared = (target: Target, symbols: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const key = target.file ?? target.exe
+      let entry = shared.get(key)
+      if (entry === undefined) {
+        const made: SharedLinks = {
+          scope: yield* Scope.fork(probeScope, "parallel"),
+          links: Deferred.makeUnsafe<ReadonlyArray<Link>, BpfError>(),
+          users: new Set(),
+          generation: 0
+        }
+        // Another target of the same file may have got here while the scope was forked: use the first.
+        entry = shared.get(key)
+        if (entry === undefined) {
+          entry = made
+          shared.set(key, made)
+          const exit = yield* attachLinks(target, symbols, undefined).pipe(Scope.provide(made.scope), Effect.exit)
+          if (Exit.isFailure(exit)) {
+            shared.delete(key)
+            yield* Scope.close(made.scope, exit)
+          }
+          yield* Deferred.done(made.links, exit)
+        } else {
+          yield* Scope.close(made.scope, Exit.void)
+        }
+      }
+      const current = entry
+      current.users.add(target.pid)
+      yield* Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          current.users.delete(target.pid)
+          return current.users.size === 0 ? release(key, current) : Effect.void
+        })
+      )
+      return yield* Deferred.await(current.links)
+    })
 
   const acquire = (target: Target, symbols: ReadonlyArray<string>, offsets: Record<string, number | undefined>) =>
     Effect.gen(function*() {
@@ -470,30 +578,9 @@ const makeAttacher = (
           () => Effect.ignore(object.delete(targetMap, key))
         )
       }
-      const links: Array<Link> = []
-      for (const symbol of symbols) {
-        const spec = manifest.symbols!.find((s) => s.name === symbol)!
-        const fn = target.function(symbol)
-        if (fn._tag === "None") continue
-        if (spec.entry !== undefined) {
-          links.push(
-            yield* object.attachUprobe({
-              program: spec.entry,
-              binary: target.exe,
-              offset: fn.value.entryOffset,
-              pid: target.pid
-            })
-          )
-        }
-        if (spec.return !== undefined) {
-          for (const offset of fn.value.returnOffsets) {
-            links.push(
-              yield* object.attachUprobe({ program: spec.return, binary: target.exe, offset, pid: target.pid })
-            )
-          }
-        }
-      }
-      return links
+      return target.selection === "executable" ?
+        yield* useShared(target, symbols) :
+        yield* attachLinks(target, symbols, target.pid)
     })
 
   return {
@@ -546,11 +633,16 @@ const makeRunner = (name: string, options: AnyOptions, loaded: Loaded, config: u
   let decodeErrors = 0
   let skipped = 0
   let consumerStats: Effect.Effect<{ readonly dropped: number }> = Effect.succeed({ dropped: 0 })
+  /** The running loop's ring and a signal that the loop has finished, for `stop`. */
+  let running: { readonly rb: RingBuffer; readonly done: Deferred.Deferred<void> } | undefined
 
   const run = Effect.gen(function*() {
     const sink = yield* TelemetrySink
     const rb = yield* loaded.object.ringBuffer(map, rbOptions)
     consumerStats = rb.stats
+    const done = Deferred.makeUnsafe<void>()
+    running = { rb, done }
+    yield* Effect.addFinalizer(() => Effect.andThen(Deferred.done(done, Exit.void), Effect.sync(() => running = undefined)))
     // Records arrive in batches (one ring-buffer drain): decode the batch synchronously, then emit its spans.
     yield* Stream.runForEachArray(rb.records, (batch) => {
       const spans: Array<SpanData> = []
@@ -588,5 +680,8 @@ const makeRunner = (name: string, options: AnyOptions, loaded: Loaded, config: u
     Effect.suspend(() => consumerStats),
     (s) => ({ records, decodeErrors, skipped, consumerDropped: s.dropped })
   )
-  return { run, stats }
+  const stop = Effect.suspend(() =>
+    running === undefined ? Effect.void : Effect.andThen(running.rb.close, Deferred.await(running.done))
+  )
+  return { run, stats, stop }
 }

@@ -23,7 +23,7 @@ import * as ManifestM from "./Manifest.ts"
 import type { AnyProbe } from "./Probe.ts"
 import { ProbeAttachError } from "./ProbeError.ts"
 import * as ProbeRegistry from "./ProbeRegistry.ts"
-import type { Target, TargetField, TargetFunction } from "./Target.ts"
+import type { Selection, Target, TargetField, TargetFunction } from "./Target.ts"
 import type { SpanData } from "./Telemetry.ts"
 import { TelemetrySink } from "./Telemetry.ts"
 import * as TracingConfig from "./TracingConfig.ts"
@@ -49,6 +49,10 @@ export interface FakeTargetOptions {
   readonly functions?: Readonly<Record<string, FakeFunction>>
   /** "pkg.Type.Field" (the last dot splits type and field) to offset. */
   readonly fields?: Readonly<Record<string, number>>
+  /** How widely the process was selected (see `Target.selection`); "process" when absent. */
+  readonly selection?: Selection
+  /** The executable's identity, which shared links are keyed by. */
+  readonly file?: string
 }
 
 let nextFakeOffset = 0x10000
@@ -77,6 +81,8 @@ export const target = (options: FakeTargetOptions = {}): Target => {
   return {
     pid,
     exe: options.exe ?? `/fake/bin/app-${pid}`,
+    ...(options.selection === undefined ? {} : { selection: options.selection }),
+    ...(options.file === undefined ? {} : { file: options.file }),
     goVersion,
     modules,
     function: (name) => Option.fromNullishOr(functions.get(name)),
@@ -216,7 +222,9 @@ export const mockRunner = (name: string, spans: ReadonlyArray<Omit<SpanData, "pr
       }
       return yield* Effect.never
     }).pipe(Effect.onInterrupt(() => Effect.sync(() => void mockLogState.push(`stop ${name}`)))),
-    stats: Effect.sync((): RunnerStats => ({ records, decodeErrors: 0, skipped: 0, consumerDropped: 0 }))
+    stats: Effect.sync((): RunnerStats => ({ records, decodeErrors: 0, skipped: 0, consumerDropped: 0 })),
+    // Everything was emitted at start: nothing is left to read.
+    stop: Effect.void
   }
 }
 
@@ -238,13 +246,14 @@ const mockLoaded = (name: string): Loaded => ({
     update: () => Effect.void,
     delete: () => Effect.succeed(false),
     mapRef: (map) => Effect.succeed({ object: name, map, handle: undefined }),
-    attachUprobe: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock" }),
-    attachTracepoint: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock" }),
+    attachUprobe: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock", kernelLinks: 0 }),
+    attachTracepoint: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock", kernelLinks: 0 }),
     ringBuffer: (map) =>
       Effect.succeed({
         map,
         records: Stream.never,
-        stats: Effect.succeed({ received: 0, dropped: 0, batches: 0 })
+        stats: Effect.succeed({ received: 0, dropped: 0, batches: 0 }),
+        close: Effect.void
       })
   },
   constants: {},

@@ -25,11 +25,25 @@ export interface TargetField {
   readonly source: OffsetSource
 }
 
+/**
+ * How widely a process was selected, which decides how a probe's uprobes are attached:
+ * - "executable": every process of its executable is wanted (`--exe`, a predicate on the binary). The probe's links
+ *   are made once per file and shared by all its processes (a new process only needs its per-pid entry; the BPF side
+ *   ignores pids without one), and go when the last process has gone, after a grace for restarts.
+ * - "process": only this process is wanted (`--pid`). Its links carry its pid, so the kernel traps no other process
+ *   that maps the file.
+ */
+export type Selection = "executable" | "process"
+
 /** One analysed process. */
 export interface Target {
   readonly pid: number
   /** Path of the executable to attach uprobes to (uprobes are keyed by inode, so any path to the file works). */
   readonly exe: string
+  /** "process" when absent. */
+  readonly selection?: Selection
+  /** Identity of the executable file (e.g. "device:inode"), the key of shared links; `exe` when absent. */
+  readonly file?: string
   /** Go toolchain version without the "go" prefix, e.g. "1.24.3". */
   readonly goVersion: string
   /** Module path to version; the standard library is "std" with the Go version. */

@@ -94,7 +94,7 @@ describe("NetHttpServer", () => {
           tcpAddrIp: 0,
           tcpAddrPortW: 3
         })
-        const programs = (yield* kernel.liveLinks).map((l) => `${l.program}@${l.offset?.toString(16)}`)
+        const programs = (yield* kernel.liveLinks).map((l) => `${l.program}@${l.offsets?.map((o) => o.toString(16))}`)
         assert.deepStrictEqual(programs, ["uprobe_ServeHTTP@280e0a", "uprobe_ServeHTTP_ret@280e93"])
         yield* Scope.close(scope, Exit.void)
       }),

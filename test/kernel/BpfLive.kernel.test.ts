@@ -3,12 +3,13 @@ import { spawn } from "node:child_process"
 import { readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { ConfigProvider, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
 import { DoctorEvent } from "../../src/cli/Doctor.ts"
 import { Bpf } from "../../src/kernel/Bpf.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { loadAddon } from "../../src/kernel/internal/addon.ts"
 import * as GoBinary from "../../src/target/GoBinary.ts"
-import { bpfObject, buildAll, buildRoundtrip, deadPid, type Roundtrip, startRoundtrip } from "./fixtures.ts"
+import { bpfObject, btfLinkCreateLayout, buildAll, buildRoundtrip, deadPid, type Roundtrip, startRoundtrip } from "./fixtures.ts"
 
 buildAll()
 const binary = buildRoundtrip()
@@ -225,6 +226,110 @@ layer(BpfLive.layer, { excludeTestServices: true })("BpfLive (kernel)", (it) => 
         const noProgram = yield* obj.attachUprobe({ program: "nope", binary, symbol }).pipe(Effect.flip)
         assert.strictEqual(noProgram._tag, "BpfAttachError")
         assert.match(noProgram.message, /no program nope in doctor/)
+      }).pipe(Effect.scoped))
+  })
+
+  describe("uprobe_multi and off-thread link work", () => {
+    it.effect("the BPF_LINK_CREATE layout the addon writes matches the running kernel's BTF", () =>
+      Effect.sync(() => {
+        const addon = loadAddon()
+        if (typeof addon === "string") throw new Error(addon)
+        const layout = addon.uprobeMultiLayout()
+        const kernel = btfLinkCreateLayout()
+        assert.deepStrictEqual(layout.fields, kernel.fields)
+        assert.strictEqual(layout.attachType, kernel.uprobeMultiAttachType)
+      }))
+
+    it.effect("one link carries every offset of a program for one pid, and is gone when the scope closes", () =>
+      withRoundtrip((rt) =>
+        Effect.gen(function*() {
+          const bpf = yield* Bpf
+          assert.isTrue(bpf.uprobeMulti)
+          const analysed = yield* GoBinary.analyzeBuffer(binary, readFileSync(binary))
+          const fn = Option.getOrThrow(analysed.function(symbol))
+          const scope = yield* Scope.make()
+          const obj = yield* bpf.load({ file: bpfObject("doctor"), uprobeMulti: true }).pipe(Scope.provide(scope))
+          // Entry and every RET: each call hits two of them.
+          const offsets = [fn.entryOffset, ...fn.returnOffsets]
+          const link = yield* obj.attachUprobe({ program: "doctor_uprobe", binary, offsets, pid: rt.pid }).pipe(
+            Scope.provide(scope)
+          )
+          assert.strictEqual(link.kernelLinks, 1)
+          const rb = yield* obj.ringBuffer("events").pipe(Scope.provide(scope))
+          const fiber = yield* collect(rb.records, 4).pipe(Effect.forkChild)
+          yield* Effect.promise(() => rt.call(2, 99))
+          const events = (yield* Fiber.join(fiber)).map((r) => DoctorEvent.decode(r))
+          assert.deepStrictEqual(events.map((e) => [e.tgid, e.arg1]).slice(0, 1), [[rt.pid, 99n]])
+          const live = yield* Effect.promise(() => BpfLive.kernelObjects())
+          assert.strictEqual(live.links.find((l) => l.id === link.id)?.type, "uprobe_multi")
+          assert.strictEqual(live.links.filter((l) => l.progId === live.links.find((k) => k.id === link.id)?.progId).length, 1)
+          yield* Scope.close(scope, Exit.void)
+          const after = yield* Effect.promise(() => BpfLive.kernelObjects())
+          assert.isFalse(after.links.some((l) => l.id === link.id))
+        })
+      ))
+
+    it.effect("a link for every process of the file traps a process started after it", () =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const analysed = yield* GoBinary.analyzeBuffer(binary, readFileSync(binary))
+        const fn = Option.getOrThrow(analysed.function(symbol))
+        const obj = yield* bpf.load({ file: bpfObject("doctor"), uprobeMulti: true })
+        yield* obj.attachUprobe({ program: "doctor_uprobe", binary, offsets: [fn.entryOffset] })
+        const rb = yield* obj.ringBuffer("events")
+        const rt = yield* Effect.acquireRelease(Effect.promise(() => startRoundtrip(binary)), (r) =>
+          Effect.sync(() => r.stop()))
+        const fiber = yield* collect(rb.records, 1).pipe(Effect.forkChild)
+        yield* Effect.promise(() => rt.call(1, 5))
+        assert.deepStrictEqual((yield* Fiber.join(fiber)).map((r) => DoctorEvent.decode(r).tgid), [rt.pid])
+      }).pipe(Effect.scoped))
+
+    it.effect("a missing binary is a BpfAttachError that says so", () =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const obj = yield* bpf.load({ file: bpfObject("doctor"), uprobeMulti: true })
+        const error = yield* Effect.flip(
+          obj.attachUprobe({ program: "doctor_uprobe", binary: "/nonexistent/app", offsets: [0x1000] })
+        )
+        assert.strictEqual(error._tag, "BpfAttachError")
+        assert.strictEqual(
+          error.message,
+          "attachUprobeMulti: doctor_uprobe -> /nonexistent/app (1 offsets) pid 0: No such file or directory (ENOENT): " +
+            "binary /nonexistent/app does not exist"
+        )
+      }).pipe(Effect.scoped))
+
+    it.effect("closing a ring reads the records still below the wakeup threshold", () =>
+      withRoundtrip((rt) =>
+        Effect.gen(function*() {
+          const bpf = yield* Bpf
+          const obj = yield* bpf.load({ file: bpfObject("doctor") })
+          yield* obj.attachUprobe({ program: "doctor_uprobe", binary, symbol, pid: rt.pid })
+          const rb = yield* obj.ringBuffer("events")
+          yield* Effect.promise(() => rt.call(3, 8))
+          // The drain timer is 10 s here: only `close` can hand these over.
+          const fiber = yield* rb.records.pipe(Stream.runCollect, Effect.forkChild)
+          yield* Effect.yieldNow
+          yield* rb.close
+          const got = Array.from(yield* Fiber.join(fiber)).map((r) => DoctorEvent.decode(r).arg1)
+          assert.deepStrictEqual(got, [8n, 8n, 8n])
+        }).pipe(Effect.scoped)
+      ).pipe(Effect.provide(Layer.fresh(BpfLive.layer).pipe(
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ PROBESCOPE_RINGBUF_DRAIN_MS: "1000" })))
+      ))))
+
+    it.effect("PROBESCOPE_RINGBUF_DRAIN_MS must be whole milliseconds from 1 to 1000", () =>
+      Effect.gen(function*() {
+        for (const bad of ["0", "abc", "-5", "2.5", "1001"]) {
+          const error = yield* Effect.flip(Layer.build(Layer.fresh(BpfLive.layer).pipe(
+            Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ PROBESCOPE_RINGBUF_DRAIN_MS: bad })))
+          )))
+          assert.strictEqual(error._tag, "BpfConfigError")
+          assert.strictEqual(
+            error.message,
+            `Invalid PROBESCOPE_RINGBUF_DRAIN_MS=${JSON.stringify(bad)}: expected whole milliseconds from 1 to 1000`
+          )
+        }
       }).pipe(Effect.scoped))
   })
 

@@ -69,3 +69,55 @@ export const startRoundtrip = (binary: string): Promise<Roundtrip> =>
 
 /** A PID that no process has now (above the kernel's pid_max is always free). */
 export const deadPid = (): number => Number(readFileSync("/proc/sys/kernel/pid_max", "utf8").trim()) + 1
+
+interface BtfType {
+  readonly id: number
+  readonly kind: string
+  readonly name?: string
+  readonly type_id?: number
+  readonly members?: ReadonlyArray<{ readonly name: string; readonly type_id: number; readonly bits_offset: number }>
+  readonly values?: ReadonlyArray<{ readonly name: string; readonly val: number }>
+}
+
+/**
+ * From the running kernel's BTF (bpftool): byte offsets of the `link_create` member of `union bpf_attr` that a
+ * uprobe_multi link uses (the common head, then `uprobe_multi.*`), and the value of BPF_TRACE_UPROBE_MULTI.
+ */
+export const btfLinkCreateLayout = (): {
+  readonly fields: Record<string, number>
+  readonly uprobeMultiAttachType: number
+} => {
+  const json = execFileSync("bpftool", ["-j", "btf", "dump", "file", "/sys/kernel/btf/vmlinux"], {
+    maxBuffer: 1 << 30,
+    env: { ...process.env, PATH: `${process.env["PATH"]}:/usr/sbin` }
+  }).toString()
+  const types = new Map<number, BtfType>()
+  for (const t of (JSON.parse(json) as { types: Array<BtfType> }).types) types.set(t.id, t)
+  const resolve = (id: number): BtfType => {
+    let t = types.get(id)!
+    while (t.members === undefined && t.type_id !== undefined) t = types.get(t.type_id)!
+    return t
+  }
+  const attr = [...types.values()].find((t) => t.kind === "UNION" && t.name === "bpf_attr")!
+  const linkCreate = attr.members!.find((m) => m.name === "link_create")!
+  // Members of anonymous structs and unions count as members of the struct that holds them.
+  const flatten = (t: BtfType, base: number, prefix: string, out: Record<string, number>) => {
+    for (const m of t.members ?? []) {
+      const at = base + m.bits_offset / 8
+      const inner = resolve(m.type_id)
+      if (m.name === "" || m.name === "(anon)") flatten(inner, at, prefix, out)
+      else if (m.name === "uprobe_multi") flatten(inner, at, "uprobe_multi.", out)
+      else out[prefix + m.name] = at
+    }
+    return out
+  }
+  const all = flatten(resolve(linkCreate.type_id), 0, "", {})
+  const wanted = [
+    "prog_fd", "target_fd", "attach_type", "flags", "uprobe_multi.path", "uprobe_multi.offsets",
+    "uprobe_multi.ref_ctr_offsets", "uprobe_multi.cookies", "uprobe_multi.cnt", "uprobe_multi.flags", "uprobe_multi.pid"
+  ]
+  const fields = Object.fromEntries(wanted.map((w) => [w, all[w]!]))
+  const attachType = [...types.values()].find((t) => t.kind === "ENUM" && t.name === "bpf_attach_type")!
+  const uprobeMultiAttachType = attachType.values!.find((v) => v.name === "BPF_TRACE_UPROBE_MULTI")!.val
+  return { fields, uprobeMultiAttachType }
+}

@@ -113,6 +113,50 @@ describe("Manager", () => {
       assert.deepStrictEqual(links31, [])
     }).pipe(Effect.provide(App)))
 
+  it.effect("one process's hanging attach holds up no other; its exit cancels it and leaves nothing", () =>
+    Effect.gen(function*() {
+      const manager = yield* Manager
+      const targets = yield* TestTargets
+      const kernel = yield* FakeKernel
+      yield* kernel.hangAttach({ pid: 1, program: "uprobe_serve" })
+      yield* targets.start(target(1))
+      yield* targets.start(target(2))
+      yield* targets.exit(3)
+      yield* targets.start(target(3))
+      // pid 2 and 3 are attached although pid 1 never finishes; pid 3's exit came before its start and does not
+      // undo it (events of one pid apply in order).
+      for (let i = 0; i < 1000; i++) {
+        const done = (yield* manager.targets).filter((t) => t.probes.length === 3).map((t) => t.pid)
+        if (done.includes(2) && done.includes(3)) break
+        yield* Effect.yieldNow
+      }
+      const attached = (yield* manager.targets).map((t) => [t.pid, t.probes.length])
+      assert.deepStrictEqual(attached.filter(([pid]) => pid !== 1), [[2, 3], [3, 3]])
+      yield* targets.exit(1)
+      yield* settle(1, false)
+      const pids = new Set((yield* kernel.liveLinks).map((l) => l.pid))
+      assert.deepStrictEqual([...pids].sort(), [2, 3])
+      assert.deepStrictEqual([...(yield* kernel.map("test/server", "ps_targets")).keys()].sort(), [
+        "02000000",
+        "03000000"
+      ])
+    }).pipe(Effect.provide(App)))
+
+  it.effect("on shutdown every process is detached and each Runner reads what its ring still holds", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const captured = yield* CapturedSpans
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(ManagerM.layer.pipe(Layer.provide(Probes)), scope)
+      const targets = yield* TestTargets
+      yield* targets.start(target(7))
+      yield* settle(7, true).pipe(Effect.provideContext(context))
+      yield* kernel.push("test/server", [record({ path: "/a" }), record({ path: "/b" })])
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(yield* kernel.liveLinks, [])
+      assert.deepStrictEqual((yield* captured.all).map((s) => s.name), ["GET /a", "GET /b"])
+    }).pipe(Effect.provide(ProbeTest.layer)))
+
   it.effect("interrupting a Started event mid-attach detaches everything attached to that process", () =>
     Effect.gen(function*() {
       const manager = yield* Manager

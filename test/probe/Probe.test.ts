@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import { attachError, FakeKernel } from "../../src/kernel/BpfTest.ts"
 import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
@@ -48,16 +49,16 @@ describe("Probe", () => {
       assert.deepStrictEqual(Array.from(value.slice(8, 9)), [16])
       yield* Scope.close(scope, Exit.void)
       const events = (yield* kernel.events).map((e) =>
-        e._tag === "Attach" ? `attach ${e.program}@${e.offset?.toString(16)} pid=${e.pid} ${e.binary}` :
-        e._tag === "Detach" ? `detach ${e.program}` :
-        `${e._tag} ${"map" in e ? e.map : ""}`
+        e._tag === "Attach" ?
+          `attach ${e.program}@${e.offsets?.map((o) => o.toString(16)).join(",")} pid=${e.pid} ${e.binary}` :
+          e._tag === "Detach" ? `detach ${e.program}` :
+          `${e._tag} ${"map" in e ? e.map : ""}`
       )
+      // One link per program with all its offsets (uprobe_multi), carrying the pid: a "process" selection.
       assert.deepStrictEqual(events, [
         "MapUpdate ps_targets",
         "attach uprobe_serve@2014 pid=11 /fake/bin/app-11",
-        "attach uprobe_serve_ret@2100 pid=11 /fake/bin/app-11",
-        "attach uprobe_serve_ret@2180 pid=11 /fake/bin/app-11",
-        "detach uprobe_serve_ret",
+        "attach uprobe_serve_ret@2100,2180 pid=11 /fake/bin/app-11",
         "detach uprobe_serve_ret",
         "detach uprobe_serve",
         "MapDelete ps_targets"
@@ -73,12 +74,86 @@ describe("Probe", () => {
       const s2 = yield* Scope.make()
       yield* server.attacher.attach(target(1)).pipe(Scope.provide(s1))
       yield* server.attacher.attach(target(2)).pipe(Scope.provide(s2))
-      assert.strictEqual((yield* kernel.liveLinks).length, 6)
+      assert.strictEqual((yield* kernel.liveLinks).length, 4)
       yield* Scope.close(s1, Exit.void)
       const left = yield* kernel.liveLinks
       assert.deepStrictEqual([...new Set(left.map((l) => l.pid))], [2])
       assert.deepStrictEqual([...(yield* kernel.map("test/server", "ps_targets")).keys()], ["02000000"])
       assert.strictEqual((yield* kernel.events).filter((e) => e._tag === "Load").length, 2)
+    })))
+
+  it.effect("an executable selection shares one link per program among its processes; a grace keeps them", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const server = yield* Server.tag
+      const shared = (pid: number) =>
+        ProbeTest.target({ pid, functions, fields, exe: "/srv/app", file: "8:42", selection: "executable" })
+      const s1 = yield* Scope.make()
+      const s2 = yield* Scope.make()
+      yield* server.attacher.attach(shared(1)).pipe(Scope.provide(s1))
+      yield* server.attacher.attach(shared(2)).pipe(Scope.provide(s2))
+      // Made once, for every process of the file (no pid); each process has its own per-pid entry.
+      const links = yield* kernel.liveLinks
+      assert.deepStrictEqual(links.map((l) => [l.program, l.pid, l.offsets]), [
+        ["uprobe_serve", undefined, [0x2014]],
+        ["uprobe_serve_ret", undefined, [0x2100, 0x2180]]
+      ])
+      assert.deepStrictEqual([...(yield* kernel.map("test/server", "ps_targets")).keys()], ["01000000", "02000000"])
+      yield* Scope.close(s1, Exit.void)
+      assert.strictEqual((yield* kernel.liveLinks).length, 2)
+      assert.deepStrictEqual([...(yield* kernel.map("test/server", "ps_targets")).keys()], ["02000000"])
+      // The last process goes: the links stay for the grace, so a restart finds them.
+      yield* Scope.close(s2, Exit.void)
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual((yield* kernel.liveLinks).length, 2)
+      const s3 = yield* Scope.make()
+      yield* server.attacher.attach(shared(3)).pipe(Scope.provide(s3))
+      assert.deepStrictEqual((yield* kernel.liveLinks).map((l) => l.id), links.map((l) => l.id))
+      // The restart's own exit starts a new grace; the first one's timer no longer closes anything.
+      yield* TestClock.adjust("6 seconds")
+      assert.strictEqual((yield* kernel.liveLinks).length, 2)
+      yield* Scope.close(s3, Exit.void)
+      yield* TestClock.adjust("9 seconds")
+      assert.strictEqual((yield* kernel.liveLinks).length, 2)
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* kernel.liveLinks, [])
+      assert.strictEqual((yield* kernel.events).filter((e) => e._tag === "Attach").length, 2)
+    }).pipe(
+      Effect.provide(Server.layer.pipe(Layer.provideMerge(ProbeTest.layer))),
+      Effect.scoped
+    ))
+
+  it.effect("an executable's links that fail to attach are not kept: the next process tries again", () =>
+    withProbes(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const server = yield* Server.tag
+      const shared = (pid: number) =>
+        ProbeTest.target({ pid, functions, fields, exe: "/srv/app", file: "8:43", selection: "executable" })
+      yield* kernel.failAttach({ program: "uprobe_serve_ret" }, attachError("uprobe_serve_ret", "ENOENT"))
+      const error = yield* Effect.flip(server.attacher.attach(shared(1)).pipe(Scope.provide(yield* Scope.make())))
+      assert.strictEqual(error._tag, "ProbeAttachError")
+      assert.strictEqual(error.message, "probe test/server: attach to pid 1 failed: fake attach failure (ENOENT)")
+      assert.deepStrictEqual(yield* kernel.liveLinks, [])
+      assert.strictEqual((yield* kernel.map("test/server", "ps_targets")).size, 0)
+      yield* kernel.clearFailures
+      yield* server.attacher.attach(shared(2)).pipe(Scope.provide(yield* Scope.make()))
+      assert.strictEqual((yield* kernel.liveLinks).length, 2)
+    })))
+
+  it.effect("stop reads what the ring still holds, emits it, and ends the Runner", () =>
+    withProbes(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const server = yield* Server.tag
+      const captured = yield* CapturedSpans
+      const fiber = yield* server.runner.run.pipe(Effect.forkChild)
+      yield* kernel.push("test/server", [record({ path: "/a" })])
+      yield* captured.take(1)
+      yield* kernel.push("test/server", [record({ path: "/b" }), record({ path: "/c" })])
+      yield* server.runner.stop
+      const exit = yield* Fiber.await(fiber)
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.deepStrictEqual((yield* captured.take(2)).map((s) => s.name), ["GET /b", "GET /c"])
+      assert.strictEqual((yield* server.runner.stats).records, 3)
     })))
 
   it.effect("interruption mid-attach releases what was acquired", () =>
@@ -90,7 +165,8 @@ describe("Probe", () => {
       const fiber = yield* server.attacher.attach(target(5)).pipe(Scope.provide(scope), Effect.forkChild)
       yield* Effect.yieldNow
       yield* Effect.yieldNow
-      assert.strictEqual((yield* kernel.liveLinks).length, 2)
+      // The entry link is made; the return link (with 0x2180) hangs.
+      assert.strictEqual((yield* kernel.liveLinks).length, 1)
       yield* Fiber.interrupt(fiber)
       assert.deepStrictEqual(yield* kernel.liveLinks, [])
       assert.strictEqual((yield* kernel.map("test/server", "ps_targets")).size, 0)

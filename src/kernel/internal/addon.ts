@@ -35,6 +35,8 @@ export interface NativeMap {
 
 export interface NativeLink {
   destroy(): void
+  /** Unregisters on a thread of its own; the promise settles when the kernel is done. */
+  destroyAsync(): Promise<void>
   id(): number
   fd(): number
 }
@@ -61,6 +63,10 @@ export interface NativeObject {
   update(map: string, key: Buffer, value: Buffer, flags?: number): void
   delete(map: string, key: Buffer): boolean
   attachUprobe(program: string, binary: string, offset: number, pid: number, symbol?: string): NativeLink
+  /** Before load: the program is attached through uprobe_multi links only. */
+  setUprobeMulti(program: string): void
+  /** One uprobe_multi link, created off the JS thread; pid <= 0 means every process that maps the file. */
+  attachUprobeMulti(program: string, binary: string, offsets: ReadonlyArray<number>, pid: number): Promise<NativeLink>
   attachTracepoint(program: string, category: string, name: string, tracepointId?: number): NativeLink
   testRun(program: string, ctx: Buffer | null, repeat: number): { readonly retval: number; readonly duration: number }
   ringBuffer(map: string, callback: BatchCallback, drainMs: number, maxBatch: number): NativeRingBuffer
@@ -71,6 +77,10 @@ export interface Addon {
   readonly BpfObject: new(source: string | Buffer, name: string) => NativeObject
   libbpfVersion(): string
   errnoName(errno: number): string
+  /** Whether this kernel creates uprobe_multi links (probed once). */
+  uprobeMultiSupported(): boolean
+  /** The BPF_LINK_CREATE attr layout the addon writes for uprobe_multi, checked against BTF in tests. */
+  uprobeMultiLayout(): { readonly attachType: number; readonly fields: Readonly<Record<string, number>> }
 }
 
 /**

@@ -44,6 +44,16 @@ export interface KernelProgram {
   readonly type: string
 }
 
+/** Link types newer than the bpftool here (7.1 prints their number): the kernel UAPI's `enum bpf_link_type`. */
+const newerLinkTypes: Readonly<Record<string, string>> = {
+  "10": "netfilter",
+  "11": "tcx",
+  "12": "uprobe_multi",
+  "13": "netkit",
+  "14": "sockmap"
+}
+const linkTypeName = (type: string): string => newerLinkTypes[type] ?? type
+
 export interface KernelLink {
   readonly id: number
   readonly progId: number
@@ -67,7 +77,7 @@ export const kernelObjects = async (): Promise<{
   const linkList = (JSON.parse(links.stdout || "[]") as Array<Record<string, unknown>>).map((l) => ({
     id: Number(l["id"]),
     progId: Number(l["prog_id"]),
-    type: String(l["type"] ?? "")
+    type: linkTypeName(String(l["type"] ?? ""))
   }))
   return { programs, links: linkList }
 }

@@ -307,6 +307,8 @@ export const make = Effect.fnUntraced(function*(options: CollectorOptions = {}) 
     child.stdout.on("data", onData)
     child.stderr.on("data", onData)
     child.once("exit", (code, signal) => {
+      // A collector that dies on its own is down: `state` must not keep saying "up".
+      if (current._tag === "up" && current.child === child) current = { _tag: "down" }
       if (!ready) {
         const message = `collector exited (${code ?? signal}) before ready:\n${own}`
         resume(Effect.fail(new CollectorError({ message })))

@@ -3,7 +3,8 @@
  * Manager, the Manager's probes feed telemetry. Every kernel resource hangs off these layers' scopes, so an
  * interrupt (SIGINT/SIGTERM) detaches and closes everything, after which telemetry flushes.
  */
-import { Duration, Effect, Layer, Stream } from "effect"
+import * as fs from "node:fs"
+import { Config, Duration, Effect, Layer, Stream } from "effect"
 import * as Discovery from "../discovery/Discovery.ts"
 import type { Selector } from "../discovery/Selector.ts"
 import { matcher } from "../discovery/Selector.ts"
@@ -13,13 +14,14 @@ import * as Manager from "../manager/Manager.ts"
 import { TargetEvent, TargetSource } from "../manager/TargetEvent.ts"
 import type { TargetEvent as TargetEventType } from "../manager/TargetEvent.ts"
 import * as Manifest from "../probe/Manifest.ts"
+import * as Probe from "../probe/Probe.ts"
 import * as TracingConfig from "../probe/TracingConfig.ts"
 import type { Target } from "../probe/Target.ts"
 import type { AnalysisError, ProcessAnalysisError } from "../target/Errors.ts"
 import * as GoBinary from "../target/GoBinary.ts"
 import * as ProcessResources from "../telemetry/ProcessResources.ts"
 import * as Telemetry from "../telemetry/Telemetry.ts"
-import { UnsupportedTarget } from "./Errors.ts"
+import { UnsupportedTarget, UsageError } from "./Errors.ts"
 
 /** The built-in probes' definitions, in dependency order (for inspect and for explicit-PID checks). */
 export const builtins = [GoContext.GoContext, NetHttpServer.NetHttpServer, NetHttpClient.NetHttpClient] as const
@@ -71,6 +73,35 @@ export interface Selection {
   readonly goPredicate?: (binary: GoBinary.GoBinary) => boolean
 }
 
+/** The executable's device and inode, which shared links are keyed by (any path to the file gives the same). */
+const fileIdentity = (exe: string): { readonly file?: string } => {
+  try {
+    const st = fs.statSync(exe, { bigint: true })
+    return { file: `${st.dev}:${st.ino}` }
+  } catch {
+    return {}
+  }
+}
+
+/**
+ * How long a file's shared links outlive its last process (`PROBESCOPE_LINK_GRACE_MS`, default 10000, 0 closes them
+ * at once), so a restarted service is traced without re-attaching.
+ */
+const linkGrace = Config.String("PROBESCOPE_LINK_GRACE_MS").pipe(
+  Config.option,
+  Effect.mapError((e) => new UsageError({ message: e.message })),
+  Effect.flatMap((value) => {
+    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(Duration.seconds(10))
+    const text = value.value.trim()
+    return /^\d+$/.test(text) && Number(text) <= 3_600_000 ? Effect.succeed(Duration.millis(Number(text))) : Effect.fail(
+      new UsageError({
+        message: `Invalid PROBESCOPE_LINK_GRACE_MS=${JSON.stringify(value.value)}: expected whole milliseconds from 0 ` +
+          `to 3600000`
+      })
+    )
+  })
+)
+
 /** Discovery only sees paths; with a Go predicate every process passes it and analysis decides. */
 const toSelector = (s: Selection): Selector =>
   s.goPredicate === undefined
@@ -92,6 +123,7 @@ export const targetSource = (selection: Selection) =>
       const resources = yield* ProcessResources.ProcessResources
       const processes = yield* Discovery.subscribe(selector)
       const named = matcher({ pids: selection.pids, exes: selection.exes })
+      const byExecutable = matcher({ pids: [], exes: selection.exes })
       const started = (pid: number, exe: string): Effect.Effect<TargetEventType | undefined> => {
         // What the user named deserves a warning when it cannot be instrumented; what a predicate swept in does not.
         const skip = (why: string) =>
@@ -103,10 +135,14 @@ export const targetSource = (selection: Selection) =>
           Effect.flatMap((target) => {
             if (!named(pid, exe) && selection.goPredicate?.(target.binary) !== true) return skip("not selected")
             const reason = unsupported(target)
+            // Selected by what it runs, every process of the file is wanted: links can be shared per file.
+            const wide = byExecutable(pid, exe) || selection.goPredicate?.(target.binary) === true
             return reason === undefined
               ? Effect.as(
                 resources.register(pid, { exe: target.exe, goVersion: target.goVersion }),
-                TargetEvent.Started({ target })
+                TargetEvent.Started({
+                  target: { ...target, selection: wide ? "executable" : "process", ...fileIdentity(target.exe) }
+                })
               )
               : skip(reason)
           }),
@@ -138,7 +174,12 @@ export const layer = (selection: Selection) => {
     Layer.provideMerge(kernel)
   )
   const source = targetSource(selection).pipe(Layer.provide(Discovery.layer), Layer.provide(base))
-  return Manager.layerWith(builtinProbes).pipe(Layer.provide(source), Layer.provideMerge(base))
+  const grace = Layer.effect(Probe.LinkGrace, linkGrace)
+  return Manager.layerWith(builtinProbes).pipe(
+    Layer.provide(source),
+    Layer.provide(grace),
+    Layer.provideMerge(base)
+  )
 }
 
 export type { AnalysisError }

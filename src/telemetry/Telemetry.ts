@@ -77,6 +77,11 @@ export class Telemetry extends Context.Service<Telemetry, {
   readonly flush: Effect.Effect<void>
   /** `stats.lost.total`: how much data was lost so far (0: everything sent so far arrived or is still queued). */
   readonly lost: Effect.Effect<number>
+  /**
+   * Start the shutdown deadline's clock now: whoever begins a shutdown (a signal) calls it, so the bound covers the
+   * whole stop — detaching, draining the rings, the last exports — and not only what telemetry does at the end.
+   */
+  readonly beginShutdown: Effect.Effect<void>
 }>()("probescope/telemetry/Telemetry") {}
 
 /** Everything the telemetry layer provides. */
@@ -186,6 +191,7 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
       const telemetry = Telemetry.of({
         stats,
         lost: Effect.map(stats, (s) => s.lost.total),
+        beginShutdown: Effect.asVoid(deadline.remaining),
         flush: Effect.forEach(batchers, (b) => b.flush, { discard: true }).pipe(
           Effect.andThen(metrics === undefined ? Effect.void : metrics.flush)
         )
@@ -254,7 +260,7 @@ export const layerTest = (offsetNs = 0n): Layer.Layer<Services | TelemetryCaptur
         lost: lostOf(0, [], [])
       }))
       return Context.make(TelemetrySink, sink).pipe(
-        Context.add(Telemetry, Telemetry.of({ stats, flush: Effect.void, lost: Effect.succeed(0) })),
+        Context.add(Telemetry, Telemetry.of({ stats, flush: Effect.void, lost: Effect.succeed(0), beginShutdown: Effect.void })),
         Context.add(TelemetryCapture, TelemetryCapture.of({
           spans: Effect.sync(() => [...spans]),
           exported: Effect.sync(() => [...exported])

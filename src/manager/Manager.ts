@@ -11,7 +11,7 @@
  * (the kernel's unregistering, which runs off the JS thread) never delays another process's attach. On shutdown
  * it detaches everything at once, then lets each Runner read what its ring still holds before stopping it.
  */
-import { Context, Deferred, Duration, Effect, Exit, Layer, Scope, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Schedule, Scope, Stream } from "effect"
 import type { Applicability } from "../probe/Manifest.ts"
 import type { AnyProbe } from "../probe/Probe.ts"
 import { isInstrument } from "../probe/Probe.ts"
@@ -83,6 +83,36 @@ export const make: Effect.Effect<Manager["Service"], never, Scope.Scope | ProbeR
 
 /** How long shutdown waits for each Runner to read what its ring still holds. */
 const RUNNER_STOP_BOUND = Duration.seconds(2)
+
+/** How often records lost since the last look are reported. */
+const DROP_REPORT_PERIOD = Duration.seconds(5)
+
+/**
+ * One line per probe that lost records between two looks at the counters: the ring was full in the kernel (the
+ * consumer fell behind for long enough to fill it), or the consumer's own buffer was full. Both are named apart
+ * because their remedies differ (a bigger ring, or a faster sink).
+ */
+export const lossReport = (
+  before: ReadonlyArray<ProbeStats>,
+  after: ReadonlyArray<ProbeStats>,
+  period: Duration.Duration
+): ReadonlyArray<string> => {
+  const lines: Array<string> = []
+  for (const now of after) {
+    const was = before.find((b) => b.probe === now.probe)
+    const kernel = now.kernelDropped - (was?.kernelDropped ?? 0n)
+    const consumer = now.consumerDropped - (was?.consumerDropped ?? 0)
+    const decode = now.decodeErrors - (was?.decodeErrors ?? 0)
+    const parts: Array<string> = []
+    if (kernel > 0n) parts.push(`${kernel} dropped in the kernel (ring full; ${now.kernelDropped} in total)`)
+    if (consumer > 0) parts.push(`${consumer} dropped by the consumer (buffer full; ${now.consumerDropped} in total)`)
+    if (decode > 0) parts.push(`${decode} undecodable (${now.decodeErrors} in total)`)
+    if (parts.length > 0) {
+      lines.push(`probe ${now.probe}: records lost in the last ${Duration.format(period)}: ${parts.join(", ")}`)
+    }
+  }
+  return lines
+}
 
 const makeWithSubmit = Effect.gen(function*() {
   const registry = yield* ProbeRegistry.ProbeRegistry
@@ -241,6 +271,17 @@ const makeWithSubmit = Effect.gen(function*() {
 
   const targets = Effect.sync(() =>
     [...instrumented.values()].map((e) => ({ pid: e.target.pid, exe: e.target.exe, probes: [...e.probes] }))
+  )
+
+  // Losses are said while they happen, at most once per period per probe, with the counts since the last line.
+  let previous: ReadonlyArray<ProbeStats> = []
+  yield* Effect.forkIn(
+    Effect.gen(function*() {
+      const now = yield* stats
+      for (const line of lossReport(previous, now, DROP_REPORT_PERIOD)) yield* Effect.logWarning(line)
+      previous = now
+    }).pipe(Effect.repeat(Schedule.spaced(DROP_REPORT_PERIOD))),
+    scope
   )
 
   const manager = Manager.of({

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { attachError, FakeKernel } from "../../src/kernel/BpfTest.ts"
 import { Manager } from "../../src/manager/Manager.ts"
 import * as ManagerM from "../../src/manager/Manager.ts"
@@ -232,4 +232,34 @@ describe("Manager", () => {
         )
       )
     ))
+})
+
+describe("Manager.lossReport", () => {
+  const stats = (over: Partial<ManagerM.ProbeStats>): ManagerM.ProbeStats => ({
+    probe: "p",
+    kind: "instrument",
+    targets: 1,
+    attachFailures: 0,
+    records: 0,
+    decodeErrors: 0,
+    skipped: 0,
+    consumerDropped: 0,
+    kernelSubmitted: 0n,
+    kernelDropped: 0n,
+    ...over
+  })
+
+  it("names kernel and consumer drops apart, with the counts since the last look and the totals", () => {
+    const before = [stats({ kernelDropped: 10n, consumerDropped: 1 }), stats({ probe: "q" })]
+    const after = [stats({ kernelDropped: 25n, consumerDropped: 4, decodeErrors: 2 }), stats({ probe: "q" })]
+    assert.deepStrictEqual(ManagerM.lossReport(before, after, Duration.seconds(5)), [
+      "probe p: records lost in the last 5s: 15 dropped in the kernel (ring full; 25 in total), " +
+      "3 dropped by the consumer (buffer full; 4 in total), 2 undecodable (2 in total)"
+    ])
+  })
+
+  it("says nothing when nothing was lost", () => {
+    const same = [stats({ kernelDropped: 3n })]
+    assert.deepStrictEqual(ManagerM.lossReport(same, same, Duration.seconds(5)), [])
+  })
 })

@@ -44,25 +44,92 @@ export const kernelVersion = (release: string): Check => {
   return check("kernel", ok, ok ? release : `${release} is older than ${MIN_KERNEL.join(".")} (BPF ring buffer)`)
 }
 
-const CAP_SYS_ADMIN = 21n
-const CAP_PERFMON = 38n
-const CAP_BPF = 39n
+/** The capabilities (linux/capability.h) the agent uses, by bit. */
+const CAPABILITIES = {
+  /** Read an executable whose mode does not let the agent's user read it. */
+  CAP_DAC_READ_SEARCH: 2n,
+  /** Read /proc/PID/exe (and maps) of another user's process: ptrace read access. */
+  CAP_SYS_PTRACE: 19n,
+  /** Before 5.8 the only way to load BPF and open perf events; still covers both. */
+  CAP_SYS_ADMIN: 21n,
+  /** Raise RLIMIT_MEMLOCK, which bounds BPF maps before 5.11 (memcg accounting since). */
+  CAP_SYS_RESOURCE: 24n,
+  /** Open uprobe and tracepoint perf events. */
+  CAP_PERFMON: 38n,
+  /** Load BPF programs and create maps. */
+  CAP_BPF: 39n
+} as const
+
+export type Capability = keyof typeof CAPABILITIES
+
+/** The effective capability set from /proc/PID/status (`CapEff`); none when the line is absent. */
+export const effectiveCapabilities = (status: string): bigint => {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)
+  return m ? BigInt(`0x${m[1]}`) : 0n
+}
+
+const has = (caps: bigint, c: Capability) => ((caps >> CAPABILITIES[c]) & 1n) === 1n
+
+/** Loading BPF and attaching uprobes: CAP_BPF + CAP_PERFMON (kernel >= 5.8), or CAP_SYS_ADMIN. */
+const kernelCapsMissing = (caps: bigint): Array<Capability> =>
+  has(caps, "CAP_SYS_ADMIN") ? [] : (["CAP_BPF", "CAP_PERFMON"] as const).filter((c) => !has(caps, c))
 
 /** Root, or CAP_BPF + CAP_PERFMON (kernel >= 5.8), or CAP_SYS_ADMIN, from /proc/self/status's CapEff. */
 export const privileges = (status: string, euid: number): Check => {
-  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)
-  const caps = m ? BigInt(`0x${m[1]}`) : 0n
-  const has = (c: bigint) => (caps >> c) & 1n
-  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) {
-    return check("privileges", true, euid === 0 ? "root" : "CAP_BPF + CAP_PERFMON")
-  }
-  const missing = [has(CAP_BPF) ? undefined : "CAP_BPF", has(CAP_PERFMON) ? undefined : "CAP_PERFMON"].filter(Boolean)
+  const missing = kernelCapsMissing(effectiveCapabilities(status))
+  if (missing.length === 0) return check("privileges", true, euid === 0 ? "root" : "CAP_BPF + CAP_PERFMON")
   return check(
     "privileges",
     false,
     `missing ${missing.join(" and ")}: run as root or grant them (setcap cap_bpf,cap_perfmon+ep or a container's capabilities)`
   )
 }
+
+/** What `probescope run` is about to do that needs more than loading BPF. */
+export interface AgentNeeds {
+  /** A selected process belongs to another user: its /proc/PID/exe needs ptrace read access. */
+  readonly otherUsers: boolean
+  /** The kernel bounds BPF maps by RLIMIT_MEMLOCK (before 5.11) and the limit is not unlimited. */
+  readonly memlock: boolean
+}
+
+export interface AgentPrivileges {
+  /** Every capability the agent would use and lacks, those it cannot start without first. */
+  readonly missing: ReadonlyArray<Capability>
+  /** Whether the agent cannot work at all without them (else it would skip what it cannot read). */
+  readonly fatal: boolean
+}
+
+/**
+ * What `run` lacks, from the same CapEff `doctor` reads. CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH are only fatal for a
+ * process of another user named by `--pid`; with `--exe`/`--all-go` the agent skips what it cannot read.
+ */
+export const agentPrivileges = (status: string, needs: AgentNeeds): AgentPrivileges => {
+  const caps = effectiveCapabilities(status)
+  const kernel = kernelCapsMissing(caps)
+  const memlock = needs.memlock && !has(caps, "CAP_SYS_RESOURCE") ? (["CAP_SYS_RESOURCE"] as const) : []
+  const proc = (["CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"] as const).filter((c) => !has(caps, c))
+  return {
+    missing: [...kernel, ...memlock, ...proc],
+    fatal: kernel.length > 0 || memlock.length > 0 || (needs.otherUsers && proc.includes("CAP_SYS_PTRACE"))
+  }
+}
+
+/**
+ * Whether BPF maps count against RLIMIT_MEMLOCK: kernels before 5.11 charge them there (since, to the memory cgroup),
+ * which matters only while the soft limit (from /proc/self/limits) is not unlimited.
+ */
+export const memlockBound = (release: string, limits: string): boolean => {
+  const m = /^(\d+)\.(\d+)/.exec(release)
+  const old = m !== null && (Number(m[1]) < 5 || (Number(m[1]) === 5 && Number(m[2]) < 11))
+  const line = /^Max locked memory\s+(\S+)/m.exec(limits)
+  return old && line !== null && line[1] !== "unlimited"
+}
+
+/** The one line `run` fails with when it lacks privileges. */
+export const privilegesMessage = (missing: ReadonlyArray<Capability>): string =>
+  `missing capabilities ${missing.join(", ")}: run as root (sudo), or grant them to the agent ` +
+  "(systemd AmbientCapabilities=, docker run --cap-add); `probescope doctor` checks the machine"
 
 const pmu = (name: "uprobe" | "tracepoint"): Check => {
   const file = `/sys/bus/event_source/devices/${name}/type`

@@ -10,3 +10,9 @@ export class UnsupportedTarget extends Schema.TaggedError<UnsupportedTarget>()("
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
   message: Schema.String
 }) {}
+
+/** `run` lacks capabilities it cannot work without; `missing` lists every one it would use and lacks. */
+export class InsufficientPrivileges extends Schema.TaggedError<InsufficientPrivileges>()("InsufficientPrivileges", {
+  missing: Schema.Array(Schema.String),
+  message: Schema.String
+}) {}

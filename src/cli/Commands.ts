@@ -1,0 +1,257 @@
+/**
+ * The `probescope` commands. They stand on every other layer and nothing stands on them; main.ts loads this module
+ * once it listens for signals.
+ *
+ * Every command turns a failure into one line on stderr and a non-zero exit (Lifecycle.ExitCode); `run` treats
+ * SIGINT/SIGTERM as the normal way to stop: the agent's layers detach everything and flush telemetry, then it exits 0
+ * (3 when some telemetry was lost).
+ */
+import { NodeServices } from "@effect/platform-node"
+import { Console, Effect, Layer, Logger, Option, References, Schedule } from "effect"
+import { Argument, CliError, CliOutput, Command, Flag } from "effect/cli"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as BpfLive from "../kernel/BpfLive.ts"
+import { Manager } from "../manager/Manager.ts"
+import * as GoBinary from "../target/GoBinary.ts"
+import { Telemetry, formatStats } from "../telemetry/Telemetry.ts"
+import * as TelemetryConfig from "../telemetry/TelemetryConfig.ts"
+import * as Agent from "./Agent.ts"
+import * as Doctor from "./Doctor.ts"
+import { InsufficientPrivileges, UsageError } from "./Errors.ts"
+import * as Inspect from "./Inspect.ts"
+import * as Lifecycle from "./Lifecycle.ts"
+import * as PidWatch from "./PidWatch.ts"
+import { version } from "./version.ts"
+
+/** Whether a failure is the user's command line: effect/cli's parse errors and our own `UsageError`. */
+export const isUsageError = (error: unknown): boolean =>
+  CliError.isCliError(error) ||
+  (typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "UsageError")
+
+/** Fails with one readable line: the error's message (typed errors all carry one); a usage error exits 2. */
+const oneLine = <A, E extends { readonly message: string }, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(
+    Effect.catch((e) =>
+      Effect.andThen(
+        Console.error(`probescope: ${e.message}`),
+        Effect.sync(() => Lifecycle.setExitCode(isUsageError(e) ? Lifecycle.ExitCode.usage : Lifecycle.ExitCode.error))
+      )
+    )
+  )
+
+const json = Flag.Boolean("json").pipe(Flag.withDescription("Print machine-readable JSON"), Flag.withDefault(false))
+
+/** `--pid`: a positive integer (effect/cli's Int already refuses "abc"). */
+const pidFlag = (description: string) =>
+  Flag.Int("pid").pipe(
+    Flag.withDescription(description),
+    Flag.filter((pid) => pid > 0, () => "a positive process id")
+  )
+
+const doctor = Command.make(
+  "doctor",
+  { json },
+  Effect.fn("probescope.doctor")(function*({ json }) {
+    yield* Lifecycle.commandStarted(false)
+    const report = yield* Doctor.run.pipe(Effect.provide(BpfLive.layer))
+    yield* Console.log(json ? JSON.stringify(report) : Doctor.formatTable(report))
+    if (!report.ok) Lifecycle.setExitCode(Lifecycle.ExitCode.error)
+  })
+).pipe(Command.withDescription("Check that this machine can run the agent: kernel, BTF, uprobes, privileges, a live round trip"))
+
+const inspect = Command.make(
+  "inspect",
+  {
+    binary: Argument.String("binary").pipe(Argument.withDescription("A Go executable"), Argument.optional),
+    pid: pidFlag("Inspect a running process instead").pipe(Flag.optional),
+    json
+  },
+  ({ binary, json, pid }) =>
+    oneLine(Effect.gen(function*() {
+      yield* Lifecycle.commandStarted(false)
+      const report = Option.isSome(pid)
+        ? yield* Inspect.pid(pid.value)
+        : Option.isSome(binary)
+        ? yield* Inspect.file(binary.value)
+        : yield* new UsageError({ message: "inspect needs a BINARY or --pid N" })
+      yield* Console.log(json ? JSON.stringify(report, null, 2) : Inspect.format(report))
+    })).pipe(Effect.provide(GoBinary.layer))
+).pipe(Command.withDescription("Analyse a Go binary or process: versions, which probes apply, attach points, offsets"))
+
+/** Per-probe counters; the final ones omit attached processes, which are being detached by then. */
+const probeLines = (final: boolean) =>
+  Effect.gen(function*() {
+    const stats = (yield* (yield* Manager).stats).filter((s) => s.kind === "instrument")
+    const lines = stats.map((s) =>
+      `probescope: ${s.probe}: ${s.records} spans, ${final ? "" : `${s.targets} process(es), `}` +
+      `${s.decodeErrors} decode errors, ${s.consumerDropped + Number(s.kernelDropped)} dropped, ` +
+      `${s.attachFailures} attach failures`
+    )
+    const dropped = stats.some((s) => s.consumerDropped > 0 || s.kernelDropped > 0n)
+    return { lines, dropped }
+  })
+
+const statusLines = Effect.gen(function*() {
+  const { lines } = yield* probeLines(false)
+  lines.push(`probescope: ${formatStats(yield* (yield* Telemetry).stats)}`)
+  return lines.join("\n")
+})
+
+const readText = (file: string): string => {
+  try {
+    return Fs.readFileSync(file, "utf8")
+  } catch {
+    return ""
+  }
+}
+
+/** The owner of a process, or undefined when it is gone (analysis then reports it). */
+const ownerOf = (pid: number): number | undefined => {
+  try {
+    return Fs.statSync(`/proc/${pid}`).uid
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Fails up front, in one line, when the agent lacks the capabilities it cannot work without: otherwise the first
+ * `bpf()` call fails with a bare EPERM. What it could use but can do without is a warning.
+ */
+export const checkPrivileges = (pids: ReadonlyArray<number>, sweeping: boolean) =>
+  Effect.gen(function*() {
+    const euid = process.geteuid?.() ?? 0
+    const otherUsers = pids.some((pid) => {
+      const owner = ownerOf(pid)
+      return owner !== undefined && owner !== euid
+    })
+    const memlock = Doctor.memlockBound(Os.release(), readText("/proc/self/limits"))
+    const privileges = Doctor.agentPrivileges(readText("/proc/self/status"), { otherUsers, memlock })
+    if (privileges.fatal) {
+      return yield* new InsufficientPrivileges({
+        missing: privileges.missing,
+        message: Doctor.privilegesMessage(privileges.missing)
+      })
+    }
+    if (sweeping && privileges.missing.length > 0) {
+      yield* Effect.logWarning(
+        `without ${privileges.missing.join(", ")} processes of other users cannot be read and are skipped`
+      )
+    }
+  })
+
+const run = Command.make(
+  "run",
+  {
+    pids: pidFlag("A process to instrument (repeatable)").pipe(Flag.atLeast(0)),
+    exes: Flag.String("exe").pipe(
+      Flag.withDescription("An executable: every running and future process of it (repeatable)"),
+      Flag.atLeast(0)
+    ),
+    allGo: Flag.Boolean("all-go").pipe(
+      Flag.withDescription("Also every running and future Go process the built-in probes support"),
+      Flag.withDefault(false)
+    ),
+    statusEvery: Flag.Int("status-interval").pipe(
+      Flag.withDescription("Seconds between status lines on stderr (0: only at exit)"),
+      Flag.filter((s) => s >= 0, () => "a number of seconds, 0 or more"),
+      Flag.withDefault(0)
+    )
+  },
+  ({ allGo, exes, pids, statusEvery }) =>
+    oneLine(Effect.gen(function*() {
+      yield* Lifecycle.commandStarted(true)
+      if (pids.length === 0 && exes.length === 0 && !allGo) {
+        return yield* new UsageError({ message: "run needs at least one --pid N, --exe PATH or --all-go" })
+      }
+      // Read before anything starts: a bad value is reported now, and the bound holds from the first signal on.
+      const config = yield* TelemetryConfig.load
+      Lifecycle.setShutdownTimeout(config.shutdownTimeoutMillis)
+      const sweeping = exes.length > 0 || allGo
+      yield* checkPrivileges(pids, sweeping)
+
+      // Telemetry outlives the inner scope: what it lost is only known once the agent's layers have flushed it.
+      let telemetry: Telemetry["Service"] | undefined
+      let probesDropped = false
+      const finish = Effect.suspend(() => {
+        if (telemetry === undefined) return Effect.void
+        return Effect.flatMap(telemetry.stats, (stats) =>
+          Effect.andThen(
+            Console.error(`probescope: ${formatStats(stats)}`),
+            Effect.sync(() => {
+              if (probesDropped || stats.lost.total > 0) Lifecycle.setExitCode(Lifecycle.ExitCode.dataLost)
+            })
+          ))
+      })
+      // Read while the probes are attached: their kernel counters go with their maps.
+      const finalProbeLines = Effect.flatMap(probeLines(true), ({ dropped, lines }) => {
+        probesDropped = dropped
+        return lines.length > 0 ? Console.error(lines.join("\n")) : Effect.void
+      })
+      yield* Effect.gen(function*() {
+        const manager = yield* Manager
+        telemetry = yield* Telemetry
+        const probes = manager.probes.map((p) => p.name).join(", ")
+        const watching = [...pids.map((p) => `pid ${p}`), ...exes, ...(allGo ? ["every Go process"] : [])]
+        yield* Console.error(`probescope: ready: probes ${probes}; watching ${watching.join(", ")}`)
+        if (statusEvery > 0) {
+          yield* Effect.forkScoped(
+            Effect.flatMap(statusLines, Console.error).pipe(Effect.repeat(Schedule.spaced(`${statusEvery} seconds`)))
+          )
+        }
+        if (sweeping) return yield* Effect.never
+        // Only named pids: nothing new can ever be selected once they are all gone.
+        yield* PidWatch.allExited(pids)
+        yield* Console.error("probescope: every selected process has exited")
+        Lifecycle.armShutdownBound()
+      }).pipe(
+        Effect.ensuring(finalProbeLines),
+        Effect.scoped,
+        Effect.provide(Agent.layer(allGo ? { pids, exes, goPredicate: () => true } : { pids, exes })),
+        Effect.ensuring(finish)
+      )
+    }))
+).pipe(Command.withDescription("Attach to Go processes and export their traces (OTEL_* variables configure export)"))
+
+/** The whole command tree. */
+export const probescope = Command.make("probescope").pipe(
+  Command.withDescription("eBPF auto-instrumentation for Go programs, exporting OpenTelemetry"),
+  Command.withSubcommands([doctor, inspect, run])
+)
+
+/** A parse error's messages on one line (effect/cli's may span several, with suggestions). */
+export const usageLine = (
+  commandPath: ReadonlyArray<string>,
+  errors: ReadonlyArray<{ readonly message: string }>
+): string =>
+  `probescope: ${errors.map((e) => e.message.replace(/\s*\n\s*/g, " ").trim()).join("; ")} ` +
+  `(see ${commandPath.join(" ")} --help)`
+
+/**
+ * Usage errors as one line on stderr instead of the help followed by an error block; help and the version as
+ * effect/cli prints them.
+ */
+export const OneLinePresenter = CliOutput.layerPresenter({
+  present: (event) =>
+    event._tag === "InvalidInvocation"
+      ? Console.error(usageLine(event.commandPath, event.errors))
+      : CliOutput.defaultPresenter.present(event)
+})
+
+/** Logs go to stderr (stdout is the console exporter's). */
+const Logging = Layer.mergeAll(
+  Logger.layer([Logger.consolePretty()]),
+  Layer.succeed(Logger.LogToStderr, true),
+  Layer.succeed(References.MinimumLogLevel, "Info")
+)
+
+/** The CLI with its services, as main.ts runs it (tests run it with `Command.runWith` instead). */
+export const program = probescope.pipe(
+  Command.run({ version }),
+  Effect.provide(Layer.mergeAll(NodeServices.layer, Logging, OneLinePresenter))
+)
+
+/** Runs the CLI; see Lifecycle for signals and exit codes. */
+export const main = (earlySignals: ReadonlyArray<NodeJS.Signals>, installed: () => void): void =>
+  Lifecycle.runMain({ earlySignals, installed, isUsage: isUsageError })(program)

@@ -31,6 +31,8 @@ export interface BatcherStats {
   readonly exported: number
   /** Spans refused because the queue was full (or the pipeline was shutting down). */
   readonly dropped: number
+  /** The part of `dropped` refused because the pipeline was shutting down (the rest: the queue was full). */
+  readonly droppedShuttingDown: number
   /** Spans given up on: after the retries, or not exported when the shutdown deadline passed. */
   readonly failed: number
   /** Failed export attempts, retries included. */
@@ -71,6 +73,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
   let accepted = 0
   let exported = 0
   let dropped = 0
+  let droppedShuttingDown = 0
   let failed = 0
   let inFlight = 0
   let failedAttempts = 0
@@ -201,7 +204,12 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
   const batcher: Batcher = {
     offer: (span) => {
       // The batch in flight still holds memory: it counts against the queue bound until it is done.
-      if (closing || Queue.sizeUnsafe(queue) + inFlight >= config.maxQueueSize) {
+      if (closing) {
+        dropped++
+        droppedShuttingDown++
+        return
+      }
+      if (Queue.sizeUnsafe(queue) + inFlight >= config.maxQueueSize) {
         dropped++
         return
       }
@@ -221,6 +229,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
       inFlight,
       exported,
       dropped,
+      droppedShuttingDown,
       failed,
       failedAttempts,
       lastError,

@@ -9,7 +9,12 @@ import { OTLPMetricExporter as GrpcMetricExporter } from "@opentelemetry/exporte
 import { OTLPMetricExporter as JsonMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http"
 import { OTLPMetricExporter as ProtoMetricExporter } from "@opentelemetry/exporter-metrics-otlp-proto"
 import type { Resource } from "@opentelemetry/resources"
-import type { Histogram, PushMetricExporter, ResourceMetrics } from "@opentelemetry/sdk-metrics"
+import {
+  DataPointType,
+  type Histogram,
+  type PushMetricExporter,
+  type ResourceMetrics
+} from "@opentelemetry/sdk-metrics"
 import { Context, Duration, Effect, Fiber, Option } from "effect"
 import type { SpanData } from "../probe/Telemetry.ts"
 import { ExportError } from "./Exporter.ts"
@@ -83,9 +88,15 @@ const medianBucket = (counts: ReadonlyArray<number>, total: number) => {
   return "-"
 }
 
+const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()
+  return `${[line(header), ...rows.map(line)].join("\n")}\n`
+}
+
 /**
- * A short table, one row per process and metric: requests, the bucket that holds the median, and requests with an
- * `error.type`. Empty when nothing was recorded.
+ * A short table, one row per process and HTTP metric: requests, the bucket that holds the median, and requests with
+ * an `error.type`. Empty when nothing was recorded. Sums and gauges (the agent's own metrics) are left out.
  */
 export const formatTable = (batch: ReadonlyArray<ResourceMetrics>): string => {
   const rows: Array<Array<string>> = []
@@ -93,6 +104,7 @@ export const formatTable = (batch: ReadonlyArray<ResourceMetrics>): string => {
     const attrs = rm.resource.attributes
     for (const sm of rm.scopeMetrics) {
       for (const metric of sm.metrics) {
+        if (metric.dataPointType !== DataPointType.HISTOGRAM) continue
         const counts = new Array<number>(BOUNDARIES.length + 1).fill(0)
         let total = 0
         let errors = 0
@@ -114,13 +126,35 @@ export const formatTable = (batch: ReadonlyArray<ResourceMetrics>): string => {
     }
   }
   if (rows.length === 0) return ""
-  const header = ["service", "pid", "metric", "requests", "p50", "errors"]
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-  const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()
-  return `${[line(header), ...rows.map(line)].join("\n")}\n`
+  return table(["service", "pid", "metric", "requests", "p50", "errors"], rows)
 }
 
-/** Prints each collection as `formatTable` through `write` (stdout by default). Never fails. */
+/**
+ * A table of the sums and gauges in a collection (the agent's own `probescope.*` metrics), one row per series:
+ * metric, `counter` or `gauge`, its attributes as `k=v`, value. Empty when there are none.
+ */
+export const formatSelfTable = (batch: ReadonlyArray<ResourceMetrics>): string => {
+  const rows: Array<Array<string>> = []
+  for (const rm of batch) {
+    for (const sm of rm.scopeMetrics) {
+      for (const metric of sm.metrics) {
+        if (metric.dataPointType !== DataPointType.SUM && metric.dataPointType !== DataPointType.GAUGE) continue
+        const kind = metric.dataPointType === DataPointType.SUM ? "counter" : "gauge"
+        for (const dp of metric.dataPoints) {
+          const attributes = Object.entries(dp.attributes).map(([k, v]) => `${k}=${String(v)}`).join(" ")
+          rows.push([metric.descriptor.name, kind, attributes, String(dp.value)])
+        }
+      }
+    }
+  }
+  if (rows.length === 0) return ""
+  return table(["metric", "kind", "attributes", "value"], rows)
+}
+
+/**
+ * Prints each collection through `write` (stdout by default): the HTTP metrics as `formatTable`, then the agent's
+ * own metrics as `formatSelfTable`. Never fails.
+ */
 export const console = (
   write: (text: string) => void = (text) => void process.stdout.write(text)
 ): MetricsExporter => ({
@@ -130,6 +164,8 @@ export const console = (
     Effect.sync(() => {
       const text = formatTable(batch)
       if (text !== "") write(`probescope HTTP metrics (cumulative)\n${text}`)
+      const own = formatSelfTable(batch)
+      if (own !== "") write(`probescope agent metrics\n${own}`)
     }),
   shutdown: Effect.void
 })
@@ -207,6 +243,11 @@ export interface Options {
   readonly deadline?: Deadline.Deadline
   /** Minimum time between two loss warnings per exporter (default 5 s). */
   readonly reportIntervalMillis?: number
+  /**
+   * More data to export with every collection, after the histograms: the telemetry layer passes the agent's own
+   * metrics (`SelfMetrics.Registry.collect`). It must not fail; it runs within the shutdown deadline at close.
+   */
+  readonly selfMetrics?: Effect.Effect<ReadonlyArray<ResourceMetrics>>
 }
 
 /** Data points in one collection. */
@@ -307,12 +348,14 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
       )
     })
 
-  const flush = Effect.suspend(() => {
-    const batch = histograms.collect()
+  const flush = Effect.gen(function*() {
+    const histogramData = histograms.collect()
     collections++
-    if (batch.length === 0) return Effect.void
+    const own = options.selfMetrics === undefined ? [] : yield* options.selfMetrics
+    const batch = own.length === 0 ? histogramData : [...histogramData, ...own]
+    if (batch.length === 0) return
     const points = dataPoints(batch)
-    return Effect.forEach(pipes, (p) => exportTo(p, batch, points), { concurrency: "unbounded", discard: true })
+    yield* Effect.forEach(pipes, (p) => exportTo(p, batch, points), { concurrency: "unbounded", discard: true })
   })
 
   const interval = Effect.sleep(Duration.millis(config.intervalMillis)).pipe(

@@ -2,7 +2,7 @@
  * The telemetry layer: provides the probes' `TelemetrySink`, turning each `SpanData` into an OpenTelemetry span
  * (per-process resource, wall-clock times) and handing it to one bounded batch pipeline per configured exporter.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import { type SpanData, TelemetrySink } from "../probe/Telemetry.ts"
 import type { BatcherStats } from "./Batcher.ts"
 import * as Batcher from "./Batcher.ts"
@@ -11,6 +11,7 @@ import * as Deadline from "./internal/deadline.ts"
 import { toReadableSpan } from "./internal/readableSpan.ts"
 import * as KernelClock from "./KernelClock.ts"
 import * as ProcessResources from "./ProcessResources.ts"
+import * as SelfMetrics from "./SelfMetrics.ts"
 import * as SpanMetrics from "./SpanMetrics.ts"
 import * as TelemetryConfig from "./TelemetryConfig.ts"
 
@@ -82,7 +83,86 @@ export class Telemetry extends Context.Service<Telemetry, {
    * whole stop — detaching, draining the rings, the last exports — and not only what telemetry does at the end.
    */
   readonly beginShutdown: Effect.Effect<void>
+  /**
+   * Contributes samples to the agent's own metrics (`probescope.*`) until the current scope closes: `source` is read
+   * at every metrics collection, and once more after the scope closed (so the last collection carries its final
+   * totals). A source that fails, dies or takes longer than a second is skipped for that collection and logged
+   * once. Nothing is read when metrics are off (`OTEL_METRICS_EXPORTER=none`).
+   */
+  readonly registerSelfMetrics: (
+    source: SelfMetrics.SelfMetricSource,
+    options?: SelfMetrics.RegisterOptions
+  ) => Effect.Effect<void, never, Scope.Scope>
 }>()("probescope/telemetry/Telemetry") {}
+
+/** `signal` attribute of the export metrics. */
+export type SelfMetricSignal = "spans" | "metric_points"
+
+/**
+ * The telemetry layer's own samples (see docs/telemetry.md): spans received and refused, and per exporter and signal
+ * what was sent, exported, dropped (by reason), failed and is held now. For every exporter `sent = exported +
+ * dropped + failed + queue.size`. Every series is reported from the start, zeros included, so rates need no gaps.
+ */
+export const selfMetricSamples = (stats: TelemetryStats): ReadonlyArray<SelfMetrics.SelfMetricSample> => {
+  const samples: Array<SelfMetrics.SelfMetricSample> = []
+  const counter = (name: string, description: string, unit: string, value: number, attributes = {}) =>
+    samples.push({ name, description, unit, kind: "counter", value, attributes })
+  counter("probescope.spans.received", "Spans handed to the telemetry sink by the probes.", "{span}", stats.received)
+  counter(
+    "probescope.spans.invalid",
+    "Spans refused by the telemetry sink because a trace, span or parent id was malformed.",
+    "{span}",
+    stats.invalid
+  )
+  const perExporter = (
+    signal: SelfMetricSignal,
+    e: SpanMetrics.MetricsExporterStats | BatcherStats,
+    held: number,
+    drops: ReadonlyArray<readonly [reason: string, count: number]>
+  ) => {
+    const attributes = { exporter: e.exporter, signal }
+    counter(
+      "probescope.export.sent",
+      "Items (spans, metric data points) handed to an exporter: exported + dropped + failed + queue.size.",
+      "{item}",
+      e.sent,
+      attributes
+    )
+    counter("probescope.export.exported", "Items the exporter confirmed.", "{item}", e.exported, attributes)
+    for (const [reason, count] of drops) {
+      counter(
+        "probescope.export.dropped",
+        "Items never queued for export (queue full, shutting down, previous export still running).",
+        "{item}",
+        count,
+        { ...attributes, reason }
+      )
+    }
+    counter(
+      "probescope.export.failed",
+      "Items queued but not exported: retries exhausted, export timed out, or cut off by the shutdown deadline.",
+      "{item}",
+      e.failed,
+      attributes
+    )
+    samples.push({
+      name: "probescope.export.queue.size",
+      description: "Items held for an exporter now: queued plus being exported.",
+      unit: "{item}",
+      kind: "gauge",
+      value: held,
+      attributes
+    })
+  }
+  for (const e of stats.exporters) {
+    perExporter("spans", e, e.queued + e.inFlight, [
+      ["queue_full", e.dropped - e.droppedShuttingDown],
+      ["shutting_down", e.droppedShuttingDown]
+    ])
+  }
+  for (const e of stats.metrics) perExporter("metric_points", e, e.inFlight, [["busy", e.dropped]])
+  return samples
+}
 
 /** Everything the telemetry layer provides. */
 export type Services = TelemetrySink | Telemetry | ProcessResources.ProcessResources | KernelClock.KernelClock
@@ -100,6 +180,11 @@ export interface Options {
   readonly metricsOptions?: SpanMetrics.Options
   /** Minimum time between two loss warnings of one exporter (default 5 s). */
   readonly reportIntervalMillis?: number
+  /**
+   * Also export the agent's own metrics (`probescope.*`, telemetry's export counters and every registered source)
+   * with each metrics collection; needs `metrics`. `layer` turns this on.
+   */
+  readonly selfMetrics?: boolean
 }
 
 const TRACE_ID = /^[0-9a-f]{32}$/
@@ -137,13 +222,34 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
           (options.metrics.exporters.length > 0 || options.metricsOptions?.exporters !== undefined)
         ? options.metrics
         : undefined
+      const registry = SelfMetrics.make({ resource: SelfMetrics.agentResource(config.resourceAttributes) })
+      const selfMetricsOn = metricsConfig !== undefined && options.selfMetrics === true
       const metrics = metricsConfig === undefined
         ? undefined
         : yield* SpanMetrics.make(metricsConfig, {
           ...(options.write === undefined ? {} : { write: options.write }),
           ...pipelineOptions,
+          ...(selfMetricsOn ? { selfMetrics: registry.collect } : {}),
           ...options.metricsOptions
         })
+      let received = 0
+      let invalid = 0
+      const stats = Effect.gen(function*() {
+        const exporters = yield* Effect.forEach(batchers, (b) => b.stats)
+        const metricsStats = metrics === undefined ? [] : (yield* metrics.stats).exporters
+        return {
+          received,
+          invalid,
+          exporters,
+          metrics: metricsStats,
+          lost: lostOf(invalid, exporters, metricsStats)
+        } satisfies TelemetryStats
+      })
+      // With self metrics off, nothing would ever read (or drop) a registered source: do not keep them.
+      const registerSelfMetrics: Telemetry["Service"]["registerSelfMetrics"] = selfMetricsOn
+        ? registry.register
+        : () => Effect.void
+      yield* registerSelfMetrics(Effect.map(stats, selfMetricSamples), { name: "telemetry" })
       // Registered last, so it runs first when the layer closes: the last metrics export and the span queues'
       // drains run side by side against the one deadline, rather than one after the other with a timeout each.
       // Asking for the time left starts the deadline's clock: from here on, all of it is shared.
@@ -155,8 +261,6 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
           ))
         )
       )
-      let received = 0
-      let invalid = 0
       const accept = (data: SpanData) => {
         received++
         if (!validIds(data)) {
@@ -177,19 +281,9 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
             for (let i = 0; i < batch.length; i++) accept(batch[i]!)
           })
       })
-      const stats = Effect.gen(function*() {
-        const exporters = yield* Effect.forEach(batchers, (b) => b.stats)
-        const metricsStats = metrics === undefined ? [] : (yield* metrics.stats).exporters
-        return {
-          received,
-          invalid,
-          exporters,
-          metrics: metricsStats,
-          lost: lostOf(invalid, exporters, metricsStats)
-        } satisfies TelemetryStats
-      })
       const telemetry = Telemetry.of({
         stats,
+        registerSelfMetrics,
         lost: Effect.map(stats, (s) => s.lost.total),
         beginShutdown: Effect.asVoid(deadline.remaining),
         flush: Effect.forEach(batchers, (b) => b.flush, { discard: true }).pipe(
@@ -216,12 +310,12 @@ export const layerWith = (
 
 /**
  * The telemetry layer configured from the `OTEL_*` variables of the current `ConfigProvider`: spans, and the HTTP
- * metrics derived from them (`OTEL_METRICS_EXPORTER`, OTLP by default).
+ * metrics derived from them plus the agent's own metrics (`OTEL_METRICS_EXPORTER`, OTLP by default).
  */
 export const layer: Layer.Layer<Services, TelemetryConfig.TelemetryConfigError> = Layer.unwrap(
   Effect.map(
     Effect.all([TelemetryConfig.load, TelemetryConfig.loadMetrics]),
-    ([config, metrics]) => layerWith(config, { metrics })
+    ([config, metrics]) => layerWith(config, { metrics, selfMetrics: true })
   )
 )
 
@@ -231,6 +325,8 @@ export class TelemetryCapture extends Context.Service<TelemetryCapture, {
   readonly spans: Effect.Effect<ReadonlyArray<SpanData>>
   /** The same spans as they would be exported (resource attached, times converted). */
   readonly exported: Effect.Effect<ReadonlyArray<Exporter.ReadableSpan>>
+  /** Reads every source registered with `registerSelfMetrics` now: the samples that would be exported. */
+  readonly selfMetrics: Effect.Effect<ReadonlyArray<SelfMetrics.SelfMetricSample>>
 }>()("probescope/telemetry/TelemetryCapture") {}
 
 /**
@@ -259,11 +355,22 @@ export const layerTest = (offsetNs = 0n): Layer.Layer<Services | TelemetryCaptur
         metrics: [],
         lost: lostOf(0, [], [])
       }))
+      const registry = SelfMetrics.make()
       return Context.make(TelemetrySink, sink).pipe(
-        Context.add(Telemetry, Telemetry.of({ stats, flush: Effect.void, lost: Effect.succeed(0), beginShutdown: Effect.void })),
+        Context.add(
+          Telemetry,
+          Telemetry.of({
+            stats,
+            flush: Effect.void,
+            lost: Effect.succeed(0),
+            beginShutdown: Effect.void,
+            registerSelfMetrics: registry.register
+          })
+        ),
         Context.add(TelemetryCapture, TelemetryCapture.of({
           spans: Effect.sync(() => [...spans]),
-          exported: Effect.sync(() => [...exported])
+          exported: Effect.sync(() => [...exported]),
+          selfMetrics: registry.samples
         }))
       )
     })

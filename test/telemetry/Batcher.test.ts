@@ -379,4 +379,22 @@ describe("Batcher", () => {
       assert.deepStrictEqual([s.sent, s.exported, s.failed, s.queued, s.inFlight], [3, 0, 3, 0, 0])
       assert.isFalse(shutdownStarted, "no time was left for the exporter's shutdown")
     }))
+
+  it.effect("drops are told apart: queue full while running, shutting down once closing began", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const b = yield* Batcher.make({
+        name: "memory",
+        endpoint: "memory",
+        export: () => Effect.void,
+        shutdown: Effect.void
+      }, config({ maxQueueSize: 2, maxExportBatchSize: 2 })).pipe(Scope.provide(scope))
+      for (let i = 1; i <= 3; i++) b.offer(span(i))
+      const running = yield* b.stats
+      assert.deepStrictEqual([running.dropped, running.droppedShuttingDown], [1, 0])
+      yield* Scope.close(scope, Exit.void)
+      b.offer(span(4))
+      const closed = yield* b.stats
+      assert.deepStrictEqual([closed.sent, closed.exported, closed.dropped, closed.droppedShuttingDown], [4, 2, 2, 1])
+    }))
 })

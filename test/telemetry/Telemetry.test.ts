@@ -297,6 +297,7 @@ describe("Telemetry.formatStats", () => {
       exported: 118,
       dropped: 2,
       failed: 0,
+      droppedShuttingDown: 0,
       failedAttempts: 1,
       lastError: Option.some(
         new ExportError({ exporter: "otlp", endpoint: "http://c:4318/v1/traces", message: "export failed: refused" })

@@ -58,7 +58,11 @@ const doctor = Command.make(
     yield* Console.log(json ? JSON.stringify(report) : Doctor.formatTable(report))
     if (!report.ok) Lifecycle.setExitCode(Lifecycle.ExitCode.error)
   })
-).pipe(Command.withDescription("Check that this machine can run the agent: kernel, BTF, uprobes, privileges, a live round trip"))
+).pipe(
+  Command.withDescription(
+    "Check that this machine can run the agent: kernel, BTF, uprobes, privileges, a live round trip"
+  )
+)
 
 const inspect = Command.make(
   "inspect",

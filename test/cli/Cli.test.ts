@@ -45,7 +45,8 @@ describe("usage errors are one line and exit 2", { timeout: 120_000 }, () => {
     {
       args: ["run", "--pid", "0"],
       tag: "InvalidValue",
-      line: "probescope: Invalid value for flag --pid: \"0\". Expected: a positive process id (see probescope run --help)"
+      line: "probescope: Invalid value for flag --pid: \"0\". Expected: a positive process id " +
+        "(see probescope run --help)"
     },
     {
       args: ["run", "--bogus"],

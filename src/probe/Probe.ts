@@ -508,14 +508,18 @@ const makeAttacher = (
   const applicability = (target: Target) => ManifestM.check(name, manifest, target)
   const shared = new Map<string, SharedLinks>()
 
+  // Each link's kernel work runs on a thread of its own: made and closed concurrently (a parallel scope), their
+  // waits overlap instead of adding up — one grace period per detach rather than one per link.
   const attachLinks = (target: Target, symbols: ReadonlyArray<string>, pid: number | undefined) =>
-    Effect.forEach(
-      programOffsets(manifest, target, symbols),
-      ([program, offsets]) =>
-        object.attachUprobe({ program, binary: target.exe, offsets, ...(pid === undefined ? {} : { pid }) }),
-      // Each link's kernel work runs on its own thread: making them concurrently overlaps the waits.
-      { concurrency: "unbounded" }
-    )
+    Effect.gen(function*() {
+      const links = yield* Scope.fork(yield* Scope.Scope, "parallel")
+      return yield* Effect.forEach(
+        programOffsets(manifest, target, symbols),
+        ([program, offsets]) =>
+          object.attachUprobe({ program, binary: target.exe, offsets, ...(pid === undefined ? {} : { pid }) }),
+        { concurrency: "unbounded" }
+      ).pipe(Scope.provide(links))
+    })
 
   /** Close a file's links once nobody used them for the grace; forked so no target's detach waits for it. */
   const release = (key: string, entry: SharedLinks) =>

@@ -94,12 +94,13 @@ export interface Options {
 /** The registered sources and their collection. */
 export interface Registry {
   /**
-   * Adds a source until the current scope closes. After that it is read one last time at the next collection, so
-   * the final collection at close still carries the totals of a source whose layer closed before telemetry (the
-   * Manager's counters after its shutdown drained the rings); it must stay readable after its scope closes.
+   * Adds a source until the current scope closes. Then it is read right away (while the layer behind it is still
+   * open) and once more at the next collection, so the final collection at close carries the totals of a source
+   * whose layer closed before telemetry (the Manager's counters after its shutdown drained the rings). A counter
+   * keeps the highest total read, and a source that cannot be read after its scope closed keeps its latest samples.
    */
   readonly register: (source: SelfMetricSource, options?: RegisterOptions) => Effect.Effect<void, never, Scope.Scope>
-  /** Reads every source now: the samples that will be exported (valid, one per series), in source order. */
+  /** Reads every source now: the samples that would be exported (valid, one per series), in source order. */
   readonly samples: Effect.Effect<ReadonlyArray<SelfMetricSample>>
   /** Reads every source now: one `ResourceMetrics` of sums and gauges, or none when there are no samples. */
   readonly collect: Effect.Effect<ReadonlyArray<ResourceMetrics>>
@@ -111,6 +112,8 @@ interface Entry {
   readonly startTime: HrTime
   closed: boolean
   failing: boolean
+  /** The valid samples of the last successful read, by series. */
+  latest: Map<string, SelfMetricSample>
 }
 
 interface Accepted {
@@ -162,6 +165,9 @@ interface Building {
   integer: boolean
 }
 
+const duplicateMessage = (entry: Entry, sample: SelfMetricSample, series: string) =>
+  `self-metrics source ${entry.name}: sample ${sample.name} ${series} skipped: that series was already reported`
+
 /** A registry with no sources. */
 export const make = (options: Options = {}): Registry => {
   const now = options.now ?? wallClock
@@ -171,27 +177,12 @@ export const make = (options: Options = {}): Registry => {
   const warned = new Set<string>()
   let unnamed = 0
 
-  const warnOnce = (key: string, message: string) => {
-    if (warned.has(key) || warned.size >= MAX_WARNED) return Effect.void
+  /** The message the first time `key` comes up, then undefined: each problem is reported once. */
+  const once = (key: string, message: string) => {
+    if (warned.has(key) || warned.size >= MAX_WARNED) return undefined
     warned.add(key)
-    return Effect.logWarning(message)
+    return message
   }
-
-  const register = (source: SelfMetricSource, registerOptions: RegisterOptions = {}) =>
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        const entry: Entry = {
-          name: registerOptions.name ?? `source ${++unnamed}`,
-          source,
-          startTime: now(),
-          closed: false,
-          failing: false
-        }
-        entries.add(entry)
-        return entry
-      }),
-      (entry) => Effect.sync(() => void (entry.closed = true))
-    ).pipe(Effect.asVoid)
 
   // Our own timeout error is already worded; anything else the source failed or died with is wrapped.
   const timedOut = (cause: Cause.Cause<unknown>) => {
@@ -200,8 +191,7 @@ export const make = (options: Options = {}): Registry => {
   }
 
   // One warning when a source starts failing, none while it keeps failing, another if it fails again after
-  // recovering: a broken source is visible without a line per collection. The warning is returned, not logged, so
-  // that warnings come out in registration order however long each source took.
+  // recovering: a broken source is visible without a line per collection. `samples` is undefined when it failed.
   const read = (entry: Entry) =>
     Effect.suspend(() => entry.source).pipe(
       Effect.timeoutOrElse({
@@ -215,7 +205,7 @@ export const make = (options: Options = {}): Registry => {
           )
       }),
       Effect.exit,
-      Effect.map((exit): { readonly samples: ReadonlyArray<SelfMetricSample>; readonly warning?: string } => {
+      Effect.map((exit): { readonly samples?: ReadonlyArray<SelfMetricSample>; readonly warning?: string } => {
         if (Exit.isSuccess(exit) && Array.isArray(exit.value)) {
           entry.failing = false
           return { samples: exit.value }
@@ -232,60 +222,123 @@ export const make = (options: Options = {}): Registry => {
           })
         const wasFailing = entry.failing
         entry.failing = true
-        if (wasFailing) return { samples: [] }
-        return { samples: [], warning: `${error.message} (skipped until it succeeds again)` }
+        if (wasFailing) return {}
+        return { warning: `${error.message} (skipped until it succeeds again)` }
       })
     )
 
+  /**
+   * Reads a source and keeps its valid samples as its latest. Within one registration a counter never goes back: a
+   * lower total keeps the higher one (once its layer has closed, a source may no longer reach what it counted, e.g.
+   * BPF maps, and report 0). A closed source that fails keeps its latest samples. Warnings are returned, not
+   * logged, so that they come out in registration order however long each source took.
+   */
+  const refresh = (entry: Entry) =>
+    Effect.map(read(entry), (result) => {
+      const warnings: Array<string> = result.warning === undefined ? [] : [result.warning]
+      const warn = (message: string | undefined) => void (message !== undefined && warnings.push(message))
+      if (result.samples === undefined) return { samples: entry.closed ? [...entry.latest.values()] : [], warnings }
+      const latest = new Map<string, SelfMetricSample>()
+      for (const sample of result.samples) {
+        const problem = problemOf(sample)
+        if (problem !== undefined) {
+          const name = typeof sample?.name === "string" ? sample.name : "?"
+          warn(once(
+            `${entry.name}\0${name}\0${problem}`,
+            `self-metrics source ${entry.name}: sample ${JSON.stringify(name)} skipped: ${problem}`
+          ))
+          continue
+        }
+        const series = seriesKey(sample.attributes)
+        const id = `${sample.name}\0${series}`
+        if (latest.has(id)) {
+          warn(once(`${entry.name}\0${sample.name}\0duplicate`, duplicateMessage(entry, sample, series)))
+          continue
+        }
+        const before = entry.latest.get(id)
+        if (sample.kind === "counter" && before?.kind === "counter" && before.value > sample.value) {
+          if (!entry.closed) {
+            warn(once(
+              `${entry.name}\0${sample.name}\0backwards`,
+              `self-metrics source ${entry.name}: counter ${sample.name} ${series} went back from ${before.value} ` +
+                `to ${sample.value}; ${before.value} kept`
+            ))
+          }
+          latest.set(id, before)
+          continue
+        }
+        latest.set(id, sample)
+      }
+      entry.latest = latest
+      return { samples: [...latest.values()], warnings }
+    })
+
+  const logAll = (warnings: ReadonlyArray<string>) =>
+    Effect.forEach(warnings, (w) => Effect.logWarning(w), { discard: true })
+
+  // Read once more when the registration ends, while the layer behind the source is still open (its resources are
+  // released after its dependents'), so its latest totals are kept even if it cannot be read after that.
+  const register = (source: SelfMetricSource, registerOptions: RegisterOptions = {}) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const entry: Entry = {
+          name: registerOptions.name ?? `source ${++unnamed}`,
+          source,
+          startTime: now(),
+          closed: false,
+          failing: false,
+          latest: new Map()
+        }
+        entries.add(entry)
+        return entry
+      }),
+      (entry) =>
+        refresh(entry).pipe(
+          Effect.flatMap((r) => logAll(r.warnings)),
+          Effect.ensuring(Effect.sync(() => void (entry.closed = true)))
+        )
+    ).pipe(Effect.asVoid)
+
   const gather = Effect.gen(function*() {
     const current = [...entries]
-    // A closed source has now had its last read.
+    // A closed source now has its last read.
     for (const e of current) if (e.closed) entries.delete(e)
-    const results = yield* Effect.forEach(current, read, { concurrency: "unbounded" })
-    for (const r of results) if (r.warning !== undefined) yield* Effect.logWarning(r.warning)
+    const results = yield* Effect.forEach(current, refresh, { concurrency: "unbounded" })
+    yield* logAll(results.flatMap((r) => r.warnings))
     const accepted: Array<Accepted> = []
     const byName = new Map<
       string,
       { readonly kind: SelfMetricKind; readonly unit: string; readonly series: Set<string> }
     >()
+    const warnings: Array<string> = []
+    const warn = (message: string | undefined) => void (message !== undefined && warnings.push(message))
     for (let i = 0; i < current.length; i++) {
       const entry = current[i]!
       for (const sample of results[i]!.samples) {
-        const problem = problemOf(sample)
-        if (problem !== undefined) {
-          const name = typeof sample?.name === "string" ? sample.name : "?"
-          yield* warnOnce(
-            `${entry.name}\0${name}\0${problem}`,
-            `self-metrics source ${entry.name}: sample ${JSON.stringify(name)} skipped: ${problem}`
-          )
-          continue
-        }
         let metric = byName.get(sample.name)
         if (metric === undefined) {
           metric = { kind: sample.kind, unit: sample.unit, series: new Set() }
           byName.set(sample.name, metric)
         } else if (metric.kind !== sample.kind || metric.unit !== sample.unit) {
           // One metric has one kind and unit: the first sample of a collection defines them.
-          yield* warnOnce(
+          warn(once(
             `${entry.name}\0${sample.name}\0conflict`,
             `self-metrics source ${entry.name}: sample ${sample.name} skipped: it is a ${sample.kind} in ` +
               `${JSON.stringify(sample.unit)}, but the metric is a ${metric.kind} in ${JSON.stringify(metric.unit)}`
-          )
+          ))
           continue
         }
         // Two points of one series in one export would contradict each other: the first one wins.
-        const key = seriesKey(sample.attributes)
-        if (metric.series.has(key)) {
-          yield* warnOnce(
-            `${entry.name}\0${sample.name}\0duplicate`,
-            `self-metrics source ${entry.name}: sample ${sample.name} ${key} skipped: that series was already reported`
-          )
+        const series = seriesKey(sample.attributes)
+        if (metric.series.has(series)) {
+          warn(once(`${entry.name}\0${sample.name}\0duplicate`, duplicateMessage(entry, sample, series)))
           continue
         }
-        metric.series.add(key)
+        metric.series.add(series)
         accepted.push({ sample, startTime: entry.startTime })
       }
     }
+    yield* logAll(warnings)
     return accepted
   })
 

@@ -85,9 +85,10 @@ export class Telemetry extends Context.Service<Telemetry, {
   readonly beginShutdown: Effect.Effect<void>
   /**
    * Contributes samples to the agent's own metrics (`probescope.*`) until the current scope closes: `source` is read
-   * at every metrics collection, and once more after the scope closed (so the last collection carries its final
-   * totals). A source that fails, dies or takes longer than a second is skipped for that collection and logged
-   * once. Nothing is read when metrics are off (`OTEL_METRICS_EXPORTER=none`).
+   * at every metrics collection, when the scope closes, and once more at the next collection (so the last one
+   * carries its final totals; a counter keeps the highest total read, and a source that can no longer be read keeps
+   * its latest samples). A source that fails, dies or takes longer than a second is skipped for that collection and
+   * logged once. Nothing is read when metrics are off (`OTEL_METRICS_EXPORTER=none`).
    */
   readonly registerSelfMetrics: (
     source: SelfMetrics.SelfMetricSource,

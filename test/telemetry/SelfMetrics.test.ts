@@ -175,7 +175,7 @@ describe("SelfMetrics registry", () => {
       assert.deepStrictEqual(yield* r.collect, [])
     }))
 
-  it.effect("a source is read once more after its scope closes (its final totals), then forgotten", () =>
+  it.effect("when its scope closes a source is read at once and at the next collection, then forgotten", () =>
     Effect.gen(function*() {
       const r = registry()
       let records = 1n
@@ -187,10 +187,69 @@ describe("SelfMetrics registry", () => {
       yield* r.collect
       records = 7n
       yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(reads, 2, "read when its scope closed")
+      // Its layer drained more after that: the next collection still reads it.
+      records = 8n
       const last = find(yield* r.collect, "probescope.probe.records")
-      assert.deepStrictEqual(last.dataPoints.map((p) => p.value), [7])
+      assert.deepStrictEqual(last.dataPoints.map((p) => p.value), [8])
       assert.deepStrictEqual(yield* r.collect, [])
-      assert.strictEqual(reads, 2)
+      assert.strictEqual(reads, 3)
+    }))
+
+  it.effect("after its scope closed, a source that fails or reports lower totals keeps what it had at the close", () =>
+    Effect.gen(function*() {
+      const r = registry()
+      // What the Manager's kernel counters do once the BPF maps are gone: 0 (or an error).
+      let state: "open" | "zeroed" | "gone" = "open"
+      const source = Effect.suspend(() =>
+        state === "gone"
+          ? Effect.fail(new Error("map closed"))
+          : Effect.succeed(state === "open" ? probeSamples(12n, 4, 2) : probeSamples(0n, 0, 0))
+      )
+      const zeroed = yield* Scope.make()
+      yield* r.register(source, { name: "zeroed" }).pipe(Scope.provide(zeroed))
+      yield* Scope.close(zeroed, Exit.void)
+      state = "zeroed"
+      const { value, lines } = yield* warningsOf(r.collect)
+      // Counters keep their totals quietly (a closed source is expected to lose its data); the gauge is as read.
+      assert.deepStrictEqual(lines, [])
+      assert.deepStrictEqual(
+        metricsOf(value).map((m) => [m.descriptor.name, m.dataPoints.map((p) => p.value)]),
+        [["probescope.probe.records", [12]], ["probescope.probe.kernel.dropped", [4]], ["probescope.targets", [0]]]
+      )
+
+      state = "open"
+      const gone = yield* Scope.make()
+      yield* r.register(source, { name: "gone" }).pipe(Scope.provide(gone))
+      yield* Scope.close(gone, Exit.void)
+      state = "gone"
+      const after = yield* warningsOf(r.collect)
+      assert.deepStrictEqual(
+        metricsOf(after.value).map((m) => [m.descriptor.name, m.dataPoints.map((p) => p.value)]),
+        [["probescope.probe.records", [12]], ["probescope.probe.kernel.dropped", [4]], ["probescope.targets", [2]]]
+      )
+      assert.strictEqual(after.lines.length, 1)
+      assert.match(after.lines[0]!, /^self-metrics source gone failed: .*map closed/s)
+    }))
+
+  it.effect("a running counter never goes back: the higher total is kept and the regression logged once", () =>
+    Effect.gen(function*() {
+      const r = registry()
+      const totals = [5, 3, 2, 9]
+      let i = 0
+      yield* r.register(Effect.sync(() => probeSamples(0n, totals[i++]!, 1)), { name: "manager" })
+      const values: Array<unknown> = []
+      const lines: Array<string> = []
+      for (let n = 0; n < totals.length; n++) {
+        const out = yield* warningsOf(r.collect)
+        values.push(find(out.value, "probescope.probe.kernel.dropped").dataPoints[0]!.value)
+        lines.push(...out.lines)
+      }
+      assert.deepStrictEqual(values, [5, 5, 5, 9])
+      assert.deepStrictEqual(lines, [
+        "self-metrics source manager: counter probescope.probe.kernel.dropped [[\"probe\",\"nethttp_server\"]] went " +
+        "back from 5 to 3; 5 kept"
+      ])
     }))
 
   it.effect("a failing, dying or hung source is skipped and logged once; the others are exported", () =>
@@ -207,7 +266,9 @@ describe("SelfMetrics registry", () => {
       yield* r.register(Effect.sync((): ReadonlyArray<SelfMetrics.SelfMetricSample> => {
         throw new Error("boom")
       }), { name: "throwing" })
-      yield* r.register(Effect.never, { name: "hung" })
+      // Its registration ends by reading it once more (bounded by the timeout too): a scope of its own, closed below.
+      const hungScope = yield* Scope.make()
+      yield* r.register(Effect.never, { name: "hung" }).pipe(Scope.provide(hungScope))
       const notAnArray = "nope" as unknown as ReadonlyArray<SelfMetrics.SelfMetricSample>
       yield* r.register(Effect.succeed(notAnArray), { name: "odd" })
 
@@ -241,6 +302,9 @@ describe("SelfMetrics registry", () => {
         "skipped: that series was already reported",
         "self-metrics source failing: sample probescope.targets [] skipped: that series was already reported"
       ])
+      const closing = yield* Effect.forkChild(Scope.close(hungScope, Exit.void))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
     }))
 
   it.effect("invalid samples are skipped one by one and each problem is logged once", () =>

@@ -117,8 +117,6 @@ export const targetSource = (selection: Selection) =>
     TargetSource,
     Effect.gen(function*() {
       const selector = toSelector(selection)
-      yield* Effect.forEach(selector.pids, checkExplicit, { discard: true })
-      yield* Effect.forEach(selector.exes, checkExe, { discard: true })
       const analysis = yield* GoBinary.TargetAnalysis
       const resources = yield* ProcessResources.ProcessResources
       const processes = yield* Discovery.subscribe(selector)
@@ -170,8 +168,16 @@ export const targetSource = (selection: Selection) =>
  */
 export const layer = (selection: Selection) => {
   const kernel = BpfLive.layer
-  const base = Layer.mergeAll(GoBinary.layer, Telemetry.layer, TracingConfig.layerConfig).pipe(
-    Layer.provideMerge(kernel)
+  const analysis = GoBinary.layer
+  // What the user named is checked before telemetry starts: a bad --pid or --exe fails at once, with nothing to
+  // flush and no exporter to wait for.
+  const checked = Layer.effectDiscard(Effect.all([
+    Effect.forEach(selection.pids, checkExplicit, { discard: true }),
+    Effect.forEach(selection.exes, checkExe, { discard: true })
+  ])).pipe(Layer.provide(analysis))
+  const base = Layer.mergeAll(analysis, Telemetry.layer, TracingConfig.layerConfig).pipe(
+    Layer.provideMerge(kernel),
+    Layer.provide(checked)
   )
   const source = targetSource(selection).pipe(Layer.provide(Discovery.layer), Layer.provide(base))
   const grace = Layer.effect(Probe.LinkGrace, linkGrace)

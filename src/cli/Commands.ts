@@ -89,8 +89,8 @@ const probeLines = (final: boolean) =>
     const stats = (yield* (yield* Manager).stats).filter((s) => s.kind === "instrument")
     const lines = stats.map((s) =>
       `probescope: ${s.probe}: ${s.records} spans, ${final ? "" : `${s.targets} process(es), `}` +
-      `${s.decodeErrors} decode errors, ${s.consumerDropped + Number(s.kernelDropped)} dropped, ` +
-      `${s.attachFailures} attach failures`
+      `${s.decodeErrors} decode errors, ${s.kernelDropped} dropped in the kernel, ${s.consumerDropped} dropped by ` +
+      `the consumer, ${s.attachFailures} attach failures`
     )
     const dropped = stats.some((s) => s.consumerDropped > 0 || s.kernelDropped > 0n)
     return { lines, dropped }
@@ -175,27 +175,25 @@ const run = Command.make(
       const sweeping = exes.length > 0 || allGo
       yield* checkPrivileges(pids, sweeping)
 
-      // Telemetry outlives the inner scope: what it lost is only known once the agent's layers have flushed it.
+      // The Manager and telemetry outlive the inner scope: what was read, dropped and exported is only known once
+      // the agent's layers have detached, drained the rings and flushed. Their counters stay readable after close.
       let telemetry: Telemetry["Service"] | undefined
-      let probesDropped = false
+      let manager: Manager["Service"] | undefined
       const finish = Effect.suspend(() => {
-        if (telemetry === undefined) return Effect.void
-        return Effect.flatMap(telemetry.stats, (stats) =>
-          Effect.andThen(
-            Console.error(`probescope: ${formatStats(stats)}`),
-            Effect.sync(() => {
-              if (probesDropped || stats.lost.total > 0) Lifecycle.setExitCode(Lifecycle.ExitCode.dataLost)
-            })
-          ))
-      })
-      // Read while the probes are attached: their kernel counters go with their maps.
-      const finalProbeLines = Effect.flatMap(probeLines(true), ({ dropped, lines }) => {
-        probesDropped = dropped
-        return lines.length > 0 ? Console.error(lines.join("\n")) : Effect.void
+        if (telemetry === undefined || manager === undefined) return Effect.void
+        return Effect.gen(function*() {
+          const { dropped, lines } = yield* probeLines(true).pipe(Effect.provideService(Manager, manager!))
+          const stats = yield* telemetry!.stats
+          yield* Console.error([...lines, `probescope: ${formatStats(stats)}`].join("\n"))
+          if (dropped || stats.lost.total > 0) Lifecycle.setExitCode(Lifecycle.ExitCode.dataLost)
+        })
       })
       yield* Effect.gen(function*() {
-        const manager = yield* Manager
+        manager = yield* Manager
         telemetry = yield* Telemetry
+        const started = telemetry
+        // The shutdown deadline counts from the signal, not from when telemetry starts closing.
+        Lifecycle.onShutdown(() => Effect.runSync(started.beginShutdown))
         const probes = manager.probes.map((p) => p.name).join(", ")
         const watching = [...pids.map((p) => `pid ${p}`), ...exes, ...(allGo ? ["every Go process"] : [])]
         yield* Console.error(`probescope: ready: probes ${probes}; watching ${watching.join(", ")}`)
@@ -210,7 +208,6 @@ const run = Command.make(
         yield* Console.error("probescope: every selected process has exited")
         Lifecycle.armShutdownBound()
       }).pipe(
-        Effect.ensuring(finalProbeLines),
         Effect.scoped,
         Effect.provide(Agent.layer(allGo ? { pids, exes, goPredicate: () => true } : { pids, exes })),
         Effect.ensuring(finish)

@@ -43,6 +43,26 @@ let started = false
 const pending: Array<NodeJS.Signals> = []
 let deliver: ((signal: NodeJS.Signals) => void) | undefined
 
+const shutdownHooks: Array<() => void> = []
+
+/**
+ * Runs `hook` when the shutdown starts (the first signal, or `run` stopping on its own), before anything is
+ * interrupted: `run` starts the telemetry deadline's clock here, so the bound covers the whole stop.
+ */
+export const onShutdown = (hook: () => void): void => {
+  shutdownHooks.push(hook)
+}
+
+const runShutdownHooks = () => {
+  for (const hook of shutdownHooks.splice(0)) {
+    try {
+      hook()
+    } catch {
+      // A hook that fails must not keep the process from stopping.
+    }
+  }
+}
+
 /** The command's own outcome when it ends without a failure (e.g. `dataLost`, `doctor` finding a failed check). */
 export const setExitCode = (code: number): void => {
   exitCode = code
@@ -68,6 +88,7 @@ const stderrLine = (line: string) => {
 export const armShutdownBound = (): void => {
   if (armed) return
   armed = true
+  runShutdownHooks()
   const bound = boundMillis
   const timer = setTimeout(() => {
     stderrLine(`shutdown did not finish within ${bound} ms: exiting now`)

@@ -237,6 +237,9 @@ const makeWithSubmit = Effect.gen(function*() {
         (probe) => probe.runner.stop.pipe(Effect.timeoutOption(RUNNER_STOP_BOUND)),
         { concurrency: "unbounded", discard: true }
       )
+      // Last look at the kernel counters while the objects are open (they close with the probe layers, after this):
+      // `stats` keeps answering with them, so a summary printed after shutdown still has them.
+      yield* Effect.suspend(() => stats)
     })
   )
   // Events in flight are forked here; this scope closes first, so no attach races the shutdown's detaches.

@@ -198,6 +198,14 @@ const validIds = (d: SpanData) =>
   TRACE_ID.test(d.traceId) && d.traceId !== ZERO_TRACE && SPAN_ID.test(d.spanId) && d.spanId !== ZERO_SPAN &&
   (d.parentSpanId === undefined || d.parentSpanId === "" || SPAN_ID.test(d.parentSpanId))
 
+/**
+ * The part of `PROBESCOPE_SHUTDOWN_TIMEOUT` the last exports may use: a tenth of it (at most 500 ms) is kept for what
+ * follows them (closing the BPF objects, the summary, the process's exit), so the whole stop fits in the bound when
+ * the deadline started at the signal (`beginShutdown`).
+ */
+export const exportBudget = (shutdownTimeoutMillis: number): number =>
+  shutdownTimeoutMillis - Math.min(500, Math.floor(shutdownTimeoutMillis / 10))
+
 const exportersFor = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
   options.exporters ?? config.exporters.map((name) =>
     name === "otlp" ? Exporter.otlp(config.otlp) : Exporter.console(config.consoleFormat, options.write)
@@ -209,7 +217,7 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
       const clock = yield* KernelClock.KernelClock
       const resources = yield* ProcessResources.ProcessResources
       // One deadline for the whole shutdown: every pipeline's last export and exporter shutdown share it.
-      const deadline = Deadline.make(config.shutdownTimeoutMillis)
+      const deadline = Deadline.make(exportBudget(config.shutdownTimeoutMillis))
       const pipelineOptions = {
         deadline,
         ...(options.reportIntervalMillis === undefined ? {} : { reportIntervalMillis: options.reportIntervalMillis })

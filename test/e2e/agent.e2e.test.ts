@@ -332,9 +332,12 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       const exit = yield* agent.exit()
       assert.deepStrictEqual(exit, { code: 0, signal: null }, agent.stderr())
       const stderr = agent.stderr()
-      assert.include(stderr, "probescope: nethttp_server: 13 spans, 0 decode errors, 0 dropped, 0 attach failures\n")
-      assert.include(stderr, "probescope: nethttp_client: 7 spans, 0 decode errors, 0 dropped, 0 attach failures\n")
-      assert.match(stderr, /probescope: spans 20 · otlp \S+: 20 exported, 0 queued, 0 dropped, 0 failed\n/)
+      // The summary comes after the flush: kernel and consumer drops apart, then what each signal's exporter did.
+      assert.include(stderr, "probescope: nethttp_server: 13 spans, 0 decode errors, 0 dropped in the kernel, " +
+        "0 dropped by the consumer, 0 attach failures\n")
+      assert.include(stderr, "probescope: nethttp_client: 7 spans, 0 decode errors, 0 dropped in the kernel, " +
+        "0 dropped by the consumer, 0 attach failures\n")
+      assert.match(stderr, /probescope: spans 20 · otlp \S+: 20 exported, 0 queued, 0 dropped, 0 failed · metric points · otlp \S+: \d+ exported, 0 dropped, 0 failed\n/)
       yield* assertReleased(ours)
 
       // The HTTP metrics go out at shutdown too, under the very resource of the frontend's spans, low-cardinality.
@@ -432,11 +435,11 @@ describe("probescope run stopped with SIGTERM", () => {
 })
 
 describe("probescope: errors through the CLI", () => {
-  /** Exactly one line on stderr, nothing on stdout, exit 1. */
-  const assertFails = (args: ReadonlyArray<string>, line: string) =>
+  /** Exactly one line on stderr, nothing on stdout, exit 1 (2 for a usage error). */
+  const assertFails = (args: ReadonlyArray<string>, line: string, code = 1) =>
     Effect.gen(function*() {
       const result = yield* runCli(args)
-      assert.deepStrictEqual(result, { code: 1, signal: null, stdout: "", stderr: `probescope: ${line}\n` })
+      assert.deepStrictEqual(result, { code, signal: null, stdout: "", stderr: `probescope: ${line}\n` })
     })
 
   it.live("run --pid of a process that does not exist", () =>
@@ -479,7 +482,7 @@ describe("probescope: errors through the CLI", () => {
     }))
 
   it.live("run with no selection: the usage line", () =>
-    assertFails(["run"], "run needs at least one --pid N, --exe PATH or --all-go"))
+    assertFails(["run"], "run needs at least one --pid N, --exe PATH or --all-go", 2))
 
   it.live("inspect of a file that is not Go", () =>
     assertFails(["inspect", "/bin/true"], "/bin/true: no Go build information (.go.buildinfo): not a Go program"))

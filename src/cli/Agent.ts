@@ -20,6 +20,7 @@ import type { Target } from "../probe/Target.ts"
 import type { AnalysisError, ProcessAnalysisError } from "../target/Errors.ts"
 import * as GoBinary from "../target/GoBinary.ts"
 import * as ProcessResources from "../telemetry/ProcessResources.ts"
+import type * as SelfMetrics from "../telemetry/SelfMetrics.ts"
 import * as Telemetry from "../telemetry/Telemetry.ts"
 import { UnsupportedTarget, UsageError } from "./Errors.ts"
 
@@ -181,11 +182,54 @@ export const layer = (selection: Selection) => {
   )
   const source = targetSource(selection).pipe(Layer.provide(Discovery.layer), Layer.provide(base))
   const grace = Layer.effect(Probe.LinkGrace, linkGrace)
-  return Manager.layerWith(builtinProbes).pipe(
-    Layer.provide(source),
-    Layer.provide(grace),
-    Layer.provideMerge(base)
-  )
+  const manager = Manager.layerWith(builtinProbes).pipe(Layer.provide(source), Layer.provide(grace))
+  return Layer.merge(manager, selfMetrics.pipe(Layer.provide(manager))).pipe(Layer.provideMerge(base))
 }
+
+/**
+ * The Manager's per-probe counters as the agent's own metrics (`probescope.probe.*`), read at every metrics
+ * collection: what each probe read, skipped and lost, in the kernel and in user space, apart.
+ */
+const selfMetrics = Layer.effectDiscard(Effect.gen(function*() {
+  const telemetry = yield* Telemetry.Telemetry
+  const manager = yield* Manager.Manager
+  yield* telemetry.registerSelfMetrics(
+    Effect.map(manager.stats, (probes) =>
+      probes.flatMap((p): ReadonlyArray<SelfMetrics.SelfMetricSample> => {
+        const attributes = { probe: p.probe, "probe.kind": p.kind }
+        const counter = (name: string, description: string, unit: string, value: number | bigint) =>
+          ({ name, description, unit, kind: "counter" as const, value, attributes })
+        return [
+          counter("probescope.probe.records", "Records decoded into telemetry.", "{record}", p.records),
+          counter("probescope.probe.decode_errors", "Records that could not be decoded.", "{record}", p.decodeErrors),
+          counter("probescope.probe.skipped", "Records decoded and deliberately not emitted.", "{record}", p.skipped),
+          counter(
+            "probescope.probe.consumer.dropped",
+            "Records the user-space consumer dropped (its buffer was full).",
+            "{record}",
+            p.consumerDropped
+          ),
+          counter("probescope.probe.kernel.submitted", "Records the BPF side submitted.", "{record}", p.kernelSubmitted),
+          counter(
+            "probescope.probe.kernel.dropped",
+            "Records the BPF side could not fit in the ring buffer.",
+            "{record}",
+            p.kernelDropped
+          ),
+          counter("probescope.probe.attach.failures", "Attaches that failed.", "{failure}", p.attachFailures),
+          {
+            name: "probescope.probe.targets",
+            description: "Processes the probe is attached to now.",
+            unit: "{process}",
+            kind: "gauge",
+            value: p.targets,
+            attributes
+          }
+        ]
+      })
+    ),
+    { name: "manager" }
+  )
+}))
 
 export type { AnalysisError }

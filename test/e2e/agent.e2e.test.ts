@@ -357,6 +357,16 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       const failed = fePoints.find((p) => p.attributes["http.route"] === "/fail")!
       assert.deepStrictEqual([failed.count, failed.attributes["error.type"]], [1, "502"])
 
+      // The agent's own metrics, under its own resource: the last collection has each probe's final counters.
+      const own = (yield* receiver.metrics).filter((p) => p.resource["service.name"] === "probescope")
+      const last = (name: string, probe: string) =>
+        own.filter((p) => p.name === name && p.attributes["probe"] === probe).at(-1)?.value
+      assert.strictEqual(last("probescope.probe.records", "nethttp_server"), 13)
+      assert.strictEqual(last("probescope.probe.records", "nethttp_client"), 7)
+      assert.strictEqual(last("probescope.probe.kernel.dropped", "nethttp_server"), 0)
+      assert.strictEqual(last("probescope.probe.consumer.dropped", "nethttp_client"), 0)
+      assert.strictEqual(own.find((p) => p.name === "probescope.probe.records")?.resource["process.pid"], agent.pid)
+
       // The services survive the detach (no uprobe left behind in their code) and nothing more is exported.
       assert.strictEqual(yield* get(`${base}/users/9`), 200)
       assert.strictEqual(yield* get(`${base}/hello`), 200)

@@ -22,7 +22,7 @@ import * as GoBinary from "../target/GoBinary.ts"
 import * as ProcessResources from "../telemetry/ProcessResources.ts"
 import type * as SelfMetrics from "../telemetry/SelfMetrics.ts"
 import * as Telemetry from "../telemetry/Telemetry.ts"
-import { UnsupportedTarget, UsageError } from "./Errors.ts"
+import { AgentConfigError, UnsupportedTarget } from "./Errors.ts"
 
 /** The built-in probes' definitions, in dependency order (for inspect and for explicit-PID checks). */
 export const builtins = [GoContext.GoContext, NetHttpServer.NetHttpServer, NetHttpClient.NetHttpClient] as const
@@ -90,12 +90,13 @@ const fileIdentity = (exe: string): { readonly file?: string } => {
  */
 const linkGrace = Config.String("PROBESCOPE_LINK_GRACE_MS").pipe(
   Config.option,
-  Effect.mapError((e) => new UsageError({ message: e.message })),
+  Effect.mapError((e) => new AgentConfigError({ variable: "PROBESCOPE_LINK_GRACE_MS", message: e.message })),
   Effect.flatMap((value) => {
     if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(Duration.seconds(10))
     const text = value.value.trim()
     return /^\d+$/.test(text) && Number(text) <= 3_600_000 ? Effect.succeed(Duration.millis(Number(text))) : Effect.fail(
-      new UsageError({
+      new AgentConfigError({
+        variable: "PROBESCOPE_LINK_GRACE_MS",
         message: `Invalid PROBESCOPE_LINK_GRACE_MS=${JSON.stringify(value.value)}: expected whole milliseconds from 0 ` +
           `to 3600000`
       })
@@ -176,12 +177,14 @@ export const layer = (selection: Selection) => {
     Effect.forEach(selection.pids, checkExplicit, { discard: true }),
     Effect.forEach(selection.exes, checkExe, { discard: true })
   ])).pipe(Layer.provide(analysis))
+  // Read before telemetry starts too, so a bad value fails at once.
+  const grace = Layer.effect(Probe.LinkGrace, linkGrace)
   const base = Layer.mergeAll(analysis, Telemetry.layer, TracingConfig.layerConfig).pipe(
     Layer.provideMerge(kernel),
-    Layer.provide(checked)
+    Layer.provide(checked),
+    Layer.provide(grace)
   )
   const source = targetSource(selection).pipe(Layer.provide(Discovery.layer), Layer.provide(base))
-  const grace = Layer.effect(Probe.LinkGrace, linkGrace)
   const manager = Manager.layerWith(builtinProbes).pipe(Layer.provide(source), Layer.provide(grace))
   return Layer.merge(manager, selfMetrics.pipe(Layer.provide(manager))).pipe(Layer.provideMerge(base))
 }

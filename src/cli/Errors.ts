@@ -16,3 +16,9 @@ export class InsufficientPrivileges extends Schema.TaggedError<InsufficientPrivi
   missing: Schema.Array(Schema.String),
   message: Schema.String
 }) {}
+
+/** An environment variable the agent reads is unusable. */
+export class AgentConfigError extends Schema.TaggedError<AgentConfigError>()("AgentConfigError", {
+  variable: Schema.String,
+  message: Schema.String
+}) {}

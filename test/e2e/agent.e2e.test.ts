@@ -446,9 +446,9 @@ describe("probescope run stopped with SIGTERM", () => {
 
 describe("probescope: errors through the CLI", () => {
   /** Exactly one line on stderr, nothing on stdout, exit 1 (2 for a usage error). */
-  const assertFails = (args: ReadonlyArray<string>, line: string, code = 1) =>
+  const assertFails = (args: ReadonlyArray<string>, line: string, code = 1, env: Record<string, string> = {}) =>
     Effect.gen(function*() {
-      const result = yield* runCli(args)
+      const result = yield* runCli(args, env)
       assert.deepStrictEqual(result, { code, signal: null, stdout: "", stderr: `probescope: ${line}\n` })
     })
 
@@ -493,6 +493,17 @@ describe("probescope: errors through the CLI", () => {
 
   it.live("run with no selection: the usage line", () =>
     assertFails(["run"], "run needs at least one --pid N, --exe PATH or --all-go", 2))
+
+  it.live("bad agent settings in the environment: one line naming the variable, before anything starts", () =>
+    Effect.gen(function*() {
+      const exe = path.join(dirs["1.26.8"]!, "backend")
+      yield* assertFails(["run", "--exe", exe], "Invalid PROBESCOPE_LINK_GRACE_MS=\"abc\": expected whole milliseconds " +
+        "from 0 to 3600000", 1, { PROBESCOPE_LINK_GRACE_MS: "abc" })
+      yield* assertFails(["run", "--exe", exe], "Invalid PROBESCOPE_RINGBUF_DRAIN_MS=\"0\": expected whole milliseconds " +
+        "from 1 to 1000", 1, { PROBESCOPE_RINGBUF_DRAIN_MS: "0" })
+      yield* assertFails(["run", "--exe", exe], "Invalid OTEL_RESOURCE_ATTRIBUTES: entry \"garbage==\" has more than " +
+        "one \"=\" (percent-encode \"=\" in a value as %3D)", 1, { OTEL_RESOURCE_ATTRIBUTES: "garbage==" })
+    }))
 
   it.live("inspect of a file that is not Go", () =>
     assertFails(["inspect", "/bin/true"], "/bin/true: no Go build information (.go.buildinfo): not a Go program"))

@@ -114,9 +114,9 @@ export const get = (url: string, headers: Record<string, string> = {}) =>
   })
 
 /** Runs the CLI to completion. */
-export const runCli = (args: ReadonlyArray<string>) =>
+export const runCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   Effect.scoped(Effect.gen(function*() {
-    const proc = yield* spawnProc(cli, args, agentEnv({}))
+    const proc = yield* spawnProc(cli, args, agentEnv(env))
     const exit = yield* proc.exit("120 seconds")
     return { ...exit, stdout: proc.stdout(), stderr: proc.stderr() }
   }))

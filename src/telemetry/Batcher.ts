@@ -11,6 +11,7 @@
  */
 import { Duration, Effect, Exit, Fiber, Option, Queue, Schedule } from "effect"
 import { ExportError, type Exporter, type ReadableSpan } from "./Exporter.ts"
+import * as OtelExport from "./internal/otelExport.ts"
 import * as Deadline from "./internal/deadline.ts"
 import * as LossReport from "./internal/lossReport.ts"
 import { type BatchConfig, DEFAULT_SHUTDOWN_TIMEOUT_MILLIS } from "./TelemetryConfig.ts"
@@ -83,29 +84,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
 
   const attempt = (batch: ReadonlyArray<ReadableSpan>) =>
     // Suspended: every retry must call the exporter again, not replay the effect one call returned.
-    Effect.suspend(() => exporter.export(batch)).pipe(
-      // A defect in an exporter is one failed export, never the end of the pipeline.
-      Effect.catchDefect((defect) =>
-        Effect.fail(
-          new ExportError({
-            exporter: exporter.name,
-            endpoint: exporter.endpoint,
-            message: `export to ${exporter.endpoint} crashed: ${String(defect)}`,
-            cause: defect
-          })
-        )
-      ),
-      Effect.timeoutOrElse({
-        duration: Duration.millis(config.exportTimeoutMillis),
-        orElse: () =>
-          Effect.fail(
-            new ExportError({
-              exporter: exporter.name,
-              endpoint: exporter.endpoint,
-              message: `export to ${exporter.endpoint} timed out after ${config.exportTimeoutMillis} ms`
-            })
-          )
-      }),
+    OtelExport.attempt(exporter, "export", config.exportTimeoutMillis, () => exporter.export(batch)).pipe(
       Effect.tap(() => Effect.sync(() => void (failing = false))),
       Effect.tapError((e: ExportError) =>
         Effect.sync(() => {

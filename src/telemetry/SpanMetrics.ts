@@ -20,6 +20,7 @@ import type { SpanData } from "../probe/Telemetry.ts"
 import { ExportError } from "./Exporter.ts"
 import * as Deadline from "./internal/deadline.ts"
 import * as LossReport from "./internal/lossReport.ts"
+import * as OtelExport from "./internal/otelExport.ts"
 import { exportWith, otlpExporter } from "./internal/otelExport.ts"
 import * as Histograms from "./internal/httpHistograms.ts"
 import { version } from "./ProcessResources.ts"
@@ -307,28 +308,7 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
         return Effect.void
       }
       state.inFlight = points
-      return Effect.suspend(() => exporter.export(batch)).pipe(
-        Effect.timeoutOrElse({
-          duration: Duration.millis(config.exportTimeoutMillis),
-          orElse: () =>
-            Effect.fail(
-              new ExportError({
-                exporter: exporter.name,
-                endpoint: exporter.endpoint,
-                message: `metrics export to ${exporter.endpoint} timed out after ${config.exportTimeoutMillis} ms`
-              })
-            )
-        }),
-        Effect.catchDefect((defect) =>
-          Effect.fail(
-            new ExportError({
-              exporter: exporter.name,
-              endpoint: exporter.endpoint,
-              message: `metrics export to ${exporter.endpoint} crashed: ${String(defect)}`,
-              cause: defect
-            })
-          )
-        ),
+      return OtelExport.attempt(exporter, "metrics export", config.exportTimeoutMillis, () => exporter.export(batch)).pipe(
         Effect.match({
           onSuccess: () => {
             state.exported += points

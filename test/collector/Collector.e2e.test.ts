@@ -15,6 +15,7 @@ import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
 import type * as Receiver from "../receiver/Receiver.ts"
 import * as Collector from "./Collector.ts"
+import { assertSpanAsSent } from "../receiver/expect.ts"
 
 // The first build compiles the collector (minutes on a 2-core machine): outside every test's own timeout.
 beforeAll(() => Effect.runPromise(Collector.build), 45 * 60_000)
@@ -95,8 +96,6 @@ const spansOf = (batch: number): ReadonlyArray<SpanData> => {
   ]
 }
 
-const kindName = { server: "SPAN_KIND_SERVER", client: "SPAN_KIND_CLIENT", producer: "SPAN_KIND_PRODUCER" } as const
-const statusName = { unset: "STATUS_CODE_UNSET", ok: "STATUS_CODE_OK", error: "STATUS_CODE_ERROR" } as const
 
 const telemetryFor = (env: Record<string, string>, withMetrics = false) =>
   Layer.unwrap(
@@ -131,19 +130,8 @@ const assertArrived = (received: ReadonlyArray<Receiver.ReceivedSpan>, spans: Re
   assert.deepStrictEqual(received.map((r) => r.spanId).sort(), spans.map((s) => s.spanId).sort())
   for (const expected of spans) {
     const got = received.find((r) => r.spanId === expected.spanId)!
-    assert.strictEqual(got.protocol, "http/protobuf")
-    assert.strictEqual(got.traceId, expected.traceId)
-    assert.strictEqual(got.parentSpanId, expected.parentSpanId ?? "")
-    assert.strictEqual(got.name, expected.name)
-    assert.strictEqual(got.kind, kindName[expected.kind as keyof typeof kindName])
-    assert.strictEqual(got.startTimeUnixNano, String(expected.startMonoNs + OFFSET))
-    assert.strictEqual(got.endTimeUnixNano, String(expected.endMonoNs + OFFSET))
-    assert.deepStrictEqual(got.attributes, expected.attributes)
-    assert.strictEqual(got.status.code, statusName[expected.status.code])
-    assert.strictEqual(got.status.message, expected.status.message ?? "")
-    // The collector keeps the OTLP span flags: W3C flags, 0x100 "is-remote known", 0x200 "parent is remote".
-    assert.strictEqual(got.flags, expected.traceFlags | 0x100 | (expected.parentIsRemote ? 0x200 : 0))
-    assert.deepStrictEqual(got.scope, { name: `probescope/${expected.probe}`, version: ProcessResources.version })
+    // The collector re-exports over OTLP/HTTP protobuf and keeps the OTLP span flags.
+    assertSpanAsSent(got, expected, { protocol: "http/protobuf", offsetNs: OFFSET })
   }
   const server = received.find((r) => r.spanId === spans[0]!.spanId)!
   assert.deepStrictEqual(server.resource, {

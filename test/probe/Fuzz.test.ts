@@ -10,19 +10,8 @@ import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
 import { clientRecord, serverRecord } from "../instrumentations/fixtures.ts"
+import { rng } from "../prng.ts"
 
-/** xorshift32: small, deterministic, good enough to spread bytes. */
-const rng = (seed: number) => {
-  let s = seed >>> 0 || 1
-  return (n: number): number => {
-    s ^= s << 13
-    s >>>= 0
-    s ^= s >>> 17
-    s ^= s << 5
-    s >>>= 0
-    return s % n
-  }
-}
 
 /** The exit's failures are all typed errors whose tag `allowed` accepts (no defect, no interruption). */
 const onlyTyped = (

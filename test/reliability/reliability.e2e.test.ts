@@ -48,6 +48,13 @@ const startAgent = (args: ReadonlyArray<string>, collector: Collector.Collector,
     return agent
   })
 
+/** Waits until the agent has said every one of `procs` is attached. */
+const waitAttached = (agent: { readonly stderr: () => string }, procs: ReadonlyArray<{ readonly pid: number }>) =>
+  waitUntil("every process attached", () => {
+    const attached = attachedPids(agent.stderr())
+    return procs.every((p) => attached.has(p.pid))
+  })
+
 /** Runs one churn process to its end and returns its pid. */
 const runChurn = (args: ReadonlyArray<string>) =>
   Effect.scoped(Effect.gen(function*() {
@@ -77,10 +84,7 @@ describe("reliability", () => {
       const baseline = linkCount(agent.pid)
       const start = performance.now()
       const procs = yield* Effect.forEach(Array.from({ length: 30 }), () => spawnProc(churn, ["-live", "120s"]))
-      yield* waitUntil("every process attached", () => {
-        const attached = attachedPids(agent.stderr())
-        return procs.every((p) => attached.has(p.pid))
-      })
+      yield* waitAttached(agent, procs)
       const attachMs = performance.now() - start
       // One link per program for the file, whatever the number of processes.
       const links = linkCount(agent.pid) - baseline
@@ -100,10 +104,7 @@ describe("reliability", () => {
       const start = performance.now()
       const agent = yield* startAgent(procs.flatMap((p) => ["--pid", String(p.pid)]), collector)
       const readyMs = performance.now() - start
-      yield* waitUntil("every process attached", () => {
-        const attached = attachedPids(agent.stderr())
-        return procs.every((p) => attached.has(p.pid))
-      })
+      yield* waitAttached(agent, procs)
       const attachMs = performance.now() - start - readyMs
       const ours = bpfIdsOf(agent.pid)
       yield* Effect.forEach(procs, (p) => Effect.sync(() => p.child.kill("SIGKILL")), { discard: true })

@@ -4,22 +4,11 @@ import * as Fs from "node:fs"
 import { analyzeBuffer } from "../../src/target/GoBinary.ts"
 import { parseElf } from "../../src/target/internal/Elf.ts"
 import { buildFixture } from "./helpers.ts"
+import { rng } from "../prng.ts"
 
 const tags = new Set(["NotElf", "TruncatedElf", "CorruptElf", "UnsupportedArch", "NotGo", "GoTooOld",
   "CorruptBuildInfo", "StrippedNoPclntab"])
 
-/** A small deterministic PRNG (xorshift32) so failures reproduce. */
-const rng = (seed: number) => {
-  let s = seed >>> 0 || 1
-  return (n: number): number => {
-    s ^= s << 13
-    s >>>= 0
-    s ^= s >>> 17
-    s ^= s << 5
-    s >>>= 0
-    return s % n
-  }
-}
 
 /** Analyses `bytes` fully (functions, fields, summary); fails the test on a defect, returns the outcome. */
 const exercise = (bytes: Buffer, label: string): "ok" | string => {

@@ -6,6 +6,7 @@ import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
 import * as Receiver from "../receiver/Receiver.ts"
+import { assertSpanAsSent } from "../receiver/expect.ts"
 
 const OFFSET = 1_700_000_000_000_000_000n
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -55,8 +56,6 @@ const spans: ReadonlyArray<SpanData> = [
   }
 ]
 
-const kindName = { server: "SPAN_KIND_SERVER", client: "SPAN_KIND_CLIENT", producer: "SPAN_KIND_PRODUCER" } as const
-const statusName = { unset: "STATUS_CODE_UNSET", ok: "STATUS_CODE_OK", error: "STATUS_CODE_ERROR" } as const
 
 const telemetryFor = (env: Record<string, string>) =>
   Layer.unwrap(
@@ -80,25 +79,13 @@ const emitAll = (env: Record<string, string>) =>
     })
   )
 
-const assertArrived = (received: ReadonlyArray<Receiver.ReceivedSpan>, protocol: string) => {
+const assertArrived = (received: ReadonlyArray<Receiver.ReceivedSpan>, protocol: Receiver.ReceivedSpan["protocol"]) => {
   assert.strictEqual(received.length, spans.length)
   for (const expected of spans) {
     const got = received.find((r) => r.spanId === expected.spanId)
     assert.isDefined(got, expected.spanId)
     if (got === undefined) continue
-    assert.strictEqual(got.protocol, protocol)
-    assert.strictEqual(got.traceId, expected.traceId)
-    assert.strictEqual(got.parentSpanId, expected.parentSpanId ?? "")
-    assert.strictEqual(got.name, expected.name)
-    assert.strictEqual(got.kind, kindName[expected.kind as keyof typeof kindName])
-    assert.strictEqual(got.startTimeUnixNano, String(expected.startMonoNs + OFFSET))
-    assert.strictEqual(got.endTimeUnixNano, String(expected.endMonoNs + OFFSET))
-    assert.deepStrictEqual(got.attributes, expected.attributes)
-    assert.strictEqual(got.status.code, statusName[expected.status.code])
-    assert.strictEqual(got.status.message, expected.status.message ?? "")
-    // Low byte: W3C flags; 0x100: is-remote known; 0x200: parent is remote.
-    assert.strictEqual(got.flags, expected.traceFlags | 0x100 | (expected.parentIsRemote ? 0x200 : 0))
-    assert.deepStrictEqual(got.scope, { name: `probescope/${expected.probe}`, version: ProcessResources.version })
+    assertSpanAsSent(got, expected, { protocol, offsetNs: OFFSET })
   }
   const server = received.find((r) => r.spanId === "00f067aa0ba902b7")!
   assert.deepStrictEqual(server.resource, {

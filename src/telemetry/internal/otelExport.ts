@@ -5,7 +5,7 @@
 import { ExportResultCode } from "@opentelemetry/core"
 import type { ExportResult } from "@opentelemetry/core"
 import { createEmptyMetadata } from "@opentelemetry/otlp-grpc-exporter-base"
-import { Effect, Schema } from "effect"
+import { Duration, Effect, Schema } from "effect"
 import type { OtlpConfig } from "../TelemetryConfig.ts"
 
 /** One batch could not be exported (after the exporter's own handling); the caller decides about retrying. */
@@ -15,6 +15,40 @@ export class ExportError extends Schema.TaggedError<ExportError>()("ExportError"
   message: Schema.String,
   cause: Schema.optional(Schema.Defect())
 }) {}
+
+/**
+ * One export attempt as both pipelines make it: the exporter called anew (so a retry does not replay an old call),
+ * a defect turned into one failed export rather than the end of the pipeline, and a time limit.
+ */
+export const attempt = <E>(
+  exporter: { readonly name: string; readonly endpoint: string },
+  what: string,
+  timeoutMillis: number,
+  call: () => Effect.Effect<void, E>
+): Effect.Effect<void, E | ExportError> =>
+  Effect.suspend(call).pipe(
+    Effect.catchDefect((defect) =>
+      Effect.fail(
+        new ExportError({
+          exporter: exporter.name,
+          endpoint: exporter.endpoint,
+          message: `${what} to ${exporter.endpoint} crashed: ${String(defect)}`,
+          cause: defect
+        })
+      )
+    ),
+    Effect.timeoutOrElse({
+      duration: Duration.millis(timeoutMillis),
+      orElse: () =>
+        Effect.fail(
+          new ExportError({
+            exporter: exporter.name,
+            endpoint: exporter.endpoint,
+            message: `${what} to ${exporter.endpoint} timed out after ${timeoutMillis} ms`
+          })
+        )
+    })
+  )
 
 const errorMessage = (e: unknown) => e instanceof Error ? e.message : String(e)
 

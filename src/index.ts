@@ -5,6 +5,8 @@
  * `Manifest`, `ProbeTest`), target analysis (`GoBinary`), discovery, the `Manager`, telemetry, and the built-in
  * instrumentations. See docs/architecture.md and docs/probe-api.md.
  */
+// First: checks Node's version and that one copy of effect is loaded, before any module of effect runs.
+import "./runtime/Guard.ts"
 
 // kernel binding
 export * as Bpf from "./kernel/Bpf.ts"

@@ -17,6 +17,7 @@ import * as GoBinary from "../target/GoBinary.ts"
 import { Telemetry, formatStats } from "../telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../telemetry/TelemetryConfig.ts"
 import * as Agent from "./Agent.ts"
+import * as BpfBuild from "./BpfBuild.ts"
 import * as Doctor from "./Doctor.ts"
 import { InsufficientPrivileges, UsageError } from "./Errors.ts"
 import * as Inspect from "./Inspect.ts"
@@ -218,7 +219,7 @@ const run = Command.make(
 /** The whole command tree. */
 export const probescope = Command.make("probescope").pipe(
   Command.withDescription("eBPF auto-instrumentation for Go programs, exporting OpenTelemetry"),
-  Command.withSubcommands([doctor, inspect, run])
+  Command.withSubcommands([doctor, inspect, run, BpfBuild.command])
 )
 
 /** A parse error's messages on one line (effect/cli's may span several, with suggestions). */

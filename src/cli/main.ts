@@ -5,6 +5,8 @@
  * listener exists Node's default for SIGINT/SIGTERM kills the process (status 130/143). So this module listens first
  * and loads the commands dynamically; what arrived meanwhile is handed to them (Lifecycle decides what it means).
  */
+import "../runtime/CliGuard.ts"
+
 const early: Array<NodeJS.Signals> = []
 const record = (signal: NodeJS.Signals) => void early.push(signal)
 process.on("SIGINT", record)

@@ -21,7 +21,7 @@
 #include "nethttp.h"
 
 /* Struct field offsets of one process, written by user space into ps_targets before the uprobes attach.
- * Layout mirrored in src/instrumentations/NetHttpClient.ts (Offsets). */
+ * Mirrored by `Offsets` in src/instrumentations/NetHttpClient.ts, checked against this BTF at load. */
 struct nethttp_client_offsets {
   struct ps_swiss_offsets swiss;
   u64 request_method;
@@ -46,7 +46,7 @@ struct {
   __type(value, struct nethttp_client_offsets);
 } ps_targets SEC(".maps");
 
-/* Layout mirrored in src/instrumentations/internal/Records.ts (NetHttpClientRecord). 344 bytes. */
+/* Mirrored by `Record` in src/instrumentations/NetHttpClient.ts, checked against this BTF at load. */
 struct nethttp_client_record {
   struct ps_http_head head;
   u8 has_error;
@@ -67,6 +67,7 @@ struct nethttp_client_record {
   char path[128];
   char query[64];
 };
+PS_RECORD(nethttp_client_record);
 
 struct client_inflight {
   struct nethttp_client_record rec;

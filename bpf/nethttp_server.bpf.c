@@ -12,7 +12,7 @@
 #include "nethttp.h"
 
 /* Struct field offsets of one process (Go versions differ), written by user space into ps_targets before the
- * uprobes attach. Layout mirrored in src/instrumentations/NetHttpServer.ts (Offsets). */
+ * uprobes attach. Mirrored by `Offsets` in src/instrumentations/NetHttpServer.ts, checked against this BTF at load. */
 struct nethttp_server_offsets {
   struct ps_swiss_offsets swiss;
   u64 request_method;
@@ -40,7 +40,7 @@ struct {
   __type(value, struct nethttp_server_offsets);
 } ps_targets SEC(".maps");
 
-/* Layout mirrored in src/instrumentations/internal/Records.ts (NetHttpServerRecord). 480 bytes. */
+/* Mirrored by `Record` in src/instrumentations/NetHttpServer.ts, checked against this BTF at load. */
 struct nethttp_server_record {
   struct ps_http_head head;
   u8 proto_major;
@@ -62,6 +62,7 @@ struct nethttp_server_record {
   char pattern[128];
   char scheme[8];
 };
+PS_RECORD(nethttp_server_record);
 
 struct server_inflight {
   struct nethttp_server_record rec;

@@ -7,19 +7,23 @@ import { Effect, Schema } from "effect"
 import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 
-/** `struct work_record`, field by field (natural C alignment, little-endian). */
+/**
+ * `struct work_record`, field by field (natural C alignment, little-endian). Naming the struct has the layout checked
+ * against the object's BTF when the probe loads: `start` mirrors the C member `start_ns` (named explicitly), the
+ * others their snake_case names (`traceId` -> `trace_id`).
+ */
 export const WorkRecord = Binary.struct({
-  start: Binary.u64,
-  end: Binary.u64,
+  start: Binary.member("start_ns", Binary.u64),
+  end: Binary.member("end_ns", Binary.u64),
   traceId: Binary.hex(16),
   spanId: Binary.hex(8),
   n: Binary.u64n,
   goroutine: Binary.u64,
   pid: Binary.u32,
   _pad: Binary.pad(4)
-})
+}, { struct: "work_record" })
 
-/** The probe definition: `WorkProbe.layer` loads and registers it; `WorkProbe.tag` is its service. */
+/** The probe definition: `WorkProbe.layer` loads it; `WorkProbe.tag` is its service. */
 export const WorkProbe = Probe.instrument({
   name: "example/work",
   object: Probe.objectFile("custom_work"),

@@ -18,6 +18,7 @@ struct work_record {
   u32 pid;
   u32 _pad;
 };
+PS_RECORD(work_record);
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);

@@ -44,6 +44,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value AttachTracepoint(const Napi::CallbackInfo& info);
   Napi::Value TestRun(const Napi::CallbackInfo& info);
   Napi::Value OpenRingBuffer(const Napi::CallbackInfo& info);
+  Napi::Value Btf(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 };
 

@@ -47,6 +47,55 @@ size_t ValueSize(struct bpf_map* map) {
   }
 }
 
+
+// BTF kinds as the JS side names them; the rest are "other".
+const char* BtfKindName(const struct btf_type* t) {
+  switch (btf_kind(t)) {
+    case BTF_KIND_INT: return "int";
+    case BTF_KIND_PTR: return "ptr";
+    case BTF_KIND_ARRAY: return "array";
+    case BTF_KIND_STRUCT: return "struct";
+    case BTF_KIND_UNION: return "union";
+    case BTF_KIND_ENUM: return "enum";
+    case BTF_KIND_ENUM64: return "enum";
+    case BTF_KIND_FLOAT: return "float";
+    default: return "other";
+  }
+}
+
+// Nested struct members are described to this depth: deeper ones are reported as leaves (records are shallow).
+constexpr int kBtfMaxDepth = 8;
+
+// { name, size, kind, members: [{ name, bitOffset, bitSize, size, kind, type, elements?, members? }] } of a struct or
+// union; typedefs and qualifiers are resolved, bitSize is 0 unless the member is a bitfield.
+Napi::Object DescribeComposite(Napi::Env env, const struct btf* btf, const struct btf_type* t, int depth) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("name", btf__name_by_offset(btf, t->name_off));
+  out.Set("size", t->size);
+  out.Set("kind", BtfKindName(t));
+  Napi::Array members = Napi::Array::New(env);
+  const struct btf_member* m = btf_members(t);
+  for (int i = 0; i < btf_vlen(t); i++, m++) {
+    Napi::Object member = Napi::Object::New(env);
+    member.Set("name", btf__name_by_offset(btf, m->name_off));
+    member.Set("bitOffset", btf_member_bit_offset(t, i));
+    member.Set("bitSize", btf_member_bitfield_size(t, i));
+    __s64 size = btf__resolve_size(btf, m->type);
+    member.Set("size", Napi::Number::New(env, static_cast<double>(size < 0 ? 0 : size)));
+    int resolved = btf__resolve_type(btf, m->type);
+    const struct btf_type* mt = resolved < 0 ? nullptr : btf__type_by_id(btf, resolved);
+    member.Set("kind", mt == nullptr ? "other" : BtfKindName(mt));
+    member.Set("type", mt == nullptr ? "" : btf__name_by_offset(btf, mt->name_off));
+    if (mt != nullptr && btf_is_array(mt)) member.Set("elements", btf_array(mt)->nelems);
+    if (mt != nullptr && btf_is_composite(mt) && depth < kBtfMaxDepth) {
+      member.Set("members", DescribeComposite(env, btf, mt, depth + 1).Get("members"));
+    }
+    members.Set(i, member);
+  }
+  out.Set("members", members);
+  return out;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -71,6 +120,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
     InstanceMethod<&BpfObject::AttachTracepoint>("attachTracepoint"),
     InstanceMethod<&BpfObject::TestRun>("testRun"),
     InstanceMethod<&BpfObject::OpenRingBuffer>("ringBuffer"),
+    InstanceMethod<&BpfObject::Btf>("btf"),
     InstanceMethod<&BpfObject::Close>("close"),
   });
 }
@@ -413,6 +463,40 @@ Napi::Value BpfObject::OpenRingBuffer(const Napi::CallbackInfo& info) {
   Napi::Object rb = RingBuffer::constructor->New({});
   RingBuffer::Unwrap(rb)->Start(env, bpf_map__fd(map), info[1].As<Napi::Function>(), drain_ms, max_batch);
   return rb;
+}
+
+// btf(): { structs: { [name]: struct }, mapValues: { [map]: struct name } } from the object's BTF (valid once opened,
+// no privileges needed), or null when the object carries none. Used to check hand-written record layouts against the
+// C structs they mirror.
+Napi::Value BpfObject::Btf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_object* obj = Require(env, "btf");
+  struct btf* btf = bpf_object__btf(obj);
+  if (btf == nullptr) return env.Null();
+  Napi::Object structs = Napi::Object::New(env);
+  __u32 count = btf__type_cnt(btf);
+  for (__u32 id = 1; id < count; id++) {
+    const struct btf_type* t = btf__type_by_id(btf, id);
+    if (t == nullptr || !btf_is_struct(t) || t->name_off == 0) continue;
+    const char* name = btf__name_by_offset(btf, t->name_off);
+    // A forward declaration has no members and no size; a complete definition of the same name wins.
+    if (name == nullptr || name[0] == '\0' || structs.Has(name)) continue;
+    structs.Set(name, DescribeComposite(env, btf, t, 0));
+  }
+  Napi::Object values = Napi::Object::New(env);
+  struct bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    __u32 vid = bpf_map__btf_value_type_id(map);
+    if (vid == 0) continue;
+    int resolved = btf__resolve_type(btf, vid);
+    const struct btf_type* vt = resolved < 0 ? nullptr : btf__type_by_id(btf, resolved);
+    if (vt == nullptr || !btf_is_struct(vt) || vt->name_off == 0) continue;
+    values.Set(bpf_map__name(map), btf__name_by_offset(btf, vt->name_off));
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("structs", structs);
+  out.Set("mapValues", values);
+  return out;
 }
 
 Napi::Value BpfObject::Close(const Napi::CallbackInfo& info) {

@@ -101,12 +101,12 @@ export const Offsets = Binary.struct({
   responseStatusCode: Binary.u64n,
   bufioWriterBuf: Binary.u64n,
   bufioWriterN: Binary.u64n,
-  persistConnConn: Binary.u64n,
+  persistConnConn: Binary.member("pconn_conn", Binary.u64n),
   ...Http.tcpLayout
-})
+}, { struct: "nethttp_client_offsets" })
 
 // ---------------------------------------------------------------------------------------------------------------
-// Record: `struct nethttp_client_record` (352 bytes)
+// Record: `struct nethttp_client_record` (checked against the object's BTF at load)
 // ---------------------------------------------------------------------------------------------------------------
 
 /** Layout of `struct nethttp_client_record`. */
@@ -130,7 +130,7 @@ export const Record = Binary.struct({
   host: Binary.string(64, "hostLen"),
   path: Binary.string(128, "pathLen"),
   query: Binary.string(64, "queryLen")
-})
+}, { struct: "nethttp_client_record" })
 
 /** A decoded client record. */
 export type Record = ReturnType<typeof Record.decode>

@@ -89,10 +89,10 @@ export const Offsets = Binary.struct({
   responseConn: Binary.u64n,
   connRwc: Binary.u64n,
   ...Http.tcpLayout
-})
+}, { struct: "nethttp_server_offsets" })
 
 // ---------------------------------------------------------------------------------------------------------------
-// Record: `struct nethttp_server_record` (480 bytes)
+// Record: `struct nethttp_server_record` (checked against the object's BTF at load)
 // ---------------------------------------------------------------------------------------------------------------
 
 /** Layout of `struct nethttp_server_record`; strings are truncated to their capacity. */
@@ -116,7 +116,7 @@ export const Record = Binary.struct({
   remote: Binary.string(64, "remoteLen"),
   pattern: Binary.string(128, "patternLen"),
   scheme: Binary.string(8, "schemeLen")
-})
+}, { struct: "nethttp_server_record" })
 
 /** A decoded server record. */
 export type Record = ReturnType<typeof Record.decode>

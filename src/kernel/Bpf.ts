@@ -158,6 +158,43 @@ export interface RingBuffer {
   readonly close: Effect.Effect<void>
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// BTF: the C structs an object was compiled with, to check the layouts user space mirrors them with
+// ---------------------------------------------------------------------------------------------------------------
+
+/** One member of a BTF struct or union; typedefs and qualifiers resolved. */
+export interface BtfMember {
+  /** "" for an anonymous struct or union member (its members are accessed as the parent's). */
+  readonly name: string
+  readonly bitOffset: number
+  /** 0 unless the member is a bitfield. */
+  readonly bitSize: number
+  /** Bytes (`btf__resolve_size`): a whole array's, a nested struct's. */
+  readonly size: number
+  readonly kind: "int" | "ptr" | "array" | "struct" | "union" | "enum" | "float" | "other"
+  /** The resolved type's name ("" when anonymous), e.g. "unsigned char" or "ps_http_head". */
+  readonly type: string
+  /** Arrays: the number of elements. */
+  readonly elements?: number
+  /** Nested structs and unions: their members. */
+  readonly members?: ReadonlyArray<BtfMember>
+}
+
+/** A named struct of an object's BTF. */
+export interface BtfStruct {
+  readonly name: string
+  readonly size: number
+  readonly kind: "struct" | "union"
+  readonly members: ReadonlyArray<BtfMember>
+}
+
+/** What an object's BTF says of its structs: every named struct, and which struct each map's value is. */
+export interface ObjectBtf {
+  readonly structs: Readonly<Record<string, BtfStruct>>
+  /** Map name to the name of its value's struct (maps declared with `__type(value, struct x)`). */
+  readonly mapValues: Readonly<Record<string, string>>
+}
+
 /** A loaded BPF object. */
 export interface BpfObject {
   readonly name: string
@@ -180,6 +217,11 @@ export interface BpfObject {
     map: string,
     options?: RingBufferOptions
   ) => Effect.Effect<RingBuffer, BpfMapError, Scope.Scope>
+  /**
+   * The object's BTF structs, or None when there is nothing to check against: an object compiled without `-g`, or a
+   * fake-kernel object the test gave no BTF for (`FakeKernel.defineBtf`).
+   */
+  readonly btf: Effect.Effect<Option.Option<ObjectBtf>>
 }
 
 /** The kernel binding. */

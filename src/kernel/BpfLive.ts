@@ -17,6 +17,7 @@ import {
   type BpfObject,
   type Link,
   type MapRef,
+  type ObjectBtf,
   type ObjectSpec,
   type RingBuffer,
   type RingBufferOptions,
@@ -280,10 +281,13 @@ const make = (addon: Addon, drainMs: number) => {
       } satisfies RingBuffer
     })
 
+    // Parsed once: the BTF of a loaded object does not change.
+    let btf: Option.Option<ObjectBtf> | undefined
     return {
       name,
       programs,
       maps,
+      btf: Effect.sync(() => btf ??= Option.fromNullishOr(obj.btf())),
       lookup: (map, key) => mapOp(map, () => Option.fromNullishOr(obj.lookup(map, bytes(key)))).pipe(
         Effect.map(Option.map((b): Uint8Array => b))
       ),
@@ -355,6 +359,23 @@ export const layer: Layer.Layer<Bpf, BpfConfigError> = Layer.effect(
     return typeof addon === "string" ? unavailable(addon) : make(addon, drainMs)
   })
 )
+
+/**
+ * The BTF structs of an object file, read without loading it (no privileges needed): what a test hands the fake
+ * kernel (`FakeKernel.defineBtf`) so probe layouts are checked against the real object without root.
+ */
+export const readBtf = (file: string): Effect.Effect<Option.Option<ObjectBtf>, BpfError> =>
+  Effect.suspend(() => {
+    const addon = loadAddon()
+    if (typeof addon === "string") {
+      return Effect.fail(new BpfOpenError({ op: "addon", errno: 0, code: "ENOADDON", message: addon, source: file }))
+    }
+    return Effect.acquireUseRelease(
+      Effect.try({ try: () => new addon.BpfObject(file, path.basename(file)), catch: (cause) => openError(file, cause) }),
+      (obj) => Effect.sync(() => Option.fromNullishOr(obj.btf())),
+      (obj) => Effect.sync(() => obj.close())
+    )
+  })
 
 /** The command that builds the native addon, for messages elsewhere (doctor). */
 export const addonBuildCommand = buildCommand

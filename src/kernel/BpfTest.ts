@@ -7,6 +7,10 @@
  * failures: a load failing with a verifier log, an attach of a given program/pid failing with a typed error, or an
  * attach that never completes (to test interruption). Operations on a closed object fail with BpfMapError EBADF, so
  * release-order bugs show up as errors.
+ *
+ * BTF: an object has none unless the test gives it (`defineBtf`, e.g. with `BpfLive.readBtf` of the real object file),
+ * so probes' layout checks are skipped by default and run against exactly what the test supplies. A reused map whose
+ * reference the fake kernel did not make (a mocked probe's `mapRef`) becomes an in-memory map shared by its name.
  */
 import type { Cause } from "effect"
 import { Context, Effect, Layer, Option, Queue, Stream } from "effect"
@@ -17,6 +21,7 @@ import type {
   ConstantValue,
   Link,
   MapRef,
+  ObjectBtf,
   ObjectSpec,
   RingBuffer,
   RingBufferStats,
@@ -107,6 +112,11 @@ export class FakeKernel extends Context.Service<FakeKernel, {
   /** Make loads of this object name (or file) strict. */
   readonly define: (nameOrFile: string, definition: ObjectDefinition) => Effect.Effect<void>
   /**
+   * Give loads of this object name (or file) BTF, so the probe's layouts are checked against it at load (e.g. the
+   * real object's, from `BpfLive.readBtf`). Without it an object has no BTF and the check is skipped.
+   */
+  readonly defineBtf: (nameOrFile: string, btf: ObjectBtf) => Effect.Effect<void>
+  /**
    * Write records into an object's ring buffer (default map "events"), counted as submitted in `ps_stats`.
    * Returns how many the consumer dropped (its queue was full). Records pushed before a subscription wait for it.
    */
@@ -146,8 +156,12 @@ interface FakeObject {
   readonly maps: Map<string, FakeMap>
   readonly rings: Map<string, Ring>
   readonly definition: ObjectDefinition | undefined
+  readonly btf: ObjectBtf | undefined
   closed: boolean
 }
+
+const isFakeMap = (u: unknown): u is FakeMap =>
+  typeof u === "object" && u !== null && "owner" in u && "entries" in u && u.entries instanceof Map
 
 const toHex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
 
@@ -167,6 +181,9 @@ const make = Effect.sync(() => {
   const log: Array<KernelEvent> = []
   const objects = new Map<string, FakeObject>()
   const definitions = new Map<string, ObjectDefinition>()
+  const btfs = new Map<string, ObjectBtf>()
+  /** Maps of objects the fake kernel did not load (a mocked probe's `mapRef`), shared by every object reusing one. */
+  const foreignMaps = new Map<string, FakeMap>()
   const links = new Map<number, FakeLink>()
   let loadFailures: Array<{ match: LoadMatch; error: BpfError }> = []
   let attachFailures: Array<{ match: AttachMatch; error: BpfAttachError | BpfPermissionError | "hang" }> = []
@@ -310,6 +327,7 @@ const make = Effect.sync(() => {
 
   const makeObject = (obj: FakeObject): BpfObject => ({
     name: obj.name,
+    btf: Effect.sync(() => Option.fromNullishOr(obj.btf)),
     programs: obj.definition?.programs ?? [],
     maps: obj.definition?.maps ?? [],
     lookup: (map, key) =>
@@ -413,10 +431,23 @@ const make = Effect.sync(() => {
           )
         }
       }
-      const obj: FakeObject = { name, maps: new Map(), rings: new Map(), definition, closed: false }
+      const btf = btfs.get(name) ?? (spec.file === undefined ? undefined : btfs.get(spec.file))
+      const obj: FakeObject = { name, maps: new Map(), rings: new Map(), definition, btf, closed: false }
       const reused: Record<string, string> = {}
       for (const [mine, ref] of Object.entries(spec.reuseMaps ?? {})) {
-        const shared = ref.handle as FakeMap
+        if (!isFakeMap(ref.handle)) {
+          // Not one of ours: a mocked probe's map. It lives as long as the fake kernel, shared by name.
+          const key = `${ref.object}/${ref.map}`
+          let foreign = foreignMaps.get(key)
+          if (foreign === undefined) {
+            foreign = { owner: ref.object, name: ref.map, entries: new Map() }
+            foreignMaps.set(key, foreign)
+          }
+          obj.maps.set(mine, foreign)
+          reused[mine] = key
+          continue
+        }
+        const shared = ref.handle
         if (objects.get(shared.owner)?.closed !== false) {
           return Effect.fail(closedError(shared.owner, shared.name, "reuse_fd"))
         }
@@ -457,6 +488,7 @@ const make = Effect.sync(() => {
       log.length = 0
     }),
     define: (nameOrFile, definition) => Effect.sync(() => void definitions.set(nameOrFile, definition)),
+    defineBtf: (nameOrFile, btf) => Effect.sync(() => void btfs.set(nameOrFile, btf)),
     push: (object, records, map = "events") =>
       Effect.sync(() => {
         const obj = findObject(object)

@@ -1,11 +1,14 @@
 /**
- * The Manager composes what the probe layers registered with a stream of target events: for each process it attaches
- * every probe whose manifest matches (recording why the others do not apply), detaches when the process exits, runs
- * every instrument probe's Runner once, and keeps per-probe counters.
+ * The Manager composes the probes it is given with a stream of target events: for each process it attaches every
+ * probe whose manifest matches (recording why the others do not apply), detaches when the process exits, runs every
+ * instrument probe's Runner once, and keeps per-probe counters.
  *
- * It only composes: probes come from the `ProbeRegistry` their layers filled, so a custom probe is added by
- * composing its layer. Failures stay local: a probe failing to attach to one process is logged and counted, and the
- * other probes and processes go on.
+ * It only composes: the probes are those in its context, however their layers were provided or merged (a probe
+ * layer also brings the probes it depends on), so a custom probe is added by composing its layer. The order is the
+ * dependencies' (a probe after the probes whose maps it reuses), then the names': never the order layers were built
+ * in. Two probes with one name fail the build (`DuplicateProbeError`). A daemon attaches to a process only where a
+ * probe depending on it attaches (a daemon nothing depends on attaches wherever it applies). Failures stay local: a
+ * probe failing to attach to one process is logged and counted, and the other probes and processes go on.
  *
  * Events of one process are applied in order; events of different processes run concurrently, so a slow detach
  * (the kernel's unregistering, which runs off the JS thread) never delays another process's attach. On shutdown
@@ -14,8 +17,9 @@
 import { Context, Deferred, Duration, Effect, Exit, Layer, Schedule, Scope, Stream } from "effect"
 import type { Applicability } from "../probe/Manifest.ts"
 import type { AnyProbe } from "../probe/Probe.ts"
-import { isInstrument } from "../probe/Probe.ts"
-import * as ProbeRegistry from "../probe/ProbeRegistry.ts"
+import { instancesIn, isInstrument } from "../probe/Probe.ts"
+import { DuplicateProbeError } from "../probe/ProbeError.ts"
+import type * as ProbeRegistry from "../probe/ProbeRegistry.ts"
 import type { Target } from "../probe/Target.ts"
 import { TelemetrySink } from "../probe/Telemetry.ts"
 import type { TargetEvent } from "./TargetEvent.ts"
@@ -55,9 +59,13 @@ export interface Inspection {
 
 /** The Manager. */
 export class Manager extends Context.Service<Manager, {
-  /** The registered probes, in build order (dependencies first). */
-  readonly probes: ReadonlyArray<{ readonly name: string; readonly kind: "instrument" | "daemon" }>
-  /** Each registered probe's applicability to a target, with the reason when it does not apply. */
+  /** The probes, in attach order: a probe after those it depends on, otherwise by name. */
+  readonly probes: ReadonlyArray<{
+    readonly name: string
+    readonly kind: "instrument" | "daemon"
+    readonly dependsOn: ReadonlyArray<string>
+  }>
+  /** Each probe's applicability to a target, with the reason when it does not apply. */
   readonly inspect: (target: Target) => ReadonlyArray<Inspection>
   /**
    * Apply one event and wait for it (the target source's events go through here too). Events of one pid are applied
@@ -75,11 +83,46 @@ interface Instrumented {
 }
 
 /**
- * Build a Manager in the current scope from the registry, without following a target source. Runners start now
- * and stop, and every attachment is detached, when the scope closes.
+ * The probes of a context in attach order: every probe after the probes it depends on, and otherwise by name, so
+ * the same probes compose the same however their layers were merged. Two probes with one name are refused.
  */
-export const make: Effect.Effect<Manager["Service"], never, Scope.Scope | ProbeRegistry.ProbeRegistry | TelemetrySink> =
-  Effect.suspend(() => makeWithSubmit).pipe(Effect.map(({ manager }) => manager))
+export const compose = (
+  found: ReadonlyArray<AnyProbe>
+): Effect.Effect<ReadonlyArray<AnyProbe>, DuplicateProbeError> =>
+  Effect.suspend(() => {
+    const byName = new Map<string, AnyProbe>()
+    for (const probe of found) {
+      if (byName.has(probe.name)) {
+        return Effect.fail(
+          new DuplicateProbeError({
+            probe: probe.name,
+            message: `probe ${probe.name} is composed twice (two definitions with one name, or one built both with ` +
+              "`layer` and `layerWith`): give each probe a name of its own, and configure a shared one once " +
+              "(ProbeSettings or one `layerWith` provided to its dependents)"
+          })
+        )
+      }
+      byName.set(probe.name, probe)
+    }
+    const ordered: Array<AnyProbe> = []
+    const placed = new Set<string>()
+    const pending = [...byName.values()].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+    while (pending.length > 0) {
+      // The first (by name) whose dependencies are placed; a dependency outside the composition does not hold it back.
+      const i = pending.findIndex((p) => p.dependsOn.every((d) => placed.has(d) || !byName.has(d)))
+      const next = pending.splice(i < 0 ? 0 : i, 1)[0]!
+      ordered.push(next)
+      placed.add(next.name)
+    }
+    return Effect.succeed(ordered)
+  })
+
+/**
+ * Build a Manager in the current scope over the probes in its context, without following a target source. Runners
+ * start now and stop, and every attachment is detached, when the scope closes.
+ */
+export const make: Effect.Effect<Manager["Service"], DuplicateProbeError, Scope.Scope | TelemetrySink> = Effect
+  .suspend(() => makeWithSubmit).pipe(Effect.map(({ manager }) => manager))
 
 /** How long shutdown waits for each Runner to read what its ring still holds. */
 const RUNNER_STOP_BOUND = Duration.seconds(2)
@@ -115,10 +158,26 @@ export const lossReport = (
 }
 
 const makeWithSubmit = Effect.gen(function*() {
-  const registry = yield* ProbeRegistry.ProbeRegistry
   const sink = yield* TelemetrySink
   const scope = yield* Scope.Scope
-  const probes: ReadonlyArray<AnyProbe> = yield* registry.probes
+  const probes = yield* compose(instancesIn(yield* Effect.context<never>()))
+  if (probes.length === 0) yield* Effect.logWarning("the Manager was given no probes: nothing will be attached")
+  /**
+   * Each probe's dependents that are instruments, transitively (through daemons depending on daemons): a daemon with
+   * any attaches where one of them does.
+   */
+  const dependents = new Map<string, Set<string>>(probes.map((p) => [p.name, new Set<string>()]))
+  for (const probe of probes.filter(isInstrument)) {
+    const visit = (name: string) => {
+      for (const dep of probes.find((p) => p.name === name)?.dependsOn ?? []) {
+        const set = dependents.get(dep)
+        if (set === undefined || set.has(probe.name)) continue
+        set.add(probe.name)
+        visit(dep)
+      }
+    }
+    visit(probe.name)
+  }
   const instrumented = new Map<number, Instrumented>()
   /** The last event of each pid still being applied: the next one for that pid waits for it. */
   const tails = new Map<number, Deferred.Deferred<void>>()
@@ -152,15 +211,31 @@ const makeWithSubmit = Effect.gen(function*() {
       const entry: Instrumented = { target, scope: targetScope, probes: [] }
       instrumented.set(target.pid, entry)
       yield* Effect.gen(function*() {
+        const applies = new Set<string>()
         for (const probe of probes) {
           const app = probe.attacher.applicability(target)
-          if (app._tag === "Global") continue
-          if (app._tag === "NotApplicable") {
+          if (app._tag === "Applies") applies.add(probe.name)
+          else if (app._tag === "NotApplicable") {
             yield* Effect.logDebug(`probe ${probe.name} does not apply to pid ${target.pid}: ${app.reason}`)
+          }
+        }
+        /** A daemon others depend on is only wanted where one of them applies (and is undone if none attaches). */
+        const wanted = (probe: AnyProbe) => {
+          const deps = dependents.get(probe.name)!
+          return probe.kind !== "daemon" || deps.size === 0 || [...deps].some((d) => applies.has(d))
+        }
+        /** Each probe's own scope within the target's, so a daemon left without dependents can go on its own. */
+        const scopes = new Map<string, Scope.Closeable>()
+        for (const probe of probes) {
+          if (!applies.has(probe.name)) continue
+          if (!wanted(probe)) {
+            yield* Effect.logDebug(`probe ${probe.name} not attached to pid ${target.pid}: no probe depending on it applies`)
             continue
           }
-          const result = yield* probe.attacher.attach(target).pipe(Scope.provide(targetScope), Effect.exit)
+          const probeScope = yield* Scope.fork(targetScope, "sequential")
+          const result = yield* probe.attacher.attach(target).pipe(Scope.provide(probeScope), Effect.exit)
           if (Exit.isSuccess(result)) {
+            scopes.set(probe.name, probeScope)
             entry.probes.push(probe.name)
             if (result.value.missingOptional.length > 0) {
               yield* Effect.logDebug(
@@ -168,6 +243,7 @@ const makeWithSubmit = Effect.gen(function*() {
               )
             }
           } else {
+            yield* Scope.close(probeScope, Exit.void)
             attachFailures.set(probe.name, (attachFailures.get(probe.name) ?? 0) + 1)
             const error = result.cause.reasons.find((r) => r._tag === "Fail")
             yield* Effect.logWarning(
@@ -176,6 +252,15 @@ const makeWithSubmit = Effect.gen(function*() {
                 `probe ${probe.name}: attach to pid ${target.pid} failed`
             )
           }
+        }
+        // Daemons whose dependents all failed to attach serve nothing here: detach them, dependents' order first.
+        for (const probe of [...probes].reverse()) {
+          const deps = dependents.get(probe.name)!
+          if (probe.kind !== "daemon" || deps.size === 0 || !scopes.has(probe.name)) continue
+          if ([...deps].some((d) => entry.probes.includes(d))) continue
+          yield* Scope.close(scopes.get(probe.name)!, Exit.void)
+          entry.probes.splice(entry.probes.indexOf(probe.name), 1)
+          yield* Effect.logDebug(`probe ${probe.name} detached from pid ${target.pid}: no probe depending on it attached`)
         }
       }).pipe(
         Effect.onInterrupt(() => detach(target.pid)),
@@ -288,7 +373,7 @@ const makeWithSubmit = Effect.gen(function*() {
   )
 
   const manager = Manager.of({
-    probes: probes.map((p) => ({ name: p.name, kind: p.kind })),
+    probes: probes.map((p) => ({ name: p.name, kind: p.kind, dependsOn: p.dependsOn })),
     inspect,
     handle,
     stats,
@@ -297,8 +382,11 @@ const makeWithSubmit = Effect.gen(function*() {
   return { manager, submit }
 })
 
-/** The Manager, following the `TargetSource` until its scope closes. Provide the probe layers to it. */
-export const layer: Layer.Layer<Manager, never, ProbeRegistry.ProbeRegistry | TelemetrySink | TargetSource> = Layer
+/**
+ * The Manager, following the `TargetSource` until its scope closes, over the probes provided to it (in any order, by
+ * any means): `Manager.layer.pipe(Layer.provide(Layer.mergeAll(A.layer, B.layer)))`.
+ */
+export const layer: Layer.Layer<Manager, DuplicateProbeError, TelemetrySink | TargetSource> = Layer
   .effect(
     Manager,
     Effect.gen(function*() {
@@ -311,10 +399,13 @@ export const layer: Layer.Layer<Manager, never, ProbeRegistry.ProbeRegistry | Te
   )
 
 /**
- * The Manager over the given probe layers, with a fresh registry: `Manager.layerWith(Layer.mergeAll(A.layer,
- * B.layer))`. The probes are built before the Manager reads the registry, and closed after it has detached.
+ * The Manager over the given probe layers: `Manager.layerWith(Layer.mergeAll(A.layer, B.layer))`. The probes are
+ * built before the Manager, and closed after it has detached.
  */
 export const layerWith = <ROut, E, RIn>(
   probes: Layer.Layer<ROut, E, RIn>
-): Layer.Layer<Manager, E, Exclude<RIn, ProbeRegistry.ProbeRegistry> | TelemetrySink | TargetSource> =>
-  layer.pipe(Layer.provide(probes), Layer.provide(ProbeRegistry.layer)) as never
+): Layer.Layer<
+  Manager,
+  E | DuplicateProbeError,
+  Exclude<RIn, ProbeRegistry.ProbeRegistry> | TelemetrySink | TargetSource
+> => layer.pipe(Layer.provide(probes)) as never

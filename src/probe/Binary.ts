@@ -14,10 +14,17 @@
  *   status: Binary.u16,             // number
  *   methodLen: Binary.u8,
  *   method: Binary.string(16, "methodLen")
- * })
+ * }, { struct: "my_record" })      // the C struct it mirrors, checked against the object's BTF at load
  * ```
+ *
+ * Checked against BTF: a layout naming its C struct (`{ struct }`) is compared, when a probe loads, with that struct
+ * in the object's BTF: the size, and for each field the offset and width of the C member it mirrors. A field mirrors
+ * the member named like it in snake_case (`methodLen` -> `method_len`), found by its path (`head.start_ns`) or, when
+ * unique, by its name in any nested struct; `Binary.member("tcp.enabled", Binary.u64n)` names the member
+ * explicitly. Every C member must be covered by a field or padding, so a member added in a hole is noticed too.
  */
 import { Effect, Schema, SchemaIssue, SchemaTransformation } from "effect"
+import type { BtfMember, BtfStruct } from "../kernel/Bpf.ts"
 
 /** One field of a layout: its size and alignment in bytes, and how it reads and writes its value. */
 export interface Field<T> {
@@ -26,6 +33,8 @@ export interface Field<T> {
   readonly align: number
   /** The sibling field holding this field's byte length (strings with a length field). */
   readonly lengthField?: string
+  /** The C member this field mirrors, when not its name in snake_case: `"tcp.enabled"`, `"pconn_conn"`. */
+  readonly c?: string
   readonly read: (view: DataView, bytes: Uint8Array, offset: number, length: number) => T
   readonly write: (view: DataView, bytes: Uint8Array, offset: number, value: T) => number
 }
@@ -45,11 +54,26 @@ export type Decoded<F extends Readonly<Record<string, Member>>> = {
   readonly [K in keyof F as F[K] extends Pad ? never : K]: F[K] extends Field<infer T> ? T : never
 }
 
+/** One member of a layout as placed: what the BTF check compares with the C struct. */
+export interface LayoutField {
+  readonly name: string
+  readonly offset: number
+  readonly size: number
+  /** Padding covers bytes and mirrors no member. */
+  readonly pad: boolean
+  /** The C member named explicitly (`Binary.member`). */
+  readonly c?: string
+}
+
 /** A struct layout with its computed offsets. */
 export interface Layout<T> {
   readonly size: number
   readonly align: number
   readonly offsets: Readonly<Record<string, number>>
+  /** Every field and padding in order. */
+  readonly fields: ReadonlyArray<LayoutField>
+  /** The C struct this layout mirrors (checked against the object's BTF at load), when named. */
+  readonly struct?: string
   /** Decode; fails (throws a RangeError) when `bytes` is shorter than the layout. Prefer `schema` at boundaries. */
   readonly decode: (bytes: Uint8Array) => T
   readonly encode: (value: T) => Uint8Array
@@ -117,6 +141,9 @@ export const bool: Field<boolean> = field(
   (v, _b, o, x) => (v.setUint8(o, x ? 1 : 0), 1)
 )
 
+/** A field mirroring the C member `c` (a name, or a dotted path into nested structs) rather than its snake_case name. */
+export const member = <T>(c: string, f: Field<T>): Field<T> => ({ ...f, c })
+
 /** `n` bytes of padding (explicit holes, or `__u8 _pad[n]` in C). */
 export const pad = (n: number): Pad => ({ _tag: "Pad", size: n, align: 1 })
 
@@ -171,7 +198,11 @@ export const string = (cap: number, lengthField?: string): Field<string> =>
 /** Lay out `fields` in order at C alignment (or packed) and build a codec for the struct. */
 export const struct = <const F extends Readonly<Record<string, Member>>>(
   fields: F,
-  options?: { readonly packed?: boolean }
+  options?: {
+    readonly packed?: boolean
+    /** The C struct mirrored, checked against the object's BTF when a probe using this layout loads. */
+    readonly struct?: string
+  }
 ): Layout<Decoded<F>> => {
   const packed = options?.packed === true
   const entries = Object.entries(fields)
@@ -238,11 +269,41 @@ export const struct = <const F extends Readonly<Record<string, Member>>>(
     }
     return out
   }
-  return { size, align: maxAlign, offsets, decode, encode }
+  const placed: Array<LayoutField> = plan.map((p) => ({
+    name: p.name,
+    offset: p.offset,
+    size: p.member.size,
+    pad: p.member._tag === "Pad",
+    ...(p.member._tag === "Field" && p.member.c !== undefined ? { c: p.member.c } : {})
+  }))
+  return {
+    size,
+    align: maxAlign,
+    offsets,
+    fields: placed,
+    ...(options?.struct === undefined ? {} : { struct: options.struct }),
+    decode,
+    encode
+  }
 }
 
+/** The same layout, mirroring the C struct `name` (for layouts built without `{ struct }`). */
+export const named = <T>(layout: Layout<T>, name: string): Layout<T> => ({ ...layout, struct: name })
+
+const layouts = new WeakMap<object, Layout<unknown>>()
+
+/** The layout a `schema` was made from, so a probe can check its record against BTF; undefined for other codecs. */
+export const layoutOf = (codec: Schema.Codec<unknown, Uint8Array> | object): Layout<unknown> | undefined =>
+  layouts.get(codec)
+
 /** A layout as an effect Schema from `Uint8Array` to the decoded struct: short records fail with a SchemaError. */
-export const schema = <T>(layout: Layout<T>): Schema.Codec<T, Uint8Array> =>
+export const schema = <T>(layout: Layout<T>): Schema.Codec<T, Uint8Array> => {
+  const codec = makeSchema(layout)
+  layouts.set(codec, layout as Layout<unknown>)
+  return codec
+}
+
+const makeSchema = <T>(layout: Layout<T>): Schema.Codec<T, Uint8Array> =>
   Schema.Uint8Array.pipe(
     Schema.decodeTo(
       Schema.declare((u: unknown): u is T => typeof u === "object" && u !== null),
@@ -264,5 +325,89 @@ export const schema = <T>(layout: Layout<T>): Schema.Codec<T, Uint8Array> =>
 export const pidKey = (pid: number): Uint8Array => {
   const out = new Uint8Array(4)
   new DataView(out.buffer).setUint32(0, pid, true)
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The check against BTF
+// ---------------------------------------------------------------------------------------------------------------
+
+/** One disagreement between a layout and the C struct: `field` is the layout's field, or the C member's path. */
+export interface Mismatch {
+  readonly field: string
+  readonly message: string
+}
+
+interface Leaf {
+  readonly path: string
+  readonly name: string
+  readonly offset: number
+  readonly size: number
+  readonly bitfield: boolean
+}
+
+/** The struct's members down to scalars and arrays, with absolute byte offsets; anonymous members add no path. */
+const leaves = (members: ReadonlyArray<BtfMember>, base: number, prefix: string): Array<Leaf> =>
+  members.flatMap((m) => {
+    const offset = base + Math.floor(m.bitOffset / 8)
+    const path = m.name === "" ? prefix : prefix === "" ? m.name : `${prefix}.${m.name}`
+    if (m.members !== undefined && m.bitSize === 0) return leaves(m.members, offset, path)
+    return [{ path, name: m.name, offset, size: m.bitSize > 0 ? m.bitSize / 8 : m.size, bitfield: m.bitSize > 0 }]
+  })
+
+const snake = (name: string): string => name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase()
+
+/** The leaf a field mirrors: by path, else by a name unique among the leaves. */
+const resolve = (field: LayoutField, all: ReadonlyArray<Leaf>): Leaf | string => {
+  const names = field.c !== undefined ? [field.c] : [...new Set([snake(field.name), field.name])]
+  for (const n of names) {
+    const byPath = all.find((l) => l.path === n)
+    if (byPath !== undefined) return byPath
+    const byName = all.filter((l) => l.name === n)
+    if (byName.length === 1) return byName[0]!
+    if (byName.length > 1) return `member "${n}" is ambiguous (${byName.map((l) => l.path).join(", ")}): name its path`
+  }
+  return `no member ${names.map((n) => `"${n}"`).join(" or ")}`
+}
+
+/**
+ * Compare a layout with the C struct it mirrors: the size, each field's offset and width, and that every C member
+ * is covered by a field or padding. Empty when they agree.
+ */
+export const check = (
+  layout: { readonly size: number; readonly fields: ReadonlyArray<LayoutField> },
+  struct: BtfStruct
+): ReadonlyArray<Mismatch> => {
+  const out: Array<Mismatch> = []
+  const all = leaves(struct.members, 0, "")
+  const covered = new Uint8Array(Math.max(layout.size, struct.size))
+  for (const f of layout.fields) {
+    covered.fill(1, f.offset, f.offset + f.size)
+    if (f.pad) continue
+    const leaf = resolve(f, all)
+    if (typeof leaf === "string") {
+      out.push({ field: f.name, message: `field "${f.name}": ${leaf}` })
+      continue
+    }
+    const member = leaf.path === f.name ? "" : ` (member ${leaf.path})`
+    if (leaf.bitfield) {
+      out.push({ field: f.name, message: `field "${f.name}"${member}: is a bitfield, which a layout cannot mirror` })
+    } else if (leaf.offset !== f.offset) {
+      out.push({ field: f.name, message: `field "${f.name}"${member}: offset ${f.offset}, BTF says ${leaf.offset}` })
+    } else if (leaf.size !== f.size) {
+      out.push({ field: f.name, message: `field "${f.name}"${member}: ${f.size} bytes, BTF says ${leaf.size}` })
+    }
+  }
+  if (layout.size !== struct.size) {
+    out.push({ field: "", message: `size ${layout.size} bytes, BTF says ${struct.size}` })
+  }
+  for (const leaf of all) {
+    if (leaf.size === 0 || leaf.offset >= covered.length) continue
+    if (covered.subarray(leaf.offset, leaf.offset + Math.max(1, Math.ceil(leaf.size))).every((b) => b === 1)) continue
+    out.push({
+      field: leaf.path,
+      message: `member ${leaf.path} (offset ${leaf.offset}, ${leaf.size} bytes) is not in the layout`
+    })
+  }
   return out
 }

@@ -17,6 +17,15 @@ export interface Loaded {
   readonly constants: Readonly<Record<string, ConstantValue>>
   /** Maps taken from other probes, by this object's map name. */
   readonly reusedMaps: Readonly<Record<string, MapRef>>
+  /** The probe's layouts and the C structs they mirror; `checked` is false when the object had no BTF to check. */
+  readonly layouts: ReadonlyArray<LayoutCheck>
+}
+
+/** One layout of a probe compared with its C struct at load (a mismatch fails the load). */
+export interface LayoutCheck {
+  readonly role: "record" | "perTarget"
+  readonly struct: string
+  readonly checked: boolean
 }
 
 /** The programs of one probe attached to one process; detached when the scope `attach` ran in closes. */

@@ -1,8 +1,8 @@
 /**
  * Defining probes. `Probe.instrument` and `Probe.daemon` turn what is specific to a probe — its BPF object, manifest,
  * config schema, constants, per-target values and (for instruments) record decoder — into a probe definition that
- * carries its own service tag and layer. Several probes compose as layers; each registers itself in the
- * `ProbeRegistry` the Manager reads.
+ * carries its own service tag and layer. Several probes compose as layers: a probe's layer provides its own tag (and
+ * those of the probes it depends on), and the Manager composes every probe in the context it is given.
  *
  * - An **instrument** probe emits telemetry: it has a Runner and receives the sampler (TracingConfig).
  * - A **daemon** probe emits nothing: e.g. it owns a map other probes reuse, or watches tracepoints. It has no
@@ -13,16 +13,26 @@
  * the encoded struct) written before its uprobes attach to a process and deleted after they detach; the BPF side
  * looks up its tgid there.
  */
-import { Context, Deferred, Duration, Effect, Exit, Layer, Schema, Scope, SchemaIssue, Stream } from "effect"
-import type { BpfError, ConstantValue, Link, MapRef, RingBuffer } from "../kernel/Bpf.ts"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Schema, Scope, SchemaIssue, Stream } from "effect"
+import type { BpfError, BpfObject, ConstantValue, Link, MapRef, RingBuffer } from "../kernel/Bpf.ts"
 import { Bpf, BpfMapError } from "../kernel/Bpf.ts"
-import type * as Binary from "./Binary.ts"
+import * as Binary from "./Binary.ts"
 import { pidKey } from "./Binary.ts"
-import type { Attacher, Attachment, KernelStats, Loaded, Runner, RunnerStats, Tracing } from "./Capabilities.ts"
+import type {
+  Attacher,
+  Attachment,
+  KernelStats,
+  LayoutCheck,
+  Loaded,
+  Runner,
+  RunnerStats,
+  Tracing
+} from "./Capabilities.ts"
 import type { FieldSpecs, Manifest, Offsets } from "./Manifest.ts"
 import * as ManifestM from "./Manifest.ts"
-import { ProbeAttachError, ProbeConfigError, ProbeLoadError } from "./ProbeError.ts"
-import { ProbeRegistry } from "./ProbeRegistry.ts"
+import { LayoutMismatch, ProbeAttachError, ProbeConfigError, ProbeLoadError } from "./ProbeError.ts"
 import type { Target } from "./Target.ts"
 import type { SpanData } from "./Telemetry.ts"
 import { TelemetrySink } from "./Telemetry.ts"
@@ -44,6 +54,11 @@ export interface ProbeBase<Name extends string, Config, Shares extends string> {
   readonly name: Name
   readonly manifest: Manifest
   readonly config: Config
+  /**
+   * The probes whose maps this one reuses (`reuseMaps`), by name. The Manager attaches them to a process before this
+   * one, and attaches a daemon only where a probe depending on it attaches.
+   */
+  readonly dependsOn: ReadonlyArray<string>
   /** Loader capability: the loaded object. */
   readonly loaded: Loaded
   /** Attacher capability. */
@@ -104,6 +119,8 @@ export interface Definition<
   readonly name: Name
   readonly kind: Handle extends InstrumentProbe ? "instrument" : "daemon"
   readonly manifest: Manifest
+  /** The probes whose maps this one reuses, by name. */
+  readonly dependsOn: ReadonlyArray<string>
   /** The probe's own service. */
   readonly tag: Context.Service<ProbeId<Name>, Handle>
   /** Loads the probe with its config from `ProbeSettings` (or the schema's defaults) and registers it. */
@@ -230,13 +247,50 @@ type DepR<D> = D extends SharedMap<string, string, infer R> ? R : never
 
 const repoRoot = new URL("../../", import.meta.url)
 
-/** Absolute path of a compiled object: bpf/out/<name>.bpf.o, or under `PROBESCOPE_BPF_DIR` when set. */
-export const objectFile = (name: string): string => {
+/**
+ * Where a probe's compiled object is:
+ * - a `file:` URL (`new URL("./my_probe.bpf.o", import.meta.url)`, or its string) or a path (absolute, or relative to
+ *   the working directory; anything with a "/" or ending in ".o"): that file;
+ * - a built-in's name ("nethttp_server"): bpf/out/<name>.bpf.o, or <PROBESCOPE_BPF_DIR>/<name>.bpf.o when set.
+ */
+export const objectFile = (nameOrPath: string | URL): string => {
+  if (nameOrPath instanceof URL || nameOrPath.startsWith("file:")) return fileURLToPath(nameOrPath)
+  if (nameOrPath.includes("/") || nameOrPath.endsWith(".o")) return path.resolve(nameOrPath)
   const dir = process.env["PROBESCOPE_BPF_DIR"]
   return dir !== undefined && dir !== "" ?
-    `${dir.replace(/\/$/, "")}/${name}.bpf.o` :
-    new URL(`bpf/out/${name}.bpf.o`, repoRoot).pathname
+    `${dir.replace(/\/$/, "")}/${nameOrPath}.bpf.o` :
+    new URL(`bpf/out/${nameOrPath}.bpf.o`, repoRoot).pathname
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Instances: how the Manager finds the probes it is given
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Besides its own tag, every built probe is provided under a key of its own instance. A context holds one value per
+ * key, so two probes sharing a name (or one definition built twice) would hide each other behind the one tag; under
+ * their instance keys both stay visible, and the Manager refuses the composition instead of loading both and
+ * attaching one.
+ */
+const INSTANCE_PREFIX = "probescope/probe/instance/"
+let nextInstance = 0
+
+/** A context holding `probe` under its tag and a fresh instance key. */
+export const probeContext = <Name extends string>(
+  tag: Context.Key<ProbeId<Name>, any>,
+  probe: AnyProbe
+): Context.Context<ProbeId<Name>> =>
+  Context.make(tag, probe).pipe(
+    Context.add(Context.Service<never, AnyProbe>(`${INSTANCE_PREFIX}${probe.name}#${nextInstance++}`), probe)
+  ) as Context.Context<ProbeId<Name>>
+
+/** Every probe instance in a context, in no particular order: what the Manager composes. */
+export const instancesIn = (context: Context.Context<never>): ReadonlyArray<AnyProbe> =>
+  [...context.mapUnsafe].flatMap(([key, value]) => key.startsWith(INSTANCE_PREFIX) ? [value as AnyProbe] : [])
+
+/** The entries of `context` that provide `probe` (its tag and instance key), to pass a provided probe on. */
+const entriesOf = (context: Context.Context<never>, probe: unknown): Context.Context<never> =>
+  Context.makeUnsafe(new Map([...context.mapUnsafe].filter(([, value]) => value === probe)))
 
 /** Define an instrument probe: loaded once, attached per target, its Runner emitting spans. */
 export const instrument = <
@@ -250,7 +304,7 @@ export const instrument = <
   Rec = unknown
 >(
   options: InstrumentOptions<Name, F, Config, ConfigInput, Shares, T, Deps, Rec>
-): InstrumentDefinition<Name, Config, ConfigInput, Shares, Bpf | ProbeRegistry | TracingConfig | DepR<Deps>> =>
+): InstrumentDefinition<Name, Config, ConfigInput, Shares, Bpf | TracingConfig | DepR<Deps>> =>
   define("instrument", options as never) as any
 
 /** Define a daemon probe: loaded once, attached per target (when it names a library), no telemetry. */
@@ -264,7 +318,7 @@ export const daemon = <
   Deps extends SharedMap<any, any, any> = never
 >(
   options: DaemonOptions<Name, F, Config, ConfigInput, Shares, T, Deps>
-): Definition<Name, DaemonProbe<Name, Config, Shares>, ConfigInput, Shares, Bpf | ProbeRegistry | DepR<Deps>> =>
+): Definition<Name, DaemonProbe<Name, Config, Shares>, ConfigInput, Shares, Bpf | DepR<Deps>> =>
   define("daemon", options as never) as any
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -331,12 +385,12 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
   const tag = Context.Service<ProbeId<string>, AnyProbe>(`probescope/probe/${name}`)
   const configSchema = (options.config ?? EmptyConfig) as Schema.Codec<unknown, unknown>
   const deps = Object.values(options.reuseMaps ?? {})
-  const depLayers = [...new Set(deps.map((d) => d.probe.layer))]
+  const depProbes = [...new Map(deps.map((d) => [d.probe.tag.key, d.probe])).values()]
+  const dependsOn = [...new Set(deps.map((d) => d.probe.name))]
 
   const make = (input: Effect.Effect<unknown>) =>
     Effect.gen(function*() {
       const bpf = yield* Bpf
-      const registry = yield* ProbeRegistry
       const config = yield* decodeConfig(name, configSchema, yield* input)
       const sampler = kind === "instrument" ? (yield* TracingConfig).sampler : TracingConfigM.defaultSampler
 
@@ -358,10 +412,11 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         disablePrograms,
         uprobeMulti: true
       }).pipe(Effect.mapError(loadError(name)))
+      const layouts = yield* checkLayouts(name, kind, options, object)
       for (const tp of options.manifest.tracepoints ?? []) {
         yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))
       }
-      const loaded: Loaded = { object, constants, reusedMaps }
+      const loaded: Loaded = { object, constants, reusedMaps, layouts }
       const attacher = makeAttacher(
         name,
         options,
@@ -376,6 +431,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         name,
         manifest: options.manifest as Manifest,
         config,
+        dependsOn,
         loaded,
         attacher,
         mapRef: (map: string) =>
@@ -405,20 +461,33 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
           tracing: { sampler }
         } :
         { ...base, kind: "daemon" }
-      yield* registry.register(probe)
       yield* Effect.logDebug(`probe ${name} loaded`)
       return probe
     })
 
   const build = (input: Effect.Effect<unknown>) => {
-    const own = Layer.effect(tag, make(input) as Effect.Effect<AnyProbe, ProbeConfigError | ProbeLoadError, any>)
-    return depLayers.length === 0 ? own : own.pipe(Layer.provide(Layer.mergeAll(...(depLayers as [any, ...any[]]))))
+    const own = Layer.effectContext(Effect.map(
+      make(input) as Effect.Effect<AnyProbe, ProbeConfigError | ProbeLoadError, any>,
+      (probe) => probeContext(tag, probe)
+    ))
+    if (depProbes.length === 0) return own
+    // A dependency already provided to this layer (configured with `layerWith`, or a mock) is used as it is; one that
+    // is not is built from its default layer, which Effect memoizes by reference, so every dependent shares one.
+    // Either way it is part of this layer's output: the Manager then sees it however the layers were composed.
+    return Layer.unwrap(Effect.map(Effect.context<never>(), (context) => {
+      const provided = depProbes.map((d) => {
+        const existing = context.mapUnsafe.get(d.tag.key)
+        return existing === undefined ? d.layer : Layer.succeedContext(entriesOf(context, existing))
+      })
+      return own.pipe(Layer.provideMerge(Layer.mergeAll(...(provided as [any, ...Array<any>]))))
+    })) as Layer.Layer<ProbeId<string>, ProbeConfigError | ProbeLoadError, any>
   }
 
   const definition = {
     name,
     kind,
     manifest: options.manifest,
+    dependsOn,
     tag,
     layer: build(Effect.map(ProbeSettings, (s) => s[name])),
     layerWith: (config: unknown) => build(Effect.succeed(config)),
@@ -433,6 +502,79 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
   }
   return definition
 }
+
+/** The load error of a layout that disagrees with its C struct: the first disagreement, and how many more. */
+const layoutError = (probe: string, object: string, mismatch: LayoutMismatch, more: number): ProbeLoadError =>
+  new ProbeLoadError({
+    probe,
+    reason: "LayoutMismatch",
+    message: `probe ${probe}: ${mismatch.role === "record" ? "record" : "per-target"} layout does not match struct ` +
+      `${mismatch.struct} in the BTF of ${object}: ${mismatch.message}${more > 0 ? ` (and ${more} more)` : ""}`,
+    verifierLog: "",
+    cause: mismatch
+  })
+
+/**
+ * Compare the probe's layouts with the C structs of its object's BTF: the record layout with the struct it names
+ * (`Binary.struct(..., { struct })`), the per-target layout with the struct it names or, when it names none, the
+ * value type of its per-pid map. An object without BTF (a fake-kernel object the test gave none) is not checked.
+ */
+const checkLayouts = (name: string, kind: "instrument" | "daemon", options: AnyOptions, object: BpfObject) =>
+  Effect.gen(function*() {
+    const btf = yield* object.btf
+    const out: Array<LayoutCheck> = []
+    const check = (role: LayoutCheck["role"], layout: Binary.Layout<unknown>, struct: string) =>
+      Effect.gen(function*() {
+        if (Option.isNone(btf)) return void out.push({ role, struct, checked: false })
+        const found = btf.value.structs[struct]
+        const mismatches: ReadonlyArray<Binary.Mismatch> = found === undefined ?
+          [{ field: "", message: `the BTF has no struct ${struct} (a record type only reserved by size needs ` +
+            `PS_RECORD(${struct}) in the C file)` }] :
+          Binary.check(layout, found)
+        const first = mismatches[0]
+        if (first !== undefined) {
+          return yield* layoutError(
+            name,
+            path.basename(options.object),
+            new LayoutMismatch({ role, struct, field: first.field, message: first.message }),
+            mismatches.length - 1
+          )
+        }
+        out.push({ role, struct, checked: true })
+      })
+    const record = kind === "instrument" && options.record !== undefined ? Binary.layoutOf(options.record) : undefined
+    if (record !== undefined) {
+      if (record.struct === undefined) {
+        yield* Effect.logWarning(
+          `probe ${name}: its record layout names no C struct (Binary.struct(..., { struct })): not checked against BTF`
+        )
+      } else {
+        yield* check("record", record, record.struct)
+      }
+    }
+    if (options.perTarget !== undefined) {
+      const map = options.perTarget.map ?? "ps_targets"
+      const layout = options.perTarget.layout as Binary.Layout<unknown>
+      const struct = layout.struct ?? (Option.isSome(btf) ? btf.value.mapValues[map] : undefined)
+      if (struct !== undefined) {
+        yield* check("perTarget", layout, struct)
+      } else if (Option.isSome(btf)) {
+        return yield* layoutError(
+          name,
+          path.basename(options.object),
+          new LayoutMismatch({
+            role: "perTarget",
+            struct: "",
+            field: "",
+            message: `map ${map} has no struct value type (declare it with __type(value, struct ...)), ` +
+              "and the layout names none"
+          }),
+          0
+        )
+      }
+    }
+    return out
+  })
 
 /**
  * The manifest as loaded: a disabled program is not in the kernel, so its symbol is attached without it, and a

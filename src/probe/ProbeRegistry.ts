@@ -1,6 +1,7 @@
 /**
- * Where probe layers register themselves as they are built, and what the Manager reads. Adding a probe — built-in
- * or custom — is composing its layer; nothing in the framework lists probes.
+ * Deprecated: probe layers no longer register here and the Manager no longer reads it. The Manager composes the
+ * probes in its context (see `Probe.instancesIn`), so how their layers were merged or provided does not matter.
+ * Kept so compositions that still provide `ProbeRegistry.layer` compile and behave the same.
  */
 import { Context, Effect, Layer } from "effect"
 import type * as Scope from "effect/Scope"

@@ -13,16 +13,16 @@
  * ```
  */
 import { Context, Effect, Layer, Option, Queue, Stream } from "effect"
-import type { Link } from "../kernel/Bpf.ts"
+import type { BpfMapError, BpfObject, Link, MapRef } from "../kernel/Bpf.ts"
 import * as BpfTest from "../kernel/BpfTest.ts"
 import type { TargetEvent } from "../manager/TargetEvent.ts"
 import { TargetSource } from "../manager/TargetEvent.ts"
-import type { Attacher, Attachment, Loaded, Runner, RunnerStats } from "./Capabilities.ts"
+import type { Attacher, Attachment, KernelStats, Loaded, Runner, RunnerStats } from "./Capabilities.ts"
 import type { Manifest } from "./Manifest.ts"
 import * as ManifestM from "./Manifest.ts"
-import type { AnyProbe } from "./Probe.ts"
+import type { AnyProbe, Definition, ProbeBase, ProbeId } from "./Probe.ts"
+import * as Probe from "./Probe.ts"
 import { ProbeAttachError } from "./ProbeError.ts"
-import * as ProbeRegistry from "./ProbeRegistry.ts"
 import type { Selection, Target, TargetField, TargetFunction } from "./Target.ts"
 import type { SpanData } from "./Telemetry.ts"
 import { TelemetrySink } from "./Telemetry.ts"
@@ -235,61 +235,118 @@ export interface MockProbeOptions {
   readonly manifest: Manifest
   readonly attacher?: Attacher
   readonly runner?: Runner
+  /** Probes whose maps it would reuse (see `ProbeBase.dependsOn`): attached before it, daemons only where it is. */
+  readonly dependsOn?: ReadonlyArray<string>
 }
 
-const mockLoaded = (name: string): Loaded => ({
-  object: {
-    name,
-    programs: [],
-    maps: [],
-    lookup: () => Effect.succeed(Option.none()),
-    update: () => Effect.void,
-    delete: () => Effect.succeed(false),
-    mapRef: (map) => Effect.succeed({ object: name, map, handle: undefined }),
-    attachUprobe: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock", kernelLinks: 0 }),
-    attachTracepoint: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock", kernelLinks: 0 }),
-    ringBuffer: (map) =>
-      Effect.succeed({
-        map,
-        records: Stream.never,
-        stats: Effect.succeed({ received: 0, dropped: 0, batches: 0 }),
-        close: Effect.void
-      })
-  },
-  constants: {},
-  reusedMaps: {}
+const mockObject = (name: string): BpfObject => ({
+  name,
+  programs: [],
+  maps: [],
+  btf: Effect.succeed(Option.none()),
+  lookup: () => Effect.succeed(Option.none()),
+  update: () => Effect.void,
+  delete: () => Effect.succeed(false),
+  mapRef: (map) => Effect.succeed({ object: name, map, handle: undefined }),
+  attachUprobe: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock", kernelLinks: 0 }),
+  attachTracepoint: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock", kernelLinks: 0 }),
+  ringBuffer: (map) =>
+    Effect.succeed({
+      map,
+      records: Stream.never,
+      stats: Effect.succeed({ received: 0, dropped: 0, batches: 0 }),
+      close: Effect.void
+    })
 })
 
+const mockLoaded = (name: string): Loaded => ({ object: mockObject(name), constants: {}, reusedMaps: {}, layouts: [] })
+
+/** The capabilities a mock stands in with; anything not given is a mock that records what it did in the MockLog. */
+export interface MockCapabilities<Config = unknown> {
+  readonly attacher?: Attacher
+  /** Instruments only: a Runner emitting nothing by default. */
+  readonly runner?: Runner
+  readonly loaded?: Loaded
+  readonly config?: Config
+  /**
+   * The maps it shares. By default a reference the fake kernel turns into an in-memory map shared by every object
+   * that reuses it (named "<probe>/<map>" in the Load events).
+   */
+  readonly mapRef?: (map: string) => Effect.Effect<MapRef, BpfMapError>
+  readonly kernelStats?: Effect.Effect<KernelStats, BpfMapError>
+}
+
+const mockValue = (
+  name: string,
+  kind: "instrument" | "daemon",
+  manifest: Manifest,
+  dependsOn: ReadonlyArray<string>,
+  capabilities: MockCapabilities
+): AnyProbe => {
+  const base = {
+    name,
+    manifest,
+    config: capabilities.config ?? {},
+    dependsOn,
+    loaded: capabilities.loaded ?? mockLoaded(name),
+    attacher: capabilities.attacher ?? mockAttacher(name, manifest),
+    mapRef: capabilities.mapRef ?? ((map: string) => Effect.succeed({ object: name, map, handle: undefined })),
+    kernelStats: capabilities.kernelStats ?? Effect.succeed({ submitted: 0n, dropped: 0n })
+  }
+  return kind === "instrument" ?
+    {
+      ...base,
+      kind,
+      runner: capabilities.runner ?? mockRunner(name),
+      tracing: { sampler: TracingConfig.defaultSampler }
+    } :
+    { ...base, kind }
+}
+
+/** Loading and closing a mock, recorded in the MockLog as "load <name>" / "close <name>". */
+const recordLifetime = (name: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => void mockLogState.push(`load ${name}`)),
+    () => Effect.sync(() => void mockLogState.push(`close ${name}`))
+  )
+
 /**
- * A probe with mock capabilities, registered like a real one (no kernel): for testing Manager compositions and
- * failure isolation. Loading and closing are recorded in the MockLog as "load <name>" / "close <name>".
+ * A probe with mock capabilities and no definition (no kernel), composed like a real one: for testing Manager
+ * compositions and failure isolation. Loading and closing are recorded in the MockLog as "load <name>" /
+ * "close <name>".
  */
-export const mockProbe = (options: MockProbeOptions): Layer.Layer<never, never, ProbeRegistry.ProbeRegistry> =>
-  Layer.effectDiscard(Effect.gen(function*() {
-    const registry = yield* ProbeRegistry.ProbeRegistry
-    const kind = options.kind ?? "instrument"
-    yield* Effect.acquireRelease(
-      Effect.sync(() => void mockLogState.push(`load ${options.name}`)),
-      () => Effect.sync(() => void mockLogState.push(`close ${options.name}`))
+export const mockProbe = (options: MockProbeOptions): Layer.Layer<never> =>
+  Layer.effectContext(Effect.gen(function*() {
+    yield* recordLifetime(options.name)
+    const probe = mockValue(options.name, options.kind ?? "instrument", options.manifest, options.dependsOn ?? [], {
+      ...(options.attacher === undefined ? {} : { attacher: options.attacher }),
+      ...(options.runner === undefined ? {} : { runner: options.runner })
+    })
+    return Probe.probeContext(Context.Service<ProbeId<string>, AnyProbe>(`probescope/probe/mock/${options.name}`), probe)
+  })) as Layer.Layer<never>
+
+/**
+ * A probe's capabilities mocked under its own tag: whatever needs `definition.tag` gets the mock instead of a loaded
+ * object, so a probe that depends on it (reuses its maps) is tested against a mocked dependency:
+ *
+ * ```ts
+ * const Server = NetHttpServer.layer.pipe(Layer.provideMerge(ProbeTest.mock(GoContext)))
+ * ```
+ *
+ * The Manager composes it like the real probe (same name, kind, manifest and dependencies). Unless given, its
+ * Attacher checks the manifest and records "attach <name> <pid>" / "detach <name> <pid>" in the MockLog, and its
+ * shared maps are in-memory maps of the fake kernel.
+ */
+export const mock = <Name extends string, Handle extends ProbeBase<Name, any, any>>(
+  definition: Definition<Name, Handle, any, any, any>,
+  capabilities: MockCapabilities<Handle["config"]> = {}
+): Layer.Layer<ProbeId<Name>> =>
+  Layer.effectContext(Effect.gen(function*() {
+    yield* recordLifetime(definition.name)
+    return Probe.probeContext(
+      definition.tag,
+      mockValue(definition.name, definition.kind, definition.manifest, definition.dependsOn, capabilities)
     )
-    const base = {
-      name: options.name,
-      manifest: options.manifest,
-      config: {},
-      loaded: mockLoaded(options.name),
-      attacher: options.attacher ?? mockAttacher(options.name, options.manifest),
-      mapRef: (map: string) => Effect.succeed({ object: options.name, map, handle: undefined }),
-      kernelStats: Effect.succeed({ submitted: 0n, dropped: 0n })
-    }
-    const probe: AnyProbe = kind === "instrument" ?
-      {
-        ...base,
-        kind,
-        runner: options.runner ?? mockRunner(options.name),
-        tracing: { sampler: TracingConfig.defaultSampler }
-      } :
-      { ...base, kind }
-    yield* registry.register(probe)
   }))
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -297,12 +354,11 @@ export const mockProbe = (options: MockProbeOptions): Layer.Layer<never, never, 
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * Fake kernel (`Bpf` + `FakeKernel`), a fresh `ProbeRegistry`, always-on `TracingConfig`, the capturing sink and a
- * driven target source: everything a probe layer and `Manager.layer` need.
+ * Fake kernel (`Bpf` + `FakeKernel`), always-on `TracingConfig`, the capturing sink and a driven target source:
+ * everything a probe layer and `Manager.layer` need.
  */
 export const layer = Layer.mergeAll(
   BpfTest.layer,
-  ProbeRegistry.layer,
   TracingConfig.layer({ root: "always_on", ratio: 1, parentBased: true }),
   layerSink,
   layerTargets,

@@ -19,7 +19,6 @@ import * as BpfLive from "../../src/kernel/BpfLive.ts"
 import { Manager } from "../../src/manager/Manager.ts"
 import * as ManagerM from "../../src/manager/Manager.ts"
 import * as TargetEvent from "../../src/manager/TargetEvent.ts"
-import * as ProbeRegistry from "../../src/probe/ProbeRegistry.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
 import type { SpanData } from "../../src/probe/Telemetry.ts"
@@ -77,15 +76,15 @@ const start = (exe: string, args: ReadonlyArray<string>) =>
     child.on("exit", (code) => resume(Effect.die(new Error(`${exe} exited with ${code}`))))
   })
 
+// The probes are merged into the test's context too, so a test can reach a loaded probe by its tag.
 const agentWith = (sampler: TracingConfig.Sampler) => ManagerM.layer.pipe(
-  Layer.provide(Layer.mergeAll(NetHttpServer.NetHttpServer.layer, NetHttpClient.NetHttpClient.layer)),
+  Layer.provideMerge(Layer.mergeAll(NetHttpServer.NetHttpServer.layer, NetHttpClient.NetHttpClient.layer)),
   Layer.provideMerge(Layer.mergeAll(
     BpfLive.layer,
     ProbeTest.layerSink,
     ProbeTest.layerTargets,
     TracingConfig.layer(sampler),
-    GoBinary.layer,
-    ProbeRegistry.layer
+    GoBinary.layer
   ))
 )
 
@@ -296,8 +295,7 @@ describe("net/http probes: the server side of the connection map", () => {
   /** One HTTP/1.1 exchange on a raw socket whose connection was published in ps_conn_spans from user space. */
   const publishedRequest = (host: string, port: number, headers: string) =>
     Effect.gen(function*() {
-      const registry = yield* ProbeRegistry.ProbeRegistry
-      const server = (yield* registry.probes).find((p) => p.name === "nethttp_server")!
+      const server = yield* NetHttpServer.NetHttpServer.tag
       const socket = yield* Effect.callback<net.Socket>((resume) => {
         const sock = net.connect({ host, port }, () => resume(Effect.succeed(sock)))
         sock.on("error", (e) => resume(Effect.die(e)))

@@ -1,12 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Scope } from "effect"
+import { Effect, Exit, Layer, Option, Scope } from "effect"
 import * as GoContext from "../../src/instrumentations/GoContext.ts"
 import * as Http from "../../src/instrumentations/internal/Http.ts"
 import * as Lockdown from "../../src/instrumentations/internal/Lockdown.ts"
 import * as NetHttpClient from "../../src/instrumentations/NetHttpClient.ts"
 import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
 import { FakeKernel } from "../../src/kernel/BpfTest.ts"
+import * as Binary from "../../src/probe/Binary.ts"
 import * as Manifest from "../../src/probe/Manifest.ts"
+import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
 import { clientRecord, functions, go126Fields, goTarget, serverRecord } from "./fixtures.ts"
@@ -18,22 +21,90 @@ const ClientInjecting = NetHttpClient.make({ support: { permitted: true, reason:
 const run = <A, E>(self: Effect.Effect<A, E, any>, probes: Layer.Layer<any, any, any>) =>
   self.pipe(Effect.provide(probes.pipe(Layer.provideMerge(ProbeTest.layer))), Effect.scoped) as Effect.Effect<A, E>
 
+/** The real objects' BTF (read from bpf/out without loading: no root), as the fake kernel then answers it. */
+const realBtf = (object: string) =>
+  BpfLive.readBtf(Probe.objectFile(object)).pipe(Effect.map(Option.getOrThrow), Effect.orDie)
+
+const withRealBtf = Effect.gen(function*() {
+  const kernel = yield* FakeKernel
+  for (const object of ["go_context", "nethttp_server", "nethttp_client"]) {
+    yield* kernel.defineBtf(object, yield* realBtf(object))
+  }
+})
+
 describe("record layouts", () => {
-  it("match the C structs' sizes and offsets (bpftool btf dump of bpf/out/*.bpf.o)", () => {
-    assert.strictEqual(NetHttpServer.Record.size, 480)
-    assert.strictEqual(NetHttpServer.Offsets.size, 208)
-    assert.strictEqual(NetHttpClient.Record.size, 352)
-    assert.strictEqual(NetHttpClient.Offsets.size, 184)
-    assert.strictEqual(Http.ConnKey.size, 40)
-    assert.strictEqual(Http.SpanCtx.size, 32)
-    assert.strictEqual(NetHttpServer.Record.offsets["linked"], 67)
-    assert.strictEqual(NetHttpClient.Record.offsets["linked"], 65)
-    assert.strictEqual(NetHttpClient.Record.offsets["localPort"], 66)
-    assert.strictEqual(NetHttpServer.Record.offsets["method"], 72)
-    assert.strictEqual(NetHttpServer.Record.offsets["pattern"], 344)
-    assert.strictEqual(NetHttpClient.Record.offsets["propagated"], 64)
-    assert.strictEqual(NetHttpClient.Record.offsets["query"], 288)
-  })
+  it.effect("match the C structs of the built objects' BTF, field by field", () =>
+    Effect.gen(function*() {
+      const server = yield* realBtf("nethttp_server")
+      const client = yield* realBtf("nethttp_client")
+      const context = yield* realBtf("go_context")
+      const layouts = [
+        [NetHttpServer.Record, server],
+        [NetHttpServer.Offsets, server],
+        [NetHttpClient.Record, client],
+        [NetHttpClient.Offsets, client],
+        [Http.ConnKey, context],
+        [Http.SpanCtx, context]
+      ] as const
+      for (const [layout, btf] of layouts) {
+        const struct = btf.structs[layout.struct!]!
+        assert.deepStrictEqual(Binary.check(layout, struct), [], layout.struct)
+        assert.strictEqual(layout.size, struct.size)
+      }
+      // The per-target layouts are the per-pid map's value types.
+      assert.strictEqual(server.mapValues["ps_targets"], NetHttpServer.Offsets.struct)
+      assert.strictEqual(client.mapValues["ps_targets"], NetHttpClient.Offsets.struct)
+    }))
+
+  it.effect("are checked when the probes load: every layout against the object's BTF", () =>
+    run(
+      Effect.gen(function*() {
+        const server = yield* NetHttpServer.NetHttpServer.tag
+        const client = yield* Client.tag
+        assert.deepStrictEqual(server.loaded.layouts, [
+          { role: "record", struct: "nethttp_server_record", checked: true },
+          { role: "perTarget", struct: "nethttp_server_offsets", checked: true }
+        ])
+        assert.deepStrictEqual(client.loaded.layouts, [
+          { role: "record", struct: "nethttp_client_record", checked: true },
+          { role: "perTarget", struct: "nethttp_client_offsets", checked: true }
+        ])
+      }),
+      Layer.mergeAll(NetHttpServer.NetHttpServer.layer, Client.layer).pipe(Layer.provide(Layer.effectDiscard(withRealBtf)))
+    ))
+
+  it.effect("a C struct that moved a field fails the load naming the struct and the field", () =>
+    Effect.gen(function*() {
+      const btf = yield* realBtf("nethttp_server")
+      const struct = btf.structs["nethttp_server_record"]!
+      // As if `linked` had moved one byte (a field inserted before it in C, the TS layout left as it was).
+      const moved = {
+        ...btf,
+        structs: {
+          ...btf.structs,
+          nethttp_server_record: {
+            ...struct,
+            members: struct.members.map((m) => m.name === "linked" ? { ...m, bitOffset: m.bitOffset + 8 } : m)
+          }
+        }
+      }
+      const kernel = yield* FakeKernel
+      yield* kernel.defineBtf("go_context", yield* realBtf("go_context"))
+      yield* kernel.defineBtf("nethttp_server", moved)
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(NetHttpServer.NetHttpServer.layer)))
+      assert.strictEqual(error._tag, "ProbeLoadError")
+      assert.strictEqual(
+        error.message,
+        "probe nethttp_server: record layout does not match struct nethttp_server_record in the BTF of " +
+          "nethttp_server.bpf.o: field \"linked\": offset 67, BTF says 68"
+      )
+      assert.strictEqual(error._tag === "ProbeLoadError" ? error.reason : "", "LayoutMismatch")
+      const cause = error._tag === "ProbeLoadError" ? error.cause : undefined
+      assert.deepStrictEqual(
+        cause === undefined ? undefined : { role: cause.role, struct: cause.struct, field: cause.field },
+        { role: "record", struct: "nethttp_server_record", field: "linked" }
+      )
+    }).pipe(Effect.provide(ProbeTest.layer)))
 })
 
 describe("NetHttpServer", () => {

@@ -37,17 +37,17 @@ describe("Manager", () => {
       const captured = yield* CapturedSpans
       assert.deepStrictEqual(manager.probes.map((p) => `${p.kind} ${p.name}`), [
         "daemon test/goctx",
-        "instrument test/server",
         "instrument test/client",
-        "instrument test/grpc"
+        "instrument test/grpc",
+        "instrument test/server"
       ])
       yield* targets.start(target(10))
       yield* settle(10, true)
       yield* targets.start(target(20))
       yield* settle(20, true)
       assert.deepStrictEqual((yield* manager.targets).map((t) => t.probes), [
-        ["test/goctx", "test/server", "test/client"],
-        ["test/goctx", "test/server", "test/client"]
+        ["test/goctx", "test/client", "test/server"],
+        ["test/goctx", "test/client", "test/server"]
       ])
       yield* kernel.push("test/client", [record({ path: "/out" })])
       yield* kernel.push("test/server", [record()])
@@ -103,7 +103,7 @@ describe("Manager", () => {
       const t = yield* manager.targets
       assert.deepStrictEqual(t.map((x) => [x.pid, x.probes]), [
         [31, ["test/goctx", "test/server"]],
-        [32, ["test/goctx", "test/server", "test/client"]]
+        [32, ["test/goctx", "test/client", "test/server"]]
       ])
       const client = (yield* manager.stats).find((s) => s.probe === "test/client")!
       assert.strictEqual(client.attachFailures, 1)
@@ -185,8 +185,8 @@ describe("Manager", () => {
       )
       const dedup = order.filter((x, i) => order[i - 1] !== x)
       assert.deepStrictEqual(dedup, [
-        "detach test/client",
         "detach test/server",
+        "detach test/client",
         "detach test/goctx",
         "close test/grpc",
         "close test/client",
@@ -204,7 +204,7 @@ describe("Manager", () => {
       yield* Effect.yieldNow
       assert.deepStrictEqual((yield* manager.targets)[0]!.probes, ["mock/daemon", "mock/ok"])
       const entries = yield* log.entries
-      assert.deepStrictEqual(entries.filter((e) => e.startsWith("run")), ["run mock/ok", "run mock/bad"])
+      assert.deepStrictEqual(entries.filter((e) => e.startsWith("run")), ["run mock/bad", "run mock/ok"])
       assert.deepStrictEqual(entries.filter((e) => e.startsWith("attach")), ["attach mock/daemon 5", "attach mock/ok 5"])
       const bad = (yield* manager.stats).find((s) => s.probe === "mock/bad")!
       assert.strictEqual(bad.attachFailures, 1)
@@ -232,6 +232,103 @@ describe("Manager", () => {
         )
       )
     ))
+})
+
+describe("Manager composition", () => {
+  /** The Manager's probes and what it attaches to one target, for comparing compositions. */
+  const observe = Effect.gen(function*() {
+    const manager = yield* Manager
+    yield* manager.handle({ _tag: "Started", target: target(9) })
+    return { probes: manager.probes.map((p) => p.name), attached: (yield* manager.targets)[0]!.probes }
+  })
+  const expected = {
+    probes: ["test/goctx", "test/client", "test/grpc", "test/server"],
+    attached: ["test/goctx", "test/client", "test/server"]
+  }
+
+  it.effect("the same probes compose the same however their layers are merged or provided", () =>
+    Effect.gen(function*() {
+      const compositions = [
+        ManagerM.layerWith(Layer.mergeAll(Server.layer, Client.layer, Grpc.layer)),
+        ManagerM.layerWith(Layer.mergeAll(Grpc.layer, Client.layer, Server.layer, GoCtx.layer)),
+        ManagerM.layer.pipe(Layer.provide(Server.layer), Layer.provide(Grpc.layer), Layer.provide(Client.layer)),
+        // The daemon provided to its dependents only, not to the Manager: they pass it on.
+        ManagerM.layerWith(Layer.mergeAll(Client.layer, Server.layer, Grpc.layer).pipe(Layer.provide(GoCtx.layer)))
+      ]
+      for (const composition of compositions) {
+        const seen = yield* observe.pipe(Effect.provide(composition.pipe(Layer.provideMerge(ProbeTest.layer))))
+        assert.deepStrictEqual(seen, expected)
+      }
+    }))
+
+  it.effect("a dependency configured with layerWith and provided to its dependents is the one loaded and attached", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const seen = yield* observe.pipe(
+        Effect.provide(ManagerM.layerWith(Layer.mergeAll(Server.layer, Client.layer, Grpc.layer).pipe(
+          Layer.provide(GoCtx.layerWith({}))
+        )))
+      )
+      assert.deepStrictEqual(seen, expected)
+      const loads = (yield* kernel.events).flatMap((e) => e._tag === "Load" ? [e.object] : [])
+      assert.deepStrictEqual(loads.filter((o) => o === "test/goctx"), ["test/goctx"])
+    }).pipe(Effect.provide(ProbeTest.layer)))
+
+  it.effect("two probes with one name fail the build with a DuplicateProbeError", () =>
+    Effect.gen(function*() {
+      // A mock next to (not provided to) the probe depending on it: the dependent builds the real one too. (Two real
+      // instances on the fake kernel already fail at load: it refuses a second live object of one name, EEXIST.)
+      const twice = ManagerM.layerWith(Layer.mergeAll(Server.layer, ProbeTest.mock(GoCtx)))
+      const exit = yield* Effect.exit(Effect.scoped(Layer.build(twice)))
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
+      assert.strictEqual(error?._tag === "Fail" ? error.error._tag : undefined, "DuplicateProbeError")
+      assert.strictEqual(
+        error?._tag === "Fail" ? error.error.message : undefined,
+        "probe test/goctx is composed twice (two definitions with one name, or one built both with `layer` and " +
+          "`layerWith`): give each probe a name of its own, and configure a shared one once (ProbeSettings or one " +
+          "`layerWith` provided to its dependents)"
+      )
+      const mocks = ManagerM.layerWith(Layer.mergeAll(
+        ProbeTest.mockProbe({ name: "mock/x", manifest: Server.manifest }),
+        ProbeTest.mockProbe({ name: "mock/x", manifest: Client.manifest })
+      ))
+      const second = yield* Effect.flip(Effect.scoped(Layer.build(mocks)))
+      assert.strictEqual(second._tag, "DuplicateProbeError")
+      assert.strictEqual(second.probe, "mock/x")
+    }).pipe(Effect.provide(ProbeTest.layer)))
+
+  it.effect("a daemon attaches to a process only where a probe depending on it attaches", () =>
+    Effect.gen(function*() {
+      const manager = yield* Manager
+      const kernel = yield* FakeKernel
+      // pid 1: no dependent applies (no net/http symbols); pid 2: the one dependent that applies fails to attach.
+      yield* manager.handle({ _tag: "Started", target: target(1, { functions: { "runtime.newproc1": {} } }) })
+      yield* kernel.failAttach({ program: "uprobe_serve", pid: 2 }, attachError("uprobe_serve", "ESRCH", "gone"))
+      const serverOnly = { "runtime.newproc1": {}, "net/http.serverHandler.ServeHTTP": {} }
+      yield* manager.handle({ _tag: "Started", target: target(2, { functions: serverOnly }) })
+      yield* manager.handle({ _tag: "Started", target: target(3, { functions: serverOnly }) })
+      assert.deepStrictEqual((yield* manager.targets).map((t) => [t.pid, t.probes]), [
+        [3, ["test/goctx", "test/server"]]
+      ])
+      const goctxLinks = (yield* kernel.liveLinks).filter((l) => l.object === "test/goctx").map((l) => l.pid)
+      assert.deepStrictEqual(goctxLinks, [3])
+      const attaches = (yield* kernel.events).flatMap((e) =>
+        e._tag === "Attach" && e.object === "test/goctx" ? [e.pid] : []
+      )
+      // pid 2's daemon was attached before its dependent failed, then detached; pid 1's never.
+      assert.deepStrictEqual(attaches, [2, 3])
+    }).pipe(Effect.provide(App)))
+
+  it.effect("a daemon nothing composed depends on attaches wherever it applies", () =>
+    Effect.gen(function*() {
+      const seen = yield* Effect.gen(function*() {
+        const manager = yield* Manager
+        yield* manager.handle({ _tag: "Started", target: target(4, { functions: { "runtime.newproc1": {} } }) })
+        return (yield* manager.targets).map((t) => t.probes)
+      }).pipe(Effect.provide(ManagerM.layerWith(GoCtx.layer)))
+      assert.deepStrictEqual(seen, [["test/goctx"]])
+    }).pipe(Effect.provide(ProbeTest.layer)))
 })
 
 describe("Manager.lossReport", () => {

@@ -13,7 +13,6 @@ import * as BpfLive from "../../src/kernel/BpfLive.ts"
 import { Manager } from "../../src/manager/Manager.ts"
 import * as ManagerM from "../../src/manager/Manager.ts"
 import * as TargetEvent from "../../src/manager/TargetEvent.ts"
-import * as ProbeRegistry from "../../src/probe/ProbeRegistry.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
 import * as TracingConfig from "../../src/probe/TracingConfig.ts"
@@ -45,8 +44,7 @@ const agent = (sampler: TracingConfig.Sampler) =>
       ProbeTest.layerSink,
       ProbeTest.layerTargets,
       TracingConfig.layer(sampler),
-      GoBinary.layer,
-      ProbeRegistry.layer
+      GoBinary.layer
     ))
   )
 

@@ -15,6 +15,12 @@ struct {
   __uint(max_entries, PS_RINGBUF_BYTES);
 } events SEC(".maps");
 
+/* Name a record struct in the object's BTF, so user space checks the layout it decodes records with against it at
+ * load. clang only describes types a global, a map or a function signature uses: a record that is only reserved by
+ * size (bpf_ringbuf_reserve(sizeof(...))) or built on the stack would otherwise be absent. The anchor is a pointer in
+ * a section libbpf does not load (no map, nothing in the kernel but the BTF it already gets). */
+#define PS_RECORD(name) struct name *__ps_record_##name __attribute__((unused, section(".ps_btf")))
+
 enum ps_stat {
   PS_STAT_SUBMITTED = 0,
   PS_STAT_DROPPED = 1,

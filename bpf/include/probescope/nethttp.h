@@ -38,7 +38,7 @@ struct ps_swiss_offsets {
 #define PS_PARENT_LOCAL 1
 #define PS_PARENT_REMOTE 2
 
-/* The first 56 bytes of every net/http record. Layout mirrored in src/instrumentations/internal/Records.ts. */
+/* The first 56 bytes of every net/http record. Mirrored by `head` in src/instrumentations/internal/Http.ts. */
 struct ps_http_head {
   u64 start_ns;
   u64 end_ns;

@@ -116,14 +116,14 @@ export const tcpFields = {
 
 /** `struct ps_tcp_offsets`, spread at the end of both probes' per-target offsets. */
 export const tcpLayout = {
-  tcpEnabled: Binary.u64n,
-  tcpConnFd: Binary.u64n,
-  tcpNetFdFamily: Binary.u64n,
-  tcpNetFdSotypeW: Binary.u64n,
-  tcpNetFdLaddrW: Binary.u64n,
-  tcpNetFdRaddrW: Binary.u64n,
-  tcpAddrIp: Binary.u64n,
-  tcpAddrPortW: Binary.u64n
+  tcpEnabled: Binary.member("tcp.enabled", Binary.u64n),
+  tcpConnFd: Binary.member("tcp.tcpconn_fd", Binary.u64n),
+  tcpNetFdFamily: Binary.member("tcp.netfd_family", Binary.u64n),
+  tcpNetFdSotypeW: Binary.member("tcp.netfd_sotype_w", Binary.u64n),
+  tcpNetFdLaddrW: Binary.member("tcp.netfd_laddr_w", Binary.u64n),
+  tcpNetFdRaddrW: Binary.member("tcp.netfd_raddr_w", Binary.u64n),
+  tcpAddrIp: Binary.member("tcp.tcpaddr_ip", Binary.u64n),
+  tcpAddrPortW: Binary.member("tcp.tcpaddr_port_w", Binary.u64n)
 } as const
 
 /** Words of the netFD block (from `family`) and the TCPAddr block (from `IP`) the BPF side reads in one go. */
@@ -180,7 +180,7 @@ export const ConnKey = Binary.struct({
   clientPort: Binary.u16,
   serverPort: Binary.u16,
   _pad: Binary.pad(4)
-})
+}, { struct: "ps_conn_key" })
 
 /** `struct ps_span_ctx` (go_context.h): the value of `go_spans` and `ps_conn_spans`, 32 bytes. */
 export const SpanCtx = Binary.struct({
@@ -188,7 +188,7 @@ export const SpanCtx = Binary.struct({
   spanId: Binary.hex(8),
   flags: Binary.u8,
   _pad: Binary.pad(7)
-})
+}, { struct: "ps_span_ctx" })
 
 /**
  * An IP address as the BPF side keys it: 16 bytes, IPv4 as v4-mapped IPv6 (`::ffff:a.b.c.d`), so an AF_INET

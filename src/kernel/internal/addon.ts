@@ -5,6 +5,7 @@
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import type { ObjectBtf } from "../Bpf.ts"
 
 /** An error thrown by the addon: `op`, positive `errno`, its symbolic `code`, and libbpf's log since the op began. */
 export interface NativeError extends Error {
@@ -70,6 +71,8 @@ export interface NativeObject {
   attachTracepoint(program: string, category: string, name: string, tracepointId?: number): NativeLink
   testRun(program: string, ctx: Buffer | null, repeat: number): { readonly retval: number; readonly duration: number }
   ringBuffer(map: string, callback: BatchCallback, drainMs: number, maxBatch: number): NativeRingBuffer
+  /** The named structs of the object's BTF and the struct each map's value is; null without BTF. Opened is enough. */
+  btf(): ObjectBtf | null
   close(): void
 }
 

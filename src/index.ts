@@ -34,6 +34,9 @@ export * as Offsets from "./target/Offsets.ts"
 export * as Discovery from "./discovery/Discovery.ts"
 export * as Selector from "./discovery/Selector.ts"
 
+// the agent: discovery, selection, analysis, resources, the Manager and telemetry as one layer
+export * as Agent from "./agent/Agent.ts"
+
 // manager
 export * as Manager from "./manager/Manager.ts"
 export * as TargetEvent from "./manager/TargetEvent.ts"

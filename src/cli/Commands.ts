@@ -7,22 +7,23 @@
  * (3 when some telemetry was lost).
  */
 import { NodeServices } from "@effect/platform-node"
-import { Console, Effect, Layer, Logger, Option, References, Schedule } from "effect"
+import { ConfigProvider, Console, Effect, Layer, Option, References, Schedule } from "effect"
 import { Argument, CliError, CliOutput, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
+import * as Agent from "../agent/Agent.ts"
 import * as BpfLive from "../kernel/BpfLive.ts"
 import { Manager } from "../manager/Manager.ts"
 import * as GoBinary from "../target/GoBinary.ts"
 import { Telemetry, formatStats } from "../telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../telemetry/TelemetryConfig.ts"
-import * as Agent from "./Agent.ts"
 import * as BpfBuild from "./BpfBuild.ts"
 import * as Doctor from "./Doctor.ts"
 import { InsufficientPrivileges, UsageError } from "./Errors.ts"
 import * as Inspect from "./Inspect.ts"
 import * as Lifecycle from "./Lifecycle.ts"
 import * as PidWatch from "./PidWatch.ts"
+import * as ProbeList from "./ProbeList.ts"
 import { version } from "./version.ts"
 
 /** Whether a failure is the user's command line: effect/cli's parse errors and our own `UsageError`. */
@@ -146,6 +147,22 @@ export const checkPrivileges = (pids: ReadonlyArray<number>, sweeping: boolean) 
     }
   })
 
+/** `--probe`, `--no-builtins` and `--config`, shared by `run` and `list`. */
+const probeFlags = {
+  probes: Flag.String("probe").pipe(
+    Flag.withDescription("A probe module (.js, .mjs, or .ts where Node strips types) to run too (repeatable)"),
+    Flag.atLeast(0)
+  ),
+  builtins: Flag.Boolean("builtins").pipe(
+    Flag.withDescription("Run the built-in probes (--no-builtins: only the given ones)"),
+    Flag.optional
+  ),
+  config: Flag.String("config").pipe(
+    Flag.withDescription("A YAML or JSON file: probes, their settings, the selection, export (see docs/cli.md)"),
+    Flag.optional
+  )
+}
+
 const run = Command.make(
   "run",
   {
@@ -155,71 +172,122 @@ const run = Command.make(
       Flag.atLeast(0)
     ),
     allGo: Flag.Boolean("all-go").pipe(
-      Flag.withDescription("Also every running and future Go process the built-in probes support"),
+      Flag.withDescription("Also every running and future Go process the probes support"),
       Flag.withDefault(false)
     ),
     statusEvery: Flag.Int("status-interval").pipe(
       Flag.withDescription("Seconds between status lines on stderr (0: only at exit)"),
       Flag.filter((s) => s >= 0, () => "a number of seconds, 0 or more"),
       Flag.withDefault(0)
-    )
+    ),
+    ...probeFlags
   },
-  ({ allGo, exes, pids, statusEvery }) =>
+  (flags) =>
     oneLine(Effect.gen(function*() {
       yield* Lifecycle.commandStarted(true)
+      const setup = yield* ProbeList.setup(flags)
+      const { pids, exes, allGo } = setup.selection
       if (pids.length === 0 && exes.length === 0 && !allGo) {
-        return yield* new UsageError({ message: "run needs at least one --pid N, --exe PATH or --all-go" })
-      }
-      // Read before anything starts: a bad value is reported now, and the bound holds from the first signal on.
-      const config = yield* TelemetryConfig.load
-      Lifecycle.setShutdownTimeout(config.shutdownTimeoutMillis)
-      const sweeping = exes.length > 0 || allGo
-      yield* checkPrivileges(pids, sweeping)
-
-      // The Manager and telemetry outlive the inner scope: what was read, dropped and exported is only known once
-      // the agent's layers have detached, drained the rings and flushed. Their counters stay readable after close.
-      let telemetry: Telemetry["Service"] | undefined
-      let manager: Manager["Service"] | undefined
-      const finish = Effect.suspend(() => {
-        if (telemetry === undefined || manager === undefined) return Effect.void
-        return Effect.gen(function*() {
-          const { dropped, lines } = yield* probeLines(true).pipe(Effect.provideService(Manager, manager!))
-          const stats = yield* telemetry!.stats
-          yield* Console.error([...lines, `probescope: ${formatStats(stats)}`].join("\n"))
-          if (dropped || stats.lost.total > 0) Lifecycle.setExitCode(Lifecycle.ExitCode.dataLost)
+        return yield* new UsageError({
+          message: "run needs at least one --pid N, --exe PATH or --all-go (or a selection in --config)"
         })
-      })
-      yield* Effect.gen(function*() {
-        manager = yield* Manager
-        telemetry = yield* Telemetry
-        const started = telemetry
-        // The shutdown deadline counts from the signal, not from when telemetry starts closing.
-        Lifecycle.onShutdown(() => Effect.runSync(started.beginShutdown))
-        const probes = manager.probes.map((p) => p.name).join(", ")
-        const watching = [...pids.map((p) => `pid ${p}`), ...exes, ...(allGo ? ["every Go process"] : [])]
-        yield* Console.error(`probescope: ready: probes ${probes}; watching ${watching.join(", ")}`)
-        if (statusEvery > 0) {
-          yield* Effect.forkScoped(
-            Effect.flatMap(statusLines, Console.error).pipe(Effect.repeat(Schedule.spaced(`${statusEvery} seconds`)))
-          )
-        }
-        if (sweeping) return yield* Effect.never
-        // Only named pids: nothing new can ever be selected once they are all gone.
-        yield* PidWatch.allExited(pids)
-        yield* Console.error("probescope: every selected process has exited")
-        Lifecycle.armShutdownBound()
-      }).pipe(
-        Effect.scoped,
-        Effect.provide(Agent.layer(allGo ? { pids, exes, goPredicate: () => true } : { pids, exes })),
-        Effect.ensuring(finish)
+      }
+      // The config file's export settings win over the environment's OTEL_* variables, for everything below.
+      yield* runAgent({ ...setup, statusEvery: flags.statusEvery }).pipe(
+        Effect.provide(ConfigProvider.layerAdd(ConfigProvider.fromUnknown(setup.env), { asPrimary: true }))
       )
     }))
 ).pipe(Command.withDescription("Attach to Go processes and export their traces (OTEL_* variables configure export)"))
 
+const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
+  Effect.gen(function*() {
+    const { pids, exes, allGo } = setup.selection
+    const { statusEvery } = setup
+    // Read before anything starts: a bad value is reported now, and the bound holds from the first signal on.
+    const config = yield* TelemetryConfig.load
+    Lifecycle.setShutdownTimeout(config.shutdownTimeoutMillis)
+    const sweeping = exes.length > 0 || allGo
+    yield* checkPrivileges(pids, sweeping)
+
+    // The Manager and telemetry outlive the inner scope: what was read, dropped and exported is only known once
+    // the agent's layers have detached, drained the rings and flushed. Their counters stay readable after close.
+    let telemetry: Telemetry["Service"] | undefined
+    let manager: Manager["Service"] | undefined
+    const finish = Effect.suspend(() => {
+      if (telemetry === undefined || manager === undefined) return Effect.void
+      return Effect.gen(function*() {
+        const { dropped, lines } = yield* probeLines(true).pipe(Effect.provideService(Manager, manager!))
+        const stats = yield* telemetry!.stats
+        yield* Console.error([...lines, `probescope: ${formatStats(stats)}`].join("\n"))
+        if (dropped || stats.lost.total > 0) Lifecycle.setExitCode(Lifecycle.ExitCode.dataLost)
+      })
+    })
+    yield* Effect.gen(function*() {
+      manager = yield* Manager
+      telemetry = yield* Telemetry
+      const agent = yield* Agent.Agent
+      const started = telemetry
+      // The shutdown deadline counts from the signal, not from when telemetry starts closing.
+      Lifecycle.onShutdown(() => Effect.runSync(started.beginShutdown))
+      // Ready once the processes selected now are attached (or failed): requests from here on are traced.
+      const report = yield* agent.ready
+      for (const f of report.failed) {
+        yield* Console.error(`probescope: pid ${f.pid}${f.exe === "" ? "" : ` (${f.exe})`}: not attached: ${f.reason}`)
+      }
+      yield* Console.error(`probescope: ready: ${readyLine(agent, report, setup.selection)}`)
+      if (statusEvery > 0) {
+        yield* Effect.forkScoped(
+          Effect.flatMap(statusLines, Console.error).pipe(Effect.repeat(Schedule.spaced(`${statusEvery} seconds`)))
+        )
+      }
+      if (sweeping) return yield* Effect.never
+      // Only named pids: nothing new can ever be selected once they are all gone.
+      yield* PidWatch.allExited(pids)
+      yield* Console.error("probescope: every selected process has exited")
+      Lifecycle.armShutdownBound()
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(Agent.layer({
+        selection: allGo ? { pids, exes, goPredicate: () => true } : { pids, exes },
+        probes: setup.probes,
+        settings: setup.settings
+      })),
+      Effect.ensuring(finish)
+    )
+  })
+
+/** `probes …; watching …; N process(es) attached[, M failed]`. */
+export const readyLine = (
+  agent: Pick<Agent.Agent["Service"], "probes">,
+  report: Agent.ReadyReport,
+  selection: { readonly pids: ReadonlyArray<number>; readonly exes: ReadonlyArray<string>; readonly allGo: boolean }
+): string => {
+  const watching = [
+    ...selection.pids.map((p) => `pid ${p}`),
+    ...selection.exes,
+    ...(selection.allGo ? ["every Go process"] : [])
+  ]
+  const failed = report.failed.length > 0 ? `, ${report.failed.length} failed` : ""
+  return `probes ${agent.probes.map((p) => p.name).join(", ")}; watching ${watching.join(", ")}; ` +
+    `${report.attached.length} process(es) attached${failed}`
+}
+
+const list = Command.make(
+  "list",
+  { json, ...probeFlags },
+  (flags) =>
+    oneLine(Effect.gen(function*() {
+      yield* Lifecycle.commandStarted(false)
+      const setup = yield* ProbeList.setup(flags)
+      const listed = yield* ProbeList.list(setup)
+      yield* Console.log(flags.json ? JSON.stringify({ probes: listed }, null, 2) : ProbeList.format(listed))
+    }))
+).pipe(Command.withDescription("List the probes (built-in and --probe/--config modules): what each instruments and emits"))
+
 /** The whole command tree. */
 export const probescope = Command.make("probescope").pipe(
   Command.withDescription("eBPF auto-instrumentation for Go programs, exporting OpenTelemetry"),
-  Command.withSubcommands([doctor, inspect, run, BpfBuild.command])
+  Command.withSubcommands([doctor, inspect, run, list, BpfBuild.command])
 )
 
 /** A parse error's messages on one line (effect/cli's may span several, with suggestions). */
@@ -241,12 +309,8 @@ export const OneLinePresenter = CliOutput.layerPresenter({
       : CliOutput.defaultPresenter.present(event)
 })
 
-/** Logs go to stderr (stdout is the console exporter's). */
-const Logging = Layer.mergeAll(
-  Logger.layer([Logger.consolePretty()]),
-  Layer.succeed(Logger.LogToStderr, true),
-  Layer.succeed(References.MinimumLogLevel, "Info")
-)
+/** Logs go to stderr (stdout is the console exporter's), as the agent's own do. */
+const Logging = Layer.merge(Agent.layerLogger, Layer.succeed(References.MinimumLogLevel, "Info"))
 
 /** The CLI with its services, as main.ts runs it (tests run it with `Command.runWith` instead). */
 export const program = probescope.pipe(

@@ -8,7 +8,7 @@ import { Effect, Option } from "effect"
 import * as Manifest from "../probe/Manifest.ts"
 import type { Target } from "../probe/Target.ts"
 import * as GoBinary from "../target/GoBinary.ts"
-import { builtins } from "./Agent.ts"
+import { builtins, type ProbeDefinition } from "../agent/Agent.ts"
 
 export interface AttachPoint {
   readonly symbol: string
@@ -46,7 +46,7 @@ export interface Report {
   readonly probes: ReadonlyArray<ProbeReport>
 }
 
-const probeReport = (def: (typeof builtins)[number], target: Target): ProbeReport => {
+const probeReport = (def: ProbeDefinition, target: Target): ProbeReport => {
   const manifest = def.manifest
   const app = Manifest.check(def.name, manifest, target)
   const attachPoints = (manifest.symbols ?? []).map((s): AttachPoint => {

@@ -1,0 +1,159 @@
+/**
+ * The agent as a library: discovery (a /proc scan plus exec/exit tracepoints), selection by pid, executable or a
+ * predicate on the analysed binary, target analysis, per-process resources, the Manager over any probe layers
+ * (built-in or your own), and telemetry — as one layer. `probescope run` is a thin shell over it.
+ *
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const agent = yield* Agent.Agent
+ *   const report = yield* agent.ready        // the processes selected at start are attached (or failed, and why)
+ *   yield* Effect.never
+ * }).pipe(Effect.provide(Agent.layer({ selection: { pids: [], exes: ["/srv/api"] }, probes: [...Agent.builtins, MyProbe] })))
+ * ```
+ *
+ * Every kernel resource hangs off the layer's scope, so closing it (an interrupt, SIGINT through `runMain`) detaches
+ * and closes everything, after which telemetry flushes. The layer logs to stderr, never to stdout (the console
+ * exporter's): it installs `layerLogger` for itself.
+ */
+import { Context, Effect, Layer } from "effect"
+import type { Bpf } from "../kernel/Bpf.ts"
+import * as BpfLive from "../kernel/BpfLive.ts"
+import * as Discovery from "../discovery/Discovery.ts"
+import * as Manager from "../manager/Manager.ts"
+import * as TargetEvent from "../manager/TargetEvent.ts"
+import * as Probe from "../probe/Probe.ts"
+import type { ProbeBuildError } from "../probe/ProbeError.ts"
+import * as TracingConfig from "../probe/TracingConfig.ts"
+import * as GoBinary from "../target/GoBinary.ts"
+import * as Telemetry from "../telemetry/Telemetry.ts"
+import type { TelemetryConfigError } from "../telemetry/TelemetryConfig.ts"
+import * as Driver from "./internal/driver.ts"
+import * as Logging from "./internal/logging.ts"
+import * as Modules from "./internal/modules.ts"
+import * as Probes from "./internal/probes.ts"
+import * as SelfMetrics from "./internal/selfMetrics.ts"
+import * as Targets from "./internal/targets.ts"
+
+export { AgentConfigError, ProbeModuleError, UnsupportedTarget } from "./internal/errors.ts"
+export type { AttachedProcess, FailedProcess, ReadyReport } from "./internal/driver.ts"
+export type {
+  AgentProbe,
+  ProbeDefinition,
+  ProbeInfo,
+  ProbeLayer,
+  ProbeRequirements,
+  SymbolInfo
+} from "./internal/probes.ts"
+export type { Selection } from "./internal/targets.ts"
+
+/** The running agent. */
+export class Agent extends Context.Service<Agent, {
+  /** Every probe it runs (dependencies included, in build order), as `describe` reports them. */
+  readonly probes: ReadonlyArray<Probes.ProbeInfo>
+  readonly selection: Targets.Selection
+  /**
+   * Completes once every process selected when the agent started has been attached (at least one instrument probe),
+   * has failed (with the reason: not Go, unsupported, every attach failed) or has exited. Processes found later are
+   * attached as they come and are not part of it.
+   */
+  readonly ready: Effect.Effect<Driver.ReadyReport>
+}>()("probescope/agent/Agent") {}
+
+/** The built-in probes (go_context, the net/http server and client), in dependency order, with their attributes. */
+export const builtins: ReadonlyArray<Probes.ProbeDefinition> = Probes.builtins
+
+/** How to build the agent. */
+export interface Options {
+  /** What to instrument. */
+  readonly selection: Targets.Selection
+  /** The probes to run: definitions or layers (default `builtins`). */
+  readonly probes?: ReadonlyArray<Probes.AgentProbe>
+  /** Probe-specific config by probe name (`Probe.ProbeSettings`), decoded by each probe's schema. */
+  readonly settings?: Readonly<Record<string, unknown>>
+  /** The kernel (default `BpfLive.layer`; `BpfTest.layer` runs the agent on the fake kernel). */
+  readonly kernel?: Layer.Layer<Bpf>
+  /** Telemetry (default `Telemetry.layer`, configured from `OTEL_*` through the current `ConfigProvider`). */
+  readonly telemetry?: Layer.Layer<Telemetry.Services, TelemetryConfigError>
+}
+
+/** The probes' descriptions, made before anything starts (the explicit targets are checked against them). */
+class Catalog extends Context.Service<Catalog, ReadonlyArray<Probes.ProbeInfo>>()("probescope/agent/Catalog") {}
+
+/**
+ * The whole agent: the kernel, analysis, telemetry, the sampler (`OTEL_TRACES_SAMPLER`), the given probes under the
+ * Manager, discovery and the `Agent` service; also the Manager's counters as `probescope.probe.*` self metrics.
+ *
+ * Before telemetry starts — so a mistake fails at once, with nothing to flush and no exporter to wait for — the
+ * probes are described (a bad setting fails here), each explicit pid and executable is checked to be Go that one of
+ * the given instrument probes supports (`UnsupportedTarget` with each probe's reason), and
+ * `PROBESCOPE_LINK_GRACE_MS` is read (`AgentConfigError`).
+ */
+export const layer = (options: Options) => {
+  const probes = options.probes ?? builtins
+  const settings = options.settings ?? {}
+  const { selection } = options
+  const analysis = GoBinary.layer
+  const catalog = Layer.effect(
+    Catalog,
+    Effect.gen(function*() {
+      const described = yield* Probes.describe(probes, settings)
+      yield* Effect.forEach(selection.pids, (pid) => Targets.checkPid(described, pid), { discard: true })
+      yield* Effect.forEach(selection.exes, (exe) => Targets.checkExe(described, exe), { discard: true })
+      return described
+    })
+  ).pipe(Layer.provide(analysis))
+  const grace = Layer.effect(Probe.LinkGrace, Targets.linkGrace)
+  const base = Layer.mergeAll(analysis, options.telemetry ?? Telemetry.layer, TracingConfig.layerConfig).pipe(
+    Layer.provideMerge(options.kernel ?? BpfLive.layer),
+    Layer.provide(catalog),
+    Layer.provide(grace)
+  )
+  // Driven through `Manager.handle` (see internal/driver.ts): its own source stays empty.
+  const manager = Manager.layerWith(Probes.combine(probes)).pipe(
+    Layer.provide(TargetEvent.layerEmpty),
+    Layer.provide(Layer.merge(grace, Probe.settings(settings))),
+    Layer.provide(base)
+  )
+  const agent = Layer.effect(
+    Agent,
+    Effect.gen(function*() {
+      const described = yield* Catalog
+      const loop = yield* Driver.make(selection, described)
+      return Agent.of({ probes: described, selection, ready: loop.ready })
+    })
+  ).pipe(
+    Layer.provide(Discovery.layer),
+    Layer.provide(manager),
+    Layer.provide(catalog),
+    Layer.provide(base)
+  )
+  return Layer.mergeAll(agent, manager, SelfMetrics.layer.pipe(Layer.provide(manager))).pipe(
+    Layer.provideMerge(base),
+    Layer.provide(Logging.layer())
+  )
+}
+
+/**
+ * Every probe the given ones load (dependencies included, in build order) with what each declares: library,
+ * version ranges, symbols and their programs, signals, attributes. Built on the fake kernel: no privileges needed.
+ */
+export const describe: (
+  probes: ReadonlyArray<Probes.AgentProbe>,
+  settings?: Readonly<Record<string, unknown>>
+) => Effect.Effect<ReadonlyArray<Probes.ProbeInfo>, ProbeBuildError> = Probes.describe
+
+/**
+ * Loads a probe module (`.js`, `.mjs`, or `.ts` when this Node strips types): every probe of its default export and
+ * of its `probe` / `probes` exports — definitions, arrays of them, or layers. A module that cannot be loaded or
+ * exports nothing usable is a `ProbeModuleError` naming it and why.
+ */
+export const loadProbeModule = Modules.load
+
+/** Whether a value is a probe definition or a probe layer. */
+export const isAgentProbe = Probes.isAgentProbe
+
+/** The stderr logger the agent uses (Effect's pretty console format, the message last on its first line). */
+export const logger = Logging.stderr
+
+/** Replaces Effect's default (stdout) logger with `logger` and sends the console loggers to stderr. */
+export const layerLogger: Layer.Layer<never> = Logging.layer()

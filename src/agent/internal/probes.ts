@@ -1,0 +1,205 @@
+/**
+ * The probes an agent runs: what it accepts (probe definitions and layers, built-in or custom), the built-ins, and
+ * what `describe` reports of each — the data behind `probescope list` and the agent's "is this target supported"
+ * check, which therefore see exactly the probes given.
+ */
+import { Context, Effect, Layer, References, Schema } from "effect"
+import type { Bpf } from "../../kernel/Bpf.ts"
+import * as BpfTest from "../../kernel/BpfTest.ts"
+import { GoContext, NetHttpClient, NetHttpServer } from "../../instrumentations/index.ts"
+import type * as Manifest from "../../probe/Manifest.ts"
+import * as Probe from "../../probe/Probe.ts"
+import type { ProbeConfigError, ProbeLoadError } from "../../probe/ProbeError.ts"
+import * as ProbeRegistry from "../../probe/ProbeRegistry.ts"
+import * as TracingConfig from "../../probe/TracingConfig.ts"
+
+/** What a probe layer may need from the agent: the kernel, the registry it registers in, the sampler. */
+export type ProbeRequirements = Bpf | ProbeRegistry.ProbeRegistry | TracingConfig.TracingConfig
+
+/** A layer that loads and registers one or more probes (a definition's `layer`, or several merged). */
+export type ProbeLayer = Layer.Layer<never, ProbeConfigError | ProbeLoadError, ProbeRequirements>
+
+/**
+ * What the agent needs of a probe definition, as `Probe.instrument` and `Probe.daemon` return it. `attributes`
+ * is optional metadata for `probescope list`: the span attributes the probe sets (add it with
+ * `{ ...Probe.instrument({...}), attributes: [...] }`).
+ */
+export interface ProbeDefinition {
+  readonly name: string
+  readonly kind: "instrument" | "daemon"
+  readonly manifest: Manifest.Manifest
+  readonly layer: ProbeLayer
+  readonly attributes?: ReadonlyArray<string>
+}
+
+/** A probe the agent runs: a definition, or a layer of probes. */
+export type AgentProbe = ProbeDefinition | ProbeLayer
+
+/** One symbol a probe attaches to. */
+export interface SymbolInfo {
+  readonly name: string
+  readonly required: boolean
+  /** The BPF program on the function's entry, or null. */
+  readonly entry: string | null
+  /** The BPF program on every RET of the function, or null. */
+  readonly return: string | null
+}
+
+/** What `describe` (and `probescope list`) reports of one probe. */
+export interface ProbeInfo {
+  readonly name: string
+  readonly kind: "instrument" | "daemon"
+  /** The library instrumented (`std` is the standard library), or null for a global probe. */
+  readonly library: { readonly module: string; readonly package: string | null } | null
+  /** Supported Go versions and library versions, as ranges (null: any). */
+  readonly goVersions: string | null
+  readonly libraryVersions: string | null
+  readonly symbols: ReadonlyArray<SymbolInfo>
+  /** Tracepoints attached at load, as `category/name`. */
+  readonly tracepoints: ReadonlyArray<string>
+  /** What the probe emits: an instrument emits spans, a daemon nothing. */
+  readonly signals: ReadonlyArray<"spans">
+  /** Span attributes the probe sets, where declared (null: not declared). */
+  readonly attributes: ReadonlyArray<string> | null
+  /** The whole manifest, for checks against targets. */
+  readonly manifest: Manifest.Manifest
+}
+
+const isProbeLayer = (u: unknown): u is ProbeLayer => Layer.isLayer(u)
+
+/** A probe definition's shape; what else a definition carries (its tag, `map`, `decode`) is not needed here. */
+const DefinitionShape = Schema.Struct({
+  name: Schema.String,
+  kind: Schema.Literals(["instrument", "daemon"]),
+  manifest: Schema.Record(Schema.String, Schema.Unknown),
+  layer: Schema.declare(isProbeLayer),
+  attributes: Schema.optionalKey(Schema.Array(Schema.String))
+})
+
+/** Whether a value is a probe definition (as `Probe.instrument`/`Probe.daemon` return it). */
+export const isDefinition: (u: unknown) => u is ProbeDefinition = Schema.is(DefinitionShape) as never
+
+/** Whether a value is something the agent runs: a definition or a layer. */
+export const isAgentProbe = (u: unknown): u is AgentProbe => isDefinition(u) || isProbeLayer(u)
+
+/** The layer of an agent probe. */
+export const layerOf = (probe: AgentProbe): ProbeLayer => isProbeLayer(probe) ? probe : probe.layer
+
+/** Every given probe as one layer (each loaded once, however often it is listed). */
+export const combine = (probes: ReadonlyArray<AgentProbe>): ProbeLayer => {
+  const layers = [...new Set(probes.map(layerOf))]
+  return layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [ProbeLayer, ...Array<ProbeLayer>]))
+}
+
+const HTTP_COMMON = ["http.request.method", "http.request.method_original", "http.response.status_code"]
+
+/** The built-in probes, in dependency order, with the span attributes they set (docs/instrumentations.md). */
+export const builtins: ReadonlyArray<ProbeDefinition> = [
+  GoContext.GoContext,
+  {
+    ...NetHttpServer.NetHttpServer,
+    attributes: [
+      ...HTTP_COMMON,
+      "http.route",
+      "url.path",
+      "url.scheme",
+      "server.address",
+      "server.port",
+      "network.peer.address",
+      "network.peer.port",
+      "network.protocol.version",
+      "error.type"
+    ]
+  },
+  {
+    ...NetHttpClient.NetHttpClient,
+    attributes: [...HTTP_COMMON, "url.full", "server.address", "server.port", "network.local.port", "error.type"]
+  }
+]
+
+const infoOf = (
+  probe: { readonly name: string; readonly kind: "instrument" | "daemon"; readonly manifest: Manifest.Manifest },
+  attributes: ReadonlyArray<string> | undefined
+): ProbeInfo => {
+  const m = probe.manifest
+  return {
+    name: probe.name,
+    kind: probe.kind,
+    library: m.library === undefined ? null : { module: m.library.module, package: m.library.package ?? null },
+    goVersions: m.goVersions ?? null,
+    libraryVersions: m.library?.versions ?? null,
+    symbols: (m.symbols ?? []).map((s) => ({
+      name: s.name,
+      required: s.optional !== true,
+      entry: s.entry ?? null,
+      return: s.return ?? null
+    })),
+    tracepoints: (m.tracepoints ?? []).map((t) => `${t.category}/${t.name}`),
+    signals: probe.kind === "instrument" ? ["spans"] : [],
+    attributes: attributes ?? null,
+    manifest: m
+  }
+}
+
+/** A loaded probe as a probe layer provides it (under its tag), or as the registry of older layers holds it. */
+interface Loaded {
+  readonly name: string
+  readonly kind: "instrument" | "daemon"
+  readonly manifest: Manifest.Manifest
+  readonly dependsOn?: ReadonlyArray<string>
+}
+
+const isLoaded = (u: unknown): u is Loaded =>
+  typeof u === "object" && u !== null && typeof (u as Loaded).name === "string" &&
+  ((u as Loaded).kind === "instrument" || (u as Loaded).kind === "daemon") &&
+  typeof (u as Loaded).manifest === "object" && typeof (u as { attacher?: unknown }).attacher === "object"
+
+/** By name, each after the probes it depends on: the order the Manager attaches in. */
+const attachOrder = (probes: ReadonlyArray<Loaded>): ReadonlyArray<Loaded> => {
+  const pending = [...probes].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+  const names = new Set(pending.map((p) => p.name))
+  const placed = new Set<string>()
+  const ordered: Array<Loaded> = []
+  while (pending.length > 0) {
+    const i = pending.findIndex((p) => (p.dependsOn ?? []).every((d) => placed.has(d) || !names.has(d)))
+    const next = pending.splice(i < 0 ? 0 : i, 1)[0]!
+    ordered.push(next)
+    placed.add(next.name)
+  }
+  return ordered
+}
+
+/**
+ * Every probe the given ones load — dependencies (e.g. go_context) included, in attach order — with what each
+ * declares. The layers are built on the fake kernel (nothing is loaded into the real one, no privileges needed) with
+ * the given probe settings, so a layer's probes are known too and a bad setting fails here, before anything starts.
+ */
+export const describe = (
+  probes: ReadonlyArray<AgentProbe>,
+  settings: Readonly<Record<string, unknown>> = {}
+): Effect.Effect<ReadonlyArray<ProbeInfo>, ProbeConfigError | ProbeLoadError> =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      combine(probes).pipe(
+        Layer.provideMerge(ProbeRegistry.layer),
+        Layer.provide(Layer.mergeAll(BpfTest.layer, TracingConfig.layer(), Probe.settings(settings)))
+      )
+    )
+    // A probe layer provides its probe (and its dependencies) under their tags; layers that still register in the
+    // registry are found there.
+    const byName = new Map<string, Loaded>()
+    const registered = yield* Context.get(context, ProbeRegistry.ProbeRegistry).probes
+    for (const p of [...context.mapUnsafe.values(), ...registered]) {
+      if (isLoaded(p) && !byName.has(p.name)) byName.set(p.name, p)
+    }
+    const declared = new Map<string, ReadonlyArray<string>>()
+    for (const p of [...builtins, ...probes]) {
+      if (isDefinition(p) && p.attributes !== undefined && !declared.has(p.name)) declared.set(p.name, p.attributes)
+    }
+    return attachOrder([...byName.values()]).map((p) => infoOf(p, declared.get(p.name)))
+  }).pipe(
+    Effect.scoped,
+    // Built on the fake kernel only to be read: what the probes log at load (e.g. a lockdown notice) is said when
+    // the agent loads them for real.
+    Effect.provideService(References.MinimumLogLevel, "None")
+  )

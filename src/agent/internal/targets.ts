@@ -1,0 +1,92 @@
+/**
+ * What the agent decides about targets before the Manager sees them: whether any given instrument applies (with
+ * each one's reason when none does), the explicit targets' checks, how a process was selected, the executable's
+ * identity for shared links, and the link grace from the environment.
+ */
+import * as Fs from "node:fs"
+import { Config, Duration, Effect } from "effect"
+import type { Selector } from "../../discovery/Selector.ts"
+import * as Manifest from "../../probe/Manifest.ts"
+import type { Target } from "../../probe/Target.ts"
+import type * as GoBinary from "../../target/GoBinary.ts"
+import { TargetAnalysis } from "../../target/GoBinary.ts"
+import { AgentConfigError, UnsupportedTarget } from "./errors.ts"
+import type { ProbeInfo } from "./probes.ts"
+
+/**
+ * What to instrument: explicit PIDs, executables (running and future processes), and/or every process whose
+ * analysed binary satisfies `goPredicate` (e.g. every Go program: `() => true`).
+ */
+export interface Selection {
+  readonly pids: ReadonlyArray<number>
+  readonly exes: ReadonlyArray<string>
+  readonly goPredicate?: (binary: GoBinary.GoBinary) => boolean
+}
+
+/** Why no given instrument applies to a target (a daemon alone produces nothing), or undefined. */
+export const unsupported = (probes: ReadonlyArray<ProbeInfo>, target: Target): string | undefined => {
+  const reasons: Array<string> = []
+  for (const probe of probes) {
+    if (probe.kind !== "instrument") continue
+    const app = Manifest.check(probe.name, probe.manifest, target)
+    if (app._tag === "Applies") return undefined
+    if (app._tag === "NotApplicable") reasons.push(`${probe.name}: ${app.reason}`)
+  }
+  const why = reasons.length === 0 ? "no instrument probe is given" : reasons.join("; ")
+  return `${target.exe} (Go ${target.goVersion}) is not supported: ${why}`
+}
+
+/**
+ * What the user named must be instrumentable — analysable Go that at least one given instrument supports — or the
+ * agent fails up front with the reasons, rather than sitting idle.
+ */
+export const checkPid = (probes: ReadonlyArray<ProbeInfo>, pid: number) =>
+  Effect.gen(function*() {
+    const analysis = yield* TargetAnalysis
+    const reason = unsupported(probes, yield* analysis.analyzePid(pid))
+    if (reason !== undefined) return yield* new UnsupportedTarget({ message: `pid ${pid}: ${reason}` })
+  })
+
+export const checkExe = (probes: ReadonlyArray<ProbeInfo>, path: string) =>
+  Effect.gen(function*() {
+    const analysis = yield* TargetAnalysis
+    const binary = yield* analysis.analyzeFile(path)
+    const reason = unsupported(probes, { ...binary, pid: 0, exe: binary.path })
+    if (reason !== undefined) return yield* new UnsupportedTarget({ message: reason })
+  })
+
+/** The executable's device and inode, which shared links are keyed by (any path to the file gives the same). */
+export const fileIdentity = (exe: string): { readonly file?: string } => {
+  try {
+    const st = Fs.statSync(exe, { bigint: true })
+    return { file: `${st.dev}:${st.ino}` }
+  } catch {
+    return {}
+  }
+}
+
+/** Discovery only sees paths; with a Go predicate every process passes it and analysis decides. */
+export const toSelector = (s: Selection): Selector =>
+  s.goPredicate === undefined
+    ? { pids: s.pids, exes: s.exes }
+    : { pids: s.pids, exes: s.exes, predicate: (exe) => exe !== process.execPath }
+
+/**
+ * How long a file's shared links outlive its last process (`PROBESCOPE_LINK_GRACE_MS`, default 10000, 0 closes them
+ * at once), so a restarted service is traced without re-attaching.
+ */
+export const linkGrace = Config.String("PROBESCOPE_LINK_GRACE_MS").pipe(
+  Config.option,
+  Effect.mapError((e) => new AgentConfigError({ variable: "PROBESCOPE_LINK_GRACE_MS", message: e.message })),
+  Effect.flatMap((value) => {
+    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(Duration.seconds(10))
+    const text = value.value.trim()
+    return /^\d+$/.test(text) && Number(text) <= 3_600_000 ? Effect.succeed(Duration.millis(Number(text))) : Effect.fail(
+      new AgentConfigError({
+        variable: "PROBESCOPE_LINK_GRACE_MS",
+        message: `Invalid PROBESCOPE_LINK_GRACE_MS=${JSON.stringify(value.value)}: expected whole milliseconds from 0 ` +
+          `to 3600000`
+      })
+    )
+  })
+)

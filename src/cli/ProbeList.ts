@@ -1,0 +1,120 @@
+/**
+ * What `run` and `list` make of `--probe`, `--no-builtins` and `--config`: the probes (the built-ins unless turned
+ * off, then each module's in the order given), their settings, the selection and the export overrides; and `list`'s
+ * report of every probe. The command line wins over the config file, which wins over the environment.
+ */
+import { Effect, Option } from "effect"
+import * as Agent from "../agent/Agent.ts"
+import * as ConfigFile from "./ConfigFile.ts"
+import { UsageError } from "./Errors.ts"
+
+/** Where probes came from: the built-ins, or a module as the user named it. */
+export interface Source {
+  readonly source: string
+  readonly probes: ReadonlyArray<Agent.AgentProbe>
+}
+
+/** Everything `run` needs besides its own flags. */
+export interface Setup {
+  readonly selection: {
+    readonly pids: ReadonlyArray<number>
+    readonly exes: ReadonlyArray<string>
+    readonly allGo: boolean
+  }
+  readonly sources: ReadonlyArray<Source>
+  /** Every probe of every source, each once. */
+  readonly probes: ReadonlyArray<Agent.AgentProbe>
+  readonly settings: Readonly<Record<string, unknown>>
+  /** `OTEL_*` values from the config file, which win over the environment. */
+  readonly env: Readonly<Record<string, string>>
+}
+
+/** The flags `setup` reads (`list` has no selection flags). */
+export interface Flags {
+  readonly probes: ReadonlyArray<string>
+  readonly builtins: Option.Option<boolean>
+  readonly config: Option.Option<string>
+  readonly pids?: ReadonlyArray<number>
+  readonly exes?: ReadonlyArray<string>
+  readonly allGo?: boolean
+}
+
+/** Reads the config file (if any) and loads every probe module; selection lists are the union of both. */
+export const setup = (flags: Flags) =>
+  Effect.gen(function*() {
+    const file = Option.getOrUndefined(flags.config)
+    const config: ConfigFile.ConfigFile = file === undefined ? {} : yield* ConfigFile.load(file)
+    const builtins = Option.getOrElse(flags.builtins, () => config.probes?.builtins ?? true)
+    const modules = [
+      ...(config.probes?.modules ?? []).map((m) => ({ name: m, path: ConfigFile.resolve(file!, m) })),
+      ...flags.probes.map((m) => ({ name: m, path: m }))
+    ]
+    const sources: Array<Source> = builtins ? [{ source: "builtin", probes: Agent.builtins }] : []
+    for (const m of modules) {
+      sources.push({ source: m.name, probes: yield* Agent.loadProbeModule(m.path) })
+    }
+    const probes = [...new Set(sources.flatMap((s) => s.probes))]
+    if (probes.length === 0) {
+      return yield* new UsageError({ message: "no probes to run: --no-builtins needs at least one --probe MODULE" })
+    }
+    const union = <A>(a: ReadonlyArray<A>, b: ReadonlyArray<A>) => [...new Set([...a, ...b])]
+    return {
+      selection: {
+        pids: union(config.selection?.pids ?? [], flags.pids ?? []),
+        exes: union((config.selection?.exes ?? []).map((e) => ConfigFile.resolve(file!, e)), flags.exes ?? []),
+        allGo: (flags.allGo ?? false) || (config.selection?.allGo ?? false)
+      },
+      sources,
+      probes,
+      settings: config.probes?.settings ?? {},
+      env: ConfigFile.overrides(config)
+    } satisfies Setup
+  })
+
+/** One probe as `list` shows it: what `Agent.describe` reports, and where it came from. */
+export type Listed = Omit<Agent.ProbeInfo, "manifest"> & { readonly source: string }
+
+/**
+ * Every probe, each attributed to the first source that loads it (a custom probe's dependency on a built-in is the
+ * built-in's), in the order the agent attaches them.
+ */
+export const list = (setup: Setup) =>
+  Effect.gen(function*() {
+    const all = yield* Agent.describe(setup.probes, setup.settings)
+    const sourceOf = new Map<string, string>()
+    for (const s of setup.sources) {
+      for (const info of yield* Agent.describe(s.probes, setup.settings)) {
+        if (!sourceOf.has(info.name)) sourceOf.set(info.name, s.source)
+      }
+    }
+    return all.map(({ manifest: _, ...info }): Listed => ({ ...info, source: sourceOf.get(info.name) ?? "builtin" }))
+  })
+
+const versions = (p: Listed): string => {
+  const parts: Array<string> = []
+  if (p.libraryVersions !== null) parts.push(`${p.library?.module ?? ""} ${p.libraryVersions}`)
+  if (p.goVersions !== null) parts.push(`Go ${p.goVersions}`)
+  return parts.length === 0 ? "any" : parts.join(", ")
+}
+
+/** The human form: a few lines per probe. */
+export const format = (listed: ReadonlyArray<Listed>): string =>
+  listed.map((p) => {
+    const library = p.library === null
+      ? "none (global)"
+      : `${p.library.module}${p.library.package === null ? "" : ` (${p.library.package})`}`
+    const lines = [
+      `${p.name}  ${p.kind}  from ${p.source}`,
+      `  library     ${library}`,
+      `  versions    ${versions(p)}`
+    ]
+    for (const [i, s] of p.symbols.entries()) {
+      const programs = [s.entry === null ? "" : `entry ${s.entry}`, s.return === null ? "" : `return ${s.return}`]
+        .filter((x) => x !== "").join(", ")
+      lines.push(`  ${i === 0 ? "symbols    " : "           "} ${s.name} (${s.required ? "required" : "optional"}; ${programs})`)
+    }
+    if (p.tracepoints.length > 0) lines.push(`  tracepoints ${p.tracepoints.join(", ")}`)
+    lines.push(`  signals     ${p.signals.length === 0 ? "none" : p.signals.join(", ")}`)
+    lines.push(`  attributes  ${p.attributes === null ? "not declared" : p.attributes.join(", ")}`)
+    return lines.join("\n")
+  }).join("\n\n")

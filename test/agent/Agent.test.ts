@@ -1,0 +1,121 @@
+/**
+ * The Agent layer on the fake kernel, against a real Go process (no root: analysis and discovery's /proc scan only
+ * read what the user may read; nothing is loaded into the kernel). What `ready` reports, that the explicit-target
+ * check uses the probes given, and that the agent's logs go to stderr, never stdout.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import { WorkProbe } from "../../examples/custom-probe/WorkProbe.ts"
+import * as Agent from "../../src/agent/Agent.ts"
+import * as BpfTest from "../../src/kernel/BpfTest.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as Binary from "../../src/probe/Binary.ts"
+import * as Probe from "../../src/probe/Probe.ts"
+import * as Telemetry from "../../src/telemetry/Telemetry.ts"
+
+const root = Path.resolve(import.meta.dirname, "../..")
+let dir = ""
+let exe = ""
+let app: ChildProcess | undefined
+
+beforeAll(() => {
+  dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-agent-"))
+  exe = Path.join(dir, "workapp")
+  execFileSync("go", ["build", "-o", exe, "."], { cwd: Path.join(root, "examples/custom-probe/app") })
+  app = spawn(exe, [], { stdio: "ignore" })
+}, 300_000)
+
+afterAll(() => {
+  app?.kill("SIGKILL")
+  if (dir !== "") Fs.rmSync(dir, { recursive: true, force: true })
+})
+
+const onFakeKernel = (options: Pick<Agent.Options, "selection" | "probes">) =>
+  Agent.layer({ ...options, kernel: BpfTest.layer, telemetry: Telemetry.layerTest() })
+
+/** Runs `effect` while recording what is written to stdout and stderr (and still writing it). */
+const capturingOutput = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      const out: Array<string> = []
+      const err: Array<string> = []
+      const stdout = process.stdout.write
+      const stderr = process.stderr.write
+      process.stdout.write = ((chunk: unknown, ...rest: Array<never>) => {
+        out.push(String(chunk))
+        return stdout.call(process.stdout, chunk as string, ...rest)
+      }) as typeof process.stdout.write
+      process.stderr.write = ((chunk: unknown, ...rest: Array<never>) => {
+        err.push(String(chunk))
+        return stderr.call(process.stderr, chunk as string, ...rest)
+      }) as typeof process.stderr.write
+      const restore = () => {
+        process.stdout.write = stdout
+        process.stderr.write = stderr
+      }
+      return { out, err, restore }
+    }),
+    (captured) => Effect.map(effect, (a) => ({ value: a, out: captured.out, err: captured.err })),
+    (captured) => Effect.sync(captured.restore)
+  )
+
+describe("Agent", { timeout: 120_000 }, () => {
+  it.live("ready: the process selected at start is attached, with the probes given; logs on stderr only", () =>
+    Effect.gen(function*() {
+      const pid = app!.pid!
+      const { err, out, value } = yield* capturingOutput(
+        Effect.gen(function*() {
+          const agent = yield* Agent.Agent
+          const report = yield* agent.ready
+          const targets = yield* (yield* Manager).targets
+          return { report, probes: agent.probes.map((p) => p.name), targets }
+        }).pipe(Effect.provide(onFakeKernel({ selection: { pids: [pid], exes: [] }, probes: [WorkProbe] })))
+      )
+      assert.deepStrictEqual(value.report, {
+        attached: [{ pid, exe: Fs.realpathSync(exe), probes: ["example/work"] }],
+        failed: []
+      })
+      assert.deepStrictEqual(value.probes, ["example/work"])
+      assert.deepStrictEqual(value.targets.map((t) => t.pid), [pid])
+      const line = `pid ${pid}: attached 1 probe(s): example/work`
+      assert.isTrue(err.some((chunk) => chunk.includes(line)), `stderr: ${err.join("")}`)
+      assert.isFalse(out.some((chunk) => chunk.includes(line)), "the attach line went to stdout")
+    }))
+
+  it.live("selected by executable with nothing running: ready at once, with nothing attached", () =>
+    Effect.gen(function*() {
+      const other = Path.join(dir, "not-running")
+      Fs.copyFileSync(exe, other)
+      const report = yield* Effect.flatMap(Agent.Agent, (agent) => agent.ready).pipe(
+        Effect.provide(onFakeKernel({ selection: { pids: [], exes: [other] }, probes: [WorkProbe] }))
+      )
+      assert.deepStrictEqual(report, { attached: [], failed: [] })
+    }))
+
+  it.live("an explicit pid none of the given probes supports: UnsupportedTarget with each one's reason", () =>
+    Effect.gen(function*() {
+      const pid = app!.pid!
+      const elsewhere = Probe.instrument({
+        name: "test/elsewhere",
+        object: "/nonexistent/elsewhere.bpf.o",
+        manifest: { library: { module: "std" }, symbols: [{ name: "main.absent", entry: "uprobe_absent" }] },
+        record: Binary.schema(Binary.struct({ n: Binary.u64 })),
+        span: () => undefined
+      })
+      const error = yield* Effect.flip(
+        Layer.build(onFakeKernel({ selection: { pids: [pid], exes: [] }, probes: [elsewhere] })).pipe(Effect.scoped)
+      )
+      assert.strictEqual(error._tag, "UnsupportedTarget")
+      const go = execFileSync("go", ["env", "GOVERSION"]).toString().trim().replace(/^go/, "")
+      assert.strictEqual(
+        error.message,
+        `pid ${pid}: ${Fs.realpathSync(exe)} (Go ${go}) is not supported: test/elsewhere: required symbol ` +
+          "main.absent is not in the binary"
+      )
+    }))
+})

@@ -79,7 +79,8 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       const ready = yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
       assert.strictEqual(
         ready[1],
-        `probes discovery/process, go_context, nethttp_server, nethttp_client; watching ${frontendExe}, ${backendExe}`
+        `probes go_context, nethttp_client, nethttp_server; watching ${frontendExe}, ${backendExe}; ` +
+          "0 process(es) attached"
       )
 
       // Started after the agent: found through the exec tracepoint, not the start-up scan.

@@ -103,7 +103,9 @@ describe("reliability", () => {
       const procs = yield* Effect.forEach(Array.from({ length: 30 }), () => spawnProc(churn, ["-live", "120s"]))
       const start = performance.now()
       const agent = yield* startAgent(procs.flatMap((p) => ["--pid", String(p.pid)]), collector)
+      // `ready` comes once the 30 processes selected at start are attached, so what follows finds them attached.
       const readyMs = performance.now() - start
+      assert.match(agent.stderr(), /^probescope: ready: .*; 30 process\(es\) attached$/m)
       yield* waitAttached(agent, procs)
       const attachMs = performance.now() - start - readyMs
       const ours = bpfIdsOf(agent.pid)

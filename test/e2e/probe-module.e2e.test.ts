@@ -1,0 +1,92 @@
+/**
+ * A custom probe through the CLI, as a user runs one: `probescope run --probe examples/custom-probe/WorkProbe.ts
+ * --exe <workapp>` (root), the Go app started before the agent so it is among the processes selected at start. The
+ * agent says `ready` only after the attach line, and the probe's spans reach the OTLP receiver with the app's
+ * resource. Then `list` names the probe, and a module that exports nothing usable is one line, exit 1.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import * as Receiver from "../receiver/Receiver.ts"
+import { agentEnv, attachedLine, cli, root, runCli, spawnProc } from "./harness.ts"
+
+const probe = "examples/custom-probe/WorkProbe.ts"
+let dir = ""
+let app = ""
+
+beforeAll(() => {
+  execFileSync("make", ["-C", path.join(root, "bpf"), "out/custom_work.bpf.o"], { stdio: "ignore" })
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "probescope-module-e2e-"))
+  app = path.join(dir, "workapp")
+  execFileSync("go", ["build", "-o", app, "."], { cwd: path.join(root, "examples/custom-probe/app") })
+}, 300_000)
+
+afterAll(() => {
+  if (dir !== "") fs.rmSync(dir, { recursive: true, force: true })
+})
+
+describe("probescope run --probe", () => {
+  it.live("a custom probe's spans reach the receiver; ready comes after the attach", () =>
+    Effect.gen(function*() {
+      const work = yield* spawnProc(app, [])
+      yield* work.line("stdout", /^pid \d+$/m, "30 seconds")
+      const receiver = yield* Receiver.make()
+      const agent = yield* spawnProc(
+        cli,
+        ["run", "--probe", path.join(root, probe), "--exe", app],
+        agentEnv({
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpEndpoint,
+          OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+          OTEL_METRICS_EXPORTER: "none",
+          OTEL_BSP_SCHEDULE_DELAY: "200"
+        })
+      )
+      const ready = yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
+      assert.strictEqual(
+        ready[1],
+        `probes example/work, go_context, nethttp_client, nethttp_server; watching ${app}; 1 process(es) attached`
+      )
+      // The attach line was said before `ready`: the process was attached when the agent said it was ready.
+      const attached = attachedLine(work.pid).exec(agent.stderr())
+      assert.isNotNull(attached, agent.stderr())
+      assert.strictEqual(attached![2], "example/work")
+      assert.isBelow(attached!.index, ready.index)
+
+      // main.work runs every 200 ms.
+      const spans = yield* receiver.waitFor(3, "30 seconds")
+      for (const s of spans.slice(0, 3)) {
+        assert.strictEqual(s.name, "main.work")
+        assert.strictEqual(s.scope.name, "probescope/example/work")
+        assert.strictEqual(s.resource["process.pid"], work.pid)
+        assert.strictEqual(s.resource["service.name"], "workapp")
+        assert.isAtLeast(Number(s.attributes["work.n"]), 1000)
+      }
+
+      agent.child.kill("SIGINT")
+      const exit = yield* agent.exit("30 seconds")
+      assert.strictEqual(exit.code, 0, agent.stderr())
+      assert.match(agent.stderr(), /^probescope: example\/work: \d+ spans, 0 decode errors/m)
+    }).pipe(Effect.scoped))
+
+  it.live("list names the module's probe; a module with nothing usable is one line, exit 1", () =>
+    Effect.gen(function*() {
+      const listed = yield* runCli(["list", "--json", "--no-builtins", "--probe", path.join(root, probe)])
+      assert.strictEqual(listed.code, 0, listed.stderr)
+      const names = (JSON.parse(listed.stdout) as { probes: Array<{ name: string; source: string }> }).probes
+      assert.deepStrictEqual(names.map((p) => [p.name, p.source]), [["example/work", path.join(root, probe)]])
+
+      const empty = path.join(dir, "empty.mjs")
+      fs.writeFileSync(empty, "export const x = 1\n")
+      const r = yield* runCli(["run", "--probe", empty, "--exe", app])
+      assert.deepStrictEqual([r.code, r.stderr], [
+        1,
+        `probescope: probe module ${empty}: exports no probe (expected a default export, an export named "probe" or ` +
+        `"probes", or named exports, holding a Probe.instrument/Probe.daemon definition, an array of them, or a ` +
+        `Layer)\n`
+      ])
+    }))
+})

@@ -5,7 +5,11 @@ import { Effect, Layer, Schema } from "effect"
 import type { Bpf } from "../src/kernel/Bpf.ts"
 import * as Binary from "../src/probe/Binary.ts"
 import * as Probe from "../src/probe/Probe.ts"
-import type { ProbeRegistry } from "../src/probe/ProbeRegistry.ts"
+import * as Manager from "../src/manager/Manager.ts"
+import type { TargetSource } from "../src/manager/TargetEvent.ts"
+import type { DuplicateProbeError, ProbeConfigError, ProbeLoadError } from "../src/probe/ProbeError.ts"
+import * as ProbeTest from "../src/probe/ProbeTest.ts"
+import type { TelemetrySink } from "../src/probe/Telemetry.ts"
 import type { TracingConfig } from "../src/probe/TracingConfig.ts"
 
 const Record = Binary.struct({ start: Binary.u64, end: Binary.u64, traceId: Binary.hex(16), spanId: Binary.hex(8) })
@@ -62,11 +66,47 @@ Probe.daemon({
   record: Binary.schema(Record)
 })
 
-// An instrument's layer needs TracingConfig; a daemon's does not.
-export const daemonLayer: Layer.Layer<Probe.ProbeId<"typetest/ctx">, unknown, Bpf | ProbeRegistry> = Ctx.layer
+// An instrument's layer needs TracingConfig; a daemon's does not. Neither needs a registry: the Manager composes
+// the probes in its context.
+export const daemonLayer: Layer.Layer<Probe.ProbeId<"typetest/ctx">, unknown, Bpf> = Ctx.layer
 // @ts-expect-error the instrument probe traces, so its layer requires TracingConfig
-export const httpLayer: Layer.Layer<Probe.ProbeId<"typetest/http">, unknown, Bpf | ProbeRegistry> = Http.layer
-export const httpLayerOk: Layer.Layer<Probe.ProbeId<"typetest/http">, unknown, Bpf | ProbeRegistry | TracingConfig> = Http.layer
+export const httpLayer: Layer.Layer<Probe.ProbeId<"typetest/http">, unknown, Bpf> = Http.layer
+export const httpLayerOk: Layer.Layer<Probe.ProbeId<"typetest/http">, unknown, Bpf | TracingConfig> = Http.layer
+
+// The Manager's build fails with the probes' errors or a DuplicateProbeError, nothing else; it needs no registry.
+export const manager: Layer.Layer<
+  Manager.Manager,
+  ProbeConfigError | ProbeLoadError | DuplicateProbeError,
+  Bpf | TracingConfig | TelemetrySink | TargetSource
+> = Manager.layerWith(Layer.mergeAll(Http.layer, Ctx.layer))
+// @ts-expect-error a duplicate name is a typed error of the build, not a warning: it is in the error channel
+export const managerNoDuplicates: Layer.Layer<Manager.Manager, ProbeConfigError | ProbeLoadError, any> = manager
+
+// A mock stands in for a probe under its own tag: it provides exactly that probe's service, needs nothing, and its
+// config is typed by the probe's.
+export const mockCtx: Layer.Layer<Probe.ProbeId<"typetest/ctx">> = ProbeTest.mock(Ctx)
+export const mockHttp = ProbeTest.mock(Http, { config: { maxBody: 1 } })
+// @ts-expect-error the mock's config has the probe's type
+ProbeTest.mock(Http, { config: { maxBody: "x" } })
+// @ts-expect-error a mock of one probe is not another's
+export const mockWrong: Layer.Layer<Probe.ProbeId<"typetest/http">> = ProbeTest.mock(Ctx)
+// A dependent given the mock no longer needs the dependency built: only what it needs itself.
+export const httpOverMock: Layer.Layer<Probe.ProbeId<"typetest/http">, unknown, Bpf | TracingConfig> = Http.layer.pipe(
+  Layer.provide(mockCtx)
+)
+
+// A layout names the C struct it mirrors and, per field, the member when it is not the field's snake_case name.
+export const Named = Binary.struct({ start: Binary.member("head.start_ns", Binary.u64) }, { struct: "event" })
+export const namedStart: bigint = Named.decode(new Uint8Array(8)).start
+// @ts-expect-error a member name does not change the field's type
+export const namedWrong: string = Named.decode(new Uint8Array(8)).start
+
+// Probe.objectFile takes a name, a path or a file: URL.
+export const objects: ReadonlyArray<string> = [
+  Probe.objectFile("x"),
+  Probe.objectFile("/abs/x.bpf.o"),
+  Probe.objectFile(new URL("./x.bpf.o", import.meta.url))
+]
 
 export const handles = Effect.gen(function*() {
   const http = yield* Http.tag

@@ -381,6 +381,8 @@ export const check = (
   const out: Array<Mismatch> = []
   const all = leaves(struct.members, 0, "")
   const covered = new Uint8Array(Math.max(layout.size, struct.size))
+  /** Members a field mirrors: one already named in a mismatch is not reported again as uncovered. */
+  const mirrored = new Set<string>()
   for (const f of layout.fields) {
     covered.fill(1, f.offset, f.offset + f.size)
     if (f.pad) continue
@@ -389,6 +391,7 @@ export const check = (
       out.push({ field: f.name, message: `field "${f.name}": ${leaf}` })
       continue
     }
+    mirrored.add(leaf.path)
     const member = leaf.path === f.name ? "" : ` (member ${leaf.path})`
     if (leaf.bitfield) {
       out.push({ field: f.name, message: `field "${f.name}"${member}: is a bitfield, which a layout cannot mirror` })
@@ -402,7 +405,7 @@ export const check = (
     out.push({ field: "", message: `size ${layout.size} bytes, BTF says ${struct.size}` })
   }
   for (const leaf of all) {
-    if (leaf.size === 0 || leaf.offset >= covered.length) continue
+    if (leaf.size === 0 || leaf.offset >= covered.length || mirrored.has(leaf.path)) continue
     if (covered.subarray(leaf.offset, leaf.offset + Math.max(1, Math.ceil(leaf.size))).every((b) => b === 1)) continue
     out.push({
       field: leaf.path,

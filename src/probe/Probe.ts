@@ -544,7 +544,10 @@ const checkLayouts = (name: string, kind: "instrument" | "daemon", options: AnyO
       })
     const record = kind === "instrument" && options.record !== undefined ? Binary.layoutOf(options.record) : undefined
     if (record !== undefined) {
-      if (record.struct === undefined) {
+      // Nothing to check against (no BTF): nothing to say either.
+      if (record.struct === undefined && Option.isNone(btf)) {
+        out.push({ role: "record", struct: "", checked: false })
+      } else if (record.struct === undefined) {
         yield* Effect.logWarning(
           `probe ${name}: its record layout names no C struct (Binary.struct(..., { struct })): not checked against BTF`
         )
@@ -558,7 +561,9 @@ const checkLayouts = (name: string, kind: "instrument" | "daemon", options: AnyO
       const struct = layout.struct ?? (Option.isSome(btf) ? btf.value.mapValues[map] : undefined)
       if (struct !== undefined) {
         yield* check("perTarget", layout, struct)
-      } else if (Option.isSome(btf)) {
+      } else if (Option.isNone(btf)) {
+        out.push({ role: "perTarget", struct: "", checked: false })
+      } else {
         return yield* layoutError(
           name,
           path.basename(options.object),

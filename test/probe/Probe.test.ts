@@ -14,6 +14,17 @@ const target = (pid: number) => ProbeTest.target({ pid, functions, fields })
 const withProbes = <A, E, R>(self: Effect.Effect<A, E, R>, probes: Layer.Layer<any, any, any> = Server.layer) =>
   self.pipe(Effect.provide(probes.pipe(Layer.provideMerge(ProbeTest.layer))), Effect.scoped) as Effect.Effect<A, E>
 
+describe("Probe.objectFile", () => {
+  it("takes a built-in's name, an absolute or relative path, or a file: URL", () => {
+    const out = new URL("../../bpf/out/", import.meta.url).pathname
+    assert.strictEqual(Probe.objectFile("nethttp_server"), `${out}nethttp_server.bpf.o`)
+    assert.strictEqual(Probe.objectFile("/abs/x.bpf.o"), "/abs/x.bpf.o")
+    assert.strictEqual(Probe.objectFile("file:///abs/y.bpf.o"), "/abs/y.bpf.o")
+    assert.strictEqual(Probe.objectFile(new URL("file:///abs/z%20z.bpf.o")), "/abs/z z.bpf.o")
+    assert.strictEqual(Probe.objectFile("build/my.bpf.o"), `${process.cwd()}/build/my.bpf.o`)
+  })
+})
+
 describe("Probe", () => {
   it.effect("loads once with config, sampler constants and the dependency's map", () =>
     withProbes(Effect.gen(function*() {

@@ -179,6 +179,10 @@ const makeWithSubmit = Effect.gen(function*() {
     visit(probe.name)
   }
   const instrumented = new Map<number, Instrumented>()
+  // Every target's scope is a child of this one, made before the shutdown finalizer below: children of the Manager's
+  // own scope would be closed by it one after another (newest first) before that finalizer runs, detaching the
+  // processes in turn — 125 ms each for 30 processes — instead of all at once.
+  const targetScopes = yield* Scope.fork(scope, "parallel")
   /** The last event of each pid still being applied: the next one for that pid waits for it. */
   const tails = new Map<number, Deferred.Deferred<void>>()
   /** Attaches under way, by pid: an exit of that pid cancels its attach instead of waiting behind it. */
@@ -207,7 +211,7 @@ const makeWithSubmit = Effect.gen(function*() {
   const attach = (target: Target) =>
     Effect.gen(function*() {
       yield* detach(target.pid)
-      const targetScope = yield* Scope.fork(scope, "sequential")
+      const targetScope = yield* Scope.fork(targetScopes, "sequential")
       const entry: Instrumented = { target, scope: targetScope, probes: [] }
       instrumented.set(target.pid, entry)
       yield* Effect.gen(function*() {
@@ -229,7 +233,9 @@ const makeWithSubmit = Effect.gen(function*() {
         for (const probe of probes) {
           if (!applies.has(probe.name)) continue
           if (!wanted(probe)) {
-            yield* Effect.logDebug(`probe ${probe.name} not attached to pid ${target.pid}: no probe depending on it applies`)
+            yield* Effect.logDebug(
+              `probe ${probe.name} not attached to pid ${target.pid}: no probe depending on it applies`
+            )
             continue
           }
           const probeScope = yield* Scope.fork(targetScope, "sequential")
@@ -260,7 +266,9 @@ const makeWithSubmit = Effect.gen(function*() {
           if ([...deps].some((d) => entry.probes.includes(d))) continue
           yield* Scope.close(scopes.get(probe.name)!, Exit.void)
           entry.probes.splice(entry.probes.indexOf(probe.name), 1)
-          yield* Effect.logDebug(`probe ${probe.name} detached from pid ${target.pid}: no probe depending on it attached`)
+          yield* Effect.logDebug(
+            `probe ${probe.name} detached from pid ${target.pid}: no probe depending on it attached`
+          )
         }
       }).pipe(
         Effect.onInterrupt(() => detach(target.pid)),

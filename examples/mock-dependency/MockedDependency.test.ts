@@ -15,18 +15,21 @@ import { NetHttpServer } from "../../src/instrumentations/NetHttpServer.ts"
 import { FakeKernel } from "../../src/kernel/BpfTest.ts"
 import { Manager } from "../../src/manager/Manager.ts"
 import * as ManagerM from "../../src/manager/Manager.ts"
+import type { Manifest } from "../../src/probe/Manifest.ts"
 import { ProbeAttachError } from "../../src/probe/ProbeError.ts"
 import type { Target } from "../../src/probe/Target.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { MockLog } from "../../src/probe/ProbeTest.ts"
 
 /** A Go process with every symbol and struct field the given probes ask for (made-up offsets). */
-const goProcess = (pid: number, probes: ReadonlyArray<{ readonly manifest: typeof NetHttpServer.manifest }>): Target => {
+const goProcess = (pid: number, probes: ReadonlyArray<{ readonly manifest: Manifest }>): Target => {
   const functions: Record<string, {}> = {}
   const fields: Record<string, number> = {}
   for (const { manifest } of probes) {
     for (const s of manifest.symbols ?? []) functions[s.name] = {}
-    for (const f of Object.values(manifest.fields ?? {})) fields[`${f.type}.${f.field}`] = 8 * Object.keys(fields).length
+    for (const f of Object.values(manifest.fields ?? {})) {
+      fields[`${f.type}.${f.field}`] = 8 * Object.keys(fields).length
+    }
   }
   return ProbeTest.target({ pid, goVersion: "1.26.8", functions, fields })
 }

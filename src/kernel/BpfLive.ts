@@ -371,7 +371,10 @@ export const readBtf = (file: string): Effect.Effect<Option.Option<ObjectBtf>, B
       return Effect.fail(new BpfOpenError({ op: "addon", errno: 0, code: "ENOADDON", message: addon, source: file }))
     }
     return Effect.acquireUseRelease(
-      Effect.try({ try: () => new addon.BpfObject(file, path.basename(file)), catch: (cause) => openError(file, cause) }),
+      Effect.try({
+        try: () => new addon.BpfObject(file, path.basename(file)),
+        catch: (cause) => openError(file, cause)
+      }),
       (obj) => Effect.sync(() => Option.fromNullishOr(obj.btf())),
       (obj) => Effect.sync(() => obj.close())
     )

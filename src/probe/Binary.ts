@@ -141,7 +141,7 @@ export const bool: Field<boolean> = field(
   (v, _b, o, x) => (v.setUint8(o, x ? 1 : 0), 1)
 )
 
-/** A field mirroring the C member `c` (a name, or a dotted path into nested structs) rather than its snake_case name. */
+/** A field mirroring the C member `c` (a name, or a dotted path into nested structs), not its snake_case name. */
 export const member = <T>(c: string, f: Field<T>): Field<T> => ({ ...f, c })
 
 /** `n` bytes of padding (explicit holes, or `__u8 _pad[n]` in C). */

@@ -108,7 +108,7 @@ export interface SharedMap<Name extends string = string, M extends string = stri
 
 type ProbeBuildErrorOf = ProbeConfigError | ProbeLoadError
 
-/** A probe definition: its identity, its service tag, and the layer that loads and registers it. */
+/** A probe definition: its identity, its service tag, and the layer that loads it. */
 export interface Definition<
   Name extends string,
   Handle extends ProbeBase<Name, any, Shares>,
@@ -123,7 +123,10 @@ export interface Definition<
   readonly dependsOn: ReadonlyArray<string>
   /** The probe's own service. */
   readonly tag: Context.Service<ProbeId<Name>, Handle>
-  /** Loads the probe with its config from `ProbeSettings` (or the schema's defaults) and registers it. */
+  /**
+   * Loads the probe with its config from `ProbeSettings` (or the schema's defaults). Provides its tag and those of
+   * the probes it depends on (built here unless already provided to it).
+   */
   readonly layer: Layer.Layer<ProbeId<Name>, ProbeConfigError | ProbeLoadError, R>
   /**
    * Same, with an explicit config. Each call is a distinct layer: a probe others depend on should be configured

@@ -322,7 +322,8 @@ export const mockProbe = (options: MockProbeOptions): Layer.Layer<never> =>
       ...(options.attacher === undefined ? {} : { attacher: options.attacher }),
       ...(options.runner === undefined ? {} : { runner: options.runner })
     })
-    return Probe.probeContext(Context.Service<ProbeId<string>, AnyProbe>(`probescope/probe/mock/${options.name}`), probe)
+    const tag = Context.Service<ProbeId<string>, AnyProbe>(`probescope/probe/mock/${options.name}`)
+    return Probe.probeContext(tag, probe)
   })) as Layer.Layer<never>
 
 /**

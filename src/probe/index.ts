@@ -1,6 +1,6 @@
 /**
- * The probe API: defining probes (`Probe`), their capabilities, manifests, sampling, binary records, the registry
- * the Manager reads, and the test kit.
+ * The probe API: defining probes (`Probe`), their capabilities, manifests, sampling, binary records (checked against
+ * BTF), and the test kit (`ProbeRegistry` is deprecated: the Manager composes the probes in its context).
  */
 export * as Binary from "./Binary.ts"
 export * as Capabilities from "./Capabilities.ts"

@@ -70,7 +70,9 @@ describe("record layouts", () => {
           { role: "perTarget", struct: "nethttp_client_offsets", checked: true }
         ])
       }),
-      Layer.mergeAll(NetHttpServer.NetHttpServer.layer, Client.layer).pipe(Layer.provide(Layer.effectDiscard(withRealBtf)))
+      Layer.mergeAll(NetHttpServer.NetHttpServer.layer, Client.layer).pipe(
+        Layer.provide(Layer.effectDiscard(withRealBtf))
+      )
     ))
 
   it.effect("a C struct that moved a field fails the load naming the struct and the field", () =>

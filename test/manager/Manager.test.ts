@@ -261,7 +261,7 @@ describe("Manager composition", () => {
       }
     }))
 
-  it.effect("a dependency configured with layerWith and provided to its dependents is the one loaded and attached", () =>
+  it.effect("a dependency configured with layerWith and provided to its dependents is the one loaded", () =>
     Effect.gen(function*() {
       const kernel = yield* FakeKernel
       const seen = yield* observe.pipe(

@@ -8,7 +8,14 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/**/*.test.ts", "examples/**/*.test.ts"],
-          exclude: ["test/**/*.kernel.test.ts", "test/**/*.e2e.test.ts", "**/node_modules/**"],
+          // examples/out-of-tree is a project of its own, tested against the packed package
+          // (scripts/test-out-of-tree.sh).
+          exclude: [
+            "test/**/*.kernel.test.ts",
+            "test/**/*.e2e.test.ts",
+            "**/node_modules/**",
+            "examples/out-of-tree/**"
+          ],
           testTimeout: 30_000
         }
       },

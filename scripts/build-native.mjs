@@ -48,7 +48,8 @@ if (installing && process.env.PROBESCOPE_SKIP_NATIVE === "1") {
   process.exit(0)
 }
 
-const upToDate = () => existsSync(output) && statSync(output).mtimeMs >= newestSource() && !process.argv.includes("--force")
+const upToDate = () =>
+  existsSync(output) && statSync(output).mtimeMs >= newestSource() && !process.argv.includes("--force")
 if (upToDate()) process.exit(0)
 
 // What the build needs from the system, named up front: npm shows an install script's output only when it fails, and

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, type check, unit tests, and (as root) the kernel and end-to-end tests.
+# The whole test suite: set-up, type check, unit tests, and (as root) the kernel and end-to-end tests, then the
+# packed package in a project of its own (scripts/test-out-of-tree.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,4 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
   npm run --silent typecheck
   exec npm run --silent test:unit
 fi
-exec npm test
+npm test
+# probescope as users install it: the packed tarball in a project of its own (examples/out-of-tree), its unit tests,
+# and its custom probe run through `probescope run --probe` (about a minute; bounded at about 5).
+bash scripts/test-out-of-tree.sh

@@ -101,7 +101,7 @@ const requireFile = (path: string, what: string) =>
     if (!exists) {
       return yield* new BpfToolchainIncomplete({
         path,
-        message: `${what} is missing: ${path} (in a checkout: npm run build:bpf; else reinstall probescope)`
+        message: `missing ${what}: ${path} (in a checkout: npm run build:bpf; else reinstall probescope)`
       })
     }
   })

@@ -33,7 +33,15 @@ int f(void) { return undeclared_thing; }
 describe("bpf build", () => {
   it("reads the flags bpf/Makefile compiles with", () => {
     const flags = BpfBuild.parseFlags(Fs.readFileSync(Path.join(root, "bpf/cflags"), "utf8"))
-    assert.deepStrictEqual(flags, ["-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall", "-Wno-unused-function"])
+    assert.deepStrictEqual(flags, [
+      "-g",
+      "-O2",
+      "-target",
+      "bpf",
+      "-D__TARGET_ARCH_x86",
+      "-Wall",
+      "-Wno-unused-function"
+    ])
     const make = spawnSync("make", ["-n", "-B", "-C", Path.join(root, "bpf"), "out/doctor.bpf.o"], { encoding: "utf8" })
     const line = make.stdout.split("\n").find((l) => l.includes("doctor.bpf.c")) ?? ""
     assert.isTrue(line.startsWith(`clang ${flags.join(" ")} -I include/probescope -I out -c doctor.bpf.c`), line)
@@ -77,7 +85,8 @@ describe("bpf build", () => {
     Effect.gen(function*() {
       const dir = tmp()
       Fs.writeFileSync(Path.join(dir, "mine.bpf.c"), goodSource)
-      const error = yield* Effect.flip(BpfBuild.build({ file: Path.join(dir, "mine.bpf.c"), clang: "clang-nonesuch" }))
+      const file = Path.join(dir, "mine.bpf.c")
+      const error = yield* Effect.flip(BpfBuild.build({ file, clang: "clang-nonesuch" }))
       assert.strictEqual(error._tag, "ClangNotFound")
       assert.strictEqual(
         error.message,
@@ -97,8 +106,8 @@ describe("bpf build", () => {
       assert.strictEqual(incomplete._tag, "BpfToolchainIncomplete")
       assert.strictEqual(
         incomplete.message,
-        `the probescope BPF headers is missing: ${paths.includeDir} (in a checkout: npm run build:bpf; else reinstall ` +
-          "probescope)"
+        `missing the probescope BPF headers: ${paths.includeDir} (in a checkout: npm run build:bpf; else ` +
+          "reinstall probescope)"
       )
     }).pipe(Effect.provide(NodeServices.layer)))
 
@@ -106,7 +115,10 @@ describe("bpf build", () => {
     const dir = tmp()
     const file = Path.join(dir, "bad.bpf.c")
     Fs.writeFileSync(file, badSource)
-    const r = spawnSync(Path.join(root, "bin/probescope"), ["bpf", "build", file], { encoding: "utf8", timeout: 60_000 })
+    const r = spawnSync(Path.join(root, "bin/probescope"), ["bpf", "build", file], {
+      encoding: "utf8",
+      timeout: 60_000
+    })
     assert.strictEqual(r.status, 1, r.stderr)
     assert.strictEqual(r.stdout, "")
     const lines = r.stderr.trimEnd().split("\n")

@@ -92,7 +92,8 @@ describe("checkEffect", () => {
     assert.strictEqual(error?.requirement, "effect-version")
     assert.strictEqual(
       error?.message,
-      `probescope needs effect ^4.1.0, but ${effect} is effect 3.19.2; install a matching one: npm install effect@^4.1.0`
+      `probescope needs effect ^4.1.0, but ${effect} is effect 3.19.2; install a matching one: ` +
+        "npm install effect@^4.1.0"
     )
   })
 
@@ -109,7 +110,8 @@ describe("checkEffect", () => {
     const error = Requirements.checkEffect(probescopeB, shared)
     assert.strictEqual(error?.requirement, "effect-copies")
     assert.isTrue(error?.message.startsWith(
-      `two copies of effect: probescope at ${probescopeA} uses ${effectA}, probescope at ${probescopeB} uses ${effectB};`
+      `two copies of effect: probescope at ${probescopeA} uses ${effectA}, ` +
+        `probescope at ${probescopeB} uses ${effectB};`
     ))
   })
 

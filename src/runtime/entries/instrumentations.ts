@@ -1,3 +1,3 @@
-/** The `probescope/instrumentations` entry point: the runtime checks first (see ../Guard.ts), then src/instrumentations/index.ts. */
+/** `probescope/instrumentations`: the runtime checks first (see ../Guard.ts), then src/instrumentations/index.ts. */
 import "../Guard.ts"
 export * from "../../instrumentations/index.ts"

@@ -1,4 +1,4 @@
-/** The `probescope/kernel` entry point: the runtime checks first (see ../Guard.ts), then the `Bpf` service's modules. */
+/** `probescope/kernel`: the runtime checks first (see ../Guard.ts), then the `Bpf` service's modules. */
 import "../Guard.ts"
 export * as Bpf from "../../kernel/Bpf.ts"
 export * as BpfLive from "../../kernel/BpfLive.ts"

@@ -8,5 +8,10 @@ import { check } from "./Requirements.ts"
 
 if (process.env["PROBESCOPE_SKIP_RUNTIME_CHECK"] !== "1") {
   const problem = check()
-  if (problem !== undefined) throw problem
+  if (problem !== undefined) {
+    // On an old Node the tools around the import may break too before they report the error (vitest 5 on Node 20
+    // crashes in its reporter with "Map.groupBy is not a function"): say it on stderr as well, where it is seen.
+    if (problem.requirement === "node") process.stderr.write(`${problem.message}\n`)
+    throw problem
+  }
 }

@@ -121,6 +121,24 @@ describe("reliability", () => {
       assert.isAtMost(attachMs, 1000, "attach all")
     }).pipe(Effect.scoped))
 
+  it.live("SIGINT with 30 processes attached by pid: exits within 1 s, nothing left in the kernel", () =>
+    Effect.gen(function*() {
+      const collector = yield* Collector.make()
+      const procs = yield* Effect.forEach(Array.from({ length: 30 }), () => spawnProc(churn, ["-live", "120s"]))
+      const agent = yield* startAgent(procs.flatMap((p) => ["--pid", String(p.pid)]), collector)
+      yield* waitAttached(agent, procs)
+      const ours = bpfIdsOf(agent.pid)
+      assert.isAtLeast(ours.links.size, 60, "per-process links")
+      const t0 = performance.now()
+      agent.child.kill("SIGINT")
+      const exit = yield* agent.exit("30 seconds")
+      const ms = performance.now() - t0
+      yield* report("SIGINT with 30 processes attached by pid", `${ours.links.size} links, exit after ${ms.toFixed(0)} ms`)
+      assert.strictEqual(exit.code, 0, agent.stderr())
+      yield* assertReleased(ours)
+      assert.isAtMost(ms, 1000)
+    }).pipe(Effect.scoped))
+
   it.live("a restarted process of an attached executable is traced 50 ms after exec", () =>
     Effect.gen(function*() {
       const collector = yield* Collector.make()

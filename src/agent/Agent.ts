@@ -8,7 +8,9 @@
  *   const agent = yield* Agent.Agent
  *   const report = yield* agent.ready        // the processes selected at start are attached (or failed, and why)
  *   yield* Effect.never
- * }).pipe(Effect.provide(Agent.layer({ selection: { pids: [], exes: ["/srv/api"] }, probes: [...Agent.builtins, MyProbe] })))
+ * }).pipe(
+ *   Effect.provide(Agent.layer({ selection: { pids: [], exes: ["/srv/api"] }, probes: [...Agent.builtins, MyProbe] }))
+ * )
  * ```
  *
  * Every kernel resource hangs off the layer's scope, so closing it (an interrupt, SIGINT through `runMain`) detaches

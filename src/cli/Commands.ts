@@ -189,7 +189,7 @@ const run = Command.make(
       const { pids, exes, allGo } = setup.selection
       if (pids.length === 0 && exes.length === 0 && !allGo) {
         return yield* new UsageError({
-          message: "run needs at least one --pid N, --exe PATH or --all-go (or a selection in --config)"
+          message: "run needs at least one --pid N, --exe PATH or --all-go"
         })
       }
       // The config file's export settings win over the environment's OTEL_* variables, for everything below.
@@ -282,7 +282,9 @@ const list = Command.make(
       const listed = yield* ProbeList.list(setup)
       yield* Console.log(flags.json ? JSON.stringify({ probes: listed }, null, 2) : ProbeList.format(listed))
     }))
-).pipe(Command.withDescription("List the probes (built-in and --probe/--config modules): what each instruments and emits"))
+).pipe(
+  Command.withDescription("List the probes (built-in and --probe/--config modules): what each instruments and emits")
+)
 
 /** The whole command tree. */
 export const probescope = Command.make("probescope").pipe(

@@ -111,7 +111,8 @@ export const format = (listed: ReadonlyArray<Listed>): string =>
     for (const [i, s] of p.symbols.entries()) {
       const programs = [s.entry === null ? "" : `entry ${s.entry}`, s.return === null ? "" : `return ${s.return}`]
         .filter((x) => x !== "").join(", ")
-      lines.push(`  ${i === 0 ? "symbols    " : "           "} ${s.name} (${s.required ? "required" : "optional"}; ${programs})`)
+      const label = i === 0 ? "symbols    " : "           "
+      lines.push(`  ${label} ${s.name} (${s.required ? "required" : "optional"}; ${programs})`)
     }
     if (p.tracepoints.length > 0) lines.push(`  tracepoints ${p.tracepoints.join(", ")}`)
     lines.push(`  signals     ${p.signals.length === 0 ? "none" : p.signals.join(", ")}`)

@@ -31,6 +31,9 @@ describe("agent logging", () => {
         Effect.provide(Logging.layer(Logging.make((chunk) => void written.push(chunk))))
       )
       assert.strictEqual(written.length, 1)
-      assert.match(written[0]!, /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN \(#\d+\): pid 7: attached 1 probe\(s\): a, b\n  pid: 7\n$/)
+      assert.match(
+        written[0]!,
+        /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN \(#\d+\): pid 7: attached 1 probe\(s\): a, b\n  pid: 7\n$/
+      )
     }))
 })

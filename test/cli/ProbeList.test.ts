@@ -16,14 +16,14 @@ const flags = (probes: ReadonlyArray<string>, builtins?: boolean): ProbeList.Fla
 })
 
 describe("probescope list", () => {
-  it.effect("the built-ins and a module's probe, in attach order, each with its source", () =>
+  it.effect("the built-ins and a module's probe, in the order given, each with its source", () =>
     Effect.gen(function*() {
       const listed = yield* ProbeList.list(yield* ProbeList.setup(flags([work])))
       assert.deepStrictEqual(listed.map((p) => [p.name, p.kind, p.source]), [
-        ["example/work", "instrument", work],
         ["go_context", "daemon", "builtin"],
+        ["nethttp_server", "instrument", "builtin"],
         ["nethttp_client", "instrument", "builtin"],
-        ["nethttp_server", "instrument", "builtin"]
+        ["example/work", "instrument", work]
       ])
       const server = listed.find((p) => p.name === "nethttp_server")!
       assert.deepStrictEqual(server.symbols, [{

@@ -76,11 +76,11 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
           OTEL_RESOURCE_ATTRIBUTES: "deployment.environment.name=e2e"
         })
       )
-      const ready = yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
+      const ready = yield* agent.line("stderr", /^probescope: ready: (.*); \d+ process\(es\) attached$/m, "120 seconds")
+      // Processes of these executables started by other suites on this machine count too: their number is not fixed.
       assert.strictEqual(
         ready[1],
-        `probes go_context, nethttp_client, nethttp_server; watching ${frontendExe}, ${backendExe}; ` +
-          "0 process(es) attached"
+        `probes go_context, nethttp_server, nethttp_client; watching ${frontendExe}, ${backendExe}`
       )
 
       // Started after the agent: found through the exec tracepoint, not the start-up scan.

@@ -167,7 +167,8 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>) =>
           exited.delete(pid)
           // Selected by what it runs, every process of the file is wanted: links can be shared per file.
           const wide = byExecutable(pid, exe) || predicate
-          const selected: Target = { ...target, selection: wide ? "executable" : "process", ...fileIdentity(target.exe) }
+          const how: Target["selection"] = wide ? "executable" : "process"
+          const selected: Target = { ...target, selection: how, ...fileIdentity(target.exe) }
           return Effect.andThen(
             resources.register(pid, { exe: target.exe, goVersion: target.goVersion }),
             submit(attach(selected))

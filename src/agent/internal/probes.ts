@@ -170,7 +170,20 @@ const attachOrder = (probes: ReadonlyArray<Loaded>): ReadonlyArray<Loaded> => {
 }
 
 /**
- * Every probe the given ones load — dependencies (e.g. go_context) included, in attach order — with what each
+ * The probes in the order they were given, so reasons and listings read as the user wrote them: a daemon nobody
+ * named (a dependency) first, then the named definitions in order, then what only a layer declared (in attach order).
+ */
+const givenOrder = (loaded: ReadonlyArray<Loaded>, given: ReadonlyArray<AgentProbe>): ReadonlyArray<Loaded> => {
+  const named = given.filter(isDefinition).map((d) => d.name)
+  const rank = (p: Loaded) => {
+    const i = named.indexOf(p.name)
+    return i >= 0 ? i : p.kind === "daemon" ? -1 : named.length
+  }
+  return loaded.map((p, i) => ({ p, i })).sort((a, b) => rank(a.p) - rank(b.p) || a.i - b.i).map(({ p }) => p)
+}
+
+/**
+ * Every probe the given ones load — dependencies (e.g. go_context) included, in the order given — with what each
  * declares. The layers are built on the fake kernel (nothing is loaded into the real one, no privileges needed) with
  * the given probe settings, so a layer's probes are known too and a bad setting fails here, before anything starts.
  */
@@ -196,7 +209,7 @@ export const describe = (
     for (const p of [...builtins, ...probes]) {
       if (isDefinition(p) && p.attributes !== undefined && !declared.has(p.name)) declared.set(p.name, p.attributes)
     }
-    return attachOrder([...byName.values()]).map((p) => infoOf(p, declared.get(p.name)))
+    return givenOrder(attachOrder([...byName.values()]), probes).map((p) => infoOf(p, declared.get(p.name)))
   }).pipe(
     Effect.scoped,
     // Built on the fake kernel only to be read: what the probes log at load (e.g. a lockdown notice) is said when

@@ -27,7 +27,12 @@ export const layer = Layer.effectDiscard(Effect.gen(function*() {
             "{record}",
             p.consumerDropped
           ),
-          counter("probescope.probe.kernel.submitted", "Records the BPF side submitted.", "{record}", p.kernelSubmitted),
+          counter(
+            "probescope.probe.kernel.submitted",
+            "Records the BPF side submitted.",
+            "{record}",
+            p.kernelSubmitted
+          ),
           counter(
             "probescope.probe.kernel.dropped",
             "Records the BPF side could not fit in the ring buffer.",

@@ -81,11 +81,12 @@ export const linkGrace = Config.String("PROBESCOPE_LINK_GRACE_MS").pipe(
   Effect.flatMap((value) => {
     if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(Duration.seconds(10))
     const text = value.value.trim()
-    return /^\d+$/.test(text) && Number(text) <= 3_600_000 ? Effect.succeed(Duration.millis(Number(text))) : Effect.fail(
+    if (/^\d+$/.test(text) && Number(text) <= 3_600_000) return Effect.succeed(Duration.millis(Number(text)))
+    return Effect.fail(
       new AgentConfigError({
         variable: "PROBESCOPE_LINK_GRACE_MS",
-        message: `Invalid PROBESCOPE_LINK_GRACE_MS=${JSON.stringify(value.value)}: expected whole milliseconds from 0 ` +
-          `to 3600000`
+        message: `Invalid PROBESCOPE_LINK_GRACE_MS=${JSON.stringify(value.value)}: expected whole milliseconds ` +
+          `from 0 to 3600000`
       })
     )
   })

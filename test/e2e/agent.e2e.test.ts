@@ -90,7 +90,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       const feAttached = yield* agent.line("stderr", attachedLine(frontend.pid))
       // backend makes no HTTP calls: its binary has no Transport.roundTrip, so no client probe there.
       assert.strictEqual(beAttached[2], "go_context, nethttp_server")
-      assert.strictEqual(feAttached[2], "go_context, nethttp_server, nethttp_client")
+      assert.strictEqual(feAttached[2], "go_context, nethttp_client, nethttp_server")
       yield* Effect.sleep("300 millis")
 
       const base = `http://${frontend.addr}`

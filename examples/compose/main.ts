@@ -6,7 +6,7 @@
  * The built-in net/http server and client probes (which bring in the go_context daemon they reuse maps from) and the
  * custom probe of examples/custom-probe are all plain layers: the application decides which probes exist by merging
  * them, and the Manager only reads the registry. With root, swap `BpfTest.layer` for `BpfLive.layer` and the
- * simulated records and targets for real processes (see src/cli/Agent.ts).
+ * simulated records and targets for real processes (see src/agent/Agent.ts).
  */
 import { Console, Effect, Layer } from "effect"
 import { GoContext } from "../../src/instrumentations/GoContext.ts"

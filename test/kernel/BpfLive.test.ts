@@ -18,7 +18,7 @@ describe("BpfLive without the native addon", () => {
       delete process.env["PROBESCOPE_NATIVE_DIR"]
       assert.strictEqual(error._tag, "BpfOpenError")
       assert.strictEqual(error.code, "ENOADDON")
-      assert.match(error.message, /^the probescope native addon could not be loaded \(.*\); build it with `npm run build:native`$/)
+      assert.match(error.message, /^the probescope native addon could not be loaded \(.*\); build it with `npm rebuild probescope \(installed\) or npm run build:native \(in a checkout\)`$/)
     }))
 })
 

@@ -95,7 +95,7 @@ export const nativeDir = (): string =>
     path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "native")
 
 /** The command that builds the addon, quoted in the error when it is missing. */
-export const buildCommand = "npm run build:native"
+export const buildCommand = "npm rebuild probescope (installed) or npm run build:native (in a checkout)"
 
 let cached: { readonly addon: Addon } | { readonly error: string } | undefined
 

@@ -18,8 +18,15 @@ have_cmd llvm-strip || need_pkgs+=(llvm)
 have_cmd make || need_pkgs+=(make)
 have_cmd g++ || need_pkgs+=(g++)
 have_cmd python3 || need_pkgs+=(python3)
-have_cmd curl || need_pkgs+=(curl)
-have_cmd unzip || need_pkgs+=(unzip)
+# A Go that understands GOTOOLCHAIN (>= 1.21) fetches whatever the Go programs' go.mod files ask for by itself.
+usable_go() {
+  local v
+  v=$(go env GOVERSION 2>/dev/null) || return 1
+  case "$v" in go1.[0-9] | go1.[0-9].* | go1.1[0-9] | go1.1[0-9].* | go1.20 | go1.20.* | "") return 1 ;; esac
+}
+# Debian's Go (1.19) is too old to build the project; it only fetches the wanted toolchain (see below).
+gocache="${XDG_CACHE_HOME:-$HOME/.cache}/probescope/go"
+usable_go || [ -x "$gocache/bin/go" ] || [ -x /usr/lib/go/bin/go ] || need_pkgs+=(golang-go)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && have_cmd apt-get; then
@@ -35,18 +42,24 @@ fi
 export PATH="$PATH:/usr/sbin"
 
 # --- Go (tests and the demo build Go programs; other versions come through GOTOOLCHAIN) ---------------------------
-if ! have_cmd go; then
-  gocache="${XDG_CACHE_HOME:-$HOME/.cache}/probescope/go"
+# Without a Go on PATH: Debian's golang-go downloads the wanted toolchain as the module golang.org/toolchain (the
+# zip GOTOOLCHAIN itself would fetch) through the go command's own default proxy and checksum settings, so this
+# script names no download address. Debian's go predates GOTOOLCHAIN (Go 1.21), hence `go mod download`.
+if ! usable_go; then
   if [ ! -x "$gocache/bin/go" ]; then
-    # The module proxy serves Go toolchains as modules; this is the same zip GOTOOLCHAIN downloads.
     v=1.26.8
-    say "Go not found: fetching go$v from the Go module proxy into $gocache"
+    case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+    module="golang.org/toolchain@v0.0.1-go$v.linux-$arch"
+    say "Go not found: fetching go$v (the module $module) with Debian's go into $gocache"
     tmp=$(mktemp -d)
-    curl -fsSL -o "$tmp/go.zip" "https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go$v.linux-amd64.zip"
+    # Outside any module, with a module cache of its own: the unpacked toolchain is moved out of it below.
+    dir=$(cd "$tmp" && GOMODCACHE="$tmp/mod" GOFLAGS=-modcacherw /usr/lib/go/bin/go mod download -json "$module" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+    [ -n "$dir" ] && [ -f "$dir/bin/go" ] || { say "go mod download $module did not unpack a toolchain"; exit 1; }
     mkdir -p "$(dirname "$gocache")"
-    unzip -q "$tmp/go.zip" -d "$tmp"
     rm -rf "$gocache"
-    mv "$tmp/golang.org/toolchain@v0.0.1-go$v.linux-amd64" "$gocache"
+    mv "$dir" "$gocache"
+    # Module zips carry no file modes.
     chmod +x "$gocache"/bin/* "$gocache"/pkg/tool/*/* 2>/dev/null || true
     rm -rf "$tmp"
   fi

@@ -33,11 +33,14 @@ import * as Driver from "./internal/driver.ts"
 import * as Logging from "./internal/logging.ts"
 import * as Modules from "./internal/modules.ts"
 import * as Probes from "./internal/probes.ts"
+import * as Glob from "../discovery/Glob.ts"
+import * as Selecting from "./internal/selection.ts"
 import * as SelfMetrics from "./internal/selfMetrics.ts"
 import * as Targets from "./internal/targets.ts"
 
 export { AgentConfigError, ProbeModuleError, UnsupportedTarget } from "./internal/errors.ts"
-export type { AttachedProcess, FailedProcess, ReadyReport } from "./internal/driver.ts"
+export type { AttachedProcess, FailedProcess, ReadyReport, UnmatchedSelector } from "./internal/driver.ts"
+export { SelectionError } from "./internal/selection.ts"
 export type {
   AgentProbe,
   ProbeDefinition,
@@ -74,6 +77,11 @@ export interface Options {
   readonly settings?: Readonly<Record<string, unknown>>
   /** The kernel (default `BpfLive.layer`; `BpfTest.layer` runs the agent on the fake kernel). */
   readonly kernel?: Layer.Layer<Bpf>
+  /**
+   * What goes in each process's resource beyond the process, host and container: `commandArgs` adds
+   * `process.command_args` (default: `PROBESCOPE_RESOURCE_COMMAND_ARGS`, else false — arguments can hold secrets).
+   */
+  readonly resource?: { readonly commandArgs?: boolean }
   /** Telemetry (default `Telemetry.layer`, configured from `OTEL_*` through the current `ConfigProvider`). */
   readonly telemetry?: Layer.Layer<Telemetry.Services, TelemetryConfigError>
 }
@@ -98,13 +106,19 @@ export const layer = (options: Options) => {
   const catalog = Layer.effect(
     Catalog,
     Effect.gen(function*() {
+      yield* Selecting.validate(selection)
       const described = yield* Probes.describe(probes, settings)
       yield* Effect.forEach(selection.pids, (pid) => Targets.checkPid(described, pid), { discard: true })
-      yield* Effect.forEach(selection.exes, (exe) => Targets.checkExe(described, exe), { discard: true })
+      // A glob names no file to check; what it finds is checked as it is found.
+      const files = selection.exes.filter((exe) => !Glob.isGlob(exe))
+      yield* Effect.forEach(files, (exe) => Targets.checkExe(described, exe), { discard: true })
       return described
     })
   ).pipe(Layer.provide(analysis))
   const grace = Layer.effect(Probe.LinkGrace, Targets.linkGrace)
+  const commandArgs = options.resource?.commandArgs !== undefined
+    ? Effect.succeed(options.resource.commandArgs)
+    : Targets.commandArgs
   const base = Layer.mergeAll(analysis, options.telemetry ?? Telemetry.layer, TracingConfig.layerConfig).pipe(
     Layer.provideMerge(options.kernel ?? BpfLive.layer),
     Layer.provide(catalog),
@@ -120,7 +134,7 @@ export const layer = (options: Options) => {
     Agent,
     Effect.gen(function*() {
       const described = yield* Catalog
-      const loop = yield* Driver.make(selection, described)
+      const loop = yield* Driver.make(selection, described, { commandArgs: yield* commandArgs })
       return Agent.of({ probes: described, selection, ready: loop.ready })
     })
   ).pipe(

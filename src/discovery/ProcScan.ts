@@ -33,3 +33,17 @@ export const scan: Effect.Effect<ReadonlyArray<{ readonly pid: number; readonly 
   }
   return out
 })
+
+/** /proc/PID/cmdline's NUL-separated arguments (the trailing NUL ends the last one, it does not add one). */
+export const parseCmdline = (text: string): ReadonlyArray<string> =>
+  text === "" ? [] : (text.endsWith("\0") ? text.slice(0, -1) : text).split("\0")
+
+/** A process's arguments; a process that is gone has none. */
+export const argsOf = (pid: number): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.sync(() => {
+    try {
+      return parseCmdline(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"))
+    } catch {
+      return []
+    }
+  })

@@ -8,8 +8,11 @@ export interface Selector {
   readonly pids: ReadonlyArray<number>
   /** Executable paths; compared after resolving symlinks. */
   readonly exes: ReadonlyArray<string>
-  /** Also select any process for which this returns true (e.g. every Go binary). */
-  readonly predicate?: (exe: string) => boolean
+  /**
+   * Also select any process for which this returns true (e.g. every Go binary, or the processes of a container: the
+   * pid lets it read /proc/PID/cgroup, which is set before the exec it is called at).
+   */
+  readonly predicate?: (exe: string, pid: number) => boolean
 }
 
 const realpath = (p: string): string => {
@@ -24,5 +27,5 @@ const realpath = (p: string): string => {
 export const matcher = (selector: Selector): ((pid: number, exe: string) => boolean) => {
   const pids = new Set(selector.pids)
   const exes = new Set(selector.exes.map(realpath))
-  return (pid, exe) => pids.has(pid) || exes.has(exe) || (selector.predicate?.(exe) ?? false)
+  return (pid, exe) => pids.has(pid) || exes.has(exe) || (selector.predicate?.(exe, pid) ?? false)
 }

@@ -9,6 +9,9 @@ import pkg from "../../package.json" with { type: "json" }
 /** probescope's own version (the instrumentation scope and `telemetry.distro.version`). */
 export const version: string = pkg.version
 
+/** A resource attribute's value: `process.command_args` is a list of strings. */
+export type AttributeValue = string | number | Array<string>
+
 /** What the caller knows about a process. */
 export interface ProcessInfo {
   /** Absolute path of the executable. */
@@ -19,6 +22,11 @@ export interface ProcessInfo {
   readonly serviceName?: string
   /** Extra resource attributes for this process only (e.g. its own OTEL_RESOURCE_ATTRIBUTES); win over the agent's. */
   readonly attributes?: Readonly<Record<string, string>>
+  /**
+   * What was detected about the process and its host (`container.id`, `k8s.pod.uid`, `host.name`, `host.id`,
+   * `os.type`, `process.command_args`): the lowest precedence, so OTEL_RESOURCE_ATTRIBUTES can correct it.
+   */
+  readonly detected?: Readonly<Record<string, AttributeValue>>
 }
 
 /** The agent-wide inputs: `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`. */
@@ -30,7 +38,8 @@ export interface ResourceDefaults {
 const basename = (path: string) => path.slice(path.lastIndexOf("/") + 1)
 
 /**
- * The resource attributes of one process. Precedence, lowest first: detected process attributes, the agent's
+ * The resource attributes of one process. Precedence, lowest first: what was detected (container, host, arguments),
+ * the process attributes the caller gives (pid, executable, runtime), the agent's
  * OTEL_RESOURCE_ATTRIBUTES, the process's own attributes; `service.name` is the process's own name, else the agent's
  * OTEL_SERVICE_NAME, else `service.name` from the attribute lists, else the executable's basename.
  */
@@ -38,8 +47,9 @@ export const processAttributes = (
   pid: number,
   info: ProcessInfo,
   defaults: ResourceDefaults
-): Record<string, string | number> => {
-  const merged: Record<string, string | number> = {
+): Record<string, AttributeValue> => {
+  const merged: Record<string, AttributeValue> = {
+    ...info.detected,
     "process.pid": pid,
     "process.executable.path": info.exe,
     "process.executable.name": basename(info.exe),
@@ -72,12 +82,12 @@ export class ProcessResources extends Context.Service<ProcessResources, {
   readonly register: (pid: number, info: ProcessInfo) => Effect.Effect<void>
   readonly unregister: (pid: number) => Effect.Effect<void>
   readonly resourceFor: (pid: number) => Resource
-  readonly attributesFor: (pid: number) => Readonly<Record<string, string | number>>
+  readonly attributesFor: (pid: number) => Readonly<Record<string, AttributeValue>>
 }>()("probescope/telemetry/ProcessResources") {}
 
 /** Builds the service from agent-wide defaults. */
 export const make = (defaults: ResourceDefaults): ProcessResources["Service"] => {
-  const byPid = new Map<number, { readonly resource: Resource; readonly attributes: Record<string, string | number> }>()
+  const byPid = new Map<number, { readonly resource: Resource; readonly attributes: Record<string, AttributeValue> }>()
   const entry = (pid: number) => {
     let e = byPid.get(pid)
     if (e === undefined) {

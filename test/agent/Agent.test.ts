@@ -78,7 +78,8 @@ describe("Agent", { timeout: 120_000 }, () => {
       )
       assert.deepStrictEqual(value.report, {
         attached: [{ pid, exe: Fs.realpathSync(exe), probes: ["example/work"] }],
-        failed: []
+        failed: [],
+        unmatched: []
       })
       assert.deepStrictEqual(value.probes, ["example/work"])
       assert.deepStrictEqual(value.targets.map((t) => t.pid), [pid])
@@ -94,7 +95,11 @@ describe("Agent", { timeout: 120_000 }, () => {
       const report = yield* Effect.flatMap(Agent.Agent, (agent) => agent.ready).pipe(
         Effect.provide(onFakeKernel({ selection: { pids: [], exes: [other] }, probes: [WorkProbe] }))
       )
-      assert.deepStrictEqual(report, { attached: [], failed: [] })
+      assert.deepStrictEqual(report, {
+        attached: [],
+        failed: [],
+        unmatched: [{ selector: `--exe ${other}`, reason: "no running process matches; watching for one" }]
+      })
     }))
 
   it.live("an explicit pid none of the given probes supports: UnsupportedTarget with each one's reason", () =>

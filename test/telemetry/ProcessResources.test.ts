@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as Detected from "../../src/telemetry/internal/detected.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 
 const version = ProcessResources.version
@@ -62,4 +63,41 @@ describe("ProcessResources", () => {
         "service.name": "unknown_service"
       })
     }))
+
+  it.effect("detected attributes (host, container, arguments) are the lowest layer: the agent's attributes win", () =>
+    Effect.gen(function*() {
+      const id = "3f4e5d6c7b8a99881726354453627180a1b2c3d4e5f60718293a4b5c6d7e8f90"
+      const detected = Detected.attributes(
+        { name: "node-1", id: "3d1219c7c4c5404aaa1f6d2a48adfda4" },
+        { containerId: id, podUid: "1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d", args: ["/srv/api", "--port", "8080"] }
+      )
+      const r = ProcessResources.make({ serviceName: undefined, attributes: { "host.name": "from-env" } })
+      yield* r.register(5, { exe: "/srv/api", goVersion: "1.26.0", detected })
+      assert.deepStrictEqual(r.attributesFor(5), {
+        "host.name": "from-env",
+        "host.id": "3d1219c7c4c5404aaa1f6d2a48adfda4",
+        "os.type": "linux",
+        "container.id": id,
+        "k8s.pod.uid": "1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d",
+        "process.command_args": ["/srv/api", "--port", "8080"],
+        "process.pid": 5,
+        "process.executable.path": "/srv/api",
+        "process.executable.name": "api",
+        "process.runtime.name": "go",
+        "process.runtime.version": "1.26.0",
+        "telemetry.distro.name": "probescope",
+        "telemetry.distro.version": version,
+        "service.name": "api"
+      })
+    }))
+
+  it("detected: no container, pod, host id or arguments when none is known", () => {
+    assert.deepStrictEqual(Detected.attributes({ name: "h" }, {}), { "host.name": "h", "os.type": "linux" })
+  })
+
+  it("parseMachineId: 32 lowercase hex digits, else none", () => {
+    assert.strictEqual(Detected.parseMachineId("3d1219c7c4c5404aaa1f6d2a48adfda4\n"), "3d1219c7c4c5404aaa1f6d2a48adfda4")
+    assert.strictEqual(Detected.parseMachineId("uninitialized\n"), undefined)
+    assert.strictEqual(Detected.parseMachineId(""), undefined)
+  })
 })

@@ -10,17 +10,23 @@
 import * as Fs from "node:fs"
 import { Deferred, Duration, Effect, Exit, Logger, Schedule, Stream } from "effect"
 import * as Discovery from "../../discovery/Discovery.ts"
-import { scan } from "../../discovery/ProcScan.ts"
+import * as Cgroup from "../../discovery/Cgroup.ts"
+import type { CgroupInfo } from "../../discovery/Cgroup.ts"
+import { argsOf, scan } from "../../discovery/ProcScan.ts"
+import type { Selector } from "../../discovery/Selector.ts"
 import { matcher } from "../../discovery/Selector.ts"
+import * as Sockets from "../../discovery/Sockets.ts"
 import { Manager } from "../../manager/Manager.ts"
 import { TargetEvent } from "../../manager/TargetEvent.ts"
 import type { Target } from "../../probe/Target.ts"
 import type { ProcessAnalysisError } from "../../target/Errors.ts"
 import { TargetAnalysis } from "../../target/GoBinary.ts"
+import * as Detected from "../../telemetry/internal/detected.ts"
 import * as ProcessResources from "../../telemetry/ProcessResources.ts"
 import type { ProbeInfo } from "./probes.ts"
+import * as Selecting from "./selection.ts"
 import type { Selection } from "./targets.ts"
-import { fileIdentity, toSelector, unsupported } from "./targets.ts"
+import { fileIdentity, unsupported } from "./targets.ts"
 
 /** A process the agent attached to at start, and the instrument probes attached there. */
 export interface AttachedProcess {
@@ -36,14 +42,28 @@ export interface FailedProcess {
   readonly reason: string
 }
 
+/** A selector no running process matched when the agent started (processes may still come). */
+export interface UnmatchedSelector {
+  /** As the command line spells it, e.g. `--port 8080`. */
+  readonly selector: string
+  readonly reason: string
+}
+
 /** What became of the processes selected when the agent started. */
 export interface ReadyReport {
   readonly attached: ReadonlyArray<AttachedProcess>
   readonly failed: ReadonlyArray<FailedProcess>
+  readonly unmatched: ReadonlyArray<UnmatchedSelector>
 }
 
 /** How long a process's resource outlives it: spans of its last requests may still be in flight to the exporter. */
 const RESOURCE_GRACE = Duration.seconds(30)
+
+/**
+ * How often the sockets listening on selected ports are checked: a process that starts listening is selected within
+ * this (plus its attach).
+ */
+export const PORT_POLL = Duration.millis(500)
 
 /** How often pids still awaited for `ready` are checked for having gone without an exit event. */
 const GONE_POLL = Duration.millis(500)
@@ -54,7 +74,7 @@ type Outcome =
   | { readonly _tag: "Skipped" }
 
 /** Waits for every pid of `initial` to have an outcome. */
-const makeReady = (initial: ReadonlySet<number>) => {
+const makeReady = (initial: ReadonlySet<number>, unmatched: ReadonlyArray<UnmatchedSelector>) => {
   const pending = new Set(initial)
   const attached: Array<AttachedProcess> = []
   const failed: Array<FailedProcess> = []
@@ -62,7 +82,7 @@ const makeReady = (initial: ReadonlySet<number>) => {
   const check = () => {
     if (pending.size > 0) return
     const byPid = <A extends { readonly pid: number }>(a: A, b: A) => a.pid - b.pid
-    Deferred.doneUnsafe(done, Exit.succeed({ attached: attached.sort(byPid), failed: failed.sort(byPid) }))
+    Deferred.doneUnsafe(done, Exit.succeed({ attached: attached.sort(byPid), failed: failed.sort(byPid), unmatched }))
   }
   check()
   return {
@@ -83,24 +103,60 @@ const makeReady = (initial: ReadonlySet<number>) => {
 const messageText = (message: unknown): string =>
   (Array.isArray(message) ? message : [message]).map((m) => typeof m === "string" ? m : String(m)).join(" ")
 
+/** How the driver fills in resources. */
+export interface DriverOptions {
+  /** Put `process.command_args` in each resource (off by default: arguments can hold secrets). */
+  readonly commandArgs: boolean
+}
+
 /** The agent's loop in the current scope; see the module comment. */
-export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>) =>
+export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, options: DriverOptions) =>
   Effect.gen(function*() {
     const manager = yield* Manager
     const analysis = yield* TargetAnalysis
     const resources = yield* ProcessResources.ProcessResources
     const scope = yield* Effect.scope
-    const selector = toSelector(selection)
+    const rules = Selecting.compile(selection)
+    const host = Detected.host()
+    /** pid -> the selected ports it listens on, as the port poll found them. */
+    const portOwners = new Map<number, ReadonlyArray<number>>()
+    if (rules.ports.size > 0) for (const [pid, ports] of Sockets.listeners(rules.ports)) portOwners.set(pid, ports)
+    // The cgroup is read at most once per look at a process, and only when a selector needs it: not cached across
+    // looks, since discovery asks about every exec on the machine and reports the exits of only what it follows.
+    const view = (pid: number, exe: string): Selecting.ProcessView => {
+      let cgroup: CgroupInfo | undefined
+      return {
+        pid,
+        exe,
+        cgroup: () => (cgroup ??= Cgroup.readSync(pid)),
+        ports: () => portOwners.get(pid) ?? []
+      }
+    }
+    const named = (pid: number, exe: string) => rules.matches(view(pid, exe)).length > 0
+    // With Go or ports selected, discovery follows every process: analysis decides the first, the port poll the
+    // second (a process listens after its exec, when discovery sees it), and each needs the process's exit.
+    const followAll = selection.goPredicate !== undefined || rules.ports.size > 0
+    const selector: Selector = {
+      pids: selection.pids,
+      exes: [],
+      predicate: (exe, pid) => exe !== process.execPath && (followAll || named(pid, exe))
+    }
     const processes = yield* Discovery.subscribe(selector)
     // Taken after discovery subscribed: every process here is reported by it, from its own scan or as an exec.
     const selects = matcher(selector)
-    const running = (yield* scan).filter((p) => !selection.pids.includes(p.pid) && selects(p.pid, p.exe))
-    const ready = makeReady(new Set([...selection.pids, ...running.map((p) => p.pid)]))
-    const named = matcher({ pids: selection.pids, exes: selection.exes })
-    const byExecutable = matcher({ pids: [], exes: selection.exes })
+    const all = yield* scan
+    const running = all.filter((p) => !selection.pids.includes(p.pid) && selects(p.pid, p.exe))
+    const matchedAtStart = new Set(all.flatMap((p) => rules.matches(view(p.pid, p.exe))))
+    const unmatched = rules.labels.filter((label) => !matchedAtStart.has(label))
+      .map((label) => ({ selector: label, reason: Selecting.unmatchedReason(label) }))
+    const ready = makeReady(new Set([...selection.pids, ...running.map((p) => p.pid)]), unmatched)
     const instruments = new Set(probes.filter((p) => p.kind === "instrument").map((p) => p.name))
     const exited = new Set<number>()
     const exes = new Map<number, string>()
+    /** Followed for their ports but not (yet) listening on one: pid -> exe. */
+    const waiting = new Map<number, string>()
+    /** Selected and handed to the Manager (until they exit). */
+    const chosen = new Set<number>()
     /** A process selected at start that went away before it was attached: a failure only for what was named. */
     const vanished = (pid: number) => {
       const exe = exes.get(pid) ?? ""
@@ -154,33 +210,81 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>) =>
     const submit = (effect: Effect.Effect<void>) =>
       Effect.asVoid(Effect.forkIn(effect, scope, { startImmediately: true }))
 
+    /** The detected part of the process's resource: host, container, pod, and the arguments when asked for. */
+    const detected = (pid: number) =>
+      Effect.map(options.commandArgs ? argsOf(pid) : Effect.succeed(undefined), (args) => {
+        const cg = Cgroup.readSync(pid)
+        return Detected.attributes(host, {
+          ...(cg.containerId === undefined ? {} : { containerId: cg.containerId }),
+          ...(cg.podUid === undefined ? {} : { podUid: cg.podUid }),
+          ...(args === undefined ? {} : { args })
+        })
+      })
+
+    /** Not picked by any selector now; a port may still pick it once it listens. */
+    const notSelected = (pid: number, exe: string) => {
+      if (rules.ports.size > 0) waiting.set(pid, exe)
+      return skip(pid, exe, "not selected", false)
+    }
+
     const started = (pid: number, exe: string): Effect.Effect<void> =>
       Effect.suspend(() => {
         exes.set(pid, exe)
-        return analysis.analyzePid(pid)
-      }).pipe(
-        Effect.flatMap((target) => {
-          const predicate = selection.goPredicate?.(target.binary) === true
-          if (!named(pid, exe) && !predicate) return skip(pid, exe, "not selected")
-          const reason = unsupported(probes, target)
-          if (reason !== undefined) return skip(pid, exe, reason)
-          exited.delete(pid)
-          // Selected by what it runs, every process of the file is wanted: links can be shared per file.
-          const wide = byExecutable(pid, exe) || predicate
-          const how: Target["selection"] = wide ? "executable" : "process"
-          const selected: Target = { ...target, selection: how, ...fileIdentity(target.exe) }
-          return Effect.andThen(
-            resources.register(pid, { exe: target.exe, goVersion: target.goVersion }),
-            submit(attach(selected))
-          )
-        }),
-        Effect.catch((e: ProcessAnalysisError) => skip(pid, exe, e.message))
-      )
+        // Nothing but analysis (Go) could pick it: spare the analysis.
+        if (selection.goPredicate === undefined && !named(pid, exe)) return notSelected(pid, exe)
+        return analysis.analyzePid(pid).pipe(
+          Effect.flatMap((target) => {
+            const predicate = selection.goPredicate?.(target.binary) === true
+            if (!named(pid, exe) && !predicate) return notSelected(pid, exe)
+            const reason = unsupported(probes, target)
+            if (reason !== undefined) return skip(pid, exe, reason)
+            exited.delete(pid)
+            waiting.delete(pid)
+            chosen.add(pid)
+            // Selected by what it runs, every process of the file is wanted: links can be shared per file.
+            const wide = rules.wide(view(pid, exe)) || predicate
+            const how: Target["selection"] = wide ? "executable" : "process"
+            const selected: Target = { ...target, selection: how, ...fileIdentity(target.exe) }
+            return detected(pid).pipe(
+              Effect.flatMap((attributes) =>
+                resources.register(pid, { exe: target.exe, goVersion: target.goVersion, detected: attributes })
+              ),
+              Effect.andThen(submit(attach(selected)))
+            )
+          }),
+          Effect.catch((e: ProcessAnalysisError) => skip(pid, exe, e.message))
+        )
+      })
+
+    /**
+     * The port poll: a socket newly listening on a selected port is looked up once among every process's fds; its
+     * owners that discovery reported (and nothing picked yet) are started now, the others when discovery reports
+     * them (`portOwners` makes them match).
+     */
+    const knownSockets = new Map<number, number>()
+    const pollPorts = Effect.suspend(() => {
+      const inodes = Sockets.listeningInodes(rules.ports)
+      for (const inode of knownSockets.keys()) if (!inodes.has(inode)) knownSockets.delete(inode)
+      const fresh = new Map([...inodes].filter(([inode]) => !knownSockets.has(inode)))
+      if (fresh.size === 0) return Effect.void
+      for (const [inode, port] of fresh) knownSockets.set(inode, port)
+      const found = [...Sockets.owners(fresh)]
+      for (const [pid, ports] of found) portOwners.set(pid, [...new Set([...(portOwners.get(pid) ?? []), ...ports])])
+      return Effect.forEach(found, ([pid]) => {
+        const exe = waiting.get(pid)
+        if (exe === undefined || chosen.has(pid)) return Effect.void
+        waiting.delete(pid)
+        return started(pid, exe)
+      }, { discard: true })
+    })
 
     // The delayed unregistrations belong to this scope: the agent stopping cancels them.
     const gone = (pid: number): Effect.Effect<void> =>
       Effect.gen(function*() {
         exited.add(pid)
+        waiting.delete(pid)
+        chosen.delete(pid)
+        portOwners.delete(pid)
         yield* vanished(pid)
         yield* submit(manager.handle(TargetEvent.Exited({ pid })))
         yield* Effect.forkIn(Effect.delay(resources.unregister(pid), RESOURCE_GRACE), scope)
@@ -203,6 +307,9 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>) =>
       ).pipe(Effect.repeat({ schedule: Schedule.spaced(GONE_POLL), until: () => ready.pending.size === 0 })),
       scope
     )
+    if (rules.ports.size > 0) {
+      yield* Effect.forkIn(Effect.repeat(pollPorts, Schedule.spaced(PORT_POLL)), scope)
+    }
     return { ready: Deferred.await(ready.done) }
   })
 

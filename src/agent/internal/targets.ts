@@ -5,7 +5,6 @@
  */
 import * as Fs from "node:fs"
 import { Config, Duration, Effect } from "effect"
-import type { Selector } from "../../discovery/Selector.ts"
 import * as Manifest from "../../probe/Manifest.ts"
 import type { Target } from "../../probe/Target.ts"
 import type * as GoBinary from "../../target/GoBinary.ts"
@@ -14,12 +13,21 @@ import { AgentConfigError, UnsupportedTarget } from "./errors.ts"
 import type { ProbeInfo } from "./probes.ts"
 
 /**
- * What to instrument: explicit PIDs, executables (running and future processes), and/or every process whose
- * analysed binary satisfies `goPredicate` (e.g. every Go program: `() => true`).
+ * What to instrument, as a union: a process is selected when any selector picks it. Explicit PIDs; executables,
+ * as paths or absolute globs (running and future processes); the processes listening on TCP ports; the processes of
+ * containers (an id or a prefix of one) or of cgroups (absolute path globs); and/or every process whose analysed
+ * binary satisfies `goPredicate` (e.g. every Go program: `() => true`).
  */
 export interface Selection {
   readonly pids: ReadonlyArray<number>
+  /** Paths (symlinks resolved) or globs (`*`, `**`, `?`, `[...]`; absolute) of executables. */
   readonly exes: ReadonlyArray<string>
+  /** TCP ports: the processes listening on one, in their own network namespace, now or later. */
+  readonly ports?: ReadonlyArray<number>
+  /** Container ids or prefixes of them (lowercase hex), as the runtime shows them. */
+  readonly containers?: ReadonlyArray<string>
+  /** Cgroup path globs, as /proc/PID/cgroup shows the paths (`/kubepods.slice/**`). */
+  readonly cgroups?: ReadonlyArray<string>
   readonly goPredicate?: (binary: GoBinary.GoBinary) => boolean
 }
 
@@ -65,12 +73,6 @@ export const fileIdentity = (exe: string): { readonly file?: string } => {
   }
 }
 
-/** Discovery only sees paths; with a Go predicate every process passes it and analysis decides. */
-export const toSelector = (s: Selection): Selector =>
-  s.goPredicate === undefined
-    ? { pids: s.pids, exes: s.exes }
-    : { pids: s.pids, exes: s.exes, predicate: (exe) => exe !== process.execPath }
-
 /**
  * How long a file's shared links outlive its last process (`PROBESCOPE_LINK_GRACE_MS`, default 10000, 0 closes them
  * at once), so a restarted service is traced without re-attaching.
@@ -90,4 +92,19 @@ export const linkGrace = Config.String("PROBESCOPE_LINK_GRACE_MS").pipe(
       })
     )
   })
+)
+
+/**
+ * Whether resources carry `process.command_args` (`PROBESCOPE_RESOURCE_COMMAND_ARGS`: true/false, default false).
+ * Off by default because arguments can hold secrets (tokens, passwords on command lines) that would then be sent
+ * with every span.
+ */
+export const commandArgs = Config.Boolean("PROBESCOPE_RESOURCE_COMMAND_ARGS").pipe(
+  Config.withDefault(false),
+  Effect.mapError((e) =>
+    new AgentConfigError({
+      variable: "PROBESCOPE_RESOURCE_COMMAND_ARGS",
+      message: `Invalid PROBESCOPE_RESOURCE_COMMAND_ARGS: expected true or false (${e.message})`
+    })
+  )
 )

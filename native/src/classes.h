@@ -42,6 +42,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value SetUprobeMulti(const Napi::CallbackInfo& info);
   Napi::Value AttachUprobeMulti(const Napi::CallbackInfo& info);
   Napi::Value AttachTracepoint(const Napi::CallbackInfo& info);
+  Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
   Napi::Value TestRun(const Napi::CallbackInfo& info);
   Napi::Value OpenRingBuffer(const Napi::CallbackInfo& info);
   Napi::Value Btf(const Napi::CallbackInfo& info);

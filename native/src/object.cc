@@ -1,6 +1,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/perf_event.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -118,6 +119,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
     InstanceMethod<&BpfObject::SetUprobeMulti>("setUprobeMulti"),
     InstanceMethod<&BpfObject::AttachUprobeMulti>("attachUprobeMulti"),
     InstanceMethod<&BpfObject::AttachTracepoint>("attachTracepoint"),
+    InstanceMethod<&BpfObject::AttachCgroup>("attachCgroup"),
     InstanceMethod<&BpfObject::TestRun>("testRun"),
     InstanceMethod<&BpfObject::OpenRingBuffer>("ringBuffer"),
     InstanceMethod<&BpfObject::Btf>("btf"),
@@ -426,6 +428,26 @@ Napi::Value BpfObject::AttachTracepoint(const Napi::CallbackInfo& info) {
     int err = errno;
     throw MakeError(env, "attachTracepoint", err ? err : EINVAL, what);
   }
+  return WrapLink(env, link);
+}
+
+// attachCgroup(program, cgroupDir): Link. A cgroup program (sock_ops, ...) attached to the cgroup v2 directory as a
+// BPF link; the link keeps the cgroup referenced, so the directory's fd is closed at once.
+Napi::Value BpfObject::AttachCgroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = Str(info, 0, "program");
+  std::string dir = Str(info, 1, "cgroup directory");
+  struct bpf_program* prog = Program(env, "attachCgroup", name);
+  int cgroup = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cgroup < 0) {
+    int err = errno;
+    throw MakeError(env, "attachCgroup", err, name + " -> " + dir);
+  }
+  LogReset();
+  struct bpf_link* link = bpf_program__attach_cgroup(prog, cgroup);
+  int err = link == nullptr ? errno : 0;
+  close(cgroup);
+  if (link == nullptr) throw MakeError(env, "attachCgroup", err ? err : EINVAL, name + " -> " + dir);
   return WrapLink(env, link);
 }
 

@@ -56,13 +56,13 @@ const doctor = Command.make(
   { json },
   Effect.fn("probescope.doctor")(function*({ json }) {
     yield* Lifecycle.commandStarted(false)
-    const report = yield* Doctor.run.pipe(Effect.provide(BpfLive.layer))
+    const report = yield* Doctor.run().pipe(Effect.provide(BpfLive.layer))
     yield* Console.log(json ? JSON.stringify(report) : Doctor.formatTable(report))
     if (!report.ok) Lifecycle.setExitCode(Lifecycle.ExitCode.error)
   })
 ).pipe(
   Command.withDescription(
-    "Check that this machine can run the agent: kernel, BTF, uprobes, privileges, a live round trip"
+    "Check that this machine can run the agent: each kernel feature the probes use, probed live, then per probe"
   )
 )
 

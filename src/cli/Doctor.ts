@@ -1,29 +1,62 @@
 /**
- * `probescope doctor`: what a user checks on a machine before deploying the agent. Every check reports a detail a
- * human can act on; the live round trip proves the whole kernel path (load, attach, event, detach, nothing left).
+ * `probescope doctor`: what a user checks on a machine before deploying the agent. It tests what the probes need by
+ * asking the running kernel — a ring buffer map created, tiny programs calling `bpf_loop` and `bpf_probe_write_user`
+ * given to the verifier, a tp_btf program and a sock_ops program attached and detached, a live uprobe round trip —
+ * rather than trusting a kernel version (distributions backport features, and lockdown forbids some at any version),
+ * then says per probe whether it will work and what it does without.
  */
-import { Effect, Option, Schedule, Schema, Stream } from "effect"
+import { Data, Effect, Option, Schedule, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Bpf } from "../kernel/Bpf.ts"
 import { ownBpfFds } from "../kernel/BpfLive.ts"
+import { loadAddon, type NativeLink, type NativeObject } from "../kernel/internal/addon.ts"
 import * as Lockdown from "../instrumentations/internal/Lockdown.ts"
 import * as Binary from "../probe/Binary.ts"
 import * as Probe from "../probe/Probe.ts"
 
+/** The kernel features doctor probes, each named as its check. */
+export const FEATURES = [
+  "btf",
+  "ringbuf",
+  "bpf_loop",
+  "uprobe-roundtrip",
+  "uprobe_multi",
+  "tracepoints",
+  "cgroup",
+  "bpf_probe_write_user"
+] as const
+
+export type Feature = (typeof FEATURES)[number]
+
 export interface Check {
   readonly name: string
   readonly ok: boolean
+  /** Whether a failure fails doctor: some probe, or process discovery, cannot work without it. */
+  readonly required: boolean
   readonly detail: string
+}
+
+/** Whether one probe (or process discovery) will work here, and what it does without an optional feature. */
+export interface ProbeVerdict {
+  readonly name: string
+  readonly works: boolean
+  /** `works`, `works; <what is off>`, or `will not work: <what is missing>`. */
+  readonly detail: string
+  /** The required checks that failed. */
+  readonly missing: ReadonlyArray<string>
+  /** The optional features absent: the probe works without them, with less. */
+  readonly degraded: ReadonlyArray<string>
 }
 
 export interface Report {
   readonly ok: boolean
   readonly checks: ReadonlyArray<Check>
+  readonly probes: ReadonlyArray<ProbeVerdict>
 }
 
-const check = (name: string, ok: boolean, detail: string): Check => ({ name, ok, detail })
+const check = (name: string, ok: boolean, detail: string, required = true): Check => ({ name, ok, required, detail })
 
 const readText = (file: string): Option.Option<string> => {
   try {
@@ -33,16 +66,58 @@ const readText = (file: string): Option.Option<string> => {
   }
 }
 
-/** Ring buffers need 5.8; BTF-typed uprobes and BPF_RB_* flags are older than that. */
-const MIN_KERNEL: readonly [number, number] = [5, 8]
+// ---------------------------------------------------------------------------------------------------------------
+// What each probe needs
+// ---------------------------------------------------------------------------------------------------------------
 
-export const kernelVersion = (release: string): Check => {
-  const m = /^(\d+)\.(\d+)/.exec(release)
-  if (!m) return check("kernel", false, `cannot parse kernel release "${release}"`)
-  const [major, minor] = [Number(m[1]), Number(m[2])]
-  const ok = major > MIN_KERNEL[0] || (major === MIN_KERNEL[0] && minor >= MIN_KERNEL[1])
-  return check("kernel", ok, ok ? release : `${release} is older than ${MIN_KERNEL.join(".")} (BPF ring buffer)`)
+/** What is said of a probe when an optional feature is absent. */
+const WITHOUT: Readonly<Record<string, string>> = {
+  uprobe_multi: "one perf-event link per attach point (no uprobe_multi): detaching takes ~100 ms per link",
+  bpf_probe_write_user: "header injection off: bpf_probe_write_user forbidden; same-host propagation still works"
 }
+
+export interface Needs {
+  readonly required: ReadonlyArray<string>
+  readonly optional: ReadonlyArray<string>
+}
+
+/** Every probe's object creates the `events` ring buffer and is attached by uprobes; only root-or-capabilities load. */
+const UPROBE_PROBE: Needs = { required: ["privileges", "ringbuf", "uprobe-roundtrip"], optional: ["uprobe_multi"] }
+
+/**
+ * The built-in probes' needs, from their BPF C: the HTTP probes scan header maps with `bpf_loop`; the client writes
+ * `traceparent` with `bpf_probe_write_user` when it may. Discovery (`--exe`, `--all-go`) watches exec and exit with
+ * tp_btf programs, which need the kernel's BTF. A probe not listed (a `--probe` module's) gets `UPROBE_PROBE`.
+ */
+export const NEEDS: Readonly<Record<string, Needs>> = {
+  go_context: UPROBE_PROBE,
+  nethttp_server: { ...UPROBE_PROBE, required: [...UPROBE_PROBE.required, "bpf_loop"] },
+  nethttp_client: {
+    required: [...UPROBE_PROBE.required, "bpf_loop"],
+    optional: ["bpf_probe_write_user", ...UPROBE_PROBE.optional]
+  },
+  discovery: { required: ["privileges", "ringbuf", "btf", "tracepoints"], optional: [] }
+}
+
+/** The verdict on one probe from the checks' outcomes (by check name; a check not run counts as failed). */
+export const verdict = (name: string, needs: Needs, available: Readonly<Record<string, boolean>>): ProbeVerdict => {
+  const missing = needs.required.filter((n) => available[n] !== true)
+  const degraded = needs.optional.filter((n) => available[n] !== true)
+  if (missing.length > 0) {
+    return { name, works: false, detail: `will not work: needs ${missing.join(", ")}`, missing, degraded }
+  }
+  const notes = degraded.map((n) => WITHOUT[n] ?? `without ${n}`)
+  return { name, works: true, detail: ["works", ...notes].join("; "), missing, degraded }
+}
+
+/** Verdicts for the given probes (in their order) and process discovery, from the checks. */
+export const verdicts = (probes: ReadonlyArray<string>, checks: ReadonlyArray<Check>): Array<ProbeVerdict> => {
+  const available = Object.fromEntries(checks.map((c) => [c.name, c.ok]))
+  return [...probes, "discovery"].map((name) => verdict(name, NEEDS[name] ?? UPROBE_PROBE, available))
+}
+
+/** A check is required when a built-in probe or discovery needs it (optional features never fail doctor). */
+const requiredChecks = new Set(Object.values(NEEDS).flatMap((n) => n.required))
 
 /** The capabilities (linux/capability.h) the agent uses, by bit. */
 const CAPABILITIES = {
@@ -131,31 +206,6 @@ export const privilegesMessage = (missing: ReadonlyArray<Capability>): string =>
   `missing capabilities ${missing.join(", ")}: run as root (sudo), or grant them to the agent ` +
   "(systemd AmbientCapabilities=, docker run --cap-add); `probescope doctor` checks the machine"
 
-const pmu = (name: "uprobe" | "tracepoint"): Check => {
-  const file = `/sys/bus/event_source/devices/${name}/type`
-  return Option.match(readText(file), {
-    onNone: () => check(name, false, `${file} is absent: the kernel lacks ${name} perf events (CONFIG_${name.toUpperCase()}_EVENTS)`),
-    onSome: (t) => check(name, true, `perf PMU type ${t.trim()}`)
-  })
-}
-
-const btf = (): Check =>
-  fs.existsSync("/sys/kernel/btf/vmlinux")
-    ? check("btf", true, "/sys/kernel/btf/vmlinux")
-    : check("btf", false, "/sys/kernel/btf/vmlinux is absent: the kernel was built without CONFIG_DEBUG_INFO_BTF")
-
-/** Lockdown decides whether the client probe may write `traceparent` into outgoing requests. Informational. */
-const lockdown = (): Check => {
-  const support = Lockdown.writeUserSupport()
-  return check(
-    "lockdown",
-    true,
-    support.permitted
-      ? `${support.reason}: traceparent injection allowed`
-      : `${support.reason}: no traceparent injection (bpf_probe_write_user forbidden); same-host context only`
-  )
-}
-
 /** The shared library that holds `getrusage`, which `process.resourceUsage()` calls every time: our trigger. */
 const libcPath = (): Option.Option<string> =>
   Option.flatMap(readText("/proc/self/maps"), (maps) => {
@@ -220,29 +270,214 @@ export const roundTrip: Effect.Effect<Check, never, Bpf> = Effect.gen(function*(
   Effect.catch((e) => Effect.succeed(check("uprobe-roundtrip", false, `${e._tag}: ${e.message}`)))
 )
 
-/** All checks; the kernel ones are skipped with a reason when the process lacks privileges. */
-export const run: Effect.Effect<Report, never, Bpf> = Effect.gen(function*() {
-  const bpf = yield* Bpf
-  const status = Option.getOrElse(readText("/proc/self/status"), () => "")
-  const priv = privileges(status, process.geteuid?.() ?? -1)
-  const checks: Array<Check> = [
-    kernelVersion(os.release()),
-    btf(),
-    pmu("uprobe"),
-    pmu("tracepoint"),
-    priv,
-    check("libbpf", true, bpf.libbpfVersion),
-    lockdown()
-  ]
-  checks.push(
-    priv.ok ? yield* roundTrip : check("uprobe-roundtrip", false, "skipped: needs the privileges above")
-  )
-  return { ok: checks.every((c) => c.ok), checks }
-})
+// ---------------------------------------------------------------------------------------------------------------
+// Feature probes
+// ---------------------------------------------------------------------------------------------------------------
 
+/** bpf/doctor_features.bpf.c: one program per feature; a load enables only the one being asked about. */
+const FEATURE_OBJECT = "doctor_features"
+const FEATURE_PROGRAMS = ["feature_bpf_loop", "feature_write_user", "feature_tp_btf", "feature_sock_ops"] as const
+type FeatureProgram = (typeof FEATURE_PROGRAMS)[number]
+
+const others = (keep?: FeatureProgram) => FEATURE_PROGRAMS.filter((p) => p !== keep)
+
+/** Loads the feature object with only `program` (or none: maps only) enabled, in the caller's scope. */
+const loadFeature = (program?: FeatureProgram) =>
+  Effect.gen(function*() {
+    const bpf = yield* Bpf
+    const file = Probe.objectFile(FEATURE_OBJECT)
+    return yield* bpf.load({ file, name: FEATURE_OBJECT, disablePrograms: others(program) })
+  })
+
+const errorText = (e: { readonly _tag: string; readonly message: string }) => `${e._tag}: ${e.message}`
+
+/** The kernel's BTF: tp_btf programs (discovery) are typed by it, and CO-RE relocations resolve against it. */
+export const btf = (exists: (file: string) => boolean = fs.existsSync): Check =>
+  exists("/sys/kernel/btf/vmlinux")
+    ? check("btf", true, "/sys/kernel/btf/vmlinux")
+    : check("btf", false, "/sys/kernel/btf/vmlinux is absent: the kernel was built without CONFIG_DEBUG_INFO_BTF")
+
+/** Loading the object with no program creates its maps, among them a BPF_MAP_TYPE_RINGBUF (kernel 5.8). */
+const ringbuf: Effect.Effect<Check, never, Bpf> = Effect.scoped(loadFeature()).pipe(
+  Effect.as(check("ringbuf", true, "BPF_MAP_TYPE_RINGBUF map created")),
+  Effect.catch((e) => Effect.succeed(check("ringbuf", false, `ring buffer map not created: ${errorText(e)}`)))
+)
+
+/** A uprobe program calling `bpf_loop` (5.17) given to the verifier; it is never attached. */
+const bpfLoop: Effect.Effect<Check, never, Bpf> = Effect.scoped(loadFeature("feature_bpf_loop")).pipe(
+  Effect.as(check("bpf_loop", true, "a program calling bpf_loop passed the verifier")),
+  Effect.catch((e) =>
+    Effect.succeed(check("bpf_loop", false, `a program calling bpf_loop was refused: ${errorText(e)}`))
+  )
+)
+
+/**
+ * A program calling `bpf_probe_write_user` given to the verifier, which refuses it under kernel lockdown. It is only
+ * loaded, never attached: nothing is written. Optional: the client probe then propagates on the same host only.
+ */
+const writeUser: Effect.Effect<Check, never, Bpf> = Effect.scoped(loadFeature("feature_write_user")).pipe(
+  Effect.as(
+    check("bpf_probe_write_user", true, "allowed: a program calling it passed the verifier (not attached)", false)
+  ),
+  Effect.catch((e) => {
+    const why = Lockdown.writeUserSupport()
+    const verifier = /verifier rejected the program: (.*)$/.exec(e.message)?.[1]
+    const refused = verifier === undefined ? errorText(e) : `the verifier refused a program calling it ("${verifier}")`
+    return Effect.succeed(check("bpf_probe_write_user", false, `forbidden: ${refused}; ${why.reason}`, false))
+  })
+)
+
+/** A tp_btf program on sched:sched_process_exec attached and detached: what discovery does. */
+const tracepoints: Effect.Effect<Check, never, Bpf> = Effect.scoped(Effect.gen(function*() {
+  const obj = yield* loadFeature("feature_tp_btf")
+  yield* obj.attachTracepoint({ program: "feature_tp_btf", category: "sched", name: "sched_process_exec" })
+})).pipe(
+  Effect.as(check("tracepoints", true, "tp_btf/sched_process_exec attached and detached")),
+  Effect.catch((e) => Effect.succeed(check("tracepoints", false, `tp_btf/sched_process_exec: ${errorText(e)}`)))
+)
+
+/** The cgroup v2 mount point, from /proc/self/mountinfo (field 5 is the mount point, after " - " the type). */
+export const cgroup2Mount = (mountinfo: string): Option.Option<string> => {
+  const line = mountinfo.split("\n").find((l) => / - cgroup2 /.test(l))
+  return line === undefined ? Option.none() : Option.fromNullishOr(line.split(" ")[4])
+}
+
+/** A step of the cgroup check failed; the addon's error is kept as the cause. */
+class CgroupHookError extends Data.TaggedError("CgroupHookError")<{
+  readonly message: string
+  readonly cause: unknown
+}> {}
+
+const attempt = <A>(what: string, f: () => A) =>
+  Effect.try({
+    try: f,
+    catch: (cause) =>
+      new CgroupHookError({ message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
+  })
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** Cgroups left by a doctor that was killed mid-check (its pid is gone): empty, so removing them is safe. */
+export const removeStaleCgroups = (mount: string): void => {
+  let entries: Array<string>
+  try {
+    entries = fs.readdirSync(mount)
+  } catch {
+    return
+  }
+  for (const entry of entries) {
+    const pid = /^probescope-doctor-(\d+)$/.exec(entry)?.[1]
+    if (pid === undefined || alive(Number(pid))) continue
+    try {
+      fs.rmdirSync(path.join(mount, entry))
+    } catch {
+      // Still in use, or removed meanwhile: not ours to insist on.
+    }
+  }
+}
+
+/**
+ * A sock_ops program loaded and attached (a BPF link) to a cgroup made for the check under the cgroup v2 mount, then
+ * detached and the cgroup removed. The Bpf service attaches uprobes and tracepoints only, so this uses the addon.
+ */
+const cgroupHooks: Effect.Effect<Check> = Effect.gen(function*() {
+  const addon = loadAddon()
+  if (typeof addon === "string") return check("cgroup", false, addon, false)
+  const mount = cgroup2Mount(Option.getOrElse(readText("/proc/self/mountinfo"), () => ""))
+  if (Option.isNone(mount)) return check("cgroup", false, "no cgroup v2 mount in /proc/self/mountinfo", false)
+  yield* Effect.sync(() => removeStaleCgroups(mount.value))
+  const dir = path.join(mount.value, `probescope-doctor-${process.pid}`)
+  return yield* Effect.scoped(Effect.gen(function*() {
+    yield* Effect.acquireRelease(
+      attempt(`mkdir ${dir}`, () => fs.mkdirSync(dir)),
+      () => Effect.sync(() => fs.rmdirSync(dir))
+    )
+    const obj = yield* Effect.acquireRelease(
+      attempt("load sock_ops", (): NativeObject => {
+        const o = new addon.BpfObject(Probe.objectFile(FEATURE_OBJECT), FEATURE_OBJECT)
+        try {
+          for (const p of others("feature_sock_ops")) o.setAutoload(p, false)
+          o.load()
+          return o
+        } catch (e) {
+          o.close()
+          throw e
+        }
+      }),
+      (o) => Effect.sync(() => o.close())
+    )
+    // Released before the object and the directory: the cgroup can only be removed once nothing holds it.
+    yield* Effect.acquireRelease(
+      attempt(`attach sock_ops to ${dir}`, (): NativeLink => obj.attachCgroup("feature_sock_ops", dir)),
+      (link) => Effect.sync(() => link.destroy())
+    )
+    return check("cgroup", true, `sock_ops attached to a cgroup under ${mount.value} and detached`, false)
+  }))
+}).pipe(Effect.catch((e) => Effect.succeed(check("cgroup", false, e.message, false))))
+
+/** Whether the kernel has `uprobe_multi` links (6.6), as the addon found at start. */
+const uprobeMulti = (supported: boolean): Check =>
+  supported
+    ? check("uprobe_multi", true, "uprobe_multi links: one link per program and file, detached in one batch", false)
+    : check("uprobe_multi", false, "no uprobe_multi links: one perf-event link per attach point (slow detach)", false)
+
+// ---------------------------------------------------------------------------------------------------------------
+// The report
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The built-in probes, in the order the Manager attaches them. */
+const BUILTIN_PROBES = ["go_context", "nethttp_server", "nethttp_client"]
+
+/** Every check, then a verdict per probe; the kernel ones are skipped, saying why, when the process lacks privileges. */
+export const run = (probes: ReadonlyArray<string> = BUILTIN_PROBES): Effect.Effect<Report, never, Bpf> =>
+  Effect.gen(function*() {
+    const bpf = yield* Bpf
+    const status = Option.getOrElse(readText("/proc/self/status"), () => "")
+    const priv = privileges(status, process.geteuid?.() ?? -1)
+    const checks: Array<Check> = [
+      check("kernel", true, os.release(), false),
+      check("libbpf", true, bpf.libbpfVersion, false),
+      priv,
+      btf()
+    ]
+    if (priv.ok) {
+      checks.push(
+        yield* ringbuf,
+        yield* bpfLoop,
+        yield* roundTrip,
+        uprobeMulti(bpf.uprobeMulti),
+        yield* tracepoints,
+        yield* cgroupHooks,
+        yield* writeUser
+      )
+    } else {
+      for (const name of FEATURES.filter((f) => f !== "btf")) {
+        checks.push(check(name, false, "skipped: needs the privileges above", requiredChecks.has(name)))
+      }
+    }
+    const fixed = checks.map((c) => ({ ...c, required: requiredChecks.has(c.name) }))
+    return { ok: fixed.every((c) => c.ok || !c.required), checks: fixed, probes: verdicts(probes, fixed) }
+  })
+
+const mark = (c: Check) => (c.ok ? "ok  " : c.required ? "FAIL" : "no  ")
+
+/** The human table: checks (FAIL fails doctor, "no" is an optional feature absent), then one line per probe. */
 export const formatTable = (report: Report): string => {
   const width = Math.max(...report.checks.map((c) => c.name.length))
-  const lines = report.checks.map((c) => `${c.ok ? "ok  " : "FAIL"}  ${c.name.padEnd(width)}  ${c.detail}`)
-  lines.push("", report.ok ? "all checks passed" : `${report.checks.filter((c) => !c.ok).length} check(s) failed`)
+  const lines = report.checks.map((c) => `${mark(c)}  ${c.name.padEnd(width)}  ${c.detail}`)
+  if (report.probes.length > 0) {
+    const pw = Math.max(...report.probes.map((p) => p.name.length))
+    lines.push("", "probes")
+    lines.push(...report.probes.map((p) => `${p.works ? "ok  " : "FAIL"}  ${p.name.padEnd(pw)}  ${p.detail}`))
+  }
+  const failed = report.checks.filter((c) => !c.ok && c.required).length
+  lines.push("", report.ok ? "all required checks passed" : `${failed} required check(s) failed`)
   return lines.join("\n")
 }

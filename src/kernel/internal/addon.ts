@@ -69,6 +69,8 @@ export interface NativeObject {
   /** One uprobe_multi link, created off the JS thread; pid <= 0 means every process that maps the file. */
   attachUprobeMulti(program: string, binary: string, offsets: ReadonlyArray<number>, pid: number): Promise<NativeLink>
   attachTracepoint(program: string, category: string, name: string, tracepointId?: number): NativeLink
+  /** A cgroup program (e.g. sock_ops) attached to a cgroup v2 directory as a BPF link. */
+  attachCgroup(program: string, cgroupDir: string): NativeLink
   testRun(program: string, ctx: Buffer | null, repeat: number): { readonly retval: number; readonly duration: number }
   ringBuffer(map: string, callback: BatchCallback, drainMs: number, maxBatch: number): NativeRingBuffer
   /** The named structs of the object's BTF and the struct each map's value is; null without BTF. Opened is enough. */

@@ -32,6 +32,7 @@ import type { TelemetryConfigError } from "../telemetry/TelemetryConfig.ts"
 import * as Driver from "./internal/driver.ts"
 import * as Logging from "./internal/logging.ts"
 import * as Modules from "./internal/modules.ts"
+import * as Plan from "./internal/plan.ts"
 import * as Probes from "./internal/probes.ts"
 import * as Glob from "../discovery/Glob.ts"
 import * as Selecting from "./internal/selection.ts"
@@ -41,6 +42,7 @@ import * as Targets from "./internal/targets.ts"
 export { AgentConfigError, ProbeModuleError, UnsupportedTarget } from "./internal/errors.ts"
 export type { AttachedProcess, FailedProcess, ReadyReport, UnmatchedSelector } from "./internal/driver.ts"
 export { SelectionError } from "./internal/selection.ts"
+export type { Planned } from "./internal/plan.ts"
 export type {
   AgentProbe,
   ProbeDefinition,
@@ -173,3 +175,18 @@ export const logger = Logging.stderr
 
 /** Replaces Effect's default (stdout) logger with `logger` and sends the console loggers to stderr. */
 export const layerLogger: Layer.Layer<never> = Logging.layer()
+
+/**
+ * The first selector that can never match (a port out of range, a relative glob, a container id that is not hex,
+ * a relative cgroup path) as a `SelectionError` naming it; `layer` checks this first.
+ */
+export const validateSelection = Selecting.validate
+
+/**
+ * How `run` would treat one running process: the selectors that pick it (or none), and whether the given probes
+ * attach to it, with the reason when not. Reads /proc and analyses the executable; loads nothing.
+ */
+export const explain = Plan.explain
+
+/** Every running process some selector picks, each with `explain`'s answer: what `run` would attach now. */
+export const plan = Plan.plan

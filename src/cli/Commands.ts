@@ -51,6 +51,43 @@ const pidFlag = (description: string) =>
     Flag.filter((pid) => pid > 0, () => "a positive process id")
   )
 
+/**
+ * The selectors other than `--pid`, shared by `run`, `list` and `inspect` (where `--pid` is the process inspected).
+ * Ranges and forms are checked by the agent (`Agent.validateSelection`), in one line each, exit 2.
+ */
+const selectorFlags = {
+  exes: Flag.String("exe").pipe(
+    Flag.withDescription(
+      "An executable path or absolute glob (*, **, ?, [...]): every running and future process of it (repeatable)"
+    ),
+    Flag.atLeast(0)
+  ),
+  ports: Flag.Int("port").pipe(
+    Flag.withDescription("The process listening on this TCP port, now or later (repeatable)"),
+    Flag.atLeast(0)
+  ),
+  containers: Flag.String("container").pipe(
+    Flag.withDescription("The processes of a container: its id or a prefix of it (repeatable)"),
+    Flag.atLeast(0)
+  ),
+  cgroups: Flag.String("cgroup").pipe(
+    Flag.withDescription(
+      "The processes of cgroups matching an absolute path glob, e.g. /kubepods.slice/** (repeatable)"
+    ),
+    Flag.atLeast(0)
+  ),
+  allGo: Flag.Boolean("all-go").pipe(
+    Flag.withDescription("Also every running and future Go process the probes support"),
+    Flag.withDefault(false)
+  )
+}
+
+/** A selector that can never match is the user's command line: one line, exit 2. */
+const validateSelection = (selection: ProbeList.Setup["selection"]) =>
+  Agent.validateSelection(ProbeList.agentSelection(selection)).pipe(
+    Effect.mapError((e) => new UsageError({ message: e.message }))
+  )
+
 const doctor = Command.make(
   "doctor",
   { json },
@@ -71,19 +108,46 @@ const inspect = Command.make(
   {
     binary: Argument.String("binary").pipe(Argument.withDescription("A Go executable"), Argument.optional),
     pid: pidFlag("Inspect a running process instead").pipe(Flag.optional),
-    json
+    json,
+    ...selectorFlags,
+    config: Flag.String("config").pipe(
+      Flag.withDescription("With --pid: the config file whose selection (and probes) to check the process against"),
+      Flag.optional
+    )
   },
-  ({ binary, json, pid }) =>
+  (flags) =>
     oneLine(Effect.gen(function*() {
+      const { binary, json, pid } = flags
       yield* Lifecycle.commandStarted(false)
       const report = Option.isSome(pid)
         ? yield* Inspect.pid(pid.value)
         : Option.isSome(binary)
         ? yield* Inspect.file(binary.value)
         : yield* new UsageError({ message: "inspect needs a BINARY or --pid N" })
-      yield* Console.log(json ? JSON.stringify(report, null, 2) : Inspect.format(report))
+      const setup = yield* ProbeList.setup({ ...flags, probes: [], builtins: Option.none() })
+      if (!ProbeList.selectsAnything(setup.selection)) {
+        return yield* Console.log(json ? JSON.stringify(report, null, 2) : Inspect.format(report))
+      }
+      if (Option.isNone(pid)) {
+        return yield* new UsageError({ message: "inspect checks selectors against a running process: add --pid N" })
+      }
+      yield* validateSelection(setup.selection)
+      const probes = yield* Agent.describe(setup.probes, setup.settings)
+      const selection = yield* Agent.explain(
+        ProbeList.agentSelection(setup.selection),
+        probes,
+        pid.value,
+        report.binary.path
+      )
+      const withSelection = { ...report, selection: Inspect.selectionReport(selection) }
+      yield* Console.log(json ? JSON.stringify(withSelection, null, 2) : Inspect.format(withSelection))
     })).pipe(Effect.provide(GoBinary.layer))
-).pipe(Command.withDescription("Analyse a Go binary or process: versions, which probes apply, attach points, offsets"))
+).pipe(
+  Command.withDescription(
+    "Analyse a Go binary or process: versions, which probes apply, attach points, offsets; with selectors and --pid, " +
+      "whether run would attach to it and which selector picks it"
+  )
+)
 
 /** Per-probe counters; the final ones omit attached processes, which are being detached by then. */
 const probeLines = (final: boolean) =>
@@ -167,14 +231,7 @@ const run = Command.make(
   "run",
   {
     pids: pidFlag("A process to instrument (repeatable)").pipe(Flag.atLeast(0)),
-    exes: Flag.String("exe").pipe(
-      Flag.withDescription("An executable: every running and future process of it (repeatable)"),
-      Flag.atLeast(0)
-    ),
-    allGo: Flag.Boolean("all-go").pipe(
-      Flag.withDescription("Also every running and future Go process the probes support"),
-      Flag.withDefault(false)
-    ),
+    ...selectorFlags,
     statusEvery: Flag.Int("status-interval").pipe(
       Flag.withDescription("Seconds between status lines on stderr (0: only at exit)"),
       Flag.filter((s) => s >= 0, () => "a number of seconds, 0 or more"),
@@ -186,12 +243,12 @@ const run = Command.make(
     oneLine(Effect.gen(function*() {
       yield* Lifecycle.commandStarted(true)
       const setup = yield* ProbeList.setup(flags)
-      const { pids, exes, allGo } = setup.selection
-      if (pids.length === 0 && exes.length === 0 && !allGo) {
+      if (!ProbeList.selectsAnything(setup.selection)) {
         return yield* new UsageError({
-          message: "run needs at least one --pid N, --exe PATH or --all-go"
+          message: "run needs at least one --pid N, --exe PATH, --port N, --container ID, --cgroup PATH or --all-go"
         })
       }
+      yield* validateSelection(setup.selection)
       // The config file's export settings win over the environment's OTEL_* variables, for everything below.
       yield* runAgent({ ...setup, statusEvery: flags.statusEvery }).pipe(
         Effect.provide(ConfigProvider.layerAdd(ConfigProvider.fromUnknown(setup.env), { asPrimary: true }))
@@ -201,12 +258,13 @@ const run = Command.make(
 
 const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
   Effect.gen(function*() {
-    const { pids, exes, allGo } = setup.selection
+    const { pids } = setup.selection
     const { statusEvery } = setup
     // Read before anything starts: a bad value is reported now, and the bound holds from the first signal on.
     const config = yield* TelemetryConfig.load
     Lifecycle.setShutdownTimeout(config.shutdownTimeoutMillis)
-    const sweeping = exes.length > 0 || allGo
+    // Anything but pids can pick processes that start later, of any user.
+    const sweeping = ProbeList.selectsAnything({ ...setup.selection, pids: [] })
     yield* checkPrivileges(pids, sweeping)
 
     // The Manager and telemetry outlive the inner scope: what was read, dropped and exported is only known once
@@ -231,6 +289,7 @@ const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
       Lifecycle.onShutdown(() => Effect.runSync(started.beginShutdown))
       // Ready once the processes selected now are attached (or failed): requests from here on are traced.
       const report = yield* agent.ready
+      for (const u of report.unmatched) yield* Console.error(`probescope: warning: ${u.selector}: ${u.reason}`)
       for (const f of report.failed) {
         yield* Console.error(`probescope: pid ${f.pid}${f.exe === "" ? "" : ` (${f.exe})`}: not attached: ${f.reason}`)
       }
@@ -248,9 +307,10 @@ const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
     }).pipe(
       Effect.scoped,
       Effect.provide(Agent.layer({
-        selection: allGo ? { pids, exes, goPredicate: () => true } : { pids, exes },
+        selection: ProbeList.agentSelection(setup.selection),
         probes: setup.probes,
-        settings: setup.settings
+        settings: setup.settings,
+        ...(setup.commandArgs === undefined ? {} : { resource: { commandArgs: setup.commandArgs } })
       })),
       Effect.ensuring(finish)
     )
@@ -260,11 +320,14 @@ const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
 export const readyLine = (
   agent: Pick<Agent.Agent["Service"], "probes">,
   report: Agent.ReadyReport,
-  selection: { readonly pids: ReadonlyArray<number>; readonly exes: ReadonlyArray<string>; readonly allGo: boolean }
+  selection: Pick<ProbeList.Setup["selection"], "pids" | "exes" | "allGo"> & Partial<ProbeList.Setup["selection"]>
 ): string => {
   const watching = [
     ...selection.pids.map((p) => `pid ${p}`),
     ...selection.exes,
+    ...(selection.ports ?? []).map((p) => `port ${p}`),
+    ...(selection.containers ?? []).map((c) => `container ${c}`),
+    ...(selection.cgroups ?? []).map((c) => `cgroup ${c}`),
     ...(selection.allGo ? ["every Go process"] : [])
   ]
   const failed = report.failed.length > 0 ? `, ${report.failed.length} failed` : ""
@@ -274,16 +337,35 @@ export const readyLine = (
 
 const list = Command.make(
   "list",
-  { json, ...probeFlags },
+  {
+    json,
+    ...probeFlags,
+    pids: pidFlag("A process to check as run would (repeatable)").pipe(Flag.atLeast(0)),
+    ...selectorFlags
+  },
   (flags) =>
     oneLine(Effect.gen(function*() {
       yield* Lifecycle.commandStarted(false)
       const setup = yield* ProbeList.setup(flags)
       const listed = yield* ProbeList.list(setup)
-      yield* Console.log(flags.json ? JSON.stringify({ probes: listed }, null, 2) : ProbeList.format(listed))
-    }))
+      if (!ProbeList.selectsAnything(setup.selection)) {
+        return yield* Console.log(flags.json ? JSON.stringify({ probes: listed }, null, 2) : ProbeList.format(listed))
+      }
+      // With selectors: also the running processes run would pick now, decided as run decides.
+      yield* validateSelection(setup.selection)
+      const probes = yield* Agent.describe(setup.probes, setup.settings)
+      const targets = yield* Agent.plan(ProbeList.agentSelection(setup.selection), probes)
+      yield* Console.log(
+        flags.json
+          ? JSON.stringify({ probes: listed, targets }, null, 2)
+          : `${ProbeList.format(listed)}\n\n${ProbeList.formatTargets(targets)}`
+      )
+    })).pipe(Effect.provide(GoBinary.layer))
 ).pipe(
-  Command.withDescription("List the probes (built-in and --probe/--config modules): what each instruments and emits")
+  Command.withDescription(
+    "List the probes (built-in and --probe/--config modules): what each instruments and emits; with selectors, " +
+      "also the running processes run would attach"
+  )
 )
 
 /** The whole command tree. */

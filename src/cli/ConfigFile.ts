@@ -33,6 +33,23 @@ const HttpUrl = Schema.String.pipe(
 
 const NonEmpty = Schema.String.pipe(Schema.check(Schema.isNonEmpty()))
 const Pid = Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0)))
+const Port = Schema.Int.pipe(Schema.check(Schema.isBetween({ minimum: 1, maximum: 65535 })))
+const ContainerId = Schema.String.pipe(
+  Schema.check(
+    Schema.makeFilter((s: string) =>
+      /^[0-9a-f]{1,64}$/.test(s)
+        ? undefined
+        : "Expected a container id or a prefix of one (1 to 64 lowercase hex digits)"
+    )
+  )
+)
+const CgroupGlob = Schema.String.pipe(
+  Schema.check(
+    Schema.makeFilter((s: string) =>
+      s.startsWith("/") ? undefined : "Expected an absolute cgroup path (as /proc/PID/cgroup shows it)"
+    )
+  )
+)
 const Ratio = Schema.Number.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 1 })))
 
 /** The file's shape; every key is optional, and no other key is allowed. */
@@ -47,9 +64,19 @@ export const ConfigFile = Schema.Struct({
   })),
   selection: Schema.optionalKey(Schema.Struct({
     pids: Schema.optionalKey(Schema.Array(Pid)),
-    /** Executables, relative to the config file. */
+    /** Executables or globs of them, relative to the config file. */
     exes: Schema.optionalKey(Schema.Array(NonEmpty)),
+    /** TCP ports: the processes listening on them (as `--port`). */
+    ports: Schema.optionalKey(Schema.Array(Port)),
+    /** Container ids or prefixes (as `--container`). */
+    containers: Schema.optionalKey(Schema.Array(ContainerId)),
+    /** Cgroup path globs (as `--cgroup`). */
+    cgroups: Schema.optionalKey(Schema.Array(CgroupGlob)),
     allGo: Schema.optionalKey(Schema.Boolean)
+  })),
+  resource: Schema.optionalKey(Schema.Struct({
+    /** `process.command_args` in each resource (PROBESCOPE_RESOURCE_COMMAND_ARGS); arguments can hold secrets. */
+    commandArgs: Schema.optionalKey(Schema.Boolean)
   })),
   export: Schema.optionalKey(Schema.Struct({
     /** OTEL_EXPORTER_OTLP_ENDPOINT */

@@ -8,7 +8,7 @@ import { Effect, Option } from "effect"
 import * as Manifest from "../probe/Manifest.ts"
 import type { Target } from "../probe/Target.ts"
 import * as GoBinary from "../target/GoBinary.ts"
-import { builtins, type ProbeDefinition } from "../agent/Agent.ts"
+import { builtins, type Planned, type ProbeDefinition } from "../agent/Agent.ts"
 
 export interface AttachPoint {
   readonly symbol: string
@@ -40,11 +40,31 @@ export interface ProbeReport {
   readonly fields: Readonly<Record<string, FieldReport>>
 }
 
+/** With selectors: whether `run` with them would attach to the inspected process, and which selector picks it. */
+export interface SelectionReport {
+  readonly selected: boolean
+  /** The selectors that pick it, as the command line spells them. */
+  readonly selectedBy: ReadonlyArray<string>
+  readonly attach: boolean
+  /** Why it is not selected or not attached, else null. */
+  readonly reason: string | null
+}
+
 export interface Report {
   readonly pid: number | null
   readonly binary: GoBinary.GoBinarySummary
   readonly probes: ReadonlyArray<ProbeReport>
+  /** Present only when selectors were given with --pid. */
+  readonly selection?: SelectionReport
 }
+
+/** `Agent.explain`'s answer as inspect reports it. */
+export const selectionReport = (p: Planned): SelectionReport => ({
+  selected: p.selectedBy.length > 0,
+  selectedBy: p.selectedBy,
+  attach: p.attach,
+  reason: p.reason
+})
 
 const probeReport = (def: ProbeDefinition, target: Target): ProbeReport => {
   const manifest = def.manifest
@@ -135,6 +155,17 @@ export const format = (r: Report): string => {
     for (const [key, f] of Object.entries(p.fields)) {
       lines.push(`      ${key} = ${f.type}.${f.field}  ${f.offset === null ? "unknown" : `+${f.offset} (${f.source})`}`)
     }
+  }
+  if (r.selection !== undefined) {
+    const sel = r.selection
+    lines.push(
+      "",
+      !sel.selected
+        ? `selection: not selected: ${sel.reason}`
+        : sel.attach
+        ? `selection: run would attach, selected by ${sel.selectedBy.join(", ")}`
+        : `selection: selected by ${sel.selectedBy.join(", ")}, but run would not attach: ${sel.reason}`
+    )
   }
   return lines.join("\n")
 }

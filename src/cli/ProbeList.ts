@@ -19,8 +19,13 @@ export interface Setup {
   readonly selection: {
     readonly pids: ReadonlyArray<number>
     readonly exes: ReadonlyArray<string>
+    readonly ports: ReadonlyArray<number>
+    readonly containers: ReadonlyArray<string>
+    readonly cgroups: ReadonlyArray<string>
     readonly allGo: boolean
   }
+  /** `resource.commandArgs` from the config file, when it says (else the environment decides). */
+  readonly commandArgs: boolean | undefined
   readonly sources: ReadonlyArray<Source>
   /** Every probe of every source, each once. */
   readonly probes: ReadonlyArray<Agent.AgentProbe>
@@ -36,6 +41,9 @@ export interface Flags {
   readonly config: Option.Option<string>
   readonly pids?: ReadonlyArray<number>
   readonly exes?: ReadonlyArray<string>
+  readonly ports?: ReadonlyArray<number>
+  readonly containers?: ReadonlyArray<string>
+  readonly cgroups?: ReadonlyArray<string>
   readonly allGo?: boolean
 }
 
@@ -62,8 +70,12 @@ export const setup = (flags: Flags) =>
       selection: {
         pids: union(config.selection?.pids ?? [], flags.pids ?? []),
         exes: union((config.selection?.exes ?? []).map((e) => ConfigFile.resolve(file!, e)), flags.exes ?? []),
+        ports: union(config.selection?.ports ?? [], flags.ports ?? []),
+        containers: union(config.selection?.containers ?? [], flags.containers ?? []),
+        cgroups: union(config.selection?.cgroups ?? [], flags.cgroups ?? []),
         allGo: (flags.allGo ?? false) || (config.selection?.allGo ?? false)
       },
+      commandArgs: config.resource?.commandArgs,
       sources,
       probes,
       settings: config.probes?.settings ?? {},
@@ -119,3 +131,25 @@ export const format = (listed: ReadonlyArray<Listed>): string =>
     lines.push(`  attributes  ${p.attributes === null ? "not declared" : p.attributes.join(", ")}`)
     return lines.join("\n")
   }).join("\n\n")
+
+/** The agent's selection from the setup's. */
+export const agentSelection = (s: Setup["selection"]): Agent.Selection => ({
+  pids: s.pids,
+  exes: s.exes,
+  ports: s.ports,
+  containers: s.containers,
+  cgroups: s.cgroups,
+  ...(s.allGo ? { goPredicate: () => true } : {})
+})
+
+/** Whether the setup selects anything at all. */
+export const selectsAnything = (s: Setup["selection"]): boolean =>
+  s.pids.length + s.exes.length + s.ports.length + s.containers.length + s.cgroups.length > 0 || s.allGo
+
+/** `list`'s targets: one line per process run would pick now, and what it would do. */
+export const formatTargets = (targets: ReadonlyArray<Agent.Planned>): string =>
+  targets.length === 0
+    ? "targets: no running process is selected"
+    : ["targets:", ...targets.map((t) =>
+      `  pid ${t.pid}  ${t.exe}  by ${t.selectedBy.join(", ")}: ${t.attach ? "attach" : `not attached: ${t.reason}`}`
+    )].join("\n")

@@ -30,7 +30,9 @@ export interface CgroupInfo {
 const CONTAINER_ID = /(?:^|[/-])(?<!conmon-)([0-9a-f]{64})(?:\.scope)?(?=\/|$)/g
 
 /** `pod` + a uid whose groups are separated by `-` (cgroupfs) or `_` (systemd, where `-` means nesting). */
-const POD_UID = /pod([0-9a-f]{8})[-_]([0-9a-f]{4})[-_]([0-9a-f]{4})[-_]([0-9a-f]{4})[-_]([0-9a-f]{12})(?:\.slice)?(?=\/|$)/
+const POD_UID = new RegExp(
+  "pod([0-9a-f]{8})[-_]([0-9a-f]{4})[-_]([0-9a-f]{4})[-_]([0-9a-f]{4})[-_]([0-9a-f]{12})(?:\\.slice)?(?=/|$)"
+)
 
 /** The container id a cgroup path names (the innermost one), or undefined. */
 export const containerIdOf = (path: string): string | undefined => {

@@ -107,7 +107,10 @@ export const socketsOf = (pid: number): ReadonlyArray<number> => {
 }
 
 /** Which processes hold which of `inodes` (inode -> port): pid -> the ports it listens on among them. */
-export const owners = (inodes: ReadonlyMap<number, number>, pids: Iterable<number> = pidsOf()): Map<number, Array<number>> => {
+export const owners = (
+  inodes: ReadonlyMap<number, number>,
+  pids: Iterable<number> = pidsOf()
+): Map<number, Array<number>> => {
   const out = new Map<number, Array<number>>()
   if (inodes.size === 0) return out
   for (const pid of pids) {

@@ -71,7 +71,7 @@ describe("usage errors are one line and exit 2", { timeout: 120_000 }, () => {
     const r = cli("run")
     assert.deepStrictEqual([r.status, r.stderr], [
       ExitCode.usage,
-      "probescope: run needs at least one --pid N, --exe PATH or --all-go\n"
+      "probescope: run needs at least one --pid N, --exe PATH, --port N, --container ID, --cgroup PATH or --all-go\n"
     ])
   })
 })

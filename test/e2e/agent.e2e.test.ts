@@ -493,7 +493,7 @@ describe("probescope: errors through the CLI", () => {
     }))
 
   it.live("run with no selection: the usage line", () =>
-    assertFails(["run"], "run needs at least one --pid N, --exe PATH or --all-go", 2))
+    assertFails(["run"], "run needs at least one --pid N, --exe PATH, --port N, --container ID, --cgroup PATH or --all-go", 2))
 
   it.live("bad agent settings in the environment: one line naming the variable, before anything starts", () =>
     Effect.gen(function*() {

@@ -9,6 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { Effect } from "effect"
 import { beforeAll } from "vitest"
@@ -113,7 +114,11 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
 
       // Every span: this run's protocol, the probe's scope, its process's resource, a positive duration, times in
       // the window of the requests.
+      // The host as the agent detects it; these processes are in no container (no container.id, no k8s.pod.uid).
       const resourceOf = (name: "frontend" | "backend", pid: number, exe: string) => ({
+        "host.name": os.hostname(),
+        "host.id": fs.readFileSync("/etc/machine-id", "utf8").trim(),
+        "os.type": "linux",
         "service.name": name,
         "process.pid": pid,
         "process.executable.path": fs.realpathSync(exe),

@@ -39,12 +39,7 @@ struct nethttp_client_offsets {
   struct ps_tcp_offsets tcp;
 };
 
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 1024);
-  __type(key, u32);
-  __type(value, struct nethttp_client_offsets);
-} ps_targets SEC(".maps");
+PS_TARGETS(struct nethttp_client_offsets);
 
 /* Mirrored by `Record` in src/instrumentations/NetHttpClient.ts, checked against this BTF at load. */
 struct nethttp_client_record {
@@ -128,7 +123,7 @@ int uprobe_roundTrip(struct pt_regs *ctx) {
   if (req == 0)
     return 0;
   u32 pid = ps_tgid();
-  struct nethttp_client_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  struct nethttp_client_offsets *off = ps_target();
   if (!off)
     return 0;
   u32 zero = 0;
@@ -194,8 +189,7 @@ int uprobe_roundTrip_ret(struct pt_regs *ctx) {
   u64 resp = GO_ARG1(ctx);
   u64 err_tab = GO_ARG2(ctx);
   r->has_error = err_tab != 0;
-  u32 pid = r->head.pid;
-  struct nethttp_client_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  struct nethttp_client_offsets *off = ps_target();
   if (resp && off)
     r->head.status = (u16)ps_read_u64(resp + off->response_status_code);
   if (inf->header) {
@@ -221,9 +215,10 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx) {
   struct client_inflight *inf = bpf_map_lookup_elem(&nethttp_client_inflight, &key);
   if (!inf)
     return 0;
-  u32 pid = inf->rec.head.pid;
-  struct nethttp_client_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  /* Registers first: the target lookup's task reads would otherwise leave clang holding a moved ctx pointer,
+   * which the verifier refuses. */
   u64 pc = GO_ARG1(ctx);
+  struct nethttp_client_offsets *off = ps_target();
   if (!off || !off->tcp.enabled || pc == 0)
     return 0;
   struct go_iface conn = {};
@@ -260,7 +255,7 @@ int uprobe_writeSubset(struct pt_regs *ctx) {
   bpf_map_delete_elem(&nethttp_client_pending, &hk);
 
   u64 w = GO_ARG3(ctx);
-  struct nethttp_client_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  struct nethttp_client_offsets *off = ps_target();
   if (w == 0 || !off)
     return 0;
   struct go_slice buf = {};

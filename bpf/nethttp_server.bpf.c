@@ -33,12 +33,7 @@ struct nethttp_server_offsets {
   struct ps_tcp_offsets tcp;
 };
 
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 1024);
-  __type(key, u32);
-  __type(value, struct nethttp_server_offsets);
-} ps_targets SEC(".maps");
+PS_TARGETS(struct nethttp_server_offsets);
 
 /* Mirrored by `Record` in src/instrumentations/NetHttpServer.ts, checked against this BTF at load. */
 struct nethttp_server_record {
@@ -112,7 +107,7 @@ int uprobe_ServeHTTP(struct pt_regs *ctx) {
   if (req == 0)
     return 0;
   u32 pid = ps_tgid();
-  struct nethttp_server_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  struct nethttp_server_offsets *off = ps_target();
   if (!off)
     return 0;
   u32 zero = 0;
@@ -181,8 +176,7 @@ int uprobe_ServeHTTP_ret(struct pt_regs *ctx) {
     return 0;
   struct nethttp_server_record *r = &inf->rec;
   r->head.end_ns = bpf_ktime_get_ns();
-  u32 pid = ps_tgid();
-  struct nethttp_server_offsets *off = bpf_map_lookup_elem(&ps_targets, &pid);
+  struct nethttp_server_offsets *off = ps_target();
   if (!off) {
     bpf_map_delete_elem(&nethttp_server_inflight, &key);
     ps_go_ctx_clear(g);

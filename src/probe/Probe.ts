@@ -633,6 +633,26 @@ const programOffsets = (manifest: Manifest, target: Target, symbols: ReadonlyArr
   return byProgram
 }
 
+/** The map of per-target values keyed by the executable file (bpf/include/probescope/targets.h). */
+const FILE_MAP = "ps_target_files"
+
+/**
+ * The `struct ps_file_key` of a `Target.file` ("device:inode" as stat reports them): the kernel's `s_dev` encoding
+ * (major << 20 | minor) from the C library's dev_t, then the inode; undefined when `file` is not of that form.
+ */
+export const fileKey = (file: string | undefined): Uint8Array | undefined => {
+  const m = file === undefined ? null : /^(\d+):(\d+)$/.exec(file)
+  if (m === null) return undefined
+  const dev = BigInt(m[1]!)
+  const major = ((dev & 0xfff00n) >> 8n) | ((dev & 0xfffff00000000000n) >> 32n)
+  const minor = (dev & 0xffn) | ((dev & 0xffffff00000n) >> 12n)
+  const key = new Uint8Array(16)
+  const view = new DataView(key.buffer)
+  view.setBigUint64(0, (major << 20n) | minor, true)
+  view.setBigUint64(8, BigInt(m[2]!), true)
+  return key
+}
+
 /** The links of one file, shared by the processes that use it. */
 interface SharedLinks {
   readonly scope: Scope.Closeable
@@ -685,7 +705,7 @@ const makeAttacher = (
     })
 
   /** The file's links, made by the first process that needs them; this target counts as a user until its scope closes. */
-  const useShared = (target: Target, symbols: ReadonlyArray<string>) =>
+  const useShared = (target: Target, symbols: ReadonlyArray<string>, value: Uint8Array | undefined) =>
     Effect.gen(function*() {
       const key = target.file ?? target.exe
       let entry = shared.get(key)
@@ -701,7 +721,10 @@ const makeAttacher = (
         if (entry === undefined) {
           entry = made
           shared.set(key, made)
-          const exit = yield* attachLinks(target, symbols, undefined).pipe(Scope.provide(made.scope), Effect.exit)
+          const exit = yield* Effect.andThen(
+            fileEntry(target, value),
+            attachLinks(target, symbols, undefined)
+          ).pipe(Scope.provide(made.scope), Effect.exit)
           if (Exit.isFailure(exit)) {
             shared.delete(key)
             yield* Scope.close(made.scope, exit)
@@ -722,18 +745,32 @@ const makeAttacher = (
       return yield* Deferred.await(current.links)
     })
 
+  /**
+   * With file-wide links, the per-target value also goes under the file's identity (`ps_target_files`, see
+   * bpf/include/probescope/targets.h), for as long as the links live: a process of the file is then served before
+   * the agent has seen it start. Objects built without that map (older headers) keep the per-pid entries only.
+   */
+  const fileEntry = (target: Target, value: Uint8Array | undefined) => {
+    const key = value === undefined || !object.maps.includes(FILE_MAP) ? undefined : fileKey(target.file)
+    return key === undefined ? Effect.void : Effect.asVoid(Effect.acquireRelease(
+      object.update(FILE_MAP, key, value!),
+      () => Effect.ignore(object.delete(FILE_MAP, key))
+    ))
+  }
+
   const acquire = (target: Target, symbols: ReadonlyArray<string>, offsets: Record<string, number | undefined>) =>
     Effect.gen(function*() {
+      let value: Uint8Array | undefined
       if (perTarget !== undefined) {
         const key = pidKey(target.pid)
-        const value = perTarget.layout.encode(perTarget.value({ target, offsets: offsets as never, config }))
+        value = perTarget.layout.encode(perTarget.value({ target, offsets: offsets as never, config }))
         yield* Effect.acquireRelease(
           object.update(targetMap, key, value),
           () => Effect.ignore(object.delete(targetMap, key))
         )
       }
       return target.selection === "executable" ?
-        yield* useShared(target, symbols) :
+        yield* useShared(target, symbols, value) :
         yield* attachLinks(target, symbols, target.pid)
     })
 

@@ -349,3 +349,24 @@ describe("Probe", () => {
       assert.strictEqual(error.message, "probe test/goctx does not share map events (declare it in `shares`)")
     }), GoCtx.layer))
 })
+
+describe("Probe.fileKey", () => {
+  const decode = (key: Uint8Array | undefined) => {
+    if (key === undefined) return undefined
+    const view = new DataView(key.buffer, key.byteOffset, key.byteLength)
+    return [view.getBigUint64(0, true), view.getBigUint64(8, true)]
+  }
+
+  it("turns stat's device number into the kernel's s_dev encoding (major << 20 | minor), then the inode", () => {
+    assert.deepStrictEqual(decode(Probe.fileKey("8:42")), [8n, 42n])
+    // 254:0 (a device-mapper root): stat says 65024.
+    assert.deepStrictEqual(decode(Probe.fileKey("65024:1311")), [254n << 20n, 1311n])
+    // 259:300: the C library spreads major and minor over the high and low bits.
+    assert.deepStrictEqual(decode(Probe.fileKey("1114924:7")), [(259n << 20n) | 300n, 7n])
+  })
+
+  it("has no key for a file identity it cannot read", () => {
+    assert.isUndefined(Probe.fileKey(undefined))
+    assert.isUndefined(Probe.fileKey("/srv/app"))
+  })
+})

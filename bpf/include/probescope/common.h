@@ -8,5 +8,6 @@
 #include "go_abi.h"
 #include "strings.h"
 #include "events.h"
+#include "targets.h"
 
 char LICENSE[] SEC("license") = "GPL";

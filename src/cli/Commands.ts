@@ -22,8 +22,10 @@ import * as Doctor from "./Doctor.ts"
 import { InsufficientPrivileges, UsageError } from "./Errors.ts"
 import * as Inspect from "./Inspect.ts"
 import * as Lifecycle from "./Lifecycle.ts"
+import * as Logging from "./Logging.ts"
 import * as PidWatch from "./PidWatch.ts"
 import * as ProbeList from "./ProbeList.ts"
+import * as Status from "./Status.ts"
 import { version } from "./version.ts"
 
 /** Whether a failure is the user's command line: effect/cli's parse errors and our own `UsageError`. */
@@ -31,16 +33,11 @@ export const isUsageError = (error: unknown): boolean =>
   CliError.isCliError(error) ||
   (typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "UsageError")
 
-/** Fails with one readable line: the error's message (typed errors all carry one); a usage error exits 2. */
-const oneLine = <A, E extends { readonly message: string }, R>(effect: Effect.Effect<A, E, R>) =>
-  effect.pipe(
-    Effect.catch((e) =>
-      Effect.andThen(
-        Console.error(`probescope: ${e.message}`),
-        Effect.sync(() => Lifecycle.setExitCode(isUsageError(e) ? Lifecycle.ExitCode.usage : Lifecycle.ExitCode.error))
-      )
-    )
-  )
+/**
+ * Ends with one readable line on a failure: the error's message (typed errors all carry one), in the command's log
+ * format, with the cause only at `--log-level debug`; a usage error exits 2, anything else 1 (see Logging.reported).
+ */
+const oneLine = Logging.reported
 
 const json = Flag.Boolean("json").pipe(Flag.withDescription("Print machine-readable JSON"), Flag.withDefault(false))
 
@@ -90,14 +87,15 @@ const validateSelection = (selection: ProbeList.Setup["selection"]) =>
 
 const doctor = Command.make(
   "doctor",
-  { json },
+  { json, ...Logging.flags },
   Effect.fn("probescope.doctor")(function*({ json }) {
     yield* Lifecycle.commandStarted(false)
     const report = yield* Doctor.run().pipe(Effect.provide(BpfLive.layer))
     yield* Console.log(json ? JSON.stringify(report) : Doctor.formatTable(report))
     if (!report.ok) Lifecycle.setExitCode(Lifecycle.ExitCode.error)
-  })
+  }, oneLine)
 ).pipe(
+  Logging.withLogging,
   Command.withDescription(
     "Check that this machine can run the agent: each kernel feature the probes use, probed live, then per probe"
   )
@@ -108,6 +106,7 @@ const inspect = Command.make(
   {
     binary: Argument.String("binary").pipe(Argument.withDescription("A Go executable"), Argument.optional),
     pid: pidFlag("Inspect a running process instead").pipe(Flag.optional),
+    ...Logging.flags,
     json,
     ...selectorFlags,
     config: Flag.String("config").pipe(
@@ -143,6 +142,7 @@ const inspect = Command.make(
       yield* Console.log(json ? JSON.stringify(withSelection, null, 2) : Inspect.format(withSelection))
     })).pipe(Effect.provide(GoBinary.layer))
 ).pipe(
+  Logging.withLogging,
   Command.withDescription(
     "Analyse a Go binary or process: versions, which probes apply, attach points, offsets; with selectors and --pid, " +
       "whether run would attach to it and which selector picks it"
@@ -167,6 +167,44 @@ const statusLines = Effect.gen(function*() {
   lines.push(`probescope: ${formatStats(yield* (yield* Telemetry).stats)}`)
   return lines.join("\n")
 })
+
+/**
+ * While `run` runs: on a terminal with text logs, the live status line (redrawn every second; Status.liveLine keeps
+ * other output above it); with `--status-interval S`, the status lines every S seconds, or a `status` record each in
+ * json logs. Off a terminal and without the flag, nothing.
+ */
+const reportStatus = (every: number) =>
+  Effect.gen(function*() {
+    const { settings } = yield* Logging.LogSettings
+    const manager = yield* Manager
+    const telemetry = yield* Telemetry
+    const snapshot: Effect.Effect<Status.Snapshot> = Effect.gen(function*() {
+      const targets = yield* manager.targets
+      return { atMillis: Date.now(), targets: targets.length, probes: yield* manager.stats, telemetry: yield* telemetry.stats }
+    })
+    if (every > 0) {
+      let previous = yield* snapshot
+      const record = Effect.gen(function*() {
+        const now = yield* snapshot
+        yield* Effect.logInfo("status").pipe(Effect.annotateLogs(Status.annotations(Status.status(previous, now))))
+        previous = now
+      })
+      const tick = settings.format === "json" ? record : Effect.flatMap(statusLines, Console.error)
+      yield* Effect.forkScoped(tick.pipe(Effect.repeat(Schedule.spaced(`${every} seconds`))))
+    }
+    if (settings.format === "text" && process.stderr.isTTY === true) {
+      const live = yield* Status.liveLine(process.stderr)
+      let previous = yield* snapshot
+      const redraw = Effect.gen(function*() {
+        const now = yield* snapshot
+        // A pseudo-terminal may report no width: assume a wide one rather than cut the line to nothing.
+        const columns = process.stderr.columns > 20 ? process.stderr.columns : 160
+        yield* live.show(`probescope: ${Status.render(Status.status(previous, now), columns - 13)}`)
+        previous = now
+      })
+      yield* Effect.forkScoped(redraw.pipe(Effect.delay("1 second"), Effect.forever))
+    }
+  })
 
 const readText = (file: string): string => {
   try {
@@ -231,6 +269,7 @@ const run = Command.make(
   "run",
   {
     pids: pidFlag("A process to instrument (repeatable)").pipe(Flag.atLeast(0)),
+    ...Logging.flags,
     ...selectorFlags,
     statusEvery: Flag.Int("status-interval").pipe(
       Flag.withDescription("Seconds between status lines on stderr (0: only at exit)"),
@@ -254,7 +293,7 @@ const run = Command.make(
         Effect.provide(ConfigProvider.layerAdd(ConfigProvider.fromUnknown(setup.env), { asPrimary: true }))
       )
     }))
-).pipe(Command.withDescription("Attach to Go processes and export their traces (OTEL_* variables configure export)"))
+).pipe(Logging.withLogging, Command.withDescription("Attach to Go processes and export their traces (OTEL_* variables configure export)"))
 
 const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
   Effect.gen(function*() {
@@ -276,7 +315,9 @@ const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
       return Effect.gen(function*() {
         const { dropped, lines } = yield* probeLines(true).pipe(Effect.provideService(Manager, manager!))
         const stats = yield* telemetry!.stats
-        yield* Console.error([...lines, `probescope: ${formatStats(stats)}`].join("\n"))
+        for (const line of [...lines, `probescope: ${formatStats(stats)}`]) {
+          yield* Logging.say(line.replace(/^probescope: /, ""))
+        }
         if (dropped || stats.lost.total > 0) Lifecycle.setExitCode(Lifecycle.ExitCode.dataLost)
       })
     })
@@ -289,20 +330,16 @@ const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
       Lifecycle.onShutdown(() => Effect.runSync(started.beginShutdown))
       // Ready once the processes selected now are attached (or failed): requests from here on are traced.
       const report = yield* agent.ready
-      for (const u of report.unmatched) yield* Console.error(`probescope: warning: ${u.selector}: ${u.reason}`)
+      for (const u of report.unmatched) yield* Logging.say(`warning: ${u.selector}: ${u.reason}`)
       for (const f of report.failed) {
-        yield* Console.error(`probescope: pid ${f.pid}${f.exe === "" ? "" : ` (${f.exe})`}: not attached: ${f.reason}`)
+        yield* Logging.say(`pid ${f.pid}${f.exe === "" ? "" : ` (${f.exe})`}: not attached: ${f.reason}`)
       }
-      yield* Console.error(`probescope: ready: ${readyLine(agent, report, setup.selection)}`)
-      if (statusEvery > 0) {
-        yield* Effect.forkScoped(
-          Effect.flatMap(statusLines, Console.error).pipe(Effect.repeat(Schedule.spaced(`${statusEvery} seconds`)))
-        )
-      }
+      yield* Logging.say(`ready: ${readyLine(agent, report, setup.selection)}`)
+      yield* reportStatus(statusEvery)
       if (sweeping) return yield* Effect.never
       // Only named pids: nothing new can ever be selected once they are all gone.
       yield* PidWatch.allExited(pids)
-      yield* Console.error("probescope: every selected process has exited")
+      yield* Logging.say("every selected process has exited")
       Lifecycle.armShutdownBound()
     }).pipe(
       Effect.scoped,
@@ -339,6 +376,7 @@ const list = Command.make(
   "list",
   {
     json,
+    ...Logging.flags,
     ...probeFlags,
     pids: pidFlag("A process to check as run would (repeatable)").pipe(Flag.atLeast(0)),
     ...selectorFlags
@@ -362,6 +400,7 @@ const list = Command.make(
       )
     })).pipe(Effect.provide(GoBinary.layer))
 ).pipe(
+  Logging.withLogging,
   Command.withDescription(
     "List the probes (built-in and --probe/--config modules): what each instruments and emits; with selectors, " +
       "also the running processes run would attach"
@@ -394,12 +433,12 @@ export const OneLinePresenter = CliOutput.layerPresenter({
 })
 
 /** Logs go to stderr (stdout is the console exporter's), as the agent's own do. */
-const Logging = Layer.merge(Agent.layerLogger, Layer.succeed(References.MinimumLogLevel, "Info"))
+const DefaultLogging = Layer.merge(Agent.layerLogger, Layer.succeed(References.MinimumLogLevel, "Info"))
 
 /** The CLI with its services, as main.ts runs it (tests run it with `Command.runWith` instead). */
 export const program = probescope.pipe(
   Command.run({ version }),
-  Effect.provide(Layer.mergeAll(NodeServices.layer, Logging, OneLinePresenter))
+  Effect.provide(Layer.mergeAll(NodeServices.layer, DefaultLogging, OneLinePresenter))
 )
 
 /** Runs the CLI; see Lifecycle for signals and exit codes. */

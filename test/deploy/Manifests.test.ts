@@ -181,7 +181,7 @@ describe("deploy/kubernetes: the probescope DaemonSet", () => {
     assert.strictEqual(sc.runAsUser, 0)
   })
 
-  it("mounts /sys/kernel/btf and its config, read-only, and no other host path", () => {
+  it("mounts /sys/kernel/btf, /etc/machine-id and its config, read-only, and no other host path", () => {
     const { pod, container } = agent()
     const mounts = container.volumeMounts!
     for (const m of mounts) assert.isTrue(m.readOnly, m.mountPath)
@@ -190,7 +190,7 @@ describe("deploy/kubernetes: the probescope DaemonSet", () => {
       const hp = volumes.get(m.name)?.hostPath
       return hp === undefined ? [] : [[hp.path, m.mountPath]]
     })
-    assert.deepStrictEqual(hostPaths, [["/sys/kernel/btf", "/sys/kernel/btf"]])
+    assert.deepStrictEqual(hostPaths, [["/sys/kernel/btf", "/sys/kernel/btf"], ["/etc/machine-id", "/etc/machine-id"]])
     const config = mounts.find((m) => volumes.get(m.name)?.configMap?.name === "probescope-config")
     assert.strictEqual(config?.mountPath, "/etc/probescope")
   })

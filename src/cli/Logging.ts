@@ -38,7 +38,10 @@ export const flags = {
 }
 
 /** A variable holding one of `literals`; any other value is a usage error naming the variable and the choices. */
-const fromEnv = <A extends string>(name: string, literals: ReadonlyArray<A>): Effect.Effect<Option.Option<A>, UsageError> =>
+const fromEnv = <A extends string>(
+  name: string,
+  literals: ReadonlyArray<A>
+): Effect.Effect<Option.Option<A>, UsageError> =>
   Effect.gen(function*() {
     const value = yield* Config.option(Config.String(name)).pipe(
       Effect.mapError((e) => new UsageError({ message: `${name}: ${e.message.split("\n")[0]}` }))

@@ -51,7 +51,10 @@ describe("log lines", () => {
   it("a failure is one line, with no stack unless the level is debug", () => {
     const error = new Error("config agent.yaml: selection.pid: unknown key")
     const text = { format: "text", level: "info" } as const
-    assert.strictEqual(Logging.failureLine(text, error, error), "probescope: config agent.yaml: selection.pid: unknown key")
+    assert.strictEqual(
+      Logging.failureLine(text, error, error),
+      "probescope: config agent.yaml: selection.pid: unknown key"
+    )
     const json = JSON.parse(Logging.failureLine({ format: "json", level: "error" }, error, error))
     assert.deepStrictEqual([json.level, json.message, json.cause], [
       "error",

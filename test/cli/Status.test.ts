@@ -43,7 +43,10 @@ describe("status", () => {
     const before = snap(1_000, [daemon, probe("nethttp_server", 100), probe("nethttp_client", 10)])
     const after = snap(3_000, [daemon, probe("nethttp_server", 124), probe("nethttp_client", 13)])
     const s = Status.status(before, after)
-    assert.deepStrictEqual(s.rates, [{ probe: "nethttp_server", perSecond: 12 }, { probe: "nethttp_client", perSecond: 1.5 }])
+    assert.deepStrictEqual(s.rates, [
+      { probe: "nethttp_server", perSecond: 12 },
+      { probe: "nethttp_client", perSecond: 1.5 }
+    ])
     assert.strictEqual(
       Status.render(s),
       "2 targets · nethttp_server 12.0/s · nethttp_client 1.5/s · drops kernel 0 consumer 0 · " +
@@ -55,7 +58,10 @@ describe("status", () => {
     const now = snap(5_000, [
       probe("nethttp_server", 7, { kernelDropped: 3n, consumerDropped: 1 }),
       probe("nethttp_client", 2, { kernelDropped: 2n })
-    ], telemetry({ exporters: [exporter({ failing: true, queued: 40, inFlight: 2 })], metrics: [exporter()] as never }), 1)
+    ], telemetry({
+      exporters: [exporter({ failing: true, queued: 40, inFlight: 2 })],
+      metrics: [exporter()] as never
+    }), 1)
     const s = Status.status(undefined, now)
     assert.deepStrictEqual(s, {
       targets: 1,

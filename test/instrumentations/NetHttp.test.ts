@@ -495,5 +495,15 @@ describe("Lockdown", () => {
       permitted: true,
       reason: "no kernel lockdown found"
     })
+    // Without lockdown, still only a loader with CAP_SYS_ADMIN (bit 21) gets the helper.
+    const none = "[none] integrity\n"
+    assert.deepStrictEqual(Lockdown.detect({ lockdown: none, status: "CapEff:\t000000c000000000\n" }), {
+      permitted: false,
+      reason: "the agent lacks CAP_SYS_ADMIN, which bpf_probe_write_user needs"
+    })
+    assert.deepStrictEqual(Lockdown.detect({ lockdown: none, status: "CapEff:\t000001ffffffffff\n" }), {
+      permitted: true,
+      reason: "kernel lockdown is none"
+    })
   })
 })

@@ -23,12 +23,25 @@ const read = (path: string): string | undefined => {
   }
 }
 
-/** Decide from the lockdown file, the kernel command line, and the kernel config, in that order. */
+/** CAP_SYS_ADMIN's bit in /proc/self/status `CapEff`. */
+const CAP_SYS_ADMIN = 21n
+
+/**
+ * Decide from the agent's own capabilities, then the lockdown file, the kernel command line, and the kernel config,
+ * in that order. Even without lockdown the verifier gives `bpf_probe_write_user` only to a loader with CAP_SYS_ADMIN:
+ * an agent run with just CAP_BPF and CAP_PERFMON (as deploy/ does) must not load that variant either.
+ */
 export const detect = (files: {
   readonly lockdown?: string | undefined
   readonly cmdline?: string | undefined
   readonly config?: string | undefined
+  /** /proc/self/status; absent: capabilities are not checked. */
+  readonly status?: string | undefined
 }): WriteUserSupport => {
+  const capEff = files.status === undefined ? undefined : /^CapEff:\s*([0-9a-f]+)$/m.exec(files.status)?.[1]
+  if (capEff !== undefined && ((BigInt(`0x${capEff}`) >> CAP_SYS_ADMIN) & 1n) === 0n) {
+    return { permitted: false, reason: "the agent lacks CAP_SYS_ADMIN, which bpf_probe_write_user needs" }
+  }
   if (files.lockdown !== undefined) {
     const mode = /\[(\w+)\]/.exec(files.lockdown)?.[1] ?? files.lockdown.trim()
     return mode === "none" ?
@@ -59,7 +72,12 @@ export const writeUserSupport = (): WriteUserSupport => {
     } catch {
       config = undefined
     }
-    cached = detect({ lockdown: read("/sys/kernel/security/lockdown"), cmdline: read("/proc/cmdline"), config })
+    cached = detect({
+      lockdown: read("/sys/kernel/security/lockdown"),
+      cmdline: read("/proc/cmdline"),
+      config,
+      status: read("/proc/self/status")
+    })
   }
   return cached
 }

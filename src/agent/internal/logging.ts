@@ -46,7 +46,8 @@ export const stderr = make()
 
 /**
  * Installs `logger` in place of Effect's default logger (which writes to stdout) and sends the built-in console
- * loggers to stderr; loggers the program added itself (OTLP, files) are kept.
+ * loggers to stderr; loggers the program added itself (OTLP, files, a json logger) are kept, and when the default is
+ * not among them nothing is added.
  */
 export const layer = (logger: Logger.Logger<unknown, void> = stderr): Layer.Layer<never> =>
   Layer.mergeAll(
@@ -54,6 +55,9 @@ export const layer = (logger: Logger.Logger<unknown, void> = stderr): Layer.Laye
       Logger.CurrentLoggers,
       Effect.gen(function*() {
         const current = yield* Logger.CurrentLoggers
+        // A program that chose its loggers (the CLI's json format, say) keeps them as they are: adding ours too
+        // would print every record twice. Only Effect's default, which writes to stdout, is replaced.
+        if (!current.has(Logger.defaultLogger)) return current
         return new Set([...[...current].filter((l) => l !== Logger.defaultLogger), logger])
       })
     ),

@@ -6,7 +6,8 @@
  * SIGINT/SIGTERM as the normal way to stop: the agent's layers detach everything and flush telemetry, then it exits 0
  * (3 when some telemetry was lost).
  */
-import { NodeServices } from "@effect/platform-node"
+// The module itself, not the package index: the index loads every platform module (Redis client, WebSocket, ...).
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { ConfigProvider, Console, Effect, Layer, Option, References, Schedule } from "effect"
 import { Argument, CliError, CliOutput, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"

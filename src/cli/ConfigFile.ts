@@ -9,7 +9,6 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { Effect, Exit, Schema, SchemaIssue } from "effect"
-import * as Yaml from "yaml"
 import { SamplerName } from "../probe/TracingConfig.ts"
 import { ExporterName, OtlpProtocol } from "../telemetry/TelemetryConfig.ts"
 
@@ -140,8 +139,13 @@ export const load = (file: string): Effect.Effect<ConfigFile, ConfigFileError> =
       catch: (e) => fail(`cannot read it: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, e)
     })
     const json = Path.extname(file) === ".json"
+    // yaml (some 70 modules) is imported only here: a command without --config never loads it.
+    const Yaml = json ? undefined : yield* Effect.tryPromise({
+      try: () => import("yaml"),
+      catch: (e) => fail(`cannot load the YAML parser: ${e instanceof Error ? e.message : String(e)}`, e)
+    })
     const content = yield* Effect.try({
-      try: () => json ? JSON.parse(text) as unknown : Yaml.parse(text, { prettyErrors: false }) as unknown,
+      try: () => Yaml === undefined ? JSON.parse(text) as unknown : Yaml.parse(text, { prettyErrors: false }) as unknown,
       catch: (e) =>
         fail(`not valid ${json ? "JSON" : "YAML"}: ${(e instanceof Error ? e.message : String(e)).split("\n")[0]}`, e)
     })

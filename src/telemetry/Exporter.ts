@@ -3,13 +3,10 @@
  * the console (trees or JSON lines), and test doubles. An exporter exports one batch per call; retries, timeouts and
  * counting belong to the batcher.
  */
-import { OTLPTraceExporter as GrpcExporter } from "@opentelemetry/exporter-trace-otlp-grpc"
-import { OTLPTraceExporter as JsonExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { OTLPTraceExporter as ProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto"
 import type { ReadableSpan, SpanExporter as OtelSpanExporter } from "@opentelemetry/sdk-trace-base"
 import { Effect } from "effect"
 import { renderJsonLines, renderTrees } from "./internal/consoleTree.ts"
-import { ExportError, exportWith, otlpExporter } from "./internal/otelExport.ts"
+import { deferredOtlp, ExportError, exportWith } from "./internal/otelExport.ts"
 import type { ConsoleFormat, OtlpConfig } from "./TelemetryConfig.ts"
 
 export type { ReadableSpan } from "@opentelemetry/sdk-trace-base"
@@ -34,13 +31,28 @@ export const fromOtel = (name: string, endpoint: string, exporter: OtelSpanExpor
   shutdown: Effect.promise(() => exporter.shutdown().catch(() => undefined))
 })
 
-/** An OTLP exporter for the configured protocol. */
-export const otlp = (config: OtlpConfig): Exporter =>
-  fromOtel(
-    "otlp",
-    config.endpoint,
-    otlpExporter<OtelSpanExporter>(config, { grpc: GrpcExporter, json: JsonExporter, proto: ProtoExporter })
-  )
+/**
+ * An OTLP exporter for the configured protocol. The protocol's OpenTelemetry exporter is imported and built at the
+ * first export (see `ByProtocol`): a failure to load it is that export's `ExportError`.
+ */
+export const otlp = (config: OtlpConfig): Exporter => {
+  const deferred = deferredOtlp<OtelSpanExporter>("otlp", config, {
+    grpc: () => import("@opentelemetry/exporter-trace-otlp-grpc").then((m) => m.OTLPTraceExporter),
+    json: () => import("@opentelemetry/exporter-trace-otlp-http").then((m) => m.OTLPTraceExporter),
+    proto: () => import("@opentelemetry/exporter-trace-otlp-proto").then((m) => m.OTLPTraceExporter)
+  })
+  return {
+    name: "otlp",
+    endpoint: config.endpoint,
+    export: (spans) =>
+      Effect.flatMap(
+        deferred.get,
+        (exporter) =>
+          exportWith("export", "otlp", config.endpoint, (done) => exporter.export(spans as Array<ReadableSpan>, done))
+      ),
+    shutdown: deferred.shutdown((exporter) => exporter.shutdown())
+  }
+}
 
 /** Prints each batch as trees (or JSON lines) through `write` (stdout by default). Never fails. */
 export const console = (

@@ -5,9 +5,6 @@
  * the spans are exported under). Every `OTEL_METRIC_EXPORT_INTERVAL` and when the scope closes, everything is
  * collected and handed to the configured exporters (OTLP over http/protobuf, http/json or grpc; a console table).
  */
-import { OTLPMetricExporter as GrpcMetricExporter } from "@opentelemetry/exporter-metrics-otlp-grpc"
-import { OTLPMetricExporter as JsonMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http"
-import { OTLPMetricExporter as ProtoMetricExporter } from "@opentelemetry/exporter-metrics-otlp-proto"
 import type { Resource } from "@opentelemetry/resources"
 import {
   DataPointType,
@@ -21,7 +18,7 @@ import { ExportError } from "./Exporter.ts"
 import * as Deadline from "./internal/deadline.ts"
 import * as LossReport from "./internal/lossReport.ts"
 import * as OtelExport from "./internal/otelExport.ts"
-import { exportWith, otlpExporter } from "./internal/otelExport.ts"
+import { deferredOtlp, exportWith } from "./internal/otelExport.ts"
 import * as Histograms from "./internal/httpHistograms.ts"
 import { version } from "./ProcessResources.ts"
 import { DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, type MetricsConfig, type OtlpConfig } from "./TelemetryConfig.ts"
@@ -62,17 +59,29 @@ export const fromOtel = (name: string, endpoint: string, exporter: PushMetricExp
   shutdown: Effect.promise(() => exporter.shutdown().catch(() => undefined))
 })
 
-/** An OTLP metrics exporter for the configured protocol (`config.endpoint` is the metrics URL). */
-export const otlp = (config: OtlpConfig): MetricsExporter =>
-  fromOtel(
-    "otlp",
-    config.endpoint,
-    otlpExporter<PushMetricExporter>(config, {
-      grpc: GrpcMetricExporter,
-      json: JsonMetricExporter,
-      proto: ProtoMetricExporter
-    })
-  )
+/**
+ * An OTLP metrics exporter for the configured protocol (`config.endpoint` is the metrics URL). As with spans, the
+ * protocol's OpenTelemetry exporter is imported and built at the first export.
+ */
+export const otlp = (config: OtlpConfig): MetricsExporter => {
+  const deferred = deferredOtlp<PushMetricExporter>("otlp", config, {
+    grpc: () => import("@opentelemetry/exporter-metrics-otlp-grpc").then((m) => m.OTLPMetricExporter),
+    json: () => import("@opentelemetry/exporter-metrics-otlp-http").then((m) => m.OTLPMetricExporter),
+    proto: () => import("@opentelemetry/exporter-metrics-otlp-proto").then((m) => m.OTLPMetricExporter)
+  })
+  return {
+    name: "otlp",
+    endpoint: config.endpoint,
+    export: (batch) =>
+      Effect.flatMap(deferred.get, (exporter) =>
+        Effect.forEach(
+          batch,
+          (metrics) => exportWith("metrics export", "otlp", config.endpoint, (done) => exporter.export(metrics, done)),
+          { discard: true }
+        )),
+    shutdown: deferred.shutdown((exporter) => exporter.shutdown())
+  }
+}
 
 const formatSeconds = (s: number) => s < 1 ? `${Math.round(s * 1000)}ms` : `${s}s`
 

@@ -1,10 +1,10 @@
 /**
  * What the span and metric exporters share: bridging an OpenTelemetry JS exporter's callback to an Effect with a
- * typed `ExportError`, and choosing the exporter class for the configured OTLP protocol.
+ * typed `ExportError`, and importing (on first use) and building the exporter for the configured OTLP protocol.
  */
 import { ExportResultCode } from "@opentelemetry/core"
 import type { ExportResult } from "@opentelemetry/core"
-import { createEmptyMetadata } from "@opentelemetry/otlp-grpc-exporter-base"
+import type { createEmptyMetadata } from "@opentelemetry/otlp-grpc-exporter-base"
 import { Duration, Effect, Schema } from "effect"
 import type { OtlpConfig } from "../TelemetryConfig.ts"
 
@@ -80,11 +80,15 @@ export const exportWith = (
     }
   })
 
-/** The exporter classes of one signal, by protocol. */
+/**
+ * How to import the exporter class of one signal, by protocol. Each protocol's package (grpc-js, protobufjs, the
+ * OTLP transformer: several hundred modules together) is imported only when a configuration names that protocol, and
+ * then only at the first export, so none of it is on the way from launch to attached.
+ */
 export interface ByProtocol<E> {
-  readonly grpc: new(options: GrpcOptions) => E
-  readonly json: new(options: HttpOptions) => E
-  readonly proto: new(options: HttpOptions) => E
+  readonly grpc: () => Promise<new(options: GrpcOptions) => E>
+  readonly json: () => Promise<new(options: HttpOptions) => E>
+  readonly proto: () => Promise<new(options: HttpOptions) => E>
 }
 
 interface BaseOptions {
@@ -103,20 +107,65 @@ type HttpOptions = BaseOptions & { readonly headers: Record<string, string> }
  */
 export const CONCURRENCY_LIMIT = 2
 
-/** An exporter of the configured protocol, endpoint, timeout and headers. */
-export const otlpExporter = <E>(config: OtlpConfig, classes: ByProtocol<E>): E => {
+/** An exporter of the configured protocol, endpoint, timeout and headers, its module imported first. */
+export const otlpExporter = async <E>(config: OtlpConfig, classes: ByProtocol<E>): Promise<E> => {
   const base = { url: config.endpoint, timeoutMillis: config.timeoutMillis, concurrencyLimit: CONCURRENCY_LIMIT }
   switch (config.protocol) {
     case "grpc": {
       // The exporter's own grpc-js instance must build the Metadata: a second copy (e.g. under a test runner's
       // module loader) would not be recognised.
-      const metadata = createEmptyMetadata()
+      const [Exporter, { createEmptyMetadata: emptyMetadata }] = await Promise.all([
+        classes.grpc(),
+        import("@opentelemetry/otlp-grpc-exporter-base")
+      ])
+      const metadata = emptyMetadata()
       for (const [k, v] of Object.entries(config.headers)) metadata.set(k, v)
-      return new classes.grpc({ ...base, metadata })
+      return new Exporter({ ...base, metadata })
     }
     case "http/json":
-      return new classes.json({ ...base, headers: { ...config.headers } })
+      return new (await classes.json())({ ...base, headers: { ...config.headers } })
     case "http/protobuf":
-      return new classes.proto({ ...base, headers: { ...config.headers } })
+      return new (await classes.proto())({ ...base, headers: { ...config.headers } })
+  }
+}
+
+/** An OpenTelemetry JS exporter built on first use, and what the pipelines need of it. */
+export interface Deferred<E> {
+  /** The exporter, imported and built by the first call; a failure (the module missing, a bad option) is an export
+   * failure, and the next call tries again. */
+  readonly get: Effect.Effect<E, ExportError>
+  /** Shuts the exporter down if it was ever built (an exporter never used has nothing to flush or close). */
+  readonly shutdown: (shutdown: (exporter: E) => Promise<void>) => Effect.Effect<void>
+}
+
+/** The configured OTLP exporter of one signal, imported and built at the first export. */
+export const deferredOtlp = <E>(name: string, config: OtlpConfig, classes: ByProtocol<E>): Deferred<E> => {
+  let built: Promise<E> | undefined
+  let exporter: E | undefined
+  const get = Effect.suspend(() => {
+    if (exporter !== undefined) return Effect.succeed(exporter)
+    built ??= otlpExporter(config, classes)
+    const pending = built
+    return Effect.tryPromise({
+      try: () => pending,
+      catch: (cause) => {
+        if (built === pending) built = undefined
+        return new ExportError({
+          exporter: name,
+          endpoint: config.endpoint,
+          message: `loading the ${config.protocol} exporter for ${config.endpoint} failed: ${errorMessage(cause)}`,
+          cause
+        })
+      }
+    }).pipe(Effect.tap((e) => Effect.sync(() => void (exporter = e))))
+  })
+  return {
+    get,
+    shutdown: (shutdown) =>
+      Effect.suspend(() => {
+        const pending = built
+        if (pending === undefined) return Effect.void
+        return Effect.promise(() => pending.then(shutdown).catch(() => undefined))
+      })
   }
 }

@@ -5,9 +5,12 @@
  * docs/cli.md and stable: fields are only ever added.
  */
 import { Effect, Option } from "effect"
+import * as Fs from "node:fs/promises"
+import * as Errors from "../target/Errors.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import type { Target } from "../probe/Target.ts"
 import * as GoBinary from "../target/GoBinary.ts"
+import * as NativeBinary from "../target/NativeBinary.ts"
 import { builtins, type Planned, type ProbeDefinition } from "../agent/Agent.ts"
 
 export interface AttachPoint {
@@ -50,7 +53,29 @@ export interface SelectionReport {
   readonly reason: string | null
 }
 
-export interface Report {
+/** A shared object a process has mapped, as the JSON shows it. */
+export interface MappedReport {
+  readonly path: string
+  readonly device: string
+  readonly inode: number
+  readonly deleted: boolean
+  readonly base: string | null
+  readonly executable: ReadonlyArray<{ readonly start: string; readonly end: string; readonly fileOffset: number }>
+}
+
+/** The report of a program that is not Go: the native analysis, and with --pid the objects the process mapped. */
+export interface NativeReport {
+  readonly pid: number | null
+  readonly binary: { readonly path: string }
+  readonly native: NativeBinary.NativeBinarySummary
+  readonly mappedObjects?: ReadonlyArray<MappedReport>
+  readonly probes: ReadonlyArray<ProbeReport>
+  readonly selection?: SelectionReport
+}
+
+export type Report = GoReport | NativeReport
+
+export interface GoReport {
   readonly pid: number | null
   readonly binary: GoBinary.GoBinarySummary
   readonly probes: ReadonlyArray<ProbeReport>
@@ -109,30 +134,100 @@ const probeReport = (def: ProbeDefinition, target: Target): ProbeReport => {
   }
 }
 
-const report = (pid: number | null, target: Target, binary: GoBinary.GoBinary): Report => ({
+const report = (pid: number | null, target: Target, binary: GoBinary.GoBinary): GoReport => ({
   pid,
   binary: binary.summary([]),
   probes: builtins.map((def) => probeReport(def, target))
 })
 
-/** Inspect a binary on disk. */
+/** The built-in probes all instrument Go programs today: none applies to a native one (issue 10 adds those). */
+const nativeReport = (
+  pid: number | null,
+  native: NativeBinary.NativeBinary,
+  mapped?: ReadonlyArray<NativeBinary.MappedObject>
+): NativeReport => ({
+  pid,
+  binary: { path: native.path },
+  native: native.summary([]),
+  ...(mapped === undefined ? {} : {
+    mappedObjects: mapped.map((o) => ({
+      path: o.path,
+      device: o.device,
+      inode: o.inode,
+      deleted: o.deleted,
+      base: o.base === undefined ? null : `0x${o.base.toString(16)}`,
+      executable: o.executable.map((m) => ({
+        start: `0x${m.start.toString(16)}`,
+        end: `0x${m.end.toString(16)}`,
+        fileOffset: m.fileOffset
+      }))
+    }))
+  }),
+  probes: builtins.map((def) => ({
+    name: def.name,
+    kind: def.kind,
+    applies: false,
+    reason: `not a Go program (${native.language})`,
+    attachPoints: [],
+    fields: {}
+  }))
+})
+
+/** Native analysis of a file Go analysis rejected as not Go; its errors are the file's, as Go's would have been. */
+const native = (path: string) =>
+  Effect.tryPromise({
+    try: () => Fs.readFile(path),
+    catch: (e) => new Errors.FileUnreadable({ path, message: `${path}: ${(e as Error).message}` })
+  }).pipe(Effect.flatMap((bytes) => NativeBinary.analyzeBuffer(path, bytes)))
+
+/** Inspect a binary on disk: a Go program, or else a native one. */
 export const file = (path: string) =>
   Effect.gen(function*() {
     const analysis = yield* GoBinary.TargetAnalysis
-    const binary = yield* analysis.analyzeFile(path)
-    return report(null, { ...binary, pid: 0, exe: binary.path }, binary)
+    return yield* analysis.analyzeFile(path).pipe(
+      Effect.map((binary): Report => report(null, { ...binary, pid: 0, exe: binary.path }, binary)),
+      Effect.catchTag("NotGo", () => Effect.map(native(path), (n): Report => nativeReport(null, n)))
+    )
   })
 
-/** Inspect a running process's executable. */
+/** Inspect a running process: its Go executable, or else its native executable and the objects it mapped. */
 export const pid = (pid: number) =>
   Effect.gen(function*() {
     const analysis = yield* GoBinary.TargetAnalysis
-    const proc = yield* analysis.analyzePid(pid)
-    return report(pid, proc, proc.binary)
+    return yield* analysis.analyzePid(pid).pipe(
+      Effect.map((proc): Report => report(pid, proc, proc.binary)),
+      Effect.catchTag("NotGo", (e) =>
+        Effect.gen(function*() {
+          const n = yield* native(e.path)
+          const mapped = yield* NativeBinary.processMaps(pid)
+          return nativeReport(pid, n, mapped) as Report
+        }))
+    )
   })
+
+const formatNative = (r: NativeReport): Array<string> => {
+  const n = r.native
+  const lines = [
+    `${r.pid === null ? "" : `pid ${r.pid}  `}${n.path}`,
+    `  native ${n.language} ${n.kind}${n.soname === null ? "" : ` ${n.soname}`}, ${n.stripped ? "stripped" : "symbols"}` +
+    `, ${n.functionCount} functions${n.buildId === null ? "" : `, build id ${n.buildId}`}`
+  ]
+  if (n.needed.length > 0) lines.push(`  needs ${n.needed.join(", ")}`)
+  for (const l of n.libraries) {
+    lines.push(`  ${l.name} ${l.source === "version-text" ? l.version : `>= ${l.version} (symbol versions)`}`)
+  }
+  if (r.mappedObjects !== undefined) {
+    lines.push("", "mapped objects:")
+    for (const o of r.mappedObjects) lines.push(`  ${o.base ?? "?"}  ${o.path}${o.deleted ? " (deleted)" : ""}`)
+  }
+  lines.push("", "probes:")
+  for (const p of r.probes) lines.push(`  ✗ ${p.name} (${p.kind}): ${p.reason}`)
+  return lines
+}
 
 /** The human form: a few lines per probe. */
 export const format = (r: Report): string => {
+  if ("native" in r) return [...formatNative(r), ...formatSelection(r.selection)].join("\n")
   const b = r.binary
   const lines = [
     `${r.pid === null ? "" : `pid ${r.pid}  `}${b.path}`,
@@ -156,8 +251,12 @@ export const format = (r: Report): string => {
       lines.push(`      ${key} = ${f.type}.${f.field}  ${f.offset === null ? "unknown" : `+${f.offset} (${f.source})`}`)
     }
   }
-  if (r.selection !== undefined) {
-    const sel = r.selection
+  return [...lines, ...formatSelection(r.selection)].join("\n")
+}
+
+const formatSelection = (sel: SelectionReport | undefined): Array<string> => {
+  const lines: Array<string> = []
+  if (sel !== undefined) {
     lines.push(
       "",
       !sel.selected
@@ -167,5 +266,5 @@ export const format = (r: Report): string => {
         : `selection: selected by ${sel.selectedBy.join(", ")}, but run would not attach: ${sel.reason}`
     )
   }
-  return lines.join("\n")
+  return lines
 }

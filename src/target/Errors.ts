@@ -80,6 +80,19 @@ export class FileUnreadable extends Schema.TaggedError<FileUnreadable>()("FileUn
   message: Schema.String
 }) {}
 
+/** A native binary stripped of `.symtab` with no `.dynsym` either (a static, stripped executable): no function has
+ * a name to attach to. */
+export class NoSymbols extends Schema.TaggedError<NoSymbols>()("NoSymbols", {
+  path: Schema.String,
+  message: Schema.String
+}) {}
+
+/** Any error of analysing a native (C, C++, Rust) file. */
+export type NativeAnalysisError = NotElf | TruncatedElf | CorruptElf | UnsupportedArch | NoSymbols | FileUnreadable
+
+/** Any error of reading a process's mapped objects. */
+export type MapsError = ProcessNotFound | ProcessUnreadable
+
 /** Any error of analysing a file. */
 export type AnalysisError =
   | NotElf

@@ -6,9 +6,10 @@
  * processes running the same binary costs one analysis.
  */
 import * as Fs from "node:fs/promises"
-import { Context, Deferred, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import * as Errors from "./Errors.ts"
 import { analyzeBytes } from "./internal/Analyze.ts"
+import * as FileCache from "./internal/Cache.ts"
 
 /** A Go function, structurally a `TargetFunction` of src/probe/Target.ts plus decoding facts. */
 export interface GoFunction {
@@ -105,11 +106,7 @@ export interface GoProcess {
 }
 
 /** Counters of the analysis cache. */
-export interface CacheStats {
-  readonly hits: number
-  readonly misses: number
-  readonly entries: number
-}
+export type CacheStats = FileCache.Stats
 
 /** The target analysis service. */
 export class TargetAnalysis extends Context.Service<TargetAnalysis, {
@@ -117,19 +114,6 @@ export class TargetAnalysis extends Context.Service<TargetAnalysis, {
   readonly analyzePid: (pid: number) => Effect.Effect<GoProcess, Errors.ProcessAnalysisError>
   readonly cacheStats: Effect.Effect<CacheStats>
 }>()("probescope/target/TargetAnalysis") {}
-
-type CacheEntry =
-  | { readonly ok: true; readonly binary: GoBinary }
-  | { readonly ok: false; readonly error: Errors.AnalysisError }
-
-/** A cached error, re-addressed to the path it is asked for now (e.g. another pid's /proc/<pid>/exe). */
-const withPath = (e: Errors.AnalysisError, path: string): Errors.AnalysisError => {
-  if (e.path === path) return e
-  const { _tag, ...fields } = { ...e } as Record<string, unknown>
-  void _tag
-  const Ctor = e.constructor as new(fields: Record<string, unknown>) => Errors.AnalysisError
-  return new Ctor({ ...fields, path, message: e.message.split(e.path).join(path) })
-}
 
 /** Options of `make`. */
 export interface AnalysisOptions {
@@ -144,52 +128,9 @@ export interface AnalysisOptions {
 /** Builds the service: a memo keyed by (device, inode, mtime, size), so renamed or /proc paths share an entry. */
 export const make = (options: AnalysisOptions = {}) =>
   Effect.sync(() => {
-    const maxEntries = options.maxEntries ?? 32
-    const cache = new Map<string, CacheEntry>()
-    const remember = (key: string, entry: CacheEntry) => {
-      cache.set(key, entry)
-      while (cache.size > maxEntries) cache.delete(cache.keys().next().value!)
-    }
-    const inflight = new Map<string, Deferred.Deferred<GoBinary, Errors.AnalysisError>>()
-    let hits = 0
-    let misses = 0
-
+    const cache = FileCache.make(options.maxEntries ?? 32, analyzeBuffer)
     const analyzeFile = Effect.fn("TargetAnalysis.analyzeFile")(function*(path: string) {
-      const st = yield* Effect.tryPromise({
-        try: () => Fs.stat(path, { bigint: true }),
-        catch: (e) => new Errors.FileUnreadable({ path, message: `${path}: ${(e as Error).message}` })
-      })
-      const key = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.size}`
-      const hit = cache.get(key)
-      if (hit !== undefined) {
-        hits++
-        cache.delete(key)
-        cache.set(key, hit)
-        return hit.ok ? hit.binary : yield* Effect.fail(withPath(hit.error, path))
-      }
-      // A fleet starting at once asks for the same executable many times: one analysis, the others wait for it.
-      const pending = inflight.get(key)
-      if (pending !== undefined) {
-        hits++
-        return yield* Deferred.await(pending)
-      }
-      misses++
-      const deferred = Deferred.makeUnsafe<GoBinary, Errors.AnalysisError>()
-      inflight.set(key, deferred)
-      return yield* Effect.tryPromise({
-        try: () => Fs.readFile(path),
-        catch: (e) => new Errors.FileUnreadable({ path, message: `${path}: ${(e as Error).message}` })
-      }).pipe(
-        Effect.flatMap((bytes) => analyzeBuffer(path, bytes)),
-        Effect.tap((binary) => Effect.sync(() => remember(key, { ok: true, binary }))),
-        // A file that is not (usable) Go stays so until it changes: discovery scans must not re-read it every time.
-        Effect.tapError((error) =>
-          Effect.sync(() => error._tag === "FileUnreadable" ? undefined : remember(key, { ok: false, error }))
-        ),
-        Effect.onExit((exit) =>
-          Effect.andThen(Effect.sync(() => inflight.delete(key)), Deferred.done(deferred, exit))
-        )
-      )
+      return yield* cache.get(path)
     })
 
     const analyzePid = Effect.fn("TargetAnalysis.analyzePid")(function*(pid: number) {
@@ -219,7 +160,7 @@ export const make = (options: AnalysisOptions = {}) =>
     return TargetAnalysis.of({
       analyzeFile,
       analyzePid,
-      cacheStats: Effect.sync(() => ({ hits, misses, entries: cache.size }))
+      cacheStats: cache.stats
     })
   })
 

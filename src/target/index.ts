@@ -4,4 +4,5 @@
 export * as Errors from "./Errors.ts"
 export * as Fields from "./Fields.ts"
 export * as GoBinary from "./GoBinary.ts"
+export * as NativeBinary from "./NativeBinary.ts"
 export * as Offsets from "./Offsets.ts"

@@ -76,6 +76,44 @@ describe("usage errors are one line and exit 2", { timeout: 120_000 }, () => {
   })
 })
 
+describe("inspect of a program that is not Go", { timeout: 120_000 }, () => {
+  it("/bin/true: the native analysis, and no Go probe applies", () => {
+    const r = cli("inspect", "/bin/true")
+    assert.strictEqual(r.status, 0)
+    assert.strictEqual(r.stderr, "")
+    const lines = r.stdout.split("\n")
+    assert.strictEqual(lines[0], "/bin/true")
+    assert.match(lines[1]!, /^  native c (pie|executable), (stripped|symbols), \d+ functions/)
+    assert.strictEqual(lines[2], "  needs libc.so.6")
+    assert.include(lines, "  ✗ nethttp_server (instrument): not a Go program (c)")
+  })
+
+  it("--json of libssl.so.3: a native section with its soname and OpenSSL's API level", () => {
+    const r = cli("inspect", "--json", "/usr/lib/x86_64-linux-gnu/libssl.so.3")
+    assert.strictEqual(r.status, 0)
+    const report = JSON.parse(r.stdout)
+    assert.strictEqual(report.pid, null)
+    assert.strictEqual(report.native.kind, "shared-object")
+    assert.strictEqual(report.native.soname, "libssl.so.3")
+    assert.strictEqual(report.native.libraries[0].name, "openssl")
+    assert.isAbove(report.native.functionCount, 100)
+  })
+
+  it("--pid of a process that is not Go: the objects it mapped, libc among them", () => {
+    const child = spawn("sleep", ["30"], { stdio: "ignore" })
+    try {
+      const r = cli("inspect", "--json", "--pid", String(child.pid))
+      assert.strictEqual(r.status, 0, r.stderr)
+      const report = JSON.parse(r.stdout)
+      assert.strictEqual(report.pid, child.pid)
+      const libc = report.mappedObjects.find((o: { path: string }) => o.path.endsWith("/libc.so.6"))
+      assert.match(libc.base, /^0x[0-9a-f]+000$/)
+    } finally {
+      child.kill("SIGKILL")
+    }
+  })
+})
+
 describe("inspect of a binary with corrupt headers", { timeout: 300_000 }, () => {
   it("zeroed program headers: CorruptElf's line, exit 1", () => {
     const b = Buffer.from(Fs.readFileSync(buildFixture("1.26.8", true)))

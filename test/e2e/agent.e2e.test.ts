@@ -511,6 +511,15 @@ describe("probescope: errors through the CLI", () => {
         "one \"=\" (percent-encode \"=\" in a value as %3D)", 1, { OTEL_RESOURCE_ATTRIBUTES: "garbage==" })
     }))
 
-  it.live("inspect of a file that is not Go", () =>
-    assertFails(["inspect", "/bin/true"], "/bin/true: no Go build information (.go.buildinfo): not a Go program"))
+  it.live("inspect of a file that is not Go: its native analysis, no Go probe applies, exit 0", () =>
+    Effect.gen(function*() {
+      const result = yield* runCli(["inspect", "/bin/true"], {})
+      assert.strictEqual(result.code, 0)
+      assert.strictEqual(result.stderr, "")
+      const lines = result.stdout.split("\n")
+      assert.strictEqual(lines[0], "/bin/true")
+      assert.match(lines[1]!, /^  native c (pie|executable), (stripped|symbols), \d+ functions/)
+      assert.strictEqual(lines[2], "  needs libc.so.6")
+      assert.include(result.stdout, "  ✗ nethttp_server (instrument): not a Go program (c)")
+    }))
 })

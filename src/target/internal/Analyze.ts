@@ -261,14 +261,14 @@ const summarize = (
 
 const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
-type Stage = "elf" | "buildinfo" | "pclntab"
+export type Stage = "elf" | "buildinfo" | "pclntab"
 
 /**
  * Runs a parser stage, mapping its internal exceptions to the typed error for that stage. The input is an argument,
  * not captured by a closure: a closure over the file's bytes in `analyzeBytes` would keep them alive as long as the
  * GoBinary's own closures.
  */
-const stage = <I, A>(path: string, which: Stage, f: (input: I) => A, input: I): A => {
+export const stage = <I, A>(path: string, which: Stage, f: (input: I) => A, input: I): A => {
   try {
     return f(input)
   } catch (e) {

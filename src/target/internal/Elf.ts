@@ -55,6 +55,8 @@ export interface ElfSymbol {
   readonly value: bigint
   readonly size: number
   readonly type: number
+  /** STB_LOCAL 0, STB_GLOBAL 1, STB_WEAK 2, STB_GNU_UNIQUE 10. */
+  readonly bind: number
   readonly section: number
 }
 
@@ -298,7 +300,165 @@ export const readSymbols = (elf: Elf, s: Section): Array<ElfSymbol> => {
     const size = data.readBigUInt64LE(o + 16)
     if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new Corrupt(what, `symbol ${i} size too large`)
     out.push({ name: cstring(strs, nameOff, `${what} name ${i}`), value, size: Number(size), type: info & 0xf,
-      section: shndx })
+      bind: info >> 4, section: shndx })
   }
   return out
+}
+
+export const SHT_NOTE = 7
+export const SHT_DYNAMIC = 6
+export const SHT_GNU_VERDEF = 0x6ffffffd
+export const SHT_GNU_VERNEED = 0x6ffffffe
+export const SHT_GNU_VERSYM = 0x6fffffff
+export const PT_DYNAMIC = 2
+export const PT_INTERP = 3
+export const ET_EXEC = 2
+export const ET_DYN = 3
+export const DT_NEEDED = 1
+export const DT_SONAME = 14
+export const DT_FLAGS_1 = 0x6ffffffb
+/** DF_1_PIE: set by linkers on position-independent executables (an ET_DYN that is not a library). */
+export const DF_1_PIE = 0x08000000
+
+/** One entry of the dynamic section, with string values (DT_NEEDED, DT_SONAME...) resolved through its string table. */
+export interface DynamicEntry {
+  readonly tag: number
+  readonly value: bigint
+  readonly string?: string
+}
+
+/** The `.dynamic` section (SHT_DYNAMIC), up to DT_NULL; empty for a static executable. */
+export const readDynamic = (elf: Elf): Array<DynamicEntry> => {
+  const s = elf.sections.find((x) => x.type === SHT_DYNAMIC)
+  if (s === undefined) return []
+  const what = `dynamic section ${s.name}`
+  const data = slice(elf.bytes, s.offset, s.size, what)
+  const strSec = elf.sections[s.link]
+  const strs = strSec === undefined ? undefined : slice(elf.bytes, strSec.offset, strSec.size, `string table of ${what}`)
+  const out: Array<DynamicEntry> = []
+  for (let o = 0; o + 16 <= data.length; o += 16) {
+    const tag = Number(data.readBigInt64LE(o))
+    const value = data.readBigUInt64LE(o + 8)
+    if (tag === 0) break
+    if (tag === DT_NEEDED || tag === DT_SONAME) {
+      if (strs === undefined) throw new Corrupt(what, `string table index ${s.link} out of range`)
+      if (value > BigInt(strs.length)) throw new Corrupt(what, `string offset ${value} outside its string table`)
+      out.push({ tag, value, string: cstring(strs, Number(value), `${what} entry ${o / 16}`) })
+    } else {
+      out.push({ tag, value })
+    }
+  }
+  return out
+}
+
+/** An ELF note: owner name, type and descriptor bytes. */
+export interface Note {
+  readonly name: string
+  readonly type: number
+  readonly desc: Buffer
+}
+
+/** The notes of every SHT_NOTE section (`.note.gnu.build-id`, `.note.ABI-tag`...). */
+export const readNotes = (elf: Elf): Array<Note> => {
+  const out: Array<Note> = []
+  for (const s of elf.sections) {
+    if (s.type !== SHT_NOTE) continue
+    const what = `note section ${s.name}`
+    const data = slice(elf.bytes, s.offset, s.size, what)
+    let o = 0
+    while (o + 12 <= data.length) {
+      const namesz = data.readUInt32LE(o)
+      const descsz = data.readUInt32LE(o + 4)
+      const type = data.readUInt32LE(o + 8)
+      const nameAt = o + 12
+      const descAt = nameAt + align4(namesz)
+      check(data.length, descAt, descsz, what)
+      const name = data.toString("latin1", nameAt, nameAt + Math.max(0, namesz - 1))
+      out.push({ name, type, desc: data.subarray(descAt, descAt + descsz) })
+      o = descAt + align4(descsz)
+    }
+  }
+  return out
+}
+
+const align4 = (n: number) => (n + 3) & ~3
+
+/** Symbol versioning of a dynamic symbol table: the version named by each `.gnu.version` entry. */
+export interface SymbolVersions {
+  /** Per symbol index (as `readSymbols` numbers them, from 1): version name and whether it is hidden (`@` not `@@`). */
+  readonly of: (index: number) => { readonly name: string; readonly hidden: boolean } | undefined
+  /** Versions this object defines (`.gnu.version_d`), the base one (its own soname) excluded, in file order. */
+  readonly defined: ReadonlyArray<string>
+}
+
+/**
+ * Reads `.gnu.version` with `.gnu.version_d` (versions defined here) and `.gnu.version_r` (versions needed from
+ * other objects), so a dynamic symbol is named as `nm -D` and `readelf` name it: `SSL_write@@OPENSSL_3.0.0`.
+ */
+export const readSymbolVersions = (elf: Elf): SymbolVersions | undefined => {
+  const versym = elf.sections.find((s) => s.type === SHT_GNU_VERSYM)
+  if (versym === undefined) return undefined
+  const names = new Map<number, string>()
+  const defined: Array<string> = []
+  const verdef = elf.sections.find((s) => s.type === SHT_GNU_VERDEF)
+  if (verdef !== undefined) {
+    const what = "version definitions (.gnu.version_d)"
+    const data = slice(elf.bytes, verdef.offset, verdef.size, what)
+    const strs = linkedStrings(elf, verdef, what)
+    let o = 0
+    // The entry count is in sh_info, which the reader does not keep; the chain's vd_next = 0 ends it, bounded by size.
+    for (let i = 0; i < 0x10000 && o + 20 <= data.length; i++) {
+      const flags = data.readUInt16LE(o + 2)
+      const index = data.readUInt16LE(o + 4)
+      const aux = data.readUInt32LE(o + 12)
+      const next = data.readUInt32LE(o + 16)
+      check(data.length, o + aux, 8, what)
+      const name = cstring(strs, data.readUInt32LE(o + aux), `${what} entry ${i}`)
+      names.set(index, name)
+      if ((flags & 1) === 0) defined.push(name)
+      if (next === 0) break
+      o += next
+    }
+  }
+  const verneed = elf.sections.find((s) => s.type === SHT_GNU_VERNEED)
+  if (verneed !== undefined) {
+    const what = "version requirements (.gnu.version_r)"
+    const data = slice(elf.bytes, verneed.offset, verneed.size, what)
+    const strs = linkedStrings(elf, verneed, what)
+    let o = 0
+    for (let i = 0; i < 0x10000 && o + 16 <= data.length; i++) {
+      const cnt = data.readUInt16LE(o + 2)
+      const aux = data.readUInt32LE(o + 8)
+      const next = data.readUInt32LE(o + 12)
+      let a = o + aux
+      for (let j = 0; j < cnt; j++) {
+        check(data.length, a, 16, what)
+        const other = data.readUInt16LE(a + 6)
+        names.set(other & 0x7fff, cstring(strs, data.readUInt32LE(a + 8), `${what} entry ${i}.${j}`))
+        const anext = data.readUInt32LE(a + 12)
+        if (anext === 0) break
+        a += anext
+      }
+      if (next === 0) break
+      o += next
+    }
+  }
+  const data = slice(elf.bytes, versym.offset, versym.size, "symbol versions (.gnu.version)")
+  return {
+    defined,
+    of: (index) => {
+      if (2 * index + 2 > data.length) return undefined
+      const v = data.readUInt16LE(2 * index)
+      // 0 is local, 1 is the global base version: neither is printed with the name.
+      if ((v & 0x7fff) < 2) return undefined
+      const name = names.get(v & 0x7fff)
+      return name === undefined ? undefined : { name, hidden: (v & 0x8000) !== 0 }
+    }
+  }
+}
+
+const linkedStrings = (elf: Elf, s: Section, what: string): Buffer => {
+  const strSec = elf.sections[s.link]
+  if (strSec === undefined) throw new Corrupt(what, `string table index ${s.link} out of range`)
+  return slice(elf.bytes, strSec.offset, strSec.size, `string table of ${what}`)
 }

@@ -1,0 +1,259 @@
+/**
+ * Native analysis: what a C, C++ or Rust executable or shared library offers to uprobes — its functions from
+ * `.symtab` and `.dynsym` (with symbol versions) as file offsets, its kind, soname, needed libraries, build id,
+ * language and the versions of well-known libraries — and the shared objects a process has mapped, with the
+ * addresses they are loaded at. Pure: knows nothing of probes or the kernel. Go programs are GoBinary's.
+ *
+ * `NativeAnalysis` analyses a file once per (device, inode, mtime, size), as `TargetAnalysis` does for Go: libc,
+ * mapped by every process of a host, costs one analysis.
+ */
+import * as Fs from "node:fs/promises"
+import { Context, Effect, Layer, Option } from "effect"
+import * as Errors from "./Errors.ts"
+import * as FileCache from "./internal/Cache.ts"
+import { analyzeNativeBytes } from "./internal/Native.ts"
+
+export type NativeKind = "executable" | "pie" | "shared-object"
+export type NativeLanguage = "c" | "c++" | "rust" | "go"
+
+/** A defined function symbol: what a uprobe on this file takes is `fileOffset`. */
+export interface NativeFunction {
+  /** The symbol's name, without version. */
+  readonly name: string
+  /** As `nm -D` and `readelf -s` print it: `SSL_write@@OPENSSL_3.0.0`, `memcpy@GLIBC_2.2.5` (hidden), or the name. */
+  readonly qualifiedName: string
+  readonly version: string | undefined
+  /** False for a hidden (`@`) version: an old ABI kept for old programs, not what new links bind to. */
+  readonly defaultVersion: boolean
+  readonly address: bigint
+  readonly size: number
+  /** File offset of the first instruction; undefined when the address is in no file-backed segment. */
+  readonly fileOffset: number | undefined
+  readonly binding: "local" | "global" | "weak" | "unique"
+  readonly table: "dynsym" | "symtab"
+}
+
+/**
+ * A library version. `version-text` is the exact release the library embeds; `symbol-versions` is the newest symbol
+ * version it defines, the API level it offers (a lower bound of its release).
+ */
+export interface LibraryVersion {
+  readonly name: "openssl" | "glibc"
+  readonly version: string
+  readonly source: "version-text" | "symbol-versions"
+}
+
+/** One analysed native ELF file. */
+export interface NativeBinary {
+  readonly path: string
+  readonly arch: "x86-64"
+  readonly kind: NativeKind
+  readonly language: NativeLanguage
+  readonly soname: string | undefined
+  /** DT_NEEDED, in order. */
+  readonly needed: ReadonlyArray<string>
+  readonly interpreter: string | undefined
+  /** `.note.gnu.build-id` as hex. */
+  readonly buildId: string | undefined
+  /** No `.symtab`: only the exported (`.dynsym`) functions are known. */
+  readonly stripped: boolean
+  /** Symbol versions this object defines (`.gnu.version_d`), e.g. ["OPENSSL_3.0.0"]. */
+  readonly versions: ReadonlyArray<string>
+  readonly libraries: ReadonlyArray<LibraryVersion>
+  readonly functions: ReadonlyArray<NativeFunction>
+  /**
+   * A function by name: `SSL_write` (the default version when versioned; a global one before a local one of the same
+   * name), or qualified, `SSL_write@@OPENSSL_3.0.0` / `memcpy@GLIBC_2.2.5`.
+   */
+  readonly function: (name: string) => Option.Option<NativeFunction>
+  readonly summary: (functions?: ReadonlyArray<string>) => NativeBinarySummary
+}
+
+/** JSON summary of a NativeBinary; see docs/targets.md. */
+export interface NativeBinarySummary {
+  readonly path: string
+  readonly arch: "x86-64"
+  readonly kind: NativeKind
+  readonly language: NativeLanguage
+  readonly soname: string | null
+  readonly needed: ReadonlyArray<string>
+  readonly interpreter: string | null
+  readonly buildId: string | null
+  readonly stripped: boolean
+  readonly versions: ReadonlyArray<string>
+  readonly libraries: ReadonlyArray<LibraryVersion>
+  readonly functionCount: number
+  readonly functions: Record<string, {
+    readonly qualifiedName: string
+    readonly address: string
+    readonly fileOffset: number | null
+    readonly size: number
+  } | null>
+}
+
+const rank = (f: NativeFunction): number =>
+  (f.defaultVersion ? 0 : 4) + (f.binding === "local" ? 2 : 0) + (f.table === "dynsym" ? 0 : 1)
+
+/** Analyses bytes already in memory (no cache): for tests, fuzzing, and tools. */
+export const analyzeBuffer = (path: string, bytes: Buffer): Effect.Effect<NativeBinary, Errors.NativeAnalysisError> =>
+  Effect.try({ try: () => analyzeNativeBytes(path, bytes), catch: (e) => e }).pipe(
+    Effect.catch((e) => isNativeError(e) ? Effect.fail(e) : Effect.die(e)),
+    Effect.map((facts): NativeBinary => {
+      const byName = new Map<string, NativeFunction>()
+      for (const f of facts.functions) {
+        if (f.qualifiedName !== f.name) byName.set(f.qualifiedName, f)
+        const prev = byName.get(f.name)
+        if (prev === undefined || rank(f) < rank(prev)) byName.set(f.name, f)
+      }
+      const fn = (name: string) => Option.fromNullishOr(byName.get(name))
+      return {
+        path,
+        arch: "x86-64",
+        ...facts,
+        function: fn,
+        summary: (names = []) => ({
+          path,
+          arch: "x86-64",
+          kind: facts.kind,
+          language: facts.language,
+          soname: facts.soname ?? null,
+          needed: facts.needed,
+          interpreter: facts.interpreter ?? null,
+          buildId: facts.buildId ?? null,
+          stripped: facts.stripped,
+          versions: facts.versions,
+          libraries: facts.libraries,
+          functionCount: facts.functions.length,
+          functions: Object.fromEntries(names.map((n) => [n, Option.match(fn(n), {
+            onNone: () => null,
+            onSome: (f) => ({
+              qualifiedName: f.qualifiedName,
+              address: `0x${f.address.toString(16)}`,
+              fileOffset: f.fileOffset ?? null,
+              size: f.size
+            })
+          })]))
+        })
+      }
+    })
+  )
+
+const tags = new Set(["NotElf", "TruncatedElf", "CorruptElf", "UnsupportedArch", "NoSymbols"])
+
+const isNativeError = (e: unknown): e is Errors.NativeAnalysisError =>
+  typeof e === "object" && e !== null && tags.has((e as { _tag?: unknown })._tag as string)
+
+/** An executable mapping of an object: addresses [start, end) hold the file's bytes from `fileOffset`. */
+export interface ExecutableMapping {
+  readonly start: bigint
+  readonly end: bigint
+  readonly fileOffset: number
+}
+
+/** A file a process has mapped with code in it: its executable, its shared libraries. */
+export interface MappedObject {
+  /** As /proc/<pid>/maps names it: a path in the process's mount namespace. */
+  readonly path: string
+  /** The same file seen from here, through the process's root: what to open or attach to. */
+  readonly procPath: string
+  /** "major:minor" in hex, as /proc/<pid>/maps prints it. */
+  readonly device: string
+  readonly inode: number
+  /** The file was deleted (or replaced) after it was mapped. */
+  readonly deleted: boolean
+  /** Start of the first mapping of file offset 0; addresses of a PIE or library are relative to it. */
+  readonly base: bigint | undefined
+  readonly executable: ReadonlyArray<ExecutableMapping>
+}
+
+/** The address in the process of a file offset of `object`'s code, if an executable mapping holds it. */
+export const addressOf = (object: MappedObject, fileOffset: number): Option.Option<bigint> => {
+  for (const m of object.executable) {
+    const len = m.end - m.start
+    if (fileOffset >= m.fileOffset && BigInt(fileOffset - m.fileOffset) < len) {
+      return Option.some(m.start + BigInt(fileOffset - m.fileOffset))
+    }
+  }
+  return Option.none()
+}
+
+// start-end perms offset dev inode [path]; the path keeps its spaces, so it is the rest of the line.
+const mapsLine = /^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)\s*(.*)$/
+
+/** Parses the text of /proc/<pid>/maps into the file-backed objects with code, in order of first mapping. */
+export const parseMaps = (pid: number, text: string): Array<MappedObject> => {
+  const objects = new Map<string, {
+    path: string
+    device: string
+    inode: number
+    base: bigint | undefined
+    executable: Array<ExecutableMapping>
+  }>()
+  for (const line of text.split("\n")) {
+    const m = mapsLine.exec(line)
+    // Anonymous mappings ([heap], [stack], [vdso]...) have inode 0: no file to attach to.
+    if (m === null || m[6] === "0" || m[7] === "") continue
+    const [, start, end, perms, offset, device, inode, path] = m
+    const key = `${device}:${inode}:${path}`
+    let o = objects.get(key)
+    if (o === undefined) {
+      o = { path: path!, device: device!, inode: Number(inode), base: undefined, executable: [] }
+      objects.set(key, o)
+    }
+    const off = Number.parseInt(offset!, 16)
+    if (off === 0 && o.base === undefined) o.base = BigInt(`0x${start}`)
+    if (perms![2] === "x") o.executable.push({ start: BigInt(`0x${start}`), end: BigInt(`0x${end}`), fileOffset: off })
+  }
+  return [...objects.values()].filter((o) => o.executable.length > 0).map((o) => {
+    const deleted = o.path.endsWith(" (deleted)")
+    const path = deleted ? o.path.slice(0, -" (deleted)".length) : o.path
+    return { ...o, path, deleted, procPath: `/proc/${pid}/root${path}` }
+  })
+}
+
+/** The objects with code a process has mapped, from /proc/<pid>/maps. */
+export const processMaps = Effect.fn("NativeBinary.processMaps")(function*(pid: number) {
+  if (!Number.isInteger(pid) || pid <= 0) {
+    return yield* new Errors.ProcessNotFound({ pid, message: `invalid pid ${pid}` })
+  }
+  const text = yield* Effect.tryPromise({ try: () => Fs.readFile(`/proc/${pid}/maps`, "utf8"), catch: (e) => e }).pipe(
+    Effect.catch((e): Effect.Effect<never, Errors.MapsError> => {
+      const code = (e as NodeJS.ErrnoException).code
+      return Effect.fail(
+        code === "ENOENT" || code === "ESRCH"
+          ? new Errors.ProcessNotFound({ pid, message: `process ${pid} not found` })
+          : new Errors.ProcessUnreadable({ pid, message: `process ${pid}: cannot read /proc/${pid}/maps (${code ?? e})` })
+      )
+    })
+  )
+  const objects = parseMaps(pid, text)
+  if (objects.length === 0) {
+    // A kernel thread maps nothing; an exited process not yet reaped (a zombie) neither.
+    return yield* new Errors.ProcessUnreadable({
+      pid,
+      message: `process ${pid} has no mapped files (kernel thread or exited)`
+    })
+  }
+  return objects
+})
+
+/** The native analysis service: `analyzeFile` cached per file identity. */
+export class NativeAnalysis extends Context.Service<NativeAnalysis, {
+  readonly analyzeFile: (path: string) => Effect.Effect<NativeBinary, Errors.NativeAnalysisError>
+  readonly cacheStats: Effect.Effect<FileCache.Stats>
+}>()("probescope/target/NativeAnalysis") {}
+
+/** Builds the service; `maxEntries` distinct files are kept analysed (least recently used evicted). Default 64. */
+export const make = (options: { readonly maxEntries?: number } = {}) =>
+  Effect.sync(() => {
+    const cache = FileCache.make(options.maxEntries ?? 64, analyzeBuffer)
+    return NativeAnalysis.of({
+      analyzeFile: Effect.fn("NativeAnalysis.analyzeFile")(function*(path: string) {
+        return yield* cache.get(path)
+      }),
+      cacheStats: cache.stats
+    })
+  })
+
+/** The live layer. */
+export const layer: Layer.Layer<NativeAnalysis> = Layer.effect(NativeAnalysis, make())

@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process"
 import * as path from "node:path"
 
 /** In the order they run: the quick user-space ones first. */
-const benches = ["decode", "metrics", "analysis", "ringbuf", "discovery", "attach", "overhead"] as const
+const benches = ["decode", "metrics", "analysis", "ringbuf", "discovery", "attach", "startup", "overhead"] as const
 
 const chosen = process.argv.slice(2)
 const unknown = chosen.filter((c) => !(benches as ReadonlyArray<string>).includes(c))

@@ -145,7 +145,8 @@ export const load = (file: string): Effect.Effect<ConfigFile, ConfigFileError> =
       catch: (e) => fail(`cannot load the YAML parser: ${e instanceof Error ? e.message : String(e)}`, e)
     })
     const content = yield* Effect.try({
-      try: () => Yaml === undefined ? JSON.parse(text) as unknown : Yaml.parse(text, { prettyErrors: false }) as unknown,
+      try: () =>
+        Yaml === undefined ? JSON.parse(text) as unknown : Yaml.parse(text, { prettyErrors: false }) as unknown,
       catch: (e) =>
         fail(`not valid ${json ? "JSON" : "YAML"}: ${(e instanceof Error ? e.message : String(e)).split("\n")[0]}`, e)
     })

@@ -11,7 +11,7 @@ import * as Fs from "node:fs/promises"
 import { Context, Effect, Layer, Option } from "effect"
 import * as Errors from "./Errors.ts"
 import * as FileCache from "./internal/Cache.ts"
-import { analyzeNativeBytes } from "./internal/Native.ts"
+import { analyzeNativeBytes, type NativeFacts } from "./internal/Native.ts"
 
 export type NativeKind = "executable" | "pie" | "shared-object"
 export type NativeLanguage = "c" | "c++" | "rust" | "go"
@@ -43,24 +43,10 @@ export interface LibraryVersion {
   readonly source: "version-text" | "symbol-versions"
 }
 
-/** One analysed native ELF file. */
-export interface NativeBinary {
+/** One analysed native ELF file: what the analysis finds (`NativeFacts`), its path, and lookups. */
+export interface NativeBinary extends NativeFacts {
   readonly path: string
   readonly arch: "x86-64"
-  readonly kind: NativeKind
-  readonly language: NativeLanguage
-  readonly soname: string | undefined
-  /** DT_NEEDED, in order. */
-  readonly needed: ReadonlyArray<string>
-  readonly interpreter: string | undefined
-  /** `.note.gnu.build-id` as hex. */
-  readonly buildId: string | undefined
-  /** No `.symtab`: only the exported (`.dynsym`) functions are known. */
-  readonly stripped: boolean
-  /** Symbol versions this object defines (`.gnu.version_d`), e.g. ["OPENSSL_3.0.0"]. */
-  readonly versions: ReadonlyArray<string>
-  readonly libraries: ReadonlyArray<LibraryVersion>
-  readonly functions: ReadonlyArray<NativeFunction>
   /**
    * A function by name: `SSL_write` (the default version when versioned; a global one before a local one of the same
    * name), or qualified, `SSL_write@@OPENSSL_3.0.0` / `memcpy@GLIBC_2.2.5`.

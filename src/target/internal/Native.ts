@@ -28,15 +28,19 @@ const STT_GNU_IFUNC = 10
 const SHN_UNDEF = 0
 const binds: Record<number, NativeFunction["binding"]> = { 0: "local", 1: "global", 2: "weak", 10: "unique" }
 
-/** What the pure analysis finds; NativeBinary.ts adds the lookups. */
+/** What the pure analysis finds; NativeBinary.ts adds the path and the lookups. */
 export interface NativeFacts {
   readonly kind: NativeKind
   readonly language: NativeLanguage
   readonly soname: string | undefined
+  /** DT_NEEDED, in order. */
   readonly needed: ReadonlyArray<string>
   readonly interpreter: string | undefined
+  /** `.note.gnu.build-id` as hex. */
   readonly buildId: string | undefined
+  /** No `.symtab`: only the exported (`.dynsym`) functions are known. */
   readonly stripped: boolean
+  /** Symbol versions this object defines (`.gnu.version_d`), e.g. ["OPENSSL_3.0.0"]. */
   readonly versions: ReadonlyArray<string>
   readonly libraries: ReadonlyArray<LibraryVersion>
   /** Defined functions: `.dynsym` first (they carry versions), then `.symtab` ones not already listed. */

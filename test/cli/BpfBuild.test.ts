@@ -86,11 +86,13 @@ describe("bpf build", () => {
       const dir = tmp()
       Fs.writeFileSync(Path.join(dir, "mine.bpf.c"), goodSource)
       const file = Path.join(dir, "mine.bpf.c")
-      const error = yield* Effect.flip(BpfBuild.build({ file, clang: "clang-nonesuch" }))
+      // An absolute path: a bare name would be looked up on PATH, where a directory the user cannot search (a
+      // root-only one, as when the unit tests run unprivileged with root's PATH) makes it EACCES, not ENOENT.
+      const error = yield* Effect.flip(BpfBuild.build({ file, clang: "/nonexistent/clang-nonesuch" }))
       assert.strictEqual(error._tag, "ClangNotFound")
       assert.strictEqual(
         error.message,
-        "clang-nonesuch not found; install clang (Debian: apt-get install -y clang) or set CLANG to one"
+        "/nonexistent/clang-nonesuch not found; install clang (Debian: apt-get install -y clang) or set CLANG to one"
       )
     }).pipe(Effect.provide(NodeServices.layer)))
 

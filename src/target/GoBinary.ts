@@ -98,6 +98,8 @@ export interface GoProcess {
   readonly exe: string
   /** What `/proc/<pid>/exe` links to (may be a path in another mount namespace, or end in " (deleted)"). */
   readonly exeLink: string
+  /** The executable's identity, "device:inode" (what probes key links shared by its processes with). */
+  readonly file?: string
   readonly binary: GoBinary
   readonly goVersion: string
   readonly modules: ReadonlyMap<string, string>
@@ -144,11 +146,12 @@ export const make = (options: AnalysisOptions = {}) =>
       const binary = yield* analyzeFile(procExe).pipe(
         Effect.catchTag("FileUnreadable", (e) => Effect.fail(new Errors.ProcessUnreadable({ pid, message: e.message })))
       )
-      const exe = yield* sameFile(exeLink, procExe).pipe(Effect.map((same) => (same ? exeLink : procExe)))
+      const { file, same } = yield* identify(exeLink, procExe)
       return {
         pid,
-        exe,
+        exe: same ? exeLink : procExe,
         exeLink,
+        ...(file === undefined ? {} : { file }),
         binary,
         goVersion: binary.goVersion,
         modules: binary.modules,
@@ -167,13 +170,19 @@ export const make = (options: AnalysisOptions = {}) =>
 /** The live layer. */
 export const layer: Layer.Layer<TargetAnalysis> = Layer.effect(TargetAnalysis, make())
 
-const sameFile = (a: string, b: string): Effect.Effect<boolean> =>
+/**
+ * The identity ("device:inode") of the process's executable (`procExe`), and whether `path` is that same file here
+ * (the link may name a path in another mount namespace). One pair of stats serves both.
+ */
+const identify = (path: string, procExe: string): Effect.Effect<{ readonly file: string | undefined; readonly same: boolean }> =>
   Effect.promise(async () => {
-    try {
-      const [x, y] = await Promise.all([Fs.stat(a, { bigint: true }), Fs.stat(b, { bigint: true })])
-      return x.dev === y.dev && x.ino === y.ino
-    } catch {
-      return false
+    const [x, y] = await Promise.all([
+      Fs.stat(path, { bigint: true }).catch(() => undefined),
+      Fs.stat(procExe, { bigint: true }).catch(() => undefined)
+    ])
+    return {
+      file: y === undefined ? undefined : `${y.dev}:${y.ino}`,
+      same: x !== undefined && y !== undefined && x.dev === y.dev && x.ino === y.ino
     }
   })
 

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { spawn } from "node:child_process"
+import * as Fs from "node:fs"
 import type { Target } from "../../src/probe/Target.ts"
 import { layer, make, TargetAnalysis } from "../../src/target/GoBinary.ts"
 import { buildFixture } from "./helpers.ts"
@@ -22,6 +23,9 @@ describe("TargetAnalysis", { timeout: 300_000 }, () => {
       assert.strictEqual(target.pid, child.pid)
       assert.strictEqual(p.exe, path)
       assert.strictEqual(p.exeLink, path)
+      // The identity shared links are keyed by: the executable's device and inode, as stat gives them.
+      const st = Fs.statSync(path, { bigint: true })
+      assert.strictEqual(p.file, `${st.dev}:${st.ino}`)
       assert.strictEqual(p.goVersion, "1.26.8")
       assert.strictEqual(p.modules.get("std"), "1.26.8")
       assert.isTrue(Option.isSome(p.function("net/http.serverHandler.ServeHTTP")))

@@ -26,7 +26,7 @@ import * as ProcessResources from "../../telemetry/ProcessResources.ts"
 import type { ProbeInfo } from "./probes.ts"
 import * as Selecting from "./selection.ts"
 import type { Selection } from "./targets.ts"
-import { fileIdentity, unsupported } from "./targets.ts"
+import { unsupported } from "./targets.ts"
 
 /** A process the agent attached to at start, and the instrument probes attached there. */
 export interface AttachedProcess {
@@ -244,7 +244,7 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
             // Selected by what it runs, every process of the file is wanted: links can be shared per file.
             const wide = rules.wide(view(pid, exe)) || predicate
             const how: Target["selection"] = wide ? "executable" : "process"
-            const selected: Target = { ...target, selection: how, ...fileIdentity(target.exe) }
+            const selected: Target = { ...target, selection: how }
             return detected(pid).pipe(
               Effect.flatMap((attributes) =>
                 resources.register(pid, { exe: target.exe, goVersion: target.goVersion, detected: attributes })

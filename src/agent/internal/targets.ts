@@ -3,7 +3,6 @@
  * each one's reason when none does), the explicit targets' checks, how a process was selected, the executable's
  * identity for shared links, and the link grace from the environment.
  */
-import * as Fs from "node:fs"
 import { Config, Duration, Effect } from "effect"
 import * as Manifest from "../../probe/Manifest.ts"
 import type { Target } from "../../probe/Target.ts"
@@ -62,16 +61,6 @@ export const checkExe = (probes: ReadonlyArray<ProbeInfo>, path: string) =>
     const reason = unsupported(probes, { ...binary, pid: 0, exe: binary.path })
     if (reason !== undefined) return yield* new UnsupportedTarget({ message: reason })
   })
-
-/** The executable's device and inode, which shared links are keyed by (any path to the file gives the same). */
-export const fileIdentity = (exe: string): { readonly file?: string } => {
-  try {
-    const st = Fs.statSync(exe, { bigint: true })
-    return { file: `${st.dev}:${st.ino}` }
-  } catch {
-    return {}
-  }
-}
 
 /**
  * How long a file's shared links outlive its last process (`PROBESCOPE_LINK_GRACE_MS`, default 10000, 0 closes them

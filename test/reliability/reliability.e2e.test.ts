@@ -55,6 +55,15 @@ const waitAttached = (agent: { readonly stderr: () => string }, procs: ReadonlyA
     return procs.every((p) => attached.has(p.pid))
   })
 
+/** The agent on churn and the example backend (both by executable), the backend serving: churn's requests go there. */
+const churnAgainstBackend = Effect.gen(function*() {
+  const collector = yield* Collector.make()
+  const agent = yield* startAgent(["--exe", churn, "--exe", backendExe], collector)
+  const backend = yield* startService(backendExe, [])
+  yield* agent.line("stderr", attachedLine(backend.pid))
+  return { collector, url: `http://${backend.addr}/users/1` }
+})
+
 /** Runs one churn process to its end and returns its pid. */
 const runChurn = (args: ReadonlyArray<string>) =>
   Effect.scoped(Effect.gen(function*() {
@@ -141,11 +150,7 @@ describe("reliability", () => {
 
   it.live("a restarted process of an attached executable is traced from its first instruction", () =>
     Effect.gen(function*() {
-      const collector = yield* Collector.make()
-      const agent = yield* startAgent(["--exe", churn, "--exe", backendExe], collector)
-      const backend = yield* startService(backendExe, [])
-      yield* agent.line("stderr", attachedLine(backend.pid))
-      const url = `http://${backend.addr}/users/1`
+      const { collector, url } = yield* churnAgainstBackend
       const first = yield* runChurn(["-url", url, "-n", "1", "-delay", "300ms"])
       // No wait at all after exec: the file's per-target entry serves it before the agent has seen it start.
       const second = yield* runChurn(["-url", url, "-n", "1", "-delay", "0s"])
@@ -160,11 +165,7 @@ describe("reliability", () => {
 
   it.live("200 processes living 50 ms, one request each: at least 95 % traced", () =>
     Effect.gen(function*() {
-      const collector = yield* Collector.make()
-      const agent = yield* startAgent(["--exe", churn, "--exe", backendExe], collector)
-      const backend = yield* startService(backendExe, [])
-      yield* agent.line("stderr", attachedLine(backend.pid))
-      const url = `http://${backend.addr}/users/1`
+      const { collector, url } = yield* churnAgainstBackend
       const pids = yield* Effect.forEach(
         Array.from({ length: 200 }),
         () => runChurn(["-url", url, "-n", "1", "-delay", "25ms", "-live", "20ms"]),

@@ -211,9 +211,9 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
       Effect.asVoid(Effect.forkIn(effect, scope, { startImmediately: true }))
 
     /** The detected part of the process's resource: host, container, pod, and the arguments when asked for. */
-    const detected = (pid: number) =>
-      Effect.map(options.commandArgs ? argsOf(pid) : Effect.succeed(undefined), (args) => {
-        const cg = Cgroup.readSync(pid)
+    const detected = (proc: Selecting.ProcessView) =>
+      Effect.map(options.commandArgs ? argsOf(proc.pid) : Effect.succeed(undefined), (args) => {
+        const cg = proc.cgroup()
         return Detected.attributes(host, {
           ...(cg.containerId === undefined ? {} : { containerId: cg.containerId }),
           ...(cg.podUid === undefined ? {} : { podUid: cg.podUid }),
@@ -230,29 +230,32 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
     const started = (pid: number, exe: string): Effect.Effect<void> =>
       Effect.suspend(() => {
         exes.set(pid, exe)
+        // One view for this look: its cgroup is read at most once, for the selectors and for the resource alike.
+        const proc = view(pid, exe)
+        const isNamed = rules.matches(proc).length > 0
         // Nothing but analysis (Go) could pick it: spare the analysis.
-        if (selection.goPredicate === undefined && !named(pid, exe)) return notSelected(pid, exe)
+        if (selection.goPredicate === undefined && !isNamed) return notSelected(pid, exe)
         return analysis.analyzePid(pid).pipe(
           Effect.flatMap((target) => {
             const predicate = selection.goPredicate?.(target.binary) === true
-            if (!named(pid, exe) && !predicate) return notSelected(pid, exe)
+            if (!isNamed && !predicate) return notSelected(pid, exe)
             const reason = unsupported(probes, target)
-            if (reason !== undefined) return skip(pid, exe, reason)
+            if (reason !== undefined) return skip(pid, exe, reason, isNamed)
             exited.delete(pid)
             waiting.delete(pid)
             chosen.add(pid)
             // Selected by what it runs, every process of the file is wanted: links can be shared per file.
-            const wide = rules.wide(view(pid, exe)) || predicate
+            const wide = rules.wide(proc) || predicate
             const how: Target["selection"] = wide ? "executable" : "process"
             const selected: Target = { ...target, selection: how }
-            return detected(pid).pipe(
+            return detected(proc).pipe(
               Effect.flatMap((attributes) =>
                 resources.register(pid, { exe: target.exe, goVersion: target.goVersion, detected: attributes })
               ),
               Effect.andThen(submit(attach(selected)))
             )
           }),
-          Effect.catch((e: ProcessAnalysisError) => skip(pid, exe, e.message))
+          Effect.catch((e: ProcessAnalysisError) => skip(pid, exe, e.message, isNamed))
         )
       })
 

@@ -11,7 +11,6 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Bpf } from "../kernel/Bpf.ts"
 import { ownBpfFds } from "../kernel/BpfLive.ts"
-import { loadAddon, type NativeLink, type NativeObject } from "../kernel/internal/addon.ts"
 import * as Lockdown from "../instrumentations/internal/Lockdown.ts"
 import * as Binary from "../probe/Binary.ts"
 import * as Probe from "../probe/Probe.ts"
@@ -385,42 +384,24 @@ export const removeStaleCgroups = (mount: string): void => {
 
 /**
  * A sock_ops program loaded and attached (a BPF link) to a cgroup made for the check under the cgroup v2 mount, then
- * detached and the cgroup removed. The Bpf service attaches uprobes and tracepoints only, so this uses the addon.
+ * detached and the cgroup removed.
  */
-const cgroupHooks: Effect.Effect<Check> = Effect.gen(function*() {
-  const addon = loadAddon()
-  if (typeof addon === "string") return check("cgroup", false, addon, false)
+const cgroupHooks: Effect.Effect<Check, never, Bpf> = Effect.gen(function*() {
   const mount = cgroup2Mount(Option.getOrElse(readText("/proc/self/mountinfo"), () => ""))
   if (Option.isNone(mount)) return check("cgroup", false, "no cgroup v2 mount in /proc/self/mountinfo", false)
   yield* Effect.sync(() => removeStaleCgroups(mount.value))
   const dir = path.join(mount.value, `probescope-doctor-${process.pid}`)
   return yield* Effect.scoped(Effect.gen(function*() {
+    // Made first, so released last: the cgroup can only be removed once the link and the object are gone.
     yield* Effect.acquireRelease(
       attempt(`mkdir ${dir}`, () => fs.mkdirSync(dir)),
       () => Effect.sync(() => fs.rmdirSync(dir))
     )
-    const obj = yield* Effect.acquireRelease(
-      attempt("load sock_ops", (): NativeObject => {
-        const o = new addon.BpfObject(Probe.objectFile(FEATURE_OBJECT), FEATURE_OBJECT)
-        try {
-          for (const p of others("feature_sock_ops")) o.setAutoload(p, false)
-          o.load()
-          return o
-        } catch (e) {
-          o.close()
-          throw e
-        }
-      }),
-      (o) => Effect.sync(() => o.close())
-    )
-    // Released before the object and the directory: the cgroup can only be removed once nothing holds it.
-    yield* Effect.acquireRelease(
-      attempt(`attach sock_ops to ${dir}`, (): NativeLink => obj.attachCgroup("feature_sock_ops", dir)),
-      (link) => Effect.sync(() => link.destroy())
-    )
+    const obj = yield* loadFeature("feature_sock_ops")
+    yield* obj.attachCgroup({ program: "feature_sock_ops", cgroup: dir })
     return check("cgroup", true, `sock_ops attached to a cgroup under ${mount.value} and detached`, false)
   }))
-}).pipe(Effect.catch((e) => Effect.succeed(check("cgroup", false, e.message, false))))
+}).pipe(Effect.catch((e) => Effect.succeed(check("cgroup", false, errorText(e), false))))
 
 /** Whether the kernel has `uprobe_multi` links (6.6), as the addon found at start. */
 const uprobeMulti = (supported: boolean): Check =>

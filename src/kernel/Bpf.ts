@@ -118,6 +118,13 @@ export interface TracepointSpec {
   readonly name: string
 }
 
+/** A cgroup program (sock_ops, ...) attached to one cgroup v2 directory. */
+export interface CgroupSpec {
+  readonly program: string
+  /** The cgroup's directory under the cgroup v2 mount. */
+  readonly cgroup: string
+}
+
 export interface RingBufferOptions {
   /** Records buffered between the kernel and the consumer before new ones are dropped (and counted). */
   readonly capacity?: number
@@ -211,6 +218,10 @@ export interface BpfObject {
   ) => Effect.Effect<Link, BpfAttachError | BpfPermissionError, Scope.Scope>
   readonly attachTracepoint: (
     spec: TracepointSpec
+  ) => Effect.Effect<Link, BpfAttachError | BpfPermissionError, Scope.Scope>
+  /** Attach a cgroup program (a BPF link); detached when the scope closes. */
+  readonly attachCgroup: (
+    spec: CgroupSpec
   ) => Effect.Effect<Link, BpfAttachError | BpfPermissionError, Scope.Scope>
   /** Subscribe to a BPF_MAP_TYPE_RINGBUF map; polling stops when the scope closes. */
   readonly ringBuffer: (

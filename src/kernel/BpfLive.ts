@@ -15,6 +15,7 @@ import {
   BpfOpenError,
   type BpfError,
   type BpfObject,
+  type CgroupSpec,
   type Link,
   type MapRef,
   type ObjectBtf,
@@ -202,6 +203,18 @@ const make = (addon: Addon, drainMs: number) => {
       }
     })
 
+    const attachCgroup = Effect.fn("Bpf.attachCgroup")(function*(spec: CgroupSpec) {
+      const target = `cgroup ${spec.cgroup}`
+      const native = yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => obj.attachCgroup(spec.program, spec.cgroup),
+          catch: (cause) => attachError(spec.program, target, cause)
+        }),
+        destroy
+      )
+      return { id: native.id(), program: spec.program, description: target, kernelLinks: 1 } satisfies Link
+    })
+
     const ringBuffer = Effect.fn("Bpf.ringBuffer")(function*(map: string, options?: RingBufferOptions) {
       const capacity = Math.max(1, options?.capacity ?? defaultCapacity)
       const sinks = new Set<Queue.Queue<Uint8Array, Cause.Done>>()
@@ -304,6 +317,7 @@ const make = (addon: Addon, drainMs: number) => {
         }),
       attachUprobe,
       attachTracepoint,
+      attachCgroup,
       ringBuffer
     }
   }

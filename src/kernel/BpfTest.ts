@@ -18,6 +18,7 @@ import type * as Scope from "effect/Scope"
 import type {
   BpfError,
   BpfObject,
+  CgroupSpec,
   ConstantValue,
   Link,
   MapRef,
@@ -46,7 +47,7 @@ export type KernelEvent =
     readonly object: string
     readonly link: number
     readonly program: string
-    readonly kind: "uprobe" | "tracepoint"
+    readonly kind: "uprobe" | "tracepoint" | "cgroup"
     readonly binary?: string
     readonly offset?: number
     readonly offsets?: ReadonlyArray<number>
@@ -167,7 +168,7 @@ const toHex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
 
 const basename = (file: string): string => (file.split("/").pop() ?? file).replace(/\.bpf\.o$|\.o$/, "")
 
-const matchesAttach = (m: AttachMatch, object: string, spec: UprobeSpec | TracepointSpec): boolean => {
+const matchesAttach = (m: AttachMatch, object: string, spec: UprobeSpec | TracepointSpec | CgroupSpec): boolean => {
   const u = spec as Partial<UprobeSpec>
   return (m.object === undefined || m.object === object) &&
     (m.program === undefined || m.program === spec.program) &&
@@ -232,12 +233,14 @@ const make = Effect.sync(() => {
 
   const attachLink = (
     obj: FakeObject,
-    spec: UprobeSpec | TracepointSpec,
-    kind: "uprobe" | "tracepoint"
+    spec: UprobeSpec | TracepointSpec | CgroupSpec,
+    kind: "uprobe" | "tracepoint" | "cgroup"
   ): Effect.Effect<Link, BpfAttachError | BpfPermissionError, Scope.Scope> =>
     Effect.suspend(() => {
       const target = kind === "uprobe" ?
         `${(spec as UprobeSpec).binary}:${(spec as UprobeSpec).offset ?? (spec as UprobeSpec).symbol}` :
+        kind === "cgroup" ?
+        `cgroup ${(spec as CgroupSpec).cgroup}` :
         `${(spec as TracepointSpec).category}/${(spec as TracepointSpec).name}`
       if (obj.closed) {
         return Effect.fail(
@@ -347,6 +350,7 @@ const make = Effect.sync(() => {
       Effect.map(getMap(obj, map, "mapRef"), (m): MapRef => ({ object: m.owner, map: m.name, handle: m })),
     attachUprobe: (spec) => attachLink(obj, spec, "uprobe"),
     attachTracepoint: (spec) => attachLink(obj, spec, "tracepoint"),
+    attachCgroup: (spec) => attachLink(obj, spec, "cgroup"),
     ringBuffer: (map, options) =>
       Effect.gen(function*() {
         yield* getMap(obj, map, "ring_buffer__new")

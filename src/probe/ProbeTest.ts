@@ -239,6 +239,8 @@ export interface MockProbeOptions {
   readonly dependsOn?: ReadonlyArray<string>
 }
 
+const mockLink = (program: string) => Effect.succeed({ id: 0, program, description: "mock", kernelLinks: 0 })
+
 const mockObject = (name: string): BpfObject => ({
   name,
   programs: [],
@@ -248,8 +250,9 @@ const mockObject = (name: string): BpfObject => ({
   update: () => Effect.void,
   delete: () => Effect.succeed(false),
   mapRef: (map) => Effect.succeed({ object: name, map, handle: undefined }),
-  attachUprobe: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock", kernelLinks: 0 }),
-  attachTracepoint: (spec) => Effect.succeed({ id: 0, program: spec.program, description: "mock", kernelLinks: 0 }),
+  attachUprobe: (spec) => mockLink(spec.program),
+  attachTracepoint: (spec) => mockLink(spec.program),
+  attachCgroup: (spec) => mockLink(spec.program),
   ringBuffer: (map) =>
     Effect.succeed({
       map,

@@ -12,7 +12,8 @@
 import * as Module from "node:module"
 import "../runtime/CliGuard.ts"
 
-if (process.env["NODE_COMPILE_CACHE"] === undefined) {
+// Only the compiled CLI caches: run from src/ (tests, a checkout without dist/) it would write into the sources.
+if (process.env["NODE_COMPILE_CACHE"] === undefined && import.meta.url.endsWith(".js")) {
   try {
     Module.enableCompileCache(new URL("../.compile-cache", import.meta.url).pathname)
   } catch {

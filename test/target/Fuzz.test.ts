@@ -1,35 +1,24 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Option } from "effect"
 import * as Fs from "node:fs"
 import { analyzeBuffer } from "../../src/target/GoBinary.ts"
 import { parseElf } from "../../src/target/internal/Elf.ts"
 import { buildFixture } from "./helpers.ts"
 import { rng } from "../prng.ts"
+import { exercise as typed } from "./fuzzing.ts"
 
 const tags = new Set(["NotElf", "TruncatedElf", "CorruptElf", "UnsupportedArch", "NotGo", "GoTooOld",
   "CorruptBuildInfo", "StrippedNoPclntab"])
 
-
 /** Analyses `bytes` fully (functions, fields, summary); fails the test on a defect, returns the outcome. */
-const exercise = (bytes: Buffer, label: string): "ok" | string => {
-  const exit = Effect.runSyncExit(analyzeBuffer("/fuzz", bytes))
-  if (Exit.isFailure(exit)) {
-    const err = Cause.findErrorOption(exit.cause)
-    assert.isTrue(Option.isSome(err), `${label}: defect ${Cause.pretty(exit.cause)}`)
-    const e = Option.getOrThrow(err)
-    assert.isTrue(tags.has(e._tag), `${label}: unexpected ${e._tag}`)
-    assert.isAbove(e.message.length, 0)
-    return e._tag
-  }
-  const b = exit.value
-  const names = b.functionNames()
-  for (let i = 0; i < names.length; i += Math.max(1, Math.floor(names.length / 40))) b.function(names[i]!)
-  b.field("net/http.Request", "Method")
-  b.field("main.unknownType", "x")
-  b.dwarfError()
-  JSON.stringify(b.summary(["main.main", "runtime.main", "runtime.memmove"]))
-  return "ok"
-}
+const exercise = (bytes: Buffer, label: string): string =>
+  typed(analyzeBuffer("/fuzz", bytes), tags, label, (b) => {
+    const names = b.functionNames()
+    for (let i = 0; i < names.length; i += Math.max(1, Math.floor(names.length / 40))) b.function(names[i]!)
+    b.field("net/http.Request", "Method")
+    b.field("main.unknownType", "x")
+    b.dwarfError()
+    JSON.stringify(b.summary(["main.main", "runtime.main", "runtime.memmove"]))
+  })
 
 /** Byte ranges worth corrupting: headers and the tables the analysis walks. */
 const hotRanges = (bytes: Buffer): Array<[number, number]> => {

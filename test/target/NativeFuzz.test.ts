@@ -1,31 +1,21 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Option } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { analyzeBuffer } from "../../src/target/NativeBinary.ts"
 import { parseElf } from "../../src/target/internal/Elf.ts"
 import { buildNative } from "./nativeHelpers.ts"
 import { rng } from "../prng.ts"
+import { exercise as typed } from "./fuzzing.ts"
 
 const tags = new Set(["NotElf", "TruncatedElf", "CorruptElf", "UnsupportedArch", "NoSymbols"])
 
 /** Analyses `bytes` fully (lookups, summary); fails the test on a defect, returns the outcome. */
-const exercise = (bytes: Buffer, label: string): string => {
-  const exit = Effect.runSyncExit(analyzeBuffer("/fuzz", bytes))
-  if (Exit.isFailure(exit)) {
-    const err = Cause.findErrorOption(exit.cause)
-    assert.isTrue(Option.isSome(err), `${label}: defect ${Cause.pretty(exit.cause)}`)
-    const e = Option.getOrThrow(err)
-    assert.isTrue(tags.has(e._tag), `${label}: unexpected ${e._tag}`)
-    assert.isAbove(e.message.length, 0)
-    return e._tag
-  }
-  const b = exit.value
-  b.function("lib_add")
-  b.function("SSL_write")
-  JSON.stringify(b.summary(["main", "lib_add", "SSL_write"]))
-  return "ok"
-}
+const exercise = (bytes: Buffer, label: string): string =>
+  typed(analyzeBuffer("/fuzz", bytes), tags, label, (b) => {
+    b.function("lib_add")
+    b.function("SSL_write")
+    JSON.stringify(b.summary(["main", "lib_add", "SSL_write"]))
+  })
 
 /** Headers and the tables the native analysis walks: symbols, versions, dynamic, notes. */
 const hotRanges = (bytes: Buffer): Array<[number, number]> => {

@@ -53,17 +53,21 @@ export interface Attacher {
 
 /** Consumer-side counters of a Runner. */
 export interface RunnerStats {
-  /** Records decoded into spans and emitted. */
+  /** Records decoded into signals (spans, logs, measurements) and emitted. */
   readonly records: number
   /** Records the decoder rejected. */
   readonly decodeErrors: number
-  /** Records decoded fine that the probe chose not to turn into a span. */
+  /** Records decoded fine that the probe chose not to turn into any signal. */
   readonly skipped: number
+  /** Records lost because the probe's `signals` recorded what it did not declare, or threw. */
+  readonly signalErrors: number
+  /** Logs and measurements the sink could not take (a sink without `logs` or `measurements`). */
+  readonly unsupported: number
   /** Records the consumer dropped (the ring-buffer subscription's own counter). */
   readonly consumerDropped: number
 }
 
-/** Runner: reads the probe's ring buffer, decodes each record, emits spans. Runs until interrupted or stopped. */
+/** Runner: reads the probe's ring buffer, decodes each record, emits its signals. Runs until interrupted or stopped. */
 export interface Runner {
   readonly run: Effect.Effect<void, never, TelemetrySink>
   readonly stats: Effect.Effect<RunnerStats>

@@ -15,30 +15,25 @@
  */
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Schema, Scope, SchemaIssue, Stream } from "effect"
-import type { BpfError, BpfObject, ConstantValue, Link, MapRef, RingBuffer } from "../kernel/Bpf.ts"
+import { Context, Effect, Exit, Layer, Option, Schema, Scope, SchemaIssue } from "effect"
+import type { BpfError, BpfObject, ConstantValue, MapRef } from "../kernel/Bpf.ts"
 import { Bpf, BpfMapError } from "../kernel/Bpf.ts"
 import * as Binary from "./Binary.ts"
 import { pidKey } from "./Binary.ts"
-import type {
-  Attacher,
-  Attachment,
-  KernelStats,
-  LayoutCheck,
-  Loaded,
-  Runner,
-  RunnerStats,
-  Tracing
-} from "./Capabilities.ts"
+import type { Attacher, KernelStats, LayoutCheck, Loaded, Runner, Tracing } from "./Capabilities.ts"
+import { LinkGrace, makeAttacher } from "./internal/attacher.ts"
+import { makeCollector, makeRunner, signalsOf } from "./internal/runner.ts"
+import type { Instruments } from "./Instruments.ts"
 import type { FieldSpecs, Manifest, Offsets } from "./Manifest.ts"
 import * as ManifestM from "./Manifest.ts"
-import { LayoutMismatch, ProbeAttachError, ProbeConfigError, ProbeLoadError } from "./ProbeError.ts"
+import { LayoutMismatch, ProbeConfigError, ProbeLoadError, ProbeSignalError } from "./ProbeError.ts"
 import type { Target } from "./Target.ts"
-import type { SpanData } from "./Telemetry.ts"
-import { TelemetrySink } from "./Telemetry.ts"
+import type { Attributes, LogData, Signals, SpanData } from "./Telemetry.ts"
 import * as TracingConfigM from "./TracingConfig.ts"
 import type { Sampler } from "./TracingConfig.ts"
 import { TracingConfig } from "./TracingConfig.ts"
+
+export { fileKey, LinkGrace } from "./internal/attacher.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Identity and handles
@@ -141,11 +136,21 @@ export interface Definition<
 export interface InstrumentDefinition<Name extends string, Config, ConfigInput, Shares extends string, R>
   extends Definition<Name, InstrumentProbe<Name, Config, Shares>, ConfigInput, Shares, R>
 {
-  /** Decode one ring-buffer record as the Runner would: undefined when the probe skips it. */
+  /** The metric instruments the probe declares (what it may record into). */
+  readonly instruments: Instruments
+  /**
+   * Everything one ring-buffer record turns into, as the Runner would emit it. Recording into an undeclared
+   * instrument, or a value it cannot take, fails with `ProbeSignalError`.
+   */
+  readonly signals: (
+    record: Uint8Array,
+    config?: ConfigInput
+  ) => Effect.Effect<Signals, ProbeConfigError | Schema.SchemaError | ProbeSignalError>
+  /** The first span one record turns into, or undefined (a shorthand of `signals` for span probes). */
   readonly decode: (
     record: Uint8Array,
     config?: ConfigInput
-  ) => Effect.Effect<SpanData | undefined, ProbeConfigError | Schema.SchemaError>
+  ) => Effect.Effect<SpanData | undefined, ProbeConfigError | Schema.SchemaError | ProbeSignalError>
 }
 
 /** Probe-specific config input by probe name (e.g. from the agent's config file); absent means defaults. */
@@ -185,6 +190,20 @@ export interface PerTarget<Config, F extends FieldSpecs, T> {
 /** A span as a probe builds it; the framework fills in `probe`. */
 export type SpanInput = Omit<SpanData, "probe">
 
+/** A log record as a probe builds it; the framework fills in `probe`. */
+export type LogInput = Omit<LogData, "probe">
+
+/**
+ * What a probe's `signals` emits one record's telemetry through. `metric` takes the key of an instrument the probe
+ * declared (`instruments`), so recording into anything else does not type-check (and is a `ProbeSignalError` at run
+ * time); `pid` selects the process resource, absent for a host-wide measurement.
+ */
+export interface Emit<K extends string> {
+  readonly span: (span: SpanInput) => void
+  readonly log: (log: LogInput) => void
+  readonly metric: (instrument: K, value: number, attributes?: Attributes, pid?: number) => void
+}
+
 /** What every probe declares. */
 export interface CommonOptions<
   Name extends string,
@@ -219,7 +238,8 @@ export interface InstrumentOptions<
   Shares extends string,
   T,
   Deps extends SharedMap<any, any, any>,
-  Rec
+  Rec,
+  I extends Instruments = {}
 > extends CommonOptions<Name, F, Config, ConfigInput, Shares, T, Deps> {
   /** `.rodata` constants; the sampler's (`ps_sampler_*`) are added unless `sampling` is "none". */
   readonly constants?: (ctx: TracingLoadContext<Config>) => Readonly<Record<string, ConstantValue>>
@@ -229,8 +249,15 @@ export interface InstrumentOptions<
   readonly ringBuffer?: { readonly map?: string; readonly capacity?: number }
   /** Decodes one ring-buffer record; usually `Binary.schema(Binary.struct({...}))`. */
   readonly record: Schema.Codec<Rec, Uint8Array>
-  /** Builds the span from a decoded record; undefined skips the record. */
-  readonly span: (record: Rec, ctx: LoadContext<Config>) => SpanInput | undefined
+  /** The metric instruments `signals` records into, by the key it uses (`Instruments.histogram(...)`, ...). */
+  readonly instruments?: I
+  /** Builds the span from a decoded record; undefined skips the record. Give this or `signals`. */
+  readonly span?: (record: Rec, ctx: LoadContext<Config>) => SpanInput | undefined
+  /**
+   * Turns a decoded record into any signals: spans, log records, measurements into the declared `instruments`. Give
+   * this or `span`; emitting nothing skips the record.
+   */
+  readonly signals?: (record: Rec, emit: Emit<Extract<keyof I, string>>, ctx: LoadContext<Config>) => void
 }
 
 /** Options of `Probe.daemon`. */
@@ -304,9 +331,10 @@ export const instrument = <
   const Shares extends string = never,
   T = never,
   Deps extends SharedMap<any, any, any> = never,
-  Rec = unknown
+  Rec = unknown,
+  const I extends Instruments = {}
 >(
-  options: InstrumentOptions<Name, F, Config, ConfigInput, Shares, T, Deps, Rec>
+  options: InstrumentOptions<Name, F, Config, ConfigInput, Shares, T, Deps, Rec, I>
 ): InstrumentDefinition<Name, Config, ConfigInput, Shares, Bpf | TracingConfig | DepR<Deps>> =>
   define("instrument", options as never) as any
 
@@ -377,13 +405,22 @@ const u32Key = (n: number): Uint8Array => pidKey(n)
 
 type AnyOptions =
   & CommonOptions<string, FieldSpecs, unknown, unknown, string, unknown, SharedMap<string, string, unknown>>
-  & Partial<Pick<InstrumentOptions<string, FieldSpecs, unknown, unknown, string, unknown, any, unknown>,
-    "sampling" | "ringBuffer" | "record" | "span">>
+  & Partial<Pick<InstrumentOptions<string, FieldSpecs, unknown, unknown, string, unknown, any, unknown, Instruments>,
+    "sampling" | "ringBuffer" | "record" | "span" | "signals" | "instruments">>
   & { readonly constants?: (ctx: TracingLoadContext<unknown>) => Readonly<Record<string, ConstantValue>> }
 
 const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
   const name = options.name
-  const problems = ManifestM.validate(options.manifest)
+  const problems = [...ManifestM.validate(options.manifest)]
+  if (kind === "instrument" && (options.span === undefined) === (options.signals === undefined)) {
+    problems.push("an instrument probe gives exactly one of `span` and `signals`")
+  }
+  const instruments: Instruments = options.instruments ?? {}
+  const names = new Set<string>()
+  for (const i of Object.values(instruments)) {
+    if (names.has(i.name)) problems.push(`instrument ${i.name} is declared twice`)
+    names.add(i.name)
+  }
   if (problems.length > 0) throw new Error(`probe ${name}: invalid manifest: ${problems.join("; ")}`)
   const tag = Context.Service<ProbeId<string>, AnyProbe>(`probescope/probe/${name}`)
   const configSchema = (options.config ?? EmptyConfig) as Schema.Codec<unknown, unknown>
@@ -422,7 +459,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
       const loaded: Loaded = { object, constants, reusedMaps, layouts }
       const attacher = makeAttacher(
         name,
-        options,
+        options as never,
         loaded,
         config,
         disablePrograms,
@@ -460,7 +497,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         {
           ...base,
           kind: "instrument",
-          runner: makeRunner(name, options, loaded, config),
+          runner: makeRunner(name, options as never, loaded, config),
           tracing: { sampler }
         } :
         { ...base, kind: "daemon" }
@@ -486,6 +523,22 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
     })) as Layer.Layer<ProbeId<string>, ProbeConfigError | ProbeLoadError, any>
   }
 
+  const signalsFor = (record: Uint8Array, input: unknown) =>
+    Effect.gen(function*() {
+      const config = yield* decodeConfig(name, configSchema, input)
+      const decoded = yield* Schema.decodeUnknownEffect(options.record! as Schema.Codec<unknown, Uint8Array>)(record)
+      const collector = makeCollector(name, instruments)
+      const toSignals = signalsOf(options as never)
+      try {
+        toSignals(decoded, collector.emit, { config })
+      } catch (e) {
+        // A declaration the probe broke is its typed error; anything else it throws is a bug (a defect).
+        if (e instanceof ProbeSignalError) return yield* e
+        throw e
+      }
+      return collector.take() as Signals
+    })
+
   const definition = {
     name,
     kind,
@@ -495,13 +548,9 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
     layer: build(Effect.map(ProbeSettings, (s) => s[name])),
     layerWith: (config: unknown) => build(Effect.succeed(config)),
     map: (map: string): SharedMap => ({ _tag: "SharedMap", probe: definition as never, map }),
-    decode: (record: Uint8Array, input?: unknown) =>
-      Effect.gen(function*() {
-        const config = yield* decodeConfig(name, configSchema, input)
-        const decoded = yield* Schema.decodeUnknownEffect(options.record! as Schema.Codec<unknown, Uint8Array>)(record)
-        const span = options.span!(decoded, { config })
-        return span === undefined ? undefined : { ...span, probe: name }
-      })
+    instruments,
+    signals: (record: Uint8Array, input?: unknown) => signalsFor(record, input),
+    decode: (record: Uint8Array, input?: unknown) => Effect.map(signalsFor(record, input), (s) => s.spans[0])
   }
   return definition
 }
@@ -583,296 +632,3 @@ const checkLayouts = (name: string, kind: "instrument" | "daemon", options: AnyO
     }
     return out
   })
-
-/**
- * The manifest as loaded: a disabled program is not in the kernel, so its symbol is attached without it, and a
- * symbol left with no program is dropped (a required one then cannot make the probe "missing" a symbol it would not
- * probe anyway, and a return program that is off does not demand RET instructions).
- */
-const withoutPrograms = (manifest: Manifest, disabled: ReadonlyArray<string>): Manifest => {
-  if (disabled.length === 0 || manifest.symbols === undefined) return manifest
-  const off = new Set(disabled)
-  const symbols = manifest.symbols.flatMap((s) => {
-    const entry = s.entry !== undefined && !off.has(s.entry) ? s.entry : undefined
-    const ret = s.return !== undefined && !off.has(s.return) ? s.return : undefined
-    if (entry === undefined && ret === undefined) return []
-    return [{
-      name: s.name,
-      ...(entry === undefined ? {} : { entry }),
-      ...(ret === undefined ? {} : { return: ret }),
-      ...(s.optional === undefined ? {} : { optional: s.optional })
-    }]
-  })
-  return { ...manifest, symbols }
-}
-
-/**
- * How long a file's shared links outlive its last process (`PROBESCOPE_LINK_GRACE_MS` through the agent; default
- * 10 s): a restarted service finds them in place and is traced as soon as its per-pid entry is written.
- */
-export const LinkGrace = Context.Reference<Duration.Duration>("probescope/probe/LinkGrace", {
-  defaultValue: () => Duration.seconds(10)
-})
-
-/** Every program of the probe with the offsets it goes on in one target: one link each (uprobe_multi). */
-const programOffsets = (manifest: Manifest, target: Target, symbols: ReadonlyArray<string>) => {
-  const byProgram = new Map<string, Array<number>>()
-  const add = (program: string, offsets: ReadonlyArray<number>) => {
-    if (offsets.length === 0) return
-    const list = byProgram.get(program)
-    if (list === undefined) byProgram.set(program, [...offsets])
-    else list.push(...offsets)
-  }
-  for (const symbol of symbols) {
-    const spec = manifest.symbols!.find((s) => s.name === symbol)!
-    const fn = target.function(symbol)
-    if (fn._tag === "None") continue
-    if (spec.entry !== undefined) add(spec.entry, [fn.value.entryOffset])
-    if (spec.return !== undefined) add(spec.return, fn.value.returnOffsets)
-  }
-  return byProgram
-}
-
-/** The map of per-target values keyed by the executable file (bpf/include/probescope/targets.h). */
-const FILE_MAP = "ps_target_files"
-
-/**
- * The `struct ps_file_key` of a `Target.file` ("device:inode" as stat reports them): the kernel's `s_dev` encoding
- * (major << 20 | minor) from the C library's dev_t, then the inode; undefined when `file` is not of that form.
- */
-export const fileKey = (file: string | undefined): Uint8Array | undefined => {
-  const m = file === undefined ? null : /^(\d+):(\d+)$/.exec(file)
-  if (m === null) return undefined
-  const dev = BigInt(m[1]!)
-  const major = ((dev & 0xfff00n) >> 8n) | ((dev & 0xfffff00000000000n) >> 32n)
-  const minor = (dev & 0xffn) | ((dev & 0xffffff00000n) >> 12n)
-  const key = new Uint8Array(16)
-  const view = new DataView(key.buffer)
-  view.setBigUint64(0, (major << 20n) | minor, true)
-  view.setBigUint64(8, BigInt(m[2]!), true)
-  return key
-}
-
-/** The links of one file, shared by the processes that use it. */
-interface SharedLinks {
-  readonly scope: Scope.Closeable
-  readonly links: Deferred.Deferred<ReadonlyArray<Link>, BpfError>
-  readonly users: Set<number>
-  /** Bumped whenever the last user leaves: a pending close only acts if no user came and went since. */
-  generation: number
-}
-
-const makeAttacher = (
-  name: string,
-  options: AnyOptions,
-  loaded: Loaded,
-  config: unknown,
-  disablePrograms: ReadonlyArray<string>,
-  probeScope: Scope.Scope,
-  grace: Duration.Duration
-): Attacher => {
-  const { object } = loaded
-  const manifest = withoutPrograms(options.manifest, disablePrograms)
-  const perTarget = options.perTarget
-  const targetMap = perTarget?.map ?? "ps_targets"
-  const applicability = (target: Target) => ManifestM.check(name, manifest, target)
-  const shared = new Map<string, SharedLinks>()
-
-  // Each link's kernel work runs on a thread of its own: made and closed concurrently (a parallel scope), their
-  // waits overlap instead of adding up — one grace period per detach rather than one per link.
-  const attachLinks = (target: Target, symbols: ReadonlyArray<string>, pid: number | undefined) =>
-    Effect.gen(function*() {
-      const links = yield* Scope.fork(yield* Scope.Scope, "parallel")
-      return yield* Effect.forEach(
-        programOffsets(manifest, target, symbols),
-        ([program, offsets]) =>
-          object.attachUprobe({ program, binary: target.exe, offsets, ...(pid === undefined ? {} : { pid }) }),
-        { concurrency: "unbounded" }
-      ).pipe(Scope.provide(links))
-    })
-
-  /** Close a file's links once nobody used them for the grace; forked so no target's detach waits for it. */
-  const release = (key: string, entry: SharedLinks) =>
-    Effect.suspend(() => {
-      entry.generation++
-      const generation = entry.generation
-      const close = Effect.suspend(() => {
-        if (entry.users.size > 0 || entry.generation !== generation || shared.get(key) !== entry) return Effect.void
-        shared.delete(key)
-        return Scope.close(entry.scope, Exit.void)
-      }).pipe(Effect.uninterruptible)
-      return Effect.forkIn(Duration.isZero(grace) ? close : Effect.andThen(Effect.sleep(grace), close), probeScope)
-    })
-
-  /** The file's links, made by the first process that needs them; this target counts as a user until its scope closes. */
-  const useShared = (target: Target, symbols: ReadonlyArray<string>, value: Uint8Array | undefined) =>
-    Effect.gen(function*() {
-      const key = target.file ?? target.exe
-      let entry = shared.get(key)
-      if (entry === undefined) {
-        const made: SharedLinks = {
-          scope: yield* Scope.fork(probeScope, "parallel"),
-          links: Deferred.makeUnsafe<ReadonlyArray<Link>, BpfError>(),
-          users: new Set(),
-          generation: 0
-        }
-        // Another target of the same file may have got here while the scope was forked: use the first.
-        entry = shared.get(key)
-        if (entry === undefined) {
-          entry = made
-          shared.set(key, made)
-          const exit = yield* Effect.andThen(
-            fileEntry(target, value),
-            attachLinks(target, symbols, undefined)
-          ).pipe(Scope.provide(made.scope), Effect.exit)
-          if (Exit.isFailure(exit)) {
-            shared.delete(key)
-            yield* Scope.close(made.scope, exit)
-          }
-          yield* Deferred.done(made.links, exit)
-        } else {
-          yield* Scope.close(made.scope, Exit.void)
-        }
-      }
-      const current = entry
-      current.users.add(target.pid)
-      yield* Effect.addFinalizer(() =>
-        Effect.suspend(() => {
-          current.users.delete(target.pid)
-          return current.users.size === 0 ? release(key, current) : Effect.void
-        })
-      )
-      return yield* Deferred.await(current.links)
-    })
-
-  /**
-   * With file-wide links, the per-target value also goes under the file's identity (`ps_target_files`, see
-   * bpf/include/probescope/targets.h), for as long as the links live: a process of the file is then served before
-   * the agent has seen it start. Objects built without that map (older headers) keep the per-pid entries only.
-   */
-  const fileEntry = (target: Target, value: Uint8Array | undefined) => {
-    const key = value === undefined || !object.maps.includes(FILE_MAP) ? undefined : fileKey(target.file)
-    return key === undefined ? Effect.void : Effect.asVoid(Effect.acquireRelease(
-      object.update(FILE_MAP, key, value!),
-      () => Effect.ignore(object.delete(FILE_MAP, key))
-    ))
-  }
-
-  const acquire = (target: Target, symbols: ReadonlyArray<string>, offsets: Record<string, number | undefined>) =>
-    Effect.gen(function*() {
-      let value: Uint8Array | undefined
-      if (perTarget !== undefined) {
-        const key = pidKey(target.pid)
-        value = perTarget.layout.encode(perTarget.value({ target, offsets: offsets as never, config }))
-        yield* Effect.acquireRelease(
-          object.update(targetMap, key, value),
-          () => Effect.ignore(object.delete(targetMap, key))
-        )
-      }
-      return target.selection === "executable" ?
-        yield* useShared(target, symbols, value) :
-        yield* attachLinks(target, symbols, target.pid)
-    })
-
-  return {
-    applicability,
-    attach: Effect.fnUntraced(function*(target: Target) {
-      const app = applicability(target)
-      if (app._tag !== "Applies") {
-        return yield* new ProbeAttachError({
-          probe: name,
-          pid: target.pid,
-          reason: "NotApplicable",
-          message: app._tag === "Global" ?
-            `probe ${name} is global and is not attached per process` :
-            `probe ${name} does not apply to pid ${target.pid}: ${app.reason}`
-        })
-      }
-      const scope = yield* Scope.Scope
-      const child = yield* Scope.fork(scope, "sequential")
-      const links = yield* acquire(target, app.symbols, app.offsets).pipe(
-        Scope.provide(child),
-        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(child, exit)),
-        Effect.mapError((e) =>
-          new ProbeAttachError({
-            probe: name,
-            pid: target.pid,
-            reason: e._tag,
-            message: `probe ${name}: attach to pid ${target.pid} failed: ${e.message}`
-          })
-        )
-      )
-      const attachment: Attachment = {
-        probe: name,
-        pid: target.pid,
-        symbols: app.symbols,
-        missingOptional: app.missingOptional,
-        links
-      }
-      return attachment
-    })
-  }
-}
-
-const makeRunner = (name: string, options: AnyOptions, loaded: Loaded, config: unknown): Runner => {
-  const decode = Schema.decodeUnknownExit(options.record! as Schema.Codec<unknown, Uint8Array, never, never>)
-  const toSpan = options.span!
-  const ctx = { config }
-  const map = options.ringBuffer?.map ?? "events"
-  const rbOptions = options.ringBuffer?.capacity === undefined ? undefined : { capacity: options.ringBuffer.capacity }
-  let records = 0
-  let decodeErrors = 0
-  let skipped = 0
-  let consumerStats: Effect.Effect<{ readonly dropped: number }> = Effect.succeed({ dropped: 0 })
-  /** The running loop's ring and a signal that the loop has finished, for `stop`. */
-  let running: { readonly rb: RingBuffer; readonly done: Deferred.Deferred<void> } | undefined
-
-  const run = Effect.gen(function*() {
-    const sink = yield* TelemetrySink
-    const rb = yield* loaded.object.ringBuffer(map, rbOptions)
-    consumerStats = rb.stats
-    const done = Deferred.makeUnsafe<void>()
-    running = { rb, done }
-    yield* Effect.addFinalizer(() => Effect.andThen(Deferred.done(done, Exit.void), Effect.sync(() => running = undefined)))
-    // Records arrive in batches (one ring-buffer drain): decode the batch synchronously, then emit its spans.
-    yield* Stream.runForEachArray(rb.records, (batch) => {
-      const spans: Array<SpanData> = []
-      let firstBad = -1
-      for (let i = 0; i < batch.length; i++) {
-        const exit = decode(batch[i]!)
-        if (Exit.isFailure(exit)) {
-          decodeErrors++
-          if (firstBad < 0) firstBad = batch[i]!.length
-          continue
-        }
-        const span = toSpan(exit.value, ctx)
-        if (span === undefined) {
-          skipped++
-          continue
-        }
-        records++
-        spans.push({ ...span, probe: name })
-      }
-      const emit = spans.length === 0 ?
-        Effect.void :
-        sink.spans !== undefined ?
-        sink.spans(spans) :
-        Effect.forEach(spans, sink.span, { discard: true })
-      return firstBad >= 0 && decodeErrors <= 10 ?
-        Effect.andThen(Effect.logWarning(`probe ${name}: undecodable record of ${firstBad} bytes`), emit) :
-        emit
-    })
-  }).pipe(
-    Effect.scoped,
-    Effect.catch((e) => Effect.logError(`probe ${name}: ring buffer ${map} unavailable: ${e.message}`))
-  )
-
-  const stats: Effect.Effect<RunnerStats> = Effect.map(
-    Effect.suspend(() => consumerStats),
-    (s) => ({ records, decodeErrors, skipped, consumerDropped: s.dropped })
-  )
-  const stop = Effect.suspend(() =>
-    running === undefined ? Effect.void : Effect.andThen(running.rb.close, Deferred.await(running.done))
-  )
-  return { run, stats, stop }
-}

@@ -55,3 +55,16 @@ export class ProbeAttachError extends Schema.TaggedError<ProbeAttachError>()("Pr
 
 /** Any error a probe layer fails with while being built. */
 export type ProbeBuildError = ProbeConfigError | ProbeLoadError
+
+/**
+ * A probe's `signals` recorded something its declaration does not allow: a metric into an instrument it did not
+ * declare (`UndeclaredInstrument`), or a value the instrument cannot take (`InvalidValue`: not finite, or negative
+ * for a counter). In tests (`definition.signals`) this fails the effect; in a running agent the record is counted
+ * in the Runner's `signalErrors` and logged, never silently dropped.
+ */
+export class ProbeSignalError extends Schema.TaggedError<ProbeSignalError>()("ProbeSignalError", {
+  probe: Schema.String,
+  instrument: Schema.String,
+  reason: Schema.Literals(["UndeclaredInstrument", "InvalidValue"]),
+  message: Schema.String
+}) {}

@@ -24,7 +24,7 @@ import type { AnyProbe, Definition, ProbeBase, ProbeId } from "./Probe.ts"
 import * as Probe from "./Probe.ts"
 import { ProbeAttachError } from "./ProbeError.ts"
 import type { Selection, Target, TargetField, TargetFunction } from "./Target.ts"
-import type { SpanData } from "./Telemetry.ts"
+import type { LogData, Measurement, SpanData } from "./Telemetry.ts"
 import { TelemetrySink } from "./Telemetry.ts"
 import * as TracingConfig from "./TracingConfig.ts"
 
@@ -102,30 +102,66 @@ export class CapturedSpans extends Context.Service<CapturedSpans, {
   readonly take: (n: number) => Effect.Effect<ReadonlyArray<SpanData>>
 }>()("probescope/probe/ProbeTest/CapturedSpans") {}
 
-/** A TelemetrySink that keeps every span, with `CapturedSpans` to read them. */
-export const layerSink: Layer.Layer<TelemetrySink | CapturedSpans> = Layer.effectContext(
-  Effect.gen(function*() {
-    const all: Array<SpanData> = []
-    const queue = yield* Queue.unbounded<SpanData>()
-    const sink = TelemetrySink.of({
-      span: (span) =>
+/** Log records the capturing sink received. */
+export class CapturedLogs extends Context.Service<CapturedLogs, {
+  readonly all: Effect.Effect<ReadonlyArray<LogData>>
+  /** Wait for the next `n` log records (not yet taken) and return them. */
+  readonly take: (n: number) => Effect.Effect<ReadonlyArray<LogData>>
+}>()("probescope/probe/ProbeTest/CapturedLogs") {}
+
+/** Measurements the capturing sink received. */
+export class CapturedMeasurements extends Context.Service<CapturedMeasurements, {
+  readonly all: Effect.Effect<ReadonlyArray<Measurement>>
+  /** Wait for the next `n` measurements (not yet taken) and return them. */
+  readonly take: (n: number) => Effect.Effect<ReadonlyArray<Measurement>>
+}>()("probescope/probe/ProbeTest/CapturedMeasurements") {}
+
+const capture = <A>() =>
+  Effect.map(Queue.unbounded<A>(), (queue) => {
+    const all: Array<A> = []
+    return {
+      add: (items: ReadonlyArray<A>) =>
         Effect.sync(() => {
-          all.push(span)
-          Queue.offerUnsafe(queue, span)
-        })
-    })
-    const captured = CapturedSpans.of({
-      all: Effect.sync(() => [...all]),
-      take: (n) =>
-        Effect.gen(function*() {
-          const out: Array<SpanData> = []
-          for (let i = 0; i < n; i++) out.push(yield* Queue.take(queue))
-          return out
-        })
-    })
-    return Context.make(TelemetrySink, sink).pipe(Context.add(CapturedSpans, captured))
+          for (const item of items) {
+            all.push(item)
+            Queue.offerUnsafe(queue, item)
+          }
+        }),
+      read: {
+        all: Effect.sync((): ReadonlyArray<A> => [...all]),
+        take: (n: number) =>
+          Effect.gen(function*() {
+            const out: Array<A> = []
+            for (let i = 0; i < n; i++) out.push(yield* Queue.take(queue))
+            return out as ReadonlyArray<A>
+          })
+      }
+    }
   })
-)
+
+/**
+ * A TelemetrySink that keeps every signal: `CapturedSpans`, `CapturedLogs` and `CapturedMeasurements` read them.
+ * It takes every kind, so a probe's undeclared recordings still fail in its Runner, not here.
+ */
+export const layerSink: Layer.Layer<TelemetrySink | CapturedSpans | CapturedLogs | CapturedMeasurements> = Layer
+  .effectContext(
+    Effect.gen(function*() {
+      const spans = yield* capture<SpanData>()
+      const logs = yield* capture<LogData>()
+      const measurements = yield* capture<Measurement>()
+      const sink = TelemetrySink.of({
+        span: (span) => spans.add([span]),
+        spans: spans.add,
+        logs: logs.add,
+        measurements: measurements.add
+      })
+      return Context.make(TelemetrySink, sink).pipe(
+        Context.add(CapturedSpans, CapturedSpans.of(spans.read)),
+        Context.add(CapturedLogs, CapturedLogs.of(logs.read)),
+        Context.add(CapturedMeasurements, CapturedMeasurements.of(measurements.read))
+      )
+    })
+  )
 
 // ---------------------------------------------------------------------------------------------------------------
 // Driven target source
@@ -222,7 +258,14 @@ export const mockRunner = (name: string, spans: ReadonlyArray<Omit<SpanData, "pr
       }
       return yield* Effect.never
     }).pipe(Effect.onInterrupt(() => Effect.sync(() => void mockLogState.push(`stop ${name}`)))),
-    stats: Effect.sync((): RunnerStats => ({ records, decodeErrors: 0, skipped: 0, consumerDropped: 0 })),
+    stats: Effect.sync((): RunnerStats => ({
+      records,
+      decodeErrors: 0,
+      skipped: 0,
+      signalErrors: 0,
+      unsupported: 0,
+      consumerDropped: 0
+    })),
     // Everything was emitted at start: nothing is left to read.
     stop: Effect.void
   }

@@ -1,6 +1,8 @@
 /**
- * What an instrument probe emits. A probe's Runner decodes kernel records into these and hands them to the
- * `TelemetrySink` the framework provides; the telemetry layer turns them into OpenTelemetry data and exports them.
+ * What an instrument probe emits: spans, metric measurements and log records. A probe's Runner decodes kernel records
+ * into these and hands each batch to the `TelemetrySink` the framework provides; the telemetry layer turns them into
+ * OpenTelemetry data and exports them. Nothing here knows a protocol: the instruments a probe records into are
+ * declared by the probe (`Probe.instrument({ instruments })`), so telemetry aggregates whatever it is given.
  */
 import type { Effect } from "effect"
 import { Context } from "effect"
@@ -8,6 +10,15 @@ import { Context } from "effect"
 export type SpanKind = "internal" | "server" | "client" | "producer" | "consumer"
 
 export type AttributeValue = string | number | boolean | ReadonlyArray<string> | ReadonlyArray<number>
+
+export type Attributes = Readonly<Record<string, AttributeValue>>
+
+/** Something that happened during a span (e.g. the `exception` event). */
+export interface SpanEvent {
+  readonly name: string
+  readonly timeMonoNs: bigint
+  readonly attributes: Attributes
+}
 
 /** One finished span as a probe observed it. IDs are lowercase hex; times are kernel CLOCK_MONOTONIC nanoseconds. */
 export interface SpanData {
@@ -26,8 +37,71 @@ export interface SpanData {
   readonly kind: SpanKind
   readonly startMonoNs: bigint
   readonly endMonoNs: bigint
-  readonly attributes: Readonly<Record<string, AttributeValue>>
+  readonly attributes: Attributes
   readonly status: { readonly code: "unset" | "ok" | "error"; readonly message?: string }
+  readonly events?: ReadonlyArray<SpanEvent>
+}
+
+/** Log severities, named as the OpenTelemetry log data model's ranges (TRACE 1, DEBUG 5, INFO 9, WARN 13, ...). */
+export type Severity = "trace" | "debug" | "info" | "warn" | "error" | "fatal"
+
+/** The `SeverityNumber` of the first level of each severity range. */
+export const severityNumber: Readonly<Record<Severity, number>> = {
+  trace: 1,
+  debug: 5,
+  info: 9,
+  warn: 13,
+  error: 17,
+  fatal: 21
+}
+
+/** One log record (OpenTelemetry log data model); the ids tie it to the span that was active, when there was one. */
+export interface LogData {
+  /** The process it happened in: selects the OpenTelemetry resource. */
+  readonly pid: number
+  readonly probe: string
+  /** When it happened, kernel CLOCK_MONOTONIC nanoseconds. */
+  readonly timeMonoNs: bigint
+  readonly severity: Severity
+  readonly body: string
+  readonly attributes: Attributes
+  /** Lowercase hex, with `spanId`, when a span was active. */
+  readonly traceId?: string
+  readonly spanId?: string
+  readonly traceFlags?: number
+}
+
+export type InstrumentKind = "counter" | "upDownCounter" | "histogram" | "gauge"
+
+/**
+ * A metric instrument a probe declares and records into. Semantics are OpenTelemetry's: a counter adds non-negative
+ * increments (a monotonic sum), an up-down counter adds any increments, a histogram aggregates recorded values into
+ * explicit buckets, a gauge keeps the last value per attribute set.
+ */
+export interface Instrument {
+  readonly name: string
+  readonly kind: InstrumentKind
+  readonly unit: string
+  readonly description: string
+  /** Histograms only: explicit bucket boundaries (ascending). Default: OpenTelemetry's default boundaries. */
+  readonly boundaries?: ReadonlyArray<number>
+}
+
+/** One recording into a declared instrument. */
+export interface Measurement {
+  /** The process it is about (selects the resource), or undefined for the host as a whole (the agent's resource). */
+  readonly pid: number | undefined
+  readonly probe: string
+  readonly instrument: Instrument
+  readonly value: number
+  readonly attributes: Attributes
+}
+
+/** One ring-buffer batch's worth of signals. */
+export interface Signals {
+  readonly spans: ReadonlyArray<SpanData>
+  readonly logs: ReadonlyArray<LogData>
+  readonly measurements: ReadonlyArray<Measurement>
 }
 
 /** Where Runners send telemetry. Emitting never fails: the sink counts what it cannot keep. */
@@ -38,4 +112,8 @@ export class TelemetrySink extends Context.Service<TelemetrySink, {
    * per span; the live sink has it, so a busy Runner pays one effect per batch rather than one per span.
    */
   readonly spans?: (spans: ReadonlyArray<SpanData>) => Effect.Effect<void>
+  /** Emit log records. A sink without it does not take logs (counted by the Runner as dropped). */
+  readonly logs?: (logs: ReadonlyArray<LogData>) => Effect.Effect<void>
+  /** Record measurements. A sink without it does not take metrics (counted by the Runner as dropped). */
+  readonly measurements?: (measurements: ReadonlyArray<Measurement>) => Effect.Effect<void>
 }>()("probescope/probe/TelemetrySink") {}

@@ -321,7 +321,7 @@ describe("Probe", () => {
       const all = yield* captured.all
       assert.strictEqual(all.length, 2)
       const stats = yield* server.runner.stats
-      assert.deepStrictEqual({ ...stats }, { records: 2, decodeErrors: 1, skipped: 2, consumerDropped: 0 })
+      assert.deepStrictEqual({ ...stats }, { records: 2, decodeErrors: 1, signalErrors: 0, unsupported: 0, skipped: 2, consumerDropped: 0 })
       const kstats = yield* server.kernelStats
       assert.strictEqual(kstats.submitted, 5n)
     }).pipe(

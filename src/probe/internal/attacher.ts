@@ -1,0 +1,249 @@
+/**
+ * The Attacher behind `Probe.instrument`/`Probe.daemon`: checks a target against the manifest, writes the per-target
+ * value, and makes the links — per process, or per file and shared by that file's processes (see `Target.selection`).
+ */
+import { Context, Deferred, Duration, Effect, Exit, Scope } from "effect"
+import type { BpfError, Link } from "../../kernel/Bpf.ts"
+import { pidKey } from "../Binary.ts"
+import type { Attacher, Attachment, Loaded } from "../Capabilities.ts"
+import type { FieldSpecs, Manifest } from "../Manifest.ts"
+import * as ManifestM from "../Manifest.ts"
+import { ProbeAttachError } from "../ProbeError.ts"
+import type { PerTarget } from "../Probe.ts"
+import type { Target } from "../Target.ts"
+
+/** What of a probe's options the Attacher uses. */
+export interface AttachOptions {
+  readonly manifest: Manifest
+  readonly perTarget?: PerTarget<unknown, FieldSpecs, unknown> | undefined
+}
+
+/**
+ * The manifest as loaded: a disabled program is not in the kernel, so its symbol is attached without it, and a
+ * symbol left with no program is dropped (a required one then cannot make the probe "missing" a symbol it would not
+ * probe anyway, and a return program that is off does not demand RET instructions).
+ */
+export const withoutPrograms = (manifest: Manifest, disabled: ReadonlyArray<string>): Manifest => {
+  if (disabled.length === 0 || manifest.symbols === undefined) return manifest
+  const off = new Set(disabled)
+  const symbols = manifest.symbols.flatMap((s) => {
+    const entry = s.entry !== undefined && !off.has(s.entry) ? s.entry : undefined
+    const ret = s.return !== undefined && !off.has(s.return) ? s.return : undefined
+    if (entry === undefined && ret === undefined) return []
+    return [{
+      name: s.name,
+      ...(entry === undefined ? {} : { entry }),
+      ...(ret === undefined ? {} : { return: ret }),
+      ...(s.optional === undefined ? {} : { optional: s.optional })
+    }]
+  })
+  return { ...manifest, symbols }
+}
+
+/**
+ * How long a file's shared links outlive its last process (`PROBESCOPE_LINK_GRACE_MS` through the agent; default
+ * 10 s): a restarted service finds them in place and is traced as soon as its per-pid entry is written.
+ */
+export const LinkGrace = Context.Reference<Duration.Duration>("probescope/probe/LinkGrace", {
+  defaultValue: () => Duration.seconds(10)
+})
+
+/** Every program of the probe with the offsets it goes on in one target: one link each (uprobe_multi). */
+const programOffsets = (manifest: Manifest, target: Target, symbols: ReadonlyArray<string>) => {
+  const byProgram = new Map<string, Array<number>>()
+  const add = (program: string, offsets: ReadonlyArray<number>) => {
+    if (offsets.length === 0) return
+    const list = byProgram.get(program)
+    if (list === undefined) byProgram.set(program, [...offsets])
+    else list.push(...offsets)
+  }
+  for (const symbol of symbols) {
+    const spec = manifest.symbols!.find((s) => s.name === symbol)!
+    const fn = target.function(symbol)
+    if (fn._tag === "None") continue
+    if (spec.entry !== undefined) add(spec.entry, [fn.value.entryOffset])
+    if (spec.return !== undefined) add(spec.return, fn.value.returnOffsets)
+  }
+  return byProgram
+}
+
+/** The map of per-target values keyed by the executable file (bpf/include/probescope/targets.h). */
+const FILE_MAP = "ps_target_files"
+
+/**
+ * The `struct ps_file_key` of a `Target.file` ("device:inode" as stat reports them): the kernel's `s_dev` encoding
+ * (major << 20 | minor) from the C library's dev_t, then the inode; undefined when `file` is not of that form.
+ */
+export const fileKey = (file: string | undefined): Uint8Array | undefined => {
+  const m = file === undefined ? null : /^(\d+):(\d+)$/.exec(file)
+  if (m === null) return undefined
+  const dev = BigInt(m[1]!)
+  const major = ((dev & 0xfff00n) >> 8n) | ((dev & 0xfffff00000000000n) >> 32n)
+  const minor = (dev & 0xffn) | ((dev & 0xffffff00000n) >> 12n)
+  const key = new Uint8Array(16)
+  const view = new DataView(key.buffer)
+  view.setBigUint64(0, (major << 20n) | minor, true)
+  view.setBigUint64(8, BigInt(m[2]!), true)
+  return key
+}
+
+/** The links of one file, shared by the processes that use it. */
+interface SharedLinks {
+  readonly scope: Scope.Closeable
+  readonly links: Deferred.Deferred<ReadonlyArray<Link>, BpfError>
+  readonly users: Set<number>
+  /** Bumped whenever the last user leaves: a pending close only acts if no user came and went since. */
+  generation: number
+}
+
+export const makeAttacher = (
+  name: string,
+  options: AttachOptions,
+  loaded: Loaded,
+  config: unknown,
+  disablePrograms: ReadonlyArray<string>,
+  probeScope: Scope.Scope,
+  grace: Duration.Duration
+): Attacher => {
+  const { object } = loaded
+  const manifest = withoutPrograms(options.manifest, disablePrograms)
+  const perTarget = options.perTarget
+  const targetMap = perTarget?.map ?? "ps_targets"
+  const applicability = (target: Target) => ManifestM.check(name, manifest, target)
+  const shared = new Map<string, SharedLinks>()
+
+  // Each link's kernel work runs on a thread of its own: made and closed concurrently (a parallel scope), their
+  // waits overlap instead of adding up — one grace period per detach rather than one per link.
+  const attachLinks = (target: Target, symbols: ReadonlyArray<string>, pid: number | undefined) =>
+    Effect.gen(function*() {
+      const links = yield* Scope.fork(yield* Scope.Scope, "parallel")
+      return yield* Effect.forEach(
+        programOffsets(manifest, target, symbols),
+        ([program, offsets]) =>
+          object.attachUprobe({ program, binary: target.exe, offsets, ...(pid === undefined ? {} : { pid }) }),
+        { concurrency: "unbounded" }
+      ).pipe(Scope.provide(links))
+    })
+
+  /** Close a file's links once nobody used them for the grace; forked so no target's detach waits for it. */
+  const release = (key: string, entry: SharedLinks) =>
+    Effect.suspend(() => {
+      entry.generation++
+      const generation = entry.generation
+      const close = Effect.suspend(() => {
+        if (entry.users.size > 0 || entry.generation !== generation || shared.get(key) !== entry) return Effect.void
+        shared.delete(key)
+        return Scope.close(entry.scope, Exit.void)
+      }).pipe(Effect.uninterruptible)
+      return Effect.forkIn(Duration.isZero(grace) ? close : Effect.andThen(Effect.sleep(grace), close), probeScope)
+    })
+
+  /** The file's links, made by the first process that needs them; this target counts as a user until its scope closes. */
+  const useShared = (target: Target, symbols: ReadonlyArray<string>, value: Uint8Array | undefined) =>
+    Effect.gen(function*() {
+      const key = target.file ?? target.exe
+      let entry = shared.get(key)
+      if (entry === undefined) {
+        const made: SharedLinks = {
+          scope: yield* Scope.fork(probeScope, "parallel"),
+          links: Deferred.makeUnsafe<ReadonlyArray<Link>, BpfError>(),
+          users: new Set(),
+          generation: 0
+        }
+        // Another target of the same file may have got here while the scope was forked: use the first.
+        entry = shared.get(key)
+        if (entry === undefined) {
+          entry = made
+          shared.set(key, made)
+          const exit = yield* Effect.andThen(
+            fileEntry(target, value),
+            attachLinks(target, symbols, undefined)
+          ).pipe(Scope.provide(made.scope), Effect.exit)
+          if (Exit.isFailure(exit)) {
+            shared.delete(key)
+            yield* Scope.close(made.scope, exit)
+          }
+          yield* Deferred.done(made.links, exit)
+        } else {
+          yield* Scope.close(made.scope, Exit.void)
+        }
+      }
+      const current = entry
+      current.users.add(target.pid)
+      yield* Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          current.users.delete(target.pid)
+          return current.users.size === 0 ? release(key, current) : Effect.void
+        })
+      )
+      return yield* Deferred.await(current.links)
+    })
+
+  /**
+   * With file-wide links, the per-target value also goes under the file's identity (`ps_target_files`, see
+   * bpf/include/probescope/targets.h), for as long as the links live: a process of the file is then served before
+   * the agent has seen it start. Objects built without that map (older headers) keep the per-pid entries only.
+   */
+  const fileEntry = (target: Target, value: Uint8Array | undefined) => {
+    const key = value === undefined || !object.maps.includes(FILE_MAP) ? undefined : fileKey(target.file)
+    return key === undefined ? Effect.void : Effect.asVoid(Effect.acquireRelease(
+      object.update(FILE_MAP, key, value!),
+      () => Effect.ignore(object.delete(FILE_MAP, key))
+    ))
+  }
+
+  const acquire = (target: Target, symbols: ReadonlyArray<string>, offsets: Record<string, number | undefined>) =>
+    Effect.gen(function*() {
+      let value: Uint8Array | undefined
+      if (perTarget !== undefined) {
+        const key = pidKey(target.pid)
+        value = perTarget.layout.encode(perTarget.value({ target, offsets: offsets as never, config }))
+        yield* Effect.acquireRelease(
+          object.update(targetMap, key, value),
+          () => Effect.ignore(object.delete(targetMap, key))
+        )
+      }
+      return target.selection === "executable" ?
+        yield* useShared(target, symbols, value) :
+        yield* attachLinks(target, symbols, target.pid)
+    })
+
+  return {
+    applicability,
+    attach: Effect.fnUntraced(function*(target: Target) {
+      const app = applicability(target)
+      if (app._tag !== "Applies") {
+        return yield* new ProbeAttachError({
+          probe: name,
+          pid: target.pid,
+          reason: "NotApplicable",
+          message: app._tag === "Global" ?
+            `probe ${name} is global and is not attached per process` :
+            `probe ${name} does not apply to pid ${target.pid}: ${app.reason}`
+        })
+      }
+      const scope = yield* Scope.Scope
+      const child = yield* Scope.fork(scope, "sequential")
+      const links = yield* acquire(target, app.symbols, app.offsets).pipe(
+        Scope.provide(child),
+        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(child, exit)),
+        Effect.mapError((e) =>
+          new ProbeAttachError({
+            probe: name,
+            pid: target.pid,
+            reason: e._tag,
+            message: `probe ${name}: attach to pid ${target.pid} failed: ${e.message}`
+          })
+        )
+      )
+      const attachment: Attachment = {
+        probe: name,
+        pid: target.pid,
+        symbols: app.symbols,
+        missingOptional: app.missingOptional,
+        links
+      }
+      return attachment
+    })
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The Runner behind `Probe.instrument`: reads the probe's ring buffer a batch at a time, decodes each record, lets the
+ * probe turn it into signals (`span` or `signals`), and hands the batch's spans, logs and measurements to the sink.
+ * Everything a probe emits is checked against what it declared (its instruments), so nothing is silently dropped.
+ */
+import { Deferred, Effect, Exit, Schema, Stream } from "effect"
+import type { RingBuffer } from "../../kernel/Bpf.ts"
+import type { Loaded, Runner, RunnerStats } from "../Capabilities.ts"
+import type { Instruments } from "../Instruments.ts"
+import type { Emit, LoadContext, LogInput, SpanInput } from "../Probe.ts"
+import { ProbeSignalError } from "../ProbeError.ts"
+import type { Attributes, LogData, Measurement, SpanData } from "../Telemetry.ts"
+import { TelemetrySink } from "../Telemetry.ts"
+
+/** What of a probe's options the Runner uses. */
+export interface RunOptions {
+  readonly record: Schema.Codec<unknown, Uint8Array>
+  readonly span?: ((record: any, ctx: LoadContext<any>) => SpanInput | undefined) | undefined
+  readonly signals?: ((record: any, emit: Emit<string>, ctx: LoadContext<any>) => void) | undefined
+  readonly instruments?: Instruments | undefined
+  readonly ringBuffer?: { readonly map?: string; readonly capacity?: number } | undefined
+}
+
+/** Collects one batch's signals; `emit` throws `ProbeSignalError` on a recording the declaration does not allow. */
+export interface Collector {
+  readonly emit: Emit<string>
+  /** The signals emitted since the last `take`, and start afresh. */
+  readonly take: () => { spans: Array<SpanData>; logs: Array<LogData>; measurements: Array<Measurement> }
+  /** Whether anything was emitted since the last `take`. */
+  readonly size: () => number
+}
+
+export const makeCollector = (probe: string, instruments: Instruments = {}): Collector => {
+  let spans: Array<SpanData> = []
+  let logs: Array<LogData> = []
+  let measurements: Array<Measurement> = []
+  const fail = (instrument: string, reason: ProbeSignalError["reason"], message: string) => {
+    throw new ProbeSignalError({ probe, instrument, reason, message: `probe ${probe}: ${message}` })
+  }
+  const emit: Emit<string> = {
+    span: (span: SpanInput) => void spans.push({ ...span, probe }),
+    log: (log: LogInput) => void logs.push({ ...log, probe }),
+    metric: (key: string, value: number, attributes: Attributes = {}, pid?: number) => {
+      const instrument = Object.hasOwn(instruments, key) ? instruments[key] : undefined
+      if (instrument === undefined) {
+        return fail(key, "UndeclaredInstrument", `recorded into instrument "${key}", which it does not declare ` +
+          `(declared: ${Object.keys(instruments).join(", ") || "none"})`)
+      }
+      if (!Number.isFinite(value) || (instrument.kind === "counter" && value < 0)) {
+        return fail(key, "InvalidValue", `recorded ${value} into ${instrument.kind} ${instrument.name}, which takes ` +
+          (instrument.kind === "counter" ? "finite non-negative increments" : "finite values"))
+      }
+      measurements.push({ pid, probe, instrument, value, attributes })
+    }
+  }
+  return {
+    emit,
+    size: () => spans.length + logs.length + measurements.length,
+    take: () => {
+      const out = { spans, logs, measurements }
+      spans = []
+      logs = []
+      measurements = []
+      return out
+    }
+  }
+}
+
+/** The probe's record-to-signals function: `signals` as given, or `span` wrapped. */
+export const signalsOf = (options: RunOptions): (record: unknown, emit: Emit<string>, ctx: LoadContext<any>) => void => {
+  if (options.signals !== undefined) return options.signals
+  const toSpan = options.span!
+  return (record, emit, ctx) => {
+    const span = toSpan(record, ctx)
+    if (span !== undefined) emit.span(span)
+  }
+}
+
+export const makeRunner = (name: string, options: RunOptions, loaded: Loaded, config: unknown): Runner => {
+  const decode = Schema.decodeUnknownExit(options.record as Schema.Codec<unknown, Uint8Array, never, never>)
+  const toSignals = signalsOf(options)
+  const ctx = { config }
+  const collector = makeCollector(name, options.instruments)
+  const map = options.ringBuffer?.map ?? "events"
+  const rbOptions = options.ringBuffer?.capacity === undefined ? undefined : { capacity: options.ringBuffer.capacity }
+  let records = 0
+  let decodeErrors = 0
+  let skipped = 0
+  let signalErrors = 0
+  let unsupported = 0
+  let consumerStats: Effect.Effect<{ readonly dropped: number }> = Effect.succeed({ dropped: 0 })
+  /** The running loop's ring and a signal that the loop has finished, for `stop`. */
+  let running: { readonly rb: RingBuffer; readonly done: Deferred.Deferred<void> } | undefined
+
+  const run = Effect.gen(function*() {
+    const sink = yield* TelemetrySink
+    const rb = yield* loaded.object.ringBuffer(map, rbOptions)
+    consumerStats = rb.stats
+    const done = Deferred.makeUnsafe<void>()
+    running = { rb, done }
+    yield* Effect.addFinalizer(() => Effect.andThen(Deferred.done(done, Exit.void), Effect.sync(() => running = undefined)))
+    const warnings: Array<string> = []
+    // Records arrive in batches (one ring-buffer drain): decode the batch synchronously, then emit its signals.
+    yield* Stream.runForEachArray(rb.records, (batch) => {
+      for (let i = 0; i < batch.length; i++) {
+        const exit = decode(batch[i]!)
+        if (Exit.isFailure(exit)) {
+          if (++decodeErrors <= 10) warnings.push(`probe ${name}: undecodable record of ${batch[i]!.length} bytes`)
+          continue
+        }
+        const before = collector.size()
+        try {
+          toSignals(exit.value, collector.emit, ctx)
+        } catch (e) {
+          // A probe that records what it did not declare (or throws) loses that record, counted and reported.
+          if (++signalErrors <= 10) {
+            warnings.push(e instanceof ProbeSignalError ? e.message : `probe ${name}: signals failed: ${String(e)}`)
+          }
+          continue
+        }
+        if (collector.size() === before) skipped++
+        else records++
+      }
+      const { logs, measurements, spans } = collector.take()
+      const effects: Array<Effect.Effect<void>> = []
+      if (spans.length > 0) {
+        effects.push(sink.spans !== undefined ? sink.spans(spans) : Effect.forEach(spans, sink.span, { discard: true }))
+      }
+      if (logs.length > 0) {
+        if (sink.logs !== undefined) effects.push(sink.logs(logs))
+        else unsupported += logs.length
+      }
+      if (measurements.length > 0) {
+        if (sink.measurements !== undefined) effects.push(sink.measurements(measurements))
+        else unsupported += measurements.length
+      }
+      if (warnings.length > 0) {
+        effects.unshift(Effect.forEach(warnings.splice(0), (w) => Effect.logWarning(w), { discard: true }))
+      }
+      return effects.length === 0 ? Effect.void : effects.length === 1 ? effects[0]! : Effect.all(effects, { discard: true })
+    })
+  }).pipe(
+    Effect.scoped,
+    Effect.catch((e) => Effect.logError(`probe ${name}: ring buffer ${map} unavailable: ${e.message}`))
+  )
+
+  const stats: Effect.Effect<RunnerStats> = Effect.map(
+    Effect.suspend(() => consumerStats),
+    (s) => ({ records, decodeErrors, skipped, signalErrors, unsupported, consumerDropped: s.dropped })
+  )
+  const stop = Effect.suspend(() =>
+    running === undefined ? Effect.void : Effect.andThen(running.rb.close, Deferred.await(running.done))
+  )
+  return { run, stats, stop }
+}

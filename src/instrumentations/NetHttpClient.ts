@@ -211,7 +211,8 @@ export const make = (options: {
       })
     },
     record: Binary.schema(Record),
-    span: toSpan
+    instruments: { duration: Http.clientDuration },
+    signals: (r, emit) => Http.emitWithDuration(emit, "duration", toSpan(r), Http.CLIENT_METRIC_KEYS)
   })
   if (support === undefined || support.permitted) return { ...definition, inject }
   // Said once, when the probe loads: spans stay correct, only cross-process linking is lost.

@@ -192,5 +192,6 @@ export const NetHttpServer = Probe.instrument({
     })
   },
   record: Binary.schema(Record),
-  span: toSpan
+  instruments: { duration: Http.serverDuration },
+  signals: (r, emit) => Http.emitWithDuration(emit, "duration", toSpan(r), Http.SERVER_METRIC_KEYS)
 })

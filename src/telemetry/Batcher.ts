@@ -9,7 +9,7 @@
  * most one warning per report interval. Closing drains the queue within a deadline (shared with the rest of the
  * telemetry layer); whatever is not exported by then counts as failed, and the exporter's shutdown is bounded too.
  */
-import { Duration, Effect, Exit, Fiber, Option, Queue, Schedule } from "effect"
+import { Duration, Effect, Exit, Fiber, Option, Queue, Schedule, type Scope } from "effect"
 import { ExportError, type Exporter, type ReadableSpan } from "./Exporter.ts"
 import * as OtelExport from "./internal/otelExport.ts"
 import * as Deadline from "./internal/deadline.ts"
@@ -45,8 +45,8 @@ export interface BatcherStats {
 }
 
 /** A running pipeline. `offer` is synchronous and never blocks. */
-export interface Batcher {
-  readonly offer: (span: ReadableSpan) => void
+export interface Batcher<A = ReadableSpan> {
+  readonly offer: (item: A) => void
   readonly stats: Effect.Effect<BatcherStats>
   /** Exports everything queued now (one attempt per batch, without waiting for the schedule delay). */
   readonly flush: Effect.Effect<void>
@@ -63,12 +63,19 @@ export interface Options {
   readonly deadline?: Deadline.Deadline
   /** Minimum time between two loss warnings (default 5 s). */
   readonly reportIntervalMillis?: number
+  /** What the items are, in loss reports ("spans" by default; "log records"). */
+  readonly signal?: string
 }
 
 /** Starts a pipeline in the current scope; closing the scope closes it (see `Batcher.close`). */
-export const make = Effect.fnUntraced(function*(exporter: Exporter, config: BatchConfig, options: Options = {}) {
+export const make = <A = ReadableSpan>(
+  exporter: Exporter<A>,
+  config: BatchConfig,
+  options: Options = {}
+): Effect.Effect<Batcher<A>, never, Scope.Scope> =>
+  Effect.gen(function*() {
   const deadline = options.deadline ?? Deadline.make(DEFAULT_SHUTDOWN_TIMEOUT_MILLIS)
-  const queue = yield* Queue.bounded<ReadableSpan>(config.maxQueueSize)
+  const queue = yield* Queue.bounded<A>(config.maxQueueSize)
   // Capacity-1 sliding queue: a "wake up, a full batch is waiting" signal that never blocks the producer.
   const wake = yield* Queue.sliding<void>(1)
   let accepted = 0
@@ -82,7 +89,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
   let failing = false
   let closing = false
 
-  const attempt = (batch: ReadonlyArray<ReadableSpan>) =>
+  const attempt = (batch: ReadonlyArray<A>) =>
     // Suspended: every retry must call the exporter again, not replay the effect one call returned.
     OtelExport.attempt(exporter, "export", config.exportTimeoutMillis, () => exporter.export(batch)).pipe(
       Effect.tap(() => Effect.sync(() => void (failing = false))),
@@ -97,7 +104,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
 
   // The batch stays counted in `inFlight` (and so against the queue bound) until its fate is known. Interrupted
   // (the shutdown deadline passed) counts as failed: it may or may not have arrived, and it was never confirmed.
-  const exportBatch = (batch: ReadonlyArray<ReadableSpan>, retries: number) =>
+  const exportBatch = (batch: ReadonlyArray<A>, retries: number) =>
     Effect.suspend(() => {
       inFlight += batch.length
       return attempt(batch).pipe(
@@ -113,7 +120,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
 
   const takeBatch = Effect.sync(() => {
     const n = Math.min(Queue.sizeUnsafe(queue), config.maxExportBatchSize)
-    const batch: Array<ReadableSpan> = []
+    const batch: Array<A> = []
     for (let i = 0; i < n; i++) {
       const taken = Queue.takeUnsafe(queue)
       if (taken === undefined || !Exit.isSuccess(taken)) break
@@ -145,7 +152,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
 
   const counts = () => ({ exported, dropped, failed, lastError })
   const losses = LossReport.make({
-    signal: "spans",
+    signal: options.signal ?? "spans",
     exporter: exporter.name,
     endpoint: exporter.endpoint,
     dropReason: "queue full",
@@ -170,7 +177,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
         yield* Queue.clear(queue)
         yield* Effect.logWarning(
           `shutdown deadline (${deadline.totalMillis} ms) cut off export to ${exporter.endpoint}: ` +
-            `${queued} queued spans and the batch in flight not exported`
+            `${queued} queued ${options.signal ?? "spans"} and the batch in flight not exported`
         )
       }
       yield* Deadline.within(deadline, exporter.shutdown)
@@ -180,8 +187,8 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
   })
   yield* Effect.addFinalizer(() => close)
 
-  const batcher: Batcher = {
-    offer: (span) => {
+  const batcher: Batcher<A> = {
+    offer: (item) => {
       // The batch in flight still holds memory: it counts against the queue bound until it is done.
       if (closing) {
         dropped++
@@ -192,7 +199,7 @@ export const make = Effect.fnUntraced(function*(exporter: Exporter, config: Batc
         dropped++
         return
       }
-      if (!Queue.offerUnsafe(queue, span)) {
+      if (!Queue.offerUnsafe(queue, item)) {
         dropped++
         return
       }

@@ -12,13 +12,13 @@ import type { ConsoleFormat, OtlpConfig } from "./TelemetryConfig.ts"
 export type { ReadableSpan } from "@opentelemetry/sdk-trace-base"
 export { ExportError }
 
-/** Something that ships batches of finished spans. */
-export interface Exporter {
+/** Something that ships batches of items: finished spans (the default), or log records. */
+export interface Exporter<A = ReadableSpan> {
   /** "otlp", "console", ... (for status lines and errors). */
   readonly name: string
   /** URL, "stdout", ... */
   readonly endpoint: string
-  readonly export: (spans: ReadonlyArray<ReadableSpan>) => Effect.Effect<void, ExportError>
+  readonly export: (items: ReadonlyArray<A>) => Effect.Effect<void, ExportError>
   readonly shutdown: Effect.Effect<void>
 }
 

@@ -1,18 +1,20 @@
 /**
- * The telemetry layer: provides the probes' `TelemetrySink`, turning each `SpanData` into an OpenTelemetry span
- * (per-process resource, wall-clock times) and handing it to one bounded batch pipeline per configured exporter.
+ * The telemetry layer: provides the probes' `TelemetrySink`. Spans and log records become OpenTelemetry spans and
+ * log records (per-process resource, wall-clock times), each handed to one bounded batch pipeline per configured
+ * exporter of its signal; measurements go into the metrics aggregation, collected and exported on an interval.
  */
 import { Context, Effect, Layer, type Scope } from "effect"
-import { type SpanData, TelemetrySink } from "../probe/Telemetry.ts"
+import { type LogData, type Measurement, type SpanData, TelemetrySink } from "../probe/Telemetry.ts"
 import type { BatcherStats } from "./Batcher.ts"
 import * as Batcher from "./Batcher.ts"
 import * as Exporter from "./Exporter.ts"
 import * as Deadline from "./internal/deadline.ts"
 import { toReadableSpan } from "./internal/readableSpan.ts"
 import * as KernelClock from "./KernelClock.ts"
+import * as Logs from "./Logs.ts"
+import * as Metrics from "./Metrics.ts"
 import * as ProcessResources from "./ProcessResources.ts"
 import * as SelfMetrics from "./SelfMetrics.ts"
-import * as SpanMetrics from "./SpanMetrics.ts"
 import * as TelemetryConfig from "./TelemetryConfig.ts"
 
 /** Data lost per signal: it will never reach the exporter it was meant for. */
@@ -21,7 +23,9 @@ export interface Lost {
   readonly spans: number
   /** Metric data points dropped or failed, summed over the metrics exporters. */
   readonly metricPoints: number
-  /** `spans + metricPoints`: non-zero means some telemetry did not arrive. */
+  /** Log records dropped or failed, summed over the log exporters. */
+  readonly logRecords: number
+  /** `spans + metricPoints + logRecords`: non-zero means some telemetry did not arrive. */
   readonly total: number
 }
 
@@ -34,7 +38,13 @@ export interface TelemetryStats {
   /** One entry per span exporter pipeline. */
   readonly exporters: ReadonlyArray<BatcherStats>
   /** One entry per metrics exporter (empty when metrics are off). */
-  readonly metrics: ReadonlyArray<SpanMetrics.MetricsExporterStats>
+  readonly metrics: ReadonlyArray<Metrics.MetricsExporterStats>
+  /** Measurements handed to the sink. */
+  readonly measurements: number
+  /** Log records handed to the sink. */
+  readonly logRecords: number
+  /** One entry per log exporter pipeline (empty when logs are off). */
+  readonly logs: ReadonlyArray<BatcherStats>
   readonly lost: Lost
 }
 
@@ -42,11 +52,13 @@ export interface TelemetryStats {
 export const lostOf = (
   invalid: number,
   exporters: ReadonlyArray<Pick<BatcherStats, "dropped" | "failed">>,
-  metrics: ReadonlyArray<Pick<SpanMetrics.MetricsExporterStats, "dropped" | "failed">>
+  metrics: ReadonlyArray<Pick<Metrics.MetricsExporterStats, "dropped" | "failed">>,
+  logs: ReadonlyArray<Pick<BatcherStats, "dropped" | "failed">> = []
 ): Lost => {
   const spans = exporters.reduce((n, e) => n + e.dropped + e.failed, invalid)
   const metricPoints = metrics.reduce((n, e) => n + e.dropped + e.failed, 0)
-  return { spans, metricPoints, total: spans + metricPoints }
+  const logRecords = logs.reduce((n, e) => n + e.dropped + e.failed, 0)
+  return { spans, metricPoints, logRecords, total: spans + metricPoints + logRecords }
 }
 
 const failingSuffix = (e: { readonly failing: boolean; readonly lastError: BatcherStats["lastError"] }) =>
@@ -68,6 +80,11 @@ export const formatStats = (stats: TelemetryStats): string =>
     ...(stats.metrics.length === 0 ? [] : ["metric points"]),
     ...stats.metrics.map((e) =>
       `${e.exporter} ${e.endpoint}: ${e.exported} exported, ${e.dropped} dropped, ${e.failed} failed${failingSuffix(e)}`
+    ),
+    ...(stats.logs.length === 0 ? [] : [`log records ${stats.logRecords}`]),
+    ...stats.logs.map((e) =>
+      `${e.exporter} ${e.endpoint}: ${e.exported} exported, ${e.queued} queued, ${e.dropped} dropped, ` +
+      `${e.failed} failed${failingSuffix(e)}`
     )
   ].join(" · ")
 
@@ -97,7 +114,7 @@ export class Telemetry extends Context.Service<Telemetry, {
 }>()("probescope/telemetry/Telemetry") {}
 
 /** `signal` attribute of the export metrics. */
-export type SelfMetricSignal = "spans" | "metric_points"
+export type SelfMetricSignal = "spans" | "metric_points" | "log_records"
 
 /**
  * The telemetry layer's own samples (see docs/telemetry.md): spans received and refused, and per exporter and signal
@@ -117,7 +134,7 @@ export const selfMetricSamples = (stats: TelemetryStats): ReadonlyArray<SelfMetr
   )
   const perExporter = (
     signal: SelfMetricSignal,
-    e: SpanMetrics.MetricsExporterStats | BatcherStats,
+    e: Metrics.MetricsExporterStats | BatcherStats,
     held: number,
     drops: ReadonlyArray<readonly [reason: string, count: number]>
   ) => {
@@ -162,6 +179,12 @@ export const selfMetricSamples = (stats: TelemetryStats): ReadonlyArray<SelfMetr
     ])
   }
   for (const e of stats.metrics) perExporter("metric_points", e, e.inFlight, [["busy", e.dropped]])
+  for (const e of stats.logs) {
+    perExporter("log_records", e, e.queued + e.inFlight, [
+      ["queue_full", e.dropped - e.droppedShuttingDown],
+      ["shutting_down", e.droppedShuttingDown]
+    ])
+  }
   return samples
 }
 
@@ -175,10 +198,14 @@ export interface Options {
   /** Where the console exporter writes (stdout by default). */
   readonly write?: (text: string) => void
   readonly clock?: Layer.Layer<KernelClock.KernelClock>
-  /** Also derive HTTP metrics from the spans and export them (`layer` passes `TelemetryConfig.loadMetrics`). */
+  /** Aggregate the probes' measurements and export them (`layer` passes `TelemetryConfig.loadMetrics`). */
   readonly metrics?: TelemetryConfig.MetricsConfig
   /** Overrides for the metrics (exporters, aggregation knobs); `write` above is their console too. */
-  readonly metricsOptions?: SpanMetrics.Options
+  readonly metricsOptions?: Metrics.Options
+  /** Export the probes' log records (`layer` passes `TelemetryConfig.loadLogs`); without it they are counted only. */
+  readonly logs?: TelemetryConfig.LogsConfig
+  /** Use these log exporters instead of the ones `logs.exporters` names. */
+  readonly logExporters?: ReadonlyArray<Logs.LogExporter>
   /** Minimum time between two loss warnings of one exporter (default 5 s). */
   readonly reportIntervalMillis?: number
   /**
@@ -197,6 +224,12 @@ const ZERO_SPAN = "0".repeat(16)
 const validIds = (d: SpanData) =>
   TRACE_ID.test(d.traceId) && d.traceId !== ZERO_TRACE && SPAN_ID.test(d.spanId) && d.spanId !== ZERO_SPAN &&
   (d.parentSpanId === undefined || d.parentSpanId === "" || SPAN_ID.test(d.parentSpanId))
+
+const validLogIds = (d: LogData) =>
+  d.spanId !== undefined && TRACE_ID.test(d.traceId!) && d.traceId !== ZERO_TRACE && SPAN_ID.test(d.spanId) &&
+  d.spanId !== ZERO_SPAN
+
+const withoutIds = ({ spanId: _s, traceFlags: _f, traceId: _t, ...rest }: LogData): LogData => rest
 
 /**
  * The part of `PROBESCOPE_SHUTDOWN_TIMEOUT` the last exports may use: a tenth of it (at most 500 ms) is kept for what
@@ -231,27 +264,43 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
           (options.metrics.exporters.length > 0 || options.metricsOptions?.exporters !== undefined)
         ? options.metrics
         : undefined
-      const registry = SelfMetrics.make({ resource: SelfMetrics.agentResource(config.resourceAttributes) })
+      // The agent's own resource: its self metrics, and measurements no process can be named for (pid undefined).
+      const agentResource = SelfMetrics.agentResource(config.resourceAttributes)
+      const registry = SelfMetrics.make({ resource: agentResource })
       const selfMetricsOn = metricsConfig !== undefined && options.selfMetrics === true
       const metrics = metricsConfig === undefined
         ? undefined
-        : yield* SpanMetrics.make(metricsConfig, {
+        : yield* Metrics.make(metricsConfig, {
           ...(options.write === undefined ? {} : { write: options.write }),
           ...pipelineOptions,
           ...(selfMetricsOn ? { selfMetrics: registry.collect } : {}),
           ...options.metricsOptions
         })
+      const logsConfig = options.logs
+      const logBatchers = logsConfig === undefined ? [] : yield* Effect.forEach(
+        options.logExporters ??
+          logsConfig.exporters.map((name) =>
+            name === "otlp" ? Logs.otlp(logsConfig.otlp) : Logs.console(options.write)
+          ),
+        (e) => Batcher.make(e, logsConfig.batch, { ...pipelineOptions, signal: "log records" })
+      )
       let received = 0
       let invalid = 0
+      let measurements = 0
+      let logRecords = 0
       const stats = Effect.gen(function*() {
         const exporters = yield* Effect.forEach(batchers, (b) => b.stats)
         const metricsStats = metrics === undefined ? [] : (yield* metrics.stats).exporters
+        const logs = yield* Effect.forEach(logBatchers, (b) => b.stats)
         return {
           received,
           invalid,
           exporters,
           metrics: metricsStats,
-          lost: lostOf(invalid, exporters, metricsStats)
+          measurements,
+          logRecords,
+          logs,
+          lost: lostOf(invalid, exporters, metricsStats, logs)
         } satisfies TelemetryStats
       })
       // With self metrics off, nothing would ever read (or drop) a registered source: do not keep them.
@@ -265,7 +314,11 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
       yield* Effect.addFinalizer(() =>
         deadline.remaining.pipe(
           Effect.andThen(Effect.all(
-            [metrics === undefined ? Effect.void : metrics.close, ...batchers.map((b) => b.close)],
+            [
+              metrics === undefined ? Effect.void : metrics.close,
+              ...batchers.map((b) => b.close),
+              ...logBatchers.map((b) => b.close)
+            ],
             { concurrency: "unbounded", discard: true }
           ))
         )
@@ -276,18 +329,41 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
           invalid++
           return
         }
-        if (batchers.length === 0 && metrics === undefined) return
-        const resource = resources.resourceFor(data.pid)
-        if (metrics !== undefined) metrics.record(data, resource)
         if (batchers.length === 0) return
-        const span = toReadableSpan(data, resource, ProcessResources.version, clock.toEpochNs)
+        const span = toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs)
         for (const b of batchers) b.offer(span)
+      }
+      const acceptLog = (data: LogData) => {
+        logRecords++
+        if (logBatchers.length === 0) return
+        // Ids that are not W3C-valid would spoil the batch: the record is kept, without its span context.
+        const ids = data.traceId === undefined || validLogIds(data) ? data : withoutIds(data)
+        const record = Logs.toReadableLogRecord(
+          ids,
+          resources.resourceFor(data.pid),
+          ProcessResources.version,
+          clock.toEpochNs
+        )
+        for (const b of logBatchers) b.offer(record)
+      }
+      const acceptMeasurement = (m: Measurement) => {
+        measurements++
+        if (metrics === undefined) return
+        metrics.record(m, m.pid === undefined ? agentResource : resources.resourceFor(m.pid))
       }
       const sink = TelemetrySink.of({
         span: (data) => Effect.sync(() => accept(data)),
         spans: (batch) =>
           Effect.sync(() => {
             for (let i = 0; i < batch.length; i++) accept(batch[i]!)
+          }),
+        logs: (batch) =>
+          Effect.sync(() => {
+            for (let i = 0; i < batch.length; i++) acceptLog(batch[i]!)
+          }),
+        measurements: (batch) =>
+          Effect.sync(() => {
+            for (let i = 0; i < batch.length; i++) acceptMeasurement(batch[i]!)
           })
       })
       const telemetry = Telemetry.of({
@@ -295,7 +371,7 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
         registerSelfMetrics,
         lost: Effect.map(stats, (s) => s.lost.total),
         beginShutdown: Effect.asVoid(deadline.remaining),
-        flush: Effect.forEach(batchers, (b) => b.flush, { discard: true }).pipe(
+        flush: Effect.forEach([...batchers, ...logBatchers], (b) => b.flush, { discard: true }).pipe(
           Effect.andThen(metrics === undefined ? Effect.void : metrics.flush)
         )
       })
@@ -318,13 +394,14 @@ export const layerWith = (
   )
 
 /**
- * The telemetry layer configured from the `OTEL_*` variables of the current `ConfigProvider`: spans, and the HTTP
- * metrics derived from them plus the agent's own metrics (`OTEL_METRICS_EXPORTER`, OTLP by default).
+ * The telemetry layer configured from the `OTEL_*` variables of the current `ConfigProvider`: spans
+ * (`OTEL_TRACES_EXPORTER`), the probes' metrics plus the agent's own (`OTEL_METRICS_EXPORTER`) and the probes' log
+ * records (`OTEL_LOGS_EXPORTER`), each OTLP by default.
  */
 export const layer: Layer.Layer<Services, TelemetryConfig.TelemetryConfigError> = Layer.unwrap(
   Effect.map(
-    Effect.all([TelemetryConfig.load, TelemetryConfig.loadMetrics]),
-    ([config, metrics]) => layerWith(config, { metrics, selfMetrics: true })
+    Effect.all([TelemetryConfig.load, TelemetryConfig.loadMetrics, TelemetryConfig.loadLogs]),
+    ([config, metrics, logs]) => layerWith(config, { metrics, logs, selfMetrics: true })
   )
 )
 
@@ -334,13 +411,17 @@ export class TelemetryCapture extends Context.Service<TelemetryCapture, {
   readonly spans: Effect.Effect<ReadonlyArray<SpanData>>
   /** The same spans as they would be exported (resource attached, times converted). */
   readonly exported: Effect.Effect<ReadonlyArray<Exporter.ReadableSpan>>
+  /** Every log record handed to the sink, in order. */
+  readonly logs: Effect.Effect<ReadonlyArray<LogData>>
+  /** Every measurement handed to the sink, in order. */
+  readonly measurements: Effect.Effect<ReadonlyArray<Measurement>>
   /** Reads every source registered with `registerSelfMetrics` now: the samples that would be exported. */
   readonly selfMetrics: Effect.Effect<ReadonlyArray<SelfMetrics.SelfMetricSample>>
 }>()("probescope/telemetry/TelemetryCapture") {}
 
 /**
  * In-memory telemetry for tests: nothing is exported; spans are converted synchronously (clock offset 0 unless
- * `offsetNs` is given) and captured.
+ * `offsetNs` is given) and captured, as are log records and measurements.
  */
 export const layerTest = (offsetNs = 0n): Layer.Layer<Services | TelemetryCapture> =>
   Layer.effectContext(
@@ -353,15 +434,22 @@ export const layerTest = (offsetNs = 0n): Layer.Layer<Services | TelemetryCaptur
         spans.push(data)
         exported.push(toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs))
       }
+      const logs: Array<LogData> = []
+      const measurements: Array<Measurement> = []
       const sink = TelemetrySink.of({
         span: (data) => Effect.sync(() => capture(data)),
-        spans: (batch) => Effect.sync(() => batch.forEach(capture))
+        spans: (batch) => Effect.sync(() => batch.forEach(capture)),
+        logs: (batch) => Effect.sync(() => void logs.push(...batch)),
+        measurements: (batch) => Effect.sync(() => void measurements.push(...batch))
       })
       const stats = Effect.sync((): TelemetryStats => ({
         received: spans.length,
         invalid: 0,
         exporters: [],
         metrics: [],
+        measurements: measurements.length,
+        logRecords: logs.length,
+        logs: [],
         lost: lostOf(0, [], [])
       }))
       const registry = SelfMetrics.make()
@@ -379,6 +467,8 @@ export const layerTest = (offsetNs = 0n): Layer.Layer<Services | TelemetryCaptur
         Context.add(TelemetryCapture, TelemetryCapture.of({
           spans: Effect.sync(() => [...spans]),
           exported: Effect.sync(() => [...exported]),
+          logs: Effect.sync(() => [...logs]),
+          measurements: Effect.sync(() => [...measurements]),
           selfMetrics: registry.samples
         }))
       )

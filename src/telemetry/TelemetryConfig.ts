@@ -186,6 +186,31 @@ const endpointVar = (variable: string) =>
       )
   })
 
+/**
+ * A batch processor's knobs: `OTEL_BSP_*` for spans, `OTEL_BLRP_*` for log records (same names after the prefix),
+ * plus the shared retry policy.
+ */
+const batchConfig = Effect.fnUntraced(function*(prefix: "BSP" | "BLRP", defaultDelayMillis: number) {
+  const v = (name: string) => `OTEL_${prefix}_${name}`
+  const maxQueueSize = yield* withDefault(PositiveInt, v("MAX_QUEUE_SIZE"), 2048)
+  const maxExportBatchSize = yield* withDefault(PositiveInt, v("MAX_EXPORT_BATCH_SIZE"), 512)
+  if (maxExportBatchSize > maxQueueSize) {
+    return yield* new TelemetryConfigError({
+      variable: v("MAX_EXPORT_BATCH_SIZE"),
+      message: `Invalid ${v("MAX_EXPORT_BATCH_SIZE")}=${maxExportBatchSize}: ` +
+        `must not exceed ${v("MAX_QUEUE_SIZE")} (${maxQueueSize})`
+    })
+  }
+  return {
+    maxQueueSize,
+    maxExportBatchSize,
+    scheduleDelayMillis: yield* withDefault(NonNegativeInt, v("SCHEDULE_DELAY"), defaultDelayMillis),
+    exportTimeoutMillis: yield* withDefault(PositiveInt, v("EXPORT_TIMEOUT"), 30_000),
+    maxRetries: yield* withDefault(NonNegativeInt, "PROBESCOPE_EXPORT_RETRIES", 3),
+    retryBaseMillis: yield* withDefault(PositiveInt, "PROBESCOPE_EXPORT_RETRY_DELAY", 200)
+  } satisfies BatchConfig
+})
+
 /** Reads the whole telemetry configuration from the current `ConfigProvider` (the environment by default). */
 export const load: Effect.Effect<TelemetryConfig, TelemetryConfigError> = Effect.gen(function*() {
   const serviceName = (yield* raw("OTEL_SERVICE_NAME"))?.trim() || undefined
@@ -206,23 +231,7 @@ export const load: Effect.Effect<TelemetryConfig, TelemetryConfigError> = Effect
   const timeoutMillis = (yield* optional(PositiveInt, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")) ??
     (yield* withDefault(PositiveInt, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000))
 
-  const maxQueueSize = yield* withDefault(PositiveInt, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
-  const maxExportBatchSize = yield* withDefault(PositiveInt, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
-  if (maxExportBatchSize > maxQueueSize) {
-    return yield* new TelemetryConfigError({
-      variable: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-      message: `Invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE=${maxExportBatchSize}: ` +
-        `must not exceed OTEL_BSP_MAX_QUEUE_SIZE (${maxQueueSize})`
-    })
-  }
-  const batch: BatchConfig = {
-    maxQueueSize,
-    maxExportBatchSize,
-    scheduleDelayMillis: yield* withDefault(NonNegativeInt, "OTEL_BSP_SCHEDULE_DELAY", 5000),
-    exportTimeoutMillis: yield* withDefault(PositiveInt, "OTEL_BSP_EXPORT_TIMEOUT", 30_000),
-    maxRetries: yield* withDefault(NonNegativeInt, "PROBESCOPE_EXPORT_RETRIES", 3),
-    retryBaseMillis: yield* withDefault(PositiveInt, "PROBESCOPE_EXPORT_RETRY_DELAY", 200)
-  }
+  const batch = yield* batchConfig("BSP", 5000)
   const consoleFormat = yield* withDefault(ConsoleFormat, "PROBESCOPE_CONSOLE_FORMAT", "tree")
   const shutdownTimeoutMillis = yield* withDefault(
     PositiveInt,
@@ -240,12 +249,14 @@ export const load: Effect.Effect<TelemetryConfig, TelemetryConfigError> = Effect
   } satisfies TelemetryConfig
 })
 
-/** What the span-derived metrics (`SpanMetrics`) read from the environment. */
+/** What the metrics pipeline (`Metrics`) reads from the environment. */
 export interface MetricsConfig {
   /** `OTEL_METRICS_EXPORTER` (a list like the traces one): exporters to run; empty for `none`. */
   readonly exporters: ReadonlyArray<"otlp" | "console">
   /** For http the endpoint ends in `/v1/metrics`; headers and request timeout as for traces, per-signal first. */
   readonly otlp: OtlpConfig
+  /** Which instruments export deltas (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, default cumulative). */
+  readonly temporality?: TemporalityPreference
   /** `OTEL_METRIC_EXPORT_INTERVAL`: ms between collections (default 60000). */
   readonly intervalMillis: number
   /** `OTEL_METRIC_EXPORT_TIMEOUT`: ms one collection's export may take (default 30000). */
@@ -260,9 +271,14 @@ export const metricsEndpoint = (protocol: OtlpProtocol, generic: string | undefi
 }
 
 /**
- * Reads the metrics configuration from the current `ConfigProvider`. Only cumulative temporality is produced, so
- * `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` other than `cumulative` is refused rather than ignored.
+ * `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, as the OTLP exporter spec defines it: `cumulative` (every
+ * instrument cumulative), `delta` (counters and histograms delta, up-down counters cumulative) or `lowmemory` (the
+ * same for synchronous instruments, which are all a probe records into). Case-insensitive.
  */
+export const TemporalityPreference = Schema.Literals(["cumulative", "delta", "lowmemory"])
+export type TemporalityPreference = typeof TemporalityPreference.Type
+
+/** Reads the metrics configuration from the current `ConfigProvider`. */
 export const loadMetrics: Effect.Effect<MetricsConfig, TelemetryConfigError> = Effect.gen(function*() {
   const exporters = yield* exporterList("OTEL_METRICS_EXPORTER")
   const protocol = (yield* optional(OtlpProtocol, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")) ??
@@ -278,18 +294,55 @@ export const loadMetrics: Effect.Effect<MetricsConfig, TelemetryConfigError> = E
   }
   const timeoutMillis = (yield* optional(PositiveInt, "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT")) ??
     (yield* withDefault(PositiveInt, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000))
-  const temporality = (yield* raw("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"))?.trim()
-  if (temporality !== undefined && temporality !== "" && temporality.toLowerCase() !== "cumulative") {
-    return yield* new TelemetryConfigError({
-      variable: "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-      message: `Invalid OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=${JSON.stringify(temporality)}: ` +
-        `only cumulative is supported`
-    })
-  }
+  const preference = (yield* raw("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"))?.trim().toLowerCase()
+  const temporality = preference === undefined || preference === "" ?
+    "cumulative" :
+    yield* decode(TemporalityPreference, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", preference)
   return {
     exporters,
     otlp: { protocol, endpoint, headers, timeoutMillis },
+    temporality,
     intervalMillis: yield* withDefault(PositiveInt, "OTEL_METRIC_EXPORT_INTERVAL", 60_000),
     exportTimeoutMillis: yield* withDefault(PositiveInt, "OTEL_METRIC_EXPORT_TIMEOUT", 30_000)
   } satisfies MetricsConfig
+})
+
+/** What the log records pipeline reads from the environment. */
+export interface LogsConfig {
+  /** `OTEL_LOGS_EXPORTER` (a list like the traces one): exporters to run; empty for `none`. */
+  readonly exporters: ReadonlyArray<"otlp" | "console">
+  /** For http the endpoint ends in `/v1/logs`; headers and request timeout as for traces, per-signal first. */
+  readonly otlp: OtlpConfig
+  /** `OTEL_BLRP_*`: the batch log record processor's knobs (schedule delay default 1000 ms). */
+  readonly batch: BatchConfig
+}
+
+/** The logs URL from the generic endpoint: per the spec, http appends `/v1/logs`; grpc uses it as-is. */
+export const logsEndpoint = (protocol: OtlpProtocol, generic: string | undefined, perSignal: string | undefined) => {
+  if (perSignal !== undefined) return perSignal
+  if (protocol === "grpc") return generic ?? DEFAULT_GRPC
+  return `${(generic ?? DEFAULT_HTTP).replace(/\/+$/, "")}/v1/logs`
+}
+
+/** Reads the logs configuration from the current `ConfigProvider`. */
+export const loadLogs: Effect.Effect<LogsConfig, TelemetryConfigError> = Effect.gen(function*() {
+  const exporters = yield* exporterList("OTEL_LOGS_EXPORTER")
+  const protocol = (yield* optional(OtlpProtocol, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")) ??
+    (yield* withDefault(OtlpProtocol, "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))
+  const endpoint = logsEndpoint(
+    protocol,
+    yield* endpointVar("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    yield* endpointVar("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+  )
+  const headers = {
+    ...(yield* keyValues("OTEL_EXPORTER_OTLP_HEADERS")),
+    ...(yield* keyValues("OTEL_EXPORTER_OTLP_LOGS_HEADERS"))
+  }
+  const timeoutMillis = (yield* optional(PositiveInt, "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT")) ??
+    (yield* withDefault(PositiveInt, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000))
+  return {
+    exporters,
+    otlp: { protocol, endpoint, headers, timeoutMillis },
+    batch: yield* batchConfig("BLRP", 1000)
+  } satisfies LogsConfig
 })

@@ -1,13 +1,17 @@
 /**
- * What the net/http server and client probes share: the record head both BPF programs write first
- * (`struct ps_http_head` in bpf/include/probescope/nethttp.h), the swiss-map offsets their header lookup needs, and
- * the OpenTelemetry HTTP semantic-convention rules (method normalisation, host:port splitting, error status).
+ * What the HTTP probes share: the record head both net/http BPF programs write first (`struct ps_http_head` in
+ * bpf/include/probescope/nethttp.h), the swiss-map offsets their header lookup needs, the OpenTelemetry HTTP
+ * semantic-convention rules (method normalisation, host:port splitting, error status), and the HTTP duration
+ * instruments every HTTP probe declares and records.
  */
 import {
   HTTP_REQUEST_METHOD_VALUE_OTHER
 } from "@opentelemetry/semantic-conventions"
 import * as Binary from "../../probe/Binary.ts"
+import * as Instruments from "../../probe/Instruments.ts"
 import type { FieldSpec } from "../../probe/Manifest.ts"
+import type { Emit, SpanInput } from "../../probe/Probe.ts"
+import type { Attributes, AttributeValue } from "../../probe/Telemetry.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Record head: 56 bytes, identical in both probes' records
@@ -301,4 +305,66 @@ export const routeOfPattern = (pattern: string): string | undefined => {
   const rest = space >= 0 ? pattern.slice(space + 1).trimStart() : pattern
   const slash = rest.indexOf("/")
   return slash >= 0 ? rest.slice(slash) : undefined
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Duration metrics (stable HTTP semantic conventions)
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The semconv's advised explicit bucket boundaries for HTTP durations, in seconds. */
+export const DURATION_BOUNDARIES: ReadonlyArray<number> = [
+  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10
+]
+
+/** `http.server.request.duration`: what every HTTP server probe declares. */
+export const serverDuration = Instruments.histogram("http.server.request.duration", {
+  unit: "s",
+  description: "Duration of HTTP server requests.",
+  boundaries: DURATION_BOUNDARIES
+})
+
+/** `http.client.request.duration`: what every HTTP client probe declares. */
+export const clientDuration = Instruments.histogram("http.client.request.duration", {
+  unit: "s",
+  description: "Duration of HTTP client requests.",
+  boundaries: DURATION_BOUNDARIES
+})
+
+/** The span attributes the server metric keeps (when present): no paths or peer addresses (cardinality). */
+export const SERVER_METRIC_KEYS = [
+  "http.request.method",
+  "url.scheme",
+  "http.route",
+  "http.response.status_code",
+  "network.protocol.version",
+  "error.type"
+] as const
+
+/** The span attributes the client metric keeps (when present): no URLs or local ports. */
+export const CLIENT_METRIC_KEYS = [
+  "http.request.method",
+  "server.address",
+  "server.port",
+  "http.response.status_code",
+  "error.type"
+] as const
+
+/**
+ * Emit an HTTP span and record its duration into the probe's duration instrument (declared under `key`), with only
+ * the metric's attributes. The metric comes from the same record as the span, so both agree on every request.
+ */
+export const emitWithDuration = <K extends string>(
+  emit: Emit<K>,
+  key: NoInfer<K>,
+  span: SpanInput,
+  keys: ReadonlyArray<string>
+): void => {
+  emit.span(span)
+  const attributes: Record<string, AttributeValue> = {}
+  for (const k of keys) {
+    const v = span.attributes[k]
+    if (v !== undefined) attributes[k] = v
+  }
+  const ns = span.endMonoNs - span.startMonoNs
+  emit.metric(key, ns > 0n ? Number(ns) / 1e9 : 0, attributes as Attributes, span.pid)
 }

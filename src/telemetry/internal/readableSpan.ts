@@ -51,7 +51,12 @@ export const toReadableSpan = (
     status,
     attributes: { ...span.attributes } as Attributes,
     links: [],
-    events: [],
+    events: span.events === undefined ? [] : span.events.map((e) => ({
+      name: e.name,
+      time: nsToHrTime(toEpochNs(e.timeMonoNs)),
+      attributes: { ...e.attributes } as Attributes,
+      droppedAttributesCount: 0
+    })),
     ended: true,
     resource,
     instrumentationScope: { name: `probescope/${span.probe}`, version: scopeVersion },

@@ -1,42 +1,35 @@
 /**
- * RED metrics derived from the probes' spans: the stable OpenTelemetry HTTP duration histograms
- * (`http.server.request.duration`, `http.client.request.duration`, unit "s", the semconv's advised buckets), with
- * only the semconv's low-cardinality attributes, cumulative, one set per process resource (the very resource objects
- * the spans are exported under). Every `OTEL_METRIC_EXPORT_INTERVAL` and when the scope closes, everything is
- * collected and handed to the configured exporters (OTLP over http/protobuf, http/json or grpc; a console table).
+ * The metrics the probes record into the instruments they declared (see `Probe.instrument({ instruments })`),
+ * aggregated per process resource (the very resource objects the spans are exported under) and probe, cumulative or
+ * delta as `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` says. Every `OTEL_METRIC_EXPORT_INTERVAL` and when
+ * the scope closes, everything is collected and handed to the configured exporters (OTLP over http/protobuf,
+ * http/json or grpc; a console table). Nothing here knows what a probe measures.
  */
 import type { Resource } from "@opentelemetry/resources"
 import {
+  AggregationTemporality,
   DataPointType,
   type Histogram,
   type PushMetricExporter,
   type ResourceMetrics
 } from "@opentelemetry/sdk-metrics"
 import { Context, Duration, Effect, Fiber, Option } from "effect"
-import type { SpanData } from "../probe/Telemetry.ts"
+import type { Measurement } from "../probe/Telemetry.ts"
 import { ExportError } from "./Exporter.ts"
+import * as Aggregate from "./internal/aggregate.ts"
 import * as Deadline from "./internal/deadline.ts"
 import * as LossReport from "./internal/lossReport.ts"
 import * as OtelExport from "./internal/otelExport.ts"
 import { deferredOtlp, exportWith } from "./internal/otelExport.ts"
-import * as Histograms from "./internal/httpHistograms.ts"
 import { version } from "./ProcessResources.ts"
 import { DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, type MetricsConfig, type OtlpConfig } from "./TelemetryConfig.ts"
 
 export type { ResourceMetrics } from "@opentelemetry/sdk-metrics"
 
-/** The semconv's advised explicit bucket boundaries for HTTP request durations, in seconds. */
-export const BOUNDARIES = Histograms.BOUNDARIES
-/** `http.server.request.duration`: recorded from SERVER spans. */
-export const SERVER_METRIC = Histograms.SERVER_METRIC
-/** `http.client.request.duration`: recorded from CLIENT spans. */
-export const CLIENT_METRIC = Histograms.CLIENT_METRIC
-/** The attributes the server metric keeps from a span (when present); no paths or peer addresses. */
-export const SERVER_ATTRIBUTES: ReadonlyArray<string> = Histograms.SERVER_KEYS
-/** The attributes the client metric keeps from a span (when present); no URLs or local ports. */
-export const CLIENT_ATTRIBUTES: ReadonlyArray<string> = Histograms.CLIENT_KEYS
-/** The instrumentation scope of the metrics. */
-export const scope = { name: "probescope", version } as const
+export const OVERFLOW_ATTRIBUTE = Aggregate.OVERFLOW_ATTRIBUTE
+
+/** The instrumentation scope of a probe's metrics (the same as its spans'). */
+export const scopeOf = (probe: string) => ({ name: `probescope/${probe}`, version })
 
 /** Something that ships one collection: cumulative data, one `ResourceMetrics` per process. */
 export interface MetricsExporter {
@@ -83,16 +76,16 @@ export const otlp = (config: OtlpConfig): MetricsExporter => {
   }
 }
 
-const formatSeconds = (s: number) => s < 1 ? `${Math.round(s * 1000)}ms` : `${s}s`
+const formatNumber = (v: number) => Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(4)))
 
-/** "≤ 25ms" for the bucket that holds the median, "> 10s" past the last bound. */
-const medianBucket = (counts: ReadonlyArray<number>, total: number) => {
+/** "≤ 25" for the bucket that holds the median, "> 10" past the last bound (in the instrument's unit). */
+const medianBucket = (boundaries: ReadonlyArray<number>, counts: ReadonlyArray<number>, total: number) => {
   const half = Math.ceil(total / 2)
   let seen = 0
   for (let i = 0; i < counts.length; i++) {
     seen += counts[i]!
     if (seen >= half) {
-      return i < BOUNDARIES.length ? `≤ ${formatSeconds(BOUNDARIES[i]!)}` : `> ${formatSeconds(BOUNDARIES.at(-1)!)}`
+      return i < boundaries.length ? `≤ ${formatNumber(boundaries[i]!)}` : `> ${formatNumber(boundaries.at(-1)!)}`
     }
   }
   return "-"
@@ -105,8 +98,8 @@ const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<
 }
 
 /**
- * A short table, one row per process and HTTP metric: requests, the bucket that holds the median, and requests with
- * an `error.type`. Empty when nothing was recorded. Sums and gauges (the agent's own metrics) are left out.
+ * A short table of the histograms, one row per process and metric: recordings, the bucket that holds the median (in
+ * the metric's unit), and recordings with an `error.type`. Empty when there are none.
  */
 export const formatTable = (batch: ReadonlyArray<ResourceMetrics>): string => {
   const rows: Array<Array<string>> = []
@@ -115,13 +108,16 @@ export const formatTable = (batch: ReadonlyArray<ResourceMetrics>): string => {
     for (const sm of rm.scopeMetrics) {
       for (const metric of sm.metrics) {
         if (metric.dataPointType !== DataPointType.HISTOGRAM) continue
-        const counts = new Array<number>(BOUNDARIES.length + 1).fill(0)
+        let boundaries: ReadonlyArray<number> = []
+        let counts: Array<number> = []
         let total = 0
         let errors = 0
         for (const dp of metric.dataPoints) {
           const h = dp.value as Histogram
+          boundaries = h.buckets.boundaries
+          if (counts.length === 0) counts = new Array<number>(h.buckets.counts.length).fill(0)
           total += h.count
-          h.buckets.counts.forEach((c, i) => counts[i] += c)
+          h.buckets.counts.forEach((c, i) => counts[i] = (counts[i] ?? 0) + c)
           if (dp.attributes["error.type"] !== undefined) errors += h.count
         }
         rows.push([
@@ -129,19 +125,20 @@ export const formatTable = (batch: ReadonlyArray<ResourceMetrics>): string => {
           String(attrs["process.pid"] ?? ""),
           metric.descriptor.name,
           String(total),
-          medianBucket(counts, total),
+          `${medianBucket(boundaries, counts, total)} ${metric.descriptor.unit}`.trimEnd(),
           String(errors)
         ])
       }
     }
   }
   if (rows.length === 0) return ""
-  return table(["service", "pid", "metric", "requests", "p50", "errors"], rows)
+  return table(["service", "pid", "metric", "count", "p50", "errors"], rows)
 }
 
 /**
- * A table of the sums and gauges in a collection (the agent's own `probescope.*` metrics), one row per series:
- * metric, `counter` or `gauge`, its attributes as `k=v`, value. Empty when there are none.
+ * A table of the sums and gauges in a collection (the probes' counters and gauges, the agent's own `probescope.*`
+ * metrics), one row per series: metric, `counter`, `updowncounter` or `gauge`, its attributes as `k=v`, value. Empty
+ * when there are none.
  */
 export const formatSelfTable = (batch: ReadonlyArray<ResourceMetrics>): string => {
   const rows: Array<Array<string>> = []
@@ -149,7 +146,11 @@ export const formatSelfTable = (batch: ReadonlyArray<ResourceMetrics>): string =
     for (const sm of rm.scopeMetrics) {
       for (const metric of sm.metrics) {
         if (metric.dataPointType !== DataPointType.SUM && metric.dataPointType !== DataPointType.GAUGE) continue
-        const kind = metric.dataPointType === DataPointType.SUM ? "counter" : "gauge"
+        const kind = metric.dataPointType === DataPointType.GAUGE ?
+          "gauge" :
+          metric.isMonotonic ?
+          "counter" :
+          "updowncounter"
         for (const dp of metric.dataPoints) {
           const attributes = Object.entries(dp.attributes).map(([k, v]) => `${k}=${String(v)}`).join(" ")
           rows.push([metric.descriptor.name, kind, attributes, String(dp.value)])
@@ -162,8 +163,8 @@ export const formatSelfTable = (batch: ReadonlyArray<ResourceMetrics>): string =
 }
 
 /**
- * Prints each collection through `write` (stdout by default): the HTTP metrics as `formatTable`, then the agent's
- * own metrics as `formatSelfTable`. Never fails.
+ * Prints each collection through `write` (stdout by default): the histograms as `formatTable`, then the sums and
+ * gauges as `formatSelfTable`. Never fails.
  */
 export const console = (
   write: (text: string) => void = (text) => void process.stdout.write(text)
@@ -172,10 +173,19 @@ export const console = (
   endpoint: "stdout",
   export: (batch) =>
     Effect.sync(() => {
+      const temporality = batch.some((rm) =>
+          rm.scopeMetrics.some((sm) =>
+            sm.metrics.some((m) =>
+              m.dataPointType !== DataPointType.GAUGE && m.aggregationTemporality === AggregationTemporality.DELTA
+            )
+          )
+        ) ?
+        "delta" :
+        "cumulative"
       const text = formatTable(batch)
-      if (text !== "") write(`probescope HTTP metrics (cumulative)\n${text}`)
-      const own = formatSelfTable(batch)
-      if (own !== "") write(`probescope agent metrics\n${own}`)
+      if (text !== "") write(`probescope histograms (${temporality})\n${text}`)
+      const sums = formatSelfTable(batch)
+      if (sums !== "") write(`probescope counters and gauges\n${sums}`)
     }),
   shutdown: Effect.void
 })
@@ -217,8 +227,8 @@ export interface MetricsExporterStats {
 }
 
 /** Counters for status lines and tests. */
-export interface SpanMetricsStats {
-  /** Spans offered to `record` (HTTP or not). */
+export interface MetricsStats {
+  /** Measurements recorded. */
   readonly recorded: number
   readonly collections: number
   /** Failed exports (one per exporter and collection), all exporters together. */
@@ -228,18 +238,18 @@ export interface SpanMetricsStats {
   readonly exporters: ReadonlyArray<MetricsExporterStats>
 }
 
-/** The running span metrics. `record` is synchronous and cheap: the telemetry sink calls it per span. */
-export class SpanMetrics extends Context.Service<SpanMetrics, {
-  readonly record: (span: SpanData, resource: Resource) => void
+/** The running metrics. `record` is synchronous and cheap: the telemetry sink calls it per measurement. */
+export class Metrics extends Context.Service<Metrics, {
+  readonly record: (measurement: Measurement, resource: Resource) => void
   /** Collects now and exports to every exporter. */
   readonly flush: Effect.Effect<void>
-  readonly stats: Effect.Effect<SpanMetricsStats>
+  readonly stats: Effect.Effect<MetricsStats>
   /**
    * Stops the interval, exports a last collection and shuts the exporters down, all within the deadline. Runs once
    * (later calls do nothing); closing the scope calls it too.
    */
   readonly close: Effect.Effect<void>
-}>()("probescope/telemetry/SpanMetrics") {}
+}>()("probescope/telemetry/Metrics") {}
 
 /** Overrides for embedding and tests. */
 export interface Options {
@@ -247,14 +257,14 @@ export interface Options {
   readonly exporters?: ReadonlyArray<MetricsExporter>
   /** Where the console exporter writes (stdout by default). */
   readonly write?: (text: string) => void
-  /** Aggregation knobs: wall clock, cardinality limit, idle eviction. */
-  readonly histograms?: Omit<Histograms.HistogramsOptions, "scope">
+  /** Aggregation knobs: wall clock, cardinality limit, idle eviction (temporality comes from the config). */
+  readonly aggregation?: Omit<Aggregate.AggregateOptions, "scope" | "temporality">
   /** The shutdown deadline (shared with the span pipelines); default: its own of 5 s. */
   readonly deadline?: Deadline.Deadline
   /** Minimum time between two loss warnings per exporter (default 5 s). */
   readonly reportIntervalMillis?: number
   /**
-   * More data to export with every collection, after the histograms: the telemetry layer passes the agent's own
+   * More data to export with every collection, after the probes' metrics: the telemetry layer passes the agent's own
    * metrics (`SelfMetrics.Registry.collect`). It must not fail; it runs within the shutdown deadline at close.
    */
   readonly selfMetrics?: Effect.Effect<ReadonlyArray<ResourceMetrics>>
@@ -268,12 +278,16 @@ export const dataPoints = (batch: ReadonlyArray<ResourceMetrics>): number => {
 }
 
 /**
- * Starts span metrics in the current scope: a collection every `config.intervalMillis`, and a last one (then the
+ * Starts the metrics pipeline in the current scope: a collection every `config.intervalMillis`, and a last one (then the
  * exporters' shutdown) when it closes. Failed exports are counted and logged (rate-limited); cumulative data means
  * the next collection carries everything again.
  */
 export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: Options = {}) {
-  const histograms = Histograms.make({ ...options.histograms, scope })
+  const aggregate = Aggregate.make({
+    ...options.aggregation,
+    scope: scopeOf,
+    ...(config.temporality === undefined ? {} : { temporality: config.temporality })
+  })
   const exporters = options.exporters ?? config.exporters.map((name) =>
     name === "otlp" ? otlp(config.otlp) : console(options.write)
   )
@@ -338,10 +352,10 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
     })
 
   const flush = Effect.gen(function*() {
-    const histogramData = histograms.collect()
+    const probeData = aggregate.collect()
     collections++
     const own = options.selfMetrics === undefined ? [] : yield* options.selfMetrics
-    const batch = own.length === 0 ? histogramData : [...histogramData, ...own]
+    const batch = own.length === 0 ? probeData : [...probeData, ...own]
     if (batch.length === 0) return
     const points = dataPoints(batch)
     yield* Effect.forEach(pipes, (p) => exportTo(p, batch, points), { concurrency: "unbounded", discard: true })
@@ -375,12 +389,12 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
   })
   yield* Effect.addFinalizer(() => close)
 
-  return SpanMetrics.of({
+  return Metrics.of({
     record: exporters.length === 0
       ? () => void recorded++
-      : (span, resource) => {
+      : (measurement, resource) => {
         recorded++
-        histograms.record(span, resource)
+        aggregate.record(measurement, resource)
       },
     flush,
     stats: Effect.sync(() => ({

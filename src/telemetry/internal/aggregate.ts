@@ -1,0 +1,299 @@
+/**
+ * The synchronous aggregation behind `Metrics`: whatever instruments the probes declared, per resource object (a
+ * process, or the agent for host-wide measurements) and instrumentation scope (the probe), one series per attribute
+ * set. Plain maps instead of a MeterProvider per process: recording is two map lookups and a few additions, and
+ * collection builds the sdk-metrics `ResourceMetrics` the OTLP exporters take. Knows no instrument by name.
+ */
+import type { Attributes as OtelAttributes, HrTime } from "@opentelemetry/api"
+import { ValueType } from "@opentelemetry/api"
+import type { Resource } from "@opentelemetry/resources"
+import {
+  AggregationTemporality,
+  DataPointType,
+  type MetricData,
+  type ResourceMetrics
+} from "@opentelemetry/sdk-metrics"
+import type { Attributes, Instrument, Measurement } from "../../probe/Telemetry.ts"
+import type { TemporalityPreference } from "../TelemetryConfig.ts"
+
+/** Set on the one series that absorbs recordings past the cardinality limit (as the OTel SDK does). */
+export const OVERFLOW_ATTRIBUTE = "otel.metric.overflow"
+
+interface Series {
+  readonly attributes: Attributes
+  /** Sum (counters), last value (gauges), or the histogram's sum. */
+  value: number
+  counts: Array<number> | undefined
+  count: number
+  min: number
+  max: number
+  /** Recorded into since the last collection (delta temporality exports only these). */
+  touched: boolean
+}
+
+interface InstrumentState {
+  readonly instrument: Instrument
+  readonly delta: boolean
+  readonly series: Map<string, Series>
+  overflow: Series | undefined
+  /** Every value recorded so far was an integer: sums are then exported as integers. */
+  integers: boolean
+  /** Start of the current delta interval (unused for cumulative). */
+  intervalStart: HrTime
+}
+
+interface ScopeState {
+  readonly probe: string
+  readonly instruments: Map<Instrument, InstrumentState>
+}
+
+interface ResourceState {
+  readonly resource: Resource
+  readonly startTime: HrTime
+  readonly scopes: Map<string, ScopeState>
+  /** Recordings since the last collection; 0 for whole collections makes the state idle. */
+  recorded: number
+  idleCollections: number
+}
+
+/** Knobs for tests and embedders. */
+export interface AggregateOptions {
+  /** Wall-clock now (start and end times of data points). */
+  readonly now?: () => HrTime
+  /** Series per instrument per resource before the overflow series takes over (OTel SDK default: 2000). */
+  readonly cardinalityLimit?: number
+  /** Collections without a recording after which a resource (an exited process) is forgotten (default 10). */
+  readonly evictAfterIdleCollections?: number
+  /** Which instruments export deltas (default cumulative). */
+  readonly temporality?: TemporalityPreference
+  /** Instrumentation scope of a probe's metrics. */
+  readonly scope: (probe: string) => { readonly name: string; readonly version: string }
+}
+
+export interface Aggregate {
+  readonly record: (measurement: Measurement, resource: Resource) => void
+  /** The data of every resource that has any, then forgets resources idle for too long. */
+  readonly collect: () => ReadonlyArray<ResourceMetrics>
+}
+
+const wallClock = (): HrTime => {
+  const ms = Date.now()
+  return [Math.floor(ms / 1000), (ms % 1000) * 1_000_000]
+}
+
+/** The index of the bucket `(b[i-1], b[i]]` that holds `v`; the last one is `(b[n-1], +inf)`. */
+export const bucketIndex = (boundaries: ReadonlyArray<number>, v: number): number => {
+  let i = 0
+  while (i < boundaries.length && v > boundaries[i]!) i++
+  return i
+}
+
+/**
+ * A key for an attribute set that does not depend on the order the probe wrote the keys in. Values carry their
+ * type so that 1 and "1" stay apart.
+ */
+const seriesKey = (a: Attributes): string => {
+  const keys = Object.keys(a)
+  if (keys.length === 0) return ""
+  if (keys.length > 1) keys.sort()
+  let out = ""
+  for (const k of keys) {
+    const v = a[k]
+    out += `${k}\u0001${typeof v === "string" ? v : `${typeof v}:${JSON.stringify(v)}`}\u0002`
+  }
+  return out
+}
+
+/** Whether the preference makes this instrument kind export deltas (OTLP exporter spec). */
+const isDelta = (kind: Instrument["kind"], preference: TemporalityPreference) =>
+  preference !== "cumulative" && (kind === "counter" || kind === "histogram")
+
+export const make = (options: AggregateOptions): Aggregate => {
+  const now = options.now ?? wallClock
+  const limit = options.cardinalityLimit ?? 2000
+  const evictAfter = options.evictAfterIdleCollections ?? 10
+  const preference = options.temporality ?? "cumulative"
+  const states = new Map<Resource, ResourceState>()
+  // Measurements arrive in runs from one process: remembering the last resource skips a lookup for most of them.
+  let lastResource: Resource | undefined
+  let lastState: ResourceState | undefined
+
+  const stateFor = (resource: Resource): ResourceState => {
+    if (resource === lastResource) return lastState!
+    let state = states.get(resource)
+    if (state === undefined) {
+      state = { resource, startTime: now(), scopes: new Map(), recorded: 0, idleCollections: 0 }
+      states.set(resource, state)
+    }
+    lastResource = resource
+    lastState = state
+    return state
+  }
+
+  const instrumentFor = (state: ResourceState, probe: string, instrument: Instrument): InstrumentState => {
+    let scope = state.scopes.get(probe)
+    if (scope === undefined) {
+      scope = { probe, instruments: new Map() }
+      state.scopes.set(probe, scope)
+    }
+    let is = scope.instruments.get(instrument)
+    if (is === undefined) {
+      is = {
+        instrument,
+        delta: isDelta(instrument.kind, preference),
+        series: new Map(),
+        overflow: undefined,
+        integers: true,
+        intervalStart: state.startTime
+      }
+      scope.instruments.set(instrument, is)
+    }
+    return is
+  }
+
+  const newSeries = (is: InstrumentState, attributes: Attributes): Series => ({
+    attributes,
+    value: 0,
+    counts: is.instrument.kind === "histogram" ?
+      new Array<number>((is.instrument.boundaries?.length ?? 0) + 1).fill(0) :
+      undefined,
+    count: 0,
+    min: Infinity,
+    max: -Infinity,
+    touched: false
+  })
+
+  const seriesFor = (is: InstrumentState, attributes: Attributes): Series => {
+    const key = seriesKey(attributes)
+    const found = is.series.get(key)
+    if (found !== undefined) return found
+    if (is.series.size >= limit - 1) {
+      // One slot stays for the overflow series, so the limit bounds what is exported.
+      is.overflow ??= newSeries(is, { [OVERFLOW_ATTRIBUTE]: true })
+      return is.overflow
+    }
+    const created = newSeries(is, { ...attributes })
+    is.series.set(key, created)
+    return created
+  }
+
+  const record = (m: Measurement, resource: Resource) => {
+    const state = stateFor(resource)
+    state.recorded++
+    const is = instrumentFor(state, m.probe, m.instrument)
+    const s = seriesFor(is, m.attributes)
+    const v = m.value
+    if (is.integers && !Number.isInteger(v)) is.integers = false
+    s.touched = true
+    s.count++
+    switch (m.instrument.kind) {
+      case "counter":
+      case "upDownCounter":
+        s.value += v
+        return
+      case "gauge":
+        s.value = v
+        return
+      case "histogram":
+        s.counts![bucketIndex(m.instrument.boundaries ?? [], v)]!++
+        s.value += v
+        if (v < s.min) s.min = v
+        if (v > s.max) s.max = v
+    }
+  }
+
+  const dataOf = (is: InstrumentState, state: ResourceState, endTime: HrTime): MetricData | undefined => {
+    const all = is.overflow === undefined ? [...is.series.values()] : [...is.series.values(), is.overflow]
+    const points = is.delta ? all.filter((s) => s.touched) : all
+    if (points.length === 0) return undefined
+    const { instrument } = is
+    const startTime = is.delta ? is.intervalStart : state.startTime
+    const descriptor = {
+      name: instrument.name,
+      description: instrument.description,
+      unit: instrument.unit,
+      valueType: instrument.kind !== "histogram" && is.integers ? ValueType.INT : ValueType.DOUBLE
+    }
+    const temporality = is.delta ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE
+    const attrs = (s: Series) => s.attributes as OtelAttributes
+    switch (instrument.kind) {
+      case "counter":
+      case "upDownCounter":
+        return {
+          descriptor,
+          aggregationTemporality: temporality,
+          dataPointType: DataPointType.SUM,
+          isMonotonic: instrument.kind === "counter",
+          dataPoints: points.map((s) => ({ startTime, endTime, attributes: attrs(s), value: s.value }))
+        }
+      case "gauge":
+        return {
+          descriptor,
+          aggregationTemporality: AggregationTemporality.CUMULATIVE,
+          dataPointType: DataPointType.GAUGE,
+          dataPoints: points.map((s) => ({ startTime, endTime, attributes: attrs(s), value: s.value }))
+        }
+      case "histogram":
+        return {
+          descriptor,
+          aggregationTemporality: temporality,
+          dataPointType: DataPointType.HISTOGRAM,
+          dataPoints: points.map((s) => ({
+            startTime,
+            endTime,
+            attributes: attrs(s),
+            value: {
+              buckets: { boundaries: [...(instrument.boundaries ?? [])], counts: [...s.counts!] },
+              count: s.count,
+              sum: s.value,
+              min: s.min,
+              max: s.max
+            }
+          }))
+        }
+    }
+  }
+
+  /** After a collection: a delta instrument starts a fresh interval; every series is untouched again. */
+  const reset = (is: InstrumentState, endTime: HrTime) => {
+    const all = is.overflow === undefined ? is.series.values() : [...is.series.values(), is.overflow]
+    for (const s of all) {
+      s.touched = false
+      if (!is.delta) continue
+      s.value = 0
+      s.count = 0
+      s.min = Infinity
+      s.max = -Infinity
+      if (s.counts !== undefined) s.counts.fill(0)
+    }
+    if (is.delta) is.intervalStart = endTime
+  }
+
+  const collect = () => {
+    const endTime = now()
+    const out: Array<ResourceMetrics> = []
+    for (const state of states.values()) {
+      const scopeMetrics: Array<ResourceMetrics["scopeMetrics"][number]> = []
+      for (const scope of state.scopes.values()) {
+        const metrics: Array<MetricData> = []
+        for (const is of scope.instruments.values()) {
+          const data = dataOf(is, state, endTime)
+          if (data !== undefined) metrics.push(data)
+          reset(is, endTime)
+        }
+        if (metrics.length > 0) scopeMetrics.push({ scope: { ...options.scope(scope.probe) }, metrics })
+      }
+      if (scopeMetrics.length > 0) out.push({ resource: state.resource, scopeMetrics })
+      if (state.recorded === 0) state.idleCollections++
+      else state.idleCollections = 0
+      state.recorded = 0
+      if (state.idleCollections >= evictAfter) {
+        states.delete(state.resource)
+        if (lastResource === state.resource) lastResource = lastState = undefined
+      }
+    }
+    return out
+  }
+
+  return { record, collect }
+}

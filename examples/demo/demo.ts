@@ -59,7 +59,9 @@ const agent = spawn(
       OTEL_BSP_SCHEDULE_DELAY: "500",
       // Printed once, at shutdown: the interval is longer than the demo.
       OTEL_METRICS_EXPORTER: "console",
-      OTEL_METRIC_EXPORT_INTERVAL: "600000"
+      OTEL_METRIC_EXPORT_INTERVAL: "600000",
+      // Log records (a Go panic, say) as one line each.
+      OTEL_LOGS_EXPORTER: "console"
     }
   }
 )

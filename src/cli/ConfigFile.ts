@@ -92,6 +92,8 @@ export const ConfigFile = Schema.Struct({
     traces: Schema.optionalKey(Schema.Array(ExporterName)),
     /** OTEL_METRICS_EXPORTER */
     metrics: Schema.optionalKey(Schema.Array(ExporterName)),
+    /** OTEL_LOGS_EXPORTER */
+    logs: Schema.optionalKey(Schema.Array(ExporterName)),
     /** OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG */
     sampler: Schema.optionalKey(Schema.Struct({
       name: SamplerName,
@@ -169,6 +171,7 @@ export const overrides = (config: ConfigFile): Readonly<Record<string, string>> 
   if (e.resourceAttributes !== undefined) out["OTEL_RESOURCE_ATTRIBUTES"] = keyValues(e.resourceAttributes)
   if (e.traces !== undefined) out["OTEL_TRACES_EXPORTER"] = e.traces.length === 0 ? "none" : e.traces.join(",")
   if (e.metrics !== undefined) out["OTEL_METRICS_EXPORTER"] = e.metrics.length === 0 ? "none" : e.metrics.join(",")
+  if (e.logs !== undefined) out["OTEL_LOGS_EXPORTER"] = e.logs.length === 0 ? "none" : e.logs.join(",")
   if (e.sampler !== undefined) {
     out["OTEL_TRACES_SAMPLER"] = e.sampler.name
     if (e.sampler.ratio !== undefined) out["OTEL_TRACES_SAMPLER_ARG"] = String(e.sampler.ratio)

@@ -35,6 +35,7 @@ export:
   resourceAttributes: { deployment.environment.name: prod }
   traces: [otlp, console]
   metrics: []
+  logs: [console]
   sampler: { name: parentbased_traceidratio, ratio: 0.25 }
 `
 
@@ -56,6 +57,7 @@ describe("config file", () => {
         OTEL_RESOURCE_ATTRIBUTES: "deployment.environment.name=prod",
         OTEL_TRACES_EXPORTER: "otlp,console",
         OTEL_METRICS_EXPORTER: "none",
+        OTEL_LOGS_EXPORTER: "console",
         OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
         OTEL_TRACES_SAMPLER_ARG: "0.25"
       })

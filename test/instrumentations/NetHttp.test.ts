@@ -11,7 +11,7 @@ import * as Binary from "../../src/probe/Binary.ts"
 import * as Manifest from "../../src/probe/Manifest.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
-import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import { CapturedMeasurements, CapturedSpans } from "../../src/probe/ProbeTest.ts"
 import { clientRecord, functions, go126Fields, goTarget, serverRecord } from "./fixtures.ts"
 
 const forbidden: Lockdown.WriteUserSupport = { permitted: false, reason: "kernel lockdown is integrity" }
@@ -225,6 +225,33 @@ describe("NetHttpServer", () => {
         assert.strictEqual(other!.attributes["http.route"], undefined)
         assert.strictEqual(other!.attributes["network.peer.address"], "::1")
         assert.deepStrictEqual(other!.status, { code: "unset" })
+        // Each span's duration also goes into the probe's own http.server.request.duration, with only the
+        // metric's low-cardinality attributes (no path, no peer) and under the span's process.
+        const measured = yield* (yield* CapturedMeasurements).take(3)
+        assert.deepStrictEqual(measured.map((m) => [m.instrument, m.value, m.pid, m.attributes]), [
+          [Http.serverDuration, 0.00025, 4242, {
+            "http.request.method": "GET",
+            "url.scheme": "http",
+            "http.route": "/users/{id}",
+            "http.response.status_code": 200,
+            "network.protocol.version": "1.1"
+          }],
+          [Http.serverDuration, 0.00025, 4242, {
+            "http.request.method": "GET",
+            "url.scheme": "https",
+            "http.route": "/boom",
+            "http.response.status_code": 500,
+            "network.protocol.version": "2",
+            "error.type": "500"
+          }],
+          [Http.serverDuration, 0.00025, 4242, {
+            "http.request.method": "_OTHER",
+            "url.scheme": "http",
+            "http.response.status_code": 404,
+            "network.protocol.version": "1.1"
+          }]
+        ])
+        assert.deepStrictEqual(NetHttpServer.NetHttpServer.instruments, { duration: Http.serverDuration })
       }),
       NetHttpServer.NetHttpServer.layer
     ))
@@ -389,6 +416,16 @@ describe("NetHttpClient", () => {
         assert.strictEqual(https!.attributes["http.request.method"], "_OTHER")
         assert.strictEqual(https!.attributes["http.request.method_original"], "get")
         assert.strictEqual(https!.name, "HTTP")
+        // The client's durations go into its own http.client.request.duration: no url.full, no local port.
+        const measured = yield* (yield* CapturedMeasurements).take(5)
+        assert.deepStrictEqual(measured.map((m) => m.instrument.name), new Array(5).fill("http.client.request.duration"))
+        assert.deepStrictEqual(measured[0]!.attributes, {
+          "http.request.method": "GET",
+          "server.address": "127.0.0.1",
+          "server.port": 8081,
+          "http.response.status_code": 200
+        })
+        assert.strictEqual(measured[2]!.attributes["error.type"], "404")
       }),
       Client.layer
     ))

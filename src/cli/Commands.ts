@@ -155,9 +155,10 @@ const probeLines = (final: boolean) =>
   Effect.gen(function*() {
     const stats = (yield* (yield* Manager).stats).filter((s) => s.kind === "instrument")
     const lines = stats.map((s) =>
-      `probescope: ${s.probe}: ${s.records} spans, ${final ? "" : `${s.targets} process(es), `}` +
+      `probescope: ${s.probe}: ${s.records} records, ${final ? "" : `${s.targets} process(es), `}` +
       `${s.decodeErrors} decode errors, ${s.kernelDropped} dropped in the kernel, ${s.consumerDropped} dropped by ` +
-      `the consumer, ${s.attachFailures} attach failures`
+      `the consumer, ${s.attachFailures} attach failures` +
+      (s.signalErrors > 0 ? `, ${s.signalErrors} outside the probe's declared signals` : "")
     )
     const dropped = stats.some((s) => s.consumerDropped > 0 || s.kernelDropped > 0n)
     return { lines, dropped }

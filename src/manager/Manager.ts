@@ -32,10 +32,14 @@ export interface ProbeStats {
   /** Processes the probe is attached to now. */
   readonly targets: number
   readonly attachFailures: number
-  /** Spans emitted (instrument probes; 0 for daemons). */
+  /** Records turned into signals (instrument probes; 0 for daemons). */
   readonly records: number
   readonly decodeErrors: number
   readonly skipped: number
+  /** Records lost because the probe recorded outside its declaration (see `ProbeSignalError`). */
+  readonly signalErrors: number
+  /** Logs and measurements the sink could not take. */
+  readonly unsupported: number
   /** Records the user-space consumer dropped. */
   readonly consumerDropped: number
   /** Records the BPF side submitted / could not fit in the ring (`ps_stats`). */
@@ -348,7 +352,7 @@ const makeWithSubmit = Effect.gen(function*() {
     for (const probe of probes) {
       const runner = isInstrument(probe) ?
         yield* probe.runner.stats :
-        { records: 0, decodeErrors: 0, skipped: 0, consumerDropped: 0 }
+        { records: 0, decodeErrors: 0, skipped: 0, signalErrors: 0, unsupported: 0, consumerDropped: 0 }
       const kernel = yield* probe.kernelStats.pipe(Effect.orElseSucceed(() => ({ submitted: 0n, dropped: 0n })))
       let targets = 0
       for (const entry of instrumented.values()) if (entry.probes.includes(probe.name)) targets++

@@ -339,9 +339,9 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       assert.deepStrictEqual(exit, { code: 0, signal: null }, agent.stderr())
       const stderr = agent.stderr()
       // The summary comes after the flush: kernel and consumer drops apart, then what each signal's exporter did.
-      assert.include(stderr, "probescope: nethttp_server: 13 spans, 0 decode errors, 0 dropped in the kernel, " +
+      assert.include(stderr, "probescope: nethttp_server: 13 records, 0 decode errors, 0 dropped in the kernel, " +
         "0 dropped by the consumer, 0 attach failures\n")
-      assert.include(stderr, "probescope: nethttp_client: 7 spans, 0 decode errors, 0 dropped in the kernel, " +
+      assert.include(stderr, "probescope: nethttp_client: 7 records, 0 decode errors, 0 dropped in the kernel, " +
         "0 dropped by the consumer, 0 attach failures\n")
       assert.match(stderr, /probescope: spans 20 · otlp \S+: 20 exported, 0 queued, 0 dropped, 0 failed · metric points · otlp \S+: \d+ exported, 0 dropped, 0 failed\n/)
       yield* assertReleased(ours)

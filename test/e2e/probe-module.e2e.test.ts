@@ -69,7 +69,7 @@ describe("probescope run --probe", () => {
       agent.child.kill("SIGINT")
       const exit = yield* agent.exit("30 seconds")
       assert.strictEqual(exit.code, 0, agent.stderr())
-      assert.match(agent.stderr(), /^probescope: example\/work: \d+ spans, 0 decode errors/m)
+      assert.match(agent.stderr(), /^probescope: example\/work: \d+ records, 0 decode errors/m)
     }).pipe(Effect.scoped))
 
   it.live("list names the module's probe; a module with nothing usable is one line, exit 1", () =>

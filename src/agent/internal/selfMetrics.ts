@@ -22,6 +22,12 @@ export const layer = Layer.effectDiscard(Effect.gen(function*() {
           counter("probescope.probe.decode_errors", "Records that could not be decoded.", "{record}", p.decodeErrors),
           counter("probescope.probe.skipped", "Records decoded and deliberately not emitted.", "{record}", p.skipped),
           counter(
+            "probescope.probe.signal_errors",
+            "Records lost because the probe recorded outside its declared signals.",
+            "{record}",
+            p.signalErrors
+          ),
+          counter(
             "probescope.probe.consumer.dropped",
             "Records the user-space consumer dropped (its buffer was full).",
             "{record}",

@@ -5,6 +5,7 @@
  */
 import { Deferred, Effect, Exit, Schema, Stream } from "effect"
 import type { RingBuffer } from "../../kernel/Bpf.ts"
+import * as Binary from "../Binary.ts"
 import type { Loaded, Runner, RunnerStats } from "../Capabilities.ts"
 import type { Instruments } from "../Instruments.ts"
 import type { Emit, LoadContext, LogInput, SpanInput } from "../Probe.ts"
@@ -76,8 +77,33 @@ export const signalsOf = (options: RunOptions): (record: unknown, emit: Emit<str
   }
 }
 
+/**
+ * One record's decoder: undefined for a record it rejects. A `Binary.schema` record is decoded by its layout directly
+ * (the same length check, without a Schema run and an Exit per record: this is the hot path); any other Schema runs.
+ */
+export const recordDecoder = (record: Schema.Codec<unknown, Uint8Array>): (bytes: Uint8Array) => unknown => {
+  const layout = Binary.layoutOf(record)
+  if (layout !== undefined) {
+    const size = layout.size
+    return (bytes) => {
+      if (bytes.length < size) return undefined
+      try {
+        return layout.decode(bytes)
+      } catch {
+        // A layout that cannot read these bytes (a custom field type's check) rejects the record, as the Schema would.
+        return undefined
+      }
+    }
+  }
+  const decode = Schema.decodeUnknownExit(record as Schema.Codec<unknown, Uint8Array, never, never>)
+  return (bytes) => {
+    const exit = decode(bytes)
+    return Exit.isSuccess(exit) ? exit.value : undefined
+  }
+}
+
 export const makeRunner = (name: string, options: RunOptions, loaded: Loaded, config: unknown): Runner => {
-  const decode = Schema.decodeUnknownExit(options.record as Schema.Codec<unknown, Uint8Array, never, never>)
+  const decode = recordDecoder(options.record)
   const toSignals = signalsOf(options)
   const ctx = { config }
   const collector = makeCollector(name, options.instruments)
@@ -103,14 +129,14 @@ export const makeRunner = (name: string, options: RunOptions, loaded: Loaded, co
     // Records arrive in batches (one ring-buffer drain): decode the batch synchronously, then emit its signals.
     yield* Stream.runForEachArray(rb.records, (batch) => {
       for (let i = 0; i < batch.length; i++) {
-        const exit = decode(batch[i]!)
-        if (Exit.isFailure(exit)) {
+        const record = decode(batch[i]!)
+        if (record === undefined) {
           if (++decodeErrors <= 10) warnings.push(`probe ${name}: undecodable record of ${batch[i]!.length} bytes`)
           continue
         }
         const before = collector.size()
         try {
-          toSignals(exit.value, collector.emit, ctx)
+          toSignals(record, collector.emit, ctx)
         } catch (e) {
           // A probe that records what it did not declare (or throws) loses that record, counted and reported.
           if (++signalErrors <= 10) {

@@ -10,6 +10,7 @@
 #include "go_context.h"
 #include "sampling.h"
 #include "nethttp.h"
+#include "nethttp_server.h"
 
 /* Struct field offsets of one process (Go versions differ), written by user space into ps_targets before the
  * uprobes attach. Mirrored by `Offsets` in src/instrumentations/NetHttpServer.ts, checked against this BTF at load. */
@@ -35,42 +36,7 @@ struct nethttp_server_offsets {
 
 PS_TARGETS(struct nethttp_server_offsets);
 
-/* Mirrored by `Record` in src/instrumentations/NetHttpServer.ts, checked against this BTF at load. */
-struct nethttp_server_record {
-  struct ps_http_head head;
-  u8 proto_major;
-  u8 proto_minor;
-  u8 tls;
-  u8 method_len;
-  u16 path_len;
-  u8 host_len;
-  u8 remote_len;
-  u16 pattern_len;
-  u8 scheme_len;
-  /* The parent came from the connection map (an instrumented client on this host), not from a header. */
-  u8 linked;
-  u8 _pad[4];
-  char method[16];
-  char path[128];
-  char host[64];
-  char remote[64];
-  char pattern[128];
-  char scheme[8];
-};
-PS_RECORD(nethttp_server_record);
-
-struct server_inflight {
-  struct nethttp_server_record rec;
-  u64 req;
-  u64 resp;
-};
-
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 4096);
-  __type(key, struct ps_g_key);
-  __type(value, struct server_inflight);
-} nethttp_server_inflight SEC(".maps");
+/* The record and the in-flight map (`nethttp_server_inflight`), shared with go_panic.bpf.c. */
 
 /* The in-flight value is too large for the 512-byte stack: build it in per-CPU scratch. */
 struct {

@@ -169,6 +169,8 @@ export const NetHttpServer = Probe.instrument({
   object: Probe.objectFile("nethttp_server"),
   manifest,
   reuseMaps: GoContext.sharedMaps,
+  // The go/panic probe ends the span of a request whose handler panicked (no RET runs): it reuses this map.
+  shares: ["nethttp_server_inflight"],
   perTarget: {
     layout: Offsets,
     value: ({ offsets: o }) => ({

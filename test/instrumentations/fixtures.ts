@@ -125,6 +125,26 @@ const newestSource = (dir: string): number =>
   }, 0)
 
 /**
+ * Builds test/fixtures/go/panics (an HTTP server whose handlers panic) with Go `version` into
+ * `test/.cache/panics/<version>/panics` (reused while newer than its sources) and returns the binary's path.
+ */
+export const buildPanics = (version: string): string => {
+  const src = path.join(repoRoot, "test", "fixtures", "go", "panics")
+  const out = path.join(repoRoot, "test", ".cache", "panics", version, "panics")
+  if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource(src)) return out
+  fs.mkdirSync(path.dirname(out), { recursive: true })
+  const tmp = `${out}.${process.pid}.tmp`
+  execFileSync("go", ["build", "-o", tmp, "."], {
+    cwd: src,
+    env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
+    stdio: ["ignore", "ignore", "pipe"],
+    timeout: 600_000
+  })
+  fs.renameSync(tmp, out)
+  return out
+}
+
+/**
  * Builds the example service (`frontend`, `backend`) with Go `version` (fetched through GOTOOLCHAIN when it is not
  * the local one) into `test/.cache/go-service/<version>/` and returns that folder. A build newer than every source is
  * reused, so several test files (and reruns) pay for each toolchain once.

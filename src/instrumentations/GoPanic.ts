@@ -1,0 +1,302 @@
+/**
+ * go/panic: Go panics as OpenTelemetry log records, and the SERVER span of a request whose handler panicked.
+ *
+ * BPF side: bpf/go_panic.bpf.c, three programs:
+ * - `runtime.gopanic(e any)`, entry: what the panic value is (its type's name and kind, its first 32 bytes, the string
+ *   in it) and the span active on the goroutine (go_context's `go_spans`). One PANIC record: a log record of severity
+ *   ERROR with `exception.type` and, for a string or a known error, `exception.message`, tied to that span.
+ * - `runtime.recovery(gp)`, entry: the runtime calls it once a deferred call has recovered gp's panic. One RECOVERED
+ *   record: a log record of severity WARN saying the panic was recovered (same exception attributes and span).
+ * - `net/http.(*conn).serve.func1`, entry: the closure net/http defers to recover a handler's panic. A panicking
+ *   handler unwinds past `serverHandler.ServeHTTP`, so the net/http server probe's RET programs never run and its
+ *   request would produce no span. When this closure finds the goroutine's request still in flight (the server
+ *   probe's `nethttp_server_inflight`, shared with this probe), it ends it: one SERVER_SPAN record, the server
+ *   probe's own span with status ERROR, `error.type` the panic's type and an `exception` event.
+ *
+ * Go cannot be asked for an error's text (that is a method call), so `exception.message` is only given where the
+ * text sits in memory: a string value (`panic("...")`, and the runtime's own string errors such as "assignment to
+ * entry in nil map"), the errors whose first field is their message (`errors.New`, `fmt.Errorf`), and index/slice
+ * bounds errors (formatted here as the runtime formats them).
+ *
+ * Reading order of this file: manifest -> per-target value -> record layout -> the panic value -> signals -> probe.
+ */
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_EXCEPTION_MESSAGE,
+  ATTR_EXCEPTION_TYPE
+} from "@opentelemetry/semantic-conventions"
+import { Option } from "effect"
+import * as Binary from "../probe/Binary.ts"
+import * as Manifest from "../probe/Manifest.ts"
+import * as Probe from "../probe/Probe.ts"
+import type { Target as ProbeTarget } from "../probe/Target.ts"
+import type { Attributes, AttributeValue } from "../probe/Telemetry.ts"
+import * as GoContext from "./GoContext.ts"
+import { goVersions } from "./GoContext.ts"
+import * as GoSymbols from "./internal/GoSymbols.ts"
+import * as Http from "./internal/Http.ts"
+import * as NetHttpServer from "./NetHttpServer.ts"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Manifest
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The runtime's panic and recovery, and net/http's recovering closure (absent from programs without a server). */
+export const manifest = Manifest.make({
+  library: { module: "std", package: "runtime", versions: goVersions },
+  goVersions,
+  symbols: [
+    { name: "runtime.gopanic", entry: "uprobe_gopanic" },
+    { name: "runtime.recovery", entry: "uprobe_recovery" },
+    // The first closure of (*conn).serve is its deferred recover (Go 1.25 through 1.27).
+    { name: "net/http.(*conn).serve.func1", entry: "uprobe_conn_serve_deferred", optional: true }
+  ],
+  fields: {
+    // internal/abi.Type has had this layout since Go 1.21; DWARF confirms it when the binary has it.
+    typeTflag: { type: "internal/abi.Type", field: "TFlag", optional: true },
+    typeKind: { type: "internal/abi.Type", field: "Kind_", optional: true },
+    typeStr: { type: "internal/abi.Type", field: "Str", optional: true },
+    requestPattern: { type: "net/http.Request", field: "Pattern", optional: true }
+  }
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Per-target value: `struct go_panic_target`
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Layout of `struct go_panic_target`. */
+export const Target = Binary.struct({
+  typesFromGopanic: Binary.i64,
+  typesKnown: Binary.u64n,
+  typeTflag: Binary.member("type.tflag", Binary.u64n),
+  typeKind: Binary.member("type.kind", Binary.u64n),
+  typeStr: Binary.member("type.str", Binary.u64n),
+  requestPattern: Binary.u64n
+}, { struct: "go_panic_target" })
+
+/**
+ * Where the BPF side finds `runtime.types` (the base of every type name): its distance from the address gopanic's
+ * entry probe sits at, which the BPF program sees as its instruction pointer. A distance, not an address, so a
+ * position-independent executable works wherever it is loaded. Undefined without a symbol table (stripped).
+ */
+export const typesFromGopanic = (target: ProbeTarget): bigint | undefined => {
+  const types = GoSymbols.address(target, "runtime.types")
+  const gopanic = Option.getOrUndefined(target.function("runtime.gopanic"))
+  if (types === undefined || gopanic === undefined) return undefined
+  return types - (gopanic.address + BigInt(gopanic.entryOffset - gopanic.fileOffset))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Record: `struct go_panic_record` (checked against the object's BTF at load)
+// ---------------------------------------------------------------------------------------------------------------
+
+/** `go_panic_record.kind` (GO_PANIC_KIND_* in the C). */
+export const Kind = { panic: 1, recovered: 2, serverSpan: 3 } as const
+
+/** Layout of `struct go_panic_record`; the panic's fields are those of its nested `struct go_panic_info`. */
+export const Record = Binary.struct({
+  timeNs: Binary.u64,
+  pid: Binary.u32,
+  kind: Binary.u8,
+  /** SERVER_SPAN: a panic unwound the handler (else it left by runtime.Goexit). */
+  hasPanic: Binary.bool,
+  _pad: Binary.pad(2),
+  panicNs: Binary.u64,
+  traceId: Binary.hex(16),
+  spanId: Binary.hex(8),
+  traceFlags: Binary.u8,
+  hasSpan: Binary.bool,
+  /** internal/abi.Kind of the value's type. */
+  typeKind: Binary.u8,
+  typeTflag: Binary.u8,
+  typeLen: Binary.u8,
+  /** panic(nil): the runtime panics with a *runtime.PanicNilError instead. */
+  nilValue: Binary.bool,
+  messageLen: Binary.u16,
+  /** The value's first 32 bytes (a pointer type's: those it points at). */
+  value: Binary.bytes(32),
+  typeName: Binary.string(64, "typeLen"),
+  message: Binary.string(128, "messageLen"),
+  /** SERVER_SPAN: a `struct nethttp_server_record`, decoded with the server probe's layout. */
+  server: Binary.bytes(NetHttpServer.Record.size)
+}, { struct: "go_panic_record" })
+
+/** A decoded record. */
+export type Record = ReturnType<typeof Record.decode>
+
+// ---------------------------------------------------------------------------------------------------------------
+// The panic value: its type as Go prints it (%T) and its message where memory holds it
+// ---------------------------------------------------------------------------------------------------------------
+
+/** internal/abi.Kind values used here. */
+const KIND_BOOL = 1
+const KIND_INT = 2
+const KIND_INT64 = 6
+const KIND_UINT = 7
+const KIND_UINTPTR = 12
+const KIND_STRING = 24
+
+/** abi.TFlagExtraStar: the stored name has a '*' that is not part of it. */
+const TFLAG_EXTRA_STAR = 2
+
+/** Error types whose first field is the string their Error() returns. */
+const MESSAGE_FIRST = new Set(["*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors"])
+
+/** The runtime's string errors that Error() prefixes with "runtime error: " (plainError does not). */
+const RUNTIME_ERROR_STRINGS = new Set(["runtime.errorString"])
+
+/** What `panic(nil)` panics with since Go 1.21. */
+const PANIC_NIL = { type: "*runtime.PanicNilError", message: "panic called with nil argument" }
+
+/** runtime.boundsError messages by code (abi.BoundsErrorCode), then the overrides for a negative index. */
+const BOUNDS = [
+  "index out of range [%x] with length %y",
+  "slice bounds out of range [:%x] with length %y",
+  "slice bounds out of range [:%x] with capacity %y",
+  "slice bounds out of range [%x:%y]",
+  "slice bounds out of range [::%x] with length %y",
+  "slice bounds out of range [::%x] with capacity %y",
+  "slice bounds out of range [:%x:%y]",
+  "slice bounds out of range [%x:%y:]",
+  "cannot convert slice with length %y to array or pointer to array with length %x"
+]
+const BOUNDS_NEGATIVE = [
+  "index out of range [%x]",
+  "slice bounds out of range [:%x]",
+  "slice bounds out of range [:%x]",
+  "slice bounds out of range [%x:]",
+  "slice bounds out of range [::%x]",
+  "slice bounds out of range [::%x]",
+  "slice bounds out of range [:%x:]",
+  "slice bounds out of range [%x::]"
+]
+
+/** `runtime.boundsError{x int64; y int; signed bool; code uint8}`'s Error(), from its bytes. */
+export const boundsMessage = (value: Uint8Array): string | undefined => {
+  const view = new DataView(value.buffer, value.byteOffset, value.byteLength)
+  const signed = value[16] !== 0
+  const code = value[17]!
+  const x = signed ? view.getBigInt64(0, true) : view.getBigUint64(0, true)
+  const format = signed && x < 0n ? BOUNDS_NEGATIVE[code] : BOUNDS[code]
+  if (format === undefined) return undefined
+  const y = view.getBigInt64(8, true)
+  return `runtime error: ${format.replace("%x", String(x)).replace("%y", String(y))}`
+}
+
+/** The panic value as far as memory tells: its type, its message (string or error), and a text for the log body. */
+export interface PanicValue {
+  readonly type: string | undefined
+  readonly message: string | undefined
+  readonly text: string
+}
+
+/** What one record says of its panic value. */
+export const panicValue = (r: Record): PanicValue => {
+  if (r.nilValue) return { ...PANIC_NIL, text: PANIC_NIL.message }
+  const type = r.typeName === "" ? undefined : (r.typeTflag & TFLAG_EXTRA_STAR) !== 0 ? r.typeName.slice(1) : r.typeName
+  const message = r.typeKind === KIND_STRING ?
+    (type !== undefined && RUNTIME_ERROR_STRINGS.has(type) ? `runtime error: ${r.message}` : r.message) :
+    type === "runtime.boundsError" ?
+    boundsMessage(r.value) :
+    type !== undefined && MESSAGE_FIRST.has(type) ?
+    r.message :
+    undefined
+  if (message !== undefined) return { type, message, text: message }
+  // Go prints other values as %v would for a basic kind, else only the type and address.
+  const view = new DataView(r.value.buffer, r.value.byteOffset, r.value.byteLength)
+  const text = r.typeKind === KIND_BOOL ?
+    String(r.value[0] !== 0) :
+    r.typeKind >= KIND_INT && r.typeKind <= KIND_INT64 ?
+    String(view.getBigInt64(0, true)) :
+    r.typeKind >= KIND_UINT && r.typeKind <= KIND_UINTPTR ?
+    String(view.getBigUint64(0, true)) :
+    `(${type ?? "unknown type"})`
+  return { type, message: undefined, text }
+}
+
+/** `exception.type` and `exception.message`, each when known. */
+const exceptionAttributes = (v: PanicValue): globalThis.Record<string, AttributeValue> => ({
+  ...(v.type === undefined ? {} : { [ATTR_EXCEPTION_TYPE]: v.type }),
+  ...(v.message === undefined ? {} : { [ATTR_EXCEPTION_MESSAGE]: v.message })
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The log record of a PANIC or RECOVERED record, tied to the span that was active when the goroutine panicked. */
+export const toLog = (r: Record): Probe.LogInput => {
+  const v = panicValue(r)
+  const recovered = r.kind === Kind.recovered
+  return {
+    pid: r.pid,
+    // A RECOVERED record is written at the recovery; a PANIC one a moment after the panic it times.
+    timeMonoNs: recovered ? r.timeNs : r.panicNs,
+    severity: recovered ? "warn" : "error",
+    body: recovered ? `recovered from panic: ${v.text}` : `panic: ${v.text}`,
+    attributes: exceptionAttributes(v) as Attributes,
+    ...(r.hasSpan ? { traceId: r.traceId, spanId: r.spanId, traceFlags: r.traceFlags } : {})
+  }
+}
+
+/**
+ * The server span of a request whose handler panicked (or called runtime.Goexit): the net/http server probe's span
+ * of the same request, ended when net/http recovered, with status ERROR, `error.type` the panic's type and an
+ * `exception` event at the moment of the panic. No `http.response.status_code`: the client gets none (the
+ * connection is closed), unless the handler wrote one before panicking, which is not read.
+ */
+export const toServerSpan = (r: Record): Probe.SpanInput => {
+  const span = NetHttpServer.toSpan(NetHttpServer.Record.decode(r.server))
+  const v = r.hasPanic ? panicValue(r) : undefined
+  const errorType = v === undefined ? "runtime.Goexit" : v.type ?? "_OTHER"
+  return {
+    ...span,
+    attributes: { ...span.attributes, [ATTR_ERROR_TYPE]: errorType },
+    status: { code: "error", message: v === undefined ? "handler exited by runtime.Goexit" : `panic: ${v.text}` },
+    ...(v === undefined ? {} : {
+      events: [{ name: "exception", timeMonoNs: r.panicNs, attributes: exceptionAttributes(v) as Attributes }]
+    })
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The probe
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The go/panic instrument probe. It reuses go_context's maps (the goroutine's active span) and the net/http server
+ * probe's in-flight requests, so composing it brings both along.
+ */
+export const GoPanic = Probe.instrument({
+  name: "go_panic",
+  object: Probe.objectFile("go_panic"),
+  manifest,
+  reuseMaps: {
+    ...GoContext.sharedMaps,
+    nethttp_server_inflight: NetHttpServer.NetHttpServer.map("nethttp_server_inflight")
+  },
+  // Nothing here starts a trace: the spans it ends were sampled by the server probe, and logs are not sampled.
+  sampling: "none",
+  perTarget: {
+    layout: Target,
+    value: ({ target, offsets: o }) => {
+      const types = typesFromGopanic(target)
+      return {
+        typesFromGopanic: types ?? 0n,
+        typesKnown: types === undefined ? 0 : 1,
+        // internal/abi.Type: Size_ 8, PtrBytes 8, Hash 4, then TFlag, Align_, FieldAlign_, Kind_; Equal, GCData; Str.
+        typeTflag: o.typeTflag ?? 20,
+        typeKind: o.typeKind ?? 23,
+        typeStr: o.typeStr ?? 40,
+        requestPattern: o.requestPattern ?? 0
+      }
+    }
+  },
+  record: Binary.schema(Record),
+  // The recovered request counts in the HTTP server duration metric like any other (with its error.type).
+  instruments: { duration: Http.serverDuration },
+  signals: (r, emit) => {
+    if (r.kind === Kind.serverSpan) Http.emitWithDuration(emit, "duration", toServerSpan(r), Http.SERVER_METRIC_KEYS)
+    else if (r.kind === Kind.panic || r.kind === Kind.recovered) emit.log(toLog(r))
+  }
+})

@@ -1,0 +1,185 @@
+/**
+ * The go/panic probe on the real kernel (root), per supported Go release: build test/fixtures/go/panics with that
+ * toolchain, run it, attach go_context + nethttp_server + go_panic through the Manager, request each panicking route
+ * over loopback, and check the log records (one ERROR per panic, one WARN per recovery, tied to the request's span)
+ * and the server spans net/http's recovery ends with status ERROR and an exception event.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import * as path from "node:path"
+import { Effect, Layer } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import * as GoPanic from "../../src/instrumentations/GoPanic.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
+import * as TargetEvent from "../../src/manager/TargetEvent.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedLogs, CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import type { LogData, SpanData } from "../../src/probe/Telemetry.ts"
+import * as TracingConfig from "../../src/probe/TracingConfig.ts"
+import * as GoBinary from "../../src/target/GoBinary.ts"
+import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+import { buildPanics } from "./fixtures.ts"
+
+const root = path.resolve(import.meta.dirname, "../..")
+const versions = ["1.25.9", "1.26.8", "1.27.3"]
+const binaries = new Map<string, string>()
+const procs: Array<ChildProcess> = []
+
+beforeAll(() => {
+  execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
+  for (const v of versions) binaries.set(v, buildPanics(v))
+}, 600_000)
+
+afterAll(() => {
+  for (const p of procs) p.kill("SIGKILL")
+})
+
+/** Start the fixture and wait for its "listening on <addr>" line. */
+const start = (exe: string) =>
+  Effect.callback<{ readonly pid: number; readonly addr: string }>((resume) => {
+    // stderr ignored: net/http prints a stack trace per recovered panic.
+    const child = spawn(exe, ["-addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "ignore"] })
+    procs.push(child)
+    let out = ""
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      const m = /listening on (\S+)/.exec(out)
+      if (m !== null) resume(Effect.succeed({ pid: child.pid!, addr: m[1]! }))
+    })
+    child.on("exit", (code) => resume(Effect.die(new Error(`${exe} exited with ${code}`))))
+  })
+
+/** The status, or "closed" when the server closed the connection without an answer (a handler's panic). */
+const get = (url: string) =>
+  Effect.promise(async () => {
+    try {
+      const res = await fetch(url)
+      await res.text()
+      return res.status
+    } catch {
+      return "closed" as const
+    }
+  })
+
+const agent = ManagerM.layer.pipe(
+  Layer.provideMerge(GoPanic.GoPanic.layer),
+  Layer.provideMerge(Layer.mergeAll(
+    BpfLive.layer,
+    ProbeTest.layerSink,
+    ProbeTest.layerTargets,
+    TracingConfig.layer(TracingConfig.defaultSampler),
+    GoBinary.layer
+  ))
+)
+
+const one = <A>(items: ReadonlyArray<A>, pred: (a: A) => boolean, what: string): A => {
+  const found = items.filter(pred)
+  assert.strictEqual(found.length, 1, `${what}: ${found.length} found`)
+  return found[0]!
+}
+
+/** Each panicking route: its exception attributes, as Go's own "http: panic serving" line would show them. */
+const routes = [
+  { path: "/panic/string", route: "/panic/string", type: "string", message: "boom: a string" },
+  { path: "/panic/error", route: "/panic/error", type: "*errors.errorString", message: "boom: errors.New" },
+  { path: "/panic/wrapped", route: "/panic/wrapped", type: "*fmt.wrapError", message: "boom: wrapped: unexpected EOF" },
+  { path: "/panic/nilmap", route: "/panic/nilmap", type: "runtime.plainError", message: "assignment to entry in nil map" },
+  {
+    path: "/panic/index?i=5",
+    route: "/panic/index",
+    type: "runtime.boundsError",
+    message: "runtime error: index out of range [5] with length 3"
+  }
+] as const
+
+describe.each(versions)("go/panic on Go %s", (version) => {
+  it.live("a log record per panic and recovery, and the server span net/http's recovery ends", () =>
+    Effect.gen(function*() {
+      const app = yield* start(binaries.get(version)!)
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
+      assert.deepStrictEqual((yield* manager.targets).map((t) => [...t.probes].sort()), [
+        ["go_context", "go_panic", "nethttp_server"]
+      ])
+      const base = `http://${app.addr}`
+      for (const r of routes) assert.strictEqual(yield* get(`${base}${r.path}`), "closed", r.path)
+      assert.strictEqual(yield* get(`${base}/recover`), 200)
+      assert.strictEqual(yield* get(`${base}/ok`), 200)
+
+      // Per panicking route: a server span (ended by the panic probe); plus /recover's and /ok's own spans.
+      const spans = yield* (yield* CapturedSpans).take(routes.length + 2).pipe(Effect.timeout("15 seconds"))
+      // Per panic: ERROR at the panic, WARN when recovered (net/http's recover, and /recover's goroutine).
+      const logs = yield* (yield* CapturedLogs).take(2 * (routes.length + 1)).pipe(Effect.timeout("15 seconds"))
+      const port = Number(app.addr.split(":")[1])
+
+      for (const r of routes) {
+        const span = one(spans, (s: SpanData) => s.attributes["url.path"] === r.path.split("?")[0], r.path)
+        assert.strictEqual(span.probe, "go_panic")
+        assert.strictEqual(span.name, `GET ${r.route}`)
+        assert.strictEqual(span.kind, "server")
+        assert.strictEqual(span.pid, app.pid)
+        assert.deepStrictEqual(span.status, { code: "error", message: `panic: ${r.message}` })
+        assert.deepStrictEqual(span.attributes, {
+          "http.request.method": "GET",
+          "url.path": r.path.split("?")[0],
+          "url.scheme": "http",
+          "http.route": r.route,
+          "server.address": "127.0.0.1",
+          "server.port": port,
+          "network.peer.address": "127.0.0.1",
+          "network.peer.port": span.attributes["network.peer.port"],
+          "network.protocol.version": "1.1",
+          "error.type": r.type
+        })
+        assert.isNumber(span.attributes["network.peer.port"])
+        assert.strictEqual(span.events?.length, 1)
+        const event = span.events![0]!
+        assert.strictEqual(event.name, "exception")
+        assert.deepStrictEqual(event.attributes, { "exception.type": r.type, "exception.message": r.message })
+        assert.isTrue(span.startMonoNs < event.timeMonoNs && event.timeMonoNs < span.endMonoNs)
+
+        const forSpan = logs.filter((l: LogData) => l.spanId === span.spanId)
+        assert.deepStrictEqual(forSpan.map((l) => [l.severity, l.body]), [
+          ["error", `panic: ${r.message}`],
+          ["warn", `recovered from panic: ${r.message}`]
+        ], r.path)
+        for (const l of forSpan) {
+          assert.strictEqual(l.probe, "go_panic")
+          assert.strictEqual(l.pid, app.pid)
+          assert.strictEqual(l.traceId, span.traceId)
+          assert.strictEqual(l.traceFlags, 1)
+          assert.deepStrictEqual(l.attributes, { "exception.type": r.type, "exception.message": r.message })
+        }
+        assert.strictEqual(forSpan[0]!.timeMonoNs, event.timeMonoNs)
+      }
+
+      // The goroutine /recover starts inherits the request's span (go_context), so its panic is tied to it; the
+      // handler returns normally and the server probe ends its span, status unset.
+      const recover = one(spans, (s) => s.attributes["url.path"] === "/recover", "/recover")
+      assert.strictEqual(recover.probe, "nethttp_server")
+      assert.deepStrictEqual(recover.status, { code: "unset" })
+      assert.strictEqual(recover.attributes["http.response.status_code"], 200)
+      const recovered = logs.filter((l) => l.spanId === recover.spanId)
+      assert.deepStrictEqual(recovered.map((l) => [l.severity, l.body, l.attributes]), [
+        ["error", "panic: recovered in a goroutine", {
+          "exception.type": "string",
+          "exception.message": "recovered in a goroutine"
+        }],
+        ["warn", "recovered from panic: recovered in a goroutine", {
+          "exception.type": "string",
+          "exception.message": "recovered in a goroutine"
+        }]
+      ])
+      const ok = one(spans, (s) => s.attributes["url.path"] === "/ok", "/ok")
+      assert.strictEqual(ok.probe, "nethttp_server")
+
+      const stats = yield* manager.stats
+      for (const s of stats) assert.strictEqual(s.decodeErrors, 0, `${s.probe} decode errors`)
+      const panics = stats.find((s) => s.probe === "go_panic")!
+      assert.strictEqual(panics.records, 2 * (routes.length + 1) + routes.length)
+    }).pipe(Effect.provide(agent)), 60_000)
+})

@@ -69,10 +69,13 @@ struct tcp_sock_state {
   u64 established_ns; /* 0 until ESTABLISHED */
   u32 owner;          /* tgid; for an unconfirmed server socket the listener's owner, or 0 when unknown */
   u32 pending_retransmits; /* segments retransmitted before the owner was confirmed */
+  /* Kept from the start: by CLOSE the kernel has already released the socket's local port. */
+  u16 server_port;
+  u8 ip_version;
   u8 side;
   u8 confirmed; /* owner seen in task context (always so for a client socket) */
   u8 opened;    /* "opened" reported */
-  u8 _pad[5];
+  u8 _pad[2];
 };
 
 struct {
@@ -96,7 +99,7 @@ struct {
   __type(value, u32);
 } tcp_listeners SEC(".maps");
 
-/* Where the program's own stack frame is, read back as a number (storing a stack address in a map is allowed to
+/* Where the tracepoint's arguments are, read back as a number (storing a kernel address in a map is allowed to
  * CAP_PERFMON, which loading tracing programs needs anyway). */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -117,21 +120,22 @@ extern unsigned int CONFIG_KASAN __kconfig __weak;
  *
  * The kernel's own test (the preempt count) is a per-CPU variable that is not reachable here (no data symbols in
  * kallsyms without CONFIG_KALLSYMS_ALL). Instead: x86-64 runs softirqs and interrupts on per-CPU stacks of their own
- * (CONFIG_SOFTIRQ_ON_OWN_STACK), never on the task's, so our frame lies inside the current task's stack exactly when
- * we run in task context. (Softirqs run by ksoftirqd are in a kernel thread: excluded too.) */
-static __always_inline u32 task_owner(void) {
+ * (CONFIG_SOFTIRQ_ON_OWN_STACK), never on the task's. The tracepoint's argument array (`ctx`) is built on the stack
+ * of whoever hit the tracepoint, so it lies inside the current task's stack exactly in task context. (Not our own
+ * frame: the JIT may give a tracing program a private per-CPU stack. Softirqs run by ksoftirqd are in a kernel
+ * thread: excluded too.) */
+static __always_inline u32 task_owner(void *ctx) {
   u32 zero = 0;
   u64 *slot = bpf_map_lookup_elem(&tcp_stack_probe, &zero);
   if (!slot)
     return 0;
-  u64 marker = 0;
-  *slot = (u64)&marker;
+  *slot = (u64)ctx;
   asm volatile("" ::: "memory");
-  u64 sp = *(volatile u64 *)slot;
+  u64 args = *(volatile u64 *)slot;
   struct task_struct *task = bpf_get_current_task_btf();
   u64 base = (u64)task->stack;
   u64 size = CONFIG_KASAN ? 32768 : 16384;
-  if (sp - base >= size)
+  if (args - base >= size)
     return 0;
   if (task->flags & PS_PF_KTHREAD)
     return 0;
@@ -159,6 +163,14 @@ static __always_inline u8 ip_version(const struct sock *sk) {
   return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff) ? 4 : 6;
 }
 
+/* A new socket's state: the server's port (the peer's for a client, ours for a server) and the IP version. */
+static __always_inline void init_state(struct tcp_sock_state *n, const struct sock *sk, u8 side) {
+  n->side = side;
+  n->server_port = side == TCP_METRICS_CLIENT ? bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))
+                                              : BPF_CORE_READ(sk, __sk_common.skc_num);
+  n->ip_version = ip_version(sk);
+}
+
 static __always_inline void submit(const struct sock *sk, const struct tcp_sock_state *s, u8 kind, u64 duration_ns,
                                    u32 segments) {
   struct tcp_metrics_record *r = ps_reserve(struct tcp_metrics_record);
@@ -167,12 +179,11 @@ static __always_inline void submit(const struct sock *sk, const struct tcp_sock_
   r->duration_ns = duration_ns;
   r->pid = s->owner;
   r->segments = segments;
-  r->server_port = s->side == TCP_METRICS_CLIENT ? bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))
-                                                 : BPF_CORE_READ(sk, __sk_common.skc_num);
+  r->server_port = s->server_port;
   r->error = (kind == TCP_METRICS_CLOSED || kind == TCP_METRICS_FAILED) ? (u16)BPF_CORE_READ(sk, sk_err) : 0;
   r->kind = kind;
   r->side = s->side;
-  r->ip_version = ip_version(sk);
+  r->ip_version = s->ip_version;
   r->_pad = 0;
   ps_commit(r);
 }
@@ -200,7 +211,7 @@ static __always_inline bool confirm(const struct sock *sk, u64 key, struct tcp_s
   return true;
 }
 
-static __always_inline void on_established(const struct sock *sk, u64 key, int oldstate) {
+static __always_inline void on_established(void *ctx, const struct sock *sk, u64 key, int oldstate) {
   struct tcp_sock_state *s = bpf_map_lookup_elem(&tcp_socks, &key);
   if (s) {
     /* A connect of a selected process (or a simultaneous open). */
@@ -215,8 +226,8 @@ static __always_inline void on_established(const struct sock *sk, u64 key, int o
    * known now; in softirq it starts as the listener's owner, unconfirmed. */
   struct tcp_sock_state n = {};
   n.established_ns = bpf_ktime_get_ns();
-  n.side = TCP_METRICS_SERVER;
-  u32 tgid = task_owner();
+  init_state(&n, sk, TCP_METRICS_SERVER);
+  u32 tgid = task_owner(ctx);
   if (tgid != 0) {
     if (!ps_target())
       return;
@@ -232,12 +243,12 @@ static __always_inline void on_established(const struct sock *sk, u64 key, int o
   bpf_map_update_elem(&tcp_socks, &key, &n, BPF_ANY);
 }
 
-static __always_inline void on_close(const struct sock *sk, u64 key) {
+static __always_inline void on_close(void *ctx, const struct sock *sk, u64 key) {
   struct tcp_sock_state *s = bpf_map_lookup_elem(&tcp_socks, &key);
   if (!s)
     return;
   if (!s->confirmed) {
-    u32 tgid = task_owner();
+    u32 tgid = task_owner(ctx);
     if (tgid != 0 && !confirm(sk, key, s, tgid))
       return;
   }
@@ -262,18 +273,18 @@ int BPF_PROG(tcp_set_state, const struct sock *sk, int oldstate, int newstate) {
   switch (newstate) {
   case TCP_SYN_SENT: {
     /* connect(): always the caller's context. */
-    u32 tgid = task_owner();
+    u32 tgid = task_owner(ctx);
     if (tgid == 0 || !ps_target())
       return 0;
     struct tcp_sock_state n = {};
     n.owner = tgid;
-    n.side = TCP_METRICS_CLIENT;
+    init_state(&n, sk, TCP_METRICS_CLIENT);
     n.confirmed = 1;
     bpf_map_update_elem(&tcp_socks, &key, &n, BPF_ANY);
     return 0;
   }
   case TCP_LISTEN: {
-    u32 tgid = task_owner();
+    u32 tgid = task_owner(ctx);
     if (tgid == 0 || !ps_target())
       return 0;
     struct tcp_listener_key lk = listener_key(sk);
@@ -281,24 +292,24 @@ int BPF_PROG(tcp_set_state, const struct sock *sk, int oldstate, int newstate) {
     return 0;
   }
   case TCP_ESTABLISHED:
-    on_established(sk, key, oldstate);
+    on_established(ctx, sk, key, oldstate);
     return 0;
   case TCP_CLOSE:
     if (oldstate == TCP_LISTEN) {
       /* Only the closing owner forgets its port (SO_REUSEPORT: another process may listen on it too). */
       struct tcp_listener_key lk = listener_key(sk);
       u32 *owner = bpf_map_lookup_elem(&tcp_listeners, &lk);
-      if (owner && *owner == task_owner())
+      if (owner && *owner == task_owner(ctx))
         bpf_map_delete_elem(&tcp_listeners, &lk);
       return 0;
     }
-    on_close(sk, key);
+    on_close(ctx, sk, key);
     return 0;
   default: {
     /* FIN_WAIT1 / LAST_ACK from close() or shutdown(), ...: in task context, they confirm the owner. */
     struct tcp_sock_state *s = bpf_map_lookup_elem(&tcp_socks, &key);
     if (s && !s->confirmed) {
-      u32 tgid = task_owner();
+      u32 tgid = task_owner(ctx);
       if (tgid != 0)
         confirm(sk, key, s, tgid);
     }
@@ -309,27 +320,27 @@ int BPF_PROG(tcp_set_state, const struct sock *sk, int oldstate, int newstate) {
 
 /* The first recv or send of an accepted socket is usually where its owner shows itself. Both run in the calling
  * task's context; all that is done for a socket already confirmed (or not tracked) is one map lookup. */
-static __always_inline void on_io(struct sock *sk) {
+static __always_inline void on_io(void *ctx, struct sock *sk) {
   if (!sk)
     return;
   u64 key = (u64)sk;
   struct tcp_sock_state *s = bpf_map_lookup_elem(&tcp_socks, &key);
   if (!s || s->confirmed)
     return;
-  u32 tgid = task_owner();
+  u32 tgid = task_owner(ctx);
   if (tgid != 0)
     confirm(sk, key, s, tgid);
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tcp_recv, struct sock *sk, int ret, int flags) {
-  on_io(sk);
+  on_io(ctx, sk);
   return 0;
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tcp_send, struct sock *sk, int ret, int flags) {
-  on_io(sk);
+  on_io(ctx, sk);
   return 0;
 }
 

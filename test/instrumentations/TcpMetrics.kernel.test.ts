@@ -1,0 +1,269 @@
+/**
+ * The TCP metrics probe on the real kernel (root): small Python programs (servers and clients, any language would
+ * do) make a known number of TCP connections over loopback; the probe, attached through the Manager to some of
+ * them, must report exactly those of the selected processes — each on its own pid — and nothing of the others.
+ *
+ * The programs run in a network namespace of the test's own (loopback only), away from other tests' traffic and with
+ * the TCP settings the counts depend on. Retransmissions are made deterministic without any traffic shaping (this
+ * kernel has no sch_netem, and neither nft nor iptables is installed): a listener with backlog 0 that never accepts
+ * keeps one connection in its accept queue, so the kernel drops the SYN of a second connect, and a client with
+ * TCP_SYNCNT=1 retransmits that SYN exactly once (after 1 s) before its connect times out (after 3 s, ETIMEDOUT).
+ * That needs plain exponential SYN backoff: since Linux 6.7 the first SYN retransmissions are 1 s apart by default
+ * (net.ipv4.tcp_syn_linear_timeouts=4), which makes it two; the namespace sets it to 0.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Effect, Layer } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import * as TcpMetrics from "../../src/instrumentations/TcpMetrics.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
+import * as TargetEvent from "../../src/manager/TargetEvent.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedMeasurements } from "../../src/probe/ProbeTest.ts"
+import type { Measurement } from "../../src/probe/Telemetry.ts"
+import * as TracingConfig from "../../src/probe/TracingConfig.ts"
+
+const root = path.resolve(import.meta.dirname, "../..")
+
+/**
+ * One program, three roles; each waits for a "go" line on stdin (so the test can select it first) and prints what
+ * the test needs on stdout, one line each.
+ * - server BACKLOG ACCEPTS: listen on 127.0.0.1, print the port; accept ACCEPTS connections, read each to EOF, close.
+ * - client PORT N: N connections to PORT, each sends one byte and closes; then one connect to a bound port nobody
+ *   listens on (refused). Prints that port, then "done".
+ * - syn PORT: one connection to PORT (left in its accept queue), then a connect with TCP_SYNCNT=1 that times out;
+ *   prints the connect's errno, closes the first connection with a reset (SO_LINGER 0), then "done".
+ * Every role then waits for stdin to close before exiting.
+ */
+const PROGRAM = `
+import socket, struct, sys
+role = sys.argv[1]
+sys.stdin.readline()
+if role == "server":
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(int(sys.argv[2]))
+    print(s.getsockname()[1], flush=True)
+    for _ in range(int(sys.argv[3])):
+        c, _ = s.accept()
+        while c.recv(64):
+            pass
+        c.close()
+elif role == "client":
+    port, n = int(sys.argv[2]), int(sys.argv[3])
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", port))
+        c.sendall(b"x")
+        c.close()
+    b = socket.socket()
+    b.bind(("127.0.0.1", 0))
+    print(b.getsockname()[1], flush=True)
+    try:
+        socket.create_connection(("127.0.0.1", b.getsockname()[1]))
+    except ConnectionRefusedError:
+        pass
+    print("done", flush=True)
+elif role == "syn":
+    port = int(sys.argv[2])
+    a = socket.create_connection(("127.0.0.1", port))
+    b = socket.socket()
+    b.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+    try:
+        b.connect(("127.0.0.1", port))
+        print("connected", flush=True)
+    except OSError as e:
+        print(e.errno, flush=True)
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    a.close()
+    b.close()
+    print("done", flush=True)
+sys.stdin.read()
+`
+
+interface Program {
+  readonly pid: number
+  readonly child: ChildProcess
+  /** The next line it prints. */
+  readonly line: Effect.Effect<string>
+  /** Send "go". */
+  readonly go: Effect.Effect<void>
+}
+
+const programs: Array<ChildProcess> = []
+const IP = fs.existsSync("/usr/sbin/ip") ? "/usr/sbin/ip" : "ip"
+const NETNS = `probescope-tcp-${process.pid}`
+
+beforeAll(() => {
+  execFileSync("make", ["-C", path.join(root, "bpf"), "out/tcp_metrics.bpf.o"], { stdio: "ignore" })
+  execFileSync(IP, ["netns", "add", NETNS])
+  execFileSync(IP, ["-n", NETNS, "link", "set", "lo", "up"])
+  execFileSync(IP, ["netns", "exec", NETNS, "sysctl", "-q", "-w", "net.ipv4.tcp_syn_linear_timeouts=0"])
+})
+
+afterAll(() => {
+  for (const p of programs) p.kill("SIGKILL")
+  execFileSync(IP, ["netns", "delete", NETNS])
+})
+
+const start = (...args: ReadonlyArray<string>) =>
+  Effect.sync((): Program => {
+    // `ip netns exec` execs the program in place: the pid is the program's.
+    const child = spawn(IP, ["netns", "exec", NETNS, "python3", "-c", PROGRAM, ...args], {
+      stdio: ["pipe", "pipe", "inherit"]
+    })
+    programs.push(child)
+    const lines: Array<string> = []
+    const waiting: Array<(line: string) => void> = []
+    let buffered = ""
+    child.stdout!.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString()
+      let nl: number
+      while ((nl = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, nl)
+        buffered = buffered.slice(nl + 1)
+        const w = waiting.shift()
+        if (w !== undefined) w(line)
+        else lines.push(line)
+      }
+    })
+    return {
+      pid: child.pid!,
+      child,
+      line: Effect.callback<string>((resume) => {
+        const l = lines.shift()
+        if (l !== undefined) resume(Effect.succeed(l))
+        else waiting.push((x) => resume(Effect.succeed(x)))
+      }).pipe(Effect.timeout("20 seconds"), Effect.orDie),
+      go: Effect.sync(() => void child.stdin!.write("go\n"))
+    }
+  })
+
+/** End a program (close its stdin) and wait for it to exit. */
+const finish = (p: Program) =>
+  Effect.callback<void>((resume) => {
+    if (p.child.exitCode !== null) return resume(Effect.void)
+    p.child.once("exit", () => resume(Effect.void))
+    p.child.stdin!.end()
+  })
+
+const agent = ManagerM.layer.pipe(
+  Layer.provide(TcpMetrics.TcpMetrics.layer),
+  Layer.provideMerge(Layer.mergeAll(
+    BpfLive.layer,
+    ProbeTest.layerSink,
+    ProbeTest.layerTargets,
+    TracingConfig.layer(TracingConfig.defaultSampler)
+  ))
+)
+
+/** Select a process: what the agent does for a process its selection matches (any language applies). */
+const select = (p: Program) =>
+  Effect.gen(function*() {
+    const manager = yield* Manager
+    yield* manager.handle(TargetEvent.TargetEvent.Started({
+      target: ProbeTest.target({ pid: p.pid, language: "native", exe: "/usr/bin/python3" })
+    }))
+  })
+
+/** Measurements summed by pid, instrument and attributes ("pid instrument {attrs}" -> sum; durations counted). */
+const totals = (ms: ReadonlyArray<Measurement>): Record<string, number> => {
+  const out: Record<string, number> = {}
+  for (const m of ms) {
+    const attrs = Object.entries(m.attributes).map(([k, v]) => `${k}=${String(v)}`).sort().join(",")
+    const key = `${m.pid} ${m.instrument.name} ${attrs}`
+    out[key] = (out[key] ?? 0) + (m.instrument.kind === "histogram" ? 1 : m.value)
+  }
+  return out
+}
+
+const attrs = (side: "client" | "server", port: number, error?: string) =>
+  [
+    "network.transport=tcp",
+    "network.type=ipv4",
+    `server.port=${port}`,
+    `tcp.connection.side=${side}`,
+    ...(error === undefined ? [] : [`error.type=${error}`])
+  ].sort().join(",")
+
+/**
+ * Wait until `n` measurements have arrived (at most 10 s: the assertion on what came then shows what is missing),
+ * then a little longer: nothing more may come.
+ */
+const collect = (n: number) =>
+  Effect.gen(function*() {
+    const captured = yield* CapturedMeasurements
+    yield* captured.take(n).pipe(Effect.timeout("10 seconds"), Effect.ignore)
+    yield* Effect.sleep("500 millis")
+    return yield* captured.all
+  })
+
+describe("TCP metrics on the kernel", () => {
+  it.live("connections opened and closed, with durations, for the selected client and server only", () =>
+    Effect.gen(function*() {
+      const server = yield* start("server", "128", "5")
+      yield* select(server)
+      yield* server.go
+      const port = Number(yield* server.line)
+
+      const client = yield* start("client", String(port), "3")
+      const other = yield* start("client", String(port), "2")
+      yield* select(client)
+      yield* client.go
+      const refused = Number(yield* client.line)
+      assert.strictEqual(yield* client.line, "done")
+      yield* other.go
+      const otherRefused = Number(yield* other.line)
+      assert.strictEqual(yield* other.line, "done")
+
+      // client: 3 opened + 3 closed + 3 durations + 1 failed; server: 5 opened + 5 closed + 5 durations.
+      const all = yield* collect(25)
+      assert.deepStrictEqual(totals(all), {
+        [`${client.pid} tcp.connection.opened ${attrs("client", port)}`]: 3,
+        [`${client.pid} tcp.connection.closed ${attrs("client", port)}`]: 3,
+        [`${client.pid} tcp.connection.duration ${attrs("client", port)}`]: 3,
+        [`${client.pid} tcp.connection.failed ${attrs("client", refused, "econnrefused")}`]: 1,
+        [`${server.pid} tcp.connection.opened ${attrs("server", port)}`]: 5,
+        [`${server.pid} tcp.connection.closed ${attrs("server", port)}`]: 5,
+        [`${server.pid} tcp.connection.duration ${attrs("server", port)}`]: 5
+      })
+      // The unselected client's connections are reported only as the selected server's side of them.
+      assert.isFalse(all.some((m) => m.pid === other.pid || m.attributes["server.port"] === otherRefused))
+      // Durations: seconds, each positive and well under the test's own length.
+      for (const m of all.filter((m) => m.instrument.name === "tcp.connection.duration")) {
+        assert.isTrue(m.value > 0 && m.value < 10, `duration ${m.value}`)
+      }
+      yield* Effect.forEach([server, client, other], finish)
+    }).pipe(Effect.provide(agent), Effect.scoped), { timeout: 60_000 })
+
+  it.live("a SYN dropped by a full accept queue: one retransmission, then the connect times out", () =>
+    Effect.gen(function*() {
+      // Not selected: a listener with room for one queued connection and no accept.
+      const listener = yield* start("server", "0", "0")
+      yield* listener.go
+      const port = Number(yield* listener.line)
+
+      const client = yield* start("syn", String(port))
+      yield* select(client)
+      yield* client.go
+      assert.strictEqual(yield* client.line, "110") // ETIMEDOUT
+      assert.strictEqual(yield* client.line, "done")
+
+      // The queued connection: opened, closed (reset by the client: no socket error), its duration; the other
+      // connect: its SYN retransmitted once, then failed.
+      const all = yield* collect(5)
+      assert.deepStrictEqual(totals(all), {
+        [`${client.pid} tcp.connection.opened ${attrs("client", port)}`]: 1,
+        [`${client.pid} tcp.connection.closed ${attrs("client", port)}`]: 1,
+        [`${client.pid} tcp.connection.duration ${attrs("client", port)}`]: 1,
+        [`${client.pid} tcp.retransmissions ${attrs("client", port)}`]: 1,
+        [`${client.pid} tcp.connection.failed ${attrs("client", port, "etimedout")}`]: 1
+      })
+      assert.isFalse(all.some((m) => m.pid === listener.pid))
+      yield* Effect.forEach([listener, client], finish)
+    }).pipe(Effect.provide(agent), Effect.scoped), { timeout: 60_000 })
+})

@@ -29,6 +29,21 @@ const SEVERITY_TEXT = {
 } as const
 
 /**
+ * One scope object per probe and version. The OTLP log exporters group records by the identity of this object (the
+ * span exporters by its name), so a fresh object per record would put every record in a ScopeLogs of its own.
+ */
+const scopes = new Map<string, { readonly name: string; readonly version: string }>()
+const scopeOf = (probe: string, version: string) => {
+  const key = `${probe}\u0000${version}`
+  let scope = scopes.get(key)
+  if (scope === undefined) {
+    scope = { name: `probescope/${probe}`, version }
+    scopes.set(key, scope)
+  }
+  return scope
+}
+
+/**
  * Builds an exported log record. `toEpochNs` maps the kernel monotonic time; the observed time is the same moment (the
  * probe saw it happen). The ids become the record's span context only when both are present.
  */
@@ -55,7 +70,7 @@ export const toReadableLogRecord = (
     severityText: SEVERITY_TEXT[log.severity],
     body: log.body,
     resource,
-    instrumentationScope: { name: `probescope/${log.probe}`, version: scopeVersion },
+    instrumentationScope: scopeOf(log.probe, scopeVersion),
     attributes: { ...log.attributes } as OtelAttributes,
     droppedAttributesCount: 0
   }

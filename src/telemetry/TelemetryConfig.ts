@@ -72,12 +72,13 @@ const raw = (variable: string): Effect.Effect<string | undefined, TelemetryConfi
     Effect.mapError((e) => new TelemetryConfigError({ variable, message: `${variable}: ${e.message}` }))
   )
 
-const decode = <T>(schema: Schema.Codec<T, string>, variable: string, value: string) =>
+/** `shown`: the value as the user wrote it, when `value` is a normalised form of it (the error quotes theirs). */
+const decode = <T>(schema: Schema.Codec<T, string>, variable: string, value: string, shown = value) =>
   Schema.decodeUnknownEffect(schema)(value).pipe(
     Effect.mapError((e) =>
       new TelemetryConfigError({
         variable,
-        message: `Invalid ${variable}=${JSON.stringify(value)}: ${e.message.split("\n")[0]}`
+        message: `Invalid ${variable}=${JSON.stringify(shown)}: ${e.message.split("\n")[0]}`
       })
     )
   )
@@ -294,10 +295,15 @@ export const loadMetrics: Effect.Effect<MetricsConfig, TelemetryConfigError> = E
   }
   const timeoutMillis = (yield* optional(PositiveInt, "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT")) ??
     (yield* withDefault(PositiveInt, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000))
-  const preference = (yield* raw("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"))?.trim().toLowerCase()
+  const preference = (yield* raw("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"))?.trim()
   const temporality = preference === undefined || preference === "" ?
     "cumulative" :
-    yield* decode(TemporalityPreference, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", preference)
+    yield* decode(
+      TemporalityPreference,
+      "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+      preference.toLowerCase(),
+      preference
+    )
   return {
     exporters,
     otlp: { protocol, endpoint, headers, timeoutMillis },

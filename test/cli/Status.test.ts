@@ -26,7 +26,10 @@ const telemetry = (over: Partial<TelemetryStats> = {}): TelemetryStats => ({
   invalid: 0,
   exporters: [exporter()],
   metrics: [],
-  lost: { spans: 0, metricPoints: 0, total: 0 },
+  measurements: 0,
+  logRecords: 0,
+  logs: [],
+  lost: { spans: 0, metricPoints: 0, logRecords: 0, total: 0 },
   ...over
 })
 

@@ -11,13 +11,14 @@ import {
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Logger, Option, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
+import * as Instruments from "../../src/probe/Instruments.ts"
+import { type Measurement, type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as Batcher from "../../src/telemetry/Batcher.ts"
 import * as Exporter from "../../src/telemetry/Exporter.ts"
 import * as KernelClock from "../../src/telemetry/KernelClock.ts"
+import * as Metrics from "../../src/telemetry/Metrics.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 import * as SelfMetrics from "../../src/telemetry/SelfMetrics.ts"
-import * as SpanMetrics from "../../src/telemetry/SpanMetrics.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
 
@@ -397,6 +398,15 @@ const httpServer: SpanData = {
   status: { code: "unset" }
 }
 
+/** What the server probe records for `httpServer`: its duration into the probe's histogram. */
+const duration: Measurement = {
+  pid: 31337,
+  probe: "nethttp_server",
+  instrument: Instruments.histogram("http.server.request.duration", { unit: "s", description: "Duration." }),
+  value: 0.002,
+  attributes: { "http.request.method": "GET", "http.route": "/", "http.response.status_code": 200 }
+}
+
 /** Every self-metric data point of a collection as `[name, attributes, value]`, in export order. */
 const selfPoints = (batch: ReadonlyArray<ResourceMetrics>) =>
   batch
@@ -424,7 +434,7 @@ describe("Telemetry self metrics", () => {
   const build = (options: Partial<Telemetry.Options>) =>
     Effect.gen(function*() {
       const spans = Exporter.memory()
-      const metrics = SpanMetrics.memory()
+      const metrics = Metrics.memory()
       const scope = yield* Scope.make()
       const ctx = yield* Layer.buildWithScope(
         Telemetry.layerWith(baseConfig, {
@@ -453,10 +463,11 @@ describe("Telemetry self metrics", () => {
       yield* sink.span(httpServer)
       yield* sink.span({ ...httpServer, spanId: "1111111111111111" })
       yield* sink.span({ ...httpServer, traceId: "nope" })
+      yield* sink.measurements!([duration, duration])
       yield* telemetry.flush
 
       const first = metrics.batches[0]!
-      // The histograms of the traced process first, then the agent's own metrics.
+      // The probes' metrics of the traced process first, then the agent's own metrics.
       assert.deepStrictEqual(first.map((rm) => rm.resource.attributes["service.name"]), ["checkout", "probescope"])
       const own = first[1]!
       assert.deepStrictEqual(own.resource.attributes, {
@@ -516,7 +527,7 @@ describe("Telemetry self metrics", () => {
       assert.deepStrictEqual(byName(selfPoints(first)), byName(expected(0, 0, 10n)))
 
       // The next collection counts the data points of the first one: one histogram series and the self metrics.
-      const firstPoints = SpanMetrics.dataPoints(first)
+      const firstPoints = Metrics.dataPoints(first)
       assert.strictEqual(firstPoints, 1 + selfPoints(first).length)
       records = 11n
       yield* telemetry.flush
@@ -538,6 +549,7 @@ describe("Telemetry self metrics", () => {
       const off = yield* build({})
       yield* off.telemetry.registerSelfMetrics(source)
       yield* off.sink.span(httpServer)
+      yield* off.sink.measurements!([duration])
       yield* off.telemetry.flush
       yield* Scope.close(off.scope, Exit.void)
       assert.deepStrictEqual(off.metrics.batches.map((b) => selfPoints(b).length), [0, 0])
@@ -597,7 +609,7 @@ describe("Telemetry self metrics", () => {
       lastError: Option.none(),
       failing: false
     }
-    const points: SpanMetrics.MetricsExporterStats = {
+    const points: Metrics.MetricsExporterStats = {
       exporter: "otlp",
       endpoint: "http://c:4318/v1/metrics",
       sent: 50,
@@ -614,6 +626,9 @@ describe("Telemetry self metrics", () => {
       invalid: 1,
       exporters: [spans],
       metrics: [points],
+      measurements: 0,
+      logRecords: 0,
+      logs: [],
       lost: Telemetry.lostOf(1, [spans], [points])
     })
     assert.deepStrictEqual(samples.map((s) => [s.name, s.kind, s.attributes, s.value]), [
@@ -649,14 +664,14 @@ describe("Telemetry self metrics", () => {
     }
   })
 
-  it.effect("console: the agent's metrics print as their own table after the HTTP one", () =>
+  it.effect("console: the agent's metrics print in the counters and gauges table", () =>
     Effect.gen(function*() {
       const out: Array<string> = []
       const r = registry()
       yield* r.register(Effect.succeed(probeSamples(42n, 0, 3)))
-      yield* SpanMetrics.console((t) => out.push(t)).export(yield* r.collect)
+      yield* Metrics.console((t) => out.push(t)).export(yield* r.collect)
       assert.deepStrictEqual(out, [
-        "probescope agent metrics\n" +
+        "probescope counters and gauges\n" +
         "metric                           kind     attributes            value\n" +
         "probescope.probe.records         counter  probe=nethttp_server  42\n" +
         "probescope.probe.kernel.dropped  counter  probe=nethttp_server  0\n" +

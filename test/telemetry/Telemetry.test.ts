@@ -2,12 +2,13 @@ import { assert, describe, it } from "@effect/vitest"
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api"
 import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
+import * as Instruments from "../../src/probe/Instruments.ts"
+import { type Measurement, type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as Exporter from "../../src/telemetry/Exporter.ts"
 import { ExportError } from "../../src/telemetry/Exporter.ts"
 import * as KernelClock from "../../src/telemetry/KernelClock.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
-import * as SpanMetrics from "../../src/telemetry/SpanMetrics.ts"
+import * as Metrics from "../../src/telemetry/Metrics.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
 
@@ -189,11 +190,15 @@ describe("Telemetry.layerWith", () => {
         invalid: 0,
         exporters: [],
         metrics: [],
-        lost: { spans: 0, metricPoints: 0, total: 0 }
+        measurements: 0,
+        logRecords: 0,
+        logs: [],
+        lost: { spans: 0, metricPoints: 0, logRecords: 0, total: 0 }
       })
     }).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({
       OTEL_TRACES_EXPORTER: "none",
-      OTEL_METRICS_EXPORTER: "none"
+      OTEL_METRICS_EXPORTER: "none",
+      OTEL_LOGS_EXPORTER: "none"
     })))))
 })
 
@@ -204,7 +209,7 @@ describe("Telemetry shutdown and accounting", () => {
     export: () => Effect.never,
     shutdown: Effect.never
   }
-  const hungMetrics: SpanMetrics.MetricsExporter = {
+  const hungMetrics: Metrics.MetricsExporter = {
     name: "otlp",
     endpoint: "http://hung/v1/metrics",
     export: () => Effect.never,
@@ -217,6 +222,15 @@ describe("Telemetry shutdown and accounting", () => {
     exportTimeoutMillis: 30_000
   }
   const httpServer: SpanData = { ...server, attributes: { ...server.attributes, "http.route": "/" } }
+  const requests = Instruments.counter("http.server.requests", { unit: "{request}", description: "Requests." })
+  /** One data point per collection: the counter the probe recorded into for its span. */
+  const measurement: Measurement = {
+    pid: server.pid,
+    probe: server.probe,
+    instrument: requests,
+    value: 1,
+    attributes: {}
+  }
 
   it.effect("one deadline bounds the whole shutdown; what was not exported by then is lost and counted", () =>
     Effect.gen(function*() {
@@ -234,6 +248,7 @@ describe("Telemetry shutdown and accounting", () => {
       const sink = Context.get(ctx, TelemetrySink)
       const telemetry = Context.get(ctx, Telemetry.Telemetry)
       yield* sink.span(httpServer)
+      yield* sink.measurements!([measurement])
       yield* sink.span(root)
       yield* sink.span({ ...root, traceId: "nope" })
       assert.strictEqual(yield* telemetry.lost, 1, "the invalid span")
@@ -255,7 +270,7 @@ describe("Telemetry shutdown and accounting", () => {
         stats.metrics.map((e) => [e.sent, e.exported, e.dropped, e.failed, e.inFlight]),
         [[1, 0, 0, 1, 0]]
       )
-      assert.deepStrictEqual(stats.lost, { spans: 3, metricPoints: 1, total: 4 })
+      assert.deepStrictEqual(stats.lost, { spans: 3, metricPoints: 1, logRecords: 0, total: 4 })
       assert.strictEqual(yield* telemetry.lost, 4)
       assert.strictEqual(
         Telemetry.formatStats(stats),
@@ -267,7 +282,7 @@ describe("Telemetry shutdown and accounting", () => {
   it.effect("nothing lost: lost is 0 after a clean shutdown", () =>
     Effect.gen(function*() {
       const memory = Exporter.memory()
-      const metricsMemory = SpanMetrics.memory()
+      const metricsMemory = Metrics.memory()
       const scope = yield* Scope.make()
       const ctx = yield* Layer.buildWithScope(
         Telemetry.layerWith(baseConfig, {
@@ -279,6 +294,7 @@ describe("Telemetry shutdown and accounting", () => {
         scope
       )
       yield* Context.get(ctx, TelemetrySink).span(httpServer)
+      yield* Context.get(ctx, TelemetrySink).measurements!([measurement])
       yield* Scope.close(scope, Exit.void)
       const telemetry = Context.get(ctx, Telemetry.Telemetry)
       const stats = yield* telemetry.stats
@@ -288,6 +304,18 @@ describe("Telemetry shutdown and accounting", () => {
 })
 
 describe("Telemetry.formatStats", () => {
+  /** Stats with nothing in them. */
+  const none: Telemetry.TelemetryStats = {
+    received: 0,
+    invalid: 0,
+    exporters: [],
+    metrics: [],
+    measurements: 0,
+    logRecords: 0,
+    logs: [],
+    lost: Telemetry.lostOf(0, [], [])
+  }
+
   it("renders one status line, with the error only while exports fail", () => {
     const exporter = {
       exporter: "otlp",
@@ -308,7 +336,7 @@ describe("Telemetry.formatStats", () => {
     }
     const lost = Telemetry.lostOf(0, [exporter], [])
     assert.strictEqual(
-      Telemetry.formatStats({ received: 120, invalid: 0, exporters: [exporter], metrics: [], lost }),
+      Telemetry.formatStats({ ...none, received: 120, exporters: [exporter], lost }),
       "spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed"
     )
     assert.strictEqual(
@@ -317,6 +345,9 @@ describe("Telemetry.formatStats", () => {
         invalid: 0,
         exporters: [{ ...exporter, failing: true }],
         metrics: [],
+        measurements: 0,
+        logRecords: 0,
+        logs: [],
         lost
       }),
       "spans 120 · otlp http://c:4318/v1/traces: 118 exported, 0 queued, 2 dropped, 0 failed " +
@@ -328,12 +359,15 @@ describe("Telemetry.formatStats", () => {
         invalid: 0,
         exporters: [{ ...exporter, queued: 10, inFlight: 8, exported: 100 }],
         metrics: [],
+        measurements: 0,
+        logRecords: 0,
+        logs: [],
         lost
       }),
       "spans 120 · otlp http://c:4318/v1/traces: 100 exported, 10 queued, 8 in flight, 2 dropped, 0 failed"
     )
     assert.strictEqual(
-      Telemetry.formatStats({ received: 3, invalid: 1, exporters: [], metrics: [], lost: Telemetry.lostOf(1, [], []) }),
+      Telemetry.formatStats({ ...none, received: 3, invalid: 1, lost: Telemetry.lostOf(1, [], []) }),
       "spans 3 (1 invalid)"
     )
   })

@@ -51,6 +51,8 @@ interface ResourceState {
   readonly resource: Resource
   readonly startTime: HrTime
   readonly scopes: Map<string, ScopeState>
+  /** End of the last collection (the start until there is one): where a new delta instrument's interval starts. */
+  collectedAt: HrTime
   /** Recordings since the last collection; 0 for whole collections makes the state idle. */
   recorded: number
   idleCollections: number
@@ -90,7 +92,8 @@ export const bucketIndex = (boundaries: ReadonlyArray<number>, v: number): numbe
 
 /**
  * A key for an attribute set that does not depend on the order the probe wrote the keys in. Values carry their
- * type so that 1 and "1" stay apart.
+ * type so that 1 and "1" stay apart; strings are JSON-quoted, so that no string (traced data: a route, a peer name)
+ * can spell another value's key ("number:1") or hold the separators and pass for more attributes.
  */
 const seriesKey = (a: Attributes): string => {
   const keys = Object.keys(a)
@@ -99,7 +102,7 @@ const seriesKey = (a: Attributes): string => {
   let out = ""
   for (const k of keys) {
     const v = a[k]
-    out += `${k}\u0001${typeof v === "string" ? v : `${typeof v}:${JSON.stringify(v)}`}\u0002`
+    out += `${k}\u0001${typeof v === "string" ? JSON.stringify(v) : `${typeof v}:${JSON.stringify(v)}`}\u0002`
   }
   return out
 }
@@ -122,7 +125,8 @@ export const make = (options: AggregateOptions): Aggregate => {
     if (resource === lastResource) return lastState!
     let state = states.get(resource)
     if (state === undefined) {
-      state = { resource, startTime: now(), scopes: new Map(), recorded: 0, idleCollections: 0 }
+      const startTime = now()
+      state = { resource, startTime, scopes: new Map(), collectedAt: startTime, recorded: 0, idleCollections: 0 }
       states.set(resource, state)
     }
     lastResource = resource
@@ -144,7 +148,9 @@ export const make = (options: AggregateOptions): Aggregate => {
         series: new Map(),
         overflow: undefined,
         integers: true,
-        intervalStart: state.startTime
+        // Not the resource's start: an instrument first recorded into after a collection would otherwise report
+        // a first delta interval overlapping the ones already exported for this resource.
+        intervalStart: state.collectedAt
       }
       scope.instruments.set(instrument, is)
     }
@@ -284,6 +290,7 @@ export const make = (options: AggregateOptions): Aggregate => {
         if (metrics.length > 0) scopeMetrics.push({ scope: { ...options.scope(scope.probe) }, metrics })
       }
       if (scopeMetrics.length > 0) out.push({ resource: state.resource, scopeMetrics })
+      state.collectedAt = endTime
       if (state.recorded === 0) state.idleCollections++
       else state.idleCollections = 0
       state.recorded = 0

@@ -77,10 +77,10 @@ export const Target = Binary.struct({
 /**
  * Where the BPF side finds `runtime.types` (the base of every type name): its distance from the address gopanic's
  * entry probe sits at, which the BPF program sees as its instruction pointer. A distance, not an address, so a
- * position-independent executable works wherever it is loaded. Undefined without a symbol table (stripped).
+ * position-independent executable works wherever it is loaded. Undefined when the executable cannot be read.
  */
 export const typesFromGopanic = (target: ProbeTarget): bigint | undefined => {
-  const types = GoSymbols.address(target, "runtime.types")
+  const types = GoSymbols.typesAddress(target)
   const gopanic = Option.getOrUndefined(target.function("runtime.gopanic"))
   if (types === undefined || gopanic === undefined) return undefined
   return types - (gopanic.address + BigInt(gopanic.entryOffset - gopanic.fileOffset))

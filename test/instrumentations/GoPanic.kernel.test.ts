@@ -26,11 +26,15 @@ import { buildPanics } from "./fixtures.ts"
 const root = path.resolve(import.meta.dirname, "../..")
 const versions = ["1.25.9", "1.26.8", "1.27.3"]
 const binaries = new Map<string, string>()
+const stripped = new Map<string, string>()
 const procs: Array<ChildProcess> = []
 
 beforeAll(() => {
   execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
-  for (const v of versions) binaries.set(v, buildPanics(v))
+  for (const v of versions) {
+    binaries.set(v, buildPanics(v))
+    stripped.set(v, buildPanics(v, { stripped: true }))
+  }
 }, 600_000)
 
 afterAll(() => {
@@ -64,6 +68,33 @@ const get = (url: string) =>
     }
   })
 
+/**
+ * Entries of `pid` in the kernel maps named `name` (the kernel keeps 15 characters) of type `type`, from bpftool:
+ * keys of the per-goroutine maps start with the tgid (little-endian u32). Other suites' objects have maps of the same
+ * name; their keys carry other pids. Fails when no such map exists, so the count cannot be vacuously 0.
+ */
+const entriesOf = (pid: number, name: string, type: string): number => {
+  const maps = JSON.parse(execFileSync("bpftool", ["-j", "map", "show"]).toString()) as Array<
+    { readonly id: number; readonly name?: string; readonly type: string }
+  >
+  const mine = Buffer.alloc(4)
+  mine.writeUInt32LE(pid)
+  const want = [...mine].map((b) => `0x${b.toString(16).padStart(2, "0")}`).join(" ")
+  const found = maps.filter((m) => m.name === name.slice(0, 15) && m.type === type)
+  assert.isAbove(found.length, 0, `no ${type} map ${name}`)
+  let n = 0
+  for (const m of found) {
+    const entries = JSON.parse(execFileSync("bpftool", ["-j", "map", "dump", "id", String(m.id)]).toString()) as Array<
+      { readonly key: unknown }
+    >
+    for (const e of entries) {
+      assert.isArray(e.key, "bpftool dump: raw key bytes")
+      if ((e.key as Array<string>).slice(0, 4).join(" ") === want) n++
+    }
+  }
+  return n
+}
+
 const agent = ManagerM.layer.pipe(
   Layer.provideMerge(GoPanic.GoPanic.layer),
   Layer.provideMerge(Layer.mergeAll(
@@ -87,6 +118,12 @@ const routes = [
   { path: "/panic/error", route: "/panic/error", type: "*errors.errorString", message: "boom: errors.New" },
   { path: "/panic/wrapped", route: "/panic/wrapped", type: "*fmt.wrapError", message: "boom: wrapped: unexpected EOF" },
   { path: "/panic/nilmap", route: "/panic/nilmap", type: "runtime.plainError", message: "assignment to entry in nil map" },
+  {
+    path: "/panic/nilptr?nil=1",
+    route: "/panic/nilptr",
+    type: "runtime.errorString",
+    message: "runtime error: invalid memory address or nil pointer dereference"
+  },
   {
     path: "/panic/index?i=5",
     route: "/panic/index",
@@ -181,5 +218,32 @@ describe.each(versions)("go/panic on Go %s", (version) => {
       for (const s of stats) assert.strictEqual(s.decodeErrors, 0, `${s.probe} decode errors`)
       const panics = stats.find((s) => s.probe === "go_panic")!
       assert.strictEqual(panics.records, 2 * (routes.length + 1) + routes.length)
+      // Nothing left behind: every panicked request's in-flight entry is gone, every panic was recovered.
+      assert.strictEqual(entriesOf(app.pid, "nethttp_server_inflight", "lru_hash"), 0, "in-flight requests")
+      assert.strictEqual(entriesOf(app.pid, "go_panic_pending", "lru_hash"), 0, "pending panics")
+    }).pipe(Effect.provide(agent)), 60_000)
+
+  it.live("stripped binary: type names from the section of the type data, messages as unstripped", () =>
+    Effect.gen(function*() {
+      const app = yield* start(stripped.get(version)!)
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
+      assert.deepStrictEqual((yield* manager.targets).map((t) => [...t.probes].sort()), [
+        ["go_context", "go_panic", "nethttp_server"]
+      ])
+      assert.strictEqual(yield* get(`http://${app.addr}/panic/wrapped`), "closed")
+      const [span] = yield* (yield* CapturedSpans).take(1).pipe(Effect.timeout("15 seconds"))
+      assert.strictEqual(span!.name, "GET /panic/wrapped")
+      assert.strictEqual(span!.attributes["error.type"], "*fmt.wrapError")
+      assert.deepStrictEqual(span!.events?.[0]?.attributes, {
+        "exception.type": "*fmt.wrapError",
+        "exception.message": "boom: wrapped: unexpected EOF"
+      })
+      const logs = yield* (yield* CapturedLogs).take(2).pipe(Effect.timeout("15 seconds"))
+      assert.deepStrictEqual(logs.map((l) => [l.severity, l.spanId, l.attributes["exception.type"]]), [
+        ["error", span!.spanId, "*fmt.wrapError"],
+        ["warn", span!.spanId, "*fmt.wrapError"]
+      ])
     }).pipe(Effect.provide(agent)), 60_000)
 })

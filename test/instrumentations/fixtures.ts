@@ -126,15 +126,17 @@ const newestSource = (dir: string): number =>
 
 /**
  * Builds test/fixtures/go/panics (an HTTP server whose handlers panic) with Go `version` into
- * `test/.cache/panics/<version>/panics` (reused while newer than its sources) and returns the binary's path.
+ * `test/.cache/panics/<version>/panics` (`panics-stripped` with `stripped`: no .symtab, no DWARF), reused while newer
+ * than its sources, and returns the binary's path.
  */
-export const buildPanics = (version: string): string => {
+export const buildPanics = (version: string, options: { readonly stripped?: boolean } = {}): string => {
   const src = path.join(repoRoot, "test", "fixtures", "go", "panics")
-  const out = path.join(repoRoot, "test", ".cache", "panics", version, "panics")
+  const name = options.stripped === true ? "panics-stripped" : "panics"
+  const out = path.join(repoRoot, "test", ".cache", "panics", version, name)
   if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource(src)) return out
   fs.mkdirSync(path.dirname(out), { recursive: true })
   const tmp = `${out}.${process.pid}.tmp`
-  execFileSync("go", ["build", "-o", tmp, "."], {
+  execFileSync("go", ["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], {
     cwd: src,
     env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
     stdio: ["ignore", "ignore", "pipe"],

@@ -1,9 +1,11 @@
 /**
- * Addresses of a Go program's data symbols (e.g. `runtime.types`), for per-target values.
+ * Where a Go program's type data starts (`runtime.types`, the base every type name's offset is relative to), for
+ * per-target values.
  *
- * A Target that offers `symbol(name)` answers directly. One that does not (targets from before symbols were part of
- * the analysis, fake targets in tests) is answered from the executable's `.symtab`, read once per file; a stripped
- * executable has none, and the answer is undefined.
+ * A Target that offers `symbol(name)` answers for a program with a symbol table. Otherwise (a stripped program, or a
+ * Target without symbols: fake targets, targets from before symbols were part of the analysis) the executable is
+ * read once per file: its `.symtab` if it has one, else the section the linker puts the type data at the start of —
+ * `.go.type` since Go 1.27, `.rodata` before (checked against `runtime.types` on Go 1.25, 1.26 and 1.27).
  */
 import * as fs from "node:fs"
 import { Option } from "effect"
@@ -15,35 +17,27 @@ interface MaybeSymbols {
   readonly symbol?: (name: string) => Option.Option<{ readonly address: bigint }>
 }
 
-/** Symbol name -> address of each executable read, by file identity (device:inode) or path. */
-const tables = new Map<string, ReadonlyMap<string, bigint>>()
+/** `runtime.types` of each executable read, by file identity (device:inode) or path; undefined when not found. */
+const fromFiles = new Map<string, bigint | undefined>()
 
-/** Only the symbols asked for are kept: a Go program has tens of thousands. */
-const WANTED = new Set(["runtime.types", "runtime.etypes", "runtime.firstmoduledata"])
-
-const readTable = (exe: string): ReadonlyMap<string, bigint> => {
-  const out = new Map<string, bigint>()
+const readTypes = (exe: string): bigint | undefined => {
   try {
     const elf = parseElf(fs.readFileSync(exe))
     const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)
-    if (symtab !== undefined) {
-      for (const s of readSymbols(elf, symtab)) if (WANTED.has(s.name)) out.set(s.name, s.value)
-    }
+    const symbol = symtab === undefined ? undefined : readSymbols(elf, symtab).find((s) => s.name === "runtime.types")
+    if (symbol !== undefined) return symbol.value
+    return (elf.section(".go.type") ?? elf.section(".rodata"))?.addr
   } catch {
-    // Unreadable or not ELF: no symbols, and the probe reads no type names for this file.
+    // Unreadable or not ELF: the probe reads no type names for this file.
+    return undefined
   }
-  return out
 }
 
-/** The link-time address of `name` (one of runtime.types, runtime.etypes, runtime.firstmoduledata) in the target. */
-export const address = (target: Target, name: string): bigint | undefined => {
-  const found = (target as MaybeSymbols).symbol?.(name)
-  if (found !== undefined) return Option.getOrUndefined(Option.map(found, (s) => s.address))
+/** The link-time address of `runtime.types` in the target's executable, when it can be found. */
+export const typesAddress = (target: Target): bigint | undefined => {
+  const found = (target as MaybeSymbols).symbol?.("runtime.types")
+  if (found !== undefined && Option.isSome(found)) return found.value.address
   const key = target.file ?? target.exe
-  let table = tables.get(key)
-  if (table === undefined) {
-    table = readTable(target.exe)
-    tables.set(key, table)
-  }
-  return table.get(name)
+  if (!fromFiles.has(key)) fromFiles.set(key, readTypes(target.exe))
+  return fromFiles.get(key)
 }

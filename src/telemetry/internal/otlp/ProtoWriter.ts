@@ -1,0 +1,201 @@
+/**
+ * A minimal protobuf writer for the OTLP encoders: one growable buffer reused across batches, written forwards.
+ *
+ * A nested message's length comes before its bytes but is known only after them, so `begin` reserves the bytes a
+ * length is expected to take and `end` writes it there, moving the message when the guess was wrong (rare: callers
+ * reserve 1 byte for small messages, 2 for a span, 3 for the groups holding a batch's spans). Lengths are always the
+ * canonical (shortest) varint, so the bytes are what any protobuf library would write for the same fields.
+ */
+
+/** Wire types. */
+export const VARINT = 0
+export const I64 = 1
+export const LEN = 2
+export const I32 = 5
+
+/** A field's tag byte(s) for field numbers up to 15 (one byte); `tag2` for 16..2047. */
+export const tag = (field: number, wire: number): number => (field << 3) | wire
+
+/** Value of each ASCII hex digit (either case), -1 for anything else. */
+const HEX = new Int8Array(128).fill(-1)
+for (let i = 0; i < 10; i++) HEX[48 + i] = i
+for (let i = 0; i < 6; i++) {
+  HEX[97 + i] = 10 + i
+  HEX[65 + i] = 10 + i
+}
+
+const TWO_32 = 0x1_0000_0000
+
+/** Bytes of the canonical varint of `n` (0 <= n < 2^32). */
+export const varintSize = (n: number): number =>
+  n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x20_0000 ? 3 : n < 0x1000_0000 ? 4 : 5
+
+export class ProtoWriter {
+  buf: Buffer
+  view: DataView
+  pos = 0
+
+  constructor(initialSize = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(initialSize)
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength)
+  }
+
+  /** Starts a new message in the same buffer. */
+  reset(): void {
+    this.pos = 0
+  }
+
+  /** Makes room for `n` more bytes. */
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return
+    let size = this.buf.length * 2
+    while (size < this.pos + n) size *= 2
+    const next = Buffer.allocUnsafe(size)
+    this.buf.copy(next, 0, 0, this.pos)
+    this.buf = next
+    this.view = new DataView(next.buffer, next.byteOffset, next.byteLength)
+  }
+
+  /** A copy of what was written: the buffer itself is reused by the next message. */
+  finish(): Buffer {
+    return Buffer.from(this.buf.subarray(0, this.pos))
+  }
+
+  /** One byte: a tag of a field numbered up to 15, or any byte under 0x80. */
+  byte(b: number): void {
+    this.ensure(1)
+    this.buf[this.pos++] = b
+  }
+
+  /** Bytes as they are (pre-encoded fields, e.g. a cached resource). */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length)
+    this.buf.set(bytes, this.pos)
+    this.pos += bytes.length
+  }
+
+  /** A varint of 0 <= n < 2^32. */
+  uint32(n: number): void {
+    this.ensure(5)
+    const buf = this.buf
+    let p = this.pos
+    while (n >= 0x80) {
+      buf[p++] = (n & 0x7f) | 0x80
+      n >>>= 7
+    }
+    buf[p++] = n
+    this.pos = p
+  }
+
+  /** The int64 varint of an integer in [-2^63, 2^63): negative numbers take ten bytes (two's complement). */
+  int64(n: number): void {
+    if (n >= 0 && n < TWO_32) return this.uint32(n)
+    // Exact for every integer double: dividing by 2^32 and flooring are exact, and so is the remainder.
+    const high = Math.floor(n / TWO_32)
+    let lo = n - high * TWO_32
+    let hi = high >>> 0
+    this.ensure(10)
+    const buf = this.buf
+    let p = this.pos
+    while (hi !== 0) {
+      buf[p++] = (lo & 0x7f) | 0x80
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0
+      hi >>>= 7
+    }
+    while (lo >= 0x80) {
+      buf[p++] = (lo & 0x7f) | 0x80
+      lo >>>= 7
+    }
+    buf[p++] = lo
+    this.pos = p
+  }
+
+  fixed32(n: number): void {
+    this.ensure(4)
+    this.view.setUint32(this.pos, n, true)
+    this.pos += 4
+  }
+
+  /** A fixed64 of a non-negative bigint below 2^64 (epoch nanoseconds). */
+  fixed64(n: bigint): void {
+    this.ensure(8)
+    this.view.setBigUint64(this.pos, n, true)
+    this.pos += 8
+  }
+
+  double(n: number): void {
+    this.ensure(8)
+    this.view.setFloat64(this.pos, n, true)
+    this.pos += 8
+  }
+
+  /** A length-delimited string: its UTF-8 bytes, written without an intermediate buffer. */
+  string(s: string): void {
+    const n = s.length
+    if (n < 0x80) {
+      // Optimistically ASCII: then the byte length is the string's length and fits the one length byte.
+      this.ensure(1 + n)
+      const buf = this.buf
+      const start = this.pos
+      let p = start + 1
+      let i = 0
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i)
+        if (c >= 0x80) break
+        buf[p++] = c
+      }
+      if (i === n) {
+        buf[start] = n
+        this.pos = p
+        return
+      }
+    }
+    const len = Buffer.byteLength(s, "utf8")
+    this.uint32(len)
+    this.ensure(len)
+    this.buf.write(s, this.pos, len, "utf8")
+    this.pos += len
+  }
+
+  /**
+   * A length-delimited bytes field from `bytes` hex digits' worth of an id (32 for a trace id, 16 for a span id),
+   * decoded straight into the buffer. The telemetry layer refuses ids that are not lowercase hex before they get here.
+   */
+  hexId(hex: string, bytes: number): void {
+    this.ensure(1 + bytes)
+    const buf = this.buf
+    let p = this.pos
+    buf[p++] = bytes
+    for (let i = 0; i < 2 * bytes; i += 2) {
+      buf[p++] = (HEX[hex.charCodeAt(i) & 0x7f]! << 4) | HEX[hex.charCodeAt(i + 1) & 0x7f]!
+    }
+    this.pos = p
+  }
+
+  /** Starts a length-delimited message (its tag already written), reserving `reserve` bytes for its length. */
+  begin(reserve = 1): number {
+    this.ensure(reserve)
+    const start = this.pos
+    this.pos += reserve
+    return start
+  }
+
+  /** Ends the message `begin` started at `start`: writes its length there, moving the message if it must. */
+  end(start: number, reserve = 1): void {
+    const len = this.pos - start - reserve
+    const need = varintSize(len)
+    if (need !== reserve) {
+      this.ensure(need - reserve)
+      this.buf.copyWithin(start + need, start + reserve, this.pos)
+      this.pos += need - reserve
+    }
+    const buf = this.buf
+    let p = start
+    let n = len
+    while (n >= 0x80) {
+      buf[p++] = (n & 0x7f) | 0x80
+      n >>>= 7
+    }
+    buf[p] = n
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Decoding OTLP trace requests with the official protos (vendored beside this file) through protobufjs, into one
+ * comparable shape: a flat list of spans, each with its resource and scope, ids in hex, 64-bit integers as decimal
+ * strings, enums as numbers, proto3 defaults filled in (so a zero written explicitly and a zero left out compare
+ * equal, as they mean the same on the wire).
+ */
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import protobuf from "protobufjs"
+
+const here = dirname(fileURLToPath(import.meta.url))
+
+const root = new protobuf.Root()
+root.resolvePath = (_origin, target) => join(here, target)
+root.loadSync("opentelemetry/proto/collector/trace/v1/trace_service.proto")
+
+/** `ExportTraceServiceRequest` of opentelemetry-proto v1.11.0. */
+export const ExportTraceServiceRequest = root.lookupType(
+  "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest"
+)
+
+const hex = (base64: string) => Buffer.from(base64, "base64").toString("hex")
+
+/** The decoded request as a plain object (ids still base64, as protobufjs gives them). */
+export const decodeRequest = (bytes: Uint8Array): Record<string, any> =>
+  ExportTraceServiceRequest.toObject(ExportTraceServiceRequest.decode(bytes), {
+    longs: String,
+    enums: Number,
+    bytes: String,
+    defaults: true,
+    arrays: true
+  })
+
+/** One span as decoded, with the resource and scope it was sent under. */
+export interface FlatSpan {
+  readonly resource: unknown
+  readonly scope: unknown
+  readonly span: Record<string, any>
+}
+
+/** Every span of a request, in order, with ids as hex. */
+export const flatSpans = (bytes: Uint8Array): Array<FlatSpan> => {
+  const out: Array<FlatSpan> = []
+  for (const rs of decodeRequest(bytes)["resourceSpans"]) {
+    for (const ss of rs.scopeSpans) {
+      for (const span of ss.spans) {
+        out.push({
+          resource: rs.resource,
+          scope: ss.scope,
+          span: {
+            ...span,
+            traceId: hex(span.traceId),
+            spanId: hex(span.spanId),
+            parentSpanId: hex(span.parentSpanId),
+            links: span.links
+          }
+        })
+      }
+    }
+  }
+  return out
+}

@@ -31,6 +31,8 @@ namespace {
 // Values from the kernel UAPI (include/uapi/linux/bpf.h) newer than the system headers (Debian 12 ships 6.1's).
 constexpr uint32_t kBpfTraceUprobeMulti = 48;
 constexpr int kBpfLinkCreate = 28;
+// uprobe_multi.flags: the link's probes fire on return (uretprobes).
+constexpr uint32_t kBpfFUprobeMultiReturn = 1;
 
 // The BPF_LINK_CREATE member of `union bpf_attr` as used for uprobe_multi: a common head, then the per-type union.
 struct UprobeMultiAttr {
@@ -51,7 +53,8 @@ struct UprobeMultiAttr {
 constexpr size_t kAttrSize = 128;
 static_assert(sizeof(UprobeMultiAttr) <= kAttrSize, "attr buffer too small");
 
-int LinkCreateUprobeMulti(int prog_fd, const std::string& path, const std::vector<uint64_t>& offsets, int pid) {
+int LinkCreateUprobeMulti(int prog_fd, const std::string& path, const std::vector<uint64_t>& offsets, int pid,
+                          bool retprobe = false) {
   alignas(8) uint8_t buf[kAttrSize] = {};
   UprobeMultiAttr attr = {};
   attr.prog_fd = static_cast<uint32_t>(prog_fd);
@@ -60,6 +63,7 @@ int LinkCreateUprobeMulti(int prog_fd, const std::string& path, const std::vecto
   attr.offsets = reinterpret_cast<uint64_t>(offsets.data());
   attr.cnt = static_cast<uint32_t>(offsets.size());
   attr.pid = pid > 0 ? static_cast<uint32_t>(pid) : 0;
+  attr.multi_flags = retprobe ? kBpfFUprobeMultiReturn : 0;
   memcpy(buf, &attr, sizeof(attr));
   int fd = static_cast<int>(syscall(__NR_bpf, kBpfLinkCreate, buf, kAttrSize));
   return fd < 0 ? -errno : fd;
@@ -166,7 +170,8 @@ Napi::Value BpfObject::SetUprobeMulti(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// attachUprobeMulti(program, binary, offsets: number[], pid): Promise<Link>. pid <= 0: every process of the file.
+// attachUprobeMulti(program, binary, offsets: number[], pid, retprobe?): Promise<Link>. pid <= 0: every process of
+// the file; retprobe: uretprobes.
 Napi::Value BpfObject::AttachUprobeMulti(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsString() || !info[1].IsString() || !info[2].IsArray() || !info[3].IsNumber()) {
@@ -176,6 +181,7 @@ Napi::Value BpfObject::AttachUprobeMulti(const Napi::CallbackInfo& info) {
   std::string binary = info[1].As<Napi::String>().Utf8Value();
   Napi::Array arr = info[2].As<Napi::Array>();
   int pid = info[3].As<Napi::Number>().Int32Value();
+  bool retprobe = info.Length() > 4 && info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
   struct bpf_program* prog = Program(env, "attachUprobeMulti", name);
   if (!loaded_) throw MakeError(env, "attachUprobeMulti", EINVAL, "object " + name_ + " is not loaded");
   int prog_fd = bpf_program__fd(prog);
@@ -184,14 +190,14 @@ Napi::Value BpfObject::AttachUprobeMulti(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < arr.Length(); i++) offsets.push_back(arr.Get(i).As<Napi::Number>().Int64Value());
   if (offsets.empty()) throw MakeError(env, "attachUprobeMulti", EINVAL, name + ": no offsets");
   std::string what = name + " -> " + binary + " (" + std::to_string(offsets.size()) + " offsets) pid " +
-                     std::to_string(pid);
+                     std::to_string(pid) + (retprobe ? " (return)" : "");
   // The program's fd must outlive the thread even if the object is closed meanwhile.
   int held = dup(prog_fd);
   if (held < 0) throw MakeError(env, "attachUprobeMulti", errno, what);
   return OffThread<int>(
       env, "probescope.attach",
-      [held, binary, offsets, pid]() {
-        int fd = LinkCreateUprobeMulti(held, binary, offsets, pid);
+      [held, binary, offsets, pid, retprobe]() {
+        int fd = LinkCreateUprobeMulti(held, binary, offsets, pid, retprobe);
         close(held);
         return fd;
       },

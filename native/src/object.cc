@@ -357,7 +357,8 @@ static Napi::Object WrapLink(Napi::Env env, struct bpf_link* link) {
   return obj;
 }
 
-// attachUprobe(program, binary, offset, pid, symbol?): Link. With a symbol, offset is relative to it.
+// attachUprobe(program, binary, offset, pid, symbol?, retprobe?): Link. With a symbol, offset is relative to it;
+// retprobe makes it a uretprobe (libbpf does not take that from the section when attaching by hand).
 Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = Str(info, 0, "program");
@@ -365,16 +366,18 @@ Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
   int64_t offset = info[2].As<Napi::Number>().Int64Value();
   int pid = info[3].As<Napi::Number>().Int32Value();
   std::string symbol = info.Length() > 4 && info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+  bool retprobe = info.Length() > 5 && info[5].IsBoolean() && info[5].As<Napi::Boolean>().Value();
   struct bpf_program* prog = Program(env, "attachUprobe", name);
   LIBBPF_OPTS(bpf_uprobe_opts, opts);
   if (!symbol.empty()) opts.func_name = symbol.c_str();
+  opts.retprobe = retprobe;
   LogReset();
   struct bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, binary.c_str(), offset, &opts);
   if (link == nullptr) {
     int err = errno;
     throw MakeError(env, "attachUprobe", err ? err : EINVAL,
                     name + " -> " + binary + (symbol.empty() ? "" : ":" + symbol) + "+" + std::to_string(offset) +
-                        " pid " + std::to_string(pid));
+                        " pid " + std::to_string(pid) + (retprobe ? " (return)" : ""));
   }
   return WrapLink(env, link);
 }

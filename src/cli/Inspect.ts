@@ -185,7 +185,7 @@ export const file = (path: string) =>
   Effect.gen(function*() {
     const analysis = yield* GoBinary.TargetAnalysis
     return yield* analysis.analyzeFile(path).pipe(
-      Effect.map((binary): Report => report(null, { ...binary, pid: 0, exe: binary.path }, binary)),
+      Effect.map((binary): Report => report(null, { ...binary, pid: 0, exe: binary.path, libraries: [] }, binary)),
       Effect.catchTag("NotGo", () => Effect.map(native(path), (n): Report => nativeReport(null, n)))
     )
   })

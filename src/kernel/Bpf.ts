@@ -110,6 +110,11 @@ export interface UprobeSpec {
    * this only when every such process is wanted).
    */
   readonly pid?: number
+  /**
+   * A uretprobe: the program runs when the function returns (the kernel swaps the return address; never on Go
+   * code, whose stacks move — Go return probes go on each RET instead). Default false.
+   */
+  readonly retprobe?: boolean
 }
 
 export interface TracepointSpec {

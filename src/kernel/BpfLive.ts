@@ -50,7 +50,7 @@ const describeUprobe = (spec: UprobeSpec): string =>
   `${spec.binary}${spec.symbol === undefined ? "" : `:${spec.symbol}`}` +
   `${spec.offset === undefined ? "" : `+0x${spec.offset.toString(16)}`}` +
   `${spec.offsets === undefined ? "" : ` (${spec.offsets.length} offsets)`}` +
-  `${spec.pid === undefined ? "" : ` pid ${spec.pid}`}`
+  `${spec.pid === undefined ? "" : ` pid ${spec.pid}`}${spec.retprobe === true ? " (return)" : ""}`
 
 /** Detaching waits for the kernel on a thread of its own; a failure there leaves nothing for us to do. */
 const destroy = (link: NativeLink): Effect.Effect<void> =>
@@ -108,7 +108,8 @@ const make = (addon: Addon, drainMs: number) => {
     }
     if (spec.uprobeMulti === true && uprobeMulti) {
       for (const p of obj.programs()) {
-        if (p.type !== "kprobe" || !/^uprobe(\/|$)/.test(p.section)) continue
+        // Entry and return uprobes alike: a uretprobe is a uprobe_multi link with the return flag.
+        if (p.type !== "kprobe" || !/^u(ret)?probe(\/|$)/.test(p.section)) continue
         try {
           obj.setUprobeMulti(p.name)
         } catch (cause) {
@@ -150,19 +151,21 @@ const make = (addon: Addon, drainMs: number) => {
       if (multi && spec.symbol === undefined) {
         const native = yield* Effect.acquireRelease(
           Effect.tryPromise({
-            try: () => obj.attachUprobeMulti(spec.program, spec.binary, offsets, spec.pid ?? 0),
+            try: () => obj.attachUprobeMulti(spec.program, spec.binary, offsets, spec.pid ?? 0, spec.retprobe === true),
             catch: (cause) => attachError(spec.program, target, cause, spec)
           }),
           destroy
         )
-        return { id: native.id(), program: spec.program, description: `uprobe_multi ${target}`, kernelLinks: 1 }
+        const kind = spec.retprobe === true ? "uretprobe_multi" : "uprobe_multi"
+        return { id: native.id(), program: spec.program, description: `${kind} ${target}`, kernelLinks: 1 }
       }
       // One perf-event link per offset; all of them detach (concurrently, off the JS thread) with the scope.
       const natives: Array<NativeLink> = []
       yield* Effect.addFinalizer(() => Effect.forEach(natives, destroy, { concurrency: "unbounded", discard: true }))
       for (const offset of spec.symbol !== undefined && offsets.length === 0 ? [0] : offsets) {
         const native = yield* Effect.try({
-          try: () => obj.attachUprobe(spec.program, spec.binary, offset, spec.pid ?? -1, spec.symbol),
+          try: () =>
+            obj.attachUprobe(spec.program, spec.binary, offset, spec.pid ?? -1, spec.symbol, spec.retprobe === true),
           catch: (cause) => attachError(spec.program, target, cause, spec)
         })
         natives.push(native)
@@ -170,7 +173,7 @@ const make = (addon: Addon, drainMs: number) => {
       return {
         id: natives[0]!.id(),
         program: spec.program,
-        description: `uprobe ${target}`,
+        description: `${spec.retprobe === true ? "uretprobe" : "uprobe"} ${target}`,
         kernelLinks: natives.length
       } satisfies Link
     })

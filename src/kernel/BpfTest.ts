@@ -53,6 +53,8 @@ export type KernelEvent =
     readonly offsets?: ReadonlyArray<number>
     readonly symbol?: string
     readonly pid?: number
+    /** A uretprobe (present only when true). */
+    readonly retprobe?: true
     readonly tracepoint?: string
   }
   | {
@@ -100,6 +102,12 @@ export interface FakeLink {
   readonly offset?: number
   /** A many-offset link (like uprobe_multi): every offset it carries. */
   readonly offsets?: ReadonlyArray<number>
+  /** The file a uprobe link is on. */
+  readonly binary?: string
+  /** A uretprobe (present only when true). */
+  readonly retprobe?: true
+  /** A tracepoint link: "category/name". */
+  readonly tracepoint?: string
 }
 
 /** Number of CPUs the fake per-CPU maps (ps_stats) report. */
@@ -294,7 +302,10 @@ const make = Effect.sync(() => {
             program: spec.program,
             ...(u.pid === undefined ? {} : { pid: u.pid }),
             ...(u.offset === undefined ? {} : { offset: u.offset }),
-            ...(u.offsets === undefined ? {} : { offsets: [...u.offsets] })
+            ...(u.offsets === undefined ? {} : { offsets: [...u.offsets] }),
+            ...(u.binary === undefined ? {} : { binary: u.binary }),
+            ...(u.retprobe === true ? { retprobe: true as const } : {}),
+            ...(kind === "tracepoint" ? { tracepoint: `${tp.category}/${tp.name}` } : {})
           }
           links.set(id, fake)
           log.push({
@@ -308,6 +319,7 @@ const make = Effect.sync(() => {
             ...(u.offsets === undefined ? {} : { offsets: [...u.offsets] }),
             ...(u.symbol === undefined ? {} : { symbol: u.symbol }),
             ...(u.pid === undefined ? {} : { pid: u.pid }),
+            ...(u.retprobe === true ? { retprobe: true as const } : {}),
             ...(kind === "tracepoint" ? { tracepoint: `${tp.category}/${tp.name}` } : {})
           })
           const link: Link = { id, program: spec.program, description: `${kind} ${target}`, kernelLinks: 1 }

@@ -1,20 +1,33 @@
 /**
- * What a probe instruments and needs from a target: the library, the supported Go and library versions, the
- * symbols (with entry and/or return programs, required or optional), and the struct fields it needs offsets for.
+ * What a probe instruments and needs from a target. A manifest is one of four shapes, and the types keep them apart
+ * (a field of one shape in another does not compile):
+ *
+ * - **Go library**: `library: { module, package?, versions? }`, `goVersions?`, `symbols` (Go functions: entry just
+ *   past the prologue, return on every RET), `fields` (struct offsets). Applies to Go targets with that module.
+ * - **Shared library**: `library: { sharedObject: "libssl.so.3", versions? }` and `symbols` (ELF symbols of the
+ *   library: `entry` is a uprobe at the symbol, `return` a uretprobe). Applies to any process, Go or not, that has
+ *   the library mapped.
+ * - **Tracepoint instrument**: `processes: "any"` and `tracepoints` (tp_btf/raw_tp programs). Applies to every
+ *   target; its programs are attached while at least one target is attached, and the BPF side filters by the
+ *   per-pid entry (`ps_targets`).
+ * - **Global**: no library (e.g. a daemon watching exec/exit tracepoints): attached once at load, never per target.
  *
  * The Manager checks a manifest against each target before attaching; `check` is also what `probescope inspect`
  * shows, so every "does not apply" carries a human-readable reason.
  */
 import type { TracepointSpec } from "../kernel/Bpf.ts"
-import type { Target } from "./Target.ts"
+import type { SharedLibrary, Target, TargetSymbol } from "./Target.ts"
 import * as Version from "./internal/version.ts"
 
-/** One Go function to probe, by its symbol name (e.g. "net/http.serverHandler.ServeHTTP"). */
+/**
+ * One function to probe, by its symbol name: a Go function ("net/http.serverHandler.ServeHTTP") or, for a shared
+ * library, an ELF symbol ("SSL_write", or a versioned one, "memcpy@GLIBC_2.2.5").
+ */
 export interface SymbolSpec {
   readonly name: string
-  /** BPF program attached at the function's entry (just past the stack-check prologue). */
+  /** Go: the BPF program at the function's entry (just past the stack-check prologue). Library: a uprobe. */
   readonly entry?: string
-  /** BPF program attached at every RET instruction of the function (never a uretprobe). */
+  /** Go: the BPF program at every RET instruction (never a uretprobe). Library: a uretprobe (`SEC("uretprobe")`). */
   readonly return?: string
   /** An optional symbol missing from the target is skipped; a missing required one makes the probe not apply. */
   readonly optional?: boolean
@@ -36,28 +49,99 @@ export type Offsets<F extends FieldSpecs> = {
   readonly [K in keyof F]: F[K] extends { readonly optional: true } ? number | undefined : number
 }
 
-/** The instrumented library: a Go module path, or "std" for the standard library (whose version is Go's). */
-export interface Library {
+/** A Go library: a module path, or "std" for the standard library (whose version is Go's). */
+export interface GoLibrary {
   readonly module: string
   /** The package inside the module (informational, e.g. "net/http"). */
   readonly package?: string
   /** Supported module versions (for "std": Go versions), e.g. ">=1.21 <1.27". Absent: any. */
   readonly versions?: string
+  readonly sharedObject?: never
 }
 
-/** A probe's manifest. */
-export interface Manifest<F extends FieldSpecs = FieldSpecs> {
+/** A shared library, by the basename (or soname) it is mapped under, e.g. "libssl.so.3". */
+export interface SharedObjectLibrary {
+  readonly sharedObject: string
   /**
-   * The library instrumented. Absent for a global probe (e.g. one watching exec/exit tracepoints), which is not
-   * attached per target.
+   * Supported library versions, e.g. ">=3.0.0 <4". The version is the one the library's ELF exposes (OpenSSL's
+   * version text, else its newest symbol version): a library that exposes none does not match a range. Absent: any.
    */
-  readonly library?: Library
+  readonly versions?: string
+  readonly module?: never
+  readonly package?: never
+}
+
+/** The instrumented library. */
+export type Library = GoLibrary | SharedObjectLibrary
+
+/** A probe of a Go library. */
+export interface GoManifest<F extends FieldSpecs = FieldSpecs> {
+  readonly library: GoLibrary
   /** Supported Go toolchain versions, e.g. ">=1.21". Absent: any. */
   readonly goVersions?: string
   readonly symbols?: ReadonlyArray<SymbolSpec>
   readonly fields?: F
   /** Tracepoints attached once at load (global, not per target). */
   readonly tracepoints?: ReadonlyArray<TracepointSpec>
+  readonly processes?: never
+}
+
+/** A probe of a shared library's ELF symbols (uprobes and uretprobes). */
+export interface SharedLibraryManifest {
+  readonly library: SharedObjectLibrary
+  readonly symbols: ReadonlyArray<SymbolSpec>
+  /** Go concepts: not for a shared library. */
+  readonly goVersions?: never
+  readonly fields?: never
+  readonly tracepoints?: never
+  readonly processes?: never
+}
+
+/**
+ * An instrument on tracepoints, filtered in the kernel to the target processes: every target applies. The programs
+ * (SEC("tp_btf/<name>") or SEC("raw_tp/<name>")) are attached while at least one target is attached.
+ */
+export interface TracepointManifest {
+  readonly processes: "any"
+  readonly tracepoints: readonly [TracepointSpec, ...Array<TracepointSpec>]
+  readonly library?: never
+  readonly symbols?: never
+  readonly fields?: never
+  readonly goVersions?: never
+}
+
+/** A global probe: no library, attached once at load (its tracepoints with it), never per target. */
+export interface GlobalManifest {
+  readonly library?: undefined
+  readonly processes?: never
+  readonly goVersions?: string
+  readonly symbols?: ReadonlyArray<SymbolSpec>
+  readonly fields?: FieldSpecs
+  /** Tracepoints attached once at load. */
+  readonly tracepoints?: ReadonlyArray<TracepointSpec>
+}
+
+/** A probe's manifest: one of the shapes above. */
+export type Manifest<F extends FieldSpecs = FieldSpecs> =
+  | GoManifest<F>
+  | SharedLibraryManifest
+  | TracepointManifest
+  | GlobalManifest
+
+/** Whether a library is a shared object (rather than a Go module). */
+export const isSharedObject = (library: Library | undefined): library is SharedObjectLibrary =>
+  library !== undefined && typeof (library as SharedObjectLibrary).sharedObject === "string"
+
+/** Whether a manifest is a tracepoint instrument (`processes: "any"`). */
+export const isTracepointInstrument = (manifest: Manifest): manifest is TracepointManifest =>
+  (manifest as TracepointManifest).processes === "any"
+
+/** The shared library a manifest's `sharedObject` resolves to in a target: found by basename, else by soname. */
+export interface AppliedLibrary {
+  readonly name: string
+  readonly path: string
+  readonly file: string
+  readonly version: string | undefined
 }
 
 /** The probe applies to the target: attach these symbols (missing optional ones listed). */
@@ -67,6 +151,10 @@ export interface Applies<F extends FieldSpecs = FieldSpecs> {
   readonly symbols: ReadonlyArray<string>
   readonly missingOptional: ReadonlyArray<string>
   readonly offsets: Offsets<F>
+  /** A shared-library probe: the library in this process its symbols are in. */
+  readonly library?: AppliedLibrary
+  /** A tracepoint instrument: its tracepoints, as "category:name". */
+  readonly tracepoints?: ReadonlyArray<string>
 }
 
 /** The probe does not apply to the target, and why. */
@@ -84,6 +172,21 @@ export interface Global {
 
 /** Result of checking a manifest against a target. */
 export type Applicability<F extends FieldSpecs = FieldSpecs> = Applies<F> | NotApplicable | Global
+
+/**
+ * What the running kernel offers, for the checks that depend on it (tracepoints). `check` stays pure: the caller
+ * reads the facts (`src/kernel/KernelFacts.ts`) and passes them in; without them, tracepoints are assumed present
+ * (loading the probe is then what finds out).
+ */
+export interface KernelFacts {
+  /**
+   * Whether the kernel has the tracepoint (a `btf_trace_<name>` type in its BTF, which tp_btf and raw_tp programs
+   * need), with where that was looked up; undefined when unknown.
+   */
+  readonly tracepoint: (name: string) => boolean | undefined
+  /** Where the facts come from, for reasons ("/sys/kernel/btf/vmlinux"). */
+  readonly source: string
+}
 
 /** Identity helper that keeps a manifest literal's field names for `Offsets` typing. */
 export const make = <const F extends FieldSpecs = {}>(manifest: Manifest<F>): Manifest<F> => manifest
@@ -104,14 +207,128 @@ export const validate = (manifest: Manifest<FieldSpecs>): ReadonlyArray<string> 
   if (manifest.library !== undefined && (manifest.symbols ?? []).length === 0) {
     problems.push("a library probe needs at least one symbol")
   }
+  // The types forbid these mixes; a manifest built untyped (JSON, a cast) is checked here too.
+  const m = manifest as {
+    readonly processes?: unknown
+    readonly library?: { readonly module?: unknown; readonly sharedObject?: unknown }
+    readonly fields?: unknown
+    readonly goVersions?: unknown
+    readonly tracepoints?: ReadonlyArray<unknown>
+  }
+  if (m.processes !== undefined) {
+    if (m.processes !== "any") problems.push(`processes must be "any" (got ${JSON.stringify(m.processes)})`)
+    if (m.library !== undefined) problems.push('a tracepoint instrument (processes: "any") names no library')
+    if ((m.tracepoints ?? []).length === 0) problems.push('a tracepoint instrument (processes: "any") needs tracepoints')
+    if ((manifest.symbols ?? []).length > 0) problems.push('a tracepoint instrument (processes: "any") has no symbols')
+  }
+  if (m.library !== undefined && m.library.sharedObject !== undefined) {
+    if (typeof m.library.sharedObject !== "string" || m.library.sharedObject === "") {
+      problems.push("library.sharedObject must be a file name, e.g. libssl.so.3")
+    }
+    if (m.library.module !== undefined) problems.push("a library is a Go module or a shared object, not both")
+    if (m.fields !== undefined) problems.push("a shared-library probe has no Go struct fields")
+    if (m.goVersions !== undefined) problems.push("a shared-library probe has no Go versions")
+    if ((m.tracepoints ?? []).length > 0) problems.push("a shared-library probe attaches no tracepoints")
+  }
   return problems
 }
 
-/** Check a manifest against a target. Pure: no kernel, no I/O. */
-export const check = <F extends FieldSpecs>(probe: string, manifest: Manifest<F>, target: Target): Applicability<F> => {
+/** The library of a target a `sharedObject` names: basename first, then soname (a symlinked or renamed file). */
+export const findLibrary = (target: Target, sharedObject: string): SharedLibrary | undefined =>
+  target.libraries.find((l) => l.name === sharedObject) ?? target.libraries.find((l) => l.soname === sharedObject)
+
+/** Check a manifest against a target. Pure: no kernel, no I/O (kernel facts, when wanted, are passed in). */
+export const check = <F extends FieldSpecs>(
+  probe: string,
+  manifest: Manifest<F>,
+  target: Target,
+  kernel?: KernelFacts
+): Applicability<F> => {
   const no = (reason: string): NotApplicable => ({ _tag: "NotApplicable", probe, reason })
+  if (isTracepointInstrument(manifest)) return checkTracepoints(probe, manifest, kernel, no) as Applicability<F>
   const lib = manifest.library
   if (lib === undefined) return { _tag: "Global", probe }
+  if (isSharedObject(lib)) return checkSharedLibrary(probe, manifest as SharedLibraryManifest, target, no) as never
+  return checkGo(probe, manifest as GoManifest<F>, lib, target, no)
+}
+
+const checkTracepoints = (
+  probe: string,
+  manifest: TracepointManifest,
+  kernel: KernelFacts | undefined,
+  no: (reason: string) => NotApplicable
+): Applicability => {
+  if (kernel !== undefined) {
+    for (const tp of manifest.tracepoints) {
+      if (kernel.tracepoint(tp.name) === false) {
+        return no(`tracepoint ${tp.category}:${tp.name} is not in this kernel (no btf_trace_${tp.name} in ` +
+          `${kernel.source})`)
+      }
+    }
+  }
+  return {
+    _tag: "Applies",
+    probe,
+    symbols: [],
+    missingOptional: [],
+    offsets: {},
+    tracepoints: manifest.tracepoints.map((t) => `${t.category}:${t.name}`)
+  }
+}
+
+const checkSharedLibrary = (
+  probe: string,
+  manifest: SharedLibraryManifest,
+  target: Target,
+  no: (reason: string) => NotApplicable
+): Applicability => {
+  const wanted = manifest.library.sharedObject
+  const library = findLibrary(target, wanted)
+  if (library === undefined) return no(`shared library ${wanted} is not mapped by the process`)
+  const range = manifest.library.versions
+  if (range !== undefined) {
+    if (library.version === undefined) {
+      return no(`${library.name} exposes no version (no version text, no symbol versions): cannot check the ` +
+        `supported range ${range}`)
+    }
+    if (!Version.satisfies(library.version, range)) {
+      return no(`${library.name} ${library.version} is outside the supported range ${range}`)
+    }
+  }
+  const where = `${library.name} (${library.mappedPath}${library.stripped ? ", stripped: only exported symbols known" : ""})`
+  const symbols: Array<string> = []
+  const missingOptional: Array<string> = []
+  for (const s of manifest.symbols) {
+    const found = library.symbol(s.name)
+    const usable = found._tag === "Some" && isAttachable(found.value)
+    if (usable) symbols.push(s.name)
+    else if (s.optional === true) missingOptional.push(s.name)
+    else if (found._tag === "Some") return no(`symbol ${s.name} of ${where} is not a function in a file-backed segment`)
+    else return no(`required symbol ${s.name} is not in ${where}`)
+  }
+  if (symbols.length === 0) return no(`none of the probe's symbols is in ${where}`)
+  return {
+    _tag: "Applies",
+    probe,
+    symbols,
+    missingOptional,
+    offsets: {},
+    library: { name: library.name, path: library.path, file: library.file, version: library.version }
+  }
+}
+
+const isAttachable = (s: TargetSymbol): boolean => s.kind === "function" && s.fileOffset !== undefined
+
+const checkGo = <F extends FieldSpecs>(
+  probe: string,
+  manifest: GoManifest<F>,
+  lib: GoLibrary,
+  target: Target,
+  no: (reason: string) => NotApplicable
+): Applicability<F> => {
+  if (target.language !== "go") {
+    return no(`not a Go program (${target.exe}${target.stripped ? ", stripped" : ""}): ${lib.module} is a Go module`)
+  }
   if (manifest.goVersions !== undefined && !Version.satisfies(target.goVersion, manifest.goVersions)) {
     return no(`Go ${target.goVersion} is outside the supported range ${manifest.goVersions}`)
   }

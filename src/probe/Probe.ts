@@ -453,7 +453,8 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         uprobeMulti: true
       }).pipe(Effect.mapError(loadError(name)))
       const layouts = yield* checkLayouts(name, kind, options, object)
-      for (const tp of options.manifest.tracepoints ?? []) {
+      // A tracepoint instrument's (`processes: "any"`) are its Attacher's: attached while it has targets.
+      for (const tp of ManifestM.isTracepointInstrument(options.manifest) ? [] : options.manifest.tracepoints ?? []) {
         yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))
       }
       const loaded: Loaded = { object, constants, reusedMaps, layouts }

@@ -23,7 +23,15 @@ import * as ManifestM from "./Manifest.ts"
 import type { AnyProbe, Definition, ProbeBase, ProbeId } from "./Probe.ts"
 import * as Probe from "./Probe.ts"
 import { ProbeAttachError } from "./ProbeError.ts"
-import type { Selection, Target, TargetField, TargetFunction } from "./Target.ts"
+import type {
+  Language,
+  Selection,
+  SharedLibrary,
+  Target,
+  TargetField,
+  TargetFunction,
+  TargetSymbol
+} from "./Target.ts"
 import type { LogData, Measurement, SpanData } from "./Telemetry.ts"
 import { TelemetrySink } from "./Telemetry.ts"
 import * as TracingConfig from "./TracingConfig.ts"
@@ -53,6 +61,71 @@ export interface FakeTargetOptions {
   readonly selection?: Selection
   /** The executable's identity, which shared links are keyed by. */
   readonly file?: string
+  /** "go" (default) or "native": a native target has no Go version, modules, functions or fields. */
+  readonly language?: Language
+  /** ELF symbols of the executable (`Target.symbol`): name to file offset, or the symbol's details. */
+  readonly symbols?: Readonly<Record<string, number | FakeSymbol>>
+  readonly stripped?: boolean
+  /** Shared libraries the process has mapped. */
+  readonly libraries?: ReadonlyArray<FakeLibrary>
+}
+
+/** An ELF symbol of a fake file; the address defaults to the file offset plus 0x1000. */
+export interface FakeSymbol {
+  readonly fileOffset: number
+  readonly kind?: "function" | "object"
+  readonly address?: bigint
+  readonly size?: number
+  readonly version?: string
+}
+
+/** A shared library of a fake target; everything but the name has a default. */
+export interface FakeLibrary {
+  /** Basename, e.g. "libssl.so.3". */
+  readonly name: string
+  /** Default "/usr/lib/x86_64-linux-gnu/<name>". */
+  readonly path?: string
+  /** Identity ("device:inode"); default made from the name. */
+  readonly file?: string
+  readonly soname?: string
+  readonly version?: string
+  /** Load address; default 0x7f0000000000. */
+  readonly base?: bigint
+  readonly stripped?: boolean
+  /** Symbol name to file offset, or the symbol's details. */
+  readonly symbols?: Readonly<Record<string, number | FakeSymbol>>
+}
+
+const symbolTable = (symbols: Readonly<Record<string, number | FakeSymbol>> | undefined) => {
+  const table = new Map<string, TargetSymbol>()
+  for (const [name, s] of Object.entries(symbols ?? {})) {
+    const spec: FakeSymbol = typeof s === "number" ? { fileOffset: s } : s
+    table.set(name, {
+      name,
+      kind: spec.kind ?? "function",
+      address: spec.address ?? BigInt(spec.fileOffset + 0x1000),
+      size: spec.size ?? 16,
+      fileOffset: spec.fileOffset,
+      ...(spec.version === undefined ? {} : { version: spec.version })
+    })
+  }
+  return (name: string) => Option.fromNullishOr(table.get(name))
+}
+
+/** Build a fake `SharedLibrary`. */
+export const library = (options: FakeLibrary): SharedLibrary => {
+  const path = options.path ?? `/usr/lib/x86_64-linux-gnu/${options.name}`
+  return {
+    path,
+    mappedPath: path,
+    file: options.file ?? `9:${[...options.name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 1_000_000, 7)}`,
+    name: options.name,
+    soname: options.soname ?? options.name,
+    version: options.version,
+    base: options.base ?? 0x7f0000000000n,
+    stripped: options.stripped ?? false,
+    symbol: symbolTable(options.symbols)
+  }
 }
 
 let nextFakeOffset = 0x10000
@@ -78,15 +151,20 @@ export const target = (options: FakeTargetOptions = {}): Target => {
   const fields = new Map<string, TargetField>(
     Object.entries(options.fields ?? {}).map(([k, offset]) => [k, { offset, source: "table" as const }])
   )
+  const native = options.language === "native"
   return {
     pid,
     exe: options.exe ?? `/fake/bin/app-${pid}`,
     ...(options.selection === undefined ? {} : { selection: options.selection }),
     ...(options.file === undefined ? {} : { file: options.file }),
-    goVersion,
-    modules,
-    function: (name) => Option.fromNullishOr(functions.get(name)),
-    field: (type, field) => Option.fromNullishOr(fields.get(`${type}.${field}`))
+    language: native ? "native" : "go",
+    goVersion: native ? "" : goVersion,
+    modules: native ? new Map() : modules,
+    function: (name) => native ? Option.none() : Option.fromNullishOr(functions.get(name)),
+    field: (type, field) => native ? Option.none() : Option.fromNullishOr(fields.get(`${type}.${field}`)),
+    symbol: symbolTable(options.symbols),
+    stripped: options.stripped ?? false,
+    libraries: (options.libraries ?? []).map(library)
   }
 }
 

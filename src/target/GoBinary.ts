@@ -35,10 +35,23 @@ export interface FieldOffset {
   readonly source: "dwarf" | "table"
 }
 
+/**
+ * An ELF symbol of the binary, structurally a `TargetSymbol` of src/probe/Target.ts: a function or a data object
+ * (`runtime.firstmoduledata`). `fileOffset` is undefined for what the file holds no bytes of (`.bss`).
+ */
+export interface GoSymbol {
+  readonly name: string
+  readonly kind: "function" | "object"
+  readonly address: bigint
+  readonly size: number
+  readonly fileOffset: number | undefined
+}
+
 /** One analysed Go executable. */
 export interface GoBinary {
   readonly path: string
   readonly arch: "x86-64"
+  readonly language: "go"
   /** Without the "go" prefix, e.g. "1.24.13". */
   readonly goVersion: string
   /** As stored in the build info, e.g. "go1.24.13" or "go1.25.0 X:jsonv2". */
@@ -56,6 +69,8 @@ export interface GoBinary {
   /** A function by its Go symbol name, e.g. "net/http.serverHandler.ServeHTTP"; decoded on first use. */
   readonly function: (name: string) => Option.Option<GoFunction>
   readonly functionNames: () => ReadonlyArray<string>
+  /** A `.symtab` symbol by name, function or data object (none in a stripped binary). */
+  readonly symbol: (name: string) => Option.Option<GoSymbol>
   /** A struct field offset: DWARF when the binary has it, else the shipped table for the module's version. */
   readonly field: (type: string, field: string) => Option.Option<FieldOffset>
   /** Why the DWARF could not be read, if it could not (field offsets then come from the table only). */
@@ -91,9 +106,13 @@ export interface GoBinarySummary {
   } | null>
 }
 
-/** A process and its analysed executable. Structurally a `Target` of src/probe/Target.ts. */
+/**
+ * A process and its analysed executable. Structurally a `Target` of src/probe/Target.ts, with no shared libraries
+ * (`TargetAnalysis.analyzePid` reads only the executable; `Process.analyzeProcess` adds the mapped libraries).
+ */
 export interface GoProcess {
   readonly pid: number
+  readonly language: "go"
   /** Path to attach uprobes to: the executable's path when it is the same file here, else `/proc/<pid>/exe`. */
   readonly exe: string
   /** What `/proc/<pid>/exe` links to (may be a path in another mount namespace, or end in " (deleted)"). */
@@ -105,6 +124,9 @@ export interface GoProcess {
   readonly modules: ReadonlyMap<string, string>
   readonly function: (name: string) => Option.Option<GoFunction>
   readonly field: (type: string, field: string) => Option.Option<FieldOffset>
+  readonly symbol: (name: string) => Option.Option<GoSymbol>
+  readonly stripped: boolean
+  readonly libraries: ReadonlyArray<never>
 }
 
 /** Counters of the analysis cache. */
@@ -152,11 +174,15 @@ export const make = (options: AnalysisOptions = {}) =>
         exe: same ? exeLink : procExe,
         exeLink,
         ...(file === undefined ? {} : { file }),
+        language: "go",
         binary,
         goVersion: binary.goVersion,
         modules: binary.modules,
         function: binary.function,
-        field: binary.field
+        field: binary.field,
+        symbol: binary.symbol,
+        stripped: binary.stripped,
+        libraries: []
       } satisfies GoProcess
     })
 

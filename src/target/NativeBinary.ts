@@ -33,6 +33,22 @@ export interface NativeFunction {
   readonly table: "dynsym" | "symtab"
 }
 
+/** A defined data object (STT_OBJECT), e.g. `stdout@@GLIBC_2.2.5`; the same facts as a function's. */
+export type NativeObject = NativeFunction
+
+/**
+ * A symbol of either kind, structurally a `TargetSymbol` of src/probe/Target.ts (what probes see): functions and data
+ * objects alike, with the version when the file versions its symbols.
+ */
+export interface NativeSymbol {
+  readonly name: string
+  readonly kind: "function" | "object"
+  readonly address: bigint
+  readonly size: number
+  readonly fileOffset: number | undefined
+  readonly version?: string
+}
+
 /**
  * A library version. `version-text` is the exact release the library embeds; `symbol-versions` is the newest symbol
  * version it defines, the API level it offers (a lower bound of its release).
@@ -52,6 +68,8 @@ export interface NativeBinary extends NativeFacts {
    * name), or qualified, `SSL_write@@OPENSSL_3.0.0` / `memcpy@GLIBC_2.2.5`.
    */
   readonly function: (name: string) => Option.Option<NativeFunction>
+  /** A function or a data object, looked up like `function` (a function first when both have the name). */
+  readonly symbol: (name: string) => Option.Option<NativeSymbol>
   readonly summary: (functions?: ReadonlyArray<string>) => NativeBinarySummary
 }
 
@@ -85,18 +103,38 @@ export const analyzeBuffer = (path: string, bytes: Buffer): Effect.Effect<Native
   Effect.try({ try: () => analyzeNativeBytes(path, bytes), catch: (e) => e }).pipe(
     Effect.catch((e) => isNativeError(e) ? Effect.fail(e) : Effect.die(e)),
     Effect.map((facts): NativeBinary => {
-      const byName = new Map<string, NativeFunction>()
-      for (const f of facts.functions) {
-        if (f.qualifiedName !== f.name) byName.set(f.qualifiedName, f)
-        const prev = byName.get(f.name)
-        if (prev === undefined || rank(f) < rank(prev)) byName.set(f.name, f)
+      const index = (list: ReadonlyArray<NativeFunction>) => {
+        const byName = new Map<string, NativeFunction>()
+        for (const f of list) {
+          if (f.qualifiedName !== f.name) byName.set(f.qualifiedName, f)
+          const prev = byName.get(f.name)
+          if (prev === undefined || rank(f) < rank(prev)) byName.set(f.name, f)
+        }
+        return byName
       }
+      const byName = index(facts.functions)
+      // Indexed on first use: most files are asked for functions only.
+      let objectsByName: Map<string, NativeObject> | undefined
       const fn = (name: string) => Option.fromNullishOr(byName.get(name))
+      const symbol = (name: string): Option.Option<NativeSymbol> => {
+        const f = byName.get(name)
+        const found = f ?? (objectsByName ??= index(facts.objects)).get(name)
+        if (found === undefined) return Option.none()
+        return Option.some({
+          name: found.name,
+          kind: f === undefined ? "object" : "function",
+          address: found.address,
+          size: found.size,
+          fileOffset: found.fileOffset,
+          ...(found.version === undefined ? {} : { version: found.version })
+        })
+      }
       return {
         path,
         arch: "x86-64",
         ...facts,
         function: fn,
+        symbol,
         summary: (names = []) => ({
           path,
           arch: "x86-64",

@@ -20,11 +20,21 @@ describe("BpfTest (fake kernel)", () => {
       const link = yield* obj.attachUprobe({ program: "up", binary: "/bin/app", offset: 100, pid: 7 }).pipe(
         Scope.provide(linkScope)
       )
-      assert.deepStrictEqual(yield* kernel.liveLinks, [{ id: link.id, object: "demo", program: "up", pid: 7, offset: 100 }])
+      const ret = yield* obj.attachUprobe({ program: "ret", binary: "/lib/libc.so.6", offsets: [8], retprobe: true })
+        .pipe(Scope.provide(linkScope))
+      const tp = yield* obj.attachTracepoint({ program: "tp", category: "sched", name: "sched_switch" })
+        .pipe(Scope.provide(linkScope))
+      assert.deepStrictEqual(yield* kernel.liveLinks, [
+        { id: link.id, object: "demo", program: "up", pid: 7, offset: 100, binary: "/bin/app" },
+        { id: ret.id, object: "demo", program: "ret", offsets: [8], binary: "/lib/libc.so.6", retprobe: true },
+        { id: tp.id, object: "demo", program: "tp", tracepoint: "sched/sched_switch" }
+      ])
+      const attaches = (yield* kernel.events).filter((e) => e._tag === "Attach")
+      assert.deepStrictEqual(attaches.map((e) => e._tag === "Attach" ? e.retprobe : undefined), [undefined, true, undefined])
       yield* Scope.close(linkScope, Exit.void)
       yield* Scope.close(scope, Exit.void)
       const tags = (yield* kernel.events).map((e) => e._tag)
-      assert.deepStrictEqual(tags, ["Load", "Attach", "Detach", "Close"])
+      assert.deepStrictEqual(tags, ["Load", "Attach", "Attach", "Attach", "Detach", "Detach", "Detach", "Close"])
       const load = (yield* kernel.events)[0]!
       assert.strictEqual(load._tag === "Load" && load.constants["ps_wakeup_bytes"], 0n)
       assert.deepStrictEqual(yield* kernel.liveObjects, [])

@@ -340,6 +340,8 @@ describe("Manager.lossReport", () => {
     records: 0,
     decodeErrors: 0,
     skipped: 0,
+    signalErrors: 0,
+    unsupported: 0,
     consumerDropped: 0,
     kernelSubmitted: 0n,
     kernelDropped: 0n,

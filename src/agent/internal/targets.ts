@@ -58,7 +58,7 @@ export const checkExe = (probes: ReadonlyArray<ProbeInfo>, path: string) =>
   Effect.gen(function*() {
     const analysis = yield* TargetAnalysis
     const binary = yield* analysis.analyzeFile(path)
-    const reason = unsupported(probes, { ...binary, pid: 0, exe: binary.path })
+    const reason = unsupported(probes, { ...binary, pid: 0, exe: binary.path, libraries: [] })
     if (reason !== undefined) return yield* new UnsupportedTarget({ message: reason })
   })
 

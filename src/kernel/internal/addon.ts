@@ -63,11 +63,25 @@ export interface NativeObject {
   lookup(map: string, key: Buffer): Buffer | null
   update(map: string, key: Buffer, value: Buffer, flags?: number): void
   delete(map: string, key: Buffer): boolean
-  attachUprobe(program: string, binary: string, offset: number, pid: number, symbol?: string): NativeLink
+  /** `retprobe`: a uretprobe (fires when the function returns). */
+  attachUprobe(
+    program: string,
+    binary: string,
+    offset: number,
+    pid: number,
+    symbol?: string,
+    retprobe?: boolean
+  ): NativeLink
   /** Before load: the program is attached through uprobe_multi links only. */
   setUprobeMulti(program: string): void
   /** One uprobe_multi link, created off the JS thread; pid <= 0 means every process that maps the file. */
-  attachUprobeMulti(program: string, binary: string, offsets: ReadonlyArray<number>, pid: number): Promise<NativeLink>
+  attachUprobeMulti(
+    program: string,
+    binary: string,
+    offsets: ReadonlyArray<number>,
+    pid: number,
+    retprobe?: boolean
+  ): Promise<NativeLink>
   attachTracepoint(program: string, category: string, name: string, tracepointId?: number): NativeLink
   /** A cgroup program (e.g. sock_ops) attached to a cgroup v2 directory as a BPF link. */
   attachCgroup(program: string, cgroupDir: string): NativeLink

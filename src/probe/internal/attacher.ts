@@ -1,12 +1,21 @@
 /**
  * The Attacher behind `Probe.instrument`/`Probe.daemon`: checks a target against the manifest, writes the per-target
  * value, and makes the links — per process, or per file and shared by that file's processes (see `Target.selection`).
+ *
+ * What the links are depends on the manifest:
+ * - a Go library: uprobes on the executable (entry past the prologue, one on every RET);
+ * - a shared library: on the library file the process maps, a uprobe at each symbol (entry) and a uretprobe
+ *   (return). Shared per library file, so every process mapping libssl shares one set of links when selected by
+ *   executable; the BPF side filters by the per-pid entry (never by the file map: that one is keyed by executable);
+ * - a tracepoint instrument: the tracepoint programs, attached once while at least one target is attached (counted
+ *   like shared links, closed after the last target has gone and the grace has passed); each target only adds its
+ *   per-pid entry, which is what the BPF side filters on.
  */
 import { Context, Deferred, Duration, Effect, Exit, Scope } from "effect"
 import type { BpfError, Link } from "../../kernel/Bpf.ts"
 import { pidKey } from "../Binary.ts"
 import type { Attacher, Attachment, Loaded } from "../Capabilities.ts"
-import type { FieldSpecs, Manifest } from "../Manifest.ts"
+import type { Applies, FieldSpecs, Manifest, SymbolSpec, TracepointManifest } from "../Manifest.ts"
 import * as ManifestM from "../Manifest.ts"
 import { ProbeAttachError } from "../ProbeError.ts"
 import type { PerTarget } from "../Probe.ts"
@@ -24,9 +33,14 @@ export interface AttachOptions {
  * probe anyway, and a return program that is off does not demand RET instructions).
  */
 export const withoutPrograms = (manifest: Manifest, disabled: ReadonlyArray<string>): Manifest => {
-  if (disabled.length === 0 || manifest.symbols === undefined) return manifest
+  if (disabled.length === 0) return manifest
   const off = new Set(disabled)
-  const symbols = manifest.symbols.flatMap((s) => {
+  if (ManifestM.isTracepointInstrument(manifest)) {
+    const kept = manifest.tracepoints.filter((t) => !off.has(t.program))
+    return { ...manifest, tracepoints: kept as unknown as TracepointManifest["tracepoints"] }
+  }
+  if (manifest.symbols === undefined) return manifest
+  const symbols = manifest.symbols.flatMap((s): Array<SymbolSpec> => {
     const entry = s.entry !== undefined && !off.has(s.entry) ? s.entry : undefined
     const ret = s.return !== undefined && !off.has(s.return) ? s.return : undefined
     if (entry === undefined && ret === undefined) return []
@@ -37,7 +51,7 @@ export const withoutPrograms = (manifest: Manifest, disabled: ReadonlyArray<stri
       ...(s.optional === undefined ? {} : { optional: s.optional })
     }]
   })
-  return { ...manifest, symbols }
+  return { ...manifest, symbols } as Manifest
 }
 
 /**
@@ -48,24 +62,49 @@ export const LinkGrace = Context.Reference<Duration.Duration>("probescope/probe/
   defaultValue: () => Duration.seconds(10)
 })
 
-/** Every program of the probe with the offsets it goes on in one target: one link each (uprobe_multi). */
-const programOffsets = (manifest: Manifest, target: Target, symbols: ReadonlyArray<string>) => {
-  const byProgram = new Map<string, Array<number>>()
-  const add = (program: string, offsets: ReadonlyArray<number>) => {
+/** One link to make: a program on offsets of one file (one uprobe_multi link where the kernel has them). */
+interface UprobePlan {
+  readonly program: string
+  readonly binary: string
+  readonly offsets: ReadonlyArray<number>
+  readonly retprobe: boolean
+}
+
+/**
+ * Every program of the probe with the offsets it goes on in one target. Go: entry past the prologue, a probe on
+ * every RET. A shared library: the symbol's file offset in the library, as a uprobe (entry) or a uretprobe (return).
+ */
+const uprobePlan = (manifest: Manifest, target: Target, app: Applies): ReadonlyArray<UprobePlan> => {
+  const plans = new Map<string, { program: string; binary: string; offsets: Array<number>; retprobe: boolean }>()
+  const add = (program: string, binary: string, offsets: ReadonlyArray<number>, retprobe: boolean) => {
     if (offsets.length === 0) return
-    const list = byProgram.get(program)
-    if (list === undefined) byProgram.set(program, [...offsets])
-    else list.push(...offsets)
+    const key = `${program}\0${retprobe}`
+    const plan = plans.get(key)
+    if (plan === undefined) plans.set(key, { program, binary, offsets: [...offsets], retprobe })
+    else plan.offsets.push(...offsets)
   }
-  for (const symbol of symbols) {
+  const library = ManifestM.isSharedObject(manifest.library) ?
+    ManifestM.findLibrary(target, manifest.library.sharedObject) :
+    undefined
+  for (const symbol of app.symbols) {
     const spec = manifest.symbols!.find((s) => s.name === symbol)!
+    if (library !== undefined) {
+      const found = library.symbol(symbol)
+      if (found._tag === "None" || found.value.fileOffset === undefined) continue
+      if (spec.entry !== undefined) add(spec.entry, library.path, [found.value.fileOffset], false)
+      if (spec.return !== undefined) add(spec.return, library.path, [found.value.fileOffset], true)
+      continue
+    }
     const fn = target.function(symbol)
     if (fn._tag === "None") continue
-    if (spec.entry !== undefined) add(spec.entry, [fn.value.entryOffset])
-    if (spec.return !== undefined) add(spec.return, fn.value.returnOffsets)
+    if (spec.entry !== undefined) add(spec.entry, target.exe, [fn.value.entryOffset], false)
+    if (spec.return !== undefined) add(spec.return, target.exe, fn.value.returnOffsets, false)
   }
-  return byProgram
+  return [...plans.values()]
 }
+
+/** The key of a tracepoint instrument's links among the shared ones. */
+const TRACEPOINTS = "tracepoints"
 
 /** The map of per-target values keyed by the executable file (bpf/include/probescope/targets.h). */
 const FILE_MAP = "ps_target_files"
@@ -87,7 +126,7 @@ export const fileKey = (file: string | undefined): Uint8Array | undefined => {
   return key
 }
 
-/** The links of one file, shared by the processes that use it. */
+/** Links shared by several targets: those of one file (executable or library), or a probe's tracepoints. */
 interface SharedLinks {
   readonly scope: Scope.Closeable
   readonly links: Deferred.Deferred<ReadonlyArray<Link>, BpfError>
@@ -114,18 +153,32 @@ export const makeAttacher = (
 
   // Each link's kernel work runs on a thread of its own: made and closed concurrently (a parallel scope), their
   // waits overlap instead of adding up — one grace period per detach rather than one per link.
-  const attachLinks = (target: Target, symbols: ReadonlyArray<string>, pid: number | undefined) =>
+  const attachLinks = (plans: ReadonlyArray<UprobePlan>, pid: number | undefined) =>
     Effect.gen(function*() {
       const links = yield* Scope.fork(yield* Scope.Scope, "parallel")
       return yield* Effect.forEach(
-        programOffsets(manifest, target, symbols),
-        ([program, offsets]) =>
-          object.attachUprobe({ program, binary: target.exe, offsets, ...(pid === undefined ? {} : { pid }) }),
+        plans,
+        ({ program, binary, offsets, retprobe }) =>
+          object.attachUprobe({
+            program,
+            binary,
+            offsets,
+            ...(pid === undefined ? {} : { pid }),
+            ...(retprobe ? { retprobe } : {})
+          }),
         { concurrency: "unbounded" }
       ).pipe(Scope.provide(links))
     })
 
-  /** Close a file's links once nobody used them for the grace; forked so no target's detach waits for it. */
+  /** The tracepoint instrument's programs, each attached once (by name: tp_btf and raw_tp need no tracefs). */
+  const attachTracepoints = Effect.gen(function*() {
+    const links = yield* Scope.fork(yield* Scope.Scope, "parallel")
+    const tracepoints = ManifestM.isTracepointInstrument(manifest) ? manifest.tracepoints : []
+    return yield* Effect.forEach(tracepoints, (tp) => object.attachTracepoint(tp), { concurrency: "unbounded" })
+      .pipe(Scope.provide(links))
+  })
+
+  /** Close shared links once nobody used them for the grace; forked so no target's detach waits for it. */
   const release = (key: string, entry: SharedLinks) =>
     Effect.suspend(() => {
       entry.generation++
@@ -138,10 +191,16 @@ export const makeAttacher = (
       return Effect.forkIn(Duration.isZero(grace) ? close : Effect.andThen(Effect.sleep(grace), close), probeScope)
     })
 
-  /** The file's links, made by the first process that needs them; this target counts as a user until its scope closes. */
-  const useShared = (target: Target, symbols: ReadonlyArray<string>, value: Uint8Array | undefined) =>
+  /**
+   * Links shared under `key` (a file's identity, or the tracepoints), made by the first target that needs them
+   * (`make` runs in their own scope); this target counts as a user until its scope closes.
+   */
+  const useShared = (
+    key: string,
+    pid: number,
+    make: Effect.Effect<ReadonlyArray<Link>, BpfError, Scope.Scope>
+  ) =>
     Effect.gen(function*() {
-      const key = target.file ?? target.exe
       let entry = shared.get(key)
       if (entry === undefined) {
         const made: SharedLinks = {
@@ -155,10 +214,7 @@ export const makeAttacher = (
         if (entry === undefined) {
           entry = made
           shared.set(key, made)
-          const exit = yield* Effect.andThen(
-            fileEntry(target, value),
-            attachLinks(target, symbols, undefined)
-          ).pipe(Scope.provide(made.scope), Effect.exit)
+          const exit = yield* make.pipe(Scope.provide(made.scope), Effect.exit)
           if (Exit.isFailure(exit)) {
             shared.delete(key)
             yield* Scope.close(made.scope, exit)
@@ -169,10 +225,10 @@ export const makeAttacher = (
         }
       }
       const current = entry
-      current.users.add(target.pid)
+      current.users.add(pid)
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
-          current.users.delete(target.pid)
+          current.users.delete(pid)
           return current.users.size === 0 ? release(key, current) : Effect.void
         })
       )
@@ -180,9 +236,10 @@ export const makeAttacher = (
     })
 
   /**
-   * With file-wide links, the per-target value also goes under the file's identity (`ps_target_files`, see
-   * bpf/include/probescope/targets.h), for as long as the links live: a process of the file is then served before
-   * the agent has seen it start. Objects built without that map (older headers) keep the per-pid entries only.
+   * With file-wide links on the executable, the per-target value also goes under the file's identity
+   * (`ps_target_files`, see bpf/include/probescope/targets.h), for as long as the links live: a process of the file
+   * is then served before the agent has seen it start. Objects built without that map (older headers) keep the
+   * per-pid entries only.
    */
   const fileEntry = (target: Target, value: Uint8Array | undefined) => {
     const key = value === undefined || !object.maps.includes(FILE_MAP) ? undefined : fileKey(target.file)
@@ -192,20 +249,37 @@ export const makeAttacher = (
     ))
   }
 
-  const acquire = (target: Target, symbols: ReadonlyArray<string>, offsets: Record<string, number | undefined>) =>
+  /** The links of one target: shared or per process, on the executable, on a library, or the tracepoints. */
+  const links = (target: Target, app: Applies, value: Uint8Array | undefined) => {
+    if (app.tracepoints !== undefined) return useShared(TRACEPOINTS, target.pid, attachTracepoints)
+    const plans = uprobePlan(manifest, target, app)
+    const wide = target.selection === "executable"
+    if (app.library !== undefined) {
+      // The file map is keyed by the executable, which says nothing of who maps a library: per-pid entries only.
+      return wide ? useShared(`library ${app.library.file}`, target.pid, attachLinks(plans, undefined)) :
+        attachLinks(plans, target.pid)
+    }
+    return wide ?
+      useShared(
+        target.file ?? target.exe,
+        target.pid,
+        Effect.andThen(fileEntry(target, value), attachLinks(plans, undefined))
+      ) :
+      attachLinks(plans, target.pid)
+  }
+
+  const acquire = (target: Target, app: Applies) =>
     Effect.gen(function*() {
       let value: Uint8Array | undefined
       if (perTarget !== undefined) {
         const key = pidKey(target.pid)
-        value = perTarget.layout.encode(perTarget.value({ target, offsets: offsets as never, config }))
+        value = perTarget.layout.encode(perTarget.value({ target, offsets: app.offsets as never, config }))
         yield* Effect.acquireRelease(
           object.update(targetMap, key, value),
           () => Effect.ignore(object.delete(targetMap, key))
         )
       }
-      return target.selection === "executable" ?
-        yield* useShared(target, symbols, value) :
-        yield* attachLinks(target, symbols, target.pid)
+      return yield* links(target, app, value)
     })
 
   return {
@@ -224,7 +298,7 @@ export const makeAttacher = (
       }
       const scope = yield* Scope.Scope
       const child = yield* Scope.fork(scope, "sequential")
-      const links = yield* acquire(target, app.symbols, app.offsets).pipe(
+      const links = yield* acquire(target, app).pipe(
         Scope.provide(child),
         Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(child, exit)),
         Effect.mapError((e) =>

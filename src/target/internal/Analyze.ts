@@ -22,13 +22,14 @@ import {
 } from "./Elf.ts"
 import { readPclntab } from "./Pclntab.ts"
 import { analyzeCode } from "./X86.ts"
-import type { GoBinary, GoFunction, GoBinarySummary, FieldOffset } from "../GoBinary.ts"
+import type { GoBinary, GoFunction, GoBinarySummary, GoSymbol, FieldOffset } from "../GoBinary.ts"
 
 interface FuncEntry {
   readonly address: bigint
   readonly size: number
 }
 
+const STT_OBJECT = 1
 const STT_FUNC = 2
 
 /** Analyses a Go x86-64 executable. Throws one of the typed errors of Errors.ts. */
@@ -51,6 +52,8 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
   if (symtab !== undefined) {
     funcs = stage(path, "elf", symtabFunctions, elf)
   }
+  // Data objects (`runtime.firstmoduledata`, ...) by name: what `symbol` finds besides functions.
+  const objects = symtab === undefined ? new Map<string, FuncEntry>() : stage(path, "elf", symtabObjects, elf)
   if (funcs.size === 0) {
     functionSource = "pclntab"
     const pcln = stage(path, "pclntab", readPclntab, elf)
@@ -110,6 +113,20 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
     return result
   }
 
+  const symbol = (name: string): Option.Option<GoSymbol> => {
+    const f = funcs.get(name)
+    const o = f === undefined ? objects.get(name) : undefined
+    const entry = f ?? o
+    if (entry === undefined) return Option.none()
+    return Option.some({
+      name,
+      kind: f === undefined ? "object" : "function",
+      address: entry.address,
+      size: entry.size,
+      fileOffset: kept.vaddrToOffset(entry.address)
+    })
+  }
+
   const moduleOf = (type: string): [string, string] => {
     let best = "std"
     for (const m of modules.keys()) {
@@ -150,8 +167,10 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
     hasDwarf: dwarf,
     functionSource,
     functionCount: funcs.size,
+    language: "go",
     function: fn,
     functionNames: () => [...funcs.keys()],
+    symbol,
     field,
     dwarfError: () =>
       dwarfError === undefined
@@ -185,6 +204,16 @@ const symtabFunctions = (elf: Elf): Map<string, FuncEntry> => {
       const plain = name.slice(0, -5)
       if (!out.has(plain)) out.set(plain, f)
     }
+  }
+  return out
+}
+
+const symtabObjects = (elf: Elf): Map<string, FuncEntry> => {
+  const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)!
+  const out = new Map<string, FuncEntry>()
+  for (const s of readSymbols(elf, symtab)) {
+    if (s.type !== STT_OBJECT || s.value === 0n || s.name === "" || out.has(s.name)) continue
+    out.set(s.name, { address: s.value, size: s.size })
   }
   return out
 }

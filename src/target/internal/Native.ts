@@ -4,7 +4,7 @@
  * libraries. Parsers throw; `stage` turns that into the typed errors of Errors.ts.
  */
 import * as Errors from "../Errors.ts"
-import type { LibraryVersion, NativeFunction, NativeKind, NativeLanguage } from "../NativeBinary.ts"
+import type { LibraryVersion, NativeFunction, NativeKind, NativeLanguage, NativeObject } from "../NativeBinary.ts"
 import { stage } from "./Analyze.ts"
 import {
   DF_1_PIE,
@@ -23,6 +23,7 @@ import {
   SHT_SYMTAB
 } from "./Elf.ts"
 
+const STT_OBJECT = 1
 const STT_FUNC = 2
 const STT_GNU_IFUNC = 10
 const SHN_UNDEF = 0
@@ -45,6 +46,8 @@ export interface NativeFacts {
   readonly libraries: ReadonlyArray<LibraryVersion>
   /** Defined functions: `.dynsym` first (they carry versions), then `.symtab` ones not already listed. */
   readonly functions: ReadonlyArray<NativeFunction>
+  /** Defined data objects (STT_OBJECT), listed the same way. */
+  readonly objects: ReadonlyArray<NativeObject>
 }
 
 /** Analyses a native x86-64 ELF file. Throws one of the typed errors of Errors.ts. */
@@ -84,16 +87,18 @@ const facts = (path: string, elf: Elf): NativeFacts => {
     })
   }
   const functions: Array<NativeFunction> = []
+  const objects: Array<NativeObject> = []
   const seen = new Set<string>()
   const versions = readSymbolVersions(elf)
   const add = (table: "dynsym" | "symtab", withVersions: boolean) => (s: ReturnType<typeof readSymbols>[number],
     i: number) => {
-    if ((s.type !== STT_FUNC && s.type !== STT_GNU_IFUNC) || s.section === SHN_UNDEF || s.name === "") return
+    const isFunction = s.type === STT_FUNC || s.type === STT_GNU_IFUNC
+    if ((!isFunction && s.type !== STT_OBJECT) || s.section === SHN_UNDEF || s.name === "") return
     const key = `${s.name}@${s.value}`
     if (table === "symtab" && seen.has(key)) return
     seen.add(key)
     const v = withVersions ? versions?.of(i + 1) : undefined
-    functions.push({
+    ;(isFunction ? functions : objects).push({
       name: s.name,
       qualifiedName: v === undefined ? s.name : `${s.name}${v.hidden ? "@" : "@@"}${v.name}`,
       version: v?.name,
@@ -121,7 +126,8 @@ const facts = (path: string, elf: Elf): NativeFacts => {
     stripped: symtab === undefined,
     versions: versions?.defined ?? [],
     libraries: libraries(versions?.defined ?? [], rodataBytes),
-    functions
+    functions,
+    objects
   }
 }
 

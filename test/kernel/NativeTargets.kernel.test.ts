@@ -1,0 +1,170 @@
+/**
+ * Native targets on the real kernel (root): a C program (compiled here) analysed natively with its mapped libc, a
+ * shared-library probe on libc's getpid (uprobe and uretprobe, links shared by the library file) and a tracepoint
+ * instrument on tp_btf/sys_enter, both filtered in the kernel to the target's pid: a second process of the same
+ * program, calling getpid just as often, yields nothing. Nothing stays attached once the scopes close.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import * as Binary from "../../src/probe/Binary.ts"
+import * as Probe from "../../src/probe/Probe.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedLogs } from "../../src/probe/ProbeTest.ts"
+import type { Target } from "../../src/probe/Target.ts"
+import * as TracingConfig from "../../src/probe/TracingConfig.ts"
+import * as GoBinary from "../../src/target/GoBinary.ts"
+import * as NativeBinary from "../../src/target/NativeBinary.ts"
+import * as ProcessTarget from "../../src/target/ProcessTarget.ts"
+import { bpfObject } from "./fixtures.ts"
+
+const root = path.resolve(import.meta.dirname, "../..")
+let dir = ""
+const children: Array<ChildProcess> = []
+
+const PROGRAM = `#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  printf("ready\\n");
+  for (;;) {
+    getpid();
+    usleep(10000);
+  }
+}
+`
+
+let program = ""
+
+const start = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(program, [], { stdio: ["ignore", "pipe", "ignore"] })
+    children.push(child)
+    child.on("error", reject)
+    child.stdout!.once("data", () => resolve(child.pid!))
+  })
+
+beforeAll(() => {
+  execFileSync("make", ["-s", "-C", path.join(root, "bpf"), "out/native_libc.bpf.o", "out/native_tp.bpf.o"])
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "probescope-native-"))
+  fs.writeFileSync(path.join(dir, "getpid.c"), PROGRAM)
+  program = path.join(dir, "getpid")
+  execFileSync("gcc", ["-O1", "-o", program, path.join(dir, "getpid.c")])
+}, 120_000)
+
+afterAll(() => {
+  for (const c of children) c.kill("SIGKILL")
+  if (dir !== "") fs.rmSync(dir, { recursive: true, force: true })
+})
+
+const Event = Binary.struct({ pid: Binary.u32, kind: Binary.u32, value: Binary.u64 }, { struct: "native_event" })
+const On = Binary.struct({ on: Binary.u8 }, { struct: "native_target" })
+
+const toLog = (r: { readonly pid: number; readonly kind: number; readonly value: bigint }, emit: Probe.Emit<never>) =>
+  emit.log({
+    pid: r.pid,
+    timeMonoNs: 0n,
+    severity: "info",
+    body: `kind ${r.kind}`,
+    attributes: { value: Number(r.value) }
+  })
+
+const Getpid = Probe.instrument({
+  name: "test/native_libc",
+  object: bpfObject("native_libc"),
+  manifest: {
+    library: { sharedObject: "libc.so.6", versions: ">=2.17" },
+    symbols: [{ name: "getpid", entry: "uprobe_getpid", return: "uretprobe_getpid" }]
+  },
+  perTarget: { layout: On, value: () => ({ on: 1 }) },
+  sampling: "none",
+  record: Binary.schema(Event),
+  signals: toLog
+})
+
+const SysEnter = Probe.instrument({
+  name: "test/native_tp",
+  object: bpfObject("native_tp"),
+  manifest: {
+    processes: "any",
+    tracepoints: [{ program: "tp_sys_enter", category: "raw_syscalls", name: "sys_enter" }]
+  },
+  perTarget: { layout: On, value: () => ({ on: 1 }) },
+  sampling: "none",
+  record: Binary.schema(Event),
+  signals: toLog
+})
+
+const probes = Layer.mergeAll(Getpid.layer, SysEnter.layer).pipe(
+  Layer.provideMerge(Layer.mergeAll(
+    BpfLive.layer,
+    ProbeTest.layerSink,
+    TracingConfig.layer({ root: "always_on", ratio: 1, parentBased: true }),
+    GoBinary.layer,
+    NativeBinary.layer,
+    Layer.succeed(Probe.LinkGrace, Duration.zero)
+  ))
+)
+
+/** Logs until `n` of them came (or 5 s passed). */
+const collect = (n: number) =>
+  Effect.gen(function*() {
+    const captured = yield* CapturedLogs
+    for (let i = 0; i < 100; i++) {
+      if ((yield* captured.all).length >= n) break
+      yield* Effect.sleep("50 millis")
+    }
+    return yield* captured.all
+  })
+
+describe("native targets on the kernel", () => {
+  it.live("a libc uprobe/uretprobe and a tp_btf instrument see the target pid only; nothing stays attached", () =>
+    Effect.gen(function*() {
+      const before = BpfLive.ownBpfFds()
+      const [target, other] = yield* Effect.promise(() => Promise.all([start(), start()]))
+      yield* Effect.gen(function*() {
+        const analysed = yield* ProcessTarget.analyzeProcess(target, { libraries: new Set(["libc.so.6"]) })
+        assert.strictEqual(analysed.language, "native")
+        const libc = analysed.libraries.find((l) => l.name === "libc.so.6")!
+        assert.isDefined(libc)
+        assert.match(libc.version ?? "", /^2\.\d+$/)
+        // Selected by executable: the libc links carry no pid, so the other process traps too and BPF filters it.
+        const selected: Target = { ...analysed, selection: "executable" }
+        const getpid = yield* Getpid.tag
+        const sysEnter = yield* SysEnter.tag
+        const loaded = BpfLive.ownBpfFds()
+        const runners = yield* Effect.forkChild(
+          Effect.all([getpid.runner.run, sysEnter.runner.run], { concurrency: 2, discard: true })
+        )
+        const attach = yield* Scope.make()
+        const a1 = yield* getpid.attacher.attach(selected).pipe(Scope.provide(attach))
+        const a2 = yield* sysEnter.attacher.attach(selected).pipe(Scope.provide(attach))
+        assert.deepStrictEqual(a1.links.map((l) => [l.program, l.description.split(" ")[0]]), [
+          ["uprobe_getpid", "uprobe_multi"],
+          ["uretprobe_getpid", "uretprobe_multi"]
+        ])
+        assert.deepStrictEqual(a2.links.map((l) => l.description), ["tracing raw_syscalls:sys_enter"])
+        const logs = yield* collect(30)
+        assert.isAtLeast(logs.length, 30)
+        assert.deepStrictEqual([...new Set(logs.map((l) => l.pid))], [target])
+        const kinds = new Set(logs.map((l) => l.body))
+        assert.deepStrictEqual([...kinds].sort(), ["kind 1", "kind 2", "kind 3"])
+        // The uretprobe sees getpid's return value: the target's pid; the tracepoint the syscall number.
+        for (const l of logs.filter((l) => l.body === "kind 2")) assert.strictEqual(l.attributes["value"], target)
+        for (const l of logs.filter((l) => l.body === "kind 3")) assert.strictEqual(l.attributes["value"], 39)
+        assert.notInclude(logs.map((l) => l.pid), other)
+        yield* Scope.close(attach, Exit.void)
+        // No grace: the shared library links and the tracepoint go with the last target.
+        for (let i = 0; i < 50 && BpfLive.ownBpfFds().links > loaded.links; i++) yield* Effect.sleep("20 millis")
+        assert.deepStrictEqual(BpfLive.ownBpfFds(), loaded)
+        yield* Fiber.interrupt(runners)
+      }).pipe(Effect.provide(probes))
+      // The probes' scope closed: their objects too.
+      assert.deepStrictEqual(BpfLive.ownBpfFds(), before)
+    }), 60_000)
+})

@@ -133,6 +133,18 @@ export const httpTransport = (options: TransportOptions & { readonly contentType
   }
   if (options.gzip) baseHeaders["content-encoding"] = "gzip"
 
+  const outcome = (res: http.IncomingMessage, reply: Buffer): SendResult => {
+    const status = res.statusCode ?? 0
+    if (status >= 200 && status < 300) return { ok: true, partial: partialSuccess(reply, json) }
+    const detail = errorDetail(reply, res.headers["content-type"])
+    const retryable = RETRYABLE_HTTP.has(status)
+    const what = `HTTP ${status} ${res.statusMessage ?? ""}`.trim()
+    return failed(
+      `${what}${detail === "" ? "" : `: ${detail}`}${retryable ? "" : " (not retried)"}`,
+      { retryable, status }
+    )
+  }
+
   const post = (body: Uint8Array, settle: (result: SendResult) => void) => {
     const req = request(url, {
       method: "POST",
@@ -160,19 +172,11 @@ export const httpTransport = (options: TransportOptions & { readonly contentType
       })
       res.on("end", () => {
         clearTimeout(timer)
-        const status = res.statusCode ?? 0
-        const reply = Buffer.concat(chunks)
-        if (status >= 200 && status < 300) {
-          settle({ ok: true, partial: partialSuccess(reply, json) })
-          return
-        }
-        const detail = errorDetail(reply, res.headers["content-type"])
-        const retryable = RETRYABLE_HTTP.has(status)
-        const what = `HTTP ${status} ${res.statusMessage ?? ""}`.trim()
-        settle(failed(
-          `${what}${detail === "" ? "" : `: ${detail}`}${retryable ? "" : " (not retried)"}`,
-          { retryable, status }
-        ))
+        const result = outcome(res, Buffer.concat(chunks))
+        // Settled just after the request closes: Node returns a kept-alive socket to the agent's pool right after
+        // emitting "close", and the caller may send the next batch at once (the batcher sends full batches back to
+        // back): it must find that socket free rather than open another connection.
+        req.once("close", () => queueMicrotask(() => settle(result)))
       })
     })
     req.end(body)
@@ -290,7 +294,13 @@ export const grpcTransport = (options: TransportOptions): Transport => {
       if (size < MAX_BODY) chunks.push(chunk)
       size += chunk.length
     })
-    stream.on("error", (error) => finish(failed(errorMessage(error), { retryable: true, cause: error })))
+    stream.on("error", (error) => {
+      // A stream that never started (the connection failed) is "canceled"; what matters is why.
+      const why = (error as { code?: string }).code === "ERR_HTTP2_STREAM_CANCEL" && error.cause !== undefined
+        ? error.cause
+        : error
+      finish(failed(errorMessage(why), { retryable: true, cause: error }))
+    })
     stream.on("close", () => {
       inFlight--
       if (inFlight === 0 && session === s) s.unref()

@@ -1,0 +1,438 @@
+/**
+ * The direct OTLP exporter's transport against local servers: what it sends (URL, headers, body, gzip, keep-alive,
+ * the gRPC framing and metadata) and how every failure becomes a typed `ExportError` — refused connection, HTTP 400
+ * (permanent), 429/503 (retryable), gRPC statuses, no answer in time, interruption.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { resourceFromAttributes } from "@opentelemetry/resources"
+import * as http from "node:http"
+import * as http2 from "node:http2"
+import type { AddressInfo } from "node:net"
+import * as zlib from "node:zlib"
+import { ConfigProvider, Effect, Exit } from "effect"
+import type { SpanData } from "../../src/probe/Telemetry.ts"
+import * as Batcher from "../../src/telemetry/Batcher.ts"
+import { ExportError } from "../../src/telemetry/Exporter.ts"
+import * as OtlpExporter from "../../src/telemetry/OtlpExporter.ts"
+import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
+import { TelemetryConfigError } from "../../src/telemetry/TelemetryConfig.ts"
+import { flatSpans } from "./otlp-proto/decode.ts"
+
+const OFFSET = 1_700_000_000_000_000_000n
+
+const resource = resourceFromAttributes({ "service.name": "users-api", "process.pid": 4242 })
+const span: SpanData = {
+  pid: 4242,
+  probe: "net/http.server",
+  traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+  spanId: "00f067aa0ba902b7",
+  parentSpanId: "b7ad6b7169203331",
+  parentIsRemote: true,
+  traceFlags: 1,
+  name: "GET /users/{id}",
+  kind: "server",
+  startMonoNs: 1_000_000_123n,
+  endMonoNs: 1_012_345_678n,
+  attributes: { "http.request.method": "GET", "http.response.status_code": 200 },
+  status: { code: "unset" }
+}
+const items = [
+  OtlpExporter.span(span, resource, OFFSET),
+  OtlpExporter.span({ ...span, spanId: "1111111111111111", name: "SELECT" }, resource, OFFSET)
+]
+
+interface Received {
+  readonly method: string
+  readonly url: string
+  readonly headers: http.IncomingHttpHeaders
+  readonly body: Buffer
+  readonly remotePort: number
+}
+
+/** An HTTP server on a free loopback port for the test's scope; `reply` answers each request. */
+const httpServer = (reply: (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => void) =>
+  Effect.acquireRelease(
+    Effect.callback<
+      { readonly url: string; readonly port: number; readonly received: Array<Received>; readonly server: http.Server }
+    >(
+      (resume) => {
+        const received: Array<Received> = []
+        const server = http.createServer((req, res) => {
+          const chunks: Array<Buffer> = []
+          req.on("data", (c: Buffer) => chunks.push(c))
+          req.on("end", () => {
+            const body = Buffer.concat(chunks)
+            received.push({
+              method: req.method ?? "",
+              url: req.url ?? "",
+              headers: req.headers,
+              body,
+              remotePort: req.socket.remotePort ?? 0
+            })
+            reply(req, res, body)
+          })
+        })
+        server.listen(0, "127.0.0.1", () => {
+          const port = (server.address() as AddressInfo).port
+          resume(Effect.succeed({ url: `http://127.0.0.1:${port}/v1/traces`, port, received, server }))
+        })
+      }
+    ),
+    ({ server }) =>
+      Effect.promise(() =>
+        new Promise<void>((done) => {
+          server.closeAllConnections()
+          server.close(() => done())
+        })
+      )
+  )
+
+/** A port nothing listens on (one a server just had). */
+const closedPort = Effect.callback<number>((resume) => {
+  const server = http.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const port = (server.address() as AddressInfo).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+const exporterFor = (config: Partial<OtlpExporter.OtlpExporterConfig> & { readonly endpoint: string }) =>
+  Effect.acquireRelease(
+    Effect.sync(() =>
+      OtlpExporter.make({
+        protocol: "http/protobuf",
+        headers: {},
+        timeoutMillis: 2000,
+        ...config
+      })
+    ),
+    (e) => e.shutdown
+  )
+
+/** The export's failure (the test fails if it succeeded). */
+const failureOf = (effect: Effect.Effect<void, ExportError>) =>
+  Effect.flatMap(Effect.exit(effect), (exit) => {
+    if (Exit.isSuccess(exit)) return Effect.die(new Error("expected the export to fail"))
+    const error = exit.cause.reasons.find((r) => r._tag === "Fail")
+    return error === undefined ? Effect.die(new Error(`not a failure: ${exit.cause}`)) : Effect.succeed(error.error)
+  })
+
+/** A `google.rpc.Status` with a message (field 2), as an OTLP/HTTP server sends with a 400. */
+const rpcStatus = (message: string) => {
+  const text = Buffer.from(message)
+  return Buffer.concat([Buffer.from([0x08, 0x03, 0x12, text.length]), text])
+}
+
+describe("OtlpExporter over HTTP", () => {
+  it.live("http/protobuf: POSTs the encoded batch with the configured headers over one kept-alive connection", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200).end())
+      const exporter = yield* exporterFor({ endpoint: server.url, headers: { "x-api-key": "s3cr3t", "x-a": "b c" } })
+      yield* exporter.export(items)
+      yield* exporter.export(items.slice(0, 1))
+      assert.strictEqual(server.received.length, 2)
+      const [first, second] = server.received
+      assert.strictEqual(first!.method, "POST")
+      assert.strictEqual(first!.url, "/v1/traces")
+      assert.strictEqual(first!.headers["content-type"], "application/x-protobuf")
+      assert.strictEqual(first!.headers["x-api-key"], "s3cr3t")
+      assert.strictEqual(first!.headers["x-a"], "b c")
+      assert.strictEqual(first!.headers["user-agent"], `probescope/${ProcessResources.version}`)
+      assert.strictEqual(first!.headers["content-length"], String(first!.body.length))
+      assert.isUndefined(first!.headers["content-encoding"])
+      assert.isTrue(first!.body.equals(exporter.encode(items)))
+      assert.deepStrictEqual(flatSpans(first!.body).map((s) => s.span["spanId"]), [span.spanId, "1111111111111111"])
+      assert.strictEqual(first!.headers["connection"], "keep-alive")
+      assert.strictEqual(second!.remotePort, first!.remotePort, "the second batch reused the connection")
+    }))
+
+  it.live("http/json: the OTLP/JSON body with its content type", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end("{}"))
+      const exporter = yield* exporterFor({ endpoint: server.url, protocol: "http/json" })
+      yield* exporter.export(items)
+      const got = server.received[0]!
+      assert.strictEqual(got.headers["content-type"], "application/json")
+      const json = JSON.parse(got.body.toString("utf8"))
+      assert.deepStrictEqual(
+        json.resourceSpans[0].scopeSpans[0].spans.map((s: any) => [s.spanId, s.startTimeUnixNano]),
+        [[span.spanId, String(span.startMonoNs + OFFSET)], ["1111111111111111", String(span.startMonoNs + OFFSET)]]
+      )
+    }))
+
+  it.live("gzip (OTEL_EXPORTER_OTLP_COMPRESSION=gzip): Content-Encoding gzip, the body compressed", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200).end())
+      const exporter = yield* exporterFor({ endpoint: server.url, compression: "gzip" })
+      yield* exporter.export(items)
+      const got = server.received[0]!
+      assert.strictEqual(got.headers["content-encoding"], "gzip")
+      assert.isTrue(zlib.gunzipSync(got.body).equals(exporter.encode(items)))
+    }))
+
+  it.live("an empty batch sends nothing", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200).end())
+      const exporter = yield* exporterFor({ endpoint: server.url })
+      yield* exporter.export([])
+      assert.strictEqual(server.received.length, 0)
+    }))
+
+  it.live("a 2xx with a partial success is a success (the server will not take those spans on a retry either)", () =>
+    Effect.gen(function*() {
+      const message = Buffer.from("2 spans too old")
+      const partial = Buffer.concat([Buffer.from([0x08, 0x02, 0x12, message.length]), message])
+      const reply = Buffer.concat([Buffer.from([0x0a, partial.length]), partial])
+      const server = yield* httpServer((_req, res) =>
+        res.writeHead(200, { "content-type": "application/x-protobuf" }).end(reply)
+      )
+      const exporter = yield* exporterFor({ endpoint: server.url })
+      yield* exporter.export(items)
+      assert.strictEqual(server.received.length, 1)
+    }))
+
+  it.live("collector down: ECONNREFUSED is a retryable ExportError naming the endpoint", () =>
+    Effect.gen(function*() {
+      const port = yield* closedPort
+      const endpoint = `http://127.0.0.1:${port}/v1/traces`
+      const exporter = yield* exporterFor({ endpoint })
+      const error = yield* failureOf(exporter.export(items))
+      assert.strictEqual(error._tag, "ExportError")
+      assert.strictEqual(error.exporter, "otlp")
+      assert.strictEqual(error.endpoint, endpoint)
+      assert.strictEqual(error.message, `export to ${endpoint} failed: connect ECONNREFUSED 127.0.0.1:${port}`)
+      assert.isTrue(OtlpExporter.isRetryable(error))
+    }))
+
+  it.live("HTTP 400: a permanent failure with the server's Status message", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) =>
+        res.writeHead(400, { "content-type": "application/x-protobuf" }).end(rpcStatus("invalid span id length"))
+      )
+      const exporter = yield* exporterFor({ endpoint: server.url })
+      const error = yield* failureOf(exporter.export(items))
+      assert.strictEqual(
+        error.message,
+        `export to ${server.url} failed: HTTP 400 Bad Request: invalid span id length (not retried)`
+      )
+      assert.isFalse(OtlpExporter.isRetryable(error))
+      assert.instanceOf(error.cause, OtlpExporter.OtlpFailure)
+      assert.strictEqual((error.cause as OtlpExporter.OtlpFailure).status, 400)
+    }))
+
+  it.live("HTTP 503 and 429 are retryable; 500 is not (OTLP/HTTP's list); a JSON error body gives its message", () =>
+    Effect.gen(function*() {
+      const statuses = [503, 429, 500]
+      let n = 0
+      const server = yield* httpServer((_req, res) =>
+        res.writeHead(statuses[n++]!, { "content-type": "application/json" }).end(`{"code":14,"message":"busy"}`)
+      )
+      const exporter = yield* exporterFor({ endpoint: server.url, protocol: "http/json" })
+      const unavailable = yield* failureOf(exporter.export(items))
+      assert.strictEqual(unavailable.message, `export to ${server.url} failed: HTTP 503 Service Unavailable: busy`)
+      assert.isTrue(OtlpExporter.isRetryable(unavailable))
+      const tooMany = yield* failureOf(exporter.export(items))
+      assert.strictEqual(tooMany.message, `export to ${server.url} failed: HTTP 429 Too Many Requests: busy`)
+      assert.isTrue(OtlpExporter.isRetryable(tooMany))
+      const internal = yield* failureOf(exporter.export(items))
+      assert.strictEqual(
+        internal.message,
+        `export to ${server.url} failed: HTTP 500 Internal Server Error: busy (not retried)`
+      )
+      assert.isFalse(OtlpExporter.isRetryable(internal))
+    }))
+
+  it.live("no answer within the timeout: a retryable ExportError saying so", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer(() => {}) // accepts, reads, never answers
+      const exporter = yield* exporterFor({ endpoint: server.url, timeoutMillis: 300 })
+      const started = Date.now()
+      const error = yield* failureOf(exporter.export(items))
+      const elapsed = Date.now() - started
+      assert.strictEqual(error.message, `export to ${server.url} timed out after 300 ms`)
+      assert.isTrue(OtlpExporter.isRetryable(error))
+      assert.isAtLeast(elapsed, 290)
+      assert.isBelow(elapsed, 2000)
+    }))
+
+  it.live("interrupting an export abandons its request", () =>
+    Effect.gen(function*() {
+      let closed = 0
+      const server = yield* httpServer((req) => req.socket.on("close", () => void closed++))
+      const exporter = yield* exporterFor({ endpoint: server.url, timeoutMillis: 10_000 })
+      const outcome = yield* exporter.export(items).pipe(Effect.timeoutOption("200 millis"))
+      assert.strictEqual(outcome._tag, "None")
+      yield* Effect.sleep("100 millis")
+      assert.strictEqual(server.received.length, 1)
+      assert.strictEqual(closed, 1, "the connection of the abandoned request was closed")
+    }))
+
+  it.live("driven by the Batcher: spans offered one by one arrive in one request, counted as exported", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200).end())
+      const exporter = yield* exporterFor({ endpoint: server.url })
+      const batcher = yield* Batcher.make(exporter, {
+        maxQueueSize: 100,
+        maxExportBatchSize: 10,
+        scheduleDelayMillis: 60_000,
+        exportTimeoutMillis: 5000,
+        maxRetries: 0,
+        retryBaseMillis: 10
+      })
+      for (const item of items) batcher.offer(item)
+      yield* batcher.flush
+      const stats = yield* batcher.stats
+      assert.strictEqual(stats.exported, 2)
+      assert.strictEqual(server.received.length, 1)
+      assert.strictEqual(flatSpans(server.received[0]!.body).length, 2)
+    }))
+})
+
+/** A plain-text HTTP/2 server answering gRPC calls with `answer`. */
+const grpcServer = (
+  answer: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, message: Buffer) => void
+) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly endpoint: string; readonly server: http2.Http2Server; readonly calls: Array<any> }>(
+      (resume) => {
+        const calls: Array<{ headers: http2.IncomingHttpHeaders; frame: Buffer }> = []
+        const server = http2.createServer()
+        server.on("stream", (stream, headers) => {
+          const chunks: Array<Buffer> = []
+          stream.on("data", (c: Buffer) => chunks.push(c))
+          stream.on("end", () => {
+            const frame = Buffer.concat(chunks)
+            calls.push({ headers, frame })
+            answer(stream, headers, frame.subarray(5))
+          })
+        })
+        server.listen(0, "127.0.0.1", () => {
+          const port = (server.address() as AddressInfo).port
+          resume(Effect.succeed({ endpoint: `http://127.0.0.1:${port}`, server, calls }))
+        })
+      }
+    ),
+    ({ server }) => Effect.promise(() => new Promise<void>((done) => server.close(() => done())))
+  )
+
+const grpcReply = (stream: http2.ServerHttp2Stream, status: number, message?: string) => {
+  stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
+  stream.on("wantTrailers", () =>
+    stream.sendTrailers({
+      "grpc-status": String(status),
+      ...(message === undefined ? {} : { "grpc-message": encodeURIComponent(message) })
+    }))
+  // An empty ExportTraceServiceResponse: the 5-byte prefix and no bytes.
+  stream.end(status === 0 ? Buffer.alloc(5) : undefined)
+}
+
+describe("OtlpExporter over gRPC (HTTP/2)", () => {
+  it.live("one unary TraceService/Export call per batch: framed protobuf, metadata, deadline", () =>
+    Effect.gen(function*() {
+      const server = yield* grpcServer((stream) => grpcReply(stream, 0))
+      const exporter = yield* exporterFor({
+        endpoint: server.endpoint,
+        protocol: "grpc",
+        headers: { "X-Api-Key": "s3cr3t" },
+        timeoutMillis: 1500
+      })
+      yield* exporter.export(items)
+      yield* exporter.export(items.slice(1))
+      assert.strictEqual(server.calls.length, 2)
+      const { headers, frame } = server.calls[0]!
+      assert.strictEqual(headers[":method"], "POST")
+      assert.strictEqual(headers[":path"], "/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+      assert.strictEqual(headers["content-type"], "application/grpc")
+      assert.strictEqual(headers["te"], "trailers")
+      assert.strictEqual(headers["grpc-timeout"], "1500m")
+      assert.strictEqual(headers["x-api-key"], "s3cr3t")
+      assert.strictEqual(frame[0], 0, "not compressed")
+      assert.strictEqual(frame.readUInt32BE(1), frame.length - 5)
+      assert.isTrue(frame.subarray(5).equals(exporter.encode(items)))
+      assert.deepStrictEqual(flatSpans(server.calls[1]!.frame.subarray(5)).map((s) => s.span["name"]), ["SELECT"])
+    }))
+
+  it.live("gzip: grpc-encoding gzip and the compressed flag", () =>
+    Effect.gen(function*() {
+      const server = yield* grpcServer((stream) => grpcReply(stream, 0))
+      const exporter = yield* exporterFor({ endpoint: server.endpoint, protocol: "grpc", compression: "gzip" })
+      yield* exporter.export(items)
+      const { headers, frame } = server.calls[0]!
+      assert.strictEqual(headers["grpc-encoding"], "gzip")
+      assert.strictEqual(frame[0], 1)
+      assert.isTrue(zlib.gunzipSync(frame.subarray(5)).equals(exporter.encode(items)))
+    }))
+
+  it.live("UNAVAILABLE is retryable, INVALID_ARGUMENT permanent, each with the server's message", () =>
+    Effect.gen(function*() {
+      const replies: Array<readonly [number, string]> = [[14, "shutting down"], [3, "bad span: ü"]]
+      let n = 0
+      const server = yield* grpcServer((stream) => grpcReply(stream, ...replies[n++]!))
+      const exporter = yield* exporterFor({ endpoint: server.endpoint, protocol: "grpc" })
+      const unavailable = yield* failureOf(exporter.export(items))
+      assert.strictEqual(
+        unavailable.message,
+        `export to ${server.endpoint} failed: gRPC UNAVAILABLE (14): shutting down`
+      )
+      assert.isTrue(OtlpExporter.isRetryable(unavailable))
+      const invalid = yield* failureOf(exporter.export(items))
+      assert.strictEqual(
+        invalid.message,
+        `export to ${server.endpoint} failed: gRPC INVALID_ARGUMENT (3): bad span: ü (not retried)`
+      )
+      assert.isFalse(OtlpExporter.isRetryable(invalid))
+      assert.strictEqual((invalid.cause as OtlpExporter.OtlpFailure).grpcStatus, 3)
+    }))
+
+  it.live("collector down: ECONNREFUSED is a retryable ExportError; the next export connects anew", () =>
+    Effect.gen(function*() {
+      const port = yield* closedPort
+      const endpoint = `http://127.0.0.1:${port}`
+      const exporter = yield* exporterFor({ endpoint, protocol: "grpc" })
+      const error = yield* failureOf(exporter.export(items))
+      assert.strictEqual(error.message, `export to ${endpoint} failed: connect ECONNREFUSED 127.0.0.1:${port}`)
+      assert.isTrue(OtlpExporter.isRetryable(error))
+      // Up on that port now: the exporter does not keep the failed connection.
+      const server = yield* Effect.acquireRelease(
+        Effect.callback<http2.Http2Server>((resume) => {
+          const s = http2.createServer()
+          s.on("stream", (stream) => {
+            stream.on("data", () => {})
+            stream.on("end", () => grpcReply(stream, 0))
+          })
+          s.listen(port, "127.0.0.1", () => resume(Effect.succeed(s)))
+        }),
+        (s) => Effect.promise(() => new Promise<void>((done) => s.close(() => done())))
+      )
+      assert.isTrue(server.listening)
+      yield* exporter.export(items)
+    }))
+
+  it.live("no answer within the timeout: a retryable ExportError saying so", () =>
+    Effect.gen(function*() {
+      const server = yield* grpcServer(() => {})
+      const exporter = yield* exporterFor({ endpoint: server.endpoint, protocol: "grpc", timeoutMillis: 300 })
+      const error = yield* failureOf(exporter.export(items))
+      assert.strictEqual(error.message, `export to ${server.endpoint} timed out after 300 ms`)
+      assert.isTrue(OtlpExporter.isRetryable(error))
+    }))
+})
+
+describe("OtlpExporter.loadCompression", () => {
+  const load = (env: Record<string, string>) =>
+    OtlpExporter.loadCompression.pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env))))
+
+  it.effect("traces variable first, then the generic one, default none; anything else is a typed error", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* load({}), "none")
+      assert.strictEqual(yield* load({ OTEL_EXPORTER_OTLP_COMPRESSION: "gzip" }), "gzip")
+      assert.strictEqual(
+        yield* load({ OTEL_EXPORTER_OTLP_COMPRESSION: "gzip", OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: "none" }),
+        "none"
+      )
+      const error = yield* Effect.flip(load({ OTEL_EXPORTER_OTLP_COMPRESSION: "zstd" }))
+      assert.instanceOf(error, TelemetryConfigError)
+      assert.strictEqual(error.variable, "OTEL_EXPORTER_OTLP_COMPRESSION")
+      assert.strictEqual(error.message, `Invalid OTEL_EXPORTER_OTLP_COMPRESSION="zstd": expected "gzip" or "none"`)
+    }))
+})

@@ -12,6 +12,8 @@ const probe = (name: string, records: number, over: Partial<ProbeStats> = {}): P
   records,
   decodeErrors: 0,
   skipped: 0,
+  signalErrors: 0,
+  unsupported: 0,
   consumerDropped: 0,
   kernelSubmitted: BigInt(records),
   kernelDropped: 0n,

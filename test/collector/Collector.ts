@@ -1,9 +1,11 @@
 /**
  * The tests' real OpenTelemetry Collector: built once from builder-config.yaml with the OpenTelemetry Collector Builder
  * (ocb, `go install`ed from the module proxy into test/.cache/bin) into test/.cache/otelcol-probescope, rebuilt when
- * the manifest changes (the cache is keyed by its hash), and run scoped on loopback with free ports. Everything the
- * collector receives (OTLP over gRPC or HTTP, through the batch processor) goes on over its `otlp_http` exporter to a
- * test receiver (test/receiver), so a test counts exactly what passed through the collector.
+ * the manifest changes (the cache is keyed by its hash), and run scoped on loopback with free ports. Every span and
+ * metric the collector receives (OTLP over gRPC or HTTP, through the batch processor) goes on over its `otlp_http`
+ * exporter to a test receiver (test/receiver), so a test counts exactly what passed through the collector. Log
+ * records (which the test receiver does not take) and everything else are also written by the file exporter, one
+ * OTLP/JSON request per line: `exported` reads them back as the collector received them.
  *
  *   const collector = yield* Collector.make()            // inside a Scope; the first call may build for minutes
  *   // export to collector.httpEndpoint (http/protobuf, http/json) or collector.grpcEndpoint (grpc)
@@ -138,6 +140,11 @@ export interface Collector {
   readonly configPath: string
   /** The file exporter's output: one OTLP/JSON line per batch the collector exported. */
   readonly exportFile: string
+  /**
+   * Every request in `exportFile` so far, parsed (`{ resourceSpans }`, `{ resourceMetrics }` or `{ resourceLogs }`),
+   * in the order the collector wrote them. The file exporter writes on an interval (about a second): poll.
+   */
+  readonly exported: Effect.Effect<ReadonlyArray<ExportedRequest>>
   readonly state: Effect.Effect<CollectorState>
   /** The collector's log output (all runs so far). */
   readonly logs: Effect.Effect<string>
@@ -150,6 +157,21 @@ export interface Collector {
    * (nor close): a hung collector, to test timeouts and shutdown deadlines. `start` ends it.
    */
   readonly blackHole: Effect.Effect<void, CollectorError>
+}
+
+/** One line of the file exporter: an OTLP/JSON export request of one signal, as the collector holds it. */
+export interface ExportedRequest {
+  readonly resourceSpans?: ReadonlyArray<unknown>
+  readonly resourceMetrics?: ReadonlyArray<unknown>
+  readonly resourceLogs?: ReadonlyArray<unknown>
+}
+
+/** The complete lines of the file exporter's output (a line still being written is left for the next read). */
+const readExported = (file: string): ReadonlyArray<ExportedRequest> => {
+  if (!existsSync(file)) return []
+  const text = readFileSync(file, "utf8")
+  const complete = text.slice(0, text.lastIndexOf("\n") + 1)
+  return complete.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line) as ExportedRequest)
 }
 
 export interface CollectorOptions {
@@ -264,7 +286,12 @@ export const make = Effect.fnUntraced(function*(options: CollectorOptions = {}) 
     service: {
       // No self-metrics: their default Prometheus listener on :8888 would clash between collectors.
       telemetry: { metrics: { level: "none" } },
-      pipelines: { traces: pipeline, metrics: pipeline }
+      // Logs go to the file only: the test receiver serves no /v1/logs, and a refused forward would be retried.
+      pipelines: {
+        traces: pipeline,
+        metrics: pipeline,
+        logs: { receivers: ["otlp"], processors: ["batch"], exporters: ["debug", "file"] }
+      }
     }
   }
   // JSON is YAML: no YAML writer needed.
@@ -363,6 +390,7 @@ export const make = Effect.fnUntraced(function*(options: CollectorOptions = {}) 
     version,
     configPath,
     exportFile,
+    exported: Effect.sync(() => readExported(exportFile)),
     state: Effect.sync(() => current._tag),
     logs: Effect.sync(() => logs),
     stop,

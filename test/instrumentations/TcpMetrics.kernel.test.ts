@@ -3,18 +3,14 @@
  * do) make a known number of TCP connections over loopback; the probe, attached through the Manager to some of
  * them, must report exactly those of the selected processes — each on its own pid — and nothing of the others.
  *
- * The programs run in a network namespace of the test's own (loopback only), away from other tests' traffic and with
- * the TCP settings the counts depend on. Retransmissions are made deterministic without any traffic shaping (this
- * kernel has no sch_netem, and neither nft nor iptables is installed): a listener with backlog 0 that never accepts
- * keeps one connection in its accept queue, so the kernel drops the SYN of a second connect, and a client with
- * TCP_SYNCNT=1 retransmits that SYN exactly once (after 1 s) before its connect times out (after 3 s, ETIMEDOUT).
- * That needs plain exponential SYN backoff: since Linux 6.7 the first SYN retransmissions are 1 s apart by default
- * (net.ipv4.tcp_syn_linear_timeouts=4), which makes it two; the namespace sets it to 0.
+ * The programs (tcpPrograms.ts) run in a network namespace of the test's own. Retransmissions are made deterministic
+ * without any traffic shaping (this kernel has no sch_netem, and neither nft nor iptables is installed): a listener
+ * with backlog 0 that never accepts keeps one connection in its accept queue, so the kernel drops the SYN of a second
+ * connect, and a client with TCP_SYNCNT=1 retransmits that SYN exactly once (after 1 s; the namespace has plain
+ * exponential SYN backoff) before its connect times out (after 3 s, ETIMEDOUT).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { execFileSync, spawn } from "node:child_process"
-import type { ChildProcess } from "node:child_process"
-import * as fs from "node:fs"
+import { execFileSync } from "node:child_process"
 import * as path from "node:path"
 import { Effect, Layer } from "effect"
 import { afterAll, beforeAll } from "vitest"
@@ -27,129 +23,20 @@ import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedMeasurements } from "../../src/probe/ProbeTest.ts"
 import type { Measurement } from "../../src/probe/Telemetry.ts"
 import * as TracingConfig from "../../src/probe/TracingConfig.ts"
+import { finish, makeNetns, type Netns, type Program } from "./tcpPrograms.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
 
-/**
- * One program, three roles; each waits for a "go" line on stdin (so the test can select it first) and prints what
- * the test needs on stdout, one line each.
- * - server BACKLOG ACCEPTS: listen on 127.0.0.1, print the port; accept ACCEPTS connections, read each to EOF, close.
- * - client PORT N: N connections to PORT, each sends one byte and closes; then one connect to a bound port nobody
- *   listens on (refused). Prints that port, then "done".
- * - syn PORT: one connection to PORT (left in its accept queue), then a connect with TCP_SYNCNT=1 that times out;
- *   prints the connect's errno, closes the first connection with a reset (SO_LINGER 0), then "done".
- * Every role then waits for stdin to close before exiting.
- */
-const PROGRAM = `
-import socket, struct, sys
-role = sys.argv[1]
-sys.stdin.readline()
-if role == "server":
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(int(sys.argv[2]))
-    print(s.getsockname()[1], flush=True)
-    for _ in range(int(sys.argv[3])):
-        c, _ = s.accept()
-        while c.recv(64):
-            pass
-        c.close()
-elif role == "client":
-    port, n = int(sys.argv[2]), int(sys.argv[3])
-    for _ in range(n):
-        c = socket.create_connection(("127.0.0.1", port))
-        c.sendall(b"x")
-        c.close()
-    b = socket.socket()
-    b.bind(("127.0.0.1", 0))
-    print(b.getsockname()[1], flush=True)
-    try:
-        socket.create_connection(("127.0.0.1", b.getsockname()[1]))
-    except ConnectionRefusedError:
-        pass
-    print("done", flush=True)
-elif role == "syn":
-    port = int(sys.argv[2])
-    a = socket.create_connection(("127.0.0.1", port))
-    b = socket.socket()
-    b.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
-    try:
-        b.connect(("127.0.0.1", port))
-        print("connected", flush=True)
-    except OSError as e:
-        print(e.errno, flush=True)
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    a.close()
-    b.close()
-    print("done", flush=True)
-sys.stdin.read()
-`
-
-interface Program {
-  readonly pid: number
-  readonly child: ChildProcess
-  /** The next line it prints. */
-  readonly line: Effect.Effect<string>
-  /** Send "go". */
-  readonly go: Effect.Effect<void>
-}
-
-const programs: Array<ChildProcess> = []
-const IP = fs.existsSync("/usr/sbin/ip") ? "/usr/sbin/ip" : "ip"
-const NETNS = `probescope-tcp-${process.pid}`
+let net: Netns | undefined
 
 beforeAll(() => {
   execFileSync("make", ["-C", path.join(root, "bpf"), "out/tcp_metrics.bpf.o"], { stdio: "ignore" })
-  execFileSync(IP, ["netns", "add", NETNS])
-  execFileSync(IP, ["-n", NETNS, "link", "set", "lo", "up"])
-  execFileSync(IP, ["netns", "exec", NETNS, "sysctl", "-q", "-w", "net.ipv4.tcp_syn_linear_timeouts=0"])
+  net = makeNetns("tcp")
 })
 
-afterAll(() => {
-  for (const p of programs) p.kill("SIGKILL")
-  execFileSync(IP, ["netns", "delete", NETNS])
-})
+afterAll(() => net?.remove())
 
-const start = (...args: ReadonlyArray<string>) =>
-  Effect.sync((): Program => {
-    // `ip netns exec` execs the program in place: the pid is the program's.
-    const child = spawn(IP, ["netns", "exec", NETNS, "python3", "-c", PROGRAM, ...args], {
-      stdio: ["pipe", "pipe", "inherit"]
-    })
-    programs.push(child)
-    const lines: Array<string> = []
-    const waiting: Array<(line: string) => void> = []
-    let buffered = ""
-    child.stdout!.on("data", (chunk: Buffer) => {
-      buffered += chunk.toString()
-      let nl: number
-      while ((nl = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, nl)
-        buffered = buffered.slice(nl + 1)
-        const w = waiting.shift()
-        if (w !== undefined) w(line)
-        else lines.push(line)
-      }
-    })
-    return {
-      pid: child.pid!,
-      child,
-      line: Effect.callback<string>((resume) => {
-        const l = lines.shift()
-        if (l !== undefined) resume(Effect.succeed(l))
-        else waiting.push((x) => resume(Effect.succeed(x)))
-      }).pipe(Effect.timeout("20 seconds"), Effect.orDie),
-      go: Effect.sync(() => void child.stdin!.write("go\n"))
-    }
-  })
-
-/** End a program (close its stdin) and wait for it to exit. */
-const finish = (p: Program) =>
-  Effect.callback<void>((resume) => {
-    if (p.child.exitCode !== null) return resume(Effect.void)
-    p.child.once("exit", () => resume(Effect.void))
-    p.child.stdin!.end()
-  })
+const start = (...args: ReadonlyArray<string>) => net!.start(...args)
 
 const agent = ManagerM.layer.pipe(
   Layer.provide(TcpMetrics.TcpMetrics.layer),

@@ -1,0 +1,149 @@
+/**
+ * TCP programs for the TCP metrics tests on the real kernel: one small Python program in three roles (server, client,
+ * a client of a full accept queue), run in a network namespace of the test's own (loopback only), started by the
+ * test and driven line by line over stdin/stdout.
+ *
+ *   const net = makeNetns()          // in beforeAll; net.remove() in afterAll
+ *   const server = yield* net.start("server", "128", "5")
+ *   yield* server.go; const port = Number(yield* server.line)
+ *
+ * The namespace keeps the traffic away from other tests' and fixes the TCP settings the counts depend on: since
+ * Linux 6.7 the first SYN retransmissions are 1 s apart by default (net.ipv4.tcp_syn_linear_timeouts=4), which makes
+ * a TCP_SYNCNT=1 connect retransmit its SYN twice before it times out; with plain exponential backoff (0, set here)
+ * it retransmits once (after 1 s) and times out after 3 s.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import { Effect } from "effect"
+
+/**
+ * One program, three roles; each waits for a "go" line on stdin (so the test can select it first) and prints what
+ * the test needs on stdout, one line each.
+ * - server BACKLOG ACCEPTS: listen on 127.0.0.1, print the port; accept ACCEPTS connections, read each to EOF, close.
+ * - client PORT N: N connections to PORT, each sends one byte and closes; then one connect to a bound port nobody
+ *   listens on (refused). Prints that port, then "done".
+ * - syn PORT: one connection to PORT (left in its accept queue), then a connect with TCP_SYNCNT=1 that times out;
+ *   prints the connect's errno, closes the first connection with a reset (SO_LINGER 0), then "done".
+ * Every role then waits for stdin to close before exiting.
+ */
+export const PROGRAM = `
+import socket, struct, sys
+role = sys.argv[1]
+sys.stdin.readline()
+if role == "server":
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(int(sys.argv[2]))
+    print(s.getsockname()[1], flush=True)
+    for _ in range(int(sys.argv[3])):
+        c, _ = s.accept()
+        while c.recv(64):
+            pass
+        c.close()
+elif role == "client":
+    port, n = int(sys.argv[2]), int(sys.argv[3])
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", port))
+        c.sendall(b"x")
+        c.close()
+    b = socket.socket()
+    b.bind(("127.0.0.1", 0))
+    print(b.getsockname()[1], flush=True)
+    try:
+        socket.create_connection(("127.0.0.1", b.getsockname()[1]))
+    except ConnectionRefusedError:
+        pass
+    print("done", flush=True)
+elif role == "syn":
+    port = int(sys.argv[2])
+    a = socket.create_connection(("127.0.0.1", port))
+    b = socket.socket()
+    b.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+    try:
+        b.connect(("127.0.0.1", port))
+        print("connected", flush=True)
+    except OSError as e:
+        print(e.errno, flush=True)
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    a.close()
+    b.close()
+    print("done", flush=True)
+sys.stdin.read()
+`
+
+export interface Program {
+  readonly pid: number
+  readonly child: ChildProcess
+  /** The next line it prints. */
+  readonly line: Effect.Effect<string>
+  /** Send "go". */
+  readonly go: Effect.Effect<void>
+}
+
+/** End a program (close its stdin) and wait for it to exit. */
+export const finish = (p: Program) =>
+  Effect.callback<void>((resume) => {
+    if (p.child.exitCode !== null) return resume(Effect.void)
+    p.child.once("exit", () => resume(Effect.void))
+    p.child.stdin!.end()
+  })
+
+/** A network namespace with loopback up, and the programs started in it. */
+export interface Netns {
+  readonly name: string
+  /** Start the program in `role` with its arguments, inside the namespace. */
+  readonly start: (...args: ReadonlyArray<string>) => Effect.Effect<Program>
+  /** Kill what is left of the programs and delete the namespace. */
+  readonly remove: () => void
+}
+
+const IP = fs.existsSync("/usr/sbin/ip") ? "/usr/sbin/ip" : "ip"
+
+/** Create a namespace named after this test process and `tag`. */
+export const makeNetns = (tag: string): Netns => {
+  const name = `probescope-${tag}-${process.pid}`
+  const programs: Array<ChildProcess> = []
+  execFileSync(IP, ["netns", "add", name])
+  execFileSync(IP, ["-n", name, "link", "set", "lo", "up"])
+  execFileSync(IP, ["netns", "exec", name, "sysctl", "-q", "-w", "net.ipv4.tcp_syn_linear_timeouts=0"])
+  const start = (...args: ReadonlyArray<string>) =>
+    Effect.sync((): Program => {
+      // `ip netns exec` execs the program in place: the pid is the program's.
+      const child = spawn(IP, ["netns", "exec", name, "python3", "-c", PROGRAM, ...args], {
+        stdio: ["pipe", "pipe", "inherit"]
+      })
+      programs.push(child)
+      const lines: Array<string> = []
+      const waiting: Array<(line: string) => void> = []
+      let buffered = ""
+      child.stdout!.on("data", (chunk: Buffer) => {
+        buffered += chunk.toString()
+        let nl: number
+        while ((nl = buffered.indexOf("\n")) >= 0) {
+          const line = buffered.slice(0, nl)
+          buffered = buffered.slice(nl + 1)
+          const w = waiting.shift()
+          if (w !== undefined) w(line)
+          else lines.push(line)
+        }
+      })
+      return {
+        pid: child.pid!,
+        child,
+        line: Effect.callback<string>((resume) => {
+          const l = lines.shift()
+          if (l !== undefined) resume(Effect.succeed(l))
+          else waiting.push((x) => resume(Effect.succeed(x)))
+        }).pipe(Effect.timeout("20 seconds"), Effect.orDie),
+        go: Effect.sync(() => void child.stdin!.write("go\n"))
+      }
+    })
+  return {
+    name,
+    start,
+    remove: () => {
+      for (const p of programs) p.kill("SIGKILL")
+      execFileSync(IP, ["netns", "delete", name])
+    }
+  }
+}

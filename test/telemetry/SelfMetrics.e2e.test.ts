@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Exit, Layer, Scope } from "effect"
-import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
+import { serverDuration } from "../../src/instrumentations/internal/Http.ts"
+import { type Measurement, type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 import type * as SelfMetrics from "../../src/telemetry/SelfMetrics.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
@@ -19,6 +20,15 @@ const span = (spanId: string): SpanData => ({
   attributes: { "http.request.method": "GET", "http.route": "/users/{id}", "http.response.status_code": 200 },
   status: { code: "unset" }
 })
+
+/** What the server probe records with each of those spans: its duration into the probe's own histogram. */
+const duration: Measurement = {
+  pid: 4242,
+  probe: "nethttp_server",
+  instrument: serverDuration,
+  value: 0.003,
+  attributes: { "http.request.method": "GET", "http.route": "/users/{id}", "http.response.status_code": 200 }
+}
 
 /** What the agent registers for the Manager: per-probe running totals and a gauge. */
 const managerSamples = (records: bigint, targets: number): ReadonlyArray<SelfMetrics.SelfMetricSample> => [
@@ -57,6 +67,7 @@ describe("the agent's own metrics at a real receiver", () => {
         yield* telemetry.registerSelfMetrics(Effect.sync(() => managerSamples(records, 2)), { name: "manager" })
           .pipe(Scope.provide(managerScope))
         yield* Context.get(ctx, TelemetrySink).spans!([span("00f067aa0ba902b7"), span("00f067aa0ba902b8")])
+        yield* Context.get(ctx, TelemetrySink).measurements!([duration, duration])
         // Exports the spans, then one metrics collection: the spans are counted as exported in it.
         yield* telemetry.flush
         const points = (yield* telemetry.stats).metrics[0]!.exported
@@ -98,6 +109,8 @@ describe("the agent's own metrics at a real receiver", () => {
       const histogram = all.find((p) => p.name === "http.server.request.duration")!
       assert.strictEqual(histogram.resource["service.name"], "shop")
       assert.strictEqual(histogram.resource["process.pid"], 4242)
+      assert.deepStrictEqual(histogram.scope, { name: "probescope/nethttp_server", version: ProcessResources.version })
+      assert.strictEqual(histogram.count, 2)
 
       const pick = (points: typeof own, name: string, attributes: Record<string, unknown>) => {
         const found = points.filter((p) =>
@@ -117,6 +130,7 @@ describe("the agent's own metrics at a real receiver", () => {
 
       const spans = { exporter: "otlp", signal: "spans" }
       const metricPoints = { exporter: "otlp", signal: "metric_points" }
+      const logRecords = { exporter: "otlp", signal: "log_records" }
       const value = (points: typeof own, name: string, attributes: Record<string, unknown>) =>
         pick(points, name, attributes).value
       assert.deepStrictEqual(
@@ -130,9 +144,12 @@ describe("the agent's own metrics at a real receiver", () => {
           value(first, "probescope.export.failed", spans),
           value(first, "probescope.export.queue.size", spans),
           value(first, "probescope.export.sent", metricPoints),
-          value(first, "probescope.export.dropped", { ...metricPoints, reason: "busy" })
+          value(first, "probescope.export.dropped", { ...metricPoints, reason: "busy" }),
+          // The logs pipeline (OTEL_LOGS_EXPORTER defaults to otlp) reports from the start, zeros included.
+          value(first, "probescope.export.sent", logRecords),
+          value(first, "probescope.export.queue.size", logRecords)
         ],
-        [2, 0, 2, 2, 0, 0, 0, 0, 0, 0]
+        [2, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0]
       )
       assert.strictEqual(pick(first, "probescope.export.sent", spans).unit, "{item}")
       assert.strictEqual(pick(first, "probescope.export.queue.size", spans).type, "gauge")

@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Net from "node:net"
 import { ConfigProvider, Context, Effect, Exit, Layer, Scope } from "effect"
-import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
+import * as Instruments from "../../src/probe/Instruments.ts"
+import { type LogData, type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as KernelClock from "../../src/telemetry/KernelClock.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
@@ -44,6 +45,17 @@ const httpSpan = (i: number): SpanData => ({
   status: { code: "unset" }
 })
 
+const requests = Instruments.counter("http.server.requests", { unit: "{request}", description: "Requests." })
+
+const logRecord = (i: number): LogData => ({
+  pid: 4242,
+  probe: "go_panic",
+  timeMonoNs: 1_000_000_000n + BigInt(i),
+  severity: "error",
+  body: `panic ${i}`,
+  attributes: {}
+})
+
 describe("shutdown with a collector that never answers", () => {
   for (const protocol of ["http/protobuf", "grpc"] as const) {
     // Without the shutdown deadline, the 10-minute timeouts below would hold the close far past the test's timeout.
@@ -59,12 +71,16 @@ describe("shutdown with a collector that never answers", () => {
           OTEL_BSP_SCHEDULE_DELAY: "10",
           OTEL_BSP_MAX_QUEUE_SIZE: "100",
           OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "10",
+          OTEL_BLRP_EXPORT_TIMEOUT: "600000",
+          OTEL_BLRP_SCHEDULE_DELAY: "10",
+          OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: "5",
           PROBESCOPE_SHUTDOWN_TIMEOUT: "1000"
         }
         const layer = Layer.unwrap(
           Effect.map(
-            Effect.all([TelemetryConfig.load, TelemetryConfig.loadMetrics]),
-            ([config, metrics]) => Telemetry.layerWith(config, { clock: KernelClock.layerFixed(0n), metrics })
+            Effect.all([TelemetryConfig.load, TelemetryConfig.loadMetrics, TelemetryConfig.loadLogs]),
+            ([config, metrics, logs]) =>
+              Telemetry.layerWith(config, { clock: KernelClock.layerFixed(0n), metrics, logs })
           )
         ).pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env))))
         const scope = yield* Scope.make()
@@ -72,6 +88,11 @@ describe("shutdown with a collector that never answers", () => {
         const sink = Context.get(ctx, TelemetrySink)
         const telemetry = Context.get(ctx, Telemetry.Telemetry)
         for (let i = 0; i < 300; i++) yield* sink.span(httpSpan(i))
+        // One series: one metric data point in the collection at close.
+        yield* sink.measurements!([
+          { pid: 4242, probe: "net/http.server", instrument: requests, value: 300, attributes: {} }
+        ])
+        yield* sink.logs!(Array.from({ length: 20 }, (_, i) => logRecord(i)))
         // Let the first batch go out and hang.
         yield* Effect.sleep("100 millis")
         yield* Scope.close(scope, Exit.void)
@@ -82,8 +103,12 @@ describe("shutdown with a collector that never answers", () => {
         assert.isAbove(spans.failed, 0)
         const points = stats.metrics[0]!
         assert.deepStrictEqual([points.sent, points.exported, points.failed, points.inFlight], [1, 0, 1, 0])
-        assert.strictEqual(stats.lost.total, 301)
-        assert.strictEqual(yield* telemetry.lost, 301)
+        const logs = stats.logs[0]!
+        assert.deepStrictEqual([logs.sent, logs.queued, logs.inFlight, logs.exported], [20, 0, 0, 0])
+        assert.strictEqual(logs.sent, logs.dropped + logs.failed)
+        assert.isAbove(logs.failed, 0)
+        assert.deepStrictEqual(stats.lost, { spans: 300, metricPoints: 1, logRecords: 20, total: 321 })
+        assert.strictEqual(yield* telemetry.lost, 321)
       }), 60_000)
   }
 })

@@ -8,11 +8,12 @@
  * runtime.recovery(gp *g), entry (RAX = gp): the runtime calls it, on the system stack, once a deferred call has
  * recovered the panic of goroutine gp. Submits a RECOVERED record from the pending facts and forgets them.
  *
- * net/http.(*conn).serve.func1, entry: the closure (*conn).serve defers to recover a handler's panic. It runs at
- * every connection's end; only when the goroutine still has a request in flight (nethttp_server's
- * `nethttp_server_inflight`, reused) has a handler unwound past serverHandler.ServeHTTP — whose RET probes therefore
- * never ran. Submits a SERVER_SPAN record (the request's record, ended now, plus the pending panic), removes the
- * in-flight entry and clears the goroutine's active span, as the RET probe would have.
+ * net/http's recovering closures, entry: the one (*conn).serve defers (HTTP/1, run at every connection's end) and the
+ * one the HTTP/2 server's runHandler defers (run at every HTTP/2 request's end). Only when the goroutine still has a
+ * request in flight (nethttp_server's `nethttp_server_inflight`, reused) has a handler unwound past
+ * serverHandler.ServeHTTP — whose RET probes therefore never ran. Submits a SERVER_SPAN record (the request's record,
+ * ended now, plus the pending panic), removes the in-flight entry and clears the goroutine's active span, as the RET
+ * probe would have.
  *
  * The value's type name is read through `runtime.types`, found at the runtime address of gopanic's entry probe plus
  * the distance user space measured in the binary (`types_from_gopanic`): position independent, no data symbol
@@ -180,12 +181,12 @@ int uprobe_recovery(struct pt_regs *ctx) {
   return 0;
 }
 
-SEC("uprobe/net_http_conn_serve_func1")
-int uprobe_conn_serve_deferred(struct pt_regs *ctx) {
+SEC("uprobe/net_http_recover")
+int uprobe_http_recover(struct pt_regs *ctx) {
   u64 g = GO_G(ctx);
   struct ps_g_key key = ps_g_key_of(g);
   struct server_inflight *inf = bpf_map_lookup_elem(&nethttp_server_inflight, &key);
-  /* The usual case: the connection ends with no request in flight. */
+  /* The usual case: the connection or HTTP/2 request ends with its request already done. */
   if (!inf)
     return 0;
   if (inf->rec.head.flags & PS_FLAG_SAMPLED) {

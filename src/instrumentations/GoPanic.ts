@@ -7,11 +7,12 @@
  *   ERROR with `exception.type` and, for a string or a known error, `exception.message`, tied to that span.
  * - `runtime.recovery(gp)`, entry: the runtime calls it once a deferred call has recovered gp's panic. One RECOVERED
  *   record: a log record of severity WARN saying the panic was recovered (same exception attributes and span).
- * - `net/http.(*conn).serve.func1`, entry: the closure net/http defers to recover a handler's panic. A panicking
- *   handler unwinds past `serverHandler.ServeHTTP`, so the net/http server probe's RET programs never run and its
- *   request would produce no span. When this closure finds the goroutine's request still in flight (the server
- *   probe's `nethttp_server_inflight`, shared with this probe), it ends it: one SERVER_SPAN record, the server
- *   probe's own span with status ERROR, `error.type` the panic's type and an `exception` event.
+ * - net/http's recovering closures, entry: the closure `(*conn).serve` defers (HTTP/1) and the one the HTTP/2
+ *   server's `runHandler` defers, which recover a handler's panic. A panicking handler unwinds past
+ *   `serverHandler.ServeHTTP`, so the net/http server probe's RET programs never run and its request would produce
+ *   no span. When the closure finds the goroutine's request still in flight (the server probe's
+ *   `nethttp_server_inflight`, shared with this probe), it ends it: one SERVER_SPAN record, the server probe's own
+ *   span with status ERROR, `error.type` the panic's type and an `exception` event.
  *
  * Go cannot be asked for an error's text (that is a method call), so `exception.message` is only given where the
  * text sits in memory: a string value (`panic("...")`, and the runtime's own string errors such as "assignment to
@@ -41,15 +42,18 @@ import * as NetHttpServer from "./NetHttpServer.ts"
 // Manifest
 // ---------------------------------------------------------------------------------------------------------------
 
-/** The runtime's panic and recovery, and net/http's recovering closure (absent from programs without a server). */
+/** The runtime's panic and recovery, and net/http's recovering closures (absent from programs without a server). */
 export const manifest = Manifest.make({
   library: { module: "std", package: "runtime", versions: goVersions },
   goVersions,
   symbols: [
     { name: "runtime.gopanic", entry: "uprobe_gopanic" },
     { name: "runtime.recovery", entry: "uprobe_recovery" },
-    // The first closure of (*conn).serve is its deferred recover (Go 1.25 through 1.27).
-    { name: "net/http.(*conn).serve.func1", entry: "uprobe_conn_serve_deferred", optional: true }
+    // The first closure of each is its deferred recover (Go 1.25 through 1.27); the HTTP/2 server moved to an
+    // internal package in Go 1.27.
+    { name: "net/http.(*conn).serve.func1", entry: "uprobe_http_recover", optional: true },
+    { name: "net/http.(*http2serverConn).runHandler.func1", entry: "uprobe_http_recover", optional: true },
+    { name: "net/http/internal/http2.(*serverConn).runHandler.func1", entry: "uprobe_http_recover", optional: true }
   ],
   fields: {
     // internal/abi.Type has had this layout since Go 1.21; DWARF confirms it when the binary has it.

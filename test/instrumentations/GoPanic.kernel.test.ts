@@ -7,6 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync, spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
+import * as http2 from "node:http2"
 import * as path from "node:path"
 import { Effect, Layer } from "effect"
 import { afterAll, beforeAll } from "vitest"
@@ -94,6 +95,25 @@ const entriesOf = (pid: number, name: string, type: string): number => {
   }
   return n
 }
+
+/** An HTTP/2 request over cleartext (prior knowledge): the status, or "reset" when the server reset the stream. */
+const getH2 = (base: string, path: string) =>
+  Effect.promise(() =>
+    new Promise<number | "reset">((resolve) => {
+      const session = http2.connect(base)
+      session.on("error", () => {})
+      const req = session.request({ ":path": path })
+      let status: number | undefined
+      req.on("response", (headers) => void (status = Number(headers[":status"])))
+      req.on("error", () => {})
+      req.on("close", () => {
+        session.close()
+        resolve(status ?? "reset")
+      })
+      req.resume()
+      req.end()
+    })
+  )
 
 const agent = ManagerM.layer.pipe(
   Layer.provideMerge(GoPanic.GoPanic.layer),
@@ -219,6 +239,36 @@ describe.each(versions)("go/panic on Go %s", (version) => {
       const panics = stats.find((s) => s.probe === "go_panic")!
       assert.strictEqual(panics.records, 2 * (routes.length + 1) + routes.length)
       // Nothing left behind: every panicked request's in-flight entry is gone, every panic was recovered.
+      assert.strictEqual(entriesOf(app.pid, "nethttp_server_inflight", "lru_hash"), 0, "in-flight requests")
+      assert.strictEqual(entriesOf(app.pid, "go_panic_pending", "lru_hash"), 0, "pending panics")
+    }).pipe(Effect.provide(agent)), 60_000)
+
+  it.live("HTTP/2: the handler's own goroutine panics, the HTTP/2 server recovers, the span is ended the same", () =>
+    Effect.gen(function*() {
+      const app = yield* start(binaries.get(version)!)
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
+      const base = `http://${app.addr}`
+      assert.strictEqual(yield* getH2(base, "/panic/string"), "reset")
+      assert.strictEqual(yield* getH2(base, "/ok"), 200)
+      const spans = yield* (yield* CapturedSpans).take(2).pipe(Effect.timeout("15 seconds"))
+      const failed = one(spans, (s) => s.attributes["url.path"] === "/panic/string", "/panic/string over HTTP/2")
+      assert.deepStrictEqual(
+        [failed.probe, failed.name, failed.attributes["network.protocol.version"], failed.attributes["error.type"]],
+        ["go_panic", "GET /panic/string", "2", "string"]
+      )
+      assert.deepStrictEqual(failed.status, { code: "error", message: "panic: boom: a string" })
+      assert.deepStrictEqual(failed.events?.map((e) => [e.name, e.attributes]), [
+        ["exception", { "exception.type": "string", "exception.message": "boom: a string" }]
+      ])
+      const ok = one(spans, (s) => s.attributes["url.path"] === "/ok", "/ok over HTTP/2")
+      assert.deepStrictEqual([ok.probe, ok.status], ["nethttp_server", { code: "unset" }])
+      const logs = yield* (yield* CapturedLogs).take(2).pipe(Effect.timeout("15 seconds"))
+      assert.deepStrictEqual(logs.map((l) => [l.severity, l.spanId]), [
+        ["error", failed.spanId],
+        ["warn", failed.spanId]
+      ])
       assert.strictEqual(entriesOf(app.pid, "nethttp_server_inflight", "lru_hash"), 0, "in-flight requests")
       assert.strictEqual(entriesOf(app.pid, "go_panic_pending", "lru_hash"), 0, "pending panics")
     }).pipe(Effect.provide(agent)), 60_000)

@@ -68,10 +68,10 @@ const totals = (ms: ReadonlyArray<Measurement>): Record<string, number> => {
   return out
 }
 
-const attrs = (side: "client" | "server", port: number, error?: string) =>
+const attrs = (side: "client" | "server", port: number, error?: string, type = "ipv4") =>
   [
     "network.transport=tcp",
-    "network.type=ipv4",
+    `network.type=${type}`,
     `server.port=${port}`,
     `tcp.connection.side=${side}`,
     ...(error === undefined ? [] : [`error.type=${error}`])
@@ -152,5 +152,59 @@ describe("TCP metrics on the kernel", () => {
       })
       assert.isFalse(all.some((m) => m.pid === listener.pid))
       yield* Effect.forEach([listener, client], finish)
+    }).pipe(Effect.provide(agent), Effect.scoped), { timeout: 60_000 })
+
+  it.live("connections reset before the selected server accepted them: on the listener's owner, with econnreset", () =>
+    Effect.gen(function*() {
+      // Selected before it listens: the listener's owner is known from listen(). It never accepts, so no process
+      // ever touches these connections; the unselected client resets each one right after the handshake.
+      const server = yield* start("server", "16", "0")
+      yield* select(server)
+      yield* server.go
+      const port = Number(yield* server.line)
+      const client = yield* start("reset", String(port), "2")
+      yield* client.go
+      assert.strictEqual(yield* client.line, "done")
+
+      const all = yield* collect(6)
+      assert.deepStrictEqual(totals(all), {
+        [`${server.pid} tcp.connection.opened ${attrs("server", port)}`]: 2,
+        [`${server.pid} tcp.connection.closed ${attrs("server", port, "econnreset")}`]: 2,
+        [`${server.pid} tcp.connection.duration ${attrs("server", port, "econnreset")}`]: 2
+      })
+      yield* Effect.forEach([server, client], finish)
+    }).pipe(Effect.provide(agent), Effect.scoped), { timeout: 60_000 })
+
+  it.live("network.type is the wire's: IPv6, and IPv4 on a dual-stack (AF_INET6) listener", () =>
+    Effect.gen(function*() {
+      const server = yield* start("server", "16", "3", "dual")
+      yield* select(server)
+      yield* server.go
+      const port = Number(yield* server.line)
+      const v6 = yield* start("client", String(port), "2", "::1")
+      const v4 = yield* start("client", String(port), "1", "127.0.0.1")
+      yield* select(v6)
+      const refused: Array<number> = []
+      for (const c of [v6, v4]) {
+        yield* c.go
+        refused.push(Number(yield* c.line))
+        assert.strictEqual(yield* c.line, "done")
+      }
+      // v6 (selected): 2 opened, 2 closed, 2 durations over IPv6, 1 refused (to 127.0.0.1: IPv4); the server: 3 of
+      // each, one of them over IPv4 although its socket is AF_INET6 (a v4-mapped peer).
+      const all = yield* collect(16)
+      assert.deepStrictEqual(totals(all), {
+        [`${v6.pid} tcp.connection.opened ${attrs("client", port, undefined, "ipv6")}`]: 2,
+        [`${v6.pid} tcp.connection.closed ${attrs("client", port, undefined, "ipv6")}`]: 2,
+        [`${v6.pid} tcp.connection.duration ${attrs("client", port, undefined, "ipv6")}`]: 2,
+        [`${v6.pid} tcp.connection.failed ${attrs("client", refused[0]!, "econnrefused")}`]: 1,
+        [`${server.pid} tcp.connection.opened ${attrs("server", port, undefined, "ipv6")}`]: 2,
+        [`${server.pid} tcp.connection.closed ${attrs("server", port, undefined, "ipv6")}`]: 2,
+        [`${server.pid} tcp.connection.duration ${attrs("server", port, undefined, "ipv6")}`]: 2,
+        [`${server.pid} tcp.connection.opened ${attrs("server", port)}`]: 1,
+        [`${server.pid} tcp.connection.closed ${attrs("server", port)}`]: 1,
+        [`${server.pid} tcp.connection.duration ${attrs("server", port)}`]: 1
+      })
+      yield* Effect.forEach([server, v6, v4], finish)
     }).pipe(Effect.provide(agent), Effect.scoped), { timeout: 60_000 })
 })

@@ -1,6 +1,6 @@
 /**
- * TCP programs for the TCP metrics tests on the real kernel: one small Python program in three roles (server, client,
- * a client of a full accept queue), run in a network namespace of the test's own (loopback only), started by the
+ * TCP programs for the TCP metrics tests on the real kernel: one small Python program in four roles (server, client,
+ * a client of a full accept queue, a client that resets), run in a network namespace of the test's own (loopback only), started by the
  * test and driven line by line over stdin/stdout.
  *
  *   const net = makeNetns()          // in beforeAll; net.remove() in afterAll
@@ -17,13 +17,15 @@ import * as fs from "node:fs"
 import { Effect } from "effect"
 
 /**
- * One program, three roles; each waits for a "go" line on stdin (so the test can select it first) and prints what
+ * One program, four roles; each waits for a "go" line on stdin (so the test can select it first) and prints what
  * the test needs on stdout, one line each.
- * - server BACKLOG ACCEPTS: listen on 127.0.0.1, print the port; accept ACCEPTS connections, read each to EOF, close.
- * - client PORT N: N connections to PORT, each sends one byte and closes; then one connect to a bound port nobody
- *   listens on (refused). Prints that port, then "done".
+ * - server BACKLOG ACCEPTS [dual]: listen on 127.0.0.1 (dual: on every IPv6 and IPv4 address, one AF_INET6 socket),
+ *   print the port; accept ACCEPTS connections, read each to EOF, close.
+ * - client PORT N [HOST]: N connections to HOST:PORT (default 127.0.0.1), each sends one byte and closes; then one
+ *   connect to a bound port nobody listens on (refused). Prints that port, then "done".
  * - syn PORT: one connection to PORT (left in its accept queue), then a connect with TCP_SYNCNT=1 that times out;
  *   prints the connect's errno, closes the first connection with a reset (SO_LINGER 0), then "done".
+ * - reset PORT N: N connections to PORT, each closed at once with a reset (SO_LINGER 0); then "done".
  * Every role then waits for stdin to close before exiting.
  */
 export const PROGRAM = `
@@ -31,8 +33,13 @@ import socket, struct, sys
 role = sys.argv[1]
 sys.stdin.readline()
 if role == "server":
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    if sys.argv[4:] == ["dual"]:
+        s = socket.socket(socket.AF_INET6)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", 0))
+    else:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
     s.listen(int(sys.argv[2]))
     print(s.getsockname()[1], flush=True)
     for _ in range(int(sys.argv[3])):
@@ -42,8 +49,9 @@ if role == "server":
         c.close()
 elif role == "client":
     port, n = int(sys.argv[2]), int(sys.argv[3])
+    host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
     for _ in range(n):
-        c = socket.create_connection(("127.0.0.1", port))
+        c = socket.create_connection((host, port))
         c.sendall(b"x")
         c.close()
     b = socket.socket()
@@ -67,6 +75,12 @@ elif role == "syn":
     a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     a.close()
     b.close()
+    print("done", flush=True)
+elif role == "reset":
+    for _ in range(int(sys.argv[3])):
+        c = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
     print("done", flush=True)
 sys.stdin.read()
 `

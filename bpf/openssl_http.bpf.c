@@ -16,7 +16,7 @@
  *  - in an exchange: more chunks in the request's direction are appended to the captured request (a head split over
  *    calls, then the body) up to OSSL_REQ_CAP bytes. The first chunk in the other direction that starts with "HTTP/"
  *    and is not an interim 1xx (101 is final) is the response: its first OSSL_RESP_CAP bytes (the status line) are
- *    kept, the span ends (client: SSL_read's return; server: SSL_write's return), ids are made, sampling is decided
+ *    kept, the span ends (client: SSL_read's return; server: SSL_write's entry), ids are made, sampling is decided
  *    and the record is submitted.
  * A server continues a valid `traceparent` found in the captured request head; client spans are roots.
  *
@@ -240,9 +240,9 @@ static __always_inline void ossl_append(struct ossl_exchange *ex, u64 buf, u32 l
 }
 
 /* The response began: finish the exchange's record and submit it when sampled. */
-static __always_inline void ossl_finish(struct ossl_exchange *ex, u64 buf, u32 len, u64 now) {
+static __always_inline void ossl_finish(struct ossl_exchange *ex, u64 buf, u32 len, u64 at) {
   struct openssl_http_record *r = &ex->rec;
-  r->end_ns = now;
+  r->end_ns = at;
   u64 n = len < OSSL_RESP_CAP ? len : OSSL_RESP_CAP;
   asm volatile("" : "+r"(n));
   if (n <= OSSL_RESP_CAP && bpf_probe_read_user(r->response, n, (const void *)buf) == 0)
@@ -267,9 +267,10 @@ static __always_inline void ossl_finish(struct ossl_exchange *ex, u64 buf, u32 l
     ps_submit(r, sizeof(*r));
 }
 
-/* `len` plaintext bytes at `buf` went through connection `ssl` in direction `dir`. `entry_ns` is when the call
- * began (a client's request starts there), `now` when it returned. */
-static __always_inline void ossl_on_data(u64 ssl, u64 buf, u32 len, int dir, u64 entry_ns, u64 now) {
+/* `len` plaintext bytes at `buf` went through connection `ssl` in direction `dir`, at time `at`: the entry of a
+ * write (the bytes are handed over, none can have reached the peer yet) or the return of a read (they have arrived).
+ * So a server span always lies within its client span, whatever the scheduling of the two processes. */
+static __always_inline void ossl_on_data(u64 ssl, u64 buf, u32 len, int dir, u64 at) {
   if (len == 0 || buf == 0)
     return;
   u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -290,7 +291,7 @@ static __always_inline void ossl_on_data(u64 ssl, u64 buf, u32 len, int dir, u64
     if (bpf_probe_read_user(peek, np, (const void *)buf) != 0 ||
         !ossl_is_final_response(peek, np))
       return;
-    ossl_finish(ex, buf, len, now);
+    ossl_finish(ex, buf, len, at);
     bpf_map_delete_elem(&ossl_exchanges, &key);
     return;
   }
@@ -312,7 +313,7 @@ static __always_inline void ossl_on_data(u64 ssl, u64 buf, u32 len, int dir, u64
   struct openssl_http_record *r = &fresh->rec;
   /* Only the fixed fields: the byte arrays are read up to their lengths. */
   __builtin_memset(r, 0, offsetof(struct openssl_http_record, request));
-  r->start_ns = dir == OSSL_DIR_WRITE ? entry_ns : now;
+  r->start_ns = at;
   r->pid = key.tgid;
   r->tid = (u32)pid_tgid;
   r->side = side;
@@ -349,7 +350,8 @@ static __always_inline int ossl_leave(struct pt_regs *ctx, int dir, bool ex) {
       return 0;
     n = (u64)rc;
   }
-  ossl_on_data(call.ssl, call.buf, n > 0x7fffffff ? 0x7fffffff : (u32)n, dir, call.entry_ns, bpf_ktime_get_ns());
+  u64 at = dir == OSSL_DIR_WRITE ? call.entry_ns : bpf_ktime_get_ns();
+  ossl_on_data(call.ssl, call.buf, n > 0x7fffffff ? 0x7fffffff : (u32)n, dir, at);
   return 0;
 }
 

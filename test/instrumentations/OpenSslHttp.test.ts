@@ -4,14 +4,16 @@
  * manifest applies to a process by its libssl.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Exit, Layer, Option, Scope } from "effect"
 import * as Http1 from "../../src/instrumentations/internal/Http1.ts"
 import * as OpenSsl from "../../src/instrumentations/OpenSslHttp.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { FakeKernel } from "../../src/kernel/BpfTest.ts"
 import * as Binary from "../../src/probe/Binary.ts"
 import * as Manifest from "../../src/probe/Manifest.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 const SPAN = "00f067aa0ba902b7"
@@ -363,4 +365,49 @@ describe("OpenSslHttp layout and manifest", () => {
       reason: "shared library libssl.so.3 is not mapped by the process"
     })
   })
+})
+
+describe("OpenSslHttp on the fake kernel", () => {
+  const run = <A, E>(self: Effect.Effect<A, E, any>) =>
+    self.pipe(
+      Effect.provide(OpenSsl.OpenSslHttp.layer.pipe(Layer.provideMerge(ProbeTest.layer))),
+      Effect.scoped
+    ) as Effect.Effect<A, E>
+
+  it.effect("attaches entry and return probes on the process's libssl, then turns its records into spans", () =>
+    run(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const probe = yield* OpenSsl.OpenSslHttp.tag
+      const scope = yield* Scope.make()
+      const lib = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
+      yield* probe.attacher.attach(ProbeTest.target({
+        pid: 4242,
+        language: "native",
+        exe: "/usr/bin/curl",
+        libraries: [{ name: "libssl.so.3", version: "3.0.0", symbols: { SSL_write: 0x35980, SSL_read: 0x35430 } }]
+      })).pipe(Scope.provide(scope))
+      // The _ex variants and SSL_free are optional: this libssl lacks them, the probe still applies.
+      assert.deepStrictEqual((yield* kernel.liveLinks).map((l) => [l.program, l.binary, l.offsets, l.pid, l.retprobe]), [
+        ["uprobe_SSL_write", lib, [0x35980], 4242, undefined],
+        ["uretprobe_SSL_write", lib, [0x35980], 4242, true],
+        ["uprobe_SSL_read", lib, [0x35430], 4242, undefined],
+        ["uretprobe_SSL_read", lib, [0x35430], 4242, true]
+      ])
+      assert.deepStrictEqual(
+        [...(yield* kernel.map("openssl_http", "ps_targets")).values()],
+        [OpenSsl.Target.encode({ enabled: 1 })]
+      )
+
+      yield* kernel.push("openssl_http", [
+        record({ side: "client", request: "SSH-2.0-OpenSSH_9.2 x\r\n", response: "HTTP/1.1 200 OK\r\n" }),
+        record({ side: "client", request: curlGet("/hello"), response: "HTTP/1.1 200 OK\r\n" })
+      ])
+      yield* Effect.forkChild(probe.runner.run)
+      const [span] = yield* (yield* CapturedSpans).take(1)
+      assert.deepStrictEqual([span!.kind, span!.attributes["url.full"]], ["client", "https://127.0.0.1:8443/hello"])
+      const stats = yield* probe.runner.stats
+      assert.deepStrictEqual([stats.records, stats.skipped, stats.decodeErrors], [1, 1, 0])
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(yield* kernel.liveLinks, [])
+    })))
 })

@@ -30,14 +30,17 @@ const TWO_32 = 0x1_0000_0000
 export const varintSize = (n: number): number =>
   n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x20_0000 ? 3 : n < 0x1000_0000 ? 4 : 5
 
+const utf8 = new TextEncoder()
+
 export class ProtoWriter {
-  buf: Buffer
+  // A plain Uint8Array, not a Buffer: element access on the Buffer subclass is measurably slower in V8.
+  buf: Uint8Array
   view: DataView
   pos = 0
 
   constructor(initialSize = 64 * 1024) {
-    this.buf = Buffer.allocUnsafe(initialSize)
-    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength)
+    this.buf = new Uint8Array(initialSize)
+    this.view = new DataView(this.buf.buffer)
   }
 
   /** Starts a new message in the same buffer. */
@@ -50,10 +53,10 @@ export class ProtoWriter {
     if (this.pos + n <= this.buf.length) return
     let size = this.buf.length * 2
     while (size < this.pos + n) size *= 2
-    const next = Buffer.allocUnsafe(size)
-    this.buf.copy(next, 0, 0, this.pos)
+    const next = new Uint8Array(size)
+    next.set(this.buf.subarray(0, this.pos))
     this.buf = next
-    this.view = new DataView(next.buffer, next.byteOffset, next.byteLength)
+    this.view = new DataView(next.buffer)
   }
 
   /** A copy of what was written: the buffer itself is reused by the next message. */
@@ -153,7 +156,7 @@ export class ProtoWriter {
     const len = Buffer.byteLength(s, "utf8")
     this.uint32(len)
     this.ensure(len)
-    this.buf.write(s, this.pos, len, "utf8")
+    utf8.encodeInto(s, this.buf.subarray(this.pos, this.pos + len))
     this.pos += len
   }
 

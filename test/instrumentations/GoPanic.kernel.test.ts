@@ -273,6 +273,34 @@ describe.each(versions)("go/panic on Go %s", (version) => {
       assert.strictEqual(entriesOf(app.pid, "go_panic_pending", "lru_hash"), 0, "pending panics")
     }).pipe(Effect.provide(agent)), 60_000)
 
+  it.live("an unrecovered panic: the ERROR record arrives though the process dies at once, and no WARN", () =>
+    Effect.gen(function*() {
+      const app = yield* start(binaries.get(version)!)
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
+      const child = procs.find((p) => p.pid === app.pid)!
+      const exited = Effect.promise(() =>
+        new Promise<number | null>((resolve) =>
+          child.exitCode !== null ? resolve(child.exitCode) : child.once("exit", (code) => resolve(code))
+        )
+      )
+      assert.strictEqual(yield* get(`http://${app.addr}/crash`), "closed")
+      assert.strictEqual(yield* exited, 2)
+      const [log] = yield* (yield* CapturedLogs).take(1).pipe(Effect.timeout("15 seconds"))
+      assert.deepStrictEqual([log!.severity, log!.body, log!.attributes, log!.pid], [
+        "error",
+        "panic: unrecovered in a goroutine",
+        { "exception.type": "string", "exception.message": "unrecovered in a goroutine" },
+        app.pid
+      ])
+      // The goroutine was started by the handler: its panic is tied to the request's span (which never ends).
+      assert.strictEqual(log!.traceFlags, 1)
+      assert.match(log!.spanId ?? "", /^[0-9a-f]{16}$/)
+      yield* Effect.sleep("300 millis")
+      assert.deepStrictEqual(yield* (yield* CapturedLogs).all, [log])
+    }).pipe(Effect.provide(agent)), 60_000)
+
   it.live("stripped binary: type names from the section of the type data, messages as unstripped", () =>
     Effect.gen(function*() {
       const app = yield* start(stripped.get(version)!)

@@ -321,7 +321,8 @@ int BPF_PROG(tcp_set_state, const struct sock *sk, int oldstate, int newstate) {
 /* The first recv or send of an accepted socket is usually where its owner shows itself. Both run in the calling
  * task's context; all that is done for a socket already confirmed (or not tracked) is one map lookup. */
 static __always_inline void on_io(void *ctx, struct sock *sk) {
-  if (!sk)
+  /* Every socket's I/O passes here (UNIX, UDP, ...): one field read turns the others away before the map lookup. */
+  if (!sk || sk->sk_protocol != IPPROTO_TCP)
     return;
   u64 key = (u64)sk;
   struct tcp_sock_state *s = bpf_map_lookup_elem(&tcp_socks, &key);

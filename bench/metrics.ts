@@ -1,68 +1,93 @@
 /**
- * The hot-path cost of the span-derived HTTP metrics: `SpanMetrics.record` per span (one process, and spans spread
- * over many processes so the last-resource shortcut misses), the telemetry sink's per-span cost with metrics on and
- * off (traces exporter none, so the difference is the metrics), and one collection's cost. No kernel, no root.
+ * The hot-path cost of the probes' metrics: `Metrics.record` per measurement (into the HTTP server duration
+ * histogram as the HTTP probes record it, a counter, a gauge; one process, and measurements spread over many
+ * processes so the last-resource shortcut misses), the telemetry sink's per-measurement cost with metrics on and off
+ * (the difference is the aggregation), and one collection's cost, cumulative and delta. No kernel, no root.
  *
- *   node_modules/.bin/node bench/metrics.ts [spans, default 200000]
+ *   node_modules/.bin/node bench/metrics.ts [measurements, default 200000]
  */
 import { ConfigProvider, Context, Effect, Layer } from "effect"
-import type { SpanData } from "../src/probe/Telemetry.ts"
+import {
+  CLIENT_METRIC_KEYS,
+  clientDuration,
+  SERVER_METRIC_KEYS,
+  serverDuration
+} from "../src/instrumentations/internal/Http.ts"
+import * as Instruments from "../src/probe/Instruments.ts"
+import type { AttributeValue, Measurement } from "../src/probe/Telemetry.ts"
 import { TelemetrySink } from "../src/probe/Telemetry.ts"
 import * as KernelClock from "../src/telemetry/KernelClock.ts"
+import * as Metrics from "../src/telemetry/Metrics.ts"
 import * as ProcessResources from "../src/telemetry/ProcessResources.ts"
-import * as SpanMetrics from "../src/telemetry/SpanMetrics.ts"
 import * as Telemetry from "../src/telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../src/telemetry/TelemetryConfig.ts"
 
 const count = Number(process.argv[2] ?? 200_000)
 const rounds = 5
 const PROCESSES = 50
+const SIZE = 4096
 
-const hex = (n: number, width: number) => n.toString(16).padStart(width, "0")
+const requests = Instruments.counter("bench.requests", { unit: "{request}", description: "Requests." })
+const queue = Instruments.gauge("bench.queue.depth", { unit: "{item}", description: "Queue depth." })
 
-/** Server and client spans as the net/http probes emit them: 20 routes, a few statuses, durations 0.1 ms – 2 s. */
-const spans: ReadonlyArray<SpanData> = Array.from({ length: 4096 }, (_, i) => {
+/** The attributes an HTTP probe keeps for its duration metric (`emitWithDuration`): a fresh object per record. */
+const keep = (keys: ReadonlyArray<string>, from: Record<string, AttributeValue>) => {
+  const out: Record<string, AttributeValue> = {}
+  for (const k of keys) if (from[k] !== undefined) out[k] = from[k]
+  return out
+}
+
+/**
+ * HTTP server and client durations as the net/http probes record them: 20 routes, a few statuses, 0.1 ms – 2 s;
+ * then a counter and a gauge with one attribute each.
+ */
+const httpMeasurements: ReadonlyArray<Measurement> = Array.from({ length: SIZE }, (_, i) => {
   const server = i % 3 !== 0
   const status = [200, 200, 200, 201, 404, 500][i % 6]!
-  const ns = BigInt(Math.round(100_000 * Math.pow(20_000, (i % 97) / 96)))
+  const seconds = 0.0001 * Math.pow(20_000, (i % 97) / 96)
+  const pid = 1000 + (i % PROCESSES)
+  const attributes = server ?
+    keep(SERVER_METRIC_KEYS, {
+      "http.request.method": "GET",
+      "url.scheme": "http",
+      "http.route": `/api/r${i % 20}/{id}`,
+      "http.response.status_code": status,
+      "network.protocol.version": "1.1",
+      ...(status >= 500 ? { "error.type": String(status) } : {})
+    }) :
+    keep(CLIENT_METRIC_KEYS, {
+      "http.request.method": "GET",
+      "server.address": `backend-${i % 4}`,
+      "server.port": 9090,
+      "http.response.status_code": status,
+      ...(status >= 400 ? { "error.type": String(status) } : {})
+    })
   return {
-    pid: 1000 + (i % PROCESSES),
+    pid,
     probe: server ? "nethttp_server" : "nethttp_client",
-    traceId: hex(i + 1, 32),
-    spanId: hex(i + 1, 16),
-    traceFlags: 1,
-    name: "GET",
-    kind: server ? "server" : "client",
-    startMonoNs: 1_000_000_000n,
-    endMonoNs: 1_000_000_000n + ns,
-    attributes: server
-      ? {
-        "http.request.method": "GET",
-        "url.path": `/api/r${i % 20}/${i}`,
-        "url.scheme": "http",
-        "http.route": `/api/r${i % 20}/{id}`,
-        "http.response.status_code": status,
-        "server.address": "localhost",
-        "server.port": 8080,
-        "network.peer.address": "127.0.0.1",
-        "network.peer.port": 40000 + (i % 20000),
-        "network.protocol.version": "1.1",
-        ...(status >= 500 ? { "error.type": String(status) } : {})
-      }
-      : {
-        "http.request.method": "GET",
-        "url.full": `http://backend:9090/items/${i}`,
-        "server.address": `backend-${i % 4}`,
-        "server.port": 9090,
-        "http.response.status_code": status,
-        "network.local.port": 40000 + (i % 20000),
-        ...(status >= 400 ? { "error.type": String(status) } : {})
-      },
-    status: { code: "unset" }
+    instrument: server ? serverDuration : clientDuration,
+    value: seconds,
+    attributes
   }
 })
 
-/** ns per span: the median of `rounds` timed loops over `count` spans (round 0 warms the JIT). */
+const counterMeasurements: ReadonlyArray<Measurement> = Array.from({ length: SIZE }, (_, i) => ({
+  pid: 1000 + (i % PROCESSES),
+  probe: "bench",
+  instrument: requests,
+  value: 1,
+  attributes: { "http.route": `/api/r${i % 20}/{id}` }
+}))
+
+const gaugeMeasurements: ReadonlyArray<Measurement> = Array.from({ length: SIZE }, (_, i) => ({
+  pid: undefined,
+  probe: "bench",
+  instrument: queue,
+  value: i % 100,
+  attributes: { "network.interface": `eth${i % 4}` }
+}))
+
+/** ns per measurement: the median of `rounds` timed loops over `count` measurements (round 0 warms the JIT). */
 const time = (f: (i: number) => void): number => {
   const samples: Array<number> = []
   for (let round = 0; round <= rounds; round++) {
@@ -77,30 +102,48 @@ const time = (f: (i: number) => void): number => {
 const config: TelemetryConfig.MetricsConfig = {
   exporters: [],
   otlp: { protocol: "http/protobuf", endpoint: "http://127.0.0.1:1/v1/metrics", headers: {}, timeoutMillis: 1000 },
+  temporality: "cumulative",
   intervalMillis: 3_600_000,
   exportTimeoutMillis: 1000
 }
 
 const rows: Array<[string, number]> = []
+const collections: Array<string> = []
 
 await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
   const resources = ProcessResources.make({ serviceName: undefined, attributes: {} })
   for (let p = 0; p < PROCESSES; p++) {
     yield* resources.register(1000 + p, { exe: `/srv/svc-${p}`, goVersion: "1.26.0" })
   }
-  const resourceOf = spans.map((s) => resources.resourceFor(s.pid))
+  const agent = ProcessResources.make({ serviceName: "probescope", attributes: {} }).resourceFor(0)
+  const resourceOf = (m: Measurement) => m.pid === undefined ? agent : resources.resourceFor(m.pid)
+  const httpResources = httpMeasurements.map(resourceOf)
+  const counterResources = counterMeasurements.map(resourceOf)
 
-  // One process: every span of the run under the same resource.
-  const one = yield* SpanMetrics.make(config, { exporters: [SpanMetrics.memory()] })
+  // One process: every measurement of the run under the same resource.
   const single = resources.resourceFor(1000)
-  rows.push(["record, one process", time((i) => one.record(spans[i & 4095]!, single))])
+  const one = yield* Metrics.make(config, { exporters: [Metrics.memory()] })
+  rows.push([
+    "record, HTTP duration histogram, one process",
+    time((i) => one.record(httpMeasurements[i & 4095]!, single))
+  ])
 
-  // Spans interleaved across 50 processes: a resource map lookup per span.
-  const manyOut = SpanMetrics.memory()
-  const many = yield* SpanMetrics.make(config, { exporters: [manyOut] })
-  rows.push([`record, ${PROCESSES} processes`, time((i) => many.record(spans[i & 4095]!, resourceOf[i & 4095]!))])
+  // Interleaved across 50 processes: a resource map lookup per measurement.
+  const many = yield* Metrics.make(config, { exporters: [Metrics.memory()] })
+  rows.push([
+    `record, HTTP duration histogram, ${PROCESSES} processes`,
+    time((i) => many.record(httpMeasurements[i & 4095]!, httpResources[i & 4095]!))
+  ])
+  rows.push([
+    `record, counter (1 attribute), ${PROCESSES} processes`,
+    time((i) => many.record(counterMeasurements[i & 4095]!, counterResources[i & 4095]!))
+  ])
+  rows.push([
+    "record, gauge (1 attribute), agent resource",
+    time((i) => many.record(gaugeMeasurements[i & 4095]!, agent))
+  ])
 
-  // The sink as the Runner calls it, batches of 64, traces exporter none: without and with metrics.
+  // The sink as a Runner calls it, batches of 64, traces exporter none: without and with metrics.
   const sinkCost = (metrics: TelemetryConfig.MetricsConfig | undefined) =>
     Effect.gen(function*() {
       const base = yield* TelemetryConfig.load.pipe(
@@ -108,14 +151,14 @@ await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       )
       const ctx = yield* Layer.build(Telemetry.layerWith(base, {
         clock: KernelClock.layerFixed(0n),
-        ...(metrics === undefined ? {} : { metrics, metricsOptions: { exporters: [SpanMetrics.memory()] } })
+        ...(metrics === undefined ? {} : { metrics, metricsOptions: { exporters: [Metrics.memory()] } })
       }))
       const r = Context.get(ctx, ProcessResources.ProcessResources)
       for (let p = 0; p < PROCESSES; p++) yield* r.register(1000 + p, { exe: `/srv/svc-${p}`, goVersion: "1.26.0" })
       const sink = Context.get(ctx, TelemetrySink)
-      const batches = Array.from({ length: 64 }, (_, b) => spans.slice(b * 64, b * 64 + 64))
+      const batches = Array.from({ length: 64 }, (_, b) => httpMeasurements.slice(b * 64, b * 64 + 64))
       return time((i) => {
-        if ((i & 63) === 0) Effect.runSync(sink.spans!(batches[(i >> 6) & 63]!))
+        if ((i & 63) === 0) Effect.runSync(sink.measurements!(batches[(i >> 6) & 63]!))
       })
     })
   const off = yield* sinkCost(undefined)
@@ -123,21 +166,34 @@ await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
   rows.push(["sink, batch of 64, metrics off", off])
   rows.push(["sink, batch of 64, metrics on", on])
 
-  // One collection of everything `many` holds.
-  const t0 = process.hrtime.bigint()
-  yield* many.flush
-  const collectUs = Number(process.hrtime.bigint() - t0) / 1000
-  const points = manyOut.batches[0]!.reduce(
-    (n, rm) => n + rm.scopeMetrics[0]!.metrics.reduce((m, metric) => m + metric.dataPoints.length, 0),
-    0
-  )
+  // One collection of everything `many` holds, cumulative; then delta, after one round of recordings.
+  const collect = (temporality: TelemetryConfig.TemporalityPreference) =>
+    Effect.gen(function*() {
+      const out = Metrics.memory()
+      const metrics = yield* Metrics.make({ ...config, temporality }, { exporters: [out] })
+      for (let i = 0; i < SIZE; i++) {
+        metrics.record(httpMeasurements[i]!, httpResources[i]!)
+        metrics.record(counterMeasurements[i]!, counterResources[i]!)
+        metrics.record(gaugeMeasurements[i]!, agent)
+      }
+      const t0 = process.hrtime.bigint()
+      yield* metrics.flush
+      const us = Number(process.hrtime.bigint() - t0) / 1000
+      const points = Metrics.dataPoints(out.batches[0]!)
+      collections.push(
+        `one ${temporality} collection (${out.batches[0]!.length} resources, ${points} series) to a memory ` +
+          `exporter: ${us.toFixed(0)} µs (${(us * 1000 / points).toFixed(0)} ns/series)`
+      )
+    })
+  yield* collect("cumulative")
+  yield* collect("delta")
 
-  console.log(`${count} spans per round, ${rounds} rounds (median), ${PROCESSES} processes, Node ${process.version}`)
-  console.log("| stage | ns/span | spans/s |")
+  console.log(
+    `${count} measurements per round, ${rounds} rounds (median), ${PROCESSES} processes, Node ${process.version}`
+  )
+  console.log("| stage | ns/measurement | measurements/s |")
   console.log("|---|---:|---:|")
   for (const [name, ns] of rows) console.log(`| ${name} | ${ns.toFixed(1)} | ${(1e9 / ns / 1000).toFixed(0)} k |`)
   console.log(`| metrics overhead in the sink | ${(on - off).toFixed(1)} | |`)
-  console.log(
-    `one collection (${PROCESSES} processes, ${points} series) to a memory exporter: ${collectUs.toFixed(0)} µs`
-  )
+  for (const line of collections) console.log(line)
 })))

@@ -163,6 +163,19 @@ describe("Metrics: the aggregation of declared instruments", () => {
       ])
     }))
 
+  it.effect("a string value cannot pass for more attributes (traced data may hold any character)", () =>
+    Effect.gen(function*() {
+      const { collect, record } = yield* setup()
+      record(
+        m(requests, 1, { a: "x", b: "y" }),
+        // Spelled as the separators, type prefixes and escapes could make { a: "x", b: "y" }'s key.
+        m(requests, 10, { a: "x\u0002b\u0001y" }),
+        m(requests, 100, { a: "x\u0002b\u0001sy" }),
+        m(requests, 1000, { a: "x\u0002b\u0001\"y\"" })
+      )
+      assert.deepStrictEqual(sumPoints(byName(yield* collect)["shop.requests"]).map(([, v]) => v), [1, 10, 100, 1000])
+    }))
+
   it.effect("up-down counter: a non-monotonic sum that takes negative increments", () =>
     Effect.gen(function*() {
       const { collect, record } = yield* setup()

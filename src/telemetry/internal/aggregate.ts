@@ -90,10 +90,13 @@ export const bucketIndex = (boundaries: ReadonlyArray<number>, v: number): numbe
   return i
 }
 
+/** The separators of `seriesKey`: a string value holding one is JSON-escaped (rare), so it cannot fake a boundary. */
+const SEPARATORS = /[\u0001\u0002]/
+
 /**
  * A key for an attribute set that does not depend on the order the probe wrote the keys in. Values carry their
- * type so that 1 and "1" stay apart; strings are JSON-quoted, so that no string (traced data: a route, a peer name)
- * can spell another value's key ("number:1") or hold the separators and pass for more attributes.
+ * type so that 1 and "1" stay apart; strings get a prefix of their own, so that none (traced data: a route, a peer
+ * name) can spell another type's key ("number:1"), nor, escaped, hold the separators and pass for more attributes.
  */
 const seriesKey = (a: Attributes): string => {
   const keys = Object.keys(a)
@@ -102,7 +105,12 @@ const seriesKey = (a: Attributes): string => {
   let out = ""
   for (const k of keys) {
     const v = a[k]
-    out += `${k}\u0001${typeof v === "string" ? JSON.stringify(v) : `${typeof v}:${JSON.stringify(v)}`}\u0002`
+    const value = typeof v !== "string" ?
+      `${typeof v}:${JSON.stringify(v)}` :
+      SEPARATORS.test(v) ?
+      JSON.stringify(v) :
+      `s${v}`
+    out += `${k}\u0001${value}\u0002`
   }
   return out
 }

@@ -403,6 +403,22 @@ describe("Metrics: cardinality, resources, eviction", () => {
       assert.deepStrictEqual(sumPoints(byName(yield* collect)["shop.requests"]).map(([, v]) => v), [2, 2, 3])
     }))
 
+  it.effect("delta: the limit bounds the attribute sets of one interval, not every one seen before", () =>
+    Effect.gen(function*() {
+      const { collect, record } = yield* setup("delta", { cardinalityLimit: 3 })
+      for (const route of ["/a", "/b", "/c", "/d"]) record(m(requests, 1, { route }))
+      assert.deepStrictEqual(sumPoints(byName(yield* collect)["shop.requests"]).map(([a, v]) => [a, v]), [
+        [{ route: "/a" }, 1],
+        [{ route: "/b" }, 1],
+        [{ "otel.metric.overflow": true }, 2]
+      ])
+      for (const route of ["/c", "/d", "/c"]) record(m(requests, 1, { route }))
+      assert.deepStrictEqual(sumPoints(byName(yield* collect)["shop.requests"]).map(([a, v]) => [a, v]), [
+        [{ route: "/c" }, 2],
+        [{ route: "/d" }, 1]
+      ])
+    }))
+
   it.effect("the limit is per instrument and per resource", () =>
     Effect.gen(function*() {
       const { collect, record } = yield* setup("cumulative", { cardinalityLimit: 2 })

@@ -77,6 +77,20 @@ describe("Telemetry.layerTest", () => {
       assert.strictEqual((yield* (yield* Telemetry.Telemetry).stats).received, 2)
     }).pipe(Effect.provide(Telemetry.layerTest(1_700_000_000_000_000_000n))))
 
+  it.effect("span events are exported with their times on the wall clock and their own attributes", () =>
+    Effect.gen(function*() {
+      const sink = yield* TelemetrySink
+      const attributes = { "exception.type": "string", "exception.message": "boom" }
+      yield* sink.span({ ...server, events: [{ name: "exception", timeMonoNs: 5_001_000_003n, attributes }] })
+      yield* sink.span(root)
+      const [s, r] = yield* (yield* Telemetry.TelemetryCapture).exported
+      assert.deepStrictEqual<unknown>(s!.events, [
+        { name: "exception", time: [1_700_000_005, 1_000_003], attributes, droppedAttributesCount: 0 }
+      ])
+      assert.notStrictEqual<unknown>(s!.events[0]!.attributes, attributes)
+      assert.deepStrictEqual(r!.events, [])
+    }).pipe(Effect.provide(Telemetry.layerTest(1_700_000_000_000_000_000n))))
+
   it.effect("a span whose end precedes its start is exported with zero duration", () =>
     Effect.gen(function*() {
       const sink = yield* TelemetrySink

@@ -268,19 +268,20 @@ export const make = (options: AggregateOptions): Aggregate => {
     }
   }
 
-  /** After a collection: a delta instrument starts a fresh interval; every series is untouched again. */
+  /**
+   * After a collection: a delta instrument starts a fresh interval with no series at all (what they held is exported;
+   * the cardinality limit then bounds the attribute sets of one interval, as in the OTel SDK, rather than every one
+   * ever seen, which would send all new ones to the overflow series for good); a cumulative one keeps its series.
+   */
   const reset = (is: InstrumentState, endTime: HrTime) => {
-    const all = is.overflow === undefined ? is.series.values() : [...is.series.values(), is.overflow]
-    for (const s of all) {
-      s.touched = false
-      if (!is.delta) continue
-      s.value = 0
-      s.count = 0
-      s.min = Infinity
-      s.max = -Infinity
-      if (s.counts !== undefined) s.counts.fill(0)
+    if (is.delta) {
+      is.series.clear()
+      is.overflow = undefined
+      is.intervalStart = endTime
+      return
     }
-    if (is.delta) is.intervalStart = endTime
+    for (const s of is.series.values()) s.touched = false
+    if (is.overflow !== undefined) is.overflow.touched = false
   }
 
   const collect = () => {

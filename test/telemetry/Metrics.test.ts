@@ -227,10 +227,10 @@ describe("Metrics: the aggregation of declared instruments", () => {
         min: 0,
         max: 250
       })
-      // Cumulative: min and max over everything so far.
-      record(m(latency, -5, { route: "/a" }))
+      // Cumulative: count, sum, min and max over everything so far.
+      record(m(latency, 1000, { route: "/a" }))
       assert.deepStrictEqual(histogramPoints(byName(yield* collect)["shop.latency"]), [
-        [{ route: "/a" }, [4, 2, 1], 7, 368.5, -5, 250, T(0), T(2)]
+        [{ route: "/a" }, [3, 2, 2], 7, 1373.5, 0, 1000, T(0), T(2)]
       ])
     }))
 

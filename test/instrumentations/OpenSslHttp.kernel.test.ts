@@ -2,8 +2,8 @@
  * The OpenSSL HTTP probe on the real kernel (root): a Python HTTPS server (http.server + ssl, test/fixtures/tls) and
  * curl, both dynamically linked to /lib/x86_64-linux-gnu/libssl.so.3, on loopback with a certificate the test makes.
  * Each process is analysed (native, with its libssl) and attached through the Manager; then the exact CLIENT spans of
- * curl's pid and SERVER spans of python's pid are checked, including two requests over one keep-alive connection and
- * a server span continuing curl's traceparent header.
+ * curl's pid and SERVER spans of python's pid are checked, including two requests over one keep-alive connection, a
+ * server span continuing curl's traceparent header, and a POST answered "100 Continue" before its final status.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
@@ -47,6 +47,7 @@ beforeAll(() => {
     "-addext", "subjectAltName=IP:127.0.0.1",
     "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")
   ], { stdio: "ignore" })
+  fs.writeFileSync(path.join(dir, "body.txt"), "b".repeat(3000))
 }, 120_000)
 
 afterAll(() => {
@@ -147,33 +148,38 @@ const shape = (s: SpanData) => ({
 })
 
 describe("OpenSSL HTTP probe: curl and a Python HTTPS server over loopback", () => {
-  it.live.each(pythons)("CLIENT spans for curl, SERVER spans for %s, keep-alive and traceparent", (python) =>
+  it.live.each(pythons)("CLIENT spans for curl, SERVER spans for %s: keep-alive, traceparent, 100-continue", (python) =>
     Effect.gen(function*() {
       const srv = yield* startServer(python)
       const base = `https://127.0.0.1:${srv.port}`
       yield* attach(srv.pid)
       const manager = yield* Manager
 
-      // One request carrying a traceparent; two over one keep-alive connection; a 404 and a POST.
+      // One request carrying a traceparent; two over one keep-alive connection; a 404; a POST; a POST whose body
+      // waits for "100 Continue" (an interim answer: the exchange ends at the final one).
       const runs = [
         `insecure\nsilent\nheader = "traceparent: 00-${TRACE}-${PARENT}-01"\nurl = "${base}/hello"\noutput = "/dev/null"\n`,
         `insecure\nsilent\nurl = "${base}/items?id=7"\noutput = "/dev/null"\nurl = "${base}/fail"\noutput = "/dev/null"\n`,
         `insecure\nsilent\nurl = "${base}/missing"\noutput = "/dev/null"\n`,
-        `insecure\nsilent\ndata = "name=probe"\nurl = "${base}/echo"\noutput = "/dev/null"\n`
+        `insecure\nsilent\ndata = "name=probe"\nurl = "${base}/echo"\noutput = "/dev/null"\n`,
+        `insecure\nsilent\nheader = "Expect: 100-continue"\ndata-binary = "@${path.join(dir, "body.txt")}"\n` +
+        `url = "${base}/echo?big=1"\noutput = "/dev/null"\n`
       ]
       const curls: Array<number> = []
       for (const config of runs) curls.push(yield* curlRun(config))
-      const spans = yield* (yield* CapturedSpans).take(10).pipe(Effect.timeout("15 seconds"))
+      const spans = yield* (yield* CapturedSpans).take(12).pipe(Effect.timeout("15 seconds"))
       // Nothing more comes (e.g. a span per TLS record, or one per side twice).
       yield* Effect.sleep("300 millis")
       assert.deepStrictEqual(yield* (yield* CapturedSpans).all, spans)
 
       const client = (pid: number, url: string) =>
         one(spans, (s) => s.pid === pid && s.kind === "client" && s.attributes["url.full"] === `${base}${url}`, url)
-      const served = (url: string) =>
-        one(spans, (s) => s.pid === srv.pid && s.kind === "server" && s.attributes["url.path"] === url, url)
+      const served = (p: string, query?: string) =>
+        one(spans, (s) =>
+          s.pid === srv.pid && s.kind === "server" && s.attributes["url.path"] === p &&
+          s.attributes["url.query"] === query, `${p}?${query}`)
       const clientAttrs = (url: string, status: number) => ({
-        "http.request.method": url === "/echo" ? "POST" : "GET",
+        "http.request.method": url.startsWith("/echo") ? "POST" : "GET",
         "server.address": "127.0.0.1",
         "server.port": srv.port,
         "url.full": `${base}${url}`,
@@ -204,7 +210,7 @@ describe("OpenSSL HTTP probe: curl and a Python HTTPS server over loopback", () 
           pid: srv.pid, probe: "openssl_http", name: "GET", kind: "server", attributes: serverAttrs("/hello", 200),
           status: unset, traceFlags: 1
         }],
-        [client(curls[1]!, "/items?id=7"), served("/items"), {
+        [client(curls[1]!, "/items?id=7"), served("/items", "id=7"), {
           pid: curls[1]!, probe: "openssl_http", name: "GET", kind: "client",
           attributes: clientAttrs("/items?id=7", 200), status: unset, traceFlags: 1
         }, {
@@ -231,6 +237,13 @@ describe("OpenSSL HTTP probe: curl and a Python HTTPS server over loopback", () 
         }, {
           pid: srv.pid, probe: "openssl_http", name: "POST", kind: "server", attributes: serverAttrs("/echo", 201),
           status: unset, traceFlags: 1
+        }],
+        [client(curls[4]!, "/echo?big=1"), served("/echo", "big=1"), {
+          pid: curls[4]!, probe: "openssl_http", name: "POST", kind: "client",
+          attributes: clientAttrs("/echo?big=1", 201), status: unset, traceFlags: 1
+        }, {
+          pid: srv.pid, probe: "openssl_http", name: "POST", kind: "server",
+          attributes: serverAttrs("/echo", 201, "big=1"), status: unset, traceFlags: 1
         }]
       ]
       for (const [c, s, cShape, sShape] of expected) {
@@ -244,10 +257,12 @@ describe("OpenSSL HTTP probe: curl and a Python HTTPS server over loopback", () 
       // The server continues the trace of the traceparent curl was told to send; the others are roots.
       const hello = served("/hello")
       assert.deepStrictEqual([hello.traceId, hello.parentSpanId, hello.parentIsRemote], [TRACE, PARENT, true])
-      for (const p of ["/items", "/fail", "/missing", "/echo"]) assert.strictEqual(served(p).parentSpanId, undefined)
+      for (const [p, q] of [["/items", "id=7"], ["/fail"], ["/missing"], ["/echo"], ["/echo", "big=1"]]) {
+        assert.strictEqual(served(p!, q).parentSpanId, undefined)
+      }
 
       const stats = (yield* manager.stats).find((s) => s.probe === "openssl_http")!
-      assert.deepStrictEqual([stats.records, stats.decodeErrors, stats.skipped], [10, 0, 0])
+      assert.deepStrictEqual([stats.records, stats.decodeErrors, stats.skipped], [12, 0, 0])
     }).pipe(Effect.provide(agent), Effect.scoped), 60_000)
 
   it.live("sampling is decided in BPF: with always_off roots, only the server span of a sampled traceparent is recorded", () =>

@@ -4,10 +4,12 @@
  * them, must report exactly those of the selected processes — each on its own pid — and nothing of the others.
  *
  * The programs (tcpPrograms.ts) run in a network namespace of the test's own. Retransmissions are made deterministic
- * without any traffic shaping (this kernel has no sch_netem, and neither nft nor iptables is installed): a listener
- * with backlog 0 that never accepts keeps one connection in its accept queue, so the kernel drops the SYN of a second
- * connect, and a client with TCP_SYNCNT=1 retransmits that SYN exactly once (after 1 s; the namespace has plain
- * exponential SYN backoff) before its connect times out (after 3 s, ETIMEDOUT).
+ * without any traffic shaping (this kernel has no sch_netem, and neither nft nor iptables is installed):
+ * - a SYN: a listener with backlog 0 that never accepts keeps one connection in its accept queue, so the kernel drops
+ *   the SYN of a second connect, and a client with TCP_SYNCNT=1 retransmits that SYN exactly once (after 1 s; the
+ *   namespace has plain exponential SYN backoff) before its connect times out (after 3 s, ETIMEDOUT);
+ * - data: a cgroup_skb/ingress program (bpf/test/tcp_drop.bpf.c) on a cgroup holding the client drops the first data
+ *   segment its sockets receive (the server's greeting), which the server then retransmits once.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
@@ -23,14 +25,18 @@ import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedMeasurements } from "../../src/probe/ProbeTest.ts"
 import type { Measurement } from "../../src/probe/Telemetry.ts"
 import * as TracingConfig from "../../src/probe/TracingConfig.ts"
-import { finish, makeNetns, type Netns, type Program } from "./tcpPrograms.ts"
+import * as Probe from "../../src/probe/Probe.ts"
+import { Bpf } from "../../src/kernel/Bpf.ts"
+import { finish, makeCgroup, makeNetns, type Netns, type Program } from "./tcpPrograms.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
 
 let net: Netns | undefined
 
 beforeAll(() => {
-  execFileSync("make", ["-C", path.join(root, "bpf"), "out/tcp_metrics.bpf.o"], { stdio: "ignore" })
+  execFileSync("make", ["-C", path.join(root, "bpf"), "out/tcp_metrics.bpf.o", "out/tcp_drop.bpf.o"], {
+    stdio: "ignore"
+  })
   net = makeNetns("tcp")
 })
 
@@ -206,5 +212,39 @@ describe("TCP metrics on the kernel", () => {
         [`${server.pid} tcp.connection.duration ${attrs("server", port)}`]: 1
       })
       yield* Effect.forEach([server, v6, v4], finish)
+    }).pipe(Effect.provide(agent), Effect.scoped), { timeout: 60_000 })
+
+  it.live("a data segment lost on its way to the client: the server's retransmission, on the server", () =>
+    Effect.gen(function*() {
+      // The client's sockets lose the first data segment they receive: the server's greeting.
+      const cgroup = makeCgroup("tcp-drop")
+      yield* Effect.addFinalizer(() => Effect.sync(() => cgroup.remove()))
+      const bpf = yield* Bpf
+      const drop = yield* bpf.load({ file: Probe.objectFile("tcp_drop"), name: "tcp_drop" })
+      yield* drop.attachCgroup({ program: "drop_data", cgroup: cgroup.path })
+
+      const server = yield* start("greeter")
+      yield* select(server)
+      yield* server.go
+      const port = Number(yield* server.line)
+      const client = yield* start("greeted", String(port))
+      cgroup.add(client.pid)
+      yield* select(client)
+      yield* client.go
+      assert.strictEqual(yield* client.line, "done")
+
+      const all = yield* collect(7)
+      assert.deepStrictEqual(totals(all), {
+        [`${server.pid} tcp.connection.opened ${attrs("server", port)}`]: 1,
+        [`${server.pid} tcp.retransmissions ${attrs("server", port)}`]: 1,
+        [`${server.pid} tcp.connection.closed ${attrs("server", port)}`]: 1,
+        [`${server.pid} tcp.connection.duration ${attrs("server", port)}`]: 1,
+        [`${client.pid} tcp.connection.opened ${attrs("client", port)}`]: 1,
+        [`${client.pid} tcp.connection.closed ${attrs("client", port)}`]: 1,
+        [`${client.pid} tcp.connection.duration ${attrs("client", port)}`]: 1
+      })
+      const lost = yield* drop.lookup("dropped", new Uint8Array(4))
+      assert.deepStrictEqual(lost._tag === "Some" ? [...lost.value] : [], [1, 0, 0, 0])
+      yield* Effect.forEach([server, client], finish)
     }).pipe(Effect.provide(agent), Effect.scoped), { timeout: 60_000 })
 })

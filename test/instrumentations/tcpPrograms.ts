@@ -1,9 +1,9 @@
 /**
- * TCP programs for the TCP metrics tests on the real kernel: one small Python program in four roles (server, client,
- * a client of a full accept queue, a client that resets), run in a network namespace of the test's own (loopback only), started by the
- * test and driven line by line over stdin/stdout.
+ * TCP programs for the TCP metrics tests on the real kernel: one small Python program in six roles (servers and
+ * clients), run in a network namespace of the test's own (loopback only), started by the test and driven line by
+ * line over stdin/stdout; and a cgroup whose sockets lose their first data segment (bpf/test/tcp_drop.bpf.c).
  *
- *   const net = makeNetns()          // in beforeAll; net.remove() in afterAll
+ *   const net = makeNetns("tcp")     // in beforeAll; net.remove() in afterAll
  *   const server = yield* net.start("server", "128", "5")
  *   yield* server.go; const port = Number(yield* server.line)
  *
@@ -17,7 +17,7 @@ import * as fs from "node:fs"
 import { Effect } from "effect"
 
 /**
- * One program, four roles; each waits for a "go" line on stdin (so the test can select it first) and prints what
+ * One program, six roles; each waits for a "go" line on stdin (so the test can select it first) and prints what
  * the test needs on stdout, one line each.
  * - server BACKLOG ACCEPTS [dual]: listen on 127.0.0.1 (dual: on every IPv6 and IPv4 address, one AF_INET6 socket),
  *   print the port; accept ACCEPTS connections, read each to EOF, close.
@@ -26,6 +26,8 @@ import { Effect } from "effect"
  * - syn PORT: one connection to PORT (left in its accept queue), then a connect with TCP_SYNCNT=1 that times out;
  *   prints the connect's errno, closes the first connection with a reset (SO_LINGER 0), then "done".
  * - reset PORT N: N connections to PORT, each closed at once with a reset (SO_LINGER 0); then "done".
+ * - greeter: listen on 127.0.0.1, print the port; accept one connection, send "hello", read it to EOF, close.
+ * - greeted PORT: connect to PORT, read the 5-byte greeting, send one byte, close; then "done".
  * Every role then waits for stdin to close before exiting.
  */
 export const PROGRAM = `
@@ -75,6 +77,24 @@ elif role == "syn":
     a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     a.close()
     b.close()
+    print("done", flush=True)
+elif role == "greeter":
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    print(s.getsockname()[1], flush=True)
+    c, _ = s.accept()
+    c.sendall(b"hello")
+    while c.recv(64):
+        pass
+    c.close()
+elif role == "greeted":
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+    got = b""
+    while len(got) < 5:
+        got += c.recv(5 - len(got))
+    c.sendall(b"x")
+    c.close()
     print("done", flush=True)
 elif role == "reset":
     for _ in range(int(sys.argv[3])):
@@ -159,5 +179,26 @@ export const makeNetns = (tag: string): Netns => {
       for (const p of programs) p.kill("SIGKILL")
       execFileSync(IP, ["netns", "delete", name])
     }
+  }
+}
+
+/** A cgroup (v2) of the test's own; processes moved into it before they make sockets. */
+export interface Cgroup {
+  readonly path: string
+  readonly add: (pid: number) => void
+  /** Remove it (its processes must have exited). */
+  readonly remove: () => void
+}
+
+/** Create a cgroup under the cgroup v2 mount, named after this test process and `tag`. */
+export const makeCgroup = (tag: string): Cgroup => {
+  const mount = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").find((l) => / - cgroup2 /.test(l))
+  if (mount === undefined) throw new Error("no cgroup v2 mount")
+  const path = `${mount.split(" ")[4]}/probescope-${tag}-${process.pid}`
+  fs.mkdirSync(path, { recursive: true })
+  return {
+    path,
+    add: (pid) => fs.writeFileSync(`${path}/cgroup.procs`, `${pid}\n`),
+    remove: () => fs.rmdirSync(path)
   }
 }

@@ -9,8 +9,8 @@
  * Who owns a socket. Most state changes run in softirq context (a packet arrived, a timer fired), where the current
  * task is whatever was running on that CPU; over loopback it is often the *peer* process, whose send is processed
  * in its own context. So `bpf_get_current_pid_tgid()` is trusted only in task context: not serving a softirq or an
- * interrupt (read from the CPU's preempt count), not a kernel thread. The owner is learned there and kept per socket
- * (tcp_socks, keyed by the struct sock pointer, LRU-bounded, deleted at CLOSE):
+ * interrupt (told by the stack the tracepoint's arguments are on, see task_owner), not a kernel thread. The owner is
+ * learned there and kept per socket (tcp_socks, keyed by the struct sock pointer, LRU-bounded, deleted at CLOSE):
  *   - client side: connect() sets SYN_SENT in the caller's context: the owner is known from the first event;
  *   - server side: the accepted socket is born and established in softirq. Its owner is provisionally the process
  *     that listens on its port (tcp_listeners, learned at listen() or from an earlier confirmed connection of that

@@ -158,10 +158,12 @@ export const attributesOf = (r: Record): globalThis.Record<string, AttributeValu
   [ATTR_SERVER_PORT]: r.serverPort
 })
 
-/** Turn one record into its measurements; the BPF side only sends records of selected processes. */
+/**
+ * Turn one record into its measurements, on the owning process's resource. The BPF side only sends records of
+ * connections whose owner is a selected process, so there is never a host-wide (pid-less) measurement.
+ */
 export const signals = (r: Record, emit: Probe.Emit<keyof typeof instruments>): void => {
-  // pid 0 never leaves the kernel for a record (owners are selected processes); undefined would mean the host.
-  const pid = r.pid === 0 ? undefined : r.pid
+  const pid = r.pid
   const attributes = attributesOf(r)
   const withError = r.error === 0 ? attributes : { ...attributes, [ATTR_ERROR_TYPE]: errorType(r.error) }
   switch (r.kind) {

@@ -15,7 +15,7 @@
  * | ------------------------- | --------- | -------------- | ----------------------------------------------------- |
  * | `tcp.connection.opened`   | counter   | `{connection}` | a handshake completed (ESTABLISHED)                   |
  * | `tcp.connection.failed`   | counter   | `{connection}` | a connect ended before ESTABLISHED                    |
- * | `tcp.connection.closed`   | counter   | `{connection}` | an established connection reached CLOSE              |
+ * | `tcp.connection.closed`   | counter   | `{connection}` | an established connection reached CLOSE               |
  * | `tcp.connection.duration` | histogram | `s`            | ESTABLISHED to CLOSE, for each closed connection      |
  * | `tcp.retransmissions`     | counter   | `{segment}`    | segments retransmitted (SYNs of a connect included)   |
  *

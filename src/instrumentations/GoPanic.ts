@@ -140,6 +140,22 @@ const KIND_UINT = 7
 const KIND_UINTPTR = 12
 const KIND_STRING = 24
 
+/** The unnamed bool and integer types: Go prints their values bare, a named type's as `T(v)`. */
+const BASIC_NAMES = new Set([
+  "bool",
+  "int",
+  "int8",
+  "int16",
+  "int32",
+  "int64",
+  "uint",
+  "uint8",
+  "uint16",
+  "uint32",
+  "uint64",
+  "uintptr"
+])
+
 /** abi.TFlagExtraStar: the stored name has a '*' that is not part of it. */
 const TFLAG_EXTRA_STAR = 2
 
@@ -206,15 +222,21 @@ export const panicValue = (r: Record): PanicValue => {
     r.message :
     undefined
   if (message !== undefined) return { type, message, text: message }
-  // Go prints other values as %v would for a basic kind, else only the type and address.
+  // As Go prints them: a bool or an integer by its value (wrapped in its type's name when it is a named type), else
+  // the type in parentheses (Go adds the address).
   const view = new DataView(r.value.buffer, r.value.byteOffset, r.value.byteLength)
-  const text = r.typeKind === KIND_BOOL ?
+  const basic = r.typeKind === KIND_BOOL ?
     String(r.value[0] !== 0) :
     r.typeKind >= KIND_INT && r.typeKind <= KIND_INT64 ?
     String(view.getBigInt64(0, true)) :
     r.typeKind >= KIND_UINT && r.typeKind <= KIND_UINTPTR ?
     String(view.getBigUint64(0, true)) :
-    `(${type ?? "unknown type"})`
+    undefined
+  const text = basic === undefined ?
+    `(${type ?? "unknown type"})` :
+    type === undefined || BASIC_NAMES.has(type) ?
+    basic :
+    `${type}(${basic})`
   return { type, message: undefined, text }
 }
 

@@ -46,7 +46,10 @@ interface SpanEvent {
 
 interface ResourceLogs {
   readonly resource: { readonly attributes: ReadonlyArray<{ key: string; value: Record<string, unknown> }> }
-  readonly scopeLogs: ReadonlyArray<{ readonly scope: { readonly name: string }; readonly logRecords: ReadonlyArray<LogRecord> }>
+  readonly scopeLogs: ReadonlyArray<{
+    readonly scope: { readonly name: string }
+    readonly logRecords: ReadonlyArray<LogRecord>
+  }>
 }
 
 /** The log records the collector exported so far, with their resource and scope. */

@@ -137,7 +137,12 @@ const routes = [
   { path: "/panic/string", route: "/panic/string", type: "string", message: "boom: a string" },
   { path: "/panic/error", route: "/panic/error", type: "*errors.errorString", message: "boom: errors.New" },
   { path: "/panic/wrapped", route: "/panic/wrapped", type: "*fmt.wrapError", message: "boom: wrapped: unexpected EOF" },
-  { path: "/panic/nilmap", route: "/panic/nilmap", type: "runtime.plainError", message: "assignment to entry in nil map" },
+  {
+    path: "/panic/nilmap",
+    route: "/panic/nilmap",
+    type: "runtime.plainError",
+    message: "assignment to entry in nil map"
+  },
   {
     path: "/panic/nilptr?nil=1",
     route: "/panic/nilptr",

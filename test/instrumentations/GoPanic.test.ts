@@ -152,7 +152,10 @@ describe("panic values", () => {
   it.effect("runtime errors: errorString gets Go's 'runtime error: ' prefix, plainError does not", () =>
     Effect.gen(function*() {
       assert.deepStrictEqual(
-        yield* exception({ typeName: "runtime.errorString", message: "invalid memory address or nil pointer dereference" }),
+        yield* exception({
+          typeName: "runtime.errorString",
+          message: "invalid memory address or nil pointer dereference"
+        }),
         ["panic: runtime error: invalid memory address or nil pointer dereference", {
           "exception.type": "runtime.errorString",
           "exception.message": "runtime error: invalid memory address or nil pointer dereference"
@@ -171,12 +174,20 @@ describe("panic values", () => {
     Effect.gen(function*() {
       const bounds = (x: bigint, y: bigint, signed: boolean, code: number) =>
         Effect.map(
-          exception({ typeKind: 25, typeName: "runtime.boundsError", message: "", value: valueOf([x, y], [signed ? 1 : 0, code]) }),
+          exception({
+            typeKind: 25,
+            typeName: "runtime.boundsError",
+            message: "",
+            value: valueOf([x, y], [signed ? 1 : 0, code])
+          }),
           ([, a]) => a["exception.message"]
         )
       assert.strictEqual(yield* bounds(5n, 3n, true, 0), "runtime error: index out of range [5] with length 3")
       assert.strictEqual(yield* bounds(-1n, 3n, true, 0), "runtime error: index out of range [-1]")
-      assert.strictEqual(yield* bounds(7n, 4n, false, 2), "runtime error: slice bounds out of range [:7] with capacity 4")
+      assert.strictEqual(
+        yield* bounds(7n, 4n, false, 2),
+        "runtime error: slice bounds out of range [:7] with capacity 4"
+      )
       assert.strictEqual(yield* bounds(3n, 2n, true, 3), "runtime error: slice bounds out of range [3:2]")
       // Unsigned: the index is the u64, not a negative number.
       assert.strictEqual(
@@ -205,11 +216,18 @@ describe("panic values", () => {
         "panic: -42",
         { "exception.type": "int" }
       ])
-      assert.deepStrictEqual(yield* exception({ typeKind: 11, typeName: "uint64", message: "", value: valueOf([-1n]) }), [
+      const max = valueOf([-1n])
+      assert.deepStrictEqual(yield* exception({ typeKind: 11, typeName: "uint64", message: "", value: max }), [
         "panic: 18446744073709551615",
         { "exception.type": "uint64" }
       ])
-      assert.deepStrictEqual(yield* exception({ typeKind: 1, typeName: "bool", message: "", value: valueOf([], [1]) }), [
+      const seven = valueOf([7n])
+      assert.deepStrictEqual(yield* exception({ typeKind: 2, typeName: "main.Code", message: "", value: seven }), [
+        "panic: main.Code(7)",
+        { "exception.type": "main.Code" }
+      ])
+      const yes = valueOf([], [1])
+      assert.deepStrictEqual(yield* exception({ typeKind: 1, typeName: "bool", message: "", value: yes }), [
         "panic: true",
         { "exception.type": "bool" }
       ])
@@ -343,11 +361,10 @@ const panicTarget = (pid: number, types?: bigint): Target => {
   } as Target
 }
 
+const probes = GoPanic.GoPanic.layer.pipe(Layer.provideMerge(ProbeTest.layer))
+
 const run = <A, E>(self: Effect.Effect<A, E, any>) =>
-  self.pipe(Effect.provide(GoPanic.GoPanic.layer.pipe(Layer.provideMerge(ProbeTest.layer))), Effect.scoped) as Effect.Effect<
-    A,
-    E
-  >
+  self.pipe(Effect.provide(probes), Effect.scoped) as Effect.Effect<A, E>
 
 describe("on the fake kernel", () => {
   it.effect("loads after go_context and nethttp_server, reusing their maps, without sampler constants", () =>

@@ -40,7 +40,8 @@ static __always_inline int ps_go_type_read(u64 typ, const struct ps_go_type_offs
 
 /* Copy the name of the type at `typ` (as stored: maybe with the extra '*') into dst, at most `cap` bytes (a
  * power-of-two constant). `types` is the runtime address of the module's type data. Returns the bytes copied. */
-static __always_inline u32 ps_go_type_name(void *dst, u32 cap, u64 typ, u64 types, const struct ps_go_type_offsets *off) {
+static __always_inline u32 ps_go_type_name(void *dst, u32 cap, u64 typ, u64 types,
+                                           const struct ps_go_type_offsets *off) {
   if (typ == 0 || types == 0)
     return 0;
   s32 name_off = 0;

@@ -170,12 +170,13 @@ describe.each(versions)("go/panic on Go %s", (version) => {
       const base = `http://${app.addr}`
       for (const r of routes) assert.strictEqual(yield* get(`${base}${r.path}`), "closed", r.path)
       assert.strictEqual(yield* get(`${base}/recover`), 200)
+      assert.strictEqual(yield* get(`${base}/middleware`), 500)
       assert.strictEqual(yield* get(`${base}/ok`), 200)
 
-      // Per panicking route: a server span (ended by the panic probe); plus /recover's and /ok's own spans.
-      const spans = yield* (yield* CapturedSpans).take(routes.length + 2).pipe(Effect.timeout("15 seconds"))
-      // Per panic: ERROR at the panic, WARN when recovered (net/http's recover, and /recover's goroutine).
-      const logs = yield* (yield* CapturedLogs).take(2 * (routes.length + 1)).pipe(Effect.timeout("15 seconds"))
+      // Per panicking route: a server span (ended by the panic probe); plus /recover's, /middleware's and /ok's own.
+      const spans = yield* (yield* CapturedSpans).take(routes.length + 3).pipe(Effect.timeout("15 seconds"))
+      // Per panic: ERROR at the panic, WARN when recovered (by net/http, /recover's goroutine, the middleware).
+      const logs = yield* (yield* CapturedLogs).take(2 * (routes.length + 2)).pipe(Effect.timeout("15 seconds"))
       const port = Number(app.addr.split(":")[1])
 
       for (const r of routes) {
@@ -239,10 +240,21 @@ describe.each(versions)("go/panic on Go %s", (version) => {
       const ok = one(spans, (s) => s.attributes["url.path"] === "/ok", "/ok")
       assert.strictEqual(ok.probe, "nethttp_server")
 
+      // A middleware recovers the handler's panic: the request ends normally (500), so the server probe ends its
+      // span; the panic is only in the log records.
+      const middleware = one(spans, (s) => s.attributes["url.path"] === "/middleware", "/middleware")
+      assert.strictEqual(middleware.probe, "nethttp_server")
+      assert.deepStrictEqual(middleware.status, { code: "error", message: "HTTP 500" })
+      assert.isUndefined(middleware.events)
+      assert.deepStrictEqual(logs.filter((l) => l.spanId === middleware.spanId).map((l) => [l.severity, l.body]), [
+        ["error", "panic: caught by middleware"],
+        ["warn", "recovered from panic: caught by middleware"]
+      ])
+
       const stats = yield* manager.stats
       for (const s of stats) assert.strictEqual(s.decodeErrors, 0, `${s.probe} decode errors`)
       const panics = stats.find((s) => s.probe === "go_panic")!
-      assert.strictEqual(panics.records, 2 * (routes.length + 1) + routes.length)
+      assert.strictEqual(panics.records, 2 * (routes.length + 2) + routes.length)
       // Nothing left behind: every panicked request's in-flight entry is gone, every panic was recovered.
       assert.strictEqual(entriesOf(app.pid, "nethttp_server_inflight", "lru_hash"), 0, "in-flight requests")
       assert.strictEqual(entriesOf(app.pid, "go_panic_pending", "lru_hash"), 0, "pending panics")

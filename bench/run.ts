@@ -4,13 +4,24 @@
  *
  *   node_modules/.bin/node bench/run.ts [name...]     e.g. `bench/run.ts decode overhead`
  *
- * ringbuf, discovery and overhead need root (BPF, uprobes); analysis builds cmd/go once into test/.cache/bench.
+ * ringbuf, discovery and overhead need root (BPF, uprobes); analysis builds cmd/go once into test/.cache/bench; export
+ * starts a local OTLP sink (loopback) in a child process.
  */
 import { spawnSync } from "node:child_process"
 import * as path from "node:path"
 
 /** In the order they run: the quick user-space ones first. */
-const benches = ["decode", "metrics", "analysis", "ringbuf", "discovery", "attach", "startup", "overhead"] as const
+const benches = [
+  "decode",
+  "metrics",
+  "export",
+  "analysis",
+  "ringbuf",
+  "discovery",
+  "attach",
+  "startup",
+  "overhead"
+] as const
 
 const chosen = process.argv.slice(2)
 const unknown = chosen.filter((c) => !(benches as ReadonlyArray<string>).includes(c))

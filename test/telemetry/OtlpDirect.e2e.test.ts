@@ -23,7 +23,10 @@ beforeAll(() => Effect.runPromise(Collector.build), 45 * 60_000)
 const OFFSET = 1_700_000_000_000_000_000n
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
-const resources = ProcessResources.make({ serviceName: undefined, attributes: { "deployment.environment.name": "e2e" } })
+const resources = ProcessResources.make({
+  serviceName: undefined,
+  attributes: { "deployment.environment.name": "e2e" }
+})
 Effect.runSync(resources.register(4242, { exe: "/srv/bin/users-api", goVersion: "1.26.0" }))
 Effect.runSync(resources.register(777, { exe: "/opt/worker", goVersion: "1.24.3", serviceName: "wörker" }))
 
@@ -141,7 +144,9 @@ const spansById = (requests: ReadonlyArray<{ readonly resourceSpans?: ReadonlyAr
   const out = new Map<string, { resource: unknown; scope: unknown; span: JsonSpan }>()
   for (const r of requests) {
     for (const rs of (r.resourceSpans ?? []) as ReadonlyArray<JsonResourceSpans>) {
-      for (const ss of rs.scopeSpans) for (const span of ss.spans) out.set(span.spanId, { resource: rs.resource, scope: ss.scope, span })
+      for (const ss of rs.scopeSpans) {
+        for (const span of ss.spans) out.set(span.spanId, { resource: rs.resource, scope: ss.scope, span })
+      }
     }
   }
   return out
@@ -174,7 +179,10 @@ const waitForExported = (collector: Collector.Collector, n: number) =>
     Effect.timeoutOrElse({
       duration: Duration.seconds(15),
       orElse: () =>
-        Effect.flatMap(collector.exported, (got) => Effect.die(new Error(`the collector exported ${JSON.stringify(got)}`)))
+        Effect.flatMap(
+          collector.exported,
+          (got) => Effect.die(new Error(`the collector exported ${JSON.stringify(got)}`))
+        )
     })
   )
 
@@ -269,7 +277,7 @@ describe("direct OTLP export through a real OpenTelemetry Collector", () => {
       yield* assertDelivered(collector, spans)
     }), 60_000)
 
-  it.live("a request the collector refuses (unparseable OTLP/JSON ids) is an HTTP 400: permanent, with its reason", () =>
+  it.live("a request the collector refuses (unparseable OTLP/JSON ids) is an HTTP 400: permanent, with a reason", () =>
     Effect.gen(function*() {
       const collector = yield* Collector.make()
       const endpoint = endpointOf(collector, "http/json")
@@ -279,7 +287,8 @@ describe("direct OTLP export through a real OpenTelemetry Collector", () => {
       const exit = yield* Effect.exit(exporter.export(itemsOf([bad])))
       const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail")?.error : undefined
       assert.isDefined(error)
-      assert.match(error!.message, new RegExp(`^export to ${endpoint} failed: HTTP 400 Bad Request: .+ \\(not retried\\)$`))
+      const refused = new RegExp(`^export to ${endpoint} failed: HTTP 400 Bad Request: .+ \\(not retried\\)$`)
+      assert.match(error!.message, refused)
       assert.isFalse(OtlpExporter.isRetryable(error as ExportError))
       // The collector took nothing from it, and still takes a good request.
       const good = spansOf(11)

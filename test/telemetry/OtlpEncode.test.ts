@@ -256,6 +256,39 @@ describe("direct OTLP encoding", () => {
     for (const rs of decodeRequest(mine)["resourceSpans"]) assert.strictEqual(rs.scopeSpans.length, 5)
   })
 
+  it("repeated and never-repeating attribute values (kept encoded, then no longer) encode as the SDK's", () => {
+    // 40 distinct values of one name (more than are kept per name), a value too long to keep, repeated ones.
+    const batch = Array.from({ length: 120 }, (_, i): OtlpSpan => ({
+      span: {
+        ...base,
+        spanId: (i + 1).toString(16).padStart(16, "0"),
+        attributes: {
+          "url.path": `/users/${i % 40}`,
+          "http.request.method": i % 2 === 0 ? "GET" : "POST",
+          "http.response.status_code": [200, 404][i % 2]!,
+          "server.port": 8080,
+          "ok": i % 3 === 0,
+          "body": "b".repeat(200),
+          "weight": i % 2 === 0 ? 0.25 : 1
+        },
+        events: [{ name: "e", timeMonoNs: 1n, attributes: { "url.path": `/users/${i % 40}`, "k": "v" } }]
+      },
+      resource: api,
+      offsetNs: OFFSET
+    }))
+    const sdk = batch.map((b) => toReadableSpan(b.span, api, VERSION, (ns) => ns + OFFSET))
+    for (let round = 0; round < 2; round++) {
+      assert.deepStrictEqual(
+        flatSpans(encoder.protobuf(batch)),
+        flatSpans(ProtobufTraceSerializer.serializeRequest(sdk)!)
+      )
+      assert.deepStrictEqual(
+        normalizeJson(JSON.parse(encoder.json(batch).toString())),
+        normalizeJson(JSON.parse(Buffer.from(JsonTraceSerializer.serializeRequest(sdk)!).toString()))
+      )
+    }
+  })
+
   it("an empty batch is an empty request, in both encodings", () => {
     assert.strictEqual(encoder.protobuf([]).length, 0)
     assert.strictEqual(ProtobufTraceSerializer.serializeRequest([])!.length, 0)

@@ -148,7 +148,9 @@ describe("OtlpExporter over HTTP", () => {
 
   it.live("http/json: the OTLP/JSON body with its content type", () =>
     Effect.gen(function*() {
-      const server = yield* httpServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end("{}"))
+      const server = yield* httpServer((_req, res) =>
+        res.writeHead(200, { "content-type": "application/json" }).end("{}")
+      )
       const exporter = yield* exporterFor({ endpoint: server.url, protocol: "http/json" })
       yield* exporter.export(items)
       const got = server.received[0]!

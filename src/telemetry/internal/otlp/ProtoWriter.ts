@@ -202,3 +202,51 @@ export class ProtoWriter {
     buf[p] = n
   }
 }
+
+/**
+ * The same growable buffer for OTLP/JSON: text is written as UTF-8 bytes as it is produced, so a request of
+ * thousands of spans never becomes one long JavaScript string to flatten and encode at the end.
+ */
+export class JsonWriter extends ProtoWriter {
+  /** Text known to be ASCII and to need no escaping: punctuation, field names, numbers, hex ids. */
+  ascii(s: string): void {
+    const n = s.length
+    this.ensure(n)
+    const buf = this.buf
+    let p = this.pos
+    for (let i = 0; i < n; i++) buf[p++] = s.charCodeAt(i)
+    this.pos = p
+  }
+
+  /** A JSON string literal (quoted, escaped). */
+  quoted(s: string): void {
+    const n = s.length
+    this.ensure(n + 2)
+    const buf = this.buf
+    const start = this.pos
+    let p = start
+    buf[p++] = 0x22
+    let i = 0
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i)
+      // Printable ASCII other than '"' and '\': as it is. Anything else takes the slow path below.
+      if (c < 0x20 || c >= 0x7f || c === 0x22 || c === 0x5c) break
+      buf[p++] = c
+    }
+    if (i === n) {
+      buf[p++] = 0x22
+      this.pos = p
+      return
+    }
+    this.pos = start
+    this.text(JSON.stringify(s))
+  }
+
+  /** Any text, as UTF-8. */
+  text(s: string): void {
+    const len = Buffer.byteLength(s, "utf8")
+    this.ensure(len)
+    utf8.encodeInto(s, this.buf.subarray(this.pos, this.pos + len))
+    this.pos += len
+  }
+}

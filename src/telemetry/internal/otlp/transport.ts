@@ -113,7 +113,8 @@ const failed = (message: string, options: FailureOptions): SendResult => ({
   failure: new OtlpFailure(message, options)
 })
 
-const timedOut = (timeoutMillis: number) => failed(`timed out after ${timeoutMillis} ms`, { retryable: true, timedOut: true })
+const timedOut = (timeoutMillis: number) =>
+  failed(`timed out after ${timeoutMillis} ms`, { retryable: true, timedOut: true })
 
 /** OTLP/HTTP: POST the body (protobuf or JSON) to the traces URL. */
 export const httpTransport = (options: TransportOptions & { readonly contentType: string }): Transport => {
@@ -248,7 +249,7 @@ export const grpcTransport = (options: TransportOptions): Transport => {
     return s
   }
 
-  const call = (frame: Uint8Array, settle: (result: SendResult) => void) => {
+  const call = (message: Uint8Array, compressed: boolean, settle: (result: SendResult) => void) => {
     const s = connect()
     inFlight++
     s.ref()
@@ -324,25 +325,26 @@ export const grpcTransport = (options: TransportOptions): Transport => {
         { retryable: httpStatus === 0 || RETRYABLE_HTTP.has(httpStatus), status: httpStatus }
       ))
     })
-    stream.end(frame)
+    stream.write(prefixOf(message, compressed))
+    stream.end(message)
     return stream
   }
 
-  const frameOf = (message: Uint8Array, compressed: boolean) => {
-    const frame = Buffer.allocUnsafe(5 + message.length)
-    frame[0] = compressed ? 1 : 0
-    frame.writeUInt32BE(message.length, 1)
-    frame.set(message, 5)
-    return frame
+  /** The gRPC message prefix: compressed flag, big-endian length (the message follows it, not copied after it). */
+  const prefixOf = (message: Uint8Array, compressed: boolean) => {
+    const prefix = Buffer.allocUnsafe(5)
+    prefix[0] = compressed ? 1 : 0
+    prefix.writeUInt32BE(message.length, 1)
+    return prefix
   }
 
   const send: Send = (body, done) => {
     const settle = once(done)
     let stream: http2.ClientHttp2Stream | undefined
     let abandoned = false
-    const start = (frame: Uint8Array) => {
+    const start = (message: Uint8Array, compressed: boolean) => {
       try {
-        stream = call(frame, settle)
+        stream = call(message, compressed, settle)
       } catch (error) {
         settle(failed(errorMessage(error), { retryable: true, cause: error }))
       }
@@ -351,10 +353,10 @@ export const grpcTransport = (options: TransportOptions): Transport => {
       gzipped(body, (error, out) => {
         if (abandoned) return
         if (error !== null) return settle(failed(`gzip: ${error.message}`, { retryable: false, cause: error }))
-        start(frameOf(out, true))
+        start(out, true)
       })
     } else {
-      start(frameOf(body, false))
+      start(body, false)
     }
     return () => {
       abandoned = true

@@ -1,0 +1,278 @@
+/**
+ * The export stage's CPU per span, the way the agent pays it today against the direct OTLP exporter: SpanData →
+ * ReadableSpan (readableSpan.ts) → the OpenTelemetry JS SDK's serializer / OTLP exporter, versus SpanData →
+ * `OtlpSpan` → our own encoder (src/telemetry/internal/otlp) / `OtlpExporter`. Batches of 512 realistic HTTP spans
+ * (10 attributes, 8 processes, 2 probes). Encode only, then encode + send to a sink in a child process (its CPU is not
+ * counted) that decodes and counts the spans it got: http/protobuf, http/json, grpc. CPU is this process's
+ * `process.cpuUsage()` (user + system, every thread: GC, zlib, libuv included). No kernel, no root.
+ *
+ *   node_modules/.bin/node bench/export.ts [batches per round, default 200]
+ */
+import { fork } from "node:child_process"
+import * as http from "node:http"
+import * as http2 from "node:http2"
+import type { AddressInfo } from "node:net"
+import { ProtobufTraceSerializer, JsonTraceSerializer } from "@opentelemetry/otlp-transformer"
+import { resourceFromAttributes } from "@opentelemetry/resources"
+import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base"
+import { Effect } from "effect"
+import type { SpanData } from "../src/probe/Telemetry.ts"
+import { makeTraceEncoder, type OtlpSpan } from "../src/telemetry/internal/otlp/traces.ts"
+import { toReadableSpan } from "../src/telemetry/internal/readableSpan.ts"
+import * as OtlpExporter from "../src/telemetry/OtlpExporter.ts"
+import * as ProcessResources from "../src/telemetry/ProcessResources.ts"
+
+const BATCH = 512
+
+// ---------------------------------------------------------------------------------------------------------------
+// The sink (child process): OTLP/HTTP and OTLP/gRPC endpoints that count the spans they receive.
+
+/** Calls `f` with each length-delimited `field` of a protobuf message. */
+const eachField = (b: Uint8Array, field: number, f: (sub: Uint8Array) => void) => {
+  let at = 0
+  const varint = () => {
+    let v = 0
+    let scale = 1
+    while (true) {
+      const byte = b[at++]!
+      v += (byte & 0x7f) * scale
+      scale *= 128
+      if (byte < 0x80) return v
+    }
+  }
+  while (at < b.length) {
+    const key = varint()
+    const wire = key & 7
+    if (wire === 0) varint()
+    else if (wire === 1) at += 8
+    else if (wire === 5) at += 4
+    else {
+      const len = varint()
+      if (key >>> 3 === field) f(b.subarray(at, at + len))
+      at += len
+    }
+  }
+}
+
+const countProtobuf = (body: Uint8Array) => {
+  let n = 0
+  eachField(body, 1, (rs) => eachField(rs, 2, (ss) => eachField(ss, 2, () => void n++)))
+  return n
+}
+
+const countJson = (body: Buffer) => {
+  let n = 0
+  for (const rs of JSON.parse(body.toString("utf8")).resourceSpans) for (const ss of rs.scopeSpans) n += ss.spans.length
+  return n
+}
+
+const runSink = () => {
+  let spans = 0
+  const httpServer = http.createServer((req, res) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (c: Buffer) => chunks.push(c))
+    req.on("end", () => {
+      const body = Buffer.concat(chunks)
+      spans += req.headers["content-type"] === "application/json" ? countJson(body) : countProtobuf(body)
+      res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/x-protobuf" }).end()
+    })
+  })
+  const grpcServer = http2.createServer()
+  grpcServer.on("stream", (stream) => {
+    const chunks: Array<Buffer> = []
+    stream.on("data", (c: Buffer) => chunks.push(c))
+    stream.on("end", () => {
+      spans += countProtobuf(Buffer.concat(chunks).subarray(5))
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }))
+      stream.end(Buffer.alloc(5))
+    })
+  })
+  process.on("message", (m) => {
+    if (m === "count") process.send!({ spans })
+  })
+  httpServer.listen(0, "127.0.0.1", () =>
+    grpcServer.listen(0, "127.0.0.1", () =>
+      process.send!({
+        http: (httpServer.address() as AddressInfo).port,
+        grpc: (grpcServer.address() as AddressInfo).port
+      })))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The bench.
+
+const hex = (bytes: number) => {
+  let s = ""
+  for (let i = 0; i < bytes; i++) s += Math.floor(Math.random() * 256).toString(16).padStart(2, "0")
+  return s
+}
+
+const PROCESSES = 8
+const OFFSET = 1_700_000_000_000_000_000n
+
+/** What the HTTP probes emit: server spans with a remote parent, client spans with a local one. */
+const spans: ReadonlyArray<SpanData> = Array.from({ length: 4 * BATCH }, (_, i) => {
+  const server = i % 3 !== 0
+  const status = [200, 200, 200, 201, 404, 500][i % 6]!
+  return {
+    pid: 1000 + (i % PROCESSES),
+    probe: server ? "nethttp_server" : "nethttp_client",
+    traceId: hex(16),
+    spanId: hex(8),
+    parentSpanId: hex(8),
+    parentIsRemote: server,
+    traceFlags: 1,
+    name: server ? `GET /api/r${i % 20}/{id}` : "GET",
+    kind: server ? "server" : "client",
+    startMonoNs: 1_000_000_000n + BigInt(i) * 1000n,
+    endMonoNs: 1_000_000_000n + BigInt(i) * 1000n + BigInt(100_000 + i * 37),
+    attributes: {
+      "http.request.method": "GET",
+      "url.path": `/api/r${i % 20}/${i}`,
+      "url.scheme": "http",
+      "http.route": `/api/r${i % 20}/{id}`,
+      "http.response.status_code": status,
+      "server.address": "localhost",
+      "server.port": 8080,
+      "network.peer.address": "127.0.0.1",
+      "network.peer.port": 40000 + (i % 20000),
+      "network.protocol.version": "1.1"
+    },
+    status: status >= 500 ? { code: "error", message: `HTTP ${status}` } : { code: "unset" }
+  }
+})
+
+const resources = Array.from({ length: PROCESSES }, (_, i) =>
+  resourceFromAttributes({
+    "service.name": `svc-${i}`,
+    "process.pid": 1000 + i,
+    "process.executable.path": `/srv/bin/svc-${i}`,
+    "process.executable.name": `svc-${i}`,
+    "process.runtime.name": "go",
+    "process.runtime.version": "1.26.0",
+    "telemetry.distro.name": "probescope",
+    "telemetry.distro.version": ProcessResources.version
+  }))
+
+const batches = Array.from({ length: 4 }, (_, b) => spans.slice(b * BATCH, (b + 1) * BATCH))
+const toEpochNs = (ns: bigint) => ns + OFFSET
+
+/** What the agent does per span before the SDK exporter: build the ReadableSpan. */
+const readable = (batch: ReadonlyArray<SpanData>): Array<ReadableSpan> =>
+  batch.map((d) => toReadableSpan(d, resources[d.pid - 1000]!, ProcessResources.version, toEpochNs))
+
+/** What the agent does per span before the direct exporter: the item. */
+const direct = (batch: ReadonlyArray<SpanData>): Array<OtlpSpan> =>
+  batch.map((d) => OtlpExporter.span(d, resources[d.pid - 1000]!, OFFSET))
+
+const cpuMicros = () => {
+  const u = process.cpuUsage()
+  return u.user + u.system
+}
+
+const ROUNDS = 5
+
+/** CPU µs per span: the median of ROUNDS rounds of `count` batches, after a warm-up round. */
+const measure = async (count: number, run: (batch: ReadonlyArray<SpanData>) => unknown | Promise<unknown>) => {
+  const samples: Array<number> = []
+  for (let round = 0; round <= ROUNDS; round++) {
+    const c0 = cpuMicros()
+    for (let i = 0; i < count; i++) await run(batches[i & 3]!)
+    const perSpan = (cpuMicros() - c0) / (count * BATCH)
+    if (round > 0) samples.push(perSpan)
+  }
+  return samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)]!
+}
+
+/** Fewer batches for the rows that send: a request's round trip takes wall time (not CPU) the encode rows do not. */
+const sendBatches = (count: number) => Math.max(10, Math.floor(count / 4))
+
+const sdkExport = (exporter: SpanExporter, spans: Array<ReadableSpan>) =>
+  new Promise<void>((resolve, reject) =>
+    exporter.export(spans, (r) => r.code === 0 ? resolve() : reject(r.error ?? new Error("export failed")))
+  )
+
+const main = async () => {
+  const count = Number(process.argv[2] ?? 200)
+  const child = fork(import.meta.filename, ["sink"], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
+  const ports = await new Promise<{ http: number; grpc: number }>((resolve) => child.once("message", resolve as any))
+  const sinkCount = () =>
+    new Promise<number>((resolve) => {
+      child.once("message", (m: any) => resolve(m.spans))
+      child.send("count")
+    })
+  const httpUrl = `http://127.0.0.1:${ports.http}/v1/traces`
+  const grpcUrl = `http://127.0.0.1:${ports.grpc}`
+
+  const encoder = makeTraceEncoder(ProcessResources.version)
+  let bytes = 0
+  const rows: Array<[string, number, number]> = []
+  const row = async (
+    name: string,
+    sdk: (b: ReadonlyArray<SpanData>) => unknown,
+    ours: (b: ReadonlyArray<SpanData>) => unknown,
+    n = count
+  ) => {
+    rows.push([name, await measure(n, sdk), await measure(n, ours)])
+  }
+
+  await row(
+    "encode http/protobuf",
+    (b) => (bytes += ProtobufTraceSerializer.serializeRequest(readable(b))!.length),
+    (b) => (bytes += encoder.protobuf(direct(b)).length)
+  )
+  await row(
+    "encode http/json",
+    (b) => (bytes += JsonTraceSerializer.serializeRequest(readable(b))!.length),
+    (b) => (bytes += encoder.json(direct(b)).length)
+  )
+
+  const before = await sinkCount()
+  let sent = 0
+  const protocols = [
+    ["http/protobuf", "@opentelemetry/exporter-trace-otlp-proto", httpUrl],
+    ["http/json", "@opentelemetry/exporter-trace-otlp-http", httpUrl],
+    ["grpc", "@opentelemetry/exporter-trace-otlp-grpc", grpcUrl]
+  ] as const
+  for (const [protocol, module, url] of protocols) {
+    const { OTLPTraceExporter } = await import(module)
+    const sdk: SpanExporter = new OTLPTraceExporter({ url, timeoutMillis: 10_000 })
+    const ours = OtlpExporter.make({ protocol, endpoint: url, headers: {}, timeoutMillis: 10_000 })
+    const n = sendBatches(count)
+    await row(`encode + send ${protocol}`, async (b) => {
+      sent += b.length
+      await sdkExport(sdk, readable(b))
+    }, async (b) => {
+      sent += b.length
+      await Effect.runPromise(ours.export(direct(b)))
+    }, n)
+    await sdk.shutdown()
+    await Effect.runPromise(ours.shutdown)
+  }
+  const received = (await sinkCount()) - before
+  child.kill()
+
+  console.log(
+    `export: batches of ${BATCH} HTTP spans (10 attributes, ${PROCESSES} processes, 2 probes), CPU per span ` +
+      `(median of ${ROUNDS} rounds; encode rows ${count} batches/round, send rows ${sendBatches(count)})`
+  )
+  const header = ["SDK µs/span".padStart(12), "direct µs/span".padStart(15), "SDK/direct".padStart(11)]
+  console.log(`${"stage".padEnd(26)} ${header.join(" ")}`)
+  for (const [name, sdk, ours] of rows) {
+    console.log(
+      `${name.padEnd(26)} ${sdk.toFixed(2).padStart(12)} ${ours.toFixed(2).padStart(15)} ${
+        (sdk / ours).toFixed(1).padStart(10)
+      }x`
+    )
+  }
+  console.log(`sink: ${received} of ${sent} spans sent arrived and were counted`)
+  if (received !== sent) {
+    console.error(`export: the sink counted ${received} spans, ${sent} were sent`)
+    process.exitCode = 1
+  }
+  if (bytes === 0.5) console.log("(unreachable: keeps the encodes from being optimised away)")
+}
+
+if (process.argv[2] === "sink") runSink()
+else await main()

@@ -1,0 +1,83 @@
+/** What both OTLP encodings share: the types they take, enum numbers, the span flags, the int64 rule. */
+import type { SpanData } from "../../../probe/Telemetry.ts"
+
+/** What a resource must offer: its attributes (an OpenTelemetry JS `Resource` is one). Cached by identity. */
+export interface ResourceLike {
+  readonly attributes: Readonly<Record<string, unknown>>
+}
+
+/** One span to export: the probe's record, the resource of its process, and the kernel clock's offset to epoch. */
+export interface OtlpSpan {
+  readonly span: SpanData
+  readonly resource: ResourceLike
+  /** Epoch ns = kernel monotonic ns + offsetNs (`KernelClock.toEpochNs(0n)` when the span was accepted). */
+  readonly offsetNs: bigint
+}
+
+/** `Span.SpanKind` numbers. */
+export const KIND = { internal: 1, server: 2, client: 3, producer: 4, consumer: 5 } as const
+/** `Status.StatusCode` numbers. */
+export const STATUS = { unset: 0, ok: 1, error: 2 } as const
+
+/** OTLP span flags: W3C flags, "is-remote known", and "parent is remote" when there is a remote parent. */
+export const spanFlags = (span: SpanData): number =>
+  (span.traceFlags & 0xff) | 0x100 |
+  (span.parentIsRemote === true && span.parentSpanId !== undefined && span.parentSpanId !== "" ? 0x200 : 0)
+
+/** Whether the span has a parent (an empty id is none, as the telemetry layer reads it). */
+export const hasParent = (span: SpanData): boolean => span.parentSpanId !== undefined && span.parentSpanId !== ""
+
+/** The end time: a probe that saw the end before the start still yields a zero-length span (as readableSpan.ts). */
+export const endMonoNs = (span: SpanData): bigint =>
+  span.endMonoNs >= span.startMonoNs ? span.endMonoNs : span.startMonoNs
+
+const MIN_INT64 = -(2 ** 63)
+const MAX_INT64 = 2 ** 63
+
+/** Whether a number goes out as `int_value` (else `double_value`): the SDK's rule. */
+export const isInt64 = (n: number): boolean => Number.isInteger(n) && n >= MIN_INT64 && n < MAX_INT64
+
+/** Whether a value can be cached as a whole encoded KeyValue (scalars; arrays and the rest are encoded each time). */
+export const isScalar = (v: unknown): v is string | number | boolean => {
+  const t = typeof v
+  return t === "string" || t === "number" || t === "boolean"
+}
+
+/**
+ * Per attribute name: the encoded name (and what follows it), made once, and whole encoded KeyValues by scalar value
+ * until the name shows more distinct values than are worth keeping (a path, a port: then `values` is undefined and
+ * that name's values are encoded every time). Names repeat in every span, and many values do too (a method, a
+ * scheme, a host, a status code), so most attributes become one copy of bytes made before.
+ */
+export interface KeyEntry<B> {
+  readonly key: B
+  values: Map<unknown, B> | undefined
+}
+
+/** Attribute names remembered (a probe that made up names per span must not grow the map without end). */
+const KEY_LIMIT = 1024
+/** Distinct values kept per name before the name counts as high-cardinality. */
+const VALUES_PER_KEY = 32
+/** Longer KeyValues are not kept (long values rarely repeat); with the limits above, at most 4 MiB per encoding. */
+const MAX_KEPT_BYTES = 128
+
+/** A cache of `KeyEntry`s for one encoding. */
+export const keyCache = <B extends { readonly length: number }>(encodeKey: (key: string) => B) => {
+  const keys = new Map<string, KeyEntry<B>>()
+  const entry = (key: string): KeyEntry<B> => {
+    let e = keys.get(key)
+    if (e === undefined) {
+      e = { key: encodeKey(key), values: new Map() }
+      if (keys.size < KEY_LIMIT) keys.set(key, e)
+    }
+    return e
+  }
+  /** Keeps the encoded KeyValue of a scalar `v` under `e`, while the name is not high-cardinality. */
+  const keep = (e: KeyEntry<B>, v: unknown, bytes: B): void => {
+    const values = e.values
+    if (values === undefined) return
+    if (values.size >= VALUES_PER_KEY) e.values = undefined
+    else if (bytes.length <= MAX_KEPT_BYTES) values.set(v, bytes)
+  }
+  return { entry, keep }
+}

@@ -1,0 +1,187 @@
+/**
+ * The OTLP/JSON encoding of OTLP traces, written as bytes straight into a buffer: the protobuf JSON mapping with
+ * OTLP's exceptions — ids as hex, enums as numbers, lowerCamelCase names; 64-bit integers (times, int values) as
+ * decimal strings, non-finite doubles as "NaN"/"Infinity"/"-Infinity". Empty fields are left out.
+ */
+import type { SpanData } from "../../../probe/Telemetry.ts"
+import { endMonoNs, hasParent, isInt64, isScalar, KIND, keyCache, type KeyEntry, spanFlags, STATUS } from "./fields.ts"
+import { JsonWriter } from "./ProtoWriter.ts"
+
+const COMMA = 0x2c
+const QUOTE = 0x22
+const CLOSE = 0x7d
+const DIGIT_0 = 0x30
+
+const NON_FINITE: Record<string, string> = { NaN: "\"NaN\"", Infinity: "\"Infinity\"", "-Infinity": "\"-Infinity\"" }
+
+/** One AnyValue object. */
+const writeAnyValue = (w: JsonWriter, v: unknown): void => {
+  switch (typeof v) {
+    case "string":
+      w.ascii(`{"stringValue":`)
+      w.quoted(v)
+      w.byte(CLOSE)
+      return
+    case "number":
+      // Past 2^53 a number's shortest decimal form is not its exact integer value: BigInt prints that.
+      if (isInt64(v)) w.ascii(`{"intValue":"${Number.isSafeInteger(v) ? v : BigInt(v)}"}`)
+      else w.ascii(`{"doubleValue":${Number.isFinite(v) ? String(v) : NON_FINITE[String(v)]}}`)
+      return
+    case "boolean":
+      w.ascii(v ? `{"boolValue":true}` : `{"boolValue":false}`)
+      return
+    case "object": {
+      if (v === null) break
+      if (v instanceof Uint8Array) {
+        w.ascii(`{"bytesValue":"${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64")}"}`)
+        return
+      }
+      if (Array.isArray(v)) {
+        w.ascii(`{"arrayValue":{"values":[`)
+        for (let i = 0; i < v.length; i++) {
+          if (i > 0) w.byte(COMMA)
+          writeAnyValue(w, v[i])
+        }
+        w.ascii("]}}")
+        return
+      }
+      w.ascii(`{"kvlistValue":{"values":[`)
+      writeKeyValues(w, v as Record<string, unknown>)
+      w.ascii("]}}")
+      return
+    }
+  }
+  // undefined, null (and what attributes cannot hold): an empty AnyValue, as the SDK writes it.
+  w.ascii("{}")
+}
+
+/** Per name: `{"key":"<name>","value":`; per scalar value: the whole KeyValue object. */
+const keys = keyCache((key) => {
+  const w = new JsonWriter(64)
+  w.ascii(`{"key":`)
+  w.quoted(key)
+  w.ascii(`,"value":`)
+  return w.buf.slice(0, w.pos)
+})
+
+const writeKeyValue = (w: JsonWriter, entry: KeyEntry<Uint8Array>, value: unknown): void => {
+  w.raw(entry.key)
+  writeAnyValue(w, value)
+  w.byte(CLOSE)
+}
+
+const scratch = new JsonWriter(256)
+
+/** KeyValue objects, comma-separated (no brackets); returns how many. */
+const writeKeyValues = (w: JsonWriter, attributes: Readonly<Record<string, unknown>>): number => {
+  let n = 0
+  for (const key in attributes) {
+    if (n++ > 0) w.byte(COMMA)
+    const entry = keys.entry(key)
+    const value = attributes[key]
+    const values = entry.values
+    if (values !== undefined && isScalar(value)) {
+      let bytes = values.get(value)
+      if (bytes === undefined) {
+        scratch.reset()
+        writeKeyValue(scratch, entry, value)
+        bytes = scratch.buf.slice(0, scratch.pos)
+        keys.keep(entry, value, bytes)
+      }
+      w.raw(bytes)
+    } else {
+      writeKeyValue(w, entry, value)
+    }
+  }
+  return n
+}
+
+/** `,"attributes":[...]`, or nothing for none. */
+const writeAttributes = (w: JsonWriter, attributes: Readonly<Record<string, unknown>>): void => {
+  const mark = w.pos
+  w.ascii(`,"attributes":[`)
+  if (writeKeyValues(w, attributes) === 0) w.pos = mark
+  else w.byte(0x5d)
+}
+
+/** `"<decimal>"` of a time. */
+const writeTime = (w: JsonWriter, ns: bigint): void => {
+  w.byte(QUOTE)
+  w.ascii(String(ns))
+  w.byte(QUOTE)
+}
+
+/** One span object. Ids are lowercase hex (the telemetry layer refuses anything else): nothing to escape. */
+export const writeSpan = (w: JsonWriter, s: SpanData, offsetNs: bigint): void => {
+  w.ascii(`{"traceId":"`)
+  w.ascii(s.traceId)
+  w.ascii(`","spanId":"`)
+  w.ascii(s.spanId)
+  w.byte(QUOTE)
+  if (hasParent(s)) {
+    w.ascii(`,"parentSpanId":"`)
+    w.ascii(s.parentSpanId!)
+    w.byte(QUOTE)
+  }
+  w.ascii(`,"flags":`)
+  w.ascii(String(spanFlags(s)))
+  w.ascii(`,"name":`)
+  w.quoted(s.name)
+  w.ascii(`,"kind":`)
+  w.byte(DIGIT_0 + KIND[s.kind])
+  w.ascii(`,"startTimeUnixNano":`)
+  writeTime(w, s.startMonoNs + offsetNs)
+  w.ascii(`,"endTimeUnixNano":`)
+  writeTime(w, endMonoNs(s) + offsetNs)
+  writeAttributes(w, s.attributes)
+  const events = s.events
+  if (events !== undefined && events.length > 0) {
+    w.ascii(`,"events":[`)
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!
+      if (i > 0) w.byte(COMMA)
+      w.ascii(`{"timeUnixNano":`)
+      writeTime(w, e.timeMonoNs + offsetNs)
+      w.ascii(`,"name":`)
+      w.quoted(e.name)
+      writeAttributes(w, e.attributes)
+      w.byte(CLOSE)
+    }
+    w.byte(0x5d)
+  }
+  w.ascii(`,"status":{`)
+  const message = s.status.message
+  if (message !== undefined && message !== "") {
+    w.ascii(`"message":`)
+    w.quoted(message)
+    w.byte(COMMA)
+  }
+  w.ascii(`"code":`)
+  w.byte(DIGIT_0 + STATUS[s.status.code])
+  w.ascii("}}")
+}
+
+/** `{"resource":{...},"scopeSpans":[`: a ResourceSpans up to its first ScopeSpans. */
+export const resourceOpening = (attributes: Readonly<Record<string, unknown>>): Uint8Array => {
+  const w = new JsonWriter(1024)
+  w.ascii(`{"resource":{`)
+  const mark = w.pos
+  w.ascii(`"attributes":[`)
+  if (writeKeyValues(w, attributes) === 0) w.pos = mark
+  else w.byte(0x5d)
+  w.ascii(`},"scopeSpans":[`)
+  return w.buf.slice(0, w.pos)
+}
+
+/** `{"scope":{...},"spans":[`: a ScopeSpans up to its first span. */
+export const scopeOpening = (name: string, version: string): Uint8Array => {
+  const w = new JsonWriter(256)
+  w.ascii(`{"scope":{"name":`)
+  w.quoted(name)
+  if (version !== "") {
+    w.ascii(`,"version":`)
+    w.quoted(version)
+  }
+  w.ascii(`},"spans":[`)
+  return w.buf.slice(0, w.pos)
+}

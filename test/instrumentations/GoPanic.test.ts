@@ -12,7 +12,9 @@ import { FakeKernel } from "../../src/kernel/BpfTest.ts"
 import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
-import { CapturedLogs, CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
+import { CapturedLogs, CapturedSpans, TestTargets } from "../../src/probe/ProbeTest.ts"
 import type { Target } from "../../src/probe/Target.ts"
 import { functions, go126Fields, serverRecord } from "./fixtures.ts"
 
@@ -439,4 +441,36 @@ describe("on the fake kernel", () => {
         { code: "error", message: "panic: boom" }
       ])
     })))
+
+  it.effect("under the Manager: any supported Go program, with or without net/http; older Go is left alone", () =>
+    Effect.gen(function*() {
+      const targets = yield* TestTargets
+      const manager = yield* Manager
+      yield* targets.start(panicTarget(77, 0x6a2000n))
+      // A Go program that serves no HTTP: the runtime's functions only.
+      yield* targets.start(ProbeTest.target({
+        pid: 78,
+        goVersion: "1.26.8",
+        functions: {
+          "runtime.newproc1": functions["runtime.newproc1"],
+          "runtime.gopanic": { entryOffset: 0x1298f, returnOffsets: [] },
+          "runtime.recovery": { entryOffset: 0x2b6ea, returnOffsets: [] }
+        }
+      }))
+      yield* Effect.repeat(Effect.andThen(Effect.yieldNow, manager.targets), {
+        until: (attached) => attached.length === 2
+      })
+      const attached = (yield* manager.targets).map((t) => [t.pid, [...t.probes].sort()] as const)
+      assert.deepStrictEqual([...attached].sort((a, b) => a[0] - b[0]), [
+        [77, ["go_context", "go_panic", "nethttp_server"]],
+        [78, ["go_context", "go_panic"]]
+      ])
+      const old = manager.inspect(ProbeTest.target({ pid: 79, goVersion: "1.24.13", functions }))
+      const why = old.find((p) => p.probe === "go_panic")!.applicability
+      assert.strictEqual(
+        why._tag === "NotApplicable" ? why.reason : why._tag,
+        "Go 1.24.13 is outside the supported range >=1.25 <1.28"
+      )
+    }).pipe(Effect.provide(ManagerM.layer.pipe(Layer.provide(GoPanic.GoPanic.layer), Layer.provideMerge(ProbeTest.layer))))
+  )
 })

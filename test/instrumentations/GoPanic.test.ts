@@ -368,6 +368,9 @@ const probes = GoPanic.GoPanic.layer.pipe(Layer.provideMerge(ProbeTest.layer))
 const run = <A, E>(self: Effect.Effect<A, E, any>) =>
   self.pipe(Effect.provide(probes), Effect.scoped) as Effect.Effect<A, E>
 
+/** The Manager over the probe (and what it brings along) on the fake kernel. */
+const managed = ManagerM.layer.pipe(Layer.provide(GoPanic.GoPanic.layer), Layer.provideMerge(ProbeTest.layer))
+
 describe("on the fake kernel", () => {
   it.effect("loads after go_context and nethttp_server, reusing their maps, without sampler constants", () =>
     run(Effect.gen(function*() {
@@ -471,6 +474,5 @@ describe("on the fake kernel", () => {
         why._tag === "NotApplicable" ? why.reason : why._tag,
         "Go 1.24.13 is outside the supported range >=1.25 <1.28"
       )
-    }).pipe(Effect.provide(ManagerM.layer.pipe(Layer.provide(GoPanic.GoPanic.layer), Layer.provideMerge(ProbeTest.layer))))
-  )
+    }).pipe(Effect.provide(managed)))
 })

@@ -327,7 +327,8 @@ const checkGo = <F extends FieldSpecs>(
   no: (reason: string) => NotApplicable
 ): Applicability<F> => {
   if (target.language !== "go") {
-    return no(`not a Go program (${target.exe}${target.stripped ? ", stripped" : ""}): ${lib.module} is a Go module`)
+    // The wording `inspect` always had for a program that is not Go: its language, when its symbols tell.
+    return no(`not a Go program (${target.native?.language ?? (target.stripped ? "no symbols" : "native")})`)
   }
   if (manifest.goVersions !== undefined && !Version.satisfies(target.goVersion, manifest.goVersions)) {
     return no(`Go ${target.goVersion} is outside the supported range ${manifest.goVersions}`)

@@ -66,6 +66,8 @@ export interface FakeTargetOptions {
   /** ELF symbols of the executable (`Target.symbol`): name to file offset, or the symbol's details. */
   readonly symbols?: Readonly<Record<string, number | FakeSymbol>>
   readonly stripped?: boolean
+  /** A native target's executable language (`Target.native`); none by default. */
+  readonly nativeLanguage?: "c" | "c++" | "rust" | "go"
   /** Shared libraries the process has mapped. */
   readonly libraries?: ReadonlyArray<FakeLibrary>
 }
@@ -164,6 +166,7 @@ export const target = (options: FakeTargetOptions = {}): Target => {
     field: (type, field) => native ? Option.none() : Option.fromNullishOr(fields.get(`${type}.${field}`)),
     symbol: symbolTable(options.symbols),
     stripped: options.stripped ?? false,
+    ...(native && options.nativeLanguage !== undefined ? { native: { language: options.nativeLanguage } } : {}),
     libraries: (options.libraries ?? []).map(library)
   }
 }

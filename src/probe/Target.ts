@@ -114,6 +114,11 @@ export interface Target {
   /** The executable has no `.symtab` (only exported symbols, if any, are known). */
   readonly stripped: boolean
   /**
+   * A native target's executable, as the native analysis found it (what built it); absent for a Go target, and for
+   * an executable without any symbol table.
+   */
+  readonly native?: { readonly language: "c" | "c++" | "rust" | "go" } | undefined
+  /**
    * Shared objects the process has mapped, in order of first mapping, each analysed. Analysis may be limited to the
    * libraries some probe names: a library absent here is not mapped, or no probe asked for it.
    */

@@ -281,3 +281,9 @@ export const make = (options: { readonly maxEntries?: number } = {}) =>
 
 /** The live layer. */
 export const layer: Layer.Layer<NativeAnalysis> = Layer.effect(NativeAnalysis, make())
+
+/** The native analysis in the context, or else a fresh one (with a cache of its own). */
+export const current: Effect.Effect<NativeAnalysis["Service"]> = Effect.flatMap(
+  Effect.serviceOption(NativeAnalysis),
+  Option.match({ onSome: Effect.succeed, onNone: () => make() })
+)

@@ -74,8 +74,9 @@ export type ProcessTarget = GoProcessTarget | NativeProcessTarget
 /** What to analyse besides the executable. */
 export interface AnalyzeOptions {
   /**
-   * Which mapped libraries to analyse, by the basename they are mapped under (e.g. `new Set(["libssl.so.3"])`);
-   * default "all". With an empty set, /proc/PID/maps is not even read.
+   * Which mapped libraries to analyse, by the name they are mapped under (e.g. `new Set(["libssl.so.3"])`; a file
+   * named after it plus a version, libz.so.1.2.13 for libz.so.1, counts too); default "all". With an empty set,
+   * /proc/PID/maps is not even read.
    */
   readonly libraries?: ReadonlySet<string> | "all"
 }
@@ -154,7 +155,8 @@ export const mappedLibraries = (
       const name = path.basename(o.path)
       // The executable maps itself too: its inode is the one /proc/PID/exe has.
       if (exeFile !== undefined && exeFile.endsWith(`:${o.inode}`)) return false
-      return wanted === "all" || wanted.has(name)
+      // The file is often the soname's target (libz.so.1 -> libz.so.1.2.13): its basename extends the name.
+      return wanted === "all" || wanted.has(name) || [...wanted].some((w) => name.startsWith(`${w}.`))
     })
     const analysed = yield* Effect.forEach(picked, analyzeLibrary, { concurrency: 4 })
     return analysed.filter((l): l is MappedLibrary => l !== undefined)
@@ -211,10 +213,63 @@ export const analyzeProcess = Effect.fn("ProcessTarget.analyzeProcess")(function
   return target as ProcessTarget
 })
 
+/** Where the dynamic loader looks by default on this architecture (Debian's multiarch first). */
+const LIBRARY_DIRS = [
+  "/lib/x86_64-linux-gnu",
+  "/usr/lib/x86_64-linux-gnu",
+  "/lib64",
+  "/usr/lib64",
+  "/lib",
+  "/usr/lib",
+  "/usr/local/lib"
+]
+
 /**
- * An executable on disk (not a process), for `inspect <binary>`: Go or native, no libraries (nothing is mapped).
+ * The libraries an executable needs (DT_NEEDED, direct ones only) that `wanted` picks, found in the default library
+ * directories and analysed: what a process of it would map at start (`base` unknown: nothing is mapped yet).
  */
-export const analyzeExecutable = Effect.fn("ProcessTarget.analyzeExecutable")(function*(file: string) {
+export const neededLibraries = (
+  needed: ReadonlyArray<string>,
+  wanted: ReadonlySet<string> | "all"
+): Effect.Effect<Array<MappedLibrary>, never, NativeAnalysis> =>
+  Effect.gen(function*() {
+    const native = yield* NativeAnalysis
+    const out: Array<MappedLibrary> = []
+    for (const name of needed) {
+      if (wanted !== "all" && !wanted.has(name)) continue
+      for (const dir of LIBRARY_DIRS) {
+        const file = path.join(dir, name)
+        const id = yield* statId(file)
+        if (id === undefined) continue
+        const analysis = yield* native.analyzeFile(file).pipe(Effect.option)
+        if (Option.isNone(analysis)) continue
+        const a = analysis.value
+        out.push({
+          path: file,
+          mappedPath: file,
+          file: id,
+          name,
+          soname: a.soname,
+          version: libraryVersion(a),
+          base: undefined,
+          stripped: a.stripped,
+          symbol: a.symbol,
+          analysis: a
+        })
+        break
+      }
+    }
+    return out
+  })
+
+/**
+ * An executable on disk (not a process), for `inspect <binary>`: Go or native. Nothing is mapped, so its libraries
+ * are those it needs (DT_NEEDED) that `options.libraries` picks, as the loader would find them.
+ */
+export const analyzeExecutable = Effect.fn("ProcessTarget.analyzeExecutable")(function*(
+  file: string,
+  options: AnalyzeOptions = {}
+) {
   const go = yield* TargetAnalysis
   const native = yield* NativeAnalysis
   const goBinary = yield* go.analyzeFile(file).pipe(
@@ -242,8 +297,10 @@ export const analyzeExecutable = Effect.fn("ProcessTarget.analyzeExecutable")(fu
     Effect.map((b): NativeBinary | undefined => b),
     Effect.catchTag("NoSymbols", () => Effect.succeed(undefined))
   )
+  const libraries = binary === undefined ? [] : yield* neededLibraries(binary.needed, options.libraries ?? "all")
   const target: NativeProcessTarget = {
     ...common,
+    libraries,
     language: "native",
     native: binary,
     goVersion: "",

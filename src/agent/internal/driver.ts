@@ -3,6 +3,11 @@
  * registered and its attach handed to the Manager; and `ready`, which completes once every process selected at start
  * has been attached, has failed (with the reason), or has gone.
  *
+ * A process is analysed as Go; when a given probe can apply to any process (a shared-library probe, a tracepoint
+ * instrument), a process some selector names (pid, executable, port, container, cgroup) that is not Go is analysed
+ * natively too, with the libraries the probes name. `--all-go` picks Go programs only: a process nothing but it
+ * could pick gets the Go analysis alone.
+ *
  * The Manager is driven through `Manager.handle` rather than a `TargetSource`, so the agent learns when each attach
  * is done. Each event is forked and started at once, so the Manager keeps its per-pid order (it chains events of one
  * pid in the order `handle` runs) and different pids attach concurrently.
@@ -19,14 +24,15 @@ import * as Sockets from "../../discovery/Sockets.ts"
 import { Manager } from "../../manager/Manager.ts"
 import { TargetEvent } from "../../manager/TargetEvent.ts"
 import type { Target } from "../../probe/Target.ts"
-import type { ProcessAnalysisError } from "../../target/Errors.ts"
+import type { MapsError, NativeAnalysisError, ProcessAnalysisError } from "../../target/Errors.ts"
 import { TargetAnalysis } from "../../target/GoBinary.ts"
+import { NativeAnalysis } from "../../target/NativeBinary.ts"
 import * as Detected from "../../telemetry/internal/detected.ts"
 import * as ProcessResources from "../../telemetry/ProcessResources.ts"
 import type { ProbeInfo } from "./probes.ts"
 import * as Selecting from "./selection.ts"
-import type { Selection } from "./targets.ts"
-import { unsupported } from "./targets.ts"
+import type { Analysed, Selection } from "./targets.ts"
+import { analyze, goBinaryOf, nativeAnalysis, nativeCapable, unsupported } from "./targets.ts"
 
 /** A process the agent attached to at start, and the instrument probes attached there. */
 export interface AttachedProcess {
@@ -114,6 +120,9 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
   Effect.gen(function*() {
     const manager = yield* Manager
     const analysis = yield* TargetAnalysis
+    // One native analysis for the agent's life: libc and libssl, mapped by many processes, are analysed once.
+    const native = yield* nativeAnalysis
+    const anyProcess = nativeCapable(probes)
     const resources = yield* ProcessResources.ProcessResources
     const scope = yield* Effect.scope
     const rules = Selecting.compile(selection)
@@ -235,9 +244,18 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
         const isNamed = rules.matches(proc).length > 0
         // Nothing but analysis (Go) could pick it: spare the analysis.
         if (selection.goPredicate === undefined && !isNamed) return notSelected(pid, exe)
-        return analysis.analyzePid(pid).pipe(
+        // Named by a selector: any process may be a target (when a probe can apply to it); else only Go can be.
+        const analysed: Effect.Effect<Analysed, ProcessAnalysisError | MapsError | NativeAnalysisError> =
+          isNamed && anyProcess ?
+            analyze(probes, pid).pipe(
+              Effect.provideService(TargetAnalysis, analysis),
+              Effect.provideService(NativeAnalysis, native)
+            ) :
+            analysis.analyzePid(pid)
+        return analysed.pipe(
           Effect.flatMap((target) => {
-            const predicate = selection.goPredicate?.(target.binary) === true
+            const go = goBinaryOf(target)
+            const predicate = go !== undefined && selection.goPredicate?.(go) === true
             if (!isNamed && !predicate) return notSelected(pid, exe)
             const reason = unsupported(probes, target)
             if (reason !== undefined) return skip(pid, exe, reason, isNamed)
@@ -250,12 +268,20 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
             const selected: Target = { ...target, selection: how }
             return detected(proc).pipe(
               Effect.flatMap((attributes) =>
-                resources.register(pid, { exe: target.exe, goVersion: target.goVersion, detected: attributes })
+                resources.register(pid, {
+                  exe: target.exe,
+                  goVersion: target.goVersion,
+                  // ProcessResources says "go" of every process: a native one says what its executable is.
+                  ...(target.language === "native" ?
+                    { attributes: { "process.runtime.name": target.native?.language ?? "native" } } :
+                    {}),
+                  detected: attributes
+                })
               ),
               Effect.andThen(submit(attach(selected)))
             )
           }),
-          Effect.catch((e: ProcessAnalysisError) => skip(pid, exe, e.message, isNamed))
+          Effect.catch((e: ProcessAnalysisError | MapsError | NativeAnalysisError) => skip(pid, exe, e.message, isNamed))
         )
       })
 

@@ -1,13 +1,17 @@
 /**
- * What the agent decides about targets before the Manager sees them: whether any given instrument applies (with
- * each one's reason when none does), the explicit targets' checks, how a process was selected, the executable's
- * identity for shared links, and the link grace from the environment.
+ * What the agent decides about targets before the Manager sees them: which analysis a process gets (Go, or native
+ * when a given probe can apply to any process), whether any given instrument applies (with each one's reason when
+ * none does), the explicit targets' checks, how a process was selected, the executable's identity for shared links,
+ * and the link grace from the environment.
  */
-import { Config, Duration, Effect } from "effect"
+import { Config, Duration, Effect, Option } from "effect"
 import * as Manifest from "../../probe/Manifest.ts"
 import type { Target } from "../../probe/Target.ts"
 import type * as GoBinary from "../../target/GoBinary.ts"
 import { TargetAnalysis } from "../../target/GoBinary.ts"
+import * as NativeBinary from "../../target/NativeBinary.ts"
+import { NativeAnalysis } from "../../target/NativeBinary.ts"
+import * as ProcessTarget from "../../target/ProcessTarget.ts"
 import { AgentConfigError, UnsupportedTarget } from "./errors.ts"
 import type { ProbeInfo } from "./probes.ts"
 
@@ -15,7 +19,7 @@ import type { ProbeInfo } from "./probes.ts"
  * What to instrument, as a union: a process is selected when any selector picks it. Explicit PIDs; executables,
  * as paths or absolute globs (running and future processes); the processes listening on TCP ports; the processes of
  * containers (an id or a prefix of one) or of cgroups (absolute path globs); and/or every process whose analysed
- * binary satisfies `goPredicate` (e.g. every Go program: `() => true`).
+ * binary satisfies `goPredicate` (e.g. every Go program: `() => true`; Go programs only).
  */
 export interface Selection {
   readonly pids: ReadonlyArray<number>
@@ -30,6 +34,46 @@ export interface Selection {
   readonly goPredicate?: (binary: GoBinary.GoBinary) => boolean
 }
 
+/**
+ * Whether some given instrument can apply to a process that is not Go: a shared-library probe or a tracepoint
+ * instrument. Without one, a process that is not Go is not a target at all (as before native analysis): it is not
+ * analysed natively, and naming one is the "not a Go program" error it always was.
+ */
+export const nativeCapable = (probes: ReadonlyArray<ProbeInfo>): boolean =>
+  probes.some((p) =>
+    p.kind === "instrument" &&
+    (Manifest.isSharedObject(p.manifest.library) || Manifest.isTracepointInstrument(p.manifest))
+  )
+
+/** The shared libraries the given probes name: only these of a process's mapped objects are analysed. */
+export const wantedLibraries = (probes: ReadonlyArray<ProbeInfo>): ReadonlySet<string> =>
+  new Set(probes.flatMap((p) => Manifest.isSharedObject(p.manifest.library) ? [p.manifest.library.sharedObject] : []))
+
+/** An analysed process: a Go one (as `TargetAnalysis.analyzePid` gives it), or any, with its libraries. */
+export type Analysed = GoBinary.GoProcess | ProcessTarget.ProcessTarget
+
+/** The Go binary of an analysed process, if it is Go (what `--all-go` decides on). */
+export const goBinaryOf = (target: Analysed): GoBinary.GoBinary | undefined =>
+  target.language === "go" ? target.binary : undefined
+
+/**
+ * Analyses a process the way the given probes need: Go analysis alone when only Go probes are given (nothing
+ * changes for them), else Go or native analysis with the libraries the probes name. `native` is the native
+ * analysis to use; one is made when the context has none.
+ */
+export const analyze = (probes: ReadonlyArray<ProbeInfo>, pid: number) =>
+  Effect.gen(function*() {
+    const go = yield* TargetAnalysis
+    if (!nativeCapable(probes)) return (yield* go.analyzePid(pid)) as Analysed
+    const native = yield* nativeAnalysis
+    return (yield* ProcessTarget.analyzeProcess(pid, { libraries: wantedLibraries(probes) }).pipe(
+      Effect.provideService(NativeAnalysis, native)
+    )) as Analysed
+  })
+
+/** The native analysis in the context, or a fresh one (its own cache). */
+export const nativeAnalysis: Effect.Effect<NativeAnalysis["Service"]> = NativeBinary.current
+
 /** Why no given instrument applies to a target (a daemon alone produces nothing), or undefined. */
 export const unsupported = (probes: ReadonlyArray<ProbeInfo>, target: Target): string | undefined => {
   const reasons: Array<string> = []
@@ -40,25 +84,33 @@ export const unsupported = (probes: ReadonlyArray<ProbeInfo>, target: Target): s
     if (app._tag === "NotApplicable") reasons.push(`${probe.name}: ${app.reason}`)
   }
   const why = reasons.length === 0 ? "no instrument probe is given" : reasons.join("; ")
-  return `${target.exe} (Go ${target.goVersion}) is not supported: ${why}`
+  const what = target.language === "go" ? `Go ${target.goVersion}` : "not Go"
+  return `${target.exe} (${what}) is not supported: ${why}`
 }
 
 /**
  * What the user named must be instrumentable — analysable Go that at least one given instrument supports — or the
- * agent fails up front with the reasons, rather than sitting idle.
+ * agent fails up front with the reasons, rather than sitting idle. A process that is not Go, when a probe that can
+ * apply to one is given, is left to the agent: it reports the process (attached, or why not) instead of failing.
  */
 export const checkPid = (probes: ReadonlyArray<ProbeInfo>, pid: number) =>
   Effect.gen(function*() {
-    const analysis = yield* TargetAnalysis
-    const reason = unsupported(probes, yield* analysis.analyzePid(pid))
+    const target = yield* analyze(probes, pid)
+    if (target.language !== "go") return
+    const reason = unsupported(probes, target)
     if (reason !== undefined) return yield* new UnsupportedTarget({ message: `pid ${pid}: ${reason}` })
   })
 
 export const checkExe = (probes: ReadonlyArray<ProbeInfo>, path: string) =>
   Effect.gen(function*() {
     const analysis = yield* TargetAnalysis
-    const binary = yield* analysis.analyzeFile(path)
-    const reason = unsupported(probes, { ...binary, pid: 0, exe: binary.path, libraries: [] })
+    const binary = yield* analysis.analyzeFile(path).pipe(
+      Effect.map(Option.some),
+      Effect.catchTag("NotGo", (e) => nativeCapable(probes) ? Effect.succeed(Option.none()) : Effect.fail(e))
+    )
+    if (Option.isNone(binary)) return
+    const b = binary.value
+    const reason = unsupported(probes, { ...b, pid: 0, exe: b.path, libraries: [] })
     if (reason !== undefined) return yield* new UnsupportedTarget({ message: reason })
   })
 

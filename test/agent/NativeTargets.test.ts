@@ -1,0 +1,144 @@
+/**
+ * The Agent layer on the fake kernel with processes that are not Go: a C program (compiled here) and a python3
+ * process that has imported ssl (libssl.so.3 mapped). With a shared-library probe or a tracepoint instrument given,
+ * a process a selector names becomes a target through native analysis; one no probe applies to is reported with the
+ * reasons, and the agent runs on. With Go probes only, nothing changes: naming a C program is the "not a Go program"
+ * error it always was, and `--all-go` never picks one.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import { WorkProbe } from "../../examples/custom-probe/WorkProbe.ts"
+import * as Agent from "../../src/agent/Agent.ts"
+import * as BpfTest from "../../src/kernel/BpfTest.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as Binary from "../../src/probe/Binary.ts"
+import * as Probe from "../../src/probe/Probe.ts"
+import * as Telemetry from "../../src/telemetry/Telemetry.ts"
+
+let dir = ""
+let cProgram = ""
+const children: Array<ChildProcess> = []
+
+/** Starts a process and waits for its first line of output. */
+const start = (file: string, args: ReadonlyArray<string>): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ["ignore", "pipe", "ignore"] })
+    children.push(child)
+    child.on("error", reject)
+    child.stdout!.once("data", () => resolve(child.pid!))
+  })
+
+const startC = () => start(cProgram, [])
+const startPython = () =>
+  start("/usr/bin/python3", ["-c", "import ssl, sys, time\nprint('ready', flush=True)\ntime.sleep(600)"])
+
+beforeAll(() => {
+  dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-agent-native-"))
+  Fs.writeFileSync(
+    Path.join(dir, "idle.c"),
+    "#include <stdio.h>\n#include <unistd.h>\nint main(void) { puts(\"ready\"); fflush(stdout); for (;;) pause(); }\n"
+  )
+  cProgram = Path.join(dir, "idle")
+  execFileSync("gcc", ["-O1", "-o", cProgram, Path.join(dir, "idle.c")])
+}, 60_000)
+
+afterAll(() => {
+  for (const c of children) c.kill("SIGKILL")
+  if (dir !== "") Fs.rmSync(dir, { recursive: true, force: true })
+})
+
+const Record = Binary.schema(Binary.struct({ n: Binary.u64 }))
+
+const Ssl = Probe.instrument({
+  name: "test/ssl",
+  object: "/nonexistent/test_ssl.bpf.o",
+  manifest: {
+    library: { sharedObject: "libssl.so.3", versions: ">=3.0.0 <4" },
+    symbols: [{ name: "SSL_write", entry: "uprobe_SSL_write", return: "uretprobe_SSL_write" }]
+  },
+  perTarget: { layout: Binary.struct({ on: Binary.u8 }), value: () => ({ on: 1 }) },
+  sampling: "none",
+  record: Record,
+  span: () => undefined
+})
+
+const Sched = Probe.instrument({
+  name: "test/sched",
+  object: "/nonexistent/test_sched.bpf.o",
+  manifest: { processes: "any", tracepoints: [{ program: "tp_switch", category: "sched", name: "sched_switch" }] },
+  perTarget: { layout: Binary.struct({ on: Binary.u8 }), value: () => ({ on: 1 }) },
+  sampling: "none",
+  record: Record,
+  span: () => undefined
+})
+
+const onFakeKernel = (options: Pick<Agent.Options, "selection" | "probes">) =>
+  Agent.layer({ ...options, kernel: BpfTest.layer, telemetry: Telemetry.layerTest() })
+
+const readyOf = (options: Pick<Agent.Options, "selection" | "probes">) =>
+  Effect.gen(function*() {
+    const report = yield* Effect.flatMap(Agent.Agent, (agent) => agent.ready)
+    const targets = yield* Effect.flatMap(Manager, (m) => m.targets)
+    return { report, targets }
+  }).pipe(Effect.provide(onFakeKernel(options)))
+
+describe("Agent: processes that are not Go", { timeout: 60_000 }, () => {
+  it.live("a python3 process with libssl mapped, by pid: the shared-library probe attaches", () =>
+    Effect.gen(function*() {
+      const pid = yield* Effect.promise(startPython)
+      const { report, targets } = yield* readyOf({ selection: { pids: [pid], exes: [] }, probes: [Ssl] })
+      const exe = Fs.realpathSync("/usr/bin/python3")
+      assert.deepStrictEqual(report, { attached: [{ pid, exe, probes: ["test/ssl"] }], failed: [], unmatched: [] })
+      assert.deepStrictEqual(targets, [{ pid, exe, probes: ["test/ssl"] }])
+    }))
+
+  it.live("a C program without libssl, by pid: reported with the reason, the agent runs on", () =>
+    Effect.gen(function*() {
+      const pid = yield* Effect.promise(startC)
+      const { report, targets } = yield* readyOf({ selection: { pids: [pid], exes: [] }, probes: [Ssl] })
+      assert.deepStrictEqual(report, {
+        attached: [],
+        failed: [{
+          pid,
+          exe: cProgram,
+          reason: `${cProgram} (not Go) is not supported: test/ssl: shared library libssl.so.3 is not mapped by ` +
+            "the process"
+        }],
+        unmatched: []
+      })
+      assert.deepStrictEqual(targets, [])
+    }))
+
+  it.live("a C program by executable: a tracepoint instrument applies to it", () =>
+    Effect.gen(function*() {
+      const pid = yield* Effect.promise(startC)
+      const { report } = yield* readyOf({ selection: { pids: [], exes: [cProgram] }, probes: [Sched, Ssl] })
+      const mine = report.attached.filter((p) => p.pid === pid)
+      assert.deepStrictEqual(mine, [{ pid, exe: cProgram, probes: ["test/sched"] }])
+    }))
+
+  it.live("Go probes only: naming a C program is the error it always was", () =>
+    Effect.gen(function*() {
+      const pid = yield* Effect.promise(startC)
+      const error = yield* Effect.flip(
+        Layer.build(onFakeKernel({ selection: { pids: [pid], exes: [] }, probes: [WorkProbe] })).pipe(Effect.scoped)
+      )
+      assert.strictEqual(error._tag, "NotGo")
+      assert.strictEqual(
+        error.message,
+        `/proc/${pid}/exe: no Go build information (.go.buildinfo): not a Go program`
+      )
+    }))
+
+  it.live("--all-go picks Go programs only, whatever probes are given", () =>
+    Effect.gen(function*() {
+      const pid = yield* Effect.promise(startC)
+      const { report } = yield* readyOf({ selection: { pids: [], exes: [], goPredicate: () => true }, probes: [Sched] })
+      assert.isFalse([...report.attached, ...report.failed].some((p) => p.pid === pid))
+    }))
+})

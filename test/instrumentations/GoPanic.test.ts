@@ -475,4 +475,16 @@ describe("on the fake kernel", () => {
         "Go 1.24.13 is outside the supported range >=1.25 <1.28"
       )
     }).pipe(Effect.provide(managed)))
+
+  it.effect("composes next to the server probe, as in a list of built-ins: each object loaded once", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const manager = yield* Manager
+      assert.deepStrictEqual(manager.probes.map((p) => p.name), ["go_context", "nethttp_server", "go_panic"])
+      const loads = (yield* kernel.events).flatMap((e) => e._tag === "Load" ? [e.object] : [])
+      assert.deepStrictEqual(loads.sort(), ["go_context", "go_panic", "nethttp_server"])
+    }).pipe(Effect.provide(ManagerM.layer.pipe(
+      Layer.provide(Layer.mergeAll(GoPanic.GoPanic.layer, NetHttpServer.NetHttpServer.layer)),
+      Layer.provideMerge(ProbeTest.layer)
+    ))))
 })

@@ -47,9 +47,15 @@ export const makeCollector = (probe: string, instruments: Instruments = {}): Col
         return fail(key, "UndeclaredInstrument", `recorded into instrument "${key}", which it does not declare ` +
           `(declared: ${Object.keys(instruments).join(", ") || "none"})`)
       }
-      if (!Number.isFinite(value) || (instrument.kind === "counter" && value < 0)) {
+      // Counters only go up; histograms measure non-negative things (durations, sizes), as OpenTelemetry expects.
+      const nonNegative = instrument.kind === "counter" || instrument.kind === "histogram"
+      if (!Number.isFinite(value) || (nonNegative && value < 0)) {
         return fail(key, "InvalidValue", `recorded ${value} into ${instrument.kind} ${instrument.name}, which takes ` +
-          (instrument.kind === "counter" ? "finite non-negative increments" : "finite values"))
+          (instrument.kind === "counter" ?
+            "finite non-negative increments" :
+            nonNegative ?
+            "finite non-negative values" :
+            "finite values"))
       }
       measurements.push({ pid, probe, instrument, value, attributes })
     }

@@ -34,13 +34,28 @@ interface Series {
 interface InstrumentState {
   readonly instrument: Instrument
   readonly delta: boolean
+  /** Every series, by the attribute set's order-insensitive key (`seriesKey`). */
   readonly series: Map<string, Series>
+  /**
+   * The series by the attribute set as the probe wrote it, key then value, level by level: a probe writes its
+   * attributes in one order, so a hit costs two map lookups per attribute and builds no string. A miss falls back
+   * to `series` (another order of a known set) and remembers the path.
+   */
+  readonly paths: PathNode
   overflow: Series | undefined
   /** Every value recorded so far was an integer: sums are then exported as integers. */
   integers: boolean
   /** Start of the current delta interval (unused for cumulative). */
   intervalStart: HrTime
 }
+
+/** A level of `InstrumentState.paths`: attribute key → value → next level; `series` where the set ends. */
+interface PathNode {
+  readonly next: Map<string, Map<unknown, PathNode>>
+  series: Series | undefined
+}
+
+const newPath = (): PathNode => ({ next: new Map(), series: undefined })
 
 interface ScopeState {
   readonly probe: string
@@ -154,6 +169,7 @@ export const make = (options: AggregateOptions): Aggregate => {
         instrument,
         delta: isDelta(instrument.kind, preference),
         series: new Map(),
+        paths: newPath(),
         overflow: undefined,
         integers: true,
         // Not the resource's start: an instrument first recorded into after a collection would otherwise report
@@ -177,18 +193,55 @@ export const make = (options: AggregateOptions): Aggregate => {
     touched: false
   })
 
-  const seriesFor = (is: InstrumentState, attributes: Attributes): Series => {
-    const key = seriesKey(attributes)
-    const found = is.series.get(key)
-    if (found !== undefined) return found
-    if (is.series.size >= limit - 1) {
-      // One slot stays for the overflow series, so the limit bounds what is exported.
-      is.overflow ??= newSeries(is, { [OVERFLOW_ATTRIBUTE]: true })
-      return is.overflow
+  /** The path of an attribute set as written; undefined for an array value (its identity is not its content). */
+  const pathOf = (is: InstrumentState, attributes: Attributes): PathNode | undefined => {
+    let node = is.paths
+    for (const k in attributes) {
+      const v = attributes[k]
+      if (typeof v === "object") return undefined
+      let values = node.next.get(k)
+      if (values === undefined) {
+        values = new Map()
+        node.next.set(k, values)
+      }
+      let child = values.get(v)
+      if (child === undefined) {
+        child = newPath()
+        values.set(v, child)
+      }
+      node = child
     }
-    const created = newSeries(is, { ...attributes })
-    is.series.set(key, created)
-    return created
+    return node
+  }
+
+  const seriesFor = (is: InstrumentState, attributes: Attributes): Series => {
+    // Past the limit, an unknown set is not even remembered as a path: memory stays bounded whatever comes in.
+    const full = is.series.size >= limit - 1
+    const path = full ? findPath(is, attributes) : pathOf(is, attributes)
+    if (path?.series !== undefined) return path.series
+    const key = seriesKey(attributes)
+    let series = is.series.get(key)
+    if (series === undefined) {
+      if (full) {
+        // One slot stays for the overflow series, so the limit bounds what is exported.
+        is.overflow ??= newSeries(is, { [OVERFLOW_ATTRIBUTE]: true })
+        return is.overflow
+      }
+      series = newSeries(is, { ...attributes })
+      is.series.set(key, series)
+    }
+    if (path !== undefined) path.series = series
+    return series
+  }
+
+  /** `pathOf` without creating levels. */
+  const findPath = (is: InstrumentState, attributes: Attributes): PathNode | undefined => {
+    let node: PathNode | undefined = is.paths
+    for (const k in attributes) {
+      node = node.next.get(k)?.get(attributes[k])
+      if (node === undefined) return undefined
+    }
+    return node
   }
 
   const record = (m: Measurement, resource: Resource) => {
@@ -276,6 +329,8 @@ export const make = (options: AggregateOptions): Aggregate => {
   const reset = (is: InstrumentState, endTime: HrTime) => {
     if (is.delta) {
       is.series.clear()
+      is.paths.next.clear()
+      is.paths.series = undefined
       is.overflow = undefined
       is.intervalStart = endTime
       return

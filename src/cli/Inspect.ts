@@ -1,17 +1,28 @@
 /**
- * `probescope inspect`: what a user checks before attaching — the binary's Go and module versions, which built-in
- * probes apply (and why not), and for each that applies its resolved attach points and struct offsets with their
- * source. Needs no privileges beyond reading the file (and /proc/<pid>/exe for `--pid`). The JSON is documented in
- * docs/cli.md and stable: fields are only ever added.
+ * `probescope inspect`: what a user checks before attaching — what the program is (Go: its Go and module versions;
+ * anything else: its native ELF analysis), which probes apply and why not, and for each that applies its resolved
+ * attach points (Go functions, or the symbols of the shared library it instruments) and struct offsets with their
+ * source. A Go probe on a program that is not Go, a shared library the process has not mapped (or the binary does not
+ * need), a library version outside the probe's range or that the library does not expose, a missing symbol, a
+ * tracepoint this kernel lacks: each is a probe that does not apply, with the reason — never a failed inspect.
+ * Needs no privileges beyond reading the file (and /proc/<pid> for `--pid`). The JSON is documented in docs/cli.md
+ * and stable: fields are only ever added.
  */
 import { Effect, Option } from "effect"
-import * as Fs from "node:fs/promises"
-import * as Errors from "../target/Errors.ts"
+import * as KernelFacts from "../kernel/KernelFacts.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import type { Target } from "../probe/Target.ts"
-import * as GoBinary from "../target/GoBinary.ts"
+import type * as GoBinary from "../target/GoBinary.ts"
 import * as NativeBinary from "../target/NativeBinary.ts"
-import { builtins, type Planned, type ProbeDefinition } from "../agent/Agent.ts"
+import * as ProcessTarget from "../target/ProcessTarget.ts"
+import { builtins, type Planned } from "../agent/Agent.ts"
+
+/** What inspect needs of a probe: a definition, or a described probe. */
+export interface InspectedProbe {
+  readonly name: string
+  readonly kind: "instrument" | "daemon"
+  readonly manifest: Manifest.Manifest
+}
 
 export interface AttachPoint {
   readonly symbol: string
@@ -24,6 +35,11 @@ export interface AttachPoint {
   readonly fileOffset?: number
   readonly entryOffset?: number
   readonly returnOffsets?: ReadonlyArray<number>
+  /**
+   * A shared-library probe's symbol: the library file it is in. Its entry program is a uprobe at `fileOffset` of
+   * that file, its return program a uretprobe there (`returnOffsets` is then `[fileOffset]`).
+   */
+  readonly library?: string
 }
 
 export interface FieldReport {
@@ -34,13 +50,38 @@ export interface FieldReport {
   readonly source: "dwarf" | "table" | null
 }
 
+/** A tracepoint of a tracepoint instrument, and whether this kernel has it (null: its BTF could not be read). */
+export interface TracepointReport {
+  readonly program: string
+  readonly category: string
+  readonly name: string
+  readonly inKernel: boolean | null
+}
+
+/** The shared library a shared-library probe instruments, as found in the process (or the binary's needs). */
+export interface LibraryReport {
+  readonly sharedObject: string
+  /** The file found, or null when the process maps none of that name. */
+  readonly path: string | null
+  readonly file: string | null
+  readonly version: string | null
+  readonly versions: string | null
+  /** Load address in the process, or null (a binary on disk maps nothing). */
+  readonly base: string | null
+  readonly stripped: boolean | null
+}
+
 export interface ProbeReport {
   readonly name: string
   readonly kind: "instrument" | "daemon"
+  /** What the probe attaches to: a Go module, a shared library, tracepoints (for any process), or nothing (global). */
+  readonly target?: "go" | "shared-library" | "tracepoints" | "global"
   readonly applies: boolean
   readonly reason: string | null
   readonly attachPoints: ReadonlyArray<AttachPoint>
   readonly fields: Readonly<Record<string, FieldReport>>
+  readonly library?: LibraryReport
+  readonly tracepoints?: ReadonlyArray<TracepointReport>
 }
 
 /** With selectors: whether `run` with them would attach to the inspected process, and which selector picks it. */
@@ -63,11 +104,15 @@ export interface MappedReport {
   readonly executable: ReadonlyArray<{ readonly start: string; readonly end: string; readonly fileOffset: number }>
 }
 
-/** The report of a program that is not Go: the native analysis, and with --pid the objects the process mapped. */
+/**
+ * The report of a program that is not Go: the native analysis (null for an executable with no symbol table at all,
+ * `analysisError` then says so), and with --pid the objects the process mapped.
+ */
 export interface NativeReport {
   readonly pid: number | null
   readonly binary: { readonly path: string }
-  readonly native: NativeBinary.NativeBinarySummary
+  readonly native: NativeBinary.NativeBinarySummary | null
+  readonly analysisError?: string
   readonly mappedObjects?: ReadonlyArray<MappedReport>
   readonly probes: ReadonlyArray<ProbeReport>
   readonly selection?: SelectionReport
@@ -91,28 +136,60 @@ export const selectionReport = (p: Planned): SelectionReport => ({
   reason: p.reason
 })
 
-const probeReport = (def: ProbeDefinition, target: Target): ProbeReport => {
-  const manifest = def.manifest
-  const app = Manifest.check(def.name, manifest, target)
-  const attachPoints = (manifest.symbols ?? []).map((s): AttachPoint => {
+const hex = (n: bigint) => `0x${n.toString(16)}`
+
+/** Where a manifest's symbols are in the target: its Go functions, or the shared library's ELF symbols. */
+const attachPointsOf = (manifest: Manifest.Manifest, target: Target): ReadonlyArray<AttachPoint> => {
+  const library = Manifest.isSharedObject(manifest.library) ?
+    Manifest.findLibrary(target, manifest.library.sharedObject) :
+    undefined
+  return (manifest.symbols ?? []).map((s): AttachPoint => {
     const base = {
       symbol: s.name,
       entryProgram: s.entry ?? null,
       returnProgram: s.return ?? null,
       optional: s.optional === true
     }
+    if (Manifest.isSharedObject(manifest.library)) {
+      const found = library === undefined ? Option.none() : library.symbol(s.name)
+      if (Option.isNone(found) || found.value.fileOffset === undefined) return { ...base, found: false }
+      const offset = found.value.fileOffset
+      return {
+        ...base,
+        found: true,
+        library: library!.path,
+        address: hex(found.value.address),
+        fileOffset: offset,
+        entryOffset: offset,
+        returnOffsets: s.return === undefined ? [] : [offset]
+      }
+    }
     return Option.match(target.function(s.name), {
       onNone: () => ({ ...base, found: false }),
       onSome: (fn) => ({
         ...base,
         found: true,
-        address: `0x${fn.address.toString(16)}`,
+        address: hex(fn.address),
         fileOffset: fn.fileOffset,
         entryOffset: fn.entryOffset,
         returnOffsets: fn.returnOffsets
       })
     })
   })
+}
+
+/** Where inspect looked: a running process (its mapped libraries) or a binary on disk (the libraries it needs). */
+type Scope = { readonly _tag: "process" } | { readonly _tag: "file"; readonly needed: ReadonlyArray<string> }
+
+const probeReport = (
+  def: InspectedProbe,
+  target: Target,
+  kernel: Manifest.KernelFacts,
+  scope: Scope
+): ProbeReport => {
+  const manifest = def.manifest
+  const app = Manifest.check(def.name, manifest, target, kernel)
+  let reason = app._tag === "NotApplicable" ? app.reason : null
   const fields: Record<string, FieldReport> = {}
   for (const [key, f] of Object.entries(manifest.fields ?? {})) {
     const found = target.field(f.type, f.field)
@@ -124,91 +201,122 @@ const probeReport = (def: ProbeDefinition, target: Target): ProbeReport => {
       source: Option.isSome(found) ? found.value.source : null
     }
   }
+  const extra: { library?: LibraryReport; tracepoints?: ReadonlyArray<TracepointReport> } = {}
+  let kind: ProbeReport["target"] = manifest.library === undefined ? "global" : "go"
+  if (Manifest.isSharedObject(manifest.library)) {
+    kind = "shared-library"
+    const wanted = manifest.library.sharedObject
+    const found = Manifest.findLibrary(target, wanted)
+    extra.library = {
+      sharedObject: wanted,
+      path: found?.path ?? null,
+      file: found?.file ?? null,
+      version: found?.version ?? null,
+      versions: manifest.library.versions ?? null,
+      base: found?.base === undefined ? null : hex(found.base),
+      stripped: found?.stripped ?? null
+    }
+    // A binary maps nothing: say what it needs instead (a process of it may still load the library later).
+    if (found === undefined && scope._tag === "file") {
+      reason = `shared library ${wanted} is not among the libraries ${target.exe} needs` +
+        `${scope.needed.length === 0 ? " (it needs none)" : ` (${scope.needed.join(", ")})`}; a process of it may ` +
+        "still load it (dlopen)"
+    }
+  }
+  if (Manifest.isTracepointInstrument(manifest)) {
+    kind = "tracepoints"
+    extra.tracepoints = manifest.tracepoints.map((t) => ({
+      program: t.program,
+      category: t.category,
+      name: t.name,
+      inKernel: kernel.tracepoint(t.name) ?? null
+    }))
+  }
   return {
     name: def.name,
     kind: def.kind,
+    target: kind,
     applies: app._tag !== "NotApplicable",
-    reason: app._tag === "NotApplicable" ? app.reason : null,
-    attachPoints,
-    fields
+    reason,
+    attachPoints: attachPointsOf(manifest, target),
+    fields,
+    ...extra
   }
 }
 
-const report = (pid: number | null, target: Target, binary: GoBinary.GoBinary): GoReport => ({
-  pid,
-  binary: binary.summary([]),
-  probes: builtins.map((def) => probeReport(def, target))
+/** The shared libraries the probes name: only these are analysed. */
+const wantedLibraries = (probes: ReadonlyArray<InspectedProbe>): ReadonlySet<string> =>
+  new Set(probes.flatMap((p) => Manifest.isSharedObject(p.manifest.library) ? [p.manifest.library.sharedObject] : []))
+
+const mappedReport = (o: NativeBinary.MappedObject): MappedReport => ({
+  path: o.path,
+  device: o.device,
+  inode: o.inode,
+  deleted: o.deleted,
+  base: o.base === undefined ? null : hex(o.base),
+  executable: o.executable.map((m) => ({ start: hex(m.start), end: hex(m.end), fileOffset: m.fileOffset }))
 })
 
-/** The built-in probes all instrument Go programs today: none applies to a native one (issue 10 adds those). */
-const nativeReport = (
+const makeReport = (
   pid: number | null,
-  native: NativeBinary.NativeBinary,
-  mapped?: ReadonlyArray<NativeBinary.MappedObject>
-): NativeReport => ({
-  pid,
-  binary: { path: native.path },
-  native: native.summary([]),
-  ...(mapped === undefined ? {} : {
-    mappedObjects: mapped.map((o) => ({
-      path: o.path,
-      device: o.device,
-      inode: o.inode,
-      deleted: o.deleted,
-      base: o.base === undefined ? null : `0x${o.base.toString(16)}`,
-      executable: o.executable.map((m) => ({
-        start: `0x${m.start.toString(16)}`,
-        end: `0x${m.end.toString(16)}`,
-        fileOffset: m.fileOffset
-      }))
-    }))
-  }),
-  probes: builtins.map((def) => ({
-    name: def.name,
-    kind: def.kind,
-    applies: false,
-    reason: `not a Go program (${native.language})`,
-    attachPoints: [],
-    fields: {}
-  }))
-})
+  target: ProcessTarget.ProcessTarget,
+  probes: ReadonlyArray<InspectedProbe>,
+  kernel: Manifest.KernelFacts,
+  mapped: ReadonlyArray<NativeBinary.MappedObject> | undefined
+): Report => {
+  const scope: Scope = pid !== null ?
+    { _tag: "process" } :
+    { _tag: "file", needed: target.language === "native" ? target.native?.needed ?? [] : [] }
+  const reports = probes.map((def) => probeReport(def, target, kernel, scope))
+  if (target.language === "go") return { pid, binary: target.binary.summary([]), probes: reports }
+  return {
+    pid,
+    binary: { path: target.exeLink },
+    native: target.native?.summary([]) ?? null,
+    ...(target.native === undefined ?
+      { analysisError: `${target.exeLink}: stripped (no .symtab) and no .dynsym: no function has a name to attach to` } :
+      {}),
+    ...(mapped === undefined ? {} : { mappedObjects: mapped.map(mappedReport) }),
+    probes: reports
+  }
+}
 
-/** Native analysis of a file Go analysis rejected as not Go; its errors are the file's, as Go's would have been. */
-const native = (path: string) =>
-  Effect.tryPromise({
-    try: () => Fs.readFile(path),
-    catch: (e) => new Errors.FileUnreadable({ path, message: `${path}: ${(e as Error).message}` })
-  }).pipe(Effect.flatMap((bytes) => NativeBinary.analyzeBuffer(path, bytes)))
-
-/** Inspect a binary on disk: a Go program, or else a native one. */
-export const file = (path: string) =>
+/** Inspect a binary on disk against the given probes (the built-in ones by default): a Go program, or a native one. */
+export const file = (path: string, probes: ReadonlyArray<InspectedProbe> = builtins) =>
   Effect.gen(function*() {
-    const analysis = yield* GoBinary.TargetAnalysis
-    return yield* analysis.analyzeFile(path).pipe(
-      Effect.map((binary): Report => report(null, { ...binary, pid: 0, exe: binary.path, libraries: [] }, binary)),
-      Effect.catchTag("NotGo", () => Effect.map(native(path), (n): Report => nativeReport(null, n)))
+    const native = yield* NativeBinary.current
+    const kernel = yield* KernelFacts.read()
+    const target = yield* ProcessTarget.analyzeExecutable(path, { libraries: wantedLibraries(probes) }).pipe(
+      Effect.provideService(NativeBinary.NativeAnalysis, native)
     )
+    return makeReport(null, target, probes, kernel, undefined)
   })
 
-/** Inspect a running process: its Go executable, or else its native executable and the objects it mapped. */
-export const pid = (pid: number) =>
+/**
+ * Inspect a running process against the given probes (the built-in ones by default): its Go executable, or its
+ * native one and the objects it mapped; the shared libraries the probes name, as the process maps them.
+ */
+export const pid = (pid: number, probes: ReadonlyArray<InspectedProbe> = builtins) =>
   Effect.gen(function*() {
-    const analysis = yield* GoBinary.TargetAnalysis
-    return yield* analysis.analyzePid(pid).pipe(
-      Effect.map((proc): Report => report(pid, proc, proc.binary)),
-      Effect.catchTag("NotGo", (e) =>
-        Effect.gen(function*() {
-          const n = yield* native(e.path)
-          const mapped = yield* NativeBinary.processMaps(pid)
-          return nativeReport(pid, n, mapped) as Report
-        }))
+    const native = yield* NativeBinary.current
+    const kernel = yield* KernelFacts.read()
+    const target = yield* ProcessTarget.analyzeProcess(pid, { libraries: wantedLibraries(probes) }).pipe(
+      Effect.provideService(NativeBinary.NativeAnalysis, native)
     )
+    const mapped = target.language === "native" ? yield* NativeBinary.processMaps(pid) : undefined
+    return makeReport(pid, target, probes, kernel, mapped)
   })
 
 const formatNative = (r: NativeReport): Array<string> => {
   const n = r.native
+  if (n === null) {
+    return [
+      `${r.pid === null ? "" : `pid ${r.pid}  `}${r.binary.path}`,
+      `  native, stripped: no symbol table at all`
+    ]
+  }
   const lines = [
-    `${r.pid === null ? "" : `pid ${r.pid}  `}${n.path}`,
+    `${r.pid === null ? "" : `pid ${r.pid}  `}${r.binary.path}`,
     `  native ${n.language} ${n.kind}${n.soname === null ? "" : ` ${n.soname}`}, ${n.stripped ? "stripped" : "symbols"}` +
     `, ${n.functionCount} functions${n.buildId === null ? "" : `, build id ${n.buildId}`}`
   ]
@@ -216,18 +324,49 @@ const formatNative = (r: NativeReport): Array<string> => {
   for (const l of n.libraries) {
     lines.push(`  ${l.name} ${l.source === "version-text" ? l.version : `>= ${l.version} (symbol versions)`}`)
   }
-  if (r.mappedObjects !== undefined) {
-    lines.push("", "mapped objects:")
-    for (const o of r.mappedObjects) lines.push(`  ${o.base ?? "?"}  ${o.path}${o.deleted ? " (deleted)" : ""}`)
+  return lines
+}
+
+const formatMapped = (r: NativeReport): Array<string> => {
+  if (r.mappedObjects === undefined) return []
+  const lines = ["", "mapped objects:"]
+  for (const o of r.mappedObjects) lines.push(`  ${o.base ?? "?"}  ${o.path}${o.deleted ? " (deleted)" : ""}`)
+  return lines
+}
+
+/** One probe: applies or not (with the reason), and where an applying one attaches. */
+const formatProbe = (p: ProbeReport): Array<string> => {
+  const lines = [`  ${p.applies ? "✓" : "✗"} ${p.name} (${p.kind})${p.reason ? `: ${p.reason}` : ""}`]
+  if (!p.applies) return lines
+  if (p.library !== undefined && p.library.path !== null) {
+    lines.push(`      ${p.library.path}${p.library.version === null ? "" : ` ${p.library.version}`}` +
+      `${p.library.base === null ? "" : ` at ${p.library.base}`}`)
   }
-  lines.push("", "probes:")
-  for (const p of r.probes) lines.push(`  ✗ ${p.name} (${p.kind}): ${p.reason}`)
+  for (const t of p.tracepoints ?? []) lines.push(`      tracepoint ${t.category}:${t.name}  ${t.program}`)
+  for (const a of p.attachPoints) {
+    if (!a.found) lines.push(`      ${a.symbol}  (absent, optional)`)
+    else if (a.library !== undefined) {
+      lines.push(`      ${a.symbol}  uprobe @${a.fileOffset}${a.returnProgram === null ? "" : `  uretprobe @${a.fileOffset}`}`)
+    } else lines.push(`      ${a.symbol}  entry @${a.entryOffset}  ret @${(a.returnOffsets ?? []).join(",")}`)
+  }
+  for (const [key, f] of Object.entries(p.fields)) {
+    lines.push(`      ${key} = ${f.type}.${f.field}  ${f.offset === null ? "unknown" : `+${f.offset} (${f.source})`}`)
+  }
   return lines
 }
 
 /** The human form: a few lines per probe. */
 export const format = (r: Report): string => {
-  if ("native" in r) return [...formatNative(r), ...formatSelection(r.selection)].join("\n")
+  if ("native" in r) {
+    return [
+      ...formatNative(r),
+      ...formatMapped(r),
+      "",
+      "probes:",
+      ...r.probes.flatMap(formatProbe),
+      ...formatSelection(r.selection)
+    ].join("\n")
+  }
   const b = r.binary
   const lines = [
     `${r.pid === null ? "" : `pid ${r.pid}  `}${b.path}`,
@@ -236,21 +375,7 @@ export const format = (r: Report): string => {
     `, ${Object.keys(b.modules).length - 1} dependencies`
   ]
   for (const [mod, v] of Object.entries(b.modules)) if (mod !== "std") lines.push(`    ${mod} ${v}`)
-  lines.push("", "probes:")
-  for (const p of r.probes) {
-    lines.push(`  ${p.applies ? "✓" : "✗"} ${p.name} (${p.kind})${p.reason ? `: ${p.reason}` : ""}`)
-    if (!p.applies) continue
-    for (const a of p.attachPoints) {
-      lines.push(
-        a.found
-          ? `      ${a.symbol}  entry @${a.entryOffset}  ret @${(a.returnOffsets ?? []).join(",")}`
-          : `      ${a.symbol}  (absent, optional)`
-      )
-    }
-    for (const [key, f] of Object.entries(p.fields)) {
-      lines.push(`      ${key} = ${f.type}.${f.field}  ${f.offset === null ? "unknown" : `+${f.offset} (${f.source})`}`)
-    }
-  }
+  lines.push("", "probes:", ...r.probes.flatMap(formatProbe))
   return [...lines, ...formatSelection(r.selection)].join("\n")
 }
 

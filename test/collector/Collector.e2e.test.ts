@@ -7,6 +7,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Context, Duration, Effect, Layer, Schedule } from "effect"
 import { beforeAll } from "vitest"
+import * as Http from "../../src/instrumentations/internal/Http.ts"
+import type { Measurement } from "../../src/probe/Telemetry.ts"
 import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import type { BatcherStats } from "../../src/telemetry/Batcher.ts"
 import * as KernelClock from "../../src/telemetry/KernelClock.ts"
@@ -118,6 +120,20 @@ const startTelemetry = Effect.fnUntraced(function*(env: Record<string, string>, 
 const sendAll = (sink: TelemetrySink["Service"], spans: ReadonlyArray<SpanData>) =>
   Effect.forEach(spans, (s) => sink.span(s), { discard: true })
 
+/** The duration measurement an HTTP probe records with each of its spans (spans no longer make metrics). */
+const durationsOf = (spans: ReadonlyArray<SpanData>): ReadonlyArray<Measurement> =>
+  spans.filter((s) => s.attributes["http.request.method"] !== undefined).map((s) => {
+    const server = s.kind === "server"
+    const keys = server ? Http.SERVER_METRIC_KEYS : Http.CLIENT_METRIC_KEYS
+    return {
+      pid: s.pid,
+      probe: s.probe,
+      instrument: server ? Http.serverDuration : Http.clientDuration,
+      value: Number(s.endMonoNs - s.startMonoNs) / 1e9,
+      attributes: Object.fromEntries(keys.flatMap((k) => s.attributes[k] === undefined ? [] : [[k, s.attributes[k]!]]))
+    }
+  })
+
 /** Every span offered to a pipeline is accounted for exactly once (once nothing is queued or in flight). */
 const assertBooksBalance = (e: BatcherStats) => {
   assert.strictEqual(e.queued, 0)
@@ -167,12 +183,13 @@ describe("export through a real OpenTelemetry Collector", () => {
             OTEL_METRIC_EXPORT_INTERVAL: "3600000"
           }, true)
           yield* sendAll(sink, spans)
+          yield* sink.measurements!(durationsOf(spans))
           return telemetry
         }))
 
         const received = yield* collector.receiver.waitFor(spans.length)
         assertArrived(received, spans)
-        // Two HTTP series (the server and the HTTP client span of pid 4242); the SQL and producer spans make none.
+        // Two HTTP series (the server and the HTTP client probes of pid 4242 record one each), each under its probe.
         const points = yield* collector.receiver.waitForMetrics((p) => p.length >= 2)
         assert.deepStrictEqual(
           points.map((p) => [p.name, p.count, p.resource["process.pid"], p.attributes["http.response.status_code"]])
@@ -182,7 +199,8 @@ describe("export through a real OpenTelemetry Collector", () => {
         for (const p of points) {
           assert.strictEqual(p.type, "histogram")
           assert.strictEqual(p.temporality, "AGGREGATION_TEMPORALITY_CUMULATIVE")
-          assert.deepStrictEqual(p.scope, { name: "probescope", version: ProcessResources.version })
+          const probe = p.name === "http.server.request.duration" ? "net/http.server" : "net/http.client"
+          assert.deepStrictEqual(p.scope, { name: `probescope/${probe}`, version: ProcessResources.version })
         }
 
         const stats = yield* telemetry.stats

@@ -2,9 +2,11 @@
  * The export stage's CPU per span, the way the agent pays it today against the direct OTLP exporter: SpanData →
  * ReadableSpan (readableSpan.ts) → the OpenTelemetry JS SDK's serializer / OTLP exporter, versus SpanData →
  * `OtlpSpan` → our own encoder (src/telemetry/internal/otlp) / `OtlpExporter`. Batches of 512 realistic HTTP spans
- * (10 attributes, 8 processes, 2 probes). Encode only, then encode + send to a sink in a child process (its CPU is not
- * counted) that decodes and counts the spans it got: http/protobuf, http/json, grpc. CPU is this process's
- * `process.cpuUsage()` (user + system, every thread: GC, zlib, libuv included). No kernel, no root.
+ * (10 attributes, 8 processes, 2 probes). Encode only; encode + send to a sink in a child process (its CPU is not
+ * counted) that decodes and counts the spans it got, over http/protobuf, http/json and grpc; and the whole stage as
+ * the agent runs it, the conversion per span and a `Batcher` driving the exporter (the SDK side is `Exporter.otlp`,
+ * as Telemetry.ts wires it today). CPU is this process's `process.cpuUsage()` (user + system, every thread: GC, zlib,
+ * libuv included). No kernel, no root. On a busy machine the figures swing: compare the two columns of one run.
  *
  *   node_modules/.bin/node bench/export.ts [batches per round, default 200]
  */
@@ -15,8 +17,10 @@ import type { AddressInfo } from "node:net"
 import { ProtobufTraceSerializer, JsonTraceSerializer } from "@opentelemetry/otlp-transformer"
 import { resourceFromAttributes } from "@opentelemetry/resources"
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base"
-import { Effect } from "effect"
+import { Effect, Exit, Scope } from "effect"
 import type { SpanData } from "../src/probe/Telemetry.ts"
+import * as Batcher from "../src/telemetry/Batcher.ts"
+import * as Exporter from "../src/telemetry/Exporter.ts"
 import { makeTraceEncoder, type OtlpSpan } from "../src/telemetry/internal/otlp/traces.ts"
 import { toReadableSpan } from "../src/telemetry/internal/readableSpan.ts"
 import * as OtlpExporter from "../src/telemetry/OtlpExporter.ts"
@@ -250,6 +254,42 @@ const main = async () => {
     await sdk.shutdown()
     await Effect.runPromise(ours.shutdown)
   }
+  // The whole export stage as the agent runs it: per span the conversion and the batcher's offer, per batch the
+  // batcher's export (the SDK path through Exporter.otlp, as Telemetry.ts wires it today).
+  for (const protocol of ["http/protobuf", "grpc"] as const) {
+    const url = protocol === "grpc" ? grpcUrl : httpUrl
+    const config = { protocol, endpoint: url, headers: {}, timeoutMillis: 10_000 }
+    const batchConfig = {
+      maxQueueSize: 4 * BATCH,
+      maxExportBatchSize: BATCH,
+      scheduleDelayMillis: 60_000,
+      exportTimeoutMillis: 10_000,
+      maxRetries: 0,
+      retryBaseMillis: 10
+    }
+    const scope = Effect.runSync(Scope.make())
+    const sdk = await Effect.runPromise(Scope.provide(Batcher.make(Exporter.otlp(config), batchConfig), scope))
+    const ours = await Effect.runPromise(
+      Scope.provide(Batcher.make(OtlpExporter.make(config), batchConfig), scope)
+    )
+    const drive = <A>(batcher: Batcher.Batcher<A>, convert: (d: SpanData) => A) => async (b: ReadonlyArray<SpanData>) => {
+      sent += b.length
+      for (let i = 0; i < b.length; i++) batcher.offer(convert(b[i]!))
+      await Effect.runPromise(batcher.flush)
+    }
+    await row(
+      `batcher + ${protocol}`,
+      drive(sdk, (d) => toReadableSpan(d, resources[d.pid - 1000]!, ProcessResources.version, toEpochNs)),
+      drive(ours, (d) => OtlpExporter.span(d, resources[d.pid - 1000]!, OFFSET)),
+      sendBatches(count)
+    )
+    const stats = await Effect.runPromise(Effect.all([sdk.stats, ours.stats]))
+    for (const st of stats) {
+      if (st.exported !== st.sent) throw new Error(`${protocol}: ${st.sent} sent, ${st.exported} exported`)
+    }
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+
   const received = (await sinkCount()) - before
   child.kill()
 

@@ -132,6 +132,8 @@ export interface Netns {
 }
 
 const IP = fs.existsSync("/usr/sbin/ip") ? "/usr/sbin/ip" : "ip"
+/** The system's Python, not a version manager's shim (a script that execs it: the pid's executable would change). */
+const PYTHON = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
 
 /** Create a namespace named after this test process and `tag`. */
 export const makeNetns = (tag: string): Netns => {
@@ -143,7 +145,7 @@ export const makeNetns = (tag: string): Netns => {
   const start = (...args: ReadonlyArray<string>) =>
     Effect.sync((): Program => {
       // `ip netns exec` execs the program in place: the pid is the program's.
-      const child = spawn(IP, ["netns", "exec", name, "python3", "-c", PROGRAM, ...args], {
+      const child = spawn(IP, ["netns", "exec", name, PYTHON, "-c", PROGRAM, ...args], {
         stdio: ["pipe", "pipe", "inherit"]
       })
       programs.push(child)

@@ -37,6 +37,14 @@ const startC = () => start(cProgram, [])
 const startPython = () =>
   start("/usr/bin/python3", ["-c", "import ssl, sys, time\nprint('ready', flush=True)\ntime.sleep(600)"])
 
+/** A python3 process with ssl imported, listening on `port` of 127.0.0.1. */
+const startPythonServer = (port: number) =>
+  start("/usr/bin/python3", [
+    "-c",
+    `import socket, ssl, time\ns = socket.socket()\ns.bind(("127.0.0.1", ${port}))\ns.listen()\n` +
+    "print('ready', flush=True)\ntime.sleep(600)"
+  ])
+
 beforeAll(() => {
   dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-agent-native-"))
   Fs.writeFileSync(
@@ -80,21 +88,39 @@ const Sched = Probe.instrument({
 const onFakeKernel = (options: Pick<Agent.Options, "selection" | "probes">) =>
   Agent.layer({ ...options, kernel: BpfTest.layer, telemetry: Telemetry.layerTest() })
 
-const readyOf = (options: Pick<Agent.Options, "selection" | "probes">) =>
-  Effect.gen(function*() {
+const readyOf = (options: Pick<Agent.Options, "selection" | "probes">) => {
+  // One fake kernel for the agent and the test (a layer is built once per reference): the test reads its events.
+  const kernel = BpfTest.layer
+  return Effect.gen(function*() {
     const report = yield* Effect.flatMap(Agent.Agent, (agent) => agent.ready)
     const targets = yield* Effect.flatMap(Manager, (m) => m.targets)
-    return { report, targets }
-  }).pipe(Effect.provide(onFakeKernel(options)))
+    const attaches = (yield* Effect.flatMap(BpfTest.FakeKernel, (k) => k.events)).flatMap((e) =>
+      e._tag === "Attach" && e.object.startsWith("test/") ? [e] : []
+    )
+    return { report, targets, attaches }
+  }).pipe(Effect.provide(Layer.merge(
+    Agent.layer({ ...options, kernel, telemetry: Telemetry.layerTest() }),
+    kernel
+  )))
+}
 
 describe("Agent: processes that are not Go", { timeout: 60_000 }, () => {
   it.live("a python3 process with libssl mapped, by pid: the shared-library probe attaches", () =>
     Effect.gen(function*() {
       const pid = yield* Effect.promise(startPython)
-      const { report, targets } = yield* readyOf({ selection: { pids: [pid], exes: [] }, probes: [Ssl] })
+      const { attaches, report, targets } = yield* readyOf({ selection: { pids: [pid], exes: [] }, probes: [Ssl] })
       const exe = Fs.realpathSync("/usr/bin/python3")
       assert.deepStrictEqual(report, { attached: [{ pid, exe, probes: ["test/ssl"] }], failed: [], unmatched: [] })
       assert.deepStrictEqual(targets, [{ pid, exe, probes: ["test/ssl"] }])
+      // At SSL_write's offset in the library (nm's value: a shared object's addresses are its file offsets), on
+      // this process only (a --pid selection), entry and return.
+      const lib = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
+      const nm = execFileSync("nm", ["-D", "--defined-only", lib]).toString()
+      const offset = Number.parseInt(/^([0-9a-f]+) T SSL_write@@/m.exec(nm)![1]!, 16)
+      assert.deepStrictEqual(attaches.map((a) => [a.program, a.binary, a.offsets, a.pid, a.retprobe]), [
+        ["uprobe_SSL_write", lib, [offset], pid, undefined],
+        ["uretprobe_SSL_write", lib, [offset], pid, true]
+      ])
     }))
 
   it.live("a C program without libssl, by pid: reported with the reason, the agent runs on", () =>
@@ -117,9 +143,21 @@ describe("Agent: processes that are not Go", { timeout: 60_000 }, () => {
   it.live("a C program by executable: a tracepoint instrument applies to it", () =>
     Effect.gen(function*() {
       const pid = yield* Effect.promise(startC)
-      const { report } = yield* readyOf({ selection: { pids: [], exes: [cProgram] }, probes: [Sched, Ssl] })
+      const { attaches, report } = yield* readyOf({ selection: { pids: [], exes: [cProgram] }, probes: [Sched, Ssl] })
       const mine = report.attached.filter((p) => p.pid === pid)
       assert.deepStrictEqual(mine, [{ pid, exe: cProgram, probes: ["test/sched"] }])
+      // Selected by its executable, the tracepoint instrument's program is attached once, not per process.
+      assert.deepStrictEqual(attaches.map((a) => [a.program, a.tracepoint]), [["tp_switch", "sched/sched_switch"]])
+    }))
+
+  it.live("a python3 server selected by its port: a target, its libssl links on this process only", () =>
+    Effect.gen(function*() {
+      const port = 20_000 + (process.pid % 20_000)
+      const pid = yield* Effect.promise(() => startPythonServer(port))
+      const { attaches, report } = yield* readyOf({ selection: { pids: [], exes: [], ports: [port] }, probes: [Ssl] })
+      assert.deepStrictEqual(report.attached, [{ pid, exe: Fs.realpathSync("/usr/bin/python3"), probes: ["test/ssl"] }])
+      // A port picks this process, not every process of python3: its links carry its pid.
+      assert.deepStrictEqual(attaches.map((a) => a.pid), [pid, pid])
     }))
 
   it.live("Go probes only: naming a C program is the error it always was", () =>

@@ -8,6 +8,9 @@
  * runtime.recovery(gp *g), entry (RAX = gp): the runtime calls it, on the system stack, once a deferred call has
  * recovered the panic of goroutine gp. Submits a RECOVERED record from the pending facts and forgets them.
  *
+ * runtime.fatalpanic, entry: gopanic calls it when no deferred call recovered the panic; the process prints the panic
+ * and exits. Submits a FATAL record from the pending facts (the ring outlives the process) and forgets them.
+ *
  * net/http's recovering closures, entry: the one (*conn).serve defers (HTTP/1, run at every connection's end) and the
  * one the HTTP/2 server's runHandler defers (run at every HTTP/2 request's end). Only when the goroutine still has a
  * request in flight (nethttp_server's `nethttp_server_inflight`, reused) has a handler unwound past
@@ -64,6 +67,7 @@ struct go_panic_info {
 #define GO_PANIC_KIND_PANIC 1
 #define GO_PANIC_KIND_RECOVERED 2
 #define GO_PANIC_KIND_SERVER_SPAN 3
+#define GO_PANIC_KIND_FATAL 4
 
 /* Mirrored by `Record` in src/instrumentations/GoPanic.ts, checked against this BTF at load. */
 struct go_panic_record {
@@ -167,18 +171,30 @@ int uprobe_gopanic(struct pt_regs *ctx) {
   return 0;
 }
 
-SEC("uprobe/runtime_recovery")
-int uprobe_recovery(struct pt_regs *ctx) {
-  /* recovery runs on g0 (mcall): the recovered goroutine is the argument, not R14. */
-  struct ps_g_key key = ps_g_key_of(GO_ARG1(ctx));
+/* Submit a record of `kind` from goroutine `g`'s pending panic, and forget it: the panic has ended one way or the
+ * other. */
+static __always_inline int go_panic_settle(u64 g, u8 kind) {
+  struct ps_g_key key = ps_g_key_of(g);
   struct go_panic_info *p = bpf_map_lookup_elem(&go_panic_pending, &key);
   if (!p)
     return 0;
-  struct go_panic_record *r = go_panic_reserve(GO_PANIC_KIND_RECOVERED, p);
+  struct go_panic_record *r = go_panic_reserve(kind, p);
   if (r)
     ps_commit(r);
   bpf_map_delete_elem(&go_panic_pending, &key);
   return 0;
+}
+
+SEC("uprobe/runtime_recovery")
+int uprobe_recovery(struct pt_regs *ctx) {
+  /* recovery runs on g0 (mcall): the recovered goroutine is the argument, not R14. */
+  return go_panic_settle(GO_ARG1(ctx), GO_PANIC_KIND_RECOVERED);
+}
+
+SEC("uprobe/runtime_fatalpanic")
+int uprobe_fatalpanic(struct pt_regs *ctx) {
+  /* Called by gopanic on the panicking goroutine, before it switches to the system stack. */
+  return go_panic_settle(GO_G(ctx), GO_PANIC_KIND_FATAL);
 }
 
 SEC("uprobe/net_http_recover")

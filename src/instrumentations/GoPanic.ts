@@ -7,6 +7,8 @@
  *   ERROR with `exception.type` and, for a string or a known error, `exception.message`, tied to that span.
  * - `runtime.recovery(gp)`, entry: the runtime calls it once a deferred call has recovered gp's panic. One RECOVERED
  *   record: a log record of severity WARN saying the panic was recovered (same exception attributes and span).
+ * - `runtime.fatalpanic`, entry: nothing recovered the panic and the process is about to exit. One FATAL record: a log
+ *   record of severity FATAL saying so (same exception attributes and span).
  * - net/http's recovering closures, entry: the closure `(*conn).serve` defers (HTTP/1) and the one the HTTP/2
  *   server's `runHandler` defers, which recover a handler's panic. A panicking handler unwinds past
  *   `serverHandler.ServeHTTP`, so the net/http server probe's RET programs never run and its request would produce
@@ -49,6 +51,7 @@ export const manifest = Manifest.make({
   symbols: [
     { name: "runtime.gopanic", entry: "uprobe_gopanic" },
     { name: "runtime.recovery", entry: "uprobe_recovery" },
+    { name: "runtime.fatalpanic", entry: "uprobe_fatalpanic" },
     // The first closure of each is its deferred recover (Go 1.25 through 1.27); the HTTP/2 server moved to an
     // internal package in Go 1.27.
     { name: "net/http.(*conn).serve.func1", entry: "uprobe_http_recover", optional: true },
@@ -95,7 +98,7 @@ export const typesFromGopanic = (target: ProbeTarget): bigint | undefined => {
 // ---------------------------------------------------------------------------------------------------------------
 
 /** `go_panic_record.kind` (GO_PANIC_KIND_* in the C). */
-export const Kind = { panic: 1, recovered: 2, serverSpan: 3 } as const
+export const Kind = { panic: 1, recovered: 2, serverSpan: 3, fatal: 4 } as const
 
 /** Layout of `struct go_panic_record`; the panic's fields are those of its nested `struct go_panic_info`. */
 export const Record = Binary.struct({
@@ -250,16 +253,27 @@ const exceptionAttributes = (v: PanicValue): globalThis.Record<string, Attribute
 // Signals
 // ---------------------------------------------------------------------------------------------------------------
 
-/** The log record of a PANIC or RECOVERED record, tied to the span that was active when the goroutine panicked. */
-export const toLog = (r: Record): Probe.LogInput => {
+/** Severity and body prefix of each log record kind: the panic, then how it ended. */
+const LOG_KINDS = {
+  [Kind.panic]: { severity: "error", prefix: "panic" },
+  [Kind.recovered]: { severity: "warn", prefix: "recovered from panic" },
+  [Kind.fatal]: { severity: "fatal", prefix: "panic not recovered, the process exits" }
+} as const
+
+/**
+ * The log record of a PANIC, RECOVERED or FATAL record, tied to the span that was active when the goroutine
+ * panicked; undefined for another kind.
+ */
+export const toLog = (r: Record): Probe.LogInput | undefined => {
+  if (r.kind !== Kind.panic && r.kind !== Kind.recovered && r.kind !== Kind.fatal) return undefined
+  const { prefix, severity } = LOG_KINDS[r.kind]
   const v = panicValue(r)
-  const recovered = r.kind === Kind.recovered
   return {
     pid: r.pid,
-    // A RECOVERED record is written at the recovery; a PANIC one a moment after the panic it times.
-    timeMonoNs: recovered ? r.timeNs : r.panicNs,
-    severity: recovered ? "warn" : "error",
-    body: recovered ? `recovered from panic: ${v.text}` : `panic: ${v.text}`,
+    // RECOVERED and FATAL records are written when the panic ends; a PANIC one a moment after the panic it times.
+    timeMonoNs: r.kind === Kind.panic ? r.panicNs : r.timeNs,
+    severity,
+    body: `${prefix}: ${v.text}`,
     attributes: exceptionAttributes(v) as Attributes,
     ...(r.hasSpan ? { traceId: r.traceId, spanId: r.spanId, traceFlags: r.traceFlags } : {})
   }
@@ -322,7 +336,11 @@ export const GoPanic = Probe.instrument({
   // The recovered request counts in the HTTP server duration metric like any other (with its error.type).
   instruments: { duration: Http.serverDuration },
   signals: (r, emit) => {
-    if (r.kind === Kind.serverSpan) Http.emitWithDuration(emit, "duration", toServerSpan(r), Http.SERVER_METRIC_KEYS)
-    else if (r.kind === Kind.panic || r.kind === Kind.recovered) emit.log(toLog(r))
+    if (r.kind === Kind.serverSpan) {
+      Http.emitWithDuration(emit, "duration", toServerSpan(r), Http.SERVER_METRIC_KEYS)
+      return
+    }
+    const log = toLog(r)
+    if (log !== undefined) emit.log(log)
   }
 })

@@ -290,7 +290,7 @@ describe.each(versions)("go/panic on Go %s", (version) => {
       assert.strictEqual(entriesOf(app.pid, "go_panic_pending", "lru_hash"), 0, "pending panics")
     }).pipe(Effect.provide(agent)), 60_000)
 
-  it.live("an unrecovered panic: the ERROR record arrives though the process dies at once, and no WARN", () =>
+  it.live("an unrecovered panic: ERROR then FATAL records arrive though the process exits at once", () =>
     Effect.gen(function*() {
       const app = yield* start(binaries.get(version)!)
       const analysis = yield* TargetAnalysis
@@ -304,18 +304,21 @@ describe.each(versions)("go/panic on Go %s", (version) => {
       )
       assert.strictEqual(yield* get(`http://${app.addr}/crash`), "closed")
       assert.strictEqual(yield* exited, 2)
-      const [log] = yield* (yield* CapturedLogs).take(1).pipe(Effect.timeout("15 seconds"))
-      assert.deepStrictEqual([log!.severity, log!.body, log!.attributes, log!.pid], [
-        "error",
-        "panic: unrecovered in a goroutine",
-        { "exception.type": "string", "exception.message": "unrecovered in a goroutine" },
-        app.pid
+      const logs = yield* (yield* CapturedLogs).take(2).pipe(Effect.timeout("15 seconds"))
+      const exception = { "exception.type": "string", "exception.message": "unrecovered in a goroutine" }
+      assert.deepStrictEqual(logs.map((l) => [l.severity, l.body, l.attributes, l.pid]), [
+        ["error", "panic: unrecovered in a goroutine", exception, app.pid],
+        ["fatal", "panic not recovered, the process exits: unrecovered in a goroutine", exception, app.pid]
       ])
       // The goroutine was started by the handler: its panic is tied to the request's span (which never ends).
-      assert.strictEqual(log!.traceFlags, 1)
-      assert.match(log!.spanId ?? "", /^[0-9a-f]{16}$/)
+      for (const l of logs) {
+        assert.strictEqual(l.traceFlags, 1)
+        assert.match(l.spanId ?? "", /^[0-9a-f]{16}$/)
+        assert.strictEqual(l.spanId, logs[0]!.spanId)
+      }
+      assert.isTrue(logs[0]!.timeMonoNs < logs[1]!.timeMonoNs)
       yield* Effect.sleep("300 millis")
-      assert.deepStrictEqual(yield* (yield* CapturedLogs).all, [log])
+      assert.strictEqual((yield* (yield* CapturedLogs).all).length, 2)
     }).pipe(Effect.provide(agent)), 60_000)
 
   it.live("stripped binary: type names from the section of the type data, messages as unstripped", () =>

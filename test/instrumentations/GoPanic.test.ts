@@ -118,6 +118,21 @@ describe("log records", () => {
       })
     }))
 
+  it.effect("a panic nothing recovered: FATAL at the exit's time, the same exception and span", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* logOf(record({ kind: GoPanic.Kind.fatal })), {
+        pid: 4242,
+        probe: "go_panic",
+        timeMonoNs: 2_000_000n,
+        severity: "fatal",
+        body: "panic not recovered, the process exits: boom",
+        attributes: { "exception.type": "string", "exception.message": "boom" },
+        traceId: TRACE,
+        spanId: SPAN,
+        traceFlags: 1
+      })
+    }))
+
   it.effect("a goroutine with no active span: no trace context", () =>
     Effect.gen(function*() {
       const log = yield* logOf(record({ hasSpan: false, traceId: "00".repeat(16), spanId: "00".repeat(8) }))
@@ -349,6 +364,7 @@ const panicTarget = (pid: number, types?: bigint): Target => {
       ...functions,
       "runtime.gopanic": { entryOffset: 0x8298f, returnOffsets: [0x82b00] },
       "runtime.recovery": { entryOffset: 0x4b6ea, returnOffsets: [0x4b7f0] },
+      "runtime.fatalpanic": { entryOffset: 0x4bc60, returnOffsets: [] },
       "net/http.(*conn).serve.func1": { entryOffset: 0x21a24f, returnOffsets: [0x21a400] },
       "net/http.(*http2serverConn).runHandler.func1": { entryOffset: 0x202e6f, returnOffsets: [0x203000] }
     },
@@ -385,7 +401,7 @@ describe("on the fake kernel", () => {
       assert.deepStrictEqual(loads[2]!.constants, {})
     })))
 
-  it.effect("writes where the type data is relative to gopanic's entry probe, and attaches the three programs", () =>
+  it.effect("writes where the type data is relative to gopanic's entry probe, and attaches the four programs", () =>
     run(Effect.gen(function*() {
       const kernel = yield* FakeKernel
       const probe = yield* GoPanic.GoPanic.tag
@@ -404,6 +420,7 @@ describe("on the fake kernel", () => {
       })
       const programs = (yield* kernel.liveLinks).map((l) => `${l.program}@${l.offsets?.map((o) => o.toString(16))}`)
       assert.deepStrictEqual(programs.sort(), [
+        "uprobe_fatalpanic@4bc60",
         "uprobe_gopanic@8298f",
         // One link for both recovering closures (HTTP/1 and HTTP/2); Go 1.27's HTTP/2 closure is absent here.
         "uprobe_http_recover@21a24f,202e6f",
@@ -457,7 +474,8 @@ describe("on the fake kernel", () => {
         functions: {
           "runtime.newproc1": functions["runtime.newproc1"],
           "runtime.gopanic": { entryOffset: 0x1298f, returnOffsets: [] },
-          "runtime.recovery": { entryOffset: 0x2b6ea, returnOffsets: [] }
+          "runtime.recovery": { entryOffset: 0x2b6ea, returnOffsets: [] },
+          "runtime.fatalpanic": { entryOffset: 0x2bc60, returnOffsets: [] }
         }
       }))
       yield* Effect.repeat(Effect.andThen(Effect.yieldNow, manager.targets), {

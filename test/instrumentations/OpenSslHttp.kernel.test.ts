@@ -28,6 +28,7 @@ import * as ProcessTarget from "../../src/target/ProcessTarget.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
 const server = path.join(root, "test/fixtures/tls/https_server.py")
+const client = path.join(root, "test/fixtures/tls/tls_client.py")
 /** Debian's python3 and the one first on PATH (pyenv's here), each once: both link the system libssl.so.3. */
 const pythons = [...new Set([
   ...(fs.existsSync("/usr/bin/python3") ? [fs.realpathSync("/usr/bin/python3")] : []),
@@ -86,6 +87,15 @@ const startCurl = Effect.sync(() => {
     })
   return { pid: child.pid!, go }
 })
+
+/** Start the Python TLS client (test/fixtures/tls/tls_client.py); it waits for a line on stdin, which `go` sends. */
+const startPythonClient = (mode: "split" | "raw", port: number) =>
+  Effect.sync(() => {
+    const child = spawn(pythons[0]!, [client, mode, String(port)], { stdio: ["pipe", "ignore", "inherit"] })
+    procs.push(child)
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+    return { pid: child.pid!, go: Effect.promise(() => (child.stdin!.end("go\n"), exited)) }
+  })
 
 /** Until the dynamic loader has mapped libssl into the process (spawn returns right after exec). */
 const libsslMapped = (pid: number) =>
@@ -263,6 +273,40 @@ describe("OpenSSL HTTP probe: curl and a Python HTTPS server over loopback", () 
 
       const stats = (yield* manager.stats).find((s) => s.probe === "openssl_http")!
       assert.deepStrictEqual([stats.records, stats.decodeErrors, stats.skipped], [12, 0, 0])
+    }).pipe(Effect.provide(agent), Effect.scoped), 60_000)
+
+  it.live("a request head written in three pieces is joined; TLS traffic that is not HTTP gives no span", () =>
+    Effect.gen(function*() {
+      const srv = yield* startServer()
+      yield* attach(srv.pid)
+      const manager = yield* Manager
+      const clients: Array<number> = []
+      for (const mode of ["split", "raw"] as const) {
+        const c = yield* startPythonClient(mode, srv.port)
+        yield* attach(c.pid)
+        assert.strictEqual(yield* c.go, 0)
+        yield* manager.handle(TargetEvent.TargetEvent.Exited({ pid: c.pid }))
+        clients.push(c.pid)
+      }
+      const spans = yield* (yield* CapturedSpans).take(2).pipe(Effect.timeout("15 seconds"))
+      yield* Effect.sleep("500 millis")
+      assert.deepStrictEqual(yield* (yield* CapturedSpans).all, spans)
+      const common = {
+        "http.request.method": "GET",
+        "server.address": "127.0.0.1",
+        "server.port": srv.port,
+        "http.response.status_code": 200,
+        "network.protocol.version": "1.1"
+      }
+      const byKind = (kind: string) => one(spans, (s) => s.kind === kind, kind)
+      assert.deepStrictEqual([byKind("client").pid, byKind("client").attributes], [
+        clients[0]!,
+        { ...common, "url.full": `https://127.0.0.1:${srv.port}/hello` }
+      ])
+      assert.deepStrictEqual([byKind("server").pid, byKind("server").attributes], [
+        srv.pid,
+        { ...common, "url.path": "/hello", "url.scheme": "https", "user_agent.original": "split-client/1" }
+      ])
     }).pipe(Effect.provide(agent), Effect.scoped), 60_000)
 
   it.live("sampling is decided in BPF: with always_off roots, only the server span of a sampled traceparent is recorded", () =>

@@ -254,8 +254,9 @@ static __always_inline void on_close(void *ctx, const struct sock *sk, u64 key) 
   }
   if (s->established_ns == 0) {
     submit(sk, s, TCP_METRICS_FAILED, 0, 0);
-  } else if (s->opened || s->owner != 0) {
-    /* Never touched by a process (reset or dropped before accept): the listener's owner, when one is known. */
+  } else if (s->opened || (s->owner != 0 && bpf_map_lookup_elem(&ps_targets, &s->owner))) {
+    /* Never touched by a process (reset or dropped before accept): the listener's owner, when one is known and is
+     * still selected. */
     if (!s->opened)
       submit(sk, s, TCP_METRICS_OPENED, 0, 0);
     if (s->pending_retransmits != 0)

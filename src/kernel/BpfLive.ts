@@ -29,6 +29,7 @@ import { type Addon, buildCommand, loadAddon, type NativeLink, type NativeObject
 import { encodeConstant } from "./internal/constants.ts"
 import { attachError, loadError, mapError, mapUsageError, openError } from "./internal/errors.ts"
 import { tracepointId } from "./internal/tracefs.ts"
+import * as KernelFacts from "./KernelFacts.ts"
 
 export { kernelObjects, ownBpfFds } from "./internal/kernelObjects.ts"
 export type { KernelLink, KernelProgram, OwnFds } from "./internal/kernelObjects.ts"
@@ -46,6 +47,20 @@ const isMapHandle = (u: unknown): u is MapHandle =>
 
 const bytes = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
 
+/** A loaded object, and its tp_btf programs left out because the kernel lacks their tracepoint (program -> name). */
+interface Loaded {
+  readonly _tag: "Loaded"
+  readonly obj: NativeObject
+  readonly absent: ReadonlyMap<string, string>
+}
+
+/** A load the verifier or libbpf refused, with the object's tp_btf programs (to retry without absent ones). */
+interface LoadFailed {
+  readonly _tag: "LoadFailed"
+  readonly error: BpfError
+  readonly tpBtf: ReadonlyArray<{ readonly program: string; readonly tracepoint: string }>
+}
+
 const describeUprobe = (spec: UprobeSpec): string =>
   `${spec.binary}${spec.symbol === undefined ? "" : `:${spec.symbol}`}` +
   `${spec.offset === undefined ? "" : `+0x${spec.offset.toString(16)}`}` +
@@ -58,9 +73,29 @@ const destroy = (link: NativeLink): Effect.Effect<void> =>
 
 const make = (addon: Addon, drainMs: number) => {
   const uprobeMulti = addon.uprobeMultiSupported()
-  /** Opens, configures and loads; closes the native object on any failure before load completes. */
-  const open = (spec: ObjectSpec, name: string): Effect.Effect<NativeObject, BpfError> =>
-    Effect.suspend((): Effect.Effect<NativeObject, BpfError> => {
+  /**
+   * Opens, configures and loads; closes the native object on any failure before load completes. A load that fails
+   * while some tp_btf program names a tracepoint this kernel does not have (libbpf cannot resolve its
+   * `btf_trace_<name>`) is tried once more without those programs: the object loads, and attaching one of them is a
+   * BpfAttachError saying the kernel lacks its tracepoint — a probe of it does not apply, instead of failing to load.
+   */
+  const open = (spec: ObjectSpec, name: string): Effect.Effect<Loaded, BpfError> =>
+    Effect.flatMap(openOnce(spec, name), (first) => {
+      if (first._tag === "Loaded") return Effect.succeed(first)
+      if (first.tpBtf.length === 0) return Effect.fail(first.error)
+      return Effect.flatMap(KernelFacts.read(), (kernel) => {
+        const absent = first.tpBtf.filter((p) => kernel.tracepoint(p.tracepoint) === false)
+        if (absent.length === 0) return Effect.fail(first.error)
+        const retry = { ...spec, disablePrograms: [...(spec.disablePrograms ?? []), ...absent.map((p) => p.program)] }
+        return Effect.flatMap(openOnce(retry, name), (second) =>
+          second._tag === "Loaded" ?
+            Effect.succeed({ ...second, absent: new Map(absent.map((p) => [p.program, p.tracepoint])) }) :
+            Effect.fail(second.error))
+      })
+    })
+
+  const openOnce = (spec: ObjectSpec, name: string): Effect.Effect<Loaded | LoadFailed, BpfError> =>
+    Effect.suspend((): Effect.Effect<Loaded | LoadFailed, BpfError> => {
       const source = spec.bytes !== undefined ? bytes(spec.bytes) : spec.file
       if (source === undefined) {
         return Effect.fail(new BpfOpenError({
@@ -78,13 +113,17 @@ const make = (addon: Addon, drainMs: number) => {
         obj.close()
         return Effect.fail(step)
       }
+      const tpBtf = obj.programs().flatMap((p) => {
+        const m = /^tp_btf\/(.+)$/.exec(p.section)
+        return p.autoload && m !== null ? [{ program: p.name, tracepoint: m[1]! }] : []
+      })
       try {
         obj.load()
       } catch (cause) {
         obj.close()
-        return Effect.fail(loadError(name, cause))
+        return Effect.succeed({ _tag: "LoadFailed", error: loadError(name, cause), tpBtf } satisfies LoadFailed)
       }
-      return Effect.succeed(obj)
+      return Effect.succeed({ _tag: "Loaded", obj, absent: new Map() } satisfies Loaded)
     })
 
   const configure = (obj: NativeObject, spec: ObjectSpec, name: string) => {
@@ -135,7 +174,7 @@ const make = (addon: Addon, drainMs: number) => {
     return undefined
   }
 
-  const wrap = (obj: NativeObject, name: string, multi: boolean): BpfObject => {
+  const wrap = (obj: NativeObject, name: string, multi: boolean, absent: ReadonlyMap<string, string>): BpfObject => {
     const programs = obj.programs().filter((p) => p.autoload).map((p) => p.name)
     const maps = obj.maps().filter((m) => !m.internal).map((m) => m.name)
 
@@ -180,6 +219,14 @@ const make = (addon: Addon, drainMs: number) => {
 
     const attachTracepoint = Effect.fn("Bpf.attachTracepoint")(function*(spec: TracepointSpec) {
       const target = `${spec.category}:${spec.name}`
+      const missing = absent.get(spec.program)
+      if (missing !== undefined) {
+        return yield* Effect.fail(attachError(spec.program, target, Object.assign(
+          new Error(`attach: ${spec.program} was not loaded: this kernel has no tracepoint ${missing} ` +
+            `(no btf_trace_${missing} in its BTF)`),
+          { op: "attachTracepoint", errno: 2, code: "ENOENT", log: "" }
+        )))
+      }
       const info = obj.programs().find((p) => p.name === spec.program)
       let id: number | undefined
       if (info?.type === "tracepoint") {
@@ -327,8 +374,8 @@ const make = (addon: Addon, drainMs: number) => {
 
   const load = Effect.fn("Bpf.load")(function*(spec: ObjectSpec) {
     const name = spec.name ?? (spec.file !== undefined ? path.basename(spec.file).replace(/\.bpf\.o$|\.o$/, "") : "bpf")
-    const obj = yield* Effect.acquireRelease(open(spec, name), (o) => Effect.sync(() => o.close()))
-    return wrap(obj, name, spec.uprobeMulti === true && uprobeMulti)
+    const loaded = yield* Effect.acquireRelease(open(spec, name), (o) => Effect.sync(() => o.obj.close()))
+    return wrap(loaded.obj, name, spec.uprobeMulti === true && uprobeMulti, loaded.absent)
   })
 
   return Bpf.of({ load, libbpfVersion: addon.libbpfVersion(), uprobeMulti })

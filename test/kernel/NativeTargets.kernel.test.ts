@@ -50,7 +50,14 @@ const start = (): Promise<number> =>
   })
 
 beforeAll(() => {
-  execFileSync("make", ["-s", "-C", path.join(root, "bpf"), "out/native_libc.bpf.o", "out/native_tp.bpf.o"])
+  execFileSync("make", [
+    "-s",
+    "-C",
+    path.join(root, "bpf"),
+    "out/native_libc.bpf.o",
+    "out/native_tp.bpf.o",
+    "out/absent_tp.bpf.o"
+  ])
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "probescope-native-"))
   fs.writeFileSync(path.join(dir, "getpid.c"), PROGRAM)
   program = path.join(dir, "getpid")
@@ -166,5 +173,64 @@ describe("native targets on the kernel", () => {
       }).pipe(Effect.provide(probes))
       // The probes' scope closed: their objects too.
       assert.deepStrictEqual(BpfLive.ownBpfFds(), before)
+    }), 60_000)
+
+  it.live("a tracepoint the kernel lacks: the object loads without it, and the probe does not apply, saying why", () =>
+    Effect.gen(function*() {
+      const Absent = Probe.instrument({
+        name: "test/absent_tp",
+        object: bpfObject("absent_tp"),
+        manifest: {
+          processes: "any",
+          tracepoints: [{ program: "tp_absent", category: "probescope", name: "probescope_absent" }]
+        },
+        perTarget: { layout: Binary.struct({ on: Binary.u8 }, { struct: "absent_target" }), value: () => ({ on: 1 }) },
+        sampling: "none",
+        record: Binary.schema(Event),
+        signals: toLog
+      })
+      const Present = Probe.instrument({
+        name: "test/present_tp",
+        object: bpfObject("absent_tp"),
+        manifest: {
+          processes: "any",
+          tracepoints: [{ program: "tp_present", category: "raw_syscalls", name: "sys_enter" }]
+        },
+        perTarget: { layout: Binary.struct({ on: Binary.u8 }, { struct: "absent_target" }), value: () => ({ on: 1 }) },
+        sampling: "none",
+        record: Binary.schema(Event),
+        signals: toLog
+      })
+      const pid = yield* Effect.promise(start)
+      yield* Effect.gen(function*() {
+        const target: Target = yield* ProcessTarget.analyzeProcess(pid, { libraries: new Set() })
+        const absent = yield* Absent.tag
+        assert.deepStrictEqual(absent.loaded.object.programs, ["tp_present"])
+        assert.deepStrictEqual(absent.attacher.applicability(target), {
+          _tag: "NotApplicable",
+          probe: "test/absent_tp",
+          reason: "tracepoint probescope:probescope_absent is not in this kernel (program tp_absent could not be loaded)"
+        })
+        const error = yield* Effect.flip(absent.attacher.attach(target).pipe(Effect.scoped))
+        assert.strictEqual(error.reason, "NotApplicable")
+        // The binding itself says why, were the program attached anyway.
+        const direct = yield* Effect.flip(
+          absent.loaded.object.attachTracepoint({ program: "tp_absent", category: "probescope", name: "probescope_absent" })
+            .pipe(Effect.scoped)
+        )
+        assert.strictEqual(direct._tag, "BpfAttachError")
+        assert.include(direct.message, "tp_absent was not loaded: this kernel has no tracepoint probescope_absent")
+        // The same object's other tracepoint is there and attaches.
+        const present = yield* Present.tag
+        const attached = yield* present.attacher.attach(target).pipe(Effect.scoped)
+        assert.deepStrictEqual(attached.links.map((l) => l.program), ["tp_present"])
+      }).pipe(Effect.provide(Layer.mergeAll(Absent.layer, Present.layer).pipe(Layer.provideMerge(Layer.mergeAll(
+        BpfLive.layer,
+        ProbeTest.layerSink,
+        TracingConfig.layer({ root: "always_on", ratio: 1, parentBased: true }),
+        GoBinary.layer,
+        NativeBinary.layer,
+        Layer.succeed(Probe.LinkGrace, Duration.zero)
+      )))))
     }), 60_000)
 })

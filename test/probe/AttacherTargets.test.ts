@@ -230,6 +230,26 @@ describe("Attacher: tracepoint instruments", () => {
       Sched.layer.pipe(Layer.provide(Layer.succeed(Probe.LinkGrace, Duration.zero)))
     ))
 
+  it.effect("a tracepoint program the object could not load: the probe applies to no target, saying why", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      // As the kernel binding loads an object whose tp_btf program names a tracepoint the kernel lacks: without it.
+      yield* kernel.define("test/sched", { programs: ["tp_btf_switch"], maps: ["ps_targets", "events", "ps_stats"] })
+      yield* Effect.gen(function*() {
+        const sched = yield* Sched.tag
+        const reason = "tracepoint sched:sched_process_exit is not in this kernel (program raw_tp_exit could not be " +
+          "loaded)"
+        assert.deepStrictEqual(sched.attacher.applicability(ProbeTest.target({ pid: 5, language: "native" })), {
+          _tag: "NotApplicable",
+          probe: "test/sched",
+          reason
+        })
+        const error = yield* Effect.flip(sched.attacher.attach(ProbeTest.target({ pid: 5 })).pipe(Effect.scoped))
+        assert.strictEqual(error.message, `probe test/sched does not apply to pid 5: ${reason}`)
+        assert.deepStrictEqual(yield* kernel.liveLinks, [])
+      }).pipe(Effect.provide(Sched.layer))
+    }).pipe(Effect.provide(ProbeTest.layer), Effect.scoped))
+
   it("a disabled tracepoint program is left out of the manifest as loaded", () => {
     const loaded = withoutPrograms(Sched.manifest, ["raw_tp_exit"])
     assert.deepStrictEqual(loaded.tracepoints, [{ program: "tp_btf_switch", category: "sched", name: "sched_switch" }])

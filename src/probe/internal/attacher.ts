@@ -148,7 +148,24 @@ export const makeAttacher = (
   const manifest = withoutPrograms(options.manifest, disablePrograms)
   const perTarget = options.perTarget
   const targetMap = perTarget?.map ?? "ps_targets"
-  const applicability = (target: Target) => ManifestM.check(name, manifest, target)
+  /**
+   * A tracepoint program the object could not load (the kernel lacks its tracepoint: the kernel binding leaves such
+   * tp_btf programs out rather than fail the load) makes the probe not apply anywhere. An object listing no
+   * programs at all (a fake kernel's undefined object) says nothing either way.
+   */
+  const unloaded = ManifestM.isTracepointInstrument(manifest) && object.programs.length > 0 ?
+    manifest.tracepoints.find((t) => !object.programs.includes(t.program)) :
+    undefined
+  const applicability = (target: Target): ManifestM.Applicability => {
+    const app = ManifestM.check(name, manifest, target)
+    if (app._tag !== "Applies" || unloaded === undefined) return app
+    return {
+      _tag: "NotApplicable",
+      probe: name,
+      reason: `tracepoint ${unloaded.category}:${unloaded.name} is not in this kernel (program ${unloaded.program} ` +
+        "could not be loaded)"
+    }
+  }
   const shared = new Map<string, SharedLinks>()
 
   // Each link's kernel work runs on a thread of its own: made and closed concurrently (a parallel scope), their

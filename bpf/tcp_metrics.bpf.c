@@ -347,9 +347,13 @@ int BPF_PROG(tcp_send, struct sock *sk, int ret, int flags) {
 }
 
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(tcp_retransmit, const struct sock *sk, const struct sk_buff *skb, int err) {
-  /* The tracepoint also reports retransmissions that failed to go out (err != 0): not retransmitted. */
-  if (err != 0)
+int tcp_retransmit(u64 *ctx) {
+  const struct sock *sk = (const struct sock *)ctx[0];
+  const struct sk_buff *skb = (const struct sk_buff *)ctx[1];
+  /* Recent kernels also report retransmissions that failed to go out, with their error as a third argument: not
+   * retransmitted. Older ones have no such argument (and report successes only); reading it there would not load,
+   * so it is read only where the tracepoint's event has the field (the branch is removed at load elsewhere). */
+  if (bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err) && (int)ctx[2] != 0)
     return 0;
   u64 key = (u64)sk;
   struct tcp_sock_state *s = bpf_map_lookup_elem(&tcp_socks, &key);

@@ -15,9 +15,10 @@
  *    reads it the server. The span starts there (client: SSL_write's entry; server: SSL_read's return).
  *  - in an exchange: more chunks in the request's direction are appended to the captured request (a head split over
  *    calls, then the body) up to OSSL_REQ_CAP bytes. The first chunk in the other direction that starts with "HTTP/"
- *    and is not an interim 1xx (101 is final) is the response: its first OSSL_RESP_CAP bytes (the status line) are
- *    kept, the span ends (client: SSL_read's return; server: SSL_write's entry), ids are made, sampling is decided
- *    and the record is submitted.
+ *    and is not an interim 1xx (101 is final; an interim answer and the final one in one call are told apart) is the
+ *    response: its first OSSL_RESP_CAP bytes (the status line) are kept, the span ends (client: SSL_read's return;
+ *    server: SSL_write's entry), ids are made, sampling is decided and the record is submitted. A new request after
+ *    an answer this probe did not recognise gives the old exchange up, so a connection never stays stuck.
  * A server continues a valid `traceparent` found in the captured request head; client spans are roots.
  *
  * Parsing beyond "does this look like a request line / a status line" is user space's (src/instrumentations/
@@ -77,10 +78,13 @@ PS_RECORD(openssl_http_record);
 
 #define OSSL_PARENT_REMOTE 2
 
-/* The in-flight exchange. `slack` only exists for the verifier: an append at offset < OSSL_REQ_CAP of at most
- * OSSL_REQ_CAP bytes must provably stay inside the value (the code never writes past request[OSSL_REQ_CAP]). */
+/* The in-flight exchange. `slack` exists for the verifier: an append at offset < OSSL_REQ_CAP of at most
+ * OSSL_REQ_CAP bytes must provably stay inside the value (the code never writes past request[OSSL_REQ_CAP]); it is
+ * also the scratch where an interim answer is searched for the final one. */
 struct ossl_exchange {
   struct openssl_http_record rec;
+  /* Something came back the other way since the request began. */
+  u8 answered;
   u8 slack[OSSL_REQ_CAP];
 };
 
@@ -149,14 +153,57 @@ static __always_inline bool ossl_is_request(const u8 *b, u32 n) {
   return !(i == 3 && b[0] == 'P' && b[1] == 'R' && b[2] == 'I');
 }
 
-/* "HTTP/x.y NNN" that is a final response: interim 1xx answers (100 Continue, 103 Early Hints) are followed by the
- * real one, except 101 Switching Protocols, after which the connection is no longer HTTP/1. */
-static __always_inline bool ossl_is_final_response(const u8 *b, u32 n) {
+#define OSSL_NOT_STATUS 0
+#define OSSL_INTERIM 1
+#define OSSL_FINAL 2
+
+/* What "HTTP/x.y NNN" at b is: a final response, or an interim 1xx answer (100 Continue, 103 Early Hints) that the
+ * real one follows — except 101 Switching Protocols, final: after it the connection is no longer HTTP/1. */
+static __always_inline int ossl_status_kind(const u8 *b, u32 n) {
   if (n < 12 || b[0] != 'H' || b[1] != 'T' || b[2] != 'T' || b[3] != 'P' || b[4] != '/')
-    return false;
-  if (b[9] == '1')
-    return b[10] == '0' && b[11] == '1';
-  return true;
+    return OSSL_NOT_STATUS;
+  if (b[9] == '1' && !(b[10] == '0' && b[11] == '1'))
+    return OSSL_INTERIM;
+  return OSSL_FINAL;
+}
+
+/* Bytes of a chunk searched for the final status line after an interim answer. */
+#define OSSL_INTERIM_SCAN 256
+
+struct ossl_interim_scan {
+  const char *tmp;
+  u32 n;
+  u32 found;
+};
+
+/* Per position: the interim head's blank line followed by "HTTP/" ends the search. */
+static long ossl_interim_step(u64 i, void *data) {
+  struct ossl_interim_scan *s = data;
+  if (i < 12)
+    return 0;
+  if (i + 9 > s->n || i >= OSSL_INTERIM_SCAN)
+    return 1;
+  const char *p = &s->tmp[i & (OSSL_INTERIM_SCAN - 1)];
+  if (p[0] == '\r' && p[1] == '\n' && p[2] == '\r' && p[3] == '\n' && p[4] == 'H' && p[5] == 'T' && p[6] == 'T' &&
+      p[7] == 'P' && p[8] == '/') {
+    s->found = (u32)i + 4;
+    return 1;
+  }
+  return 0;
+}
+
+/* Where the final status line starts when one call carries an interim answer and then the final one ("HTTP/1.1 100
+ * Continue\r\n\r\nHTTP/1.1 201 Created..."): the offset just past the interim head's blank line, looked for in the
+ * chunk's first OSSL_INTERIM_SCAN bytes (with bpf_loop: a plain loop this long multiplies verification time); 0 when
+ * it is not there. `tmp` is scratch of at least OSSL_INTERIM_SCAN + 8 bytes. */
+static __always_inline u32 ossl_after_interim(char *tmp, u64 buf, u32 len) {
+  u64 n = len < OSSL_INTERIM_SCAN ? len : OSSL_INTERIM_SCAN;
+  asm volatile("" : "+r"(n));
+  if (n > OSSL_INTERIM_SCAN || bpf_probe_read_user(tmp, n, (const void *)buf) != 0)
+    return 0;
+  struct ossl_interim_scan s = {.tmp = tmp, .n = (u32)n, .found = 0};
+  bpf_loop(OSSL_INTERIM_SCAN, ossl_interim_step, &s, 0);
+  return s.found;
 }
 
 /* ---- The incoming traceparent, from the captured request head ---- */
@@ -281,19 +328,41 @@ static __always_inline void ossl_on_data(u64 ssl, u64 buf, u32 len, int dir, u64
   if (np > OSSL_PEEK)
     return;
 
+  if (bpf_probe_read_user(peek, np, (const void *)buf) != 0)
+    return;
+
   struct ossl_exchange *ex = bpf_map_lookup_elem(&ossl_exchanges, &key);
   if (ex) {
     u8 request_dir = ex->rec.side == OSSL_SIDE_CLIENT ? OSSL_DIR_WRITE : OSSL_DIR_READ;
-    if (dir == request_dir) {
+    if (dir != request_dir) {
+      /* Anything the other way answers the request, recognised or not (an interim 1xx, an HTTP/0.9 error page). */
+      ex->answered = 1;
+      int kind = ossl_status_kind(peek, np);
+      if (kind == OSSL_INTERIM) {
+        u32 skip = ossl_after_interim((char *)ex->slack, buf, len);
+        if (skip == 0 || skip >= len)
+          return;
+        buf += skip;
+        len -= skip;
+        np = len < OSSL_PEEK ? len : OSSL_PEEK;
+        asm volatile("" : "+r"(np));
+        if (np > OSSL_PEEK || bpf_probe_read_user(peek, np, (const void *)buf) != 0)
+          return;
+        kind = ossl_status_kind(peek, np);
+      }
+      if (kind != OSSL_FINAL)
+        return;
+      ossl_finish(ex, buf, len, at);
+      bpf_map_delete_elem(&ossl_exchanges, &key);
+      return;
+    }
+    /* More of the request (its head split over calls, its body, a pipelined request)... unless it was answered
+     * already and a new request starts: the answer was not one this probe recognises (an interim and the final
+     * response read in one call, say), and that exchange is given up rather than keeping the connection stuck. */
+    if (!ex->answered || !ossl_is_request(peek, np)) {
       ossl_append(ex, buf, len);
       return;
     }
-    if (bpf_probe_read_user(peek, np, (const void *)buf) != 0 ||
-        !ossl_is_final_response(peek, np))
-      return;
-    ossl_finish(ex, buf, len, at);
-    bpf_map_delete_elem(&ossl_exchanges, &key);
-    return;
   }
 
   /* Idle: only a request in this connection's request direction opens an exchange. */
@@ -301,7 +370,7 @@ static __always_inline void ossl_on_data(u64 ssl, u64 buf, u32 len, int dir, u64
   u8 side = dir == OSSL_DIR_WRITE ? OSSL_SIDE_CLIENT : OSSL_SIDE_SERVER;
   if (known && *known != side)
     return;
-  if (bpf_probe_read_user(peek, np, (const void *)buf) != 0 || !ossl_is_request(peek, np))
+  if (!ossl_is_request(peek, np))
     return;
   if (!known)
     bpf_map_update_elem(&ossl_sides, &key, &side, BPF_ANY);
@@ -317,6 +386,7 @@ static __always_inline void ossl_on_data(u64 ssl, u64 buf, u32 len, int dir, u64
   r->pid = key.tgid;
   r->tid = (u32)pid_tgid;
   r->side = side;
+  fresh->answered = 0;
   ossl_append(fresh, buf, len);
   bpf_map_update_elem(&ossl_exchanges, &key, fresh, BPF_ANY);
 }

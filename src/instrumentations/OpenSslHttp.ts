@@ -14,7 +14,9 @@
  *
  * Limits: HTTP/1.x only (HTTP/2 over TLS is binary framing and is ignored); libssl.so.3 loaded as a shared library
  * (OpenSSL linked statically into a program, BoringSSL and other forks are not seen); a pipelined request (sent before
- * the previous response) gets no span of its own; a request whose response never comes gets no span.
+ * the previous response) gets no span of its own; a request whose response never comes gets no span, nor one whose
+ * status line is read in pieces shorter than 12 bytes, or whose final status line follows an interim (1xx) head
+ * longer than 256 bytes in the same read (the connection's next request is traced again).
  *
  * Reading order of this file: manifest -> per-target value -> record layout -> span building -> the probe.
  */

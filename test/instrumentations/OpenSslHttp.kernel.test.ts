@@ -309,6 +309,32 @@ describe("OpenSSL HTTP probe: curl and a Python HTTPS server over loopback", () 
       ])
     }).pipe(Effect.provide(agent), Effect.scoped), 60_000)
 
+  it.live("an interim answer and the final one in one read; an answer not recognised does not stick the connection", () =>
+    Effect.gen(function*() {
+      const srv = yield* startServer()
+      const base = `https://127.0.0.1:${srv.port}`
+      yield* attach(srv.pid)
+      // One keep-alive connection: 103 + 200 in one write; the same with a 103 head too long to look past (no span:
+      // the exchange is given up when the next request comes); then a plain request.
+      const url = (p: string) => `url = "${base}${p}"\noutput = "/dev/null"\n`
+      const curl = yield* curlRun(`insecure\nsilent\n${url("/early-hints")}${url("/long-hints")}${url("/hello")}`)
+      const spans = yield* (yield* CapturedSpans).take(4).pipe(Effect.timeout("15 seconds"))
+      yield* Effect.sleep("500 millis")
+      assert.deepStrictEqual(yield* (yield* CapturedSpans).all, spans)
+      const seen = spans.map((s) => [
+        s.pid,
+        s.kind,
+        s.attributes["url.full"] ?? s.attributes["url.path"],
+        s.attributes["http.response.status_code"]
+      ])
+      assert.sameDeepMembers(seen, [
+        [curl, "client", `${base}/early-hints`, 200],
+        [srv.pid, "server", "/early-hints", 200],
+        [curl, "client", `${base}/hello`, 200],
+        [srv.pid, "server", "/hello", 200]
+      ])
+    }).pipe(Effect.provide(agent), Effect.scoped), 60_000)
+
   it.live("sampling is decided in BPF: with always_off roots, only the server span of a sampled traceparent is recorded", () =>
     Effect.gen(function*() {
       const srv = yield* startServer()

@@ -115,20 +115,33 @@ export const libraryVersion = (binary: NativeBinary): string | undefined => {
 const statId = (p: string) =>
   Effect.promise(() => Fs.stat(p, { bigint: true }).then((s) => `${s.dev}:${s.ino}`, () => undefined))
 
+/**
+ * The path that names the very file a process mapped: its path through /proc/PID/root, unless the file was deleted
+ * or replaced since (an upgraded libssl): that path would name the new file, so the mapping's own link in
+ * /proc/PID/map_files is used (root only, as attaching is).
+ */
+const mappedFile = (pid: number, object: MappedObject): string => {
+  const first = object.executable[0]
+  return object.deleted && first !== undefined ?
+    `/proc/${pid}/map_files/${first.start.toString(16)}-${first.end.toString(16)}` :
+    object.procPath
+}
+
 /** One mapped object analysed as a library; undefined (and a debug line) when it cannot be. */
-const analyzeLibrary = (object: MappedObject) =>
+const analyzeLibrary = (pid: number) => (object: MappedObject) =>
   Effect.gen(function*() {
     const native = yield* NativeAnalysis
-    const [here, there] = yield* Effect.all([statId(object.path), statId(object.procPath)], { concurrency: 2 })
+    const file = mappedFile(pid, object)
+    const [here, there] = yield* Effect.all([statId(object.path), statId(file)], { concurrency: 2 })
     if (there === undefined) return undefined
-    const analysis = yield* native.analyzeFile(object.procPath).pipe(
+    const analysis = yield* native.analyzeFile(file).pipe(
       Effect.catch((e) =>
         Effect.as(Effect.logDebug(`${object.path}: not analysed as a library: ${e.message}`), undefined)
       )
     )
     if (analysis === undefined) return undefined
     const library: MappedLibrary = {
-      path: here === there && !object.deleted ? object.path : object.procPath,
+      path: here === there && !object.deleted ? object.path : file,
       mappedPath: object.path,
       file: there,
       name: path.basename(object.path),
@@ -158,7 +171,7 @@ export const mappedLibraries = (
       // The file is often the soname's target (libz.so.1 -> libz.so.1.2.13): its basename extends the name.
       return wanted === "all" || wanted.has(name) || [...wanted].some((w) => name.startsWith(`${w}.`))
     })
-    const analysed = yield* Effect.forEach(picked, analyzeLibrary, { concurrency: 4 })
+    const analysed = yield* Effect.forEach(picked, analyzeLibrary(pid), { concurrency: 4 })
     return analysed.filter((l): l is MappedLibrary => l !== undefined)
   })
 

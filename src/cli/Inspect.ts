@@ -274,7 +274,9 @@ const makeReport = (
     binary: { path: target.exeLink },
     native: target.native?.summary([]) ?? null,
     ...(target.native === undefined ?
-      { analysisError: `${target.exeLink}: stripped (no .symtab) and no .dynsym: no function has a name to attach to` } :
+      {
+        analysisError: `${target.exeLink}: stripped (no .symtab) and no .dynsym: no function has a name to attach to`
+      } :
       {}),
     ...(mapped === undefined ? {} : { mappedObjects: mapped.map(mappedReport) }),
     probes: reports
@@ -346,7 +348,8 @@ const formatProbe = (p: ProbeReport): Array<string> => {
   for (const a of p.attachPoints) {
     if (!a.found) lines.push(`      ${a.symbol}  (absent, optional)`)
     else if (a.library !== undefined) {
-      lines.push(`      ${a.symbol}  uprobe @${a.fileOffset}${a.returnProgram === null ? "" : `  uretprobe @${a.fileOffset}`}`)
+      const ret = a.returnProgram === null ? "" : `  uretprobe @${a.fileOffset}`
+      lines.push(`      ${a.symbol}  uprobe @${a.fileOffset}${ret}`)
     } else lines.push(`      ${a.symbol}  entry @${a.entryOffset}  ret @${(a.returnOffsets ?? []).join(",")}`)
   }
   for (const [key, f] of Object.entries(p.fields)) {

@@ -46,7 +46,9 @@ export const tracepointNames = (bytes: Uint8Array): Array<string> | undefined =>
     if (at < 0) break
     const stop = text.indexOf("\0", at)
     // Only a whole string counts: one starting right after a NUL (or at the section's start).
-    if (at === 0 || text.charCodeAt(at - 1) === 0) names.push(text.slice(at + PREFIX.length, stop < 0 ? undefined : stop))
+    if (at === 0 || text.charCodeAt(at - 1) === 0) {
+      names.push(text.slice(at + PREFIX.length, stop < 0 ? undefined : stop))
+    }
     from = stop < 0 ? text.length : stop + 1
   }
   return names

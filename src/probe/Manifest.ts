@@ -218,7 +218,9 @@ export const validate = (manifest: Manifest<FieldSpecs>): ReadonlyArray<string> 
   if (m.processes !== undefined) {
     if (m.processes !== "any") problems.push(`processes must be "any" (got ${JSON.stringify(m.processes)})`)
     if (m.library !== undefined) problems.push('a tracepoint instrument (processes: "any") names no library')
-    if ((m.tracepoints ?? []).length === 0) problems.push('a tracepoint instrument (processes: "any") needs tracepoints')
+    if ((m.tracepoints ?? []).length === 0) {
+      problems.push('a tracepoint instrument (processes: "any") needs tracepoints')
+    }
     if ((manifest.symbols ?? []).length > 0) problems.push('a tracepoint instrument (processes: "any") has no symbols')
   }
   if (m.library !== undefined && m.library.sharedObject !== undefined) {
@@ -295,7 +297,8 @@ const checkSharedLibrary = (
       return no(`${library.name} ${library.version} is outside the supported range ${range}`)
     }
   }
-  const where = `${library.name} (${library.mappedPath}${library.stripped ? ", stripped: only exported symbols known" : ""})`
+  const stripped = library.stripped ? ", stripped: only exported symbols known" : ""
+  const where = `${library.name} (${library.mappedPath}${stripped})`
   const symbols: Array<string> = []
   const missingOptional: Array<string> = []
   for (const s of manifest.symbols) {

@@ -107,7 +107,9 @@ export const libraryVersion = (binary: NativeBinary): string | undefined => {
   return [...best].sort((a, b) => {
     const x = parts(a)
     const y = parts(b)
-    for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0)
+    for (let i = 0; i < Math.max(x.length, y.length); i++) {
+      if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0)
+    }
     return 0
   }).at(-1)
 }

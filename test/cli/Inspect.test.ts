@@ -165,7 +165,7 @@ describe("inspect: applicability of each given probe", { timeout: 120_000 }, () 
       assert.include(text, "  ✗ test/go (instrument): not a Go program (c)")
     })))
 
-  it.effect("a stripped C program: said stripped; what applies depends on libc and the kernel, not on its symbols", () =>
+  it.effect("a stripped C program: said stripped; what applies depends on libc and the kernel, not its symbols", () =>
     run(Effect.gen(function*() {
       const report = yield* Inspect.file(stripped, probes)
       assert.isTrue("native" in report && report.native !== null && report.native.stripped)

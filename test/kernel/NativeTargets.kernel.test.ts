@@ -209,14 +209,18 @@ describe("native targets on the kernel", () => {
         assert.deepStrictEqual(absent.attacher.applicability(target), {
           _tag: "NotApplicable",
           probe: "test/absent_tp",
-          reason: "tracepoint probescope:probescope_absent is not in this kernel (program tp_absent could not be loaded)"
+          reason: "tracepoint probescope:probescope_absent is not in this kernel (program tp_absent could not be " +
+            "loaded)"
         })
         const error = yield* Effect.flip(absent.attacher.attach(target).pipe(Effect.scoped))
         assert.strictEqual(error.reason, "NotApplicable")
         // The binding itself says why, were the program attached anyway.
         const direct = yield* Effect.flip(
-          absent.loaded.object.attachTracepoint({ program: "tp_absent", category: "probescope", name: "probescope_absent" })
-            .pipe(Effect.scoped)
+          absent.loaded.object.attachTracepoint({
+            program: "tp_absent",
+            category: "probescope",
+            name: "probescope_absent"
+          }).pipe(Effect.scoped)
         )
         assert.strictEqual(direct._tag, "BpfAttachError")
         assert.include(direct.message, "tp_absent was not loaded: this kernel has no tracepoint probescope_absent")

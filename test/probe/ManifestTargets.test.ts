@@ -61,7 +61,10 @@ describe("Manifest: shared libraries", () => {
     assert.strictEqual(check([]), "shared library libssl.so.3 is not mapped by the process")
     assert.strictEqual(check([libssl({ name: "libssl.so.1.1", soname: "libssl.so.1.1" })]),
       "shared library libssl.so.3 is not mapped by the process")
-    assert.strictEqual(check([libssl({ version: "4.0.1" })]), "libssl.so.3 4.0.1 is outside the supported range >=3.0.0 <4")
+    assert.strictEqual(
+      check([libssl({ version: "4.0.1" })]),
+      "libssl.so.3 4.0.1 is outside the supported range >=3.0.0 <4"
+    )
     assert.strictEqual(
       check([{ name: "libssl.so.3", symbols: { SSL_write: 1 } }]),
       "libssl.so.3 exposes no version (no version text, no symbol versions): cannot check the supported range " +
@@ -107,7 +110,8 @@ describe("Manifest: shared libraries", () => {
         "a shared-library probe has no Go versions"
       ]
     )
-    assert.deepStrictEqual(untyped({ processes: "some", library: { module: "std" }, symbols: [{ name: "f", entry: "e" }] }), [
+    const mixed = { processes: "some", library: { module: "std" }, symbols: [{ name: "f", entry: "e" }] }
+    assert.deepStrictEqual(untyped(mixed), [
       'processes must be "any" (got "some")',
       'a tracepoint instrument (processes: "any") names no library',
       'a tracepoint instrument (processes: "any") needs tracepoints',
@@ -140,7 +144,8 @@ describe("Manifest: tracepoint instruments", () => {
     )
     const has = KernelFacts.fromNames(["sched_switch"])
     assert.strictEqual(reason(Manifest.check("sched", tracing, ProbeTest.target(), has)), "Applies")
-    assert.strictEqual(reason(Manifest.check("sched", tracing, ProbeTest.target(), KernelFacts.unknown("x"))), "Applies")
+    const unknown = KernelFacts.unknown("x")
+    assert.strictEqual(reason(Manifest.check("sched", tracing, ProbeTest.target(), unknown)), "Applies")
   })
 })
 
@@ -160,7 +165,9 @@ describe("KernelFacts", () => {
 
   it("reads the btf_trace_ names of a BTF string section, whole strings only", () => {
     assert.deepStrictEqual(
-      KernelFacts.tracepointNames(btf(["task_struct", "btf_trace_sched_switch", "x_btf_trace_fake", "btf_trace_kfree"])),
+      KernelFacts.tracepointNames(
+        btf(["task_struct", "btf_trace_sched_switch", "x_btf_trace_fake", "btf_trace_kfree"])
+      ),
       ["sched_switch", "kfree"]
     )
     assert.strictEqual(KernelFacts.tracepointNames(Buffer.from("not btf at all, not at all")), undefined)

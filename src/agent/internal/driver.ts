@@ -281,7 +281,9 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
               Effect.andThen(submit(attach(selected)))
             )
           }),
-          Effect.catch((e: ProcessAnalysisError | MapsError | NativeAnalysisError) => skip(pid, exe, e.message, isNamed))
+          Effect.catch((e: ProcessAnalysisError | MapsError | NativeAnalysisError) =>
+            skip(pid, exe, e.message, isNamed)
+          )
         )
       })
 

@@ -125,7 +125,10 @@ const infoOf = (
   return {
     name: probe.name,
     kind: probe.kind,
-    library: m.library === undefined ? null : { module: m.library.module ?? m.library.sharedObject ?? "", package: m.library.package ?? null },
+    library: m.library === undefined ? null : {
+      module: m.library.module ?? m.library.sharedObject ?? "",
+      package: m.library.package ?? null
+    },
     goVersions: m.goVersions ?? null,
     libraryVersions: m.library?.versions ?? null,
     symbols: (m.symbols ?? []).map((s) => ({

@@ -2,8 +2,8 @@
  * libssl.so.3's SSL_write / SSL_read (and their _ex variants) in any dynamically linked program.
  *
  * Why uprobes on libssl: there the bytes are still (or already) plaintext, whatever the language of the program.
- * The links are made once per libssl file and shared by every process that maps it, so every program checks first
- * that its process is a target (ps_target()).
+ * The links may be shared by every process that maps the file (an executable selection: one set per libssl file), so
+ * every program checks first that its process is a target (ps_target()).
  *
  * Per call: the entry uprobe keeps (SSL*, buf, out-pointer, time) per thread; the return uprobe learns how many bytes
  * really went through (the return value, or *written / *readbytes for the _ex variants) and hands that chunk to
@@ -68,7 +68,7 @@ struct openssl_http_record {
   u8 flags;
   /* OSSL_SIDE_CLIENT or OSSL_SIDE_SERVER. */
   u8 side;
-  /* PS_PARENT_NONE (0) or PS_PARENT_REMOTE (2): the parent came from a traceparent header. */
+  /* 0: a root span; OSSL_PARENT_REMOTE (2): the parent came from a traceparent header (`Http.Parent` in TS). */
   u8 parent;
   u8 _pad[5];
   char request[OSSL_REQ_CAP];
@@ -137,8 +137,8 @@ struct {
 
 /* ---- Recognising the start of a request and of a response ---- */
 
-/* "METHOD SP target": 3 to 12 upper-case letters, a space, then '/' (origin form), '*' (OPTIONS *) or a letter
- * (absolute form, or CONNECT's authority). HTTP/2's connection preface ("PRI * HTTP/2.0") is not a request. */
+/* "METHOD SP target": 3 to 12 upper-case letters, a space, then '/' (origin form), '*' (OPTIONS *), a letter or a
+ * digit (absolute form, or CONNECT's authority). HTTP/2's connection preface ("PRI * HTTP/2.0") is not a request. */
 static __always_inline bool ossl_is_request(const u8 *b, u32 n) {
   u32 i = 0;
   for (; i < 13; i++) {

@@ -9,14 +9,15 @@
  * batched by the shared `Batcher` like any exporter's. A failed request is an `ExportError` whose cause is an
  * `OtlpFailure`; `isRetryable` tells the batcher whether another attempt can help (not after an HTTP 400).
  */
+import { readFileSync } from "node:fs"
 import { Config, Effect, Option } from "effect"
 import { ExportError, type Exporter } from "./Exporter.ts"
 import { makeTraceEncoder, type OtlpSpan, type ResourceLike } from "./internal/otlp/traces.ts"
-import { grpcTransport, httpTransport, OtlpFailure, type Transport } from "./internal/otlp/transport.ts"
+import { grpcTransport, httpTransport, OtlpFailure, type Tls, type Transport } from "./internal/otlp/transport.ts"
 import * as ProcessResources from "./ProcessResources.ts"
 import { type OtlpConfig, TelemetryConfigError } from "./TelemetryConfig.ts"
 
-export type { OtlpSpan, ResourceLike }
+export type { OtlpSpan, ResourceLike, Tls }
 export { OtlpFailure }
 
 /** `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION`. */
@@ -28,6 +29,8 @@ export interface OtlpExporterConfig extends OtlpConfig {
   readonly compression?: Compression
   /** The instrumentation scope's version (default: probescope's version). */
   readonly scopeVersion?: string
+  /** For an https endpoint: roots to trust and a client certificate (see `loadTls`); default: the system's roots. */
+  readonly tls?: Tls
 }
 
 /** A span exporter that encodes and sends OTLP itself. */
@@ -57,7 +60,8 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
     headers: config.headers,
     timeoutMillis: config.timeoutMillis,
     gzip: config.compression === "gzip",
-    userAgent
+    userAgent,
+    ...(config.tls === undefined ? {} : { tls: config.tls })
   }
   const json = config.protocol === "http/json"
   const encode = json ? encoder.json : encoder.protobuf
@@ -105,22 +109,57 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
   }
 }
 
-const COMPRESSION_VARIABLES = ["OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"] as const
-
-/** `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, else `OTEL_EXPORTER_OTLP_COMPRESSION`: "gzip" or "none" (the default). */
-export const loadCompression: Effect.Effect<Compression, TelemetryConfigError> = Effect.gen(function*() {
-  for (const variable of COMPRESSION_VARIABLES) {
+/** A variable of the traces signal, else its generic form: `OTEL_EXPORTER_OTLP_TRACES_X`, `OTEL_EXPORTER_OTLP_X`. */
+const tracesVariable = Effect.fnUntraced(function*(name: string) {
+  for (const variable of [`OTEL_EXPORTER_OTLP_TRACES_${name}`, `OTEL_EXPORTER_OTLP_${name}`]) {
     const value = yield* Config.option(Config.String(variable)).pipe(
       Effect.map(Option.getOrUndefined),
       Effect.mapError((e) => new TelemetryConfigError({ variable, message: `${variable}: ${e.message}` }))
     )
-    const trimmed = value?.trim().toLowerCase()
-    if (trimmed === undefined || trimmed === "") continue
-    if (trimmed === "gzip" || trimmed === "none") return trimmed
-    return yield* new TelemetryConfigError({
-      variable,
-      message: `Invalid ${variable}=${JSON.stringify(value)}: expected "gzip" or "none"`
-    })
+    if (value !== undefined && value.trim() !== "") return { variable, value: value.trim() }
   }
-  return "none" as const
+  return undefined
+})
+
+/** The PEM file a variable names, read now: a file that cannot be read is a configuration error naming it. */
+const pemFile = Effect.fnUntraced(function*(name: string) {
+  const found = yield* tracesVariable(name)
+  if (found === undefined) return undefined
+  return yield* Effect.try({
+    try: () => readFileSync(found.value),
+    catch: (e) =>
+      new TelemetryConfigError({
+        variable: found.variable,
+        message: `${found.variable}: cannot read ${found.value}: ${e instanceof Error ? e.message : String(e)}`
+      })
+  })
+})
+
+/**
+ * TLS material for an https endpoint, as the OpenTelemetry JS exporters read it: `OTEL_EXPORTER_OTLP_(TRACES_)
+ * CERTIFICATE` (roots to trust), `_CLIENT_CERTIFICATE` and `_CLIENT_KEY` (mutual TLS), each the path of a PEM file.
+ * Undefined when none is set.
+ */
+export const loadTls: Effect.Effect<Tls | undefined, TelemetryConfigError> = Effect.gen(function*() {
+  const ca = yield* pemFile("CERTIFICATE")
+  const cert = yield* pemFile("CLIENT_CERTIFICATE")
+  const key = yield* pemFile("CLIENT_KEY")
+  if (ca === undefined && cert === undefined && key === undefined) return undefined
+  return {
+    ...(ca === undefined ? {} : { ca }),
+    ...(cert === undefined ? {} : { cert }),
+    ...(key === undefined ? {} : { key })
+  }
+})
+
+/** `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, else `OTEL_EXPORTER_OTLP_COMPRESSION`: "gzip" or "none" (the default). */
+export const loadCompression: Effect.Effect<Compression, TelemetryConfigError> = Effect.gen(function*() {
+  const found = yield* tracesVariable("COMPRESSION")
+  if (found === undefined) return "none" as const
+  const value = found.value.toLowerCase()
+  if (value === "gzip" || value === "none") return value
+  return yield* new TelemetryConfigError({
+    variable: found.variable,
+    message: `Invalid ${found.variable}=${JSON.stringify(found.value)}: expected "gzip" or "none"`
+  })
 })

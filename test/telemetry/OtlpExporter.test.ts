@@ -5,11 +5,18 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { resourceFromAttributes } from "@opentelemetry/resources"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
 import * as http from "node:http"
 import * as http2 from "node:http2"
+import * as https from "node:https"
 import type { AddressInfo } from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import type { TLSSocket } from "node:tls"
 import * as zlib from "node:zlib"
 import { ConfigProvider, Effect, Exit } from "effect"
+import { afterAll, beforeAll } from "vitest"
 import type { SpanData } from "../../src/probe/Telemetry.ts"
 import * as Batcher from "../../src/telemetry/Batcher.ts"
 import { ExportError } from "../../src/telemetry/Exporter.ts"
@@ -436,5 +443,99 @@ describe("OtlpExporter.loadCompression", () => {
       assert.instanceOf(error, TelemetryConfigError)
       assert.strictEqual(error.variable, "OTEL_EXPORTER_OTLP_COMPRESSION")
       assert.strictEqual(error.message, `Invalid OTEL_EXPORTER_OTLP_COMPRESSION="zstd": expected "gzip" or "none"`)
+    }))
+})
+
+describe("OtlpExporter over TLS", () => {
+  // A server certificate for 127.0.0.1 and a client certificate, both self-signed (made by openssl for the suite).
+  let dir = ""
+  const pem = (name: string) => fs.readFileSync(path.join(dir, name))
+  const selfSigned = (name: string, subject: string, extension: string) =>
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", subject, "-addext", extension,
+      "-keyout", path.join(dir, `${name}-key.pem`), "-out", path.join(dir, `${name}.pem`)
+    ], { stdio: "ignore" })
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "probescope-otlp-tls-"))
+    selfSigned("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1")
+    selfSigned("client", "/CN=probescope-agent", "extendedKeyUsage=clientAuth")
+  })
+  afterAll(() => {
+    if (dir !== "") fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  /** Server options: its certificate, and a client certificate required (signed by the client's own). */
+  const serverTls = () => ({
+    cert: pem("server.pem"),
+    key: pem("server-key.pem"),
+    ca: pem("client.pem"),
+    requestCert: true,
+    rejectUnauthorized: true
+  })
+  const clientTls = () => ({ ca: pem("server.pem"), cert: pem("client.pem"), key: pem("client-key.pem") })
+
+  const listen = <S extends https.Server | http2.Http2SecureServer>(server: S) =>
+    Effect.acquireRelease(
+      Effect.callback<number>((resume) => {
+        server.listen(0, "127.0.0.1", () => resume(Effect.succeed((server.address() as AddressInfo).port)))
+      }),
+      () => Effect.promise(() => new Promise<void>((done) => server.close(() => done())))
+    )
+
+  it.live("https: trusts the configured root, presents the client certificate; the system's roots refuse it", () =>
+    Effect.gen(function*() {
+      const clients: Array<string> = []
+      const server = https.createServer(serverTls(), (req, res) => {
+        clients.push((req.socket as TLSSocket).getPeerCertificate().subject.CN as string)
+        req.resume()
+        req.on("end", () => res.writeHead(200).end())
+      })
+      const port = yield* listen(server)
+      const endpoint = `https://127.0.0.1:${port}/v1/traces`
+      const exporter = yield* exporterFor({ endpoint, tls: clientTls() })
+      yield* exporter.export(items)
+      assert.deepStrictEqual(clients, ["probescope-agent"])
+
+      const untrusting = yield* exporterFor({ endpoint })
+      const error = yield* failureOf(untrusting.export(items))
+      assert.match(error.message, new RegExp(`^export to ${endpoint} failed: self-signed certificate`))
+      assert.deepStrictEqual(clients, ["probescope-agent"])
+    }))
+
+  it.live("grpc over TLS (h2): the same roots and client certificate", () =>
+    Effect.gen(function*() {
+      const clients: Array<string> = []
+      const server = http2.createSecureServer(serverTls())
+      server.on("stream", (stream) => {
+        clients.push((stream.session!.socket as TLSSocket).getPeerCertificate().subject.CN as string)
+        stream.on("data", () => {})
+        stream.on("end", () => grpcReply(stream, 0))
+      })
+      const port = yield* listen(server)
+      const exporter = yield* exporterFor({ endpoint: `https://127.0.0.1:${port}`, protocol: "grpc", tls: clientTls() })
+      yield* exporter.export(items)
+      assert.deepStrictEqual(clients, ["probescope-agent"])
+    }))
+
+  it.effect("loadTls reads the PEM files the variables name (traces first); an unreadable one is a typed error", () =>
+    Effect.gen(function*() {
+      const load = (env: Record<string, string>) =>
+        OtlpExporter.loadTls.pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env))))
+      assert.isUndefined(yield* load({}))
+      const tls = yield* load({
+        OTEL_EXPORTER_OTLP_CERTIFICATE: path.join(dir, "client.pem"),
+        OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: path.join(dir, "server.pem"),
+        OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: path.join(dir, "client.pem"),
+        OTEL_EXPORTER_OTLP_CLIENT_KEY: path.join(dir, "client-key.pem")
+      })
+      assert.deepStrictEqual(tls, clientTls())
+      const error = yield* Effect.flip(load({ OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: "/nonexistent/key.pem" }))
+      assert.instanceOf(error, TelemetryConfigError)
+      assert.strictEqual(error.variable, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY")
+      assert.strictEqual(
+        error.message,
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: cannot read /nonexistent/key.pem: " +
+          "ENOENT: no such file or directory, open '/nonexistent/key.pem'"
+      )
     }))
 })

@@ -57,7 +57,20 @@ export interface TransportOptions {
   readonly gzip: boolean
   /** The request's User-Agent. */
   readonly userAgent: string
+  /** For https: trusted roots instead of the system's, and a client certificate (PEM). */
+  readonly tls?: Tls
 }
+
+/** TLS material (PEM), as `OTEL_EXPORTER_OTLP_CERTIFICATE`, `_CLIENT_CERTIFICATE` and `_CLIENT_KEY` name it. */
+export interface Tls {
+  readonly ca?: string | Uint8Array
+  readonly cert?: string | Uint8Array
+  readonly key?: string | Uint8Array
+}
+
+/** Only the fields set: `undefined` values would override Node's defaults (the system's roots). */
+const tlsOptions = (tls: Tls | undefined) =>
+  tls === undefined ? {} : Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined))
 
 export interface Transport {
   readonly send: Send
@@ -123,7 +136,7 @@ export const httpTransport = (options: TransportOptions & { readonly contentType
   // Keep-alive: one connection carries batch after batch. Two sockets: a request we stopped waiting for may still
   // hold one until its own timeout.
   const agent = secure
-    ? new https.Agent({ keepAlive: true, maxSockets: 2 })
+    ? new https.Agent({ keepAlive: true, maxSockets: 2, ...tlsOptions(options.tls) })
     : new http.Agent({ keepAlive: true, maxSockets: 2 })
   const request = secure ? https.request : http.request
   const json = options.contentType === "application/json"
@@ -234,7 +247,7 @@ export const grpcTransport = (options: TransportOptions): Transport => {
 
   const connect = () => {
     if (session !== undefined && !session.closed && !session.destroyed) return session
-    const s = http2.connect(authority)
+    const s = http2.connect(authority, url.protocol === "https:" ? tlsOptions(options.tls) : {})
     // A connection error also fails the streams on it (their own error events report it); this one only forgets
     // the session so that the next export connects anew.
     const forget = () => {

@@ -112,9 +112,11 @@ const versions = (p: Listed): string => {
 /** The human form: a few lines per probe. */
 export const format = (listed: ReadonlyArray<Listed>): string =>
   listed.map((p) => {
-    const library = p.library === null
-      ? "none (global)"
-      : `${p.library.module}${p.library.package === null ? "" : ` (${p.library.package})`}`
+    const library = p.library !== null ?
+      `${p.library.module}${p.library.package === null ? "" : ` (${p.library.package})`}` :
+      p.targets === "any-process" ?
+      "none: every selected process, any language (tracepoints)" :
+      "none (global)"
     const lines = [
       `${p.name}  ${p.kind}  from ${p.source}`,
       `  library     ${library}`,
@@ -128,6 +130,7 @@ export const format = (listed: ReadonlyArray<Listed>): string =>
     }
     if (p.tracepoints.length > 0) lines.push(`  tracepoints ${p.tracepoints.join(", ")}`)
     lines.push(`  signals     ${p.signals.length === 0 ? "none" : p.signals.join(", ")}`)
+    if (p.metrics.length > 0) lines.push(`  metrics     ${p.metrics.join(", ")}`)
     lines.push(`  attributes  ${p.attributes === null ? "not declared" : p.attributes.join(", ")}`)
     return lines.join("\n")
   }).join("\n\n")

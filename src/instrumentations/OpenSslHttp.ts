@@ -181,5 +181,12 @@ export const OpenSslHttp = Probe.instrument({
   manifest,
   perTarget: { layout: Target, value: () => ({ enabled: 1 }) },
   record: Binary.schema(Record),
-  span: toSpan
+  // The HTTP duration histograms, as every HTTP probe records them: one per exchange, from its span.
+  instruments: { server: Http.serverDuration, client: Http.clientDuration },
+  signals: (r, emit) => {
+    const span = toSpan(r)
+    if (span === undefined) return
+    if (span.kind === "server") Http.emitWithDuration(emit, "server", span, Http.SERVER_METRIC_KEYS)
+    else Http.emitWithDuration(emit, "client", span, Http.CLIENT_METRIC_KEYS)
+  }
 })

@@ -23,6 +23,9 @@ describe("probescope list", () => {
         ["go_context", "daemon", "builtin"],
         ["nethttp_server", "instrument", "builtin"],
         ["nethttp_client", "instrument", "builtin"],
+        ["go_panic", "instrument", "builtin"],
+        ["openssl_http", "instrument", "builtin"],
+        ["tcp_metrics", "instrument", "builtin"],
         ["example/work", "instrument", work]
       ])
       const server = listed.find((p) => p.name === "nethttp_server")!
@@ -32,8 +35,44 @@ describe("probescope list", () => {
         entry: "uprobe_ServeHTTP",
         return: "uprobe_ServeHTTP_ret"
       }])
-      assert.deepStrictEqual(server.signals, ["spans"])
+      assert.deepStrictEqual(server.signals, ["spans", "metrics"])
+      assert.deepStrictEqual(server.metrics, ["http.server.request.duration"])
+      assert.strictEqual(server.targets, "go")
       assert.include(server.attributes ?? [], "http.route")
+      // Probes of every kind: a Go probe emitting logs, a shared library's, a tracepoint instrument's.
+      const kinds = (name: string) => {
+        const p = listed.find((l) => l.name === name)!
+        return [p.targets, p.signals, p.library?.module ?? null, p.tracepoints.length]
+      }
+      assert.deepStrictEqual(kinds("go_panic"), ["go", ["logs", "spans", "metrics"], "std", 0])
+      assert.deepStrictEqual(kinds("openssl_http"), ["shared-library", ["spans"], "libssl.so.3", 0])
+      assert.deepStrictEqual(kinds("tcp_metrics"), ["any-process", ["metrics"], null, 4])
+      assert.deepStrictEqual(listed.find((l) => l.name === "tcp_metrics")!.metrics, [
+        "tcp.connection.opened",
+        "tcp.connection.failed",
+        "tcp.connection.closed",
+        "tcp.connection.duration",
+        "tcp.retransmissions"
+      ])
+    }))
+
+  it.effect("the human form of a tracepoint instrument: any process, its tracepoints and metrics", () =>
+    Effect.gen(function*() {
+      const listed = yield* ProbeList.list(yield* ProbeList.setup(flags([])))
+      const text = ProbeList.format(listed.filter((p) => p.name === "tcp_metrics"))
+      assert.strictEqual(
+        text,
+        [
+          "tcp_metrics  instrument  from builtin",
+          "  library     none: every selected process, any language (tracepoints)",
+          "  versions    any",
+          "  tracepoints sock/inet_sock_set_state, tcp/tcp_retransmit_skb, sock/sock_recv_length, sock/sock_send_length",
+          "  signals     metrics",
+          "  metrics     tcp.connection.opened, tcp.connection.failed, tcp.connection.closed, tcp.connection.duration, " +
+          "tcp.retransmissions",
+          "  attributes  network.transport, network.type, server.port, tcp.connection.side, error.type"
+        ].join("\n")
+      )
     }))
 
   it.effect("the human form of one probe", () =>

@@ -1,6 +1,6 @@
 /**
- * The OpenSSL HTTP probe through the agent, as a user runs it (root): `probescope run --probe
- * src/instrumentations/OpenSslHttp.ts --exe <python3> --exe /usr/bin/curl` exporting OTLP to the real OpenTelemetry
+ * The OpenSSL HTTP probe through the agent, as a user runs it (root): `probescope run --exe <python3> --exe
+ * /usr/bin/curl` (openssl_http is a built-in) exporting OTLP to the real OpenTelemetry
  * Collector (test/collector), which forwards to the test receiver. A Python HTTPS server (test/fixtures/tls) runs
  * before the agent; curl starts after it (discovered at exec), makes two requests over one keep-alive connection, and
  * the exact CLIENT and SERVER spans arrive with each process's resource.
@@ -16,7 +16,6 @@ import * as Collector from "../collector/Collector.ts"
 import type { ReceivedSpan } from "../receiver/Receiver.ts"
 import { agentEnv, attachedLine, cli, root, spawnProc } from "./harness.ts"
 
-const probe = path.join(root, "src/instrumentations/OpenSslHttp.ts")
 const server = path.join(root, "test/fixtures/tls/https_server.py")
 // The executable itself (/usr/bin/python3 is a symlink): what --exe selects and /proc/PID/exe names.
 const python = fs.realpathSync("/usr/bin/python3")
@@ -44,7 +43,7 @@ const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => bool
   return found[0]!
 }
 
-describe("probescope run --probe OpenSslHttp.ts", () => {
+describe("probescope run --exe python --exe curl (openssl_http is built in)", () => {
   it.live("curl's CLIENT and python's SERVER spans reach the collector", () =>
     Effect.gen(function*() {
       const srv = yield* spawnProc(python, [server, path.join(dir, "cert.pem"), path.join(dir, "key.pem")])
@@ -52,7 +51,7 @@ describe("probescope run --probe OpenSslHttp.ts", () => {
       const collector = yield* Collector.make()
       const agent = yield* spawnProc(
         cli,
-        ["run", "--probe", probe, "--exe", python, "--exe", curl],
+        ["run", "--exe", python, "--exe", curl],
         agentEnv({
           OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint,
           OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",

@@ -6,8 +6,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { WorkProbe } from "../../examples/custom-probe/WorkProbe.ts"
 import { GoContext } from "../../src/instrumentations/GoContext.ts"
+import { GoPanic } from "../../src/instrumentations/GoPanic.ts"
 import { NetHttpClient } from "../../src/instrumentations/NetHttpClient.ts"
 import { NetHttpServer } from "../../src/instrumentations/NetHttpServer.ts"
+import { OpenSslHttp } from "../../src/instrumentations/OpenSslHttp.ts"
+import { TcpMetrics } from "../../src/instrumentations/TcpMetrics.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
 import * as TracingConfig from "../../src/probe/TracingConfig.ts"
 
@@ -17,10 +20,26 @@ describe("built-in probes' layouts", () => {
   it.effect("match the BTF of the objects they load, and every one is checked", () =>
     Effect.gen(function*() {
       const checked = yield* Effect.gen(function*() {
-        const probes = [yield* GoContext.tag, yield* NetHttpServer.tag, yield* NetHttpClient.tag, yield* WorkProbe.tag]
+        const probes = [
+          yield* GoContext.tag,
+          yield* NetHttpServer.tag,
+          yield* NetHttpClient.tag,
+          yield* GoPanic.tag,
+          yield* OpenSslHttp.tag,
+          yield* TcpMetrics.tag,
+          yield* WorkProbe.tag
+        ]
         return Object.fromEntries(probes.map((p) => [p.name, p.loaded.layouts]))
       }).pipe(
-        Effect.provide(Layer.mergeAll(NetHttpServer.layer, NetHttpClient.layer, WorkProbe.layer, GoContext.layer)),
+        Effect.provide(Layer.mergeAll(
+          NetHttpServer.layer,
+          NetHttpClient.layer,
+          GoPanic.layer,
+          OpenSslHttp.layer,
+          TcpMetrics.layer,
+          WorkProbe.layer,
+          GoContext.layer
+        )),
         Effect.provide(kernel)
       )
       assert.deepStrictEqual(checked, {
@@ -32,6 +51,18 @@ describe("built-in probes' layouts", () => {
         nethttp_client: [
           { role: "record", struct: "nethttp_client_record", checked: true },
           { role: "perTarget", struct: "nethttp_client_offsets", checked: true }
+        ],
+        go_panic: [
+          { role: "record", struct: "go_panic_record", checked: true },
+          { role: "perTarget", struct: "go_panic_target", checked: true }
+        ],
+        openssl_http: [
+          { role: "record", struct: "openssl_http_record", checked: true },
+          { role: "perTarget", struct: "openssl_http_target", checked: true }
+        ],
+        tcp_metrics: [
+          { role: "record", struct: "tcp_metrics_record", checked: true },
+          { role: "perTarget", struct: "tcp_metrics_target", checked: true }
         ],
         "example/work": [{ role: "record", struct: "work_record", checked: true }]
       })

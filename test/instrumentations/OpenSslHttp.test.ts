@@ -136,6 +136,34 @@ describe("OpenSslHttp spans", () => {
       assert.deepStrictEqual(server500[0]!.status, { code: "error", message: "HTTP 500" })
     }))
 
+  it.effect("each exchange is also one recording into the HTTP duration histogram of its side, low-cardinality", () =>
+    Effect.gen(function*() {
+      const server = yield* OpenSsl.OpenSslHttp.signals(
+        record({ side: "server", request: curlGet("/fail"), response: "HTTP/1.1 500 Internal Server Error\r\n" })
+      )
+      const client = yield* OpenSsl.OpenSslHttp.signals(
+        record({ side: "client", request: curlGet("/items?id=7"), response: "HTTP/1.1 200 OK\r\n" })
+      )
+      const durationOf = (s: typeof server) => Number(s.spans[0]!.endMonoNs - s.spans[0]!.startMonoNs) / 1e9
+      assert.deepStrictEqual(server.measurements.map((m) => [m.instrument.name, m.value, m.pid, m.attributes]), [
+        ["http.server.request.duration", durationOf(server), server.spans[0]!.pid, {
+          "http.request.method": "GET",
+          "url.scheme": "https",
+          "http.response.status_code": 500,
+          "network.protocol.version": "1.1",
+          "error.type": "500"
+        }]
+      ])
+      assert.deepStrictEqual(client.measurements.map((m) => [m.instrument.name, m.attributes]), [
+        ["http.client.request.duration", {
+          "http.request.method": "GET",
+          "server.address": "127.0.0.1",
+          "server.port": 8443,
+          "http.response.status_code": 200
+        }]
+      ])
+    }))
+
   it.effect("an unknown method is _OTHER with the original, and the span is named HTTP", () =>
     Effect.gen(function*() {
       const spans = yield* spansOf(record({

@@ -6,7 +6,15 @@
 import { Context, Effect, Layer, References, Schema } from "effect"
 import type { Bpf } from "../../kernel/Bpf.ts"
 import * as BpfTest from "../../kernel/BpfTest.ts"
-import { GoContext, NetHttpClient, NetHttpServer } from "../../instrumentations/index.ts"
+import {
+  GoContext,
+  GoPanic,
+  NetHttpClient,
+  NetHttpServer,
+  OpenSslHttp,
+  TcpMetrics
+} from "../../instrumentations/index.ts"
+import type { Instruments } from "../../probe/Instruments.ts"
 import type * as Manifest from "../../probe/Manifest.ts"
 import * as Probe from "../../probe/Probe.ts"
 import type { ProbeConfigError, ProbeLoadError } from "../../probe/ProbeError.ts"
@@ -19,10 +27,14 @@ export type ProbeRequirements = Bpf | ProbeRegistry.ProbeRegistry | TracingConfi
 /** A layer that loads and registers one or more probes (a definition's `layer`, or several merged). */
 export type ProbeLayer = Layer.Layer<never, ProbeConfigError | ProbeLoadError, ProbeRequirements>
 
+/** The signals a probe emits. */
+export type Signal = "spans" | "metrics" | "logs"
+
 /**
- * What the agent needs of a probe definition, as `Probe.instrument` and `Probe.daemon` return it. `attributes`
- * is optional metadata for `probescope list`: the span attributes the probe sets (add it with
- * `{ ...Probe.instrument({...}), attributes: [...] }`).
+ * What the agent needs of a probe definition, as `Probe.instrument` and `Probe.daemon` return it. `attributes` and
+ * `signals` are optional metadata for `probescope list`: the attributes the probe sets and the signals it emits (add
+ * them with `{ ...Probe.instrument({...}), attributes: [...], emits: ["spans", "logs"] }`); without `emits`, an
+ * instrument is listed with spans, plus metrics when it declares instruments.
  */
 export interface ProbeDefinition {
   readonly name: string
@@ -30,6 +42,8 @@ export interface ProbeDefinition {
   readonly manifest: Manifest.Manifest
   readonly layer: ProbeLayer
   readonly attributes?: ReadonlyArray<string>
+  readonly emits?: ReadonlyArray<Signal>
+  readonly instruments?: Instruments
 }
 
 /** A probe the agent runs: a definition, or a layer of probes. */
@@ -55,10 +69,17 @@ export interface ProbeInfo {
   readonly goVersions: string | null
   readonly libraryVersions: string | null
   readonly symbols: ReadonlyArray<SymbolInfo>
-  /** Tracepoints attached at load, as `category/name`. */
+  /**
+   * What the probe attaches to: a Go module's functions, a shared library's (any language), the tracepoints of
+   * every selected process, or nothing per process (global).
+   */
+  readonly targets: "go" | "shared-library" | "any-process" | "global"
+  /** Tracepoints, as `category/name`: per selected process for an any-process probe, else attached at load. */
   readonly tracepoints: ReadonlyArray<string>
-  /** What the probe emits: an instrument emits spans, a daemon nothing. */
-  readonly signals: ReadonlyArray<"spans">
+  /** What the probe emits (a daemon nothing). */
+  readonly signals: ReadonlyArray<Signal>
+  /** The metrics it declares, by name. */
+  readonly metrics: ReadonlyArray<string>
   /** Span attributes the probe sets, where declared (null: not declared). */
   readonly attributes: ReadonlyArray<string> | null
   /** The whole manifest, for checks against targets. */
@@ -75,6 +96,7 @@ const DefinitionShape = Schema.Struct({
   layer: Schema.declare(isProbeLayer),
   attributes: Schema.optionalKey(Schema.Array(Schema.String))
 })
+
 
 /** Whether a value is a probe definition (as `Probe.instrument`/`Probe.daemon` return it). */
 export const isDefinition: (u: unknown) => u is ProbeDefinition = Schema.is(DefinitionShape) as never
@@ -114,14 +136,55 @@ export const builtins: ReadonlyArray<ProbeDefinition> = [
   {
     ...NetHttpClient.NetHttpClient,
     attributes: [...HTTP_COMMON, "url.full", "server.address", "server.port", "network.local.port", "error.type"]
+  },
+  {
+    ...GoPanic.GoPanic,
+    emits: ["logs", "spans", "metrics"],
+    attributes: ["exception.type", "exception.message", "error.type", "http.route", "url.path", ...HTTP_COMMON]
+  },
+  {
+    ...OpenSslHttp.OpenSslHttp,
+    attributes: [
+      ...HTTP_COMMON,
+      "url.full",
+      "url.path",
+      "url.query",
+      "url.scheme",
+      "server.address",
+      "server.port",
+      "network.protocol.version",
+      "user_agent.original",
+      "error.type"
+    ]
+  },
+  {
+    ...TcpMetrics.TcpMetrics,
+    emits: ["metrics"],
+    attributes: ["network.transport", "network.type", "server.port", "tcp.connection.side", "error.type"]
   }
 ]
 
+const targetsOf = (m: Manifest.Manifest): ProbeInfo["targets"] =>
+  m.library?.sharedObject !== undefined ?
+    "shared-library" :
+    m.library !== undefined ?
+    "go" :
+    m.processes === "any" ?
+    "any-process" :
+    "global"
+
 const infoOf = (
-  probe: { readonly name: string; readonly kind: "instrument" | "daemon"; readonly manifest: Manifest.Manifest },
+  probe: {
+    readonly name: string
+    readonly kind: "instrument" | "daemon"
+    readonly manifest: Manifest.Manifest
+    readonly emits?: ReadonlyArray<Signal>
+    readonly instruments?: Instruments
+  },
   attributes: ReadonlyArray<string> | undefined
 ): ProbeInfo => {
   const m = probe.manifest
+  const metrics = Object.values(probe.instruments ?? {}).map((i) => i.name)
   return {
     name: probe.name,
     kind: probe.kind,
@@ -137,8 +200,10 @@ const infoOf = (
       entry: s.entry ?? null,
       return: s.return ?? null
     })),
+    targets: targetsOf(m),
     tracepoints: (m.tracepoints ?? []).map((t) => `${t.category}/${t.name}`),
-    signals: probe.kind === "instrument" ? ["spans"] : [],
+    signals: probe.kind === "daemon" ? [] : probe.emits ?? (metrics.length > 0 ? ["spans", "metrics"] : ["spans"]),
+    metrics,
     attributes: attributes ?? null,
     manifest: m
   }
@@ -208,11 +273,19 @@ export const describe = (
     for (const p of [...context.mapUnsafe.values(), ...registered]) {
       if (isLoaded(p) && !byName.has(p.name)) byName.set(p.name, p)
     }
-    const declared = new Map<string, ReadonlyArray<string>>()
-    for (const p of [...builtins, ...probes]) {
-      if (isDefinition(p) && p.attributes !== undefined && !declared.has(p.name)) declared.set(p.name, p.attributes)
+    // What only a definition says (the layer's loaded probe does not): attributes, signals, instruments.
+    const declared = new Map<string, ProbeDefinition>()
+    for (const p of [...probes, ...builtins]) {
+      if (isDefinition(p) && !declared.has(p.name)) declared.set(p.name, p)
     }
-    return givenOrder(attachOrder([...byName.values()]), probes).map((p) => infoOf(p, declared.get(p.name)))
+    return givenOrder(attachOrder([...byName.values()]), probes).map((p) => {
+      const d = declared.get(p.name)
+      return infoOf({
+        ...p,
+        ...(d?.emits === undefined ? {} : { emits: d.emits }),
+        ...(d?.instruments === undefined ? {} : { instruments: d.instruments })
+      }, d?.attributes)
+    })
   }).pipe(
     Effect.scoped,
     // Built on the fake kernel only to be read: what the probes log at load (e.g. a lockdown notice) is said when

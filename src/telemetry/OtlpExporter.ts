@@ -5,9 +5,14 @@
  * export of a span costs an encode of its fields and nothing else: no OpenTelemetry SDK span, no hex parsed back, no
  * time converted twice, and none of the SDK exporters' modules (grpc-js, protobufjs, the transformer) loaded.
  *
+ * gRPC is one unary call per batch over a kept HTTP/2 connection (node:http2): the OTLP/gRPC wire format is the same
+ * protobuf request behind gRPC's 5-byte message prefix, answered by `grpc-status` in the trailers, so grpc-js brings
+ * nothing the exporter needs. Headers become gRPC metadata; `OTEL_EXPORTER_OTLP_TIMEOUT` becomes `grpc-timeout`.
+ *
  * Its items are `OtlpSpan`s (the `SpanData`, the resource of its process, the clock offset when it was accepted),
  * batched by the shared `Batcher` like any exporter's. A failed request is an `ExportError` whose cause is an
- * `OtlpFailure`; `isRetryable` tells the batcher whether another attempt can help (not after an HTTP 400).
+ * `OtlpFailure`; `isRetryable` tells the batcher whether another attempt can help (not after an HTTP 400). What the
+ * SDK exporters read from the environment themselves is read here by `loadCompression` and `loadTls`.
  */
 import { readFileSync } from "node:fs"
 import { Config, Effect, Option } from "effect"
@@ -23,7 +28,7 @@ export { OtlpFailure }
 /** `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION`. */
 export type Compression = "gzip" | "none"
 
-/** Where and how to send: the telemetry configuration's OTLP part, plus compression. */
+/** Where and how to send: the telemetry configuration's OTLP part, plus compression and TLS material. */
 export interface OtlpExporterConfig extends OtlpConfig {
   /** Default "none". */
   readonly compression?: Compression

@@ -264,6 +264,16 @@ describe("OtlpExporter over HTTP", () => {
       assert.isBelow(elapsed, 2000)
     }))
 
+  it.live("a header Node refuses (OTEL_EXPORTER_OTLP_HEADERS) is a permanent ExportError, not a crash", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200).end())
+      const exporter = yield* exporterFor({ endpoint: server.url, headers: { "x-token": "line\nbreak" } })
+      const error = yield* failureOf(exporter.export(items))
+      assert.strictEqual(error.message, `export to ${server.url} failed: Invalid character in header content ["x-token"]`)
+      assert.isFalse(OtlpExporter.isRetryable(error))
+      assert.strictEqual(server.received.length, 0)
+    }))
+
   it.live("interrupting an export abandons its request", () =>
     Effect.gen(function*() {
       let closed = 0

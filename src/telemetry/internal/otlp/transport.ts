@@ -133,8 +133,8 @@ const timedOut = (timeoutMillis: number) =>
 export const httpTransport = (options: TransportOptions & { readonly contentType: string }): Transport => {
   const url = new URL(options.endpoint)
   const secure = url.protocol === "https:"
-  // Keep-alive: one connection carries batch after batch. Two sockets: a request we stopped waiting for may still
-  // hold one until its own timeout.
+  // Keep-alive: one connection carries batch after batch (exports go one at a time; the second socket is for the
+  // moment an abandoned request's socket is still being torn down).
   const agent = secure
     ? new https.Agent({ keepAlive: true, maxSockets: 2, ...tlsOptions(options.tls) })
     : new http.Agent({ keepAlive: true, maxSockets: 2 })
@@ -201,14 +201,22 @@ export const httpTransport = (options: TransportOptions & { readonly contentType
     const settle = once(done)
     let req: http.ClientRequest | undefined
     let abandoned = false
+    const start = (payload: Uint8Array) => {
+      try {
+        req = post(payload, settle)
+      } catch (error) {
+        // Thrown before anything was sent: a header value Node refuses (a configuration problem), not the network.
+        settle(failed(errorMessage(error), { retryable: false, cause: error }))
+      }
+    }
     if (options.gzip) {
       gzipped(body, (error, out) => {
         if (abandoned) return
         if (error !== null) return settle(failed(`gzip: ${error.message}`, { retryable: false, cause: error }))
-        req = post(out, settle)
+        start(out)
       })
     } else {
-      req = post(body, settle)
+      start(body)
     }
     return () => {
       abandoned = true
@@ -359,7 +367,8 @@ export const grpcTransport = (options: TransportOptions): Transport => {
       try {
         stream = call(message, compressed, settle)
       } catch (error) {
-        settle(failed(errorMessage(error), { retryable: true, cause: error }))
+        // Thrown before anything was sent: a metadata value HTTP/2 refuses (a configuration problem).
+        settle(failed(errorMessage(error), { retryable: false, cause: error }))
       }
     }
     if (options.gzip) {

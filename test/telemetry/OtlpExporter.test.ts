@@ -269,7 +269,10 @@ describe("OtlpExporter over HTTP", () => {
       const server = yield* httpServer((_req, res) => res.writeHead(200).end())
       const exporter = yield* exporterFor({ endpoint: server.url, headers: { "x-token": "line\nbreak" } })
       const error = yield* failureOf(exporter.export(items))
-      assert.strictEqual(error.message, `export to ${server.url} failed: Invalid character in header content ["x-token"]`)
+      assert.strictEqual(
+        error.message,
+        `export to ${server.url} failed: Invalid character in header content ["x-token"]`
+      )
       assert.isFalse(OtlpExporter.isRetryable(error))
       assert.strictEqual(server.received.length, 0)
     }))

@@ -2,19 +2,10 @@
  * A minimal protobuf writer for the OTLP encoders: one growable buffer reused across batches, written forwards.
  *
  * A nested message's length comes before its bytes but is known only after them, so `begin` reserves the bytes a
- * length is expected to take and `end` writes it there, moving the message when the guess was wrong (rare: callers
- * reserve 1 byte for small messages, 2 for a span, 3 for the groups holding a batch's spans). Lengths are always the
- * canonical (shortest) varint, so the bytes are what any protobuf library would write for the same fields.
+ * length is expected to take and `end` writes it there, moving the message when the guess was wrong (callers reserve
+ * 1 byte for small messages, 2 for a span, 3 for the groups holding a batch's spans, so that what has to move is
+ * small). Lengths are always the canonical (shortest) varint: the bytes are what any protobuf library would write.
  */
-
-/** Wire types. */
-export const VARINT = 0
-export const I64 = 1
-export const LEN = 2
-export const I32 = 5
-
-/** A field's tag byte(s) for field numbers up to 15 (one byte); `tag2` for 16..2047. */
-export const tag = (field: number, wire: number): number => (field << 3) | wire
 
 /** Value of each ASCII hex digit (either case), -1 for anything else. */
 const HEX = new Int8Array(128).fill(-1)

@@ -1,6 +1,10 @@
 /**
  * The protobuf encoding of OTLP traces (opentelemetry-proto trace/v1, common/v1, resource/v1), field by field from
  * `SpanData`. Zero-valued fields (dropped counts, an unset status code) are left out, as proto3 allows.
+ *
+ * Tags are written as their bytes, `(field number << 3) | wire type`: 0x0a is field 1 length-delimited, 0x12 field 2,
+ * 0x18 field 3 varint, 0x21 field 4 fixed64, 0x39 field 7 fixed64, 0x85 0x01 field 16 fixed32, and so on; each write
+ * names the field it is for where the code does not.
  */
 import type { SpanData } from "../../../probe/Telemetry.ts"
 import { endMonoNs, hasParent, isInt64, isScalar, KIND, keyCache, type KeyEntry, spanFlags, STATUS } from "./fields.ts"
@@ -10,35 +14,35 @@ import { ProtoWriter } from "./ProtoWriter.ts"
 const writeAnyValue = (w: ProtoWriter, v: unknown): void => {
   switch (typeof v) {
     case "string":
-      w.byte(0x0a)
+      w.byte(0x0a) // string_value (1)
       w.string(v)
       return
     case "number":
       if (isInt64(v)) {
-        w.byte(0x18)
+        w.byte(0x18) // int_value (3)
         w.int64(v)
       } else {
-        w.byte(0x21)
+        w.byte(0x21) // double_value (4)
         w.double(v)
       }
       return
     case "boolean":
-      w.byte(0x10)
+      w.byte(0x10) // bool_value (2)
       w.byte(v ? 1 : 0)
       return
     case "object": {
       if (v === null) return
       if (v instanceof Uint8Array) {
-        w.byte(0x3a)
+        w.byte(0x3a) // bytes_value (7)
         w.uint32(v.length)
         w.raw(v)
         return
       }
       if (Array.isArray(v)) {
-        w.byte(0x2a)
+        w.byte(0x2a) // array_value (5)
         const array = w.begin(1)
         for (let i = 0; i < v.length; i++) {
-          w.byte(0x0a)
+          w.byte(0x0a) // ArrayValue.values (1)
           const item = w.begin(1)
           writeAnyValue(w, v[i])
           w.end(item, 1)
@@ -46,9 +50,9 @@ const writeAnyValue = (w: ProtoWriter, v: unknown): void => {
         w.end(array, 1)
         return
       }
-      w.byte(0x32)
+      w.byte(0x32) // kvlist_value (6)
       const list = w.begin(1)
-      writeKeyValues(w, v as Record<string, unknown>, 0x0a)
+      writeKeyValues(w, v as Record<string, unknown>, 0x0a) // KeyValueList.values (1)
       w.end(list, 1)
       return
     }
@@ -61,9 +65,9 @@ const writeAnyValue = (w: ProtoWriter, v: unknown): void => {
 /** Per name: `KeyValue.key` plus the tag of `KeyValue.value`; per scalar value: the whole KeyValue, length first. */
 const keys = keyCache((key) => {
   const w = new ProtoWriter(64)
-  w.byte(0x0a)
+  w.byte(0x0a) // KeyValue.key (1)
   w.string(key)
-  w.byte(0x12)
+  w.byte(0x12) // KeyValue.value (2)
   return w.buf.slice(0, w.pos)
 })
 
@@ -103,54 +107,54 @@ const writeKeyValues = (w: ProtoWriter, attributes: Readonly<Record<string, unkn
 
 /** One `ScopeSpans.spans` entry. */
 export const writeSpan = (w: ProtoWriter, s: SpanData, offsetNs: bigint): void => {
-  w.byte(0x12)
+  w.byte(0x12) // ScopeSpans.spans (2)
   const start = w.begin(2)
-  w.byte(0x0a)
+  w.byte(0x0a) // trace_id (1)
   w.hexId(s.traceId, 16)
-  w.byte(0x12)
+  w.byte(0x12) // span_id (2)
   w.hexId(s.spanId, 8)
   if (hasParent(s)) {
-    w.byte(0x22)
+    w.byte(0x22) // parent_span_id (4)
     w.hexId(s.parentSpanId!, 8)
   }
-  w.byte(0x2a)
+  w.byte(0x2a) // name (5)
   w.string(s.name)
-  w.byte(0x30)
+  w.byte(0x30) // kind (6)
   w.byte(KIND[s.kind])
-  w.byte(0x39)
+  w.byte(0x39) // start_time_unix_nano (7)
   w.fixed64(s.startMonoNs + offsetNs)
-  w.byte(0x41)
+  w.byte(0x41) // end_time_unix_nano (8)
   w.fixed64(endMonoNs(s) + offsetNs)
-  writeKeyValues(w, s.attributes, 0x4a)
+  writeKeyValues(w, s.attributes, 0x4a) // attributes (9)
   const events = s.events
   if (events !== undefined) {
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!
-      w.byte(0x5a)
+      w.byte(0x5a) // events (11)
       const event = w.begin(1)
-      w.byte(0x09)
+      w.byte(0x09) // Event.time_unix_nano (1)
       w.fixed64(e.timeMonoNs + offsetNs)
-      w.byte(0x12)
+      w.byte(0x12) // Event.name (2)
       w.string(e.name)
-      writeKeyValues(w, e.attributes, 0x1a)
+      writeKeyValues(w, e.attributes, 0x1a) // Event.attributes (3)
       w.end(event, 1)
     }
   }
   // The status is always present (as the SDK sends it), empty when unset without a message.
-  w.byte(0x7a)
+  w.byte(0x7a) // status (15)
   const status = w.begin(1)
   const message = s.status.message
   if (message !== undefined && message !== "") {
-    w.byte(0x12)
+    w.byte(0x12) // Status.message (2)
     w.string(message)
   }
   const code = STATUS[s.status.code]
   if (code !== 0) {
-    w.byte(0x18)
+    w.byte(0x18) // Status.code (3)
     w.byte(code)
   }
   w.end(status, 1)
-  // flags: field 16, fixed32 (a two-byte tag).
+  // flags (16), fixed32: a two-byte tag.
   w.byte(0x85)
   w.byte(0x01)
   w.fixed32(spanFlags(s))
@@ -160,9 +164,9 @@ export const writeSpan = (w: ProtoWriter, s: SpanData, offsetNs: bigint): void =
 /** Field 1 (resource) of a ResourceSpans, tag and length included. */
 export const resourceField = (attributes: Readonly<Record<string, unknown>>): Uint8Array => {
   const w = new ProtoWriter(1024)
-  w.byte(0x0a)
+  w.byte(0x0a) // ResourceSpans.resource (1)
   const start = w.begin(2)
-  writeKeyValues(w, attributes, 0x0a)
+  writeKeyValues(w, attributes, 0x0a) // Resource.attributes (1)
   w.end(start, 2)
   return w.buf.slice(0, w.pos)
 }
@@ -170,12 +174,12 @@ export const resourceField = (attributes: Readonly<Record<string, unknown>>): Ui
 /** Field 1 (scope) of a ScopeSpans, tag and length included. */
 export const scopeField = (name: string, version: string): Uint8Array => {
   const w = new ProtoWriter(256)
-  w.byte(0x0a)
+  w.byte(0x0a) // ScopeSpans.scope (1)
   const start = w.begin(1)
-  w.byte(0x0a)
+  w.byte(0x0a) // InstrumentationScope.name (1)
   w.string(name)
   if (version !== "") {
-    w.byte(0x12)
+    w.byte(0x12) // InstrumentationScope.version (2)
     w.string(version)
   }
   w.end(start, 1)

@@ -84,11 +84,11 @@ export const makeTraceEncoder = (scopeVersion: string): TraceEncoder => {
   const protobuf = (items: ReadonlyArray<OtlpSpan>): Buffer => {
     w.reset()
     for (const [resource, byProbe] of group(items)) {
-      w.byte(0x0a)
+      w.byte(0x0a) // ExportTraceServiceRequest.resource_spans (1)
       const resourceSpans = w.begin(3)
       w.raw(resourceField(resource))
       for (const [probe, spans] of byProbe) {
-        w.byte(0x12)
+        w.byte(0x12) // ResourceSpans.scope_spans (2)
         const scopeSpans = w.begin(3)
         w.raw(scopeField(probe))
         for (let i = 0; i < spans.length; i++) Protobuf.writeSpan(w, spans[i]!.span, spans[i]!.offsetNs)

@@ -9,8 +9,9 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
 import { afterAll, beforeAll } from "vitest"
+import { Bpf } from "../../src/kernel/Bpf.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
 import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
@@ -236,5 +237,36 @@ describe("native targets on the kernel", () => {
         NativeBinary.layer,
         Layer.succeed(Probe.LinkGrace, Duration.zero)
       )))))
+    }), 60_000)
+
+  it.live("a uretprobe without uprobe_multi (one perf-event link per offset) fires on return too", () =>
+    Effect.gen(function*() {
+      const pid = yield* Effect.promise(start)
+      const target = yield* ProcessTarget.analyzeProcess(pid, { libraries: new Set(["libc.so.6"]) }).pipe(
+        Effect.provide(Layer.mergeAll(GoBinary.layer, NativeBinary.layer))
+      )
+      const libc = target.libraries[0]!
+      const offset = Option.getOrThrow(libc.symbol("getpid")).fileOffset!
+      yield* Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const object = yield* bpf.load({ file: bpfObject("native_libc"), name: "native_libc_perf" })
+        yield* object.update("ps_targets", Binary.pidKey(pid), new Uint8Array([1]))
+        const rb = yield* object.ringBuffer("events")
+        const link = yield* object.attachUprobe({
+          program: "uretprobe_getpid",
+          binary: libc.path,
+          offsets: [offset],
+          pid,
+          retprobe: true
+        })
+        assert.match(link.description, / pid \d+ \(return\)$/)
+        assert.strictEqual(link.description.split(" ")[0], "uretprobe")
+        const records = yield* rb.records.pipe(Stream.take(3), Stream.runCollect, Effect.timeout("5 seconds"))
+        for (const r of records) {
+          const e = Event.decode(r)
+          // The return value in RAX: the pid getpid returned. An entry probe would see no return value (0 here).
+          assert.deepStrictEqual([e.pid, e.kind, e.value], [pid, 2, BigInt(pid)])
+        }
+      }).pipe(Effect.scoped, Effect.provide(BpfLive.layer))
     }), 60_000)
 })

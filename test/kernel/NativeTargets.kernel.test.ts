@@ -41,10 +41,12 @@ int main(void) {
 `
 
 let program = ""
+/** The same program in another file: another executable, mapping the same libc. */
+let copy = ""
 
-const start = (): Promise<number> =>
+const start = (file = program): Promise<number> =>
   new Promise((resolve, reject) => {
-    const child = spawn(program, [], { stdio: ["ignore", "pipe", "ignore"] })
+    const child = spawn(file, [], { stdio: ["ignore", "pipe", "ignore"] })
     children.push(child)
     child.on("error", reject)
     child.stdout!.once("data", () => resolve(child.pid!))
@@ -63,6 +65,9 @@ beforeAll(() => {
   fs.writeFileSync(path.join(dir, "getpid.c"), PROGRAM)
   program = path.join(dir, "getpid")
   execFileSync("gcc", ["-O1", "-o", program, path.join(dir, "getpid.c")])
+  copy = path.join(dir, "getpid-copy")
+  fs.copyFileSync(program, copy)
+  fs.chmodSync(copy, 0o755)
 }, 120_000)
 
 afterAll(() => {
@@ -131,17 +136,19 @@ const collect = (n: number) =>
   })
 
 describe("native targets on the kernel", () => {
-  it.live("a libc uprobe/uretprobe and a tp_btf instrument see the target pid only; nothing stays attached", () =>
+  it.live("libc uprobe/uretprobe and tp_btf instrument see the selected executable only; nothing stays attached", () =>
     Effect.gen(function*() {
       const before = BpfLive.ownBpfFds()
-      const [target, other] = yield* Effect.promise(() => Promise.all([start(), start()]))
+      // `other` runs the same code from another file: it maps the same libc, so it traps, and BPF leaves it out.
+      const [target, other] = yield* Effect.promise(() => Promise.all([start(), start(copy)]))
       yield* Effect.gen(function*() {
         const analysed = yield* ProcessTarget.analyzeProcess(target, { libraries: new Set(["libc.so.6"]) })
         assert.strictEqual(analysed.language, "native")
         const libc = analysed.libraries.find((l) => l.name === "libc.so.6")!
         assert.isDefined(libc)
         assert.match(libc.version ?? "", /^2\.\d+$/)
-        // Selected by executable: the libc links carry no pid, so the other process traps too and BPF filters it.
+        // Selected by executable: the libc links carry no pid, so every process mapping libc traps and BPF filters:
+        // by the target's per-pid entry, and by its executable's entry for the processes of it not seen yet.
         const selected: Target = { ...analysed, selection: "executable" }
         const getpid = yield* Getpid.tag
         const sysEnter = yield* SysEnter.tag
@@ -157,13 +164,15 @@ describe("native targets on the kernel", () => {
           ["uretprobe_getpid", "uretprobe_multi"]
         ])
         assert.deepStrictEqual(a2.links.map((l) => l.description), ["tracing raw_syscalls:sys_enter"])
-        const logs = yield* collect(30)
-        assert.isAtLeast(logs.length, 30)
-        assert.deepStrictEqual([...new Set(logs.map((l) => l.pid))], [target])
+        // A process of the selected executable the agent has not handed over (yet): served from its first call.
+        const late = yield* Effect.promise(() => start())
+        const logs = yield* collect(60)
+        assert.isAtLeast(logs.length, 60)
+        assert.deepStrictEqual([...new Set(logs.map((l) => l.pid))].sort(), [target, late].sort())
         const kinds = new Set(logs.map((l) => l.body))
         assert.deepStrictEqual([...kinds].sort(), ["kind 1", "kind 2", "kind 3"])
-        // The uretprobe sees getpid's return value: the target's pid; the tracepoint the syscall number.
-        for (const l of logs.filter((l) => l.body === "kind 2")) assert.strictEqual(l.attributes["value"], target)
+        // The uretprobe sees getpid's return value: the caller's pid; the tracepoint the syscall number.
+        for (const l of logs.filter((l) => l.body === "kind 2")) assert.strictEqual(l.attributes["value"], l.pid)
         for (const l of logs.filter((l) => l.body === "kind 3")) assert.strictEqual(l.attributes["value"], 39)
         assert.notInclude(logs.map((l) => l.pid), other)
         yield* Scope.close(attach, Exit.void)
@@ -202,7 +211,7 @@ describe("native targets on the kernel", () => {
         record: Binary.schema(Event),
         signals: toLog
       })
-      const pid = yield* Effect.promise(start)
+      const pid = yield* Effect.promise(() => start())
       yield* Effect.gen(function*() {
         const target: Target = yield* ProcessTarget.analyzeProcess(pid, { libraries: new Set() })
         const absent = yield* Absent.tag
@@ -241,7 +250,7 @@ describe("native targets on the kernel", () => {
 
   it.live("a uretprobe without uprobe_multi (one perf-event link per offset) fires on return too", () =>
     Effect.gen(function*() {
-      const pid = yield* Effect.promise(start)
+      const pid = yield* Effect.promise(() => start())
       const target = yield* ProcessTarget.analyzeProcess(pid, { libraries: new Set(["libc.so.6"]) }).pipe(
         Effect.provide(Layer.mergeAll(GoBinary.layer, NativeBinary.layer))
       )

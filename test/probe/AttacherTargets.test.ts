@@ -132,6 +132,48 @@ describe("Attacher: shared libraries", () => {
       Ssl.layer
     ))
 
+  it.effect("an executable selection also writes the value under the executable's identity while it has targets", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const maps = ["ps_targets", "ps_target_files", "events", "ps_stats"]
+      const programs = ["uprobe_SSL_write", "uretprobe_SSL_write", "uprobe_SSL_read"]
+      yield* kernel.define("test/ssl", { programs, maps })
+      yield* kernel.define("test/sched", { programs: ["tp_btf_switch", "raw_tp_exit"], maps })
+      yield* Effect.gen(function*() {
+        const ssl = yield* Ssl.tag
+        const sched = yield* Sched.tag
+        // Two processes of /usr/bin/curl (2049:4242): one entry for the executable file.
+        const curl = (pid: number) =>
+          ProbeTest.target({
+            pid,
+            language: "native",
+            exe: "/usr/bin/curl",
+            file: "2049:4242",
+            selection: "executable",
+            libraries: [libssl()]
+          })
+        const scopes = [yield* Scope.make(), yield* Scope.make()]
+        for (const [i, pid] of [1, 2].entries()) {
+          yield* ssl.attacher.attach(curl(pid)).pipe(Scope.provide(scopes[i]!))
+          yield* sched.attacher.attach(curl(pid)).pipe(Scope.provide(scopes[i]!))
+        }
+        // struct ps_file_key of 2049:4242: s_dev (8 << 20 | 1) and the inode, little-endian.
+        const key = "0100800000000000" + "9210000000000000"
+        assert.deepStrictEqual([...(yield* kernel.map("test/ssl", "ps_target_files")).keys()], [key])
+        assert.deepStrictEqual([...(yield* kernel.map("test/sched", "ps_target_files")).keys()], [key])
+        yield* Scope.close(scopes[0]!, Exit.void)
+        assert.strictEqual((yield* kernel.map("test/ssl", "ps_target_files")).size, 1)
+        yield* Scope.close(scopes[1]!, Exit.void)
+        yield* TestClock.adjust("10 seconds")
+        assert.strictEqual((yield* kernel.map("test/ssl", "ps_target_files")).size, 0)
+        assert.strictEqual((yield* kernel.map("test/sched", "ps_target_files")).size, 0)
+        // A process selection writes none.
+        yield* ssl.attacher.attach(ProbeTest.target({ pid: 3, file: "2049:4242", libraries: [libssl()] }))
+          .pipe(Scope.provide(yield* Scope.make()))
+        assert.strictEqual((yield* kernel.map("test/ssl", "ps_target_files")).size, 0)
+      }).pipe(Effect.provide(Layer.mergeAll(Ssl.layer, Sched.layer)))
+    }).pipe(Effect.provide(ProbeTest.layer), Effect.scoped))
+
   it.effect("another copy of the library (another file) gets links of its own", () =>
     withProbes(
       Effect.gen(function*() {

@@ -6,10 +6,12 @@
  * - a Go library: uprobes on the executable (entry past the prologue, one on every RET);
  * - a shared library: on the library file the process maps, a uprobe at each symbol (entry) and a uretprobe
  *   (return). Shared per library file, so every process mapping libssl shares one set of links when selected by
- *   executable; the BPF side filters by the per-pid entry (never by the file map: that one is keyed by executable);
+ *   executable; the BPF side filters by the per-pid entry (and by the executable's entry, below);
  * - a tracepoint instrument: the tracepoint programs, attached once while at least one target is attached (counted
  *   like shared links, closed after the last target has gone and the grace has passed); each target only adds its
  *   per-pid entry, which is what the BPF side filters on.
+ * With an executable selection every shape also writes the value under the executable's identity
+ * (`ps_target_files`), so processes of it the agent has not seen yet are served too.
  */
 import { Context, Deferred, Duration, Effect, Exit, Scope } from "effect"
 import type { BpfError, Link } from "../../kernel/Bpf.ts"
@@ -266,22 +268,32 @@ export const makeAttacher = (
     ))
   }
 
-  /** The links of one target: shared or per process, on the executable, on a library, or the tracepoints. */
+  /**
+   * The links of one target: shared or per process, on the executable, on a library, or the tracepoints. When every
+   * process of the executable is wanted, the per-target value also goes under the executable's identity for as long
+   * as one of its processes is a target (and the grace): a process of it that the agent has not seen yet — a short
+   * `curl` — is served from its first call. The library's and the tracepoints' links are keyed apart from that.
+   */
   const links = (target: Target, app: Applies, value: Uint8Array | undefined) => {
-    if (app.tracepoints !== undefined) return useShared(TRACEPOINTS, target.pid, attachTracepoints)
-    const plans = uprobePlan(manifest, target, app)
     const wide = target.selection === "executable"
+    const executable = target.file ?? target.exe
+    const byExecutable = wide ?
+      useShared(`executable ${executable}`, target.pid, Effect.as(fileEntry(target, value), [])) :
+      Effect.succeed([])
+    if (app.tracepoints !== undefined) {
+      return Effect.andThen(byExecutable, useShared(TRACEPOINTS, target.pid, attachTracepoints))
+    }
+    const plans = uprobePlan(manifest, target, app)
     if (app.library !== undefined) {
-      // The file map is keyed by the executable, which says nothing of who maps a library: per-pid entries only.
-      return wide ? useShared(`library ${app.library.file}`, target.pid, attachLinks(plans, undefined)) :
+      return wide ?
+        Effect.andThen(
+          byExecutable,
+          useShared(`library ${app.library.file}`, target.pid, attachLinks(plans, undefined))
+        ) :
         attachLinks(plans, target.pid)
     }
     return wide ?
-      useShared(
-        target.file ?? target.exe,
-        target.pid,
-        Effect.andThen(fileEntry(target, value), attachLinks(plans, undefined))
-      ) :
+      useShared(executable, target.pid, Effect.andThen(fileEntry(target, value), attachLinks(plans, undefined))) :
       attachLinks(plans, target.pid)
   }
 

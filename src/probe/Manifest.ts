@@ -181,7 +181,7 @@ export type Applicability<F extends FieldSpecs = FieldSpecs> = Applies<F> | NotA
 export interface KernelFacts {
   /**
    * Whether the kernel has the tracepoint (a `btf_trace_<name>` type in its BTF, which tp_btf and raw_tp programs
-   * need), with where that was looked up; undefined when unknown.
+   * need); undefined when unknown.
    */
   readonly tracepoint: (name: string) => boolean | undefined
   /** Where the facts come from, for reasons ("/sys/kernel/btf/vmlinux"). */

@@ -200,8 +200,16 @@ export const analyzeProcess = Effect.fn("ProcessTarget.analyzeProcess")(function
   }
   const native = yield* NativeAnalysis
   const procExe = `/proc/${pid}/exe`
+  // Go's analysis read this link a moment ago: failing now, the process has just gone (or is out of reach).
   const exeLink = yield* Effect.tryPromise({ try: () => Fs.readlink(procExe), catch: (e) => e }).pipe(
-    Effect.catch(() => Effect.fail(new Errors.ProcessNotFound({ pid, message: `process ${pid} not found` })))
+    Effect.catch((e) => {
+      const code = (e as NodeJS.ErrnoException).code
+      return Effect.fail(
+        code === "ENOENT" || code === "ESRCH" ?
+          new Errors.ProcessNotFound({ pid, message: `process ${pid} not found` }) :
+          new Errors.ProcessUnreadable({ pid, message: `process ${pid}: cannot read ${procExe} (${code ?? e})` })
+      )
+    })
   )
   const binary = yield* native.analyzeFile(procExe).pipe(
     Effect.map((b): NativeBinary | undefined => b),

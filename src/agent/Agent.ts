@@ -69,6 +69,12 @@ export class Agent extends Context.Service<Agent, {
 /** The built-in probes (go_context, the net/http server and client), in dependency order, with their attributes. */
 export const builtins: ReadonlyArray<Probes.ProbeDefinition> = Probes.builtins
 
+/** Built-ins used only when named (`tcp_metrics`): see `Probes.optionalBuiltins`. */
+export const optionalBuiltins: ReadonlyArray<Probes.ProbeDefinition> = Probes.optionalBuiltins
+
+/** A built-in, default or optional, by its name (e.g. `Agent.builtin("tcp_metrics")`), or undefined. */
+export const builtin: (name: string) => Probes.ProbeDefinition | undefined = Probes.builtin
+
 /** How to build the agent. */
 export interface Options {
   /** What to instrument. */

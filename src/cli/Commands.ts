@@ -254,7 +254,10 @@ export const checkPrivileges = (pids: ReadonlyArray<number>, sweeping: boolean) 
 /** `--probe`, `--no-builtins` and `--config`, shared by `run` and `list`. */
 const probeFlags = {
   probes: Flag.String("probe").pipe(
-    Flag.withDescription("A probe module (.js, .mjs, or .ts where Node strips types) to run too (repeatable)"),
+    Flag.withDescription(
+      "A built-in by name (e.g. tcp_metrics) or a probe module (.js, .mjs, or .ts where Node strips types) to run " +
+        "too (repeatable)"
+    ),
     Flag.atLeast(0)
   ),
   builtins: Flag.Boolean("builtins").pipe(

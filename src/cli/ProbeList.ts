@@ -59,11 +59,19 @@ export const setup = (flags: Flags) =>
     ]
     const sources: Array<Source> = builtins ? [{ source: "builtin", probes: Agent.builtins }] : []
     for (const m of modules) {
-      sources.push({ source: m.name, probes: yield* Agent.loadProbeModule(m.path) })
+      // A bare name is a built-in's (`--probe tcp_metrics`); anything else is a module to import.
+      const named = /^\w+$/.test(m.name) ? Agent.builtin(m.name) : undefined
+      sources.push(
+        named !== undefined ?
+          { source: "builtin", probes: [named] } :
+          { source: m.name, probes: yield* Agent.loadProbeModule(m.path) }
+      )
     }
     const probes = [...new Set(sources.flatMap((s) => s.probes))]
     if (probes.length === 0) {
-      return yield* new UsageError({ message: "no probes to run: --no-builtins needs at least one --probe MODULE" })
+      return yield* new UsageError({
+        message: "no probes to run: --no-builtins needs at least one --probe NAME or MODULE"
+      })
     }
     const union = <A>(a: ReadonlyArray<A>, b: ReadonlyArray<A>) => [...new Set([...a, ...b])]
     return {

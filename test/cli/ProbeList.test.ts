@@ -25,7 +25,6 @@ describe("probescope list", () => {
         ["nethttp_client", "instrument", "builtin"],
         ["go_panic", "instrument", "builtin"],
         ["openssl_http", "instrument", "builtin"],
-        ["tcp_metrics", "instrument", "builtin"],
         ["example/work", "instrument", work]
       ])
       const server = listed.find((p) => p.name === "nethttp_server")!
@@ -45,9 +44,19 @@ describe("probescope list", () => {
         return [p.targets, p.signals, p.library?.module ?? null, p.tracepoints.length]
       }
       assert.deepStrictEqual(kinds("go_panic"), ["go", ["logs", "spans", "metrics"], "std", 0])
-      assert.deepStrictEqual(kinds("openssl_http"), ["shared-library", ["spans"], "libssl.so.3", 0])
-      assert.deepStrictEqual(kinds("tcp_metrics"), ["any-process", ["metrics"], null, 4])
-      assert.deepStrictEqual(listed.find((l) => l.name === "tcp_metrics")!.metrics, [
+      assert.deepStrictEqual(kinds("openssl_http"), ["shared-library", ["spans", "metrics"], "libssl.so.3", 0])
+      // tcp_metrics runs only when named.
+      assert.isUndefined(listed.find((l) => l.name === "tcp_metrics"))
+      const named = yield* ProbeList.list(yield* ProbeList.setup(flags(["tcp_metrics"])))
+      const tcp = named.find((l) => l.name === "tcp_metrics")!
+      assert.deepStrictEqual([tcp.targets, tcp.signals, tcp.library, tcp.tracepoints.length, tcp.source], [
+        "any-process",
+        ["metrics"],
+        null,
+        4,
+        "builtin"
+      ])
+      assert.deepStrictEqual(tcp.metrics, [
         "tcp.connection.opened",
         "tcp.connection.failed",
         "tcp.connection.closed",
@@ -58,8 +67,9 @@ describe("probescope list", () => {
 
   it.effect("the human form of a tracepoint instrument: any process, its tracepoints and metrics", () =>
     Effect.gen(function*() {
-      const listed = yield* ProbeList.list(yield* ProbeList.setup(flags([])))
-      const text = ProbeList.format(listed.filter((p) => p.name === "tcp_metrics"))
+      const listed = yield* ProbeList.list(yield* ProbeList.setup(flags(["tcp_metrics"], false)))
+      assert.deepStrictEqual(listed.map((p) => p.name), ["tcp_metrics"])
+      const text = ProbeList.format(listed)
       assert.strictEqual(
         text,
         [
@@ -95,6 +105,6 @@ describe("probescope list", () => {
     Effect.gen(function*() {
       const error = yield* Effect.flip(ProbeList.setup(flags([], false)))
       assert.strictEqual(error._tag, "UsageError")
-      assert.strictEqual(error.message, "no probes to run: --no-builtins needs at least one --probe MODULE")
+      assert.strictEqual(error.message, "no probes to run: --no-builtins needs at least one --probe NAME or MODULE")
     }))
 })

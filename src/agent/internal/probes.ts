@@ -115,7 +115,11 @@ export const combine = (probes: ReadonlyArray<AgentProbe>): ProbeLayer => {
 
 const HTTP_COMMON = ["http.request.method", "http.request.method_original", "http.response.status_code"]
 
-/** The built-in probes, in dependency order, with the span attributes they set (docs/instrumentations.md). */
+/**
+ * The built-in probes `run` uses by default, in dependency order, with the attributes they set
+ * (docs/instrumentations.md). Each attaches only where it applies: the Go ones to Go programs, openssl_http to
+ * processes that map OpenSSL 3.
+ */
 export const builtins: ReadonlyArray<ProbeDefinition> = [
   GoContext.GoContext,
   {
@@ -156,11 +160,6 @@ export const builtins: ReadonlyArray<ProbeDefinition> = [
       "user_agent.original",
       "error.type"
     ]
-  },
-  {
-    ...TcpMetrics.TcpMetrics,
-    emits: ["metrics"],
-    attributes: ["network.transport", "network.type", "server.port", "tcp.connection.side", "error.type"]
   }
 ]
 
@@ -172,6 +171,23 @@ const targetsOf = (m: Manifest.Manifest): ProbeInfo["targets"] =>
     m.processes === "any" ?
     "any-process" :
     "global"
+
+/**
+ * Built-ins used only when asked for by name (`probescope run --probe tcp_metrics`, `Agent.builtin("tcp_metrics")`):
+ * tcp_metrics applies to every process, of any language, so by default it would make any selected process
+ * "supported" and hide a mistaken selection behind a metrics-only attach.
+ */
+export const optionalBuiltins: ReadonlyArray<ProbeDefinition> = [
+  {
+    ...TcpMetrics.TcpMetrics,
+    emits: ["metrics"],
+    attributes: ["network.transport", "network.type", "server.port", "tcp.connection.side", "error.type"]
+  }
+]
+
+/** A built-in (default or optional) by its name, or undefined. */
+export const builtin = (name: string): ProbeDefinition | undefined =>
+  [...builtins, ...optionalBuiltins].find((p) => p.name === name)
 
 const infoOf = (
   probe: {
@@ -275,7 +291,7 @@ export const describe = (
     }
     // What only a definition says (the layer's loaded probe does not): attributes, signals, instruments.
     const declared = new Map<string, ProbeDefinition>()
-    for (const p of [...probes, ...builtins]) {
+    for (const p of [...probes, ...builtins, ...optionalBuiltins]) {
       if (isDefinition(p) && !declared.has(p.name)) declared.set(p.name, p)
     }
     return givenOrder(attachOrder([...byName.values()]), probes).map((p) => {

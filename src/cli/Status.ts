@@ -27,7 +27,7 @@ export interface Status {
   /** Records per second since the previous snapshot (since the start for the first), per instrument probe. */
   readonly rates: ReadonlyArray<{ readonly probe: string; readonly perSecond: number }>
   readonly drops: { readonly kernel: number; readonly consumer: number }
-  readonly export: { readonly spans: ExportState; readonly metrics: ExportState }
+  readonly export: { readonly spans: ExportState; readonly metrics: ExportState; readonly logs: ExportState }
   /** Spans waiting in the exporters' queues or in flight. */
   readonly queue: number
 }
@@ -50,7 +50,11 @@ export const status = (previous: Snapshot | undefined, now: Snapshot): Status =>
       kernel: instruments.reduce((n, p) => n + Number(p.kernelDropped), 0),
       consumer: instruments.reduce((n, p) => n + p.consumerDropped, 0)
     },
-    export: { spans: stateOf(now.telemetry.exporters), metrics: stateOf(now.telemetry.metrics) },
+    export: {
+      spans: stateOf(now.telemetry.exporters),
+      metrics: stateOf(now.telemetry.metrics),
+      logs: stateOf(now.telemetry.logs)
+    },
     queue: now.telemetry.exporters.reduce((n, e) => n + e.queued + e.inFlight, 0)
   }
 }
@@ -59,14 +63,14 @@ const rate = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1))
 
 /**
  * One line, e.g. `3 targets · nethttp_server 12.0/s · nethttp_client 3.5/s · drops kernel 0 consumer 0 · export
- * spans ok metrics ok · queue 0`, cut to `columns` (a terminal line must not wrap, or redrawing in place fails).
+ * spans ok metrics ok logs ok · queue 0`, cut to `columns` (a terminal line must not wrap, or redrawing in place fails).
  */
 export const render = (s: Status, columns = Number.POSITIVE_INFINITY): string => {
   const line = [
     `${s.targets} target${s.targets === 1 ? "" : "s"}`,
     ...s.rates.map((r) => `${r.probe} ${rate(r.perSecond)}/s`),
     `drops kernel ${s.drops.kernel} consumer ${s.drops.consumer}`,
-    `export spans ${s.export.spans} metrics ${s.export.metrics}`,
+    `export spans ${s.export.spans} metrics ${s.export.metrics} logs ${s.export.logs}`,
     `queue ${s.queue}`
   ].join(" · ")
   return line.length <= columns ? line : `${line.slice(0, Math.max(0, columns - 1))}…`
@@ -80,6 +84,7 @@ export const annotations = (s: Status): Record<string, unknown> => ({
   droppedConsumer: s.drops.consumer,
   exportSpans: s.export.spans,
   exportMetrics: s.export.metrics,
+  exportLogs: s.export.logs,
   queue: s.queue
 })
 

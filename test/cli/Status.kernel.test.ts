@@ -22,6 +22,7 @@ const env = {
   ),
   OTEL_TRACES_EXPORTER: "none",
   OTEL_METRICS_EXPORTER: "none",
+  OTEL_LOGS_EXPORTER: "none",
   ...(process.env["PROBESCOPE_BPF_DIR"] === undefined ? {} : { PROBESCOPE_BPF_DIR: process.env["PROBESCOPE_BPF_DIR"] })
 }
 
@@ -64,20 +65,21 @@ describe("run's status (kernel)", { timeout: 120_000 }, () => {
   it("on a terminal: the live line is redrawn in place every second, then erased before the summary", async () => {
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "probescope-tty-")), "typescript")
     await withBackend((pid) => {
-      const command = `timeout -s INT 9 ${process.execPath} ${main} run --pid ${pid}`
+      // A terminal wide enough for the whole line (it is cut to the terminal's width, 80 columns by default here).
+      const command = `stty cols 240; timeout -s INT 9 ${process.execPath} ${main} run --pid ${pid}`
       spawnSync("script", ["-qec", command, out], { env, encoding: "utf8" })
     })
     const text = fs.readFileSync(out, "utf8")
     const line = new RegExp(
-      "\\r\\x1b\\[2Kprobescope: 1 target · (nethttp_\\w+ [\\d.]+/s · ){2}drops kernel 0 consumer 0 · " +
-        "export spans off metrics off · queue 0",
+      "\\r\\x1b\\[2Kprobescope: 1 target · ((nethttp_\\w+|go_panic|openssl_http) [\\d.]+/s · ){4}drops kernel 0 consumer 0 · " +
+        "export spans off metrics off logs off · queue 0",
       "g"
     )
     const draws = text.match(line) ?? []
     assert.isAtLeast(draws.length, 2)
     // Some second saw requests: the rate is not always 0.
     assert.match(text, /nethttp_server (?!0\.0)[\d.]+\/s/)
-    assert.match(text, /\r\x1b\[2Kprobescope: nethttp_\w+: \d+ spans/)
+    assert.match(text, /\r\x1b\[2Kprobescope: nethttp_\w+: \d+ records/)
   })
 
   it("json logs: each status is a structured record", async () => {
@@ -86,11 +88,17 @@ describe("run's status (kernel)", { timeout: 120_000 }, () => {
     const status = records.filter((r) => r.message === "status")
     assert.isAtLeast(status.length, 2)
     assert.deepStrictEqual(Object.keys(status[0]).sort(), [
-      "droppedConsumer", "droppedKernel", "exportMetrics", "exportSpans", "fiber", "level", "message", "queue",
+      "droppedConsumer", "droppedKernel", "exportLogs", "exportMetrics", "exportSpans", "fiber", "level", "message",
+      "queue",
       "recordsPerSecond", "targets", "time"
     ])
     assert.strictEqual(status[0].targets, 1)
-    assert.deepStrictEqual(Object.keys(status[0].recordsPerSecond).sort(), ["nethttp_client", "nethttp_server"])
+    assert.deepStrictEqual(Object.keys(status[0].recordsPerSecond).sort(), [
+      "go_panic",
+      "nethttp_client",
+      "nethttp_server",
+      "openssl_http"
+    ])
     assert.isTrue(records.some((r) => r.level === "info" && /^ready: /.test(r.message)))
     assert.notInclude(stderr, "\x1b")
   })

@@ -55,7 +55,7 @@ describe("status", () => {
     assert.strictEqual(
       Status.render(s),
       "2 targets · nethttp_server 12.0/s · nethttp_client 1.5/s · drops kernel 0 consumer 0 · " +
-        "export spans ok metrics off · queue 0"
+        "export spans ok metrics off logs off · queue 0"
     )
   })
 
@@ -65,20 +65,21 @@ describe("status", () => {
       probe("nethttp_client", 2, { kernelDropped: 2n })
     ], telemetry({
       exporters: [exporter({ failing: true, queued: 40, inFlight: 2 })],
-      metrics: [exporter()] as never
+      metrics: [exporter()] as never,
+      logs: [exporter({ failing: true })]
     }), 1)
     const s = Status.status(undefined, now)
     assert.deepStrictEqual(s, {
       targets: 1,
       rates: [{ probe: "nethttp_server", perSecond: 0 }, { probe: "nethttp_client", perSecond: 0 }],
       drops: { kernel: 5, consumer: 1 },
-      export: { spans: "failing", metrics: "ok" },
+      export: { spans: "failing", metrics: "ok", logs: "failing" },
       queue: 42
     })
     assert.strictEqual(
       Status.render(s),
       "1 target · nethttp_server 0.0/s · nethttp_client 0.0/s · drops kernel 5 consumer 1 · " +
-        "export spans failing metrics ok · queue 42"
+        "export spans failing metrics ok logs failing · queue 42"
     )
     assert.deepStrictEqual(Status.annotations(s), {
       targets: 1,
@@ -87,6 +88,7 @@ describe("status", () => {
       droppedConsumer: 1,
       exportSpans: "failing",
       exportMetrics: "ok",
+      exportLogs: "failing",
       queue: 42
     })
   })

@@ -81,7 +81,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       // Processes of these executables started by other suites on this machine count too: their number is not fixed.
       assert.strictEqual(
         ready[1],
-        `probes go_context, nethttp_server, nethttp_client; watching ${frontendExe}, ${backendExe}`
+        `probes go_context, nethttp_server, nethttp_client, go_panic, openssl_http; watching ${frontendExe}, ${backendExe}`
       )
 
       // Started after the agent: found through the exec tracepoint, not the start-up scan.
@@ -89,9 +89,11 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       const frontend = yield* startService(frontendExe, ["-backend", `http://${backend.addr}`])
       const beAttached = yield* agent.line("stderr", attachedLine(backend.pid))
       const feAttached = yield* agent.line("stderr", attachedLine(frontend.pid))
-      // backend makes no HTTP calls: its binary has no Transport.roundTrip, so no client probe there.
-      assert.strictEqual(beAttached[2], "go_context, nethttp_server")
-      assert.strictEqual(feAttached[2], "go_context, nethttp_client, nethttp_server")
+      // backend makes no HTTP calls: its binary has no Transport.roundTrip, so no client probe there. go_panic
+      // applies to every Go program; openssl_http to none of these (no libssl).
+      const sorted = (list: string) => list.split(", ").sort()
+      assert.deepStrictEqual(sorted(beAttached[2]!), ["go_context", "go_panic", "nethttp_server"])
+      assert.deepStrictEqual(sorted(feAttached[2]!), ["go_context", "go_panic", "nethttp_client", "nethttp_server"])
       yield* Effect.sleep("300 millis")
 
       const base = `http://${frontend.addr}`
@@ -343,7 +345,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
         "0 dropped by the consumer, 0 attach failures\n")
       assert.include(stderr, "probescope: nethttp_client: 7 records, 0 decode errors, 0 dropped in the kernel, " +
         "0 dropped by the consumer, 0 attach failures\n")
-      assert.match(stderr, /probescope: spans 20 · otlp \S+: 20 exported, 0 queued, 0 dropped, 0 failed · metric points · otlp \S+: \d+ exported, 0 dropped, 0 failed\n/)
+      assert.match(stderr, /probescope: spans 20 · otlp \S+: 20 exported, 0 queued, 0 dropped, 0 failed · metric points · otlp \S+: \d+ exported, 0 dropped, 0 failed · log records 0 · otlp \S+: 0 exported, 0 queued, 0 dropped, 0 failed\n/)
       yield* assertReleased(ours)
 
       // The HTTP metrics go out at shutdown too, under the very resource of the frontend's spans, low-cardinality.
@@ -466,21 +468,28 @@ describe("probescope: errors through the CLI", () => {
       yield* assertFails(["run", "--pid", String(pid)], `process ${pid} not found`)
     }))
 
-  it.live("run --pid of a process that is not Go", () =>
+  it.live("run --pid of a process that is not Go: not supported, with each built-in's reason", () =>
     Effect.gen(function*() {
       const sleeper = yield* spawnProc("sleep", ["600"])
+      const exe = fs.realpathSync(`/proc/${sleeper.pid}/exe`)
       yield* assertFails(
         ["run", "--pid", String(sleeper.pid)],
-        `/proc/${sleeper.pid}/exe: no Go build information (.go.buildinfo): not a Go program`
+        `pid ${sleeper.pid}: ${exe} (not Go) is not supported: nethttp_server: not a Go program (c); ` +
+          "nethttp_client: not a Go program (c); go_panic: not a Go program (c); " +
+          "openssl_http: shared library libssl.so.3 is not mapped by the process"
       )
     }))
 
-  it.live("run --exe of a file that is not Go", () =>
-    assertFails(["run", "--exe", "/bin/true"], "/bin/true: no Go build information (.go.buildinfo): not a Go program"))
+  it.live("run --exe of a file that is not Go, with only Go probes: not a Go program", () =>
+    assertFails(
+      ["run", "--no-builtins", "--probe", "nethttp_server", "--exe", "/bin/true"],
+      "/bin/true: no Go build information (.go.buildinfo): not a Go program"
+    ))
 
   const unsupported = (label: string) => {
     const reason = `Go ${UNSUPPORTED_GO} is outside the supported range >=1.25 <1.28`
-    return `${label} (Go ${UNSUPPORTED_GO}) is not supported: nethttp_server: ${reason}; nethttp_client: ${reason}`
+    return `${label} (Go ${UNSUPPORTED_GO}) is not supported: nethttp_server: ${reason}; nethttp_client: ${reason}; ` +
+      `go_panic: ${reason}; openssl_http: shared library libssl.so.3 is not mapped by the process`
   }
 
   it.live(`run --exe of a Go ${UNSUPPORTED_GO} program: not supported, with each probe's reason`, () =>

@@ -48,12 +48,13 @@ describe("probescope run --probe", () => {
       const ready = yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
       assert.strictEqual(
         ready[1],
-        `probes go_context, nethttp_server, nethttp_client, example/work; watching ${app}; 1 process(es) attached`
+        `probes go_context, nethttp_server, nethttp_client, go_panic, openssl_http, example/work; watching ${app}; 1 process(es) attached`
       )
       // The attach line was said before `ready`: the process was attached when the agent said it was ready.
       const attached = attachedLine(work.pid).exec(agent.stderr())
       assert.isNotNull(attached, agent.stderr())
-      assert.strictEqual(attached![2], "example/work")
+      // Of the built-ins, go_panic (and go_context, which it reuses) apply to any Go program.
+      assert.strictEqual(attached![2], "example/work, go_context, go_panic")
       assert.isBelow(attached!.index, ready.index)
 
       // main.work runs every 200 ms.

@@ -6,7 +6,7 @@
  * A selected Python server accepts two connections of a selected Python client, which then connects once to a port
  * nobody listens on. The metrics are exported once, at shutdown (a one-hour interval), so each series is one
  * cumulative point. Twice: composed as a library (Manager + telemetry layer), and as a user runs it,
- * `probescope run --no-builtins --probe src/instrumentations/TcpMetrics.ts --pid <server> --pid <client>`.
+ * `probescope run --no-builtins --probe tcp_metrics --pid <server>` (the built-in, by name).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
@@ -158,7 +158,7 @@ describe("TCP metrics through a real OpenTelemetry Collector", () => {
       assert.strictEqual(point(points, "tcp.connection.opened", server.pid).resource["service.name"], "tcp-server")
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
-  it.live("probescope run --probe TcpMetrics.ts --pid <server>: the server's side, on its resource; nothing else", () =>
+  it.live("probescope run --no-builtins --probe tcp_metrics --pid <server>: the server's side, on its resource; nothing else", () =>
     Effect.gen(function*() {
       const collector = yield* Collector.make()
       // Started first, waiting for "go": among the processes the agent selects at start.
@@ -177,7 +177,7 @@ describe("TCP metrics through a real OpenTelemetry Collector", () => {
           "run",
           "--no-builtins",
           "--probe",
-          path.join(root, "src/instrumentations/TcpMetrics.ts"),
+          "tcp_metrics",
           "--pid",
           String(server.pid)
         ],

@@ -89,14 +89,14 @@ export const unsupported = (probes: ReadonlyArray<ProbeInfo>, target: Target): s
 }
 
 /**
- * What the user named must be instrumentable — analysable Go that at least one given instrument supports — or the
- * agent fails up front with the reasons, rather than sitting idle. A process that is not Go, when a probe that can
- * apply to one is given, is left to the agent: it reports the process (attached, or why not) instead of failing.
+ * A process the user named must be instrumentable — at least one given instrument applies to it as it runs now (Go
+ * or not: its mapped libraries are known) — or the agent fails up front with each probe's reason, rather than
+ * sitting idle. (An executable, `checkExe`, that is not Go is left to the agent when a probe could apply to a
+ * process of it: which libraries its processes will map is only known once they run.)
  */
 export const checkPid = (probes: ReadonlyArray<ProbeInfo>, pid: number) =>
   Effect.gen(function*() {
     const target = yield* analyze(probes, pid)
-    if (target.language !== "go") return
     const reason = unsupported(probes, target)
     if (reason !== undefined) return yield* new UnsupportedTarget({ message: `pid ${pid}: ${reason}` })
   })

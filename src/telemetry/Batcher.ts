@@ -14,6 +14,7 @@ import { ExportError, type Exporter, type ReadableSpan } from "./Exporter.ts"
 import * as OtelExport from "./internal/otelExport.ts"
 import * as Deadline from "./internal/deadline.ts"
 import * as LossReport from "./internal/lossReport.ts"
+import { isRetryable } from "./OtlpExporter.ts"
 import { type BatchConfig, DEFAULT_SHUTDOWN_TIMEOUT_MILLIS } from "./TelemetryConfig.ts"
 
 /** Counters for one exporter's pipeline. */
@@ -108,7 +109,12 @@ export const make = <A = ReadableSpan>(
     Effect.suspend(() => {
       inFlight += batch.length
       return attempt(batch).pipe(
-        Effect.retry({ schedule: Schedule.exponential(Duration.millis(config.retryBaseMillis)), times: retries }),
+        Effect.retry({
+          schedule: Schedule.exponential(Duration.millis(config.retryBaseMillis)),
+          times: retries,
+          // A permanent refusal (e.g. HTTP 400) fails the same way every time: no retry.
+          while: isRetryable
+        }),
         Effect.match({
           onSuccess: () => void (exported += batch.length),
           onFailure: () => void (failed += batch.length)

@@ -13,6 +13,7 @@ import { toReadableSpan } from "./internal/readableSpan.ts"
 import * as KernelClock from "./KernelClock.ts"
 import * as Logs from "./Logs.ts"
 import * as Metrics from "./Metrics.ts"
+import * as OtlpExporter from "./OtlpExporter.ts"
 import * as ProcessResources from "./ProcessResources.ts"
 import * as SelfMetrics from "./SelfMetrics.ts"
 import * as TelemetryConfig from "./TelemetryConfig.ts"
@@ -239,10 +240,18 @@ const withoutIds = ({ spanId: _s, traceFlags: _f, traceId: _t, ...rest }: LogDat
 export const exportBudget = (shutdownTimeoutMillis: number): number =>
   shutdownTimeoutMillis - Math.min(500, Math.floor(shutdownTimeoutMillis / 10))
 
-const exportersFor = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
-  options.exporters ?? config.exporters.map((name) =>
-    name === "otlp" ? Exporter.otlp(config.otlp) : Exporter.console(config.consoleFormat, options.write)
-  )
+/** A span exporter and the items it takes: the OTLP one encodes SpanData itself, the others take ReadableSpans. */
+type SpanExporter =
+  | { readonly _tag: "direct"; readonly exporter: Exporter.Exporter<OtlpExporter.OtlpSpan> }
+  | { readonly _tag: "readable"; readonly exporter: Exporter.Exporter }
+
+const exportersFor = (config: TelemetryConfig.TelemetryConfig, options: Options): ReadonlyArray<SpanExporter> =>
+  options.exporters?.map((exporter) => ({ _tag: "readable", exporter })) ??
+    config.exporters.map((name) =>
+      name === "otlp"
+        ? { _tag: "direct", exporter: OtlpExporter.make(config.otlp) }
+        : { _tag: "readable", exporter: Exporter.console(config.consoleFormat, options.write) }
+    )
 
 const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
   Layer.effectContext(
@@ -255,10 +264,21 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
         deadline,
         ...(options.reportIntervalMillis === undefined ? {} : { reportIntervalMillis: options.reportIntervalMillis })
       }
-      const batchers = yield* Effect.forEach(
-        exportersFor(config, options),
-        (e) => Batcher.make(e, config.batch, pipelineOptions)
-      )
+      // In configuration order (the stats list them so); each span goes to each in the form it takes.
+      const batchers: Array<Pick<Batcher.Batcher<unknown>, "stats" | "flush" | "close">> = []
+      const direct: Array<Batcher.Batcher<OtlpExporter.OtlpSpan>> = []
+      const readable: Array<Batcher.Batcher<Exporter.ReadableSpan>> = []
+      for (const e of exportersFor(config, options)) {
+        if (e._tag === "direct") {
+          const b = yield* Batcher.make(e.exporter, config.batch, pipelineOptions)
+          direct.push(b)
+          batchers.push(b)
+        } else {
+          const b = yield* Batcher.make(e.exporter, config.batch, pipelineOptions)
+          readable.push(b)
+          batchers.push(b)
+        }
+      }
       // OTEL_METRICS_EXPORTER=none (and no override): skip even the per-span resource lookup.
       const metricsConfig = options.metrics !== undefined &&
           (options.metrics.exporters.length > 0 || options.metricsOptions?.exporters !== undefined)
@@ -323,15 +343,21 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
           ))
         )
       )
-      const accept = (data: SpanData) => {
+      // `offsetNs`: the clock's offset (epoch = monotonic + offset), read once per batch of spans.
+      const accept = (data: SpanData, offsetNs: bigint) => {
         received++
         if (!validIds(data)) {
           invalid++
           return
         }
-        if (batchers.length === 0) return
-        const span = toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs)
-        for (const b of batchers) b.offer(span)
+        if (direct.length > 0) {
+          const item = OtlpExporter.span(data, resources.resourceFor(data.pid), offsetNs)
+          for (const b of direct) b.offer(item)
+        }
+        if (readable.length > 0) {
+          const span = toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs)
+          for (const b of readable) b.offer(span)
+        }
       }
       const acceptLog = (data: LogData) => {
         logRecords++
@@ -352,10 +378,11 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
         metrics.record(m, m.pid === undefined ? agentResource : resources.resourceFor(m.pid))
       }
       const sink = TelemetrySink.of({
-        span: (data) => Effect.sync(() => accept(data)),
+        span: (data) => Effect.sync(() => accept(data, clock.toEpochNs(0n))),
         spans: (batch) =>
           Effect.sync(() => {
-            for (let i = 0; i < batch.length; i++) accept(batch[i]!)
+            const offsetNs = clock.toEpochNs(0n)
+            for (let i = 0; i < batch.length; i++) accept(batch[i]!, offsetNs)
           }),
         logs: (batch) =>
           Effect.sync(() => {
@@ -400,8 +427,18 @@ export const layerWith = (
  */
 export const layer: Layer.Layer<Services, TelemetryConfig.TelemetryConfigError> = Layer.unwrap(
   Effect.map(
-    Effect.all([TelemetryConfig.load, TelemetryConfig.loadMetrics, TelemetryConfig.loadLogs]),
-    ([config, metrics, logs]) => layerWith(config, { metrics, logs, selfMetrics: true })
+    Effect.all([
+      TelemetryConfig.load,
+      TelemetryConfig.loadMetrics,
+      TelemetryConfig.loadLogs,
+      OtlpExporter.loadCompression,
+      OtlpExporter.loadTls
+    ]),
+    ([config, metrics, logs, compression, tls]) =>
+      layerWith(
+        { ...config, otlp: { ...config.otlp, compression, ...(tls === undefined ? {} : { tls }) } },
+        { metrics, logs, selfMetrics: true }
+      )
   )
 )
 

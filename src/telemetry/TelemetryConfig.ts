@@ -4,6 +4,7 @@
  * naming the variable.
  */
 import { Config, Effect, Option, Schema } from "effect"
+import type { Tls } from "./internal/otlp/transport.ts"
 
 /** A configuration variable that is present but unusable. */
 export class TelemetryConfigError extends Schema.TaggedError<TelemetryConfigError>()("TelemetryConfigError", {
@@ -30,6 +31,10 @@ export interface OtlpConfig {
   readonly endpoint: string
   readonly headers: Readonly<Record<string, string>>
   readonly timeoutMillis: number
+  /** Traces: `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION` (`Telemetry.layer` reads it; absent: none). */
+  readonly compression?: "gzip" | "none"
+  /** Traces: the PEM files `OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE`, `_CLIENT_CERTIFICATE`, `_CLIENT_KEY` name. */
+  readonly tls?: Tls
 }
 
 /** The batch span processor's knobs (`OTEL_BSP_*`) plus the retry policy for failed exports. */

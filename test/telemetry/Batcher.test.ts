@@ -5,6 +5,7 @@ import type { SpanData } from "../../src/probe/Telemetry.ts"
 import * as Batcher from "../../src/telemetry/Batcher.ts"
 import { ExportError, type Exporter, type ReadableSpan } from "../../src/telemetry/Exporter.ts"
 import * as Deadline from "../../src/telemetry/internal/deadline.ts"
+import { OtlpFailure } from "../../src/telemetry/internal/otlp/transport.ts"
 import { toReadableSpan } from "../../src/telemetry/internal/readableSpan.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 import type { BatchConfig } from "../../src/telemetry/TelemetryConfig.ts"
@@ -141,6 +142,33 @@ describe("Batcher", () => {
       const error = Option.getOrThrow(s.lastError)
       assert.strictEqual(error._tag, "ExportError")
       assert.strictEqual(error.message, "export to fake://sink failed: down")
+    }))
+
+  it.effect("a permanent refusal (an OTLP 400) is not retried: one attempt, the batch counted as failed", () =>
+    Effect.gen(function*() {
+      let attempts = 0
+      const refused = new ExportError({
+        exporter: "otlp",
+        endpoint: "http://c/v1/traces",
+        message: "export to http://c/v1/traces failed: HTTP 400 Bad Request: bad span (not retried)",
+        cause: new OtlpFailure("HTTP 400", { retryable: false, status: 400 })
+      })
+      const exporter: Exporter = {
+        name: "otlp",
+        endpoint: "http://c/v1/traces",
+        export: () => Effect.suspend(() => (attempts++, Effect.fail(refused))),
+        shutdown: Effect.void
+      }
+      const b = yield* Batcher.make(exporter, config({ maxRetries: 3, retryBaseMillis: 100 }))
+      b.offer(span(0))
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.strictEqual(attempts, 1)
+      const s = yield* b.stats
+      assert.deepStrictEqual([s.exported, s.failed, s.failedAttempts], [0, 1, 1])
+      assert.strictEqual(Option.getOrThrow(s.lastError).message, refused.message)
     }))
 
   it.effect("after the retries the batch is counted as failed and the pipeline keeps going", () =>

@@ -18,6 +18,21 @@ const kinds = {
 
 const statuses = { unset: SpanStatusCode.UNSET, ok: SpanStatusCode.OK, error: SpanStatusCode.ERROR } as const
 
+/**
+ * One scope object per probe and version: the OpenTelemetry exporters group spans by the scope object's identity,
+ * so a fresh object per span would make one ScopeSpans per span.
+ */
+const scopes = new Map<string, { readonly name: string; readonly version: string }>()
+const scopeOf = (probe: string, version: string) => {
+  const key = `${probe}\u0000${version}`
+  let scope = scopes.get(key)
+  if (scope === undefined) {
+    scope = { name: `probescope/${probe}`, version }
+    scopes.set(key, scope)
+  }
+  return scope
+}
+
 /** Builds an exported span; `toEpochNs` maps the kernel monotonic times. */
 export const toReadableSpan = (
   span: SpanData,
@@ -59,7 +74,7 @@ export const toReadableSpan = (
     })),
     ended: true,
     resource,
-    instrumentationScope: { name: `probescope/${span.probe}`, version: scopeVersion },
+    instrumentationScope: scopeOf(span.probe, scopeVersion),
     droppedAttributesCount: 0,
     droppedEventsCount: 0,
     droppedLinksCount: 0

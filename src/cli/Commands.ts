@@ -105,7 +105,10 @@ const doctor = Command.make(
 const inspect = Command.make(
   "inspect",
   {
-    binary: Argument.String("binary").pipe(Argument.withDescription("A Go executable"), Argument.optional),
+    binary: Argument.String("binary").pipe(
+      Argument.withDescription("An executable (Go, C, C++, Rust) or a shared library"),
+      Argument.optional
+    ),
     pid: pidFlag("Inspect a running process instead").pipe(Flag.optional),
     ...Logging.flags,
     json,
@@ -119,12 +122,15 @@ const inspect = Command.make(
     oneLine(Effect.gen(function*() {
       const { binary, json, pid } = flags
       yield* Lifecycle.commandStarted(false)
-      const report = Option.isSome(pid)
-        ? yield* Inspect.pid(pid.value)
-        : Option.isSome(binary)
-        ? yield* Inspect.file(binary.value)
-        : yield* new UsageError({ message: "inspect needs a BINARY or --pid N" })
+      if (Option.isNone(pid) && Option.isNone(binary)) {
+        return yield* new UsageError({ message: "inspect needs a BINARY or --pid N" })
+      }
+      // The probes run would use (the built-ins, and a config file's): each one's applicability is what is shown.
       const setup = yield* ProbeList.setup({ ...flags, probes: [], builtins: Option.none() })
+      const probes = yield* Agent.describe(setup.probes, setup.settings)
+      const report = Option.isSome(pid)
+        ? yield* Inspect.pid(pid.value, probes)
+        : yield* Inspect.file(Option.getOrThrow(binary), probes)
       if (!ProbeList.selectsAnything(setup.selection)) {
         return yield* Console.log(json ? JSON.stringify(report, null, 2) : Inspect.format(report))
       }
@@ -132,7 +138,6 @@ const inspect = Command.make(
         return yield* new UsageError({ message: "inspect checks selectors against a running process: add --pid N" })
       }
       yield* validateSelection(setup.selection)
-      const probes = yield* Agent.describe(setup.probes, setup.settings)
       const selection = yield* Agent.explain(
         ProbeList.agentSelection(setup.selection),
         probes,
@@ -145,7 +150,8 @@ const inspect = Command.make(
 ).pipe(
   Logging.withLogging,
   Command.withDescription(
-    "Analyse a Go binary or process: versions, which probes apply, attach points, offsets; with selectors and --pid, " +
+    "Analyse a binary or process (Go or native, with its shared libraries): versions, which probes apply and why " +
+      "not, attach points, offsets; with selectors and --pid, " +
       "whether run would attach to it and which selector picks it"
   )
 )

@@ -16,7 +16,8 @@ export type AttributeValue = string | number | Array<string>
 export interface ProcessInfo {
   /** Absolute path of the executable. */
   readonly exe: string
-  /** Go toolchain version without the "go" prefix, e.g. "1.24.3". */
+  /** Go toolchain version without the "go" prefix, e.g. "1.24.3"; "" for a process that is not Go (its resource then
+   * names no runtime). */
   readonly goVersion: string
   /** The process's own service name (e.g. OTEL_SERVICE_NAME from its environment); wins over the agent's. */
   readonly serviceName?: string
@@ -53,8 +54,8 @@ export const processAttributes = (
     "process.pid": pid,
     "process.executable.path": info.exe,
     "process.executable.name": basename(info.exe),
-    "process.runtime.name": "go",
-    "process.runtime.version": info.goVersion,
+    // A Go program's runtime is Go; of a native one (C, Rust, an interpreter) nothing reliable is known: none.
+    ...(info.goVersion === "" ? {} : { "process.runtime.name": "go", "process.runtime.version": info.goVersion }),
     "telemetry.distro.name": "probescope",
     "telemetry.distro.version": version,
     ...defaults.attributes,

@@ -123,21 +123,16 @@ describe("Agent: processes that are not Go", { timeout: 60_000 }, () => {
       ])
     }))
 
-  it.live("a C program without libssl, by pid: reported with the reason, the agent runs on", () =>
+  it.live("a C program without libssl, by pid: the agent refuses it up front, with each probe's reason", () =>
     Effect.gen(function*() {
       const pid = yield* Effect.promise(startC)
-      const { report, targets } = yield* readyOf({ selection: { pids: [pid], exes: [] }, probes: [Ssl] })
-      assert.deepStrictEqual(report, {
-        attached: [],
-        failed: [{
-          pid,
-          exe: cProgram,
-          reason: `${cProgram} (not Go) is not supported: test/ssl: shared library libssl.so.3 is not mapped by ` +
-            "the process"
-        }],
-        unmatched: []
-      })
-      assert.deepStrictEqual(targets, [])
+      const error = yield* Effect.flip(readyOf({ selection: { pids: [pid], exes: [] }, probes: [Ssl] }))
+      assert.strictEqual(error._tag, "UnsupportedTarget")
+      assert.strictEqual(
+        error.message,
+        `pid ${pid}: ${cProgram} (not Go) is not supported: test/ssl: shared library libssl.so.3 is not mapped by ` +
+          "the process"
+      )
     }))
 
   it.live("a C program by executable: a tracepoint instrument applies to it", () =>

@@ -101,3 +101,21 @@ describe("ProcessResources", () => {
     assert.strictEqual(Detected.parseMachineId(""), undefined)
   })
 })
+
+describe("ProcessResources of a process that is not Go", () => {
+  it("names no runtime (nothing reliable is known of a native one's)", () => {
+    const attributes = ProcessResources.processAttributes(
+      31,
+      { exe: "/usr/bin/python3.11", goVersion: "" },
+      { serviceName: undefined, attributes: {} }
+    )
+    assert.deepStrictEqual(attributes, {
+      "process.pid": 31,
+      "process.executable.path": "/usr/bin/python3.11",
+      "process.executable.name": "python3.11",
+      "telemetry.distro.name": "probescope",
+      "telemetry.distro.version": ProcessResources.version,
+      "service.name": "python3.11"
+    })
+  })
+})

@@ -270,11 +270,8 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
               Effect.flatMap((attributes) =>
                 resources.register(pid, {
                   exe: target.exe,
+                  // "" for a native process: its resource then names no runtime.
                   goVersion: target.goVersion,
-                  // ProcessResources says "go" of every process: a native one says what its executable is.
-                  ...(target.language === "native" ?
-                    { attributes: { "process.runtime.name": target.native?.language ?? "native" } } :
-                    {}),
                   detected: attributes
                 })
               ),

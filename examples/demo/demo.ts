@@ -1,8 +1,8 @@
 /**
  * The README's main job: build the example Go service, start the agent FIRST (so discovery sees the services
  * start), start backend and frontend on loopback, drive a few requests, stop the agent with SIGINT (it detaches,
- * flushes and exits 0) and let its console exporters print the traces as trees and, last, the HTTP metrics table
- * (requests, median bucket and errors per process).
+ * flushes and exits 0) and let its console exporters print the traces as trees, a panic's log records and, last, the
+ * HTTP metrics table (requests, median bucket and errors per process).
  *
  * Run: `bash scripts/demo.sh` (does the set-up) or, once set up, `node_modules/.bin/node examples/demo/demo.ts`.
  */
@@ -96,6 +96,12 @@ for (const [route, headers] of requests) {
   await res.arrayBuffer()
   say(`GET ${route}${headers.traceparent ? " (with an incoming traceparent)" : ""} -> ${res.status}`)
 }
+// The handler panics: net/http recovers and drops the connection, so there is no status to print.
+const panicked = await fetch(`http://${frontendAddr}/panic`).then(
+  (res) => `${res.status}`,
+  () => "connection closed (the handler panicked; the panic shows below as log records and a failed span)"
+)
+say(`GET /panic -> ${panicked}`)
 
 await new Promise((r) => setTimeout(r, 1000))
 say("stopping the agent with SIGINT: it detaches every probe, flushes traces and metrics and exits")

@@ -102,37 +102,54 @@ const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<
  * the metric's unit), and recordings with an `error.type`. Empty when there are none.
  */
 export const formatTable = (batch: ReadonlyArray<ResourceMetrics>): string => {
-  const rows: Array<Array<string>> = []
+  // One row per process and metric, whichever probes recorded into it (e.g. nethttp_server and go_panic both
+  // record http.server.request.duration, each under its own scope): a reader counts requests, not scopes.
+  const rows = new Map<string, {
+    readonly cells: ReadonlyArray<string>
+    readonly unit: string
+    boundaries: ReadonlyArray<number>
+    counts: Array<number>
+    total: number
+    errors: number
+  }>()
   for (const rm of batch) {
     const attrs = rm.resource.attributes
     for (const sm of rm.scopeMetrics) {
       for (const metric of sm.metrics) {
         if (metric.dataPointType !== DataPointType.HISTOGRAM) continue
-        let boundaries: ReadonlyArray<number> = []
-        let counts: Array<number> = []
-        let total = 0
-        let errors = 0
+        const cells = [String(attrs["service.name"] ?? ""), String(attrs["process.pid"] ?? ""), metric.descriptor.name]
+        const key = cells.join("\u0000")
+        let row = rows.get(key)
+        if (row === undefined) {
+          row = { cells, unit: metric.descriptor.unit, boundaries: [], counts: [], total: 0, errors: 0 }
+          rows.set(key, row)
+        }
         for (const dp of metric.dataPoints) {
           const h = dp.value as Histogram
-          boundaries = h.buckets.boundaries
-          if (counts.length === 0) counts = new Array<number>(h.buckets.counts.length).fill(0)
-          total += h.count
-          h.buckets.counts.forEach((c, i) => counts[i] = (counts[i] ?? 0) + c)
-          if (dp.attributes["error.type"] !== undefined) errors += h.count
+          // Series with other boundaries than the row's first cannot share its buckets: the median is then "-".
+          if (row.counts.length === 0) {
+            row.boundaries = h.buckets.boundaries
+            row.counts = new Array<number>(h.buckets.counts.length).fill(0)
+          }
+          if (h.buckets.counts.length === row.counts.length) {
+            h.buckets.counts.forEach((c, i) => row!.counts[i] = row!.counts[i]! + c)
+          }
+          row.total += h.count
+          if (dp.attributes["error.type"] !== undefined) row.errors += h.count
         }
-        rows.push([
-          String(attrs["service.name"] ?? ""),
-          String(attrs["process.pid"] ?? ""),
-          metric.descriptor.name,
-          String(total),
-          `${medianBucket(boundaries, counts, total)} ${metric.descriptor.unit}`.trimEnd(),
-          String(errors)
-        ])
       }
     }
   }
-  if (rows.length === 0) return ""
-  return table(["service", "pid", "metric", "count", "p50", "errors"], rows)
+  if (rows.size === 0) return ""
+  return table(
+    ["service", "pid", "metric", "count", "p50", "errors"],
+    [...rows.values()].map((r) => [
+      ...r.cells,
+      String(r.total),
+      `${medianBucket(r.boundaries, r.counts, r.total)} ${r.unit}`.trimEnd(),
+      String(r.errors)
+    ])
+  )
 }
 
 /**

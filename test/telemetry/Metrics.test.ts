@@ -651,6 +651,26 @@ describe("Metrics.console", () => {
       )
     }))
 
+  it.effect("formatTable: a histogram two probes record into (two scopes) is one row per process", () =>
+    Effect.gen(function*() {
+      const batch = yield* collection("cumulative")
+      // The same process's server histogram again, as a second probe (scope) would export it: one more request.
+      const [frontend] = batch
+      const server = frontend!.scopeMetrics[0]!.metrics.find((m) => m.descriptor.name === "http.server.request.duration")!
+      const first = server.dataPoints[0]!
+      const again = {
+        ...frontend!,
+        scopeMetrics: [{
+          scope: { name: "probescope/go_panic", version: "0" },
+          metrics: [{ ...server, dataPoints: [{ ...first, value: { ...(first.value as Histogram), count: 1 } }] }]
+        }]
+      } as ResourceMetrics
+      const lines = Metrics.formatTable([...batch, again]).split("\n")
+      assert.deepStrictEqual(lines.filter((l) => l.includes("http.server.request.duration") && l.startsWith("frontend")), [
+        "frontend  100   http.server.request.duration  6      ≤ 0.025 s  1"
+      ])
+    }))
+
   it.effect("formatSelfTable: the sums and gauges, one row per series, kind and k=v attributes", () =>
     Effect.gen(function*() {
       const batch = yield* collection("cumulative")

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -68,6 +69,11 @@ func main() {
 	// A server error without any client call.
 	mux.HandleFunc("GET /boom", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "boom", http.StatusInternalServerError)
+	})
+	// A handler that panics: net/http recovers it and closes the connection. probescope's go_panic reports the panic
+	// as log records in the request's trace and ends the request's span with status ERROR.
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
+		panic(errors.New("inventory unavailable"))
 	})
 	// Echo: what traceparent this service received, and what the backend received from us.
 	mux.HandleFunc("GET /echo", func(w http.ResponseWriter, r *http.Request) {

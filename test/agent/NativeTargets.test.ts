@@ -15,6 +15,7 @@ import { afterAll, beforeAll } from "vitest"
 import { WorkProbe } from "../../examples/custom-probe/WorkProbe.ts"
 import * as Agent from "../../src/agent/Agent.ts"
 import * as BpfTest from "../../src/kernel/BpfTest.ts"
+import * as GoBinary from "../../src/target/GoBinary.ts"
 import { Manager } from "../../src/manager/Manager.ts"
 import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
@@ -61,6 +62,8 @@ afterAll(() => {
 })
 
 const Record = Binary.schema(Binary.struct({ n: Binary.u64 }))
+
+const GoBinaryLayer = GoBinary.layer
 
 const Ssl = Probe.instrument({
   name: "test/ssl",
@@ -173,5 +176,32 @@ describe("Agent: processes that are not Go", { timeout: 60_000 }, () => {
       const pid = yield* Effect.promise(startC)
       const { report } = yield* readyOf({ selection: { pids: [], exes: [], goPredicate: () => true }, probes: [Sched] })
       assert.isFalse([...report.attached, ...report.failed].some((p) => p.pid === pid))
+    }))
+})
+
+describe("list and inspect plan processes that are not Go the way run does", { timeout: 60_000 }, () => {
+  it.live("a python3 process by pid: attach (the shared-library probe applies); a C program: not, with the reason", () =>
+    Effect.gen(function*() {
+      const probes = yield* Agent.describe([Ssl])
+      const python = yield* Effect.promise(startPython)
+      const c = yield* Effect.promise(startC)
+      const selection = { pids: [python, c], exes: [] }
+      const pythonExe = Fs.realpathSync("/usr/bin/python3")
+      const planned = yield* Agent.explain(selection, probes, python, pythonExe).pipe(Effect.provide(GoBinaryLayer))
+      assert.deepStrictEqual(planned, {
+        pid: python,
+        exe: pythonExe,
+        selectedBy: [`--pid ${python}`],
+        attach: true,
+        reason: null
+      })
+      const notPlanned = yield* Agent.explain(selection, probes, c, cProgram).pipe(Effect.provide(GoBinaryLayer))
+      assert.deepStrictEqual(notPlanned, {
+        pid: c,
+        exe: cProgram,
+        selectedBy: [`--pid ${c}`],
+        attach: false,
+        reason: `${cProgram} (not Go) is not supported: test/ssl: shared library libssl.so.3 is not mapped by the process`
+      })
     }))
 })

@@ -10,8 +10,8 @@ import * as Sockets from "../../discovery/Sockets.ts"
 import { TargetAnalysis } from "../../target/GoBinary.ts"
 import type { ProbeInfo } from "./probes.ts"
 import * as Selecting from "./selection.ts"
-import type { Selection } from "./targets.ts"
-import { unsupported } from "./targets.ts"
+import type { Analysed, Selection } from "./targets.ts"
+import { analyze, goBinaryOf, unsupported } from "./targets.ts"
 
 /** One process as `run` would treat it now. */
 export interface Planned {
@@ -45,13 +45,21 @@ const decide = (
     })
     const none = { pid, exe, selectedBy: [], attach: false, reason: "no selector matches it" }
     if (matched.length === 0 && selection.goPredicate === undefined) return none
-    const analysed = yield* Effect.result(analysis.analyzePid(pid))
+    // As the agent does: a process a selector names is analysed for every given probe (native ones included); one
+    // only --all-go could pick needs Go analysis alone.
+    const analysed = yield* Effect.result(
+      matched.length === 0 ? Effect.map(analysis.analyzePid(pid), (t): Analysed => t) : analyze(probes, pid)
+    )
     if (analysed._tag === "Failure") {
       if (matched.length === 0) return none
       return { pid, exe, selectedBy: matched, attach: false, reason: analysed.failure.message }
     }
     const target = analysed.success
-    const selectedBy = [...matched, ...(selection.goPredicate?.(target.binary) === true ? ["--all-go"] : [])]
+    const binary = goBinaryOf(target)
+    const selectedBy = [
+      ...matched,
+      ...(binary !== undefined && selection.goPredicate?.(binary) === true ? ["--all-go"] : [])
+    ]
     if (selectedBy.length === 0) return none
     const reason = unsupported(probes, target) ?? null
     return { pid, exe, selectedBy, attach: reason === null, reason }

@@ -12,6 +12,7 @@ import { type LogData, severityNumber } from "../probe/Telemetry.ts"
 import type { Exporter } from "./Exporter.ts"
 import { nsToHrTime } from "./internal/clockMath.ts"
 import { deferredOtlp, exportWith } from "./internal/otelExport.ts"
+import { scopeOf } from "./internal/scope.ts"
 import type { OtlpConfig } from "./TelemetryConfig.ts"
 
 export type { ReadableLogRecord } from "@opentelemetry/sdk-logs"
@@ -27,21 +28,6 @@ const SEVERITY_TEXT = {
   error: "ERROR",
   fatal: "FATAL"
 } as const
-
-/**
- * One scope object per probe and version. The OTLP log exporters group records by the identity of this object (the
- * span exporters by its name), so a fresh object per record would put every record in a ScopeLogs of its own.
- */
-const scopes = new Map<string, { readonly name: string; readonly version: string }>()
-const scopeOf = (probe: string, version: string) => {
-  const key = `${probe}\u0000${version}`
-  let scope = scopes.get(key)
-  if (scope === undefined) {
-    scope = { name: `probescope/${probe}`, version }
-    scopes.set(key, scope)
-  }
-  return scope
-}
 
 /**
  * Builds an exported log record. `toEpochNs` maps the kernel monotonic time; the observed time is the same moment (the

@@ -7,6 +7,7 @@ import type { Resource } from "@opentelemetry/resources"
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base"
 import type { SpanData } from "../../probe/Telemetry.ts"
 import { nsToHrTime } from "./clockMath.ts"
+import { scopeOf } from "./scope.ts"
 
 const kinds = {
   internal: SpanKind.INTERNAL,
@@ -17,21 +18,6 @@ const kinds = {
 } as const
 
 const statuses = { unset: SpanStatusCode.UNSET, ok: SpanStatusCode.OK, error: SpanStatusCode.ERROR } as const
-
-/**
- * One scope object per probe and version: the OpenTelemetry exporters group spans by the scope object's identity,
- * so a fresh object per span would make one ScopeSpans per span.
- */
-const scopes = new Map<string, { readonly name: string; readonly version: string }>()
-const scopeOf = (probe: string, version: string) => {
-  const key = `${probe}\u0000${version}`
-  let scope = scopes.get(key)
-  if (scope === undefined) {
-    scope = { name: `probescope/${probe}`, version }
-    scopes.set(key, scope)
-  }
-  return scope
-}
 
 /** Builds an exported span; `toEpochNs` maps the kernel monotonic times. */
 export const toReadableSpan = (

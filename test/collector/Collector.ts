@@ -260,9 +260,19 @@ export const make = Effect.fnUntraced(function*(options: CollectorOptions = {}) 
   const binary = yield* build
   const receiver = options.receiver ?? (yield* Receiver.make())
   const [grpcPort, httpPort] = yield* freePorts
+  // PROBESCOPE_TEST_KEEP_EXPORT=DIR keeps what the collector received (its file export) in DIR, one file per
+  // collector, to read or quote after a run.
+  const keep = process.env["PROBESCOPE_TEST_KEEP_EXPORT"]
   const dir = yield* Effect.acquireRelease(
     Effect.sync(() => mkdtempSync(join(tmpdir(), "probescope-otelcol-"))),
-    (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
+    (d) =>
+      Effect.sync(() => {
+        if (keep !== undefined && keep !== "" && existsSync(join(d, "export.jsonl"))) {
+          mkdirSync(keep, { recursive: true })
+          renameSync(join(d, "export.jsonl"), join(keep, `${d.slice(d.lastIndexOf("/") + 1)}.jsonl`))
+        }
+        rmSync(d, { recursive: true, force: true })
+      })
   )
   const configPath = join(dir, "config.yaml")
   const exportFile = join(dir, "export.jsonl")

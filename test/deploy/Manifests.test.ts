@@ -88,7 +88,8 @@ const collectorConfig = (name: string): CollectorConfig => {
 
 /** Every component a pipeline names is defined, and every pipeline's processors are in `order`. */
 const assertPipelines = (config: CollectorConfig, order: ReadonlyArray<string>) => {
-  assert.deepStrictEqual(sorted(Object.keys(config.service.pipelines)), ["metrics", "traces"])
+  // Every signal the agent exports (the probes emit spans, metrics and log records).
+  assert.deepStrictEqual(sorted(Object.keys(config.service.pipelines)), ["logs", "metrics", "traces"])
   for (const [signal, p] of Object.entries(config.service.pipelines)) {
     assert.deepStrictEqual(p.receivers, ["otlp"], signal)
     assert.deepStrictEqual(p.processors, [...order], signal)

@@ -18,6 +18,9 @@ have_cmd llvm-strip || need_pkgs+=(llvm)
 have_cmd make || need_pkgs+=(make)
 have_cmd g++ || need_pkgs+=(g++)
 have_cmd python3 || need_pkgs+=(python3)
+# Real servers the instrumentation tests start (database/sql against PostgreSQL, go-redis against Redis).
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql)
+have_cmd redis-server || need_pkgs+=(redis-server)
 # A Go that understands GOTOOLCHAIN (>= 1.21) fetches whatever the Go programs' go.mod files ask for by itself.
 usable_go() {
   local v

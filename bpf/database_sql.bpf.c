@@ -1,0 +1,279 @@
+/* database/sql: one CLIENT span per statement, transaction start and transaction end a Go program runs through the
+ * standard library's database/sql package, whichever driver serves it.
+ *
+ * Where (Go 1.25 through 1.27, registers per the Go register ABI; every function named below is one the compiler
+ * keeps out of line):
+ *   (*DB).queryDC(db, ctx, txctx, dc, releaseConn, query string, args)  RAX=db, R10/R11=query  -> (*Rows, error)
+ *   (*DB).execDC(db, ctx, dc, release, query string, args)              RAX=db, R8/R9=query    -> (Result, error)
+ *     Every Query/QueryRow/Exec of a DB, a Conn or a Tx ends in one of these two, on the caller's goroutine.
+ *   (*Stmt).QueryContext(s, ctx, args...) / (*Stmt).ExecContext           RAX=s; text in s.query, DB in s.db
+ *     A prepared statement's calls run the driver's statement directly (not through queryDC/execDC).
+ *   (*DB).beginDC(db, ctx, dc, release, opts)                               RAX=db  -> (*Tx, error)
+ *   (*Tx).Commit(tx) / (*Tx).rollback(tx, discardConn)                      RAX=tx; DB in tx.db  -> error
+ * The one return program reads the error from the registers the entry program noted (`err_slot`).
+ *
+ * The driver: the DB's `connector` field is a driver.Connector interface. Its itab's type is the driver's connector
+ * (`*stdlib.driverConnector` for pgx), or `sql.dsnConnector` for a driver without OpenConnector, whose `driver` field
+ * then holds the driver (`*sqlite.Driver` for modernc). Both type names go to user space, which maps them to
+ * db.system.name. An error's dynamic type name becomes error.type the same way.
+ *
+ * Type names are read through `runtime.types` (go_types.h), found at the entry probe's runtime address plus the
+ * distance user space measured in the binary for that function (`types_from_*`): position independent.
+ *
+ * The statement's first DATABASE_SQL_QUERY_CAP bytes always go to user space: it summarises them into
+ * db.operation.name and db.collection.name, and exports the text itself only when configured to. */
+#include "common.h"
+#include "go_context.h"
+#include "sampling.h"
+#include "nethttp.h"
+#include "go_types.h"
+
+#define DATABASE_SQL_QUERY_CAP 512
+#define DATABASE_SQL_TYPE_CAP 64
+
+/* database_sql_record.kind. Mirrored by `Kind` in src/instrumentations/DatabaseSql.ts. */
+#define DATABASE_SQL_QUERY 1
+#define DATABASE_SQL_EXEC 2
+#define DATABASE_SQL_STMT_QUERY 3
+#define DATABASE_SQL_STMT_EXEC 4
+#define DATABASE_SQL_BEGIN 5
+#define DATABASE_SQL_COMMIT 6
+#define DATABASE_SQL_ROLLBACK 7
+
+/* Per target. Mirrored by `Target` in src/instrumentations/DatabaseSql.ts, checked against this BTF at load. */
+struct database_sql_target {
+  /* runtime.types minus each entry probe's address; meaningful only when types_known. */
+  s64 types_from_query;
+  s64 types_from_exec;
+  s64 types_from_stmt_query;
+  s64 types_from_stmt_exec;
+  s64 types_from_begin;
+  s64 types_from_commit;
+  s64 types_from_rollback;
+  u64 types_known;
+  struct ps_go_type_offsets type;
+  u64 db_connector;
+  u64 dsn_connector_driver;
+  u64 stmt_db;
+  u64 stmt_query;
+  u64 tx_db;
+};
+
+PS_TARGETS(struct database_sql_target);
+
+/* Mirrored by `Record` in src/instrumentations/DatabaseSql.ts, checked against this BTF at load. The head is the HTTP
+ * probes' span head (status unused, 0). */
+struct database_sql_record {
+  struct ps_http_head head;
+  u8 kind;
+  u8 has_error;
+  u8 connector_tflag;
+  u8 connector_len;
+  u8 driver_tflag;
+  u8 driver_len;
+  u8 error_tflag;
+  u8 error_len;
+  /* The statement's full length (the text holds at most DATABASE_SQL_QUERY_CAP bytes of it). */
+  u32 query_len;
+  u32 _pad;
+  char connector[DATABASE_SQL_TYPE_CAP];
+  char driver[DATABASE_SQL_TYPE_CAP];
+  char error[DATABASE_SQL_TYPE_CAP];
+  char query[DATABASE_SQL_QUERY_CAP];
+};
+PS_RECORD(database_sql_record);
+
+struct database_sql_inflight {
+  struct database_sql_record rec;
+  /* runtime.types of this process, 0 when unknown. */
+  u64 types;
+  /* Which registers hold the returned error: 1 = RAX/RBX, 2 = RBX/RCX, 3 = RCX/RDI. */
+  u64 err_slot;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct ps_g_key);
+  __type(value, struct database_sql_inflight);
+} database_sql_inflight SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, u32);
+  __type(value, struct database_sql_inflight);
+} database_sql_scratch SEC(".maps");
+
+/* Start a call's record: ids, parent, sampling, the driver's type names and the statement's text (query_ptr 0: none).
+ * `ip` is the entry probe's runtime address and `types_from` its distance to runtime.types. */
+static __always_inline int database_sql_start(u64 g, u64 ip, u8 kind, u64 err_slot, u64 db, u64 query_ptr,
+                                              u64 query_len, const struct database_sql_target *t, s64 types_from) {
+  u32 zero = 0;
+  struct database_sql_inflight *inf = bpf_map_lookup_elem(&database_sql_scratch, &zero);
+  if (!inf)
+    return 0;
+  __builtin_memset(inf, 0, sizeof(*inf));
+  struct database_sql_record *r = &inf->rec;
+  r->head.start_ns = bpf_ktime_get_ns();
+  r->head.pid = ps_tgid();
+  r->kind = kind;
+  inf->err_slot = err_slot;
+  inf->types = t->types_known ? ip + (u64)types_from : 0;
+
+  struct ps_span_ctx sc = {};
+  struct ps_span_ctx *parent = ps_go_ctx_get(g);
+  struct ps_span_ctx parent_copy = {};
+  if (parent) {
+    parent_copy = *parent;
+    __builtin_memcpy(sc.trace_id, parent_copy.trace_id, 16);
+    __builtin_memcpy(r->head.parent_span_id, parent_copy.span_id, 8);
+    r->head.parent = PS_PARENT_LOCAL;
+  } else {
+    ps_gen_trace_id(sc.trace_id);
+  }
+  ps_gen_span_id(sc.span_id);
+  sc.flags = (parent ? parent_copy.flags : 0) & ~PS_FLAG_SAMPLED;
+  if (ps_should_sample(sc.trace_id, parent ? &parent_copy : NULL))
+    sc.flags |= PS_FLAG_SAMPLED;
+  /* An unsampled call is not worth the reads below. */
+  if (!(sc.flags & PS_FLAG_SAMPLED))
+    return 0;
+  __builtin_memcpy(r->head.trace_id, sc.trace_id, 16);
+  __builtin_memcpy(r->head.span_id, sc.span_id, 8);
+  r->head.flags = sc.flags;
+
+  r->query_len = query_len > 0xffffffff ? 0xffffffff : (u32)query_len;
+  if (query_ptr)
+    ps_read_go_str(r->query, DATABASE_SQL_QUERY_CAP, query_ptr, query_len);
+
+  if (db && inf->types) {
+    struct go_iface conn = {};
+    if (bpf_probe_read_user(&conn, sizeof(conn), (const void *)(db + t->db_connector)) == 0 && conn.tab) {
+      /* itab: Inter, then Type. */
+      u64 typ = ps_read_u64(conn.tab + 8);
+      struct ps_go_type info = {};
+      if (ps_go_type_read(typ, &t->type, &info) == 0) {
+        r->connector_tflag = info.tflag;
+        r->connector_len = ps_go_type_name(r->connector, DATABASE_SQL_TYPE_CAP, typ, inf->types, &t->type);
+      }
+      /* Only sql.dsnConnector has a driver field to look at; user space ignores it for any other connector. */
+      struct go_iface drv = {};
+      if (info.kind != PS_GO_KIND_POINTER && conn.data &&
+          bpf_probe_read_user(&drv, sizeof(drv), (const void *)(conn.data + t->dsn_connector_driver)) == 0 &&
+          drv.tab) {
+        u64 dtyp = ps_read_u64(drv.tab + 8);
+        struct ps_go_type dinfo = {};
+        if (ps_go_type_read(dtyp, &t->type, &dinfo) == 0) {
+          r->driver_tflag = dinfo.tflag;
+          r->driver_len = ps_go_type_name(r->driver, DATABASE_SQL_TYPE_CAP, dtyp, inf->types, &t->type);
+        }
+      }
+    }
+  }
+
+  struct ps_g_key key = ps_g_key_of(g);
+  bpf_map_update_elem(&database_sql_inflight, &key, inf, BPF_ANY);
+  return 0;
+}
+
+SEC("uprobe/database_sql_DB_queryDC")
+int uprobe_queryDC(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx), ip = PT_REGS_IP(ctx), db = GO_ARG1(ctx), q = GO_ARG8(ctx), n = GO_ARG9(ctx);
+  struct database_sql_target *t = ps_target();
+  if (!t)
+    return 0;
+  return database_sql_start(g, ip, DATABASE_SQL_QUERY, 2, db, q, n, t, t->types_from_query);
+}
+
+SEC("uprobe/database_sql_DB_execDC")
+int uprobe_execDC(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx), ip = PT_REGS_IP(ctx), db = GO_ARG1(ctx), q = GO_ARG6(ctx), n = GO_ARG7(ctx);
+  struct database_sql_target *t = ps_target();
+  if (!t)
+    return 0;
+  return database_sql_start(g, ip, DATABASE_SQL_EXEC, 3, db, q, n, t, t->types_from_exec);
+}
+
+/* A prepared statement: its DB and text are fields of the *Stmt. */
+static __always_inline int database_sql_stmt(u64 g, u64 ip, u64 s, u8 kind, u64 err_slot,
+                                             const struct database_sql_target *t, s64 types_from) {
+  if (s == 0)
+    return 0;
+  struct go_string q = {};
+  bpf_probe_read_user(&q, sizeof(q), (const void *)(s + t->stmt_query));
+  return database_sql_start(g, ip, kind, err_slot, ps_read_u64(s + t->stmt_db), q.ptr, q.len, t, types_from);
+}
+
+SEC("uprobe/database_sql_Stmt_QueryContext")
+int uprobe_stmt_query(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx), ip = PT_REGS_IP(ctx), s = GO_ARG1(ctx);
+  struct database_sql_target *t = ps_target();
+  if (!t)
+    return 0;
+  return database_sql_stmt(g, ip, s, DATABASE_SQL_STMT_QUERY, 2, t, t->types_from_stmt_query);
+}
+
+SEC("uprobe/database_sql_Stmt_ExecContext")
+int uprobe_stmt_exec(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx), ip = PT_REGS_IP(ctx), s = GO_ARG1(ctx);
+  struct database_sql_target *t = ps_target();
+  if (!t)
+    return 0;
+  return database_sql_stmt(g, ip, s, DATABASE_SQL_STMT_EXEC, 3, t, t->types_from_stmt_exec);
+}
+
+SEC("uprobe/database_sql_DB_beginDC")
+int uprobe_beginDC(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx), ip = PT_REGS_IP(ctx), db = GO_ARG1(ctx);
+  struct database_sql_target *t = ps_target();
+  if (!t)
+    return 0;
+  return database_sql_start(g, ip, DATABASE_SQL_BEGIN, 2, db, 0, 0, t, t->types_from_begin);
+}
+
+SEC("uprobe/database_sql_Tx_Commit")
+int uprobe_commit(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx), ip = PT_REGS_IP(ctx), tx = GO_ARG1(ctx);
+  struct database_sql_target *t = ps_target();
+  if (!t || tx == 0)
+    return 0;
+  return database_sql_start(g, ip, DATABASE_SQL_COMMIT, 1, ps_read_u64(tx + t->tx_db), 0, 0, t, t->types_from_commit);
+}
+
+SEC("uprobe/database_sql_Tx_rollback")
+int uprobe_rollback(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx), ip = PT_REGS_IP(ctx), tx = GO_ARG1(ctx);
+  struct database_sql_target *t = ps_target();
+  if (!t || tx == 0)
+    return 0;
+  return database_sql_start(g, ip, DATABASE_SQL_ROLLBACK, 1, ps_read_u64(tx + t->tx_db), 0, 0, t,
+                            t->types_from_rollback);
+}
+
+/* Every RET of every function above. */
+SEC("uprobe/database_sql_ret")
+int uprobe_database_sql_ret(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  u64 ax = GO_ARG1(ctx), bx = GO_ARG2(ctx), cx = GO_ARG3(ctx);
+  struct ps_g_key key = ps_g_key_of(g);
+  struct database_sql_inflight *inf = bpf_map_lookup_elem(&database_sql_inflight, &key);
+  if (!inf)
+    return 0;
+  struct database_sql_record *r = &inf->rec;
+  r->head.end_ns = bpf_ktime_get_ns();
+  u64 err_tab = inf->err_slot == 1 ? ax : inf->err_slot == 2 ? bx : cx;
+  r->has_error = err_tab != 0;
+  struct database_sql_target *t = ps_target();
+  if (err_tab && t && inf->types) {
+    u64 typ = ps_read_u64(err_tab + 8);
+    struct ps_go_type info = {};
+    if (ps_go_type_read(typ, &t->type, &info) == 0) {
+      r->error_tflag = info.tflag;
+      r->error_len = ps_go_type_name(r->error, DATABASE_SQL_TYPE_CAP, typ, inf->types, &t->type);
+    }
+  }
+  ps_submit(r, sizeof(*r));
+  bpf_map_delete_elem(&database_sql_inflight, &key);
+  return 0;
+}

@@ -1,0 +1,305 @@
+/**
+ * database/sql: one CLIENT span per statement a Go program runs through the standard library's `database/sql`
+ * (Query, QueryRow, Exec — on a DB, a Conn or a Tx — and a prepared statement's Query/QueryRow/Exec), and one per
+ * transaction start, commit and rollback; plus the `db.client.operation.duration` histogram. Any driver: the probe
+ * hooks database/sql itself and names the database system from the driver's Go type.
+ *
+ * BPF side: bpf/database_sql.bpf.c (which functions and why). The statement's first 512 bytes reach user space,
+ * where `internal/Sql.ts` summarises them into `db.operation.name` / `db.collection.name`; the text itself becomes
+ * `db.query.text` only with the `queryText` option (it may hold literals), cut to `maxQueryText` characters.
+ *
+ * Reading order: manifest -> per-target value -> record layout -> span and metric -> the probe.
+ */
+import {
+  ATTR_DB_COLLECTION_NAME,
+  ATTR_DB_OPERATION_NAME,
+  ATTR_DB_QUERY_TEXT,
+  ATTR_DB_SYSTEM_NAME,
+  ATTR_ERROR_TYPE,
+  ERROR_TYPE_VALUE_OTHER
+} from "@opentelemetry/semantic-conventions"
+import { Effect, Option, Schema } from "effect"
+import * as Binary from "../probe/Binary.ts"
+import * as Instruments from "../probe/Instruments.ts"
+import * as Manifest from "../probe/Manifest.ts"
+import * as Probe from "../probe/Probe.ts"
+import type { Target as ProbeTarget } from "../probe/Target.ts"
+import type { AttributeValue } from "../probe/Telemetry.ts"
+import * as GoContext from "./GoContext.ts"
+import { goVersions } from "./GoContext.ts"
+import * as GoSymbols from "./internal/GoSymbols.ts"
+import * as Http from "./internal/Http.ts"
+import * as Sql from "./internal/Sql.ts"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Manifest
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The hooked functions, by the entry program that probes each (all share one return program). */
+export const FUNCTIONS = {
+  query: "database/sql.(*DB).queryDC",
+  exec: "database/sql.(*DB).execDC",
+  stmtQuery: "database/sql.(*Stmt).QueryContext",
+  stmtExec: "database/sql.(*Stmt).ExecContext",
+  begin: "database/sql.(*DB).beginDC",
+  commit: "database/sql.(*Tx).Commit",
+  rollback: "database/sql.(*Tx).rollback"
+} as const
+
+const RET = "uprobe_database_sql_ret"
+
+export const manifest = Manifest.make({
+  library: { module: "std", package: "database/sql", versions: goVersions },
+  goVersions,
+  symbols: [
+    { name: FUNCTIONS.query, entry: "uprobe_queryDC", return: RET },
+    { name: FUNCTIONS.exec, entry: "uprobe_execDC", return: RET },
+    { name: FUNCTIONS.stmtQuery, entry: "uprobe_stmt_query", return: RET, optional: true },
+    { name: FUNCTIONS.stmtExec, entry: "uprobe_stmt_exec", return: RET, optional: true },
+    { name: FUNCTIONS.begin, entry: "uprobe_beginDC", return: RET, optional: true },
+    { name: FUNCTIONS.commit, entry: "uprobe_commit", return: RET, optional: true },
+    { name: FUNCTIONS.rollback, entry: "uprobe_rollback", return: RET, optional: true }
+  ],
+  fields: {
+    dbConnector: { type: "database/sql.DB", field: "connector" },
+    dsnConnectorDriver: { type: "database/sql.dsnConnector", field: "driver", optional: true },
+    stmtDb: { type: "database/sql.Stmt", field: "db" },
+    stmtQuery: { type: "database/sql.Stmt", field: "query" },
+    txDb: { type: "database/sql.Tx", field: "db" },
+    // internal/abi.Type has had this layout since Go 1.21; DWARF confirms it when the binary has it.
+    typeTflag: { type: "internal/abi.Type", field: "TFlag", optional: true },
+    typeKind: { type: "internal/abi.Type", field: "Kind_", optional: true },
+    typeStr: { type: "internal/abi.Type", field: "Str", optional: true }
+  }
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Per-target value: `struct database_sql_target`
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Layout of `struct database_sql_target`. */
+export const Target = Binary.struct({
+  typesFromQuery: Binary.i64,
+  typesFromExec: Binary.i64,
+  typesFromStmtQuery: Binary.i64,
+  typesFromStmtExec: Binary.i64,
+  typesFromBegin: Binary.i64,
+  typesFromCommit: Binary.i64,
+  typesFromRollback: Binary.i64,
+  typesKnown: Binary.u64n,
+  typeTflag: Binary.member("type.tflag", Binary.u64n),
+  typeKind: Binary.member("type.kind", Binary.u64n),
+  typeStr: Binary.member("type.str", Binary.u64n),
+  dbConnector: Binary.u64n,
+  dsnConnectorDriver: Binary.u64n,
+  stmtDb: Binary.u64n,
+  stmtQuery: Binary.u64n,
+  txDb: Binary.u64n
+}, { struct: "database_sql_target" })
+
+/**
+ * Where the BPF side finds `runtime.types` (the base of every type name) from each entry probe: its distance from
+ * the address that probe sits at, which the program sees as its instruction pointer. Distances, not addresses, so a
+ * position-independent executable works wherever it is loaded. 0 for a function the binary lacks.
+ */
+export const typesDistances = (target: ProbeTarget): { readonly [K in keyof typeof FUNCTIONS]: bigint } | undefined => {
+  const types = GoSymbols.typesAddress(target)
+  if (types === undefined) return undefined
+  const from = (name: string): bigint => {
+    const fn = Option.getOrUndefined(target.function(name))
+    return fn === undefined ? 0n : types - (fn.address + BigInt(fn.entryOffset - fn.fileOffset))
+  }
+  return {
+    query: from(FUNCTIONS.query),
+    exec: from(FUNCTIONS.exec),
+    stmtQuery: from(FUNCTIONS.stmtQuery),
+    stmtExec: from(FUNCTIONS.stmtExec),
+    begin: from(FUNCTIONS.begin),
+    commit: from(FUNCTIONS.commit),
+    rollback: from(FUNCTIONS.rollback)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Record: `struct database_sql_record` (checked against the object's BTF at load)
+// ---------------------------------------------------------------------------------------------------------------
+
+/** `database_sql_record.kind` (DATABASE_SQL_* in the C). */
+export const Kind = { query: 1, exec: 2, stmtQuery: 3, stmtExec: 4, begin: 5, commit: 6, rollback: 7 } as const
+
+/** How many bytes of a statement the BPF side copies (DATABASE_SQL_QUERY_CAP). */
+export const QUERY_CAP = 512
+
+/** Layout of `struct database_sql_record`. */
+export const Record = Binary.struct({
+  ...Http.head,
+  kind: Binary.u8,
+  hasError: Binary.bool,
+  connectorTflag: Binary.u8,
+  connectorLen: Binary.u8,
+  driverTflag: Binary.u8,
+  driverLen: Binary.u8,
+  errorTflag: Binary.u8,
+  errorLen: Binary.u8,
+  /** The statement's full length; `query` holds at most QUERY_CAP bytes of it. */
+  queryLen: Binary.u32,
+  _pad: Binary.pad(4),
+  connector: Binary.string(64, "connectorLen"),
+  driver: Binary.string(64, "driverLen"),
+  error: Binary.string(64, "errorLen"),
+  query: Binary.string(QUERY_CAP)
+}, { struct: "database_sql_record" })
+
+/** A decoded record. */
+export type Record = ReturnType<typeof Record.decode>
+
+// ---------------------------------------------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * `queryText`: export the statement as `db.query.text` (off by default: statements may carry literal values).
+ * `maxQueryText`: at most this many characters of it (1 to 512, default 256).
+ */
+export const Config = Schema.Struct({
+  queryText: Schema.Boolean.pipe(Schema.withDecodingDefault(Effect.succeed(false))),
+  maxQueryText: Schema.Int.pipe(
+    Schema.check(Schema.isBetween({ minimum: 1, maximum: QUERY_CAP })),
+    Schema.withDecodingDefault(Effect.succeed(256))
+  )
+})
+export type Config = typeof Config.Type
+
+// ---------------------------------------------------------------------------------------------------------------
+// Span and metric: OpenTelemetry database semantic conventions
+// ---------------------------------------------------------------------------------------------------------------
+
+/** abi.TFlagExtraStar: the stored name has a '*' that is not part of it. */
+const TFLAG_EXTRA_STAR = 1 << 1
+
+/** A type name as Go's %T prints it (`*pgconn.PgError`), or undefined when none was read. */
+export const typeName = (name: string, tflag: number): string | undefined =>
+  name === "" ? undefined : (tflag & TFLAG_EXTRA_STAR) !== 0 ? name.slice(1) : name
+
+/**
+ * db.system.name by the driver's package name (a type name carries the package's name, not its path). The keys are
+ * the package names of the common drivers: pgx's `stdlib` and lib/pq's `pq` (PostgreSQL), modernc's `sqlite` and
+ * mattn's `sqlite3`, go-sql-driver's `mysql`, `mssql` (go-mssqldb), `godror`/`ora` (Oracle), `clickhouse`.
+ */
+const SYSTEMS: Readonly<globalThis.Record<string, string>> = {
+  stdlib: "postgresql",
+  pq: "postgresql",
+  pgx: "postgresql",
+  sqlite: "sqlite",
+  sqlite3: "sqlite",
+  mysql: "mysql",
+  mssql: "microsoft.sql_server",
+  godror: "oracle.db",
+  ora: "oracle.db",
+  clickhouse: "clickhouse"
+}
+
+/** The semconv value for a SQL database this probe cannot name. */
+export const OTHER_SQL = "other_sql"
+
+/** The database system from the connector's type, or the driver's when the connector is database/sql's own. */
+export const systemOf = (r: Pick<Record, "connector" | "connectorTflag" | "driver" | "driverTflag">): string => {
+  const connector = typeName(r.connector, r.connectorTflag)
+  const type = connector === "sql.dsnConnector" ? typeName(r.driver, r.driverTflag) : connector
+  if (type === undefined) return OTHER_SQL
+  const pkg = type.replace(/^\*/, "").split(".")[0] ?? ""
+  return SYSTEMS[pkg] ?? OTHER_SQL
+}
+
+/** The operation of a record: the statement's first keyword, or the transaction call's. */
+const operationOf = (r: Record): Sql.Summary => {
+  switch (r.kind) {
+    case Kind.begin:
+      return { operation: "BEGIN" }
+    case Kind.commit:
+      return { operation: "COMMIT" }
+    case Kind.rollback:
+      return { operation: "ROLLBACK" }
+    default:
+      return Sql.summarize(r.query)
+  }
+}
+
+/** Build the CLIENT span of one record. Span name per the conventions: "{operation} {collection}", else the system. */
+export const toSpan = (r: Record, config: Config): Probe.SpanInput => {
+  const system = systemOf(r)
+  const { operation, collection } = operationOf(r)
+  const attributes: globalThis.Record<string, AttributeValue> = { [ATTR_DB_SYSTEM_NAME]: system }
+  if (operation !== undefined) attributes[ATTR_DB_OPERATION_NAME] = operation
+  if (collection !== undefined) attributes[ATTR_DB_COLLECTION_NAME] = collection
+  const statement = r.kind === Kind.query || r.kind === Kind.exec || r.kind === Kind.stmtQuery ||
+    r.kind === Kind.stmtExec
+  if (config.queryText && statement && r.query !== "") {
+    attributes[ATTR_DB_QUERY_TEXT] = Sql.truncate(r.query, config.maxQueryText)
+  }
+  let status: Probe.SpanInput["status"] = { code: "unset" }
+  if (r.hasError) {
+    const type = typeName(r.error, r.errorTflag) ?? ERROR_TYPE_VALUE_OTHER
+    attributes[ATTR_ERROR_TYPE] = type
+    status = { code: "error", message: type }
+  }
+  const name = operation === undefined ? system : collection === undefined ? operation : `${operation} ${collection}`
+  return { ...Http.spanHead(r), name, kind: "client", attributes, status }
+}
+
+/** `db.client.operation.duration`, with the conventions' advised boundaries. */
+export const operationDuration = Instruments.histogram("db.client.operation.duration", {
+  unit: "s",
+  description: "Duration of database client operations.",
+  boundaries: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]
+})
+
+/** The span attributes the metric keeps (when present): never the statement's text. */
+export const METRIC_KEYS = [
+  ATTR_DB_SYSTEM_NAME,
+  ATTR_DB_OPERATION_NAME,
+  ATTR_DB_COLLECTION_NAME,
+  ATTR_ERROR_TYPE
+] as const
+
+// ---------------------------------------------------------------------------------------------------------------
+// The probe
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The database/sql probe. Needs GoContext (the goroutine's active span is the parent). */
+export const DatabaseSql = Probe.instrument({
+  name: "database_sql",
+  object: Probe.objectFile("database_sql"),
+  manifest,
+  config: Config,
+  reuseMaps: GoContext.sharedMaps,
+  perTarget: {
+    layout: Target,
+    value: ({ target, offsets: o }) => {
+      const d = typesDistances(target)
+      return {
+        typesFromQuery: d?.query ?? 0n,
+        typesFromExec: d?.exec ?? 0n,
+        typesFromStmtQuery: d?.stmtQuery ?? 0n,
+        typesFromStmtExec: d?.stmtExec ?? 0n,
+        typesFromBegin: d?.begin ?? 0n,
+        typesFromCommit: d?.commit ?? 0n,
+        typesFromRollback: d?.rollback ?? 0n,
+        typesKnown: d === undefined ? 0 : 1,
+        // internal/abi.Type: Size_ 8, PtrBytes 8, Hash 4, then TFlag, Align_, FieldAlign_, Kind_; Equal, GCData; Str.
+        typeTflag: o.typeTflag ?? 20,
+        typeKind: o.typeKind ?? 23,
+        typeStr: o.typeStr ?? 40,
+        dbConnector: o.dbConnector,
+        // sql.dsnConnector{dsn string; driver driver.Driver}: driver right after the string.
+        dsnConnectorDriver: o.dsnConnectorDriver ?? 16,
+        stmtDb: o.stmtDb,
+        stmtQuery: o.stmtQuery,
+        txDb: o.txDb
+      }
+    }
+  },
+  record: Binary.schema(Record),
+  instruments: { duration: operationDuration },
+  signals: (r, emit, { config }) => Http.emitWithDuration(emit, "duration", toSpan(r, config), METRIC_KEYS)
+})

@@ -1,0 +1,282 @@
+/**
+ * The go_redis probe on the real kernel (root): build test/fixtures/go/goredis, start Debian's redis-server on a free
+ * loopback port in a temporary folder (no persistence), run the fixture against it, attach go_context +
+ * nethttp_server + go_redis through the Manager, and check each request's redis spans (children of its server span),
+ * their metric measurements, the failing command's ERROR status, and the opt-in db.query.text.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Layer } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import * as GoRedis from "../../src/instrumentations/GoRedis.ts"
+import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
+import * as TargetEvent from "../../src/manager/TargetEvent.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedMeasurements, CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import type { Measurement, SpanData } from "../../src/probe/Telemetry.ts"
+import * as TracingConfig from "../../src/probe/TracingConfig.ts"
+import * as GoBinary from "../../src/target/GoBinary.ts"
+import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+import { buildGoRedis } from "./fixtures.ts"
+
+const root = path.resolve(import.meta.dirname, "../..")
+const version = "1.26.8"
+let binary = ""
+let stripped = ""
+const procs: Array<ChildProcess> = []
+const dirs: Array<string> = []
+
+beforeAll(() => {
+  execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
+  binary = buildGoRedis(version)
+  stripped = buildGoRedis(version, { stripped: true })
+}, 600_000)
+
+afterAll(() => {
+  for (const p of procs) p.kill("SIGKILL")
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
+})
+
+/** A loopback port nothing listens on right now. */
+const freePort = Effect.promise(() =>
+  new Promise<number>((resolve, reject) => {
+    const s = net.createServer()
+    s.on("error", reject)
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+)
+
+/** Spawn `exe` and wait (at most 10 s) for a line of its stdout matching `ready`. */
+const spawnUntil = (exe: string, args: ReadonlyArray<string>, ready: RegExp) =>
+  Effect.callback<{ readonly pid: number; readonly match: RegExpExecArray }>((resume) => {
+    const child = spawn(exe, args, { stdio: ["ignore", "pipe", "ignore"] })
+    procs.push(child)
+    let out = ""
+    const timer = setTimeout(() => resume(Effect.die(new Error(`${exe}: not ready in 10 s: ${out}`))), 10_000)
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      const m = ready.exec(out)
+      if (m !== null) {
+        clearTimeout(timer)
+        resume(Effect.succeed({ pid: child.pid!, match: m }))
+      }
+    })
+    child.on("exit", (code) => {
+      clearTimeout(timer)
+      resume(Effect.die(new Error(`${exe} exited with ${code}: ${out}`)))
+    })
+  })
+
+/** A redis-server of its own: free loopback port, temporary folder, no RDB or AOF; killed after the suite. */
+const startRedis = Effect.gen(function*() {
+  const port = yield* freePort
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "probescope-redis-"))
+  dirs.push(dir)
+  yield* spawnUntil("redis-server", [
+    "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir
+  ], /Ready to accept connections/)
+  return port
+})
+
+const startApp = (exe: string, redisPort: number) =>
+  Effect.map(
+    spawnUntil(exe, ["-addr", "127.0.0.1:0", "-redis", `127.0.0.1:${redisPort}`], /listening on (\S+)/),
+    ({ match, pid }) => ({ pid, addr: match[1]! })
+  )
+
+const get = (url: string) =>
+  Effect.promise(async () => {
+    const res = await fetch(url)
+    return { status: res.status, body: (await res.text()).trim() }
+  })
+
+const agent = (config: Partial<GoRedis.Config> = {}) =>
+  ManagerM.layer.pipe(
+    Layer.provideMerge(Layer.mergeAll(NetHttpServer.NetHttpServer.layer, GoRedis.GoRedis.layerWith(config))),
+    Layer.provideMerge(Layer.mergeAll(
+      BpfLive.layer,
+      ProbeTest.layerSink,
+      ProbeTest.layerTargets,
+      TracingConfig.layer(TracingConfig.defaultSampler),
+      GoBinary.layer
+    ))
+  )
+
+/** Redis before 7.2 has no CLIENT SETINFO: go-redis's connection set-up pipeline then fails (and go-redis goes on). */
+const setinfoFails = (() => {
+  const m = /v=(\d+)\.(\d+)/.exec(execFileSync("redis-server", ["--version"]).toString())
+  return m !== null && (Number(m[1]) < 7 || (Number(m[1]) === 7 && Number(m[2]) < 2))
+})()
+
+const one = <A>(items: ReadonlyArray<A>, pred: (a: A) => boolean, what: string): A => {
+  const found = items.filter(pred)
+  assert.strictEqual(found.length, 1, `${what}: ${found.length} found`)
+  return found[0]!
+}
+
+/** Attach to the app and run `paths` in order; their server spans (in request order) and the redis spans. */
+const run = (exe: string, paths: ReadonlyArray<string>, redisSpans: number) =>
+  Effect.gen(function*() {
+    const redisPort = yield* startRedis
+    const app = yield* startApp(exe, redisPort)
+    const manager = yield* Manager
+    yield* manager.handle(
+      TargetEvent.TargetEvent.Started({ target: yield* (yield* TargetAnalysis).analyzePid(app.pid) })
+    )
+    assert.deepStrictEqual((yield* manager.targets).map((t) => [...t.probes].sort()), [
+      ["go_context", "go_redis", "nethttp_server"]
+    ])
+    const replies = []
+    for (const p of paths) replies.push(yield* get(`http://${app.addr}${p}`))
+    const spans = yield* (yield* CapturedSpans).take(paths.length + redisSpans).pipe(Effect.timeout("15 seconds"))
+    const servers = spans.filter((s) => s.probe === "nethttp_server").sort((a, b) =>
+      a.startMonoNs < b.startMonoNs ? -1 : 1
+    )
+    assert.strictEqual(servers.length, paths.length)
+    const redis = spans.filter((s) => s.probe === "go_redis")
+    for (const s of redis) {
+      assert.strictEqual(s.kind, "client")
+      assert.strictEqual(s.pid, app.pid)
+      assert.strictEqual(s.traceFlags, 1)
+      assert.isTrue(s.startMonoNs < s.endMonoNs)
+    }
+    const stats = yield* manager.stats
+    for (const s of stats) assert.strictEqual(s.decodeErrors, 0, `${s.probe} decode errors`)
+    return { app, redisPort, replies, servers, redis }
+  })
+
+/** The redis span that is the only child of `parent` named `name`, checked to lie within its parent. */
+const childOf = (spans: ReadonlyArray<SpanData>, parent: SpanData, name: string): SpanData => {
+  const s = one(spans, (s) => s.parentSpanId === parent.spanId && s.name === name, `${name} under ${parent.name}`)
+  assert.strictEqual(s.traceId, parent.traceId)
+  assert.strictEqual(s.parentIsRemote, false)
+  assert.isTrue(parent.startMonoNs <= s.startMonoNs && s.endMonoNs <= parent.endMonoNs, `${name} within parent`)
+  return s
+}
+
+describe(`go_redis on Go ${version} against redis-server`, () => {
+  it.live("a span per command and per pipeline, children of the request's span; ERROR for a refused command", () =>
+    Effect.gen(function*() {
+      const paths = ["/set?k=a&v=1", "/get?k=a", "/incr?k=n", "/pipeline?k=p", "/wrongtype?k=w", "/get?k=missing"]
+      const { redis, redisPort, replies, servers } = yield* run(binary, paths, 9)
+      assert.deepStrictEqual(replies.map((r) => [r.status, r.body]), [
+        [200, "ok"],
+        [200, "1"],
+        [200, "1"],
+        [200, "2"],
+        [500, "WRONGTYPE Operation against a key holding the wrong kind of value"],
+        [200, "(nil)"]
+      ])
+      const addr = `127.0.0.1:${redisPort}`
+      const base = {
+        "db.system.name": "redis",
+        "db.namespace": "0",
+        "server.address": "127.0.0.1",
+        "server.port": redisPort
+      }
+      const ok = { code: "unset" } as const
+      const expect = (span: SpanData, op: string, attributes: object = {}, status: SpanData["status"] = ok) => {
+        assert.strictEqual(span.name, `${op} ${addr}`)
+        assert.deepStrictEqual(span.attributes, { ...base, "db.operation.name": op, ...attributes })
+        assert.deepStrictEqual(span.status, status)
+      }
+
+      // The first command opens the connection: go-redis sends HELLO and a CLIENT SETINFO pipeline inside it.
+      const set = childOf(redis, servers[0]!, `SET ${addr}`)
+      expect(set, "SET")
+      expect(childOf(redis, set, `HELLO ${addr}`), "HELLO")
+      const setinfo = childOf(redis, set, `PIPELINE ${addr}`)
+      if (setinfoFails) {
+        expect(setinfo, "PIPELINE", {
+          "db.operation.batch.size": 2,
+          "db.response.status_code": "ERR",
+          "error.type": "ERR"
+        }, { code: "error", message: "ERR unknown subcommand 'setinfo'. Try CLIENT HELP." })
+      } else {
+        expect(setinfo, "PIPELINE", { "db.operation.batch.size": 2 })
+      }
+      expect(childOf(redis, servers[1]!, `GET ${addr}`), "GET")
+      expect(childOf(redis, servers[2]!, `INCR ${addr}`), "INCR")
+      expect(childOf(redis, servers[3]!, `PIPELINE ${addr}`), "PIPELINE", { "db.operation.batch.size": 3 })
+      expect(childOf(redis, servers[4]!, `SET ${addr}`), "SET")
+      const message = "WRONGTYPE Operation against a key holding the wrong kind of value"
+      expect(childOf(redis, servers[4]!, `LPUSH ${addr}`), "LPUSH", {
+        "db.response.status_code": "WRONGTYPE",
+        "error.type": "WRONGTYPE"
+      }, { code: "error", message })
+      // A missing key is redis.Nil: a reply, not a failure.
+      expect(childOf(redis, servers[5]!, `GET ${addr}`), "GET")
+
+      // One measurement per span, with the metric's attributes only, its value the span's duration.
+      const measurements = (yield* (yield* CapturedMeasurements).all).filter((m) => m.probe === "go_redis")
+      assert.strictEqual(measurements.length, redis.length)
+      const key = (m: Measurement | SpanData) => {
+        const a = m.attributes
+        return [a["db.operation.name"], a["error.type"] ?? ""].join(" ")
+      }
+      assert.deepStrictEqual(measurements.map(key).sort(), redis.map(key).sort())
+      for (const m of measurements) {
+        assert.strictEqual(m.instrument.name, "db.client.operation.duration")
+        assert.strictEqual(m.pid, redis[0]!.pid)
+        const { "db.namespace": _, ...keep } = base
+        const error = m.attributes["error.type"] === undefined ? {} : { "error.type": m.attributes["error.type"] }
+        assert.deepStrictEqual(m.attributes, { ...keep, "db.operation.name": m.attributes["db.operation.name"], ...error })
+        assert.isTrue(m.value > 0 && m.value < 5, `duration ${m.value} s`)
+      }
+      const lpush = one(measurements, (m) => m.attributes["db.operation.name"] === "LPUSH", "LPUSH measurement")
+      const lpushSpan = one(redis, (s) => s.attributes["db.operation.name"] === "LPUSH", "LPUSH span")
+      assert.strictEqual(lpush.value, Number(lpushSpan.endMonoNs - lpushSpan.startMonoNs) / 1e9)
+    }).pipe(Effect.provide(agent())), 60_000)
+
+  it.live("queryText: db.query.text is the command and its arguments, each cut at 32 bytes, at most maxQueryText", () =>
+    Effect.gen(function*() {
+      const long = "v".repeat(40)
+      const paths = ["/incr?k=counter", `/set?k=key&v=${long}`, "/pipeline?k=p"]
+      // INCR opens the connection (HELLO, SETINFO pipeline); the other two are one span each.
+      const { redis, servers } = yield* run(binary, paths, 5)
+      const text = (parent: SpanData, op: string) =>
+        one(redis, (s) => s.parentSpanId === parent.spanId && s.attributes["db.operation.name"] === op, op)
+          .attributes["db.query.text"]
+      assert.strictEqual(text(servers[0]!, "INCR"), "INCR counter")
+      const incr = one(redis, (s) => s.attributes["db.operation.name"] === "INCR", "INCR")
+      assert.strictEqual(one(redis, (s) => s.parentSpanId === incr.spanId && s.name.startsWith("HELLO"), "HELLO")
+        .attributes["db.query.text"], "HELLO 2")
+      assert.strictEqual(text(servers[1]!, "SET"), `SET key ${"v".repeat(32)}...`.slice(0, 40))
+      // A pipeline has no single query text.
+      assert.isUndefined(text(servers[2]!, "PIPELINE"))
+    }).pipe(Effect.provide(agent({ queryText: true, maxQueryText: 40 }))), 60_000)
+
+  it.live("by default no db.query.text at all", () =>
+    Effect.gen(function*() {
+      const { redis } = yield* run(binary, ["/set?k=secret&v=hunter2"], 3)
+      for (const s of redis) assert.notProperty(s.attributes, "db.query.text")
+    }).pipe(Effect.provide(agent())), 60_000)
+})
+
+describe("go_redis: not supported", () => {
+  it.live("a stripped build: no DWARF, so no offsets for go-redis's structs, with the reason", () =>
+    Effect.gen(function*() {
+      const redisPort = yield* startRedis
+      const app = yield* startApp(stripped, redisPort)
+      const manager = yield* Manager
+      const target = yield* (yield* TargetAnalysis).analyzePid(app.pid)
+      const applicability = manager.inspect(target).find((i) => i.probe === "go_redis")!.applicability
+      assert.deepStrictEqual(applicability, {
+        _tag: "NotApplicable",
+        probe: "go_redis",
+        reason: `no offset for github.com/redis/go-redis/v9.baseClient.opt (Go ${version}, ` +
+          "github.com/redis/go-redis/v9 v9.22.0)"
+      })
+    }).pipe(Effect.provide(agent())), 60_000)
+})

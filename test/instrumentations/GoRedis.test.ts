@@ -1,0 +1,292 @@
+/**
+ * The go_redis probe without a kernel: its layouts against the built object's BTF, and what records turn into
+ * (`GoRedis.signals` on hand-made records: exact spans and measurements) for commands, pipelines, each kind of
+ * failure, and the opt-in db.query.text with its bounds.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Option } from "effect"
+import * as GoRedis from "../../src/instrumentations/GoRedis.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import * as Binary from "../../src/probe/Binary.ts"
+import * as Probe from "../../src/probe/Probe.ts"
+
+const TRACE = "0af7651916cd43dd8448eb211c80319c"
+const PARENT = "b7ad6b7169203331"
+const SPAN = "1111111111111111"
+
+const enc = new TextEncoder()
+
+/** One `interface{}` argument as the BPF side records it. */
+const arg = (kind: number, data: Uint8Array, size = data.length): Uint8Array => {
+  const bytes = new Uint8Array(GoRedis.ARG_CAP)
+  bytes.set(data.subarray(0, GoRedis.ARG_CAP))
+  return GoRedis.Arg.encode({ size, kind, len: Math.min(data.length, GoRedis.ARG_CAP), data: bytes })
+}
+const str = (s: string) => arg(24, enc.encode(s))
+const word = (set: (v: DataView) => void, kind: number) => {
+  const b = new Uint8Array(8)
+  set(new DataView(b.buffer))
+  return arg(kind, b)
+}
+
+const argsBytes = (args: ReadonlyArray<Uint8Array>): Uint8Array => {
+  const out = new Uint8Array(GoRedis.ARGS * GoRedis.Arg.size)
+  args.slice(0, GoRedis.ARGS).forEach((a, i) => out.set(a, i * GoRedis.Arg.size))
+  return out
+}
+
+/** A record: `GET user:1` on 127.0.0.1:6379, database 0, child of a sampled span, unless overridden. */
+const record = (over: Partial<GoRedis.Record> = {}, args: ReadonlyArray<Uint8Array> = [str("get"), str("user:1")]) =>
+  GoRedis.Record.encode({
+    startNs: 1_000_000n,
+    endNs: 1_250_000n,
+    traceId: TRACE,
+    spanId: SPAN,
+    parentSpanId: PARENT,
+    pid: 4242,
+    flags: 1,
+    parent: 1,
+    opKind: GoRedis.OpKind.command,
+    hasError: false,
+    batchSize: 0,
+    argCount: args.length,
+    db: 0n,
+    opLen: 0,
+    addrLen: 0,
+    errTypeLen: 0,
+    errKind: 0,
+    errTflag: 0,
+    errMsgLen: 0,
+    op: "get",
+    addr: "127.0.0.1:6379",
+    errType: "",
+    errMsg: "",
+    args: argsBytes(args),
+    ...over
+  })
+
+const signals = (bytes: Uint8Array, config?: Partial<GoRedis.Config>) => GoRedis.GoRedis.signals(bytes, config)
+
+/** The one span and one measurement a record gives. */
+const one = (bytes: Uint8Array, config?: Partial<GoRedis.Config>) =>
+  Effect.gen(function*() {
+    const out = yield* signals(bytes, config)
+    assert.strictEqual(out.spans.length, 1)
+    assert.strictEqual(out.measurements.length, 1)
+    assert.strictEqual(out.logs.length, 0)
+    return { span: out.spans[0]!, measurement: out.measurements[0]! }
+  })
+
+const server = { "server.address": "127.0.0.1", "server.port": 6379 }
+
+describe("record layouts", () => {
+  it.effect("Record, Arg and Target match the object's BTF", () =>
+    Effect.gen(function*() {
+      const btf = yield* BpfLive.readBtf(Probe.objectFile("go_redis")).pipe(Effect.map(Option.getOrThrow), Effect.orDie)
+      for (const layout of [GoRedis.Record, GoRedis.Arg, GoRedis.Target]) {
+        const struct = btf.structs[layout.struct!]!
+        assert.deepStrictEqual(Binary.check(layout, struct), [], layout.struct)
+        assert.strictEqual(layout.size, struct.size)
+      }
+    }))
+})
+
+describe("a command", () => {
+  it.effect("a CLIENT span named '{command} {address}:{port}', child of the goroutine's span, and its duration", () =>
+    Effect.gen(function*() {
+      const { measurement, span } = yield* one(record())
+      assert.deepStrictEqual(span, {
+        probe: "go_redis",
+        pid: 4242,
+        traceId: TRACE,
+        spanId: SPAN,
+        parentSpanId: PARENT,
+        parentIsRemote: false,
+        traceFlags: 1,
+        startMonoNs: 1_000_000n,
+        endMonoNs: 1_250_000n,
+        name: "GET 127.0.0.1:6379",
+        kind: "client",
+        attributes: { "db.system.name": "redis", "db.operation.name": "GET", "db.namespace": "0", ...server },
+        status: { code: "unset" }
+      })
+      assert.deepStrictEqual(
+        { ...measurement, instrument: measurement.instrument.name },
+        {
+          pid: 4242,
+          probe: "go_redis",
+          instrument: "db.client.operation.duration",
+          value: 0.00025,
+          attributes: { "db.system.name": "redis", "db.operation.name": "GET", ...server }
+        }
+      )
+      assert.deepStrictEqual(measurement.instrument, GoRedis.operationDuration)
+    }))
+
+  it.effect("no parent: a root span; another database index; a unix socket has no port", () =>
+    Effect.gen(function*() {
+      const root = (yield* one(record({ parent: 0 }))).span
+      assert.isUndefined(root.parentSpanId)
+      assert.isUndefined(root.parentIsRemote)
+      const db3 = (yield* one(record({ db: 3n }))).span
+      assert.strictEqual(db3.attributes["db.namespace"], "3")
+      assert.strictEqual(db3.name, "GET 127.0.0.1:6379")
+      const unix = yield* one(record({ addr: "/run/redis/redis.sock" }))
+      assert.strictEqual(unix.span.name, "GET /run/redis/redis.sock")
+      assert.deepStrictEqual(unix.span.attributes, {
+        "db.system.name": "redis",
+        "db.operation.name": "GET",
+        "db.namespace": "0",
+        "server.address": "/run/redis/redis.sock"
+      })
+      assert.notProperty(unix.measurement.attributes, "server.port")
+    }))
+})
+
+describe("pipelines", () => {
+  it.effect("one span named PIPELINE (MULTI for a transaction) with db.operation.batch.size from 2 commands on", () =>
+    Effect.gen(function*() {
+      const p = yield* one(record({ opKind: GoRedis.OpKind.pipeline, batchSize: 3, op: "" }, []))
+      assert.strictEqual(p.span.name, "PIPELINE 127.0.0.1:6379")
+      assert.deepStrictEqual(p.span.attributes, {
+        "db.system.name": "redis",
+        "db.operation.name": "PIPELINE",
+        "db.namespace": "0",
+        ...server,
+        "db.operation.batch.size": 3
+      })
+      assert.deepStrictEqual(p.measurement.attributes, {
+        "db.system.name": "redis",
+        "db.operation.name": "PIPELINE",
+        ...server
+      })
+      const tx = yield* one(record({ opKind: GoRedis.OpKind.txPipeline, batchSize: 2, op: "" }, []))
+      assert.strictEqual(tx.span.name, "MULTI 127.0.0.1:6379")
+      assert.strictEqual(tx.span.attributes["db.operation.name"], "MULTI")
+      assert.strictEqual(tx.span.attributes["db.operation.batch.size"], 2)
+      // A batch of one is no batch in the conventions' terms.
+      const single = yield* one(record({ opKind: GoRedis.OpKind.pipeline, batchSize: 1, op: "" }, []))
+      assert.notProperty(single.span.attributes, "db.operation.batch.size")
+      // db.query.text is per command: a pipeline has none even when asked for.
+      const asked = yield* one(record({ opKind: GoRedis.OpKind.pipeline, batchSize: 3, op: "" }, []), {
+        queryText: true
+      })
+      assert.notProperty(asked.span.attributes, "db.query.text")
+    }))
+})
+
+describe("failures", () => {
+  const redisError = (msg: string) => ({
+    hasError: true,
+    errType: "proto.RedisError",
+    errTflag: 0,
+    errKind: 24,
+    errMsg: msg
+  })
+
+  it.effect("a server error reply: ERROR with its text, db.response.status_code and error.type its prefix", () =>
+    Effect.gen(function*() {
+      const msg = "WRONGTYPE Operation against a key holding the wrong kind of value"
+      const { measurement, span } = yield* one(record({ op: "lpush", ...redisError(msg) }, [str("lpush")]))
+      assert.strictEqual(span.name, "LPUSH 127.0.0.1:6379")
+      assert.deepStrictEqual(span.status, { code: "error", message: msg })
+      assert.deepStrictEqual(span.attributes, {
+        "db.system.name": "redis",
+        "db.operation.name": "LPUSH",
+        "db.namespace": "0",
+        ...server,
+        "db.response.status_code": "WRONGTYPE",
+        "error.type": "WRONGTYPE"
+      })
+      assert.deepStrictEqual(measurement.attributes, {
+        "db.system.name": "redis",
+        "db.operation.name": "LPUSH",
+        ...server,
+        "error.type": "WRONGTYPE"
+      })
+    }))
+
+  it.effect("redis.Nil (a missing key) is a reply, not a failure", () =>
+    Effect.gen(function*() {
+      const { measurement, span } = yield* one(record(redisError("redis: nil")))
+      assert.deepStrictEqual(span.status, { code: "unset" })
+      assert.notProperty(span.attributes, "error.type")
+      assert.notProperty(span.attributes, "db.response.status_code")
+      assert.notProperty(measurement.attributes, "error.type")
+    }))
+
+  it.effect("a RedisError without an upper-case prefix: error.type the Go type, the text as message", () =>
+    Effect.gen(function*() {
+      const { span } = yield* one(record(redisError("redis: client is closed")))
+      assert.deepStrictEqual(span.status, { code: "error", message: "redis: client is closed" })
+      assert.strictEqual(span.attributes["error.type"], "proto.RedisError")
+      assert.notProperty(span.attributes, "db.response.status_code")
+    }))
+
+  it.effect("a Go error of another type (a dial or I/O error): error.type its type as %T prints it, no message", () =>
+    Effect.gen(function*() {
+      // A named type T stores its name as "*T" with TFlagExtraStar (shared with *T, which has no flag).
+      const { span } = yield* one(record({ hasError: true, errType: "*net.OpError", errTflag: 0, errKind: 22 }))
+      assert.deepStrictEqual(span.status, { code: "error" })
+      assert.strictEqual(span.attributes["error.type"], "*net.OpError")
+      const bare = yield* one(record({ hasError: true, errType: "*context.deadlineExceededError", errTflag: 2 }))
+      assert.strictEqual(bare.span.attributes["error.type"], "context.deadlineExceededError")
+    }))
+
+  it.effect("an error whose type could not be read: error.type _OTHER", () =>
+    Effect.gen(function*() {
+      const { measurement, span } = yield* one(record({ hasError: true }))
+      assert.deepStrictEqual(span.status, { code: "error" })
+      assert.strictEqual(span.attributes["error.type"], "_OTHER")
+      assert.strictEqual(measurement.attributes["error.type"], "_OTHER")
+    }))
+})
+
+describe("db.query.text (opt-in)", () => {
+  const args = [
+    str("set"),
+    str("session:42"),
+    arg(24, enc.encode("x".repeat(32)), 100),
+    word((v) => v.setBigInt64(0, -7n, true), 6),
+    word((v) => v.setUint8(0, 200), 8),
+    word((v) => v.setUint8(0, 1), 1),
+    word((v) => v.setFloat64(0, 1.5, true), 14),
+    arg(23, enc.encode("bytes"))
+  ]
+
+  it.effect("off by default; on: the command upper-cased and its arguments as redis-cli shows them", () =>
+    Effect.gen(function*() {
+      const bytes = record({ op: "set", argCount: 8 }, args)
+      const off = yield* one(bytes)
+      assert.notProperty(off.span.attributes, "db.query.text")
+      const on = yield* one(bytes, { queryText: true })
+      assert.strictEqual(on.span.attributes["db.query.text"], `SET session:42 ${"x".repeat(32)}... -7 200 1 1.5 bytes`)
+      assert.notProperty(on.measurement.attributes, "db.query.text")
+    }))
+
+  it.effect("past 8 arguments ' ...'; cut at maxQueryText; a value of another kind is '?'", () =>
+    Effect.gen(function*() {
+      const more = yield* one(record({ op: "mset", argCount: 12 }, [str("mset"), ...args.slice(1)]), {
+        queryText: true
+      })
+      assert.strictEqual(
+        more.span.attributes["db.query.text"],
+        `MSET session:42 ${"x".repeat(32)}... -7 200 1 1.5 bytes ...`
+      )
+      const cut = yield* one(record(), { queryText: true, maxQueryText: 5 })
+      assert.strictEqual(cut.span.attributes["db.query.text"], "GET u")
+      const other = yield* one(record({}, [str("get"), arg(25, new Uint8Array(8))]), { queryText: true })
+      assert.strictEqual(other.span.attributes["db.query.text"], "GET ?")
+    }))
+
+  it.effect("a maxQueryText out of bounds is a config error naming the field", () =>
+    Effect.gen(function*() {
+      for (const bad of [0, GoRedis.QUERY_CAP + 1, 1.5]) {
+        const exit = yield* Effect.exit(signals(record(), { maxQueryText: bad }))
+        assert.isTrue(Exit.isFailure(exit))
+        const error = Exit.isFailure(exit) ? Option.getOrThrow(Exit.findErrorOption(exit)) : undefined
+        assert.strictEqual((error as { _tag: string })._tag, "ProbeConfigError")
+        assert.match((error as { message: string }).message, /^probe go_redis: config field "maxQueryText": /)
+      }
+    }))
+})

@@ -147,6 +147,28 @@ export const buildPanics = (version: string, options: { readonly stripped?: bool
 }
 
 /**
+ * Builds test/fixtures/go/dbsql (an HTTP server whose handlers use database/sql through pgx and modernc sqlite) with
+ * Go `version` into `test/.cache/dbsql/<version>/dbsql` (`dbsql-stripped` with `stripped`), reused while newer than
+ * its sources, and returns the binary's path.
+ */
+export const buildDbsql = (version: string, options: { readonly stripped?: boolean } = {}): string => {
+  const src = path.join(repoRoot, "test", "fixtures", "go", "dbsql")
+  const name = options.stripped === true ? "dbsql-stripped" : "dbsql"
+  const out = path.join(repoRoot, "test", ".cache", "dbsql", version, name)
+  if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource(src)) return out
+  fs.mkdirSync(path.dirname(out), { recursive: true })
+  const tmp = `${out}.${process.pid}.tmp`
+  execFileSync("go", ["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], {
+    cwd: src,
+    env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
+    stdio: ["ignore", "ignore", "pipe"],
+    timeout: 600_000
+  })
+  fs.renameSync(tmp, out)
+  return out
+}
+
+/**
  * Builds the example service (`frontend`, `backend`) with Go `version` (fetched through GOTOOLCHAIN when it is not
  * the local one) into `test/.cache/go-service/<version>/` and returns that folder. A build newer than every source is
  * reused, so several test files (and reruns) pay for each toolchain once.
@@ -172,6 +194,27 @@ export const buildExample = (version: string): string => {
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true })
   }
+  return out
+}
+
+/**
+ * Builds test/fixtures/go/grpc (a gRPC server and an HTTP-fronted gRPC client in one binary) with Go `version` into
+ * `test/.cache/grpc/<version>/grpc` (`grpc-stripped` with `stripped`), reused while newer than its sources.
+ */
+export const buildGrpc = (version: string, options: { readonly stripped?: boolean } = {}): string => {
+  const src = path.join(repoRoot, "test", "fixtures", "go", "grpc")
+  const name = options.stripped === true ? "grpc-stripped" : "grpc"
+  const out = path.join(repoRoot, "test", ".cache", "grpc", version, name)
+  if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource(src)) return out
+  fs.mkdirSync(path.dirname(out), { recursive: true })
+  const tmp = `${out}.${process.pid}.tmp`
+  execFileSync("go", ["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], {
+    cwd: src,
+    env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
+    stdio: ["ignore", "ignore", "pipe"],
+    timeout: 600_000
+  })
+  fs.renameSync(tmp, out)
   return out
 }
 

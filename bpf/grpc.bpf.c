@@ -1,0 +1,517 @@
+/* gRPC (google.golang.org/grpc): one SERVER span per RPC a grpc.Server handles and one CLIENT span per RPC a
+ * grpc.ClientConn makes, unary and streaming alike, with same-host trace continuation client -> server.
+ *
+ * Server (all on the goroutine that handles the stream):
+ *   (*Server).handleStream(s, t ServerTransport, stream *ServerStream)   RAX=s, RBX/RCX=t, RDI=stream
+ *     entry: method ("/pkg.Service/Method", the stream's `method`), the connection's addresses (t's data word is the
+ *     *http2Server, its `conn` a net.Conn), the parent: a traceparent the client sent (left by operateHeaders,
+ *     below), else the client span published for this connection in ps_conn_spans; the span becomes the
+ *     goroutine's active context (go_spans) so the handler's own client calls are its children.
+ *     RET: submit. handleStream covers processUnaryRPC and processStreamingRPC, so streams need nothing more.
+ *   (*http2Server).writeStatus(t, s *ServerStream, st *status.Status)   RAX=t, RBX=s, RCX=st
+ *     the code the server writes: st.s (*spb.Status).Code; a nil st or nil st.s is OK.
+ *   (*http2Server).operateHeaders(t, ctx, frame *http2.MetaHeadersFrame, handle)   RAX=t, RDI=frame
+ *     on the connection's reader goroutine, before the stream is handed to handleStream: scans the decoded header
+ *     fields for "traceparent" and keeps it under (pid, transport, stream id) for handleStream.
+ *
+ * Client:
+ *   newClientStream(ctx, desc *StreamDesc, cc *ClientConn, method string, opts...) (ClientStream, error)
+ *     RAX/RBX=ctx, RCX=desc, RDI=cc, RSI/R8=method. Invoke (unary) and ClientConn.NewStream both go through it.
+ *     entry: the span (parent: the goroutine's active span), method, cc.authority; kept by goroutine.
+ *     RET (RAX/RBX=ClientStream, RCX/RDI=error): an error ends the span here; else it is re-keyed by the returned
+ *     *clientStream (the RPC ends later, on whatever goroutine reads its end). Since 1.85 the returned stream is a
+ *     *clientStreamWrapper around it.
+ *   (*clientStream).finish(cs, err error)   RAX=cs, RBX/RCX=err: the RPC's end (first call only). io.EOF is OK (as
+ *     finish itself says); a *status.Error carries its code; any other error is UNKNOWN (as status.Code says).
+ *   (*http2Client).NewStream(t, ctx, callHdr, handler)   RAX=t, on the caller's goroutine before the stream's
+ *     headers are queued: publishes the span in ps_conn_spans under the connection (t.conn) for a server on this
+ *     host. Many streams share one HTTP/2 connection and the client does not know a stream's id yet at this point,
+ *     so the entry is the connection's most recently started client span: exact for calls that do not overlap on a
+ *     connection; overlapping calls may be linked to a sibling's span (see docs/probes/grpc.md). The client's end
+ *     removes the entry only if it is still its own.
+ *
+ * The error's dynamic type is told by its itab: an error interface's itab lists one method, Error, so the itab of a
+ * *status.Error is the one whose Fun[0] is (*status.Error).Error (Go 1.27 no longer names itabs in the symbol
+ * table; functions stay named). That address and io.EOF's come per target from the executable's symbol table. */
+#include "common.h"
+#include "go_context.h"
+#include "sampling.h"
+#include "nethttp.h"
+
+/* Mirrored by `Offsets` in src/instrumentations/Grpc.ts, checked against this BTF at load. */
+struct grpc_offsets {
+  /* transport.ServerStream -> Stream.method / Stream.id */
+  u64 stream_method;
+  u64 stream_id;
+  /* internal/status.Status.s, spb.Status.Code, internal/status.Error.s */
+  u64 status_s;
+  u64 spb_code;
+  u64 error_s;
+  /* grpc.ClientConn.authority, grpc.StreamDesc.ServerStreams / ClientStreams */
+  u64 cc_authority;
+  u64 desc_server_streams;
+  u64 desc_client_streams;
+  /* grpc >= 1.85 returns a *clientStreamWrapper whose embedded ClientStream (an interface) holds the *clientStream:
+   * cs_wrapped 1 and the field's offset; 0: the returned data word is the *clientStream. */
+  u64 cs_wrapped;
+  u64 wrapper_stream;
+  /* transport.http2Server.conn / http2Client.conn (net.Conn) */
+  u64 server_conn;
+  u64 client_conn;
+  /* http2.MetaHeadersFrame.HeadersFrame (pointer) -> FrameHeader.StreamID; MetaHeadersFrame.Fields;
+   * hpack.HeaderField.Value; 0 in meta_fields: no traceparent lookup */
+  u64 meta_headers;
+  u64 frame_stream_id;
+  u64 meta_fields;
+  u64 field_value;
+  /* Runtime addresses: the method (*status.Error).Error, and the io.EOF variable (an error interface); where an
+   * itab keeps its first method (internal/abi.ITab.Fun). */
+  u64 status_error_fn;
+  u64 io_eof;
+  u64 itab_fun;
+  struct ps_tcp_offsets tcp;
+};
+
+PS_TARGETS(struct grpc_offsets);
+
+#define PS_GRPC_SERVER 1
+#define PS_GRPC_CLIENT 2
+
+#define PS_GRPC_UNKNOWN 2
+
+/* Mirrored by `Record` in src/instrumentations/Grpc.ts, checked against this BTF at load. head.status holds the gRPC
+ * status code. */
+struct grpc_record {
+  struct ps_http_head head;
+  /* PS_GRPC_SERVER or PS_GRPC_CLIENT */
+  u8 kind;
+  /* head.status is known (server: writeStatus ran; client: the RPC ended) */
+  u8 status_known;
+  /* the parent came from ps_conn_spans (server), the span was published there (client) */
+  u8 linked;
+  /* the desc says the server or the client streams */
+  u8 streaming;
+  /* local and peer addresses are known */
+  u8 has_addrs;
+  u8 method_len;
+  u8 authority_len;
+  u8 _pad;
+  u16 local_port;
+  u16 peer_port;
+  u8 _pad2[4];
+  u8 local_ip[16];
+  u8 peer_ip[16];
+  char method[128];
+  char authority[64];
+};
+PS_RECORD(grpc_record);
+
+/* A server RPC in flight (by goroutine) or a client RPC (by goroutine until newClientStream returns, then by
+ * clientStream). */
+struct grpc_inflight {
+  struct grpc_record rec;
+  u64 stream;
+  struct ps_conn_key conn;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct ps_g_key);
+  __type(value, struct grpc_inflight);
+} grpc_server_inflight SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct ps_g_key);
+  __type(value, struct grpc_inflight);
+} grpc_client_starting SEC(".maps");
+
+/* Key: (pid, *clientStream) in the ps_g_key shape. LRU: a stream its owner abandons unfinished ages out. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct ps_g_key);
+  __type(value, struct grpc_inflight);
+} grpc_client_streams SEC(".maps");
+
+/* (pid, server transport, stream id) -> the traceparent its HEADERS carried. */
+struct grpc_stream_key {
+  u32 tgid;
+  u32 stream_id;
+  u64 transport;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct grpc_stream_key);
+  __type(value, struct ps_span_ctx);
+} grpc_incoming_tp SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, u32);
+  __type(value, struct grpc_inflight);
+} grpc_scratch SEC(".maps");
+
+static __always_inline struct grpc_inflight *grpc_fresh(void) {
+  u32 zero = 0;
+  struct grpc_inflight *inf = bpf_map_lookup_elem(&grpc_scratch, &zero);
+  if (inf)
+    __builtin_memset(inf, 0, sizeof(*inf));
+  return inf;
+}
+
+/* The span's ids and sampling decision, continuing `parent` when given. */
+static __always_inline void grpc_span_ids(struct grpc_record *r, const struct ps_span_ctx *parent, u8 parent_kind,
+                                          struct ps_span_ctx *sc) {
+  if (parent) {
+    __builtin_memcpy(sc->trace_id, parent->trace_id, 16);
+    __builtin_memcpy(r->head.parent_span_id, parent->span_id, 8);
+    r->head.parent = parent_kind;
+  } else {
+    ps_gen_trace_id(sc->trace_id);
+  }
+  ps_gen_span_id(sc->span_id);
+  sc->flags = (parent ? parent->flags : 0) & ~PS_FLAG_SAMPLED;
+  if (ps_should_sample(sc->trace_id, parent))
+    sc->flags |= PS_FLAG_SAMPLED;
+  __builtin_memcpy(r->head.trace_id, sc->trace_id, 16);
+  __builtin_memcpy(r->head.span_id, sc->span_id, 8);
+  r->head.flags = sc->flags;
+}
+
+/* The addresses of the connection held by the net.Conn at `conn_field`. 0 on success. */
+static __always_inline int grpc_conn_addrs(u64 conn_field, const struct ps_tcp_offsets *tcp, struct ps_addr *local,
+                                           struct ps_addr *remote) {
+  struct go_iface conn = {};
+  if (bpf_probe_read_user(&conn, sizeof(conn), (const void *)conn_field) != 0)
+    return -1;
+  return ps_tcp_conn_addrs(conn.data, tcp, local, remote);
+}
+
+static __always_inline void grpc_set_addrs(struct grpc_record *r, const struct ps_addr *local,
+                                           const struct ps_addr *peer) {
+  __builtin_memcpy(r->local_ip, local->ip, 16);
+  __builtin_memcpy(r->peer_ip, peer->ip, 16);
+  r->local_port = local->port;
+  r->peer_port = peer->port;
+  r->has_addrs = 1;
+}
+
+/* ---- Server ---- */
+
+SEC("uprobe/grpc_Server_handleStream")
+int uprobe_handleStream(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  u64 transport = GO_ARG3(ctx);
+  u64 stream = GO_ARG4(ctx);
+  if (stream == 0)
+    return 0;
+  struct grpc_offsets *off = ps_target();
+  if (!off)
+    return 0;
+  struct grpc_inflight *inf = grpc_fresh();
+  if (!inf)
+    return 0;
+  struct grpc_record *r = &inf->rec;
+  inf->stream = stream;
+  r->head.start_ns = bpf_ktime_get_ns();
+  r->head.pid = ps_tgid();
+  r->kind = PS_GRPC_SERVER;
+  r->method_len = ps_read_go_str_at(r->method, sizeof(r->method), stream + off->stream_method);
+
+  struct ps_span_ctx parent = {};
+  bool has_parent = false;
+  u32 id = 0;
+  if (bpf_probe_read_user(&id, sizeof(id), (const void *)(stream + off->stream_id)) == 0) {
+    struct grpc_stream_key sk = {.tgid = r->head.pid, .stream_id = id, .transport = transport};
+    struct ps_span_ctx *tp = bpf_map_lookup_elem(&grpc_incoming_tp, &sk);
+    if (tp) {
+      parent = *tp;
+      has_parent = true;
+      bpf_map_delete_elem(&grpc_incoming_tp, &sk);
+    }
+  }
+  struct ps_addr local = {}, peer = {};
+  if (transport && off->tcp.enabled && grpc_conn_addrs(transport + off->server_conn, &off->tcp, &local, &peer) == 0) {
+    grpc_set_addrs(r, &local, &peer);
+    if (!has_parent) {
+      struct ps_conn_key k = {};
+      ps_conn_key_of(&k, &peer, &local);
+      struct ps_span_ctx *sc = bpf_map_lookup_elem(&ps_conn_spans, &k);
+      if (sc) {
+        parent = *sc;
+        has_parent = true;
+        r->linked = 1;
+      }
+    }
+  }
+  struct ps_span_ctx sc = {};
+  grpc_span_ids(r, has_parent ? &parent : NULL, PS_PARENT_REMOTE, &sc);
+
+  struct ps_g_key key = ps_g_key_of(g);
+  bpf_map_update_elem(&grpc_server_inflight, &key, inf, BPF_ANY);
+  ps_go_ctx_set(g, &sc);
+  return 0;
+}
+
+SEC("uprobe/grpc_Server_handleStream_ret")
+int uprobe_handleStream_ret(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  struct ps_g_key key = ps_g_key_of(g);
+  struct grpc_inflight *inf = bpf_map_lookup_elem(&grpc_server_inflight, &key);
+  if (!inf)
+    return 0;
+  inf->rec.head.end_ns = bpf_ktime_get_ns();
+  if (inf->rec.head.flags & PS_FLAG_SAMPLED)
+    ps_submit(&inf->rec, sizeof(inf->rec));
+  bpf_map_delete_elem(&grpc_server_inflight, &key);
+  ps_go_ctx_clear(g);
+  return 0;
+}
+
+/* The code of a *status.Status (internal/status), OK for nil. */
+static __always_inline u16 grpc_status_code(u64 st, const struct grpc_offsets *off) {
+  if (st == 0)
+    return 0;
+  u64 p = ps_read_u64(st + off->status_s);
+  if (p == 0)
+    return 0;
+  s32 code = 0;
+  if (bpf_probe_read_user(&code, sizeof(code), (const void *)(p + off->spb_code)) != 0)
+    return PS_GRPC_UNKNOWN;
+  return (u16)code;
+}
+
+SEC("uprobe/grpc_http2Server_writeStatus")
+int uprobe_writeStatus(struct pt_regs *ctx) {
+  u64 stream = GO_ARG2(ctx);
+  u64 st = GO_ARG3(ctx);
+  struct ps_g_key key = ps_g_key_of(GO_G(ctx));
+  struct grpc_inflight *inf = bpf_map_lookup_elem(&grpc_server_inflight, &key);
+  /* The goroutine's RPC only: writeStatus may also run elsewhere (e.g. an unknown method answered before
+   * handleStream's span, or a transport closing streams). The first status written is the one the client sees. */
+  if (!inf || inf->stream != stream || inf->rec.status_known)
+    return 0;
+  struct grpc_offsets *off = ps_target();
+  if (!off)
+    return 0;
+  inf->rec.head.status = grpc_status_code(st, off);
+  inf->rec.status_known = 1;
+  return 0;
+}
+
+/* Bound of the header fields scanned for traceparent (gRPC requests carry ~8 plus the caller's metadata). */
+#define GRPC_MAX_FIELDS 32
+#define GRPC_FIELD_BYTES 40
+
+struct tp_scan {
+  u64 fields;
+  u64 n;
+  u64 value_off;
+  struct ps_span_ctx out;
+  int found;
+};
+
+static long grpc_tp_step(u32 i, void *data) {
+  struct tp_scan *s = data;
+  if (i >= s->n)
+    return 1;
+  u64 f = s->fields + (u64)i * GRPC_FIELD_BYTES;
+  struct go_string name = {};
+  if (bpf_probe_read_user(&name, sizeof(name), (const void *)f) != 0 || name.len != 11)
+    return 0;
+  u8 buf[11] = {};
+  if (bpf_probe_read_user(buf, sizeof(buf), (const void *)name.ptr) != 0)
+    return 0;
+  /* HTTP/2 header names are lower case. */
+  const char want[] = "traceparent";
+  for (int j = 0; j < 11; j++)
+    if (buf[j] != (u8)want[j])
+      return 0;
+  struct go_string v = {};
+  if (bpf_probe_read_user(&v, sizeof(v), (const void *)(f + s->value_off)) != 0 || v.len < PS_TRACEPARENT_LEN)
+    return 1;
+  u8 tp[PS_TRACEPARENT_LEN + 1] = {};
+  if (bpf_probe_read_user(tp, PS_TRACEPARENT_LEN, (const void *)v.ptr) != 0)
+    return 1;
+  if (ps_traceparent_parse(tp, &s->out) == 0)
+    s->found = 1;
+  return 1;
+}
+
+SEC("uprobe/grpc_http2Server_operateHeaders")
+int uprobe_operateHeaders(struct pt_regs *ctx) {
+  u64 transport = GO_ARG1(ctx);
+  u64 frame = GO_ARG4(ctx);
+  struct grpc_offsets *off = ps_target();
+  if (!off || off->meta_fields == 0 || frame == 0)
+    return 0;
+  struct go_slice fields = {};
+  if (bpf_probe_read_user(&fields, sizeof(fields), (const void *)(frame + off->meta_fields)) != 0)
+    return 0;
+  struct tp_scan s = {};
+  s.fields = fields.ptr;
+  s.n = fields.len;
+  s.value_off = off->field_value;
+  if (s.fields == 0 || s.n == 0)
+    return 0;
+  bpf_loop(GRPC_MAX_FIELDS, grpc_tp_step, &s, 0);
+  if (!s.found)
+    return 0;
+  u64 hf = ps_read_u64(frame + off->meta_headers);
+  u32 id = 0;
+  if (hf == 0 || bpf_probe_read_user(&id, sizeof(id), (const void *)(hf + off->frame_stream_id)) != 0)
+    return 0;
+  struct grpc_stream_key sk = {.tgid = ps_tgid(), .stream_id = id, .transport = transport};
+  bpf_map_update_elem(&grpc_incoming_tp, &sk, &s.out, BPF_ANY);
+  return 0;
+}
+
+/* ---- Client ---- */
+
+SEC("uprobe/grpc_newClientStream")
+int uprobe_newClientStream(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  u64 desc = GO_ARG3(ctx);
+  u64 cc = GO_ARG4(ctx);
+  u64 method_ptr = GO_ARG5(ctx);
+  u64 method_len = GO_ARG6(ctx);
+  struct grpc_offsets *off = ps_target();
+  if (!off)
+    return 0;
+  struct grpc_inflight *inf = grpc_fresh();
+  if (!inf)
+    return 0;
+  struct grpc_record *r = &inf->rec;
+  r->head.start_ns = bpf_ktime_get_ns();
+  r->head.pid = ps_tgid();
+  r->kind = PS_GRPC_CLIENT;
+  r->method_len = ps_read_go_str(r->method, sizeof(r->method), method_ptr, method_len);
+  if (cc)
+    r->authority_len = ps_read_go_str_at(r->authority, sizeof(r->authority), cc + off->cc_authority);
+  if (desc) {
+    u8 ss = 0, cs = 0;
+    bpf_probe_read_user(&ss, 1, (const void *)(desc + off->desc_server_streams));
+    bpf_probe_read_user(&cs, 1, (const void *)(desc + off->desc_client_streams));
+    r->streaming = ss || cs;
+  }
+  struct ps_span_ctx *parent = ps_go_ctx_get(g);
+  struct ps_span_ctx parent_copy = {};
+  if (parent)
+    parent_copy = *parent;
+  struct ps_span_ctx sc = {};
+  grpc_span_ids(r, parent ? &parent_copy : NULL, PS_PARENT_LOCAL, &sc);
+  struct ps_g_key key = ps_g_key_of(g);
+  bpf_map_update_elem(&grpc_client_starting, &key, inf, BPF_ANY);
+  return 0;
+}
+
+/* Remove the connection's entry if it is still this span's (a later call on the connection may have replaced it). */
+static __always_inline void grpc_unpublish(struct grpc_inflight *inf) {
+  if (!inf->rec.linked)
+    return;
+  struct ps_span_ctx *cur = bpf_map_lookup_elem(&ps_conn_spans, &inf->conn);
+  if (!cur)
+    return;
+  u64 a, b;
+  __builtin_memcpy(&a, cur->span_id, 8);
+  __builtin_memcpy(&b, inf->rec.head.span_id, 8);
+  if (a == b)
+    bpf_map_delete_elem(&ps_conn_spans, &inf->conn);
+}
+
+/* The gRPC code of an error interface (tab, data): OK for nil and io.EOF, the code of a *status.Error, else
+ * UNKNOWN. */
+static __always_inline u16 grpc_error_code(u64 tab, u64 data, const struct grpc_offsets *off) {
+  if (tab == 0)
+    return 0;
+  if (off->io_eof) {
+    struct go_iface eof = {};
+    if (bpf_probe_read_user(&eof, sizeof(eof), (const void *)off->io_eof) == 0 && eof.tab == tab &&
+        eof.data == data)
+      return 0;
+  }
+  if (off->status_error_fn == 0 || data == 0 || ps_read_u64(tab + off->itab_fun) != off->status_error_fn)
+    return PS_GRPC_UNKNOWN;
+  return grpc_status_code(ps_read_u64(data + off->error_s), off);
+}
+
+static __always_inline void grpc_client_end(struct grpc_inflight *inf, u16 code) {
+  struct grpc_record *r = &inf->rec;
+  r->head.end_ns = bpf_ktime_get_ns();
+  r->head.status = code;
+  r->status_known = 1;
+  grpc_unpublish(inf);
+  if (r->head.flags & PS_FLAG_SAMPLED)
+    ps_submit(r, sizeof(*r));
+}
+
+SEC("uprobe/grpc_newClientStream_ret")
+int uprobe_newClientStream_ret(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  u64 cs = GO_ARG2(ctx);
+  u64 err_tab = GO_ARG3(ctx);
+  u64 err_data = GO_ARG4(ctx);
+  struct ps_g_key key = ps_g_key_of(g);
+  struct grpc_inflight *inf = bpf_map_lookup_elem(&grpc_client_starting, &key);
+  if (!inf)
+    return 0;
+  struct grpc_offsets *off = ps_target();
+  if (err_tab != 0 || cs == 0 || !off) {
+    grpc_client_end(inf, off ? grpc_error_code(err_tab, err_data, off) : PS_GRPC_UNKNOWN);
+  } else {
+    if (off->cs_wrapped)
+      cs = ps_read_u64(cs + off->wrapper_stream + 8);
+    struct ps_g_key sk = {.tgid = key.tgid, ._pad = 0, .g = cs};
+    bpf_map_update_elem(&grpc_client_streams, &sk, inf, BPF_ANY);
+  }
+  bpf_map_delete_elem(&grpc_client_starting, &key);
+  return 0;
+}
+
+SEC("uprobe/grpc_clientStream_finish")
+int uprobe_clientStream_finish(struct pt_regs *ctx) {
+  u64 cs = GO_ARG1(ctx);
+  u64 err_tab = GO_ARG2(ctx);
+  u64 err_data = GO_ARG3(ctx);
+  struct ps_g_key sk = {.tgid = ps_tgid(), ._pad = 0, .g = cs};
+  struct grpc_inflight *inf = bpf_map_lookup_elem(&grpc_client_streams, &sk);
+  if (!inf)
+    return 0;
+  struct grpc_offsets *off = ps_target();
+  grpc_client_end(inf, off ? grpc_error_code(err_tab, err_data, off) : PS_GRPC_UNKNOWN);
+  bpf_map_delete_elem(&grpc_client_streams, &sk);
+  return 0;
+}
+
+SEC("uprobe/grpc_http2Client_NewStream")
+int uprobe_http2Client_NewStream(struct pt_regs *ctx) {
+  u64 g = GO_G(ctx);
+  u64 t = GO_ARG1(ctx);
+  struct ps_g_key key = ps_g_key_of(g);
+  struct grpc_inflight *inf = bpf_map_lookup_elem(&grpc_client_starting, &key);
+  if (!inf || t == 0)
+    return 0;
+  struct grpc_offsets *off = ps_target();
+  if (!off || !off->tcp.enabled)
+    return 0;
+  struct ps_addr local = {}, remote = {};
+  if (grpc_conn_addrs(t + off->client_conn, &off->tcp, &local, &remote) != 0)
+    return 0;
+  /* A retry on another transport: the first connection's entry is no longer this call's. */
+  grpc_unpublish(inf);
+  grpc_set_addrs(&inf->rec, &local, &remote);
+  struct ps_span_ctx sc = {};
+  __builtin_memcpy(sc.trace_id, inf->rec.head.trace_id, 16);
+  __builtin_memcpy(sc.span_id, inf->rec.head.span_id, 8);
+  sc.flags = inf->rec.head.flags;
+  ps_conn_key_of(&inf->conn, &local, &remote);
+  bpf_map_update_elem(&ps_conn_spans, &inf->conn, &sc, BPF_ANY);
+  inf->rec.linked = 1;
+  return 0;
+}

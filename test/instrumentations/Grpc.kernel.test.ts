@@ -1,0 +1,236 @@
+/**
+ * The gRPC probe on the real kernel (root): build test/fixtures/go/grpc, run its gRPC server and its HTTP-fronted
+ * gRPC client as two processes, attach go_context + nethttp_server + grpc through the Manager, drive calls through
+ * the HTTP front over loopback, and check the spans exactly: the front's server span, the gRPC CLIENT span under it,
+ * the gRPC SERVER span in the other process under the client span (connection map), or under a traceparent sent as
+ * metadata; unary OK, NotFound, a server stream, concurrent calls on one HTTP/2 connection; the duration metrics.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import * as path from "node:path"
+import { Effect, Layer } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import * as Grpc from "../../src/instrumentations/Grpc.ts"
+import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
+import * as TargetEvent from "../../src/manager/TargetEvent.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedMeasurements, CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import type { SpanData } from "../../src/probe/Telemetry.ts"
+import * as TracingConfig from "../../src/probe/TracingConfig.ts"
+import * as GoBinary from "../../src/target/GoBinary.ts"
+import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+import { buildGrpc } from "./fixtures.ts"
+
+const root = path.resolve(import.meta.dirname, "../..")
+const versions = ["1.26.8", "1.27.3"]
+const binaries = new Map<string, string>()
+let stripped = ""
+const procs: Array<ChildProcess> = []
+const INCOMING_TRACE = "0af7651916cd43dd8448eb211c80319c"
+const INCOMING_SPAN = "b7ad6b7169203331"
+
+beforeAll(() => {
+  execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
+  for (const v of versions) binaries.set(v, buildGrpc(v))
+  stripped = buildGrpc(versions[0]!, { stripped: true })
+}, 600_000)
+
+afterAll(() => {
+  for (const p of procs) p.kill("SIGKILL")
+})
+
+/** Start the fixture in `mode` and wait for its "listening on <addr>" line. */
+const start = (exe: string, args: ReadonlyArray<string>) =>
+  Effect.callback<{ readonly pid: number; readonly addr: string }>((resume) => {
+    const child = spawn(exe, args, { stdio: ["ignore", "pipe", "inherit"] })
+    procs.push(child)
+    let out = ""
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      const m = /listening on (\S+)/.exec(out)
+      if (m !== null) resume(Effect.succeed({ pid: child.pid!, addr: m[1]! }))
+    })
+    child.on("exit", (code) => resume(Effect.die(new Error(`${exe} exited with ${code}`))))
+  })
+
+const get = (url: string) =>
+  Effect.promise(async () => {
+    const res = await fetch(url)
+    return (await res.text()).trim()
+  })
+
+const agent = ManagerM.layer.pipe(
+  Layer.provideMerge(Layer.mergeAll(NetHttpServer.NetHttpServer.layer, Grpc.Grpc.layer)),
+  Layer.provideMerge(Layer.mergeAll(
+    BpfLive.layer,
+    ProbeTest.layerSink,
+    ProbeTest.layerTargets,
+    TracingConfig.layer(TracingConfig.defaultSampler),
+    GoBinary.layer
+  ))
+)
+
+const one = (spans: ReadonlyArray<SpanData>, pred: (s: SpanData) => boolean, what: string): SpanData => {
+  const found = spans.filter(pred)
+  assert.strictEqual(found.length, 1, `${what}: ${found.length} spans`)
+  return found[0]!
+}
+
+/** Server and client processes, both attached. */
+const startPair = (exe: string) =>
+  Effect.gen(function*() {
+    const server = yield* start(exe, ["server", "127.0.0.1:0"])
+    const client = yield* start(exe, ["client", server.addr, "127.0.0.1:0"])
+    const analysis = yield* TargetAnalysis
+    const manager = yield* Manager
+    for (const p of [server, client]) {
+      yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(p.pid) }))
+    }
+    return { server, client, grpcPort: Number(server.addr.split(":")[1]) }
+  })
+
+describe.each(versions)("grpc probe on Go %s", (version) => {
+  it.live("unary OK, NotFound and a server stream: client under the HTTP span, server under the client", () =>
+    Effect.gen(function*() {
+      const { server, client, grpcPort } = yield* startPair(binaries.get(version)!)
+      assert.deepStrictEqual((yield* (yield* Manager).targets).map((t) => [...t.probes].sort()), [
+        ["go_context", "grpc", "nethttp_server"],
+        ["go_context", "grpc", "nethttp_server"]
+      ])
+      const base = `http://${client.addr}`
+      assert.strictEqual(yield* get(`${base}/call?m=ok`), "hello probe")
+      assert.strictEqual(yield* get(`${base}/call?m=notfound`), "NotFound")
+      assert.strictEqual(yield* get(`${base}/call?m=stream`), "sum 6")
+
+      // Per call: the front's HTTP span, the gRPC client span, the gRPC server span.
+      const spans = yield* (yield* CapturedSpans).take(9).pipe(Effect.timeout("15 seconds"))
+      const cases = [
+        { method: "Say", code: 0, client: { code: "unset" }, server: { code: "unset" } },
+        { method: "Find", code: 5, client: { code: "error", message: "NOT_FOUND" }, server: { code: "unset" } },
+        { method: "Count", code: 0, client: { code: "unset" }, server: { code: "unset" } }
+      ] as const
+      for (const c of cases) {
+        const name = `probescope.test.Echo/${c.method}`
+        const cs = one(spans, (s) => s.kind === "client" && s.name === name, `${name} client`)
+        const ss = one(spans, (s) => s.kind === "server" && s.name === name, `${name} server`)
+        const http = one(spans, (s) => s.spanId === cs.parentSpanId, `${name} client's parent`)
+        assert.strictEqual(http.probe, "nethttp_server")
+        assert.strictEqual(http.name, "GET /call")
+        assert.strictEqual(http.pid, client.pid)
+
+        assert.strictEqual(cs.probe, "grpc")
+        assert.strictEqual(cs.pid, client.pid)
+        assert.strictEqual(cs.traceId, http.traceId)
+        assert.strictEqual(cs.parentIsRemote, false)
+        assert.deepStrictEqual(cs.status, c.client)
+        const peerPort = ss.attributes["network.peer.port"]
+        assert.isNumber(peerPort)
+        assert.deepStrictEqual(cs.attributes, {
+          "rpc.system": "grpc",
+          "rpc.service": "probescope.test.Echo",
+          "rpc.method": c.method,
+          "rpc.grpc.status_code": c.code,
+          "server.address": "127.0.0.1",
+          "server.port": grpcPort,
+          "network.peer.address": "127.0.0.1",
+          "network.peer.port": grpcPort
+        })
+
+        assert.strictEqual(ss.probe, "grpc")
+        assert.strictEqual(ss.pid, server.pid)
+        assert.strictEqual(ss.traceId, http.traceId)
+        assert.strictEqual(ss.parentSpanId, cs.spanId)
+        assert.strictEqual(ss.parentIsRemote, true)
+        assert.deepStrictEqual(ss.status, c.server)
+        assert.deepStrictEqual(ss.attributes, {
+          "rpc.system": "grpc",
+          "rpc.service": "probescope.test.Echo",
+          "rpc.method": c.method,
+          "rpc.grpc.status_code": c.code,
+          "server.address": "127.0.0.1",
+          "server.port": grpcPort,
+          "network.peer.address": "127.0.0.1",
+          "network.peer.port": peerPort
+        })
+        assert.isTrue(ss.startMonoNs >= cs.startMonoNs && ss.endMonoNs <= cs.endMonoNs, `${name}: nesting`)
+      }
+
+      // One measurement per span into each probe's duration histogram, with the metric's attributes only.
+      const ms = (yield* (yield* CapturedMeasurements).all).filter((m) => m.instrument.name.startsWith("rpc."))
+      assert.deepStrictEqual(
+        ms.map((m) => [m.instrument.name, m.pid, m.attributes["rpc.method"], m.attributes["rpc.grpc.status_code"]])
+          .sort((a, b) => String(a).localeCompare(String(b))),
+        [
+          ["rpc.client.call.duration", client.pid, "Count", 0],
+          ["rpc.client.call.duration", client.pid, "Find", 5],
+          ["rpc.client.call.duration", client.pid, "Say", 0],
+          ["rpc.server.call.duration", server.pid, "Count", 0],
+          ["rpc.server.call.duration", server.pid, "Find", 5],
+          ["rpc.server.call.duration", server.pid, "Say", 0]
+        ]
+      )
+      const clientSay = ms.find((m) => m.instrument.name === "rpc.client.call.duration" &&
+        m.attributes["rpc.method"] === "Say")!
+      assert.deepStrictEqual(clientSay.attributes, {
+        "rpc.system": "grpc",
+        "rpc.service": "probescope.test.Echo",
+        "rpc.method": "Say",
+        "rpc.grpc.status_code": 0,
+        "server.address": "127.0.0.1",
+        "server.port": grpcPort
+      })
+    }).pipe(Effect.provide(agent)), 60_000)
+
+  it.live("a traceparent sent as metadata is continued by the server (over the connection map)", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* startPair(binaries.get(version)!)
+      const tp = `00-${INCOMING_TRACE}-${INCOMING_SPAN}-01`
+      assert.strictEqual(yield* get(`http://${client.addr}/call?m=ok&tp=${tp}`), "hello probe")
+      const spans = yield* (yield* CapturedSpans).take(3).pipe(Effect.timeout("15 seconds"))
+      const ss = one(spans, (s) => s.kind === "server" && s.probe === "grpc", "server")
+      assert.strictEqual(ss.pid, server.pid)
+      assert.strictEqual(ss.traceId, INCOMING_TRACE)
+      assert.strictEqual(ss.parentSpanId, INCOMING_SPAN)
+      assert.strictEqual(ss.parentIsRemote, true)
+    }).pipe(Effect.provide(agent)), 60_000)
+
+  it.live("concurrent calls on one HTTP/2 connection: every server span in the trace, under one of the calls", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* startPair(binaries.get(version)!)
+      assert.strictEqual(yield* get(`http://${client.addr}/parallel?n=4`), "done 4")
+      const spans = yield* (yield* CapturedSpans).take(9).pipe(Effect.timeout("15 seconds"))
+      const http = one(spans, (s) => s.probe === "nethttp_server", "front")
+      const clients = spans.filter((s) => s.probe === "grpc" && s.kind === "client")
+      const servers = spans.filter((s) => s.probe === "grpc" && s.kind === "server")
+      assert.strictEqual(clients.length, 4)
+      assert.strictEqual(servers.length, 4)
+      for (const c of clients) assert.strictEqual(c.parentSpanId, http.spanId)
+      // The connection map holds the connection's most recently started call: a server span may be parented by a
+      // sibling call that overlapped its own (documented), but never leaves the trace.
+      const ids = new Set(clients.map((c) => c.spanId))
+      for (const s of servers) {
+        assert.strictEqual(s.pid, server.pid)
+        assert.strictEqual(s.traceId, http.traceId)
+        assert.isTrue(ids.has(s.parentSpanId!), `server ${s.spanId}: parent ${s.parentSpanId}`)
+      }
+    }).pipe(Effect.provide(agent)), 60_000)
+})
+
+describe("grpc probe applicability", () => {
+  it.live("a stripped build (no DWARF): grpc does not apply, the reason names the missing offset", () =>
+    Effect.gen(function*() {
+      const app = yield* start(stripped, ["server", "127.0.0.1:0"])
+      const target = yield* (yield* TargetAnalysis).analyzePid(app.pid)
+      const grpc = (yield* Manager).inspect(target).find((i) => i.probe === "grpc")!.applicability
+      assert.strictEqual(grpc._tag, "NotApplicable")
+      assert.strictEqual(
+        grpc._tag === "NotApplicable" ? grpc.reason : "",
+        `no offset for google.golang.org/grpc/internal/transport.ServerStream.Stream (Go ${versions[0]}, ` +
+          "google.golang.org/grpc v1.85.0)"
+      )
+    }).pipe(Effect.provide(agent)), 60_000)
+})

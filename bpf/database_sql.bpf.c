@@ -10,6 +10,7 @@
  *     A prepared statement's calls run the driver's statement directly (not through queryDC/execDC).
  *   (*DB).beginDC(db, ctx, dc, release, opts)                               RAX=db  -> (*Tx, error)
  *   (*Tx).Commit(tx) / (*Tx).rollback(tx, discardConn)                      RAX=tx; DB in tx.db  -> error
+ *     (rollback, as Rollback is inlined; skipped when tx.done is already set: nothing is rolled back then)
  * The one return program reads the error from the registers the entry program noted (`err_slot`).
  *
  * The driver: the DB's `connector` field is a driver.Connector interface. Its itab's type is the driver's connector
@@ -57,6 +58,8 @@ struct database_sql_target {
   u64 stmt_db;
   u64 stmt_query;
   u64 tx_db;
+  /* Tx.done (an atomic.Bool: its first byte). */
+  u64 tx_done;
 };
 
 PS_TARGETS(struct database_sql_target);
@@ -246,6 +249,11 @@ int uprobe_rollback(struct pt_regs *ctx) {
   u64 g = GO_G(ctx), ip = PT_REGS_IP(ctx), tx = GO_ARG1(ctx);
   struct database_sql_target *t = ps_target();
   if (!t || tx == 0)
+    return 0;
+  /* A finished transaction's rollback does nothing but return ErrTxDone: the idiomatic `defer tx.Rollback()` after
+   * Commit, and the one Tx.awaitDone makes when Commit cancels the transaction's context. No span for those. */
+  u8 done = 0;
+  if (bpf_probe_read_user(&done, 1, (const void *)(tx + t->tx_done)) != 0 || done)
     return 0;
   return database_sql_start(g, ip, DATABASE_SQL_ROLLBACK, 1, ps_read_u64(tx + t->tx_db), 0, 0, t,
                             t->types_from_rollback);

@@ -66,6 +66,7 @@ export const manifest = Manifest.make({
     stmtDb: { type: "database/sql.Stmt", field: "db" },
     stmtQuery: { type: "database/sql.Stmt", field: "query" },
     txDb: { type: "database/sql.Tx", field: "db" },
+    txDone: { type: "database/sql.Tx", field: "done" },
     // internal/abi.Type has had this layout since Go 1.21; DWARF confirms it when the binary has it.
     typeTflag: { type: "internal/abi.Type", field: "TFlag", optional: true },
     typeKind: { type: "internal/abi.Type", field: "Kind_", optional: true },
@@ -94,7 +95,8 @@ export const Target = Binary.struct({
   dsnConnectorDriver: Binary.u64n,
   stmtDb: Binary.u64n,
   stmtQuery: Binary.u64n,
-  txDb: Binary.u64n
+  txDb: Binary.u64n,
+  txDone: Binary.u64n
 }, { struct: "database_sql_target" })
 
 /**
@@ -295,7 +297,8 @@ export const DatabaseSql = Probe.instrument({
         dsnConnectorDriver: o.dsnConnectorDriver ?? 16,
         stmtDb: o.stmtDb,
         stmtQuery: o.stmtQuery,
-        txDb: o.txDb
+        txDb: o.txDb,
+        txDone: o.txDone
       }
     }
   },

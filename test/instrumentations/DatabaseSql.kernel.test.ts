@@ -1,0 +1,269 @@
+/**
+ * The database/sql probe on the real kernel (root): a PostgreSQL server started here (Debian's postgresql 15, initdb
+ * and postgres as `nobody` in a temp dir, on a free loopback port, stopped at the end) and an SQLite file. The fixture
+ * (test/fixtures/go/dbsql, an HTTP server) runs each kind of call in its own route through pgx's database/sql driver
+ * and through modernc's pure-Go sqlite; the agent's Manager attaches go_context + nethttp_server + database_sql. Each
+ * route's CLIENT spans are checked exactly (name, kind, attributes with the opted-in query text, status, parent = the
+ * route's SERVER span), so is the failing query's ERROR status and error.type, and one duration measurement per span.
+ * A stripped build is "not supported" with the reason.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Layer } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import * as DatabaseSql from "../../src/instrumentations/DatabaseSql.ts"
+import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
+import * as TargetEvent from "../../src/manager/TargetEvent.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedMeasurements, CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import type { SpanData } from "../../src/probe/Telemetry.ts"
+import * as TracingConfig from "../../src/probe/TracingConfig.ts"
+import * as GoBinary from "../../src/target/GoBinary.ts"
+import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+import { buildDbsql } from "./fixtures.ts"
+
+const root = path.resolve(import.meta.dirname, "../..")
+const PG_BIN = "/usr/lib/postgresql/15/bin"
+const versions = ["1.25.9", "1.26.8", "1.27.3"]
+const binaries = new Map<string, string>()
+let stripped = ""
+const procs: Array<ChildProcess> = []
+let tmp = ""
+let postgres: ChildProcess | undefined
+let pgPort = 0
+let sqliteFiles = 0
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const s = net.createServer()
+    s.on("error", reject)
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+
+/** setpriv execs the program itself (no wrapper process), so the spawned pid is postgres's own. */
+const AS_NOBODY = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+
+/** Start PostgreSQL as `nobody` (initdb refuses root) in a temp dir, on a free port; resolves once it accepts. */
+const startPostgres = async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "probescope-pg-"))
+  fs.chmodSync(tmp, 0o755)
+  execFileSync("chown", ["nobody:nogroup", tmp])
+  execFileSync("setpriv", [...AS_NOBODY, `${PG_BIN}/initdb`, "-D", `${tmp}/data`, "-U", "postgres",
+    "--auth=trust", "-N"], { cwd: tmp, stdio: "ignore", timeout: 60_000 })
+  pgPort = await freePort()
+  postgres = spawn("setpriv", [...AS_NOBODY, `${PG_BIN}/postgres`, "-D", `${tmp}/data`, "-k", tmp, "-p",
+    String(pgPort), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"], { cwd: tmp, stdio: ["ignore", "ignore",
+    "pipe"] })
+  await new Promise<void>((resolve, reject) => {
+    let log = ""
+    const timer = setTimeout(() => reject(new Error(`postgres did not start: ${log}`)), 30_000)
+    postgres!.stderr!.on("data", (chunk: Buffer) => {
+      log += chunk.toString()
+      if (log.includes("database system is ready to accept connections")) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    postgres!.on("exit", (code) => reject(new Error(`postgres exited with ${code}: ${log}`)))
+  })
+}
+
+beforeAll(async () => {
+  execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
+  for (const v of versions) binaries.set(v, buildDbsql(v))
+  stripped = buildDbsql("1.26.8", { stripped: true })
+  await startPostgres()
+}, 900_000)
+
+afterAll(async () => {
+  for (const p of procs) p.kill("SIGKILL")
+  if (postgres !== undefined && postgres.exitCode === null) {
+    // SIGINT: postgres's fast shutdown (its backends end with it); SIGKILL if it lingers.
+    const exited = new Promise((resolve) => postgres!.on("exit", resolve))
+    postgres.kill("SIGINT")
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))])
+    if (postgres.exitCode === null) postgres.kill("SIGKILL")
+  }
+  if (tmp !== "") fs.rmSync(tmp, { recursive: true, force: true })
+}, 30_000)
+
+/** Start the fixture and wait for its "listening on <addr>" line. */
+const start = (exe: string, args: ReadonlyArray<string>) =>
+  Effect.callback<{ readonly pid: number; readonly addr: string }>((resume) => {
+    const child = spawn(exe, [...args, "-port", "0"], { stdio: ["ignore", "pipe", "inherit"] })
+    procs.push(child)
+    let out = ""
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      const m = /listening on (\S+)/.exec(out)
+      if (m !== null) resume(Effect.succeed({ pid: child.pid!, addr: m[1]! }))
+    })
+    child.on("exit", (code) => resume(Effect.die(new Error(`${exe} exited with ${code}`))))
+  })
+
+const get = (url: string) =>
+  Effect.promise(async () => {
+    const res = await fetch(url)
+    return { status: res.status, body: (await res.text()).trim() }
+  })
+
+const agent = ManagerM.layer.pipe(
+  Layer.provideMerge(Layer.mergeAll(
+    DatabaseSql.DatabaseSql.layerWith({ queryText: true }),
+    NetHttpServer.NetHttpServer.layer
+  )),
+  Layer.provideMerge(Layer.mergeAll(
+    BpfLive.layer,
+    ProbeTest.layerSink,
+    ProbeTest.layerTargets,
+    TracingConfig.layer(TracingConfig.defaultSampler),
+    GoBinary.layer
+  ))
+)
+
+/** One expected CLIENT span: name, attributes (the query text included), error type when it failed. */
+interface Expected {
+  readonly op: string
+  readonly collection?: string
+  readonly text?: string
+  readonly error?: string
+}
+
+/** Each route in request order, with its body and its CLIENT spans in start order. */
+const routes = (p: string, errorType: string): ReadonlyArray<{
+  readonly path: string
+  readonly status: number
+  readonly spans: ReadonlyArray<Expected>
+}> => [
+  { path: "/setup", status: 200, spans: [
+    { op: "INSERT", collection: "items", text: `INSERT INTO items (id, name) VALUES (${p}, 'x')` }
+  ] },
+  { path: "/query", status: 200, spans: [
+    { op: "SELECT", collection: "items", text: `SELECT id, name FROM items WHERE id > ${p}` }
+  ] },
+  { path: "/queryrow", status: 200, spans: [
+    { op: "SELECT", collection: "items", text: "SELECT count(*) FROM items" }
+  ] },
+  { path: "/prepared", status: 200, spans: [
+    { op: "SELECT", collection: "items", text: `SELECT name FROM items WHERE id = ${p}` },
+    { op: "SELECT", collection: "items", text: `SELECT name FROM items WHERE id = ${p}` }
+  ] },
+  { path: "/tx", status: 200, spans: [
+    { op: "BEGIN" },
+    { op: "UPDATE", collection: "items", text: `UPDATE items SET name = 'y' WHERE id = ${p}` },
+    { op: "SELECT", collection: "items", text: `SELECT name FROM items WHERE id = ${p}` },
+    { op: "COMMIT" }
+  ] },
+  { path: "/rollback", status: 200, spans: [{ op: "BEGIN" }, { op: "ROLLBACK" }] },
+  { path: "/fail", status: 500, spans: [
+    { op: "SELECT", collection: "missing_table", text: "SELECT id FROM missing_table", error: errorType }
+  ] }
+]
+
+const drivers = [
+  {
+    name: "pgx (PostgreSQL)",
+    system: "postgresql",
+    placeholder: "$1",
+    errorType: "*pgconn.PgError",
+    args: () => ["-driver", "pgx", "-dsn", `postgres://postgres@127.0.0.1:${pgPort}/postgres?sslmode=disable`]
+  },
+  {
+    name: "modernc sqlite",
+    system: "sqlite",
+    placeholder: "?",
+    errorType: "*sqlite.Error",
+    // A new file per run, in the temp dir afterAll removes.
+    args: () => ["-driver", "sqlite", "-dsn", path.join(tmp, `sqlite-${++sqliteFiles}.db`)]
+  }
+] as const
+
+describe.each(versions)("database/sql on Go %s", (version) => {
+  for (const driver of drivers) {
+    it.live(`${driver.name}: a CLIENT span per call under the request's span, and its duration`, () =>
+      Effect.gen(function*() {
+        const app = yield* start(binaries.get(version)!, driver.args())
+        const analysis = yield* TargetAnalysis
+        const manager = yield* Manager
+        yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
+        assert.deepStrictEqual((yield* manager.targets).map((t) => [...t.probes].sort()), [
+          ["database_sql", "go_context", "nethttp_server"]
+        ])
+        const expected = routes(driver.placeholder, driver.errorType)
+        for (const r of expected) {
+          const res = yield* get(`http://${app.addr}${r.path}`)
+          assert.strictEqual(res.status, r.status, `${r.path}: ${res.body}`)
+        }
+        const clientCount = expected.reduce((n, r) => n + r.spans.length, 0)
+        const spans = yield* (yield* CapturedSpans).take(expected.length + clientCount).pipe(
+          Effect.timeout("15 seconds")
+        )
+        for (const r of expected) {
+          const servers = spans.filter((s: SpanData) => s.kind === "server" && s.attributes["url.path"] === r.path)
+          assert.strictEqual(servers.length, 1, r.path)
+          const server = servers[0]!
+          const children = spans
+            .filter((s: SpanData) => s.parentSpanId === server.spanId)
+            .sort((a, b) => (a.startMonoNs < b.startMonoNs ? -1 : 1))
+          assert.deepStrictEqual(
+            children.map((s) => ({ probe: s.probe, name: s.name, kind: s.kind, attributes: s.attributes,
+              status: s.status })),
+            r.spans.map((e) => ({
+              probe: "database_sql",
+              name: e.collection === undefined ? e.op : `${e.op} ${e.collection}`,
+              kind: "client" as const,
+              attributes: {
+                "db.system.name": driver.system,
+                "db.operation.name": e.op,
+                ...(e.collection === undefined ? {} : { "db.collection.name": e.collection }),
+                ...(e.text === undefined ? {} : { "db.query.text": e.text }),
+                ...(e.error === undefined ? {} : { "error.type": e.error })
+              },
+              status: e.error === undefined ? { code: "unset" as const } : { code: "error" as const, message: e.error }
+            })),
+            r.path
+          )
+          for (const c of children) {
+            assert.strictEqual(c.traceId, server.traceId)
+            assert.strictEqual(c.pid, app.pid)
+            assert.isTrue(server.startMonoNs <= c.startMonoNs && c.endMonoNs <= server.endMonoNs, r.path)
+          }
+        }
+        const measurements = (yield* (yield* CapturedMeasurements).all).filter((m) =>
+          m.instrument.name === "db.client.operation.duration" && m.pid === app.pid
+        )
+        assert.strictEqual(measurements.length, clientCount)
+        const failed = measurements.filter((m) => m.attributes["error.type"] !== undefined)
+        assert.deepStrictEqual(failed.map((m) => m.attributes), [{
+          "db.system.name": driver.system,
+          "db.operation.name": "SELECT",
+          "db.collection.name": "missing_table",
+          "error.type": driver.errorType
+        }])
+        for (const m of measurements) assert.isTrue(m.value > 0 && m.value < 5)
+      }).pipe(Effect.provide(agent)), 60_000)
+  }
+})
+
+describe("database/sql: not supported", () => {
+  it.live("a stripped build: no DWARF, so no offsets for database/sql's structs, with the reason", () =>
+    Effect.gen(function*() {
+      const app = yield* start(stripped, drivers[1].args())
+      const manager = yield* Manager
+      const target = yield* (yield* TargetAnalysis).analyzePid(app.pid)
+      const reason = manager.inspect(target).find((i) => i.probe === "database_sql")!.applicability
+      assert.strictEqual(reason._tag, "NotApplicable")
+      assert.match(reason._tag === "NotApplicable" ? reason.reason : "", /^no offset for database\/sql\./)
+    }).pipe(Effect.provide(agent)))
+})

@@ -26,7 +26,12 @@ import { TargetAnalysis } from "../../src/target/GoBinary.ts"
 import { buildGrpc } from "./fixtures.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
-const versions = ["1.26.8", "1.27.3"]
+/** Go release x grpc-go release: the fixture pins v1.85.0 (which needs Go >= 1.26); v1.83.2 is the range's low end. */
+const builds = [
+  { go: "1.26.8", grpc: "v1.85.0" },
+  { go: "1.27.3", grpc: "v1.85.0" },
+  { go: "1.26.8", grpc: "v1.83.2" }
+] as const
 const binaries = new Map<string, string>()
 let stripped = ""
 const procs: Array<ChildProcess> = []
@@ -35,8 +40,10 @@ const INCOMING_SPAN = "b7ad6b7169203331"
 
 beforeAll(() => {
   execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
-  for (const v of versions) binaries.set(v, buildGrpc(v))
-  stripped = buildGrpc(versions[0]!, { stripped: true })
+  for (const b of builds) {
+    binaries.set(`${b.go} ${b.grpc}`, buildGrpc(b.go, b.grpc === "v1.85.0" ? {} : { grpc: b.grpc }))
+  }
+  stripped = buildGrpc("1.26.8", { stripped: true })
 }, 600_000)
 
 afterAll(() => {
@@ -93,7 +100,8 @@ const startPair = (exe: string) =>
     return { server, client, grpcPort: Number(server.addr.split(":")[1]) }
   })
 
-describe.each(versions)("grpc probe on Go %s", (version) => {
+describe.each(builds)("grpc probe on Go $go, grpc $grpc", ({ go, grpc }) => {
+  const version = `${go} ${grpc}`
   it.live("unary OK, NotFound and a server stream: client under the HTTP span, server under the client", () =>
     Effect.gen(function*() {
       const { server, client, grpcPort } = yield* startPair(binaries.get(version)!)
@@ -229,7 +237,7 @@ describe("grpc probe applicability", () => {
       assert.strictEqual(grpc._tag, "NotApplicable")
       assert.strictEqual(
         grpc._tag === "NotApplicable" ? grpc.reason : "",
-        `no offset for google.golang.org/grpc/internal/transport.ServerStream.Stream (Go ${versions[0]}, ` +
+        "no offset for google.golang.org/grpc/internal/transport.ServerStream.Stream (Go 1.26.8, " +
           "google.golang.org/grpc v1.85.0)"
       )
     }).pipe(Effect.provide(agent)), 60_000)

@@ -199,21 +199,36 @@ export const buildExample = (version: string): string => {
 
 /**
  * Builds test/fixtures/go/grpc (a gRPC server and an HTTP-fronted gRPC client in one binary) with Go `version` into
- * `test/.cache/grpc/<version>/grpc` (`grpc-stripped` with `stripped`), reused while newer than its sources.
+ * `test/.cache/grpc/<version>/grpc` (`grpc-stripped` with `stripped`), reused while newer than its sources. `grpc`
+ * builds a copy of the fixture requiring that grpc-go release instead of the pinned one (`grpc-<release>`).
  */
-export const buildGrpc = (version: string, options: { readonly stripped?: boolean } = {}): string => {
-  const src = path.join(repoRoot, "test", "fixtures", "go", "grpc")
-  const name = options.stripped === true ? "grpc-stripped" : "grpc"
+export const buildGrpc = (
+  version: string,
+  options: { readonly stripped?: boolean; readonly grpc?: string } = {}
+): string => {
+  const fixture = path.join(repoRoot, "test", "fixtures", "go", "grpc")
+  const release = options.grpc === undefined ? "" : `-${options.grpc}`
+  const name = `grpc${release}${options.stripped === true ? "-stripped" : ""}`
   const out = path.join(repoRoot, "test", ".cache", "grpc", version, name)
-  if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource(src)) return out
+  if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource(fixture)) return out
   fs.mkdirSync(path.dirname(out), { recursive: true })
+  const env = { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" }
+  const run = (args: ReadonlyArray<string>, cwd: string) =>
+    execFileSync("go", args, { cwd, env, stdio: ["ignore", "ignore", "pipe"], timeout: 600_000 })
+  let src = fixture
+  if (options.grpc !== undefined) {
+    src = path.join(repoRoot, "test", ".cache", "grpc", `src-${options.grpc}.${process.pid}`)
+    fs.rmSync(src, { recursive: true, force: true })
+    fs.cpSync(fixture, src, { recursive: true })
+    run(["mod", "edit", `-require=google.golang.org/grpc@${options.grpc}`], src)
+    run(["mod", "tidy"], src)
+  }
   const tmp = `${out}.${process.pid}.tmp`
-  execFileSync("go", ["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], {
-    cwd: src,
-    env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
-    stdio: ["ignore", "ignore", "pipe"],
-    timeout: 600_000
-  })
+  try {
+    run(["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], src)
+  } finally {
+    if (src !== fixture) fs.rmSync(src, { recursive: true, force: true })
+  }
   fs.renameSync(tmp, out)
   return out
 }

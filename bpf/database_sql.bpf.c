@@ -139,9 +139,13 @@ static __always_inline int database_sql_start(u64 g, u64 ip, u8 kind, u64 err_sl
   sc.flags = (parent ? parent_copy.flags : 0) & ~PS_FLAG_SAMPLED;
   if (ps_should_sample(sc.trace_id, parent ? &parent_copy : NULL))
     sc.flags |= PS_FLAG_SAMPLED;
-  /* An unsampled call is not worth the reads below. */
-  if (!(sc.flags & PS_FLAG_SAMPLED))
+  struct ps_g_key key = ps_g_key_of(g);
+  /* An unsampled call is not worth the reads below; an entry a call that never returned left (a panic in the driver)
+   * must not be ended by this call's RET. */
+  if (!(sc.flags & PS_FLAG_SAMPLED)) {
+    bpf_map_delete_elem(&database_sql_inflight, &key);
     return 0;
+  }
   __builtin_memcpy(r->head.trace_id, sc.trace_id, 16);
   __builtin_memcpy(r->head.span_id, sc.span_id, 8);
   r->head.flags = sc.flags;
@@ -175,7 +179,6 @@ static __always_inline int database_sql_start(u64 g, u64 ip, u8 kind, u64 err_sl
     }
   }
 
-  struct ps_g_key key = ps_g_key_of(g);
   bpf_map_update_elem(&database_sql_inflight, &key, inf, BPF_ANY);
   return 0;
 }

@@ -35,6 +35,7 @@ const PG_BIN = "/usr/lib/postgresql/15/bin"
 const versions = ["1.25.9", "1.26.8", "1.27.3"]
 const binaries = new Map<string, string>()
 let stripped = ""
+let pie = ""
 const procs: Array<ChildProcess> = []
 let tmp = ""
 let postgres: ChildProcess | undefined
@@ -83,6 +84,7 @@ beforeAll(async () => {
   execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
   for (const v of versions) binaries.set(v, buildDbsql(v))
   stripped = buildDbsql("1.26.8", { stripped: true })
+  pie = buildDbsql("1.26.8", { pie: true })
   await startPostgres()
 }, 900_000)
 
@@ -189,11 +191,17 @@ const drivers = [
   }
 ] as const
 
-describe.each(versions)("database/sql on Go %s", (version) => {
+/** Each Go release's build, and one position-independent build (type names found relative to the probe address). */
+const builds = [...versions.map((v) => ({ name: `Go ${v}`, exe: () => binaries.get(v)! })), {
+  name: "Go 1.26.8 -buildmode=pie",
+  exe: () => pie
+}]
+
+describe.each(builds)("database/sql on $name", (build) => {
   for (const driver of drivers) {
     it.live(`${driver.name}: a CLIENT span per call under the request's span, and its duration`, () =>
       Effect.gen(function*() {
-        const app = yield* start(binaries.get(version)!, driver.args())
+        const app = yield* start(build.exe(), driver.args())
         const analysis = yield* TargetAnalysis
         const manager = yield* Manager
         yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))

@@ -76,7 +76,10 @@ describe("Sql.summarize", () => {
     ["SELECT (SELECT max(id) FROM b) AS m FROM \"Items\"", { operation: "SELECT", collection: "Items" }],
     ["SELECT 1", { operation: "SELECT" }],
     ["SELECT * FROM (SELECT 1) AS x", { operation: "SELECT" }],
-    ["  -- comment\n/* c */ INSERT INTO items (id, name) VALUES ($1, 'x')", { operation: "INSERT", collection: "items" }],
+    ["  -- comment\n/* c */ INSERT INTO items (id, name) VALUES ($1, 'x')", {
+      operation: "INSERT",
+      collection: "items"
+    }],
     ["INSERT OR REPLACE INTO `items` VALUES (1)", { operation: "INSERT", collection: "items" }],
     ["UPDATE items SET name = 'y' WHERE id = $1", { operation: "UPDATE", collection: "items" }],
     ["UPDATE OR IGNORE items SET name = 'y'", { operation: "UPDATE", collection: "items" }],

@@ -148,17 +148,21 @@ export const buildPanics = (version: string, options: { readonly stripped?: bool
 
 /**
  * Builds test/fixtures/go/dbsql (an HTTP server whose handlers use database/sql through pgx and modernc sqlite) with
- * Go `version` into `test/.cache/dbsql/<version>/dbsql` (`dbsql-stripped` with `stripped`), reused while newer than
- * its sources, and returns the binary's path.
+ * Go `version` into `test/.cache/dbsql/<version>/dbsql` (`dbsql-stripped` with `stripped`, `dbsql-pie` a
+ * position-independent build with `pie`), reused while newer than its sources, and returns the binary's path.
  */
-export const buildDbsql = (version: string, options: { readonly stripped?: boolean } = {}): string => {
+export const buildDbsql = (
+  version: string,
+  options: { readonly stripped?: boolean; readonly pie?: boolean } = {}
+): string => {
   const src = path.join(repoRoot, "test", "fixtures", "go", "dbsql")
-  const name = options.stripped === true ? "dbsql-stripped" : "dbsql"
+  const name = options.stripped === true ? "dbsql-stripped" : options.pie === true ? "dbsql-pie" : "dbsql"
   const out = path.join(repoRoot, "test", ".cache", "dbsql", version, name)
   if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource(src)) return out
   fs.mkdirSync(path.dirname(out), { recursive: true })
   const tmp = `${out}.${process.pid}.tmp`
-  execFileSync("go", ["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], {
+  const flags = options.stripped === true ? ["-ldflags=-s -w"] : options.pie === true ? ["-buildmode=pie"] : []
+  execFileSync("go", ["build", ...flags, "-o", tmp, "."], {
     cwd: src,
     env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
     stdio: ["ignore", "ignore", "pipe"],

@@ -15,7 +15,7 @@ import { Effect } from "effect"
 import { beforeAll } from "vitest"
 import * as GoRedis from "../../src/instrumentations/GoRedis.ts"
 import * as Collector from "../collector/Collector.ts"
-import { buildGoRedis } from "../instrumentations/fixtures.ts"
+import { buildGoRedis } from "../instrumentations/GoRedisFixture.ts"
 import type { ReceivedSpan } from "../receiver/Receiver.ts"
 import { agentEnv, attachedLine, cli, get, root, spawnProc, startService } from "./harness.ts"
 

@@ -25,18 +25,22 @@ import type { Measurement, SpanData } from "../../src/probe/Telemetry.ts"
 import * as TracingConfig from "../../src/probe/TracingConfig.ts"
 import * as GoBinary from "../../src/target/GoBinary.ts"
 import { TargetAnalysis } from "../../src/target/GoBinary.ts"
-import { buildGoRedis } from "./fixtures.ts"
+import { buildGoRedis } from "./GoRedisFixture.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
+const versions = ["1.25.9", "1.26.8", "1.27.3"]
 const version = "1.26.8"
-let binary = ""
+/** Older go-redis releases of the supported range, built with Go `version` (the fixture pins 9.22.0). */
+const releases = ["9.0.5", "9.7.3"]
+const binaries = new Map<string, string>()
 let stripped = ""
 const procs: Array<ChildProcess> = []
 const dirs: Array<string> = []
 
 beforeAll(() => {
   execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
-  binary = buildGoRedis(version)
+  for (const v of versions) binaries.set(v, buildGoRedis(v))
+  for (const r of releases) binaries.set(`go-redis ${r}`, buildGoRedis(version, { goRedis: r }))
   stripped = buildGoRedis(version, { stripped: true })
 }, 600_000)
 
@@ -125,11 +129,15 @@ const one = <A>(items: ReadonlyArray<A>, pred: (a: A) => boolean, what: string):
   return found[0]!
 }
 
-/** Attach to the app and run `paths` in order; their server spans (in request order) and the redis spans. */
-const run = (exe: string, paths: ReadonlyArray<string>, redisSpans: number) =>
+/**
+ * Run `warmUp` before attaching (the pooled connection is then set up already), attach to the app and run `paths` in
+ * order; their server spans (in request order) and the redis spans.
+ */
+const run = (exe: string, paths: ReadonlyArray<string>, redisSpans: number, warmUp: ReadonlyArray<string> = []) =>
   Effect.gen(function*() {
     const redisPort = yield* startRedis
     const app = yield* startApp(exe, redisPort)
+    for (const p of warmUp) assert.strictEqual((yield* get(`http://${app.addr}${p}`)).status, 200, p)
     const manager = yield* Manager
     yield* manager.handle(
       TargetEvent.TargetEvent.Started({ target: yield* (yield* TargetAnalysis).analyzePid(app.pid) })
@@ -165,11 +173,11 @@ const childOf = (spans: ReadonlyArray<SpanData>, parent: SpanData, name: string)
   return s
 }
 
-describe(`go_redis on Go ${version} against redis-server`, () => {
+describe.each(versions)("go_redis on Go %s against redis-server", (goVersion) => {
   it.live("a span per command and per pipeline, children of the request's span; ERROR for a refused command", () =>
     Effect.gen(function*() {
       const paths = ["/set?k=a&v=1", "/get?k=a", "/incr?k=n", "/pipeline?k=p", "/wrongtype?k=w", "/get?k=missing"]
-      const { redis, redisPort, replies, servers } = yield* run(binary, paths, 9)
+      const { redis, redisPort, replies, servers } = yield* run(binaries.get(goVersion)!, paths, 9)
       assert.deepStrictEqual(replies.map((r) => [r.status, r.body]), [
         [200, "ok"],
         [200, "1"],
@@ -238,13 +246,15 @@ describe(`go_redis on Go ${version} against redis-server`, () => {
       const lpushSpan = one(redis, (s) => s.attributes["db.operation.name"] === "LPUSH", "LPUSH span")
       assert.strictEqual(lpush.value, Number(lpushSpan.endMonoNs - lpushSpan.startMonoNs) / 1e9)
     }).pipe(Effect.provide(agent())), 60_000)
+})
 
+describe(`go_redis on Go ${version}: config`, () => {
   it.live("queryText: db.query.text is the command and its arguments, each cut at 32 bytes, at most maxQueryText", () =>
     Effect.gen(function*() {
       const long = "v".repeat(40)
       const paths = ["/incr?k=counter", `/set?k=key&v=${long}`, "/pipeline?k=p"]
       // INCR opens the connection (HELLO, SETINFO pipeline); the other two are one span each.
-      const { redis, servers } = yield* run(binary, paths, 5)
+      const { redis, servers } = yield* run(binaries.get(version)!, paths, 5)
       const text = (parent: SpanData, op: string) =>
         one(redis, (s) => s.parentSpanId === parent.spanId && s.attributes["db.operation.name"] === op, op)
           .attributes["db.query.text"]
@@ -259,8 +269,41 @@ describe(`go_redis on Go ${version} against redis-server`, () => {
 
   it.live("by default no db.query.text at all", () =>
     Effect.gen(function*() {
-      const { redis } = yield* run(binary, ["/set?k=secret&v=hunter2"], 3)
+      const { redis } = yield* run(binaries.get(version)!, ["/set?k=secret&v=hunter2"], 3)
       for (const s of redis) assert.notProperty(s.attributes, "db.query.text")
+    }).pipe(Effect.provide(agent())), 60_000)
+})
+
+describe.each(releases)("go_redis with go-redis %s (Go 1.26.8)", (release) => {
+  it.live("commands, a pipeline and a refused command on a connection set up before attaching", () =>
+    Effect.gen(function*() {
+      const { redis, redisPort, servers } = yield* run(
+        binaries.get(`go-redis ${release}`)!,
+        ["/wrongtype?k=w", "/pipeline?k=p"],
+        3,
+        ["/set?k=warm&v=1"]
+      )
+      const addr = `127.0.0.1:${redisPort}`
+      const attributes = (op: string, more: object = {}) => ({
+        "db.system.name": "redis",
+        "db.operation.name": op,
+        "db.namespace": "0",
+        "server.address": "127.0.0.1",
+        "server.port": redisPort,
+        ...more
+      })
+      const set = childOf(redis, servers[0]!, `SET ${addr}`)
+      assert.deepStrictEqual([set.attributes, set.status], [attributes("SET"), { code: "unset" }])
+      const lpush = childOf(redis, servers[0]!, `LPUSH ${addr}`)
+      assert.deepStrictEqual([lpush.attributes, lpush.status], [
+        attributes("LPUSH", { "db.response.status_code": "WRONGTYPE", "error.type": "WRONGTYPE" }),
+        { code: "error", message: "WRONGTYPE Operation against a key holding the wrong kind of value" }
+      ])
+      const pipeline = childOf(redis, servers[1]!, `PIPELINE ${addr}`)
+      assert.deepStrictEqual([pipeline.attributes, pipeline.status], [
+        attributes("PIPELINE", { "db.operation.batch.size": 3 }),
+        { code: "unset" }
+      ])
     }).pipe(Effect.provide(agent())), 60_000)
 })
 

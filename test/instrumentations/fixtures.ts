@@ -236,24 +236,3 @@ export const buildGrpc = (
   fs.renameSync(tmp, out)
   return out
 }
-
-/**
- * Builds test/fixtures/go/goredis (an HTTP server whose handlers run go-redis v9 commands) with Go `version` into
- * `test/.cache/goredis/<version>/goredis` (`goredis-stripped` with `stripped`), reused while newer than its sources.
- */
-export const buildGoRedis = (version: string, options: { readonly stripped?: boolean } = {}): string => {
-  const src = path.join(repoRoot, "test", "fixtures", "go", "goredis")
-  const name = options.stripped === true ? "goredis-stripped" : "goredis"
-  const out = path.join(repoRoot, "test", ".cache", "goredis", version, name)
-  if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource(src)) return out
-  fs.mkdirSync(path.dirname(out), { recursive: true })
-  const tmp = `${out}.${process.pid}.tmp`
-  execFileSync("go", ["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], {
-    cwd: src,
-    env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
-    stdio: ["ignore", "ignore", "pipe"],
-    timeout: 600_000
-  })
-  fs.renameSync(tmp, out)
-  return out
-}

@@ -135,14 +135,6 @@ int uprobe_roundTrip(struct pt_regs *ctx) {
 
   r->head.start_ns = bpf_ktime_get_ns();
   r->head.pid = pid;
-  r->method_len = ps_read_go_str_at(r->method, sizeof(r->method), req + off->request_method);
-  u64 url = ps_read_u64(req + off->request_url);
-  if (url) {
-    r->scheme_len = ps_read_go_str_at(r->scheme, sizeof(r->scheme), url + off->url_scheme);
-    r->host_len = ps_read_go_str_at(r->host, sizeof(r->host), url + off->url_host);
-    r->path_len = ps_read_go_str_at(r->path, sizeof(r->path), url + off->url_path);
-    r->query_len = ps_read_go_str_at(r->query, sizeof(r->query), url + off->url_raw_query);
-  }
   inf->header = ps_read_u64(req + off->request_header);
 
   struct ps_span_ctx sc = {};
@@ -163,6 +155,19 @@ int uprobe_roundTrip(struct pt_regs *ctx) {
   __builtin_memcpy(r->head.trace_id, sc.trace_id, 16);
   __builtin_memcpy(r->head.span_id, sc.span_id, 8);
   r->head.flags = sc.flags;
+
+  /* The request's strings only for a record that will be submitted: an unsampled call costs no string reads (its
+   * context still propagates, with the sampled flag off). */
+  if (sc.flags & PS_FLAG_SAMPLED) {
+    r->method_len = ps_read_go_str_at(r->method, sizeof(r->method), req + off->request_method);
+    u64 url = ps_read_u64(req + off->request_url);
+    if (url) {
+      r->scheme_len = ps_read_go_str_at(r->scheme, sizeof(r->scheme), url + off->url_scheme);
+      r->host_len = ps_read_go_str_at(r->host, sizeof(r->host), url + off->url_host);
+      r->path_len = ps_read_go_str_at(r->path, sizeof(r->path), url + off->url_path);
+      r->query_len = ps_read_go_str_at(r->query, sizeof(r->query), url + off->url_raw_query);
+    }
+  }
 
   /* A request that already carries a traceparent (e.g. an SDK-instrumented app) keeps its own. */
   struct ps_span_ctx existing = {};

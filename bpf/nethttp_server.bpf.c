@@ -87,19 +87,8 @@ int uprobe_ServeHTTP(struct pt_regs *ctx) {
 
   r->head.start_ns = bpf_ktime_get_ns();
   r->head.pid = pid;
-  r->method_len = ps_read_go_str_at(r->method, sizeof(r->method), req + off->request_method);
-  r->host_len = ps_read_go_str_at(r->host, sizeof(r->host), req + off->request_host);
-  r->remote_len = ps_read_go_str_at(r->remote, sizeof(r->remote), req + off->request_remote_addr);
   r->proto_major = (u8)ps_read_u64(req + off->request_proto_major);
   r->proto_minor = (u8)ps_read_u64(req + off->request_proto_minor);
-  /* 0: offset unknown (stripped binary, field not in the shipped table); Method is at 0, so TLS never is. */
-  if (off->request_tls)
-    r->tls = ps_read_u64(req + off->request_tls) != 0;
-  u64 url = ps_read_u64(req + off->request_url);
-  if (url) {
-    r->path_len = ps_read_go_str_at(r->path, sizeof(r->path), url + off->url_path);
-    r->scheme_len = ps_read_go_str_at(r->scheme, sizeof(r->scheme), url + off->url_scheme);
-  }
 
   struct ps_span_ctx parent = {};
   struct ps_span_ctx sc = {};
@@ -127,6 +116,22 @@ int uprobe_ServeHTTP(struct pt_regs *ctx) {
   __builtin_memcpy(r->head.span_id, sc.span_id, 8);
   r->head.flags = sc.flags;
 
+  /* The request's strings only for a record that will be submitted: an unsampled request costs no string reads
+   * (its context is still kept, so its children follow the decision). */
+  if (sc.flags & PS_FLAG_SAMPLED) {
+    r->method_len = ps_read_go_str_at(r->method, sizeof(r->method), req + off->request_method);
+    r->host_len = ps_read_go_str_at(r->host, sizeof(r->host), req + off->request_host);
+    r->remote_len = ps_read_go_str_at(r->remote, sizeof(r->remote), req + off->request_remote_addr);
+    /* 0: offset unknown (stripped binary, field not in the shipped table); Method is at 0, so TLS never is. */
+    if (off->request_tls)
+      r->tls = ps_read_u64(req + off->request_tls) != 0;
+    u64 url = ps_read_u64(req + off->request_url);
+    if (url) {
+      r->path_len = ps_read_go_str_at(r->path, sizeof(r->path), url + off->url_path);
+      r->scheme_len = ps_read_go_str_at(r->scheme, sizeof(r->scheme), url + off->url_scheme);
+    }
+  }
+
   struct ps_g_key key = ps_g_key_of(g);
   bpf_map_update_elem(&nethttp_server_inflight, &key, inf, BPF_ANY);
   ps_go_ctx_set(g, &sc);
@@ -148,16 +153,17 @@ int uprobe_ServeHTTP_ret(struct pt_regs *ctx) {
     ps_go_ctx_clear(g);
     return 0;
   }
-  /* ServeMux sets Request.Pattern while routing, i.e. after entry. */
-  r->pattern_len = ps_read_go_str_at(r->pattern, sizeof(r->pattern), inf->req + off->request_pattern);
-  /* rw is *http.response only for HTTP/1.x; HTTP/2's writer is another type, so its status is not read. */
-  if (r->proto_major == 1 && inf->resp) {
-    u64 status = ps_read_u64(inf->resp + off->response_status);
-    /* 0: the handler wrote nothing; the server then answers 200 after ServeHTTP returns. */
-    r->head.status = status == 0 ? 200 : (u16)status;
-  }
-  if (r->head.flags & PS_FLAG_SAMPLED)
+  if (r->head.flags & PS_FLAG_SAMPLED) {
+    /* ServeMux sets Request.Pattern while routing, i.e. after entry. */
+    r->pattern_len = ps_read_go_str_at(r->pattern, sizeof(r->pattern), inf->req + off->request_pattern);
+    /* rw is *http.response only for HTTP/1.x; HTTP/2's writer is another type, so its status is not read. */
+    if (r->proto_major == 1 && inf->resp) {
+      u64 status = ps_read_u64(inf->resp + off->response_status);
+      /* 0: the handler wrote nothing; the server then answers 200 after ServeHTTP returns. */
+      r->head.status = status == 0 ? 200 : (u16)status;
+    }
     ps_submit(r, sizeof(*r));
+  }
   bpf_map_delete_elem(&nethttp_server_inflight, &key);
   ps_go_ctx_clear(g);
   return 0;

@@ -1,7 +1,7 @@
 /**
  * go-redis through the CLI into a real OpenTelemetry Collector (root): `probescope run --no-builtins --probe
- * src/instrumentations/GoRedis.ts --probe src/instrumentations/NetHttpServer.ts --exe <goredis fixture>` exporting OTLP over HTTP, the fixture
- * talking to a redis-server of the test's own (free loopback port, temporary folder, no persistence). Each request's
+ * src/instrumentations/GoRedis.ts --probe src/instrumentations/NetHttpServer.ts --exe <goredis fixture>` exporting
+ * OTLP over HTTP, the fixture talking to a redis-server of the test's own (free loopback port, temporary folder, no persistence). Each request's
  * redis spans reach the collector as CLIENT children of its server span, the refused command with status ERROR, and
  * the `db.client.operation.duration` histogram arrives with the metric's attributes.
  */
@@ -115,7 +115,8 @@ describe("go-redis through the CLI and a real collector", () => {
       })
       const ok = { code: "STATUS_CODE_UNSET", message: "" }
       const child = (parent: ReceivedSpan, op: string) => {
-        const s = one(spans, (s) => s.parentSpanId === parent.spanId && s.name === `${op} ${addr}`, `${op} under ${parent.name}`)
+        const what = `${op} under ${parent.name}`
+        const s = one(spans, (s) => s.parentSpanId === parent.spanId && s.name === `${op} ${addr}`, what)
         assert.strictEqual(s.kind, "SPAN_KIND_CLIENT")
         assert.strictEqual(s.scope.name, "probescope/go_redis")
         assert.strictEqual(s.resource["process.pid"], app.pid)

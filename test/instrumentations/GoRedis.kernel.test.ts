@@ -117,6 +117,29 @@ const agent = (config: Partial<GoRedis.Config> = {}) =>
     ))
   )
 
+/**
+ * Entries of `pid` in the kernel's hash maps named `name` (the kernel keeps 15 characters): their keys start with the
+ * tgid (little-endian u32). Fails when no such map exists, so a count of 0 cannot be vacuous.
+ */
+const entriesOf = (pid: number, name: string): number => {
+  const maps = JSON.parse(execFileSync("bpftool", ["-j", "map", "show"]).toString()) as Array<
+    { readonly id: number; readonly name?: string }
+  >
+  const found = maps.filter((m) => m.name === name.slice(0, 15))
+  assert.isAbove(found.length, 0, `no map ${name}`)
+  const tgid = Buffer.alloc(4)
+  tgid.writeUInt32LE(pid)
+  const want = [...tgid].map((b) => `0x${b.toString(16).padStart(2, "0")}`).join(" ")
+  let n = 0
+  for (const m of found) {
+    const entries = JSON.parse(execFileSync("bpftool", ["-j", "map", "dump", "id", String(m.id)]).toString()) as Array<
+      { readonly key: ReadonlyArray<string> }
+    >
+    n += entries.filter((e) => e.key.slice(0, 4).join(" ") === want).length
+  }
+  return n
+}
+
 /** Redis before 7.2 has no CLIENT SETINFO: go-redis's connection set-up pipeline then fails (and go-redis goes on). */
 const setinfoFails = (() => {
   const m = /v=(\d+)\.(\d+)/.exec(execFileSync("redis-server", ["--version"]).toString())
@@ -239,12 +262,16 @@ describe.each(versions)("go_redis on Go %s against redis-server", (goVersion) =>
         assert.strictEqual(m.pid, redis[0]!.pid)
         const { "db.namespace": _, ...keep } = base
         const error = m.attributes["error.type"] === undefined ? {} : { "error.type": m.attributes["error.type"] }
-        assert.deepStrictEqual(m.attributes, { ...keep, "db.operation.name": m.attributes["db.operation.name"], ...error })
+        const op = m.attributes["db.operation.name"]
+        assert.deepStrictEqual(m.attributes, { ...keep, "db.operation.name": op, ...error })
         assert.isTrue(m.value > 0 && m.value < 5, `duration ${m.value} s`)
       }
       const lpush = one(measurements, (m) => m.attributes["db.operation.name"] === "LPUSH", "LPUSH measurement")
       const lpushSpan = one(redis, (s) => s.attributes["db.operation.name"] === "LPUSH", "LPUSH span")
       assert.strictEqual(lpush.value, Number(lpushSpan.endMonoNs - lpushSpan.startMonoNs) / 1e9)
+      // Every operation ended: nothing in flight, no nesting depth left for any goroutine.
+      assert.strictEqual(entriesOf(lpushSpan.pid, "go_redis_inflight"), 0, "in-flight operations")
+      assert.strictEqual(entriesOf(lpushSpan.pid, "go_redis_depth"), 0, "nesting depths")
     }).pipe(Effect.provide(agent())), 60_000)
 })
 

@@ -1,14 +1,19 @@
 /**
  * The go_redis probe without a kernel: its layouts against the built object's BTF, and what records turn into
  * (`GoRedis.signals` on hand-made records: exact spans and measurements) for commands, pipelines, each kind of
- * failure, and the opt-in db.query.text with its bounds.
+ * failure, and the opt-in db.query.text with its bounds; its load, attach and applicability on the fake kernel.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Option } from "effect"
+import { Effect, Exit, Layer, Option, Scope } from "effect"
 import * as GoRedis from "../../src/instrumentations/GoRedis.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { FakeKernel } from "../../src/kernel/BpfTest.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
 import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import type { Target } from "../../src/probe/Target.ts"
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c"
 const PARENT = "b7ad6b7169203331"
@@ -289,4 +294,110 @@ describe("db.query.text (opt-in)", () => {
         assert.match((error as { message: string }).message, /^probe go_redis: config field "maxQueryText": /)
       }
     }))
+})
+
+const PKG = "github.com/redis/go-redis/v9"
+
+/** A Go 1.26 target linking go-redis `release` with the probe's functions and fields (DWARF values of 9.22.0). */
+const redisTarget = (pid: number, options: { readonly release?: string; readonly fields?: boolean } = {}): Target =>
+  ProbeTest.target({
+    pid,
+    goVersion: "1.26.8",
+    modules: { [PKG]: options.release ?? "v9.22.0" },
+    functions: {
+      [GoRedis.symbols.process]: { entryOffset: 0x3a1000, returnOffsets: [0x3a1200, 0x3a1280] },
+      [GoRedis.symbols.pipeline]: { entryOffset: 0x3a2000, returnOffsets: [0x3a2100] },
+      [GoRedis.symbols.txPipeline]: { entryOffset: 0x3a3000, returnOffsets: [0x3a3100] }
+    },
+    fields: options.fields === false ? {} : {
+      [`${PKG}.baseClient.opt`]: 8,
+      [`${PKG}.Options.Addr`]: 16,
+      [`${PKG}.Options.DB`]: 168,
+      [`${PKG}.baseCmd.args`]: 16
+    },
+    symbols: { "runtime.types": { fileOffset: 0x500000, address: 0x900000n, kind: "object" } }
+  })
+
+const onFakeKernel = <A, E>(self: Effect.Effect<A, E, any>, config: Partial<GoRedis.Config> = {}) =>
+  self.pipe(
+    Effect.provide(GoRedis.GoRedis.layerWith(config).pipe(Layer.provideMerge(ProbeTest.layer))),
+    Effect.scoped
+  ) as Effect.Effect<A, E>
+
+describe("on the fake kernel", () => {
+  it.effect("loads after go_context, reusing its maps; db.query.text reading off unless configured", () =>
+    Effect.gen(function*() {
+      for (const [config, expected] of [[{}, 0n], [{ queryText: true }, 1n]] as const) {
+        const load = yield* onFakeKernel(Effect.gen(function*() {
+          const loads = (yield* (yield* FakeKernel).events).flatMap((e) => e._tag === "Load" ? [e] : [])
+          assert.deepStrictEqual(loads.map((l) => l.object), ["go_context", "go_redis"])
+          return loads[1]!
+        }), config)
+        assert.deepStrictEqual(load.reusedMaps, {
+          go_spans: "go_context/go_spans",
+          ps_conn_spans: "go_context/ps_conn_spans"
+        })
+        assert.strictEqual(load.constants["go_redis_query_text"], expected)
+      }
+    }))
+
+  it.effect("attach writes the offsets and where the type data is from each entry probe; six programs", () =>
+    onFakeKernel(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const probe = yield* GoRedis.GoRedis.tag
+      const scope = yield* Scope.make()
+      const target = redisTarget(77)
+      yield* probe.attacher.attach(target).pipe(Scope.provide(scope))
+      const at = (fn: string) => {
+        const f = Option.getOrThrow(target.function(fn))
+        return 0x900000n - (f.address + BigInt(f.entryOffset - f.fileOffset))
+      }
+      const value = (yield* kernel.map("go_redis", "ps_targets")).get("4d000000")!
+      assert.deepStrictEqual(GoRedis.Target.decode(value), {
+        typesFromProcess: at(GoRedis.symbols.process),
+        typesFromPipeline: at(GoRedis.symbols.pipeline),
+        typesFromTxPipeline: at(GoRedis.symbols.txPipeline),
+        typesKnown: 1,
+        typeTflag: 20,
+        typeKind: 23,
+        typeStr: 40,
+        clientOpt: 8,
+        optAddr: 16,
+        optDb: 168,
+        cmdArgs: 16
+      })
+      const programs = (yield* kernel.liveLinks).map((l) => `${l.program}@${l.offsets?.map((o) => o.toString(16))}`)
+      assert.deepStrictEqual(programs.sort(), [
+        "uprobe_process@3a1000",
+        "uprobe_processPipeline@3a2000",
+        "uprobe_processPipeline_ret@3a2100",
+        "uprobe_processTxPipeline@3a3000",
+        "uprobe_processTxPipeline_ret@3a3100",
+        "uprobe_process_ret@3a1200,3a1280"
+      ])
+      yield* Scope.close(scope, Exit.void)
+      assert.isFalse((yield* kernel.map("go_redis", "ps_targets")).has("4d000000"))
+    })))
+
+  it.effect("not applicable, with the reason: no go-redis, another major version's range, no offsets", () =>
+    Effect.gen(function*() {
+      const manager = yield* Manager
+      const why = (target: Target) => {
+        const a = manager.inspect(target).find((i) => i.probe === "go_redis")!.applicability
+        return a._tag === "NotApplicable" ? a.reason : a._tag
+      }
+      assert.strictEqual(why(redisTarget(80)), "Applies")
+      assert.strictEqual(why(ProbeTest.target({ pid: 81, goVersion: "1.26.8" })), `module ${PKG} is not in the binary`)
+      assert.strictEqual(
+        why(redisTarget(82, { release: "v10.0.0" })),
+        `${PKG} v10.0.0 is outside the supported range >=9.0.0 <10`
+      )
+      assert.strictEqual(
+        why(redisTarget(83, { fields: false })),
+        `no offset for ${PKG}.baseClient.opt (Go 1.26.8, ${PKG} v9.22.0)`
+      )
+    }).pipe(
+      Effect.provide(ManagerM.layer.pipe(Layer.provide(GoRedis.GoRedis.layer), Layer.provideMerge(ProbeTest.layer))),
+      Effect.scoped
+    ))
 })

@@ -21,6 +21,9 @@
  * Type names are read through `runtime.types` (go_types.h), found at the entry probe's runtime address plus the
  * distance user space measured in the binary for that function (`types_from_*`): position independent.
  *
+ * server.address/port come from the connector's data source name (sql.dsnConnector.dsn, or pgx's driverConnector.name
+ * when the binary's DWARF locates it), parsed in user space, which keeps nothing else of it.
+ *
  * The statement's first DATABASE_SQL_QUERY_CAP bytes always go to user space: it summarises them into
  * db.operation.name and db.collection.name, and exports the text itself only when configured to. */
 #include "common.h"
@@ -31,6 +34,7 @@
 
 #define DATABASE_SQL_QUERY_CAP 512
 #define DATABASE_SQL_TYPE_CAP 64
+#define DATABASE_SQL_DSN_CAP 128
 
 /* database_sql_record.kind. Mirrored by `Kind` in src/instrumentations/DatabaseSql.ts. */
 #define DATABASE_SQL_QUERY 1
@@ -55,6 +59,10 @@ struct database_sql_target {
   struct ps_go_type_offsets type;
   u64 db_connector;
   u64 dsn_connector_driver;
+  u64 dsn_connector_dsn;
+  /* pgx's *stdlib.driverConnector.name (its DSN); meaningful only when pgx_known. */
+  u64 pgx_connector_name;
+  u64 pgx_known;
   u64 stmt_db;
   u64 stmt_query;
   u64 tx_db;
@@ -78,10 +86,13 @@ struct database_sql_record {
   u8 error_len;
   /* The statement's full length (the text holds at most DATABASE_SQL_QUERY_CAP bytes of it). */
   u32 query_len;
-  u32 _pad;
+  /* Bytes of `dsn`: the data source name the connector holds (user space keeps host, port and database only). */
+  u8 dsn_len;
+  u8 _pad[3];
   char connector[DATABASE_SQL_TYPE_CAP];
   char driver[DATABASE_SQL_TYPE_CAP];
   char error[DATABASE_SQL_TYPE_CAP];
+  char dsn[DATABASE_SQL_DSN_CAP];
   char query[DATABASE_SQL_QUERY_CAP];
 };
 PS_RECORD(database_sql_record);
@@ -164,6 +175,12 @@ static __always_inline int database_sql_start(u64 g, u64 ip, u8 kind, u64 err_sl
         r->connector_tflag = info.tflag;
         r->connector_len = ps_go_type_name(r->connector, DATABASE_SQL_TYPE_CAP, typ, inf->types, &t->type);
       }
+      /* The DSN, for server.address/port: sql.dsnConnector's (a struct), or pgx's connector's (a pointer). For any
+       * other connector these bytes mean nothing; user space reads them only for those two types. */
+      if (conn.data && info.kind != PS_GO_KIND_POINTER)
+        r->dsn_len = ps_read_go_str_at(r->dsn, DATABASE_SQL_DSN_CAP, conn.data + t->dsn_connector_dsn);
+      else if (conn.data && t->pgx_known)
+        r->dsn_len = ps_read_go_str_at(r->dsn, DATABASE_SQL_DSN_CAP, conn.data + t->pgx_connector_name);
       /* Only sql.dsnConnector has a driver field to look at; user space ignores it for any other connector. */
       struct go_iface drv = {};
       if (info.kind != PS_GO_KIND_POINTER && conn.data &&

@@ -12,10 +12,13 @@
  */
 import {
   ATTR_DB_COLLECTION_NAME,
+  ATTR_DB_NAMESPACE,
   ATTR_DB_OPERATION_NAME,
   ATTR_DB_QUERY_TEXT,
   ATTR_DB_SYSTEM_NAME,
   ATTR_ERROR_TYPE,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
   ERROR_TYPE_VALUE_OTHER
 } from "@opentelemetry/semantic-conventions"
 import { Effect, Option, Schema } from "effect"
@@ -63,6 +66,9 @@ export const manifest = Manifest.make({
   fields: {
     dbConnector: { type: "database/sql.DB", field: "connector" },
     dsnConnectorDriver: { type: "database/sql.dsnConnector", field: "driver", optional: true },
+    dsnConnectorDsn: { type: "database/sql.dsnConnector", field: "dsn", optional: true },
+    // pgx's own connector (sql.Open("pgx", dsn)) keeps the DSN in `name`; absent from programs without pgx.
+    pgxConnectorName: { type: "github.com/jackc/pgx/v5/stdlib.driverConnector", field: "name", optional: true },
     stmtDb: { type: "database/sql.Stmt", field: "db" },
     stmtQuery: { type: "database/sql.Stmt", field: "query" },
     txDb: { type: "database/sql.Tx", field: "db" },
@@ -93,6 +99,9 @@ export const Target = Binary.struct({
   typeStr: Binary.member("type.str", Binary.u64n),
   dbConnector: Binary.u64n,
   dsnConnectorDriver: Binary.u64n,
+  dsnConnectorDsn: Binary.u64n,
+  pgxConnectorName: Binary.u64n,
+  pgxKnown: Binary.u64n,
   stmtDb: Binary.u64n,
   stmtQuery: Binary.u64n,
   txDb: Binary.u64n,
@@ -145,10 +154,13 @@ export const Record = Binary.struct({
   errorLen: Binary.u8,
   /** The statement's full length; `query` holds at most QUERY_CAP bytes of it. */
   queryLen: Binary.u32,
-  _pad: Binary.pad(4),
+  dsnLen: Binary.u8,
+  _pad: Binary.pad(3),
   connector: Binary.string(64, "connectorLen"),
   driver: Binary.string(64, "driverLen"),
   error: Binary.string(64, "errorLen"),
+  /** The connector's data source name (may hold a password: only host, port and database are kept from it). */
+  dsn: Binary.string(128, "dsnLen"),
   query: Binary.string(QUERY_CAP)
 }, { struct: "database_sql_record" })
 
@@ -213,6 +225,57 @@ export const systemOf = (r: Pick<Record, "connector" | "connectorTflag" | "drive
   return SYSTEMS[pkg] ?? OTHER_SQL
 }
 
+/** Where a connection goes, from a data source name. */
+export interface Server {
+  readonly address?: string
+  readonly port?: number
+  readonly namespace?: string
+}
+
+const portOf = (s: string | undefined): number | undefined => {
+  const n = s === undefined || !/^\d{1,5}$/.test(s) ? undefined : Number(s)
+  return n !== undefined && n > 0 && n < 65536 ? n : undefined
+}
+
+/** Only what is set, so absent attributes stay absent. */
+const server = (address: string | undefined, port: string | undefined, namespace: string | undefined): Server => ({
+  ...(address === undefined || address === "" ? {} : { address }),
+  ...(portOf(port) === undefined ? {} : { port: portOf(port)! }),
+  ...(namespace === undefined || namespace === "" ? {} : { namespace })
+})
+
+/**
+ * Host, port and database of a PostgreSQL DSN (URL `postgres[ql]://user:pass@host:port/db?...` or key=value
+ * `host=h port=p dbname=d ...`) or a MySQL one (`user:pass@tcp(host:port)/db?...`); nothing else of it is kept (it
+ * may hold a password). A Unix socket directory or a list of hosts gives no address. Empty for other systems.
+ */
+export const serverOf = (system: string, dsn: string): Server => {
+  if (dsn === "") return {}
+  const hostOnly = (h: string | undefined) => {
+    const host = h?.replace(/^\[|\]$/g, "")
+    return host === undefined || host.startsWith("/") || host.includes(",") ? undefined : host
+  }
+  if (system === "postgresql") {
+    const url = /^postgres(?:ql)?:\/\/(?:[^@/]*@)?([^/?]*)(?:\/([^?]*))?/.exec(dsn)
+    if (url !== null) {
+      const db = url[2] === undefined ? undefined : decodeURIComponent(url[2])
+      // host[:port], [v6]:port; a list of hosts (failover) names no one server.
+      const hp = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(url[1]!)
+      return hp === null || url[1]!.includes(",")
+        ? server(undefined, undefined, db)
+        : server(hostOnly(hp[1]), hp[2], db)
+    }
+    const kv = new Map<string, string>()
+    for (const m of dsn.matchAll(/(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)/g)) kv.set(m[1]!, m[2]!.replace(/^'|'$/g, ""))
+    return server(hostOnly(kv.get("host")), kv.get("port"), kv.get("dbname"))
+  }
+  if (system === "mysql") {
+    const m = /@tcp\((\[[^\]]*\]|[^:)]*)(?::(\d+))?\)\/([^?]*)/.exec(dsn)
+    return m === null ? {} : server(hostOnly(m[1]), m[2], m[3])
+  }
+  return {}
+}
+
 /** The operation of a record: the statement's first keyword, or the transaction call's. */
 const operationOf = (r: Record): Sql.Summary => {
   switch (r.kind) {
@@ -232,6 +295,14 @@ export const toSpan = (r: Record, config: Config): Probe.SpanInput => {
   const system = systemOf(r)
   const { operation, collection } = operationOf(r)
   const attributes: globalThis.Record<string, AttributeValue> = { [ATTR_DB_SYSTEM_NAME]: system }
+  // The DSN is read only for database/sql's own connector and pgx's: other connectors' bytes mean nothing.
+  const connector = typeName(r.connector, r.connectorTflag)
+  const target = connector === "sql.dsnConnector" || connector === "*stdlib.driverConnector"
+    ? serverOf(system, r.dsn)
+    : {}
+  if (target.namespace !== undefined) attributes[ATTR_DB_NAMESPACE] = target.namespace
+  if (target.address !== undefined) attributes[ATTR_SERVER_ADDRESS] = target.address
+  if (target.port !== undefined) attributes[ATTR_SERVER_PORT] = target.port
   if (operation !== undefined) attributes[ATTR_DB_OPERATION_NAME] = operation
   if (collection !== undefined) attributes[ATTR_DB_COLLECTION_NAME] = collection
   const statement = r.kind === Kind.query || r.kind === Kind.exec || r.kind === Kind.stmtQuery ||
@@ -259,8 +330,11 @@ export const operationDuration = Instruments.histogram("db.client.operation.dura
 /** The span attributes the metric keeps (when present): never the statement's text. */
 export const METRIC_KEYS = [
   ATTR_DB_SYSTEM_NAME,
+  ATTR_DB_NAMESPACE,
   ATTR_DB_OPERATION_NAME,
   ATTR_DB_COLLECTION_NAME,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
   ATTR_ERROR_TYPE
 ] as const
 
@@ -295,6 +369,9 @@ export const DatabaseSql = Probe.instrument({
         dbConnector: o.dbConnector,
         // sql.dsnConnector{dsn string; driver driver.Driver}: driver right after the string.
         dsnConnectorDriver: o.dsnConnectorDriver ?? 16,
+        dsnConnectorDsn: o.dsnConnectorDsn ?? 0,
+        pgxConnectorName: o.pgxConnectorName ?? 0,
+        pgxKnown: o.pgxConnectorName === undefined ? 0 : 1,
         stmtDb: o.stmtDb,
         stmtQuery: o.stmtQuery,
         txDb: o.txDb,

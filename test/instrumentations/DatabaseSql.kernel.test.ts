@@ -179,6 +179,8 @@ const drivers = [
     system: "postgresql",
     placeholder: "$1",
     errorType: "*pgconn.PgError",
+    // From the DSN pgx's connector holds.
+    server: () => ({ "db.namespace": "postgres", "server.address": "127.0.0.1", "server.port": pgPort }),
     args: () => ["-driver", "pgx", "-dsn", `postgres://postgres@127.0.0.1:${pgPort}/postgres?sslmode=disable`]
   },
   {
@@ -186,6 +188,8 @@ const drivers = [
     system: "sqlite",
     placeholder: "?",
     errorType: "*sqlite.Error",
+    // A file: no server, and the DSN names no database.
+    server: () => ({}),
     // A new file per run, in the temp dir afterAll removes.
     args: () => ["-driver", "sqlite", "-dsn", path.join(tmp, `sqlite-${++sqliteFiles}.db`)]
   }
@@ -233,6 +237,7 @@ describe.each(builds)("database/sql on $name", (build) => {
               kind: "client" as const,
               attributes: {
                 "db.system.name": driver.system,
+                ...driver.server(),
                 "db.operation.name": e.op,
                 ...(e.collection === undefined ? {} : { "db.collection.name": e.collection }),
                 ...(e.text === undefined ? {} : { "db.query.text": e.text }),
@@ -255,6 +260,7 @@ describe.each(builds)("database/sql on $name", (build) => {
         const failed = measurements.filter((m) => m.attributes["error.type"] !== undefined)
         assert.deepStrictEqual(failed.map((m) => m.attributes), [{
           "db.system.name": driver.system,
+          ...driver.server(),
           "db.operation.name": "SELECT",
           "db.collection.name": "missing_table",
           "error.type": driver.errorType

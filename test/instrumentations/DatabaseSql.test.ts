@@ -37,9 +37,11 @@ const record = (over: Partial<DatabaseSql.Record> = {}): Uint8Array => {
     errorTflag: 0,
     errorLen: 0,
     queryLen: query.length,
+    dsnLen: 0,
     connector: "*stdlib.driverConnector",
     driver: "",
     error: "",
+    dsn: "",
     ...over,
     query
   })
@@ -163,6 +165,62 @@ describe("spans and measurements", () => {
         attributes: { "db.system.name": "postgresql", "db.operation.name": "SELECT", "db.collection.name": "items" }
       })
     }))
+
+  it.effect("server.address, server.port and db.namespace from pgx's DSN, in the metric too; never the password", () =>
+    Effect.gen(function*() {
+      const { measurement, span } = yield* one(
+        record({ dsn: "postgres://app:s3cret@db.internal:6543/shop?sslmode=disable" })
+      )
+      const expected = {
+        "db.system.name": "postgresql",
+        "db.namespace": "shop",
+        "server.address": "db.internal",
+        "server.port": 6543,
+        "db.operation.name": "SELECT",
+        "db.collection.name": "items"
+      }
+      assert.deepStrictEqual(span.attributes, expected)
+      assert.deepStrictEqual(measurement.attributes, expected)
+      assert.notInclude(JSON.stringify([span, measurement], (_k, v) => typeof v === "bigint" ? String(v) : v), "s3cret")
+    }))
+
+  it.effect("a DSN of a connector other than database/sql's or pgx's is not read", () =>
+    Effect.gen(function*() {
+      const { span } = yield* one(record({ connector: "*pq.Connector", dsn: "postgres://h:1/d" }))
+      assert.deepStrictEqual(span.attributes, {
+        "db.system.name": "postgresql",
+        "db.operation.name": "SELECT",
+        "db.collection.name": "items"
+      })
+    }))
+
+  it("serverOf: PostgreSQL URL and key=value forms, MySQL's tcp(), sockets and host lists give no address", () => {
+    const pg = (dsn: string) => DatabaseSql.serverOf("postgresql", dsn)
+    assert.deepStrictEqual(pg("postgres://u:p@127.0.0.1:5433/postgres?sslmode=disable"), {
+      address: "127.0.0.1",
+      port: 5433,
+      namespace: "postgres"
+    })
+    assert.deepStrictEqual(pg("postgresql://[::1]/db%20x"), { address: "::1", namespace: "db x" })
+    assert.deepStrictEqual(pg("postgres://h1:1,h2:2/db"), { namespace: "db" })
+    assert.deepStrictEqual(pg("postgres:///db?host=/tmp"), { namespace: "db" })
+    assert.deepStrictEqual(pg("host=db port=5432 user=u password='a b' dbname=app"), {
+      address: "db",
+      port: 5432,
+      namespace: "app"
+    })
+    assert.deepStrictEqual(pg("host=/var/run/postgresql dbname=app"), { namespace: "app" })
+    assert.deepStrictEqual(pg("host=a,b port=1"), { port: 1 })
+    assert.deepStrictEqual(pg("port=99999"), {})
+    assert.deepStrictEqual(DatabaseSql.serverOf("mysql", "u:p@tcp(10.0.0.2:3307)/shop?parseTime=true"), {
+      address: "10.0.0.2",
+      port: 3307,
+      namespace: "shop"
+    })
+    assert.deepStrictEqual(DatabaseSql.serverOf("mysql", "u:p@unix(/tmp/s)/shop"), {})
+    assert.deepStrictEqual(DatabaseSql.serverOf("sqlite", "/tmp/db.sqlite"), {})
+    assert.deepStrictEqual(pg(""), {})
+  })
 
   it.effect("modernc sqlite: sql.dsnConnector's driver names the system", () =>
     Effect.gen(function*() {

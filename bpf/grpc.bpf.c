@@ -23,12 +23,14 @@
  *     *clientStreamWrapper around it.
  *   (*clientStream).finish(cs, err error)   RAX=cs, RBX/RCX=err: the RPC's end (first call only). io.EOF is OK (as
  *     finish itself says); a *status.Error carries its code; any other error is UNKNOWN (as status.Code says).
- *   (*http2Client).NewStream(t, ctx, callHdr, handler)   RAX=t, on the caller's goroutine before the stream's
- *     headers are queued: publishes the span in ps_conn_spans under the connection (t.conn) for a server on this
- *     host. Many streams share one HTTP/2 connection and the client does not know a stream's id yet at this point,
- *     so the entry is the connection's most recently started client span: exact for calls that do not overlap on a
- *     connection; overlapping calls may be linked to a sibling's span (see docs/probes/grpc.md). The client's end
- *     removes the entry only if it is still its own.
+ *   Same-host linking, exact per stream: many calls share one HTTP/2 connection, and a stream's id is only known
+ *   on the connection's writer goroutine. (*http2Client).NewStream (RAX=t, caller's goroutine) reads the
+ *   connection's addresses (t.conn); createHeaderFields' RET (same goroutine) keys the call by the array of header
+ *   fields it returns; (*loopyWriter).writeHeader (writer goroutine) gets that array with the stream id and
+ *   publishes the call's span in grpc_stream_spans under (connection, stream id), before the HEADERS go out. The
+ *   server looks up (its connection, the stream's id). Fallback when that path is missing: NewStream also publishes
+ *   the span in go_context's ps_conn_spans under the connection alone: the connection's most recently started call
+ *   (exact only for calls that do not overlap); the client's end removes it if it is still its own.
  *
  * The error's dynamic type is told by its itab: an error interface's itab lists one method, Error, so the itab of a
  * *status.Error is the one whose Fun[0] is (*status.Error).Error (Go 1.27 no longer names itabs in the symbol
@@ -95,7 +97,8 @@ struct grpc_record {
   u8 has_addrs;
   u8 method_len;
   u8 authority_len;
-  u8 _pad;
+  /* server: the parent was matched by connection and stream id (exact), not as the connection's latest call */
+  u8 link_exact;
   u16 local_port;
   u16 peer_port;
   u8 _pad2[4];
@@ -156,6 +159,41 @@ struct {
   __type(key, u32);
   __type(value, struct grpc_inflight);
 } grpc_scratch SEC(".maps");
+
+/* A client call's header fields on their way to the connection's writer: (pid, the []hpack.HeaderField's array)
+ * -> the call's span and connection. */
+struct grpc_hf_key {
+  u32 tgid;
+  u32 _pad;
+  u64 hf;
+};
+
+struct grpc_pending_stream {
+  struct ps_conn_key conn;
+  struct ps_span_ctx sc;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct grpc_hf_key);
+  __type(value, struct grpc_pending_stream);
+} grpc_pending_hf SEC(".maps");
+
+/* (connection, stream id) -> the client span of that stream. No pid: it is where the client and the server process
+ * meet (one object serves both). The server consumes the entry; one no server takes ages out (LRU). */
+struct grpc_conn_stream {
+  struct ps_conn_key conn;
+  u32 stream_id;
+  u32 _pad;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 8192);
+  __type(key, struct grpc_conn_stream);
+  __type(value, struct ps_span_ctx);
+} grpc_stream_spans SEC(".maps");
 
 static __always_inline struct grpc_inflight *grpc_fresh(void) {
   u32 zero = 0;
@@ -240,13 +278,24 @@ int uprobe_handleStream(struct pt_regs *ctx) {
   if (transport && off->tcp.enabled && grpc_conn_addrs(transport + off->server_conn, &off->tcp, &local, &peer) == 0) {
     grpc_set_addrs(r, &local, &peer);
     if (!has_parent) {
-      struct ps_conn_key k = {};
-      ps_conn_key_of(&k, &peer, &local);
-      struct ps_span_ctx *sc = bpf_map_lookup_elem(&ps_conn_spans, &k);
+      /* Exact: the client span whose HEADERS opened this stream; else the connection's latest client call. */
+      struct grpc_conn_stream cs = {};
+      ps_conn_key_of(&cs.conn, &peer, &local);
+      cs.stream_id = id;
+      struct ps_span_ctx *sc = id ? bpf_map_lookup_elem(&grpc_stream_spans, &cs) : NULL;
       if (sc) {
         parent = *sc;
         has_parent = true;
         r->linked = 1;
+        r->link_exact = 1;
+        bpf_map_delete_elem(&grpc_stream_spans, &cs);
+      } else {
+        sc = bpf_map_lookup_elem(&ps_conn_spans, &cs.conn);
+        if (sc) {
+          parent = *sc;
+          has_parent = true;
+          r->linked = 1;
+        }
       }
     }
   }
@@ -513,5 +562,45 @@ int uprobe_http2Client_NewStream(struct pt_regs *ctx) {
   ps_conn_key_of(&inf->conn, &local, &remote);
   bpf_map_update_elem(&ps_conn_spans, &inf->conn, &sc, BPF_ANY);
   inf->rec.linked = 1;
+  return 0;
+}
+
+/* (*http2Client).createHeaderFields(ctx, callHdr) ([]hpack.HeaderField, error): RET, RAX = the fields' array. On the
+ * caller's goroutine, inside NewStream (so after uprobe_http2Client_NewStream published the call on its connection):
+ * remembers the array, which NewStream hands unchanged to the connection's writer. */
+SEC("uprobe/grpc_http2Client_createHeaderFields_ret")
+int uprobe_createHeaderFields_ret(struct pt_regs *ctx) {
+  u64 hf = GO_ARG1(ctx);
+  struct ps_g_key key = ps_g_key_of(GO_G(ctx));
+  struct grpc_inflight *inf = bpf_map_lookup_elem(&grpc_client_starting, &key);
+  if (!inf || !inf->rec.linked || hf == 0)
+    return 0;
+  struct grpc_pending_stream p = {};
+  p.conn = inf->conn;
+  __builtin_memcpy(p.sc.trace_id, inf->rec.head.trace_id, 16);
+  __builtin_memcpy(p.sc.span_id, inf->rec.head.span_id, 8);
+  p.sc.flags = inf->rec.head.flags;
+  struct grpc_hf_key hk = {.tgid = key.tgid, ._pad = 0, .hf = hf};
+  bpf_map_update_elem(&grpc_pending_hf, &hk, &p, BPF_ANY);
+  return 0;
+}
+
+/* (*loopyWriter).writeHeader(l, streamID uint32, endStream bool, hf []hpack.HeaderField, onWrite func()):
+ * RAX=l, RBX=streamID, RDI=hf's array. On the connection's writer goroutine, when the stream has its id and its
+ * HEADERS are written: publishes the call's span under (connection, stream id) for the server on this host. The
+ * server's own responses come through here too and find nothing. */
+SEC("uprobe/grpc_loopyWriter_writeHeader")
+int uprobe_loopy_writeHeader(struct pt_regs *ctx) {
+  u32 id = (u32)GO_ARG2(ctx);
+  struct grpc_hf_key hk = {.tgid = ps_tgid(), ._pad = 0, .hf = GO_ARG4(ctx)};
+  struct grpc_pending_stream *p = bpf_map_lookup_elem(&grpc_pending_hf, &hk);
+  if (!p)
+    return 0;
+  struct grpc_conn_stream cs = {};
+  cs.conn = p->conn;
+  cs.stream_id = id;
+  struct ps_span_ctx sc = p->sc;
+  bpf_map_delete_elem(&grpc_pending_hf, &hk);
+  bpf_map_update_elem(&grpc_stream_spans, &cs, &sc, BPF_ANY);
   return 0;
 }

@@ -9,8 +9,9 @@
  *   span an instrumented process on this host published for the TCP connection (go_context's `ps_conn_spans`);
  *   the span is the goroutine's active context while the handler runs.
  * - client: `newClientStream` (which `Invoke` and `NewStream` share) starts the span under the goroutine's active
- *   span; `(*clientStream).finish` ends it with the code of its error (io.EOF and nil: OK); `(*http2Client).NewStream`
- *   publishes it under the connection for a server on this host.
+ *   span; `(*clientStream).finish` ends it with the code of its error (io.EOF and nil: OK); `(*http2Client).NewStream`,
+ *   `createHeaderFields` and `(*loopyWriter).writeHeader` publish it under (connection, stream id) for a server on
+ *   this host (and under the connection alone, as a fallback).
  *
  * Semantic conventions: span names and attributes are the RPC conventions of semconv 1.37 (the version of
  * `@opentelemetry/semantic-conventions` this project pins: `rpc.system`, `rpc.service`, `rpc.method`,
@@ -66,7 +67,9 @@ const symbols = [
   { name: `${transport}.(*http2Server).operateHeaders`, entry: "uprobe_operateHeaders", optional: true },
   { name: `${grpc}.newClientStream`, entry: "uprobe_newClientStream", return: "uprobe_newClientStream_ret" },
   { name: `${grpc}.(*clientStream).finish`, entry: "uprobe_clientStream_finish" },
-  { name: `${transport}.(*http2Client).NewStream`, entry: "uprobe_http2Client_NewStream", optional: true }
+  { name: `${transport}.(*http2Client).NewStream`, entry: "uprobe_http2Client_NewStream", optional: true },
+  { name: `${transport}.(*http2Client).createHeaderFields`, return: "uprobe_createHeaderFields_ret", optional: true },
+  { name: `${transport}.(*loopyWriter).writeHeader`, entry: "uprobe_loopy_writeHeader", optional: true }
 ] as const
 
 /** Struct fields the BPF side reads (from the binary's DWARF: no shipped table covers grpc). */
@@ -183,7 +186,8 @@ export const Record = Binary.struct({
   hasAddrs: Binary.bool,
   methodLen: Binary.u8,
   authorityLen: Binary.u8,
-  _pad: Binary.pad(1),
+  /** Server: the parent was matched by connection and stream id (exact), not as the connection's latest call. */
+  linkExact: Binary.bool,
   localPort: Binary.u16,
   peerPort: Binary.u16,
   _pad2: Binary.pad(4),

@@ -39,6 +39,7 @@ const record = (over: Partial<Grpc.Record> = {}): Uint8Array =>
     hasAddrs: true,
     methodLen: 0,
     authorityLen: 0,
+    linkExact: true,
     localPort: 50051,
     peerPort: 40000,
     localIp: v4(127, 0, 0, 1),
@@ -291,7 +292,9 @@ const functions = Object.fromEntries(
     "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders",
     "google.golang.org/grpc.newClientStream",
     "google.golang.org/grpc.(*clientStream).finish",
-    "google.golang.org/grpc/internal/transport.(*http2Client).NewStream"
+    "google.golang.org/grpc/internal/transport.(*http2Client).NewStream",
+    "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields",
+    "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader"
   ].map((name) => [name, {}])
 )
 

@@ -6,7 +6,10 @@
  *
  * BPF side: bpf/database_sql.bpf.c (which functions and why). The statement's first 512 bytes reach user space,
  * where `internal/Sql.ts` summarises them into `db.operation.name` / `db.collection.name`; the text itself becomes
- * `db.query.text` only with the `queryText` option (it may hold literals), cut to `maxQueryText` characters.
+ * `db.query.text` only with the `queryText` option (it may hold literals), cut to `maxQueryText` characters. The
+ * connector's DSN gives server.address/port and db.namespace (nothing else of it is kept). The record starts with the
+ * HTTP probes' span head (`Http.head`: ids, parent, times), so span identity and the duration metric are built by
+ * the same helpers (`Http.spanHead`, `Http.emitWithDuration`).
  *
  * Reading order: manifest -> per-target value -> record layout -> span and metric -> the probe.
  */

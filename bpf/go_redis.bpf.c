@@ -176,12 +176,6 @@ static __always_inline struct inflight *begin(struct pt_regs *ctx, u64 g, u64 cl
   if (t->types_known)
     inf->types = PT_REGS_IP(ctx) + (u64)types_from;
 
-  u64 opt = client ? ps_read_u64(client + t->client_opt) : 0;
-  if (opt) {
-    r->addr_len = ps_read_go_str_at(r->addr, sizeof(r->addr), opt + t->opt_addr);
-    r->db = (s64)ps_read_u64(opt + t->opt_db);
-  }
-
   struct ps_span_ctx sc = {};
   struct ps_span_ctx *parent = ps_go_ctx_get(g);
   if (parent) {
@@ -200,6 +194,13 @@ static __always_inline struct inflight *begin(struct pt_regs *ctx, u64 g, u64 cl
   __builtin_memcpy(r->trace_id, sc.trace_id, 16);
   __builtin_memcpy(r->span_id, sc.span_id, 8);
   r->flags = sc.flags;
+
+  /* An unsampled operation is still kept (its context is what nested operations inherit) but reads no memory. */
+  u64 opt = client && (sc.flags & PS_FLAG_SAMPLED) ? ps_read_u64(client + t->client_opt) : 0;
+  if (opt) {
+    r->addr_len = ps_read_go_str_at(r->addr, sizeof(r->addr), opt + t->opt_addr);
+    r->db = (s64)ps_read_u64(opt + t->opt_db);
+  }
   /* Active while it runs: what go-redis does inside (connection set-up commands) nests under it. */
   ps_go_ctx_set(g, &sc);
   return inf;
@@ -231,6 +232,10 @@ int uprobe_process(struct pt_regs *ctx) {
   if (!inf)
     return 0;
   struct go_redis_record *r = &inf->rec;
+  if (!(r->flags & PS_FLAG_SAMPLED)) {
+    store(g, inf);
+    return 0;
+  }
 
   /* cmd points at the concrete command, whose first field is the embedded baseCmd. */
   struct go_slice args = {};
@@ -306,7 +311,7 @@ static __always_inline int finish(struct pt_regs *ctx, u8 op_kind) {
     ps_go_ctx_set(g, &inf->prev);
   else
     ps_go_ctx_clear(g);
-  struct go_redis_target *t = ps_target();
+  struct go_redis_target *t = (r->flags & PS_FLAG_SAMPLED) ? ps_target() : NULL;
   if (err_tab != 0) {
     r->has_error = 1;
     /* An itab's second word is the dynamic type. */

@@ -105,14 +105,14 @@ const get = (url: string) =>
     return { status: res.status, body: (await res.text()).trim() }
   })
 
-const agent = (config: Partial<GoRedis.Config> = {}) =>
+const agent = (config: Partial<GoRedis.Config> = {}, sampler: TracingConfig.Sampler = TracingConfig.defaultSampler) =>
   ManagerM.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(NetHttpServer.NetHttpServer.layer, GoRedis.GoRedis.layerWith(config))),
     Layer.provideMerge(Layer.mergeAll(
       BpfLive.layer,
       ProbeTest.layerSink,
       ProbeTest.layerTargets,
-      TracingConfig.layer(TracingConfig.defaultSampler),
+      TracingConfig.layer(sampler),
       GoBinary.layer
     ))
   )
@@ -299,6 +299,26 @@ describe(`go_redis on Go ${version}: config`, () => {
       const { redis } = yield* run(binaries.get(version)!, ["/set?k=secret&v=hunter2"], 3)
       for (const s of redis) assert.notProperty(s.attributes, "db.query.text")
     }).pipe(Effect.provide(agent())), 60_000)
+})
+
+describe(`go_redis on Go ${version}: sampling`, () => {
+  it.live("sampler always_off: no record at all, and nothing left in flight (nested set-up commands included)", () =>
+    Effect.gen(function*() {
+      const redisPort = yield* startRedis
+      const app = yield* startApp(binaries.get(version)!, redisPort)
+      const manager = yield* Manager
+      yield* manager.handle(
+        TargetEvent.TargetEvent.Started({ target: yield* (yield* TargetAnalysis).analyzePid(app.pid) })
+      )
+      for (const p of ["/set?k=a&v=1", "/pipeline?k=p", "/wrongtype?k=w"]) yield* get(`http://${app.addr}${p}`)
+      // A sampled request afterwards would be recorded: here, with nothing sampled, the probe records nothing.
+      yield* Effect.sleep("500 millis")
+      const stats = yield* manager.stats
+      assert.strictEqual(stats.find((s) => s.probe === "go_redis")!.records, 0)
+      assert.deepStrictEqual(yield* (yield* CapturedSpans).all, [])
+      assert.strictEqual(entriesOf(app.pid, "go_redis_inflight"), 0, "in-flight operations")
+      assert.strictEqual(entriesOf(app.pid, "go_redis_depth"), 0, "nesting depths")
+    }).pipe(Effect.provide(agent({}, { root: "always_off", ratio: 1, parentBased: true }))), 60_000)
 })
 
 describe.each(releases)("go_redis with go-redis %s (Go 1.26.8)", (release) => {

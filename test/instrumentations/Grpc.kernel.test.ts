@@ -3,7 +3,8 @@
  * gRPC client as two processes, attach go_context + nethttp_server + grpc through the Manager, drive calls through
  * the HTTP front over loopback, and check the spans exactly: the front's server span, the gRPC CLIENT span under it,
  * the gRPC SERVER span in the other process under the client span (connection map), or under a traceparent sent as
- * metadata; unary OK, NotFound, a server stream, concurrent calls on one HTTP/2 connection; the duration metrics.
+ * metadata; unary OK, NotFound, UNIMPLEMENTED, a server stream, a bidi stream, concurrent calls on one HTTP/2
+ * connection; the duration metrics; no per-call map entry left behind.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync, spawn } from "node:child_process"
@@ -80,6 +81,26 @@ const agent = ManagerM.layer.pipe(
     GoBinary.layer
   ))
 )
+
+/**
+ * Entries of `pid` in the hash maps named `name` (the kernel keeps 15 characters): their keys start with the tgid
+ * (little-endian u32). Fails when no such map exists, so the count cannot be vacuously 0.
+ */
+const entriesOf = (pid: number, name: string): number => {
+  const maps = (JSON.parse(execFileSync("bpftool", ["-j", "map", "show"]).toString()) as Array<
+    { readonly id: number; readonly name?: string }
+  >).filter((m) => m.name === name.slice(0, 15))
+  assert.isAbove(maps.length, 0, `no map ${name}`)
+  const mine = [...new Uint8Array(new Uint32Array([pid]).buffer)].map((b) => `0x${b.toString(16).padStart(2, "0")}`)
+  let n = 0
+  for (const m of maps) {
+    const dump = JSON.parse(execFileSync("bpftool", ["-j", "map", "dump", "id", String(m.id)]).toString()) as Array<
+      { readonly key: ReadonlyArray<string> }
+    >
+    n += dump.filter((e) => e.key.slice(0, 4).join(" ") === mine.join(" ")).length
+  }
+  return n
+}
 
 const one = (spans: ReadonlyArray<SpanData>, pred: (s: SpanData) => boolean, what: string): SpanData => {
   const found = spans.filter(pred)
@@ -191,6 +212,36 @@ describe.each(builds)("grpc probe on Go $go, grpc $grpc", ({ go, grpc }) => {
         "server.address": "127.0.0.1",
         "server.port": grpcPort
       })
+    }).pipe(Effect.provide(agent)), 60_000)
+
+  it.live("UNIMPLEMENTED is an error on both sides; a bidi stream; no in-flight entry left behind", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* startPair(binaries.get(version)!)
+      assert.strictEqual(yield* get(`http://${client.addr}/call?m=unimplemented`), "Unimplemented")
+      assert.strictEqual(yield* get(`http://${client.addr}/call?m=chat`), "chatted 2")
+      const spans = yield* (yield* CapturedSpans).take(6).pipe(Effect.timeout("15 seconds"))
+      const grpc = spans.filter((s) => s.probe === "grpc")
+      assert.deepStrictEqual(
+        grpc.map((s) => [s.name, s.kind, s.pid, s.attributes["rpc.grpc.status_code"], s.status.code, s.status.message])
+          .sort((a, b) => String(a).localeCompare(String(b))),
+        [
+          ["probescope.test.Echo/Chat", "client", client.pid, 0, "unset", undefined],
+          ["probescope.test.Echo/Chat", "server", server.pid, 0, "unset", undefined],
+          ["probescope.test.Echo/Nope", "client", client.pid, 12, "error", "UNIMPLEMENTED"],
+          ["probescope.test.Echo/Nope", "server", server.pid, 12, "error", "UNIMPLEMENTED"]
+        ]
+      )
+      for (const name of ["probescope.test.Echo/Chat", "probescope.test.Echo/Nope"]) {
+        const c = one(grpc, (s) => s.name === name && s.kind === "client", `${name} client`)
+        const sv = one(grpc, (s) => s.name === name && s.kind === "server", `${name} server`)
+        assert.strictEqual(sv.parentSpanId, c.spanId)
+      }
+      // Every call ended: nothing of either process is left in the probe's per-call maps.
+      for (const pid of [client.pid, server.pid]) {
+        for (const map of ["grpc_server_inflight", "grpc_client_starting", "grpc_client_streams", "grpc_pending_hf"]) {
+          assert.strictEqual(entriesOf(pid, map), 0, `${map} of ${pid}`)
+        }
+      }
     }).pipe(Effect.provide(agent)), 60_000)
 
   it.live("a traceparent sent as metadata is continued by the server (over the connection map)", () =>

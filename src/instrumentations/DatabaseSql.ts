@@ -24,15 +24,15 @@ import {
   ATTR_SERVER_PORT,
   ERROR_TYPE_VALUE_OTHER
 } from "@opentelemetry/semantic-conventions"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import * as Binary from "../probe/Binary.ts"
-import * as Instruments from "../probe/Instruments.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import * as Probe from "../probe/Probe.ts"
 import type { Target as ProbeTarget } from "../probe/Target.ts"
 import type { AttributeValue } from "../probe/Telemetry.ts"
 import * as GoContext from "./GoContext.ts"
 import { goVersions } from "./GoContext.ts"
+import * as Db from "./internal/Db.ts"
 import * as GoSymbols from "./internal/GoSymbols.ts"
 import * as Http from "./internal/Http.ts"
 import * as Sql from "./internal/Sql.ts"
@@ -117,12 +117,8 @@ export const Target = Binary.struct({
  * position-independent executable works wherever it is loaded. 0 for a function the binary lacks.
  */
 export const typesDistances = (target: ProbeTarget): { readonly [K in keyof typeof FUNCTIONS]: bigint } | undefined => {
-  const types = GoSymbols.typesAddress(target)
-  if (types === undefined) return undefined
-  const from = (name: string): bigint => {
-    const fn = Option.getOrUndefined(target.function(name))
-    return fn === undefined ? 0n : types - (fn.address + BigInt(fn.entryOffset - fn.fileOffset))
-  }
+  if (GoSymbols.typesAddress(target) === undefined) return undefined
+  const from = (name: string): bigint => GoSymbols.typesFrom(target, name) ?? 0n
   return {
     query: from(FUNCTIONS.query),
     exec: from(FUNCTIONS.exec),
@@ -323,12 +319,8 @@ export const toSpan = (r: Record, config: Config): Probe.SpanInput => {
   return { ...Http.spanHead(r), name, kind: "client", attributes, status }
 }
 
-/** `db.client.operation.duration`, with the conventions' advised boundaries. */
-export const operationDuration = Instruments.histogram("db.client.operation.duration", {
-  unit: "s",
-  description: "Duration of database client operations.",
-  boundaries: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]
-})
+/** `db.client.operation.duration`, with the conventions' advised boundaries (shared by the database probes). */
+export const operationDuration = Db.operationDuration
 
 /** The span attributes the metric keeps (when present): never the statement's text. */
 export const METRIC_KEYS = [

@@ -28,7 +28,6 @@ import {
   ATTR_EXCEPTION_MESSAGE,
   ATTR_EXCEPTION_TYPE
 } from "@opentelemetry/semantic-conventions"
-import { Option } from "effect"
 import * as Binary from "../probe/Binary.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import * as Probe from "../probe/Probe.ts"
@@ -86,12 +85,8 @@ export const Target = Binary.struct({
  * entry probe sits at, which the BPF program sees as its instruction pointer. A distance, not an address, so a
  * position-independent executable works wherever it is loaded. Undefined when the executable cannot be read.
  */
-export const typesFromGopanic = (target: ProbeTarget): bigint | undefined => {
-  const types = GoSymbols.typesAddress(target)
-  const gopanic = Option.getOrUndefined(target.function("runtime.gopanic"))
-  if (types === undefined || gopanic === undefined) return undefined
-  return types - (gopanic.address + BigInt(gopanic.entryOffset - gopanic.fileOffset))
-}
+export const typesFromGopanic = (target: ProbeTarget): bigint | undefined =>
+  GoSymbols.typesFrom(target, "runtime.gopanic")
 
 // ---------------------------------------------------------------------------------------------------------------
 // Record: `struct go_panic_record` (checked against the object's BTF at load)

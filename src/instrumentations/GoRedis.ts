@@ -27,15 +27,14 @@ import {
   ATTR_SERVER_PORT,
   ERROR_TYPE_VALUE_OTHER
 } from "@opentelemetry/semantic-conventions"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import * as Binary from "../probe/Binary.ts"
-import * as Instruments from "../probe/Instruments.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import * as Probe from "../probe/Probe.ts"
-import type { Target as ProbeTarget } from "../probe/Target.ts"
 import type { AttributeValue } from "../probe/Telemetry.ts"
 import * as GoContext from "./GoContext.ts"
 import { goVersions } from "./GoContext.ts"
+import * as Db from "./internal/Db.ts"
 import * as GoSymbols from "./internal/GoSymbols.ts"
 import * as Http from "./internal/Http.ts"
 
@@ -94,16 +93,6 @@ export const Target = Binary.struct({
   cmdArgs: Binary.u64n
 }, { struct: "go_redis_target" })
 
-/**
- * `runtime.types` (the base of every type name) as a distance from the address the entry probe of `fn` sits at,
- * which the BPF program sees as its instruction pointer: position independent. Undefined when not found.
- */
-const typesFrom = (target: ProbeTarget, fn: string): bigint | undefined => {
-  const types = GoSymbols.typesAddress(target)
-  const f = Option.getOrUndefined(target.function(fn))
-  if (types === undefined || f === undefined) return undefined
-  return types - (f.address + BigInt(f.entryOffset - f.fileOffset))
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Record: `struct go_redis_record` (checked against the object's BTF at load)
@@ -308,12 +297,8 @@ export const toSpan = (r: Record, config: Config = { queryText: false, maxQueryT
   }
 }
 
-/** `db.client.operation.duration`, stable in the database conventions. */
-export const operationDuration = Instruments.histogram("db.client.operation.duration", {
-  unit: "s",
-  description: "Duration of database client operations.",
-  boundaries: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]
-})
+/** `db.client.operation.duration`, stable in the database conventions (shared by the database probes). */
+export const operationDuration = Db.operationDuration
 
 /** The span attributes the metric keeps: no query text, no namespace (cardinality). */
 export const METRIC_KEYS = [
@@ -339,7 +324,7 @@ export const GoRedis = Probe.instrument({
   perTarget: {
     layout: Target,
     value: ({ target, offsets: o }) => {
-      const from = [symbols.process, symbols.pipeline, symbols.txPipeline].map((fn) => typesFrom(target, fn))
+      const from = [symbols.process, symbols.pipeline, symbols.txPipeline].map((fn) => GoSymbols.typesFrom(target, fn))
       const known = from.every((d) => d !== undefined)
       return {
         typesFromProcess: from[0] ?? 0n,

@@ -41,3 +41,15 @@ export const typesAddress = (target: Target): bigint | undefined => {
   if (!fromFiles.has(key)) fromFiles.set(key, readTypes(target.exe))
   return fromFiles.get(key)
 }
+
+/**
+ * `runtime.types` as a distance from the address the entry probe of `fn` sits at, which the BPF program sees as its
+ * instruction pointer: a distance, not an address, so a position-independent executable works wherever it is loaded.
+ * Undefined when either is not found.
+ */
+export const typesFrom = (target: Target, fn: string): bigint | undefined => {
+  const types = typesAddress(target)
+  const f = Option.getOrUndefined(target.function(fn))
+  if (types === undefined || f === undefined) return undefined
+  return types - (f.address + BigInt(f.entryOffset - f.fileOffset))
+}

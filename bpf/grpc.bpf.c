@@ -277,25 +277,26 @@ int uprobe_handleStream(struct pt_regs *ctx) {
   struct ps_addr local = {}, peer = {};
   if (transport && off->tcp.enabled && grpc_conn_addrs(transport + off->server_conn, &off->tcp, &local, &peer) == 0) {
     grpc_set_addrs(r, &local, &peer);
-    if (!has_parent) {
-      /* Exact: the client span whose HEADERS opened this stream; else the connection's latest client call. */
-      struct grpc_conn_stream cs = {};
-      ps_conn_key_of(&cs.conn, &peer, &local);
-      cs.stream_id = id;
-      struct ps_span_ctx *sc = id ? bpf_map_lookup_elem(&grpc_stream_spans, &cs) : NULL;
-      if (sc) {
+    /* Exact: the client span whose HEADERS opened this stream; else the connection's latest client call. A
+     * traceparent from the metadata wins, but the stream's entry is consumed either way. */
+    struct grpc_conn_stream cs = {};
+    ps_conn_key_of(&cs.conn, &peer, &local);
+    cs.stream_id = id;
+    struct ps_span_ctx *sc = id ? bpf_map_lookup_elem(&grpc_stream_spans, &cs) : NULL;
+    if (sc) {
+      if (!has_parent) {
         parent = *sc;
         has_parent = true;
         r->linked = 1;
         r->link_exact = 1;
-        bpf_map_delete_elem(&grpc_stream_spans, &cs);
-      } else {
-        sc = bpf_map_lookup_elem(&ps_conn_spans, &cs.conn);
-        if (sc) {
-          parent = *sc;
-          has_parent = true;
-          r->linked = 1;
-        }
+      }
+      bpf_map_delete_elem(&grpc_stream_spans, &cs);
+    } else if (!has_parent) {
+      sc = bpf_map_lookup_elem(&ps_conn_spans, &cs.conn);
+      if (sc) {
+        parent = *sc;
+        has_parent = true;
+        r->linked = 1;
       }
     }
   }

@@ -27,11 +27,15 @@ import { TargetAnalysis } from "../../src/target/GoBinary.ts"
 import { buildGrpc } from "./fixtures.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
-/** Go release x grpc-go release: the fixture pins v1.85.0 (which needs Go >= 1.26); v1.83.2 is the range's low end. */
+/**
+ * Go release x grpc-go release: the fixture pins v1.85.0 (which needs Go >= 1.26); v1.83.2, the range's low end,
+ * still builds with Go 1.25.
+ */
 const builds = [
   { go: "1.26.8", grpc: "v1.85.0" },
   { go: "1.27.3", grpc: "v1.85.0" },
-  { go: "1.26.8", grpc: "v1.83.2" }
+  { go: "1.26.8", grpc: "v1.83.2" },
+  { go: "1.25.9", grpc: "v1.83.2" }
 ] as const
 const binaries = new Map<string, string>()
 let stripped = ""

@@ -223,8 +223,13 @@ export const buildGrpc = (
   if (options.grpc !== undefined) {
     src = path.join(repoRoot, "test", ".cache", "grpc", `src-${options.grpc}.${process.pid}`)
     fs.rmSync(src, { recursive: true, force: true })
-    fs.cpSync(fixture, src, { recursive: true })
-    run(["mod", "edit", `-require=google.golang.org/grpc@${options.grpc}`], src)
+    fs.mkdirSync(src, { recursive: true })
+    fs.copyFileSync(path.join(fixture, "main.go"), path.join(src, "main.go"))
+    // A fresh go.mod: its other requirements resolve from that release's own (older releases build with Go 1.25).
+    fs.writeFileSync(
+      path.join(src, "go.mod"),
+      `module probescope.test/grpc\n\ngo 1.25\n\nrequire google.golang.org/grpc ${options.grpc}\n`
+    )
     run(["mod", "tidy"], src)
   }
   const tmp = `${out}.${process.pid}.tmp`

@@ -2,16 +2,19 @@
  * The gRPC probe without a kernel: its layouts against the built object's BTF, what records turn into (exact spans
  * and measurements through `Grpc.signals` on hand-made records: unary OK, NotFound on both sides, the server-side
  * error codes, a stream, unknown status), the per-target value from a target's offsets and symbols, and the
- * manifest's answers for an unsupported grpc version, a binary without DWARF and a program without grpc.
+ * manifest's answers for an unsupported grpc version, a binary without DWARF and a program without grpc; load,
+ * attach and the Runner on the fake kernel.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Exit, Layer, Option, Scope } from "effect"
 import * as Grpc from "../../src/instrumentations/Grpc.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { FakeKernel } from "../../src/kernel/BpfTest.ts"
 import * as Binary from "../../src/probe/Binary.ts"
 import * as Manifest from "../../src/probe/Manifest.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
 
 const realBtf = (object: string) =>
   BpfLive.readBtf(Probe.objectFile(object)).pipe(Effect.map(Option.getOrThrow), Effect.orDie)
@@ -378,4 +381,56 @@ describe("manifest and per-target value", () => {
     )
     assert.strictEqual(reason(target({ modules: {} })), "module google.golang.org/grpc is not in the binary")
   })
+})
+
+const probes = Grpc.Grpc.layer.pipe(Layer.provideMerge(ProbeTest.layer))
+
+const run = <A, E>(self: Effect.Effect<A, E, any>) =>
+  self.pipe(Effect.provide(probes), Effect.scoped) as Effect.Effect<A, E>
+
+describe("on the fake kernel", () => {
+  it.effect("loads after go_context reusing its maps, writes the per-target value, attaches every program", () =>
+    run(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const loads = (yield* kernel.events).flatMap((e) => e._tag === "Load" ? [e] : [])
+      assert.deepStrictEqual(loads.map((l) => l.object), ["go_context", "grpc"])
+      assert.deepStrictEqual(loads[1]!.reusedMaps, {
+        go_spans: "go_context/go_spans",
+        ps_conn_spans: "go_context/ps_conn_spans"
+      })
+      const probe = yield* Grpc.Grpc.tag
+      const scope = yield* Scope.make()
+      const t = target()
+      yield* probe.attacher.attach(t).pipe(Scope.provide(scope))
+      const value = (yield* kernel.map("grpc", "ps_targets")).get("92100000")!
+      assert.strictEqual(Grpc.Offsets.decode(value).statusErrorFn, 0x81e000n)
+      const programs = (yield* kernel.liveLinks).map((l) => l.program).sort()
+      assert.deepStrictEqual(programs, [
+        "uprobe_clientStream_finish",
+        "uprobe_createHeaderFields_ret",
+        "uprobe_handleStream",
+        "uprobe_handleStream_ret",
+        "uprobe_http2Client_NewStream",
+        "uprobe_loopy_writeHeader",
+        "uprobe_newClientStream",
+        "uprobe_newClientStream_ret",
+        "uprobe_operateHeaders",
+        "uprobe_writeStatus"
+      ])
+      yield* Scope.close(scope, Exit.void)
+      assert.isFalse((yield* kernel.map("grpc", "ps_targets")).has("92100000"))
+    })))
+
+  it.effect("the Runner turns pushed records into spans and measurements", () =>
+    run(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const probe = yield* Grpc.Grpc.tag
+      yield* kernel.push("grpc", [record(), clientRecord({ method: "/probescope.test.Echo/Find", status: 5 })])
+      yield* Effect.forkChild(probe.runner.run)
+      const spans = yield* (yield* CapturedSpans).take(2)
+      assert.deepStrictEqual(spans.map((s) => [s.probe, s.kind, s.name, s.status.code]), [
+        ["grpc", "server", "probescope.test.Echo/Say", "unset"],
+        ["grpc", "client", "probescope.test.Echo/Find", "error"]
+      ])
+    })))
 })

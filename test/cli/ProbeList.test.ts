@@ -23,6 +23,9 @@ describe("probescope list", () => {
         ["go_context", "daemon", "builtin"],
         ["nethttp_server", "instrument", "builtin"],
         ["nethttp_client", "instrument", "builtin"],
+        ["grpc", "instrument", "builtin"],
+        ["database_sql", "instrument", "builtin"],
+        ["go_redis", "instrument", "builtin"],
         ["go_panic", "instrument", "builtin"],
         ["openssl_http", "instrument", "builtin"],
         ["example/work", "instrument", work]

@@ -81,7 +81,7 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       // Processes of these executables started by other suites on this machine count too: their number is not fixed.
       assert.strictEqual(
         ready[1],
-        `probes go_context, nethttp_server, nethttp_client, go_panic, openssl_http; watching ${frontendExe}, ${backendExe}`
+        `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, go_panic, openssl_http; watching ${frontendExe}, ${backendExe}`
       )
 
       // Started after the agent: found through the exec tracepoint, not the start-up scan.
@@ -474,8 +474,9 @@ describe("probescope: errors through the CLI", () => {
       const exe = fs.realpathSync(`/proc/${sleeper.pid}/exe`)
       yield* assertFails(
         ["run", "--pid", String(sleeper.pid)],
-        `pid ${sleeper.pid}: ${exe} (not Go) is not supported: nethttp_server: not a Go program (c); ` +
-          "nethttp_client: not a Go program (c); go_panic: not a Go program (c); " +
+        `pid ${sleeper.pid}: ${exe} (not Go) is not supported: ` +
+          ["nethttp_server", "nethttp_client", "grpc", "database_sql", "go_redis", "go_panic"]
+            .map((p) => `${p}: not a Go program (c); `).join("") +
           "openssl_http: shared library libssl.so.3 is not mapped by the process"
       )
     }))
@@ -488,8 +489,10 @@ describe("probescope: errors through the CLI", () => {
 
   const unsupported = (label: string) => {
     const reason = `Go ${UNSUPPORTED_GO} is outside the supported range >=1.25 <1.28`
-    return `${label} (Go ${UNSUPPORTED_GO}) is not supported: nethttp_server: ${reason}; nethttp_client: ${reason}; ` +
-      `go_panic: ${reason}; openssl_http: shared library libssl.so.3 is not mapped by the process`
+    return `${label} (Go ${UNSUPPORTED_GO}) is not supported: ` +
+      ["nethttp_server", "nethttp_client", "grpc", "database_sql", "go_redis", "go_panic"]
+        .map((p) => `${p}: ${reason}; `).join("") +
+      "openssl_http: shared library libssl.so.3 is not mapped by the process"
   }
 
   it.live(`run --exe of a Go ${UNSUPPORTED_GO} program: not supported, with each probe's reason`, () =>

@@ -1,7 +1,6 @@
 /**
  * database/sql through the CLI into a real OpenTelemetry Collector (root): `probescope run --no-builtins --probe
- * src/instrumentations/DatabaseSql.ts --probe src/instrumentations/NetHttpServer.ts --exe <dbsql fixture> --config
- * <file>` (the file turns `queryText` on, cut at 30 characters) exporting OTLP over HTTP, the fixture on an SQLite
+ * database_sql --probe nethttp_server --exe <dbsql fixture> --config <file>` (built-ins by name) (the file turns `queryText` on, cut at 30 characters) exporting OTLP over HTTP, the fixture on an SQLite
  * file. A transaction's route and the failing
  * query's route reach the collector as SERVER spans with their exact CLIENT children, and the
  * `db.client.operation.duration` histogram (exported at shutdown) counts them by operation, collection and error.
@@ -44,12 +43,11 @@ describe("database/sql through the CLI and a real collector", () => {
         [
           "run",
           "--no-builtins",
+          // The built-ins by name: database_sql, and the net/http server probe for the handlers' spans.
           "--probe",
-          path.join(root, "src/instrumentations/DatabaseSql.ts"),
-          // The server probe as a module too: both then share the one go_context of src/ (the built-in named
-          // `nethttp_server` brings the package's own, and go_context would be loaded twice).
+          "database_sql",
           "--probe",
-          path.join(root, "src/instrumentations/NetHttpServer.ts"),
+          "nethttp_server",
           "--exe",
           fixture,
           "--config",

@@ -1,6 +1,6 @@
 /**
  * go-redis through the CLI into a real OpenTelemetry Collector (root): `probescope run --no-builtins --probe
- * src/instrumentations/GoRedis.ts --probe src/instrumentations/NetHttpServer.ts --exe <goredis fixture>` exporting
+ * go_redis --probe nethttp_server --exe <goredis fixture>` (built-ins by name) exporting
  * OTLP over HTTP, the fixture talking to a redis-server of the test's own (free loopback port, temporary folder, no persistence). Each request's
  * redis spans reach the collector as CLIENT children of its server span, the refused command with status ERROR, and
  * the `db.client.operation.duration` histogram arrives with the metric's attributes.
@@ -74,11 +74,11 @@ describe("go-redis through the CLI and a real collector", () => {
         [
           "run",
           "--no-builtins",
+          // The built-ins by name: go_redis, and the net/http server probe for the handlers' spans.
           "--probe",
-          path.join(root, "src/instrumentations/GoRedis.ts"),
-          // The module from src/, as GoRedis.ts: the built-in (from dist/) would bring a second go_context.
+          "go_redis",
           "--probe",
-          path.join(root, "src/instrumentations/NetHttpServer.ts"),
+          "nethttp_server",
           "--exe",
           fixture
         ],

@@ -1,9 +1,7 @@
 /**
- * gRPC through the CLI into a real OpenTelemetry Collector (root): `probescope run --no-builtins --probe
- * src/instrumentations/Grpc.ts --probe src/instrumentations/NetHttpServer.ts --exe <grpc fixture>` exporting OTLP
- * over HTTP, with the fixture's gRPC server and its HTTP-fronted client both running that executable. (The server
- * probe is named by its module, not as the built-in `nethttp_server`: a module probe and a built-in each bring their
- * own go_context today, and the agent refuses to load it twice.) Each call through the front
+ * gRPC through the CLI into a real OpenTelemetry Collector (root): `probescope run --no-builtins --probe grpc
+ * --probe nethttp_server --exe <grpc fixture>` (built-ins by name) exporting OTLP
+ * over HTTP, with the fixture's gRPC server and its HTTP-fronted client both running that executable. Each call through the front
  * reaches the collector as three spans in one trace (the front's HTTP SERVER span, the gRPC CLIENT span under it,
  * the gRPC SERVER span under that in the other process), with each process's resource; the NotFound call's client
  * span is ERROR and its server span is not; the duration histograms arrive per process when the agent exits.
@@ -45,10 +43,11 @@ describe("gRPC through the CLI and a real collector", () => {
         [
           "run",
           "--no-builtins",
+          // The built-ins by name: grpc, and the net/http server probe for the front's spans.
           "--probe",
-          path.join(root, "src/instrumentations/Grpc.ts"),
+          "grpc",
           "--probe",
-          path.join(root, "src/instrumentations/NetHttpServer.ts"),
+          "nethttp_server",
           "--exe",
           fixture
         ],

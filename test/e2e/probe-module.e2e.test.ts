@@ -48,7 +48,7 @@ describe("probescope run --probe", () => {
       const ready = yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
       assert.strictEqual(
         ready[1],
-        `probes go_context, nethttp_server, nethttp_client, go_panic, openssl_http, example/work; watching ${app}; 1 process(es) attached`
+        `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, go_panic, openssl_http, example/work; watching ${app}; 1 process(es) attached`
       )
       // The attach line was said before `ready`: the process was attached when the agent said it was ready.
       const attached = attachedLine(work.pid).exec(agent.stderr())

@@ -7,8 +7,11 @@ import { Context, Effect, Layer, References, Schema } from "effect"
 import type { Bpf } from "../../kernel/Bpf.ts"
 import * as BpfTest from "../../kernel/BpfTest.ts"
 import {
+  DatabaseSql,
   GoContext,
   GoPanic,
+  GoRedis,
+  Grpc,
   NetHttpClient,
   NetHttpServer,
   OpenSslHttp,
@@ -140,6 +143,46 @@ export const builtins: ReadonlyArray<ProbeDefinition> = [
   {
     ...NetHttpClient.NetHttpClient,
     attributes: [...HTTP_COMMON, "url.full", "server.address", "server.port", "network.local.port", "error.type"]
+  },
+  {
+    ...Grpc.Grpc,
+    attributes: [
+      "rpc.system",
+      "rpc.service",
+      "rpc.method",
+      "rpc.grpc.status_code",
+      "server.address",
+      "server.port",
+      "network.peer.address",
+      "network.peer.port"
+    ]
+  },
+  {
+    ...DatabaseSql.DatabaseSql,
+    attributes: [
+      "db.system.name",
+      "db.namespace",
+      "db.operation.name",
+      "db.collection.name",
+      "db.query.text",
+      "server.address",
+      "server.port",
+      "error.type"
+    ]
+  },
+  {
+    ...GoRedis.GoRedis,
+    attributes: [
+      "db.system.name",
+      "db.namespace",
+      "db.operation.name",
+      "db.operation.batch.size",
+      "db.query.text",
+      "db.response.status_code",
+      "server.address",
+      "server.port",
+      "error.type"
+    ]
   },
   {
     ...GoPanic.GoPanic,

@@ -138,18 +138,9 @@ static __always_inline int database_sql_start(u64 g, u64 ip, u8 kind, u64 err_sl
   struct ps_span_ctx sc = {};
   struct ps_span_ctx *parent = ps_go_ctx_get(g);
   struct ps_span_ctx parent_copy = {};
-  if (parent) {
+  if (parent)
     parent_copy = *parent;
-    __builtin_memcpy(sc.trace_id, parent_copy.trace_id, 16);
-    __builtin_memcpy(r->head.parent_span_id, parent_copy.span_id, 8);
-    r->head.parent = PS_PARENT_LOCAL;
-  } else {
-    ps_gen_trace_id(sc.trace_id);
-  }
-  ps_gen_span_id(sc.span_id);
-  sc.flags = (parent ? parent_copy.flags : 0) & ~PS_FLAG_SAMPLED;
-  if (ps_should_sample(sc.trace_id, parent ? &parent_copy : NULL))
-    sc.flags |= PS_FLAG_SAMPLED;
+  ps_span_begin(parent ? &parent_copy : NULL, &sc);
   struct ps_g_key key = ps_g_key_of(g);
   /* An unsampled call is not worth the reads below; an entry a call that never returned left (a panic in the driver)
    * must not be ended by this call's RET. */
@@ -157,9 +148,7 @@ static __always_inline int database_sql_start(u64 g, u64 ip, u8 kind, u64 err_sl
     bpf_map_delete_elem(&database_sql_inflight, &key);
     return 0;
   }
-  __builtin_memcpy(r->head.trace_id, sc.trace_id, 16);
-  __builtin_memcpy(r->head.span_id, sc.span_id, 8);
-  r->head.flags = sc.flags;
+  ps_http_head_ids(&r->head, &sc, parent ? &parent_copy : NULL, PS_PARENT_LOCAL);
 
   r->query_len = query_len > 0xffffffff ? 0xffffffff : (u32)query_len;
   if (query_ptr)

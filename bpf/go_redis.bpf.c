@@ -181,16 +181,10 @@ static __always_inline struct inflight *begin(struct pt_regs *ctx, u64 g, u64 cl
   if (parent) {
     inf->prev = *parent;
     inf->had_prev = 1;
-    __builtin_memcpy(sc.trace_id, inf->prev.trace_id, 16);
     __builtin_memcpy(r->parent_span_id, inf->prev.span_id, 8);
     r->parent = PS_PARENT_LOCAL;
-  } else {
-    ps_gen_trace_id(sc.trace_id);
   }
-  ps_gen_span_id(sc.span_id);
-  sc.flags = (parent ? inf->prev.flags : 0) & ~PS_FLAG_SAMPLED;
-  if (ps_should_sample(sc.trace_id, parent ? &inf->prev : NULL))
-    sc.flags |= PS_FLAG_SAMPLED;
+  ps_span_begin(parent ? &inf->prev : NULL, &sc);
   __builtin_memcpy(r->trace_id, sc.trace_id, 16);
   __builtin_memcpy(r->span_id, sc.span_id, 8);
   r->flags = sc.flags;

@@ -206,20 +206,8 @@ static __always_inline struct grpc_inflight *grpc_fresh(void) {
 /* The span's ids and sampling decision, continuing `parent` when given. */
 static __always_inline void grpc_span_ids(struct grpc_record *r, const struct ps_span_ctx *parent, u8 parent_kind,
                                           struct ps_span_ctx *sc) {
-  if (parent) {
-    __builtin_memcpy(sc->trace_id, parent->trace_id, 16);
-    __builtin_memcpy(r->head.parent_span_id, parent->span_id, 8);
-    r->head.parent = parent_kind;
-  } else {
-    ps_gen_trace_id(sc->trace_id);
-  }
-  ps_gen_span_id(sc->span_id);
-  sc->flags = (parent ? parent->flags : 0) & ~PS_FLAG_SAMPLED;
-  if (ps_should_sample(sc->trace_id, parent))
-    sc->flags |= PS_FLAG_SAMPLED;
-  __builtin_memcpy(r->head.trace_id, sc->trace_id, 16);
-  __builtin_memcpy(r->head.span_id, sc->span_id, 8);
-  r->head.flags = sc->flags;
+  ps_span_begin(parent, sc);
+  ps_http_head_ids(&r->head, sc, parent, parent_kind);
 }
 
 /* The addresses of the connection held by the net.Conn at `conn_field`. 0 on success. */

@@ -140,21 +140,10 @@ int uprobe_roundTrip(struct pt_regs *ctx) {
   struct ps_span_ctx sc = {};
   struct ps_span_ctx *parent = ps_go_ctx_get(g);
   struct ps_span_ctx parent_copy = {};
-  if (parent) {
+  if (parent)
     parent_copy = *parent;
-    __builtin_memcpy(sc.trace_id, parent_copy.trace_id, 16);
-    __builtin_memcpy(r->head.parent_span_id, parent_copy.span_id, 8);
-    r->head.parent = PS_PARENT_LOCAL;
-  } else {
-    ps_gen_trace_id(sc.trace_id);
-  }
-  ps_gen_span_id(sc.span_id);
-  sc.flags = (parent ? parent_copy.flags : 0) & ~PS_FLAG_SAMPLED;
-  if (ps_should_sample(sc.trace_id, parent ? &parent_copy : NULL))
-    sc.flags |= PS_FLAG_SAMPLED;
-  __builtin_memcpy(r->head.trace_id, sc.trace_id, 16);
-  __builtin_memcpy(r->head.span_id, sc.span_id, 8);
-  r->head.flags = sc.flags;
+  ps_span_begin(parent ? &parent_copy : NULL, &sc);
+  ps_http_head_ids(&r->head, &sc, parent ? &parent_copy : NULL, PS_PARENT_LOCAL);
 
   /* The request's strings only for a record that will be submitted: an unsampled call costs no string reads (its
    * context still propagates, with the sampled flag off). */

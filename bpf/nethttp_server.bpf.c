@@ -100,21 +100,9 @@ int uprobe_ServeHTTP(struct pt_regs *ctx) {
     has_parent = true;
     r->linked = 1;
   }
-  if (has_parent) {
-    __builtin_memcpy(sc.trace_id, parent.trace_id, 16);
-    __builtin_memcpy(r->head.parent_span_id, parent.span_id, 8);
-    r->head.parent = PS_PARENT_REMOTE;
-  } else {
-    ps_gen_trace_id(sc.trace_id);
-  }
-  ps_gen_span_id(sc.span_id);
-  /* Keep the parent's other flag bits (e.g. W3C random) and set ours for sampled. */
-  sc.flags = (has_parent ? parent.flags : 0) & ~PS_FLAG_SAMPLED;
-  if (ps_should_sample(sc.trace_id, has_parent ? &parent : NULL))
-    sc.flags |= PS_FLAG_SAMPLED;
-  __builtin_memcpy(r->head.trace_id, sc.trace_id, 16);
-  __builtin_memcpy(r->head.span_id, sc.span_id, 8);
-  r->head.flags = sc.flags;
+  /* The parent's other flag bits (e.g. W3C random) are kept; ours says sampled. */
+  ps_span_begin(has_parent ? &parent : NULL, &sc);
+  ps_http_head_ids(&r->head, &sc, has_parent ? &parent : NULL, PS_PARENT_REMOTE);
 
   /* The request's strings only for a record that will be submitted: an unsampled request costs no string reads
    * (its context is still kept, so its children follow the decision). */

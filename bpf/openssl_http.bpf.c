@@ -298,19 +298,15 @@ static __always_inline void ossl_finish(struct ossl_exchange *ex, u64 buf, u32 l
   struct ps_span_ctx parent = {};
   bool has_parent = r->side == OSSL_SIDE_SERVER && ossl_traceparent(r, &parent) == 0;
   if (has_parent) {
-    __builtin_memcpy(r->trace_id, parent.trace_id, 16);
     __builtin_memcpy(r->parent_span_id, parent.span_id, 8);
     r->parent = OSSL_PARENT_REMOTE;
-  } else {
-    ps_gen_trace_id(r->trace_id);
   }
-  ps_gen_span_id(r->span_id);
-  /* Keep the parent's other flag bits (e.g. W3C random) and set ours for sampled. */
-  u8 flags = (has_parent ? parent.flags : 0) & ~PS_FLAG_SAMPLED;
-  if (ps_should_sample(r->trace_id, has_parent ? &parent : NULL))
-    flags |= PS_FLAG_SAMPLED;
-  r->flags = flags;
-  if (flags & PS_FLAG_SAMPLED)
+  struct ps_span_ctx sc = {};
+  ps_span_begin(has_parent ? &parent : NULL, &sc);
+  __builtin_memcpy(r->trace_id, sc.trace_id, 16);
+  __builtin_memcpy(r->span_id, sc.span_id, 8);
+  r->flags = sc.flags;
+  if (sc.flags & PS_FLAG_SAMPLED)
     ps_submit(r, sizeof(*r));
 }
 

@@ -51,6 +51,18 @@ struct ps_http_head {
   u16 status;
 };
 
+/* The record head's ids: the span's, and (when it has one) its parent's span id with where it came from. */
+static __always_inline void ps_http_head_ids(struct ps_http_head *h, const struct ps_span_ctx *sc,
+                                             const struct ps_span_ctx *parent, u8 parent_kind) {
+  __builtin_memcpy(h->trace_id, sc->trace_id, 16);
+  __builtin_memcpy(h->span_id, sc->span_id, 8);
+  h->flags = sc->flags;
+  if (parent) {
+    __builtin_memcpy(h->parent_span_id, parent->span_id, 8);
+    h->parent = parent_kind;
+  }
+}
+
 /* A header name in canonical form, zero-padded to 16 bytes so it compares as two words. */
 struct ps_header_key {
   u64 name[2];

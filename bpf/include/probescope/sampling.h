@@ -35,3 +35,18 @@ static __always_inline bool ps_should_sample(const u8 *trace_id, const struct ps
     return ps_ratio_sampled(trace_id);
   return true;
 }
+
+/*
+ * A new span's context: the parent's trace (a new trace for a root, `parent` NULL), a fresh span id, the parent's
+ * other flag bits, and the sampled flag as this sampler decides. Every probe that starts spans starts them so.
+ */
+static __always_inline void ps_span_begin(const struct ps_span_ctx *parent, struct ps_span_ctx *sc) {
+  if (parent)
+    __builtin_memcpy(sc->trace_id, parent->trace_id, 16);
+  else
+    ps_gen_trace_id(sc->trace_id);
+  ps_gen_span_id(sc->span_id);
+  sc->flags = (parent ? parent->flags : 0) & ~PS_FLAG_SAMPLED;
+  if (ps_should_sample(sc->trace_id, parent))
+    sc->flags |= PS_FLAG_SAMPLED;
+}

@@ -76,10 +76,7 @@ export const manifest = Manifest.make({
     stmtQuery: { type: "database/sql.Stmt", field: "query" },
     txDb: { type: "database/sql.Tx", field: "db" },
     txDone: { type: "database/sql.Tx", field: "done" },
-    // internal/abi.Type has had this layout since Go 1.21; DWARF confirms it when the binary has it.
-    typeTflag: { type: "internal/abi.Type", field: "TFlag", optional: true },
-    typeKind: { type: "internal/abi.Type", field: "Kind_", optional: true },
-    typeStr: { type: "internal/abi.Type", field: "Str", optional: true }
+    ...GoSymbols.typeFields
   }
 })
 
@@ -97,9 +94,7 @@ export const Target = Binary.struct({
   typesFromCommit: Binary.i64,
   typesFromRollback: Binary.i64,
   typesKnown: Binary.u64n,
-  typeTflag: Binary.member("type.tflag", Binary.u64n),
-  typeKind: Binary.member("type.kind", Binary.u64n),
-  typeStr: Binary.member("type.str", Binary.u64n),
+  ...GoSymbols.typeLayout,
   dbConnector: Binary.u64n,
   dsnConnectorDriver: Binary.u64n,
   dsnConnectorDsn: Binary.u64n,
@@ -357,10 +352,7 @@ export const DatabaseSql = Probe.instrument({
         typesFromCommit: d?.commit ?? 0n,
         typesFromRollback: d?.rollback ?? 0n,
         typesKnown: d === undefined ? 0 : 1,
-        // internal/abi.Type: Size_ 8, PtrBytes 8, Hash 4, then TFlag, Align_, FieldAlign_, Kind_; Equal, GCData; Str.
-        typeTflag: o.typeTflag ?? 20,
-        typeKind: o.typeKind ?? 23,
-        typeStr: o.typeStr ?? 40,
+        ...GoSymbols.typeValue(o),
         dbConnector: o.dbConnector,
         // sql.dsnConnector{dsn string; driver driver.Driver}: driver right after the string.
         dsnConnectorDriver: o.dsnConnectorDriver ?? 16,

@@ -58,10 +58,7 @@ export const manifest = Manifest.make({
     { name: "net/http/internal/http2.(*serverConn).runHandler.func1", entry: "uprobe_http_recover", optional: true }
   ],
   fields: {
-    // internal/abi.Type has had this layout since Go 1.21; DWARF confirms it when the binary has it.
-    typeTflag: { type: "internal/abi.Type", field: "TFlag", optional: true },
-    typeKind: { type: "internal/abi.Type", field: "Kind_", optional: true },
-    typeStr: { type: "internal/abi.Type", field: "Str", optional: true },
+    ...GoSymbols.typeFields,
     requestPattern: { type: "net/http.Request", field: "Pattern", optional: true }
   }
 })
@@ -74,9 +71,7 @@ export const manifest = Manifest.make({
 export const Target = Binary.struct({
   typesFromGopanic: Binary.i64,
   typesKnown: Binary.u64n,
-  typeTflag: Binary.member("type.tflag", Binary.u64n),
-  typeKind: Binary.member("type.kind", Binary.u64n),
-  typeStr: Binary.member("type.str", Binary.u64n),
+  ...GoSymbols.typeLayout,
   requestPattern: Binary.u64n
 }, { struct: "go_panic_target" })
 
@@ -319,10 +314,7 @@ export const GoPanic = Probe.instrument({
       return {
         typesFromGopanic: types ?? 0n,
         typesKnown: types === undefined ? 0 : 1,
-        // internal/abi.Type: Size_ 8, PtrBytes 8, Hash 4, then TFlag, Align_, FieldAlign_, Kind_; Equal, GCData; Str.
-        typeTflag: o.typeTflag ?? 20,
-        typeKind: o.typeKind ?? 23,
-        typeStr: o.typeStr ?? 40,
+        ...GoSymbols.typeValue(o),
         requestPattern: o.requestPattern ?? 0
       }
     }

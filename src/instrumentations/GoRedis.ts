@@ -67,10 +67,7 @@ export const manifest = Manifest.make({
     optAddr: { type: `${PKG}.Options`, field: "Addr" },
     optDb: { type: `${PKG}.Options`, field: "DB" },
     cmdArgs: { type: `${PKG}.baseCmd`, field: "args" },
-    // internal/abi.Type has had this layout since Go 1.21; DWARF confirms it when the binary has it.
-    typeTflag: { type: "internal/abi.Type", field: "TFlag", optional: true },
-    typeKind: { type: "internal/abi.Type", field: "Kind_", optional: true },
-    typeStr: { type: "internal/abi.Type", field: "Str", optional: true }
+    ...GoSymbols.typeFields
   }
 })
 
@@ -84,9 +81,7 @@ export const Target = Binary.struct({
   typesFromPipeline: Binary.i64,
   typesFromTxPipeline: Binary.i64,
   typesKnown: Binary.u64n,
-  typeTflag: Binary.member("type.tflag", Binary.u64n),
-  typeKind: Binary.member("type.kind", Binary.u64n),
-  typeStr: Binary.member("type.str", Binary.u64n),
+  ...GoSymbols.typeLayout,
   clientOpt: Binary.u64n,
   optAddr: Binary.u64n,
   optDb: Binary.u64n,
@@ -331,10 +326,7 @@ export const GoRedis = Probe.instrument({
         typesFromPipeline: from[1] ?? 0n,
         typesFromTxPipeline: from[2] ?? 0n,
         typesKnown: known ? 1 : 0,
-        // internal/abi.Type: Size_ 8, PtrBytes 8, Hash 4, then TFlag, Align_, FieldAlign_, Kind_; Equal, GCData; Str.
-        typeTflag: o.typeTflag ?? 20,
-        typeKind: o.typeKind ?? 23,
-        typeStr: o.typeStr ?? 40,
+        ...GoSymbols.typeValue(o),
         clientOpt: o.clientOpt,
         optAddr: o.optAddr,
         optDb: o.optDb,

@@ -11,6 +11,7 @@ import * as fs from "node:fs"
 import { Option } from "effect"
 import type { Target } from "../../probe/Target.ts"
 import { parseElf, readSymbols, SHT_SYMTAB } from "../../target/internal/Elf.ts"
+import * as Binary from "../../probe/Binary.ts"
 
 /** What a Target offering symbols has; read as optional so both kinds of Target are served. */
 interface MaybeSymbols {
@@ -53,3 +54,30 @@ export const typesFrom = (target: Target, fn: string): bigint | undefined => {
   if (types === undefined || f === undefined) return undefined
   return types - (f.address + BigInt(f.entryOffset - f.fileOffset))
 }
+
+/**
+ * The `internal/abi.Type` fields bpf/include/probescope/go_types.h reads type names with, for a manifest's `fields`.
+ * Optional: the layout has not changed since Go 1.21 (`typeValue`'s defaults); DWARF confirms it when a binary has it.
+ */
+export const typeFields = {
+  typeTflag: { type: "internal/abi.Type", field: "TFlag", optional: true },
+  typeKind: { type: "internal/abi.Type", field: "Kind_", optional: true },
+  typeStr: { type: "internal/abi.Type", field: "Str", optional: true }
+} as const
+
+/** The `type` member (`struct go_type_offsets`, go_types.h) of a per-target layout: spread it in place. */
+export const typeLayout = {
+  typeTflag: Binary.member("type.tflag", Binary.u64n),
+  typeKind: Binary.member("type.kind", Binary.u64n),
+  typeStr: Binary.member("type.str", Binary.u64n)
+}
+
+/**
+ * The type offsets of a target: DWARF's, else the layout's (Size_ 8, PtrBytes 8, Hash 4, then TFlag, Align_,
+ * FieldAlign_, Kind_; Equal, GCData; Str).
+ */
+export const typeValue = (o: {
+  readonly typeTflag: number | undefined
+  readonly typeKind: number | undefined
+  readonly typeStr: number | undefined
+}) => ({ typeTflag: o.typeTflag ?? 20, typeKind: o.typeKind ?? 23, typeStr: o.typeStr ?? 40 })

@@ -47,10 +47,11 @@ const cleanup = () => {
 }
 process.on("exit", cleanup)
 
-say("starting the agent: probescope run --exe frontend --exe backend (console exporters for traces and metrics)")
+say("starting the agent: probescope run --probe go_panic --exe frontend --exe backend (console exporters for traces, metrics and logs)")
 const agent = spawn(
   path.join(root, "bin", "probescope"),
-  ["run", "--exe", path.join(bin, "frontend"), "--exe", path.join(bin, "backend")],
+  // go_panic runs when named: it reports the frontend's panicking handler below.
+  ["run", "--probe", "go_panic", "--exe", path.join(bin, "frontend"), "--exe", path.join(bin, "backend")],
   {
     stdio: ["ignore", "inherit", "pipe"],
     env: {

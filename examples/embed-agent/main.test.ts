@@ -33,10 +33,9 @@ describe("examples/embed-agent", { timeout: 120_000 }, () => {
     const main = Path.join(root, "examples/embed-agent/main.ts")
     const r = spawnSync(Path.join(root, "node_modules/.bin/node"), [main, exe], { encoding: "utf8", timeout: 60_000 })
     assert.strictEqual(r.status, 0, r.stderr)
-    // The service serves no HTTP: of the built-ins, the one for any Go program (go_panic) attaches beside the
-    // example's probe; the net/http ones do not apply.
-    assert.strictEqual(r.stdout, `pid ${app!.pid}: example/work, go_panic\n`)
-    // go_context attaches too (go_panic reuses its maps).
+    // The service serves no HTTP: none of the built-ins applies beside the example's probe.
+    assert.strictEqual(r.stdout, `pid ${app!.pid}: example/work\n`)
+    // go_context attaches too where the Manager attaches a daemon everywhere it applies.
     assert.match(
       r.stderr,
       new RegExp(`pid ${app!.pid}: attached \\d probe\\(s\\): (go_context, )?.*example/work.*$`, "m")

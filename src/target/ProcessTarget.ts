@@ -194,7 +194,12 @@ export const analyzeProcess = Effect.fn("ProcessTarget.analyzeProcess")(function
   )
   if (Option.isSome(goProcess)) {
     const p = goProcess.value
-    const libraries = yield* mappedLibraries(pid, p.file, wanted)
+    // A Go process that exited before its maps were read is still a Go target without libraries: its executable's
+    // analysis stands (cached per file), so a short-lived process's file-wide links and entry are still made, and
+    // its successors are served from their first instruction.
+    const libraries = yield* mappedLibraries(pid, p.file, wanted).pipe(
+      Effect.catch(() => Effect.succeed([] as Array<MappedLibrary>))
+    )
     const target: GoProcessTarget = { ...p, language: "go", libraries }
     return target as ProcessTarget
   }

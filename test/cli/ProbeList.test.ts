@@ -26,7 +26,6 @@ describe("probescope list", () => {
         ["grpc", "instrument", "builtin"],
         ["database_sql", "instrument", "builtin"],
         ["go_redis", "instrument", "builtin"],
-        ["go_panic", "instrument", "builtin"],
         ["openssl_http", "instrument", "builtin"],
         ["example/work", "instrument", work]
       ])
@@ -46,11 +45,18 @@ describe("probescope list", () => {
         const p = listed.find((l) => l.name === name)!
         return [p.targets, p.signals, p.library?.module ?? null, p.tracepoints.length]
       }
-      assert.deepStrictEqual(kinds("go_panic"), ["go", ["logs", "spans", "metrics"], "std", 0])
       assert.deepStrictEqual(kinds("openssl_http"), ["shared-library", ["spans", "metrics"], "libssl.so.3", 0])
-      // tcp_metrics runs only when named.
+      // tcp_metrics and go_panic run only when named.
       assert.isUndefined(listed.find((l) => l.name === "tcp_metrics"))
-      const named = yield* ProbeList.list(yield* ProbeList.setup(flags(["tcp_metrics"])))
+      assert.isUndefined(listed.find((l) => l.name === "go_panic"))
+      const named = yield* ProbeList.list(yield* ProbeList.setup(flags(["tcp_metrics", "go_panic"])))
+      const panics = named.find((l) => l.name === "go_panic")!
+      assert.deepStrictEqual([panics.targets, panics.signals, panics.library?.module, panics.source], [
+        "go",
+        ["logs", "spans", "metrics"],
+        "std",
+        "builtin"
+      ])
       const tcp = named.find((l) => l.name === "tcp_metrics")!
       assert.deepStrictEqual([tcp.targets, tcp.signals, tcp.library, tcp.tracepoints.length, tcp.source], [
         "any-process",

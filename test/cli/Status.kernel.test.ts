@@ -71,7 +71,7 @@ describe("run's status (kernel)", { timeout: 120_000 }, () => {
     })
     const text = fs.readFileSync(out, "utf8")
     const line = new RegExp(
-      "\\r\\x1b\\[2Kprobescope: 1 target · ((nethttp_\\w+|grpc|database_sql|go_redis|go_panic|openssl_http) [\\d.]+/s · ){7}drops kernel 0 consumer 0 · " +
+      "\\r\\x1b\\[2Kprobescope: 1 target · ((nethttp_\\w+|grpc|database_sql|go_redis|openssl_http) [\\d.]+/s · ){6}drops kernel 0 consumer 0 · " +
         "export spans off metrics off logs off · queue 0",
       "g"
     )
@@ -97,7 +97,6 @@ describe("run's status (kernel)", { timeout: 120_000 }, () => {
     assert.strictEqual(status[0].targets, 1)
     assert.deepStrictEqual(Object.keys(status[0].recordsPerSecond).sort(), [
       "database_sql",
-      "go_panic",
       "go_redis",
       "grpc",
       "nethttp_client",

@@ -185,11 +185,6 @@ export const builtins: ReadonlyArray<ProbeDefinition> = [
     ]
   },
   {
-    ...GoPanic.GoPanic,
-    emits: ["logs", "spans", "metrics"],
-    attributes: ["exception.type", "exception.message", "error.type", "http.route", "url.path", ...HTTP_COMMON]
-  },
-  {
     ...OpenSslHttp.OpenSslHttp,
     attributes: [
       ...HTTP_COMMON,
@@ -216,11 +211,18 @@ const targetsOf = (m: Manifest.Manifest): ProbeInfo["targets"] =>
     "global"
 
 /**
- * Built-ins used only when asked for by name (`probescope run --probe tcp_metrics`, `Agent.builtin("tcp_metrics")`):
- * tcp_metrics applies to every process, of any language, so by default it would make any selected process
- * "supported" and hide a mistaken selection behind a metrics-only attach.
+ * Built-ins used only when asked for by name (`probescope run --probe tcp_metrics`, `Agent.builtin("go_panic")`):
+ * - tcp_metrics applies to every process, of any language, so by default it would make any selected process
+ *   "supported" and hide a mistaken selection behind a metrics-only attach;
+ * - go_panic, attached to every Go program, was seen to stall the agent's attaching of bursts of short-lived
+ *   processes (test/reliability, "200 processes living 50 ms") — until that is understood it runs when named.
  */
 export const optionalBuiltins: ReadonlyArray<ProbeDefinition> = [
+  {
+    ...GoPanic.GoPanic,
+    emits: ["logs", "spans", "metrics"],
+    attributes: ["exception.type", "exception.message", "error.type", "http.route", "url.path", ...HTTP_COMMON]
+  },
   {
     ...TcpMetrics.TcpMetrics,
     emits: ["metrics"],

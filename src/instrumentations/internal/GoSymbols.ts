@@ -18,7 +18,7 @@ interface MaybeSymbols {
   readonly symbol?: (name: string) => Option.Option<{ readonly address: bigint }>
 }
 
-/** `runtime.types` of each executable read, by file identity (device:inode) or path; undefined when not found. */
+/** `runtime.types` of each executable, by file identity (device:inode) or path; undefined when not found. */
 const fromFiles = new Map<string, bigint | undefined>()
 
 const readTypes = (exe: string): bigint | undefined => {
@@ -36,11 +36,14 @@ const readTypes = (exe: string): bigint | undefined => {
 
 /** The link-time address of `runtime.types` in the target's executable, when it can be found. */
 export const typesAddress = (target: Target): bigint | undefined => {
-  const found = (target as MaybeSymbols).symbol?.("runtime.types")
-  if (found !== undefined && Option.isSome(found)) return found.value.address
+  // Per executable, once: a per-target value is computed for every process that starts (a burst of short-lived ones
+  // included), and a symbol lookup or an ELF read each time would hold the event loop for every one of them.
   const key = target.file ?? target.exe
-  if (!fromFiles.has(key)) fromFiles.set(key, readTypes(target.exe))
-  return fromFiles.get(key)
+  if (fromFiles.has(key)) return fromFiles.get(key)
+  const found = (target as MaybeSymbols).symbol?.("runtime.types")
+  const address = found !== undefined && Option.isSome(found) ? found.value.address : readTypes(target.exe)
+  fromFiles.set(key, address)
+  return address
 }
 
 /**

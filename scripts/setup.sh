@@ -21,6 +21,9 @@ have_cmd python3 || need_pkgs+=(python3)
 # Real servers the instrumentation tests start (database/sql against PostgreSQL, go-redis against Redis).
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql)
 have_cmd redis-server || need_pkgs+=(redis-server)
+# A real Apache Kafka broker for the kafka-go tests: Java from Debian runs it; Maven fetches its jars.
+have_cmd java || need_pkgs+=(openjdk-17-jre-headless)
+have_cmd mvn || need_pkgs+=(maven)
 # A Go that understands GOTOOLCHAIN (>= 1.21) fetches whatever the Go programs' go.mod files ask for by itself.
 usable_go() {
   local v

@@ -13,6 +13,11 @@
  * It also owns `ps_conn_spans`, TCP connection (client and server ip:port) → client span context: the client probe
  * publishes its span there before a request is written and a server probe in another process on this host looks its
  * connection up, so traces cross processes without writing a header (which kernel lockdown forbids).
+ *
+ * And `ps_ctx_spans`, (pid, context.Context value pointer) → span context: a server span registers its request's
+ * context while it runs, and a client probe walks its own context's parent chain to it (`ps_go_parent` in
+ * go_context.h), so work handed to a worker goroutine with the request's ctx is still parented under the request.
+ * See docs/context-propagation.md.
  */
 import * as Manifest from "../probe/Manifest.ts"
 import * as Probe from "../probe/Probe.ts"
@@ -34,11 +39,12 @@ export const GoContext = Probe.daemon({
   name: "go_context",
   object: Probe.objectFile("go_context"),
   manifest,
-  shares: ["go_spans", "ps_conn_spans"]
+  shares: ["go_spans", "ps_conn_spans", "ps_ctx_spans"]
 })
 
 /** The maps every Go instrument takes from go_context, for its `reuseMaps`. */
 export const sharedMaps = {
   go_spans: GoContext.map("go_spans"),
-  ps_conn_spans: GoContext.map("ps_conn_spans")
+  ps_conn_spans: GoContext.map("ps_conn_spans"),
+  ps_ctx_spans: GoContext.map("ps_ctx_spans")
 }

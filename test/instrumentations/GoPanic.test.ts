@@ -396,6 +396,7 @@ describe("on the fake kernel", () => {
       assert.deepStrictEqual(loads[2]!.reusedMaps, {
         go_spans: "go_context/go_spans",
         ps_conn_spans: "go_context/ps_conn_spans",
+        ps_ctx_spans: "go_context/ps_ctx_spans",
         nethttp_server_inflight: "nethttp_server/nethttp_server_inflight"
       })
       assert.deepStrictEqual(loads[2]!.constants, {})

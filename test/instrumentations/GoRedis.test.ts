@@ -335,7 +335,8 @@ describe("on the fake kernel", () => {
         }), config)
         assert.deepStrictEqual(load.reusedMaps, {
           go_spans: "go_context/go_spans",
-          ps_conn_spans: "go_context/ps_conn_spans"
+          ps_conn_spans: "go_context/ps_conn_spans",
+          ps_ctx_spans: "go_context/ps_ctx_spans"
         })
         assert.strictEqual(load.constants["go_redis_query_text"], expected)
       }

@@ -396,7 +396,8 @@ describe("on the fake kernel", () => {
       assert.deepStrictEqual(loads.map((l) => l.object), ["go_context", "grpc"])
       assert.deepStrictEqual(loads[1]!.reusedMaps, {
         go_spans: "go_context/go_spans",
-        ps_conn_spans: "go_context/ps_conn_spans"
+        ps_conn_spans: "go_context/ps_conn_spans",
+        ps_ctx_spans: "go_context/ps_ctx_spans"
       })
       const probe = yield* Grpc.Grpc.tag
       const scope = yield* Scope.make()

@@ -118,7 +118,8 @@ describe("NetHttpServer", () => {
         assert.deepStrictEqual(loads.map((l) => l.object), ["go_context", "nethttp_server"])
         assert.deepStrictEqual(loads[1]!.reusedMaps, {
           go_spans: "go_context/go_spans",
-          ps_conn_spans: "go_context/ps_conn_spans"
+          ps_conn_spans: "go_context/ps_conn_spans",
+          ps_ctx_spans: "go_context/ps_ctx_spans"
         })
         assert.deepStrictEqual(loads[1]!.constants, {
           ps_sampler_kind: 0,

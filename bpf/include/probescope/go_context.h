@@ -87,6 +87,93 @@ static __always_inline void ps_go_ctx_clear(u64 g) {
   bpf_map_delete_elem(&go_spans, &k);
 }
 
+/* ---- context.Context parents ----
+ *
+ * A goroutine's entry in go_spans follows `go` statements only. Work handed to another goroutine by other means (a
+ * worker pool fed over a channel, a callback run elsewhere) carries the request's context.Context instead, so a span
+ * that is the parent of work done under a context (a server span) also registers that context's value pointer here
+ * for as long as it runs, and a client span looks its own context's chain up before the goroutine's entry.
+ * See docs/context-propagation.md. */
+
+#ifndef PS_CTX_SPANS_ENTRIES
+#define PS_CTX_SPANS_ENTRIES 8192
+#endif
+
+/* How many contexts of a chain are looked at, the client's own included. Real chains are short (a net/http
+ * request's is about five: cancel, two values, cancel, background; a handler adds one per WithTimeout/WithValue);
+ * the bound keeps the walk's cost and the verifier's work fixed. */
+#ifndef PS_CTX_CHAIN_MAX
+#define PS_CTX_CHAIN_MAX 16
+#endif
+
+/* One context value of one process: the data word of a context.Context interface, i.e. the pointer to the
+ * *cancelCtx, *valueCtx, ... Pointers are only unique within a process. */
+struct ps_ctx_key {
+  u32 tgid;
+  u32 _pad;
+  u64 ctx;
+};
+
+/* ps_ctx_spans: (tgid, context value pointer) -> span context, shared through GoContext.sharedMaps. LRU: a span
+ * whose end was never seen (a panic unwinding past its RET) ages out instead of filling the map. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, PS_CTX_SPANS_ENTRIES);
+  __type(key, struct ps_ctx_key);
+  __type(value, struct ps_span_ctx);
+} ps_ctx_spans SEC(".maps");
+
+/* Register the span that is the parent of work done under the context whose value pointer is ctx. */
+static __always_inline void ps_ctx_span_set(u64 ctx, const struct ps_span_ctx *sc) {
+  if (ctx == 0)
+    return;
+  struct ps_ctx_key k = {.tgid = ps_tgid(), ._pad = 0, .ctx = ctx};
+  bpf_map_update_elem(&ps_ctx_spans, &k, sc, BPF_ANY);
+}
+
+/* Unregister it when that span ends (the context's memory may later hold another request's context). */
+static __always_inline void ps_ctx_span_clear(u64 ctx) {
+  if (ctx == 0)
+    return;
+  struct ps_ctx_key k = {.tgid = ps_tgid(), ._pad = 0, .ctx = ctx};
+  bpf_map_delete_elem(&ps_ctx_spans, &k);
+}
+
+/* The parent of a span started on goroutine g whose context.Context interface holds `ctx` as its data word (0
+ * when unknown): the nearest context on ctx's parent chain that has a span, else the goroutine's active span
+ * (go_spans). 0 and *out filled when found, -1 when there is none.
+ *
+ * The walk: every context type of the standard library (cancelCtx, timerCtx and afterFuncCtx through their
+ * embedded cancelCtx, valueCtx, withoutCancelCtx, stopCtx) has its parent Context interface as its first field in
+ * Go 1.25-1.27, so at a value's address are the parent's (itab, data) words. It stops at a nil itab: the root
+ * contexts (Background, TODO) are zero-size values that point at runtime.zerobase, whose word is 0. A context type
+ * of another package breaks the assumption: its first two words are then read as a parent and only ever used as a
+ * lookup key, so the walk misses (or, with odds of a pointer collision, finds a wrong span) and ends within the
+ * bound; the goroutine's entry is the fallback. The context hit wins over the goroutine's entry because a worker
+ * goroutine's entry is whatever its creator was serving back then, or none. */
+static __always_inline int ps_go_parent(u64 g, u64 ctx, struct ps_span_ctx *out) {
+  struct ps_ctx_key k = {.tgid = ps_tgid(), ._pad = 0, .ctx = 0};
+  for (int i = 0; i < PS_CTX_CHAIN_MAX; i++) {
+    if (ctx == 0)
+      break;
+    k.ctx = ctx;
+    struct ps_span_ctx *hit = bpf_map_lookup_elem(&ps_ctx_spans, &k);
+    if (hit) {
+      *out = *hit;
+      return 0;
+    }
+    u64 parent[2] = {};
+    if (bpf_probe_read_user(parent, sizeof(parent), (const void *)ctx) != 0 || parent[0] == 0)
+      break;
+    ctx = parent[1];
+  }
+  struct ps_span_ctx *sc = ps_go_ctx_get(g);
+  if (!sc)
+    return -1;
+  *out = *sc;
+  return 0;
+}
+
 /* Random ids; an all-zero id is invalid in W3C, so the first word is forced non-zero. */
 static __always_inline void ps_gen_span_id(u8 *span_id) {
   u32 a = bpf_get_prandom_u32() | 1;

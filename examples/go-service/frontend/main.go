@@ -5,8 +5,8 @@
 package main
 
 import (
-	"errors"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +23,7 @@ var client = &http.Client{Timeout: 5 * time.Second}
 func main() {
 	addr := flag.String("addr", envOr("FRONTEND_ADDR", "127.0.0.1:8080"), "listen address (loopback only)")
 	backend := flag.String("backend", envOr("BACKEND_URL", "http://127.0.0.1:8081"), "backend base URL")
+	orders := flag.String("orders", envOr("ORDERS_URL", "http://127.0.0.1:8082"), "the shop's orders service base URL")
 	flag.Parse()
 	b := *backend
 
@@ -88,6 +89,17 @@ func main() {
 	mux.HandleFunc("GET /unreachable", func(w http.ResponseWriter, r *http.Request) {
 		_, _, err := get("http://127.0.0.1:1/nowhere")
 		http.Error(w, fmt.Sprint(err), http.StatusBadGateway)
+	})
+	// The shop (examples/go-service/shop): orders reserves over gRPC with inventory (Redis, then SQL) and announces
+	// the order on Kafka, inside a span it makes by hand with the OpenTelemetry Go API.
+	mux.HandleFunc("GET /checkout/{item}", func(w http.ResponseWriter, r *http.Request) {
+		status, body, err := get(*orders + "/orders/" + r.PathValue("item"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(status)
+		w.Write(body)
 	})
 	// Anything else is a 404 from ServeMux (no pattern).
 

@@ -10,10 +10,6 @@
  *
  *   node_modules/.bin/node bench/export.ts [batches per round, default 200]
  */
-import { fork } from "node:child_process"
-import * as http from "node:http"
-import * as http2 from "node:http2"
-import type { AddressInfo } from "node:net"
 import { ProtobufTraceSerializer, JsonTraceSerializer } from "@opentelemetry/otlp-transformer"
 import { resourceFromAttributes } from "@opentelemetry/resources"
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base"
@@ -25,83 +21,9 @@ import { makeTraceEncoder, type OtlpSpan } from "../src/telemetry/internal/otlp/
 import { toReadableSpan } from "../src/telemetry/internal/readableSpan.ts"
 import * as OtlpExporter from "../src/telemetry/OtlpExporter.ts"
 import * as ProcessResources from "../src/telemetry/ProcessResources.ts"
+import * as Sink from "./internal/sink.ts"
 
 const BATCH = 512
-
-// ---------------------------------------------------------------------------------------------------------------
-// The sink (child process): OTLP/HTTP and OTLP/gRPC endpoints that count the spans they receive.
-
-/** Calls `f` with each length-delimited `field` of a protobuf message. */
-const eachField = (b: Uint8Array, field: number, f: (sub: Uint8Array) => void) => {
-  let at = 0
-  const varint = () => {
-    let v = 0
-    let scale = 1
-    while (true) {
-      const byte = b[at++]!
-      v += (byte & 0x7f) * scale
-      scale *= 128
-      if (byte < 0x80) return v
-    }
-  }
-  while (at < b.length) {
-    const key = varint()
-    const wire = key & 7
-    if (wire === 0) varint()
-    else if (wire === 1) at += 8
-    else if (wire === 5) at += 4
-    else {
-      const len = varint()
-      if (key >>> 3 === field) f(b.subarray(at, at + len))
-      at += len
-    }
-  }
-}
-
-const countProtobuf = (body: Uint8Array) => {
-  let n = 0
-  eachField(body, 1, (rs) => eachField(rs, 2, (ss) => eachField(ss, 2, () => void n++)))
-  return n
-}
-
-const countJson = (body: Buffer) => {
-  let n = 0
-  for (const rs of JSON.parse(body.toString("utf8")).resourceSpans) for (const ss of rs.scopeSpans) n += ss.spans.length
-  return n
-}
-
-const runSink = () => {
-  let spans = 0
-  const httpServer = http.createServer((req, res) => {
-    const chunks: Array<Buffer> = []
-    req.on("data", (c: Buffer) => chunks.push(c))
-    req.on("end", () => {
-      const body = Buffer.concat(chunks)
-      spans += req.headers["content-type"] === "application/json" ? countJson(body) : countProtobuf(body)
-      res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/x-protobuf" }).end()
-    })
-  })
-  const grpcServer = http2.createServer()
-  grpcServer.on("stream", (stream) => {
-    const chunks: Array<Buffer> = []
-    stream.on("data", (c: Buffer) => chunks.push(c))
-    stream.on("end", () => {
-      spans += countProtobuf(Buffer.concat(chunks).subarray(5))
-      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }))
-      stream.end(Buffer.alloc(5))
-    })
-  })
-  process.on("message", (m) => {
-    if (m === "count") process.send!({ spans })
-  })
-  httpServer.listen(0, "127.0.0.1", () =>
-    grpcServer.listen(0, "127.0.0.1", () =>
-      process.send!({
-        http: (httpServer.address() as AddressInfo).port,
-        grpc: (grpcServer.address() as AddressInfo).port
-      })))
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The bench.
@@ -199,15 +121,10 @@ const sdkExport = (exporter: SpanExporter, spans: Array<ReadableSpan>) =>
 
 const main = async () => {
   const count = Number(process.argv[2] ?? 200)
-  const child = fork(import.meta.filename, ["sink"], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
-  const ports = await new Promise<{ http: number; grpc: number }>((resolve) => child.once("message", resolve as any))
-  const sinkCount = () =>
-    new Promise<number>((resolve) => {
-      child.once("message", (m: any) => resolve(m.spans))
-      child.send("count")
-    })
-  const httpUrl = `http://127.0.0.1:${ports.http}/v1/traces`
-  const grpcUrl = `http://127.0.0.1:${ports.grpc}`
+  const sink = await Sink.start()
+  const sinkCount = sink.spans
+  const httpUrl = `${sink.httpUrl}/v1/traces`
+  const grpcUrl = sink.grpcUrl
 
   const encoder = makeTraceEncoder(ProcessResources.version)
   let bytes = 0
@@ -291,7 +208,7 @@ const main = async () => {
   }
 
   const received = (await sinkCount()) - before
-  child.kill()
+  sink.stop()
 
   console.log(
     `export: batches of ${BATCH} HTTP spans (10 attributes, ${PROCESSES} processes, 2 probes), CPU per span ` +
@@ -314,5 +231,4 @@ const main = async () => {
   if (bytes === 0.5) console.log("(unreachable: keeps the encodes from being optimised away)")
 }
 
-if (process.argv[2] === "sink") runSink()
-else await main()
+await main()

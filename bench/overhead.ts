@@ -1,9 +1,17 @@
 /**
  * What the agent costs a real Go service: the example service (examples/go-service, frontend → backend on loopback)
- * under a keep-alive load from a separate Go process (bench/load), in rounds: without the agent, then with
- * `bin/probescope run --exe frontend --exe backend` attached (OTEL_TRACES_EXPORTER=none and
- * OTEL_METRICS_EXPORTER=none, so export is not measured).
+ * under a keep-alive load from a separate Go process (bench/load), in rounds. Each round measures the service without
+ * the agent, then with `bin/probescope run --exe frontend --exe backend` attached in each mode, interleaved so the
+ * machine's noise falls on all of them alike:
+ *   - `always_off`: the floor. Probes attached, the sampler drops every span in the kernel, nothing is submitted.
+ *   - `export none`: every span read, decoded and built, none exported.
+ *   - `otlp <protocol>`: traces and metrics (every second) exported to a local OTLP sink (bench/internal/sink.ts, a
+ *     process of its own) that counts the spans it gets: the run fails unless it got every span the requests made.
  * Every request makes three spans: the frontend's server span, its client span and the backend's server span.
+ * Target cost is given against the floor (per-round ratios' median); the agent's CPU per span is its CPU while the
+ * load ran, its idle rate taken off, over the spans the requests made.
+ *
+ *   BENCH_PROTOCOLS=http/protobuf,grpc,http/json (default http/protobuf) picks the export modes.
  *
  *   node_modules/.bin/node bench/overhead.ts [requests, default 3000] [connections, default 1] [rounds, default 3]
  *
@@ -16,6 +24,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import { buildExample } from "../test/instrumentations/fixtures.ts"
+import * as Sink from "./internal/sink.ts"
 
 const root = path.resolve(import.meta.dirname, "..")
 const requests = Number(process.argv[2] ?? 3000)
@@ -24,6 +33,8 @@ const connections = Number(process.argv[3] ?? 1)
 const rounds = Number(process.argv[4] ?? 3)
 const warmup = Math.min(500, requests)
 const clockTicks = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim())
+/** The frontend's server and client spans and the backend's server span. */
+const SPANS_PER_REQUEST = 3
 
 interface Load {
   readonly requests: number
@@ -86,15 +97,55 @@ const build = () => {
 const runLoad = (load: string, url: string, n: number): Load =>
   JSON.parse(execFileSync(load, ["-url", url, "-n", String(n), "-c", String(connections)]).toString()) as Load
 
-interface Round {
-  readonly without: Measured
-  readonly with: Measured
+/** One way of running the agent, measured in every round against the same service. */
+interface Mode {
+  readonly name: string
+  readonly env: (sink: Sink.Sink) => Record<string, string>
+  /** Spans it sends to the sink (the check that nothing was lost). */
+  readonly exports: boolean
+}
+
+const protocols = (process.env["BENCH_PROTOCOLS"] ?? "http/protobuf").split(",").filter((p) => p !== "")
+
+const modes: ReadonlyArray<Mode> = [
+  // The floor: every probe attached and running in the kernel, the sampler drops every span (nothing submitted).
+  {
+    name: "always_off",
+    env: () => ({ OTEL_TRACES_SAMPLER: "always_off", OTEL_TRACES_EXPORTER: "none", OTEL_METRICS_EXPORTER: "none" }),
+    exports: false
+  },
+  // Every span decoded and built, none exported: the export stage's share is the difference to the next modes.
+  { name: "export none", env: () => ({ OTEL_TRACES_EXPORTER: "none", OTEL_METRICS_EXPORTER: "none" }), exports: false },
+  // The agent as users run it: traces and the probes' metrics exported over OTLP to a local sink.
+  ...protocols.map((protocol): Mode => ({
+    name: `otlp ${protocol}`,
+    env: (sink) => ({
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_METRICS_EXPORTER: "otlp",
+      OTEL_METRIC_EXPORT_INTERVAL: "1000",
+      OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+      OTEL_EXPORTER_OTLP_ENDPOINT: protocol === "grpc" ? sink.grpcUrl : sink.httpUrl
+    }),
+    exports: true
+  }))
+]
+
+interface Attached {
+  readonly measured: Measured
   /** Agent CPU per request handled while attached (idle rate taken off), seconds. */
   readonly agentCpuPerRequest: number
   readonly agentIdlePerSecond: number
   readonly rssIdle: number
   readonly rssLoaded: number
   readonly exitCode: number | null
+  /** Spans the sink counted for this run, and the spans the requests made. */
+  readonly received: number
+  readonly expected: number
+}
+
+interface Round {
+  readonly without: Measured
+  readonly modes: ReadonlyArray<Attached>
 }
 
 interface Measured {
@@ -106,6 +157,8 @@ const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math
 
 const main = async () => {
   const bins = build()
+  const sink = await Sink.start()
+  process.on("exit", sink.stop)
   const backend = spawn(bins.backend, ["-addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] })
   children.push(backend)
   const backendAddr = (await waitForLine(backend, ["stdout"], /^listening on (.+)$/, 10_000))[1]
@@ -125,10 +178,10 @@ const main = async () => {
     return { load, serviceCpuPerRequest: (serviceCpu() - cpu0) / requests }
   }
 
-  const startAgent = async () => {
+  const startAgent = async (mode: Mode) => {
     const agent = spawn(path.join(root, "bin", "probescope"), ["run", "--exe", bins.frontend, "--exe", bins.backend], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, OTEL_TRACES_EXPORTER: "none", OTEL_METRICS_EXPORTER: "none" }
+      env: { ...process.env, OTEL_BSP_SCHEDULE_DELAY: "1000", ...mode.env(sink) }
     })
     children.push(agent)
     const attached = new Set<string>()
@@ -142,15 +195,15 @@ const main = async () => {
       }
     })
     const timeout = sleep(60_000).then(() => {
-      throw new Error("the agent did not attach to both services within 60 s")
+      throw new Error(`the agent (${mode.name}) did not attach to both services within 60 s`)
     })
     await Promise.race([bothAttached, timeout])
     return agent
   }
 
-  const round = async (): Promise<Round> => {
-    const without = measure()
-    const agent = await startAgent()
+  const attached = async (mode: Mode): Promise<Attached> => {
+    const received0 = await sink.spans()
+    const agent = await startAgent(mode)
     await sleep(1000) // start-up work settles before the agent's CPU is sampled
     const pid = agent.pid!
     const rssIdle = rssMiB(pid)
@@ -159,8 +212,8 @@ const main = async () => {
     const agentIdlePerSecond = cpuSeconds(pid) - idle0
     const cpu0 = cpuSeconds(pid)
     const t0 = performance.now()
-    const withAgent = measure()
-    await sleep(500) // the last records drain from the ring buffer
+    const measured = measure()
+    await sleep(1500) // the last records drain from the ring buffer and the last batch is exported
     const agentCpu = cpuSeconds(pid) - cpu0
     const window = (performance.now() - t0) / 1000
     const rssLoaded = rssMiB(pid)
@@ -168,49 +221,73 @@ const main = async () => {
     agent.kill("SIGINT")
     const exitCode = await exit
     return {
-      without,
-      with: withAgent,
+      measured,
       // The warm-up requests ran while attached too.
       agentCpuPerRequest: Math.max(0, agentCpu - agentIdlePerSecond * window) / (requests + warmup),
       agentIdlePerSecond,
       rssIdle,
       rssLoaded,
-      exitCode
+      exitCode,
+      received: (await sink.spans()) - received0,
+      expected: mode.exports ? SPANS_PER_REQUEST * (requests + warmup) : 0
     }
   }
 
   const results: Array<Round> = []
-  for (let i = 0; i < rounds; i++) results.push(await round())
+  for (let i = 0; i < rounds; i++) {
+    const without = measure()
+    const attachedModes: Array<Attached> = []
+    for (const mode of modes) attachedModes.push(await attached(mode))
+    results.push({ without, modes: attachedModes })
+  }
   backend.kill("SIGTERM")
   frontend.kill("SIGTERM")
+  sink.stop()
 
   const m = (f: (r: Round) => number) => median(results.map(f))
-  const row = (name: string, w: (x: Measured) => number, unit: string) => {
-    const x = m((r) => w(r.without))
-    const y = m((r) => w(r.with))
-    const ratios = results.map((r) => (w(r.with) / w(r.without)).toFixed(2)).join(" ")
-    return `${name.padEnd(30)} ${x.toFixed(0).padStart(9)} ${y.toFixed(0).padStart(9)} ${unit.padEnd(5)} ` +
-      `${(y / x).toFixed(2).padStart(5)}x   ${ratios}`
-  }
+  const floor = 0
   console.log(
     `overhead: ${requests} x GET /users/7 over ${connections} keep-alive connection(s), ${rounds} rounds ` +
-      "(medians); frontend -> backend, 3 spans per request"
+      `(medians; modes interleaved in each round); frontend -> backend, ${SPANS_PER_REQUEST} spans per request`
   )
-  const header = `${"".padEnd(30)} ${"without".padStart(9)} ${"with".padStart(9)} ${"unit".padEnd(5)}`
-  console.log(`${header} ${"ratio".padStart(6)}   per round`)
-  console.log(row("throughput", (x) => x.load.rps, "req/s"))
-  console.log(row("latency p50", (x) => x.load.p50us, "µs"))
-  console.log(row("latency p90", (x) => x.load.p90us, "µs"))
-  console.log(row("latency p99", (x) => x.load.p99us, "µs"))
-  console.log(row("service CPU/request (both)", (x) => x.serviceCpuPerRequest * 1e6, "µs"))
-  const errors = results.reduce((t, r) => t + r.without.load.errors + r.with.load.errors, 0)
-  const agentUs = m((r) => r.agentCpuPerRequest) * 1e6
-  console.log(`errors: ${errors}; agent exit codes: ${results.map((r) => r.exitCode).join(" ")}`)
-  console.log(
-    `agent: ${agentUs.toFixed(1)} µs CPU per request (${(agentUs / 3).toFixed(1)} µs per span), idle ` +
-      `${(m((r) => r.agentIdlePerSecond) * 1000).toFixed(1)} ms CPU/s (taken off; 1 tick = ${1000 / clockTicks} ms); ` +
-      `RSS ${m((r) => r.rssIdle).toFixed(0)} MiB attached idle, ${m((r) => r.rssLoaded).toFixed(0)} MiB after the load`
-  )
+  const cols = ["no agent", ...modes.map((x) => x.name)]
+  const line = (name: string, cells: ReadonlyArray<string>) =>
+    console.log(`${name.padEnd(28)} ${cells.map((c) => c.padStart(20)).join("")}`)
+  line("", cols)
+  const serviceRow = (name: string, f: (x: Measured) => number, unit: string, digits = 0) => {
+    const values = [m((r) => f(r.without)), ...modes.map((_, i) => m((r) => f(r.modes[i]!.measured)))]
+    line(`${name} (${unit})`, values.map((v) => v.toFixed(digits)))
+    // Target cost against the always_off floor measured in the same rounds (per-round ratios, then their median).
+    line(
+      `  vs always_off floor`,
+      ["", ...modes.map((_, i) => `${m((r) => f(r.modes[i]!.measured) / f(r.modes[floor]!.measured)).toFixed(2)}x`)]
+    )
+  }
+  serviceRow("throughput", (x) => x.load.rps, "req/s")
+  serviceRow("latency p50", (x) => x.load.p50us, "µs")
+  serviceRow("latency p99", (x) => x.load.p99us, "µs")
+  serviceRow("service CPU/request", (x) => x.serviceCpuPerRequest * 1e6, "µs", 1)
+  const agentRow = (name: string, f: (a: Attached) => number, digits = 1) =>
+    line(name, ["", ...modes.map((_, i) => m((r) => f(r.modes[i]!)).toFixed(digits))])
+  agentRow("agent CPU/request (µs)", (a) => a.agentCpuPerRequest * 1e6)
+  agentRow("agent CPU/span (µs)", (a) => (a.agentCpuPerRequest * 1e6) / SPANS_PER_REQUEST, 2)
+  agentRow("agent idle CPU (ms/s)", (a) => a.agentIdlePerSecond * 1000)
+  agentRow("agent RSS idle (MiB)", (a) => a.rssIdle, 0)
+  agentRow("agent RSS loaded (MiB)", (a) => a.rssLoaded, 0)
+  const errors = results.reduce((t, r) => t + r.without.load.errors + r.modes.reduce((u, a) => u + a.measured.load.errors, 0), 0)
+  console.log(`errors: ${errors}; agent exit codes: ${results.flatMap((r) => r.modes.map((a) => a.exitCode)).join(" ")}`)
+  console.log(`(idle CPU has a resolution of one clock tick, ${1000 / clockTicks} ms; it is taken off the per-request figures)`)
+  let lost = false
+  modes.forEach((mode, i) => {
+    if (!mode.exports) return
+    const got = results.map((r) => `${r.modes[i]!.received}/${r.modes[i]!.expected}`).join(" ")
+    console.log(`sink, ${mode.name}: spans received/made per round ${got}`)
+    if (results.some((r) => r.modes[i]!.received !== r.modes[i]!.expected)) lost = true
+  })
+  if (lost) {
+    console.error("overhead: the sink did not receive every span the requests made")
+    process.exit(1)
+  }
   process.exit(0)
 }
 

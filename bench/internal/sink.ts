@@ -1,0 +1,117 @@
+/**
+ * A local OTLP sink for the benchmarks: OTLP/HTTP (protobuf and JSON) and OTLP/gRPC endpoints on loopback, in a child
+ * process of its own so its CPU is not counted as the measured process's, that count the spans they receive (trace
+ * requests only: `/v1/traces` or the gRPC trace service; metrics and logs are answered and not counted).
+ *
+ *   const sink = await Sink.start()   // sink.httpUrl, sink.grpcUrl, await sink.spans(), sink.stop()
+ */
+import { fork } from "node:child_process"
+import * as http from "node:http"
+import * as http2 from "node:http2"
+import type { AddressInfo } from "node:net"
+
+/** Calls `f` with each length-delimited `field` of a protobuf message. */
+const eachField = (b: Uint8Array, field: number, f: (sub: Uint8Array) => void) => {
+  let at = 0
+  const varint = () => {
+    let v = 0
+    let scale = 1
+    while (true) {
+      const byte = b[at++]!
+      v += (byte & 0x7f) * scale
+      scale *= 128
+      if (byte < 0x80) return v
+    }
+  }
+  while (at < b.length) {
+    const key = varint()
+    const wire = key & 7
+    if (wire === 0) varint()
+    else if (wire === 1) at += 8
+    else if (wire === 5) at += 4
+    else {
+      const len = varint()
+      if (key >>> 3 === field) f(b.subarray(at, at + len))
+      at += len
+    }
+  }
+}
+
+/** ExportTraceServiceRequest: resource_spans (1) → scope_spans (2) → spans (2). */
+const countProtobuf = (body: Uint8Array) => {
+  let n = 0
+  eachField(body, 1, (rs) => eachField(rs, 2, (ss) => eachField(ss, 2, () => void n++)))
+  return n
+}
+
+const countJson = (body: Buffer) => {
+  let n = 0
+  for (const rs of JSON.parse(body.toString("utf8")).resourceSpans) for (const ss of rs.scopeSpans) n += ss.spans.length
+  return n
+}
+
+/** The child's side. */
+const serve = () => {
+  let spans = 0
+  const httpServer = http.createServer((req, res) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (c: Buffer) => chunks.push(c))
+    req.on("end", () => {
+      if (req.url?.endsWith("/v1/traces")) {
+        const body = Buffer.concat(chunks)
+        spans += req.headers["content-type"] === "application/json" ? countJson(body) : countProtobuf(body)
+      }
+      res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/x-protobuf" }).end()
+    })
+  })
+  const grpcServer = http2.createServer()
+  grpcServer.on("stream", (stream, headers) => {
+    const chunks: Array<Buffer> = []
+    stream.on("data", (c: Buffer) => chunks.push(c))
+    stream.on("end", () => {
+      if (String(headers[":path"]).includes("TraceService")) spans += countProtobuf(Buffer.concat(chunks).subarray(5))
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }))
+      stream.end(Buffer.alloc(5))
+    })
+  })
+  process.on("message", (m) => {
+    if (m === "count") process.send!({ spans })
+  })
+  process.on("disconnect", () => process.exit(0))
+  httpServer.listen(0, "127.0.0.1", () =>
+    grpcServer.listen(0, "127.0.0.1", () =>
+      process.send!({
+        http: (httpServer.address() as AddressInfo).port,
+        grpc: (grpcServer.address() as AddressInfo).port
+      })))
+}
+
+export interface Sink {
+  /** OTLP/HTTP base URL (append `/v1/traces`, or give it as OTEL_EXPORTER_OTLP_ENDPOINT). */
+  readonly httpUrl: string
+  readonly grpcUrl: string
+  /** Spans counted so far. */
+  readonly spans: () => Promise<number>
+  readonly stop: () => void
+}
+
+export const start = async (): Promise<Sink> => {
+  const child = fork(import.meta.filename, ["sink"], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
+  const ports = await new Promise<{ http: number; grpc: number }>((resolve, reject) => {
+    child.once("message", resolve as (m: unknown) => void)
+    child.once("exit", (code) => reject(new Error(`the OTLP sink exited (${code}) before listening`)))
+  })
+  return {
+    httpUrl: `http://127.0.0.1:${ports.http}`,
+    grpcUrl: `http://127.0.0.1:${ports.grpc}`,
+    spans: () =>
+      new Promise<number>((resolve) => {
+        child.once("message", (m: any) => resolve(m.spans))
+        child.send("count")
+      }),
+    stop: () => void child.kill()
+  }
+}
+
+if (process.argv[2] === "sink") serve()

@@ -1,8 +1,9 @@
 /* net/http client: one span per net/http.(*Transport).roundTrip(req *Request) (*Response, error) call, i.e. one per
  * HTTP exchange (each redirect hop and each Client.Do through the default transport), and W3C propagation.
  *
- * Entry (RAX=t, RBX=req) reads the request, takes the goroutine's active span (go_context) as parent, makes the
- * span's ids and decides sampling. Each RET reads the results (RAX=*Response, RBX/RCX=error) and submits the record.
+ * Entry (RAX=t, RBX=req) reads the request, takes its parent from the request's context (the nearest span registered
+ * on Request.ctx's chain, e.g. the server span whose r.Context() a worker goroutine got) or else the goroutine's
+ * active span (go_context.h ps_go_parent), makes the span's ids and decides sampling. Each RET reads the results (RAX=*Response, RBX/RCX=error) and submits the record.
  *
  * Same-host propagation (works under kernel lockdown): uprobe_persistConn_roundTrip publishes the span in
  * ps_conn_spans (go_context.h) under the connection's (client ip, port, server ip, port) before the request is
@@ -36,6 +37,8 @@ struct nethttp_client_offsets {
   u64 bufio_writer_n;
   /* Same-host propagation: persistConn.conn (a net.Conn), then the net package's chain. */
   u64 pconn_conn;
+  /* Request.ctx (a context.Context), for the parent (ps_go_parent); 0: unknown, the goroutine's span only. */
+  u64 request_ctx;
   struct ps_tcp_offsets tcp;
 };
 
@@ -138,12 +141,11 @@ int uprobe_roundTrip(struct pt_regs *ctx) {
   inf->header = ps_read_u64(req + off->request_header);
 
   struct ps_span_ctx sc = {};
-  struct ps_span_ctx *parent = ps_go_ctx_get(g);
-  struct ps_span_ctx parent_copy = {};
-  if (parent)
-    parent_copy = *parent;
-  ps_span_begin(parent ? &parent_copy : NULL, &sc);
-  ps_http_head_ids(&r->head, &sc, parent ? &parent_copy : NULL, PS_PARENT_LOCAL);
+  struct ps_span_ctx parent = {};
+  u64 rctx = off->request_ctx ? ps_read_u64(req + off->request_ctx + 8) : 0;
+  bool has_parent = ps_go_parent(g, rctx, &parent) == 0;
+  ps_span_begin(has_parent ? &parent : NULL, &sc);
+  ps_http_head_ids(&r->head, &sc, has_parent ? &parent : NULL, PS_PARENT_LOCAL);
 
   /* The request's strings only for a record that will be submitted: an unsampled call costs no string reads (its
    * context still propagates, with the sampled flag off). */

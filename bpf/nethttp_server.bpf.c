@@ -5,7 +5,11 @@
  * publishes the span as the goroutine's active context. Without an incoming traceparent, the connection's
  * addresses are looked up in ps_conn_spans (go_context.h): a client probe on this host publishes its span there, so
  * the trace continues across processes without writing the request. Each RET reads what only exists afterwards
- * (the ServeMux pattern, the status written), submits the record when sampled, and clears the goroutine's context. */
+ * (the ServeMux pattern, the status written), submits the record when sampled, and clears the goroutine's context.
+ *
+ * Entry also registers the request's context.Context (Request.ctx's data word) as this span's (ps_ctx_spans, see
+ * go_context.h) until RET: a worker goroutine that gets r.Context() over a channel makes its client spans children
+ * of this span although go_spans knows nothing of it. */
 #include "common.h"
 #include "go_context.h"
 #include "sampling.h"
@@ -31,6 +35,9 @@ struct nethttp_server_offsets {
   /* Same-host propagation: http.response.conn, http.conn.rwc, then the net package's chain. */
   u64 response_conn;
   u64 conn_rwc;
+  /* Request.ctx (a context.Context): its value is registered as this span's context (ps_ctx_spans) while the
+   * handler runs, for work handed to other goroutines with r.Context(). 0: unknown, nothing registered. */
+  u64 request_ctx;
   struct ps_tcp_offsets tcp;
 };
 
@@ -123,6 +130,12 @@ int uprobe_ServeHTTP(struct pt_regs *ctx) {
   struct ps_g_key key = ps_g_key_of(g);
   bpf_map_update_elem(&nethttp_server_inflight, &key, inf, BPF_ANY);
   ps_go_ctx_set(g, &sc);
+  /* Method sits at offset 0, so a ctx offset of 0 means unknown. The interface's data word is the *cancelCtx
+   * (or whatever the server made) that r.Context() returns and every context derived from it points back to. */
+  if (off->request_ctx) {
+    inf->ctx = ps_read_u64(req + off->request_ctx + 8);
+    ps_ctx_span_set(inf->ctx, &sc);
+  }
   return 0;
 }
 
@@ -136,6 +149,9 @@ int uprobe_ServeHTTP_ret(struct pt_regs *ctx) {
   struct nethttp_server_record *r = &inf->rec;
   r->head.end_ns = bpf_ktime_get_ns();
   struct nethttp_server_offsets *off = ps_target();
+  /* What entry registered; Request.ctx itself is not re-read (WithContext copies the request, it does not
+   * change this one, but a handler may have replaced the field). */
+  ps_ctx_span_clear(inf->ctx);
   if (!off) {
     bpf_map_delete_elem(&nethttp_server_inflight, &key);
     ps_go_ctx_clear(g);

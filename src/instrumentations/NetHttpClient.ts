@@ -3,9 +3,11 @@
  * `traceparent` propagation so the downstream service continues the trace.
  *
  * BPF side: bpf/nethttp_client.bpf.c. Why `(*Transport).roundTrip`: it runs once per exchange (each redirect hop of
- * `Client.Do` is its own span, as in otelhttp), on the caller's goroutine (so go_context gives the parent), and
- * returns the `*Response` and `error` in registers. Entry reads method and URL; each RET reads the status code from
- * the returned *Response (RAX) and whether an error (RBX/RCX) came back.
+ * `Client.Do` is its own span, as in otelhttp), on the caller's goroutine, and returns the `*Response` and `error` in
+ * registers. Entry reads method and URL and takes the parent from the request's context (the nearest span
+ * registered on Request.ctx's chain, e.g. a server span whose r.Context() a worker goroutine got), else from the
+ * goroutine's active span (go_context; docs/context-propagation.md). Each RET reads the status code from the
+ * returned *Response (RAX) and whether an error (RBX/RCX) came back.
  *
  * Same-host propagation (no write to the target, so it works under kernel lockdown): a uprobe on
  * `net/http.(*persistConn).roundTrip`, on the caller's goroutine once the connection is chosen and before the request
@@ -65,6 +67,8 @@ const fields = {
   bufioWriterN: { type: "bufio.Writer", field: "n", optional: true },
   // Same-host propagation: the connection a request goes out on, and its TCP addresses (off when unknown).
   persistConnConn: { type: "net/http.persistConn", field: "conn", optional: true },
+  // The parent: the span registered on the request's context chain (docs/context-propagation.md); off when unknown.
+  requestCtx: { type: "net/http.Request", field: "ctx", optional: true },
   ...Http.tcpFields,
   ...Http.swissFields
 } as const
@@ -102,6 +106,7 @@ export const Offsets = Binary.struct({
   bufioWriterBuf: Binary.u64n,
   bufioWriterN: Binary.u64n,
   persistConnConn: Binary.member("pconn_conn", Binary.u64n),
+  requestCtx: Binary.u64n,
   ...Http.tcpLayout
 }, { struct: "nethttp_client_offsets" })
 
@@ -207,6 +212,8 @@ export const make = (options: {
         bufioWriterBuf: o.bufioWriterBuf ?? 16,
         bufioWriterN: o.bufioWriterN ?? 40,
         persistConnConn: o.persistConnConn ?? 0,
+        // 0: unknown, the goroutine's span only (Method sits at 0, so ctx never does).
+        requestCtx: o.requestCtx ?? 0,
         ...Http.tcpValue(o, [o.persistConnConn])
       })
     },

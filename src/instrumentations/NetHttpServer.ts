@@ -10,6 +10,10 @@
  * instrumented client on this host published its span there, so the server span continues that trace with the
  * client span as remote parent (`linked` in the record), with no header written (works under kernel lockdown).
  *
+ * While the handler runs, the request's context (Request.ctx) is registered as the span's in go_context's
+ * `ps_ctx_spans`, so client spans made under r.Context() on any goroutine (a worker pool fed over a channel) are its
+ * children (docs/context-propagation.md).
+ *
  * Reading order of this file: manifest -> per-target offsets -> record layout -> span building -> the probe.
  */
 import {
@@ -62,6 +66,8 @@ export const manifest = Manifest.make({
     // Same-host propagation: the response's connection and its TCP addresses (optional: off when unknown).
     responseConn: { type: "net/http.response", field: "conn", optional: true },
     connRwc: { type: "net/http.conn", field: "rwc", optional: true },
+    // Registered as the span's context while the handler runs (context parents, docs/context-propagation.md).
+    requestCtx: { type: "net/http.Request", field: "ctx", optional: true },
     ...Http.tcpFields,
     ...Http.swissFields
   }
@@ -88,6 +94,7 @@ export const Offsets = Binary.struct({
   responseStatus: Binary.u64n,
   responseConn: Binary.u64n,
   connRwc: Binary.u64n,
+  requestCtx: Binary.u64n,
   ...Http.tcpLayout
 }, { struct: "nethttp_server_offsets" })
 
@@ -190,6 +197,8 @@ export const NetHttpServer = Probe.instrument({
       responseStatus: o.responseStatus,
       responseConn: o.responseConn ?? 0,
       connRwc: o.connRwc ?? 0,
+      // 0: unknown, no context registered (Method sits at 0, so ctx never does).
+      requestCtx: o.requestCtx ?? 0,
       ...Http.tcpValue(o, [o.responseConn, o.connRwc])
     })
   },

@@ -159,6 +159,8 @@ describe("NetHttpServer", () => {
           responseStatus: 120,
           responseConn: 0,
           connRwc: 16,
+          // Not among the fake target's fields: 0, nothing registered.
+          requestCtx: 0,
           tcpEnabled: 1,
           tcpConnFd: 0,
           tcpNetFdFamily: 56,

@@ -33,11 +33,13 @@ struct nethttp_server_record {
 };
 PS_RECORD(nethttp_server_record);
 
-/* A request being served: its record so far, and the *http.Request and the ResponseWriter's data word. */
+/* A request being served: its record so far, the *http.Request, the ResponseWriter's data word, and the request's
+ * context value registered in ps_ctx_spans (0: none), which whoever ends the span unregisters. */
 struct server_inflight {
   struct nethttp_server_record rec;
   u64 req;
   u64 resp;
+  u64 ctx;
 };
 
 /* Requests in flight, by goroutine (ServeHTTP's RET runs on the goroutine its entry ran on). */

@@ -1,0 +1,177 @@
+/**
+ * context.Context parents through the CLI into a real OpenTelemetry Collector (root): `probescope run --no-builtins
+ * --probe nethttp_server --probe nethttp_client --exe <workerpool fixture>`. The fixture's handlers hand r.Context()
+ * to worker goroutines over a channel; a worker makes an HTTP request to /echo/{id} on the same server with a context
+ * derived from it (value, WithoutCancel, WithTimeout). The worker's CLIENT span must be the child of the request's
+ * SERVER span: its goroutine did not come from that request, so only the context chain (ps_go_parent,
+ * docs/context-propagation.md) can say so. The echo's SERVER span continues the trace under the CLIENT span (same-host
+ * linking).
+ *
+ * Also checked here: the walk's assumption (each standard context type has its parent Context as its first field)
+ * in the fixture's DWARF for every supported Go release.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Effect, Option } from "effect"
+import { beforeAll } from "vitest"
+import { analyzeBuffer } from "../../src/target/GoBinary.ts"
+import * as Collector from "../collector/Collector.ts"
+import { buildWorkerPool } from "../instrumentations/WorkerPoolFixture.ts"
+import type { ReceivedSpan } from "../receiver/Receiver.ts"
+import { agentEnv, attachedLine, cli, get, root, spawnProc, startService } from "./harness.ts"
+
+/** The supported Go releases (GoContext.goVersions) as the kernel tests build them. */
+const goReleases = ["1.25.9", "1.26.8", "1.27.3"] as const
+const fixtures = new Map<string, string>()
+
+beforeAll(() => {
+  execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
+  for (const v of goReleases) fixtures.set(v, buildWorkerPool(v))
+}, 600_000)
+
+/** Each standard context type and the field holding its parent (embedded types are named by their type). */
+const parentFields = [
+  ["context.cancelCtx", "Context"],
+  ["context.timerCtx", "cancelCtx"],
+  ["context.afterFuncCtx", "cancelCtx"],
+  ["context.valueCtx", "Context"],
+  ["context.withoutCancelCtx", "c"],
+  ["context.stopCtx", "Context"]
+] as const
+
+describe("the context chain walk's layout assumption", () => {
+  it.effect("every standard context type has its parent at offset 0, in Go 1.25, 1.26 and 1.27", () =>
+    Effect.gen(function*() {
+      for (const v of goReleases) {
+        const file = fixtures.get(v)!
+        const binary = yield* analyzeBuffer(file, fs.readFileSync(file))
+        assert.strictEqual(binary.goVersion, v)
+        const offsets = parentFields.map(([type, field]) => [
+          type,
+          field,
+          Option.getOrUndefined(binary.field(type, field))
+        ])
+        assert.deepStrictEqual(
+          offsets,
+          parentFields.map(([type, field]) => [type, field, { offset: 0, source: "dwarf" }]),
+          `Go ${v}`
+        )
+      }
+    }), 120_000)
+})
+
+const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => boolean, what: string) => {
+  const found = spans.filter(pred)
+  assert.strictEqual(found.length, 1, `${what}: ${found.length} found in ${spans.map((s) => s.name).join(", ")}`)
+  return found[0]!
+}
+
+/** The agent with the two net/http built-ins on the fixture, exporting to `collector`. */
+const startAgent = (fixture: string, collector: Collector.Collector, pid: number) =>
+  Effect.gen(function*() {
+    const agent = yield* spawnProc(
+      cli,
+      ["run", "--no-builtins", "--probe", "nethttp_server", "--probe", "nethttp_client", "--exe", fixture],
+      agentEnv({
+        OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+        OTEL_LOGS_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "none",
+        OTEL_BSP_SCHEDULE_DELAY: "200"
+      })
+    )
+    yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
+    const attached = attachedLine(pid).exec(agent.stderr())
+    assert.isNotNull(attached, agent.stderr())
+    assert.deepStrictEqual(attached![2]!.split(", ").sort(), ["go_context", "nethttp_client", "nethttp_server"])
+    return agent
+  })
+
+/**
+ * The three spans of one job: the SERVER span of `/<route>/<id>`, the worker's CLIENT span to /echo/<id>, and the
+ * echo's SERVER span. Asserts the client is the child of the request's span and the echo the child of the client.
+ */
+const job = (spans: ReadonlyArray<ReceivedSpan>, route: "work" | "lazy", id: string, addr: string) => {
+  const request = one(spans, (s) => s.kind === "SPAN_KIND_SERVER" && s.attributes["url.path"] === `/${route}/${id}`, id)
+  assert.strictEqual(request.name, `GET /${route}/{id}`)
+  assert.strictEqual(request.parentSpanId, "", `${id}: the request starts its trace`)
+  const client = one(
+    spans,
+    (s) => s.kind === "SPAN_KIND_CLIENT" && s.attributes["url.full"] === `http://${addr}/echo/${id}`,
+    `client ${id}`
+  )
+  assert.deepStrictEqual(
+    [client.name, client.traceId, client.parentSpanId, client.attributes["http.response.status_code"]],
+    ["GET", request.traceId, request.spanId, 200],
+    `${id}: the worker's request is a child of /${route}/${id}`
+  )
+  const echo = one(spans, (s) => s.kind === "SPAN_KIND_SERVER" && s.attributes["url.path"] === `/echo/${id}`, `echo ${id}`)
+  assert.deepStrictEqual(
+    [echo.name, echo.traceId, echo.parentSpanId],
+    ["GET /echo/{id}", request.traceId, client.spanId],
+    `${id}: the echo continues the trace under the worker's request`
+  )
+  return { request, client, echo }
+}
+
+describe("context.Context parents through the CLI and a real collector", () => {
+  it.live("a worker-pool goroutine's request is a child of the request whose context it got", () =>
+    Effect.gen(function*() {
+      const collector = yield* Collector.make()
+      const fixture = fixtures.get("1.26.8")!
+      const app = yield* startService(fixture, [])
+      const agent = yield* startAgent(fixture, collector, app.pid)
+
+      const base = `http://${app.addr}`
+      assert.strictEqual(yield* get(`${base}/work/a`), 200)
+      assert.strictEqual(yield* get(`${base}/work/b`), 200)
+      const spans = yield* collector.receiver.waitFor(6, "30 seconds")
+      assert.strictEqual(spans.length, 6)
+      const a = job(spans, "work", "a", app.addr)
+      const b = job(spans, "work", "b", app.addr)
+      assert.notStrictEqual(a.request.traceId, b.request.traceId)
+
+      agent.child.kill("SIGINT")
+      const exit = yield* agent.exit("30 seconds")
+      assert.strictEqual(exit.code, 0, agent.stderr())
+    }).pipe(Effect.scoped), 300_000)
+
+  it.live("a request served while another is in flight does not take the other's parent", () =>
+    Effect.gen(function*() {
+      const collector = yield* Collector.make()
+      const fixture = fixtures.get("1.26.8")!
+      const app = yield* startService(fixture, [])
+      const agent = yield* startAgent(fixture, collector, app.pid)
+      const base = `http://${app.addr}`
+
+      // /lazy/a starts the lazy pool's only worker, which so inherits a's span on its goroutine (go_spans), and stays
+      // in flight (its context registered) until /release.
+      const held = fetch(`${base}/lazy/a?hold=1`, { signal: AbortSignal.timeout(30_000) }).then((r) => r.status)
+      // a's job is done once its echo and the worker's request have ended.
+      yield* collector.receiver.waitFor(2, "30 seconds")
+      // b runs on that same worker while a is in flight; c on the program-start pool.
+      assert.strictEqual(yield* get(`${base}/lazy/b`), 200)
+      assert.strictEqual(yield* get(`${base}/work/c`), 200)
+      assert.strictEqual(yield* get(`${base}/release`), 200)
+      assert.strictEqual(yield* Effect.promise(() => held), 200)
+
+      // Three jobs of three spans each, and /release.
+      const spans = yield* collector.receiver.waitFor(10, "30 seconds")
+      assert.strictEqual(spans.length, 10)
+      const a = job(spans, "lazy", "a", app.addr)
+      const b = job(spans, "lazy", "b", app.addr)
+      const c = job(spans, "work", "c", app.addr)
+      assert.strictEqual(new Set([a.request.traceId, b.request.traceId, c.request.traceId]).size, 3)
+      // a was still in flight when b and c ended.
+      assert.isTrue(BigInt(a.request.endTimeUnixNano) > BigInt(b.request.endTimeUnixNano))
+      assert.isTrue(BigInt(a.request.endTimeUnixNano) > BigInt(c.request.endTimeUnixNano))
+      const release = one(spans, (s) => s.attributes["url.path"] === "/release", "release")
+      assert.deepStrictEqual([release.name, release.parentSpanId], ["GET /release", ""])
+
+      agent.child.kill("SIGINT")
+      const exit = yield* agent.exit("30 seconds")
+      assert.strictEqual(exit.code, 0, agent.stderr())
+    }).pipe(Effect.scoped), 300_000)
+})

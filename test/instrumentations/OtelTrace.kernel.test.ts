@@ -1,0 +1,211 @@
+/**
+ * The otel_trace probe on the real kernel (root): the fixture (test/fixtures/go/otelapi, an HTTP server whose /work
+ * handler makes spans by hand with the OpenTelemetry Go API and no SDK) with the agent's Manager attaching go_context,
+ * nethttp_server, nethttp_client and otel_trace. One request gives five spans in one trace: the SERVER span of
+ * /work, the manual "work" span under it (its start-option and SetAttributes attributes, two events, status Ok), the
+ * HTTP CLIENT span made with the manual span's context under "work", the SERVER span of /leaf under that, and the
+ * nested manual span (renamed, CLIENT kind, RecordError's exception event, status Error) under "work". Built with
+ * go.opentelemetry.io/otel v1.47.0 (Go 1.26.8, 1.27.3) and v1.30.0 (Go 1.25.9), the range's ends. A build with v1.29.0
+ * is "not supported" with the reason, so is a stripped build.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import * as path from "node:path"
+import { Effect, Layer } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import * as NetHttpClient from "../../src/instrumentations/NetHttpClient.ts"
+import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
+import * as OtelTrace from "../../src/instrumentations/OtelTrace.ts"
+import * as BpfLive from "../../src/kernel/BpfLive.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
+import * as TargetEvent from "../../src/manager/TargetEvent.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import type { SpanData } from "../../src/probe/Telemetry.ts"
+import * as TracingConfig from "../../src/probe/TracingConfig.ts"
+import * as GoBinary from "../../src/target/GoBinary.ts"
+import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+import { buildOtelApi, PINNED } from "./OtelTraceFixture.ts"
+
+const root = path.resolve(import.meta.dirname, "../..")
+
+/** Each build: Go release, otel release (undefined: the fixture's pinned one). */
+const builds = [
+  { go: "1.26.8", otel: undefined },
+  { go: "1.27.3", otel: undefined },
+  { go: "1.25.9", otel: "1.30.0" }
+] as const
+const binaries = new Map<string, string>()
+let stripped = ""
+let tooOld = ""
+const procs: Array<ChildProcess> = []
+
+beforeAll(() => {
+  execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
+  for (const b of builds) binaries.set(b.go, buildOtelApi(b.go, b.otel === undefined ? {} : { otel: b.otel }))
+  stripped = buildOtelApi("1.26.8", { stripped: true })
+  tooOld = buildOtelApi("1.26.8", { otel: "1.29.0" })
+}, 900_000)
+
+afterAll(() => {
+  for (const p of procs) p.kill("SIGKILL")
+})
+
+/** Start the fixture and wait for its "listening on <addr>" line. */
+const start = (exe: string) =>
+  Effect.callback<{ readonly pid: number; readonly addr: string }>((resume) => {
+    const child = spawn(exe, ["-addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] })
+    procs.push(child)
+    let out = ""
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      const m = /listening on (\S+)/.exec(out)
+      if (m !== null) resume(Effect.succeed({ pid: child.pid!, addr: m[1]! }))
+    })
+    child.on("exit", (code) => resume(Effect.die(new Error(`${exe} exited with ${code}`))))
+  })
+
+const get = (url: string) =>
+  Effect.promise(async () => {
+    const res = await fetch(url, { signal: AbortSignal.timeout(15_000) })
+    return { status: res.status, body: (await res.text()).trim() }
+  })
+
+const agent = ManagerM.layer.pipe(
+  Layer.provideMerge(Layer.mergeAll(
+    OtelTrace.OtelTrace.layer,
+    NetHttpServer.NetHttpServer.layer,
+    NetHttpClient.NetHttpClient.layer
+  )),
+  Layer.provideMerge(Layer.mergeAll(
+    BpfLive.layer,
+    ProbeTest.layerSink,
+    ProbeTest.layerTargets,
+    TracingConfig.layer(TracingConfig.defaultSampler),
+    GoBinary.layer
+  ))
+)
+
+const one = (spans: ReadonlyArray<SpanData>, pred: (s: SpanData) => boolean, what: string) => {
+  const found = spans.filter(pred)
+  assert.strictEqual(found.length, 1, `${what}: ${found.length} found`)
+  return found[0]!
+}
+
+/** The manual spans' parts the fixture decides (ids and times aside). */
+const manual = (s: SpanData) => ({
+  probe: s.probe,
+  name: s.name,
+  kind: s.kind,
+  attributes: s.attributes,
+  status: s.status,
+  events: s.events?.map((e) => ({ name: e.name, attributes: e.attributes }))
+})
+
+describe.each(builds)("otel_trace on Go $go, otel $otel", (build) => {
+  it.live("manual spans in the request's trace: under the server span, over the client span, nested", () =>
+    Effect.gen(function*() {
+      const app = yield* start(binaries.get(build.go)!)
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      const target = yield* analysis.analyzePid(app.pid)
+      assert.strictEqual(target.modules.get(OtelTrace.MODULE), `v${build.otel ?? PINNED}`)
+      yield* manager.handle(TargetEvent.TargetEvent.Started({ target }))
+      assert.deepStrictEqual((yield* manager.targets).map((t) => [...t.probes].sort()), [
+        ["go_context", "nethttp_client", "nethttp_server", "otel_trace"]
+      ])
+      const res = yield* get(`http://${app.addr}/work?self=${app.addr}`)
+      assert.deepStrictEqual(res, { status: 200, body: "ok" })
+
+      const spans = yield* (yield* CapturedSpans).take(5).pipe(Effect.timeout("15 seconds"))
+      const server = one(spans, (s) => s.kind === "server" && s.attributes["url.path"] === "/work", "/work")
+      const work = one(spans, (s) => s.probe === "otel_trace" && s.name === "work", "work")
+      const client = one(spans, (s) => s.probe === "nethttp_client", "client")
+      const leaf = one(spans, (s) => s.kind === "server" && s.attributes["url.path"] === "/leaf", "/leaf")
+      const nested = one(spans, (s) => s.probe === "otel_trace" && s.name === "nested renamed", "nested")
+
+      assert.deepStrictEqual(manual(work), {
+        probe: "otel_trace",
+        name: "work",
+        kind: "internal",
+        attributes: {
+          "app.user": "alice",
+          "app.items": 3,
+          "app.cached": false,
+          "app.ratio": 0.25,
+          "app.delta": -42,
+          // app.tags, a string slice.
+          [OtelTrace.DROPPED_ATTRIBUTES]: 1
+        },
+        status: { code: "ok" },
+        events: [
+          { name: "cache miss", attributes: { "cache.key": "k1" } },
+          { name: "done", attributes: {} }
+        ]
+      })
+      assert.deepStrictEqual(manual(nested), {
+        probe: "otel_trace",
+        name: "nested renamed",
+        kind: "client",
+        attributes: {},
+        status: { code: "error", message: "nested failed" },
+        events: [
+          { name: "exception", attributes: { "exception.type": "*errors.errorString", "exception.message": "boom" } }
+        ]
+      })
+      // Parentage: server -> work -> (client -> leaf server, nested).
+      const parent = (s: SpanData) => [s.traceId, s.parentSpanId, s.parentIsRemote]
+      assert.deepStrictEqual(parent(work), [server.traceId, server.spanId, false])
+      assert.deepStrictEqual(parent(client), [server.traceId, work.spanId, false])
+      assert.deepStrictEqual([leaf.traceId, leaf.parentSpanId], [server.traceId, client.spanId])
+      assert.deepStrictEqual(parent(nested), [server.traceId, work.spanId, false])
+      // Times nest as the handler ran them; events inside their span.
+      const within = (inner: SpanData, outer: SpanData) =>
+        outer.startMonoNs <= inner.startMonoNs && inner.endMonoNs <= outer.endMonoNs
+      assert.isTrue(within(work, server) && within(client, work) && within(nested, work))
+      assert.isTrue(client.endMonoNs <= nested.startMonoNs)
+      for (const s of [work, nested]) {
+        assert.strictEqual(s.pid, app.pid)
+        for (const e of s.events ?? []) assert.isTrue(s.startMonoNs <= e.timeMonoNs && e.timeMonoNs <= s.endMonoNs)
+      }
+
+      // A request without manual spans: only its server span (nothing left active from the last one).
+      assert.deepStrictEqual(yield* get(`http://${app.addr}/plain`), { status: 200, body: "plain" })
+      const [plain] = yield* (yield* CapturedSpans).take(1).pipe(Effect.timeout("15 seconds"))
+      assert.deepStrictEqual([plain!.kind, plain!.attributes["url.path"], plain!.parentSpanId], [
+        "server",
+        "/plain",
+        undefined
+      ])
+    }).pipe(Effect.provide(agent)), 60_000)
+})
+
+describe("otel_trace: not supported", () => {
+  const reason = (exe: string) =>
+    Effect.gen(function*() {
+      const app = yield* start(exe)
+      const manager = yield* Manager
+      const target = yield* (yield* TargetAnalysis).analyzePid(app.pid)
+      const a = manager.inspect(target).find((i) => i.probe === "otel_trace")!.applicability
+      return a._tag === "NotApplicable" ? a.reason : a._tag
+    })
+
+  it.live("go.opentelemetry.io/otel v1.29.0: outside the range", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(
+        yield* reason(tooOld),
+        "go.opentelemetry.io/otel v1.29.0 is outside the supported range >=1.30.0 <2"
+      )
+    }).pipe(Effect.provide(agent)))
+
+  it.live("a stripped build: no DWARF, so no offsets for the API's structs", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(
+        yield* reason(stripped),
+        "no offset for go.opentelemetry.io/otel/internal/global.tracer.delegate " +
+          `(Go 1.26.8, go.opentelemetry.io/otel v${PINNED})`
+      )
+    }).pipe(Effect.provide(agent)))
+})

@@ -11,6 +11,7 @@
  *   target; its programs are attached while at least one target is attached, and the BPF side filters by the
  *   per-pid entry (`ps_targets`).
  * - **Global**: no library (e.g. a daemon watching exec/exit tracepoints): attached once at load, never per target.
+ *   Its `cgroups` programs (sock_ops, ...) are attached once at load too, to one cgroup v2 directory.
  *
  * The Manager checks a manifest against each target before attaching; `check` is also what `probescope inspect`
  * shows, so every "does not apply" carries a human-readable reason.
@@ -32,6 +33,21 @@ export interface SymbolSpec {
   /** An optional symbol missing from the target is skipped; a missing required one makes the probe not apply. */
   readonly optional?: boolean
 }
+
+/**
+ * A cgroup program of a global probe, attached once at load to one cgroup v2 directory (every socket created in it or
+ * below runs it) and detached when the probe's scope closes. Which directory: the probe's `cgroup` option, else the
+ * cgroup v2 mount's root.
+ */
+export interface CgroupProgramSpec {
+  /** The BPF program (e.g. `SEC("sockops")`). */
+  readonly program: string
+  /** The attach point; the program's section must agree (`sock_ops` for `SEC("sockops")`). */
+  readonly attach: "sock_ops"
+}
+
+/** The cgroup attach points a manifest may name. */
+export const cgroupAttachPoints: ReadonlyArray<CgroupProgramSpec["attach"]> = ["sock_ops"]
 
 /** A struct field whose offset the probe needs, e.g. `{ type: "net/http.Request", field: "Method" }`. */
 export interface FieldSpec {
@@ -84,6 +100,7 @@ export interface GoManifest<F extends FieldSpecs = FieldSpecs> {
   /** Tracepoints attached once at load (global, not per target). */
   readonly tracepoints?: ReadonlyArray<TracepointSpec>
   readonly processes?: never
+  readonly cgroups?: never
 }
 
 /** A probe of a shared library's ELF symbols (uprobes and uretprobes). */
@@ -95,6 +112,7 @@ export interface SharedLibraryManifest {
   readonly fields?: never
   readonly tracepoints?: never
   readonly processes?: never
+  readonly cgroups?: never
 }
 
 /**
@@ -108,6 +126,7 @@ export interface TracepointManifest {
   readonly symbols?: never
   readonly fields?: never
   readonly goVersions?: never
+  readonly cgroups?: never
 }
 
 /** A global probe: no library, attached once at load (its tracepoints with it), never per target. */
@@ -119,6 +138,8 @@ export interface GlobalManifest {
   readonly fields?: FieldSpecs
   /** Tracepoints attached once at load. */
   readonly tracepoints?: ReadonlyArray<TracepointSpec>
+  /** Cgroup programs attached once at load (see `CgroupProgramSpec`). */
+  readonly cgroups?: ReadonlyArray<CgroupProgramSpec>
 }
 
 /** A probe's manifest: one of the shapes above. */
@@ -214,6 +235,18 @@ export const validate = (manifest: Manifest<FieldSpecs>): ReadonlyArray<string> 
     readonly fields?: unknown
     readonly goVersions?: unknown
     readonly tracepoints?: ReadonlyArray<unknown>
+    readonly cgroups?: ReadonlyArray<{ readonly program?: unknown; readonly attach?: unknown }>
+  }
+  const cgroups = m.cgroups ?? []
+  if (cgroups.length > 0 && (m.library !== undefined || m.processes !== undefined)) {
+    problems.push("cgroup programs belong to a global probe (no library, no processes): they are attached once at load")
+  }
+  for (const c of cgroups) {
+    if (typeof c.program !== "string" || c.program === "") problems.push("a cgroup program needs a program name")
+    if (!cgroupAttachPoints.includes(c.attach as CgroupProgramSpec["attach"])) {
+      problems.push(`cgroup program ${String(c.program)}: attach must be one of ${cgroupAttachPoints.join(", ")} ` +
+        `(got ${JSON.stringify(c.attach)})`)
+    }
   }
   if (m.processes !== undefined) {
     if (m.processes !== "any") problems.push(`processes must be "any" (got ${JSON.stringify(m.processes)})`)

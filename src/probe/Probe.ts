@@ -21,7 +21,7 @@ import { Bpf, BpfMapError } from "../kernel/Bpf.ts"
 import * as Binary from "./Binary.ts"
 import { pidKey } from "./Binary.ts"
 import type { Attacher, KernelStats, LayoutCheck, Loaded, Runner, Tracing } from "./Capabilities.ts"
-import { LinkGrace, makeAttacher } from "./internal/attacher.ts"
+import { attachCgroups, cgroup2Root, LinkGrace, makeAttacher, withoutPrograms } from "./internal/attacher.ts"
 import { makeCollector, makeRunner, signalsOf } from "./internal/runner.ts"
 import type { Instruments } from "./Instruments.ts"
 import type { FieldSpecs, Manifest, Offsets } from "./Manifest.ts"
@@ -227,6 +227,11 @@ export interface CommonOptions<
   readonly perTarget?: PerTarget<Config, F, T>
   /** Programs not to load, e.g. a variant the kernel forbids. */
   readonly disablePrograms?: (ctx: LoadContext<Config>) => ReadonlyArray<string>
+  /**
+   * The cgroup v2 directory a global manifest's `cgroups` programs are attached to; undefined (or absent): the cgroup
+   * v2 mount's root, so every socket of the host.
+   */
+  readonly cgroup?: (ctx: LoadContext<Config>) => string | undefined
 }
 
 /** Options of `Probe.instrument`. */
@@ -456,6 +461,22 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
       // A tracepoint instrument's (`processes: "any"`) are its Attacher's: attached while it has targets.
       for (const tp of ManifestM.isTracepointInstrument(options.manifest) ? [] : options.manifest.tracepoints ?? []) {
         yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))
+      }
+      // A global probe's cgroup programs: attached once, in the probe's scope (detached when it closes).
+      const attached = withoutPrograms(options.manifest, disablePrograms)
+      const cgroupPrograms = attached.cgroups ?? []
+      if (cgroupPrograms.length > 0) {
+        const cgroup = options.cgroup?.({ config }) ?? cgroup2Root()
+        if (cgroup === undefined) {
+          return yield* new ProbeLoadError({
+            probe: name,
+            reason: "NoCgroup2",
+            message: `probe ${name}: cgroup v2 is not mounted (no cgroup2 in /proc/self/mountinfo): its cgroup ` +
+              `programs (${cgroupPrograms.map((c) => c.program).join(", ")}) have nowhere to attach`,
+            verifierLog: ""
+          })
+        }
+        yield* attachCgroups(attached, object, cgroup).pipe(Effect.mapError(loadError(name)))
       }
       const loaded: Loaded = { object, constants, reusedMaps, layouts }
       const attacher = makeAttacher(

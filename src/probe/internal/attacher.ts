@@ -12,9 +12,13 @@
  *   per-pid entry, which is what the BPF side filters on.
  * With an executable selection every shape also writes the value under the executable's identity
  * (`ps_target_files`), so processes of it the agent has not seen yet are served too.
+ *
+ * A global manifest's cgroup programs are not per target: `attachCgroups` attaches them once, at load, in the
+ * probe's scope.
  */
+import * as Fs from "node:fs"
 import { Context, Deferred, Duration, Effect, Exit, Scope } from "effect"
-import type { BpfError, Link } from "../../kernel/Bpf.ts"
+import type { BpfError, BpfObject, Link } from "../../kernel/Bpf.ts"
 import { pidKey } from "../Binary.ts"
 import type { Attacher, Attachment, Loaded } from "../Capabilities.ts"
 import type { Applies, FieldSpecs, Manifest, SymbolSpec, TracepointManifest } from "../Manifest.ts"
@@ -34,9 +38,14 @@ export interface AttachOptions {
  * symbol left with no program is dropped (a required one then cannot make the probe "missing" a symbol it would not
  * probe anyway, and a return program that is off does not demand RET instructions).
  */
-export const withoutPrograms = (manifest: Manifest, disabled: ReadonlyArray<string>): Manifest => {
-  if (disabled.length === 0) return manifest
+export const withoutPrograms = (given: Manifest, disabled: ReadonlyArray<string>): Manifest => {
+  if (disabled.length === 0) return given
   const off = new Set(disabled)
+  // A global manifest's cgroup programs that are off are not attached.
+  const manifest: Manifest =
+    given.library === undefined && !ManifestM.isTracepointInstrument(given) && given.cgroups !== undefined ?
+      { ...given, cgroups: given.cgroups.filter((c) => !off.has(c.program)) } :
+      given
   if (ManifestM.isTracepointInstrument(manifest)) {
     const kept = manifest.tracepoints.filter((t) => !off.has(t.program))
     return { ...manifest, tracepoints: kept as unknown as TracepointManifest["tracepoints"] }
@@ -55,6 +64,45 @@ export const withoutPrograms = (manifest: Manifest, disabled: ReadonlyArray<stri
   })
   return { ...manifest, symbols } as Manifest
 }
+
+/**
+ * The cgroup v2 mount point in a /proc/self/mountinfo text (a hybrid host mounts it at /sys/fs/cgroup/unified, a
+ * unified one at /sys/fs/cgroup), or undefined when cgroup v2 is not mounted.
+ */
+export const cgroup2Mount = (mountinfo: string): string | undefined => {
+  for (const line of mountinfo.split("\n")) {
+    // "<id> <parent> <maj:min> <root> <mount point> <options> [optional fields] - <fs type> <source> <super options>"
+    const [left, right] = line.split(" - ")
+    if (left === undefined || right === undefined || right.split(" ")[0] !== "cgroup2") continue
+    const fields = left.split(" ")
+    if (fields[3] !== "/") continue // a bind mount of a sub-cgroup is not the hierarchy's root
+    const mount = fields[4]
+    if (mount !== undefined) return mount.replace(/\\040/g, " ")
+  }
+  return undefined
+}
+
+/** The cgroup v2 mount point of this host (from /proc/self/mountinfo), or undefined. */
+export const cgroup2Root = (): string | undefined => {
+  try {
+    return cgroup2Mount(Fs.readFileSync("/proc/self/mountinfo", "utf8"))
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Attach a global manifest's cgroup programs to `cgroup` (a cgroup v2 directory), in the current scope: closing it
+ * detaches them. A manifest with none attaches nothing.
+ */
+export const attachCgroups = (
+  manifest: Manifest,
+  object: BpfObject,
+  cgroup: string
+): Effect.Effect<ReadonlyArray<Link>, BpfError, Scope.Scope> =>
+  manifest.library !== undefined || ManifestM.isTracepointInstrument(manifest) ?
+    Effect.succeed([]) :
+    Effect.forEach(manifest.cgroups ?? [], (c) => object.attachCgroup({ program: c.program, cgroup }))
 
 /**
  * How long a file's shared links outlive its last process (`PROBESCOPE_LINK_GRACE_MS` through the agent; default

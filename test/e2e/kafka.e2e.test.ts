@@ -1,0 +1,259 @@
+/**
+ * kafka-go through the CLI into a real OpenTelemetry Collector (root): `probescope run --no-builtins --probe
+ * src/instrumentations/KafkaGo.ts --probe src/instrumentations/NetHttpServer.ts --exe <kafkago fixture>` over two
+ * processes of the fixture, a producer and a consumer, against an Apache Kafka broker (KRaft, single node) the test
+ * starts (test/kafka/Broker.ts).
+ *
+ * Each producer request's WriteMessages is a PRODUCER span under its server span; each consumer request's
+ * ReadMessage is a CONSUMER span in the other process, in the producer's trace with the producer span as its parent
+ * (the same-host fallback: no header is written); a write to a missing topic is an ERROR PRODUCER span; the
+ * messaging.client.operation.duration histogram and the sent/consumed counters arrive per process with their
+ * attributes. A stripped build of the fixture is "not supported" with the reason.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import * as path from "node:path"
+import { Effect, Layer } from "effect"
+import { beforeAll } from "vitest"
+import * as KafkaGo from "../../src/instrumentations/KafkaGo.ts"
+import { Manager } from "../../src/manager/Manager.ts"
+import * as ManagerM from "../../src/manager/Manager.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import * as GoBinary from "../../src/target/GoBinary.ts"
+import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+import * as Collector from "../collector/Collector.ts"
+import { buildKafkaGo, KAFKA_GO_VERSION } from "../instrumentations/KafkaGoFixture.ts"
+import * as Broker from "../kafka/Broker.ts"
+import type { ReceivedMetricPoint, ReceivedSpan } from "../receiver/Receiver.ts"
+import { agentEnv, attachedLine, cli, get, root, spawnProc, startService } from "./harness.ts"
+
+let fixture = ""
+let stripped = ""
+
+beforeAll(() => {
+  execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
+  fixture = buildKafkaGo("1.26.8")
+  stripped = buildKafkaGo("1.26.8", { stripped: true })
+}, 600_000)
+
+const TOPIC = "orders"
+const GROUP = "billing"
+
+const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => boolean, what: string) => {
+  const found = spans.filter(pred)
+  assert.strictEqual(found.length, 1, `${what}: ${found.length} found`)
+  return found[0]!
+}
+
+/** A body of the fixture's reply. */
+const text = (url: string) =>
+  Effect.promise(async () => {
+    const res = await fetch(url, { signal: AbortSignal.timeout(30_000) })
+    return { status: res.status, body: (await res.text()).trim() }
+  })
+
+describe("kafka-go through the CLI and a real collector", () => {
+  it.live("PRODUCER spans under the requests' spans, CONSUMER spans in the consumer continuing their traces", () =>
+    Effect.gen(function*() {
+      const collector = yield* Collector.make()
+      const broker = yield* Broker.start()
+      console.log(
+        `kafka broker ${Broker.KAFKA_VERSION}: ready in ${broker.startMs} ms` +
+          (broker.downloadMs === undefined ? "" : `, jars copied in ${broker.downloadMs} ms`)
+      )
+      const common = ["-brokers", broker.bootstrap, "-topic", TOPIC]
+      const producer = yield* startService(fixture, ["-mode", "produce", ...common])
+      const consumer = yield* startService(fixture, ["-mode", "consume", ...common, "-group", GROUP])
+      const agent = yield* spawnProc(
+        cli,
+        [
+          "run",
+          "--no-builtins",
+          "--probe",
+          path.join(root, "src/instrumentations/KafkaGo.ts"),
+          // The net/http server probe as a module too: both then share one go_context (a built-in by name would come
+          // with the CLI's own copy of it).
+          "--probe",
+          path.join(root, "src/instrumentations/NetHttpServer.ts"),
+          "--exe",
+          fixture
+        ],
+        agentEnv({
+          OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint,
+          OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+          OTEL_LOGS_EXPORTER: "none",
+          OTEL_METRIC_EXPORT_INTERVAL: "3600000",
+          OTEL_BSP_SCHEDULE_DELAY: "200"
+        })
+      )
+      yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
+      for (const app of [producer, consumer]) {
+        const attached = attachedLine(app.pid).exec(agent.stderr())
+        assert.isNotNull(attached, agent.stderr())
+        assert.deepStrictEqual(attached![2]!.split(", ").sort(), ["go_context", "kafka_go", "nethttp_server"])
+      }
+
+      const p = `http://${producer.addr}`
+      const c = `http://${consumer.addr}`
+      assert.deepStrictEqual(yield* text(`${p}/produce?key=order-1&value=paid`), { status: 200, body: "sent" })
+      assert.deepStrictEqual(yield* text(`${c}/read`), {
+        status: 200,
+        body: "key=order-1 value=paid partition=0 offset=0"
+      })
+      assert.deepStrictEqual(yield* text(`${p}/batch?value=item&n=3`), { status: 200, body: "sent" })
+      for (let i = 0; i < 3; i++) {
+        assert.deepStrictEqual(yield* text(`${c}/read`), {
+          status: 200,
+          body: `key= value=item-${i} partition=0 offset=${i + 1}`
+        })
+      }
+      assert.strictEqual(yield* get(`${p}/missing?value=lost`), 500)
+
+      // Producer: 3 server spans and 3 PRODUCER spans; consumer: 4 server spans and 4 CONSUMER spans.
+      const spans = yield* collector.receiver.waitFor(14, "30 seconds")
+      const shown = spans.map((s) =>
+        [s.resource["process.pid"], s.name, s.kind, s.traceId, s.spanId, s.parentSpanId, s.attributes, s.status]
+      )
+      assert.strictEqual(spans.length, 14, JSON.stringify(shown))
+      if (process.env["KAFKA_E2E_SHOW"] !== undefined) console.log(JSON.stringify(shown, null, 1))
+      const server = (pid: number, route: string) =>
+        spans.filter((s) => s.attributes["http.route"] === route && s.resource["process.pid"] === pid)
+      const [produce] = server(producer.pid, "/produce")
+      const [batch] = server(producer.pid, "/batch")
+      const [missing] = server(producer.pid, "/missing")
+      assert.strictEqual(server(consumer.pid, "/read").length, 4)
+      const ok = { code: "STATUS_CODE_UNSET", message: "" }
+      const brokerAttributes = { "server.address": "127.0.0.1", "server.port": broker.port }
+      const sendAttributes = (topic: string, more: object = {}) => ({
+        "messaging.system": "kafka",
+        "messaging.operation.name": "send",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": topic,
+        ...brokerAttributes,
+        ...more
+      })
+      const producerSpan = (parent: ReceivedSpan | undefined, topic: string) => {
+        assert.isDefined(parent)
+        const s = one(spans, (s) => s.parentSpanId === parent!.spanId && s.kind === "SPAN_KIND_PRODUCER", topic)
+        assert.strictEqual(s.name, `send ${topic}`)
+        assert.strictEqual(s.scope.name, "probescope/kafka_go")
+        assert.strictEqual(s.resource["process.pid"], producer.pid)
+        assert.strictEqual(s.traceId, parent!.traceId)
+        return s
+      }
+      const sent = producerSpan(produce, TOPIC)
+      assert.deepStrictEqual([sent.attributes, sent.status], [
+        sendAttributes(TOPIC, { "messaging.kafka.message.key": "order-1" }),
+        ok
+      ])
+      const sentBatch = producerSpan(batch, TOPIC)
+      assert.deepStrictEqual([sentBatch.attributes, sentBatch.status], [
+        sendAttributes(TOPIC, { "messaging.batch.message_count": 3 }),
+        ok
+      ])
+      const failed = producerSpan(missing, `${TOPIC}-missing`)
+      assert.deepStrictEqual([failed.attributes, failed.status], [
+        sendAttributes(`${TOPIC}-missing`, { "error.type": "kafka.Error" }),
+        { code: "STATUS_CODE_ERROR", message: "kafka.Error 3" }
+      ])
+
+      // The consumer's spans: children of the producer span that wrote the message, in the consumer process.
+      const consumed = spans.filter((s) => s.kind === "SPAN_KIND_CONSUMER")
+      assert.strictEqual(consumed.length, 4)
+      const pollAttributes = (offset: number, more: object = {}) => ({
+        "messaging.system": "kafka",
+        "messaging.operation.name": "poll",
+        "messaging.operation.type": "receive",
+        "messaging.destination.name": TOPIC,
+        "messaging.consumer.group.name": GROUP,
+        "messaging.destination.partition.id": "0",
+        "messaging.kafka.offset": offset,
+        ...brokerAttributes,
+        ...more
+      })
+      const byOffset = (offset: number) =>
+        one(consumed, (s) => s.attributes["messaging.kafka.offset"] === offset, `offset ${offset}`)
+      const first = byOffset(0)
+      assert.deepStrictEqual(
+        [first.name, first.scope.name, first.resource["process.pid"], first.traceId, first.parentSpanId],
+        [`poll ${TOPIC}`, "probescope/kafka_go", consumer.pid, sent.traceId, sent.spanId]
+      )
+      assert.deepStrictEqual([first.attributes, first.status], [
+        pollAttributes(0, { "messaging.kafka.message.key": "order-1" }),
+        ok
+      ])
+      for (const offset of [1, 2, 3]) {
+        const s = byOffset(offset)
+        assert.deepStrictEqual(
+          [s.name, s.resource["process.pid"], s.traceId, s.parentSpanId, s.attributes, s.status],
+          [`poll ${TOPIC}`, consumer.pid, sentBatch.traceId, sentBatch.spanId, pollAttributes(offset), ok]
+        )
+      }
+
+      // Stopping the agent exports the metrics once, on the way out.
+      agent.child.kill("SIGINT")
+      const exit = yield* agent.exit("30 seconds")
+      assert.strictEqual(exit.code, 0, agent.stderr())
+      const names = [KafkaGo.operationDuration.name, KafkaGo.sentMessages.name, KafkaGo.consumedMessages.name]
+      const points = (yield* collector.receiver.waitForMetrics(
+        (ps) => names.every((n) => ps.some((p) => p.name === n)),
+        "20 seconds"
+      )).filter((p) => names.includes(p.name))
+      // Compared as sorted key-value lists: the receiver's attribute order is not the span's.
+      const key = (p: ReceivedMetricPoint) =>
+        JSON.stringify([p.name, p.resource["process.pid"], Object.entries(p.attributes).sort(), p.count ?? p.value])
+      const metric = (name: string, pid: number, attributes: object, n: number) =>
+        JSON.stringify([name, pid, Object.entries(attributes).sort(), n])
+      const { "messaging.operation.type": _s, ...sendCounted } = sendAttributes(TOPIC)
+      const { "messaging.operation.type": _e, ...missingCounted } = sendAttributes(`${TOPIC}-missing`, {
+        "error.type": "kafka.Error"
+      })
+      const { "messaging.kafka.offset": _o, "messaging.operation.type": _r, ...pollCounted } = pollAttributes(0)
+      const { "messaging.kafka.offset": _o2, ...pollMetric } = pollAttributes(0)
+      const duration = KafkaGo.operationDuration.name
+      assert.deepStrictEqual(points.map(key).sort(), [
+        metric(duration, producer.pid, sendAttributes(TOPIC), 2),
+        metric(duration, producer.pid, sendAttributes(`${TOPIC}-missing`, { "error.type": "kafka.Error" }), 1),
+        metric(duration, consumer.pid, pollMetric, 4),
+        metric(KafkaGo.sentMessages.name, producer.pid, sendCounted, 4),
+        metric(KafkaGo.sentMessages.name, producer.pid, missingCounted, 1),
+        metric(KafkaGo.consumedMessages.name, consumer.pid, pollCounted, 4)
+      ].sort())
+      for (const p of points.filter((p) => p.name === duration)) {
+        assert.deepStrictEqual(
+          [p.type, p.unit, p.description, p.explicitBounds, p.scope.name],
+          [
+            "histogram",
+            "s",
+            KafkaGo.operationDuration.description,
+            [...KafkaGo.operationDuration.boundaries!],
+            "probescope/kafka_go"
+          ]
+        )
+        assert.isTrue(p.sum! > 0 && p.sum! < 30, `sum ${p.sum}`)
+      }
+    }).pipe(Effect.scoped), 300_000)
+})
+
+describe("kafka-go: not supported", () => {
+  const agent = ManagerM.layer.pipe(
+    Layer.provide(KafkaGo.KafkaGo.layer),
+    Layer.provideMerge(ProbeTest.layer),
+    Layer.provideMerge(GoBinary.layer)
+  )
+
+  it.live("a stripped build: no DWARF, so no offsets for kafka-go's structs, with the reason", () =>
+    Effect.gen(function*() {
+      // The consumer mode listens without a broker (the reader connects on its first read).
+      const app = yield* startService(stripped, ["-mode", "consume", "-brokers", "127.0.0.1:1"])
+      const target = yield* (yield* TargetAnalysis).analyzePid(app.pid)
+      const manager = yield* Manager
+      const reason = manager.inspect(target).find((i) => i.probe === "kafka_go")!.applicability
+      const pkg = "github.com/segmentio/kafka-go"
+      assert.deepStrictEqual(reason, {
+        _tag: "NotApplicable",
+        probe: "kafka_go",
+        reason: `no offset for ${pkg}.Writer.Addr (Go 1.26.8, ${pkg} ${KAFKA_GO_VERSION})`
+      })
+    }).pipe(Effect.provide(agent), Effect.scoped))
+})

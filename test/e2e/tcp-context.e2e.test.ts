@@ -1,0 +1,128 @@
+/**
+ * tcp_context through the CLI into a real OpenTelemetry Collector (root): one trace across two "hosts" without
+ * writing process memory. The hosts are two network namespaces on a veth pair, each with a cgroup of its own
+ * (NetnsFixture), and each has its own agent (`probescope run --pid <its process>`, tcp_context attached to its
+ * side's cgroup through the config file), so the two ends share no BPF map — as on two machines. The Go fixture's
+ * client in the client namespace calls the server in the server namespace over HTTP/1 with no traceparent (the client
+ * probe cannot write one). With tcp_context the server span is the child of the client span, in its trace; without
+ * it (the control, same setup) each side is a trace of its own.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect } from "effect"
+import { beforeAll } from "vitest"
+import * as Collector from "../collector/Collector.ts"
+import { buildNetns } from "../fixtures/go/netns/build.ts"
+import { makePair, type Side } from "../instrumentations/NetnsFixture.ts"
+import type { ReceivedSpan } from "../receiver/Receiver.ts"
+import { agentEnv, attachedLine, cli, root, spawnProc } from "./harness.ts"
+
+let fixture = ""
+
+beforeAll(() => {
+  execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
+  fixture = buildNetns("1.26.8")
+}, 600_000)
+
+const probe = (file: string) => ["--probe", path.join(root, "src/instrumentations", file)]
+
+/** The agent of one side: the net/http probes (and tcp_context on the side's cgroup) on that side's process only. */
+const agentFor = (collector: Collector.Collector, side: Side, pid: number, tcpContext: boolean) =>
+  Effect.gen(function*() {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tcp-context-e2e-"))
+    const config = path.join(dir, "probescope.json")
+    fs.writeFileSync(config, JSON.stringify({ probes: { settings: { tcp_context: { cgroup: side.cgroup } } } }))
+    const agent = yield* spawnProc(
+      cli,
+      [
+        "run",
+        "--no-builtins",
+        ...(tcpContext ? probe("TcpContext.ts") : []),
+        ...probe("NetHttpServer.ts"),
+        ...probe("NetHttpClient.ts"),
+        "--pid",
+        String(pid),
+        "--config",
+        config
+      ],
+      agentEnv({
+        OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+        OTEL_METRICS_EXPORTER: "none",
+        OTEL_LOGS_EXPORTER: "none",
+        OTEL_BSP_SCHEDULE_DELAY: "200"
+      })
+    )
+    const attached = yield* agent.line("stderr", attachedLine(pid), "120 seconds")
+    assert.deepStrictEqual(attached[2]!.split(", ").sort(), ["go_context", "nethttp_client", "nethttp_server"])
+    yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "60 seconds")
+    return agent
+  })
+
+/** Two requests from the client namespace to the server namespace, on one keep-alive connection; their 4 spans. */
+const twoRequests = (tcpContext: boolean) =>
+  Effect.scoped(Effect.gen(function*() {
+    const collector = yield* Collector.make()
+    const pair = yield* makePair
+    const run = (argv: ReadonlyArray<string>) => spawnProc(argv[0]!, argv.slice(1))
+    const server = yield* run(pair.server.run([fixture, "server", "-addr", `${pair.server.ip}:0`]))
+    const addr = (yield* server.line("stdout", /^listening on (\S+)$/m, "30 seconds"))[1]!
+    const client = yield* run(pair.client.run([fixture, "client", "-url", `http://${addr}/hello`]))
+    yield* client.line("stdout", /^ready$/m, "30 seconds")
+    yield* agentFor(collector, pair.server, server.pid, tcpContext)
+    yield* agentFor(collector, pair.client, client.pid, tcpContext)
+    for (const n of [1, 2]) {
+      process.kill(client.pid, "SIGUSR1")
+      yield* client.line("stdout", new RegExp(`^(status 200\\n){${n}}`, "m"), "30 seconds")
+    }
+    const spans = yield* collector.receiver.waitFor(4, "60 seconds")
+    const byKind = (kind: string, pid: number) =>
+      spans.filter((s) => s.kind === kind && s.resource["process.pid"] === pid)
+        .sort((a, b) => a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1)
+    return {
+      spans,
+      clients: byKind("SPAN_KIND_CLIENT", client.pid),
+      servers: byKind("SPAN_KIND_SERVER", server.pid),
+      addr
+    }
+  }))
+
+const summary = (s: ReceivedSpan) => [s.name, s.kind, s.scope.name, s.attributes["http.response.status_code"]]
+
+describe("tcp_context across two network namespaces, one agent each, into a real collector", () => {
+  it.live("with tcp_context: each server span is the child of its client span, in the client's trace", () =>
+    Effect.gen(function*() {
+      const { spans, clients, servers } = yield* twoRequests(true)
+      assert.strictEqual(spans.length, 4)
+      assert.deepStrictEqual(clients.map(summary), [
+        ["GET", "SPAN_KIND_CLIENT", "probescope/nethttp_client", 200],
+        ["GET", "SPAN_KIND_CLIENT", "probescope/nethttp_client", 200]
+      ])
+      assert.deepStrictEqual(servers.map(summary), [
+        ["GET /hello", "SPAN_KIND_SERVER", "probescope/nethttp_server", 200],
+        ["GET /hello", "SPAN_KIND_SERVER", "probescope/nethttp_server", 200]
+      ])
+      for (const i of [0, 1]) {
+        assert.strictEqual(clients[i]!.parentSpanId, "")
+        assert.strictEqual(servers[i]!.traceId, clients[i]!.traceId)
+        assert.strictEqual(servers[i]!.parentSpanId, clients[i]!.spanId)
+      }
+      // Two requests, two traces: the second did not inherit the first's context.
+      assert.notStrictEqual(clients[0]!.traceId, clients[1]!.traceId)
+    }), 300_000)
+
+  it.live("control, without tcp_context: the same exchange gives separate traces", () =>
+    Effect.gen(function*() {
+      const { spans, clients, servers } = yield* twoRequests(false)
+      assert.strictEqual(spans.length, 4)
+      assert.strictEqual(clients.length, 2)
+      assert.strictEqual(servers.length, 2)
+      for (const i of [0, 1]) {
+        assert.strictEqual(servers[i]!.parentSpanId, "")
+        assert.notStrictEqual(servers[i]!.traceId, clients[i]!.traceId)
+      }
+    }), 300_000)
+})

@@ -4,9 +4,10 @@
  * nethttp_server, nethttp_client and otel_trace. One request gives five spans in one trace: the SERVER span of
  * /work, the manual "work" span under it (its start-option and SetAttributes attributes, two events, status Ok), the
  * HTTP CLIENT span made with the manual span's context under "work", the SERVER span of /leaf under that, and the
- * nested manual span (renamed, CLIENT kind, RecordError's exception event, status Error) under "work". Built with
- * go.opentelemetry.io/otel v1.47.0 (Go 1.26.8, 1.27.3) and v1.30.0 (Go 1.25.9), the range's ends. A build with v1.29.0
- * is "not supported" with the reason, so is a stripped build.
+ * nested manual span (renamed, CLIENT kind, RecordError's exception event, status Error) under "work". Afterwards no
+ * span is left open in the probe's maps. Built with go.opentelemetry.io/otel v1.47.0 (Go 1.26.8, 1.27.3) and v1.30.0
+ * (Go 1.25.9), the range's ends. With the sampler always_off nothing is recorded; with a TracerProvider set (Start
+ * forwards to it) no manual span is. A build with v1.29.0 is "not supported" with the reason, so is a stripped build.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync, spawn } from "node:child_process"
@@ -54,9 +55,9 @@ afterAll(() => {
 })
 
 /** Start the fixture and wait for its "listening on <addr>" line. */
-const start = (exe: string) =>
+const start = (exe: string, args: ReadonlyArray<string> = []) =>
   Effect.callback<{ readonly pid: number; readonly addr: string }>((resume) => {
-    const child = spawn(exe, ["-addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] })
+    const child = spawn(exe, ["-addr", "127.0.0.1:0", ...args], { stdio: ["ignore", "pipe", "inherit"] })
     procs.push(child)
     let out = ""
     child.stdout!.on("data", (chunk: Buffer) => {
@@ -73,20 +74,53 @@ const get = (url: string) =>
     return { status: res.status, body: (await res.text()).trim() }
   })
 
-const agent = ManagerM.layer.pipe(
-  Layer.provideMerge(Layer.mergeAll(
-    OtelTrace.OtelTrace.layer,
-    NetHttpServer.NetHttpServer.layer,
-    NetHttpClient.NetHttpClient.layer
-  )),
-  Layer.provideMerge(Layer.mergeAll(
-    BpfLive.layer,
-    ProbeTest.layerSink,
-    ProbeTest.layerTargets,
-    TracingConfig.layer(TracingConfig.defaultSampler),
-    GoBinary.layer
-  ))
-)
+const agentWith = (sampler: TracingConfig.Sampler) =>
+  ManagerM.layer.pipe(
+    Layer.provideMerge(Layer.mergeAll(
+      OtelTrace.OtelTrace.layer,
+      NetHttpServer.NetHttpServer.layer,
+      NetHttpClient.NetHttpClient.layer
+    )),
+    Layer.provideMerge(Layer.mergeAll(
+      BpfLive.layer,
+      ProbeTest.layerSink,
+      ProbeTest.layerTargets,
+      TracingConfig.layer(sampler),
+      GoBinary.layer
+    ))
+  )
+const agent = agentWith(TracingConfig.defaultSampler)
+
+/**
+ * Entries of `pid` in the kernel's hash maps named `name` (the kernel keeps 15 characters): their keys start with the
+ * tgid (little-endian u32). Fails when no such map exists, so a count of 0 cannot be vacuous.
+ */
+const entriesOf = (pid: number, name: string): number => {
+  const maps = JSON.parse(execFileSync("bpftool", ["-j", "map", "show"]).toString()) as Array<
+    { readonly id: number; readonly name?: string }
+  >
+  const found = maps.filter((m) => m.name === name.slice(0, 15))
+  assert.isAbove(found.length, 0, `no map ${name}`)
+  const tgid = Buffer.alloc(4)
+  tgid.writeUInt32LE(pid)
+  const want = [...tgid].map((b) => `0x${b.toString(16).padStart(2, "0")}`).join(" ")
+  let n = 0
+  for (const m of found) {
+    const entries = JSON.parse(execFileSync("bpftool", ["-j", "map", "dump", "id", String(m.id)]).toString()) as Array<
+      { readonly key: ReadonlyArray<string> }
+    >
+    n += entries.filter((e) => e.key.slice(0, 4).join(" ") === want).length
+  }
+  return n
+}
+
+/** Attach the agent's probes to a started fixture; the probes that applied. */
+const attach = (pid: number) =>
+  Effect.gen(function*() {
+    const manager = yield* Manager
+    yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* (yield* TargetAnalysis).analyzePid(pid) }))
+    return (yield* manager.targets).map((t) => [...t.probes].sort())
+  })
 
 const one = (spans: ReadonlyArray<SpanData>, pred: (s: SpanData) => boolean, what: string) => {
   const found = spans.filter(pred)
@@ -179,6 +213,41 @@ describe.each(builds)("otel_trace on Go $go, otel $otel", (build) => {
         "/plain",
         undefined
       ])
+      // Every span ended: none open, none starting.
+      assert.strictEqual(entriesOf(app.pid, "otel_spans"), 0, "open spans")
+      assert.strictEqual(entriesOf(app.pid, "otel_starting"), 0, "spans starting")
+    }).pipe(Effect.provide(agent)), 60_000)
+})
+
+describe(`otel_trace on Go 1.26.8: when not to record`, () => {
+  it.live("sampler always_off: no record, nothing left open", () =>
+    Effect.gen(function*() {
+      const app = yield* start(binaries.get("1.26.8")!)
+      assert.deepStrictEqual(yield* attach(app.pid), [["go_context", "nethttp_client", "nethttp_server", "otel_trace"]])
+      assert.deepStrictEqual(yield* get(`http://${app.addr}/work?self=${app.addr}`), { status: 200, body: "ok" })
+      yield* Effect.sleep("500 millis")
+      const stats = yield* (yield* Manager).stats
+      assert.strictEqual(stats.find((s) => s.probe === "otel_trace")!.records, 0)
+      assert.deepStrictEqual(yield* (yield* CapturedSpans).all, [])
+      assert.strictEqual(entriesOf(app.pid, "otel_spans"), 0, "open spans")
+      assert.strictEqual(entriesOf(app.pid, "otel_starting"), 0, "spans starting")
+    }).pipe(Effect.provide(agentWith({ root: "always_off", ratio: 1, parentBased: true }))), 60_000)
+
+  it.live("a TracerProvider set (an SDK's place): Start forwards to it, no manual span recorded", () =>
+    Effect.gen(function*() {
+      const app = yield* start(binaries.get("1.26.8")!, ["-sdk"])
+      assert.deepStrictEqual(yield* attach(app.pid), [["go_context", "nethttp_client", "nethttp_server", "otel_trace"]])
+      assert.deepStrictEqual(yield* get(`http://${app.addr}/work?self=${app.addr}`), { status: 200, body: "ok" })
+      // The automatic spans only: /work's, the client call's (now straight under /work's) and /leaf's.
+      const spans = yield* (yield* CapturedSpans).take(3).pipe(Effect.timeout("15 seconds"))
+      const server = one(spans, (s) => s.kind === "server" && s.attributes["url.path"] === "/work", "/work")
+      const client = one(spans, (s) => s.probe === "nethttp_client", "client")
+      assert.deepStrictEqual(spans.map((s) => s.probe).sort(), ["nethttp_client", "nethttp_server", "nethttp_server"])
+      assert.strictEqual(client.parentSpanId, server.spanId)
+      yield* Effect.sleep("300 millis")
+      const stats = yield* (yield* Manager).stats
+      assert.strictEqual(stats.find((s) => s.probe === "otel_trace")!.records, 0)
+      assert.strictEqual(entriesOf(app.pid, "otel_spans"), 0, "open spans")
     }).pipe(Effect.provide(agent)), 60_000)
 })
 

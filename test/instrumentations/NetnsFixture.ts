@@ -1,6 +1,6 @@
 /**
  * Two "hosts" on one machine, for the tcp_context tests: two network namespaces linked by a veth pair with private
- * addresses (10.200.<n>.1/30 for the server side, .2 for the client side), and two cgroup v2 directories, one per
+ * addresses (10.200.<n>.1/30 and fd00:200:<n>::1/64 for the server side, .2 and ::2 for the client side), and two cgroup v2 directories, one per
  * side, so an agent's sock_ops program attached to one of them sees only that side's sockets. Names are unique per
  * run; everything is removed when the scope closes, whether the test passed or not.
  */
@@ -15,6 +15,8 @@ export interface Side {
   readonly netns: string
   readonly cgroup: string
   readonly ip: string
+  /** Its IPv6 address (fd00:200:<n>::1 or ::2, /64, no duplicate address detection so it is usable at once). */
+  readonly ip6: string
   /** argv prefix that runs a command in this side's cgroup and namespace. */
   readonly run: (argv: ReadonlyArray<string>) => ReadonlyArray<string>
 }
@@ -62,9 +64,11 @@ export const makePair = Effect.acquireRelease(
     ip(["link", "set", names.server, "netns", names.server])
     ip(["link", "set", names.client, "netns", names.client])
     const addrs = { server: `10.200.${octet}.1`, client: `10.200.${octet}.2` }
+    const addrs6 = { server: `fd00:200:${octet}::1`, client: `fd00:200:${octet}::2` }
     for (const side of ["server", "client"] as const) {
       const ns = names[side]
       ip(["-n", ns, "addr", "add", `${addrs[side]}/30`, "dev", ns])
+      ip(["-n", ns, "addr", "add", `${addrs6[side]}/64`, "dev", ns, "nodad"])
       ip(["-n", ns, "link", "set", ns, "up"])
       ip(["-n", ns, "link", "set", "lo", "up"])
     }
@@ -72,6 +76,7 @@ export const makePair = Effect.acquireRelease(
       netns: names[s],
       cgroup: cgroups[s],
       ip: addrs[s],
+      ip6: addrs6[s],
       run: (argv) => [
         "sh",
         "-c",

@@ -5,7 +5,8 @@
  * map (what the net/http client probe does before writing a request), a small Python client in the client namespace
  * sends a request from that connection, and the server side's map must then hold exactly that span under the key the
  * server probe looks up; once the server answers, the entry is gone. Also: no context published, no option; an
- * unsampled context keeps its flag; and closing the probe's scope leaves nothing attached to the cgroups.
+ * unsampled context keeps its flag; IPv6 keys; no room for the option beside TCP-MD5 (counted, nothing carried); and
+ * closing the probe's scope leaves nothing attached to the cgroups.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
@@ -26,10 +27,23 @@ beforeAll(() => {
   execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
 }, 120_000)
 
-/** A server that accepts one connection, prints the request, answers once the file argv[3] exists, then closes. */
-const SERVER = `
-import os, socket, sys, time
-s = socket.socket()
+/** TCP-MD5 (RFC 2385) with one peer: struct tcp_md5sig is a sockaddr_storage, flags, prefix, key length, ifindex, key. */
+const MD5 = `
+import socket, struct
+def md5(sock, peer):
+    addr = (struct.pack("<H", socket.AF_INET) + struct.pack(">H", 0) + socket.inet_aton(peer)).ljust(128, b"\\0")
+    key = b"tcp-context-test"
+    sock.setsockopt(socket.IPPROTO_TCP, 14, addr + struct.pack("<BBHi", 0, 0, len(key), 0) + key.ljust(80, b"\\0"))
+`
+
+/**
+ * A server that accepts one connection, prints the request, answers once the file argv[3] exists, then closes.
+ * argv[4], when given, is the client's address: the connection is then signed with TCP-MD5.
+ */
+const SERVER = `${MD5}
+import os, sys, time
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+if len(sys.argv) > 4: md5(s, sys.argv[4])
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(1)
@@ -44,10 +58,11 @@ c.close()
 print("done", flush=True)
 `
 
-/** A client bound to a known port (so the test knows the connection's key before it is made). */
-const CLIENT = `
-import socket, sys
-c = socket.socket()
+/** A client bound to a known port (so the test knows the connection's key before it is made); argv[5]: TCP-MD5. */
+const CLIENT = `${MD5}
+import sys
+c = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+if len(sys.argv) > 5: md5(c, sys.argv[3])
 c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 c.bind((sys.argv[1], int(sys.argv[2])))
 c.connect((sys.argv[3], int(sys.argv[4])))
@@ -56,10 +71,21 @@ print("reply", c.recv(1000).decode().strip(), flush=True)
 c.close()
 `
 
+/** The 16 bytes of an IPv6 address written in full or with one "::". */
+const ip6Bytes = (ip: string): Array<number> => {
+  const [head, tail] = ip.split("::") as [string, string | undefined]
+  const words = (s: string | undefined) => s === undefined || s === "" ? [] : s.split(":").map((w) => parseInt(w, 16))
+  const h = words(head)
+  const t = words(tail)
+  const all = [...h, ...Array(8 - h.length - t.length).fill(0), ...t]
+  return all.flatMap((w) => [w >> 8, w & 0xff])
+}
+
 /** `struct ps_conn_key` (go_context.h): IPv4 as v4-mapped IPv6, ports in host order (little-endian here). */
 const connKey = (client: string, clientPort: number, server: string, serverPort: number): Uint8Array => {
   const k = new Uint8Array(40)
   const put = (at: number, ip: string) => {
+    if (ip.includes(":")) return void k.set(ip6Bytes(ip), at)
     k[at + 10] = 0xff
     k[at + 11] = 0xff
     ip.split(".").forEach((b, i) => void (k[at + 12 + i] = Number(b)))
@@ -120,20 +146,32 @@ type Loaded = Effect.Success<ReturnType<typeof loadSide>>
  * client probe does). Returns the server side's ps_conn_spans entry for the connection while the request is
  * unanswered, and after the answer.
  */
-const exchange = (pair: Pair, sides: { client: Loaded; server: Loaded }, publish: Uint8Array | undefined) =>
+const exchange = (
+  pair: Pair,
+  sides: { client: Loaded; server: Loaded },
+  publish: Uint8Array | undefined,
+  options: { readonly md5?: boolean; readonly ipv6?: boolean } = {}
+) =>
   Effect.scoped(Effect.gen(function*() {
     const serverPort = nextPort++
     const clientPort = nextPort++
-    const key = connKey(pair.client.ip, clientPort, pair.server.ip, serverPort)
+    const ips = options.ipv6 === true ?
+      { client: pair.client.ip6, server: pair.server.ip6 } :
+      { client: pair.client.ip, server: pair.server.ip }
+    const key = connKey(ips.client, clientPort, ips.server, serverPort)
     if (publish !== undefined) yield* sides.client.object.update("ps_conn_spans", key, publish)
     // Two maps, as on two hosts: what the client side publishes is not in the server side's.
     const before = yield* sides.server.object.lookup("ps_conn_spans", key)
     const go = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "tcp-context-")), "answer")
     const run = (argv: ReadonlyArray<string>) => spawnProc(argv[0]!, argv.slice(1))
-    const server = yield* run(pair.server.run(["python3", "-c", SERVER, pair.server.ip, String(serverPort), go]))
+    const md5 = options.md5 === true
+    const server = yield* run(pair.server.run([
+      "python3", "-c", SERVER, ips.server, String(serverPort), go, ...(md5 ? [ips.client] : [])
+    ]))
     yield* server.line("stdout", /^listening$/m, "10 seconds")
     const client = yield* run(pair.client.run([
-      "python3", "-c", CLIENT, pair.client.ip, String(clientPort), pair.server.ip, String(serverPort)
+      "python3", "-c", CLIENT, ips.client, String(clientPort), ips.server, String(serverPort),
+      ...(md5 ? ["md5"] : [])
     ]))
     yield* server.line("stdout", /^got request$/m, "10 seconds")
     const during = yield* sides.server.object.lookup("ps_conn_spans", key)
@@ -191,6 +229,28 @@ describe("tcp_context on the real kernel", () => {
       assert.deepStrictEqual(none, { before: Option.none(), during: Option.none(), after: Option.none(), clientSide: Option.none() })
       assert.deepStrictEqual(yield* stats(client), before)
       assert.strictEqual((yield* stats(server)).received, 2)
+
+      // IPv6: the key is the addresses as they are (no mapping).
+      const v6 = yield* exchange(pair, sides, spanCtx(TRACE, "5555666677778888", 1), { ipv6: true })
+      assert.deepStrictEqual(v6, {
+        before: Option.none(),
+        during: Option.some(hex(spanCtx(TRACE, "5555666677778888", 1))),
+        after: Option.none(),
+        clientSide: Option.none()
+      })
+    })), 60_000)
+
+  it.live("no room beside TCP-MD5 and timestamps: the segment goes without the option, counted; nothing carried", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const pair = yield* makePair
+      const client = yield* loadSide(pair.client)
+      const server = yield* loadSide(pair.server)
+      const r = yield* exchange(pair, { client, server }, spanCtx(TRACE, SPAN, 1), { md5: true })
+      assert.deepStrictEqual(r, { before: Option.none(), during: Option.none(), after: Option.none(), clientSide: Option.none() })
+      const c = yield* stats(client)
+      assert.strictEqual(c.written, 0)
+      assert.isAtLeast(c.noSpace, 1)
+      assert.deepStrictEqual(yield* stats(server), { written: 0, received: 0, noSpace: 0, cleared: 0 })
     })), 60_000)
 
   it.live("attached once to its cgroup at load, and detached when the probe's scope closes", () =>

@@ -2,10 +2,10 @@
  * Manual OpenTelemetry Go API spans through the CLI into a real OpenTelemetry Collector (root): `probescope run
  * --no-builtins --probe src/instrumentations/OtelTrace.ts --probe src/instrumentations/NetHttpServer.ts --probe
  * src/instrumentations/NetHttpClient.ts --exe <otelapi fixture>` exporting OTLP over HTTP. One request to the
- * fixture's /work handler reaches the collector as one trace of five spans: the handler's SERVER span, the manual
+ * fixture's /work handler reaches the collector as one trace of six spans: the handler's SERVER span, the manual
  * "work" span under it (attributes, status Ok, two events), the HTTP CLIENT span made with the manual span's context
- * under "work" (and /leaf's SERVER span under that), and the nested manual span under "work" (CLIENT, status Error,
- * an exception event).
+ * under "work" (and /leaf's SERVER span under that), the nested manual span under "work" (CLIENT, status Error, an
+ * exception event), and the "job" span a worker goroutine starts with the context it is handed, under "work".
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
@@ -91,14 +91,15 @@ describe("OpenTelemetry Go API spans through the CLI and a real collector", () =
       ])
 
       assert.strictEqual(yield* get(`http://${app.addr}/work?self=${app.addr}`), 200)
-      const spans = yield* collector.receiver.waitFor(5, "30 seconds")
-      assert.strictEqual(spans.length, 5)
+      const spans = yield* collector.receiver.waitFor(6, "30 seconds")
+      assert.strictEqual(spans.length, 6)
       const server = one(spans, (s) => s.kind === "SPAN_KIND_SERVER" && s.attributes["url.path"] === "/work", "/work")
       const leaf = one(spans, (s) => s.kind === "SPAN_KIND_SERVER" && s.attributes["url.path"] === "/leaf", "/leaf")
       const client = one(spans, (s) => s.kind === "SPAN_KIND_CLIENT" && s.scope.name === "probescope/nethttp_client",
         "client")
       const work = one(spans, (s) => s.name === "work", "work")
       const nested = one(spans, (s) => s.name === "nested renamed", "nested")
+      const job = one(spans, (s) => s.name === "job", "job")
 
       const manual = (s: ReceivedSpan) => [s.scope.name, s.kind, s.attributes, s.status, s.resource["process.pid"]]
       assert.deepStrictEqual(manual(work), [
@@ -122,11 +123,18 @@ describe("OpenTelemetry Go API spans through the CLI and a real collector", () =
         { code: "STATUS_CODE_ERROR", message: "nested failed" },
         app.pid
       ])
-      // One trace: server -> work -> (client -> leaf, nested).
+      assert.deepStrictEqual(manual(job), [
+        "probescope/otel_trace",
+        "SPAN_KIND_INTERNAL",
+        {},
+        { code: "STATUS_CODE_UNSET", message: "" },
+        app.pid
+      ])
+      // One trace: server -> work -> (client -> leaf, nested, job).
       for (const s of spans) assert.strictEqual(s.traceId, server.traceId, s.name)
       assert.deepStrictEqual(
-        [work.parentSpanId, client.parentSpanId, leaf.parentSpanId, nested.parentSpanId],
-        [server.spanId, work.spanId, client.spanId, work.spanId]
+        [work.parentSpanId, client.parentSpanId, leaf.parentSpanId, nested.parentSpanId, job.parentSpanId],
+        [server.spanId, work.spanId, client.spanId, work.spanId, work.spanId]
       )
 
       // The events, as the collector holds them (the receiver does not parse events).

@@ -1,10 +1,11 @@
 /**
  * The otel_trace probe on the real kernel (root): the fixture (test/fixtures/go/otelapi, an HTTP server whose /work
  * handler makes spans by hand with the OpenTelemetry Go API and no SDK) with the agent's Manager attaching go_context,
- * nethttp_server, nethttp_client and otel_trace. One request gives five spans in one trace: the SERVER span of
+ * nethttp_server, nethttp_client and otel_trace. One request gives six spans in one trace: the SERVER span of
  * /work, the manual "work" span under it (its start-option and SetAttributes attributes, two events, status Ok), the
  * HTTP CLIENT span made with the manual span's context under "work", the SERVER span of /leaf under that, and the
- * nested manual span (renamed, CLIENT kind, RecordError's exception event, status Error) under "work". Afterwards no
+ * nested manual span (renamed, CLIENT kind, RecordError's exception event, status Error) under "work", and the "job"
+ * span a worker goroutine (running for no request) starts with the context it is handed, under "work". Afterwards no
  * span is left open in the probe's maps. Built with go.opentelemetry.io/otel v1.47.0 (Go 1.26.8, 1.27.3) and v1.30.0
  * (Go 1.25.9), the range's ends. With the sampler always_off nothing is recorded; with a TracerProvider set (Start
  * forwards to it) no manual span is. A build with v1.29.0 is "not supported" with the reason, so is a stripped build.
@@ -153,12 +154,13 @@ describe.each(builds)("otel_trace on Go $go, otel $otel", (build) => {
       const res = yield* get(`http://${app.addr}/work?self=${app.addr}`)
       assert.deepStrictEqual(res, { status: 200, body: "ok" })
 
-      const spans = yield* (yield* CapturedSpans).take(5).pipe(Effect.timeout("15 seconds"))
+      const spans = yield* (yield* CapturedSpans).take(6).pipe(Effect.timeout("15 seconds"))
       const server = one(spans, (s) => s.kind === "server" && s.attributes["url.path"] === "/work", "/work")
       const work = one(spans, (s) => s.probe === "otel_trace" && s.name === "work", "work")
       const client = one(spans, (s) => s.probe === "nethttp_client", "client")
       const leaf = one(spans, (s) => s.kind === "server" && s.attributes["url.path"] === "/leaf", "/leaf")
       const nested = one(spans, (s) => s.probe === "otel_trace" && s.name === "nested renamed", "nested")
+      const job = one(spans, (s) => s.probe === "otel_trace" && s.name === "job", "job")
 
       assert.deepStrictEqual(manual(work), {
         probe: "otel_trace",
@@ -189,18 +191,27 @@ describe.each(builds)("otel_trace on Go $go, otel $otel", (build) => {
           { name: "exception", attributes: { "exception.type": "*errors.errorString", "exception.message": "boom" } }
         ]
       })
-      // Parentage: server -> work -> (client -> leaf server, nested).
+      assert.deepStrictEqual(manual(job), {
+        probe: "otel_trace",
+        name: "job",
+        kind: "internal",
+        attributes: {},
+        status: { code: "unset" },
+        events: undefined
+      })
+      // Parentage: server -> work -> (client -> leaf server, nested, job on the worker goroutine by its context).
       const parent = (s: SpanData) => [s.traceId, s.parentSpanId, s.parentIsRemote]
       assert.deepStrictEqual(parent(work), [server.traceId, server.spanId, false])
       assert.deepStrictEqual(parent(client), [server.traceId, work.spanId, false])
       assert.deepStrictEqual([leaf.traceId, leaf.parentSpanId], [server.traceId, client.spanId])
       assert.deepStrictEqual(parent(nested), [server.traceId, work.spanId, false])
+      assert.deepStrictEqual(parent(job), [server.traceId, work.spanId, false])
       // Times nest as the handler ran them; events inside their span.
       const within = (inner: SpanData, outer: SpanData) =>
         outer.startMonoNs <= inner.startMonoNs && inner.endMonoNs <= outer.endMonoNs
-      assert.isTrue(within(work, server) && within(client, work) && within(nested, work))
-      assert.isTrue(client.endMonoNs <= nested.startMonoNs)
-      for (const s of [work, nested]) {
+      assert.isTrue(within(work, server) && within(client, work) && within(nested, work) && within(job, work))
+      assert.isTrue(client.endMonoNs <= nested.startMonoNs && nested.endMonoNs <= job.startMonoNs)
+      for (const s of [work, nested, job]) {
         assert.strictEqual(s.pid, app.pid)
         for (const e of s.events ?? []) assert.isTrue(s.startMonoNs <= e.timeMonoNs && e.timeMonoNs <= s.endMonoNs)
       }

@@ -53,9 +53,6 @@ struct kafka_go_target {
   s64 types_from_fetch;
   u64 types_known;
   struct ps_go_type_offsets type;
-  /* The itab of *kafka.networkAddress as a net.Addr (what kafka.TCP(addr) returns), minus WriteMessages' entry. */
-  s64 addr_itab_from_write;
-  u64 addr_itab_known;
   u64 writer_addr;
   u64 writer_topic;
   u64 network_address;
@@ -215,6 +212,21 @@ static __always_inline struct inflight *scratch(void) {
 
 /* ---- producer ---- */
 
+/* The name of the dynamic type kafka.TCP(address) puts in a Writer's Addr. Compared by name: Go 1.27 binaries have
+ * no itab symbols to compare the itab's address with. */
+#define NETWORK_ADDRESS "*kafka.networkAddress"
+
+static __always_inline bool is_network_address(u64 typ, u64 types, const struct kafka_go_target *t) {
+  char name[32] = {};
+  const char want[] = NETWORK_ADDRESS;
+  if (ps_go_type_name(name, sizeof(name), typ, types, &t->type) != sizeof(want) - 1)
+    return false;
+  for (int i = 0; i < sizeof(want) - 1; i++)
+    if (name[i] != want[i])
+      return false;
+  return true;
+}
+
 /* What publishing a WriteMessages call's messages needs, for bpf_loop's callback (verified once, not per message). */
 struct publish {
   u64 msgs;
@@ -300,9 +312,8 @@ int uprobe_WriteMessages(struct pt_regs *ctx) {
     }
     /* Writer.Addr: the broker address when it is kafka.TCP(one address), a *networkAddress. */
     struct go_iface addr = {};
-    u64 itab = PT_REGS_IP(ctx) + (u64)t->addr_itab_from_write;
-    if (t->addr_itab_known && bpf_probe_read_user(&addr, sizeof(addr), (const void *)(w + t->writer_addr)) == 0 &&
-        addr.tab == itab && addr.data)
+    if (bpf_probe_read_user(&addr, sizeof(addr), (const void *)(w + t->writer_addr)) == 0 && addr.tab && addr.data &&
+        is_network_address(ps_read_u64(addr.tab + 8), inf->types, t))
       r->addr_len = ps_read_go_str_at(r->addr, sizeof(r->addr), addr.data + t->network_address);
   }
 

@@ -39,12 +39,10 @@ import {
   MESSAGING_OPERATION_TYPE_VALUE_SEND,
   MESSAGING_SYSTEM_VALUE_KAFKA
 } from "@opentelemetry/semantic-conventions/incubating"
-import { Option } from "effect"
 import * as Binary from "../probe/Binary.ts"
 import * as Instruments from "../probe/Instruments.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import * as Probe from "../probe/Probe.ts"
-import type { Target as ProbeTarget } from "../probe/Target.ts"
 import type { AttributeValue } from "../probe/Telemetry.ts"
 import * as GoContext from "./GoContext.ts"
 import { goVersions } from "./GoContext.ts"
@@ -63,9 +61,6 @@ export const symbols = {
   read: `${PKG}.(*Reader).ReadMessage`,
   fetch: `${PKG}.(*Reader).FetchMessage`
 } as const
-
-/** The itab kafka.TCP(address) gives a Writer's Addr: a *networkAddress as a net.Addr. */
-export const NETWORK_ADDRESS_ITAB = `go:itab.*${PKG}.networkAddress,net.Addr`
 
 /** The supported kafka-go versions. */
 export const versions = ">=0.4.0 <0.5"
@@ -107,8 +102,6 @@ export const Target = Binary.struct({
   typesFromFetch: Binary.i64,
   typesKnown: Binary.u64n,
   ...GoSymbols.typeLayout,
-  addrItabFromWrite: Binary.i64,
-  addrItabKnown: Binary.u64n,
   writerAddr: Binary.u64n,
   writerTopic: Binary.u64n,
   networkAddress: Binary.u64n,
@@ -126,14 +119,6 @@ export const Target = Binary.struct({
 
 /** Bytes of a time.Time (wall, ext, loc), Message's last field: with its offset, the size of a Message. */
 const TIME_SIZE = 24
-
-/** The address of a data symbol minus the entry probe of `fn` (as GoSymbols.typesFrom: PIE-proof). */
-const symbolFrom = (target: ProbeTarget, symbol: string, fn: string): bigint | undefined => {
-  const s = Option.getOrUndefined(target.symbol(symbol))
-  const f = Option.getOrUndefined(target.function(fn))
-  if (s === undefined || f === undefined) return undefined
-  return s.address - (f.address + BigInt(f.entryOffset - f.fileOffset))
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Record: `struct kafka_go_record` (checked against the object's BTF at load)
@@ -315,15 +300,12 @@ export const KafkaGo = Probe.instrument({
     layout: Target,
     value: ({ target, offsets: o }) => {
       const from = [symbols.write, symbols.read, symbols.fetch].map((fn) => GoSymbols.typesFrom(target, fn))
-      const itab = symbolFrom(target, NETWORK_ADDRESS_ITAB, symbols.write)
       return {
         typesFromWrite: from[0] ?? 0n,
         typesFromRead: from[1] ?? 0n,
         typesFromFetch: from[2] ?? 0n,
         typesKnown: from.every((d) => d !== undefined) ? 1 : 0,
         ...GoSymbols.typeValue(o),
-        addrItabFromWrite: itab ?? 0n,
-        addrItabKnown: itab === undefined ? 0 : 1,
         writerAddr: o.writerAddr,
         writerTopic: o.writerTopic,
         networkAddress: o.networkAddress,

@@ -1,20 +1,21 @@
 /**
  * kafka-go through the CLI into a real OpenTelemetry Collector (root): `probescope run --no-builtins --probe
- * src/instrumentations/KafkaGo.ts --probe src/instrumentations/NetHttpServer.ts --exe <kafkago fixture>` over two
- * processes of the fixture, a producer and a consumer, against an Apache Kafka broker (KRaft, single node) the test
- * starts (test/kafka/Broker.ts).
+ * src/instrumentations/KafkaGo.ts --probe src/instrumentations/NetHttpServer.ts --exe <kafkago fixture>` over three
+ * processes of the fixture (a producer, a consumer in one group reading with ReadMessage, one in another group with
+ * FetchMessage + CommitMessages), against an Apache Kafka broker (KRaft, single node) the file starts once
+ * (test/kafka/Broker.ts), for each supported Go release.
  *
  * Each producer request's WriteMessages is a PRODUCER span under its server span; each consumer request's
- * ReadMessage is a CONSUMER span in the other process, in the producer's trace with the producer span as its parent
- * (the same-host fallback: no header is written); a write to a missing topic is an ERROR PRODUCER span; the
- * messaging.client.operation.duration histogram and the sent/consumed counters arrive per process with their
- * attributes. A stripped build of the fixture is "not supported" with the reason.
+ * ReadMessage or FetchMessage is a CONSUMER span in its own process, in the producer's trace with the producer span
+ * as its parent (the same-host fallback: no header is written); a write to a missing topic is an ERROR PRODUCER
+ * span; the messaging.client.operation.duration histogram and the sent/consumed counters arrive per process with
+ * their attributes. A stripped build of the fixture is "not supported" with the reason.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
 import * as path from "node:path"
-import { Effect, Layer } from "effect"
-import { beforeAll } from "vitest"
+import { Effect, Exit, Layer, Scope } from "effect"
+import { afterAll, beforeAll } from "vitest"
 import * as KafkaGo from "../../src/instrumentations/KafkaGo.ts"
 import { Manager } from "../../src/manager/Manager.ts"
 import * as ManagerM from "../../src/manager/Manager.ts"
@@ -27,17 +28,28 @@ import * as Broker from "../kafka/Broker.ts"
 import type { ReceivedMetricPoint, ReceivedSpan } from "../receiver/Receiver.ts"
 import { agentEnv, attachedLine, cli, get, root, spawnProc, startService } from "./harness.ts"
 
-let fixture = ""
+/** The Go releases the probe supports (GoContext.goVersions), each a build of the fixture. */
+const versions = ["1.25.9", "1.26.8", "1.27.3"] as const
+const fixtures = new Map<string, string>()
 let stripped = ""
 
-beforeAll(() => {
+/** One broker for the file (each Go version gets its own topics and groups), stopped in afterAll. */
+const brokerScope = Effect.runSync(Scope.make())
+let broker: Broker.Broker | undefined
+
+beforeAll(async () => {
   execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
-  fixture = buildKafkaGo("1.26.8")
+  for (const v of versions) fixtures.set(v, buildKafkaGo(v))
   stripped = buildKafkaGo("1.26.8", { stripped: true })
+  broker = await Effect.runPromise(Broker.start().pipe(Scope.provide(brokerScope)))
+  console.log(
+    `kafka broker ${Broker.KAFKA_VERSION}: ready in ${broker.startMs} ms` +
+      (broker.downloadMs === undefined ? "" : ` (its jars copied first, in ${broker.downloadMs} ms)`)
+  )
 }, 600_000)
 
-const TOPIC = "orders"
-const GROUP = "billing"
+afterAll(() => Effect.runPromise(Scope.close(brokerScope, Exit.void)), 60_000)
+
 
 const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => boolean, what: string) => {
   const found = spans.filter(pred)
@@ -52,18 +64,21 @@ const text = (url: string) =>
     return { status: res.status, body: (await res.text()).trim() }
   })
 
-describe("kafka-go through the CLI and a real collector", () => {
-  it.live("PRODUCER spans under the requests' spans, CONSUMER spans in the consumer continuing their traces", () =>
+describe.each(versions)("kafka-go through the CLI and a real collector (Go %s)", (version) => {
+  it.live("PRODUCER spans under the requests' spans, CONSUMER spans in the consumers continuing their traces", () =>
     Effect.gen(function*() {
+      const fixture = fixtures.get(version)!
       const collector = yield* Collector.make()
-      const broker = yield* Broker.start()
-      console.log(
-        `kafka broker ${Broker.KAFKA_VERSION}: ready in ${broker.startMs} ms` +
-          (broker.downloadMs === undefined ? "" : `, jars copied in ${broker.downloadMs} ms`)
-      )
-      const common = ["-brokers", broker.bootstrap, "-topic", TOPIC]
+      const broker_ = broker!
+      // Topics and groups of this Go version's own: a group's members from another test would hold up its rebalance
+      // until their session timed out.
+      const TOPIC = `orders-${version}`
+      const GROUP = `billing-${version}`
+      const FETCH_GROUP = `audit-${version}`
+      const common = ["-brokers", broker_.bootstrap, "-topic", TOPIC]
       const producer = yield* startService(fixture, ["-mode", "produce", ...common])
       const consumer = yield* startService(fixture, ["-mode", "consume", ...common, "-group", GROUP])
+      const fetcher = yield* startService(fixture, ["-mode", "consume", ...common, "-group", FETCH_GROUP, "-fetch"])
       const agent = yield* spawnProc(
         cli,
         [
@@ -87,7 +102,7 @@ describe("kafka-go through the CLI and a real collector", () => {
         })
       )
       yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
-      for (const app of [producer, consumer]) {
+      for (const app of [producer, consumer, fetcher]) {
         const attached = attachedLine(app.pid).exec(agent.stderr())
         assert.isNotNull(attached, agent.stderr())
         assert.deepStrictEqual(attached![2]!.split(", ").sort(), ["go_context", "kafka_go", "nethttp_server"])
@@ -100,6 +115,10 @@ describe("kafka-go through the CLI and a real collector", () => {
         status: 200,
         body: "key=order-1 value=paid partition=0 offset=0"
       })
+      assert.deepStrictEqual(yield* text(`http://${fetcher.addr}/read`), {
+        status: 200,
+        body: "key=order-1 value=paid partition=0 offset=0"
+      })
       assert.deepStrictEqual(yield* text(`${p}/batch?value=item&n=3`), { status: 200, body: "sent" })
       for (let i = 0; i < 3; i++) {
         assert.deepStrictEqual(yield* text(`${c}/read`), {
@@ -109,12 +128,12 @@ describe("kafka-go through the CLI and a real collector", () => {
       }
       assert.strictEqual(yield* get(`${p}/missing?value=lost`), 500)
 
-      // Producer: 3 server spans and 3 PRODUCER spans; consumer: 4 server spans and 4 CONSUMER spans.
-      const spans = yield* collector.receiver.waitFor(14, "30 seconds")
+      // Producer: 3 server spans and 3 PRODUCER spans; consumer: 4 server spans and 4 CONSUMER spans; fetcher: 1 + 1.
+      const spans = yield* collector.receiver.waitFor(16, "30 seconds")
       const shown = spans.map((s) =>
         [s.resource["process.pid"], s.name, s.kind, s.traceId, s.spanId, s.parentSpanId, s.attributes, s.status]
       )
-      assert.strictEqual(spans.length, 14, JSON.stringify(shown))
+      assert.strictEqual(spans.length, 16, JSON.stringify(shown))
       if (process.env["KAFKA_E2E_SHOW"] !== undefined) console.log(JSON.stringify(shown, null, 1))
       const server = (pid: number, route: string) =>
         spans.filter((s) => s.attributes["http.route"] === route && s.resource["process.pid"] === pid)
@@ -122,8 +141,9 @@ describe("kafka-go through the CLI and a real collector", () => {
       const [batch] = server(producer.pid, "/batch")
       const [missing] = server(producer.pid, "/missing")
       assert.strictEqual(server(consumer.pid, "/read").length, 4)
+      assert.strictEqual(server(fetcher.pid, "/read").length, 1)
       const ok = { code: "STATUS_CODE_UNSET", message: "" }
-      const brokerAttributes = { "server.address": "127.0.0.1", "server.port": broker.port }
+      const brokerAttributes = { "server.address": "127.0.0.1", "server.port": broker_.port }
       const sendAttributes = (topic: string, more: object = {}) => ({
         "messaging.system": "kafka",
         "messaging.operation.name": "send",
@@ -158,14 +178,16 @@ describe("kafka-go through the CLI and a real collector", () => {
       ])
 
       // The consumer's spans: children of the producer span that wrote the message, in the consumer process.
-      const consumed = spans.filter((s) => s.kind === "SPAN_KIND_CONSUMER")
+      const consumerSpans = (pid: number) =>
+        spans.filter((s) => s.kind === "SPAN_KIND_CONSUMER" && s.resource["process.pid"] === pid)
+      const consumed = consumerSpans(consumer.pid)
       assert.strictEqual(consumed.length, 4)
-      const pollAttributes = (offset: number, more: object = {}) => ({
+      const pollAttributes = (offset: number, more: object = {}, group = GROUP) => ({
         "messaging.system": "kafka",
         "messaging.operation.name": "poll",
         "messaging.operation.type": "receive",
         "messaging.destination.name": TOPIC,
-        "messaging.consumer.group.name": GROUP,
+        "messaging.consumer.group.name": group,
         "messaging.destination.partition.id": "0",
         "messaging.kafka.offset": offset,
         ...brokerAttributes,
@@ -182,6 +204,19 @@ describe("kafka-go through the CLI and a real collector", () => {
         pollAttributes(0, { "messaging.kafka.message.key": "order-1" }),
         ok
       ])
+      // The other group's FetchMessage got the same message: linked to the same producer span (one span: the
+      // ReadMessage path's inner FetchMessage is not one of its own either, as the 4 spans above show).
+      const fetched = one(consumerSpans(fetcher.pid), () => true, "FetchMessage")
+      assert.deepStrictEqual(
+        [fetched.name, fetched.traceId, fetched.parentSpanId, fetched.attributes, fetched.status],
+        [
+          `poll ${TOPIC}`,
+          sent.traceId,
+          sent.spanId,
+          pollAttributes(0, { "messaging.kafka.message.key": "order-1" }, FETCH_GROUP),
+          ok
+        ]
+      )
       for (const offset of [1, 2, 3]) {
         const s = byOffset(offset)
         assert.deepStrictEqual(
@@ -210,11 +245,15 @@ describe("kafka-go through the CLI and a real collector", () => {
       })
       const { "messaging.kafka.offset": _o, "messaging.operation.type": _r, ...pollCounted } = pollAttributes(0)
       const { "messaging.kafka.offset": _o2, ...pollMetric } = pollAttributes(0)
+      const { "messaging.kafka.offset": _o3, ...fetchMetric } = pollAttributes(0, {}, FETCH_GROUP)
+      const { "messaging.operation.type": _r2, ...fetchCounted } = fetchMetric
       const duration = KafkaGo.operationDuration.name
       assert.deepStrictEqual(points.map(key).sort(), [
         metric(duration, producer.pid, sendAttributes(TOPIC), 2),
         metric(duration, producer.pid, sendAttributes(`${TOPIC}-missing`, { "error.type": "kafka.Error" }), 1),
         metric(duration, consumer.pid, pollMetric, 4),
+        metric(duration, fetcher.pid, fetchMetric, 1),
+        metric(KafkaGo.consumedMessages.name, fetcher.pid, fetchCounted, 1),
         metric(KafkaGo.sentMessages.name, producer.pid, sendCounted, 4),
         metric(KafkaGo.sentMessages.name, producer.pid, missingCounted, 1),
         metric(KafkaGo.consumedMessages.name, consumer.pid, pollCounted, 4)

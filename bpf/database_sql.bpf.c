@@ -13,6 +13,11 @@
  *     (rollback, as Rollback is inlined; skipped when tx.done is already set: nothing is rolled back then)
  * The one return program reads the error from the registers the entry program noted (`err_slot`).
  *
+ * The parent: the nearest span registered on the call's context chain (go_context.h ps_go_parent: a server span
+ * whose r.Context() the query runs under, on whatever goroutine), else the goroutine's active span. The context is
+ * the `ctx` argument (RBX/RCX: its data word is RCX) of queryDC, execDC, beginDC and the Stmt methods, and the
+ * transaction's own (Tx.ctx, derived from BeginTx's) for Commit and rollback.
+ *
  * The driver: the DB's `connector` field is a driver.Connector interface. Its itab's type is the driver's connector
  * (`*stdlib.driverConnector` for pgx), or `sql.dsnConnector` for a driver without OpenConnector, whose `driver` field
  * then holds the driver (`*sqlite.Driver` for modernc). Both type names go to user space, which maps them to
@@ -68,6 +73,8 @@ struct database_sql_target {
   u64 tx_db;
   /* Tx.done (an atomic.Bool: its first byte). */
   u64 tx_done;
+  /* Tx.ctx's data word (the interface's offset + 8; 0: unknown, the goroutine's span is the parent). */
+  u64 tx_ctx_data;
 };
 
 PS_TARGETS(struct database_sql_target);
@@ -121,8 +128,9 @@ struct {
 
 /* Start a call's record: ids, parent, sampling, the driver's type names and the statement's text (query_ptr 0: none).
  * `ip` is the entry probe's runtime address and `types_from` its distance to runtime.types. */
-static __always_inline int database_sql_start(u64 g, u64 ip, u8 kind, u64 err_slot, u64 db, u64 query_ptr,
-                                              u64 query_len, const struct database_sql_target *t, s64 types_from) {
+static __always_inline int database_sql_start(u64 g, u64 call_ctx, u64 ip, u8 kind, u64 err_slot, u64 db,
+                                              u64 query_ptr, u64 query_len, const struct database_sql_target *t,
+                                              s64 types_from) {
   u32 zero = 0;
   struct database_sql_inflight *inf = bpf_map_lookup_elem(&database_sql_scratch, &zero);
   if (!inf)
@@ -136,11 +144,9 @@ static __always_inline int database_sql_start(u64 g, u64 ip, u8 kind, u64 err_sl
   inf->types = t->types_known ? ip + (u64)types_from : 0;
 
   struct ps_span_ctx sc = {};
-  struct ps_span_ctx *parent = ps_go_ctx_get(g);
-  struct ps_span_ctx parent_copy = {};
-  if (parent)
-    parent_copy = *parent;
-  ps_span_begin(parent ? &parent_copy : NULL, &sc);
+  struct ps_span_ctx parent = {};
+  bool has_parent = ps_go_parent(g, call_ctx, &parent) == 0;
+  ps_span_begin(has_parent ? &parent : NULL, &sc);
   struct ps_g_key key = ps_g_key_of(g);
   /* An unsampled call is not worth the reads below; an entry a call that never returned left (a panic in the driver)
    * must not be ended by this call's RET. */
@@ -148,7 +154,7 @@ static __always_inline int database_sql_start(u64 g, u64 ip, u8 kind, u64 err_sl
     bpf_map_delete_elem(&database_sql_inflight, &key);
     return 0;
   }
-  ps_http_head_ids(&r->head, &sc, parent ? &parent_copy : NULL, PS_PARENT_LOCAL);
+  ps_http_head_ids(&r->head, &sc, has_parent ? &parent : NULL, PS_PARENT_LOCAL);
 
   r->query_len = query_len > 0xffffffff ? 0xffffffff : (u32)query_len;
   if (query_ptr)
@@ -195,7 +201,7 @@ int uprobe_queryDC(struct pt_regs *ctx) {
   struct database_sql_target *t = ps_target();
   if (!t)
     return 0;
-  return database_sql_start(g, ip, DATABASE_SQL_QUERY, 2, db, q, n, t, t->types_from_query);
+  return database_sql_start(g, GO_ARG3(ctx), ip, DATABASE_SQL_QUERY, 2, db, q, n, t, t->types_from_query);
 }
 
 SEC("uprobe/database_sql_DB_execDC")
@@ -204,17 +210,18 @@ int uprobe_execDC(struct pt_regs *ctx) {
   struct database_sql_target *t = ps_target();
   if (!t)
     return 0;
-  return database_sql_start(g, ip, DATABASE_SQL_EXEC, 3, db, q, n, t, t->types_from_exec);
+  return database_sql_start(g, GO_ARG3(ctx), ip, DATABASE_SQL_EXEC, 3, db, q, n, t, t->types_from_exec);
 }
 
 /* A prepared statement: its DB and text are fields of the *Stmt. */
-static __always_inline int database_sql_stmt(u64 g, u64 ip, u64 s, u8 kind, u64 err_slot,
+static __always_inline int database_sql_stmt(u64 g, u64 call_ctx, u64 ip, u64 s, u8 kind, u64 err_slot,
                                              const struct database_sql_target *t, s64 types_from) {
   if (s == 0)
     return 0;
   struct go_string q = {};
   bpf_probe_read_user(&q, sizeof(q), (const void *)(s + t->stmt_query));
-  return database_sql_start(g, ip, kind, err_slot, ps_read_u64(s + t->stmt_db), q.ptr, q.len, t, types_from);
+  return database_sql_start(g, call_ctx, ip, kind, err_slot, ps_read_u64(s + t->stmt_db), q.ptr, q.len, t,
+                            types_from);
 }
 
 SEC("uprobe/database_sql_Stmt_QueryContext")
@@ -223,7 +230,7 @@ int uprobe_stmt_query(struct pt_regs *ctx) {
   struct database_sql_target *t = ps_target();
   if (!t)
     return 0;
-  return database_sql_stmt(g, ip, s, DATABASE_SQL_STMT_QUERY, 2, t, t->types_from_stmt_query);
+  return database_sql_stmt(g, GO_ARG3(ctx), ip, s, DATABASE_SQL_STMT_QUERY, 2, t, t->types_from_stmt_query);
 }
 
 SEC("uprobe/database_sql_Stmt_ExecContext")
@@ -232,7 +239,7 @@ int uprobe_stmt_exec(struct pt_regs *ctx) {
   struct database_sql_target *t = ps_target();
   if (!t)
     return 0;
-  return database_sql_stmt(g, ip, s, DATABASE_SQL_STMT_EXEC, 3, t, t->types_from_stmt_exec);
+  return database_sql_stmt(g, GO_ARG3(ctx), ip, s, DATABASE_SQL_STMT_EXEC, 3, t, t->types_from_stmt_exec);
 }
 
 SEC("uprobe/database_sql_DB_beginDC")
@@ -241,7 +248,7 @@ int uprobe_beginDC(struct pt_regs *ctx) {
   struct database_sql_target *t = ps_target();
   if (!t)
     return 0;
-  return database_sql_start(g, ip, DATABASE_SQL_BEGIN, 2, db, 0, 0, t, t->types_from_begin);
+  return database_sql_start(g, GO_ARG3(ctx), ip, DATABASE_SQL_BEGIN, 2, db, 0, 0, t, t->types_from_begin);
 }
 
 SEC("uprobe/database_sql_Tx_Commit")
@@ -250,7 +257,9 @@ int uprobe_commit(struct pt_regs *ctx) {
   struct database_sql_target *t = ps_target();
   if (!t || tx == 0)
     return 0;
-  return database_sql_start(g, ip, DATABASE_SQL_COMMIT, 1, ps_read_u64(tx + t->tx_db), 0, 0, t, t->types_from_commit);
+  u64 tx_ctx = t->tx_ctx_data ? ps_read_u64(tx + t->tx_ctx_data) : 0;
+  return database_sql_start(g, tx_ctx, ip, DATABASE_SQL_COMMIT, 1, ps_read_u64(tx + t->tx_db), 0, 0, t,
+                            t->types_from_commit);
 }
 
 SEC("uprobe/database_sql_Tx_rollback")
@@ -264,7 +273,8 @@ int uprobe_rollback(struct pt_regs *ctx) {
   u8 done = 0;
   if (bpf_probe_read_user(&done, 1, (const void *)(tx + t->tx_done)) != 0 || done)
     return 0;
-  return database_sql_start(g, ip, DATABASE_SQL_ROLLBACK, 1, ps_read_u64(tx + t->tx_db), 0, 0, t,
+  u64 tx_ctx = t->tx_ctx_data ? ps_read_u64(tx + t->tx_ctx_data) : 0;
+  return database_sql_start(g, tx_ctx, ip, DATABASE_SQL_ROLLBACK, 1, ps_read_u64(tx + t->tx_db), 0, 0, t,
                             t->types_from_rollback);
 }
 

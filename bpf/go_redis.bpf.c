@@ -14,8 +14,12 @@
  * baseClient.opt (*Options). The error's dynamic type name is read through runtime.types (go_types.h) and, when that
  * type is a string kind (proto.RedisError: the server's reply "WRONGTYPE ..."), its text too.
  *
- * While a command runs, its span is the goroutine's active span (go_context's go_spans), so commands go-redis
- * issues inside it (HELLO on a new connection) become its children; the previous span is put back at RET. */
+ * The parent of an operation is the nearest span registered on its ctx's chain (go_context.h ps_go_parent: a server
+ * span whose r.Context() the command runs under, on whatever goroutine), else the goroutine's active span. While a
+ * command runs, its span is the goroutine's active span (go_context's go_spans), and a command go-redis issues
+ * inside it (HELLO on a new connection) is its child: when this goroutine already has a go-redis operation under way,
+ * that operation is the parent whatever the context says (its ctx is the outer command's or derived from it, so the
+ * chain would name the server span instead). The previous span is put back at RET. */
 #include "common.h"
 #include "go_context.h"
 #include "go_types.h"
@@ -68,7 +72,7 @@ struct go_redis_record {
   u8 parent_span_id[8];
   u32 pid;
   u8 flags;
-  /* PS_PARENT_LOCAL when the goroutine had an active span, else 0. */
+  /* PS_PARENT_LOCAL when the operation has a parent (its context's or the goroutine's span), else 0. */
   u8 parent;
   u8 op_kind;
   u8 has_error;
@@ -162,7 +166,7 @@ static __always_inline u8 read_arg(struct go_redis_arg *a, u64 at, const struct 
 }
 
 /* The part of entry both probes share: span identity, parent, server address and database. */
-static __always_inline struct inflight *begin(struct pt_regs *ctx, u64 g, u64 client, s64 types_from,
+static __always_inline struct inflight *begin(struct pt_regs *ctx, u64 g, u64 call_ctx, u64 client, s64 types_from,
                                               const struct go_redis_target *t, u8 op_kind) {
   u32 zero = 0;
   struct inflight *inf = bpf_map_lookup_elem(&go_redis_scratch, &zero);
@@ -177,14 +181,27 @@ static __always_inline struct inflight *begin(struct pt_regs *ctx, u64 g, u64 cl
     inf->types = PT_REGS_IP(ctx) + (u64)types_from;
 
   struct ps_span_ctx sc = {};
-  struct ps_span_ctx *parent = ps_go_ctx_get(g);
-  if (parent) {
-    inf->prev = *parent;
+  struct ps_span_ctx *active = ps_go_ctx_get(g);
+  if (active) {
+    inf->prev = *active;
     inf->had_prev = 1;
-    __builtin_memcpy(r->parent_span_id, inf->prev.span_id, 8);
+  }
+  /* Nested in an operation of ours on this goroutine: that one (the active span) is the parent. */
+  struct ps_g_key gk = ps_g_key_of(g);
+  u32 *depth = bpf_map_lookup_elem(&go_redis_depth, &gk);
+  struct ps_span_ctx parent = {};
+  bool has_parent;
+  if (depth && *depth > 0) {
+    parent = inf->prev;
+    has_parent = inf->had_prev;
+  } else {
+    has_parent = ps_go_parent(g, call_ctx, &parent) == 0;
+  }
+  if (has_parent) {
+    __builtin_memcpy(r->parent_span_id, parent.span_id, 8);
     r->parent = PS_PARENT_LOCAL;
   }
-  ps_span_begin(parent ? &inf->prev : NULL, &sc);
+  ps_span_begin(has_parent ? &parent : NULL, &sc);
   __builtin_memcpy(r->trace_id, sc.trace_id, 16);
   __builtin_memcpy(r->span_id, sc.span_id, 8);
   r->flags = sc.flags;
@@ -222,7 +239,7 @@ int uprobe_process(struct pt_regs *ctx) {
   struct go_redis_target *t = ps_target();
   if (!t || cmd == 0)
     return 0;
-  struct inflight *inf = begin(ctx, g, client, t->types_from_process, t, GO_REDIS_COMMAND);
+  struct inflight *inf = begin(ctx, g, GO_ARG3(ctx), client, t->types_from_process, t, GO_REDIS_COMMAND);
   if (!inf)
     return 0;
   struct go_redis_record *r = &inf->rec;
@@ -263,7 +280,7 @@ static __always_inline int pipeline_entry(struct pt_regs *ctx, u8 op_kind) {
   if (!t)
     return 0;
   s64 from = op_kind == GO_REDIS_PIPELINE ? t->types_from_pipeline : t->types_from_tx_pipeline;
-  struct inflight *inf = begin(ctx, g, client, from, t, op_kind);
+  struct inflight *inf = begin(ctx, g, GO_ARG3(ctx), client, from, t, op_kind);
   if (!inf)
     return 0;
   inf->rec.batch_size = len > 0xffffffff ? 0xffffffff : (u32)len;

@@ -6,7 +6,9 @@
  *     entry: method ("/pkg.Service/Method", the stream's `method`), the connection's addresses (t's data word is the
  *     *http2Server, its `conn` a net.Conn), the parent: a traceparent the client sent (left by operateHeaders,
  *     below), else the client span published for this connection in ps_conn_spans; the span becomes the
- *     goroutine's active context (go_spans) so the handler's own client calls are its children.
+ *     goroutine's active context (go_spans) so the handler's own client calls are its children, and the stream's
+ *     context.Context (Stream.ctx, which the handler's ctx derives from) is registered as the span's
+ *     (ps_ctx_spans) so calls made under the handler's ctx on other goroutines are its children too.
  *     RET: submit. handleStream covers processUnaryRPC and processStreamingRPC, so streams need nothing more.
  *   (*http2Server).writeStatus(t, s *ServerStream, st *status.Status)   RAX=t, RBX=s, RCX=st
  *     the code the server writes: st.s (*spb.Status).Code; a nil st or nil st.s is OK.
@@ -17,7 +19,8 @@
  * Client:
  *   newClientStream(ctx, desc *StreamDesc, cc *ClientConn, method string, opts...) (ClientStream, error)
  *     RAX/RBX=ctx, RCX=desc, RDI=cc, RSI/R8=method. Invoke (unary) and ClientConn.NewStream both go through it.
- *     entry: the span (parent: the goroutine's active span), method, cc.authority; kept by goroutine.
+ *     entry: the span (parent: the nearest span registered on ctx's chain, else the goroutine's active span:
+ *     ps_go_parent in go_context.h), method, cc.authority; kept by goroutine.
  *     RET (RAX/RBX=ClientStream, RCX/RDI=error): an error ends the span here; else it is re-keyed by the returned
  *     *clientStream (the RPC ends later, on whatever goroutine reads its end). Since 1.85 the returned stream is a
  *     *clientStreamWrapper around it.
@@ -71,6 +74,9 @@ struct grpc_offsets {
   u64 status_error_fn;
   u64 io_eof;
   u64 itab_fun;
+  /* transport.ServerStream -> Stream.ctx's data word (offset of the interface + 8, never 0; 0: unknown): the
+   * stream's context, which the handler's ctx derives from, registered as the server span's (ps_ctx_spans). */
+  u64 stream_ctx_data;
   struct ps_tcp_offsets tcp;
 };
 
@@ -115,6 +121,8 @@ struct grpc_inflight {
   struct grpc_record rec;
   u64 stream;
   struct ps_conn_key conn;
+  /* server: the stream's context registered in ps_ctx_spans until RET (0: none) */
+  u64 ctx;
 };
 
 struct {
@@ -291,6 +299,13 @@ int uprobe_handleStream(struct pt_regs *ctx) {
   struct ps_span_ctx sc = {};
   grpc_span_ids(r, has_parent ? &parent : NULL, PS_PARENT_REMOTE, &sc);
 
+  /* The handler's ctx is the stream's with values (the server, the transport stream, ...) and maybe a deadline
+   * added: registering the stream's makes client calls under the handler's ctx its children on any goroutine. */
+  if (off->stream_ctx_data) {
+    inf->ctx = ps_read_u64(stream + off->stream_ctx_data);
+    ps_ctx_span_set(inf->ctx, &sc);
+  }
+
   struct ps_g_key key = ps_g_key_of(g);
   bpf_map_update_elem(&grpc_server_inflight, &key, inf, BPF_ANY);
   ps_go_ctx_set(g, &sc);
@@ -307,6 +322,8 @@ int uprobe_handleStream_ret(struct pt_regs *ctx) {
   inf->rec.head.end_ns = bpf_ktime_get_ns();
   if (inf->rec.head.flags & PS_FLAG_SAMPLED)
     ps_submit(&inf->rec, sizeof(inf->rec));
+  /* What entry registered (handleStream replaces stream.ctx with a derived one while it runs). */
+  ps_ctx_span_clear(inf->ctx);
   bpf_map_delete_elem(&grpc_server_inflight, &key);
   ps_go_ctx_clear(g);
   return 0;
@@ -415,6 +432,7 @@ int uprobe_operateHeaders(struct pt_regs *ctx) {
 SEC("uprobe/grpc_newClientStream")
 int uprobe_newClientStream(struct pt_regs *ctx) {
   u64 g = GO_G(ctx);
+  u64 call_ctx = GO_ARG2(ctx);
   u64 desc = GO_ARG3(ctx);
   u64 cc = GO_ARG4(ctx);
   u64 method_ptr = GO_ARG5(ctx);
@@ -438,12 +456,12 @@ int uprobe_newClientStream(struct pt_regs *ctx) {
     bpf_probe_read_user(&cs, 1, (const void *)(desc + off->desc_client_streams));
     r->streaming = ss || cs;
   }
-  struct ps_span_ctx *parent = ps_go_ctx_get(g);
-  struct ps_span_ctx parent_copy = {};
-  if (parent)
-    parent_copy = *parent;
+  /* The parent: the nearest span registered on ctx's chain (a server span whose context this call was made under, on
+   * whatever goroutine), else the goroutine's active span. */
+  struct ps_span_ctx parent = {};
+  bool has_parent = ps_go_parent(g, call_ctx, &parent) == 0;
   struct ps_span_ctx sc = {};
-  grpc_span_ids(r, parent ? &parent_copy : NULL, PS_PARENT_LOCAL, &sc);
+  grpc_span_ids(r, has_parent ? &parent : NULL, PS_PARENT_LOCAL, &sc);
   struct ps_g_key key = ps_g_key_of(g);
   bpf_map_update_elem(&grpc_client_starting, &key, inf, BPF_ANY);
   return 0;

@@ -127,15 +127,17 @@ int uprobe_ServeHTTP(struct pt_regs *ctx) {
     }
   }
 
-  struct ps_g_key key = ps_g_key_of(g);
-  bpf_map_update_elem(&nethttp_server_inflight, &key, inf, BPF_ANY);
-  ps_go_ctx_set(g, &sc);
   /* Method sits at offset 0, so a ctx offset of 0 means unknown. The interface's data word is the *cancelCtx
-   * (or whatever the server made) that r.Context() returns and every context derived from it points back to. */
+   * (or whatever the server made) that r.Context() returns and every context derived from it points back to.
+   * Noted in the in-flight entry (before it is copied into the map) for RET to unregister. */
   if (off->request_ctx) {
     inf->ctx = ps_read_u64(req + off->request_ctx + 8);
     ps_ctx_span_set(inf->ctx, &sc);
   }
+
+  struct ps_g_key key = ps_g_key_of(g);
+  bpf_map_update_elem(&nethttp_server_inflight, &key, inf, BPF_ANY);
+  ps_go_ctx_set(g, &sc);
   return 0;
 }
 

@@ -9,7 +9,9 @@
  * `db.query.text` only with the `queryText` option (it may hold literals), cut to `maxQueryText` characters. The
  * connector's DSN gives server.address/port and db.namespace (nothing else of it is kept). The record starts with the
  * HTTP probes' span head (`Http.head`: ids, parent, times), so span identity and the duration metric are built by
- * the same helpers (`Http.spanHead`, `Http.emitWithDuration`).
+ * the same helpers (`Http.spanHead`, `Http.emitWithDuration`). The parent is the nearest span registered on the
+ * call's context.Context chain (a server span whose r.Context() the query runs under, on any goroutine), else the
+ * goroutine's active span (docs/context-propagation.md).
  *
  * Reading order: manifest -> per-target value -> record layout -> span and metric -> the probe.
  */
@@ -76,6 +78,8 @@ export const manifest = Manifest.make({
     stmtQuery: { type: "database/sql.Stmt", field: "query" },
     txDb: { type: "database/sql.Tx", field: "db" },
     txDone: { type: "database/sql.Tx", field: "done" },
+    // The transaction's context, for the parent of Commit and rollback (docs/context-propagation.md).
+    txCtx: { type: "database/sql.Tx", field: "ctx", optional: true },
     ...GoSymbols.typeFields
   }
 })
@@ -103,7 +107,8 @@ export const Target = Binary.struct({
   stmtDb: Binary.u64n,
   stmtQuery: Binary.u64n,
   txDb: Binary.u64n,
-  txDone: Binary.u64n
+  txDone: Binary.u64n,
+  txCtxData: Binary.u64n
 }, { struct: "database_sql_target" })
 
 /**
@@ -332,7 +337,7 @@ export const METRIC_KEYS = [
 // The probe
 // ---------------------------------------------------------------------------------------------------------------
 
-/** The database/sql probe. Needs GoContext (the goroutine's active span is the parent). */
+/** The database/sql probe. Needs GoContext (the context's or the goroutine's span is the parent). */
 export const DatabaseSql = Probe.instrument({
   name: "database_sql",
   object: Probe.objectFile("database_sql"),
@@ -362,7 +367,9 @@ export const DatabaseSql = Probe.instrument({
         stmtDb: o.stmtDb,
         stmtQuery: o.stmtQuery,
         txDb: o.txDb,
-        txDone: o.txDone
+        txDone: o.txDone,
+        // Where Tx.ctx's data word is (+8): never 0, so 0 says unknown.
+        txCtxData: o.txCtx === undefined ? 0 : o.txCtx + 8
       }
     }
   },

@@ -3,8 +3,10 @@
  * `db.client.operation.duration` histogram, per the OpenTelemetry database and Redis semantic conventions.
  *
  * BPF side: bpf/go_redis.bpf.c. Why these functions: `(*baseClient).process(ctx, cmd)` runs once per command whatever
- * the client type (Client, Conn, a Ring's or a ClusterClient's nodes), on the caller's goroutine (so go_context gives
- * the parent), around every attempt of it (go-redis retries inside it: the span is the operation the caller sees).
+ * the client type (Client, Conn, a Ring's or a ClusterClient's nodes), on the caller's goroutine, around every
+ * attempt of it (go-redis retries inside it: the span is the operation the caller sees). The parent is the nearest
+ * span registered on its ctx's chain, else the goroutine's active span (docs/context-propagation.md); a command
+ * go-redis runs inside another on the same goroutine (HELLO) is that one's child.
  * `processPipeline` / `processTxPipeline(ctx, cmds)` run once per pipeline (plain, or MULTI/EXEC) and return the first
  * failed command's error. Entry reads the command's `baseCmd.args` (args[0] is its name), the client's
  * `Options.Addr` and `Options.DB`; each RET reads the returned error's dynamic type and, for the server's error
@@ -119,7 +121,7 @@ export const Record = Binary.struct({
   parentSpanId: Binary.hex(8),
   pid: Binary.u32,
   flags: Binary.u8,
-  /** 1 when the goroutine had an active span (the parent), else 0 (as Http.Parent). */
+  /** 1 when the operation has a parent (its context's or the goroutine's span), else 0 (as Http.Parent). */
   parent: Binary.u8,
   opKind: Binary.u8,
   hasError: Binary.bool,
@@ -308,7 +310,7 @@ export const METRIC_KEYS = [
 // The probe
 // ---------------------------------------------------------------------------------------------------------------
 
-/** The go-redis v9 probe. Needs GoContext (the goroutine's active span). */
+/** The go-redis v9 probe. Needs GoContext (the context's or the goroutine's span is the parent). */
 export const GoRedis = Probe.instrument({
   name: "go_redis",
   object: Probe.objectFile("go_redis"),

@@ -7,9 +7,11 @@
  *   methods alike; `(*http2Server).writeStatus` gives the status code written; the parent is the `traceparent`
  *   metadata the client sent (read from the decoded HEADERS in `(*http2Server).operateHeaders`), else the client
  *   span an instrumented process on this host published for the TCP connection (go_context's `ps_conn_spans`);
- *   the span is the goroutine's active context while the handler runs.
- * - client: `newClientStream` (which `Invoke` and `NewStream` share) starts the span under the goroutine's active
- *   span; `(*clientStream).finish` ends it with the code of its error (io.EOF and nil: OK); `(*http2Client).NewStream`,
+ *   the span is the goroutine's active context while the handler runs, and the stream's context (which the
+ *   handler's ctx derives from) is registered as the span's in go_context's `ps_ctx_spans`.
+ * - client: `newClientStream` (which `Invoke` and `NewStream` share) starts the span under the nearest span
+ *   registered on its ctx's chain, else the goroutine's active span (docs/context-propagation.md);
+ *   `(*clientStream).finish` ends it with the code of its error (io.EOF and nil: OK); `(*http2Client).NewStream`,
  *   `createHeaderFields` and `(*loopyWriter).writeHeader` publish it under (connection, stream id) for a server on
  *   this host (and under the connection alone, as a fallback).
  *
@@ -96,6 +98,8 @@ const fields = {
   fieldValue: { type: "golang.org/x/net/http2/hpack.HeaderField", field: "Value", optional: true },
   // internal/abi.ITab.Fun (24 on amd64 since Go 1.22); optional: a runtime type seldom in a shipped table.
   itabFun: { type: "internal/abi.ITab", field: "Fun", optional: true },
+  // The stream's context, registered as the server span's while it runs (docs/context-propagation.md).
+  streamCtx: { type: `${transport}.Stream`, field: "ctx", optional: true },
   ...Http.tcpFields
 } as const
 
@@ -131,6 +135,7 @@ export const Offsets = Binary.struct({
   statusErrorFn: Binary.u64,
   ioEof: Binary.u64,
   itabFun: Binary.u64n,
+  streamCtxData: Binary.u64n,
   ...Http.tcpLayout
 }, { struct: "grpc_offsets" })
 
@@ -164,6 +169,8 @@ export const offsetsValue = (target: Target, o: Resolved): ReturnType<typeof Off
     statusErrorFn: symbolAddress(target, STATUS_ERROR_METHOD),
     ioEof: symbolAddress(target, IO_EOF),
     itabFun: o.itabFun ?? 24,
+    // Where the interface's data word is (+8): never 0, so 0 says unknown (ctx is Stream's first field).
+    streamCtxData: o.streamCtx === undefined ? 0 : o.serverStreamStream + o.streamCtx + 8,
     ...Http.tcpValue(o, [o.serverConn, o.clientConn])
   }
 }

@@ -62,6 +62,31 @@ describe("the context chain walk's layout assumption", () => {
     }), 120_000)
 })
 
+/**
+ * Entries of `pid` in every map named ps_ctx_spans (keys start with the tgid, little-endian). Fails when there is no
+ * such map, so 0 cannot be vacuous; a map closed between listing and dumping (another suite's) is skipped.
+ */
+const ctxEntries = (pid: number): number => {
+  const maps = (JSON.parse(execFileSync("bpftool", ["-j", "map", "show"]).toString()) as Array<
+    { readonly id: number; readonly name?: string }
+  >).filter((m) => m.name === "ps_ctx_spans")
+  assert.isAbove(maps.length, 0, "no map ps_ctx_spans")
+  const tgid = [...new Uint8Array(new Uint32Array([pid]).buffer)].map((b) => `0x${b.toString(16).padStart(2, "0")}`)
+  let n = 0
+  for (const m of maps) {
+    let out: string
+    try {
+      out = execFileSync("bpftool", ["-j", "map", "dump", "id", String(m.id)], { stdio: ["ignore", "pipe", "ignore"] })
+        .toString()
+    } catch {
+      continue
+    }
+    const dump = JSON.parse(out) as Array<{ readonly key: ReadonlyArray<string> }>
+    n += dump.filter((e) => e.key.slice(0, 4).join(" ") === tgid.join(" ")).length
+  }
+  return n
+}
+
 const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => boolean, what: string) => {
   const found = spans.filter(pred)
   assert.strictEqual(found.length, 1, `${what}: ${found.length} found in ${spans.map((s) => s.name).join(", ")}`)
@@ -132,6 +157,8 @@ describe("context.Context parents through the CLI and a real collector", () => {
       const a = job(spans, "work", "a", app.addr)
       const b = job(spans, "work", "b", app.addr)
       assert.notStrictEqual(a.request.traceId, b.request.traceId)
+      // Each server span unregistered its request's context when it ended.
+      assert.strictEqual(ctxEntries(app.pid), 0)
 
       agent.child.kill("SIGINT")
       const exit = yield* agent.exit("30 seconds")
@@ -151,6 +178,8 @@ describe("context.Context parents through the CLI and a real collector", () => {
       const held = fetch(`${base}/lazy/a?hold=1`, { signal: AbortSignal.timeout(30_000) }).then((r) => r.status)
       // a's job is done once its echo and the worker's request have ended.
       yield* collector.receiver.waitFor(2, "30 seconds")
+      // a's context is the one registered while it is in flight.
+      assert.strictEqual(ctxEntries(app.pid), 1)
       // b runs on that same worker while a is in flight; c on the program-start pool.
       assert.strictEqual(yield* get(`${base}/lazy/b`), 200)
       assert.strictEqual(yield* get(`${base}/work/c`), 200)
@@ -169,6 +198,7 @@ describe("context.Context parents through the CLI and a real collector", () => {
       assert.isTrue(BigInt(a.request.endTimeUnixNano) > BigInt(c.request.endTimeUnixNano))
       const release = one(spans, (s) => s.attributes["url.path"] === "/release", "release")
       assert.deepStrictEqual([release.name, release.parentSpanId], ["GET /release", ""])
+      assert.strictEqual(ctxEntries(app.pid), 0)
 
       agent.child.kill("SIGINT")
       const exit = yield* agent.exit("30 seconds")

@@ -263,6 +263,7 @@ const fields = {
   "google.golang.org/grpc/internal/transport.ServerStream.Stream": 0,
   "google.golang.org/grpc/internal/transport.Stream.method": 16,
   "google.golang.org/grpc/internal/transport.Stream.id": 108,
+  "google.golang.org/grpc/internal/transport.Stream.ctx": 0,
   "google.golang.org/grpc/internal/status.Status.s": 0,
   "google.golang.org/genproto/googleapis/rpc/status.Status.Code": 40,
   "google.golang.org/grpc/internal/status.Error.s": 0,
@@ -341,6 +342,8 @@ describe("manifest and per-target value", () => {
       statusErrorFn: 0x81e000n,
       ioEof: 0xf84150n,
       itabFun: 24,
+      // Stream.ctx's data word: ServerStream.Stream (0) + Stream.ctx (0) + 8.
+      streamCtxData: 8,
       tcpEnabled: 1,
       tcpConnFd: 0,
       tcpNetFdFamily: 56,
@@ -362,6 +365,16 @@ describe("manifest and per-target value", () => {
     if (applies._tag !== "Applies") return
     const value = Grpc.offsetsValue(t, applies.offsets)
     assert.strictEqual(value.csWrapped, 0)
+  })
+
+  it("without Stream.ctx's offset no context is registered (0), and the probe still applies", () => {
+    const { ["google.golang.org/grpc/internal/transport.Stream.ctx"]: _, ...noCtx } = fields
+    const t = target({ fields: noCtx })
+    const applies = Manifest.check("grpc", Grpc.manifest, t)
+    assert.strictEqual(applies._tag, "Applies")
+    if (applies._tag !== "Applies") return
+    assert.strictEqual(applies.offsets.streamCtx, undefined)
+    assert.strictEqual(Grpc.offsetsValue(t, applies.offsets).streamCtxData, 0)
   })
 
   it("not supported: a grpc outside the range, a missing offset, no grpc at all, each with its reason", () => {

@@ -20,11 +20,12 @@ import { makePair, type Side } from "../instrumentations/NetnsFixture.ts"
 import type { ReceivedSpan } from "../receiver/Receiver.ts"
 import { agentEnv, attachedLine, cli, root, spawnProc } from "./harness.ts"
 
-let fixture = ""
+/** The fixture per Go version. */
+const fixtures: Record<string, string> = {}
 
 beforeAll(() => {
   execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
-  fixture = buildNetns("1.26.8")
+  for (const version of ["1.25.9", "1.26.8", "1.27.3"]) fixtures[version] = buildNetns(version)
 }, 600_000)
 
 const probe = (file: string) => ["--probe", path.join(root, "src/instrumentations", file)]
@@ -63,17 +64,24 @@ const agentFor = (collector: Collector.Collector, side: Side, pid: number, tcpCo
   })
 
 /** Two requests from the client namespace to the server namespace, on one keep-alive connection; their 4 spans. */
-const twoRequests = (tcpContext: boolean) =>
+const twoRequests = (tcpContext: boolean, go: { readonly client: string; readonly server: string }) =>
   Effect.scoped(Effect.gen(function*() {
     const collector = yield* Collector.make()
     const pair = yield* makePair
     const run = (argv: ReadonlyArray<string>) => spawnProc(argv[0]!, argv.slice(1))
-    const server = yield* run(pair.server.run([fixture, "server", "-addr", `${pair.server.ip}:0`]))
+    const server = yield* run(pair.server.run([fixtures[go.server]!, "server", "-addr", `${pair.server.ip}:0`]))
     const addr = (yield* server.line("stdout", /^listening on (\S+)$/m, "30 seconds"))[1]!
-    const client = yield* run(pair.client.run([fixture, "client", "-url", `http://${addr}/hello`]))
+    const client = yield* run(pair.client.run([fixtures[go.client]!, "client", "-url", `http://${addr}/hello`]))
     yield* client.line("stdout", /^ready$/m, "30 seconds")
     yield* agentFor(collector, pair.server, server.pid, tcpContext)
     yield* agentFor(collector, pair.client, client.pid, tcpContext)
+    // Each agent's program is on its own side's cgroup (and only there), or nowhere in the control.
+    for (const side of [pair.server, pair.client]) {
+      const shown = execFileSync("bpftool", ["-j", "cgroup", "show", side.cgroup], { encoding: "utf8" }).trim()
+      const attached = (JSON.parse(shown || "[]") as ReadonlyArray<{ attach_type: string; name: string }>)
+        .map((a) => `${a.attach_type} ${a.name}`)
+      assert.deepStrictEqual(attached, tcpContext ? ["cgroup_sock_ops tcp_context"] : [])
+    }
     for (const n of [1, 2]) {
       process.kill(client.pid, "SIGUSR1")
       yield* client.line("stdout", new RegExp(`^(status 200\\n){${n}}`, "m"), "30 seconds")
@@ -93,9 +101,12 @@ const twoRequests = (tcpContext: boolean) =>
 const summary = (s: ReceivedSpan) => [s.name, s.kind, s.scope.name, s.attributes["http.response.status_code"]]
 
 describe("tcp_context across two network namespaces, one agent each, into a real collector", () => {
-  it.live("with tcp_context: each server span is the child of its client span, in the client's trace", () =>
+  it.live.each([
+    { client: "1.26.8", server: "1.26.8" },
+    { client: "1.25.9", server: "1.27.3" }
+  ])("with tcp_context (client Go $client, server Go $server): each server span is the child of its client span", (go) =>
     Effect.gen(function*() {
-      const { spans, clients, servers } = yield* twoRequests(true)
+      const { spans, clients, servers } = yield* twoRequests(true, go)
       assert.strictEqual(spans.length, 4)
       assert.deepStrictEqual(clients.map(summary), [
         ["GET", "SPAN_KIND_CLIENT", "probescope/nethttp_client", 200],
@@ -116,7 +127,7 @@ describe("tcp_context across two network namespaces, one agent each, into a real
 
   it.live("control, without tcp_context: the same exchange gives separate traces", () =>
     Effect.gen(function*() {
-      const { spans, clients, servers } = yield* twoRequests(false)
+      const { spans, clients, servers } = yield* twoRequests(false, { client: "1.26.8", server: "1.26.8" })
       assert.strictEqual(spans.length, 4)
       assert.strictEqual(clients.length, 2)
       assert.strictEqual(servers.length, 2)

@@ -5,7 +5,8 @@
  * side's cgroup through the config file), so the two ends share no BPF map — as on two machines. The Go fixture's
  * client in the client namespace calls the server in the server namespace over HTTP/1 with no traceparent (the client
  * probe cannot write one). With tcp_context the server span is the child of the client span, in its trace; without
- * it (the control, same setup) each side is a trace of its own.
+ * it (the control, same setup) each side is a trace of its own. And with one agent for both sides (one map, the
+ * same-host path and the option both at work) it is still exactly one trace per request.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
@@ -16,7 +17,7 @@ import { Effect } from "effect"
 import { beforeAll } from "vitest"
 import * as Collector from "../collector/Collector.ts"
 import { buildNetns } from "../fixtures/go/netns/build.ts"
-import { makePair, type Side } from "../instrumentations/NetnsFixture.ts"
+import { makePair } from "../instrumentations/NetnsFixture.ts"
 import type { ReceivedSpan } from "../receiver/Receiver.ts"
 import { agentEnv, attachedLine, cli, root, spawnProc } from "./harness.ts"
 
@@ -30,12 +31,15 @@ beforeAll(() => {
 
 const probe = (file: string) => ["--probe", path.join(root, "src/instrumentations", file)]
 
-/** The agent of one side: the net/http probes (and tcp_context on the side's cgroup) on that side's process only. */
-const agentFor = (collector: Collector.Collector, side: Side, pid: number, tcpContext: boolean) =>
+/**
+ * An agent: the net/http probes (and tcp_context on `cgroup`) on the processes `pids` only — one side's process (one
+ * agent per "host"), or both.
+ */
+const agentFor = (collector: Collector.Collector, cgroup: string, pids: ReadonlyArray<number>, tcpContext: boolean) =>
   Effect.gen(function*() {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tcp-context-e2e-"))
     const config = path.join(dir, "probescope.json")
-    fs.writeFileSync(config, JSON.stringify({ probes: { settings: { tcp_context: { cgroup: side.cgroup } } } }))
+    fs.writeFileSync(config, JSON.stringify({ probes: { settings: { tcp_context: { cgroup } } } }))
     const agent = yield* spawnProc(
       cli,
       [
@@ -44,8 +48,7 @@ const agentFor = (collector: Collector.Collector, side: Side, pid: number, tcpCo
         ...(tcpContext ? probe("TcpContext.ts") : []),
         ...probe("NetHttpServer.ts"),
         ...probe("NetHttpClient.ts"),
-        "--pid",
-        String(pid),
+        ...pids.flatMap((pid) => ["--pid", String(pid)]),
         "--config",
         config
       ],
@@ -57,14 +60,23 @@ const agentFor = (collector: Collector.Collector, side: Side, pid: number, tcpCo
         OTEL_BSP_SCHEDULE_DELAY: "200"
       })
     )
-    const attached = yield* agent.line("stderr", attachedLine(pid), "120 seconds")
-    assert.deepStrictEqual(attached[2]!.split(", ").sort(), ["go_context", "nethttp_client", "nethttp_server"])
+    for (const pid of pids) {
+      const attached = yield* agent.line("stderr", attachedLine(pid), "120 seconds")
+      assert.deepStrictEqual(attached[2]!.split(", ").sort(), ["go_context", "nethttp_client", "nethttp_server"])
+    }
     yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "60 seconds")
     return agent
   })
 
-/** Two requests from the client namespace to the server namespace, on one keep-alive connection; their 4 spans. */
-const twoRequests = (tcpContext: boolean, go: { readonly client: string; readonly server: string }) =>
+/**
+ * Two requests from the client namespace to the server namespace, on one keep-alive connection; their 4 spans. One
+ * agent per side (`agents: 2`, the two-hosts case) or one for both (`agents: 1`: one map, as on one host).
+ */
+const twoRequests = (
+  tcpContext: boolean,
+  go: { readonly client: string; readonly server: string },
+  agents: 1 | 2 = 2
+) =>
   Effect.scoped(Effect.gen(function*() {
     const collector = yield* Collector.make()
     const pair = yield* makePair
@@ -73,15 +85,21 @@ const twoRequests = (tcpContext: boolean, go: { readonly client: string; readonl
     const addr = (yield* server.line("stdout", /^listening on (\S+)$/m, "30 seconds"))[1]!
     const client = yield* run(pair.client.run([fixtures[go.client]!, "client", "-url", `http://${addr}/hello`]))
     yield* client.line("stdout", /^ready$/m, "30 seconds")
-    yield* agentFor(collector, pair.server, server.pid, tcpContext)
-    yield* agentFor(collector, pair.client, client.pid, tcpContext)
-    // Each agent's program is on its own side's cgroup (and only there), or nowhere in the control.
-    for (const side of [pair.server, pair.client]) {
-      const shown = execFileSync("bpftool", ["-j", "cgroup", "show", side.cgroup], { encoding: "utf8" }).trim()
-      const attached = (JSON.parse(shown || "[]") as ReadonlyArray<{ attach_type: string; name: string }>)
-        .map((a) => `${a.attach_type} ${a.name}`)
-      assert.deepStrictEqual(attached, tcpContext ? ["cgroup_sock_ops tcp_context"] : [])
+    if (agents === 2) {
+      yield* agentFor(collector, pair.server.cgroup, [server.pid], tcpContext)
+      yield* agentFor(collector, pair.client.cgroup, [client.pid], tcpContext)
+    } else {
+      yield* agentFor(collector, pair.cgroup, [server.pid, client.pid], tcpContext)
     }
+    // Each agent's program is on its own cgroup (and only there), or nowhere in the control.
+    const shown = (cgroup: string) =>
+      (JSON.parse(execFileSync("bpftool", ["-j", "cgroup", "show", cgroup], { encoding: "utf8" }).trim() || "[]") as
+        ReadonlyArray<{ attach_type: string; name: string }>).map((a) => `${a.attach_type} ${a.name}`)
+    const program = tcpContext ? ["cgroup_sock_ops tcp_context"] : []
+    assert.deepStrictEqual(
+      [shown(pair.cgroup), shown(pair.server.cgroup), shown(pair.client.cgroup)],
+      agents === 2 ? [[], program, program] : [program, [], []]
+    )
     for (const n of [1, 2]) {
       process.kill(client.pid, "SIGUSR1")
       yield* client.line("stdout", new RegExp(`^(status 200\\n){${n}}`, "m"), "30 seconds")
@@ -100,7 +118,7 @@ const twoRequests = (tcpContext: boolean, go: { readonly client: string; readonl
 
 const summary = (s: ReceivedSpan) => [s.name, s.kind, s.scope.name, s.attributes["http.response.status_code"]]
 
-describe("tcp_context across two network namespaces, one agent each, into a real collector", () => {
+describe("tcp_context across two network namespaces into a real collector", () => {
   it.live.each([
     { client: "1.26.8", server: "1.26.8" },
     { client: "1.25.9", server: "1.27.3" }
@@ -122,6 +140,19 @@ describe("tcp_context across two network namespaces, one agent each, into a real
         assert.strictEqual(servers[i]!.parentSpanId, clients[i]!.spanId)
       }
       // Two requests, two traces: the second did not inherit the first's context.
+      assert.notStrictEqual(clients[0]!.traceId, clients[1]!.traceId)
+    }), 300_000)
+
+  it.live("one agent for both sides (one map, as on one host) with tcp_context: the same one trace per request", () =>
+    Effect.gen(function*() {
+      const { spans, clients, servers } = yield* twoRequests(true, { client: "1.26.8", server: "1.26.8" }, 1)
+      assert.strictEqual(spans.length, 4)
+      assert.strictEqual(clients.length, 2)
+      assert.strictEqual(servers.length, 2)
+      for (const i of [0, 1]) {
+        assert.strictEqual(servers[i]!.traceId, clients[i]!.traceId)
+        assert.strictEqual(servers[i]!.parentSpanId, clients[i]!.spanId)
+      }
       assert.notStrictEqual(clients[0]!.traceId, clients[1]!.traceId)
     }), 300_000)
 

@@ -1,8 +1,9 @@
 /**
  * Two "hosts" on one machine, for the tcp_context tests: two network namespaces linked by a veth pair with private
- * addresses (10.200.<n>.1/30 and fd00:200:<n>::1/64 for the server side, .2 and ::2 for the client side), and two cgroup v2 directories, one per
- * side, so an agent's sock_ops program attached to one of them sees only that side's sockets. Names are unique per
- * run; everything is removed when the scope closes, whether the test passed or not.
+ * addresses (10.200.<n>.1/30 and fd00:200:<n>::1/64 for the server side, .2 and ::2 for the client side), and two
+ * cgroup v2 directories under a common one, one per side, so an agent's sock_ops program attached to one of them sees
+ * only that side's sockets (and one attached to the common one sees both). Names are unique per run; everything is
+ * removed when the scope closes, whether the test passed or not.
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -24,6 +25,8 @@ export interface Side {
 export interface Pair {
   readonly server: Side
   readonly client: Side
+  /** The cgroup both sides' cgroups are in (for one agent serving both). */
+  readonly cgroup: string
 }
 
 let counter = 0
@@ -56,7 +59,9 @@ export const makePair = Effect.acquireRelease(
     const tag = `${process.pid % 100000}${n}`
     const octet = (process.pid * 7 + n * 13) % 250 + 1
     const names = { server: `pstc${tag}s`, client: `pstc${tag}c` }
-    const cgroups = { server: path.join(root, `pstc-${tag}-server`), client: path.join(root, `pstc-${tag}-client`) }
+    const parent = path.join(root, `pstc-${tag}`)
+    const cgroups = { server: path.join(parent, "server"), client: path.join(parent, "client") }
+    fs.mkdirSync(parent)
     for (const c of Object.values(cgroups)) fs.mkdirSync(c)
     ip(["netns", "add", names.server])
     ip(["netns", "add", names.client])
@@ -85,7 +90,7 @@ export const makePair = Effect.acquireRelease(
         ...argv
       ]
     })
-    return { server: side("server"), client: side("client") }
+    return { server: side("server"), client: side("client"), cgroup: parent }
   }),
   (pair) =>
     Effect.sync(() => {
@@ -105,5 +110,6 @@ export const makePair = Effect.acquireRelease(
         }
         removeCgroup(s.cgroup)
       }
+      removeCgroup(pair.cgroup)
     })
 )

@@ -1,14 +1,15 @@
 /**
  * The otel_trace probe on the real kernel (root): the fixture (test/fixtures/go/otelapi, an HTTP server whose /work
  * handler makes spans by hand with the OpenTelemetry Go API and no SDK) with the agent's Manager attaching go_context,
- * nethttp_server, nethttp_client and otel_trace. One request gives six spans in one trace: the SERVER span of
- * /work, the manual "work" span under it (its start-option and SetAttributes attributes, two events, status Ok), the
- * HTTP CLIENT span made with the manual span's context under "work", the SERVER span of /leaf under that, and the
- * nested manual span (renamed, CLIENT kind, RecordError's exception event, status Error) under "work", and the "job"
- * span a worker goroutine (running for no request) starts with the context it is handed, under "work". Afterwards no
- * span is left open in the probe's maps. Built with go.opentelemetry.io/otel v1.47.0 (Go 1.26.8, 1.27.3) and v1.30.0
- * (Go 1.25.9), the range's ends. With the sampler always_off nothing is recorded; with a TracerProvider set (Start
- * forwards to it) no manual span is. A build with v1.29.0 is "not supported" with the reason, so is a stripped build.
+ * nethttp_server, nethttp_client and otel_trace. One request gives six spans in one trace: the SERVER span of /work,
+ * the manual "work" span under it (its start-option and SetAttributes attributes, two events, status Ok), the HTTP
+ * CLIENT span made with the manual span's context under "work", the SERVER span of /leaf under that, the nested
+ * manual span (renamed, CLIENT kind, RecordError's exception event, status Error) under "work", and the "job" span a
+ * worker goroutine (running for no request) starts with the context it is handed, under "work". Afterwards no span is
+ * left open in the probe's maps. Built with go.opentelemetry.io/otel v1.47.0 (Go 1.26.8, 1.27.3) and v1.30.0 (Go
+ * 1.25.9), the range's ends, and v1.38.0 (Go 1.26.8). With the sampler always_off nothing is recorded; with a
+ * TracerProvider set (Start forwards to it) no manual span is. A build with v1.29.0 is "not supported" with the
+ * reason, so is a stripped build.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync, spawn } from "node:child_process"
@@ -33,12 +34,14 @@ import { buildOtelApi, PINNED } from "./OtelTraceFixture.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
 
-/** Each build: Go release, otel release (undefined: the fixture's pinned one). */
+/** Each build: Go release, otel release (the fixture's pinned one, or another through a copy). */
 const builds = [
-  { go: "1.26.8", otel: undefined },
-  { go: "1.27.3", otel: undefined },
-  { go: "1.25.9", otel: "1.30.0" }
+  { go: "1.26.8", otel: PINNED },
+  { go: "1.27.3", otel: PINNED },
+  { go: "1.25.9", otel: "1.30.0" },
+  { go: "1.26.8", otel: "1.38.0" }
 ] as const
+const key = (b: { readonly go: string; readonly otel: string }) => `${b.go}/${b.otel}`
 const binaries = new Map<string, string>()
 let stripped = ""
 let tooOld = ""
@@ -46,7 +49,7 @@ const procs: Array<ChildProcess> = []
 
 beforeAll(() => {
   execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
-  for (const b of builds) binaries.set(b.go, buildOtelApi(b.go, b.otel === undefined ? {} : { otel: b.otel }))
+  for (const b of builds) binaries.set(key(b), buildOtelApi(b.go, b.otel === PINNED ? {} : { otel: b.otel }))
   stripped = buildOtelApi("1.26.8", { stripped: true })
   tooOld = buildOtelApi("1.26.8", { otel: "1.29.0" })
 }, 900_000)
@@ -139,14 +142,14 @@ const manual = (s: SpanData) => ({
   events: s.events?.map((e) => ({ name: e.name, attributes: e.attributes }))
 })
 
-describe.each(builds)("otel_trace on Go $go, otel $otel", (build) => {
+describe.each(builds)("otel_trace on Go $go, go.opentelemetry.io/otel v$otel", (build) => {
   it.live("manual spans in the request's trace: under the server span, over the client span, nested", () =>
     Effect.gen(function*() {
-      const app = yield* start(binaries.get(build.go)!)
+      const app = yield* start(binaries.get(key(build))!)
       const analysis = yield* TargetAnalysis
       const manager = yield* Manager
       const target = yield* analysis.analyzePid(app.pid)
-      assert.strictEqual(target.modules.get(OtelTrace.MODULE), `v${build.otel ?? PINNED}`)
+      assert.strictEqual(target.modules.get(OtelTrace.MODULE), `v${build.otel}`)
       yield* manager.handle(TargetEvent.TargetEvent.Started({ target }))
       assert.deepStrictEqual((yield* manager.targets).map((t) => [...t.probes].sort()), [
         ["go_context", "nethttp_client", "nethttp_server", "otel_trace"]
@@ -233,7 +236,7 @@ describe.each(builds)("otel_trace on Go $go, otel $otel", (build) => {
 describe(`otel_trace on Go 1.26.8: when not to record`, () => {
   it.live("sampler always_off: no record, nothing left open", () =>
     Effect.gen(function*() {
-      const app = yield* start(binaries.get("1.26.8")!)
+      const app = yield* start(binaries.get(`1.26.8/${PINNED}`)!)
       assert.deepStrictEqual(yield* attach(app.pid), [["go_context", "nethttp_client", "nethttp_server", "otel_trace"]])
       assert.deepStrictEqual(yield* get(`http://${app.addr}/work?self=${app.addr}`), { status: 200, body: "ok" })
       yield* Effect.sleep("500 millis")
@@ -246,7 +249,7 @@ describe(`otel_trace on Go 1.26.8: when not to record`, () => {
 
   it.live("a TracerProvider set (an SDK's place): Start forwards to it, no manual span recorded", () =>
     Effect.gen(function*() {
-      const app = yield* start(binaries.get("1.26.8")!, ["-sdk"])
+      const app = yield* start(binaries.get(`1.26.8/${PINNED}`)!, ["-sdk"])
       assert.deepStrictEqual(yield* attach(app.pid), [["go_context", "nethttp_client", "nethttp_server", "otel_trace"]])
       assert.deepStrictEqual(yield* get(`http://${app.addr}/work?self=${app.addr}`), { status: 200, body: "ok" })
       // The automatic spans only: /work's, the client call's (now straight under /work's) and /leaf's.

@@ -20,19 +20,34 @@ const newestSource = (): number =>
 /**
  * Builds the fixture with Go `version` into `test/.cache/kafkago/<version>/kafkago` (`kafkago-stripped` with
  * `stripped`: no symbol table, no DWARF), reused while newer than its sources, and returns the binary's path.
+ * `kafkaGo` (e.g. "v0.4.30") builds it against that kafka-go release instead of the pinned one, from a copy of the
+ * fixture beside the binary (`kafkago-<kafkaGo>`).
  */
-export const buildKafkaGo = (version: string, options: { readonly stripped?: boolean } = {}): string => {
-  const out = path.join(repoRoot, "test", ".cache", "kafkago", version,
-    options.stripped === true ? "kafkago-stripped" : "kafkago")
+export const buildKafkaGo = (
+  version: string,
+  options: { readonly stripped?: boolean; readonly kafkaGo?: string } = {}
+): string => {
+  const name = options.kafkaGo !== undefined
+    ? `kafkago-${options.kafkaGo}`
+    : options.stripped === true
+    ? "kafkago-stripped"
+    : "kafkago"
+  const out = path.join(repoRoot, "test", ".cache", "kafkago", version, name)
   if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource()) return out
   fs.mkdirSync(path.dirname(out), { recursive: true })
+  const env = { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" }
+  const go = (args: ReadonlyArray<string>, cwd: string) =>
+    execFileSync("go", args, { cwd, env, stdio: ["ignore", "ignore", "pipe"], timeout: 600_000 })
+  let src = fixture
+  if (options.kafkaGo !== undefined) {
+    src = `${out}.src`
+    fs.rmSync(src, { recursive: true, force: true })
+    fs.mkdirSync(src, { recursive: true })
+    for (const f of ["main.go", "go.mod", "go.sum"]) fs.copyFileSync(path.join(fixture, f), path.join(src, f))
+    go(["get", `github.com/segmentio/kafka-go@${options.kafkaGo}`], src)
+  }
   const tmp = `${out}.${process.pid}.tmp`
-  execFileSync("go", ["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], {
-    cwd: fixture,
-    env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
-    stdio: ["ignore", "ignore", "pipe"],
-    timeout: 600_000
-  })
+  go(["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], src)
   fs.renameSync(tmp, out)
   return out
 }

@@ -55,7 +55,10 @@ import * as Http from "./internal/Http.ts"
 
 const PKG = "github.com/segmentio/kafka-go"
 
-/** The functions probed; every v0.4 release has them with these signatures (v0.4.0 through v0.4.51). */
+/**
+ * The functions probed; every release from v0.4.1 through v0.4.51 has them with these signatures (v0.4.1 is the first
+ * whose Writer has the Addr and Topic fields: v0.4.0's Writer kept them in an unexported WriterConfig).
+ */
 export const symbols = {
   write: `${PKG}.(*Writer).WriteMessages`,
   read: `${PKG}.(*Reader).ReadMessage`,
@@ -63,7 +66,7 @@ export const symbols = {
 } as const
 
 /** The supported kafka-go versions. */
-export const versions = ">=0.4.0 <0.5"
+export const versions = ">=0.4.1 <0.5"
 
 export const manifest = Manifest.make({
   library: { module: PKG, versions },

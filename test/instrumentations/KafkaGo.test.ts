@@ -397,7 +397,7 @@ describe("on the fake kernel", () => {
       }
     })))
 
-  it.effect("not applicable, with the reason: no kafka-go, outside v0.4, no offsets (a stripped build)", () =>
+  it.effect("not applicable, with the reason: no kafka-go, outside >=0.4.1 <0.5, no offsets (a stripped build)", () =>
     Effect.gen(function*() {
       const manager = yield* Manager
       const why = (target: Target) => {
@@ -407,8 +407,8 @@ describe("on the fake kernel", () => {
       assert.strictEqual(why(kafkaTarget(80)), "Applies")
       assert.strictEqual(why(ProbeTest.target({ pid: 81, goVersion: "1.26.8" })), `module ${PKG} is not in the binary`)
       assert.strictEqual(
-        why(kafkaTarget(82, { release: "v0.3.9" })),
-        `${PKG} v0.3.9 is outside the supported range >=0.4.0 <0.5`
+        why(kafkaTarget(82, { release: "v0.4.0" })),
+        `${PKG} v0.4.0 is outside the supported range >=0.4.1 <0.5`
       )
       assert.strictEqual(
         why(kafkaTarget(83, { fields: false })),

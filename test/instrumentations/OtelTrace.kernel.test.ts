@@ -7,7 +7,8 @@
  * manual span (renamed, CLIENT kind, RecordError's exception event, status Error) under "work", and the "job" span a
  * worker goroutine (running for no request) starts with the context it is handed, under "work". Afterwards no span is
  * left open in the probe's maps. Built with go.opentelemetry.io/otel v1.47.0 (Go 1.26.8, 1.27.3) and v1.30.0 (Go
- * 1.25.9), the range's ends, and v1.38.0 (Go 1.26.8). With the sampler always_off nothing is recorded; with a
+ * 1.25.9), the range's ends, v1.38.0 (Go 1.26.8), and a -buildmode=pie build. /bounds: what does not fit is dropped
+ * and counted. With the sampler always_off nothing is recorded; with a
  * TracerProvider set (Start forwards to it) no manual span is. A build with v1.29.0 is "not supported" with the
  * reason, so is a stripped build.
  */
@@ -34,22 +35,30 @@ import { buildOtelApi, PINNED } from "./OtelTraceFixture.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
 
-/** Each build: Go release, otel release (the fixture's pinned one, or another through a copy). */
+/**
+ * Each build: Go release, otel release (the fixture's pinned one, or another through a copy), and one
+ * position-independent build (the WithSpanKind closures and the type data found relative to the probe addresses).
+ */
 const builds = [
-  { go: "1.26.8", otel: PINNED },
-  { go: "1.27.3", otel: PINNED },
-  { go: "1.25.9", otel: "1.30.0" },
-  { go: "1.26.8", otel: "1.38.0" }
+  { go: "1.26.8", otel: PINNED, pie: false },
+  { go: "1.27.3", otel: PINNED, pie: false },
+  { go: "1.25.9", otel: "1.30.0", pie: false },
+  { go: "1.26.8", otel: "1.38.0", pie: false },
+  { go: "1.26.8", otel: PINNED, pie: true }
 ] as const
-const key = (b: { readonly go: string; readonly otel: string }) => `${b.go}/${b.otel}`
+const key = (b: { readonly go: string; readonly otel: string; readonly pie: boolean }) =>
+  `${b.go}/${b.otel}${b.pie ? "/pie" : ""}`
 const binaries = new Map<string, string>()
+const pinned = () => binaries.get(key(builds[0]))!
 let stripped = ""
 let tooOld = ""
 const procs: Array<ChildProcess> = []
 
 beforeAll(() => {
   execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
-  for (const b of builds) binaries.set(key(b), buildOtelApi(b.go, b.otel === PINNED ? {} : { otel: b.otel }))
+  for (const b of builds) {
+    binaries.set(key(b), buildOtelApi(b.go, b.pie ? { pie: true } : b.otel === PINNED ? {} : { otel: b.otel }))
+  }
   stripped = buildOtelApi("1.26.8", { stripped: true })
   tooOld = buildOtelApi("1.26.8", { otel: "1.29.0" })
 }, 900_000)
@@ -142,7 +151,7 @@ const manual = (s: SpanData) => ({
   events: s.events?.map((e) => ({ name: e.name, attributes: e.attributes }))
 })
 
-describe.each(builds)("otel_trace on Go $go, go.opentelemetry.io/otel v$otel", (build) => {
+describe.each(builds)("otel_trace on Go $go, go.opentelemetry.io/otel v$otel, pie: $pie", (build) => {
   it.live("manual spans in the request's trace: under the server span, over the client span, nested", () =>
     Effect.gen(function*() {
       const app = yield* start(binaries.get(key(build))!)
@@ -233,10 +242,45 @@ describe.each(builds)("otel_trace on Go $go, go.opentelemetry.io/otel v$otel", (
     }).pipe(Effect.provide(agent)), 60_000)
 })
 
+describe(`otel_trace on Go 1.26.8: bounds`, () => {
+  it.live("attributes and events past the bounds dropped and counted; Error after Ok ignored; a long key, value", () =>
+    Effect.gen(function*() {
+      const app = yield* start(pinned())
+      assert.deepStrictEqual(yield* attach(app.pid), [["go_context", "nethttp_client", "nethttp_server", "otel_trace"]])
+      assert.deepStrictEqual(yield* get(`http://${app.addr}/bounds`), { status: 200, body: "ok" })
+      const spans = yield* (yield* CapturedSpans).take(3).pipe(Effect.timeout("15 seconds"))
+      const server = one(spans, (s) => s.kind === "server", "server")
+      const many = one(spans, (s) => s.name === "many", "many")
+      const long = one(spans, (s) => s.name === "long", "long")
+      const n = (i: number) => `n${String(i).padStart(2, "0")}`
+      assert.deepStrictEqual(manual(many), {
+        probe: "otel_trace",
+        name: "many",
+        kind: "internal",
+        attributes: {
+          ...Object.fromEntries(Array.from({ length: OtelTrace.ATTRS }, (_, i) => [n(i), i])),
+          [OtelTrace.DROPPED_ATTRIBUTES]: 20 - OtelTrace.ATTRS,
+          [OtelTrace.DROPPED_EVENTS]: 6 - OtelTrace.EVENTS
+        },
+        status: { code: "ok" },
+        events: Array.from({ length: OtelTrace.EVENTS }, (_, i) => ({ name: `e${i}`, attributes: {} }))
+      })
+      assert.deepStrictEqual(manual(long), {
+        probe: "otel_trace",
+        name: "long",
+        kind: "internal",
+        attributes: { "long.value": "x".repeat(OtelTrace.STR_CAP), [OtelTrace.DROPPED_ATTRIBUTES]: 1 },
+        status: { code: "unset" },
+        events: undefined
+      })
+      for (const s of [many, long]) assert.strictEqual(s.parentSpanId, server.spanId)
+    }).pipe(Effect.provide(agent)), 60_000)
+})
+
 describe(`otel_trace on Go 1.26.8: when not to record`, () => {
   it.live("sampler always_off: no record, nothing left open", () =>
     Effect.gen(function*() {
-      const app = yield* start(binaries.get(`1.26.8/${PINNED}`)!)
+      const app = yield* start(pinned())
       assert.deepStrictEqual(yield* attach(app.pid), [["go_context", "nethttp_client", "nethttp_server", "otel_trace"]])
       assert.deepStrictEqual(yield* get(`http://${app.addr}/work?self=${app.addr}`), { status: 200, body: "ok" })
       yield* Effect.sleep("500 millis")
@@ -249,7 +293,7 @@ describe(`otel_trace on Go 1.26.8: when not to record`, () => {
 
   it.live("a TracerProvider set (an SDK's place): Start forwards to it, no manual span recorded", () =>
     Effect.gen(function*() {
-      const app = yield* start(binaries.get(`1.26.8/${PINNED}`)!, ["-sdk"])
+      const app = yield* start(pinned(), ["-sdk"])
       assert.deepStrictEqual(yield* attach(app.pid), [["go_context", "nethttp_client", "nethttp_server", "otel_trace"]])
       assert.deepStrictEqual(yield* get(`http://${app.addr}/work?self=${app.addr}`), { status: 200, body: "ok" })
       // The automatic spans only: /work's, the client call's (now straight under /work's) and /leaf's.

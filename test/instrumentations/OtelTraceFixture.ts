@@ -19,19 +19,22 @@ const newestSource = (): number =>
 
 /**
  * Builds the fixture with Go `version` into `test/.cache/otelapi/<version>/otelapi` (`otelapi-stripped` with
- * `stripped`: no symbol table, no DWARF), reused while newer than its sources, and returns the binary's path.
+ * `stripped`: no symbol table, no DWARF; `otelapi-pie` with `pie`: -buildmode=pie), reused while newer than its
+ * sources, and returns the binary's path.
  * `otel` (e.g. "1.30.0") builds it against that release of go.opentelemetry.io/otel (and its trace module) instead,
  * from a copy of main.go beside the binary with a fresh go.mod (`otelapi-<otel>`), so the release's own requirements
  * decide the rest.
  */
 export const buildOtelApi = (
   version: string,
-  options: { readonly stripped?: boolean; readonly otel?: string } = {}
+  options: { readonly stripped?: boolean; readonly pie?: boolean; readonly otel?: string } = {}
 ): string => {
   const name = options.otel !== undefined
     ? `otelapi-${options.otel}`
     : options.stripped === true
     ? "otelapi-stripped"
+    : options.pie === true
+    ? "otelapi-pie"
     : "otelapi"
   const out = path.join(repoRoot, "test", ".cache", "otelapi", version, name)
   if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource()) return out
@@ -50,7 +53,11 @@ export const buildOtelApi = (
     go(["get", `go.opentelemetry.io/otel@v${options.otel}`, `go.opentelemetry.io/otel/trace@v${options.otel}`], src)
   }
   const tmp = `${out}.${process.pid}.tmp`
-  go(["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], src)
+  const flags = [
+    ...(options.stripped === true ? ["-ldflags=-s -w"] : []),
+    ...(options.pie === true ? ["-buildmode=pie"] : [])
+  ]
+  go(["build", ...flags, "-o", tmp, "."], src)
   fs.renameSync(tmp, out)
   return out
 }

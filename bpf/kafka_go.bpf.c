@@ -24,7 +24,11 @@
  * first KAFKA_GO_LINK_BATCH messages of one WriteMessages call are published.
  *
  * Parents in the process: the span of the call's context.Context, else the goroutine's active span (ps_go_parent in
- * go_context.h), at entry. The context is RBX (itab) / RCX (data word) at every entry. */
+ * go_context.h), at entry. The context is RBX (itab) / RCX (data word) at every entry.
+ *
+ * After a read returns a message, its CONSUMER span is the goroutine's active span until the goroutine's next read
+ * (kafka_go_processing): the program's work on the message without a context span of its own — a WriteMessages of
+ * a consume-transform-produce loop, an HTTP call with context.Background() — continues the message's trace. */
 #include "common.h"
 #include "go_context.h"
 #include "go_types.h"
@@ -210,6 +214,60 @@ static __always_inline struct inflight *scratch(void) {
   return inf;
 }
 
+/* ---- after a read: the consumer span is the goroutine's active span ---- */
+
+/* What a read's RET made active on its goroutine, and what was active before (put back at the next read). */
+struct processing {
+  struct ps_span_ctx set;
+  struct ps_span_ctx prev;
+  u8 had_prev;
+  u8 _pad[7];
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct ps_g_key);
+  __type(value, struct processing);
+} kafka_go_processing SEC(".maps");
+
+/* At a read's entry: the previous message's span stops being the goroutine's active span — unless something else
+ * (a server span that began meanwhile) replaced it, which is then left alone. */
+static __always_inline void end_processing(u64 g) {
+  struct ps_g_key k = ps_g_key_of(g);
+  struct processing *p = bpf_map_lookup_elem(&kafka_go_processing, &k);
+  if (!p)
+    return;
+  struct ps_span_ctx *cur = ps_go_ctx_get(g);
+  u64 a = 0, b = 0;
+  if (cur) {
+    __builtin_memcpy(&a, cur->span_id, 8);
+    __builtin_memcpy(&b, p->set.span_id, 8);
+  }
+  if (cur && a == b) {
+    if (p->had_prev)
+      ps_go_ctx_set(g, &p->prev);
+    else
+      ps_go_ctx_clear(g);
+  }
+  bpf_map_delete_elem(&kafka_go_processing, &k);
+}
+
+/* At a read's RET: the consumer span becomes the goroutine's active span, so what the program does with the message
+ * on that goroutine without a context span of its own (context.Background()) continues its trace. */
+static __always_inline void begin_processing(u64 g, const struct ps_span_ctx *sc) {
+  struct processing p = {};
+  p.set = *sc;
+  struct ps_span_ctx *cur = ps_go_ctx_get(g);
+  if (cur) {
+    p.prev = *cur;
+    p.had_prev = 1;
+  }
+  struct ps_g_key k = ps_g_key_of(g);
+  bpf_map_update_elem(&kafka_go_processing, &k, &p, BPF_ANY);
+  ps_go_ctx_set(g, sc);
+}
+
 /* ---- producer ---- */
 
 /* The name of the dynamic type kafka.TCP(address) puts in a Writer's Addr. Compared by name: Go 1.27 binaries have
@@ -338,6 +396,7 @@ static __always_inline int read_entry(struct pt_regs *ctx, u32 op_kind) {
     if (bpf_map_lookup_elem(&kafka_go_inflight, &outer))
       return 0;
   }
+  end_processing(g);
   struct inflight *inf = scratch();
   if (!inf)
     return 0;
@@ -467,6 +526,9 @@ static __always_inline int read_ret(struct pt_regs *ctx, u32 op_kind) {
   __builtin_memcpy(r->trace_id, sc.trace_id, 16);
   __builtin_memcpy(r->span_id, sc.span_id, 8);
   r->flags = sc.flags;
+  /* Sampled or not: what follows inherits the decision, as it would from a header. */
+  if (err_tab == 0)
+    begin_processing(g, &sc);
   if (r->flags & PS_FLAG_SAMPLED) {
     read_error(r, err_tab, err_data, inf->types, t);
     ps_submit(r, sizeof(*r));

@@ -13,6 +13,9 @@
  * and the consumer that receives an identical message continues that trace, the producer span as its parent (see
  * the C file's header and docs/probes/kafka-go.md for the limits).
  *
+ * After a read, its CONSUMER span is the goroutine's active span until the goroutine's next read, so the program's work
+ * on the message without a context span of its own continues the trace.
+ *
  * `messaging.process.duration` is not recorded: kafka-go has no handler the library calls per message — the
  * application processes a message in its own code between two reads — so there is no function whose entry and
  * return bound the processing.

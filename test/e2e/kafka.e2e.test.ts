@@ -1,15 +1,16 @@
 /**
  * kafka-go through the CLI into a real OpenTelemetry Collector (root): `probescope run --no-builtins --probe
- * src/instrumentations/KafkaGo.ts --probe src/instrumentations/NetHttpServer.ts --exe <kafkago fixture>` over three
- * processes of the fixture (a producer, a consumer in one group reading with ReadMessage, one in another group with
- * FetchMessage + CommitMessages), against an Apache Kafka broker (KRaft, single node) the file starts once
- * (test/kafka/Broker.ts), for each supported Go release.
+ * src/instrumentations/KafkaGo.ts --probe src/instrumentations/NetHttp{Server,Client}.ts --exe <kafkago fixture>`
+ * over three processes of the fixture (a producer, a consumer in one group reading with ReadMessage, one in another
+ * group with FetchMessage + CommitMessages), against an Apache Kafka broker (KRaft, single node) the file starts once
+ * (test/kafka/Broker.ts), for each supported Go release (and an older kafka-go).
  *
  * Each producer request's WriteMessages is a PRODUCER span under its server span; each consumer request's
  * ReadMessage or FetchMessage is a CONSUMER span in its own process, in the producer's trace with the producer span
- * as its parent (the same-host fallback: no header is written); a write to a missing topic is an ERROR PRODUCER
- * span; the messaging.client.operation.duration histogram and the sent/consumed counters arrive per process with
- * their attributes. A stripped build of the fixture is "not supported" with the reason.
+ * as its parent (the same-host fallback: no header is written); the consumer's HTTP call after a read (with
+ * context.Background()) is the poll span's child, and the trace goes on into the handler it calls; a write to a
+ * missing topic is an ERROR PRODUCER span; the messaging.client.operation.duration histogram and the sent/consumed
+ * counters arrive per process with their attributes. A stripped build of the fixture is "not supported" with the reason.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
@@ -99,10 +100,12 @@ describe.each(builds)("kafka-go through the CLI and a real collector (Go $go, ka
           "--no-builtins",
           "--probe",
           path.join(root, "src/instrumentations/KafkaGo.ts"),
-          // The net/http server probe as a module too: both then share one go_context (a built-in by name would come
-          // with the CLI's own copy of it).
+          // The net/http probes as modules too: all then share one go_context (a built-in by name would come with
+          // the CLI's own copy of it).
           "--probe",
           path.join(root, "src/instrumentations/NetHttpServer.ts"),
+          "--probe",
+          path.join(root, "src/instrumentations/NetHttpClient.ts"),
           "--exe",
           fixture
         ],
@@ -118,13 +121,19 @@ describe.each(builds)("kafka-go through the CLI and a real collector (Go $go, ka
       for (const app of [producer, consumer, fetcher]) {
         const attached = attachedLine(app.pid).exec(agent.stderr())
         assert.isNotNull(attached, agent.stderr())
-        assert.deepStrictEqual(attached![2]!.split(", ").sort(), ["go_context", "kafka_go", "nethttp_server"])
+        assert.deepStrictEqual(attached![2]!.split(", ").sort(), [
+          "go_context",
+          "kafka_go",
+          "nethttp_client",
+          "nethttp_server"
+        ])
       }
 
       const p = `http://${producer.addr}`
       const c = `http://${consumer.addr}`
       assert.deepStrictEqual(yield* text(`${p}/produce?key=order-1&value=paid`), { status: 200, body: "sent" })
-      assert.deepStrictEqual(yield* text(`${c}/read`), {
+      // After this read, the consumer calls the producer's /ping with context.Background(): the message's processing.
+      assert.deepStrictEqual(yield* text(`${c}/read?then=${encodeURIComponent(`${p}/ping`)}`), {
         status: 200,
         body: "key=order-1 value=paid partition=0 offset=0"
       })
@@ -142,11 +151,12 @@ describe.each(builds)("kafka-go through the CLI and a real collector (Go $go, ka
       assert.strictEqual(yield* get(`${p}/missing?value=lost`), 500)
 
       // Producer: 3 server spans and 3 PRODUCER spans; consumer: 4 server spans and 4 CONSUMER spans; fetcher: 1 + 1.
-      const spans = yield* collector.receiver.waitFor(16, "30 seconds")
+      // And the consumer's HTTP call after its first read: a CLIENT span and the producer's /ping SERVER span.
+      const spans = yield* collector.receiver.waitFor(18, "30 seconds")
       const shown = spans.map((s) =>
         [s.resource["process.pid"], s.name, s.kind, s.traceId, s.spanId, s.parentSpanId, s.attributes, s.status]
       )
-      assert.strictEqual(spans.length, 16, JSON.stringify(shown))
+      assert.strictEqual(spans.length, 18, JSON.stringify(shown))
       if (process.env["KAFKA_E2E_SHOW"] !== undefined) console.log(JSON.stringify(shown, null, 1))
       const server = (pid: number, route: string) =>
         spans.filter((s) => s.attributes["http.route"] === route && s.resource["process.pid"] === pid)
@@ -217,6 +227,16 @@ describe.each(builds)("kafka-go through the CLI and a real collector (Go $go, ka
         pollAttributes(0, { "messaging.kafka.message.key": "order-1" }),
         ok
       ])
+      // What the consumer did with the message without a context span (context.Background()) is the poll span's
+      // child, and the trace goes on into the producer's /ping handler (same-host connection linking).
+      const call = one(spans, (s) => s.kind === "SPAN_KIND_CLIENT", "the consumer's HTTP call")
+      assert.deepStrictEqual(
+        [call.resource["process.pid"], call.traceId, call.parentSpanId],
+        [consumer.pid, sent.traceId, first.spanId]
+      )
+      const [ping] = server(producer.pid, "/ping")
+      assert.isDefined(ping)
+      assert.deepStrictEqual([ping!.traceId, ping!.parentSpanId], [sent.traceId, call.spanId])
       // The other group's FetchMessage got the same message: linked to the same producer span (one span: the
       // ReadMessage path's inner FetchMessage is not one of its own either, as the 4 spans above show).
       const fetched = one(consumerSpans(fetcher.pid), () => true, "FetchMessage")

@@ -3,7 +3,8 @@
  *
  * Entry (RAX=t, RBX=req) reads the request, takes its parent from the request's context (the nearest span registered
  * on Request.ctx's chain, e.g. the server span whose r.Context() a worker goroutine got) or else the goroutine's
- * active span (go_context.h ps_go_parent), makes the span's ids and decides sampling. Each RET reads the results (RAX=*Response, RBX/RCX=error) and submits the record.
+ * active span (go_context.h ps_go_parent), makes the span's ids and decides sampling. Each RET reads the results
+ * (RAX=*Response, RBX/RCX=error) and submits the record.
  *
  * Same-host propagation (works under kernel lockdown): uprobe_persistConn_roundTrip publishes the span in
  * ps_conn_spans (go_context.h) under the connection's (client ip, port, server ip, port) before the request is

@@ -93,12 +93,14 @@ const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => bool
   return found[0]!
 }
 
-/** The agent with the two net/http built-ins on the fixture, exporting to `collector`. */
-const startAgent = (fixture: string, collector: Collector.Collector, pid: number) =>
+const httpProbes = ["nethttp_client", "nethttp_server"]
+
+/** The agent with the built-ins `probes` (by name) on the fixture, exporting to `collector`. */
+const startAgent = (fixture: string, collector: Collector.Collector, pid: number, probes = httpProbes) =>
   Effect.gen(function*() {
     const agent = yield* spawnProc(
       cli,
-      ["run", "--no-builtins", "--probe", "nethttp_server", "--probe", "nethttp_client", "--exe", fixture],
+      ["run", "--no-builtins", ...probes.flatMap((p) => ["--probe", p]), "--exe", fixture],
       agentEnv({
         OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint,
         OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
@@ -110,7 +112,7 @@ const startAgent = (fixture: string, collector: Collector.Collector, pid: number
     yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
     const attached = attachedLine(pid).exec(agent.stderr())
     assert.isNotNull(attached, agent.stderr())
-    assert.deepStrictEqual(attached![2]!.split(", ").sort(), ["go_context", "nethttp_client", "nethttp_server"])
+    assert.deepStrictEqual(attached![2]!.split(", ").sort(), ["go_context", ...probes].sort())
     return agent
   })
 
@@ -132,7 +134,11 @@ const job = (spans: ReadonlyArray<ReceivedSpan>, route: "work" | "lazy", id: str
     ["GET", request.traceId, request.spanId, 200],
     `${id}: the worker's request is a child of /${route}/${id}`
   )
-  const echo = one(spans, (s) => s.kind === "SPAN_KIND_SERVER" && s.attributes["url.path"] === `/echo/${id}`, `echo ${id}`)
+  const echo = one(
+    spans,
+    (s) => s.kind === "SPAN_KIND_SERVER" && s.attributes["url.path"] === `/echo/${id}`,
+    `echo ${id}`
+  )
   assert.deepStrictEqual(
     [echo.name, echo.traceId, echo.parentSpanId],
     ["GET /echo/{id}", request.traceId, client.spanId],
@@ -142,10 +148,10 @@ const job = (spans: ReadonlyArray<ReceivedSpan>, route: "work" | "lazy", id: str
 }
 
 describe("context.Context parents through the CLI and a real collector", () => {
-  it.live("a worker-pool goroutine's request is a child of the request whose context it got", () =>
+  it.live.each(goReleases)("Go %s: a worker-pool goroutine's request is a child of the request whose ctx it got", (v) =>
     Effect.gen(function*() {
       const collector = yield* Collector.make()
-      const fixture = fixtures.get("1.26.8")!
+      const fixture = fixtures.get(v)!
       const app = yield* startService(fixture, [])
       const agent = yield* startAgent(fixture, collector, app.pid)
 
@@ -198,6 +204,80 @@ describe("context.Context parents through the CLI and a real collector", () => {
       assert.isTrue(BigInt(a.request.endTimeUnixNano) > BigInt(c.request.endTimeUnixNano))
       const release = one(spans, (s) => s.attributes["url.path"] === "/release", "release")
       assert.deepStrictEqual([release.name, release.parentSpanId], ["GET /release", ""])
+      assert.strictEqual(ctxEntries(app.pid), 0)
+
+      agent.child.kill("SIGINT")
+      const exit = yield* agent.exit("30 seconds")
+      assert.strictEqual(exit.code, 0, agent.stderr())
+    }).pipe(Effect.scoped), 300_000)
+
+  it.live("gRPC and database/sql calls made by workers are children of the request (or RPC) whose ctx they got", () =>
+    Effect.gen(function*() {
+      const collector = yield* Collector.make()
+      const fixture = fixtures.get("1.26.8")!
+      const app = yield* startService(fixture, [])
+      const agent = yield* startAgent(fixture, collector, app.pid, [...httpProbes, "grpc", "database_sql"])
+      const base = `http://${app.addr}`
+
+      assert.strictEqual(yield* get(`${base}/grpc/g`), 200)
+      assert.strictEqual(yield* get(`${base}/sql/s`), 200)
+      // /grpc/g: its server span, the worker's gRPC call, the RPC's server span, the RPC handler's worker's HTTP
+      // request and the echo. /sql/s: its server span and four database/sql calls.
+      const spans = yield* collector.receiver.waitFor(10, "30 seconds")
+      assert.strictEqual(spans.length, 10)
+      const kinds = (s: ReceivedSpan) => [s.name, s.kind, s.scope.name]
+      // In start order.
+      const children = (parent: ReceivedSpan) =>
+        spans.filter((s) => s.parentSpanId === parent.spanId)
+          .sort((x, y) => Number(BigInt(x.startTimeUnixNano) - BigInt(y.startTimeUnixNano)))
+          .map((s) => {
+            assert.strictEqual(s.traceId, parent.traceId, s.name)
+            return s
+          })
+
+      const request = one(spans, (s) => s.attributes["url.path"] === "/grpc/g", "/grpc/g")
+      assert.deepStrictEqual([...kinds(request), request.parentSpanId], [
+        "GET /grpc/{id}",
+        "SPAN_KIND_SERVER",
+        "probescope/nethttp_server",
+        ""
+      ])
+      const [rpcClient, ...noMore] = children(request)
+      assert.deepStrictEqual(noMore, [])
+      assert.deepStrictEqual(kinds(rpcClient!), ["probescope.test.Pool/Work", "SPAN_KIND_CLIENT", "probescope/grpc"])
+      assert.strictEqual(rpcClient!.attributes["rpc.grpc.status_code"], 0)
+      const [rpcServer, ...noMore2] = children(rpcClient!)
+      assert.deepStrictEqual(noMore2, [])
+      assert.deepStrictEqual(kinds(rpcServer!), ["probescope.test.Pool/Work", "SPAN_KIND_SERVER", "probescope/grpc"])
+      // The RPC handler's ctx went to a worker: its HTTP request is the RPC server span's child.
+      const [echoClient, ...noMore3] = children(rpcServer!)
+      assert.deepStrictEqual(noMore3, [])
+      assert.deepStrictEqual(
+        [...kinds(echoClient!), echoClient!.attributes["url.full"]],
+        ["GET", "SPAN_KIND_CLIENT", "probescope/nethttp_client", `${base}/echo/g`]
+      )
+      assert.deepStrictEqual(children(echoClient!).map(kinds), [[
+        "GET /echo/{id}",
+        "SPAN_KIND_SERVER",
+        "probescope/nethttp_server"
+      ]])
+
+      const sqlRequest = one(spans, (s) => s.attributes["url.path"] === "/sql/s", "/sql/s")
+      assert.deepStrictEqual([sqlRequest.name, sqlRequest.parentSpanId], ["GET /sql/{id}", ""])
+      // Exec, then the transaction: BEGIN (BeginTx's ctx), its Exec, and COMMIT (found through Tx.ctx).
+      assert.deepStrictEqual(
+        children(sqlRequest).map((s) => [
+          ...kinds(s),
+          s.attributes["db.operation.name"],
+          s.attributes["db.system.name"]
+        ]),
+        [
+          ["INSERT jobs", "SPAN_KIND_CLIENT", "probescope/database_sql", "INSERT", "other_sql"],
+          ["BEGIN", "SPAN_KIND_CLIENT", "probescope/database_sql", "BEGIN", "other_sql"],
+          ["UPDATE jobs", "SPAN_KIND_CLIENT", "probescope/database_sql", "UPDATE", "other_sql"],
+          ["COMMIT", "SPAN_KIND_CLIENT", "probescope/database_sql", "COMMIT", "other_sql"]
+        ]
+      )
       assert.strictEqual(ctxEntries(app.pid), 0)
 
       agent.child.kill("SIGINT")

@@ -1,6 +1,6 @@
 /**
- * The context-parent tests' fixture builder: test/fixtures/go/workerpool (an HTTP server whose handlers hand
- * r.Context() to worker goroutines over a channel), per Go version. Kept beside its tests rather than in
+ * The context-parent tests' fixture builder: test/fixtures/go/workerpool (an HTTP and gRPC server whose handlers
+ * hand their context to worker goroutines over a channel), per Go version. Kept beside its tests rather than in
  * fixtures.ts, which several helpers edit at once.
  */
 import { execFileSync } from "node:child_process"
@@ -12,11 +12,12 @@ const fixture = path.join(repoRoot, "test", "fixtures", "go", "workerpool")
 
 /** The newest modification time of the fixture's sources. */
 const newestSource = (): number =>
-  Math.max(...["main.go", "go.mod"].map((f) => fs.statSync(path.join(fixture, f)).mtimeMs))
+  Math.max(...["main.go", "go.mod", "go.sum"].map((f) => fs.statSync(path.join(fixture, f)).mtimeMs))
 
 /**
  * Builds the fixture with Go `version` into `test/.cache/workerpool/<version>/workerpool`, reused while newer than
- * its sources, and returns the binary's path. It needs nothing beyond the standard library.
+ * its sources, and returns the binary's path. It pins grpc v1.83.2, the newest release the grpc probe supports that
+ * still builds with Go 1.25.
  */
 export const buildWorkerPool = (version: string): string => {
   const out = path.join(repoRoot, "test", ".cache", "workerpool", version, "workerpool")
@@ -25,7 +26,7 @@ export const buildWorkerPool = (version: string): string => {
   const tmp = `${out}.${process.pid}.tmp`
   execFileSync("go", ["build", "-o", tmp, "."], {
     cwd: fixture,
-    env: { ...process.env, GOTOOLCHAIN: `go${version}` },
+    env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
     stdio: ["ignore", "ignore", "pipe"],
     timeout: 600_000
   })

@@ -21,7 +21,7 @@ import { Bpf, BpfMapError } from "../kernel/Bpf.ts"
 import * as Binary from "./Binary.ts"
 import { pidKey } from "./Binary.ts"
 import type { Attacher, KernelStats, LayoutCheck, Loaded, Runner, Tracing } from "./Capabilities.ts"
-import { attachCgroups, cgroup2Root, LinkGrace, makeAttacher, withoutPrograms } from "./internal/attacher.ts"
+import { attachCgroups, Cgroup2Root, LinkGrace, makeAttacher, withoutPrograms } from "./internal/attacher.ts"
 import { makeCollector, makeRunner, signalsOf } from "./internal/runner.ts"
 import type { Instruments } from "./Instruments.ts"
 import type { FieldSpecs, Manifest, Offsets } from "./Manifest.ts"
@@ -33,7 +33,7 @@ import * as TracingConfigM from "./TracingConfig.ts"
 import type { Sampler } from "./TracingConfig.ts"
 import { TracingConfig } from "./TracingConfig.ts"
 
-export { fileKey, LinkGrace } from "./internal/attacher.ts"
+export { Cgroup2Root, fileKey, LinkGrace } from "./internal/attacher.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Identity and handles
@@ -466,7 +466,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
       const attached = withoutPrograms(options.manifest, disablePrograms)
       const cgroupPrograms = attached.cgroups ?? []
       if (cgroupPrograms.length > 0) {
-        const cgroup = options.cgroup?.({ config }) ?? cgroup2Root()
+        const cgroup = options.cgroup?.({ config }) ?? (yield* Cgroup2Root)()
         if (cgroup === undefined) {
           return yield* new ProbeLoadError({
             probe: name,

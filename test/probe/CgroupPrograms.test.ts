@@ -139,6 +139,25 @@ describe("Probe: cgroup programs at load", () => {
       assert.deepStrictEqual(r.dirs, [`sockops_a ${root}`, `sockops_b ${root}`])
     }))
 
+  it.effect("no cgroup given and no cgroup v2 mounted: the load fails saying so, nothing attached", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const exit = yield* Layer.build(Sockops.layerWith({})).pipe(
+        Effect.provideService(Probe.Cgroup2Root, () => undefined),
+        Effect.scoped,
+        Effect.exit
+      )
+      const fail = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
+      const error = fail?._tag === "Fail" ? fail.error as { _tag: string; reason: string; message: string } : undefined
+      assert.deepStrictEqual(error && { tag: error._tag, reason: error.reason, message: error.message }, {
+        tag: "ProbeLoadError",
+        reason: "NoCgroup2",
+        message: "probe test/sockops: cgroup v2 is not mounted (no cgroup2 in /proc/self/mountinfo): its cgroup " +
+          "programs (sockops_a, sockops_b) have nowhere to attach"
+      })
+      assert.deepStrictEqual((yield* kernel.liveLinks).map((l) => l.program), [])
+    }).pipe(Effect.provide(ProbeTest.layer)) as Effect.Effect<void>)
+
   it.effect("an attach that fails fails the load, naming the probe", () =>
     Effect.gen(function*() {
       const kernel = yield* FakeKernel

@@ -92,6 +92,14 @@ export const cgroup2Root = (): string | undefined => {
 }
 
 /**
+ * Where the cgroup v2 hierarchy is mounted, for cgroup programs given no directory: read from /proc/self/mountinfo by
+ * default; a test provides its own (e.g. none, to see the load fail).
+ */
+export const Cgroup2Root = Context.Reference<() => string | undefined>("probescope/probe/Cgroup2Root", {
+  defaultValue: () => cgroup2Root
+})
+
+/**
  * Attach a global manifest's cgroup programs to `cgroup` (a cgroup v2 directory), in the current scope: closing it
  * detaches them. A manifest with none attaches nothing.
  */

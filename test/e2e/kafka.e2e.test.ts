@@ -27,7 +27,18 @@ import * as Collector from "../collector/Collector.ts"
 import { buildKafkaGo, KAFKA_GO_VERSION } from "../instrumentations/KafkaGoFixture.ts"
 import * as Broker from "../kafka/Broker.ts"
 import type { ReceivedMetricPoint, ReceivedSpan } from "../receiver/Receiver.ts"
-import { agentEnv, attachedLine, cli, get, root, spawnProc, startService } from "./harness.ts"
+import {
+  agentEnv,
+  agentObjects,
+  assertReleased,
+  attachedLine,
+  cli,
+  get,
+  type Ids,
+  root,
+  spawnProc,
+  startService
+} from "./harness.ts"
 
 /**
  * The builds run: the Go releases the probe supports (GoContext.goVersions) with the pinned kafka-go, and an older
@@ -68,6 +79,20 @@ const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => bool
   const found = spans.filter(pred)
   assert.strictEqual(found.length, 1, `${what}: ${found.length} found`)
   return found[0]!
+}
+
+/** Entries of the agent's map `name` (bpftool shows names cut at 15 characters). */
+const entries = (ours: Ids, name: string): number => {
+  const found = [...ours.maps].flatMap((id) => {
+    const m = JSON.parse(execFileSync("bpftool", ["-j", "map", "show", "id", String(id)]).toString()) as {
+      readonly name?: string
+    }
+    return m.name === name.slice(0, 15) ? [id] : []
+  })
+  assert.strictEqual(found.length, 1, `the agent's map ${name}`)
+  return (JSON.parse(execFileSync("bpftool", ["-j", "map", "dump", "id", String(found[0])]).toString()) as Array<
+    unknown
+  >).length
 }
 
 /** A body of the fixture's reply. */
@@ -258,10 +283,19 @@ describe.each(builds)("kafka-go through the CLI and a real collector (Go $go, ka
         )
       }
 
-      // Stopping the agent exports the metrics once, on the way out.
+      // In the kernel, every call is over: nothing in flight; one published entry per produced message (1 + 3 + the
+      // failed one's), each there still (not removed on consumption, so every group finds it).
+      const ours = yield* agentObjects(agent.pid)
+      assert.deepStrictEqual(
+        [entries(ours, "kafka_go_inflight"), entries(ours, "kafka_go_msg_spans")],
+        [0, 5]
+      )
+
+      // Stopping the agent exports the metrics once, on the way out, and releases its BPF objects.
       agent.child.kill("SIGINT")
       const exit = yield* agent.exit("30 seconds")
       assert.strictEqual(exit.code, 0, agent.stderr())
+      yield* assertReleased(ours)
       const names = [KafkaGo.operationDuration.name, KafkaGo.sentMessages.name, KafkaGo.consumedMessages.name]
       const points = (yield* collector.receiver.waitForMetrics(
         (ps) => names.every((n) => ps.some((p) => p.name === n)),

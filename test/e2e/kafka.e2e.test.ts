@@ -10,7 +10,8 @@
  * as its parent (the same-host fallback: no header is written); the consumer's HTTP call after a read (with
  * context.Background()) is the poll span's child, and the trace goes on into the handler it calls; a write to a
  * missing topic is an ERROR PRODUCER span; the messaging.client.operation.duration histogram and the sent/consumed
- * counters arrive per process with their attributes. A stripped build of the fixture is "not supported" with the reason.
+ * counters arrive per process with their attributes. A stripped build of the fixture is "not supported" with the
+ * reason.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"

@@ -13,6 +13,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Option } from "effect"
 import { beforeAll } from "vitest"
@@ -86,6 +88,40 @@ const ctxEntries = (pid: number): number => {
   }
   return n
 }
+
+const freePort = Effect.promise(() =>
+  new Promise<number>((resolve, reject) => {
+    const s = net.createServer()
+    s.on("error", reject)
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+)
+
+/** A redis-server of the test's own (loopback, temporary folder, no persistence), stopped with the scope. */
+const startRedis = Effect.gen(function*() {
+  const port = yield* freePort
+  const dir = yield* Effect.acquireRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "probescope-redis-"))),
+    (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
+  )
+  const proc = yield* spawnProc("redis-server", [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    dir
+  ])
+  yield* proc.line("stdout", /Ready to accept connections/, "10 seconds")
+  return port
+})
 
 const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => boolean, what: string) => {
   const found = spans.filter(pred)
@@ -278,6 +314,52 @@ describe("context.Context parents through the CLI and a real collector", () => {
           ["COMMIT", "SPAN_KIND_CLIENT", "probescope/database_sql", "COMMIT", "other_sql"]
         ]
       )
+      assert.strictEqual(ctxEntries(app.pid), 0)
+
+      agent.child.kill("SIGINT")
+      const exit = yield* agent.exit("30 seconds")
+      assert.strictEqual(exit.code, 0, agent.stderr())
+    }).pipe(Effect.scoped), 300_000)
+
+  it.live("go-redis commands run by a worker are children of the request; set-up commands nest under the first", () =>
+    Effect.gen(function*() {
+      const collector = yield* Collector.make()
+      const redisPort = yield* startRedis
+      const fixture = fixtures.get("1.26.8")!
+      const app = yield* startService(fixture, ["-redis", `127.0.0.1:${redisPort}`])
+      const agent = yield* startAgent(fixture, collector, app.pid, [...httpProbes, "go_redis"])
+      const base = `http://${app.addr}`
+
+      assert.strictEqual(yield* get(`${base}/redis/r1`), 200)
+      assert.strictEqual(yield* get(`${base}/redis/r2`), 200)
+      // r1: its server span, SET, and inside SET the connection's set-up (HELLO, the CLIENT SETINFO pipeline); r2:
+      // its server span and SET on the same connection.
+      const spans = yield* collector.receiver.waitFor(6, "30 seconds")
+      assert.strictEqual(spans.length, 6)
+      const addr = `127.0.0.1:${redisPort}`
+      const under = (parent: ReceivedSpan) =>
+        spans.filter((s) => s.parentSpanId === parent.spanId).map((s) => {
+          assert.deepStrictEqual([s.traceId, s.kind, s.scope.name], [
+            parent.traceId,
+            "SPAN_KIND_CLIENT",
+            "probescope/go_redis"
+          ])
+          return s
+        })
+      const r1 = one(spans, (s) => s.attributes["url.path"] === "/redis/r1", "/redis/r1")
+      const r2 = one(spans, (s) => s.attributes["url.path"] === "/redis/r2", "/redis/r2")
+      assert.deepStrictEqual([r1.name, r1.parentSpanId, r2.name, r2.parentSpanId], [
+        "GET /redis/{id}",
+        "",
+        "GET /redis/{id}",
+        ""
+      ])
+      const [set1, ...noMore] = under(r1)
+      assert.deepStrictEqual([set1!.name, noMore], [`SET ${addr}`, []])
+      // Nested on the worker's goroutine: the outer command, not the request the ctx names, is their parent.
+      assert.deepStrictEqual(under(set1!).map((s) => s.name).sort(), [`HELLO ${addr}`, `PIPELINE ${addr}`])
+      const [set2, ...noMore2] = under(r2)
+      assert.deepStrictEqual([set2!.name, noMore2, under(set2!)], [`SET ${addr}`, [], []])
       assert.strictEqual(ctxEntries(app.pid), 0)
 
       agent.child.kill("SIGINT")

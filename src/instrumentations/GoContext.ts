@@ -19,6 +19,7 @@
  * go_context.h), so work handed to a worker goroutine with the request's ctx is still parented under the request.
  * See docs/context-propagation.md.
  */
+import * as Binary from "../probe/Binary.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import * as Probe from "../probe/Probe.ts"
 
@@ -41,6 +42,16 @@ export const GoContext = Probe.daemon({
   manifest,
   shares: ["go_spans", "ps_conn_spans", "ps_ctx_spans"]
 })
+
+/**
+ * `struct ps_ctx_key` (go_context.h): the key of `ps_ctx_spans`, a context value pointer of one process (its value
+ * is a `struct ps_span_ctx`, `Http.SpanCtx`). For tests and tools that read the map.
+ */
+export const CtxKey = Binary.struct({
+  tgid: Binary.u32,
+  _pad: Binary.pad(4),
+  ctx: Binary.u64
+}, { struct: "ps_ctx_key" })
 
 /** The maps every Go instrument takes from go_context, for its `reuseMaps`. */
 export const sharedMaps = {

@@ -44,7 +44,8 @@ describe("record layouts", () => {
         [NetHttpClient.Record, client],
         [NetHttpClient.Offsets, client],
         [Http.ConnKey, context],
-        [Http.SpanCtx, context]
+        [Http.SpanCtx, context],
+        [GoContext.CtxKey, context]
       ] as const
       for (const [layout, btf] of layouts) {
         const struct = btf.structs[layout.struct!]!
@@ -54,6 +55,10 @@ describe("record layouts", () => {
       // The per-target layouts are the per-pid map's value types.
       assert.strictEqual(server.mapValues["ps_targets"], NetHttpServer.Offsets.struct)
       assert.strictEqual(client.mapValues["ps_targets"], NetHttpClient.Offsets.struct)
+      // ps_ctx_spans: context value -> span context, in every object that declares it (go_context.h).
+      for (const btf of [context, server, client]) {
+        assert.strictEqual(btf.mapValues["ps_ctx_spans"], Http.SpanCtx.struct)
+      }
     }))
 
   it.effect("are checked when the probes load: every layout against the object's BTF", () =>

@@ -191,6 +191,8 @@ interface SharedLinks {
   readonly users: Set<number>
   /** Bumped whenever the last user leaves: a pending close only acts if no user came and went since. */
   generation: number
+  /** Its maker was interrupted before the links were made: whoever waited for them makes them afresh. */
+  abandoned: boolean
 }
 
 export const makeAttacher = (
@@ -274,7 +276,7 @@ export const makeAttacher = (
     key: string,
     pid: number,
     make: Effect.Effect<ReadonlyArray<Link>, BpfError, Scope.Scope>
-  ) =>
+  ): Effect.Effect<ReadonlyArray<Link>, BpfError, Scope.Scope> =>
     Effect.gen(function*() {
       let entry = shared.get(key)
       if (entry === undefined) {
@@ -282,14 +284,28 @@ export const makeAttacher = (
           scope: yield* Scope.fork(probeScope, "parallel"),
           links: Deferred.makeUnsafe<ReadonlyArray<Link>, BpfError>(),
           users: new Set(),
-          generation: 0
+          generation: 0,
+          abandoned: false
         }
         // Another target of the same file may have got here while the scope was forked: use the first.
         entry = shared.get(key)
         if (entry === undefined) {
           entry = made
           shared.set(key, made)
-          const exit = yield* make.pipe(Scope.provide(made.scope), Effect.exit)
+          const exit = yield* make.pipe(
+            Scope.provide(made.scope),
+            Effect.exit,
+            // The maker's attach is interrupted when its process exits mid-attach (a short-lived process): the entry
+            // must not stay behind with links that never come, or every later process of the file would wait on it
+            // until it too exits — nothing of the file would ever be attached.
+            Effect.onInterrupt(() =>
+              Effect.suspend(() => {
+                made.abandoned = true
+                if (shared.get(key) === made) shared.delete(key)
+                return Effect.andThen(Scope.close(made.scope, Exit.void), Deferred.interrupt(made.links))
+              })
+            )
+          )
           if (Exit.isFailure(exit)) {
             shared.delete(key)
             yield* Scope.close(made.scope, exit)
@@ -300,6 +316,8 @@ export const makeAttacher = (
         }
       }
       const current = entry
+      const links = yield* Effect.exit(Deferred.await(current.links))
+      if (current.abandoned) return yield* useShared(key, pid, make)
       current.users.add(pid)
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
@@ -307,7 +325,7 @@ export const makeAttacher = (
           return current.users.size === 0 ? release(key, current) : Effect.void
         })
       )
-      return yield* Deferred.await(current.links)
+      return yield* links
     })
 
   /**

@@ -183,7 +183,6 @@ describe.each(builds)("kafka-go through the CLI and a real collector (Go $go, ka
         [s.resource["process.pid"], s.name, s.kind, s.traceId, s.spanId, s.parentSpanId, s.attributes, s.status]
       )
       assert.strictEqual(spans.length, 18, JSON.stringify(shown))
-      if (process.env["KAFKA_E2E_SHOW"] !== undefined) console.log(JSON.stringify(shown, null, 1))
       const server = (pid: number, route: string) =>
         spans.filter((s) => s.attributes["http.route"] === route && s.resource["process.pid"] === pid)
       const [produce] = server(producer.pid, "/produce")

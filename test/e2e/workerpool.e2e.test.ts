@@ -31,6 +31,7 @@ const fixtures = new Map<string, string>()
 beforeAll(() => {
   execFileSync("make", ["-s", "-C", path.join(root, "bpf")], { stdio: "ignore" })
   for (const v of goReleases) fixtures.set(v, buildWorkerPool(v))
+  fixtures.set("stripped", buildWorkerPool("1.26.8", { stripped: true }))
 }, 600_000)
 
 /** Each standard context type and the field holding its parent (embedded types are named by their type). */
@@ -200,6 +201,24 @@ describe("context.Context parents through the CLI and a real collector", () => {
       const b = job(spans, "work", "b", app.addr)
       assert.notStrictEqual(a.request.traceId, b.request.traceId)
       // Each server span unregistered its request's context when it ended.
+      assert.strictEqual(ctxEntries(app.pid), 0)
+
+      agent.child.kill("SIGINT")
+      const exit = yield* agent.exit("30 seconds")
+      assert.strictEqual(exit.code, 0, agent.stderr())
+    }).pipe(Effect.scoped), 300_000)
+
+  it.live("a stripped build (Request.ctx from the shipped offsets table): the same parents", () =>
+    Effect.gen(function*() {
+      const collector = yield* Collector.make()
+      const fixture = fixtures.get("stripped")!
+      const app = yield* startService(fixture, [])
+      const agent = yield* startAgent(fixture, collector, app.pid)
+
+      assert.strictEqual(yield* get(`http://${app.addr}/work/a`), 200)
+      const spans = yield* collector.receiver.waitFor(3, "30 seconds")
+      assert.strictEqual(spans.length, 3)
+      job(spans, "work", "a", app.addr)
       assert.strictEqual(ctxEntries(app.pid), 0)
 
       agent.child.kill("SIGINT")

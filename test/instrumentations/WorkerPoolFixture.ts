@@ -15,16 +15,17 @@ const newestSource = (): number =>
   Math.max(...["main.go", "go.mod", "go.sum"].map((f) => fs.statSync(path.join(fixture, f)).mtimeMs))
 
 /**
- * Builds the fixture with Go `version` into `test/.cache/workerpool/<version>/workerpool`, reused while newer than
- * its sources, and returns the binary's path. It pins grpc v1.83.2, the newest release the grpc probe supports that
+ * Builds the fixture with Go `version` into `test/.cache/workerpool/<version>/workerpool` (`workerpool-stripped` with
+ * `stripped`: no symbol table, no DWARF), reused while newer than its sources, and returns the binary's path. It pins grpc v1.83.2, the newest release the grpc probe supports that
  * still builds with Go 1.25.
  */
-export const buildWorkerPool = (version: string): string => {
-  const out = path.join(repoRoot, "test", ".cache", "workerpool", version, "workerpool")
+export const buildWorkerPool = (version: string, options: { readonly stripped?: boolean } = {}): string => {
+  const name = options.stripped === true ? "workerpool-stripped" : "workerpool"
+  const out = path.join(repoRoot, "test", ".cache", "workerpool", version, name)
   if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource()) return out
   fs.mkdirSync(path.dirname(out), { recursive: true })
   const tmp = `${out}.${process.pid}.tmp`
-  execFileSync("go", ["build", "-o", tmp, "."], {
+  execFileSync("go", ["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], {
     cwd: fixture,
     env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
     stdio: ["ignore", "ignore", "pipe"],

@@ -219,6 +219,10 @@ int uprobe_http_recover(struct pt_regs *ctx) {
       ps_commit(r);
     }
   }
+  /* The handler's request context was registered as the span's (go_context.h): it ends here, not at the RET the
+   * panic unwound past. */
+  if (inf->ctx)
+    ps_ctx_span_clear(inf->ctx);
   bpf_map_delete_elem(&nethttp_server_inflight, &key);
   ps_go_ctx_clear(g);
   return 0;

@@ -34,7 +34,8 @@ describe("examples/embed-agent", { timeout: 120_000 }, () => {
     const r = spawnSync(Path.join(root, "node_modules/.bin/node"), [main, exe], { encoding: "utf8", timeout: 60_000 })
     assert.strictEqual(r.status, 0, r.stderr)
     // The service serves no HTTP: none of the built-ins applies beside the example's probe.
-    assert.strictEqual(r.stdout, `pid ${app!.pid}: example/work\n`)
+    // go_panic, a default built-in, attaches to every Go program.
+    assert.strictEqual(r.stdout, `pid ${app!.pid}: example/work, go_panic\n`)
     // go_context attaches too where the Manager attaches a daemon everywhere it applies.
     assert.match(
       r.stderr,

@@ -46,7 +46,8 @@ describe("a dependent probe against a mocked dependency", () => {
       assert.deepStrictEqual(loads.map((l) => l.object), ["nethttp_server"])
       assert.deepStrictEqual(loads[0]!.reusedMaps, {
         go_spans: "go_context/go_spans",
-        ps_conn_spans: "go_context/ps_conn_spans"
+        ps_conn_spans: "go_context/ps_conn_spans",
+        ps_ctx_spans: "go_context/ps_ctx_spans"
       })
       assert.deepStrictEqual(server.dependsOn, ["go_context"])
     }).pipe(Effect.provide(ServerOverMock.pipe(Layer.provideMerge(ProbeTest.layer)))))

@@ -137,6 +137,7 @@ export const format = (listed: ReadonlyArray<Listed>): string =>
       lines.push(`  ${label} ${s.name} (${s.required ? "required" : "optional"}; ${programs})`)
     }
     if (p.tracepoints.length > 0) lines.push(`  tracepoints ${p.tracepoints.join(", ")}`)
+    if (p.cgroups.length > 0) lines.push(`  cgroup      ${p.cgroups.join(", ")} (attached at load)`)
     lines.push(`  signals     ${p.signals.length === 0 ? "none" : p.signals.join(", ")}`)
     if (p.metrics.length > 0) lines.push(`  metrics     ${p.metrics.join(", ")}`)
     lines.push(`  attributes  ${p.attributes === null ? "not declared" : p.attributes.join(", ")}`)

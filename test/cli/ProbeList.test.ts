@@ -26,6 +26,9 @@ describe("probescope list", () => {
         ["grpc", "instrument", "builtin"],
         ["database_sql", "instrument", "builtin"],
         ["go_redis", "instrument", "builtin"],
+        ["kafka_go", "instrument", "builtin"],
+        ["otel_trace", "instrument", "builtin"],
+        ["go_panic", "instrument", "builtin"],
         ["openssl_http", "instrument", "builtin"],
         ["example/work", "instrument", work]
       ])
@@ -46,11 +49,11 @@ describe("probescope list", () => {
         return [p.targets, p.signals, p.library?.module ?? null, p.tracepoints.length]
       }
       assert.deepStrictEqual(kinds("openssl_http"), ["shared-library", ["spans", "metrics"], "libssl.so.3", 0])
-      // tcp_metrics and go_panic run only when named.
+      // tcp_metrics and tcp_context run only when named.
       assert.isUndefined(listed.find((l) => l.name === "tcp_metrics"))
-      assert.isUndefined(listed.find((l) => l.name === "go_panic"))
-      const named = yield* ProbeList.list(yield* ProbeList.setup(flags(["tcp_metrics", "go_panic"])))
-      const panics = named.find((l) => l.name === "go_panic")!
+      assert.isUndefined(listed.find((l) => l.name === "tcp_context"))
+      const named = yield* ProbeList.list(yield* ProbeList.setup(flags(["tcp_metrics", "tcp_context"])))
+      const panics = listed.find((l) => l.name === "go_panic")!
       assert.deepStrictEqual([panics.targets, panics.signals, panics.library?.module, panics.source], [
         "go",
         ["logs", "spans", "metrics"],
@@ -65,6 +68,11 @@ describe("probescope list", () => {
         4,
         "builtin"
       ])
+      const context = named.find((l) => l.name === "tcp_context")!
+      assert.deepStrictEqual(
+        [context.kind, context.targets, context.signals, context.cgroups, context.tracepoints, context.source],
+        ["daemon", "global", [], ["sock_ops/tcp_context"], [], "builtin"]
+      )
       assert.deepStrictEqual(tcp.metrics, [
         "tcp.connection.opened",
         "tcp.connection.failed",

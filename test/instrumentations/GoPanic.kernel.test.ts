@@ -258,6 +258,8 @@ describe.each(versions)("go/panic on Go %s", (version) => {
       // Nothing left behind: every panicked request's in-flight entry is gone, every panic was recovered.
       assert.strictEqual(entriesOf(app.pid, "nethttp_server_inflight", "lru_hash"), 0, "in-flight requests")
       assert.strictEqual(entriesOf(app.pid, "go_panic_pending", "lru_hash"), 0, "pending panics")
+      // ...and every request context registered as its span's (go_context.h) is unregistered, panicked ones too.
+      assert.strictEqual(entriesOf(app.pid, "ps_ctx_spans", "lru_hash"), 0, "registered request contexts")
     }).pipe(Effect.provide(agent)), 60_000)
 
   it.live("HTTP/2: the handler's own goroutine panics, the HTTP/2 server recovers, the span is ended the same", () =>
@@ -288,6 +290,8 @@ describe.each(versions)("go/panic on Go %s", (version) => {
       ])
       assert.strictEqual(entriesOf(app.pid, "nethttp_server_inflight", "lru_hash"), 0, "in-flight requests")
       assert.strictEqual(entriesOf(app.pid, "go_panic_pending", "lru_hash"), 0, "pending panics")
+      // ...and every request context registered as its span's (go_context.h) is unregistered, panicked ones too.
+      assert.strictEqual(entriesOf(app.pid, "ps_ctx_spans", "lru_hash"), 0, "registered request contexts")
     }).pipe(Effect.provide(agent)), 60_000)
 
   it.live("an unrecovered panic: ERROR then FATAL records arrive though the process exits at once", () =>

@@ -12,9 +12,12 @@ import {
   GoPanic,
   GoRedis,
   Grpc,
+  KafkaGo,
   NetHttpClient,
   NetHttpServer,
   OpenSslHttp,
+  OtelTrace,
+  TcpContext,
   TcpMetrics
 } from "../../instrumentations/index.ts"
 import type { Instruments } from "../../probe/Instruments.ts"
@@ -79,6 +82,8 @@ export interface ProbeInfo {
   readonly targets: "go" | "shared-library" | "any-process" | "global"
   /** Tracepoints, as `category/name`: per selected process for an any-process probe, else attached at load. */
   readonly tracepoints: ReadonlyArray<string>
+  /** Cgroup programs attached at load, as `attach point/program` (e.g. `sock_ops/tcp_context`). */
+  readonly cgroups: ReadonlyArray<string>
   /** What the probe emits (a daemon nothing). */
   readonly signals: ReadonlyArray<Signal>
   /** The metrics it declares, by name. */
@@ -185,6 +190,34 @@ export const builtins: ReadonlyArray<ProbeDefinition> = [
     ]
   },
   {
+    ...KafkaGo.KafkaGo,
+    emits: ["spans", "metrics"],
+    attributes: [
+      "messaging.system",
+      "messaging.operation.name",
+      "messaging.operation.type",
+      "messaging.destination.name",
+      "messaging.destination.partition.id",
+      "messaging.consumer.group.name",
+      "messaging.batch.message_count",
+      "messaging.kafka.message.key",
+      "messaging.kafka.offset",
+      "server.address",
+      "server.port",
+      "error.type"
+    ]
+  },
+  {
+    // Spans the program makes by hand with the OpenTelemetry Go API: their attributes are the program's own.
+    ...OtelTrace.OtelTrace,
+    attributes: ["probescope.otel.dropped_attributes_count", "probescope.otel.dropped_events_count"]
+  },
+  {
+    ...GoPanic.GoPanic,
+    emits: ["logs", "spans", "metrics"],
+    attributes: ["exception.type", "exception.message", "error.type", "http.route", "url.path", ...HTTP_COMMON]
+  },
+  {
     ...OpenSslHttp.OpenSslHttp,
     attributes: [
       ...HTTP_COMMON,
@@ -211,23 +244,20 @@ const targetsOf = (m: Manifest.Manifest): ProbeInfo["targets"] =>
     "global"
 
 /**
- * Built-ins used only when asked for by name (`probescope run --probe tcp_metrics`, `Agent.builtin("go_panic")`):
+ * Built-ins used only when asked for by name (`probescope run --probe tcp_metrics`, `Agent.builtin("tcp_context")`):
  * - tcp_metrics applies to every process, of any language, so by default it would make any selected process
  *   "supported" and hide a mistaken selection behind a metrics-only attach;
- * - go_panic, attached to every Go program, was seen to stall the agent's attaching of bursts of short-lived
- *   processes (test/reliability, "200 processes living 50 ms") — until that is understood it runs when named.
+ * - tcp_context attaches a sock_ops program to a whole cgroup (by default the cgroup v2 root: every TCP connection of
+ *   the host) and adds a TCP option to the segments of traced requests: a change to the host's traffic that the
+ *   operator turns on (docs/tcp-context.md).
  */
 export const optionalBuiltins: ReadonlyArray<ProbeDefinition> = [
-  {
-    ...GoPanic.GoPanic,
-    emits: ["logs", "spans", "metrics"],
-    attributes: ["exception.type", "exception.message", "error.type", "http.route", "url.path", ...HTTP_COMMON]
-  },
   {
     ...TcpMetrics.TcpMetrics,
     emits: ["metrics"],
     attributes: ["network.transport", "network.type", "server.port", "tcp.connection.side", "error.type"]
-  }
+  },
+  TcpContext.TcpContext
 ]
 
 /** A built-in (default or optional) by its name, or undefined. */
@@ -263,6 +293,7 @@ const infoOf = (
     })),
     targets: targetsOf(m),
     tracepoints: (m.tracepoints ?? []).map((t) => `${t.category}/${t.name}`),
+    cgroups: (m.cgroups ?? []).map((c) => `${c.attach}/${c.program}`),
     signals: probe.kind === "daemon" ? [] : probe.emits ?? (metrics.length > 0 ? ["spans", "metrics"] : ["spans"]),
     metrics,
     attributes: attributes ?? null,

@@ -71,6 +71,10 @@ struct kafka_go_target {
   u64 msg_value;
   /* sizeof(Message): the stride of a []Message. */
   u64 msg_size;
+  /* Whether the producer (WriteMessages) and the consumer (ReadMessage/FetchMessage) sides are probed: a program
+   * that only produces has no Reader in it (its functions and type are linked out), and the other way round. */
+  u64 writer_ok;
+  u64 reader_ok;
 };
 
 PS_TARGETS(struct kafka_go_target);
@@ -321,7 +325,7 @@ int uprobe_WriteMessages(struct pt_regs *ctx) {
   u64 msgs = GO_ARG4(ctx);
   u64 n = GO_ARG5(ctx);
   struct kafka_go_target *t = ps_target();
-  if (!t || w == 0 || n == 0)
+  if (!t || !t->writer_ok || w == 0 || n == 0)
     return 0;
   struct inflight *inf = scratch();
   if (!inf)
@@ -388,7 +392,7 @@ static __always_inline int read_entry(struct pt_regs *ctx, u32 op_kind) {
   u64 g = GO_G(ctx);
   u64 rd = GO_ARG1(ctx);
   struct kafka_go_target *t = ps_target();
-  if (!t || rd == 0)
+  if (!t || !t->reader_ok || rd == 0)
     return 0;
   /* FetchMessage called by ReadMessage: ReadMessage's span covers it. */
   if (op_kind == KAFKA_GO_FETCH) {

@@ -42,6 +42,7 @@ import {
   MESSAGING_OPERATION_TYPE_VALUE_SEND,
   MESSAGING_SYSTEM_VALUE_KAFKA
 } from "@opentelemetry/semantic-conventions/incubating"
+import { Option } from "effect"
 import * as Binary from "../probe/Binary.ts"
 import * as Instruments from "../probe/Instruments.ts"
 import * as Manifest from "../probe/Manifest.ts"
@@ -74,19 +75,22 @@ export const versions = ">=0.4.1 <0.5"
 export const manifest = Manifest.make({
   library: { module: PKG, versions },
   goVersions,
+  // A program that only produces has no Reader (the linker drops its functions and type), one that only consumes no
+  // Writer: each side is optional, and a side is probed when its functions and its fields are all there
+  // (`writerOk`/`readerOk` below). A program with neither does not apply.
   symbols: [
-    { name: symbols.write, entry: "uprobe_WriteMessages", return: "uprobe_WriteMessages_ret" },
-    { name: symbols.read, entry: "uprobe_ReadMessage", return: "uprobe_ReadMessage_ret" },
-    { name: symbols.fetch, entry: "uprobe_FetchMessage", return: "uprobe_FetchMessage_ret" }
+    { name: symbols.write, entry: "uprobe_WriteMessages", return: "uprobe_WriteMessages_ret", optional: true },
+    { name: symbols.read, entry: "uprobe_ReadMessage", return: "uprobe_ReadMessage_ret", optional: true },
+    { name: symbols.fetch, entry: "uprobe_FetchMessage", return: "uprobe_FetchMessage_ret", optional: true }
   ],
   fields: {
-    writerAddr: { type: `${PKG}.Writer`, field: "Addr" },
-    writerTopic: { type: `${PKG}.Writer`, field: "Topic" },
-    networkAddress: { type: `${PKG}.networkAddress`, field: "address" },
-    readerConfig: { type: `${PKG}.Reader`, field: "config" },
-    configBrokers: { type: `${PKG}.ReaderConfig`, field: "Brokers" },
-    configGroup: { type: `${PKG}.ReaderConfig`, field: "GroupID" },
-    configTopic: { type: `${PKG}.ReaderConfig`, field: "Topic" },
+    writerAddr: { type: `${PKG}.Writer`, field: "Addr", optional: true },
+    writerTopic: { type: `${PKG}.Writer`, field: "Topic", optional: true },
+    networkAddress: { type: `${PKG}.networkAddress`, field: "address", optional: true },
+    readerConfig: { type: `${PKG}.Reader`, field: "config", optional: true },
+    configBrokers: { type: `${PKG}.ReaderConfig`, field: "Brokers", optional: true },
+    configGroup: { type: `${PKG}.ReaderConfig`, field: "GroupID", optional: true },
+    configTopic: { type: `${PKG}.ReaderConfig`, field: "Topic", optional: true },
     msgTopic: { type: `${PKG}.Message`, field: "Topic" },
     msgPartition: { type: `${PKG}.Message`, field: "Partition" },
     msgOffset: { type: `${PKG}.Message`, field: "Offset" },
@@ -120,7 +124,9 @@ export const Target = Binary.struct({
   msgOffset: Binary.u64n,
   msgKey: Binary.u64n,
   msgValue: Binary.u64n,
-  msgSize: Binary.u64n
+  msgSize: Binary.u64n,
+  writerOk: Binary.u64n,
+  readerOk: Binary.u64n
 }, { struct: "kafka_go_target" })
 
 /** Bytes of a time.Time (wall, ext, loc), Message's last field: with its offset, the size of a Message. */
@@ -305,20 +311,28 @@ export const KafkaGo = Probe.instrument({
   perTarget: {
     layout: Target,
     value: ({ target, offsets: o }) => {
-      const from = [symbols.write, symbols.read, symbols.fetch].map((fn) => GoSymbols.typesFrom(target, fn))
+      const fns = [symbols.write, symbols.read, symbols.fetch]
+      const present = fns.map((fn) => Option.isSome(target.function(fn)))
+      const from = fns.map((fn) => GoSymbols.typesFrom(target, fn))
+      const known = (offsets: ReadonlyArray<number | undefined>) => offsets.every((x) => x !== undefined)
       return {
         typesFromWrite: from[0] ?? 0n,
         typesFromRead: from[1] ?? 0n,
         typesFromFetch: from[2] ?? 0n,
-        typesKnown: from.every((d) => d !== undefined) ? 1 : 0,
+        // Error type names need the distance from every probed function.
+        typesKnown: from.every((d, i) => d !== undefined || !present[i]) ? 1 : 0,
         ...GoSymbols.typeValue(o),
-        writerAddr: o.writerAddr,
-        writerTopic: o.writerTopic,
-        networkAddress: o.networkAddress,
-        readerConfig: o.readerConfig,
-        configBrokers: o.configBrokers,
-        configGroup: o.configGroup,
-        configTopic: o.configTopic,
+        writerAddr: o.writerAddr ?? 0,
+        writerTopic: o.writerTopic ?? 0,
+        networkAddress: o.networkAddress ?? 0,
+        readerConfig: o.readerConfig ?? 0,
+        configBrokers: o.configBrokers ?? 0,
+        configGroup: o.configGroup ?? 0,
+        configTopic: o.configTopic ?? 0,
+        writerOk: present[0] && known([o.writerAddr, o.writerTopic, o.networkAddress]) ? 1 : 0,
+        readerOk: (present[1] || present[2]) && known([o.readerConfig, o.configBrokers, o.configGroup, o.configTopic]) ?
+          1 :
+          0,
         msgTopic: o.msgTopic,
         msgPartition: o.msgPartition,
         msgOffset: o.msgOffset,

@@ -7,9 +7,6 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
-import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
 import * as path from "node:path"
 import { Effect } from "effect"
 import { beforeAll } from "vitest"
@@ -18,6 +15,7 @@ import * as Collector from "../collector/Collector.ts"
 import { buildGoRedis } from "../instrumentations/GoRedisFixture.ts"
 import type { ReceivedSpan } from "../receiver/Receiver.ts"
 import { agentEnv, attachedLine, cli, get, root, spawnProc, startService } from "./harness.ts"
+import * as Redis from "../servers/Redis.ts"
 
 let fixture = ""
 
@@ -32,30 +30,8 @@ const setinfoFails = (() => {
   return m !== null && (Number(m[1]) < 7 || (Number(m[1]) === 7 && Number(m[2]) < 2))
 })()
 
-const freePort = Effect.promise(() =>
-  new Promise<number>((resolve, reject) => {
-    const s = net.createServer()
-    s.on("error", reject)
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-)
 
-/** A redis-server of the test's own, stopped (and its folder removed) when the scope closes. */
-const startRedis = Effect.gen(function*() {
-  const port = yield* freePort
-  const dir = yield* Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "probescope-redis-"))),
-    (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
-  )
-  const proc = yield* spawnProc("redis-server", [
-    "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir
-  ])
-  yield* proc.line("stdout", /Ready to accept connections/, "10 seconds")
-  return port
-})
+const startRedis = Redis.start
 
 const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => boolean, what: string) => {
   const found = spans.filter(pred)

@@ -359,7 +359,7 @@ describe("kafka-go: not supported", () => {
       assert.deepStrictEqual(reason, {
         _tag: "NotApplicable",
         probe: "kafka_go",
-        reason: `no offset for ${pkg}.Writer.Addr (Go 1.26.8, ${pkg} ${KAFKA_GO_VERSION})`
+        reason: `no offset for ${pkg}.Message.Topic (Go 1.26.8, ${pkg} ${KAFKA_GO_VERSION})`
       })
     }).pipe(Effect.provide(agent), Effect.scoped))
 })

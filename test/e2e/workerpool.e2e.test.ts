@@ -13,8 +13,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Option } from "effect"
 import { beforeAll } from "vitest"
@@ -23,6 +21,7 @@ import * as Collector from "../collector/Collector.ts"
 import { buildWorkerPool } from "../instrumentations/WorkerPoolFixture.ts"
 import type { ReceivedSpan } from "../receiver/Receiver.ts"
 import { agentEnv, attachedLine, cli, get, root, spawnProc, startService } from "./harness.ts"
+import * as Redis from "../servers/Redis.ts"
 
 /** The supported Go releases (GoContext.goVersions) as the kernel tests build them. */
 const goReleases = ["1.25.9", "1.26.8", "1.27.3"] as const
@@ -90,39 +89,8 @@ const ctxEntries = (pid: number): number => {
   return n
 }
 
-const freePort = Effect.promise(() =>
-  new Promise<number>((resolve, reject) => {
-    const s = net.createServer()
-    s.on("error", reject)
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-)
 
-/** A redis-server of the test's own (loopback, temporary folder, no persistence), stopped with the scope. */
-const startRedis = Effect.gen(function*() {
-  const port = yield* freePort
-  const dir = yield* Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "probescope-redis-"))),
-    (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
-  )
-  const proc = yield* spawnProc("redis-server", [
-    "--port",
-    String(port),
-    "--bind",
-    "127.0.0.1",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    dir
-  ])
-  yield* proc.line("stdout", /Ready to accept connections/, "10 seconds")
-  return port
-})
+const startRedis = Redis.start
 
 const one = (spans: ReadonlyArray<ReceivedSpan>, pred: (s: ReceivedSpan) => boolean, what: string) => {
   const found = spans.filter(pred)

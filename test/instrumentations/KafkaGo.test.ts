@@ -291,25 +291,45 @@ const PKG = "github.com/segmentio/kafka-go"
 /** A Go 1.26 target linking kafka-go `release` with the probe's functions, fields and symbols (v0.4.51's DWARF). */
 const kafkaTarget = (
   pid: number,
-  options: { readonly release?: string; readonly fields?: boolean; readonly types?: boolean } = {}
-): Target =>
-  ProbeTest.target({
+  options: {
+    readonly release?: string
+    readonly fields?: boolean
+    readonly types?: boolean
+    /** What the program uses of kafka-go (default both): the other side's functions and types are linked out. */
+    readonly side?: "producer" | "consumer" | "neither"
+  } = {}
+): Target => {
+  const producer = options.side === undefined || options.side === "producer"
+  const consumer = options.side === undefined || options.side === "consumer"
+  return ProbeTest.target({
     pid,
     goVersion: "1.26.8",
     modules: { [PKG]: options.release ?? "v0.4.51" },
     functions: {
-      [KafkaGo.symbols.write]: { entryOffset: 0x2f0880, returnOffsets: [0x2f0a00, 0x2f0b40] },
-      [KafkaGo.symbols.read]: { entryOffset: 0x2df21d, returnOffsets: [0x2df468, 0x2df615, 0x2df6a0] },
-      [KafkaGo.symbols.fetch]: { entryOffset: 0x2df6fd, returnOffsets: [0x2df900] }
+      ...(producer ? { [KafkaGo.symbols.write]: { entryOffset: 0x2f0880, returnOffsets: [0x2f0a00, 0x2f0b40] } } : {}),
+      ...(consumer ?
+        {
+          [KafkaGo.symbols.read]: { entryOffset: 0x2df21d, returnOffsets: [0x2df468, 0x2df615, 0x2df6a0] },
+          [KafkaGo.symbols.fetch]: { entryOffset: 0x2df6fd, returnOffsets: [0x2df900] }
+        } :
+        {})
     },
     fields: options.fields === false ? {} : {
-      [`${PKG}.Writer.Addr`]: 0,
-      [`${PKG}.Writer.Topic`]: 16,
-      [`${PKG}.networkAddress.address`]: 16,
-      [`${PKG}.Reader.config`]: 0,
-      [`${PKG}.ReaderConfig.Brokers`]: 0,
-      [`${PKG}.ReaderConfig.GroupID`]: 24,
-      [`${PKG}.ReaderConfig.Topic`]: 64,
+      ...(producer ?
+        {
+          [`${PKG}.Writer.Addr`]: 0,
+          [`${PKG}.Writer.Topic`]: 16,
+          [`${PKG}.networkAddress.address`]: 16
+        } :
+        {}),
+      ...(consumer ?
+        {
+          [`${PKG}.Reader.config`]: 0,
+          [`${PKG}.ReaderConfig.Brokers`]: 0,
+          [`${PKG}.ReaderConfig.GroupID`]: 24,
+          [`${PKG}.ReaderConfig.Topic`]: 64
+        } :
+        {}),
       [`${PKG}.Message.Topic`]: 0,
       [`${PKG}.Message.Partition`]: 16,
       [`${PKG}.Message.Offset`]: 24,
@@ -321,6 +341,7 @@ const kafkaTarget = (
       ? {}
       : { "runtime.types": { fileOffset: 0x500000, address: 0x900000n, kind: "object" } }
   })
+}
 
 const onFakeKernel = <A, E>(self: Effect.Effect<A, E, any>) =>
   self.pipe(
@@ -375,7 +396,9 @@ describe("on the fake kernel", () => {
           msgOffset: 24,
           msgKey: 40,
           msgValue: 64,
-          msgSize: 152
+          msgSize: 152,
+          writerOk: 1,
+          readerOk: 1
         })
         if (pid === 77) {
           const programs = (yield* kernel.liveLinks).map((l) =>
@@ -397,6 +420,33 @@ describe("on the fake kernel", () => {
       }
     })))
 
+  it.effect("a program that only produces or only consumes: that side probed, the other's programs not attached", () =>
+    onFakeKernel(Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const probe = yield* KafkaGo.KafkaGo.tag
+      for (const [pid, side, ok, programs] of [
+        [90, "producer", [1, 0], ["uprobe_WriteMessages", "uprobe_WriteMessages_ret"]],
+        [91, "consumer", [0, 1], [
+          "uprobe_FetchMessage",
+          "uprobe_FetchMessage_ret",
+          "uprobe_ReadMessage",
+          "uprobe_ReadMessage_ret"
+        ]]
+      ] as const) {
+        const scope = yield* Scope.make()
+        const attachment = yield* probe.attacher.attach(kafkaTarget(pid, { side })).pipe(Scope.provide(scope))
+        assert.strictEqual(attachment.missingOptional.length, side === "producer" ? 2 : 1)
+        const value = (yield* kernel.map("kafka_go", "ps_targets")).get(Buffer.from(Binary.pidKey(pid)).toString("hex"))
+        const decoded = KafkaGo.Target.decode(value!)
+        assert.deepStrictEqual([decoded.writerOk, decoded.readerOk], [...ok])
+        // The absent side's offsets are unknown: 0, and its programs (not attached) would not read them.
+        if (side === "producer") assert.strictEqual(decoded.configTopic, 0)
+        else assert.strictEqual(decoded.writerTopic, 0)
+        assert.deepStrictEqual((yield* kernel.liveLinks).map((l) => l.program).sort(), [...programs])
+        yield* Scope.close(scope, Exit.void)
+      }
+    })))
+
   it.effect("not applicable, with the reason: no kafka-go, outside >=0.4.1 <0.5, no offsets (a stripped build)", () =>
     Effect.gen(function*() {
       const manager = yield* Manager
@@ -412,8 +462,9 @@ describe("on the fake kernel", () => {
       )
       assert.strictEqual(
         why(kafkaTarget(83, { fields: false })),
-        `no offset for ${PKG}.Writer.Addr (Go 1.26.8, ${PKG} v0.4.51)`
+        `no offset for ${PKG}.Message.Topic (Go 1.26.8, ${PKG} v0.4.51)`
       )
+      assert.strictEqual(why(kafkaTarget(84, { side: "neither" })), "none of the probe's symbols is in the binary")
     }).pipe(
       Effect.provide(ManagerM.layer.pipe(Layer.provide(KafkaGo.KafkaGo.layer), Layer.provideMerge(ProbeTest.layer))),
       Effect.scoped

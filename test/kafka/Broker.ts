@@ -218,7 +218,9 @@ export const start = (options: { readonly startTimeout?: Duration.Input; readonl
     const started = Date.now()
     // A cluster id is a UUID in Kafka's base64 form (22 characters, URL alphabet).
     const clusterId = crypto.randomBytes(16).toString("base64url")
-    yield* run("java", java("kafka.tools.StorageTool", ["format", "-t", clusterId, "-c", props]), {
+    // `--cluster-id=<id>` in one word: an id may start with "-" (base64url), which the tool's parser would take
+    // for an option given as `-t <id>` (one format in 64 failed so).
+    yield* run("java", java("kafka.tools.StorageTool", ["format", `--cluster-id=${clusterId}`, "--config", props]), {
       cwd: dir,
       timeoutMs: 60_000
     })

@@ -15,7 +15,6 @@ import (
 	"log"
 	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -93,23 +92,20 @@ func main() {
 	log.Fatal(s.Serve(ln))
 }
 
-// createTopic makes the orders topic on the (single) broker, so the consumer group has partitions to join.
+// createTopic makes the orders topic on the (single) broker, so the consumer group has a partition to join. Through
+// kafka.Client, which negotiates the request's version with the broker; an existing topic is fine.
 func createTopic(broker string) error {
-	conn, err := kafka.Dial("tcp", broker)
-	if err != nil {
-		return err
+	client := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 10 * time.Second}
+	res, err := client.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{
+		Topics: []kafka.TopicConfig{{Topic: catalog.Topic, NumPartitions: 1, ReplicationFactor: 1}},
+	})
+	if err == nil {
+		err = res.Errors[catalog.Topic]
 	}
-	defer conn.Close()
-	controller, err := conn.Controller()
-	if err != nil {
-		return err
+	if errors.Is(err, kafka.TopicAlreadyExists) {
+		return nil
 	}
-	cc, err := kafka.Dial("tcp", net.JoinHostPort(controller.Host, strconv.Itoa(controller.Port)))
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
-	return cc.CreateTopics(kafka.TopicConfig{Topic: catalog.Topic, NumPartitions: 1, ReplicationFactor: 1})
+	return err
 }
 
 // ship consumes the orders topic and records a shipment per order.
@@ -128,6 +124,8 @@ func ship(broker string, db *sql.DB) {
 		}
 		if _, err := db.Exec("INSERT INTO shipments VALUES (?, ?)", string(m.Key), string(m.Value)); err != nil {
 			log.Printf("shipping: %v", err)
+			continue
 		}
+		os.Stdout.WriteString("shipped " + string(m.Key) + "\n")
 	}
 }

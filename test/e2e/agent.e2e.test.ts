@@ -81,7 +81,8 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       // Processes of these executables started by other suites on this machine count too: their number is not fixed.
       assert.strictEqual(
         ready[1],
-        `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, openssl_http; watching ${frontendExe}, ${backendExe}`
+        `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, kafka_go, otel_trace, go_panic, ` +
+          `openssl_http; watching ${frontendExe}, ${backendExe}`
       )
 
       // Started after the agent: found through the exec tracepoint, not the start-up scan.
@@ -90,10 +91,11 @@ describe.each(cases)("probescope run, Go $go, OTLP $protocol", ({ go, protocol }
       const beAttached = yield* agent.line("stderr", attachedLine(backend.pid))
       const feAttached = yield* agent.line("stderr", attachedLine(frontend.pid))
       // backend makes no HTTP calls: its binary has no Transport.roundTrip, so no client probe there; openssl_http
-      // applies to none of these (no libssl), nor grpc, database_sql or go_redis (not linked).
+      // applies to none of these (no libssl), nor grpc, database_sql, go_redis, kafka_go or otel_trace (not linked);
+      // go_panic to every Go program.
       const sorted = (list: string) => list.split(", ").sort()
-      assert.deepStrictEqual(sorted(beAttached[2]!), ["go_context", "nethttp_server"])
-      assert.deepStrictEqual(sorted(feAttached[2]!), ["go_context", "nethttp_client", "nethttp_server"])
+      assert.deepStrictEqual(sorted(beAttached[2]!), ["go_context", "go_panic", "nethttp_server"])
+      assert.deepStrictEqual(sorted(feAttached[2]!), ["go_context", "go_panic", "nethttp_client", "nethttp_server"])
       yield* Effect.sleep("300 millis")
 
       const base = `http://${frontend.addr}`
@@ -475,7 +477,7 @@ describe("probescope: errors through the CLI", () => {
       yield* assertFails(
         ["run", "--pid", String(sleeper.pid)],
         `pid ${sleeper.pid}: ${exe} (not Go) is not supported: ` +
-          ["nethttp_server", "nethttp_client", "grpc", "database_sql", "go_redis"]
+          ["nethttp_server", "nethttp_client", "grpc", "database_sql", "go_redis", "kafka_go", "otel_trace", "go_panic"]
             .map((p) => `${p}: not a Go program (c); `).join("") +
           "openssl_http: shared library libssl.so.3 is not mapped by the process"
       )
@@ -490,7 +492,7 @@ describe("probescope: errors through the CLI", () => {
   const unsupported = (label: string) => {
     const reason = `Go ${UNSUPPORTED_GO} is outside the supported range >=1.25 <1.28`
     return `${label} (Go ${UNSUPPORTED_GO}) is not supported: ` +
-      ["nethttp_server", "nethttp_client", "grpc", "database_sql", "go_redis"]
+      ["nethttp_server", "nethttp_client", "grpc", "database_sql", "go_redis", "kafka_go", "otel_trace", "go_panic"]
         .map((p) => `${p}: ${reason}; `).join("") +
       "openssl_http: shared library libssl.so.3 is not mapped by the process"
   }

@@ -66,10 +66,13 @@ export class Agent extends Context.Service<Agent, {
   readonly ready: Effect.Effect<Driver.ReadyReport>
 }>()("probescope/agent/Agent") {}
 
-/** The built-in probes (go_context, the net/http server and client), in dependency order, with their attributes. */
+/**
+ * The built-in probes `run` uses by default (go_context, net/http server and client, grpc, database_sql, go_redis,
+ * kafka_go, otel_trace, go_panic, openssl_http), in dependency order, with their attributes.
+ */
 export const builtins: ReadonlyArray<Probes.ProbeDefinition> = Probes.builtins
 
-/** Built-ins used only when named (`tcp_metrics`): see `Probes.optionalBuiltins`. */
+/** Built-ins used only when named (`tcp_metrics`, `tcp_context`): see `Probes.optionalBuiltins`. */
 export const optionalBuiltins: ReadonlyArray<Probes.ProbeDefinition> = Probes.optionalBuiltins
 
 /** A built-in, default or optional, by its name (e.g. `Agent.builtin("tcp_metrics")`), or undefined. */

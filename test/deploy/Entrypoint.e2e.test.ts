@@ -84,7 +84,7 @@ const runAgent = (options: {
     const ready = yield* proc.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
     // allGo: every supported Go process of this machine, the service among them, attached before `ready`.
     const watching =
-      /^probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, openssl_http; watching every Go process; \d+ process/
+      /^probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, kafka_go, otel_trace, go_panic, openssl_http; watching every Go process; \d+ process/
     assert.match(ready[1]!, watching)
     const attached = attachedLine(backend.pid).exec(proc.stderr())
     assert.isNotNull(attached, `no attach line for the service (pid ${backend.pid}):\n${proc.stderr()}`)

@@ -48,12 +48,13 @@ describe("probescope run --probe", () => {
       const ready = yield* agent.line("stderr", /^probescope: ready: (.*)$/m, "120 seconds")
       assert.strictEqual(
         ready[1],
-        `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, openssl_http, example/work; watching ${app}; 1 process(es) attached`
+        `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, kafka_go, otel_trace, go_panic, openssl_http, example/work; watching ${app}; 1 process(es) attached`
       )
       // The attach line was said before `ready`: the process was attached when the agent said it was ready.
       const attached = attachedLine(work.pid).exec(agent.stderr())
       assert.isNotNull(attached, agent.stderr())
-      assert.strictEqual(attached![2], "example/work")
+      // go_panic, a default built-in, applies to every Go program, and brings go_context along.
+      assert.strictEqual(attached![2], "example/work, go_context, go_panic")
       assert.isBelow(attached!.index, ready.index)
 
       // main.work runs every 200 ms.

@@ -143,7 +143,7 @@ describe("probescope run: selectors", { timeout: 300_000 }, () => {
       const cgroup = makeCgroup(`system.slice/docker-${id}.scope`)
       const agent = yield* agentWith(["--port", String(port)], receiver)
       const ready = yield* agent.line("stderr", READY, "120 seconds")
-      assert.strictEqual(ready[1], `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, openssl_http; watching port ${port}; ` +
+      assert.strictEqual(ready[1], `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, kafka_go, otel_trace, go_panic, openssl_http; watching port ${port}; ` +
         "0 process(es) attached")
       assert.include(
         agent.stderr(),
@@ -193,7 +193,7 @@ describe("probescope run: selectors", { timeout: 300_000 }, () => {
       const glob = `${work}/*/bin/api`
       const agent = yield* agentWith(["--exe", glob], receiver, { PROBESCOPE_RESOURCE_COMMAND_ARGS: "true" })
       const ready = yield* agent.line("stderr", READY, "120 seconds")
-      assert.strictEqual(ready[1], `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, openssl_http; watching ${glob}; ` +
+      assert.strictEqual(ready[1], `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, kafka_go, otel_trace, go_panic, openssl_http; watching ${glob}; ` +
         "0 process(es) attached")
       assert.include(
         agent.stderr(),
@@ -231,7 +231,7 @@ describe("probescope run: selectors", { timeout: 300_000 }, () => {
       const ready = yield* agent.line("stderr", READY, "120 seconds")
       assert.strictEqual(
         ready[1],
-        `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, openssl_http; watching container ${prefix}, cgroup ${glob}; ` +
+        `probes go_context, nethttp_server, nethttp_client, grpc, database_sql, go_redis, kafka_go, otel_trace, go_panic, openssl_http; watching container ${prefix}, cgroup ${glob}; ` +
           "1 process(es) attached"
       )
       assert.include(

@@ -115,10 +115,34 @@ export const isAgentProbe = (u: unknown): u is AgentProbe => isDefinition(u) || 
 /** The layer of an agent probe. */
 export const layerOf = (probe: AgentProbe): ProbeLayer => isProbeLayer(probe) ? probe : probe.layer
 
-/** Every given probe as one layer (each loaded once, however often it is listed). */
+/**
+ * Every given probe as one layer, each loaded once however often it is listed:
+ * - a definition whose name an earlier one has is left out, with a warning: two copies of one probe module (a
+ *   checkout's `src/` probe next to the built-ins compiled to `dist/`) would load the same object twice;
+ * - each layer is given what the ones before it made, so a dependency already built (go_context, found by its tag) is
+ *   shared rather than loaded again from another copy of its module.
+ */
 export const combine = (probes: ReadonlyArray<AgentProbe>): ProbeLayer => {
-  const layers = [...new Set(probes.map(layerOf))]
-  return layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [ProbeLayer, ...Array<ProbeLayer>]))
+  const names = new Set<string>()
+  const skipped: Array<string> = []
+  const layers: Array<ProbeLayer> = []
+  for (const probe of probes) {
+    if (isDefinition(probe)) {
+      if (names.has(probe.name)) {
+        skipped.push(probe.name)
+        continue
+      }
+      names.add(probe.name)
+    }
+    const layer = layerOf(probe)
+    if (!layers.includes(layer)) layers.push(layer)
+  }
+  const combined = layers.reduce<ProbeLayer>((built, layer) => layer.pipe(Layer.provideMerge(built)), Layer.empty)
+  return skipped.length === 0 ? combined : combined.pipe(Layer.tap(() =>
+    Effect.logWarning(
+      `probe(s) ${[...new Set(skipped)].join(", ")} given more than once: the first of each is used`
+    )
+  ))
 }
 
 const HTTP_COMMON = ["http.request.method", "http.request.method_original", "http.response.status_code"]

@@ -1,84 +1,144 @@
 /**
- * Generates src/target/offsets.json: builds the fixture program in test/fixtures/go/targets with several Go
- * toolchains (GOTOOLCHAIN=go1.X.Y, fetched through the module proxy once and then cached), reads each binary's DWARF
- * with probescope's own reader, and records the offsets of `knownFields` per Go version (module "std").
+ * Generates src/target/offsets.json, the struct offsets a binary without DWARF gets its probes' fields from.
  *
- *   node_modules/.bin/node scripts/gen-offsets.ts [1.22.12 1.24.13 ...]
+ * For each covered module (scripts/offsets/specs.ts) and each of its releases to cover (the Go module proxy's list,
+ * `go list -m -versions`: the newest patch of each minor line plus the first covered release, or every release), and
+ * for each supported Go toolchain (GOTOOLCHAIN=go1.X.Y), it builds a small program using the module with DWARF,
+ * reads the offsets of the fields the probes' manifests name (scripts/offsets/fields.ts) with probescope's own DWARF
+ * reader, and stores them as runs of equal offsets. Each build's result is cached under test/.cache/offsets/, so a
+ * run can be stopped and resumed, and a module regenerated alone. See docs/offsets.md.
  *
- * Existing entries for other versions are kept, so the table only grows.
+ *   node scripts/gen-offsets.ts [--module <path>]... [--go 1.26.8]... [--versions v1.60.0,v1.85.0] [--jobs 2]
+ *                               [--plan]   (print what would be built, build nothing)
+ *                               [--cached] (build nothing: assemble the table from the cached builds only)
+ *
+ * Modules not generated in this run keep their entries (the table only grows).
  */
 import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { knownFields, knownTypes } from "../src/target/Fields.ts"
-import { readBuildInfo } from "../src/target/internal/BuildInfo.ts"
-import { readStructs } from "../src/target/internal/Dwarf.ts"
-import { parseElf } from "../src/target/internal/Elf.ts"
+import { parseArgs } from "node:util"
+import { compareVersions, lineOf } from "../src/target/internal/OffsetTable.ts"
 import type { OffsetsTable } from "../src/target/Offsets.ts"
+import { assemble, cached, format } from "./offsets/assemble.ts"
+import { measure, moduleCacheDir } from "./offsets/build.ts"
+import { loadManifests, wantedFields } from "./offsets/fields.ts"
+import { type ModuleSpec, specs, stdGo, supportedGo } from "./offsets/specs.ts"
 
 const root = Path.resolve(import.meta.dirname, "..")
 const tablePath = Path.join(root, "src/target/offsets.json")
-const fixture = Path.join(root, "test/fixtures/go/targets")
-const defaults = ["1.22.12", "1.24.13", "1.25.9", "1.26.8", "1.27.3"]
-const versions = process.argv.length > 2 ? process.argv.slice(2) : defaults
+const cacheDir = Path.join(root, "test/.cache/offsets")
 
-type Mutable = Record<string, Record<string, Record<string, Record<string, number>>>>
-const old: OffsetsTable = Fs.existsSync(tablePath)
-  ? JSON.parse(Fs.readFileSync(tablePath, "utf8"))
-  : { schema: 1, modules: {} }
-const modules: Mutable = structuredClone(old.modules) as Mutable
-const std = (modules["std"] ??= {})
+const { values: args } = parseArgs({
+  options: {
+    module: { type: "string", multiple: true },
+    go: { type: "string", multiple: true },
+    versions: { type: "string" },
+    jobs: { type: "string", default: "1" },
+    plan: { type: "boolean", default: false },
+    cached: { type: "boolean", default: false }
+  }
+})
 
-const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-offsets-"))
+/** Every release (no pre-releases) the module proxy lists, ascending. */
+const released = (spec: ModuleSpec): Array<string> => {
+  const out = execFileSync("go", ["list", "-m", "-versions", spec.module], {
+    env: { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=mod" },
+    cwd: Os.tmpdir(),
+    encoding: "utf8"
+  })
+  return out.trim().split(/\s+/).slice(1).filter((v) => !v.includes("-")).sort(compareVersions)
+}
+
+/** The releases to build: each line's newest patch and the first release, or all of them. */
+const pick = (spec: ModuleSpec, listed: ReadonlyArray<string>): Array<string> => {
+  const all = listed.filter((v) => compareVersions(v, spec.from) >= 0)
+  if (spec.pick === "all") return [...all]
+  const newest = new Map<string, string>()
+  for (const v of all) newest.set(lineOf(v)!, v)
+  return [...new Set([...(all.length > 0 ? [all[0]!] : []), ...newest.values()])].sort(compareVersions)
+}
+
+const started = Date.now()
+const manifests = await loadManifests(root)
+const wanted = wantedFields(specs, manifests)
+/** The table as it is on disk now (read again just before writing: runs for other modules may have written it). */
+const current = (): OffsetsTable | undefined => {
+  const t = Fs.existsSync(tablePath) ? JSON.parse(Fs.readFileSync(tablePath, "utf8")) as OffsetsTable : undefined
+  return t?.schema === 2 ? t : undefined
+}
+/** This run's modules and release lists, merged over the table on disk when written. */
+const modules: Record<string, OffsetsTable["modules"][string]> = {}
+const releasedLists: Record<string, ReadonlyArray<string>> = {}
+
+const chosen = specs.filter((s) => args.module === undefined || args.module.includes(s.module))
+const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-offsets-"))
 try {
-  for (const version of versions) {
-    const out = Path.join(tmp, `fixture-${version}`)
-    process.stdout.write(`go${version}: building... `)
-    execFileSync("go", ["build", "-trimpath", "-o", out, "."], {
-      cwd: fixture,
-      env: { ...process.env, GOTOOLCHAIN: `go${version}`, CGO_ENABLED: "0", GOFLAGS: "-buildvcs=false" },
-      stdio: ["ignore", "ignore", "inherit"]
-    })
-    const elf = parseElf(Fs.readFileSync(out))
-    const info = readBuildInfo(elf)
-    if (info === undefined || info.goVersion !== version) {
-      throw new Error(`go${version}: build info says ${info?.goVersion}`)
+  for (const spec of chosen) {
+    const fields = wanted.get(spec.module)!
+    if (fields.size === 0) {
+      console.log(`${spec.module}: no probe names a field of it; skipped`)
+      continue
     }
-    const structs = readStructs(elf, knownTypes)
-    let n = 0
-    for (const [type, fields] of Object.entries(knownFields)) {
-      const layout = structs.get(type)
-      if (layout === undefined) continue
-      for (const field of fields) {
-        const off = layout.fields.get(field)
-        if (off === undefined) continue
-        ;((std[type] ??= {})[field] ??= {})[version] = off
-        n++
+    let versions: Array<string>
+    let gosOf: (v: string) => ReadonlyArray<string>
+    if (spec.module === "std") {
+      versions = args.versions?.split(",") ?? [...(args.go ?? stdGo)]
+      gosOf = (v) => [v]
+    } else {
+      const all = released(spec)
+      releasedLists[spec.module] = all
+      versions = args.versions?.split(",") ?? pick(spec, all)
+      gosOf = () => args.go ?? supportedGo
+    }
+    const jobs = versions.flatMap((v) => gosOf(v).map((g) => [v, g] as const))
+    console.log(`${spec.module}: ${versions.length} releases, ${jobs.length} builds (${
+      [...fields.values()].reduce((n, f) => n + f.size, 0)} fields of ${fields.size} types)`)
+    if (args.plan) {
+      console.log(`  ${versions.join(" ")}`)
+      continue
+    }
+    if (args.cached) {
+      modules[spec.module] = assemble(spec.module, cached(moduleCacheDir(cacheDir, spec.module)), fields)
+      continue
+    }
+    // Builds of one release run in turn (they share its module directory); releases run `--jobs` at a time.
+    const queue = [...versions]
+    const worker = async () => {
+      for (let v = queue.shift(); v !== undefined; v = queue.shift()) {
+        for (const g of gosOf(v)) {
+          const t0 = Date.now()
+          const m = await measure({ work, cacheDir, wanted: fields }, spec, v, g)
+          const n = Object.values(m.fields).reduce((k, f) => k + Object.keys(f).length, 0)
+          console.log(`  ${v} go${g}: ${m.error ?? `${n} offsets`}${m.cached ? " (cached)" : ""} ${
+            ((Date.now() - t0) / 1000).toFixed(0)}s`)
+        }
       }
     }
-    console.log(`${n} offsets`)
+    await Promise.all(Array.from({ length: Math.max(1, Number(args.jobs)) }, worker))
+    modules[spec.module] = assemble(spec.module, cached(moduleCacheDir(cacheDir, spec.module)), fields)
   }
 } finally {
-  Fs.rmSync(tmp, { recursive: true, force: true })
+  Fs.rmSync(work, { recursive: true, force: true })
 }
 
-// Stable order: types and fields as in knownFields, versions ascending.
-const cmp = (a: string, b: string) => {
-  const pa = a.split(".").map(Number)
-  const pb = b.split(".").map(Number)
-  for (let i = 0; i < 3; i++) if ((pa[i] ?? 0) !== (pb[i] ?? 0)) return (pa[i] ?? 0) - (pb[i] ?? 0)
-  return 0
-}
-const sorted: Mutable[string] = {}
-for (const type of Object.keys(std).sort()) {
-  sorted[type] = {}
-  for (const field of Object.keys(std[type]!).sort()) {
-    const byVersion = std[type]![field]!
-    sorted[type]![field] = Object.fromEntries(Object.keys(byVersion).sort(cmp).map((v) => [v, byVersion[v]!]))
+if (!args.plan) {
+  const old = current()
+  Object.assign(releasedLists, { ...old?.generated?.released, ...releasedLists })
+  for (const [m, v] of Object.entries(old?.modules ?? {})) if (!(m in modules)) modules[m] = v
+  const table: OffsetsTable = {
+    schema: 2,
+    generated: {
+      go: [...new Set([...stdGo, ...supportedGo])],
+      released: Object.fromEntries(Object.entries(releasedLists).sort(([a], [b]) => (a < b ? -1 : 1)))
+    },
+    modules: Object.fromEntries(Object.entries(modules).sort(([a], [b]) =>
+      a === "std" ? -1 : b === "std" ? 1 : a < b ? -1 : 1
+    ))
   }
+  const text = format(table)
+  Fs.writeFileSync(tablePath, text)
+  console.log(`wrote ${Path.relative(root, tablePath)}: ${text.length} bytes, ${text.split("\n").length - 1} lines, ${
+    ((Date.now() - started) / 1000).toFixed(0)}s`)
 }
-modules["std"] = sorted
-const table: OffsetsTable = { schema: 1, modules }
-Fs.writeFileSync(tablePath, JSON.stringify(table, null, 1) + "\n")
-console.log(`wrote ${Path.relative(root, tablePath)}`)

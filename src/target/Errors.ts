@@ -107,3 +107,38 @@ export type AnalysisError =
 
 /** Any error of analysing a process. */
 export type ProcessAnalysisError = AnalysisError | ProcessNotFound | ProcessUnreadable
+
+/**
+ * The offsets table (for binaries without DWARF) records `module` at some versions only, and `version` is in none of
+ * their release lines. `covered` lists the lines it records, e.g. "1.60–1.85".
+ */
+export class ModuleVersionNotCovered extends Schema.TaggedError<ModuleVersionNotCovered>()("ModuleVersionNotCovered", {
+  module: Schema.String,
+  version: Schema.String,
+  covered: Schema.String,
+  message: Schema.String
+}) {}
+
+/** The offsets table records `module` at `version`, but not for the binary's Go release line. */
+export class GoVersionNotCovered extends Schema.TaggedError<GoVersionNotCovered>()("GoVersionNotCovered", {
+  module: Schema.String,
+  version: Schema.String,
+  goVersion: Schema.String,
+  covered: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The offsets table has no such field: no module of the binary records the type (`module` undefined), or the type
+ * or field does not exist in the module's version the binary has (renamed, added later, removed).
+ */
+export class FieldNotInTable extends Schema.TaggedError<FieldNotInTable>()("FieldNotInTable", {
+  type: Schema.String,
+  field: Schema.String,
+  module: Schema.optional(Schema.String),
+  version: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/** Why the offsets table gives no offset for a field. */
+export type OffsetUnavailable = ModuleVersionNotCovered | GoVersionNotCovered | FieldNotInTable

@@ -1,6 +1,6 @@
 /**
- * The struct fields the probes need, per type. `scripts/gen-offsets.ts` records exactly these in the offsets table,
- * and `GoBinary.summary` reports them.
+ * Standard-library struct fields read at analysis time and reported by `GoBinary.summary` (`probescope inspect`).
+ * `scripts/gen-offsets.ts` records these in the offsets table, plus every field a probe's manifest names.
  */
 
 /** Type name (as DWARF names it) → field names. */

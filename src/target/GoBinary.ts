@@ -6,10 +6,11 @@
  * processes running the same binary costs one analysis.
  */
 import * as Fs from "node:fs/promises"
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, Result } from "effect"
 import * as Errors from "./Errors.ts"
 import { analyzeBytes } from "./internal/Analyze.ts"
 import * as FileCache from "./internal/Cache.ts"
+import { type OffsetsTable, shipped } from "./Offsets.ts"
 
 /** A Go function, structurally a `TargetFunction` of src/probe/Target.ts plus decoding facts. */
 export interface GoFunction {
@@ -73,6 +74,11 @@ export interface GoBinary {
   readonly symbol: (name: string) => Option.Option<GoSymbol>
   /** A struct field offset: DWARF when the binary has it, else the shipped table for the module's version. */
   readonly field: (type: string, field: string) => Option.Option<FieldOffset>
+  /**
+   * The same offset, or why there is none when neither DWARF nor the shipped table has it: the module's or Go's
+   * version is not covered by the table (named, with what it covers), or the field is not in the table.
+   */
+  readonly fieldOffset: (type: string, field: string) => Result.Result<FieldOffset, Errors.OffsetUnavailable>
   /** Why the DWARF could not be read, if it could not (field offsets then come from the table only). */
   readonly dwarfError: () => Option.Option<Errors.CorruptDwarf>
   /** A JSON-able summary (for `probescope inspect`), with the named functions decoded. */
@@ -147,12 +153,15 @@ export interface AnalysisOptions {
    * distinct non-Go executables, or they will be re-read when rescanned.
    */
   readonly maxEntries?: number
+  /** The offsets table for binaries without DWARF; default the shipped one (tests give a smaller one). */
+  readonly table?: OffsetsTable
 }
 
 /** Builds the service: a memo keyed by (device, inode, mtime, size), so renamed or /proc paths share an entry. */
 export const make = (options: AnalysisOptions = {}) =>
   Effect.sync(() => {
-    const cache = FileCache.make(options.maxEntries ?? 32, analyzeBuffer)
+    const table = options.table ?? shipped
+    const cache = FileCache.make(options.maxEntries ?? 32, (path, bytes) => analyzeBuffer(path, bytes, table))
     const analyzeFile = Effect.fn("TargetAnalysis.analyzeFile")(function*(path: string) {
       return yield* cache.get(path)
     })
@@ -236,7 +245,11 @@ const isAnalysisError = (e: unknown): e is Errors.AnalysisError =>
   typeof e === "object" && e !== null && tags.has((e as { _tag?: unknown })._tag as string)
 
 /** Analyses bytes already in memory (no cache): for tests, fuzzing, and tools. */
-export const analyzeBuffer = (path: string, bytes: Buffer): Effect.Effect<GoBinary, Errors.AnalysisError> =>
-  Effect.try({ try: () => analyzeBytes(path, bytes), catch: (e) => e }).pipe(
+export const analyzeBuffer = (
+  path: string,
+  bytes: Buffer,
+  table: OffsetsTable = shipped
+): Effect.Effect<GoBinary, Errors.AnalysisError> =>
+  Effect.try({ try: () => analyzeBytes(path, bytes, table), catch: (e) => e }).pipe(
     Effect.catch((e) => isAnalysisError(e) ? Effect.fail(e) : Effect.die(e))
   )

@@ -1,11 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Option, Result } from "effect"
 import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import { knownFields, knownTypes } from "../../src/target/Fields.ts"
 import { analyzeBuffer, type GoBinary } from "../../src/target/GoBinary.ts"
 import { parseElf } from "../../src/target/internal/Elf.ts"
-import { lookup, shipped } from "../../src/target/Offsets.ts"
+import * as Errors from "../../src/target/Errors.ts"
+import { describeLines } from "../../src/target/internal/OffsetTable.ts"
+import { lookup, type OffsetsTable, shipped } from "../../src/target/Offsets.ts"
 import { buildFixture, dwarfOracle, goNm, goObjdump, goVersions, type ObjdumpInstruction } from "./helpers.ts"
 
 const analyze = (path: string): Promise<GoBinary> => Effect.runPromise(analyzeBuffer(path, Fs.readFileSync(path)))
@@ -182,6 +184,35 @@ for (const version of goVersions) {
         source: "dwarf" }))
       assert.isTrue(Option.isNone(s.field("net/http.Server", "Handler")))
     })
+
+    it("a stripped binary: fieldOffset gives the table's offset, or the typed reason when its Go is not covered",
+      async () => {
+        const bytes = Fs.readFileSync(stripped())
+        const s = await Effect.runPromise(analyzeBuffer("stripped", bytes))
+        assert.deepStrictEqual(Result.getOrUndefined(s.fieldOffset("net/http.Request", "Method")),
+          { offset: lookup(shipped, "std", version, "net/http.Request", "Method")!, source: "table" })
+        // The same bytes against a table without this Go line.
+        const std = shipped.modules["std"]!
+        const line = version.split(".").slice(0, 2).join(".")
+        const table: OffsetsTable = {
+          ...shipped,
+          modules: { std: { ...std, builds: Object.fromEntries(Object.entries(std.builds).filter(([v]) =>
+            !v.startsWith(`${line}.`)
+          )) } }
+        }
+        const t = await Effect.runPromise(analyzeBuffer("stripped", bytes, table))
+        const why = t.fieldOffset("net/http.Request", "Method")
+        assert.isTrue(Result.isFailure(why))
+        const e = Result.isFailure(why) ? why.failure : undefined
+        assert.instanceOf(e, Errors.ModuleVersionNotCovered)
+        assert.strictEqual(e?.message, `Go ${version} is not covered by the offsets table (covered: Go ${
+          describeLines(Object.keys(table.modules["std"]!.builds))})`)
+        assert.isTrue(Option.isNone(t.field("net/http.Request", "Method")))
+        // A type no module of the binary records.
+        const none = s.fieldOffset("google.golang.org/grpc.ClientConn", "authority")
+        assert.strictEqual(Result.isFailure(none) ? none.failure.message : "",
+          "the offsets table records google.golang.org/grpc.ClientConn for no module of the binary")
+      })
 
     it("summarises as JSON", async () => {
       const b = await analyze(stripped())

@@ -2,10 +2,10 @@
  * Pure, synchronous analysis of a Go executable's bytes. Parsers throw `Corrupt`/`OutOfBounds`/`NotElfError`/
  * `ArchError`; this module turns them into the typed errors, stage by stage, so the error names what was being read.
  */
-import { Option } from "effect"
+import { Option, Result } from "effect"
 import * as Errors from "../Errors.ts"
 import { knownFields, knownTypes } from "../Fields.ts"
-import { lookup, shipped, type OffsetsTable } from "../Offsets.ts"
+import { find, shipped, type OffsetsTable } from "../Offsets.ts"
 import { readBuildInfo, type BuildInfo } from "./BuildInfo.ts"
 import { Corrupt, OutOfBounds } from "./Bytes.ts"
 import { hasDwarf, isStructSection, readStructs, type StructLayout } from "./Dwarf.ts"
@@ -127,15 +127,12 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
     })
   }
 
-  const moduleOf = (type: string): [string, string] => {
-    let best = "std"
-    for (const m of modules.keys()) {
-      if (m !== "std" && (type.startsWith(m + ".") || type.startsWith(m + "/")) && m.length > best.length) best = m
-    }
-    return [best, modules.get(best)!]
+  const field = (type: string, name: string): Option.Option<FieldOffset> => {
+    const r = fieldOffset(type, name)
+    return Result.isSuccess(r) ? Option.some(r.success) : Option.none()
   }
 
-  const field = (type: string, name: string): Option.Option<FieldOffset> => {
+  const fieldOffset = (type: string, name: string): Result.Result<FieldOffset, Errors.OffsetUnavailable> => {
     let layout = structs.get(type)
     if (layout === undefined && dwarf && dwarfError === undefined && !knownTypes.has(type)) {
       if (allStructs === undefined) {
@@ -149,10 +146,12 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
       layout = allStructs.get(type)
     }
     const off = layout?.fields.get(name)
-    if (off !== undefined) return Option.some({ offset: off, source: "dwarf" })
-    const [module, version] = moduleOf(type)
-    const t = lookup(table, module, version, type, name)
-    return t === undefined ? Option.none() : Option.some({ offset: t, source: "table" })
+    if (off !== undefined) return Result.succeed({ offset: off, source: "dwarf" })
+    // No DWARF (or not this type): the shipped table, by the binary's Go and module versions.
+    return Result.map(
+      find(table, { goVersion: info.goVersion, modules }, type, name),
+      (f) => ({ offset: f.offset, source: "table" as const })
+    )
   }
 
   const binary: GoBinary = {
@@ -172,6 +171,7 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
     functionNames: () => [...funcs.keys()],
     symbol,
     field,
+    fieldOffset,
     dwarfError: () =>
       dwarfError === undefined
         ? Option.none()

@@ -50,7 +50,7 @@ import * as Http from "./internal/Http.ts"
 // ---------------------------------------------------------------------------------------------------------------
 
 /** grpc-go releases whose functions and struct fields this probe was written and tested against. */
-export const grpcVersions = ">=1.83.0 <1.86.0"
+export const grpcVersions = ">=1.79.0 <1.86.0"
 
 const grpc = "google.golang.org/grpc"
 const transport = `${grpc}/internal/transport`

@@ -5,7 +5,7 @@
  * and through modernc's pure-Go sqlite; the agent's Manager attaches go_context + nethttp_server + database_sql. Each
  * route's CLIENT spans are checked exactly (name, kind, attributes with the opted-in query text, status, parent = the
  * route's SERVER span), so is the failing query's ERROR status and error.type, and one duration measurement per span.
- * A stripped build is "not supported" with the reason.
+ * A stripped build (no symbols, no DWARF) is instrumented with the shipped offsets table's offsets.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync, spawn } from "node:child_process"
@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Result } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import * as DatabaseSql from "../../src/instrumentations/DatabaseSql.ts"
 import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
@@ -28,6 +28,7 @@ import type { SpanData } from "../../src/probe/Telemetry.ts"
 import * as TracingConfig from "../../src/probe/TracingConfig.ts"
 import * as GoBinary from "../../src/target/GoBinary.ts"
 import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+import * as Offsets from "../../src/target/Offsets.ts"
 import { buildDbsql } from "./fixtures.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
@@ -120,7 +121,7 @@ const get = (url: string) =>
     return { status: res.status, body: (await res.text()).trim() }
   })
 
-const agent = ManagerM.layer.pipe(
+const agentWith = (table?: Offsets.OffsetsTable) => ManagerM.layer.pipe(
   Layer.provideMerge(Layer.mergeAll(
     DatabaseSql.DatabaseSql.layerWith({ queryText: true }),
     NetHttpServer.NetHttpServer.layer
@@ -130,9 +131,24 @@ const agent = ManagerM.layer.pipe(
     ProbeTest.layerSink,
     ProbeTest.layerTargets,
     TracingConfig.layer(TracingConfig.defaultSampler),
-    GoBinary.layer
+    table === undefined ? GoBinary.layer : Layer.effect(TargetAnalysis, GoBinary.make({ table }))
   ))
 )
+const agent = agentWith()
+
+/** The shipped table without its Go 1.26 build of the standard library. */
+const withoutGo126: Offsets.OffsetsTable = {
+  ...Offsets.shipped,
+  modules: {
+    ...Offsets.shipped.modules,
+    std: {
+      ...Offsets.shipped.modules["std"]!,
+      builds: Object.fromEntries(Object.entries(Offsets.shipped.modules["std"]!.builds).filter(([v]) =>
+        !v.startsWith("1.26.")
+      ))
+    }
+  }
+}
 
 /** One expected CLIENT span: name, attributes (the query text included), error type when it failed. */
 interface Expected {
@@ -270,17 +286,71 @@ describe.each(builds)("database/sql on $name", (build) => {
   }
 })
 
-describe("database/sql: not supported", () => {
-  it.live("a stripped build: no DWARF, so no offsets for database/sql's structs, with the reason", () =>
+describe("database/sql on a stripped build (Go 1.26.8): offsets from the shipped table", () => {
+  it.live("modernc sqlite: instrumented without symbols or DWARF, with the offsets the DWARF build has", () =>
+    Effect.gen(function*() {
+      const driver = drivers[1]
+      const app = yield* start(stripped, driver.args())
+      const withDwarf = yield* start(binaries.get("1.26.8")!, driver.args())
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      const target = yield* analysis.analyzePid(app.pid)
+      assert.deepStrictEqual([target.binary.hasDwarf, target.binary.stripped], [false, true])
+      const offsets = (t: typeof target) => {
+        const a = manager.inspect(t).find((i) => i.probe === "database_sql")!.applicability
+        assert.strictEqual(a._tag, "Applies", JSON.stringify(a))
+        return a._tag === "Applies" ? a.offsets : {}
+      }
+      const fromTable = offsets(target)
+      const fromDwarf = offsets(yield* analysis.analyzePid(withDwarf.pid))
+      // Every offset the table gives equals DWARF's; pgx's connector (optional, not in the table) is the only gap.
+      for (const [k, v] of Object.entries(fromTable)) if (v !== undefined) assert.strictEqual(v, fromDwarf[k], k)
+      assert.deepStrictEqual(
+        Object.keys(fromDwarf).filter((k) => fromDwarf[k] !== undefined && fromTable[k] === undefined).sort(),
+        ["pgxConnectorName"]
+      )
+      yield* manager.handle(TargetEvent.TargetEvent.Started({ target }))
+      assert.deepStrictEqual((yield* manager.targets).map((t) => [...t.probes].sort()), [
+        ["database_sql", "go_context", "nethttp_server"]
+      ])
+      const expected = routes(driver.placeholder, driver.errorType)
+      for (const r of expected) yield* get(`http://${app.addr}${r.path}`)
+      const clientCount = expected.reduce((n, r) => n + r.spans.length, 0)
+      const spans = yield* (yield* CapturedSpans).take(expected.length + clientCount).pipe(Effect.timeout("15 seconds"))
+      const got = expected.map((r) => {
+        const server = spans.find((s) => s.kind === "server" && s.attributes["url.path"] === r.path)!
+        return spans.filter((s) => s.parentSpanId === server.spanId)
+          .sort((a, b) => (a.startMonoNs < b.startMonoNs ? -1 : 1))
+          .map((s) => ({ name: s.name, attributes: s.attributes, status: s.status }))
+      })
+      // Exactly what the DWARF builds give: the same spans, attributes and statuses.
+      assert.deepStrictEqual(got, expected.map((r) =>
+        r.spans.map((e) => ({
+          name: e.collection === undefined ? e.op : `${e.op} ${e.collection}`,
+          attributes: {
+            "db.system.name": driver.system,
+            "db.operation.name": e.op,
+            ...(e.collection === undefined ? {} : { "db.collection.name": e.collection }),
+            ...(e.text === undefined ? {} : { "db.query.text": e.text }),
+            ...(e.error === undefined ? {} : { "error.type": e.error })
+          },
+          status: e.error === undefined ? { code: "unset" } : { code: "error", message: e.error }
+        }))
+      ))
+    }).pipe(Effect.provide(agent)), 60_000)
+
+  it.live("a Go release the table does not cover is still refused, with the reason", () =>
     Effect.gen(function*() {
       const app = yield* start(stripped, drivers[1].args())
-      const manager = yield* Manager
       const target = yield* (yield* TargetAnalysis).analyzePid(app.pid)
-      const reason = manager.inspect(target).find((i) => i.probe === "database_sql")!.applicability
-      assert.strictEqual(reason._tag, "NotApplicable")
-      assert.strictEqual(
-        reason._tag === "NotApplicable" ? reason.reason : "",
-        "no offset for database/sql.DB.connector (Go 1.26.8, std 1.26.8)"
-      )
-    }).pipe(Effect.provide(agent)))
+      const why = target.binary.fieldOffset("database/sql.DB", "connector")
+      assert.strictEqual(Result.isFailure(why) ? why.failure.message : "",
+        "Go 1.26.8 is not covered by the offsets table (covered: Go 1.22, 1.24–1.25, 1.27)")
+      const a = (yield* Manager).inspect(target).find((i) => i.probe === "database_sql")!.applicability
+      assert.deepStrictEqual(a, {
+        _tag: "NotApplicable",
+        probe: "database_sql",
+        reason: "no offset for database/sql.DB.connector (Go 1.26.8, std 1.26.8)"
+      })
+    }).pipe(Effect.provide(agentWith(withoutGo126))), 60_000)
 })

@@ -11,7 +11,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Result } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import * as GoRedis from "../../src/instrumentations/GoRedis.ts"
 import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
@@ -25,7 +25,23 @@ import type { Measurement, SpanData } from "../../src/probe/Telemetry.ts"
 import * as TracingConfig from "../../src/probe/TracingConfig.ts"
 import * as GoBinary from "../../src/target/GoBinary.ts"
 import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+import * as Offsets from "../../src/target/Offsets.ts"
 import { buildGoRedis } from "./GoRedisFixture.ts"
+
+const PKG = "github.com/redis/go-redis/v9"
+
+/** The shipped table with go-redis cut down to its 9.0 builds: 9.22.0 is then outside it. */
+const onlyV90: Offsets.OffsetsTable = (() => {
+  const m = Offsets.shipped.modules[PKG]!
+  const keep = (v: string) => v.startsWith("v9.0.")
+  return {
+    ...Offsets.shipped,
+    modules: {
+      ...Offsets.shipped.modules,
+      [PKG]: { ...m, builds: Object.fromEntries(Object.entries(m.builds).filter(([v]) => keep(v))) }
+    }
+  }
+})()
 
 const root = path.resolve(import.meta.dirname, "../..")
 const versions = ["1.25.9", "1.26.8", "1.27.3"]
@@ -105,7 +121,11 @@ const get = (url: string) =>
     return { status: res.status, body: (await res.text()).trim() }
   })
 
-const agent = (config: Partial<GoRedis.Config> = {}, sampler: TracingConfig.Sampler = TracingConfig.defaultSampler) =>
+const agent = (
+  config: Partial<GoRedis.Config> = {},
+  sampler: TracingConfig.Sampler = TracingConfig.defaultSampler,
+  table?: Offsets.OffsetsTable
+) =>
   ManagerM.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(NetHttpServer.NetHttpServer.layer, GoRedis.GoRedis.layerWith(config))),
     Layer.provideMerge(Layer.mergeAll(
@@ -113,7 +133,7 @@ const agent = (config: Partial<GoRedis.Config> = {}, sampler: TracingConfig.Samp
       ProbeTest.layerSink,
       ProbeTest.layerTargets,
       TracingConfig.layer(sampler),
-      GoBinary.layer
+      table === undefined ? GoBinary.layer : Layer.effect(TargetAnalysis, GoBinary.make({ table }))
     ))
   )
 
@@ -354,19 +374,63 @@ describe.each(releases)("go_redis with go-redis %s (Go 1.26.8)", (release) => {
     }).pipe(Effect.provide(agent())), 60_000)
 })
 
-describe("go_redis: not supported", () => {
-  it.live("a stripped build: no DWARF, so no offsets for go-redis's structs, with the reason", () =>
+describe(`go_redis on a stripped build (Go ${version}, go-redis 9.22.0): offsets from the shipped table`, () => {
+  it.live("no symbols, no DWARF: instrumented all the same, with the offsets the DWARF build has", () =>
+    Effect.gen(function*() {
+      const { redis, redisPort, servers } = yield* run(stripped, ["/wrongtype?k=w", "/pipeline?k=p"], 3,
+        ["/set?k=warm&v=1"])
+      const addr = `127.0.0.1:${redisPort}`
+      // Server address and port come from Options.Addr, the namespace from Options.DB: table offsets at work.
+      const attributes = (op: string, more: object = {}) => ({
+        "db.system.name": "redis",
+        "db.operation.name": op,
+        "db.namespace": "0",
+        "server.address": "127.0.0.1",
+        "server.port": redisPort,
+        ...more
+      })
+      assert.deepStrictEqual([childOf(redis, servers[0]!, `SET ${addr}`).attributes], [attributes("SET")])
+      const lpush = childOf(redis, servers[0]!, `LPUSH ${addr}`)
+      assert.deepStrictEqual([lpush.attributes, lpush.status], [
+        attributes("LPUSH", { "db.response.status_code": "WRONGTYPE", "error.type": "WRONGTYPE" }),
+        { code: "error", message: "WRONGTYPE Operation against a key holding the wrong kind of value" }
+      ])
+      const pipeline = childOf(redis, servers[1]!, `PIPELINE ${addr}`)
+      assert.deepStrictEqual(pipeline.attributes, attributes("PIPELINE", { "db.operation.batch.size": 3 }))
+
+      // The same program with DWARF resolves the very same offsets.
+      const redisPort2 = yield* startRedis
+      const withDwarf = yield* startApp(binaries.get(version)!, redisPort2)
+      const strippedApp = yield* startApp(stripped, redisPort2)
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      const offsets = (pid: number) =>
+        Effect.map(analysis.analyzePid(pid), (t) => {
+          assert.strictEqual(t.binary.hasDwarf, pid === withDwarf.pid)
+          const a = manager.inspect(t).find((i) => i.probe === "go_redis")!.applicability
+          assert.strictEqual(a._tag, "Applies")
+          return a._tag === "Applies" ? a.offsets : undefined
+        })
+      const fromTable = yield* offsets(strippedApp.pid)
+      assert.deepStrictEqual(fromTable, yield* offsets(withDwarf.pid))
+      assert.isNumber(fromTable?.["optAddr"])
+    }).pipe(Effect.provide(agent())), 90_000)
+
+  it.live("a go-redis release the table does not cover is still refused, with the reason", () =>
     Effect.gen(function*() {
       const redisPort = yield* startRedis
       const app = yield* startApp(stripped, redisPort)
       const manager = yield* Manager
       const target = yield* (yield* TargetAnalysis).analyzePid(app.pid)
-      const applicability = manager.inspect(target).find((i) => i.probe === "go_redis")!.applicability
-      assert.deepStrictEqual(applicability, {
+      // What the table says, typed: the module, its version, the lines it covers.
+      const why = target.binary.fieldOffset(`${PKG}.baseClient`, "opt")
+      assert.isTrue(Result.isFailure(why))
+      assert.strictEqual(Result.isFailure(why) ? why.failure.message : "",
+        `${PKG} v9.22.0 is not covered by the offsets table (covered: 9.0)`)
+      assert.deepStrictEqual(manager.inspect(target).find((i) => i.probe === "go_redis")!.applicability, {
         _tag: "NotApplicable",
         probe: "go_redis",
-        reason: `no offset for github.com/redis/go-redis/v9.baseClient.opt (Go ${version}, ` +
-          "github.com/redis/go-redis/v9 v9.22.0)"
+        reason: `no offset for ${PKG}.baseClient.opt (Go ${version}, ${PKG} v9.22.0)`
       })
-    }).pipe(Effect.provide(agent())), 60_000)
+    }).pipe(Effect.provide(agent({}, TracingConfig.defaultSampler, onlyV90))), 60_000)
 })

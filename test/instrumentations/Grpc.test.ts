@@ -384,7 +384,7 @@ describe("manifest and per-target value", () => {
     }
     assert.strictEqual(
       reason(target({ modules: { "google.golang.org/grpc": "v1.70.0" } })),
-      "google.golang.org/grpc v1.70.0 is outside the supported range >=1.83.0 <1.86.0"
+      "google.golang.org/grpc v1.70.0 is outside the supported range >=1.79.0 <1.86.0"
     )
     const { ["google.golang.org/grpc/internal/transport.Stream.method"]: _, ...noMethod } = fields
     assert.strictEqual(

@@ -10,7 +10,7 @@
  * 1.25.9), the range's ends, v1.38.0 (Go 1.26.8), and a -buildmode=pie build. /bounds: what does not fit is dropped
  * and counted. With the sampler always_off nothing is recorded; with a
  * TracerProvider set (Start forwards to it) no manual span is. A build with v1.29.0 is "not supported" with the
- * reason, so is a stripped build.
+ * reason; a stripped build applies with the shipped offsets table's offsets (equal to the DWARF build's).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync, spawn } from "node:child_process"
@@ -327,12 +327,20 @@ describe("otel_trace: not supported", () => {
       )
     }).pipe(Effect.provide(agent)))
 
-  it.live("a stripped build: no DWARF, so no offsets for the API's structs", () =>
+  it.live("a stripped build: no DWARF, yet it applies, with the offsets table's offsets equal to DWARF's", () =>
     Effect.gen(function*() {
-      assert.strictEqual(
-        yield* reason(stripped),
-        "no offset for go.opentelemetry.io/otel/internal/global.tracer.delegate " +
-          `(Go 1.26.8, go.opentelemetry.io/otel v${PINNED})`
-      )
+      const manager = yield* Manager
+      const offsets = (exe: string) =>
+        Effect.gen(function*() {
+          const app = yield* start(exe)
+          const target = yield* (yield* TargetAnalysis).analyzePid(app.pid)
+          const a = manager.inspect(target).find((i) => i.probe === "otel_trace")!.applicability
+          assert.strictEqual(a._tag, "Applies", JSON.stringify(a))
+          return { dwarf: target.binary.hasDwarf, offsets: a._tag === "Applies" ? a.offsets : {} }
+        })
+      const fromTable = yield* offsets(stripped)
+      const fromDwarf = yield* offsets(pinned())
+      assert.deepStrictEqual([fromTable.dwarf, fromDwarf.dwarf], [false, true])
+      assert.deepStrictEqual(fromTable.offsets, fromDwarf.offsets)
     }).pipe(Effect.provide(agent)))
 })

@@ -32,6 +32,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value SetConstant(const Napi::CallbackInfo& info);
   Napi::Value SetAutoload(const Napi::CallbackInfo& info);
   Napi::Value ReuseMap(const Napi::CallbackInfo& info);
+  Napi::Value SetMaxEntries(const Napi::CallbackInfo& info);
   Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Programs(const Napi::CallbackInfo& info);
   Napi::Value Maps(const Napi::CallbackInfo& info);

@@ -109,6 +109,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
     InstanceMethod<&BpfObject::SetConstant>("setConstant"),
     InstanceMethod<&BpfObject::SetAutoload>("setAutoload"),
     InstanceMethod<&BpfObject::ReuseMap>("reuseMap"),
+    InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
     InstanceMethod<&BpfObject::Load>("load"),
     InstanceMethod<&BpfObject::Programs>("programs"),
     InstanceMethod<&BpfObject::Maps>("maps"),
@@ -252,6 +253,16 @@ Napi::Value BpfObject::ReuseMap(const Napi::CallbackInfo& info) {
   LogReset();
   int err = bpf_map__reuse_fd(map, info[1].As<Napi::Number>().Int32Value());
   if (err) throw MakeError(env, "reuseMap", -err, bpf_map__name(map));
+  return env.Undefined();
+}
+
+// setMaxEntries(map, n): a map's size before load (for a ring buffer, its bytes: a power of two, a page multiple).
+Napi::Value BpfObject::SetMaxEntries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = Map(env, "setMaxEntries", Str(info, 0, "map"));
+  LogReset();
+  int err = bpf_map__set_max_entries(map, info[1].As<Napi::Number>().Uint32Value());
+  if (err) throw MakeError(env, "setMaxEntries", -err, bpf_map__name(map));
   return env.Undefined();
 }
 

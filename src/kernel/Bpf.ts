@@ -78,6 +78,11 @@ export interface ObjectSpec {
    */
   readonly reuseMaps?: Readonly<Record<string, MapRef>>
   /**
+   * Sizes to give maps before load (libbpf `bpf_map__set_max_entries`), by map name; for a ring buffer its bytes (a
+   * power of two, at least a page). A map taken through `reuseMaps` keeps its owner's size.
+   */
+  readonly mapSizes?: Readonly<Record<string, number>>
+  /**
    * Load the uprobe programs for `uprobe_multi` links where the kernel has them (>= 6.6; see `Bpf.uprobeMulti`): one
    * link then carries every offset of a program in a file and is unregistered in one batch. Such programs attach
    * by offset only. Where the kernel lacks them this is ignored and `offsets` become one link each.

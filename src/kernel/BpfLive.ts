@@ -71,7 +71,7 @@ const describeUprobe = (spec: UprobeSpec): string =>
 const destroy = (link: NativeLink): Effect.Effect<void> =>
   Effect.promise(() => link.destroyAsync().catch(() => undefined))
 
-const make = (addon: Addon, drainMs: number) => {
+const make = (addon: Addon, drainMs: number, ringBytes: number | undefined) => {
   const uprobeMulti = addon.uprobeMultiSupported()
   /**
    * Opens, configures and loads; closes the native object on any failure before load completes. A load that fails
@@ -161,6 +161,21 @@ const make = (addon: Addon, drainMs: number) => {
         obj.setAutoload(program, false)
       } catch (cause) {
         return loadError(name, cause)
+      }
+    }
+    // Ring buffers: the object's own size (the probe's `mapSizes`), else the agent's (`PROBESCOPE_RINGBUF_BYTES`),
+    // else what the C file says. Each is mapped into this process twice over its whole size: its bytes are RSS.
+    const mapSizes: Record<string, number> = {}
+    if (ringBytes !== undefined) {
+      for (const m of obj.maps()) if (m.type === "ringbuf" && !m.internal) mapSizes[m.name] = ringBytes
+    }
+    Object.assign(mapSizes, spec.mapSizes)
+    for (const [map, entries] of Object.entries(mapSizes)) {
+      if (spec.reuseMaps?.[map] !== undefined) continue
+      try {
+        obj.setMaxEntries(map, entries)
+      } catch (cause) {
+        return mapError(map, cause)
       }
     }
     for (const [map, ref] of Object.entries(spec.reuseMaps ?? {})) {
@@ -414,13 +429,37 @@ const drainInterval: Effect.Effect<number, BpfConfigError> = Config.String("PROB
   })
 )
 
+/**
+ * Ring-buffer size in bytes (`PROBESCOPE_RINGBUF_BYTES`: a power of two from 4096 to 1 GiB, with a `K`/`M` suffix
+ * allowed), for every ring buffer an object is loaded with unless its probe sizes it: by default each keeps the size
+ * its C file gives (1 MiB for the probes' `events`, bpf/include/probescope/events.h).
+ */
+const ringBufferBytes: Effect.Effect<number | undefined, BpfConfigError> = Config.String("PROBESCOPE_RINGBUF_BYTES").pipe(
+  Config.option,
+  Effect.mapError((e) => new BpfConfigError({ variable: "PROBESCOPE_RINGBUF_BYTES", message: e.message })),
+  Effect.flatMap((value) => {
+    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(undefined)
+    const m = /^(\d+)([KkMm]?)$/.exec(value.value.trim())
+    const n = m === null ? NaN : Number(m[1]) * (m[2] === "" ? 1 : /[Kk]/.test(m[2]!) ? 1024 : 1024 * 1024)
+    const ok = Number.isSafeInteger(n) && n >= 4096 && n <= 2 ** 30 && (n & (n - 1)) === 0
+    return ok ? Effect.succeed(n) : Effect.fail(
+      new BpfConfigError({
+        variable: "PROBESCOPE_RINGBUF_BYTES",
+        message: `Invalid PROBESCOPE_RINGBUF_BYTES=${JSON.stringify(value.value)}: expected a power of two from 4096 ` +
+          `to 1073741824 bytes (K and M suffixes allowed, e.g. 512K, 4M)`
+      })
+    )
+  })
+)
+
 /** The live `Bpf` layer over the native addon. Build the addon with `npm run build:native`. */
 export const layer: Layer.Layer<Bpf, BpfConfigError> = Layer.effect(
   Bpf,
   Effect.gen(function*() {
     const drainMs = yield* drainInterval
+    const ringBytes = yield* ringBufferBytes
     const addon = loadAddon()
-    return typeof addon === "string" ? unavailable(addon) : make(addon, drainMs)
+    return typeof addon === "string" ? unavailable(addon) : make(addon, drainMs, ringBytes)
   })
 )
 

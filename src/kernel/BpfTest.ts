@@ -41,6 +41,8 @@ export type KernelEvent =
     /** This object's map name to "owner/map" of the reused map. */
     readonly reusedMaps: Readonly<Record<string, string>>
     readonly disablePrograms: ReadonlyArray<string>
+    /** Sizes given to maps before load, by map name. */
+    readonly mapSizes: Readonly<Record<string, number>>
   }
   | {
     readonly _tag: "Attach"
@@ -479,7 +481,8 @@ const make = Effect.sync(() => {
             file: spec.file,
             constants: { ...spec.constants },
             reusedMaps: reused,
-            disablePrograms: [...(spec.disablePrograms ?? [])]
+            disablePrograms: [...(spec.disablePrograms ?? [])],
+            mapSizes: { ...spec.mapSizes }
           })
           return makeObject(obj)
         }),

@@ -250,8 +250,11 @@ export interface InstrumentOptions<
   readonly constants?: (ctx: TracingLoadContext<Config>) => Readonly<Record<string, ConstantValue>>
   /** "rodata" (default): the object declares the `ps_sampler_*` constants. "none": the probe ignores sampling. */
   readonly sampling?: "rodata" | "none"
-  /** The ring buffer (default map "events"). */
-  readonly ringBuffer?: { readonly map?: string; readonly capacity?: number }
+  /**
+   * The ring buffer (default map "events"): `bytes` sizes it in the kernel (a power of two, at least 4096; default
+   * the agent's `PROBESCOPE_RINGBUF_BYTES`, else the C file's), `capacity` the records waiting in user space.
+   */
+  readonly ringBuffer?: { readonly map?: string; readonly capacity?: number; readonly bytes?: number }
   /** Decodes one ring-buffer record; usually `Binary.schema(Binary.struct({...}))`. */
   readonly record: Schema.Codec<Rec, Uint8Array>
   /** The metric instruments `signals` records into, by the key it uses (`Instruments.histogram(...)`, ...). */
@@ -449,12 +452,14 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         ...(options.constants?.({ config, sampler }) ?? {})
       }
       const disablePrograms = options.disablePrograms?.({ config }) ?? []
+      const ring = kind === "instrument" ? options.ringBuffer : undefined
       const object = yield* bpf.load({
         file: options.object,
         name,
         constants,
         reuseMaps: reusedMaps,
         disablePrograms,
+        ...(ring?.bytes === undefined ? {} : { mapSizes: { [ring.map ?? "events"]: ring.bytes } }),
         uprobeMulti: true
       }).pipe(Effect.mapError(loadError(name)))
       const layouts = yield* checkLayouts(name, kind, options, object)

@@ -5,7 +5,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { ConfigProvider, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
 import { DoctorEvent } from "../../src/cli/Doctor.ts"
-import { Bpf } from "../../src/kernel/Bpf.ts"
+import { Bpf, type BpfObject } from "../../src/kernel/Bpf.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
 import { loadAddon } from "../../src/kernel/internal/addon.ts"
 import * as GoBinary from "../../src/target/GoBinary.ts"
@@ -328,6 +328,43 @@ layer(BpfLive.layer, { excludeTestServices: true })("BpfLive (kernel)", (it) => 
           assert.strictEqual(
             error.message,
             `Invalid PROBESCOPE_RINGBUF_DRAIN_MS=${JSON.stringify(bad)}: expected whole milliseconds from 1 to 1000`
+          )
+        }
+      }).pipe(Effect.scoped))
+  })
+
+  describe("ring buffer size", () => {
+    /** A map's max_entries, from its fd's fdinfo (the ring's size in bytes for a ring buffer). */
+    const maxEntries = (fd: number) => Number(/max_entries:\s+(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"))![1])
+    const ringFd = (obj: BpfObject) => Effect.map(obj.mapRef("events"), (ref) => (ref.handle as { readonly fd: number }).fd)
+
+    it.effect("the C file's size by default; PROBESCOPE_RINGBUF_BYTES for every ring; a load's mapSizes for one", () =>
+      Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const defaults = yield* bpf.load({ file: bpfObject("doctor") })
+        assert.strictEqual(maxEntries(yield* ringFd(defaults)), 1 << 20)
+        const sized = yield* Effect.gen(function*() {
+          const sizing = yield* Bpf
+          const agentWide = yield* sizing.load({ file: bpfObject("doctor") })
+          const own = yield* sizing.load({ file: bpfObject("doctor"), mapSizes: { events: 16384 } })
+          return [maxEntries(yield* ringFd(agentWide)), maxEntries(yield* ringFd(own))]
+        }).pipe(Effect.provide(Layer.fresh(BpfLive.layer).pipe(
+          Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ PROBESCOPE_RINGBUF_BYTES: "256K" })))
+        )))
+        assert.deepStrictEqual(sized, [262144, 16384])
+      }).pipe(Effect.scoped))
+
+    it.effect("PROBESCOPE_RINGBUF_BYTES must be a power of two from 4096 to 1 GiB", () =>
+      Effect.gen(function*() {
+        for (const bad of ["0", "1000", "2048", "3M", "abc", "2G", "-4096"]) {
+          const error = yield* Effect.flip(Layer.build(Layer.fresh(BpfLive.layer).pipe(
+            Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ PROBESCOPE_RINGBUF_BYTES: bad })))
+          )))
+          assert.strictEqual(error._tag, "BpfConfigError")
+          assert.strictEqual(
+            error.message,
+            `Invalid PROBESCOPE_RINGBUF_BYTES=${JSON.stringify(bad)}: expected a power of two from 4096 to 1073741824 ` +
+              `bytes (K and M suffixes allowed, e.g. 512K, 4M)`
           )
         }
       }).pipe(Effect.scoped))

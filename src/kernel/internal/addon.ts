@@ -57,6 +57,7 @@ export interface NativeObject {
   setConstant(name: string, value: Buffer): void
   setAutoload(program: string, enabled: boolean): void
   reuseMap(map: string, fd: number): void
+  setMaxEntries(map: string, entries: number): void
   load(): void
   programs(): Array<NativeProgram>
   maps(): Array<NativeMap>

@@ -10,7 +10,8 @@
  * as its parent (the same-host fallback: no header is written); the consumer's HTTP call after a read (with
  * context.Background()) is the poll span's child, and the trace goes on into the handler it calls; a write to a
  * missing topic is an ERROR PRODUCER span; the messaging.client.operation.duration histogram and the sent/consumed
- * counters arrive per process with their attributes. A stripped build of the fixture is "not supported" with the
+ * counters arrive per process with their attributes. A stripped build of the fixture takes its offsets from the shipped
+ * table (the same as its DWARF build's); with a table that does not cover it, it is "not supported" with the
  * reason.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -24,6 +25,7 @@ import * as ManagerM from "../../src/manager/Manager.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import * as GoBinary from "../../src/target/GoBinary.ts"
 import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+import * as Offsets from "../../src/target/Offsets.ts"
 import * as Collector from "../collector/Collector.ts"
 import { buildKafkaGo, KAFKA_GO_VERSION } from "../instrumentations/KafkaGoFixture.ts"
 import * as Broker from "../kafka/Broker.ts"
@@ -341,25 +343,51 @@ describe.each(builds)("kafka-go through the CLI and a real collector (Go $go, ka
     }).pipe(Effect.scoped), 300_000)
 })
 
-describe("kafka-go: not supported", () => {
+describe("kafka-go: stripped builds", () => {
+  const pkg = "github.com/segmentio/kafka-go"
   const agent = ManagerM.layer.pipe(
     Layer.provide(KafkaGo.KafkaGo.layer),
     Layer.provideMerge(ProbeTest.layer),
     Layer.provideMerge(GoBinary.layer)
   )
+  /** The shipped offsets table without kafka-go: what a stripped build of a release it does not cover gets. */
+  const withoutKafkaGo = ManagerM.layer.pipe(
+    Layer.provide(KafkaGo.KafkaGo.layer),
+    Layer.provideMerge(ProbeTest.layer),
+    Layer.provideMerge(GoBinary.layerWith({
+      table: {
+        ...Offsets.shipped,
+        modules: Object.fromEntries(Object.entries(Offsets.shipped.modules).filter(([m]) => m !== pkg))
+      }
+    }))
+  )
 
-  it.live("a stripped build: no DWARF, so no offsets for kafka-go's structs, with the reason", () =>
+  it.live("a stripped build: kafka-go's offsets from the shipped table, the same as its DWARF build's", () =>
     Effect.gen(function*() {
       // The consumer mode listens without a broker (the reader connects on its first read).
       const app = yield* startService(stripped, ["-mode", "consume", "-brokers", "127.0.0.1:1"])
+      const dwarf = yield* startService(fixtures.get(buildName(builds.find((b) => b.go === "1.26.8" &&
+        b.kafkaGo === KAFKA_GO_VERSION)!))!, ["-mode", "consume", "-brokers", "127.0.0.1:1"])
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      const offsets = (target: Parameters<typeof manager.inspect>[0]) => {
+        const a = manager.inspect(target).find((i) => i.probe === "kafka_go")!.applicability
+        return a._tag === "Applies" ? a.offsets : a
+      }
+      const fromTable = offsets(yield* analysis.analyzePid(app.pid))
+      assert.deepStrictEqual(fromTable, offsets(yield* analysis.analyzePid(dwarf.pid)))
+      assert.isNumber((fromTable as Record<string, unknown>)["msgTopic"])
+    }).pipe(Effect.provide(agent), Effect.scoped))
+
+  it.live("a stripped build of a release the table does not cover: not supported, with the reason", () =>
+    Effect.gen(function*() {
+      const app = yield* startService(stripped, ["-mode", "consume", "-brokers", "127.0.0.1:1"])
       const target = yield* (yield* TargetAnalysis).analyzePid(app.pid)
       const manager = yield* Manager
-      const reason = manager.inspect(target).find((i) => i.probe === "kafka_go")!.applicability
-      const pkg = "github.com/segmentio/kafka-go"
-      assert.deepStrictEqual(reason, {
+      assert.deepStrictEqual(manager.inspect(target).find((i) => i.probe === "kafka_go")!.applicability, {
         _tag: "NotApplicable",
         probe: "kafka_go",
         reason: `no offset for ${pkg}.Message.Topic (Go 1.26.8, ${pkg} ${KAFKA_GO_VERSION})`
       })
-    }).pipe(Effect.provide(agent), Effect.scoped))
+    }).pipe(Effect.provide(withoutKafkaGo), Effect.scoped))
 })

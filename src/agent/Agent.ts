@@ -113,7 +113,15 @@ export const layer = (options: Options) => {
   const probes = options.probes ?? builtins
   const settings = options.settings ?? {}
   const { selection } = options
-  const analysis = GoBinary.layer
+  // The struct types the probes' manifests name go into each binary's first DWARF pass: a type read only on demand
+  // costs a second pass over every struct of the file, on the event loop, the first time a process of it is seen.
+  const types = new Set(
+    probes.filter(Probes.isDefinition).flatMap((p) =>
+      Object.values((p.manifest as { readonly fields?: Record<string, { readonly type: string }> }).fields ?? {})
+        .map((f) => f.type)
+    )
+  )
+  const analysis = GoBinary.layerWith({ types })
   const catalog = Layer.effect(
     Catalog,
     Effect.gen(function*() {

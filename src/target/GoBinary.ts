@@ -155,13 +155,22 @@ export interface AnalysisOptions {
   readonly maxEntries?: number
   /** The offsets table for binaries without DWARF; default the shipped one (tests give a smaller one). */
   readonly table?: OffsetsTable
+  /**
+   * Struct types (as DWARF names them) to read with the standard ones in the first DWARF pass: the types the probes'
+   * manifests name. A field of a type outside them is still found, by a second pass over every struct of the file
+   * (hundreds of milliseconds on a large binary, on the event loop) the first time one is asked for.
+   */
+  readonly types?: ReadonlySet<string>
 }
 
 /** Builds the service: a memo keyed by (device, inode, mtime, size), so renamed or /proc paths share an entry. */
 export const make = (options: AnalysisOptions = {}) =>
   Effect.sync(() => {
     const table = options.table ?? shipped
-    const cache = FileCache.make(options.maxEntries ?? 32, (path, bytes) => analyzeBuffer(path, bytes, table))
+    const cache = FileCache.make(
+      options.maxEntries ?? 32,
+      (path, bytes) => analyzeBuffer(path, bytes, table, options.types)
+    )
     const analyzeFile = Effect.fn("TargetAnalysis.analyzeFile")(function*(path: string) {
       return yield* cache.get(path)
     })
@@ -204,6 +213,10 @@ export const make = (options: AnalysisOptions = {}) =>
 
 /** The live layer. */
 export const layer: Layer.Layer<TargetAnalysis> = Layer.effect(TargetAnalysis, make())
+
+/** The live layer with options (e.g. the probes' struct types, for one DWARF pass per file). */
+export const layerWith = (options: AnalysisOptions): Layer.Layer<TargetAnalysis> =>
+  Layer.effect(TargetAnalysis, make(options))
 
 /**
  * The identity ("device:inode") of the process's executable (`procExe`), and whether `path` is that same file here
@@ -248,8 +261,9 @@ const isAnalysisError = (e: unknown): e is Errors.AnalysisError =>
 export const analyzeBuffer = (
   path: string,
   bytes: Buffer,
-  table: OffsetsTable = shipped
+  table: OffsetsTable = shipped,
+  types?: ReadonlySet<string>
 ): Effect.Effect<GoBinary, Errors.AnalysisError> =>
-  Effect.try({ try: () => analyzeBytes(path, bytes, table), catch: (e) => e }).pipe(
+  Effect.try({ try: () => analyzeBytes(path, bytes, table, types), catch: (e) => e }).pipe(
     Effect.catch((e) => isAnalysisError(e) ? Effect.fail(e) : Effect.die(e))
   )

@@ -33,7 +33,12 @@ const STT_OBJECT = 1
 const STT_FUNC = 2
 
 /** Analyses a Go x86-64 executable. Throws one of the typed errors of Errors.ts. */
-export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = shipped): GoBinary => {
+export const analyzeBytes = (
+  path: string,
+  bytes: Buffer,
+  table: OffsetsTable = shipped,
+  types: ReadonlySet<string> = knownTypes
+): GoBinary => {
   const elf = stage(path, "elf", parseElf, bytes)
   const info = stage(path, "buildinfo", readBuildInfo, elf)
   if (info === undefined) {
@@ -93,7 +98,7 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
   const dwarf = hasDwarf(elf)
   if (dwarf) {
     try {
-      structs = readStructs(elf, knownTypes)
+      structs = readStructs(elf, types === knownTypes ? knownTypes : new Set([...knownTypes, ...types]))
     } catch (e) {
       dwarfError = errorText(e)
     }
@@ -134,7 +139,8 @@ export const analyzeBytes = (path: string, bytes: Buffer, table: OffsetsTable = 
 
   const fieldOffset = (type: string, name: string): Result.Result<FieldOffset, Errors.OffsetUnavailable> => {
     let layout = structs.get(type)
-    if (layout === undefined && dwarf && dwarfError === undefined && !knownTypes.has(type)) {
+    // A type the first pass did not look for (a probe the analysis was not told about): every struct, once.
+    if (layout === undefined && dwarf && dwarfError === undefined && !knownTypes.has(type) && !types.has(type)) {
       if (allStructs === undefined) {
         try {
           allStructs = readStructs(kept)

@@ -5,6 +5,7 @@
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { buildGoFixture, newestSource } from "./GoFixture.ts"
 import * as NetHttpClient from "../../src/instrumentations/NetHttpClient.ts"
 import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
@@ -117,34 +118,13 @@ const exampleDir = path.join(repoRoot, "examples", "go-service")
 /** Where `buildExample` caches its binaries, one folder per Go version. */
 export const exampleCacheDir = path.join(repoRoot, "test", ".cache", "go-service")
 
-const newestSource = (dir: string): number =>
-  fs.readdirSync(dir, { withFileTypes: true }).reduce((newest, e) => {
-    const p = path.join(dir, e.name)
-    if (e.isDirectory()) return Math.max(newest, newestSource(p))
-    return /\.go$|^go\.(mod|sum)$/.test(e.name) ? Math.max(newest, fs.statSync(p).mtimeMs) : newest
-  }, 0)
-
 /**
  * Builds test/fixtures/go/panics (an HTTP server whose handlers panic) with Go `version` into
  * `test/.cache/panics/<version>/panics` (`panics-stripped` with `stripped`: no .symtab, no DWARF), reused while newer
  * than its sources, and returns the binary's path.
  */
-export const buildPanics = (version: string, options: { readonly stripped?: boolean } = {}): string => {
-  const src = path.join(repoRoot, "test", "fixtures", "go", "panics")
-  const name = options.stripped === true ? "panics-stripped" : "panics"
-  const out = path.join(repoRoot, "test", ".cache", "panics", version, name)
-  if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource(src)) return out
-  fs.mkdirSync(path.dirname(out), { recursive: true })
-  const tmp = `${out}.${process.pid}.tmp`
-  execFileSync("go", ["build", ...(options.stripped === true ? ["-ldflags=-s -w"] : []), "-o", tmp, "."], {
-    cwd: src,
-    env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
-    stdio: ["ignore", "ignore", "pipe"],
-    timeout: 600_000
-  })
-  fs.renameSync(tmp, out)
-  return out
-}
+export const buildPanics = (version: string, options: { readonly stripped?: boolean } = {}): string =>
+  buildGoFixture("panics", version, options)
 
 /**
  * Builds test/fixtures/go/dbsql (an HTTP server whose handlers use database/sql through pgx and modernc sqlite) with
@@ -154,23 +134,7 @@ export const buildPanics = (version: string, options: { readonly stripped?: bool
 export const buildDbsql = (
   version: string,
   options: { readonly stripped?: boolean; readonly pie?: boolean } = {}
-): string => {
-  const src = path.join(repoRoot, "test", "fixtures", "go", "dbsql")
-  const name = options.stripped === true ? "dbsql-stripped" : options.pie === true ? "dbsql-pie" : "dbsql"
-  const out = path.join(repoRoot, "test", ".cache", "dbsql", version, name)
-  if (fs.existsSync(out) && fs.statSync(out).mtimeMs > newestSource(src)) return out
-  fs.mkdirSync(path.dirname(out), { recursive: true })
-  const tmp = `${out}.${process.pid}.tmp`
-  const flags = options.stripped === true ? ["-ldflags=-s -w"] : options.pie === true ? ["-buildmode=pie"] : []
-  execFileSync("go", ["build", ...flags, "-o", tmp, "."], {
-    cwd: src,
-    env: { ...process.env, GOTOOLCHAIN: `go${version}`, GOFLAGS: "-mod=mod" },
-    stdio: ["ignore", "ignore", "pipe"],
-    timeout: 600_000
-  })
-  fs.renameSync(tmp, out)
-  return out
-}
+): string => buildGoFixture("dbsql", version, options)
 
 /**
  * Builds the example service (`frontend`, `backend`) with Go `version` (fetched through GOTOOLCHAIN when it is not

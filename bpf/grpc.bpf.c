@@ -3,6 +3,7 @@
  *
  * Server (all on the goroutine that handles the stream):
  *   (*Server).handleStream(s, t ServerTransport, stream *ServerStream)   RAX=s, RBX/RCX=t, RDI=stream
+ *     (a *Stream before grpc 1.69; a *ServerStream embedding *Stream in 1.69-1.76, Stream from 1.77: grpc_stream)
  *     entry: method ("/pkg.Service/Method", the stream's `method`), the connection's addresses (t's data word is the
  *     *http2Server, its `conn` a net.Conn), the parent: a traceparent the client sent (left by operateHeaders,
  *     below), else the client span published for this connection in ps_conn_spans; the span becomes the
@@ -11,6 +12,7 @@
  *     (ps_ctx_spans) so calls made under the handler's ctx on other goroutines are its children too.
  *     RET: submit. handleStream covers processUnaryRPC and processStreamingRPC, so streams need nothing more.
  *   (*http2Server).writeStatus(t, s *ServerStream, st *status.Status)   RAX=t, RBX=s, RCX=st
+ *     (exported, WriteStatus(s *Stream, ...), before grpc 1.69)
  *     the code the server writes: st.s (*spb.Status).Code; a nil st or nil st.s is OK.
  *   (*http2Server).operateHeaders(t, ctx, frame *http2.MetaHeadersFrame, handle)   RAX=t, RDI=frame
  *     on the connection's reader goroutine, before the stream is handed to handleStream: scans the decoded header
@@ -45,7 +47,10 @@
 
 /* Mirrored by `Offsets` in src/instrumentations/Grpc.ts, checked against this BTF at load. */
 struct grpc_offsets {
-  /* transport.ServerStream -> Stream.method / Stream.id */
+  /* Where the server's transport.Stream is, from the handleStream/writeStatus argument (grpc_stream below), and its
+   * method / id. */
+  u64 stream_embed;
+  u64 server_stream_stream;
   u64 stream_method;
   u64 stream_id;
   /* internal/status.Status.s, spb.Status.Code, internal/status.Error.s */
@@ -74,8 +79,8 @@ struct grpc_offsets {
   u64 status_error_fn;
   u64 io_eof;
   u64 itab_fun;
-  /* transport.ServerStream -> Stream.ctx's data word (offset of the interface + 8, never 0; 0: unknown): the
-   * stream's context, which the handler's ctx derives from, registered as the server span's (ps_ctx_spans). */
+  /* Stream.ctx's data word (offset of the interface + 8, never 0; 0: unknown): the stream's context, which the
+   * handler's ctx derives from, registered as the server span's (ps_ctx_spans). */
   u64 stream_ctx_data;
   struct ps_tcp_offsets tcp;
 };
@@ -238,6 +243,17 @@ static __always_inline void grpc_set_addrs(struct grpc_record *r, const struct p
 
 /* ---- Server ---- */
 
+/* stream_embed: how the server's stream argument holds its transport.Stream. */
+#define GRPC_STREAM_DIRECT 0  /* grpc < 1.69: the argument is the *Stream */
+#define GRPC_STREAM_POINTER 1 /* 1.69-1.76: *ServerStream embeds *Stream */
+#define GRPC_STREAM_VALUE 2   /* >= 1.77: *ServerStream embeds Stream */
+
+static __always_inline u64 grpc_stream(u64 arg, const struct grpc_offsets *off) {
+  if (off->stream_embed == GRPC_STREAM_POINTER)
+    return ps_read_u64(arg + off->server_stream_stream);
+  return arg + off->server_stream_stream;
+}
+
 SEC("uprobe/grpc_Server_handleStream")
 int uprobe_handleStream(struct pt_regs *ctx) {
   u64 g = GO_G(ctx);
@@ -256,12 +272,13 @@ int uprobe_handleStream(struct pt_regs *ctx) {
   r->head.start_ns = bpf_ktime_get_ns();
   r->head.pid = ps_tgid();
   r->kind = PS_GRPC_SERVER;
-  r->method_len = ps_read_go_str_at(r->method, sizeof(r->method), stream + off->stream_method);
+  u64 s = grpc_stream(stream, off);
+  r->method_len = ps_read_go_str_at(r->method, sizeof(r->method), s + off->stream_method);
 
   struct ps_span_ctx parent = {};
   bool has_parent = false;
   u32 id = 0;
-  if (bpf_probe_read_user(&id, sizeof(id), (const void *)(stream + off->stream_id)) == 0) {
+  if (bpf_probe_read_user(&id, sizeof(id), (const void *)(s + off->stream_id)) == 0) {
     struct grpc_stream_key sk = {.tgid = r->head.pid, .stream_id = id, .transport = transport};
     struct ps_span_ctx *tp = bpf_map_lookup_elem(&grpc_incoming_tp, &sk);
     if (tp) {
@@ -302,7 +319,7 @@ int uprobe_handleStream(struct pt_regs *ctx) {
   /* The handler's ctx is the stream's with values (the server, the transport stream, ...) and maybe a deadline
    * added: registering the stream's makes client calls under the handler's ctx its children on any goroutine. */
   if (off->stream_ctx_data) {
-    inf->ctx = ps_read_u64(stream + off->stream_ctx_data);
+    inf->ctx = ps_read_u64(s + off->stream_ctx_data);
     ps_ctx_span_set(inf->ctx, &sc);
   }
 

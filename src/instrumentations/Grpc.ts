@@ -50,7 +50,7 @@ import * as Http from "./internal/Http.ts"
 // ---------------------------------------------------------------------------------------------------------------
 
 /** grpc-go releases whose functions and struct fields this probe was written and tested against. */
-export const grpcVersions = ">=1.79.0 <1.86.0"
+export const grpcVersions = ">=1.60.0 <1.86.0"
 
 const grpc = "google.golang.org/grpc"
 const transport = `${grpc}/internal/transport`
@@ -65,7 +65,9 @@ export const IO_EOF = "io.EOF"
 /** handleStream and newClientStream bracket an RPC; the others are read within it (see bpf/grpc.bpf.c). */
 const symbols = [
   { name: `${grpc}.(*Server).handleStream`, entry: "uprobe_handleStream", return: "uprobe_handleStream_ret" },
-  { name: `${transport}.(*http2Server).writeStatus`, entry: "uprobe_writeStatus" },
+  // Exported (WriteStatus) before 1.69; a release has one or the other.
+  { name: `${transport}.(*http2Server).writeStatus`, entry: "uprobe_writeStatus", optional: true },
+  { name: `${transport}.(*http2Server).WriteStatus`, entry: "uprobe_writeStatus", optional: true },
   { name: `${transport}.(*http2Server).operateHeaders`, entry: "uprobe_operateHeaders", optional: true },
   { name: `${grpc}.newClientStream`, entry: "uprobe_newClientStream", return: "uprobe_newClientStream_ret" },
   { name: `${grpc}.(*clientStream).finish`, entry: "uprobe_clientStream_finish" },
@@ -76,7 +78,9 @@ const symbols = [
 
 /** Struct fields the BPF side reads (from the binary's DWARF: no shipped table covers grpc). */
 const fields = {
-  serverStreamStream: { type: `${transport}.ServerStream`, field: "Stream" },
+  // handleStream's stream: a *ServerStream embedding the Stream (a pointer in 1.69–1.76, a value from 1.77); before
+  // 1.69 there is no ServerStream and the argument is the *Stream.
+  serverStreamStream: { type: `${transport}.ServerStream`, field: "Stream", optional: true },
   streamMethod: { type: `${transport}.Stream`, field: "method" },
   streamId: { type: `${transport}.Stream`, field: "id" },
   statusS: { type: `${grpc}/internal/status.Status`, field: "s" },
@@ -115,7 +119,12 @@ export const manifest = Manifest.make({
 // Per-target offsets: `struct grpc_offsets`
 // ---------------------------------------------------------------------------------------------------------------
 
+/** `grpc_offsets.stream_embed`: how handleStream's argument holds the transport.Stream (bpf/grpc.bpf.c). */
+export const StreamEmbed = { direct: 0, pointer: 1, value: 2 } as const
+
 export const Offsets = Binary.struct({
+  streamEmbed: Binary.u64n,
+  serverStreamStream: Binary.u64n,
   streamMethod: Binary.u64n,
   streamId: Binary.u64n,
   statusS: Binary.u64n,
@@ -149,9 +158,18 @@ type Resolved = Manifest.Offsets<typeof fields>
 export const offsetsValue = (target: Target, o: Resolved): ReturnType<typeof Offsets.decode> => {
   const tpKnown = o.metaHeadersFrame !== undefined && o.metaFields !== undefined &&
     o.headersFrameHeader !== undefined && o.frameStreamId !== undefined && o.fieldValue !== undefined
+  // ServerStream embeds *Stream from 1.69 and Stream from 1.77 (the offset alone does not tell them apart).
+  const release = target.modules.get(grpc)
+  const embed = o.serverStreamStream === undefined ?
+    StreamEmbed.direct :
+    release !== undefined && Manifest.versionSatisfies(release, "<1.77.0") ?
+    StreamEmbed.pointer :
+    StreamEmbed.value
   return {
-    streamMethod: o.serverStreamStream + o.streamMethod,
-    streamId: o.serverStreamStream + o.streamId,
+    streamEmbed: embed,
+    serverStreamStream: o.serverStreamStream ?? 0,
+    streamMethod: o.streamMethod,
+    streamId: o.streamId,
     statusS: o.statusS,
     spbCode: o.spbCode,
     errorS: o.errorS,
@@ -170,7 +188,7 @@ export const offsetsValue = (target: Target, o: Resolved): ReturnType<typeof Off
     ioEof: symbolAddress(target, IO_EOF),
     itabFun: o.itabFun ?? 24,
     // Where the interface's data word is (+8): never 0, so 0 says unknown (ctx is Stream's first field).
-    streamCtxData: o.streamCtx === undefined ? 0 : o.serverStreamStream + o.streamCtx + 8,
+    streamCtxData: o.streamCtx === undefined ? 0 : o.streamCtx + 8,
     ...Http.tcpValue(o, [o.serverConn, o.clientConn])
   }
 }

@@ -24,6 +24,12 @@ import * as Version from "./internal/version.ts"
  * One function to probe, by its symbol name: a Go function ("net/http.serverHandler.ServeHTTP") or, for a shared
  * library, an ELF symbol ("SSL_write", or a versioned one, "memcpy@GLIBC_2.2.5").
  */
+/**
+ * Whether a version (Go's "1.26.8", a module's "v1.77.0") is in a range as manifests write them (">=1.60.0 <1.86.0"):
+ * for a probe whose per-target value depends on the release it found.
+ */
+export const versionSatisfies = (version: string, range: string): boolean => Version.satisfies(version, range)
+
 export interface SymbolSpec {
   readonly name: string
   /** Go: the BPF program at the function's entry (just past the stack-check prologue). Library: a uprobe. */

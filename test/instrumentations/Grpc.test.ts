@@ -320,9 +320,14 @@ describe("manifest and per-target value", () => {
     const applies = Manifest.check("grpc", Grpc.manifest, t)
     assert.strictEqual(applies._tag, "Applies")
     if (applies._tag !== "Applies") return
-    assert.deepStrictEqual(applies.missingOptional, [])
+    // Its writeStatus is unexported: the exported name older releases have is the optional one missing.
+    assert.deepStrictEqual(applies.missingOptional, [
+      "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus"
+    ])
     const value = Grpc.offsetsValue(t, applies.offsets)
     assert.deepStrictEqual(value, {
+      streamEmbed: Grpc.StreamEmbed.value,
+      serverStreamStream: 0,
       streamMethod: 16,
       streamId: 108,
       statusS: 0,
@@ -342,7 +347,7 @@ describe("manifest and per-target value", () => {
       statusErrorFn: 0x81e000n,
       ioEof: 0xf84150n,
       itabFun: 24,
-      // Stream.ctx's data word: ServerStream.Stream (0) + Stream.ctx (0) + 8.
+      // Stream.ctx's data word, from the Stream: Stream.ctx (0) + 8.
       streamCtxData: 8,
       tcpEnabled: 1,
       tcpConnFd: 0,
@@ -367,6 +372,41 @@ describe("manifest and per-target value", () => {
     assert.strictEqual(value.csWrapped, 0)
   })
 
+  it("the server stream's three layouts: *Stream (< 1.69), *ServerStream embedding *Stream (1.69–1.76) or Stream", () => {
+    const embedOf = (release: string, over: { fields?: Record<string, number>; writeStatus?: string } = {}) => {
+      const fns = over.writeStatus === undefined ? functions : Object.fromEntries(
+        Object.entries(functions).map(([name, f]) => [name.replace("writeStatus", over.writeStatus!), f])
+      )
+      const t = ProbeTest.target({
+        goVersion: "1.26.8",
+        modules: { "google.golang.org/grpc": release },
+        functions: fns,
+        fields: over.fields ?? fields
+      })
+      const applies = Manifest.check("grpc", Grpc.manifest, t)
+      assert.strictEqual(applies._tag, "Applies", release)
+      if (applies._tag !== "Applies") return undefined
+      const v = Grpc.offsetsValue(t, applies.offsets)
+      return [v.streamEmbed, v.serverStreamStream, applies.symbols.filter((s) => /[wW]riteStatus/.test(s))]
+    }
+    const { ["google.golang.org/grpc/internal/transport.ServerStream.Stream"]: _, ...noServerStream } = fields
+    assert.deepStrictEqual(embedOf("v1.65.1", { fields: noServerStream, writeStatus: "WriteStatus" }), [
+      Grpc.StreamEmbed.direct,
+      0,
+      ["google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus"]
+    ])
+    assert.deepStrictEqual(embedOf("v1.72.2", { fields: { ...fields, "google.golang.org/grpc/internal/transport.ServerStream.Stream": 0 } }), [
+      Grpc.StreamEmbed.pointer,
+      0,
+      ["google.golang.org/grpc/internal/transport.(*http2Server).writeStatus"]
+    ])
+    assert.deepStrictEqual(embedOf("v1.77.0"), [
+      Grpc.StreamEmbed.value,
+      0,
+      ["google.golang.org/grpc/internal/transport.(*http2Server).writeStatus"]
+    ])
+  })
+
   it("without Stream.ctx's offset no context is registered (0), and the probe still applies", () => {
     const { ["google.golang.org/grpc/internal/transport.Stream.ctx"]: _, ...noCtx } = fields
     const t = target({ fields: noCtx })
@@ -383,8 +423,8 @@ describe("manifest and per-target value", () => {
       return r._tag === "NotApplicable" ? r.reason : r._tag
     }
     assert.strictEqual(
-      reason(target({ modules: { "google.golang.org/grpc": "v1.70.0" } })),
-      "google.golang.org/grpc v1.70.0 is outside the supported range >=1.79.0 <1.86.0"
+      reason(target({ modules: { "google.golang.org/grpc": "v1.59.0" } })),
+      "google.golang.org/grpc v1.59.0 is outside the supported range >=1.60.0 <1.86.0"
     )
     const { ["google.golang.org/grpc/internal/transport.Stream.method"]: _, ...noMethod } = fields
     assert.strictEqual(

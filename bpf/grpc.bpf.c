@@ -78,6 +78,9 @@ struct grpc_offsets {
    * itab keeps its first method (internal/abi.ITab.Fun). */
   u64 status_error_fn;
   u64 io_eof;
+  /* errors.(*errorString).Error: without io.EOF's address (a stripped binary has no data symbols), a clean end is
+   * told by its value, errors.New("EOF"): an *errorString whose text is "EOF". */
+  u64 error_string_fn;
   u64 itab_fun;
   /* Stream.ctx's data word (offset of the interface + 8, never 0; 0: unknown): the stream's context, which the
    * handler's ctx derives from, registered as the server span's (ps_ctx_spans). */
@@ -507,6 +510,14 @@ static __always_inline u16 grpc_error_code(u64 tab, u64 data, const struct grpc_
     struct go_iface eof = {};
     if (bpf_probe_read_user(&eof, sizeof(eof), (const void *)off->io_eof) == 0 && eof.tab == tab &&
         eof.data == data)
+      return 0;
+  } else if (off->error_string_fn && data && ps_read_u64(tab + off->itab_fun) == off->error_string_fn) {
+    /* errorString{s string}: s's pointer and length at the start. */
+    struct go_string s = {};
+    char text[3] = {};
+    if (bpf_probe_read_user(&s, sizeof(s), (const void *)data) == 0 && s.len == 3 &&
+        bpf_probe_read_user(text, sizeof(text), (const void *)s.ptr) == 0 && text[0] == 'E' && text[1] == 'O' &&
+        text[2] == 'F')
       return 0;
   }
   if (off->status_error_fn == 0 || data == 0 || ps_read_u64(tab + off->itab_fun) != off->status_error_fn)

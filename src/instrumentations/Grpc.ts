@@ -61,6 +61,8 @@ const transport = `${grpc}/internal/transport`
  */
 export const STATUS_ERROR_METHOD = `${grpc}/internal/status.(*Error).Error`
 export const IO_EOF = "io.EOF"
+/** The Error method of errors.New's values, io.EOF among them. */
+export const ERROR_STRING_METHOD = "errors.(*errorString).Error"
 
 /** handleStream and newClientStream bracket an RPC; the others are read within it (see bpf/grpc.bpf.c). */
 const symbols = [
@@ -143,6 +145,7 @@ export const Offsets = Binary.struct({
   fieldValue: Binary.u64n,
   statusErrorFn: Binary.u64,
   ioEof: Binary.u64,
+  errorStringFn: Binary.u64,
   itabFun: Binary.u64n,
   streamCtxData: Binary.u64n,
   ...Http.tcpLayout
@@ -186,6 +189,8 @@ export const offsetsValue = (target: Target, o: Resolved): ReturnType<typeof Off
     fieldValue: tpKnown ? o.fieldValue! : 0,
     statusErrorFn: symbolAddress(target, STATUS_ERROR_METHOD),
     ioEof: symbolAddress(target, IO_EOF),
+    // A function: found in a stripped binary too (its pclntab), where io.EOF, a variable, is not.
+    errorStringFn: symbolAddress(target, ERROR_STRING_METHOD),
     itabFun: o.itabFun ?? 24,
     // Where the interface's data word is (+8): never 0, so 0 says unknown (ctx is Stream's first field).
     streamCtxData: o.streamCtx === undefined ? 0 : o.streamCtx + 8,

@@ -310,7 +310,8 @@ const target = (over: { modules?: Record<string, string>; fields?: Record<string
     fields: over.fields ?? fields,
     symbols: {
       [Grpc.STATUS_ERROR_METHOD]: { fileOffset: 0x41e000, address: 0x81e000n },
-      [Grpc.IO_EOF]: { fileOffset: 0, kind: "object", address: 0xf84150n }
+      [Grpc.IO_EOF]: { fileOffset: 0, kind: "object", address: 0xf84150n },
+      [Grpc.ERROR_STRING_METHOD]: { fileOffset: 0xa1000, address: 0x4a1000n }
     }
   })
 
@@ -346,6 +347,7 @@ describe("manifest and per-target value", () => {
       fieldValue: 16,
       statusErrorFn: 0x81e000n,
       ioEof: 0xf84150n,
+      errorStringFn: 0x4a1000n,
       itabFun: 24,
       // Stream.ctx's data word, from the Stream: Stream.ctx (0) + 8.
       streamCtxData: 8,

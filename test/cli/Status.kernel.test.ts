@@ -66,12 +66,13 @@ describe("run's status (kernel)", { timeout: 120_000 }, () => {
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "probescope-tty-")), "typescript")
     await withBackend((pid) => {
       // A terminal wide enough for the whole line (it is cut to the terminal's width, 80 columns by default here).
-      const command = `stty cols 240; timeout -s INT 9 ${process.execPath} ${main} run --pid ${pid}`
+      const command = `stty cols 400; timeout -s INT 9 ${process.execPath} ${main} run --pid ${pid}`
       spawnSync("script", ["-qec", command, out], { env, encoding: "utf8" })
     })
     const text = fs.readFileSync(out, "utf8")
     const line = new RegExp(
-      "\\r\\x1b\\[2Kprobescope: 1 target · ((nethttp_\\w+|grpc|database_sql|go_redis|openssl_http) [\\d.]+/s · ){6}drops kernel 0 consumer 0 · " +
+      "\\r\\x1b\\[2Kprobescope: 1 target · " +
+        "((nethttp_\\w+|grpc|database_sql|go_redis|kafka_go|otel_trace|go_panic|openssl_http) [\\d.]+/s · ){9}drops kernel 0 consumer 0 · " +
         "export spans off metrics off logs off · queue 0",
       "g"
     )
@@ -97,11 +98,14 @@ describe("run's status (kernel)", { timeout: 120_000 }, () => {
     assert.strictEqual(status[0].targets, 1)
     assert.deepStrictEqual(Object.keys(status[0].recordsPerSecond).sort(), [
       "database_sql",
+      "go_panic",
       "go_redis",
       "grpc",
+      "kafka_go",
       "nethttp_client",
       "nethttp_server",
-      "openssl_http"
+      "openssl_http",
+      "otel_trace"
     ])
     assert.isTrue(records.some((r) => r.level === "info" && /^ready: /.test(r.message)))
     assert.notInclude(stderr, "\x1b")

@@ -241,9 +241,6 @@ const TFLAG_EXTRA_STAR = 1 << 1
 /** Error types whose first field is their whole message (errors.New's, fmt.Errorf's with and without %w). */
 const MESSAGE_FIRST = new Set(["*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors"])
 
-/** Span attributes saying what the bounds left out, when something was (OTLP's dropped counts are not exported). */
-export const DROPPED_ATTRIBUTES = "probescope.otel.dropped_attributes_count"
-export const DROPPED_EVENTS = "probescope.otel.dropped_events_count"
 
 export const attrsOf = (r: Record): ReadonlyArray<Attr> =>
   Array.from({ length: Math.min(ATTRS, r.attrCount) }, (_, i) => Attr.decode(r.attrs.subarray(i * Attr.size)))
@@ -306,9 +303,10 @@ export const toSpan = (r: Record): Probe.SpanInput => {
   const events = eventsOf(r).map((e, i) => toEvent(e, attributesOf(attrs, i + 1).attributes))
   // Slices and cut keys of the span and its events, and what did not fit, together.
   const droppedAttrs = r.attrsDropped + attrs.filter((a) => attrValue(a) === undefined).length
-  if (droppedAttrs > 0) attributes[DROPPED_ATTRIBUTES] = droppedAttrs
-  if (r.eventsDropped > 0) attributes[DROPPED_EVENTS] = r.eventsDropped
   return {
+    // OTLP's dropped counts, as the SDK would send them.
+    ...(droppedAttrs > 0 ? { droppedAttributesCount: droppedAttrs } : {}),
+    ...(r.eventsDropped > 0 ? { droppedEventsCount: r.eventsDropped } : {}),
     ...Http.spanHead({ ...r, parent: r.parent === 0 ? Http.Parent.none : Http.Parent.local }),
     name: r.name,
     kind: KINDS[r.kind] ?? "internal",

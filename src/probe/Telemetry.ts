@@ -40,6 +40,9 @@ export interface SpanData {
   readonly attributes: Attributes
   readonly status: { readonly code: "unset" | "ok" | "error"; readonly message?: string }
   readonly events?: ReadonlyArray<SpanEvent>
+  /** Attributes (of the span and its events) and events the probe could not keep: OTLP's dropped counts. */
+  readonly droppedAttributesCount?: number
+  readonly droppedEventsCount?: number
 }
 
 /** Log severities, named as the OpenTelemetry log data model's ranges (TRACE 1, DEBUG 5, INFO 9, WARN 13, ...). */

@@ -12,7 +12,6 @@ import { execFileSync } from "node:child_process"
 import * as path from "node:path"
 import { Duration, Effect, Schedule } from "effect"
 import { beforeAll } from "vitest"
-import * as OtelTrace from "../../src/instrumentations/OtelTrace.ts"
 import * as Collector from "../collector/Collector.ts"
 import { buildOtelApi } from "../instrumentations/OtelTraceFixture.ts"
 import type { ReceivedSpan } from "../receiver/Receiver.ts"
@@ -101,7 +100,8 @@ describe("OpenTelemetry Go API spans through the CLI and a real collector", () =
       const nested = one(spans, (s) => s.name === "nested renamed", "nested")
       const job = one(spans, (s) => s.name === "job", "job")
 
-      const manual = (s: ReceivedSpan) => [s.scope.name, s.kind, s.attributes, s.status, s.resource["process.pid"]]
+      const manual = (s: ReceivedSpan) =>
+        [s.scope.name, s.kind, s.attributes, s.status, s.resource["process.pid"], s.droppedAttributesCount]
       assert.deepStrictEqual(manual(work), [
         "probescope/otel_trace",
         "SPAN_KIND_INTERNAL",
@@ -110,25 +110,28 @@ describe("OpenTelemetry Go API spans through the CLI and a real collector", () =
           "app.items": 3,
           "app.cached": false,
           "app.ratio": 0.25,
-          "app.delta": -42,
-          [OtelTrace.DROPPED_ATTRIBUTES]: 1
+          "app.delta": -42
         },
         { code: "STATUS_CODE_OK", message: "" },
-        app.pid
+        app.pid,
+        // app.tags, a string slice: OTLP's dropped_attributes_count.
+        1
       ])
       assert.deepStrictEqual(manual(nested), [
         "probescope/otel_trace",
         "SPAN_KIND_CLIENT",
         {},
         { code: "STATUS_CODE_ERROR", message: "nested failed" },
-        app.pid
+        app.pid,
+        0
       ])
       assert.deepStrictEqual(manual(job), [
         "probescope/otel_trace",
         "SPAN_KIND_INTERNAL",
         {},
         { code: "STATUS_CODE_UNSET", message: "" },
-        app.pid
+        app.pid,
+        0
       ])
       // One trace: server -> work -> (client -> leaf, nested, job).
       for (const s of spans) assert.strictEqual(s.traceId, server.traceId, s.name)

@@ -148,7 +148,8 @@ const manual = (s: SpanData) => ({
   kind: s.kind,
   attributes: s.attributes,
   status: s.status,
-  events: s.events?.map((e) => ({ name: e.name, attributes: e.attributes }))
+  events: s.events?.map((e) => ({ name: e.name, attributes: e.attributes })),
+  dropped: [s.droppedAttributesCount, s.droppedEventsCount]
 })
 
 describe.each(builds)("otel_trace on Go $go, go.opentelemetry.io/otel v$otel, pie: $pie", (build) => {
@@ -183,15 +184,15 @@ describe.each(builds)("otel_trace on Go $go, go.opentelemetry.io/otel v$otel, pi
           "app.items": 3,
           "app.cached": false,
           "app.ratio": 0.25,
-          "app.delta": -42,
-          // app.tags, a string slice.
-          [OtelTrace.DROPPED_ATTRIBUTES]: 1
+          "app.delta": -42
         },
         status: { code: "ok" },
         events: [
           { name: "cache miss", attributes: { "cache.key": "k1" } },
           { name: "done", attributes: {} }
-        ]
+        ],
+        // app.tags, a string slice.
+        dropped: [1, undefined]
       })
       assert.deepStrictEqual(manual(nested), {
         probe: "otel_trace",
@@ -201,7 +202,8 @@ describe.each(builds)("otel_trace on Go $go, go.opentelemetry.io/otel v$otel, pi
         status: { code: "error", message: "nested failed" },
         events: [
           { name: "exception", attributes: { "exception.type": "*errors.errorString", "exception.message": "boom" } }
-        ]
+        ],
+        dropped: [undefined, undefined]
       })
       assert.deepStrictEqual(manual(job), {
         probe: "otel_trace",
@@ -209,6 +211,7 @@ describe.each(builds)("otel_trace on Go $go, go.opentelemetry.io/otel v$otel, pi
         kind: "internal",
         attributes: {},
         status: { code: "unset" },
+        dropped: [undefined, undefined],
         events: undefined
       })
       // Parentage: server -> work -> (client -> leaf server, nested, job on the worker goroutine by its context).
@@ -258,20 +261,20 @@ describe(`otel_trace on Go 1.26.8: bounds`, () => {
         name: "many",
         kind: "internal",
         attributes: {
-          ...Object.fromEntries(Array.from({ length: OtelTrace.ATTRS }, (_, i) => [n(i), i])),
-          [OtelTrace.DROPPED_ATTRIBUTES]: 20 - OtelTrace.ATTRS,
-          [OtelTrace.DROPPED_EVENTS]: 6 - OtelTrace.EVENTS
+          ...Object.fromEntries(Array.from({ length: OtelTrace.ATTRS }, (_, i) => [n(i), i]))
         },
         status: { code: "ok" },
-        events: Array.from({ length: OtelTrace.EVENTS }, (_, i) => ({ name: `e${i}`, attributes: {} }))
+        events: Array.from({ length: OtelTrace.EVENTS }, (_, i) => ({ name: `e${i}`, attributes: {} })),
+        dropped: [20 - OtelTrace.ATTRS, 6 - OtelTrace.EVENTS]
       })
       assert.deepStrictEqual(manual(long), {
         probe: "otel_trace",
         name: "long",
         kind: "internal",
-        attributes: { "long.value": "x".repeat(OtelTrace.STR_CAP), [OtelTrace.DROPPED_ATTRIBUTES]: 1 },
+        attributes: { "long.value": "x".repeat(OtelTrace.STR_CAP) },
         status: { code: "unset" },
-        events: undefined
+        events: undefined,
+        dropped: [1, undefined]
       })
       for (const s of [many, long]) assert.strictEqual(s.parentSpanId, server.spanId)
     }).pipe(Effect.provide(agent)), 60_000)

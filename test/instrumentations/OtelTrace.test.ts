@@ -173,10 +173,10 @@ describe("spans", () => {
         "app.cached": false,
         "app.hit": true,
         "app.ratio": 0.25,
-        "app.long": "x".repeat(64),
-        // The two that did not fit in the record, the slice and the cut key.
-        [OtelTrace.DROPPED_ATTRIBUTES]: 4
+        "app.long": "x".repeat(64)
       })
+      // The two that did not fit in the record, the slice and the cut key: OTLP's dropped_attributes_count.
+      assert.deepStrictEqual([span.droppedAttributesCount, span.droppedEventsCount], [4, undefined])
     }))
 
   it.effect("events in order with their own attributes; RecordError's as 'exception'; dropped events counted", () =>
@@ -193,11 +193,8 @@ describe("spans", () => {
         event("*net.OpError", 1_160_000n, { exception: true, errKind: 25, errTflag: 2, msg: "garbage" }),
         event("*fmt.wrapError", 1_170_000n, { exception: true, errKind: 22, msg: "wrapped: boom" })
       ]))
-      assert.deepStrictEqual(span.attributes, {
-        "app.user": "alice",
-        [OtelTrace.DROPPED_ATTRIBUTES]: 1,
-        [OtelTrace.DROPPED_EVENTS]: 3
-      })
+      assert.deepStrictEqual(span.attributes, { "app.user": "alice" })
+      assert.deepStrictEqual([span.droppedAttributesCount, span.droppedEventsCount], [1, 3])
       assert.deepStrictEqual(span.events, [
         { name: "cache miss", timeMonoNs: 1_100_000n, attributes: { "cache.key": "k1" } },
         {

@@ -43,7 +43,10 @@ export const ReceivedSpan = Schema.Struct({
   endTimeUnixNano: Schema.String,
   attributes: Schema.Record(Schema.String, Schema.Unknown),
   /** code is the OTLP enum name, e.g. "STATUS_CODE_ERROR". */
-  status: Schema.Struct({ code: Schema.String, message: Schema.String })
+  status: Schema.Struct({ code: Schema.String, message: Schema.String }),
+  /** OTLP's dropped counts (0 when none). */
+  droppedAttributesCount: Schema.optional(Schema.Number),
+  droppedEventsCount: Schema.optional(Schema.Number)
 })
 export type ReceivedSpan = typeof ReceivedSpan.Type
 

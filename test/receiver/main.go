@@ -49,6 +49,9 @@ type receivedSpan struct {
 	EndUnixNs    string            `json:"endTimeUnixNano"`
 	Attributes   map[string]any    `json:"attributes"`
 	Status       status            `json:"status"`
+	// OTLP's dropped counts: what the sender could not keep.
+	DroppedAttributes uint32 `json:"droppedAttributesCount"`
+	DroppedEvents     uint32 `json:"droppedEventsCount"`
 }
 
 type scope struct {
@@ -114,20 +117,22 @@ func report(protocol string, headers map[string]string, req *collectortrace.Expo
 			sc := scope{Name: ss.GetScope().GetName(), Version: ss.GetScope().GetVersion()}
 			for _, s := range ss.GetSpans() {
 				emit(receivedSpan{
-					Protocol:     protocol,
-					Headers:      headers,
-					Resource:     res,
-					Scope:        sc,
-					TraceID:      hex.EncodeToString(s.GetTraceId()),
-					SpanID:       hex.EncodeToString(s.GetSpanId()),
-					ParentSpanID: hex.EncodeToString(s.GetParentSpanId()),
-					Flags:        s.GetFlags(),
-					Name:         s.GetName(),
-					Kind:         s.GetKind().String(),
-					StartUnixNs:  fmt.Sprint(s.GetStartTimeUnixNano()),
-					EndUnixNs:    fmt.Sprint(s.GetEndTimeUnixNano()),
-					Attributes:   attrs(s.GetAttributes()),
-					Status:       status{Code: s.GetStatus().GetCode().String(), Message: s.GetStatus().GetMessage()},
+					Protocol:          protocol,
+					Headers:           headers,
+					Resource:          res,
+					Scope:             sc,
+					TraceID:           hex.EncodeToString(s.GetTraceId()),
+					SpanID:            hex.EncodeToString(s.GetSpanId()),
+					ParentSpanID:      hex.EncodeToString(s.GetParentSpanId()),
+					Flags:             s.GetFlags(),
+					Name:              s.GetName(),
+					Kind:              s.GetKind().String(),
+					StartUnixNs:       fmt.Sprint(s.GetStartTimeUnixNano()),
+					EndUnixNs:         fmt.Sprint(s.GetEndTimeUnixNano()),
+					Attributes:        attrs(s.GetAttributes()),
+					Status:            status{Code: s.GetStatus().GetCode().String(), Message: s.GetStatus().GetMessage()},
+					DroppedAttributes: s.GetDroppedAttributesCount(),
+					DroppedEvents:     s.GetDroppedEventsCount(),
 				})
 			}
 		}

@@ -84,7 +84,10 @@ const spans: ReadonlyArray<readonly [SpanData, typeof api]> = [
     events: [
       { name: "exception", timeMonoNs: 1_003_000_000n, attributes: { "exception.message": "EOF", "n": 3 } },
       { name: "retry", timeMonoNs: 1_003_500_000n, attributes: {} }
-    ]
+    ],
+    // What the probe could not keep (otel_trace's bounds): OTLP's dropped counts.
+    droppedAttributesCount: 2,
+    droppedEventsCount: 5
   }, api],
   // Root span of another process, ok status, unicode name, flags 0.
   [{
@@ -194,6 +197,8 @@ describe("direct OTLP encoding", () => {
     assert.deepStrictEqual(root!["status"], { message: "", code: 1 })
     assert.strictEqual(root!["name"], "publish 注文 📦")
     assert.strictEqual(clamped!["endTimeUnixNano"], clamped!["startTimeUnixNano"])
+    assert.deepStrictEqual([local!["droppedAttributesCount"], local!["droppedEventsCount"]], [2, 5])
+    assert.deepStrictEqual([root!["droppedAttributesCount"], root!["droppedEventsCount"]], [0, 0])
     assert.deepStrictEqual(local!["events"].map((e: any) => [e.name, e.timeUnixNano, e.attributes.length]), [
       ["exception", String(1_003_000_000n + OFFSET), 2],
       ["retry", String(1_003_500_000n + OFFSET), 0]

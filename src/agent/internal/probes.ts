@@ -231,11 +231,9 @@ export const builtins: ReadonlyArray<ProbeDefinition> = [
       "error.type"
     ]
   },
-  {
-    // Spans the program makes by hand with the OpenTelemetry Go API: their attributes are the program's own.
-    ...OtelTrace.OtelTrace,
-    attributes: ["probescope.otel.dropped_attributes_count", "probescope.otel.dropped_events_count"]
-  },
+  // Spans the program makes by hand with the OpenTelemetry Go API: their attributes are the program's own (`list`
+  // says "not declared").
+  OtelTrace.OtelTrace,
   {
     ...GoPanic.GoPanic,
     emits: ["logs", "spans", "metrics"],

@@ -61,8 +61,8 @@ export const toReadableSpan = (
     ended: true,
     resource,
     instrumentationScope: scopeOf(span.probe, scopeVersion),
-    droppedAttributesCount: 0,
-    droppedEventsCount: 0,
+    droppedAttributesCount: span.droppedAttributesCount ?? 0,
+    droppedEventsCount: span.droppedEventsCount ?? 0,
     droppedLinksCount: 0
   }
 }

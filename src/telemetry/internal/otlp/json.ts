@@ -134,6 +134,9 @@ export const writeSpan = (w: JsonWriter, s: SpanData, offsetNs: bigint): void =>
   w.ascii(`,"endTimeUnixNano":`)
   writeTime(w, endMonoNs(s) + offsetNs)
   writeAttributes(w, s.attributes)
+  if (s.droppedAttributesCount !== undefined && s.droppedAttributesCount > 0) {
+    w.ascii(`,"droppedAttributesCount":${s.droppedAttributesCount}`)
+  }
   const events = s.events
   if (events !== undefined && events.length > 0) {
     w.ascii(`,"events":[`)
@@ -148,6 +151,9 @@ export const writeSpan = (w: JsonWriter, s: SpanData, offsetNs: bigint): void =>
       w.byte(CLOSE)
     }
     w.byte(0x5d)
+  }
+  if (s.droppedEventsCount !== undefined && s.droppedEventsCount > 0) {
+    w.ascii(`,"droppedEventsCount":${s.droppedEventsCount}`)
   }
   w.ascii(`,"status":{`)
   const message = s.status.message

@@ -126,6 +126,10 @@ export const writeSpan = (w: ProtoWriter, s: SpanData, offsetNs: bigint): void =
   w.byte(0x41) // end_time_unix_nano (8)
   w.fixed64(endMonoNs(s) + offsetNs)
   writeKeyValues(w, s.attributes, 0x4a) // attributes (9)
+  if (s.droppedAttributesCount !== undefined && s.droppedAttributesCount > 0) {
+    w.byte(0x50) // dropped_attributes_count (10)
+    w.uint32(s.droppedAttributesCount)
+  }
   const events = s.events
   if (events !== undefined) {
     for (let i = 0; i < events.length; i++) {
@@ -139,6 +143,10 @@ export const writeSpan = (w: ProtoWriter, s: SpanData, offsetNs: bigint): void =
       writeKeyValues(w, e.attributes, 0x1a) // Event.attributes (3)
       w.end(event, 1)
     }
+  }
+  if (s.droppedEventsCount !== undefined && s.droppedEventsCount > 0) {
+    w.byte(0x60) // dropped_events_count (12)
+    w.uint32(s.droppedEventsCount)
   }
   // The status is always present (as the SDK sends it), empty when unset without a message.
   w.byte(0x7a) // status (15)

@@ -18,8 +18,13 @@ interface MaybeSymbols {
   readonly symbol?: (name: string) => Option.Option<{ readonly address: bigint }>
 }
 
-/** `runtime.types` of each executable, by file identity (device:inode) or path; undefined when not found. */
-const fromFiles = new Map<string, bigint | undefined>()
+/**
+ * `runtime.types` of each analysed executable, undefined when not found. Keyed by the analysis (its `function` lookup,
+ * one per file version in the analysis cache, which keys on device, inode, mtime and size), not by the file's
+ * device:inode alone: a file replaced by another (a rebuild renamed over it) frees its inode for the next file, which
+ * would then get the old file's address.
+ */
+const fromAnalyses = new WeakMap<object, bigint | undefined>()
 
 const readTypes = (exe: string): bigint | undefined => {
   try {
@@ -38,11 +43,11 @@ const readTypes = (exe: string): bigint | undefined => {
 export const typesAddress = (target: Target): bigint | undefined => {
   // Per executable, once: a per-target value is computed for every process that starts (a burst of short-lived ones
   // included), and a symbol lookup or an ELF read each time would hold the event loop for every one of them.
-  const key = target.file ?? target.exe
-  if (fromFiles.has(key)) return fromFiles.get(key)
+  const key = target.function
+  if (fromAnalyses.has(key)) return fromAnalyses.get(key)
   const found = (target as MaybeSymbols).symbol?.("runtime.types")
   const address = found !== undefined && Option.isSome(found) ? found.value.address : readTypes(target.exe)
-  fromFiles.set(key, address)
+  fromAnalyses.set(key, address)
   return address
 }
 

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/perf_event.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -270,7 +272,13 @@ Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_object* obj = Require(env, "load");
   LogReset();
+  // The verifier gives up with EAGAIN when a signal is pending for the loading thread (a profiler's SIGPROF every
+  // millisecond, a child's SIGCHLD): block them for the load; they are delivered when the mask is restored.
+  sigset_t all, saved;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &saved);
   int err = bpf_object__load(obj);
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   if (err) throw MakeError(env, "load", -err, name_);
   loaded_ = true;
   return env.Undefined();

@@ -1,5 +1,7 @@
-// Load generator for bench/overhead.ts: n GET requests over c keep-alive connections, then one JSON line with
-// throughput and latency percentiles. A separate process, so the agent's Node process is not the load's bottleneck.
+// Load generator for bench/overhead.ts and bench/footprint.ts: n GET requests over c keep-alive connections, then one
+// JSON line with throughput and latency percentiles. A separate process, so the agent's Node process is not the load's
+// bottleneck. -url takes a comma-separated list: worker w sends to URL w mod len (footprint.ts spreads its load over
+// ten processes that way), so c should be a multiple of the number of URLs for an even spread.
 package main
 
 import (
@@ -29,7 +31,7 @@ type result struct {
 }
 
 func main() {
-	url := flag.String("url", "", "URL to GET")
+	url := flag.String("url", "", "URL to GET, or several separated by commas (worker w uses URL w mod len)")
 	n := flag.Int("n", 3000, "requests")
 	c := flag.Int("c", 1, "connections (one worker each)")
 	rate := flag.Float64("rate", 0, "requests per second over all connections (0: as fast as they go)")
@@ -39,6 +41,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "load: -url is required")
 		os.Exit(2)
 	}
+	urls := strings.Split(*url, ",")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *c, MaxConnsPerHost: *c}}
 	latencies := make([]time.Duration, *n)
 	var next, errors, done int64 = -1, 0, 0
@@ -62,6 +65,7 @@ func main() {
 	}
 	for w := 0; w < *c; w++ {
 		wg.Add(1)
+		target := urls[w%len(urls)]
 		go func() {
 			defer wg.Done()
 			for {
@@ -71,7 +75,7 @@ func main() {
 				}
 				pace(i)
 				t0 := time.Now()
-				resp, err := client.Get(*url)
+				resp, err := client.Get(target)
 				if err == nil {
 					var body []byte
 					body, err = io.ReadAll(resp.Body)

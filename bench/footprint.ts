@@ -1,0 +1,393 @@
+/**
+ * The agent's footprint where issue #12 sets it: `bin/probescope run --exe backend` attached to ten processes of
+ * examples/go-service's backend, driven at a steady 10k requests per second in total (one server span each) by the
+ * Go load generator (bench/load, two keep-alive connections per process, paced), exporting traces and metrics over
+ * OTLP http/protobuf to the counting sink (bench/internal/sink.ts). Prints:
+ *   - agent RSS attached and idle, and steady under the load, against the 64 MiB goal and against a bare `node`
+ *     process measured in the same run;
+ *   - agent CPU while attached and idle (ms per second, over --idle-seconds with no load; schedstat, ns resolution);
+ *   - agent CPU per span at the rate reached (its idle rate taken off);
+ *   - spans lost: the sink's count against the requests made (the bench fails unless it is 0);
+ *   - with --minutes N (or BENCH_SOAK_MINUTES): a soak under the same load, RSS every 10 s, the growth from the first
+ *     minute to the last and the least-squares slope;
+ *   - unless --no-profile: a V8 CPU profile of a second agent under the same load (its load window only, by the
+ *     samples' timestamps): main-thread CPU by stage and the top 15 functions by self time.
+ *
+ *   node_modules/.bin/node bench/footprint.ts [--rate 10000] [--processes 10] [--seconds 20] [--idle-seconds 10]
+ *     [--minutes N] [--no-profile] [--profile-seconds 10]
+ *
+ * Root is needed (uprobes). Figures are from one run on whatever machine this is; the rate reached is printed, since a
+ * small machine may not drive 10k requests per second through ten Go servers, their probes and the agent at once.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { buildExample } from "../test/instrumentations/fixtures.ts"
+import * as CpuProfile from "./internal/cpuprofile.ts"
+import * as Goals from "./internal/goals.ts"
+import {
+  buildLoad,
+  cpuNs,
+  cpuSeconds,
+  type Load,
+  median,
+  privateCopy,
+  rssMiB,
+  sleep,
+  waitForLine
+} from "./internal/proc.ts"
+import * as Sink from "./internal/sink.ts"
+
+const root = path.resolve(import.meta.dirname, "..")
+
+const flag = (name: string, fallback: number): number => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i < 0 ? fallback : Number(process.argv[i + 1])
+}
+const rate = flag("rate", 10_000)
+const processes = flag("processes", 10)
+const seconds = flag("seconds", 20)
+const idleSeconds = Math.max(10, flag("idle-seconds", 10))
+const soakMinutes = flag("minutes", Number(process.env["BENCH_SOAK_MINUTES"] ?? 0))
+const profile = !process.argv.includes("--no-profile")
+const profileSeconds = flag("profile-seconds", 10)
+/** Two workers per process: one connection can stall on a slow response while the other keeps the pace. */
+const connections = 2 * processes
+/** Before a measured window: the agent's JIT warms up on the first few thousand records. */
+const warmupSeconds = 3
+
+// Issue #12's table: the figures before this issue's work, on this kind of machine.
+const PREVIOUS_IDLE_MS_PER_S = 10
+const PREVIOUS_CPU_PER_SPAN_US = 20
+
+const children: Array<ChildProcess> = []
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
+})
+
+/** A bare Node process's RSS (the same node binary the agent runs on), one second after start. */
+const bareNodeRss = async (): Promise<number> => {
+  const child = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" })
+  children.push(child)
+  await sleep(1000)
+  const rss = rssMiB(child.pid!)
+  child.kill("SIGKILL")
+  return rss
+}
+
+/** The paced load over every backend; resolves with bench/load's totals when it ends. */
+const startLoad = (load: string, urls: ReadonlyArray<string>, requests: number) => {
+  const child = spawn(load, ["-url", urls.join(","), "-n", String(requests), "-c", String(connections), "-rate",
+    String(rate)], { stdio: ["ignore", "pipe", "inherit"] })
+  children.push(child)
+  let out = ""
+  child.stdout!.on("data", (c: Buffer) => void (out += c.toString()))
+  return new Promise<Load>((resolve, reject) =>
+    child.once("exit", (code) =>
+      code === 0 ? resolve(JSON.parse(out) as Load) : reject(new Error(`bench/load exited with ${code}`))))
+}
+
+interface Agent {
+  readonly child: ChildProcess
+  readonly pid: number
+  /** SIGINT, then the exit code (the agent flushes its exporters and, under --cpu-prof, writes the profile). */
+  readonly stop: () => Promise<number | null>
+  /** The last lines the agent printed (its exit summary after stop). */
+  readonly tail: () => string
+}
+
+const startAgent = async (backend: string, pids: ReadonlyArray<number>, sink: Sink.Sink, extraEnv: Record<string, string>) => {
+  const child = spawn(path.join(root, "bin", "probescope"), ["run", "--exe", backend], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: {
+      ...process.env,
+      OTEL_TRACES_EXPORTER: "otlp",
+      // Metrics on, at the default export interval: the idle figure is the agent as users run it.
+      OTEL_METRICS_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.httpUrl,
+      OTEL_BSP_SCHEDULE_DELAY: "1000",
+      ...extraEnv
+    }
+  })
+  children.push(child)
+  const attached = new Set<number>()
+  let tail = ""
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`attached to ${attached.size} of ${pids.length} within 60 s`)), 60_000)
+    for (const s of [child.stdout!, child.stderr!]) {
+      s.on("data", (c: Buffer) => {
+        tail = (tail + c.toString()).slice(-4000)
+        for (const m of tail.matchAll(/pid (\d+): attached/g)) attached.add(Number(m[1]))
+        if (pids.every((p) => attached.has(p))) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    }
+    child.once("exit", (code) => reject(new Error(`the agent exited (${code}) before attaching:\n${tail}`)))
+  })
+  const agent: Agent = {
+    child,
+    pid: child.pid!,
+    stop: () => {
+      const exit = new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)))
+      child.kill("SIGINT")
+      return exit
+    },
+    tail: () => tail
+  }
+  return agent
+}
+
+/** Waits until the sink has counted `expected` spans since `from` (or 30 s pass); the count it got. */
+const awaitSpans = async (sink: Sink.Sink, from: number, expected: number): Promise<number> => {
+  const until = performance.now() + 30_000
+  let got = (await sink.spans()) - from
+  while (got < expected && performance.now() < until) {
+    await sleep(100)
+    got = (await sink.spans()) - from
+  }
+  return got
+}
+
+/** Least-squares slope of y over x. */
+const slope = (xs: ReadonlyArray<number>, ys: ReadonlyArray<number>): number => {
+  const n = xs.length
+  const mx = xs.reduce((a, b) => a + b, 0) / n
+  const my = ys.reduce((a, b) => a + b, 0) / n
+  let num = 0
+  let den = 0
+  for (let i = 0; i < n; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my)
+    den += (xs[i]! - mx) ** 2
+  }
+  return den === 0 ? 0 : num / den
+}
+
+const mean = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
+
+const main = async () => {
+  const dir = buildExample(process.env["BENCH_GO_VERSION"] ?? "1.26.8")
+  const backendExe = privateCopy(path.join(dir, "backend"))
+  const load = buildLoad()
+  const bareRss = await bareNodeRss()
+  const sink = await Sink.start()
+  process.on("exit", sink.stop)
+
+  const backends: Array<ChildProcess> = []
+  const urls: Array<string> = []
+  for (let i = 0; i < processes; i++) {
+    const b = spawn(backendExe, ["-addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] })
+    children.push(b)
+    backends.push(b)
+    urls.push(`http://${(await waitForLine(b, ["stdout"], /^listening on (.+)$/, 10_000))[1]}/users/7`)
+  }
+  const pids = backends.map((b) => b.pid!)
+
+  // --- footprint: idle, then the steady load -------------------------------------------------------------------
+  const sink0 = await sink.spans()
+  const agent = await startAgent(backendExe, pids, sink, {})
+  await sleep(3000) // start-up work and its garbage settle before idle is sampled
+  const rssIdle = rssMiB(agent.pid)
+  const idle0 = cpuNs(agent.pid)
+  const idleT0 = performance.now()
+  await sleep(idleSeconds * 1000)
+  const idleMsPerS = (cpuNs(agent.pid) - idle0) / 1e6 / ((performance.now() - idleT0) / 1000)
+  const rssIdleEnd = rssMiB(agent.pid)
+
+  const warm = await startLoad(load, urls, rate * warmupSeconds)
+  const cpu0 = cpuSeconds(agent.pid)
+  const t0 = performance.now()
+  const loadDone = startLoad(load, urls, rate * seconds)
+  const rssUnderLoad: Array<number> = []
+  let loading = true
+  void loadDone.finally(() => void (loading = false))
+  while (loading) {
+    await sleep(1000)
+    rssUnderLoad.push(rssMiB(agent.pid))
+  }
+  const measured = await loadDone
+  const made = warm.requests + measured.requests
+  const received = await awaitSpans(sink, sink0, made)
+  const cpu = cpuSeconds(agent.pid) - cpu0
+  const window = (performance.now() - t0) / 1000
+  // The warm-up's spans may still have been in flight when the window started: count them in; their cost is a
+  // small part of a 20 s window, and leaving them out would flatter the figure.
+  const cpuPerSpanUs = (Math.max(0, cpu - (idleMsPerS / 1000) * window) / measured.requests) * 1e6
+  // Steady: the second half of the window (the first holds the ring and heap growing to their working size).
+  const rssSteady = median(rssUnderLoad.slice(Math.floor(rssUnderLoad.length / 2)))
+  const rssMax = Math.max(...rssUnderLoad)
+
+  // --- soak -------------------------------------------------------------------------------------------------------
+  let soak: { minutes: number; samples: Array<[number, number]>; made: number; received: number; rps: number } | undefined
+  if (soakMinutes > 0) {
+    const s0 = await sink.spans()
+    const samples: Array<[number, number]> = []
+    const start = performance.now()
+    const soakLoad = startLoad(load, urls, Math.round(rate * 60 * soakMinutes))
+    let running = true
+    void soakLoad.finally(() => void (running = false))
+    while (running) {
+      await Promise.race([sleep(10_000), soakLoad.catch(() => undefined)])
+      if (running) samples.push([(performance.now() - start) / 60_000, rssMiB(agent.pid)])
+    }
+    const done = await soakLoad
+    soak = {
+      minutes: soakMinutes,
+      samples,
+      made: done.requests,
+      received: await awaitSpans(sink, s0, done.requests),
+      rps: done.rps
+    }
+  }
+  const exitCode = await agent.stop()
+  const agentTail = agent.tail()
+
+  // --- profile ----------------------------------------------------------------------------------------------------
+  let summary: CpuProfile.Summary | undefined
+  let profileNote = ""
+  if (profile) {
+    const profDir = fs.mkdtempSync(path.join(os.tmpdir(), "probescope-prof-"))
+    const profAgent = await startAgent(backendExe, pids, sink, {
+      NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=250`
+    })
+    await sleep(3000)
+    await startLoad(load, urls, rate * warmupSeconds)
+    // process.hrtime and V8's profile timestamps are both CLOCK_MONOTONIC in µs on Linux.
+    const fromUs = Number(process.hrtime.bigint() / 1000n)
+    const profLoad = await startLoad(load, urls, rate * profileSeconds)
+    const toUs = Number(process.hrtime.bigint() / 1000n)
+    await profAgent.stop()
+    const file = fs.readdirSync(profDir).find((f) => f.includes(`.${profAgent.pid}.`) && f.endsWith(".cpuprofile"))
+    if (file === undefined) {
+      profileNote = `no profile written by pid ${profAgent.pid} in ${profDir}`
+    } else {
+      const full = path.join(profDir, file)
+      const b = CpuProfile.bounds(full)
+      if (b.startUs > fromUs || b.endUs < toUs) {
+        profileNote = `the load window is not inside the profile's (clocks differ?): whole profile summarised`
+        summary = CpuProfile.summarize(full)
+      } else {
+        summary = CpuProfile.summarize(full, { fromUs, toUs })
+      }
+      profileNote += `${profileNote === "" ? "" : "; "}${profLoad.rps.toFixed(0)} req/s reached; profile kept in ${full}`
+    }
+  }
+  for (const b of backends) b.kill("SIGTERM")
+  sink.stop()
+
+  // --- report -----------------------------------------------------------------------------------------------------
+  const lost = made - received
+  const rateNote = `${measured.rps.toFixed(0)} req/s reached of ${rate} asked, ${processes} processes`
+  console.log(`footprint: bin/probescope run --exe backend attached to ${processes} backends (examples/go-service), ` +
+    `${connections} keep-alive connections, OTLP http/protobuf (traces, and metrics at the default interval) to a local sink`)
+  console.log(`load: ${measured.requests} requests in ${measured.seconds.toFixed(1)} s = ${measured.rps.toFixed(0)} ` +
+    `req/s (${rate} asked; 1 server span each), p50 ${measured.p50us.toFixed(0)} µs, p99 ${measured.p99us.toFixed(0)} µs, ` +
+    `${measured.errors + warm.errors} errors; warm-up ${warm.requests} requests before`)
+  const row = (name: string, value: string, vs: string) => console.log(`${name.padEnd(38)}${value.padStart(14)}   ${vs}`)
+  row("bare node -e (same run)", `${bareRss.toFixed(1)} MiB`, "")
+  row("agent RSS attached, idle", `${rssIdle.toFixed(1)} MiB`,
+    `${(rssIdle / 64).toFixed(2)}x the 64 MiB goal, ${(rssIdle / bareRss).toFixed(2)}x bare node ` +
+      `(${rssIdleEnd.toFixed(1)} MiB after the idle window)`)
+  row("agent RSS under load, steady", `${rssSteady.toFixed(1)} MiB`,
+    `${(rssSteady / 64).toFixed(2)}x the 64 MiB goal, ${(rssSteady / bareRss).toFixed(2)}x bare node (max ${rssMax.toFixed(1)})`)
+  row(`agent idle CPU (${idleSeconds} s, no load)`, `${idleMsPerS.toFixed(2)} ms/s`,
+    `${idleMsPerS.toFixed(2)}x the 1 ms/s goal, ${(idleMsPerS / PREVIOUS_IDLE_MS_PER_S).toFixed(2)}x #12's ` +
+      `${PREVIOUS_IDLE_MS_PER_S} ms/s`)
+  row("agent CPU per span under load", `${cpuPerSpanUs.toFixed(2)} µs`,
+    `${(cpuPerSpanUs / 2).toFixed(1)}x the 2 µs goal, ${(cpuPerSpanUs / PREVIOUS_CPU_PER_SPAN_US).toFixed(2)}x #12's ` +
+      `~${PREVIOUS_CPU_PER_SPAN_US} µs (${(cpu / window * 100).toFixed(0)} % of a CPU over ${window.toFixed(1)} s)`)
+  row("spans lost (sink vs requests)", `${lost}`, `${received} received of ${made} made (warm-up included)`)
+  console.log(`agent exit code: ${exitCode}`)
+  // 3 is "something was lost": the agent's exit summary says what.
+  if (exitCode !== 0) console.log(agentTail.split("\n").slice(-12).join("\n"))
+
+  Goals.record("footprint", {
+    goal: "agent RSS, 10 processes at 10k spans/s, steady",
+    figure: rssSteady,
+    unit: "MiB",
+    target: 64,
+    baseline: { name: "bare node, same run", value: bareRss },
+    note: rateNote
+  })
+  Goals.record("footprint", {
+    goal: "agent RSS, attached to 10 processes, idle",
+    figure: rssIdle,
+    unit: "MiB",
+    target: 64,
+    baseline: { name: "bare node, same run", value: bareRss }
+  })
+  Goals.record("footprint", {
+    goal: "agent idle CPU while attached",
+    figure: idleMsPerS,
+    unit: "ms/s",
+    target: 1,
+    baseline: { name: "#12 before", value: PREVIOUS_IDLE_MS_PER_S },
+    note: `${idleSeconds} s, ${processes} processes attached`
+  })
+  Goals.record("footprint", {
+    goal: "agent CPU per span, OTLP http/protobuf, 10 processes at 10k spans/s",
+    figure: cpuPerSpanUs,
+    unit: "µs",
+    target: 2,
+    baseline: { name: "#12 before", value: PREVIOUS_CPU_PER_SPAN_US },
+    note: rateNote
+  })
+  Goals.record("footprint", {
+    goal: "spans lost at 10k spans/s (sink vs requests)",
+    figure: lost,
+    unit: "spans",
+    target: 0,
+    note: `${received} of ${made}`
+  })
+
+  let failed = lost !== 0 || measured.errors + warm.errors > 0
+  if (soak !== undefined) {
+    const first = soak.samples.filter(([m]) => m <= 1).map(([, r]) => r)
+    const last = soak.samples.filter(([m]) => m >= soak!.minutes - 1).map(([, r]) => r)
+    const perMin = slope(soak.samples.map(([m]) => m), soak.samples.map(([, r]) => r))
+    const growth = mean(last) - mean(first)
+    console.log(`soak: ${soak.minutes} min at ${soak.rps.toFixed(0)} req/s, RSS every 10 s: first minute ` +
+      `${mean(first).toFixed(1)} MiB, last minute ${mean(last).toFixed(1)} MiB (growth ${growth.toFixed(1)} MiB), ` +
+      `least-squares slope ${perMin.toFixed(3)} MiB/min; spans ${soak.received} of ${soak.made}`)
+    console.log(`soak RSS (MiB): ${soak.samples.map(([, r]) => r.toFixed(0)).join(" ")}`)
+    Goals.record("footprint", {
+      goal: `agent RSS growth over a ${soak.minutes}-minute soak at 10k spans/s`,
+      figure: perMin,
+      unit: "MiB/min",
+      // "Bounded growth" read as less than 1 MiB over ten minutes: a leak of one record per span would be far more.
+      target: 0.1,
+      baseline: { name: "first-minute RSS", value: mean(first) },
+      note: `first minute ${mean(first).toFixed(1)} MiB, last ${mean(last).toFixed(1)} MiB`
+    })
+    if (soak.received !== soak.made) failed = true
+  }
+
+  if (summary !== undefined) {
+    console.log(`profile: agent main thread under ${rate} req/s asked, ${(summary.windowMs / 1000).toFixed(1)} s window, ` +
+      `${summary.samples} samples (250 µs), ${summary.cpuMs.toFixed(0)} ms CPU ` +
+      `(${(summary.cpuMs / summary.windowMs * 100).toFixed(0)} % of the thread); ${profileNote}`)
+    for (const s of summary.byStage) {
+      console.log(`  ${s.stage.padEnd(34)}${`${s.ms.toFixed(0)} ms`.padStart(10)}${`${(s.share * 100).toFixed(1)} %`.padStart(9)}`)
+    }
+    console.log("  top self time:")
+    for (const t of summary.top) {
+      console.log(`  ${`${(t.share * 100).toFixed(1)} %`.padStart(8)}  ${t.fn}`)
+    }
+  } else if (profile) {
+    console.log(`profile: ${profileNote}`)
+  }
+
+  if (failed) {
+    console.error(`footprint: spans lost (${lost}) or request errors (${measured.errors + warm.errors}); see above`)
+    process.exit(1)
+  }
+  process.exit(0)
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})

@@ -6,12 +6,17 @@
  *
  * Without arguments it builds `cmd/go` with the installed Go (with DWARF, and stripped) under test/.cache/bench and
  * also measures the toolchain's own `compile` binary.
+ *
+ * Issue #12's goal (a 50 MB Go binary analysed cold in ≤ 150 ms) goes to the results file (bench/internal/goals.ts)
+ * as the worst of the binaries measured, each scaled linearly to 50 MB (real sizes and times in the note), against
+ * reading the file as the floor.
  */
 import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { Effect, Option } from "effect"
 import { make } from "../src/target/GoBinary.ts"
+import * as Goals from "./internal/goals.ts"
 
 const root = Path.resolve(import.meta.dirname, "..")
 const cache = Path.join(root, "test/.cache/bench")
@@ -46,6 +51,7 @@ const time = async <A>(f: () => Promise<A>): Promise<[A, number]> => {
 
 const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
+const measured: Array<{ path: string; size: number; cold: number; floor: number }> = []
 for (const path of targets) {
   const size = Fs.statSync(path).size
   const floors: Array<number> = []
@@ -85,6 +91,7 @@ for (const path of targets) {
   }
   const floor = median(floors)
   const cold = median(colds)
+  measured.push({ path, size, cold, floor })
   console.log(`${Path.basename(path)}: ${(size / 1e6).toFixed(1)} MB, ${functions} functions (${summary})`)
   console.log(`  floor (read file)   ${floor.toFixed(1)} ms`)
   console.log(`  cold analysis       ${cold.toFixed(1)} ms  (${(cold / floor).toFixed(1)}x floor; incl. read, ` +
@@ -95,3 +102,19 @@ for (const path of targets) {
   const each = (decodeAll * 1000 / functions).toFixed(1)
   console.log(`  decode all functions ${decodeAll.toFixed(0)} ms (${each} µs each)`)
 }
+
+// Analysis reads and walks the file's sections (DWARF's the most): its cost grows with the size, so each binary's time
+// is scaled linearly up to the goal's 50 MB (stated as such; one of 50 MB or more is taken as measured), and the
+// worst of them is the figure: a binary without DWARF would flatter it.
+const scaled = measured.map((m) => ({ ...m, scale: Math.max(1, 50e6 / m.size) }))
+const worst = scaled.reduce((a, b) => (b.cold * b.scale > a.cold * a.scale ? b : a))
+Goals.record("analysis", {
+  goal: "cold analysis of a 50 MB Go binary",
+  figure: worst.cold * worst.scale,
+  unit: "ms",
+  target: 150,
+  baseline: { name: "reading the file (floor)", value: worst.floor * worst.scale },
+  note: scaled.map((m) => `${Path.basename(m.path)} ${(m.size / 1e6).toFixed(1)} MB: ${m.cold.toFixed(1)} ms cold, ` +
+    `${m.floor.toFixed(1)} ms to read${m.scale > 1 ? `, x${m.scale.toFixed(2)} to 50 MB` : ""}`).join("; ") +
+    `; the figure is the worst scaled (${Path.basename(worst.path)})`
+})

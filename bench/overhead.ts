@@ -11,7 +11,10 @@
  * Target cost is given against the floor (per-round ratios' median); the agent's CPU per span is its CPU while the
  * load ran, its idle rate taken off, over the spans the requests made.
  *
- *   BENCH_PROTOCOLS=http/protobuf,grpc,http/json (default http/protobuf) picks the export modes.
+ *   BENCH_PROTOCOLS=http/protobuf,grpc,http/json (the default: all three) picks the export modes.
+ *
+ * Issue #12's goals go to the results file (bench/internal/goals.ts): agent CPU per span per protocol (against #12's
+ * ~20 µs), and target CPU per request and latency p99 against the floor (≤ 1.05x, ≤ 1.15x) per protocol.
  *
  *   node_modules/.bin/node bench/overhead.ts [requests, default 3000] [connections, default 1] [rounds, default 3]
  *
@@ -20,10 +23,21 @@
  * absolutes.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import { buildExample } from "../test/instrumentations/fixtures.ts"
+import * as Goals from "./internal/goals.ts"
+import {
+  buildLoad,
+  clockTicks,
+  cpuSeconds,
+  type Load,
+  median,
+  privateCopy,
+  rssMiB,
+  sleep,
+  waitForLine
+} from "./internal/proc.ts"
 import * as Sink from "./internal/sink.ts"
 
 const root = path.resolve(import.meta.dirname, "..")
@@ -32,66 +46,22 @@ const connections = Number(process.argv[3] ?? 1)
 /** Without/with pairs; the VM is noisy, so the table shows medians and the per-round ratios show the spread. */
 const rounds = Number(process.argv[4] ?? 3)
 const warmup = Math.min(500, requests)
-const clockTicks = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim())
 /** The frontend's server and client spans and the backend's server span. */
 const SPANS_PER_REQUEST = 3
-
-interface Load {
-  readonly requests: number
-  readonly errors: number
-  readonly seconds: number
-  readonly rps: number
-  readonly p50us: number
-  readonly p90us: number
-  readonly p99us: number
-  readonly maxus: number
-}
 
 const children: Array<ChildProcess> = []
 process.on("exit", () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
 })
 
-const waitForLine = (child: ChildProcess, streams: ReadonlyArray<"stdout" | "stderr">, pattern: RegExp, ms: number) =>
-  new Promise<RegExpExecArray>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${ms} ms`)), ms)
-    for (const s of streams) {
-      readline.createInterface({ input: child[s]! }).on("line", (line) => {
-        const m = pattern.exec(line)
-        if (m) {
-          clearTimeout(timer)
-          resolve(m)
-        }
-      })
-    }
-    child.once("exit", (code) => reject(new Error(`process exited (${code}) before printing ${pattern}`)))
-  })
-
-/** utime + stime of a process, in seconds. */
-const cpuSeconds = (pid: number): number => {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-  // Fields after the command (which may hold spaces), from field 3 on.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks
-}
-
-const rssMiB = (pid: number): number => {
-  const line = fs.readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))
-  return Number(line?.split(/\s+/)[1] ?? 0) / 1024
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
+/** Private copies: `--exe` selects every process of a file, another run's included (bench/internal/proc.ts). */
 const build = () => {
   const dir = buildExample(process.env["BENCH_GO_VERSION"] ?? "1.26.8")
-  const load = path.join(root, "test", ".cache", "bench", "load")
-  fs.mkdirSync(path.dirname(load), { recursive: true })
-  execFileSync("go", ["build", "-o", load, "."], {
-    cwd: path.join(root, "bench", "load"),
-    env: { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=mod" },
-    stdio: "inherit"
-  })
-  return { frontend: path.join(dir, "frontend"), backend: path.join(dir, "backend"), load }
+  return {
+    frontend: privateCopy(path.join(dir, "frontend")),
+    backend: privateCopy(path.join(dir, "backend")),
+    load: buildLoad()
+  }
 }
 
 const runLoad = (load: string, url: string, n: number): Load =>
@@ -105,7 +75,7 @@ interface Mode {
   readonly exports: boolean
 }
 
-const protocols = (process.env["BENCH_PROTOCOLS"] ?? "http/protobuf").split(",").filter((p) => p !== "")
+const protocols = (process.env["BENCH_PROTOCOLS"] ?? "http/protobuf,grpc,http/json").split(",").filter((p) => p !== "")
 
 const modes: ReadonlyArray<Mode> = [
   // The floor: every probe attached and running in the kernel, the sampler drops every span (nothing submitted).
@@ -152,8 +122,6 @@ interface Measured {
   readonly load: Load
   readonly serviceCpuPerRequest: number
 }
-
-const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 const main = async () => {
   const bins = build()
@@ -277,6 +245,37 @@ const main = async () => {
   const errors = results.reduce((t, r) => t + r.without.load.errors + r.modes.reduce((u, a) => u + a.measured.load.errors, 0), 0)
   console.log(`errors: ${errors}; agent exit codes: ${results.flatMap((r) => r.modes.map((a) => a.exitCode)).join(" ")}`)
   console.log(`(idle CPU has a resolution of one clock tick, ${1000 / clockTicks} ms; it is taken off the per-request figures)`)
+  // #12's previous figure: ~20 µs of agent CPU per span with OTLP http/protobuf export on.
+  const previousPerSpanUs = 20
+  modes.forEach((mode, i) => {
+    if (!mode.exports) return
+    const protocol = mode.name.replace(/^otlp /, "")
+    const note = `${requests} requests x ${rounds} rounds, ${connections} connection(s), medians`
+    Goals.record("overhead", {
+      goal: `agent CPU per span, OTLP ${protocol}, metrics on`,
+      figure: m((r) => r.modes[i]!.agentCpuPerRequest * 1e6 / SPANS_PER_REQUEST),
+      unit: "µs",
+      target: 2,
+      baseline: { name: "#12 before", value: previousPerSpanUs },
+      note
+    })
+    Goals.record("overhead", {
+      goal: `target CPU per request vs always_off floor, OTLP ${protocol}`,
+      figure: m((r) => r.modes[i]!.measured.serviceCpuPerRequest / r.modes[floor]!.measured.serviceCpuPerRequest),
+      unit: "x floor",
+      target: 1.05,
+      note: `${(m((r) => r.modes[i]!.measured.serviceCpuPerRequest) * 1e6).toFixed(1)} µs vs the floor's ` +
+        `${(m((r) => r.modes[floor]!.measured.serviceCpuPerRequest) * 1e6).toFixed(1)} µs; ${note}`
+    })
+    Goals.record("overhead", {
+      goal: `target latency p99 vs always_off floor, OTLP ${protocol}`,
+      figure: m((r) => r.modes[i]!.measured.load.p99us / r.modes[floor]!.measured.load.p99us),
+      unit: "x floor",
+      target: 1.15,
+      note: `${m((r) => r.modes[i]!.measured.load.p99us).toFixed(0)} µs vs the floor's ` +
+        `${m((r) => r.modes[floor]!.measured.load.p99us).toFixed(0)} µs; ${note}`
+    })
+  })
   let lost = false
   modes.forEach((mode, i) => {
     if (!mode.exports) return

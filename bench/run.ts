@@ -4,11 +4,17 @@
  *
  *   node_modules/.bin/node bench/run.ts [name...]     e.g. `bench/run.ts decode overhead`
  *
- * ringbuf, discovery and overhead need root (BPF, uprobes); analysis builds cmd/go once into test/.cache/bench; export
- * starts a local OTLP sink (loopback) in a child process.
+ * ringbuf, discovery, overhead and footprint need root (BPF, uprobes); analysis builds cmd/go once into
+ * test/.cache/bench; export starts a local OTLP sink (loopback) in a child process.
+ *
+ * The benches that measure one of issue #12's goals write each figure to a results file (bench/internal/goals.ts);
+ * this run starts it afresh and ends with one "Goals (#12)" table of them: figure, target, ratio to the floor measured
+ * in the same run (or to the previous figure, #12's table), met or not.
  */
 import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Goals from "./internal/goals.ts"
 
 /** In the order they run: the quick user-space ones first. */
 const benches = [
@@ -20,7 +26,8 @@ const benches = [
   "discovery",
   "attach",
   "startup",
-  "overhead"
+  "overhead",
+  "footprint"
 ] as const
 
 const chosen = process.argv.slice(2)
@@ -30,15 +37,36 @@ if (unknown.length > 0) {
   process.exit(2)
 }
 
+const results = Goals.resultsFile()
+fs.mkdirSync(path.dirname(results), { recursive: true })
+fs.writeFileSync(results, "")
+
 const failed: Array<string> = []
 for (const name of benches) {
   if (chosen.length > 0 && !chosen.includes(name)) continue
   console.log(`\n=== ${name} (bench/${name}.ts) ===`)
   const t0 = performance.now()
-  const r = spawnSync(process.execPath, [path.join(import.meta.dirname, `${name}.ts`)], { stdio: "inherit" })
+  const r = spawnSync(process.execPath, [path.join(import.meta.dirname, `${name}.ts`)], {
+    stdio: "inherit",
+    env: { ...process.env, BENCH_RESULTS: results }
+  })
   const seconds = ((performance.now() - t0) / 1000).toFixed(1)
   if (r.status !== 0) failed.push(name)
   console.log(`--- ${name}: ${r.status === 0 ? "ok" : `failed (exit ${r.status ?? r.signal})`} in ${seconds} s`)
+}
+const goals = Goals.read(results)
+if (goals.length > 0) {
+  const f = Goals.formatNumber
+  console.log(`\nGoals (#12), ${new Date().toISOString().slice(0, 10)}, results in ${path.relative(process.cwd(), results)}`)
+  console.table(goals.map((g) => ({
+    goal: g.goal,
+    figure: `${f(g.figure)} ${g.unit}`,
+    target: `${g.direction === "min" ? "≥" : "≤"} ${f(g.target)} ${g.unit}`,
+    ratio: g.ratio === null ? "-" : `${f(g.ratio)}x ${g.baseline}`,
+    met: g.met ? "yes" : "no",
+    bench: g.bench
+  })))
+  for (const g of goals) if (g.note !== null) console.log(`  ${g.goal}: ${g.note}`)
 }
 if (failed.length > 0) {
   console.error(`bench: failed: ${failed.join(", ")}`)

@@ -33,6 +33,7 @@ export interface GoalRecord {
   readonly figure: number
   readonly unit: string
   readonly target: number
+  readonly direction: "max" | "min"
   readonly met: boolean
   readonly ratio: number | null
   readonly baseline: string | null
@@ -49,6 +50,7 @@ export const record = (bench: string, g: Goal): GoalRecord => {
     figure: g.figure,
     unit: g.unit,
     target: g.target,
+    direction: g.direction ?? "max",
     met,
     // A zero baseline (an idle figure below a clock tick) has no meaningful ratio.
     ratio: g.baseline !== undefined && g.baseline.value !== 0 ? g.figure / g.baseline.value : null,

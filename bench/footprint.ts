@@ -298,7 +298,8 @@ const main = async () => {
       `${PREVIOUS_IDLE_MS_PER_S} ms/s`)
   row("agent CPU per span under load", `${cpuPerSpanUs.toFixed(2)} µs`,
     `${(cpuPerSpanUs / 2).toFixed(1)}x the 2 µs goal, ${(cpuPerSpanUs / PREVIOUS_CPU_PER_SPAN_US).toFixed(2)}x #12's ` +
-      `~${PREVIOUS_CPU_PER_SPAN_US} µs (${(cpu / window * 100).toFixed(0)} % of a CPU over ${window.toFixed(1)} s)`)
+      `~${PREVIOUS_CPU_PER_SPAN_US} µs (${cpu.toFixed(2)} s of CPU from the load's start to the last span at the ` +
+      `sink, ${window.toFixed(1)} s)`)
   row("spans lost (sink vs requests)", `${lost}`, `${received} received of ${made} made (warm-up included)`)
   console.log(`agent exit code: ${exitCode}`)
   // 3 is "something was lost": the agent's exit summary says what.
@@ -366,9 +367,11 @@ const main = async () => {
   }
 
   if (summary !== undefined) {
+    // V8 samples the thread on a wall clock: a busy sample may include time the thread waited for a CPU (the load,
+    // the servers and the agent share the machine), so the shares are the finding, the milliseconds an upper bound.
     console.log(`profile: agent main thread under ${rate} req/s asked, ${(summary.windowMs / 1000).toFixed(1)} s window, ` +
-      `${summary.samples} samples (250 µs), ${summary.cpuMs.toFixed(0)} ms CPU ` +
-      `(${(summary.cpuMs / summary.windowMs * 100).toFixed(0)} % of the thread); ${profileNote}`)
+      `${summary.samples} busy samples (250 µs apart), ${summary.cpuMs.toFixed(0)} ms busy ` +
+      `(${(summary.cpuMs / summary.windowMs * 100).toFixed(0)} % of the window); ${profileNote}`)
     for (const s of summary.byStage) {
       console.log(`  ${s.stage.padEnd(34)}${`${s.ms.toFixed(0)} ms`.padStart(10)}${`${(s.share * 100).toFixed(1)} %`.padStart(9)}`)
     }

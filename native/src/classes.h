@@ -81,8 +81,10 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   static Napi::FunctionReference* constructor;
   explicit RingBuffer(const Napi::CallbackInfo& info);
   ~RingBuffer() override;
-  // Starts polling `map_fd`; `callback(data: Buffer, offsets: Uint32Array, count)` gets each batch.
-  void Start(Napi::Env env, int map_fd, Napi::Function callback, uint32_t drain_ms, uint32_t max_batch);
+  // Starts polling `map_fd`; `callback(data: Uint8Array, offsets: Uint32Array, count)` gets each batch, in views
+  // reused for the next one (valid during the call only). A batch holds at most `max_batch` records, `batch_bytes`.
+  void Start(Napi::Env env, int map_fd, Napi::Function callback, uint32_t drain_ms, uint32_t max_batch,
+             uint32_t batch_bytes);
 
  private:
   RingState* state_ = nullptr;

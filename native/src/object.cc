@@ -494,7 +494,7 @@ Napi::Value BpfObject::TestRun(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// ringBuffer(map, callback(data, offsets, count), drainMs, maxBatch): RingBuffer
+// ringBuffer(map, callback(data, offsets, count), drainMs, maxBatch, batchBytes): RingBuffer
 Napi::Value BpfObject::OpenRingBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_map* map = Map(env, "ringBuffer", Str(info, 0, "map"));
@@ -504,8 +504,11 @@ Napi::Value BpfObject::OpenRingBuffer(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[1].IsFunction()) throw Napi::TypeError::New(env, "expected a callback");
   uint32_t drain_ms = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 5;
   uint32_t max_batch = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 4096;
+  uint32_t batch_bytes =
+      info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().Uint32Value() : 256 * 1024;
   Napi::Object rb = RingBuffer::constructor->New({});
-  RingBuffer::Unwrap(rb)->Start(env, bpf_map__fd(map), info[1].As<Napi::Function>(), drain_ms, max_batch);
+  RingBuffer::Unwrap(rb)->Start(env, bpf_map__fd(map), info[1].As<Napi::Function>(), drain_ms, max_batch,
+                                batch_bytes);
   return rb;
 }
 

@@ -163,10 +163,26 @@ export interface RingBufferStats {
   readonly batches: number
 }
 
+/**
+ * One batch of records as read from a ring: record `i` is `data[offsets[2i], offsets[2i] + offsets[2i+1])`. The
+ * buffers are reused for the next batch: a handler reads (decodes, copies) what it needs during the call.
+ */
+export interface RecordBatch {
+  readonly data: Uint8Array
+  readonly offsets: Uint32Array
+  readonly count: number
+}
+
 /** A ring-buffer subscription: a stream of raw records plus its counters. */
 export interface RingBuffer {
   readonly map: string
   readonly records: Stream.Stream<Uint8Array>
+  /**
+   * The cheapest way to read a ring: `handler` gets each batch synchronously, in the drain's own call, with no
+   * queue, no copy and no fiber per batch. Runs until `close` has handed over the last records (or until
+   * interrupted). For a handler that does its work right away: decoding a record, not waiting on anything.
+   */
+  readonly forEachBatch: (handler: (batch: RecordBatch) => void) => Effect.Effect<void>
   readonly stats: Effect.Effect<RingBufferStats>
   /**
    * Read what the ring still holds, then end `records` once the consumer has taken it: the last records are

@@ -7,7 +7,7 @@
  */
 import * as path from "node:path"
 import type { Cause } from "effect"
-import { Config, Effect, Layer, Option, Queue, Stream } from "effect"
+import { Config, Deferred, Effect, Exit, Layer, Option, Queue, Stream } from "effect"
 import {
   Bpf,
   BpfConfigError,
@@ -20,6 +20,7 @@ import {
   type MapRef,
   type ObjectBtf,
   type ObjectSpec,
+  type RecordBatch,
   type RingBuffer,
   type RingBufferOptions,
   type TracepointSpec,
@@ -36,6 +37,8 @@ export type { KernelLink, KernelProgram, OwnFds } from "./internal/kernelObjects
 
 const defaultCapacity = 65_536
 const maxBatch = 4_096
+/** Bytes of one batch handed to JS (the native side's reused buffer, one per ring). */
+const batchBytes = 256 * 1024
 
 /** What the live binding keeps in a MapRef's opaque handle. */
 interface MapHandle {
@@ -71,7 +74,7 @@ const describeUprobe = (spec: UprobeSpec): string =>
 const destroy = (link: NativeLink): Effect.Effect<void> =>
   Effect.promise(() => link.destroyAsync().catch(() => undefined))
 
-const make = (addon: Addon, drainMs: number, ringBytes: number | undefined) => {
+const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wakeup?: number) => {
   const uprobeMulti = addon.uprobeMultiSupported()
   /**
    * Opens, configures and loads; closes the native object on any failure before load completes. A load that fails
@@ -128,7 +131,10 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined) => {
 
   const configure = (obj: NativeObject, spec: ObjectSpec, name: string) => {
     const entries = Object.entries(spec.constants ?? {})
-    const sizes = entries.length > 0 ? obj.constants() : {}
+    const sizes = entries.length > 0 || wakeup !== undefined ? obj.constants() : {}
+    if (wakeup !== undefined && sizes["ps_wakeup_bytes"] !== undefined && spec.constants?.["ps_wakeup_bytes"] === undefined) {
+      entries.push(["ps_wakeup_bytes", BigInt(wakeup)])
+    }
     for (const [constant, value] of entries) {
       const size = sizes[constant]
       if (size === undefined) {
@@ -283,7 +289,10 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined) => {
     const ringBuffer = Effect.fn("Bpf.ringBuffer")(function*(map: string, options?: RingBufferOptions) {
       const capacity = Math.max(1, options?.capacity ?? defaultCapacity)
       const sinks = new Set<Queue.Queue<Uint8Array, Cause.Done>>()
-      // Records that arrive before anyone runs `records`, bounded like the stream's own buffer.
+      const handlers = new Set<(batch: RecordBatch) => void>()
+      const ended = Deferred.makeUnsafe<void>()
+      // Records that arrive before anyone reads them, bounded like the stream's own buffer (copies: the native
+      // batch buffer is reused).
       let pending: Array<Uint8Array> = []
       let received = 0
       let dropped = 0
@@ -305,14 +314,42 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined) => {
           closed = true
           for (const queue of sinks) Queue.endUnsafe(queue)
           sinks.clear()
+          Deferred.doneUnsafe(ended, Exit.void)
         })
 
-      const onBatch = (data: Buffer, offsets: Uint32Array, count: number) => {
+      // The native batch buffer is the same for every batch: one Buffer view of it, made once (a record larger
+      // than the whole buffer comes alone in a buffer of its own, and gets its own view).
+      let nativeData: Uint8Array | undefined
+      let view: Buffer = Buffer.alloc(0)
+      const batch: { data: Uint8Array; offsets: Uint32Array; count: number } = { data: view, offsets: new Uint32Array(0), count: 0 }
+
+      const onBatch = (data: Uint8Array, offsets: Uint32Array, count: number) => {
         try {
-          const records = new Array<Uint8Array>(count)
-          for (let i = 0; i < count; i++) records[i] = data.subarray(offsets[2 * i]!, offsets[2 * i]! + offsets[2 * i + 1]!)
+          if (data !== nativeData) {
+            nativeData = data
+            view = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+          }
           received += count
           batches++
+          if (handlers.size > 0) {
+            batch.data = view
+            batch.offsets = offsets
+            batch.count = count
+            for (const handler of handlers) {
+              try {
+                handler(batch)
+              } catch {
+                // A handler is not to throw; what it had not taken of this batch is lost, and counted.
+                dropped += count
+              }
+            }
+            if (sinks.size === 0) return
+          }
+          // Queued records outlive this call: copy the batch once, then hand out views of the copy.
+          const last = 2 * (count - 1)
+          const copy = Buffer.from(view.subarray(0, offsets[last]! + offsets[last + 1]!))
+          const records = new Array<Uint8Array>(count)
+          for (let i = 0; i < count; i++) records[i] = copy.subarray(offsets[2 * i]!, offsets[2 * i]! + offsets[2 * i + 1]!)
           if (sinks.size === 0) {
             const room = capacity - pending.length
             if (room >= count) pending.push(...records)
@@ -331,11 +368,41 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined) => {
 
       const native = yield* Effect.acquireRelease(
         Effect.try({
-          try: () => obj.ringBuffer(map, onBatch, drainMs, maxBatch),
+          try: () => obj.ringBuffer(map, onBatch, drainMs, maxBatch, batchBytes),
           catch: (cause) => mapError(map, cause) as BpfMapError
         }),
         (rb) => finish(rb)
       )
+
+      /** What arrived before the first reader, handed to a batch handler as one batch. */
+      const pendingBatch = (): RecordBatch | undefined => {
+        if (pending.length === 0) return undefined
+        const offsets = new Uint32Array(2 * pending.length)
+        let at = 0
+        pending.forEach((r, i) => {
+          offsets[2 * i] = at
+          offsets[2 * i + 1] = r.length
+          at += r.length
+        })
+        const out = { data: Buffer.concat(pending), offsets, count: pending.length }
+        pending = []
+        return out
+      }
+
+      const forEachBatch = (handler: (batch: RecordBatch) => void): Effect.Effect<void> =>
+        Effect.suspend(() => {
+          const first = pendingBatch()
+          if (first !== undefined) {
+            try {
+              handler(first)
+            } catch {
+              dropped += first.count
+            }
+          }
+          if (closed) return Effect.void
+          handlers.add(handler)
+          return Deferred.await(ended).pipe(Effect.ensuring(Effect.sync(() => void handlers.delete(handler))))
+        })
 
       const records = Stream.callback<Uint8Array>((queue) =>
         Effect.acquireRelease(
@@ -354,6 +421,7 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined) => {
       return {
         map,
         records,
+        forEachBatch,
         stats: Effect.sync(() => ({ received, dropped, batches })),
         close: finish(native)
       } satisfies RingBuffer
@@ -452,14 +520,39 @@ const ringBufferBytes: Effect.Effect<number | undefined, BpfConfigError> = Confi
   })
 )
 
+/**
+ * The wakeup threshold of the probes' rings (`PROBESCOPE_RINGBUF_WAKEUP_BYTES`, 0 to 2^30, K and M suffixes): a record
+ * that makes the unread data cross it wakes the reader at once; below it, records wait for the drain timer. 0 wakes
+ * the reader on every record. Unset: what each object's C file gives (64 KiB, bpf/include/probescope/events.h). Set
+ * on every object with a `ps_wakeup_bytes` constant, unless the load itself sets it.
+ */
+const wakeupBytes: Effect.Effect<number | undefined, BpfConfigError> = Config.String("PROBESCOPE_RINGBUF_WAKEUP_BYTES")
+  .pipe(
+    Config.option,
+    Effect.mapError((e) => new BpfConfigError({ variable: "PROBESCOPE_RINGBUF_WAKEUP_BYTES", message: e.message })),
+    Effect.flatMap((value) => {
+      if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(undefined)
+      const m = /^(\d+)([KkMm]?)$/.exec(value.value.trim())
+      const n = m === null ? NaN : Number(m[1]) * (m[2] === "" ? 1 : /[Kk]/.test(m[2]!) ? 1024 : 1024 * 1024)
+      return Number.isSafeInteger(n) && n <= 2 ** 30 ? Effect.succeed(n) : Effect.fail(
+        new BpfConfigError({
+          variable: "PROBESCOPE_RINGBUF_WAKEUP_BYTES",
+          message: `Invalid PROBESCOPE_RINGBUF_WAKEUP_BYTES=${JSON.stringify(value.value)}: expected bytes from 0 to ` +
+            `1073741824 (K and M suffixes allowed, e.g. 64K)`
+        })
+      )
+    })
+  )
+
 /** The live `Bpf` layer over the native addon. Build the addon with `npm run build:native`. */
 export const layer: Layer.Layer<Bpf, BpfConfigError> = Layer.effect(
   Bpf,
   Effect.gen(function*() {
     const drainMs = yield* drainInterval
     const ringBytes = yield* ringBufferBytes
+    const wakeup = yield* wakeupBytes
     const addon = loadAddon()
-    return typeof addon === "string" ? unavailable(addon) : make(addon, drainMs, ringBytes)
+    return typeof addon === "string" ? unavailable(addon) : make(addon, drainMs, ringBytes, wakeup)
   })
 )
 

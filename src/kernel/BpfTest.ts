@@ -391,6 +391,21 @@ const make = Effect.sync(() => {
         const rb: RingBuffer = {
           map,
           records: Stream.fromQueue(queue),
+          // The fake's batches are what one `push` wrote (as far as the queue took them), handed over in one call.
+          forEachBatch: (handler) =>
+            Stream.runForEachArray(Stream.fromQueue(queue), (records) =>
+              Effect.sync(() => {
+                const offsets = new Uint32Array(2 * records.length)
+                let at = 0
+                records.forEach((r, i) => {
+                  offsets[2 * i] = at
+                  offsets[2 * i + 1] = r.length
+                  at += r.length
+                })
+                const data = new Uint8Array(at)
+                records.forEach((r, i) => data.set(r, offsets[2 * i]!))
+                handler({ data, offsets, count: records.length })
+              })),
           stats: Effect.sync((): RingBufferStats => ({ received: r.received, dropped: r.dropped, batches: r.batches })),
           // Everything pushed is already in the queue: ending it lets the consumer take the rest, then stop.
           close: Effect.sync(() => {

@@ -35,6 +35,10 @@ export interface Field<T> {
   readonly lengthField?: string
   /** The C member this field mirrors, when not its name in snake_case: `"tcp.enabled"`, `"pconn_conn"`. */
   readonly c?: string
+  /**
+   * Reads the field at `offset` of `bytes` (and of `view`, the same bytes); both may hold more than the record (a
+   * whole ring-buffer batch): read only from `offset` on, `size` bytes.
+   */
   readonly read: (view: DataView, bytes: Uint8Array, offset: number, length: number) => T
   readonly write: (view: DataView, bytes: Uint8Array, offset: number, value: T) => number
 }
@@ -76,6 +80,11 @@ export interface Layout<T> {
   readonly struct?: string
   /** Decode; fails (throws a RangeError) when `bytes` is shorter than the layout. Prefer `schema` at boundaries. */
   readonly decode: (bytes: Uint8Array) => T
+  /**
+   * Decode the record of `length` bytes at `offset` in a larger buffer (a ring-buffer batch), read through `view`
+   * (a DataView of all of `bytes`): no view object per record. Throws a RangeError when `length` is short.
+   */
+  readonly decodeAt?: (view: DataView, bytes: Uint8Array, offset: number, length: number) => T
   readonly encode: (value: T) => Uint8Array
 }
 
@@ -147,9 +156,12 @@ export const member = <T>(c: string, f: Field<T>): Field<T> => ({ ...f, c })
 /** `n` bytes of padding (explicit holes, or `__u8 _pad[n]` in C). */
 export const pad = (n: number): Pad => ({ _tag: "Pad", size: n, align: 1 })
 
-/** A fixed byte array, copied out. */
+/**
+ * A fixed byte array, copied out: the record's bytes are a view of a batch buffer that is reused (a Buffer's
+ * `slice` would be a view too).
+ */
 export const bytes = (n: number): Field<Uint8Array> =>
-  field<Uint8Array>(n, 1, (_v, b, o) => b.slice(o, o + n), (_v, b, o, x) => {
+  field<Uint8Array>(n, 1, (_v, b, o) => new Uint8Array(b.subarray(o, o + n)), (_v, b, o, x) => {
     b.set(x.subarray(0, n), o)
     return n
   })
@@ -236,18 +248,18 @@ export const struct = <const F extends Readonly<Record<string, Member>>>(
   // Adding 30-odd properties through a computed key instead turns each record into a slow dictionary-mode object
   // (V8 allows few properties added that way); JSON.parse builds the template itself as a fast object.
   const template = JSON.parse(JSON.stringify(Object.fromEntries(readers.map((r) => [r.name, null])))) as object
-  const decode = (input: Uint8Array): Decoded<F> => {
-    if (input.length < size) throw new RangeError(`record is ${input.length} bytes, layout needs ${size}`)
-    const view = new DataView(input.buffer, input.byteOffset, input.byteLength)
-    const bytes = asBuffer(input)
+  const decodeAt = (view: DataView, bytes: Uint8Array, base: number, length: number): Decoded<F> => {
+    if (length < size) throw new RangeError(`record is ${length} bytes, layout needs ${size}`)
     const out: Record<string, unknown> = { ...template }
     for (let i = 0; i < ordered.length; i++) {
       const r = ordered[i]!
       const lf = r.member.lengthField
-      out[r.name] = r.member.read(view, bytes, r.offset, lf === undefined ? 0 : Number(out[lf]))
+      out[r.name] = r.member.read(view, bytes, base + r.offset, lf === undefined ? 0 : Number(out[lf]))
     }
     return out as Decoded<F>
   }
+  const decode = (input: Uint8Array): Decoded<F> =>
+    decodeAt(new DataView(input.buffer, input.byteOffset, input.byteLength), asBuffer(input), 0, input.length)
   const encode = (value: Decoded<F>): Uint8Array => {
     const out = new Uint8Array(size)
     const view = new DataView(out.buffer)
@@ -283,6 +295,7 @@ export const struct = <const F extends Readonly<Record<string, Member>>>(
     fields: placed,
     ...(options?.struct === undefined ? {} : { struct: options.struct }),
     decode,
+    decodeAt,
     encode
   }
 }

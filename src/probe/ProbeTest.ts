@@ -381,6 +381,7 @@ const mockObject = (name: string): BpfObject => ({
     Effect.succeed({
       map,
       records: Stream.never,
+      forEachBatch: () => Effect.never,
       stats: Effect.succeed({ received: 0, dropped: 0, batches: 0 }),
       close: Effect.void
     })

@@ -119,4 +119,14 @@ export class TelemetrySink extends Context.Service<TelemetrySink, {
   readonly logs?: (logs: ReadonlyArray<LogData>) => Effect.Effect<void>
   /** Record measurements. A sink without it does not take metrics (counted by the Runner as dropped). */
   readonly measurements?: (measurements: ReadonlyArray<Measurement>) => Effect.Effect<void>
+  /**
+   * Take one batch's signals now, synchronously, as `spans`, `logs` and `measurements` would. Optional: with it, the
+   * Runner hands each ring-buffer batch over from the drain itself, with no fiber, queue or effect per batch (the
+   * agent's hot path); it must not block, wait or throw. A sink without it gets the effects above.
+   */
+  readonly emitUnsafe?: (
+    spans: ReadonlyArray<SpanData>,
+    logs: ReadonlyArray<LogData>,
+    measurements: ReadonlyArray<Measurement>
+  ) => void
 }>()("probescope/probe/TelemetrySink") {}

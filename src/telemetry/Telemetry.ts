@@ -391,7 +391,15 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
         measurements: (batch) =>
           Effect.sync(() => {
             for (let i = 0; i < batch.length; i++) acceptMeasurement(batch[i]!)
-          })
+          }),
+        emitUnsafe: (spans, logs, measurements) => {
+          if (spans.length > 0) {
+            const offsetNs = clock.toEpochNs(0n)
+            for (let i = 0; i < spans.length; i++) accept(spans[i]!, offsetNs)
+          }
+          for (let i = 0; i < logs.length; i++) acceptLog(logs[i]!)
+          for (let i = 0; i < measurements.length; i++) acceptMeasurement(measurements[i]!)
+        }
       })
       const telemetry = Telemetry.of({
         stats,

@@ -318,6 +318,49 @@ layer(BpfLive.layer, { excludeTestServices: true })("BpfLive (kernel)", (it) => 
         Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ PROBESCOPE_RINGBUF_DRAIN_MS: "1000" })))
       ))))
 
+    it.effect("PROBESCOPE_RINGBUF_WAKEUP_BYTES=0 wakes the reader on every record; forEachBatch gets them in place", () =>
+      withRoundtrip((rt) =>
+        Effect.gen(function*() {
+          const bpf = yield* Bpf
+          const obj = yield* bpf.load({ file: bpfObject("doctor") })
+          yield* obj.attachUprobe({ program: "doctor_uprobe", binary, symbol, pid: rt.pid })
+          const rb = yield* obj.ringBuffer("events")
+          const got: Array<bigint> = []
+          const fiber = yield* rb.forEachBatch((batch) => {
+            for (let i = 0; i < batch.count; i++) {
+              const at = batch.offsets[2 * i]!
+              got.push(DoctorEvent.decode(batch.data.subarray(at, at + batch.offsets[2 * i + 1]!)).arg1)
+            }
+          }).pipe(Effect.forkChild)
+          yield* Effect.promise(() => rt.call(3, 9))
+          // The drain timer is 1 s here: only the wakeups deliver these within half a second.
+          for (let i = 0; i < 50 && got.length < 3; i++) yield* Effect.sleep("10 millis")
+          assert.deepStrictEqual(got, [9n, 9n, 9n])
+          yield* rb.close
+          yield* Fiber.join(fiber)
+        }).pipe(Effect.scoped)
+      ).pipe(Effect.provide(Layer.fresh(BpfLive.layer).pipe(
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({
+          PROBESCOPE_RINGBUF_DRAIN_MS: "1000",
+          PROBESCOPE_RINGBUF_WAKEUP_BYTES: "0"
+        })))
+      ))))
+
+    it.effect("PROBESCOPE_RINGBUF_WAKEUP_BYTES must be bytes from 0 to 1 GiB", () =>
+      Effect.gen(function*() {
+        for (const bad of ["abc", "-1", "2G", "1.5K"]) {
+          const error = yield* Effect.flip(Layer.build(Layer.fresh(BpfLive.layer).pipe(
+            Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ PROBESCOPE_RINGBUF_WAKEUP_BYTES: bad })))
+          )))
+          assert.strictEqual(error._tag, "BpfConfigError")
+          assert.strictEqual(
+            error.message,
+            `Invalid PROBESCOPE_RINGBUF_WAKEUP_BYTES=${JSON.stringify(bad)}: expected bytes from 0 to 1073741824 ` +
+              `(K and M suffixes allowed, e.g. 64K)`
+          )
+        }
+      }).pipe(Effect.scoped))
+
     it.effect("PROBESCOPE_RINGBUF_DRAIN_MS must be whole milliseconds from 1 to 1000", () =>
       Effect.gen(function*() {
         for (const bad of ["0", "abc", "-5", "2.5", "1001"]) {

@@ -4,7 +4,7 @@
  * declaration is a typed error, never a silent drop.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer, Logger } from "effect"
 import { FakeKernel } from "../../src/kernel/BpfTest.ts"
 import * as Binary from "../../src/probe/Binary.ts"
 import * as Instruments from "../../src/probe/Instruments.ts"
@@ -207,5 +207,59 @@ describe("Probe signals through the Runner", () => {
       const stats = yield* conns.runner.stats
       assert.strictEqual(stats.unsupported, 3)
       assert.strictEqual(spans, 0)
+    }).pipe(Effect.provide(Conns.layer.pipe(Layer.provideMerge(ProbeTest.layer)))))
+
+  it.live("a sink with emitUnsafe gets each batch inside the ring's own call; bad records are counted and logged", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const conns = yield* Conns.tag
+      const batches: Array<{ spans: number; logs: Array<string>; measurements: Array<string> }> = []
+      const warnings: Array<string> = []
+      const sink = TelemetrySink.of({
+        span: () => Effect.die("the batch path must not use span"),
+        spans: () => Effect.die("the batch path must not use spans"),
+        emitUnsafe: (spans, logs, measurements) =>
+          void batches.push({
+            spans: spans.length,
+            logs: logs.map((l) => l.body),
+            measurements: measurements.map((m) => `${m.instrument.name}=${m.value}`)
+          })
+      })
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel === "Warn") warnings.push(String(message))
+      })
+      const fiber = yield* Effect.forkChild(
+        conns.runner.run.pipe(Effect.provideService(TelemetrySink, sink), Effect.provide(Logger.layer([logger])))
+      )
+      yield* Effect.yieldNow
+      // One push is one batch: two good records, one too short to decode, one that breaks the declaration.
+      yield* kernel.push("test/conns", [event(1), new Uint8Array(3), event(3), event(4)])
+      for (let i = 0; i < 100 && (yield* conns.runner.stats).records < 2; i++) yield* Effect.sleep("5 millis")
+      yield* kernel.push("test/conns", [event(2)])
+      for (let i = 0; i < 100 && ((yield* conns.runner.stats).records < 3 || warnings.length < 2); i++) {
+        yield* Effect.sleep("5 millis")
+      }
+      yield* Fiber.interrupt(fiber)
+      assert.deepStrictEqual(batches, [
+        {
+          spans: 0,
+          logs: ["connection reset"],
+          measurements: ["test.connections.opened=1", "test.connections.open=1"]
+        },
+        { spans: 0, logs: [], measurements: ["test.connections.open=-1", "test.connection.duration=1.5"] }
+      ])
+      assert.deepStrictEqual(warnings.map((w) => w.replace(/^\[?"?|"?\]?$/g, "")), [
+        "probe test/conns: undecodable record of 3 bytes",
+        `probe test/conns: recorded into instrument "bytes", which it does not declare (declared: opened, open, duration)`
+      ])
+      const stats = yield* conns.runner.stats
+      assert.deepStrictEqual({ ...stats }, {
+        records: 3,
+        decodeErrors: 1,
+        skipped: 0,
+        signalErrors: 1,
+        unsupported: 0,
+        consumerDropped: 0
+      })
     }).pipe(Effect.provide(Conns.layer.pipe(Layer.provideMerge(ProbeTest.layer)))))
 })

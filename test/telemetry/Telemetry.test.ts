@@ -293,6 +293,34 @@ describe("Telemetry shutdown and accounting", () => {
       )
     }))
 
+  it.effect("emitUnsafe (the Runner's batch path) takes spans, logs and measurements at once, as the effects do", () =>
+    Effect.gen(function*() {
+      const spans = Exporter.memory()
+      const metrics = Metrics.memory()
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(
+        Telemetry.layerWith(baseConfig, {
+          exporters: [spans],
+          clock: KernelClock.layerFixed(0n),
+          metrics: metricsConfig,
+          metricsOptions: { exporters: [metrics] }
+        }),
+        scope
+      )
+      const sink = Context.get(ctx, TelemetrySink)
+      assert.isDefined(sink.emitUnsafe)
+      sink.emitUnsafe!([server, root, { ...root, traceId: "nope" }], [], [measurement, measurement])
+      const stats = yield* Context.get(ctx, Telemetry.Telemetry).stats
+      assert.deepStrictEqual([stats.received, stats.invalid, stats.measurements], [3, 1, 2])
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(spans.batches.map((batch) => batch.map((s) => s.name)), [["GET /", "tick"]])
+      const points = metrics.batches.flat().flatMap((rm) =>
+        rm.scopeMetrics.flatMap((sm) => sm.metrics.filter((m) => m.descriptor.name === requests.name))
+      )
+      assert.isAbove(points.length, 0)
+      assert.strictEqual(points.at(-1)!.dataPoints[0]!.value, 2)
+    }))
+
   it.effect("nothing lost: lost is 0 after a clean shutdown", () =>
     Effect.gen(function*() {
       const memory = Exporter.memory()

@@ -43,13 +43,14 @@ export interface NativeLink {
 }
 
 /** Called once per drained batch: record i is `data.subarray(offsets[2i], offsets[2i] + offsets[2i + 1])`. */
-export type BatchCallback = (data: Buffer, offsets: Uint32Array, count: number) => void
+/** One drained batch: `data` and `offsets` are reused for the next batch, valid only during the call. */
+export type BatchCallback = (data: Uint8Array, offsets: Uint32Array, count: number) => void
 
 export interface NativeRingBuffer {
   stop(): void
   /** Drains synchronously; returns the number of records handed to the callback. */
   consume(): number
-  stats(): { readonly received: number; readonly batches: number; readonly callbackErrors: number }
+  stats(): { readonly received: number; readonly batches: number; readonly callbackErrors: number; readonly drainMs: number }
 }
 
 export interface NativeObject {
@@ -87,7 +88,7 @@ export interface NativeObject {
   /** A cgroup program (e.g. sock_ops) attached to a cgroup v2 directory as a BPF link. */
   attachCgroup(program: string, cgroupDir: string): NativeLink
   testRun(program: string, ctx: Buffer | null, repeat: number): { readonly retval: number; readonly duration: number }
-  ringBuffer(map: string, callback: BatchCallback, drainMs: number, maxBatch: number): NativeRingBuffer
+  ringBuffer(map: string, callback: BatchCallback, drainMs: number, maxBatch: number, batchBytes?: number): NativeRingBuffer
   /** The named structs of the object's BTF and the struct each map's value is; null without BTF. Opened is enough. */
   btf(): ObjectBtf | null
   close(): void

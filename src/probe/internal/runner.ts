@@ -3,7 +3,7 @@
  * probe turn it into signals (`span` or `signals`), and hands the batch's spans, logs and measurements to the sink.
  * Everything a probe emits is checked against what it declared (its instruments), so nothing is silently dropped.
  */
-import { Deferred, Effect, Exit, Schema, Stream } from "effect"
+import { Deferred, Effect, Exit, Queue, Schema, Stream } from "effect"
 import type { RingBuffer } from "../../kernel/Bpf.ts"
 import * as Binary from "../Binary.ts"
 import type { Loaded, Runner, RunnerStats } from "../Capabilities.ts"
@@ -88,13 +88,28 @@ export const signalsOf = (options: RunOptions): (record: unknown, emit: Emit<str
  * (the same length check, without a Schema run and an Exit per record: this is the hot path); any other Schema runs.
  */
 export const recordDecoder = (record: Schema.Codec<unknown, Uint8Array>): (bytes: Uint8Array) => unknown => {
+  const at = batchDecoder(record)
+  return (bytes) => at(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), bytes, 0, bytes.length)
+}
+
+/**
+ * The decoder of a record inside a batch (`bytes`, read through `view`, from `offset`, `length` bytes): a layout
+ * reads it in place; any other Schema gets a copy of the record (it may keep the bytes it is given, and the batch
+ * buffer is reused).
+ */
+export const batchDecoder = (
+  record: Schema.Codec<unknown, Uint8Array>
+): (view: DataView, bytes: Uint8Array, offset: number, length: number) => unknown => {
   const layout = Binary.layoutOf(record)
   if (layout !== undefined) {
     const size = layout.size
-    return (bytes) => {
-      if (bytes.length < size) return undefined
+    const decodeAt = layout.decodeAt ??
+      ((_view: DataView, bytes: Uint8Array, offset: number, length: number) =>
+        layout.decode(bytes.subarray(offset, offset + length)))
+    return (view, bytes, offset, length) => {
+      if (length < size) return undefined
       try {
-        return layout.decode(bytes)
+        return decodeAt(view, bytes, offset, length)
       } catch {
         // A layout that cannot read these bytes (a custom field type's check) rejects the record, as the Schema would.
         return undefined
@@ -102,8 +117,8 @@ export const recordDecoder = (record: Schema.Codec<unknown, Uint8Array>): (bytes
     }
   }
   const decode = Schema.decodeUnknownExit(record as Schema.Codec<unknown, Uint8Array, never, never>)
-  return (bytes) => {
-    const exit = decode(bytes)
+  return (_view, bytes, offset, length) => {
+    const exit = decode(bytes.slice(offset, offset + length))
     return Exit.isSuccess(exit) ? exit.value : undefined
   }
 }
@@ -132,27 +147,60 @@ export const makeRunner = (name: string, options: RunOptions, loaded: Loaded, co
     running = { rb, done }
     yield* Effect.addFinalizer(() => Effect.andThen(Deferred.done(done, Exit.void), Effect.sync(() => running = undefined)))
     const warnings: Array<string> = []
+    const warn = (message: string) => void warnings.push(message)
+
+    /** Decodes one record and lets the probe turn it into signals, into the collector. */
+    const take = (record: unknown, size: number) => {
+      if (record === undefined) {
+        if (++decodeErrors <= 10) warn(`probe ${name}: undecodable record of ${size} bytes`)
+        return
+      }
+      const before = collector.size()
+      try {
+        toSignals(record, collector.emit, ctx)
+      } catch (e) {
+        // A probe that records what it did not declare (or throws) loses that record, counted and reported.
+        if (++signalErrors <= 10) {
+          warn(e instanceof ProbeSignalError ? e.message : `probe ${name}: signals failed: ${String(e)}`)
+        }
+        return
+      }
+      if (collector.size() === before) skipped++
+      else records++
+    }
+
+    const emitUnsafe = sink.emitUnsafe
+    if (emitUnsafe !== undefined) {
+      // The hot path: each batch is decoded and handed to the sink inside the ring's drain, synchronously. Warnings
+      // (rare: the first few bad records) go to a fiber of their own, which logs them with this fiber's logger.
+      const toLog = yield* Queue.unbounded<string>()
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(toLog), (w) => Effect.logWarning(w))))
+      const decodeIn = batchDecoder(options.record)
+      let viewOf: Uint8Array | undefined
+      let view: DataView = new DataView(new ArrayBuffer(0))
+      yield* rb.forEachBatch((batch) => {
+        const { count, data, offsets } = batch
+        if (data !== viewOf) {
+          viewOf = data
+          view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+        }
+        for (let i = 0; i < count; i++) {
+          const at = offsets[2 * i]!
+          const length = offsets[2 * i + 1]!
+          take(decodeIn(view, data, at, length), length)
+        }
+        const { logs, measurements, spans } = collector.take()
+        emitUnsafe(spans, logs, measurements)
+        if (warnings.length > 0) Queue.offerAllUnsafe(toLog, warnings.splice(0))
+      })
+      // The ring has ended: what the last batches warned about is logged before the run ends.
+      yield* Effect.flatMap(Queue.clear(toLog), (left) => Effect.forEach(left, (w) => Effect.logWarning(w), { discard: true }))
+      return
+    }
+
     // Records arrive in batches (one ring-buffer drain): decode the batch synchronously, then emit its signals.
     yield* Stream.runForEachArray(rb.records, (batch) => {
-      for (let i = 0; i < batch.length; i++) {
-        const record = decode(batch[i]!)
-        if (record === undefined) {
-          if (++decodeErrors <= 10) warnings.push(`probe ${name}: undecodable record of ${batch[i]!.length} bytes`)
-          continue
-        }
-        const before = collector.size()
-        try {
-          toSignals(record, collector.emit, ctx)
-        } catch (e) {
-          // A probe that records what it did not declare (or throws) loses that record, counted and reported.
-          if (++signalErrors <= 10) {
-            warnings.push(e instanceof ProbeSignalError ? e.message : `probe ${name}: signals failed: ${String(e)}`)
-          }
-          continue
-        }
-        if (collector.size() === before) skipped++
-        else records++
-      }
+      for (let i = 0; i < batch.length; i++) take(decode(batch[i]!), batch[i]!.length)
       const { logs, measurements, spans } = collector.take()
       const effects: Array<Effect.Effect<void>> = []
       if (spans.length > 0) {

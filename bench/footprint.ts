@@ -28,7 +28,7 @@ import * as CpuProfile from "./internal/cpuprofile.ts"
 import * as Goals from "./internal/goals.ts"
 import {
   buildLoad,
-  cpuNs,
+  cpuRate,
   cpuSeconds,
   type Load,
   median,
@@ -189,12 +189,12 @@ const main = async () => {
   // --- footprint: idle, then the steady load -------------------------------------------------------------------
   const sink0 = await sink.spans()
   const agent = await startAgent(backendExe, pids, sink, {})
-  await sleep(3000) // start-up work and its garbage settle before idle is sampled
+  await sleep(5000) // start-up work and its garbage settle before idle is sampled
   const rssIdle = rssMiB(agent.pid)
-  const idle0 = cpuNs(agent.pid)
-  const idleT0 = performance.now()
-  await sleep(idleSeconds * 1000)
-  const idleMsPerS = (cpuNs(agent.pid) - idle0) / 1e6 / ((performance.now() - idleT0) / 1000)
+  // One-second slices, so a reader sees whether idle is flat or still settling.
+  const idleSlices: Array<number> = []
+  for (let i = 0; i < idleSeconds; i++) idleSlices.push((await cpuRate(agent.pid, 1000)) * 1000)
+  const idleMsPerS = mean(idleSlices)
   const rssIdleEnd = rssMiB(agent.pid)
 
   const warm = await startLoad(load, urls, rate * warmupSeconds)
@@ -213,9 +213,12 @@ const main = async () => {
   const received = await awaitSpans(sink, sink0, made)
   const cpu = cpuSeconds(agent.pid) - cpu0
   const window = (performance.now() - t0) / 1000
-  // The warm-up's spans may still have been in flight when the window started: count them in; their cost is a
-  // small part of a 20 s window, and leaving them out would flatter the figure.
-  const cpuPerSpanUs = (Math.max(0, cpu - (idleMsPerS / 1000) * window) / measured.requests) * 1e6
+  await sleep(2000) // the last export's work ends
+  const idleAfterMsPerS = (await cpuRate(agent.pid, 5000)) * 1000
+  // The lower idle rate is taken off (the one before the load may hold start-up work, and taking that off would
+  // flatter the figure). The warm-up's spans may still have been in flight when the window started: they count in.
+  const background = Math.min(idleMsPerS, idleAfterMsPerS) / 1000
+  const cpuPerSpanUs = (Math.max(0, cpu - background * window) / measured.requests) * 1e6
   // Steady: the second half of the window (the first holds the ring and heap growing to their working size).
   const rssSteady = median(rssUnderLoad.slice(Math.floor(rssUnderLoad.length / 2)))
   const rssMax = Math.max(...rssUnderLoad)
@@ -253,7 +256,7 @@ const main = async () => {
     const profAgent = await startAgent(backendExe, pids, sink, {
       NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=250`
     })
-    await sleep(3000)
+    await sleep(5000)
     await startLoad(load, urls, rate * warmupSeconds)
     // process.hrtime and V8's profile timestamps are both CLOCK_MONOTONIC in µs on Linux.
     const fromUs = Number(process.hrtime.bigint() / 1000n)
@@ -295,7 +298,8 @@ const main = async () => {
     `${(rssSteady / 64).toFixed(2)}x the 64 MiB goal, ${(rssSteady / bareRss).toFixed(2)}x bare node (max ${rssMax.toFixed(1)})`)
   row(`agent idle CPU (${idleSeconds} s, no load)`, `${idleMsPerS.toFixed(2)} ms/s`,
     `${idleMsPerS.toFixed(2)}x the 1 ms/s goal, ${(idleMsPerS / PREVIOUS_IDLE_MS_PER_S).toFixed(2)}x #12's ` +
-      `${PREVIOUS_IDLE_MS_PER_S} ms/s`)
+      `${PREVIOUS_IDLE_MS_PER_S} ms/s; per second: ${idleSlices.map((x) => x.toFixed(1)).join(" ")}`)
+  row("agent idle CPU after the load (5 s)", `${idleAfterMsPerS.toFixed(2)} ms/s`, "")
   row("agent CPU per span under load", `${cpuPerSpanUs.toFixed(2)} µs`,
     `${(cpuPerSpanUs / 2).toFixed(1)}x the 2 µs goal, ${(cpuPerSpanUs / PREVIOUS_CPU_PER_SPAN_US).toFixed(2)}x #12's ` +
       `~${PREVIOUS_CPU_PER_SPAN_US} µs (${cpu.toFixed(2)} s of CPU from the load's start to the last span at the ` +

@@ -103,3 +103,11 @@ export const privateCopy = (file: string): string => {
   process.once("exit", () => fs.rmSync(dir, { recursive: true, force: true }))
   return copy
 }
+
+/** A process's CPU seconds per second over the next `ms`, at schedstat's resolution (its live threads). */
+export const cpuRate = async (pid: number, ms: number): Promise<number> => {
+  const c0 = cpuNs(pid)
+  const t0 = performance.now()
+  await sleep(ms)
+  return (cpuNs(pid) - c0) / 1e9 / ((performance.now() - t0) / 1000)
+}

@@ -6,14 +6,17 @@
  * are sent every 5 ms from launch on; the first traced one is the lowest n that shows up in the console output or at
  * the OTLP sink, so the exporters' batch delay is not counted), and the agent's CPU seconds until ready (its children
  * included). Exporters: none, console (JSON lines), OTLP http/protobuf to a local Node HTTP sink that answers 200.
- * `node -e 0` and `node -e 'await import("effect")'` are measured alongside as floors; the table shows the bundled
- * figures' ratio to the unbundled ones and to the goal (issue 12: launch → attached ≤ 250 ms).
+ * `probescope --version` (the CLI loaded, nothing done) is timed per build, and `node -e 0` and
+ * `node -e 'await import("effect")'` are measured alongside as floors; the table shows the bundled figures' ratio
+ * to the unbundled ones and to the goal (issue 12: launch → attached ≤ 250 ms).
  *
  *   node_modules/.bin/node bench/startup.ts [rounds, default 5]
  *
- * BENCH_PROBESCOPE=<another checkout's bin/probescope> measures that build instead (as "bundled"; a build without a
- * bundle runs dist/cli/main.js either way). Root is needed (uprobes). Rounds interleave the configurations; the table
- * shows medians. Fails when a run sees no "attached" line, or this checkout has no bundled CLI.
+ * BENCH_BEFORE=<another checkout's bin/probescope> (e.g. a clone of an older commit, built) adds it as a third
+ * build, "before", in the same rounds; BENCH_PROBESCOPE=<another checkout's bin/probescope> measures that one instead
+ * of this checkout's (a build without a bundle runs dist/cli/main.js either way). Root is needed (uprobes). Rounds
+ * interleave the configurations; the table shows medians. Fails when a run sees no "attached" line, or this checkout
+ * has no bundled CLI.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -26,6 +29,7 @@ const root = path.resolve(import.meta.dirname, "..")
 const rounds = Number(process.argv[2] ?? 5)
 /** Another checkout's bin/probescope (e.g. a worktree of an older commit), for before/after figures. */
 const bin = process.env["BENCH_PROBESCOPE"] ?? path.join(root, "bin", "probescope")
+const before = process.env["BENCH_BEFORE"]
 /** Issue 12's goal for launch → attached, in ms. */
 const goalMs = 250
 const clockTicks = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim())
@@ -45,10 +49,12 @@ const cpuSeconds = (stat: string): number => {
 }
 
 /** Wall and CPU seconds of one `node <args>` run (CPU read from a shell that waited for it). */
-const floor = (args: ReadonlyArray<string>) => {
+const floor = (args: ReadonlyArray<string>, command = process.execPath, env: Record<string, string> = {}) => {
   const quoted = args.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ")
   const t0 = performance.now()
-  const stat = execFileSync("sh", ["-c", `'${process.execPath}' ${quoted} >/dev/null; cat /proc/$$/stat`]).toString()
+  const stat = execFileSync("sh", ["-c", `'${command}' ${quoted} >/dev/null; cat /proc/$$/stat`], {
+    env: { ...process.env, ...env }
+  }).toString()
   return { wall: performance.now() - t0, cpu: cpuSeconds(stat) }
 }
 
@@ -91,7 +97,7 @@ const waitForLine = (child: ChildProcess, pattern: RegExp, ms: number) =>
   })
 
 type Exporter = "none" | "console" | "otlp"
-type Build = "bundled" | "unbundled"
+type Build = "bundled" | "unbundled" | "before"
 interface Config {
   readonly exporter: Exporter
   readonly build: Build
@@ -118,7 +124,7 @@ const main = async () => {
     let stdout = ""
     const sent: Array<number> = []
     const t0 = performance.now()
-    const child = spawn(bin, ["run", "--exe", exe], {
+    const child = spawn(build === "before" ? before! : bin, ["run", "--exe", exe], {
       stdio: ["ignore", "pipe", "pipe"],
       env: {
         ...process.env,
@@ -165,8 +171,10 @@ const main = async () => {
    * One run in which bin/probescope did not rebuild dist/ (in a checkout it does when src/ is newer: someone editing
    * meanwhile); a run that did is measured again, at most 5 times.
    */
-  const stamp = path.join(path.dirname(path.dirname(fs.realpathSync(bin))), "dist", ".build-stamp")
-  const stampTime = () => fs.statSync(stamp, { throwIfNoEntry: false })?.mtimeMs
+  const stamps = [bin, ...(before === undefined ? [] : [before])].map((b) =>
+    path.join(path.dirname(path.dirname(fs.realpathSync(b))), "dist", ".build-stamp")
+  )
+  const stampTime = () => stamps.map((s) => fs.statSync(s, { throwIfNoEntry: false })?.mtimeMs).join()
   const unbuilt = async (c: Config): Promise<Sample> => {
     for (let attempt = 1;; attempt++) {
       const before = stampTime()
@@ -176,12 +184,13 @@ const main = async () => {
     }
   }
   const exporters: ReadonlyArray<Exporter> = ["none", "console", "otlp"]
-  const builds: ReadonlyArray<Build> = ["bundled", "unbundled"]
+  const builds: ReadonlyArray<Build> = ["bundled", "unbundled", ...(before === undefined ? [] : ["before" as const])]
   const configs = exporters.flatMap((exporter) => builds.map((build) => ({ exporter, build })))
   const key = (c: Config) => `${c.exporter}/${c.build}`
   const samples = new Map<string, Array<Sample>>(configs.map((c) => [key(c), []]))
   const nodeFloor: Array<{ wall: number; cpu: number }> = []
   const effectFloor: Array<{ wall: number; cpu: number }> = []
+  const versionRuns = new Map(builds.map((b) => [b, [] as Array<{ wall: number; cpu: number }>]))
   // Page cache, the dist/ build check, V8's code cache (dist/.compile-cache) for both builds.
   for (const build of builds) await once({ exporter: "none", build })
   if (process.env["BENCH_PROBESCOPE"] === undefined && !fs.existsSync(path.join(root, "dist/cli/probescope.mjs"))) {
@@ -190,6 +199,12 @@ const main = async () => {
   for (let i = 0; i < rounds; i++) {
     nodeFloor.push(floor(["-e", "0"]))
     effectFloor.push(floor(["--input-type=module", "-e", "await import(\"effect\")"]))
+    // The CLI loaded and nothing done: what the bundle is for, without the agent's own work.
+    for (const build of builds) {
+      versionRuns.get(build)!.push(
+        floor(["--version"], build === "before" ? before! : bin, { PROBESCOPE_BUNDLE: build === "bundled" ? "1" : "0" })
+      )
+    }
     for (const c of configs) samples.get(key(c))!.push(await unbuilt(c))
   }
   backend.kill("SIGTERM")
@@ -204,8 +219,16 @@ const main = async () => {
     `floors: node -e 0 ${nodeWall.toFixed(0)} ms, ${median(nodeFloor.map((f) => f.cpu)).toFixed(2)} s CPU; ` +
       `import("effect") ${effectWall.toFixed(0)} ms, ${median(effectFloor.map((f) => f.cpu)).toFixed(2)} s CPU`
   )
-  const cols = ["exporter", "build", "attached", "ready", "first traced", "CPU to ready", "vs unbundled", "vs goal",
-    "ready/node"]
+  console.log(
+    `probescope --version: ${
+      builds.map((b) => {
+        const runs = versionRuns.get(b)!
+        return `${b} ${median(runs.map((r) => r.wall)).toFixed(0)} ms, ${median(runs.map((r) => r.cpu)).toFixed(2)} s CPU`
+      }).join("; ")
+    }`
+  )
+  const cols = ["exporter", "build", "attached", "ready", "first traced", "CPU to ready", "vs unbundled",
+    ...(before === undefined ? [] : ["vs before"]), "vs goal", "ready/node"]
   console.log(cols.map((c, i) => i < 2 ? c.padEnd(11) : c.padStart(13)).join(""))
   const medians = (c: Config) => {
     const s = samples.get(key(c))!
@@ -220,6 +243,7 @@ const main = async () => {
   for (const c of configs) {
     const m = medians(c)
     const unbundled = medians({ ...c, build: "unbundled" })
+    const old = before === undefined ? undefined : medians({ ...c, build: "before" })
     console.log([
       c.exporter.padEnd(11),
       c.build.padEnd(11),
@@ -228,11 +252,15 @@ const main = async () => {
       m.traced.padStart(13),
       `${m.cpu.toFixed(2)} s`.padStart(13),
       (c.build === "bundled" ? ratio(m.attached, unbundled.attached) : "").padStart(13),
+      ...(old === undefined ? [] : [(c.build === "before" ? "" : ratio(m.attached, old.attached)).padStart(13)]),
       ratio(m.attached, goalMs).padStart(13),
       ratio(m.ready, nodeWall).padStart(13)
     ].join(""))
   }
-  console.log(`vs unbundled: bundled attached / unbundled attached; vs goal: attached / ${goalMs} ms (issue 12)`)
+  console.log(
+    `vs unbundled: bundled attached / unbundled attached; ${before === undefined ? "" : `vs before: attached / ` +
+      `attached of ${before}; `}vs goal: attached / ${goalMs} ms (issue 12)`
+  )
   console.log("first traced: - with no exporter to see it; * when some rounds saw none")
   process.exit(0)
 }

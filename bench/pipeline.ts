@@ -1,0 +1,152 @@
+/**
+ * The agent's user-space path per span, without the kernel and without the target: net/http server records pushed
+ * into the fake kernel's ring in batches of 256 (the size of a busy drain), through the real Runner (decode in place,
+ * the probe's signals, the batch handed to the sink synchronously) into the real telemetry pipeline (OTLP spans to a
+ * local counting sink, the probes' metrics on), against floors measured in the same run: decode only, and the same
+ * pipeline with OTEL_TRACES_EXPORTER=none and no metrics. CPU is the process's own (user + system), not wall time.
+ *
+ *   node_modules/.bin/node bench/pipeline.ts [spans per round, default 200000] [rounds, default 5]
+ *
+ * No root needed. The sink is a child process, its CPU not counted.
+ */
+import { ConfigProvider, Effect, Fiber, Layer } from "effect"
+import * as NetHttpServerModule from "../src/instrumentations/NetHttpServer.ts"
+import { FakeKernel } from "../src/kernel/BpfTest.ts"
+import * as Binary from "../src/probe/Binary.ts"
+import { batchDecoder } from "../src/probe/internal/runner.ts"
+import * as ProbeTest from "../src/probe/ProbeTest.ts"
+import { TelemetrySink } from "../src/probe/Telemetry.ts"
+import * as Telemetry from "../src/telemetry/Telemetry.ts"
+import { serverRecord } from "../test/instrumentations/fixtures.ts"
+import * as Sink from "./internal/sink.ts"
+
+const { NetHttpServer } = NetHttpServerModule
+
+const BATCH = 256
+/** A whole number of batches. */
+const spansPerRound = Math.ceil(Number(process.argv[2] ?? 200_000) / BATCH) * BATCH
+const rounds = Number(process.argv[3] ?? 5)
+
+// Distinct records, as the ring hands them out: ids and paths vary, the pid is this process (a real resource).
+const records = Array.from({ length: 4096 }, (_, i) =>
+  serverRecord({
+    pid: process.pid,
+    path: `/users/${i}`,
+    traceId: (i + 1).toString(16).padStart(32, "a"),
+    spanId: (i + 1).toString(16).padStart(16, "b"),
+    startNs: 1_000_000_000n + BigInt(i) * 1000n,
+    endNs: 1_000_500_000n + BigInt(i) * 1000n
+  }))
+const batches = Array.from({ length: records.length / BATCH }, (_, b) => records.slice(b * BATCH, (b + 1) * BATCH))
+
+const cpuUs = () => {
+  const c = process.cpuUsage()
+  return c.user + c.system
+}
+
+/** µs of CPU per span pushing `spans` spans through the Runner into `sink`, then waiting for `settled`. */
+const throughRunner = (
+  sink: TelemetrySink["Service"],
+  spans: number,
+  settled: Effect.Effect<void>
+): Effect.Effect<number, never, FakeKernel | typeof NetHttpServer.tag.Service> =>
+  Effect.gen(function*() {
+    const kernel = yield* FakeKernel
+    const probe = yield* NetHttpServer.tag
+    const fiber = yield* Effect.forkChild(probe.runner.run.pipe(Effect.provideService(TelemetrySink, sink)))
+    yield* Effect.yieldNow
+    const before = (yield* probe.runner.stats).records
+    const t0 = cpuUs()
+    for (let n = 0; n < spans; n += BATCH) {
+      yield* kernel.push("nethttp_server", batches[(n / BATCH) % batches.length]!)
+      // Let the Runner take the batch, as the event loop would between drains.
+      while ((yield* probe.runner.stats).records < before + n + BATCH) yield* Effect.yieldNow
+    }
+    yield* settled
+    const us = (cpuUs() - t0) / spans
+    yield* Fiber.interrupt(fiber)
+    return us
+  }) as never
+
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+const main = Effect.gen(function*() {
+  const sink = yield* Effect.promise(() => Sink.start())
+  const env = (over: Record<string, string>) =>
+    ConfigProvider.layer(ConfigProvider.fromUnknown({
+      OTEL_SERVICE_NAME: "bench",
+      OTEL_METRIC_EXPORT_INTERVAL: "1000",
+      OTEL_BSP_SCHEDULE_DELAY: "1000",
+      // Records come as fast as the CPU takes them here, not at a service's pace: a queue that holds a round keeps
+      // the measure about CPU (the export batch stays 512 spans).
+      OTEL_BSP_MAX_QUEUE_SIZE: String(spansPerRound),
+      ...over
+    }))
+  const modes = {
+    "export none, metrics off": env({ OTEL_TRACES_EXPORTER: "none", OTEL_METRICS_EXPORTER: "none" }),
+    "OTLP http/protobuf, metrics on": env({
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_METRICS_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.httpUrl
+    }),
+    "OTLP grpc, metrics on": env({
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_METRICS_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.grpcUrl
+    })
+  }
+  const results: Record<string, Array<number>> = { "decode only (floor)": [] }
+  for (const name of Object.keys(modes)) results[name] = []
+  const decode = batchDecoder(Binary.schema(NetHttpServerModule.Record))
+  for (let round = 0; round < rounds; round++) {
+    // The floor: the decode alone, over the same records.
+    const t0 = cpuUs()
+    let sum = 0
+    for (let n = 0; n < spansPerRound; n++) {
+      const r = records[n % records.length]!
+      const view = new DataView(r.buffer, r.byteOffset, r.byteLength)
+      sum += (decode(view, r, 0, r.length) as { status: number }).status
+    }
+    results["decode only (floor)"]!.push((cpuUs() - t0) / spansPerRound + (sum === -1 ? 1 : 0))
+    for (const [name, config] of Object.entries(modes)) {
+      const us = yield* Effect.gen(function*() {
+        // The real telemetry's sink, taken before the probe's test layer (which brings a capturing sink of its own).
+        const telemetry = yield* Telemetry.Telemetry
+        const live = yield* TelemetrySink
+        const exported = name.startsWith("OTLP")
+        const spans0 = exported ? yield* Effect.promise(() => sink.spans()) : 0
+        const us = yield* throughRunner(live, spansPerRound, telemetry.flush).pipe(
+          Effect.provide(NetHttpServer.layer.pipe(Layer.provideMerge(ProbeTest.layer)))
+        )
+        if (exported) {
+          const got = (yield* Effect.promise(() => sink.spans())) - spans0
+          if (got !== spansPerRound) {
+            const stats = yield* telemetry.stats
+            throw new Error(`${name}: the sink got ${got} of ${spansPerRound} spans: ${Telemetry.formatStats(stats)}`)
+          }
+        }
+        return us
+      }).pipe(
+        Effect.provide(Layer.fresh(Telemetry.layer).pipe(Layer.provide(config))),
+        Effect.scoped
+      )
+      results[name]!.push(us)
+    }
+  }
+  sink.stop()
+  const floor = median(results["decode only (floor)"]!)
+  console.log(`pipeline: ${rounds} rounds of ${spansPerRound} net/http server spans in batches of ${BATCH}, ` +
+    `CPU µs per span (median; the sink's own CPU not counted)`)
+  console.log(`${"mode".padEnd(34)} ${"µs/span".padStart(8)} ${"x decode".padStart(9)}  rounds`)
+  for (const [name, xs] of Object.entries(results)) {
+    console.log(`${name.padEnd(34)} ${median(xs).toFixed(2).padStart(8)} ${(median(xs) / floor).toFixed(1).padStart(9)}  ` +
+      xs.map((x) => x.toFixed(2)).join(" "))
+  }
+})
+
+Effect.runPromise(main as Effect.Effect<void>).then(() => process.exit(0), (e) => {
+  console.error(e)
+  process.exit(1)
+})

@@ -194,7 +194,7 @@ const main = async () => {
   // Page cache, the dist/ build check, V8's code cache (dist/.compile-cache) for both builds.
   for (const build of builds) await once({ exporter: "none", build })
   if (process.env["BENCH_PROBESCOPE"] === undefined && !fs.existsSync(path.join(root, "dist/cli/probescope.mjs"))) {
-    throw new Error("no dist/cli/probescope.mjs: the bundled CLI is built by npm run build:ts when esbuild is installed")
+    throw new Error("no dist/cli/probescope.mjs: npm run build:ts bundles the CLI when esbuild is installed")
   }
   for (let i = 0; i < rounds; i++) {
     nodeFloor.push(floor(["-e", "0"]))
@@ -223,7 +223,8 @@ const main = async () => {
     `probescope --version: ${
       builds.map((b) => {
         const runs = versionRuns.get(b)!
-        return `${b} ${median(runs.map((r) => r.wall)).toFixed(0)} ms, ${median(runs.map((r) => r.cpu)).toFixed(2)} s CPU`
+        const cpu = median(runs.map((r) => r.cpu))
+        return `${b} ${median(runs.map((r) => r.wall)).toFixed(0)} ms, ${cpu.toFixed(2)} s CPU`
       }).join("; ")
     }`
   )

@@ -85,7 +85,8 @@ if (!emitted) {
 if (result.status !== 0 && (!lenient || process.stderr.isTTY)) {
   console.error(`probescope: dist/ built despite ${diagnostics.length} type error(s) (npm run typecheck lists them)`)
 }
-if (!(await bundleCli(tmp))) {
+// A lenient build keeps going without the bundle (bin/probescope then runs dist/cli/main.js), as past type errors.
+if (!(await bundleCli(tmp)) && !lenient) {
   rmSync(tmp, { recursive: true, force: true })
   process.exit(1)
 }
@@ -100,14 +101,17 @@ rmSync(old, { recursive: true, force: true })
 /**
  * Bundles `<out>/cli/launch.js` and what it imports into `<out>/cli/probescope.mjs` (+ chunks loaded on demand: the
  * OTLP exporters, yaml, the unused commands' dependencies stay out of the start-up). True when bundled, or when
- * esbuild is not installed (then there is no bundle, said once); false when esbuild failed (said on stderr).
+ * esbuild is not installed (then there is no bundle, said unless --lenient); false when esbuild failed (said on
+ * stderr).
  */
 async function bundleCli(out) {
   let esbuild
   try {
     esbuild = await import(createRequire(join(root, "package.json")).resolve("esbuild"))
   } catch {
-    if (!lenient) console.error("probescope: esbuild is not installed: no bundled CLI (bin/probescope runs dist/cli/main.js)")
+    if (!lenient) {
+      console.error("probescope: esbuild is not installed: no bundled CLI (bin/probescope runs dist/cli/main.js)")
+    }
     return true
   }
   const cli = join(out, "cli")
@@ -183,7 +187,7 @@ function commonJsDynamicImports() {
   }
 }
 
-/** Whether Node loads this file as CommonJS: `.cjs`, or `.js` where the nearest package.json says no `"type": "module"`. */
+/** Whether Node loads a file as CommonJS: `.cjs`, or `.js` where the nearest package.json has no `"type": "module"`. */
 function isCommonJs(file) {
   if (file.endsWith(".cjs")) return true
   if (!file.endsWith(".js")) return false

@@ -6,9 +6,10 @@
  * and loads the commands dynamically; what arrived meanwhile is handed to them (Lifecycle decides what it means).
  *
  * This module runs unbundled (dist/cli/main.js) or inside the bundle (dist/cli/probescope.mjs, entered through
- * launch.ts, which chooses). Compiling what a command loads (~700 modules unbundled, megabytes of bundle) is a good part
- * of the start-up (bench/startup.ts), so V8's code cache is kept beside the compiled CLI (dist/.compile-cache): never in the shared temporary directory, where another user
- * could plant code a root agent would run. Where that directory cannot be written, Node just compiles as before.
+ * launch.ts, which chooses). Compiling what a command loads (~700 modules unbundled, megabytes of bundle) is a good
+ * part of the start-up (bench/startup.ts), so V8's code cache is kept beside the compiled CLI (dist/.compile-cache):
+ * never in the shared temporary directory, where another user could plant code a root agent would run. Where that
+ * directory cannot be written, Node just compiles as before.
  */
 import * as Module from "node:module"
 import "../runtime/CliGuard.ts"

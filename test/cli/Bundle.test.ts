@@ -115,7 +115,7 @@ describe("the bundled CLI", { timeout: 120_000 }, () => {
     assert.strictEqual(r.stdout, "")
     assert.match(
       r.stderr,
-      /^probescope: Node >= 22\.19 is needed \(v22\.18\.0 found at \S+\): npm install --save-dev node@24 in your project/
+      /^probescope: Node >= 22\.19 is needed \(v22\.18\.0 found at \S+\): npm install --save-dev node@24 in your /
     )
     assert.deepStrictEqual(r.loaded.filter((f) => !f.endsWith("old-node.mjs")), ["dist/cli/probescope.mjs"])
   })

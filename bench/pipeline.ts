@@ -29,14 +29,14 @@ const rounds = Number(process.argv[3] ?? 5)
 
 // Distinct records, as the ring hands them out: ids and paths vary, the pid is this process (a real resource).
 const records = Array.from({ length: 4096 }, (_, i) =>
-  serverRecord({
+  Buffer.from(serverRecord({
     pid: process.pid,
     path: `/users/${i}`,
     traceId: (i + 1).toString(16).padStart(32, "a"),
     spanId: (i + 1).toString(16).padStart(16, "b"),
     startNs: 1_000_000_000n + BigInt(i) * 1000n,
     endNs: 1_000_500_000n + BigInt(i) * 1000n
-  }))
+  })))
 const batches = Array.from({ length: records.length / BATCH }, (_, b) => records.slice(b * BATCH, (b + 1) * BATCH))
 
 const cpuUs = () => {

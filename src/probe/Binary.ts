@@ -170,14 +170,23 @@ export const bytes = (n: number): Field<Uint8Array> =>
  * The record as a Buffer without copying: ring-buffer records already are one (subarrays of the batch), and Buffer's
  * slice-to-string methods skip the view object `subarray` + `TextDecoder` would allocate per field.
  */
-const asBuffer = (b: Uint8Array): Buffer => Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+const asBuffer = (b: Uint8Array): Slicing => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)) as Slicing
+
+/**
+ * Buffer's own slice-to-string methods (on every Buffer since Node's first releases): `toString(encoding, start,
+ * end)` only normalises its arguments and calls one of them, which on the hot path costs as much as the decode.
+ */
+type Slicing = Buffer & {
+  readonly utf8Slice: (start: number, end: number) => string
+  readonly hexSlice: (start: number, end: number) => string
+}
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
 
 /** A fixed byte array as lowercase hex in memory order (trace ids: 16 bytes, span ids: 8 bytes). */
 export const hex = (n: number): Field<string> =>
   field(n, 1, (_v, b, o) => {
-    if (n >= 8) return asBuffer(b).toString("hex", o, o + n)
+    if (n >= 8) return asBuffer(b).hexSlice(o, o + n)
     let s = ""
     for (let i = o; i < o + n; i++) s += HEX[b[i]!]
     return s
@@ -198,14 +207,69 @@ export const string = (cap: number, lengthField?: string): Field<string> =>
     if (lengthField === undefined) {
       let end = o
       while (end < o + cap && b[end] !== 0) end++
-      return asBuffer(b).toString("utf8", o, end)
+      return asBuffer(b).utf8Slice(o, end)
     }
-    return asBuffer(b).toString("utf8", o, o + Math.min(Math.max(len, 0), cap))
+    return asBuffer(b).utf8Slice(o, o + Math.min(Math.max(len, 0), cap))
   }, (_v, b, o, x) => {
     const enc = utf8e.encode(x).subarray(0, cap)
     b.set(enc, o)
     return enc.length
   }, lengthField)
+
+interface Reader {
+  readonly name: string
+  readonly member: Field<any>
+  readonly offset: number
+}
+type DecodeAt = (view: DataView, bytes: Uint8Array, base: number, length: number) => unknown
+
+/**
+ * A decoder written for one layout: every field read into a local (length fields first, so strings can use them),
+ * then one object literal. V8 gives every record the literal's one fast shape, with no per-field store through a
+ * computed key and no loop over the fields; this is the Runner's per-record hot path. Undefined where code cannot be
+ * generated (`--disallow-code-generation-from-strings`).
+ */
+const compileDecoder = (
+  size: number,
+  readers: ReadonlyArray<Reader>,
+  ordered: ReadonlyArray<Reader>
+): DecodeAt | undefined => {
+  const index = new Map(readers.map((r, i) => [r.name, i]))
+  const body = [
+    `if (length < ${size}) throw new RangeError("record is " + length + " bytes, layout needs ${size}")`,
+    "const b = asBuffer(bytes)",
+    ...ordered.map((r) => {
+      const lf = r.member.lengthField
+      return `const v${index.get(r.name)} = read[${index.get(r.name)}](view, b, base + ${r.offset}, ` +
+        `${lf === undefined ? "0" : `Number(v${index.get(lf)})`})`
+    }),
+    `return { ${readers.map((r, i) => `${JSON.stringify(r.name)}: v${i}`).join(", ")} }`
+  ].join("\n")
+  try {
+    const make = new Function("read", "asBuffer", `return function decodeAt(view, bytes, base, length) {\n${body}\n}`)
+    return make(readers.map((r) => r.member.read), asBuffer) as DecodeAt
+  } catch {
+    return undefined
+  }
+}
+
+/** The same decoder without generated code: a copy of a template with every property, then a store per field. */
+const loopDecoder = (size: number, readers: ReadonlyArray<Reader>, ordered: ReadonlyArray<Reader>): DecodeAt => {
+  // Copying a template that already has every property keeps the record a fast object: adding 30-odd properties
+  // through a computed key turns it into a slow dictionary-mode one. JSON.parse builds the template as a fast object.
+  const template = JSON.parse(JSON.stringify(Object.fromEntries(readers.map((r) => [r.name, null])))) as object
+  return (view, bytes, base, length) => {
+    if (length < size) throw new RangeError(`record is ${length} bytes, layout needs ${size}`)
+    const b = asBuffer(bytes)
+    const out: Record<string, unknown> = { ...template }
+    for (let i = 0; i < ordered.length; i++) {
+      const r = ordered[i]!
+      const lf = r.member.lengthField
+      out[r.name] = r.member.read(view, b, base + r.offset, lf === undefined ? 0 : Number(out[lf]))
+    }
+    return out
+  }
+}
 
 /** Lay out `fields` in order at C alignment (or packed) and build a codec for the struct. */
 export const struct = <const F extends Readonly<Record<string, Member>>>(
@@ -244,22 +308,14 @@ export const struct = <const F extends Readonly<Record<string, Member>>>(
   const ordered = [...readers.filter((r) => r.member.lengthField === undefined), ...readers.filter((r) =>
     r.member.lengthField !== undefined
   )]
-  // Records are built by copying a template that already has every property, so the stores below only overwrite.
-  // Adding 30-odd properties through a computed key instead turns each record into a slow dictionary-mode object
-  // (V8 allows few properties added that way); JSON.parse builds the template itself as a fast object.
-  const template = JSON.parse(JSON.stringify(Object.fromEntries(readers.map((r) => [r.name, null])))) as object
-  const decodeAt = (view: DataView, bytes: Uint8Array, base: number, length: number): Decoded<F> => {
-    if (length < size) throw new RangeError(`record is ${length} bytes, layout needs ${size}`)
-    const out: Record<string, unknown> = { ...template }
-    for (let i = 0; i < ordered.length; i++) {
-      const r = ordered[i]!
-      const lf = r.member.lengthField
-      out[r.name] = r.member.read(view, bytes, base + r.offset, lf === undefined ? 0 : Number(out[lf]))
-    }
-    return out as Decoded<F>
-  }
+  const decodeAt = (compileDecoder(size, readers, ordered) ?? loopDecoder(size, readers, ordered)) as (
+    view: DataView,
+    bytes: Uint8Array,
+    base: number,
+    length: number
+  ) => Decoded<F>
   const decode = (input: Uint8Array): Decoded<F> =>
-    decodeAt(new DataView(input.buffer, input.byteOffset, input.byteLength), asBuffer(input), 0, input.length)
+    decodeAt(new DataView(input.buffer, input.byteOffset, input.byteLength), input, 0, input.length) as Decoded<F>
   const encode = (value: Decoded<F>): Uint8Array => {
     const out = new Uint8Array(size)
     const view = new DataView(out.buffer)

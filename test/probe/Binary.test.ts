@@ -1,4 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import * as path from "node:path"
 import { Effect, Schema } from "effect"
 import * as Binary from "../../src/probe/Binary.ts"
 
@@ -43,6 +45,37 @@ describe("Binary", () => {
     const decoded = L.decode(bytes)
     assert.deepStrictEqual(decoded, { ...value, len: 3, cstr: "héllo" })
     assert.isFalse("_pad" in decoded)
+  })
+
+  it("decodeAt reads a record in place in a larger buffer; the fallback without generated code agrees", () => {
+    // Run in a child so that the one without code generation can be compared with this process's.
+    const script = `
+      import * as Binary from ${JSON.stringify(path.resolve(import.meta.dirname, "../../src/probe/Binary.ts"))}
+      const L = Binary.struct({ len: Binary.u16, id: Binary.hex(8), name: Binary.string(16, "len"), n: Binary.u64,
+        raw: Binary.bytes(3), "odd key": Binary.u8, c: Binary.string(4) })
+      const one = L.encode({ len: 0, id: "0102030405060708", name: "caf\u00e9", n: 7n, raw: new Uint8Array([9, 8, 7]),
+        "odd key": 5, c: "ab" })
+      const batch = Buffer.alloc(L.size * 3)
+      batch.set(one, L.size)
+      const r = L.decodeAt(new DataView(batch.buffer, batch.byteOffset, batch.length), batch, L.size, L.size)
+      batch.fill(0)
+      console.log(JSON.stringify({ ...r, n: String(r.n), raw: [...r.raw], keys: Object.keys(r) }))
+    `
+    const run = (flags: Array<string>) =>
+      execFileSync(process.execPath, [...flags, "--input-type=module", "-e", script])
+        .toString().trim()
+    const expected = JSON.stringify({
+      len: 5,
+      id: "0102030405060708",
+      name: "café",
+      n: "7",
+      raw: [9, 8, 7],
+      "odd key": 5,
+      c: "ab",
+      keys: ["len", "id", "name", "n", "raw", "odd key", "c"]
+    })
+    assert.strictEqual(run([]), expected)
+    assert.strictEqual(run(["--disallow-code-generation-from-strings"]), expected)
   })
 
   it("clamps a string's length field to its capacity", () => {

@@ -281,9 +281,15 @@ export const splitHostPort = (hostport: string): { readonly host: string; readon
   return port === undefined ? { host } : { host, port }
 }
 
+/** 1 to 5 decimal digits from 1 to 65535; digit by digit (this runs for every HTTP span). */
 const parsePort = (s: string): number | undefined => {
-  if (!/^\d{1,5}$/.test(s)) return undefined
-  const n = Number(s)
+  if (s.length === 0 || s.length > 5) return undefined
+  let n = 0
+  for (let i = 0; i < s.length; i++) {
+    const d = s.charCodeAt(i) - 48
+    if (d < 0 || d > 9) return undefined
+    n = n * 10 + d
+  }
   return n > 0 && n <= 65535 ? n : undefined
 }
 

@@ -176,13 +176,17 @@ export const makeRunner = (name: string, options: RunOptions, loaded: Loaded, co
       const toLog = yield* Queue.unbounded<string>()
       yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(toLog), (w) => Effect.logWarning(w))))
       const decodeIn = batchDecoder(options.record)
+      // The views of a batch buffer, made once per buffer (the live reader reuses one for every batch): a DataView
+      // and a Buffer, whose string slicing the decoders use (a plain Uint8Array would be wrapped per record).
       let viewOf: Uint8Array | undefined
       let view: DataView = new DataView(new ArrayBuffer(0))
+      let data: Uint8Array = Buffer.alloc(0)
       yield* rb.forEachBatch((batch) => {
-        const { count, data, offsets } = batch
-        if (data !== viewOf) {
-          viewOf = data
-          view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+        const { count, offsets } = batch
+        if (batch.data !== viewOf) {
+          viewOf = batch.data
+          view = new DataView(viewOf.buffer, viewOf.byteOffset, viewOf.byteLength)
+          data = Buffer.isBuffer(viewOf) ? viewOf : Buffer.from(viewOf.buffer, viewOf.byteOffset, viewOf.byteLength)
         }
         for (let i = 0; i < count; i++) {
           const at = offsets[2 * i]!

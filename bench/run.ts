@@ -21,6 +21,7 @@ const benches = [
   "decode",
   "metrics",
   "export",
+  "pipeline",
   "analysis",
   "ringbuf",
   "discovery",

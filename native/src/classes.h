@@ -23,6 +23,9 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   std::vector<uint8_t> bytes_;
   std::string name_;
   bool loaded_ = false;
+  // A loadAsync in flight: the object is libbpf's on another thread until it settles.
+  bool loading_ = false;
+  bool close_after_load_ = false;
 
   struct bpf_object* Require(Napi::Env env, const char* op);
   struct bpf_program* Program(Napi::Env env, const char* op, const std::string& name);
@@ -34,6 +37,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value ReuseMap(const Napi::CallbackInfo& info);
   Napi::Value SetMaxEntries(const Napi::CallbackInfo& info);
   Napi::Value Load(const Napi::CallbackInfo& info);
+  Napi::Value LoadAsync(const Napi::CallbackInfo& info);
   Napi::Value Programs(const Napi::CallbackInfo& info);
   Napi::Value Maps(const Napi::CallbackInfo& info);
   Napi::Value Lookup(const Napi::CallbackInfo& info);

@@ -12,10 +12,11 @@ namespace probescope {
 
 namespace {
 
-// libbpf prints from the thread that calls it; everything here runs on the JS thread, but the lock keeps the
-// capture safe if libbpf ever logs from elsewhere.
+// libbpf prints from the thread that calls it: each thread keeps its own log, so an object loaded off the JS thread
+// (loadAsync) and an operation on the JS thread meanwhile do not mix their logs. The lock guards libbpf logging from
+// a thread it started itself, if it ever does.
 std::mutex log_mutex;
-std::string log_buffer;
+thread_local std::string log_buffer;
 constexpr size_t kLogCap = 256 * 1024;
 
 int CapturePrint(enum libbpf_print_level level, const char* fmt, va_list args) {
@@ -85,13 +86,18 @@ static std::string Describe(int err) {
 }
 
 Napi::Error MakeError(Napi::Env env, const std::string& op, int err, const std::string& detail) {
+  return MakeErrorWithLog(env, op, err, detail, LogTail());
+}
+
+Napi::Error MakeErrorWithLog(Napi::Env env, const std::string& op, int err, const std::string& detail,
+                             const std::string& log) {
   if (err < 0) err = -err;
   std::string message = op + ": " + (detail.empty() ? "" : detail + ": ") + Describe(err) + " (" + ErrnoName(err) + ")";
   Napi::Error error = Napi::Error::New(env, message);
   error.Set("op", Napi::String::New(env, op));
   error.Set("errno", Napi::Number::New(env, err));
   error.Set("code", Napi::String::New(env, ErrnoName(err)));
-  error.Set("log", Napi::String::New(env, LogTail()));
+  error.Set("log", Napi::String::New(env, log));
   return error;
 }
 

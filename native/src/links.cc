@@ -89,40 +89,6 @@ bool ProbeUprobeMulti() {
   return link == -EBADF;
 }
 
-// Runs `work` on its own thread, then settles a promise on the JS thread with `settle(env, result)`; a Napi::Error
-// thrown by `settle` rejects it. The thread-safe function keeps the event loop alive until the job has settled, so
-// a shutdown that waits for its detaches does wait for them.
-template <typename R>
-struct Job {
-  Napi::Promise::Deferred deferred;
-  std::function<R()> work;
-  std::function<Napi::Value(Napi::Env, R&)> settle;
-  R result{};
-};
-
-template <typename R>
-Napi::Promise OffThread(Napi::Env env, const char* name, std::function<R()> work,
-                        std::function<Napi::Value(Napi::Env, R&)> settle) {
-  auto* job = new Job<R>{Napi::Promise::Deferred::New(env), std::move(work), std::move(settle)};
-  Napi::Promise promise = job->deferred.Promise();
-  auto tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), name, 0, 1);
-  std::thread([job, tsfn]() mutable {
-    job->result = job->work();
-    napi_status status = tsfn.BlockingCall(job, [](Napi::Env env, Napi::Function, Job<R>* j) {
-      try {
-        j->deferred.Resolve(j->settle(env, j->result));
-      } catch (const Napi::Error& e) {
-        j->deferred.Reject(e.Value());
-      }
-      delete j;
-    });
-    // The environment is going away (process exit): nobody is left to settle, and the kernel frees what we held.
-    if (status != napi_ok) delete job;
-    tsfn.Release();
-  }).detach();
-  return promise;
-}
-
 }  // namespace
 
 // uprobeMultiSupported(): whether BPF_TRACE_UPROBE_MULTI links work here (probed once per process).

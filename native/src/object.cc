@@ -113,6 +113,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
     InstanceMethod<&BpfObject::ReuseMap>("reuseMap"),
     InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
     InstanceMethod<&BpfObject::Load>("load"),
+    InstanceMethod<&BpfObject::LoadAsync>("loadAsync"),
     InstanceMethod<&BpfObject::Programs>("programs"),
     InstanceMethod<&BpfObject::Maps>("maps"),
     InstanceMethod<&BpfObject::Lookup>("lookup"),
@@ -159,6 +160,7 @@ BpfObject::~BpfObject() {
 
 struct bpf_object* BpfObject::Require(Napi::Env env, const char* op) {
   if (obj_ == nullptr) throw MakeError(env, op, EBADF, "object " + name_ + " is closed");
+  if (loading_) throw MakeError(env, op, EBUSY, "object " + name_ + " is being loaded");
   return obj_;
 }
 
@@ -268,20 +270,63 @@ Napi::Value BpfObject::SetMaxEntries(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  struct bpf_object* obj = Require(env, "load");
-  LogReset();
-  // The verifier gives up with EAGAIN when a signal is pending for the loading thread (a profiler's SIGPROF every
-  // millisecond, a child's SIGCHLD): block them for the load; they are delivered when the mask is restored.
+// The verifier gives up with EAGAIN when a signal is pending for the loading thread (a profiler's SIGPROF every
+// millisecond, a child's SIGCHLD): signals are blocked for the load; they are delivered when the mask is restored.
+static int LoadBlockingSignals(struct bpf_object* obj) {
   sigset_t all, saved;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &saved);
   int err = bpf_object__load(obj);
   pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  return err;
+}
+
+Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_object* obj = Require(env, "load");
+  LogReset();
+  int err = LoadBlockingSignals(obj);
   if (err) throw MakeError(env, "load", -err, name_);
   loaded_ = true;
   return env.Undefined();
+}
+
+struct LoadResult {
+  int err = 0;
+  std::string log;
+};
+
+// loadAsync(): Promise<void>. The same load on a thread of its own: the verifier's work (tens to hundreds of ms per
+// object) stays off the event loop, and objects load side by side. The object must not be used or closed until the
+// promise settles (`loading` guards it).
+Napi::Value BpfObject::LoadAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_object* obj = Require(env, "load");
+  loading_ = true;
+  Ref();  // kept alive until settled, whatever JS drops meanwhile
+  return OffThread<LoadResult>(
+      env, "probescope.load",
+      [obj]() {
+        LogReset();
+        LoadResult r;
+        r.err = LoadBlockingSignals(obj);
+        if (r.err) r.log = LogTail();
+        return r;
+      },
+      [this](Napi::Env env, LoadResult& r) -> Napi::Value {
+        loading_ = false;
+        Unref();
+        if (close_after_load_) {
+          // close() came while the load ran: done now that libbpf is finished with the object.
+          bpf_object__close(obj_);
+          obj_ = nullptr;
+          bytes_.clear();
+          throw MakeError(env, "load", ECANCELED, name_ + " was closed while loading");
+        }
+        if (r.err) throw MakeErrorWithLog(env, "load", -r.err, name_, r.log);
+        loaded_ = true;
+        return env.Undefined();
+      });
 }
 
 // programs(): [{ name, section, type, fd, id, autoload }]
@@ -547,6 +592,10 @@ Napi::Value BpfObject::Btf(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value BpfObject::Close(const Napi::CallbackInfo& info) {
+  if (loading_) {
+    close_after_load_ = true;
+    return info.Env().Undefined();
+  }
   if (obj_ != nullptr) bpf_object__close(obj_);
   obj_ = nullptr;
   bytes_.clear();

@@ -120,13 +120,25 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wake
         const m = /^tp_btf\/(.+)$/.exec(p.section)
         return p.autoload && m !== null ? [{ program: p.name, tracepoint: m[1]! }] : []
       })
-      try {
-        obj.load()
-      } catch (cause) {
-        obj.close()
-        return Effect.succeed({ _tag: "LoadFailed", error: loadError(name, cause), tpBtf } satisfies LoadFailed)
-      }
-      return Effect.succeed({ _tag: "Loaded", obj, absent: new Map() } satisfies Loaded)
+      // Loaded on a thread of the addon's own: the verifier's work stays off the event loop (rings keep draining,
+      // signals are handled) and objects load side by side. Interrupted, the object is closed once the load ends.
+      return Effect.callback<Loaded | LoadFailed>((resume) => {
+        let settled = false
+        obj.loadAsync().then(
+          () => {
+            settled = true
+            resume(Effect.succeed({ _tag: "Loaded", obj, absent: new Map() } satisfies Loaded))
+          },
+          (cause) => {
+            settled = true
+            obj.close()
+            resume(Effect.succeed({ _tag: "LoadFailed", error: loadError(name, cause), tpBtf } satisfies LoadFailed))
+          }
+        )
+        return Effect.sync(() => {
+          if (!settled) obj.close()
+        })
+      })
     })
 
   const configure = (obj: NativeObject, spec: ObjectSpec, name: string) => {

@@ -8,7 +8,8 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
+import { loadAddon } from "../../src/kernel/internal/addon.ts"
 import { buildAll } from "./fixtures.ts"
 
 buildAll()
@@ -46,4 +47,44 @@ for (const name of ["grpc", "nethttp_server", "database_sql"]) {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
+})
+
+describe("loadAsync", () => {
+  const addon = loadAddon()
+  if (typeof addon === "string") throw new Error(addon)
+  const open = (name: string) => new addon.BpfObject(path.join(root, "bpf", "out", `${name}.bpf.o`), name)
+
+  it("loads objects side by side off the event loop: timers keep firing while the verifier runs", async () => {
+    const objects = ["grpc", "nethttp_server", "database_sql"].map(open)
+    let ticks = 0
+    const timer = setInterval(() => ticks++, 1)
+    try {
+      // The synchronous load holds the event loop for the whole verification: no tick gets in.
+      const sync = open("kafka_go")
+      const before = ticks
+      sync.load()
+      expect(ticks).toBe(before)
+      sync.close()
+      await Promise.all(objects.map((o) => o.loadAsync()))
+      expect(ticks).toBeGreaterThan(0)
+      // Loaded for real: the programs have kernel ids.
+      for (const o of objects) expect(o.programs().every((p) => !p.autoload || p.id > 0)).toBe(true)
+    } finally {
+      clearInterval(timer)
+      for (const o of objects) o.close()
+    }
+  })
+
+  it("an object closed while it loads is closed when the load ends; the load rejects with ECANCELED", async () => {
+    const fds = () => fs.readdirSync("/proc/self/fd").length
+    const before = fds()
+    const obj = open("grpc")
+    const loading = obj.loadAsync()
+    expect(() => obj.programs()).toThrow(/being loaded/)
+    obj.close()
+    const error = await loading.then(() => undefined, (e: unknown) => e as { code: string; message: string })
+    expect(error?.code).toBe("ECANCELED")
+    expect(error?.message).toBe("load: grpc was closed while loading: Operation canceled (ECANCELED)")
+    expect(fds()).toBe(before)
+  })
 })

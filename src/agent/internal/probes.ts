@@ -47,6 +47,8 @@ export interface ProbeDefinition {
   readonly kind: "instrument" | "daemon"
   readonly manifest: Manifest.Manifest
   readonly layer: ProbeLayer
+  /** The probes it needs loaded first (a `Probe.instrument`/`Probe.daemon` definition says). */
+  readonly dependsOn?: ReadonlyArray<string>
   readonly attributes?: ReadonlyArray<string>
   readonly emits?: ReadonlyArray<Signal>
   readonly instruments?: Instruments
@@ -116,6 +118,47 @@ export const isAgentProbe = (u: unknown): u is AgentProbe => isDefinition(u) || 
 export const layerOf = (probe: AgentProbe): ProbeLayer => isProbeLayer(probe) ? probe : probe.layer
 
 /**
+ * The layers in dependency levels: the definitions nothing given depends on first, then those depending only on them,
+ * and so on, each level built side by side (a probe's object is verified on a thread of its own, so ten probes load
+ * in about the time of the slowest few) and given every level before it. A layer that is not a definition (a
+ * module's own composition) cannot say what it depends on: those come after the definitions, one after another.
+ */
+const chainOf = (probes: ReadonlyArray<AgentProbe>, layers: ReadonlyArray<ProbeLayer>): ProbeLayer => {
+  const definitions = new Map<ProbeLayer, ProbeDefinition>()
+  for (const p of probes) if (isDefinition(p) && !definitions.has(p.layer)) definitions.set(p.layer, p)
+  const given = new Set([...definitions.values()].map((d) => d.name))
+  const depth = new Map<string, number>()
+  const depthOf = (d: ProbeDefinition, seen: ReadonlySet<string> = new Set()): number => {
+    const known = depth.get(d.name)
+    if (known !== undefined) return known
+    let level = 0
+    for (const dep of d.dependsOn ?? []) {
+      const def = [...definitions.values()].find((x) => x.name === dep)
+      // A dependency that is not given is built by the probe itself; a cycle is the probe API's to report.
+      if (def === undefined || !given.has(dep) || seen.has(dep)) continue
+      level = Math.max(level, 1 + depthOf(def, new Set([...seen, d.name])))
+    }
+    depth.set(d.name, level)
+    return level
+  }
+  const levels: Array<Array<ProbeLayer>> = []
+  const others: Array<ProbeLayer> = []
+  for (const layer of layers) {
+    const d = definitions.get(layer)
+    if (d === undefined) others.push(layer)
+    else (levels[depthOf(d)] ??= []).push(layer)
+  }
+  const byLevel = levels.filter((l) => l !== undefined).reduce<ProbeLayer>(
+    (built, level) =>
+      (level.length === 1 ? level[0]! : Layer.mergeAll(...(level as [ProbeLayer, ...Array<ProbeLayer>]))).pipe(
+        Layer.provideMerge(built)
+      ),
+    Layer.empty
+  )
+  return others.reduce<ProbeLayer>((built, layer) => layer.pipe(Layer.provideMerge(built)), byLevel)
+}
+
+/**
  * Every given probe as one layer, each loaded once however often it is listed:
  * - a definition whose name an earlier one has is left out, with a warning: two copies of one probe module (a
  *   checkout's `src/` probe next to the built-ins compiled to `dist/`) would load the same object twice;
@@ -137,7 +180,7 @@ export const combine = (probes: ReadonlyArray<AgentProbe>): ProbeLayer => {
     const layer = layerOf(probe)
     if (!layers.includes(layer)) layers.push(layer)
   }
-  const combined = layers.reduce<ProbeLayer>((built, layer) => layer.pipe(Layer.provideMerge(built)), Layer.empty)
+  const combined = chainOf(probes, layers)
   return skipped.length === 0 ? combined : combined.pipe(Layer.tap(() =>
     Effect.logWarning(
       `probe(s) ${[...new Set(skipped)].join(", ")} given more than once: the first of each is used`

@@ -59,6 +59,8 @@ export interface NativeObject {
   setAutoload(program: string, enabled: boolean): void
   reuseMap(map: string, fd: number): void
   setMaxEntries(map: string, entries: number): void
+  /** The same load on a thread of the addon's own; the object is not to be used until it settles. */
+  loadAsync(): Promise<void>
   load(): void
   programs(): Array<NativeProgram>
   maps(): Array<NativeMap>

@@ -173,6 +173,18 @@ export interface RecordBatch {
   readonly count: number
 }
 
+/** Records laid back to back as one batch (what arrived before a batch reader, a fake kernel's push). */
+export const batchOf = (records: ReadonlyArray<Uint8Array>): RecordBatch => {
+  const offsets = new Uint32Array(2 * records.length)
+  let at = 0
+  records.forEach((r, i) => {
+    offsets[2 * i] = at
+    offsets[2 * i + 1] = r.length
+    at += r.length
+  })
+  return { data: Buffer.concat(records), offsets, count: records.length }
+}
+
 /** A ring-buffer subscription: a stream of raw records plus its counters. */
 export interface RingBuffer {
   readonly map: string

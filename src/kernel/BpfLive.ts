@@ -20,6 +20,7 @@ import {
   type MapRef,
   type ObjectBtf,
   type ObjectSpec,
+  batchOf,
   type RecordBatch,
   type RingBuffer,
   type RingBufferOptions,
@@ -389,14 +390,7 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wake
       /** What arrived before the first reader, handed to a batch handler as one batch. */
       const pendingBatch = (): RecordBatch | undefined => {
         if (pending.length === 0) return undefined
-        const offsets = new Uint32Array(2 * pending.length)
-        let at = 0
-        pending.forEach((r, i) => {
-          offsets[2 * i] = at
-          offsets[2 * i + 1] = r.length
-          at += r.length
-        })
-        const out = { data: Buffer.concat(pending), offsets, count: pending.length }
+        const out = batchOf(pending)
         pending = []
         return out
       }
@@ -510,26 +504,39 @@ const drainInterval: Effect.Effect<number, BpfConfigError> = Config.String("PROB
 )
 
 /**
+ * A byte count from the environment (`K` and `M` suffixes allowed), checked by `valid`; undefined when unset or
+ * empty, a BpfConfigError saying what was `expected` otherwise.
+ */
+const bytesVariable = (
+  variable: string,
+  valid: (n: number) => boolean,
+  expected: string
+): Effect.Effect<number | undefined, BpfConfigError> =>
+  Config.String(variable).pipe(
+    Config.option,
+    Effect.mapError((e) => new BpfConfigError({ variable, message: e.message })),
+    Effect.flatMap((value) => {
+      if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(undefined)
+      const m = /^(\d+)([KkMm]?)$/.exec(value.value.trim())
+      const n = m === null ? NaN : Number(m[1]) * (m[2] === "" ? 1 : /[Kk]/.test(m[2]!) ? 1024 : 1024 * 1024)
+      return Number.isSafeInteger(n) && valid(n) ? Effect.succeed(n) : Effect.fail(
+        new BpfConfigError({
+          variable,
+          message: `Invalid ${variable}=${JSON.stringify(value.value)}: expected ${expected}`
+        })
+      )
+    })
+  )
+
+/**
  * Ring-buffer size in bytes (`PROBESCOPE_RINGBUF_BYTES`: a power of two from 4096 to 1 GiB, with a `K`/`M` suffix
  * allowed), for every ring buffer an object is loaded with unless its probe sizes it: by default each keeps the size
  * its C file gives (1 MiB for the probes' `events`, bpf/include/probescope/events.h).
  */
-const ringBufferBytes: Effect.Effect<number | undefined, BpfConfigError> = Config.String("PROBESCOPE_RINGBUF_BYTES").pipe(
-  Config.option,
-  Effect.mapError((e) => new BpfConfigError({ variable: "PROBESCOPE_RINGBUF_BYTES", message: e.message })),
-  Effect.flatMap((value) => {
-    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(undefined)
-    const m = /^(\d+)([KkMm]?)$/.exec(value.value.trim())
-    const n = m === null ? NaN : Number(m[1]) * (m[2] === "" ? 1 : /[Kk]/.test(m[2]!) ? 1024 : 1024 * 1024)
-    const ok = Number.isSafeInteger(n) && n >= 4096 && n <= 2 ** 30 && (n & (n - 1)) === 0
-    return ok ? Effect.succeed(n) : Effect.fail(
-      new BpfConfigError({
-        variable: "PROBESCOPE_RINGBUF_BYTES",
-        message: `Invalid PROBESCOPE_RINGBUF_BYTES=${JSON.stringify(value.value)}: expected a power of two from 4096 ` +
-          `to 1073741824 bytes (K and M suffixes allowed, e.g. 512K, 4M)`
-      })
-    )
-  })
+const ringBufferBytes = bytesVariable(
+  "PROBESCOPE_RINGBUF_BYTES",
+  (n) => n >= 4096 && n <= 2 ** 30 && (n & (n - 1)) === 0,
+  "a power of two from 4096 to 1073741824 bytes (K and M suffixes allowed, e.g. 512K, 4M)"
 )
 
 /**
@@ -538,23 +545,11 @@ const ringBufferBytes: Effect.Effect<number | undefined, BpfConfigError> = Confi
  * the reader on every record. Unset: what each object's C file gives (64 KiB, bpf/include/probescope/events.h). Set
  * on every object with a `ps_wakeup_bytes` constant, unless the load itself sets it.
  */
-const wakeupBytes: Effect.Effect<number | undefined, BpfConfigError> = Config.String("PROBESCOPE_RINGBUF_WAKEUP_BYTES")
-  .pipe(
-    Config.option,
-    Effect.mapError((e) => new BpfConfigError({ variable: "PROBESCOPE_RINGBUF_WAKEUP_BYTES", message: e.message })),
-    Effect.flatMap((value) => {
-      if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(undefined)
-      const m = /^(\d+)([KkMm]?)$/.exec(value.value.trim())
-      const n = m === null ? NaN : Number(m[1]) * (m[2] === "" ? 1 : /[Kk]/.test(m[2]!) ? 1024 : 1024 * 1024)
-      return Number.isSafeInteger(n) && n <= 2 ** 30 ? Effect.succeed(n) : Effect.fail(
-        new BpfConfigError({
-          variable: "PROBESCOPE_RINGBUF_WAKEUP_BYTES",
-          message: `Invalid PROBESCOPE_RINGBUF_WAKEUP_BYTES=${JSON.stringify(value.value)}: expected bytes from 0 to ` +
-            `1073741824 (K and M suffixes allowed, e.g. 64K)`
-        })
-      )
-    })
-  )
+const wakeupBytes = bytesVariable(
+  "PROBESCOPE_RINGBUF_WAKEUP_BYTES",
+  (n) => n <= 2 ** 30,
+  "bytes from 0 to 1073741824 (K and M suffixes allowed, e.g. 64K)"
+)
 
 /** The live `Bpf` layer over the native addon. Build the addon with `npm run build:native`. */
 export const layer: Layer.Layer<Bpf, BpfConfigError> = Layer.effect(

@@ -29,7 +29,7 @@ import type {
   TracepointSpec,
   UprobeSpec
 } from "./Bpf.ts"
-import { Bpf, BpfAttachError, BpfLoadError, BpfMapError, BpfPermissionError } from "./Bpf.ts"
+import { batchOf, Bpf, BpfAttachError, BpfLoadError, BpfMapError, BpfPermissionError } from "./Bpf.ts"
 
 /** Something the fake kernel did, in order. */
 export type KernelEvent =
@@ -393,19 +393,7 @@ const make = Effect.sync(() => {
           records: Stream.fromQueue(queue),
           // The fake's batches are what one `push` wrote (as far as the queue took them), handed over in one call.
           forEachBatch: (handler) =>
-            Stream.runForEachArray(Stream.fromQueue(queue), (records) =>
-              Effect.sync(() => {
-                const offsets = new Uint32Array(2 * records.length)
-                let at = 0
-                records.forEach((r, i) => {
-                  offsets[2 * i] = at
-                  offsets[2 * i + 1] = r.length
-                  at += r.length
-                })
-                const data = new Uint8Array(at)
-                records.forEach((r, i) => data.set(r, offsets[2 * i]!))
-                handler({ data, offsets, count: records.length })
-              })),
+            Stream.runForEachArray(Stream.fromQueue(queue), (records) => Effect.sync(() => handler(batchOf(records)))),
           stats: Effect.sync((): RingBufferStats => ({ received: r.received, dropped: r.dropped, batches: r.batches })),
           // Everything pushed is already in the queue: ending it lets the consumer take the rest, then stop.
           close: Effect.sync(() => {

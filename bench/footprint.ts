@@ -9,7 +9,7 @@
  *   - agent CPU per span at the rate reached (its idle rate taken off);
  *   - spans lost: the sink's count against the requests made (the bench fails unless it is 0);
  *   - with --minutes N (or BENCH_SOAK_MINUTES): a soak under the same load, RSS every 10 s, the growth from the first
- *     minute to the last and the least-squares slope;
+ *     minute to the last and the least-squares slope, over all samples and after the first minute (the goal's figure);
  *   - unless --no-profile: a V8 CPU profile of a second agent under the same load (its load window only, by the
  *     samples' timestamps): main-thread CPU by stage and the top 15 functions by self time.
  *
@@ -353,19 +353,25 @@ const main = async () => {
     const first = soak.samples.filter(([m]) => m <= 1).map(([, r]) => r)
     const last = soak.samples.filter(([m]) => m >= soak!.minutes - 1).map(([, r]) => r)
     const perMin = slope(soak.samples.map(([m]) => m), soak.samples.map(([, r]) => r))
+    // The first minute holds the heap and the exporter's queue growing to their working size (as the steady figure
+    // above leaves out the window's first half): growth is judged from there on.
+    const settled = soak.samples.filter(([m]) => m > 1)
+    const settledPerMin = slope(settled.map(([m]) => m), settled.map(([, r]) => r))
     const growth = mean(last) - mean(first)
     console.log(`soak: ${soak.minutes} min at ${soak.rps.toFixed(0)} req/s, RSS every 10 s: first minute ` +
       `${mean(first).toFixed(1)} MiB, last minute ${mean(last).toFixed(1)} MiB (growth ${growth.toFixed(1)} MiB), ` +
-      `least-squares slope ${perMin.toFixed(3)} MiB/min; spans ${soak.received} of ${soak.made}`)
+      `least-squares slope ${perMin.toFixed(3)} MiB/min, after the first minute ${settledPerMin.toFixed(3)} MiB/min; ` +
+      `spans ${soak.received} of ${soak.made}`)
     console.log(`soak RSS (MiB): ${soak.samples.map(([, r]) => r.toFixed(0)).join(" ")}`)
     Goals.record("footprint", {
-      goal: `agent RSS growth over a ${soak.minutes}-minute soak at 10k spans/s`,
-      figure: perMin,
+      goal: `agent RSS growth over a ${soak.minutes}-minute soak at 10k spans/s, after the first minute`,
+      figure: settledPerMin,
       unit: "MiB/min",
       // "Bounded growth" read as less than 1 MiB over ten minutes: a leak of one record per span would be far more.
       target: 0.1,
       baseline: { name: "first-minute RSS", value: mean(first) },
-      note: `first minute ${mean(first).toFixed(1)} MiB, last ${mean(last).toFixed(1)} MiB`
+      note: `first minute ${mean(first).toFixed(1)} MiB, last ${mean(last).toFixed(1)} MiB, slope over all ` +
+        `${perMin.toFixed(3)} MiB/min`
     })
     if (soak.received !== soak.made) failed = true
   }

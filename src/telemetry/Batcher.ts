@@ -155,6 +155,14 @@ export const make = <A = ReadableSpan>(
     yield* drain(0)
   })
   const fiber = yield* Effect.forkDetach(worker)
+  /**
+   * Until no export is in flight, whoever started it (the worker, or a `flush` running beside it): a flush that
+   * returned while the worker's batch was still on the wire said "everything is exported" too early, and a shutdown
+   * that closed the exporter then cut that batch off (seen over gRPC: 512 spans counted failed).
+   */
+  const settled = Effect.suspend(function loop(): Effect.Effect<void> {
+    return inFlight === 0 ? Effect.void : Effect.andThen(Effect.sleep(Duration.millis(5)), Effect.suspend(loop))
+  })
 
   const counts = () => ({ exported, dropped, failed, lastError })
   const losses = LossReport.make({
@@ -186,6 +194,7 @@ export const make = <A = ReadableSpan>(
             `${queued} queued ${options.signal ?? "spans"} and the batch in flight not exported`
         )
       }
+      yield* Deadline.within(deadline, settled)
       yield* Deadline.within(deadline, exporter.shutdown)
       yield* Fiber.interrupt(reporter)
       yield* losses.summary
@@ -227,7 +236,7 @@ export const make = <A = ReadableSpan>(
       lastError,
       failing
     })),
-    flush: drain(0),
+    flush: Effect.andThen(drain(0), settled),
     close
   }
   return batcher

@@ -82,6 +82,27 @@ const assertBalanced = (s: Batcher.BatcherStats) =>
   assert.strictEqual(s.sent, s.exported + s.dropped + s.failed + s.queued + s.inFlight, JSON.stringify(s))
 
 describe("Batcher", () => {
+  it.live("flush returns once the worker's batch in flight is exported too, not only the queue's", () =>
+    Effect.gen(function*() {
+      let exportedBatches = 0
+      const slow: Exporter = {
+        name: "slow",
+        endpoint: "slow://sink",
+        export: () => Effect.andThen(Effect.sleep("150 millis"), Effect.sync(() => void exportedBatches++)),
+        shutdown: Effect.void
+      }
+      const scope = yield* Scope.make()
+      const b = yield* Batcher.make(slow, config({ maxExportBatchSize: 4 }), {}).pipe(Scope.provide(scope))
+      // A full batch wakes the worker, which takes it and starts its export.
+      for (let i = 0; i < 4; i++) b.offer(span(i))
+      yield* Effect.sleep("20 millis")
+      assert.strictEqual((yield* b.stats).inFlight, 4)
+      yield* b.flush
+      const stats = yield* b.stats
+      assert.deepStrictEqual([stats.inFlight, stats.exported, exportedBatches], [0, 4, 1])
+      yield* Scope.close(scope, Exit.void)
+    }))
+
   it.effect("exports on the schedule delay, in batches of at most the batch size", () =>
     Effect.gen(function*() {
       const { state, exporter } = fake()

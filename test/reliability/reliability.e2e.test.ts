@@ -3,7 +3,7 @@
  * real OpenTelemetry Collector (test/collector) that the tests take down and black-hole. Every figure the suite
  * checks is a bound from the many-processes issue; the measured values are printed so the docs can quote them.
  *
- * `RELIABILITY_OUTAGE_SECONDS` (default 10) sets the collector outage; `npm run soak` runs it with 60.
+ * `RELIABILITY_OUTAGE_SECONDS` (default 10) sets the collector outage; `npm run soak` runs it with 60 (after a 10-minute footprint soak).
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as path from "node:path"

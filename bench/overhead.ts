@@ -12,6 +12,7 @@
  * load ran, its idle rate taken off, over the spans the requests made.
  *
  *   BENCH_PROTOCOLS=http/protobuf,grpc,http/json (the default: all three) picks the export modes.
+ *   BENCH_BEFORE=<another checkout's bin/probescope, built> adds that build, OTLP over the first protocol, as a mode.
  *
  * Issue #12's goals go to the results file (bench/internal/goals.ts): agent CPU per span per protocol (against #12's
  * ~20 µs), and target CPU per request and latency p99 against the floor (≤ 1.05x, ≤ 1.15x) per protocol.
@@ -74,6 +75,8 @@ interface Mode {
   readonly env: (sink: Sink.Sink) => Record<string, string>
   /** Spans it sends to the sink (the check that nothing was lost). */
   readonly exports: boolean
+  /** Another build's bin/probescope (BENCH_BEFORE), else this checkout's. */
+  readonly bin?: string
 }
 
 const protocols = (process.env["BENCH_PROTOCOLS"] ?? "http/protobuf,grpc,http/json").split(",").filter((p) => p !== "")
@@ -98,7 +101,21 @@ const modes: ReadonlyArray<Mode> = [
       OTEL_EXPORTER_OTLP_ENDPOINT: protocol === "grpc" ? sink.grpcUrl : sink.httpUrl
     }),
     exports: true
-  }))
+  })),
+  // BENCH_BEFORE=<another checkout's bin/probescope, built>: that build too, OTLP over the first protocol, in the same
+  // rounds, so "before → after" is a ratio of one run rather than of two runs hours apart.
+  ...(process.env["BENCH_BEFORE"] === undefined ? [] : [{
+    name: `before: otlp ${protocols[0] ?? "http/protobuf"}`,
+    bin: process.env["BENCH_BEFORE"],
+    env: (sink: Sink.Sink) => ({
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_METRICS_EXPORTER: "otlp",
+      OTEL_METRIC_EXPORT_INTERVAL: "1000",
+      OTEL_EXPORTER_OTLP_PROTOCOL: protocols[0] ?? "http/protobuf",
+      OTEL_EXPORTER_OTLP_ENDPOINT: protocols[0] === "grpc" ? sink.grpcUrl : sink.httpUrl
+    }),
+    exports: true
+  }])
 ]
 
 interface Attached {
@@ -148,7 +165,7 @@ const main = async () => {
   }
 
   const startAgent = async (mode: Mode) => {
-    const agent = spawn(path.join(root, "bin", "probescope"), ["run", "--exe", bins.frontend, "--exe", bins.backend], {
+    const agent = spawn(mode.bin ?? path.join(root, "bin", "probescope"), ["run", "--exe", bins.frontend, "--exe", bins.backend], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, OTEL_BSP_SCHEDULE_DELAY: "1000", ...mode.env(sink) }
     })
@@ -252,16 +269,22 @@ const main = async () => {
     `figures; load CPU at clock-tick resolution, ${1000 / clockTicks} ms)`)
   // #12's previous figure: ~20 µs of agent CPU per span with OTLP http/protobuf export on.
   const previousPerSpanUs = 20
+  const beforeIndex = modes.findIndex((mode) => mode.bin !== undefined)
+  const perSpanUs = (i: number) => m((r) => r.modes[i]!.agentCpuPerRequest * 1e6 / SPANS_PER_REQUEST)
   modes.forEach((mode, i) => {
-    if (!mode.exports) return
+    if (!mode.exports || mode.bin !== undefined) return
     const protocol = mode.name.replace(/^otlp /, "")
+    // With BENCH_BEFORE, the first protocol's figure is given against that build measured in the same rounds.
+    const baseline = beforeIndex >= 0 && protocol === protocols[0]
+      ? { name: "before (BENCH_BEFORE, same run)", value: perSpanUs(beforeIndex) }
+      : { name: "#12 before", value: previousPerSpanUs }
     const note = `${requests} requests x ${rounds} rounds, ${connections} connection(s), medians`
     Goals.record("overhead", {
       goal: `agent CPU per span, OTLP ${protocol}, metrics on`,
-      figure: m((r) => r.modes[i]!.agentCpuPerRequest * 1e6 / SPANS_PER_REQUEST),
+      figure: perSpanUs(i),
       unit: "µs",
       target: 2,
-      baseline: { name: "#12 before", value: previousPerSpanUs },
+      baseline,
       note
     })
     Goals.record("overhead", {

@@ -9,7 +9,7 @@
  * most one warning per report interval. Closing drains the queue within a deadline (shared with the rest of the
  * telemetry layer); whatever is not exported by then counts as failed, and the exporter's shutdown is bounded too.
  */
-import { Duration, Effect, Exit, Fiber, Option, Queue, Schedule, type Scope } from "effect"
+import { Duration, Effect, Fiber, Option, Queue, Schedule, type Scope } from "effect"
 import { ExportError, type Exporter, type ReadableSpan } from "./Exporter.ts"
 import * as OtelExport from "./internal/otelExport.ts"
 import * as Deadline from "./internal/deadline.ts"
@@ -76,7 +76,9 @@ export const make = <A = ReadableSpan>(
 ): Effect.Effect<Batcher<A>, never, Scope.Scope> =>
   Effect.gen(function*() {
   const deadline = options.deadline ?? Deadline.make(DEFAULT_SHUTDOWN_TIMEOUT_MILLIS)
-  const queue = yield* Queue.bounded<A>(config.maxQueueSize)
+  // The spans waiting: a plain array, bounded by `offer` (with what is in flight) at maxQueueSize. One push per span
+  // and one splice per batch; an Effect queue cost a node and an Exit per span on the agent's hot path.
+  let queue: Array<A> = []
   // Capacity-1 sliding queue: a "wake up, a full batch is waiting" signal that never blocks the producer.
   const wake = yield* Queue.sliding<void>(1)
   let accepted = 0
@@ -124,22 +126,13 @@ export const make = <A = ReadableSpan>(
       )
     })
 
-  const takeBatch = Effect.sync(() => {
-    const n = Math.min(Queue.sizeUnsafe(queue), config.maxExportBatchSize)
-    const batch: Array<A> = []
-    for (let i = 0; i < n; i++) {
-      const taken = Queue.takeUnsafe(queue)
-      if (taken === undefined || !Exit.isSuccess(taken)) break
-      batch.push(taken.value)
-    }
-    return batch
-  })
+  const takeBatch = Effect.sync(() => queue.splice(0, config.maxExportBatchSize))
 
   /** Exports queued spans batch by batch; with `fullOnly`, stops when less than a full batch is left. */
   const drain = (retries: number, fullOnly = false) =>
     Effect.gen(function*() {
       while (true) {
-        if (fullOnly && Queue.sizeUnsafe(queue) < config.maxExportBatchSize) return
+        if (fullOnly && queue.length < config.maxExportBatchSize) return
         const batch = yield* takeBatch
         if (batch.length === 0) return
         yield* exportBatch(batch, retries)
@@ -186,9 +179,9 @@ export const make = <A = ReadableSpan>(
       const finished = yield* Deadline.within(deadline, Fiber.join(fiber))
       if (Option.isNone(finished)) {
         yield* Fiber.interrupt(fiber)
-        const queued = Queue.sizeUnsafe(queue)
+        const queued = queue.length
         failed += queued
-        yield* Queue.clear(queue)
+        queue = []
         yield* Effect.logWarning(
           `shutdown deadline (${deadline.totalMillis} ms) cut off export to ${exporter.endpoint}: ` +
             `${queued} queued ${options.signal ?? "spans"} and the batch in flight not exported`
@@ -210,23 +203,20 @@ export const make = <A = ReadableSpan>(
         droppedShuttingDown++
         return
       }
-      if (Queue.sizeUnsafe(queue) + inFlight >= config.maxQueueSize) {
+      if (queue.length + inFlight >= config.maxQueueSize) {
         dropped++
         return
       }
-      if (!Queue.offerUnsafe(queue, item)) {
-        dropped++
-        return
-      }
+      queue.push(item)
       accepted++
-      if (Queue.sizeUnsafe(queue) >= config.maxExportBatchSize) Queue.offerUnsafe(wake, undefined)
+      if (queue.length >= config.maxExportBatchSize) Queue.offerUnsafe(wake, undefined)
     },
     stats: Effect.sync(() => ({
       exporter: exporter.name,
       endpoint: exporter.endpoint,
       sent: accepted + dropped,
       accepted,
-      queued: Queue.sizeUnsafe(queue),
+      queued: queue.length,
       inFlight,
       exported,
       dropped,

@@ -482,15 +482,17 @@ const unavailable = (reason: string) =>
   })
 
 /**
- * Ring-buffer drain interval in ms (`PROBESCOPE_RINGBUF_DRAIN_MS`, 1–1000, default 5): the longest a record submitted
- * without a wakeup waits before JS sees it. It cannot be 0: records below the wakeup threshold are only ever read by
- * this drain, so without it a quiet ring would keep them until shutdown.
+ * Ring-buffer drain interval in ms (`PROBESCOPE_RINGBUF_DRAIN_MS`, 1–1000, default 20): the longest a record submitted
+ * without a wakeup waits before JS sees it. 20 rather than 5: fewer, larger batches cost the agent 0.6-0.75x the CPU
+ * per span in the overhead bench (docs/benchmarks.md), and a busy ring wakes the reader at the threshold anyway (64 KiB,
+ * about 130 net/http records), so a filling ring does not wait for the timer. It cannot be 0: records below the wakeup
+ * threshold are only ever read by this drain, so without it a quiet ring would keep them until shutdown.
  */
 const drainInterval: Effect.Effect<number, BpfConfigError> = Config.String("PROBESCOPE_RINGBUF_DRAIN_MS").pipe(
   Config.option,
   Effect.mapError((e) => new BpfConfigError({ variable: "PROBESCOPE_RINGBUF_DRAIN_MS", message: e.message })),
   Effect.flatMap((value) => {
-    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(5)
+    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(20)
     const text = value.value.trim()
     const n = Number(text)
     return /^\d+$/.test(text) && n >= 1 && n <= 1000 ? Effect.succeed(n) : Effect.fail(

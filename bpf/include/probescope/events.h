@@ -6,7 +6,7 @@
  * ps_stats[PS_STAT_DROPPED] rather than lost silently. */
 #pragma once
 
-/* 1 MiB: at the 64 KiB wakeup threshold and a 5 ms drain, room for a user-space stall of well over 100 ms at 10k
+/* 1 MiB: at the 64 KiB wakeup threshold and a 20 ms drain, room for a user-space stall of well over 100 ms at 10k
  * records per second. Each ring is mapped into the agent (twice over, for wraparound), so its size is RSS: the agent
  * sizes all rings with PROBESCOPE_RINGBUF_BYTES, a probe its own with `ringBuffer.bytes`. */
 #ifndef PS_RINGBUF_BYTES

@@ -97,6 +97,9 @@ struct otel_attr {
 
 struct otel_event {
   u64 time_ns;
+  /* RecordError: where the error type's name is in the program (0: unknown). A uprobe cannot fault that page in, so
+   * when the program never touched it, name stays empty and user space reads it from there (/proc/<pid>/mem can). */
+  u64 err_name;
   u8 name_len;
   /* 1: from RecordError; name is then the error's dynamic type name and msg its first string field. */
   u8 exception;
@@ -485,7 +488,8 @@ int uprobe_record_error(struct pt_regs *ctx) {
     e->err_kind = ty.kind;
     e->err_tflag = ty.tflag;
     u64 types = t->types_known ? PT_REGS_IP(ctx) + (u64)t->types_from_record_error : 0;
-    e->name_len = ps_go_type_name(e->name, OT_EVENT_NAME, typ, types, &t->type);
+    e->err_name = ps_go_type_name_at(typ, types, &t->type);
+    e->name_len = ps_go_name_read(e->name, OT_EVENT_NAME, e->err_name);
     /* The message of the common error types (errors.New's, fmt.Errorf's) is their struct's first field, a string;
      * user space keeps it only for those types. */
     if (ty.kind == PS_GO_KIND_POINTER && err_data)

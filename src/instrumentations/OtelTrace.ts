@@ -183,6 +183,8 @@ export type Attr = ReturnType<typeof Attr.decode>
 /** `struct otel_event`. */
 export const Event = Binary.struct({
   timeNs: Binary.u64,
+  /** RecordError: the address of the error type's runtime name in the program, 0 when unknown. */
+  errName: Binary.u64,
   nameLen: Binary.u8,
   exception: Binary.bool,
   errTflag: Binary.u8,
@@ -281,9 +283,10 @@ const attributesOf = (attrs: ReadonlyArray<Attr>, owner: number) => {
 }
 
 /** An event as the SDK would have it: RecordError's is "exception" with the error's type (and message, if known). */
-const toEvent = (e: Event, attributes: globalThis.Record<string, AttributeValue>): SpanEvent => {
+const toEvent = (e: Event, attributes: globalThis.Record<string, AttributeValue>, pid: number): SpanEvent => {
   if (!e.exception) return { name: e.name, timeMonoNs: e.timeNs, attributes }
-  const type = (e.errTflag & TFLAG_EXTRA_STAR) !== 0 ? e.name.slice(1) : e.name
+  const raw = e.name !== "" || e.errName === 0n ? e.name : GoSymbols.runtimeNameAt(pid, e.errName)
+  const type = (e.errTflag & TFLAG_EXTRA_STAR) !== 0 ? raw.slice(1) : raw
   return {
     name: "exception",
     timeMonoNs: e.timeNs,
@@ -300,7 +303,7 @@ export const toSpan = (r: Record): Probe.SpanInput => {
   const attrs = attrsOf(r)
   const own = attributesOf(attrs, 0)
   const attributes = own.attributes
-  const events = eventsOf(r).map((e, i) => toEvent(e, attributesOf(attrs, i + 1).attributes))
+  const events = eventsOf(r).map((e, i) => toEvent(e, attributesOf(attrs, i + 1).attributes, r.pid))
   // Slices and cut keys of the span and its events, and what did not fit, together.
   const droppedAttrs = r.attrsDropped + attrs.filter((a) => attrValue(a) === undefined).length
   return {

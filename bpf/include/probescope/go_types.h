@@ -38,16 +38,20 @@ static __always_inline int ps_go_type_read(u64 typ, const struct ps_go_type_offs
   return 0;
 }
 
-/* Copy the name of the type at `typ` (as stored: maybe with the extra '*') into dst, at most `cap` bytes (a
- * power-of-two constant). `types` is the runtime address of the module's type data. Returns the bytes copied. */
-static __always_inline u32 ps_go_type_name(void *dst, u32 cap, u64 typ, u64 types,
-                                           const struct ps_go_type_offsets *off) {
+/* Where the name of type `typ` is (a runtime name: flags, uvarint length, bytes), or 0 when it cannot be found. */
+static __always_inline u64 ps_go_type_name_at(u64 typ, u64 types, const struct ps_go_type_offsets *off) {
   if (typ == 0 || types == 0)
     return 0;
   s32 name_off = 0;
   if (bpf_probe_read_user(&name_off, sizeof(name_off), (const void *)(typ + off->str)) != 0 || name_off <= 0)
     return 0;
-  u64 name = types + (u64)(s64)name_off;
+  return types + (u64)(s64)name_off;
+}
+
+/* Read the runtime name at `name` into dst; 0 bytes when it cannot be read (for one, its page not resident). */
+static __always_inline u32 ps_go_name_read(void *dst, u32 cap, u64 name) {
+  if (name == 0)
+    return 0;
   /* flags, then a uvarint length: names shorter than 128 bytes take one byte, up to 16383 two. */
   u8 hdr[3] = {};
   if (bpf_probe_read_user(hdr, sizeof(hdr), (const void *)name) != 0)
@@ -59,4 +63,11 @@ static __always_inline u32 ps_go_type_name(void *dst, u32 cap, u64 typ, u64 type
     start = 3;
   }
   return ps_read_go_str(dst, cap, name + start, len);
+}
+
+/* Copy the name of the type at `typ` (as stored: maybe with the extra '*') into dst, at most `cap` bytes (a
+ * power-of-two constant). `types` is the runtime address of the module's type data. Returns the bytes copied. */
+static __always_inline u32 ps_go_type_name(void *dst, u32 cap, u64 typ, u64 types,
+                                           const struct ps_go_type_offsets *off) {
+  return ps_go_name_read(dst, cap, ps_go_type_name_at(typ, types, off));
 }

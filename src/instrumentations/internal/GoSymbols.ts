@@ -89,3 +89,27 @@ export const typeValue = (o: {
   readonly typeKind: number | undefined
   readonly typeStr: number | undefined
 }) => ({ typeTflag: o.typeTflag ?? 20, typeKind: o.typeKind ?? 23, typeStr: o.typeStr ?? 40 })
+
+/**
+ * The runtime name (flags, uvarint length, bytes) at `address` in process `pid`, read through /proc/<pid>/mem; "" when
+ * it cannot be read. For a name the BPF side could not read: a uprobe cannot fault a page in, so a name on a page the
+ * program never touched is missing there, while a read of /proc/<pid>/mem faults it in. Rare (an error's type, once
+ * per RecordError whose name page was cold), so a synchronous read is fine here.
+ */
+export const runtimeNameAt = (pid: number, address: bigint): string => {
+  let fd: number | undefined
+  try {
+    fd = fs.openSync(`/proc/${pid}/mem`, "r")
+    const head = Buffer.alloc(3)
+    if (fs.readSync(fd, head, 0, 3, address) !== 3) return ""
+    const long = (head[1]! & 0x80) !== 0
+    const length = long ? (head[1]! & 0x7f) | ((head[2]! & 0x7f) << 7) : head[1]!
+    const name = Buffer.alloc(length)
+    const start = address + (long ? 3n : 2n)
+    return fs.readSync(fd, name, 0, length, start) === length ? name.toString("utf8") : ""
+  } catch {
+    return ""
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+}

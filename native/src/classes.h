@@ -95,6 +95,7 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value Consume(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value SetWakeupBytes(const Napi::CallbackInfo& info);
 };
 
 }  // namespace probescope

@@ -1,14 +1,21 @@
-// Ring-buffer consumption on the JS thread without blocking it: a uv_poll_t on the ring's epoll fd wakes us when
-// the kernel signals, and a uv timer drains records that producers submitted with BPF_RB_NO_WAKEUP. Each drain hands
-// JS one batch: the records copied once, straight from the ring into a buffer JS already holds (reused for every
-// batch: no allocation per batch or per record), and an offsets array, not one call per record.
+// Ring-buffer consumption on the JS thread without blocking it. While records come, a uv timer drains the ring every
+// `drain_ms` (records are submitted without a wakeup, so batches stay large); a ring that a drain finds empty stops
+// its timer and waits on the ring's fd alone. The BPF side (bpf/include/probescope/events.h) submits with the
+// kernel's adaptive notification: the record that lands in a ring its reader has emptied wakes the reader, which
+// restarts its timer and drains on it (not at once: one wakeup per idle spell, not per record). A record that makes the
+// unread data cross the wakeup threshold forces a wakeup, and that one is drained at once. An idle agent's rings
+// thus cost no wakeups at all. Each drain hands JS one batch: the records copied once, straight from the ring into a
+// buffer JS already holds (reused for every batch: no allocation per batch or per record), and an offsets array.
 //
-// The timer backs off while the ring stays empty (doubling up to kIdleDrainMs) and returns to the base interval as
-// soon as a drain finds records: an idle agent with a dozen rings wakes a few dozen times a second, not thousands.
+// The wakeup comes through an epoll fd of our own with the ring registered edge-triggered: libbpf's epoll set is
+// level-triggered, so a poll handle on it fires on every loop iteration while records wait for the timer.
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <memory>
@@ -22,9 +29,8 @@ namespace probescope {
 constexpr int kBatchFull = -100000;
 // Batches handed to JS per wakeup before yielding back to the event loop.
 constexpr int kMaxRoundsPerWakeup = 16;
-// The longest the drain timer waits while the ring stays empty; a forced wakeup (the BPF side's threshold) still
-// comes at once.
-constexpr uint32_t kIdleDrainMs = 200;
+// The BPF side's default wakeup threshold (ps_wakeup_bytes in events.h), until JS says otherwise (setWakeupBytes).
+constexpr uint64_t kDefaultWakeupBytes = 64 * 1024;
 
 struct RingState {
   napi_env env = nullptr;
@@ -32,8 +38,16 @@ struct RingState {
   uv_poll_t poll;
   uv_timer_t timer;
   bool has_timer = false;
+  // The timer is running (records came since the last empty drain); false while the ring is idle.
+  bool timer_active = false;
   uint32_t base_ms = 5;
-  uint32_t current_ms = 5;
+  // Ours, the ring's fd in it edge-triggered: readable once per kernel wakeup of the ring.
+  int epoll_fd = -1;
+  // The ring's consumer and producer pages, read-only: how much unread data the ring holds, without a syscall.
+  void* positions = MAP_FAILED;
+  size_t page_size = 0;
+  // A wakeup finding at least this much unread data is the BPF side's threshold: drained at once.
+  uint64_t wakeup_bytes = kDefaultWakeupBytes;
   Napi::FunctionReference callback;
   std::unique_ptr<Napi::AsyncContext> async;
   // The batch: records copied back to back into `data` (a JS Uint8Array's bytes), (offset, length) pairs in
@@ -52,6 +66,9 @@ struct RingState {
   double received = 0;
   double batches = 0;
   double callback_errors = 0;
+  double timer_wakeups = 0;
+  double ring_wakeups = 0;
+  double idle_wakeups = 0;
   bool stopped = false;
   bool draining = false;
   bool owner_alive = true;
@@ -137,20 +154,55 @@ static double Drain(RingState* s) {
   return s->received - before;
 }
 
-// After a drain: back off while the ring is empty, return to the base interval once records come.
-static void Pace(RingState* s, double delivered, bool from_timer) {
-  if (!s->has_timer || s->stopped) return;
-  if (delivered > 0) {
-    if (s->current_ms == s->base_ms) return;
-    s->current_ms = s->base_ms;
-    uv_timer_start(&s->timer, [](uv_timer_t* h) {
-      RingState* st = static_cast<RingState*>(h->data);
-      Pace(st, Drain(st), true);
-    }, s->base_ms, s->base_ms);
-  } else if (from_timer && s->current_ms < kIdleDrainMs) {
-    s->current_ms = std::min(kIdleDrainMs, s->current_ms * 2);
-    uv_timer_set_repeat(&s->timer, s->current_ms);
+// Unread bytes in the ring (records reserved but not yet committed included): producer minus consumer position.
+static uint64_t Unread(RingState* s) {
+  if (s->positions == MAP_FAILED) return 0;
+  auto* base = static_cast<uint8_t*>(s->positions);
+  uint64_t consumer = __atomic_load_n(reinterpret_cast<uint64_t*>(base), __ATOMIC_ACQUIRE);
+  uint64_t producer = __atomic_load_n(reinterpret_cast<uint64_t*>(base + s->page_size), __ATOMIC_ACQUIRE);
+  return producer - consumer;
+}
+
+static void OnTimer(uv_timer_t* h);
+
+static void Activate(RingState* s) {
+  if (!s->has_timer || s->timer_active || s->stopped) return;
+  s->timer_active = true;
+  uv_timer_start(&s->timer, OnTimer, s->base_ms, s->base_ms);
+}
+
+// The timer stops once a drain finds the ring empty. A record committed meanwhile is not lost: the producer reads
+// the consumer position after publishing its record (the commit's xchg orders the two), we read the producer
+// position after publishing ours (the fence): either it sees we caught up and wakes us, or we see its record here.
+static void GoIdle(RingState* s) {
+  if (!s->timer_active || s->stopped) return;
+  uv_timer_stop(&s->timer);
+  s->timer_active = false;
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (Unread(s) > 0) Activate(s);
+}
+
+static void OnTimer(uv_timer_t* h) {
+  RingState* s = static_cast<RingState*>(h->data);
+  s->timer_wakeups += 1;
+  if (Drain(s) == 0) GoIdle(s);
+}
+
+// The kernel woke the ring: the first record into an emptied ring, or the threshold crossed.
+static void OnWakeup(uv_poll_t* h, int status, int events) {
+  RingState* s = static_cast<RingState*>(h->data);
+  // Take the edge off our epoll set (edge-triggered: it stays quiet until the kernel's next wakeup).
+  struct epoll_event ev[4];
+  while (epoll_wait(s->epoll_fd, ev, 4, 0) == 4) {
   }
+  if (s->stopped) return;
+  s->ring_wakeups += 1;
+  if (s->has_timer && !s->timer_active) {
+    s->idle_wakeups += 1;
+    Activate(s);
+  }
+  // Without a timer every wakeup drains; with one, only a ring past the threshold (the timer takes the rest).
+  if (!s->has_timer || Unread(s) >= s->wakeup_bytes) Drain(s);
 }
 
 static void OnClosed(uv_handle_t* handle) {
@@ -164,6 +216,11 @@ static void StopState(RingState* s) {
   // uv_close on the poll handle removes the fd from libuv's epoll set before ring_buffer__free closes it.
   uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), OnClosed);
   if (s->has_timer) uv_close(reinterpret_cast<uv_handle_t*>(&s->timer), OnClosed);
+  // uv_close has taken the fd out of libuv's epoll set already.
+  if (s->epoll_fd >= 0) close(s->epoll_fd);
+  s->epoll_fd = -1;
+  if (s->positions != MAP_FAILED) munmap(s->positions, 2 * s->page_size);
+  s->positions = MAP_FAILED;
   if (!s->draining && s->rb != nullptr) {
     ring_buffer__free(s->rb);
     s->rb = nullptr;
@@ -178,6 +235,7 @@ Napi::Function RingBuffer::Define(Napi::Env env) {
     InstanceMethod<&RingBuffer::Stop>("stop"),
     InstanceMethod<&RingBuffer::Consume>("consume"),
     InstanceMethod<&RingBuffer::Stats>("stats"),
+    InstanceMethod<&RingBuffer::SetWakeupBytes>("setWakeupBytes"),
   });
 }
 
@@ -208,34 +266,37 @@ void RingBuffer::Start(Napi::Env env, int map_fd, Napi::Function callback, uint3
   s->rb = ring_buffer__new(map_fd, OnSample, s.get(), nullptr);
   if (s->rb == nullptr) throw MakeError(env, "ringBuffer", errno ? errno : EINVAL, "ring_buffer__new");
   uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+  auto fail = [&](int err, const char* what) {
+    if (s->epoll_fd >= 0) close(s->epoll_fd);
+    if (s->positions != MAP_FAILED) munmap(s->positions, 2 * s->page_size);
     ring_buffer__free(s->rb);
-    throw MakeError(env, "ringBuffer", EINVAL, "no libuv loop");
-  }
-  int rc = uv_poll_init(loop, &s->poll, ring_buffer__epoll_fd(s->rb));
-  if (rc != 0) {
-    ring_buffer__free(s->rb);
-    throw MakeError(env, "ringBuffer", -rc, "uv_poll_init");
-  }
+    return MakeError(env, "ringBuffer", err, what);
+  };
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) throw fail(EINVAL, "no libuv loop");
+  s->page_size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  // The consumer page, then the producer page: read-only, as the kernel allows past the first page.
+  s->positions = mmap(nullptr, 2 * s->page_size, PROT_READ, MAP_SHARED, map_fd, 0);
+  if (s->positions == MAP_FAILED) throw fail(errno, "mmap of the ring's positions");
+  s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (s->epoll_fd < 0) throw fail(errno, "epoll_create1");
+  struct epoll_event ev = {};
+  ev.events = EPOLLIN | EPOLLET;
+  if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, map_fd, &ev) != 0) throw fail(errno, "epoll_ctl");
+  int rc = uv_poll_init(loop, &s->poll, s->epoll_fd);
+  if (rc != 0) throw fail(-rc, "uv_poll_init");
   s->poll.data = s.get();
   s->open_handles++;
   s->callback = Napi::Persistent(callback);
   s->async = std::make_unique<Napi::AsyncContext>(env, "probescope.ringbuf");
-  uv_poll_start(&s->poll, UV_READABLE, [](uv_poll_t* h, int status, int events) {
-    RingState* st = static_cast<RingState*>(h->data);
-    Pace(st, Drain(st), false);
-  });
+  uv_poll_start(&s->poll, UV_READABLE, OnWakeup);
   if (drain_ms > 0) {
     uv_timer_init(loop, &s->timer);
     s->timer.data = s.get();
     s->has_timer = true;
     s->base_ms = drain_ms;
-    s->current_ms = drain_ms;
     s->open_handles++;
-    uv_timer_start(&s->timer, [](uv_timer_t* h) {
-      RingState* st = static_cast<RingState*>(h->data);
-      Pace(st, Drain(st), true);
-    }, drain_ms, drain_ms);
+    // Running from the start: what the ring already holds is read on the first tick; an empty ring then goes idle.
+    Activate(s.get());
   }
   state_ = s.release();
 }
@@ -250,15 +311,31 @@ Napi::Value RingBuffer::Consume(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), state_ ? Drain(state_) : 0);
 }
 
-// stats(): { received, batches, callbackErrors, drainMs (the timer's interval now) }
+// stats(): { received, batches, callbackErrors, drainMs (the timer's interval now, 0 while the ring is idle),
+// timerWakeups (drains the timer ran), ringWakeups (kernel wakeups), idleWakeups (of those, the ones that ended an
+// idle spell) }
 Napi::Value RingBuffer::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
   out.Set("received", state_ ? state_->received : 0);
   out.Set("batches", state_ ? state_->batches : 0);
   out.Set("callbackErrors", state_ ? state_->callback_errors : 0);
-  out.Set("drainMs", state_ ? state_->current_ms : 0);
+  out.Set("drainMs", state_ && state_->timer_active ? state_->base_ms : 0);
+  out.Set("timerWakeups", state_ ? state_->timer_wakeups : 0);
+  out.Set("ringWakeups", state_ ? state_->ring_wakeups : 0);
+  out.Set("idleWakeups", state_ ? state_->idle_wakeups : 0);
   return out;
+}
+
+// setWakeupBytes(n): the threshold the ring's producer forces a wakeup at (its ps_wakeup_bytes): a wakeup finding
+// that much unread data is drained at once rather than on the timer. Infinity: never at once.
+Napi::Value RingBuffer::SetWakeupBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setWakeupBytes: expected a number");
+  double n = info[0].As<Napi::Number>().DoubleValue();
+  if (!(n >= 0)) throw Napi::RangeError::New(env, "setWakeupBytes: expected bytes >= 0");
+  if (state_ != nullptr) state_->wakeup_bytes = n >= 18446744073709551615.0 ? UINT64_MAX : static_cast<uint64_t>(n);
+  return env.Undefined();
 }
 
 }  // namespace probescope

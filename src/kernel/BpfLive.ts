@@ -208,7 +208,13 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wake
     return undefined
   }
 
-  const wrap = (obj: NativeObject, name: string, multi: boolean, absent: ReadonlyMap<string, string>): BpfObject => {
+  const wrap = (
+    obj: NativeObject,
+    name: string,
+    multi: boolean,
+    absent: ReadonlyMap<string, string>,
+    wakeupBytes: number | undefined
+  ): BpfObject => {
     const programs = obj.programs().filter((p) => p.autoload).map((p) => p.name)
     const maps = obj.maps().filter((m) => !m.internal).map((m) => m.name)
 
@@ -381,7 +387,11 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wake
 
       const native = yield* Effect.acquireRelease(
         Effect.try({
-          try: () => obj.ringBuffer(map, onBatch, drainMs, maxBatch, batchBytes),
+          try: () => {
+            const rb = obj.ringBuffer(map, onBatch, drainMs, maxBatch, batchBytes)
+            if (wakeupBytes !== undefined) rb.setWakeupBytes(wakeupBytes)
+            return rb
+          },
           catch: (cause) => mapError(map, cause) as BpfMapError
         }),
         (rb) => finish(rb)
@@ -464,8 +474,18 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wake
   const load = Effect.fn("Bpf.load")(function*(spec: ObjectSpec) {
     const name = spec.name ?? (spec.file !== undefined ? path.basename(spec.file).replace(/\.bpf\.o$|\.o$/, "") : "bpf")
     const loaded = yield* Effect.acquireRelease(open(spec, name), (o) => Effect.sync(() => o.obj.close()))
-    return wrap(loaded.obj, name, spec.uprobeMulti === true && uprobeMulti, loaded.absent)
+    return wrap(loaded.obj, name, spec.uprobeMulti === true && uprobeMulti, loaded.absent, wakeupOf(spec))
   })
+
+  /**
+   * The forced-wakeup threshold the object's producers use (ps_wakeup_bytes): the load's own, else the agent's
+   * (PROBESCOPE_RINGBUF_WAKEUP_BYTES); undefined leaves the reader at the C file's default (64 KiB).
+   */
+  const wakeupOf = (spec: ObjectSpec): number | undefined => {
+    const own = spec.constants?.["ps_wakeup_bytes"]
+    if (typeof own === "bigint" || typeof own === "number") return Number(own)
+    return wakeup
+  }
 
   return Bpf.of({ load, libbpfVersion: addon.libbpfVersion(), uprobeMulti })
 }
@@ -485,8 +505,10 @@ const unavailable = (reason: string) =>
  * Ring-buffer drain interval in ms (`PROBESCOPE_RINGBUF_DRAIN_MS`, 1–1000, default 20): the longest a record submitted
  * without a wakeup waits before JS sees it. 20 rather than 5: fewer, larger batches cost the agent 0.6-0.75x the CPU
  * per span in the overhead bench (docs/benchmarks.md), and a busy ring wakes the reader at the threshold anyway (64 KiB,
- * about 130 net/http records), so a filling ring does not wait for the timer. It cannot be 0: records below the wakeup
- * threshold are only ever read by this drain, so without it a quiet ring would keep them until shutdown.
+ * about 130 net/http records), so a filling ring does not wait for the timer. The timer runs only while records come:
+ * a drain that finds the ring empty stops it, and the first record into the emptied ring wakes the reader, which
+ * restarts it (native/src/ringbuf.cc): an idle ring costs no wakeups. It cannot be 0: the reader would then drain at
+ * every kernel wakeup, one per record at a low rate.
  */
 const drainInterval: Effect.Effect<number, BpfConfigError> = Config.String("PROBESCOPE_RINGBUF_DRAIN_MS").pipe(
   Config.option,

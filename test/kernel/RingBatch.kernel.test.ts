@@ -1,7 +1,8 @@
 /**
  * The addon's ring-buffer reader: every batch lands in one buffer JS holds for the life of the reader (one copy from
- * the ring, nothing allocated per batch), a record that does not fit a full batch opens the next one, and the drain
- * timer backs off while the ring is empty and comes back to its interval when records arrive. The producer is
+ * the ring, nothing allocated per batch), a record that does not fit a full batch opens the next one, the drain timer
+ * stops on an empty ring and the first record into it wakes the reader (the kernel's adaptive notification), and a
+ * ring past its wakeup threshold is drained at once. The producer is
  * bpf/test/ringbuf_bench.bpf.c run with BPF_PROG_TEST_RUN: 64-byte records numbered from 0.
  */
 import { describe, expect, it } from "vitest"
@@ -25,6 +26,18 @@ const producer = (n: number): NativeObject => {
   obj.setConstant("ps_wakeup_bytes", Buffer.alloc(8, 0xff))
   obj.load()
   return obj
+}
+
+const u64 = (n: number) => {
+  const b = Buffer.alloc(8)
+  b.writeBigUInt64LE(BigInt(n))
+  return b
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const until = async (f: () => boolean, ms: number) => {
+  const end = Date.now() + ms
+  while (!f() && Date.now() < end) await sleep(5)
 }
 
 const seqOf = (data: Uint8Array, at: number) => Number(Buffer.from(data.buffer, data.byteOffset).readBigUInt64LE(at))
@@ -61,26 +74,90 @@ describe("ring-buffer batches", () => {
     }
   })
 
-  it("the drain timer backs off on an empty ring and returns to its interval when records come", async () => {
+  it("an idle ring stops its drain timer: no timer wakeups while nothing comes", async () => {
     const obj = producer(10)
     try {
-      let received = 0
-      const rb = obj.ringBuffer("events", (_d, _o, count) => void (received += count), 5, 4096)
-      const drainMs = () => rb.stats().drainMs
-      expect(drainMs()).toBe(5)
-      const until = async (f: () => boolean, ms: number) => {
-        const end = Date.now() + ms
-        while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10))
-      }
-      // 5, 10, 20, ... 200 ms: about 0.6 s of empty drains to reach the longest interval.
-      await until(() => drainMs() === 200, 3000)
-      expect(drainMs()).toBe(200)
+      const rb = obj.ringBuffer("events", () => undefined, 5, 4096)
+      rb.setWakeupBytes(Infinity)
+      // Running from the start (what the ring held before is read on the first tick), idle after an empty drain.
+      expect(rb.stats().drainMs).toBe(5)
+      await until(() => rb.stats().drainMs === 0, 2000)
+      const before = rb.stats()
+      expect(before.drainMs).toBe(0)
+      expect(before.timerWakeups).toBeGreaterThanOrEqual(1)
+      // 300 ms at a 5 ms interval would be ~60 timer drains; idle, there are none.
+      await sleep(300)
+      const after = rb.stats()
+      expect(after.timerWakeups).toBe(before.timerWakeups)
+      expect(() => rb.setWakeupBytes(-1)).toThrow(new RangeError("setWakeupBytes: expected bytes >= 0"))
+      expect(after.ringWakeups).toBe(0)
+      expect(after.drainMs).toBe(0)
+      rb.stop()
+    } finally {
+      obj.close()
+    }
+  })
+
+  it("the first record into an idle ring wakes the reader, which drains on its timer, not at once", async () => {
+    const obj = producer(10)
+    try {
+      const batches: Array<Array<number>> = []
+      const rb = obj.ringBuffer("events", (data, offsets, count) => {
+        const seqs: Array<number> = []
+        for (let i = 0; i < count; i++) seqs.push(seqOf(data, offsets[2 * i]!))
+        batches.push(seqs)
+      }, 200, 4096)
+      // Never a forced wakeup: only the kernel's adaptive one (the first record into the emptied ring).
+      rb.setWakeupBytes(Infinity)
+      await until(() => rb.stats().drainMs === 0, 2000)
+      expect(rb.stats().drainMs).toBe(0)
+      const started = Date.now()
       obj.testRun("bench_produce", null, 0)
-      await until(() => received === 10, 3000)
-      expect(received).toBe(10)
-      // Back to 5 ms at that drain; an empty drain or two since may have doubled it again (it takes 0.3 s of empty
-      // drains to reach 200 ms).
-      expect(drainMs()).toBeLessThanOrEqual(20)
+      // The wakeup restarts the timer; the records wait for its tick (200 ms), so these ten join them.
+      await until(() => rb.stats().drainMs === 200, 1000)
+      expect(rb.stats()).toMatchObject({ drainMs: 200, ringWakeups: 1, idleWakeups: 1, received: 0 })
+      obj.testRun("bench_produce", null, 0)
+      await until(() => batches.length > 0, 2000)
+      const waited = Date.now() - started
+      // One batch of both runs, in order, delivered by the timer within a bound (200 ms and the loop's slack), where
+      // a reader that never woke would keep them until stopped.
+      expect(batches).toEqual([Array.from({ length: 20 }, (_, i) => i)])
+      expect(waited).toBeLessThan(1500)
+      expect(rb.stats().ringWakeups).toBe(1)
+      // Empty again: idle again after the next tick.
+      await until(() => rb.stats().drainMs === 0, 2000)
+      expect(rb.stats().drainMs).toBe(0)
+      rb.stop()
+    } finally {
+      obj.close()
+    }
+  })
+
+  it("a ring past the wakeup threshold is drained at once, with nothing lost, however long the timer", async () => {
+    // 16 KiB ring, wakeup at 4 KiB, 128 records of 72 bytes (9 KiB) per run: each run crosses the threshold.
+    const obj = new addon.BpfObject(bpfObject("ringbuf_bench"), "ringbuf_bench")
+    try {
+      obj.setConstant("bench_batch", u32(128))
+      obj.setConstant("ps_wakeup_bytes", u64(4096))
+      obj.setMaxEntries("events", 16384)
+      obj.load()
+      const seen: Array<number> = []
+      const rb = obj.ringBuffer("events", (data, offsets, count) => {
+        for (let i = 0; i < count; i++) seen.push(seqOf(data, offsets[2 * i]!))
+      }, 1000, 4096)
+      rb.setWakeupBytes(4096)
+      const runs = 8
+      for (let run = 1; run <= runs; run++) {
+        // Two runs without a drain between would overflow the ring: each must be drained before the next.
+        obj.testRun("bench_produce", null, 0)
+        await until(() => seen.length === 128 * run, 900)
+        expect(seen.length).toBe(128 * run)
+      }
+      expect(seen).toEqual(Array.from({ length: 128 * runs }, (_, i) => i))
+      // The 1 s timer ran at most once: the forced wakeups did the draining.
+      const stats = rb.stats()
+      expect(stats.timerWakeups).toBeLessThanOrEqual(1)
+      expect(stats.ringWakeups).toBeGreaterThanOrEqual(runs)
       rb.stop()
     } finally {
       obj.close()

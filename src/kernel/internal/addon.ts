@@ -50,7 +50,26 @@ export interface NativeRingBuffer {
   stop(): void
   /** Drains synchronously; returns the number of records handed to the callback. */
   consume(): number
-  stats(): { readonly received: number; readonly batches: number; readonly callbackErrors: number; readonly drainMs: number }
+  stats(): NativeRingStats
+  /**
+   * The producer's forced-wakeup threshold (its `ps_wakeup_bytes`; 64 KiB unless told): a kernel wakeup finding that
+   * much unread data is drained at once, any other waits for the drain timer. Infinity: never at once.
+   */
+  setWakeupBytes(bytes: number): void
+}
+
+export interface NativeRingStats {
+  readonly received: number
+  readonly batches: number
+  readonly callbackErrors: number
+  /** The drain timer's interval while records come; 0 while the ring is idle (no timer, waiting on the kernel). */
+  readonly drainMs: number
+  /** Drains the timer ran. */
+  readonly timerWakeups: number
+  /** Kernel wakeups of the reader: a record into an emptied ring, or the forced wakeup at the threshold. */
+  readonly ringWakeups: number
+  /** Of those, the ones that found the reader idle (and restarted its timer). */
+  readonly idleWakeups: number
 }
 
 export interface NativeObject {

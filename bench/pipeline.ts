@@ -7,6 +7,10 @@
  *
  *   node_modules/.bin/node bench/pipeline.ts [spans per round, default 200000] [rounds, default 5]
  *
+ * BENCH_MODES=<a,b> runs only the modes whose names contain one of these; BENCH_BEFORE=<a checkout of another
+ * commit> runs that checkout's telemetry layer as one more mode per mode, in the same rounds, with the ratio per round.
+ * BENCH_BATCH sets OTEL_BSP_MAX_EXPORT_BATCH_SIZE (default: the layer's own).
+ *
  * No root needed. The sink is a child process, its CPU not counted.
  */
 import { ConfigProvider, Effect, Fiber, Layer } from "effect"
@@ -80,6 +84,7 @@ const main = Effect.gen(function*() {
       // Records come as fast as the CPU takes them here, not at a service's pace: a queue that holds a round keeps
       // the measure about CPU (the export batch stays 512 spans).
       OTEL_BSP_MAX_QUEUE_SIZE: String(spansPerRound),
+      ...(process.env["BENCH_BATCH"] === undefined ? {} : { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: process.env["BENCH_BATCH"] }),
       ...over
     }))
   const modes = {
@@ -95,10 +100,43 @@ const main = Effect.gen(function*() {
       OTEL_METRICS_EXPORTER: "otlp",
       OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
       OTEL_EXPORTER_OTLP_ENDPOINT: sink.grpcUrl
+    }),
+    "OTLP http/json, metrics on": env({
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_METRICS_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.httpUrl
+    }),
+    // The two halves of the export stage apart: the spans' export alone, the metrics alone.
+    "OTLP http/protobuf, metrics off": env({
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_METRICS_EXPORTER: "none",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.httpUrl
+    }),
+    "export none, metrics on": env({
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_METRICS_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.httpUrl
     })
   }
+  // BENCH_MODES=<a,b>: only the modes whose names contain one of these (the floor always runs).
+  const only = process.env["BENCH_MODES"]?.split(",").map((m) => m.trim()).filter((m) => m !== "")
+  const chosen = Object.entries(modes).filter(([name]) => only === undefined || only.some((m) => name.includes(m)))
+  // BENCH_BEFORE=<a checkout of another commit>: its telemetry layer runs each chosen mode too, in the same rounds
+  // (same Runner and records; the services are found by their keys, which both checkouts share).
+  const beforeDir = process.env["BENCH_BEFORE"]
+  const beforeLayer = beforeDir === undefined
+    ? undefined
+    : (yield* Effect.promise((): Promise<typeof Telemetry> => import(`${beforeDir}/src/telemetry/Telemetry.ts`))).layer
+  const selected: Array<readonly [string, (typeof chosen)[number][1], typeof Telemetry.layer]> = []
+  for (const [name, config] of chosen) {
+    selected.push([name, config, Telemetry.layer])
+    if (beforeLayer !== undefined) selected.push([`${name} [before]`, config, beforeLayer])
+  }
   const results: Record<string, Array<number>> = { "decode only (floor)": [] }
-  for (const name of Object.keys(modes)) results[name] = []
+  for (const [name] of selected) results[name] = []
   const decode = batchDecoder(Binary.schema(NetHttpServerModule.Record))
   for (let round = 0; round < rounds; round++) {
     // The floor: the decode alone, over the same records.
@@ -110,7 +148,7 @@ const main = Effect.gen(function*() {
       sum += (decode(view, r, 0, r.length) as { status: number }).status
     }
     results["decode only (floor)"]!.push((cpuUs() - t0) / spansPerRound + (sum === -1 ? 1 : 0))
-    for (const [name, config] of Object.entries(modes)) {
+    for (const [name, config, telemetryLayer] of selected) {
       const us = yield* Effect.gen(function*() {
         // The real telemetry's sink, taken before the probe's test layer (which brings a capturing sink of its own).
         const telemetry = yield* Telemetry.Telemetry
@@ -129,7 +167,7 @@ const main = Effect.gen(function*() {
         }
         return us
       }).pipe(
-        Effect.provide(Layer.fresh(Telemetry.layer).pipe(Layer.provide(config))),
+        Effect.provide(Layer.fresh(telemetryLayer).pipe(Layer.provide(config))),
         Effect.scoped
       )
       results[name]!.push(us)
@@ -139,10 +177,13 @@ const main = Effect.gen(function*() {
   const floor = median(results["decode only (floor)"]!)
   console.log(`pipeline: ${rounds} rounds of ${spansPerRound} net/http server spans in batches of ${BATCH}, ` +
     `CPU µs per span (median; the sink's own CPU not counted)`)
-  console.log(`${"mode".padEnd(34)} ${"µs/span".padStart(8)} ${"x decode".padStart(9)}  rounds`)
+  console.log(`${"mode".padEnd(43)} ${"µs/span".padStart(8)} ${"x decode".padStart(9)}  rounds`)
   for (const [name, xs] of Object.entries(results)) {
-    console.log(`${name.padEnd(34)} ${median(xs).toFixed(2).padStart(8)} ${(median(xs) / floor).toFixed(1).padStart(9)}  ` +
-      xs.map((x) => x.toFixed(2)).join(" "))
+    // A [before] mode's ratio: this checkout's figure over the other's, per round, then the median.
+    const before = results[`${name} [before]`]
+    const ratio = before === undefined ? "" : `  after/before ${median(xs.map((x, i) => x / before[i]!)).toFixed(2)}x`
+    console.log(`${name.padEnd(43)} ${median(xs).toFixed(2).padStart(8)} ${(median(xs) / floor).toFixed(1).padStart(9)}  ` +
+      xs.map((x) => x.toFixed(2)).join(" ") + ratio)
   }
 })
 

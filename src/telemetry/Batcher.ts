@@ -58,6 +58,46 @@ export interface Batcher<A = ReadableSpan> {
   readonly close: Effect.Effect<void>
 }
 
+/**
+ * Where a pipeline keeps what waits for export, and how it cuts it into batches: by default a plain array whose
+ * batches are arrays of items; the OTLP exporter's queue encodes each span as it comes and hands out whole requests.
+ */
+export interface BatchQueue<A, B> {
+  /** Items waiting now. */
+  readonly size: () => number
+  readonly push: (item: A) => void
+  /** The next batch, of at most `max` items, out of the queue; undefined when it is empty. */
+  readonly take: (max: number) => B | undefined
+  /** How many items a batch taken from this queue holds. */
+  readonly sizeOf: (batch: B) => number
+  /** Forgets everything waiting (the shutdown deadline passed); returns how many items that was. */
+  readonly clear: () => number
+}
+
+/** What ships the batches a `BatchQueue` hands out (an `Exporter<A>` ships arrays of items). */
+export interface BatchExporter<B> {
+  readonly name: string
+  readonly endpoint: string
+  readonly export: (batch: B) => Effect.Effect<void, ExportError>
+  readonly shutdown: Effect.Effect<void>
+}
+
+/** The default queue: items in a plain array, one push per item and one splice per batch. */
+export const arrayQueue = <A>(): BatchQueue<A, ReadonlyArray<A>> => {
+  let items: Array<A> = []
+  return {
+    size: () => items.length,
+    push: (item) => void items.push(item),
+    take: (max) => items.length === 0 ? undefined : items.splice(0, max),
+    sizeOf: (batch) => batch.length,
+    clear: () => {
+      const n = items.length
+      items = []
+      return n
+    }
+  }
+}
+
 /** Overrides for the telemetry layer and tests. */
 export interface Options {
   /** The shutdown deadline (shared with the other pipelines); default: its own of 5 s. */
@@ -73,12 +113,19 @@ export const make = <A = ReadableSpan>(
   exporter: Exporter<A>,
   config: BatchConfig,
   options: Options = {}
+): Effect.Effect<Batcher<A>, never, Scope.Scope> => makeWith(exporter, arrayQueue<A>(), config, options)
+
+/** `make` with a queue of its own (its batches are what `exporter` ships). */
+export const makeWith = <A, B>(
+  exporter: BatchExporter<B>,
+  queue: BatchQueue<A, B>,
+  config: BatchConfig,
+  options: Options = {}
 ): Effect.Effect<Batcher<A>, never, Scope.Scope> =>
   Effect.gen(function*() {
   const deadline = options.deadline ?? Deadline.make(DEFAULT_SHUTDOWN_TIMEOUT_MILLIS)
-  // The spans waiting: a plain array, bounded by `offer` (with what is in flight) at maxQueueSize. One push per span
-  // and one splice per batch; an Effect queue cost a node and an Exit per span on the agent's hot path.
-  let queue: Array<A> = []
+  // The spans waiting, bounded by `offer` (with what is in flight) at maxQueueSize. A plain structure, not an Effect
+  // queue: that cost a node and an Exit per span on the agent's hot path.
   // Capacity-1 sliding queue: a "wake up, a full batch is waiting" signal that never blocks the producer.
   const wake = yield* Queue.sliding<void>(1)
   let accepted = 0
@@ -92,7 +139,7 @@ export const make = <A = ReadableSpan>(
   let failing = false
   let closing = false
 
-  const attempt = (batch: ReadonlyArray<A>) =>
+  const attempt = (batch: B) =>
     // Suspended: every retry must call the exporter again, not replay the effect one call returned.
     OtelExport.attempt(exporter, "export", config.exportTimeoutMillis, () => exporter.export(batch)).pipe(
       Effect.tap(() => Effect.sync(() => void (failing = false))),
@@ -107,9 +154,10 @@ export const make = <A = ReadableSpan>(
 
   // The batch stays counted in `inFlight` (and so against the queue bound) until its fate is known. Interrupted
   // (the shutdown deadline passed) counts as failed: it may or may not have arrived, and it was never confirmed.
-  const exportBatch = (batch: ReadonlyArray<A>, retries: number) =>
+  const exportBatch = (batch: B, retries: number) =>
     Effect.suspend(() => {
-      inFlight += batch.length
+      const n = queue.sizeOf(batch)
+      inFlight += n
       return attempt(batch).pipe(
         Effect.retry({
           schedule: Schedule.exponential(Duration.millis(config.retryBaseMillis)),
@@ -118,23 +166,23 @@ export const make = <A = ReadableSpan>(
           while: isRetryable
         }),
         Effect.match({
-          onSuccess: () => void (exported += batch.length),
-          onFailure: () => void (failed += batch.length)
+          onSuccess: () => void (exported += n),
+          onFailure: () => void (failed += n)
         }),
-        Effect.onInterrupt(() => Effect.sync(() => void (failed += batch.length))),
-        Effect.ensuring(Effect.sync(() => void (inFlight -= batch.length)))
+        Effect.onInterrupt(() => Effect.sync(() => void (failed += n))),
+        Effect.ensuring(Effect.sync(() => void (inFlight -= n)))
       )
     })
 
-  const takeBatch = Effect.sync(() => queue.splice(0, config.maxExportBatchSize))
+  const takeBatch = Effect.sync(() => queue.take(config.maxExportBatchSize))
 
   /** Exports queued spans batch by batch; with `fullOnly`, stops when less than a full batch is left. */
   const drain = (retries: number, fullOnly = false) =>
     Effect.gen(function*() {
       while (true) {
-        if (fullOnly && queue.length < config.maxExportBatchSize) return
+        if (fullOnly && queue.size() < config.maxExportBatchSize) return
         const batch = yield* takeBatch
-        if (batch.length === 0) return
+        if (batch === undefined) return
         yield* exportBatch(batch, retries)
       }
     })
@@ -179,9 +227,8 @@ export const make = <A = ReadableSpan>(
       const finished = yield* Deadline.within(deadline, Fiber.join(fiber))
       if (Option.isNone(finished)) {
         yield* Fiber.interrupt(fiber)
-        const queued = queue.length
+        const queued = queue.clear()
         failed += queued
-        queue = []
         yield* Effect.logWarning(
           `shutdown deadline (${deadline.totalMillis} ms) cut off export to ${exporter.endpoint}: ` +
             `${queued} queued ${options.signal ?? "spans"} and the batch in flight not exported`
@@ -203,20 +250,26 @@ export const make = <A = ReadableSpan>(
         droppedShuttingDown++
         return
       }
-      if (queue.length + inFlight >= config.maxQueueSize) {
+      if (queue.size() + inFlight >= config.maxQueueSize) {
         dropped++
         return
       }
-      queue.push(item)
+      try {
+        queue.push(item)
+      } catch {
+        // An item the queue could not take (an encoding queue that failed on it): lost, and counted so.
+        dropped++
+        return
+      }
       accepted++
-      if (queue.length >= config.maxExportBatchSize) Queue.offerUnsafe(wake, undefined)
+      if (queue.size() >= config.maxExportBatchSize) Queue.offerUnsafe(wake, undefined)
     },
     stats: Effect.sync(() => ({
       exporter: exporter.name,
       endpoint: exporter.endpoint,
       sent: accepted + dropped,
       accepted,
-      queued: queue.length,
+      queued: queue.size(),
       inFlight,
       exported,
       dropped,

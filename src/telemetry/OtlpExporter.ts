@@ -16,7 +16,9 @@
  */
 import { readFileSync } from "node:fs"
 import { Config, Effect, Option } from "effect"
+import type { BatchQueue } from "./Batcher.ts"
 import { ExportError, type Exporter } from "./Exporter.ts"
+import type { RequestBuilder } from "./internal/otlp/builder.ts"
 import { makeTraceEncoder, type OtlpSpan, type ResourceLike } from "./internal/otlp/traces.ts"
 import { grpcTransport, httpTransport, OtlpFailure, type Tls, type Transport } from "./internal/otlp/transport.ts"
 import * as ProcessResources from "./ProcessResources.ts"
@@ -38,10 +40,24 @@ export interface OtlpExporterConfig extends OtlpConfig {
   readonly tls?: Tls
 }
 
+/** One request's worth of spans, already encoded: what `OtlpExporter.queue` hands out. */
+export interface EncodedBatch {
+  readonly body: Uint8Array
+  /** Spans in the request. */
+  readonly count: number
+}
+
 /** A span exporter that encodes and sends OTLP itself. */
 export interface OtlpExporter extends Exporter<OtlpSpan> {
   /** The request body one batch becomes (protobuf, or JSON for http/json): for tests and benchmarks. */
   readonly encode: (items: ReadonlyArray<OtlpSpan>) => Uint8Array
+  /**
+   * A queue for the `Batcher` that encodes each span as it is offered (see internal/otlp/builder.ts), into requests
+   * of at most `maxBatch` spans: what waits for export is bytes, not span objects, and a retry sends the same bytes.
+   */
+  readonly queue: (maxBatch: number) => BatchQueue<OtlpSpan, EncodedBatch>
+  /** Sends an encoded request, as `export` does after encoding (one attempt; an empty request sends nothing). */
+  readonly sendEncoded: (batch: EncodedBatch) => Effect.Effect<void, ExportError>
 }
 
 /** One span for the direct exporter: `offsetNs` is `toEpochNs(0n)` of the kernel clock at the time. */
@@ -105,10 +121,45 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
       return Effect.sync(abandon)
     })
 
+  const queue = (maxBatch: number): BatchQueue<OtlpSpan, EncodedBatch> => {
+    // Requests in the making, oldest first: each takes spans until it holds `maxBatch`, then the next one starts.
+    let requests: Array<RequestBuilder> = []
+    let size = 0
+    return {
+      size: () => size,
+      push: (item) => {
+        let tail = requests[requests.length - 1]
+        if (tail === undefined || tail.count() >= maxBatch) {
+          tail = encoder.builder(json)
+          requests.push(tail)
+        }
+        tail.add(item)
+        size++
+      },
+      take: () => {
+        const head = requests.shift()
+        if (head === undefined) return undefined
+        const count = head.count()
+        size -= count
+        return { body: head.finish(), count }
+      },
+      sizeOf: (batch) => batch.count,
+      clear: () => {
+        const n = size
+        for (const r of requests) r.discard()
+        requests = []
+        size = 0
+        return n
+      }
+    }
+  }
+
   return {
     name: "otlp",
     endpoint: config.endpoint,
     encode,
+    queue,
+    sendEncoded: (batch) => batch.count === 0 ? Effect.void : Effect.suspend(() => send(batch.body)),
     export: (items) => items.length === 0 ? Effect.void : Effect.suspend(() => send(encode(items))),
     shutdown: Effect.sync(() => transport?.close())
   }

@@ -250,7 +250,7 @@ export const exportBudget = (shutdownTimeoutMillis: number): number =>
 
 /** A span exporter and the items it takes: the OTLP one encodes SpanData itself, the others take ReadableSpans. */
 type SpanExporter =
-  | { readonly _tag: "direct"; readonly exporter: Exporter.Exporter<OtlpExporter.OtlpSpan> }
+  | { readonly _tag: "direct"; readonly exporter: OtlpExporter.OtlpExporter }
   | { readonly _tag: "readable"; readonly exporter: Exporter.Exporter }
 
 const exportersFor = (config: TelemetryConfig.TelemetryConfig, options: Options): ReadonlyArray<SpanExporter> =>
@@ -278,7 +278,14 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
       const readable: Array<Batcher.Batcher<Exporter.ReadableSpan>> = []
       for (const e of exportersFor(config, options)) {
         if (e._tag === "direct") {
-          const b = yield* Batcher.make(e.exporter, config.batch, pipelineOptions)
+          // Spans are encoded as they are offered; the batcher ships the requests its queue hands out.
+          const otlp = e.exporter
+          const b = yield* Batcher.makeWith(
+            { name: otlp.name, endpoint: otlp.endpoint, export: otlp.sendEncoded, shutdown: otlp.shutdown },
+            otlp.queue(config.batch.maxExportBatchSize),
+            config.batch,
+            pipelineOptions
+          )
           direct.push(b)
           batchers.push(b)
         } else {

@@ -352,4 +352,44 @@ describe("direct OTLP encoding", () => {
       normalizeJson(JSON.parse(Buffer.from(sdk).toString("utf8")))
     )
   })
+  it("built span by span, with other requests in the making beside it, a request is the batch's encoding", () => {
+    // Two requests of each encoding filled in turns: their group buffers come from one shared pool.
+    const [a, b, j, k] = [encoder.builder(false), encoder.builder(false), encoder.builder(true), encoder.builder(true)]
+    const other = items.slice().reverse()
+    for (let i = 0; i < items.length; i++) {
+      a.add(items[i]!)
+      j.add(items[i]!)
+      b.add(other[i]!)
+      k.add(other[i]!)
+    }
+    assert.strictEqual(a.count(), items.length)
+    assert.isTrue(a.finish().equals(encoder.protobuf(items)))
+    assert.isTrue(b.finish().equals(encoder.protobuf(other)))
+    assert.isTrue(j.finish().equals(encoder.json(items)))
+    assert.isTrue(k.finish().equals(encoder.json(other)))
+    // Finished, a builder starts over empty, its buffers back in the pool for the next request.
+    assert.strictEqual(a.count(), 0)
+    a.add(items[2]!)
+    assert.isTrue(a.finish().equals(encoder.protobuf([items[2]!])))
+    b.add(items[0]!)
+    b.discard()
+    assert.strictEqual(b.finish().length, 0)
+  })
+
+  it("a span that fails half-way through its encoding leaves the request as it was, and the error is thrown", () => {
+    const builder = encoder.builder(false)
+    builder.add(items[0]!)
+    const attributes: Record<string, number> = { "ok": 1 }
+    Object.defineProperty(attributes, "bad", {
+      enumerable: true,
+      get: () => {
+        throw new TypeError("unreadable attribute")
+      }
+    })
+    const broken: OtlpSpan = { ...items[0]!, span: { ...items[0]!.span, spanId: "9999999999999999", attributes } }
+    assert.throws(() => builder.add(broken), TypeError, "unreadable attribute")
+    builder.add(items[3]!)
+    assert.strictEqual(builder.count(), 2)
+    assert.isTrue(builder.finish().equals(encoder.protobuf([items[0]!, items[3]!])))
+  })
 })

@@ -308,6 +308,76 @@ describe("OtlpExporter over HTTP", () => {
       assert.strictEqual(server.received.length, 1)
       assert.strictEqual(flatSpans(server.received[0]!.body).length, 2)
     }))
+
+  it.live("its encoding queue, driven by the Batcher: requests of at most the batch size, each the batch's encoding", () =>
+    Effect.gen(function*() {
+      let failFirst = true
+      const server = yield* httpServer((_req, res) => {
+        // The first request is refused once (retryable): the retry must send the same bytes.
+        if (failFirst) {
+          failFirst = false
+          return res.writeHead(503).end()
+        }
+        res.writeHead(200).end()
+      })
+      const exporter = yield* exporterFor({ endpoint: server.url })
+      // Two processes, interleaved: each request groups its spans by resource.
+      const other = resourceFromAttributes({ "service.name": "worker", "process.pid": 7 })
+      const many = Array.from({ length: 25 }, (_, i) =>
+        OtlpExporter.span(
+          { ...span, spanId: (i + 1).toString(16).padStart(16, "0"), pid: i % 2 },
+          i % 2 === 0 ? resource : other,
+          OFFSET
+        ))
+      const queue = exporter.queue(10)
+      const batcher = yield* Batcher.makeWith(
+        { name: "otlp", endpoint: server.url, export: exporter.sendEncoded, shutdown: exporter.shutdown },
+        queue,
+        {
+          maxQueueSize: 100,
+          maxExportBatchSize: 10,
+          scheduleDelayMillis: 60_000,
+          exportTimeoutMillis: 5000,
+          maxRetries: 1,
+          retryBaseMillis: 10
+        }
+      )
+      for (const item of many) batcher.offer(item)
+      assert.strictEqual(queue.size(), 25)
+      // The worker ships the two full requests (with its retries; a flush would try once), then the flush the rest.
+      const twoFull = Effect.suspend(function loop(): Effect.Effect<void> {
+        return Effect.flatMap(batcher.stats, (st) =>
+          st.exported >= 20 ? Effect.void : Effect.andThen(Effect.sleep("5 millis"), Effect.suspend(loop)))
+      })
+      yield* twoFull.pipe(Effect.timeout("5 seconds"))
+      yield* batcher.flush
+      const stats = yield* batcher.stats
+      assert.deepStrictEqual([stats.exported, stats.failed, stats.failedAttempts, stats.queued], [25, 0, 1, 0])
+      const bodies = server.received.map((r) => r.body)
+      assert.strictEqual(bodies.length, 4, "three requests, the first one twice")
+      assert.isTrue(bodies[0]!.equals(bodies[1]!), "the retry sent the same bytes")
+      assert.isTrue(bodies[1]!.equals(exporter.encode(many.slice(0, 10))))
+      assert.isTrue(bodies[2]!.equals(exporter.encode(many.slice(10, 20))))
+      assert.isTrue(bodies[3]!.equals(exporter.encode(many.slice(20))))
+    }))
+
+  it("its encoding queue: clearing it forgets what waits and says how much that was", () => {
+    const exporter = OtlpExporter.make({
+      protocol: "http/json",
+      endpoint: "http://127.0.0.1:1/v1/traces",
+      headers: {},
+      timeoutMillis: 1000
+    })
+    const queue = exporter.queue(2)
+    for (const item of [...items, ...items]) queue.push(item)
+    assert.strictEqual(queue.size(), 4)
+    const first = queue.take(2)!
+    assert.strictEqual(first.count, 2)
+    assert.isTrue(Buffer.from(first.body).equals(exporter.encode(items)), "http/json: OTLP/JSON requests")
+    assert.strictEqual(queue.clear(), 2)
+    assert.strictEqual(queue.size(), 0)
+    assert.isUndefined(queue.take(2))
+  })
 })
 
 /** A plain-text HTTP/2 server answering gRPC calls with `answer`. */

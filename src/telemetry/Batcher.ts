@@ -65,6 +65,8 @@ export interface Batcher<A = ReadableSpan> {
 export interface BatchQueue<A, B> {
   /** Items waiting now. */
   readonly size: () => number
+  /** Whether a whole batch is waiting: `max` items, or a batch the queue closed for reasons of its own. */
+  readonly full: (max: number) => boolean
   readonly push: (item: A) => void
   /** The next batch, of at most `max` items, out of the queue; undefined when it is empty. */
   readonly take: (max: number) => B | undefined
@@ -87,6 +89,7 @@ export const arrayQueue = <A>(): BatchQueue<A, ReadonlyArray<A>> => {
   let items: Array<A> = []
   return {
     size: () => items.length,
+    full: (max) => items.length >= max,
     push: (item) => void items.push(item),
     take: (max) => items.length === 0 ? undefined : items.splice(0, max),
     sizeOf: (batch) => batch.length,
@@ -180,7 +183,7 @@ export const makeWith = <A, B>(
   const drain = (retries: number, fullOnly = false) =>
     Effect.gen(function*() {
       while (true) {
-        if (fullOnly && queue.size() < config.maxExportBatchSize) return
+        if (fullOnly && !queue.full(config.maxExportBatchSize)) return
         const batch = yield* takeBatch
         if (batch === undefined) return
         yield* exportBatch(batch, retries)
@@ -262,7 +265,7 @@ export const makeWith = <A, B>(
         return
       }
       accepted++
-      if (queue.size() >= config.maxExportBatchSize) Queue.offerUnsafe(wake, undefined)
+      if (queue.full(config.maxExportBatchSize)) Queue.offerUnsafe(wake, undefined)
     },
     stats: Effect.sync(() => ({
       exporter: exporter.name,

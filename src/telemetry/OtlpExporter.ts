@@ -73,6 +73,12 @@ export const isRetryable = (error: ExportError): boolean =>
 
 const userAgent = `probescope/${ProcessResources.version}`
 
+/**
+ * A request stops taking spans past this many bytes, whatever the batch size: gRPC servers commonly refuse messages
+ * over 4 MiB (the collector's default), and batches of 2048 spans with large attributes could reach that.
+ */
+export const MAX_REQUEST_BYTES = 2 * 1024 * 1024
+
 /** The OTLP exporter for `config.protocol`, sending to `config.endpoint` (for http, the full …/v1/traces URL). */
 export const make = (config: OtlpExporterConfig): OtlpExporter => {
   const encoder = makeTraceEncoder(config.scopeVersion ?? ProcessResources.version)
@@ -122,14 +128,17 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
     })
 
   const queue = (maxBatch: number): BatchQueue<OtlpSpan, EncodedBatch> => {
-    // Requests in the making, oldest first: each takes spans until it holds `maxBatch`, then the next one starts.
+    // Requests in the making, oldest first: each takes spans until it holds `maxBatch` or MAX_REQUEST_BYTES, then
+    // the next one starts; all but the last are closed.
     let requests: Array<RequestBuilder> = []
     let size = 0
+    const closed = (r: RequestBuilder) => r.count() >= maxBatch || r.bytes() >= MAX_REQUEST_BYTES
     return {
       size: () => size,
+      full: () => requests.length > 1 || (requests.length === 1 && closed(requests[0]!)),
       push: (item) => {
         let tail = requests[requests.length - 1]
-        if (tail === undefined || tail.count() >= maxBatch) {
+        if (tail === undefined || closed(tail)) {
           tail = encoder.builder(json)
           requests.push(tail)
         }

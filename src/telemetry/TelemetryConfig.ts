@@ -192,14 +192,24 @@ const endpointVar = (variable: string) =>
       )
   })
 
+/** What a span pipeline holds by default: the spans wait encoded (~400 bytes each), so 8192 cost ~3 MiB. */
+export const DEFAULT_SPAN_QUEUE_SIZE = 8192
+/** The largest default batch: a request of ~0.8 MiB of typical spans, well under gRPC's usual 4 MiB limit. */
+export const MAX_DEFAULT_BATCH_SIZE = 2048
+
 /**
  * A batch processor's knobs: `OTEL_BSP_*` for spans, `OTEL_BLRP_*` for log records (same names after the prefix),
- * plus the shared retry policy.
+ * plus the shared retry policy. Unset, the batch size is a quarter of the queue, at most 2048: with the
+ * specification's queue of 2048 that is its 512, and three more batches fit while one is on the wire.
  */
-const batchConfig = Effect.fnUntraced(function*(prefix: "BSP" | "BLRP", defaultDelayMillis: number) {
+const batchConfig = Effect.fnUntraced(function*(prefix: "BSP" | "BLRP", defaultDelayMillis: number, defaultQueue: number) {
   const v = (name: string) => `OTEL_${prefix}_${name}`
-  const maxQueueSize = yield* withDefault(PositiveInt, v("MAX_QUEUE_SIZE"), 2048)
-  const maxExportBatchSize = yield* withDefault(PositiveInt, v("MAX_EXPORT_BATCH_SIZE"), 512)
+  const maxQueueSize = yield* withDefault(PositiveInt, v("MAX_QUEUE_SIZE"), defaultQueue)
+  const maxExportBatchSize = yield* withDefault(
+    PositiveInt,
+    v("MAX_EXPORT_BATCH_SIZE"),
+    Math.max(1, Math.min(MAX_DEFAULT_BATCH_SIZE, Math.floor(maxQueueSize / 4)))
+  )
   if (maxExportBatchSize > maxQueueSize) {
     return yield* new TelemetryConfigError({
       variable: v("MAX_EXPORT_BATCH_SIZE"),
@@ -237,7 +247,9 @@ export const load: Effect.Effect<TelemetryConfig, TelemetryConfigError> = Effect
   const timeoutMillis = (yield* optional(PositiveInt, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")) ??
     (yield* withDefault(PositiveInt, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000))
 
-  const batch = yield* batchConfig("BSP", 5000)
+  // Spans: a larger queue than the specification's 2048, so that batches of 2048 (a quarter of the export requests
+  // of 512 would make) leave room for more while one is on the wire; log records keep its defaults.
+  const batch = yield* batchConfig("BSP", 5000, DEFAULT_SPAN_QUEUE_SIZE)
   const consoleFormat = yield* withDefault(ConsoleFormat, "PROBESCOPE_CONSOLE_FORMAT", "tree")
   const shutdownTimeoutMillis = yield* withDefault(
     PositiveInt,
@@ -354,6 +366,6 @@ export const loadLogs: Effect.Effect<LogsConfig, TelemetryConfigError> = Effect.
   return {
     exporters,
     otlp: { protocol, endpoint, headers, timeoutMillis },
-    batch: yield* batchConfig("BLRP", 1000)
+    batch: yield* batchConfig("BLRP", 1000, 2048)
   } satisfies LogsConfig
 })

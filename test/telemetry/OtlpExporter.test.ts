@@ -361,6 +361,35 @@ describe("OtlpExporter over HTTP", () => {
       assert.isTrue(bodies[3]!.equals(exporter.encode(many.slice(20))))
     }))
 
+  it("its encoding queue closes a request at MAX_REQUEST_BYTES, however few spans it holds", () => {
+    const exporter = OtlpExporter.make({
+      protocol: "http/protobuf",
+      endpoint: "http://127.0.0.1:1/v1/traces",
+      headers: {},
+      timeoutMillis: 1000
+    })
+    const queue = exporter.queue(1000)
+    // 100 KiB of attribute per span: a request reaches 2 MiB at its 21st span.
+    const big = Array.from({ length: 30 }, (_, i) =>
+      OtlpExporter.span(
+        { ...span, spanId: (i + 1).toString(16).padStart(16, "0"), attributes: { "payload": "x".repeat(100 * 1024) } },
+        resource,
+        OFFSET
+      ))
+    for (const item of big.slice(0, 20)) queue.push(item)
+    assert.isFalse(queue.full(1000), "20 spans: under both limits")
+    queue.push(big[20]!)
+    assert.isTrue(queue.full(1000), "past 2 MiB, the request is whole")
+    for (const item of big.slice(21)) queue.push(item)
+    const first = queue.take(1000)!
+    assert.strictEqual(first.count, 21)
+    assert.isAtLeast(first.body.length, OtlpExporter.MAX_REQUEST_BYTES)
+    assert.isBelow(first.body.length, OtlpExporter.MAX_REQUEST_BYTES + 110 * 1024)
+    assert.isTrue(Buffer.from(first.body).equals(exporter.encode(big.slice(0, 21))))
+    assert.isFalse(queue.full(1000), "the other 9 spans are an open request")
+    assert.strictEqual(queue.take(1000)!.count, 9)
+  })
+
   it("its encoding queue: clearing it forgets what waits and says how much that was", () => {
     const exporter = OtlpExporter.make({
       protocol: "http/json",

@@ -25,8 +25,8 @@ describe("TelemetryConfig.load", () => {
         },
         consoleFormat: "tree",
         batch: {
-          maxQueueSize: 2048,
-          maxExportBatchSize: 512,
+          maxQueueSize: 8192,
+          maxExportBatchSize: 2048,
           scheduleDelayMillis: 5000,
           exportTimeoutMillis: 30000,
           maxRetries: 3,
@@ -128,6 +128,18 @@ describe("TelemetryConfig.load", () => {
       assert.match(b.message, /^Invalid OTEL_BSP_SCHEDULE_DELAY="-5": /)
       const c = yield* loadError({ OTEL_EXPORTER_OTLP_TIMEOUT: "1.5" })
       assert.strictEqual(c.variable, "OTEL_EXPORTER_OTLP_TIMEOUT")
+    }))
+
+  it.effect("unset, the span batch is a quarter of the queue, at most 2048 (the specification's 512 for its 2048)", () =>
+    Effect.gen(function*() {
+      const batchOf = (env: Record<string, string>) =>
+        Effect.map(load(env), (c) => [c.batch.maxQueueSize, c.batch.maxExportBatchSize])
+      assert.deepStrictEqual(yield* batchOf({ OTEL_BSP_MAX_QUEUE_SIZE: "2048" }), [2048, 512])
+      assert.deepStrictEqual(yield* batchOf({ OTEL_BSP_MAX_QUEUE_SIZE: "1000" }), [1000, 250])
+      assert.deepStrictEqual(yield* batchOf({ OTEL_BSP_MAX_QUEUE_SIZE: "100000" }), [100000, 2048])
+      assert.deepStrictEqual(yield* batchOf({ OTEL_BSP_MAX_QUEUE_SIZE: "3" }), [3, 1])
+      // Set, the batch size is taken as it is.
+      assert.deepStrictEqual(yield* batchOf({ OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "512" }), [8192, 512])
     }))
 
   it.effect("a batch larger than the queue is rejected", () =>

@@ -37,6 +37,8 @@ export interface Format<W extends ProtoWriter> {
 export interface RequestBuilder {
   /** Spans added since the builder was last finished or discarded. */
   readonly count: () => number
+  /** Their encoded bytes (the request is these plus its resource and scope fields). */
+  readonly bytes: () => number
   /** Encodes one span into the request being built (nothing of the item is kept). */
   readonly add: (item: OtlpSpan) => void
   /** The request of every span added (for none: empty protobuf, `{"resourceSpans":[]}`); the builder starts over. */
@@ -61,6 +63,7 @@ export const builders = <W extends ProtoWriter>(format: Format<W>): () => Reques
   return () => {
     const resources = new Map<ResourceLike, ResourceGroup>()
     let count = 0
+    let bytes = 0
     // Runs of one process's spans from one probe are the common case: both lookups skipped.
     let lastResource: ResourceLike | undefined
     let lastProbe: string | undefined
@@ -84,6 +87,7 @@ export const builders = <W extends ProtoWriter>(format: Format<W>): () => Reques
       for (const rg of resources.values()) for (const g of rg.scopes) release(g.w as W)
       resources.clear()
       count = 0
+      bytes = 0
       lastResource = undefined
       lastProbe = undefined
       last = undefined
@@ -91,6 +95,7 @@ export const builders = <W extends ProtoWriter>(format: Format<W>): () => Reques
 
     return {
       count: () => count,
+      bytes: () => bytes,
       add: (item) => {
         const probe = item.span.probe
         let group = last
@@ -111,6 +116,7 @@ export const builders = <W extends ProtoWriter>(format: Format<W>): () => Reques
         }
         group.count++
         count++
+        bytes += w.pos - mark
       },
       finish: () => {
         const body = format.assemble(resources.values())

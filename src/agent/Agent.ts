@@ -93,6 +93,11 @@ export interface Options {
    * `process.command_args` (default: `PROBESCOPE_RESOURCE_COMMAND_ARGS`, else false — arguments can hold secrets).
    */
   readonly resource?: { readonly commandArgs?: boolean }
+  /**
+   * When the probes' objects go into the kernel (`Probe.LoadPolicy`): "onAttach" (default: `PROBESCOPE_PROBE_LOAD`,
+   * else on attach) loads each probe when a process first needs it; "eager" loads every probe at start.
+   */
+  readonly load?: "eager" | "onAttach"
   /** Telemetry (default `Telemetry.layer`, configured from `OTEL_*` through the current `ConfigProvider`). */
   readonly telemetry?: Layer.Layer<Telemetry.Services, TelemetryConfigError>
 }
@@ -107,7 +112,10 @@ class Catalog extends Context.Service<Catalog, ReadonlyArray<Probes.ProbeInfo>>(
  * Before telemetry starts — so a mistake fails at once, with nothing to flush and no exporter to wait for — the
  * probes are described (a bad setting fails here), each explicit pid and executable is checked to be Go that one of
  * the given instrument probes supports (`UnsupportedTarget` with each probe's reason), and
- * `PROBESCOPE_LINK_GRACE_MS` is read (`AgentConfigError`).
+ * `PROBESCOPE_LINK_GRACE_MS` and `PROBESCOPE_PROBE_LOAD` are read (`AgentConfigError`).
+ *
+ * By default a probe's object is loaded when a process first needs it (`Options.load`): the agent verifies only what
+ * its targets use, and a probe the kernel rejects is reported as that process's attach failure (in `ready` too).
  */
 export const layer = (options: Options) => {
   const probes = options.probes ?? builtins
@@ -135,18 +143,22 @@ export const layer = (options: Options) => {
     })
   ).pipe(Layer.provide(analysis))
   const grace = Layer.effect(Probe.LinkGrace, Targets.linkGrace)
+  const policy = Layer.effect(
+    Probe.LoadPolicy,
+    options.load !== undefined ? Effect.succeed(options.load) : Targets.loadPolicy
+  )
   const commandArgs = options.resource?.commandArgs !== undefined
     ? Effect.succeed(options.resource.commandArgs)
     : Targets.commandArgs
   const base = Layer.mergeAll(analysis, options.telemetry ?? Telemetry.layer, TracingConfig.layerConfig).pipe(
     Layer.provideMerge(options.kernel ?? BpfLive.layer),
     Layer.provide(catalog),
-    Layer.provide(grace)
+    Layer.provide(Layer.merge(grace, policy))
   )
   // Driven through `Manager.handle` (see internal/driver.ts): its own source stays empty.
   const manager = Manager.layerWith(Probes.combine(probes)).pipe(
     Layer.provide(TargetEvent.layerEmpty),
-    Layer.provide(Layer.merge(grace, Probe.settings(settings))),
+    Layer.provide(Layer.mergeAll(grace, policy, Probe.settings(settings))),
     Layer.provide(base)
   )
   const agent = Layer.effect(

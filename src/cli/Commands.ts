@@ -159,13 +159,17 @@ const inspect = Command.make(
 /** Per-probe counters; the final ones omit attached processes, which are being detached by then. */
 const probeLines = (final: boolean) =>
   Effect.gen(function*() {
-    const stats = (yield* (yield* Manager).stats).filter((s) => s.kind === "instrument")
+    const all = (yield* (yield* Manager).stats).filter((s) => s.kind === "instrument")
+    // A probe no process has needed was never loaded: its counters say nothing, its name is enough.
+    const stats = all.filter((s) => s.load !== "unloaded")
+    const idle = all.filter((s) => s.load === "unloaded").map((s) => s.probe)
     const lines = stats.map((s) =>
       `probescope: ${s.probe}: ${s.records} records, ${final ? "" : `${s.targets} process(es), `}` +
       `${s.decodeErrors} decode errors, ${s.kernelDropped} dropped in the kernel, ${s.consumerDropped} dropped by ` +
       `the consumer, ${s.attachFailures} attach failures` +
       (s.signalErrors > 0 ? `, ${s.signalErrors} outside the probe's declared signals` : "")
     )
+    if (idle.length > 0) lines.push(`probescope: not loaded (no process needed them): ${idle.join(", ")}`)
     const dropped = stats.some((s) => s.consumerDropped > 0 || s.kernelDropped > 0n)
     return { lines, dropped }
   })

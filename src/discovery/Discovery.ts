@@ -9,6 +9,7 @@ import type { Scope } from "effect"
 import type { BpfMapError } from "../kernel/Bpf.ts"
 import * as Binary from "../probe/Binary.ts"
 import type { ProbeId } from "../probe/Probe.ts"
+import type { ProbeLoadError } from "../probe/ProbeError.ts"
 import * as ProbeRegistry from "../probe/ProbeRegistry.ts"
 import type { ProcessNotFound, ProcessUnreadable } from "../target/Errors.ts"
 import type { ProcessEvent } from "./ProcessEvent.ts"
@@ -58,13 +59,15 @@ export const subscribe = (
   selector: Selector
 ): Effect.Effect<
   Stream.Stream<ProcessEvent>,
-  BpfMapError | ProcessNotFound | ProcessUnreadable,
+  BpfMapError | ProbeLoadError | ProcessNotFound | ProcessUnreadable,
   Scope.Scope | ProbeId<typeof ProcessWatcher.name>
 > =>
   Effect.gen(function*() {
     const matches = matcher(selector)
     const watcher = yield* ProcessWatcher.tag
-    const rb = yield* watcher.loaded.object.ringBuffer("events", { capacity: 65_536 })
+    // Loaded when the watcher's layer was built (it attaches its tracepoints at load): this only hands it over.
+    const { object } = yield* watcher.loader.load
+    const rb = yield* object.ringBuffer("events", { capacity: 65_536 })
     const explicit = yield* Effect.forEach(selector.pids, (pid) => Effect.map(exeOf(pid), (exe) => ({ pid, exe })))
     const running = (yield* scan).filter((p) => !selector.pids.includes(p.pid) && matches(p.pid, p.exe))
     const initial = [...explicit, ...running]

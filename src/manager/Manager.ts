@@ -1,7 +1,8 @@
 /**
- * The Manager composes the probes it is given with a stream of target events: for each process it attaches every
- * probe whose manifest matches (recording why the others do not apply), detaches when the process exits, runs every
- * instrument probe's Runner once, and keeps per-probe counters.
+ * The Manager composes the probes it is given with a stream of target events: for each process it loads (side by
+ * side, when `Probe.LoadPolicy` left them unloaded) and then attaches every probe whose manifest matches (recording
+ * why the others do not apply), detaches when the process exits, runs every instrument probe's Runner once, and keeps
+ * per-probe counters.
  *
  * It only composes: the probes are those in its context, however their layers were provided or merged (a probe
  * layer also brings the probes it depends on), so a custom probe is added by composing its layer. The order is the
@@ -15,6 +16,7 @@
  * it detaches everything at once, then lets each Runner read what its ring still holds before stopping it.
  */
 import { Context, Deferred, Duration, Effect, Exit, Layer, Schedule, Scope, Stream } from "effect"
+import type { LoadStatus } from "../probe/Capabilities.ts"
 import type { Applicability } from "../probe/Manifest.ts"
 import type { AnyProbe } from "../probe/Probe.ts"
 import { instancesIn, isInstrument } from "../probe/Probe.ts"
@@ -29,6 +31,8 @@ import { TargetSource } from "./TargetEvent.ts"
 export interface ProbeStats {
   readonly probe: string
   readonly kind: "instrument" | "daemon"
+  /** Whether its object is in the kernel: "unloaded" while no process has needed it (`Probe.LoadPolicy`). */
+  readonly load: LoadStatus
   /** Processes the probe is attached to now. */
   readonly targets: number
   readonly attachFailures: number
@@ -232,6 +236,14 @@ const makeWithSubmit = Effect.gen(function*() {
           const deps = dependents.get(probe.name)!
           return probe.kind !== "daemon" || deps.size === 0 || [...deps].some((d) => applies.has(d))
         }
+        // Load what this process needs side by side, then attach in order: each object is verified on a thread of its
+        // own, so the loads overlap instead of adding up (one loaded already, eagerly or for an earlier process,
+        // answers at once). A load that fails is that probe's attach failure below, with the load's error.
+        yield* Effect.forEach(
+          probes.filter((p) => applies.has(p.name) && wanted(p)),
+          (p) => Effect.ignore(p.loader.load),
+          { concurrency: "unbounded", discard: true }
+        )
         /** Each probe's own scope within the target's, so a daemon left without dependents can go on its own. */
         const scopes = new Map<string, Scope.Closeable>()
         for (const probe of probes) {
@@ -359,6 +371,7 @@ const makeWithSubmit = Effect.gen(function*() {
       out.push({
         probe: probe.name,
         kind: probe.kind,
+        load: yield* probe.loader.status,
         targets,
         attachFailures: attachFailures.get(probe.name) ?? 0,
         ...runner,

@@ -1,17 +1,17 @@
 /**
  * The capabilities a probe can have. A probe's service value bundles the ones it has; the kind of probe decides
- * which, in its type: every probe has a `Loaded` object and an `Attacher`; an instrument probe also has a `Runner`
- * (it emits telemetry) and `Tracing` (it receives the sampler); a daemon probe has neither.
+ * which, in its type: every probe has a `Loader` and an `Attacher`; an instrument probe also has a `Runner` (it emits
+ * telemetry) and `Tracing` (it receives the sampler); a daemon probe has neither.
  */
 import type { Effect, Scope } from "effect"
 import type { BpfObject, ConstantValue, Link, MapRef } from "../kernel/Bpf.ts"
 import type { Applicability } from "./Manifest.ts"
-import type { ProbeAttachError } from "./ProbeError.ts"
+import type { ProbeAttachError, ProbeLoadError } from "./ProbeError.ts"
 import type { Target } from "./Target.ts"
 import type { TelemetrySink } from "./Telemetry.ts"
 import type { Sampler } from "./TracingConfig.ts"
 
-/** Loader: the probe's BPF object, loaded once with its constants, closed when the probe's layer closes. */
+/** The probe's BPF object, loaded once with its constants, closed when the probe's layer closes. */
 export interface Loaded {
   readonly object: BpfObject
   readonly constants: Readonly<Record<string, ConstantValue>>
@@ -26,6 +26,21 @@ export interface LayoutCheck {
   readonly role: "record" | "perTarget"
   readonly struct: string
   readonly checked: boolean
+}
+
+/** Where a probe's object is: not loaded yet (it loads on first use), loading, loaded, or failed to load. */
+export type LoadStatus = "unloaded" | "loading" | "loaded" | "failed"
+
+/**
+ * Loader: puts the probe's object into the kernel, once. Under the default `Probe.LoadPolicy` ("eager") that happens
+ * while the probe's layer is built; under "onAttach" (the agent's) on the first `load`: the Manager's, before the
+ * probe's first attach, or a dependent's, whose load needs this probe's shared maps. Every caller shares the one
+ * load, and its failure: a load that failed is not retried for each new process. The object stays in the layer's
+ * scope whoever loaded it.
+ */
+export interface Loader {
+  readonly load: Effect.Effect<Loaded, ProbeLoadError>
+  readonly status: Effect.Effect<LoadStatus>
 }
 
 /** The programs of one probe attached to one process; detached when the scope `attach` ran in closes. */
@@ -47,8 +62,11 @@ export interface Attachment {
 export interface Attacher {
   /** Whether (and why not) the probe applies to a target: pure, no kernel. */
   readonly applicability: (target: Target) => Applicability
-  /** Attach to the target; on failure or interruption, whatever was attached is detached before returning. */
-  readonly attach: (target: Target) => Effect.Effect<Attachment, ProbeAttachError, Scope.Scope>
+  /**
+   * Attach to the target, loading the object first if it is not (`Loader`); on failure or interruption, whatever was
+   * attached is detached before returning.
+   */
+  readonly attach: (target: Target) => Effect.Effect<Attachment, ProbeAttachError | ProbeLoadError, Scope.Scope>
 }
 
 /** Consumer-side counters of a Runner. */
@@ -67,7 +85,10 @@ export interface RunnerStats {
   readonly consumerDropped: number
 }
 
-/** Runner: reads the probe's ring buffer, decodes each record, emits its signals. Runs until interrupted or stopped. */
+/**
+ * Runner: reads the probe's ring buffer, decodes each record, emits its signals. Runs until interrupted or stopped;
+ * a probe not loaded yet has no ring: its Runner waits for the load (and `stop` then just ends it).
+ */
 export interface Runner {
   readonly run: Effect.Effect<void, never, TelemetrySink>
   readonly stats: Effect.Effect<RunnerStats>

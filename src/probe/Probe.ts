@@ -20,8 +20,10 @@ import type { BpfError, BpfObject, ConstantValue, MapRef } from "../kernel/Bpf.t
 import { Bpf, BpfMapError } from "../kernel/Bpf.ts"
 import * as Binary from "./Binary.ts"
 import { pidKey } from "./Binary.ts"
-import type { Attacher, KernelStats, LayoutCheck, Loaded, Runner, Tracing } from "./Capabilities.ts"
+import type { Attacher, KernelStats, LayoutCheck, Loaded, Loader, Runner, Tracing } from "./Capabilities.ts"
 import { attachCgroups, Cgroup2Root, LinkGrace, makeAttacher, withoutPrograms } from "./internal/attacher.ts"
+import type { LoadedState } from "./internal/loader.ts"
+import { deferredRunner, loadOnce, loadsAtBuild } from "./internal/loader.ts"
 import { makeCollector, makeRunner, signalsOf } from "./internal/runner.ts"
 import type { Instruments } from "./Instruments.ts"
 import type { FieldSpecs, Manifest, Offsets } from "./Manifest.ts"
@@ -54,12 +56,15 @@ export interface ProbeBase<Name extends string, Config, Shares extends string> {
    * one, and attaches a daemon only where a probe depending on it attaches.
    */
   readonly dependsOn: ReadonlyArray<string>
-  /** Loader capability: the loaded object. */
-  readonly loaded: Loaded
+  /** Loader capability: the object, loaded at build or on first use (`LoadPolicy`). */
+  readonly loader: Loader
   /** Attacher capability. */
   readonly attacher: Attacher
-  /** A map this probe shares with others (declared in `shares`), for their `reuseMaps`. */
-  mapRef(map: Shares): Effect.Effect<MapRef, BpfMapError>
+  /**
+   * A map this probe shares with others (declared in `shares`), for their `reuseMaps`; loads the probe if it is not
+   * (a `ProbeLoadError` when that fails).
+   */
+  mapRef(map: Shares): Effect.Effect<MapRef, BpfMapError | ProbeLoadError>
   /** Counters from the object's `ps_stats` map. */
   readonly kernelStats: Effect.Effect<KernelStats, BpfMapError>
 }
@@ -161,6 +166,23 @@ export const ProbeSettings = Context.Reference<Readonly<Record<string, unknown>>
 /** Provide probe settings by probe name. */
 export const settings = (values: Readonly<Record<string, unknown>>): Layer.Layer<never> =>
   Layer.succeed(ProbeSettings, values)
+
+/**
+ * When a probe's object goes into the kernel:
+ * - "eager" (the default): while its layer is built, so a verifier rejection or a missing object fails the build;
+ * - "onAttach": on first use — the Manager loads the probes a process needs, side by side, just before attaching
+ *   them, and a dependent's load loads the probes whose maps it reuses. A probe no target needs costs nothing: no
+ *   verification, no ring, no memory. A load failure is then the attach's failure, logged and counted per process.
+ *
+ * Probes that attach when they load (global tracepoints, cgroup programs) or name no library (tracepoint instruments)
+ * load at build either way. The agent uses "onAttach" (`PROBESCOPE_PROBE_LOAD`).
+ */
+export const LoadPolicy = Context.Reference<"eager" | "onAttach">("probescope/probe/LoadPolicy", {
+  defaultValue: () => "eager"
+})
+
+/** Provide the probes' load policy (see `LoadPolicy`). */
+export const loadPolicy = (policy: "eager" | "onAttach"): Layer.Layer<never> => Layer.succeed(LoadPolicy, policy)
 
 /** What `constants` and `perTarget` see at load. */
 export interface LoadContext<Config> {
@@ -438,71 +460,99 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
 
   const make = (input: Effect.Effect<unknown>) =>
     Effect.gen(function*() {
-      const bpf = yield* Bpf
       const config = yield* decodeConfig(name, configSchema, yield* input)
       const sampler = kind === "instrument" ? (yield* TracingConfig).sampler : TracingConfigM.defaultSampler
-
-      const reusedMaps: Record<string, MapRef> = {}
-      for (const [mine, shared] of Object.entries(options.reuseMaps ?? {})) {
-        const owner = yield* shared.probe.tag
-        reusedMaps[mine] = yield* owner.mapRef(shared.map).pipe(Effect.mapError(loadError(name)))
-      }
-      const constants: Record<string, ConstantValue> = {
-        ...(kind === "instrument" && options.sampling !== "none" ? TracingConfigM.constants(sampler) : {}),
-        ...(options.constants?.({ config, sampler }) ?? {})
-      }
       const disablePrograms = options.disablePrograms?.({ config }) ?? []
-      const ring = kind === "instrument" ? options.ringBuffer : undefined
-      const object = yield* bpf.load({
-        file: options.object,
-        name,
-        constants,
-        reuseMaps: reusedMaps,
-        disablePrograms,
-        ...(ring?.bytes === undefined ? {} : { mapSizes: { [ring.map ?? "events"]: ring.bytes } }),
-        uprobeMulti: true
-      }).pipe(Effect.mapError(loadError(name)))
-      const layouts = yield* checkLayouts(name, kind, options, object)
-      // A tracepoint instrument's (`processes: "any"`) are its Attacher's: attached while it has targets.
-      for (const tp of ManifestM.isTracepointInstrument(options.manifest) ? [] : options.manifest.tracepoints ?? []) {
-        yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))
-      }
-      // A global probe's cgroup programs: attached once, in the probe's scope (detached when it closes).
-      const attached = withoutPrograms(options.manifest, disablePrograms)
-      const cgroupPrograms = attached.cgroups ?? []
-      if (cgroupPrograms.length > 0) {
-        const cgroup = options.cgroup?.({ config }) ?? (yield* Cgroup2Root)()
-        if (cgroup === undefined) {
-          return yield* new ProbeLoadError({
-            probe: name,
-            reason: "NoCgroup2",
-            message: `probe ${name}: cgroup v2 is not mounted (no cgroup2 in /proc/self/mountinfo): its cgroup ` +
-              `programs (${cgroupPrograms.map((c) => c.program).join(", ")}) have nowhere to attach`,
-            verifierLog: ""
-          })
+      const manifest = withoutPrograms(options.manifest, disablePrograms)
+      const scope = yield* Scope.Scope
+      // The load may run long after the build (on first attach): it gets the build's services, the layer's scope
+      // among them, so the object and its global attachments close with the layer whoever loaded it.
+      const context = yield* Effect.context<never>()
+      const onAttach = (yield* LoadPolicy) === "onAttach" && !loadsAtBuild(manifest)
+
+      /** The object into the kernel, then what needs it: layouts checked, global attachments, Attacher, Runner. */
+      const loadNow = Effect.gen(function*() {
+        const bpf = yield* Bpf
+        const reusedMaps: Record<string, MapRef> = {}
+        for (const [mine, shared] of Object.entries(options.reuseMaps ?? {})) {
+          const owner = yield* shared.probe.tag
+          reusedMaps[mine] = yield* owner.mapRef(shared.map).pipe(
+            Effect.mapError((e) =>
+              e._tag === "ProbeLoadError" ?
+                new ProbeLoadError({
+                  probe: name,
+                  reason: "DependencyNotLoaded",
+                  message: `probe ${name}: probe ${shared.probe.name}, whose maps it reuses, did not load: ${e.message}`,
+                  verifierLog: e.verifierLog
+                }) :
+                loadError(name)(e)
+            )
+          )
         }
-        yield* attachCgroups(attached, object, cgroup).pipe(Effect.mapError(loadError(name)))
+        const constants: Record<string, ConstantValue> = {
+          ...(kind === "instrument" && options.sampling !== "none" ? TracingConfigM.constants(sampler) : {}),
+          ...(options.constants?.({ config, sampler }) ?? {})
+        }
+        const ring = kind === "instrument" ? options.ringBuffer : undefined
+        const object = yield* bpf.load({
+          file: options.object,
+          name,
+          constants,
+          reuseMaps: reusedMaps,
+          disablePrograms,
+          ...(ring?.bytes === undefined ? {} : { mapSizes: { [ring.map ?? "events"]: ring.bytes } }),
+          uprobeMulti: true
+        }).pipe(Effect.mapError(loadError(name)))
+        const layouts = yield* checkLayouts(name, kind, options, object)
+        // A tracepoint instrument's (`processes: "any"`) are its Attacher's: attached while it has targets.
+        for (const tp of ManifestM.isTracepointInstrument(options.manifest) ? [] : options.manifest.tracepoints ?? []) {
+          yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))
+        }
+        // A global probe's cgroup programs: attached once, in the probe's scope (detached when it closes).
+        const cgroupPrograms = manifest.cgroups ?? []
+        if (cgroupPrograms.length > 0) {
+          const cgroup = options.cgroup?.({ config }) ?? (yield* Cgroup2Root)()
+          if (cgroup === undefined) {
+            return yield* new ProbeLoadError({
+              probe: name,
+              reason: "NoCgroup2",
+              message: `probe ${name}: cgroup v2 is not mounted (no cgroup2 in /proc/self/mountinfo): its cgroup ` +
+                `programs (${cgroupPrograms.map((c) => c.program).join(", ")}) have nowhere to attach`,
+              verifierLog: ""
+            })
+          }
+          yield* attachCgroups(manifest, object, cgroup).pipe(Effect.mapError(loadError(name)))
+        }
+        const loaded: Loaded = { object, constants, reusedMaps, layouts }
+        const attacher = makeAttacher(name, options as never, loaded, config, disablePrograms, scope, yield* LinkGrace)
+        const runner = kind === "instrument" ? makeRunner(name, options as never, loaded, config) : undefined
+        yield* Effect.logDebug(`probe ${name} loaded`)
+        return { loaded, attacher, runner }
+      }).pipe(Effect.provideContext(context as Context.Context<any>))
+
+      const once = loadOnce(loadNow as Effect.Effect<LoadedState, ProbeLoadError>, scope)
+      // Eager: the build waits for the load and fails with it.
+      if (!onAttach) yield* once.now
+      else yield* Effect.logDebug(`probe ${name}: loaded on its first attach`)
+
+      const loader: Loader = { load: Effect.map(once.get, (s) => s.loaded), status: Effect.sync(once.status) }
+      const attacher: Attacher = {
+        // Before the load only the manifest can answer (a tracepoint the kernel lacks is known once loaded).
+        applicability: (target) =>
+          once.current()?.attacher.applicability(target) ?? ManifestM.check(name, manifest, target),
+        attach: (target) => Effect.flatMap(once.get, (s) => s.attacher.attach(target))
       }
-      const loaded: Loaded = { object, constants, reusedMaps, layouts }
-      const attacher = makeAttacher(
-        name,
-        options as never,
-        loaded,
-        config,
-        disablePrograms,
-        yield* Scope.Scope,
-        yield* LinkGrace
-      )
       const shares = new Set(options.shares ?? [])
       const base = {
         name,
         manifest: options.manifest as Manifest,
         config,
         dependsOn,
-        loaded,
+        loader,
         attacher,
+        // A dependent asking for a shared map is a reason to load: its own load needs the map's fd.
         mapRef: (map: string) =>
-          shares.has(map) ? object.mapRef(map) : Effect.fail(
+          shares.has(map) ? Effect.flatMap(once.get, (s) => s.loaded.object.mapRef(map)) : Effect.fail(
             new BpfMapError({
               op: "mapRef",
               errno: 0,
@@ -511,24 +561,27 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
               map
             })
           ),
-        kernelStats: Effect.gen(function*() {
-          const submitted = yield* object.lookup("ps_stats", u32Key(0))
-          const dropped = yield* object.lookup("ps_stats", u32Key(1))
-          return {
-            submitted: submitted._tag === "Some" ? sumPerCpu(submitted.value) : 0n,
-            dropped: dropped._tag === "Some" ? sumPerCpu(dropped.value) : 0n
-          }
+        kernelStats: Effect.suspend(() => {
+          const loaded = once.current()?.loaded
+          if (loaded === undefined) return Effect.succeed({ submitted: 0n, dropped: 0n })
+          return Effect.gen(function*() {
+            const submitted = yield* loaded.object.lookup("ps_stats", u32Key(0))
+            const dropped = yield* loaded.object.lookup("ps_stats", u32Key(1))
+            return {
+              submitted: submitted._tag === "Some" ? sumPerCpu(submitted.value) : 0n,
+              dropped: dropped._tag === "Some" ? sumPerCpu(dropped.value) : 0n
+            }
+          })
         })
       }
       const probe: AnyProbe = kind === "instrument" ?
         {
           ...base,
           kind: "instrument",
-          runner: makeRunner(name, options as never, loaded, config),
+          runner: deferredRunner(once),
           tracing: { sampler }
         } :
         { ...base, kind: "daemon" }
-      yield* Effect.logDebug(`probe ${name} loaded`)
       return probe
     })
 

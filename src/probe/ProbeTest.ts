@@ -14,10 +14,11 @@
  */
 import { Context, Effect, Layer, Option, Queue, Stream } from "effect"
 import type { BpfMapError, BpfObject, Link, MapRef } from "../kernel/Bpf.ts"
+import type { ProbeLoadError } from "./ProbeError.ts"
 import * as BpfTest from "../kernel/BpfTest.ts"
 import type { TargetEvent } from "../manager/TargetEvent.ts"
 import { TargetSource } from "../manager/TargetEvent.ts"
-import type { Attacher, Attachment, KernelStats, Loaded, Runner, RunnerStats } from "./Capabilities.ts"
+import type { Attacher, Attachment, KernelStats, Loaded, Loader, Runner, RunnerStats } from "./Capabilities.ts"
 import type { Manifest } from "./Manifest.ts"
 import * as ManifestM from "./Manifest.ts"
 import type { AnyProbe, Definition, ProbeBase, ProbeId } from "./Probe.ts"
@@ -394,13 +395,15 @@ export interface MockCapabilities<Config = unknown> {
   readonly attacher?: Attacher
   /** Instruments only: a Runner emitting nothing by default. */
   readonly runner?: Runner
+  /** What its Loader loads (a mock object by default); give `loader` instead to mock the loading itself. */
   readonly loaded?: Loaded
+  readonly loader?: Loader
   readonly config?: Config
   /**
    * The maps it shares. By default a reference the fake kernel turns into an in-memory map shared by every object
    * that reuses it (named "<probe>/<map>" in the Load events).
    */
-  readonly mapRef?: (map: string) => Effect.Effect<MapRef, BpfMapError>
+  readonly mapRef?: (map: string) => Effect.Effect<MapRef, BpfMapError | ProbeLoadError>
   readonly kernelStats?: Effect.Effect<KernelStats, BpfMapError>
 }
 
@@ -416,7 +419,10 @@ const mockValue = (
     manifest,
     config: capabilities.config ?? {},
     dependsOn,
-    loaded: capabilities.loaded ?? mockLoaded(name),
+    loader: capabilities.loader ?? {
+      load: Effect.succeed(capabilities.loaded ?? mockLoaded(name)),
+      status: Effect.succeed("loaded" as const)
+    },
     attacher: capabilities.attacher ?? mockAttacher(name, manifest),
     mapRef: capabilities.mapRef ?? ((map: string) => Effect.succeed({ object: name, map, handle: undefined })),
     kernelStats: capabilities.kernelStats ?? Effect.succeed({ submitted: 0n, dropped: 0n })

@@ -35,7 +35,7 @@ afterAll(() => {
   if (dir !== "") Fs.rmSync(dir, { recursive: true, force: true })
 })
 
-const onFakeKernel = (options: Pick<Agent.Options, "selection" | "probes">) =>
+const onFakeKernel = (options: Pick<Agent.Options, "selection" | "probes" | "load">) =>
   Agent.layer({ ...options, kernel: BpfTest.layer, telemetry: Telemetry.layerTest() })
 
 /** Runs `effect` while recording what is written to stdout and stderr (and still writing it). */
@@ -86,6 +86,39 @@ describe("Agent", { timeout: 120_000 }, () => {
       const line = `pid ${pid}: attached 1 probe(s): example/work`
       assert.isTrue(err.some((chunk) => chunk.includes(line)), `stderr: ${err.join("")}`)
       assert.isFalse(out.some((chunk) => chunk.includes(line)), "the attach line went to stdout")
+    }))
+
+  it.live("loads only the probes its processes need, or every probe with load: eager", () =>
+    Effect.gen(function*() {
+      const pid = app!.pid!
+      const run = (load: "eager" | "onAttach") =>
+        Effect.gen(function*() {
+          const agent = yield* Agent.Agent
+          yield* agent.ready
+          const manager = yield* Manager
+          const attached = (yield* manager.targets).find((t) => t.pid === pid)?.probes ?? []
+          // A probe's dependencies are loaded with it (their maps are its), attached or not.
+          const needed = new Set(attached.flatMap((name) => manager.probes.find((p) => p.name === name)?.dependsOn ?? []))
+          return { attached, needed, stats: yield* manager.stats }
+        }).pipe(
+          Effect.provide(onFakeKernel({ selection: { pids: [pid], exes: [] }, probes: [...Agent.builtins, WorkProbe], load }))
+        )
+      const lazy = yield* run("onAttach")
+      assert.includeMembers([...lazy.attached], ["go_context", "example/work"])
+      for (const s of lazy.stats) {
+        // Loaded only for this process: attached, a dependency of one attached, or its attach failed after the load.
+        if (s.load === "loaded") {
+          assert.isTrue(lazy.attached.includes(s.probe) || lazy.needed.has(s.probe) || s.attachFailures > 0, s.probe)
+        }
+        if (lazy.attached.includes(s.probe)) assert.strictEqual(s.load, "loaded", s.probe)
+      }
+      // Their libraries are not in the program: described and listed, never verified.
+      for (const name of ["otel_trace", "grpc", "kafka_go", "go_redis", "openssl_http"]) {
+        assert.strictEqual(lazy.stats.find((s) => s.probe === name)?.load, "unloaded", name)
+      }
+      const eager = yield* run("eager")
+      assert.deepStrictEqual([...eager.attached].sort(), [...lazy.attached].sort())
+      assert.deepStrictEqual([...new Set(eager.stats.map((s) => s.load))], ["loaded"])
     }))
 
   it.live("selected by executable with nothing running: ready at once, with nothing attached", () =>

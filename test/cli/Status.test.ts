@@ -7,6 +7,7 @@ import type { TelemetryStats } from "../../src/telemetry/Telemetry.ts"
 const probe = (name: string, records: number, over: Partial<ProbeStats> = {}): ProbeStats => ({
   probe: name,
   kind: "instrument",
+  load: "loaded",
   targets: 1,
   attachFailures: 0,
   records,

@@ -519,6 +519,9 @@ describe("probescope: errors through the CLI", () => {
       const exe = path.join(dirs["1.26.8"]!, "backend")
       yield* assertFails(["run", "--exe", exe], "Invalid PROBESCOPE_LINK_GRACE_MS=\"abc\": expected whole milliseconds " +
         "from 0 to 3600000", 1, { PROBESCOPE_LINK_GRACE_MS: "abc" })
+      yield* assertFails(["run", "--exe", exe], "Invalid PROBESCOPE_PROBE_LOAD=\"lazy\": expected on-attach or eager", 1, {
+        PROBESCOPE_PROBE_LOAD: "lazy"
+      })
       yield* assertFails(["run", "--exe", exe], "Invalid PROBESCOPE_RINGBUF_DRAIN_MS=\"0\": expected whole milliseconds " +
         "from 1 to 1000", 1, { PROBESCOPE_RINGBUF_DRAIN_MS: "0" })
       yield* assertFails(["run", "--exe", exe], "Invalid OTEL_RESOURCE_ATTRIBUTES: entry \"garbage==\" has more than " +

@@ -29,7 +29,8 @@ describe("built-in probes' layouts", () => {
           yield* TcpMetrics.tag,
           yield* WorkProbe.tag
         ]
-        return Object.fromEntries(probes.map((p) => [p.name, p.loaded.layouts]))
+        const loaded = yield* Effect.forEach(probes, (p) => p.loader.load)
+        return Object.fromEntries(probes.map((p, i) => [p.name, loaded[i]!.layouts]))
       }).pipe(
         Effect.provide(Layer.mergeAll(
           NetHttpServer.layer,

@@ -305,7 +305,7 @@ describe("net/http probes: the server side of the connection map", () => {
         `[${socket.remoteAddress}]:${socket.remotePort}`
       )!
       const value = Http.SpanCtx.encode({ traceId: FANOUT_TRACE, spanId: "5e5e5e5e5e5e5e5e", flags: 1 })
-      yield* server.loaded.object.update("ps_conn_spans", key, value)
+      yield* (yield* server.loader.load).object.update("ps_conn_spans", key, value)
       const reply = yield* Effect.callback<string>((resume) => {
         let got = ""
         socket.on("data", (b: Buffer) => {
@@ -315,7 +315,7 @@ describe("net/http probes: the server side of the connection map", () => {
         socket.write(`GET /users/3 HTTP/1.1\r\nHost: ${host}\r\n${headers}\r\n`)
       })
       socket.destroy()
-      yield* server.loaded.object.delete("ps_conn_spans", key)
+      yield* (yield* server.loader.load).object.delete("ps_conn_spans", key)
       return reply
     })
 

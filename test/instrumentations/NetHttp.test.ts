@@ -66,11 +66,11 @@ describe("record layouts", () => {
       Effect.gen(function*() {
         const server = yield* NetHttpServer.NetHttpServer.tag
         const client = yield* Client.tag
-        assert.deepStrictEqual(server.loaded.layouts, [
+        assert.deepStrictEqual((yield* server.loader.load).layouts, [
           { role: "record", struct: "nethttp_server_record", checked: true },
           { role: "perTarget", struct: "nethttp_server_offsets", checked: true }
         ])
-        assert.deepStrictEqual(client.loaded.layouts, [
+        assert.deepStrictEqual((yield* client.loader.load).layouts, [
           { role: "record", struct: "nethttp_client_record", checked: true },
           { role: "perTarget", struct: "nethttp_client_offsets", checked: true }
         ])

@@ -116,7 +116,7 @@ const loadSide = (side: Side) =>
       TcpContext.TcpContext.layerWith({ cgroup: side.cgroup }).pipe(Layer.provide(BpfLive.layer))
     )
     // The layer builds go_context too (tcp_context reuses its ps_conn_spans): built here, so this side's alone.
-    return { object: Context.get(context, TcpContext.TcpContext.tag).loaded.object }
+    return { object: (yield* Context.get(context, TcpContext.TcpContext.tag).loader.load).object }
   })
 
 /** A counter of tcp_context_stats, summed over CPUs. */

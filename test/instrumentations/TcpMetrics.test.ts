@@ -163,7 +163,7 @@ describe("on the fake kernel", () => {
     Effect.gen(function*() {
       const kernel = yield* FakeKernel
       const loaded = yield* probe.tag
-      assert.deepStrictEqual(loaded.loaded.layouts, [
+      assert.deepStrictEqual((yield* loaded.loader.load).layouts, [
         { role: "record", struct: "tcp_metrics_record", checked: true },
         { role: "perTarget", struct: "tcp_metrics_target", checked: true }
       ])

@@ -215,7 +215,8 @@ describe("native targets on the kernel", () => {
       yield* Effect.gen(function*() {
         const target: Target = yield* ProcessTarget.analyzeProcess(pid, { libraries: new Set() })
         const absent = yield* Absent.tag
-        assert.deepStrictEqual(absent.loaded.object.programs, ["tp_present"])
+        const { object } = yield* absent.loader.load
+        assert.deepStrictEqual(object.programs, ["tp_present"])
         assert.deepStrictEqual(absent.attacher.applicability(target), {
           _tag: "NotApplicable",
           probe: "test/absent_tp",
@@ -226,7 +227,7 @@ describe("native targets on the kernel", () => {
         assert.strictEqual(error.reason, "NotApplicable")
         // The binding itself says why, were the program attached anyway.
         const direct = yield* Effect.flip(
-          absent.loaded.object.attachTracepoint({
+          object.attachTracepoint({
             program: "tp_absent",
             category: "probescope",
             name: "probescope_absent"

@@ -335,6 +335,7 @@ describe("Manager.lossReport", () => {
   const stats = (over: Partial<ManagerM.ProbeStats>): ManagerM.ProbeStats => ({
     probe: "p",
     kind: "instrument",
+    load: "loaded",
     targets: 1,
     attachFailures: 0,
     records: 0,

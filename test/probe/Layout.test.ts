@@ -132,7 +132,7 @@ const load = (definition: ReturnType<typeof probe>, given: typeof btf | undefine
     const kernel = yield* FakeKernel
     if (given !== undefined) yield* kernel.defineBtf("test/layout", given)
     const context = yield* Layer.build(definition.layer)
-    return Context.get(context, definition.tag).loaded.layouts
+    return (yield* Context.get(context, definition.tag).loader.load).layouts
   }).pipe(Effect.scoped, Effect.provide(ProbeTest.layer))
 
 describe("a probe's layouts at load", () => {

@@ -4,8 +4,8 @@
  * `OtlpSpan` → our own encoder (src/telemetry/internal/otlp) / `OtlpExporter`. Batches of 512 realistic HTTP spans
  * (10 attributes, 8 processes, 2 probes). Encode only; encode + send to a sink in a child process (its CPU is not
  * counted) that decodes and counts the spans it got, over http/protobuf, http/json and grpc; and the whole stage as
- * the agent runs it, the conversion per span and a `Batcher` driving the exporter (the SDK side is `Exporter.otlp`,
- * as Telemetry.ts wires it today). CPU is this process's `process.cpuUsage()` (user + system, every thread: GC, zlib,
+ * the agent runs it, the conversion per span and a `Batcher` driving the exporter (the SDK side is `Exporter.otlp`;
+ * the direct side is `OtlpExporter`'s encoding queue, as Telemetry.ts wires it). CPU is this process's `process.cpuUsage()` (user + system, every thread: GC, zlib,
  * libuv included). No kernel, no root. On a busy machine the figures swing: compare the two columns of one run.
  *
  *   node_modules/.bin/node bench/export.ts [batches per round, default 200]
@@ -172,39 +172,58 @@ const main = async () => {
     await Effect.runPromise(ours.shutdown)
   }
   // The whole export stage as the agent runs it: per span the conversion and the batcher's offer, per batch the
-  // batcher's export (the SDK path through Exporter.otlp, as Telemetry.ts wires it today).
+  // batcher's export (the SDK path through Exporter.otlp; the direct one encoding each span as it is offered).
+  // Batches of 512 (the specification's default, and probescope's before) and of 2048 (its default now): spans are
+  // offered 512 at a time either way, so both see the same traffic and only the requests differ.
+  const PER_FLUSH = 4
   for (const protocol of ["http/protobuf", "grpc"] as const) {
-    const url = protocol === "grpc" ? grpcUrl : httpUrl
-    const config = { protocol, endpoint: url, headers: {}, timeoutMillis: 10_000 }
-    const batchConfig = {
-      maxQueueSize: 4 * BATCH,
-      maxExportBatchSize: BATCH,
-      scheduleDelayMillis: 60_000,
-      exportTimeoutMillis: 10_000,
-      maxRetries: 0,
-      retryBaseMillis: 10
+    for (const batchSize of [BATCH, PER_FLUSH * BATCH]) {
+      const url = protocol === "grpc" ? grpcUrl : httpUrl
+      const config = { protocol, endpoint: url, headers: {}, timeoutMillis: 10_000 }
+      const batchConfig = {
+        maxQueueSize: 4 * PER_FLUSH * BATCH,
+        maxExportBatchSize: batchSize,
+        scheduleDelayMillis: 60_000,
+        exportTimeoutMillis: 10_000,
+        maxRetries: 0,
+        retryBaseMillis: 10
+      }
+      const scope = Effect.runSync(Scope.make())
+      const sdk = await Effect.runPromise(Scope.provide(Batcher.make(Exporter.otlp(config), batchConfig), scope))
+      // As Telemetry.ts wires the direct exporter: its queue encodes each span as it is offered.
+      const direct = OtlpExporter.make(config)
+      const ours = await Effect.runPromise(
+        Scope.provide(
+          Batcher.makeWith(
+            { name: direct.name, endpoint: direct.endpoint, export: direct.sendEncoded, shutdown: direct.shutdown },
+            direct.queue(batchConfig.maxExportBatchSize),
+            batchConfig
+          ),
+          scope
+        )
+      )
+      // A flush per batch's worth of spans: one request each time, and never more than one in flight besides the
+      // worker's (the SDK exporters refuse a third).
+      const drive = <A>(batcher: Batcher.Batcher<A>, convert: (d: SpanData) => A) => {
+        let calls = 0
+        return async (b: ReadonlyArray<SpanData>) => {
+          sent += b.length
+          for (let i = 0; i < b.length; i++) batcher.offer(convert(b[i]!))
+          if (++calls % (batchSize / BATCH) === 0) await Effect.runPromise(batcher.flush)
+        }
+      }
+      await row(
+        `batcher ${batchSize} + ${protocol}`,
+        drive(sdk, (d) => toReadableSpan(d, resources[d.pid - 1000]!, ProcessResources.version, toEpochNs)),
+        drive(ours, (d) => OtlpExporter.span(d, resources[d.pid - 1000]!, OFFSET)),
+        Math.ceil(sendBatches(count) / PER_FLUSH) * PER_FLUSH
+      )
+      const stats = await Effect.runPromise(Effect.all([sdk.stats, ours.stats]))
+      for (const st of stats) {
+        if (st.exported !== st.sent) throw new Error(`${protocol}: ${JSON.stringify({ ...st, lastError: undefined })}`)
+      }
+      await Effect.runPromise(Scope.close(scope, Exit.void))
     }
-    const scope = Effect.runSync(Scope.make())
-    const sdk = await Effect.runPromise(Scope.provide(Batcher.make(Exporter.otlp(config), batchConfig), scope))
-    const ours = await Effect.runPromise(
-      Scope.provide(Batcher.make(OtlpExporter.make(config), batchConfig), scope)
-    )
-    const drive = <A>(batcher: Batcher.Batcher<A>, convert: (d: SpanData) => A) => async (b: ReadonlyArray<SpanData>) => {
-      sent += b.length
-      for (let i = 0; i < b.length; i++) batcher.offer(convert(b[i]!))
-      await Effect.runPromise(batcher.flush)
-    }
-    await row(
-      `batcher + ${protocol}`,
-      drive(sdk, (d) => toReadableSpan(d, resources[d.pid - 1000]!, ProcessResources.version, toEpochNs)),
-      drive(ours, (d) => OtlpExporter.span(d, resources[d.pid - 1000]!, OFFSET)),
-      sendBatches(count)
-    )
-    const stats = await Effect.runPromise(Effect.all([sdk.stats, ours.stats]))
-    for (const st of stats) {
-      if (st.exported !== st.sent) throw new Error(`${protocol}: ${st.sent} sent, ${st.exported} exported`)
-    }
-    await Effect.runPromise(Scope.close(scope, Exit.void))
   }
 
   const received = (await sinkCount()) - before
@@ -215,10 +234,10 @@ const main = async () => {
       `(median of ${ROUNDS} rounds; encode rows ${count} batches/round, send rows ${sendBatches(count)})`
   )
   const header = ["SDK µs/span".padStart(12), "direct µs/span".padStart(15), "SDK/direct".padStart(11)]
-  console.log(`${"stage".padEnd(26)} ${header.join(" ")}`)
+  console.log(`${"stage".padEnd(30)} ${header.join(" ")}`)
   for (const [name, sdk, ours] of rows) {
     console.log(
-      `${name.padEnd(26)} ${sdk.toFixed(2).padStart(12)} ${ours.toFixed(2).padStart(15)} ${
+      `${name.padEnd(30)} ${sdk.toFixed(2).padStart(12)} ${ours.toFixed(2).padStart(15)} ${
         (sdk / ours).toFixed(1).padStart(10)
       }x`
     )

@@ -98,7 +98,7 @@ export const analyzeBytes = (
   const dwarf = hasDwarf(elf)
   if (dwarf) {
     try {
-      structs = readStructs(elf, types === knownTypes ? knownTypes : new Set([...knownTypes, ...types]))
+      structs = readStructs(elf, types === knownTypes ? knownTypes : new Set([...knownTypes, ...types]), { goLinked: true })
     } catch (e) {
       dwarfError = errorText(e)
     }
@@ -143,7 +143,7 @@ export const analyzeBytes = (
     if (layout === undefined && dwarf && dwarfError === undefined && !knownTypes.has(type) && !types.has(type)) {
       if (allStructs === undefined) {
         try {
-          allStructs = readStructs(kept)
+          allStructs = readStructs(kept, undefined, { goLinked: true })
         } catch (e) {
           dwarfError = errorText(e)
           allStructs = new Map()

@@ -47,11 +47,36 @@ export const isStructSection = (name: string): boolean =>
 /** More DIEs than this means a corrupt unit, not a big program (Go's own `go` command has a few hundred thousand). */
 const MAX_DIES = 50_000_000
 
+const DW_TAG_compile_unit = 0x11
+
+interface UnitHeader {
+  readonly end: number
+  readonly version: number
+  readonly offSize: number
+  readonly addrSize: number
+  readonly abbrevs: Map<number, Abbrev>
+  /** Where its first entry (the compile unit's) starts. */
+  readonly first: number
+}
+
+/**
+ * Options of `readStructs`. `goLinked`: the binary was linked by the Go linker (it has Go build info), which moves
+ * every Go type entry into the compile unit named "runtime" (cmd/link's `movetomodule`): only that unit is walked, a
+ * fifth of `.debug_info` or less. Without a "runtime" unit every unit is walked, as without the option.
+ */
+export interface ReadStructsOptions {
+  readonly goLinked?: boolean
+}
+
 /**
  * Reads every named struct type. When `wanted` is given, only those types are kept (others are still walked).
  * Throws Corrupt/OutOfBounds on malformed data.
  */
-export const readStructs = (elf: ElfSections, wanted?: ReadonlySet<string>): Map<string, StructLayout> => {
+export const readStructs = (
+  elf: ElfSections,
+  wanted?: ReadonlySet<string>,
+  options: ReadStructsOptions = {}
+): Map<string, StructLayout> => {
   const info = sectionBytes(elf, "info")
   const abbrevSec = sectionBytes(elf, "abbrev")
   if (info === undefined || abbrevSec === undefined) return new Map()
@@ -62,8 +87,7 @@ export const readStructs = (elf: ElfSections, wanted?: ReadonlySet<string>): Map
   const out = new Map<string, StructLayout>()
   let dies = 0
 
-  let unit = 0
-  while (unit < info.length) {
+  const header = (unit: number): UnitHeader => {
     let len = u32(info, unit, "DWARF unit header")
     let hdr = unit + 4
     let offSize = 4
@@ -74,7 +98,6 @@ export const readStructs = (elf: ElfSections, wanted?: ReadonlySet<string>): Map
     } else if (len >= 0xfffffff0) {
       throw new Corrupt("DWARF unit header", `reserved length 0x${len.toString(16)}`)
     }
-    const unitEnd = hdr + len
     check(info.length, hdr, len, "DWARF unit")
     const version = u16(info, hdr, "DWARF unit header")
     let abbrevOff: number
@@ -100,7 +123,27 @@ export const readStructs = (elf: ElfSections, wanted?: ReadonlySet<string>): Map
       abbrevs = readAbbrevs(abbrevSec, abbrevOff)
       abbrevCache.set(abbrevOff, abbrevs)
     }
+    return { end: hdr + len, version, offSize, addrSize, abbrevs, first: o }
+  }
 
+  /** The name of a unit's compile-unit entry, or undefined. */
+  const unitName = (h: UnitHeader): string | undefined => {
+    if (h.first >= h.end) return undefined
+    const [code, start] = uleb(info, h.first, "DWARF entry")
+    const ab = h.abbrevs.get(code)
+    if (ab === undefined || ab.tag !== DW_TAG_compile_unit) return undefined
+    let o = start
+    for (const a of ab.attrs) {
+      if (a.name === DW_AT_name) return readString(info, o, a.form, h.offSize, str, lineStr, strOffsets)[0]
+      o = skipForm(info, o, a.form, h.addrSize, h.offSize, h.version)
+    }
+    return undefined
+  }
+
+  const walk = (h: UnitHeader) => {
+    const { abbrevs, addrSize, offSize, version } = h
+    const unitEnd = h.end
+    let o = h.first
     // Depth-tracked walk: members of a kept struct are its direct children.
     let depth = 0
     let current: { name: string; size: number; fields: Map<string, number> } | undefined
@@ -169,8 +212,13 @@ export const readStructs = (elf: ElfSections, wanted?: ReadonlySet<string>): Map
       if (ab.children) depth++
     }
     if (current !== undefined) out.set(current.name, { size: current.size, fields: current.fields })
-    unit = unitEnd
   }
+
+  const headers: Array<UnitHeader> = []
+  for (let unit = 0; unit < info.length; unit = headers[headers.length - 1]!.end) headers.push(header(unit))
+  // The package's assembly files make units of the same name: the types are in one of them.
+  const runtime = options.goLinked === true ? headers.filter((h) => unitName(h) === "runtime") : []
+  for (const h of runtime.length === 0 ? headers : runtime) walk(h)
   return out
 }
 

@@ -163,6 +163,31 @@ describe("Metrics: the aggregation of declared instruments", () => {
       ])
     }))
 
+  it.effect("attribute sets of several shapes in one instrument: any order of one set is one series, a prefix is not", () =>
+    Effect.gen(function*() {
+      const { collect, record } = yield* setup()
+      record(
+        m(requests, 1, { a: 1, b: 2 }),
+        m(requests, 2, { b: 2, a: 1 }),
+        m(requests, 4, { a: 1 }),
+        m(requests, 8, { c: 1 }),
+        m(requests, 16, { a: 1, c: 2 }),
+        m(requests, 32, {}),
+        // Each shape again, after the others have taken their places at each level.
+        m(requests, 64, { c: 1 }),
+        m(requests, 128, { a: 1, c: 2 }),
+        m(requests, 256, { b: 2, a: 1 }),
+        m(requests, 512, { a: 1 })
+      )
+      assert.deepStrictEqual(sumPoints(byName(yield* collect)["shop.requests"]).map(([a, v]) => [a, v]), [
+        [{ a: 1, b: 2 }, 1 + 2 + 256],
+        [{ a: 1 }, 4 + 512],
+        [{ c: 1 }, 8 + 64],
+        [{ a: 1, c: 2 }, 16 + 128],
+        [{}, 32]
+      ])
+    }))
+
   it.effect("a string value cannot pass for more attributes (traced data may hold any character)", () =>
     Effect.gen(function*() {
       const { collect, record } = yield* setup()

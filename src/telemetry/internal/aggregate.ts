@@ -49,13 +49,36 @@ interface InstrumentState {
   intervalStart: HrTime
 }
 
-/** A level of `InstrumentState.paths`: attribute key → value → next level; `series` where the set ends. */
+/**
+ * A level of `InstrumentState.paths`: attribute key → value → next level; `series` where the set ends. The first key
+ * seen at a level gets a field of its own (`key`, `values`): a probe writes the same keys in the same order, so a
+ * step is one comparison of the key (the same string object, from the probe's code) and one map lookup by value.
+ */
 interface PathNode {
-  readonly next: Map<string, Map<unknown, PathNode>>
+  key: string | undefined
+  readonly values: Map<unknown, PathNode>
+  /** Other keys at this level (another attribute set's shape). */
+  other: Map<string, Map<unknown, PathNode>> | undefined
   series: Series | undefined
 }
 
-const newPath = (): PathNode => ({ next: new Map(), series: undefined })
+const newPath = (): PathNode => ({ key: undefined, values: new Map(), other: undefined, series: undefined })
+
+/** The values map of `key` at `node`; with `create`, made when missing. */
+const valuesAt = (node: PathNode, key: string, create: boolean): Map<unknown, PathNode> | undefined => {
+  if (node.key === key) return node.values
+  if (node.key === undefined) {
+    if (!create) return undefined
+    node.key = key
+    return node.values
+  }
+  let values = node.other?.get(key)
+  if (values === undefined && create) {
+    values = new Map()
+    ;(node.other ??= new Map()).set(key, values)
+  }
+  return values
+}
 
 interface ScopeState {
   readonly probe: string
@@ -157,7 +180,23 @@ export const make = (options: AggregateOptions): Aggregate => {
     return state
   }
 
+  // Likewise the last instrument: a batch's measurements come in runs of one probe's instrument.
+  let lastIs: InstrumentState | undefined
+  let lastIsState: ResourceState | undefined
+  let lastIsProbe: string | undefined
+
   const instrumentFor = (state: ResourceState, probe: string, instrument: Instrument): InstrumentState => {
+    if (lastIs !== undefined && lastIs.instrument === instrument && lastIsState === state && lastIsProbe === probe) {
+      return lastIs
+    }
+    const is = instrumentOf(state, probe, instrument)
+    lastIs = is
+    lastIsState = state
+    lastIsProbe = probe
+    return is
+  }
+
+  const instrumentOf = (state: ResourceState, probe: string, instrument: Instrument): InstrumentState => {
     let scope = state.scopes.get(probe)
     if (scope === undefined) {
       scope = { probe, instruments: new Map() }
@@ -199,11 +238,7 @@ export const make = (options: AggregateOptions): Aggregate => {
     for (const k in attributes) {
       const v = attributes[k]
       if (typeof v === "object") return undefined
-      let values = node.next.get(k)
-      if (values === undefined) {
-        values = new Map()
-        node.next.set(k, values)
-      }
+      const values = valuesAt(node, k, true)!
       let child = values.get(v)
       if (child === undefined) {
         child = newPath()
@@ -238,7 +273,7 @@ export const make = (options: AggregateOptions): Aggregate => {
   const findPath = (is: InstrumentState, attributes: Attributes): PathNode | undefined => {
     let node: PathNode | undefined = is.paths
     for (const k in attributes) {
-      node = node.next.get(k)?.get(attributes[k])
+      node = valuesAt(node, k, false)?.get(attributes[k])
       if (node === undefined) return undefined
     }
     return node
@@ -329,7 +364,9 @@ export const make = (options: AggregateOptions): Aggregate => {
   const reset = (is: InstrumentState, endTime: HrTime) => {
     if (is.delta) {
       is.series.clear()
-      is.paths.next.clear()
+      is.paths.key = undefined
+      is.paths.values.clear()
+      is.paths.other = undefined
       is.paths.series = undefined
       is.overflow = undefined
       is.intervalStart = endTime
@@ -361,6 +398,7 @@ export const make = (options: AggregateOptions): Aggregate => {
       if (state.idleCollections >= evictAfter) {
         states.delete(state.resource)
         if (lastResource === state.resource) lastResource = lastState = undefined
+        if (lastIsState === state) lastIs = lastIsState = lastIsProbe = undefined
       }
     }
     return out

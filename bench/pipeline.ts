@@ -7,7 +7,7 @@
  *
  *   node_modules/.bin/node bench/pipeline.ts [spans per round, default 200000] [rounds, default 5]
  *
- * BENCH_MODES=<a,b> runs only the modes whose names contain one of these; BENCH_BEFORE=<a checkout of another
+ * BENCH_MODES=<a;b> runs only the modes whose names contain one of these; BENCH_BEFORE=<a checkout of another
  * commit> runs that checkout's telemetry layer as one more mode per mode, in the same rounds, with the ratio per round.
  * BENCH_BATCH sets OTEL_BSP_MAX_EXPORT_BATCH_SIZE (default: the layer's own).
  *
@@ -121,8 +121,8 @@ const main = Effect.gen(function*() {
       OTEL_EXPORTER_OTLP_ENDPOINT: sink.httpUrl
     })
   }
-  // BENCH_MODES=<a,b>: only the modes whose names contain one of these (the floor always runs).
-  const only = process.env["BENCH_MODES"]?.split(",").map((m) => m.trim()).filter((m) => m !== "")
+  // BENCH_MODES=<a;b>: only the modes whose names contain one of these (the floor always runs).
+  const only = process.env["BENCH_MODES"]?.split(";").map((m) => m.trim()).filter((m) => m !== "")
   const chosen = Object.entries(modes).filter(([name]) => only === undefined || only.some((m) => name.includes(m)))
   // BENCH_BEFORE=<a checkout of another commit>: its telemetry layer runs each chosen mode too, in the same rounds
   // (same Runner and records; the services are found by their keys, which both checkouts share).

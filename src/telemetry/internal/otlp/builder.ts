@@ -47,17 +47,27 @@ export interface RequestBuilder {
   readonly discard: () => void
 }
 
-/** Group buffers kept for reuse per encoder, and the largest one kept: a burst's big buffers are let go. */
-const POOL_LIMIT = 256
-const POOL_MAX_BYTES = 1024 * 1024
+/**
+ * The bytes of group buffers kept for reuse per encoding: about what a full default queue of spans takes (8192 spans
+ * of ~400 bytes, with the slack of buffers that grow by doubling); past it, finished requests' buffers are let go.
+ */
+const POOL_BYTES = 8 * 1024 * 1024
 
 /** Builders of one encoding sharing a pool of group buffers. */
 export const builders = <W extends ProtoWriter>(format: Format<W>): () => RequestBuilder => {
   const pool: Array<W> = []
+  let pooled = 0
+  const take = (): W => {
+    const w = pool.pop()
+    if (w === undefined) return format.newWriter()
+    pooled -= w.buf.length
+    return w
+  }
   const release = (w: W) => {
-    if (pool.length < POOL_LIMIT && w.buf.length <= POOL_MAX_BYTES) {
+    if (pooled + w.buf.length <= POOL_BYTES) {
       w.reset()
       pool.push(w)
+      pooled += w.buf.length
     }
   }
   return () => {
@@ -78,7 +88,7 @@ export const builders = <W extends ProtoWriter>(format: Format<W>): () => Reques
       // A process's spans come from a few probes: a scan beats a map.
       const scopes = rg.scopes
       for (let i = 0; i < scopes.length; i++) if (scopes[i]!.probe === probe) return scopes[i]!
-      const group: Group = { probe, w: pool.pop() ?? format.newWriter(), count: 0 }
+      const group: Group = { probe, w: take(), count: 0 }
       scopes.push(group)
       return group
     }

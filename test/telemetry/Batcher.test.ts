@@ -130,6 +130,51 @@ describe("Batcher", () => {
       assert.deepStrictEqual(state.batches, [["s0", "s1", "s2", "s3"], ["s4", "s5", "s6", "s7"], ["s8"]])
     }))
 
+  it.effect("a queue of its own: a batch it closes early ships at once; an item it cannot take is counted dropped", () =>
+    Effect.gen(function*() {
+      // Batches close at 2 items (as the OTLP queue closes a request at its byte limit), whatever the batch size.
+      let items: Array<string> = []
+      const closed: Array<Array<string>> = []
+      const queue: Batcher.BatchQueue<string, ReadonlyArray<string>> = {
+        size: () => closed.reduce((n, b) => n + b.length, 0) + items.length,
+        full: () => closed.length > 0,
+        push: (item) => {
+          if (item === "bad") throw new Error("cannot encode")
+          items.push(item)
+          if (items.length === 2) {
+            closed.push(items)
+            items = []
+          }
+        },
+        take: () => closed.shift() ?? (items.length > 0 ? items.splice(0) : undefined),
+        sizeOf: (batch) => batch.length,
+        clear: () => 0
+      }
+      const shipped: Array<ReadonlyArray<string>> = []
+      const b = yield* Batcher.makeWith(
+        {
+          name: "fake",
+          endpoint: "fake://sink",
+          export: (batch) => Effect.sync(() => void shipped.push(batch)),
+          shutdown: Effect.void
+        },
+        queue,
+        config({ maxExportBatchSize: 100, maxQueueSize: 100 })
+      )
+      b.offer("a")
+      b.offer("bad")
+      b.offer("b")
+      b.offer("c")
+      yield* settle
+      assert.deepStrictEqual(shipped, [["a", "b"]], "the closed batch, before the schedule delay")
+      const stats = yield* b.stats
+      assert.deepStrictEqual([stats.accepted, stats.dropped, stats.exported, stats.queued], [3, 1, 2, 1])
+      assertBalanced(stats)
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.deepStrictEqual(shipped, [["a", "b"], ["c"]])
+    }))
+
   it.effect("spans beyond the queue capacity are dropped and counted, never blocking", () =>
     Effect.gen(function*() {
       const { state, exporter } = fake()

@@ -1,5 +1,8 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
+
+#include <set>
+#include <string>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/perf_event.h>
@@ -596,6 +599,17 @@ Napi::Value BpfObject::Btf(const Napi::CallbackInfo& info) {
   struct bpf_object* obj = Require(env, "btf");
   struct btf* btf = bpf_object__btf(obj);
   if (btf == nullptr) return env.Null();
+  // btf(names?): only the structs named, when given. Describing every struct of an object (a hundred and more: the
+  // kernel types its programs read) is most of the cost, and a load checks one or two.
+  std::set<std::string> only;
+  bool restricted = info.Length() > 0 && info[0].IsArray();
+  if (restricted) {
+    Napi::Array names = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < names.Length(); i++) {
+      Napi::Value v = names.Get(i);
+      if (v.IsString()) only.insert(v.As<Napi::String>().Utf8Value());
+    }
+  }
   Napi::Object structs = Napi::Object::New(env);
   __u32 count = btf__type_cnt(btf);
   for (__u32 id = 1; id < count; id++) {
@@ -604,6 +618,7 @@ Napi::Value BpfObject::Btf(const Napi::CallbackInfo& info) {
     const char* name = btf__name_by_offset(btf, t->name_off);
     // A forward declaration has no members and no size; a complete definition of the same name wins.
     if (name == nullptr || name[0] == '\0' || structs.Has(name)) continue;
+    if (restricted && only.count(name) == 0) continue;
     structs.Set(name, DescribeComposite(env, btf, t, 0));
   }
   Napi::Object values = Napi::Object::New(env);

@@ -267,10 +267,11 @@ export interface BpfObject {
     options?: RingBufferOptions
   ) => Effect.Effect<RingBuffer, BpfMapError, Scope.Scope>
   /**
-   * The object's BTF structs, or None when there is nothing to check against: an object compiled without `-g`, or a
-   * fake-kernel object the test gave no BTF for (`FakeKernel.defineBtf`).
+   * The object's BTF structs — only those named, when `structs` is given (describing every struct of an object costs
+   * more than its load's JS side) — and every map's value struct; or None when there is nothing to check against: an
+   * object compiled without `-g`, or a fake-kernel object the test gave no BTF for (`FakeKernel.defineBtf`).
    */
-  readonly btf: Effect.Effect<Option.Option<ObjectBtf>>
+  readonly btf: (structs?: ReadonlyArray<string>) => Effect.Effect<Option.Option<ObjectBtf>>
 }
 
 /** The kernel binding. */

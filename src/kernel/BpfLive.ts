@@ -443,13 +443,16 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wake
       } satisfies RingBuffer
     })
 
-    // Parsed once: the BTF of a loaded object does not change.
+    // All structs, parsed once: the BTF of a loaded object does not change. A restricted read is cheap, not kept.
     let btf: Option.Option<ObjectBtf> | undefined
     return {
       name,
       programs,
       maps,
-      btf: Effect.sync(() => btf ??= Option.fromNullishOr(obj.btf())),
+      btf: (structs) =>
+        Effect.sync(() =>
+          structs === undefined ? (btf ??= Option.fromNullishOr(obj.btf())) : Option.fromNullishOr(obj.btf(structs))
+        ),
       lookup: (map, key) => mapOp(map, () => Option.fromNullishOr(obj.lookup(map, bytes(key)))).pipe(
         Effect.map(Option.map((b): Uint8Array => b))
       ),

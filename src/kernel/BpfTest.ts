@@ -344,7 +344,15 @@ const make = Effect.sync(() => {
 
   const makeObject = (obj: FakeObject): BpfObject => ({
     name: obj.name,
-    btf: Effect.sync(() => Option.fromNullishOr(obj.btf)),
+    btf: (structs) =>
+      Effect.sync(() =>
+        Option.map(Option.fromNullishOr(obj.btf), (btf) =>
+          structs === undefined ? btf : {
+            ...btf,
+            structs: Object.fromEntries(Object.entries(btf.structs).filter(([name]) => structs.includes(name)))
+          }
+        )
+      ),
     programs: obj.definition?.programs ?? [],
     maps: obj.definition?.maps ?? [],
     lookup: (map, key) =>

@@ -653,7 +653,17 @@ const layoutError = (probe: string, object: string, mismatch: LayoutMismatch, mo
  */
 const checkLayouts = (name: string, kind: "instrument" | "daemon", options: AnyOptions, object: BpfObject) =>
   Effect.gen(function*() {
-    const btf = yield* object.btf
+    const record = kind === "instrument" && options.record !== undefined ? Binary.layoutOf(options.record) : undefined
+    const perTargetLayout = options.perTarget?.layout as Binary.Layout<unknown> | undefined
+    if (record === undefined && perTargetLayout === undefined) return []
+    // Only the structs checked are read from the BTF (and every map's value struct, which names the per-target one
+    // when its layout does not).
+    const named = [record?.struct, perTargetLayout?.struct].filter((s): s is string => s !== undefined)
+    let btf = yield* object.btf(named)
+    const viaMap = perTargetLayout !== undefined && perTargetLayout.struct === undefined && Option.isSome(btf) ?
+      btf.value.mapValues[options.perTarget?.map ?? "ps_targets"] :
+      undefined
+    if (viaMap !== undefined && !named.includes(viaMap)) btf = yield* object.btf([...named, viaMap])
     const out: Array<LayoutCheck> = []
     const check = (role: LayoutCheck["role"], layout: Binary.Layout<unknown>, struct: string) =>
       Effect.gen(function*() {
@@ -674,7 +684,6 @@ const checkLayouts = (name: string, kind: "instrument" | "daemon", options: AnyO
         }
         out.push({ role, struct, checked: true })
       })
-    const record = kind === "instrument" && options.record !== undefined ? Binary.layoutOf(options.record) : undefined
     if (record !== undefined) {
       // Nothing to check against (no BTF): nothing to say either.
       if (record.struct === undefined && Option.isNone(btf)) {

@@ -370,7 +370,7 @@ const mockObject = (name: string): BpfObject => ({
   name,
   programs: [],
   maps: [],
-  btf: Effect.succeed(Option.none()),
+  btf: () => Effect.succeed(Option.none()),
   lookup: () => Effect.succeed(Option.none()),
   update: () => Effect.void,
   delete: () => Effect.succeed(false),

@@ -8,6 +8,7 @@ import { DoctorEvent } from "../../src/cli/Doctor.ts"
 import { Bpf, type BpfObject } from "../../src/kernel/Bpf.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
 import { loadAddon } from "../../src/kernel/internal/addon.ts"
+import * as Probe from "../../src/probe/Probe.ts"
 import * as GoBinary from "../../src/target/GoBinary.ts"
 import { bpfObject, btfLinkCreateLayout, buildAll, buildRoundtrip, deadPid, type Roundtrip, startRoundtrip } from "./fixtures.ts"
 
@@ -121,6 +122,21 @@ layer(BpfLive.layer, { excludeTestServices: true })("BpfLive (kernel)", (it) => 
       const missing = yield* obj.update("nope", u32(1), u64(1n)).pipe(Effect.flip)
       assert.strictEqual(missing._tag, "BpfMapError")
       assert.match(missing.message, /no map nope in maps/)
+    }).pipe(Effect.scoped))
+
+  it.effect("btf(structs) describes only the structs named, with every map's value struct", () =>
+    Effect.gen(function*() {
+      const bpf = yield* Bpf
+      const obj = yield* bpf.load({ file: Probe.objectFile("nethttp_server"), name: "nethttp_server", uprobeMulti: true })
+      const all = Option.getOrThrow(yield* obj.btf())
+      const some = Option.getOrThrow(yield* obj.btf(["nethttp_server_record", "no_such_struct"]))
+      // The kernel structs its programs read are in the object's BTF too: what a restricted read leaves out.
+      assert.isAbove(Object.keys(all.structs).length, 20)
+      assert.deepStrictEqual(Object.keys(some.structs), ["nethttp_server_record"])
+      assert.deepStrictEqual(some.structs["nethttp_server_record"], all.structs["nethttp_server_record"])
+      assert.deepStrictEqual(some.mapValues, all.mapValues)
+      assert.strictEqual(some.mapValues["ps_targets"], "nethttp_server_offsets")
+      assert.deepStrictEqual(Object.keys(Option.getOrThrow(yield* obj.btf([])).structs), [])
     }).pipe(Effect.scoped))
 
   it.effect("two objects share one map through reuseMaps", () =>

@@ -111,7 +111,7 @@ export interface NativeObject {
   testRun(program: string, ctx: Buffer | null, repeat: number): { readonly retval: number; readonly duration: number }
   ringBuffer(map: string, callback: BatchCallback, drainMs: number, maxBatch: number, batchBytes?: number): NativeRingBuffer
   /** The named structs of the object's BTF and the struct each map's value is; null without BTF. Opened is enough. */
-  btf(): ObjectBtf | null
+  btf(structs?: ReadonlyArray<string>): ObjectBtf | null
   close(): void
 }
 

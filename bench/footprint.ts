@@ -13,6 +13,13 @@
  *   - unless --no-profile: a V8 CPU profile of a second agent under the same load (its load window only, by the
  *     samples' timestamps): main-thread CPU by stage and the top 15 functions by self time.
  *
+ *   - with BENCH_BEFORE=<another build's bin/probescope> and/or BENCH_NODE_FLAGS=<Node/V8 flags>: the same figures for
+ *     that build, or for this one started with those flags (PROBESCOPE_NODE_FLAGS), in the same run, and each one's
+ *     ratio to this build's. Idle is measured with every agent attached at once, over the same one-second slices
+ *     (whatever else wakes on this machine wakes them all alike); the load phases follow one agent at a time.
+ *   - per agent: its main thread's wakeups per second while idle, and where its RSS is (anonymous, node binary, BPF
+ *     maps, other; /proc/<pid>/smaps).
+ *
  *   node_modules/.bin/node bench/footprint.ts [--rate 10000] [--processes 10] [--seconds 20] [--idle-seconds 10]
  *     [--minutes N] [--no-profile] [--profile-seconds 10]
  *
@@ -33,7 +40,10 @@ import {
   type Load,
   median,
   privateCopy,
+  mainThreadRuns,
   rssMiB,
+  type RssParts,
+  rssParts,
   sleep,
   waitForLine
 } from "./internal/proc.ts"
@@ -97,8 +107,32 @@ interface Agent {
   readonly tail: () => string
 }
 
-const startAgent = async (backend: string, pids: ReadonlyArray<number>, sink: Sink.Sink, extraEnv: Record<string, string>) => {
-  const child = spawn(path.join(root, "bin", "probescope"), ["run", "--exe", backend], {
+/** An agent build to measure: this checkout's, or another (BENCH_BEFORE), with extra environment. */
+interface Mode {
+  readonly name: string
+  readonly bin: string
+  readonly env: Record<string, string>
+}
+
+const thisBuild = path.join(root, "bin", "probescope")
+const modes: Array<Mode> = [{ name: "this build", bin: thisBuild, env: {} }]
+if (process.env["BENCH_BEFORE"] !== undefined && process.env["BENCH_BEFORE"] !== "") {
+  modes.push({ name: "before (BENCH_BEFORE)", bin: path.resolve(process.env["BENCH_BEFORE"]), env: {} })
+}
+if (process.env["BENCH_NODE_FLAGS"] !== undefined) {
+  // Through bin/probescope's PROBESCOPE_NODE_FLAGS: NODE_OPTIONS refuses most V8 flags.
+  const flags = process.env["BENCH_NODE_FLAGS"]
+  modes.push({ name: `node ${flags}`, bin: thisBuild, env: { PROBESCOPE_NODE_FLAGS: flags } })
+}
+
+const startAgent = async (
+  backend: string,
+  pids: ReadonlyArray<number>,
+  sink: Sink.Sink,
+  extraEnv: Record<string, string>,
+  bin = thisBuild
+) => {
+  const child = spawn(bin, ["run", "--exe", backend], {
     stdio: ["ignore", "pipe", "pipe"],
     env: {
       ...process.env,
@@ -186,43 +220,65 @@ const main = async () => {
   }
   const pids = backends.map((b) => b.pid!)
 
-  // --- footprint: idle, then the steady load -------------------------------------------------------------------
-  const sink0 = await sink.spans()
-  const agent = await startAgent(backendExe, pids, sink, {})
+  // --- footprint: idle (every agent attached at once), then the steady load (one agent at a time) ---------------
+  const agents: Array<Agent> = []
+  for (const mode of modes) agents.push(await startAgent(backendExe, pids, sink, mode.env, mode.bin))
   await sleep(5000) // start-up work and its garbage settle before idle is sampled
-  const rssIdle = rssMiB(agent.pid)
-  // One-second slices, so a reader sees whether idle is flat or still settling.
-  const idleSlices: Array<number> = []
-  for (let i = 0; i < idleSeconds; i++) idleSlices.push((await cpuRate(agent.pid, 1000)) * 1000)
-  const idleMsPerS = mean(idleSlices)
+  const idleRss = agents.map((a) => rssMiB(a.pid))
+  const idleParts = agents.map((a) => rssParts(a.pid))
+  const runs0 = agents.map((a) => mainThreadRuns(a.pid))
+  const idleT0 = performance.now()
+  // One-second slices, so a reader sees whether idle is flat or still settling; every agent in the same slices.
+  const idleSlicesOf: Array<Array<number>> = agents.map(() => [])
+  for (let i = 0; i < idleSeconds; i++) {
+    const rates = await Promise.all(agents.map((a) => cpuRate(a.pid, 1000)))
+    rates.forEach((r, m) => idleSlicesOf[m]!.push(r * 1000))
+  }
+  const idleWakeupsOf = agents.map((a, m) => (mainThreadRuns(a.pid) - runs0[m]!) / ((performance.now() - idleT0) / 1000))
+  const idleMsOf = idleSlicesOf.map(mean)
+  for (const other of agents.slice(1)) await other.stop()
+  // Their links detach as their processes exit: let that end before this build's load starts.
+  if (agents.length > 1) await sleep(2000)
+  const agent = agents[0]!
+  const idleSlices = idleSlicesOf[0]!
+  const idleMsPerS = idleMsOf[0]!
+  const rssIdle = idleRss[0]!
   const rssIdleEnd = rssMiB(agent.pid)
 
-  const warm = await startLoad(load, urls, rate * warmupSeconds)
-  const cpu0 = cpuSeconds(agent.pid)
-  const t0 = performance.now()
-  const loadDone = startLoad(load, urls, rate * seconds)
-  const rssUnderLoad: Array<number> = []
-  let loading = true
-  void loadDone.finally(() => void (loading = false))
-  while (loading) {
-    await sleep(1000)
-    rssUnderLoad.push(rssMiB(agent.pid))
+  /** The warm-up and the measured load through `a`, and what it cost it; `idleMs` is its idle rate before. */
+  const loadPhase = async (a: Agent, idleMs: number) => {
+    const from = await sink.spans()
+    const warm = await startLoad(load, urls, rate * warmupSeconds)
+    const cpu0 = cpuSeconds(a.pid)
+    const t0 = performance.now()
+    const loadDone = startLoad(load, urls, rate * seconds)
+    const rssUnderLoad: Array<number> = []
+    let loading = true
+    void loadDone.finally(() => void (loading = false))
+    while (loading) {
+      await sleep(1000)
+      rssUnderLoad.push(rssMiB(a.pid))
+    }
+    const measured = await loadDone
+    const made = warm.requests + measured.requests
+    const received = await awaitSpans(sink, from, made)
+    const cpu = cpuSeconds(a.pid) - cpu0
+    const window = (performance.now() - t0) / 1000
+    const parts = rssParts(a.pid)
+    await sleep(2000) // the last export's work ends
+    const idleAfterMsPerS = (await cpuRate(a.pid, 5000)) * 1000
+    // The lower idle rate is taken off (the one before the load may hold start-up work, and taking that off would
+    // flatter the figure). The warm-up's spans may still have been in flight when the window started: they count in.
+    const background = Math.min(idleMs, idleAfterMsPerS) / 1000
+    const cpuPerSpanUs = (Math.max(0, cpu - background * window) / measured.requests) * 1e6
+    // Steady: the second half of the window (the first holds the ring and heap growing to their working size).
+    const rssSteady = median(rssUnderLoad.slice(Math.floor(rssUnderLoad.length / 2)))
+    const rssMax = Math.max(...rssUnderLoad)
+    return { warm, measured, made, received, cpu, window, idleAfterMsPerS, cpuPerSpanUs, rssSteady, rssMax, parts }
   }
-  const measured = await loadDone
-  const made = warm.requests + measured.requests
-  const received = await awaitSpans(sink, sink0, made)
-  const cpu = cpuSeconds(agent.pid) - cpu0
-  const window = (performance.now() - t0) / 1000
-  await sleep(2000) // the last export's work ends
-  const idleAfterMsPerS = (await cpuRate(agent.pid, 5000)) * 1000
-  // The lower idle rate is taken off (the one before the load may hold start-up work, and taking that off would
-  // flatter the figure). The warm-up's spans may still have been in flight when the window started: they count in.
-  const background = Math.min(idleMsPerS, idleAfterMsPerS) / 1000
-  const cpuPerSpanUs = (Math.max(0, cpu - background * window) / measured.requests) * 1e6
-  // Steady: the second half of the window (the first holds the ring and heap growing to their working size).
-  const rssSteady = median(rssUnderLoad.slice(Math.floor(rssUnderLoad.length / 2)))
-  const rssMax = Math.max(...rssUnderLoad)
 
+  const main0 = await loadPhase(agent, idleMsPerS)
+  const { warm, measured, made, received, cpu, window, idleAfterMsPerS, cpuPerSpanUs, rssSteady, rssMax } = main0
   // --- soak -------------------------------------------------------------------------------------------------------
   let soak: { minutes: number; samples: Array<[number, number]>; made: number; received: number; rps: number } | undefined
   if (soakMinutes > 0) {
@@ -247,6 +303,15 @@ const main = async () => {
   }
   const exitCode = await agent.stop()
   const agentTail = agent.tail()
+
+  // --- the other builds or flags under the same load, one at a time ------------------------------------------
+  const others: Array<{ mode: Mode; phase: Awaited<ReturnType<typeof loadPhase>>; exitCode: number | null }> = []
+  for (const mode of modes.slice(1)) {
+    const a = await startAgent(backendExe, pids, sink, mode.env, mode.bin)
+    await sleep(5000)
+    const phase = await loadPhase(a, idleMsOf[modes.indexOf(mode)]!)
+    others.push({ mode, phase, exitCode: await a.stop() })
+  }
 
   // --- profile ----------------------------------------------------------------------------------------------------
   let summary: CpuProfile.Summary | undefined
@@ -305,6 +370,45 @@ const main = async () => {
       `~${PREVIOUS_CPU_PER_SPAN_US} µs (${cpu.toFixed(2)} s of CPU from the load's start to the last span at the ` +
       `sink, ${window.toFixed(1)} s)`)
   row("spans lost (sink vs requests)", `${lost}`, `${received} received of ${made} made (warm-up included)`)
+  const partsText = (p: RssParts) =>
+    `anonymous ${p.anonymous.toFixed(1)}, node binary ${p.nodeBinary.toFixed(1)}, BPF maps ${p.bpfMaps.toFixed(1)}, ` +
+    `other ${p.other.toFixed(1)} MiB`
+  row("agent idle wakeups (main thread)", `${idleWakeupsOf[0]!.toFixed(1)} /s`, "")
+  row("agent RSS idle, by mapping", "", partsText(idleParts[0]!))
+  row("agent RSS under load, by mapping", "", partsText(main0.parts))
+  if (others.length > 0) {
+    // Each figure beside this build's, as a ratio (this build / the other): below 1 is this build's gain.
+    console.log(`compared in the same run (idle: all agents attached at once, the same ${idleSeconds} one-second ` +
+      `slices; load: one agent at a time, the same load)`)
+    const table: Array<Record<string, string>> = []
+    const ratio = (mine: number, theirs: number) => theirs === 0 ? "-" : `${(mine / theirs).toFixed(2)}x`
+    table.push({
+      agent: modes[0]!.name,
+      "idle ms/s": idleMsPerS.toFixed(2),
+      "idle wakeups/s": idleWakeupsOf[0]!.toFixed(1),
+      "RSS idle MiB": rssIdle.toFixed(1),
+      "RSS load MiB": rssSteady.toFixed(1),
+      "µs/span": cpuPerSpanUs.toFixed(2),
+      "req/s": measured.rps.toFixed(0),
+      lost: String(lost)
+    })
+    for (const o of others) {
+      const m = modes.indexOf(o.mode)
+      table.push({
+        agent: o.mode.name,
+        "idle ms/s": `${idleMsOf[m]!.toFixed(2)} (${ratio(idleMsPerS, idleMsOf[m]!)})`,
+        "idle wakeups/s": `${idleWakeupsOf[m]!.toFixed(1)} (${ratio(idleWakeupsOf[0]!, idleWakeupsOf[m]!)})`,
+        "RSS idle MiB": `${idleRss[m]!.toFixed(1)} (${ratio(rssIdle, idleRss[m]!)})`,
+        "RSS load MiB": `${o.phase.rssSteady.toFixed(1)} (${ratio(rssSteady, o.phase.rssSteady)})`,
+        "µs/span": `${o.phase.cpuPerSpanUs.toFixed(2)} (${ratio(cpuPerSpanUs, o.phase.cpuPerSpanUs)})`,
+        "req/s": o.phase.measured.rps.toFixed(0),
+        lost: String(o.phase.made - o.phase.received)
+      })
+      console.log(`  ${o.mode.name}: RSS idle ${partsText(idleParts[m]!)}; under load ${partsText(o.phase.parts)}; ` +
+        `exit code ${o.exitCode}`)
+    }
+    console.table(table)
+  }
   console.log(`agent exit code: ${exitCode}`)
   // 3 is "something was lost": the agent's exit summary says what.
   if (exitCode !== 0) console.log(agentTail.split("\n").slice(-12).join("\n"))
@@ -329,7 +433,9 @@ const main = async () => {
     figure: idleMsPerS,
     unit: "ms/s",
     target: 1,
-    baseline: { name: "#12 before", value: PREVIOUS_IDLE_MS_PER_S },
+    baseline: others.length > 0 && modes[1]!.name.startsWith("before") ?
+      { name: "BENCH_BEFORE, same run", value: idleMsOf[1]! } :
+      { name: "#12 before", value: PREVIOUS_IDLE_MS_PER_S },
     note: `${idleSeconds} s, ${processes} processes attached`
   })
   Goals.record("footprint", {

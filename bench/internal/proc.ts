@@ -111,3 +111,44 @@ export const cpuRate = async (pid: number, ms: number): Promise<number> => {
   await sleep(ms)
   return (cpuNs(pid) - c0) / 1e9 / ((performance.now() - t0) / 1000)
 }
+
+/**
+ * How often a process's main thread has been scheduled in (schedstat's third field: each wakeup from a wait counts
+ * one): an idle agent's count grows with every timer and every event that wakes its event loop.
+ */
+export const mainThreadRuns = (pid: number): number =>
+  Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").trim().split(" ")[2])
+
+/** Where a process's RSS is, in MiB, from /proc/<pid>/smaps: by kind of mapping. */
+export interface RssParts {
+  /** Anonymous memory: the V8 heap, malloc, thread stacks. */
+  readonly anonymous: number
+  /** The node executable's pages (file-backed: shared with every other node process, counted in each one's RSS). */
+  readonly nodeBinary: number
+  /** BPF maps mapped into the process: ring buffers (each counted twice over: the kernel maps its data twice). */
+  readonly bpfMaps: number
+  /** Everything else: shared libraries, other files. */
+  readonly other: number
+}
+
+export const rssParts = (pid: number): RssParts => {
+  let anonymous = 0
+  let nodeBinary = 0
+  let bpfMaps = 0
+  let other = 0
+  let name = ""
+  for (const line of fs.readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line)
+    if (head !== null) {
+      name = head[1]!
+      continue
+    }
+    if (!line.startsWith("Rss:")) continue
+    const kib = Number(line.split(/\s+/)[1])
+    if (name === "" || name.startsWith("[heap]") || name.startsWith("[stack")) anonymous += kib
+    else if (name === "anon_inode:bpf-map") bpfMaps += kib
+    else if (path.basename(name) === "node") nodeBinary += kib
+    else other += kib
+  }
+  return { anonymous: anonymous / 1024, nodeBinary: nodeBinary / 1024, bpfMaps: bpfMaps / 1024, other: other / 1024 }
+}

@@ -94,8 +94,9 @@ export interface Options {
    */
   readonly resource?: { readonly commandArgs?: boolean }
   /**
-   * When the probes' objects go into the kernel (`Probe.LoadPolicy`): "onAttach" (default: `PROBESCOPE_PROBE_LOAD`,
-   * else on attach) loads each probe when a process first needs it; "eager" loads every probe at start.
+   * When the probes' objects go into the kernel (`Probe.LoadPolicy`): "onAttach" loads each probe when a process
+   * first needs it; "eager" loads every probe at start. Default (`PROBESCOPE_PROBE_LOAD`, else): the built-ins on
+   * attach, your own probes at start, so a probe you are writing that cannot load stops the start with its error.
    */
   readonly load?: "eager" | "onAttach"
   /** Telemetry (default `Telemetry.layer`, configured from `OTEL_*` through the current `ConfigProvider`). */
@@ -114,8 +115,9 @@ class Catalog extends Context.Service<Catalog, ReadonlyArray<Probes.ProbeInfo>>(
  * the given instrument probes supports (`UnsupportedTarget` with each probe's reason), and
  * `PROBESCOPE_LINK_GRACE_MS` and `PROBESCOPE_PROBE_LOAD` are read (`AgentConfigError`).
  *
- * By default a probe's object is loaded when a process first needs it (`Options.load`): the agent verifies only what
- * its targets use, and a probe the kernel rejects is reported as that process's attach failure (in `ready` too).
+ * By default a built-in probe's object is loaded when a process first needs it (`Options.load`): the agent verifies
+ * only what its targets use, and a built-in the kernel rejects is that process's attach failure (in `ready` too).
+ * Other probes (yours) load at start.
  */
 export const layer = (options: Options) => {
   const probes = options.probes ?? builtins
@@ -143,22 +145,21 @@ export const layer = (options: Options) => {
     })
   ).pipe(Layer.provide(analysis))
   const grace = Layer.effect(Probe.LinkGrace, Targets.linkGrace)
-  const policy = Layer.effect(
-    Probe.LoadPolicy,
-    options.load !== undefined ? Effect.succeed(options.load) : Targets.loadPolicy
-  )
+  const loadChoice = options.load !== undefined ? Effect.succeed(options.load) : Targets.loadPolicy
   const commandArgs = options.resource?.commandArgs !== undefined
     ? Effect.succeed(options.resource.commandArgs)
     : Targets.commandArgs
   const base = Layer.mergeAll(analysis, options.telemetry ?? Telemetry.layer, TracingConfig.layerConfig).pipe(
     Layer.provideMerge(options.kernel ?? BpfLive.layer),
     Layer.provide(catalog),
-    Layer.provide(Layer.merge(grace, policy))
+    Layer.provide(Layer.merge(grace, Layer.effectDiscard(loadChoice)))
   )
   // Driven through `Manager.handle` (see internal/driver.ts): its own source stays empty.
-  const manager = Manager.layerWith(Probes.combine(probes)).pipe(
+  const manager = Manager.layerWith(
+    Layer.unwrap(Effect.map(loadChoice, (choice) => Probes.combine(Probes.withLoadPolicy(probes, choice))))
+  ).pipe(
     Layer.provide(TargetEvent.layerEmpty),
-    Layer.provide(Layer.mergeAll(grace, policy, Probe.settings(settings))),
+    Layer.provide(Layer.mergeAll(grace, Probe.settings(settings))),
     Layer.provide(base)
   )
   const agent = Layer.effect(

@@ -237,8 +237,11 @@ export interface CommonOptions<
   Deps extends SharedMap<any, any, any>
 > {
   readonly name: Name
-  /** Path of the compiled object, usually `Probe.objectFile("<name>")` (bpf/out/<name>.bpf.o). */
-  readonly object: string
+  /**
+   * The compiled object: a path, usually `Probe.objectFile("<name>")` (bpf/out/<name>.bpf.o), or a `file:` URL
+   * (`new URL("./my_probe.bpf.o", import.meta.url)`, beside the module that defines the probe).
+   */
+  readonly object: string | URL
   readonly manifest: Manifest<F>
   /** Probe-specific config; decoded from `ProbeSettings[name]` (default `{}`), so give fields defaults. */
   readonly config?: Schema.Codec<Config, ConfigInput>
@@ -453,6 +456,10 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
   }
   if (problems.length > 0) throw new Error(`probe ${name}: invalid manifest: ${problems.join("; ")}`)
   const tag = Context.Service<ProbeId<string>, AnyProbe>(`probescope/probe/${name}`)
+  // A URL (or its string) is made a path once, here: the kernel binding opens paths.
+  const objectPath = options.object instanceof URL || options.object.startsWith("file:") ?
+    fileURLToPath(options.object) :
+    options.object
   const configSchema = (options.config ?? EmptyConfig) as Schema.Codec<unknown, unknown>
   const deps = Object.values(options.reuseMaps ?? {})
   const depProbes = [...new Map(deps.map((d) => [d.probe.tag.key, d.probe])).values()]
@@ -495,7 +502,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         }
         const ring = kind === "instrument" ? options.ringBuffer : undefined
         const object = yield* bpf.load({
-          file: options.object,
+          file: objectPath,
           name,
           constants,
           reuseMaps: reusedMaps,
@@ -503,7 +510,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
           ...(ring?.bytes === undefined ? {} : { mapSizes: { [ring.map ?? "events"]: ring.bytes } }),
           uprobeMulti: true
         }).pipe(Effect.mapError(loadError(name)))
-        const layouts = yield* checkLayouts(name, kind, options, object)
+        const layouts = yield* checkLayouts(name, kind, options, object, objectPath)
         // A tracepoint instrument's (`processes: "any"`) are its Attacher's: attached while it has targets.
         for (const tp of ManifestM.isTracepointInstrument(options.manifest) ? [] : options.manifest.tracepoints ?? []) {
           yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))
@@ -651,7 +658,13 @@ const layoutError = (probe: string, object: string, mismatch: LayoutMismatch, mo
  * (`Binary.struct(..., { struct })`), the per-target layout with the struct it names or, when it names none, the
  * value type of its per-pid map. An object without BTF (a fake-kernel object the test gave none) is not checked.
  */
-const checkLayouts = (name: string, kind: "instrument" | "daemon", options: AnyOptions, object: BpfObject) =>
+const checkLayouts = (
+  name: string,
+  kind: "instrument" | "daemon",
+  options: AnyOptions,
+  object: BpfObject,
+  objectPath: string
+) =>
   Effect.gen(function*() {
     const record = kind === "instrument" && options.record !== undefined ? Binary.layoutOf(options.record) : undefined
     const perTargetLayout = options.perTarget?.layout as Binary.Layout<unknown> | undefined
@@ -677,7 +690,7 @@ const checkLayouts = (name: string, kind: "instrument" | "daemon", options: AnyO
         if (first !== undefined) {
           return yield* layoutError(
             name,
-            path.basename(options.object),
+            path.basename(objectPath),
             new LayoutMismatch({ role, struct, field: first.field, message: first.message }),
             mismatches.length - 1
           )
@@ -707,7 +720,7 @@ const checkLayouts = (name: string, kind: "instrument" | "daemon", options: AnyO
       } else {
         return yield* layoutError(
           name,
-          path.basename(options.object),
+          path.basename(objectPath),
           new LayoutMismatch({
             role: "perTarget",
             struct: "",

@@ -121,6 +121,30 @@ describe("Agent", { timeout: 120_000 }, () => {
       assert.deepStrictEqual([...new Set(eager.stats.map((s) => s.load))], ["loaded"])
     }))
 
+  it.live("by default the built-ins load on attach and other probes at start", () =>
+    Effect.gen(function*() {
+      const pid = app!.pid!
+      // A probe of one's own that applies to nothing here: loaded anyway, so its errors show at start.
+      const elsewhere = Probe.instrument({
+        name: "test/elsewhere",
+        object: "/fake/elsewhere.bpf.o",
+        manifest: { library: { module: "std" }, symbols: [{ name: "main.absent", entry: "uprobe_absent" }] },
+        record: Binary.schema(Binary.struct({ n: Binary.u64 })),
+        span: () => undefined
+      })
+      const load = yield* Effect.gen(function*() {
+        yield* (yield* Agent.Agent).ready
+        return Object.fromEntries((yield* (yield* Manager).stats).map((s) => [s.probe, s.load]))
+      }).pipe(
+        Effect.provide(onFakeKernel({ selection: { pids: [pid], exes: [] }, probes: [...Agent.builtins, WorkProbe, elsewhere] }))
+      )
+      assert.strictEqual(load["test/elsewhere"], "loaded")
+      assert.strictEqual(load["example/work"], "loaded")
+      assert.strictEqual(load["otel_trace"], "unloaded")
+      assert.strictEqual(load["grpc"], "unloaded")
+      assert.strictEqual(load["go_context"], "loaded")
+    }))
+
   it.live("selected by executable with nothing running: ready at once, with nothing attached", () =>
     Effect.gen(function*() {
       const other = Path.join(dir, "not-running")

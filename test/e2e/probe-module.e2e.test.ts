@@ -73,6 +73,35 @@ describe("probescope run --probe", () => {
       assert.match(agent.stderr(), /^probescope: example\/work: \d+ records, 0 decode errors/m)
     }).pipe(Effect.scoped))
 
+  it.live("a probe of one's own that cannot load stops run before ready, in one line (its object given as a URL)", () =>
+    Effect.gen(function*() {
+      // Inside the checkout, so its `probescope/probe` import resolves here as an installed package's would.
+      const modules = path.join(root, "test/.cache/e2e")
+      fs.mkdirSync(modules, { recursive: true })
+      const bad = path.join(modules, `missing-object-${process.pid}.mjs`)
+      fs.writeFileSync(bad, [
+        `import { Binary, Probe } from "probescope/probe"`,
+        `export default Probe.instrument({`,
+        `  name: "test/missing-object",`,
+        `  object: new URL("./no-such.bpf.o", import.meta.url),`,
+        `  manifest: { library: { module: "std" }, symbols: [{ name: "main.work", entry: "uprobe_work" }] },`,
+        `  record: Binary.schema(Binary.struct({ n: Binary.u64 })),`,
+        `  span: () => undefined`,
+        `})`,
+        ``
+      ].join("\n"))
+      try {
+        const r = yield* runCli(["run", "--probe", bad, "--exe", app], { OTEL_METRICS_EXPORTER: "none" })
+        assert.deepStrictEqual([r.code, r.stderr], [
+          1,
+          `probescope: probe test/missing-object: open: ${path.join(modules, "no-such.bpf.o")}: No such file or ` +
+          `directory (ENOENT)\n`
+        ])
+      } finally {
+        fs.rmSync(bad, { force: true })
+      }
+    }))
+
   it.live("list names the module's probe; a module with nothing usable is one line, exit 1", () =>
     Effect.gen(function*() {
       const listed = yield* runCli(["list", "--json", "--no-builtins", "--probe", path.join(root, probe)])

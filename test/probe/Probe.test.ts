@@ -276,6 +276,21 @@ describe("Probe", () => {
       Effect.provide(Probe.settings({ "test/server": { maxPath: 8, skipHealth: true } }))
     ))
 
+  it.effect("an object given as a file: URL is opened as its path", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const url = Probe.instrument({
+        name: "test/url-object",
+        object: new URL("file:///srv/probes/my%20probe.bpf.o"),
+        manifest: { library: { module: "std" }, symbols: [{ name: "main.work", entry: "uprobe_work" }] },
+        record: Binary.schema(Binary.struct({ n: Binary.u64 })),
+        span: () => undefined
+      })
+      yield* Layer.build(url.layer)
+      const load = (yield* kernel.events).find((e) => e._tag === "Load" && e.object === "test/url-object")
+      assert.strictEqual(load?._tag === "Load" ? load.file : undefined, "/srv/probes/my probe.bpf.o")
+    }).pipe(Effect.scoped, Effect.provide(ProbeTest.layer)))
+
   it.effect("a load failure is a ProbeLoadError with the verifier log", () =>
     Effect.gen(function*() {
       const kernel = yield* FakeKernel

@@ -188,6 +188,29 @@ export const combine = (probes: ReadonlyArray<AgentProbe>): ProbeLayer => {
   ))
 }
 
+/**
+ * Every probe with the load policy it is built under (`Probe.LoadPolicy`): `choice` for all when one is made
+ * (`Agent.Options.load`, `PROBESCOPE_PROBE_LOAD`); otherwise the built-ins load when a process first needs them and
+ * every other probe — yours, from `--probe` or your own composition — loads at start, so a probe still being written
+ * that the verifier rejects (or whose layout disagrees with its BTF) stops the start with its error.
+ */
+export const withLoadPolicy = (
+  probes: ReadonlyArray<AgentProbe>,
+  choice: "eager" | "onAttach" | undefined
+): ReadonlyArray<AgentProbe> => {
+  const shipped = new Set<ProbeLayer>([...builtins, ...optionalBuiltins].map((d) => d.layer))
+  const under = (layer: ProbeLayer): ProbeLayer =>
+    layer.pipe(Layer.provide(Probe.loadPolicy(choice ?? (shipped.has(layer) ? "onAttach" : "eager"))))
+  // One wrapped layer per original, so a layer listed twice (or shared by two definitions) stays one layer.
+  const wrapped = new Map<ProbeLayer, ProbeLayer>()
+  const wrap = (layer: ProbeLayer) => {
+    let w = wrapped.get(layer)
+    if (w === undefined) wrapped.set(layer, w = under(layer))
+    return w
+  }
+  return probes.map((p) => isProbeLayer(p) ? wrap(p) : { ...p, layer: wrap(p.layer) })
+}
+
 const HTTP_COMMON = ["http.request.method", "http.request.method_original", "http.response.status_code"]
 
 /**

@@ -151,16 +151,18 @@ export const commandArgs = Config.Boolean("PROBESCOPE_RESOURCE_COMMAND_ARGS").pi
 )
 
 /**
- * `PROBESCOPE_PROBE_LOAD`: when the agent's probes go into the kernel (`Probe.LoadPolicy`). "on-attach" (default):
- * each when a process first needs it, so an agent whose targets use three probes verifies three objects, not ten;
- * "eager": all at start, so a probe the kernel rejects fails the start rather than its first process.
+ * `PROBESCOPE_PROBE_LOAD`: when the agent's probes go into the kernel (`Probe.LoadPolicy`). "on-attach": each when a
+ * process first needs it, so an agent whose targets use three probes verifies three objects, not ten; "eager": all at
+ * start, so a probe the kernel rejects fails the start rather than its first process; unset (undefined): the
+ * built-ins on attach, every other probe at start (`withLoadPolicy`).
  */
 export const loadPolicy = Config.String("PROBESCOPE_PROBE_LOAD").pipe(
   Config.option,
   Effect.mapError((e) => new AgentConfigError({ variable: "PROBESCOPE_PROBE_LOAD", message: e.message })),
-  Effect.flatMap((value): Effect.Effect<"eager" | "onAttach", AgentConfigError> => {
+  Effect.flatMap((value): Effect.Effect<"eager" | "onAttach" | undefined, AgentConfigError> => {
     const text = value._tag === "None" ? "" : value.value.trim()
-    if (text === "" || text === "on-attach") return Effect.succeed("onAttach")
+    if (text === "") return Effect.succeed(undefined)
+    if (text === "on-attach") return Effect.succeed("onAttach")
     if (text === "eager") return Effect.succeed("eager")
     return Effect.fail(
       new AgentConfigError({

@@ -13,6 +13,7 @@ import {
   ArchError,
   type Elf,
   type ElfSections,
+  type ElfSymbol,
   NotElfError,
   parseElf,
   readSymbols,
@@ -54,11 +55,11 @@ export const analyzeBytes = (
   let funcs = new Map<string, FuncEntry>()
   let functionSource: "symtab" | "pclntab" = "symtab"
   let pclntabVersion: string | undefined
-  if (symtab !== undefined) {
-    funcs = stage(path, "elf", symtabFunctions, elf)
-  }
+  // Read once for both maps: decoding every symbol's name is most of the cost of a large symtab.
+  const symbols = symtab === undefined ? [] : stage(path, "elf", (e: Elf) => readSymbols(e, symtab), elf)
+  if (symtab !== undefined) funcs = symtabFunctions(symbols)
   // Data objects (`runtime.firstmoduledata`, ...) by name: what `symbol` finds besides functions.
-  const objects = symtab === undefined ? new Map<string, FuncEntry>() : stage(path, "elf", symtabObjects, elf)
+  const objects = symtabObjects(symbols)
   if (funcs.size === 0) {
     functionSource = "pclntab"
     const pcln = stage(path, "pclntab", readPclntab, elf)
@@ -187,13 +188,14 @@ export const analyzeBytes = (
   return binary
 }
 
-const symtabFunctions = (elf: Elf): Map<string, FuncEntry> => {
-  const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)!
-  const syms = readSymbols(elf, symtab).filter((s) => s.type === STT_FUNC && s.value !== 0n)
-  // Some symbols carry no size: derive it from the next function's address.
-  const sorted = [...syms].sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0))
+const symtabFunctions = (symbols: ReadonlyArray<ElfSymbol>): Map<string, FuncEntry> => {
+  const syms = symbols.filter((s) => s.type === STT_FUNC && s.value !== 0n)
+  // Some symbols carry no size: derive it from the next function's address (sorted only when one needs it).
   const nextAddr = new Map<bigint, bigint>()
-  for (let i = 0; i + 1 < sorted.length; i++) nextAddr.set(sorted[i]!.value, sorted[i + 1]!.value)
+  if (syms.some((s) => s.size === 0)) {
+    const sorted = [...syms].sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0))
+    for (let i = 0; i + 1 < sorted.length; i++) nextAddr.set(sorted[i]!.value, sorted[i + 1]!.value)
+  }
   const out = new Map<string, FuncEntry>()
   for (const s of syms) {
     if (out.has(s.name)) continue
@@ -214,10 +216,9 @@ const symtabFunctions = (elf: Elf): Map<string, FuncEntry> => {
   return out
 }
 
-const symtabObjects = (elf: Elf): Map<string, FuncEntry> => {
-  const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)!
+const symtabObjects = (symbols: ReadonlyArray<ElfSymbol>): Map<string, FuncEntry> => {
   const out = new Map<string, FuncEntry>()
-  for (const s of readSymbols(elf, symtab)) {
+  for (const s of symbols) {
     if (s.type !== STT_OBJECT || s.value === 0n || s.name === "" || out.has(s.name)) continue
     out.set(s.name, { address: s.value, size: s.size })
   }

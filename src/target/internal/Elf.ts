@@ -299,7 +299,10 @@ export const readSymbols = (elf: Elf, s: Section): Array<ElfSymbol> => {
     const value = data.readBigUInt64LE(o + 8)
     const size = data.readBigUInt64LE(o + 16)
     if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new Corrupt(what, `symbol ${i} size too large`)
-    out.push({ name: cstring(strs, nameOff, `${what} name ${i}`), value, size: Number(size), type: info & 0xf,
+    // cstring's check, inline: its context string, built per symbol, cost as much as the name (tens of thousands).
+    const nul = nameOff < strs.length ? strs.indexOf(0, nameOff) : -1
+    if (nul < 0 || nul - nameOff >= 4096) throw new Corrupt(`${what} name ${i}`, `unterminated string at ${nameOff}`)
+    out.push({ name: strs.toString("utf8", nameOff, nul), value, size: Number(size), type: info & 0xf,
       bind: info >> 4, section: shndx })
   }
   return out

@@ -67,7 +67,8 @@ export interface BatchQueue<A, B> {
   readonly size: () => number
   /** Whether a whole batch is waiting: `max` items, or a batch the queue closed for reasons of its own. */
   readonly full: (max: number) => boolean
-  readonly push: (item: A) => void
+  /** Takes an item; false when the queue is full by a measure of its own (e.g. bytes), the item not taken. */
+  readonly push: (item: A) => boolean
   /** The next batch, of at most `max` items, out of the queue; undefined when it is empty. */
   readonly take: (max: number) => B | undefined
   /** How many items a batch taken from this queue holds. */
@@ -90,7 +91,10 @@ export const arrayQueue = <A>(): BatchQueue<A, ReadonlyArray<A>> => {
   return {
     size: () => items.length,
     full: (max) => items.length >= max,
-    push: (item) => void items.push(item),
+    push: (item) => {
+      items.push(item)
+      return true
+    },
     take: (max) => items.length === 0 ? undefined : items.splice(0, max),
     sizeOf: (batch) => batch.length,
     clear: () => {
@@ -257,10 +261,14 @@ export const makeWith = <A, B>(
         dropped++
         return
       }
+      let taken: boolean
       try {
-        queue.push(item)
+        taken = queue.push(item)
       } catch {
         // An item the queue could not take (an encoding queue that failed on it): lost, and counted so.
+        taken = false
+      }
+      if (!taken) {
         dropped++
         return
       }

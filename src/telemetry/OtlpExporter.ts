@@ -79,6 +79,13 @@ const userAgent = `probescope/${ProcessResources.version}`
  */
 export const MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
+/**
+ * The encoded spans an OTLP queue holds at most, whatever `OTEL_BSP_MAX_QUEUE_SIZE` allows: 8192 typical spans take
+ * ~3 MiB, but spans with large attributes must not make the queue's count bound a bound of hundreds of MiB. Past it,
+ * spans are dropped as for a full queue.
+ */
+export const MAX_QUEUE_BYTES = 16 * 1024 * 1024
+
 /** The OTLP exporter for `config.protocol`, sending to `config.endpoint` (for http, the full …/v1/traces URL). */
 export const make = (config: OtlpExporterConfig): OtlpExporter => {
   const encoder = makeTraceEncoder(config.scopeVersion ?? ProcessResources.version)
@@ -132,24 +139,32 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
     // the next one starts; all but the last are closed.
     let requests: Array<RequestBuilder> = []
     let size = 0
+    // The bytes of the closed requests; the open one's are read from it.
+    let closedBytes = 0
     const closed = (r: RequestBuilder) => r.count() >= maxBatch || r.bytes() >= MAX_REQUEST_BYTES
     return {
       size: () => size,
       full: () => requests.length > 1 || (requests.length === 1 && closed(requests[0]!)),
       push: (item) => {
         let tail = requests[requests.length - 1]
+        if (tail !== undefined && closedBytes + tail.bytes() >= MAX_QUEUE_BYTES) return false
         if (tail === undefined || closed(tail)) {
+          if (tail !== undefined) closedBytes += tail.bytes()
           tail = encoder.builder(json)
           requests.push(tail)
         }
         tail.add(item)
         size++
+        return true
       },
       take: () => {
         const head = requests.shift()
         if (head === undefined) return undefined
         const count = head.count()
         size -= count
+        // The head was closed unless it was the only one, the open request.
+        if (requests.length > 0) closedBytes -= head.bytes()
+        else closedBytes = 0
         return { body: head.finish(), count }
       },
       sizeOf: (batch) => batch.count,
@@ -158,6 +173,7 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
         for (const r of requests) r.discard()
         requests = []
         size = 0
+        closedBytes = 0
         return n
       }
     }

@@ -145,6 +145,7 @@ describe("Batcher", () => {
             closed.push(items)
             items = []
           }
+          return true
         },
         take: () => closed.shift() ?? (items.length > 0 ? items.splice(0) : undefined),
         sizeOf: (batch) => batch.length,

@@ -390,6 +390,32 @@ describe("OtlpExporter over HTTP", () => {
     assert.strictEqual(queue.take(1000)!.count, 9)
   })
 
+  it("its encoding queue holds at most MAX_QUEUE_BYTES of spans, and takes more once a request has left", () => {
+    const exporter = OtlpExporter.make({
+      protocol: "http/protobuf",
+      endpoint: "http://127.0.0.1:1/v1/traces",
+      headers: {},
+      timeoutMillis: 1000
+    })
+    const queue = exporter.queue(1000)
+    // 1 MiB of attribute per span: 16 fit, the 17th would pass 16 MiB.
+    const huge = (i: number) =>
+      OtlpExporter.span(
+        { ...span, spanId: (i + 1).toString(16).padStart(16, "0"), attributes: { "payload": "x".repeat(1024 * 1024) } },
+        resource,
+        OFFSET
+      )
+    let taken = 0
+    while (taken < 100 && queue.push(huge(taken))) taken++
+    assert.strictEqual(taken, 16)
+    assert.strictEqual(queue.size(), 16)
+    assert.isFalse(queue.push(huge(99)), "still full")
+    const first = queue.take(1000)!
+    assert.strictEqual(first.count, 2, "requests close at 2 MiB")
+    assert.isTrue(queue.push(huge(100)), "room again")
+    assert.strictEqual(queue.size(), 15)
+  })
+
   it("its encoding queue: clearing it forgets what waits and says how much that was", () => {
     const exporter = OtlpExporter.make({
       protocol: "http/json",

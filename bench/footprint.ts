@@ -13,10 +13,11 @@
  *   - unless --no-profile: a V8 CPU profile of a second agent under the same load (its load window only, by the
  *     samples' timestamps): main-thread CPU by stage and the top 15 functions by self time.
  *
- *   - with BENCH_BEFORE=<another build's bin/probescope> and/or BENCH_NODE_FLAGS=<Node/V8 flags>: the same figures for
- *     that build, or for this one started with those flags (PROBESCOPE_NODE_FLAGS), in the same run, and each one's
- *     ratio to this build's. Idle is measured with every agent attached at once, over the same one-second slices
- *     (whatever else wakes on this machine wakes them all alike); the load phases follow one agent at a time.
+ *   - with BENCH_BEFORE=<another build's bin/probescope> and/or BENCH_NODE_FLAGS=<Node/V8 flags>[;<flags>...]: the
+ *     same figures for that build, or for this one started with each set of flags (PROBESCOPE_NODE_FLAGS; "none":
+ *     without bin/probescope's default flags), in the same run, and each one's ratio to this build's. Idle is
+ *     measured with every agent attached at once, over the same one-second slices (whatever else wakes on this
+ *     machine wakes them all alike); the load phases follow one agent at a time.
  *   - per agent: its main thread's wakeups per second while idle, and where its RSS is (anonymous, node binary, BPF
  *     maps, other; /proc/<pid>/smaps).
  *
@@ -119,10 +120,15 @@ const modes: Array<Mode> = [{ name: "this build", bin: thisBuild, env: {} }]
 if (process.env["BENCH_BEFORE"] !== undefined && process.env["BENCH_BEFORE"] !== "") {
   modes.push({ name: "before (BENCH_BEFORE)", bin: path.resolve(process.env["BENCH_BEFORE"]), env: {} })
 }
-if (process.env["BENCH_NODE_FLAGS"] !== undefined) {
-  // Through bin/probescope's PROBESCOPE_NODE_FLAGS: NODE_OPTIONS refuses most V8 flags.
-  const flags = process.env["BENCH_NODE_FLAGS"]
-  modes.push({ name: `node ${flags}`, bin: thisBuild, env: { PROBESCOPE_NODE_FLAGS: flags } })
+// One mode per set of flags, the sets separated by ";". Through bin/probescope's PROBESCOPE_NODE_FLAGS: NODE_OPTIONS
+// refuses most V8 flags.
+// "none": without bin/probescope's default flags.
+for (const flags of (process.env["BENCH_NODE_FLAGS"] ?? "").split(";").map((f) => f.trim()).filter((f) => f !== "")) {
+  modes.push({
+    name: flags === "none" ? "node without flags" : `node ${flags}`,
+    bin: thisBuild,
+    env: { PROBESCOPE_NODE_FLAGS: flags === "none" ? "" : flags }
+  })
 }
 
 const startAgent = async (

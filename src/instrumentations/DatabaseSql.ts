@@ -344,6 +344,7 @@ export const DatabaseSql = Probe.instrument({
   manifest,
   config: Config,
   reuseMaps: GoContext.sharedMaps,
+  uses: [GoContext.goroutines],
   perTarget: {
     layout: Target,
     value: ({ target, offsets: o }) => {

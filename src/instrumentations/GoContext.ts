@@ -31,7 +31,7 @@ export const manifest = Manifest.make({
   library: { module: "std", package: "runtime", versions: goVersions },
   goVersions,
   symbols: [
-    { name: "runtime.newproc1", entry: "uprobe_newproc1", return: "uprobe_newproc1_ret" }
+    { name: "runtime.newproc1", entry: "uprobe_newproc1", return: "uprobe_newproc1_ret", feature: "goroutines" }
   ]
 })
 
@@ -52,6 +52,14 @@ export const CtxKey = Binary.struct({
   _pad: Binary.pad(4),
   ctx: Binary.u64
 }, { struct: "ps_ctx_key" })
+
+/**
+ * The goroutine tracking above (the `runtime.newproc1` probes), for a probe's `uses`. A probe that looks a parent up
+ * on the goroutine it runs on — which a `go` statement in the span's goroutine may have started — uses it; a probe
+ * that only sets its goroutine's span (a server) does not. In a process where no attached probe uses it, every
+ * goroutine the program starts costs it no trap.
+ */
+export const goroutines = GoContext.feature("goroutines")
 
 /** The maps every Go instrument takes from go_context, for its `reuseMaps`. */
 export const sharedMaps = {

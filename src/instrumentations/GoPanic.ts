@@ -305,6 +305,8 @@ export const GoPanic = Probe.instrument({
     ...GoContext.sharedMaps,
     nethttp_server_inflight: NetHttpServer.NetHttpServer.map("nethttp_server_inflight")
   },
+  // A panic in a goroutine the handler started is tied to the request's span: through the goroutine tracking.
+  uses: [GoContext.goroutines],
   // Nothing here starts a trace: the spans it ends were sampled by the server probe, and logs are not sampled.
   sampling: "none",
   perTarget: {

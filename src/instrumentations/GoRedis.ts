@@ -316,6 +316,7 @@ export const GoRedis = Probe.instrument({
   object: Probe.objectFile("go_redis"),
   manifest,
   reuseMaps: GoContext.sharedMaps,
+  uses: [GoContext.goroutines],
   config: Config,
   constants: ({ config }) => ({ go_redis_query_text: config.queryText ? 1n : 0n }),
   perTarget: {

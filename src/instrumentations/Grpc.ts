@@ -339,6 +339,7 @@ export const Grpc = Probe.instrument({
   object: Probe.objectFile("grpc"),
   manifest,
   reuseMaps: GoContext.sharedMaps,
+  uses: [GoContext.goroutines],
   perTarget: {
     layout: Offsets,
     value: ({ target, offsets }) => offsetsValue(target, offsets)

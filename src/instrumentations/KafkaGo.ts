@@ -308,6 +308,7 @@ export const KafkaGo = Probe.instrument({
   object: Probe.objectFile("kafka_go"),
   manifest,
   reuseMaps: GoContext.sharedMaps,
+  uses: [GoContext.goroutines],
   perTarget: {
     layout: Target,
     value: ({ target, offsets: o }) => {

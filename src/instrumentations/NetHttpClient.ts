@@ -196,6 +196,7 @@ export const make = (options: {
     object: Probe.objectFile("nethttp_client"),
     manifest,
     reuseMaps: GoContext.sharedMaps,
+  uses: [GoContext.goroutines],
     disablePrograms: () => inject ? [] : [INJECT_PROGRAM],
     perTarget: {
       layout: Offsets,

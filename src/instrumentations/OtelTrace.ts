@@ -333,6 +333,7 @@ export const OtelTrace = Probe.instrument({
   object: Probe.objectFile("otel_trace"),
   manifest,
   reuseMaps: GoContext.sharedMaps,
+  uses: [GoContext.goroutines],
   perTarget: {
     layout: Target,
     value: ({ target, offsets: o }) => {

@@ -186,6 +186,8 @@ const makeWithSubmit = Effect.gen(function*() {
     }
     visit(probe.name)
   }
+  /** Probes some other probe depends on: they attach only the features their dependents use (`AttachOptions`). */
+  const dependedOn = new Set(probes.flatMap((p) => p.dependsOn))
   const instrumented = new Map<number, Instrumented>()
   // Every target's scope is a child of this one, made before the shutdown finalizer below: children of the Manager's
   // own scope would be closed by it one after another (newest first) before that finalizer runs, detaching the
@@ -244,6 +246,19 @@ const makeWithSubmit = Effect.gen(function*() {
           (p) => Effect.ignore(p.loader.load),
           { concurrency: "unbounded", discard: true }
         )
+        // The features each probe's dependents applying here use (go_context's goroutine tracking only where a probe
+        // reads a span across goroutines): a probe others depend on attaches those features' symbols only.
+        const used = new Map<string, Set<string>>()
+        for (const p of probes) {
+          if (!applies.has(p.name)) continue
+          for (const u of p.uses) {
+            let set = used.get(u.probe)
+            if (set === undefined) used.set(u.probe, set = new Set())
+            set.add(u.feature)
+          }
+        }
+        const featuresOf = (probe: AnyProbe) =>
+          dependedOn.has(probe.name) ? { features: used.get(probe.name) ?? new Set<string>() } : undefined
         /** Each probe's own scope within the target's, so a daemon left without dependents can go on its own. */
         const scopes = new Map<string, Scope.Closeable>()
         for (const probe of probes) {
@@ -255,7 +270,10 @@ const makeWithSubmit = Effect.gen(function*() {
             continue
           }
           const probeScope = yield* Scope.fork(targetScope, "sequential")
-          const result = yield* probe.attacher.attach(target).pipe(Scope.provide(probeScope), Effect.exit)
+          const result = yield* probe.attacher.attach(target, featuresOf(probe)).pipe(
+            Scope.provide(probeScope),
+            Effect.exit
+          )
           if (Exit.isSuccess(result)) {
             scopes.set(probe.name, probeScope)
             entry.probes.push(probe.name)

@@ -43,6 +43,15 @@ export interface Loader {
   readonly status: Effect.Effect<LoadStatus>
 }
 
+/** How the Manager attaches a probe others depend on. */
+export interface AttachOptions {
+  /**
+   * The features (`SymbolSpec.feature`) the probes attached to this process use: symbols of other features are left
+   * out. Undefined: every symbol.
+   */
+  readonly features?: ReadonlySet<string>
+}
+
 /** The programs of one probe attached to one process; detached when the scope `attach` ran in closes. */
 export interface Attachment {
   readonly probe: string
@@ -66,7 +75,10 @@ export interface Attacher {
    * Attach to the target, loading the object first if it is not (`Loader`); on failure or interruption, whatever was
    * attached is detached before returning.
    */
-  readonly attach: (target: Target) => Effect.Effect<Attachment, ProbeAttachError | ProbeLoadError, Scope.Scope>
+  readonly attach: (
+    target: Target,
+    options?: AttachOptions
+  ) => Effect.Effect<Attachment, ProbeAttachError | ProbeLoadError, Scope.Scope>
 }
 
 /** Consumer-side counters of a Runner. */

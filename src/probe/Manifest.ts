@@ -38,6 +38,12 @@ export interface SymbolSpec {
   readonly return?: string
   /** An optional symbol missing from the target is skipped; a missing required one makes the probe not apply. */
   readonly optional?: boolean
+  /**
+   * A capability of this probe that other probes ask for (their `uses`, e.g. `GoContext.goroutines`): the symbol is
+   * attached to a process only when a probe attached there uses the feature. A probe nothing depends on attaches all
+   * its symbols.
+   */
+  readonly feature?: string
 }
 
 /**

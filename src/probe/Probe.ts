@@ -52,10 +52,12 @@ export interface ProbeBase<Name extends string, Config, Shares extends string> {
   readonly manifest: Manifest
   readonly config: Config
   /**
-   * The probes whose maps this one reuses (`reuseMaps`), by name. The Manager attaches them to a process before this
-   * one, and attaches a daemon only where a probe depending on it attaches.
+   * The probes whose maps this one reuses (`reuseMaps`) or whose features it uses (`uses`), by name. The Manager
+   * attaches them to a process before this one, and attaches a daemon only where a probe depending on it attaches.
    */
   readonly dependsOn: ReadonlyArray<string>
+  /** The features of other probes it needs where it attaches (`uses`): the Manager attaches their symbols there. */
+  readonly uses: ReadonlyArray<{ readonly probe: string; readonly feature: string }>
   /** Loader capability: the object, loaded at build or on first use (`LoadPolicy`). */
   readonly loader: Loader
   /** Attacher capability. */
@@ -108,6 +110,13 @@ export interface SharedMap<Name extends string = string, M extends string = stri
 
 type ProbeBuildErrorOf = ProbeConfigError | ProbeLoadError
 
+/** A feature of probe `P` (symbols its manifest marks with `feature`) that another probe `uses`. */
+export interface Feature<Name extends string = string> {
+  readonly _tag: "Feature"
+  readonly probe: SharedMap<Name>["probe"]
+  readonly feature: string
+}
+
 /** A probe definition: its identity, its service tag, and the layer that loads it. */
 export interface Definition<
   Name extends string,
@@ -119,8 +128,10 @@ export interface Definition<
   readonly name: Name
   readonly kind: Handle extends InstrumentProbe ? "instrument" : "daemon"
   readonly manifest: Manifest
-  /** The probes whose maps this one reuses, by name. */
+  /** The probes whose maps this one reuses, or whose features it uses, by name. */
   readonly dependsOn: ReadonlyArray<string>
+  /** The features of other probes it uses (`uses`). */
+  readonly uses: ReadonlyArray<{ readonly probe: string; readonly feature: string }>
   /** The probe's own service. */
   readonly tag: Context.Service<ProbeId<Name>, Handle>
   /**
@@ -135,6 +146,8 @@ export interface Definition<
   readonly layerWith: (config: ConfigInput) => Layer.Layer<ProbeId<Name>, ProbeConfigError | ProbeLoadError, R>
   /** Reference one of the maps this probe shares, for another probe's `reuseMaps`. */
   readonly map: <M extends Shares>(map: M) => SharedMap<Name, M, R>
+  /** Reference one of the features its manifest's symbols declare, for another probe's `uses`. */
+  readonly feature: (feature: string) => Feature<Name>
 }
 
 /** An instrument probe's definition: also decodes records without a kernel (for tests and tools). */
@@ -249,6 +262,11 @@ export interface CommonOptions<
   readonly shares?: ReadonlyArray<Shares>
   /** Maps taken from other probes, by this object's map name: `{ go_spans: GoContext.map("go_spans") }`. */
   readonly reuseMaps?: Readonly<Record<string, Deps>>
+  /**
+   * Features of other probes this one needs in each process it attaches to (`GoContext.goroutines`: a span started
+   * in one goroutine is the parent of work in goroutines it starts). A feature no attached probe uses is not attached.
+   */
+  readonly uses?: ReadonlyArray<Feature<any>>
   readonly perTarget?: PerTarget<Config, F, T>
   /** Programs not to load, e.g. a variant the kernel forbids. */
   readonly disablePrograms?: (ctx: LoadContext<Config>) => ReadonlyArray<string>
@@ -461,9 +479,11 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
     fileURLToPath(options.object) :
     options.object
   const configSchema = (options.config ?? EmptyConfig) as Schema.Codec<unknown, unknown>
-  const deps = Object.values(options.reuseMaps ?? {})
+  const deps = [...Object.values(options.reuseMaps ?? {}), ...(options.uses ?? [])]
   const depProbes = [...new Map(deps.map((d) => [d.probe.tag.key, d.probe])).values()]
   const dependsOn = [...new Set(deps.map((d) => d.probe.name))]
+  const uses = (options.uses ?? []).map((f) => ({ probe: f.probe.name, feature: f.feature }))
+  const features = new Set((options.manifest.symbols ?? []).flatMap((s) => s.feature === undefined ? [] : [s.feature]))
 
   const make = (input: Effect.Effect<unknown>) =>
     Effect.gen(function*() {
@@ -547,7 +567,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         // Before the load only the manifest can answer (a tracepoint the kernel lacks is known once loaded).
         applicability: (target) =>
           once.current()?.attacher.applicability(target) ?? ManifestM.check(name, manifest, target),
-        attach: (target) => Effect.flatMap(once.get, (s) => s.attacher.attach(target))
+        attach: (target, attachOptions) => Effect.flatMap(once.get, (s) => s.attacher.attach(target, attachOptions))
       }
       const shares = new Set(options.shares ?? [])
       const base = {
@@ -555,6 +575,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         manifest: options.manifest as Manifest,
         config,
         dependsOn,
+        uses,
         loader,
         attacher,
         // A dependent asking for a shared map is a reason to load: its own load needs the map's fd.
@@ -631,10 +652,16 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
     kind,
     manifest: options.manifest,
     dependsOn,
+    uses,
     tag,
     layer: build(Effect.map(ProbeSettings, (s) => s[name])),
     layerWith: (config: unknown) => build(Effect.succeed(config)),
     map: (map: string): SharedMap => ({ _tag: "SharedMap", probe: definition as never, map }),
+    feature: (feature: string): Feature => {
+      // A typo would silently attach nothing: a feature the manifest does not declare is a definition error.
+      if (!features.has(feature)) throw new Error(`probe ${name} declares no feature ${feature}`)
+      return { _tag: "Feature", probe: definition as never, feature }
+    },
     instruments,
     signals: (record: Uint8Array, input?: unknown) => signalsFor(record, input),
     decode: (record: Uint8Array, input?: unknown) => Effect.map(signalsFor(record, input), (s) => s.spans[0])

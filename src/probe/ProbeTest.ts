@@ -412,13 +412,15 @@ const mockValue = (
   kind: "instrument" | "daemon",
   manifest: Manifest,
   dependsOn: ReadonlyArray<string>,
-  capabilities: MockCapabilities
+  capabilities: MockCapabilities,
+  uses: ReadonlyArray<{ readonly probe: string; readonly feature: string }> = []
 ): AnyProbe => {
   const base = {
     name,
     manifest,
     config: capabilities.config ?? {},
     dependsOn,
+    uses,
     loader: capabilities.loader ?? {
       load: Effect.succeed(capabilities.loaded ?? mockLoaded(name)),
       status: Effect.succeed("loaded" as const)
@@ -480,7 +482,7 @@ export const mock = <Name extends string, Handle extends ProbeBase<Name, any, an
     yield* recordLifetime(definition.name)
     return Probe.probeContext(
       definition.tag,
-      mockValue(definition.name, definition.kind, definition.manifest, definition.dependsOn, capabilities)
+      mockValue(definition.name, definition.kind, definition.manifest, definition.dependsOn, capabilities, definition.uses)
     )
   }))
 

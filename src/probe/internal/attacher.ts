@@ -20,7 +20,7 @@ import * as Fs from "node:fs"
 import { Context, Deferred, Duration, Effect, Exit, Scope } from "effect"
 import type { BpfError, BpfObject, Link } from "../../kernel/Bpf.ts"
 import { pidKey } from "../Binary.ts"
-import type { Attacher, Attachment, Loaded } from "../Capabilities.ts"
+import type { Attacher, Attachment, AttachOptions as FeatureOptions, Loaded } from "../Capabilities.ts"
 import type { Applies, FieldSpecs, Manifest, SymbolSpec, TracepointManifest } from "../Manifest.ts"
 import * as ManifestM from "../Manifest.ts"
 import { ProbeAttachError } from "../ProbeError.ts"
@@ -348,9 +348,10 @@ export const makeAttacher = (
    * as one of its processes is a target (and the grace): a process of it that the agent has not seen yet — a short
    * `curl` — is served from its first call. The library's and the tracepoints' links are keyed apart from that.
    */
-  const links = (target: Target, app: Applies, value: Uint8Array | undefined) => {
+  const links = (target: Target, app: Applies, value: Uint8Array | undefined, variant: string) => {
     const wide = target.selection === "executable"
-    const executable = target.file ?? target.exe
+    // Links made without some features' symbols are not the ones made with them: keyed apart.
+    const executable = `${target.file ?? target.exe}${variant}`
     const byExecutable = wide ?
       useShared(`executable ${executable}`, target.pid, Effect.as(fileEntry(target, value), [])) :
       Effect.succeed([])
@@ -362,7 +363,7 @@ export const makeAttacher = (
       return wide ?
         Effect.andThen(
           byExecutable,
-          useShared(`library ${app.library.file}`, target.pid, attachLinks(plans, undefined))
+          useShared(`library ${app.library.file}${variant}`, target.pid, attachLinks(plans, undefined))
         ) :
         attachLinks(plans, target.pid)
     }
@@ -371,7 +372,7 @@ export const makeAttacher = (
       attachLinks(plans, target.pid)
   }
 
-  const acquire = (target: Target, app: Applies) =>
+  const acquire = (target: Target, app: Applies, variant: string) =>
     Effect.gen(function*() {
       let value: Uint8Array | undefined
       if (perTarget !== undefined) {
@@ -382,26 +383,37 @@ export const makeAttacher = (
           () => Effect.ignore(object.delete(targetMap, key))
         )
       }
-      return yield* links(target, app, value)
+      return yield* links(target, app, value, variant)
     })
 
   return {
     applicability,
-    attach: Effect.fnUntraced(function*(target: Target) {
-      const app = applicability(target)
-      if (app._tag !== "Applies") {
+    attach: Effect.fnUntraced(function*(target: Target, options?: FeatureOptions) {
+      const found = applicability(target)
+      if (found._tag !== "Applies") {
         return yield* new ProbeAttachError({
           probe: name,
           pid: target.pid,
           reason: "NotApplicable",
-          message: app._tag === "Global" ?
+          message: found._tag === "Global" ?
             `probe ${name} is global and is not attached per process` :
-            `probe ${name} does not apply to pid ${target.pid}: ${app.reason}`
+            `probe ${name} does not apply to pid ${target.pid}: ${found.reason}`
         })
       }
+      // Symbols of a feature no probe attached here uses are left out.
+      const features = options?.features
+      const unused = features === undefined ? [] : found.symbols.filter((symbol) => {
+        const feature = manifest.symbols?.find((s) => s.name === symbol)?.feature
+        return feature !== undefined && !features.has(feature)
+      })
+      const app: Applies = unused.length === 0 ? found : {
+        ...found,
+        symbols: found.symbols.filter((s) => !unused.includes(s))
+      }
+      const variant = unused.length === 0 ? "" : ` without ${unused.join(", ")}`
       const scope = yield* Scope.Scope
       const child = yield* Scope.fork(scope, "sequential")
-      const links = yield* acquire(target, app).pipe(
+      const links = yield* acquire(target, app, variant).pipe(
         Scope.provide(child),
         Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(child, exit)),
         Effect.mapError((e) =>

@@ -35,6 +35,15 @@ afterAll(() => {
   if (dir !== "") Fs.rmSync(dir, { recursive: true, force: true })
 })
 
+/** A probe of one's own that applies to no process here: its symbol is not in the app. */
+const elsewhere = Probe.instrument({
+  name: "test/elsewhere",
+  object: "/nonexistent/elsewhere.bpf.o",
+  manifest: { library: { module: "std" }, symbols: [{ name: "main.absent", entry: "uprobe_absent" }] },
+  record: Binary.schema(Binary.struct({ n: Binary.u64 })),
+  span: () => undefined
+})
+
 const onFakeKernel = (options: Pick<Agent.Options, "selection" | "probes" | "load">) =>
   Agent.layer({ ...options, kernel: BpfTest.layer, telemetry: Telemetry.layerTest() })
 
@@ -125,13 +134,6 @@ describe("Agent", { timeout: 120_000 }, () => {
     Effect.gen(function*() {
       const pid = app!.pid!
       // A probe of one's own that applies to nothing here: loaded anyway, so its errors show at start.
-      const elsewhere = Probe.instrument({
-        name: "test/elsewhere",
-        object: "/fake/elsewhere.bpf.o",
-        manifest: { library: { module: "std" }, symbols: [{ name: "main.absent", entry: "uprobe_absent" }] },
-        record: Binary.schema(Binary.struct({ n: Binary.u64 })),
-        span: () => undefined
-      })
       const load = yield* Effect.gen(function*() {
         yield* (yield* Agent.Agent).ready
         return Object.fromEntries((yield* (yield* Manager).stats).map((s) => [s.probe, s.load]))
@@ -162,13 +164,6 @@ describe("Agent", { timeout: 120_000 }, () => {
   it.live("an explicit pid none of the given probes supports: UnsupportedTarget with each one's reason", () =>
     Effect.gen(function*() {
       const pid = app!.pid!
-      const elsewhere = Probe.instrument({
-        name: "test/elsewhere",
-        object: "/nonexistent/elsewhere.bpf.o",
-        manifest: { library: { module: "std" }, symbols: [{ name: "main.absent", entry: "uprobe_absent" }] },
-        record: Binary.schema(Binary.struct({ n: Binary.u64 })),
-        span: () => undefined
-      })
       const error = yield* Effect.flip(
         Layer.build(onFakeKernel({ selection: { pids: [pid], exes: [] }, probes: [elsewhere] })).pipe(Effect.scoped)
       )

@@ -12,9 +12,9 @@
  * Its items are `OtlpSpan`s (the `SpanData`, the resource of its process, the clock offset when it was accepted). The
  * telemetry layer hands them to the shared `Batcher` through `queue`, which encodes each one as it is offered, so the
  * batcher ships finished requests (`sendEncoded`); `export` encodes a whole batch at once. A failed request is an
- * `ExportError` whose cause is an
- * `OtlpFailure`; `isRetryable` tells the batcher whether another attempt can help (not after an HTTP 400). What the
- * SDK exporters read from the environment themselves is read here by `loadCompression` and `loadTls`.
+ * `ExportError` whose cause is an `OtlpFailure`; `isRetryable` tells the batcher whether another attempt can help
+ * (not after an HTTP 400). What the SDK exporters read from the environment themselves is read here by
+ * `loadCompression` and `loadTls`.
  */
 import { readFileSync } from "node:fs"
 import { Config, Effect, Option } from "effect"

@@ -508,10 +508,10 @@ const unavailable = (reason: string) =>
  * Ring-buffer drain interval in ms (`PROBESCOPE_RINGBUF_DRAIN_MS`, 1–1000, default 20): the longest a record submitted
  * without a wakeup waits before JS sees it. 20 rather than 5: fewer, larger batches cost the agent 0.6-0.75x the CPU
  * per span in the overhead bench (docs/benchmarks.md), and a busy ring wakes the reader at the threshold anyway (64 KiB,
- * about 130 net/http records), so a filling ring does not wait for the timer. The timer runs only while records come:
- * a drain that finds the ring empty stops it, and the first record into the emptied ring wakes the reader, which
- * restarts it (native/src/ringbuf.cc): an idle ring costs no wakeups. It cannot be 0: the reader would then drain at
- * every kernel wakeup, one per record at a low rate.
+ * about 130 net/http records), so a filling ring does not wait for the timer. On an empty ring the timer backs off,
+ * doubling up to 1 s (native/src/ringbuf.cc): an idle ring wakes the agent once a second. It cannot be 0: records
+ * below the wakeup threshold are only ever read by this drain, so without it a quiet ring would keep them until
+ * shutdown.
  */
 const drainInterval: Effect.Effect<number, BpfConfigError> = Config.String("PROBESCOPE_RINGBUF_DRAIN_MS").pipe(
   Config.option,

@@ -1,10 +1,9 @@
 /* The ring buffer every probe writes its records to, with wakeup batching and kernel-side drop counting.
  *
- * Waking the consumer once per record costs one wakeup per event; instead a record wakes it only in two cases: it
- * lands in a ring the consumer has emptied (the kernel's adaptive notification: the reader stops its drain timer on
- * an empty ring and waits for this), or it makes the unread data reach `ps_wakeup_bytes` (a constant set at load).
- * Between the two, the reader drains on its timer (native/src/ringbuf.cc). A record that does not fit (ring full) is
- * counted in ps_stats[PS_STAT_DROPPED] rather than lost silently. */
+ * Waking the consumer once per record costs one wakeup per event; instead a record is submitted without a wakeup
+ * unless the unread data in the ring reaches `ps_wakeup_bytes` (a constant set at load). The user side also drains
+ * on a short timer, so a quiet ring still delivers promptly. A record that does not fit (ring full) is counted in
+ * ps_stats[PS_STAT_DROPPED] rather than lost silently. */
 #pragma once
 
 /* 1 MiB: at the 64 KiB wakeup threshold and a 20 ms drain, room for a user-space stall of well over 100 ms at 10k
@@ -38,8 +37,7 @@ struct {
   __type(value, u64);
 } ps_stats SEC(".maps");
 
-/* 0: no forced wakeup; the consumer is woken by the kernel's adaptive notification alone, at the first record after
- * each time it empties the ring. */
+/* 0 wakes the consumer on every record. */
 const volatile u64 ps_wakeup_bytes = 64 * 1024;
 
 static __always_inline void ps_count(u32 stat) {
@@ -51,11 +49,9 @@ static __always_inline void ps_count(u32 stat) {
 /* Bytes a record of `size` takes in the ring: an 8-byte header, rounded up to 8. */
 #define PS_RB_FOOTPRINT(size) ((((u64)(size)) + 8 + 7) & ~7ULL)
 
-/* Force a wakeup only when this record makes the unread data cross ps_wakeup_bytes. Forcing one on every record
- * while the ring stays above the threshold would cost one irq_work per record (measured: ~20x slower producer); a
- * consumer that has not caught up yet is already awake. Otherwise the flag is 0, the kernel's adaptive mode, not
- * BPF_RB_NO_WAKEUP: the kernel then wakes the consumer only if it had read everything before this record (at most
- * once per emptied ring: the idle reader's signal; a busy reader's timer drain ignores it).
+/* Wake the consumer only when this record makes the unread data cross ps_wakeup_bytes. Forcing a wakeup on every
+ * record while the ring stays above the threshold would cost one irq_work per record (measured: ~20x slower
+ * producer); a consumer that has not caught up yet is already awake, and the user-side drain timer covers the rest.
  * `queued` is true when the record is already counted in the ring (reserve/commit), false before output. */
 static __always_inline u64 ps_wakeup_flag_for(u64 size, bool queued) {
   if (ps_wakeup_bytes == 0)
@@ -63,7 +59,7 @@ static __always_inline u64 ps_wakeup_flag_for(u64 size, bool queued) {
   u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
   u64 before = queued ? (avail > size ? avail - size : 0) : avail;
   u64 after = queued ? avail : avail + size;
-  return before < ps_wakeup_bytes && after >= ps_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : 0;
+  return before < ps_wakeup_bytes && after >= ps_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 /* Wakeup flag for a record about to be output (kept for callers that do not know the size: assumes 64 bytes). */

@@ -62,14 +62,12 @@ export interface NativeRingStats {
   readonly received: number
   readonly batches: number
   readonly callbackErrors: number
-  /** The drain timer's interval while records come; 0 while the ring is idle (no timer, waiting on the kernel). */
+  /** The drain timer's interval now: the base while records come, doubling on each empty drain up to 1 s. */
   readonly drainMs: number
   /** Drains the timer ran. */
   readonly timerWakeups: number
-  /** Kernel wakeups of the reader: a record into an emptied ring, or the forced wakeup at the threshold. */
+  /** Kernel wakeups of the reader: the forced wakeup at the threshold. */
   readonly ringWakeups: number
-  /** Of those, the ones that found the reader idle (and restarted its timer). */
-  readonly idleWakeups: number
 }
 
 export interface NativeObject {

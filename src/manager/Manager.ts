@@ -76,6 +76,12 @@ export class Manager extends Context.Service<Manager, {
   /** Each probe's applicability to a target, with the reason when it does not apply. */
   readonly inspect: (target: Target) => ReadonlyArray<Inspection>
   /**
+   * Loads every probe that would attach to the target, without attaching: for an executable named before any process
+   * of it runs, so its first process — perhaps one living a few milliseconds — does not wait for the verifier. Load
+   * failures are left for the attaches to report.
+   */
+  readonly preload: (target: Target) => Effect.Effect<void>
+  /**
    * Apply one event and wait for it (the target source's events go through here too). Events of one pid are applied
    * in the order they were handed over; those of different pids concurrently.
    */
@@ -218,6 +224,26 @@ const makeWithSubmit = Effect.gen(function*() {
       )
     })
 
+  /** A daemon others depend on is only wanted where one of them applies (and is undone if none attaches). */
+  const isWanted = (probe: AnyProbe, applies: ReadonlySet<string>) => {
+    const deps = dependents.get(probe.name)!
+    return probe.kind !== "daemon" || deps.size === 0 || [...deps].some((d) => applies.has(d))
+  }
+
+  /** Loads, side by side, the probes that would attach where `applies` apply; failures are the attaches' to report. */
+  const loadAll = (applies: ReadonlySet<string>) =>
+    Effect.forEach(
+      probes.filter((p) => applies.has(p.name) && isWanted(p, applies)),
+      (p) => Effect.ignore(p.loader.load),
+      { concurrency: "unbounded", discard: true }
+    )
+
+  const preload = (target: Target) =>
+    Effect.suspend(() => {
+      const applies = new Set(probes.filter((p) => p.attacher.applicability(target)._tag === "Applies").map((p) => p.name))
+      return loadAll(applies)
+    })
+
   const attach = (target: Target) =>
     Effect.gen(function*() {
       yield* detach(target.pid)
@@ -233,19 +259,11 @@ const makeWithSubmit = Effect.gen(function*() {
             yield* Effect.logDebug(`probe ${probe.name} does not apply to pid ${target.pid}: ${app.reason}`)
           }
         }
-        /** A daemon others depend on is only wanted where one of them applies (and is undone if none attaches). */
-        const wanted = (probe: AnyProbe) => {
-          const deps = dependents.get(probe.name)!
-          return probe.kind !== "daemon" || deps.size === 0 || [...deps].some((d) => applies.has(d))
-        }
+        const wanted = (probe: AnyProbe) => isWanted(probe, applies)
         // Load what this process needs side by side, then attach in order: each object is verified on a thread of its
         // own, so the loads overlap instead of adding up (one loaded already, eagerly or for an earlier process,
         // answers at once). A load that fails is that probe's attach failure below, with the load's error.
-        yield* Effect.forEach(
-          probes.filter((p) => applies.has(p.name) && wanted(p)),
-          (p) => Effect.ignore(p.loader.load),
-          { concurrency: "unbounded", discard: true }
-        )
+        yield* loadAll(applies)
         // The features each probe's dependents applying here use (go_context's goroutine tracking only where a probe
         // reads a span across goroutines): a probe others depend on attaches those features' symbols only.
         const used = new Map<string, Set<string>>()
@@ -418,6 +436,7 @@ const makeWithSubmit = Effect.gen(function*() {
   const manager = Manager.of({
     probes: probes.map((p) => ({ name: p.name, kind: p.kind, dependsOn: p.dependsOn })),
     inspect,
+    preload,
     handle,
     stats,
     targets

@@ -161,6 +161,24 @@ describe("Agent", { timeout: 120_000 }, () => {
       })
     }))
 
+  it.live("an executable named with nothing running: what its processes need is loaded before ready", () =>
+    Effect.gen(function*() {
+      const other = Path.join(dir, "not-running-yet")
+      Fs.copyFileSync(exe, other)
+      const load = yield* Effect.gen(function*() {
+        const report = yield* (yield* Agent.Agent).ready
+        assert.deepStrictEqual(report.attached, [])
+        return Object.fromEntries((yield* (yield* Manager).stats).map((s) => [s.probe, s.load]))
+      }).pipe(
+        Effect.provide(onFakeKernel({ selection: { pids: [], exes: [other] }, probes: [...Agent.builtins, WorkProbe], load: "onAttach" }))
+      )
+      // The app's probes, though no process of it runs: its first one is attached without a load.
+      assert.strictEqual(load["example/work"], "loaded")
+      assert.strictEqual(load["go_context"], "loaded")
+      assert.strictEqual(load["otel_trace"], "unloaded")
+      assert.strictEqual(load["grpc"], "unloaded")
+    }))
+
   it.live("an explicit pid none of the given probes supports: UnsupportedTarget with each one's reason", () =>
     Effect.gen(function*() {
       const pid = app!.pid!

@@ -13,7 +13,8 @@
  * pid in the order `handle` runs) and different pids attach concurrently.
  */
 import * as Fs from "node:fs"
-import { Deferred, Duration, Effect, Exit, Logger, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Logger, Schedule, Stream } from "effect"
+import * as Glob from "../../discovery/Glob.ts"
 import * as Discovery from "../../discovery/Discovery.ts"
 import * as Cgroup from "../../discovery/Cgroup.ts"
 import type { CgroupInfo } from "../../discovery/Cgroup.ts"
@@ -338,6 +339,18 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
     if (rules.ports.size > 0) {
       yield* Effect.forkIn(Effect.repeat(pollPorts, Schedule.spaced(PORT_POLL)), scope)
     }
-    return { ready: Deferred.await(ready.done) }
+    // The executables named (`--exe` files, not globs): the probes their processes need are loaded now, before
+    // `ready`, even with none of them running — the first one started, perhaps living a few milliseconds, is then
+    // attached without waiting for the verifier (probes load on attach otherwise). Failures are the attaches' to report.
+    const files = selection.exes.filter((exe) => !Glob.isGlob(exe))
+    const preloaded = yield* Effect.forkIn(
+      Effect.forEach(files, (exe) =>
+        analysis.analyzeFile(exe).pipe(
+          Effect.flatMap((b) => manager.preload({ ...b, pid: 0, exe: b.path, libraries: [] })),
+          Effect.ignore
+        ), { concurrency: "unbounded", discard: true }),
+      scope
+    )
+    return { ready: Effect.andThen(Fiber.await(preloaded), Deferred.await(ready.done)) }
   })
 

@@ -391,6 +391,7 @@ const main = async () => {
     table.push({
       agent: modes[0]!.name,
       "idle ms/s": idleMsPerS.toFixed(2),
+      "idle median": median(idleSlices).toFixed(2),
       "idle wakeups/s": idleWakeupsOf[0]!.toFixed(1),
       "RSS idle MiB": rssIdle.toFixed(1),
       "RSS load MiB": rssSteady.toFixed(1),
@@ -403,6 +404,8 @@ const main = async () => {
       table.push({
         agent: o.mode.name,
         "idle ms/s": `${idleMsOf[m]!.toFixed(2)} (${ratio(idleMsPerS, idleMsOf[m]!)})`,
+        // The median of the one-second slices: a burst of exec events or a GC in one slice moves the mean.
+        "idle median": `${median(idleSlicesOf[m]!).toFixed(2)} (${ratio(median(idleSlices), median(idleSlicesOf[m]!))})`,
         "idle wakeups/s": `${idleWakeupsOf[m]!.toFixed(1)} (${ratio(idleWakeupsOf[0]!, idleWakeupsOf[m]!)})`,
         "RSS idle MiB": `${idleRss[m]!.toFixed(1)} (${ratio(rssIdle, idleRss[m]!)})`,
         "RSS load MiB": `${o.phase.rssSteady.toFixed(1)} (${ratio(rssSteady, o.phase.rssSteady)})`,

@@ -126,6 +126,19 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
     const anyProcess = nativeCapable(probes)
     const resources = yield* ProcessResources.ProcessResources
     const scope = yield* Effect.scope
+    // The executables named (`--exe` files, not globs): the probes their processes need are loaded now, first thing
+    // (the verifier's threads work while discovery starts and /proc is scanned), and before `ready`, even with none
+    // of them running — the first one started, perhaps living a few milliseconds, is then attached without waiting
+    // for the verifier (probes load on attach otherwise). Failures are the attaches' to report.
+    const files = selection.exes.filter((exe) => !Glob.isGlob(exe))
+    const preloaded = yield* Effect.forkIn(
+      Effect.forEach(files, (exe) =>
+        analysis.analyzeFile(exe).pipe(
+          Effect.flatMap((b) => manager.preload({ ...b, pid: 0, exe: b.path, libraries: [] })),
+          Effect.ignore
+        ), { concurrency: "unbounded", discard: true }),
+      scope
+    )
     const rules = Selecting.compile(selection)
     const host = Detected.host()
     /** pid -> the selected ports it listens on, as the port poll found them. */
@@ -339,18 +352,6 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
     if (rules.ports.size > 0) {
       yield* Effect.forkIn(Effect.repeat(pollPorts, Schedule.spaced(PORT_POLL)), scope)
     }
-    // The executables named (`--exe` files, not globs): the probes their processes need are loaded now, before
-    // `ready`, even with none of them running — the first one started, perhaps living a few milliseconds, is then
-    // attached without waiting for the verifier (probes load on attach otherwise). Failures are the attaches' to report.
-    const files = selection.exes.filter((exe) => !Glob.isGlob(exe))
-    const preloaded = yield* Effect.forkIn(
-      Effect.forEach(files, (exe) =>
-        analysis.analyzeFile(exe).pipe(
-          Effect.flatMap((b) => manager.preload({ ...b, pid: 0, exe: b.path, libraries: [] })),
-          Effect.ignore
-        ), { concurrency: "unbounded", discard: true }),
-      scope
-    )
     return { ready: Effect.andThen(Fiber.await(preloaded), Deferred.await(ready.done)) }
   })
 

@@ -240,7 +240,8 @@ const makeWithSubmit = Effect.gen(function*() {
 
   const preload = (target: Target) =>
     Effect.suspend(() => {
-      const applies = new Set(probes.filter((p) => p.attacher.applicability(target)._tag === "Applies").map((p) => p.name))
+      const applies = new Set<string>()
+      for (const p of probes) if (p.attacher.applicability(target)._tag === "Applies") applies.add(p.name)
       return loadAll(applies)
     })
 

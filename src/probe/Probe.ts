@@ -509,7 +509,8 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
                 new ProbeLoadError({
                   probe: name,
                   reason: "DependencyNotLoaded",
-                  message: `probe ${name}: probe ${shared.probe.name}, whose maps it reuses, did not load: ${e.message}`,
+                  message:
+                    `probe ${name}: probe ${shared.probe.name}, whose maps it reuses, did not load: ${e.message}`,
                   verifierLog: e.verifierLog
                 }) :
                 loadError(name)(e)

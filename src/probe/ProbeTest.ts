@@ -482,7 +482,14 @@ export const mock = <Name extends string, Handle extends ProbeBase<Name, any, an
     yield* recordLifetime(definition.name)
     return Probe.probeContext(
       definition.tag,
-      mockValue(definition.name, definition.kind, definition.manifest, definition.dependsOn, capabilities, definition.uses)
+      mockValue(
+        definition.name,
+        definition.kind,
+        definition.manifest,
+        definition.dependsOn,
+        capabilities,
+        definition.uses
+      )
     )
   }))
 

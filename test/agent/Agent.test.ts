@@ -107,10 +107,14 @@ describe("Agent", { timeout: 120_000 }, () => {
           const manager = yield* Manager
           const attached = (yield* manager.targets).find((t) => t.pid === pid)?.probes ?? []
           // A probe's dependencies are loaded with it (their maps are its), attached or not.
-          const needed = new Set(attached.flatMap((name) => manager.probes.find((p) => p.name === name)?.dependsOn ?? []))
+          const needed = new Set(
+            attached.flatMap((name) => manager.probes.find((p) => p.name === name)?.dependsOn ?? [])
+          )
           return { attached, needed, stats: yield* manager.stats }
         }).pipe(
-          Effect.provide(onFakeKernel({ selection: { pids: [pid], exes: [] }, probes: [...Agent.builtins, WorkProbe], load }))
+          Effect.provide(
+            onFakeKernel({ selection: { pids: [pid], exes: [] }, probes: [...Agent.builtins, WorkProbe], load })
+          )
         )
       const lazy = yield* run("onAttach")
       assert.includeMembers([...lazy.attached], ["go_context", "example/work"])
@@ -138,7 +142,9 @@ describe("Agent", { timeout: 120_000 }, () => {
         yield* (yield* Agent.Agent).ready
         return Object.fromEntries((yield* (yield* Manager).stats).map((s) => [s.probe, s.load]))
       }).pipe(
-        Effect.provide(onFakeKernel({ selection: { pids: [pid], exes: [] }, probes: [...Agent.builtins, WorkProbe, elsewhere] }))
+        Effect.provide(
+          onFakeKernel({ selection: { pids: [pid], exes: [] }, probes: [...Agent.builtins, WorkProbe, elsewhere] })
+        )
       )
       assert.strictEqual(load["test/elsewhere"], "loaded")
       assert.strictEqual(load["example/work"], "loaded")
@@ -170,7 +176,11 @@ describe("Agent", { timeout: 120_000 }, () => {
         assert.deepStrictEqual(report.attached, [])
         return Object.fromEntries((yield* (yield* Manager).stats).map((s) => [s.probe, s.load]))
       }).pipe(
-        Effect.provide(onFakeKernel({ selection: { pids: [], exes: [other] }, probes: [...Agent.builtins, WorkProbe], load: "onAttach" }))
+        Effect.provide(onFakeKernel({
+          selection: { pids: [], exes: [other] },
+          probes: [...Agent.builtins, WorkProbe],
+          load: "onAttach"
+        }))
       )
       // The app's probes, though no process of it runs: its first one is attached without a load.
       assert.strictEqual(load["example/work"], "loaded")

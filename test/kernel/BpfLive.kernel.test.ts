@@ -127,7 +127,8 @@ layer(BpfLive.layer, { excludeTestServices: true })("BpfLive (kernel)", (it) => 
   it.effect("btf(structs) describes only the structs named, with every map's value struct", () =>
     Effect.gen(function*() {
       const bpf = yield* Bpf
-      const obj = yield* bpf.load({ file: Probe.objectFile("nethttp_server"), name: "nethttp_server", uprobeMulti: true })
+      const file = Probe.objectFile("nethttp_server")
+      const obj = yield* bpf.load({ file, name: "nethttp_server", uprobeMulti: true })
       const all = Option.getOrThrow(yield* obj.btf())
       const some = Option.getOrThrow(yield* obj.btf(["nethttp_server_record", "no_such_struct"]))
       // The kernel structs its programs read are in the object's BTF too: what a restricted read leaves out.

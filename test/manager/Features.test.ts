@@ -82,7 +82,13 @@ describe("Probe features", () => {
     Effect.gen(function*() {
       const seen = yield* attachedPrograms(Layer.mergeAll(Server.layer, Client.layer))
       assert.deepStrictEqual(seen.probes, ["test/ctx-features", "test/client-features", "test/server-features"])
-      assert.deepStrictEqual(seen.programs, ["uprobe_newproc1", "uprobe_rt", "uprobe_rt_ret", "uprobe_serve", "uprobe_serve_ret"])
+      assert.deepStrictEqual(seen.programs, [
+        "uprobe_newproc1",
+        "uprobe_rt",
+        "uprobe_rt_ret",
+        "uprobe_serve",
+        "uprobe_serve_ret"
+      ])
       assert.deepStrictEqual(Client.uses, [{ probe: "test/ctx-features", feature: "goroutines" }])
       assert.deepStrictEqual(Client.dependsOn, ["test/ctx-features"])
     }))

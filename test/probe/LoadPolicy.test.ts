@@ -147,7 +147,9 @@ describe("Manager with probes loaded on attach", () => {
       const captured = yield* CapturedSpans
       assert.deepStrictEqual(yield* loads, [])
       yield* manager.handle(TargetEvent.Started({ target: target(10) }))
-      assert.deepStrictEqual((yield* manager.targets).map((t) => t.probes), [["test/goctx", "test/client", "test/server"]])
+      assert.deepStrictEqual((yield* manager.targets).map((t) => t.probes), [
+        ["test/goctx", "test/client", "test/server"]
+      ])
       // grpc's module is not in the process: never loaded.
       assert.deepStrictEqual((yield* loads).sort(), ["test/client", "test/goctx", "test/server"])
       yield* kernel.push("test/server", [record()])

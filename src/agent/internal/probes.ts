@@ -191,7 +191,7 @@ export const combine = (probes: ReadonlyArray<AgentProbe>): ProbeLayer => {
 /**
  * Every probe with the load policy it is built under (`Probe.LoadPolicy`): `choice` for all when one is made
  * (`Agent.Options.load`, `PROBESCOPE_PROBE_LOAD`); otherwise the built-ins load when a process first needs them and
- * every other probe — yours, from `--probe` or your own composition — loads at start, so a probe still being written
+ * every other probe — yours, from `--probe` or a composition of your own — loads at start, so a probe being written
  * that the verifier rejects (or whose layout disagrees with its BTF) stops the start with its error.
  */
 export const withLoadPolicy = (

@@ -95,7 +95,9 @@ export const deferredRunner = (once: Once): Runner => {
       Effect.map(Deferred.await(once.ready), Option.some),
       Effect.as(Deferred.await(stopped), Option.none<LoadedState>())
     ).pipe(
-      Effect.flatMap((state) => Option.isSome(state) && state.value.runner !== undefined ? state.value.runner.run : Effect.void)
+      Effect.flatMap((state) =>
+        Option.isSome(state) && state.value.runner !== undefined ? state.value.runner.run : Effect.void
+      )
     ),
     stats: Effect.suspend(() => once.current()?.runner?.stats ?? Effect.succeed(noStats)),
     stop: Effect.suspend(() => {

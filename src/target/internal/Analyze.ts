@@ -99,7 +99,8 @@ export const analyzeBytes = (
   const dwarf = hasDwarf(elf)
   if (dwarf) {
     try {
-      structs = readStructs(elf, types === knownTypes ? knownTypes : new Set([...knownTypes, ...types]), { goLinked: true })
+      const wanted = types === knownTypes ? knownTypes : new Set([...knownTypes, ...types])
+      structs = readStructs(elf, wanted, { goLinked: true })
     } catch (e) {
       dwarfError = errorText(e)
     }

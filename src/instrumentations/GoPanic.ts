@@ -28,6 +28,7 @@ import {
   ATTR_EXCEPTION_MESSAGE,
   ATTR_EXCEPTION_TYPE
 } from "@opentelemetry/semantic-conventions"
+import { Effect, Schema } from "effect"
 import * as Binary from "../probe/Binary.ts"
 import * as Manifest from "../probe/Manifest.ts"
 import * as Probe from "../probe/Probe.ts"
@@ -305,8 +306,16 @@ export const GoPanic = Probe.instrument({
     ...GoContext.sharedMaps,
     nethttp_server_inflight: NetHttpServer.NetHttpServer.map("nethttp_server_inflight")
   },
-  // A panic in a goroutine the handler started is tied to the request's span: through the goroutine tracking.
-  uses: [GoContext.goroutines],
+  config: Schema.Struct({
+    /**
+     * Tie a panic in a goroutine a handler started — the crash that ends the process — to the request (go_context's
+     * goroutine tracking). On by default; `false` spares an HTTP server two uprobe traps per request (net/http starts
+     * a goroutine per request) where no other probe tracks goroutines, and such a panic is then recorded without
+     * the request's span.
+     */
+    goroutines: Schema.Boolean.pipe(Schema.withDecodingDefault(Effect.succeed(true)))
+  }),
+  uses: ({ config }) => config.goroutines ? [GoContext.goroutines] : [],
   // Nothing here starts a trace: the spans it ends were sampled by the server probe, and logs are not sampled.
   sampling: "none",
   perTarget: {

@@ -265,8 +265,9 @@ export interface CommonOptions<
   /**
    * Features of other probes this one needs in each process it attaches to (`GoContext.goroutines`: a span started
    * in one goroutine is the parent of work in goroutines it starts). A feature no attached probe uses is not attached.
+   * A function chooses them by the probe's config; their probes must then be ones it reuses maps of.
    */
-  readonly uses?: ReadonlyArray<Feature<any>>
+  readonly uses?: ReadonlyArray<Feature<any>> | ((ctx: LoadContext<Config>) => ReadonlyArray<Feature<any>>)
   readonly perTarget?: PerTarget<Config, F, T>
   /** Programs not to load, e.g. a variant the kernel forbids. */
   readonly disablePrograms?: (ctx: LoadContext<Config>) => ReadonlyArray<string>
@@ -479,10 +480,13 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
     fileURLToPath(options.object) :
     options.object
   const configSchema = (options.config ?? EmptyConfig) as Schema.Codec<unknown, unknown>
-  const deps = [...Object.values(options.reuseMaps ?? {}), ...(options.uses ?? [])]
+  const staticUses = typeof options.uses === "function" ? [] : options.uses ?? []
+  const deps = [...Object.values(options.reuseMaps ?? {}), ...staticUses]
   const depProbes = [...new Map(deps.map((d) => [d.probe.tag.key, d.probe])).values()]
   const dependsOn = [...new Set(deps.map((d) => d.probe.name))]
-  const uses = (options.uses ?? []).map((f) => ({ probe: f.probe.name, feature: f.feature }))
+  const usesOf = (features: ReadonlyArray<Feature>) =>
+    features.map((f) => ({ probe: f.probe.name, feature: f.feature }))
+  const uses = usesOf(staticUses)
   const features = new Set((options.manifest.symbols ?? []).flatMap((s) => s.feature === undefined ? [] : [s.feature]))
 
   const make = (input: Effect.Effect<unknown>) =>
@@ -496,6 +500,14 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
       // among them, so the object and its global attachments close with the layer whoever loaded it.
       const context = yield* Effect.context<never>()
       const onAttach = (yield* LoadPolicy) === "onAttach" && !loadsAtBuild(manifest)
+      // Features chosen by config: only of probes it already depends on (their layers are built with it).
+      const usesNow = typeof options.uses === "function" ? usesOf(options.uses({ config })) : uses
+      const stranger = usesNow.find((u) => !dependsOn.includes(u.probe))
+      if (stranger !== undefined) {
+        return yield* Effect.die(
+          new Error(`probe ${name} uses a feature of ${stranger.probe}, which it does not reuse a map of`)
+        )
+      }
 
       /** The object into the kernel, then what needs it: layouts checked, global attachments, Attacher, Runner. */
       const loadNow = Effect.gen(function*() {
@@ -576,7 +588,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         manifest: options.manifest as Manifest,
         config,
         dependsOn,
-        uses,
+        uses: usesNow,
         loader,
         attacher,
         // A dependent asking for a shared map is a reason to load: its own load needs the map's fd.

@@ -126,6 +126,18 @@ const agent = ManagerM.layer.pipe(
   ))
 )
 
+/** The same with `goroutines: false`: go_context's goroutine tracking is not attached (nothing else here uses it). */
+const agentWithoutGoroutines = ManagerM.layer.pipe(
+  Layer.provideMerge(GoPanic.GoPanic.layerWith({ goroutines: false })),
+  Layer.provideMerge(Layer.mergeAll(
+    BpfLive.layer,
+    ProbeTest.layerSink,
+    ProbeTest.layerTargets,
+    TracingConfig.layer(TracingConfig.defaultSampler),
+    GoBinary.layer
+  ))
+)
+
 const one = <A>(items: ReadonlyArray<A>, pred: (a: A) => boolean, what: string): A => {
   const found = items.filter(pred)
   assert.strictEqual(found.length, 1, `${what}: ${found.length} found`)
@@ -324,6 +336,28 @@ describe.each(versions)("go/panic on Go %s", (version) => {
       yield* Effect.sleep("300 millis")
       assert.strictEqual((yield* (yield* CapturedLogs).all).length, 2)
     }).pipe(Effect.provide(agent)), 60_000)
+
+  it.live("goroutines: false: a crash in a goroutine a handler started is recorded without the request's span", () =>
+    Effect.gen(function*() {
+      const app = yield* start(binaries.get(version)!)
+      const analysis = yield* TargetAnalysis
+      const manager = yield* Manager
+      yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
+      const child = procs.find((p) => p.pid === app.pid)!
+      const exited = Effect.promise(() =>
+        new Promise<number | null>((resolve) =>
+          child.exitCode !== null ? resolve(child.exitCode) : child.once("exit", (code) => resolve(code))
+        )
+      )
+      assert.strictEqual(yield* get(`http://${app.addr}/crash`), "closed")
+      assert.strictEqual(yield* exited, 2)
+      const logs = yield* (yield* CapturedLogs).take(2).pipe(Effect.timeout("15 seconds"))
+      assert.deepStrictEqual(logs.map((l) => [l.severity, l.body]), [
+        ["error", "panic: unrecovered in a goroutine"],
+        ["fatal", "panic not recovered, the process exits: unrecovered in a goroutine"]
+      ])
+      for (const l of logs) assert.isUndefined(l.spanId)
+    }).pipe(Effect.provide(agentWithoutGoroutines)), 60_000)
 
   it.live("stripped binary: type names from the section of the type data, messages as unstripped", () =>
     Effect.gen(function*() {

@@ -3,7 +3,7 @@
  * `uses` it — go_context's goroutine tracking only in processes whose probes look spans up across goroutines.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Exit, Layer, Schema } from "effect"
 import { FakeKernel } from "../../src/kernel/BpfTest.ts"
 import { Manager } from "../../src/manager/Manager.ts"
 import * as ManagerM from "../../src/manager/Manager.ts"
@@ -53,6 +53,21 @@ const Client = Probe.instrument({
   span
 })
 
+/** Uses the feature as its config says (on by default). */
+const Choosy = Probe.instrument({
+  name: "test/choosy-features",
+  object: Probe.objectFile("test_client"),
+  manifest: {
+    library: { module: "std" },
+    symbols: [{ name: "net/http.(*Transport).roundTrip", entry: "uprobe_rt" }]
+  },
+  config: Schema.Struct({ goroutines: Schema.Boolean.pipe(Schema.withDecodingDefault(Effect.succeed(true))) }),
+  reuseMaps: { go_spans: Ctx.map("go_spans") },
+  uses: ({ config }) => config.goroutines ? [Ctx.feature("goroutines")] : [],
+  record: Binary.schema(Record),
+  span
+})
+
 const target = ProbeTest.target({ pid: 7, functions, fields })
 
 /** The programs attached to pid 7 by a Manager over `probes`. */
@@ -97,6 +112,39 @@ describe("Probe features", () => {
     Effect.gen(function*() {
       const seen = yield* attachedPrograms(Ctx.layer)
       assert.deepStrictEqual(seen.programs, ["uprobe_newproc1"])
+    }))
+
+  it.effect("a probe's config can choose the features it uses", () =>
+    Effect.gen(function*() {
+      const on = yield* attachedPrograms(Choosy.layer)
+      assert.deepStrictEqual(on.programs, ["uprobe_newproc1", "uprobe_rt"])
+      const off = yield* attachedPrograms(Choosy.layerWith({ goroutines: false }))
+      assert.deepStrictEqual(off.programs, ["uprobe_rt"])
+      assert.deepStrictEqual(off.probes, ["test/ctx-features", "test/choosy-features"])
+    }))
+
+  it.effect("a feature chosen by config must belong to a probe it depends on: a defect naming both", () =>
+    Effect.gen(function*() {
+      const Stranger = Probe.instrument({
+        name: "test/stranger-features",
+        object: Probe.objectFile("test_client"),
+        manifest: {
+          library: { module: "std" },
+          symbols: [{ name: "net/http.(*Transport).roundTrip", entry: "uprobe_rt" }]
+        },
+        uses: () => [Ctx.feature("goroutines")],
+        record: Binary.schema(Record),
+        span
+      })
+      const exit = yield* Effect.exit(
+        Layer.build(Stranger.layer).pipe(Effect.scoped, Effect.provide(ProbeTest.layer))
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      const defect = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Die") : undefined
+      assert.strictEqual(
+        defect?._tag === "Die" ? String((defect.defect as Error).message) : "",
+        "probe test/stranger-features uses a feature of test/ctx-features, which it does not reuse a map of"
+      )
     }))
 
   it("a feature the manifest does not declare is a definition error", () => {

@@ -115,28 +115,45 @@ const getH2 = (base: string, path: string) =>
     })
   )
 
-const agent = ManagerM.layer.pipe(
-  Layer.provideMerge(GoPanic.GoPanic.layer),
-  Layer.provideMerge(Layer.mergeAll(
-    BpfLive.layer,
-    ProbeTest.layerSink,
-    ProbeTest.layerTargets,
-    TracingConfig.layer(TracingConfig.defaultSampler),
-    GoBinary.layer
-  ))
-)
+/** The Manager over go_panic (given as `probe`, with what it brings: go_context, the net/http server probe). */
+const agentWith = (probe: typeof GoPanic.GoPanic.layer) =>
+  ManagerM.layer.pipe(
+    Layer.provideMerge(probe),
+    Layer.provideMerge(Layer.mergeAll(
+      BpfLive.layer,
+      ProbeTest.layerSink,
+      ProbeTest.layerTargets,
+      TracingConfig.layer(TracingConfig.defaultSampler),
+      GoBinary.layer
+    ))
+  )
 
-/** The same with `goroutines: false`: go_context's goroutine tracking is not attached (nothing else here uses it). */
-const agentWithoutGoroutines = ManagerM.layer.pipe(
-  Layer.provideMerge(GoPanic.GoPanic.layerWith({ goroutines: false })),
-  Layer.provideMerge(Layer.mergeAll(
-    BpfLive.layer,
-    ProbeTest.layerSink,
-    ProbeTest.layerTargets,
-    TracingConfig.layer(TracingConfig.defaultSampler),
-    GoBinary.layer
-  ))
-)
+const agent = agentWith(GoPanic.GoPanic.layer)
+
+/** With `goroutines: false`: go_context's goroutine tracking is not attached (nothing else here uses it). */
+const agentWithoutGoroutines = agentWith(GoPanic.GoPanic.layerWith({ goroutines: false }))
+
+/**
+ * Attaches to a fresh app of `version`, requests /crash (a goroutine the handler starts panics, unrecovered: the
+ * process exits 2) and takes the two log records that says.
+ */
+const crash = (version: string) =>
+  Effect.gen(function*() {
+    const app = yield* start(binaries.get(version)!)
+    const analysis = yield* TargetAnalysis
+    const manager = yield* Manager
+    yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
+    const child = procs.find((p) => p.pid === app.pid)!
+    const exited = Effect.promise(() =>
+      new Promise<number | null>((resolve) =>
+        child.exitCode !== null ? resolve(child.exitCode) : child.once("exit", (code) => resolve(code))
+      )
+    )
+    assert.strictEqual(yield* get(`http://${app.addr}/crash`), "closed")
+    assert.strictEqual(yield* exited, 2)
+    const logs = yield* (yield* CapturedLogs).take(2).pipe(Effect.timeout("15 seconds"))
+    return { app, logs }
+  })
 
 const one = <A>(items: ReadonlyArray<A>, pred: (a: A) => boolean, what: string): A => {
   const found = items.filter(pred)
@@ -308,19 +325,7 @@ describe.each(versions)("go/panic on Go %s", (version) => {
 
   it.live("an unrecovered panic: ERROR then FATAL records arrive though the process exits at once", () =>
     Effect.gen(function*() {
-      const app = yield* start(binaries.get(version)!)
-      const analysis = yield* TargetAnalysis
-      const manager = yield* Manager
-      yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
-      const child = procs.find((p) => p.pid === app.pid)!
-      const exited = Effect.promise(() =>
-        new Promise<number | null>((resolve) =>
-          child.exitCode !== null ? resolve(child.exitCode) : child.once("exit", (code) => resolve(code))
-        )
-      )
-      assert.strictEqual(yield* get(`http://${app.addr}/crash`), "closed")
-      assert.strictEqual(yield* exited, 2)
-      const logs = yield* (yield* CapturedLogs).take(2).pipe(Effect.timeout("15 seconds"))
+      const { app, logs } = yield* crash(version)
       const exception = { "exception.type": "string", "exception.message": "unrecovered in a goroutine" }
       assert.deepStrictEqual(logs.map((l) => [l.severity, l.body, l.attributes, l.pid]), [
         ["error", "panic: unrecovered in a goroutine", exception, app.pid],
@@ -339,19 +344,7 @@ describe.each(versions)("go/panic on Go %s", (version) => {
 
   it.live("goroutines: false: a crash in a goroutine a handler started is recorded without the request's span", () =>
     Effect.gen(function*() {
-      const app = yield* start(binaries.get(version)!)
-      const analysis = yield* TargetAnalysis
-      const manager = yield* Manager
-      yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
-      const child = procs.find((p) => p.pid === app.pid)!
-      const exited = Effect.promise(() =>
-        new Promise<number | null>((resolve) =>
-          child.exitCode !== null ? resolve(child.exitCode) : child.once("exit", (code) => resolve(code))
-        )
-      )
-      assert.strictEqual(yield* get(`http://${app.addr}/crash`), "closed")
-      assert.strictEqual(yield* exited, 2)
-      const logs = yield* (yield* CapturedLogs).take(2).pipe(Effect.timeout("15 seconds"))
+      const { logs } = yield* crash(version)
       assert.deepStrictEqual(logs.map((l) => [l.severity, l.body]), [
         ["error", "panic: unrecovered in a goroutine"],
         ["fatal", "panic not recovered, the process exits: unrecovered in a goroutine"]

@@ -23,49 +23,42 @@ const Ctx = Probe.daemon({
   shares: ["go_spans"]
 })
 
-const Record = Binary.struct({ n: Binary.u64 })
-const span = () => undefined
+/** What the instruments here share: an 8-byte record they make nothing of, a std manifest of one symbol. */
+const recordOnly = { record: Binary.schema(Binary.struct({ n: Binary.u64 })), span: () => undefined }
+const std = (symbol: { readonly name: string; readonly entry: string; readonly return?: string }) => ({
+  library: { module: "std" },
+  symbols: [symbol]
+})
+const roundTrip = { name: "net/http.(*Transport).roundTrip", entry: "uprobe_rt" }
 
 /** Sets its goroutine's span only: no use for goroutine tracking. */
 const Server = Probe.instrument({
   name: "test/server-features",
   object: Probe.objectFile("test_server"),
-  manifest: {
-    library: { module: "std" },
-    symbols: [{ name: "net/http.serverHandler.ServeHTTP", entry: "uprobe_serve", return: "uprobe_serve_ret" }]
-  },
+  manifest: std({ name: "net/http.serverHandler.ServeHTTP", entry: "uprobe_serve", return: "uprobe_serve_ret" }),
   reuseMaps: { go_spans: Ctx.map("go_spans") },
-  record: Binary.schema(Record),
-  span
+  ...recordOnly
 })
 
 /** Looks its parent up on its goroutine, which a `go` in the server's may have started. */
 const Client = Probe.instrument({
   name: "test/client-features",
   object: Probe.objectFile("test_client"),
-  manifest: {
-    library: { module: "std" },
-    symbols: [{ name: "net/http.(*Transport).roundTrip", entry: "uprobe_rt", return: "uprobe_rt_ret" }]
-  },
+  manifest: std({ ...roundTrip, return: "uprobe_rt_ret" }),
   reuseMaps: { go_spans: Ctx.map("go_spans") },
   uses: [Ctx.feature("goroutines")],
-  record: Binary.schema(Record),
-  span
+  ...recordOnly
 })
 
 /** Uses the feature as its config says (on by default). */
 const Choosy = Probe.instrument({
   name: "test/choosy-features",
   object: Probe.objectFile("test_client"),
-  manifest: {
-    library: { module: "std" },
-    symbols: [{ name: "net/http.(*Transport).roundTrip", entry: "uprobe_rt" }]
-  },
+  manifest: std(roundTrip),
   config: Schema.Struct({ goroutines: Schema.Boolean.pipe(Schema.withDecodingDefault(Effect.succeed(true))) }),
   reuseMaps: { go_spans: Ctx.map("go_spans") },
   uses: ({ config }) => config.goroutines ? [Ctx.feature("goroutines")] : [],
-  record: Binary.schema(Record),
-  span
+  ...recordOnly
 })
 
 const target = ProbeTest.target({ pid: 7, functions, fields })
@@ -128,13 +121,9 @@ describe("Probe features", () => {
       const Stranger = Probe.instrument({
         name: "test/stranger-features",
         object: Probe.objectFile("test_client"),
-        manifest: {
-          library: { module: "std" },
-          symbols: [{ name: "net/http.(*Transport).roundTrip", entry: "uprobe_rt" }]
-        },
+        manifest: std(roundTrip),
         uses: () => [Ctx.feature("goroutines")],
-        record: Binary.schema(Record),
-        span
+        ...recordOnly
       })
       const exit = yield* Effect.exit(
         Layer.build(Stranger.layer).pipe(Effect.scoped, Effect.provide(ProbeTest.layer))

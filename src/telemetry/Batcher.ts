@@ -1,13 +1,15 @@
 /**
  * A bounded batch span processor: the hot path offers spans without ever blocking, and one fiber exports batches of
- * up to `maxExportBatchSize` every schedule delay, or as soon as a full batch is waiting. Failed exports are retried
- * with exponential backoff a bounded number of times, then counted as failed.
+ * up to `maxExportBatchSize` a schedule delay after the first span into the empty queue, or as soon as a full batch
+ * is waiting; while the queue is empty it arms no timer. Failed exports are retried with exponential backoff a
+ * bounded number of times, then counted as failed.
  *
  * Memory is bounded by `maxQueueSize`: spans waiting in the queue plus the batch being exported (and retried) never
  * exceed it; past it, offered spans are dropped. Every offered span ends up exported, dropped or failed, so
  * `sent = exported + dropped + failed + queued + inFlight` at all times. Losses are logged while they happen, at
- * most one warning per report interval. Closing drains the queue within a deadline (shared with the rest of the
- * telemetry layer); whatever is not exported by then counts as failed, and the exporter's shutdown is bounded too.
+ * most one warning per report interval (its timer armed by the first loss since the last warning). Closing drains
+ * the queue within a deadline (shared with the rest of the telemetry layer); whatever is not exported by then counts
+ * as failed, and the exporter's shutdown is bounded too.
  */
 import { Duration, Effect, Fiber, Option, Queue, Schedule, type Scope } from "effect"
 import { ExportError, type Exporter, type ReadableSpan } from "./Exporter.ts"
@@ -146,6 +148,18 @@ export const makeWith = <A, B>(
   let failing = false
   let closing = false
 
+  const counts = () => ({ exported, dropped, failed, lastError })
+  const losses = LossReport.make({
+    signal: options.signal ?? "spans",
+    exporter: exporter.name,
+    endpoint: exporter.endpoint,
+    dropReason: "queue full",
+    read: counts
+  })
+  const reportEvery = options.reportIntervalMillis ?? LossReport.DEFAULT_INTERVAL_MILLIS
+  // Armed by the first loss since its last warning: no timer while nothing is lost.
+  const reporter = yield* LossReport.whenLost(losses, reportEvery)
+
   const attempt = (batch: B) =>
     // Suspended: every retry must call the exporter again, not replay the effect one call returned.
     OtelExport.attempt(exporter, "export", config.exportTimeoutMillis, () => exporter.export(batch)).pipe(
@@ -174,9 +188,17 @@ export const makeWith = <A, B>(
         }),
         Effect.match({
           onSuccess: () => void (exported += n),
-          onFailure: () => void (failed += n)
+          onFailure: () => {
+            failed += n
+            reporter.lost()
+          }
         }),
-        Effect.onInterrupt(() => Effect.sync(() => void (failed += n))),
+        Effect.onInterrupt(() =>
+          Effect.sync(() => {
+            failed += n
+            reporter.lost()
+          })
+        ),
         Effect.ensuring(Effect.sync(() => void (inFlight -= n)))
       )
     })
@@ -194,9 +216,16 @@ export const makeWith = <A, B>(
       }
     })
 
+  // While the queue is empty no timer is armed: the worker waits for the first span (or close) and only then counts
+  // the schedule delay, from that span's arrival as the OpenTelemetry SDK's processor does. A delay ticking over an
+  // empty queue woke the idle agent every delay for nothing (#12's idle CPU).
   const worker = Effect.gen(function*() {
     while (!closing) {
-      const woken = yield* Queue.take(wake).pipe(Effect.timeoutOption(Duration.millis(config.scheduleDelayMillis)))
+      if (queue.size() === 0) yield* Queue.take(wake)
+      if (closing) break
+      const woken = queue.full(config.maxExportBatchSize) ?
+        Option.some(undefined) :
+        yield* Queue.take(wake).pipe(Effect.timeoutOption(Duration.millis(config.scheduleDelayMillis)))
       // Woken by a full batch: ship full batches now, leave the remainder for the schedule delay.
       yield* drain(closing ? 0 : config.maxRetries, Option.isSome(woken) && !closing)
     }
@@ -211,17 +240,6 @@ export const makeWith = <A, B>(
   const settled = Effect.suspend(function loop(): Effect.Effect<void> {
     return inFlight === 0 ? Effect.void : Effect.andThen(Effect.sleep(Duration.millis(5)), Effect.suspend(loop))
   })
-
-  const counts = () => ({ exported, dropped, failed, lastError })
-  const losses = LossReport.make({
-    signal: options.signal ?? "spans",
-    exporter: exporter.name,
-    endpoint: exporter.endpoint,
-    dropReason: "queue full",
-    read: counts
-  })
-  const reportEvery = options.reportIntervalMillis ?? LossReport.DEFAULT_INTERVAL_MILLIS
-  const reporter = yield* LossReport.schedule(losses, reportEvery)
 
   // Shutdown lets the worker finish its export and drain the queue (an interrupted export may already have been
   // delivered, so re-sending it would duplicate); only when the deadline passes is it cut off and the rest counted
@@ -243,7 +261,7 @@ export const makeWith = <A, B>(
       }
       yield* Deadline.within(deadline, settled)
       yield* Deadline.within(deadline, exporter.shutdown)
-      yield* Fiber.interrupt(reporter)
+      yield* Fiber.interrupt(reporter.fiber)
       yield* losses.summary
     })
   })
@@ -257,8 +275,10 @@ export const makeWith = <A, B>(
         droppedShuttingDown++
         return
       }
-      if (queue.size() + inFlight >= config.maxQueueSize) {
+      const waiting = queue.size()
+      if (waiting + inFlight >= config.maxQueueSize) {
         dropped++
+        reporter.lost()
         return
       }
       let taken: boolean
@@ -270,10 +290,12 @@ export const makeWith = <A, B>(
       }
       if (!taken) {
         dropped++
+        reporter.lost()
         return
       }
       accepted++
-      if (queue.full(config.maxExportBatchSize)) Queue.offerUnsafe(wake, undefined)
+      // The first span into an empty queue starts the schedule delay; a full batch ships at once.
+      if (waiting === 0 || queue.full(config.maxExportBatchSize)) Queue.offerUnsafe(wake, undefined)
     },
     stats: Effect.sync(() => ({
       exporter: exporter.name,

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Logger, Option, Scope } from "effect"
+import { Clock, Duration, Effect, Exit, Fiber, Logger, Option, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import type { SpanData } from "../../src/probe/Telemetry.ts"
 import * as Batcher from "../../src/telemetry/Batcher.ts"
@@ -77,6 +77,28 @@ const captureLogs = () => {
   return { lines, layer: Logger.layer([logger]) }
 }
 
+/**
+ * The test clock, with every sleep asked of it recorded (its duration in ms): what the code under test arms. Fibers
+ * forked under `provide` keep it.
+ */
+const countingClock = Effect.gen(function*() {
+  const clock = yield* Clock.Clock
+  const sleeps: Array<number> = []
+  const counting: Clock.Clock = {
+    currentTimeMillisUnsafe: () => clock.currentTimeMillisUnsafe(),
+    currentTimeMillis: clock.currentTimeMillis,
+    currentTimeNanosUnsafe: () => clock.currentTimeNanosUnsafe(),
+    currentTimeNanos: clock.currentTimeNanos,
+    monotonicTimeNanosUnsafe: () => clock.monotonicTimeNanosUnsafe(),
+    monotonicTimeNanos: clock.monotonicTimeNanos,
+    sleep: (d) => {
+      sleeps.push(Duration.toMillis(d))
+      return clock.sleep(d)
+    }
+  }
+  return { sleeps, provide: Effect.provideService(Clock.Clock, counting) }
+})
+
 /** Every offered span is accounted for exactly once. */
 const assertBalanced = (s: Batcher.BatcherStats) =>
   assert.strictEqual(s.sent, s.exported + s.dropped + s.failed + s.queued + s.inFlight, JSON.stringify(s))
@@ -115,6 +137,46 @@ describe("Batcher", () => {
       assert.deepStrictEqual(state.batches, [["s0", "s1", "s2"]])
       const s = yield* b.stats
       assert.deepStrictEqual([s.accepted, s.queued, s.exported, s.dropped, s.failed], [3, 0, 3, 0, 0])
+    }))
+
+  it.effect("idle, it arms no timer; the delay counts from the first span into the empty queue", () =>
+    Effect.gen(function*() {
+      const { state, exporter } = fake()
+      const clock = yield* countingClock
+      const scope = yield* Scope.make()
+      const b = yield* Batcher.make(exporter, config({ scheduleDelayMillis: 1000 })).pipe(
+        Scope.provide(scope),
+        clock.provide
+      )
+      // A minute with nothing offered: no schedule tick and no loss report wakes the process.
+      for (let i = 0; i < 60; i++) yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.deepStrictEqual(clock.sleeps, [], "no sleep armed while the queue is empty")
+      // Offered 700 ms into a second: a free-running 1 s tick would export it 300 ms later; the delay is its own.
+      yield* TestClock.adjust("700 millis")
+      b.offer(span(0))
+      yield* settle
+      yield* TestClock.adjust("999 millis")
+      yield* settle
+      assert.deepStrictEqual(state.batches, [], "not before the delay")
+      yield* TestClock.adjust("1 millis")
+      yield* settle
+      assert.deepStrictEqual(state.batches, [["s0"]])
+      assert.deepStrictEqual(clock.sleeps, [1000], "one delay, for the one span")
+      // Empty again: no timer until the next span, which again gets the whole delay.
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      assert.deepStrictEqual(clock.sleeps, [1000])
+      b.offer(span(1))
+      b.offer(span(2))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.deepStrictEqual(state.batches, [["s0"], ["s1", "s2"]])
+      assert.deepStrictEqual(clock.sleeps, [1000, 1000])
+      yield* Scope.close(scope, Exit.void)
+      const s = yield* b.stats
+      assert.deepStrictEqual([s.exported, s.dropped, s.failed], [3, 0, 0])
     }))
 
   it.effect("a full batch is exported without waiting for the delay", () =>

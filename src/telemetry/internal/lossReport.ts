@@ -3,7 +3,7 @@
  * one warning per exporter per interval says how much since the last warning and how much in total, so an outage is
  * visible while it happens without one log line per batch. At close, one summary line if anything was lost.
  */
-import { Duration, Effect, Option } from "effect"
+import { Duration, Effect, type Fiber, Option, Queue, type Scope } from "effect"
 import type { ExportError } from "./otelExport.ts"
 
 /** What one exporter of one signal has lost so far. */
@@ -70,10 +70,48 @@ export const make = (options: {
   return { report, summary }
 }
 
-/** Reports every `intervalMillis` in a fiber of the current scope. */
+/**
+ * Reports every `intervalMillis` in a fiber of the current scope, whether or not anything was lost: for a caller that
+ * cannot say when it loses data. Each tick wakes the process; `whenLost` does not while nothing is lost.
+ */
 export const schedule = (report: LossReport, intervalMillis: number) =>
   Effect.sleep(Duration.millis(intervalMillis)).pipe(
     Effect.andThen(report.report),
     Effect.forever,
     Effect.forkScoped
   )
+
+/** A loss report that runs only after something was lost: `lost()` arms it; `fiber` is what closing interrupts. */
+export interface Armed {
+  /** Says data was just dropped or failed: the report runs `intervalMillis` from now, unless already armed. */
+  readonly lost: () => void
+  readonly fiber: Fiber.Fiber<never>
+}
+
+/**
+ * The report, `intervalMillis` after the first loss since the last report, in a fiber of the current scope. While
+ * nothing is lost the fiber waits on a signal with no timer armed: an idle agent is not woken every interval to find
+ * nothing new (#12's idle CPU). Still at most one warning per interval: losses during the wait go into that report.
+ */
+export const whenLost = (report: LossReport, intervalMillis: number): Effect.Effect<Armed, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    // Capacity 1, sliding: `lost` never blocks the hot path that counts the loss, and repeated signals collapse.
+    const signal = yield* Queue.sliding<void>(1)
+    let armed = false
+    const fiber = yield* Queue.take(signal).pipe(
+      Effect.andThen(Effect.sleep(Duration.millis(intervalMillis))),
+      // Disarmed before reading the counts: a loss counted from here on arms the next report, none is missed.
+      Effect.andThen(Effect.sync(() => void (armed = false))),
+      Effect.andThen(report.report),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    return {
+      lost: () => {
+        if (armed) return
+        armed = true
+        Queue.offerUnsafe(signal, undefined)
+      },
+      fiber
+    }
+  })

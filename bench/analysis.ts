@@ -4,6 +4,11 @@
  *
  *   node_modules/.bin/node bench/analysis.ts [binary...]
  *
+ * BENCH_BEFORE=<a checkout of another commit> analyses each binary with that checkout's src/target/GoBinary.ts too, in
+ * the same rounds (cold only, interleaved with this one), prints the ratio of the medians, and fails when the two
+ * analyses disagree (summary with every known field and the probe functions decoded, and every function's name).
+ * BENCH_ROUNDS sets the rounds per binary (default 5).
+ *
  * Without arguments it builds `cmd/go` with the installed Go (with DWARF, and stripped) under test/.cache/bench and
  * also measures the toolchain's own `compile` binary.
  *
@@ -15,7 +20,7 @@ import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { Effect, Option } from "effect"
-import { make } from "../src/target/GoBinary.ts"
+import * as GoBinary from "../src/target/GoBinary.ts"
 import * as Goals from "./internal/goals.ts"
 
 const root = Path.resolve(import.meta.dirname, "..")
@@ -37,6 +42,17 @@ const defaultTargets = (): Array<string> => {
   return out
 }
 
+const make = GoBinary.make
+const beforeDir = process.env["BENCH_BEFORE"]
+const before = beforeDir === undefined
+  ? undefined
+  : await import(Path.resolve(beforeDir, "src/target/GoBinary.ts")) as typeof GoBinary
+const rounds = Number(process.env["BENCH_ROUNDS"] ?? 5)
+
+/** What an analysis found, as text: two checkouts must agree on it exactly. */
+const fingerprint = (b: GoBinary.GoBinary): string =>
+  JSON.stringify({ ...b.summary(probeFunctions), path: undefined }) + "\n" + [...b.functionNames()].sort().join("\n")
+
 const targets = process.argv.length > 2 ? process.argv.slice(2) : defaultTargets()
 /** A struct type outside the standard set (go_panic's): looked up alone, or named up front as the agent does. */
 const probeType = ["internal/abi.Type", "Str"] as const
@@ -51,7 +67,7 @@ const time = async <A>(f: () => Promise<A>): Promise<[A, number]> => {
 
 const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
-const measured: Array<{ path: string; size: number; cold: number; floor: number }> = []
+const measured: Array<{ path: string; size: number; cold: number; floor: number; before?: number }> = []
 for (const path of targets) {
   const size = Fs.statSync(path).size
   const floors: Array<number> = []
@@ -62,12 +78,29 @@ for (const path of targets) {
   let decodeAll = 0
   let functions = 0
   let summary = ""
-  for (let round = 0; round < 5; round++) {
+  const beforeColds: Array<number> = []
+  for (let round = 0; round < rounds; round++) {
     floors.push((await time(() => Fs.promises.readFile(path)))[1])
+    // The other checkout's analysis first in even rounds, second in odd ones: neither always follows the other.
+    const runBefore = async () => {
+      if (before === undefined) return undefined
+      const old = await Effect.runPromise(before.make())
+      const [ob, t] = await time(() =>
+        Effect.runPromise(old.analyzeFile(path).pipe(Effect.tap((b) => Effect.sync(() => b.summary(probeFunctions)))))
+      )
+      beforeColds.push(t)
+      return ob
+    }
+    const early = round % 2 === 0 ? await runBefore() : undefined
     const svc = await Effect.runPromise(make())
     const [b, cold] = await time(() =>
       Effect.runPromise(svc.analyzeFile(path).pipe(Effect.tap((b) => Effect.sync(() => b.summary(probeFunctions)))))
     )
+    const ob = round % 2 === 0 ? early : await runBefore()
+    if (round === 0 && ob !== undefined && fingerprint(ob) !== fingerprint(b)) {
+      console.error(`${path}: this checkout's analysis differs from ${beforeDir}'s`)
+      process.exit(1)
+    }
     colds.push(cold)
     // The first field of a type the first DWARF pass did not read costs a pass over every struct of the file; the
     // agent names its probes' types to the analysis so that pass never happens (GoBinary AnalysisOptions.types).
@@ -91,11 +124,15 @@ for (const path of targets) {
   }
   const floor = median(floors)
   const cold = median(colds)
-  measured.push({ path, size, cold, floor })
+  const beforeCold = before === undefined ? undefined : median(beforeColds)
+  measured.push({ path, size, cold, floor, ...(beforeCold === undefined ? {} : { before: beforeCold }) })
   console.log(`${Path.basename(path)}: ${(size / 1e6).toFixed(1)} MB, ${functions} functions (${summary})`)
   console.log(`  floor (read file)   ${floor.toFixed(1)} ms`)
   console.log(`  cold analysis       ${cold.toFixed(1)} ms  (${(cold / floor).toFixed(1)}x floor; incl. read, ` +
     `build info, functions, DWARF offsets, ${probeFunctions.length} functions decoded)`)
+  if (beforeCold !== undefined) {
+    console.log(`  before (${beforeDir}) ${beforeCold.toFixed(1)} ms cold: now ${(cold / beforeCold).toFixed(2)}x`)
+  }
   console.log(`  cached analysis     ${(median(cached) * 1000).toFixed(0)} µs`)
   console.log(`  ${probeType.join(".")}: first lookup after analysis ${median(laterField).toFixed(1)} ms; named ` +
     `to the analysis up front ${median(namedField).toFixed(1)} ms more than the cold analysis`)
@@ -116,5 +153,9 @@ Goals.record("analysis", {
   baseline: { name: "reading the file (floor)", value: worst.floor * worst.scale },
   note: scaled.map((m) => `${Path.basename(m.path)} ${(m.size / 1e6).toFixed(1)} MB: ${m.cold.toFixed(1)} ms cold, ` +
     `${m.floor.toFixed(1)} ms to read${m.scale > 1 ? `, x${m.scale.toFixed(2)} to 50 MB` : ""}`).join("; ") +
-    `; the figure is the worst scaled (${Path.basename(worst.path)})`
+    `; the figure is the worst scaled (${Path.basename(worst.path)})` +
+    (worst.before === undefined
+      ? ""
+      : `; before (${beforeDir}) ${(worst.before * worst.scale).toFixed(1)} ms scaled, ` +
+        `now ${(worst.cold / worst.before).toFixed(2)}x`)
 })

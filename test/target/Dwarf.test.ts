@@ -8,6 +8,7 @@ import * as Fs from "node:fs"
 import { readStructs } from "../../src/target/internal/Dwarf.ts"
 import type { ElfSections } from "../../src/target/internal/Elf.ts"
 import { parseElf } from "../../src/target/internal/Elf.ts"
+import { knownTypes } from "../../src/target/Fields.ts"
 import { buildFixture, goVersions } from "./helpers.ts"
 
 const version = goVersions[goVersions.length - 1]!
@@ -54,6 +55,19 @@ describe("readStructs on a Go-linked binary", { timeout: 300_000 }, () => {
     assert.strictEqual(readStructs(withInfo(elf, swapped), undefined, { goLinked: true }).size, 0)
     // Without the option every unit is walked, names aside.
     assert.strictEqual(readStructs(withInfo(elf, swapped)).size, readStructs(elf).size)
+  })
+
+  it("a walk for some types finds them as a walk for every type does (names of other lengths not decoded)", () => {
+    const all = readStructs(elf, undefined, { goLinked: true })
+    // Wanted: the probes' standard types, one absent, and names of the same lengths in bytes as many others.
+    const wanted = new Set([...knownTypes, "net/http.Requesx", "no/such.Type", "sync.Mutex", "runtime.g"])
+    const some = readStructs(elf, wanted, { goLinked: true })
+    const expected = [...all].filter(([name]) => wanted.has(name))
+    assert.isAtLeast(expected.length, 10)
+    assert.deepStrictEqual(sorted(some), expected.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    const lengths = new Set([...wanted].map((n) => Buffer.byteLength(n)))
+    // Other structs share those lengths: the length alone does not decide.
+    assert.isAbove([...all.keys()].filter((n) => lengths.has(Buffer.byteLength(n)) && !wanted.has(n)).length, 10)
   })
 
   it("without a unit named runtime, walks them all", () => {

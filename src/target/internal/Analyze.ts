@@ -13,25 +13,16 @@ import {
   ArchError,
   type Elf,
   type ElfSections,
-  type ElfSymbol,
   NotElfError,
   parseElf,
-  readSymbols,
   retain,
   SHF_EXECINSTR,
   SHT_SYMTAB
 } from "./Elf.ts"
 import { readPclntab } from "./Pclntab.ts"
+import { type FuncEntry, goSymbols } from "./Symtab.ts"
 import { analyzeCode } from "./X86.ts"
 import type { GoBinary, GoFunction, GoBinarySummary, GoSymbol, FieldOffset } from "../GoBinary.ts"
-
-interface FuncEntry {
-  readonly address: bigint
-  readonly size: number
-}
-
-const STT_OBJECT = 1
-const STT_FUNC = 2
 
 /** Analyses a Go x86-64 executable. Throws one of the typed errors of Errors.ts. */
 export const analyzeBytes = (
@@ -52,14 +43,14 @@ export const analyzeBytes = (
   }
 
   const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)
-  let funcs = new Map<string, FuncEntry>()
   let functionSource: "symtab" | "pclntab" = "symtab"
   let pclntabVersion: string | undefined
-  // Read once for both maps: decoding every symbol's name is most of the cost of a large symtab.
-  const symbols = symtab === undefined ? [] : stage(path, "elf", (e: Elf) => readSymbols(e, symtab), elf)
-  if (symtab !== undefined) funcs = symtabFunctions(symbols)
-  // Data objects (`runtime.firstmoduledata`, ...) by name: what `symbol` finds besides functions.
-  const objects = symtabObjects(symbols)
+  // Functions, and data objects (`runtime.firstmoduledata`, ...): what `symbol` finds besides functions.
+  const symbols = symtab === undefined
+    ? { funcs: new Map<string, FuncEntry>(), objects: new Map<string, FuncEntry>() }
+    : stage(path, "elf", (e: Elf) => goSymbols(e, symtab), elf)
+  let funcs = symbols.funcs
+  const objects = symbols.objects
   if (funcs.size === 0) {
     functionSource = "pclntab"
     const pcln = stage(path, "pclntab", readPclntab, elf)
@@ -187,43 +178,6 @@ export const analyzeBytes = (
     summary: (functionNames = []) => summarize(binary, info, pclntabVersion, () => dwarfError, functionNames)
   }
   return binary
-}
-
-const symtabFunctions = (symbols: ReadonlyArray<ElfSymbol>): Map<string, FuncEntry> => {
-  const syms = symbols.filter((s) => s.type === STT_FUNC && s.value !== 0n)
-  // Some symbols carry no size: derive it from the next function's address (sorted only when one needs it).
-  const nextAddr = new Map<bigint, bigint>()
-  if (syms.some((s) => s.size === 0)) {
-    const sorted = [...syms].sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0))
-    for (let i = 0; i + 1 < sorted.length; i++) nextAddr.set(sorted[i]!.value, sorted[i + 1]!.value)
-  }
-  const out = new Map<string, FuncEntry>()
-  for (const s of syms) {
-    if (out.has(s.name)) continue
-    let size = s.size
-    if (size === 0) {
-      const n = nextAddr.get(s.value)
-      size = n === undefined ? 0 : Math.min(Number(n - s.value), 1 << 24)
-    }
-    out.set(s.name, { address: s.value, size })
-  }
-  // The symtab names assembly functions "x.abi0"; the pclntab (and stripped binaries) name them "x": accept both.
-  for (const [name, f] of [...out]) {
-    if (name.endsWith(".abi0")) {
-      const plain = name.slice(0, -5)
-      if (!out.has(plain)) out.set(plain, f)
-    }
-  }
-  return out
-}
-
-const symtabObjects = (symbols: ReadonlyArray<ElfSymbol>): Map<string, FuncEntry> => {
-  const out = new Map<string, FuncEntry>()
-  for (const s of symbols) {
-    if (s.type !== STT_OBJECT || s.value === 0n || s.name === "" || out.has(s.name)) continue
-    out.set(s.name, { address: s.value, size: s.size })
-  }
-  return out
 }
 
 /** Functions larger than this are not decoded (no Go function is near it; a corrupt size must not stall us). */

@@ -27,8 +27,6 @@ interface Abbrev {
   readonly tag: number
   readonly children: boolean
   readonly attrs: ReadonlyArray<AttrSpec>
-  /** How to skip the whole entry: runs of fixed-size forms merged into one byte count (>= 0), else -form. */
-  readonly skip: ReadonlyArray<number>
 }
 
 /** Which DWARF sections the binary has (plain, `.zdebug_*`, or SHF_COMPRESSED). */
@@ -55,9 +53,26 @@ interface UnitHeader {
   readonly offSize: number
   readonly addrSize: number
   readonly abbrevs: Map<number, Abbrev>
+  /**
+   * The same abbreviations by code (Go's codes are small and dense: an array index, not a hash lookup per entry),
+   * each with its skip plan for this unit's address and offset sizes.
+   */
+  readonly table: ReadonlyArray<Planned | undefined>
   /** Where its first entry (the compile unit's) starts. */
   readonly first: number
 }
+
+/**
+ * An abbreviation with the unit's skip plan: runs of forms whose size is fixed in this unit (addresses, offsets and
+ * references included) merged into one byte count (>= 0), else -form. Most entries are skipped by it alone.
+ */
+interface Planned {
+  readonly abbrev: Abbrev
+  readonly plan: Int32Array
+}
+
+/** Codes above this are looked up in the map (an array that large would cost more than it saves). */
+const DENSE_CODES = 4096
 
 /**
  * Options of `readStructs`. `goLinked`: the binary was linked by the Go linker (it has Go build info), which moves
@@ -84,8 +99,14 @@ export const readStructs = (
   const lineStr = sectionBytes(elf, "line_str") ?? Buffer.alloc(0)
   const strOffsets = sectionBytes(elf, "str_offsets")
   const abbrevCache = new Map<number, Map<number, Abbrev>>()
+  const tableCache = new Map<string, ReadonlyArray<Planned | undefined>>()
   const out = new Map<string, StructLayout>()
   let dies = 0
+  // The wanted names' lengths in UTF-8 bytes: an inline struct name of another length cannot be one of them (unless
+  // a wanted name holds U+FFFD, which bytes that are not UTF-8 of any length decode to).
+  const wantedLengths = wanted === undefined || [...wanted].some((n) => n.includes("\ufffd"))
+    ? undefined
+    : new Set([...wanted].map((n) => Buffer.byteLength(n)))
 
   const header = (unit: number): UnitHeader => {
     let len = u32(info, unit, "DWARF unit header")
@@ -123,7 +144,13 @@ export const readStructs = (
       abbrevs = readAbbrevs(abbrevSec, abbrevOff)
       abbrevCache.set(abbrevOff, abbrevs)
     }
-    return { end: hdr + len, version, offSize, addrSize, abbrevs, first: o }
+    const tableKey = `${abbrevOff}:${addrSize}:${offSize}:${version}`
+    let table = tableCache.get(tableKey)
+    if (table === undefined) {
+      table = plannedTable(abbrevs, addrSize, offSize, version)
+      tableCache.set(tableKey, table)
+    }
+    return { end: hdr + len, version, offSize, addrSize, abbrevs, table, first: o }
   }
 
   /** The name of a unit's compile-unit entry, or undefined. */
@@ -141,8 +168,9 @@ export const readStructs = (
   }
 
   const walk = (h: UnitHeader) => {
-    const { abbrevs, addrSize, offSize, version } = h
+    const { abbrevs, table, addrSize, offSize, version } = h
     const unitEnd = h.end
+    const length = info.length
     let o = h.first
     // Depth-tracked walk: members of a kept struct are its direct children.
     let depth = 0
@@ -167,13 +195,41 @@ export const readStructs = (
         if (depth < 0) depth = 0
         continue
       }
-      const ab = abbrevs.get(code)
-      if (ab === undefined) throw new Corrupt("DWARF entry", `unknown abbreviation ${code} at ${o}`)
+      let planned = code < table.length ? table[code] : undefined
+      if (planned === undefined && code >= table.length) {
+        const ab = abbrevs.get(code)
+        if (ab !== undefined) planned = plan(ab, addrSize, offSize, version)
+      }
+      if (planned === undefined) throw new Corrupt("DWARF entry", `unknown abbreviation ${code} at ${o}`)
+      const ab = planned.abbrev
       const isStruct = ab.tag === DW_TAG_structure_type
       const isMember = ab.tag === DW_TAG_member && current !== undefined && depth === currentDepth
       if (!isStruct && !isMember) {
-        // Most entries: skip by the precomputed plan.
-        for (const step of ab.skip) o = step >= 0 ? o + step : skipForm(info, o, -step, addrSize, offSize, version)
+        // Most entries: skip by the unit's plan. The forms Go uses most are skipped inline here; anything unusual
+        // (a long varint, a string or varint running off the section) goes through skipForm, which names the error.
+        const steps = planned.plan
+        for (let i = 0; i < steps.length; i++) {
+          const step = steps[i]!
+          if (step >= 0) {
+            o += step
+            continue
+          }
+          const form = -step
+          if (form === 0x08) {
+            let p = o
+            while (p < length && info[p] !== 0) p++
+            o = p < length ? p + 1 : skipForm(info, o, form, addrSize, offSize, version)
+          } else if (form === 0x0f || form === 0x0d || form === 0x1b || form === 0x1a || form === 0x15) {
+            // A varint of at most 7 bytes (49 bits) is a safe integer: skipped without decoding.
+            let p = o
+            while (p < length && p - o < 7 && (info[p]! & 0x80) !== 0) p++
+            o = p < length && p - o < 7 ? p + 1 : skipForm(info, o, form, addrSize, offSize, version)
+          } else if (form === 0x0a && o < length) {
+            o += 1 + info[o]!
+          } else {
+            o = skipForm(info, o, form, addrSize, offSize, version)
+          }
+        }
         if (o > unitEnd) throw new Corrupt("DWARF entry", `runs past its unit at ${o}`)
         if (ab.children) depth++
         continue
@@ -182,13 +238,23 @@ export const readStructs = (
       let size = -1
       let loc = -1
       for (const a of ab.attrs) {
-        const interesting = (isStruct || isMember) &&
-          (a.name === DW_AT_name || a.name === DW_AT_byte_size || a.name === DW_AT_data_member_location)
+        const interesting = a.name === DW_AT_name || a.name === DW_AT_byte_size || a.name === DW_AT_data_member_location
         if (!interesting) {
           o = skipForm(info, o, a.form, addrSize, offSize, version)
           continue
         }
         if (a.name === DW_AT_name) {
+          // A struct's name is made a string only when it could be a wanted one (its length in bytes is one of
+          // theirs); a member's only when its struct is kept. Most of a binary's structs are neither.
+          if (isStruct && wantedLengths !== undefined && a.form === 0x08) {
+            let p = o
+            while (p < length && info[p] !== 0) p++
+            if (p < length && p - o < 1 << 16 && !wantedLengths.has(p - o)) {
+              name = undefined
+              o = p + 1
+              continue
+            }
+          }
           const r = readString(info, o, a.form, offSize, str, lineStr, strOffsets)
           name = r[0]
           o = r[1]
@@ -245,17 +311,7 @@ const readAbbrevs = (b: Buffer, start: number): Map<number, Abbrev> => {
       if (name === 0 && form === 0) break
       attrs.push({ name, form, implicit })
     }
-    const skip: Array<number> = []
-    for (const a of attrs) {
-      const fixed = fixedSizes[a.form]
-      if (fixed !== undefined) {
-        if (skip.length > 0 && skip[skip.length - 1]! >= 0) skip[skip.length - 1]! += fixed
-        else skip.push(fixed)
-      } else {
-        skip.push(-a.form)
-      }
-    }
-    m.set(code, { tag, children, attrs, skip })
+    m.set(code, { tag, children, attrs })
   }
   throw new Corrupt("DWARF abbreviations", "no terminator")
 }
@@ -263,6 +319,51 @@ const readAbbrevs = (b: Buffer, start: number): Map<number, Abbrev> => {
 const fixedSizes: Record<number, number> = {
   0x05: 2, 0x06: 4, 0x07: 8, 0x0b: 1, 0x0c: 1, 0x11: 1, 0x12: 2, 0x13: 4, 0x14: 8, 0x19: 0, 0x1c: 4, 0x1e: 16,
   0x20: 8, 0x21: 0, 0x24: 8, 0x25: 1, 0x26: 2, 0x27: 3, 0x28: 4, 0x29: 1, 0x2a: 2, 0x2b: 3, 0x2c: 4
+}
+
+/** A form's size in a unit of these sizes when it does not depend on the data, else undefined. */
+const unitFixedSize = (form: number, addrSize: number, offSize: number, version: number): number | undefined => {
+  const fixed = fixedSizes[form]
+  if (fixed !== undefined) return fixed
+  switch (form) {
+    case 0x01:
+      return addrSize
+    case 0x0e:
+    case 0x17:
+    case 0x1d:
+    case 0x1f:
+      return offSize
+    case 0x10:
+      return version <= 2 ? addrSize : offSize
+  }
+  return undefined
+}
+
+const plan = (abbrev: Abbrev, addrSize: number, offSize: number, version: number): Planned => {
+  const steps: Array<number> = []
+  for (const a of abbrev.attrs) {
+    const fixed = unitFixedSize(a.form, addrSize, offSize, version)
+    if (fixed !== undefined) {
+      if (steps.length > 0 && steps[steps.length - 1]! >= 0) steps[steps.length - 1]! += fixed
+      else steps.push(fixed)
+    } else {
+      steps.push(-a.form)
+    }
+  }
+  return { abbrev, plan: Int32Array.from(steps) }
+}
+
+const plannedTable = (
+  abbrevs: ReadonlyMap<number, Abbrev>,
+  addrSize: number,
+  offSize: number,
+  version: number
+): Array<Planned | undefined> => {
+  const table: Array<Planned | undefined> = []
+  for (const [code, ab] of abbrevs) if (code < DENSE_CODES) table[code] = plan(ab, addrSize, offSize, version)
+  // Holes read as undefined, codes past the end go to the map: the array is filled to its length.
+  for (let i = 0; i < table.length; i++) table[i] ??= undefined
+  return table
 }
 
 const skipForm = (b: Buffer, o: number, form: number, addrSize: number, offSize: number, version: number): number => {

@@ -269,11 +269,18 @@ export const retain = (elf: Elf, keep: (s: Section) => boolean): ElfSections => 
   }
 }
 
+/** The largest output chunk allocated before inflating (larger sections are inflated in chunks of this size). */
+const MAX_CHUNK = 64 * 1024 * 1024
+
 const inflate = (data: Buffer, size: number, maxBytes: number, what: string): Buffer => {
   if (size > maxBytes) throw new Corrupt(what, `declared inflated size ${size} exceeds ${maxBytes}`)
   let out: Buffer
   try {
-    out = Zlib.inflateSync(data, { maxOutputLength: Math.max(1, size) })
+    // One output chunk of the declared size (and a byte, so that zlib's last call finds room and stops): the default
+    // 16 KiB chunks cost a concatenation and a third more time on a Go binary's DWARF. Capped: a corrupt header's size
+    // must not be allocated up front.
+    const chunkSize = Math.max(64, Math.min(size + 1, MAX_CHUNK))
+    out = Zlib.inflateSync(data, { maxOutputLength: Math.max(1, size), chunkSize })
   } catch (e) {
     throw new Corrupt(what, `zlib: ${(e as Error).message}`)
   }

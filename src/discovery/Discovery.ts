@@ -3,7 +3,7 @@
  * first and scans /proc second, so a process starting during the scan is not missed (it may be reported twice;
  * consumers key by PID). Kernel events arrive within milliseconds, through the same batched ring buffer as probes.
  */
-import { Effect, Layer, Option, Schema, Stream } from "effect"
+import { Effect, Layer, Stream } from "effect"
 import * as fs from "node:fs"
 import type { Scope } from "effect"
 import type { BpfMapError } from "../kernel/Bpf.ts"
@@ -42,12 +42,22 @@ export interface DiscoveryRecord {
   readonly path: string
 }
 
-const decodeEvent = Schema.decodeUnknownOption(Binary.schema(DiscoveryEvent))
+const at = DiscoveryEvent.offsets as Record<"kind" | "pid" | "pathLen" | "path", number>
+const PATH_CAP = 256
 
-/** Decodes one kernel record; a record shorter than the struct is a bug in the object, and is dropped. */
+/**
+ * Decodes one kernel record; a record shorter than the struct is a bug in the object, and is dropped. Read by hand,
+ * not through the layout's Schema: this runs for every exec and exit on the machine, most of them of no interest,
+ * and an exit needs only its pid (no path string, no u64 time, no Exit per record).
+ */
 export const decodeRecord = (r: Uint8Array): DiscoveryRecord | undefined => {
-  const e = decodeEvent(r)
-  return Option.isSome(e) ? { kind: e.value.kind, pid: e.value.pid, path: e.value.path } : undefined
+  if (r.length < DiscoveryEvent.size) return undefined
+  const view = new DataView(r.buffer, r.byteOffset, r.byteLength)
+  const kind = view.getUint32(at.kind, true)
+  const pid = view.getUint32(at.pid, true)
+  if (kind !== EXEC) return { kind, pid, path: "" }
+  const length = Math.min(view.getUint32(at.pathLen, true), PATH_CAP)
+  return { kind, pid, path: Buffer.from(r.buffer, r.byteOffset + at.path, length).toString("utf8") }
 }
 
 /**

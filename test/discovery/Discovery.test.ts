@@ -25,6 +25,8 @@ describe("discovery", () => {
       path: "/usr/bin/frontend"
     })
     assert.deepStrictEqual(decodeRecord(record(2, 7, "")), { kind: 2, pid: 7, path: "" })
+    // An exit is its pid: whatever the path bytes hold is not read.
+    assert.deepStrictEqual(decodeRecord(record(2, 8, "/left/over")), { kind: 2, pid: 8, path: "" })
     assert.isUndefined(decodeRecord(new Uint8Array(10)))
   })
 

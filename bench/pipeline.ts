@@ -20,6 +20,7 @@ import * as Binary from "../src/probe/Binary.ts"
 import { batchDecoder } from "../src/probe/internal/runner.ts"
 import * as ProbeTest from "../src/probe/ProbeTest.ts"
 import { TelemetrySink } from "../src/probe/Telemetry.ts"
+import * as Ids from "../src/probe/Ids.ts"
 import * as Telemetry from "../src/telemetry/Telemetry.ts"
 import { serverRecord } from "../test/instrumentations/fixtures.ts"
 import * as Sink from "./internal/sink.ts"
@@ -36,8 +37,8 @@ const records = Array.from({ length: 4096 }, (_, i) =>
   Buffer.from(serverRecord({
     pid: process.pid,
     path: `/users/${i}`,
-    traceId: (i + 1).toString(16).padStart(32, "a"),
-    spanId: (i + 1).toString(16).padStart(16, "b"),
+    traceId: Ids.fromHex((i + 1).toString(16).padStart(32, "a")),
+    spanId: Ids.fromHex((i + 1).toString(16).padStart(16, "b")),
     startNs: 1_000_000_000n + BigInt(i) * 1000n,
     endNs: 1_000_500_000n + BigInt(i) * 1000n
   })))

@@ -16,6 +16,7 @@ export * as BpfTest from "./kernel/BpfTest.ts"
 // probe API
 export * as Binary from "./probe/Binary.ts"
 export * as Capabilities from "./probe/Capabilities.ts"
+export * as Ids from "./probe/Ids.ts"
 export * as Manifest from "./probe/Manifest.ts"
 export * as Probe from "./probe/Probe.ts"
 export * as ProbeError from "./probe/ProbeError.ts"

@@ -24,6 +24,7 @@ import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedSpans, TestTargets } from "../../src/probe/ProbeTest.ts"
 import * as TracingConfig from "../../src/probe/TracingConfig.ts"
 import { WorkProbe, WorkRecord } from "../custom-probe/WorkProbe.ts"
+import * as Ids from "../../src/probe/Ids.ts"
 
 /** Two built-in probes and a custom one: just layers. go_context comes in as the built-ins' dependency. */
 const Probes = Layer.mergeAll(NetHttpServer.layer, NetHttpClient.layer, WorkProbe.layer)
@@ -53,7 +54,7 @@ const fakeProcess = (pid: number, exe: string, goVersion: string, manifests: Rea
 }
 
 const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
-const head = { traceId, pid: 100, flags: 1, status: 200 }
+const head = { traceId: Ids.fromHex(traceId), pid: 100, flags: 1, status: 200 }
 
 const program = Effect.gen(function*() {
   const manager = yield* Manager
@@ -81,8 +82,8 @@ const program = Effect.gen(function*() {
     ...head,
     startNs: 1_000n,
     endNs: 90_000n,
-    spanId: "00f067aa0ba902b7",
-    parentSpanId: "0000000000000000",
+    spanId: Ids.fromHex("00f067aa0ba902b7"),
+    parentSpanId: Ids.fromHex("0000000000000000"),
     parent: 0,
     protoMajor: 1,
     protoMinor: 1,
@@ -105,8 +106,8 @@ const program = Effect.gen(function*() {
     ...head,
     startNs: 5_000n,
     endNs: 60_000n,
-    spanId: "1111111111111111",
-    parentSpanId: "00f067aa0ba902b7",
+    spanId: Ids.fromHex("1111111111111111"),
+    parentSpanId: Ids.fromHex("00f067aa0ba902b7"),
     parent: 1,
     hasError: false,
     methodLen: 0,

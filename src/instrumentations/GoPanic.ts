@@ -100,8 +100,8 @@ export const Record = Binary.struct({
   hasPanic: Binary.bool,
   _pad: Binary.pad(2),
   panicNs: Binary.u64,
-  traceId: Binary.hex(16),
-  spanId: Binary.hex(8),
+  traceId: Binary.bytes(16),
+  spanId: Binary.bytes(8),
   traceFlags: Binary.u8,
   hasSpan: Binary.bool,
   /** internal/abi.Kind of the value's type. */

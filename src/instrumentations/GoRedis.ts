@@ -116,9 +116,9 @@ export const OpKind = { command: 1, pipeline: 2, txPipeline: 3 } as const
 export const Record = Binary.struct({
   startNs: Binary.u64,
   endNs: Binary.u64,
-  traceId: Binary.hex(16),
-  spanId: Binary.hex(8),
-  parentSpanId: Binary.hex(8),
+  traceId: Binary.bytes(16),
+  spanId: Binary.bytes(8),
+  parentSpanId: Binary.bytes(8),
   pid: Binary.u32,
   flags: Binary.u8,
   /** 1 when the operation has a parent (its context's or the goroutine's span), else 0 (as Http.Parent). */

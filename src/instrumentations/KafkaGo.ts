@@ -149,9 +149,9 @@ export const KEY_CAP = 32
 export const Record = Binary.struct({
   startNs: Binary.u64,
   endNs: Binary.u64,
-  traceId: Binary.hex(16),
-  spanId: Binary.hex(8),
-  parentSpanId: Binary.hex(8),
+  traceId: Binary.bytes(16),
+  spanId: Binary.bytes(8),
+  parentSpanId: Binary.bytes(8),
   pid: Binary.u32,
   flags: Binary.u8,
   parent: Binary.u8,

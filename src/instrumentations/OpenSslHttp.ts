@@ -86,9 +86,9 @@ export const Side = { client: 1, server: 2 } as const
 export const Record = Binary.struct({
   startNs: Binary.u64,
   endNs: Binary.u64,
-  traceId: Binary.hex(16),
-  spanId: Binary.hex(8),
-  parentSpanId: Binary.hex(8),
+  traceId: Binary.bytes(16),
+  spanId: Binary.bytes(8),
+  parentSpanId: Binary.bytes(8),
   pid: Binary.u32,
   tid: Binary.u32,
   /** Bytes of the request seen before the response began; `requestLen` of them are in `request`. */

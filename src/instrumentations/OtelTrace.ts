@@ -200,9 +200,9 @@ export type Event = ReturnType<typeof Event.decode>
 export const Record = Binary.struct({
   startNs: Binary.u64,
   endNs: Binary.u64,
-  traceId: Binary.hex(16),
-  spanId: Binary.hex(8),
-  parentSpanId: Binary.hex(8),
+  traceId: Binary.bytes(16),
+  spanId: Binary.bytes(8),
+  parentSpanId: Binary.bytes(8),
   pid: Binary.u32,
   flags: Binary.u8,
   /** 1 when the span had a parent, else 0 (as Http.Parent). */

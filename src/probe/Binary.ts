@@ -10,7 +10,7 @@
  * const Record = Binary.struct({
  *   start: Binary.u64,              // bigint
  *   end: Binary.u64,
- *   traceId: Binary.hex(16),        // "4bf92f35..."
+ *   traceId: Binary.bytes(16),      // Uint8Array (a span's id: Telemetry.Id); Binary.hex(16) for "4bf92f35..."
  *   status: Binary.u16,             // number
  *   methodLen: Binary.u8,
  *   method: Binary.string(16, "methodLen")
@@ -161,7 +161,12 @@ export const pad = (n: number): Pad => ({ _tag: "Pad", size: n, align: 1 })
  * `slice` would be a view too).
  */
 export const bytes = (n: number): Field<Uint8Array> =>
-  field<Uint8Array>(n, 1, (_v, b, o) => new Uint8Array(b.subarray(o, o + n)), (_v, b, o, x) => {
+  field<Uint8Array>(n, 1, (_v, b, o) => {
+    // Byte by byte into a new array: for ids (8 and 16 bytes, three per span) half the cost of a view plus a copy.
+    const out = new Uint8Array(n)
+    for (let i = 0; i < n; i++) out[i] = b[o + i]!
+    return out
+  }, (_v, b, o, x) => {
     b.set(x.subarray(0, n), o)
     return n
   })

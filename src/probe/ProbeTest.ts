@@ -20,6 +20,7 @@ import type { TargetEvent } from "../manager/TargetEvent.ts"
 import { TargetSource } from "../manager/TargetEvent.ts"
 import type { Attacher, Attachment, KernelStats, Loaded, Loader, Runner, RunnerStats } from "./Capabilities.ts"
 import type { Manifest } from "./Manifest.ts"
+import * as Ids from "./Ids.ts"
 import * as ManifestM from "./Manifest.ts"
 import type { AnyProbe, Definition, ProbeBase, ProbeId } from "./Probe.ts"
 import * as Probe from "./Probe.ts"
@@ -33,7 +34,7 @@ import type {
   TargetFunction,
   TargetSymbol
 } from "./Target.ts"
-import type { LogData, Measurement, SpanData } from "./Telemetry.ts"
+import type { LogData, Measurement, Signals, SpanData } from "./Telemetry.ts"
 import { TelemetrySink } from "./Telemetry.ts"
 import * as TracingConfig from "./TracingConfig.ts"
 
@@ -176,20 +177,64 @@ export const target = (options: FakeTargetOptions = {}): Target => {
 // Capturing sink
 // ---------------------------------------------------------------------------------------------------------------
 
+/**
+ * A span as the capturing sink keeps it: its ids as lowercase hex, whichever form the probe gave them in
+ * (`Telemetry.Id`), so that a test compares them with strings.
+ */
+export type CapturedSpan = Omit<SpanData, "traceId" | "spanId" | "parentSpanId"> & {
+  readonly traceId: string
+  readonly spanId: string
+  readonly parentSpanId?: string
+}
+
+/** A log record as the capturing sink keeps it: its ids, when it has them, as lowercase hex. */
+export type CapturedLog = Omit<LogData, "traceId" | "spanId"> & {
+  readonly traceId?: string
+  readonly spanId?: string
+}
+
+/** One record's signals (a probe's `signals(record)`) as the capturing sink would keep them: ids as hex. */
+export const capturedSignals = (s: Signals): {
+  readonly spans: ReadonlyArray<CapturedSpan>
+  readonly logs: ReadonlyArray<CapturedLog>
+  readonly measurements: ReadonlyArray<Measurement>
+} => ({ spans: s.spans.map(capturedSpan), logs: s.logs.map(capturedLog), measurements: s.measurements })
+
 /** Spans the capturing sink received. */
 export class CapturedSpans extends Context.Service<CapturedSpans, {
   /** Every span received so far. */
-  readonly all: Effect.Effect<ReadonlyArray<SpanData>>
+  readonly all: Effect.Effect<ReadonlyArray<CapturedSpan>>
   /** Wait for the next `n` spans (not yet taken) and return them. */
-  readonly take: (n: number) => Effect.Effect<ReadonlyArray<SpanData>>
+  readonly take: (n: number) => Effect.Effect<ReadonlyArray<CapturedSpan>>
 }>()("probescope/probe/ProbeTest/CapturedSpans") {}
 
 /** Log records the capturing sink received. */
 export class CapturedLogs extends Context.Service<CapturedLogs, {
-  readonly all: Effect.Effect<ReadonlyArray<LogData>>
+  readonly all: Effect.Effect<ReadonlyArray<CapturedLog>>
   /** Wait for the next `n` log records (not yet taken) and return them. */
-  readonly take: (n: number) => Effect.Effect<ReadonlyArray<LogData>>
+  readonly take: (n: number) => Effect.Effect<ReadonlyArray<CapturedLog>>
 }>()("probescope/probe/ProbeTest/CapturedLogs") {}
+
+/** A copy of the span with hex ids. */
+export const capturedSpan = (s: SpanData): CapturedSpan => {
+  const { parentSpanId, spanId, traceId, ...rest } = s
+  return {
+    ...rest,
+    traceId: Ids.hex(traceId),
+    spanId: Ids.hex(spanId),
+    ...(parentSpanId === undefined ? {} : { parentSpanId: Ids.hex(parentSpanId) })
+  }
+}
+
+/** A copy of the log record with hex ids. */
+export const capturedLog = (l: LogData): CapturedLog => {
+  const { spanId, traceId, ...rest } = l
+  return {
+    ...rest,
+    ...(traceId === undefined ? {} : { traceId: Ids.hex(traceId) }),
+    ...(spanId === undefined ? {} : { spanId: Ids.hex(spanId) })
+  }
+}
 
 /** Measurements the capturing sink received. */
 export class CapturedMeasurements extends Context.Service<CapturedMeasurements, {
@@ -198,15 +243,16 @@ export class CapturedMeasurements extends Context.Service<CapturedMeasurements, 
   readonly take: (n: number) => Effect.Effect<ReadonlyArray<Measurement>>
 }>()("probescope/probe/ProbeTest/CapturedMeasurements") {}
 
-const capture = <A>() =>
+const capture = <I, A>(keep: (item: I) => A) =>
   Effect.map(Queue.unbounded<A>(), (queue) => {
     const all: Array<A> = []
     return {
-      add: (items: ReadonlyArray<A>) =>
+      add: (items: ReadonlyArray<I>) =>
         Effect.sync(() => {
           for (const item of items) {
-            all.push(item)
-            Queue.offerUnsafe(queue, item)
+            const kept = keep(item)
+            all.push(kept)
+            Queue.offerUnsafe(queue, kept)
           }
         }),
       read: {
@@ -222,15 +268,16 @@ const capture = <A>() =>
   })
 
 /**
- * A TelemetrySink that keeps every signal: `CapturedSpans`, `CapturedLogs` and `CapturedMeasurements` read them.
+ * A TelemetrySink that keeps every signal: `CapturedSpans`, `CapturedLogs` and `CapturedMeasurements` read them
+ * (ids as lowercase hex).
  * It takes every kind, so a probe's undeclared recordings still fail in its Runner, not here.
  */
 export const layerSink: Layer.Layer<TelemetrySink | CapturedSpans | CapturedLogs | CapturedMeasurements> = Layer
   .effectContext(
     Effect.gen(function*() {
-      const spans = yield* capture<SpanData>()
-      const logs = yield* capture<LogData>()
-      const measurements = yield* capture<Measurement>()
+      const spans = yield* capture(capturedSpan)
+      const logs = yield* capture(capturedLog)
+      const measurements = yield* capture((m: Measurement) => m)
       const sink = TelemetrySink.of({
         span: (span) => spans.add([span]),
         spans: spans.add,

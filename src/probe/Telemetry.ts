@@ -20,16 +20,23 @@ export interface SpanEvent {
   readonly attributes: Attributes
 }
 
-/** One finished span as a probe observed it. IDs are lowercase hex; times are kernel CLOCK_MONOTONIC nanoseconds. */
+/**
+ * A trace id (16 bytes) or span id (8 bytes): its bytes, as a probe copies them out of a kernel record
+ * (`Binary.bytes(16)`), or the same as lowercase hex ("4bf92f35..."). Telemetry takes either; the bytes skip a
+ * conversion each way on the agent's hot path. `Ids.hex` gives the hex of either.
+ */
+export type Id = Uint8Array | string
+
+/** One finished span as a probe observed it. Times are kernel CLOCK_MONOTONIC nanoseconds. */
 export interface SpanData {
   /** The process it happened in: selects the OpenTelemetry resource. */
   readonly pid: number
   /** Name of the probe that produced it (becomes the instrumentation scope). */
   readonly probe: string
-  readonly traceId: string
-  readonly spanId: string
-  /** Absent for a root span. */
-  readonly parentSpanId?: string
+  readonly traceId: Id
+  readonly spanId: Id
+  /** Absent (or empty) for a root span. */
+  readonly parentSpanId?: Id
   /** True when the parent came from another process (an incoming traceparent). */
   readonly parentIsRemote?: boolean
   readonly traceFlags: number
@@ -68,9 +75,9 @@ export interface LogData {
   readonly severity: Severity
   readonly body: string
   readonly attributes: Attributes
-  /** Lowercase hex, with `spanId`, when a span was active. */
-  readonly traceId?: string
-  readonly spanId?: string
+  /** With `spanId`, when a span was active. */
+  readonly traceId?: Id
+  readonly spanId?: Id
   readonly traceFlags?: number
 }
 

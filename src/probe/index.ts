@@ -4,6 +4,7 @@
  */
 export * as Binary from "./Binary.ts"
 export * as Capabilities from "./Capabilities.ts"
+export * as Ids from "./Ids.ts"
 export * as Instruments from "./Instruments.ts"
 export * as Manifest from "./Manifest.ts"
 export * as Probe from "./Probe.ts"

@@ -8,6 +8,7 @@ import type { Attributes as OtelAttributes } from "@opentelemetry/api"
 import type { Resource } from "@opentelemetry/resources"
 import type { LogRecordExporter, ReadableLogRecord } from "@opentelemetry/sdk-logs"
 import { Effect } from "effect"
+import * as Ids from "../probe/Ids.ts"
 import { type LogData, severityNumber } from "../probe/Telemetry.ts"
 import type { Exporter } from "./Exporter.ts"
 import { nsToHrTime } from "./internal/clockMath.ts"
@@ -46,8 +47,8 @@ export const toReadableLogRecord = (
     ...(log.traceId !== undefined && log.spanId !== undefined ?
       {
         spanContext: {
-          traceId: log.traceId,
-          spanId: log.spanId,
+          traceId: Ids.hex(log.traceId),
+          spanId: Ids.hex(log.spanId),
           traceFlags: log.traceFlags ?? 0
         }
       } :

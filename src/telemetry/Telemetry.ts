@@ -4,6 +4,7 @@
  * exporter of its signal; measurements go into the metrics aggregation, collected and exported on an interval.
  */
 import { Context, Effect, Layer, type Scope } from "effect"
+import * as Ids from "../probe/Ids.ts"
 import { type LogData, type Measurement, type SpanData, TelemetrySink } from "../probe/Telemetry.ts"
 import type { BatcherStats } from "./Batcher.ts"
 import * as Batcher from "./Batcher.ts"
@@ -216,27 +217,12 @@ export interface Options {
   readonly selfMetrics?: boolean
 }
 
-/**
- * `id` is `length` lowercase hex digits, and not all zero when `nonZero`. A loop over char codes: this runs three
- * times per span, where a regular expression cost more than the rest of the check.
- */
-const isHexId = (id: string | undefined, length: number, nonZero: boolean): boolean => {
-  if (id === undefined || id.length !== length) return false
-  let any = 0
-  for (let i = 0; i < length; i++) {
-    const c = id.charCodeAt(i)
-    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false
-    any |= c - 48
-  }
-  return !nonZero || any !== 0
-}
-
-/** W3C-valid ids: right length, lowercase hex, not all zero; an absent or empty parent is a root. */
+/** W3C-valid ids: right length, not all zero; an absent or empty parent is a root. */
 const validIds = (d: SpanData) =>
-  isHexId(d.traceId, 32, true) && isHexId(d.spanId, 16, true) &&
-  (d.parentSpanId === undefined || d.parentSpanId === "" || isHexId(d.parentSpanId, 16, false))
+  Ids.isValid(d.traceId, 16, true) && Ids.isValid(d.spanId, 8, true) &&
+  (Ids.isEmpty(d.parentSpanId) || Ids.isValid(d.parentSpanId, 8, false))
 
-const validLogIds = (d: LogData) => isHexId(d.traceId, 32, true) && isHexId(d.spanId, 16, true)
+const validLogIds = (d: LogData) => Ids.isValid(d.traceId, 16, true) && Ids.isValid(d.spanId, 8, true)
 
 const withoutIds = ({ spanId: _s, traceFlags: _f, traceId: _t, ...rest }: LogData): LogData => rest
 

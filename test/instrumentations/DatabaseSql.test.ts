@@ -10,6 +10,8 @@ import * as Sql from "../../src/instrumentations/internal/Sql.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
 import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
+import * as Ids from "../../src/probe/Ids.ts"
+import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c"
 const SPAN = "b7ad6b7169203331"
@@ -21,9 +23,9 @@ const record = (over: Partial<DatabaseSql.Record> = {}): Uint8Array => {
   return DatabaseSql.Record.encode({
     startNs: 1_000_000n,
     endNs: 3_500_000n,
-    traceId: TRACE,
-    spanId: SPAN,
-    parentSpanId: PARENT,
+    traceId: Ids.fromHex(TRACE),
+    spanId: Ids.fromHex(SPAN),
+    parentSpanId: Ids.fromHex(PARENT),
     pid: 4242,
     flags: 1,
     parent: 1,
@@ -49,7 +51,7 @@ const record = (over: Partial<DatabaseSql.Record> = {}): Uint8Array => {
 
 const one = (bytes: Uint8Array, config?: { readonly queryText?: boolean; readonly maxQueryText?: number }) =>
   Effect.gen(function*() {
-    const out = yield* DatabaseSql.DatabaseSql.signals(bytes, config)
+    const out = ProbeTest.capturedSignals(yield* DatabaseSql.DatabaseSql.signals(bytes, config))
     assert.strictEqual(out.spans.length, 1)
     assert.strictEqual(out.logs.length, 0)
     assert.strictEqual(out.measurements.length, 1)

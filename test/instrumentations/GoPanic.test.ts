@@ -17,6 +17,7 @@ import * as ManagerM from "../../src/manager/Manager.ts"
 import { CapturedLogs, CapturedSpans, TestTargets } from "../../src/probe/ProbeTest.ts"
 import type { Target } from "../../src/probe/Target.ts"
 import { functions, go126Fields, serverRecord } from "./fixtures.ts"
+import * as Ids from "../../src/probe/Ids.ts"
 
 const realBtf = (object: string) =>
   BpfLive.readBtf(Probe.objectFile(object)).pipe(Effect.map(Option.getOrThrow), Effect.orDie)
@@ -41,8 +42,8 @@ const record = (over: Partial<GoPanic.Record> = {}): Uint8Array =>
     kind: GoPanic.Kind.panic,
     hasPanic: true,
     panicNs: 1_500_000n,
-    traceId: TRACE,
-    spanId: SPAN,
+    traceId: Ids.fromHex(TRACE),
+    spanId: Ids.fromHex(SPAN),
     traceFlags: 1,
     hasSpan: true,
     typeKind: 24,
@@ -57,7 +58,7 @@ const record = (over: Partial<GoPanic.Record> = {}): Uint8Array =>
     ...over
   })
 
-const signals = (bytes: Uint8Array) => GoPanic.GoPanic.signals(bytes)
+const signals = (bytes: Uint8Array) => Effect.map(GoPanic.GoPanic.signals(bytes), ProbeTest.capturedSignals)
 
 /** The one log record of a PANIC or RECOVERED record. */
 const logOf = (bytes: Uint8Array) =>
@@ -135,7 +136,7 @@ describe("log records", () => {
 
   it.effect("a goroutine with no active span: no trace context", () =>
     Effect.gen(function*() {
-      const log = yield* logOf(record({ hasSpan: false, traceId: "00".repeat(16), spanId: "00".repeat(8) }))
+      const log = yield* logOf(record({ hasSpan: false, traceId: new Uint8Array(16), spanId: new Uint8Array(8) }))
       assert.deepStrictEqual(
         [log.traceId, log.spanId, log.traceFlags, log.body],
         [undefined, undefined, undefined, "panic: boom"]

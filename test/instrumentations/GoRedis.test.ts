@@ -14,6 +14,7 @@ import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import type { Target } from "../../src/probe/Target.ts"
+import * as Ids from "../../src/probe/Ids.ts"
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c"
 const PARENT = "b7ad6b7169203331"
@@ -45,9 +46,9 @@ const record = (over: Partial<GoRedis.Record> = {}, args: ReadonlyArray<Uint8Arr
   GoRedis.Record.encode({
     startNs: 1_000_000n,
     endNs: 1_250_000n,
-    traceId: TRACE,
-    spanId: SPAN,
-    parentSpanId: PARENT,
+    traceId: Ids.fromHex(TRACE),
+    spanId: Ids.fromHex(SPAN),
+    parentSpanId: Ids.fromHex(PARENT),
     pid: 4242,
     flags: 1,
     parent: 1,
@@ -70,7 +71,7 @@ const record = (over: Partial<GoRedis.Record> = {}, args: ReadonlyArray<Uint8Arr
     ...over
   })
 
-const signals = (bytes: Uint8Array, config?: Partial<GoRedis.Config>) => GoRedis.GoRedis.signals(bytes, config)
+const signals = (bytes: Uint8Array, config?: Partial<GoRedis.Config>) => Effect.map(GoRedis.GoRedis.signals(bytes, config), ProbeTest.capturedSignals)
 
 /** The one span and one measurement a record gives. */
 const one = (bytes: Uint8Array, config?: Partial<GoRedis.Config>) =>

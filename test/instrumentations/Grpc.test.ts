@@ -15,6 +15,7 @@ import * as Manifest from "../../src/probe/Manifest.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import * as Ids from "../../src/probe/Ids.ts"
 
 const realBtf = (object: string) =>
   BpfLive.readBtf(Probe.objectFile(object)).pipe(Effect.map(Option.getOrThrow), Effect.orDie)
@@ -28,9 +29,9 @@ const record = (over: Partial<Grpc.Record> = {}): Uint8Array =>
   Grpc.Record.encode({
     startNs: 1_000_000n,
     endNs: 1_250_000n,
-    traceId: TRACE,
-    spanId: "b7ad6b7169203331",
-    parentSpanId: "1111111111111111",
+    traceId: Ids.fromHex(TRACE),
+    spanId: Ids.fromHex("b7ad6b7169203331"),
+    parentSpanId: Ids.fromHex("1111111111111111"),
     pid: 4242,
     flags: 1,
     parent: 2,
@@ -56,8 +57,8 @@ const record = (over: Partial<Grpc.Record> = {}): Uint8Array =>
 const clientRecord = (over: Partial<Grpc.Record> = {}): Uint8Array =>
   record({
     kind: Grpc.Kind.client,
-    spanId: "1111111111111111",
-    parentSpanId: "2222222222222222",
+    spanId: Ids.fromHex("1111111111111111"),
+    parentSpanId: Ids.fromHex("2222222222222222"),
     parent: 1,
     localPort: 40000,
     peerPort: 50051,
@@ -67,7 +68,7 @@ const clientRecord = (over: Partial<Grpc.Record> = {}): Uint8Array =>
     ...over
   })
 
-const signals = (bytes: Uint8Array) => Grpc.Grpc.signals(bytes)
+const signals = (bytes: Uint8Array) => Effect.map(Grpc.Grpc.signals(bytes), ProbeTest.capturedSignals)
 
 const serverAttributes = (method: string, code: number) => ({
   "rpc.system": "grpc",
@@ -210,7 +211,7 @@ describe("spans and measurements", () => {
         statusKnown: false,
         hasAddrs: false,
         parent: 0,
-        parentSpanId: "0000000000000000"
+        parentSpanId: Ids.fromHex("0000000000000000")
       }))
       assert.deepStrictEqual(spans[0]!.attributes, {
         "rpc.system": "grpc",

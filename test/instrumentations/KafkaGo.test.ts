@@ -15,6 +15,7 @@ import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import type { Target } from "../../src/probe/Target.ts"
+import * as Ids from "../../src/probe/Ids.ts"
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c"
 const PARENT = "b7ad6b7169203331"
@@ -34,9 +35,9 @@ const record = (over: Partial<KafkaGo.Record> = {}) =>
   KafkaGo.Record.encode({
     startNs: 1_000_000n,
     endNs: 3_000_000n,
-    traceId: TRACE,
-    spanId: SPAN,
-    parentSpanId: PARENT,
+    traceId: Ids.fromHex(TRACE),
+    spanId: Ids.fromHex(SPAN),
+    parentSpanId: Ids.fromHex(PARENT),
     pid: 4242,
     flags: 1,
     parent: KafkaGo.Parent.local,
@@ -77,7 +78,7 @@ const poll = (over: Partial<KafkaGo.Record> = {}) =>
 /** The span and measurements of one record. */
 const signals = (bytes: Uint8Array) =>
   Effect.gen(function*() {
-    const out = yield* KafkaGo.KafkaGo.signals(bytes)
+    const out = ProbeTest.capturedSignals(yield* KafkaGo.KafkaGo.signals(bytes))
     assert.strictEqual(out.spans.length, 1)
     assert.strictEqual(out.logs.length, 0)
     const measured = out.measurements.map((m) => ({ ...m, instrument: m.instrument.name }))

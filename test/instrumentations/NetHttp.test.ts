@@ -13,6 +13,7 @@ import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedMeasurements, CapturedSpans } from "../../src/probe/ProbeTest.ts"
 import { clientRecord, functions, go126Fields, goTarget, serverRecord } from "./fixtures.ts"
+import * as Ids from "../../src/probe/Ids.ts"
 
 const forbidden: Lockdown.WriteUserSupport = { permitted: false, reason: "kernel lockdown is integrity" }
 const Client = NetHttpClient.make({ support: forbidden })
@@ -189,7 +190,7 @@ describe("NetHttpServer", () => {
         const captured = yield* CapturedSpans
         const server = yield* NetHttpServer.NetHttpServer.tag
         yield* kernel.push("nethttp_server", [
-          serverRecord({ parent: 2, parentSpanId: "00f067aa0ba902b7" }),
+          serverRecord({ parent: 2, parentSpanId: Ids.fromHex("00f067aa0ba902b7") }),
           serverRecord({ status: 500, pattern: "/boom", path: "/boom", tls: true, protoMajor: 2, protoMinor: 0 }),
           serverRecord({ method: "PURGE", pattern: "", path: "/nope", status: 404, remote: "[::1]:40000" })
         ])
@@ -302,7 +303,7 @@ describe("NetHttpServer", () => {
         const kernel = yield* FakeKernel
         const captured = yield* CapturedSpans
         const server = yield* NetHttpServer.NetHttpServer.tag
-        const record = serverRecord({ parent: 2, parentSpanId: "1111111111111111", linked: true })
+        const record = serverRecord({ parent: 2, parentSpanId: Ids.fromHex("1111111111111111"), linked: true })
         yield* kernel.push("nethttp_server", [record])
         yield* Effect.forkChild(server.runner.run)
         const [span] = yield* captured.take(1)

@@ -14,6 +14,7 @@ import * as Manifest from "../../src/probe/Manifest.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
+import * as Ids from "../../src/probe/Ids.ts"
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 const SPAN = "00f067aa0ba902b7"
@@ -29,9 +30,9 @@ const record = (o: {
   OpenSsl.Record.encode({
     startNs: 1_000_000n,
     endNs: 1_250_000n,
-    traceId: TRACE,
-    spanId: SPAN,
-    parentSpanId: o.parentSpanId ?? "0000000000000000",
+    traceId: Ids.fromHex(TRACE),
+    spanId: Ids.fromHex(SPAN),
+    parentSpanId: Ids.fromHex(o.parentSpanId ?? "0000000000000000"),
     pid: 4242,
     tid: 4243,
     requestSeen: Buffer.byteLength(o.request),
@@ -44,7 +45,7 @@ const record = (o: {
     response: o.response
   })
 
-const spansOf = (bytes: Uint8Array) => Effect.map(OpenSsl.OpenSslHttp.signals(bytes), (s) => s.spans)
+const spansOf = (bytes: Uint8Array) => Effect.map(OpenSsl.OpenSslHttp.signals(bytes), (s) => ProbeTest.capturedSignals(s).spans)
 
 const head = {
   pid: 4242,

@@ -17,6 +17,7 @@ import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import type { Target } from "../../src/probe/Target.ts"
+import * as Ids from "../../src/probe/Ids.ts"
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c"
 const PARENT = "b7ad6b7169203331"
@@ -76,9 +77,9 @@ const record = (
   OtelTrace.Record.encode({
     startNs: 1_000_000n,
     endNs: 1_250_000n,
-    traceId: TRACE,
-    spanId: SPAN,
-    parentSpanId: PARENT,
+    traceId: Ids.fromHex(TRACE),
+    spanId: Ids.fromHex(SPAN),
+    parentSpanId: Ids.fromHex(PARENT),
     pid: 4242,
     flags: 1,
     parent: 1,
@@ -100,7 +101,7 @@ const record = (
 /** The one span a record gives. */
 const one = (bytes: Uint8Array) =>
   Effect.gen(function*() {
-    const out = yield* OtelTrace.OtelTrace.signals(bytes)
+    const out = ProbeTest.capturedSignals(yield* OtelTrace.OtelTrace.signals(bytes))
     assert.deepStrictEqual([out.spans.length, out.logs.length, out.measurements.length], [1, 0, 0])
     return out.spans[0]!
   })
@@ -146,7 +147,7 @@ describe("spans", () => {
 
   it.effect("a root span has no parent; each trace.SpanKind maps to its kind (Unspecified and unknown: INTERNAL)", () =>
     Effect.gen(function*() {
-      const root = yield* one(record({ parent: 0, parentSpanId: "0000000000000000" }))
+      const root = yield* one(record({ parent: 0, parentSpanId: Ids.fromHex("0000000000000000") }))
       assert.isUndefined(root.parentSpanId)
       assert.isUndefined(root.parentIsRemote)
       const kinds = []

@@ -9,6 +9,7 @@ import { buildGoFixture, newestSource } from "./GoFixture.ts"
 import * as NetHttpClient from "../../src/instrumentations/NetHttpClient.ts"
 import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import * as Ids from "../../src/probe/Ids.ts"
 
 /** Struct offsets of Go 1.26 amd64 (read from the example service's DWARF). */
 export const go126Fields = {
@@ -57,9 +58,9 @@ type ClientRecord = NetHttpClient.Record
 const head = {
   startNs: 1_000_000n,
   endNs: 1_250_000n,
-  traceId: "0af7651916cd43dd8448eb211c80319c",
-  spanId: "b7ad6b7169203331",
-  parentSpanId: "0000000000000000",
+  traceId: Ids.fromHex("0af7651916cd43dd8448eb211c80319c"),
+  spanId: Ids.fromHex("b7ad6b7169203331"),
+  parentSpanId: Ids.fromHex("0000000000000000"),
   pid: 4242,
   flags: 1,
   parent: 0,
@@ -93,8 +94,8 @@ export const serverRecord = (over: Partial<ServerRecord> = {}): Uint8Array =>
 export const clientRecord = (over: Partial<ClientRecord> = {}): Uint8Array =>
   NetHttpClient.Record.encode({
     ...head,
-    spanId: "1111111111111111",
-    parentSpanId: "b7ad6b7169203331",
+    spanId: Ids.fromHex("1111111111111111"),
+    parentSpanId: Ids.fromHex("b7ad6b7169203331"),
     parent: 1,
     hasError: false,
     methodLen: 0,

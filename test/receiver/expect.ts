@@ -1,5 +1,6 @@
 /** How the tests compare a span the receiver got with the `SpanData` a probe handed to telemetry. */
 import { assert } from "@effect/vitest"
+import * as Ids from "../../src/probe/Ids.ts"
 import type { SpanData } from "../../src/probe/Telemetry.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 import type { ReceivedSpan } from "./Receiver.ts"
@@ -17,8 +18,9 @@ export const assertSpanAsSent = (
   options: { readonly protocol: ReceivedSpan["protocol"]; readonly offsetNs: bigint }
 ) => {
   assert.strictEqual(got.protocol, options.protocol)
-  assert.strictEqual(got.traceId, expected.traceId)
-  assert.strictEqual(got.parentSpanId, expected.parentSpanId ?? "")
+  assert.strictEqual(got.traceId, Ids.hex(expected.traceId))
+  assert.strictEqual(got.spanId, Ids.hex(expected.spanId))
+  assert.strictEqual(got.parentSpanId, Ids.hex(expected.parentSpanId ?? ""))
   assert.strictEqual(got.name, expected.name)
   assert.strictEqual(got.kind, kindName[expected.kind as keyof typeof kindName])
   assert.strictEqual(got.startTimeUnixNano, String(expected.startMonoNs + options.offsetNs))

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Context, Duration, Effect, Layer, Option, Schedule, Stream } from "effect"
+import * as Ids from "../../src/probe/Ids.ts"
 import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as KernelClock from "../../src/telemetry/KernelClock.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
@@ -82,8 +83,8 @@ const emitAll = (env: Record<string, string>) =>
 const assertArrived = (received: ReadonlyArray<Receiver.ReceivedSpan>, protocol: Receiver.ReceivedSpan["protocol"]) => {
   assert.strictEqual(received.length, spans.length)
   for (const expected of spans) {
-    const got = received.find((r) => r.spanId === expected.spanId)
-    assert.isDefined(got, expected.spanId)
+    const got = received.find((r) => r.spanId === Ids.hex(expected.spanId))
+    assert.isDefined(got, Ids.hex(expected.spanId))
     if (got === undefined) continue
     assertSpanAsSent(got, expected, { protocol, offsetNs: OFFSET })
   }

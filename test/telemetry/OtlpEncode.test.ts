@@ -7,6 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { JsonTraceSerializer, ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer"
 import { resourceFromAttributes } from "@opentelemetry/resources"
+import * as Ids from "../../src/probe/Ids.ts"
 import type { SpanData } from "../../src/probe/Telemetry.ts"
 import { makeTraceEncoder, type OtlpSpan } from "../../src/telemetry/internal/otlp/traces.ts"
 import { toReadableSpan } from "../../src/telemetry/internal/readableSpan.ts"
@@ -217,6 +218,24 @@ describe("direct OTLP encoding", () => {
       attributes: [],
       droppedAttributesCount: 0
     })
+  })
+
+  it("ids given as bytes (as probes copy them from records) encode to the same request as in hex, both encodings", () => {
+    const asBytes = items.map((item): OtlpSpan => {
+      const { parentSpanId, spanId, traceId, ...rest } = item.span
+      return {
+        ...item,
+        span: {
+          ...rest,
+          traceId: Ids.fromHex(Ids.hex(traceId)),
+          spanId: Ids.fromHex(Ids.hex(spanId)),
+          ...(parentSpanId === undefined ? {} : { parentSpanId: Ids.fromHex(Ids.hex(parentSpanId)) })
+        }
+      }
+    })
+    assert.isTrue(asBytes.some((i) => i.span.parentSpanId instanceof Uint8Array && i.span.parentSpanId.length === 8))
+    assert.isTrue(encoder.protobuf(asBytes).equals(encoder.protobuf(items)))
+    assert.strictEqual(encoder.json(asBytes).toString(), encoder.json(items).toString())
   })
 
   it("groups by resource object, then by probe, in order of first appearance", () => {

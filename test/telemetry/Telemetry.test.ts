@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api"
 import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { TestClock } from "effect/testing"
+import * as Ids from "../../src/probe/Ids.ts"
 import * as Instruments from "../../src/probe/Instruments.ts"
 import { type Measurement, type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as Exporter from "../../src/telemetry/Exporter.ts"
@@ -12,7 +13,7 @@ import * as Metrics from "../../src/telemetry/Metrics.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
 
-const server: SpanData = {
+const server = {
   pid: 31337,
   probe: "net/http.server",
   traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
@@ -26,7 +27,7 @@ const server: SpanData = {
   endMonoNs: 5_002_000_002n,
   attributes: { "http.request.method": "GET", "http.response.status_code": 404 },
   status: { code: "error", message: "not found" }
-}
+} satisfies SpanData
 
 const root: SpanData = {
   ...server,
@@ -187,11 +188,28 @@ describe("Telemetry.layerWith", () => {
       yield* sink.span({ ...server, spanId: "0000000000000000" })
       yield* sink.span({ ...server, parentSpanId: "123" })
       yield* sink.span({ ...server, traceId: server.traceId.toUpperCase() })
+      // The same rules for ids given as bytes: the length in bytes, not all zero.
+      yield* sink.span({ ...server, traceId: Ids.fromHex(server.traceId).subarray(0, 15) })
+      yield* sink.span({ ...server, spanId: new Uint8Array(8) })
+      yield* sink.span({ ...server, parentSpanId: new Uint8Array(16) })
       yield* sink.span(server)
+      yield* sink.span({
+        ...server,
+        name: "bytes",
+        traceId: Ids.fromHex(server.traceId),
+        spanId: Ids.fromHex(server.spanId),
+        parentSpanId: new Uint8Array(8)
+      })
       const stats = yield* Context.get(ctx, Telemetry.Telemetry).stats
-      assert.deepStrictEqual([stats.received, stats.invalid, stats.exporters[0]!.accepted], [5, 4, 1])
+      assert.deepStrictEqual([stats.received, stats.invalid, stats.exporters[0]!.accepted], [9, 7, 2])
       yield* Scope.close(scope, Exit.void)
-      assert.deepStrictEqual(a.batches.map((b) => b.map((s) => s.name)), [["GET /"]])
+      assert.deepStrictEqual(a.batches.flat().map((s) => s.name), ["GET /", "bytes"])
+      // The SDK exporters get hex, whichever form the probe gave.
+      const bytes = a.batches.flat()[1]!
+      assert.deepStrictEqual(
+        [bytes.spanContext().traceId, bytes.spanContext().spanId, bytes.parentSpanContext?.spanId],
+        [server.traceId, server.spanId, "0000000000000000"]
+      )
     }))
 
   it.effect("OTEL_TRACES_EXPORTER=none exports nothing but still counts what it received", () =>

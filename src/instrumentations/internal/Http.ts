@@ -21,9 +21,9 @@ import type { Attributes, AttributeValue } from "../../probe/Telemetry.ts"
 export const head = {
   startNs: Binary.u64,
   endNs: Binary.u64,
-  traceId: Binary.hex(16),
-  spanId: Binary.hex(8),
-  parentSpanId: Binary.hex(8),
+  traceId: Binary.bytes(16),
+  spanId: Binary.bytes(8),
+  parentSpanId: Binary.bytes(8),
   pid: Binary.u32,
   flags: Binary.u8,
   /** One of `Parent`. */
@@ -38,9 +38,9 @@ export const Parent = { none: 0, local: 1, remote: 2 } as const
 /** The fields of the record head every HTTP span shares: identity, parent (by where it came from), times. */
 export const spanHead = (r: {
   readonly pid: number
-  readonly traceId: string
-  readonly spanId: string
-  readonly parentSpanId: string
+  readonly traceId: Uint8Array
+  readonly spanId: Uint8Array
+  readonly parentSpanId: Uint8Array
   readonly parent: number
   readonly flags: number
   readonly startNs: bigint

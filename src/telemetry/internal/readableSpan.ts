@@ -5,6 +5,7 @@
 import { type Attributes, SpanKind, SpanStatusCode } from "@opentelemetry/api"
 import type { Resource } from "@opentelemetry/resources"
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base"
+import * as Ids from "../../probe/Ids.ts"
 import type { SpanData } from "../../probe/Telemetry.ts"
 import { nsToHrTime } from "./clockMath.ts"
 import { scopeOf } from "./scope.ts"
@@ -29,12 +30,13 @@ export const toReadableSpan = (
   const startNs = toEpochNs(span.startMonoNs)
   // A probe that saw the end before the start (clock or decode trouble) still yields a valid zero-length span.
   const endNs = span.endMonoNs >= span.startMonoNs ? toEpochNs(span.endMonoNs) : startNs
-  const context = { traceId: span.traceId, spanId: span.spanId, traceFlags: span.traceFlags, isRemote: false }
-  const parentSpanContext = span.parentSpanId === undefined || span.parentSpanId === ""
+  const traceId = Ids.hex(span.traceId)
+  const context = { traceId, spanId: Ids.hex(span.spanId), traceFlags: span.traceFlags, isRemote: false }
+  const parentSpanContext = span.parentSpanId === undefined || Ids.isEmpty(span.parentSpanId)
     ? undefined
     : {
-      traceId: span.traceId,
-      spanId: span.parentSpanId,
+      traceId,
+      spanId: Ids.hex(span.parentSpanId),
       traceFlags: span.traceFlags,
       isRemote: span.parentIsRemote === true
     }

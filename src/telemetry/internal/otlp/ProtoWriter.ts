@@ -166,6 +166,18 @@ export class ProtoWriter {
     this.pos = p
   }
 
+  /** A length-delimited bytes field of an id in either form (`Telemetry.Id`) of `bytes` bytes (16 or 8). */
+  id(id: Uint8Array | string, bytes: number): void {
+    if (typeof id === "string") return this.hexId(id, bytes)
+    this.ensure(1 + bytes)
+    const buf = this.buf
+    let p = this.pos
+    buf[p++] = bytes
+    // A loop beats `set` for 8 or 16 bytes; the telemetry layer has checked the length.
+    for (let i = 0; i < bytes; i++) buf[p++] = id[i]!
+    this.pos = p
+  }
+
   /** Starts a length-delimited message (its tag already written), reserving `reserve` bytes for its length. */
   begin(reserve = 1): number {
     this.ensure(reserve)

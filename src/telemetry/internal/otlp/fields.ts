@@ -1,4 +1,5 @@
 /** What both OTLP encodings share: the types they take, enum numbers, the span flags, the int64 rule. */
+import * as Ids from "../../../probe/Ids.ts"
 import type { SpanData } from "../../../probe/Telemetry.ts"
 
 /** What a resource must offer: its attributes (an OpenTelemetry JS `Resource` is one). Cached by identity. */
@@ -22,10 +23,10 @@ export const STATUS = { unset: 0, ok: 1, error: 2 } as const
 /** OTLP span flags: W3C flags, "is-remote known", and "parent is remote" when there is a remote parent. */
 export const spanFlags = (span: SpanData): number =>
   (span.traceFlags & 0xff) | 0x100 |
-  (span.parentIsRemote === true && span.parentSpanId !== undefined && span.parentSpanId !== "" ? 0x200 : 0)
+  (span.parentIsRemote === true && !Ids.isEmpty(span.parentSpanId) ? 0x200 : 0)
 
 /** Whether the span has a parent (an empty id is none, as the telemetry layer reads it). */
-export const hasParent = (span: SpanData): boolean => span.parentSpanId !== undefined && span.parentSpanId !== ""
+export const hasParent = (span: SpanData): boolean => !Ids.isEmpty(span.parentSpanId)
 
 /** The end time: a probe that saw the end before the start still yields a zero-length span (as readableSpan.ts). */
 export const endMonoNs = (span: SpanData): bigint =>

@@ -3,7 +3,7 @@
  * OTLP's exceptions — ids as hex, enums as numbers, lowerCamelCase names; 64-bit integers (times, int values) as
  * decimal strings, non-finite doubles as "NaN"/"Infinity"/"-Infinity". Empty fields are left out.
  */
-import type { SpanData } from "../../../probe/Telemetry.ts"
+import type { Id, SpanData } from "../../../probe/Telemetry.ts"
 import { endMonoNs, hasParent, isInt64, isScalar, KIND, keyCache, type KeyEntry, spanFlags, STATUS } from "./fields.ts"
 import { JsonWriter } from "./ProtoWriter.ts"
 
@@ -111,16 +111,32 @@ const writeTime = (w: JsonWriter, ns: bigint): void => {
   w.byte(QUOTE)
 }
 
-/** One span object. Ids are lowercase hex (the telemetry layer refuses anything else): nothing to escape. */
+/** "0123456789abcdef" as bytes. */
+const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef")
+
+/** A JSON id: lowercase hex (the telemetry layer refuses anything else), so nothing to escape. */
+const writeId = (w: JsonWriter, id: Id): void => {
+  if (typeof id === "string") return w.ascii(id)
+  w.ensure(2 * id.length)
+  const buf = w.buf
+  let p = w.pos
+  for (let i = 0; i < id.length; i++) {
+    buf[p++] = HEX_DIGITS[id[i]! >> 4]!
+    buf[p++] = HEX_DIGITS[id[i]! & 15]!
+  }
+  w.pos = p
+}
+
+/** One span object. */
 export const writeSpan = (w: JsonWriter, s: SpanData, offsetNs: bigint): void => {
   w.ascii(`{"traceId":"`)
-  w.ascii(s.traceId)
+  writeId(w, s.traceId)
   w.ascii(`","spanId":"`)
-  w.ascii(s.spanId)
+  writeId(w, s.spanId)
   w.byte(QUOTE)
   if (hasParent(s)) {
     w.ascii(`,"parentSpanId":"`)
-    w.ascii(s.parentSpanId!)
+    writeId(w, s.parentSpanId!)
     w.byte(QUOTE)
   }
   w.ascii(`,"flags":`)

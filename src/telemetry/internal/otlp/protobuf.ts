@@ -110,12 +110,12 @@ export const writeSpan = (w: ProtoWriter, s: SpanData, offsetNs: bigint): void =
   w.byte(0x12) // ScopeSpans.spans (2)
   const start = w.begin(2)
   w.byte(0x0a) // trace_id (1)
-  w.hexId(s.traceId, 16)
+  w.id(s.traceId, 16)
   w.byte(0x12) // span_id (2)
-  w.hexId(s.spanId, 8)
+  w.id(s.spanId, 8)
   if (hasParent(s)) {
     w.byte(0x22) // parent_span_id (4)
-    w.hexId(s.parentSpanId!, 8)
+    w.id(s.parentSpanId!, 8)
   }
   w.byte(0x2a) // name (5)
   w.string(s.name)

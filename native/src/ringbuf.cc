@@ -11,6 +11,15 @@
 // test caught it: a server span that ends after its client's, about one run in two. The drain timer's ticks do not
 // depend on what the traced program is doing.
 //
+// A ring whose producers wake the reader on every record into a caught-up ring (wakeup threshold 0: setWakeupBytes(0))
+// has no ticks at all: no record can wait for one, so they would only wake an idle agent. Discovery's exec/exit ring
+// is one (records from the exec and exit paths, not from a traced program's requests). A wakeup drains at once unless
+// the last drain was less than `drain_ms` ago; then the drain waits for `drain_ms` after the last one, and until it
+// runs the ring stays unread, so the kernel (which wakes only a caught-up reader) does not wake us again: a storm of
+// execs costs two wakeups per `drain_ms`, not one per exec. The timer is kept for that, as a one-shot: also one drain
+// when the threshold is set (records that came before woke no one), and one at once after a drain cut short by
+// kMaxRoundsPerWakeup (records left behind wake no one either).
+//
 // The wakeup comes through an epoll set of our own, with the ring registered edge-triggered: libbpf's set is
 // level-triggered, so a poll handle on it fires on every loop iteration while records wait for the timer.
 #include <bpf/libbpf.h>
@@ -46,6 +55,10 @@ struct RingState {
   uv_poll_t poll;
   uv_timer_t timer;
   bool has_timer = false;
+  // wakeup_bytes 0: the timer does not tick (see the top of this file).
+  bool ticks_off = false;
+  // When the last drain ran (uv_now, ms): with no ticks, a wakeup sooner than base_ms after it waits for the timer.
+  uint64_t last_drain = 0;
   uint32_t base_ms = 5;
   uint32_t current_ms = 5;
   // Ours, the ring's fd in it edge-triggered: readable once per kernel wakeup of the ring.
@@ -174,6 +187,13 @@ static void OnTimer(uv_timer_t* h);
 // After a drain: back off while the ring is empty, return to the base interval once records come.
 static void Pace(RingState* s, double delivered, bool from_timer) {
   if (!s->has_timer || s->stopped) return;
+  if (s->ticks_off) {
+    s->last_drain = uv_now(s->timer.loop);
+    // A drain that delivered and still leaves records unread was cut short: go on at once, as no wakeup will come.
+    // (A record reserved but not yet committed counts as unread too: its commit wakes us, and this drain finds none.)
+    if (delivered > 0 && Unread(s) > 0) uv_timer_start(&s->timer, OnTimer, 0, 0);
+    return;
+  }
   if (delivered > 0) {
     if (s->current_ms == s->base_ms) return;
     s->current_ms = s->base_ms;
@@ -199,8 +219,35 @@ static void OnWakeup(uv_poll_t* h, int status, int events) {
   }
   if (s->stopped) return;
   s->ring_wakeups += 1;
+  if (s->has_timer && s->ticks_off) {
+    // A drain already waiting (the ring unread until then) takes this record too.
+    if (uv_is_active(reinterpret_cast<uv_handle_t*>(&s->timer))) return;
+    uint64_t since = uv_now(s->timer.loop) - s->last_drain;
+    if (since < s->base_ms) {
+      uv_timer_start(&s->timer, OnTimer, s->base_ms - since, 0);
+      return;
+    }
+    Pace(s, Drain(s), false);
+    return;
+  }
   // Without a timer every wakeup drains; with one, only a ring past the threshold (the timer takes the rest).
   if (!s->has_timer || Unread(s) >= s->wakeup_bytes) Pace(s, Drain(s), false);
+}
+
+// Threshold 0 stops the ticks, any other restores them at the base interval.
+static void SetTicks(RingState* s) {
+  if (!s->has_timer || s->stopped) return;
+  bool off = s->wakeup_bytes == 0;
+  if (off == s->ticks_off) return;
+  s->ticks_off = off;
+  if (off) {
+    s->current_ms = 0;
+    // Records already in the ring woke no one (before this reader, or below the old threshold): one drain for them.
+    uv_timer_start(&s->timer, OnTimer, 0, 0);
+  } else {
+    s->current_ms = s->base_ms;
+    uv_timer_start(&s->timer, OnTimer, s->base_ms, s->base_ms);
+  }
 }
 
 static void OnClosed(uv_handle_t* handle) {
@@ -309,8 +356,8 @@ Napi::Value RingBuffer::Consume(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), state_ ? Drain(state_) : 0);
 }
 
-// stats(): { received, batches, callbackErrors, drainMs (the timer's interval now), timerWakeups (drains the timer
-// ran), ringWakeups (kernel wakeups of the reader) }
+// stats(): { received, batches, callbackErrors, drainMs (the timer's interval now; 0: no ticks), timerWakeups (drains
+// the timer ran), ringWakeups (kernel wakeups of the reader) }
 Napi::Value RingBuffer::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
@@ -324,13 +371,17 @@ Napi::Value RingBuffer::Stats(const Napi::CallbackInfo& info) {
 }
 
 // setWakeupBytes(n): the threshold the ring's producer forces a wakeup at (its ps_wakeup_bytes): a wakeup finding
-// that much unread data is drained at once rather than on the timer. Infinity: never at once.
+// that much unread data is drained at once rather than on the timer. Infinity: never at once. 0: the producer wakes
+// the reader at every record into a caught-up ring, so every wakeup drains and the timer stops ticking.
 Napi::Value RingBuffer::SetWakeupBytes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setWakeupBytes: expected a number");
   double n = info[0].As<Napi::Number>().DoubleValue();
   if (!(n >= 0)) throw Napi::RangeError::New(env, "setWakeupBytes: expected bytes >= 0");
-  if (state_ != nullptr) state_->wakeup_bytes = n >= 18446744073709551615.0 ? UINT64_MAX : static_cast<uint64_t>(n);
+  if (state_ != nullptr) {
+    state_->wakeup_bytes = n >= 18446744073709551615.0 ? UINT64_MAX : static_cast<uint64_t>(n);
+    SetTicks(state_);
+  }
   return env.Undefined();
 }
 

@@ -105,6 +105,81 @@ describe("ring-buffer batches", () => {
     }
   })
 
+  it("with a wakeup threshold of 0 the timer never ticks: every record is drained on its wakeup, none waits", async () => {
+    // ps_wakeup_bytes 0: the producer wakes a caught-up reader at every record (as discovery's exec/exit ring does).
+    // 300 records per run, 16 per batch: more than the 16 batches (256 records) one drain hands over.
+    const obj = new addon.BpfObject(bpfObject("ringbuf_bench"), "ringbuf_bench")
+    try {
+      obj.setConstant("bench_batch", u32(300))
+      obj.setConstant("ps_wakeup_bytes", u64(0))
+      obj.load()
+      const seen: Array<number> = []
+      const rb = obj.ringBuffer("events", (data, offsets, count) => {
+        for (let i = 0; i < count; i++) seen.push(seqOf(data, offsets[2 * i]!))
+      }, 5, 16)
+      // Produced before the reader is told: these woke no one; the one drain at the switch reads them, and what it
+      // leaves (past 256) is drained at once after it.
+      obj.testRun("bench_produce", null, 0)
+      rb.setWakeupBytes(0)
+      expect(rb.stats().drainMs).toBe(0)
+      await until(() => seen.length === 300, 1000)
+      expect(seen.length).toBe(300)
+      // Idle: at 5 ms, backing off, the timer would have drained about ten times in 1.2 s; with no ticks, never.
+      const idle = rb.stats().timerWakeups
+      await sleep(1200)
+      expect(rb.stats().timerWakeups).toBe(idle)
+      // Records into the idle ring are drained on their wakeup, well before any tick would have come.
+      const wakeups = rb.stats().ringWakeups
+      const started = Date.now()
+      obj.testRun("bench_produce", null, 0)
+      await until(() => seen.length === 600, 1000)
+      expect(seen.length).toBe(600)
+      expect(Date.now() - started).toBeLessThan(500)
+      expect(rb.stats().ringWakeups).toBeGreaterThan(wakeups)
+      expect(seen).toEqual(Array.from({ length: 600 }, (_, i) => i))
+      // Any other threshold brings the ticks back at the ring's interval.
+      rb.setWakeupBytes(4096)
+      expect(rb.stats().drainMs).toBe(5)
+      rb.stop()
+    } finally {
+      obj.close()
+    }
+  })
+
+  it("with a wakeup threshold of 0, records soon after a drain wait for one more drain an interval after it", async () => {
+    // A storm of execs: the first record after a quiet while is drained on its wakeup; those right after it wait for
+    // one drain at the interval (200 ms here), the ring left unread until then so the kernel does not wake us again.
+    const obj = new addon.BpfObject(bpfObject("ringbuf_bench"), "ringbuf_bench")
+    try {
+      obj.setConstant("bench_batch", u32(10))
+      obj.setConstant("ps_wakeup_bytes", u64(0))
+      obj.load()
+      let received = 0
+      const rb = obj.ringBuffer("events", (_d, _o, count) => void (received += count), 200, 4096)
+      rb.setWakeupBytes(0)
+      await sleep(300)
+      const start = rb.stats()
+      obj.testRun("bench_produce", null, 0)
+      await until(() => received === 10, 1000)
+      expect(received).toBe(10)
+      const first = rb.stats()
+      expect(first.ringWakeups - start.ringWakeups).toBe(1)
+      expect(first.timerWakeups).toBe(start.timerWakeups)
+      // Two more runs at once: one wakeup, then one timer drain for both.
+      obj.testRun("bench_produce", null, 0)
+      obj.testRun("bench_produce", null, 0)
+      await until(() => received === 30, 1000)
+      expect(received).toBe(30)
+      const after = rb.stats()
+      expect(after.ringWakeups - first.ringWakeups).toBe(1)
+      expect(after.timerWakeups - first.timerWakeups).toBe(1)
+      expect(after.batches - first.batches).toBe(1)
+      rb.stop()
+    } finally {
+      obj.close()
+    }
+  })
+
   it("a ring past the wakeup threshold is drained at once, with nothing lost, however long the timer", async () => {
     // 16 KiB ring, wakeup at 4 KiB, 128 records of 72 bytes (9 KiB) per run: each run crosses the threshold.
     const obj = new addon.BpfObject(bpfObject("ringbuf_bench"), "ringbuf_bench")

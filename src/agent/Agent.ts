@@ -149,9 +149,14 @@ export const layer = (options: Options) => {
   const commandArgs = options.resource?.commandArgs !== undefined
     ? Effect.succeed(options.resource.commandArgs)
     : Targets.commandArgs
+  const kernel = options.kernel ?? BpfLive.layer
+  // Discovery's programs go through the verifier (a libuv thread, ~30 ms) while the main thread analyses the
+  // `--exe` files for the catalog (~100 ms or more): built side by side, not one after the other. Its only
+  // requirement is the kernel; the driver subscribes to it later, so nothing is read before the agent is built.
+  const discovery = Discovery.layer.pipe(Layer.provide(kernel))
   const base = Layer.mergeAll(analysis, options.telemetry ?? Telemetry.layer, TracingConfig.layerConfig).pipe(
-    Layer.provideMerge(options.kernel ?? BpfLive.layer),
-    Layer.provide(catalog),
+    Layer.provideMerge(kernel),
+    Layer.provide(Layer.merge(catalog, discovery)),
     Layer.provide(Layer.merge(grace, Layer.effectDiscard(loadChoice)))
   )
   // Driven through `Manager.handle` (see internal/driver.ts): its own source stays empty.
@@ -170,7 +175,7 @@ export const layer = (options: Options) => {
       return Agent.of({ probes: described, selection, ready: loop.ready })
     })
   ).pipe(
-    Layer.provide(Discovery.layer),
+    Layer.provide(discovery),
     Layer.provide(manager),
     Layer.provide(catalog),
     Layer.provide(base)

@@ -8,8 +8,9 @@
 import * as Fs from "node:fs/promises"
 import { Context, Effect, Layer, Option, Result } from "effect"
 import * as Errors from "./Errors.ts"
-import { analyzeBytes } from "./internal/Analyze.ts"
+import { analyzeBytes, analyzeElf, stageError } from "./internal/Analyze.ts"
 import * as FileCache from "./internal/Cache.ts"
+import { Changed, openGoElf } from "./internal/Sparse.ts"
 import { type OffsetsTable, shipped } from "./Offsets.ts"
 
 /** A Go function, structurally a `TargetFunction` of src/probe/Target.ts plus decoding facts. */
@@ -167,10 +168,7 @@ export interface AnalysisOptions {
 export const make = (options: AnalysisOptions = {}) =>
   Effect.sync(() => {
     const table = options.table ?? shipped
-    const cache = FileCache.make(
-      options.maxEntries ?? 32,
-      (path, bytes) => analyzeBuffer(path, bytes, table, options.types)
-    )
+    const cache = FileCache.makeWith(options.maxEntries ?? 32, (path) => analyzeParts(path, table, options.types))
     const analyzeFile = Effect.fn("TargetAnalysis.analyzeFile")(function*(path: string) {
       return yield* cache.get(path)
     })
@@ -256,6 +254,34 @@ const tags = new Set(["NotElf", "TruncatedElf", "CorruptElf", "UnsupportedArch",
 
 const isAnalysisError = (e: unknown): e is Errors.AnalysisError =>
   typeof e === "object" && e !== null && tags.has((e as { _tag?: unknown })._tag as string)
+
+/**
+ * Analyses the file at `path` reading only the parts the analysis reads (internal/Sparse.ts: about half of a Go
+ * binary with DWARF). A file whose size changes while it is read is read whole, as before.
+ */
+export const analyzeParts = (
+  path: string,
+  table: OffsetsTable = shipped,
+  types?: ReadonlySet<string>
+): Effect.Effect<GoBinary, Errors.AnalysisError | Errors.FileUnreadable> =>
+  Effect.acquireUseRelease(
+    Effect.tryPromise({ try: () => openGoElf(path), catch: (e) => stageError(path, "elf", e) }),
+    (file) => Effect.try({ try: () => analyzeElf(path, file.elf, table, types), catch: (e) => e }),
+    (file) => Effect.promise(() => file.close().catch(() => undefined))
+  ).pipe(
+    Effect.catch((e): Effect.Effect<GoBinary, Errors.AnalysisError | Errors.FileUnreadable> => {
+      if (e instanceof Changed) {
+        return Effect.tryPromise({ try: () => Fs.readFile(path), catch: FileCache.unreadable(path) }).pipe(
+          Effect.flatMap((bytes) => analyzeBuffer(path, bytes, table, types))
+        )
+      }
+      if (isAnalysisError(e)) return Effect.fail(e)
+      if (typeof (e as NodeJS.ErrnoException | undefined)?.code === "string") {
+        return Effect.fail(FileCache.unreadable(path)(e))
+      }
+      return Effect.die(e)
+    })
+  )
 
 /** Analyses bytes already in memory (no cache): for tests, fuzzing, and tools. */
 export const analyzeBuffer = (

@@ -30,8 +30,18 @@ export const analyzeBytes = (
   bytes: Buffer,
   table: OffsetsTable = shipped,
   types: ReadonlySet<string> = knownTypes
+): GoBinary => analyzeElf(path, stage(path, "elf", parseElf, bytes), table, types)
+
+/**
+ * Analyses a parsed executable: the whole file's, or one read in parts (Sparse.ts), whose parsers load what they read.
+ * Throws one of the typed errors of Errors.ts.
+ */
+export const analyzeElf = (
+  path: string,
+  elf: Elf,
+  table: OffsetsTable = shipped,
+  types: ReadonlySet<string> = knownTypes
 ): GoBinary => {
-  const elf = stage(path, "elf", parseElf, bytes)
   const info = stage(path, "buildinfo", readBuildInfo, elf)
   if (info === undefined) {
     throw new Errors.NotGo({ path, message: `${path}: no Go build information (.go.buildinfo): not a Go program` })
@@ -263,24 +273,29 @@ export const stage = <I, A>(path: string, which: Stage, f: (input: I) => A, inpu
   try {
     return f(input)
   } catch (e) {
-    if (e instanceof NotElfError) throw new Errors.NotElf({ path, message: `${path}: ${e.message}` })
-    if (e instanceof ArchError) throw new Errors.UnsupportedArch({ path, arch: e.arch, message: e.message })
-    if (e instanceof OutOfBounds || e instanceof Corrupt) {
-      const message = `${path}: ${e.message}`
-      switch (which) {
-        case "elf":
-          throw e instanceof OutOfBounds
-            ? new Errors.TruncatedElf({ path, structure: e.structure, message })
-            : new Errors.CorruptElf({ path, structure: e.structure, message })
-        case "buildinfo":
-          throw new Errors.CorruptBuildInfo({ path, message })
-        case "pclntab":
-          throw new Errors.StrippedNoPclntab({
-            path,
-            message: `${path}: no .symtab and the pclntab is unusable: ${e.message}`
-          })
-      }
-    }
-    throw e
+    throw stageError(path, which, e)
   }
+}
+
+/** The typed error for a parser's exception at a stage; anything else unchanged. */
+export const stageError = (path: string, which: Stage, e: unknown): unknown => {
+  if (e instanceof NotElfError) return new Errors.NotElf({ path, message: `${path}: ${e.message}` })
+  if (e instanceof ArchError) return new Errors.UnsupportedArch({ path, arch: e.arch, message: e.message })
+  if (e instanceof OutOfBounds || e instanceof Corrupt) {
+    const message = `${path}: ${e.message}`
+    switch (which) {
+      case "elf":
+        return e instanceof OutOfBounds
+          ? new Errors.TruncatedElf({ path, structure: e.structure, message })
+          : new Errors.CorruptElf({ path, structure: e.structure, message })
+      case "buildinfo":
+        return new Errors.CorruptBuildInfo({ path, message })
+      case "pclntab":
+        return new Errors.StrippedNoPclntab({
+          path,
+          message: `${path}: no .symtab and the pclntab is unusable: ${e.message}`
+        })
+    }
+  }
+  return e
 }

@@ -39,6 +39,7 @@ export const readBuildInfo = (elf: Elf): BuildInfo | undefined => {
     // Without section headers, the build info sits at the start of the first writable segment (16-byte aligned).
     const seg = elf.segments.find((s) => s.type === 1 && (s.flags & 2) !== 0)
     if (seg === undefined) return undefined
+    elf.load(seg.offset, Math.min(seg.filesz, 64 * 1024))
     data = slice(elf.bytes, seg.offset, Math.min(seg.filesz, 64 * 1024), "writable segment")
   }
   const at = data.indexOf(MAGIC)
@@ -70,11 +71,13 @@ export const readBuildInfo = (elf: Elf): BuildInfo | undefined => {
 const readStringAt = (elf: Elf, vaddr: bigint): Buffer => {
   const off = elf.vaddrToOffset(vaddr)
   if (off === undefined) throw new Corrupt("build info", `string header address 0x${vaddr.toString(16)} not in file`)
+  elf.load(off, 16)
   const ptr = u64(elf.bytes, off, "build info string header")
   const len = u64(elf.bytes, off + 8, "build info string header")
   if (len > 1n << 20n) throw new Corrupt("build info", `string length ${len} too large`)
   const at = elf.vaddrToOffset(ptr)
   if (at === undefined) throw new Corrupt("build info", `string address 0x${ptr.toString(16)} not in file`)
+  elf.load(at, Number(len))
   return slice(elf.bytes, at, Number(len), "build info string")
 }
 

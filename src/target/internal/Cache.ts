@@ -46,6 +46,23 @@ export interface FileCache<A, E> {
 export const make = <A, E extends PathError>(
   maxEntries: number,
   analyze: (path: string, bytes: Buffer) => Effect.Effect<A, E>
+): FileCache<A, E> =>
+  makeWith(maxEntries, (path) =>
+    Effect.tryPromise({ try: () => Fs.readFile(path), catch: unreadable(path) }).pipe(
+      Effect.flatMap((bytes) => analyze(path, bytes))
+    ))
+
+/** The error of a file that could not be read (not cached: it may become readable). */
+export const unreadable = (path: string) => (e: unknown): Errors.FileUnreadable =>
+  new Errors.FileUnreadable({ path, message: `${path}: ${(e as Error).message}` })
+
+/**
+ * The same cache over an analysis that reads the file itself (only the parts it needs), failing with
+ * `FileUnreadable` when it cannot.
+ */
+export const makeWith = <A, E extends PathError>(
+  maxEntries: number,
+  analyze: (path: string) => Effect.Effect<A, E | Errors.FileUnreadable>
 ): FileCache<A, E> => {
   const cache = new Map<string, Entry<A, E>>()
   const remember = (key: string, entry: Entry<A, E>) => {
@@ -55,8 +72,6 @@ export const make = <A, E extends PathError>(
   const inflight = new Map<string, Deferred.Deferred<A, E | Errors.FileUnreadable>>()
   let hits = 0
   let misses = 0
-  const unreadable = (path: string) => (e: unknown) =>
-    new Errors.FileUnreadable({ path, message: `${path}: ${(e as Error).message}` })
 
   const get = Effect.fnUntraced(function*(path: string) {
     const st = yield* Effect.tryPromise({ try: () => Fs.stat(path, { bigint: true }), catch: unreadable(path) })
@@ -77,8 +92,7 @@ export const make = <A, E extends PathError>(
     misses++
     const deferred = Deferred.makeUnsafe<A, E | Errors.FileUnreadable>()
     inflight.set(key, deferred)
-    return yield* Effect.tryPromise({ try: () => Fs.readFile(path), catch: unreadable(path) }).pipe(
-      Effect.flatMap((bytes) => analyze(path, bytes)),
+    return yield* analyze(path).pipe(
       Effect.tap((value) => Effect.sync(() => remember(key, { ok: true, value }))),
       Effect.tapError((error) =>
         Effect.sync(() => error._tag === "FileUnreadable" ? undefined : remember(key, { ok: false, error: error as E }))

@@ -71,8 +71,23 @@ export interface ElfSections {
   readonly read: (offset: number, length: number) => Buffer | undefined
 }
 
+/**
+ * Makes `bytes[offset, offset + length)` (clipped to the file) hold the file's bytes. A whole file's reader needs
+ * none; a file read in parts (`Sparse.ts`) loads what a parser is about to read: every read of `bytes` goes after one.
+ */
+export type Loader = (offset: number, length: number) => void
+
+const loaded: Loader = () => {}
+
 export interface Elf extends ElfSections {
+  /** The file's bytes: all of them, or (with a `load`) those loaded so far, the rest zero. */
   readonly bytes: Buffer
+  readonly load: Loader
+  /**
+   * Sections read into buffers of their own (whole, within the file) instead of into `bytes`, by section index:
+   * `retain` keeps them without a copy.
+   */
+  readonly detached: ReadonlyMap<number, Buffer>
   readonly machine: string
   readonly type: number
   readonly entry: bigint
@@ -87,7 +102,12 @@ export const SHF_EXECINSTR = 0x4
 const MAX_INFLATE = 512 * 1024 * 1024
 
 /** Parses the headers of an ELF64 little-endian x86-64 file. Throws OutOfBounds, Corrupt, NotElfError, ArchError. */
-export const parseElf = (b: Buffer): Elf => {
+export const parseElf = (
+  b: Buffer,
+  load: Loader = loaded,
+  detached: ReadonlyMap<number, Buffer> = new Map()
+): Elf => {
+  load(0, 64)
   if (b.length < 4 || b[0] !== 0x7f || b[1] !== 0x45 || b[2] !== 0x4c || b[3] !== 0x46) {
     throw new NotElfError("no ELF magic (\\x7fELF) at the start of the file")
   }
@@ -115,6 +135,7 @@ export const parseElf = (b: Buffer): Elf => {
 
   // Extended numbering: the real counts live in section header 0 when the header fields overflow.
   if (shoff !== 0 && (shnum === 0 || shstrndx === 0xffff || phnum === 0xffff)) {
+    load(shoff, 64)
     check(b.length, shoff, 64, "section header 0")
     if (shnum === 0) shnum = u64n(b, shoff + 32, "section header 0")
     if (shstrndx === 0xffff) shstrndx = u32(b, shoff + 40, "section header 0")
@@ -124,6 +145,7 @@ export const parseElf = (b: Buffer): Elf => {
   const segments: Array<Segment> = []
   if (phoff !== 0 && phnum > 0) {
     if (phentsize !== 56) throw new Corrupt("program headers", `entry size ${phentsize}, expected 56`)
+    load(phoff, phnum * 56)
     check(b.length, phoff, phnum * 56, "program headers")
     for (let i = 0; i < phnum; i++) {
       const o = phoff + i * 56
@@ -156,6 +178,7 @@ export const parseElf = (b: Buffer): Elf => {
     throw new Corrupt("section headers", "none (e_shoff or e_shnum is zero): sections cannot be located")
   }
   if (shentsize !== 64) throw new Corrupt("section headers", `entry size ${shentsize}, expected 64`)
+  load(shoff, shnum * 64)
   check(b.length, shoff, shnum * 64, "section headers")
   const raw: Array<Omit<Section, "name"> & { nameOff: number }> = []
   for (let i = 0; i < shnum; i++) {
@@ -182,6 +205,7 @@ export const parseElf = (b: Buffer): Elf => {
   if (strtab.type !== SHT_STRTAB) {
     throw new Corrupt("section header string table", `section ${shstrndx} has type ${strtab.type}, not SHT_STRTAB`)
   }
+  load(strtab.offset, strtab.size)
   const names = slice(b, strtab.offset, strtab.size, "section header string table")
   const sections: Array<Section> = raw.map(({ nameOff, ...s }) => ({
     ...s,
@@ -190,16 +214,24 @@ export const parseElf = (b: Buffer): Elf => {
   const byName = new Map<string, Section>()
   for (const s of sections) if (!byName.has(s.name)) byName.set(s.name, s)
 
-  const sectionData = (s: Section, maxBytes = MAX_INFLATE): Buffer =>
-    s.type === SHT_NOBITS ? Buffer.alloc(0) : contents(s, slice(b, s.offset, s.size, `section ${s.name}`), maxBytes)
+  const sectionData = (s: Section, maxBytes = MAX_INFLATE): Buffer => {
+    if (s.type === SHT_NOBITS) return Buffer.alloc(0)
+    const own = detached.get(s.index)
+    if (own !== undefined) return contents(s, own, maxBytes)
+    load(s.offset, s.size)
+    return contents(s, slice(b, s.offset, s.size, `section ${s.name}`), maxBytes)
+  }
 
   const vaddrToOffset = addressMap(segments, b.length)
 
-  const read = (offset: number, length: number): Buffer | undefined =>
-    offset >= 0 && offset < b.length ? b.subarray(offset, Math.min(b.length, offset + length)) : undefined
+  const read = (offset: number, length: number): Buffer | undefined => {
+    if (!(offset >= 0 && offset < b.length)) return undefined
+    load(offset, length)
+    return b.subarray(offset, Math.min(b.length, offset + length))
+  }
 
-  return { bytes: b, machine, type, entry, sections, segments, section: (n) => byName.get(n), sectionData,
-    vaddrToOffset, read }
+  return { bytes: b, load, detached, machine, type, entry, sections, segments, section: (n) => byName.get(n),
+    sectionData, vaddrToOffset, read }
 }
 
 /**
@@ -245,9 +277,16 @@ export const retain = (elf: Elf, keep: (s: Section) => boolean): ElfSections => 
   const kept: Array<{ readonly section: Section; readonly bytes: Buffer }> = []
   for (const section of elf.sections) {
     if (section.type === SHT_NOBITS || !keep(section)) continue
+    // A section read on its own is kept as it is: no other bytes of the file are in its buffer.
+    const own = elf.detached.get(section.index)
+    if (own !== undefined) {
+      kept.push({ section, bytes: own })
+      continue
+    }
     // What lies outside the file is cut off here, as reading it from the file would have been.
     const start = Math.min(section.offset, elf.bytes.length)
     const end = Math.min(elf.bytes.length, start + section.size)
+    elf.load(start, end - start)
     kept.push({ section, bytes: Buffer.from(elf.bytes.subarray(start, end)) })
   }
   const byName = new Map<string, (typeof kept)[number]>()
@@ -292,9 +331,11 @@ const inflate = (data: Buffer, size: number, maxBytes: number, what: string): Bu
 export const readSymbols = (elf: Elf, s: Section): Array<ElfSymbol> => {
   const what = `symbols of ${s.name}`
   if (s.entsize !== 24) throw new Corrupt(what, `entry size ${s.entsize}, expected 24`)
+  elf.load(s.offset, s.size)
   const data = slice(elf.bytes, s.offset, s.size, what)
   const strSec = elf.sections[s.link]
   if (strSec === undefined) throw new Corrupt(what, `string table index ${s.link} out of range`)
+  elf.load(strSec.offset, strSec.size)
   const strs = slice(elf.bytes, strSec.offset, strSec.size, `string table of ${s.name}`)
   const n = Math.floor(data.length / 24)
   const out: Array<ElfSymbol> = []
@@ -342,8 +383,10 @@ export const readDynamic = (elf: Elf): Array<DynamicEntry> => {
   const s = elf.sections.find((x) => x.type === SHT_DYNAMIC)
   if (s === undefined) return []
   const what = `dynamic section ${s.name}`
+  elf.load(s.offset, s.size)
   const data = slice(elf.bytes, s.offset, s.size, what)
   const strSec = elf.sections[s.link]
+  if (strSec !== undefined) elf.load(strSec.offset, strSec.size)
   const strs = strSec === undefined ? undefined : slice(elf.bytes, strSec.offset, strSec.size, `string table of ${what}`)
   const out: Array<DynamicEntry> = []
   for (let o = 0; o + 16 <= data.length; o += 16) {
@@ -374,6 +417,7 @@ export const readNotes = (elf: Elf): Array<Note> => {
   for (const s of elf.sections) {
     if (s.type !== SHT_NOTE) continue
     const what = `note section ${s.name}`
+    elf.load(s.offset, s.size)
     const data = slice(elf.bytes, s.offset, s.size, what)
     let o = 0
     while (o + 12 <= data.length) {
@@ -413,6 +457,7 @@ export const readSymbolVersions = (elf: Elf): SymbolVersions | undefined => {
   const verdef = elf.sections.find((s) => s.type === SHT_GNU_VERDEF)
   if (verdef !== undefined) {
     const what = "version definitions (.gnu.version_d)"
+    elf.load(verdef.offset, verdef.size)
     const data = slice(elf.bytes, verdef.offset, verdef.size, what)
     const strs = linkedStrings(elf, verdef, what)
     let o = 0
@@ -433,6 +478,7 @@ export const readSymbolVersions = (elf: Elf): SymbolVersions | undefined => {
   const verneed = elf.sections.find((s) => s.type === SHT_GNU_VERNEED)
   if (verneed !== undefined) {
     const what = "version requirements (.gnu.version_r)"
+    elf.load(verneed.offset, verneed.size)
     const data = slice(elf.bytes, verneed.offset, verneed.size, what)
     const strs = linkedStrings(elf, verneed, what)
     let o = 0
@@ -453,6 +499,7 @@ export const readSymbolVersions = (elf: Elf): SymbolVersions | undefined => {
       o += next
     }
   }
+  elf.load(versym.offset, versym.size)
   const data = slice(elf.bytes, versym.offset, versym.size, "symbol versions (.gnu.version)")
   return {
     defined,
@@ -470,5 +517,6 @@ export const readSymbolVersions = (elf: Elf): SymbolVersions | undefined => {
 const linkedStrings = (elf: Elf, s: Section, what: string): Buffer => {
   const strSec = elf.sections[s.link]
   if (strSec === undefined) throw new Corrupt(what, `string table index ${s.link} out of range`)
+  elf.load(strSec.offset, strSec.size)
   return slice(elf.bytes, strSec.offset, strSec.size, `string table of ${what}`)
 }

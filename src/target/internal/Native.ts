@@ -62,6 +62,7 @@ const facts = (path: string, elf: Elf): NativeFacts => {
   const soname = dynamic.find((d) => d.tag === DT_SONAME)?.string
   const flags1 = dynamic.find((d) => d.tag === DT_FLAGS_1)?.value ?? 0n
   const interpSeg = elf.segments.find((s) => s.type === PT_INTERP)
+  if (interpSeg !== undefined) elf.load(interpSeg.offset, interpSeg.filesz)
   const interpreter = interpSeg === undefined
     ? undefined
     : elf.bytes.toString("latin1", interpSeg.offset, Math.min(elf.bytes.length, interpSeg.offset + interpSeg.filesz))

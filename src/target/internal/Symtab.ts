@@ -46,6 +46,8 @@ const fast = (elf: Elf, s: Section): GoSymbols | undefined => {
   if (s.entsize !== 24 || s.offset + s.size > b.length) return undefined
   const strSec = elf.sections[s.link]
   if (strSec === undefined || strSec.offset + strSec.size > b.length) return undefined
+  elf.load(s.offset, s.size)
+  elf.load(strSec.offset, strSec.size)
   const strBytes = b.subarray(strSec.offset, strSec.offset + strSec.size)
   if (!isAscii(strBytes)) return undefined
   const strs = strBytes.toString("latin1")

@@ -1,0 +1,142 @@
+/**
+ * An ELF file read in parts: its headers, then the sections the analysis of a Go executable reads, and nothing else
+ * (a Go binary's other DWARF sections and, with a symtab, its pclntab are a third of the file or more). Code sections
+ * are read into buffers of their own, which the analysis keeps without a copy. Parts are read side by side on the
+ * thread pool; a parser that reads anything else loads it first, synchronously (`Elf.load`), so results never depend
+ * on what was read ahead.
+ */
+import * as Fs from "node:fs"
+import type { FileHandle } from "node:fs/promises"
+import { isStructSection } from "./Dwarf.ts"
+import { type Elf, parseElf, type Section, SHF_EXECINSTR, SHT_NOBITS, SHT_SYMTAB } from "./Elf.ts"
+
+/** The file's size changed while it was read: read it whole instead. */
+export class Changed extends Error {}
+
+/** A header region the parse needs that is not loaded yet: loaded, then the parse runs again. */
+class Missing extends Error {
+  readonly offset: number
+  readonly length: number
+  constructor(offset: number, length: number) {
+    super("not loaded")
+    this.offset = offset
+    this.length = length
+  }
+}
+
+export interface SparseElf {
+  readonly elf: Elf
+  /** Bytes read from the file, ahead and on demand. */
+  readonly bytesRead: () => number
+  readonly close: () => Promise<void>
+}
+
+/**
+ * Opens `path` and reads its ELF headers and the sections a Go analysis reads. Throws what `parseElf` throws for a
+ * file that is not a readable ELF, fs errors, and `Changed`. The file stays open until `close`, for parts read later.
+ */
+export const openGoElf = async (path: string): Promise<SparseElf> => {
+  const fh = await Fs.promises.open(path, "r")
+  try {
+    return await prepare(fh)
+  } catch (e) {
+    await fh.close()
+    throw e
+  }
+}
+
+const prepare = async (fh: FileHandle): Promise<SparseElf> => {
+  const size = (await fh.stat()).size
+  // Zero-filled: pages never read are never touched (and cost no memory).
+  const bytes = Buffer.alloc(size)
+  /** Loaded ranges, [start, end), sorted and disjoint. */
+  const ranges: Array<[number, number]> = []
+  let total = 0
+  const gaps = (offset: number, length: number): Array<[number, number]> => {
+    let start = Math.max(0, offset)
+    const end = Math.min(size, offset + Math.max(0, length))
+    const out: Array<[number, number]> = []
+    for (const [a, b] of ranges) {
+      if (b <= start) continue
+      if (a >= end) break
+      if (a > start) out.push([start, a])
+      start = Math.max(start, b)
+      if (start >= end) break
+    }
+    if (start < end) out.push([start, end])
+    return out
+  }
+  const mark = (start: number, end: number) => {
+    total += end - start
+    ranges.push([start, end])
+    ranges.sort((x, y) => x[0] - y[0])
+    // Merge neighbours so `gaps` stays short.
+    for (let i = ranges.length - 1; i > 0; i--) {
+      const prev = ranges[i - 1]!
+      const cur = ranges[i]!
+      if (cur[0] <= prev[1]) {
+        prev[1] = Math.max(prev[1], cur[1])
+        ranges.splice(i, 1)
+      }
+    }
+  }
+  const readAhead = async (parts: ReadonlyArray<readonly [number, number]>) => {
+    const wanted = parts.flatMap(([o, l]) => gaps(o, l))
+    await Promise.all(wanted.map(async ([start, end]) => {
+      const { bytesRead } = await fh.read(bytes, start, end - start, start)
+      if (bytesRead !== end - start) throw new Changed(`read ${bytesRead} of ${end - start} bytes at ${start}`)
+    }))
+    for (const [start, end] of wanted) mark(start, end)
+  }
+
+  let ahead = true
+  const load = (offset: number, length: number) => {
+    for (const [start, end] of gaps(offset, length)) {
+      if (ahead) throw new Missing(start, end - start)
+      const n = Fs.readSync(fh.fd, bytes, start, end - start, start)
+      if (n !== end - start) throw new Changed(`read ${n} of ${end - start} bytes at ${start}`)
+      mark(start, end)
+    }
+  }
+  const detached = new Map<number, Buffer>()
+
+  // The headers: parse, load what the parse asked for, again (four rounds at most: header, program and section
+  // headers, section names). A parse error of loaded bytes is the file's.
+  await readAhead([[0, 4096]])
+  let elf: Elf | undefined
+  for (let round = 0; elf === undefined; round++) {
+    try {
+      elf = parseElf(bytes, load, detached)
+    } catch (e) {
+      if (!(e instanceof Missing) || round > 16) throw e
+      await readAhead([[e.offset, e.length]])
+    }
+  }
+
+  // What the Go analysis reads: build info, the symtab and its strings (else the pclntab), the DWARF of structs,
+  // and the code (kept after analysis; read on its own).
+  const parts: Array<readonly [number, number]> = []
+  const within = (s: Section) => s.type !== SHT_NOBITS && s.offset + s.size <= size
+  const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)
+  for (const s of elf.sections) {
+    if (!within(s)) continue
+    const strings = symtab !== undefined && s.index === symtab.link
+    if (s.name === ".go.buildinfo" || s === symtab || strings || isStructSection(s.name) ||
+      (symtab === undefined && s.name.endsWith(".gopclntab"))) {
+      parts.push([s.offset, s.size])
+    }
+  }
+  const code = elf.sections.filter((s) => within(s) && (s.flags & BigInt(SHF_EXECINSTR)) !== 0n && s.size > 0)
+  await Promise.all([
+    readAhead(parts),
+    ...code.map(async (s) => {
+      const own = Buffer.allocUnsafe(s.size)
+      const { bytesRead } = await fh.read(own, 0, s.size, s.offset)
+      if (bytesRead !== s.size) throw new Changed(`read ${bytesRead} of ${s.size} bytes of ${s.name}`)
+      detached.set(s.index, own)
+      total += s.size
+    })
+  ])
+  ahead = false
+  return { elf, bytesRead: () => total, close: () => fh.close() }
+}

@@ -1,0 +1,122 @@
+/**
+ * A file analysed from the parts it reads (`analyzeParts`, what `analyzeFile` does) against the same bytes analysed
+ * whole (`analyzeBuffer`): the same result or the same error, on real binaries and on copies damaged where the
+ * analysis reads (headers, build info, symtab, pclntab, DWARF) — a parser that read bytes it had not loaded would see
+ * zeros and differ. And the parts are fewer bytes than the file.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Option } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { analyzeBuffer, analyzeParts, type GoBinary } from "../../src/target/GoBinary.ts"
+import { parseElf, SHT_SYMTAB } from "../../src/target/internal/Elf.ts"
+import { openGoElf } from "../../src/target/internal/Sparse.ts"
+import { buildFixture, goVersions } from "./helpers.ts"
+
+const latest = goVersions[goVersions.length - 1]!
+const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-sparse-"))
+
+/** What an analysis found: summary with every known field and these functions decoded, names, symbols, a field. */
+const fingerprint = (b: GoBinary): string => {
+  const names = [...b.functionNames()]
+  const some = names.filter((_, i) => i % 97 === 0)
+  return JSON.stringify({
+    summary: { ...b.summary(["main.main", "net/http.serverHandler.ServeHTTP", ...some]), path: undefined },
+    names,
+    symbols: ["runtime.firstmoduledata", "main.main", ...some].map((n) => Option.getOrUndefined(b.symbol(n))),
+    field: Option.getOrUndefined(b.field("runtime.g", "goid")),
+    dwarfError: Option.getOrUndefined(b.dwarfError())?.message
+  }, (_, v) => typeof v === "bigint" ? v.toString() : v)
+}
+
+let files = 0
+/** Both analyses of `bytes` (written to a file for the parts): equal results, or equal failures. */
+const same = (bytes: Buffer) =>
+  Effect.gen(function*() {
+    const path = Path.join(dir, `bin-${files++}`)
+    Fs.writeFileSync(path, bytes)
+    const whole = yield* Effect.exit(analyzeBuffer(path, bytes))
+    const parts = yield* Effect.exit(analyzeParts(path))
+    Fs.rmSync(path)
+    if (Exit.isSuccess(whole) && Exit.isSuccess(parts)) {
+      assert.strictEqual(fingerprint(parts.value), fingerprint(whole.value))
+      return "ok"
+    }
+    assert.isTrue(Exit.isFailure(whole) && Exit.isFailure(parts), "one analysis failed and the other did not")
+    const [a, b] = [whole, parts].map((x) => Exit.isFailure(x) ? JSON.stringify(x.cause) : "")
+    assert.strictEqual(b, a)
+    return "failed"
+  })
+
+/** Deterministic bytes to damage: xorshift32. */
+const random = (seed: number) => () => {
+  seed ^= seed << 13
+  seed ^= seed >>> 17
+  seed ^= seed << 5
+  return (seed >>> 0) / 0x1_0000_0000
+}
+
+describe("analysis from the parts of a file", { timeout: 300_000 }, () => {
+  for (const [name, path] of [
+    ["go with DWARF", () => buildFixture(latest, false)],
+    ["go stripped (pclntab)", () => buildFixture(latest, true)],
+    [`go ${goVersions[0]} PIE stripped`, () => buildFixture(goVersions[0]!, true, ".", true)]
+  ] as const) {
+    it.effect(`${name}: the same analysis as of the whole file`, () =>
+      Effect.gen(function*() {
+        assert.strictEqual(yield* same(Fs.readFileSync(path())), "ok")
+      }))
+  }
+
+  it.effect("damaged where the analysis reads: the same results and the same errors", () =>
+    Effect.gen(function*() {
+      const original = Fs.readFileSync(buildFixture(latest, false))
+      const elf = parseElf(original)
+      const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)!
+      const regions: Array<readonly [number, number]> = [[0, 64], [Number(original.readBigUInt64LE(40)), 64 * 40]]
+      for (const n of [".go.buildinfo", ".debug_info", ".debug_abbrev", ".gopclntab", ".shstrtab"]) {
+        const s = elf.section(n)
+        if (s !== undefined) regions.push([s.offset, Math.min(s.size, 4096)])
+      }
+      regions.push([symtab.offset, symtab.size], [elf.sections[symtab.link]!.offset, 4096])
+      const next = random(12345)
+      const outcomes = new Set<string>()
+      for (let i = 0; i < 48; i++) {
+        const b = Buffer.from(original)
+        const [start, length] = regions[i % regions.length]!
+        for (let k = 0; k < 1 + (i % 3); k++) b[start + Math.floor(next() * length)]! ^= 1 << Math.floor(next() * 8)
+        outcomes.add(yield* same(b))
+      }
+      // Cut short: inside the DWARF, the symtab, the section headers.
+      for (const at of [elf.section(".debug_info")!.offset + 100, symtab.offset + 1000, 600, 10]) {
+        outcomes.add(yield* same(original.subarray(0, at)))
+      }
+      assert.deepStrictEqual([...outcomes].sort(), ["failed", "ok"])
+    }))
+
+  it("reads fewer bytes than the file: no pclntab with a symtab, no DWARF but the structs'", async () => {
+    const path = buildFixture(latest, false)
+    const file = await openGoElf(path)
+    try {
+      const read = file.bytesRead()
+      const size = Fs.statSync(path).size
+      assert.isBelow(read, size * 0.8)
+      // The code is read: functions are decoded from it after the file is closed.
+      assert.isAbove(read, file.elf.section(".text")!.size)
+    } finally {
+      await file.close()
+    }
+  })
+
+  it.effect("a file that cannot be read fails as one that cannot be read whole does", () =>
+    Effect.gen(function*() {
+      const missing = Path.join(dir, "missing")
+      const e = yield* Effect.flip(analyzeParts(missing))
+      assert.strictEqual(e._tag, "FileUnreadable")
+      assert.strictEqual(e.message, `${missing}: ENOENT: no such file or directory, open '${missing}'`)
+      const d = yield* Effect.flip(analyzeParts(dir))
+      assert.strictEqual(d._tag, "FileUnreadable")
+      assert.strictEqual(d.message, `${dir}: EISDIR: illegal operation on a directory, read`)
+    }))
+})

@@ -155,8 +155,8 @@ export const Record = Binary.struct({
   queryLen: Binary.u32,
   dsnLen: Binary.u8,
   _pad: Binary.pad(3),
-  connector: Binary.string(64, "connectorLen"),
-  driver: Binary.string(64, "driverLen"),
+  connector: Binary.string(64, "connectorLen", { intern: true }),
+  driver: Binary.string(64, "driverLen", { intern: true }),
   error: Binary.string(64, "errorLen"),
   /** The connector's data source name (may hold a password: only host, port and database are kept from it). */
   dsn: Binary.string(128, "dsnLen"),

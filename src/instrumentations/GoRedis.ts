@@ -137,8 +137,8 @@ export const Record = Binary.struct({
   errTflag: Binary.u8,
   errMsgLen: Binary.u8,
   _pad: Binary.pad(2),
-  op: Binary.string(32, "opLen"),
-  addr: Binary.string(64, "addrLen"),
+  op: Binary.string(32, "opLen", { intern: true }),
+  addr: Binary.string(64, "addrLen", { intern: true }),
   errType: Binary.string(64, "errTypeLen"),
   errMsg: Binary.string(128, "errMsgLen"),
   args: Binary.bytes(ARGS * Arg.size)

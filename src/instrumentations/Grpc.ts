@@ -223,8 +223,8 @@ export const Record = Binary.struct({
   _pad2: Binary.pad(4),
   localIp: Binary.bytes(16),
   peerIp: Binary.bytes(16),
-  method: Binary.string(128, "methodLen"),
-  authority: Binary.string(64, "authorityLen")
+  method: Binary.string(128, "methodLen", { intern: true }),
+  authority: Binary.string(64, "authorityLen", { intern: true })
 }, { struct: "grpc_record" })
 
 export type Record = ReturnType<typeof Record.decode>

@@ -174,10 +174,10 @@ export const Record = Binary.struct({
   errTypeLen: Binary.u8,
   errKind: Binary.u8,
   errTflag: Binary.u8,
-  topic: Binary.string(64, "topicLen"),
+  topic: Binary.string(64, "topicLen", { intern: true }),
   key: Binary.bytes(KEY_CAP),
-  addr: Binary.string(64, "addrLen"),
-  group: Binary.string(64, "groupLen"),
+  addr: Binary.string(64, "addrLen", { intern: true }),
+  group: Binary.string(64, "groupLen", { intern: true }),
   errType: Binary.string(64, "errTypeLen")
 }, { struct: "kafka_go_record" })
 

@@ -130,9 +130,9 @@ export const Record = Binary.struct({
   /** The connection's local port when linked, else 0. */
   localPort: Binary.u16,
   _pad: Binary.pad(4),
-  method: Binary.string(16, "methodLen"),
-  scheme: Binary.string(8, "schemeLen"),
-  host: Binary.string(64, "hostLen"),
+  method: Binary.string(16, "methodLen", { intern: true }),
+  scheme: Binary.string(8, "schemeLen", { intern: true }),
+  host: Binary.string(64, "hostLen", { intern: true }),
   path: Binary.string(128, "pathLen"),
   query: Binary.string(64, "queryLen")
 }, { struct: "nethttp_client_record" })

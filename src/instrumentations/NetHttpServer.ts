@@ -117,12 +117,12 @@ export const Record = Binary.struct({
   /** The parent came from ps_conn_spans (an instrumented client on this host), not from a traceparent header. */
   linked: Binary.bool,
   _pad: Binary.pad(4),
-  method: Binary.string(16, "methodLen"),
+  method: Binary.string(16, "methodLen", { intern: true }),
   path: Binary.string(128, "pathLen"),
-  host: Binary.string(64, "hostLen"),
+  host: Binary.string(64, "hostLen", { intern: true }),
   remote: Binary.string(64, "remoteLen"),
-  pattern: Binary.string(128, "patternLen"),
-  scheme: Binary.string(8, "schemeLen")
+  pattern: Binary.string(128, "patternLen", { intern: true }),
+  scheme: Binary.string(8, "schemeLen", { intern: true })
 }, { struct: "nethttp_server_record" })
 
 /** A decoded server record. */

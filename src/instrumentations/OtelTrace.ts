@@ -175,7 +175,7 @@ export const Attr = Binary.struct({
   strLen: Binary.u8,
   _pad: Binary.pad(6),
   num: Binary.u64,
-  key: Binary.string(KEY_CAP, "keyLen"),
+  key: Binary.string(KEY_CAP, "keyLen", { intern: true }),
   str: Binary.string(STR_CAP, "strLen")
 }, { struct: "otel_attr" })
 export type Attr = ReturnType<typeof Attr.decode>
@@ -217,7 +217,7 @@ export const Record = Binary.struct({
   eventCount: Binary.u8,
   attrsDropped: Binary.u32,
   eventsDropped: Binary.u32,
-  name: Binary.string(NAME_CAP, "nameLen"),
+  name: Binary.string(NAME_CAP, "nameLen", { intern: true }),
   desc: Binary.string(DESC_CAP, "descLen"),
   _pad: Binary.pad(4),
   attrs: Binary.bytes(ATTRS * Attr.size),

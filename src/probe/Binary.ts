@@ -202,24 +202,67 @@ export const hex = (n: number): Field<string> =>
 
 const utf8e = new TextEncoder()
 
+/** Options of a string field. */
+export interface StringOptions {
+  /**
+   * The field's values repeat (a method, a host, a route, a table): each distinct value is made into a string once
+   * and the same string returned while it keeps coming (a table of 256 recent values, one per hash slot). Cheaper
+   * than decoding it every time, and so is every later lookup of it (a string's hash is computed once). Not for
+   * values that seldom repeat (paths with ids, peer ports, queries): a miss costs a copy of the bytes.
+   */
+  readonly intern?: boolean
+}
+
+interface Interned {
+  readonly bytes: Uint8Array
+  readonly value: string
+}
+
+/** UTF-8 `b[o, o + len)` as a string, through a per-field table of recent values. */
+const internTable = () => {
+  const table = new Array<Interned | undefined>(256).fill(undefined)
+  return (b: Uint8Array, o: number, len: number): string => {
+    // FNV-1a over the bytes; the slot from its folded low bits.
+    let h = 0x811c9dc5
+    for (let i = 0; i < len; i++) h = Math.imul(h ^ b[o + i]!, 0x01000193)
+    const slot = (h ^ (h >>> 16)) & 255
+    const hit = table[slot]
+    if (hit !== undefined && hit.bytes.length === len) {
+      const kept = hit.bytes
+      let i = 0
+      while (i < len && kept[i] === b[o + i]) i++
+      if (i === len) return hit.value
+    }
+    const value = asBuffer(b).utf8Slice(o, o + len)
+    const bytes = new Uint8Array(len)
+    for (let i = 0; i < len; i++) bytes[i] = b[o + i]!
+    table[slot] = { bytes, value }
+    return value
+  }
+}
+
 /**
  * A `char[cap]` holding a string. With `lengthField`, the named sibling field (declared anywhere in the struct)
  * holds the byte length, clamped to `cap`; without it the string ends at the first NUL. Encoding writes the bytes
  * and, with `lengthField`, sets that field to the written length.
  */
-export const string = (cap: number, lengthField?: string): Field<string> =>
-  field(cap, 1, (_v, b, o, len) => {
+export const string = (cap: number, lengthField?: string, options?: StringOptions): Field<string> => {
+  const slice = options?.intern === true
+    ? internTable()
+    : (b: Uint8Array, o: number, len: number) => asBuffer(b).utf8Slice(o, o + len)
+  return field(cap, 1, (_v, b, o, len) => {
     if (lengthField === undefined) {
       let end = o
       while (end < o + cap && b[end] !== 0) end++
-      return asBuffer(b).utf8Slice(o, end)
+      return slice(b, o, end - o)
     }
-    return asBuffer(b).utf8Slice(o, o + Math.min(Math.max(len, 0), cap))
+    return slice(b, o, Math.min(Math.max(len, 0), cap))
   }, (_v, b, o, x) => {
     const enc = utf8e.encode(x).subarray(0, cap)
     b.set(enc, o)
     return enc.length
   }, lengthField)
+}
 
 interface Reader {
   readonly name: string

@@ -78,6 +78,29 @@ describe("Binary", () => {
     assert.strictEqual(run(["--disallow-code-generation-from-strings"]), expected)
   })
 
+  it("an interned string field decodes every value right: repeats, near misses, more values than its table", () => {
+    const L = Binary.struct({
+      len: Binary.u8,
+      host: Binary.string(24, "len", { intern: true }),
+      cstr: Binary.string(12, undefined, { intern: true })
+    })
+    // Far more distinct values than the table's 256 slots (so slots are shared and replaced), values of one length
+    // differing in one byte, non-ASCII text, and the empty string; each decoded twice, the second time from the table.
+    const values = [
+      ...Array.from({ length: 600 }, (_, i) => [`10.0.${i >> 8}.${i & 255}:80`, `c${i}`] as const),
+      ["127.0.0.1:8080", "GET"],
+      ["127.0.0.1:8081", "GEt"],
+      ["hôte.example:443", "größe"],
+      ["", ""]
+    ]
+    for (const round of [0, 1]) {
+      for (const [host, cstr] of values) {
+        const decoded = L.decode(L.encode({ len: 0, host, cstr }))
+        assert.deepStrictEqual([decoded.host, decoded.cstr], [host, cstr], `round ${round}`)
+      }
+    }
+  })
+
   it("clamps a string's length field to its capacity", () => {
     const L = Binary.struct({ len: Binary.u16, s: Binary.string(4, "len") })
     const bytes = L.encode({ len: 0, s: "abcd" })

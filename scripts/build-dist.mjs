@@ -9,10 +9,11 @@
 //
 // Then the CLI is bundled (esbuild, a devDependency): dist/cli/probescope.mjs, which bin/probescope runs, and the
 // chunks beside it that it imports on demand (probescope-*.mjs). Loading ~700 modules was half of the CLI's start-up
-// (docs/benchmarks.md, "Start-up"); the bundle is a few files. The library entries (dist/index.js, dist/runtime/...)
-// stay as tsc emits them: users import those, and probe modules loaded by the CLI need the unbundled CLI
-// (src/cli/Route.ts). Without esbuild (an install without devDependencies) there is no bundle and bin/probescope runs
-// dist/cli/main.js, as before.
+// (docs/benchmarks.md, "Start-up"); the bundle is a few files. Then a V8 start-up snapshot of the same modules where
+// they allow one (scripts/build-snapshot.mjs): dist/cli/probescope.blob, which bin/probescope prefers. The library
+// entries (dist/index.js, dist/runtime/...) stay as tsc emits them: users import those, and probe modules loaded by
+// the CLI need the unbundled CLI (src/cli/Route.ts). Without esbuild (an install without devDependencies) there is no
+// bundle and bin/probescope runs dist/cli/main.js, as before.
 import { spawnSync } from "node:child_process"
 import {
   existsSync,
@@ -28,6 +29,7 @@ import {
 import { createRequire } from "node:module"
 import { dirname, join, relative, resolve, sep } from "node:path"
 import { fileURLToPath } from "node:url"
+import { buildSnapshot } from "./build-snapshot.mjs"
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..")
 const dist = join(root, "dist")
@@ -86,9 +88,18 @@ if (result.status !== 0 && (!lenient || process.stderr.isTTY)) {
   console.error(`probescope: dist/ built despite ${diagnostics.length} type error(s) (npm run typecheck lists them)`)
 }
 // A lenient build keeps going without the bundle (bin/probescope then runs dist/cli/main.js), as past type errors.
-if (!(await bundleCli(tmp)) && !lenient) {
+const bundled = await bundleCli(tmp)
+if (!bundled && !lenient) {
   rmSync(tmp, { recursive: true, force: true })
   process.exit(1)
+}
+// The start-up snapshot of the bundle's modules (scripts/build-snapshot.mjs), for dist/ where it is about to be. Not
+// having one is never a failure: bin/probescope runs the bundle. Why there is none is said to a build run by hand.
+if (bundled && existsSync(join(tmp, "cli", "probescope.mjs"))) {
+  const snapshot = await buildSnapshot(tmp, { dist })
+  if (!snapshot.built && (!lenient || process.stderr.isTTY)) {
+    console.error(`probescope: no start-up snapshot (bin/probescope runs the bundle): ${snapshot.reason}`)
+  }
 }
 // Stamped with the build's start: a source saved while tsc ran is newer, so the next check rebuilds.
 writeFileSync(join(tmp, ".build-stamp"), `${new Date(started).toISOString()}\n`)

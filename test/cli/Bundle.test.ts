@@ -34,6 +34,8 @@ const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}, node
     timeout: 120_000,
     env: {
       ...process.env,
+      // The bundle itself, not the start-up snapshot bin/probescope prefers when the build made one (Snapshot.test.ts).
+      PROBESCOPE_SNAPSHOT: "0",
       ...env,
       PROBESCOPE_TEST_LOADS: loads,
       NODE_OPTIONS: `--import ${Path.join(root, "test/cli/fixtures/record-loads.mjs")} ${nodeOptions}`

@@ -1,19 +1,21 @@
 /**
- * How long `probescope run --exe <backend>` takes from launch to work, for the bundled CLI (dist/cli/probescope.mjs,
- * what bin/probescope runs) and the unbundled one (dist/cli/main.js, which it runs for a command line that loads a
- * user's probe module; forced here with PROBESCOPE_BUNDLE=0), interleaved in the same run: launch → the first
+ * How long `probescope run --exe <backend>` takes from launch to work, for the CLI started from its V8 snapshot
+ * (dist/cli/probescope.blob, what bin/probescope runs when the build made one: scripts/build-snapshot.mjs), the
+ * bundled CLI (dist/cli/probescope.mjs, what it runs otherwise; forced here with PROBESCOPE_SNAPSHOT=0) and the
+ * unbundled one (dist/cli/main.js, which it runs for a command line that loads a user's probe module; forced here
+ * with PROBESCOPE_BUNDLE=0), interleaved in the same run: launch → the first
  * "pid N: attached" line, launch → the "ready" line, and launch → the first traced request (requests GET /users/<n>
  * are sent every 5 ms from launch on; the first traced one is the lowest n that shows up in the console output or at
  * the OTLP sink, so the exporters' batch delay is not counted), and the agent's CPU seconds until ready (its children
  * included). Exporters: none, console (JSON lines), OTLP http/protobuf to a local Node HTTP sink that answers 200.
  * `probescope --version` (the CLI loaded, nothing done) is timed per build, and `node -e 0` and
- * `node -e 'await import("effect")'` are measured alongside as floors; the table shows the bundled figures' ratio
- * to the unbundled ones and to the goal (issue 12: launch → attached ≤ 250 ms).
+ * `node -e 'await import("effect")'` are measured alongside as floors; the table shows the snapshot's and the
+ * bundle's ratio to the unbundled CLI and to the goal (issue 12: launch → attached ≤ 250 ms).
  *
  *   node_modules/.bin/node bench/startup.ts [rounds, default 5]
  *
- * BENCH_BEFORE=<another checkout's bin/probescope> (e.g. a clone of an older commit, built) adds it as a third
- * build, "before", in the same rounds; BENCH_PROBESCOPE=<another checkout's bin/probescope> measures that one instead
+ * BENCH_BEFORE=<another checkout's bin/probescope> (e.g. a clone of an older commit, built) adds it as one more
+ * build, "before", started as its bin/probescope starts by default, in the same rounds; BENCH_PROBESCOPE=<another checkout's bin/probescope> measures that one instead
  * of this checkout's (a build without a bundle runs dist/cli/main.js either way). Root is needed (uprobes). Rounds
  * interleave the configurations; the table shows medians. Fails when a run sees no "attached" line, or this checkout
  * has no bundled CLI.
@@ -50,11 +52,15 @@ const cpuSeconds = (stat: string): number => {
 }
 
 /** Wall and CPU seconds of one `node <args>` run (CPU read from a shell that waited for it). */
-const floor = (args: ReadonlyArray<string>, command = process.execPath, env: Record<string, string> = {}) => {
+const floor = (
+  args: ReadonlyArray<string>,
+  command = process.execPath,
+  env: Record<string, string | undefined> = {}
+) => {
   const quoted = args.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ")
   const t0 = performance.now()
   const stat = execFileSync("sh", ["-c", `'${command}' ${quoted} >/dev/null; cat /proc/$$/stat`], {
-    env: { ...process.env, ...env }
+    env: withEnv(env)
   }).toString()
   return { wall: performance.now() - t0, cpu: cpuSeconds(stat) }
 }
@@ -98,7 +104,23 @@ const waitForLine = (child: ChildProcess, pattern: RegExp, ms: number) =>
   })
 
 type Exporter = "none" | "console" | "otlp"
-type Build = "bundled" | "unbundled" | "before"
+type Build = "snapshot" | "bundled" | "unbundled" | "before"
+
+/**
+ * How each build is started: the snapshot and "before" as bin/probescope starts them by default, the bundle without
+ * the snapshot, the unbundled CLI without the bundle.
+ */
+const launchEnv = (build: Build): Record<string, string | undefined> => ({
+  PROBESCOPE_BUNDLE: build === "unbundled" ? "0" : undefined,
+  PROBESCOPE_SNAPSHOT: build === "bundled" ? "0" : undefined
+})
+
+/** `process.env` with `changes` applied (undefined removes a variable). */
+const withEnv = (changes: Record<string, string | undefined>): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const [k, v] of Object.entries({ ...process.env, ...changes })) if (v !== undefined) env[k] = v
+  return env
+}
 interface Config {
   readonly exporter: Exporter
   readonly build: Build
@@ -127,16 +149,15 @@ const main = async () => {
     const t0 = performance.now()
     const child = spawn(build === "before" ? before! : bin, ["run", "--exe", exe], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...process.env,
+      env: withEnv({
+        ...launchEnv(build),
         OTEL_TRACES_EXPORTER: config,
         OTEL_METRICS_EXPORTER: "none",
         OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
         OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
         OTEL_BSP_SCHEDULE_DELAY: "50",
-        PROBESCOPE_CONSOLE_FORMAT: "jsonl",
-        PROBESCOPE_BUNDLE: build === "bundled" ? "1" : "0"
-      }
+        PROBESCOPE_CONSOLE_FORMAT: "jsonl"
+      })
     })
     children.push(child)
     child.stdout!.on("data", (c: Buffer) => void (stdout += c.toString("latin1")))
@@ -185,7 +206,15 @@ const main = async () => {
     }
   }
   const exporters: ReadonlyArray<Exporter> = ["none", "console", "otlp"]
-  const builds: ReadonlyArray<Build> = ["bundled", "unbundled", ...(before === undefined ? [] : ["before" as const])]
+  // The snapshot when the measured checkout's build made one (scripts/build-snapshot.mjs says why it did not).
+  const blob = path.join(path.dirname(path.dirname(fs.realpathSync(bin))), "dist", "cli", "probescope.blob")
+  const hasSnapshot = fs.existsSync(blob)
+  const builds: ReadonlyArray<Build> = [
+    ...(hasSnapshot ? ["snapshot" as const] : []),
+    "bundled",
+    "unbundled",
+    ...(before === undefined ? [] : ["before" as const])
+  ]
   const configs = exporters.flatMap((exporter) => builds.map((build) => ({ exporter, build })))
   const key = (c: Config) => `${c.exporter}/${c.build}`
   const samples = new Map<string, Array<Sample>>(configs.map((c) => [key(c), []]))
@@ -203,7 +232,7 @@ const main = async () => {
     // The CLI loaded and nothing done: what the bundle is for, without the agent's own work.
     for (const build of builds) {
       versionRuns.get(build)!.push(
-        floor(["--version"], build === "before" ? before! : bin, { PROBESCOPE_BUNDLE: build === "bundled" ? "1" : "0" })
+        floor(["--version"], build === "before" ? before! : bin, launchEnv(build))
       )
     }
     for (const c of configs) samples.get(key(c))!.push(await unbuilt(c))
@@ -253,20 +282,20 @@ const main = async () => {
       ms(m.ready).padStart(13),
       m.traced.padStart(13),
       `${m.cpu.toFixed(2)} s`.padStart(13),
-      (c.build === "bundled" ? ratio(m.attached, unbundled.attached) : "").padStart(13),
+      (c.build === "bundled" || c.build === "snapshot" ? ratio(m.attached, unbundled.attached) : "").padStart(13),
       ...(old === undefined ? [] : [(c.build === "before" ? "" : ratio(m.attached, old.attached)).padStart(13)]),
       ratio(m.attached, goalMs).padStart(13),
       ratio(m.ready, nodeWall).padStart(13)
     ].join(""))
   }
   console.log(
-    `vs unbundled: bundled attached / unbundled attached; ${before === undefined ? "" : `vs before: attached / ` +
+    `vs unbundled: attached / unbundled attached; ${before === undefined ? "" : `vs before: attached / ` +
       `attached of ${before}; `}vs goal: attached / ${goalMs} ms (issue 12)`
   )
   console.log("first traced: - with no exporter to see it; * when some rounds saw none")
-  // Issue #12's goal for bench/run.ts's table: what bin/probescope runs (the bundle) exporting over OTLP, against the
-  // unbundled CLI of the same run.
-  const shipped = medians({ exporter: "otlp", build: "bundled" })
+  // Issue #12's goal for bench/run.ts's table: what bin/probescope runs (the snapshot, else the bundle) exporting over
+  // OTLP, against the unbundled CLI of the same run.
+  const shipped = medians({ exporter: "otlp", build: hasSnapshot ? "snapshot" : "bundled" })
   Goals.record("startup", {
     goal: "launch → attached, example backend, OTLP (bin/probescope)",
     figure: shipped.attached,

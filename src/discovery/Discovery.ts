@@ -2,6 +2,8 @@
  * Discovery: a stream of processes of interest starting and exiting. It subscribes to the exec/exit tracepoints
  * first and scans /proc second, so a process starting during the scan is not missed (it may be reported twice;
  * consumers key by PID). Kernel events arrive within milliseconds, through the same batched ring buffer as probes.
+ * When only given executables can match (`fileNames` of the selector), the kernel sends only the execs of files of their
+ * names and the exits of processes followed: the rest of the machine's execs and exits cost the agent nothing.
  */
 import { Effect, Layer, Stream } from "effect"
 import * as fs from "node:fs"
@@ -17,7 +19,7 @@ import { exited, started } from "./ProcessEvent.ts"
 import { exeOf, scan } from "./ProcScan.ts"
 import { ProcessWatcher } from "./ProcessWatcher.ts"
 import type { Selector } from "./Selector.ts"
-import { matcher } from "./Selector.ts"
+import { fileNames, matcher } from "./Selector.ts"
 
 const isDefined = <A>(a: A | undefined): a is A => a !== undefined
 
@@ -42,6 +44,20 @@ export interface DiscoveryRecord {
   readonly path: string
 }
 
+/** discovery_mode[0]: send only named execs and followed processes (bpf/discovery.bpf.c). */
+const FILTER = 1
+const ONE = new Uint8Array([1])
+const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer)
+/** DISCOVERY_NAME_MAX: the kernel compares a file name's first 63 bytes, NUL-padded to 64. */
+const NAME_KEY_BYTES = 64
+
+/** A discovery_names key: the name's UTF-8 bytes, cut at 63 as the kernel's string read cuts it, then NULs. */
+export const nameKey = (name: string): Uint8Array => {
+  const key = new Uint8Array(NAME_KEY_BYTES)
+  key.set(Buffer.from(name, "utf8").subarray(0, NAME_KEY_BYTES - 1))
+  return key
+}
+
 const at = DiscoveryEvent.offsets as Record<"kind" | "pid" | "pathLen" | "path", number>
 const PATH_CAP = 256
 
@@ -63,7 +79,7 @@ export const decodeRecord = (r: Uint8Array): DiscoveryRecord | undefined => {
 /**
  * Subscribes first (the watcher probe's ring buffer), then checks explicit PIDs and scans /proc, so a process
  * starting during the scan is not missed (nor reported twice). The returned stream cannot fail: every error
- * happens here, up front.
+ * happens here, up front. One subscription at a time per watcher: it reads the watcher's one ring, and sets its filter.
  */
 export const subscribe = (
   selector: Selector
@@ -77,10 +93,23 @@ export const subscribe = (
     const watcher = yield* ProcessWatcher.tag
     // Loaded when the watcher's layer was built (it attaches its tracepoints at load): this only hands it over.
     const { object } = yield* watcher.loader.load
+    // The names first: from here on a named exec is remembered in the kernel, so its exit is sent once filtering
+    // starts (below, after the scan), even for a process that started before.
+    const names = fileNames(selector)
+    if (names !== undefined) {
+      for (const name of names) yield* object.update("discovery_names", nameKey(name), ONE)
+    }
     const rb = yield* object.ringBuffer("events", { capacity: 65_536 })
     const explicit = yield* Effect.forEach(selector.pids, (pid) => Effect.map(exeOf(pid), (exe) => ({ pid, exe })))
     const running = (yield* scan).filter((p) => !selector.pids.includes(p.pid) && matches(p.pid, p.exe))
     const initial = [...explicit, ...running]
+    if (names !== undefined) {
+      // Followed before filtering starts: an exit until then is sent anyway, and after it, as one of these.
+      for (const p of initial) yield* object.update("discovery_pids", Binary.pidKey(p.pid), ONE)
+      yield* object.update("discovery_mode", u32(0), u32(FILTER))
+    } else {
+      yield* object.update("discovery_mode", u32(0), u32(0))
+    }
     // pid -> exe of what was reported started; the ring may still hold the exec of a process the scan found
     const tracked = new Map<number, string>(initial.map((p) => [p.pid, p.exe]))
 

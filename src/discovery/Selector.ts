@@ -13,9 +13,16 @@ export interface Selector {
    * pid lets it read /proc/PID/cgroup, which is set before the exec it is called at).
    */
   readonly predicate?: (exe: string, pid: number) => boolean
+  /**
+   * For a `predicate` that can only select processes of these executables (paths; e.g. `--exe` files and nothing
+   * else): discovery then has the kernel send only the execs of a file of the same name as one of these or of
+   * `exes` (symlinks resolved), and the exits of what it follows; the machine's other execs and exits never reach
+   * the agent. Without a predicate, `exes` alone are the filter. Unset, with a predicate: every exec is looked at.
+   */
+  readonly onlyExes?: ReadonlyArray<string>
 }
 
-const realpath = (p: string): string => {
+export const realpath = (p: string): string => {
   try {
     return fs.realpathSync(p)
   } catch {
@@ -28,4 +35,14 @@ export const matcher = (selector: Selector): ((pid: number, exe: string) => bool
   const pids = new Set(selector.pids)
   const exes = new Set(selector.exes.map(realpath))
   return (pid, exe) => pids.has(pid) || exes.has(exe) || (selector.predicate?.(exe, pid) ?? false)
+}
+
+/**
+ * The file names the kernel may let through when nothing else can match (the last component of each executable,
+ * symlinks resolved); undefined when a predicate may select any process.
+ */
+export const fileNames = (selector: Selector): ReadonlyArray<string> | undefined => {
+  if (selector.predicate !== undefined && selector.onlyExes === undefined) return undefined
+  const paths = [...selector.exes, ...(selector.onlyExes ?? [])].map(realpath)
+  return [...new Set(paths.map((p) => p.slice(p.lastIndexOf("/") + 1)))]
 }

@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import { decodeRecord } from "../../src/discovery/Discovery.ts"
+import { decodeRecord, nameKey } from "../../src/discovery/Discovery.ts"
 import { exeOf, scan } from "../../src/discovery/ProcScan.ts"
-import { matcher } from "../../src/discovery/Selector.ts"
+import { fileNames, matcher } from "../../src/discovery/Selector.ts"
 
 const record = (kind: number, pid: number, path: string): Uint8Array => {
   const bytes = new Uint8Array(24 + 256)
@@ -42,6 +42,27 @@ describe("discovery", () => {
     assert.isTrue(m(11, fs.realpathSync("/proc/self/exe")))
     assert.isTrue(m(12, "/srv/go-app"))
     assert.isFalse(m(13, "/bin/true"))
+  })
+
+  it("lets the kernel filter by file name only when nothing but the named executables can match", () => {
+    const node = fs.realpathSync(process.execPath)
+    const base = node.slice(node.lastIndexOf("/") + 1)
+    // Symlinks resolved: /proc/self/exe is the node binary, under its own name.
+    assert.deepStrictEqual(fileNames({ pids: [], exes: ["/proc/self/exe", "/usr/local/bin/svc"] }), [base, "svc"])
+    assert.deepStrictEqual(fileNames({ pids: [3], exes: [] }), [], "pids only: no exec of a new process can match")
+    assert.isUndefined(fileNames({ pids: [], exes: ["/x/svc"], predicate: () => true }), "a predicate sees all")
+    assert.deepStrictEqual(
+      fileNames({ pids: [], exes: [], predicate: () => true, onlyExes: ["/x/a", "/y/a", "/x/b"] }),
+      ["a", "b"]
+    )
+  })
+
+  it("keys a file name as the kernel reads it: its first 63 bytes, NUL-padded to 64", () => {
+    assert.deepStrictEqual([...nameKey("svc").subarray(0, 4)], [0x73, 0x76, 0x63, 0])
+    assert.strictEqual(nameKey("svc").length, 64)
+    const long = nameKey("n".repeat(100))
+    assert.strictEqual(Buffer.from(long.subarray(0, 63)).toString(), "n".repeat(63))
+    assert.strictEqual(long[63], 0)
   })
 
   it.effect("scans /proc and finds this process", () =>

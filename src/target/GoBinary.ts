@@ -8,7 +8,8 @@
 import * as Fs from "node:fs/promises"
 import { Context, Effect, Layer, Option, Result } from "effect"
 import * as Errors from "./Errors.ts"
-import { analyzeBytes, analyzeElf, stageError } from "./internal/Analyze.ts"
+import { analyzeBytes, analyzeElf, stageError, symbolsAhead } from "./internal/Analyze.ts"
+import { withInflated } from "./internal/Elf.ts"
 import * as FileCache from "./internal/Cache.ts"
 import { Changed, openGoElf } from "./internal/Sparse.ts"
 import { type OffsetsTable, shipped } from "./Offsets.ts"
@@ -266,7 +267,16 @@ export const analyzeParts = (
 ): Effect.Effect<GoBinary, Errors.AnalysisError | Errors.FileUnreadable> =>
   Effect.acquireUseRelease(
     Effect.tryPromise({ try: () => openGoElf(path), catch: (e) => stageError(path, "elf", e) }),
-    (file) => Effect.try({ try: () => analyzeElf(path, file.elf, table, types), catch: (e) => e }),
+    (file) =>
+      Effect.gen(function*() {
+        // The symtab is read while the thread pool inflates the DWARF.
+        const ahead = symbolsAhead(file.elf)
+        const inflated = yield* Effect.promise(() => file.inflated)
+        return yield* Effect.try({
+          try: () => analyzeElf(path, withInflated(file.elf, inflated), table, types, ahead),
+          catch: (e) => e
+        })
+      }),
     (file) => Effect.promise(() => file.close().catch(() => undefined))
   ).pipe(
     Effect.catch((e): Effect.Effect<GoBinary, Errors.AnalysisError | Errors.FileUnreadable> => {

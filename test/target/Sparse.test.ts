@@ -95,6 +95,17 @@ describe("analysis from the parts of a file", { timeout: 300_000 }, () => {
       assert.deepStrictEqual([...outcomes].sort(), ["failed", "ok"])
     }))
 
+  it.effect("a C program: the same error, and nothing read past its headers and the little the analysis reads", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* same(Fs.readFileSync("/bin/true")), "failed")
+      const e = yield* Effect.flip(analyzeParts("/bin/true"))
+      assert.strictEqual(e._tag, "NotGo")
+      const file = yield* Effect.promise(() => openGoElf("/bin/true"))
+      const read = file.bytesRead()
+      yield* Effect.promise(() => file.close())
+      assert.isBelow(read, 16384)
+    }))
+
   it("reads fewer bytes than the file: no pclntab with a symtab, no DWARF but the structs'", async () => {
     const path = buildFixture(latest, false)
     const file = await openGoElf(path)

@@ -20,9 +20,36 @@ import {
   SHT_SYMTAB
 } from "./Elf.ts"
 import { readPclntab } from "./Pclntab.ts"
-import { type FuncEntry, goSymbols } from "./Symtab.ts"
+import { type FuncEntry, goSymbols, type GoSymbols } from "./Symtab.ts"
 import { analyzeCode } from "./X86.ts"
 import type { GoBinary, GoFunction, GoBinarySummary, GoSymbol, FieldOffset } from "../GoBinary.ts"
+
+/**
+ * Work done before `analyzeElf` runs (while the thread pool inflated the DWARF): the symtab's maps, or what reading
+ * them threw (thrown again where the analysis reads them, so a file's errors come in the same order).
+ */
+export interface Ahead {
+  readonly symbols?: () => GoSymbols
+}
+
+/**
+ * The symtab's maps read now, for `Ahead`: nothing without a symtab, or without a `.go.buildinfo` section (a file
+ * that is most likely not Go is not worth the read: its analysis stops at the build info).
+ */
+export const symbolsAhead = (elf: Elf): Ahead => {
+  const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)
+  if (symtab === undefined || elf.section(".go.buildinfo") === undefined) return {}
+  try {
+    const symbols = goSymbols(elf, symtab)
+    return { symbols: () => symbols }
+  } catch (e) {
+    return {
+      symbols: () => {
+        throw e
+      }
+    }
+  }
+}
 
 /** Analyses a Go x86-64 executable. Throws one of the typed errors of Errors.ts. */
 export const analyzeBytes = (
@@ -40,7 +67,8 @@ export const analyzeElf = (
   path: string,
   elf: Elf,
   table: OffsetsTable = shipped,
-  types: ReadonlySet<string> = knownTypes
+  types: ReadonlySet<string> = knownTypes,
+  ahead: Ahead = {}
 ): GoBinary => {
   const info = stage(path, "buildinfo", readBuildInfo, elf)
   if (info === undefined) {
@@ -58,7 +86,7 @@ export const analyzeElf = (
   // Functions, and data objects (`runtime.firstmoduledata`, ...): what `symbol` finds besides functions.
   const symbols = symtab === undefined
     ? { funcs: new Map<string, FuncEntry>(), objects: new Map<string, FuncEntry>() }
-    : stage(path, "elf", (e: Elf) => goSymbols(e, symtab), elf)
+    : stage(path, "elf", (e: Elf) => ahead.symbols?.() ?? goSymbols(e, symtab), elf)
   let funcs = symbols.funcs
   const objects = symbols.objects
   if (funcs.size === 0) {

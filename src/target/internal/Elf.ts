@@ -269,6 +269,47 @@ const contents = (s: Section, bytes: Buffer, maxBytes: number): Buffer => {
 }
 
 /**
+ * A compressed section's contents inflated on the thread pool, while the event loop does other work; what
+ * `sectionData` would return, or undefined whenever it would throw or the section is not compressed (then
+ * `sectionData` runs as before and throws what it finds). Reads only loaded bytes: call it on sections read ahead.
+ */
+export const inflateAhead = (elf: Elf, s: Section): Promise<Buffer | undefined> => {
+  if (s.type === SHT_NOBITS || s.offset + s.size > elf.bytes.length) return Promise.resolve(undefined)
+  const raw = elf.detached.get(s.index) ?? elf.bytes.subarray(s.offset, s.offset + s.size)
+  let data: Buffer
+  let size: number
+  if ((s.flags & BigInt(SHF_COMPRESSED)) !== 0n) {
+    if (raw.length < 24 || raw.readUInt32LE(0) !== 1) return Promise.resolve(undefined)
+    size = Number(raw.readBigUInt64LE(8))
+    data = raw.subarray(24)
+  } else if (s.name.startsWith(".zdebug_")) {
+    if (raw.length < 12 || raw.toString("latin1", 0, 4) !== "ZLIB") return Promise.resolve(undefined)
+    size = Number(raw.readBigUInt64BE(4))
+    data = raw.subarray(12)
+  } else {
+    return Promise.resolve(undefined)
+  }
+  if (!Number.isSafeInteger(size) || size > MAX_INFLATE) return Promise.resolve(undefined)
+  const chunkSize = Math.max(64, Math.min(size + 1, MAX_CHUNK))
+  return new Promise((resolve) =>
+    Zlib.inflate(data, { maxOutputLength: Math.max(1, size), chunkSize }, (error, out) =>
+      resolve(error === null && out.length === size ? out : undefined))
+  )
+}
+
+/** The ELF with these sections' contents already inflated (`inflateAhead`), by section index. */
+export const withInflated = (elf: Elf, inflated: ReadonlyMap<number, Buffer>): Elf =>
+  inflated.size === 0 ? elf : {
+    ...elf,
+    sectionData: (s, maxBytes = MAX_INFLATE) => {
+      const ready = inflated.get(s.index)
+      return ready !== undefined && elf.sections[s.index] === s && ready.length <= maxBytes
+        ? ready
+        : elf.sectionData(s, maxBytes)
+    }
+  }
+
+/**
  * Copies of the sections `keep` selects, at their file offsets as before, so the file's bytes can be let go: an
  * analysed executable is cached for as long as processes run it, and most of the file is not read again.
  */

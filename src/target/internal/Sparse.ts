@@ -8,7 +8,7 @@
 import * as Fs from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import { isStructSection } from "./Dwarf.ts"
-import { type Elf, parseElf, type Section, SHF_EXECINSTR, SHT_NOBITS, SHT_SYMTAB } from "./Elf.ts"
+import { type Elf, inflateAhead, parseElf, type Section, SHF_EXECINSTR, SHT_NOBITS, SHT_SYMTAB } from "./Elf.ts"
 
 /** The file's size changed while it was read: read it whole instead. */
 export class Changed extends Error {}
@@ -26,6 +26,11 @@ class Missing extends Error {
 
 export interface SparseElf {
   readonly elf: Elf
+  /**
+   * The compressed DWARF sections of structs, inflating on the thread pool from the moment the file is read: the
+   * event loop reads the symtab meanwhile. `withInflated(elf, await inflated)` is the ELF to analyse.
+   */
+  readonly inflated: Promise<ReadonlyMap<number, Buffer>>
   /** Bytes read from the file, ahead and on demand. */
   readonly bytesRead: () => number
   readonly close: () => Promise<void>
@@ -115,10 +120,13 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
 
   // What the Go analysis reads: build info, the symtab and its strings (else the pclntab), the DWARF of structs,
   // and the code (kept after analysis; read on its own).
+  // Without a .go.buildinfo section the file is most likely not Go (a scan of a host's processes meets many such):
+  // nothing is read ahead, and the analysis loads the little it reads before it says so.
   const parts: Array<readonly [number, number]> = []
   const within = (s: Section) => s.type !== SHT_NOBITS && s.offset + s.size <= size
+  const go = elf.section(".go.buildinfo") !== undefined
   const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB)
-  for (const s of elf.sections) {
+  for (const s of go ? elf.sections : []) {
     if (!within(s)) continue
     const strings = symtab !== undefined && s.index === symtab.link
     if (s.name === ".go.buildinfo" || s === symtab || strings || isStructSection(s.name) ||
@@ -126,7 +134,7 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
       parts.push([s.offset, s.size])
     }
   }
-  const code = elf.sections.filter((s) => within(s) && (s.flags & BigInt(SHF_EXECINSTR)) !== 0n && s.size > 0)
+  const code = elf.sections.filter((s) => go && within(s) && (s.flags & BigInt(SHF_EXECINSTR)) !== 0n && s.size > 0)
   await Promise.all([
     readAhead(parts),
     ...code.map(async (s) => {
@@ -138,5 +146,11 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
     })
   ])
   ahead = false
-  return { elf, bytesRead: () => total, close: () => fh.close() }
+  const structSections = elf.sections.filter((s) => go && within(s) && isStructSection(s.name))
+  const inflated = Promise.all(structSections.map((s) => inflateAhead(elf!, s))).then((outs) => {
+    const m = new Map<number, Buffer>()
+    outs.forEach((out, i) => out !== undefined && m.set(structSections[i]!.index, out))
+    return m
+  })
+  return { elf, inflated, bytesRead: () => total, close: () => fh.close() }
 }

@@ -14,11 +14,12 @@
 // A ring whose producers wake the reader on every record into a caught-up ring (wakeup threshold 0: setWakeupBytes(0))
 // has no ticks at all: no record can wait for one, so they would only wake an idle agent. Discovery's exec/exit ring
 // is one (records from the exec and exit paths, not from a traced program's requests). A wakeup drains at once unless
-// the last drain was less than `drain_ms` ago; then the drain waits for `drain_ms` after the last one, and until it
-// runs the ring stays unread, so the kernel (which wakes only a caught-up reader) does not wake us again: a storm of
-// execs costs two wakeups per `drain_ms`, not one per exec. The timer is kept for that, as a one-shot: also one drain
-// when the threshold is set (records that came before woke no one), and one at once after a drain cut short by
-// kMaxRoundsPerWakeup (records left behind wake no one either).
+// the last drain was less than a window ago (`drain_ms` at first); then the drain waits for the window's end, and
+// until it runs the ring stays unread, so the kernel (which wakes only a caught-up reader) does not wake us again. The
+// window doubles at each such wait, up to kStormDrainMs (or `drain_ms` if longer), and is back to `drain_ms` after a quiet window: a storm of
+// execs (a build, a test suite) costs about two wakeups per 160 ms, not one per exec nor one per `drain_ms`. The timer
+// is kept for that, as a one-shot: also one drain when the threshold is set (records that came before woke no one),
+// and one at once after a drain cut short by kMaxRoundsPerWakeup (records left behind wake no one either).
 //
 // The wakeup comes through an epoll set of our own, with the ring registered edge-triggered: libbpf's set is
 // level-triggered, so a poll handle on it fires on every loop iteration while records wait for the timer.
@@ -46,6 +47,8 @@ constexpr int kMaxRoundsPerWakeup = 16;
 // 1 s: the spans it carries wait for the span batch's schedule delay anyway (5 s by default). A forced wakeup (the
 // threshold) still comes at once.
 constexpr uint32_t kIdleDrainMs = 1000;
+// With no ticks (threshold 0): the longest a record waits while records keep coming, the window's upper bound.
+constexpr uint32_t kStormDrainMs = 160;
 // The BPF side's default wakeup threshold (ps_wakeup_bytes in events.h), until JS says otherwise (setWakeupBytes).
 constexpr uint64_t kDefaultWakeupBytes = 64 * 1024;
 
@@ -59,6 +62,8 @@ struct RingState {
   bool ticks_off = false;
   // When the last drain ran (uv_now, ms): with no ticks, a wakeup sooner than base_ms after it waits for the timer.
   uint64_t last_drain = 0;
+  // With no ticks, how long after a drain the next one waits: base_ms, doubling while records keep coming.
+  uint32_t window_ms = 5;
   uint32_t base_ms = 5;
   uint32_t current_ms = 5;
   // Ours, the ring's fd in it edge-triggered: readable once per kernel wakeup of the ring.
@@ -223,10 +228,14 @@ static void OnWakeup(uv_poll_t* h, int status, int events) {
     // A drain already waiting (the ring unread until then) takes this record too.
     if (uv_is_active(reinterpret_cast<uv_handle_t*>(&s->timer))) return;
     uint64_t since = uv_now(s->timer.loop) - s->last_drain;
-    if (since < s->base_ms) {
-      uv_timer_start(&s->timer, OnTimer, s->base_ms - since, 0);
+    if (since < s->window_ms) {
+      uv_timer_start(&s->timer, OnTimer, s->window_ms - since, 0);
+      // Records keep coming: the next wait is longer.
+      s->window_ms = std::min(std::max(kStormDrainMs, s->base_ms), s->window_ms * 2);
       return;
     }
+    // Quiet for a whole window: back to the shortest.
+    s->window_ms = s->base_ms;
     Pace(s, Drain(s), false);
     return;
   }
@@ -242,6 +251,7 @@ static void SetTicks(RingState* s) {
   s->ticks_off = off;
   if (off) {
     s->current_ms = 0;
+    s->window_ms = s->base_ms;
     // Records already in the ring woke no one (before this reader, or below the old threshold): one drain for them.
     uv_timer_start(&s->timer, OnTimer, 0, 0);
   } else {

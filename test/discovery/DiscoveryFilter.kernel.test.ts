@@ -31,6 +31,11 @@ fs.symlinkSync(wanted, link)
 
 const u32 = (n: number) => Buffer.from(new Uint32Array([n]).buffer)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+/** The drain timer backs off to 1 s on a quiet ring: records may take that long. */
+const until = async (f: () => boolean, ms = 3000) => {
+  const end = Date.now() + ms
+  while (!f() && Date.now() < end) await sleep(10)
+}
 
 /** Runs `exe` for a moment and waits for it to exit; its pid. */
 const runOnce = (exe: string) =>
@@ -83,7 +88,8 @@ describe("discovery's kernel filter", () => {
       const a = await runOnce(wanted)
       const b = await runOnce(other)
       const c = await runOnce(link)
-      await sleep(200)
+      // Records arrive in order: once c's exit is here, whatever was sent of b is too.
+      await until(() => of(w.seen, c).length === 2)
       expect(of(w.seen, a)).toEqual([1, 2])
       expect(of(w.seen, b)).toEqual([])
       expect(of(w.seen, c)).toEqual([1, 2])
@@ -97,7 +103,7 @@ describe("discovery's kernel filter", () => {
     try {
       const a = await runOnce(wanted)
       const b = await runOnce(other)
-      await sleep(200)
+      await until(() => of(w.seen, b).length === 2)
       expect(of(w.seen, a)).toEqual([1, 2])
       expect(of(w.seen, b)).toEqual([1, 2])
     } finally {
@@ -108,14 +114,16 @@ describe("discovery's kernel filter", () => {
   it("a named exec before filtering starts still has its exit sent after", async () => {
     const w = watch(undefined, ["wanted-sleeper"])
     try {
-      const child = spawn(wanted, ["0.5"], { stdio: "ignore" })
+      // Alive well past the switch below (its exec record may wait up to the drain timer's 1 s).
+      const child = spawn(wanted, ["2"], { stdio: "ignore" })
       const exited = new Promise<void>((r) => child.once("exit", () => r()))
-      await sleep(100)
+      await until(() => of(w.seen, child.pid!).length === 1)
       expect(of(w.seen, child.pid!)).toEqual([1])
       // Filtering from now on: the process is remembered from its exec, so its exit still comes.
       w.setMode(1)
+      expect(child.exitCode).toBeNull()
       await exited
-      await sleep(200)
+      await until(() => of(w.seen, child.pid!).length === 2)
       expect(of(w.seen, child.pid!)).toEqual([1, 2])
     } finally {
       w.close()

@@ -146,39 +146,48 @@ describe("ring-buffer batches", () => {
     }
   })
 
-  it("with a wakeup threshold of 0, records soon after a drain wait for one more drain an interval after it", async () => {
-    // A storm of execs: the first record after a quiet while is drained on its wakeup; those right after it wait for
-    // one drain at the interval (200 ms here), the ring left unread until then so the kernel does not wake us again.
-    const obj = new addon.BpfObject(bpfObject("ringbuf_bench"), "ringbuf_bench")
-    try {
-      obj.setConstant("bench_batch", u32(10))
-      obj.setConstant("ps_wakeup_bytes", u64(0))
-      obj.load()
-      let received = 0
-      const rb = obj.ringBuffer("events", (_d, _o, count) => void (received += count), 200, 4096)
-      rb.setWakeupBytes(0)
-      await sleep(300)
-      const start = rb.stats()
-      obj.testRun("bench_produce", null, 0)
-      await until(() => received === 10, 1000)
-      expect(received).toBe(10)
-      const first = rb.stats()
-      expect(first.ringWakeups - start.ringWakeups).toBe(1)
-      expect(first.timerWakeups).toBe(start.timerWakeups)
-      // Two more runs at once: one wakeup, then one timer drain for both.
-      obj.testRun("bench_produce", null, 0)
-      obj.testRun("bench_produce", null, 0)
-      await until(() => received === 30, 1000)
-      expect(received).toBe(30)
-      const after = rb.stats()
-      expect(after.ringWakeups - first.ringWakeups).toBe(1)
-      expect(after.timerWakeups - first.timerWakeups).toBe(1)
-      expect(after.batches - first.batches).toBe(1)
-      rb.stop()
-    } finally {
-      obj.close()
-    }
-  })
+  it("with a wakeup threshold of 0, records soon after a drain wait for a drain a window after it, the window growing",
+    async () => {
+      // A storm of execs: the first record after a quiet while is drained on its wakeup; those right after it wait
+      // for one drain at the window's end (100 ms here, the ring's interval), the ring left unread until then so the
+      // kernel does not wake us again; while records keep coming the window doubles, up to 160 ms.
+      const obj = new addon.BpfObject(bpfObject("ringbuf_bench"), "ringbuf_bench")
+      try {
+        obj.setConstant("bench_batch", u32(10))
+        obj.setConstant("ps_wakeup_bytes", u64(0))
+        obj.load()
+        let received = 0
+        const rb = obj.ringBuffer("events", (_d, _o, count) => void (received += count), 100, 4096)
+        rb.setWakeupBytes(0)
+        await sleep(300)
+        const start = rb.stats()
+        obj.testRun("bench_produce", null, 0)
+        await until(() => received === 10, 1000)
+        expect(received).toBe(10)
+        const first = rb.stats()
+        expect(first.ringWakeups - start.ringWakeups).toBe(1)
+        expect(first.timerWakeups).toBe(start.timerWakeups)
+        // Two more runs at once: one wakeup, then one timer drain for both.
+        obj.testRun("bench_produce", null, 0)
+        obj.testRun("bench_produce", null, 0)
+        await until(() => received === 30, 1000)
+        expect(received).toBe(30)
+        const after = rb.stats()
+        expect(after.ringWakeups - first.ringWakeups).toBe(1)
+        expect(after.timerWakeups - first.timerWakeups).toBe(1)
+        expect(after.batches - first.batches).toBe(1)
+        // Again right after that drain: the window has grown to 160 ms, so this drain comes about that long after
+        // the last one (at a fixed window, about 100).
+        const again = Date.now()
+        obj.testRun("bench_produce", null, 0)
+        await until(() => received === 40, 2000)
+        expect(received).toBe(40)
+        expect(Date.now() - again).toBeGreaterThanOrEqual(130)
+        rb.stop()
+      } finally {
+        obj.close()
+      }
+    })
 
   it("a ring past the wakeup threshold is drained at once, with nothing lost, however long the timer", async () => {
     // 16 KiB ring, wakeup at 4 KiB, 128 records of 72 bytes (9 KiB) per run: each run crosses the threshold.

@@ -96,8 +96,11 @@ export const buildSnapshot = async (out, options = {}) => {
       format: "cjs",
       platform: "node",
       target: "node22.19",
+      // Function names kept for stack traces; whitespace goes: the script is not kept once the blob is built (so line
+      // numbers point nowhere either way), and its text is part of the heap every launch reads (22 -> 15.7 MB blob).
       keepNames: true,
       minifySyntax: true,
+      minifyWhitespace: true,
       legalComments: "none",
       // Found at run time next to the package (src/kernel/internal/addon.ts), after deserialisation.
       external: ["bindings"],

@@ -26,6 +26,8 @@ const fingerprint = (b: GoBinary): string => {
     names,
     symbols: ["runtime.firstmoduledata", "main.main", ...some].map((n) => Option.getOrUndefined(b.symbol(n))),
     field: Option.getOrUndefined(b.field("runtime.g", "goid")),
+    // A type outside the first DWARF pass: read later, from the DWARF kept after the file was let go.
+    later: Option.getOrUndefined(b.field("internal/abi.Type", "Str")),
     dwarfError: Option.getOrUndefined(b.dwarfError())?.message
   }, (_, v) => typeof v === "bigint" ? v.toString() : v)
 }
@@ -118,6 +120,8 @@ describe("analysis from the parts of a file", { timeout: 300_000 }, () => {
     } finally {
       await file.close()
     }
+    // Closed, the file's buffer is freed at once, not left to a collection: the analysis holds no view of it.
+    assert.strictEqual(file.elf.bytes.length, 0)
   })
 
   it.effect("a file that cannot be read fails as one that cannot be read whole does", () =>

@@ -33,6 +33,7 @@ export interface SparseElf {
   readonly inflated: Promise<ReadonlyMap<number, Buffer>>
   /** Bytes read from the file, ahead and on demand. */
   readonly bytesRead: () => number
+  /** Closes the file and frees `elf.bytes` (views of it are empty after). */
   readonly close: () => Promise<void>
 }
 
@@ -152,5 +153,13 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
     outs.forEach((out, i) => out !== undefined && m.set(structSections[i]!.index, out))
     return m
   })
-  return { elf, inflated, bytesRead: () => total, close: () => fh.close() }
+  // Closing lets the file's buffer go at once (the analysis keeps copies and the code's own buffers, never views
+  // of it): tens of MB that would otherwise count against V8's external memory until a full collection. Not before
+  // the thread pool is done inflating from it.
+  const close = async () => {
+    await inflated
+    ;(bytes.buffer as ArrayBuffer & { transfer: (length: number) => ArrayBuffer }).transfer(0)
+    await fh.close()
+  }
+  return { elf, inflated, bytesRead: () => total, close }
 }

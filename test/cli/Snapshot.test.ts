@@ -48,7 +48,8 @@ const makePackage = async (name: string, entry = fixture("plain")) => {
 /** bin/probescope of `pkg` with `args`; `env` adds to (or, undefined, removes from) the environment. */
 const launch = (pkg: string, args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) => {
   const merged: Record<string, string> = {}
-  for (const [k, v] of Object.entries({ ...process.env, PROBESCOPE_SNAPSHOT: undefined, ...env })) {
+  const clean = { PROBESCOPE_SNAPSHOT: undefined, PROBESCOPE_BUNDLE: undefined, NODE_OPTIONS: undefined }
+  for (const [k, v] of Object.entries({ ...process.env, ...clean, ...env })) {
     if (v !== undefined) merged[k] = v
   }
   const r = spawnSync(Path.join(pkg, "bin/probescope"), args, { encoding: "utf8", env: merged, timeout: 60_000 })

@@ -7,7 +7,7 @@ import * as Probe from "../probe/Probe.ts"
 
 export const ProcessWatcher = Probe.daemon({
   name: "discovery/process",
-  object: Probe.objectFile("discovery"),
+  object: "discovery",
   manifest: {
     tracepoints: [
       { program: "discovery_exec", category: "sched", name: "sched_process_exec" },

@@ -340,7 +340,7 @@ export const METRIC_KEYS = [
 /** The database/sql probe. Needs GoContext (the context's or the goroutine's span is the parent). */
 export const DatabaseSql = Probe.instrument({
   name: "database_sql",
-  object: Probe.objectFile("database_sql"),
+  object: "database_sql",
   manifest,
   config: Config,
   reuseMaps: GoContext.sharedMaps,

@@ -38,7 +38,7 @@ export const manifest = Manifest.make({
 /** The go_context daemon probe. Its layer must be built before (and is provided to) the instrument probes. */
 export const GoContext = Probe.daemon({
   name: "go_context",
-  object: Probe.objectFile("go_context"),
+  object: "go_context",
   manifest,
   shares: ["go_spans", "ps_conn_spans", "ps_ctx_spans"]
 })

@@ -300,7 +300,7 @@ export const toServerSpan = (r: Record): Probe.SpanInput => {
  */
 export const GoPanic = Probe.instrument({
   name: "go_panic",
-  object: Probe.objectFile("go_panic"),
+  object: "go_panic",
   manifest,
   reuseMaps: {
     ...GoContext.sharedMaps,

@@ -313,7 +313,7 @@ export const METRIC_KEYS = [
 /** The go-redis v9 probe. Needs GoContext (the context's or the goroutine's span is the parent). */
 export const GoRedis = Probe.instrument({
   name: "go_redis",
-  object: Probe.objectFile("go_redis"),
+  object: "go_redis",
   manifest,
   reuseMaps: GoContext.sharedMaps,
   uses: [GoContext.goroutines],

@@ -336,7 +336,7 @@ export const CLIENT_METRIC_KEYS = [...SERVER_METRIC_KEYS, ATTR_SERVER_ADDRESS, A
 /** The gRPC probe (server and client). Needs GoContext. */
 export const Grpc = Probe.instrument({
   name: "grpc",
-  object: Probe.objectFile("grpc"),
+  object: "grpc",
   manifest,
   reuseMaps: GoContext.sharedMaps,
   uses: [GoContext.goroutines],

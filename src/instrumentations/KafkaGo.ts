@@ -305,7 +305,7 @@ const pick = (attributes: globalThis.Record<string, AttributeValue>, keys: Reado
 /** The kafka-go probe. Needs GoContext (the caller's span). */
 export const KafkaGo = Probe.instrument({
   name: "kafka_go",
-  object: Probe.objectFile("kafka_go"),
+  object: "kafka_go",
   manifest,
   reuseMaps: GoContext.sharedMaps,
   uses: [GoContext.goroutines],

@@ -189,15 +189,23 @@ export const make = (options: {
   readonly support?: Lockdown.WriteUserSupport
 } = {}) => {
   const propagation = options.propagation ?? "auto"
-  const support = propagation === "auto" ? options.support ?? Lockdown.writeUserSupport() : undefined
-  const inject = propagation === "on" || (support?.permitted ?? false)
+  // Decided when the probe's layer is built, not at import: the kernel's lockdown and this process's capabilities
+  // are the running agent's (a start-up snapshot keeps nothing read at import).
+  let decided: { readonly support: Lockdown.WriteUserSupport | undefined; readonly inject: boolean } | undefined
+  const decide = () => {
+    if (decided === undefined) {
+      const support = propagation === "auto" ? options.support ?? Lockdown.writeUserSupport() : undefined
+      decided = { support, inject: propagation === "on" || (support?.permitted ?? false) }
+    }
+    return decided
+  }
   const definition = Probe.instrument({
     name: "nethttp_client",
-    object: Probe.objectFile("nethttp_client"),
+    object: "nethttp_client",
     manifest,
     reuseMaps: GoContext.sharedMaps,
   uses: [GoContext.goroutines],
-    disablePrograms: () => inject ? [] : [INJECT_PROGRAM],
+    disablePrograms: () => decide().inject ? [] : [INJECT_PROGRAM],
     perTarget: {
       layout: Offsets,
       value: ({ offsets: o }) => ({
@@ -222,17 +230,16 @@ export const make = (options: {
     instruments: { duration: Http.clientDuration },
     signals: (r, emit) => Http.emitWithDuration(emit, "duration", toSpan(r), Http.CLIENT_METRIC_KEYS)
   })
-  if (support === undefined || support.permitted) return { ...definition, inject }
   // Said once, when the probe loads: spans stay correct, only cross-process linking is lost.
-  const notice = Layer.effectDiscard(
-    Effect.logWarning(
+  const notice = Layer.effectDiscard(Effect.suspend(() => {
+    const { support } = decide()
+    return support === undefined || support.permitted ? Effect.void : Effect.logWarning(
       `probe nethttp_client: traceparent header injection disabled (${support.reason}: bpf_probe_write_user is ` +
         "forbidden); instrumented servers on this host still continue traces (connection map), others start their own"
     )
-  )
+  }))
   return {
     ...definition,
-    inject,
     layer: Layer.merge(notice, definition.layer),
     layerWith: (config: {}) => Layer.merge(notice, definition.layerWith(config))
   }

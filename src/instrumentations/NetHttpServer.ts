@@ -173,7 +173,7 @@ export const toSpan = (r: Record): Probe.SpanInput => {
 /** The net/http server instrument probe. Needs the GoContext daemon (its `go_spans` map). */
 export const NetHttpServer = Probe.instrument({
   name: "nethttp_server",
-  object: Probe.objectFile("nethttp_server"),
+  object: "nethttp_server",
   manifest,
   reuseMaps: GoContext.sharedMaps,
   // The go/panic probe ends the span of a request whose handler panicked (no RET runs): it reuses this map.

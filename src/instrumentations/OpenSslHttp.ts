@@ -177,7 +177,7 @@ export const toSpan = (r: Record): Probe.SpanInput | undefined => {
 /** The OpenSSL HTTP/1 instrument probe: applies to any process that maps libssl.so.3 (OpenSSL 3). */
 export const OpenSslHttp = Probe.instrument({
   name: "openssl_http",
-  object: Probe.objectFile("openssl_http"),
+  object: "openssl_http",
   manifest,
   perTarget: { layout: Target, value: () => ({ enabled: 1 }) },
   record: Binary.schema(Record),

@@ -330,7 +330,7 @@ export const toSpan = (r: Record): Probe.SpanInput => {
 /** The OpenTelemetry Go API probe. Needs GoContext (the goroutine's active span, the contexts' spans). */
 export const OtelTrace = Probe.instrument({
   name: "otel_trace",
-  object: Probe.objectFile("otel_trace"),
+  object: "otel_trace",
   manifest,
   reuseMaps: GoContext.sharedMaps,
   uses: [GoContext.goroutines],

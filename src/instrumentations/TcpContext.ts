@@ -41,7 +41,7 @@ export const Config = Schema.Struct({
 /** The tcp_context daemon probe; it writes into go_context's `ps_conn_spans`, so it is loaded with go_context. */
 export const TcpContext = Probe.daemon({
   name: "tcp_context",
-  object: Probe.objectFile("tcp_context"),
+  object: "tcp_context",
   manifest,
   config: Config,
   reuseMaps: { ps_conn_spans: sharedMaps.ps_conn_spans },

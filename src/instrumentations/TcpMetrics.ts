@@ -187,7 +187,7 @@ export const signals = (r: Record, emit: Probe.Emit<keyof typeof instruments>): 
 /** The TCP metrics instrument probe. */
 export const TcpMetrics = Probe.instrument({
   name: "tcp_metrics",
-  object: Probe.objectFile("tcp_metrics"),
+  object: "tcp_metrics",
   manifest,
   // Metrics, not traces: the sampler does not apply.
   sampling: "none",

@@ -251,8 +251,9 @@ export interface CommonOptions<
 > {
   readonly name: Name
   /**
-   * The compiled object: a path, usually `Probe.objectFile("<name>")` (bpf/out/<name>.bpf.o), or a `file:` URL
-   * (`new URL("./my_probe.bpf.o", import.meta.url)`, beside the module that defines the probe).
+   * The compiled object: a path, a `file:` URL (`new URL("./my_probe.bpf.o", import.meta.url)`, beside the module
+   * that defines the probe), or a built-in's bare name ("nethttp_server": `Probe.objectFile(name)`, resolved when the
+   * probe loads, so that `PROBESCOPE_BPF_DIR` is read then and not at import).
    */
   readonly object: string | URL
   readonly manifest: Manifest<F>
@@ -475,10 +476,15 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
   }
   if (problems.length > 0) throw new Error(`probe ${name}: invalid manifest: ${problems.join("; ")}`)
   const tag = Context.Service<ProbeId<string>, AnyProbe>(`probescope/probe/${name}`)
-  // A URL (or its string) is made a path once, here: the kernel binding opens paths.
-  const objectPath = options.object instanceof URL || options.object.startsWith("file:") ?
-    fileURLToPath(options.object) :
-    options.object
+  // Resolved when the probe loads, not when it is defined (at import): a built-in's name becomes a path only then,
+  // so PROBESCOPE_BPF_DIR is read at run time (a start-up snapshot keeps nothing read at import). A URL (or its
+  // string) is made a path: the kernel binding opens paths.
+  const objectPath = (): string => {
+    const object = options.object
+    if (object instanceof URL || object.startsWith("file:")) return fileURLToPath(object)
+    // A bare name ("nethttp_server") is a built-in's object; anything else is a path, opened as given.
+    return /^\w+$/.test(object) ? objectFile(object) : object
+  }
   const configSchema = (options.config ?? EmptyConfig) as Schema.Codec<unknown, unknown>
   const staticUses = typeof options.uses === "function" ? [] : options.uses ?? []
   const deps = [...Object.values(options.reuseMaps ?? {}), ...staticUses]
@@ -535,7 +541,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         }
         const ring = kind === "instrument" ? options.ringBuffer : undefined
         const object = yield* bpf.load({
-          file: objectPath,
+          file: objectPath(),
           name,
           constants,
           reuseMaps: reusedMaps,
@@ -543,7 +549,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
           ...(ring?.bytes === undefined ? {} : { mapSizes: { [ring.map ?? "events"]: ring.bytes } }),
           uprobeMulti: true
         }).pipe(Effect.mapError(loadError(name)))
-        const layouts = yield* checkLayouts(name, kind, options, object, objectPath)
+        const layouts = yield* checkLayouts(name, kind, options, object, objectPath())
         // A tracepoint instrument's (`processes: "any"`) are its Attacher's: attached while it has targets.
         for (const tp of ManifestM.isTracepointInstrument(options.manifest) ? [] : options.manifest.tracepoints ?? []) {
           yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))

@@ -19,6 +19,8 @@
 import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
 import { Effect, Option } from "effect"
 import * as GoBinary from "../src/target/GoBinary.ts"
 import * as Goals from "./internal/goals.ts"
@@ -59,6 +61,14 @@ const probeType = ["internal/abi.Type", "Str"] as const
 const probeFunctions = ["net/http.serverHandler.ServeHTTP", "net/http.(*Transport).roundTrip", "runtime.newproc1",
   "runtime.casgstatus", "main.main"]
 
+/**
+ * A full collection, before each timed cold analysis: what one analysis left behind (tens of MB of file buffers until
+ * V8 collects them) must not be collected inside the next one's time — with BENCH_BEFORE both checkouts share the
+ * heap, and one freeing its buffers early would otherwise speed up the other's rounds.
+ */
+V8.setFlagsFromString("--expose-gc")
+const collect = Vm.runInNewContext("gc") as () => void
+
 const time = async <A>(f: () => Promise<A>): Promise<[A, number]> => {
   const t0 = performance.now()
   const a = await f()
@@ -80,11 +90,13 @@ for (const path of targets) {
   let summary = ""
   const beforeColds: Array<number> = []
   for (let round = 0; round < rounds; round++) {
+    collect()
     floors.push((await time(() => Fs.promises.readFile(path)))[1])
     // The other checkout's analysis first in even rounds, second in odd ones: neither always follows the other.
     const runBefore = async () => {
       if (before === undefined) return undefined
       const old = await Effect.runPromise(before.make())
+      collect()
       const [ob, t] = await time(() =>
         Effect.runPromise(old.analyzeFile(path).pipe(Effect.tap((b) => Effect.sync(() => b.summary(probeFunctions)))))
       )
@@ -93,6 +105,7 @@ for (const path of targets) {
     }
     const early = round % 2 === 0 ? await runBefore() : undefined
     const svc = await Effect.runPromise(make())
+    collect()
     const [b, cold] = await time(() =>
       Effect.runPromise(svc.analyzeFile(path).pipe(Effect.tap((b) => Effect.sync(() => b.summary(probeFunctions)))))
     )

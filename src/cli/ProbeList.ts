@@ -134,8 +134,10 @@ export const format = (listed: ReadonlyArray<Listed>): string =>
       const programs = [s.entry === null ? "" : `entry ${s.entry}`, s.return === null ? "" : `return ${s.return}`]
         .filter((x) => x !== "").join(", ")
       const label = i === 0 ? "symbols    " : "           "
-      lines.push(`  ${label} ${s.name} (${s.required ? "required" : "optional"}; ${programs})`)
+      const feature = s.feature === null ? "" : `feature ${s.feature}; `
+      lines.push(`  ${label} ${s.name} (${s.required ? "required" : "optional"}; ${feature}${programs})`)
     }
+    if (p.uses.length > 0) lines.push(`  uses        ${p.uses.join(", ")}`)
     if (p.tracepoints.length > 0) lines.push(`  tracepoints ${p.tracepoints.join(", ")}`)
     if (p.cgroups.length > 0) lines.push(`  cgroup      ${p.cgroups.join(", ")} (attached at load)`)
     lines.push(`  signals     ${p.signals.length === 0 ? "none" : p.signals.join(", ")}`)

@@ -37,8 +37,10 @@ describe("probescope list", () => {
         name: "net/http.serverHandler.ServeHTTP",
         required: true,
         entry: "uprobe_ServeHTTP",
-        return: "uprobe_ServeHTTP_ret"
+        return: "uprobe_ServeHTTP_ret",
+        feature: null
       }])
+      assert.deepStrictEqual(server.uses, [])
       assert.deepStrictEqual(server.signals, ["spans", "metrics"])
       assert.deepStrictEqual(server.metrics, ["http.server.request.duration"])
       assert.strictEqual(server.targets, "go")
@@ -80,6 +82,29 @@ describe("probescope list", () => {
         "tcp.connection.duration",
         "tcp.retransmissions"
       ])
+    }))
+
+  it.effect("features: go_context's goroutine probes are one; go_panic uses it unless its settings say not", () =>
+    Effect.gen(function*() {
+      const listed = yield* ProbeList.list(yield* ProbeList.setup(flags([])))
+      const context = listed.find((p) => p.name === "go_context")!
+      assert.deepStrictEqual(context.symbols.map((s) => [s.name, s.feature]), [["runtime.newproc1", "goroutines"]])
+      assert.deepStrictEqual(
+        listed.filter((p) => p.uses.length > 0).map((p) => [p.name, p.uses]),
+        [["nethttp_client", ["go_context.goroutines"]], ["grpc", ["go_context.goroutines"]],
+          ["database_sql", ["go_context.goroutines"]], ["go_redis", ["go_context.goroutines"]],
+          ["kafka_go", ["go_context.goroutines"]], ["otel_trace", ["go_context.goroutines"]],
+          ["go_panic", ["go_context.goroutines"]]]
+      )
+      const text = ProbeList.format(listed)
+      assert.include(text, "runtime.newproc1 (required; feature goroutines; entry uprobe_newproc1, return " +
+        "uprobe_newproc1_ret)")
+      const off = yield* ProbeList.list({
+        ...(yield* ProbeList.setup(flags([]))),
+        settings: { go_panic: { goroutines: false } }
+      })
+      assert.deepStrictEqual(off.find((p) => p.name === "go_panic")!.uses, [])
+      assert.notInclude(ProbeList.format(off).split("\n\n").find((b) => b.startsWith("go_panic "))!, "uses")
     }))
 
   it.effect("the human form of a tracepoint instrument: any process, its tracepoints and metrics", () =>

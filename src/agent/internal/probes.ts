@@ -65,6 +65,8 @@ export interface SymbolInfo {
   readonly entry: string | null
   /** The BPF program on every RET of the function, or null. */
   readonly return: string | null
+  /** The feature it belongs to (attached only where a probe applying to the process uses it), or null. */
+  readonly feature: string | null
 }
 
 /** What `describe` (and `probescope list`) reports of one probe. */
@@ -92,6 +94,8 @@ export interface ProbeInfo {
   readonly metrics: ReadonlyArray<string>
   /** Span attributes the probe sets, where declared (null: not declared). */
   readonly attributes: ReadonlyArray<string> | null
+  /** The features of other probes it uses, as `probe.feature`, with the settings given. */
+  readonly uses: ReadonlyArray<string>
   /** The whole manifest, for checks against targets. */
   readonly manifest: Manifest.Manifest
 }
@@ -359,6 +363,7 @@ const infoOf = (
     readonly manifest: Manifest.Manifest
     readonly emits?: ReadonlyArray<Signal>
     readonly instruments?: Instruments
+    readonly uses?: ReadonlyArray<{ readonly probe: string; readonly feature: string }>
   },
   attributes: ReadonlyArray<string> | undefined
 ): ProbeInfo => {
@@ -377,7 +382,8 @@ const infoOf = (
       name: s.name,
       required: s.optional !== true,
       entry: s.entry ?? null,
-      return: s.return ?? null
+      return: s.return ?? null,
+      feature: s.feature ?? null
     })),
     targets: targetsOf(m),
     tracepoints: (m.tracepoints ?? []).map((t) => `${t.category}/${t.name}`),
@@ -385,6 +391,7 @@ const infoOf = (
     signals: probe.kind === "daemon" ? [] : probe.emits ?? (metrics.length > 0 ? ["spans", "metrics"] : ["spans"]),
     metrics,
     attributes: attributes ?? null,
+    uses: (probe.uses ?? []).map((u) => `${u.probe}.${u.feature}`),
     manifest: m
   }
 }

@@ -20,7 +20,7 @@ import {
   SHT_SYMTAB
 } from "./Elf.ts"
 import { readPclntab } from "./Pclntab.ts"
-import { type FuncEntry, goSymbols, type GoSymbols } from "./Symtab.ts"
+import { Entries, type FuncEntry, goSymbols, type GoSymbols } from "./Symtab.ts"
 import { analyzeCode } from "./X86.ts"
 import type { GoBinary, GoFunction, GoBinarySummary, GoSymbol, FieldOffset } from "../GoBinary.ts"
 
@@ -85,7 +85,7 @@ export const analyzeElf = (
   let pclntabVersion: string | undefined
   // Functions, and data objects (`runtime.firstmoduledata`, ...): what `symbol` finds besides functions.
   const symbols = symtab === undefined
-    ? { funcs: new Map<string, FuncEntry>(), objects: new Map<string, FuncEntry>() }
+    ? { funcs: new Entries(), objects: new Entries() }
     : stage(path, "elf", (e: Elf) => ahead.symbols?.() ?? goSymbols(e, symtab), elf)
   let funcs = symbols.funcs
   const objects = symbols.objects

@@ -14,11 +14,49 @@ export interface FuncEntry {
   readonly size: number
 }
 
+/**
+ * Entries by name, in the order first set (as a Map), without an object or a BigInt per entry until one is asked
+ * for: a large binary has tens of thousands, and the analysis keeps them as long as it is cached.
+ */
+export class Entries {
+  private readonly slots = new Map<string, number>()
+  private readonly addresses: Array<number | bigint> = []
+  private readonly sizes: Array<number> = []
+  get size(): number {
+    return this.slots.size
+  }
+  has(name: string): boolean {
+    return this.slots.has(name)
+  }
+  keys(): IterableIterator<string> {
+    return this.slots.keys()
+  }
+  get(name: string): FuncEntry | undefined {
+    const i = this.slots.get(name)
+    if (i === undefined) return undefined
+    const address = this.addresses[i]!
+    return { address: typeof address === "bigint" ? address : BigInt(address), size: this.sizes[i]! }
+  }
+  /** As `Map.set`: a name set again keeps its place and takes the new entry. */
+  set(name: string, entry: FuncEntry): void {
+    this.add(name, entry.address, entry.size)
+  }
+  add(name: string, address: number | bigint, size: number): void {
+    this.slots.set(name, this.addresses.length)
+    this.addresses.push(address)
+    this.sizes.push(size)
+  }
+  /** `name` for the entry of `of` (which must be set). */
+  alias(name: string, of: string): void {
+    this.slots.set(name, this.slots.get(of)!)
+  }
+}
+
 export interface GoSymbols {
   /** Functions by name, in symbol table order (the first of a name), then the ".abi0" ones' plain names. */
-  readonly funcs: Map<string, FuncEntry>
+  readonly funcs: Entries
   /** Data objects (`runtime.firstmoduledata`, ...) by name, the first of a name. */
-  readonly objects: Map<string, FuncEntry>
+  readonly objects: Entries
 }
 
 const STT_OBJECT = 1
@@ -31,9 +69,15 @@ export const goSymbols = (elf: Elf, s: Section): GoSymbols => fast(elf, s) ?? fr
 
 /** The same maps from symbols already read (the reference the fast path is tested against). */
 export const fromSymbols = (symbols: ReadonlyArray<ElfSymbol>): GoSymbols => ({
-  funcs: symtabFunctions(symbols),
-  objects: symtabObjects(symbols)
+  funcs: toEntries(symtabFunctions(symbols)),
+  objects: toEntries(symtabObjects(symbols))
 })
+
+const toEntries = (m: ReadonlyMap<string, FuncEntry>): Entries => {
+  const out = new Entries()
+  for (const [name, f] of m) out.set(name, f)
+  return out
+}
 
 /**
  * The maps `fromSymbols(readSymbols(elf, s))` gives, read straight from the table, or undefined when the table is
@@ -98,8 +142,8 @@ const fast = (elf: Elf, s: Section): GoSymbols | undefined => {
       nextAddr[order[j]!] = above
     }
   }
-  const funcs = new Map<string, FuncEntry>()
-  const objects = new Map<string, FuncEntry>()
+  const funcs = new Entries()
+  const objects = new Entries()
   for (let k = 0; k < names.length; k++) {
     const name = names[k]!
     if (isFunc[k]) {
@@ -109,16 +153,24 @@ const fast = (elf: Elf, s: Section): GoSymbols | undefined => {
         const next = nextAddr[k]!
         size = next === 0 ? 0 : Math.min(next - values[k]!, 1 << 24)
       }
-      funcs.set(name, { address: BigInt(values[k]!), size })
+      funcs.add(name, values[k]!, size)
     } else if (name !== "" && !objects.has(name)) {
-      objects.set(name, { address: BigInt(values[k]!), size: sizes[k]! })
+      objects.add(name, values[k]!, sizes[k]!)
     }
   }
-  aliasAbi0(funcs)
+  for (const name of [...funcs.keys()]) {
+    if (name.endsWith(".abi0")) {
+      const plain = name.slice(0, -5)
+      if (!funcs.has(plain)) funcs.alias(plain, name)
+    }
+  }
   return { funcs, objects }
 }
 
-/** The symtab names assembly functions "x.abi0"; the pclntab (and stripped binaries) name them "x": accept both. */
+/**
+ * The symtab names assembly functions "x.abi0"; the pclntab (and stripped binaries) name them "x": accept both (the
+ * fast path does the same over `Entries`).
+ */
 const aliasAbi0 = (funcs: Map<string, FuncEntry>): void => {
   for (const [name, f] of [...funcs]) {
     if (name.endsWith(".abi0")) {

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { onlyExes } from "../../src/agent/internal/driver.ts"
 import * as Selecting from "../../src/agent/internal/selection.ts"
 import type { CgroupInfo } from "../../src/discovery/Cgroup.ts"
 
@@ -102,5 +103,20 @@ describe("Selection", () => {
     assert.strictEqual(Selecting.unmatchedReason("--port 8080"), "no process listens on port 8080; watching for one")
     assert.strictEqual(Selecting.unmatchedReason("--exe /srv/*"), "no running process matches; watching for one")
     assert.strictEqual(Selecting.unmatchedReason("--container ab"), "no running process is in it; watching for one")
+  })
+
+  it("onlyExes: the files a selection of named files and pids can select, else undefined (every exec looked at)", () => {
+    assert.deepStrictEqual(onlyExes({ pids: [], exes: ["/srv/api", "/srv/worker"] }), ["/srv/api", "/srv/worker"])
+    assert.deepStrictEqual(onlyExes({ pids: [42], exes: [] }), [], "pids only: no exec of a new process can match")
+    assert.deepStrictEqual(onlyExes({ pids: [42], exes: ["/srv/api"], ports: [], containers: [] }), ["/srv/api"])
+    for (const [selection, why] of [
+      [{ pids: [], exes: ["/srv/*/api"] }, "a glob"],
+      [{ pids: [], exes: ["/srv/api"], goPredicate: () => true }, "--all-go"],
+      [{ pids: [], exes: ["/srv/api"], ports: [8080] }, "a port"],
+      [{ pids: [], exes: [], containers: ["3f4e"] }, "a container"],
+      [{ pids: [], exes: [], cgroups: ["/kubepods.slice/**"] }, "a cgroup"]
+    ] as const) {
+      assert.isUndefined(onlyExes(selection), why)
+    }
   })
 })

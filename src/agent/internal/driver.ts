@@ -117,6 +117,19 @@ export interface DriverOptions {
 }
 
 /** The agent's loop in the current scope; see the module comment. */
+/**
+ * The executables a selection can select, when it names files and nothing else (no glob, Go predicate, port,
+ * container or cgroup; pids too): then discovery has the kernel drop every other exec and exit of the machine
+ * before they reach the agent (by file name; the selector still decides). On a busy host those had been most of
+ * what the idle agent did. Undefined when any process may be selected.
+ */
+export const onlyExes = (selection: Selection): ReadonlyArray<string> | undefined =>
+  selection.goPredicate === undefined && (selection.ports ?? []).length === 0 &&
+    (selection.containers ?? []).length === 0 && (selection.cgroups ?? []).length === 0 &&
+    selection.exes.every((exe) => !Glob.isGlob(exe))
+    ? selection.exes
+    : undefined
+
 export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, options: DriverOptions) =>
   Effect.gen(function*() {
     const manager = yield* Manager
@@ -159,10 +172,12 @@ export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, opt
     // With Go or ports selected, discovery follows every process: analysis decides the first, the port poll the
     // second (a process listens after its exec, when discovery sees it), and each needs the process's exit.
     const followAll = selection.goPredicate !== undefined || rules.ports.size > 0
+    const only = onlyExes(selection)
     const selector: Selector = {
       pids: selection.pids,
       exes: [],
-      predicate: (exe, pid) => exe !== process.execPath && (followAll || named(pid, exe))
+      predicate: (exe, pid) => exe !== process.execPath && (followAll || named(pid, exe)),
+      ...(only === undefined ? {} : { onlyExes: only })
     }
     const processes = yield* Discovery.subscribe(selector)
     // Taken after discovery subscribed: every process here is reported by it, from its own scan or as an exec.

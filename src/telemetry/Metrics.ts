@@ -335,6 +335,10 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
     return { state, losses }
   })
   let lastError = Option.none<ExportError>()
+  const reportEvery = options.reportIntervalMillis ?? LossReport.DEFAULT_INTERVAL_MILLIS
+  // Armed by the first loss since its last warning, as the span batchers': no timer while nothing is lost.
+  const reporters = yield* Effect.forEach(pipes, (p) => LossReport.whenLost(p.losses, reportEvery))
+  const lost = (pipe: (typeof pipes)[number]) => reporters[pipes.indexOf(pipe)]!.lost()
 
   const exportTo = (pipe: (typeof pipes)[number], batch: ReadonlyArray<ResourceMetrics>, points: number) =>
     Effect.suspend(() => {
@@ -345,6 +349,7 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
       // successful one does not carry, and keeps a hung collector from holding one collection per interval.
       if (state.inFlight > 0) {
         state.dropped += points
+        lost(pipe)
         return Effect.void
       }
       state.inFlight = points
@@ -360,10 +365,16 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
             state.failing = true
             state.lastError = Option.some(error)
             lastError = state.lastError
+            lost(pipe)
           }
         }),
         // Cut off by the shutdown deadline (or by `close` stopping the interval): never confirmed, so failed.
-        Effect.onInterrupt(() => Effect.sync(() => void (state.failed += points))),
+        Effect.onInterrupt(() =>
+          Effect.sync(() => {
+            state.failed += points
+            lost(pipe)
+          })
+        ),
         Effect.ensuring(Effect.sync(() => void (state.inFlight = 0)))
       )
     })
@@ -383,8 +394,6 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
     Effect.forever
   )
   const loop = exporters.length > 0 ? yield* Effect.forkScoped(interval) : undefined
-  const reportEvery = options.reportIntervalMillis ?? LossReport.DEFAULT_INTERVAL_MILLIS
-  const reporters = yield* Effect.forEach(pipes, (p) => LossReport.schedule(p.losses, reportEvery))
 
   // The interval stops first so the last collection is complete and is the only export in flight; then it and the
   // exporters' shutdown (which waits for their requests) share what is left of the deadline.
@@ -400,7 +409,7 @@ export const make = Effect.fnUntraced(function*(config: MetricsConfig, options: 
         )
       }
       yield* Deadline.within(deadline, Effect.forEach(exporters, (e) => e.shutdown, { concurrency: "unbounded" }))
-      yield* Effect.forEach(reporters, Fiber.interrupt, { discard: true })
+      yield* Effect.forEach(reporters, (r) => Fiber.interrupt(r.fiber), { discard: true })
       yield* Effect.forEach(pipes, (p) => p.losses.summary, { discard: true })
     })
   })

@@ -8,7 +8,7 @@ import {
   type ResourceMetrics
 } from "@opentelemetry/sdk-metrics"
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Instruments from "../../src/probe/Instruments.ts"
 import { type Instrument, type Measurement, TelemetrySink } from "../../src/probe/Telemetry.ts"
@@ -597,6 +597,49 @@ describe("Metrics accounting", () => {
       const done = (yield* metrics.stats).exporters[0]!
       assert.deepStrictEqual([done.exported, done.dropped, done.failed, done.inFlight], [1, 2, 0, 0])
     }))
+
+  it.effect("failed exports warned once per interval after a loss; nothing new, no line; a summary at close", () => {
+    const lines: Array<string> = []
+    const logger = Logger.make(({ logLevel, message }) => {
+      if (logLevel === "Warn") lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+    })
+    return Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const failing: Metrics.MetricsExporter = {
+        name: "otlp",
+        endpoint: "http://c/v1/metrics",
+        export: refused,
+        shutdown: Effect.void
+      }
+      const metrics = yield* Metrics.make({ ...config, intervalMillis: 3_600_000 }, {
+        exporters: [failing],
+        reportIntervalMillis: 5000
+      }).pipe(Scope.provide(scope))
+      // Nothing lost yet: however long the wait, no warning.
+      yield* TestClock.adjust("20 seconds")
+      assert.deepStrictEqual(lines, [])
+      metrics.record(m(requests, 1, {}, 1), resources.resourceFor(1))
+      yield* metrics.flush
+      yield* metrics.flush
+      assert.deepStrictEqual(lines, [], "nothing before the interval")
+      yield* TestClock.adjust("5 seconds")
+      assert.deepStrictEqual(lines, [
+        "metric data points to otlp http://c/v1/metrics: 0 dropped (previous export still running), 2 failed to " +
+        "export since the last report; 0 dropped, 2 failed in total; last error: refused"
+      ])
+      yield* TestClock.adjust("30 seconds")
+      assert.strictEqual(lines.length, 1, "nothing new: no line")
+      yield* metrics.flush
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual(lines.length, 2)
+      assert.match(
+        lines[1]!,
+        /: 0 dropped \(previous export still running\), 1 failed to export since the last report; 0 dropped, 3 failed/
+      )
+      yield* Scope.close(scope, Exit.void)
+      assert.match(lines.at(-1)!, /^metric data points to otlp http:\/\/c\/v1\/metrics: 0 exported, 0 dropped, \d+ fail/)
+    }).pipe(Effect.provide(Logger.layer([logger])))
+  })
 
   it.effect("close is bounded by the deadline: a hung last export counts as failed, a hung shutdown is cut off", () =>
     Effect.gen(function*() {

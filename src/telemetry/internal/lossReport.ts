@@ -70,17 +70,6 @@ export const make = (options: {
   return { report, summary }
 }
 
-/**
- * Reports every `intervalMillis` in a fiber of the current scope, whether or not anything was lost: for a caller that
- * cannot say when it loses data. Each tick wakes the process; `whenLost` does not while nothing is lost.
- */
-export const schedule = (report: LossReport, intervalMillis: number) =>
-  Effect.sleep(Duration.millis(intervalMillis)).pipe(
-    Effect.andThen(report.report),
-    Effect.forever,
-    Effect.forkScoped
-  )
-
 /** A loss report that runs only after something was lost: `lost()` arms it; `fiber` is what closing interrupts. */
 export interface Armed {
   /** Says data was just dropped or failed: the report runs `intervalMillis` from now, unless already armed. */

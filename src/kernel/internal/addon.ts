@@ -62,7 +62,10 @@ export interface NativeRingStats {
   readonly received: number
   readonly batches: number
   readonly callbackErrors: number
-  /** The drain timer's interval now: the base while records come, doubling on each empty drain up to 1 s. */
+  /**
+   * The drain timer's interval now: the base while records come, doubling on each empty drain up to 1 s; 0 for a
+   * ring with no ticks (wakeup threshold 0: each record wakes a caught-up reader, e.g. discovery's).
+   */
   readonly drainMs: number
   /** Drains the timer ran. */
   readonly timerWakeups: number

@@ -325,7 +325,10 @@ const main = async () => {
   if (profile) {
     const profDir = fs.mkdtempSync(path.join(os.tmpdir(), "probescope-prof-"))
     const profAgent = await startAgent(backendExe, pids, sink, {
-      NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=250`
+      NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=250`,
+      // The bundle, not the start-up snapshot: the stages are told apart by the bundle's module comments, and the
+      // snapshot's script is one line without them.
+      PROBESCOPE_SNAPSHOT: "0"
     })
     await sleep(5000)
     await startLoad(load, urls, rate * warmupSeconds)

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Duration, Effect, Exit, Fiber, Logger, Option, Scope } from "effect"
+import { Effect, Exit, Fiber, Logger, Option, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import type { SpanData } from "../../src/probe/Telemetry.ts"
 import * as Batcher from "../../src/telemetry/Batcher.ts"
@@ -9,6 +9,7 @@ import { OtlpFailure } from "../../src/telemetry/internal/otlp/transport.ts"
 import { toReadableSpan } from "../../src/telemetry/internal/readableSpan.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 import type { BatchConfig } from "../../src/telemetry/TelemetryConfig.ts"
+import { countingClock } from "./countingClock.ts"
 
 const resources = ProcessResources.make({ serviceName: undefined, attributes: {} })
 
@@ -76,28 +77,6 @@ const captureLogs = () => {
   })
   return { lines, layer: Logger.layer([logger]) }
 }
-
-/**
- * The test clock, with every sleep asked of it recorded (its duration in ms): what the code under test arms. Fibers
- * forked under `provide` keep it.
- */
-const countingClock = Effect.gen(function*() {
-  const clock = yield* Clock.Clock
-  const sleeps: Array<number> = []
-  const counting: Clock.Clock = {
-    currentTimeMillisUnsafe: () => clock.currentTimeMillisUnsafe(),
-    currentTimeMillis: clock.currentTimeMillis,
-    currentTimeNanosUnsafe: () => clock.currentTimeNanosUnsafe(),
-    currentTimeNanos: clock.currentTimeNanos,
-    monotonicTimeNanosUnsafe: () => clock.monotonicTimeNanosUnsafe(),
-    monotonicTimeNanos: clock.monotonicTimeNanos,
-    sleep: (d) => {
-      sleeps.push(Duration.toMillis(d))
-      return clock.sleep(d)
-    }
-  }
-  return { sleeps, provide: Effect.provideService(Clock.Clock, counting) }
-})
 
 /** Every offered span is accounted for exactly once. */
 const assertBalanced = (s: Batcher.BatcherStats) =>

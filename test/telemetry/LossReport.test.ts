@@ -1,29 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Duration, Effect, Exit, Logger, Option, Scope } from "effect"
+import { Effect, Exit, Logger, Option, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as LossReport from "../../src/telemetry/internal/lossReport.ts"
+import { countingClock } from "./countingClock.ts"
 
 /** Lets forked fibers run (TestClock does not advance by itself). */
 const settle = Effect.yieldNow.pipe(Effect.repeat({ times: 20 }))
-
-/** The test clock, recording the duration (ms) of every sleep asked of it. */
-const countingClock = Effect.gen(function*() {
-  const clock = yield* Clock.Clock
-  const sleeps: Array<number> = []
-  const counting: Clock.Clock = {
-    currentTimeMillisUnsafe: () => clock.currentTimeMillisUnsafe(),
-    currentTimeMillis: clock.currentTimeMillis,
-    currentTimeNanosUnsafe: () => clock.currentTimeNanosUnsafe(),
-    currentTimeNanos: clock.currentTimeNanos,
-    monotonicTimeNanosUnsafe: () => clock.monotonicTimeNanosUnsafe(),
-    monotonicTimeNanos: clock.monotonicTimeNanos,
-    sleep: (d) => {
-      sleeps.push(Duration.toMillis(d))
-      return clock.sleep(d)
-    }
-  }
-  return { sleeps, provide: Effect.provideService(Clock.Clock, counting) }
-})
 
 describe("LossReport.whenLost", () => {
   it.effect("no timer while nothing is lost; one warning an interval after the first loss, later losses in it", () => {

@@ -20,6 +20,7 @@ import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
 import * as SelfMetrics from "../../src/telemetry/SelfMetrics.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
+import { countingClock } from "./countingClock.ts"
 
 /** Wall-clock second `n` of the tests' fake clock. */
 const T = (n: number): HrTime => [1_700_000_000 + n, 0]
@@ -611,17 +612,21 @@ describe("Metrics accounting", () => {
         export: refused,
         shutdown: Effect.void
       }
+      const clock = yield* countingClock
       const metrics = yield* Metrics.make({ ...config, intervalMillis: 3_600_000 }, {
         exporters: [failing],
         reportIntervalMillis: 5000
-      }).pipe(Scope.provide(scope))
-      // Nothing lost yet: however long the wait, no warning.
+      }).pipe(Scope.provide(scope), clock.provide)
+      const reportTimers = () => clock.sleeps.filter((ms) => ms === 5000).length
+      // Nothing lost yet: however long the wait, no warning, and no timer armed for one.
       yield* TestClock.adjust("20 seconds")
-      assert.deepStrictEqual(lines, [])
+      assert.deepStrictEqual([lines, reportTimers()], [[], 0])
       metrics.record(m(requests, 1, {}, 1), resources.resourceFor(1))
       yield* metrics.flush
       yield* metrics.flush
       assert.deepStrictEqual(lines, [], "nothing before the interval")
+      yield* Effect.yieldNow.pipe(Effect.repeat({ times: 20 }))
+      assert.strictEqual(reportTimers(), 1, "two losses, one timer")
       yield* TestClock.adjust("5 seconds")
       assert.deepStrictEqual(lines, [
         "metric data points to otlp http://c/v1/metrics: 0 dropped (previous export still running), 2 failed to " +

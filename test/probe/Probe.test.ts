@@ -25,6 +25,31 @@ describe("Probe.objectFile", () => {
   })
 })
 
+describe("a probe's object", () => {
+  it.effect("a built-in's bare name is resolved at load (PROBESCOPE_BPF_DIR read then); a path is used as given", () =>
+    Effect.gen(function*() {
+      const manifest = { library: { module: "std" }, symbols: [{ name: "main.x", entry: "uprobe_x" }] }
+      const define = (name: string, object: string) => Probe.daemon({ name, object, manifest })
+      const bare = define("test/bare", "go_context")
+      const path = define("test/path", "build/x.bpf.o")
+      const previous = process.env["PROBESCOPE_BPF_DIR"]
+      // Set after the definitions, as a snapshot started process sets it after import.
+      process.env["PROBESCOPE_BPF_DIR"] = "/opt/probes/"
+      try {
+        const files = yield* Effect.gen(function*() {
+          const kernel = yield* FakeKernel
+          yield* bare.tag
+          yield* path.tag
+          return (yield* kernel.events).flatMap((e) => e._tag === "Load" ? [[e.object, e.file]] : [])
+        }).pipe(Effect.provide(Layer.mergeAll(bare.layer, path.layer).pipe(Layer.provideMerge(ProbeTest.layer))))
+        assert.deepStrictEqual(files, [["test/bare", "/opt/probes/go_context.bpf.o"], ["test/path", "build/x.bpf.o"]])
+      } finally {
+        if (previous === undefined) delete process.env["PROBESCOPE_BPF_DIR"]
+        else process.env["PROBESCOPE_BPF_DIR"] = previous
+      }
+    }).pipe(Effect.scoped))
+})
+
 describe("Probe", () => {
   it.effect("loads once with config, sampler constants and the dependency's map", () =>
     withProbes(Effect.gen(function*() {

@@ -540,8 +540,9 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
           ...(options.constants?.({ config, sampler }) ?? {})
         }
         const ring = kind === "instrument" ? options.ringBuffer : undefined
+        const file = objectPath()
         const object = yield* bpf.load({
-          file: objectPath(),
+          file,
           name,
           constants,
           reuseMaps: reusedMaps,
@@ -549,7 +550,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
           ...(ring?.bytes === undefined ? {} : { mapSizes: { [ring.map ?? "events"]: ring.bytes } }),
           uprobeMulti: true
         }).pipe(Effect.mapError(loadError(name)))
-        const layouts = yield* checkLayouts(name, kind, options, object, objectPath())
+        const layouts = yield* checkLayouts(name, kind, options, object, file)
         // A tracepoint instrument's (`processes: "any"`) are its Attacher's: attached while it has targets.
         for (const tp of ManifestM.isTracepointInstrument(options.manifest) ? [] : options.manifest.tracepoints ?? []) {
           yield* object.attachTracepoint(tp).pipe(Effect.mapError(loadError(name)))

@@ -73,7 +73,7 @@ const writeKeyValue = (w: JsonWriter, entry: KeyEntry<Uint8Array>, value: unknow
 const scratch = new JsonWriter(256)
 
 /** KeyValue objects, comma-separated (no brackets); returns how many. */
-const writeKeyValues = (w: JsonWriter, attributes: Readonly<Record<string, unknown>>): number => {
+export const writeKeyValues = (w: JsonWriter, attributes: Readonly<Record<string, unknown>>): number => {
   let n = 0
   for (const key in attributes) {
     if (n++ > 0) w.byte(COMMA)

@@ -84,7 +84,7 @@ const writeKeyValue = (w: ProtoWriter, entry: KeyEntry<Uint8Array>, value: unkno
 const scratch = new ProtoWriter(256)
 
 /** Repeated KeyValue under the one-byte tag `tagByte`. */
-const writeKeyValues = (w: ProtoWriter, attributes: Readonly<Record<string, unknown>>, tagByte: number): void => {
+export const writeKeyValues = (w: ProtoWriter, attributes: Readonly<Record<string, unknown>>, tagByte: number): void => {
   for (const key in attributes) {
     const entry = keys.entry(key)
     const value = attributes[key]

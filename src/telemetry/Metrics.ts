@@ -20,7 +20,9 @@ import * as Aggregate from "./internal/aggregate.ts"
 import * as Deadline from "./internal/deadline.ts"
 import * as LossReport from "./internal/lossReport.ts"
 import * as OtelExport from "./internal/otelExport.ts"
-import { deferredOtlp, exportWith } from "./internal/otelExport.ts"
+import { exportWith } from "./internal/otelExport.ts"
+import * as Client from "./internal/otlp/client.ts"
+import { makeMetricsEncoder } from "./internal/otlp/metrics.ts"
 import { version } from "./ProcessResources.ts"
 import { DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, type MetricsConfig, type OtlpConfig } from "./TelemetryConfig.ts"
 
@@ -53,26 +55,21 @@ export const fromOtel = (name: string, endpoint: string, exporter: PushMetricExp
 })
 
 /**
- * An OTLP metrics exporter for the configured protocol (`config.endpoint` is the metrics URL). As with spans, the
- * protocol's OpenTelemetry exporter is imported and built at the first export.
+ * The OTLP metrics exporter for the configured protocol (`config.endpoint` is the metrics URL for http, the server
+ * for grpc): each collection encoded by this module's own encoder (internal/otlp/metrics.ts: protobuf for
+ * http/protobuf and grpc, OTLP/JSON for http/json) into as few requests as the size bound allows, sent one after
+ * the other over the span exporter's transport (internal/otlp/client.ts). None of the OpenTelemetry SDK's metrics
+ * exporters, its transformer or protobufjs is loaded. Connects at the first export.
  */
 export const otlp = (config: OtlpConfig): MetricsExporter => {
-  const deferred = deferredOtlp<PushMetricExporter>("otlp", config, {
-    grpc: () => import("@opentelemetry/exporter-metrics-otlp-grpc").then((m) => m.OTLPMetricExporter),
-    json: () => import("@opentelemetry/exporter-metrics-otlp-http").then((m) => m.OTLPMetricExporter),
-    proto: () => import("@opentelemetry/exporter-metrics-otlp-proto").then((m) => m.OTLPMetricExporter)
-  })
+  const encoder = makeMetricsEncoder()
+  const encode = config.protocol === "http/json" ? encoder.json : encoder.protobuf
+  const client = Client.make(config, "metrics", `probescope/${version}`)
   return {
     name: "otlp",
     endpoint: config.endpoint,
-    export: (batch) =>
-      Effect.flatMap(deferred.get, (exporter) =>
-        Effect.forEach(
-          batch,
-          (metrics) => exportWith("metrics export", "otlp", config.endpoint, (done) => exporter.export(metrics, done)),
-          { discard: true }
-        )),
-    shutdown: deferred.shutdown((exporter) => exporter.shutdown())
+    export: (batch) => Effect.suspend(() => Effect.forEach(encode(batch), client.send, { discard: true })),
+    shutdown: Effect.sync(client.close)
   }
 }
 

@@ -22,7 +22,8 @@ import type { BatchQueue } from "./Batcher.ts"
 import { ExportError, type Exporter } from "./Exporter.ts"
 import type { RequestBuilder } from "./internal/otlp/builder.ts"
 import { makeTraceEncoder, type OtlpSpan, type ResourceLike } from "./internal/otlp/traces.ts"
-import { grpcTransport, httpTransport, OtlpFailure, type Tls, type Transport } from "./internal/otlp/transport.ts"
+import * as Client from "./internal/otlp/client.ts"
+import { OtlpFailure, type Tls } from "./internal/otlp/transport.ts"
 import * as ProcessResources from "./ProcessResources.ts"
 import { type OtlpConfig, TelemetryConfigError } from "./TelemetryConfig.ts"
 
@@ -91,50 +92,11 @@ export const MAX_QUEUE_BYTES = 16 * 1024 * 1024
 /** The OTLP exporter for `config.protocol`, sending to `config.endpoint` (for http, the full …/v1/traces URL). */
 export const make = (config: OtlpExporterConfig): OtlpExporter => {
   const encoder = makeTraceEncoder(config.scopeVersion ?? ProcessResources.version)
-  const options = {
-    endpoint: config.endpoint,
-    headers: config.headers,
-    timeoutMillis: config.timeoutMillis,
-    gzip: config.compression === "gzip",
-    userAgent,
-    ...(config.tls === undefined ? {} : { tls: config.tls })
-  }
   const json = config.protocol === "http/json"
   const encode = json ? encoder.json : encoder.protobuf
-  // Built at the first export: an agent configured for OTLP that never sees a span opens no connection.
-  let transport: Transport | undefined
-  const transportOf = () =>
-    transport ??= config.protocol === "grpc"
-      ? grpcTransport(options)
-      : httpTransport({ ...options, contentType: json ? "application/json" : "application/x-protobuf" })
-
-  const send = (body: Uint8Array) =>
-    Effect.callback<void, ExportError>((resume) => {
-      const abandon = transportOf().send(body, (result) => {
-        if (result.ok) {
-          const partial = result.partial
-          resume(
-            partial === undefined
-              ? Effect.void
-              : Effect.logWarning(
-                `export to ${config.endpoint}: the server rejected ${partial.rejected} span(s)` +
-                  (partial.message === "" ? "" : `: ${partial.message}`)
-              )
-          )
-          return
-        }
-        const failure = result.failure
-        resume(Effect.fail(
-          new ExportError({
-            exporter: "otlp",
-            endpoint: config.endpoint,
-            message: `export to ${config.endpoint} ${failure.timedOut ? "" : "failed: "}${failure.message}`,
-            cause: failure
-          })
-        ))
-      })
-      return Effect.sync(abandon)
-    })
+  // Connects at the first export: an agent configured for OTLP that never sees a span opens no connection.
+  const client = Client.make(config, "traces", userAgent)
+  const send = client.send
 
   const queue = (maxBatch: number): BatchQueue<OtlpSpan, EncodedBatch> => {
     // Requests in the making, oldest first: each takes spans until it holds `maxBatch` or MAX_REQUEST_BYTES, then
@@ -188,13 +150,16 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
     queue,
     sendEncoded: (batch) => batch.count === 0 ? Effect.void : Effect.suspend(() => send(batch.body)),
     export: (items) => items.length === 0 ? Effect.void : Effect.suspend(() => send(encode(items))),
-    shutdown: Effect.sync(() => transport?.close())
+    shutdown: Effect.sync(client.close)
   }
 }
 
-/** A variable of the traces signal, else its generic form: `OTEL_EXPORTER_OTLP_TRACES_X`, `OTEL_EXPORTER_OTLP_X`. */
-const tracesVariable = Effect.fnUntraced(function*(name: string) {
-  for (const variable of [`OTEL_EXPORTER_OTLP_TRACES_${name}`, `OTEL_EXPORTER_OTLP_${name}`]) {
+/** The signals whose OTLP variables the direct exporters read, as the variables spell them. */
+export type SignalVariables = "TRACES" | "METRICS"
+
+/** A variable of the signal, else its generic form: `OTEL_EXPORTER_OTLP_<SIGNAL>_X`, `OTEL_EXPORTER_OTLP_X`. */
+const signalVariable = Effect.fnUntraced(function*(signal: SignalVariables, name: string) {
+  for (const variable of [`OTEL_EXPORTER_OTLP_${signal}_${name}`, `OTEL_EXPORTER_OTLP_${name}`]) {
     const value = yield* Config.option(Config.String(variable)).pipe(
       Effect.map(Option.getOrUndefined),
       Effect.mapError((e) => new TelemetryConfigError({ variable, message: `${variable}: ${e.message}` }))
@@ -205,8 +170,8 @@ const tracesVariable = Effect.fnUntraced(function*(name: string) {
 })
 
 /** The PEM file a variable names, read now: a file that cannot be read is a configuration error naming it. */
-const pemFile = Effect.fnUntraced(function*(name: string) {
-  const found = yield* tracesVariable(name)
+const pemFile = Effect.fnUntraced(function*(signal: SignalVariables, name: string) {
+  const found = yield* signalVariable(signal, name)
   if (found === undefined) return undefined
   return yield* Effect.try({
     try: () => readFileSync(found.value),
@@ -219,30 +184,40 @@ const pemFile = Effect.fnUntraced(function*(name: string) {
 })
 
 /**
- * TLS material for an https endpoint, as the OpenTelemetry JS exporters read it: `OTEL_EXPORTER_OTLP_(TRACES_)
- * CERTIFICATE` (roots to trust), `_CLIENT_CERTIFICATE` and `_CLIENT_KEY` (mutual TLS), each the path of a PEM file.
- * Undefined when none is set.
+ * TLS material for an https endpoint of one signal, as the OpenTelemetry JS exporters read it:
+ * `OTEL_EXPORTER_OTLP_(<SIGNAL>_)CERTIFICATE` (roots to trust), `_CLIENT_CERTIFICATE` and `_CLIENT_KEY` (mutual
+ * TLS), each the path of a PEM file. Undefined when none is set.
  */
-export const loadTls: Effect.Effect<Tls | undefined, TelemetryConfigError> = Effect.gen(function*() {
-  const ca = yield* pemFile("CERTIFICATE")
-  const cert = yield* pemFile("CLIENT_CERTIFICATE")
-  const key = yield* pemFile("CLIENT_KEY")
-  if (ca === undefined && cert === undefined && key === undefined) return undefined
-  return {
-    ...(ca === undefined ? {} : { ca }),
-    ...(cert === undefined ? {} : { cert }),
-    ...(key === undefined ? {} : { key })
-  }
-})
-
-/** `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, else `OTEL_EXPORTER_OTLP_COMPRESSION`: "gzip" or "none" (the default). */
-export const loadCompression: Effect.Effect<Compression, TelemetryConfigError> = Effect.gen(function*() {
-  const found = yield* tracesVariable("COMPRESSION")
-  if (found === undefined) return "none" as const
-  const value = found.value.toLowerCase()
-  if (value === "gzip" || value === "none") return value
-  return yield* new TelemetryConfigError({
-    variable: found.variable,
-    message: `Invalid ${found.variable}=${JSON.stringify(found.value)}: expected "gzip" or "none"`
+export const loadTlsOf = (signal: SignalVariables): Effect.Effect<Tls | undefined, TelemetryConfigError> =>
+  Effect.gen(function*() {
+    const ca = yield* pemFile(signal, "CERTIFICATE")
+    const cert = yield* pemFile(signal, "CLIENT_CERTIFICATE")
+    const key = yield* pemFile(signal, "CLIENT_KEY")
+    if (ca === undefined && cert === undefined && key === undefined) return undefined
+    return {
+      ...(ca === undefined ? {} : { ca }),
+      ...(cert === undefined ? {} : { cert }),
+      ...(key === undefined ? {} : { key })
+    }
   })
-})
+
+/** The spans' TLS material: `loadTlsOf("TRACES")`. */
+export const loadTls: Effect.Effect<Tls | undefined, TelemetryConfigError> = loadTlsOf("TRACES")
+
+/**
+ * `OTEL_EXPORTER_OTLP_<SIGNAL>_COMPRESSION`, else `OTEL_EXPORTER_OTLP_COMPRESSION`: "gzip" or "none" (the default).
+ */
+export const loadCompressionOf = (signal: SignalVariables): Effect.Effect<Compression, TelemetryConfigError> =>
+  Effect.gen(function*() {
+    const found = yield* signalVariable(signal, "COMPRESSION")
+    if (found === undefined) return "none" as const
+    const value = found.value.toLowerCase()
+    if (value === "gzip" || value === "none") return value
+    return yield* new TelemetryConfigError({
+      variable: found.variable,
+      message: `Invalid ${found.variable}=${JSON.stringify(found.value)}: expected "gzip" or "none"`
+    })
+  })
+
+/** The spans' compression: `loadCompressionOf("TRACES")`. */
+export const loadCompression: Effect.Effect<Compression, TelemetryConfigError> = loadCompressionOf("TRACES")

@@ -440,13 +440,26 @@ export const layer: Layer.Layer<Services, TelemetryConfig.TelemetryConfigError> 
       TelemetryConfig.load,
       TelemetryConfig.loadMetrics,
       TelemetryConfig.loadLogs,
-      OtlpExporter.loadCompression,
-      OtlpExporter.loadTls
+      OtlpExporter.loadCompressionOf("TRACES"),
+      OtlpExporter.loadTlsOf("TRACES"),
+      OtlpExporter.loadCompressionOf("METRICS"),
+      OtlpExporter.loadTlsOf("METRICS")
     ]),
-    ([config, metrics, logs, compression, tls]) =>
+    ([config, metrics, logs, compression, tls, metricsCompression, metricsTls]) =>
       layerWith(
         { ...config, otlp: { ...config.otlp, compression, ...(tls === undefined ? {} : { tls }) } },
-        { metrics, logs, selfMetrics: true }
+        {
+          metrics: {
+            ...metrics,
+            otlp: {
+              ...metrics.otlp,
+              compression: metricsCompression,
+              ...(metricsTls === undefined ? {} : { tls: metricsTls })
+            }
+          },
+          logs,
+          selfMetrics: true
+        }
       )
   )
 )

@@ -27,13 +27,19 @@ export type ConsoleFormat = typeof ConsoleFormat.Type
 /** Where and how OTLP is sent. */
 export interface OtlpConfig {
   readonly protocol: OtlpProtocol
-  /** Full URL: for http it ends in `/v1/traces`; for grpc it is the server address. */
+  /** Full URL: for http it ends in the signal's path (`/v1/traces`, `/v1/metrics`); for grpc the server address. */
   readonly endpoint: string
   readonly headers: Readonly<Record<string, string>>
   readonly timeoutMillis: number
-  /** Traces: `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION` (`Telemetry.layer` reads it; absent: none). */
+  /**
+   * Traces and metrics: `OTEL_EXPORTER_OTLP_(<SIGNAL>_)COMPRESSION` (`Telemetry.layer` reads it; absent: none).
+   * The logs' OpenTelemetry exporter reads its own.
+   */
   readonly compression?: "gzip" | "none"
-  /** Traces: the PEM files `OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE`, `_CLIENT_CERTIFICATE`, `_CLIENT_KEY` name. */
+  /**
+   * Traces and metrics: the PEM files `OTEL_EXPORTER_OTLP_(<SIGNAL>_)CERTIFICATE`, `_CLIENT_CERTIFICATE`,
+   * `_CLIENT_KEY` name (`Telemetry.layer` reads them).
+   */
   readonly tls?: Tls
 }
 

@@ -4,7 +4,9 @@
  * (permanent), 429/503 (retryable), gRPC statuses, no answer in time, interruption.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { ValueType } from "@opentelemetry/api"
 import { resourceFromAttributes } from "@opentelemetry/resources"
+import { AggregationTemporality, DataPointType, type ResourceMetrics } from "@opentelemetry/sdk-metrics"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
@@ -15,17 +17,23 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type { TLSSocket } from "node:tls"
 import * as zlib from "node:zlib"
-import { ConfigProvider, Effect, Exit } from "effect"
+import { ConfigProvider, Effect, Exit, Logger } from "effect"
 import { afterAll, beforeAll } from "vitest"
-import type { SpanData } from "../../src/probe/Telemetry.ts"
+import * as Instruments from "../../src/probe/Instruments.ts"
+import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as Batcher from "../../src/telemetry/Batcher.ts"
 import { ExportError } from "../../src/telemetry/Exporter.ts"
+import * as Metrics from "../../src/telemetry/Metrics.ts"
 import * as OtlpExporter from "../../src/telemetry/OtlpExporter.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
+import * as Telemetry from "../../src/telemetry/Telemetry.ts"
+import type * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
 import { TelemetryConfigError } from "../../src/telemetry/TelemetryConfig.ts"
-import { flatSpans } from "./otlp-proto/decode.ts"
+
+import { decodeMetricsRequest, flatSpans } from "./otlp-proto/decode.ts"
 
 const OFFSET = 1_700_000_000_000_000_000n
+const counter = Instruments.counter("shop.requests", { unit: "{request}", description: "Requests served." })
 
 const resource = resourceFromAttributes({ "service.name": "users-api", "process.pid": 4242 })
 const span: SpanData = {
@@ -565,22 +573,39 @@ describe("OtlpExporter over gRPC (HTTP/2)", () => {
     }))
 })
 
-describe("OtlpExporter.loadCompression", () => {
-  const load = (env: Record<string, string>) =>
-    OtlpExporter.loadCompression.pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env))))
+describe("OtlpExporter.loadCompressionOf", () => {
+  for (const signal of ["TRACES", "METRICS"] as const) {
+    const load = (env: Record<string, string>) =>
+      OtlpExporter.loadCompressionOf(signal).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env))))
 
-  it.effect("traces variable first, then the generic one, default none; anything else is a typed error", () =>
+    it.effect(`${signal}: its variable first, then the generic one, default none; anything else is a typed error`, () =>
+      Effect.gen(function*() {
+        assert.strictEqual(yield* load({}), "none")
+        assert.strictEqual(yield* load({ OTEL_EXPORTER_OTLP_COMPRESSION: "gzip" }), "gzip")
+        assert.strictEqual(
+          yield* load({ OTEL_EXPORTER_OTLP_COMPRESSION: "gzip", [`OTEL_EXPORTER_OTLP_${signal}_COMPRESSION`]: "none" }),
+          "none"
+        )
+        // The other signal's variable is not this one's.
+        const other = signal === "TRACES" ? "METRICS" : "TRACES"
+        assert.strictEqual(yield* load({ [`OTEL_EXPORTER_OTLP_${other}_COMPRESSION`]: "gzip" }), "none")
+        const error = yield* Effect.flip(load({ [`OTEL_EXPORTER_OTLP_${signal}_COMPRESSION`]: "zstd" }))
+        assert.instanceOf(error, TelemetryConfigError)
+        assert.strictEqual(error.variable, `OTEL_EXPORTER_OTLP_${signal}_COMPRESSION`)
+        assert.strictEqual(
+          error.message,
+          `Invalid OTEL_EXPORTER_OTLP_${signal}_COMPRESSION="zstd": expected "gzip" or "none"`
+        )
+      }))
+  }
+
+  it.effect("loadCompression is the traces' one", () =>
     Effect.gen(function*() {
-      assert.strictEqual(yield* load({}), "none")
-      assert.strictEqual(yield* load({ OTEL_EXPORTER_OTLP_COMPRESSION: "gzip" }), "gzip")
-      assert.strictEqual(
-        yield* load({ OTEL_EXPORTER_OTLP_COMPRESSION: "gzip", OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: "none" }),
-        "none"
+      const env = { OTEL_EXPORTER_OTLP_COMPRESSION: "none", OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: "gzip" }
+      const value = yield* OtlpExporter.loadCompression.pipe(
+        Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))
       )
-      const error = yield* Effect.flip(load({ OTEL_EXPORTER_OTLP_COMPRESSION: "zstd" }))
-      assert.instanceOf(error, TelemetryConfigError)
-      assert.strictEqual(error.variable, "OTEL_EXPORTER_OTLP_COMPRESSION")
-      assert.strictEqual(error.message, `Invalid OTEL_EXPORTER_OTLP_COMPRESSION="zstd": expected "gzip" or "none"`)
+      assert.strictEqual(value, "gzip")
     }))
 })
 
@@ -655,25 +680,174 @@ describe("OtlpExporter over TLS", () => {
       assert.deepStrictEqual(clients, ["probescope-agent"])
     }))
 
-  it.effect("loadTls reads the PEM files the variables name (traces first); an unreadable one is a typed error", () =>
+  for (const signal of ["TRACES", "METRICS"] as const) {
+    it.effect(`loadTlsOf(${signal}) reads the PEM files the variables name (its own first); an unreadable one is a typed error`, () =>
+      Effect.gen(function*() {
+        const load = (env: Record<string, string>) =>
+          OtlpExporter.loadTlsOf(signal).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env))))
+        assert.isUndefined(yield* load({}))
+        const tls = yield* load({
+          OTEL_EXPORTER_OTLP_CERTIFICATE: path.join(dir, "client.pem"),
+          [`OTEL_EXPORTER_OTLP_${signal}_CERTIFICATE`]: path.join(dir, "server.pem"),
+          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: path.join(dir, "client.pem"),
+          OTEL_EXPORTER_OTLP_CLIENT_KEY: path.join(dir, "client-key.pem")
+        })
+        assert.deepStrictEqual(tls, clientTls())
+        const variable = `OTEL_EXPORTER_OTLP_${signal}_CLIENT_KEY`
+        const error = yield* Effect.flip(load({ [variable]: "/nonexistent/key.pem" }))
+        assert.instanceOf(error, TelemetryConfigError)
+        assert.strictEqual(error.variable, variable)
+        assert.strictEqual(
+          error.message,
+          `${variable}: cannot read /nonexistent/key.pem: ENOENT: no such file or directory, open '/nonexistent/key.pem'`
+        )
+      }))
+  }
+
+  it.live("the metrics exporter over https: the roots and client certificate it is given", () =>
     Effect.gen(function*() {
-      const load = (env: Record<string, string>) =>
-        OtlpExporter.loadTls.pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env))))
-      assert.isUndefined(yield* load({}))
-      const tls = yield* load({
-        OTEL_EXPORTER_OTLP_CERTIFICATE: path.join(dir, "client.pem"),
-        OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: path.join(dir, "server.pem"),
-        OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: path.join(dir, "client.pem"),
-        OTEL_EXPORTER_OTLP_CLIENT_KEY: path.join(dir, "client-key.pem")
-      })
-      assert.deepStrictEqual(tls, clientTls())
-      const error = yield* Effect.flip(load({ OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: "/nonexistent/key.pem" }))
-      assert.instanceOf(error, TelemetryConfigError)
-      assert.strictEqual(error.variable, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY")
-      assert.strictEqual(
-        error.message,
-        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: cannot read /nonexistent/key.pem: " +
-          "ENOENT: no such file or directory, open '/nonexistent/key.pem'"
+      const clients: Array<string> = []
+      const server = https.createServer(
+        { key: pem("server-key.pem"), cert: pem("server.pem"), ca: pem("client.pem"), requestCert: true },
+        (req, res) => {
+          clients.push((req.socket as TLSSocket).getPeerCertificate().subject?.CN ?? "")
+          req.resume()
+          req.on("end", () => res.writeHead(200).end())
+        }
       )
+      const port = yield* listen(server)
+      const exporter = yield* metricsExporterFor({ endpoint: `https://127.0.0.1:${port}/v1/metrics`, tls: clientTls() })
+      yield* exporter.export(metricsBatch)
+      assert.deepStrictEqual(clients, ["probescope-agent"])
+    }))
+})
+
+/** A collection of two processes' metrics, as the metrics pipeline hands it to its exporters. */
+const metricsBatch: ReadonlyArray<ResourceMetrics> = [100, 200].map((pid) => ({
+  resource: resourceFromAttributes({ "service.name": `svc-${pid}`, "process.pid": pid }),
+  scopeMetrics: [{
+    scope: { name: "probescope/shop", version: "1.0.0" },
+    metrics: [{
+      descriptor: { name: "shop.requests", description: "Requests.", unit: "{request}", valueType: ValueType.INT },
+      aggregationTemporality: AggregationTemporality.CUMULATIVE,
+      dataPointType: DataPointType.SUM,
+      isMonotonic: true,
+      dataPoints: [{ startTime: [1_700_000_000, 0], endTime: [1_700_000_010, 0], attributes: { code: 200 }, value: pid }]
+    }]
+  }]
+}))
+
+/** What a metrics request says, decoded with the official protos: per resource its pid and its one value. */
+const pointsOf = (body: Uint8Array) =>
+  decodeMetricsRequest(body)["resourceMetrics"].map((rm: any) => [
+    rm.resource.attributes.find((a: any) => a.key === "process.pid").value.intValue,
+    rm.scopeMetrics[0].metrics[0].sum.dataPoints[0].asInt
+  ])
+
+const metricsExporterFor = (config: Partial<TelemetryConfig.OtlpConfig> & { readonly endpoint: string }) =>
+  Effect.acquireRelease(
+    Effect.sync(() => Metrics.otlp({ protocol: "http/protobuf", headers: {}, timeoutMillis: 2000, ...config })),
+    (e) => e.shutdown
+  )
+
+describe("the OTLP metrics exporter, over the same transport", () => {
+  it.live("http/protobuf: one POST per collection to the metrics URL, every resource in it", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200).end())
+      const endpoint = server.url.replace("/v1/traces", "/v1/metrics")
+      const exporter = yield* metricsExporterFor({ endpoint, headers: { "X-Api-Key": "k" } })
+      yield* exporter.export(metricsBatch)
+      assert.strictEqual(server.received.length, 1)
+      const { url, headers, body } = server.received[0]!
+      assert.strictEqual(url, "/v1/metrics")
+      assert.strictEqual(headers["content-type"], "application/x-protobuf")
+      assert.strictEqual(headers["x-api-key"], "k")
+      assert.match(headers["user-agent"] ?? "", /^probescope\//)
+      assert.deepStrictEqual(pointsOf(body), [["100", "100"], ["200", "200"]])
+    }))
+
+  it.live("http/json: OTLP/JSON; a partial success is a success with a warning counting data points", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel === "Warn") lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
+      const reply = JSON.stringify({ partialSuccess: { rejectedDataPoints: 3, errorMessage: "too old" } })
+      const server = yield* httpServer((_req, res) =>
+        res.writeHead(200, { "content-type": "application/json" }).end(reply)
+      )
+      const endpoint = server.url.replace("/v1/traces", "/v1/metrics")
+      const exporter = yield* metricsExporterFor({ endpoint, protocol: "http/json" })
+      yield* exporter.export(metricsBatch).pipe(Effect.provide(Logger.layer([logger])))
+      const { headers, body } = server.received[0]!
+      assert.strictEqual(headers["content-type"], "application/json")
+      const json = JSON.parse(body.toString("utf8"))
+      assert.deepStrictEqual(
+        json.resourceMetrics.map((rm: any) => rm.scopeMetrics[0].metrics[0].sum.dataPoints[0].asInt),
+        ["100", "200"]
+      )
+      assert.deepStrictEqual(lines, [`export to ${endpoint}: the server rejected 3 data point(s): too old`])
+    }))
+
+  it.live("HTTP 400: a permanent ExportError with the server's message; the collector down: a retryable one", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) =>
+        res.writeHead(400, { "content-type": "application/x-protobuf" }).end(rpcStatus("bad metric"))
+      )
+      const endpoint = server.url.replace("/v1/traces", "/v1/metrics")
+      const exporter = yield* metricsExporterFor({ endpoint })
+      const error = yield* failureOf(exporter.export(metricsBatch))
+      assert.instanceOf(error, ExportError)
+      assert.strictEqual(error.message, `export to ${endpoint} failed: HTTP 400 Bad Request: bad metric (not retried)`)
+      assert.isFalse(OtlpExporter.isRetryable(error))
+      const port = yield* closedPort
+      const down = `http://127.0.0.1:${port}/v1/metrics`
+      const refused = yield* failureOf((yield* metricsExporterFor({ endpoint: down })).export(metricsBatch))
+      assert.strictEqual(refused.message, `export to ${down} failed: connect ECONNREFUSED 127.0.0.1:${port}`)
+      assert.isTrue(OtlpExporter.isRetryable(refused))
+    }))
+
+  it.live("grpc: the MetricsService/Export call, gzip-compressed when configured", () =>
+    Effect.gen(function*() {
+      const server = yield* grpcServer((stream) => grpcReply(stream, 0))
+      const exporter = yield* metricsExporterFor({ endpoint: server.endpoint, protocol: "grpc", compression: "gzip" })
+      yield* exporter.export(metricsBatch)
+      assert.strictEqual(server.calls.length, 1)
+      const { headers, frame } = server.calls[0]!
+      assert.strictEqual(headers[":path"], "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
+      assert.strictEqual(headers["grpc-encoding"], "gzip")
+      assert.strictEqual(frame[0], 1)
+      assert.deepStrictEqual(pointsOf(zlib.gunzipSync(frame.subarray(5))), [["100", "100"], ["200", "200"]])
+    }))
+
+  it.live("Telemetry.layer gives the metrics exporter the METRICS compression variable, not the traces' one", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200).end())
+      const endpoint = server.url.replace("/v1/traces", "/v1/metrics")
+      const env = {
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_LOGS_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "otlp",
+        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: endpoint,
+        OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: "none",
+        OTEL_EXPORTER_OTLP_METRICS_COMPRESSION: "gzip"
+      }
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const sink = yield* TelemetrySink
+          yield* sink.measurements!([{ pid: undefined, probe: "shop", instrument: counter, value: 5, attributes: {} }])
+        }).pipe(
+          Effect.provide(Telemetry.layer),
+          Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))
+        )
+      )
+      // The scope's close exported the last collection (the agent's own metrics beside the probe's).
+      assert.isAbove(server.received.length, 0)
+      const { headers, body } = server.received[0]!
+      assert.strictEqual(headers["content-encoding"], "gzip")
+      const names = decodeMetricsRequest(zlib.gunzipSync(body))["resourceMetrics"].flatMap((rm: any) =>
+        rm.scopeMetrics.flatMap((sm: any) => sm.metrics.map((m: any) => m.name))
+      )
+      assert.include(names, "shop.requests")
     }))
 })

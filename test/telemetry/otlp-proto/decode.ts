@@ -1,5 +1,5 @@
 /**
- * Decoding OTLP trace requests with the official protos (vendored beside this file) through protobufjs, into one
+ * Decoding OTLP trace and metrics requests with the official protos (vendored beside this file) through protobufjs, into one
  * comparable shape: a flat list of spans, each with its resource and scope, ids in hex, 64-bit integers as decimal
  * strings, enums as numbers, proto3 defaults filled in (so a zero written explicitly and a zero left out compare
  * equal, as they mean the same on the wire).
@@ -13,6 +13,7 @@ const here = dirname(fileURLToPath(import.meta.url))
 const root = new protobuf.Root()
 root.resolvePath = (_origin, target) => join(here, target)
 root.loadSync("opentelemetry/proto/collector/trace/v1/trace_service.proto")
+root.loadSync("opentelemetry/proto/collector/metrics/v1/metrics_service.proto")
 
 /** `ExportTraceServiceRequest` of opentelemetry-proto v1.11.0. */
 export const ExportTraceServiceRequest = root.lookupType(
@@ -60,3 +61,20 @@ export const flatSpans = (bytes: Uint8Array): Array<FlatSpan> => {
   }
   return out
 }
+
+/** `ExportMetricsServiceRequest` of opentelemetry-proto v1.11.0. */
+export const ExportMetricsServiceRequest = root.lookupType(
+  "opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest"
+)
+
+/**
+ * A decoded metrics request as a plain object: 64-bit integers as decimal strings, enums as numbers, proto3 defaults
+ * filled in, and `optional` fields (a histogram's sum, min, max) present only when they were written.
+ */
+export const decodeMetricsRequest = (bytes: Uint8Array): Record<string, any> =>
+  ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(bytes), {
+    longs: String,
+    enums: Number,
+    defaults: true,
+    arrays: true
+  })

@@ -1,10 +1,21 @@
 /**
  * What an OTLP server says back, read without a protobuf library: the partial-success part of an export response
- * (`ExportTraceServiceResponse.partial_success`: rejected_spans = 1, error_message = 2) and the message of an error
- * response (`google.rpc.Status`: code = 1, message = 2), in protobuf or JSON.
+ * (`Export{Trace,Metrics,Logs}ServiceResponse.partial_success`, field 1, whose rejected count is field 1 and
+ * error_message field 2 for every signal) and the message of an error response (`google.rpc.Status`: code = 1,
+ * message = 2), in protobuf or JSON.
  */
 
-/** Spans the server accepted the request but dropped, and why. */
+/** The OTLP signal a request carries. */
+export type Signal = "traces" | "metrics" | "logs"
+
+/** The OTLP/JSON name of the rejected count in each signal's partial success. */
+const REJECTED_JSON: Readonly<Record<Signal, string>> = {
+  traces: "rejectedSpans",
+  metrics: "rejectedDataPoints",
+  logs: "rejectedLogRecords"
+}
+
+/** Items (spans, data points, log records) the server accepted the request but dropped, and why. */
 export interface PartialSuccess {
   readonly rejected: number
   readonly message: string
@@ -71,14 +82,14 @@ const parseJson = (body: Uint8Array): unknown => {
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
 
-/** The partial success of a 2xx export response, when the server rejected some spans. */
-export const partialSuccess = (body: Uint8Array, json: boolean): PartialSuccess | undefined => {
+/** The partial success of a 2xx export response, when the server rejected some items. */
+export const partialSuccess = (body: Uint8Array, json: boolean, signal: Signal): PartialSuccess | undefined => {
   if (body.length === 0) return undefined
   if (json) {
     const parsed = parseJson(body)
     const partial = isRecord(parsed) ? parsed["partialSuccess"] : undefined
     if (!isRecord(partial)) return undefined
-    const rejected = Number(partial["rejectedSpans"] ?? 0)
+    const rejected = Number(partial[REJECTED_JSON[signal]] ?? 0)
     const message = typeof partial["errorMessage"] === "string" ? partial["errorMessage"] : ""
     return rejected > 0 || message !== "" ? { rejected, message } : undefined
   }

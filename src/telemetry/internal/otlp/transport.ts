@@ -1,7 +1,8 @@
 /**
- * Sending encoded OTLP requests: OTLP/HTTP with node:http(s) over a keep-alive agent, and OTLP/gRPC as plain HTTP/2
- * with node:http2 (the unary `TraceService/Export` call is one POST of a length-prefixed protobuf message, answered
- * with `grpc-status` in the trailers), so neither grpc-js nor protobufjs is ever loaded. One request per call; the
+ * Sending encoded OTLP requests of any signal: OTLP/HTTP with node:http(s) over a keep-alive agent, and OTLP/gRPC as
+ * plain HTTP/2 with node:http2 (the unary `TraceService/Export` or `MetricsService/Export` call is one POST of a
+ * length-prefixed protobuf message, answered with `grpc-status` in the trailers), so neither grpc-js nor protobufjs
+ * is ever loaded. One request per call; the
  * caller (the batcher) decides about retrying, told by `OtlpFailure.retryable` which failures are worth it.
  *
  * Retryable, as the OTLP exporter specification lists them: HTTP 429, 502, 503, 504; gRPC CANCELLED,
@@ -12,7 +13,9 @@ import * as http from "node:http"
 import * as http2 from "node:http2"
 import * as https from "node:https"
 import * as zlib from "node:zlib"
-import { errorDetail, type PartialSuccess, partialSuccess } from "./response.ts"
+import { errorDetail, type PartialSuccess, partialSuccess, type Signal } from "./response.ts"
+
+export type { Signal }
 
 interface FailureOptions {
   readonly retryable: boolean
@@ -50,7 +53,9 @@ export type SendResult =
 export type Send = (body: Uint8Array, done: (result: SendResult) => void) => () => void
 
 export interface TransportOptions {
-  /** http(s) URL: for HTTP the traces URL (…/v1/traces), for gRPC the server's address. */
+  /** What the requests carry: the gRPC method called, and how a partial success is read. */
+  readonly signal: Signal
+  /** http(s) URL: for HTTP the signal's URL (…/v1/traces, …/v1/metrics), for gRPC the server's address. */
   readonly endpoint: string
   readonly headers: Readonly<Record<string, string>>
   readonly timeoutMillis: number
@@ -129,7 +134,7 @@ const failed = (message: string, options: FailureOptions): SendResult => ({
 const timedOut = (timeoutMillis: number) =>
   failed(`timed out after ${timeoutMillis} ms`, { retryable: true, timedOut: true })
 
-/** OTLP/HTTP: POST the body (protobuf or JSON) to the traces URL. */
+/** OTLP/HTTP: POST the body (protobuf or JSON) to the signal's URL. */
 export const httpTransport = (options: TransportOptions & { readonly contentType: string }): Transport => {
   const url = new URL(options.endpoint)
   const secure = url.protocol === "https:"
@@ -149,7 +154,7 @@ export const httpTransport = (options: TransportOptions & { readonly contentType
 
   const outcome = (res: http.IncomingMessage, reply: Buffer): SendResult => {
     const status = res.statusCode ?? 0
-    if (status >= 200 && status < 300) return { ok: true, partial: partialSuccess(reply, json) }
+    if (status >= 200 && status < 300) return { ok: true, partial: partialSuccess(reply, json, options.signal) }
     const detail = errorDetail(reply, res.headers["content-type"])
     const retryable = RETRYABLE_HTTP.has(status)
     const what = `HTTP ${status} ${res.statusMessage ?? ""}`.trim()
@@ -227,8 +232,12 @@ export const httpTransport = (options: TransportOptions & { readonly contentType
   return { send, close: () => agent.destroy() }
 }
 
-/** The gRPC method OTLP/gRPC trace export calls. */
-export const TRACE_EXPORT_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+/** The gRPC method each signal's OTLP/gRPC export calls. */
+export const EXPORT_PATHS: Readonly<Record<Signal, string>> = {
+  traces: "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+  metrics: "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+  logs: "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+}
 
 /** Percent-decodes a grpc-message trailer (it is percent-encoded on the wire). */
 const grpcMessage = (raw: unknown) => {
@@ -276,7 +285,7 @@ export const grpcTransport = (options: TransportOptions): Transport => {
     s.ref()
     const stream = s.request({
       ":method": "POST",
-      ":path": TRACE_EXPORT_PATH,
+      ":path": EXPORT_PATHS[options.signal],
       ":scheme": url.protocol === "https:" ? "https" : "http",
       "content-type": "application/grpc",
       te: "trailers",
@@ -309,7 +318,7 @@ export const grpcTransport = (options: TransportOptions): Transport => {
       status(headers)
     })
     stream.on("trailers", status)
-    // The response message (ExportTraceServiceResponse) matters only for partial success; drained, not kept.
+    // The response message (e.g. ExportTraceServiceResponse) matters only for partial success; drained, not kept.
     const chunks: Array<Buffer> = []
     let size = 0
     stream.on("data", (chunk: Buffer) => {
@@ -329,7 +338,9 @@ export const grpcTransport = (options: TransportOptions): Transport => {
       if (grpcStatus === 0) {
         const reply = Buffer.concat(chunks)
         // Skip the 5-byte message prefix; a compressed reply is not read (partial success is advisory).
-        const partial = reply.length > 5 && reply[0] === 0 ? partialSuccess(reply.subarray(5), false) : undefined
+        const partial = reply.length > 5 && reply[0] === 0
+          ? partialSuccess(reply.subarray(5), false, options.signal)
+          : undefined
         return finish({ ok: true, partial })
       }
       if (grpcStatus !== undefined) {

@@ -15,7 +15,7 @@ const DIGIT_0 = 0x30
 const NON_FINITE: Record<string, string> = { NaN: "\"NaN\"", Infinity: "\"Infinity\"", "-Infinity": "\"-Infinity\"" }
 
 /** One AnyValue object. */
-const writeAnyValue = (w: JsonWriter, v: unknown): void => {
+export const writeAnyValue = (w: JsonWriter, v: unknown): void => {
   switch (typeof v) {
     case "string":
       w.ascii(`{"stringValue":`)

@@ -11,7 +11,7 @@ import { endMonoNs, hasParent, isInt64, isScalar, KIND, keyCache, type KeyEntry,
 import { ProtoWriter } from "./ProtoWriter.ts"
 
 /** The fields of one AnyValue message (its tag and length written by the caller). */
-const writeAnyValue = (w: ProtoWriter, v: unknown): void => {
+export const writeAnyValue = (w: ProtoWriter, v: unknown): void => {
   switch (typeof v) {
     case "string":
       w.byte(0x0a) // string_value (1)

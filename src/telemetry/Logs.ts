@@ -1,19 +1,21 @@
 /**
  * Log records the probes emit (`LogData`) as OpenTelemetry log records: the exporters the logs pipeline drives (OTLP
- * over http/protobuf, http/json or grpc through the OpenTelemetry JS exporters; the console as one line per record;
- * test doubles), and the conversion to the `ReadableLogRecord` shape those exporters serialise. Batching, retries and
+ * over http/protobuf, http/json or grpc, encoded and sent by probescope itself; the console as one line per record;
+ * test doubles), and the conversion to the `ReadableLogRecord` shape they take. Batching, retries and
  * accounting are the shared `Batcher`'s, as for spans.
  */
 import type { Attributes as OtelAttributes } from "@opentelemetry/api"
 import type { Resource } from "@opentelemetry/resources"
-import type { LogRecordExporter, ReadableLogRecord } from "@opentelemetry/sdk-logs"
+import type { ReadableLogRecord } from "@opentelemetry/sdk-logs"
 import { Effect } from "effect"
 import * as Ids from "../probe/Ids.ts"
 import { type LogData, severityNumber } from "../probe/Telemetry.ts"
 import type { Exporter } from "./Exporter.ts"
 import { nsToHrTime } from "./internal/clockMath.ts"
-import { deferredOtlp, exportWith } from "./internal/otelExport.ts"
+import * as Client from "./internal/otlp/client.ts"
+import { makeLogsEncoder } from "./internal/otlp/logs.ts"
 import { scopeOf } from "./internal/scope.ts"
+import { version } from "./ProcessResources.ts"
 import type { OtlpConfig } from "./TelemetryConfig.ts"
 
 export type { ReadableLogRecord } from "@opentelemetry/sdk-logs"
@@ -63,28 +65,21 @@ export const toReadableLogRecord = (
   }
 }
 
-/** An OTLP log exporter for the configured protocol, imported and built at the first export. */
+/**
+ * The OTLP log exporter for the configured protocol (`config.endpoint` is the logs URL for http, the server for grpc):
+ * each batch encoded by probescope's own encoder (internal/otlp/logs.ts) into one request, sent over the spans'
+ * transport (internal/otlp/client.ts). None of the OpenTelemetry SDK's log exporters or protobufjs is loaded.
+ * Connects at the first export.
+ */
 export const otlp = (config: OtlpConfig): LogExporter => {
-  const deferred = deferredOtlp<LogRecordExporter>("otlp", config, {
-    grpc: () => import("@opentelemetry/exporter-logs-otlp-grpc").then((m) => m.OTLPLogExporter),
-    json: () => import("@opentelemetry/exporter-logs-otlp-http").then((m) => m.OTLPLogExporter),
-    proto: () => import("@opentelemetry/exporter-logs-otlp-proto").then((m) => m.OTLPLogExporter)
-  })
+  const encoder = makeLogsEncoder()
+  const encode = config.protocol === "http/json" ? encoder.json : encoder.protobuf
+  const client = Client.make(config, "logs", `probescope/${version}`)
   return {
     name: "otlp",
     endpoint: config.endpoint,
-    export: (records) =>
-      Effect.flatMap(
-        deferred.get,
-        (exporter) =>
-          exportWith(
-            "logs export",
-            "otlp",
-            config.endpoint,
-            (done) => exporter.export(records as Array<ReadableLogRecord>, done)
-          )
-      ),
-    shutdown: deferred.shutdown((exporter) => exporter.shutdown())
+    export: (records) => records.length === 0 ? Effect.void : Effect.suspend(() => client.send(encode(records))),
+    shutdown: Effect.sync(client.close)
   }
 }
 

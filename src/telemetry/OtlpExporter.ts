@@ -155,7 +155,7 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
 }
 
 /** The signals whose OTLP variables the direct exporters read, as the variables spell them. */
-export type SignalVariables = "TRACES" | "METRICS"
+export type SignalVariables = "TRACES" | "METRICS" | "LOGS"
 
 /** A variable of the signal, else its generic form: `OTEL_EXPORTER_OTLP_<SIGNAL>_X`, `OTEL_EXPORTER_OTLP_X`. */
 const signalVariable = Effect.fnUntraced(function*(signal: SignalVariables, name: string) {

@@ -443,9 +443,11 @@ export const layer: Layer.Layer<Services, TelemetryConfig.TelemetryConfigError> 
       OtlpExporter.loadCompressionOf("TRACES"),
       OtlpExporter.loadTlsOf("TRACES"),
       OtlpExporter.loadCompressionOf("METRICS"),
-      OtlpExporter.loadTlsOf("METRICS")
+      OtlpExporter.loadTlsOf("METRICS"),
+      OtlpExporter.loadCompressionOf("LOGS"),
+      OtlpExporter.loadTlsOf("LOGS")
     ]),
-    ([config, metrics, logs, compression, tls, metricsCompression, metricsTls]) =>
+    ([config, metrics, logs, compression, tls, metricsCompression, metricsTls, logsCompression, logsTls]) =>
       layerWith(
         { ...config, otlp: { ...config.otlp, compression, ...(tls === undefined ? {} : { tls }) } },
         {
@@ -457,7 +459,10 @@ export const layer: Layer.Layer<Services, TelemetryConfig.TelemetryConfigError> 
               ...(metricsTls === undefined ? {} : { tls: metricsTls })
             }
           },
-          logs,
+          logs: {
+            ...logs,
+            otlp: { ...logs.otlp, compression: logsCompression, ...(logsTls === undefined ? {} : { tls: logsTls }) }
+          },
           selfMetrics: true
         }
       )

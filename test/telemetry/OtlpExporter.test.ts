@@ -23,6 +23,7 @@ import * as Instruments from "../../src/probe/Instruments.ts"
 import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 import * as Batcher from "../../src/telemetry/Batcher.ts"
 import { ExportError } from "../../src/telemetry/Exporter.ts"
+import * as Logs from "../../src/telemetry/Logs.ts"
 import * as Metrics from "../../src/telemetry/Metrics.ts"
 import * as OtlpExporter from "../../src/telemetry/OtlpExporter.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
@@ -30,7 +31,7 @@ import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import type * as TelemetryConfig from "../../src/telemetry/TelemetryConfig.ts"
 import { TelemetryConfigError } from "../../src/telemetry/TelemetryConfig.ts"
 
-import { decodeMetricsRequest, flatSpans } from "./otlp-proto/decode.ts"
+import { decodeLogsRequest, decodeMetricsRequest, flatSpans } from "./otlp-proto/decode.ts"
 
 const OFFSET = 1_700_000_000_000_000_000n
 const counter = Instruments.counter("shop.requests", { unit: "{request}", description: "Requests served." })
@@ -737,6 +738,24 @@ const metricsBatch: ReadonlyArray<ResourceMetrics> = [100, 200].map((pid) => ({
   }]
 }))
 
+/** A panic's log record, as the logs pipeline hands it to its exporters. */
+const logRecord = Logs.toReadableLogRecord(
+  {
+    pid: 4242,
+    probe: "go_panic",
+    timeMonoNs: 5_000n,
+    severity: "fatal",
+    body: "panic: boom",
+    attributes: { "exception.type": "string" },
+    traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+    spanId: "00f067aa0ba902b7",
+    traceFlags: 1
+  },
+  resource,
+  "1.0.0",
+  (ns) => ns + OFFSET
+)
+
 /** What a metrics request says, decoded with the official protos: per resource its pid and its one value. */
 const pointsOf = (body: Uint8Array) =>
   decodeMetricsRequest(body)["resourceMetrics"].map((rm: any) => [
@@ -750,7 +769,7 @@ const metricsExporterFor = (config: Partial<TelemetryConfig.OtlpConfig> & { read
     (e) => e.shutdown
   )
 
-describe("the OTLP metrics exporter, over the same transport", () => {
+describe("the OTLP metrics and logs exporters, over the same transport", () => {
   it.live("http/protobuf: one POST per collection to the metrics URL, every resource in it", () =>
     Effect.gen(function*() {
       const server = yield* httpServer((_req, res) => res.writeHead(200).end())
@@ -849,5 +868,80 @@ describe("the OTLP metrics exporter, over the same transport", () => {
         rm.scopeMetrics.flatMap((sm: any) => sm.metrics.map((m: any) => m.name))
       )
       assert.include(names, "shop.requests")
+    }))
+
+  it.live("logs: one POST per batch to the logs URL (http/protobuf), the LogsService/Export call (grpc)", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200).end())
+      const endpoint = server.url.replace("/v1/traces", "/v1/logs")
+      const http1 = Logs.otlp({ protocol: "http/protobuf", endpoint, headers: {}, timeoutMillis: 2000 })
+      yield* http1.export([logRecord])
+      yield* http1.shutdown
+      const { url, headers, body } = server.received[0]!
+      assert.strictEqual(url, "/v1/logs")
+      assert.strictEqual(headers["content-type"], "application/x-protobuf")
+      const sent = decodeLogsRequest(body)["resourceLogs"][0].scopeLogs[0].logRecords[0]
+      assert.deepStrictEqual([sent.body.stringValue, sent.severityText], ["panic: boom", "FATAL"])
+      const grpc = yield* grpcServer((stream) => grpcReply(stream, 0))
+      const exporter = Logs.otlp({ protocol: "grpc", endpoint: grpc.endpoint, headers: {}, timeoutMillis: 2000 })
+      yield* exporter.export([logRecord])
+      yield* exporter.shutdown
+      assert.strictEqual(grpc.calls[0]!.headers[":path"], "/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+      assert.strictEqual(
+        decodeLogsRequest(grpc.calls[0]!.frame.subarray(5))["resourceLogs"][0].scopeLogs[0].logRecords.length,
+        1
+      )
+    }))
+
+  it.live("logs: a partial success (OTLP/JSON) is a success with a warning counting log records", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel === "Warn") lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
+      const reply = JSON.stringify({ partialSuccess: { rejectedLogRecords: 1, errorMessage: "too big" } })
+      const server = yield* httpServer((_req, res) =>
+        res.writeHead(200, { "content-type": "application/json" }).end(reply)
+      )
+      const endpoint = server.url.replace("/v1/traces", "/v1/logs")
+      const exporter = Logs.otlp({ protocol: "http/json", endpoint, headers: {}, timeoutMillis: 2000 })
+      yield* exporter.export([logRecord]).pipe(Effect.provide(Logger.layer([logger])))
+      yield* exporter.shutdown
+      assert.strictEqual(server.received[0]!.headers["content-type"], "application/json")
+      assert.deepStrictEqual(lines, [`export to ${endpoint}: the server rejected 1 log record(s): too big`])
+    }))
+
+  it.live("Telemetry.layer gives the logs exporter the LOGS compression variable", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200).end())
+      const endpoint = server.url.replace("/v1/traces", "/v1/logs")
+      const env = {
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "none",
+        OTEL_LOGS_EXPORTER: "otlp",
+        OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: endpoint,
+        OTEL_EXPORTER_OTLP_LOGS_COMPRESSION: "gzip"
+      }
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const sink = yield* TelemetrySink
+          yield* sink.logs!([{
+            pid: 4242,
+            probe: "go_panic",
+            timeMonoNs: 1_000n,
+            severity: "error",
+            body: "panic: boom",
+            attributes: {}
+          }])
+        }).pipe(
+          Effect.provide(Telemetry.layer),
+          Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))
+        )
+      )
+      assert.strictEqual(server.received.length, 1)
+      const { headers, body } = server.received[0]!
+      assert.strictEqual(headers["content-encoding"], "gzip")
+      const sent = decodeLogsRequest(zlib.gunzipSync(body))["resourceLogs"][0].scopeLogs[0].logRecords[0]
+      assert.strictEqual(sent.body.stringValue, "panic: boom")
     }))
 })

@@ -1,5 +1,5 @@
 /**
- * Decoding OTLP trace and metrics requests with the official protos (vendored beside this file) through protobufjs, into one
+ * Decoding OTLP trace, metrics and logs requests with the official protos (vendored beside this file) through protobufjs, into one
  * comparable shape: a flat list of spans, each with its resource and scope, ids in hex, 64-bit integers as decimal
  * strings, enums as numbers, proto3 defaults filled in (so a zero written explicitly and a zero left out compare
  * equal, as they mean the same on the wire).
@@ -14,6 +14,7 @@ const root = new protobuf.Root()
 root.resolvePath = (_origin, target) => join(here, target)
 root.loadSync("opentelemetry/proto/collector/trace/v1/trace_service.proto")
 root.loadSync("opentelemetry/proto/collector/metrics/v1/metrics_service.proto")
+root.loadSync("opentelemetry/proto/collector/logs/v1/logs_service.proto")
 
 /** `ExportTraceServiceRequest` of opentelemetry-proto v1.11.0. */
 export const ExportTraceServiceRequest = root.lookupType(
@@ -75,6 +76,19 @@ export const decodeMetricsRequest = (bytes: Uint8Array): Record<string, any> =>
   ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(bytes), {
     longs: String,
     enums: Number,
+    defaults: true,
+    arrays: true
+  })
+
+/** `ExportLogsServiceRequest` of opentelemetry-proto v1.11.0. */
+export const ExportLogsServiceRequest = root.lookupType("opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest")
+
+/** A decoded logs request as a plain object (ids base64, as protobufjs gives them; the rest as for metrics). */
+export const decodeLogsRequest = (bytes: Uint8Array): Record<string, any> =>
+  ExportLogsServiceRequest.toObject(ExportLogsServiceRequest.decode(bytes), {
+    longs: String,
+    enums: Number,
+    bytes: String,
     defaults: true,
     arrays: true
   })

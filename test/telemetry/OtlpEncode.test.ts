@@ -12,7 +12,7 @@ import type { SpanData } from "../../src/probe/Telemetry.ts"
 import { makeTraceEncoder, type OtlpSpan } from "../../src/telemetry/internal/otlp/traces.ts"
 import { toReadableSpan } from "../../src/telemetry/internal/readableSpan.ts"
 import * as ProcessResources from "../../src/telemetry/ProcessResources.ts"
-import { decodeRequest, flatSpans } from "./otlp-proto/decode.ts"
+import { comparableJson, decodeRequest, flatSpans } from "./otlp-proto/decode.ts"
 
 const OFFSET = 1_700_000_000_000_000_000n
 const VERSION = ProcessResources.version
@@ -135,23 +135,6 @@ const readable = spans.map(([span, resource]) => toReadableSpan(span, resource, 
 const bySpanId = (list: ReturnType<typeof flatSpans>) =>
   [...list].sort((a, b) => a.span["spanId"] < b.span["spanId"] ? -1 : 1)
 
-/** The OTLP/JSON of a request in one comparable form: ids hex, int64 and times as strings, defaults dropped. */
-const normalizeJson = (value: unknown, key = ""): unknown => {
-  if (["intValue", "startTimeUnixNano", "endTimeUnixNano", "timeUnixNano"].includes(key)) return String(value)
-  if (key === "doubleValue" && typeof value === "string") return Number(value)
-  if (Array.isArray(value)) return value.map((v) => normalizeJson(v))
-  if (typeof value === "object" && value !== null) {
-    const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(value)) {
-      const n = normalizeJson(v, k)
-      const isDefault = n === undefined || n === null || (Array.isArray(n) && n.length === 0) ||
-        (n === 0 && k !== "intValue" && k !== "doubleValue" && k !== "code") || (n === "" && k !== "stringValue")
-      if (!isDefault) out[k] = n
-    }
-    return out
-  }
-  return value
-}
 
 /** A decoded protobuf request in the OTLP/JSON shape (ids hex instead of base64). */
 const protobufAsJson = (bytes: Uint8Array) => {
@@ -164,7 +147,7 @@ const protobufAsJson = (bytes: Uint8Array) => {
     }
     return v
   }
-  return normalizeJson(idsToHex(request))
+  return comparableJson(idsToHex(request))
 }
 
 describe("direct OTLP encoding", () => {
@@ -307,8 +290,8 @@ describe("direct OTLP encoding", () => {
         flatSpans(ProtobufTraceSerializer.serializeRequest(sdk)!)
       )
       assert.deepStrictEqual(
-        normalizeJson(JSON.parse(encoder.json(batch).toString())),
-        normalizeJson(JSON.parse(Buffer.from(JsonTraceSerializer.serializeRequest(sdk)!).toString()))
+        comparableJson(JSON.parse(encoder.json(batch).toString())),
+        comparableJson(JSON.parse(Buffer.from(JsonTraceSerializer.serializeRequest(sdk)!).toString()))
       )
     }
   })
@@ -330,7 +313,7 @@ describe("direct OTLP encoding", () => {
 
   it("OTLP/JSON says what the protobuf says, exactly (int64 beyond 2^53 included)", () => {
     const json = JSON.parse(encoder.json(items).toString("utf8"))
-    assert.deepStrictEqual(normalizeJson(json), protobufAsJson(encoder.protobuf(items)))
+    assert.deepStrictEqual(comparableJson(json), protobufAsJson(encoder.protobuf(items)))
   })
 
   it("OTLP/JSON follows the spec's mapping: hex ids, int64 and times as strings, enums as numbers", () => {
@@ -367,8 +350,8 @@ describe("direct OTLP encoding", () => {
       exact.map(([span, resource]) => toReadableSpan(span, resource, VERSION, (ns) => ns + OFFSET))
     )!
     assert.deepStrictEqual(
-      normalizeJson(JSON.parse(mine.toString("utf8"))),
-      normalizeJson(JSON.parse(Buffer.from(sdk).toString("utf8")))
+      comparableJson(JSON.parse(mine.toString("utf8"))),
+      comparableJson(JSON.parse(Buffer.from(sdk).toString("utf8")))
     )
   })
   it("built span by span, with other requests in the making beside it, a request is the batch's encoding", () => {

@@ -682,7 +682,7 @@ describe("OtlpExporter over TLS", () => {
     }))
 
   for (const signal of ["TRACES", "METRICS"] as const) {
-    it.effect(`loadTlsOf(${signal}) reads the PEM files the variables name (its own first); an unreadable one is a typed error`, () =>
+    it.effect(`loadTlsOf(${signal}) reads the PEM files its variables name; an unreadable one is a typed error`, () =>
       Effect.gen(function*() {
         const load = (env: Record<string, string>) =>
           OtlpExporter.loadTlsOf(signal).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env))))

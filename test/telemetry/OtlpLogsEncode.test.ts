@@ -12,7 +12,7 @@ import type { ReadableLogRecord } from "@opentelemetry/sdk-logs"
 import type { LogData } from "../../src/probe/Telemetry.ts"
 import { makeLogsEncoder } from "../../src/telemetry/internal/otlp/logs.ts"
 import { toReadableLogRecord } from "../../src/telemetry/Logs.ts"
-import { decodeLogsRequest } from "./otlp-proto/decode.ts"
+import { comparableJson, decodeLogsRequest } from "./otlp-proto/decode.ts"
 
 const OFFSET = 1_700_000_000_000_000_000n
 const toEpoch = (ns: bigint) => ns + OFFSET
@@ -43,26 +43,20 @@ const records: ReadonlyArray<ReadableLogRecord> = [
     "1.2.3",
     toEpoch
   ),
-  toReadableLogRecord({ ...panic, pid: 7, timeMonoNs: 6_000_000_000n, severity: "warn", traceFlags: 0 }, worker, "1.2.3", toEpoch),
-  toReadableLogRecord({ ...panic, timeMonoNs: 7_000_000_000n, severity: "error", body: "again" }, shop, "1.2.3", toEpoch)
+  toReadableLogRecord(
+    { ...panic, pid: 7, timeMonoNs: 6_000_000_000n, severity: "warn", traceFlags: 0 },
+    worker,
+    "1.2.3",
+    toEpoch
+  ),
+  toReadableLogRecord(
+    { ...panic, timeMonoNs: 7_000_000_000n, severity: "error", body: "again" },
+    shop,
+    "1.2.3",
+    toEpoch
+  )
 ]
 
-const normalizeJson = (value: unknown, key = ""): unknown => {
-  if (["intValue", "timeUnixNano", "observedTimeUnixNano"].includes(key)) return String(value)
-  if (Array.isArray(value)) return value.map((v) => normalizeJson(v))
-  if (typeof value === "object" && value !== null) {
-    const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(value)) {
-      const n = normalizeJson(v, k)
-      const isDefault = n === undefined || n === null || (Array.isArray(n) && n.length === 0) ||
-        (n === 0 && k !== "intValue" && k !== "doubleValue") || (n === "" && k !== "stringValue") ||
-        (n === false && k !== "boolValue")
-      if (!isDefault) out[k] = n
-    }
-    return out
-  }
-  return value
-}
 
 describe("direct OTLP logs encoding", () => {
   const encoder = makeLogsEncoder()
@@ -89,8 +83,9 @@ describe("direct OTLP logs encoding", () => {
   })
 
   it("OTLP/JSON says what the SDK's JSON says", () => {
-    const mine = normalizeJson(JSON.parse(encoder.json(records).toString("utf8")))
-    const sdk = normalizeJson(JSON.parse(Buffer.from(JsonLogsSerializer.serializeRequest([...records])!).toString("utf8")))
+    const mine = comparableJson(JSON.parse(encoder.json(records).toString("utf8")))
+    const sdkJson = Buffer.from(JsonLogsSerializer.serializeRequest([...records])!).toString("utf8")
+    const sdk = comparableJson(JSON.parse(sdkJson))
     assert.deepStrictEqual(mine, sdk)
     const record = (mine as any).resourceLogs[0].scopeLogs[0].logRecords[0]
     assert.strictEqual(record.traceId, panic.traceId)

@@ -10,13 +10,18 @@ import { assert, describe, it } from "@effect/vitest"
 import { type HrTime, ValueType } from "@opentelemetry/api"
 import { JsonMetricsSerializer, ProtobufMetricsSerializer } from "@opentelemetry/otlp-transformer"
 import { resourceFromAttributes } from "@opentelemetry/resources"
-import { AggregationTemporality, DataPointType, type ResourceMetrics } from "@opentelemetry/sdk-metrics"
+import {
+  AggregationTemporality,
+  DataPointType,
+  type ResourceMetrics,
+  type SumMetricData
+} from "@opentelemetry/sdk-metrics"
 import * as Instruments from "../../src/probe/Instruments.ts"
 import type { Instrument, Measurement } from "../../src/probe/Telemetry.ts"
 import * as Aggregate from "../../src/telemetry/internal/aggregate.ts"
 import { makeMetricsEncoder } from "../../src/telemetry/internal/otlp/metrics.ts"
 import { scopeOf } from "../../src/telemetry/Metrics.ts"
-import { decodeMetricsRequest } from "./otlp-proto/decode.ts"
+import { comparableJson, decodeMetricsRequest } from "./otlp-proto/decode.ts"
 
 const T = (n: number): HrTime => [1_700_000_000 + n, 123_456_789]
 
@@ -135,26 +140,6 @@ const sdkProtobuf = (batch: ReadonlyArray<ResourceMetrics>) =>
 const oursProtobuf = (requests: ReadonlyArray<Uint8Array>) =>
   requests.flatMap((r) => decodeMetricsRequest(r)["resourceMetrics"])
 
-/** OTLP/JSON in one comparable form: 64-bit integers as strings, doubles as numbers, defaults dropped. */
-const normalizeJson = (value: unknown, key = ""): unknown => {
-  if (["intValue", "asInt", "count", "startTimeUnixNano", "timeUnixNano"].includes(key)) return String(value)
-  if (key === "bucketCounts" && Array.isArray(value)) return value.map(String)
-  if (["doubleValue", "asDouble", "sum", "min", "max"].includes(key) && typeof value === "string") return Number(value)
-  if (Array.isArray(value)) return value.map((v) => normalizeJson(v))
-  if (typeof value === "object" && value !== null) {
-    const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(value)) {
-      const n = normalizeJson(v, k)
-      const isDefault = n === undefined || n === null || (Array.isArray(n) && n.length === 0) ||
-        (n === 0 && !["intValue", "doubleValue", "asDouble", "sum", "min", "max"].includes(k)) ||
-        (n === "" && k !== "stringValue") || (n === "0" && !["intValue", "asInt", "count"].includes(k)) ||
-        (n === false && k !== "boolValue")
-      if (!isDefault) out[k] = n
-    }
-    return out
-  }
-  return value
-}
 
 describe("direct OTLP metrics encoding", () => {
   const encoder = makeMetricsEncoder()
@@ -200,11 +185,12 @@ describe("direct OTLP metrics encoding", () => {
   })
 
   it("a non-integer value of an integer instrument goes out as a double, not truncated", () => {
+    const bare = edges.scopeMetrics[0]!.metrics[0]! as SumMetricData
     const odd: ResourceMetrics = {
       ...edges,
       scopeMetrics: [{
         scope: { name: "s" },
-        metrics: [{ ...edges.scopeMetrics[0]!.metrics[0]!, dataPoints: [{ ...edges.scopeMetrics[0]!.metrics[0]!.dataPoints[0]!, value: 2.5 }] } as any]
+        metrics: [{ ...bare, dataPoints: [{ ...bare.dataPoints[0]!, value: 2.5 }] }]
       }]
     }
     const point = oursProtobuf(encoder.protobuf([odd]))[0].scopeMetrics[0].metrics[0].sum.dataPoints[0]
@@ -216,14 +202,14 @@ describe("direct OTLP metrics encoding", () => {
     const batch = [...collection("cumulative"), edges]
     const [json, ...more] = encoder.json(batch)
     assert.strictEqual(more.length, 0)
-    const mine = normalizeJson(JSON.parse(json!.toString("utf8")))
-    const sdk = normalizeJson({
+    const mine = comparableJson(JSON.parse(json!.toString("utf8")))
+    const sdk = comparableJson({
       resourceMetrics: batch.flatMap((rm) =>
         JSON.parse(Buffer.from(JsonMetricsSerializer.serializeRequest(rm)!).toString("utf8"))["resourceMetrics"]
       )
     })
     assert.deepStrictEqual(mine, sdk)
-    assert.deepStrictEqual(mine, normalizeJson({ resourceMetrics: oursProtobuf(encoder.protobuf(batch)) }))
+    assert.deepStrictEqual(mine, comparableJson({ resourceMetrics: oursProtobuf(encoder.protobuf(batch)) }))
   })
 
   it("non-finite doubles are the strings OTLP/JSON uses for them", () => {

@@ -1,8 +1,9 @@
 /**
- * Decoding OTLP trace, metrics and logs requests with the official protos (vendored beside this file) through protobufjs, into one
- * comparable shape: a flat list of spans, each with its resource and scope, ids in hex, 64-bit integers as decimal
- * strings, enums as numbers, proto3 defaults filled in (so a zero written explicitly and a zero left out compare
- * equal, as they mean the same on the wire).
+ * Decoding OTLP trace, metrics and logs requests with the official protos (vendored beside this file) through
+ * protobufjs. Trace requests become one comparable shape: a flat list of spans, each with its resource and scope, ids
+ * in hex, 64-bit integers as decimal strings, enums as numbers, proto3 defaults filled in (so a zero written explicitly
+ * and a zero left out compare equal, as they mean the same on the wire). `comparableJson` puts OTLP/JSON of any
+ * signal, whoever wrote it, into one form.
  */
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -92,3 +93,41 @@ export const decodeLogsRequest = (bytes: Uint8Array): Record<string, any> =>
     defaults: true,
     arrays: true
   })
+
+/** OTLP/JSON fields holding a 64-bit integer: a decimal string on the wire, compared as one. */
+const INT64 = new Set([
+  "intValue",
+  "asInt",
+  "count",
+  "startTimeUnixNano",
+  "endTimeUnixNano",
+  "timeUnixNano",
+  "observedTimeUnixNano"
+])
+/** Doubles that may come as strings ("NaN", or a serializer's choice): compared as numbers. */
+const DOUBLE = new Set(["doubleValue", "asDouble", "sum", "min", "max"])
+/** Fields whose zero, empty or false value is a value, not a default left out. */
+const KEPT = new Set([...INT64, ...DOUBLE, "code", "stringValue", "boolValue"])
+
+/**
+ * An OTLP/JSON request (or a decoded protobuf one, as a plain object) in one comparable form, whoever wrote it:
+ * 64-bit integers as strings, doubles as numbers, and proto3 defaults (zeros, empty strings and lists, false) dropped,
+ * so that a default written and a default left out compare equal, as they mean the same on the wire.
+ */
+export const comparableJson = (value: unknown, key = ""): unknown => {
+  if (INT64.has(key) && value !== null && value !== undefined) return String(value)
+  if (key === "bucketCounts" && Array.isArray(value)) return value.map(String)
+  if (DOUBLE.has(key) && typeof value === "string") return Number(value)
+  if (Array.isArray(value)) return value.map((v) => comparableJson(v))
+  if (typeof value === "object" && value !== null) {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(value)) {
+      const n = comparableJson(v, k)
+      const isDefault = n === undefined || n === null || (Array.isArray(n) && n.length === 0) ||
+        (!KEPT.has(k) && (n === 0 || n === "" || n === "0" || n === false))
+      if (!isDefault) out[k] = n
+    }
+    return out
+  }
+  return value
+}

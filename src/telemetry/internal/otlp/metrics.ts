@@ -189,7 +189,8 @@ const jsonHistogramPoints = (w: JsonWriter, points: ReadonlyArray<DataPoint<Hist
     w.ascii(`,"count":"${h.count}"`)
     if (h.sum !== undefined) w.ascii(`,"sum":${jsonDouble(h.sum)}`)
     if (h.buckets.counts.length > 0) w.ascii(`,"bucketCounts":[${h.buckets.counts.map((c) => `"${c}"`).join(",")}]`)
-    if (h.buckets.boundaries.length > 0) w.ascii(`,"explicitBounds":[${h.buckets.boundaries.map(jsonDouble).join(",")}]`)
+    const bounds = h.buckets.boundaries
+    if (bounds.length > 0) w.ascii(`,"explicitBounds":[${bounds.map(jsonDouble).join(",")}]`)
     jsonAttributes(w, p.attributes)
     if (h.min !== undefined) w.ascii(`,"min":${jsonDouble(h.min)}`)
     if (h.max !== undefined) w.ascii(`,"max":${jsonDouble(h.max)}`)

@@ -13,9 +13,10 @@
  *   - unless --no-profile: a V8 CPU profile of a second agent under the same load (its load window only, by the
  *     samples' timestamps): main-thread CPU by stage and the top 15 functions by self time.
  *
- *   - with BENCH_BEFORE=<another build's bin/probescope> and/or BENCH_NODE_FLAGS=<Node/V8 flags>[;<flags>...]: the
- *     same figures for that build, or for this one started with each set of flags (PROBESCOPE_NODE_FLAGS; "none":
- *     without bin/probescope's default flags), in the same run, and each one's ratio to this build's. Idle is
+ *   - with BENCH_BEFORE=<another build's bin/probescope>, BENCH_NODE_FLAGS=<Node/V8 flags>[;<flags>...] and/or
+ *     BENCH_AGENT_ENV=<NAME=value ...>[;<NAME=value ...>...]: the same figures for that build, or for this one started
+ *     with each set of flags (PROBESCOPE_NODE_FLAGS; "none": without bin/probescope's default flags) or each set of
+ *     environment variables, in the same run, and each one's ratio to this build's. Idle is
  *     measured with every agent attached at once, over the same one-second slices (whatever else wakes on this
  *     machine wakes them all alike); the load phases follow one agent at a time.
  *   - per agent: its main thread's wakeups per second while idle, and where its RSS is (anonymous, node binary, BPF
@@ -129,6 +130,17 @@ for (const flags of (process.env["BENCH_NODE_FLAGS"] ?? "").split(";").map((f) =
     bin: thisBuild,
     env: { PROBESCOPE_NODE_FLAGS: flags === "none" ? "" : flags }
   })
+}
+// One mode per set of environment variables for this build (allocator settings such as MALLOC_ARENA_MAX, which are
+// read by the C library at start and so cannot be flags), the sets separated by ";", each "NAME=value ...".
+for (const set of (process.env["BENCH_AGENT_ENV"] ?? "").split(";").map((f) => f.trim()).filter((f) => f !== "")) {
+  const env: Record<string, string> = {}
+  for (const pair of set.split(/\s+/)) {
+    const eq = pair.indexOf("=")
+    if (eq <= 0) throw new Error(`BENCH_AGENT_ENV: "${pair}" is not NAME=value`)
+    env[pair.slice(0, eq)] = pair.slice(eq + 1)
+  }
+  modes.push({ name: `env ${set}`, bin: thisBuild, env })
 }
 
 const startAgent = async (

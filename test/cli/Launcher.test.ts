@@ -1,0 +1,67 @@
+/**
+ * What bin/probescope starts Node with, besides the choice of snapshot or bundle (Snapshot.test.ts): its default V8
+ * flags and glibc allocator settings, each replaced by the caller's own. The package is a copy of the launcher beside
+ * this Node and a bundle that prints what its process was given.
+ */
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+const root = Path.resolve(import.meta.dirname, "../..")
+const pkg = Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-launcher-"))
+Fs.mkdirSync(Path.join(pkg, "bin"))
+Fs.mkdirSync(Path.join(pkg, "node_modules/.bin"), { recursive: true })
+Fs.mkdirSync(Path.join(pkg, "dist/cli"), { recursive: true })
+Fs.copyFileSync(Path.join(root, "bin/probescope"), Path.join(pkg, "bin/probescope"))
+Fs.chmodSync(Path.join(pkg, "bin/probescope"), 0o755)
+Fs.symlinkSync(process.execPath, Path.join(pkg, "node_modules/.bin/node"))
+Fs.writeFileSync(
+  Path.join(pkg, "dist/cli/probescope.mjs"),
+  "console.log(JSON.stringify({ execArgv: process.execArgv, arenas: process.env.MALLOC_ARENA_MAX ?? null, " +
+    "trim: process.env.MALLOC_TRIM_THRESHOLD_ ?? null, args: process.argv.slice(2) }))\n"
+)
+
+interface Seen {
+  readonly execArgv: ReadonlyArray<string>
+  readonly arenas: string | null
+  readonly trim: string | null
+  readonly args: ReadonlyArray<string>
+}
+
+/** The launcher with `env` added to (or, undefined, removed from) this environment; what its Node saw. */
+const launch = (env: Record<string, string | undefined>): Seen => {
+  const merged: Record<string, string> = {}
+  const clean = { PROBESCOPE_NODE_FLAGS: undefined, MALLOC_ARENA_MAX: undefined, MALLOC_TRIM_THRESHOLD_: undefined }
+  for (const [k, v] of Object.entries({ ...process.env, ...clean, ...env })) {
+    if (v !== undefined) merged[k] = v
+  }
+  const r = spawnSync(Path.join(pkg, "bin/probescope"), ["list", "--json"], { encoding: "utf8", env: merged })
+  assert.strictEqual(r.status, 0, r.stderr)
+  return JSON.parse(r.stdout) as Seen
+}
+
+describe("bin/probescope's start-up settings", () => {
+  afterAll(() => Fs.rmSync(pkg, { recursive: true, force: true }))
+
+  it("starts Node with 8 MiB semi-spaces, two malloc arenas and a fixed 128 KiB trim threshold by default", () => {
+    assert.deepStrictEqual(launch({}), {
+      execArgv: ["--max-semi-space-size=8"],
+      arenas: "2",
+      trim: "131072",
+      args: ["list", "--json"]
+    })
+  })
+
+  it("keeps the caller's allocator settings and flags, an empty PROBESCOPE_NODE_FLAGS meaning none", () => {
+    assert.deepStrictEqual(
+      launch({ MALLOC_ARENA_MAX: "8", MALLOC_TRIM_THRESHOLD_: "4194304", PROBESCOPE_NODE_FLAGS: "" }),
+      { execArgv: [], arenas: "8", trim: "4194304", args: ["list", "--json"] }
+    )
+    assert.deepStrictEqual(launch({ PROBESCOPE_NODE_FLAGS: "--max-semi-space-size=4 --stack-size=2000" }).execArgv, [
+      "--max-semi-space-size=4",
+      "--stack-size=2000"
+    ])
+  })
+})

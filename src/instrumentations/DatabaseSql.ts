@@ -309,14 +309,14 @@ export const toSpan = (r: Record, config: Config): Probe.SpanInput => {
   if (config.queryText && statement && r.query !== "") {
     attributes[ATTR_DB_QUERY_TEXT] = Sql.truncate(r.query, config.maxQueryText)
   }
-  let status: Probe.SpanInput["status"] = { code: "unset" }
+  let status: Probe.SpanInput["status"] = Http.UNSET
   if (r.hasError) {
     const type = typeName(r.error, r.errorTflag) ?? ERROR_TYPE_VALUE_OTHER
     attributes[ATTR_ERROR_TYPE] = type
     status = { code: "error", message: type }
   }
   const name = operation === undefined ? system : collection === undefined ? operation : `${operation} ${collection}`
-  return { ...Http.spanHead(r), name, kind: "client", attributes, status }
+  return Http.headSpan(r, name, "client", attributes, status)
 }
 
 /** `db.client.operation.duration`, with the conventions' advised boundaries (shared by the database probes). */

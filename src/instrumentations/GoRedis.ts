@@ -283,15 +283,16 @@ export const toSpan = (r: Record, config: Config = { queryText: false, maxQueryT
   if (failed !== undefined) attributes[ATTR_ERROR_TYPE] = failed.errorType
   // Span name: "{operation} {target}", the target being server.address:server.port (never db.namespace for Redis).
   const target = server.host === "" ? "" : server.port === undefined ? server.host : `${server.host}:${server.port}`
-  return {
-    ...Http.spanHead({ ...r, parent: r.parent === 0 ? Http.Parent.none : Http.Parent.local }),
-    name: target === "" ? op : `${op} ${target}`,
-    kind: "client",
+  return Http.headSpan(
+    r,
+    target === "" ? op : `${op} ${target}`,
+    "client",
     attributes,
-    status: failed === undefined
-      ? { code: "unset" }
-      : { code: "error", ...(failed.message === undefined ? {} : { message: failed.message }) }
-  }
+    failed === undefined
+      ? Http.UNSET
+      : { code: "error", ...(failed.message === undefined ? {} : { message: failed.message }) },
+    r.parent === 0 ? Http.Parent.none : Http.Parent.local
+  )
 }
 
 /** `db.client.operation.duration`, stable in the database conventions (shared by the database probes). */

@@ -300,13 +300,13 @@ export const toSpan = (r: Record): Probe.SpanInput => {
     }
   }
   const failed = r.statusKnown && r.status !== 0 && (!server || SERVER_ERROR_CODES.has(r.status))
-  return {
-    ...Http.spanHead(r),
-    name: service === undefined ? method : `${service}/${method}`,
-    kind: server ? "server" : "client",
+  return Http.headSpan(
+    r,
+    service === undefined ? method : `${service}/${method}`,
+    server ? "server" : "client",
     attributes,
-    status: failed ? { code: "error", message: CODE_NAMES[r.status] ?? `code ${r.status}` } : { code: "unset" }
-  }
+    failed ? { code: "error", message: CODE_NAMES[r.status] ?? `code ${r.status}` } : Http.UNSET
+  )
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ export const toSpan = (r: Record): Probe.SpanInput => {
   if (port !== undefined) attributes[ATTR_SERVER_PORT] = port
   if (r.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = r.status
   if (r.linked && r.localPort !== 0) attributes[ATTR_NETWORK_LOCAL_PORT] = r.localPort
-  let status: Probe.SpanInput["status"] = { code: "unset" }
+  let status: Probe.SpanInput["status"] = Http.UNSET
   if (r.hasError) {
     // The Go error's dynamic type is not readable without the runtime's type tables: semconv's fallback value.
     attributes[ATTR_ERROR_TYPE] = ERROR_TYPE_VALUE_OTHER
@@ -167,13 +167,7 @@ export const toSpan = (r: Record): Probe.SpanInput => {
     attributes[ATTR_ERROR_TYPE] = String(r.status)
     status = { code: "error", message: `HTTP ${r.status}` }
   }
-  return {
-    ...Http.spanHead(r),
-    name: original === undefined ? method : "HTTP",
-    kind: "client",
-    attributes,
-    status
-  }
+  return Http.headSpan(r, original === undefined ? method : "HTTP", "client", attributes, status)
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -157,13 +157,13 @@ export const toSpan = (r: Record): Probe.SpanInput => {
   if (failed) attributes[ATTR_ERROR_TYPE] = String(r.status)
   // semconv: "{method} {http.route}", or "HTTP" when the method is not a known one.
   const base = original === undefined ? method : "HTTP"
-  return {
-    ...Http.spanHead(r),
-    name: route === undefined ? base : `${base} ${route}`,
-    kind: "server",
+  return Http.headSpan(
+    r,
+    route === undefined ? base : `${base} ${route}`,
+    "server",
     attributes,
-    status: failed ? { code: "error", message: `HTTP ${r.status}` } : { code: "unset" }
-  }
+    failed ? { code: "error", message: `HTTP ${r.status}` } : Http.UNSET
+  )
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -160,14 +160,14 @@ export const toSpan = (r: Record): Probe.SpanInput | undefined => {
   // A server's 4xx is the client's fault, not the server's: only 5xx is a server error.
   const failed = status >= (client ? 400 : 500)
   if (failed) attributes[ATTR_ERROR_TYPE] = String(status)
-  return {
-    ...Http.spanHead(r),
+  return Http.headSpan(
+    r,
     // semconv: "{method}" (no url.template / http.route is known), "HTTP" for a method that is not a known one.
-    name: original === undefined ? method : "HTTP",
-    kind: client ? "client" : "server",
+    original === undefined ? method : "HTTP",
+    client ? "client" : "server",
     attributes,
-    status: failed ? { code: "error", message: `HTTP ${status}` } : { code: "unset" }
-  }
+    failed ? { code: "error", message: `HTTP ${status}` } : Http.UNSET
+  )
 }
 
 // ---------------------------------------------------------------------------------------------------------------

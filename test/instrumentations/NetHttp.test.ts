@@ -457,6 +457,44 @@ describe("Http helpers", () => {
   })
 })
 
+  it("builds a head's span with the parent its head (or the caller) names, and no parent fields for none", () => {
+    const head = {
+      pid: 42,
+      traceId: new Uint8Array(16).fill(1),
+      spanId: new Uint8Array(8).fill(2),
+      parentSpanId: new Uint8Array(8).fill(3),
+      parent: Http.Parent.remote,
+      flags: 1,
+      startNs: 10n,
+      endNs: 25n
+    }
+    const attributes = { "http.request.method": "GET" }
+    const child = Http.headSpan(head, "GET /a", "server", attributes, Http.UNSET)
+    assert.deepStrictEqual(child, {
+      pid: 42,
+      traceId: head.traceId,
+      spanId: head.spanId,
+      parentSpanId: head.parentSpanId,
+      parentIsRemote: true,
+      traceFlags: 1,
+      startMonoNs: 10n,
+      endMonoNs: 25n,
+      name: "GET /a",
+      kind: "server",
+      attributes,
+      status: { code: "unset" }
+    })
+    // The same fields as spreading spanHead, which the probes with more fields still use.
+    assert.deepStrictEqual(child, { ...Http.spanHead(head), name: "GET /a", kind: "server", attributes, status: Http.UNSET })
+    assert.strictEqual(Http.headSpan({ ...head, parent: Http.Parent.local }, "x", "client", {}, Http.UNSET).parentIsRemote, false)
+    const root = Http.headSpan({ ...head, parent: Http.Parent.none }, "x", "client", {}, Http.UNSET)
+    assert.isFalse("parentSpanId" in root)
+    assert.isFalse("parentIsRemote" in root)
+    // The caller's parent wins over the head's: a record that only knows "local parent or none".
+    assert.isFalse("parentSpanId" in Http.headSpan(head, "x", "client", {}, Http.UNSET, Http.Parent.none))
+    assert.isTrue(Object.isFrozen(Http.UNSET))
+  })
+
 describe("connection keys (ps_conn_spans)", () => {
   const hex = (b: Uint8Array | undefined) => b === undefined ? undefined : Buffer.from(b).toString("hex")
 

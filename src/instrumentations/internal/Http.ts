@@ -11,7 +11,7 @@ import * as Binary from "../../probe/Binary.ts"
 import * as Instruments from "../../probe/Instruments.ts"
 import type { FieldSpec } from "../../probe/Manifest.ts"
 import type { Emit, SpanInput } from "../../probe/Probe.ts"
-import type { Attributes, AttributeValue } from "../../probe/Telemetry.ts"
+import type { Attributes, AttributeValue, SpanKind } from "../../probe/Telemetry.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Record head: 56 bytes, identical in both probes' records
@@ -35,8 +35,8 @@ export const head = {
 /** `head.parent`: where the span's parent came from (PS_PARENT_* in nethttp.h). */
 export const Parent = { none: 0, local: 1, remote: 2 } as const
 
-/** The fields of the record head every HTTP span shares: identity, parent (by where it came from), times. */
-export const spanHead = (r: {
+/** What a record head gives every span built from it: identity, parent (by where it came from), times. */
+export interface Head {
   readonly pid: number
   readonly traceId: Uint8Array
   readonly spanId: Uint8Array
@@ -45,7 +45,56 @@ export const spanHead = (r: {
   readonly flags: number
   readonly startNs: bigint
   readonly endNs: bigint
-}) => ({
+}
+
+/** A status without a message or code: one object for every span that has it (spans are read, never changed). */
+export const UNSET: SpanInput["status"] = Object.freeze({ code: "unset" })
+
+/**
+ * The span of a record with a head (`Head`): one object literal per span, of one of two shapes (with and without a
+ * parent). This runs for every span of the HTTP, gRPC, SQL and Redis probes: spreading a head object into the span,
+ * as `spanHead` does, made two more objects per span and took V8's generic property-copy path (measured in
+ * bench/pipeline.ts, docs/benchmarks.md "The span path (session 20)"). `parent` overrides the head's own (probes
+ * whose records say only "local parent or none").
+ */
+export const headSpan = (
+  r: Head,
+  name: string,
+  kind: SpanKind,
+  attributes: Attributes,
+  status: SpanInput["status"],
+  parent: number = r.parent
+): SpanInput =>
+  parent === Parent.none
+    ? {
+      pid: r.pid,
+      traceId: r.traceId,
+      spanId: r.spanId,
+      traceFlags: r.flags,
+      startMonoNs: r.startNs,
+      endMonoNs: r.endNs,
+      name,
+      kind,
+      attributes,
+      status
+    }
+    : {
+      pid: r.pid,
+      traceId: r.traceId,
+      spanId: r.spanId,
+      parentSpanId: r.parentSpanId,
+      parentIsRemote: parent === Parent.remote,
+      traceFlags: r.flags,
+      startMonoNs: r.startNs,
+      endMonoNs: r.endNs,
+      name,
+      kind,
+      attributes,
+      status
+    }
+
+/** The fields of the record head as an object to spread (for spans with more fields than `headSpan` takes). */
+export const spanHead = (r: Head) => ({
   pid: r.pid,
   traceId: r.traceId,
   spanId: r.spanId,

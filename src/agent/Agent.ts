@@ -17,7 +17,7 @@
  * and closes everything, after which telemetry flushes. The layer logs to stderr, never to stdout (the console
  * exporter's): it installs `layerLogger` for itself.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import type { Bpf } from "../kernel/Bpf.ts"
 import * as BpfLive from "../kernel/BpfLive.ts"
 import * as Discovery from "../discovery/Discovery.ts"
@@ -25,6 +25,7 @@ import * as Manager from "../manager/Manager.ts"
 import * as TargetEvent from "../manager/TargetEvent.ts"
 import * as Probe from "../probe/Probe.ts"
 import type { ProbeBuildError } from "../probe/ProbeError.ts"
+import * as ProbeRegistry from "../probe/ProbeRegistry.ts"
 import * as TracingConfig from "../probe/TracingConfig.ts"
 import * as GoBinary from "../target/GoBinary.ts"
 import * as Telemetry from "../telemetry/Telemetry.ts"
@@ -103,8 +104,14 @@ export interface Options {
   readonly telemetry?: Layer.Layer<Telemetry.Services, TelemetryConfigError>
 }
 
-/** The probes' descriptions, made before anything starts (the explicit targets are checked against them). */
-class Catalog extends Context.Service<Catalog, ReadonlyArray<Probes.ProbeInfo>>()("probescope/agent/Catalog") {}
+/**
+ * The probes' descriptions, made before anything starts (the explicit targets are checked against them), and the
+ * named executables that are Go, as analysed for that check.
+ */
+class Catalog extends Context.Service<Catalog, {
+  readonly described: ReadonlyArray<Probes.ProbeInfo>
+  readonly files: ReadonlyArray<GoBinary.GoBinary>
+}>()("probescope/agent/Catalog") {}
 
 /**
  * The whole agent: the kernel, analysis, telemetry, the sampler (`OTEL_TRACES_SAMPLER`), the given probes under the
@@ -117,7 +124,9 @@ class Catalog extends Context.Service<Catalog, ReadonlyArray<Probes.ProbeInfo>>(
  *
  * By default a built-in probe's object is loaded when a process first needs it (`Options.load`): the agent verifies
  * only what its targets use, and a built-in the kernel rejects is that process's attach failure (in `ready` too).
- * Other probes (yours) load at start.
+ * Other probes (yours) load at start. What the processes of a named executable (an `--exe` file, not a glob) need
+ * is loaded once that check has analysed the file, while telemetry and the Manager are built: their first process
+ * (or the ones running) then waits less, or not at all, for the verifier.
  */
 export const layer = (options: Options) => {
   const probes = options.probes ?? builtins
@@ -140,8 +149,8 @@ export const layer = (options: Options) => {
       yield* Effect.forEach(selection.pids, (pid) => Targets.checkPid(described, pid), { discard: true })
       // A glob names no file to check; what it finds is checked as it is found.
       const files = selection.exes.filter((exe) => !Glob.isGlob(exe))
-      yield* Effect.forEach(files, (exe) => Targets.checkExe(described, exe), { discard: true })
-      return described
+      const checked = yield* Effect.forEach(files, (exe) => Targets.checkExe(described, exe))
+      return { described, files: checked.flatMap((b) => Option.isSome(b) ? [b.value] : []) }
     })
   ).pipe(Layer.provide(analysis))
   const grace = Layer.effect(Probe.LinkGrace, Targets.linkGrace)
@@ -154,23 +163,50 @@ export const layer = (options: Options) => {
   // `--exe` files for the catalog (~100 ms or more): built side by side, not one after the other. Its only
   // requirement is the kernel; the driver subscribes to it later, so nothing is read before the agent is built.
   const discovery = Discovery.layer.pipe(Layer.provide(kernel))
+  // The probes need the kernel, the sampler and their settings, not telemetry: built (one instance, shared with the
+  // Manager below by reference) once the catalog has checked the targets.
+  const probeSet = Layer.unwrap(
+    Effect.map(loadChoice, (choice) => Probes.combine(Probes.withLoadPolicy(probes, choice)))
+  ).pipe(
+    Layer.provide(Layer.mergeAll(grace, Probe.settings(settings), ProbeRegistry.layer, TracingConfig.layerConfig)),
+    Layer.provide(kernel)
+  )
+  // The probes the named `--exe` files' processes need go into the kernel as soon as the catalog has analysed the
+  // files: their verification (80–150 ms of libuv threads for the example service's three) overlaps building
+  // telemetry, the Manager and the driver on the main thread, instead of starting after them. The driver's own
+  // preload then finds them under way; failures stay the attaches' to report.
+  const preloaded = Layer.effectDiscard(
+    Effect.gen(function*() {
+      const { files } = yield* Catalog
+      if (files.length === 0) return
+      const found = Probe.instancesIn(yield* Effect.context<never>())
+      // Started at once, from the catalog's analyses (the analysis cache would answer only after a file stat): each
+      // load's JavaScript part runs now and hands its object to the kernel before this layer's build returns. A
+      // fiber forked the usual way would wait for the main thread, busy building the rest of the agent.
+      yield* Effect.forkScoped(
+        Effect.forEach(files, (b) => Manager.preloadProbes(found, { ...b, pid: 0, exe: b.path, libraries: [] }), {
+          concurrency: "unbounded",
+          discard: true
+        }),
+        { startImmediately: true }
+      )
+    })
+  ).pipe(Layer.provide(probeSet), Layer.provide(catalog))
   const base = Layer.mergeAll(analysis, options.telemetry ?? Telemetry.layer, TracingConfig.layerConfig).pipe(
     Layer.provideMerge(kernel),
-    Layer.provide(Layer.merge(catalog, discovery)),
+    Layer.provide(Layer.mergeAll(catalog, discovery, preloaded)),
     Layer.provide(Layer.merge(grace, Layer.effectDiscard(loadChoice)))
   )
   // Driven through `Manager.handle` (see internal/driver.ts): its own source stays empty.
-  const manager = Manager.layerWith(
-    Layer.unwrap(Effect.map(loadChoice, (choice) => Probes.combine(Probes.withLoadPolicy(probes, choice))))
-  ).pipe(
+  const manager = Manager.layer.pipe(
+    Layer.provide(probeSet),
     Layer.provide(TargetEvent.layerEmpty),
-    Layer.provide(Layer.mergeAll(grace, Probe.settings(settings))),
     Layer.provide(base)
   )
   const agent = Layer.effect(
     Agent,
     Effect.gen(function*() {
-      const described = yield* Catalog
+      const { described } = yield* Catalog
       const loop = yield* Driver.make(selection, described, { commandArgs: yield* commandArgs })
       return Agent.of({ probes: described, selection, ready: loop.ready })
     })

@@ -15,7 +15,7 @@
  * (the kernel's unregistering, which runs off the JS thread) never delays another process's attach. On shutdown
  * it detaches everything at once, then lets each Runner read what its ring still holds before stopping it.
  */
-import { Context, Deferred, Duration, Effect, Exit, Layer, Schedule, Scope, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Schedule, Scope, Stream } from "effect"
 import type { LoadStatus } from "../probe/Capabilities.ts"
 import type { Applicability } from "../probe/Manifest.ts"
 import type { AnyProbe } from "../probe/Probe.ts"
@@ -171,15 +171,11 @@ export const lossReport = (
   return lines
 }
 
-const makeWithSubmit = Effect.gen(function*() {
-  const sink = yield* TelemetrySink
-  const scope = yield* Scope.Scope
-  const probes = yield* compose(instancesIn(yield* Effect.context<never>()))
-  if (probes.length === 0) yield* Effect.logWarning("the Manager was given no probes: nothing will be attached")
-  /**
-   * Each probe's dependents that are instruments, transitively (through daemons depending on daemons): a daemon with
-   * any attaches where one of them does.
-   */
+/**
+ * Each probe's dependents that are instruments, transitively (through daemons depending on daemons): a daemon with
+ * any attaches where one of them does.
+ */
+const instrumentDependents = (probes: ReadonlyArray<AnyProbe>): ReadonlyMap<string, ReadonlySet<string>> => {
   const dependents = new Map<string, Set<string>>(probes.map((p) => [p.name, new Set<string>()]))
   for (const probe of probes.filter(isInstrument)) {
     const visit = (name: string) => {
@@ -192,6 +188,57 @@ const makeWithSubmit = Effect.gen(function*() {
     }
     visit(probe.name)
   }
+  return dependents
+}
+
+/** A daemon others depend on is only wanted where one of them applies (and is undone if none attaches). */
+const isWantedBy = (
+  dependents: ReadonlyMap<string, ReadonlySet<string>>,
+  probe: AnyProbe,
+  applies: ReadonlySet<string>
+): boolean => {
+  const deps = dependents.get(probe.name)!
+  return probe.kind !== "daemon" || deps.size === 0 || [...deps].some((d) => applies.has(d))
+}
+
+/** Loads, side by side, the probes that would attach where `applies` apply; failures are the attaches' to report. */
+const loadWhere = (
+  probes: ReadonlyArray<AnyProbe>,
+  dependents: ReadonlyMap<string, ReadonlySet<string>>,
+  applies: ReadonlySet<string>
+): Effect.Effect<void> =>
+  Effect.forEach(
+    probes.filter((p) => applies.has(p.name) && isWantedBy(dependents, p, applies)),
+    (p) => Effect.ignore(p.loader.load),
+    { concurrency: "unbounded", discard: true }
+  )
+
+/** The names of the probes whose manifests apply to the target (before their loads: by the manifest alone). */
+const applyingTo = (probes: ReadonlyArray<AnyProbe>, target: Target): ReadonlySet<string> => {
+  const applies = new Set<string>()
+  for (const p of probes) if (p.attacher.applicability(target)._tag === "Applies") applies.add(p.name)
+  return applies
+}
+
+/**
+ * What `Manager.preload` does, over the probe instances of a context (`Probe.instancesIn`) before any Manager exists:
+ * the agent starts the loads an `--exe` file's processes need as soon as the file is analysed, while telemetry and
+ * the Manager are still being built. Each load runs in its probe layer's scope, so it goes on after this returns
+ * and the Manager built later finds it under way or done. A composition the Manager would refuse (two probes of one
+ * name) loads nothing here: the Manager's build reports it.
+ */
+export const preloadProbes = (found: ReadonlyArray<AnyProbe>, target: Target): Effect.Effect<void> =>
+  Effect.matchEffect(compose(found), {
+    onFailure: () => Effect.void,
+    onSuccess: (probes) => loadWhere(probes, instrumentDependents(probes), applyingTo(probes, target))
+  })
+
+const makeWithSubmit = Effect.gen(function*() {
+  const sink = yield* TelemetrySink
+  const scope = yield* Scope.Scope
+  const probes = yield* compose(instancesIn(yield* Effect.context<never>()))
+  if (probes.length === 0) yield* Effect.logWarning("the Manager was given no probes: nothing will be attached")
+  const dependents = instrumentDependents(probes)
   /** Probes some other probe depends on: they attach only the features their dependents use (`AttachOptions`). */
   const dependedOn = new Set(probes.flatMap((p) => p.dependsOn))
   const instrumented = new Map<number, Instrumented>()
@@ -224,26 +271,9 @@ const makeWithSubmit = Effect.gen(function*() {
       )
     })
 
-  /** A daemon others depend on is only wanted where one of them applies (and is undone if none attaches). */
-  const isWanted = (probe: AnyProbe, applies: ReadonlySet<string>) => {
-    const deps = dependents.get(probe.name)!
-    return probe.kind !== "daemon" || deps.size === 0 || [...deps].some((d) => applies.has(d))
-  }
-
-  /** Loads, side by side, the probes that would attach where `applies` apply; failures are the attaches' to report. */
-  const loadAll = (applies: ReadonlySet<string>) =>
-    Effect.forEach(
-      probes.filter((p) => applies.has(p.name) && isWanted(p, applies)),
-      (p) => Effect.ignore(p.loader.load),
-      { concurrency: "unbounded", discard: true }
-    )
-
-  const preload = (target: Target) =>
-    Effect.suspend(() => {
-      const applies = new Set<string>()
-      for (const p of probes) if (p.attacher.applicability(target)._tag === "Applies") applies.add(p.name)
-      return loadAll(applies)
-    })
+  const isWanted = (probe: AnyProbe, applies: ReadonlySet<string>) => isWantedBy(dependents, probe, applies)
+  const loadAll = (applies: ReadonlySet<string>) => loadWhere(probes, dependents, applies)
+  const preload = (target: Target) => Effect.suspend(() => loadAll(applyingTo(probes, target)))
 
   const attach = (target: Target) =>
     Effect.gen(function*() {
@@ -261,10 +291,13 @@ const makeWithSubmit = Effect.gen(function*() {
           }
         }
         const wanted = (probe: AnyProbe) => isWanted(probe, applies)
-        // Load what this process needs side by side, then attach in order: each object is verified on a thread of its
-        // own, so the loads overlap instead of adding up (one loaded already, eagerly or for an earlier process,
-        // answers at once). A load that fails is that probe's attach failure below, with the load's error.
-        yield* loadAll(applies)
+        // Load what this process needs side by side and attach in order, each probe as soon as its own load is done
+        // (its attach waits for it): each object is verified on a thread of its own, so the loads overlap instead of
+        // adding up, and the first attaches overlap the later loads (go_context's first uprobe costs the kernel a
+        // grace period, 10-25 ms, that the verifier's work on nethttp_server now hides). One loaded already,
+        // eagerly or for an earlier process, answers at once. A load that fails is that probe's attach failure
+        // below, with the load's error.
+        const loading = yield* Effect.forkChild(loadAll(applies), { startImmediately: true })
         // The features each probe's dependents applying here use (go_context's goroutine tracking only where a probe
         // reads a span across goroutines): a probe others depend on attaches those features' symbols only.
         const used = new Map<string, Set<string>>()
@@ -312,6 +345,8 @@ const makeWithSubmit = Effect.gen(function*() {
             )
           }
         }
+        // Every load was waited for by its attach (or its probe is not attached here): this ends at once.
+        yield* Fiber.join(loading)
         // Daemons whose dependents all failed to attach serve nothing here: detach them, dependents' order first.
         for (const probe of [...probes].reverse()) {
           const deps = dependents.get(probe.name)!

@@ -4,7 +4,7 @@
  * check uses the probes given, and that the agent's logs go to stderr, never stdout.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -188,6 +188,40 @@ describe("Agent", { timeout: 120_000 }, () => {
       assert.strictEqual(load["otel_trace"], "unloaded")
       assert.strictEqual(load["grpc"], "unloaded")
     }))
+
+  it.live("a named executable's probes go into the kernel before telemetry is built, and are not loaded again", () =>
+    Effect.gen(function*() {
+      const other = Path.join(dir, "preloaded")
+      Fs.copyFileSync(exe, other)
+      // One fake kernel for the agent, read by the telemetry layer when the agent builds it.
+      const kernel = yield* Layer.build(BpfTest.layer)
+      const fake = Context.get(kernel, BpfTest.FakeKernel)
+      const loads = Effect.map(fake.events, (events) =>
+        // Discovery's object loads at its build either way.
+        events.flatMap((e) => e._tag === "Load" && e.object !== "discovery/process" ? [e.object] : []))
+      let atTelemetry: ReadonlyArray<string> | undefined
+      const telemetry = Layer.unwrap(Effect.map(loads, (seen) => {
+        atTelemetry = seen
+        return Telemetry.layerTest()
+      }))
+      const stats = yield* Effect.gen(function*() {
+        yield* (yield* Agent.Agent).ready
+        return yield* (yield* Manager).stats
+      }).pipe(
+        Effect.provide(Agent.layer({
+          selection: { pids: [], exes: [other] },
+          probes: [...Agent.builtins, WorkProbe],
+          load: "onAttach",
+          kernel: Layer.succeedContext(kernel),
+          telemetry
+        }))
+      )
+      const loaded = stats.filter((s) => s.load === "loaded").map((s) => s.probe).sort()
+      assert.includeMembers(loaded, ["example/work", "go_context"])
+      assert.deepStrictEqual([...(atTelemetry ?? [])].sort(), loaded)
+      // Each once: the driver's preload and the attach found them loaded.
+      assert.deepStrictEqual([...(yield* loads)].sort(), loaded)
+    }).pipe(Effect.scoped))
 
   it.live("an explicit pid none of the given probes supports: UnsupportedTarget with each one's reason", () =>
     Effect.gen(function*() {

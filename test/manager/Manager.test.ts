@@ -1,9 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { attachError, FakeKernel } from "../../src/kernel/BpfTest.ts"
 import { Manager } from "../../src/manager/Manager.ts"
 import * as ManagerM from "../../src/manager/Manager.ts"
-import { ProbeAttachError } from "../../src/probe/ProbeError.ts"
+import type { Loaded } from "../../src/probe/Capabilities.ts"
+import * as Probe from "../../src/probe/Probe.ts"
+import { ProbeAttachError, ProbeLoadError } from "../../src/probe/ProbeError.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedSpans, MockLog, TestTargets } from "../../src/probe/ProbeTest.ts"
 import { Client, fields, functions, GoCtx, Grpc, record, Server } from "../probe/fixtures.ts"
@@ -362,4 +364,136 @@ describe("Manager.lossReport", () => {
     const same = [stats({ kernelDropped: 3n })]
     assert.deepStrictEqual(ManagerM.lossReport(same, same, Duration.seconds(5)), [])
   })
+})
+
+describe("Manager: loads and attaches overlap", () => {
+  /** A load held until the test opens its gate (or fails it): what a slow verifier looks like to the Manager. */
+  const heldLoad = (gate: Deferred.Deferred<void, ProbeLoadError>) =>
+    // The Manager never reads what a load gives: the attacher below stands in for the loaded probe.
+    Deferred.await(gate).pipe(Effect.as({} as Loaded))
+  const withHeldServer = (gate: Deferred.Deferred<void, ProbeLoadError>) =>
+    ManagerM.layer.pipe(
+      Layer.provide(Layer.mergeAll(
+        ProbeTest.mock(GoCtx),
+        ProbeTest.mock(Server, {
+          loader: { load: heldLoad(gate), status: Effect.succeed("loading") },
+          // As a real probe's attach does, it waits for its own load (and fails with it).
+          attacher: ProbeTest.mockAttacher(Server.name, Server.manifest, (t) =>
+            Deferred.await(gate).pipe(
+              Effect.mapError((e) =>
+                new ProbeAttachError({ probe: Server.name, pid: t.pid, reason: e.reason, message: e.message })
+              )
+            ))
+        })
+      )),
+      Layer.provideMerge(ProbeTest.layer)
+    )
+  const serverOnly = { "runtime.newproc1": {}, "net/http.serverHandler.ServeHTTP": {} }
+  /** Yields until `entry` is in the MockLog, or dies. */
+  const logged = (entry: string) =>
+    Effect.gen(function*() {
+      const log = yield* MockLog
+      for (let i = 0; i < 1000; i++) {
+        if ((yield* log.entries).includes(entry)) return
+        yield* Effect.yieldNow
+      }
+      return yield* Effect.die(`never logged: ${entry}`)
+    })
+
+  it.effect("a probe attaches once its own load is done, while a later probe still loads", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void, ProbeLoadError>()
+      yield* Effect.gen(function*() {
+        const manager = yield* Manager
+        const log = yield* MockLog
+        const handled = yield* Effect.forkChild(
+          manager.handle({ _tag: "Started", target: target(7, { functions: serverOnly }) })
+        )
+        // The daemon is attached while its dependent's load is still held.
+        yield* logged("attach test/goctx 7")
+        assert.notInclude(yield* log.entries, "attach test/server 7")
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(handled)
+        assert.deepStrictEqual((yield* manager.targets).map((t) => [t.pid, t.probes]), [
+          [7, ["test/goctx", "test/server"]]
+        ])
+      }).pipe(Effect.provide(withHeldServer(gate)))
+    }))
+
+  it.effect("a dependent's failed load leaves nothing attached: the daemon attached meanwhile is detached", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void, ProbeLoadError>()
+      yield* Effect.gen(function*() {
+        const manager = yield* Manager
+        const log = yield* MockLog
+        const handled = yield* Effect.forkChild(
+          manager.handle({ _tag: "Started", target: target(8, { functions: serverOnly }) })
+        )
+        yield* logged("attach test/goctx 8")
+        yield* Deferred.fail(
+          gate,
+          new ProbeLoadError({
+            probe: Server.name,
+            reason: "BpfLoadError",
+            message: "probe test/server: program rejected by the verifier",
+            verifierLog: "R1 invalid mem access"
+          })
+        )
+        yield* Fiber.join(handled)
+        assert.deepStrictEqual(yield* manager.targets, [])
+        assert.deepStrictEqual((yield* log.entries).filter((e) => e.endsWith(" 8")), [
+          "attach test/goctx 8",
+          "detach test/goctx 8"
+        ])
+        const server = (yield* manager.stats).find((s) => s.probe === Server.name)!
+        assert.strictEqual(server.attachFailures, 1)
+      }).pipe(Effect.provide(withHeldServer(gate)))
+    }))
+})
+
+describe("Manager.preloadProbes", () => {
+  /** The probes on the fake kernel, loaded on attach: built, nothing in the kernel yet. */
+  const built = Layer.mergeAll(Server.layer, Client.layer, Grpc.layer, GoCtx.layer).pipe(
+    Layer.provideMerge(ProbeTest.layer),
+    Layer.provide(Probe.loadPolicy("onAttach"))
+  )
+  const loads = Effect.gen(function*() {
+    const kernel = yield* FakeKernel
+    return (yield* kernel.events).flatMap((e) => e._tag === "Load" ? [e.object] : [])
+  })
+
+  it.effect("loads the probes that would attach to the target (and their daemon), without a Manager", () =>
+    Effect.gen(function*() {
+      const found = Probe.instancesIn(yield* Effect.context<never>())
+      assert.deepStrictEqual(yield* loads, [])
+      // Only the daemon applies: nothing depending on it does, so nothing loads.
+      yield* ManagerM.preloadProbes(found, target(1, { functions: { "runtime.newproc1": {} } }))
+      assert.deepStrictEqual(yield* loads, [])
+      // grpc's module is not in the process: not loaded.
+      yield* ManagerM.preloadProbes(found, target(2))
+      assert.deepStrictEqual([...(yield* loads)].sort(), ["test/client", "test/goctx", "test/server"])
+      // What a Manager built afterwards finds loaded is not loaded again.
+      yield* Effect.gen(function*() {
+        const manager = yield* Manager
+        yield* manager.handle({ _tag: "Started", target: target(3) })
+        assert.deepStrictEqual((yield* manager.targets).map((t) => t.probes), [
+          ["test/goctx", "test/client", "test/server"]
+        ])
+      }).pipe(Effect.provide(ManagerM.layer))
+      assert.deepStrictEqual([...(yield* loads)].sort(), ["test/client", "test/goctx", "test/server"])
+    }).pipe(Effect.provide(built)))
+
+  it.effect("a composition the Manager would refuse (two probes of one name) loads nothing", () =>
+    Effect.gen(function*() {
+      const twice = Layer.mergeAll(Server.layer, Server.layerWith({})).pipe(
+        Layer.provideMerge(ProbeTest.layer),
+        Layer.provide(Probe.loadPolicy("onAttach"))
+      )
+      yield* Effect.gen(function*() {
+        const found = Probe.instancesIn(yield* Effect.context<never>())
+        assert.deepStrictEqual(found.map((p) => p.name).sort(), ["test/goctx", "test/server", "test/server"])
+        yield* ManagerM.preloadProbes(found, target(4))
+        assert.deepStrictEqual(yield* loads, [])
+      }).pipe(Effect.provide(twice))
+    }))
 })

@@ -101,6 +101,7 @@ export const checkPid = (probes: ReadonlyArray<ProbeInfo>, pid: number) =>
     if (reason !== undefined) return yield* new UnsupportedTarget({ message: `pid ${pid}: ${reason}` })
   })
 
+/** Also gives the executable's analysis when it is Go (none otherwise): the agent preloads its probes from it. */
 export const checkExe = (probes: ReadonlyArray<ProbeInfo>, path: string) =>
   Effect.gen(function*() {
     const analysis = yield* TargetAnalysis
@@ -108,10 +109,11 @@ export const checkExe = (probes: ReadonlyArray<ProbeInfo>, path: string) =>
       Effect.map(Option.some),
       Effect.catchTag("NotGo", (e) => nativeCapable(probes) ? Effect.succeed(Option.none()) : Effect.fail(e))
     )
-    if (Option.isNone(binary)) return
+    if (Option.isNone(binary)) return binary
     const b = binary.value
     const reason = unsupported(probes, { ...b, pid: 0, exe: b.path, libraries: [] })
     if (reason !== undefined) return yield* new UnsupportedTarget({ message: reason })
+    return binary
   })
 
 /**

@@ -53,7 +53,12 @@ export const loadOnce = (load: Effect.Effect<LoadedState, ProbeLoadError>, scope
     Effect.suspend(() => {
       if (status !== "unloaded") return Effect.void
       status = "loading"
-      return how === "here" ? Effect.ignore(recorded) : Effect.asVoid(Effect.forkIn(recorded, scope))
+      // Started at once, on the caller's turn: the load's JavaScript part runs until the object is handed to the
+      // kernel (the verifier then works on a libuv thread), rather than waiting for the main thread to be free —
+      // which, while the agent is being built, is after the whole build.
+      return how === "here" ?
+        Effect.ignore(recorded) :
+        Effect.asVoid(Effect.forkIn(recorded, scope, { startImmediately: true }))
     })
   return {
     get: Effect.andThen(start("forked"), Deferred.await(outcome)),

@@ -11,6 +11,8 @@
  * Target cost is given against the floor (per-round ratios' median); the agent's CPU per span is its CPU while the
  * load ran, its idle rate taken off, over the spans the requests made: with the warm-up requests (the agent's first
  * requests, when the JIT compiles the path: a cost per start more than per span), and after them (the goal's figure).
+ * The figure after them is split by thread (the main, event-loop thread against V8's and libuv's helpers) with the main
+ * thread's wakeups and preemptions per second over that window (from the load's start to 1.5 s after its end).
  *
  *   BENCH_PROTOCOLS=http/protobuf,grpc,http/json (the default: all three) picks the export modes.
  *   BENCH_AGENT_WARMUP=<requests> (default 15000) an attached agent handles before the measured requests.
@@ -26,6 +28,7 @@
  * absolutes.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import { buildExample } from "../test/instrumentations/fixtures.ts"
@@ -60,6 +63,42 @@ const warmup = Math.min(500, requests)
 const agentWarmup = Number(process.env["BENCH_AGENT_WARMUP"] ?? 15_000)
 /** The frontend's server and client spans and the backend's server span. */
 const SPANS_PER_REQUEST = 3
+
+/**
+ * The agent's CPU by thread, and its main thread's context switches: the JS thread (the event loop: drains, spans,
+ * export) apart from V8's helper threads (parallel GC, concurrent compilation) and libuv's; voluntary switches are
+ * the event loop going to sleep (each is one wakeup later), involuntary ones are the thread preempted while it
+ * worked (on a 2-vCPU machine, by the service and the load generator).
+ */
+interface Threads {
+  readonly mainNs: number
+  readonly otherNs: number
+  readonly wakeups: number
+  readonly preempted: number
+}
+
+const threads = (pid: number): Threads => {
+  let mainNs = 0
+  let otherNs = 0
+  let wakeups = 0
+  let preempted = 0
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const ns = Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0])
+      if (tid !== String(pid)) {
+        otherNs += ns
+        continue
+      }
+      mainNs += ns
+      const status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8")
+      wakeups += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0)
+      preempted += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0)
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return { mainNs, otherNs, wakeups, preempted }
+}
 
 const children: Array<ChildProcess> = []
 process.on("exit", () => {
@@ -138,6 +177,9 @@ interface Attached {
    */
   readonly agentSteadyCpuPerRequest: number
   readonly agentIdlePerSecond: number
+  /** Over the measured requests (after the warm-up): the agent's CPU by thread and its main thread's switches. */
+  readonly steadyThreads: Threads
+  readonly steadySeconds: number
   readonly rssIdle: number
   readonly rssLoaded: number
   readonly exitCode: number | null
@@ -216,13 +258,16 @@ const main = async () => {
     const t0 = performance.now()
     let steadyNs0 = 0
     let steadyT0 = 0
+    let threads0 = threads(pid)
     const measured = measure(warmup + agentWarmup, () => {
       steadyNs0 = cpuNs(pid)
+      threads0 = threads(pid)
       steadyT0 = performance.now()
     })
     await sleep(1500) // the last records drain from the ring buffer and the last batch is exported
     const agentCpu = cpuSeconds(pid) - cpu0
     const steadyCpu = (cpuNs(pid) - steadyNs0) / 1e9
+    const threads1 = threads(pid)
     const now = performance.now()
     const window = (now - t0) / 1000
     const steadyWindow = (now - steadyT0) / 1000
@@ -240,6 +285,13 @@ const main = async () => {
       agentCpuPerRequest: Math.max(0, agentCpu - agentIdlePerSecond * window) / (requests + warmup + agentWarmup),
       agentSteadyCpuPerRequest: Math.max(0, steadyCpu - agentIdlePerSecond * steadyWindow) / requests,
       agentIdlePerSecond,
+      steadyThreads: {
+        mainNs: threads1.mainNs - threads0.mainNs,
+        otherNs: threads1.otherNs - threads0.otherNs,
+        wakeups: threads1.wakeups - threads0.wakeups,
+        preempted: threads1.preempted - threads0.preempted
+      },
+      steadySeconds: steadyWindow,
       rssIdle,
       rssLoaded,
       exitCode,
@@ -287,6 +339,11 @@ const main = async () => {
   agentRow("agent CPU/request (µs)", (a) => a.agentCpuPerRequest * 1e6)
   agentRow("agent CPU/span (µs)", (a) => (a.agentCpuPerRequest * 1e6) / SPANS_PER_REQUEST, 2)
   agentRow("  after warm-up (µs)", (a) => (a.agentSteadyCpuPerRequest * 1e6) / SPANS_PER_REQUEST, 2)
+  // Where the steady figure's CPU is (idle rate not taken off here): the event loop's thread, V8's and libuv's.
+  agentRow("  main thread (µs/span)", (a) => a.steadyThreads.mainNs / 1e3 / (requests * SPANS_PER_REQUEST), 2)
+  agentRow("  other threads (µs/span)", (a) => a.steadyThreads.otherNs / 1e3 / (requests * SPANS_PER_REQUEST), 2)
+  agentRow("  main wakeups (/s)", (a) => a.steadyThreads.wakeups / a.steadySeconds, 0)
+  agentRow("  main preempted (/s)", (a) => a.steadyThreads.preempted / a.steadySeconds, 0)
   agentRow("agent idle CPU (ms/s)", (a) => a.agentIdlePerSecond * 1000, 2)
   agentRow("agent RSS idle (MiB)", (a) => a.rssIdle, 0)
   agentRow("agent RSS loaded (MiB)", (a) => a.rssLoaded, 0)

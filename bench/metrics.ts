@@ -2,7 +2,10 @@
  * The hot-path cost of the probes' metrics: `Metrics.record` per measurement (into the HTTP server duration
  * histogram as the HTTP probes record it, a counter, a gauge; one process, and measurements spread over many
  * processes so the last-resource shortcut misses), the telemetry sink's per-measurement cost with metrics on and off
- * (the difference is the aggregation), and one collection's cost, cumulative and delta. No kernel, no root.
+ * (the difference is the aggregation), and one collection's cost, cumulative and delta; then the OTLP encoding of
+ * that collection: probescope's own encoder (protobuf, JSON) against the OpenTelemetry SDK's serializers (which the
+ * metrics export used until session 20, one request per resource), the first call (module load and a cold JIT) and
+ * the median of later ones, in the same run. No kernel, no root.
  *
  *   node_modules/.bin/node bench/metrics.ts [measurements, default 200000]
  */
@@ -17,6 +20,7 @@ import * as Instruments from "../src/probe/Instruments.ts"
 import type { AttributeValue, Measurement } from "../src/probe/Telemetry.ts"
 import { TelemetrySink } from "../src/probe/Telemetry.ts"
 import * as KernelClock from "../src/telemetry/KernelClock.ts"
+import { makeMetricsEncoder } from "../src/telemetry/internal/otlp/metrics.ts"
 import * as Metrics from "../src/telemetry/Metrics.ts"
 import * as ProcessResources from "../src/telemetry/ProcessResources.ts"
 import * as Telemetry from "../src/telemetry/Telemetry.ts"
@@ -167,6 +171,7 @@ await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
   rows.push(["sink, batch of 64, metrics on", on])
 
   // One collection of everything `many` holds, cumulative; then delta, after one round of recordings.
+  let sample: ReadonlyArray<Metrics.ResourceMetrics> = []
   const collect = (temporality: TelemetryConfig.TemporalityPreference) =>
     Effect.gen(function*() {
       const out = Metrics.memory()
@@ -180,6 +185,7 @@ await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       yield* metrics.flush
       const us = Number(process.hrtime.bigint() - t0) / 1000
       const points = Metrics.dataPoints(out.batches[0]!)
+      if (temporality === "cumulative") sample = out.batches[0]!
       collections.push(
         `one ${temporality} collection (${out.batches[0]!.length} resources, ${points} series) to a memory ` +
           `exporter: ${us.toFixed(0)} µs (${(us * 1000 / points).toFixed(0)} ns/series)`
@@ -187,6 +193,36 @@ await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     })
   yield* collect("cumulative")
   yield* collect("delta")
+
+  // Encoding that cumulative collection: the first call in this process, then the median of 20.
+  const encoders: Array<readonly [string, () => Promise<(batch: ReadonlyArray<Metrics.ResourceMetrics>) => unknown>]> =
+    [
+      ["probescope protobuf", async () => makeMetricsEncoder().protobuf],
+      ["probescope JSON", async () => makeMetricsEncoder().json],
+      ["SDK protobuf (per resource)", async () => {
+        const { ProtobufMetricsSerializer } = await import("@opentelemetry/otlp-transformer")
+        return (batch) => batch.map((rm) => ProtobufMetricsSerializer.serializeRequest(rm))
+      }],
+      ["SDK JSON (per resource)", async () => {
+        const { JsonMetricsSerializer } = await import("@opentelemetry/otlp-transformer")
+        return (batch) => batch.map((rm) => JsonMetricsSerializer.serializeRequest(rm))
+      }]
+    ]
+  const encodings: Array<string> = []
+  for (const [name, load] of encoders) {
+    const t0 = performance.now()
+    const encode = yield* Effect.promise(load)
+    encode(sample)
+    const first = performance.now() - t0
+    const times: Array<number> = []
+    for (let i = 0; i < 20; i++) {
+      const t = performance.now()
+      encode(sample)
+      times.push(performance.now() - t)
+    }
+    times.sort((a, b) => a - b)
+    encodings.push(`| ${name} | ${first.toFixed(1)} | ${times[10]!.toFixed(2)} |`)
+  }
 
   console.log(
     `${count} measurements per round, ${rounds} rounds (median), ${PROCESSES} processes, Node ${process.version}`
@@ -196,4 +232,8 @@ await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
   for (const [name, ns] of rows) console.log(`| ${name} | ${ns.toFixed(1)} | ${(1e9 / ns / 1000).toFixed(0)} k |`)
   console.log(`| metrics overhead in the sink | ${(on - off).toFixed(1)} | |`)
   for (const line of collections) console.log(line)
+  console.log(`\nOTLP encoding of the cumulative collection (${Metrics.dataPoints(sample)} series):`)
+  console.log("| encoder | first call, ms (import included) | median of 20, ms |")
+  console.log("|---|---:|---:|")
+  for (const line of encodings) console.log(line)
 })))

@@ -88,7 +88,8 @@ const edges: ResourceMetrics = {
         isMonotonic: false,
         dataPoints: [
           { startTime: T(0), endTime: T(1), attributes: {}, value: 0 },
-          { startTime: T(0), endTime: T(1), attributes: { k: "v" }, value: -9_007_199_254_740_991 }
+          { startTime: T(0), endTime: T(1), attributes: { k: "v" }, value: -9_007_199_254_740_991 },
+          { startTime: T(0), endTime: T(1), attributes: { k: "w" }, value: 2 ** 50 + 1 }
         ]
       },
       {
@@ -99,7 +100,8 @@ const edges: ResourceMetrics = {
           startTime: T(2),
           endTime: T(3),
           attributes: {},
-          value: { buckets: { boundaries: [], counts: [4] }, count: 4 }
+          // Past 2^32: the counts' high halves are written too.
+          value: { buckets: { boundaries: [], counts: [2 ** 40 + 3] }, count: 2 ** 40 + 3 }
         }]
       }
     ]
@@ -175,10 +177,11 @@ describe("direct OTLP metrics encoding", () => {
     const sdk = sdkProtobuf([edges])
     assert.deepStrictEqual(mine[0], sdk[0])
     const bare = mine[0].scopeMetrics[0].metrics[0]
-    assert.deepStrictEqual(bare.sum.dataPoints.map((p: any) => p.asInt), ["0", "-9007199254740991"])
+    assert.deepStrictEqual(bare.sum.dataPoints.map((p: any) => p.asInt), ["0", "-9007199254740991", "1125899906842625"])
     const sparse = mine[0].scopeMetrics[0].metrics[1].histogram.dataPoints[0]
     assert.deepStrictEqual([sparse.sum, sparse.min, sparse.max], [undefined, undefined, undefined])
     assert.deepStrictEqual(sparse.explicitBounds, [])
+    assert.deepStrictEqual([sparse.count, sparse.bucketCounts], ["1099511627779", ["1099511627779"]])
     // The exponential histogram's scope is sent with no metric in it.
     assert.strictEqual(mine[1].scopeMetrics[0].scope.name, "other")
     assert.deepStrictEqual(mine[1].scopeMetrics[0].metrics, [])

@@ -25,8 +25,46 @@ import * as Json from "./json.ts"
 import * as Protobuf from "./protobuf.ts"
 import { JsonWriter, ProtoWriter } from "./ProtoWriter.ts"
 
-/** Epoch nanoseconds of an `HrTime` (seconds, nanoseconds). */
-const nanos = (t: HrTime): bigint => BigInt(t[0]) * 1_000_000_000n + BigInt(t[1])
+/**
+ * Epoch nanoseconds of an `HrTime` (seconds, nanoseconds). The points of a collection share a few time objects (one
+ * start per series' resource or interval, one end per collection): the last two conversions are kept, so a
+ * collection makes a handful of BigInts rather than two per point. Kept by identity: the pipeline makes a new time
+ * array per clock reading and never changes one.
+ */
+const lastTimes = (() => {
+  interface Entry {
+    readonly t: HrTime
+    readonly n: bigint
+    text: string | undefined
+  }
+  let a: Entry | undefined
+  let b: Entry | undefined
+  return (t: HrTime): Entry => {
+    if (a !== undefined && t === a.t) return a
+    if (b !== undefined && t === b.t) return b
+    b = a
+    a = { t, n: BigInt(t[0]) * 1_000_000_000n + BigInt(t[1]), text: undefined }
+    return a
+  }
+})()
+
+const nanos = (t: HrTime): bigint => lastTimes(t).n
+
+/** The same as a decimal string (OTLP/JSON's form of a 64-bit integer), made once per time object kept. */
+const nanosText = (t: HrTime): string => {
+  const entry = lastTimes(t)
+  return entry.text ??= String(entry.n)
+}
+
+const TWO_32 = 2 ** 32
+
+/** A fixed64 of a non-negative safe integer (a count), without a BigInt: two little-endian 32-bit halves. */
+const fixed64Of = (w: ProtoWriter, n: number): void => {
+  w.ensure(8)
+  w.view.setUint32(w.pos, n % TWO_32, true)
+  w.view.setUint32(w.pos + 4, Math.floor(n / TWO_32), true)
+  w.pos += 8
+}
 
 /** OTLP's `AggregationTemporality`: DELTA 1, CUMULATIVE 2 (the SDK's enum counts from 0). */
 const temporality = (t: AggregationTemporality): number => t === AggregationTemporality.DELTA ? 1 : 2
@@ -53,7 +91,8 @@ const writeNumberPoints = (w: ProtoWriter, m: MetricData, points: ReadonlyArray<
     writeTimes(w, p.startTime, p.endTime)
     if (asInt(m, p.value)) {
       w.byte(0x31) // as_int (6), sfixed64
-      w.fixed64(BigInt.asUintN(64, BigInt(p.value))) // two's complement: sfixed64 and fixed64 share the wire form
+      if (p.value >= 0) fixed64Of(w, p.value)
+      else w.fixed64(BigInt.asUintN(64, BigInt(p.value))) // two's complement: sfixed64 and fixed64 share the wire form
     } else {
       w.byte(0x21) // as_double (4)
       w.double(p.value)
@@ -71,7 +110,7 @@ const writeHistogramPoints = (w: ProtoWriter, points: ReadonlyArray<DataPoint<Hi
     const point = w.begin(2)
     writeTimes(w, p.startTime, p.endTime)
     w.byte(0x21) // count (4), fixed64
-    w.fixed64(BigInt(h.count))
+    fixed64Of(w, h.count)
     if (h.sum !== undefined) {
       w.byte(0x29) // sum (5), double
       w.double(h.sum)
@@ -80,7 +119,7 @@ const writeHistogramPoints = (w: ProtoWriter, points: ReadonlyArray<DataPoint<Hi
     if (counts.length > 0) {
       w.byte(0x32) // bucket_counts (6), packed fixed64
       w.uint32(8 * counts.length)
-      for (const c of counts) w.fixed64(BigInt(c))
+      for (const c of counts) fixed64Of(w, c)
     }
     const bounds = h.buckets.boundaries
     if (bounds.length > 0) {
@@ -158,7 +197,7 @@ const NON_FINITE: Record<string, string> = { NaN: "\"NaN\"", Infinity: "\"Infini
 const jsonDouble = (v: number): string => Number.isFinite(v) ? String(v) : NON_FINITE[String(v)]!
 
 const jsonTimes = (w: JsonWriter, start: HrTime, end: HrTime): void => {
-  w.ascii(`"startTimeUnixNano":"${nanos(start)}","timeUnixNano":"${nanos(end)}"`)
+  w.ascii(`"startTimeUnixNano":"${nanosText(start)}","timeUnixNano":"${nanosText(end)}"`)
 }
 
 const jsonAttributes = (w: JsonWriter, attributes: Readonly<Record<string, unknown>>): void => {

@@ -145,10 +145,17 @@ export const layer = (options: Options) => {
     Catalog,
     Effect.gen(function*() {
       yield* Selecting.validate(selection)
-      const described = yield* Probes.describe(probes, settings)
-      yield* Effect.forEach(selection.pids, (pid) => Targets.checkPid(described, pid), { discard: true })
       // A glob names no file to check; what it finds is checked as it is found.
       const files = selection.exes.filter((exe) => !Glob.isGlob(exe))
+      // The files' analyses start first: their reads and DWARF's inflating run on the thread pool while the main
+      // thread describes the probes. The checks below join them (the analysis cache shares one in flight), so what
+      // fails is reported in the same order as before: a bad setting, then a pid, then a file.
+      const analyses = yield* GoBinary.TargetAnalysis
+      yield* Effect.forkScoped(Effect.forEach(files, (exe) => Effect.ignore(analyses.analyzeFile(exe))), {
+        startImmediately: true
+      })
+      const described = yield* Probes.describe(probes, settings)
+      yield* Effect.forEach(selection.pids, (pid) => Targets.checkPid(described, pid), { discard: true })
       const checked = yield* Effect.forEach(files, (exe) => Targets.checkExe(described, exe))
       return { described, files: checked.flatMap((b) => Option.isSome(b) ? [b.value] : []) }
     })

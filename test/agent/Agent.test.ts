@@ -223,6 +223,21 @@ describe("Agent", { timeout: 120_000 }, () => {
       assert.deepStrictEqual([...(yield* loads)].sort(), loaded)
     }).pipe(Effect.scoped))
 
+  it.live("a bad setting is reported before a named file that is not Go, though the file is analysed meanwhile", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Layer.build(Agent.layer({
+          selection: { pids: [], exes: ["/bin/true"] },
+          probes: [Agent.builtin("go_context")!, Agent.builtin("go_panic")!],
+          settings: { go_panic: { goroutines: "sometimes" } },
+          kernel: BpfTest.layer,
+          telemetry: Telemetry.layerTest()
+        })).pipe(Effect.scoped)
+      )
+      assert.strictEqual(error._tag, "ProbeConfigError")
+      assert.match(error.message, /^probe go_panic: config field "goroutines": /)
+    }))
+
   it.live("an explicit pid none of the given probes supports: UnsupportedTarget with each one's reason", () =>
     Effect.gen(function*() {
       const pid = app!.pid!

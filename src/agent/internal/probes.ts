@@ -450,7 +450,14 @@ export const describe = (
     const context = yield* Layer.build(
       combine(probes).pipe(
         Layer.provideMerge(ProbeRegistry.layer),
-        Layer.provide(Layer.mergeAll(BpfTest.layer, TracingConfig.layer(), Probe.settings(settings)))
+        // What is described is known before any load (name, manifest, dependencies, uses, the decoded settings):
+        // loading on the fake kernel too would only spend the start's time. A layer that chose its own policy keeps it.
+        Layer.provide(Layer.mergeAll(
+          BpfTest.layer,
+          TracingConfig.layer(),
+          Probe.settings(settings),
+          Probe.loadPolicy("onAttach")
+        ))
       )
     )
     // A probe layer provides its probe (and its dependencies) under their tags; layers that still register in the

@@ -4,21 +4,14 @@
  * this Node and a bundle that prints what its process was given.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { launcherPackage, runLauncher } from "./launcherPackage.ts"
 
-const root = Path.resolve(import.meta.dirname, "../..")
-const pkg = Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-launcher-"))
-Fs.mkdirSync(Path.join(pkg, "bin"))
-Fs.mkdirSync(Path.join(pkg, "node_modules/.bin"), { recursive: true })
-Fs.mkdirSync(Path.join(pkg, "dist/cli"), { recursive: true })
-Fs.copyFileSync(Path.join(root, "bin/probescope"), Path.join(pkg, "bin/probescope"))
-Fs.chmodSync(Path.join(pkg, "bin/probescope"), 0o755)
-Fs.symlinkSync(process.execPath, Path.join(pkg, "node_modules/.bin/node"))
-Fs.writeFileSync(
-  Path.join(pkg, "dist/cli/probescope.mjs"),
+// A bundle that prints what its process was given.
+const pkg = launcherPackage(
+  Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-launcher-")),
   "console.log(JSON.stringify({ execArgv: process.execArgv, arenas: process.env.MALLOC_ARENA_MAX ?? null, " +
     "trim: process.env.MALLOC_TRIM_THRESHOLD_ ?? null, args: process.argv.slice(2) }))\n"
 )
@@ -32,12 +25,8 @@ interface Seen {
 
 /** The launcher with `env` added to (or, undefined, removed from) this environment; what its Node saw. */
 const launch = (env: Record<string, string | undefined>): Seen => {
-  const merged: Record<string, string> = {}
   const clean = { PROBESCOPE_NODE_FLAGS: undefined, MALLOC_ARENA_MAX: undefined, MALLOC_TRIM_THRESHOLD_: undefined }
-  for (const [k, v] of Object.entries({ ...process.env, ...clean, ...env })) {
-    if (v !== undefined) merged[k] = v
-  }
-  const r = spawnSync(Path.join(pkg, "bin/probescope"), ["list", "--json"], { encoding: "utf8", env: merged })
+  const r = runLauncher(pkg, ["list", "--json"], { ...clean, ...env })
   assert.strictEqual(r.status, 0, r.stderr)
   return JSON.parse(r.stdout) as Seen
 }

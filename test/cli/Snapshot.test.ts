@@ -6,12 +6,12 @@
  * bin/probescope expects: what is tested is the build's checks and the launcher's choice.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 // @ts-expect-error: a build script in plain JavaScript, without type declarations
 import { buildSnapshot, files } from "../../scripts/build-snapshot.mjs"
+import { launcherPackage, runLauncher } from "./launcherPackage.ts"
 
 interface Built {
   readonly built: boolean
@@ -29,32 +29,20 @@ const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-snapshot-"))
  * rebuilt), and a bundle that says it ran; with a snapshot built from `entry` for its dist/.
  */
 const makePackage = async (name: string, entry = fixture("plain")) => {
-  const pkg = Path.join(tmp, name)
-  Fs.mkdirSync(Path.join(pkg, "bin"), { recursive: true })
-  Fs.mkdirSync(Path.join(pkg, "node_modules/.bin"), { recursive: true })
-  Fs.mkdirSync(Path.join(pkg, "dist/cli"), { recursive: true })
-  Fs.copyFileSync(Path.join(root, "bin/probescope"), Path.join(pkg, "bin/probescope"))
-  Fs.chmodSync(Path.join(pkg, "bin/probescope"), 0o755)
-  Fs.symlinkSync(process.execPath, Path.join(pkg, "node_modules/.bin/node"))
-  Fs.writeFileSync(
-    Path.join(pkg, "dist/cli/probescope.mjs"),
-    "console.log(`bundle: ${process.argv.slice(2).join(' ')}`)\n"
-  )
+  const pkg = launcherPackage(Path.join(tmp, name), "console.log(`bundle: ${process.argv.slice(2).join(' ')}`)\n")
   const dist = Fs.realpathSync(Path.join(pkg, "dist"))
   const result = await build(dist, { entry })
   return { pkg, dist, result, ...snapshotFiles(dist) }
 }
 
 /** bin/probescope of `pkg` with `args`; `env` adds to (or, undefined, removes from) the environment. */
-const launch = (pkg: string, args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) => {
-  const merged: Record<string, string> = {}
-  const clean = { PROBESCOPE_SNAPSHOT: undefined, PROBESCOPE_BUNDLE: undefined, NODE_OPTIONS: undefined }
-  for (const [k, v] of Object.entries({ ...process.env, ...clean, ...env })) {
-    if (v !== undefined) merged[k] = v
-  }
-  const r = spawnSync(Path.join(pkg, "bin/probescope"), args, { encoding: "utf8", env: merged, timeout: 60_000 })
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
-}
+const launch = (pkg: string, args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) =>
+  runLauncher(pkg, args, {
+    PROBESCOPE_SNAPSHOT: undefined,
+    PROBESCOPE_BUNDLE: undefined,
+    NODE_OPTIONS: undefined,
+    ...env
+  })
 
 /** Rewrites one `key value` line of a stamp. */
 const restamp = (stamp: string, key: string, value: string) =>

@@ -15,7 +15,6 @@ import { nsToHrTime } from "./internal/clockMath.ts"
 import * as Client from "./internal/otlp/client.ts"
 import { makeLogsEncoder } from "./internal/otlp/logs.ts"
 import { scopeOf } from "./internal/scope.ts"
-import { version } from "./ProcessResources.ts"
 import type { OtlpConfig } from "./TelemetryConfig.ts"
 
 export type { ReadableLogRecord } from "@opentelemetry/sdk-logs"
@@ -74,7 +73,7 @@ export const toReadableLogRecord = (
 export const otlp = (config: OtlpConfig): LogExporter => {
   const encoder = makeLogsEncoder()
   const encode = config.protocol === "http/json" ? encoder.json : encoder.protobuf
-  const client = Client.make(config, "logs", `probescope/${version}`)
+  const client = Client.make(config, "logs")
   return {
     name: "otlp",
     endpoint: config.endpoint,

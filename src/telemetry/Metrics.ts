@@ -64,7 +64,7 @@ export const fromOtel = (name: string, endpoint: string, exporter: PushMetricExp
 export const otlp = (config: OtlpConfig): MetricsExporter => {
   const encoder = makeMetricsEncoder()
   const encode = config.protocol === "http/json" ? encoder.json : encoder.protobuf
-  const client = Client.make(config, "metrics", `probescope/${version}`)
+  const client = Client.make(config, "metrics")
   return {
     name: "otlp",
     endpoint: config.endpoint,

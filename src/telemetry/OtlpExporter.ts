@@ -74,7 +74,6 @@ export const span = (
 export const isRetryable = (error: ExportError): boolean =>
   !(error.cause instanceof OtlpFailure) || error.cause.retryable
 
-const userAgent = `probescope/${ProcessResources.version}`
 
 /**
  * A request stops taking spans past this many bytes, whatever the batch size: gRPC servers commonly refuse messages
@@ -95,7 +94,7 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
   const json = config.protocol === "http/json"
   const encode = json ? encoder.json : encoder.protobuf
   // Connects at the first export: an agent configured for OTLP that never sees a span opens no connection.
-  const client = Client.make(config, "traces", userAgent)
+  const client = Client.make(config, "traces")
   const send = client.send
 
   const queue = (maxBatch: number): BatchQueue<OtlpSpan, EncodedBatch> => {

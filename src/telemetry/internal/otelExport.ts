@@ -1,6 +1,8 @@
 /**
- * What the span and metric exporters share: bridging an OpenTelemetry JS exporter's callback to an Effect with a
- * typed `ExportError`, and importing (on first use) and building the exporter for the configured OTLP protocol.
+ * The typed `ExportError` and the time limit every exporter's attempt has; and for the OpenTelemetry JS exporters a
+ * user may still wrap (`Exporter.fromOtel`, `Metrics.fromOtel`, `Exporter.otlp`), bridging their callback to an Effect
+ * and importing (on first use) and building one for the configured OTLP protocol. probescope's own OTLP exporters
+ * (internal/otlp/) use none of the latter.
  */
 import { ExportResultCode } from "@opentelemetry/core"
 import type { ExportResult } from "@opentelemetry/core"

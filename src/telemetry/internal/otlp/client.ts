@@ -5,6 +5,7 @@
  * an `ExportError` whose cause is the `OtlpFailure` (which says whether another attempt can help).
  */
 import { Effect } from "effect"
+import { version } from "../../ProcessResources.ts"
 import type { OtlpConfig } from "../../TelemetryConfig.ts"
 import { ExportError } from "../otelExport.ts"
 import { grpcTransport, httpTransport, type Signal, type Transport } from "./transport.ts"
@@ -19,7 +20,10 @@ export interface Client {
 /** What the server's rejected count counts, for the warning. */
 const ITEMS: Readonly<Record<Signal, string>> = { traces: "span(s)", metrics: "data point(s)", logs: "log record(s)" }
 
-export const make = (config: OtlpConfig, signal: Signal, userAgent: string): Client => {
+/** Every request's User-Agent. */
+const userAgent = `probescope/${version}`
+
+export const make = (config: OtlpConfig, signal: Signal): Client => {
   const options = {
     signal,
     endpoint: config.endpoint,

@@ -1,4 +1,5 @@
 /** What both OTLP encodings share: the types they take, enum numbers, the span flags, the int64 rule. */
+import type { HrTime } from "@opentelemetry/api"
 import * as Ids from "../../../probe/Ids.ts"
 import type { SpanData } from "../../../probe/Telemetry.ts"
 
@@ -82,3 +83,6 @@ export const keyCache = <B extends { readonly length: number }>(encodeKey: (key:
   }
   return { entry, keep }
 }
+
+/** Epoch nanoseconds of an OpenTelemetry `HrTime` (seconds, nanoseconds), as a fixed64 or a JSON string takes it. */
+export const hrTimeNanos = (t: HrTime): bigint => BigInt(t[0]) * 1_000_000_000n + BigInt(t[1])

@@ -183,27 +183,50 @@ export const writeSpan = (w: JsonWriter, s: SpanData, offsetNs: bigint): void =>
   w.ascii("}}")
 }
 
-/** `{"resource":{...},"scopeSpans":[`: a ResourceSpans up to its first ScopeSpans. */
-export const resourceOpening = (attributes: Readonly<Record<string, unknown>>): Uint8Array => {
-  const w = new JsonWriter(1024)
-  w.ascii(`{"resource":{`)
+/** `<prefix>"attributes":[...]`, or nothing when there are none (an empty list is proto3's default, left out). */
+export const writeAttributesField = (
+  w: JsonWriter,
+  attributes: Readonly<Record<string, unknown>>,
+  prefix: string
+): void => {
   const mark = w.pos
-  w.ascii(`"attributes":[`)
+  w.ascii(`${prefix}"attributes":[`)
   if (writeKeyValues(w, attributes) === 0) w.pos = mark
   else w.byte(0x5d)
-  w.ascii(`},"scopeSpans":[`)
-  return w.buf.slice(0, w.pos)
 }
 
-/** `{"scope":{...},"spans":[`: a ScopeSpans up to its first span. */
-export const scopeOpening = (name: string, version: string): Uint8Array => {
-  const w = new JsonWriter(256)
+/** `{"resource":{...},"<list>":[`: a ResourceSpans, ResourceMetrics or ResourceLogs up to its first scope. */
+export const writeResourceOpening = (
+  w: JsonWriter,
+  attributes: Readonly<Record<string, unknown>>,
+  list: string
+): void => {
+  w.ascii(`{"resource":{`)
+  writeAttributesField(w, attributes, "")
+  w.ascii(`},"${list}":[`)
+}
+
+/** `{"scope":{...},"<list>":[`: a ScopeSpans, ScopeMetrics or ScopeLogs up to its first item. */
+export const writeScopeOpening = (w: JsonWriter, name: string, version: string, list: string): void => {
   w.ascii(`{"scope":{"name":`)
   w.quoted(name)
   if (version !== "") {
     w.ascii(`,"version":`)
     w.quoted(version)
   }
-  w.ascii(`},"spans":[`)
+  w.ascii(`},"${list}":[`)
+}
+
+/** `{"resource":{...},"scopeSpans":[`: a ResourceSpans up to its first ScopeSpans. */
+export const resourceOpening = (attributes: Readonly<Record<string, unknown>>): Uint8Array => {
+  const w = new JsonWriter(1024)
+  writeResourceOpening(w, attributes, "scopeSpans")
+  return w.buf.slice(0, w.pos)
+}
+
+/** `{"scope":{...},"spans":[`: a ScopeSpans up to its first span. */
+export const scopeOpening = (name: string, version: string): Uint8Array => {
+  const w = new JsonWriter(256)
+  writeScopeOpening(w, name, version, "spans")
   return w.buf.slice(0, w.pos)
 }

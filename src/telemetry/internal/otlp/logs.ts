@@ -8,13 +8,13 @@
  * attributes, the dropped count when not zero, and the span context (flags, trace id, span id) when the record has
  * one.
  */
-import type { HrTime } from "@opentelemetry/api"
 import type { ReadableLogRecord } from "@opentelemetry/sdk-logs"
+import { hrTimeNanos } from "./fields.ts"
 import * as Json from "./json.ts"
 import * as Protobuf from "./protobuf.ts"
 import { JsonWriter, ProtoWriter } from "./ProtoWriter.ts"
 
-const nanos = (t: HrTime): bigint => BigInt(t[0]) * 1_000_000_000n + BigInt(t[1])
+const nanos = hrTimeNanos
 
 /** The records of a batch by resource, then by scope (name and version), each list in the batch's order. */
 const grouped = (records: ReadonlyArray<ReadableLogRecord>) => {
@@ -91,10 +91,7 @@ const jsonRecord = (w: JsonWriter, r: ReadableLogRecord, first: boolean): void =
     w.ascii(`,"body":`)
     Json.writeAnyValue(w, r.body)
   }
-  const mark = w.pos
-  w.ascii(`,"attributes":[`)
-  if (Json.writeKeyValues(w, r.attributes) === 0) w.pos = mark
-  else w.byte(0x5d)
+  Json.writeAttributesField(w, r.attributes, ",")
   if (r.droppedAttributesCount > 0) w.ascii(`,"droppedAttributesCount":${r.droppedAttributesCount}`)
   const context = r.spanContext
   if (context !== undefined) {
@@ -147,24 +144,15 @@ export const makeLogsEncoder = (): LogsEncoder => {
       jw.ascii(`{"resourceLogs":[`)
       let firstResource = true
       for (const [resource, scopes] of grouped(records)) {
-        jw.ascii(firstResource ? `{"resource":{` : `,{"resource":{`)
+        if (!firstResource) jw.byte(0x2c)
         firstResource = false
-        const mark = jw.pos
-        jw.ascii(`"attributes":[`)
-        if (Json.writeKeyValues(jw, resource.attributes) === 0) jw.pos = mark
-        else jw.byte(0x5d)
-        jw.ascii(`},"scopeLogs":[`)
+        Json.writeResourceOpening(jw, resource.attributes, "scopeLogs")
         let firstScope = true
         for (const list of scopes.values()) {
           const scope = list[0]!.instrumentationScope
-          jw.ascii(firstScope ? `{"scope":{"name":` : `,{"scope":{"name":`)
+          if (!firstScope) jw.byte(0x2c)
           firstScope = false
-          jw.quoted(scope.name)
-          if (scope.version !== undefined && scope.version !== "") {
-            jw.ascii(`,"version":`)
-            jw.quoted(scope.version)
-          }
-          jw.ascii(`},"logRecords":[`)
+          Json.writeScopeOpening(jw, scope.name, scope.version ?? "", "logRecords")
           list.forEach((r, i) => jsonRecord(jw, r, i === 0))
           jw.ascii("]}")
         }

@@ -20,7 +20,7 @@ import {
   type MetricData,
   type ResourceMetrics
 } from "@opentelemetry/sdk-metrics"
-import type { ResourceLike } from "./fields.ts"
+import { hrTimeNanos, type ResourceLike } from "./fields.ts"
 import * as Json from "./json.ts"
 import * as Protobuf from "./protobuf.ts"
 import { JsonWriter, ProtoWriter } from "./ProtoWriter.ts"
@@ -43,7 +43,7 @@ const lastTimes = (() => {
     if (a !== undefined && t === a.t) return a
     if (b !== undefined && t === b.t) return b
     b = a
-    a = { t, n: BigInt(t[0]) * 1_000_000_000n + BigInt(t[1]), text: undefined }
+    a = { t, n: hrTimeNanos(t), text: undefined }
     return a
   }
 })()
@@ -200,12 +200,8 @@ const jsonTimes = (w: JsonWriter, start: HrTime, end: HrTime): void => {
   w.ascii(`"startTimeUnixNano":"${nanosText(start)}","timeUnixNano":"${nanosText(end)}"`)
 }
 
-const jsonAttributes = (w: JsonWriter, attributes: Readonly<Record<string, unknown>>): void => {
-  const mark = w.pos
-  w.ascii(`,"attributes":[`)
-  if (Json.writeKeyValues(w, attributes) === 0) w.pos = mark
-  else w.byte(0x5d)
-}
+const jsonAttributes = (w: JsonWriter, attributes: Readonly<Record<string, unknown>>): void =>
+  Json.writeAttributesField(w, attributes, ",")
 
 const jsonNumberPoints = (w: JsonWriter, m: MetricData, points: ReadonlyArray<DataPoint<number>>) => {
   w.ascii(`"dataPoints":[`)
@@ -320,20 +316,10 @@ export const makeMetricsEncoder = (maxBytes: number = MAX_REQUEST_BYTES): Metric
   }
 
   const jsonResource = (rm: ResourceMetrics) => {
-    jw.ascii(`{"resource":{`)
-    const mark = jw.pos
-    jw.ascii(`"attributes":[`)
-    if (Json.writeKeyValues(jw, rm.resource.attributes) === 0) jw.pos = mark
-    else jw.byte(0x5d)
-    jw.ascii(`},"scopeMetrics":[`)
+    Json.writeResourceOpening(jw, rm.resource.attributes, "scopeMetrics")
     rm.scopeMetrics.forEach((sm, j) => {
-      jw.ascii(j === 0 ? `{"scope":{"name":` : `,{"scope":{"name":`)
-      jw.quoted(sm.scope.name)
-      if (sm.scope.version !== undefined && sm.scope.version !== "") {
-        jw.ascii(`,"version":`)
-        jw.quoted(sm.scope.version)
-      }
-      jw.ascii(`},"metrics":[`)
+      if (j > 0) jw.byte(0x2c)
+      Json.writeScopeOpening(jw, sm.scope.name, sm.scope.version ?? "", "metrics")
       let first = true
       for (const m of sm.metrics) if (jsonMetric(jw, m, first)) first = false
       jw.ascii("]}")

@@ -116,7 +116,6 @@ export interface DriverOptions {
   readonly commandArgs: boolean
 }
 
-/** The agent's loop in the current scope; see the module comment. */
 /**
  * The executables a selection can select, when it names files and nothing else (no glob, Go predicate, port,
  * container or cgroup; pids too): then discovery has the kernel drop every other exec and exit of the machine
@@ -130,6 +129,7 @@ export const onlyExes = (selection: Selection): ReadonlyArray<string> | undefine
     ? selection.exes
     : undefined
 
+/** The agent's loop in the current scope; see the module comment. */
 export const make = (selection: Selection, probes: ReadonlyArray<ProbeInfo>, options: DriverOptions) =>
   Effect.gen(function*() {
     const manager = yield* Manager

@@ -69,7 +69,7 @@ export const goSymbols = (elf: Elf, s: Section): GoSymbols => fast(elf, s) ?? fr
 
 /** The same maps from symbols already read (the reference the fast path is tested against). */
 export const fromSymbols = (symbols: ReadonlyArray<ElfSymbol>): GoSymbols => ({
-  funcs: toEntries(symtabFunctions(symbols)),
+  funcs: aliasAbi0(toEntries(symtabFunctions(symbols))),
   objects: toEntries(symtabObjects(symbols))
 })
 
@@ -158,26 +158,21 @@ const fast = (elf: Elf, s: Section): GoSymbols | undefined => {
       objects.add(name, values[k]!, sizes[k]!)
     }
   }
+  return { funcs: aliasAbi0(funcs), objects }
+}
+
+/**
+ * The symtab names assembly functions "x.abi0"; the pclntab (and stripped binaries) name them "x": accept both, for
+ * the fast path and the reference alike.
+ */
+const aliasAbi0 = (funcs: Entries): Entries => {
   for (const name of [...funcs.keys()]) {
     if (name.endsWith(".abi0")) {
       const plain = name.slice(0, -5)
       if (!funcs.has(plain)) funcs.alias(plain, name)
     }
   }
-  return { funcs, objects }
-}
-
-/**
- * The symtab names assembly functions "x.abi0"; the pclntab (and stripped binaries) name them "x": accept both (the
- * fast path does the same over `Entries`).
- */
-const aliasAbi0 = (funcs: Map<string, FuncEntry>): void => {
-  for (const [name, f] of [...funcs]) {
-    if (name.endsWith(".abi0")) {
-      const plain = name.slice(0, -5)
-      if (!funcs.has(plain)) funcs.set(plain, f)
-    }
-  }
+  return funcs
 }
 
 const symtabFunctions = (symbols: ReadonlyArray<ElfSymbol>): Map<string, FuncEntry> => {
@@ -198,7 +193,6 @@ const symtabFunctions = (symbols: ReadonlyArray<ElfSymbol>): Map<string, FuncEnt
     }
     out.set(s.name, { address: s.value, size })
   }
-  aliasAbi0(out)
   return out
 }
 

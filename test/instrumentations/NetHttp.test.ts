@@ -495,6 +495,64 @@ describe("Http helpers", () => {
     assert.isTrue(Object.isFrozen(Http.UNSET))
   })
 
+  /** A record head for the metricAttributes tests' spans. */
+  const head = {
+    pid: 1,
+    traceId: new Uint8Array(16),
+    spanId: new Uint8Array(8),
+    parentSpanId: new Uint8Array(8),
+    parent: Http.Parent.none,
+    flags: 1,
+    startNs: 1n,
+    endNs: 2n
+  }
+
+  it("metricAttributes: the span's metric keys as one frozen object, the same object while the values repeat", () => {
+    const span = (attributes: Record<string, string | number>) => Http.headSpan(head, "GET", "server", attributes, Http.UNSET)
+    // Lists of their own, so that no other test's spans are in the caches.
+    const keys = ["http.request.method", "http.route", "http.response.status_code"]
+    const other = ["http.request.method"]
+    const a = Http.metricAttributes(span({ "http.request.method": "GET", "url.path": "/u/1", "http.route": "/u/{id}", "http.response.status_code": 200 }), keys)
+    assert.deepStrictEqual(a, { "http.request.method": "GET", "http.route": "/u/{id}", "http.response.status_code": 200 })
+    assert.isTrue(Object.isFrozen(a))
+    // Another path, the same metric set: the same object.
+    const b = Http.metricAttributes(span({ "http.request.method": "GET", "url.path": "/u/2", "http.route": "/u/{id}", "http.response.status_code": 200 }), keys)
+    assert.strictEqual(b, a)
+    // Another key list in between does not disturb this one's.
+    assert.deepStrictEqual(Http.metricAttributes(span({ "http.request.method": "POST" }), other), { "http.request.method": "POST" })
+    // One value changed, one key absent: a new object, without the absent key.
+    const c = Http.metricAttributes(span({ "http.request.method": "GET", "http.response.status_code": 404 }), keys)
+    assert.notStrictEqual(c, a)
+    assert.deepStrictEqual(c, { "http.request.method": "GET", "http.response.status_code": 404 })
+    assert.isFalse("http.route" in c)
+    // Back to the first set: its object again.
+    const first = { "http.request.method": "GET", "http.route": "/u/{id}", "http.response.status_code": 200 }
+    assert.strictEqual(Http.metricAttributes(span(first), keys), a)
+    // Eight sets later the first one has left the cache: built anew, equal.
+    for (let code = 500; code < 508; code++) Http.metricAttributes(span({ ...first, "http.response.status_code": code }), keys)
+    const again = Http.metricAttributes(span(first), keys)
+    assert.notStrictEqual(again, a)
+    assert.deepStrictEqual(again, a)
+  })
+
+  it("metricAttributes: a key list whose sets mostly miss builds them unfrozen for a while, then tries the cache again", () => {
+    const keys = ["http.route"]
+    const set = (route: string) =>
+      Http.metricAttributes({ ...Http.headSpan(head, "GET", "server", { "http.route": route }, Http.UNSET) }, keys)
+    // A window of distinct sets: every span missed.
+    for (let i = 0; i < Http.METRIC_SET_TRIAL; i++) assert.isTrue(Object.isFrozen(set(`/r${i}`)))
+    // Bypassing: built anew and unfrozen even where the set repeats.
+    const bypassed = set("/same")
+    assert.deepStrictEqual(bypassed, { "http.route": "/same" })
+    assert.isFalse(Object.isFrozen(bypassed))
+    assert.notStrictEqual(set("/same"), bypassed)
+    for (let i = 2; i < Http.METRIC_SET_BYPASS; i++) set("/same")
+    // The bypass is over: the set is cached and shared again.
+    const cached = set("/same")
+    assert.isTrue(Object.isFrozen(cached))
+    assert.strictEqual(set("/same"), cached)
+  })
+
 describe("connection keys (ps_conn_spans)", () => {
   const hex = (b: Uint8Array | undefined) => b === undefined ? undefined : Buffer.from(b).toString("hex")
 

@@ -189,6 +189,46 @@ describe("Metrics: the aggregation of declared instruments", () => {
       ])
     }))
 
+  it.effect("a frozen attribute set shared by many measurements is one series; a frozen set's array stays by content", () =>
+    Effect.gen(function*() {
+      const { collect, record } = yield* setup()
+      const shared = Object.freeze({ route: "/a", code: 200 })
+      const codes = [1, 2]
+      const withArray = Object.freeze({ codes })
+      record(
+        m(requests, 1, shared),
+        m(requests, 2, shared),
+        // The same set as another object, and another set between two recordings of the shared one.
+        m(requests, 4, { code: 200, route: "/a" }),
+        m(requests, 8, { route: "/b", code: 200 }),
+        m(requests, 16, shared),
+        m(requests, 32, withArray)
+      )
+      // Freezing the set does not freeze its array: what the array holds when recorded is the series.
+      codes.push(3)
+      record(m(requests, 64, withArray))
+      const points = sumPoints(byName(yield* collect)["shop.requests"])
+      assert.deepStrictEqual(points.map(([, v]) => v), [1 + 2 + 4 + 16, 8, 32, 64])
+      assert.deepStrictEqual(points.map(([a]) => a).slice(0, 2), [{ route: "/a", code: 200 }, { route: "/b", code: 200 }])
+      assert.deepStrictEqual(points[3]![0], { codes: [1, 2, 3] })
+    }))
+
+  it.effect("delta: a frozen set recorded after a collection goes to the new interval's series", () =>
+    Effect.gen(function*() {
+      const { collect, record } = yield* setup("delta")
+      const shared = Object.freeze({ route: "/a" })
+      record(m(requests, 1, shared), m(latency, 20, shared))
+      assert.deepStrictEqual(sumPoints(byName(yield* collect)["shop.requests"]).map(([a, v]) => [a, v]), [
+        [{ route: "/a" }, 1]
+      ])
+      record(m(requests, 2, shared), m(latency, 200, shared), m(requests, 4, shared))
+      const metrics = byName(yield* collect)
+      assert.deepStrictEqual(sumPoints(metrics["shop.requests"]).map(([a, v]) => [a, v]), [[{ route: "/a" }, 6]])
+      assert.deepStrictEqual(histogramPoints(metrics["shop.latency"]).map(([a, c, n]) => [a, c, n]), [
+        [{ route: "/a" }, [0, 0, 1], 1]
+      ])
+    }))
+
   it.effect("a string value cannot pass for more attributes (traced data may hold any character)", () =>
     Effect.gen(function*() {
       const { collect, record } = yield* setup()
@@ -427,6 +467,15 @@ describe("Metrics: cardinality, resources, eviction", () => {
       // A known series keeps its own point past the limit.
       record(m(requests, 1, { route: "/b" }), m(requests, 1, { route: "/e" }))
       assert.deepStrictEqual(sumPoints(byName(yield* collect)["shop.requests"]).map(([, v]) => v), [2, 2, 3])
+      // Frozen sets past the limit: a known one keeps its series, an unknown one goes to the overflow, each time.
+      const known = Object.freeze({ route: "/a" })
+      const unknown = Object.freeze({ route: "/f" })
+      record(m(requests, 1, known), m(requests, 1, unknown), m(requests, 1, known), m(requests, 1, unknown))
+      assert.deepStrictEqual(sumPoints(byName(yield* collect)["shop.requests"]).map(([a, v]) => [a, v]), [
+        [{ route: "/a" }, 4],
+        [{ route: "/b" }, 2],
+        [{ [Metrics.OVERFLOW_ATTRIBUTE]: true }, 5]
+      ])
     }))
 
   it.effect("delta: the limit bounds the attribute sets of one interval, not every one seen before", () =>

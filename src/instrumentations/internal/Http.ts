@@ -405,8 +405,111 @@ export const CLIENT_METRIC_KEYS = [
 ] as const
 
 /**
+ * The metric attribute sets last built for one list of keys: a probe's records repeat a few sets (a service's routes
+ * and status codes), so most spans find theirs here and share its frozen object.
+ */
+interface MetricSetCache {
+  readonly keys: ReadonlyArray<string>
+  /** Per set: the values it was built from, `undefined` where the span had none, in `keys`' order. */
+  readonly values: Array<Array<AttributeValue | undefined>>
+  readonly sets: Array<Attributes>
+  /** The slot the next new set takes (the oldest). */
+  next: number
+  /** The current span's values, read once. */
+  readonly scratch: Array<AttributeValue | undefined>
+  /** Lookups and misses of the current trial window; while `bypass` > 0, that many spans skip the cache. */
+  tried: number
+  missed: number
+  bypass: number
+}
+
+/** Sets kept per key list: enough for a service's common routes and codes, few enough to scan. */
+const METRIC_SETS = 8
+
+/**
+ * A miss costs more than building the set did (the scan, freezing): when more than half of a trial window's spans
+ * missed (more sets in play than the cache keeps), the next METRIC_SET_BYPASS spans build their sets unfrozen, as without the
+ * cache, and then a window is tried again. Bounds the cost of a key list whose sets do not repeat.
+ */
+export const METRIC_SET_TRIAL = 64
+export const METRIC_SET_BYPASS = 1024
+
+/** One cache per key list the probes pass (a handful): found by a scan of identities, cheaper than a map. */
+const metricSets: Array<MetricSetCache> = []
+
+const metricSetCache = (keys: ReadonlyArray<string>): MetricSetCache => {
+  for (let i = 0; i < metricSets.length; i++) if (metricSets[i]!.keys === keys) return metricSets[i]!
+  const cache: MetricSetCache = {
+    keys,
+    values: [],
+    sets: [],
+    next: 0,
+    scratch: new Array(keys.length).fill(undefined),
+    tried: 0,
+    missed: 0,
+    bypass: 0
+  }
+  metricSets.push(cache)
+  return cache
+}
+
+/**
+ * The span's attributes under `keys` (those it has), as a frozen object: the object an earlier span of this key list
+ * got when it had the same values (`METRIC_SETS` sets are kept). While a key list bypasses the cache, a new unfrozen
+ * object, as before the cache. Frozen, one object is shared by every measurement of
+ * the set, and the metrics aggregation finds its series by the object's identity (src/telemetry/internal/
+ * aggregate.ts), where an object built per span cost an allocation, keyed stores, and a series lookup value by value.
+ */
+export const metricAttributes = (span: SpanInput, keys: ReadonlyArray<string>): Attributes => {
+  const cache = metricSetCache(keys)
+  const current = cache.scratch
+  const attributes = span.attributes
+  const n = keys.length
+  for (let i = 0; i < n; i++) current[i] = attributes[keys[i]!]
+  if (cache.bypass > 0) {
+    cache.bypass--
+    return setOf(keys, current)
+  }
+  const all = cache.values
+  search: for (let s = 0; s < all.length; s++) {
+    const values = all[s]!
+    // Arrays are compared by identity: a new array is a new set (correct, merely not shared).
+    for (let i = 0; i < n; i++) if (current[i] !== values[i]) continue search
+    trial(cache, false)
+    return cache.sets[s]!
+  }
+  trial(cache, true)
+  const set = Object.freeze(setOf(keys, current))
+  const slot = cache.next
+  cache.next = (slot + 1) % METRIC_SETS
+  all[slot] = current.slice()
+  cache.sets[slot] = set
+  return set
+}
+
+/** Counts a lookup into the trial window; a window of mostly misses starts a bypass. */
+const trial = (cache: MetricSetCache, missed: boolean) => {
+  if (missed) cache.missed++
+  if (++cache.tried < METRIC_SET_TRIAL) return
+  if (2 * cache.missed > METRIC_SET_TRIAL) cache.bypass = METRIC_SET_BYPASS
+  cache.tried = 0
+  cache.missed = 0
+}
+
+/** The attribute set of `values` (those defined), in `keys`' order. */
+const setOf = (keys: ReadonlyArray<string>, values: ReadonlyArray<AttributeValue | undefined>): Attributes => {
+  const out: Record<string, AttributeValue> = {}
+  for (let i = 0; i < keys.length; i++) {
+    const v = values[i]
+    if (v !== undefined) out[keys[i]!] = v
+  }
+  return out
+}
+
+/**
  * Emit an HTTP span and record its duration into the probe's duration instrument (declared under `key`), with only
- * the metric's attributes. The metric comes from the same record as the span, so both agree on every request.
+ * the metric's attributes (`metricAttributes`). The metric comes from the same record as the span, so both agree on
+ * every request.
  */
 export const emitWithDuration = <K extends string>(
   emit: Emit<K>,
@@ -415,11 +518,6 @@ export const emitWithDuration = <K extends string>(
   keys: ReadonlyArray<string>
 ): void => {
   emit.span(span)
-  const attributes: Record<string, AttributeValue> = {}
-  for (const k of keys) {
-    const v = span.attributes[k]
-    if (v !== undefined) attributes[k] = v
-  }
   const ns = span.endMonoNs - span.startMonoNs
-  emit.metric(key, ns > 0n ? Number(ns) / 1e9 : 0, attributes as Attributes, span.pid)
+  emit.metric(key, ns > 0n ? Number(ns) / 1e9 : 0, metricAttributes(span, keys), span.pid)
 }

@@ -43,6 +43,15 @@ interface InstrumentState {
    */
   readonly paths: PathNode
   overflow: Series | undefined
+  /**
+   * The frozen attribute sets of scalar values recorded last (`RECENT_SETS`), and their series: a probe that shares
+   * one frozen object per set (`Http.metricAttributes`) finds the series by a scan of a few identities. Frozen, a set
+   * cannot have changed since; a set with an array value is not kept (freezing does not freeze the array).
+   */
+  readonly recentSets: Array<Attributes>
+  readonly recentSeries: Array<Series>
+  /** The slot of `recentSets` the next set takes (the oldest). */
+  recentNext: number
   /** Every value recorded so far was an integer: sums are then exported as integers. */
   integers: boolean
   /** Start of the current delta interval (unused for cumulative). */
@@ -95,6 +104,9 @@ interface ResourceState {
   recorded: number
   idleCollections: number
 }
+
+/** Frozen attribute sets an instrument remembers with their series (`InstrumentState.recentSets`). */
+const RECENT_SETS = 8
 
 /** Knobs for tests and embedders. */
 export interface AggregateOptions {
@@ -210,6 +222,9 @@ export const make = (options: AggregateOptions): Aggregate => {
         series: new Map(),
         paths: newPath(),
         overflow: undefined,
+        recentSets: [],
+        recentSeries: [],
+        recentNext: 0,
         integers: true,
         // Not the resource's start: an instrument first recorded into after a collection would otherwise report
         // a first delta interval overlapping the ones already exported for this resource.
@@ -250,9 +265,24 @@ export const make = (options: AggregateOptions): Aggregate => {
   }
 
   const seriesFor = (is: InstrumentState, attributes: Attributes): Series => {
+    const recent = is.recentSets
+    for (let i = 0; i < recent.length; i++) if (recent[i] === attributes) return is.recentSeries[i]!
     // Past the limit, an unknown set is not even remembered as a path: memory stays bounded whatever comes in.
     const full = is.series.size >= limit - 1
     const path = full ? findPath(is, attributes) : pathOf(is, attributes)
+    const series = seriesAt(is, attributes, path, full)
+    // A path exists only for a set of scalar values. The answer for the set stays the same until `reset`: series are
+    // only added, and once full an instrument stays full (cumulative), or `reset` forgets this (delta).
+    if (path !== undefined && Object.isFrozen(attributes)) {
+      const slot = is.recentNext
+      is.recentNext = (slot + 1) % RECENT_SETS
+      recent[slot] = attributes
+      is.recentSeries[slot] = series
+    }
+    return series
+  }
+
+  const seriesAt = (is: InstrumentState, attributes: Attributes, path: PathNode | undefined, full: boolean): Series => {
     if (path?.series !== undefined) return path.series
     const key = seriesKey(attributes)
     let series = is.series.get(key)
@@ -369,6 +399,9 @@ export const make = (options: AggregateOptions): Aggregate => {
       is.paths.other = undefined
       is.paths.series = undefined
       is.overflow = undefined
+      is.recentSets.length = 0
+      is.recentSeries.length = 0
+      is.recentNext = 0
       is.intervalStart = endTime
       return
     }

@@ -8,7 +8,8 @@
  *   node_modules/.bin/node bench/pipeline.ts [spans per round, default 200000] [rounds, default 5]
  *
  * BENCH_MODES=<a;b> runs only the modes whose names contain one of these; BENCH_BEFORE=<a checkout of another
- * commit> runs that checkout's telemetry layer as one more mode per mode, in the same rounds, with the ratio per round.
+ * commit> runs that checkout's probe (its Runner and net/http server signals) and telemetry layer as one more mode per
+ * mode, in the same rounds, with the ratio per round.
  * BENCH_BATCH sets OTEL_BSP_MAX_EXPORT_BATCH_SIZE (default: the layer's own).
  *
  * No root needed. The sink is a child process, its CPU not counted.
@@ -137,16 +138,25 @@ const main = Effect.gen(function*() {
   // BENCH_MODES=<a;b>: only the modes whose names contain one of these (the floor always runs).
   const only = process.env["BENCH_MODES"]?.split(";").map((m) => m.trim()).filter((m) => m !== "")
   const chosen = Object.entries(modes).filter(([name]) => only === undefined || only.some((m) => name.includes(m)))
-  // BENCH_BEFORE=<a checkout of another commit>: its telemetry layer runs each chosen mode too, in the same rounds
-  // (same Runner and records; the services are found by their keys, which both checkouts share).
+  // BENCH_BEFORE=<a checkout of another commit>: its probe and telemetry layer run each chosen mode too, in the same
+  // rounds, over the same records (the services are found by their keys, which both checkouts share).
+  const probeLayer = NetHttpServer.layer.pipe(Layer.provideMerge(ProbeTest.layer))
   const beforeDir = process.env["BENCH_BEFORE"]
-  const beforeLayer = beforeDir === undefined
-    ? undefined
-    : (yield* Effect.promise((): Promise<typeof Telemetry> => import(`${beforeDir}/src/telemetry/Telemetry.ts`))).layer
-  const selected: Array<readonly [string, (typeof chosen)[number][1], typeof Telemetry.layer]> = []
+  const before = beforeDir === undefined ? undefined : yield* Effect.promise(async () => {
+    const telemetry: typeof Telemetry = await import(`${beforeDir}/src/telemetry/Telemetry.ts`)
+    const server: typeof NetHttpServerModule = await import(`${beforeDir}/src/instrumentations/NetHttpServer.ts`)
+    const probeTest: typeof ProbeTest = await import(`${beforeDir}/src/probe/ProbeTest.ts`)
+    return {
+      telemetry: telemetry.layer,
+      probe: server.NetHttpServer.layer.pipe(Layer.provideMerge(probeTest.layer)) as unknown as typeof probeLayer
+    }
+  })
+  const selected: Array<
+    readonly [string, (typeof chosen)[number][1], typeof Telemetry.layer, typeof probeLayer]
+  > = []
   for (const [name, config] of chosen) {
-    selected.push([name, config, Telemetry.layer])
-    if (beforeLayer !== undefined) selected.push([`${name} [before]`, config, beforeLayer])
+    selected.push([name, config, Telemetry.layer, probeLayer])
+    if (before !== undefined) selected.push([`${name} [before]`, config, before.telemetry, before.probe])
   }
   const results: Record<string, Array<number>> = { "decode only (floor)": [] }
   for (const [name] of selected) results[name] = []
@@ -161,7 +171,7 @@ const main = Effect.gen(function*() {
       sum += (decode(view, r, 0, r.length) as { status: number }).status
     }
     results["decode only (floor)"]!.push((cpuUs() - t0) / spansPerRound + (sum === -1 ? 1 : 0))
-    for (const [name, config, telemetryLayer] of selected) {
+    for (const [name, config, telemetryLayer, probe] of selected) {
       const us = yield* Effect.gen(function*() {
         // The real telemetry's sink, taken before the probe's test layer (which brings a capturing sink of its own).
         const telemetry = yield* Telemetry.Telemetry
@@ -169,9 +179,7 @@ const main = Effect.gen(function*() {
         const exported = name.startsWith("OTLP")
         const spans0 = exported ? yield* Effect.promise(() => sink.spans()) : 0
         const backlog = Effect.map(telemetry.stats, (s) => s.exporters.reduce((n, e) => n + e.queued, 0))
-        const us = yield* throughRunner(live, spansPerRound, telemetry.flush, backlog).pipe(
-          Effect.provide(NetHttpServer.layer.pipe(Layer.provideMerge(ProbeTest.layer)))
-        )
+        const us = yield* throughRunner(live, spansPerRound, telemetry.flush, backlog).pipe(Effect.provide(probe))
         if (exported) {
           const got = (yield* Effect.promise(() => sink.spans())) - spans0
           if (got !== spansPerRound) {

@@ -129,11 +129,14 @@ export class TelemetrySink extends Context.Service<TelemetrySink, {
   /**
    * Take one batch's signals now, synchronously, as `spans`, `logs` and `measurements` would. Optional: with it, the
    * Runner hands each ring-buffer batch over from the drain itself, with no fiber, queue or effect per batch (the
-   * agent's hot path); it must not block, wait or throw. A sink without it gets the effects above.
+   * agent's hot path); it must not block, wait or throw. A sink without it gets the effects above. The spans come as
+   * the probe emitted them, and `probe` names the probe of them all (a batch is one probe's): the Runner does not
+   * copy each span to add the name.
    */
   readonly emitUnsafe?: (
-    spans: ReadonlyArray<SpanData>,
+    spans: ReadonlyArray<Omit<SpanData, "probe">>,
     logs: ReadonlyArray<LogData>,
-    measurements: ReadonlyArray<Measurement>
+    measurements: ReadonlyArray<Measurement>,
+    probe: string
   ) => void
 }>()("probescope/probe/TelemetrySink") {}

@@ -19,6 +19,7 @@
 import { readFileSync } from "node:fs"
 import { Config, Effect, Option } from "effect"
 import type { BatchQueue } from "./Batcher.ts"
+import type { SpanData } from "../probe/Telemetry.ts"
 import { ExportError, type Exporter } from "./Exporter.ts"
 import type { RequestBuilder } from "./internal/otlp/builder.ts"
 import { makeTraceEncoder, type OtlpSpan, type ResourceLike } from "./internal/otlp/traces.ts"
@@ -63,12 +64,20 @@ export interface OtlpExporter extends Exporter<OtlpSpan> {
   readonly sendEncoded: (batch: EncodedBatch) => Effect.Effect<void, ExportError>
 }
 
-/** One span for the direct exporter: `offsetNs` is `toEpochNs(0n)` of the kernel clock at the time. */
-export const span = (
-  data: OtlpSpan["span"],
+/**
+ * One span for the direct exporter: `offsetNs` is `toEpochNs(0n)` of the kernel clock at the time. The probe is the
+ * span's own, or given beside a span that has none (the Runner's batch path, `TelemetrySink.emitUnsafe`).
+ */
+export function span(data: SpanData, resource: ResourceLike, offsetNs: bigint): OtlpSpan
+export function span(data: OtlpSpan["span"], resource: ResourceLike, offsetNs: bigint, probe: string): OtlpSpan
+export function span(
+  data: OtlpSpan["span"] & { readonly probe?: string },
   resource: ResourceLike,
-  offsetNs: bigint
-): OtlpSpan => ({ span: data, resource, offsetNs })
+  offsetNs: bigint,
+  probe: string = data.probe!
+): OtlpSpan {
+  return { span: data, probe, resource, offsetNs }
+}
 
 /** Whether the batcher should try a failed export again: always, except for a permanent refusal (e.g. HTTP 400). */
 export const isRetryable = (error: ExportError): boolean =>

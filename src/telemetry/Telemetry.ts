@@ -218,7 +218,7 @@ export interface Options {
 }
 
 /** W3C-valid ids: right length, not all zero; an absent or empty parent is a root. */
-const validIds = (d: SpanData) =>
+const validIds = (d: Omit<SpanData, "probe">) =>
   Ids.isValid(d.traceId, 16, true) && Ids.isValid(d.spanId, 8, true) &&
   (Ids.isEmpty(d.parentSpanId) || Ids.isValid(d.parentSpanId, 8, false))
 
@@ -344,19 +344,22 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
           ))
         )
       )
-      // `offsetNs`: the clock's offset (epoch = monotonic + offset), read once per batch of spans.
-      const accept = (data: SpanData, offsetNs: bigint) => {
+      // `offsetNs`: the clock's offset (epoch = monotonic + offset), read once per batch of spans. `probe`: the
+      // span's own, or the one the Runner names beside a batch of spans that have none (`emitUnsafe`).
+      const accept = (data: Omit<SpanData, "probe">, offsetNs: bigint, probe: string) => {
         received++
         if (!validIds(data)) {
           invalid++
           return
         }
         if (direct.length > 0) {
-          const item = OtlpExporter.span(data, resources.resourceFor(data.pid), offsetNs)
+          const item = OtlpExporter.span(data, resources.resourceFor(data.pid), offsetNs, probe)
           for (const b of direct) b.offer(item)
         }
         if (readable.length > 0) {
-          const span = toReadableSpan(data, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs)
+          // The SDK exporters' span form holds the probe's scope: a span without the name gets a copy with it.
+          const full = (data as Partial<SpanData>).probe === probe ? data as SpanData : { ...data, probe }
+          const span = toReadableSpan(full, resources.resourceFor(data.pid), ProcessResources.version, clock.toEpochNs)
           for (const b of readable) b.offer(span)
         }
       }
@@ -379,11 +382,11 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
         metrics.record(m, m.pid === undefined ? agentResource : resources.resourceFor(m.pid))
       }
       const sink = TelemetrySink.of({
-        span: (data) => Effect.sync(() => accept(data, clock.toEpochNs(0n))),
+        span: (data) => Effect.sync(() => accept(data, clock.toEpochNs(0n), data.probe)),
         spans: (batch) =>
           Effect.sync(() => {
             const offsetNs = clock.toEpochNs(0n)
-            for (let i = 0; i < batch.length; i++) accept(batch[i]!, offsetNs)
+            for (let i = 0; i < batch.length; i++) accept(batch[i]!, offsetNs, batch[i]!.probe)
           }),
         logs: (batch) =>
           Effect.sync(() => {
@@ -393,10 +396,10 @@ const pipeline = (config: TelemetryConfig.TelemetryConfig, options: Options) =>
           Effect.sync(() => {
             for (let i = 0; i < batch.length; i++) acceptMeasurement(batch[i]!)
           }),
-        emitUnsafe: (spans, logs, measurements) => {
+        emitUnsafe: (spans, logs, measurements, probe) => {
           if (spans.length > 0) {
             const offsetNs = clock.toEpochNs(0n)
-            for (let i = 0; i < spans.length; i++) accept(spans[i]!, offsetNs)
+            for (let i = 0; i < spans.length; i++) accept(spans[i]!, offsetNs, probe)
           }
           for (let i = 0; i < logs.length; i++) acceptLog(logs[i]!)
           for (let i = 0; i < measurements.length; i++) acceptMeasurement(measurements[i]!)

@@ -12,7 +12,7 @@ import * as Probe from "../../src/probe/Probe.ts"
 import { ProbeSignalError } from "../../src/probe/ProbeError.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedLogs, CapturedMeasurements, CapturedSpans } from "../../src/probe/ProbeTest.ts"
-import { TelemetrySink } from "../../src/probe/Telemetry.ts"
+import { type SpanData, TelemetrySink } from "../../src/probe/Telemetry.ts"
 
 /** A record of a made-up connection probe: what happened (1 open, 2 close, 3 oops), to which pid, how long. */
 const Event = Binary.struct({ kind: Binary.u8, _pad: Binary.pad(3), pid: Binary.u32, durationNs: Binary.u64 })
@@ -24,6 +24,20 @@ const duration = Instruments.histogram("test.connection.duration", {
   unit: "s",
   description: "How long connections lived.",
   boundaries: [1, 10]
+})
+
+/** A span the probe below hands over for every record of kind 6: one frozen object, shared. */
+const LISTENED: Probe.SpanInput = Object.freeze({
+  pid: 7,
+  traceId: "0af7651916cd43dd8448eb211c80319c",
+  spanId: "b7ad6b7169203331",
+  traceFlags: 1,
+  name: "listen",
+  kind: "internal",
+  startMonoNs: 1n,
+  endMonoNs: 2n,
+  attributes: {},
+  status: { code: "unset" as const }
 })
 
 const Conns = Probe.instrument({
@@ -62,6 +76,9 @@ const Conns = Probe.instrument({
       case 5:
         // Another bug: a counter cannot go down.
         emit.metric("opened", -1, attributes, r.pid)
+        return
+      case 6:
+        emit.span(LISTENED)
     }
   }
 })
@@ -207,6 +224,41 @@ describe("Probe signals through the Runner", () => {
       const stats = yield* conns.runner.stats
       assert.strictEqual(stats.unsupported, 3)
       assert.strictEqual(spans, 0)
+    }).pipe(Effect.provide(Conns.layer.pipe(Layer.provideMerge(ProbeTest.layer)))))
+
+  it.live("emitUnsafe gets the spans the probe emitted, not copies, and the probe's name beside them", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const conns = yield* Conns.tag
+      const got: Array<{ spans: ReadonlyArray<Probe.SpanInput>; probe: string }> = []
+      const sink = TelemetrySink.of({
+        span: () => Effect.die("the batch path must not use span"),
+        emitUnsafe: (spans, _logs, _measurements, probe) => void got.push({ spans, probe })
+      })
+      const fiber = yield* Effect.forkChild(conns.runner.run.pipe(Effect.provideService(TelemetrySink, sink)))
+      yield* Effect.yieldNow
+      yield* kernel.push("test/conns", [event(6), event(6)])
+      for (let i = 0; i < 100 && (yield* conns.runner.stats).records < 2; i++) yield* Effect.sleep("5 millis")
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(got.length, 1)
+      assert.strictEqual(got[0]!.probe, "test/conns")
+      assert.strictEqual(got[0]!.spans.length, 2)
+      for (const span of got[0]!.spans) assert.strictEqual(span, LISTENED)
+    }).pipe(Effect.provide(Conns.layer.pipe(Layer.provideMerge(ProbeTest.layer)))))
+
+  it.live("a sink without emitUnsafe gets copies of the spans that carry the probe's name", () =>
+    Effect.gen(function*() {
+      const kernel = yield* FakeKernel
+      const conns = yield* Conns.tag
+      const got: Array<SpanData> = []
+      const sink = TelemetrySink.of({ span: (span) => Effect.sync(() => void got.push(span)) })
+      const fiber = yield* Effect.forkChild(conns.runner.run.pipe(Effect.provideService(TelemetrySink, sink)))
+      yield* Effect.yieldNow
+      yield* kernel.push("test/conns", [event(6)])
+      for (let i = 0; i < 100 && got.length < 1; i++) yield* Effect.sleep("5 millis")
+      yield* Fiber.interrupt(fiber)
+      assert.deepStrictEqual(got, [{ ...LISTENED, probe: "test/conns" }])
+      assert.isFalse("probe" in LISTENED)
     }).pipe(Effect.provide(Conns.layer.pipe(Layer.provideMerge(ProbeTest.layer)))))
 
   it.live("a sink with emitUnsafe gets each batch inside the ring's own call; bad records are counted and logged", () =>

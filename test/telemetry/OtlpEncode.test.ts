@@ -128,7 +128,12 @@ const spans: ReadonlyArray<readonly [SpanData, typeof api]> = [
   [{ ...base, probe: "net/http.client", spanId: "5555555555555555", traceFlags: 3, kind: "client" }, api]
 ]
 
-const items: ReadonlyArray<OtlpSpan> = spans.map(([span, resource]) => ({ span, resource, offsetNs: OFFSET }))
+const items: ReadonlyArray<OtlpSpan> = spans.map(([span, resource]) => ({
+  span,
+  probe: span.probe,
+  resource,
+  offsetNs: OFFSET
+}))
 const readable = spans.map(([span, resource]) => toReadableSpan(span, resource, VERSION, (ns) => ns + OFFSET))
 
 /** Decoded spans in the order of the input's span ids (they ascend). */
@@ -248,12 +253,16 @@ describe("direct OTLP encoding", () => {
     for (let i = 0; i < 512; i++) {
       const [span] = spans[i % spans.length]!
       batch.push({
-        span: { ...span, probe: `probe-${i % 5}`, spanId: (i + 1).toString(16).padStart(16, "0") },
+        // The probe beside the span, as the Runner's batch path gives it.
+        span: { ...span, spanId: (i + 1).toString(16).padStart(16, "0") },
+        probe: `probe-${i % 5}`,
         resource: resources[i % 7]!,
         offsetNs: OFFSET
       })
     }
-    const sdk = batch.map((b) => toReadableSpan(b.span, b.resource as typeof api, VERSION, (ns) => ns + OFFSET))
+    const sdk = batch.map((b) =>
+      toReadableSpan({ ...b.span, probe: b.probe }, b.resource as typeof api, VERSION, (ns) => ns + OFFSET)
+    )
     const mine = encoder.protobuf(batch)
     assert.deepStrictEqual(
       bySpanId(flatSpans(mine)),
@@ -280,10 +289,11 @@ describe("direct OTLP encoding", () => {
         },
         events: [{ name: "e", timeMonoNs: 1n, attributes: { "url.path": `/users/${i % 40}`, "k": "v" } }]
       },
+      probe: base.probe,
       resource: api,
       offsetNs: OFFSET
     }))
-    const sdk = batch.map((b) => toReadableSpan(b.span, api, VERSION, (ns) => ns + OFFSET))
+    const sdk = batch.map((b) => toReadableSpan({ ...b.span, probe: b.probe }, api, VERSION, (ns) => ns + OFFSET))
     for (let round = 0; round < 2; round++) {
       assert.deepStrictEqual(
         flatSpans(encoder.protobuf(batch)),
@@ -345,7 +355,7 @@ describe("direct OTLP encoding", () => {
         Object.entries(span.attributes).filter(([, v]) => typeof v !== "number" || Math.abs(v) <= 2 ** 53)
       )
     }, resource])
-    const mine = encoder.json(exact.map(([span, resource]) => ({ span, resource, offsetNs: OFFSET })))
+    const mine = encoder.json(exact.map(([span, resource]) => ({ span, probe: span.probe, resource, offsetNs: OFFSET })))
     const sdk = JsonTraceSerializer.serializeRequest(
       exact.map(([span, resource]) => toReadableSpan(span, resource, VERSION, (ns) => ns + OFFSET))
     )!

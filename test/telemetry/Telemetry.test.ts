@@ -327,11 +327,21 @@ describe("Telemetry shutdown and accounting", () => {
       )
       const sink = Context.get(ctx, TelemetrySink)
       assert.isDefined(sink.emitUnsafe)
-      sink.emitUnsafe!([server, root, { ...root, traceId: "nope" }], [], [measurement, measurement])
+      // The spans as a probe emits them, without the probe's name: the batch names it.
+      const { probe: _server, ...serverInput } = server
+      const { probe: _root, ...rootInput } = root
+      const handed = [serverInput, rootInput, { ...rootInput, traceId: "nope" }]
+      sink.emitUnsafe!(handed, [], [measurement, measurement], "kafka.reader")
       const stats = yield* Context.get(ctx, Telemetry.Telemetry).stats
       assert.deepStrictEqual([stats.received, stats.invalid, stats.measurements], [3, 1, 2])
       yield* Scope.close(scope, Exit.void)
       assert.deepStrictEqual(spans.batches.map((batch) => batch.map((s) => s.name)), [["GET /", "tick"]])
+      assert.deepStrictEqual(spans.batches.flat().map((s) => s.instrumentationScope.name), [
+        "probescope/kafka.reader",
+        "probescope/kafka.reader"
+      ])
+      // What the probe handed over is left as it was.
+      assert.isFalse(handed.some((s) => "probe" in s))
       const points = metrics.batches.flat().flatMap((rm) =>
         rm.scopeMetrics.flatMap((sm) => sm.metrics.filter((m) => m.descriptor.name === requests.name))
       )

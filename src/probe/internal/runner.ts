@@ -22,24 +22,38 @@ export interface RunOptions {
   readonly ringBuffer?: { readonly map?: string; readonly capacity?: number } | undefined
 }
 
-/** Collects one batch's signals; `emit` throws `ProbeSignalError` on a recording the declaration does not allow. */
-export interface Collector {
+/**
+ * Collects one batch's signals; `emit` throws `ProbeSignalError` on a recording the declaration does not allow. `S`:
+ * the spans as `take` gives them, tagged with the probe's name (`SpanData`) or as the probe emitted them.
+ */
+export interface Collector<S = SpanData> {
   readonly emit: Emit<string>
   /** The signals emitted since the last `take`, and start afresh. */
-  readonly take: () => { spans: Array<SpanData>; logs: Array<LogData>; measurements: Array<Measurement> }
+  readonly take: () => { spans: Array<S>; logs: Array<LogData>; measurements: Array<Measurement> }
   /** Whether anything was emitted since the last `take`. */
   readonly size: () => number
 }
 
-export const makeCollector = (probe: string, instruments: Instruments = {}): Collector => {
-  let spans: Array<SpanData> = []
+/** A collector whose spans carry the probe's name (copies of what the probe emitted). */
+export const makeCollector = (probe: string, instruments: Instruments = {}): Collector =>
+  collectorOf(probe, instruments, (span) => ({ ...span, probe }))
+
+/**
+ * A collector that keeps the spans the probe emitted as they are, for a sink that is told the probe beside them
+ * (`TelemetrySink.emitUnsafe`): the objects a probe hands over are neither copied nor changed.
+ */
+export const makeUntaggedCollector = (probe: string, instruments: Instruments = {}): Collector<SpanInput> =>
+  collectorOf(probe, instruments, (span) => span)
+
+const collectorOf = <S>(probe: string, instruments: Instruments, toSpan: (span: SpanInput) => S): Collector<S> => {
+  let spans: Array<S> = []
   let logs: Array<LogData> = []
   let measurements: Array<Measurement> = []
   const fail = (instrument: string, reason: ProbeSignalError["reason"], message: string) => {
     throw new ProbeSignalError({ probe, instrument, reason, message: `probe ${probe}: ${message}` })
   }
   const emit: Emit<string> = {
-    span: (span: SpanInput) => void spans.push({ ...span, probe }),
+    span: (span: SpanInput) => void spans.push(toSpan(span)),
     log: (log: LogInput) => void logs.push({ ...log, probe }),
     metric: (key: string, value: number, attributes: Attributes = {}, pid?: number) => {
       const instrument = Object.hasOwn(instruments, key) ? instruments[key] : undefined
@@ -127,7 +141,6 @@ export const makeRunner = (name: string, options: RunOptions, loaded: Loaded, co
   const decode = recordDecoder(options.record)
   const toSignals = signalsOf(options)
   const ctx = { config }
-  const collector = makeCollector(name, options.instruments)
   const map = options.ringBuffer?.map ?? "events"
   const rbOptions = options.ringBuffer?.capacity === undefined ? undefined : { capacity: options.ringBuffer.capacity }
   let records = 0
@@ -141,6 +154,10 @@ export const makeRunner = (name: string, options: RunOptions, loaded: Loaded, co
 
   const run = Effect.gen(function*() {
     const sink = yield* TelemetrySink
+    const emitUnsafe = sink.emitUnsafe
+    // The spans copied with the probe's name only for a sink that is not told it beside them.
+    const tagged = emitUnsafe === undefined ? makeCollector(name, options.instruments) : undefined
+    const collector: Collector<SpanInput> = tagged ?? makeUntaggedCollector(name, options.instruments)
     const rb = yield* loaded.object.ringBuffer(map, rbOptions)
     consumerStats = rb.stats
     const done = Deferred.makeUnsafe<void>()
@@ -169,7 +186,6 @@ export const makeRunner = (name: string, options: RunOptions, loaded: Loaded, co
       else records++
     }
 
-    const emitUnsafe = sink.emitUnsafe
     if (emitUnsafe !== undefined) {
       // The hot path: each batch is decoded and handed to the sink inside the ring's drain, synchronously. Warnings
       // (rare: the first few bad records) go to a fiber of their own, which logs them with this fiber's logger.
@@ -194,7 +210,7 @@ export const makeRunner = (name: string, options: RunOptions, loaded: Loaded, co
           take(decodeIn(view, data, at, length), length)
         }
         const { logs, measurements, spans } = collector.take()
-        emitUnsafe(spans, logs, measurements)
+        emitUnsafe(spans, logs, measurements, name)
         if (warnings.length > 0) Queue.offerAllUnsafe(toLog, warnings.splice(0))
       })
       // The ring has ended: what the last batches warned about is logged before the run ends.
@@ -205,7 +221,7 @@ export const makeRunner = (name: string, options: RunOptions, loaded: Loaded, co
     // Records arrive in batches (one ring-buffer drain): decode the batch synchronously, then emit its signals.
     yield* Stream.runForEachArray(rb.records, (batch) => {
       for (let i = 0; i < batch.length; i++) take(decode(batch[i]!), batch[i]!.length)
-      const { logs, measurements, spans } = collector.take()
+      const { logs, measurements, spans } = tagged!.take()
       const effects: Array<Effect.Effect<void>> = []
       if (spans.length > 0) {
         effects.push(sink.spans !== undefined ? sink.spans(spans) : Effect.forEach(spans, sink.span, { discard: true }))

@@ -107,7 +107,7 @@ export const builders = <W extends ProtoWriter>(format: Format<W>): () => Reques
       count: () => count,
       bytes: () => bytes,
       add: (item) => {
-        const probe = item.span.probe
+        const probe = item.probe
         let group = last
         if (group === undefined || item.resource !== lastResource || probe !== lastProbe) {
           group = groupFor(item.resource, probe)

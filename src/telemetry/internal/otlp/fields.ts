@@ -8,9 +8,16 @@ export interface ResourceLike {
   readonly attributes: Readonly<Record<string, unknown>>
 }
 
-/** One span to export: the probe's record, the resource of its process, and the kernel clock's offset to epoch. */
+/** What the encoders read of a span: all of `SpanData` but the probe's name, which an `OtlpSpan` carries beside it. */
+export type SpanFields = Omit<SpanData, "probe">
+
+/**
+ * One span to export: the probe's record, the probe that made it (the instrumentation scope), the resource of its
+ * process, and the kernel clock's offset to epoch.
+ */
 export interface OtlpSpan {
-  readonly span: SpanData
+  readonly span: SpanFields
+  readonly probe: string
   readonly resource: ResourceLike
   /** Epoch ns = kernel monotonic ns + offsetNs (`KernelClock.toEpochNs(0n)` when the span was accepted). */
   readonly offsetNs: bigint
@@ -22,15 +29,15 @@ export const KIND = { internal: 1, server: 2, client: 3, producer: 4, consumer: 
 export const STATUS = { unset: 0, ok: 1, error: 2 } as const
 
 /** OTLP span flags: W3C flags, "is-remote known", and "parent is remote" when there is a remote parent. */
-export const spanFlags = (span: SpanData): number =>
+export const spanFlags = (span: SpanFields): number =>
   (span.traceFlags & 0xff) | 0x100 |
   (span.parentIsRemote === true && !Ids.isEmpty(span.parentSpanId) ? 0x200 : 0)
 
 /** Whether the span has a parent (an empty id is none, as the telemetry layer reads it). */
-export const hasParent = (span: SpanData): boolean => !Ids.isEmpty(span.parentSpanId)
+export const hasParent = (span: SpanFields): boolean => !Ids.isEmpty(span.parentSpanId)
 
 /** The end time: a probe that saw the end before the start still yields a zero-length span (as readableSpan.ts). */
-export const endMonoNs = (span: SpanData): bigint =>
+export const endMonoNs = (span: SpanFields): bigint =>
   span.endMonoNs >= span.startMonoNs ? span.endMonoNs : span.startMonoNs
 
 const MIN_INT64 = -(2 ** 63)

@@ -3,8 +3,19 @@
  * OTLP's exceptions — ids as hex, enums as numbers, lowerCamelCase names; 64-bit integers (times, int values) as
  * decimal strings, non-finite doubles as "NaN"/"Infinity"/"-Infinity". Empty fields are left out.
  */
-import type { Id, SpanData } from "../../../probe/Telemetry.ts"
-import { endMonoNs, hasParent, isInt64, isScalar, KIND, keyCache, type KeyEntry, spanFlags, STATUS } from "./fields.ts"
+import type { Id } from "../../../probe/Telemetry.ts"
+import {
+  endMonoNs,
+  hasParent,
+  isInt64,
+  isScalar,
+  KIND,
+  keyCache,
+  type KeyEntry,
+  spanFlags,
+  type SpanFields,
+  STATUS
+} from "./fields.ts"
 import { JsonWriter } from "./ProtoWriter.ts"
 
 const COMMA = 0x2c
@@ -128,7 +139,7 @@ const writeId = (w: JsonWriter, id: Id): void => {
 }
 
 /** One span object. */
-export const writeSpan = (w: JsonWriter, s: SpanData, offsetNs: bigint): void => {
+export const writeSpan = (w: JsonWriter, s: SpanFields, offsetNs: bigint): void => {
   w.ascii(`{"traceId":"`)
   writeId(w, s.traceId)
   w.ascii(`","spanId":"`)

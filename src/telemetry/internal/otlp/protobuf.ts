@@ -1,13 +1,23 @@
 /**
  * The protobuf encoding of OTLP traces (opentelemetry-proto trace/v1, common/v1, resource/v1), field by field from
- * `SpanData`. Zero-valued fields (dropped counts, an unset status code) are left out, as proto3 allows.
+ * `SpanFields`. Zero-valued fields (dropped counts, an unset status code) are left out, as proto3 allows.
  *
  * Tags are written as their bytes, `(field number << 3) | wire type`: 0x0a is field 1 length-delimited, 0x12 field 2,
  * 0x18 field 3 varint, 0x21 field 4 fixed64, 0x39 field 7 fixed64, 0x85 0x01 field 16 fixed32, and so on; each write
  * names the field it is for where the code does not.
  */
-import type { SpanData } from "../../../probe/Telemetry.ts"
-import { endMonoNs, hasParent, isInt64, isScalar, KIND, keyCache, type KeyEntry, spanFlags, STATUS } from "./fields.ts"
+import {
+  endMonoNs,
+  hasParent,
+  isInt64,
+  isScalar,
+  KIND,
+  keyCache,
+  type KeyEntry,
+  spanFlags,
+  type SpanFields,
+  STATUS
+} from "./fields.ts"
 import { ProtoWriter } from "./ProtoWriter.ts"
 
 /** The fields of one AnyValue message (its tag and length written by the caller). */
@@ -106,7 +116,7 @@ export const writeKeyValues = (w: ProtoWriter, attributes: Readonly<Record<strin
 }
 
 /** One `ScopeSpans.spans` entry. */
-export const writeSpan = (w: ProtoWriter, s: SpanData, offsetNs: bigint): void => {
+export const writeSpan = (w: ProtoWriter, s: SpanFields, offsetNs: bigint): void => {
   w.byte(0x12) // ScopeSpans.spans (2)
   const start = w.begin(2)
   w.byte(0x0a) // trace_id (1)

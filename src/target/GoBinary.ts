@@ -269,8 +269,8 @@ export const analyzeParts = (
     Effect.tryPromise({ try: () => openGoElf(path), catch: (e) => stageError(path, "elf", e) }),
     (file) =>
       Effect.gen(function*() {
-        // The symtab is read while the thread pool inflates the DWARF.
-        const ahead = symbolsAhead(file.elf)
+        // The symtab is read while the thread pool inflates the DWARF. Code is read from the file when it is decoded.
+        const ahead = { ...symbolsAhead(file.elf), keep: file.keep }
         const inflated = yield* Effect.promise(() => file.inflated)
         return yield* Effect.try({
           try: () => analyzeElf(path, withInflated(file.elf, inflated), table, types, ahead),

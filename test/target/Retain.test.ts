@@ -25,6 +25,38 @@ describe(`what analysis keeps of a Go ${version} executable`, { timeout: 600_000
     assert.strictEqual(kept.vaddrToOffset(text.addr), text.offset)
   })
 
+  it("retain with a reader: the same sections and reads, each read from the reader, nothing copied", () => {
+    const bytes = Fs.readFileSync(buildFixture(version, false))
+    const elf = parseElf(bytes)
+    const text = elf.section(".text")!
+    const asked: Array<readonly [number, number]> = []
+    const kept = retain(elf, (s) => isCode(s) || isStructSection(s.name), (offset, length) => {
+      asked.push([offset, length])
+      return bytes.subarray(offset, offset + length)
+    })
+    assert.deepStrictEqual(asked, [])
+    assert.strictEqual(kept.section(".text"), text)
+    assert.isUndefined(kept.section(".gopclntab"))
+    assert.deepStrictEqual(kept.read(text.offset + 16, 64), elf.read(text.offset + 16, 64))
+    assert.strictEqual(kept.read(text.offset + text.size - 8, 64)!.length, 8)
+    assert.isUndefined(kept.read(elf.section(".gopclntab")!.offset, 16))
+    assert.deepStrictEqual(asked, [[text.offset + 16, 64], [text.offset + text.size - 8, 8]])
+    const wanted = new Set(["net/http.Request"])
+    assert.deepStrictEqual(readStructs(kept, wanted).get("net/http.Request"), readStructs(elf, wanted).get("net/http.Request"))
+    // A reader that fails: no bytes for code, and the DWARF named as unreadable.
+    const failing = retain(elf, (s) => isCode(s) || isStructSection(s.name), () => undefined)
+    assert.isUndefined(failing.read(text.offset, 16))
+    const error = (() => {
+      try {
+        failing.sectionData(elf.section(".debug_info")!)
+      } catch (e) {
+        return e
+      }
+    })()
+    assert.instanceOf(error, Corrupt)
+    assert.strictEqual((error as Corrupt).message, "section .debug_info: unreadable after analysis")
+  })
+
   it("retain: the struct DWARF reads the same from the copies as from the file", () => {
     const elf = parseElf(Fs.readFileSync(buildFixture(version, false)))
     const kept = retain(elf, (s) => isStructSection(s.name))

@@ -9,6 +9,8 @@ import { Effect, Exit, Option } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
 import { analyzeBuffer, analyzeParts, type GoBinary } from "../../src/target/GoBinary.ts"
 import { parseElf, SHT_SYMTAB } from "../../src/target/internal/Elf.ts"
 import { openGoElf } from "../../src/target/internal/Sparse.ts"
@@ -16,6 +18,19 @@ import { buildFixture, goVersions } from "./helpers.ts"
 
 const latest = goVersions[goVersions.length - 1]!
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "probescope-sparse-"))
+
+/** This process's open descriptors of `path` (a replaced file's read " (deleted)"). */
+const openOf = (path: string): number => {
+  const real = Fs.realpathSync(path)
+  return Fs.readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      const target = Fs.readlinkSync(`/proc/self/fd/${fd}`)
+      return target === real || target === `${real} (deleted)`
+    } catch {
+      return false
+    }
+  }).length
+}
 
 /** What an analysis found: summary with every known field and these functions decoded, names, symbols, a field. */
 const fingerprint = (b: GoBinary): string => {
@@ -104,24 +119,58 @@ describe("analysis from the parts of a file", { timeout: 300_000 }, () => {
       assert.strictEqual(e._tag, "NotGo")
       const file = yield* Effect.promise(() => openGoElf("/bin/true"))
       const read = file.bytesRead()
+      assert.strictEqual(openOf("/bin/true"), 1)
       yield* Effect.promise(() => file.close())
       assert.isBelow(read, 16384)
+      // Nothing was kept: the file is closed with the analysis, failed or not.
+      assert.strictEqual(openOf("/bin/true"), 0)
     }))
 
-  it("reads fewer bytes than the file: no pclntab with a symtab, no DWARF but the structs'", async () => {
+  it("reads fewer bytes than the file: no code, no pclntab with a symtab, no DWARF but the structs'", async () => {
     const path = buildFixture(latest, false)
     const file = await openGoElf(path)
     try {
       const read = file.bytesRead()
       const size = Fs.statSync(path).size
-      assert.isBelow(read, size * 0.8)
-      // The code is read: functions are decoded from it after the file is closed.
-      assert.isAbove(read, file.elf.section(".text")!.size)
+      // The code is not read ahead: functions are decoded from the file when they are asked for.
+      const skipped = file.elf.section(".text")!.size + file.elf.section(".gopclntab")!.size
+      assert.isBelow(read, size - skipped)
     } finally {
       await file.close()
     }
     // Closed, the file's buffer is freed at once, not left to a collection: the analysis holds no view of it.
     assert.strictEqual(file.elf.bytes.length, 0)
+  })
+
+  it("code is read from the file the analysis was made of: kept open while the analysis is reachable, then closed", async () => {
+    const path = Path.join(dir, "replaced")
+    Fs.copyFileSync(buildFixture(latest, false), path)
+    const whole = await Effect.runPromise(analyzeBuffer(path, Fs.readFileSync(path)))
+    const decoded = async () => {
+      const parts = await Effect.runPromise(analyzeParts(path))
+      assert.strictEqual(openOf(path), 1)
+      // The path now names another file (a new build deployed while the old one runs): the analysis still reads the
+      // old one, which it keeps open, not whatever the path names.
+      Fs.copyFileSync(buildFixture(goVersions[0]!, false), `${path}.new`)
+      Fs.renameSync(`${path}.new`, path)
+      const names = ["net/http.serverHandler.ServeHTTP", "main.main", "runtime.newproc1"]
+      assert.deepStrictEqual(names.map(parts.function), names.map(whole.function))
+      assert.isTrue(Option.isSome(parts.function(names[0]!)))
+      // A type outside the first DWARF pass: its DWARF is read from the old file too.
+      const later = whole.field("internal/abi.Type", "Str")
+      assert.isTrue(Option.isSome(later) && later.value.source === "dwarf")
+      assert.deepStrictEqual(parts.field("internal/abi.Type", "Str"), later)
+      assert.strictEqual(openOf(path), 1)
+    }
+    await decoded()
+    // Unreachable, the analysis lets the file go: a collection, then its registry's callback closes it.
+    V8.setFlagsFromString("--expose-gc")
+    const collect = Vm.runInNewContext("gc") as () => void
+    for (let i = 0; i < 100 && openOf(path) > 0; i++) {
+      collect()
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    assert.strictEqual(openOf(path), 0)
   })
 
   it.effect("a file that cannot be read fails as one that cannot be read whole does", () =>

@@ -16,6 +16,7 @@ import {
   NotElfError,
   parseElf,
   retain,
+  type Section,
   SHF_EXECINSTR,
   SHT_SYMTAB
 } from "./Elf.ts"
@@ -30,6 +31,11 @@ import type { GoBinary, GoFunction, GoBinarySummary, GoSymbol, FieldOffset } fro
  */
 export interface Ahead {
   readonly symbols?: () => GoSymbols
+  /**
+   * How the sections needed after analysis (code, and the DWARF of structs) are kept: `Elf.retain`'s copies by
+   * default; a file read in parts reads them from the file when they are read (`SparseElf.keep`).
+   */
+  readonly keep?: (which: (s: Section) => boolean) => ElfSections
 }
 
 /**
@@ -86,7 +92,7 @@ export const analyzeElf = (
   // Functions, and data objects (`runtime.firstmoduledata`, ...): what `symbol` finds besides functions.
   const symbols = symtab === undefined
     ? { funcs: new Entries(), objects: new Entries() }
-    : stage(path, "elf", (e: Elf) => ahead.symbols?.() ?? goSymbols(e, symtab), elf)
+    : stage(path, "elf", readSymbolsOf, { elf, symtab, read: ahead.symbols })
   let funcs = symbols.funcs
   const objects = symbols.objects
   if (funcs.size === 0) {
@@ -136,9 +142,10 @@ export const analyzeElf = (
   }
   let allStructs: Map<string, StructLayout> | undefined
   // From here on only code (functions are decoded on first use) and, while it may still be read, the DWARF that
-  // describes structs are needed: keep copies of those and let the rest of the file go.
-  const kept = retain(elf, (s) =>
-    (s.flags & BigInt(SHF_EXECINSTR)) !== 0n || (dwarf && dwarfError === undefined && isStructSection(s.name)))
+  // describes structs are needed: keep those (copies, or the file to read them from) and let the rest of the file go.
+  const which = (s: Section) =>
+    (s.flags & BigInt(SHF_EXECINSTR)) !== 0n || (dwarf && dwarfError === undefined && isStructSection(s.name))
+  const kept = ahead.keep?.(which) ?? retain(elf, which)
 
   const functionCache = new Map<string, Option.Option<GoFunction>>()
   const fn = (name: string): Option.Option<GoFunction> => {
@@ -217,6 +224,14 @@ export const analyzeElf = (
   }
   return binary
 }
+
+/**
+ * The symtab's maps: read ahead, or now. A function of the module, not a closure in `analyzeElf`: the GoBinary's
+ * closures share that scope, and must not keep `ahead` (a file read in parts, with its buffers) alive.
+ */
+const readSymbolsOf = (
+  { elf, read, symtab }: { readonly elf: Elf; readonly symtab: Section; readonly read: (() => GoSymbols) | undefined }
+): GoSymbols => read?.() ?? goSymbols(elf, symtab)
 
 /** Functions larger than this are not decoded (no Go function is near it; a corrupt size must not stall us). */
 const MAX_FUNCTION = 16 * 1024 * 1024

@@ -83,11 +83,6 @@ export interface Elf extends ElfSections {
   /** The file's bytes: all of them, or (with a `load`) those loaded so far, the rest zero. */
   readonly bytes: Buffer
   readonly load: Loader
-  /**
-   * Sections read into buffers of their own (whole, within the file) instead of into `bytes`, by section index:
-   * `retain` keeps them without a copy.
-   */
-  readonly detached: ReadonlyMap<number, Buffer>
   readonly machine: string
   readonly type: number
   readonly entry: bigint
@@ -102,11 +97,7 @@ export const SHF_EXECINSTR = 0x4
 const MAX_INFLATE = 512 * 1024 * 1024
 
 /** Parses the headers of an ELF64 little-endian x86-64 file. Throws OutOfBounds, Corrupt, NotElfError, ArchError. */
-export const parseElf = (
-  b: Buffer,
-  load: Loader = loaded,
-  detached: ReadonlyMap<number, Buffer> = new Map()
-): Elf => {
+export const parseElf = (b: Buffer, load: Loader = loaded): Elf => {
   load(0, 64)
   if (b.length < 4 || b[0] !== 0x7f || b[1] !== 0x45 || b[2] !== 0x4c || b[3] !== 0x46) {
     throw new NotElfError("no ELF magic (\\x7fELF) at the start of the file")
@@ -216,8 +207,6 @@ export const parseElf = (
 
   const sectionData = (s: Section, maxBytes = MAX_INFLATE): Buffer => {
     if (s.type === SHT_NOBITS) return Buffer.alloc(0)
-    const own = detached.get(s.index)
-    if (own !== undefined) return contents(s, own, maxBytes)
     load(s.offset, s.size)
     return contents(s, slice(b, s.offset, s.size, `section ${s.name}`), maxBytes)
   }
@@ -230,7 +219,7 @@ export const parseElf = (
     return b.subarray(offset, Math.min(b.length, offset + length))
   }
 
-  return { bytes: b, load, detached, machine, type, entry, sections, segments, section: (n) => byName.get(n),
+  return { bytes: b, load, machine, type, entry, sections, segments, section: (n) => byName.get(n),
     sectionData, vaddrToOffset, read }
 }
 
@@ -275,7 +264,7 @@ const contents = (s: Section, bytes: Buffer, maxBytes: number): Buffer => {
  */
 export const inflateAhead = (elf: Elf, s: Section): Promise<Buffer | undefined> => {
   if (s.type === SHT_NOBITS || s.offset + s.size > elf.bytes.length) return Promise.resolve(undefined)
-  const raw = elf.detached.get(s.index) ?? elf.bytes.subarray(s.offset, s.offset + s.size)
+  const raw = elf.bytes.subarray(s.offset, s.offset + s.size)
   let data: Buffer
   let size: number
   if ((s.flags & BigInt(SHF_COMPRESSED)) !== 0n) {
@@ -310,26 +299,35 @@ export const withInflated = (elf: Elf, inflated: ReadonlyMap<number, Buffer>): E
   }
 
 /**
- * Copies of the sections `keep` selects, at their file offsets as before, so the file's bytes can be let go: an
- * analysed executable is cached for as long as processes run it, and most of the file is not read again.
+ * `length` bytes of the file from `offset` (fewer at its end), or undefined when they cannot be read: how `retain`
+ * reads kept sections from a file left open instead of copying them.
  */
-export const retain = (elf: Elf, keep: (s: Section) => boolean): ElfSections => {
+export type ReadAt = (offset: number, length: number) => Buffer | undefined
+
+/**
+ * The sections `keep` selects, at their file offsets as before, so the file's bytes can be let go: an analysed
+ * executable is cached for as long as processes run it, and most of the file is not read again. Copies of them, or,
+ * with `readAt`, nothing: each read goes to the file (a function's code when it is first decoded, the DWARF of a
+ * type asked for later), and memory holds none of it.
+ */
+export const retain = (elf: Elf, keep: (s: Section) => boolean, readAt?: ReadAt): ElfSections => {
   // A plain loop: no closure here may refer to `elf`, or the ones returned would keep the whole file alive.
-  const kept: Array<{ readonly section: Section; readonly bytes: Buffer }> = []
+  const kept: Array<{ readonly section: Section; readonly length: number; readonly bytes: Buffer | undefined }> = []
   for (const section of elf.sections) {
     if (section.type === SHT_NOBITS || !keep(section)) continue
-    // A section read on its own is kept as it is: no other bytes of the file are in its buffer.
-    const own = elf.detached.get(section.index)
-    if (own !== undefined) {
-      kept.push({ section, bytes: own })
-      continue
-    }
     // What lies outside the file is cut off here, as reading it from the file would have been.
     const start = Math.min(section.offset, elf.bytes.length)
     const end = Math.min(elf.bytes.length, start + section.size)
+    if (readAt !== undefined) {
+      kept.push({ section, length: end - start, bytes: undefined })
+      continue
+    }
     elf.load(start, end - start)
-    kept.push({ section, bytes: Buffer.from(elf.bytes.subarray(start, end)) })
+    kept.push({ section, length: end - start, bytes: Buffer.from(elf.bytes.subarray(start, end)) })
   }
+  /** `length` bytes from `start` within the kept section `k` (`start + length` at most its length). */
+  const bytesOf = (k: (typeof kept)[number], start: number, length: number): Buffer | undefined =>
+    k.bytes !== undefined ? k.bytes.subarray(start, start + length) : readAt!(k.section.offset + start, length)
   const byName = new Map<string, (typeof kept)[number]>()
   for (const k of kept) if (!byName.has(k.section.name)) byName.set(k.section.name, k)
   return {
@@ -337,14 +335,16 @@ export const retain = (elf: Elf, keep: (s: Section) => boolean): ElfSections => 
     sectionData: (s, maxBytes = MAX_INFLATE) => {
       const k = byName.get(s.name)
       if (k === undefined || k.section !== s) throw new Corrupt(`section ${s.name}`, "not retained after analysis")
-      return contents(s, k.bytes, maxBytes)
+      const bytes = bytesOf(k, 0, k.length)
+      if (bytes === undefined) throw new Corrupt(`section ${s.name}`, "unreadable after analysis")
+      return contents(s, bytes, maxBytes)
     },
     vaddrToOffset: elf.vaddrToOffset,
     read: (offset, length) => {
-      const k = kept.find((k) => offset >= k.section.offset && offset < k.section.offset + k.bytes.length)
+      const k = kept.find((k) => offset >= k.section.offset && offset < k.section.offset + k.length)
       if (k === undefined) return undefined
       const start = offset - k.section.offset
-      return k.bytes.subarray(start, Math.min(k.bytes.length, start + length))
+      return bytesOf(k, start, Math.max(0, Math.min(k.length - start, length)))
     }
   }
 }

@@ -1,14 +1,24 @@
 /**
  * An ELF file read in parts: its headers, then the sections the analysis of a Go executable reads, and nothing else
- * (a Go binary's other DWARF sections and, with a symtab, its pclntab are a third of the file or more). Code sections
- * are read into buffers of their own, which the analysis keeps without a copy. Parts are read side by side on the
- * thread pool; a parser that reads anything else loads it first, synchronously (`Elf.load`), so results never depend
- * on what was read ahead.
+ * (a Go binary's code, its other DWARF sections and, with a symtab, its pclntab are half of the file or more). Parts
+ * are read side by side on the thread pool; a parser that reads anything else loads it first, synchronously
+ * (`Elf.load`), so results never depend on what was read ahead. What the analysis needs afterwards (a function's code
+ * when it is first decoded, the DWARF of a type asked for later) is read from the file then: `keep`.
  */
 import * as Fs from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import { isStructSection } from "./Dwarf.ts"
-import { type Elf, inflateAhead, parseElf, type Section, SHF_EXECINSTR, SHT_NOBITS, SHT_SYMTAB } from "./Elf.ts"
+import {
+  type Elf,
+  type ElfSections,
+  inflateAhead,
+  parseElf,
+  type ReadAt,
+  retain,
+  type Section,
+  SHT_NOBITS,
+  SHT_SYMTAB
+} from "./Elf.ts"
 
 /** The file's size changed while it was read: read it whole instead. */
 export class Changed extends Error {}
@@ -33,8 +43,36 @@ export interface SparseElf {
   readonly inflated: Promise<ReadonlyMap<number, Buffer>>
   /** Bytes read from the file, ahead and on demand. */
   readonly bytesRead: () => number
-  /** Closes the file and frees `elf.bytes` (views of it are empty after). */
+  /**
+   * The sections `which` selects (`Elf.retain`), read from the file whenever they are read: the file then stays open
+   * after `close`, for as long as they are reachable (a path can be replaced while processes still run the old file,
+   * so it is not opened again), and is closed once they are collected.
+   */
+  readonly keep: (which: (s: Section) => boolean) => ElfSections
+  /** Frees `elf.bytes` (views of it are empty after) and closes the file, unless `keep` was called. */
   readonly close: () => Promise<void>
+}
+
+/** Closes a file once no kept section can read it any more (`SparseElf.keep`): its reader has been collected. */
+const files = new FinalizationRegistry<FileHandle>((fh) => void fh.close().catch(() => undefined))
+
+/**
+ * Reads of `fh` on the event loop (a function's code is a few KiB, read once, when a probe first asks for it). Made
+ * here, not in `prepare`: a closure there would share its scope, and keep the file's buffer and the inflated DWARF.
+ */
+const fileReader = (fh: FileHandle): ReadAt => (offset, length) => {
+  const out = Buffer.allocUnsafe(length)
+  let n = 0
+  try {
+    while (n < length) {
+      const got = Fs.readSync(fh.fd, out, n, length - n, offset + n)
+      if (got === 0) break
+      n += got
+    }
+  } catch {
+    return undefined
+  }
+  return out.subarray(0, n)
 }
 
 /**
@@ -104,7 +142,6 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
       mark(start, end)
     }
   }
-  const detached = new Map<number, Buffer>()
 
   // The headers: parse, load what the parse asked for, again (four rounds at most: header, program and section
   // headers, section names). A parse error of loaded bytes is the file's.
@@ -112,15 +149,14 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
   let elf: Elf | undefined
   for (let round = 0; elf === undefined; round++) {
     try {
-      elf = parseElf(bytes, load, detached)
+      elf = parseElf(bytes, load)
     } catch (e) {
       if (!(e instanceof Missing) || round > 16) throw e
       await readAhead([[e.offset, e.length]])
     }
   }
 
-  // What the Go analysis reads: build info, the symtab and its strings (else the pclntab), the DWARF of structs,
-  // and the code (kept after analysis; read on its own).
+  // What the Go analysis reads: build info, the symtab and its strings (else the pclntab), and the DWARF of structs.
   // Without a .go.buildinfo section the file is most likely not Go (a scan of a host's processes meets many such):
   // nothing is read ahead, and the analysis loads the little it reads before it says so.
   const parts: Array<readonly [number, number]> = []
@@ -135,17 +171,7 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
       parts.push([s.offset, s.size])
     }
   }
-  const code = elf.sections.filter((s) => go && within(s) && (s.flags & BigInt(SHF_EXECINSTR)) !== 0n && s.size > 0)
-  await Promise.all([
-    readAhead(parts),
-    ...code.map(async (s) => {
-      const own = Buffer.allocUnsafe(s.size)
-      const { bytesRead } = await fh.read(own, 0, s.size, s.offset)
-      if (bytesRead !== s.size) throw new Changed(`read ${bytesRead} of ${s.size} bytes of ${s.name}`)
-      detached.set(s.index, own)
-      total += s.size
-    })
-  ])
+  await readAhead(parts)
   ahead = false
   const structSections = elf.sections.filter((s) => go && within(s) && isStructSection(s.name))
   const inflated = Promise.all(structSections.map((s) => inflateAhead(elf!, s))).then((outs) => {
@@ -153,13 +179,22 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
     outs.forEach((out, i) => out !== undefined && m.set(structSections[i]!.index, out))
     return m
   })
-  // Closing lets the file's buffer go at once (the analysis keeps copies and the code's own buffers, never views
-  // of it): tens of MB that would otherwise count against V8's external memory until a full collection. Not before
-  // the thread pool is done inflating from it.
+  let reader: ReadAt | undefined
+  const keep = (which: (s: Section) => boolean): ElfSections => {
+    if (reader === undefined) {
+      // Every kept section reads through this one function: the file is closed when it is unreachable.
+      reader = fileReader(fh)
+      files.register(reader, fh)
+    }
+    return retain(elf!, which, reader)
+  }
+  // Closing lets the file's buffer go at once (the analysis keeps copies or reads the file, never views of it): MB
+  // that would otherwise count against V8's external memory until a full collection. Not before the thread pool is
+  // done inflating from it.
   const close = async () => {
     await inflated
     ;(bytes.buffer as ArrayBuffer & { transfer: (length: number) => ArrayBuffer }).transfer(0)
-    await fh.close()
+    if (reader === undefined) await fh.close()
   }
-  return { elf, inflated, bytesRead: () => total, close }
+  return { elf, inflated, bytesRead: () => total, keep, close }
 }

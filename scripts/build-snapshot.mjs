@@ -99,6 +99,11 @@ export const buildSnapshot = async (out, options = {}) => {
       // Function names kept for stack traces; whitespace goes: the script is not kept once the blob is built (so line
       // numbers point nowhere either way), and its text is part of the heap every launch reads (22 -> 15.7 MB blob).
       keepNames: true,
+      // A package's ES module build before its CommonJS one (esbuild's default for Node is the reverse): the
+      // OpenTelemetry packages without an "exports" map (sdk-metrics, core, resources) are tree-shaken then, where
+      // their CommonJS builds came whole and were evaluated at import: 2 327 -> 1 922 KiB of script, a 14.0 -> 12.7 MB
+      // blob, and a heap that much smaller for every launch to deserialise.
+      mainFields: ["module", "main"],
       minifySyntax: true,
       minifyWhitespace: true,
       legalComments: "none",

@@ -36,6 +36,15 @@ describe("goSymbols", { timeout: 300_000 }, () => {
     })
   }
 
+  it("a table at an offset that is not a multiple of 4 in memory: the same maps (its words read from a copy)", () => {
+    const original = Fs.readFileSync(buildFixture(goVersions[goVersions.length - 1]!, false))
+    const shifted = Buffer.alloc(original.length + 1)
+    original.copy(shifted, 1)
+    const { fast } = same(shifted.subarray(1))
+    assert.deepStrictEqual(entries(fast.funcs), entries(same(original).fast.funcs))
+    assert.isTrue(fast.funcs.has("main.main"))
+  })
+
   it("functions without a size reach to the next greater address, as in the reference path", () => {
     const bytes = Buffer.from(Fs.readFileSync(buildFixture(goVersions[goVersions.length - 1]!, false)))
     const elf = parseElf(bytes)

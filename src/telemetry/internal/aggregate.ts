@@ -103,6 +103,13 @@ interface ResourceState {
   /** Recordings since the last collection; 0 for whole collections makes the state idle. */
   recorded: number
   idleCollections: number
+  /**
+   * The instrument this resource was last recorded into, by probe: a batch's measurements come in runs of one probe's
+   * instrument, and one ring's batch interleaves the processes of an executable, so the run is kept per resource.
+   */
+  lastProbe: string | undefined
+  lastInstrument: Instrument | undefined
+  lastIs: InstrumentState | undefined
 }
 
 /** Frozen attribute sets an instrument remembers with their series (`InstrumentState.recentSets`). */
@@ -184,7 +191,17 @@ export const make = (options: AggregateOptions): Aggregate => {
     let state = states.get(resource)
     if (state === undefined) {
       const startTime = now()
-      state = { resource, startTime, scopes: new Map(), collectedAt: startTime, recorded: 0, idleCollections: 0 }
+      state = {
+        resource,
+        startTime,
+        scopes: new Map(),
+        collectedAt: startTime,
+        recorded: 0,
+        idleCollections: 0,
+        lastProbe: undefined,
+        lastInstrument: undefined,
+        lastIs: undefined
+      }
       states.set(resource, state)
     }
     lastResource = resource
@@ -192,19 +209,12 @@ export const make = (options: AggregateOptions): Aggregate => {
     return state
   }
 
-  // Likewise the last instrument: a batch's measurements come in runs of one probe's instrument.
-  let lastIs: InstrumentState | undefined
-  let lastIsState: ResourceState | undefined
-  let lastIsProbe: string | undefined
-
   const instrumentFor = (state: ResourceState, probe: string, instrument: Instrument): InstrumentState => {
-    if (lastIs !== undefined && lastIs.instrument === instrument && lastIsState === state && lastIsProbe === probe) {
-      return lastIs
-    }
+    if (state.lastInstrument === instrument && state.lastProbe === probe) return state.lastIs!
     const is = instrumentOf(state, probe, instrument)
-    lastIs = is
-    lastIsState = state
-    lastIsProbe = probe
+    state.lastInstrument = instrument
+    state.lastProbe = probe
+    state.lastIs = is
     return is
   }
 
@@ -431,7 +441,6 @@ export const make = (options: AggregateOptions): Aggregate => {
       if (state.idleCollections >= evictAfter) {
         states.delete(state.resource)
         if (lastResource === state.resource) lastResource = lastState = undefined
-        if (lastIsState === state) lastIs = lastIsState = lastIsProbe = undefined
       }
     }
     return out

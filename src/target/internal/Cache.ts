@@ -3,6 +3,7 @@
  * renamed paths and every /proc/<pid>/exe of a fleet running one binary share a single analysis; concurrent requests
  * for the same file wait for the one analysis in flight.
  */
+import * as FsSync from "node:fs"
 import * as Fs from "node:fs/promises"
 import { Deferred, Effect } from "effect"
 import * as Errors from "../Errors.ts"
@@ -74,7 +75,9 @@ export const makeWith = <A, E extends PathError>(
   let misses = 0
 
   const get = Effect.fnUntraced(function*(path: string) {
-    const st = yield* Effect.tryPromise({ try: () => Fs.stat(path, { bigint: true }), catch: unreadable(path) })
+    // On the caller's turn: an awaited stat would wait for the event loop (busy describing the probes while a launch
+    // analyses its executable), and the analysis's reads could not start before it.
+    const st = yield* Effect.try({ try: () => FsSync.statSync(path, { bigint: true }), catch: unreadable(path) })
     const key = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.size}`
     const hit = cache.get(key)
     if (hit !== undefined) {

@@ -1,12 +1,13 @@
 /**
  * An ELF file read in parts: its headers, then the sections the analysis of a Go executable reads, and nothing else
- * (a Go binary's code, its other DWARF sections and, with a symtab, its pclntab are half of the file or more). Parts
- * are read side by side on the thread pool; a parser that reads anything else loads it first, synchronously
- * (`Elf.load`), so results never depend on what was read ahead. What the analysis needs afterwards (a function's code
+ * (a Go binary's code, its other DWARF sections and, with a symtab, its pclntab are half of the file or more). The
+ * headers are read at once, on the caller's turn (a few KiB: each awaited read would wait for the event loop, busy
+ * elsewhere at a launch, and the parts could not be asked for before them); the parts are read side by side on the
+ * thread pool; a parser that reads anything else loads it first, synchronously (`Elf.load`), so results never depend
+ * on what was read ahead. What the analysis needs afterwards (a function's code
  * when it is first decoded, the DWARF of a type asked for later) is read from the file then: `keep`.
  */
 import * as Fs from "node:fs"
-import type { FileHandle } from "node:fs/promises"
 import { isStructSection } from "./Dwarf.ts"
 import {
   type Elf,
@@ -22,17 +23,6 @@ import {
 
 /** The file's size changed while it was read: read it whole instead. */
 export class Changed extends Error {}
-
-/** A header region the parse needs that is not loaded yet: loaded, then the parse runs again. */
-class Missing extends Error {
-  readonly offset: number
-  readonly length: number
-  constructor(offset: number, length: number) {
-    super("not loaded")
-    this.offset = offset
-    this.length = length
-  }
-}
 
 export interface SparseElf {
   readonly elf: Elf
@@ -53,19 +43,22 @@ export interface SparseElf {
   readonly close: () => Promise<void>
 }
 
-/** Closes a file once no kept section can read it any more (`SparseElf.keep`): its reader has been collected. */
-const files = new FinalizationRegistry<FileHandle>((fh) => void fh.close().catch(() => undefined))
+/**
+ * Closes a file once no kept section can read it any more (`SparseElf.keep`): its reader has been collected. The
+ * descriptor is closed here only: `close` leaves it open once it is kept.
+ */
+const files = new FinalizationRegistry<number>((fd) => Fs.close(fd, () => undefined))
 
 /**
- * Reads of `fh` on the event loop (a function's code is a few KiB, read once, when a probe first asks for it). Made
+ * Reads of `fd` on the event loop (a function's code is a few KiB, read once, when a probe first asks for it). Made
  * here, not in `prepare`: a closure there would share its scope, and keep the file's buffer and the inflated DWARF.
  */
-const fileReader = (fh: FileHandle): ReadAt => (offset, length) => {
+const fileReader = (fd: number): ReadAt => (offset, length) => {
   const out = Buffer.allocUnsafe(length)
   let n = 0
   try {
     while (n < length) {
-      const got = Fs.readSync(fh.fd, out, n, length - n, offset + n)
+      const got = Fs.readSync(fd, out, n, length - n, offset + n)
       if (got === 0) break
       n += got
     }
@@ -80,17 +73,27 @@ const fileReader = (fh: FileHandle): ReadAt => (offset, length) => {
  * file that is not a readable ELF, fs errors, and `Changed`. The file stays open until `close`, for parts read later.
  */
 export const openGoElf = async (path: string): Promise<SparseElf> => {
-  const fh = await Fs.promises.open(path, "r")
+  const fd = Fs.openSync(path, "r")
   try {
-    return await prepare(fh)
+    return await prepare(fd)
   } catch (e) {
-    await fh.close()
+    Fs.closeSync(fd)
     throw e
   }
 }
 
-const prepare = async (fh: FileHandle): Promise<SparseElf> => {
-  const size = (await fh.stat()).size
+/** Reads `bytes[start, end)` from the file on the thread pool; `Changed` when it has fewer bytes. */
+const readPart = (fd: number, bytes: Buffer, start: number, end: number): Promise<void> =>
+  new Promise((resolve, reject) =>
+    Fs.read(fd, bytes, start, end - start, start, (e, n) => {
+      if (e !== null) reject(e)
+      else if (n !== end - start) reject(new Changed(`read ${n} of ${end - start} bytes at ${start}`))
+      else resolve()
+    })
+  )
+
+const prepare = async (fd: number): Promise<SparseElf> => {
+  const size = Fs.fstatSync(fd).size
   // Zero-filled: pages never read are never touched (and cost no memory).
   const bytes = Buffer.alloc(size)
   /** Loaded ranges, [start, end), sorted and disjoint. */
@@ -126,35 +129,22 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
   }
   const readAhead = async (parts: ReadonlyArray<readonly [number, number]>) => {
     const wanted = parts.flatMap(([o, l]) => gaps(o, l))
-    await Promise.all(wanted.map(async ([start, end]) => {
-      const { bytesRead } = await fh.read(bytes, start, end - start, start)
-      if (bytesRead !== end - start) throw new Changed(`read ${bytesRead} of ${end - start} bytes at ${start}`)
-    }))
+    await Promise.all(wanted.map(([start, end]) => readPart(fd, bytes, start, end)))
     for (const [start, end] of wanted) mark(start, end)
   }
 
-  let ahead = true
   const load = (offset: number, length: number) => {
     for (const [start, end] of gaps(offset, length)) {
-      if (ahead) throw new Missing(start, end - start)
-      const n = Fs.readSync(fh.fd, bytes, start, end - start, start)
+      const n = Fs.readSync(fd, bytes, start, end - start, start)
       if (n !== end - start) throw new Changed(`read ${n} of ${end - start} bytes at ${start}`)
       mark(start, end)
     }
   }
 
-  // The headers: parse, load what the parse asked for, again (four rounds at most: header, program and section
-  // headers, section names). A parse error of loaded bytes is the file's.
-  await readAhead([[0, 4096]])
-  let elf: Elf | undefined
-  for (let round = 0; elf === undefined; round++) {
-    try {
-      elf = parseElf(bytes, load)
-    } catch (e) {
-      if (!(e instanceof Missing) || round > 16) throw e
-      await readAhead([[e.offset, e.length]])
-    }
-  }
+  // The headers, read as the parse asks for them: the first page (the ELF header and, in a Go binary, the program
+  // headers), then the section headers and their names.
+  load(0, 4096)
+  const elf: Elf = parseElf(bytes, load)
 
   // What the Go analysis reads: build info, the symtab and its strings (else the pclntab), and the DWARF of structs.
   // Without a .go.buildinfo section the file is most likely not Go (a scan of a host's processes meets many such):
@@ -172,9 +162,8 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
     }
   }
   await readAhead(parts)
-  ahead = false
   const structSections = elf.sections.filter((s) => go && within(s) && isStructSection(s.name))
-  const inflated = Promise.all(structSections.map((s) => inflateAhead(elf!, s))).then((outs) => {
+  const inflated = Promise.all(structSections.map((s) => inflateAhead(elf, s))).then((outs) => {
     const m = new Map<number, Buffer>()
     outs.forEach((out, i) => out !== undefined && m.set(structSections[i]!.index, out))
     return m
@@ -183,10 +172,10 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
   const keep = (which: (s: Section) => boolean): ElfSections => {
     if (reader === undefined) {
       // Every kept section reads through this one function: the file is closed when it is unreachable.
-      reader = fileReader(fh)
-      files.register(reader, fh)
+      reader = fileReader(fd)
+      files.register(reader, fd)
     }
-    return retain(elf!, which, reader)
+    return retain(elf, which, reader)
   }
   // Closing lets the file's buffer go at once (the analysis keeps copies or reads the file, never views of it): MB
   // that would otherwise count against V8's external memory until a full collection. Not before the thread pool is
@@ -194,7 +183,7 @@ const prepare = async (fh: FileHandle): Promise<SparseElf> => {
   const close = async () => {
     await inflated
     ;(bytes.buffer as ArrayBuffer & { transfer: (length: number) => ArrayBuffer }).transfer(0)
-    if (reader === undefined) await fh.close()
+    if (reader === undefined) Fs.closeSync(fd)
   }
   return { elf, inflated, bytesRead: () => total, keep, close }
 }

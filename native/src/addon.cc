@@ -1,8 +1,13 @@
 // Entry point of the probescope N-API addon over libbpf.
 #include <bpf/libbpf.h>
 
+#include <malloc.h>
+
+#include <thread>
+
 #include "classes.h"
 #include "common.h"
+#include "kernel_btf.h"
 
 namespace probescope {
 
@@ -16,6 +21,20 @@ static Napi::Value ErrnoNameJs(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), ErrnoName(info[0].As<Napi::Number>().Int32Value()));
 }
 
+// readKernelFacts(): starts reading what loads take from the kernel's BTF (kernel_btf.h) on a thread of its own, so
+// the first load that needs it finds it done (or waits only for the rest) instead of parsing the BTF itself. Its
+// outcome, an error included, is what that load gets; calling it again does nothing more.
+static Napi::Value ReadKernelFacts(const Napi::CallbackInfo& info) {
+  std::thread([]() {
+    ExeOffsets offsets;
+    std::string error;
+    KernelExeOffsets(&offsets, &error);
+    // The parse's megabytes sat in this thread's malloc arena, which glibc would keep: hand them back.
+    malloc_trim(0);
+  }).detach();
+  return info.Env().Undefined();
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallLogCapture();
   Link::constructor = new Napi::FunctionReference(Napi::Persistent(Link::Define(env)));
@@ -25,6 +44,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("errnoName", Napi::Function::New(env, ErrnoNameJs));
   exports.Set("uprobeMultiSupported", Napi::Function::New(env, UprobeMultiSupported));
   exports.Set("uprobeMultiLayout", Napi::Function::New(env, UprobeMultiLayout));
+  exports.Set("readKernelFacts", Napi::Function::New(env, ReadKernelFacts));
   return exports;
 }
 

@@ -20,6 +20,7 @@
 
 #include "classes.h"
 #include "common.h"
+#include "kernel_btf.h"
 
 namespace probescope {
 
@@ -281,7 +282,11 @@ Napi::Value BpfObject::SetMaxEntries(const Napi::CallbackInfo& info) {
 
 // The verifier gives up with EAGAIN when a signal is pending for the loading thread (a profiler's SIGPROF every
 // millisecond, a child's SIGCHLD): signals are blocked for the load; they are delivered when the mask is restored.
-static int LoadBlockingSignals(struct bpf_object* obj) {
+// Before that, the constants the addon owns are written from the kernel's BTF (kernel_btf.h): `why` then says what
+// failed, if that was it.
+static int LoadBlockingSignals(struct bpf_object* obj, std::string* why) {
+  int filled = FillKernelConstants(obj, why);
+  if (filled) return filled;
   sigset_t all, saved;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &saved);
@@ -294,8 +299,9 @@ Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_object* obj = Require(env, "load");
   LogReset();
-  int err = LoadBlockingSignals(obj);
-  if (err) throw MakeError(env, "load", -err, name_);
+  std::string why;
+  int err = LoadBlockingSignals(obj, &why);
+  if (err) throw MakeError(env, "load", -err, why.empty() ? name_ : name_ + ": " + why);
   loaded_ = true;
   return env.Undefined();
 }
@@ -303,6 +309,7 @@ Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
 struct LoadResult {
   int err = 0;
   std::string log;
+  std::string why;
 };
 
 // At most this many objects are verified at once: the verifier is CPU work (more threads than CPUs gain nothing), and
@@ -334,16 +341,16 @@ Napi::Value BpfObject::LoadAsync(const Napi::CallbackInfo& info) {
         }
         LogReset();
         LoadResult r;
-        r.err = LoadBlockingSignals(obj);
+        r.err = LoadBlockingSignals(obj, &r.why);
         {
           std::lock_guard<std::mutex> lock(load_slots_mutex);
           load_slots_used--;
         }
         load_slots_freed.notify_one();
         if (r.err) r.log = LogTail();
-        // libbpf parses the kernel's BTF (megabytes) for every load and frees it after; on this thread that memory
-        // sits in a malloc arena of its own, which glibc keeps (measured: ~11 MiB per load, 30 MiB of the agent's
-        // RSS). Hand it back now.
+        // libbpf parses the kernel's BTF (megabytes) for a load with CO-RE relocations or tp_btf programs and frees
+        // it after (the probes' uprobe objects have none: kernel_btf.h); on this thread that memory sits in a malloc
+        // arena of its own, which glibc keeps (measured: ~11 MiB per load, 30 MiB of the agent's RSS). Hand it back.
         malloc_trim(0);
         return r;
       },
@@ -357,7 +364,7 @@ Napi::Value BpfObject::LoadAsync(const Napi::CallbackInfo& info) {
           bytes_.clear();
           throw MakeError(env, "load", ECANCELED, name_ + " was closed while loading");
         }
-        if (r.err) throw MakeErrorWithLog(env, "load", -r.err, name_, r.log);
+        if (r.err) throw MakeErrorWithLog(env, "load", -r.err, r.why.empty() ? name_ : name_ + ": " + r.why, r.log);
         loaded_ = true;
         return env.Undefined();
       });

@@ -77,6 +77,9 @@ const destroy = (link: NativeLink): Effect.Effect<void> =>
 
 const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wakeup?: number) => {
   const uprobeMulti = addon.uprobeMultiSupported()
+  // The probes' objects read a few kernel struct offsets the addon takes from the kernel's BTF at their load (parsing
+  // it: 5-10 ms). Read now, beside the rest of the start-up, the first probe load does not wait for it.
+  addon.readKernelFacts()
   /**
    * Opens, configures and loads; closes the native object on any failure before load completes. A load that fails
    * while some tp_btf program names a tracepoint this kernel does not have (libbpf cannot resolve its

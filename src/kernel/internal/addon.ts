@@ -124,6 +124,11 @@ export interface Addon {
   uprobeMultiSupported(): boolean
   /** The BPF_LINK_CREATE attr layout the addon writes for uprobe_multi, checked against BTF in tests. */
   uprobeMultiLayout(): { readonly attachType: number; readonly fields: Readonly<Record<string, number>> }
+  /**
+   * Starts reading, on a thread of its own, the kernel BTF facts objects get at load (the offsets of `PS_TARGETS`'
+   * lookup by file, native/src/kernel_btf.cc): read once per process, by this or by the first load needing them.
+   */
+  readKernelFacts(): void
 }
 
 /**

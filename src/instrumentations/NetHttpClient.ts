@@ -144,10 +144,13 @@ export type Record = ReturnType<typeof Record.decode>
 // Span: stable OpenTelemetry HTTP client semantic conventions
 // ---------------------------------------------------------------------------------------------------------------
 
+/** A client's records repeat their host: parsed once per run of one value. */
+const serverOf = Http.lastOne(Http.splitHostPort)
+
 /** Build the CLIENT span of one record. 4xx and 5xx are errors; so is a transport error (no response). */
 export const toSpan = (r: Record): Probe.SpanInput => {
   const { method, original } = Http.normalizeMethod(r.method)
-  const server = Http.splitHostPort(r.host)
+  const server = serverOf(r.host)
   const port = server.port ?? Http.defaultPort(r.scheme)
   const attributes: globalThis.Record<string, AttributeValue> = {
     [ATTR_HTTP_REQUEST_METHOD]: method,

@@ -132,13 +132,34 @@ export type Record = ReturnType<typeof Record.decode>
 // Span: stable OpenTelemetry HTTP server semantic conventions
 // ---------------------------------------------------------------------------------------------------------------
 
+// A server's records repeat their pattern, host and (over a keep-alive connection) peer: each parsed once per run of
+// one value (`Http.lastOne`), one cache per field.
+const routeOf = Http.lastOne(Http.routeOfPattern)
+const serverOf = Http.lastOne(Http.splitHostPort)
+const peerOf = Http.lastOne(Http.splitHostPort)
+let nameBase = ""
+let nameRoute = ""
+let name = ""
+/**
+ * "{method} {route}", made once per run of one pair: a string concatenated per span is also a rope the encoders
+ * flatten again.
+ */
+const spanName = (base: string, route: string): string => {
+  if (base !== nameBase || route !== nameRoute) {
+    nameBase = base
+    nameRoute = route
+    name = `${base} ${route}`
+  }
+  return name
+}
+
 /** Build the SERVER span of one record. 5xx is an error; 4xx is not (the client's fault). */
 export const toSpan = (r: Record): Probe.SpanInput => {
   const { method, original } = Http.normalizeMethod(r.method)
-  const route = Http.routeOfPattern(r.pattern)
+  const route = routeOf(r.pattern)
   const scheme = r.scheme !== "" ? r.scheme : r.tls ? "https" : "http"
-  const server = Http.splitHostPort(r.host)
-  const peer = Http.splitHostPort(r.remote)
+  const server = serverOf(r.host)
+  const peer = peerOf(r.remote)
   const version = Http.protocolVersion(r.protoMajor, r.protoMinor)
   const attributes: globalThis.Record<string, AttributeValue> = {
     [ATTR_HTTP_REQUEST_METHOD]: method,
@@ -159,7 +180,7 @@ export const toSpan = (r: Record): Probe.SpanInput => {
   const base = original === undefined ? method : "HTTP"
   return Http.headSpan(
     r,
-    route === undefined ? base : `${base} ${route}`,
+    route === undefined ? base : spanName(base, route),
     "server",
     attributes,
     failed ? { code: "error", message: `HTTP ${r.status}` } : Http.UNSET

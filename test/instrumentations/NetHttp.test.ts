@@ -535,6 +535,48 @@ describe("Http helpers", () => {
     assert.deepStrictEqual(again, a)
   })
 
+  it("lastOne: the last argument's answer again while the argument repeats, a new one when it changes", () => {
+    const calls: Array<string> = []
+    const split = Http.lastOne((s: string) => (calls.push(s), Http.splitHostPort(s)))
+    const a = split("10.0.0.1:80")
+    assert.strictEqual(split("10.0.0.1:80"), a)
+    // Equal content in another string object is the same argument.
+    assert.strictEqual(split(["10.0.0.1", "80"].join(":")), a)
+    assert.deepStrictEqual(split("10.0.0.2:81"), { host: "10.0.0.2", port: 81 })
+    assert.deepStrictEqual(split("10.0.0.1:80"), { host: "10.0.0.1", port: 80 })
+    assert.deepStrictEqual(calls, ["10.0.0.1:80", "10.0.0.2:81", "10.0.0.1:80"])
+    // An undefined answer is remembered too; the first call is never taken for a repeat.
+    const route = Http.lastOne(Http.routeOfPattern)
+    assert.strictEqual(route(""), undefined)
+    assert.strictEqual(route("GET /a/{id}"), "/a/{id}")
+    assert.strictEqual(route(""), undefined)
+  })
+
+  it("normalizeMethod: one shared answer per known method; an unknown one keeps the original", () => {
+    assert.strictEqual(Http.normalizeMethod("GET"), Http.normalizeMethod("GET"))
+    assert.deepStrictEqual(Http.normalizeMethod("PATCH"), { method: "PATCH" })
+    assert.isTrue(Object.isFrozen(Http.normalizeMethod("GET")))
+    assert.deepStrictEqual(Http.normalizeMethod("get"), { method: "_OTHER", original: "get" })
+  })
+
+  it("the server span of each record in a run of alternating routes, hosts and peers is its own", () => {
+    const decode = (over: Parameters<typeof serverRecord>[0]) => NetHttpServer.Record.decode(serverRecord(over))
+    const records = [
+      decode({ pattern: "GET /a/{id}", host: "a.test:8080", remote: "10.0.0.1:5000" }),
+      decode({ pattern: "GET /b/{id}", host: "b.test:9090", remote: "10.0.0.2:6000", method: "POST" }),
+      decode({ pattern: "", host: "c.test", remote: "[::1]:7000" })
+    ]
+    const view = (s: ReturnType<typeof NetHttpServer.toSpan>): Array<unknown> =>
+      [s.name, s.attributes["http.route"], s.attributes["server.address"], s.attributes["server.port"],
+        s.attributes["network.peer.address"], s.attributes["network.peer.port"]]
+    const expected: Array<Array<unknown>> = [
+      ["GET /a/{id}", "/a/{id}", "a.test", 8080, "10.0.0.1", 5000],
+      ["POST /b/{id}", "/b/{id}", "b.test", 9090, "10.0.0.2", 6000],
+      ["GET", undefined, "c.test", undefined, "::1", 7000]
+    ]
+    for (const i of [0, 0, 1, 0, 2, 2, 1, 0]) assert.deepStrictEqual(view(NetHttpServer.toSpan(records[i]!)), expected[i])
+  })
+
   it("metricAttributes: a key list whose sets mostly miss builds them unfrozen for a while, then tries the cache again", () => {
     const keys = ["http.route"]
     const set = (route: string) =>

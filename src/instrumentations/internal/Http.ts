@@ -306,11 +306,35 @@ export const connKey = (client: string, server: string): Uint8Array | undefined 
 // Semantic-convention helpers
 // ---------------------------------------------------------------------------------------------------------------
 
-const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"])
+/** The known methods' answers, made once: `normalizeMethod` runs for every HTTP span. */
+const KNOWN_METHODS = new Map(
+  ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"].map((m) =>
+    [m, Object.freeze({ method: m })] as const
+  )
+)
 
 /** A request method as semconv wants it: known methods as-is, anything else `_OTHER` plus the original. */
 export const normalizeMethod = (raw: string): { readonly method: string; readonly original?: string } =>
-  KNOWN_METHODS.has(raw) ? { method: raw } : { method: HTTP_REQUEST_METHOD_VALUE_OTHER, original: raw }
+  KNOWN_METHODS.get(raw) ?? { method: HTTP_REQUEST_METHOD_VALUE_OTHER, original: raw }
+
+/**
+ * `f` remembering its last argument and answer: for a field whose value repeats from span to span (a connection's
+ * peer, a route), the answer is the same object without the work. Answers are shared, so callers must only read
+ * them (the probes read `splitHostPort`'s host and port into attributes). One per call site: a site alternating two
+ * fields (a server's host and its peer) would miss every time with one shared between them.
+ */
+export const lastOne = <A, B>(f: (a: A) => B): (a: A) => B => {
+  let seen = false
+  let lastIn: A | undefined
+  let lastOut: B | undefined
+  return (a) => {
+    if (seen && a === lastIn) return lastOut as B
+    lastOut = f(a)
+    lastIn = a
+    seen = true
+    return lastOut
+  }
+}
 
 /** Split "host:port", "[v6]:port", "host" or "v6" into host and (numeric) port. */
 export const splitHostPort = (hostport: string): { readonly host: string; readonly port?: number } => {

@@ -74,9 +74,55 @@ interface BtfType {
   readonly id: number
   readonly kind: string
   readonly name?: string
+  readonly size?: number
   readonly type_id?: number
   readonly members?: ReadonlyArray<{ readonly name: string; readonly type_id: number; readonly bits_offset: number }>
   readonly values?: ReadonlyArray<{ readonly name: string; readonly val: number }>
+}
+
+let vmlinux: { readonly types: ReadonlyMap<number, BtfType>; readonly resolve: (id: number) => BtfType } | undefined
+
+/** The running kernel's BTF types (bpftool, read once), and a type id resolved through typedefs and qualifiers. */
+const kernelBtf = () => {
+  if (vmlinux === undefined) {
+    const json = execFileSync("bpftool", ["-j", "btf", "dump", "file", "/sys/kernel/btf/vmlinux"], {
+      maxBuffer: 1 << 30,
+      env: { ...process.env, PATH: `${process.env["PATH"]}:/usr/sbin` }
+    }).toString()
+    const types = new Map<number, BtfType>()
+    for (const t of (JSON.parse(json) as { types: Array<BtfType> }).types) types.set(t.id, t)
+    const resolve = (id: number): BtfType => {
+      let t = types.get(id)!
+      while (t.members === undefined && t.type_id !== undefined) t = types.get(t.type_id)!
+      return t
+    }
+    vmlinux = { types, resolve }
+  }
+  return vmlinux
+}
+
+/** The byte offset of each member of `t` from `base`, members of anonymous structs and unions as the holder's. */
+const memberOffsets = (
+  t: BtfType,
+  base = 0,
+  out: Record<string, number> = {},
+  inner: (name: string, t: BtfType, at: number) => boolean = () => false
+): Record<string, number> => {
+  const { resolve } = kernelBtf()
+  for (const m of t.members ?? []) {
+    const at = base + m.bits_offset / 8
+    const type = resolve(m.type_id)
+    if (m.name === "" || m.name === "(anon)") memberOffsets(type, at, out, inner)
+    else if (!inner(m.name, type, at)) out[m.name] = at
+  }
+  return out
+}
+
+/** A struct of the running kernel's BTF: its size and its members' byte offsets (anonymous members flattened). */
+export const kernelStruct = (name: string): { readonly size: number; readonly offsets: Record<string, number> } => {
+  const t = [...kernelBtf().types.values()].find((t) => t.kind === "STRUCT" && t.name === name)
+  if (t === undefined) throw new Error(`the kernel's BTF has no struct ${name}`)
+  return { size: t.size!, offsets: memberOffsets(t) }
 }
 
 /**
@@ -87,31 +133,16 @@ export const btfLinkCreateLayout = (): {
   readonly fields: Record<string, number>
   readonly uprobeMultiAttachType: number
 } => {
-  const json = execFileSync("bpftool", ["-j", "btf", "dump", "file", "/sys/kernel/btf/vmlinux"], {
-    maxBuffer: 1 << 30,
-    env: { ...process.env, PATH: `${process.env["PATH"]}:/usr/sbin` }
-  }).toString()
-  const types = new Map<number, BtfType>()
-  for (const t of (JSON.parse(json) as { types: Array<BtfType> }).types) types.set(t.id, t)
-  const resolve = (id: number): BtfType => {
-    let t = types.get(id)!
-    while (t.members === undefined && t.type_id !== undefined) t = types.get(t.type_id)!
-    return t
-  }
+  const { types, resolve } = kernelBtf()
   const attr = [...types.values()].find((t) => t.kind === "UNION" && t.name === "bpf_attr")!
   const linkCreate = attr.members!.find((m) => m.name === "link_create")!
-  // Members of anonymous structs and unions count as members of the struct that holds them.
-  const flatten = (t: BtfType, base: number, prefix: string, out: Record<string, number>) => {
-    for (const m of t.members ?? []) {
-      const at = base + m.bits_offset / 8
-      const inner = resolve(m.type_id)
-      if (m.name === "" || m.name === "(anon)") flatten(inner, at, prefix, out)
-      else if (m.name === "uprobe_multi") flatten(inner, at, "uprobe_multi.", out)
-      else out[prefix + m.name] = at
-    }
-    return out
-  }
-  const all = flatten(resolve(linkCreate.type_id), 0, "", {})
+  // uprobe_multi's own members are named with its prefix.
+  const all: Record<string, number> = {}
+  memberOffsets(resolve(linkCreate.type_id), 0, all, (name, type, at) => {
+    if (name !== "uprobe_multi") return false
+    for (const [k, v] of Object.entries(memberOffsets(type, at))) all[`uprobe_multi.${k}`] = v
+    return true
+  })
   const wanted = [
     "prog_fd", "target_fd", "attach_type", "flags", "uprobe_multi.path", "uprobe_multi.offsets",
     "uprobe_multi.ref_ctr_offsets", "uprobe_multi.cookies", "uprobe_multi.cnt", "uprobe_multi.flags", "uprobe_multi.pid"

@@ -195,25 +195,30 @@ static __always_inline void ps_gen_trace_id(u8 *trace_id) {
 
 #define PS_TRACEPARENT_LEN 55
 
-static __always_inline int ps_hex_val(u8 c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
+/* A hex digit's value (0-15) by its character, 0x10 for any other character ('A'-'F' are accepted too). A table rather
+ * than comparisons: each comparison the verifier cannot decide splits its paths, and three ranges per character over
+ * the 50 characters of a traceparent made nethttp_server's entry program the costliest to verify of all (22 368
+ * instructions processed for 1 365). Read from .rodata with the character as index: no branch at all. */
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Winitializer-overrides"
+static const u8 ps_hex_table[256] = {
+    [0 ... 255] = 0x10,
+    ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6, ['7'] = 7, ['8'] = 8, ['9'] = 9,
+    ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
+    ['A'] = 10, ['B'] = 11, ['C'] = 12, ['D'] = 13, ['E'] = 14, ['F'] = 15,
+};
+#pragma clang diagnostic pop
 
+/* `nbytes` bytes from 2 * nbytes hex characters; -1 if any is not a hex digit (dst then holds garbage). */
 static __always_inline int ps_hex_decode(const u8 *src, u8 *dst, u32 nbytes) {
+  u8 bad = 0;
   for (u32 i = 0; i < nbytes; i++) {
-    int hi = ps_hex_val(src[2 * i]);
-    int lo = ps_hex_val(src[2 * i + 1]);
-    if (hi < 0 || lo < 0)
-      return -1;
-    dst[i] = (u8)((hi << 4) | lo);
+    u8 hi = ps_hex_table[src[2 * i]];
+    u8 lo = ps_hex_table[src[2 * i + 1]];
+    bad |= hi | lo;
+    dst[i] = (u8)((hi << 4) | (lo & 0x0f));
   }
-  return 0;
+  return (bad & 0x10) ? -1 : 0;
 }
 
 /* Parse a traceparent; 0 on success. Rejects version ff, bad separators, bad hex and all-zero ids. */

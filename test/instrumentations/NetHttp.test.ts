@@ -552,6 +552,14 @@ describe("Http helpers", () => {
     assert.strictEqual(route(""), undefined)
   })
 
+  it("protocolVersion: the semconv spelling, from the table made once and past it", () => {
+    const cases: Array<[number, number, string | undefined]> = [
+      [0, 0, undefined], [0, 9, undefined], [1, 0, "1.0"], [1, 1, "1.1"], [2, 0, "2"], [2, 1, "2.1"], [3, 0, "3"],
+      [3, 9, "3.9"], [4, 0, "4"], [1, 12, "1.12"]
+    ]
+    assert.deepStrictEqual(cases.map(([major, minor]) => Http.protocolVersion(major, minor)), cases.map(([, , v]) => v))
+  })
+
   it("normalizeMethod: one shared answer per known method; an unknown one keeps the original", () => {
     assert.strictEqual(Http.normalizeMethod("GET"), Http.normalizeMethod("GET"))
     assert.deepStrictEqual(Http.normalizeMethod("PATCH"), { method: "PATCH" })

@@ -370,9 +370,18 @@ const parsePort = (s: string): number | undefined => {
 export const defaultPort = (scheme: string): number | undefined =>
   scheme === "http" ? 80 : scheme === "https" ? 443 : undefined
 
+const versionOf = (major: number, minor: number): string | undefined =>
+  major === 0 ? undefined : major >= 2 && minor === 0 ? String(major) : `${major}.${minor}`
+
+/**
+ * The versions of majors 0-3 and minors 0-9, made once: a string made per span is one more allocation, and one more
+ * string whose hash the encoders' value caches compute.
+ */
+const VERSIONS = Array.from({ length: 4 }, (_, major) => Array.from({ length: 10 }, (_, minor) => versionOf(major, minor)))
+
 /** "1.1", "2", "1.0" from Request.ProtoMajor/ProtoMinor (semconv drops a ".0" minor only for major >= 2). */
 export const protocolVersion = (major: number, minor: number): string | undefined =>
-  major === 0 ? undefined : major >= 2 && minor === 0 ? String(major) : `${major}.${minor}`
+  major < 4 && minor < 10 ? VERSIONS[major]![minor] : versionOf(major, minor)
 
 /**
  * The route of a Go 1.22+ ServeMux pattern: "[METHOD ][HOST]/path" keeps "/path". An empty pattern (no route

@@ -166,7 +166,7 @@ describe("analysis from the parts of a file", { timeout: 300_000 }, () => {
     // Unreachable, the analysis lets the file go: a collection, then its registry's callback closes it.
     V8.setFlagsFromString("--expose-gc")
     const collect = Vm.runInNewContext("gc") as () => void
-    for (let i = 0; i < 100 && openOf(path) > 0; i++) {
+    for (let i = 0; i < 300 && openOf(path) > 0; i++) {
       collect()
       await new Promise((r) => setTimeout(r, 10))
     }

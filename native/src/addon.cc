@@ -45,7 +45,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("uprobeMultiSupported", Napi::Function::New(env, UprobeMultiSupported));
   exports.Set("uprobeMultiLayout", Napi::Function::New(env, UprobeMultiLayout));
   exports.Set("readKernelFacts", Napi::Function::New(env, ReadKernelFacts));
-  exports.Set("createMaps", Napi::Function::New(env, CreateMaps));
   return exports;
 }
 

@@ -78,7 +78,6 @@ struct RingState;
 // Module functions of links.cc.
 Napi::Value UprobeMultiSupported(const Napi::CallbackInfo& info);
 Napi::Value UprobeMultiLayout(const Napi::CallbackInfo& info);
-Napi::Value CreateMaps(const Napi::CallbackInfo& info);
 
 class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
  public:

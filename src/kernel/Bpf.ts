@@ -90,18 +90,7 @@ export interface ObjectSpec {
   readonly uprobeMulti?: boolean
 }
 
-/** Some of an object file's maps, to create before any object is loaded (`Bpf.createMaps`). */
-export interface MapsSpec {
-  readonly file: string
-  /** Name used in errors and in the MapRefs (defaults to the file's basename). */
-  readonly name?: string
-  readonly maps: ReadonlyArray<string>
-}
-
-/**
- * A map another object can reuse: one of a loaded object's, valid while that object's scope is open, or one made by
- * `Bpf.createMaps`, valid while the scope it was made in is open.
- */
+/** A map of a loaded object that another object can reuse; valid while the owning object's scope is open. */
 export interface MapRef {
   readonly object: string
   readonly map: string
@@ -289,14 +278,6 @@ export interface BpfObject {
 export class Bpf extends Context.Service<Bpf, {
   /** Open, set constants, and load an object; closed when the scope closes. */
   readonly load: (spec: ObjectSpec) => Effect.Effect<BpfObject, BpfError, Scope.Scope>
-  /**
-   * Creates some of an object file's maps now, as the file defines them (type, key and value sizes, entries, flags;
-   * without BTF, so not for maps whose values hold locks or timers, nor maps of maps), before that object or any other
-   * is loaded. The object that owns them, and those that share them, then take them through `reuseMaps` and can be
-   * verified side by side: none waits for another's load to get their fds. Closed when the scope closes (a loaded
-   * object that reuses one keeps its own reference). An unknown map fails with BpfMapError and leaves nothing.
-   */
-  readonly createMaps: (spec: MapsSpec) => Effect.Effect<Readonly<Record<string, MapRef>>, BpfError, Scope.Scope>
   /** libbpf's version, e.g. "1.1". */
   readonly libbpfVersion: string
   /** Whether the kernel creates uprobe_multi links (then `ObjectSpec.uprobeMulti` takes effect). */

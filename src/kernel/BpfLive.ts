@@ -5,7 +5,6 @@
  * whether by success, failure or interruption. Nothing here throws; addon failures become the typed errors of
  * Bpf.ts. If the addon is not built, `load` fails with a BpfOpenError naming the command that builds it.
  */
-import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Cause } from "effect"
 import { Config, Deferred, Effect, Exit, Layer, Option, Queue, Stream } from "effect"
@@ -19,7 +18,6 @@ import {
   type CgroupSpec,
   type Link,
   type MapRef,
-  type MapsSpec,
   type ObjectBtf,
   type ObjectSpec,
   batchOf,
@@ -495,25 +493,7 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wake
     return wakeup
   }
 
-  const createMaps = (spec: MapsSpec) => {
-    const name = spec.name ?? path.basename(spec.file).replace(/\.bpf\.o$|\.o$/, "")
-    return Effect.map(
-      Effect.acquireRelease(
-        Effect.try({
-          try: () => addon.createMaps(spec.file, spec.maps),
-          catch: (cause) => mapError(spec.maps.join(", "), cause)
-        }),
-        // Ours alone: an object that reuses one holds a duplicate of its own.
-        (fds) => Effect.sync(() => Object.values(fds).forEach((fd) => fs.closeSync(fd)))
-      ),
-      (fds) =>
-        Object.fromEntries(
-          Object.entries(fds).map(([map, fd]) => [map, { object: name, map, handle: { fd } satisfies MapHandle }])
-        ) as Readonly<Record<string, MapRef>>
-    )
-  }
-
-  return Bpf.of({ load, createMaps, libbpfVersion: addon.libbpfVersion(), uprobeMulti })
+  return Bpf.of({ load, libbpfVersion: addon.libbpfVersion(), uprobeMulti })
 }
 
 /** A Bpf whose every load fails with the reason the addon could not be loaded (and how to build it). */
@@ -523,8 +503,6 @@ const unavailable = (reason: string) =>
       Effect.fail(new BpfOpenError({
         op: "addon", errno: 0, code: "ENOADDON", message: reason, source: spec.file ?? spec.name ?? "addon"
       })),
-    createMaps: (spec) =>
-      Effect.fail(new BpfOpenError({ op: "addon", errno: 0, code: "ENOADDON", message: reason, source: spec.file })),
     libbpfVersion: "unavailable",
     uprobeMulti: false
   })

@@ -22,7 +22,6 @@ import type {
   ConstantValue,
   Link,
   MapRef,
-  MapsSpec,
   ObjectBtf,
   ObjectSpec,
   RingBuffer,
@@ -39,7 +38,7 @@ export type KernelEvent =
     readonly object: string
     readonly file: string | undefined
     readonly constants: Readonly<Record<string, ConstantValue>>
-    /** This object's map name to "owner/map" of the map reused from another object (not its own, made ahead). */
+    /** This object's map name to "owner/map" of the reused map. */
     readonly reusedMaps: Readonly<Record<string, string>>
     readonly disablePrograms: ReadonlyArray<string>
     /** Sizes given to maps before load, by map name. */
@@ -72,9 +71,6 @@ export type KernelEvent =
   | { readonly _tag: "Subscribe"; readonly object: string; readonly map: string }
   | { readonly _tag: "Unsubscribe"; readonly object: string; readonly map: string }
   | { readonly _tag: "Close"; readonly object: string }
-  /** Maps made ahead of any load (`Bpf.createMaps`), named after the object that defines them. */
-  | { readonly _tag: "CreateMaps"; readonly object: string; readonly maps: ReadonlyArray<string> }
-  | { readonly _tag: "CloseMaps"; readonly object: string; readonly maps: ReadonlyArray<string> }
 
 /** Which attaches an injected failure applies to; absent fields match anything. */
 export interface AttachMatch {
@@ -156,8 +152,6 @@ interface FakeMap {
   readonly owner: string
   readonly name: string
   readonly entries: Map<string, Uint8Array>
-  /** Made by createMaps: alive while its scope is open (`released` once closed), whatever the owner object does. */
-  premade?: { released: boolean }
 }
 
 interface Ring {
@@ -213,8 +207,7 @@ const make = Effect.sync(() => {
     if (obj.closed) return Effect.fail(closedError(obj.name, map, op))
     const existing = obj.maps.get(map)
     if (existing !== undefined) {
-      // A map made ahead (createMaps) lives as long as an object holds it, as a kernel map does.
-      if (existing.premade === undefined && existing.owner !== obj.name && objects.get(existing.owner)?.closed === true) {
+      if (existing.owner !== obj.name && objects.get(existing.owner)?.closed === true) {
         return Effect.fail(closedError(existing.owner, map, op))
       }
       return Effect.succeed(existing)
@@ -484,12 +477,11 @@ const make = Effect.sync(() => {
           continue
         }
         const shared = ref.handle
-        if (shared.premade !== undefined ? shared.premade.released : objects.get(shared.owner)?.closed !== false) {
+        if (objects.get(shared.owner)?.closed !== false) {
           return Effect.fail(closedError(shared.owner, shared.name, "reuse_fd"))
         }
         obj.maps.set(mine, shared)
-        // Its own map made ahead (createMaps) is not one taken from another object: the log lists those only.
-        if (shared.premade === undefined || shared.owner !== name) reused[mine] = `${shared.owner}/${shared.name}`
+        reused[mine] = `${shared.owner}/${shared.name}`
       }
       return Effect.acquireRelease(
         Effect.sync(() => {
@@ -572,38 +564,7 @@ const make = Effect.sync(() => {
     liveLinks: Effect.sync(() => [...links.values()])
   })
 
-  const createMaps = (spec: MapsSpec) =>
-    Effect.suspend(() => {
-      const name = spec.name ?? spec.file.replace(/^.*\//, "").replace(/\.bpf\.o$|\.o$/, "")
-      const definition = definitions.get(name) ?? definitions.get(spec.file)
-      const unknown = spec.maps.find((m) => definition !== undefined && !definition.maps.includes(m))
-      if (unknown !== undefined) {
-        return Effect.fail(
-          new BpfMapError({
-            op: "createMaps",
-            errno: 2,
-            code: "ENOENT",
-            message: `createMaps: no map ${unknown} in ${spec.file}`,
-            map: unknown
-          })
-        )
-      }
-      const premade = { released: false }
-      const maps = spec.maps.map((map): FakeMap => ({ owner: name, name: map, entries: new Map(), premade }))
-      return Effect.acquireRelease(
-        Effect.sync(() => {
-          log.push({ _tag: "CreateMaps", object: name, maps: [...spec.maps] })
-          return Object.fromEntries(maps.map((m) => [m.name, { object: name, map: m.name, handle: m } satisfies MapRef]))
-        }),
-        () =>
-          Effect.sync(() => {
-            premade.released = true
-            log.push({ _tag: "CloseMaps", object: name, maps: [...spec.maps] })
-          })
-      )
-    })
-
-  return { bpf: Bpf.of({ load, createMaps, libbpfVersion: "fake", uprobeMulti: true }), control }
+  return { bpf: Bpf.of({ load, libbpfVersion: "fake", uprobeMulti: true }), control }
 })
 
 /** The fake kernel: `Bpf` and its `FakeKernel` control, sharing one in-memory state. */

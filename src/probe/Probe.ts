@@ -23,7 +23,7 @@ import { pidKey } from "./Binary.ts"
 import type { Attacher, KernelStats, LayoutCheck, Loaded, Loader, Runner, Tracing } from "./Capabilities.ts"
 import { attachCgroups, Cgroup2Root, LinkGrace, makeAttacher, withoutPrograms } from "./internal/attacher.ts"
 import type { LoadedState } from "./internal/loader.ts"
-import { deferredRunner, loadOnce, loadsAtBuild, memo } from "./internal/loader.ts"
+import { deferredRunner, loadOnce, loadsAtBuild } from "./internal/loader.ts"
 import { makeCollector, makeRunner, signalsOf } from "./internal/runner.ts"
 import type { Instruments } from "./Instruments.ts"
 import type { FieldSpecs, Manifest, Offsets } from "./Manifest.ts"
@@ -506,17 +506,6 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
       // among them, so the object and its global attachments close with the layer whoever loaded it.
       const context = yield* Effect.context<never>()
       const onAttach = (yield* LoadPolicy) === "onAttach" && !loadsAtBuild(manifest)
-      const shares = new Set(options.shares ?? [])
-      // The maps this probe shares, made on first demand — its own load's or a dependent's — before either is
-      // verified (`Bpf.createMaps`): a dependent then loads beside this probe instead of after it. They live as long
-      // as the layer.
-      const bpfAtBuild = yield* Bpf
-      const sharedMaps = shares.size === 0 ? undefined : memo(
-        bpfAtBuild.createMaps({ file: objectPath(), name, maps: [...shares] }).pipe(
-          Scope.provide(scope),
-          Effect.mapError(loadError(name))
-        )
-      )
       // Features chosen by config: only of probes it already depends on (their layers are built with it).
       const usesNow = typeof options.uses === "function" ? usesOf(options.uses({ config })) : uses
       const stranger = usesNow.find((u) => !dependsOn.includes(u.probe))
@@ -530,10 +519,8 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
       const loadNow = Effect.gen(function*() {
         const bpf = yield* Bpf
         const reusedMaps: Record<string, MapRef> = {}
-        const owners = new Map<string, AnyProbe>()
         for (const [mine, shared] of Object.entries(options.reuseMaps ?? {})) {
           const owner = yield* shared.probe.tag
-          owners.set(owner.name, owner as AnyProbe)
           reusedMaps[mine] = yield* owner.mapRef(shared.map).pipe(
             Effect.mapError((e) =>
               e._tag === "ProbeLoadError" ?
@@ -554,37 +541,15 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         }
         const ring = kind === "instrument" ? options.ringBuffer : undefined
         const file = objectPath()
-        // Its own shared maps, made ahead like its dependents' copies of them.
-        const own = sharedMaps === undefined ? {} : yield* sharedMaps
-        // The probes whose maps it reuses load meanwhile (a mapRef starts their load, it does not wait for it); this
-        // load succeeds only with theirs, as when it waited for them first. A failed one interrupts this load, which
-        // then leaves nothing behind.
-        const dependencies = Effect.forEach([...owners.values()], (owner) =>
-          owner.loader.load.pipe(
-            Effect.mapError((e) =>
-              new ProbeLoadError({
-                probe: name,
-                reason: "DependencyNotLoaded",
-                message: `probe ${name}: probe ${owner.name}, whose maps it reuses, did not load: ${e.message}`,
-                verifierLog: e.verifierLog
-              })
-            )
-          ), { discard: true })
-        // Loaded into a scope of its own within the layer's, closed at once if a dependency fails after this load
-        // succeeded: nothing of a probe that did not load stays in the kernel.
-        const objectScope = yield* Scope.fork(scope)
-        const [object] = yield* Effect.all([
-          bpf.load({
-            file,
-            name,
-            constants,
-            reuseMaps: { ...own, ...reusedMaps },
-            disablePrograms,
-            ...(ring?.bytes === undefined ? {} : { mapSizes: { [ring.map ?? "events"]: ring.bytes } }),
-            uprobeMulti: true
-          }).pipe(Effect.mapError(loadError(name)), Scope.provide(objectScope)),
-          dependencies
-        ], { concurrency: "unbounded" }).pipe(Effect.onError(() => Scope.close(objectScope, Exit.void)))
+        const object = yield* bpf.load({
+          file,
+          name,
+          constants,
+          reuseMaps: reusedMaps,
+          disablePrograms,
+          ...(ring?.bytes === undefined ? {} : { mapSizes: { [ring.map ?? "events"]: ring.bytes } }),
+          uprobeMulti: true
+        }).pipe(Effect.mapError(loadError(name)))
         const layouts = yield* checkLayouts(name, kind, options, object, file)
         // A tracepoint instrument's (`processes: "any"`) are its Attacher's: attached while it has targets.
         for (const tp of ManifestM.isTracepointInstrument(options.manifest) ? [] : options.manifest.tracepoints ?? []) {
@@ -624,6 +589,7 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
           once.current()?.attacher.applicability(target) ?? ManifestM.check(name, manifest, target),
         attach: (target, attachOptions) => Effect.flatMap(once.get, (s) => s.attacher.attach(target, attachOptions))
       }
+      const shares = new Set(options.shares ?? [])
       const base = {
         name,
         manifest: options.manifest as Manifest,
@@ -632,12 +598,9 @@ const define = (kind: "instrument" | "daemon", options: AnyOptions) => {
         uses: usesNow,
         loader,
         attacher,
-        // A dependent asking for a shared map is a reason to load, beside its own load (which waits for this one's
-        // outcome): the map itself was made ahead, its fd is there before either is verified.
+        // A dependent asking for a shared map is a reason to load: its own load needs the map's fd.
         mapRef: (map: string) =>
-          shares.has(map) && sharedMaps !== undefined ?
-            Effect.andThen(once.start, Effect.map(sharedMaps, (refs) => refs[map]!)) :
-            Effect.fail(
+          shares.has(map) ? Effect.flatMap(once.get, (s) => s.loaded.object.mapRef(map)) : Effect.fail(
             new BpfMapError({
               op: "mapRef",
               errno: 0,

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { Effect, Exit, Fiber, Scope, Stream } from "effect"
 import { Bpf } from "../../src/kernel/Bpf.ts"
 import * as BpfTest from "../../src/kernel/BpfTest.ts"
 import { FakeKernel } from "../../src/kernel/BpfTest.ts"
@@ -135,40 +135,5 @@ describe("BpfTest (fake kernel)", () => {
       yield* Effect.yieldNow
       yield* Fiber.interrupt(fiber)
       assert.deepStrictEqual(yield* kernel.liveLinks, [])
-    }).pipe(Effect.scoped, Effect.provide(BpfTest.layer)))
-
-  it.effect("maps made ahead (createMaps) are shared by the objects that reuse them, and outlive their own scope", () =>
-    Effect.gen(function*() {
-      const bpf = yield* Bpf
-      const kernel = yield* FakeKernel
-      const made = yield* Scope.make()
-      const refs = yield* bpf.createMaps({ file: "/x/bpf/out/owner.bpf.o", maps: ["shared"] }).pipe(Scope.provide(made))
-      assert.strictEqual(refs["shared"]!.object, "owner")
-      const owner = yield* bpf.load({ file: "/x/bpf/out/owner.bpf.o", reuseMaps: refs })
-      const user = yield* bpf.load({ file: "/x/bpf/out/user.bpf.o", reuseMaps: refs })
-      yield* owner.update("shared", bytes(1), bytes(2))
-      assert.deepStrictEqual(yield* user.lookup("shared", bytes(1)), Option.some(bytes(2)))
-      yield* Scope.close(made, Exit.void)
-      // The objects hold the map; a load after the scope closed has nothing to reuse.
-      assert.deepStrictEqual(yield* user.lookup("shared", bytes(1)), Option.some(bytes(2)))
-      const late = yield* Effect.flip(bpf.load({ file: "/x/bpf/out/late.bpf.o", reuseMaps: refs }))
-      assert.strictEqual(late._tag, "BpfMapError")
-      assert.strictEqual(late.code, "EBADF")
-      const events = (yield* kernel.events).filter((e) => e._tag === "CreateMaps" || e._tag === "CloseMaps" || e._tag === "Load")
-      assert.deepStrictEqual(events.map((e) => e._tag), ["CreateMaps", "Load", "Load", "CloseMaps"])
-      const load = events[2]!
-      assert.deepStrictEqual(load._tag === "Load" ? load.reusedMaps : undefined, { shared: "owner/shared" })
-    }).pipe(Effect.scoped, Effect.provide(BpfTest.layer)))
-
-  it.effect("createMaps of a map a defined object lacks fails with BpfMapError ENOENT", () =>
-    Effect.gen(function*() {
-      const bpf = yield* Bpf
-      const kernel = yield* FakeKernel
-      yield* kernel.define("owner", { programs: [], maps: ["shared"] })
-      const error = yield* Effect.flip(bpf.createMaps({ file: "/x/bpf/out/owner.bpf.o", maps: ["shared", "nope"] }))
-      assert.strictEqual(error._tag, "BpfMapError")
-      assert.strictEqual(error.code, "ENOENT")
-      assert.strictEqual(error.message, "createMaps: no map nope in /x/bpf/out/owner.bpf.o")
-      assert.deepStrictEqual((yield* kernel.events).map((e) => e._tag), [])
     }).pipe(Effect.scoped, Effect.provide(BpfTest.layer)))
 })

@@ -129,8 +129,6 @@ export interface Addon {
    * lookup by file, native/src/kernel_btf.cc): read once per process, by this or by the first load needing them.
    */
   readKernelFacts(): void
-  /** Some of an object file's maps created from its definitions, without loading it: map name to fd (ours to close). */
-  createMaps(file: string, maps: ReadonlyArray<string>): Record<string, number>
 }
 
 /**

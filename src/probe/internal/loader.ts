@@ -23,11 +23,6 @@ export interface Once {
   readonly get: Effect.Effect<LoadedState, ProbeLoadError>
   /** The same, loading on the caller's fiber: a layer's eager build, whose interruption then stops the load. */
   readonly now: Effect.Effect<LoadedState, ProbeLoadError>
-  /**
-   * Starts the load if nobody has (on a fiber of the scope) without waiting for it: a dependent that already has the
-   * maps it reuses (made ahead) wants its dependency loading beside it, not first.
-   */
-  readonly start: Effect.Effect<void>
   /** The state if loaded. */
   readonly current: () => LoadedState | undefined
   /** Completes (successfully only) once loaded: what a Runner waits on, without causing the load itself. */
@@ -68,31 +63,10 @@ export const loadOnce = (load: Effect.Effect<LoadedState, ProbeLoadError>, scope
   return {
     get: Effect.andThen(start("forked"), Deferred.await(outcome)),
     now: Effect.andThen(start("here"), Deferred.await(outcome)),
-    start: start("forked"),
     current: () => current,
     ready,
     status: () => status
   }
-}
-
-/**
- * `make` run once, on the first demand, its outcome given to every caller; run uninterruptibly, so that a caller
- * interrupted meanwhile does not leave the others an interruption for an answer. For what must exist before a probe's
- * load and its dependents' alike: the maps it shares, made ahead (`Bpf.createMaps`).
- */
-export const memo = <A, E>(make: Effect.Effect<A, E>): Effect.Effect<A, E> => {
-  let outcome: Deferred.Deferred<A, E> | undefined
-  return Effect.suspend(() => {
-    if (outcome !== undefined) return Deferred.await(outcome)
-    const made = Deferred.makeUnsafe<A, E>()
-    outcome = made
-    return Effect.andThen(
-      Effect.uninterruptible(Effect.onExit(make, (exit) => Effect.sync(() => Deferred.doneUnsafe(made, exit)))).pipe(
-        Effect.exit
-      ),
-      Deferred.await(made)
-    )
-  })
 }
 
 /**

@@ -603,6 +603,15 @@ describe("Http helpers", () => {
     assert.strictEqual(set("/same"), cached)
   })
 
+  it("metricAttributes: key lists past the first few get no cache (a list made per span adds no cache per span)", () => {
+    const span = { ...Http.headSpan(head, "GET", "server", { "http.route": "/a", "url.path": "/a/1" }, Http.UNSET) }
+    const sets = Array.from({ length: 64 }, () => Http.metricAttributes(span, ["http.route"]))
+    for (const s of sets) assert.deepStrictEqual(s, { "http.route": "/a" })
+    // The lists made first were cached (frozen, shared); the last ones are built anew and unfrozen, as without a cache.
+    assert.isTrue(Object.isFrozen(sets[0]))
+    assert.isFalse(Object.isFrozen(sets[63]))
+  })
+
 describe("connection keys (ps_conn_spans)", () => {
   const hex = (b: Uint8Array | undefined) => b === undefined ? undefined : Buffer.from(b).toString("hex")
 

@@ -470,8 +470,15 @@ export const METRIC_SET_BYPASS = 1024
 /** One cache per key list the probes pass (a handful): found by a scan of identities, cheaper than a map. */
 const metricSets: Array<MetricSetCache> = []
 
-const metricSetCache = (keys: ReadonlyArray<string>): MetricSetCache => {
+/**
+ * Key lists cached at most: the probes pass module constants, a handful. A caller making a new list per span would
+ * otherwise add a cache per span; past this many, lists get no cache (their sets are built as without one).
+ */
+const METRIC_KEY_LISTS = 32
+
+const metricSetCache = (keys: ReadonlyArray<string>): MetricSetCache | undefined => {
   for (let i = 0; i < metricSets.length; i++) if (metricSets[i]!.keys === keys) return metricSets[i]!
+  if (metricSets.length >= METRIC_KEY_LISTS) return undefined
   const cache: MetricSetCache = {
     keys,
     values: [],
@@ -495,6 +502,7 @@ const metricSetCache = (keys: ReadonlyArray<string>): MetricSetCache => {
  */
 export const metricAttributes = (span: SpanInput, keys: ReadonlyArray<string>): Attributes => {
   const cache = metricSetCache(keys)
+  if (cache === undefined) return setOf(keys, keys.map((k) => span.attributes[k]))
   const current = cache.scratch
   const attributes = span.attributes
   const n = keys.length

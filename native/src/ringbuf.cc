@@ -193,7 +193,9 @@ static void OnTimer(uv_timer_t* h);
 static void Pace(RingState* s, double delivered, bool from_timer) {
   if (!s->has_timer || s->stopped) return;
   if (s->ticks_off) {
-    s->last_drain = uv_now(s->timer.loop);
+    // Only a drain that delivered starts a window: one that found the ring empty (the drain when the threshold is
+    // set, a wakeup for a record not yet committed) must not hold back the next record's wakeup for a window.
+    if (delivered > 0) s->last_drain = uv_now(s->timer.loop);
     // A drain that delivered and still leaves records unread was cut short: go on at once, as no wakeup will come.
     // (A record reserved but not yet committed counts as unread too: its commit wakes us, and this drain finds none.)
     if (delivered > 0 && Unread(s) > 0) uv_timer_start(&s->timer, OnTimer, 0, 0);

@@ -14,7 +14,7 @@
 // A ring whose producers wake the reader on every record into a caught-up ring (wakeup threshold 0: setWakeupBytes(0))
 // has no ticks at all: no record can wait for one, so they would only wake an idle agent. Discovery's exec/exit ring
 // is one (records from the exec and exit paths, not from a traced program's requests). A wakeup drains at once unless
-// the last drain was less than a window ago (`drain_ms` at first); then the drain waits for the window's end, and
+// the last drain that delivered records was less than a window ago (`drain_ms` at first); then the drain waits for the window's end, and
 // until it runs the ring stays unread, so the kernel (which wakes only a caught-up reader) does not wake us again. The
 // window doubles at each such wait, up to kStormDrainMs (or `drain_ms` if longer), and is back to `drain_ms` after a quiet window: a storm of
 // execs (a build, a test suite) costs about two wakeups per 160 ms, not one per exec nor one per `drain_ms`. The timer

@@ -1,5 +1,7 @@
 #include "kernel_btf.h"
 
+#include "rodata.h"
+
 #include <bpf/btf.h>
 #include <errno.h>
 #include <string.h>
@@ -91,48 +93,19 @@ int KernelExeOffsets(ExeOffsets* out, std::string* error) {
 }
 
 int FillKernelConstants(struct bpf_object* obj, std::string* error) {
-  struct btf* btf = bpf_object__btf(obj);
-  int sec_id = btf ? btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC) : -ENOENT;
-  if (sec_id < 0) return 0;
-  const struct btf_type* sec = btf__type_by_id(btf, sec_id);
-  const struct btf_var_secinfo* vsi = btf_var_secinfos(sec);
-  const struct btf_var_secinfo* found = nullptr;
-  for (int i = 0; i < btf_vlen(sec); i++, vsi++) {
-    const struct btf_type* var = btf__type_by_id(btf, vsi->type);
-    if (var != nullptr && btf_is_var(var) && strcmp(btf__name_by_offset(btf, var->name_off), "ps_exe_offsets") == 0) {
-      found = vsi;
-      break;
-    }
-  }
-  if (found == nullptr) return 0;
-  if (found->size != sizeof(ExeOffsets)) {
-    *error = "ps_exe_offsets is " + std::to_string(found->size) + " bytes, the addon writes " +
+  RodataVar var{};
+  if (FindRodataVar(obj, "ps_exe_offsets", &var) != RodataFind::kFound) return 0;
+  if (var.size != sizeof(ExeOffsets)) {
+    *error = "ps_exe_offsets is " + std::to_string(var.size) + " bytes, the addon writes " +
              std::to_string(sizeof(ExeOffsets)) + " (an object built with another targets.h)";
     return -EINVAL;
   }
   ExeOffsets offsets{};
   int err = KernelExeOffsets(&offsets, error);
   if (err) return err;
-  struct bpf_map* map = nullptr;
-  struct bpf_map* it;
-  bpf_object__for_each_map(it, obj) {
-    const char* name = bpf_map__name(it);
-    size_t len = strlen(name);
-    if (bpf_map__is_internal(it) && len >= 7 && strcmp(name + len - 7, ".rodata") == 0) {
-      map = it;
-      break;
-    }
-  }
-  size_t size = 0;
-  const uint8_t* data = map ? static_cast<const uint8_t*>(bpf_map__initial_value(map, &size)) : nullptr;
-  if (data == nullptr || found->offset + found->size > size) {
-    *error = "no .rodata image for ps_exe_offsets";
-    return -ENOENT;
-  }
-  // libbpf 1.1 hands out the image read-only: patch a copy and set it back whole (as setConstant does).
-  std::vector<uint8_t> image(data, data + size);
-  memcpy(image.data() + found->offset, &offsets, sizeof(offsets));
-  return bpf_map__set_initial_value(map, image.data(), image.size());
+  err = WriteRodataVar(obj, var, &offsets);
+  if (err == -ENOENT) *error = "no .rodata image for ps_exe_offsets";
+  return err;
 }
 
 }  // namespace probescope

@@ -21,6 +21,7 @@
 #include "classes.h"
 #include "common.h"
 #include "kernel_btf.h"
+#include "rodata.h"
 
 namespace probescope {
 
@@ -38,10 +39,6 @@ Napi::Buffer<uint8_t> Buf(const Napi::CallbackInfo& info, size_t i, const char* 
     throw Napi::TypeError::New(info.Env(), std::string("expected a Buffer for ") + what);
   }
   return info[i].As<Napi::Buffer<uint8_t>>();
-}
-
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Per-CPU maps read and write one value per possible CPU, each padded to 8 bytes.
@@ -211,42 +208,19 @@ Napi::Value BpfObject::SetConstant(const Napi::CallbackInfo& info) {
   auto value = Buf(info, 1, "constant value");
   struct bpf_object* obj = Require(env, "setConstant");
   if (loaded_) throw MakeError(env, "setConstant", EBUSY, "object " + name_ + " is already loaded");
-  struct btf* btf = bpf_object__btf(obj);
-  int sec_id = btf ? btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC) : -ENOENT;
-  if (sec_id < 0) throw MakeError(env, "setConstant", ENOENT, "no .rodata constants in " + name_ + " (looking for " + name + ")");
-  const struct btf_type* sec = btf__type_by_id(btf, sec_id);
-  const struct btf_var_secinfo* vsi = btf_var_secinfos(sec);
-  const struct btf_var_secinfo* found = nullptr;
-  for (int i = 0; i < btf_vlen(sec); i++, vsi++) {
-    const struct btf_type* var = btf__type_by_id(btf, vsi->type);
-    if (var != nullptr && btf_is_var(var) && name == btf__name_by_offset(btf, var->name_off)) {
-      found = vsi;
-      break;
-    }
+  RodataVar var{};
+  RodataFind found = FindRodataVar(obj, name, &var);
+  if (found == RodataFind::kNoSection) {
+    throw MakeError(env, "setConstant", ENOENT, "no .rodata constants in " + name_ + " (looking for " + name + ")");
   }
-  if (found == nullptr) throw MakeError(env, "setConstant", ENOENT, "no constant " + name + " in " + name_);
-  if (value.Length() != found->size) {
+  if (found == RodataFind::kNoVariable) throw MakeError(env, "setConstant", ENOENT, "no constant " + name + " in " + name_);
+  if (value.Length() != var.size) {
     throw MakeError(env, "setConstant", EINVAL,
-                    "constant " + name + " is " + std::to_string(found->size) + " bytes, got " +
+                    "constant " + name + " is " + std::to_string(var.size) + " bytes, got " +
                         std::to_string(value.Length()));
   }
-  struct bpf_map* map = nullptr;
-  struct bpf_map* it;
-  bpf_object__for_each_map(it, obj) {
-    if (bpf_map__is_internal(it) && EndsWith(bpf_map__name(it), ".rodata")) {
-      map = it;
-      break;
-    }
-  }
-  size_t size = 0;
-  const uint8_t* data = map ? static_cast<const uint8_t*>(bpf_map__initial_value(map, &size)) : nullptr;
-  if (data == nullptr || found->offset + found->size > size) {
-    throw MakeError(env, "setConstant", ENOENT, "no .rodata image for " + name + " in " + name_);
-  }
-  // libbpf 1.1 hands out the image read-only: patch a copy and set it back whole.
-  std::vector<uint8_t> image(data, data + size);
-  memcpy(image.data() + found->offset, value.Data(), found->size);
-  int err = bpf_map__set_initial_value(map, image.data(), image.size());
+  int err = WriteRodataVar(obj, var, value.Data());
+  if (err == -ENOENT) throw MakeError(env, "setConstant", ENOENT, "no .rodata image for " + name + " in " + name_);
   if (err) throw MakeError(env, "setConstant", -err, name);
   return env.Undefined();
 }

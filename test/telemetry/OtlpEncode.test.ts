@@ -306,6 +306,52 @@ describe("direct OTLP encoding", () => {
     }
   })
 
+  it("an attribute is copied from the previous span's only when its position, name and value all match", () => {
+    // Each span differs from the one before it at some position in one way: the name, the value, its kind (the
+    // number 1 then the string "1"), an array where a scalar was (arrays are never copied: one may have changed),
+    // -0 after 0, more attributes than positions are remembered, and a name with too many values to keep.
+    const many = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`k${i}`, i % 3 === 0 ? "v" : i]))
+    const shared = ["x"]
+    const attributeSets: ReadonlyArray<SpanData["attributes"]> = [
+      { a: "x", b: 1, c: true },
+      { a: "x", b: 1, c: true },
+      { a: "x", b: "1", c: true },
+      { b: "1", a: "x", c: true },
+      { b: "1", a: "x", c: false },
+      { a: "x", b: shared, c: false },
+      { a: "x", b: shared, c: false },
+      { a: "x", b: 0, c: 1.5 },
+      { a: "x", b: -0, c: 1.5 },
+      { a: "x", b: 0.5, c: 1.25 },
+      { d: "x", b: 0.5, c: 1.25 },
+      many,
+      { ...many, k29: "w" },
+      { ...many, k1: "v", k25: "w" },
+      ...Array.from({ length: 40 }, (_, i) => ({ a: `/users/${i}`, b: 1, c: true })),
+      ...Array.from({ length: 4 }, (_, i) => ({ a: `/users/${i % 2}`, b: 1, c: true }))
+    ]
+    const batch = attributeSets.map((attributes, i): OtlpSpan => ({
+      span: { ...base, spanId: (i + 1).toString(16).padStart(16, "0"), attributes },
+      probe: base.probe,
+      resource: api,
+      offsetNs: OFFSET
+    }))
+    const sdk = batch.map((b) => toReadableSpan({ ...b.span, probe: b.probe }, api, VERSION, (ns) => ns + OFFSET))
+    // Twice: the second time every position starts from what the batch's last span left.
+    for (let round = 0; round < 2; round++) {
+      const mine = flatSpans(encoder.protobuf(batch))
+      assert.deepStrictEqual(mine, flatSpans(ProtobufTraceSerializer.serializeRequest(sdk)!))
+      assert.deepStrictEqual(
+        mine[2]!.span["attributes"].map((a: any) => [a.key, a.value]),
+        [["a", { stringValue: "x" }], ["b", { stringValue: "1" }], ["c", { boolValue: true }]]
+      )
+      assert.deepStrictEqual(
+        comparableJson(JSON.parse(encoder.json(batch).toString())),
+        comparableJson(JSON.parse(Buffer.from(JsonTraceSerializer.serializeRequest(sdk)!).toString()))
+      )
+    }
+  })
+
   it("an empty batch is an empty request, in both encodings", () => {
     assert.strictEqual(encoder.protobuf([]).length, 0)
     assert.strictEqual(ProtobufTraceSerializer.serializeRequest([])!.length, 0)

@@ -68,6 +68,14 @@ export class ProtoWriter {
     this.pos += bytes.length
   }
 
+  /** A one-byte tag and bytes after it (a cached field's value): one bounds check for both. */
+  field(tag: number, bytes: Uint8Array): void {
+    this.ensure(1 + bytes.length)
+    this.buf[this.pos] = tag
+    this.buf.set(bytes, this.pos + 1)
+    this.pos += 1 + bytes.length
+  }
+
   /** A varint of 0 <= n < 2^32. */
   uint32(n: number): void {
     this.ensure(5)

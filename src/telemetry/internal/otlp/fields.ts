@@ -91,5 +91,28 @@ export const keyCache = <B extends { readonly length: number }>(encodeKey: (key:
   return { entry, keep }
 }
 
+/**
+ * The attributes of the span encoded last, by position: name, value and that whole KeyValue's bytes (one entry of a
+ * `keyCache`'s values). A probe builds its spans' attribute objects with the same names in the same order, and
+ * consecutive spans repeat most values (a method, a route, a host, a status code), so an attribute equal by position
+ * to the last span's is its cached bytes after two comparisons, without the key cache's two map lookups. Only scalar
+ * values are kept (an array compared by identity may have changed); a position whose value is not cached forgets
+ * it, so that the next span's value there is not compared with a stale one.
+ */
+export interface LastAttributes<B> {
+  readonly keys: Array<string | undefined>
+  readonly values: Array<unknown>
+  readonly bytes: Array<B | undefined>
+}
+
+/** Positions remembered: more than any built-in probe's span has attributes. */
+export const LAST_POSITIONS = 24
+
+export const lastAttributes = <B>(): LastAttributes<B> => ({
+  keys: new Array<string | undefined>(LAST_POSITIONS).fill(undefined),
+  values: new Array<unknown>(LAST_POSITIONS).fill(undefined),
+  bytes: new Array<B | undefined>(LAST_POSITIONS).fill(undefined)
+})
+
 /** Epoch nanoseconds of an OpenTelemetry `HrTime` (seconds, nanoseconds), as a fixed64 or a JSON string takes it. */
 export const hrTimeNanos = (t: HrTime): bigint => BigInt(t[0]) * 1_000_000_000n + BigInt(t[1])

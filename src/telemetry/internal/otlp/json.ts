@@ -12,6 +12,9 @@ import {
   KIND,
   keyCache,
   type KeyEntry,
+  LAST_POSITIONS,
+  lastAttributes,
+  type LastAttributes,
   spanFlags,
   type SpanFields,
   STATUS
@@ -83,13 +86,28 @@ const writeKeyValue = (w: JsonWriter, entry: KeyEntry<Uint8Array>, value: unknow
 
 const scratch = new JsonWriter(256)
 
-/** KeyValue objects, comma-separated (no brackets); returns how many. */
-export const writeKeyValues = (w: JsonWriter, attributes: Readonly<Record<string, unknown>>): number => {
+/** The span attributes encoded last, by position (see `LastAttributes`). */
+const lastSpan = lastAttributes<Uint8Array>()
+
+/**
+ * KeyValue objects, comma-separated (no brackets); returns how many. With `last` (the spans' attributes), an
+ * attribute equal to the one at its position in the previous call is copied from there.
+ */
+export const writeKeyValues = (
+  w: JsonWriter,
+  attributes: Readonly<Record<string, unknown>>,
+  last?: LastAttributes<Uint8Array>
+): number => {
   let n = 0
   for (const key in attributes) {
-    if (n++ > 0) w.byte(COMMA)
-    const entry = keys.entry(key)
+    const at = n++
+    if (at > 0) w.byte(COMMA)
     const value = attributes[key]
+    if (last !== undefined && at < LAST_POSITIONS && last.keys[at] === key && last.values[at] === value) {
+      w.raw(last.bytes[at]!)
+      continue
+    }
+    const entry = keys.entry(key)
     const values = entry.values
     if (values !== undefined && isScalar(value)) {
       let bytes = values.get(value)
@@ -100,18 +118,28 @@ export const writeKeyValues = (w: JsonWriter, attributes: Readonly<Record<string
         keys.keep(entry, value, bytes)
       }
       w.raw(bytes)
+      if (last !== undefined && at < LAST_POSITIONS) {
+        last.keys[at] = key
+        last.values[at] = value
+        last.bytes[at] = bytes
+      }
     } else {
       writeKeyValue(w, entry, value)
+      if (last !== undefined && at < LAST_POSITIONS) last.keys[at] = undefined
     }
   }
   return n
 }
 
-/** `,"attributes":[...]`, or nothing for none. */
-const writeAttributes = (w: JsonWriter, attributes: Readonly<Record<string, unknown>>): void => {
+/** `,"attributes":[...]`, or nothing for none; `last`: given for a span's own attributes. */
+const writeAttributes = (
+  w: JsonWriter,
+  attributes: Readonly<Record<string, unknown>>,
+  last?: LastAttributes<Uint8Array>
+): void => {
   const mark = w.pos
   w.ascii(`,"attributes":[`)
-  if (writeKeyValues(w, attributes) === 0) w.pos = mark
+  if (writeKeyValues(w, attributes, last) === 0) w.pos = mark
   else w.byte(0x5d)
 }
 
@@ -160,7 +188,7 @@ export const writeSpan = (w: JsonWriter, s: SpanFields, offsetNs: bigint): void 
   writeTime(w, s.startMonoNs + offsetNs)
   w.ascii(`,"endTimeUnixNano":`)
   writeTime(w, endMonoNs(s) + offsetNs)
-  writeAttributes(w, s.attributes)
+  writeAttributes(w, s.attributes, lastSpan)
   if (s.droppedAttributesCount !== undefined && s.droppedAttributesCount > 0) {
     w.ascii(`,"droppedAttributesCount":${s.droppedAttributesCount}`)
   }

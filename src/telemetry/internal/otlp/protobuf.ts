@@ -14,6 +14,9 @@ import {
   KIND,
   keyCache,
   type KeyEntry,
+  LAST_POSITIONS,
+  lastAttributes,
+  type LastAttributes,
   spanFlags,
   type SpanFields,
   STATUS
@@ -93,12 +96,28 @@ const writeKeyValue = (w: ProtoWriter, entry: KeyEntry<Uint8Array>, value: unkno
 
 const scratch = new ProtoWriter(256)
 
-/** Repeated KeyValue under the one-byte tag `tagByte`. */
-export const writeKeyValues = (w: ProtoWriter, attributes: Readonly<Record<string, unknown>>, tagByte: number): void => {
+/** The span attributes encoded last, by position (see `LastAttributes`). */
+const lastSpan = lastAttributes<Uint8Array>()
+
+/**
+ * Repeated KeyValue under the one-byte tag `tagByte`. With `last` (the spans' attributes), an attribute equal to the
+ * one at its position in the previous call is copied from there.
+ */
+export const writeKeyValues = (
+  w: ProtoWriter,
+  attributes: Readonly<Record<string, unknown>>,
+  tagByte: number,
+  last?: LastAttributes<Uint8Array>
+): void => {
+  let i = 0
   for (const key in attributes) {
-    const entry = keys.entry(key)
     const value = attributes[key]
-    w.byte(tagByte)
+    const at = i++
+    if (last !== undefined && at < LAST_POSITIONS && last.keys[at] === key && last.values[at] === value) {
+      w.field(tagByte, last.bytes[at]!)
+      continue
+    }
+    const entry = keys.entry(key)
     const values = entry.values
     if (values !== undefined && isScalar(value)) {
       let bytes = values.get(value)
@@ -108,9 +127,16 @@ export const writeKeyValues = (w: ProtoWriter, attributes: Readonly<Record<strin
         bytes = scratch.buf.slice(0, scratch.pos)
         keys.keep(entry, value, bytes)
       }
-      w.raw(bytes)
+      w.field(tagByte, bytes)
+      if (last !== undefined && at < LAST_POSITIONS) {
+        last.keys[at] = key
+        last.values[at] = value
+        last.bytes[at] = bytes
+      }
     } else {
+      w.byte(tagByte)
       writeKeyValue(w, entry, value)
+      if (last !== undefined && at < LAST_POSITIONS) last.keys[at] = undefined
     }
   }
 }
@@ -135,7 +161,7 @@ export const writeSpan = (w: ProtoWriter, s: SpanFields, offsetNs: bigint): void
   w.fixed64(s.startMonoNs + offsetNs)
   w.byte(0x41) // end_time_unix_nano (8)
   w.fixed64(endMonoNs(s) + offsetNs)
-  writeKeyValues(w, s.attributes, 0x4a) // attributes (9)
+  writeKeyValues(w, s.attributes, 0x4a, lastSpan) // attributes (9)
   if (s.droppedAttributesCount !== undefined && s.droppedAttributesCount > 0) {
     w.byte(0x50) // dropped_attributes_count (10)
     w.uint32(s.droppedAttributesCount)

@@ -5,6 +5,7 @@
  * `TargetAnalysis` analyses a file (or a process's executable) once per (device, inode, mtime, size): a fleet of
  * processes running the same binary costs one analysis.
  */
+import * as FsSync from "node:fs"
 import * as Fs from "node:fs/promises"
 import { Context, Effect, Layer, Option, Result } from "effect"
 import * as Errors from "./Errors.ts"
@@ -179,7 +180,10 @@ export const make = (options: AnalysisOptions = {}) =>
         return yield* new Errors.ProcessNotFound({ pid, message: `invalid pid ${pid}` })
       }
       const procExe = `/proc/${pid}/exe`
-      const exeLink = yield* Effect.tryPromise({ try: () => Fs.readlink(procExe), catch: (e) => e }).pipe(
+      // The link and the stats below are answered from memory (procfs, the inode cache): done on the caller's turn,
+      // as the analysis cache's stat is. Awaited, each was a thread-pool round trip, and at launch the pool is busy
+      // with the probes' verification: 8-10 ms between a process found and its attach.
+      const exeLink = yield* Effect.try({ try: () => FsSync.readlinkSync(procExe), catch: (e) => e }).pipe(
         Effect.catch((e) => Effect.flatMap(processError(pid, e), Effect.fail))
       )
       const binary = yield* analyzeFile(procExe).pipe(
@@ -222,16 +226,23 @@ export const layerWith = (options: AnalysisOptions): Layer.Layer<TargetAnalysis>
  * (the link may name a path in another mount namespace). One pair of stats serves both.
  */
 const identify = (path: string, procExe: string): Effect.Effect<{ readonly file: string | undefined; readonly same: boolean }> =>
-  Effect.promise(async () => {
-    const [x, y] = await Promise.all([
-      Fs.stat(path, { bigint: true }).catch(() => undefined),
-      Fs.stat(procExe, { bigint: true }).catch(() => undefined)
-    ])
+  Effect.sync(() => {
+    const x = statOrUndefined(path)
+    const y = statOrUndefined(procExe)
     return {
       file: y === undefined ? undefined : `${y.dev}:${y.ino}`,
       same: x !== undefined && y !== undefined && x.dev === y.dev && x.ino === y.ino
     }
   })
+
+/** A file's stat, or undefined when it cannot be had (gone, another namespace's path, no permission). */
+const statOrUndefined = (path: string): FsSync.BigIntStats | undefined => {
+  try {
+    return FsSync.statSync(path, { bigint: true, throwIfNoEntry: false })
+  } catch {
+    return undefined
+  }
+}
 
 const processError = (pid: number, e: unknown): Effect.Effect<Errors.ProcessNotFound | Errors.ProcessUnreadable> =>
   Effect.promise(async () => {

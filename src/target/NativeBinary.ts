@@ -7,7 +7,7 @@
  * `NativeAnalysis` analyses a file once per (device, inode, mtime, size), as `TargetAnalysis` does for Go: libc,
  * mapped by every process of a host, costs one analysis.
  */
-import * as Fs from "node:fs/promises"
+import * as FsSync from "node:fs"
 import { Context, Effect, Layer, Option } from "effect"
 import * as Errors from "./Errors.ts"
 import * as FileCache from "./internal/Cache.ts"
@@ -240,7 +240,9 @@ export const processMaps = Effect.fn("NativeBinary.processMaps")(function*(pid: 
   if (!Number.isInteger(pid) || pid <= 0) {
     return yield* new Errors.ProcessNotFound({ pid, message: `invalid pid ${pid}` })
   }
-  const text = yield* Effect.tryPromise({ try: () => Fs.readFile(`/proc/${pid}/maps`, "utf8"), catch: (e) => e }).pipe(
+  // Read on the caller's turn: the kernel writes the text from memory. `Fs.readFile` would be four thread-pool round
+  // trips (open, stat, read, close) between a process found and its attach, with the pool busy verifying probes.
+  const text = yield* Effect.try({ try: () => FsSync.readFileSync(`/proc/${pid}/maps`, "utf8"), catch: (e) => e }).pipe(
     Effect.catch((e): Effect.Effect<never, Errors.MapsError> => {
       const code = (e as NodeJS.ErrnoException).code
       return Effect.fail(

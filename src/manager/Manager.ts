@@ -291,10 +291,9 @@ const makeWithSubmit = Effect.gen(function*() {
           }
         }
         const wanted = (probe: AnyProbe) => isWanted(probe, applies)
-        // Load what this process needs side by side and attach in order, each probe as soon as its own load is done
-        // (its attach waits for it): each object is verified on a thread of its own, so the loads overlap instead of
-        // adding up, and the first attaches overlap the later loads (go_context's first uprobe costs the kernel a
-        // grace period, 10-25 ms, that the verifier's work on nethttp_server now hides). One loaded already,
+        // Load what this process needs side by side and attach side by side, each probe as soon as its own load is
+        // done (its attach waits for it): each object is verified on a thread of its own, so the loads overlap
+        // instead of adding up, and the first attaches overlap the later loads. One loaded already,
         // eagerly or for an earlier process, answers at once. A load that fails is that probe's attach failure
         // below, with the load's error.
         const loading = yield* Effect.forkChild(loadAll(applies), { startImmediately: true })
@@ -313,6 +312,7 @@ const makeWithSubmit = Effect.gen(function*() {
           dependedOn.has(probe.name) ? { features: used.get(probe.name) ?? new Set<string>() } : undefined
         /** Each probe's own scope within the target's, so a daemon left without dependents can go on its own. */
         const scopes = new Map<string, Scope.Closeable>()
+        const attaching: Array<{ readonly probe: AnyProbe; readonly probeScope: Scope.Closeable }> = []
         for (const probe of probes) {
           if (!applies.has(probe.name)) continue
           if (!wanted(probe)) {
@@ -321,11 +321,22 @@ const makeWithSubmit = Effect.gen(function*() {
             )
             continue
           }
-          const probeScope = yield* Scope.fork(targetScope, "sequential")
-          const result = yield* probe.attacher.attach(target, featuresOf(probe)).pipe(
+          // Forked in attach order, so the target's scope closes them in reverse (dependents first).
+          attaching.push({ probe, probeScope: yield* Scope.fork(targetScope, "sequential") })
+        }
+        // Attached side by side: nothing in one probe's attach needs another's links (a dependent shares its
+        // dependencies' maps from its load on). At launch the first links the kernel makes (go_context's) take
+        // 10-25 ms, the kernel's wait, with the main thread idle: the other probes' attach work and their links now
+        // run within that wait instead of after it. The outcomes are taken in attach order below (names, failures,
+        // counters and scopes as before).
+        const results = yield* Effect.forEach(attaching, ({ probe, probeScope }) =>
+          probe.attacher.attach(target, featuresOf(probe)).pipe(
             Scope.provide(probeScope),
             Effect.exit
-          )
+          ), { concurrency: "unbounded" })
+        for (let i = 0; i < attaching.length; i++) {
+          const { probe, probeScope } = attaching[i]!
+          const result = results[i]!
           if (Exit.isSuccess(result)) {
             scopes.set(probe.name, probeScope)
             entry.probes.push(probe.name)

@@ -449,6 +449,36 @@ describe("Manager: loads and attaches overlap", () => {
         assert.strictEqual(server.attachFailures, 1)
       }).pipe(Effect.provide(withHeldServer(gate)))
     }))
+
+  it.effect("a dependency's slow attach does not hold its dependent's back; outcomes stay in attach order", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      // go_context's first links at launch: the kernel's wait, 10-25 ms, held here until the test opens the gate.
+      const heldGoCtx = ManagerM.layer.pipe(
+        Layer.provide(Layer.mergeAll(
+          ProbeTest.mock(GoCtx, {
+            attacher: ProbeTest.mockAttacher(GoCtx.name, GoCtx.manifest, () => Deferred.await(gate))
+          }),
+          ProbeTest.mock(Server)
+        )),
+        Layer.provideMerge(ProbeTest.layer)
+      )
+      yield* Effect.gen(function*() {
+        const manager = yield* Manager
+        const log = yield* MockLog
+        const handled = yield* Effect.forkChild(
+          manager.handle({ _tag: "Started", target: target(9, { functions: serverOnly }) })
+        )
+        // The dependent attaches while its dependency's attach is still under way (one after the other, it waited).
+        yield* logged("attach test/server 9")
+        assert.notInclude(yield* log.entries, "attach test/goctx 9")
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(handled)
+        assert.deepStrictEqual((yield* manager.targets).map((t) => [t.pid, t.probes]), [
+          [9, ["test/goctx", "test/server"]]
+        ])
+      }).pipe(Effect.provide(heldGoCtx))
+    }))
 })
 
 describe("Manager.preloadProbes", () => {

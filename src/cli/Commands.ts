@@ -25,6 +25,7 @@ import * as Inspect from "./Inspect.ts"
 import * as Lifecycle from "./Lifecycle.ts"
 import * as Logging from "./Logging.ts"
 import * as PidWatch from "./PidWatch.ts"
+import * as Priority from "./Priority.ts"
 import * as ProbeList from "./ProbeList.ts"
 import * as Status from "./Status.ts"
 import { version } from "./version.ts"
@@ -317,6 +318,8 @@ const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
     // Read before anything starts: a bad value is reported now, and the bound holds from the first signal on.
     const config = yield* TelemetryConfig.load
     Lifecycle.setShutdownTimeout(config.shutdownTimeoutMillis)
+    // Up front: a bad value fails before anything starts, and a value given holds from the start.
+    const priority = yield* Priority.apply
     // Anything but pids can pick processes that start later, of any user.
     const sweeping = ProbeList.selectsAnything({ ...setup.selection, pids: [] })
     yield* checkPrivileges(pids, sweeping)
@@ -350,6 +353,8 @@ const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
         yield* Logging.say(`pid ${f.pid}${f.exe === "" ? "" : ` (${f.exe})`}: not attached: ${f.reason}`)
       }
       yield* Logging.say(`ready: ${readyLine(agent, report, setup.selection)}`)
+      // Unset PROBESCOPE_NICE: give way to the traced programs from here on (threads made later take it too).
+      yield* Priority.governor(priority)
       yield* reportStatus(statusEvery)
       if (sweeping) return yield* Effect.never
       // Only named pids: nothing new can ever be selected once they are all gone.

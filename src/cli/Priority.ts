@@ -1,0 +1,212 @@
+/**
+ * The agent's scheduling priority (`PROBESCOPE_NICE`): by default `run`, once ready, gives way to the programs it
+ * watches while the host has CPU to spare, and stops giving way when the agent itself would fall behind.
+ *
+ * Why: the agent's batch work (decoding, encoding, exporting, V8's GC) runs at the moments the traced service's
+ * requests arrive, and at equal priority the scheduler lets a running batch finish its slice while a request that
+ * woke up waits: the agent shows in the service's slowest requests. At nice 10 the agent weighs about a tenth of a
+ * nice-0 task, so a waking request preempts it; it still has every idle cycle, and needs only a few per cent of one
+ * CPU at 10k spans/s. But on a host with no idle CPU, a tenth of a share is less than the agent needs: it falls
+ * behind and its rings overflow. So, unset, the agent watches how long its main thread waits for a CPU (its
+ * schedstat) and takes its usual priority back while that wait is long ({@link governor}), returning to nice 10 once
+ * the host has been calm for a while. Taking it back needs CAP_SYS_NICE (root has it): without it the agent keeps the
+ * priority it was started with, and it never raises a priority it was started with (under `nice -n 15` it stays at
+ * 15). A value given is fixed, set as it is (0: the usual priority; a negative one, which needs CAP_SYS_NICE, favours
+ * the agent).
+ *
+ * Linux keeps a nice value per thread, and a new thread takes its creator's. So every thread the process has is set
+ * (V8's and libuv's workers were started before any JavaScript ran), and threads made later take the same value.
+ */
+import { Config, Duration, Effect, Schedule } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import { effectiveCapabilities } from "./Doctor.ts"
+import { AgentConfigError } from "./Errors.ts"
+
+const VARIABLE = "PROBESCOPE_NICE"
+
+/** The nice value `run` runs at while the host has CPU to spare, when `PROBESCOPE_NICE` is unset. */
+export const defaultNice = 10
+
+/** `PROBESCOPE_NICE`: a whole number from -20 to 19; `undefined` when unset or empty. */
+export const niceConfig: Effect.Effect<number | undefined, AgentConfigError> = Config.String(VARIABLE).pipe(
+  Config.option,
+  Effect.mapError((e) => new AgentConfigError({ variable: VARIABLE, message: e.message })),
+  Effect.flatMap((value) => {
+    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(undefined)
+    const text = value.value.trim()
+    const n = Number(text)
+    if (/^[+-]?\d+$/.test(text) && n >= -20 && n <= 19) return Effect.succeed(n)
+    return Effect.fail(
+      new AgentConfigError({
+        variable: VARIABLE,
+        message: `Invalid ${VARIABLE}=${JSON.stringify(value.value)}: expected a whole number from -20 to 19`
+      })
+    )
+  })
+)
+
+/** The process's threads, by id (empty where /proc is not Linux's). */
+const threads = (): ReadonlyArray<number> => {
+  try {
+    return fs.readdirSync("/proc/self/task").map(Number).filter((t) => Number.isInteger(t) && t > 0)
+  } catch {
+    return []
+  }
+}
+
+/** Gives every thread of this process the nice value `nice`; throws the system's error. */
+const setAll = (nice: number): void => {
+  // A thread being created while the list is read takes its creator's old value: a second pass finds it.
+  for (let pass = 0; pass < 3; pass++) {
+    let changed = 0
+    for (const tid of threads()) {
+      try {
+        if (os.getPriority(tid) === nice) continue
+        os.setPriority(tid, nice)
+      } catch (e) {
+        if ((e as { info?: { code?: string } }).info?.code === "ESRCH") continue // the thread has exited
+        throw e
+      }
+      changed++
+    }
+    if (changed === 0) return
+  }
+}
+
+const setError = (nice: number, cause: unknown) => {
+  const e = cause as { message?: string; info?: { code?: string } }
+  const denied = e.info?.code === "EACCES" || e.info?.code === "EPERM"
+  return new AgentConfigError({
+    variable: VARIABLE,
+    message: `Cannot set the agent's nice value to ${nice} (${VARIABLE}): ${e.message ?? String(cause)}${
+      denied ? "; raising a priority needs CAP_SYS_NICE (root)" : ""
+    }`
+  })
+}
+
+/** What `run` does with its priority: `yielding` while the host has CPU to spare, `usual` while it has none. */
+export interface Plan {
+  readonly yielding: number
+  readonly usual: number
+}
+
+/** CAP_SYS_NICE's bit in the capability sets: raising a priority (lowering a nice value). */
+const CAP_SYS_NICE = 23n
+
+/**
+ * The plan for a `PROBESCOPE_NICE` value (`undefined`: unset), the nice value the agent was started with, and whether
+ * it may raise its priority again once lowered. One value in both fields: fixed, no governor.
+ */
+export const plan = (asked: number | undefined, started: number, canRaise: boolean): Plan => {
+  if (asked !== undefined) return { yielding: asked, usual: asked }
+  if (started >= defaultNice || !canRaise) return { yielding: started, usual: started }
+  return { yielding: defaultNice, usual: started }
+}
+
+/** How often the governor reads the main thread's wait. */
+export const SAMPLE = Duration.millis(500)
+const SAMPLE_MS = Duration.toMillis(SAMPLE)
+/** The share of a sample's wall time the main thread waited for a CPU above which the agent takes its priority back. */
+export const BEHIND = 0.25
+/** The share below which a sample is calm. */
+export const CALM = 0.05
+/** How long the agent keeps its usual priority once it took it back, at least. */
+export const HOLD_MS = 30_000
+/** Calm samples in a row, after the hold, before it gives way again. */
+export const CALM_SAMPLES = 4
+
+export interface GovernorState {
+  readonly yielding: boolean
+  /** When the agent last took its usual priority back (ms). */
+  readonly since: number
+  /** Calm samples in a row at the usual priority. */
+  readonly calm: number
+}
+
+/**
+ * One step of the governor, from one sample: the main thread waited `waitNs` of `wallNs` for a CPU. Yielding, a
+ * wait above {@link BEHIND} takes the usual priority back at once (the rings fill while the agent waits); at the usual
+ * priority, it gives way again after {@link HOLD_MS} and {@link CALM_SAMPLES} calm samples (so a host that is busy in
+ * bursts does not make it flap).
+ */
+export const step = (state: GovernorState, waitNs: number, wallNs: number, nowMs: number): GovernorState => {
+  const share = wallNs > 0 ? waitNs / wallNs : 0
+  if (state.yielding) return share > BEHIND ? { yielding: false, since: nowMs, calm: 0 } : state
+  const calm = share < CALM ? state.calm + 1 : 0
+  if (nowMs - state.since >= HOLD_MS && calm >= CALM_SAMPLES) return { yielding: true, since: state.since, calm: 0 }
+  return calm === state.calm ? state : { ...state, calm }
+}
+
+/** The main thread's time spent waiting on a run queue, in ns (/proc/self/task/<pid>/schedstat, second field). */
+const mainWaitNs = (): number | undefined => {
+  try {
+    const fields = fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, "latin1").split(" ")
+    return Number(fields[1])
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Reads `PROBESCOPE_NICE`, sets a value given on every thread and returns the plan. Fails with `AgentConfigError`
+ * on a bad value, or when the system refuses the value given (a raise without CAP_SYS_NICE), with the system's reason.
+ */
+export const apply: Effect.Effect<Plan, AgentConfigError> = Effect.gen(function*() {
+  const asked = yield* niceConfig
+  const started = os.getPriority()
+  const status = (() => {
+    try {
+      return fs.readFileSync("/proc/self/status", "latin1")
+    } catch {
+      return ""
+    }
+  })()
+  const canRaise = ((effectiveCapabilities(status) >> CAP_SYS_NICE) & 1n) === 1n
+  const p = plan(asked, started, canRaise)
+  // A fixed value holds from the start; the default gives way only once the agent is ready (`governor`): start-up
+  // is a one-off burst that decides how soon the first request is traced, not a cost per request.
+  if (p.yielding === p.usual && p.yielding !== started) {
+    yield* Effect.try({ try: () => setAll(p.yielding), catch: (cause) => setError(p.yielding, cause) })
+  }
+  return p
+})
+
+/**
+ * The governor of a plan with two values, for as long as the scope lasts (a fixed plan has none): it gives way at
+ * once, then every {@link SAMPLE} reads the main thread's wait (`readWaitNs`: cumulative ns) and applies
+ * {@link step}. A change it cannot make (the capability dropped since) is logged and ends it where it is.
+ */
+export const governor = (p: Plan, readWaitNs: () => number | undefined = mainWaitNs) =>
+  Effect.gen(function*() {
+    if (p.yielding === p.usual) return
+    yield* Effect.try({ try: () => setAll(p.yielding), catch: (cause) => setError(p.yielding, cause) })
+    let state: GovernorState = { yielding: true, since: 0, calm: 0 }
+    let lastWait = readWaitNs()
+    let lastWall = performance.now()
+    if (lastWait === undefined) return
+    yield* Effect.gen(function*() {
+      const wait = readWaitNs()
+      const now = performance.now()
+      if (wait === undefined) return
+      const waited = wait - lastWait!
+      const next = step(state, waited, (now - lastWall) * 1e6, now)
+      lastWait = wait
+      lastWall = now
+      if (next.yielding !== state.yielding) {
+        const nice = next.yielding ? p.yielding : p.usual
+        setAll(nice)
+        yield* Effect.logInfo(
+          next.yielding
+            ? `the host has CPU to spare again: back to nice ${nice}, giving way to the traced programs (${VARIABLE})`
+            : `the agent waited ${(waited / 1e6).toFixed(0)} ms of ${SAMPLE_MS} for a CPU: nice ${nice} until the host ` +
+              `is calm (${VARIABLE})`
+        )
+      }
+      state = next
+    }).pipe(
+      Effect.repeat(Schedule.spaced(SAMPLE)),
+      Effect.catchDefect((cause) => Effect.logWarning(`priority governor stopped: ${String(cause)}`)),
+      Effect.forkScoped
+    )
+  })

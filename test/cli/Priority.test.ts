@@ -1,0 +1,75 @@
+import { assert, describe, it } from "@effect/vitest"
+import { ConfigProvider, Effect } from "effect"
+import { AgentConfigError } from "../../src/cli/Errors.ts"
+import * as Priority from "../../src/cli/Priority.ts"
+
+const env = (vars: Record<string, string>) => Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(vars)))
+
+describe("PROBESCOPE_NICE", () => {
+  it.effect("unset or empty leaves the choice to apply (the default, never a raise); whole numbers -20..19 pass", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* Priority.niceConfig.pipe(env({})), undefined)
+      assert.strictEqual(yield* Priority.niceConfig.pipe(env({ PROBESCOPE_NICE: " " })), undefined)
+      const read = (v: string) => Priority.niceConfig.pipe(env({ PROBESCOPE_NICE: v }))
+      assert.deepStrictEqual(
+        [yield* read("0"), yield* read(" 7 "), yield* read("19"), yield* read("-20"), yield* read("+5")],
+        [0, 7, 19, -20, 5]
+      )
+    }))
+
+  it.effect("anything else is an AgentConfigError naming the variable and the range", () =>
+    Effect.gen(function*() {
+      for (const bad of ["abc", "20", "-21", "1.5", "10ms"]) {
+        const e = yield* Effect.flip(Priority.niceConfig.pipe(env({ PROBESCOPE_NICE: bad })))
+        assert.instanceOf(e, AgentConfigError)
+        assert.strictEqual(e.variable, "PROBESCOPE_NICE")
+        assert.strictEqual(
+          e.message,
+          `Invalid PROBESCOPE_NICE=${JSON.stringify(bad)}: expected a whole number from -20 to 19`
+        )
+      }
+    }))
+})
+
+describe("the priority plan", () => {
+  it("unset: gives way at 10 and takes the starting priority back, only where it may raise it again", () => {
+    assert.deepStrictEqual(Priority.plan(undefined, 0, true), { yielding: 10, usual: 0 })
+    assert.deepStrictEqual(Priority.plan(undefined, 3, true), { yielding: 10, usual: 3 })
+    // Without CAP_SYS_NICE a lowered priority could not come back: it is not lowered.
+    assert.deepStrictEqual(Priority.plan(undefined, 0, false), { yielding: 0, usual: 0 })
+    // Started lower than the default: never raised.
+    assert.deepStrictEqual(Priority.plan(undefined, 15, true), { yielding: 15, usual: 15 })
+  })
+
+  it("a value given is fixed, whatever the start and the capability", () => {
+    assert.deepStrictEqual(Priority.plan(4, 0, false), { yielding: 4, usual: 4 })
+    assert.deepStrictEqual(Priority.plan(0, 15, true), { yielding: 0, usual: 0 })
+    assert.deepStrictEqual(Priority.plan(-5, 0, true), { yielding: -5, usual: -5 })
+  })
+})
+
+describe("the governor's step", () => {
+  const ms = 1e6
+  const yielding = { yielding: true, since: 0, calm: 0 }
+
+  it("yielding, a wait above a quarter of the sample takes the usual priority back at once", () => {
+    assert.deepStrictEqual(Priority.step(yielding, 100 * ms, 500 * ms, 1_000), yielding)
+    assert.deepStrictEqual(Priority.step(yielding, 125 * ms, 500 * ms, 1_000), yielding) // exactly the bound: stays
+    assert.deepStrictEqual(Priority.step(yielding, 126 * ms, 500 * ms, 1_000), { yielding: false, since: 1_000, calm: 0 })
+  })
+
+  it("at the usual priority, gives way again only after the hold and four calm samples in a row", () => {
+    let s = Priority.step(yielding, 400 * ms, 500 * ms, 1_000)
+    // Calm samples inside the hold count, but do not end it.
+    for (let t = 1_500; t < 1_000 + Priority.HOLD_MS; t += 500) s = Priority.step(s, 0, 500 * ms, t)
+    assert.isFalse(s.yielding)
+    // A busy sample resets the count: three calm ones after it are not enough.
+    const t0 = 1_000 + Priority.HOLD_MS
+    s = Priority.step(s, 30 * ms, 500 * ms, t0)
+    assert.strictEqual(s.calm, 0)
+    for (let i = 1; i <= 3; i++) s = Priority.step(s, 10 * ms, 500 * ms, t0 + i * 500)
+    assert.deepStrictEqual(s, { yielding: false, since: 1_000, calm: 3 })
+    s = Priority.step(s, 10 * ms, 500 * ms, t0 + 2_000)
+    assert.deepStrictEqual(s, { yielding: true, since: 1_000, calm: 0 })
+  })
+})

@@ -17,7 +17,7 @@
  * Linux keeps a nice value per thread, and a new thread takes its creator's. So every thread the process has is set
  * (V8's and libuv's workers were started before any JavaScript ran), and threads made later take the same value.
  */
-import { Config, Duration, Effect, Schedule } from "effect"
+import { Config, Duration, Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import { effectiveCapabilities } from "./Doctor.ts"
@@ -106,7 +106,6 @@ export const plan = (asked: number | undefined, started: number, canRaise: boole
 
 /** How often the governor reads the main thread's wait. */
 export const SAMPLE = Duration.millis(500)
-const SAMPLE_MS = Duration.toMillis(SAMPLE)
 /** The share of a sample's wall time the main thread waited for a CPU above which the agent takes its priority back. */
 export const BEHIND = 0.25
 /** The share below which a sample is calm. */
@@ -185,12 +184,16 @@ export const governor = (p: Plan, readWaitNs: () => number | undefined = mainWai
     let lastWait = readWaitNs()
     let lastWall = performance.now()
     if (lastWait === undefined) return
+    // Each sample a full interval after the one before: a first one at once would divide the wait of setting the
+    // threads by a wall time of microseconds.
     yield* Effect.gen(function*() {
+      yield* Effect.sleep(SAMPLE)
       const wait = readWaitNs()
       const now = performance.now()
       if (wait === undefined) return
       const waited = wait - lastWait!
-      const next = step(state, waited, (now - lastWall) * 1e6, now)
+      const wallMs = now - lastWall
+      const next = step(state, waited, wallMs * 1e6, now)
       lastWait = wait
       lastWall = now
       if (next.yielding !== state.yielding) {
@@ -199,13 +202,13 @@ export const governor = (p: Plan, readWaitNs: () => number | undefined = mainWai
         yield* Effect.logInfo(
           next.yielding
             ? `the host has CPU to spare again: back to nice ${nice}, giving way to the traced programs (${VARIABLE})`
-            : `the agent waited ${(waited / 1e6).toFixed(0)} ms of ${SAMPLE_MS} for a CPU: nice ${nice} until the host ` +
+            : `the agent waited ${(waited / 1e6).toFixed(0)} ms of ${wallMs.toFixed(0)} for a CPU: nice ${nice} until the host ` +
               `is calm (${VARIABLE})`
         )
       }
       state = next
     }).pipe(
-      Effect.repeat(Schedule.spaced(SAMPLE)),
+      Effect.forever,
       Effect.catchDefect((cause) => Effect.logWarning(`priority governor stopped: ${String(cause)}`)),
       Effect.forkScoped
     )

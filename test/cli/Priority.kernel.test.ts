@@ -32,7 +32,7 @@ describe("the priority governor", () => {
         let atFirstSample: Array<number> = []
         const read = () => {
           if (wait === 0) atFirstSample = nices()
-          return (wait += 400e6)
+          return { runNs: 0, waitNs: (wait += 400e6) }
         }
         const fiber = yield* Priority.governor(plan, read).pipe(
           Effect.andThen(Effect.never),
@@ -71,7 +71,7 @@ describe("the priority governor", () => {
       try {
         const plan = yield* Priority.apply
         let wait = 0
-        const fiber = yield* Priority.governor(plan, () => (wait += 3e6)).pipe(
+        const fiber = yield* Priority.governor(plan, () => ({ runNs: 0, waitNs: (wait += 3e6) })).pipe(
           Effect.andThen(Effect.never),
           Effect.scoped,
           Effect.provide(Logger.layer([Logger.make(({ message }) => {

@@ -73,3 +73,14 @@ describe("the governor's step", () => {
     assert.deepStrictEqual(s, { yielding: true, since: 1_000, calm: 0 })
   })
 })
+
+describe("the governor's sampling interval", () => {
+  it("0.5 s while the main thread ran or waited 1 % of the last interval, 4 s while it idles", () => {
+    const ms = 1e6
+    assert.strictEqual(Priority.nextSampleMs(5 * ms, 0, 500 * ms), 500)
+    assert.strictEqual(Priority.nextSampleMs(0, 5 * ms, 500 * ms), 500)
+    assert.strictEqual(Priority.nextSampleMs(2 * ms, 2 * ms, 500 * ms), 4000)
+    assert.strictEqual(Priority.nextSampleMs(30 * ms, 0, 4000 * ms), 4000)
+    assert.strictEqual(Priority.nextSampleMs(40 * ms, 0, 4000 * ms), 500)
+  })
+})

@@ -353,7 +353,7 @@ const runAgent = (setup: ProbeList.Setup & { readonly statusEvery: number }) =>
         yield* Logging.say(`pid ${f.pid}${f.exe === "" ? "" : ` (${f.exe})`}: not attached: ${f.reason}`)
       }
       yield* Logging.say(`ready: ${readyLine(agent, report, setup.selection)}`)
-      // Unset PROBESCOPE_NICE: give way to the traced programs from here on (threads made later take it too).
+      // Unset PROBESCOPE_NICE: from here on, give way to the traced programs while busy and the host has room.
       yield* Priority.governor(priority)
       yield* reportStatus(statusEvery)
       if (sweeping) return yield* Effect.never

@@ -1,17 +1,19 @@
 /**
- * The agent's scheduling priority (`PROBESCOPE_NICE`): by default `run`, once ready, gives way to the programs it
- * watches while the host has CPU to spare, and stops giving way when the agent itself would fall behind.
+ * The agent's scheduling priority (`PROBESCOPE_NICE`): by default `run` gives way to the programs it watches while it
+ * is busy and the host has CPU to spare, and takes its usual priority back when it would fall behind.
  *
  * Why: the agent's batch work (decoding, encoding, exporting, V8's GC) runs at the moments the traced service's
  * requests arrive, and at equal priority the scheduler lets a running batch finish its slice while a request that
  * woke up waits: the agent shows in the service's slowest requests. At nice 10 the agent weighs about a tenth of a
  * nice-0 task, so a waking request preempts it; it still has every idle cycle, and needs only a few per cent of one
- * CPU at 10k spans/s. But on a host with no idle CPU, a tenth of a share is less than the agent needs: it falls
- * behind and its rings overflow. So, unset, the agent watches how long its main thread waits for a CPU (its
- * schedstat) and takes its usual priority back while that wait is long ({@link governor}), returning to nice 10 once
- * the host has been calm for a while. Taking it back needs CAP_SYS_NICE (root has it): without it the agent keeps the
- * priority it was started with, and it never raises a priority it was started with (under `nice -n 15` it stays at
- * 15). A value given is fixed, set as it is (0: the usual priority; a negative one, which needs CAP_SYS_NICE, favours
+ * CPU at 10k spans/s. But on a host with no idle CPU a tenth of a share is less than the agent needs: it falls behind
+ * and its rings overflow (a saturated footprint run at a fixed nice 10 lost 7 007 spans). So, unset, the agent
+ * watches its main thread's schedstat ({@link governor}, {@link step}): it gives way once it has been busy with short
+ * waits for a CPU for two seconds, and takes its usual priority back when a wait grows past a quarter of the time
+ * or when it goes idle (the next burst of work, which may saturate the host from its first moment, starts at the
+ * usual priority). Taking it back needs CAP_SYS_NICE (root has it): without it the agent keeps the priority it was
+ * started with, and it never raises a priority it was started with (under `nice -n 15` it stays at 15). A value given
+ * is fixed, set as it is from the start (0: the usual priority; a negative one, which needs CAP_SYS_NICE, favours
  * the agent).
  *
  * Linux keeps a nice value per thread, and a new thread takes its creator's. So every thread the process has is set
@@ -25,7 +27,7 @@ import { AgentConfigError } from "./Errors.ts"
 
 const VARIABLE = "PROBESCOPE_NICE"
 
-/** The nice value `run` runs at while the host has CPU to spare, when `PROBESCOPE_NICE` is unset. */
+/** The nice value `run` gives way at (busy, the host with CPU to spare), when `PROBESCOPE_NICE` is unset. */
 export const defaultNice = 10
 
 /** `PROBESCOPE_NICE`: a whole number from -20 to 19; `undefined` when unset or empty. */
@@ -104,38 +106,50 @@ export const plan = (asked: number | undefined, started: number, canRaise: boole
   return { yielding: defaultNice, usual: started }
 }
 
-/** How often the governor reads the main thread's wait while the agent is busy. */
+/** How often the governor reads the main thread's schedstat while the agent is busy. */
 export const SAMPLE = Duration.millis(500)
 /** How often it reads it while the agent is idle (see {@link nextSampleMs}). */
 export const IDLE_SAMPLE = Duration.seconds(4)
+/** The share of a sample's wall time the main thread ran or waited from which the agent is busy. */
+export const BUSY = 0.01
 /** The share of a sample's wall time the main thread waited for a CPU above which the agent takes its priority back. */
 export const BEHIND = 0.25
-/** The share below which a sample is calm. */
+/** The share below which a busy sample is calm. */
 export const CALM = 0.05
-/** How long the agent keeps its usual priority once it took it back, at least. */
+/** How long the agent keeps its usual priority once it took it back because it fell behind, at least. */
 export const HOLD_MS = 30_000
-/** Calm samples in a row, after the hold, before it gives way again. */
+/** Busy, calm samples in a row at the usual priority before it gives way. */
 export const CALM_SAMPLES = 4
 
 export interface GovernorState {
   readonly yielding: boolean
-  /** When the agent last took its usual priority back (ms). */
+  /** When the agent last took its usual priority back because it fell behind (ms; -Infinity: never). */
   readonly since: number
-  /** Calm samples in a row at the usual priority. */
+  /** Busy, calm samples in a row at the usual priority. */
   readonly calm: number
 }
 
+/** Where the governor starts: the usual priority, as if it had never fallen behind. */
+export const initial: GovernorState = { yielding: false, since: -Infinity, calm: 0 }
+
 /**
- * One step of the governor, from one sample: the main thread waited `waitNs` of `wallNs` for a CPU. Yielding, a
- * wait above {@link BEHIND} takes the usual priority back at once (the rings fill while the agent waits); at the usual
- * priority, it gives way again after {@link HOLD_MS} and {@link CALM_SAMPLES} calm samples (so a host that is busy in
- * bursts does not make it flap).
+ * One step of the governor, from one sample: the main thread ran `runNs` and waited `waitNs` for a CPU, of
+ * `wallNs`. The agent gives way only while it is busy and the host has room:
+ * - at the usual priority, {@link CALM_SAMPLES} busy samples in a row with a wait under {@link CALM} make it give
+ *   way (not within {@link HOLD_MS} of falling behind, so a host busy in bursts does not make it flap);
+ * - giving way, a wait above {@link BEHIND} takes the usual priority back at once (the rings fill while the agent
+ *   waits), and so does an idle sample: the next burst of work then starts at the usual priority, so a load that
+ *   saturates the host from its first moment never meets an agent that is both giving way and sampling slowly.
  */
-export const step = (state: GovernorState, waitNs: number, wallNs: number, nowMs: number): GovernorState => {
-  const share = wallNs > 0 ? waitNs / wallNs : 0
-  if (state.yielding) return share > BEHIND ? { yielding: false, since: nowMs, calm: 0 } : state
-  const calm = share < CALM ? state.calm + 1 : 0
-  if (nowMs - state.since >= HOLD_MS && calm >= CALM_SAMPLES) return { yielding: true, since: state.since, calm: 0 }
+export const step = (state: GovernorState, runNs: number, waitNs: number, wallNs: number, nowMs: number): GovernorState => {
+  const wait = wallNs > 0 ? waitNs / wallNs : 0
+  const busy = wallNs > 0 && (runNs + waitNs) >= BUSY * wallNs
+  if (state.yielding) {
+    if (wait > BEHIND) return { yielding: false, since: nowMs, calm: 0 }
+    return busy ? state : { ...state, yielding: false, calm: 0 }
+  }
+  const calm = busy && wait < CALM ? state.calm + 1 : 0
+  if (calm >= CALM_SAMPLES && nowMs - state.since >= HOLD_MS) return { yielding: true, since: state.since, calm: 0 }
   return calm === state.calm ? state : { ...state, calm }
 }
 
@@ -195,8 +209,8 @@ export const apply: Effect.Effect<Plan, AgentConfigError> = Effect.gen(function*
   })()
   const canRaise = ((effectiveCapabilities(status) >> CAP_SYS_NICE) & 1n) === 1n
   const p = plan(asked, started, canRaise)
-  // A fixed value holds from the start; the default gives way only once the agent is ready (`governor`): start-up
-  // is a one-off burst that decides how soon the first request is traced, not a cost per request.
+  // A fixed value holds from the start; the default changes only once the agent is ready (`governor`): start-up is a
+  // one-off burst that decides how soon the first request is traced, not a cost per request.
   if (p.yielding === p.usual && p.yielding !== started) {
     yield* Effect.try({ try: () => setAll(p.yielding), catch: (cause) => setError(p.yielding, cause) })
   }
@@ -204,20 +218,20 @@ export const apply: Effect.Effect<Plan, AgentConfigError> = Effect.gen(function*
 })
 
 /**
- * The interval to the next sample: {@link SAMPLE} while the main thread ran or waited at least 1 % of the last one,
+ * The interval to the next sample: {@link SAMPLE} while the main thread ran or waited {@link BUSY} of the last one,
  * else {@link IDLE_SAMPLE}. A wakeup of an idle agent costs ~0.2–0.4 ms of CPU on a small VM (measured: a bare
- * 500 ms timer in Node, 0.44 ms/s), so an idle agent samples every 4 s, not every 0.5; it reacts to a saturated host
- * within 4 s of its first busy moment, then every 0.5 s.
+ * 500 ms timer in Node, 0.46 ms/s), so an idle agent samples every 4 s, not every 0.5 (it is at its usual priority
+ * then, see {@link step}).
  */
 export const nextSampleMs = (ranNs: number, waitedNs: number, wallNs: number): number =>
-  ranNs + waitedNs >= 0.01 * wallNs ? Duration.toMillis(SAMPLE) : Duration.toMillis(IDLE_SAMPLE)
+  ranNs + waitedNs >= BUSY * wallNs ? Duration.toMillis(SAMPLE) : Duration.toMillis(IDLE_SAMPLE)
 
 /**
- * The governor of a plan with two values, for as long as the scope lasts (a fixed plan has none): it gives way at
- * once, then reads the main thread's schedstat (`readSched`) at {@link nextSampleMs}'s intervals and applies
- * {@link step}. A plain unreferenced timer, not a fiber: each sample is a wakeup of the whole process, and the
- * agent's idle cost is counted in them. A change it cannot make (the capability dropped since) is logged and ends it
- * where it is.
+ * The governor of a plan with two values, for as long as the scope lasts (a fixed plan has none): from the usual
+ * priority, it reads the main thread's schedstat (`readSched`) at {@link nextSampleMs}'s intervals and applies
+ * {@link step}, setting every thread at each change. A plain unreferenced timer, not a fiber: each sample may be a
+ * wakeup of the whole process, and the agent's idle cost is counted in them. A change it cannot make (the capability
+ * dropped since) is logged and ends it where it is.
  */
 export const governor = (p: Plan, readSched?: () => Sched | undefined) =>
   Effect.gen(function*() {
@@ -229,21 +243,20 @@ export const governor = (p: Plan, readSched?: () => Sched | undefined) =>
       read = own.read
     }
     const readNow = read
-    yield* Effect.try({ try: () => setAll(p.yielding), catch: (cause) => setError(p.yielding, cause) })
     let last = readNow()
     if (last === undefined) return
     let lastWall = performance.now()
-    let state: GovernorState = { yielding: true, since: 0, calm: 0 }
+    let state = initial
     const log = Effect.runForkWith(yield* Effect.context<never>())
     let timer: ReturnType<typeof setTimeout> | undefined
     const sample = () => {
       const now = performance.now()
       const sched = readNow()
       if (sched === undefined) return
+      const ran = sched.runNs - last!.runNs
       const waited = sched.waitNs - last!.waitNs
       const wallNs = (now - lastWall) * 1e6
-      const next = step(state, waited, wallNs, now)
-      const interval = nextSampleMs(sched.runNs - last!.runNs, waited, wallNs)
+      const next = step(state, ran, waited, wallNs, now)
       last = sched
       lastWall = now
       if (next.yielding !== state.yielding) {
@@ -254,17 +267,19 @@ export const governor = (p: Plan, readSched?: () => Sched | undefined) =>
           log(Effect.logWarning(`priority governor stopped: ${setError(nice, cause).message}`))
           return
         }
-        log(Effect.logInfo(
-          next.yielding
-            ? `the host has CPU to spare again: back to nice ${nice}, giving way to the traced programs (${VARIABLE})`
-            : `the agent waited ${(waited / 1e6).toFixed(0)} ms of ${(wallNs / 1e6).toFixed(0)} for a CPU: nice ` +
-              `${nice} until the host is calm (${VARIABLE})`
-        ))
+        // Falling behind is worth a line; giving way and going idle are routine (debug).
+        if (!next.yielding && next.since === now) {
+          log(Effect.logInfo(
+            `the agent waited ${(waited / 1e6).toFixed(0)} ms of ${(wallNs / 1e6).toFixed(0)} for a CPU: nice ` +
+              `${nice} for ${HOLD_MS / 1000} s at least (${VARIABLE})`
+          ))
+        } else {
+          log(Effect.logDebug(`nice ${nice}: ${next.yielding ? "giving way to the traced programs" : "idle"}`))
+        }
       }
       state = next
-      timer = setTimeout(sample, interval).unref()
+      timer = setTimeout(sample, nextSampleMs(ran, waited, wallNs)).unref()
     }
-    // The first sample a whole interval in: one at once would divide the wait of setting the threads by microseconds.
     yield* Effect.acquireRelease(
       Effect.sync(() => {
         timer = setTimeout(sample, Duration.toMillis(SAMPLE)).unref()

@@ -50,27 +50,44 @@ describe("the priority plan", () => {
 
 describe("the governor's step", () => {
   const ms = 1e6
-  const yielding = { yielding: true, since: 0, calm: 0 }
+  const wall = 500 * ms
+  /** Busy (the main thread ran 50 ms of 500) with a wait of `wait` ms. */
+  const busy = (s: Priority.GovernorState, wait: number, now: number) => Priority.step(s, 50 * ms, wait * ms, wall, now)
+  const idle = (s: Priority.GovernorState, now: number) => Priority.step(s, 1 * ms, 0, wall, now)
 
-  it("yielding, a wait above a quarter of the sample takes the usual priority back at once", () => {
-    assert.deepStrictEqual(Priority.step(yielding, 100 * ms, 500 * ms, 1_000), yielding)
-    assert.deepStrictEqual(Priority.step(yielding, 125 * ms, 500 * ms, 1_000), yielding) // exactly the bound: stays
-    assert.deepStrictEqual(Priority.step(yielding, 126 * ms, 500 * ms, 1_000), { yielding: false, since: 1_000, calm: 0 })
+  it("starts at the usual priority and gives way after four busy, calm samples in a row", () => {
+    let s = Priority.initial
+    for (let i = 1; i <= 3; i++) s = busy(s, 10, i * 500)
+    assert.deepStrictEqual(s, { yielding: false, since: -Infinity, calm: 3 })
+    s = busy(s, 10, 2_000)
+    assert.deepStrictEqual(s, { yielding: true, since: -Infinity, calm: 0 })
   })
 
-  it("at the usual priority, gives way again only after the hold and four calm samples in a row", () => {
-    let s = Priority.step(yielding, 400 * ms, 500 * ms, 1_000)
-    // Calm samples inside the hold count, but do not end it.
-    for (let t = 1_500; t < 1_000 + Priority.HOLD_MS; t += 500) s = Priority.step(s, 0, 500 * ms, t)
+  it("an idle sample, or a busy one with a wait of 5 % or more, starts the count again", () => {
+    let s = busy(busy(Priority.initial, 0, 500), 0, 1_000)
+    assert.strictEqual(idle(s, 1_500).calm, 0)
+    assert.strictEqual(busy(s, 25, 1_500).calm, 0) // 25 ms of 500: 5 %, not calm
+    s = busy(s, 24, 1_500)
+    assert.strictEqual(s.calm, 3)
+  })
+
+  it("giving way, a wait above a quarter of the sample takes the usual priority back, held 30 s", () => {
+    const giving = { yielding: true, since: -Infinity, calm: 0 }
+    assert.deepStrictEqual(busy(giving, 125, 10_000), giving) // exactly a quarter: stays
+    let s = busy(giving, 126, 10_000)
+    assert.deepStrictEqual(s, { yielding: false, since: 10_000, calm: 0 })
+    // Calm samples within the hold count, but do not end it.
+    for (let t = 10_500; t < 10_000 + Priority.HOLD_MS; t += 500) s = busy(s, 0, t)
     assert.isFalse(s.yielding)
-    // A busy sample resets the count: three calm ones after it are not enough.
-    const t0 = 1_000 + Priority.HOLD_MS
-    s = Priority.step(s, 30 * ms, 500 * ms, t0)
-    assert.strictEqual(s.calm, 0)
-    for (let i = 1; i <= 3; i++) s = Priority.step(s, 10 * ms, 500 * ms, t0 + i * 500)
-    assert.deepStrictEqual(s, { yielding: false, since: 1_000, calm: 3 })
-    s = Priority.step(s, 10 * ms, 500 * ms, t0 + 2_000)
-    assert.deepStrictEqual(s, { yielding: true, since: 1_000, calm: 0 })
+    s = busy(s, 0, 10_000 + Priority.HOLD_MS)
+    assert.deepStrictEqual(s, { yielding: true, since: 10_000, calm: 0 })
+  })
+
+  it("giving way, an idle sample goes back to the usual priority, with no hold: the next burst starts there", () => {
+    let s = idle({ yielding: true, since: -Infinity, calm: 0 }, 5_000)
+    assert.deepStrictEqual(s, { yielding: false, since: -Infinity, calm: 0 })
+    for (let i = 1; i <= 4; i++) s = busy(s, 0, 5_000 + i * 500)
+    assert.isTrue(s.yielding)
   })
 })
 

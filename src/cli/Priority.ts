@@ -252,7 +252,18 @@ export const governor = (p: Plan, readSched?: () => Sched | undefined) =>
     const sample = () => {
       const now = performance.now()
       const sched = readNow()
-      if (sched === undefined) return
+      if (sched === undefined) {
+        // Blind from here on: end where the agent cannot fall behind unseen.
+        if (state.yielding) {
+          try {
+            setAll(p.usual)
+          } catch {
+            // the priority it has is the one it keeps
+          }
+        }
+        log(Effect.logWarning("priority governor stopped: the main thread's schedstat cannot be read"))
+        return
+      }
       const ran = sched.runNs - last!.runNs
       const waited = sched.waitNs - last!.waitNs
       const wallNs = (now - lastWall) * 1e6

@@ -28,7 +28,7 @@ const restore = (nice: number) => {
 }
 
 /** Runs the governor of `plan` over `read` for `ms`, then stops it; returns what it logged. */
-const govern = (plan: Priority.Plan, read: () => Priority.Sched, ms: number) =>
+const govern = (plan: Priority.Plan, read: () => Priority.Sched | undefined, ms: number) =>
   Effect.gen(function*() {
     const logs: Array<string> = []
     const fiber = yield* Priority.governor(plan, read).pipe(
@@ -88,6 +88,28 @@ describe("the priority governor", () => {
         const logs = yield* govern(plan, () => ({ runNs: (run += 1e6), waitNs: 0 }), 2_600)
         assert.deepStrictEqual(logs, [])
         assert.deepStrictEqual([...new Set(nices())], [started])
+      } finally {
+        restore(started)
+      }
+    }))
+
+  it.live("a schedstat that can no longer be read ends the governor at the usual priority, with a warning", () =>
+    Effect.gen(function*() {
+      const started = Os.getPriority()
+      try {
+        const plan = yield* Priority.apply
+        // Four busy, calm samples (it gives way), then nothing to read.
+        let n = 0
+        let run = 0
+        const read = () => (n++ <= 4 ? { runNs: (run += 50e6), waitNs: 0 } : undefined)
+        let atGone: Array<number> = []
+        const logs = yield* govern(plan, () => {
+          if (n === 5) atGone = nices()
+          return read()
+        }, 2_900)
+        assert.deepStrictEqual([...new Set(atGone)], [10])
+        assert.deepStrictEqual([...new Set(nices())], [started])
+        assert.deepStrictEqual(logs, ["priority governor stopped: the main thread's schedstat cannot be read"])
       } finally {
         restore(started)
       }

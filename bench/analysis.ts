@@ -4,9 +4,9 @@
  *
  *   node_modules/.bin/node bench/analysis.ts [binary...]
  *
- * BENCH_BEFORE=<a checkout of another commit> analyses each binary with that checkout's src/target/GoBinary.ts too, in
- * the same rounds (cold only, interleaved with this one), prints the ratio of the medians, and fails when the two
- * analyses disagree (summary with every known field and the probe functions decoded, and every function's name).
+ * BENCH_BEFORE=<a checkout of another commit, or its bin/probescope> analyses each binary with that checkout's
+ * src/target/GoBinary.ts too, in the same rounds (cold only, interleaved with this one), prints the ratio of the
+ * medians, and fails when the two analyses disagree (summary with every known field and the probe functions decoded, and every function's name).
  * BENCH_ROUNDS sets the rounds per binary (default 5).
  *
  * Without arguments it builds `cmd/go` with the installed Go (with DWARF, and stripped) under test/.cache/bench and
@@ -24,6 +24,7 @@ import * as Vm from "node:vm"
 import { Effect, Option } from "effect"
 import * as GoBinary from "../src/target/GoBinary.ts"
 import * as Goals from "./internal/goals.ts"
+import { beforeCheckout } from "./internal/before.ts"
 
 const root = Path.resolve(import.meta.dirname, "..")
 const cache = Path.join(root, "test/.cache/bench")
@@ -45,7 +46,7 @@ const defaultTargets = (): Array<string> => {
 }
 
 const make = GoBinary.make
-const beforeDir = process.env["BENCH_BEFORE"]
+const beforeDir = beforeCheckout("analysis")
 const before = beforeDir === undefined
   ? undefined
   : await import(Path.resolve(beforeDir, "src/target/GoBinary.ts")) as typeof GoBinary

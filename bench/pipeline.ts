@@ -8,8 +8,8 @@
  *   node_modules/.bin/node bench/pipeline.ts [spans per round, default 200000] [rounds, default 5]
  *
  * BENCH_MODES=<a;b> runs only the modes whose names contain one of these; BENCH_BEFORE=<a checkout of another
- * commit> runs that checkout's probe (its Runner and net/http server signals) and telemetry layer as one more mode per
- * mode, in the same rounds, with the ratio per round.
+ * commit, or its bin/probescope> runs that checkout's probe (its Runner and net/http server signals) and telemetry
+ * layer as one more mode per mode, in the same rounds, with the ratio per round.
  * BENCH_BATCH sets OTEL_BSP_MAX_EXPORT_BATCH_SIZE (default: the layer's own).
  *
  * No root needed. The sink is a child process, its CPU not counted.
@@ -25,6 +25,7 @@ import * as Ids from "../src/probe/Ids.ts"
 import * as Telemetry from "../src/telemetry/Telemetry.ts"
 import { serverRecord } from "../test/instrumentations/fixtures.ts"
 import * as Sink from "./internal/sink.ts"
+import { beforeCheckout } from "./internal/before.ts"
 
 const { NetHttpServer } = NetHttpServerModule
 
@@ -141,7 +142,7 @@ const main = Effect.gen(function*() {
   // BENCH_BEFORE=<a checkout of another commit>: its probe and telemetry layer run each chosen mode too, in the same
   // rounds, over the same records (the services are found by their keys, which both checkouts share).
   const probeLayer = NetHttpServer.layer.pipe(Layer.provideMerge(ProbeTest.layer))
-  const beforeDir = process.env["BENCH_BEFORE"]
+  const beforeDir = beforeCheckout("pipeline")
   const before = beforeDir === undefined ? undefined : yield* Effect.promise(async () => {
     const telemetry: typeof Telemetry = await import(`${beforeDir}/src/telemetry/Telemetry.ts`)
     const server: typeof NetHttpServerModule = await import(`${beforeDir}/src/instrumentations/NetHttpServer.ts`)

@@ -23,6 +23,15 @@ export const varintSize = (n: number): number =>
 
 const utf8 = new TextEncoder()
 
+/**
+ * An id's `bytes` bytes at `p` of `buf`, which has room; returns the position after them. A loop beats `set` for 8
+ * or 16 bytes; the telemetry layer has checked the length.
+ */
+export const putId = (buf: Uint8Array, p: number, id: Uint8Array, bytes: number): number => {
+  for (let i = 0; i < bytes; i++) buf[p++] = id[i]!
+  return p
+}
+
 export class ProtoWriter {
   // A plain Uint8Array, not a Buffer: element access on the Buffer subclass is measurably slower in V8.
   buf: Uint8Array
@@ -181,9 +190,7 @@ export class ProtoWriter {
     const buf = this.buf
     let p = this.pos
     buf[p++] = bytes
-    // A loop beats `set` for 8 or 16 bytes; the telemetry layer has checked the length.
-    for (let i = 0; i < bytes; i++) buf[p++] = id[i]!
-    this.pos = p
+    this.pos = putId(buf, p, id, bytes)
   }
 
   /** Starts a length-delimited message (its tag already written), reserving `reserve` bytes for its length. */

@@ -114,5 +114,25 @@ export const lastAttributes = <B>(): LastAttributes<B> => ({
   bytes: new Array<B | undefined>(LAST_POSITIONS).fill(undefined)
 })
 
+/** The cached bytes of the attribute at `at` when the last span had the same name and value there. */
+export const recall = <B>(last: LastAttributes<B> | undefined, at: number, key: string, value: unknown): B | undefined =>
+  last !== undefined && at < LAST_POSITIONS && last.keys[at] === key && last.values[at] === value
+    ? last.bytes[at]
+    : undefined
+
+/** Keeps the attribute at `at` for the next span; `bytes` undefined (a value not cached) forgets the position. */
+export const remember = <B>(
+  last: LastAttributes<B> | undefined,
+  at: number,
+  key: string,
+  value: unknown,
+  bytes: B | undefined
+): void => {
+  if (last === undefined || at >= LAST_POSITIONS) return
+  last.keys[at] = bytes === undefined ? undefined : key
+  last.values[at] = value
+  last.bytes[at] = bytes
+}
+
 /** Epoch nanoseconds of an OpenTelemetry `HrTime` (seconds, nanoseconds), as a fixed64 or a JSON string takes it. */
 export const hrTimeNanos = (t: HrTime): bigint => BigInt(t[0]) * 1_000_000_000n + BigInt(t[1])

@@ -12,9 +12,10 @@ import {
   KIND,
   keyCache,
   type KeyEntry,
-  LAST_POSITIONS,
   lastAttributes,
   type LastAttributes,
+  recall,
+  remember,
   spanFlags,
   type SpanFields,
   STATUS
@@ -103,8 +104,9 @@ export const writeKeyValues = (
     const at = n++
     if (at > 0) w.byte(COMMA)
     const value = attributes[key]
-    if (last !== undefined && at < LAST_POSITIONS && last.keys[at] === key && last.values[at] === value) {
-      w.raw(last.bytes[at]!)
+    const recalled = recall(last, at, key, value)
+    if (recalled !== undefined) {
+      w.raw(recalled)
       continue
     }
     const entry = keys.entry(key)
@@ -118,14 +120,10 @@ export const writeKeyValues = (
         keys.keep(entry, value, bytes)
       }
       w.raw(bytes)
-      if (last !== undefined && at < LAST_POSITIONS) {
-        last.keys[at] = key
-        last.values[at] = value
-        last.bytes[at] = bytes
-      }
+      remember(last, at, key, value, bytes)
     } else {
       writeKeyValue(w, entry, value)
-      if (last !== undefined && at < LAST_POSITIONS) last.keys[at] = undefined
+      remember(last, at, key, value, undefined)
     }
   }
   return n
@@ -153,17 +151,21 @@ const writeTime = (w: JsonWriter, ns: bigint): void => {
 /** "0123456789abcdef" as bytes. */
 const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef")
 
+/** An id's bytes as lowercase hex at `p` of `buf`, which has room; returns the position after them. */
+const putHex = (buf: Uint8Array, p: number, id: Uint8Array, bytes: number): number => {
+  for (let i = 0; i < bytes; i++) {
+    const b = id[i]!
+    buf[p++] = HEX_DIGITS[b >> 4]!
+    buf[p++] = HEX_DIGITS[b & 15]!
+  }
+  return p
+}
+
 /** A JSON id: lowercase hex (the telemetry layer refuses anything else), so nothing to escape. */
 const writeId = (w: JsonWriter, id: Id): void => {
   if (typeof id === "string") return w.ascii(id)
   w.ensure(2 * id.length)
-  const buf = w.buf
-  let p = w.pos
-  for (let i = 0; i < id.length; i++) {
-    buf[p++] = HEX_DIGITS[id[i]! >> 4]!
-    buf[p++] = HEX_DIGITS[id[i]! & 15]!
-  }
-  w.pos = p
+  w.pos = putHex(w.buf, w.pos, id, id.length)
 }
 
 const ascii = (text: string): Uint8Array => new TextEncoder().encode(text)
@@ -177,15 +179,6 @@ const putAscii = (buf: Uint8Array, p: number, bytes: Uint8Array): number => {
   return p
 }
 
-/** An id's bytes as lowercase hex at `p` of `buf`, which has room; returns the position after them. */
-const putHex = (buf: Uint8Array, p: number, id: Uint8Array, bytes: number): number => {
-  for (let i = 0; i < bytes; i++) {
-    const b = id[i]!
-    buf[p++] = HEX_DIGITS[b >> 4]!
-    buf[p++] = HEX_DIGITS[b & 15]!
-  }
-  return p
-}
 
 /** One span object. */
 export const writeSpan = (w: JsonWriter, s: SpanFields, offsetNs: bigint): void => {

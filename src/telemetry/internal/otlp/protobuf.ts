@@ -14,14 +14,15 @@ import {
   KIND,
   keyCache,
   type KeyEntry,
-  LAST_POSITIONS,
   lastAttributes,
   type LastAttributes,
+  recall,
+  remember,
   spanFlags,
   type SpanFields,
   STATUS
 } from "./fields.ts"
-import { ProtoWriter } from "./ProtoWriter.ts"
+import { ProtoWriter, putId } from "./ProtoWriter.ts"
 
 /** The fields of one AnyValue message (its tag and length written by the caller). */
 export const writeAnyValue = (w: ProtoWriter, v: unknown): void => {
@@ -113,8 +114,9 @@ export const writeKeyValues = (
   for (const key in attributes) {
     const value = attributes[key]
     const at = i++
-    if (last !== undefined && at < LAST_POSITIONS && last.keys[at] === key && last.values[at] === value) {
-      w.field(tagByte, last.bytes[at]!)
+    const recalled = recall(last, at, key, value)
+    if (recalled !== undefined) {
+      w.field(tagByte, recalled)
       continue
     }
     const entry = keys.entry(key)
@@ -128,15 +130,11 @@ export const writeKeyValues = (
         keys.keep(entry, value, bytes)
       }
       w.field(tagByte, bytes)
-      if (last !== undefined && at < LAST_POSITIONS) {
-        last.keys[at] = key
-        last.values[at] = value
-        last.bytes[at] = bytes
-      }
+      remember(last, at, key, value, bytes)
     } else {
       w.byte(tagByte)
       writeKeyValue(w, entry, value)
-      if (last !== undefined && at < LAST_POSITIONS) last.keys[at] = undefined
+      remember(last, at, key, value, undefined)
     }
   }
 }
@@ -158,14 +156,14 @@ export const writeSpan = (w: ProtoWriter, s: SpanFields, offsetNs: bigint): void
     p += 3 // the span's length, 2 bytes reserved (see `begin`)
     buf[p++] = 0x0a // trace_id (1)
     buf[p++] = 16
-    for (let i = 0; i < 16; i++) buf[p++] = traceId[i]!
+    p = putId(buf, p, traceId, 16)
     buf[p++] = 0x12 // span_id (2)
     buf[p++] = 8
-    for (let i = 0; i < 8; i++) buf[p++] = spanId[i]!
+    p = putId(buf, p, spanId, 8)
     if (parent !== undefined) {
       buf[p++] = 0x22 // parent_span_id (4)
       buf[p++] = 8
-      for (let i = 0; i < 8; i++) buf[p++] = parent[i]!
+      p = putId(buf, p, parent, 8)
     }
     w.pos = p
   } else {

@@ -17,14 +17,18 @@ const nices = () =>
     }
   })
 
-const restore = (nice: number) => {
-  for (const tid of Fs.readdirSync("/proc/self/task")) {
-    try {
-      Os.setPriority(Number(tid), nice)
-    } catch {
-      // exited
+/** Runs `body` with the priority this process started with, and gives every thread that priority back after it. */
+const atStartedPriority = <A, E>(body: (started: number) => Effect.Effect<A, E>) => {
+  const started = Os.getPriority()
+  return body(started).pipe(Effect.ensuring(Effect.sync(() => {
+    for (const tid of Fs.readdirSync("/proc/self/task")) {
+      try {
+        Os.setPriority(Number(tid), started)
+      } catch {
+        // exited
+      }
     }
-  }
+  })))
 }
 
 /** Runs the governor of `plan` over `read` for `ms`, then stops it; returns what it logged. */
@@ -46,9 +50,8 @@ const govern = (plan: Priority.Plan, read: () => Priority.Sched | undefined, ms:
 
 describe("the priority governor", () => {
   it.live("gives way at 10 once busy and calm, then takes every thread back when the main thread waits", () =>
-    Effect.gen(function*() {
-      const started = Os.getPriority()
-      try {
+    atStartedPriority((started) =>
+      Effect.gen(function*() {
         const plan = yield* Priority.apply
         assert.deepStrictEqual(plan, { yielding: 10, usual: started })
         // Unset, nothing changes before the agent is busy.
@@ -74,29 +77,23 @@ describe("the priority governor", () => {
         assert.strictEqual(Number(m![2]), started)
         // The sample's own wall time: each sample comes a whole interval after the one before.
         assert.isAtLeast(Number(m![1]), 450)
-      } finally {
-        restore(started)
-      }
-    }))
+      })
+    ))
 
   it.live("an idle agent stays at its usual priority and says nothing", () =>
-    Effect.gen(function*() {
-      const started = Os.getPriority()
-      try {
+    atStartedPriority((started) =>
+      Effect.gen(function*() {
         const plan = yield* Priority.apply
         let run = 0
         const logs = yield* govern(plan, () => ({ runNs: (run += 1e6), waitNs: 0 }), 2_600)
         assert.deepStrictEqual(logs, [])
         assert.deepStrictEqual([...new Set(nices())], [started])
-      } finally {
-        restore(started)
-      }
-    }))
+      })
+    ))
 
   it.live("a schedstat that can no longer be read ends the governor at the usual priority, with a warning", () =>
-    Effect.gen(function*() {
-      const started = Os.getPriority()
-      try {
+    atStartedPriority((started) =>
+      Effect.gen(function*() {
         const plan = yield* Priority.apply
         // Four busy, calm samples (it gives way), then nothing to read.
         let n = 0
@@ -110,8 +107,6 @@ describe("the priority governor", () => {
         assert.deepStrictEqual([...new Set(atGone)], [10])
         assert.deepStrictEqual([...new Set(nices())], [started])
         assert.deepStrictEqual(logs, ["priority governor stopped: the main thread's schedstat cannot be read"])
-      } finally {
-        restore(started)
-      }
-    }))
+      })
+    ))
 })

@@ -3,12 +3,18 @@
  * process of its own so its CPU is not counted as the measured process's, that count the spans they receive (trace
  * requests only: `/v1/traces` or the gRPC trace service; metrics and logs are answered and not counted).
  *
+ * The sink runs at nice 19 (BENCH_SINK_NICE, 0 to 19): it stands in for a collector, which users run on another host
+ * or at least outside the traced service's budget, and its own work (a JSON request is parsed whole to count its spans:
+ * a few milliseconds per batch) would otherwise land in the target's latency as if the agent had spent it.
+ *
  *   const sink = await Sink.start()   // sink.httpUrl, sink.grpcUrl, await sink.spans(), sink.stop()
  */
 import { fork } from "node:child_process"
+import * as fs from "node:fs"
 import * as http from "node:http"
 import * as http2 from "node:http2"
 import type { AddressInfo } from "node:net"
+import * as os from "node:os"
 
 /** Calls `f` with each length-delimited `field` of a protobuf message. */
 const eachField = (b: Uint8Array, field: number, f: (sub: Uint8Array) => void) => {
@@ -51,7 +57,9 @@ const countJson = (body: Buffer) => {
 }
 
 /** The child's side. */
-const serve = () => {
+const serve = (nice: number) => {
+  // Nice is per thread on Linux: every thread the child has (V8's and libuv's helpers included) is set.
+  for (const tid of fs.readdirSync("/proc/self/task")) os.setPriority(Number(tid), nice)
   let spans = 0
   const httpServer = http.createServer((req, res) => {
     const chunks: Array<Buffer> = []
@@ -97,7 +105,11 @@ export interface Sink {
 }
 
 export const start = async (): Promise<Sink> => {
-  const child = fork(import.meta.filename, ["sink"], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
+  const nice = Number(process.env["BENCH_SINK_NICE"] ?? 19)
+  if (!Number.isInteger(nice) || nice < 0 || nice > 19) {
+    throw new Error(`BENCH_SINK_NICE=${process.env["BENCH_SINK_NICE"]}: expected a whole number from 0 to 19`)
+  }
+  const child = fork(import.meta.filename, ["sink", String(nice)], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
   const ports = await new Promise<{ http: number; grpc: number }>((resolve, reject) => {
     child.once("message", resolve as (m: unknown) => void)
     child.once("exit", (code) => reject(new Error(`the OTLP sink exited (${code}) before listening`)))
@@ -114,4 +126,4 @@ export const start = async (): Promise<Sink> => {
   }
 }
 
-if (process.argv[2] === "sink") serve()
+if (process.argv[2] === "sink") serve(Number(process.argv[3] ?? 19))

@@ -50,7 +50,7 @@ constexpr uint32_t kIdleDrainMs = 1000;
 // With no ticks (threshold 0): the longest a record waits while records keep coming, the window's upper bound.
 constexpr uint32_t kStormDrainMs = 160;
 // The BPF side's default wakeup threshold (ps_wakeup_bytes in events.h), until JS says otherwise (setWakeupBytes).
-constexpr uint64_t kDefaultWakeupBytes = 64 * 1024;
+constexpr uint64_t kDefaultWakeupBytes = 256 * 1024;
 
 struct RingState {
   napi_env env = nullptr;

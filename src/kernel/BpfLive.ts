@@ -147,9 +147,9 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wake
 
   const configure = (obj: NativeObject, spec: ObjectSpec, name: string) => {
     const entries = Object.entries(spec.constants ?? {})
-    const sizes = entries.length > 0 || wakeup !== undefined ? obj.constants() : {}
-    if (wakeup !== undefined && sizes["ps_wakeup_bytes"] !== undefined && spec.constants?.["ps_wakeup_bytes"] === undefined) {
-      entries.push(["ps_wakeup_bytes", BigInt(wakeup)])
+    const sizes = obj.constants()
+    if (sizes["ps_wakeup_bytes"] !== undefined && spec.constants?.["ps_wakeup_bytes"] === undefined) {
+      entries.push(["ps_wakeup_bytes", BigInt(wakeupOf(spec))])
     }
     for (const [constant, value] of entries) {
       const size = sizes[constant]
@@ -484,13 +484,19 @@ const make = (addon: Addon, drainMs: number, ringBytes: number | undefined, wake
   })
 
   /**
-   * The forced-wakeup threshold the object's producers use (ps_wakeup_bytes): the load's own, else the agent's
-   * (PROBESCOPE_RINGBUF_WAKEUP_BYTES); undefined leaves the reader at the C file's default (64 KiB).
+   * The forced-wakeup threshold the object's producers use (ps_wakeup_bytes), and its reader with them: the load's
+   * own, else the agent's (PROBESCOPE_RINGBUF_WAKEUP_BYTES), else a quarter of the `events` ring (its size as loaded:
+   * the probe's, else PROBESCOPE_RINGBUF_BYTES, else the C file's 1 MiB), at most DEFAULT_WAKEUP_BYTES. A quarter, so
+   * that a smaller ring still forces wakeups (a threshold the ring cannot reach never would: every record would wait
+   * for the drain timer, and a burst would overflow) with three quarters of it left for the records that come while
+   * the reader wakes up and drains.
    */
-  const wakeupOf = (spec: ObjectSpec): number | undefined => {
+  const wakeupOf = (spec: ObjectSpec): number => {
     const own = spec.constants?.["ps_wakeup_bytes"]
     if (typeof own === "bigint" || typeof own === "number") return Number(own)
-    return wakeup
+    if (wakeup !== undefined) return wakeup
+    const ring = spec.mapSizes?.["events"] ?? ringBytes
+    return ring === undefined ? DEFAULT_WAKEUP_BYTES : Math.min(DEFAULT_WAKEUP_BYTES, Math.floor(ring / 4))
   }
 
   return Bpf.of({ load, libbpfVersion: addon.libbpfVersion(), uprobeMulti })
@@ -508,10 +514,19 @@ const unavailable = (reason: string) =>
   })
 
 /**
- * Ring-buffer drain interval in ms (`PROBESCOPE_RINGBUF_DRAIN_MS`, 1–1000, default 20): the longest a record submitted
- * without a wakeup waits before JS sees it. 20 rather than 5: fewer, larger batches cost the agent 0.6-0.75x the CPU
- * per span in the overhead bench (docs/benchmarks.md), and a busy ring wakes the reader at the threshold anyway (64 KiB,
- * about 130 net/http records), so a filling ring does not wait for the timer. On an empty ring the timer backs off,
+ * The wakeup threshold of a 1 MiB ring (the C file's, bpf/include/probescope/events.h) and the most any ring gets
+ * unless told: about 540 net/http server records per wakeup. 256 KiB rather than 64 KiB, with the 50 ms drain below:
+ * the agent's CPU per span 0.77-0.83x at 10k spans/s over ten processes (docs/benchmarks.md, "Fewer, larger drains
+ * (session 23)"): each wakeup of the agent's thread costs a context switch and cold caches on top of its records.
+ */
+export const DEFAULT_WAKEUP_BYTES = 256 * 1024
+
+/**
+ * Ring-buffer drain interval in ms (`PROBESCOPE_RINGBUF_DRAIN_MS`, 1–1000, default 50): the longest a record submitted
+ * without a wakeup waits before JS sees it. 50 rather than 20 (and 20 rather than 5 before it): fewer, larger batches
+ * cost the agent less CPU per span (docs/benchmarks.md), and a busy ring wakes the reader at the threshold anyway
+ * (DEFAULT_WAKEUP_BYTES), so a filling ring does not wait for the timer. The spans wait far longer in the export
+ * batch (its schedule delay, 5 s by default) than here. On an empty ring the timer backs off,
  * doubling up to 1 s (native/src/ringbuf.cc): an idle ring wakes the agent once a second. It cannot be 0: records
  * below the wakeup threshold are only ever read by this drain, so without it a quiet ring would keep them until
  * shutdown.
@@ -520,7 +535,7 @@ const drainInterval: Effect.Effect<number, BpfConfigError> = Config.String("PROB
   Config.option,
   Effect.mapError((e) => new BpfConfigError({ variable: "PROBESCOPE_RINGBUF_DRAIN_MS", message: e.message })),
   Effect.flatMap((value) => {
-    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(20)
+    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed(50)
     const text = value.value.trim()
     const n = Number(text)
     return /^\d+$/.test(text) && n >= 1 && n <= 1000 ? Effect.succeed(n) : Effect.fail(
@@ -572,7 +587,7 @@ const ringBufferBytes = bytesVariable(
 /**
  * The wakeup threshold of the probes' rings (`PROBESCOPE_RINGBUF_WAKEUP_BYTES`, 0 to 2^30, K and M suffixes): a record
  * that makes the unread data cross it wakes the reader at once; below it, records wait for the drain timer. 0 wakes
- * the reader on every record. Unset: what each object's C file gives (64 KiB, bpf/include/probescope/events.h). Set
+ * the reader on every record. Unset: a quarter of each object's ring, at most DEFAULT_WAKEUP_BYTES (`wakeupOf`). Set
  * on every object with a `ps_wakeup_bytes` constant, unless the load itself sets it.
  */
 const wakeupBytes = bytesVariable(

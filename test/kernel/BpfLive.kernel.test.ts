@@ -422,6 +422,31 @@ layer(BpfLive.layer, { excludeTestServices: true })("BpfLive (kernel)", (it) => 
         assert.deepStrictEqual(sized, [262144, 16384])
       }).pipe(Effect.scoped))
 
+    it.effect("a ring smaller than the default wakeup threshold wakes its reader at a quarter of its size", () =>
+      withRoundtrip((rt) =>
+        Effect.gen(function*() {
+          const bpf = yield* Bpf
+          // 16 KiB: the 256 KiB default could never be reached, and every record would wait for the drain timer.
+          const obj = yield* bpf.load({ file: bpfObject("doctor"), mapSizes: { events: 16384 } })
+          yield* obj.attachUprobe({ program: "doctor_uprobe", binary, symbol, pid: rt.pid })
+          const rb = yield* obj.ringBuffer("events")
+          let got = 0
+          const fiber = yield* rb.forEachBatch((batch) => void (got += batch.count)).pipe(Effect.forkChild)
+          yield* Effect.sleep("50 millis")
+          // 300 records of 40 bytes in the ring (12 000 of its 16 384): the 4 096-byte threshold is crossed about
+          // every 103. The timer's first tick is 1 s after the ring opened, so what arrives before it came by a wakeup.
+          yield* Effect.promise(() => rt.call(300, 6))
+          for (let i = 0; i < 40 && got < 100; i++) yield* Effect.sleep("10 millis")
+          assert.isAtLeast(got, 100, "records delivered by the threshold's wakeup, before the first timer tick")
+          yield* rb.close
+          yield* Fiber.join(fiber)
+          assert.strictEqual(got, 300)
+          assert.strictEqual((yield* rb.stats).dropped, 0)
+        }).pipe(Effect.scoped)
+      ).pipe(Effect.provide(Layer.fresh(BpfLive.layer).pipe(
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ PROBESCOPE_RINGBUF_DRAIN_MS: "1000" })))
+      ))))
+
     it.effect("PROBESCOPE_RINGBUF_BYTES must be a power of two from 4096 to 1 GiB", () =>
       Effect.gen(function*() {
         for (const bad of ["0", "1000", "2048", "3M", "abc", "2G", "-4096"]) {

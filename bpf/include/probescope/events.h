@@ -6,8 +6,8 @@
  * ps_stats[PS_STAT_DROPPED] rather than lost silently. */
 #pragma once
 
-/* 1 MiB: at the 64 KiB wakeup threshold and a 20 ms drain, room for a user-space stall of well over 100 ms at 10k
- * records per second. Each ring is mapped into the agent (twice over, for wraparound), so its size is RSS: the agent
+/* 1 MiB: at the 256 KiB wakeup threshold and a 50 ms drain, room for a user-space stall of over 100 ms at 10k
+ * records per second, and of about 30 ms at 50k. Each ring is mapped into the agent (twice over, for wraparound), so its size is RSS: the agent
  * sizes all rings with PROBESCOPE_RINGBUF_BYTES, a probe its own with `ringBuffer.bytes`. */
 #ifndef PS_RINGBUF_BYTES
 #define PS_RINGBUF_BYTES (1 << 20)
@@ -37,8 +37,9 @@ struct {
   __type(value, u64);
 } ps_stats SEC(".maps");
 
-/* 0 wakes the consumer on every record. */
-const volatile u64 ps_wakeup_bytes = 64 * 1024;
+/* 0 wakes the consumer on every record. 256 KiB, a quarter of the default ring: the agent sets it at load to a quarter
+ * of the ring it sizes, at most this (src/kernel/BpfLive.ts, wakeupOf). */
+const volatile u64 ps_wakeup_bytes = 256 * 1024;
 
 static __always_inline void ps_count(u32 stat) {
   u64 *v = bpf_map_lookup_elem(&ps_stats, &stat);

@@ -52,7 +52,7 @@ export interface NativeRingBuffer {
   consume(): number
   stats(): NativeRingStats
   /**
-   * The producer's forced-wakeup threshold (its `ps_wakeup_bytes`; 64 KiB unless told): a kernel wakeup finding that
+   * The producer's forced-wakeup threshold (its `ps_wakeup_bytes`; 256 KiB unless told): a kernel wakeup finding that
    * much unread data is drained at once, any other waits for the drain timer. Infinity: never at once.
    */
   setWakeupBytes(bytes: number): void

@@ -35,6 +35,11 @@ static Napi::Value ReadKernelFacts(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// sched.cc
+Napi::Value SchedGiveWay(const Napi::CallbackInfo& info);
+Napi::Value SchedTakeBack(const Napi::CallbackInfo& info);
+Napi::Value SchedGuardFired(const Napi::CallbackInfo& info);
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallLogCapture();
   Link::constructor = new Napi::FunctionReference(Napi::Persistent(Link::Define(env)));
@@ -45,6 +50,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("uprobeMultiSupported", Napi::Function::New(env, UprobeMultiSupported));
   exports.Set("uprobeMultiLayout", Napi::Function::New(env, UprobeMultiLayout));
   exports.Set("readKernelFacts", Napi::Function::New(env, ReadKernelFacts));
+  exports.Set("schedGiveWay", Napi::Function::New(env, SchedGiveWay));
+  exports.Set("schedTakeBack", Napi::Function::New(env, SchedTakeBack));
+  exports.Set("schedGuardFired", Napi::Function::New(env, SchedGuardFired));
   return exports;
 }
 

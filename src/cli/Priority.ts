@@ -22,6 +22,7 @@
 import { Config, Duration, Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
+import { type FellBehind, idlePolicy } from "../kernel/Scheduling.ts"
 import { effectiveCapabilities } from "./Doctor.ts"
 import { AgentConfigError } from "./Errors.ts"
 
@@ -120,6 +121,44 @@ export const CALM = 0.05
 export const HOLD_MS = 30_000
 /** Busy, calm samples in a row at the usual priority before it gives way. */
 export const CALM_SAMPLES = 4
+/** How often the native guard reads the main thread's schedstat while the agent gives way at SCHED_IDLE. */
+export const GUARD_MS = 100
+
+/**
+ * How the governor gives way and takes the usual priority back. By default every thread goes to SCHED_IDLE, watched
+ * by the native guard ({@link GUARD_MS}, {@link BEHIND}; src/kernel/Scheduling.ts): under EEVDF a nice value still lets
+ * the agent keep the CPU for its slice while a request that woke waits, an idle policy does not (docs/benchmarks.md,
+ * "Giving way with SCHED_IDLE (session 23)"). Without the addon, or when the system refuses the policy, the agent
+ * gives way with the plan's nice value instead.
+ */
+export interface Yielder {
+  /** What giving way means, for the logs: "SCHED_IDLE" or "nice <n>". */
+  readonly how: string
+  readonly giveWay: () => void
+  readonly takeBack: () => void
+  /** Whether the agent was put back at its usual priority without the governor (the guard), and why. */
+  readonly fellBehind: () => FellBehind | undefined
+}
+
+/** Giving way with the plan's nice value. */
+export const niceYielder = (p: Plan): Yielder => ({
+  how: `nice ${p.yielding}`,
+  giveWay: () => setAll(p.yielding),
+  takeBack: () => setAll(p.usual),
+  fellBehind: () => undefined
+})
+
+/** Giving way at SCHED_IDLE, guarded; the nice value where the addon is not there. */
+export const defaultYielder = (p: Plan): Yielder => {
+  const idle = idlePolicy()
+  if (idle === undefined) return niceYielder(p)
+  return {
+    how: "SCHED_IDLE",
+    giveWay: () => idle.giveWay(BEHIND, GUARD_MS, p.usual),
+    takeBack: () => idle.takeBack(p.usual),
+    fellBehind: idle.fellBehind
+  }
+}
 
 export interface GovernorState {
   readonly yielding: boolean
@@ -233,9 +272,10 @@ export const nextSampleMs = (ranNs: number, waitedNs: number, wallNs: number): n
  * wakeup of the whole process, and the agent's idle cost is counted in them. A change it cannot make (the capability
  * dropped since) is logged and ends it where it is.
  */
-export const governor = (p: Plan, readSched?: () => Sched | undefined) =>
+export const governor = (p: Plan, readSched?: () => Sched | undefined, yielder?: Yielder) =>
   Effect.gen(function*() {
     if (p.yielding === p.usual) return
+    let how = yielder ?? defaultYielder(p)
     let read = readSched
     if (read === undefined) {
       const own = yield* Effect.acquireRelease(Effect.sync(mainSched), (r) => Effect.sync(() => r?.close()))
@@ -249,6 +289,11 @@ export const governor = (p: Plan, readSched?: () => Sched | undefined) =>
     let state = initial
     const log = Effect.runForkWith(yield* Effect.context<never>())
     let timer: ReturnType<typeof setTimeout> | undefined
+    const fellBehind = (waitedNs: number, wallNs: number) =>
+      log(Effect.logInfo(
+        `the agent waited ${(waitedNs / 1e6).toFixed(0)} ms of ${(wallNs / 1e6).toFixed(0)} for a CPU: nice ` +
+          `${p.usual} for ${HOLD_MS / 1000} s at least (${VARIABLE})`
+      ))
     const sample = () => {
       const now = performance.now()
       const sched = readNow()
@@ -256,7 +301,7 @@ export const governor = (p: Plan, readSched?: () => Sched | undefined) =>
         // Blind from here on: end where the agent cannot fall behind unseen.
         if (state.yielding) {
           try {
-            setAll(p.usual)
+            how.takeBack()
           } catch {
             // the priority it has is the one it keeps
           }
@@ -267,25 +312,37 @@ export const governor = (p: Plan, readSched?: () => Sched | undefined) =>
       const ran = sched.runNs - last!.runNs
       const waited = sched.waitNs - last!.waitNs
       const wallNs = (now - lastWall) * 1e6
-      const next = step(state, ran, waited, wallNs, now)
       last = sched
       lastWall = now
+      // The guard put the threads back at their usual priority between two samples (the host filled up).
+      const guarded = state.yielding ? how.fellBehind() : undefined
+      if (guarded !== undefined) {
+        state = { yielding: false, since: now, calm: 0 }
+        fellBehind(guarded.waitedNs, guarded.wallNs)
+        timer = setTimeout(sample, nextSampleMs(ran, waited, wallNs)).unref()
+        return
+      }
+      const next = step(state, ran, waited, wallNs, now)
       if (next.yielding !== state.yielding) {
-        const nice = next.yielding ? p.yielding : p.usual
         try {
-          setAll(nice)
+          if (next.yielding) how.giveWay()
+          else how.takeBack()
         } catch (cause) {
+          if (next.yielding && how.how === "SCHED_IDLE") {
+            // The system refuses the idle policy (a seccomp filter, a container): give way with the nice value.
+            log(Effect.logDebug(`SCHED_IDLE refused (${String((cause as Error).message)}): giving way at nice ${p.yielding}`))
+            how = niceYielder(p)
+            timer = setTimeout(sample, nextSampleMs(ran, waited, wallNs)).unref()
+            return
+          }
+          const nice = next.yielding ? p.yielding : p.usual
           log(Effect.logWarning(`priority governor stopped: ${setError(nice, cause).message}`))
           return
         }
         // Falling behind is worth a line; giving way and going idle are routine (debug).
-        if (!next.yielding && next.since === now) {
-          log(Effect.logInfo(
-            `the agent waited ${(waited / 1e6).toFixed(0)} ms of ${(wallNs / 1e6).toFixed(0)} for a CPU: nice ` +
-              `${nice} for ${HOLD_MS / 1000} s at least (${VARIABLE})`
-          ))
-        } else {
-          log(Effect.logDebug(`nice ${nice}: ${next.yielding ? "giving way to the traced programs" : "idle"}`))
+        if (!next.yielding && next.since === now) fellBehind(waited, wallNs)
+        else {
+          log(Effect.logDebug(next.yielding ? `${how.how}: giving way to the traced programs` : `nice ${p.usual}: idle`))
         }
       }
       state = next
@@ -295,6 +352,16 @@ export const governor = (p: Plan, readSched?: () => Sched | undefined) =>
       Effect.sync(() => {
         timer = setTimeout(sample, Duration.toMillis(SAMPLE)).unref()
       }),
-      () => Effect.sync(() => clearTimeout(timer))
+      // The end of the run (a shutdown's export, the probes' detach) at the usual priority, the guard stopped.
+      () =>
+        Effect.sync(() => {
+          clearTimeout(timer)
+          if (!state.yielding) return
+          try {
+            how.takeBack()
+          } catch {
+            // the priority it has is the one it keeps
+          }
+        })
     )
   })

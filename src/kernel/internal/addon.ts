@@ -129,6 +129,16 @@ export interface Addon {
    * lookup by file, native/src/kernel_btf.cc): read once per process, by this or by the first load needing them.
    */
   readKernelFacts(): void
+  /**
+   * Every thread but a new guard thread to SCHED_IDLE; the guard (SCHED_OTHER) reads the main thread `mainTid`'s
+   * schedstat every `intervalMs` and, when it waited more than `behind` of that time, puts every thread back at
+   * SCHED_OTHER and `usualNice` and ends (native/src/sched.cc). Throws the errno (every thread back at SCHED_OTHER).
+   */
+  schedGiveWay(mainTid: number, behind: number, intervalMs: number, usualNice: number): void
+  /** Stops the guard; every thread to SCHED_OTHER at `usualNice`. Throws the errno. */
+  schedTakeBack(usualNice: number): void
+  /** The sample at which the guard took the usual policy back, once (reading clears it); undefined when it has not. */
+  schedGuardFired(): { readonly waitedNs: number; readonly wallNs: number } | undefined
 }
 
 /**

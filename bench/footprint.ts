@@ -12,6 +12,10 @@
  *     minute to the last and the least-squares slope, over all samples and after the first minute (the goal's figure);
  *   - unless --no-profile: a V8 CPU profile of a second agent under the same load (its load window only, by the
  *     samples' timestamps): main-thread CPU by stage and the top 15 functions by self time.
+ *   - with --saturate: the host filled up in the middle of each measured load (one busy loop per CPU and one more,
+ *     nice 0, over its middle third): by then the agent gives way (SCHED_IDLE, src/cli/Priority.ts), and must take
+ *     its priority back before its rings overflow; spans lost must still be 0. Prints each agent's "waited … for a
+ *     CPU" lines. The CPU-per-span figure of such a run is not the goal's.
  *
  *   - with BENCH_BEFORE=<another build's bin/probescope>, BENCH_NODE_FLAGS=<Node/V8 flags>[;<flags>...] and/or
  *     BENCH_AGENT_ENV=<NAME=value ...>[;<NAME=value ...>...]: the same figures for that build, or for this one started
@@ -23,7 +27,7 @@
  *     maps, other; /proc/<pid>/smaps).
  *
  *   node_modules/.bin/node bench/footprint.ts [--rate 10000] [--processes 10] [--seconds 20] [--idle-seconds 10]
- *     [--minutes N] [--no-profile] [--profile-seconds 10]
+ *     [--minutes N] [--no-profile] [--profile-seconds 10] [--saturate]
  *
  * Root is needed (uprobes). Figures are from one run on whatever machine this is; the rate reached is printed, since a
  * small machine may not drive 10k requests per second through ten Go servers, their probes and the agent at once.
@@ -63,6 +67,7 @@ const seconds = flag("seconds", 20)
 const idleSeconds = Math.max(10, flag("idle-seconds", 10))
 const soakMinutes = flag("minutes", Number(process.env["BENCH_SOAK_MINUTES"] ?? 0))
 const profile = !process.argv.includes("--no-profile")
+const saturate = process.argv.includes("--saturate")
 const profileSeconds = flag("profile-seconds", 10)
 /** Two workers per process: one connection can stall on a slow response while the other keeps the pace. */
 const connections = 2 * processes
@@ -105,6 +110,8 @@ interface Agent {
   readonly pid: number
   /** SIGINT, then the exit code (the agent flushes its exporters and, under --cpu-prof, writes the profile). */
   readonly stop: () => Promise<number | null>
+  /** The governor's lines saying the agent took its usual priority back (it waited for a CPU). */
+  readonly waits: () => ReadonlyArray<string>
   /** The last lines the agent printed (its exit summary after stop). */
   readonly tail: () => string
 }
@@ -165,6 +172,8 @@ const startAgent = async (
   })
   children.push(child)
   const attached = new Set<number>()
+  /** The governor's "the agent waited … for a CPU" lines (it took its usual priority back). */
+  const waits = new Set<string>()
   let tail = ""
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`attached to ${attached.size} of ${pids.length} within 60 s`)), 60_000)
@@ -172,6 +181,7 @@ const startAgent = async (
       s.on("data", (c: Buffer) => {
         tail = (tail + c.toString()).slice(-4000)
         for (const m of tail.matchAll(/pid (\d+): attached/g)) attached.add(Number(m[1]))
+        for (const m of tail.matchAll(/\S* ?INFO[^\n]*the agent waited [^\n]*\n/g)) waits.add(m[0].trim())
         if (pids.every((p) => attached.has(p))) {
           clearTimeout(timer)
           resolve()
@@ -188,7 +198,8 @@ const startAgent = async (
       child.kill("SIGINT")
       return exit
     },
-    tail: () => tail
+    tail: () => tail,
+    waits: () => [...waits]
   }
   return agent
 }
@@ -273,10 +284,22 @@ const main = async () => {
     const rssUnderLoad: Array<number> = []
     let loading = true
     void loadDone.finally(() => void (loading = false))
+    const hogs: Array<ChildProcess> = []
+    let second = 0
     while (loading) {
       await sleep(1000)
       rssUnderLoad.push(rssMiB(a.pid))
+      second++
+      if (saturate && second === Math.floor(seconds / 3)) {
+        for (let i = 0; i <= os.availableParallelism(); i++) {
+          const hog = spawn("sh", ["-c", "while :; do :; done"], { stdio: "ignore" })
+          children.push(hog)
+          hogs.push(hog)
+        }
+      }
+      if (second === Math.floor((2 * seconds) / 3)) for (const h of hogs.splice(0)) h.kill("SIGKILL")
     }
+    for (const h of hogs) h.kill("SIGKILL")
     const measured = await loadDone
     const made = warm.requests + measured.requests
     const received = await awaitSpans(sink, from, made)
@@ -391,6 +414,10 @@ const main = async () => {
       `~${PREVIOUS_CPU_PER_SPAN_US} µs (${cpu.toFixed(2)} s of CPU from the load's start to the last span at the ` +
       `sink, ${window.toFixed(1)} s)`)
   row("spans lost (sink vs requests)", `${lost}`, `${received} received of ${made} made (warm-up included)`)
+  if (saturate) {
+    row("host filled up (--saturate)", "", `${os.availableParallelism() + 1} busy loops over the load's middle third; ` +
+      `the agent took its priority back: ${agent.waits().join(" | ") || "never"}`)
+  }
   const partsText = (p: RssParts) =>
     `anonymous ${p.anonymous.toFixed(1)}, node binary ${p.nodeBinary.toFixed(1)}, BPF maps ${p.bpfMaps.toFixed(1)}, ` +
     `other ${p.other.toFixed(1)} MiB`

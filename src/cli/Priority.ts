@@ -4,14 +4,16 @@
  *
  * Why: the agent's batch work (decoding, encoding, exporting, V8's GC) runs at the moments the traced service's
  * requests arrive, and at equal priority the scheduler lets a running batch finish its slice while a request that
- * woke up waits: the agent shows in the service's slowest requests. At nice 10 the agent weighs about a tenth of a
- * nice-0 task, so a waking request preempts it; it still has every idle cycle, and needs only a few per cent of one
- * CPU at 10k spans/s. But on a host with no idle CPU a tenth of a share is less than the agent needs: it falls behind
- * and its rings overflow (a saturated footprint run at a fixed nice 10 lost 7 007 spans). So, unset, the agent
- * watches its main thread's schedstat ({@link governor}, {@link step}): it gives way once it has been busy with short
- * waits for a CPU for two seconds, and takes its usual priority back when a wait grows past a quarter of the time
- * or when it goes idle (the next burst of work, which may saturate the host from its first moment, starts at the
- * usual priority). Taking it back needs CAP_SYS_NICE (root has it): without it the agent keeps the priority it was
+ * woke up waits: the agent shows in the service's slowest requests. Giving way, the agent's threads go to SCHED_IDLE
+ * ({@link Yielder}): a waking request preempts it at once (a nice value alone does not: under EEVDF the running task
+ * keeps its slice); it still has every idle cycle, and needs only a few per cent of one CPU at 10k spans/s. But on a
+ * host with no idle CPU a low share is less than the agent needs: it falls behind and its rings overflow (a saturated
+ * footprint run at a fixed nice 10 lost 7 007 spans). So, unset, the agent watches its main thread's schedstat
+ * ({@link governor}, {@link step}): it gives way once it has been busy with short waits for a CPU for two seconds,
+ * and takes its usual priority back when a wait grows past a quarter of the time (seen within {@link GUARD_MS} by a
+ * native guard thread, which the idle policy needs: the agent's own JavaScript may not run for a long while) or when
+ * it goes idle (the next burst of work, which may saturate the host from its first moment, starts at the usual
+ * priority). Taking it back needs CAP_SYS_NICE (root has it): without it the agent keeps the priority it was
  * started with, and it never raises a priority it was started with (under `nice -n 15` it stays at 15). A value given
  * is fixed, set as it is from the start (0: the usual priority; a negative one, which needs CAP_SYS_NICE, favours
  * the agent).
@@ -28,7 +30,10 @@ import { AgentConfigError } from "./Errors.ts"
 
 const VARIABLE = "PROBESCOPE_NICE"
 
-/** The nice value `run` gives way at (busy, the host with CPU to spare), when `PROBESCOPE_NICE` is unset. */
+/**
+ * The nice value `run` gives way at (busy, the host with CPU to spare), when `PROBESCOPE_NICE` is unset and the idle
+ * policy cannot be had (no addon, refused).
+ */
 export const defaultNice = 10
 
 /** `PROBESCOPE_NICE`: a whole number from -20 to 19; `undefined` when unset or empty. */

@@ -4,16 +4,16 @@
  *
  * Why: the agent's batch work (decoding, encoding, exporting, V8's GC) runs at the moments the traced service's
  * requests arrive, and at equal priority the scheduler lets a running batch finish its slice while a request that
- * woke up waits: the agent shows in the service's slowest requests. Giving way, the agent's threads go to SCHED_IDLE
- * ({@link Yielder}): a waking request preempts it at once (a nice value alone does not: under EEVDF the running task
- * keeps its slice); it still has every idle cycle, and needs only a few per cent of one CPU at 10k spans/s. But on a
- * host with no idle CPU a low share is less than the agent needs: it falls behind and its rings overflow (a saturated
- * footprint run at a fixed nice 10 lost 7 007 spans). So, unset, the agent watches its main thread's schedstat
- * ({@link governor}, {@link step}): it gives way once it has been busy with short waits for a CPU for two seconds,
- * and takes its usual priority back when a wait grows past a quarter of the time (seen within {@link GUARD_MS} by a
- * native guard thread, which the idle policy needs: the agent's own JavaScript may not run for a long while) or when
- * it goes idle (the next burst of work, which may saturate the host from its first moment, starts at the usual
- * priority). Taking it back needs CAP_SYS_NICE (root has it): without it the agent keeps the priority it was
+ * woke up waits: the agent shows in the service's slowest requests. At nice 10 the agent weighs about a tenth of a
+ * nice-0 task, so a waking request preempts it sooner; `PROBESCOPE_GIVE_WAY=idle` puts its threads at SCHED_IDLE
+ * instead ({@link Yielder}), which a waking request preempts at once. Either way it still has every idle cycle, and
+ * needs only a few per cent of one CPU at 10k spans/s. But on a host with no idle CPU a low share is less than the
+ * agent needs: it falls behind and its rings overflow (a saturated footprint run at a fixed nice 10 lost 7 007
+ * spans). So, unset, the agent watches its main thread's schedstat ({@link governor}, {@link step}): it gives way once
+ * it has been busy with short waits for a CPU for two seconds, and takes its usual priority back when a wait grows
+ * past a quarter of the time (at SCHED_IDLE also seen within {@link GUARD_MS} by a native guard thread: the agent's
+ * own JavaScript may not run for a long while) or when it goes idle (the next burst of work, which may saturate the
+ * host from its first moment, starts at the usual priority). Taking it back needs CAP_SYS_NICE (root has it): without it the agent keeps the priority it was
  * started with, and it never raises a priority it was started with (under `nice -n 15` it stays at 15). A value given
  * is fixed, set as it is from the start (0: the usual priority; a negative one, which needs CAP_SYS_NICE, favours
  * the agent).
@@ -29,11 +29,9 @@ import { effectiveCapabilities } from "./Doctor.ts"
 import { AgentConfigError } from "./Errors.ts"
 
 const VARIABLE = "PROBESCOPE_NICE"
+const GIVE_WAY = "PROBESCOPE_GIVE_WAY"
 
-/**
- * The nice value `run` gives way at (busy, the host with CPU to spare), when `PROBESCOPE_NICE` is unset and the idle
- * policy cannot be had (no addon, refused).
- */
+/** The nice value `run` gives way at (busy, the host with CPU to spare), when `PROBESCOPE_NICE` is unset. */
 export const defaultNice = 10
 
 /** `PROBESCOPE_NICE`: a whole number from -20 to 19; `undefined` when unset or empty. */
@@ -49,6 +47,27 @@ export const niceConfig: Effect.Effect<number | undefined, AgentConfigError> = C
       new AgentConfigError({
         variable: VARIABLE,
         message: `Invalid ${VARIABLE}=${JSON.stringify(value.value)}: expected a whole number from -20 to 19`
+      })
+    )
+  })
+)
+
+/**
+ * `PROBESCOPE_GIVE_WAY`: how the governor gives way, `nice` (the default: at {@link defaultNice}) or `idle` (every
+ * thread at SCHED_IDLE, guarded; see {@link Yielder} and docs/benchmarks.md, "Giving way with SCHED_IDLE (session
+ * 23)", for why it is not the default yet).
+ */
+export const giveWayConfig: Effect.Effect<"nice" | "idle", AgentConfigError> = Config.String(GIVE_WAY).pipe(
+  Config.option,
+  Effect.mapError((e) => new AgentConfigError({ variable: GIVE_WAY, message: e.message })),
+  Effect.flatMap((value) => {
+    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed("nice" as const)
+    const text = value.value.trim().toLowerCase()
+    if (text === "nice" || text === "idle") return Effect.succeed(text)
+    return Effect.fail(
+      new AgentConfigError({
+        variable: GIVE_WAY,
+        message: `Invalid ${GIVE_WAY}=${JSON.stringify(value.value)}: expected "nice" or "idle"`
       })
     )
   })
@@ -97,6 +116,8 @@ const setError = (nice: number, cause: unknown) => {
 export interface Plan {
   readonly yielding: number
   readonly usual: number
+  /** Give way at SCHED_IDLE (`PROBESCOPE_GIVE_WAY=idle`) rather than at `yielding`. */
+  readonly idle?: true
 }
 
 /** CAP_SYS_NICE's bit in the capability sets: raising a priority (lowering a nice value). */
@@ -130,11 +151,11 @@ export const CALM_SAMPLES = 4
 export const GUARD_MS = 100
 
 /**
- * How the governor gives way and takes the usual priority back. By default every thread goes to SCHED_IDLE, watched
- * by the native guard ({@link GUARD_MS}, {@link BEHIND}; src/kernel/Scheduling.ts): under EEVDF a nice value still lets
- * the agent keep the CPU for its slice while a request that woke waits, an idle policy does not (docs/benchmarks.md,
- * "Giving way with SCHED_IDLE (session 23)"). Without the addon, or when the system refuses the policy, the agent
- * gives way with the plan's nice value instead.
+ * How the governor gives way and takes the usual priority back: by default with the plan's nice value; with
+ * `PROBESCOPE_GIVE_WAY=idle` every thread goes to SCHED_IDLE, watched by the native guard ({@link GUARD_MS},
+ * {@link BEHIND}; src/kernel/Scheduling.ts): under EEVDF a nice value still lets the agent keep the CPU for its slice
+ * while a request that woke waits, an idle policy does not (docs/benchmarks.md, "Giving way with SCHED_IDLE (session
+ * 23)"). Without the addon, or when the system refuses the policy, that one gives way with the nice value too.
  */
 export interface Yielder {
   /** What giving way means, for the logs: "SCHED_IDLE" or "nice <n>". */
@@ -153,9 +174,9 @@ export const niceYielder = (p: Plan): Yielder => ({
   fellBehind: () => undefined
 })
 
-/** Giving way at SCHED_IDLE, guarded; the nice value where the addon is not there. */
-export const defaultYielder = (p: Plan): Yielder => {
-  const idle = idlePolicy()
+/** The plan's way of giving way: SCHED_IDLE, guarded, when it says so and the addon is there; else its nice value. */
+export const yielderOf = (p: Plan): Yielder => {
+  const idle = p.idle === true ? idlePolicy() : undefined
   if (idle === undefined) return niceYielder(p)
   return {
     how: "SCHED_IDLE",
@@ -252,7 +273,9 @@ export const apply: Effect.Effect<Plan, AgentConfigError> = Effect.gen(function*
     }
   })()
   const canRaise = ((effectiveCapabilities(status) >> CAP_SYS_NICE) & 1n) === 1n
-  const p = plan(asked, started, canRaise)
+  const how = yield* giveWayConfig
+  const fixed = plan(asked, started, canRaise)
+  const p: Plan = how === "idle" && fixed.yielding !== fixed.usual ? { ...fixed, idle: true } : fixed
   // A fixed value holds from the start; the default changes only once the agent is ready (`governor`): start-up is a
   // one-off burst that decides how soon the first request is traced, not a cost per request.
   if (p.yielding === p.usual && p.yielding !== started) {
@@ -280,7 +303,7 @@ export const nextSampleMs = (ranNs: number, waitedNs: number, wallNs: number): n
 export const governor = (p: Plan, readSched?: () => Sched | undefined, yielder?: Yielder) =>
   Effect.gen(function*() {
     if (p.yielding === p.usual) return
-    let how = yielder ?? defaultYielder(p)
+    let how = yielder ?? yielderOf(p)
     let read = readSched
     if (read === undefined) {
       const own = yield* Effect.acquireRelease(Effect.sync(mainSched), (r) => Effect.sync(() => r?.close()))

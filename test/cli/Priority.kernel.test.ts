@@ -3,7 +3,7 @@
  * wait that says the agent is falling behind, then none.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Logger } from "effect"
+import { ConfigProvider, Effect, Fiber, Logger } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -38,6 +38,10 @@ const byPolicy = (list: ReadonlyArray<number>) => {
 }
 
 const idle = Scheduling.idlePolicy()!
+
+/** `PROBESCOPE_GIVE_WAY` set to `value` for `effect`'s config reads. */
+const withGiveWay = (value: string) =>
+  Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ PROBESCOPE_GIVE_WAY: value })))
 
 /**
  * Runs `body` with the priority this process started with, and gives every thread that priority and SCHED_OTHER back
@@ -75,11 +79,11 @@ const govern = (plan: Priority.Plan, read: () => Priority.Sched | undefined, ms:
   })
 
 describe("the priority governor", () => {
-  it.live("gives way at SCHED_IDLE once busy and calm, then takes every thread back when the main thread waits", () =>
+  it.live("PROBESCOPE_GIVE_WAY=idle: gives way at SCHED_IDLE once busy and calm, then takes every thread back when the main thread waits", () =>
     atStartedPriority((started) =>
       Effect.gen(function*() {
-        const plan = yield* Priority.apply
-        assert.deepStrictEqual(plan, { yielding: 10, usual: started })
+        const plan = yield* Priority.apply.pipe(withGiveWay("idle"))
+        assert.deepStrictEqual(plan, { yielding: 10, usual: started, idle: true })
         // Unset, nothing changes before the agent is busy.
         assert.deepStrictEqual([...new Set(nices())], [started])
         assert.deepStrictEqual([...new Set(policies())], [0])
@@ -123,7 +127,7 @@ describe("the priority governor", () => {
   it.live("a schedstat that can no longer be read ends the governor at the usual priority, with a warning", () =>
     atStartedPriority((started) =>
       Effect.gen(function*() {
-        const plan = yield* Priority.apply
+        const plan = yield* Priority.apply.pipe(withGiveWay("idle"))
         // Four busy, calm samples (it gives way), then nothing to read.
         let n = 0
         let run = 0
@@ -139,10 +143,11 @@ describe("the priority governor", () => {
         assert.deepStrictEqual(logs, ["priority governor stopped: the main thread's schedstat cannot be read"])
       })
     ))
-  it.live("without the addon's idle policy the governor gives way at nice 10", () =>
+  it.live("by default the governor gives way at nice 10", () =>
     atStartedPriority((started) =>
       Effect.gen(function*() {
         const plan = yield* Priority.apply
+        assert.deepStrictEqual(plan, { yielding: 10, usual: started })
         let n = 0
         let run = 0
         let atFifth: Array<number> = []
@@ -151,7 +156,7 @@ describe("the priority governor", () => {
           return { runNs: (run += 50e6), waitNs: 0 }
         }
         const logs = yield* Effect.gen(function*() {
-          const fiber = yield* Priority.governor(plan, read, Priority.niceYielder(plan)).pipe(
+          const fiber = yield* Priority.governor(plan, read).pipe(
             Effect.andThen(Effect.never),
             Effect.scoped,
             Effect.forkChild
@@ -231,4 +236,10 @@ describe("the priority governor", () => {
         assert.deepStrictEqual(logs, [`the agent waited 80 ms of 100 for a CPU: nice ${started} for 30 s at least (PROBESCOPE_NICE)`])
       })
     ))
+  it.effect("a bad PROBESCOPE_GIVE_WAY is an AgentConfigError saying what it takes", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Priority.apply.pipe(withGiveWay("sometimes")))
+      assert.strictEqual(error._tag, "AgentConfigError")
+      assert.strictEqual(error.message, `Invalid PROBESCOPE_GIVE_WAY="sometimes": expected "nice" or "idle"`)
+    }))
 })

@@ -1,10 +1,12 @@
 // Giving way to other programs: every thread of this process to SCHED_IDLE, with a guard thread that takes the usual
-// policy back the moment the main thread waits too long for a CPU.
+// policy back the moment the main thread waits too long for a CPU. The CLI's governor uses it when asked
+// (PROBESCOPE_GIVE_WAY=idle, src/cli/Priority.ts); its default is a nice value.
 //
 // Why SCHED_IDLE and not a nice value: under EEVDF a running SCHED_OTHER task keeps the CPU for its protected slice
 // (about 1.4 ms here) even when a task of far greater weight wakes up, so a nice-10 agent still delays the traced
 // program's requests by up to a slice. A task with the idle policy is preempted by any SCHED_OTHER task at its wakeup,
-// and never preempts one at its own (docs/benchmarks.md, "Giving way with SCHED_IDLE (session 23)").
+// and never preempts one at its own (docs/benchmarks.md, "Giving way with SCHED_IDLE (session 23)", which also has
+// why it is not the default).
 //
 // Why a guard thread: an idle-policy task weighs 3 against a nice-0 task's 1024. On a host whose CPUs fill up, the
 // agent's own JavaScript (its governor included) may not run for hundreds of milliseconds, while its rings fill. The
@@ -57,13 +59,11 @@ int SetPolicy(pid_t tid, int policy, int nice) {
 }
 
 // Every thread of this process but `except` to `policy` and `nice`: 0, or the first errno other than ESRCH (a thread
-// that exited meanwhile). Listed twice when the first pass changed anything: a thread made during the listing takes
-// its creator's old policy.
+// that exited meanwhile). Listed twice: a thread made during the first listing takes its creator's old policy.
 int SetAll(int policy, int nice, pid_t except) {
   for (int pass = 0; pass < 2; pass++) {
     DIR* dir = opendir("/proc/self/task");
     if (dir == nullptr) return errno;
-    int changed = 0;
     while (struct dirent* entry = readdir(dir)) {
       pid_t tid = static_cast<pid_t>(atoi(entry->d_name));
       if (tid <= 0 || tid == except) continue;
@@ -73,10 +73,8 @@ int SetAll(int policy, int nice, pid_t except) {
         closedir(dir);
         return err;
       }
-      changed++;
     }
     closedir(dir);
-    if (changed == 0) break;
   }
   return 0;
 }
@@ -118,6 +116,7 @@ void GuardLoop(pid_t main_tid, double behind, uint32_t interval_ms, int usual) {
   }
   guard.wake.notify_all();
   uint64_t run0 = 0, wait0 = 0;
+  // Unreadable (no schedstat in this kernel): no guard; the governor, which reads the same file, does not run either.
   if (!ReadSchedstat(main_tid, &run0, &wait0)) return;
   auto t0 = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(guard.mutex);

@@ -13,10 +13,10 @@
  * it has been busy with short waits for a CPU for two seconds, and takes its usual priority back when a wait grows
  * past a quarter of the time (at SCHED_IDLE also seen within {@link GUARD_MS} by a native guard thread: the agent's
  * own JavaScript may not run for a long while) or when it goes idle (the next burst of work, which may saturate the
- * host from its first moment, starts at the usual priority). Taking it back needs CAP_SYS_NICE (root has it): without it the agent keeps the priority it was
- * started with, and it never raises a priority it was started with (under `nice -n 15` it stays at 15). A value given
- * is fixed, set as it is from the start (0: the usual priority; a negative one, which needs CAP_SYS_NICE, favours
- * the agent).
+ * host from its first moment, starts at the usual priority). Taking it back needs CAP_SYS_NICE (root has it): without
+ * it the agent keeps the priority it was started with, and it never raises a priority it was started with (under
+ * `nice -n 15` it stays at 15). A value given is fixed, set as it is from the start (0: the usual priority; a
+ * negative one, which needs CAP_SYS_NICE, favours the agent).
  *
  * Linux keeps a nice value per thread, and a new thread takes its creator's. So every thread the process has is set
  * (V8's and libuv's workers were started before any JavaScript ran), and threads made later take the same value.
@@ -358,7 +358,8 @@ export const governor = (p: Plan, readSched?: () => Sched | undefined, yielder?:
         } catch (cause) {
           if (next.yielding && how.how === "SCHED_IDLE") {
             // The system refuses the idle policy (a seccomp filter, a container): give way with the nice value.
-            log(Effect.logDebug(`SCHED_IDLE refused (${String((cause as Error).message)}): giving way at nice ${p.yielding}`))
+            const why = cause instanceof Error ? cause.message : String(cause)
+            log(Effect.logDebug(`SCHED_IDLE refused (${why}): giving way at nice ${p.yielding}`))
             how = niceYielder(p)
             timer = setTimeout(sample, nextSampleMs(ran, waited, wallNs)).unref()
             return
@@ -370,7 +371,8 @@ export const governor = (p: Plan, readSched?: () => Sched | undefined, yielder?:
         // Falling behind is worth a line; giving way and going idle are routine (debug).
         if (!next.yielding && next.since === now) fellBehind(waited, wallNs)
         else {
-          log(Effect.logDebug(next.yielding ? `${how.how}: giving way to the traced programs` : `nice ${p.usual}: idle`))
+          const what = next.yielding ? `${how.how}: giving way to the traced programs` : `nice ${p.usual}: idle`
+          log(Effect.logDebug(what))
         }
       }
       state = next

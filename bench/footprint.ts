@@ -15,7 +15,8 @@
  *   - with --saturate: the host filled up in the middle of each measured load (one busy loop per CPU and one more,
  *     nice 0, over its middle third): by then the agent gives way (SCHED_IDLE, src/cli/Priority.ts), and must take
  *     its priority back before its rings overflow; spans lost must still be 0. Prints each agent's "waited … for a
- *     CPU" lines. The CPU-per-span figure of such a run is not the goal's.
+ *     CPU" lines. The sink runs at nice -10 then (a collector elsewhere is not starved by this host). The
+ *     CPU-per-span figure of such a run is not the goal's.
  *
  *   - with BENCH_BEFORE=<another build's bin/probescope>, BENCH_NODE_FLAGS=<Node/V8 flags>[;<flags>...] and/or
  *     BENCH_AGENT_ENV=<NAME=value ...>[;<NAME=value ...>...]: the same figures for that build, or for this one started
@@ -236,7 +237,8 @@ const main = async () => {
   const backendExe = privateCopy(path.join(dir, "backend"))
   const load = buildLoad()
   const bareRss = await bareNodeRss()
-  const sink = await Sink.start()
+  // Filling the host must not starve the sink, the stand-in for a collector on another host (bench/internal/sink.ts).
+  const sink = await Sink.start({ nice: saturate ? -10 : 19 })
   process.on("exit", sink.stop)
 
   const backends: Array<ChildProcess> = []

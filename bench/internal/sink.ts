@@ -3,9 +3,11 @@
  * process of its own so its CPU is not counted as the measured process's, that count the spans they receive (trace
  * requests only: `/v1/traces` or the gRPC trace service; metrics and logs are answered and not counted).
  *
- * The sink runs at nice 19 (BENCH_SINK_NICE, 0 to 19): it stands in for a collector, which users run on another host
- * or at least outside the traced service's budget, and its own work (a JSON request is parsed whole to count its spans:
- * a few milliseconds per batch) would otherwise land in the target's latency as if the agent had spent it.
+ * The sink runs at nice 19 (BENCH_SINK_NICE, -20 to 19, or `start`'s `nice`): it stands in for a collector, which
+ * users run on another host or at least outside the traced service's budget, and its own work (a JSON request is
+ * parsed whole to count its spans: a few milliseconds per batch) would otherwise land in the target's latency as if
+ * the agent had spent it. A bench that fills the host on purpose starts it at a high priority instead, so that the
+ * stand-in for a remote collector is not starved by this host's load.
  *
  *   const sink = await Sink.start()   // sink.httpUrl, sink.grpcUrl, await sink.spans(), sink.stop()
  */
@@ -104,10 +106,10 @@ export interface Sink {
   readonly stop: () => void
 }
 
-export const start = async (): Promise<Sink> => {
-  const nice = Number(process.env["BENCH_SINK_NICE"] ?? 19)
-  if (!Number.isInteger(nice) || nice < 0 || nice > 19) {
-    throw new Error(`BENCH_SINK_NICE=${process.env["BENCH_SINK_NICE"]}: expected a whole number from 0 to 19`)
+export const start = async (options: { readonly nice?: number } = {}): Promise<Sink> => {
+  const nice = Number(process.env["BENCH_SINK_NICE"] ?? options.nice ?? 19)
+  if (!Number.isInteger(nice) || nice < -20 || nice > 19) {
+    throw new Error(`BENCH_SINK_NICE=${process.env["BENCH_SINK_NICE"]}: expected a whole number from -20 to 19`)
   }
   const child = fork(import.meta.filename, ["sink", String(nice)], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
   const ports = await new Promise<{ http: number; grpc: number }>((resolve, reject) => {

@@ -1,12 +1,11 @@
 // Giving way to other programs: every thread of this process to SCHED_IDLE, with a guard thread that takes the usual
-// policy back the moment the main thread waits too long for a CPU. The CLI's governor uses it when asked
-// (PROBESCOPE_GIVE_WAY=idle, src/cli/Priority.ts); its default is a nice value.
+// policy back the moment the main thread waits too long for a CPU. The CLI's governor gives way with it unless told
+// otherwise (PROBESCOPE_GIVE_WAY=nice, src/cli/Priority.ts).
 //
 // Why SCHED_IDLE and not a nice value: under EEVDF a running SCHED_OTHER task keeps the CPU for its protected slice
 // (about 1.4 ms here) even when a task of far greater weight wakes up, so a nice-10 agent still delays the traced
 // program's requests by up to a slice. A task with the idle policy is preempted by any SCHED_OTHER task at its wakeup,
-// and never preempts one at its own (docs/benchmarks.md, "Giving way with SCHED_IDLE (session 23)", which also has
-// why it is not the default).
+// and never preempts one at its own (docs/benchmarks.md, "Giving way with SCHED_IDLE (session 23)").
 //
 // Why a guard thread: an idle-policy task weighs 3 against a nice-0 task's 1024. On a host whose CPUs fill up, the
 // agent's own JavaScript (its governor included) may not run for hundreds of milliseconds, while its rings fill. The

@@ -4,9 +4,9 @@
  *
  * Why: the agent's batch work (decoding, encoding, exporting, V8's GC) runs at the moments the traced service's
  * requests arrive, and at equal priority the scheduler lets a running batch finish its slice while a request that
- * woke up waits: the agent shows in the service's slowest requests. At nice 10 the agent weighs about a tenth of a
- * nice-0 task, so a waking request preempts it sooner; `PROBESCOPE_GIVE_WAY=idle` puts its threads at SCHED_IDLE
- * instead ({@link Yielder}), which a waking request preempts at once. Either way it still has every idle cycle, and
+ * woke up waits: the agent shows in the service's slowest requests. Giving way, its threads go to SCHED_IDLE
+ * ({@link Yielder}), which a waking request preempts at once (`PROBESCOPE_GIVE_WAY=nice`: nice 10, a tenth of a nice-0
+ * task's weight, which under EEVDF still keeps its slice). Either way it still has every idle cycle, and
  * needs only a few per cent of one CPU at 10k spans/s. But on a host with no idle CPU a low share is less than the
  * agent needs: it falls behind and its rings overflow (a saturated footprint run at a fixed nice 10 lost 7 007
  * spans). So, unset, the agent watches its main thread's schedstat ({@link governor}, {@link step}): it gives way once
@@ -31,7 +31,10 @@ import { AgentConfigError } from "./Errors.ts"
 const VARIABLE = "PROBESCOPE_NICE"
 const GIVE_WAY = "PROBESCOPE_GIVE_WAY"
 
-/** The nice value `run` gives way at (busy, the host with CPU to spare), when `PROBESCOPE_NICE` is unset. */
+/**
+ * The nice value `run` gives way at (busy, the host with CPU to spare), when `PROBESCOPE_NICE` is unset and the idle
+ * policy is not used (`PROBESCOPE_GIVE_WAY=nice`, no addon, refused).
+ */
 export const defaultNice = 10
 
 /** `PROBESCOPE_NICE`: a whole number from -20 to 19; `undefined` when unset or empty. */
@@ -53,15 +56,15 @@ export const niceConfig: Effect.Effect<number | undefined, AgentConfigError> = C
 )
 
 /**
- * `PROBESCOPE_GIVE_WAY`: how the governor gives way, `nice` (the default: at {@link defaultNice}) or `idle` (every
- * thread at SCHED_IDLE, guarded; see {@link Yielder} and docs/benchmarks.md, "Giving way with SCHED_IDLE (session
- * 23)", for why it is not the default yet).
+ * `PROBESCOPE_GIVE_WAY`: how the governor gives way, `idle` (the default: every thread at SCHED_IDLE, guarded; see
+ * {@link Yielder} and docs/benchmarks.md, "Giving way with SCHED_IDLE (session 23)") or `nice` (at
+ * {@link defaultNice}, session 22's way).
  */
 export const giveWayConfig: Effect.Effect<"nice" | "idle", AgentConfigError> = Config.String(GIVE_WAY).pipe(
   Config.option,
   Effect.mapError((e) => new AgentConfigError({ variable: GIVE_WAY, message: e.message })),
   Effect.flatMap((value) => {
-    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed("nice" as const)
+    if (value._tag === "None" || value.value.trim() === "") return Effect.succeed("idle" as const)
     const text = value.value.trim().toLowerCase()
     if (text === "nice" || text === "idle") return Effect.succeed(text)
     return Effect.fail(
@@ -116,7 +119,7 @@ const setError = (nice: number, cause: unknown) => {
 export interface Plan {
   readonly yielding: number
   readonly usual: number
-  /** Give way at SCHED_IDLE (`PROBESCOPE_GIVE_WAY=idle`) rather than at `yielding`. */
+  /** Give way at SCHED_IDLE (`PROBESCOPE_GIVE_WAY` unset or `idle`) rather than at `yielding`. */
   readonly idle?: true
 }
 
@@ -151,11 +154,12 @@ export const CALM_SAMPLES = 4
 export const GUARD_MS = 100
 
 /**
- * How the governor gives way and takes the usual priority back: by default with the plan's nice value; with
- * `PROBESCOPE_GIVE_WAY=idle` every thread goes to SCHED_IDLE, watched by the native guard ({@link GUARD_MS},
- * {@link BEHIND}; src/kernel/Scheduling.ts): under EEVDF a nice value still lets the agent keep the CPU for its slice
- * while a request that woke waits, an idle policy does not (docs/benchmarks.md, "Giving way with SCHED_IDLE (session
- * 23)"). Without the addon, or when the system refuses the policy, that one gives way with the nice value too.
+ * How the governor gives way and takes the usual priority back: by default every thread goes to SCHED_IDLE, watched
+ * by the native guard ({@link GUARD_MS}, {@link BEHIND}; src/kernel/Scheduling.ts): under EEVDF a nice value still
+ * lets the agent keep the CPU for its slice while a request that woke waits, an idle policy does not, and the guard
+ * takes the usual priority back within 100 ms on a host that fills up, where the governor's own samples, late at a
+ * low priority, took a second (docs/benchmarks.md, "Giving way with SCHED_IDLE (session 23)"). With
+ * `PROBESCOPE_GIVE_WAY=nice`, without the addon, or when the system refuses the policy: the plan's nice value.
  */
 export interface Yielder {
   /** What giving way means, for the logs: "SCHED_IDLE" or "nice <n>". */

@@ -79,10 +79,10 @@ const govern = (plan: Priority.Plan, read: () => Priority.Sched | undefined, ms:
   })
 
 describe("the priority governor", () => {
-  it.live("PROBESCOPE_GIVE_WAY=idle: gives way at SCHED_IDLE once busy and calm, then takes every thread back when the main thread waits", () =>
+  it.live("gives way at SCHED_IDLE once busy and calm, then takes every thread back when the main thread waits", () =>
     atStartedPriority((started) =>
       Effect.gen(function*() {
-        const plan = yield* Priority.apply.pipe(withGiveWay("idle"))
+        const plan = yield* Priority.apply
         assert.deepStrictEqual(plan, { yielding: 10, usual: started, idle: true })
         // Unset, nothing changes before the agent is busy.
         assert.deepStrictEqual([...new Set(nices())], [started])
@@ -127,7 +127,7 @@ describe("the priority governor", () => {
   it.live("a schedstat that can no longer be read ends the governor at the usual priority, with a warning", () =>
     atStartedPriority((started) =>
       Effect.gen(function*() {
-        const plan = yield* Priority.apply.pipe(withGiveWay("idle"))
+        const plan = yield* Priority.apply
         // Four busy, calm samples (it gives way), then nothing to read.
         let n = 0
         let run = 0
@@ -143,10 +143,10 @@ describe("the priority governor", () => {
         assert.deepStrictEqual(logs, ["priority governor stopped: the main thread's schedstat cannot be read"])
       })
     ))
-  it.live("by default the governor gives way at nice 10", () =>
+  it.live("PROBESCOPE_GIVE_WAY=nice: the governor gives way at nice 10", () =>
     atStartedPriority((started) =>
       Effect.gen(function*() {
-        const plan = yield* Priority.apply
+        const plan = yield* Priority.apply.pipe(withGiveWay("nice"))
         assert.deepStrictEqual(plan, { yielding: 10, usual: started })
         let n = 0
         let run = 0

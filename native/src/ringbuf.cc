@@ -14,9 +14,9 @@
 // A ring whose producers wake the reader on every record into a caught-up ring (wakeup threshold 0: setWakeupBytes(0))
 // has no ticks at all: no record can wait for one, so they would only wake an idle agent. Discovery's exec/exit ring
 // is one (records from the exec and exit paths, not from a traced program's requests). A wakeup drains at once unless
-// the last drain that delivered records was less than a window ago (`drain_ms` at first); then the drain waits for the window's end, and
+// the last drain that delivered records was less than a window ago (kStormStartMs at first, or `drain_ms` if shorter); then the drain waits for the window's end, and
 // until it runs the ring stays unread, so the kernel (which wakes only a caught-up reader) does not wake us again. The
-// window doubles at each such wait, up to kStormDrainMs (or `drain_ms` if longer), and is back to `drain_ms` after a quiet window: a storm of
+// window doubles at each such wait, up to kStormDrainMs (or `drain_ms` if longer), and is back to its start after a quiet window: a storm of
 // execs (a build, a test suite) costs about two wakeups per 160 ms, not one per exec nor one per `drain_ms`. The timer
 // is kept for that, as a one-shot: also one drain when the threshold is set (records that came before woke no one),
 // and one at once after a drain cut short by kMaxRoundsPerWakeup (records left behind wake no one either).
@@ -49,6 +49,9 @@ constexpr int kMaxRoundsPerWakeup = 16;
 constexpr uint32_t kIdleDrainMs = 1000;
 // With no ticks (threshold 0): the longest a record waits while records keep coming, the window's upper bound.
 constexpr uint32_t kStormDrainMs = 160;
+// With no ticks: the window's start, at most. Not the probes' drain interval (50 ms by default, for rings drained by
+// their ticks): a burst of execs would see its second process 50 ms late, after a short-lived one has ended.
+constexpr uint32_t kStormStartMs = 20;
 // The BPF side's default wakeup threshold (ps_wakeup_bytes in events.h), until JS says otherwise (setWakeupBytes).
 constexpr uint64_t kDefaultWakeupBytes = 256 * 1024;
 
@@ -64,6 +67,8 @@ struct RingState {
   uint64_t last_drain = 0;
   // With no ticks, how long after a drain the next one waits: base_ms, doubling while records keep coming.
   uint32_t window_ms = 5;
+  // Where the window starts: the drain interval, at most kStormStartMs.
+  uint32_t window_base_ms = 5;
   uint32_t base_ms = 5;
   uint32_t current_ms = 5;
   // Ours, the ring's fd in it edge-triggered: readable once per kernel wakeup of the ring.
@@ -237,7 +242,7 @@ static void OnWakeup(uv_poll_t* h, int status, int events) {
       return;
     }
     // Quiet for a whole window: back to the shortest.
-    s->window_ms = s->base_ms;
+    s->window_ms = s->window_base_ms;
     Pace(s, Drain(s), false);
     return;
   }
@@ -253,7 +258,7 @@ static void SetTicks(RingState* s) {
   s->ticks_off = off;
   if (off) {
     s->current_ms = 0;
-    s->window_ms = s->base_ms;
+    s->window_ms = s->window_base_ms;
     // Records already in the ring woke no one (before this reader, or below the old threshold): one drain for them.
     uv_timer_start(&s->timer, OnTimer, 0, 0);
   } else {
@@ -351,6 +356,8 @@ void RingBuffer::Start(Napi::Env env, int map_fd, Napi::Function callback, uint3
     s->timer.data = s.get();
     s->has_timer = true;
     s->base_ms = drain_ms;
+    s->window_base_ms = std::min(drain_ms, kStormStartMs);
+    s->window_ms = s->window_base_ms;
     s->current_ms = drain_ms;
     s->open_handles++;
     uv_timer_start(&s->timer, OnTimer, drain_ms, drain_ms);

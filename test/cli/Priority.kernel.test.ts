@@ -61,11 +61,11 @@ const atStartedPriority = <A, E>(body: (started: number) => Effect.Effect<A, E>)
   })))
 }
 
-/** Runs the governor of `plan` over `read` for `ms`, then stops it; returns what it logged. */
-const govern = (plan: Priority.Plan, read: () => Priority.Sched | undefined, ms: number) =>
+/** Runs the governor of `plan` over `read` (and `yielder`, if given) for `ms`, then stops it; returns what it logged. */
+const govern = (plan: Priority.Plan, read: () => Priority.Sched | undefined, ms: number, yielder?: Priority.Yielder) =>
   Effect.gen(function*() {
     const logs: Array<string> = []
-    const fiber = yield* Priority.governor(plan, read).pipe(
+    const fiber = yield* Priority.governor(plan, read, yielder).pipe(
       Effect.andThen(Effect.never),
       Effect.scoped,
       Effect.provide(Logger.layer([Logger.make(({ logLevel, message }) => {
@@ -219,17 +219,7 @@ describe("the priority governor", () => {
           fellBehind: () => (gaveWay > 0 && tookBack === 0 ? { waitedNs: 80e6, wallNs: 100e6 } : undefined)
         }
         let run = 0
-        const logs: Array<string> = []
-        const fiber = yield* Priority.governor(plan, () => ({ runNs: (run += 50e6), waitNs: 0 }), yielder).pipe(
-          Effect.andThen(Effect.never),
-          Effect.scoped,
-          Effect.provide(Logger.layer([Logger.make(({ logLevel, message }) => {
-            if (logLevel !== "Debug") logs.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
-          })])),
-          Effect.forkChild
-        )
-        yield* Effect.sleep(4_300)
-        yield* Fiber.interrupt(fiber)
+        const logs = yield* govern(plan, () => ({ runNs: (run += 50e6), waitNs: 0 }), 4_300, yielder)
         // Gave way once (after four calm samples), was put back by the guard, and held: never gave way again.
         assert.strictEqual(gaveWay, 1)
         assert.strictEqual(tookBack, 0)

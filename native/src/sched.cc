@@ -13,6 +13,7 @@
 // waited more than `behind` of the interval it puts every thread back at SCHED_OTHER and the usual nice value, then
 // ends. JS learns of it from schedGuardFired().
 #include <dirent.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -78,18 +79,19 @@ int SetAll(int policy, int nice, pid_t except) {
   return 0;
 }
 
-// ns on a CPU and ns waiting on a run queue, from /proc/self/task/<tid>/schedstat; false when unreadable.
-bool ReadSchedstat(pid_t tid, uint64_t* run, uint64_t* wait) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", static_cast<int>(tid));
-  FILE* f = fopen(path, "re");
-  if (f == nullptr) return false;
-  unsigned long long r = 0, w = 0;
-  bool ok = fscanf(f, "%llu %llu", &r, &w) == 2;
-  fclose(f);
-  *run = r;
-  *wait = w;
-  return ok;
+// The ns a thread has waited on a run queue, from its schedstat ("<ns on a CPU> <ns waiting> <slices>") read through
+// `fd` kept open: one pread per sample; false when unreadable.
+bool ReadWait(int fd, uint64_t* wait) {
+  char buf[96];
+  ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  char* end = nullptr;
+  strtoull(buf, &end, 10);
+  if (end == buf || *end != ' ') return false;
+  const char* second = end + 1;
+  *wait = strtoull(second, &end, 10);
+  return end != second;
 }
 
 struct Guard {
@@ -114,16 +116,22 @@ void GuardLoop(pid_t main_tid, double behind, uint32_t interval_ms, int usual) {
     guard.tid = static_cast<pid_t>(syscall(SYS_gettid));
   }
   guard.wake.notify_all();
-  uint64_t run0 = 0, wait0 = 0;
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", static_cast<int>(main_tid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  uint64_t wait0 = 0;
   // Unreadable (no schedstat in this kernel): no guard; the governor, which reads the same file, does not run either.
-  if (!ReadSchedstat(main_tid, &run0, &wait0)) return;
+  if (fd < 0 || !ReadWait(fd, &wait0)) {
+    if (fd >= 0) close(fd);
+    return;
+  }
   auto t0 = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(guard.mutex);
   while (!guard.stop) {
     guard.wake.wait_for(lock, std::chrono::milliseconds(interval_ms));
     if (guard.stop) break;
-    uint64_t run = 0, wait = 0;
-    if (!ReadSchedstat(main_tid, &run, &wait)) break;
+    uint64_t wait = 0;
+    if (!ReadWait(fd, &wait)) break;
     auto t = std::chrono::steady_clock::now();
     uint64_t wall = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t - t0).count());
     uint64_t waited = wait - wait0;
@@ -135,10 +143,10 @@ void GuardLoop(pid_t main_tid, double behind, uint32_t interval_ms, int usual) {
       guard.fired_wall_ns = wall;
       break;
     }
-    run0 = run;
     wait0 = wait;
     t0 = t;
   }
+  close(fd);
 }
 
 // Stops the guard thread and waits for it.

@@ -177,32 +177,39 @@ describe("the priority governor", () => {
   it.live("the guard puts every thread back at SCHED_OTHER when the main thread waits for a CPU", () =>
     atStartedPriority((started) =>
       Effect.gen(function*() {
-        // The main thread and a busy loop on one CPU: at SCHED_IDLE, the main thread waits nearly all the time.
+        // The main thread and a busy loop on one CPU: at SCHED_IDLE, the main thread waits nearly all the time. Both
+        // undone with the scope; the loop also ends if this process dies first (it watches its parent).
         const cpu = String(Os.availableParallelism() - 1)
-        const hog = spawn("taskset", ["-c", cpu, "sh", "-c", "while :; do :; done"], { stdio: "ignore" })
-        const allowed = /: (.+)$/.exec(execFileSync("taskset", ["-p", "-c", String(process.pid)]).toString().trim())![1]!
-        execFileSync("taskset", ["-p", "-c", cpu, String(process.pid)], { stdio: "ignore" })
-        try {
-          idle.giveWay(Priority.BEHIND, 50, started)
-          assert.deepStrictEqual(byPolicy(policies())[5], policies().length - 1)
-          // Busy on the main thread until the guard has fired (it reads the main thread's schedstat every 50 ms).
-          const t0 = performance.now()
-          let fired: Scheduling.FellBehind | undefined
-          while (fired === undefined && performance.now() - t0 < 5_000) {
-            for (let i = 0; i < 1e5; i++) Math.sqrt(i)
-            fired = idle.fellBehind()
-          }
-          assert.isDefined(fired, "the guard did not fire within 5 s")
-          assert.isAbove(fired!.waitedNs, Priority.BEHIND * fired!.wallNs)
-          assert.deepStrictEqual([...new Set(policies())], [0])
-          assert.deepStrictEqual([...new Set(nices())], [started])
-          // Read once: cleared.
-          assert.isUndefined(idle.fellBehind())
-        } finally {
-          execFileSync("taskset", ["-p", "-c", allowed, String(process.pid)], { stdio: "ignore" })
-          hog.kill("SIGKILL")
+        yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            spawn("taskset", ["-c", cpu, "sh", "-c", "while kill -0 $PPID 2>/dev/null; do :; done"], { stdio: "ignore" })
+          ),
+          (hog) => Effect.sync(() => hog.kill("SIGKILL"))
+        )
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const allowed = /: (.+)$/.exec(execFileSync("taskset", ["-p", "-c", String(process.pid)]).toString().trim())![1]!
+            execFileSync("taskset", ["-p", "-c", cpu, String(process.pid)], { stdio: "ignore" })
+            return allowed
+          }),
+          (allowed) => Effect.sync(() => execFileSync("taskset", ["-p", "-c", allowed, String(process.pid)], { stdio: "ignore" }))
+        )
+        idle.giveWay(Priority.BEHIND, 50, started)
+        assert.deepStrictEqual(byPolicy(policies())[5], policies().length - 1)
+        // Busy on the main thread until the guard has fired (it reads the main thread's schedstat every 50 ms).
+        const t0 = performance.now()
+        let fired: Scheduling.FellBehind | undefined
+        while (fired === undefined && performance.now() - t0 < 5_000) {
+          for (let i = 0; i < 1e5; i++) Math.sqrt(i)
+          fired = idle.fellBehind()
         }
-      })
+        assert.isDefined(fired, "the guard did not fire within 5 s")
+        assert.isAbove(fired!.waitedNs, Priority.BEHIND * fired!.wallNs)
+        assert.deepStrictEqual([...new Set(policies())], [0])
+        assert.deepStrictEqual([...new Set(nices())], [started])
+        // Read once: cleared.
+        assert.isUndefined(idle.fellBehind())
+      }).pipe(Effect.scoped)
     ))
 
   it.live("a guard that fired ends the governor's giving way: it logs the wait and holds the usual priority", () =>

@@ -50,6 +50,10 @@
 #define DATABASE_SQL_COMMIT 6
 #define DATABASE_SQL_ROLLBACK 7
 
+/* database_sql_record.dsn_of: which connector's field the DSN was read from. */
+#define DATABASE_SQL_DSN_OF_DSN_CONNECTOR 1
+#define DATABASE_SQL_DSN_OF_PGX 2
+
 /* Per target. Mirrored by `Target` in src/instrumentations/DatabaseSql.ts, checked against this BTF at load. */
 struct database_sql_target {
   /* runtime.types minus each entry probe's address; meaningful only when types_known. */
@@ -95,7 +99,20 @@ struct database_sql_record {
   u32 query_len;
   /* Bytes of `dsn`: the data source name the connector holds (user space keeps host, port and database only). */
   u8 dsn_len;
-  u8 _pad[3];
+  /* Whose field `dsn` was read from: DATABASE_SQL_DSN_OF_*. */
+  u8 dsn_of;
+  u8 _pad[2];
+  /* runtime.types of this process, 0 when unknown. */
+  u64 types;
+  /* The itabs of the connector, driver and error whose type could not be read here (go_types.h), else 0. */
+  u64 connector_at;
+  u64 driver_at;
+  u64 error_at;
+  /* pgx's connector's DSN (a Go string) when the connector's type could not be read: user space reads it if the type
+   * turns out to be pgx's. */
+  u64 pgx_dsn_at;
+  /* The statement's text when it could not be read here (a constant on a page not mapped yet), else 0. */
+  u64 query_at;
   char connector[DATABASE_SQL_TYPE_CAP];
   char driver[DATABASE_SQL_TYPE_CAP];
   char error[DATABASE_SQL_TYPE_CAP];
@@ -106,8 +123,6 @@ PS_RECORD(database_sql_record);
 
 struct database_sql_inflight {
   struct database_sql_record rec;
-  /* runtime.types of this process, 0 when unknown. */
-  u64 types;
   /* Which registers hold the returned error: 1 = RAX/RBX, 2 = RBX/RCX, 3 = RCX/RDI. */
   u64 err_slot;
 };
@@ -141,7 +156,7 @@ static __always_inline int database_sql_start(u64 g, u64 call_ctx, u64 ip, u8 ki
   r->head.pid = ps_tgid();
   r->kind = kind;
   inf->err_slot = err_slot;
-  inf->types = t->types_known ? ip + (u64)types_from : 0;
+  r->types = t->types_known ? ip + (u64)types_from : 0;
 
   struct ps_span_ctx sc = {};
   struct ps_span_ctx parent = {};
@@ -157,36 +172,37 @@ static __always_inline int database_sql_start(u64 g, u64 call_ctx, u64 ip, u8 ki
   ps_http_head_ids(&r->head, &sc, has_parent ? &parent : NULL, PS_PARENT_LOCAL);
 
   r->query_len = query_len > 0xffffffff ? 0xffffffff : (u32)query_len;
-  if (query_ptr)
-    ps_read_go_str(r->query, DATABASE_SQL_QUERY_CAP, query_ptr, query_len);
+  ps_read_go_str_or_at(r->query, DATABASE_SQL_QUERY_CAP, query_ptr, query_len, &r->query_at);
 
-  if (db && inf->types) {
+  if (db && r->types) {
     struct go_iface conn = {};
     if (bpf_probe_read_user(&conn, sizeof(conn), (const void *)(db + t->db_connector)) == 0 && conn.tab) {
-      /* itab: Inter, then Type. */
-      u64 typ = ps_read_u64(conn.tab + 8);
       struct ps_go_type info = {};
-      if (ps_go_type_read(typ, &t->type, &info) == 0) {
-        r->connector_tflag = info.tflag;
-        r->connector_len = ps_go_type_name(r->connector, DATABASE_SQL_TYPE_CAP, typ, inf->types, &t->type);
-      }
+      r->connector_len = ps_go_itab_describe(r->connector, DATABASE_SQL_TYPE_CAP, conn.tab, r->types, &t->type,
+                                             &info, &r->connector_at);
+      r->connector_tflag = info.tflag;
       /* The DSN, for server.address/port: sql.dsnConnector's (a struct), or pgx's connector's (a pointer). For any
-       * other connector these bytes mean nothing; user space reads them only for those two types. */
-      if (conn.data && info.kind != PS_GO_KIND_POINTER)
+       * other connector these bytes mean nothing; user space reads them only for those two types. A connector whose
+       * type could not be read is taken for a struct, and pgx's field's address is kept in case it is pgx's. */
+      bool unknown = r->connector_at != 0;
+      if (conn.data && (unknown || info.kind != PS_GO_KIND_POINTER)) {
         r->dsn_len = ps_read_go_str_at(r->dsn, DATABASE_SQL_DSN_CAP, conn.data + t->dsn_connector_dsn);
-      else if (conn.data && t->pgx_known)
+        r->dsn_of = DATABASE_SQL_DSN_OF_DSN_CONNECTOR;
+        if (unknown && t->pgx_known)
+          r->pgx_dsn_at = conn.data + t->pgx_connector_name;
+      } else if (conn.data && t->pgx_known) {
         r->dsn_len = ps_read_go_str_at(r->dsn, DATABASE_SQL_DSN_CAP, conn.data + t->pgx_connector_name);
+        r->dsn_of = DATABASE_SQL_DSN_OF_PGX;
+      }
       /* Only sql.dsnConnector has a driver field to look at; user space ignores it for any other connector. */
       struct go_iface drv = {};
-      if (info.kind != PS_GO_KIND_POINTER && conn.data &&
+      if ((unknown || info.kind != PS_GO_KIND_POINTER) && conn.data &&
           bpf_probe_read_user(&drv, sizeof(drv), (const void *)(conn.data + t->dsn_connector_driver)) == 0 &&
           drv.tab) {
-        u64 dtyp = ps_read_u64(drv.tab + 8);
         struct ps_go_type dinfo = {};
-        if (ps_go_type_read(dtyp, &t->type, &dinfo) == 0) {
-          r->driver_tflag = dinfo.tflag;
-          r->driver_len = ps_go_type_name(r->driver, DATABASE_SQL_TYPE_CAP, dtyp, inf->types, &t->type);
-        }
+        r->driver_len = ps_go_itab_describe(r->driver, DATABASE_SQL_TYPE_CAP, drv.tab, r->types, &t->type, &dinfo,
+                                            &r->driver_at);
+        r->driver_tflag = dinfo.tflag;
       }
     }
   }
@@ -292,13 +308,11 @@ int uprobe_database_sql_ret(struct pt_regs *ctx) {
   u64 err_tab = inf->err_slot == 1 ? ax : inf->err_slot == 2 ? bx : cx;
   r->has_error = err_tab != 0;
   struct database_sql_target *t = ps_target();
-  if (err_tab && t && inf->types) {
-    u64 typ = ps_read_u64(err_tab + 8);
+  if (err_tab && t && r->types) {
     struct ps_go_type info = {};
-    if (ps_go_type_read(typ, &t->type, &info) == 0) {
-      r->error_tflag = info.tflag;
-      r->error_len = ps_go_type_name(r->error, DATABASE_SQL_TYPE_CAP, typ, inf->types, &t->type);
-    }
+    r->error_len = ps_go_itab_describe(r->error, DATABASE_SQL_TYPE_CAP, err_tab, r->types, &t->type, &info,
+                                       &r->error_at);
+    r->error_tflag = info.tflag;
   }
   ps_submit(r, sizeof(*r));
   bpf_map_delete_elem(&database_sql_inflight, &key);

@@ -88,6 +88,14 @@ struct go_redis_record {
   u8 err_tflag;
   u8 err_msg_len;
   u8 _pad[2];
+  /* runtime.types as this process has it, 0 when unknown. */
+  u64 types;
+  /* The error's itab when its type could not be read here (go_types.h), else 0. */
+  u64 err_at;
+  /* The error's message (a Go string's header) when it could not be read here, else 0. */
+  u64 err_msg_at;
+  /* The command's name (the first argument, an interface{}) when it could not be read here, else 0. */
+  u64 op_at;
   char op[32];
   char addr[64];
   char err_type[64];
@@ -120,8 +128,6 @@ struct {
 
 struct inflight {
   struct go_redis_record rec;
-  /* runtime.types as this process has it, 0 when unknown. */
-  u64 types;
   /* The goroutine's active span before this one, restored at RET. */
   struct ps_span_ctx prev;
   u8 had_prev;
@@ -178,7 +184,7 @@ static __always_inline struct inflight *begin(struct pt_regs *ctx, u64 g, u64 ca
   r->pid = ps_tgid();
   r->op_kind = op_kind;
   if (t->types_known)
-    inf->types = PT_REGS_IP(ctx) + (u64)types_from;
+    inf->rec.types = PT_REGS_IP(ctx) + (u64)types_from;
 
   struct ps_span_ctx sc = {};
   struct ps_span_ctx *active = ps_go_ctx_get(g);
@@ -252,11 +258,14 @@ int uprobe_process(struct pt_regs *ctx) {
   struct go_slice args = {};
   if (bpf_probe_read_user(&args, sizeof(args), (const void *)(cmd + t->cmd_args)) == 0 && args.ptr) {
     r->arg_count = args.len > 0xffffffff ? 0xffffffff : (u32)args.len;
-    if (args.len > 0 && read_arg(&r->args[0], args.ptr, t) == PS_GO_KIND_STRING) {
+    if (args.len > 0 && read_arg(&r->args[0], args.ptr, t) == PS_GO_KIND_STRING && r->args[0].len > 0) {
       u32 n = r->args[0].len;
       r->op_len = n;
       /* The name's first 32 bytes are also the op (most names fit; the arg keeps the full size). */
       __builtin_memcpy(r->op, r->args[0].data, GO_REDIS_ARG_CAP);
+    } else if (args.len > 0 && r->types) {
+      /* A constant ("get") on a page not mapped yet, or its type's: user space reads it (go_types.h). */
+      r->op_at = args.ptr;
     }
     if (go_redis_query_text) {
 #pragma unroll
@@ -325,16 +334,17 @@ static __always_inline int finish(struct pt_regs *ctx, u8 op_kind) {
   struct go_redis_target *t = (r->flags & PS_FLAG_SAMPLED) ? ps_target() : NULL;
   if (err_tab != 0) {
     r->has_error = 1;
-    /* An itab's second word is the dynamic type. */
-    u64 typ = ps_read_u64(err_tab + 8);
     struct ps_go_type ty = {};
-    if (t && ps_go_type_read(typ, &t->type, &ty) == 0) {
+    if (t) {
+      r->err_type_len = ps_go_itab_describe(r->err_type, sizeof(r->err_type), err_tab, r->types, &t->type, &ty,
+                                            &r->err_at);
       r->err_kind = ty.kind;
       r->err_tflag = ty.tflag;
-      r->err_type_len = ps_go_type_name(r->err_type, sizeof(r->err_type), typ, inf->types, &t->type);
-      if (ty.kind == PS_GO_KIND_STRING && err_data)
-        r->err_msg_len = ps_read_go_str_at(r->err_msg, sizeof(r->err_msg), err_data);
     }
+    /* A string error's message (redis.Nil's "redis: nil" among them); read for a type not read here too, and kept
+     * by user space only if that type is a string. */
+    if (t && err_data && (ty.kind == PS_GO_KIND_STRING || r->err_at))
+      r->err_msg_len = ps_read_go_str_at_or_at(r->err_msg, sizeof(r->err_msg), err_data, &r->err_msg_at);
   }
   if (r->flags & PS_FLAG_SAMPLED)
     ps_submit(r, sizeof(*r));

@@ -115,9 +115,13 @@ struct grpc_record {
   u8 link_exact;
   u16 local_port;
   u16 peer_port;
-  u8 _pad2[4];
+  /* client: the method's length when its bytes could not be read here (then at method_at) */
+  u8 method_cold_len;
+  u8 _pad2[3];
   u8 local_ip[16];
   u8 peer_ip[16];
+  /* client: the method name (a constant of the generated code) when it is on a page not mapped yet, else 0 */
+  u64 method_at;
   char method[128];
   char authority[64];
 };
@@ -467,7 +471,9 @@ int uprobe_newClientStream(struct pt_regs *ctx) {
   r->head.start_ns = bpf_ktime_get_ns();
   r->head.pid = ps_tgid();
   r->kind = PS_GRPC_CLIENT;
-  r->method_len = ps_read_go_str(r->method, sizeof(r->method), method_ptr, method_len);
+  r->method_len = ps_read_go_str_or_at(r->method, sizeof(r->method), method_ptr, method_len, &r->method_at);
+  if (r->method_at)
+    r->method_cold_len = method_len > sizeof(r->method) ? sizeof(r->method) : method_len;
   if (cc)
     r->authority_len = ps_read_go_str_at(r->authority, sizeof(r->authority), cc + off->cc_authority);
   if (desc) {

@@ -137,6 +137,12 @@ export const typesDistances = (target: ProbeTarget): { readonly [K in keyof type
 /** `database_sql_record.kind` (DATABASE_SQL_* in the C). */
 export const Kind = { query: 1, exec: 2, stmtQuery: 3, stmtExec: 4, begin: 5, commit: 6, rollback: 7 } as const
 
+/** `database_sql_record.dsn_of` (DATABASE_SQL_DSN_OF_*): which connector's field the DSN was read from. */
+export const DsnOf = { none: 0, dsnConnector: 1, pgx: 2 } as const
+
+/** How many bytes of a DSN the BPF side copies (DATABASE_SQL_DSN_CAP). */
+const DSN_CAP = 128
+
 /** How many bytes of a statement the BPF side copies (DATABASE_SQL_QUERY_CAP). */
 export const QUERY_CAP = 512
 
@@ -154,17 +160,59 @@ export const Record = Binary.struct({
   /** The statement's full length; `query` holds at most QUERY_CAP bytes of it. */
   queryLen: Binary.u32,
   dsnLen: Binary.u8,
-  _pad: Binary.pad(3),
+  /** Whose field `dsn` was read from: `DsnOf`. */
+  dsnOf: Binary.u8,
+  _pad: Binary.pad(2),
+  /** runtime.types of the process (0: unknown). */
+  types: Binary.u64,
+  /** The itabs of the connector, driver and error whose type the kernel could not read (else 0): `readCold`. */
+  connectorAt: Binary.u64,
+  driverAt: Binary.u64,
+  errorAt: Binary.u64,
+  /** pgx's connector's DSN field, kept when the connector's type was not read (it may be pgx's). */
+  pgxDsnAt: Binary.u64,
+  /** The statement's text when the kernel could not read it (a constant on a page not mapped yet), else 0. */
+  queryAt: Binary.u64,
   connector: Binary.string(64, "connectorLen", { intern: true }),
   driver: Binary.string(64, "driverLen", { intern: true }),
   error: Binary.string(64, "errorLen"),
   /** The connector's data source name (may hold a password: only host, port and database are kept from it). */
-  dsn: Binary.string(128, "dsnLen"),
+  dsn: Binary.string(DSN_CAP, "dsnLen"),
   query: Binary.string(QUERY_CAP)
 }, { struct: "database_sql_record" })
 
 /** A decoded record. */
 export type Record = ReturnType<typeof Record.decode>
+
+/**
+ * The record with what the kernel could not read filled in from the process (GoSymbols): the types and the statement
+ * whose pages were not mapped yet, and pgx's DSN when the connector's type was one of them. The record itself when
+ * nothing was missing, which is nearly always.
+ */
+export const readCold = (r: Record): Record => {
+  if (r.connectorAt === 0n && r.driverAt === 0n && r.errorAt === 0n && r.queryAt === 0n) return r
+  const cold = (at: bigint, name: string, tflag: number) => {
+    const t = GoSymbols.coldType(r.pid, at, r.types, "itab")
+    return t === undefined ? { name, tflag } : t
+  }
+  const connector = cold(r.connectorAt, r.connector, r.connectorTflag)
+  const driver = cold(r.driverAt, r.driver, r.driverTflag)
+  const error = cold(r.errorAt, r.error, r.errorTflag)
+  // Read as sql.dsnConnector's; pgx's connector keeps it elsewhere.
+  const pgx = r.connectorAt !== 0n && r.pgxDsnAt !== 0n && typeName(connector.name, connector.tflag) === PGX_CONNECTOR
+  const dsn = pgx ? GoSymbols.goStringAt(r.pid, r.pgxDsnAt, DSN_CAP) : r.dsn
+  return {
+    ...r,
+    connector: connector.name,
+    connectorTflag: connector.tflag,
+    driver: driver.name,
+    driverTflag: driver.tflag,
+    error: error.name,
+    errorTflag: error.tflag,
+    ...(pgx ? { dsn, dsnLen: dsn.length, dsnOf: DsnOf.pgx } : {}),
+    ...(r.queryAt === 0n ? {} : { query: GoSymbols.bytesAt(r.pid, r.queryAt, Math.min(r.queryLen, QUERY_CAP)) })
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Config
@@ -212,13 +260,17 @@ const SYSTEMS: Readonly<globalThis.Record<string, string>> = {
   clickhouse: "clickhouse"
 }
 
+/** database/sql's own connector (sql.Open of a driver without OpenConnector), and pgx's. */
+const DSN_CONNECTOR = "sql.dsnConnector"
+const PGX_CONNECTOR = "*stdlib.driverConnector"
+
 /** The semconv value for a SQL database this probe cannot name. */
 export const OTHER_SQL = "other_sql"
 
 /** The database system from the connector's type, or the driver's when the connector is database/sql's own. */
 export const systemOf = (r: Pick<Record, "connector" | "connectorTflag" | "driver" | "driverTflag">): string => {
   const connector = typeName(r.connector, r.connectorTflag)
-  const type = connector === "sql.dsnConnector" ? typeName(r.driver, r.driverTflag) : connector
+  const type = connector === DSN_CONNECTOR ? typeName(r.driver, r.driverTflag) : connector
   if (type === undefined) return OTHER_SQL
   const pkg = type.replace(/^\*/, "").split(".")[0] ?? ""
   return SYSTEMS[pkg] ?? OTHER_SQL
@@ -290,13 +342,15 @@ const operationOf = (r: Record): Sql.Summary => {
 }
 
 /** Build the CLIENT span of one record. Span name per the conventions: "{operation} {collection}", else the system. */
-export const toSpan = (r: Record, config: Config): Probe.SpanInput => {
+export const toSpan = (record: Record, config: Config): Probe.SpanInput => {
+  const r = readCold(record)
   const system = systemOf(r)
   const { operation, collection } = operationOf(r)
   const attributes: globalThis.Record<string, AttributeValue> = { [ATTR_DB_SYSTEM_NAME]: system }
-  // The DSN is read only for database/sql's own connector and pgx's: other connectors' bytes mean nothing.
+  // The DSN means something only when read from database/sql's own connector or pgx's.
   const connector = typeName(r.connector, r.connectorTflag)
-  const target = connector === "sql.dsnConnector" || connector === "*stdlib.driverConnector"
+  const target = (connector === DSN_CONNECTOR && r.dsnOf === DsnOf.dsnConnector) ||
+      (connector === PGX_CONNECTOR && r.dsnOf === DsnOf.pgx)
     ? serverOf(system, r.dsn)
     : {}
   if (target.namespace !== undefined) attributes[ATTR_DB_NAMESPACE] = target.namespace

@@ -112,6 +112,10 @@ export type Arg = ReturnType<typeof Arg.decode>
 /** `go_redis_record.op_kind`. */
 export const OpKind = { command: 1, pipeline: 2, txPipeline: 3 } as const
 
+/** How many bytes of the op and of the error's message the BPF side copies. */
+const OP_CAP = 32
+const ERR_MSG_CAP = 128
+
 /** Layout of `struct go_redis_record`. */
 export const Record = Binary.struct({
   startNs: Binary.u64,
@@ -137,15 +141,42 @@ export const Record = Binary.struct({
   errTflag: Binary.u8,
   errMsgLen: Binary.u8,
   _pad: Binary.pad(2),
-  op: Binary.string(32, "opLen", { intern: true }),
+  /** runtime.types of the process (0: unknown). */
+  types: Binary.u64,
+  /** What the kernel could not read (else 0), for `readCold`: the error's itab, its message, the command's name. */
+  errAt: Binary.u64,
+  errMsgAt: Binary.u64,
+  opAt: Binary.u64,
+  op: Binary.string(OP_CAP, "opLen", { intern: true }),
   addr: Binary.string(64, "addrLen", { intern: true }),
   errType: Binary.string(64, "errTypeLen"),
-  errMsg: Binary.string(128, "errMsgLen"),
+  errMsg: Binary.string(ERR_MSG_CAP, "errMsgLen"),
   args: Binary.bytes(ARGS * Arg.size)
 }, { struct: "go_redis_record" })
 
 /** A decoded record. */
 export type Record = ReturnType<typeof Record.decode>
+
+/**
+ * The record with what the kernel could not read filled in from the process (GoSymbols): the error's type and message,
+ * the command's name, when their pages were not mapped yet. The record itself when nothing was missing.
+ */
+export const readCold = (r: Record): Record => {
+  if (r.errAt === 0n && r.errMsgAt === 0n && r.opAt === 0n) return r
+  const type = r.errAt === 0n ? undefined : GoSymbols.coldType(r.pid, r.errAt, r.types, "itab")
+  const kind = type?.kind ?? r.errKind
+  const message = r.errMsgAt !== 0n && kind === GoSymbols.KIND_STRING
+    ? GoSymbols.goStringAt(r.pid, r.errMsgAt, ERR_MSG_CAP)
+    : r.errMsg
+  const op = r.opAt === 0n ? undefined : GoSymbols.coldStringValue(r.pid, r.opAt, r.types, OP_CAP)
+  return {
+    ...r,
+    ...(type === undefined ? {} : { errType: type.name, errTflag: type.tflag, errKind: type.kind }),
+    // A message read in the kernel for a type it could not read, which is not a string after all, means nothing.
+    errMsg: kind === GoSymbols.KIND_STRING ? message : "",
+    ...(op === undefined ? {} : { op })
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Config
@@ -264,7 +295,8 @@ const failure = (r: Record): {
 }
 
 /** Build the CLIENT span of one record. */
-export const toSpan = (r: Record, config: Config = { queryText: false, maxQueryText: 256 }): Probe.SpanInput => {
+export const toSpan = (record: Record, config: Config = { queryText: false, maxQueryText: 256 }): Probe.SpanInput => {
+  const r = readCold(record)
   const command = r.opKind === OpKind.command
   const op = command ? r.op.toUpperCase() : r.opKind === OpKind.txPipeline ? TX_PIPELINE : PIPELINE
   const server = splitAddr(r.addr)

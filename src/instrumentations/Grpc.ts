@@ -43,6 +43,7 @@ import type { Target } from "../probe/Target.ts"
 import type { AttributeValue } from "../probe/Telemetry.ts"
 import * as GoContext from "./GoContext.ts"
 import { goVersions } from "./GoContext.ts"
+import * as GoSymbols from "./internal/GoSymbols.ts"
 import * as Http from "./internal/Http.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -220,9 +221,13 @@ export const Record = Binary.struct({
   linkExact: Binary.bool,
   localPort: Binary.u16,
   peerPort: Binary.u16,
-  _pad2: Binary.pad(4),
+  /** Client: the method's length when the kernel could not read it (then at `methodAt`). */
+  methodColdLen: Binary.u8,
+  _pad2: Binary.pad(3),
   localIp: Binary.bytes(16),
   peerIp: Binary.bytes(16),
+  /** Client: the method name (a constant of the generated code) when its page was not mapped yet, else 0. */
+  methodAt: Binary.u64,
   method: Binary.string(128, "methodLen", { intern: true }),
   authority: Binary.string(64, "authorityLen", { intern: true })
 }, { struct: "grpc_record" })
@@ -274,7 +279,10 @@ export const formatIp = (b: Uint8Array): string => {
 /** Build the span of one record. */
 export const toSpan = (r: Record): Probe.SpanInput => {
   const server = r.kind === Kind.server
-  const { service, method } = splitMethod(r.method)
+  // A method the kernel could not read (GoSymbols `bytesAt`) is read from the process.
+  const { service, method } = splitMethod(
+    r.methodAt === 0n ? r.method : GoSymbols.bytesAt(r.pid, r.methodAt, r.methodColdLen)
+  )
   const attributes: globalThis.Record<string, AttributeValue> = {
     [ATTR_RPC_SYSTEM]: "grpc",
     [ATTR_RPC_METHOD]: method

@@ -8,6 +8,7 @@
  * its probes name, so a Go program that no probe of a shared library concerns costs no more than before (not even
  * a read of its maps).
  */
+import * as fs from "node:fs"
 import * as Fs from "node:fs/promises"
 import * as path from "node:path"
 import { Effect, Option } from "effect"
@@ -157,6 +158,48 @@ const analyzeLibrary = (pid: number) => (object: MappedObject) =>
     return library
   })
 
+/** How long a process found in its dynamic loader is waited for, at most, and how often it is looked at. */
+const LOADER_WAIT_MS = 100
+const LOADER_POLL_MS = 1
+
+/** The dynamic loader's mapping (ld-linux-x86-64.so.2, ld-musl-x86_64.so.1), which the kernel maps at exec. */
+const isLoader = (o: MappedObject) => /^ld-(linux|musl)[^/]*\.so/.test(path.basename(o.path))
+
+/** Clock ticks per second of /proc's times (USER_HZ, 100 on every Linux ABI this runs on). */
+const USER_HZ = 100
+
+/** A process started less than a second ago (its loader may still be at work); false when unreadable. */
+const young = (pid: number): boolean => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Field 22, starttime; counted after the command's closing parenthesis, as the command may hold spaces.
+    const started = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]) / USER_HZ
+    const uptime = Number(fs.readFileSync("/proc/uptime", "utf8").split(" ")[0])
+    return uptime - started < 1
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Whether the process is still in its dynamic loader: /proc/PID/syscall ends with the user-space instruction pointer
+ * of a process in a system call or asleep ("running" otherwise, which counts as maybe: asked only of a young
+ * process). A process found at exec (as discovery finds every new one) maps its libraries in the next milliseconds,
+ * its loader's code doing it; once that pointer is elsewhere, what the program needs is mapped. Unreadable (the
+ * process has gone): not loading.
+ */
+const inLoader = (pid: number, loader: MappedObject): boolean => {
+  let text: string
+  try {
+    text = fs.readFileSync(`/proc/${pid}/syscall`, "utf8").trim()
+  } catch {
+    return false
+  }
+  if (text === "running") return true
+  const pc = BigInt(text.split(" ").at(-1) ?? "0")
+  return loader.executable.some((m) => pc >= m.start && pc < m.end)
+}
+
 /** The libraries a process maps (its executable aside) that `wanted` picks, analysed. */
 export const mappedLibraries = (
   pid: number,
@@ -165,14 +208,27 @@ export const mappedLibraries = (
 ): Effect.Effect<Array<MappedLibrary>, Errors.MapsError, NativeAnalysis> =>
   Effect.gen(function*() {
     if (wanted !== "all" && wanted.size === 0) return []
-    const objects = yield* processMaps(pid)
-    const picked = objects.filter((o) => {
-      const name = path.basename(o.path)
-      // The executable maps itself too: its inode is the one /proc/PID/exe has.
-      if (exeFile !== undefined && exeFile.endsWith(`:${o.inode}`)) return false
-      // The file is often the soname's target (libz.so.1 -> libz.so.1.2.13): its basename extends the name.
-      return wanted === "all" || wanted.has(name) || [...wanted].some((w) => name.startsWith(`${w}.`))
-    })
+    const pick = (objects: ReadonlyArray<MappedObject>) =>
+      objects.filter((o) => {
+        const name = path.basename(o.path)
+        // The executable maps itself too: its inode is the one /proc/PID/exe has.
+        if (exeFile !== undefined && exeFile.endsWith(`:${o.inode}`)) return false
+        // The file is often the soname's target (libz.so.1 -> libz.so.1.2.13): its basename extends the name.
+        return wanted === "all" || wanted.has(name) || [...wanted].some((w) => name.startsWith(`${w}.`))
+      })
+    let objects = yield* processMaps(pid)
+    let picked = pick(objects)
+    // A wanted library not mapped yet by a process still in its loader (found at exec) may be on its way: look again
+    // until the loader is done, so a libssl the program needs is not missed for having been looked for too early.
+    const loader = objects.find(isLoader)
+    if (
+      wanted !== "all" && picked.length < wanted.size && loader !== undefined && young(pid) && inLoader(pid, loader)
+    ) {
+      const deadline = Date.now() + LOADER_WAIT_MS
+      while (Date.now() < deadline && inLoader(pid, loader)) yield* Effect.sleep(LOADER_POLL_MS)
+      objects = yield* processMaps(pid)
+      picked = pick(objects)
+    }
     const analysed = yield* Effect.forEach(picked, analyzeLibrary(pid), { concurrency: 4 })
     return analysed.filter((l): l is MappedLibrary => l !== undefined)
   })

@@ -40,6 +40,13 @@ const record = (over: Partial<DatabaseSql.Record> = {}): Uint8Array => {
     errorLen: 0,
     queryLen: query.length,
     dsnLen: 0,
+    dsnOf: DatabaseSql.DsnOf.pgx,
+    types: 0n,
+    connectorAt: 0n,
+    driverAt: 0n,
+    errorAt: 0n,
+    pgxDsnAt: 0n,
+    queryAt: 0n,
     connector: "*stdlib.driverConnector",
     driver: "",
     error: "",
@@ -194,6 +201,31 @@ describe("spans and measurements", () => {
         "db.operation.name": "SELECT",
         "db.collection.name": "items"
       })
+    }))
+
+  it.effect("a DSN read from another connector's field than its type's is not used", () =>
+    Effect.gen(function*() {
+      // pgx's connector read as database/sql's (its type was unknown then, and its DSN could not be read after).
+      const { span } = yield* one(record({ dsn: "postgres://h:1/d", dsnOf: DatabaseSql.DsnOf.dsnConnector }))
+      assert.deepStrictEqual(span.attributes, {
+        "db.system.name": "postgresql",
+        "db.operation.name": "SELECT",
+        "db.collection.name": "items"
+      })
+    }))
+
+  it.effect("a type the kernel could not read and that cannot be read from the process either: other_sql, _OTHER", () =>
+    Effect.gen(function*() {
+      // No such process: the record's "where" leads nowhere, and what the kernel gave (nothing) stands.
+      const { span } = yield* one(record({
+        pid: 0x7ffffff0,
+        connector: "",
+        connectorAt: 0x1000n,
+        types: 0x2000n,
+        hasError: true,
+        errorAt: 0x3000n
+      }))
+      assert.deepStrictEqual([span.attributes["db.system.name"], span.attributes["error.type"]], ["other_sql", "_OTHER"])
     }))
 
   it("serverOf: PostgreSQL URL and key=value forms, MySQL's tcp(), sockets and host lists give no address", () => {

@@ -6,6 +6,7 @@
  * attach and the Runner on the fake kernel.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
 import { Effect, Exit, Layer, Option, Scope } from "effect"
 import * as Grpc from "../../src/instrumentations/Grpc.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
@@ -46,6 +47,8 @@ const record = (over: Partial<Grpc.Record> = {}): Uint8Array =>
     linkExact: true,
     localPort: 50051,
     peerPort: 40000,
+    methodColdLen: 0,
+    methodAt: 0n,
     localIp: v4(127, 0, 0, 1),
     peerIp: v4(127, 0, 0, 2),
     method: "/probescope.test.Echo/Say",
@@ -106,6 +109,22 @@ describe("layouts", () => {
 })
 
 describe("spans and measurements", () => {
+  it.effect("a client method the kernel could not read is read from the process's memory", () =>
+    Effect.gen(function*() {
+      // This process's executable at its first mapping starts "\x7fELF": three bytes from one past it stand for a
+      // method name on a page the BPF side found unmapped.
+      const first = fs.readFileSync("/proc/self/maps", "utf8").split("\n").find((l) => l.endsWith(process.execPath))!
+      const at = BigInt(`0x${first.split("-")[0]}`) + 1n
+      const cold = (over: Partial<Grpc.Record>) =>
+        Effect.map(signals(clientRecord({ pid: process.pid, method: "", ...over })), (s) => s.spans[0]!)
+      const read = yield* cold({ methodAt: at, methodColdLen: 3 })
+      assert.deepStrictEqual([read.name, read.attributes["rpc.method"], read.attributes["rpc.service"]],
+        ["ELF", "ELF", undefined])
+      // Nothing there either: an empty method, as before.
+      const lost = yield* cold({ methodAt: 8n, methodColdLen: 3 })
+      assert.strictEqual(lost.attributes["rpc.method"], "")
+    }))
+
   it.effect("a unary OK call: SERVER span named Service/Method, remote parent, status unset", () =>
     Effect.gen(function*() {
       const { spans, measurements } = yield* signals(record())

@@ -8,7 +8,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Fiber, Layer, Option } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import * as GoBinary from "../../src/target/GoBinary.ts"
 import * as NativeBinary from "../../src/target/NativeBinary.ts"
@@ -131,6 +131,56 @@ describe("ProcessTarget.analyzeProcess", { timeout: 60_000 }, () => {
       assert.isTrue(Option.isSome(lib.symbol("deflate")))
     }).pipe(Effect.provide(layer))
   )
+
+  // A process found at exec (as discovery finds them) has mapped only its executable and its loader: the libraries
+  // come in the next milliseconds. Here the loader is held at a FIFO named like a library curl needs, first on its
+  // LD_LIBRARY_PATH: its open blocks, in the loader's code, until the FIFO is opened for writing; then it reads the
+  // header of a 32-bit ELF, skips that "library" as the wrong class (as it does across multilib directories) and maps
+  // the real ones, libssl among them.
+  it.live("a process still in its dynamic loader is waited for (at most 100 ms): a library it maps after is found", () =>
+    Effect.gen(function*() {
+      const held = Path.join(dir, "held")
+      Fs.mkdirSync(held, { recursive: true })
+      const fifo = Path.join(held, "libcurl.so.4")
+      if (!Fs.existsSync(fifo)) execFileSync("mkfifo", [fifo])
+      const curlIn = (): Effect.Effect<number> =>
+        Effect.gen(function*() {
+          const child = spawn("/usr/bin/curl", ["-K", "-"], {
+            stdio: ["pipe", "ignore", "ignore"],
+            env: { ...process.env, LD_LIBRARY_PATH: held }
+          })
+          children.push(child)
+          // In the loader's openat (257) of the FIFO.
+          const syscall = () => Fs.readFileSync(`/proc/${child.pid}/syscall`, "utf8")
+          while (!syscall().startsWith("257 ")) yield* Effect.sleep("1 millis")
+          return child.pid!
+        })
+      const release = () => {
+        const fd = Fs.openSync(fifo, "w")
+        // ELFCLASS32, little-endian, version 1; the loader reads a whole ELF64 header's worth before it looks.
+        Fs.writeSync(fd, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 1, 1, 1, ...new Array(57).fill(0)]))
+        Fs.closeSync(fd)
+      }
+      const libssl = new Set(["libssl.so.3"])
+      const names = (t: ProcessTarget.ProcessTarget) => t.libraries.map((l) => l.name)
+
+      // Never let go: the analysis waits its 100 ms, then goes on without the library.
+      const stuck = yield* curlIn()
+      const started = Date.now()
+      const alone = yield* ProcessTarget.analyzeProcess(stuck, { libraries: libssl })
+      assert.isAtLeast(Date.now() - started, 100)
+      assert.deepStrictEqual(names(alone), [])
+      release()
+
+      // Let go while the analysis waits: the library is found.
+      const pid = yield* curlIn()
+      const analysis = yield* Effect.forkChild(ProcessTarget.analyzeProcess(pid, { libraries: libssl }))
+      yield* Effect.sleep("20 millis")
+      release()
+      const target = yield* Fiber.join(analysis)
+      assert.deepStrictEqual(names(target), ["libssl.so.3"])
+      assert.isTrue(Option.isSome(target.libraries[0]!.symbol("SSL_write")))
+    }).pipe(Effect.provide(layer)))
 })
 
 describe("ProcessTarget.libraryVersion", () => {

@@ -6,6 +6,11 @@
  * length as a uvarint, then the bytes. A named type T shares its name with *T, stored as "*T": `TFlagExtraStar` in
  * TFlag then says to drop the leading '*' (done in user space, which gets the flags).
  *
+ * A uprobe cannot fault a page in. A descriptor, an itab or a name on a page the process has not touched yet (or that
+ * memory pressure took back) cannot be read here, while user space can read it through /proc/<pid>/mem, which faults
+ * it in (for the process too, so the next record finds it). The `describe` helpers below leave the record a "where"
+ * for that: the itab or the type, next to runtime.types (GoSymbols.ts `typeOf`).
+ *
  * Needs common.h first. */
 #pragma once
 
@@ -70,4 +75,29 @@ static __always_inline u32 ps_go_name_read(void *dst, u32 cap, u64 name) {
 static __always_inline u32 ps_go_type_name(void *dst, u32 cap, u64 typ, u64 types,
                                            const struct ps_go_type_offsets *off) {
   return ps_go_name_read(dst, cap, ps_go_type_name_at(typ, types, off));
+}
+
+/* Describe the type at `typ` for a record: kind and flags into *info, its name into dst (a power-of-two `cap`), the
+ * name's length returned. When any of it could not be read (0 returned), *cold gets `typ` for user space. */
+static __always_inline u32 ps_go_type_describe(void *dst, u32 cap, u64 typ, u64 types,
+                                               const struct ps_go_type_offsets *off, struct ps_go_type *info,
+                                               u64 *cold) {
+  u32 len = 0;
+  if (ps_go_type_read(typ, off, info) == 0)
+    len = ps_go_type_name(dst, cap, typ, types, off);
+  if (len == 0 && typ != 0 && types != 0)
+    *cold = typ;
+  return len;
+}
+
+/* The same for the dynamic type of an interface value whose itab is `tab` (its second word is the type). When any
+ * of it could not be read, *cold gets the itab (the type word itself may be the cold one). */
+static __always_inline u32 ps_go_itab_describe(void *dst, u32 cap, u64 tab, u64 types,
+                                               const struct ps_go_type_offsets *off, struct ps_go_type *info,
+                                               u64 *cold) {
+  u64 unused = 0;
+  u32 len = ps_go_type_describe(dst, cap, tab == 0 ? 0 : ps_read_u64(tab + 8), types, off, info, &unused);
+  if (len == 0 && tab != 0 && types != 0)
+    *cold = tab;
+  return len;
 }

@@ -16,12 +16,36 @@ static __always_inline u32 ps_read_go_str(void *dst, u32 cap, u64 ptr, u64 len) 
   return n;
 }
 
+/* ps_read_go_str, and when the bytes are there but could not be read (their page not mapped in the process yet, which
+ * a uprobe cannot fault in: a string constant the program has not touched), *cold gets `ptr` for user space to read
+ * them through /proc/<pid>/mem (GoSymbols.ts `bytesAt`). */
+static __always_inline u32 ps_read_go_str_or_at(void *dst, u32 cap, u64 ptr, u64 len, u64 *cold) {
+  u32 n = ps_read_go_str(dst, cap, ptr, len);
+  if (n == 0 && ptr != 0 && len != 0)
+    *cold = ptr;
+  return n;
+}
+
 /* Read a Go string header at `addr` (e.g. a struct field), then its bytes. */
 static __always_inline u32 ps_read_go_str_at(void *dst, u32 cap, u64 addr) {
   struct go_string s = {};
   if (bpf_probe_read_user(&s, sizeof(s), (const void *)addr) != 0)
     return 0;
   return ps_read_go_str(dst, cap, s.ptr, s.len);
+}
+
+/* ps_read_go_str_at, and when the header or the bytes could not be read (see ps_read_go_str_or_at), *cold gets the
+ * header's address `addr` for user space (GoSymbols.ts `goStringAt`). */
+static __always_inline u32 ps_read_go_str_at_or_at(void *dst, u32 cap, u64 addr, u64 *cold) {
+  struct go_string s = {};
+  if (bpf_probe_read_user(&s, sizeof(s), (const void *)addr) != 0) {
+    *cold = addr;
+    return 0;
+  }
+  u32 n = ps_read_go_str(dst, cap, s.ptr, s.len);
+  if (n == 0 && s.ptr != 0 && s.len != 0)
+    *cold = addr;
+  return n;
 }
 
 /* Read one u64 of user memory, 0 on a fault. */

@@ -81,35 +81,122 @@ export const typeLayout = {
 }
 
 /**
- * The type offsets of a target: DWARF's, else the layout's (Size_ 8, PtrBytes 8, Hash 4, then TFlag, Align_,
- * FieldAlign_, Kind_; Equal, GCData; Str).
+ * internal/abi.Type's TFlag, Kind_ and Str (a nameOff) offsets since Go 1.21: Size_ 8, PtrBytes 8, Hash 4, then TFlag,
+ * Align_, FieldAlign_, Kind_; Equal, GCData; Str.
  */
+const TYPE_TFLAG = 20
+const TYPE_KIND = 23
+const TYPE_STR = 40
+
+/** The type offsets of a target: DWARF's, else the layout's. */
 export const typeValue = (o: {
   readonly typeTflag: number | undefined
   readonly typeKind: number | undefined
   readonly typeStr: number | undefined
-}) => ({ typeTflag: o.typeTflag ?? 20, typeKind: o.typeKind ?? 23, typeStr: o.typeStr ?? 40 })
+}) => ({ typeTflag: o.typeTflag ?? TYPE_TFLAG, typeKind: o.typeKind ?? TYPE_KIND, typeStr: o.typeStr ?? TYPE_STR })
 
-/**
- * The runtime name (flags, uvarint length, bytes) at `address` in process `pid`, read through /proc/<pid>/mem; "" when
- * it cannot be read. For a name the BPF side could not read: a uprobe cannot fault a page in, so a name on a page the
- * program never touched is missing there, while a read of /proc/<pid>/mem faults it in. Rare (an error's type, once
- * per RecordError whose name page was cold), so a synchronous read is fine here.
- */
-export const runtimeNameAt = (pid: number, address: bigint): string => {
+// ---------------------------------------------------------------------------------------------------------------
+// Reading what the kernel could not
+// ---------------------------------------------------------------------------------------------------------------
+//
+// A uprobe cannot fault a page in: a type descriptor, an itab or a type name on a page the process has not touched yet
+// (or that memory pressure took back) cannot be read by the BPF side. Its record then says where the type is
+// (go_types.h's `describe` helpers), and user space reads it through /proc/<pid>/mem, which faults the page in — for
+// the process too, so the next record finds it. Rare (once per cold page), so synchronous reads are fine here.
+
+/** internal/abi.Kind: the kind is the low five bits of Kind_. */
+const KIND_MASK = 0x1f
+
+/** Read `length` bytes at `address` of an open /proc/<pid>/mem; undefined when they are not all there. */
+const readAt = (fd: number, length: number, address: bigint): Buffer | undefined => {
+  const out = Buffer.alloc(length)
+  return fs.readSync(fd, out, 0, length, address) === length ? out : undefined
+}
+
+/** `read` with /proc/<pid>/mem open; undefined when it cannot be opened or a read fails. */
+const withMemory = <A>(pid: number, read: (fd: number) => A | undefined): A | undefined => {
   let fd: number | undefined
   try {
     fd = fs.openSync(`/proc/${pid}/mem`, "r")
-    const head = Buffer.alloc(3)
-    if (fs.readSync(fd, head, 0, 3, address) !== 3) return ""
-    const long = (head[1]! & 0x80) !== 0
-    const length = long ? (head[1]! & 0x7f) | ((head[2]! & 0x7f) << 7) : head[1]!
-    const name = Buffer.alloc(length)
-    const start = address + (long ? 3n : 2n)
-    return fs.readSync(fd, name, 0, length, start) === length ? name.toString("utf8") : ""
+    return read(fd)
   } catch {
-    return ""
+    return undefined
   } finally {
     if (fd !== undefined) fs.closeSync(fd)
   }
 }
+
+/** The runtime name (flags, uvarint length, bytes) at `address`. */
+const nameAt = (fd: number, address: bigint): string | undefined => {
+  const head = readAt(fd, 3, address)
+  if (head === undefined) return undefined
+  const long = (head[1]! & 0x80) !== 0
+  const length = long ? (head[1]! & 0x7f) | ((head[2]! & 0x7f) << 7) : head[1]!
+  return readAt(fd, length, address + (long ? 3n : 2n))?.toString("utf8")
+}
+
+/** The Go string whose header (pointer, length) is at `address`, at most `cap` bytes of it. */
+const stringAt = (fd: number, address: bigint, cap: number): string | undefined => {
+  const header = readAt(fd, 16, address)
+  if (header === undefined) return undefined
+  const length = Math.min(Number(header.readBigUInt64LE(8)), cap)
+  return readAt(fd, length, header.readBigUInt64LE(0))?.toString("utf8")
+}
+
+/**
+ * The runtime name (flags, uvarint length, bytes) at `address` in process `pid`, read through /proc/<pid>/mem; "" when
+ * it cannot be read.
+ */
+export const runtimeNameAt = (pid: number, address: bigint): string => withMemory(pid, (fd) => nameAt(fd, address)) ?? ""
+
+/** internal/abi.Kind of a string. */
+export const KIND_STRING = 24
+
+/** A Go type as a record carries it: its name as stored (maybe with TFlagExtraStar's '*'), flags and kind. */
+export interface GoType {
+  readonly name: string
+  readonly tflag: number
+  readonly kind: number
+}
+
+const typeAt = (fd: number, type: bigint, types: bigint): GoType | undefined => {
+  const head = readAt(fd, TYPE_STR + 4, type)
+  if (head === undefined) return undefined
+  const nameOff = head.readInt32LE(TYPE_STR)
+  const name = nameOff <= 0 ? undefined : nameAt(fd, types + BigInt(nameOff))
+  return name === undefined || name === "" ? undefined : {
+    name,
+    tflag: head[TYPE_TFLAG]!,
+    kind: head[TYPE_KIND]! & KIND_MASK
+  }
+}
+
+/**
+ * The type at `cold` in process `pid`, read from its memory: what a record gives when the kernel could not read it
+ * (go_types.h `ps_go_type_describe`; `itab`: an interface's itab, `ps_go_itab_describe`, whose second word is the
+ * type). `types` is the process's runtime.types, as the record has it. Undefined when it cannot be read here either.
+ */
+export const coldType = (pid: number, cold: bigint, types: bigint, via: "type" | "itab"): GoType | undefined =>
+  cold === 0n || types === 0n ? undefined : withMemory(pid, (fd) => {
+    const type = via === "type" ? cold : readAt(fd, 8, cold + 8n)?.readBigUInt64LE(0)
+    return type === undefined || type === 0n ? undefined : typeAt(fd, type, types)
+  })
+
+/** `length` bytes at `address` in process `pid` as UTF-8 (a string's bytes, `ps_read_go_str_or_at`); "" when unreadable. */
+export const bytesAt = (pid: number, address: bigint, length: number): string =>
+  withMemory(pid, (fd) => readAt(fd, length, address)?.toString("utf8")) ?? ""
+
+/** The Go string (pointer, length) at `address` in process `pid`, at most `cap` bytes of it; "" when unreadable. */
+export const goStringAt = (pid: number, address: bigint, cap: number): string =>
+  withMemory(pid, (fd) => stringAt(fd, address, cap)) ?? ""
+
+/**
+ * The string held by the `interface{}` at `address` in process `pid` (its type word, then its data word pointing at
+ * the string's header), at most `cap` bytes; undefined when it is not a string or cannot be read.
+ */
+export const coldStringValue = (pid: number, address: bigint, types: bigint, cap: number): string | undefined =>
+  types === 0n ? undefined : withMemory(pid, (fd) => {
+    const value = readAt(fd, 16, address)
+    const type = value === undefined ? undefined : typeAt(fd, value.readBigUInt64LE(0), types)
+    return value === undefined || type?.kind !== KIND_STRING ? undefined : stringAt(fd, value.readBigUInt64LE(8), cap)
+  })

@@ -13,7 +13,8 @@
  *     RET: submit. handleStream covers processUnaryRPC and processStreamingRPC, so streams need nothing more.
  *   (*http2Server).writeStatus(t, s *ServerStream, st *status.Status)   RAX=t, RBX=s, RCX=st
  *     (exported, WriteStatus(s *Stream, ...), before grpc 1.69)
- *     the code the server writes: st.s (*spb.Status).Code; a nil st or nil st.s is OK.
+ *     the code the server writes: st.s (*spb.Status).Code; a nil st or nil st.s is OK. The span ends here: the
+ *     client has its answer from now on (handleStream's RET, later, ends a span whose status was never written).
  *   (*http2Server).operateHeaders(t, ctx, frame *http2.MetaHeadersFrame, handle)   RAX=t, RDI=frame
  *     on the connection's reader goroutine, before the stream is handed to handleStream: scans the decoded header
  *     fields for "traceparent" and keeps it under (pid, transport, stream id) for handleStream.
@@ -343,7 +344,9 @@ int uprobe_handleStream_ret(struct pt_regs *ctx) {
   struct grpc_inflight *inf = bpf_map_lookup_elem(&grpc_server_inflight, &key);
   if (!inf)
     return 0;
-  inf->rec.head.end_ns = bpf_ktime_get_ns();
+  /* Ended when its status was written (what the client waits for), else now. */
+  if (!inf->rec.status_known)
+    inf->rec.head.end_ns = bpf_ktime_get_ns();
   if (inf->rec.head.flags & PS_FLAG_SAMPLED)
     ps_submit(&inf->rec, sizeof(inf->rec));
   /* What entry registered (handleStream replaces stream.ctx with a derived one while it runs). */
@@ -381,6 +384,9 @@ int uprobe_writeStatus(struct pt_regs *ctx) {
     return 0;
   inf->rec.head.status = grpc_status_code(st, off);
   inf->rec.status_known = 1;
+  /* The server's span ends here, not when handleStream returns: the client may have its answer, and have ended its
+   * own span, before this goroutine is done cleaning up; a span ended then would outlast its parent. */
+  inf->rec.head.end_ns = bpf_ktime_get_ns();
   return 0;
 }
 

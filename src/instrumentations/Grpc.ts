@@ -4,7 +4,8 @@
  *
  * BPF side: bpf/grpc.bpf.c (its header comment lists every uprobe and the registers it reads). In short:
  * - server: `(*Server).handleStream` (entry and RETs) brackets the RPC on its goroutine, for unary and streaming
- *   methods alike; `(*http2Server).writeStatus` gives the status code written; the parent is the `traceparent`
+ *   methods alike; `(*http2Server).writeStatus` gives the status code written and ends the span (the client has
+ *   its answer from then on, and may end its own span before handleStream returns); the parent is the `traceparent`
  *   metadata the client sent (read from the decoded HEADERS in `(*http2Server).operateHeaders`), else the client
  *   span an instrumented process on this host published for the TCP connection (go_context's `ps_conn_spans`);
  *   the span is the goroutine's active context while the handler runs, and the stream's context (which the

@@ -57,6 +57,12 @@ struct go_panic_info {
   u8 type_len;
   u8 nil_value;
   u16 message_len;
+  /* What could not be read here (else 0), for user space (go_types.h): the type (with runtime.types), the value, the
+   * message's bytes (a constant: panic("...")). */
+  u64 types;
+  u64 type_at;
+  u64 value_at;
+  u64 message_at;
   /* The value's first 32 bytes (for a pointer type: those it points at). */
   u8 value[32];
   char type_name[GO_PANIC_TYPE_CAP];
@@ -144,23 +150,26 @@ int uprobe_gopanic(struct pt_regs *ctx) {
   struct ps_go_type ty = {};
   if (typ == 0) {
     p->nil_value = 1;
-  } else if (ps_go_type_read(typ, &t->type, &ty) == 0) {
+  } else {
+    p->types = t->types_known ? PT_REGS_IP(ctx) + (u64)t->types_from_gopanic : 0;
+    p->type_len = ps_go_type_describe(p->type_name, GO_PANIC_TYPE_CAP, typ, p->types, &t->type, &ty, &p->type_at);
     p->type_kind = ty.kind;
     p->type_tflag = ty.tflag;
-    u64 types = t->types_known ? PT_REGS_IP(ctx) + (u64)t->types_from_gopanic : 0;
-    p->type_len = ps_go_type_name(p->type_name, GO_PANIC_TYPE_CAP, typ, types, &t->type);
   }
-  /* A small value near the end of a mapping cannot be read whole: fall back to fewer bytes. */
+  /* A small value near the end of a mapping cannot be read whole: fall back to fewer bytes. None read (a constant
+   * not mapped yet): user space reads it. */
   if (data && bpf_probe_read_user(p->value, 32, (const void *)data) != 0 &&
-      bpf_probe_read_user(p->value, 16, (const void *)data) != 0)
-    bpf_probe_read_user(p->value, 8, (const void *)data);
-  if (ty.kind == PS_GO_KIND_STRING || ty.kind == PS_GO_KIND_POINTER) {
+      bpf_probe_read_user(p->value, 16, (const void *)data) != 0 &&
+      bpf_probe_read_user(p->value, 8, (const void *)data) != 0)
+    p->value_at = data;
+  /* Read for a type not read here too: user space keeps it only for a kind that has it. */
+  if (ty.kind == PS_GO_KIND_STRING || ty.kind == PS_GO_KIND_POINTER || p->type_at) {
     struct go_string s = {};
     __builtin_memcpy(&s, p->value, sizeof(s));
     /* A first field that is no string header reads as garbage or nothing; user space uses it only for types
      * known to keep their message there. */
     if (s.len <= (1 << 20))
-      p->message_len = ps_read_go_str(p->message, GO_PANIC_MESSAGE_CAP, s.ptr, s.len);
+      p->message_len = ps_read_go_str_or_at(p->message, GO_PANIC_MESSAGE_CAP, s.ptr, s.len, &p->message_at);
   }
 
   struct go_panic_record *r = go_panic_reserve(GO_PANIC_KIND_PANIC, p);

@@ -98,6 +98,11 @@ struct kafka_go_record {
   s64 offset;
   /* The error's value when its dynamic type is an integer kind (kafka.Error: the protocol's error code). */
   s64 err_code;
+  /* What could not be read here (else 0), for user space (go_types.h): the error's itab, with runtime.types, and
+   * where its value is when its type was not read (it may be an integer kind). */
+  u64 types;
+  u64 err_at;
+  u64 err_code_at;
   /* The message key's full length (one message only); key holds its first bytes. */
   u32 key_size;
   u8 has_key;
@@ -447,16 +452,18 @@ static __always_inline void read_error(struct kafka_go_record *r, u64 err_tab, u
   r->has_error = 1;
   if (!t)
     return;
-  /* An itab's second word is the dynamic type. */
-  u64 typ = ps_read_u64(err_tab + 8);
   struct ps_go_type ty = {};
-  if (ps_go_type_read(typ, &t->type, &ty) != 0)
-    return;
+  r->err_type_len = ps_go_itab_describe(r->err_type, sizeof(r->err_type), err_tab, types, &t->type, &ty, &r->err_at);
   r->err_kind = ty.kind;
   r->err_tflag = ty.tflag;
-  r->err_type_len = ps_go_type_name(r->err_type, sizeof(r->err_type), typ, types, &t->type);
-  if (ty.kind >= 2 && ty.kind <= 6 && err_data) /* int .. int64: the data word points at the value */
-    r->err_code = (s64)ps_read_u64(err_data);
+  if (r->err_at) {
+    r->types = types;
+    r->err_code_at = err_data;
+  } else if (ty.kind >= 2 && ty.kind <= 6 && err_data) { /* int .. int64: the data word points at the value */
+    /* A constant error (return kafka.UnknownTopicOrPartition) points into read-only data, maybe not mapped yet. */
+    if (bpf_probe_read_user(&r->err_code, sizeof(r->err_code), (const void *)err_data) != 0)
+      r->err_code_at = err_data;
+  }
 }
 
 SEC("uprobe/kafka_go_WriteMessages_ret")

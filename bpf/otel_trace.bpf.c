@@ -97,16 +97,18 @@ struct otel_attr {
 
 struct otel_event {
   u64 time_ns;
-  /* RecordError: where the error type's name is in the program (0: unknown). A uprobe cannot fault that page in, so
-   * when the program never touched it, name stays empty and user space reads it from there (/proc/<pid>/mem can). */
-  u64 err_name;
+  /* What could not be read here (else 0), for user space (go_types.h): RecordError's error's itab (its type), else
+   * the name's bytes (name_cold_len of them: a constant on a page not mapped yet); the message's string header. */
+  u64 name_at;
+  u64 msg_at;
   u8 name_len;
   /* 1: from RecordError; name is then the error's dynamic type name and msg its first string field. */
   u8 exception;
   u8 err_tflag;
   u8 err_kind;
   u8 msg_len;
-  u8 _pad[3];
+  u8 name_cold_len;
+  u8 _pad[2];
   char name[OT_EVENT_NAME];
   char msg[OT_MSG];
 };
@@ -132,6 +134,14 @@ struct otel_trace_record {
   u8 event_count;
   u32 attrs_dropped;
   u32 events_dropped;
+  /* The name's and description's lengths when their bytes could not be read here (then at name_at, desc_at). */
+  u8 name_cold_len;
+  u8 desc_cold_len;
+  u8 _pad[2];
+  /* runtime.types, for an event's error type not read here. */
+  u64 types;
+  u64 name_at;
+  u64 desc_at;
   char name[OT_NAME];
   char desc[OT_DESC];
   struct otel_attr attrs[OT_ATTRS];
@@ -247,6 +257,13 @@ static __always_inline void read_option_attrs(struct otel_trace_record *r, u64 p
   }
 }
 
+/* The span's name (Start's or SetName's): kept for user space when it could not be read here. */
+static __always_inline void read_name(struct otel_trace_record *r, u64 ptr, u64 len) {
+  r->name_at = 0;
+  r->name_len = ps_read_go_str_or_at(r->name, OT_NAME, ptr, len, &r->name_at);
+  r->name_cold_len = len > OT_NAME ? OT_NAME : len;
+}
+
 /* go.opentelemetry.io/otel/internal/global.(*tracer).Start, entry. */
 SEC("uprobe/otel_start")
 int uprobe_start(struct pt_regs *ctx) {
@@ -292,7 +309,7 @@ int uprobe_start(struct pt_regs *ctx) {
 
   /* An unsampled span is kept for nesting (its context is what spans inside it inherit) but reads no memory. */
   if (sc.flags & PS_FLAG_SAMPLED) {
-    r->name_len = ps_read_go_str(r->name, OT_NAME, GO_ARG4(ctx), GO_ARG5(ctx));
+    read_name(r, GO_ARG4(ctx), GO_ARG5(ctx));
     u64 opts = GO_ARG6(ctx);
     u64 nopts = GO_ARG7(ctx);
     u64 ip = PT_REGS_IP(ctx);
@@ -415,7 +432,13 @@ int uprobe_set_status(struct pt_regs *ctx) {
   if (code > 2 || code < r->status_code)
     return 0;
   r->status_code = (u8)code;
-  r->desc_len = code == OT_CODE_ERROR ? ps_read_go_str(r->desc, OT_DESC, GO_ARG3(ctx), GO_ARG4(ctx)) : 0;
+  r->desc_len = 0;
+  r->desc_at = 0;
+  if (code == OT_CODE_ERROR) {
+    u64 len = GO_ARG4(ctx);
+    r->desc_len = ps_read_go_str_or_at(r->desc, OT_DESC, GO_ARG3(ctx), len, &r->desc_at);
+    r->desc_cold_len = len > OT_DESC ? OT_DESC : len;
+  }
   return 0;
 }
 
@@ -426,7 +449,7 @@ int uprobe_set_name(struct pt_regs *ctx) {
   struct otel_span *s = open_span(ctx, &k);
   if (!s || !(s->rec.flags & PS_FLAG_SAMPLED))
     return 0;
-  s->rec.name_len = ps_read_go_str(s->rec.name, OT_NAME, GO_ARG2(ctx), GO_ARG3(ctx));
+  read_name(&s->rec, GO_ARG2(ctx), GO_ARG3(ctx));
   return 0;
 }
 
@@ -458,7 +481,9 @@ int uprobe_add_event(struct pt_regs *ctx) {
   struct otel_event *e = next_event(r);
   if (!e)
     return 0;
-  e->name_len = ps_read_go_str(e->name, OT_EVENT_NAME, GO_ARG2(ctx), GO_ARG3(ctx));
+  u64 len = GO_ARG3(ctx);
+  e->name_len = ps_read_go_str_or_at(e->name, OT_EVENT_NAME, GO_ARG2(ctx), len, &e->name_at);
+  e->name_cold_len = len > OT_EVENT_NAME ? OT_EVENT_NAME : len;
   read_option_attrs(r, GO_ARG4(ctx), GO_ARG5(ctx), owner, t);
   return 0;
 }
@@ -482,19 +507,15 @@ int uprobe_record_error(struct pt_regs *ctx) {
   if (!e)
     return 0;
   e->exception = 1;
-  u64 typ = ps_read_u64(err_tab + 8);
   struct ps_go_type ty = {};
-  if (ps_go_type_read(typ, &t->type, &ty) == 0) {
-    e->err_kind = ty.kind;
-    e->err_tflag = ty.tflag;
-    u64 types = t->types_known ? PT_REGS_IP(ctx) + (u64)t->types_from_record_error : 0;
-    e->err_name = ps_go_type_name_at(typ, types, &t->type);
-    e->name_len = ps_go_name_read(e->name, OT_EVENT_NAME, e->err_name);
-    /* The message of the common error types (errors.New's, fmt.Errorf's) is their struct's first field, a string;
-     * user space keeps it only for those types. */
-    if (ty.kind == PS_GO_KIND_POINTER && err_data)
-      e->msg_len = ps_read_go_str_at(e->msg, OT_MSG, err_data);
-  }
+  r->types = t->types_known ? PT_REGS_IP(ctx) + (u64)t->types_from_record_error : 0;
+  e->name_len = ps_go_itab_describe(e->name, OT_EVENT_NAME, err_tab, r->types, &t->type, &ty, &e->name_at);
+  e->err_kind = ty.kind;
+  e->err_tflag = ty.tflag;
+  /* The message of the common error types (errors.New's, fmt.Errorf's) is their struct's first field, a string;
+   * user space keeps it only for those types (read for a type not read here too). */
+  if ((ty.kind == PS_GO_KIND_POINTER || e->name_at) && err_data)
+    e->msg_len = ps_read_go_str_at_or_at(e->msg, OT_MSG, err_data, &e->msg_at);
   read_option_attrs(r, GO_ARG4(ctx), GO_ARG5(ctx), owner, t);
   return 0;
 }

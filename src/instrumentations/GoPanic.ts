@@ -91,6 +91,10 @@ export const typesFromGopanic = (target: ProbeTarget): bigint | undefined =>
 /** `go_panic_record.kind` (GO_PANIC_KIND_* in the C). */
 export const Kind = { panic: 1, recovered: 2, serverSpan: 3, fatal: 4 } as const
 
+/** How many bytes of the value and of its message the BPF side copies. */
+const VALUE_CAP = 32
+const MESSAGE_CAP = 128
+
 /** Layout of `struct go_panic_record`; the panic's fields are those of its nested `struct go_panic_info`. */
 export const Record = Binary.struct({
   timeNs: Binary.u64,
@@ -111,16 +115,50 @@ export const Record = Binary.struct({
   /** panic(nil): the runtime panics with a *runtime.PanicNilError instead. */
   nilValue: Binary.bool,
   messageLen: Binary.u16,
+  /** What the kernel could not read (else 0), for `readCold`: the type (with runtime.types), the value, the message. */
+  types: Binary.u64,
+  typeAt: Binary.u64,
+  valueAt: Binary.u64,
+  messageAt: Binary.u64,
   /** The value's first 32 bytes (a pointer type's: those it points at). */
-  value: Binary.bytes(32),
+  value: Binary.bytes(VALUE_CAP),
   typeName: Binary.string(64, "typeLen"),
-  message: Binary.string(128, "messageLen"),
+  message: Binary.string(MESSAGE_CAP, "messageLen"),
   /** SERVER_SPAN: a `struct nethttp_server_record`, decoded with the server probe's layout. */
   server: Binary.bytes(NetHttpServer.Record.size)
 }, { struct: "go_panic_record" })
 
 /** A decoded record. */
 export type Record = ReturnType<typeof Record.decode>
+
+/**
+ * The record with what the kernel could not read filled in from the process (GoSymbols): the value's type, the value
+ * and its message (panic("...") panics with a constant), when their pages were not mapped yet. The record itself
+ * when nothing was missing.
+ */
+export const readCold = (r: Record): Record => {
+  if (r.typeAt === 0n && r.valueAt === 0n && r.messageAt === 0n) return r
+  const type = r.typeAt === 0n ? undefined : GoSymbols.coldType(r.pid, r.typeAt, r.types, "type")
+  // As the BPF side does: a small value near the end of a mapping cannot be read whole.
+  const read = r.valueAt === 0n ? undefined : [VALUE_CAP, 16, 8].reduce<Uint8Array | undefined>(
+    (got, n) => got ?? GoSymbols.rawAt(r.pid, r.valueAt, n),
+    undefined
+  )
+  const value = read === undefined ? r.value : Uint8Array.from({ length: VALUE_CAP }, (_, i) => read[i] ?? 0)
+  // The string in the value's first two words, if it is one: read here when the value was (or its bytes were not).
+  const view = new DataView(value.buffer, value.byteOffset, value.byteLength)
+  const [ptr, length] = [view.getBigUint64(0, true), view.getBigUint64(8, true)]
+  const messageAt = r.messageAt !== 0n ? r.messageAt : read !== undefined && length <= 1n << 20n ? ptr : 0n
+  const message = messageAt === 0n || length === 0n
+    ? r.message
+    : GoSymbols.bytesAt(r.pid, messageAt, Math.min(Number(length), MESSAGE_CAP))
+  return {
+    ...r,
+    ...(type === undefined ? {} : { typeName: type.name, typeTflag: type.tflag, typeKind: type.kind }),
+    value,
+    message
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The panic value: its type as Go prints it (%T) and its message where memory holds it
@@ -205,7 +243,8 @@ export interface PanicValue {
 }
 
 /** What one record says of its panic value. */
-export const panicValue = (r: Record): PanicValue => {
+export const panicValue = (record: Record): PanicValue => {
+  const r = readCold(record)
   if (r.nilValue) return { ...PANIC_NIL, text: PANIC_NIL.message }
   const type = r.typeName === "" ? undefined : (r.typeTflag & TFLAG_EXTRA_STAR) !== 0 ? r.typeName.slice(1) : r.typeName
   const message = r.typeKind === KIND_STRING ?

@@ -164,6 +164,10 @@ export const Record = Binary.struct({
   offset: Binary.i64,
   /** The error's value when its type is an integer kind (kafka.Error: the protocol's error code). */
   errCode: Binary.i64,
+  /** What the kernel could not read (else 0), for `readCold`: the error's itab (with runtime.types), its value. */
+  types: Binary.u64,
+  errAt: Binary.u64,
+  errCodeAt: Binary.u64,
   /** The key's full length; `key` holds its first KEY_CAP bytes. */
   keySize: Binary.u32,
   hasKey: Binary.bool,
@@ -183,6 +187,22 @@ export const Record = Binary.struct({
 
 /** A decoded record. */
 export type Record = ReturnType<typeof Record.decode>
+
+/**
+ * The record with what the kernel could not read filled in from the process (GoSymbols): the error's type and, for
+ * an integer kind, its value, when their pages were not mapped yet. The record itself when nothing was missing.
+ */
+export const readCold = (r: Record): Record => {
+  if (r.errAt === 0n && r.errCodeAt === 0n) return r
+  const type = r.errAt === 0n ? undefined : GoSymbols.coldType(r.pid, r.errAt, r.types, "itab")
+  const kind = type?.kind ?? r.errKind
+  const code = r.errCodeAt !== 0n && kind === KIND_INT ? GoSymbols.int64At(r.pid, r.errCodeAt) : undefined
+  return {
+    ...r,
+    ...(type === undefined ? {} : { errType: type.name, errTflag: type.tflag, errKind: type.kind }),
+    ...(code === undefined ? {} : { errCode: code })
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Span and metrics: OpenTelemetry messaging (1.37) and Kafka semantic conventions
@@ -219,7 +239,8 @@ const failure = (r: Record): { readonly errorType: string; readonly message?: st
 }
 
 /** The span of one record: PRODUCER "send <topic>" or CONSUMER "poll <topic>". */
-export const toSpan = (r: Record): Probe.SpanInput => {
+export const toSpan = (record: Record): Probe.SpanInput => {
+  const r = readCold(record)
   const send = r.opKind === OpKind.send
   const op = send ? SEND : POLL
   const attributes: globalThis.Record<string, AttributeValue> = {

@@ -183,14 +183,19 @@ export type Attr = ReturnType<typeof Attr.decode>
 /** `struct otel_event`. */
 export const Event = Binary.struct({
   timeNs: Binary.u64,
-  /** RecordError: the address of the error type's runtime name in the program, 0 when unknown. */
-  errName: Binary.u64,
+  /**
+   * What the kernel could not read (else 0): RecordError's error's itab (its type), else the name's bytes
+   * (`nameColdLen` of them); the message's string header.
+   */
+  nameAt: Binary.u64,
+  msgAt: Binary.u64,
   nameLen: Binary.u8,
   exception: Binary.bool,
   errTflag: Binary.u8,
   errKind: Binary.u8,
   msgLen: Binary.u8,
-  _pad: Binary.pad(3),
+  nameColdLen: Binary.u8,
+  _pad: Binary.pad(2),
   name: Binary.string(EVENT_NAME_CAP, "nameLen"),
   msg: Binary.string(MSG_CAP, "msgLen")
 }, { struct: "otel_event" })
@@ -217,9 +222,16 @@ export const Record = Binary.struct({
   eventCount: Binary.u8,
   attrsDropped: Binary.u32,
   eventsDropped: Binary.u32,
+  /** The name's and description's lengths when the kernel could not read their bytes (then at nameAt, descAt). */
+  nameColdLen: Binary.u8,
+  descColdLen: Binary.u8,
+  _pad: Binary.pad(2),
+  /** runtime.types, for an event's error type the kernel could not read. */
+  types: Binary.u64,
+  nameAt: Binary.u64,
+  descAt: Binary.u64,
   name: Binary.string(NAME_CAP, "nameLen", { intern: true }),
   desc: Binary.string(DESC_CAP, "descLen"),
-  _pad: Binary.pad(4),
   attrs: Binary.bytes(ATTRS * Attr.size),
   events: Binary.bytes(EVENTS * Event.size)
 }, { struct: "otel_trace_record" })
@@ -283,16 +295,22 @@ const attributesOf = (attrs: ReadonlyArray<Attr>, owner: number) => {
 }
 
 /** An event as the SDK would have it: RecordError's is "exception" with the error's type (and message, if known). */
-const toEvent = (e: Event, attributes: globalThis.Record<string, AttributeValue>, pid: number): SpanEvent => {
-  if (!e.exception) return { name: e.name, timeMonoNs: e.timeNs, attributes }
-  const raw = e.name !== "" || e.errName === 0n ? e.name : GoSymbols.runtimeNameAt(pid, e.errName)
-  const type = (e.errTflag & TFLAG_EXTRA_STAR) !== 0 ? raw.slice(1) : raw
+const toEvent = (e: Event, attributes: globalThis.Record<string, AttributeValue>, r: Record): SpanEvent => {
+  // What the kernel could not read (a constant, a type on a page not mapped yet) is read from the process.
+  if (!e.exception) {
+    const name = e.nameAt === 0n ? e.name : GoSymbols.bytesAt(r.pid, e.nameAt, e.nameColdLen)
+    return { name, timeMonoNs: e.timeNs, attributes }
+  }
+  const cold = e.nameAt === 0n ? undefined : GoSymbols.coldType(r.pid, e.nameAt, r.types, "itab")
+  const raw = cold?.name ?? e.name
+  const type = ((cold?.tflag ?? e.errTflag) & TFLAG_EXTRA_STAR) !== 0 ? raw.slice(1) : raw
+  const message = () => e.msgAt === 0n ? e.msg : GoSymbols.goStringAt(r.pid, e.msgAt, MSG_CAP)
   return {
     name: "exception",
     timeMonoNs: e.timeNs,
     attributes: {
       ...(type === "" ? {} : { "exception.type": type }),
-      ...(MESSAGE_FIRST.has(type) ? { "exception.message": e.msg } : {}),
+      ...(MESSAGE_FIRST.has(type) ? { "exception.message": message() } : {}),
       ...attributes
     }
   }
@@ -303,7 +321,9 @@ export const toSpan = (r: Record): Probe.SpanInput => {
   const attrs = attrsOf(r)
   const own = attributesOf(attrs, 0)
   const attributes = own.attributes
-  const events = eventsOf(r).map((e, i) => toEvent(e, attributesOf(attrs, i + 1).attributes, r.pid))
+  const events = eventsOf(r).map((e, i) => toEvent(e, attributesOf(attrs, i + 1).attributes, r))
+  const name = r.nameAt === 0n ? r.name : GoSymbols.bytesAt(r.pid, r.nameAt, r.nameColdLen)
+  const desc = r.descAt === 0n ? r.desc : GoSymbols.bytesAt(r.pid, r.descAt, r.descColdLen)
   // Slices and cut keys of the span and its events, and what did not fit, together.
   const droppedAttrs = r.attrsDropped + attrs.filter((a) => attrValue(a) === undefined).length
   return {
@@ -311,11 +331,11 @@ export const toSpan = (r: Record): Probe.SpanInput => {
     ...(droppedAttrs > 0 ? { droppedAttributesCount: droppedAttrs } : {}),
     ...(r.eventsDropped > 0 ? { droppedEventsCount: r.eventsDropped } : {}),
     ...Http.spanHead({ ...r, parent: r.parent === 0 ? Http.Parent.none : Http.Parent.local }),
-    name: r.name,
+    name,
     kind: KINDS[r.kind] ?? "internal",
     attributes,
     status: r.statusCode === 1
-      ? { code: "error", ...(r.desc === "" ? {} : { message: r.desc }) }
+      ? { code: "error", ...(desc === "" ? {} : { message: desc }) }
       : r.statusCode === 2
       ? { code: "ok" }
       : { code: "unset" },

@@ -4,6 +4,7 @@
  * cannot describe, and its load and attach on the fake kernel (maps reused, per-target value).
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
 import { Effect, Exit, Layer, Option, Scope } from "effect"
 import * as GoPanic from "../../src/instrumentations/GoPanic.ts"
 import * as NetHttpServer from "../../src/instrumentations/NetHttpServer.ts"
@@ -51,6 +52,10 @@ const record = (over: Partial<GoPanic.Record> = {}): Uint8Array =>
     typeLen: 0,
     nilValue: false,
     messageLen: 0,
+    types: 0n,
+    typeAt: 0n,
+    valueAt: 0n,
+    messageAt: 0n,
     value: valueOf([0xc000012345n, 4n]),
     typeName: "string",
     message: "boom",
@@ -157,6 +162,24 @@ describe("panic values", () => {
           { "exception.type": type, "exception.message": "bad input" }
         ])
       }
+    }))
+
+  it.effect("a message the kernel could not read (a constant on a page not mapped yet) is read from the process", () =>
+    Effect.gen(function*() {
+      // This process's executable at its first mapping starts "\x7fELF": the three bytes from one past it stand for
+      // panic("ELF")'s text on a page the BPF side found unmapped.
+      const first = fs.readFileSync("/proc/self/maps", "utf8").split("\n").find((l) => l.endsWith(process.execPath))!
+      const at = BigInt(`0x${first.split("-")[0]}`) + 1n
+      assert.deepStrictEqual(
+        yield* exception({ pid: process.pid, value: valueOf([at, 3n]), message: "", messageAt: at }),
+        ["panic: ELF", { "exception.type": "string", "exception.message": "ELF" }]
+      )
+      // The value not read (panic(42) with 42 a constant): read here. An int is the file's first eight bytes.
+      const value = fs.readFileSync(process.execPath).subarray(0, 8).readBigInt64LE(0)
+      assert.deepStrictEqual(
+        yield* exception({ pid: process.pid, typeKind: 2, typeName: "int", value: valueOf([]), valueAt: at - 1n }),
+        [`panic: ${value}`, { "exception.type": "int" }]
+      )
     }))
 
   it.effect("a named type's stored name drops its extra '*' (TFlagExtraStar)", () =>

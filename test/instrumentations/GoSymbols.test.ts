@@ -1,9 +1,13 @@
 /**
  * Where a Go program's type data starts (`runtime.types`), found once per analysed executable: a file that replaced
  * another under the same device and inode (a rebuild renamed over it frees the inode for the next file) is another
- * analysis, and must not get the first file's address.
+ * analysis, and must not get the first file's address. And what the kernel could not read, read from a process's
+ * memory: a Python process holds a Go type, its name, an itab, strings, an `interface{}` and an int laid out as a Go
+ * program has them, at addresses it prints.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import { Effect } from "effect"
 import * as GoSymbols from "../../src/instrumentations/internal/GoSymbols.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 
@@ -26,4 +30,100 @@ describe("GoSymbols.typesAddress", () => {
     const sameAnalysis = { ...first, pid: 3 }
     assert.strictEqual(GoSymbols.typesAddress(sameAnalysis), 0x4a0000n)
   })
+})
+
+/** A process holding `layout(base)` at `base`, an address it chose: the bytes are written once it has told it. */
+const holding = (layout: (base: bigint) => Buffer) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly pid: number; readonly base: bigint; readonly kill: () => void }>((resume) => {
+      const script = "import ctypes, sys\n" +
+        "buf = ctypes.create_string_buffer(4096)\n" +
+        "print(ctypes.addressof(buf), flush=True)\n" +
+        "data = bytes.fromhex(sys.stdin.readline().strip())\n" +
+        "ctypes.memmove(buf, data, len(data))\n" +
+        "print('ok', flush=True)\n" +
+        "sys.stdin.read()\n"
+      const child = spawn("python3", ["-c", script], { stdio: ["pipe", "pipe", "inherit"] })
+      let out = ""
+      let base = 0n
+      child.stdout!.on("data", (chunk: Buffer) => {
+        out += chunk.toString()
+        const lines = out.split("\n")
+        if (base === 0n && lines.length > 1) {
+          base = BigInt(lines[0]!)
+          child.stdin!.write(`${layout(base).toString("hex")}\n`)
+        }
+        if (lines.includes("ok")) resume(Effect.succeed({ pid: child.pid!, base, kill: () => child.kill("SIGKILL") }))
+      })
+    }),
+    (p) => Effect.sync(p.kill)
+  )
+
+/** A runtime name: flags, a one-byte length, the bytes. */
+const name = (s: string) => Buffer.concat([Buffer.from([0, s.length]), Buffer.from(s)])
+
+/** 48 bytes of internal/abi.Type: TFlag at 20, Kind_ at 23, Str (a nameOff from `types`) at 40. */
+const type = (tflag: number, kind: number, nameOff: number) => {
+  const b = Buffer.alloc(48)
+  b[20] = tflag
+  b[23] = kind
+  b.writeInt32LE(nameOff, 40)
+  return b
+}
+
+const words = (...ws: ReadonlyArray<bigint>) => {
+  const b = Buffer.alloc(8 * ws.length)
+  ws.forEach((w, i) => b.writeBigInt64LE(BigInt.asIntN(64, w), 8 * i))
+  return b
+}
+
+/** What `holding` lays out, by offset from its base (runtime.types is the base too). */
+const AT = { type: 0, name: 64, itab: 128, header: 160, bytes: 192, iface: 224, stringType: 256, stringName: 320,
+  int: 352, pointerIface: 368 }
+
+const layout = (base: bigint) => {
+  const b = Buffer.alloc(400)
+  // *main.Err stored with TFlagExtraStar (2), kind pointer (22) with another flag bit above the kind's five.
+  type(2, 22 | 0x20, AT.name).copy(b, AT.type)
+  name("*main.Err").copy(b, AT.name)
+  words(0n, base + BigInt(AT.type)).copy(b, AT.itab)
+  words(base + BigInt(AT.bytes), 5n).copy(b, AT.header)
+  Buffer.from("hello").copy(b, AT.bytes)
+  words(base + BigInt(AT.stringType), base + BigInt(AT.header)).copy(b, AT.iface)
+  type(0, 24, AT.stringName).copy(b, AT.stringType)
+  name("string").copy(b, AT.stringName)
+  words(-7n).copy(b, AT.int)
+  words(base + BigInt(AT.type), base + BigInt(AT.header)).copy(b, AT.pointerIface)
+  return b
+}
+
+describe("reading what the kernel could not, from the process", () => {
+  it.live("types (directly and through an itab), strings, an interface{} holding a string, an int", () =>
+    Effect.gen(function*() {
+      const { base, pid } = yield* holding(layout)
+      const at = (o: number) => base + BigInt(o)
+      const err = { name: "*main.Err", tflag: 2, kind: 22 }
+      assert.deepStrictEqual(GoSymbols.coldType(pid, at(AT.type), base, "type"), err)
+      assert.deepStrictEqual(GoSymbols.coldType(pid, at(AT.itab), base, "itab"), err)
+      assert.strictEqual(GoSymbols.goStringAt(pid, at(AT.header), 128), "hello")
+      assert.strictEqual(GoSymbols.goStringAt(pid, at(AT.header), 3), "hel")
+      assert.strictEqual(GoSymbols.bytesAt(pid, at(AT.bytes), 5), "hello")
+      assert.strictEqual(GoSymbols.coldStringValue(pid, at(AT.iface), base, 32), "hello")
+      // An interface{} holding a pointer, not a string: no string of it.
+      assert.strictEqual(GoSymbols.coldStringValue(pid, at(AT.pointerIface), base, 32), undefined)
+      assert.strictEqual(GoSymbols.int64At(pid, at(AT.int)), -7n)
+    }).pipe(Effect.scoped))
+
+  it.live("nothing there, no runtime.types, or no such process: nothing, never a guess", () =>
+    Effect.gen(function*() {
+      const { base, pid } = yield* holding(layout)
+      assert.strictEqual(GoSymbols.coldType(pid, 8n, base, "type"), undefined)
+      assert.strictEqual(GoSymbols.coldType(pid, base, 0n, "type"), undefined)
+      // The itab's first word (0) read as a type: none.
+      assert.strictEqual(GoSymbols.coldType(pid, base + BigInt(AT.itab) - 8n, base, "itab"), undefined)
+      assert.strictEqual(GoSymbols.goStringAt(pid, 8n, 16), "")
+      assert.strictEqual(GoSymbols.bytesAt(pid, 8n, 4), "")
+      assert.strictEqual(GoSymbols.int64At(pid, 8n), undefined)
+      assert.strictEqual(GoSymbols.coldType(0x7ffffff0, base, base, "type"), undefined)
+    }).pipe(Effect.scoped))
 })

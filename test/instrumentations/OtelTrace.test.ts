@@ -5,9 +5,7 @@
  * fake kernel.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as fs from "node:fs"
 import { Effect, Exit, Layer, Option, Scope } from "effect"
-import * as GoSymbols from "../../src/instrumentations/internal/GoSymbols.ts"
 import * as OtelTrace from "../../src/instrumentations/OtelTrace.ts"
 import * as BpfLive from "../../src/kernel/BpfLive.ts"
 import { FakeKernel } from "../../src/kernel/BpfTest.ts"
@@ -51,12 +49,14 @@ const T = OtelTrace.AttrType
 const event = (name: string, timeNs: bigint, over: Partial<OtelTrace.Event> = {}) =>
   OtelTrace.Event.encode({
     timeNs,
-    errName: 0n,
+    nameAt: 0n,
+    msgAt: 0n,
     nameLen: 0,
     exception: false,
     errTflag: 0,
     errKind: 0,
     msgLen: 0,
+    nameColdLen: 0,
     name,
     msg: "",
     ...over
@@ -91,6 +91,11 @@ const record = (
     eventCount: events.length,
     attrsDropped: 0,
     eventsDropped: 0,
+    nameColdLen: 0,
+    descColdLen: 0,
+    types: 0n,
+    nameAt: 0n,
+    descAt: 0n,
     name: "work",
     desc: "",
     attrs: array(attrs, OtelTrace.Attr.size, OtelTrace.ATTRS),
@@ -182,16 +187,6 @@ describe("spans", () => {
       // The two that did not fit in the record, the slice and the cut key: OTLP's dropped_attributes_count.
       assert.deepStrictEqual([span.droppedAttributesCount, span.droppedEventsCount], [4, undefined])
     }))
-
-  it("a type name the BPF side could not read is read from the process's memory (runtimeNameAt)", () => {
-    // This process's executable, mapped at its first mapping: the ELF magic "\x7fELF" reads as a runtime name with
-    // flags 0x7f and length 0x45 ('E'): the 69 bytes after it, as the file has them.
-    const first = fs.readFileSync("/proc/self/maps", "utf8").split("\n").find((l) => l.endsWith(process.execPath))!
-    const address = BigInt(`0x${first.split("-")[0]}`)
-    const file = fs.readFileSync(process.execPath).subarray(0, 2 + 69)
-    assert.strictEqual(GoSymbols.runtimeNameAt(process.pid, address), file.subarray(2).toString("utf8"))
-    assert.strictEqual(GoSymbols.runtimeNameAt(process.pid, 8n), "")
-  })
 
   it.effect("events in order with their own attributes; RecordError's as 'exception'; dropped events counted", () =>
     Effect.gen(function*() {

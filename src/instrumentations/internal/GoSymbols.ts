@@ -143,12 +143,6 @@ const stringAt = (fd: number, address: bigint, cap: number): string | undefined 
   return readAt(fd, length, header.readBigUInt64LE(0))?.toString("utf8")
 }
 
-/**
- * The runtime name (flags, uvarint length, bytes) at `address` in process `pid`, read through /proc/<pid>/mem; "" when
- * it cannot be read.
- */
-export const runtimeNameAt = (pid: number, address: bigint): string => withMemory(pid, (fd) => nameAt(fd, address)) ?? ""
-
 /** internal/abi.Kind of a string. */
 export const KIND_STRING = 24
 
@@ -182,9 +176,17 @@ export const coldType = (pid: number, cold: bigint, types: bigint, via: "type" |
     return type === undefined || type === 0n ? undefined : typeAt(fd, type, types)
   })
 
+/** `length` bytes at `address` in process `pid`; undefined when they are not all readable. */
+export const rawAt = (pid: number, address: bigint, length: number): Uint8Array | undefined =>
+  withMemory(pid, (fd) => readAt(fd, length, address))
+
 /** `length` bytes at `address` in process `pid` as UTF-8 (a string's bytes, `ps_read_go_str_or_at`); "" when unreadable. */
 export const bytesAt = (pid: number, address: bigint, length: number): string =>
-  withMemory(pid, (fd) => readAt(fd, length, address)?.toString("utf8")) ?? ""
+  Buffer.from(rawAt(pid, address, length) ?? []).toString("utf8")
+
+/** The little-endian int64 at `address` in process `pid`; undefined when unreadable. */
+export const int64At = (pid: number, address: bigint): bigint | undefined =>
+  withMemory(pid, (fd) => readAt(fd, 8, address)?.readBigInt64LE(0))
 
 /** The Go string (pointer, length) at `address` in process `pid`, at most `cap` bytes of it; "" when unreadable. */
 export const goStringAt = (pid: number, address: bigint, cap: number): string =>

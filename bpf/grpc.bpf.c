@@ -118,11 +118,20 @@ struct grpc_record {
   u16 peer_port;
   /* client: the method's length when its bytes could not be read here (then at method_at) */
   u8 method_cold_len;
-  u8 _pad2[3];
+  /* client: where an itab keeps its first method (internal/abi.ITab.Fun), with code_itab_at */
+  u8 code_fun_off;
+  u8 _pad2[2];
   u8 local_ip[16];
   u8 peer_ip[16];
   /* client: the method name (a constant of the generated code) when it is on a page not mapped yet, else 0 */
   u64 method_at;
+  /* client: the error whose type could not be told here (its itab, or io.EOF's text, on a page not mapped yet; else
+   * 0): its itab and data word, and the methods that tell a *status.Error (head.status then holds its code) and,
+   * on a stripped binary, an errors.New error (io.EOF when its text is "EOF") */
+  u64 code_itab_at;
+  u64 code_data;
+  u64 code_status_fn;
+  u64 code_string_fn;
   char method[128];
   char authority[64];
 };
@@ -514,33 +523,47 @@ static __always_inline void grpc_unpublish(struct grpc_inflight *inf) {
 }
 
 /* The gRPC code of an error interface (tab, data): OK for nil and io.EOF, the code of a *status.Error, else
- * UNKNOWN. */
-static __always_inline u16 grpc_error_code(u64 tab, u64 data, const struct grpc_offsets *off) {
+ * UNKNOWN. The type is told by the itab's first method, on a page that may not be mapped yet (itabs are read-only
+ * data), as may be io.EOF's text on a stripped binary: when either cannot be read, the code is the one a
+ * *status.Error would have, and the record keeps what user space needs to check it (grpc_record.code_*). */
+static __always_inline u16 grpc_error_code(struct grpc_record *r, u64 tab, u64 data, const struct grpc_offsets *off) {
   if (tab == 0)
     return 0;
+  u64 fun = 0;
+  bool cold = bpf_probe_read_user(&fun, sizeof(fun), (const void *)(tab + off->itab_fun)) != 0;
   if (off->io_eof) {
     struct go_iface eof = {};
     if (bpf_probe_read_user(&eof, sizeof(eof), (const void *)off->io_eof) == 0 && eof.tab == tab &&
         eof.data == data)
       return 0;
-  } else if (off->error_string_fn && data && ps_read_u64(tab + off->itab_fun) == off->error_string_fn) {
+  } else if (off->error_string_fn && data && (cold || fun == off->error_string_fn)) {
     /* errorString{s string}: s's pointer and length at the start. */
     struct go_string s = {};
     char text[3] = {};
-    if (bpf_probe_read_user(&s, sizeof(s), (const void *)data) == 0 && s.len == 3 &&
-        bpf_probe_read_user(text, sizeof(text), (const void *)s.ptr) == 0 && text[0] == 'E' && text[1] == 'O' &&
-        text[2] == 'F')
-      return 0;
+    if (bpf_probe_read_user(&s, sizeof(s), (const void *)data) == 0 && s.len == 3) {
+      if (bpf_probe_read_user(text, sizeof(text), (const void *)s.ptr) != 0)
+        cold = true;
+      else if (!cold && text[0] == 'E' && text[1] == 'O' && text[2] == 'F')
+        return 0;
+    }
   }
-  if (off->status_error_fn == 0 || data == 0 || ps_read_u64(tab + off->itab_fun) != off->status_error_fn)
+  if (cold) {
+    r->code_itab_at = tab;
+    r->code_data = data;
+    r->code_status_fn = off->status_error_fn;
+    r->code_string_fn = off->io_eof ? 0 : off->error_string_fn;
+    r->code_fun_off = (u8)off->itab_fun;
+  } else if (off->status_error_fn == 0 || data == 0 || fun != off->status_error_fn) {
     return PS_GRPC_UNKNOWN;
-  return grpc_status_code(ps_read_u64(data + off->error_s), off);
+  }
+  return data == 0 ? PS_GRPC_UNKNOWN : grpc_status_code(ps_read_u64(data + off->error_s), off);
 }
 
-static __always_inline void grpc_client_end(struct grpc_inflight *inf, u16 code) {
+static __always_inline void grpc_client_end(struct grpc_inflight *inf, u64 err_tab, u64 err_data,
+                                            const struct grpc_offsets *off) {
   struct grpc_record *r = &inf->rec;
   r->head.end_ns = bpf_ktime_get_ns();
-  r->head.status = code;
+  r->head.status = off ? grpc_error_code(r, err_tab, err_data, off) : PS_GRPC_UNKNOWN;
   r->status_known = 1;
   grpc_unpublish(inf);
   if (r->head.flags & PS_FLAG_SAMPLED)
@@ -559,7 +582,7 @@ int uprobe_newClientStream_ret(struct pt_regs *ctx) {
     return 0;
   struct grpc_offsets *off = ps_target();
   if (err_tab != 0 || cs == 0 || !off) {
-    grpc_client_end(inf, off ? grpc_error_code(err_tab, err_data, off) : PS_GRPC_UNKNOWN);
+    grpc_client_end(inf, err_tab, err_data, off);
   } else {
     if (off->cs_wrapped)
       cs = ps_read_u64(cs + off->wrapper_stream + 8);
@@ -580,7 +603,7 @@ int uprobe_clientStream_finish(struct pt_regs *ctx) {
   if (!inf)
     return 0;
   struct grpc_offsets *off = ps_target();
-  grpc_client_end(inf, off ? grpc_error_code(err_tab, err_data, off) : PS_GRPC_UNKNOWN);
+  grpc_client_end(inf, err_tab, err_data, off);
   bpf_map_delete_elem(&grpc_client_streams, &sk);
   return 0;
 }

@@ -224,16 +224,47 @@ export const Record = Binary.struct({
   peerPort: Binary.u16,
   /** Client: the method's length when the kernel could not read it (then at `methodAt`). */
   methodColdLen: Binary.u8,
-  _pad2: Binary.pad(3),
+  /** Client: where an itab keeps its first method, with `codeItabAt`. */
+  codeFunOff: Binary.u8,
+  _pad2: Binary.pad(2),
   localIp: Binary.bytes(16),
   peerIp: Binary.bytes(16),
   /** Client: the method name (a constant of the generated code) when its page was not mapped yet, else 0. */
   methodAt: Binary.u64,
+  /**
+   * Client: the error whose type the kernel could not tell (its itab or io.EOF's text on a page not mapped yet; else
+   * 0), its data word, and the methods that tell a *status.Error (`status` then holds its code) and an errors.New
+   * error (on a stripped binary: io.EOF when its text is "EOF"). `readCold` decides.
+   */
+  codeItabAt: Binary.u64,
+  codeData: Binary.u64,
+  codeStatusFn: Binary.u64,
+  codeStringFn: Binary.u64,
   method: Binary.string(128, "methodLen", { intern: true }),
   authority: Binary.string(64, "authorityLen", { intern: true })
 }, { struct: "grpc_record" })
 
 export type Record = ReturnType<typeof Record.decode>
+
+/** codes.Unknown: what status.Code gives any error that is not a *status.Error. */
+const UNKNOWN = 2
+
+/**
+ * The record with what the kernel could not read decided from the process (GoSymbols): the client's method (a
+ * constant of the generated code) and its error's code (the itab's first method tells a *status.Error or, on a
+ * stripped binary, an errors.New error whose text may be "EOF"). The record itself when nothing was missing.
+ */
+export const readCold = (r: Record): Record => {
+  if (r.methodAt === 0n && r.codeItabAt === 0n) return r
+  const method = r.methodAt === 0n ? r.method : GoSymbols.bytesAt(r.pid, r.methodAt, r.methodColdLen)
+  if (r.codeItabAt === 0n) return { ...r, method }
+  const read = GoSymbols.int64At(r.pid, r.codeItabAt + BigInt(r.codeFunOff))
+  const fun = read === undefined ? undefined : BigInt.asUintN(64, read)
+  const eof = fun !== undefined && r.codeStringFn !== 0n && fun === r.codeStringFn &&
+    GoSymbols.goStringAt(r.pid, r.codeData, 4) === "EOF"
+  const status = eof ? 0 : fun !== undefined && r.codeStatusFn !== 0n && fun === r.codeStatusFn ? r.status : UNKNOWN
+  return { ...r, method, status }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Span: OpenTelemetry RPC (gRPC) semantic conventions
@@ -278,12 +309,10 @@ export const formatIp = (b: Uint8Array): string => {
 }
 
 /** Build the span of one record. */
-export const toSpan = (r: Record): Probe.SpanInput => {
+export const toSpan = (record: Record): Probe.SpanInput => {
+  const r = readCold(record)
   const server = r.kind === Kind.server
-  // A method the kernel could not read (GoSymbols `bytesAt`) is read from the process.
-  const { service, method } = splitMethod(
-    r.methodAt === 0n ? r.method : GoSymbols.bytesAt(r.pid, r.methodAt, r.methodColdLen)
-  )
+  const { service, method } = splitMethod(r.method)
   const attributes: globalThis.Record<string, AttributeValue> = {
     [ATTR_RPC_SYSTEM]: "grpc",
     [ATTR_RPC_METHOD]: method

@@ -17,6 +17,7 @@ import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import { CapturedSpans } from "../../src/probe/ProbeTest.ts"
 import * as Ids from "../../src/probe/Ids.ts"
+import { holding, words } from "./HeldMemory.ts"
 
 const realBtf = (object: string) =>
   BpfLive.readBtf(Probe.objectFile(object)).pipe(Effect.map(Option.getOrThrow), Effect.orDie)
@@ -48,7 +49,12 @@ const record = (over: Partial<Grpc.Record> = {}): Uint8Array =>
     localPort: 50051,
     peerPort: 40000,
     methodColdLen: 0,
+    codeFunOff: 0,
     methodAt: 0n,
+    codeItabAt: 0n,
+    codeData: 0n,
+    codeStatusFn: 0n,
+    codeStringFn: 0n,
     localIp: v4(127, 0, 0, 1),
     peerIp: v4(127, 0, 0, 2),
     method: "/probescope.test.Echo/Say",
@@ -109,6 +115,29 @@ describe("layouts", () => {
 })
 
 describe("spans and measurements", () => {
+  it.live("a client error whose type the kernel could not tell: its itab's first method, read here, decides", () =>
+    Effect.gen(function*() {
+      // Two itabs (Fun at 24) and an errors.New value whose text is "EOF"; the method addresses stand for
+      // (*status.Error).Error and errors.(*errorString).Error.
+      const [STATUS_FN, STRING_FN] = [0x4a1000n, 0x4a2000n]
+      const { base, pid } = yield* holding((b) =>
+        Buffer.concat([words(0n, 0n, 0n, STATUS_FN), words(0n, 0n, 0n, STRING_FN), words(b + 80n, 3n), Buffer.from("EOF")])
+      )
+      const code = (over: Partial<Grpc.Record>) =>
+        Effect.map(
+          signals(clientRecord({ pid, status: 5, codeFunOff: 24, codeStatusFn: STATUS_FN, ...over })),
+          (s) => s.spans[0]!.attributes["rpc.grpc.status_code"]
+        )
+      // A *status.Error: the code the kernel read for it stands.
+      assert.strictEqual(yield* code({ codeItabAt: base }), 5)
+      // Another type: UNKNOWN, as status.Code says.
+      assert.strictEqual(yield* code({ codeItabAt: base + 32n }), 2)
+      // A stripped binary's errors.New("EOF"): a clean end.
+      assert.strictEqual(yield* code({ codeItabAt: base + 32n, codeStringFn: STRING_FN, codeData: base + 64n }), 0)
+      // Unreadable here too: UNKNOWN, never the unchecked code.
+      assert.strictEqual(yield* code({ codeItabAt: 8n }), 2)
+    }).pipe(Effect.scoped))
+
   it.effect("a client method the kernel could not read is read from the process's memory", () =>
     Effect.gen(function*() {
       // This process's executable at its first mapping starts "\x7fELF": three bytes from one past it stand for a

@@ -103,6 +103,10 @@ struct kafka_go_record {
   u64 types;
   u64 err_at;
   u64 err_code_at;
+  /* The Writer's Addr's itab when its type could not be told here, and the address's string header when its bytes
+   * could not be read (a constant given to kafka.TCP). */
+  u64 addr_type_at;
+  u64 addr_at;
   /* The message key's full length (one message only); key holds its first bytes. */
   u32 key_size;
   u8 has_key;
@@ -283,15 +287,21 @@ static __always_inline void begin_processing(u64 g, const struct ps_span_ctx *sc
  * no itab symbols to compare the itab's address with. */
 #define NETWORK_ADDRESS "*kafka.networkAddress"
 
-static __always_inline bool is_network_address(u64 typ, u64 types, const struct kafka_go_target *t) {
+/* 1 when the itab `tab` is *networkAddress's, 0 when it is not, -1 when its type could not be read here (*cold then
+ * gets the itab, for user space to tell). */
+static __always_inline int is_network_address(u64 tab, u64 types, const struct kafka_go_target *t, u64 *cold) {
   char name[32] = {};
   const char want[] = NETWORK_ADDRESS;
-  if (ps_go_type_name(name, sizeof(name), typ, types, &t->type) != sizeof(want) - 1)
-    return false;
+  struct ps_go_type ty = {};
+  u32 n = ps_go_itab_describe(name, sizeof(name), tab, types, &t->type, &ty, cold);
+  if (*cold)
+    return -1;
+  if (n != sizeof(want) - 1)
+    return 0;
   for (int i = 0; i < sizeof(want) - 1; i++)
     if (name[i] != want[i])
-      return false;
-  return true;
+      return 0;
+  return 1;
 }
 
 /* What publishing a WriteMessages call's messages needs, for bpf_loop's callback (verified once, not per message). */
@@ -380,8 +390,11 @@ int uprobe_WriteMessages(struct pt_regs *ctx) {
     /* Writer.Addr: the broker address when it is kafka.TCP(one address), a *networkAddress. */
     struct go_iface addr = {};
     if (bpf_probe_read_user(&addr, sizeof(addr), (const void *)(w + t->writer_addr)) == 0 && addr.tab && addr.data &&
-        is_network_address(ps_read_u64(addr.tab + 8), inf->types, t))
-      r->addr_len = ps_read_go_str_at(r->addr, sizeof(r->addr), addr.data + t->network_address);
+        is_network_address(addr.tab, inf->types, t, &r->addr_type_at) != 0) {
+      /* Read for a type not told here too: user space keeps it only if it is *networkAddress after all. */
+      r->types = inf->types;
+      r->addr_len = ps_read_go_str_at_or_at(r->addr, sizeof(r->addr), addr.data + t->network_address, &r->addr_at);
+    }
   }
 
   struct inflight_key k = key_of(g, KAFKA_GO_SEND);

@@ -145,6 +145,9 @@ export const Parent = { none: 0, local: 1, producer: 2 } as const
 /** Bytes of a message key the record carries. */
 export const KEY_CAP = 32
 
+/** How many bytes of the broker's address the BPF side copies. */
+const ADDR_CAP = 64
+
 /** Layout of `struct kafka_go_record`. */
 export const Record = Binary.struct({
   startNs: Binary.u64,
@@ -168,6 +171,9 @@ export const Record = Binary.struct({
   types: Binary.u64,
   errAt: Binary.u64,
   errCodeAt: Binary.u64,
+  /** The Writer's Addr's itab when the kernel could not tell its type; the address's string when unread. */
+  addrTypeAt: Binary.u64,
+  addrAt: Binary.u64,
   /** The key's full length; `key` holds its first KEY_CAP bytes. */
   keySize: Binary.u32,
   hasKey: Binary.bool,
@@ -180,7 +186,7 @@ export const Record = Binary.struct({
   errTflag: Binary.u8,
   topic: Binary.string(64, "topicLen", { intern: true }),
   key: Binary.bytes(KEY_CAP),
-  addr: Binary.string(64, "addrLen", { intern: true }),
+  addr: Binary.string(ADDR_CAP, "addrLen", { intern: true }),
   group: Binary.string(64, "groupLen", { intern: true }),
   errType: Binary.string(64, "errTypeLen")
 }, { struct: "kafka_go_record" })
@@ -193,16 +199,24 @@ export type Record = ReturnType<typeof Record.decode>
  * an integer kind, its value, when their pages were not mapped yet. The record itself when nothing was missing.
  */
 export const readCold = (r: Record): Record => {
-  if (r.errAt === 0n && r.errCodeAt === 0n) return r
+  if (r.errAt === 0n && r.errCodeAt === 0n && r.addrTypeAt === 0n && r.addrAt === 0n) return r
   const type = r.errAt === 0n ? undefined : GoSymbols.coldType(r.pid, r.errAt, r.types, "itab")
   const kind = type?.kind ?? r.errKind
   const code = r.errCodeAt !== 0n && kind === KIND_INT ? GoSymbols.int64At(r.pid, r.errCodeAt) : undefined
+  // The broker's address, read (or left to read) for an Addr whose type was not told: kept for kafka.TCP's only.
+  const isNetworkAddress = r.addrTypeAt === 0n ||
+    GoSymbols.coldType(r.pid, r.addrTypeAt, r.types, "itab")?.name === NETWORK_ADDRESS
+  const addr = !isNetworkAddress ? "" : r.addrAt === 0n ? r.addr : GoSymbols.goStringAt(r.pid, r.addrAt, ADDR_CAP)
   return {
     ...r,
     ...(type === undefined ? {} : { errType: type.name, errTflag: type.tflag, errKind: type.kind }),
-    ...(code === undefined ? {} : { errCode: code })
+    ...(code === undefined ? {} : { errCode: code }),
+    addr
   }
 }
+
+/** The dynamic type kafka.TCP(address) gives a Writer's Addr (NETWORK_ADDRESS in the C). */
+const NETWORK_ADDRESS = "*kafka.networkAddress"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Span and metrics: OpenTelemetry messaging (1.37) and Kafka semantic conventions

@@ -16,6 +16,7 @@ import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import type { Target } from "../../src/probe/Target.ts"
 import * as Ids from "../../src/probe/Ids.ts"
+import { holding, name, type, words } from "./HeldMemory.ts"
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c"
 const PARENT = "b7ad6b7169203331"
@@ -50,6 +51,8 @@ const record = (over: Partial<KafkaGo.Record> = {}) =>
     types: 0n,
     errAt: 0n,
     errCodeAt: 0n,
+    addrTypeAt: 0n,
+    addrAt: 0n,
     keySize: 7,
     hasKey: true,
     topicLen: 0,
@@ -205,6 +208,38 @@ describe("a producer", () => {
       assert.deepStrictEqual(unknown.span.status, { code: "error" })
       assert.strictEqual(unknown.span.attributes["error.type"], "_OTHER")
     }))
+})
+
+describe("what the kernel could not read, read from the process", () => {
+  it.live("the Writer's address type and string, a kafka.Error's type and code", () =>
+    Effect.gen(function*() {
+      // Types *kafka.networkAddress (0), *kafka.other (48) and kafka.Error (96, an int); their itabs (240, 256, 272);
+      // a string header (288) for "broker:9092" (304); an int64 3 (320). runtime.types is the base.
+      const { base, pid } = yield* holding((b) => {
+        const m = Buffer.alloc(336)
+        type(0, 22, 144).copy(m, 0)
+        type(0, 22, 176).copy(m, 48)
+        type(2, 2, 208).copy(m, 96)
+        name("*kafka.networkAddress").copy(m, 144)
+        name("*kafka.other").copy(m, 176)
+        name("*kafka.Error").copy(m, 208)
+        words(0n, b, 0n, b + 48n, 0n, b + 96n, b + 304n, 11n).copy(m, 240)
+        Buffer.from("broker:9092").copy(m, 304)
+        words(3n).copy(m, 320)
+        return m
+      })
+      const cold = { pid, types: base, addr: "" }
+      const kafka = yield* signals(record({ ...cold, addrTypeAt: base + 240n, addrAt: base + 288n }))
+      assert.deepStrictEqual(
+        [kafka.span.attributes["server.address"], kafka.span.attributes["server.port"]],
+        ["broker", 9092]
+      )
+      // Another Addr type: its bytes mean nothing, no server.
+      const other = yield* signals(record({ ...cold, addr: "x:1", addrTypeAt: base + 256n }))
+      assert.strictEqual(other.span.attributes["server.address"], undefined)
+      const failed = yield* signals(record({ ...cold, hasError: true, errAt: base + 272n, errCodeAt: base + 320n }))
+      assert.deepStrictEqual(failed.span.status, { code: "error", message: "kafka.Error 3" })
+    }).pipe(Effect.scoped))
 })
 
 describe("a consumer", () => {

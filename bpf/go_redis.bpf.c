@@ -60,6 +60,8 @@ struct go_redis_arg {
   u8 kind;
   u8 len;
   u8 _pad[2];
+  /* What could not be read here (a constant on a page not mapped yet, strings.h): a string's bytes, a number's. */
+  u64 at;
   u8 data[GO_REDIS_ARG_CAP];
 };
 
@@ -87,12 +89,14 @@ struct go_redis_record {
   u8 err_kind;
   u8 err_tflag;
   u8 err_msg_len;
-  u8 _pad[2];
+  /* The message's length when its bytes are at err_msg_at (0: err_msg_at is its header's address). */
+  u8 err_msg_cold_len;
+  u8 _pad[1];
   /* runtime.types as this process has it, 0 when unknown. */
   u64 types;
   /* The error's itab when its type could not be read here (go_types.h), else 0. */
   u64 err_at;
-  /* The error's message (a Go string's header) when it could not be read here, else 0. */
+  /* The error's message when it could not be read here (its bytes, or its header: err_msg_cold_len), else 0. */
   u64 err_msg_at;
   /* The command's name (the first argument, an interface{}) when it could not be read here, else 0. */
   u64 op_at;
@@ -162,11 +166,13 @@ static __always_inline u8 read_arg(struct go_redis_arg *a, u64 at, const struct 
     if (bpf_probe_read_user(&s, sizeof(s), (const void *)v.data) != 0)
       return 0;
     a->size = s.len > 0xffffffff ? 0xffffffff : (u32)s.len;
-    a->len = ps_read_go_str(a->data, GO_REDIS_ARG_CAP, s.ptr, s.len);
+    a->len = ps_read_go_str_or_at(a->data, GO_REDIS_ARG_CAP, s.ptr, s.len, &a->at);
   } else if (ty.kind >= 1 && ty.kind <= 14) {
     /* bool, the integers and the floats: the data word points at the value. */
     if (bpf_probe_read_user(a->data, 8, (const void *)v.data) == 0)
       a->len = 8;
+    else
+      a->at = v.data;
   }
   return ty.kind;
 }
@@ -344,7 +350,8 @@ static __always_inline int finish(struct pt_regs *ctx, u8 op_kind) {
     /* A string error's message (redis.Nil's "redis: nil" among them); read for a type not read here too, and kept
      * by user space only if that type is a string. */
     if (t && err_data && (ty.kind == PS_GO_KIND_STRING || r->err_at))
-      r->err_msg_len = ps_read_go_str_at_or_at(r->err_msg, sizeof(r->err_msg), err_data, &r->err_msg_at);
+      r->err_msg_len = ps_read_go_str_at_or_at(r->err_msg, sizeof(r->err_msg), err_data, &r->err_msg_at,
+                                               &r->err_msg_cold_len);
   }
   if (r->flags & PS_FLAG_SAMPLED)
     ps_submit(r, sizeof(*r));

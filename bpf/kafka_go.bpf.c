@@ -103,8 +103,8 @@ struct kafka_go_record {
   u64 types;
   u64 err_at;
   u64 err_code_at;
-  /* The Writer's Addr's itab when its type could not be told here, and the address's string header when its bytes
-   * could not be read (a constant given to kafka.TCP). */
+  /* The Writer's Addr's itab when its type could not be told here, and the address when it could not be read (its
+   * bytes or its header, addr_cold_len: a constant given to kafka.TCP). */
   u64 addr_type_at;
   u64 addr_at;
   /* The message key's full length (one message only); key holds its first bytes. */
@@ -117,6 +117,8 @@ struct kafka_go_record {
   u8 err_type_len;
   u8 err_kind;
   u8 err_tflag;
+  /* The address's length when its bytes are at addr_at (0: addr_at is its header's address). */
+  u8 addr_cold_len;
   char topic[64];
   u8 key[32];
   char addr[64];
@@ -393,7 +395,8 @@ int uprobe_WriteMessages(struct pt_regs *ctx) {
         is_network_address(addr.tab, inf->types, t, &r->addr_type_at) != 0) {
       /* Read for a type not told here too: user space keeps it only if it is *networkAddress after all. */
       r->types = inf->types;
-      r->addr_len = ps_read_go_str_at_or_at(r->addr, sizeof(r->addr), addr.data + t->network_address, &r->addr_at);
+      r->addr_len = ps_read_go_str_at_or_at(r->addr, sizeof(r->addr), addr.data + t->network_address, &r->addr_at,
+                                            &r->addr_cold_len);
     }
   }
 

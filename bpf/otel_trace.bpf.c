@@ -89,8 +89,11 @@ struct otel_attr {
   u8 key_len;
   u8 str_len;
   u8 _pad[6];
-  /* bool, int64 or float64 bits (attribute.Value.numeric). */
+  /* bool, int64 or float64 bits (attribute.Value.numeric); for a string whose bytes could not be read here (a
+   * constant on a page not mapped yet, strings.h), their address. */
   u64 num;
+  /* The key's bytes when they could not be read here, else 0. */
+  u64 key_at;
   char key[OT_KEY];
   char str[OT_STR];
 };
@@ -98,7 +101,7 @@ struct otel_attr {
 struct otel_event {
   u64 time_ns;
   /* What could not be read here (else 0), for user space (go_types.h): RecordError's error's itab (its type), else
-   * the name's bytes (name_cold_len of them: a constant on a page not mapped yet); the message's string header. */
+   * the name's bytes (name_cold_len of them: a constant on a page not mapped yet); the message (msg_cold_len). */
   u64 name_at;
   u64 msg_at;
   u8 name_len;
@@ -108,7 +111,9 @@ struct otel_event {
   u8 err_kind;
   u8 msg_len;
   u8 name_cold_len;
-  u8 _pad[2];
+  /* The message's length when its bytes are at msg_at (0: msg_at is its header's address). */
+  u8 msg_cold_len;
+  u8 _pad[1];
   char name[OT_EVENT_NAME];
   char msg[OT_MSG];
 };
@@ -211,7 +216,7 @@ static __always_inline void read_attrs(struct otel_trace_record *r, u64 ptr, u64
     bpf_probe_read_user(&key, sizeof(key), (const void *)(kv + t->kv_key));
     a->owner = owner;
     a->key_size = key.len > 0xffff ? 0xffff : (u16)key.len;
-    a->key_len = ps_read_go_str(a->key, OT_KEY, key.ptr, key.len);
+    a->key_len = ps_read_go_str_or_at(a->key, OT_KEY, key.ptr, key.len, &a->key_at);
     u64 v = kv + t->kv_value;
     u64 vt = ps_read_u64(v + t->value_vtype);
     a->type = vt > 0xff ? 0xff : (u8)vt;
@@ -219,7 +224,7 @@ static __always_inline void read_attrs(struct otel_trace_record *r, u64 ptr, u64
       struct go_string s = {};
       bpf_probe_read_user(&s, sizeof(s), (const void *)(v + t->value_stringly));
       a->str_size = s.len > 0xffffffff ? 0xffffffff : (u32)s.len;
-      a->str_len = ps_read_go_str(a->str, OT_STR, s.ptr, s.len);
+      a->str_len = ps_read_go_str_or_at(a->str, OT_STR, s.ptr, s.len, &a->num);
     } else if (vt == OT_BOOL || vt == OT_INT64 || vt == OT_FLOAT64) {
       a->num = ps_read_u64(v + t->value_numeric);
     }
@@ -229,16 +234,19 @@ static __always_inline void read_attrs(struct otel_trace_record *r, u64 ptr, u64
     r->attrs_dropped += (u32)(len - OT_ATTRS);
 }
 
+/* An option whose itab or type is on a page not mapped yet (go_types.h): its kind is not known here. */
+#define OT_KIND_UNREAD 0xff
+
 /* An option interface at `at` (itab, data): its dynamic type's kind, and its data word in *data. */
 static __always_inline u8 option_kind(u64 at, u64 *data, const struct otel_trace_target *t) {
   struct go_iface o = {};
   if (bpf_probe_read_user(&o, sizeof(o), (const void *)at) != 0 || o.tab == 0)
     return 0;
+  *data = o.data;
   /* An itab's second word is the dynamic type. */
   struct ps_go_type ty = {};
   if (ps_go_type_read(ps_read_u64(o.tab + 8), &t->type, &ty) != 0)
-    return 0;
-  *data = o.data;
+    return OT_KIND_UNREAD;
   return ty.kind;
 }
 
@@ -324,8 +332,10 @@ int uprobe_start(struct pt_regs *ctx) {
         struct go_slice kvs = {};
         if (bpf_probe_read_user(&kvs, sizeof(kvs), (const void *)data) == 0)
           read_attrs(r, kvs.ptr, kvs.len, 0, t);
-      } else if (kind == OT_KIND_FUNC && data) {
-        /* trace.WithSpanKind: a closure {code, kind}; its code tells it from the other func options. */
+      } else if ((kind == OT_KIND_FUNC || kind == OT_KIND_UNREAD) && data) {
+        /* trace.WithSpanKind: a closure {code, kind}; its code tells it from the other func options. Tried for an
+         * option of a type not read here too: only a closure's first word is one of these code addresses (an
+         * attribute option's is a heap pointer). An attribute option of an unread type is lost. */
         u64 code = ps_read_u64(data);
         for (u32 j = 0; j < OT_KIND_FNS; j++) {
           if (j >= nfns)
@@ -515,7 +525,7 @@ int uprobe_record_error(struct pt_regs *ctx) {
   /* The message of the common error types (errors.New's, fmt.Errorf's) is their struct's first field, a string;
    * user space keeps it only for those types (read for a type not read here too). */
   if ((ty.kind == PS_GO_KIND_POINTER || e->name_at) && err_data)
-    e->msg_len = ps_read_go_str_at_or_at(e->msg, OT_MSG, err_data, &e->msg_at);
+    e->msg_len = ps_read_go_str_at_or_at(e->msg, OT_MSG, err_data, &e->msg_at, &e->msg_cold_len);
   read_option_attrs(r, GO_ARG4(ctx), GO_ARG5(ctx), owner, t);
   return 0;
 }

@@ -105,6 +105,8 @@ export const Arg = Binary.struct({
   kind: Binary.u8,
   len: Binary.u8,
   _pad: Binary.pad(2),
+  /** What the kernel could not read (a constant): a string's bytes, a number's; else 0. */
+  at: Binary.u64,
   data: Binary.bytes(ARG_CAP)
 }, { struct: "go_redis_arg" })
 export type Arg = ReturnType<typeof Arg.decode>
@@ -140,7 +142,9 @@ export const Record = Binary.struct({
   errKind: Binary.u8,
   errTflag: Binary.u8,
   errMsgLen: Binary.u8,
-  _pad: Binary.pad(2),
+  /** The message's length when its bytes are at `errMsgAt` (0: its header is). */
+  errMsgColdLen: Binary.u8,
+  _pad: Binary.pad(1),
   /** runtime.types of the process (0: unknown). */
   types: Binary.u64,
   /** What the kernel could not read (else 0), for `readCold`: the error's itab, its message, the command's name. */
@@ -166,7 +170,7 @@ export const readCold = (r: Record): Record => {
   const type = r.errAt === 0n ? undefined : GoSymbols.coldType(r.pid, r.errAt, r.types, "itab")
   const kind = type?.kind ?? r.errKind
   const message = r.errMsgAt !== 0n && kind === GoSymbols.KIND_STRING
-    ? GoSymbols.goStringAt(r.pid, r.errMsgAt, ERR_MSG_CAP)
+    ? GoSymbols.coldString(r.pid, r.errMsgAt, r.errMsgColdLen, ERR_MSG_CAP)
     : r.errMsg
   const op = r.opAt === 0n ? undefined : GoSymbols.coldStringValue(r.pid, r.opAt, r.types, OP_CAP)
   return {
@@ -219,6 +223,17 @@ const Kind = { bool: 1, int: 2, int8: 3, int16: 4, int32: 5, int64: 6, uint: 7, 
 const text = new TextDecoder()
 
 /** One argument as redis-cli would show it (numbers in decimal); `?` for a value whose bytes were not read. */
+/** An argument whose bytes the kernel could not read (`at`), read from process `pid`. */
+export const readColdArg = (pid: number, a: Arg): Arg => {
+  if (a.at === 0n) return a
+  const string = a.kind === Kind.string || a.kind === Kind.slice
+  const bytes = GoSymbols.rawAt(pid, a.at, string ? Math.min(a.size, ARG_CAP) : 8)
+  if (bytes === undefined) return a
+  const data = new Uint8Array(ARG_CAP)
+  data.set(bytes)
+  return { ...a, data, len: bytes.length }
+}
+
 export const formatArg = (a: Arg): string => {
   const v = new DataView(a.data.buffer, a.data.byteOffset, a.data.byteLength)
   switch (a.kind) {
@@ -257,9 +272,12 @@ export const formatArg = (a: Arg): string => {
   }
 }
 
-/** The command's arguments that were read, decoded. */
+/** The command's arguments that were read, decoded (those the kernel could not read, read from the process). */
 export const args = (r: Record): ReadonlyArray<Arg> =>
-  Array.from({ length: Math.min(ARGS, r.argCount) }, (_, i) => Arg.decode(r.args.subarray(i * Arg.size)))
+  Array.from(
+    { length: Math.min(ARGS, r.argCount) },
+    (_, i) => readColdArg(r.pid, Arg.decode(r.args.subarray(i * Arg.size)))
+  )
 
 /** db.query.text: the command as redis-cli would take it, its first 8 arguments, cut at `max` characters. */
 export const queryText = (r: Record, max: number): string => {

@@ -184,6 +184,8 @@ export const Record = Binary.struct({
   errTypeLen: Binary.u8,
   errKind: Binary.u8,
   errTflag: Binary.u8,
+  /** The address's length when its bytes are at `addrAt` (0: its header is). */
+  addrColdLen: Binary.u8,
   topic: Binary.string(64, "topicLen", { intern: true }),
   key: Binary.bytes(KEY_CAP),
   addr: Binary.string(ADDR_CAP, "addrLen", { intern: true }),
@@ -206,7 +208,7 @@ export const readCold = (r: Record): Record => {
   // The broker's address, read (or left to read) for an Addr whose type was not told: kept for kafka.TCP's only.
   const isNetworkAddress = r.addrTypeAt === 0n ||
     GoSymbols.coldType(r.pid, r.addrTypeAt, r.types, "itab")?.name === NETWORK_ADDRESS
-  const addr = !isNetworkAddress ? "" : r.addrAt === 0n ? r.addr : GoSymbols.goStringAt(r.pid, r.addrAt, ADDR_CAP)
+  const addr = !isNetworkAddress ? "" : r.addrAt === 0n ? r.addr : GoSymbols.coldString(r.pid, r.addrAt, r.addrColdLen, ADDR_CAP)
   return {
     ...r,
     ...(type === undefined ? {} : { errType: type.name, errTflag: type.tflag, errKind: type.kind }),

@@ -174,7 +174,10 @@ export const Attr = Binary.struct({
   keyLen: Binary.u8,
   strLen: Binary.u8,
   _pad: Binary.pad(6),
+  /** bool, int64 or float64 bits; a string's bytes' address when the kernel could not read them. */
   num: Binary.u64,
+  /** The key's bytes when the kernel could not read them, else 0. */
+  keyAt: Binary.u64,
   key: Binary.string(KEY_CAP, "keyLen", { intern: true }),
   str: Binary.string(STR_CAP, "strLen")
 }, { struct: "otel_attr" })
@@ -195,7 +198,9 @@ export const Event = Binary.struct({
   errKind: Binary.u8,
   msgLen: Binary.u8,
   nameColdLen: Binary.u8,
-  _pad: Binary.pad(2),
+  /** The message's length when its bytes are at `msgAt` (0: its header is). */
+  msgColdLen: Binary.u8,
+  _pad: Binary.pad(1),
   name: Binary.string(EVENT_NAME_CAP, "nameLen"),
   msg: Binary.string(MSG_CAP, "msgLen")
 }, { struct: "otel_event" })
@@ -257,7 +262,19 @@ const MESSAGE_FIRST = new Set(["*errors.errorString", "*fmt.wrapError", "*fmt.wr
 
 
 export const attrsOf = (r: Record): ReadonlyArray<Attr> =>
-  Array.from({ length: Math.min(ATTRS, r.attrCount) }, (_, i) => Attr.decode(r.attrs.subarray(i * Attr.size)))
+  Array.from(
+    { length: Math.min(ATTRS, r.attrCount) },
+    (_, i) => readColdAttr(r.pid, Attr.decode(r.attrs.subarray(i * Attr.size)))
+  )
+
+/** An attribute whose key or string value (a constant) the kernel could not read, read from the process. */
+const readColdAttr = (pid: number, a: Attr): Attr => {
+  const coldStr = a.type === AttrType.string && a.strLen === 0 && a.strSize > 0 && a.num !== 0n
+  if (a.keyAt === 0n && !coldStr) return a
+  const key = a.keyAt === 0n ? a.key : GoSymbols.bytesAt(pid, a.keyAt, Math.min(a.keySize, KEY_CAP))
+  const str = coldStr ? GoSymbols.bytesAt(pid, a.num, Math.min(a.strSize, STR_CAP)) : a.str
+  return { ...a, key, keyLen: Buffer.byteLength(key), str, strLen: Buffer.byteLength(str) }
+}
 
 export const eventsOf = (r: Record): ReadonlyArray<Event> =>
   Array.from({ length: Math.min(EVENTS, r.eventCount) }, (_, i) => Event.decode(r.events.subarray(i * Event.size)))
@@ -304,7 +321,7 @@ const toEvent = (e: Event, attributes: globalThis.Record<string, AttributeValue>
   const cold = e.nameAt === 0n ? undefined : GoSymbols.coldType(r.pid, e.nameAt, r.types, "itab")
   const raw = cold?.name ?? e.name
   const type = ((cold?.tflag ?? e.errTflag) & TFLAG_EXTRA_STAR) !== 0 ? raw.slice(1) : raw
-  const message = () => e.msgAt === 0n ? e.msg : GoSymbols.goStringAt(r.pid, e.msgAt, MSG_CAP)
+  const message = () => e.msgAt === 0n ? e.msg : GoSymbols.coldString(r.pid, e.msgAt, e.msgColdLen, MSG_CAP)
   return {
     name: "exception",
     timeMonoNs: e.timeNs,

@@ -15,6 +15,7 @@ import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import type { Target } from "../../src/probe/Target.ts"
 import * as Ids from "../../src/probe/Ids.ts"
+import { holding, name, type, words } from "./HeldMemory.ts"
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c"
 const PARENT = "b7ad6b7169203331"
@@ -26,7 +27,7 @@ const enc = new TextEncoder()
 const arg = (kind: number, data: Uint8Array, size = data.length): Uint8Array => {
   const bytes = new Uint8Array(GoRedis.ARG_CAP)
   bytes.set(data.subarray(0, GoRedis.ARG_CAP))
-  return GoRedis.Arg.encode({ size, kind, len: Math.min(data.length, GoRedis.ARG_CAP), data: bytes })
+  return GoRedis.Arg.encode({ size, kind, len: Math.min(data.length, GoRedis.ARG_CAP), at: 0n, data: bytes })
 }
 const str = (s: string) => arg(24, enc.encode(s))
 const word = (set: (v: DataView) => void, kind: number) => {
@@ -63,6 +64,7 @@ const record = (over: Partial<GoRedis.Record> = {}, args: ReadonlyArray<Uint8Arr
     errKind: 0,
     errTflag: 0,
     errMsgLen: 0,
+    errMsgColdLen: 0,
     types: 0n,
     errAt: 0n,
     errMsgAt: 0n,
@@ -183,6 +185,40 @@ describe("pipelines", () => {
       })
       assert.notProperty(asked.span.attributes, "db.query.text")
     }))
+})
+
+describe("what the kernel could not read, read from the process", () => {
+  it.live("the command's name, its arguments, redis.Nil's type and text (constants on pages not mapped yet)", () =>
+    Effect.gen(function*() {
+      // Types string (0) and *proto.RedisError (48, a string kind stored with TFlagExtraStar), their names (96, 112);
+      // "get" (136) as an interface{} (144) holding a string header (160); "user:1" (176); an int 42 (184);
+      // "redis: nil" (192) behind a header (208); the error's itab (224). runtime.types is the base.
+      const { base, pid } = yield* holding((b) => {
+        const m = Buffer.alloc(240)
+        type(0, 24, 96).copy(m, 0)
+        type(2, 24, 112).copy(m, 48)
+        name("string").copy(m, 96)
+        name("*proto.RedisError").copy(m, 112)
+        Buffer.from("get").copy(m, 136)
+        words(b, b + 160n, b + 136n, 3n).copy(m, 144)
+        Buffer.from("user:1").copy(m, 176)
+        words(42n).copy(m, 184)
+        Buffer.from("redis: nil").copy(m, 192)
+        words(b + 192n, 10n, 0n, b + 48n).copy(m, 208)
+        return m
+      })
+      const cold = (at: bigint, kind: number, size: number) =>
+        GoRedis.Arg.encode({ size, kind, len: 0, at, data: new Uint8Array(GoRedis.ARG_CAP) })
+      const bytes = record(
+        { pid, types: base, op: "", opAt: base + 144n },
+        [arg(0, new Uint8Array(0)), cold(base + 176n, 24, 6), cold(base + 184n, 2, 8)]
+      )
+      const { span } = yield* one(bytes, { queryText: true })
+      assert.deepStrictEqual([span.name, span.attributes["db.query.text"]], ["GET 127.0.0.1:6379", "GET user:1 42"])
+      // A missing key: redis.Nil is told by its type and text, both read here.
+      const nil = yield* one(record({ pid, types: base, hasError: true, errAt: base + 224n, errMsgAt: base + 208n }))
+      assert.deepStrictEqual(nil.span.status, { code: "unset" })
+    }).pipe(Effect.scoped))
 })
 
 describe("failures", () => {

@@ -62,6 +62,7 @@ const record = (over: Partial<KafkaGo.Record> = {}) =>
     errTypeLen: 0,
     errKind: 0,
     errTflag: 0,
+    addrColdLen: 0,
     topic: "orders",
     key: keyBytes(enc.encode("order-1")),
     addr: "127.0.0.1:9092",

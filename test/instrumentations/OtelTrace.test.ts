@@ -16,6 +16,7 @@ import * as Probe from "../../src/probe/Probe.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
 import type { Target } from "../../src/probe/Target.ts"
 import * as Ids from "../../src/probe/Ids.ts"
+import { holding, name, type, words } from "./HeldMemory.ts"
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c"
 const PARENT = "b7ad6b7169203331"
@@ -33,6 +34,7 @@ const attr = (key: string, type: number, value: bigint | string, over: Partial<O
     keyLen: 0,
     strLen: 0,
     num: typeof value === "bigint" ? value : 0n,
+    keyAt: 0n,
     key,
     str,
     ...over
@@ -57,6 +59,7 @@ const event = (name: string, timeNs: bigint, over: Partial<OtelTrace.Event> = {}
     errKind: 0,
     msgLen: 0,
     nameColdLen: 0,
+    msgColdLen: 0,
     name,
     msg: "",
     ...over
@@ -187,6 +190,55 @@ describe("spans", () => {
       // The two that did not fit in the record, the slice and the cut key: OTLP's dropped_attributes_count.
       assert.deepStrictEqual([span.droppedAttributesCount, span.droppedEventsCount], [4, undefined])
     }))
+
+  it.live("what the kernel could not read is read from the process: name, description, keys, strings, events", () =>
+    Effect.gen(function*() {
+      // Constants a Go program would have in read-only data: bytes at fixed offsets of the held buffer; an itab (96)
+      // of a type (112) named *errors.errorString (160), an errorString (192) whose text is "no stock" (208).
+      const texts = ["checkout", "failed", "http.route", "/cart", "paid", "app.id"]
+      const offsets = [0, 16, 32, 48, 64, 80]
+      const { base, pid } = yield* holding((b) => {
+        const m = Buffer.alloc(224)
+        texts.forEach((t, i) => Buffer.from(t).copy(m, offsets[i]!))
+        words(0n, b + 112n).copy(m, 96)
+        type(0, 22, 160).copy(m, 112)
+        name("*errors.errorString").copy(m, 160)
+        words(b + 208n, 8n).copy(m, 192)
+        Buffer.from("no stock").copy(m, 208)
+        return m
+      })
+      const at = (i: number) => base + BigInt(offsets[i]!)
+      const len = (i: number) => texts[i]!.length
+      const span = yield* one(record(
+        {
+          pid,
+          types: base,
+          name: "",
+          nameAt: at(0),
+          nameColdLen: len(0),
+          statusCode: 1,
+          desc: "",
+          descAt: at(1),
+          descColdLen: len(1)
+        },
+        [
+          attr("", T.string, "", { keySize: len(2), keyAt: at(2), strSize: len(3), num: at(3) }),
+          attr("", T.int64, 7n, { keySize: len(5), keyAt: at(5) })
+        ],
+        [
+          event("", 1_100_000n, { nameAt: at(4), nameColdLen: len(4) }),
+          event("", 1_200_000n, { exception: true, nameAt: base + 96n, msgAt: base + 192n })
+        ]
+      ))
+      assert.deepStrictEqual(
+        [span.name, span.status, span.attributes],
+        ["checkout", { code: "error", message: "failed" }, { "http.route": "/cart", "app.id": 7 }]
+      )
+      assert.deepStrictEqual(span.events!.map((e) => [e.name, e.attributes]), [
+        ["paid", {}],
+        ["exception", { "exception.type": "*errors.errorString", "exception.message": "no stock" }]
+      ])
+    }).pipe(Effect.scoped))
 
   it.effect("events in order with their own attributes; RecordError's as 'exception'; dropped events counted", () =>
     Effect.gen(function*() {

@@ -34,17 +34,22 @@ static __always_inline u32 ps_read_go_str_at(void *dst, u32 cap, u64 addr) {
   return ps_read_go_str(dst, cap, s.ptr, s.len);
 }
 
-/* ps_read_go_str_at, and when the header or the bytes could not be read (see ps_read_go_str_or_at), *cold gets the
- * header's address `addr` for user space (GoSymbols.ts `goStringAt`). */
-static __always_inline u32 ps_read_go_str_at_or_at(void *dst, u32 cap, u64 addr, u64 *cold) {
+/* ps_read_go_str_at, and what could not be read for user space (GoSymbols.ts `coldString`): the bytes' address in
+ * *cold and their length (at most cap) in *cold_len when the header was read; the header's address `addr` with
+ * *cold_len 0 when the header itself could not be. A read fails only on a page not mapped yet, which is read-only
+ * file data (a constant), so what user space reads later is what was there now. */
+static __always_inline u32 ps_read_go_str_at_or_at(void *dst, u32 cap, u64 addr, u64 *cold, u8 *cold_len) {
   struct go_string s = {};
   if (bpf_probe_read_user(&s, sizeof(s), (const void *)addr) != 0) {
     *cold = addr;
+    *cold_len = 0;
     return 0;
   }
   u32 n = ps_read_go_str(dst, cap, s.ptr, s.len);
-  if (n == 0 && s.ptr != 0 && s.len != 0)
-    *cold = addr;
+  if (n == 0 && s.ptr != 0 && s.len != 0) {
+    *cold = s.ptr;
+    *cold_len = s.len > cap ? cap : s.len;
+  }
   return n;
 }
 

@@ -193,6 +193,13 @@ export const goStringAt = (pid: number, address: bigint, cap: number): string =>
   withMemory(pid, (fd) => stringAt(fd, address, cap)) ?? ""
 
 /**
+ * A string the kernel could not read, as `ps_read_go_str_at_or_at` left it: its bytes at `at` (`length` of them), or
+ * with `length` 0 its header at `at`; at most `cap` bytes. "" when unreadable here too.
+ */
+export const coldString = (pid: number, at: bigint, length: number, cap: number): string =>
+  length === 0 ? goStringAt(pid, at, cap) : bytesAt(pid, at, length)
+
+/**
  * The string held by the `interface{}` at `address` in process `pid` (its type word, then its data word pointing at
  * the string's header), at most `cap` bytes; undefined when it is not a string or cannot be read.
  */

@@ -101,7 +101,9 @@ struct database_sql_record {
   u8 dsn_len;
   /* Whose field `dsn` was read from: DATABASE_SQL_DSN_OF_*. */
   u8 dsn_of;
-  u8 _pad[2];
+  /* The DSN's length when its bytes are at dsn_at (0: dsn_at is its header's address). */
+  u8 dsn_cold_len;
+  u8 _pad[1];
   /* runtime.types of this process, 0 when unknown. */
   u64 types;
   /* The itabs of the connector, driver and error whose type could not be read here (go_types.h), else 0. */
@@ -113,6 +115,8 @@ struct database_sql_record {
   u64 pgx_dsn_at;
   /* The statement's text when it could not be read here (a constant on a page not mapped yet), else 0. */
   u64 query_at;
+  /* The DSN when it could not be read here (a constant given to sql.Open), else 0. */
+  u64 dsn_at;
   char connector[DATABASE_SQL_TYPE_CAP];
   char driver[DATABASE_SQL_TYPE_CAP];
   char error[DATABASE_SQL_TYPE_CAP];
@@ -186,12 +190,14 @@ static __always_inline int database_sql_start(u64 g, u64 call_ctx, u64 ip, u8 ki
        * type could not be read is taken for a struct, and pgx's field's address is kept in case it is pgx's. */
       bool unknown = r->connector_at != 0;
       if (conn.data && (unknown || info.kind != PS_GO_KIND_POINTER)) {
-        r->dsn_len = ps_read_go_str_at(r->dsn, DATABASE_SQL_DSN_CAP, conn.data + t->dsn_connector_dsn);
+        r->dsn_len = ps_read_go_str_at_or_at(r->dsn, DATABASE_SQL_DSN_CAP, conn.data + t->dsn_connector_dsn,
+                                             &r->dsn_at, &r->dsn_cold_len);
         r->dsn_of = DATABASE_SQL_DSN_OF_DSN_CONNECTOR;
         if (unknown && t->pgx_known)
           r->pgx_dsn_at = conn.data + t->pgx_connector_name;
       } else if (conn.data && t->pgx_known) {
-        r->dsn_len = ps_read_go_str_at(r->dsn, DATABASE_SQL_DSN_CAP, conn.data + t->pgx_connector_name);
+        r->dsn_len = ps_read_go_str_at_or_at(r->dsn, DATABASE_SQL_DSN_CAP, conn.data + t->pgx_connector_name,
+                                             &r->dsn_at, &r->dsn_cold_len);
         r->dsn_of = DATABASE_SQL_DSN_OF_PGX;
       }
       /* Only sql.dsnConnector has a driver field to look at; user space ignores it for any other connector. */

@@ -162,7 +162,9 @@ export const Record = Binary.struct({
   dsnLen: Binary.u8,
   /** Whose field `dsn` was read from: `DsnOf`. */
   dsnOf: Binary.u8,
-  _pad: Binary.pad(2),
+  /** The DSN's length when its bytes are at `dsnAt` (0: its header is). */
+  dsnColdLen: Binary.u8,
+  _pad: Binary.pad(1),
   /** runtime.types of the process (0: unknown). */
   types: Binary.u64,
   /** The itabs of the connector, driver and error whose type the kernel could not read (else 0): `readCold`. */
@@ -173,6 +175,8 @@ export const Record = Binary.struct({
   pgxDsnAt: Binary.u64,
   /** The statement's text when the kernel could not read it (a constant on a page not mapped yet), else 0. */
   queryAt: Binary.u64,
+  /** The DSN when the kernel could not read it (a constant given to sql.Open), else 0. */
+  dsnAt: Binary.u64,
   connector: Binary.string(64, "connectorLen", { intern: true }),
   driver: Binary.string(64, "driverLen", { intern: true }),
   error: Binary.string(64, "errorLen"),
@@ -190,7 +194,7 @@ export type Record = ReturnType<typeof Record.decode>
  * nothing was missing, which is nearly always.
  */
 export const readCold = (r: Record): Record => {
-  if (r.connectorAt === 0n && r.driverAt === 0n && r.errorAt === 0n && r.queryAt === 0n) return r
+  if (r.connectorAt === 0n && r.driverAt === 0n && r.errorAt === 0n && r.queryAt === 0n && r.dsnAt === 0n) return r
   const cold = (at: bigint, name: string, tflag: number) => {
     const t = GoSymbols.coldType(r.pid, at, r.types, "itab")
     return t === undefined ? { name, tflag } : t
@@ -200,7 +204,11 @@ export const readCold = (r: Record): Record => {
   const error = cold(r.errorAt, r.error, r.errorTflag)
   // Read as sql.dsnConnector's; pgx's connector keeps it elsewhere.
   const pgx = r.connectorAt !== 0n && r.pgxDsnAt !== 0n && typeName(connector.name, connector.tflag) === PGX_CONNECTOR
-  const dsn = pgx ? GoSymbols.goStringAt(r.pid, r.pgxDsnAt, DSN_CAP) : r.dsn
+  const dsn = pgx
+    ? GoSymbols.goStringAt(r.pid, r.pgxDsnAt, DSN_CAP)
+    : r.dsnAt === 0n
+    ? r.dsn
+    : GoSymbols.coldString(r.pid, r.dsnAt, r.dsnColdLen, DSN_CAP)
   return {
     ...r,
     connector: connector.name,
@@ -209,7 +217,8 @@ export const readCold = (r: Record): Record => {
     driverTflag: driver.tflag,
     error: error.name,
     errorTflag: error.tflag,
-    ...(pgx ? { dsn, dsnLen: dsn.length, dsnOf: DsnOf.pgx } : {}),
+    dsn,
+    ...(pgx ? { dsnOf: DsnOf.pgx } : {}),
     ...(r.queryAt === 0n ? {} : { query: GoSymbols.bytesAt(r.pid, r.queryAt, Math.min(r.queryLen, QUERY_CAP)) })
   }
 }

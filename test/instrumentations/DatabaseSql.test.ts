@@ -12,6 +12,7 @@ import * as Binary from "../../src/probe/Binary.ts"
 import * as Probe from "../../src/probe/Probe.ts"
 import * as Ids from "../../src/probe/Ids.ts"
 import * as ProbeTest from "../../src/probe/ProbeTest.ts"
+import { holding } from "./HeldMemory.ts"
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c"
 const SPAN = "b7ad6b7169203331"
@@ -47,6 +48,8 @@ const record = (over: Partial<DatabaseSql.Record> = {}): Uint8Array => {
     errorAt: 0n,
     pgxDsnAt: 0n,
     queryAt: 0n,
+    dsnAt: 0n,
+    dsnColdLen: 0,
     connector: "*stdlib.driverConnector",
     driver: "",
     error: "",
@@ -213,6 +216,30 @@ describe("spans and measurements", () => {
         "db.collection.name": "items"
       })
     }))
+
+  it.live("a DSN and a statement the kernel could not read (constants on pages not mapped yet): read from the process", () =>
+    Effect.gen(function*() {
+      const dsn = "postgres://app@db.internal:6543/shop"
+      const sql = "SELECT id FROM orders"
+      const { base, pid } = yield* holding(() => Buffer.from(dsn + sql))
+      const { span } = yield* one(record({
+        pid,
+        dsnAt: base,
+        dsnColdLen: dsn.length,
+        query: "",
+        queryLen: sql.length,
+        queryAt: base + BigInt(dsn.length)
+      }), { queryText: true })
+      assert.deepStrictEqual(span.attributes, {
+        "db.system.name": "postgresql",
+        "db.namespace": "shop",
+        "server.address": "db.internal",
+        "server.port": 6543,
+        "db.operation.name": "SELECT",
+        "db.collection.name": "orders",
+        "db.query.text": sql
+      })
+    }).pipe(Effect.scoped))
 
   it.effect("a type the kernel could not read and that cannot be read from the process either: other_sql, _OTHER", () =>
     Effect.gen(function*() {

@@ -1,6 +1,7 @@
 /**
- * Where a Go program's type data starts (`runtime.types`, the base every type name's offset is relative to), for
- * per-target values.
+ * Go programs' type data for the probes: where it starts (`runtime.types`, the base every type name's offset is
+ * relative to), for per-target values; and the readers of what a uprobe could not read (a type, an itab, a string
+ * constant on a page not mapped yet), from the process's memory (second half of this file).
  *
  * A Target that offers `symbol(name)` answers for a program with a symbol table. Otherwise (a stripped program, or a
  * Target without symbols: fake targets, targets from before symbols were part of the analysis) the executable is
@@ -99,10 +100,12 @@ export const typeValue = (o: {
 // Reading what the kernel could not
 // ---------------------------------------------------------------------------------------------------------------
 //
-// A uprobe cannot fault a page in: a type descriptor, an itab or a type name on a page the process has not touched yet
-// (or that memory pressure took back) cannot be read by the BPF side. Its record then says where the type is
-// (go_types.h's `describe` helpers), and user space reads it through /proc/<pid>/mem, which faults the page in — for
-// the process too, so the next record finds it. Rare (once per cold page), so synchronous reads are fine here.
+// A uprobe cannot fault a page in: a type descriptor, an itab, a type name or a string constant on a page the process
+// has not touched yet (or that memory pressure took back) cannot be read by the BPF side. Its record then says where
+// it is (go_types.h's `describe` helpers, strings.h's `*_or_at`), and user space reads it through /proc/<pid>/mem,
+// which faults the page in — for the process too, so the next record finds it. Only read-only file data can be
+// missing that way (a running Go program's heap and stacks are resident), so what is read here later is what was
+// there then. Rare (once per cold page), so synchronous reads are fine here.
 
 /** internal/abi.Kind: the kind is the low five bits of Kind_. */
 const KIND_MASK = 0x1f

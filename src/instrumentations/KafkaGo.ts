@@ -208,7 +208,11 @@ export const readCold = (r: Record): Record => {
   // The broker's address, read (or left to read) for an Addr whose type was not told: kept for kafka.TCP's only.
   const isNetworkAddress = r.addrTypeAt === 0n ||
     GoSymbols.coldType(r.pid, r.addrTypeAt, r.types, "itab")?.name === NETWORK_ADDRESS
-  const addr = !isNetworkAddress ? "" : r.addrAt === 0n ? r.addr : GoSymbols.coldString(r.pid, r.addrAt, r.addrColdLen, ADDR_CAP)
+  const addr = !isNetworkAddress
+    ? ""
+    : r.addrAt === 0n
+    ? r.addr
+    : GoSymbols.coldString(r.pid, r.addrAt, r.addrColdLen, ADDR_CAP)
   return {
     ...r,
     ...(type === undefined ? {} : { errType: type.name, errTflag: type.tflag, errKind: type.kind }),

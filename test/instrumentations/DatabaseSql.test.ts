@@ -217,7 +217,7 @@ describe("spans and measurements", () => {
       })
     }))
 
-  it.live("a DSN and a statement the kernel could not read (constants on pages not mapped yet): read from the process", () =>
+  it.live("a DSN and a statement the kernel could not read (constants on pages not mapped yet): read here", () =>
     Effect.gen(function*() {
       const dsn = "postgres://app@db.internal:6543/shop"
       const sql = "SELECT id FROM orders"
@@ -252,7 +252,10 @@ describe("spans and measurements", () => {
         hasError: true,
         errorAt: 0x3000n
       }))
-      assert.deepStrictEqual([span.attributes["db.system.name"], span.attributes["error.type"]], ["other_sql", "_OTHER"])
+      assert.deepStrictEqual(
+        [span.attributes["db.system.name"], span.attributes["error.type"]],
+        ["other_sql", "_OTHER"]
+      )
     }))
 
   it("serverOf: PostgreSQL URL and key=value forms, MySQL's tcp(), sockets and host lists give no address", () => {

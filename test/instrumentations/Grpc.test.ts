@@ -121,7 +121,12 @@ describe("spans and measurements", () => {
       // (*status.Error).Error and errors.(*errorString).Error.
       const [STATUS_FN, STRING_FN] = [0x4a1000n, 0x4a2000n]
       const { base, pid } = yield* holding((b) =>
-        Buffer.concat([words(0n, 0n, 0n, STATUS_FN), words(0n, 0n, 0n, STRING_FN), words(b + 80n, 3n), Buffer.from("EOF")])
+        Buffer.concat([
+          words(0n, 0n, 0n, STATUS_FN),
+          words(0n, 0n, 0n, STRING_FN),
+          words(b + 80n, 3n),
+          Buffer.from("EOF")
+        ])
       )
       const code = (over: Partial<Grpc.Record>) =>
         Effect.map(

@@ -104,8 +104,8 @@ export const typeValue = (o: {
 // has not touched yet (or that memory pressure took back) cannot be read by the BPF side. Its record then says where
 // it is (go_types.h's `describe` helpers, strings.h's `*_or_at`), and user space reads it through /proc/<pid>/mem,
 // which faults the page in — for the process too, so the next record finds it. Only read-only file data can be
-// missing that way (a running Go program's heap and stacks are resident), so what is read here later is what was
-// there then. Rare (once per cold page), so synchronous reads are fine here.
+// missing that way (a running Go program's heap and stacks are resident, swap aside), so what is read here later is
+// what was there then. Rare (once per cold page), so synchronous reads are fine here.
 
 /** internal/abi.Kind: the kind is the low five bits of Kind_. */
 const KIND_MASK = 0x1f
@@ -183,7 +183,7 @@ export const coldType = (pid: number, cold: bigint, types: bigint, via: "type" |
 export const rawAt = (pid: number, address: bigint, length: number): Uint8Array | undefined =>
   withMemory(pid, (fd) => readAt(fd, length, address))
 
-/** `length` bytes at `address` in process `pid` as UTF-8 (a string's bytes, `ps_read_go_str_or_at`); "" when unreadable. */
+/** `length` bytes at `address` in process `pid` as UTF-8 (a string's bytes: `ps_read_go_str_or_at`); "" if unreadable. */
 export const bytesAt = (pid: number, address: bigint, length: number): string =>
   Buffer.from(rawAt(pid, address, length) ?? []).toString("utf8")
 

@@ -18,6 +18,7 @@ import { TargetAnalysis } from "./GoBinary.ts"
 import type { FieldOffset, GoFunction } from "./GoBinary.ts"
 import type { MappedObject, NativeBinary, NativeSymbol } from "./NativeBinary.ts"
 import { NativeAnalysis, processMaps } from "./NativeBinary.ts"
+import * as Loader from "./internal/Loader.ts"
 
 /** A mapped shared library, analysed; structurally a `SharedLibrary` of src/probe/Target.ts. */
 export interface MappedLibrary {
@@ -158,9 +159,10 @@ const analyzeLibrary = (pid: number) => (object: MappedObject) =>
     return library
   })
 
-/** How long a process found in its dynamic loader is waited for, at most, and how often it is looked at. */
+/** How long a process still being loaded is waited for, at most, and its first and longest pause between looks. */
 const LOADER_WAIT_MS = 100
-const LOADER_POLL_MS = 1
+const LOADER_FIRST_POLL_MS = 1
+const LOADER_LONGEST_POLL_MS = 16
 
 /** The dynamic loader's mapping (ld-linux-x86-64.so.2, ld-musl-x86_64.so.1), which the kernel maps at exec. */
 const isLoader = (o: MappedObject) => /^ld-(linux|musl)[^/]*\.so/.test(path.basename(o.path))
@@ -181,24 +183,12 @@ const young = (pid: number): boolean => {
   }
 }
 
-/**
- * Whether the process is still in its dynamic loader: /proc/PID/syscall ends with the user-space instruction pointer
- * of a process in a system call or asleep ("running" otherwise, which counts as maybe: asked only of a young
- * process). A process found at exec (as discovery finds every new one) maps its libraries in the next milliseconds,
- * its loader's code doing it; once that pointer is elsewhere, what the program needs is mapped. Unreadable (the
- * process has gone): not loading.
- */
-const inLoader = (pid: number, loader: MappedObject): boolean => {
-  let text: string
-  try {
-    text = fs.readFileSync(`/proc/${pid}/syscall`, "utf8").trim()
-  } catch {
-    return false
-  }
-  if (text === "running") return true
-  const pc = BigInt(text.split(" ").at(-1) ?? "0")
-  return loader.executable.some((m) => pc >= m.start && pc < m.end)
-}
+/** The picked objects' names, as `wanted` names them. */
+const namesOf = (picked: ReadonlyArray<MappedObject>, wanted: ReadonlySet<string>): Set<string> =>
+  new Set([...wanted].filter((w) => picked.some((o) => isNamed(path.basename(o.path), w))))
+
+/** A mapped file's basename names `w` when it is `w` or `w` plus a version (libz.so.1 -> libz.so.1.2.13). */
+const isNamed = (name: string, w: string) => name === w || name.startsWith(`${w}.`)
 
 /** The libraries a process maps (its executable aside) that `wanted` picks, analysed. */
 export const mappedLibraries = (
@@ -213,21 +203,27 @@ export const mappedLibraries = (
         const name = path.basename(o.path)
         // The executable maps itself too: its inode is the one /proc/PID/exe has.
         if (exeFile !== undefined && exeFile.endsWith(`:${o.inode}`)) return false
-        // The file is often the soname's target (libz.so.1 -> libz.so.1.2.13): its basename extends the name.
-        return wanted === "all" || wanted.has(name) || [...wanted].some((w) => name.startsWith(`${w}.`))
+        return wanted === "all" || [...wanted].some((w) => isNamed(name, w))
       })
-    let objects = yield* processMaps(pid)
+    const objects = yield* processMaps(pid)
     let picked = pick(objects)
-    // A wanted library not mapped yet by a process still in its loader (found at exec) may be on its way: look again
-    // until the loader is done, so a libssl the program needs is not missed for having been looked for too early.
-    const loader = objects.find(isLoader)
-    if (
-      wanted !== "all" && picked.length < wanted.size && loader !== undefined && young(pid) && inLoader(pid, loader)
-    ) {
+    // A process found at exec (as discovery finds every new one) has mapped its executable and its loader; the
+    // libraries follow in the next milliseconds. A wanted library the program needs (in its DT_NEEDED closure) and
+    // not mapped yet is waited for, so a libssl is not missed for having been looked for too early.
+    if (wanted !== "all") {
+      const missing = [...wanted].filter((w) => !namesOf(picked, wanted).has(w))
+      const expected = missing.length > 0 && objects.some(isLoader) && young(pid)
+        ? Loader.willMap(pid, missing)
+        : []
+      let pause = LOADER_FIRST_POLL_MS
       const deadline = Date.now() + LOADER_WAIT_MS
-      while (Date.now() < deadline && inLoader(pid, loader)) yield* Effect.sleep(LOADER_POLL_MS)
-      objects = yield* processMaps(pid)
-      picked = pick(objects)
+      while (expected.some((w) => !namesOf(picked, wanted).has(w)) && Date.now() < deadline) {
+        yield* Effect.sleep(pause)
+        pause = Math.min(pause * 2, LOADER_LONGEST_POLL_MS)
+        const again = yield* processMaps(pid).pipe(Effect.option)
+        if (Option.isNone(again)) break
+        picked = pick(again.value)
+      }
     }
     const analysed = yield* Effect.forEach(picked, analyzeLibrary(pid), { concurrency: 4 })
     return analysed.filter((l): l is MappedLibrary => l !== undefined)
@@ -297,16 +293,6 @@ export const analyzeProcess = Effect.fn("ProcessTarget.analyzeProcess")(function
   return target as ProcessTarget
 })
 
-/** Where the dynamic loader looks by default on this architecture (Debian's multiarch first). */
-const LIBRARY_DIRS = [
-  "/lib/x86_64-linux-gnu",
-  "/usr/lib/x86_64-linux-gnu",
-  "/lib64",
-  "/usr/lib64",
-  "/lib",
-  "/usr/lib",
-  "/usr/local/lib"
-]
 
 /**
  * The libraries an executable needs (DT_NEEDED, direct ones only) that `wanted` picks, found in the default library
@@ -321,7 +307,7 @@ export const neededLibraries = (
     const out: Array<MappedLibrary> = []
     for (const name of needed) {
       if (wanted !== "all" && !wanted.has(name)) continue
-      for (const dir of LIBRARY_DIRS) {
+      for (const dir of Loader.LIBRARY_DIRS) {
         const file = path.join(dir, name)
         const id = yield* statId(file)
         if (id === undefined) continue

@@ -12,6 +12,7 @@ import { Effect, Fiber, Layer, Option } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import * as GoBinary from "../../src/target/GoBinary.ts"
 import * as NativeBinary from "../../src/target/NativeBinary.ts"
+import * as Loader from "../../src/target/internal/Loader.ts"
 import * as ProcessTarget from "../../src/target/ProcessTarget.ts"
 
 let dir = ""
@@ -141,11 +142,14 @@ describe("ProcessTarget.analyzeProcess", { timeout: 60_000 }, () => {
     Effect.gen(function*() {
       const held = Path.join(dir, "held")
       Fs.mkdirSync(held, { recursive: true })
+      // curl needs libcurl, which needs libssl; python3 needs libm (first) and not libssl.
+      for (const name of ["libcurl.so.4", "libm.so.6"]) {
+        if (!Fs.existsSync(Path.join(held, name))) execFileSync("mkfifo", [Path.join(held, name)])
+      }
       const fifo = Path.join(held, "libcurl.so.4")
-      if (!Fs.existsSync(fifo)) execFileSync("mkfifo", [fifo])
-      const curlIn = (): Effect.Effect<number> =>
+      const curlIn = (program: ReadonlyArray<string> = ["/usr/bin/curl", "-K", "-"]): Effect.Effect<number> =>
         Effect.gen(function*() {
-          const child = spawn("/usr/bin/curl", ["-K", "-"], {
+          const child = spawn(program[0]!, program.slice(1), {
             stdio: ["pipe", "ignore", "ignore"],
             env: { ...process.env, LD_LIBRARY_PATH: held }
           })
@@ -155,8 +159,8 @@ describe("ProcessTarget.analyzeProcess", { timeout: 60_000 }, () => {
           while (!syscall().startsWith("257 ")) yield* Effect.sleep("1 millis")
           return child.pid!
         })
-      const release = () => {
-        const fd = Fs.openSync(fifo, "w")
+      const release = (at = fifo) => {
+        const fd = Fs.openSync(at, "w")
         // ELFCLASS32, little-endian, version 1; the loader reads a whole ELF64 header's worth before it looks.
         Fs.writeSync(fd, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 1, 1, 1, ...new Array(57).fill(0)]))
         Fs.closeSync(fd)
@@ -180,6 +184,15 @@ describe("ProcessTarget.analyzeProcess", { timeout: 60_000 }, () => {
       const target = yield* Fiber.join(analysis)
       assert.deepStrictEqual(names(target), ["libssl.so.3"])
       assert.isTrue(Option.isSome(target.libraries[0]!.symbol("SSL_write")))
+
+      // What is waited for: a library in the program's DT_NEEDED closure, found as its loader finds them (the FIFO
+      // first on LD_LIBRARY_PATH is no file, so the real libcurl is read). python3 needs libm, not libssl.
+      const curl = yield* curlIn()
+      const python = yield* curlIn(["/usr/bin/python3", "-c", "import sys; sys.stdin.read()"])
+      assert.deepStrictEqual(Loader.willMap(curl, ["libssl.so.3", "libfoo.so.1"]), ["libssl.so.3"])
+      assert.deepStrictEqual(Loader.willMap(python, ["libssl.so.3", "libm.so.6"]), ["libm.so.6"])
+      release()
+      release(Path.join(held, "libm.so.6"))
     }).pipe(Effect.provide(layer)))
 })
 

@@ -9,7 +9,7 @@
  * A uprobe cannot fault a page in. A descriptor, an itab or a name on a page the process has not touched yet (or that
  * memory pressure took back) cannot be read here, while user space can read it through /proc/<pid>/mem, which faults
  * it in (for the process too, so the next record finds it). The `describe` helpers below leave the record a "where"
- * for that: the itab or the type, next to runtime.types (GoSymbols.ts `typeOf`).
+ * for that: the itab or the type, next to runtime.types (GoSymbols.ts `coldType`).
  *
  * Needs common.h first. */
 #pragma once

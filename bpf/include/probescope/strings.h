@@ -36,8 +36,8 @@ static __always_inline u32 ps_read_go_str_at(void *dst, u32 cap, u64 addr) {
 
 /* ps_read_go_str_at, and what could not be read for user space (GoSymbols.ts `coldString`): the bytes' address in
  * *cold and their length (at most cap) in *cold_len when the header was read; the header's address `addr` with
- * *cold_len 0 when the header itself could not be. A read fails only on a page not mapped yet, which is read-only
- * file data (a constant), so what user space reads later is what was there now. */
+ * *cold_len 0 when the header itself could not be (`cap` at most 255). A read fails only on a page not mapped yet,
+ * which is read-only file data (a constant), so what user space reads later is what was there now. */
 static __always_inline u32 ps_read_go_str_at_or_at(void *dst, u32 cap, u64 addr, u64 *cold, u8 *cold_len) {
   struct go_string s = {};
   if (bpf_probe_read_user(&s, sizeof(s), (const void *)addr) != 0) {

@@ -22,6 +22,7 @@ import type { LogData, SpanData } from "../../src/probe/Telemetry.ts"
 import * as TracingConfig from "../../src/probe/TracingConfig.ts"
 import * as GoBinary from "../../src/target/GoBinary.ts"
 import { TargetAnalysis } from "../../src/target/GoBinary.ts"
+import { pageOut } from "./ColdPages.ts"
 import { buildPanics } from "./fixtures.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
@@ -186,110 +187,126 @@ const routes = [
   }
 ] as const
 
+/**
+ * Every panicking route, /recover, /middleware and /ok on a fresh app of `version`: the log records and server spans
+ * each gives, exactly. `cold`: the app's read-only data is paged out before each request (ColdPages.ts), so the panic
+ * values' types, the constants panic("...") is given and the error types' names are on pages the uprobe cannot read.
+ */
+const everyPanic = (version: string, cold: boolean) =>
+  Effect.gen(function*() {
+    const app = yield* start(binaries.get(version)!)
+    const analysis = yield* TargetAnalysis
+    const manager = yield* Manager
+    yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
+    assert.deepStrictEqual((yield* manager.targets).map((t) => [...t.probes].sort()), [
+      ["go_context", "go_panic", "nethttp_server"]
+    ])
+    const base = `http://${app.addr}`
+    const cooled = <A>(request: Effect.Effect<A>) =>
+      Effect.suspend(() => {
+        if (cold) assert.isAbove(pageOut(app.pid), 0)
+        return request
+      })
+    for (const r of routes) assert.strictEqual(yield* cooled(get(`${base}${r.path}`)), "closed", r.path)
+    assert.strictEqual(yield* cooled(get(`${base}/recover`)), 200)
+    assert.strictEqual(yield* cooled(get(`${base}/middleware`)), 500)
+    assert.strictEqual(yield* get(`${base}/ok`), 200)
+
+    // Per panicking route: a server span (ended by the panic probe); plus /recover's, /middleware's and /ok's own.
+    const spans = yield* (yield* CapturedSpans).take(routes.length + 3).pipe(Effect.timeout("15 seconds"))
+    // Per panic: ERROR at the panic, WARN when recovered (by net/http, /recover's goroutine, the middleware).
+    const logs = yield* (yield* CapturedLogs).take(2 * (routes.length + 2)).pipe(Effect.timeout("15 seconds"))
+    const port = Number(app.addr.split(":")[1])
+
+    for (const r of routes) {
+      const span = one(spans, (s: SpanData) => s.attributes["url.path"] === r.path.split("?")[0], r.path)
+      assert.strictEqual(span.probe, "go_panic")
+      assert.strictEqual(span.name, `GET ${r.route}`)
+      assert.strictEqual(span.kind, "server")
+      assert.strictEqual(span.pid, app.pid)
+      assert.deepStrictEqual(span.status, { code: "error", message: `panic: ${r.message}` })
+      assert.deepStrictEqual(span.attributes, {
+        "http.request.method": "GET",
+        "url.path": r.path.split("?")[0],
+        "url.scheme": "http",
+        "http.route": r.route,
+        "server.address": "127.0.0.1",
+        "server.port": port,
+        "network.peer.address": "127.0.0.1",
+        "network.peer.port": span.attributes["network.peer.port"],
+        "network.protocol.version": "1.1",
+        "error.type": r.type
+      })
+      assert.isNumber(span.attributes["network.peer.port"])
+      assert.strictEqual(span.events?.length, 1)
+      const event = span.events![0]!
+      assert.strictEqual(event.name, "exception")
+      assert.deepStrictEqual(event.attributes, { "exception.type": r.type, "exception.message": r.message })
+      assert.isTrue(span.startMonoNs < event.timeMonoNs && event.timeMonoNs < span.endMonoNs)
+
+      const forSpan = logs.filter((l: LogData) => l.spanId === span.spanId)
+      assert.deepStrictEqual(forSpan.map((l) => [l.severity, l.body]), [
+        ["error", `panic: ${r.message}`],
+        ["warn", `recovered from panic: ${r.message}`]
+      ], r.path)
+      for (const l of forSpan) {
+        assert.strictEqual(l.probe, "go_panic")
+        assert.strictEqual(l.pid, app.pid)
+        assert.strictEqual(l.traceId, span.traceId)
+        assert.strictEqual(l.traceFlags, 1)
+        assert.deepStrictEqual(l.attributes, { "exception.type": r.type, "exception.message": r.message })
+      }
+      assert.strictEqual(forSpan[0]!.timeMonoNs, event.timeMonoNs)
+    }
+
+    // The goroutine /recover starts inherits the request's span (go_context), so its panic is tied to it; the
+    // handler returns normally and the server probe ends its span, status unset.
+    const recover = one(spans, (s) => s.attributes["url.path"] === "/recover", "/recover")
+    assert.strictEqual(recover.probe, "nethttp_server")
+    assert.deepStrictEqual(recover.status, { code: "unset" })
+    assert.strictEqual(recover.attributes["http.response.status_code"], 200)
+    const recovered = logs.filter((l) => l.spanId === recover.spanId)
+    assert.deepStrictEqual(recovered.map((l) => [l.severity, l.body, l.attributes]), [
+      ["error", "panic: recovered in a goroutine", {
+        "exception.type": "string",
+        "exception.message": "recovered in a goroutine"
+      }],
+      ["warn", "recovered from panic: recovered in a goroutine", {
+        "exception.type": "string",
+        "exception.message": "recovered in a goroutine"
+      }]
+    ])
+    const ok = one(spans, (s) => s.attributes["url.path"] === "/ok", "/ok")
+    assert.strictEqual(ok.probe, "nethttp_server")
+
+    // A middleware recovers the handler's panic: the request ends normally (500), so the server probe ends its
+    // span; the panic is only in the log records.
+    const middleware = one(spans, (s) => s.attributes["url.path"] === "/middleware", "/middleware")
+    assert.strictEqual(middleware.probe, "nethttp_server")
+    assert.deepStrictEqual(middleware.status, { code: "error", message: "HTTP 500" })
+    assert.isUndefined(middleware.events)
+    assert.deepStrictEqual(logs.filter((l) => l.spanId === middleware.spanId).map((l) => [l.severity, l.body]), [
+      ["error", "panic: caught by middleware"],
+      ["warn", "recovered from panic: caught by middleware"]
+    ])
+
+    const stats = yield* manager.stats
+    for (const s of stats) assert.strictEqual(s.decodeErrors, 0, `${s.probe} decode errors`)
+    const panics = stats.find((s) => s.probe === "go_panic")!
+    assert.strictEqual(panics.records, 2 * (routes.length + 2) + routes.length)
+    // Nothing left behind: every panicked request's in-flight entry is gone, every panic was recovered.
+    assert.strictEqual(entriesOf(app.pid, "nethttp_server_inflight", "lru_hash"), 0, "in-flight requests")
+    assert.strictEqual(entriesOf(app.pid, "go_panic_pending", "lru_hash"), 0, "pending panics")
+    // ...and every request context registered as its span's (go_context.h) is unregistered, panicked ones too.
+    assert.strictEqual(entriesOf(app.pid, "ps_ctx_spans", "lru_hash"), 0, "registered request contexts")
+  }).pipe(Effect.provide(agent))
+
 describe.each(versions)("go/panic on Go %s", (version) => {
   it.live("a log record per panic and recovery, and the server span net/http's recovery ends", () =>
-    Effect.gen(function*() {
-      const app = yield* start(binaries.get(version)!)
-      const analysis = yield* TargetAnalysis
-      const manager = yield* Manager
-      yield* manager.handle(TargetEvent.TargetEvent.Started({ target: yield* analysis.analyzePid(app.pid) }))
-      assert.deepStrictEqual((yield* manager.targets).map((t) => [...t.probes].sort()), [
-        ["go_context", "go_panic", "nethttp_server"]
-      ])
-      const base = `http://${app.addr}`
-      for (const r of routes) assert.strictEqual(yield* get(`${base}${r.path}`), "closed", r.path)
-      assert.strictEqual(yield* get(`${base}/recover`), 200)
-      assert.strictEqual(yield* get(`${base}/middleware`), 500)
-      assert.strictEqual(yield* get(`${base}/ok`), 200)
+    everyPanic(version, false), 60_000)
 
-      // Per panicking route: a server span (ended by the panic probe); plus /recover's, /middleware's and /ok's own.
-      const spans = yield* (yield* CapturedSpans).take(routes.length + 3).pipe(Effect.timeout("15 seconds"))
-      // Per panic: ERROR at the panic, WARN when recovered (by net/http, /recover's goroutine, the middleware).
-      const logs = yield* (yield* CapturedLogs).take(2 * (routes.length + 2)).pipe(Effect.timeout("15 seconds"))
-      const port = Number(app.addr.split(":")[1])
-
-      for (const r of routes) {
-        const span = one(spans, (s: SpanData) => s.attributes["url.path"] === r.path.split("?")[0], r.path)
-        assert.strictEqual(span.probe, "go_panic")
-        assert.strictEqual(span.name, `GET ${r.route}`)
-        assert.strictEqual(span.kind, "server")
-        assert.strictEqual(span.pid, app.pid)
-        assert.deepStrictEqual(span.status, { code: "error", message: `panic: ${r.message}` })
-        assert.deepStrictEqual(span.attributes, {
-          "http.request.method": "GET",
-          "url.path": r.path.split("?")[0],
-          "url.scheme": "http",
-          "http.route": r.route,
-          "server.address": "127.0.0.1",
-          "server.port": port,
-          "network.peer.address": "127.0.0.1",
-          "network.peer.port": span.attributes["network.peer.port"],
-          "network.protocol.version": "1.1",
-          "error.type": r.type
-        })
-        assert.isNumber(span.attributes["network.peer.port"])
-        assert.strictEqual(span.events?.length, 1)
-        const event = span.events![0]!
-        assert.strictEqual(event.name, "exception")
-        assert.deepStrictEqual(event.attributes, { "exception.type": r.type, "exception.message": r.message })
-        assert.isTrue(span.startMonoNs < event.timeMonoNs && event.timeMonoNs < span.endMonoNs)
-
-        const forSpan = logs.filter((l: LogData) => l.spanId === span.spanId)
-        assert.deepStrictEqual(forSpan.map((l) => [l.severity, l.body]), [
-          ["error", `panic: ${r.message}`],
-          ["warn", `recovered from panic: ${r.message}`]
-        ], r.path)
-        for (const l of forSpan) {
-          assert.strictEqual(l.probe, "go_panic")
-          assert.strictEqual(l.pid, app.pid)
-          assert.strictEqual(l.traceId, span.traceId)
-          assert.strictEqual(l.traceFlags, 1)
-          assert.deepStrictEqual(l.attributes, { "exception.type": r.type, "exception.message": r.message })
-        }
-        assert.strictEqual(forSpan[0]!.timeMonoNs, event.timeMonoNs)
-      }
-
-      // The goroutine /recover starts inherits the request's span (go_context), so its panic is tied to it; the
-      // handler returns normally and the server probe ends its span, status unset.
-      const recover = one(spans, (s) => s.attributes["url.path"] === "/recover", "/recover")
-      assert.strictEqual(recover.probe, "nethttp_server")
-      assert.deepStrictEqual(recover.status, { code: "unset" })
-      assert.strictEqual(recover.attributes["http.response.status_code"], 200)
-      const recovered = logs.filter((l) => l.spanId === recover.spanId)
-      assert.deepStrictEqual(recovered.map((l) => [l.severity, l.body, l.attributes]), [
-        ["error", "panic: recovered in a goroutine", {
-          "exception.type": "string",
-          "exception.message": "recovered in a goroutine"
-        }],
-        ["warn", "recovered from panic: recovered in a goroutine", {
-          "exception.type": "string",
-          "exception.message": "recovered in a goroutine"
-        }]
-      ])
-      const ok = one(spans, (s) => s.attributes["url.path"] === "/ok", "/ok")
-      assert.strictEqual(ok.probe, "nethttp_server")
-
-      // A middleware recovers the handler's panic: the request ends normally (500), so the server probe ends its
-      // span; the panic is only in the log records.
-      const middleware = one(spans, (s) => s.attributes["url.path"] === "/middleware", "/middleware")
-      assert.strictEqual(middleware.probe, "nethttp_server")
-      assert.deepStrictEqual(middleware.status, { code: "error", message: "HTTP 500" })
-      assert.isUndefined(middleware.events)
-      assert.deepStrictEqual(logs.filter((l) => l.spanId === middleware.spanId).map((l) => [l.severity, l.body]), [
-        ["error", "panic: caught by middleware"],
-        ["warn", "recovered from panic: caught by middleware"]
-      ])
-
-      const stats = yield* manager.stats
-      for (const s of stats) assert.strictEqual(s.decodeErrors, 0, `${s.probe} decode errors`)
-      const panics = stats.find((s) => s.probe === "go_panic")!
-      assert.strictEqual(panics.records, 2 * (routes.length + 2) + routes.length)
-      // Nothing left behind: every panicked request's in-flight entry is gone, every panic was recovered.
-      assert.strictEqual(entriesOf(app.pid, "nethttp_server_inflight", "lru_hash"), 0, "in-flight requests")
-      assert.strictEqual(entriesOf(app.pid, "go_panic_pending", "lru_hash"), 0, "pending panics")
-      // ...and every request context registered as its span's (go_context.h) is unregistered, panicked ones too.
-      assert.strictEqual(entriesOf(app.pid, "ps_ctx_spans", "lru_hash"), 0, "registered request contexts")
-    }).pipe(Effect.provide(agent)), 60_000)
+  it.live("the same with the program's read-only data paged out before each request (read from the process)", () =>
+    everyPanic(version, true), 60_000)
 
   it.live("HTTP/2: the handler's own goroutine panics, the HTTP/2 server recovers, the span is ended the same", () =>
     Effect.gen(function*() {

@@ -26,6 +26,7 @@ import * as TracingConfig from "../../src/probe/TracingConfig.ts"
 import * as GoBinary from "../../src/target/GoBinary.ts"
 import { TargetAnalysis } from "../../src/target/GoBinary.ts"
 import * as Offsets from "../../src/target/Offsets.ts"
+import { pageOut } from "./ColdPages.ts"
 import { buildGoRedis } from "./GoRedisFixture.ts"
 
 const PKG = "github.com/redis/go-redis/v9"
@@ -176,7 +177,13 @@ const one = <A>(items: ReadonlyArray<A>, pred: (a: A) => boolean, what: string):
  * Run `warmUp` before attaching (the pooled connection is then set up already), attach to the app and run `paths` in
  * order; their server spans (in request order) and the redis spans.
  */
-const run = (exe: string, paths: ReadonlyArray<string>, redisSpans: number, warmUp: ReadonlyArray<string> = []) =>
+const run = (
+  exe: string,
+  paths: ReadonlyArray<string>,
+  redisSpans: number,
+  warmUp: ReadonlyArray<string> = [],
+  cold = false
+) =>
   Effect.gen(function*() {
     const redisPort = yield* startRedis
     const app = yield* startApp(exe, redisPort)
@@ -189,7 +196,11 @@ const run = (exe: string, paths: ReadonlyArray<string>, redisSpans: number, warm
       ["go_context", "go_redis", "nethttp_server"]
     ])
     const replies = []
-    for (const p of paths) replies.push(yield* get(`http://${app.addr}${p}`))
+    for (const p of paths) {
+      // The app's read-only data (command names, redis.Nil and its text, error types) paged out (ColdPages.ts).
+      if (cold) assert.isAbove(pageOut(app.pid), 0)
+      replies.push(yield* get(`http://${app.addr}${p}`))
+    }
     const spans = yield* (yield* CapturedSpans).take(paths.length + redisSpans).pipe(Effect.timeout("15 seconds"))
     const servers = spans.filter((s) => s.probe === "nethttp_server").sort((a, b) =>
       a.startMonoNs < b.startMonoNs ? -1 : 1
@@ -216,83 +227,93 @@ const childOf = (spans: ReadonlyArray<SpanData>, parent: SpanData, name: string)
   return s
 }
 
+/**
+ * SET (the connection's set-up inside it), GET, INCR, a pipeline, a refused command and a missing key on `goVersion`,
+ * each span checked exactly, and a measurement per span. `cold`: the app's read-only data paged out before each.
+ */
+const everyCommand = (goVersion: string, cold: boolean) =>
+  Effect.gen(function*() {
+    const paths = ["/set?k=a&v=1", "/get?k=a", "/incr?k=n", "/pipeline?k=p", "/wrongtype?k=w", "/get?k=missing"]
+    const { redis, redisPort, replies, servers } = yield* run(binaries.get(goVersion)!, paths, 9, [], cold)
+    assert.deepStrictEqual(replies.map((r) => [r.status, r.body]), [
+      [200, "ok"],
+      [200, "1"],
+      [200, "1"],
+      [200, "2"],
+      [500, "WRONGTYPE Operation against a key holding the wrong kind of value"],
+      [200, "(nil)"]
+    ])
+    const addr = `127.0.0.1:${redisPort}`
+    const base = {
+      "db.system.name": "redis",
+      "db.namespace": "0",
+      "server.address": "127.0.0.1",
+      "server.port": redisPort
+    }
+    const ok = { code: "unset" } as const
+    const expect = (span: SpanData, op: string, attributes: object = {}, status: SpanData["status"] = ok) => {
+      assert.strictEqual(span.name, `${op} ${addr}`)
+      assert.deepStrictEqual(span.attributes, { ...base, "db.operation.name": op, ...attributes })
+      assert.deepStrictEqual(span.status, status)
+    }
+
+    // The first command opens the connection: go-redis sends HELLO and a CLIENT SETINFO pipeline inside it.
+    const set = childOf(redis, servers[0]!, `SET ${addr}`)
+    expect(set, "SET")
+    expect(childOf(redis, set, `HELLO ${addr}`), "HELLO")
+    const setinfo = childOf(redis, set, `PIPELINE ${addr}`)
+    if (setinfoFails) {
+      expect(setinfo, "PIPELINE", {
+        "db.operation.batch.size": 2,
+        "db.response.status_code": "ERR",
+        "error.type": "ERR"
+      }, { code: "error", message: "ERR unknown subcommand 'setinfo'. Try CLIENT HELP." })
+    } else {
+      expect(setinfo, "PIPELINE", { "db.operation.batch.size": 2 })
+    }
+    expect(childOf(redis, servers[1]!, `GET ${addr}`), "GET")
+    expect(childOf(redis, servers[2]!, `INCR ${addr}`), "INCR")
+    expect(childOf(redis, servers[3]!, `PIPELINE ${addr}`), "PIPELINE", { "db.operation.batch.size": 3 })
+    expect(childOf(redis, servers[4]!, `SET ${addr}`), "SET")
+    const message = "WRONGTYPE Operation against a key holding the wrong kind of value"
+    expect(childOf(redis, servers[4]!, `LPUSH ${addr}`), "LPUSH", {
+      "db.response.status_code": "WRONGTYPE",
+      "error.type": "WRONGTYPE"
+    }, { code: "error", message })
+    // A missing key is redis.Nil: a reply, not a failure.
+    expect(childOf(redis, servers[5]!, `GET ${addr}`), "GET")
+
+    // One measurement per span, with the metric's attributes only, its value the span's duration.
+    const measurements = (yield* (yield* CapturedMeasurements).all).filter((m) => m.probe === "go_redis")
+    assert.strictEqual(measurements.length, redis.length)
+    const key = (m: Measurement | SpanData) => {
+      const a = m.attributes
+      return [a["db.operation.name"], a["error.type"] ?? ""].join(" ")
+    }
+    assert.deepStrictEqual(measurements.map(key).sort(), redis.map(key).sort())
+    for (const m of measurements) {
+      assert.strictEqual(m.instrument.name, "db.client.operation.duration")
+      assert.strictEqual(m.pid, redis[0]!.pid)
+      const { "db.namespace": _, ...keep } = base
+      const error = m.attributes["error.type"] === undefined ? {} : { "error.type": m.attributes["error.type"] }
+      const op = m.attributes["db.operation.name"]
+      assert.deepStrictEqual(m.attributes, { ...keep, "db.operation.name": op, ...error })
+      assert.isTrue(m.value > 0 && m.value < 5, `duration ${m.value} s`)
+    }
+    const lpush = one(measurements, (m) => m.attributes["db.operation.name"] === "LPUSH", "LPUSH measurement")
+    const lpushSpan = one(redis, (s) => s.attributes["db.operation.name"] === "LPUSH", "LPUSH span")
+    assert.strictEqual(lpush.value, Number(lpushSpan.endMonoNs - lpushSpan.startMonoNs) / 1e9)
+    // Every operation ended: nothing in flight, no nesting depth left for any goroutine.
+    assert.strictEqual(entriesOf(lpushSpan.pid, "go_redis_inflight"), 0, "in-flight operations")
+    assert.strictEqual(entriesOf(lpushSpan.pid, "go_redis_depth"), 0, "nesting depths")
+  }).pipe(Effect.provide(agent()))
+
 describe.each(versions)("go_redis on Go %s against redis-server", (goVersion) => {
   it.live("a span per command and per pipeline, children of the request's span; ERROR for a refused command", () =>
-    Effect.gen(function*() {
-      const paths = ["/set?k=a&v=1", "/get?k=a", "/incr?k=n", "/pipeline?k=p", "/wrongtype?k=w", "/get?k=missing"]
-      const { redis, redisPort, replies, servers } = yield* run(binaries.get(goVersion)!, paths, 9)
-      assert.deepStrictEqual(replies.map((r) => [r.status, r.body]), [
-        [200, "ok"],
-        [200, "1"],
-        [200, "1"],
-        [200, "2"],
-        [500, "WRONGTYPE Operation against a key holding the wrong kind of value"],
-        [200, "(nil)"]
-      ])
-      const addr = `127.0.0.1:${redisPort}`
-      const base = {
-        "db.system.name": "redis",
-        "db.namespace": "0",
-        "server.address": "127.0.0.1",
-        "server.port": redisPort
-      }
-      const ok = { code: "unset" } as const
-      const expect = (span: SpanData, op: string, attributes: object = {}, status: SpanData["status"] = ok) => {
-        assert.strictEqual(span.name, `${op} ${addr}`)
-        assert.deepStrictEqual(span.attributes, { ...base, "db.operation.name": op, ...attributes })
-        assert.deepStrictEqual(span.status, status)
-      }
+    everyCommand(goVersion, false), 60_000)
 
-      // The first command opens the connection: go-redis sends HELLO and a CLIENT SETINFO pipeline inside it.
-      const set = childOf(redis, servers[0]!, `SET ${addr}`)
-      expect(set, "SET")
-      expect(childOf(redis, set, `HELLO ${addr}`), "HELLO")
-      const setinfo = childOf(redis, set, `PIPELINE ${addr}`)
-      if (setinfoFails) {
-        expect(setinfo, "PIPELINE", {
-          "db.operation.batch.size": 2,
-          "db.response.status_code": "ERR",
-          "error.type": "ERR"
-        }, { code: "error", message: "ERR unknown subcommand 'setinfo'. Try CLIENT HELP." })
-      } else {
-        expect(setinfo, "PIPELINE", { "db.operation.batch.size": 2 })
-      }
-      expect(childOf(redis, servers[1]!, `GET ${addr}`), "GET")
-      expect(childOf(redis, servers[2]!, `INCR ${addr}`), "INCR")
-      expect(childOf(redis, servers[3]!, `PIPELINE ${addr}`), "PIPELINE", { "db.operation.batch.size": 3 })
-      expect(childOf(redis, servers[4]!, `SET ${addr}`), "SET")
-      const message = "WRONGTYPE Operation against a key holding the wrong kind of value"
-      expect(childOf(redis, servers[4]!, `LPUSH ${addr}`), "LPUSH", {
-        "db.response.status_code": "WRONGTYPE",
-        "error.type": "WRONGTYPE"
-      }, { code: "error", message })
-      // A missing key is redis.Nil: a reply, not a failure.
-      expect(childOf(redis, servers[5]!, `GET ${addr}`), "GET")
-
-      // One measurement per span, with the metric's attributes only, its value the span's duration.
-      const measurements = (yield* (yield* CapturedMeasurements).all).filter((m) => m.probe === "go_redis")
-      assert.strictEqual(measurements.length, redis.length)
-      const key = (m: Measurement | SpanData) => {
-        const a = m.attributes
-        return [a["db.operation.name"], a["error.type"] ?? ""].join(" ")
-      }
-      assert.deepStrictEqual(measurements.map(key).sort(), redis.map(key).sort())
-      for (const m of measurements) {
-        assert.strictEqual(m.instrument.name, "db.client.operation.duration")
-        assert.strictEqual(m.pid, redis[0]!.pid)
-        const { "db.namespace": _, ...keep } = base
-        const error = m.attributes["error.type"] === undefined ? {} : { "error.type": m.attributes["error.type"] }
-        const op = m.attributes["db.operation.name"]
-        assert.deepStrictEqual(m.attributes, { ...keep, "db.operation.name": op, ...error })
-        assert.isTrue(m.value > 0 && m.value < 5, `duration ${m.value} s`)
-      }
-      const lpush = one(measurements, (m) => m.attributes["db.operation.name"] === "LPUSH", "LPUSH measurement")
-      const lpushSpan = one(redis, (s) => s.attributes["db.operation.name"] === "LPUSH", "LPUSH span")
-      assert.strictEqual(lpush.value, Number(lpushSpan.endMonoNs - lpushSpan.startMonoNs) / 1e9)
-      // Every operation ended: nothing in flight, no nesting depth left for any goroutine.
-      assert.strictEqual(entriesOf(lpushSpan.pid, "go_redis_inflight"), 0, "in-flight operations")
-      assert.strictEqual(entriesOf(lpushSpan.pid, "go_redis_depth"), 0, "nesting depths")
-    }).pipe(Effect.provide(agent())), 60_000)
+  it.live("the same with the app's read-only data paged out before each request (read from the process)", () =>
+    everyCommand(goVersion, true), 60_000)
 })
 
 describe(`go_redis on Go ${version}: config`, () => {

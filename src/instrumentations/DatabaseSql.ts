@@ -189,9 +189,9 @@ export const Record = Binary.struct({
 export type Record = ReturnType<typeof Record.decode>
 
 /**
- * The record with what the kernel could not read filled in from the process (GoSymbols): the types and the statement
- * whose pages were not mapped yet, and pgx's DSN when the connector's type was one of them. The record itself when
- * nothing was missing, which is nearly always.
+ * The record with what the kernel could not read filled in from the process (GoSymbols): the types, the statement and
+ * the DSN whose pages were not mapped yet, and pgx's DSN when the connector's type was one of them. The record itself
+ * when nothing was missing, which is nearly always.
  */
 export const readCold = (r: Record): Record => {
   if (r.connectorAt === 0n && r.driverAt === 0n && r.errorAt === 0n && r.queryAt === 0n && r.dsnAt === 0n) return r

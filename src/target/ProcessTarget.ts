@@ -167,17 +167,24 @@ const LOADER_LONGEST_POLL_MS = 16
 /** The dynamic loader's mapping (ld-linux-x86-64.so.2, ld-musl-x86_64.so.1), which the kernel maps at exec. */
 const isLoader = (o: MappedObject) => /^ld-(linux|musl)[^/]*\.so/.test(path.basename(o.path))
 
+/** How old a process may be and still be waited for. */
+const YOUNG_SECONDS = 5
+
 /** Clock ticks per second of /proc's times (USER_HZ, 100 on every Linux ABI this runs on). */
 const USER_HZ = 100
 
-/** A process started less than a second ago (its loader may still be at work); false when unreadable. */
+/**
+ * A process started less than YOUNG_SECONDS ago (its loader may still be at work); false when unreadable. A loader
+ * takes milliseconds; the margin is for a loaded machine, and costs only a process of that age whose wanted library,
+ * though in its closure, is mapped under another name (then up to LOADER_WAIT_MS once).
+ */
 const young = (pid: number): boolean => {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
     // Field 22, starttime; counted after the command's closing parenthesis, as the command may hold spaces.
     const started = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]) / USER_HZ
     const uptime = Number(fs.readFileSync("/proc/uptime", "utf8").split(" ")[0])
-    return uptime - started < 1
+    return uptime - started < YOUNG_SECONDS
   } catch {
     return false
   }

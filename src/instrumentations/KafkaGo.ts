@@ -198,7 +198,8 @@ export type Record = ReturnType<typeof Record.decode>
 
 /**
  * The record with what the kernel could not read filled in from the process (GoSymbols): the error's type and, for
- * an integer kind, its value, when their pages were not mapped yet. The record itself when nothing was missing.
+ * an integer kind, its value; the Writer's address, its type and its text; when their pages were not mapped yet. The
+ * record itself when nothing was missing.
  */
 export const readCold = (r: Record): Record => {
   if (r.errAt === 0n && r.errCodeAt === 0n && r.addrTypeAt === 0n && r.addrAt === 0n) return r

@@ -51,6 +51,16 @@ describe("readNeeds", () => {
     assert.deepStrictEqual(readNeeds(Path.join(dir, "lib", "libfake.so.1")).needed, ["libssl.so.3"])
     assert.deepStrictEqual(readNeeds(Path.join(dir, "app.c")), { needed: [], runpath: "" })
     assert.deepStrictEqual(readNeeds(Path.join(dir, "missing")), { needed: [], runpath: "" })
+    // An ELF64 header claiming 65 535 program headers of 56 bytes: taken for corrupt, nothing allocated for it.
+    const corrupt = Buffer.alloc(64)
+    corrupt.writeUInt32BE(0x7f454c46, 0)
+    corrupt[4] = 2
+    corrupt[5] = 1
+    corrupt.writeBigUInt64LE(64n, 32)
+    corrupt.writeUInt16LE(56, 54)
+    corrupt.writeUInt16LE(65535, 56)
+    Fs.writeFileSync(Path.join(dir, "corrupt"), corrupt)
+    assert.deepStrictEqual(readNeeds(Path.join(dir, "corrupt")), { needed: [], runpath: "" })
   })
 })
 

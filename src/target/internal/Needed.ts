@@ -28,6 +28,10 @@ const DT_RPATH = 15
 const DT_RUNPATH = 29
 /** At most this many dynamic entries are read (real files have tens). */
 const MAX_DYNAMIC = 512
+/** Bounds past which a header is taken for corrupt, not read: program headers, and the dynamic string table's size. */
+const MAX_PROGRAM_HEADERS = 4096
+const MAX_PROGRAM_HEADER_SIZE = 256
+const MAX_STRINGS = 1 << 20
 
 /** `length` bytes at `offset` of the open file; undefined when the file is shorter. */
 const readAt = (fd: number, offset: number, length: number): Buffer | undefined => {
@@ -52,8 +56,9 @@ export const readNeeds = (file: string): Needs => {
     const phoff = Number(head.readBigUInt64LE(32))
     const phentsize = head.readUInt16LE(54)
     const phnum = head.readUInt16LE(56)
+    if (phentsize < 56 || phentsize > MAX_PROGRAM_HEADER_SIZE || phnum > MAX_PROGRAM_HEADERS) return NONE
     const table = readAt(fd, phoff, phentsize * phnum)
-    if (table === undefined || phentsize < 56) return NONE
+    if (table === undefined) return NONE
     const loads: Array<readonly [bigint, bigint, bigint]> = []
     let dynamic: readonly [number, number] | undefined
     for (let i = 0; i < phnum; i++) {
@@ -79,7 +84,7 @@ export const readNeeds = (file: string): Needs => {
       else if (tag === DT_NEEDED || tag === DT_RPATH || tag === DT_RUNPATH) wanted.push([tag, value])
     }
     const at = strtab === undefined ? undefined : offsetOf(loads, strtab)
-    const strings = at === undefined || strsz <= 0 ? undefined : readAt(fd, at, strsz)
+    const strings = at === undefined || strsz <= 0 || strsz > MAX_STRINGS ? undefined : readAt(fd, at, strsz)
     if (strings === undefined) return NONE
     const text = (offset: bigint) => {
       const start = Number(offset)

@@ -51,7 +51,7 @@ describe("readNeeds", () => {
     assert.deepStrictEqual(readNeeds(Path.join(dir, "lib", "libfake.so.1")).needed, ["libssl.so.3"])
     assert.deepStrictEqual(readNeeds(Path.join(dir, "app.c")), { needed: [], runpath: "" })
     assert.deepStrictEqual(readNeeds(Path.join(dir, "missing")), { needed: [], runpath: "" })
-    // An ELF64 header claiming 65 535 program headers of 56 bytes: taken for corrupt, nothing allocated for it.
+    // An ELF64 header claiming 65 535 program headers in a 64-byte file: nothing needed, no error.
     const corrupt = Buffer.alloc(64)
     corrupt.writeUInt32BE(0x7f454c46, 0)
     corrupt[4] = 2

@@ -67,8 +67,9 @@ struct otel_trace_target {
   u64 value_numeric;
   u64 value_stringly;
   struct ps_go_type_offsets type;
-  /* runtime.types minus the address of RecordError's entry probe. */
+  /* runtime.types minus the address of RecordError's entry probe, and of Start's. */
   s64 types_from_record_error;
+  s64 types_from_start;
   u64 types_known;
   /* The code of each WithSpanKind closure minus the address of Start's entry probe. */
   s64 kind_fns[OT_KIND_FNS];
@@ -147,6 +148,8 @@ struct otel_trace_record {
   u64 types;
   u64 name_at;
   u64 desc_at;
+  /* The itab of a start option whose type could not be read here, its attributes read under OT_OWNER_UNREAD. */
+  u64 option_at;
   char name[OT_NAME];
   char desc[OT_DESC];
   struct otel_attr attrs[OT_ATTRS];
@@ -197,52 +200,77 @@ struct {
   __type(value, struct otel_span);
 } otel_zero SEC(".maps");
 
+/* What reading a []attribute.KeyValue needs, for bpf_loop's callback (verified once, not once per call site). */
+struct attrs_ctx {
+  struct otel_trace_record *r;
+  const struct otel_trace_target *t;
+  u64 ptr;
+  u64 len;
+  u8 owner;
+  /* The record's slots ran out before the slice did (what is left is counted as dropped). */
+  u8 full;
+};
+
+/* Attribute i of the slice into the record's next slot. */
+static long read_attr(u32 i, void *data) {
+  struct attrs_ctx *c = data;
+  struct otel_trace_record *r = c->r;
+  const struct otel_trace_target *t = c->t;
+  if ((u64)i >= c->len)
+    return 1;
+  u32 n = r->attr_count;
+  if (n >= OT_ATTRS) {
+    r->attrs_dropped += (u32)(c->len - i);
+    c->full = 1;
+    return 1;
+  }
+  struct otel_attr *a = &r->attrs[n & (OT_ATTRS - 1)];
+  u64 kv = c->ptr + (u64)i * t->kv_size;
+  struct go_string key = {};
+  bpf_probe_read_user(&key, sizeof(key), (const void *)(kv + t->kv_key));
+  a->owner = c->owner;
+  a->key_size = key.len > 0xffff ? 0xffff : (u16)key.len;
+  a->key_len = ps_read_go_str_or_at(a->key, OT_KEY, key.ptr, key.len, &a->key_at);
+  u64 v = kv + t->kv_value;
+  u64 vt = ps_read_u64(v + t->value_vtype);
+  a->type = vt > 0xff ? 0xff : (u8)vt;
+  if (vt == OT_STRING) {
+    struct go_string s = {};
+    bpf_probe_read_user(&s, sizeof(s), (const void *)(v + t->value_stringly));
+    a->str_size = s.len > 0xffffffff ? 0xffffffff : (u32)s.len;
+    a->str_len = ps_read_go_str_or_at(a->str, OT_STR, s.ptr, s.len, &a->num);
+  } else if (vt == OT_BOOL || vt == OT_INT64 || vt == OT_FLOAT64) {
+    a->num = ps_read_u64(v + t->value_numeric);
+  }
+  r->attr_count = n + 1;
+  return 0;
+}
+
 /* Append the attributes of a []attribute.KeyValue (ptr, len) to r, owned by `owner`. */
 static __always_inline void read_attrs(struct otel_trace_record *r, u64 ptr, u64 len, u8 owner,
                                        const struct otel_trace_target *t) {
   if (ptr == 0)
     return;
-  for (u32 i = 0; i < OT_ATTRS; i++) {
-    if ((u64)i >= len)
-      return;
-    u32 n = r->attr_count;
-    if (n >= OT_ATTRS) {
-      r->attrs_dropped += (u32)(len - i);
-      return;
-    }
-    struct otel_attr *a = &r->attrs[n & (OT_ATTRS - 1)];
-    u64 kv = ptr + (u64)i * t->kv_size;
-    struct go_string key = {};
-    bpf_probe_read_user(&key, sizeof(key), (const void *)(kv + t->kv_key));
-    a->owner = owner;
-    a->key_size = key.len > 0xffff ? 0xffff : (u16)key.len;
-    a->key_len = ps_read_go_str_or_at(a->key, OT_KEY, key.ptr, key.len, &a->key_at);
-    u64 v = kv + t->kv_value;
-    u64 vt = ps_read_u64(v + t->value_vtype);
-    a->type = vt > 0xff ? 0xff : (u8)vt;
-    if (vt == OT_STRING) {
-      struct go_string s = {};
-      bpf_probe_read_user(&s, sizeof(s), (const void *)(v + t->value_stringly));
-      a->str_size = s.len > 0xffffffff ? 0xffffffff : (u32)s.len;
-      a->str_len = ps_read_go_str_or_at(a->str, OT_STR, s.ptr, s.len, &a->num);
-    } else if (vt == OT_BOOL || vt == OT_INT64 || vt == OT_FLOAT64) {
-      a->num = ps_read_u64(v + t->value_numeric);
-    }
-    r->attr_count = n + 1;
-  }
-  if (len > OT_ATTRS)
+  struct attrs_ctx c = {.r = r, .t = t, .ptr = ptr, .len = len, .owner = owner, .full = 0};
+  bpf_loop(OT_ATTRS, read_attr, &c, 0);
+  if (!c.full && len > OT_ATTRS)
     r->attrs_dropped += (u32)(len - OT_ATTRS);
 }
 
 /* An option whose itab or type is on a page not mapped yet (go_types.h): its kind is not known here. */
 #define OT_KIND_UNREAD 0xff
+/* otel_attr.owner of the attributes of such an option, read as WithAttributes' on a guess (user space decides), and
+ * the largest capacity a guessed slice may have. */
+#define OT_OWNER_UNREAD 0x80
+#define OT_GUESSED_CAP 65536
 
-/* An option interface at `at` (itab, data): its dynamic type's kind, and its data word in *data. */
-static __always_inline u8 option_kind(u64 at, u64 *data, const struct otel_trace_target *t) {
+/* An option interface at `at` (itab, data): its dynamic type's kind, its data word in *data, its itab in *tab. */
+static __always_inline u8 option_kind(u64 at, u64 *data, u64 *tab, const struct otel_trace_target *t) {
   struct go_iface o = {};
   if (bpf_probe_read_user(&o, sizeof(o), (const void *)at) != 0 || o.tab == 0)
     return 0;
   *data = o.data;
+  *tab = o.tab;
   /* An itab's second word is the dynamic type. */
   struct ps_go_type ty = {};
   if (ps_go_type_read(ps_read_u64(o.tab + 8), &t->type, &ty) != 0)
@@ -256,8 +284,8 @@ static __always_inline void read_option_attrs(struct otel_trace_record *r, u64 p
   for (u32 i = 0; i < OT_EVENT_OPTS; i++) {
     if ((u64)i >= len || ptr == 0)
       return;
-    u64 data = 0;
-    if (option_kind(ptr + (u64)i * sizeof(struct go_iface), &data, t) == OT_KIND_SLICE && data) {
+    u64 data = 0, tab = 0;
+    if (option_kind(ptr + (u64)i * sizeof(struct go_iface), &data, &tab, t) == OT_KIND_SLICE && data) {
       struct go_slice s = {};
       if (bpf_probe_read_user(&s, sizeof(s), (const void *)data) == 0)
         read_attrs(r, s.ptr, s.len, owner, t);
@@ -321,31 +349,46 @@ int uprobe_start(struct pt_regs *ctx) {
     u64 opts = GO_ARG6(ctx);
     u64 nopts = GO_ARG7(ctx);
     u64 ip = PT_REGS_IP(ctx);
+    u64 types = t->types_known ? ip + (u64)t->types_from_start : 0;
     u32 nfns = t->kind_fn_count > OT_KIND_FNS ? OT_KIND_FNS : (u32)t->kind_fn_count;
     for (u32 i = 0; i < OT_START_OPTS; i++) {
       if ((u64)i >= nopts || opts == 0)
         break;
-      u64 data = 0;
-      u8 kind = option_kind(opts + (u64)i * sizeof(struct go_iface), &data, t);
-      if (kind == OT_KIND_SLICE && data) {
-        /* trace.WithAttributes: an attributeOption ([]attribute.KeyValue), boxed. */
-        struct go_slice kvs = {};
-        if (bpf_probe_read_user(&kvs, sizeof(kvs), (const void *)data) == 0)
-          read_attrs(r, kvs.ptr, kvs.len, 0, t);
-      } else if ((kind == OT_KIND_FUNC || kind == OT_KIND_UNREAD) && data) {
+      u64 data = 0, tab = 0;
+      u8 kind = option_kind(opts + (u64)i * sizeof(struct go_iface), &data, &tab, t);
+      /* trace.WithAttributes: an attributeOption ([]attribute.KeyValue), boxed: its slice header's address. */
+      u64 attrs_at = kind == OT_KIND_SLICE ? data : 0;
+      u8 owner = 0;
+      if ((kind == OT_KIND_FUNC || kind == OT_KIND_UNREAD) && data) {
         /* trace.WithSpanKind: a closure {code, kind}; its code tells it from the other func options. Tried for an
          * option of a type not read here too: only a closure's first word is one of these code addresses (an
-         * attribute option's is a heap pointer). An attribute option of an unread type is lost. */
+         * attribute option's is a heap pointer). */
         u64 code = ps_read_u64(data);
+        bool span_kind = false;
         for (u32 j = 0; j < OT_KIND_FNS; j++) {
           if (j >= nfns)
             break;
           if ((s64)(code - ip) == t->kind_fns[j]) {
             r->kind = (u8)ps_read_u64(data + 8);
+            span_kind = true;
             break;
           }
         }
+        /* Any other option of a type not read here may be WithAttributes: its attributes are read as if it were,
+         * under OT_OWNER_UNREAD, and the option's itab kept; user space keeps them once it has read that type (a
+         * slice) from the process, which maps its page for the next span. One such option type per span. */
+        if (!span_kind && kind == OT_KIND_UNREAD && types && (r->option_at == 0 || r->option_at == tab)) {
+          r->option_at = tab;
+          r->types = types;
+          attrs_at = data;
+          owner = OT_OWNER_UNREAD;
+        }
       }
+      struct go_slice kvs = {};
+      /* A slice header read on a guess must look like one. */
+      if (attrs_at && bpf_probe_read_user(&kvs, sizeof(kvs), (const void *)attrs_at) == 0 &&
+          (owner == 0 || (kvs.len <= kvs.cap && kvs.cap <= OT_GUESSED_CAP)))
+        read_attrs(r, kvs.ptr, kvs.len, owner, t);
     }
   }
   return 0;

@@ -101,6 +101,7 @@ export const Target = Binary.struct({
   valueStringly: Binary.u64n,
   ...GoSymbols.typeLayout,
   typesFromRecordError: Binary.i64,
+  typesFromStart: Binary.i64,
   typesKnown: Binary.u64n,
   /** s64[KIND_FNS]: each WithSpanKind closure's address minus Start's entry probe address. */
   kindFns: Binary.bytes(KIND_FNS * 8),
@@ -235,6 +236,8 @@ export const Record = Binary.struct({
   types: Binary.u64,
   nameAt: Binary.u64,
   descAt: Binary.u64,
+  /** The itab of a start option whose type the kernel could not read; its attributes are owned by OWNER_UNREAD. */
+  optionAt: Binary.u64,
   name: Binary.string(NAME_CAP, "nameLen", { intern: true }),
   desc: Binary.string(DESC_CAP, "descLen"),
   attrs: Binary.bytes(ATTRS * Attr.size),
@@ -333,9 +336,28 @@ const toEvent = (e: Event, attributes: globalThis.Record<string, AttributeValue>
   }
 }
 
+/** `otel_attr.owner` of attributes read on a guess from a start option whose type was not read (OT_OWNER_UNREAD). */
+export const OWNER_UNREAD = 0x80
+
+/** internal/abi.Kind of a slice: WithAttributes' attributeOption. */
+const KIND_SLICE = 23
+
+/**
+ * The record's attributes, those read on a guess from a start option of a type the kernel could not read kept as the
+ * span's when that type, read from the process, is a slice (WithAttributes'), and left out otherwise.
+ */
+const settledAttrs = (r: Record): ReadonlyArray<Attr> => {
+  const attrs = attrsOf(r)
+  if (!attrs.some((a) => a.owner === OWNER_UNREAD)) return attrs
+  const slice = GoSymbols.coldType(r.pid, r.optionAt, r.types, "itab")?.kind === KIND_SLICE
+  return slice
+    ? attrs.map((a) => a.owner === OWNER_UNREAD ? { ...a, owner: 0 } : a)
+    : attrs.filter((a) => a.owner !== OWNER_UNREAD)
+}
+
 /** Build the span of one record. */
 export const toSpan = (r: Record): Probe.SpanInput => {
-  const attrs = attrsOf(r)
+  const attrs = settledAttrs(r)
   const own = attributesOf(attrs, 0)
   const attributes = own.attributes
   const events = eventsOf(r).map((e, i) => toEvent(e, attributesOf(attrs, i + 1).attributes, r))
@@ -375,6 +397,7 @@ export const OtelTrace = Probe.instrument({
     layout: Target,
     value: ({ target, offsets: o }) => {
       const types = GoSymbols.typesFrom(target, symbols.recordError)
+      const typesFromStart = GoSymbols.typesFrom(target, symbols.start)
       return {
         tracerDelegate: o.tracerDelegate,
         kvKey: o.kvKey,
@@ -386,7 +409,8 @@ export const OtelTrace = Probe.instrument({
         valueStringly: o.valueStringly,
         ...GoSymbols.typeValue(o),
         typesFromRecordError: types ?? 0n,
-        typesKnown: types === undefined ? 0 : 1,
+        typesFromStart: typesFromStart ?? 0n,
+        typesKnown: types === undefined || typesFromStart === undefined ? 0 : 1,
         ...kindDistances(kindClosures(target), startProbe(target))
       }
     }

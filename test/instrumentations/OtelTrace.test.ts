@@ -99,6 +99,7 @@ const record = (
     types: 0n,
     nameAt: 0n,
     descAt: 0n,
+    optionAt: 0n,
     name: "work",
     desc: "",
     attrs: array(attrs, OtelTrace.Attr.size, OtelTrace.ATTRS),
@@ -240,6 +241,35 @@ describe("spans", () => {
       ])
     }).pipe(Effect.scoped))
 
+  it.live("attributes read on a guess from a start option of an unread type: kept if it is WithAttributes'", () =>
+    Effect.gen(function*() {
+      // Two itabs (0, 16) of types (32: a slice, trace.attributeOption; 80: a func) named at 128 and 160.
+      const { base, pid } = yield* holding((b) => {
+        const m = Buffer.alloc(192)
+        words(0n, b + 32n, 0n, b + 80n).copy(m, 0)
+        type(0, 23, 128).copy(m, 32)
+        type(0, 19, 160).copy(m, 80)
+        name("trace.attributeOption").copy(m, 128)
+        name("trace.spanOptionFunc").copy(m, 160)
+        return m
+      })
+      const guessed = [
+        attr("app.user", T.string, "alice"),
+        attr("app.items", T.int64, 3n, { owner: OtelTrace.OWNER_UNREAD }),
+        attr("app.tags", 11, 0n, { owner: OtelTrace.OWNER_UNREAD })
+      ]
+      const spanOf = (optionAt: bigint) => one(record({ pid, types: base, optionAt }, guessed))
+      const slice = yield* spanOf(base)
+      // A slice: the guessed attributes are the span's, a string slice among them counted as dropped as usual.
+      assert.deepStrictEqual(
+        [slice.attributes, slice.droppedAttributesCount],
+        [{ "app.user": "alice", "app.items": 3 }, 1]
+      )
+      const func = yield* spanOf(base + 16n)
+      // Not a slice: the guess is left out, and not counted as dropped.
+      assert.deepStrictEqual([func.attributes, func.droppedAttributesCount], [{ "app.user": "alice" }, undefined])
+    }).pipe(Effect.scoped))
+
   it.effect("events in order with their own attributes; RecordError's as 'exception'; dropped events counted", () =>
     Effect.gen(function*() {
       const span = yield* one(record({ eventsDropped: 3 }, [
@@ -356,6 +386,7 @@ describe("on the fake kernel", () => {
       const target = otelTarget(77)
       yield* probe.attacher.attach(target).pipe(Scope.provide(scope))
       const f = Option.getOrThrow(target.function(OtelTrace.symbols.recordError))
+      const start = Option.getOrThrow(target.function(OtelTrace.symbols.start))
       const value = (yield* kernel.map("otel_trace", "ps_targets")).get("4d000000")!
       assert.deepStrictEqual(OtelTrace.Target.decode(value), {
         tracerDelegate: 48,
@@ -369,6 +400,7 @@ describe("on the fake kernel", () => {
         typeKind: 23,
         typeStr: 40,
         typesFromRecordError: 0x900000n - (f.address + BigInt(f.entryOffset - f.fileOffset)),
+        typesFromStart: 0x900000n - (start.address + BigInt(start.entryOffset - start.fileOffset)),
         typesKnown: 1,
         // The fake executable cannot be read: no WithSpanKind closures known, every span INTERNAL.
         kindFns: new Uint8Array(OtelTrace.KIND_FNS * 8),

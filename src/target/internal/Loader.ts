@@ -56,11 +56,14 @@ const closureOf = (pid: number): ReadonlySet<string> => {
   if (known !== undefined) return known
   const names = new Set<string>()
   // Breadth first, as the loader goes: each object's needs, found from that object's directory and RUNPATH.
-  const queue: Array<{ readonly file: string; readonly dir: string }> = [{ file: `${root}${exe}`, dir: path.dirname(exe) }]
+  const queue: Array<{ readonly file: string; readonly dir: string }> = [
+    { file: `${root}${exe}`, dir: path.dirname(exe) }
+  ]
   for (let seen = 0; queue.length > 0 && seen < MAX_OBJECTS; seen++) {
     const { dir, file } = queue.shift()!
     const needs = readNeeds(file)
-    const runpath = needs.runpath.split(":").filter((d) => d !== "").map((d) => d.replace(/\$(\{ORIGIN\}|ORIGIN)/g, dir))
+    const runpath = needs.runpath.split(":").filter((d) => d !== "")
+      .map((d) => d.replace(/\$(\{ORIGIN\}|ORIGIN)/g, dir))
     for (const name of needs.needed) {
       if (names.has(name)) continue
       names.add(name)

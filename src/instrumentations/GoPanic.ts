@@ -164,13 +164,8 @@ export const readCold = (r: Record): Record => {
 // The panic value: its type as Go prints it (%T) and its message where memory holds it
 // ---------------------------------------------------------------------------------------------------------------
 
-/** internal/abi.Kind values used here. */
-const KIND_BOOL = 1
-const KIND_INT = 2
-const KIND_INT64 = 6
-const KIND_UINT = 7
-const KIND_UINTPTR = 12
-const KIND_STRING = 24
+/** internal/abi.Kind. */
+const GoKind = GoSymbols.GoKind
 
 /** The unnamed bool and integer types: Go prints their values bare, a named type's as `T(v)`. */
 const BASIC_NAMES = new Set([
@@ -247,7 +242,7 @@ export const panicValue = (record: Record): PanicValue => {
   const r = readCold(record)
   if (r.nilValue) return { ...PANIC_NIL, text: PANIC_NIL.message }
   const type = r.typeName === "" ? undefined : (r.typeTflag & TFLAG_EXTRA_STAR) !== 0 ? r.typeName.slice(1) : r.typeName
-  const message = r.typeKind === KIND_STRING ?
+  const message = r.typeKind === GoKind.string ?
     (type !== undefined && RUNTIME_ERROR_STRINGS.has(type) ? `runtime error: ${r.message}` : r.message) :
     type === "runtime.boundsError" ?
     boundsMessage(r.value) :
@@ -258,11 +253,11 @@ export const panicValue = (record: Record): PanicValue => {
   // As Go prints them: a bool or an integer by its value (wrapped in its type's name when it is a named type), else
   // the type in parentheses (Go adds the address).
   const view = new DataView(r.value.buffer, r.value.byteOffset, r.value.byteLength)
-  const basic = r.typeKind === KIND_BOOL ?
+  const basic = r.typeKind === GoKind.bool ?
     String(r.value[0] !== 0) :
-    r.typeKind >= KIND_INT && r.typeKind <= KIND_INT64 ?
+    r.typeKind >= GoKind.int && r.typeKind <= GoKind.int64 ?
     String(view.getBigInt64(0, true)) :
-    r.typeKind >= KIND_UINT && r.typeKind <= KIND_UINTPTR ?
+    r.typeKind >= GoKind.uint && r.typeKind <= GoKind.uintptr ?
     String(view.getBigUint64(0, true)) :
     undefined
   const text = basic === undefined ?

@@ -169,7 +169,7 @@ export const readCold = (r: Record): Record => {
   if (r.errAt === 0n && r.errMsgAt === 0n && r.opAt === 0n) return r
   const type = r.errAt === 0n ? undefined : GoSymbols.coldType(r.pid, r.errAt, r.types, "itab")
   const kind = type?.kind ?? r.errKind
-  const message = r.errMsgAt !== 0n && kind === GoSymbols.KIND_STRING
+  const message = r.errMsgAt !== 0n && kind === Kind.string
     ? GoSymbols.coldString(r.pid, r.errMsgAt, r.errMsgColdLen, ERR_MSG_CAP)
     : r.errMsg
   const op = r.opAt === 0n ? undefined : GoSymbols.coldStringValue(r.pid, r.opAt, r.types, OP_CAP)
@@ -177,7 +177,7 @@ export const readCold = (r: Record): Record => {
     ...r,
     ...(type === undefined ? {} : { errType: type.name, errTflag: type.tflag, errKind: type.kind }),
     // A message read in the kernel for a type it could not read, which is not a string after all, means nothing.
-    errMsg: kind === GoSymbols.KIND_STRING ? message : "",
+    errMsg: kind === Kind.string ? message : "",
     ...(op === undefined ? {} : { op })
   }
 }
@@ -216,9 +216,8 @@ const TFLAG_EXTRA_STAR = 1 << 1
 /** The type of the server's error replies (and of redis.Nil, "redis: nil"). */
 const REDIS_ERROR = "proto.RedisError"
 
-/** internal/abi.Kind values the argument formatter knows. */
-const Kind = { bool: 1, int: 2, int8: 3, int16: 4, int32: 5, int64: 6, uint: 7, uint8: 8, uint16: 9, uint32: 10,
-  uint64: 11, uintptr: 12, float32: 13, float64: 14, slice: 23, string: 24 } as const
+/** internal/abi.Kind, for the argument formatter. */
+const Kind = GoSymbols.GoKind
 
 const text = new TextDecoder()
 

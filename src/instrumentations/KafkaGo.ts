@@ -237,7 +237,7 @@ export const POLL = "poll"
 const TFLAG_EXTRA_STAR = 1 << 1
 
 /** internal/abi.Kind of a Go int: kafka.Error's kind. */
-const KIND_INT = 2
+const KIND_INT = GoSymbols.GoKind.int
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 

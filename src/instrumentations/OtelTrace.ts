@@ -339,9 +339,6 @@ const toEvent = (e: Event, attributes: globalThis.Record<string, AttributeValue>
 /** `otel_attr.owner` of attributes read on a guess from a start option whose type was not read (OT_OWNER_UNREAD). */
 export const OWNER_UNREAD = 0x80
 
-/** internal/abi.Kind of a slice: WithAttributes' attributeOption. */
-const KIND_SLICE = 23
-
 /**
  * The record's attributes, those read on a guess from a start option of a type the kernel could not read kept as the
  * span's when that type, read from the process, is a slice (WithAttributes'), and left out otherwise.
@@ -349,7 +346,7 @@ const KIND_SLICE = 23
 const settledAttrs = (r: Record): ReadonlyArray<Attr> => {
   const attrs = attrsOf(r)
   if (!attrs.some((a) => a.owner === OWNER_UNREAD)) return attrs
-  const slice = GoSymbols.coldType(r.pid, r.optionAt, r.types, "itab")?.kind === KIND_SLICE
+  const slice = GoSymbols.coldType(r.pid, r.optionAt, r.types, "itab")?.kind === GoSymbols.GoKind.slice
   return slice
     ? attrs.map((a) => a.owner === OWNER_UNREAD ? { ...a, owner: 0 } : a)
     : attrs.filter((a) => a.owner !== OWNER_UNREAD)

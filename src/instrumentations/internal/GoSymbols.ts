@@ -11,6 +11,7 @@
 import * as fs from "node:fs"
 import { Option } from "effect"
 import type { Target } from "../../probe/Target.ts"
+import { uleb } from "../../target/internal/Bytes.ts"
 import { parseElf, readSymbols, SHT_SYMTAB } from "../../target/internal/Elf.ts"
 import * as Binary from "../../probe/Binary.ts"
 
@@ -131,11 +132,11 @@ const withMemory = <A>(pid: number, read: (fd: number) => A | undefined): A | un
 
 /** The runtime name (flags, uvarint length, bytes) at `address`. */
 const nameAt = (fd: number, address: bigint): string | undefined => {
+  // Names shorter than 16 KiB have a length of one or two bytes (a name read near its page's end needs no more).
   const head = readAt(fd, 3, address)
   if (head === undefined) return undefined
-  const long = (head[1]! & 0x80) !== 0
-  const length = long ? (head[1]! & 0x7f) | ((head[2]! & 0x7f) << 7) : head[1]!
-  return readAt(fd, length, address + (long ? 3n : 2n))?.toString("utf8")
+  const [length, start] = uleb(head, 1, "runtime name")
+  return readAt(fd, length, address + BigInt(start))?.toString("utf8")
 }
 
 /** The Go string whose header (pointer, length) is at `address`, at most `cap` bytes of it. */
@@ -146,8 +147,27 @@ const stringAt = (fd: number, address: bigint, cap: number): string | undefined 
   return readAt(fd, length, header.readBigUInt64LE(0))?.toString("utf8")
 }
 
-/** internal/abi.Kind of a string. */
-export const KIND_STRING = 24
+/** internal/abi.Kind values (Kind_ & 0x1f) the probes look at, by Go's names for them. */
+export const GoKind = {
+  bool: 1,
+  int: 2,
+  int8: 3,
+  int16: 4,
+  int32: 5,
+  int64: 6,
+  uint: 7,
+  uint8: 8,
+  uint16: 9,
+  uint32: 10,
+  uint64: 11,
+  uintptr: 12,
+  float32: 13,
+  float64: 14,
+  func: 19,
+  pointer: 22,
+  slice: 23,
+  string: 24
+} as const
 
 /** A Go type as a record carries it: its name as stored (maybe with TFlagExtraStar's '*'), flags and kind. */
 export interface GoType {
@@ -183,7 +203,7 @@ export const coldType = (pid: number, cold: bigint, types: bigint, via: "type" |
 export const rawAt = (pid: number, address: bigint, length: number): Uint8Array | undefined =>
   withMemory(pid, (fd) => readAt(fd, length, address))
 
-/** `length` bytes at `address` in process `pid` as UTF-8 (a string's bytes: `ps_read_go_str_or_at`); "" if unreadable. */
+/** `length` bytes at `address` in process `pid` as UTF-8 (a string's bytes: `ps_read_go_str_or_at`); "" if none. */
 export const bytesAt = (pid: number, address: bigint, length: number): string =>
   Buffer.from(rawAt(pid, address, length) ?? []).toString("utf8")
 
@@ -210,5 +230,5 @@ export const coldStringValue = (pid: number, address: bigint, types: bigint, cap
   types === 0n ? undefined : withMemory(pid, (fd) => {
     const value = readAt(fd, 16, address)
     const type = value === undefined ? undefined : typeAt(fd, value.readBigUInt64LE(0), types)
-    return value === undefined || type?.kind !== KIND_STRING ? undefined : stringAt(fd, value.readBigUInt64LE(8), cap)
+    return value === undefined || type?.kind !== GoKind.string ? undefined : stringAt(fd, value.readBigUInt64LE(8), cap)
   })

@@ -192,10 +192,7 @@ const young = (pid: number): boolean => {
 
 /** The picked objects' names, as `wanted` names them. */
 const namesOf = (picked: ReadonlyArray<MappedObject>, wanted: ReadonlySet<string>): Set<string> =>
-  new Set([...wanted].filter((w) => picked.some((o) => isNamed(path.basename(o.path), w))))
-
-/** A mapped file's basename names `w` when it is `w` or `w` plus a version (libz.so.1 -> libz.so.1.2.13). */
-const isNamed = (name: string, w: string) => name === w || name.startsWith(`${w}.`)
+  new Set([...wanted].filter((w) => picked.some((o) => Loader.isNamed(path.basename(o.path), w))))
 
 /** The libraries a process maps (its executable aside) that `wanted` picks, analysed. */
 export const mappedLibraries = (
@@ -210,7 +207,8 @@ export const mappedLibraries = (
         const name = path.basename(o.path)
         // The executable maps itself too: its inode is the one /proc/PID/exe has.
         if (exeFile !== undefined && exeFile.endsWith(`:${o.inode}`)) return false
-        return wanted === "all" || [...wanted].some((w) => isNamed(name, w))
+        // The file is often the soname's target (libz.so.1 -> libz.so.1.2.13): its basename extends the name.
+        return wanted === "all" || [...wanted].some((w) => Loader.isNamed(name, w))
       })
     const objects = yield* processMaps(pid)
     let picked = pick(objects)

@@ -20,6 +20,9 @@ export const LIBRARY_DIRS = [
   "/usr/local/lib"
 ]
 
+/** A library's file name `file` names `name` when it is `name` or `name` plus a version (libz.so.1.2.13, libz.so.1). */
+export const isNamed = (file: string, name: string) => file === name || file.startsWith(`${name}.`)
+
 /** At most this many objects are followed (a desktop program's closure is ~100). */
 const MAX_OBJECTS = 256
 
@@ -80,5 +83,5 @@ const closureOf = (pid: number): ReadonlySet<string> => {
 /** The names among `names` that process `pid`'s loader will map (in its executable's DT_NEEDED closure). */
 export const willMap = (pid: number, names: ReadonlyArray<string>): ReadonlyArray<string> => {
   const closure = closureOf(pid)
-  return names.filter((n) => [...closure].some((c) => c === n || c.startsWith(`${n}.`)))
+  return names.filter((n) => [...closure].some((c) => isNamed(c, n)))
 }

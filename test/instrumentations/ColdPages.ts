@@ -4,7 +4,9 @@
  * would, through process_madvise(MADV_PAGEOUT) from outside (Linux 5.10; root, for another process's file pages). The
  * program finds them again on its next touch; a BPF read before that fails. A page another process maps too is kept:
  * run one process per binary. MADV_PAGEOUT never loses data (a relocated RELRO page, anonymous, is not reclaimed
- * without swap), unlike MADV_DONTNEED. Python's ctypes makes the call: Node has no binding for it.
+ * without swap), unlike MADV_DONTNEED. Python's ctypes makes the call: Node has no binding for it. The database/sql
+ * tests do not use it: their file keeps earlier processes of one binary running (their pages are shared), so the
+ * dbsql fixture drops its own pages (`-cold`) right before each query instead.
  */
 import { execFileSync } from "node:child_process"
 

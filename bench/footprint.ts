@@ -5,6 +5,8 @@
  * OTLP http/protobuf to the counting sink (bench/internal/sink.ts). Prints:
  *   - agent RSS attached and idle, and steady under the load, against the 64 MiB goal and against a bare `node`
  *     process measured in the same run;
+ *   - the floors under that RSS, in the same run: the smallest Effect program (bench/internal/effectFloor.ts,
+ *     bundled as the CLI is) and the agent attached to nothing (every probe loaded, exporters off);
  *   - agent CPU while attached and idle (ms per second, over --idle-seconds with no load; schedstat, ns resolution);
  *   - agent CPU per span at the rate reached (its idle rate taken off);
  *   - spans lost: the sink's count against the requests made (the bench fails unless it is 0);
@@ -92,6 +94,53 @@ const bareNodeRss = async (): Promise<number> => {
   const rss = rssMiB(child.pid!)
   child.kill("SIGKILL")
   return rss
+}
+
+/**
+ * The RSS of the smallest Effect program (bench/internal/effectFloor.ts), bundled, minified and tree-shaken as the
+ * CLI is, on the same node binary, one second after it has run: what any agent built on Effect pays before it does
+ * anything of its own.
+ */
+const effectFloorRss = async (): Promise<number> => {
+  const out = path.join(root, "test", ".cache", "bench", "effect-floor.mjs")
+  fs.mkdirSync(path.dirname(out), { recursive: true })
+  const esbuild = await import("esbuild")
+  await esbuild.build({
+    entryPoints: [path.join(root, "bench", "internal", "effectFloor.ts")],
+    bundle: true,
+    minify: true,
+    platform: "node",
+    format: "esm",
+    outfile: out,
+    logLevel: "error"
+  })
+  const child = spawn(process.execPath, [out], { stdio: ["ignore", "pipe", "inherit"] })
+  children.push(child)
+  await waitForLine(child, ["stdout"], /"count":100/, 30_000)
+  await sleep(1000)
+  const rss = rssMiB(child.pid!)
+  child.kill("SIGKILL")
+  return rss
+}
+
+/**
+ * The agent's own floor: `run` started as users start it, every probe loaded, watching for an executable no process
+ * runs (nothing attached, no records, exporters off), one second after it is ready.
+ */
+const agentFloor = async (bin: string): Promise<{ readonly rss: number; readonly parts: RssParts }> => {
+  const nobody = privateCopy("/bin/true")
+  const child = spawn(bin, ["run", "--exe", nobody], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, OTEL_TRACES_EXPORTER: "none", OTEL_METRICS_EXPORTER: "none", OTEL_LOGS_EXPORTER: "none" }
+  })
+  children.push(child)
+  await waitForLine(child, ["stdout", "stderr"], /ready: probes/, 60_000)
+  await sleep(1000)
+  const floor = { rss: rssMiB(child.pid!), parts: rssParts(child.pid!) }
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  child.kill("SIGINT")
+  await exited
+  return floor
 }
 
 /** The paced load over every backend; resolves with bench/load's totals when it ends. */
@@ -237,8 +286,10 @@ const main = async () => {
   const backendExe = privateCopy(path.join(dir, "backend"))
   const load = buildLoad()
   const bareRss = await bareNodeRss()
+  const effectRss = await effectFloorRss()
+  const floor = await agentFloor(thisBuild)
   // Filling the host must not starve the sink, the stand-in for a collector on another host (bench/internal/sink.ts).
-  const sink = await Sink.start({ nice: saturate ? -10 : 19 })
+  const sink = await Sink.start(saturate ? { nice: -10 } : {})
   process.on("exit", sink.stop)
 
   const backends: Array<ChildProcess> = []
@@ -402,6 +453,11 @@ const main = async () => {
     `${measured.errors + warm.errors} errors; warm-up ${warm.requests} requests before`)
   const row = (name: string, value: string, vs: string) => console.log(`${name.padEnd(38)}${value.padStart(14)}   ${vs}`)
   row("bare node -e (same run)", `${bareRss.toFixed(1)} MiB`, "")
+  row("smallest Effect program (same run)", `${effectRss.toFixed(1)} MiB`,
+    `${(effectRss / bareRss).toFixed(2)}x bare node; leaves ${(64 - effectRss).toFixed(1)} MiB of the 64 MiB goal ` +
+      "(bench/internal/effectFloor.ts, bundled)")
+  row("agent attached to nothing", `${floor.rss.toFixed(1)} MiB`,
+    `${(floor.rss / effectRss).toFixed(2)}x the Effect program; every probe loaded, exporters off`)
   row("agent RSS attached, idle", `${rssIdle.toFixed(1)} MiB`,
     `${(rssIdle / 64).toFixed(2)}x the 64 MiB goal, ${(rssIdle / bareRss).toFixed(2)}x bare node ` +
       `(${rssIdleEnd.toFixed(1)} MiB after the idle window)`)
@@ -424,6 +480,7 @@ const main = async () => {
     `anonymous ${p.anonymous.toFixed(1)}, node binary ${p.nodeBinary.toFixed(1)}, BPF maps ${p.bpfMaps.toFixed(1)}, ` +
     `other ${p.other.toFixed(1)} MiB`
   row("agent idle wakeups (main thread)", `${idleWakeupsOf[0]!.toFixed(1)} /s`, "")
+  row("agent attached to nothing, by mapping", "", partsText(floor.parts))
   row("agent RSS idle, by mapping", "", partsText(idleParts[0]!))
   row("agent RSS under load, by mapping", "", partsText(main0.parts))
   if (others.length > 0) {

@@ -53,6 +53,8 @@ const requests = Number(process.argv[2] ?? 3000)
 const connections = Number(process.argv[3] ?? 1)
 /** Without/with pairs; the VM is noisy, so the table shows medians and the per-round ratios show the spread. */
 const rounds = Number(process.argv[4] ?? 3)
+/** The agent's output lines kept for the report of a run that lost spans. */
+const TAIL_LINES = 30
 const warmup = Math.min(500, requests)
 /**
  * Requests a newly attached agent handles before the measured ones (BENCH_AGENT_WARMUP): V8 compiles the span path
@@ -230,9 +232,13 @@ const main = async () => {
     })
     children.push(agent)
     const attached = new Set<string>()
+    const lines: Array<string> = []
     const bothAttached = new Promise<void>((resolve) => {
       for (const s of ["stdout", "stderr"] as const) {
         readline.createInterface({ input: agent[s]! }).on("line", (line) => {
+          // The last lines are kept: an agent that lost spans says why in its exit summary.
+          lines.push(line)
+          if (lines.length > TAIL_LINES) lines.shift()
           const m = /pid (\d+): attached/.exec(line)
           if (m) attached.add(m[1]!)
           if (services.every((p) => attached.has(String(p)))) resolve()
@@ -243,12 +249,12 @@ const main = async () => {
       throw new Error(`the agent (${mode.name}) did not attach to both services within 60 s`)
     })
     await Promise.race([bothAttached, timeout])
-    return agent
+    return { agent, tail: () => lines.join("\n") }
   }
 
   const attached = async (mode: Mode): Promise<Attached> => {
     const received0 = await sink.spans()
-    const agent = await startAgent(mode)
+    const { agent, tail } = await startAgent(mode)
     await sleep(1000) // start-up work settles before the agent's CPU is sampled
     const pid = agent.pid!
     const rssIdle = rssMiB(pid)
@@ -279,6 +285,12 @@ const main = async () => {
     const exit = new Promise<number | null>((resolve) => agent.once("exit", (c) => resolve(c)))
     agent.kill("SIGINT")
     const exitCode = await exit
+    const received = (await sink.spans()) - received0
+    const expected = mode.exports ? SPANS_PER_REQUEST * (requests + warmup + agentWarmup) : 0
+    if (exitCode !== 0 || received !== expected) {
+      console.error(`overhead: agent (${mode.name}) exited with ${exitCode}, the sink got ${received} of ${expected} ` +
+        `spans; its last lines:\n${tail()}`)
+    }
     return {
       measured,
       // The warm-up requests ran while attached too.
@@ -295,8 +307,8 @@ const main = async () => {
       rssIdle,
       rssLoaded,
       exitCode,
-      received: (await sink.spans()) - received0,
-      expected: mode.exports ? SPANS_PER_REQUEST * (requests + warmup + agentWarmup) : 0
+      received,
+      expected
     }
   }
 

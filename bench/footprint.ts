@@ -523,20 +523,23 @@ const main = async () => {
   // 3 is "something was lost": the agent's exit summary says what.
   if (exitCode !== 0) console.log(agentTail.split("\n").slice(-12).join("\n"))
 
+  const floorsNote = `the smallest Effect program ${effectRss.toFixed(1)} MiB, the agent attached to nothing ` +
+    `${floor.rss.toFixed(1)} MiB (same run)`
   Goals.record("footprint", {
     goal: "agent RSS, 10 processes at 10k spans/s, steady",
     figure: rssSteady,
     unit: "MiB",
     target: 64,
     baseline: { name: "bare node, same run", value: bareRss },
-    note: rateNote
+    note: `${rateNote}; ${floorsNote}`
   })
   Goals.record("footprint", {
     goal: "agent RSS, attached to 10 processes, idle",
     figure: rssIdle,
     unit: "MiB",
     target: 64,
-    baseline: { name: "bare node, same run", value: bareRss }
+    baseline: { name: "bare node, same run", value: bareRss },
+    note: floorsNote
   })
   Goals.record("footprint", {
     goal: "agent idle CPU while attached",

@@ -23,6 +23,11 @@
 //
 // The wakeup comes through an epoll set of our own, with the ring registered edge-triggered: libbpf's set is
 // level-triggered, so a poll handle on it fires on every loop iteration while records wait for the timer.
+//
+// The ring's data is mapped (libbpf's ring_buffer__new) at the first drain that finds something in it, not at start:
+// the kernel maps every data page at once, twice over, so a mapped 1 MiB ring is 2 MiB of the agent's RSS whether a
+// record ever comes or not, and most probes of a process see no traffic (a client probe in a server, a driver the
+// program links but does not use). Until then only the two position pages are mapped, and they say whether to map.
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <stdio.h>
@@ -57,7 +62,12 @@ constexpr uint64_t kDefaultWakeupBytes = 256 * 1024;
 
 struct RingState {
   napi_env env = nullptr;
+  // The ring's map (the object's descriptor); its data mapped through `rb` once a drain first finds something to read
+  // (nullptr until then).
+  int map_fd = -1;
   struct ring_buffer* rb = nullptr;
+  // Why mapping the data failed, said once (the drains go on trying: the kernel counts what the full ring drops).
+  bool map_failure_said = false;
   uv_poll_t poll;
   uv_timer_t timer;
   bool has_timer = false;
@@ -161,9 +171,24 @@ static void Flush(RingState* s) {
   s->holdover.clear();
 }
 
+static uint64_t Unread(RingState* s);
+
+// Maps the ring's data when it first holds something to read; whether it is mapped.
+static bool Mapped(RingState* s) {
+  if (s->rb != nullptr) return true;
+  if (s->stopped || Unread(s) == 0) return false;
+  s->rb = ring_buffer__new(s->map_fd, OnSample, s, nullptr);
+  if (s->rb == nullptr && !s->map_failure_said) {
+    s->map_failure_said = true;
+    int err = errno;
+    fprintf(stderr, "probescope ringbuf: mapping the ring's data failed: %s\n", strerror(err));
+  }
+  return s->rb != nullptr;
+}
+
 // Consume what the ring holds now; returns the number of records delivered.
 static double Drain(RingState* s) {
-  if (s->stopped || s->draining || s->rb == nullptr) return 0;
+  if (s->stopped || s->draining || !Mapped(s)) return 0;
   s->draining = true;
   double before = s->received;
   for (int round = 0; round < kMaxRoundsPerWakeup && !s->stopped; round++) {
@@ -283,6 +308,8 @@ static void StopState(RingState* s) {
   s->epoll_fd = -1;
   if (s->positions != MAP_FAILED) munmap(s->positions, 2 * s->page_size);
   s->positions = MAP_FAILED;
+  // A stopped reader maps nothing more (the descriptor is the object's, closed with it).
+  s->map_fd = -1;
   if (!s->draining && s->rb != nullptr) {
     ring_buffer__free(s->rb);
     s->rb = nullptr;
@@ -325,25 +352,26 @@ void RingBuffer::Start(Napi::Env env, int map_fd, Napi::Function callback, uint3
   s->data_ref = Napi::Persistent(data);
   s->offsets_ref = Napi::Persistent(offsets);
   LogReset();
-  s->rb = ring_buffer__new(map_fd, OnSample, s.get(), nullptr);
-  if (s->rb == nullptr) throw MakeError(env, "ringBuffer", errno ? errno : EINVAL, "ring_buffer__new");
+  // The data is mapped at the first drain with something to read (see the top of this file), through the object's
+  // descriptor: a reader is stopped before its object closes (BpfLive's scopes), and a stopped reader maps nothing.
+  // The caller has checked that the map is a ring buffer.
+  s->map_fd = map_fd;
   uv_loop_t* loop = nullptr;
   auto fail = [&](int err, const char* what) {
     if (s->epoll_fd >= 0) close(s->epoll_fd);
     if (s->positions != MAP_FAILED) munmap(s->positions, 2 * s->page_size);
-    ring_buffer__free(s->rb);
     return MakeError(env, "ringBuffer", err, what);
   };
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) throw fail(EINVAL, "no libuv loop");
   s->page_size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   // The consumer page, then the producer page: read-only, as the kernel allows past the first page.
-  s->positions = mmap(nullptr, 2 * s->page_size, PROT_READ, MAP_SHARED, map_fd, 0);
+  s->positions = mmap(nullptr, 2 * s->page_size, PROT_READ, MAP_SHARED, s->map_fd, 0);
   if (s->positions == MAP_FAILED) throw fail(errno, "mmap of the ring's positions");
   s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (s->epoll_fd < 0) throw fail(errno, "epoll_create1");
   struct epoll_event ev = {};
   ev.events = EPOLLIN | EPOLLET;
-  if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, map_fd, &ev) != 0) throw fail(errno, "epoll_ctl");
+  if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->map_fd, &ev) != 0) throw fail(errno, "epoll_ctl");
   int rc = uv_poll_init(loop, &s->poll, s->epoll_fd);
   if (rc != 0) throw fail(-rc, "uv_poll_init");
   s->poll.data = s.get();

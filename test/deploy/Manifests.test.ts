@@ -29,8 +29,8 @@ import {
 
 /** What the agent needs and nothing more (docs/deploy.md says why each). */
 const CAPABILITIES = ["BPF", "DAC_READ_SEARCH", "PERFMON", "SYS_PTRACE"]
-/** docs/benchmarks.md: the agent's RSS, attached, idle or under load. */
-const MEASURED_RSS_MIB = 254
+/** docs/benchmarks.md: the agent's RSS attached to ten processes under 10k spans/s, the most any #12 run measured. */
+const MEASURED_RSS_MIB = 111
 /** PROBESCOPE_SHUTDOWN_TIMEOUT's bound plus the 2 s after which the agent exits 4 by itself (docs/cli.md). */
 const STOP_BOUND_SECONDS = 5 + 2
 
@@ -202,9 +202,11 @@ describe("deploy/kubernetes: the probescope DaemonSet", () => {
       assert.property(r[kind], "cpu", kind)
       assert.property(r[kind], "memory", kind)
     }
-    assert.isAtLeast(mebibytes(r.requests!.memory!), MEASURED_RSS_MIB)
+    // Headroom over the measure: more distinct executables analysed, an export queue that fills while the collector
+    // is away (up to 16 MiB of encoded spans per exporter).
+    assert.isAtLeast(mebibytes(r.requests!.memory!), MEASURED_RSS_MIB * 1.5)
     assert.isAtLeast(mebibytes(r.limits!.memory!), mebibytes(r.requests!.memory!) * 1.5)
-    assert.isAbove(cores(r.requests!.cpu!), 0.03, "idle CPU is 15-30 ms/s")
+    assert.isAbove(cores(r.requests!.cpu!), 0.03, "the request covers the spans, not only the idle 0.5 ms/s")
     assert.isAtLeast(cores(r.limits!.cpu!), cores(r.requests!.cpu!))
   })
 

@@ -1,10 +1,11 @@
 /**
  * The addon's ring-buffer reader: every batch lands in one buffer JS holds for the life of the reader (one copy from
- * the ring, nothing allocated per batch), a record that does not fit a full batch opens the next one, the drain timer
- * backs off on an empty ring and comes back to its interval when records arrive, and a ring past its wakeup threshold
- * is drained at once. The producer is
+ * the ring, nothing allocated per batch), the ring's data is mapped only once it holds a record, a record that does
+ * not fit a full batch opens the next one, the drain timer backs off on an empty ring and comes back to its interval
+ * when records arrive, and a ring past its wakeup threshold is drained at once. The producer is
  * bpf/test/ringbuf_bench.bpf.c run with BPF_PROG_TEST_RUN: 64-byte records numbered from 0.
  */
+import * as fs from "node:fs"
 import { describe, expect, it } from "vitest"
 import { loadAddon, type NativeObject } from "../../src/kernel/internal/addon.ts"
 import { bpfObject, buildAll } from "./fixtures.ts"
@@ -40,6 +41,17 @@ const until = async (f: () => boolean, ms: number) => {
   while (!f() && Date.now() < end) await sleep(5)
 }
 
+/** KiB of this process's RSS in BPF map mappings (ring buffers, and the global data libbpf maps), from smaps. */
+const bpfMapRssKiB = () => {
+  let kib = 0
+  let inMap = false
+  for (const line of fs.readFileSync("/proc/self/smaps", "utf8").split("\n")) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inMap = line.endsWith("anon_inode:bpf-map")
+    else if (inMap && line.startsWith("Rss:")) kib += Number(line.split(/\s+/)[1])
+  }
+  return kib
+}
+
 const seqOf = (data: Uint8Array, at: number) => Number(Buffer.from(data.buffer, data.byteOffset).readBigUInt64LE(at))
 
 describe("ring-buffer batches", () => {
@@ -69,6 +81,28 @@ describe("ring-buffer batches", () => {
       expect(sizes.length).toBe(Math.ceil(1000 / 64))
       expect(Math.max(...sizes)).toBe(4096)
       expect(buffers.size).toBe(1)
+    } finally {
+      obj.close()
+    }
+  })
+
+  it("a ring's data is mapped at the first drain that finds a record, not before", () => {
+    const obj = producer(10)
+    try {
+      const ringKiB = obj.maps().find((m) => m.name === "events")!.maxEntries / 1024
+      const before = bpfMapRssKiB()
+      let seen = 0
+      const rb = obj.ringBuffer("events", (_data, _offsets, count) => void (seen += count), 0, 4096, 4096)
+      expect(rb.consume()).toBe(0)
+      // Nothing to read: only the consumer and producer pages are mapped, not the ring's data (twice its size).
+      const idle = bpfMapRssKiB() - before
+      expect(idle).toBeLessThanOrEqual(16)
+      obj.testRun("bench_produce", null, 0)
+      expect(rb.consume()).toBe(10)
+      expect(seen).toBe(10)
+      // Now mapped: the kernel maps the data pages twice over (a record may wrap), all at once.
+      expect(bpfMapRssKiB() - before).toBeGreaterThanOrEqual(2 * ringKiB)
+      rb.stop()
     } finally {
       obj.close()
     }

@@ -171,16 +171,23 @@ static void Flush(RingState* s) {
   s->holdover.clear();
 }
 
-static uint64_t Unread(RingState* s);
+// Unread bytes in the ring (records reserved but not yet committed included): producer minus consumer position.
+static uint64_t Unread(RingState* s) {
+  if (s->positions == MAP_FAILED) return 0;
+  auto* base = static_cast<uint8_t*>(s->positions);
+  uint64_t consumer = __atomic_load_n(reinterpret_cast<uint64_t*>(base), __ATOMIC_ACQUIRE);
+  uint64_t producer = __atomic_load_n(reinterpret_cast<uint64_t*>(base + s->page_size), __ATOMIC_ACQUIRE);
+  return producer - consumer;
+}
 
 // Maps the ring's data when it first holds something to read; whether it is mapped.
 static bool Mapped(RingState* s) {
   if (s->rb != nullptr) return true;
   if (s->stopped || Unread(s) == 0) return false;
   s->rb = ring_buffer__new(s->map_fd, OnSample, s, nullptr);
+  int err = errno;
   if (s->rb == nullptr && !s->map_failure_said) {
     s->map_failure_said = true;
-    int err = errno;
     fprintf(stderr, "probescope ringbuf: mapping the ring's data failed: %s\n", strerror(err));
   }
   return s->rb != nullptr;
@@ -206,15 +213,6 @@ static double Drain(RingState* s) {
     s->rb = nullptr;
   }
   return s->received - before;
-}
-
-// Unread bytes in the ring (records reserved but not yet committed included): producer minus consumer position.
-static uint64_t Unread(RingState* s) {
-  if (s->positions == MAP_FAILED) return 0;
-  auto* base = static_cast<uint8_t*>(s->positions);
-  uint64_t consumer = __atomic_load_n(reinterpret_cast<uint64_t*>(base), __ATOMIC_ACQUIRE);
-  uint64_t producer = __atomic_load_n(reinterpret_cast<uint64_t*>(base + s->page_size), __ATOMIC_ACQUIRE);
-  return producer - consumer;
 }
 
 static void OnTimer(uv_timer_t* h);

@@ -77,6 +77,8 @@ export interface BatchQueue<A, B> {
   readonly sizeOf: (batch: B) => number
   /** Forgets everything waiting (the shutdown deadline passed); returns how many items that was. */
   readonly clear: () => number
+  /** The batch's export has ended (exported, failed, or cut off): the batcher reads it no more. */
+  readonly done?: (batch: B) => void
 }
 
 /** What ships the batches a `BatchQueue` hands out (an `Exporter<A>` ships arrays of items). */
@@ -199,7 +201,10 @@ export const makeWith = <A, B>(
             reporter.lost()
           })
         ),
-        Effect.ensuring(Effect.sync(() => void (inFlight -= n)))
+        Effect.ensuring(Effect.sync(() => {
+          inFlight -= n
+          queue.done?.(batch)
+        }))
       )
     })
 

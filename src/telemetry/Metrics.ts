@@ -68,7 +68,9 @@ export const otlp = (config: OtlpConfig): MetricsExporter => {
   return {
     name: "otlp",
     endpoint: config.endpoint,
-    export: (batch) => Effect.suspend(() => Effect.forEach(encode(batch), client.send, { discard: true })),
+    // One request per encoded part; `send` is called with the body alone (its second parameter is not an index).
+    export: (batch) =>
+      Effect.suspend(() => Effect.forEach(encode(batch), (body) => client.send(body), { discard: true })),
     shutdown: Effect.sync(client.close)
   }
 }

@@ -23,6 +23,7 @@ import type { SpanData } from "../probe/Telemetry.ts"
 import { ExportError, type Exporter } from "./Exporter.ts"
 import type { RequestBuilder } from "./internal/otlp/builder.ts"
 import { makeTraceEncoder, type OtlpSpan, type ResourceLike } from "./internal/otlp/traces.ts"
+import * as BodyPool from "./internal/otlp/bodyPool.ts"
 import * as Client from "./internal/otlp/client.ts"
 import { OtlpFailure, type Tls } from "./internal/otlp/transport.ts"
 import * as ProcessResources from "./ProcessResources.ts"
@@ -49,6 +50,8 @@ export interface EncodedBatch {
   readonly body: Uint8Array
   /** Spans in the request. */
   readonly count: number
+  /** The pooled memory `body` is in (internal/otlp/bodyPool.ts), when it came from a queue. */
+  readonly lease?: BodyPool.Lease
 }
 
 /** A span exporter that encodes and sends OTLP itself. */
@@ -58,6 +61,7 @@ export interface OtlpExporter extends Exporter<OtlpSpan> {
   /**
    * A queue for the `Batcher` that encodes each span as it is offered (see internal/otlp/builder.ts), into requests
    * of at most `maxBatch` spans: what waits for export is bytes, not span objects, and a retry sends the same bytes.
+   * A request's body is reused for a later one once the batcher is `done` with it and no attempt still sends it.
    */
   readonly queue: (maxBatch: number) => BatchQueue<OtlpSpan, EncodedBatch>
   /** Sends an encoded request, as `export` does after encoding (one attempt; an empty request sends nothing). */
@@ -105,6 +109,8 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
   // Connects at the first export: an agent configured for OTLP that never sees a span opens no connection.
   const client = Client.make(config, "traces")
   const send = client.send
+  // Shared by the exporter's queues: one Batcher's, and a flush's beside it.
+  const bodies = BodyPool.make()
 
   const queue = (maxBatch: number): BatchQueue<OtlpSpan, EncodedBatch> => {
     // Requests in the making, oldest first: each takes spans until it holds `maxBatch` or MAX_REQUEST_BYTES, then
@@ -137,9 +143,12 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
         // The head was closed unless it was the only one, the open request.
         if (requests.length > 0) closedBytes -= head.bytes()
         else closedBytes = 0
-        return { body: head.finish(), count }
+        let lease: BodyPool.Lease | undefined
+        const body = head.finish((size) => (lease = bodies.alloc(size)).bytes)
+        return lease === undefined ? { body, count } : { body, count, lease }
       },
       sizeOf: (batch) => batch.count,
+      done: (batch) => batch.lease?.release(),
       clear: () => {
         const n = size
         for (const r of requests) r.discard()
@@ -156,7 +165,9 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
     endpoint: config.endpoint,
     encode,
     queue,
-    sendEncoded: (batch) => batch.count === 0 ? Effect.void : Effect.suspend(() => send(batch.body)),
+    // Each attempt holds the body until its bytes are written; a retry is a new attempt with a hold of its own.
+    sendEncoded: (batch) =>
+      batch.count === 0 ? Effect.void : Effect.suspend(() => send(batch.body, batch.lease?.hold())),
     export: (items) => items.length === 0 ? Effect.void : Effect.suspend(() => send(encode(items))),
     shutdown: Effect.sync(client.close)
   }

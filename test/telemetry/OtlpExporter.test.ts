@@ -139,6 +139,38 @@ const rpcStatus = (message: string) => {
   return Buffer.concat([Buffer.from([0x08, 0x03, 0x12, text.length]), text])
 }
 
+/** `n` spans, each its own span id. */
+const distinct = (n: number) =>
+  Array.from({ length: n }, (_, i) =>
+    OtlpExporter.span({ ...span, spanId: (i + 1).toString(16).padStart(16, "0") }, resource, OFFSET))
+
+/** Whether two bodies are views of the same memory. */
+const sameMemory = (a: Uint8Array, b: Uint8Array) => a.buffer === b.buffer && a.byteOffset === b.byteOffset
+
+/**
+ * Three requests of two spans through an exporter's encoding queue, as the Batcher sends them: the second is taken
+ * once the first was sent and is done with, and must be in its memory; the third is taken while the second is still
+ * held, and must not be. Returns the spans of each request, in order.
+ */
+const reuseRound = (exporter: OtlpExporter.OtlpExporter) =>
+  Effect.gen(function*() {
+    const spans = distinct(6)
+    const queue = exporter.queue(2)
+    for (const item of spans) queue.push(item)
+    const first = queue.take(2)!
+    yield* exporter.sendEncoded(first)
+    queue.done!(first)
+    const second = queue.take(2)!
+    assert.isTrue(sameMemory(second.body, first.body), "the second request is written where the first was")
+    const third = queue.take(2)!
+    assert.isFalse(sameMemory(third.body, second.body), "not while the second is held")
+    yield* exporter.sendEncoded(second)
+    yield* exporter.sendEncoded(third)
+    queue.done!(second)
+    queue.done!(third)
+    return [spans.slice(0, 2), spans.slice(2, 4), spans.slice(4)]
+  })
+
 describe("OtlpExporter over HTTP", () => {
   it.live("http/protobuf: POSTs the encoded batch with the configured headers over one kept-alive connection", () =>
     Effect.gen(function*() {
@@ -370,6 +402,33 @@ describe("OtlpExporter over HTTP", () => {
       assert.isTrue(bodies[3]!.equals(exporter.encode(many.slice(20))))
     }))
 
+  it.live("its encoding queue writes a request into the last one's memory once that was sent and is done with", () =>
+    Effect.gen(function*() {
+      const server = yield* httpServer((_req, res) => res.writeHead(200).end())
+      for (const config of [{}, { protocol: "http/json" as const }, { compression: "gzip" as const }]) {
+        const exporter = yield* exporterFor({ endpoint: server.url, ...config })
+        const sent = yield* reuseRound(exporter)
+        const bodies = server.received.splice(0).map((r) => config.compression ? zlib.gunzipSync(r.body) : r.body)
+        assert.strictEqual(bodies.length, 3)
+        // The first request's memory holds the second's bytes now: what the server got was read before that.
+        for (let i = 0; i < 3; i++) assert.isTrue(bodies[i]!.equals(exporter.encode(sent[i]!)), `request ${i}`)
+      }
+    }))
+
+  it.live("a request cut off before its body reached the socket keeps that memory out of reuse", () =>
+    Effect.gen(function*() {
+      const exporter = yield* exporterFor({ endpoint: `http://127.0.0.1:${yield* closedPort}/v1/traces` })
+      const queue = exporter.queue(2)
+      for (const item of distinct(4)) queue.push(item)
+      const first = queue.take(2)!
+      const error = yield* failureOf(exporter.sendEncoded(first))
+      assert.match(error.message, /ECONNREFUSED/)
+      // Whatever the request emits after its error (its close) has been emitted.
+      yield* Effect.sleep("50 millis")
+      queue.done!(first)
+      assert.isFalse(sameMemory(queue.take(2)!.body, first.body), "a body never written is not handed out again")
+    }))
+
   it("its encoding queue closes a request at MAX_REQUEST_BYTES, however few spans it holds", () => {
     const exporter = OtlpExporter.make({
       protocol: "http/protobuf",
@@ -506,6 +565,19 @@ describe("OtlpExporter over gRPC (HTTP/2)", () => {
       assert.strictEqual(frame.readUInt32BE(1), frame.length - 5)
       assert.isTrue(frame.subarray(5).equals(exporter.encode(items)))
       assert.deepStrictEqual(flatSpans(server.calls[1]!.frame.subarray(5)).map((s) => s.span["name"]), ["SELECT"])
+    }))
+
+  it.live("its encoding queue writes a request into the last one's memory once that was sent and is done with", () =>
+    Effect.gen(function*() {
+      const server = yield* grpcServer((stream) => grpcReply(stream, 0))
+      for (const compression of ["none", "gzip"] as const) {
+        const exporter = yield* exporterFor({ endpoint: server.endpoint, protocol: "grpc", compression })
+        const sent = yield* reuseRound(exporter)
+        const messages = server.calls.splice(0).map((c: { frame: Buffer }) =>
+          compression === "gzip" ? zlib.gunzipSync(c.frame.subarray(5)) : c.frame.subarray(5))
+        assert.strictEqual(messages.length, 3)
+        for (let i = 0; i < 3; i++) assert.isTrue(messages[i]!.equals(exporter.encode(sent[i]!)), `call ${i}`)
+      }
     }))
 
   it.live("gzip: grpc-encoding gzip and the compressed flag", () =>

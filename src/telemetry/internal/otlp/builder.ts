@@ -30,9 +30,12 @@ export interface Format<W extends ProtoWriter> {
   readonly newWriter: () => W
   /** Appends one span to a group's bytes; `first`: the group's first span (JSON puts a comma between spans). */
   readonly writeSpan: (w: W, item: OtlpSpan, first: boolean) => void
-  /** Lays the groups out as one request. */
-  readonly assemble: (resources: Iterable<ResourceGroup>) => Buffer
+  /** Lays the groups out as one request, in a buffer of `alloc`'s (exactly the size asked for). */
+  readonly assemble: (resources: Iterable<ResourceGroup>, alloc: (size: number) => Buffer) => Buffer
 }
+
+/** A request's buffer when the caller brings none: a new one. */
+const fresh = (size: number): Buffer => Buffer.allocUnsafe(size)
 
 export interface RequestBuilder {
   /** Spans added since the builder was last finished or discarded. */
@@ -41,8 +44,11 @@ export interface RequestBuilder {
   readonly bytes: () => number
   /** Encodes one span into the request being built (nothing of the item is kept). */
   readonly add: (item: OtlpSpan) => void
-  /** The request of every span added (for none: empty protobuf, `{"resourceSpans":[]}`); the builder starts over. */
-  readonly finish: () => Buffer
+  /**
+   * The request of every span added (for none: empty protobuf, `{"resourceSpans":[]}`), written into `alloc(size)`
+   * (default: a new buffer); the builder starts over.
+   */
+  readonly finish: (alloc?: (size: number) => Buffer) => Buffer
   /** Forgets every span added; the builder starts over, empty. */
   readonly discard: () => void
 }
@@ -128,8 +134,8 @@ export const builders = <W extends ProtoWriter>(format: Format<W>): () => Reques
         count++
         bytes += w.pos - mark
       },
-      finish: () => {
-        const body = format.assemble(resources.values())
+      finish: (alloc = fresh) => {
+        const body = format.assemble(resources.values(), alloc)
         reset()
         return body
       },
@@ -156,7 +162,7 @@ export const protobufAssembler = (
   resourceField: (r: ResourceLike) => Uint8Array,
   scopeField: (probe: string) => Uint8Array
 ) =>
-(resources: Iterable<ResourceGroup>): Buffer => {
+(resources: Iterable<ResourceGroup>, alloc: (size: number) => Buffer): Buffer => {
   const list = Array.from(resources)
   let total = 0
   for (const rg of list) {
@@ -168,7 +174,7 @@ export const protobufAssembler = (
     rg.size = size
     total += 1 + varintSize(size) + size
   }
-  const out = Buffer.allocUnsafe(total)
+  const out = alloc(total)
   let p = 0
   for (const rg of list) {
     out[p++] = 0x0a // ExportTraceServiceRequest.resource_spans (1)
@@ -200,7 +206,7 @@ export const jsonAssembler = (
   resourceOpening: (r: ResourceLike) => Uint8Array,
   scopeOpening: (probe: string) => Uint8Array
 ) =>
-(resources: Iterable<ResourceGroup>): Buffer => {
+(resources: Iterable<ResourceGroup>, alloc: (size: number) => Buffer): Buffer => {
   const list = Array.from(resources)
   let total = REQUEST_OPEN.length + CLOSE.length + Math.max(0, list.length - 1)
   for (const rg of list) {
@@ -209,7 +215,7 @@ export const jsonAssembler = (
     rg.size = size
     total += size
   }
-  const out = Buffer.allocUnsafe(total)
+  const out = alloc(total)
   let p = 0
   const put = (bytes: Uint8Array) => {
     out.set(bytes, p)

@@ -11,8 +11,11 @@ import { ExportError } from "../otelExport.ts"
 import { grpcTransport, httpTransport, type Signal, type Transport } from "./transport.ts"
 
 export interface Client {
-  /** Sends one encoded request (protobuf, or JSON for http/json): one attempt. */
-  readonly send: (body: Uint8Array) => Effect.Effect<void, ExportError>
+  /**
+   * Sends one encoded request (protobuf, or JSON for http/json): one attempt. `written` is called once the body's
+   * bytes are read no more, never if the request is cut off before (see transport.ts's `Send`).
+   */
+  readonly send: (body: Uint8Array, written?: () => void) => Effect.Effect<void, ExportError>
   /** Closes the connection, if one was made. */
   readonly close: () => void
 }
@@ -42,7 +45,7 @@ export const make = (config: OtlpConfig, signal: Signal): Client => {
         contentType: config.protocol === "http/json" ? "application/json" : "application/x-protobuf"
       })
 
-  const send = (body: Uint8Array) =>
+  const send = (body: Uint8Array, written?: () => void) =>
     Effect.callback<void, ExportError>((resume) => {
       const abandon = transportOf().send(body, (result) => {
         if (result.ok) {
@@ -66,7 +69,7 @@ export const make = (config: OtlpConfig, signal: Signal): Client => {
             cause: failure
           })
         ))
-      })
+      }, written)
       return Effect.sync(abandon)
     })
 

@@ -49,8 +49,13 @@ export type SendResult =
   | { readonly ok: true; readonly partial: PartialSuccess | undefined }
   | { readonly ok: false; readonly failure: OtlpFailure }
 
-/** Sends one encoded request; calls `done` once; the returned function abandons the request (interruption). */
-export type Send = (body: Uint8Array, done: (result: SendResult) => void) => () => void
+/**
+ * Sends one encoded request; calls `done` once; the returned function abandons the request (interruption). `written`,
+ * if given, is called once the transport reads `body` no more (all of it handed to the socket, or to the compressor
+ * that made the bytes sent instead); never, for a request cut off before that: the caller may then not reuse the
+ * body's memory (internal/otlp/bodyPool.ts).
+ */
+export type Send = (body: Uint8Array, done: (result: SendResult) => void, written?: () => void) => () => void
 
 export interface TransportOptions {
   /** What the requests carry: the gRPC method called, and how a partial success is read. */
@@ -164,7 +169,7 @@ export const httpTransport = (options: TransportOptions & { readonly contentType
     )
   }
 
-  const post = (body: Uint8Array, settle: (result: SendResult) => void) => {
+  const post = (body: Uint8Array, settle: (result: SendResult) => void, written: (() => void) | undefined) => {
     const req = request(url, {
       method: "POST",
       agent,
@@ -198,17 +203,19 @@ export const httpTransport = (options: TransportOptions & { readonly contentType
         req.once("close", () => queueMicrotask(() => settle(result)))
       })
     })
+    // "finish": the last of the body went to the kernel (a write that failed or was cut off never emits it).
+    if (written !== undefined) req.once("finish", written)
     req.end(body)
     return req
   }
 
-  const send: Send = (body, done) => {
+  const send: Send = (body, done, written) => {
     const settle = once(done)
     let req: http.ClientRequest | undefined
     let abandoned = false
-    const start = (payload: Uint8Array) => {
+    const start = (payload: Uint8Array, payloadWritten: (() => void) | undefined) => {
       try {
-        req = post(payload, settle)
+        req = post(payload, settle, payloadWritten)
       } catch (error) {
         // Thrown before anything was sent: a header value Node refuses (a configuration problem), not the network.
         settle(failed(errorMessage(error), { retryable: false, cause: error }))
@@ -216,12 +223,14 @@ export const httpTransport = (options: TransportOptions & { readonly contentType
     }
     if (options.gzip) {
       gzipped(body, (error, out) => {
+        // The compressor is done with the body, whatever happens to the request now.
+        written?.()
         if (abandoned) return
         if (error !== null) return settle(failed(`gzip: ${error.message}`, { retryable: false, cause: error }))
-        start(out)
+        start(out, undefined)
       })
     } else {
-      start(body)
+      start(body, written)
     }
     return () => {
       abandoned = true
@@ -279,7 +288,12 @@ export const grpcTransport = (options: TransportOptions): Transport => {
     return s
   }
 
-  const call = (message: Uint8Array, compressed: boolean, settle: (result: SendResult) => void) => {
+  const call = (
+    message: Uint8Array,
+    compressed: boolean,
+    settle: (result: SendResult) => void,
+    written: (() => void) | undefined
+  ) => {
     const s = connect()
     inFlight++
     s.ref()
@@ -357,6 +371,8 @@ export const grpcTransport = (options: TransportOptions): Transport => {
         { retryable: httpStatus === 0 || RETRYABLE_HTTP.has(httpStatus), status: httpStatus }
       ))
     })
+    // "finish": HTTP/2 sends the message's bytes from the buffer itself, and ends its writes once they are sent.
+    if (written !== undefined) stream.once("finish", written)
     stream.write(prefixOf(message, compressed))
     stream.end(message)
     return stream
@@ -370,13 +386,13 @@ export const grpcTransport = (options: TransportOptions): Transport => {
     return prefix
   }
 
-  const send: Send = (body, done) => {
+  const send: Send = (body, done, written) => {
     const settle = once(done)
     let stream: http2.ClientHttp2Stream | undefined
     let abandoned = false
-    const start = (message: Uint8Array, compressed: boolean) => {
+    const start = (message: Uint8Array, compressed: boolean, messageWritten: (() => void) | undefined) => {
       try {
-        stream = call(message, compressed, settle)
+        stream = call(message, compressed, settle, messageWritten)
       } catch (error) {
         // Thrown before anything was sent: a metadata value HTTP/2 refuses (a configuration problem).
         settle(failed(errorMessage(error), { retryable: false, cause: error }))
@@ -384,12 +400,13 @@ export const grpcTransport = (options: TransportOptions): Transport => {
     }
     if (options.gzip) {
       gzipped(body, (error, out) => {
+        written?.()
         if (abandoned) return
         if (error !== null) return settle(failed(`gzip: ${error.message}`, { retryable: false, cause: error }))
-        start(out, true)
+        start(out, true, undefined)
       })
     } else {
-      start(body, false)
+      start(body, false, written)
     }
     return () => {
       abandoned = true

@@ -14,6 +14,10 @@
  *     minute to the last and the least-squares slope, over all samples and after the first minute (the goal's figure);
  *   - unless --no-profile: a V8 CPU profile of a second agent under the same load (its load window only, by the
  *     samples' timestamps): main-thread CPU by stage and the top 15 functions by self time.
+ *   - unless --no-contention: the agent's own path in-process (bench/pipeline.ts, OTLP http/protobuf with metrics, at
+ *     SCHED_IDLE as the agent runs), alone and then while the same load runs through an agent that submits nothing
+ *     (sampler always_off: the services still take their uprobe traps): what the same JavaScript costs on a machine
+ *     the traced services keep busy, against which the live agent's CPU per span is read.
  *   - with --saturate: the host filled up in the middle of each measured load (one busy loop per CPU and one more,
  *     nice 0, over its middle third): by then the agent gives way (SCHED_IDLE, src/cli/Priority.ts), and must take
  *     its priority back before its rings overflow; spans lost must still be 0. Prints each agent's "waited … for a
@@ -30,7 +34,7 @@
  *     maps, other; /proc/<pid>/smaps).
  *
  *   node_modules/.bin/node bench/footprint.ts [--rate 10000] [--processes 10] [--seconds 20] [--idle-seconds 10]
- *     [--minutes N] [--no-profile] [--profile-seconds 10] [--saturate]
+ *     [--minutes N] [--no-profile] [--profile-seconds 10] [--saturate] [--no-contention]
  *
  * Root is needed (uprobes). Figures are from one run on whatever machine this is; the rate reached is printed, since a
  * small machine may not drive 10k requests per second through ten Go servers, their probes and the agent at once.
@@ -72,6 +76,7 @@ const soakMinutes = flag("minutes", Number(process.env["BENCH_SOAK_MINUTES"] ?? 
 const profile = !process.argv.includes("--no-profile")
 const saturate = process.argv.includes("--saturate")
 const profileSeconds = flag("profile-seconds", 10)
+const contention = !process.argv.includes("--no-contention")
 /** Two workers per process: one connection can stall on a slow response while the other keeps the pace. */
 const connections = 2 * processes
 /** Before a measured window: the agent's JIT warms up on the first few thousand records. */
@@ -143,16 +148,43 @@ const agentFloor = async (bin: string): Promise<{ readonly rss: number; readonly
   return floor
 }
 
-/** The paced load over every backend; resolves with bench/load's totals when it ends. */
+/**
+ * The paced load over every backend; resolves with bench/load's totals when it ends. `stop` ends it early (the
+ * promise then rejects).
+ */
 const startLoad = (load: string, urls: ReadonlyArray<string>, requests: number) => {
   const child = spawn(load, ["-url", urls.join(","), "-n", String(requests), "-c", String(connections), "-rate",
     String(rate)], { stdio: ["ignore", "pipe", "inherit"] })
   children.push(child)
   let out = ""
   child.stdout!.on("data", (c: Buffer) => void (out += c.toString()))
-  return new Promise<Load>((resolve, reject) =>
+  const done = new Promise<Load>((resolve, reject) =>
     child.once("exit", (code) =>
       code === 0 ? resolve(JSON.parse(out) as Load) : reject(new Error(`bench/load exited with ${code}`))))
+  return Object.assign(done, { stop: () => void child.kill("SIGTERM") })
+}
+
+/** The mode of bench/pipeline.ts that is the live agent's path (footprint's agent exports OTLP http/protobuf). */
+const PIPELINE_MODE = "OTLP http/protobuf, metrics on"
+
+/**
+ * bench/pipeline.ts's µs of CPU per span for PIPELINE_MODE (median of 5 rounds of 100 000 spans: its per-request code warms up over the first ones), run at SCHED_IDLE
+ * (`chrt --idle 0`), the policy the agent gives way with.
+ */
+const pipelineUs = async (): Promise<number> => {
+  const out = path.join(os.tmpdir(), `probescope-pipeline-${process.pid}.json`)
+  const child = spawn("chrt", ["--idle", "0", process.execPath, path.join(root, "bench", "pipeline.ts"), "100000", "5"], {
+    stdio: ["ignore", "ignore", "inherit"],
+    // This build's path only: BENCH_BEFORE names another agent for this bench, not a checkout for that one.
+    env: { ...process.env, BENCH_MODES: PIPELINE_MODE, BENCH_PIPELINE_JSON: out, BENCH_BEFORE: "" }
+  })
+  children.push(child)
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve))
+  if (code !== 0) throw new Error(`bench/pipeline.ts exited with ${code}`)
+  const us = (JSON.parse(fs.readFileSync(out, "utf8")) as Record<string, number>)[PIPELINE_MODE]
+  fs.rmSync(out)
+  if (us === undefined) throw new Error(`bench/pipeline.ts wrote no figure for "${PIPELINE_MODE}"`)
+  return us
 }
 
 interface Agent {
@@ -407,6 +439,24 @@ const main = async () => {
     others.push({ mode, phase, exitCode: await a.stop() })
   }
 
+  // --- the same JavaScript in-process, alone and beside the load ----------------------------------------------
+  let inProcess: { readonly alone: number; readonly loaded: number } | undefined
+  if (contention) {
+    const alone = await pipelineUs()
+    const floorAgent = await startAgent(backendExe, pids, sink, {
+      OTEL_TRACES_SAMPLER: "always_off",
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_METRICS_EXPORTER: "none"
+    })
+    // Long enough for any pipeline run: stopped as soon as it is done.
+    const beside = startLoad(load, urls, rate * 120)
+    beside.catch(() => undefined)
+    await sleep(warmupSeconds * 1000)
+    const loaded = await pipelineUs().finally(beside.stop)
+    await floorAgent.stop()
+    inProcess = { alone, loaded }
+  }
+
   // --- profile ----------------------------------------------------------------------------------------------------
   let summary: CpuProfile.Summary | undefined
   let profileNote = ""
@@ -471,6 +521,14 @@ const main = async () => {
     `${(cpuPerSpanUs / 2).toFixed(1)}x the 2 µs goal, ${(cpuPerSpanUs / PREVIOUS_CPU_PER_SPAN_US).toFixed(2)}x #12's ` +
       `~${PREVIOUS_CPU_PER_SPAN_US} µs (${cpu.toFixed(2)} s of CPU from the load's start to the last span at the ` +
       `sink, ${window.toFixed(1)} s)`)
+  if (inProcess !== undefined) {
+    row("agent's path in-process, alone", `${inProcess.alone.toFixed(2)} µs`,
+      `bench/pipeline.ts "${PIPELINE_MODE}", at SCHED_IDLE; the live agent is ` +
+        `${(cpuPerSpanUs / inProcess.alone).toFixed(2)}x this`)
+    row("the same beside this load", `${inProcess.loaded.toFixed(2)} µs`,
+      `${(inProcess.loaded / inProcess.alone).toFixed(2)}x alone (the load through an always_off agent); the live ` +
+        `agent is ${(cpuPerSpanUs / inProcess.loaded).toFixed(2)}x this`)
+  }
   row("spans lost (sink vs requests)", `${lost}`, `${received} received of ${made} made (warm-up included)`)
   if (saturate) {
     row("host filled up (--saturate)", "", `${os.availableParallelism() + 1} busy loops over the load's middle third; ` +
@@ -557,7 +615,8 @@ const main = async () => {
     unit: "µs",
     target: 2,
     baseline: { name: "#12 before", value: PREVIOUS_CPU_PER_SPAN_US },
-    note: rateNote
+    note: inProcess === undefined ? rateNote : `${rateNote}; the same path in-process (bench/pipeline.ts) ` +
+      `${inProcess.alone.toFixed(2)} µs alone, ${inProcess.loaded.toFixed(2)} µs beside this load (same run)`
   })
   Goals.record("footprint", {
     goal: "spans lost at 10k spans/s (sink vs requests)",

@@ -10,11 +10,13 @@
  * BENCH_MODES=<a;b> runs only the modes whose names contain one of these; BENCH_BEFORE=<a checkout of another
  * commit, or its bin/probescope> runs that checkout's probe (its Runner and net/http server signals) and telemetry
  * layer as one more mode per mode, in the same rounds, with the ratio per round.
- * BENCH_BATCH sets OTEL_BSP_MAX_EXPORT_BATCH_SIZE (default: the layer's own).
+ * BENCH_BATCH sets OTEL_BSP_MAX_EXPORT_BATCH_SIZE (default: the layer's own). BENCH_PIPELINE_JSON=<file> also writes
+ * each mode's median µs per span there, as a JSON object (bench/footprint.ts reads it).
  *
  * No root needed. The sink is a child process, its CPU not counted.
  */
 import { ConfigProvider, Effect, Fiber, Layer } from "effect"
+import * as fs from "node:fs"
 import * as NetHttpServerModule from "../src/instrumentations/NetHttpServer.ts"
 import { FakeKernel } from "../src/kernel/BpfTest.ts"
 import * as Binary from "../src/probe/Binary.ts"
@@ -198,6 +200,10 @@ const main = Effect.gen(function*() {
   }
   sink.stop()
   const floor = median(results["decode only (floor)"]!)
+  const json = process.env["BENCH_PIPELINE_JSON"]
+  if (json !== undefined && json !== "") {
+    fs.writeFileSync(json, JSON.stringify(Object.fromEntries(Object.entries(results).map(([k, xs]) => [k, median(xs)]))))
+  }
   console.log(`pipeline: ${rounds} rounds of ${spansPerRound} net/http server spans in batches of ${BATCH}, ` +
     `CPU µs per span (median; the sink's own CPU not counted)`)
   console.log(`${"mode".padEnd(43)} ${"µs/span".padStart(8)} ${"x decode".padStart(9)}  rounds`)

@@ -168,12 +168,13 @@ const startLoad = (load: string, urls: ReadonlyArray<string>, requests: number) 
 const PIPELINE_MODE = "OTLP http/protobuf, metrics on"
 
 /**
- * bench/pipeline.ts's µs of CPU per span for PIPELINE_MODE (median of 5 rounds of 100 000 spans: its per-request code warms up over the first ones), run at SCHED_IDLE
- * (`chrt --idle 0`), the policy the agent gives way with.
+ * bench/pipeline.ts's µs of CPU per span for PIPELINE_MODE (median of 5 rounds of 100 000 spans: its per-request code
+ * warms up over the first ones), run at SCHED_IDLE (`chrt --idle 0`), the policy the agent gives way with.
  */
 const pipelineUs = async (): Promise<number> => {
   const out = path.join(os.tmpdir(), `probescope-pipeline-${process.pid}.json`)
-  const child = spawn("chrt", ["--idle", "0", process.execPath, path.join(root, "bench", "pipeline.ts"), "100000", "5"], {
+  const pipeline = path.join(root, "bench", "pipeline.ts")
+  const child = spawn("chrt", ["--idle", "0", process.execPath, pipeline, "100000", "5"], {
     stdio: ["ignore", "ignore", "inherit"],
     // This build's path only: BENCH_BEFORE names another agent for this bench, not a checkout for that one.
     env: { ...process.env, BENCH_MODES: PIPELINE_MODE, BENCH_PIPELINE_JSON: out, BENCH_BEFORE: "" }

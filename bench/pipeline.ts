@@ -202,7 +202,8 @@ const main = Effect.gen(function*() {
   const floor = median(results["decode only (floor)"]!)
   const json = process.env["BENCH_PIPELINE_JSON"]
   if (json !== undefined && json !== "") {
-    fs.writeFileSync(json, JSON.stringify(Object.fromEntries(Object.entries(results).map(([k, xs]) => [k, median(xs)]))))
+    const medians = Object.fromEntries(Object.entries(results).map(([k, xs]) => [k, median(xs)]))
+    fs.writeFileSync(json, JSON.stringify(medians))
   }
   console.log(`pipeline: ${rounds} rounds of ${spansPerRound} net/http server spans in batches of ${BATCH}, ` +
     `CPU µs per span (median; the sink's own CPU not counted)`)

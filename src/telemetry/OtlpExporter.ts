@@ -143,9 +143,10 @@ export const make = (config: OtlpExporterConfig): OtlpExporter => {
         // The head was closed unless it was the only one, the open request.
         if (requests.length > 0) closedBytes -= head.bytes()
         else closedBytes = 0
-        let lease: BodyPool.Lease | undefined
-        const body = head.finish((size) => (lease = bodies.alloc(size)).bytes)
-        return lease === undefined ? { body, count } : { body, count, lease }
+        // The builder sizes the request before laying it out, and asks for exactly that much memory once.
+        const taken: { lease?: BodyPool.Lease } = {}
+        const body = head.finish((size) => (taken.lease = bodies.alloc(size)).bytes)
+        return { body, count, lease: taken.lease! }
       },
       sizeOf: (batch) => batch.count,
       done: (batch) => batch.lease?.release(),

@@ -50,6 +50,12 @@ describe("BodyPool", () => {
     b()
     body.release()
     assert.strictEqual(pool.free(), 1, "not pooled twice")
+    // A hold taken after the body went back (a caller's bug) does not return it again once it is another body's.
+    const late = body.hold()
+    const next = pool.alloc(4096)
+    assert.isTrue(sameMemory(next.bytes, body.bytes))
+    late()
+    assert.strictEqual(pool.free(), 0, "the memory in use is not handed out twice")
   })
 
   it("grows to the workload: a free buffer too small is dropped; past maxBytes and past `keep` nothing is kept", () => {

@@ -55,9 +55,13 @@ export const make = (options: { readonly keep?: number; readonly maxBytes?: numb
   const alloc = (size: number): Lease => {
     const buffer = bufferFor(size)
     let holders = 1
+    // Once back in the pool the buffer is another body's: a hold taken after that (a caller's bug) never returns it
+    // a second time.
+    let returned = false
     const end = () => {
-      if (--holders > 0) return
-      if (buffer.length <= maxBytes && free.length < keep && !free.includes(buffer)) free.push(buffer)
+      if (--holders > 0 || returned) return
+      returned = true
+      if (buffer.length <= maxBytes && free.length < keep) free.push(buffer)
     }
     const once = () => {
       let ended = false
